@@ -1,0 +1,84 @@
+# luaproxy - non-recursive Makefile.
+#
+#   make                 build build/luaproxy
+#   make run             install missing packages, build, start on 127.0.0.1:8080
+#   make test            install missing packages, build, run unit tests + specs
+#   make SANITIZE=address,undefined test    the same under ASan/UBSan (build/sanitize)
+#   make deps            install missing Debian packages (or print the command)
+
+CC       ?= cc
+PKGS     := lua5.4 libcares
+SANITIZE ?=
+
+ifeq ($(SANITIZE),)
+BUILD    := build
+OPT      := -O2
+else
+BUILD    := build/sanitize
+OPT      := -O1 -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+endif
+
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+            -Wpointer-arith -Wcast-qual -Wvla -Werror
+CPPFLAGS += -Iinclude -D_GNU_SOURCE -MMD -MP
+CFLAGS   += -std=c11 -g $(OPT) $(WARN) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDFLAGS  += $(if $(SANITIZE),-fsanitize=$(SANITIZE))
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm
+
+SRCS     := $(wildcard src/*.c)
+OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
+BIN      := $(BUILD)/luaproxy
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+SPECS     := $(sort $(wildcard tests/spec/*_spec.lua))
+
+DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libc-ares-dev \
+            lua-busted lua-socket curl perl
+
+.PHONY: all deps run test unit spec clean
+all: $(BIN)
+
+$(BIN): $(OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(LIB_OBJS) | $(BUILD)/tests
+	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
+
+$(BUILD)/obj $(BUILD)/tests:
+	mkdir -p $@
+
+# Installs what is missing with apt-get when run as root; otherwise prints
+# the one command that would.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else \
+	  echo "missing packages; run: sudo apt-get install$$missing"; exit 1; \
+	fi
+
+run: deps
+	$(MAKE) --no-print-directory all
+	$(BIN) --listen 127.0.0.1:8080 --access-log - $(if $(wildcard scripts/demo.lua),--script scripts/demo.lua)
+
+# One prove run over the C unit tests and the busted specs, so the suite ends
+# with prove's summary line.
+test: deps
+	$(MAKE) --no-print-directory all unit-bins
+	LUAPROXY_BIN=$(abspath $(BIN)) prove --exec tests/run-one $(UNIT_BINS) $(SPECS)
+
+unit-bins: $(UNIT_BINS)
+
+clean:
+	rm -rf build
+
+-include $(OBJS:.o=.d) $(UNIT_BINS:=.d)

@@ -1,0 +1,37 @@
+/*
+ * acl.h - who may use the proxy and where CONNECT may go.
+ *
+ * Client addresses are matched against a list of CIDR prefixes (IPv4 and
+ * IPv6; an IPv4-mapped IPv6 address "::ffff:a.b.c.d" matches as IPv4), and
+ * CONNECT ports against a set of allowed ports.
+ */
+#ifndef LUAPROXY_ACL_H
+#define LUAPROXY_ACL_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct cidr {
+    int family;            /* AF_INET or AF_INET6 */
+    unsigned char addr[16]; /* network bytes; 4 used for IPv4 */
+    int prefix;            /* 0..32 or 0..128 */
+};
+
+/* Parses "10.0.0.0/8", "::1", "fd00::/8" (a bare address is a /32 or /128).
+ * Returns 0, or -1 if malformed. */
+int acl_parse_cidr(const char *text, struct cidr *out);
+
+/* Whether <addr> falls inside any of the <count> prefixes. */
+int acl_match(const struct cidr *list, int count, const struct sockaddr *addr);
+
+/* A set of TCP ports, one bit each. */
+struct port_set {
+    uint64_t bits[65536 / 64];
+};
+
+/* Parses "443,8443" into <out> (cleared first). Returns 0, or -1 if a
+ * number is outside 1..65535 or the list is malformed. */
+int acl_parse_ports(const char *text, struct port_set *out);
+int acl_port_allowed(const struct port_set *set, unsigned port);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * body.h - moving a message body from one buffer to another, re-framed.
+ *
+ * The proxy never forwards body framing as it arrived: it decodes the
+ * incoming framing (Content-Length, chunked, until-close) with a body_reader
+ * and encodes the outgoing one (which may differ: a close-delimited response
+ * goes to an HTTP/1.1 client chunked, so the client connection can be kept).
+ * Chunk extensions and odd chunk sizes therefore never cross the proxy.
+ */
+#ifndef LUAPROXY_BODY_H
+#define LUAPROXY_BODY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buffer.h"
+#include "chunked.h"
+#include "http_parse.h"
+
+struct body_reader {
+    enum http_body_kind kind;
+    uint64_t remaining; /* HTTP_BODY_LENGTH: bytes still to come */
+    struct chunked_decoder chunked;
+};
+
+void body_reader_init(struct body_reader *r, const struct http_framing *framing);
+
+enum body_pump_result {
+    BODY_PUMP_IDLE,      /* nothing could move: need input or output room */
+    BODY_PUMP_PROGRESS,  /* some bytes moved; call again later */
+    BODY_PUMP_DONE,      /* the whole body (and its end marker) was written */
+    BODY_PUMP_INVALID,   /* bad chunked framing; *err says how */
+    BODY_PUMP_TRUNCATED, /* the source ended before the body did */
+};
+
+/* Optional hook between decoding and encoding: called with each decoded
+ * piece (and once with eof=1 at the end); it appends what should be sent to
+ * <out> through body_write_data(). Returns 0, or -1 to fail the transfer. */
+typedef int body_filter(void *arg, const char *data, size_t len, int eof,
+                        struct buffer *out, enum http_body_kind out_kind);
+
+/*
+ * Decodes from <src> (whose peer has ended when <src_eof>) and encodes into
+ * <dst> with <out_kind>, while <dst> holds less than <dst_limit> bytes.
+ * Consumed input is dropped from <src>. <*moved> grows by the body bytes
+ * written (payload, not framing).
+ */
+enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int src_eof,
+                                struct buffer *dst, size_t dst_limit,
+                                enum http_body_kind out_kind, body_filter *filter,
+                                void *filter_arg, uint64_t *moved, enum http_error *err);
+
+/* Encodes one piece of payload in <kind> framing (no-op for len 0). */
+int body_write_data(struct buffer *out, enum http_body_kind kind, const char *data, size_t len);
+/* Writes the end of the body: for chunked "0", the trailers, the final CRLF. */
+int body_write_end(struct buffer *out, enum http_body_kind kind, const char *trailers,
+                   size_t trailers_len);
+
+#endif

@@ -1,0 +1,65 @@
+/*
+ * buffer.h - a growable byte queue with reserve / commit / consume.
+ *
+ * Every socket the proxy owns has one buffer per direction. Bytes are
+ * appended at the tail (reserve space, read(2) into it, commit what arrived)
+ * and removed from the head once they have been written or parsed (consume).
+ *
+ *     data                start               end                 cap
+ *      |   consumed, free  |  readable bytes   |  reserved / free  |
+ *      +-------------------+-------------------+-------------------+
+ *
+ * The buffer owns its memory. A pointer returned by buffer_peek() or
+ * buffer_reserve() stays valid only until the next reserve/append (which may
+ * move the data) or consume. When the buffer becomes empty its memory may be
+ * returned with buffer_shrink() so idle connections cost almost nothing.
+ */
+#ifndef LUAPROXY_BUFFER_H
+#define LUAPROXY_BUFFER_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct buffer {
+    char *data;   /* NULL until the first reserve */
+    size_t start; /* offset of the first readable byte */
+    size_t end;   /* offset one past the last readable byte */
+    size_t cap;   /* bytes allocated at data */
+};
+
+void buffer_init(struct buffer *b);
+/* Frees the memory; the buffer is empty and reusable afterwards. */
+void buffer_free(struct buffer *b);
+
+static inline size_t buffer_length(const struct buffer *b) { return b->end - b->start; }
+static inline const char *buffer_peek(const struct buffer *b) { return b->data + b->start; }
+
+/* Makes room for at least <n> more bytes at the tail, moving readable bytes
+ * to the front or growing the allocation. Returns a pointer to the free
+ * space, or NULL when memory is exhausted (the buffer is unchanged). */
+char *buffer_reserve(struct buffer *b, size_t n);
+/* Declares that <n> bytes were written into the reserved space. */
+void buffer_commit(struct buffer *b, size_t n);
+/* Drops <n> bytes from the head (n <= buffer_length). Resets offsets to 0
+ * when the buffer becomes empty, so the next reserve needs no move. */
+void buffer_consume(struct buffer *b, size_t n);
+
+/* reserve + memcpy + commit. Returns 0, or -1 when out of memory. */
+int buffer_append(struct buffer *b, const void *src, size_t n);
+static inline int buffer_append_str(struct buffer *b, const char *s);
+/* Appends formatted text (no NUL kept). Returns 0 or -1. */
+int buffer_printf(struct buffer *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int buffer_vprintf(struct buffer *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+/* Returns the allocation to the system when the buffer is empty. */
+void buffer_shrink(struct buffer *b);
+
+#include <string.h>
+static inline int buffer_append_str(struct buffer *b, const char *s)
+{
+    return buffer_append(b, s, strlen(s));
+}
+
+#endif

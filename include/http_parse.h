@@ -1,0 +1,154 @@
+/*
+ * http_parse.h - strict HTTP/1.x head parser and message-framing rules.
+ *
+ * The parser keeps no state between calls and copies nothing: it fills a
+ * struct http_head with pointer+length views into the caller's buffer and
+ * answers "bytes consumed", "incomplete" or "malformed". The caller owns the
+ * buffer, caps the head size, and must not let a view outlive it.
+ *
+ * Strictness is the point (RFC 9112, "be conservative"): anything a
+ * different implementation could read differently is rejected, so the proxy
+ * never forwards an ambiguous message. Rejected: bare CR or LF (lines end in
+ * CRLF only), obs-fold, whitespace before a colon, NUL and other control
+ * bytes in names or values, a malformed request or status line, an HTTP
+ * version other than 1.x.
+ *
+ * The framing functions apply RFC 9112 section 6 to a parsed head: they
+ * decide how long the body is, or that the message is ambiguous.
+ */
+#ifndef LUAPROXY_HTTP_PARSE_H
+#define LUAPROXY_HTTP_PARSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define HTTP_MAX_FIELDS 100
+
+struct http_field {
+    const char *name;
+    size_t name_len;
+    const char *value; /* leading and trailing SP/HTAB removed */
+    size_t value_len;
+};
+
+struct http_head {
+    /* request line (requests only) */
+    const char *method;
+    size_t method_len;
+    const char *target;
+    size_t target_len;
+    /* status line (responses only) */
+    int status;         /* 100..999 */
+    const char *reason; /* may be empty */
+    size_t reason_len;
+    /* both */
+    int version_minor; /* HTTP/1.<minor>: 0 or 1 (a higher minor reads as 1) */
+    size_t field_count;
+    struct http_field fields[HTTP_MAX_FIELDS];
+};
+
+/* Why a head or a body was refused. http_error_status() maps each to the
+ * status a client should see; http_error_text() to a short, fixed text that
+ * never contains client bytes. */
+enum http_error {
+    HTTP_ERR_NONE = 0,
+    HTTP_ERR_REQUEST_LINE,    /* malformed request line (400) */
+    HTTP_ERR_STATUS_LINE,     /* malformed status line (502 at the relay) */
+    HTTP_ERR_VERSION,         /* HTTP/2.0, HTTP/0.9 ... (505) */
+    HTTP_ERR_FIELD_NAME,      /* empty or non-token name, or space before colon (400) */
+    HTTP_ERR_FIELD_VALUE,     /* NUL or control byte in a value (400) */
+    HTTP_ERR_OBS_FOLD,        /* line folding (400) */
+    HTTP_ERR_BARE_CR_LF,      /* CR not followed by LF, or LF not preceded by CR (400) */
+    HTTP_ERR_TOO_MANY_FIELDS, /* more than HTTP_MAX_FIELDS (431) */
+    HTTP_ERR_CL_TE,           /* both Content-Length and Transfer-Encoding (400) */
+    HTTP_ERR_CONTENT_LENGTH,  /* non-numeric, signed, overlong or duplicate CL (400) */
+    HTTP_ERR_TE_UNSUPPORTED,  /* a transfer coding other than chunked (501) */
+    HTTP_ERR_TE_MALFORMED,    /* empty list element, repeated chunked ... (400) */
+    HTTP_ERR_HOST,            /* missing (HTTP/1.1), repeated or malformed Host (400) */
+    HTTP_ERR_CHUNK_SIZE,      /* bad hex, overflow, overlong size line (400) */
+    HTTP_ERR_CHUNK_FRAMING,   /* missing CRLF after chunk data, bad extension (400) */
+    HTTP_ERR_TRAILER,         /* malformed or oversized trailer section (400) */
+};
+
+int http_error_status(enum http_error err);
+const char *http_error_text(enum http_error err);
+
+/*
+ * Parses a request head at <buf>[0, <len>). Empty lines (CRLF) before the
+ * request line are skipped, as RFC 9112 2.2 recommends.
+ * Returns the number of bytes the head occupies including the final CRLF
+ * CRLF (> 0), -2 if the head is incomplete so far, or -1 if malformed, with
+ * *<err> saying why. An incomplete head is reported as malformed as soon as
+ * the bytes seen so far already break a rule, so the caller can answer early.
+ */
+ssize_t http_parse_request(const char *buf, size_t len, struct http_head *head,
+                           enum http_error *err);
+
+/* The same for a response head ("HTTP/1.1 200 OK"). */
+ssize_t http_parse_response(const char *buf, size_t len, struct http_head *head,
+                            enum http_error *err);
+
+/* Checks a field section at <buf>[0, <len>): field lines with the same
+ * rules as in a head, then the empty line. Nothing is stored. Returns the
+ * bytes it occupies including the final CRLF, -2 if incomplete, or -1 with
+ * *<err> set. The chunked decoder checks trailer sections with it. */
+ssize_t http_parse_fields(const char *buf, size_t len, enum http_error *err);
+
+/* Case-insensitive comparison of a view against a NUL-terminated token. */
+int http_token_eq(const char *s, size_t len, const char *token);
+
+/* Index of the first field named <name> at or after <from>, or -1. */
+int http_find_field(const struct http_head *head, const char *name, size_t from);
+
+/* Whether any field called <name> holds <token> in its comma-separated
+ * list (case-insensitive, OWS around elements ignored). Used for
+ * "Connection: close", "Connection: upgrade", "Expect: 100-continue". */
+int http_has_token(const struct http_head *head, const char *name, const char *token);
+
+/* Whether field <i> is hop-by-hop (RFC 9110 7.6.1): Connection,
+ * Proxy-Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade,
+ * Proxy-Authorization, Proxy-Authenticate, or any name listed in a
+ * Connection field of the same head. */
+int http_is_hop_by_hop(const struct http_head *head, size_t i);
+
+enum http_body_kind {
+    HTTP_BODY_NONE,    /* no body at all */
+    HTTP_BODY_LENGTH,  /* exactly <length> bytes */
+    HTTP_BODY_CHUNKED, /* chunked transfer coding */
+    HTTP_BODY_CLOSE,   /* until the connection closes (responses only) */
+};
+
+struct http_framing {
+    enum http_body_kind kind;
+    uint64_t length; /* for HTTP_BODY_LENGTH */
+};
+
+/* Largest Content-Length accepted (and largest chunk size): 2^62 - 1. */
+#define HTTP_MAX_BODY_LENGTH ((uint64_t)1 << 62)
+
+/*
+ * Framing of a request (RFC 9112 6.1-6.3): Transfer-Encoding whose only
+ * coding is "chunked" (case-insensitive) -> CHUNKED; a valid Content-Length
+ * -> LENGTH (0 -> NONE); neither -> NONE. Rejects CL together with TE, any
+ * TE but exactly one "chunked", and a CL that is repeated (even with the same
+ * value), signed, non-decimal, empty or above HTTP_MAX_BODY_LENGTH.
+ * Returns 0 or -1 with *<err> set.
+ */
+int http_request_framing(const struct http_head *head, struct http_framing *out,
+                         enum http_error *err);
+
+/*
+ * Framing of a response to a request with method <method> (RFC 9112 6.3):
+ * HEAD requests and 1xx/204/304 statuses -> NONE whatever the fields say;
+ * otherwise the same rules as requests, except that neither TE nor CL means
+ * CLOSE. A 2xx answer to CONNECT is not handled here (the relay tunnels).
+ */
+int http_response_framing(const struct http_head *head, const char *method, size_t method_len,
+                          struct http_framing *out, enum http_error *err);
+
+/* Validates a Host field value: uri-host [ ":" port ], with reg-name,
+ * IPv4 or a bracketed IPv6 literal. Returns 0 if valid, -1 otherwise. */
+int http_host_valid(const char *value, size_t len);
+
+#endif

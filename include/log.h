@@ -1,0 +1,22 @@
+/*
+ * log.h - timestamped diagnostic lines on stderr.
+ *
+ * One line per event: "2026-11-26T22:50:00.123Z info message". The access
+ * log (one line per exchange) is separate: see access_log.h.
+ */
+#ifndef LUAPROXY_LOG_H
+#define LUAPROXY_LOG_H
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* Lines below <level> are dropped. Set once at startup. */
+void log_set_level(enum log_level level);
+
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+
+#endif

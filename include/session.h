@@ -1,0 +1,138 @@
+/*
+ * session.h - one client connection, from accept to close.
+ *
+ * A session owns the client socket and, while an exchange is in flight, the
+ * upstream socket; their buffers; one timer; and the state of the current
+ * exchange (the request being forwarded and its response). Requests on a
+ * kept-alive connection are handled one after another, so pipelined
+ * responses go out in request order by construction.
+ *
+ *              +--------------------------------------------+
+ *              v                                            |
+ *   accept -> HEAD --CONNECT/http--> RESOLVING -> CONNECTING -> EXCHANGE
+ *              |                                     |           |  101
+ *              | (error)                             +--> TUNNEL <+
+ *              v                                            |
+ *           DRAINING  (error response or close: flush, then close)
+ *
+ * See session.c for the transitions; exchange.c for the forwarding itself.
+ */
+#ifndef LUAPROXY_SESSION_H
+#define LUAPROXY_SESSION_H
+
+#include <ev.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "body.h"
+#include "dns.h"
+#include "endpoint.h"
+#include "headers.h"
+#include "http_parse.h"
+#include "proxy.h"
+#include "url.h"
+
+enum session_state {
+    SESSION_HEAD,       /* reading a request head */
+    SESSION_RESOLVING,  /* looking up the upstream's name */
+    SESSION_CONNECTING, /* TCP connect to the upstream in progress */
+    SESSION_EXCHANGE,   /* request forwarded, response being relayed */
+    SESSION_TUNNEL,     /* CONNECT or upgrade: bytes both ways */
+    SESSION_DRAINING,   /* last response queued: flush, then close */
+    SESSION_CLOSED,     /* to be freed at the end of the callback */
+};
+
+const char *session_state_name(enum session_state state);
+
+enum response_state { RESPONSE_WAIT_HEAD, RESPONSE_BODY, RESPONSE_DONE };
+
+/* One request and its response. Reset between requests. */
+struct exchange {
+    uint64_t id;
+    ev_tstamp started;
+    int active;            /* a request head was accepted */
+    int minor;             /* the client's HTTP/1.<minor> */
+    int keep_alive;        /* the client connection survives this exchange */
+    int is_connect;
+    int is_upgrade;
+    /* The request line, copied: method and target views point here. */
+    char *line;
+    const char *method;
+    size_t method_len;
+    const char *target;
+    size_t target_len;
+    struct url url;
+    char host[256];        /* NUL-terminated, for the resolver */
+    uint16_t port;
+    struct headers req_headers;
+    struct http_framing req_framing;
+    int req_had_length;
+    struct body_reader req_body;
+    enum http_body_kind req_out_kind;
+    int req_body_done;
+    uint64_t req_bytes;
+    /* Upstream connection. */
+    struct dns_query *dns;
+    struct addr_list addrs;
+    int addr_next;
+    int connect_errno;
+    ev_tstamp connect_started;
+    /* Response. */
+    enum response_state res_state;
+    int status;
+    struct headers res_headers;
+    struct body_reader res_body;
+    enum http_body_kind res_out_kind;
+    int response_started;  /* bytes of this response are queued for the client */
+    uint64_t res_bytes;    /* body bytes sent to the client */
+    const char *error;     /* why it failed, for the log */
+};
+
+struct session {
+    struct proxy *proxy;
+    struct session *prev, *next;
+    struct endpoint client;
+    struct endpoint upstream;
+    ev_timer timer;
+    ev_tstamp last_activity;
+    ev_tstamp head_started;  /* first byte of the current head, 0 if none */
+    ev_tstamp drain_started;
+    enum session_state state;
+    enum session_state armed_state; /* the state the timer was set for */
+    int reject_status;       /* 403 (client not allowed) or 503 (full) */
+    int exchanges;           /* completed exchanges on this connection */
+    char client_ip[64];
+    int client_port;
+    struct exchange x;
+};
+
+/* Takes over an accepted client socket. <reject_status> non-zero answers
+ * the first request with it and closes. */
+void session_start(struct proxy *p, int fd, const struct sockaddr *addr, socklen_t addr_len,
+                   int reject_status);
+
+/* Asks an idle session to close now, and a busy one to close after the
+ * exchange in flight (SIGTERM). */
+void session_stop(struct session *s);
+
+/* Frees immediately (end of the drain bound). */
+void session_free(struct session *s);
+
+
+
+/* For exchange.c: the session's internal steps. */
+
+/* Runs the state machine, sets the watchers; never frees. */
+void session_advance(struct session *s);
+/* session_advance, then frees the session if it closed. Call it last, at
+ * the end of a callback that does not come through session.c. */
+void session_epilogue(struct session *s);
+/* Marks the session for closing (freed by session_epilogue). */
+void session_close(struct session *s);
+/* Answers the current request with a local error and ends the exchange;
+ * after part of a response was sent, closes the connection instead. */
+void session_fail(struct session *s, int status, const char *cause);
+/* Logs and clears the finished exchange; the session goes back to reading
+ * heads (keep-alive) or to draining. */
+void session_end_exchange(struct session *s);
+#endif

@@ -1,0 +1,41 @@
+/*
+ * url.h - splits request targets into scheme, host, port and path.
+ *
+ * A forward proxy sees two target forms (RFC 9112 3.2): absolute-form
+ * ("http://host:port/path?q") for ordinary requests and authority-form
+ * ("host:port") for CONNECT. The splitter copies nothing: the views point
+ * into the caller's string. It is strict: userinfo ("user@host"), a
+ * fragment, an empty host, a port outside 1..65535, or a byte outside the
+ * URI character set are refused.
+ */
+#ifndef LUAPROXY_URL_H
+#define LUAPROXY_URL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct url {
+    const char *scheme; /* "http", "https" ...; lower or mixed case as sent */
+    size_t scheme_len;
+    const char *host;   /* without brackets for IPv6 literals */
+    size_t host_len;
+    int host_is_ipv6;   /* the host was a bracketed literal */
+    uint16_t port;      /* explicit port, or the scheme's default (80, 443) */
+    int port_given;     /* the target named a port */
+    const char *path;   /* path and query; "" when the target had none */
+    size_t path_len;
+};
+
+/* Splits an absolute-form target. Any scheme of letters, digits, "+-." is
+ * split (the caller decides which it serves); the default port is 80 for
+ * http, 443 for https, 0 for others. Returns 0, or -1 if malformed. */
+int url_parse_absolute(const char *s, size_t len, struct url *out);
+
+/* Splits an authority-form target "host:port" (the port is required).
+ * Returns 0, or -1 if malformed. */
+int url_parse_authority(const char *s, size_t len, struct url *out);
+
+/* Whether the target is origin-form (starts with "/"). */
+int url_is_origin_form(const char *s, size_t len);
+
+#endif

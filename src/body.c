@@ -1,0 +1,126 @@
+/*
+ * body.c - decode one framing, encode another, with bounded buffering.
+ */
+#include "body.h"
+
+void body_reader_init(struct body_reader *r, const struct http_framing *framing)
+{
+    r->kind = framing->kind;
+    r->remaining = framing->kind == HTTP_BODY_LENGTH ? framing->length : 0;
+    chunked_init(&r->chunked);
+}
+
+int body_write_data(struct buffer *out, enum http_body_kind kind, const char *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (kind == HTTP_BODY_CHUNKED)
+        return buffer_printf(out, "%zx\r\n", len) || buffer_append(out, data, len) ||
+                       buffer_append(out, "\r\n", 2)
+                   ? -1
+                   : 0;
+    return buffer_append(out, data, len);
+}
+
+int body_write_end(struct buffer *out, enum http_body_kind kind, const char *trailers,
+                   size_t trailers_len)
+{
+    if (kind != HTTP_BODY_CHUNKED)
+        return 0;
+    return buffer_append(out, "0\r\n", 3) || buffer_append(out, trailers, trailers_len) ||
+                   buffer_append(out, "\r\n", 2)
+               ? -1
+               : 0;
+}
+
+/* Hands one decoded piece to the filter, or encodes it directly. */
+static int emit(struct buffer *dst, enum http_body_kind out_kind, body_filter *filter,
+                void *filter_arg, const char *data, size_t len, int eof)
+{
+    if (filter)
+        return filter(filter_arg, data, len, eof, dst, out_kind);
+    return body_write_data(dst, out_kind, data, len);
+}
+
+enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int src_eof,
+                                struct buffer *dst, size_t dst_limit,
+                                enum http_body_kind out_kind, body_filter *filter,
+                                void *filter_arg, uint64_t *moved, enum http_error *err)
+{
+    enum body_pump_result result = BODY_PUMP_IDLE;
+    const char *trailers = "";
+    size_t trailers_len = 0;
+
+    while (buffer_length(dst) < dst_limit) {
+        const char *in = buffer_peek(src), *data = NULL;
+        size_t len = buffer_length(src), consumed = 0, data_len = 0;
+        int finished = 0;
+
+        switch (r->kind) {
+        case HTTP_BODY_NONE:
+            finished = 1;
+            break;
+        case HTTP_BODY_LENGTH:
+            if (r->remaining == 0) {
+                finished = 1;
+                break;
+            }
+            if (len == 0)
+                return src_eof ? BODY_PUMP_TRUNCATED : result;
+            data = in;
+            data_len = len < r->remaining ? len : (size_t)r->remaining;
+            consumed = data_len;
+            r->remaining -= data_len;
+            break;
+        case HTTP_BODY_CLOSE:
+            if (len == 0) {
+                if (!src_eof)
+                    return result;
+                finished = 1;
+                break;
+            }
+            data = in;
+            data_len = consumed = len;
+            break;
+        case HTTP_BODY_CHUNKED:
+            switch (chunked_decode(&r->chunked, in, len, &consumed, &data, &data_len, err)) {
+            case CHUNKED_RESULT_DATA:
+                break;
+            case CHUNKED_RESULT_NEED_MORE:
+                buffer_consume(src, consumed);
+                if (src_eof)
+                    return BODY_PUMP_TRUNCATED;
+                return consumed ? BODY_PUMP_PROGRESS : result;
+            case CHUNKED_RESULT_DONE:
+                trailers = data;
+                trailers_len = data_len;
+                data_len = 0;
+                finished = 1;
+                break;
+            case CHUNKED_RESULT_ERROR:
+                return BODY_PUMP_INVALID;
+            }
+            break;
+        }
+        if (data_len > 0) {
+            if (emit(dst, out_kind, filter, filter_arg, data, data_len, 0) != 0)
+                return BODY_PUMP_INVALID;
+            *moved += data_len;
+        }
+        if (finished) {
+            /* Trailers only survive chunked-to-chunked; elsewhere they have
+             * no place to go and are dropped (RFC 9110 6.5.1 allows it). */
+            if (emit(dst, out_kind, filter, filter_arg, "", 0, 1) != 0 ||
+                body_write_end(dst, out_kind, trailers, trailers_len) != 0) {
+                buffer_consume(src, consumed);
+                return BODY_PUMP_INVALID;
+            }
+            buffer_consume(src, consumed);
+            r->kind = HTTP_BODY_NONE;
+            return BODY_PUMP_DONE;
+        }
+        buffer_consume(src, consumed);
+        result = BODY_PUMP_PROGRESS;
+    }
+    return result;
+}

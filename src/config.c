@@ -1,0 +1,326 @@
+/*
+ * config.c - command-line options and their defaults.
+ *
+ * A bad option or value is reported with the option's name and what was
+ * expected; main() turns that into exit status 2. Defaults are the safe
+ * ones: listen on loopback, allow only loopback clients, CONNECT only to 443.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage_text[] =
+    "Usage: luaproxy [OPTIONS]\n"
+    "       luaproxy --check SCRIPT...\n"
+    "\n"
+    "An HTTP/1.1 forward proxy whose behaviour Lua 5.4 scripts can change.\n"
+    "\n"
+    "Listening and access:\n"
+    "  -l, --listen HOST:PORT     address to listen on (repeatable; IPv6 as [::1]:8080;\n"
+    "                             port 0 picks a free port). Default 127.0.0.1:8080\n"
+    "      --allow CIDR           clients allowed to use the proxy (repeatable).\n"
+    "                             Default 127.0.0.0/8 and ::1; others get 403\n"
+    "      --connect-ports LIST   comma-separated ports CONNECT may reach. Default 443\n"
+    "      --max-connections N    clients served at once; more get 503. Default 1024\n"
+    "\n"
+    "Limits and timeouts (SECS may have a fraction):\n"
+    "      --header-timeout SECS  time to send a complete request head (408). Default 10\n"
+    "      --idle-timeout SECS    silence allowed on a connection or tunnel, and time\n"
+    "                             to wait for a response head (504). Default 60\n"
+    "      --connect-timeout SECS DNS plus TCP connect to the upstream (504). Default 10\n"
+    "      --max-header-bytes N   largest request or response head (431; a longer\n"
+    "                             request target gets 414). Default 32768\n"
+    "\n"
+    "Scripts:\n"
+    "  -s, --script FILE          Lua hook script (repeatable; run in the given order)\n"
+    "      --check                load the scripts given as arguments, report problems\n"
+    "                             and exit (non-zero on a problem)\n"
+    "      --hook-timeout MS      budget of one hook call. Default 100\n"
+    "      --lua-memory MB        memory cap of the Lua state. Default 64\n"
+    "      --hook-errors MODE     closed (a failing hook fails the exchange with 500,\n"
+    "                             the default) or open (carry on as if it were absent)\n"
+    "\n"
+    "Logging and other:\n"
+    "      --access-log FILE|-    one line per exchange (Common Log Format plus the\n"
+    "                             duration in ms); - is standard output\n"
+    "  -w, --workers N            worker processes. Default 1\n"
+    "  -v, --verbose              debug logging\n"
+    "  -h, --help                 this text\n"
+    "  -V, --version              the version\n"
+    "\n"
+    "Signals: SIGINT/SIGTERM stop accepting and finish in-flight exchanges;\n"
+    "SIGHUP reloads the scripts.\n";
+
+enum long_only {
+    OPT_ALLOW = 256,
+    OPT_CONNECT_PORTS,
+    OPT_HEADER_TIMEOUT,
+    OPT_IDLE_TIMEOUT,
+    OPT_CONNECT_TIMEOUT,
+    OPT_MAX_HEADER_BYTES,
+    OPT_MAX_CONNECTIONS,
+    OPT_ACCESS_LOG,
+    OPT_CHECK,
+    OPT_HOOK_TIMEOUT,
+    OPT_LUA_MEMORY,
+    OPT_HOOK_ERRORS,
+};
+
+static const struct option long_options[] = {
+    {"listen", required_argument, NULL, 'l'},
+    {"allow", required_argument, NULL, OPT_ALLOW},
+    {"connect-ports", required_argument, NULL, OPT_CONNECT_PORTS},
+    {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+    {"max-header-bytes", required_argument, NULL, OPT_MAX_HEADER_BYTES},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+    {"script", required_argument, NULL, 's'},
+    {"check", no_argument, NULL, OPT_CHECK},
+    {"hook-timeout", required_argument, NULL, OPT_HOOK_TIMEOUT},
+    {"lua-memory", required_argument, NULL, OPT_LUA_MEMORY},
+    {"hook-errors", required_argument, NULL, OPT_HOOK_ERRORS},
+    {"workers", required_argument, NULL, 'w'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+int config_parse_listen(const char *text, struct listen_addr *out)
+{
+    char host[64];
+    const char *colon, *port_text;
+    char *end;
+    long port;
+
+    memset(out, 0, sizeof *out);
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (!close || close[1] != ':' || (size_t)(close - text - 1) >= sizeof host)
+            return -1;
+        memcpy(host, text + 1, (size_t)(close - text - 1));
+        host[close - text - 1] = '\0';
+        port_text = close + 2;
+    } else {
+        colon = strrchr(text, ':');
+        if (!colon || (size_t)(colon - text) >= sizeof host)
+            return -1;
+        memcpy(host, text, (size_t)(colon - text));
+        host[colon - text] = '\0';
+        port_text = colon + 1;
+    }
+    if (*port_text < '0' || *port_text > '9' || strlen(port_text) > 5)
+        return -1;
+    port = strtol(port_text, &end, 10);
+    if (*end != '\0' || port < 0 || port > 65535)
+        return -1;
+    if (strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
+
+    struct sockaddr_in *sin = (struct sockaddr_in *)&out->addr;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->addr;
+    if (text[0] != '[' && inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)port);
+        out->addr_len = sizeof *sin;
+    } else if (text[0] == '[' && inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        out->addr_len = sizeof *sin6;
+    } else {
+        return -1;
+    }
+    snprintf(out->text, sizeof out->text, "%s", text);
+    return 0;
+}
+
+/* Parses a non-negative decimal number of seconds (fractions allowed). */
+static int parse_seconds(const char *text, double max, double *out)
+{
+    char *end;
+    double v;
+    if ((*text < '0' || *text > '9') && *text != '.')
+        return -1;
+    v = strtod(text, &end);
+    if (*end != '\0' || !(v > 0) || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_count(const char *text, long min, long max, long *out)
+{
+    char *end;
+    long v;
+    if (*text < '0' || *text > '9' || strlen(text) > 10)
+        return -1;
+    v = strtol(text, &end, 10);
+    if (*end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void set_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->header_timeout = 10;
+    cfg->idle_timeout = 60;
+    cfg->connect_timeout = 10;
+    cfg->max_header_bytes = 32768;
+    cfg->max_connections = 1024;
+    cfg->hook_timeout = 0.100;
+    cfg->lua_memory = (size_t)64 << 20;
+    cfg->hook_errors = HOOK_ERRORS_CLOSED;
+    cfg->workers = 1;
+    acl_parse_ports("443", &cfg->connect_ports);
+}
+
+#define FAIL(...)                                                                        \
+    do {                                                                                 \
+        snprintf(err, err_len, __VA_ARGS__);                                             \
+        return CONFIG_ERROR;                                                             \
+    } while (0)
+
+enum config_result config_parse(struct config *cfg, int argc, char **argv, char *err,
+                                size_t err_len)
+{
+    int opt, user_allow = 0;
+    long n;
+    double secs;
+
+    set_defaults(cfg);
+    opterr = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, ":l:s:w:vhV", long_options, NULL)) != -1) {
+        switch (opt) {
+        case 'l':
+            if (cfg->listen_count == CONFIG_MAX_LISTEN)
+                FAIL("too many --listen addresses (at most %d)", CONFIG_MAX_LISTEN);
+            if (config_parse_listen(optarg, &cfg->listen[cfg->listen_count]) != 0)
+                FAIL("invalid --listen '%s': expected IPv4:PORT or [IPv6]:PORT, port 0-65535",
+                     optarg);
+            cfg->listen_count++;
+            break;
+        case OPT_ALLOW:
+            if (!user_allow) {
+                cfg->allow_count = 0; /* the first --allow replaces the defaults */
+                user_allow = 1;
+            }
+            if (cfg->allow_count == CONFIG_MAX_ALLOW)
+                FAIL("too many --allow prefixes (at most %d)", CONFIG_MAX_ALLOW);
+            if (acl_parse_cidr(optarg, &cfg->allow[cfg->allow_count]) != 0)
+                FAIL("invalid --allow '%s': expected an address or CIDR such as 10.0.0.0/8",
+                     optarg);
+            cfg->allow_count++;
+            break;
+        case OPT_CONNECT_PORTS:
+            if (acl_parse_ports(optarg, &cfg->connect_ports) != 0)
+                FAIL("invalid --connect-ports '%s': expected ports 1-65535 separated by commas",
+                     optarg);
+            break;
+        case OPT_HEADER_TIMEOUT:
+        case OPT_IDLE_TIMEOUT:
+        case OPT_CONNECT_TIMEOUT:
+            if (parse_seconds(optarg, 86400, &secs) != 0)
+                FAIL("invalid --%s '%s': expected seconds above 0 and at most 86400",
+                     opt == OPT_HEADER_TIMEOUT ? "header-timeout"
+                     : opt == OPT_IDLE_TIMEOUT ? "idle-timeout"
+                                               : "connect-timeout",
+                     optarg);
+            if (opt == OPT_HEADER_TIMEOUT)
+                cfg->header_timeout = secs;
+            else if (opt == OPT_IDLE_TIMEOUT)
+                cfg->idle_timeout = secs;
+            else
+                cfg->connect_timeout = secs;
+            break;
+        case OPT_MAX_HEADER_BYTES:
+            if (parse_count(optarg, 256, 1 << 20, &n) != 0)
+                FAIL("invalid --max-header-bytes '%s': expected 256 to 1048576", optarg);
+            cfg->max_header_bytes = (size_t)n;
+            break;
+        case OPT_MAX_CONNECTIONS:
+            if (parse_count(optarg, 1, 1000000, &n) != 0)
+                FAIL("invalid --max-connections '%s': expected 1 to 1000000", optarg);
+            cfg->max_connections = (int)n;
+            break;
+        case OPT_ACCESS_LOG:
+            if (*optarg == '\0')
+                FAIL("invalid --access-log '': expected a file name or -");
+            cfg->access_log = optarg;
+            break;
+        case 's':
+            if (cfg->script_count == CONFIG_MAX_SCRIPTS)
+                FAIL("too many --script files (at most %d)", CONFIG_MAX_SCRIPTS);
+            cfg->scripts[cfg->script_count++] = optarg;
+            break;
+        case OPT_CHECK:
+            cfg->check_only = 1;
+            break;
+        case OPT_HOOK_TIMEOUT:
+            if (parse_count(optarg, 1, 3600000, &n) != 0)
+                FAIL("invalid --hook-timeout '%s': expected milliseconds, 1 to 3600000", optarg);
+            cfg->hook_timeout = (double)n / 1000.0;
+            break;
+        case OPT_LUA_MEMORY:
+            if (parse_count(optarg, 1, 65536, &n) != 0)
+                FAIL("invalid --lua-memory '%s': expected megabytes, 1 to 65536", optarg);
+            cfg->lua_memory = (size_t)n << 20;
+            break;
+        case OPT_HOOK_ERRORS:
+            if (strcmp(optarg, "closed") == 0)
+                cfg->hook_errors = HOOK_ERRORS_CLOSED;
+            else if (strcmp(optarg, "open") == 0)
+                cfg->hook_errors = HOOK_ERRORS_OPEN;
+            else
+                FAIL("invalid --hook-errors '%s': expected closed or open", optarg);
+            break;
+        case 'w':
+            if (parse_count(optarg, 1, 256, &n) != 0)
+                FAIL("invalid --workers '%s': expected 1 to 256", optarg);
+            cfg->workers = (int)n;
+            break;
+        case 'v':
+            cfg->verbose = 1;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return CONFIG_EXIT_OK;
+        case 'V':
+            printf("luaproxy %s\n", LUAPROXY_VERSION);
+            return CONFIG_EXIT_OK;
+        case ':':
+            FAIL("option '%s' needs a value", argv[optind - 1]);
+        default:
+            FAIL("unknown option '%s' (see --help)", argv[optind - 1]);
+        }
+    }
+    if (cfg->check_only) {
+        /* --check takes the scripts as plain arguments too. */
+        for (; optind < argc; optind++) {
+            if (cfg->script_count == CONFIG_MAX_SCRIPTS)
+                FAIL("too many scripts (at most %d)", CONFIG_MAX_SCRIPTS);
+            cfg->scripts[cfg->script_count++] = argv[optind];
+        }
+        if (cfg->script_count == 0)
+            FAIL("--check needs at least one script");
+    } else if (optind < argc) {
+        FAIL("unexpected argument '%s' (see --help)", argv[optind]);
+    }
+    if (cfg->listen_count == 0)
+        config_parse_listen("127.0.0.1:8080", &cfg->listen[cfg->listen_count++]);
+    if (!user_allow) {
+        acl_parse_cidr("127.0.0.0/8", &cfg->allow[cfg->allow_count++]);
+        acl_parse_cidr("::1", &cfg->allow[cfg->allow_count++]);
+    }
+    return CONFIG_OK;
+}

@@ -1,0 +1,282 @@
+/*
+ * dns.c - c-ares driven by libev.
+ *
+ * c-ares tells us which sockets it wants watched through its socket-state
+ * callback; each gets an ev_io (kept in a small table). One ev_timer follows
+ * ares_timeout() so retransmits and timeouts happen without polling.
+ *
+ * A query is a small heap object owned by this module. The caller holds a
+ * pointer only to cancel it: cancelling clears the callback, and the object
+ * is freed when c-ares finishes with it. Results that c-ares produces while
+ * still inside ares_getaddrinfo() (from /etc/hosts, say) are delivered from
+ * a zero-delay timer instead, so callers are never called back re-entrantly.
+ */
+#include "dns.h"
+
+#include <arpa/inet.h>
+#include <ares.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+
+#define DNS_MAX_SOCKETS 16
+
+struct dns_socket {
+    ev_io io;
+    int in_use;
+};
+
+struct dns_resolver {
+    struct ev_loop *loop;
+    ares_channel channel;
+    ev_timer timer;
+    struct dns_socket sockets[DNS_MAX_SOCKETS];
+};
+
+struct dns_query {
+    struct dns_resolver *resolver;
+    dns_callback *cb; /* NULL once cancelled */
+    void *arg;
+    uint16_t port;
+    int starting;     /* still inside ares_getaddrinfo() */
+    int finished;     /* the c-ares callback has run */
+    const char *error;
+    struct addr_list addrs;
+    ev_timer deliver; /* delivers a result that arrived while starting */
+};
+
+static void arm_timer(struct dns_resolver *r)
+{
+    struct timeval tv, *tvp = ares_timeout(r->channel, NULL, &tv);
+    ev_timer_stop(r->loop, &r->timer);
+    if (tvp) {
+        ev_timer_set(&r->timer, (double)tvp->tv_sec + (double)tvp->tv_usec / 1e6, 0.);
+        ev_timer_start(r->loop, &r->timer);
+    }
+}
+
+static void on_dns_socket(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct dns_resolver *r = w->data;
+    (void)loop;
+    ares_process_fd(r->channel, (revents & EV_READ) ? w->fd : ARES_SOCKET_BAD,
+                    (revents & EV_WRITE) ? w->fd : ARES_SOCKET_BAD);
+    arm_timer(r);
+}
+
+static void on_dns_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct dns_resolver *r = w->data;
+    (void)loop;
+    (void)revents;
+    ares_process_fd(r->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+    arm_timer(r);
+}
+
+/* c-ares: start, change or stop watching <fd>. */
+static void on_socket_state(void *data, ares_socket_t fd, int readable, int writable)
+{
+    struct dns_resolver *r = data;
+    struct dns_socket *slot = NULL, *free_slot = NULL;
+
+    for (int i = 0; i < DNS_MAX_SOCKETS; i++) {
+        if (r->sockets[i].in_use && r->sockets[i].io.fd == fd)
+            slot = &r->sockets[i];
+        else if (!r->sockets[i].in_use && !free_slot)
+            free_slot = &r->sockets[i];
+    }
+    if (!readable && !writable) {
+        if (slot) {
+            ev_io_stop(r->loop, &slot->io);
+            slot->in_use = 0;
+        }
+        return;
+    }
+    if (!slot) {
+        if (!free_slot) {
+            log_error("dns: more than %d resolver sockets", DNS_MAX_SOCKETS);
+            return; /* the query times out through ares_timeout */
+        }
+        slot = free_slot;
+        slot->in_use = 1;
+        ev_io_init(&slot->io, on_dns_socket, fd, 0);
+        slot->io.data = r;
+    }
+    ev_io_stop(r->loop, &slot->io);
+    ev_io_set(&slot->io, fd, (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0));
+    ev_io_start(r->loop, &slot->io);
+}
+
+struct dns_resolver *dns_resolver_new(struct ev_loop *loop, double timeout, char *err,
+                                      size_t err_len)
+{
+    struct ares_options opts;
+    struct dns_resolver *r;
+    int status;
+
+    status = ares_library_init(ARES_LIB_INIT_ALL);
+    if (status != ARES_SUCCESS) {
+        snprintf(err, err_len, "c-ares init: %s", ares_strerror(status));
+        return NULL;
+    }
+    r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    r->loop = loop;
+    memset(&opts, 0, sizeof opts);
+    opts.sock_state_cb = on_socket_state;
+    opts.sock_state_cb_data = r;
+    /* Each try gets a third of the budget, so a dead server is given up on
+     * well inside the connect timeout. */
+    opts.timeout = (int)(timeout * 1000 / 3);
+    if (opts.timeout < 100)
+        opts.timeout = 100;
+    opts.tries = 2;
+    status = ares_init_options(&r->channel, &opts,
+                               ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
+    if (status != ARES_SUCCESS) {
+        snprintf(err, err_len, "c-ares init: %s", ares_strerror(status));
+        free(r);
+        return NULL;
+    }
+    ev_timer_init(&r->timer, on_dns_timer, 0., 0.);
+    r->timer.data = r;
+    return r;
+}
+
+void dns_resolver_free(struct dns_resolver *r)
+{
+    if (!r)
+        return;
+    /* ares_destroy() runs every pending callback with ARES_EDESTRUCTION,
+     * which frees the queries. */
+    ares_destroy(r->channel);
+    ev_timer_stop(r->loop, &r->timer);
+    for (int i = 0; i < DNS_MAX_SOCKETS; i++)
+        if (r->sockets[i].in_use)
+            ev_io_stop(r->loop, &r->sockets[i].io);
+    free(r);
+    ares_library_cleanup();
+}
+
+static void query_deliver(struct dns_query *q)
+{
+    if (q->cb)
+        q->cb(q->arg, q->error, &q->addrs);
+    free(q);
+}
+
+static void on_deliver(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    query_deliver(w->data);
+}
+
+static void copy_addresses(struct dns_query *q, const struct ares_addrinfo *res)
+{
+    /* Take IPv4 and IPv6 answers alternately is overkill here; keep the
+     * resolver's order, which already follows RFC 6724 sorting. */
+    for (const struct ares_addrinfo_node *n = res ? res->nodes : NULL;
+         n && q->addrs.count < ADDR_LIST_MAX; n = n->ai_next) {
+        if ((n->ai_family != AF_INET && n->ai_family != AF_INET6) ||
+            n->ai_addrlen > sizeof(struct sockaddr_storage))
+            continue;
+        int i = q->addrs.count++;
+        memcpy(&q->addrs.addr[i], n->ai_addr, n->ai_addrlen);
+        q->addrs.len[i] = n->ai_addrlen;
+        if (n->ai_family == AF_INET)
+            ((struct sockaddr_in *)&q->addrs.addr[i])->sin_port = htons(q->port);
+        else
+            ((struct sockaddr_in6 *)&q->addrs.addr[i])->sin6_port = htons(q->port);
+    }
+}
+
+static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinfo *res)
+{
+    struct dns_query *q = arg;
+    (void)timeouts;
+
+    q->finished = 1;
+    if (status == ARES_SUCCESS)
+        copy_addresses(q, res);
+    if (res)
+        ares_freeaddrinfo(res);
+    if (status == ARES_EDESTRUCTION) {
+        free(q); /* the resolver is going away: nobody is waiting */
+        return;
+    }
+    if (q->addrs.count == 0)
+        q->error = status == ARES_ETIMEOUT ? "DNS lookup timed out" : "name not found";
+    if (q->starting) {
+        ev_timer_init(&q->deliver, on_deliver, 0., 0.);
+        q->deliver.data = q;
+        ev_timer_start(q->resolver->loop, &q->deliver);
+        return;
+    }
+    query_deliver(q);
+}
+
+struct dns_query *dns_resolve(struct dns_resolver *r, const char *host, uint16_t port,
+                              dns_callback *cb, void *arg)
+{
+    struct ares_addrinfo_hints hints;
+    struct dns_query *q = calloc(1, sizeof *q);
+    size_t len = strlen(host);
+
+    if (!q)
+        return NULL;
+    q->resolver = r;
+    q->cb = cb;
+    q->arg = arg;
+    q->port = port;
+    q->starting = 1;
+    /* RFC 6761: ".invalid" never resolves; answer without asking anyone. */
+    if ((len >= 8 && strcasecmp(host + len - 8, ".invalid") == 0) ||
+        strcasecmp(host, "invalid") == 0) {
+        on_addrinfo(q, ARES_ENOTFOUND, 0, NULL);
+        q->starting = 0;
+        return q;
+    }
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    ares_getaddrinfo(r->channel, host, NULL, &hints, on_addrinfo, q);
+    q->starting = 0;
+    if (!q->finished)
+        arm_timer(r);
+    return q;
+}
+
+void dns_cancel(struct dns_query *q)
+{
+    if (q)
+        q->cb = NULL;
+}
+
+int dns_parse_numeric(const char *host, uint16_t port, struct addr_list *out)
+{
+    struct sockaddr_in *sin = (struct sockaddr_in *)&out->addr[0];
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->addr[0];
+
+    memset(out, 0, sizeof *out);
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        out->len[0] = sizeof *sin;
+    } else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        out->len[0] = sizeof *sin6;
+    } else {
+        return 0;
+    }
+    out->count = 1;
+    return 1;
+}

@@ -1,0 +1,126 @@
+/*
+ * endpoint.c - non-blocking reads and writes on one socket.
+ *
+ * Every call here is made on a non-blocking socket and handles EAGAIN and
+ * EINTR where it happens; nothing here ever waits.
+ */
+#include "endpoint.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+void endpoint_init(struct endpoint *e, void (*cb)(struct ev_loop *, ev_io *, int), void *data)
+{
+    e->fd = -1;
+    e->events = 0;
+    e->read_eof = e->write_shut = e->failed = 0;
+    buffer_init(&e->in);
+    buffer_init(&e->out);
+    ev_init(&e->io, cb);
+    e->io.data = data;
+}
+
+void endpoint_open(struct endpoint *e, int fd)
+{
+    e->fd = fd;
+    e->events = 0;
+    e->read_eof = e->write_shut = e->failed = 0;
+}
+
+enum endpoint_io endpoint_read(struct endpoint *e, size_t limit)
+{
+    size_t room;
+    char *p;
+    ssize_t n;
+
+    if (e->fd < 0 || e->read_eof)
+        return ENDPOINT_EOF;
+    if (buffer_length(&e->in) >= limit)
+        return ENDPOINT_AGAIN;
+    room = limit - buffer_length(&e->in);
+    if (room > ENDPOINT_READ_SIZE)
+        room = ENDPOINT_READ_SIZE;
+    p = buffer_reserve(&e->in, room);
+    if (!p) {
+        e->failed = 1;
+        return ENDPOINT_ERROR;
+    }
+    do
+        n = read(e->fd, p, room);
+    while (n == -1 && errno == EINTR);
+    if (n > 0) {
+        buffer_commit(&e->in, (size_t)n);
+        return ENDPOINT_PROGRESS;
+    }
+    if (n == 0) {
+        e->read_eof = 1;
+        return ENDPOINT_EOF;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return ENDPOINT_AGAIN;
+    e->read_eof = 1;
+    e->failed = 1;
+    return ENDPOINT_ERROR;
+}
+
+enum endpoint_io endpoint_flush(struct endpoint *e)
+{
+    int wrote = 0;
+
+    while (buffer_length(&e->out) > 0) {
+        ssize_t n;
+        if (e->fd < 0 || e->failed)
+            return ENDPOINT_ERROR;
+        /* send(MSG_NOSIGNAL): a peer that went away must not kill us with
+         * SIGPIPE; we learn it from EPIPE instead. */
+        n = send(e->fd, buffer_peek(&e->out), buffer_length(&e->out), MSG_NOSIGNAL);
+        if (n > 0) {
+            buffer_consume(&e->out, (size_t)n);
+            wrote = 1;
+            continue;
+        }
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return wrote ? ENDPOINT_PROGRESS : ENDPOINT_AGAIN;
+        e->failed = 1;
+        return ENDPOINT_ERROR;
+    }
+    buffer_shrink(&e->out);
+    return wrote ? ENDPOINT_PROGRESS : ENDPOINT_AGAIN;
+}
+
+void endpoint_watch(struct ev_loop *loop, struct endpoint *e, int events)
+{
+    if (e->fd < 0 || events == e->events)
+        return;
+    if (e->events)
+        ev_io_stop(loop, &e->io);
+    e->events = events;
+    if (events) {
+        ev_io_set(&e->io, e->fd, events);
+        ev_io_start(loop, &e->io);
+    }
+}
+
+void endpoint_shutdown_write(struct endpoint *e)
+{
+    if (e->fd >= 0 && !e->write_shut) {
+        shutdown(e->fd, SHUT_WR);
+        e->write_shut = 1;
+    }
+}
+
+void endpoint_close(struct ev_loop *loop, struct endpoint *e)
+{
+    if (e->fd >= 0) {
+        if (e->events)
+            ev_io_stop(loop, &e->io);
+        e->events = 0;
+        close(e->fd);
+        e->fd = -1;
+    }
+    buffer_free(&e->in);
+    buffer_free(&e->out);
+}

@@ -1,0 +1,553 @@
+/*
+ * exchange.c - forwarding one request and relaying its response.
+ *
+ * The tutorial's "find host and port in the URL, connect, relay until EOF",
+ * done so that nothing blocks and nothing ambiguous crosses:
+ *
+ *   exchange_begin     check the target, copy the head, drop hop-by-hop
+ *        |             fields, decide the body framing
+ *   start_connect      numeric address, or ask the resolver (dns.c)
+ *        |
+ *   try_connect        non-blocking connect(), one address after another
+ *        |
+ *   connected          CONNECT: answer 200 and tunnel; else write the
+ *        |             request head upstream
+ *   exchange_pump      request body up (re-framed), response head parsed
+ *        |             and rewritten, response body down (re-framed)
+ *   session_end_exchange  (session.c) log, keep-alive or close
+ */
+#include "exchange.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "acl.h"
+#include "log.h"
+#include "message.h"
+#include "session.h"
+
+void exchange_init(struct exchange *x)
+{
+    memset(x, 0, sizeof *x);
+    headers_init(&x->req_headers);
+    headers_init(&x->res_headers);
+    x->res_state = RESPONSE_WAIT_HEAD;
+}
+
+void exchange_release(struct session *s)
+{
+    struct exchange *x = &s->x;
+    dns_cancel(x->dns);
+    x->dns = NULL;
+    free(x->line);
+    x->line = NULL;
+    x->method = x->target = NULL;
+    headers_free(&x->req_headers);
+    headers_free(&x->res_headers);
+}
+
+/* ---- connecting ------------------------------------------------------- */
+
+static void connected(struct session *s);
+
+static const char *connect_error_text(int err)
+{
+    switch (err) {
+    case ECONNREFUSED: return "the upstream refused the connection";
+    case ENETUNREACH:
+    case EHOSTUNREACH: return "the upstream is unreachable";
+    case ETIMEDOUT: return "connecting to the upstream timed out";
+    default: return "could not connect to the upstream";
+    }
+}
+
+/* Tries the resolved addresses in order until a connect() starts. */
+static void try_connect(struct session *s)
+{
+    struct exchange *x = &s->x;
+
+    while (x->addr_next < x->addrs.count) {
+        int i = x->addr_next++;
+        const struct sockaddr *addr = (const struct sockaddr *)&x->addrs.addr[i];
+        int one = 1;
+        int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd == -1) {
+            x->connect_errno = errno;
+            continue;
+        }
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (connect(fd, addr, x->addrs.len[i]) == 0) {
+            endpoint_open(&s->upstream, fd);
+            connected(s);
+            return;
+        }
+        if (errno == EINPROGRESS) {
+            endpoint_open(&s->upstream, fd);
+            s->state = SESSION_CONNECTING;
+            return;
+        }
+        x->connect_errno = errno;
+        close(fd);
+    }
+    session_fail(s, 502, connect_error_text(x->connect_errno));
+}
+
+void exchange_connect_done(struct session *s)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+
+    if (getsockopt(s->upstream.fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+        err = errno;
+    if (err == EINPROGRESS || err == EALREADY)
+        return; /* spurious wakeup */
+    if (err != 0) {
+        s->x.connect_errno = err;
+        endpoint_close(s->proxy->loop, &s->upstream);
+        try_connect(s);
+        return;
+    }
+    connected(s);
+}
+
+/* The addresses are known: refuse loops, then connect. */
+static void addresses_ready(struct session *s)
+{
+    struct exchange *x = &s->x;
+    for (int i = 0; i < x->addrs.count; i++) {
+        if (proxy_is_own_address(s->proxy, (const struct sockaddr *)&x->addrs.addr[i])) {
+            session_fail(s, 508, "the request would loop back to this proxy");
+            return;
+        }
+    }
+    x->addr_next = 0;
+    try_connect(s);
+}
+
+static void on_resolved(void *arg, const char *error, const struct addr_list *addrs)
+{
+    struct session *s = arg;
+    s->x.dns = NULL;
+    if (error) {
+        session_fail(s, 502, error[0] == 'D' ? "the upstream's name lookup timed out"
+                                             : "the upstream's name could not be resolved");
+    } else {
+        s->x.addrs = *addrs;
+        addresses_ready(s);
+    }
+    session_epilogue(s);
+}
+
+static void start_connect(struct session *s)
+{
+    struct exchange *x = &s->x;
+
+    x->connect_started = ev_now(s->proxy->loop);
+    if (dns_parse_numeric(x->host, x->port, &x->addrs)) {
+        addresses_ready(s); /* a literal address never touches the resolver */
+        return;
+    }
+    s->state = SESSION_RESOLVING;
+    x->dns = dns_resolve(s->proxy->resolver, x->host, x->port, on_resolved, s);
+    if (!x->dns)
+        session_fail(s, 502, "out of memory");
+}
+
+/* The upstream accepted the connection. */
+static void connected(struct session *s)
+{
+    struct exchange *x = &s->x;
+
+    s->last_activity = ev_now(s->proxy->loop);
+    if (x->is_connect) {
+        if (buffer_append_str(&s->client.out, "HTTP/1.1 200 Connection Established\r\n\r\n")) {
+            session_fail(s, 502, "out of memory");
+            return;
+        }
+        x->status = 200;
+        x->response_started = 1;
+        x->req_body_done = 1;
+        s->state = SESSION_TUNNEL;
+        return;
+    }
+    if (message_write_request(&s->upstream.out, x->method, x->method_len, x->url.path,
+                              x->url.path_len, &x->req_headers, x->req_out_kind,
+                              x->req_framing.length, x->req_had_length, x->is_upgrade) != 0) {
+        session_fail(s, 502, "out of memory");
+        return;
+    }
+    s->state = SESSION_EXCHANGE;
+}
+
+/* ---- the request head ------------------------------------------------- */
+
+/* Copies the request line so the views outlive the client's buffer. */
+static int copy_request_line(struct exchange *x, const struct http_head *head)
+{
+    x->line = malloc(head->method_len + head->target_len + 2);
+    if (!x->line)
+        return -1;
+    memcpy(x->line, head->method, head->method_len);
+    x->line[head->method_len] = '\0';
+    memcpy(x->line + head->method_len + 1, head->target, head->target_len);
+    x->line[head->method_len + 1 + head->target_len] = '\0';
+    x->method = x->line;
+    x->method_len = head->method_len;
+    x->target = x->line + head->method_len + 1;
+    x->target_len = head->target_len;
+    return 0;
+}
+
+/* Checks the target and fills x->url, x->host, x->port. Returns the cause
+ * of a refusal (with *status), or NULL. */
+static const char *check_target(struct session *s, int *status)
+{
+    struct exchange *x = &s->x;
+
+    *status = 400;
+    if (x->is_connect) {
+        if (url_parse_authority(x->target, x->target_len, &x->url) != 0)
+            return "a CONNECT target must be host:port";
+        if (!acl_port_allowed(&s->proxy->cfg->connect_ports, x->url.port)) {
+            *status = 403;
+            return "CONNECT to this port is not allowed";
+        }
+    } else {
+        if (url_is_origin_form(x->target, x->target_len) ||
+            (x->target_len == 1 && x->target[0] == '*'))
+            return "this is a proxy: send an absolute URL (GET http://host/path), "
+                   "or CONNECT host:443 for https";
+        if (url_parse_absolute(x->target, x->target_len, &x->url) != 0)
+            return "malformed request target";
+        if (http_token_eq(x->url.scheme, x->url.scheme_len, "https"))
+            return "https:// URLs must use CONNECT: set this proxy as the HTTPS proxy too";
+        if (!http_token_eq(x->url.scheme, x->url.scheme_len, "http"))
+            return "only http:// URLs can be forwarded";
+    }
+    if (x->url.host_len == 0 || x->url.host_len >= sizeof x->host)
+        return "malformed request target";
+    memcpy(x->host, x->url.host, x->url.host_len);
+    x->host[x->url.host_len] = '\0';
+    x->port = x->url.port;
+    return NULL;
+}
+
+void exchange_begin(struct session *s, const struct http_head *head, size_t head_len)
+{
+    struct exchange *x = &s->x;
+    enum http_error err;
+    const char *cause;
+    char authority[300];
+    int status, n;
+
+    x->active = 1;
+    x->id = s->proxy->next_exchange_id++;
+    x->started = ev_now(s->proxy->loop);
+    x->minor = head->version_minor;
+    x->keep_alive = x->minor >= 1 ? !http_has_token(head, "Connection", "close")
+                                  : http_has_token(head, "Connection", "keep-alive");
+    if (copy_request_line(x, head) != 0) {
+        session_fail(s, 500, "out of memory");
+        return;
+    }
+    if (http_request_framing(head, &x->req_framing, &err) != 0) {
+        session_fail(s, http_error_status(err), http_error_text(err));
+        return;
+    }
+    x->req_had_length = http_find_field(head, "Content-Length", 0) >= 0;
+    x->is_connect = x->method_len == 7 && memcmp(x->method, "CONNECT", 7) == 0;
+    cause = check_target(s, &status);
+    if (cause) {
+        session_fail(s, status, cause);
+        return;
+    }
+    if (x->is_connect && x->req_framing.kind != HTTP_BODY_NONE) {
+        session_fail(s, 400, "a CONNECT request cannot have a body");
+        return;
+    }
+    x->is_upgrade = !x->is_connect && http_has_token(head, "Connection", "upgrade") &&
+                    http_find_field(head, "Upgrade", 0) >= 0;
+
+    /* Host is regenerated from the target (RFC 9112 3.2.2): the port only
+     * when it is not the default, IPv6 literals in brackets. */
+    n = snprintf(authority, sizeof authority, x->url.host_is_ipv6 ? "[%s]" : "%s", x->host);
+    if (x->port != 80)
+        n += snprintf(authority + n, sizeof authority - (size_t)n, ":%u", x->port);
+    if (!x->is_connect &&
+        message_import_request(head, authority, (size_t)n, x->is_upgrade, &x->req_headers) != 0) {
+        session_fail(s, 400, "the request head could not be rewritten");
+        return;
+    }
+
+    /* Everything needed is copied: the head's bytes can go. */
+    buffer_consume(&s->client.in, head_len);
+    body_reader_init(&x->req_body, &x->req_framing);
+    x->req_out_kind = x->req_framing.kind;
+    x->req_body_done = x->req_framing.kind == HTTP_BODY_NONE;
+    log_debug("#%llu %s %s %.*s", (unsigned long long)x->id, s->client_ip, x->method,
+              (int)(x->target_len > 200 ? 200 : x->target_len), x->target);
+    start_connect(s);
+}
+
+/* ---- the response ----------------------------------------------------- */
+
+/* Fails the exchange with 502 naming the parser's complaint. */
+static void fail_bad_response(struct session *s, enum http_error err)
+{
+    char cause[160];
+    snprintf(cause, sizeof cause, "the upstream sent an invalid response (%s)",
+             http_error_text(err));
+    session_fail(s, 502, cause);
+}
+
+/* 101 to an upgrade request: forward it and become a tunnel. */
+static void switch_protocols(struct session *s, const struct http_head *head, size_t head_len)
+{
+    struct exchange *x = &s->x;
+
+    if (message_import_response(head, 0, 1, &x->res_headers) != 0 ||
+        message_write_response(&s->client.out, 101, head->reason, head->reason_len,
+                               &x->res_headers, HTTP_BODY_NONE, 0, 0, x->minor, 1) != 0) {
+        session_fail(s, 502, "the upstream's 101 response could not be rewritten");
+        return;
+    }
+    buffer_consume(&s->upstream.in, head_len);
+    x->status = 101;
+    x->response_started = 1;
+    x->req_body_done = 1;
+    s->state = SESSION_TUNNEL;
+}
+
+/* Forwards an interim (1xx) response; the final one is still to come. */
+static void forward_interim(struct session *s, const struct http_head *head, size_t head_len)
+{
+    struct exchange *x = &s->x;
+    struct headers fields;
+
+    /* HTTP/1.0 clients do not know 1xx (RFC 9110 15.2): drop it for them. */
+    if (x->minor >= 1) {
+        headers_init(&fields);
+        if (message_import_response(head, 0, 0, &fields) != 0 ||
+            message_write_response(&s->client.out, head->status, head->reason,
+                                   head->reason_len, &fields, HTTP_BODY_NONE, 0, 1, 1, 0)) {
+            headers_free(&fields);
+            session_fail(s, 502, "the upstream's interim response could not be rewritten");
+            return;
+        }
+        headers_free(&fields);
+    }
+    buffer_consume(&s->upstream.in, head_len);
+}
+
+/* RESPONSE_WAIT_HEAD: parse the response head and send ours. */
+static int read_response_head(struct session *s)
+{
+    struct exchange *x = &s->x;
+    struct http_head head;
+    struct http_framing framing;
+    enum http_error err = HTTP_ERR_NONE;
+    size_t len = buffer_length(&s->upstream.in);
+    ssize_t n;
+
+    if (len == 0) {
+        if (!s->upstream.read_eof)
+            return 0;
+        session_fail(s, 502, s->upstream.failed
+                                 ? "the upstream reset the connection before responding"
+                                 : "the upstream closed the connection before responding");
+        return 1;
+    }
+    n = http_parse_response(buffer_peek(&s->upstream.in), len, &head, &err);
+    if (n == -2) {
+        if (len >= s->proxy->cfg->max_header_bytes)
+            session_fail(s, 502, "the upstream's response head is too large");
+        else if (s->upstream.read_eof)
+            session_fail(s, 502, "the upstream closed the connection inside the response head");
+        else
+            return 0;
+        return 1;
+    }
+    if (n == -1) {
+        fail_bad_response(s, err);
+        return 1;
+    }
+    if (head.status < 200) {
+        if (head.status == 101 && x->is_upgrade)
+            switch_protocols(s, &head, (size_t)n);
+        else if (head.status == 101)
+            session_fail(s, 502, "the upstream switched protocols without being asked");
+        else
+            forward_interim(s, &head, (size_t)n);
+        return 1;
+    }
+    if (http_response_framing(&head, x->method, x->method_len, &framing, &err) != 0) {
+        fail_bad_response(s, err);
+        return 1;
+    }
+
+    /* Our framing towards the client: a length passes as it is; chunked
+     * and close-delimited bodies go chunked to HTTP/1.1 clients, so the
+     * connection survives, and close-delimited to HTTP/1.0 ones. */
+    int keep_length = (x->method_len == 4 && memcmp(x->method, "HEAD", 4) == 0) ||
+                      head.status == 304;
+    if (framing.kind == HTTP_BODY_CHUNKED || framing.kind == HTTP_BODY_CLOSE) {
+        x->res_out_kind = x->minor >= 1 ? HTTP_BODY_CHUNKED : HTTP_BODY_CLOSE;
+        if (x->res_out_kind == HTTP_BODY_CLOSE)
+            x->keep_alive = 0;
+    } else {
+        x->res_out_kind = framing.kind;
+    }
+    if (message_import_response(&head, keep_length, 0, &x->res_headers) != 0 ||
+        message_write_response(&s->client.out, head.status, head.reason, head.reason_len,
+                               &x->res_headers, x->res_out_kind, framing.length,
+                               x->keep_alive, x->minor, 0) != 0) {
+        session_fail(s, 502, "the upstream's response head could not be rewritten");
+        return 1;
+    }
+    buffer_consume(&s->upstream.in, (size_t)n);
+    body_reader_init(&x->res_body, &framing);
+    x->status = head.status;
+    x->response_started = 1;
+    x->res_state = RESPONSE_BODY;
+    return 1;
+}
+
+/* RESPONSE_BODY: move the body down, re-framed. */
+static int relay_response_body(struct session *s)
+{
+    struct exchange *x = &s->x;
+    enum http_error err = HTTP_ERR_NONE;
+
+    switch (body_pump(&x->res_body, &s->upstream.in, s->upstream.read_eof, &s->client.out,
+                      ENDPOINT_OUT_LIMIT, x->res_out_kind, NULL, NULL, &x->res_bytes, &err)) {
+    case BODY_PUMP_IDLE:
+        return 0;
+    case BODY_PUMP_PROGRESS:
+        return 1;
+    case BODY_PUMP_DONE:
+        x->res_state = RESPONSE_DONE;
+        return 1;
+    case BODY_PUMP_INVALID:
+        session_fail(s, 502, "the upstream sent an invalid chunked body");
+        return 1;
+    case BODY_PUMP_TRUNCATED:
+        session_fail(s, 502, "the upstream closed the connection in the middle of the body");
+        return 1;
+    }
+    return 0;
+}
+
+int exchange_pump(struct session *s)
+{
+    struct exchange *x = &s->x;
+    enum http_error err = HTTP_ERR_NONE;
+    int progress = 0;
+
+    if (!x->req_body_done) {
+        switch (body_pump(&x->req_body, &s->client.in, s->client.read_eof, &s->upstream.out,
+                          ENDPOINT_OUT_LIMIT, x->req_out_kind, NULL, NULL, &x->req_bytes,
+                          &err)) {
+        case BODY_PUMP_IDLE:
+            break;
+        case BODY_PUMP_PROGRESS:
+            progress = 1;
+            break;
+        case BODY_PUMP_DONE:
+            x->req_body_done = 1;
+            progress = 1;
+            break;
+        case BODY_PUMP_INVALID:
+            /* What was forwarded so far is a prefix of a chunked body; the
+             * upstream sees the connection close without a last chunk. */
+            x->keep_alive = 0;
+            session_fail(s, http_error_status(err), http_error_text(err));
+            return 1;
+        case BODY_PUMP_TRUNCATED:
+            x->error = "the client closed the connection inside the request body";
+            x->keep_alive = 0;
+            session_close(s);
+            session_end_exchange(s);
+            return 1;
+        }
+    }
+    if (s->upstream.failed && !x->req_body_done) {
+        /* The upstream stopped reading (it may have answered early, e.g.
+         * 413): stop sending, but still relay whatever it answered. */
+        x->req_body_done = 1;
+        x->keep_alive = 0;
+        buffer_consume(&s->upstream.out, buffer_length(&s->upstream.out));
+    }
+
+    if (x->res_state == RESPONSE_WAIT_HEAD)
+        progress |= read_response_head(s);
+    else if (x->res_state == RESPONSE_BODY)
+        progress |= relay_response_body(s);
+    if (s->state != SESSION_EXCHANGE)
+        return 1;
+    if (x->res_state == RESPONSE_DONE) {
+        if (!x->req_body_done)
+            x->keep_alive = 0; /* the rest of the request body is never read */
+        session_end_exchange(s);
+        return 1;
+    }
+    return progress;
+}
+
+/* ---- tunnels ---------------------------------------------------------- */
+
+/* Moves bytes from <from> to <to> while <to> has room. */
+static size_t move_bytes(struct buffer *from, struct buffer *to)
+{
+    size_t len = buffer_length(from), room;
+
+    if (len == 0 || buffer_length(to) >= ENDPOINT_OUT_LIMIT)
+        return 0;
+    room = ENDPOINT_OUT_LIMIT - buffer_length(to);
+    if (len > room)
+        len = room;
+    if (buffer_append(to, buffer_peek(from), len) != 0)
+        return 0;
+    buffer_consume(from, len);
+    return len;
+}
+
+int tunnel_pump(struct session *s)
+{
+    struct endpoint *c = &s->client, *u = &s->upstream;
+    size_t up, down;
+    int progress;
+
+    up = move_bytes(&c->in, &u->out);
+    down = move_bytes(&u->in, &c->out);
+    s->x.req_bytes += up;
+    s->x.res_bytes += down;
+    progress = up > 0 || down > 0;
+
+    /* Half-close: once one side has said all it will say and we have
+     * passed it on, pass the FIN on too; the other direction keeps going. */
+    if (c->read_eof && buffer_length(&c->in) == 0 && buffer_length(&u->out) == 0 &&
+        !u->write_shut) {
+        endpoint_shutdown_write(u);
+        progress = 1;
+    }
+    if (u->read_eof && buffer_length(&u->in) == 0 && buffer_length(&c->out) == 0 &&
+        !c->write_shut) {
+        endpoint_shutdown_write(c);
+        progress = 1;
+    }
+    if (c->failed || u->failed || (c->write_shut && u->write_shut)) {
+        if (c->failed || u->failed)
+            s->x.error = "the tunnel was reset";
+        s->x.keep_alive = 0;
+        session_close(s);
+        session_end_exchange(s);
+        return 1;
+    }
+    return progress;
+}

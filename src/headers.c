@@ -1,0 +1,171 @@
+/*
+ * headers.c - the editable header list.
+ */
+#include "headers.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http_parse.h"
+
+void headers_init(struct headers *h)
+{
+    h->items = NULL;
+    h->count = h->cap = 0;
+    buffer_init(&h->text);
+}
+
+void headers_free(struct headers *h)
+{
+    free(h->items);
+    buffer_free(&h->text);
+    headers_init(h);
+}
+
+/* RFC 9110 5.6.2 tchar. */
+static int is_tchar(unsigned char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return 1;
+    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+int headers_valid_name(const char *name, size_t len)
+{
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!is_tchar((unsigned char)name[i]))
+            return 0;
+    return 1;
+}
+
+int headers_valid_value(const char *value, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (c == '\r' || c == '\n' || c == '\0' || (c < 0x20 && c != '\t') || c == 0x7f)
+            return 0;
+    }
+    /* Leading or trailing whitespace would be stripped by the next parser
+     * and so change meaning; refuse it rather than silently trim. */
+    if (len > 0 && (value[0] == ' ' || value[0] == '\t' || value[len - 1] == ' ' ||
+                    value[len - 1] == '\t'))
+        return 0;
+    return 1;
+}
+
+/* Appends <s> to the text; the offset where it starts goes to *off. */
+static int store(struct headers *h, const char *s, size_t len, uint32_t *off)
+{
+    if (buffer_length(&h->text) + len > HEADERS_MAX_TEXT)
+        return -1;
+    /* Offsets are relative to the start of the readable text, which never
+     * moves because the text buffer is never consumed. */
+    *off = (uint32_t)buffer_length(&h->text);
+    return buffer_append(&h->text, s, len);
+}
+
+int headers_add(struct headers *h, const char *name, size_t name_len, const char *value,
+                size_t value_len)
+{
+    struct header item;
+
+    if (!headers_valid_name(name, name_len) || !headers_valid_value(value, value_len))
+        return -1;
+    if (h->count == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 16;
+        struct header *items;
+        if (cap > HEADERS_MAX_COUNT)
+            cap = HEADERS_MAX_COUNT;
+        if (h->count == cap)
+            return -1;
+        items = realloc(h->items, cap * sizeof *items);
+        if (!items)
+            return -1;
+        h->items = items;
+        h->cap = cap;
+    }
+    if (store(h, name, name_len, &item.name_off) != 0 ||
+        store(h, value, value_len, &item.value_off) != 0)
+        return -1;
+    item.name_len = (uint32_t)name_len;
+    item.value_len = (uint32_t)value_len;
+    h->items[h->count++] = item;
+    return 0;
+}
+
+int headers_find(const struct headers *h, const char *name, size_t name_len, size_t from)
+{
+    for (size_t i = from; i < h->count; i++) {
+        size_t len;
+        const char *n = headers_name(h, i, &len);
+        if (len == name_len && strncasecmp(n, name, len) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+int headers_remove(struct headers *h, const char *name, size_t name_len)
+{
+    size_t kept = 0;
+    int removed = 0;
+
+    for (size_t i = 0; i < h->count; i++) {
+        size_t len;
+        const char *n = headers_name(h, i, &len);
+        if (len == name_len && strncasecmp(n, name, len) == 0)
+            removed++;
+        else
+            h->items[kept++] = h->items[i];
+    }
+    h->count = kept;
+    return removed;
+}
+
+int headers_set_value(struct headers *h, size_t i, const char *value, size_t value_len)
+{
+    uint32_t off;
+    if (i >= h->count || !headers_valid_value(value, value_len) ||
+        store(h, value, value_len, &off) != 0)
+        return -1;
+    h->items[i].value_off = off;
+    h->items[i].value_len = (uint32_t)value_len;
+    return 0;
+}
+
+int headers_set(struct headers *h, const char *name, size_t name_len, const char *value,
+                size_t value_len)
+{
+    int first = headers_find(h, name, name_len, 0);
+
+    if (!headers_valid_name(name, name_len) || !headers_valid_value(value, value_len))
+        return -1;
+    if (first < 0)
+        return headers_add(h, name, name_len, value, value_len);
+    if (headers_set_value(h, (size_t)first, value, value_len) != 0)
+        return -1;
+    /* Drop the later duplicates, keeping the first in place. */
+    size_t kept = (size_t)first + 1;
+    for (size_t i = kept; i < h->count; i++) {
+        size_t len;
+        const char *n = headers_name(h, i, &len);
+        if (!(len == name_len && strncasecmp(n, name, len) == 0))
+            h->items[kept++] = h->items[i];
+    }
+    h->count = kept;
+    return 0;
+}
+
+int headers_write(const struct headers *h, struct buffer *out)
+{
+    for (size_t i = 0; i < h->count; i++) {
+        size_t nlen, vlen;
+        const char *n = headers_name(h, i, &nlen), *v = headers_value(h, i, &vlen);
+        if (buffer_append(out, n, nlen) || buffer_append(out, ": ", 2) ||
+            buffer_append(out, v, vlen) || buffer_append(out, "\r\n", 2))
+            return -1;
+    }
+    return 0;
+}

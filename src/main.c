@@ -1,0 +1,60 @@
+/*
+ * main.c - wires the pieces together: options, the loop, the proxy.
+ */
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/resource.h>
+
+#include "config.h"
+#include "log.h"
+#include "proxy.h"
+
+/* Each client can hold two descriptors (itself and its upstream), so ask
+ * for as many as the hard limit allows. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static struct config cfg;
+    static struct proxy proxy;
+    char err[512];
+    struct ev_loop *loop;
+
+    switch (config_parse(&cfg, argc, argv, err, sizeof err)) {
+    case CONFIG_OK:
+        break;
+    case CONFIG_EXIT_OK:
+        return 0;
+    case CONFIG_ERROR:
+        fprintf(stderr, "luaproxy: %s\n", err);
+        return 2;
+    }
+    if (cfg.verbose)
+        log_set_level(LOG_DEBUG);
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+
+    loop = ev_default_loop(EVFLAG_AUTO);
+    if (!loop) {
+        fprintf(stderr, "luaproxy: cannot create the event loop\n");
+        return 1;
+    }
+    if (proxy_init(&proxy, loop, &cfg, err, sizeof err) != 0) {
+        log_error("%s", err);
+        ev_loop_destroy(loop);
+        return 1;
+    }
+    proxy_run(&proxy);
+    proxy_free(&proxy);
+    ev_loop_destroy(loop);
+    log_info("stopped");
+    return 0;
+}

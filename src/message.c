@@ -1,0 +1,180 @@
+/*
+ * message.c - rewriting heads for forwarding, and local responses.
+ */
+#include "message.h"
+
+#include <string.h>
+
+static int is_named(const struct http_field *f, const char *name)
+{
+    return http_token_eq(f->name, f->name_len, name);
+}
+
+/* Adds our Via entry, appending to the last existing Via field so the chain
+ * of intermediaries reads in order. */
+static int add_via(struct headers *out)
+{
+    int last = -1;
+    for (int i = headers_find(out, "Via", 3, 0); i >= 0;
+         i = headers_find(out, "Via", 3, (size_t)i + 1))
+        last = i;
+    if (last < 0)
+        return headers_add(out, "Via", 3, MESSAGE_VIA, strlen(MESSAGE_VIA));
+
+    size_t len;
+    const char *v = headers_value(out, (size_t)last, &len);
+    char joined[1024];
+    if (len + 2 + strlen(MESSAGE_VIA) >= sizeof joined)
+        return 0; /* an absurdly long Via chain: leave it as it is */
+    memcpy(joined, v, len);
+    memcpy(joined + len, ", " MESSAGE_VIA, 2 + strlen(MESSAGE_VIA));
+    return headers_set_value(out, (size_t)last, joined, len + 2 + strlen(MESSAGE_VIA));
+}
+
+/* Copies the fields that survive forwarding. */
+static int import_fields(const struct http_head *head, int is_request, int keep_length,
+                         int upgrade, struct headers *out)
+{
+    for (size_t i = 0; i < head->field_count; i++) {
+        const struct http_field *f = &head->fields[i];
+        if (is_named(f, "Upgrade") && upgrade)
+            ; /* kept: the upgrade is being negotiated end to end */
+        else if (http_is_hop_by_hop(head, i))
+            continue;
+        if (is_named(f, "Content-Length") && !keep_length)
+            continue;
+        if (is_named(f, "Transfer-Encoding") || (is_request && is_named(f, "Host")))
+            continue;
+        if (headers_add(out, f->name, f->name_len, f->value, f->value_len) != 0)
+            return -1;
+    }
+    return add_via(out);
+}
+
+int message_import_request(const struct http_head *head, const char *authority,
+                           size_t authority_len, int upgrade, struct headers *out)
+{
+    if (headers_add(out, "Host", 4, authority, authority_len) != 0)
+        return -1;
+    return import_fields(head, 1, 0, upgrade, out);
+}
+
+int message_import_response(const struct http_head *head, int keep_length, int upgrade,
+                            struct headers *out)
+{
+    return import_fields(head, 0, keep_length, upgrade, out);
+}
+
+static int write_framing(struct buffer *out, enum http_body_kind kind, uint64_t length)
+{
+    if (kind == HTTP_BODY_LENGTH)
+        return buffer_printf(out, "Content-Length: %llu\r\n", (unsigned long long)length);
+    if (kind == HTTP_BODY_CHUNKED)
+        return buffer_append_str(out, "Transfer-Encoding: chunked\r\n");
+    return 0;
+}
+
+int message_write_request(struct buffer *out, const char *method, size_t method_len,
+                          const char *path, size_t path_len, const struct headers *fields,
+                          enum http_body_kind kind, uint64_t length, int had_length,
+                          int upgrade)
+{
+    if (buffer_append(out, method, method_len) || buffer_append(out, " ", 1))
+        return -1;
+    /* "http://host?q" has no path: origin-form needs the leading slash. */
+    if ((path_len == 0 || path[0] != '/') && buffer_append(out, "/", 1))
+        return -1;
+    if (buffer_append(out, path, path_len) || buffer_append_str(out, " HTTP/1.1\r\n") ||
+        headers_write(fields, out))
+        return -1;
+    if (kind == HTTP_BODY_NONE && had_length) {
+        if (buffer_append_str(out, "Content-Length: 0\r\n"))
+            return -1;
+    } else if (write_framing(out, kind, length)) {
+        return -1;
+    }
+    return buffer_append_str(out, upgrade ? "Connection: Upgrade\r\n\r\n"
+                                          : "Connection: close\r\n\r\n");
+}
+
+int message_write_response(struct buffer *out, int status, const char *reason,
+                           size_t reason_len, const struct headers *fields,
+                           enum http_body_kind kind, uint64_t length, int keep_alive,
+                           int client_minor, int upgrade)
+{
+    const char *connection = upgrade                     ? "Connection: Upgrade\r\n"
+                             : !keep_alive               ? "Connection: close\r\n"
+                             : client_minor == 0         ? "Connection: keep-alive\r\n"
+                                                         : "";
+    if (buffer_printf(out, "HTTP/1.1 %03d ", status) || buffer_append(out, reason, reason_len) ||
+        buffer_append(out, "\r\n", 2) || headers_write(fields, out) ||
+        write_framing(out, kind, length))
+        return -1;
+    return buffer_append_str(out, connection) || buffer_append(out, "\r\n", 2) ? -1 : 0;
+}
+
+int message_write_error(struct buffer *out, int status, const char *cause, int keep_alive,
+                        int client_minor)
+{
+    const char *reason = message_reason(status);
+    int body_len = (int)(strlen(reason) + strlen(cause) + 7); /* "NNN " ": " "\n" */
+    return buffer_printf(out,
+                         "HTTP/1.1 %03d %s\r\n"
+                         "Content-Type: text/plain; charset=utf-8\r\n"
+                         "Content-Length: %d\r\n"
+                         "Via: " MESSAGE_VIA "\r\n"
+                         "%s"
+                         "\r\n"
+                         "%03d %s: %s\n",
+                         status, reason, body_len,
+                         !keep_alive         ? "Connection: close\r\n"
+                         : client_minor == 0 ? "Connection: keep-alive\r\n"
+                                             : "",
+                         status, reason, cause);
+}
+
+const char *message_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    case 508: return "Loop Detected";
+    default: return status < 200 ? "Informational" : status < 300 ? "OK"
+                   : status < 400 ? "Redirection" : status < 500 ? "Client Error"
+                                                    : "Server Error";
+    }
+}

@@ -1,0 +1,298 @@
+/*
+ * proxy.c - listening sockets, accepting clients, signals and shutdown.
+ *
+ * This is the tutorial's "listen" and "accept" step, done for an event
+ * loop: sockets are non-blocking, accept() drains the backlog until EAGAIN,
+ * and each client becomes a session (session.c) instead of a thread.
+ */
+#include "proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "access_log.h"
+#include "acl.h"
+#include "dns.h"
+#include "hooks.h"
+#include "log.h"
+#include "session.h"
+
+/* How many connections one readiness event may accept, so a flood of new
+ * clients cannot starve the ones already being served. */
+#define ACCEPT_BATCH 64
+/* How long to wait before accepting again when out of file descriptors. */
+#define ACCEPT_RETRY_DELAY 0.5
+/* How long in-flight exchanges may take to finish after SIGTERM. */
+#define DRAIN_LIMIT 10.0
+
+static void format_address(const struct sockaddr *sa, char *out, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip);
+        snprintf(out, len, "%s:%u", ip, ntohs(sin->sin_port));
+    } else {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip);
+        snprintf(out, len, "[%s]:%u", ip, ntohs(sin6->sin6_port));
+    }
+}
+
+static void listeners_watch(struct proxy *p, int on)
+{
+    for (int i = 0; i < p->listener_count; i++) {
+        if (on)
+            ev_io_start(p->loop, &p->listeners[i].io);
+        else
+            ev_io_stop(p->loop, &p->listeners[i].io);
+    }
+}
+
+static void on_accept_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct proxy *p = w->data;
+    (void)loop;
+    (void)revents;
+    if (!p->stopping)
+        listeners_watch(p, 1);
+}
+
+static void on_listener_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct proxy *p = w->data;
+    (void)loop;
+    (void)revents;
+
+    for (int i = 0; i < ACCEPT_BATCH && !p->stopping; i++) {
+        struct sockaddr_storage addr;
+        socklen_t addr_len = sizeof addr;
+        int fd = accept4(w->fd, (struct sockaddr *)&addr, &addr_len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd == -1) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of descriptors: pending clients wait in the backlog
+                 * until sessions close, rather than spinning here. */
+                log_warn("accept: %s; pausing new connections", strerror(errno));
+                listeners_watch(p, 0);
+                ev_timer_set(&p->accept_retry, ACCEPT_RETRY_DELAY, 0.);
+                ev_timer_start(p->loop, &p->accept_retry);
+            }
+            return; /* EAGAIN: the backlog is empty */
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+
+        int reject = 0;
+        if (!acl_match(p->cfg->allow, p->cfg->allow_count, (struct sockaddr *)&addr))
+            reject = 403;
+        else if (p->session_count >= p->cfg->max_connections)
+            reject = 503;
+        /* Rejected clients still get a (small) session, so they can be
+         * told why in a proper response instead of a bare reset. Beyond a
+         * margin even that is refused. */
+        if (reject && p->session_count >= p->cfg->max_connections + 64) {
+            close(fd);
+            continue;
+        }
+        session_start(p, fd, (struct sockaddr *)&addr, addr_len, reject);
+    }
+}
+
+static int open_listener(struct proxy *p, const struct listen_addr *la, char *err,
+                         size_t err_len)
+{
+    struct listener *l = &p->listeners[p->listener_count];
+    int one = 1;
+    int fd = socket(la->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd == -1) {
+        snprintf(err, err_len, "socket for %s: %s", la->text, strerror(errno));
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (la->addr.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)&la->addr, la->addr_len) == -1) {
+        snprintf(err, err_len, "cannot listen on %s: %s", la->text, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (listen(fd, 511) == -1) {
+        snprintf(err, err_len, "listen on %s: %s", la->text, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    l->fd = fd;
+    l->addr_len = sizeof l->addr;
+    getsockname(fd, (struct sockaddr *)&l->addr, &l->addr_len);
+    ev_io_init(&l->io, on_listener_readable, fd, EV_READ);
+    l->io.data = p;
+    ev_io_start(p->loop, &l->io);
+    p->listener_count++;
+
+    char text[80];
+    format_address((struct sockaddr *)&l->addr, text, sizeof text);
+    log_info("listening on %s", text);
+    return 0;
+}
+
+static void close_listeners(struct proxy *p)
+{
+    for (int i = 0; i < p->listener_count; i++) {
+        ev_io_stop(p->loop, &p->listeners[i].io);
+        close(p->listeners[i].fd);
+    }
+    p->listener_count = 0;
+    ev_timer_stop(p->loop, &p->accept_retry);
+}
+
+static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct proxy *p = w->data;
+    (void)revents;
+    log_warn("shutdown: %d connection(s) still busy after %.0f s; closing them",
+             p->session_count, DRAIN_LIMIT);
+    while (p->sessions)
+        session_free(p->sessions);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* SIGINT/SIGTERM: stop accepting, close idle connections, let the busy ones
+ * finish their exchange (bounded by DRAIN_LIMIT), then leave the loop. */
+static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct proxy *p = w->data;
+    (void)revents;
+    if (p->stopping)
+        return;
+    p->stopping = 1;
+    log_info("signal %d: no new connections; finishing %d in flight", w->signum,
+             p->session_count);
+    close_listeners(p);
+    for (struct session *s = p->sessions, *next; s; s = next) {
+        next = s->next;
+        session_stop(s);
+    }
+    if (p->session_count == 0) {
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    ev_timer_set(&p->drain_timer, DRAIN_LIMIT, 0.);
+    ev_timer_start(loop, &p->drain_timer);
+}
+
+static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct proxy *p = w->data;
+    (void)loop;
+    (void)revents;
+    hooks_reload(p);
+}
+
+void proxy_session_gone(struct proxy *p)
+{
+    if (p->stopping && p->session_count == 0)
+        ev_break(p->loop, EVBREAK_ALL);
+}
+
+int proxy_is_own_address(const struct proxy *p, const struct sockaddr *addr)
+{
+    for (int i = 0; i < p->listener_count; i++) {
+        const struct sockaddr *l = (const struct sockaddr *)&p->listeners[i].addr;
+        if (l->sa_family != addr->sa_family)
+            continue;
+        if (l->sa_family == AF_INET) {
+            const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)addr;
+            const struct sockaddr_in *b = (const struct sockaddr_in *)(const void *)l;
+            uint32_t ip = ntohl(a->sin_addr.s_addr);
+            if (a->sin_port != b->sin_port)
+                continue;
+            /* A wildcard listener is reached through any local address; we
+             * can only tell for loopback and the unspecified address. */
+            if (a->sin_addr.s_addr == b->sin_addr.s_addr || ip == 0 ||
+                (b->sin_addr.s_addr == htonl(INADDR_ANY) && (ip >> 24) == 127))
+                return 1;
+        } else {
+            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)addr;
+            const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)(const void *)l;
+            if (a->sin6_port != b->sin6_port)
+                continue;
+            if (memcmp(&a->sin6_addr, &b->sin6_addr, 16) == 0 ||
+                IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr) ||
+                (IN6_IS_ADDR_UNSPECIFIED(&b->sin6_addr) && IN6_IS_ADDR_LOOPBACK(&a->sin6_addr)))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg, char *err,
+               size_t err_len)
+{
+    memset(p, 0, sizeof *p);
+    p->loop = loop;
+    p->cfg = cfg;
+    p->next_exchange_id = 1;
+    ev_timer_init(&p->accept_retry, on_accept_retry, 0., 0.);
+    p->accept_retry.data = p;
+    ev_timer_init(&p->drain_timer, on_drain_timeout, 0., 0.);
+    p->drain_timer.data = p;
+
+    if (cfg->access_log) {
+        p->access_log = access_log_open(cfg->access_log, err, err_len);
+        if (!p->access_log)
+            goto fail;
+    }
+    p->resolver = dns_resolver_new(loop, cfg->connect_timeout, err, err_len);
+    if (!p->resolver)
+        goto fail;
+    if (hooks_load(p, err, err_len) != 0)
+        goto fail;
+    for (int i = 0; i < cfg->listen_count; i++)
+        if (open_listener(p, &cfg->listen[i], err, err_len) != 0)
+            goto fail;
+
+    ev_signal_init(&p->sigint, on_stop_signal, SIGINT);
+    ev_signal_init(&p->sigterm, on_stop_signal, SIGTERM);
+    ev_signal_init(&p->sighup, on_hup_signal, SIGHUP);
+    p->sigint.data = p->sigterm.data = p->sighup.data = p;
+    ev_signal_start(loop, &p->sigint);
+    ev_signal_start(loop, &p->sigterm);
+    ev_signal_start(loop, &p->sighup);
+    return 0;
+
+fail:
+    proxy_free(p);
+    return -1;
+}
+
+void proxy_run(struct proxy *p)
+{
+    ev_run(p->loop, 0);
+}
+
+void proxy_free(struct proxy *p)
+{
+    while (p->sessions)
+        session_free(p->sessions);
+    close_listeners(p);
+    ev_timer_stop(p->loop, &p->drain_timer);
+    ev_signal_stop(p->loop, &p->sigint);
+    ev_signal_stop(p->loop, &p->sigterm);
+    ev_signal_stop(p->loop, &p->sighup);
+    hooks_free(p);
+    dns_resolver_free(p->resolver);
+    p->resolver = NULL;
+    access_log_close(p->access_log);
+    p->access_log = NULL;
+}

@@ -1,0 +1,513 @@
+/*
+ * session.c - a client connection's life: read a head, dispatch, repeat.
+ *
+ * This file owns the session's shape: its watchers and timer, reading and
+ * checking request heads, local (error) responses, keep-alive and closing.
+ * The forwarding of one request (connect, relay both bodies, tunnels) is in
+ * exchange.c.
+ *
+ * Every callback follows the same pattern: do the I/O the event allows,
+ * then session_advance() runs the state machine as far as it can go, sets
+ * the watchers to what the new state needs, and frees the session if it
+ * ended. Nothing frees a session in the middle of a call chain: code deep
+ * inside only sets state = SESSION_CLOSED (see session_close()).
+ */
+#include "session.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "access_log.h"
+#include "exchange.h"
+#include "log.h"
+#include "message.h"
+
+/* A rejected or failed client gets this long to read our answer and close
+ * before we close on it ("lingering close", RFC 9112 9.6). */
+#define DRAIN_TIME 2.0
+
+static void on_client_io(struct ev_loop *loop, ev_io *w, int revents);
+static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents);
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+
+const char *session_state_name(enum session_state state)
+{
+    static const char *const names[] = {"head",   "resolving", "connecting", "exchange",
+                                        "tunnel", "draining",  "closed"};
+    return names[state];
+}
+
+void session_start(struct proxy *p, int fd, const struct sockaddr *addr, socklen_t addr_len,
+                   int reject_status)
+{
+    struct session *s = calloc(1, sizeof *s);
+    (void)addr_len;
+    if (!s) {
+        close(fd);
+        return;
+    }
+    s->proxy = p;
+    endpoint_init(&s->client, on_client_io, s);
+    endpoint_init(&s->upstream, on_upstream_io, s);
+    s->client.fd = fd;
+    s->reject_status = reject_status;
+    exchange_init(&s->x);
+
+    if (addr->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)addr;
+        inet_ntop(AF_INET, &sin->sin_addr, s->client_ip, sizeof s->client_ip);
+        s->client_port = ntohs(sin->sin_port);
+    } else {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)(const void *)addr;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, s->client_ip, sizeof s->client_ip);
+        s->client_port = ntohs(sin6->sin6_port);
+    }
+
+    s->next = p->sessions;
+    if (p->sessions)
+        p->sessions->prev = s;
+    p->sessions = s;
+    p->session_count++;
+
+    s->state = SESSION_HEAD;
+    s->last_activity = s->head_started = ev_now(p->loop);
+    ev_init(&s->timer, on_timer);
+    s->timer.data = s;
+    s->armed_state = SESSION_CLOSED; /* forces the first arming */
+    log_debug("client %s:%d connected", s->client_ip, s->client_port);
+    session_advance(s);
+}
+
+void session_free(struct session *s)
+{
+    struct proxy *p = s->proxy;
+
+    exchange_release(s);
+    ev_timer_stop(p->loop, &s->timer);
+    endpoint_close(p->loop, &s->upstream);
+    endpoint_close(p->loop, &s->client);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        p->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    p->session_count--;
+    log_debug("client %s:%d closed after %d exchange(s)", s->client_ip, s->client_port,
+              s->exchanges);
+    free(s);
+    proxy_session_gone(p);
+}
+
+void session_close(struct session *s)
+{
+    s->state = SESSION_CLOSED;
+}
+
+void session_stop(struct session *s)
+{
+    s->x.keep_alive = 0;
+    if (s->state == SESSION_HEAD && buffer_length(&s->client.in) == 0 && !s->x.active) {
+        /* Idle between requests: nothing is lost by closing now. */
+        session_close(s);
+        session_epilogue(s);
+    }
+}
+
+/* Writes the access log line for the exchange that just ended. */
+static void log_exchange(struct session *s)
+{
+    struct exchange *x = &s->x;
+    struct access_entry e = {
+        .client_ip = s->client_ip,
+        .method = x->method,
+        .method_len = x->method ? x->method_len : 0,
+        .target = x->target,
+        .target_len = x->target_len,
+        .version_minor = x->minor,
+        .status = x->status,
+        .bytes = x->res_bytes,
+        .duration_ms = (ev_now(s->proxy->loop) - x->started) * 1000.0,
+    };
+    access_log_write(s->proxy->access_log, &e);
+    if (x->error)
+        log_info("#%llu %s %.*s %.*s -> %d (%s)", (unsigned long long)x->id, s->client_ip,
+                 (int)e.method_len, x->method ? x->method : "",
+                 (int)(x->target_len > 200 ? 200 : x->target_len), x->target ? x->target : "",
+                 x->status, x->error);
+}
+
+void session_end_exchange(struct session *s)
+{
+    struct exchange *x = &s->x;
+    int keep = x->keep_alive && !s->proxy->stopping;
+
+    log_exchange(s);
+    exchange_release(s);
+    endpoint_close(s->proxy->loop, &s->upstream);
+    exchange_init(x);
+    s->exchanges++;
+    if (s->state == SESSION_CLOSED)
+        return;
+    if (keep) {
+        s->state = SESSION_HEAD;
+        s->head_started = buffer_length(&s->client.in) ? ev_now(s->proxy->loop) : 0;
+        s->armed_state = SESSION_CLOSED; /* re-arm: the head timer starts afresh */
+    } else {
+        s->state = SESSION_DRAINING;
+        s->drain_started = ev_now(s->proxy->loop);
+    }
+}
+
+void session_fail(struct session *s, int status, const char *cause)
+{
+    struct exchange *x = &s->x;
+
+    x->error = cause;
+    if (x->response_started) {
+        /* Part of the response is already on its way: the only honest
+         * signal left is to close after what was queued, so the client sees
+         * a truncated message instead of a complete-looking wrong one. */
+        x->keep_alive = 0;
+        session_end_exchange(s);
+        return;
+    }
+    x->status = status;
+    if (!x->active) {
+        x->started = ev_now(s->proxy->loop);
+        x->id = s->proxy->next_exchange_id++;
+    }
+    /* The connection can only carry on if we know where the next request
+     * starts: the head was valid and its body was read completely. */
+    if (!x->active || !x->req_body_done || x->is_connect)
+        x->keep_alive = 0;
+    if (message_write_error(&s->client.out, status, cause, x->keep_alive,
+                            x->active ? x->minor : 1) != 0)
+        session_close(s);
+    x->response_started = 1;
+    session_end_exchange(s);
+}
+
+/* Tells 414 from 431 for a head that did not fit: a request line that alone
+ * exceeds the cap is "URI too long", anything else "fields too large". */
+static void fail_oversized_head(struct session *s)
+{
+    const char *buf = buffer_peek(&s->client.in);
+    size_t cap = s->proxy->cfg->max_header_bytes;
+    size_t len = buffer_length(&s->client.in);
+    size_t start = 0;
+
+    while (start + 1 < len && buf[start] == '\r' && buf[start + 1] == '\n')
+        start += 2; /* the empty lines a parser skips */
+    if (!memchr(buf + start, '\n', (len < cap ? len : cap) - start))
+        session_fail(s, 414, "the request target is longer than the proxy accepts");
+    else
+        session_fail(s, 431, "the request head is larger than the proxy accepts");
+}
+
+/*
+ * SESSION_HEAD: tries to parse a request head from the client's bytes and
+ * hands a valid one to exchange.c. Returns 1 if the state changed.
+ */
+static int read_request_head(struct session *s)
+{
+    const struct config *cfg = s->proxy->cfg;
+    struct http_head head;
+    enum http_error err = HTTP_ERR_NONE;
+    size_t len = buffer_length(&s->client.in);
+    ssize_t n;
+
+    if (len == 0) {
+        if (s->client.read_eof) {
+            /* The client is done: a clean close between requests. */
+            s->state = SESSION_DRAINING;
+            s->drain_started = ev_now(s->proxy->loop);
+            return 1;
+        }
+        return 0;
+    }
+    if (s->head_started == 0) {
+        s->head_started = ev_now(s->proxy->loop);
+        s->armed_state = SESSION_CLOSED;
+    }
+    if (s->reject_status) {
+        session_fail(s, s->reject_status,
+                     s->reject_status == 403 ? "this client is not allowed to use the proxy"
+                                             : "the proxy is at its connection limit");
+        return 1;
+    }
+    n = http_parse_request(buffer_peek(&s->client.in), len, &head, &err);
+    if (n == -2) {
+        if (len >= cfg->max_header_bytes) {
+            fail_oversized_head(s);
+            return 1;
+        }
+        if (s->client.read_eof) {
+            session_fail(s, 400, "the connection ended inside the request head");
+            return 1;
+        }
+        return 0;
+    }
+    if (n == -1) {
+        session_fail(s, http_error_status(err), http_error_text(err));
+        return 1;
+    }
+    if ((size_t)n > cfg->max_header_bytes) {
+        fail_oversized_head(s);
+        return 1;
+    }
+    exchange_begin(s, &head, (size_t)n);
+    return 1;
+}
+
+/* DRAINING: once our last bytes are out, half-close and wait (briefly) for
+ * the client to close, discarding what it still sends. */
+static int drain(struct session *s)
+{
+    if (buffer_length(&s->client.out) > 0)
+        return 0;
+    endpoint_shutdown_write(&s->client);
+    buffer_consume(&s->client.in, buffer_length(&s->client.in));
+    if (s->client.read_eof || s->client.failed) {
+        session_close(s);
+        return 1;
+    }
+    return 0;
+}
+
+/* Writes pending output on both sides; a dead client ends the session. */
+static int flush_both(struct session *s)
+{
+    int progress = 0;
+    enum endpoint_io r;
+
+    if (buffer_length(&s->client.out) > 0) {
+        r = endpoint_flush(&s->client);
+        if (r == ENDPOINT_ERROR) {
+            if (s->x.active)
+                s->x.error = s->x.error ? s->x.error : "the client went away";
+            s->x.keep_alive = 0;
+            if (s->x.active)
+                session_end_exchange(s);
+            session_close(s);
+            return 1;
+        }
+        if (r == ENDPOINT_PROGRESS) {
+            s->last_activity = ev_now(s->proxy->loop);
+            progress = 1;
+        }
+    }
+    if (s->upstream.fd >= 0 && buffer_length(&s->upstream.out) > 0 &&
+        s->state != SESSION_CONNECTING) {
+        r = endpoint_flush(&s->upstream);
+        if (r == ENDPOINT_PROGRESS) {
+            s->last_activity = ev_now(s->proxy->loop);
+            progress = 1;
+        }
+        /* A write error upstream is left for exchange.c to judge: the
+         * upstream may still have sent a response worth relaying. */
+    }
+    return progress;
+}
+
+/* Sets the watchers to what the state needs. */
+static void update_watchers(struct session *s)
+{
+    struct ev_loop *loop = s->proxy->loop;
+    const struct config *cfg = s->proxy->cfg;
+    int cev = 0, uev = 0;
+
+    switch (s->state) {
+    case SESSION_HEAD:
+        /* Read one byte past the cap, so an oversized head is noticed. */
+        if (!s->client.read_eof && buffer_length(&s->client.in) <= cfg->max_header_bytes)
+            cev |= EV_READ;
+        break;
+    case SESSION_RESOLVING:
+    case SESSION_CONNECTING:
+    case SESSION_EXCHANGE:
+    case SESSION_TUNNEL:
+    case SESSION_DRAINING:
+        if (!s->client.read_eof && buffer_length(&s->client.in) < ENDPOINT_IN_LIMIT)
+            cev |= EV_READ;
+        break;
+    case SESSION_CLOSED:
+        break;
+    }
+    if (buffer_length(&s->client.out) > 0 && !s->client.failed)
+        cev |= EV_WRITE;
+
+    if (s->upstream.fd >= 0) {
+        if (s->state == SESSION_CONNECTING) {
+            uev = EV_WRITE;
+        } else if (s->state == SESSION_EXCHANGE || s->state == SESSION_TUNNEL) {
+            if (!s->upstream.read_eof && buffer_length(&s->upstream.in) < ENDPOINT_IN_LIMIT)
+                uev |= EV_READ;
+            if (buffer_length(&s->upstream.out) > 0 && !s->upstream.failed)
+                uev |= EV_WRITE;
+        }
+        endpoint_watch(loop, &s->upstream, uev);
+    }
+    endpoint_watch(loop, &s->client, cev);
+}
+
+/* When the current state's timeout expires, as an absolute time. */
+static ev_tstamp deadline(const struct session *s)
+{
+    const struct config *cfg = s->proxy->cfg;
+
+    switch (s->state) {
+    case SESSION_HEAD:
+        if (s->head_started == 0)
+            return s->last_activity + cfg->idle_timeout; /* idle keep-alive */
+        return s->head_started + cfg->header_timeout;
+    case SESSION_RESOLVING:
+    case SESSION_CONNECTING:
+        return s->x.connect_started + cfg->connect_timeout;
+    case SESSION_DRAINING:
+        return s->drain_started + DRAIN_TIME;
+    default:
+        return s->last_activity + cfg->idle_timeout;
+    }
+}
+
+static void arm_timer(struct session *s)
+{
+    ev_tstamp wait = deadline(s) - ev_now(s->proxy->loop);
+    s->timer.repeat = wait > 0.001 ? wait : 0.001;
+    ev_timer_again(s->proxy->loop, &s->timer);
+    s->armed_state = s->state;
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct session *s = w->data;
+    ev_tstamp left = deadline(s) - ev_now(loop);
+    (void)revents;
+
+    if (left > 0.0005) {
+        /* Activity moved the deadline since the timer was set: wait for the
+         * rest (libev's "be smart about timeouts" pattern). */
+        w->repeat = left;
+        ev_timer_again(loop, w);
+        return;
+    }
+    switch (s->state) {
+    case SESSION_HEAD:
+        if (s->head_started == 0 || buffer_length(&s->client.in) == 0)
+            session_close(s); /* an idle keep-alive connection: close quietly */
+        else
+            session_fail(s, 408, "the request head was not received in time");
+        break;
+    case SESSION_RESOLVING:
+        session_fail(s, 504, "the upstream's name could not be resolved in time");
+        break;
+    case SESSION_CONNECTING:
+        session_fail(s, 504, "connecting to the upstream timed out");
+        break;
+    case SESSION_EXCHANGE:
+        if (s->x.res_state == RESPONSE_WAIT_HEAD)
+            session_fail(s, 504, "the upstream did not respond in time");
+        else
+            session_fail(s, 502, "the upstream stalled in the middle of the response");
+        break;
+    case SESSION_TUNNEL:
+        s->x.error = "the tunnel was idle too long";
+        session_close(s);
+        session_end_exchange(s);
+        break;
+    case SESSION_DRAINING:
+    case SESSION_CLOSED:
+        session_close(s);
+        break;
+    }
+    session_epilogue(s);
+}
+
+void session_advance(struct session *s)
+{
+    /* Each pass moves the state machine one step; it stops when a pass
+     * changes nothing. The bound is a guard against a bug, not a limit. */
+    for (int guard = 0; guard < 1000; guard++) {
+        int progress = 0;
+
+        switch (s->state) {
+        case SESSION_HEAD:
+            progress = read_request_head(s);
+            break;
+        case SESSION_RESOLVING:
+        case SESSION_CONNECTING:
+            break; /* waiting for the resolver or the connect */
+        case SESSION_EXCHANGE:
+            progress = exchange_pump(s);
+            break;
+        case SESSION_TUNNEL:
+            progress = tunnel_pump(s);
+            break;
+        case SESSION_DRAINING:
+            progress = drain(s);
+            break;
+        case SESSION_CLOSED:
+            return;
+        }
+        if (s->state == SESSION_CLOSED)
+            return;
+        progress |= flush_both(s);
+        if (!progress)
+            break;
+    }
+    if (s->state == SESSION_CLOSED)
+        return;
+    update_watchers(s);
+    if (s->state != s->armed_state)
+        arm_timer(s);
+}
+
+void session_epilogue(struct session *s)
+{
+    session_advance(s);
+    if (s->state == SESSION_CLOSED)
+        session_free(s);
+}
+
+static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct session *s = w->data;
+    (void)loop;
+
+    if (revents & EV_READ) {
+        size_t limit = s->state == SESSION_HEAD ? s->proxy->cfg->max_header_bytes + 1
+                                                : ENDPOINT_IN_LIMIT;
+        enum endpoint_io r = endpoint_read(&s->client, limit);
+        if (r == ENDPOINT_PROGRESS) {
+            s->last_activity = ev_now(loop);
+            if (s->state == SESSION_DRAINING)
+                buffer_consume(&s->client.in, buffer_length(&s->client.in));
+        } else if (r == ENDPOINT_ERROR && s->state != SESSION_DRAINING) {
+            /* A reset: nothing more can reach this client. */
+            s->x.error = s->x.error ? s->x.error : "the client reset the connection";
+            s->x.keep_alive = 0;
+            if (s->x.active)
+                session_end_exchange(s);
+            session_close(s);
+        }
+    }
+    session_epilogue(s);
+}
+
+static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct session *s = w->data;
+
+    if (s->state == SESSION_CONNECTING) {
+        exchange_connect_done(s);
+    } else if (revents & EV_READ) {
+        if (endpoint_read(&s->upstream, ENDPOINT_IN_LIMIT) == ENDPOINT_PROGRESS)
+            s->last_activity = ev_now(loop);
+    }
+    session_epilogue(s);
+}
