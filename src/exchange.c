@@ -226,7 +226,7 @@ static const char *check_target(struct session *s, int *status)
         if (url_parse_absolute(x->target, x->target_len, &x->url) != 0)
             return "malformed request target";
         if (http_token_eq(x->url.scheme, x->url.scheme_len, "https"))
-            return "https:// URLs must use CONNECT: set this proxy as the HTTPS proxy too";
+            return "use CONNECT for https: set this proxy as the HTTPS proxy too";
         if (!http_token_eq(x->url.scheme, x->url.scheme_len, "http"))
             return "only http:// URLs can be forwarded";
     }

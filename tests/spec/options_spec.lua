@@ -1,0 +1,330 @@
+-- End-to-end specs for the command line: usage, refusal of bad options, and
+-- what each option visibly changes (listeners, the client allow list, the
+-- connection cap, the access log, CONNECT ports, fractional timeouts).
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+local socket = require("socket")
+
+-- Runs the proxy with exactly <args>. h.run_proxy adds --listen and
+-- --access-log, which would hide a missing value ("--listen" at the end
+-- would swallow the next flag), so this runs the binary bare. `timeout`
+-- bounds a proxy that wrongly accepts its options and starts serving.
+-- Returns exit status, stdout, stderr.
+local function run_bare(args)
+  local out, err = os.tmpname(), os.tmpname()
+  local cmd = { "timeout -k 1 5", h.shell_quote(h.bin()) }
+  for _, a in ipairs(args) do cmd[#cmd + 1] = h.shell_quote(a) end
+  local _, how, code = os.execute(table.concat(cmd, " ") .. " </dev/null >" .. out .. " 2>" .. err)
+  local stdout, stderr = h.read_file(out) or "", h.read_file(err) or ""
+  os.remove(out)
+  os.remove(err)
+  if how == "signal" then code = 128 + code end
+  return code, stdout, stderr
+end
+
+-- GET /hello through <port> (on <host>) with a fresh connection.
+local function get_hello(port, origin, host)
+  local sock = assert(h.connect(port, host))
+  h.send(sock, h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority }))
+  local resp, err = h.read_response(sock)
+  sock:close()
+  return resp, err
+end
+
+local function assert_hello(resp, err)
+  assert(resp, "no response: " .. tostring(err))
+  assert.equal(200, resp.status)
+  assert.equal("hello\n", resp.body)
+end
+
+------------------------------------------------------------------------------
+
+describe("--help", function()
+  it("prints usage naming every option on stdout and exits 0", function()
+    local code, stdout = run_bare({ "--help" })
+    assert.equal(0, code)
+    -- Padded so a short option at the very start or end still has neighbours;
+    -- "-l" must stand alone, not be found inside "--listen".
+    local text = " " .. stdout .. " "
+    for _, long in ipairs({ "--listen", "--allow", "--connect-ports", "--header-timeout", "--idle-timeout",
+                            "--connect-timeout", "--max-header-bytes", "--max-connections", "--access-log",
+                            "--script", "--help", "--version" }) do
+      assert.truthy(text:find("[^%w%-]" .. long:gsub("%-", "%%-") .. "[^%w%-]"), "usage lacks " .. long)
+    end
+    for _, short in ipairs({ "-l", "-s", "-h" }) do
+      assert.truthy(text:find("[^%w%-]" .. short:gsub("%-", "%%-") .. "[^%w%-]"), "usage lacks " .. short)
+    end
+  end)
+end)
+
+describe("a bad command line", function()
+  -- args, then strings one of which the message must contain (the option or
+  -- the value at fault). A valid --listen comes first where the fault is
+  -- elsewhere, so only one thing is wrong.
+  local CASES = {
+    { "unknown option", { "--frobnicate" }, { "frobnicate" } },
+    { "--listen without a value", { "--listen" }, { "listen" } },
+    { "a trailing option without a value", { "--listen", "127.0.0.1:0", "--max-connections" },
+      { "max-connections" } },
+    { "--listen nonsense", { "--listen", "nonsense" }, { "nonsense", "listen" } },
+    { "--listen port out of range", { "--listen", "127.0.0.1:99999" }, { "99999", "listen" } },
+    { "--allow prefix /33", { "--listen", "127.0.0.1:0", "--allow", "10.0.0.0/33" }, { "10.0.0.0/33", "allow" } },
+    { "--connect-ports abc", { "--listen", "127.0.0.1:0", "--connect-ports", "abc" }, { "connect-ports" } },
+    { "--idle-timeout -1", { "--listen", "127.0.0.1:0", "--idle-timeout", "-1" }, { "idle-timeout" } },
+    { "--header-timeout abc", { "--listen", "127.0.0.1:0", "--header-timeout", "abc" }, { "header-timeout" } },
+    { "--max-header-bytes 0", { "--listen", "127.0.0.1:0", "--max-header-bytes", "0" }, { "max-header-bytes" } },
+  }
+
+  for _, case in ipairs(CASES) do
+    local name, args, names = case[1], case[2], case[3]
+    it(name .. " -> exit 2 and a message naming it", function()
+      local code, _, stderr = run_bare(args)
+      assert.equal(2, code, "stderr: " .. stderr)
+      assert.is_nil(stderr:find("listening on", 1, true), "started anyway: " .. stderr)
+      local named = false
+      for _, s in ipairs(names) do
+        if stderr:find(s, 1, true) then named = true end
+      end
+      assert.is_true(named, "stderr names none of " .. table.concat(names, ", ") .. ": " .. stderr)
+    end)
+  end
+end)
+
+------------------------------------------------------------------------------
+-- Options that change what the running proxy does. Each test starts its own
+-- processes; after_each stops whatever is left.
+
+describe("a running proxy", function()
+  local procs
+
+  before_each(function() procs = {} end)
+  after_each(function()
+    for i = #procs, 1, -1 do procs[i].stop() end
+  end)
+
+  local function origin(mode)
+    local o = h.start_origin(mode)
+    procs[#procs + 1] = o
+    return o
+  end
+  local function proxy(args, opts)
+    local p = h.start_proxy(args, opts)
+    procs[#procs + 1] = p
+    return p
+  end
+
+  describe("--allow", function()
+    it("refuses a client outside every allowed range with 403 and forwards nothing", function()
+      local o = origin()
+      local p = proxy({ "--allow", "10.0.0.0/8" })
+      local resp, err = get_hello(p.port, o)
+      assert(resp, "no response: " .. tostring(err))
+      assert(h.check_error_response(resp, 403, "Forbidden"))
+      assert.same({}, o.requests())
+    end)
+
+    it("lets 127.0.0.1 in by default", function()
+      local o = origin()
+      local p = proxy({})
+      assert_hello(get_hello(p.port, o))
+    end)
+
+    it("is repeatable: a second range adds to the first", function()
+      local o = origin()
+      local p = proxy({ "--allow", "10.0.0.0/8", "--allow", "127.0.0.1/32" })
+      assert_hello(get_hello(p.port, o))
+    end)
+  end)
+
+  describe("--listen", function()
+    -- The port of the listener on <host> from the proxy's stderr
+    -- ("listening on 127.0.0.1:PORT", "listening on [::1]:PORT").
+    local function listeners(p, want)
+      return h.wait_for(function()
+        local found = {}
+        for addr, port in p.log():gmatch("listening on (%S+):(%d+)") do
+          found[#found + 1] = { addr = addr, port = tonumber(port) }
+        end
+        return #found >= want and found or nil
+      end, 5)
+    end
+
+    it("serves on two IPv4 addresses", function()
+      local o = origin()
+      local p = proxy({ "--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0" }, { listeners = 2 })
+      local found = assert(listeners(p, 2), "two listening lines: " .. p.log())
+      assert.are_not.equal(found[1].port, found[2].port)
+      assert_hello(get_hello(found[1].port, o))
+      assert_hello(get_hello(found[2].port, o))
+    end)
+
+    it("serves on 127.0.0.1 and [::1] at once", function()
+      local o = origin()
+      local p = proxy({ "--listen", "127.0.0.1:0", "--listen", "[::1]:0" }, { listeners = 2 })
+      local found = assert(listeners(p, 2), "two listening lines: " .. p.log())
+      local v4, v6
+      for _, l in ipairs(found) do
+        if l.addr == "127.0.0.1" then v4 = l.port elseif l.addr == "[::1]" then v6 = l.port end
+      end
+      assert(v4 and v6, "listening lines: " .. p.log())
+      assert_hello(get_hello(v4, o))
+      assert_hello(get_hello(v6, o, "::1"))
+    end)
+  end)
+
+  describe("--max-connections 2", function()
+    it("answers a third client 503 and closes it, then serves once a slot frees", function()
+      local o = origin()
+      local p = proxy({ "--max-connections", "2" })
+      local request = h.request("GET", o.url("/hello"), { "Host: " .. o.authority })
+
+      -- Two kept-alive clients; a full exchange on each proves the proxy
+      -- has accepted and counted them.
+      local held = {}
+      for i = 1, 2 do
+        held[i] = assert(h.connect(p.port))
+        h.send(held[i], request)
+        assert_hello(h.read_response(held[i]))
+      end
+
+      -- The contract does not say whether the 503 comes on accept or as the
+      -- answer to a request; a real client sends its request first, so do that.
+      local third = assert(h.connect(p.port))
+      h.send(third, request)
+      local resp, err = h.read_response(third)
+      assert(resp, "no response for the third client: " .. tostring(err))
+      assert(h.check_error_response(resp, 503, "Service Unavailable"))
+      assert.is_true(h.is_closed(third), "the third connection stayed open")
+      third:close()
+
+      -- The held clients are not disturbed.
+      h.send(held[2], request)
+      assert_hello(h.read_response(held[2]))
+
+      -- Free a slot. The proxy learns of the close asynchronously, so a
+      -- client may still be turned away for a moment: retry (bounded) until
+      -- one is served, and only a 503 counts as "not yet".
+      held[1]:close()
+      local last
+      local served = h.wait_for(function()
+        local r, e = get_hello(p.port, o)
+        last = r and r.status or e
+        if r and r.status == 503 then return nil end
+        return true
+      end, 3, 0.05)
+      assert.is_true(served, "no slot freed; last answer: " .. tostring(last))
+      assert.equal(200, last)
+      held[2]:close()
+    end)
+  end)
+
+  describe("--access-log", function()
+    -- `127.0.0.1 - - [26/Nov/2026:22:50:00 +0000] "GET URL HTTP/1.1" 200 6 3`
+    local function clf_pattern(method, url, status, bytes)
+      return "^127%.0%.0%.1 %- %- %[(%d%d/%a%a%a/%d%d%d%d):%d%d:%d%d:%d%d [+-]%d%d%d%d%] \""
+        .. method .. " " .. url:gsub("%p", "%%%0") .. " HTTP/1%.1\" " .. status .. " " .. bytes .. " (%d+)$"
+    end
+
+    it("gets one CLF line with duration per exchange", function()
+      local o = origin()
+      local file = os.tmpname()
+      local p = proxy({ "--access-log", file })
+      local day_before = os.date("!%d/%b/%Y")
+
+      -- Two exchanges on one kept-alive connection.
+      local sock = assert(h.connect(p.port))
+      h.send(sock, h.request("GET", o.url("/hello"), { "Host: " .. o.authority }))
+      assert_hello(h.read_response(sock))
+      h.send(sock, h.request("GET", o.url("/status/404"), { "Host: " .. o.authority }))
+      local r404 = assert(h.read_response(sock))
+      assert.equal(404, r404.status)
+      sock:close()
+
+      -- Lines are written when an exchange ends, which may be just after the
+      -- client has its response; stopping the proxy settles the file.
+      assert(h.wait_for(function()
+        local _, n = (h.read_file(file) or ""):gsub("\n", "")
+        return n >= 2
+      end, 5), "access log: " .. (h.read_file(file) or ""))
+      assert.equal(0, p.stop())
+      local day_after = os.date("!%d/%b/%Y")
+      local text = h.read_file(file) or ""
+      os.remove(file)
+
+      local lines = {}
+      for line in text:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
+      assert.equal(2, #lines, "access log: " .. text)
+      local expect = {
+        clf_pattern("GET", o.url("/hello"), 200, 6),
+        clf_pattern("GET", o.url("/status/404"), 404, #r404.body),
+      }
+      for i, pat in ipairs(expect) do
+        local day, ms = lines[i]:match(pat)
+        assert(day, "line " .. i .. " does not match: " .. lines[i])
+        assert.is_true(day == day_before or day == day_after, "date " .. day)
+        assert.is_true(tonumber(ms) < 5000, "duration " .. ms .. " ms")
+      end
+    end)
+
+    it("writes to stdout with --access-log -", function()
+      local o = origin()
+      local p = proxy({ "--access-log", "-" })
+      assert_hello(get_hello(p.port, o))
+      local pat = clf_pattern("GET", o.url("/hello"), 200, 6)
+      assert(h.wait_for(function()
+        for line in p.stdout():gmatch("[^\n]+") do
+          if line:find(pat) then return true end
+        end
+      end, 5), "stdout: " .. p.stdout())
+    end)
+  end)
+
+  describe("--connect-ports", function()
+    -- Sends CONNECT for 127.0.0.1:<port>; returns the socket and response.
+    local function connect_through(p, port)
+      local sock = assert(h.connect(p.port))
+      local authority = "127.0.0.1:" .. port
+      h.send(sock, h.request("CONNECT", authority, { "Host: " .. authority }))
+      local resp, err = h.read_response(sock, { method = "CONNECT" })
+      assert(resp, "no response to CONNECT: " .. tostring(err))
+      return sock, resp
+    end
+
+    it("tunnels to each port of a two-port list and refuses others with 403", function()
+      local a, b, other = origin("echo"), origin("echo"), origin("echo")
+      local p = proxy({ "--connect-ports", a.port .. "," .. b.port })
+
+      for _, o in ipairs({ a, b }) do
+        local sock, resp = connect_through(p, o.port)
+        assert.equal("HTTP/1.1 200 Connection Established", resp.status_line)
+        local ping = "ping " .. o.port
+        assert(h.send(sock, ping))
+        assert.equal(ping, (h.recv_exact(sock, #ping)))
+        sock:close()
+      end
+
+      local sock, resp = connect_through(p, other.port)
+      assert(h.check_error_response(resp, 403, "Forbidden"))
+      sock:close()
+    end)
+  end)
+
+  describe("timeouts", function()
+    -- The contract lets timeouts be fractions; this one must fire at 0.5 s,
+    -- not be rounded to 0 or 1.
+    it("--header-timeout 0.5 answers a stalled head with 408 after about half a second", function()
+      local o = origin()
+      local p = proxy({ "--header-timeout", "0.5" })
+      local sock = assert(h.connect(p.port))
+      h.send(sock, "GET " .. o.url("/hello") .. " HTTP/1.1\r\n")
+      local started = socket.gettime()
+      local resp, err = h.read_response(sock)
+      local elapsed = socket.gettime() - started
+      sock:close()
+      assert(resp, "no response: " .. tostring(err))
+      assert(h.check_error_response(resp, 408, "Request Timeout"))
+      assert.is_true(elapsed > 0.3 and elapsed < 0.9, "408 after " .. elapsed .. " s")
+    end)
+  end)
+end)
