@@ -32,7 +32,10 @@ void buffer_init(struct buffer *b);
 void buffer_free(struct buffer *b);
 
 static inline size_t buffer_length(const struct buffer *b) { return b->end - b->start; }
-static inline const char *buffer_peek(const struct buffer *b) { return b->data + b->start; }
+static inline const char *buffer_peek(const struct buffer *b)
+{
+    return b->data ? b->data + b->start : ""; /* NULL + 0 is undefined */
+}
 
 /* Makes room for at least <n> more bytes at the tail, moving readable bytes
  * to the front or growing the allocation. Returns a pointer to the free

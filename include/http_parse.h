@@ -109,7 +109,8 @@ int http_has_token(const struct http_head *head, const char *name, const char *t
 /* Whether field <i> is hop-by-hop (RFC 9110 7.6.1): Connection,
  * Proxy-Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade,
  * Proxy-Authorization, Proxy-Authenticate, or any name listed in a
- * Connection field of the same head. */
+ * Connection field of the same head, except Content-Length and Host, which
+ * a client must not be able to strip that way. */
 int http_is_hop_by_hop(const struct http_head *head, size_t i);
 
 enum http_body_kind {
@@ -124,7 +125,7 @@ struct http_framing {
     uint64_t length; /* for HTTP_BODY_LENGTH */
 };
 
-/* Largest Content-Length accepted (and largest chunk size): 2^62 - 1. */
+/* Largest Content-Length accepted (and largest chunk size): 2^62. */
 #define HTTP_MAX_BODY_LENGTH ((uint64_t)1 << 62)
 
 /*
@@ -132,8 +133,10 @@ struct http_framing {
  * coding is "chunked" (case-insensitive) -> CHUNKED; a valid Content-Length
  * -> LENGTH (0 -> NONE); neither -> NONE. Rejects CL together with TE, any
  * TE but exactly one "chunked", and a CL that is repeated (even with the same
- * value), signed, non-decimal, empty or above HTTP_MAX_BODY_LENGTH.
- * Returns 0 or -1 with *<err> set.
+ * value), signed, non-decimal, empty or above HTTP_MAX_BODY_LENGTH, and
+ * Transfer-Encoding in an HTTP/1.0 message (RFC 9112 6.1: faulty framing).
+ * Host: exactly one in HTTP/1.1, at most one in HTTP/1.0, valid per
+ * http_host_valid(), else HTTP_ERR_HOST. Returns 0 or -1 with *<err> set.
  */
 int http_request_framing(const struct http_head *head, struct http_framing *out,
                          enum http_error *err);
@@ -142,7 +145,8 @@ int http_request_framing(const struct http_head *head, struct http_framing *out,
  * Framing of a response to a request with method <method> (RFC 9112 6.3):
  * HEAD requests and 1xx/204/304 statuses -> NONE whatever the fields say;
  * otherwise the same rules as requests, except that neither TE nor CL means
- * CLOSE. A 2xx answer to CONNECT is not handled here (the relay tunnels).
+ * CLOSE (and Host is not checked). Content-Length: 0 gives NONE, as for
+ * requests. A 2xx answer to CONNECT is not handled here (the relay tunnels).
  */
 int http_response_framing(const struct http_head *head, const char *method, size_t method_len,
                           struct http_framing *out, enum http_error *err);

@@ -22,7 +22,10 @@ struct url {
     int host_is_ipv6;   /* the host was a bracketed literal */
     uint16_t port;      /* explicit port, or the scheme's default (80, 443) */
     int port_given;     /* the target named a port */
-    const char *path;   /* path and query; "" when the target had none */
+    const char *path;   /* path and query from the first "/" or "?" after the
+                         * authority ("http://h?q" gives "?q"); "" when the
+                         * target had none. Origin-form needs a "/" in front
+                         * when it does not start with one. */
     size_t path_len;
 };
 

@@ -1,0 +1,690 @@
+/*
+ * http_parse.c - strict HTTP/1.x head parser and framing rules (see
+ * http_parse.h).
+ *
+ * Owns: the grammar of start lines and field lines (RFC 9112 2-5), the
+ * body-length decision (RFC 9112 6), and the checks on Host. Does not own:
+ * the buffer (views point into the caller's bytes), the head-size cap (the
+ * caller's), or what happens to a refused message (the relay's).
+ *
+ * Every scanner below walks left to right and stops at the first byte the
+ * grammar does not allow there. The error it reports depends only on the
+ * bytes up to that point, so a head that arrives in pieces gets the same
+ * answer as one that arrives whole: -2 until either the head is complete or
+ * a rule is broken.
+ */
+#include "http_parse.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+
+/* RFC 9112 2.2 asks servers to skip "at least one" empty line before a
+ * request line; a few cover clients that add CRLF after a POST body. A long
+ * run of them is not a client bug, so it is refused. */
+#define HTTP_MAX_LEADING_EMPTY_LINES 8
+
+#define NEED_MORE (-2)
+
+/* ---- character classes (ASCII only: never the C locale's isalpha) ---- */
+
+static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+static int is_alpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+static int is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
+
+/* tchar (RFC 9110 5.6.2): the bytes allowed in methods, field names and
+ * transfer codings. */
+static int is_tchar(unsigned char c)
+{
+    if (is_alpha(c) || is_digit(c))
+        return 1;
+    switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int is_vchar(unsigned char c) { return c >= 0x21 && c <= 0x7e; }
+
+/* field-vchar, SP and HTAB (RFC 9110 5.5); also the reason-phrase bytes. */
+static int is_field_byte(unsigned char c) { return is_ows(c) || is_vchar(c) || c >= 0x80; }
+
+static unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c; }
+
+/* ---- scanning helpers ---- */
+
+static ssize_t fail(enum http_error *err, enum http_error why)
+{
+    *err = why;
+    return -1;
+}
+
+/* The byte at <pos> is not allowed there. An LF is always "bare" (a valid
+ * one is consumed together with its CR), anything else is reported as
+ * <why>. */
+static ssize_t unexpected(const char *buf, size_t pos, enum http_error *err,
+                          enum http_error why)
+{
+    return fail(err, buf[pos] == '\n' ? HTTP_ERR_BARE_CR_LF : why);
+}
+
+/* A line may end at <pos>. Returns the offset past its CRLF, -2 if the bytes
+ * stop before it, or -1: a CR without LF is bare, any other byte is <why>. */
+static ssize_t line_end(const char *buf, size_t len, size_t pos, enum http_error *err,
+                        enum http_error why)
+{
+    if (pos == len)
+        return NEED_MORE;
+    if (buf[pos] != '\r')
+        return unexpected(buf, pos, err, why);
+    if (pos + 1 == len)
+        return NEED_MORE;
+    if (buf[pos + 1] != '\n')
+        return fail(err, HTTP_ERR_BARE_CR_LF);
+    return (ssize_t)(pos + 2);
+}
+
+/* "HTTP/" DIGIT "." DIGIT at <pos> (case-sensitive, RFC 9112 2.3). Returns
+ * the offset after it, -2 or -1 with <why>. The major version is checked
+ * by the caller once the whole line is known to be well formed, so that
+ * "HTTP/2.0x" is a malformed line, not an unsupported version. */
+static ssize_t parse_version(const char *buf, size_t len, size_t pos, int *major, int *minor,
+                             enum http_error *err, enum http_error why)
+{
+    static const char pattern[] = "HTTP/0.0"; /* '0' marks a DIGIT */
+
+    for (size_t i = 0; i < sizeof(pattern) - 1; i++, pos++) {
+        if (pos == len)
+            return NEED_MORE;
+        unsigned char c = (unsigned char)buf[pos];
+        if (pattern[i] == '0' ? !is_digit(c) : c != (unsigned char)pattern[i])
+            return unexpected(buf, pos, err, why);
+    }
+    *major = buf[pos - 3] - '0';
+    *minor = buf[pos - 1] - '0';
+    return (ssize_t)pos;
+}
+
+/* method SP request-target SP HTTP-version CRLF (RFC 9112 3). */
+static ssize_t parse_request_line(const char *buf, size_t len, size_t pos,
+                                  struct http_head *head, enum http_error *err)
+{
+    const enum http_error why = HTTP_ERR_REQUEST_LINE;
+    size_t start = pos;
+
+    while (pos < len && is_tchar((unsigned char)buf[pos]))
+        pos++;
+    if (pos == len)
+        return NEED_MORE;
+    if (pos == start || buf[pos] != ' ')
+        return unexpected(buf, pos, err, why);
+    head->method = buf + start;
+    head->method_len = pos - start;
+
+    start = ++pos;
+    while (pos < len && is_vchar((unsigned char)buf[pos]))
+        pos++;
+    if (pos == len)
+        return NEED_MORE;
+    if (pos == start || buf[pos] != ' ')
+        return unexpected(buf, pos, err, why);
+    head->target = buf + start;
+    head->target_len = pos - start;
+
+    int major, minor;
+    ssize_t r = parse_version(buf, len, pos + 1, &major, &minor, err, why);
+    if (r < 0)
+        return r;
+    r = line_end(buf, len, (size_t)r, err, why);
+    if (r < 0)
+        return r;
+    if (major != 1)
+        return fail(err, HTTP_ERR_VERSION);
+    head->version_minor = minor > 1 ? 1 : minor;
+    return r;
+}
+
+/* HTTP-version SP 3DIGIT SP [reason-phrase] CRLF (RFC 9112 4). A missing
+ * "SP reason" is accepted too: some servers send "HTTP/1.1 200" CRLF, and
+ * the reason never affects framing, so tolerating it cannot be misread. */
+static ssize_t parse_status_line(const char *buf, size_t len, size_t pos,
+                                 struct http_head *head, enum http_error *err)
+{
+    const enum http_error why = HTTP_ERR_STATUS_LINE;
+    int major, minor;
+
+    ssize_t r = parse_version(buf, len, pos, &major, &minor, err, why);
+    if (r < 0)
+        return r;
+    pos = (size_t)r;
+    if (pos == len)
+        return NEED_MORE;
+    if (buf[pos] != ' ')
+        return unexpected(buf, pos, err, why);
+    pos++;
+
+    int status = 0;
+    for (int i = 0; i < 3; i++, pos++) {
+        if (pos == len)
+            return NEED_MORE;
+        unsigned char c = (unsigned char)buf[pos];
+        /* a leading 0 would make a status below 100 */
+        if (!is_digit(c) || (i == 0 && c == '0'))
+            return unexpected(buf, pos, err, why);
+        status = status * 10 + (c - '0');
+    }
+
+    if (pos == len)
+        return NEED_MORE;
+    size_t start = pos;
+    if (buf[pos] == ' ') {
+        start = ++pos;
+        while (pos < len && is_field_byte((unsigned char)buf[pos]))
+            pos++;
+    }
+    head->reason = buf + start;
+    head->reason_len = pos - start;
+
+    r = line_end(buf, len, pos, err, why);
+    if (r < 0)
+        return r;
+    if (major != 1)
+        return fail(err, HTTP_ERR_VERSION);
+    head->status = status;
+    head->version_minor = minor > 1 ? 1 : minor;
+    return r;
+}
+
+/* field-name ":" OWS field-value OWS CRLF (RFC 9112 5) at <pos>, which is
+ * not the start of an empty line. Fills <f>. */
+static ssize_t parse_field_line(const char *buf, size_t len, size_t pos,
+                                struct http_field *f, enum http_error *err)
+{
+    size_t start = pos;
+
+    while (pos < len && is_tchar((unsigned char)buf[pos]))
+        pos++;
+    if (pos == len)
+        return NEED_MORE;
+    /* "Name :" is refused outright (RFC 9112 5.1): some servers strip the
+     * space and some don't, which is how requests get smuggled. */
+    if (pos == start || buf[pos] != ':')
+        return unexpected(buf, pos, err, HTTP_ERR_FIELD_NAME);
+    f->name = buf + start;
+    f->name_len = pos - start;
+
+    pos++;
+    while (pos < len && is_ows((unsigned char)buf[pos]))
+        pos++;
+    start = pos;
+    while (pos < len && is_field_byte((unsigned char)buf[pos]))
+        pos++;
+    size_t end = pos;
+    while (end > start && is_ows((unsigned char)buf[end - 1]))
+        end--;
+    f->value = buf + start;
+    f->value_len = end - start;
+
+    return line_end(buf, len, pos, err, HTTP_ERR_FIELD_VALUE);
+}
+
+/*
+ * Field lines up to and including the empty line, from <pos>. With <fields>
+ * they are stored (at most <max>, then TOO_MANY_FIELDS); without, they are
+ * only checked. *<count> is the number of lines seen.
+ */
+static ssize_t parse_field_section(const char *buf, size_t len, size_t pos,
+                                   struct http_field *fields, size_t max, size_t *count,
+                                   enum http_error *err)
+{
+    *count = 0;
+    for (;;) {
+        if (pos == len)
+            return NEED_MORE;
+        unsigned char c = (unsigned char)buf[pos];
+        if (c == '\r' || c == '\n')
+            return line_end(buf, len, pos, err, HTTP_ERR_FIELD_NAME);
+        /* obs-fold (RFC 9112 5.2), or whitespace before the first field
+         * (RFC 9112 2.2): both would let a line hide inside another. */
+        if (is_ows(c))
+            return fail(err, HTTP_ERR_OBS_FOLD);
+
+        struct http_field scratch;
+        struct http_field *f = &scratch;
+        if (fields) {
+            if (*count == max)
+                return fail(err, HTTP_ERR_TOO_MANY_FIELDS);
+            f = &fields[*count];
+        }
+        ssize_t r = parse_field_line(buf, len, pos, f, err);
+        if (r < 0)
+            return r;
+        pos = (size_t)r;
+        (*count)++;
+    }
+}
+
+static void head_reset(struct http_head *head)
+{
+    head->method = NULL;
+    head->method_len = 0;
+    head->target = NULL;
+    head->target_len = 0;
+    head->status = 0;
+    head->reason = NULL;
+    head->reason_len = 0;
+    head->version_minor = 0;
+    head->field_count = 0;
+}
+
+ssize_t http_parse_request(const char *buf, size_t len, struct http_head *head,
+                           enum http_error *err)
+{
+    size_t pos = 0;
+    int empty_lines = 0;
+
+    *err = HTTP_ERR_NONE;
+    head_reset(head);
+    while (pos < len && (buf[pos] == '\r' || buf[pos] == '\n')) {
+        if (empty_lines++ == HTTP_MAX_LEADING_EMPTY_LINES)
+            return fail(err, HTTP_ERR_REQUEST_LINE);
+        ssize_t r = line_end(buf, len, pos, err, HTTP_ERR_REQUEST_LINE);
+        if (r < 0)
+            return r;
+        pos = (size_t)r;
+    }
+
+    ssize_t r = parse_request_line(buf, len, pos, head, err);
+    if (r < 0)
+        return r;
+    return parse_field_section(buf, len, (size_t)r, head->fields, HTTP_MAX_FIELDS,
+                               &head->field_count, err);
+}
+
+ssize_t http_parse_response(const char *buf, size_t len, struct http_head *head,
+                            enum http_error *err)
+{
+    *err = HTTP_ERR_NONE;
+    head_reset(head);
+    ssize_t r = parse_status_line(buf, len, 0, head, err);
+    if (r < 0)
+        return r;
+    return parse_field_section(buf, len, (size_t)r, head->fields, HTTP_MAX_FIELDS,
+                               &head->field_count, err);
+}
+
+ssize_t http_parse_fields(const char *buf, size_t len, enum http_error *err)
+{
+    size_t count;
+
+    *err = HTTP_ERR_NONE;
+    return parse_field_section(buf, len, 0, NULL, 0, &count, err);
+}
+
+/* ---- errors ---- */
+
+int http_error_status(enum http_error err)
+{
+    switch (err) {
+    case HTTP_ERR_STATUS_LINE:
+        return 502;
+    case HTTP_ERR_VERSION:
+        return 505;
+    case HTTP_ERR_TOO_MANY_FIELDS:
+        return 431;
+    case HTTP_ERR_TE_UNSUPPORTED:
+        return 501;
+    case HTTP_ERR_REQUEST_LINE:
+    case HTTP_ERR_FIELD_NAME:
+    case HTTP_ERR_FIELD_VALUE:
+    case HTTP_ERR_OBS_FOLD:
+    case HTTP_ERR_BARE_CR_LF:
+    case HTTP_ERR_CL_TE:
+    case HTTP_ERR_CONTENT_LENGTH:
+    case HTTP_ERR_TE_MALFORMED:
+    case HTTP_ERR_HOST:
+    case HTTP_ERR_CHUNK_SIZE:
+    case HTTP_ERR_CHUNK_FRAMING:
+    case HTTP_ERR_TRAILER:
+        return 400;
+    case HTTP_ERR_NONE:
+    default:
+        /* asking for the status of "no error" is a caller bug */
+        return 500;
+    }
+}
+
+const char *http_error_text(enum http_error err)
+{
+    switch (err) {
+    case HTTP_ERR_NONE: return "no error";
+    case HTTP_ERR_REQUEST_LINE: return "malformed request line";
+    case HTTP_ERR_STATUS_LINE: return "malformed status line";
+    case HTTP_ERR_VERSION: return "unsupported HTTP version";
+    case HTTP_ERR_FIELD_NAME: return "whitespace or invalid character in a field name";
+    case HTTP_ERR_FIELD_VALUE: return "invalid character in a field value";
+    case HTTP_ERR_OBS_FOLD: return "obsolete line folding";
+    case HTTP_ERR_BARE_CR_LF: return "bare CR or LF";
+    case HTTP_ERR_TOO_MANY_FIELDS: return "too many header fields";
+    case HTTP_ERR_CL_TE: return "Content-Length together with Transfer-Encoding";
+    case HTTP_ERR_CONTENT_LENGTH: return "invalid or duplicate Content-Length";
+    case HTTP_ERR_TE_UNSUPPORTED: return "unsupported Transfer-Encoding";
+    case HTTP_ERR_TE_MALFORMED: return "malformed Transfer-Encoding";
+    case HTTP_ERR_HOST: return "missing, duplicate or invalid Host";
+    case HTTP_ERR_CHUNK_SIZE: return "invalid chunk size";
+    case HTTP_ERR_CHUNK_FRAMING: return "invalid chunk framing";
+    case HTTP_ERR_TRAILER: return "invalid trailer section";
+    }
+    return "unknown error";
+}
+
+/* ---- field lookups ---- */
+
+static int view_eq(const char *a, size_t a_len, const char *b, size_t b_len)
+{
+    if (a_len != b_len)
+        return 0;
+    for (size_t i = 0; i < a_len; i++)
+        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
+            return 0;
+    return 1;
+}
+
+int http_token_eq(const char *s, size_t len, const char *token)
+{
+    return view_eq(s, len, token, strlen(token));
+}
+
+int http_find_field(const struct http_head *head, const char *name, size_t from)
+{
+    for (size_t i = from; i < head->field_count; i++)
+        if (http_token_eq(head->fields[i].name, head->fields[i].name_len, name))
+            return (int)i;
+    return -1;
+}
+
+/* Walks a comma-separated list (RFC 9110 5.6.1), yielding each element with
+ * OWS trimmed. Empty elements are yielded too, so that callers which must
+ * refuse them (Transfer-Encoding) can. An index plus a flag, rather than a
+ * pointer, so the walk never forms an address past the value. */
+struct list_walk {
+    const char *s;
+    size_t len;
+    size_t pos;
+    int done;
+};
+
+static void list_begin(struct list_walk *w, const char *s, size_t len)
+{
+    w->s = s;
+    w->len = len;
+    w->pos = 0;
+    w->done = 0;
+}
+
+static int list_next(struct list_walk *w, const char **elem, size_t *elem_len)
+{
+    if (w->done)
+        return 0;
+    size_t start = w->pos, end = start;
+    while (end < w->len && w->s[end] != ',')
+        end++;
+    if (end == w->len)
+        w->done = 1;
+    else
+        w->pos = end + 1;
+    while (start < end && is_ows((unsigned char)w->s[start]))
+        start++;
+    while (end > start && is_ows((unsigned char)w->s[end - 1]))
+        end--;
+    *elem = w->s + start;
+    *elem_len = end - start;
+    return 1;
+}
+
+static int list_has(const char *value, size_t value_len, const char *token, size_t token_len)
+{
+    struct list_walk w;
+    const char *elem;
+    size_t elem_len;
+
+    list_begin(&w, value, value_len);
+    while (list_next(&w, &elem, &elem_len))
+        if (elem_len && view_eq(elem, elem_len, token, token_len))
+            return 1;
+    return 0;
+}
+
+int http_has_token(const struct http_head *head, const char *name, const char *token)
+{
+    size_t token_len = strlen(token);
+    for (int i = http_find_field(head, name, 0); i >= 0;
+         i = http_find_field(head, name, (size_t)i + 1)) {
+        const struct http_field *f = &head->fields[i];
+        if (list_has(f->value, f->value_len, token, token_len))
+            return 1;
+    }
+    return 0;
+}
+
+int http_is_hop_by_hop(const struct http_head *head, size_t i)
+{
+    static const char *const always[] = {
+        "Connection", "Proxy-Connection", "Keep-Alive", "TE", "Trailer",
+        "Transfer-Encoding", "Upgrade", "Proxy-Authorization", "Proxy-Authenticate",
+    };
+
+    if (i >= head->field_count)
+        return 0;
+    const struct http_field *f = &head->fields[i];
+    for (size_t k = 0; k < sizeof(always) / sizeof(always[0]); k++)
+        if (http_token_eq(f->name, f->name_len, always[k]))
+            return 1;
+
+    /* "Connection: Content-Length" must not make the proxy drop the field
+     * that frames the body, nor "Connection: Host" the one that routes it:
+     * a receiver would then read the body as the next request. */
+    if (http_token_eq(f->name, f->name_len, "Content-Length") ||
+        http_token_eq(f->name, f->name_len, "Host"))
+        return 0;
+
+    for (int j = http_find_field(head, "Connection", 0); j >= 0;
+         j = http_find_field(head, "Connection", (size_t)j + 1)) {
+        const struct http_field *c = &head->fields[j];
+        if (list_has(c->value, c->value_len, f->name, f->name_len))
+            return 1;
+    }
+    return 0;
+}
+
+/* ---- framing (RFC 9112 6) ---- */
+
+/* 1*DIGIT, at most 19 digits (so it cannot overflow) and at most
+ * HTTP_MAX_BODY_LENGTH. No sign, no spaces, no "5, 5" list: RFC 9110 8.6
+ * lets a recipient accept identical repeats, but a proxy that does is one
+ * of two readers that may disagree. */
+static int parse_content_length(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (len == 0 || len > 19)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_digit((unsigned char)s[i]))
+            return -1;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (v > HTTP_MAX_BODY_LENGTH)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/*
+ * The rules shared by requests and responses. Transfer-Encoding wins only if
+ * the combined list of all its fields is exactly one "chunked": any other
+ * coding would have to be decoded to find the body's end, and a proxy that
+ * passes it through lets the next hop guess. An HTTP/1.0 message has no
+ * chunked coding at all (RFC 9112 6.1: its framing "MUST be treated as
+ * faulty"), so Transfer-Encoding there is refused as malformed.
+ */
+static int body_framing(const struct http_head *head, int is_response, struct http_framing *out,
+                        enum http_error *err)
+{
+    int te = http_find_field(head, "Transfer-Encoding", 0);
+    int cl = http_find_field(head, "Content-Length", 0);
+
+    out->kind = is_response ? HTTP_BODY_CLOSE : HTTP_BODY_NONE;
+    out->length = 0;
+
+    if (te >= 0 && cl >= 0)
+        return (int)fail(err, HTTP_ERR_CL_TE);
+
+    if (te >= 0) {
+        int chunked = 0, other = 0, empty = 0;
+        for (int i = te; i >= 0; i = http_find_field(head, "Transfer-Encoding", (size_t)i + 1)) {
+            struct list_walk w;
+            const char *elem;
+            size_t elem_len;
+            list_begin(&w, head->fields[i].value, head->fields[i].value_len);
+            while (list_next(&w, &elem, &elem_len)) {
+                if (elem_len == 0)
+                    empty++;
+                else if (http_token_eq(elem, elem_len, "chunked"))
+                    chunked++;
+                else
+                    other++;
+            }
+        }
+        if (empty || chunked > 1 || head->version_minor == 0)
+            return (int)fail(err, HTTP_ERR_TE_MALFORMED);
+        if (other)
+            return (int)fail(err, HTTP_ERR_TE_UNSUPPORTED);
+        out->kind = HTTP_BODY_CHUNKED;
+        return 0;
+    }
+
+    if (cl >= 0) {
+        const struct http_field *f = &head->fields[cl];
+        uint64_t length;
+        if (http_find_field(head, "Content-Length", (size_t)cl + 1) >= 0 ||
+            parse_content_length(f->value, f->value_len, &length) < 0)
+            return (int)fail(err, HTTP_ERR_CONTENT_LENGTH);
+        out->kind = length ? HTTP_BODY_LENGTH : HTTP_BODY_NONE;
+        out->length = length;
+    }
+    return 0;
+}
+
+int http_request_framing(const struct http_head *head, struct http_framing *out,
+                         enum http_error *err)
+{
+    *err = HTTP_ERR_NONE;
+    if (body_framing(head, 0, out, err) < 0)
+        return -1;
+
+    /* RFC 9112 3.2: an HTTP/1.1 request needs exactly one Host; more than
+     * one is refused in any version, since two readers may pick different
+     * ones. */
+    int host = http_find_field(head, "Host", 0);
+    if (host < 0) {
+        if (head->version_minor >= 1)
+            return (int)fail(err, HTTP_ERR_HOST);
+        return 0;
+    }
+    if (http_find_field(head, "Host", (size_t)host + 1) >= 0 ||
+        http_host_valid(head->fields[host].value, head->fields[host].value_len) < 0)
+        return (int)fail(err, HTTP_ERR_HOST);
+    return 0;
+}
+
+/* A Content-Length of 0 gives HTTP_BODY_NONE here as for requests: either
+ * way the response ends with its head. */
+int http_response_framing(const struct http_head *head, const char *method, size_t method_len,
+                          struct http_framing *out, enum http_error *err)
+{
+    *err = HTTP_ERR_NONE;
+    /* methods are case-sensitive (RFC 9110 9.1): "head" is not HEAD */
+    int is_head = method_len == 4 && memcmp(method, "HEAD", 4) == 0;
+    if (is_head || (head->status >= 100 && head->status < 200) || head->status == 204 ||
+        head->status == 304) {
+        out->kind = HTTP_BODY_NONE;
+        out->length = 0;
+        return 0;
+    }
+    return body_framing(head, 1, out, err);
+}
+
+/* ---- Host ---- */
+
+static int is_reg_name_byte(unsigned char c)
+{
+    return is_alpha(c) || is_digit(c) || c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/* The inside of "[...]": handed to inet_pton, which knows every IPv6
+ * spelling; the bounded copy only adds the NUL it needs. Zone ids ("%25")
+ * and IPvFuture are refused. */
+static int ipv6_valid(const char *s, size_t len)
+{
+    char text[INET6_ADDRSTRLEN];
+    struct in6_addr addr;
+
+    if (len < 2 || len >= sizeof(text))
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(is_digit(c) || (lower(c) >= 'a' && lower(c) <= 'f') || c == ':' || c == '.'))
+            return -1;
+    }
+    memcpy(text, s, len);
+    text[len] = '\0';
+    return inet_pton(AF_INET6, text, &addr) == 1 ? 0 : -1;
+}
+
+/* 1 to 5 digits, 1..65535. */
+static int port_valid(const char *s, size_t len)
+{
+    unsigned v = 0;
+
+    if (len == 0 || len > 5)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_digit((unsigned char)s[i]))
+            return -1;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    return v >= 1 && v <= 65535 ? 0 : -1;
+}
+
+/* reg-name is kept to letters, digits and "-._~": percent-escapes and
+ * sub-delims are legal URI syntax but no DNS name needs them, and each one
+ * is a chance for two readers to disagree on where the host ends. An IPv4
+ * literal is a reg-name by these rules. */
+int http_host_valid(const char *value, size_t len)
+{
+    size_t pos = 0;
+
+    if (len == 0)
+        return -1;
+    if (value[0] == '[') {
+        const char *close = memchr(value, ']', len);
+        if (close == NULL || ipv6_valid(value + 1, (size_t)(close - value) - 1) < 0)
+            return -1;
+        pos = (size_t)(close - value) + 1;
+    } else {
+        while (pos < len && is_reg_name_byte((unsigned char)value[pos]))
+            pos++;
+        if (pos == 0)
+            return -1;
+    }
+    if (pos == len)
+        return 0;
+    if (value[pos] != ':')
+        return -1;
+    return port_valid(value + pos + 1, len - pos - 1);
+}
