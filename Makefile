@@ -20,7 +20,7 @@ endif
 
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
             -Wpointer-arith -Wcast-qual -Wvla -Werror
-CPPFLAGS += -Iinclude -D_GNU_SOURCE -MMD -MP
+CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE -MMD -MP
 CFLAGS   += -std=c11 -g $(OPT) $(WARN) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS  += $(if $(SANITIZE),-fsanitize=$(SANITIZE))
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm
@@ -49,8 +49,16 @@ $(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(LIB_OBJS) | $(BUILD)/tests
 	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
 
-$(BUILD)/obj $(BUILD)/tests:
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/gen:
 	mkdir -p $@
+
+# The Lua half of the hook API is compiled in as a byte array, so the binary
+# needs no files at run time.
+$(BUILD)/gen/hooks_api.h: src/hooks_api.lua | $(BUILD)/gen
+	{ echo 'static const char hooks_api_lua[] = {'; \
+	  od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '0x00};'; } > $@
+$(BUILD)/obj/hooks.o: $(BUILD)/gen/hooks_api.h
 
 # Installs what is missing with apt-get when run as root; otherwise prints
 # the one command that would.

@@ -31,6 +31,7 @@ enum body_pump_result {
     BODY_PUMP_DONE,      /* the whole body (and its end marker) was written */
     BODY_PUMP_INVALID,   /* bad chunked framing; *err says how */
     BODY_PUMP_TRUNCATED, /* the source ended before the body did */
+    BODY_PUMP_FILTER_FAILED, /* the filter refused (a script failed) */
 };
 
 /* Optional hook between decoding and encoding: called with each decoded

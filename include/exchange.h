@@ -26,6 +26,10 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
 /* The upstream socket became writable while connecting. */
 void exchange_connect_done(struct session *s);
 
+/* SESSION_HOOK: acts on the result of the request hooks once they are no
+ * longer asleep. Returns 1 if anything changed. */
+int exchange_hook_step(struct session *s);
+
 /* SESSION_EXCHANGE: moves the request body up and the response down.
  * Returns 1 if anything changed. */
 int exchange_pump(struct session *s);

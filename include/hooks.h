@@ -1,20 +1,105 @@
 /*
  * hooks.h - the Lua scripts' entry points into the relay.
  *
- * Only hooks.c (and the files of the hooks group) include the Lua headers;
- * the relay sees these functions and nothing of Lua.
+ * Only hooks.c includes the Lua headers; the relay sees these functions and
+ * nothing of Lua. A loaded set of scripts is one struct hooks (one Lua
+ * state, memory-capped). Every exchange holds a reference to the set it
+ * started with, so a reload (SIGHUP) never changes the scripts under an
+ * exchange in flight.
+ *
+ * Each hook call runs in its own coroutine with a time budget: a count hook
+ * checks the clock and, past the budget, yields the coroutine out for good,
+ * which no pcall inside the script can catch. proxy.sleep() yields too, and
+ * the exchange waits on a timer while every other client is served.
  */
 #ifndef LUAPROXY_HOOKS_H
 #define LUAPROXY_HOOKS_H
 
+#include <ev.h>
 #include <stddef.h>
 
-struct proxy;
+#include "body.h"
+#include "buffer.h"
 
-/* Loads the scripts named in the configuration. 0, or -1 with <err>. */
+struct proxy;
+struct session;
+struct config;
+struct hooks;
+struct lua_State;
+
+enum hook_phase {
+    HOOK_ON_REQUEST,
+    HOOK_BEFORE_CONNECT,
+    HOOK_ON_RESPONSE,
+    HOOK_ON_RESPONSE_CHUNK,
+    HOOK_ON_DONE,
+    HOOK_PHASE_COUNT,
+};
+
+enum hooks_result {
+    HOOKS_CONTINUE, /* every hook of the phase ran; carry on */
+    HOOKS_PENDING,  /* a hook sleeps; the phase finishes later by itself */
+    HOOKS_RESPOND,  /* a hook called tx:respond: answer locally */
+    HOOKS_FAILED,   /* a hook failed (error, timeout, memory): 500 */
+};
+
+/* Per-exchange hook state, embedded in struct exchange. */
+struct hook_state {
+    struct hooks *hooks;    /* the script set this exchange uses, or NULL */
+    int tx_ref;             /* registry reference of the tx table */
+    int co_ref;             /* the coroutine of a sleeping hook */
+    struct lua_State *co;
+    int snap_ref;           /* --hook-errors open: tx before the hook ran */
+    enum hook_phase phase;
+    int script;             /* index of the script whose hook runs next */
+    int pending;            /* a hook is asleep in proxy.sleep */
+    enum hooks_result result; /* valid once pending drops back to 0 */
+    ev_timer sleep_timer;
+};
+
+/* Loads the configured scripts into p->hooks (NULL when there are none).
+ * 0, or -1 with <err>. */
 int hooks_load(struct proxy *p, char *err, size_t err_len);
-/* SIGHUP: loads the scripts again; on failure the old ones stay. */
+/* SIGHUP: loads every script into a fresh state; on any failure the old set
+ * stays in force and the error is logged. */
 void hooks_reload(struct proxy *p);
 void hooks_free(struct proxy *p);
+
+/* --check: loads each script, reports errors and names that look like
+ * misspelt hooks. Returns the exit status (0 when all is well). */
+int hooks_check(const struct config *cfg);
+
+/* Takes a reference on the proxy's current script set for the exchange. */
+void hooks_exchange_begin(struct session *s);
+/* Drops everything the exchange holds in Lua. */
+void hooks_exchange_end(struct session *s);
+
+/* Whether any script of the exchange defines <phase>. */
+int hooks_wants(const struct session *s, enum hook_phase phase);
+
+/* Runs <phase>'s hooks in script order. On HOOKS_PENDING the phase later
+ * finishes by itself: it sets hook.pending = 0 and hook.result, then calls
+ * session_epilogue(). */
+enum hooks_result hooks_run(struct session *s, enum hook_phase phase);
+
+/* Hands the response head (status, reason, fields) to the tx before
+ * on_response. 0, or -1. */
+int hooks_prepare_response(struct session *s);
+
+/* Copy what the scripts changed back into the exchange. 0, or -1. */
+int hooks_read_request(struct session *s);
+int hooks_read_upstream(struct session *s);
+int hooks_read_response(struct session *s);
+
+/* Writes the response a hook made with tx:respond. 0, or -1. */
+int hooks_write_local_response(struct session *s, struct buffer *out);
+
+/* The body_filter that passes response pieces through on_response_chunk
+ * (arg: the session). */
+int hooks_body_filter(void *arg, const char *data, size_t len, int eof, struct buffer *out,
+                      enum http_body_kind out_kind);
+
+/* on_done: runs once per exchange, after it finished or failed. */
+void hooks_done(struct session *s);
 
 #endif

@@ -7,13 +7,14 @@
  * kept-alive connection are handled one after another, so pipelined
  * responses go out in request order by construction.
  *
- *              +--------------------------------------------+
- *              v                                            |
- *   accept -> HEAD --CONNECT/http--> RESOLVING -> CONNECTING -> EXCHANGE
- *              |                                     |           |  101
- *              | (error)                             +--> TUNNEL <+
- *              v                                            |
- *           DRAINING  (error response or close: flush, then close)
+ *            +------------------- keep-alive --------------------+
+ *            v                                                   |
+ *   accept -> HEAD -> [HOOK] -> RESOLVING -> CONNECTING -> EXCHANGE
+ *            |          |                      |  CONNECT       |  101
+ *            |          |                      +--> TUNNEL <----+
+ *            | error    | tx:respond / error      |
+ *            v          v                         v
+ *           DRAINING (flush the last response, half-close) -> CLOSED
  *
  * See session.c for the transitions; exchange.c for the forwarding itself.
  */
@@ -28,12 +29,14 @@
 #include "dns.h"
 #include "endpoint.h"
 #include "headers.h"
+#include "hooks.h"
 #include "http_parse.h"
 #include "proxy.h"
 #include "url.h"
 
 enum session_state {
     SESSION_HEAD,       /* reading a request head */
+    SESSION_HOOK,       /* on_request / before_connect hooks running */
     SESSION_RESOLVING,  /* looking up the upstream's name */
     SESSION_CONNECTING, /* TCP connect to the upstream in progress */
     SESSION_EXCHANGE,   /* request forwarded, response being relayed */
@@ -44,7 +47,12 @@ enum session_state {
 
 const char *session_state_name(enum session_state state);
 
-enum response_state { RESPONSE_WAIT_HEAD, RESPONSE_BODY, RESPONSE_DONE };
+enum response_state {
+    RESPONSE_WAIT_HEAD, /* waiting for the upstream's response head */
+    RESPONSE_HOOK,      /* on_response hooks running */
+    RESPONSE_BODY,      /* relaying the body */
+    RESPONSE_DONE,
+};
 
 /* One request and its response. Reset between requests. */
 struct exchange {
@@ -62,6 +70,13 @@ struct exchange {
     const char *target;
     size_t target_len;
     struct url url;
+    /* What is forwarded: the client's method and path, or what a script
+     * made of them (then fwd_line owns the copy). */
+    char *fwd_line;
+    const char *fwd_method;
+    size_t fwd_method_len;
+    const char *fwd_path;
+    size_t fwd_path_len;
     char host[256];        /* NUL-terminated, for the resolver */
     uint16_t port;
     struct headers req_headers;
@@ -80,12 +95,18 @@ struct exchange {
     /* Response. */
     enum response_state res_state;
     int status;
+    char res_reason[128];
+    struct http_framing res_framing;
+    int res_keep_length;   /* HEAD/304: Content-Length describes no body */
+    int res_filter;        /* the body goes through on_response_chunk */
+    uint64_t res_filtered_bytes; /* body bytes sent after the filter */
     struct headers res_headers;
     struct body_reader res_body;
     enum http_body_kind res_out_kind;
     int response_started;  /* bytes of this response are queued for the client */
     uint64_t res_bytes;    /* body bytes sent to the client */
     const char *error;     /* why it failed, for the log */
+    struct hook_state hook;
 };
 
 struct session {

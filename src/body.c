@@ -104,7 +104,7 @@ enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int s
         }
         if (data_len > 0) {
             if (emit(dst, out_kind, filter, filter_arg, data, data_len, 0) != 0)
-                return BODY_PUMP_INVALID;
+                return BODY_PUMP_FILTER_FAILED;
             *moved += data_len;
         }
         if (finished) {
@@ -113,7 +113,7 @@ enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int s
             if (emit(dst, out_kind, filter, filter_arg, "", 0, 1) != 0 ||
                 body_write_end(dst, out_kind, trailers, trailers_len) != 0) {
                 buffer_consume(src, consumed);
-                return BODY_PUMP_INVALID;
+                return BODY_PUMP_FILTER_FAILED;
             }
             buffer_consume(src, consumed);
             r->kind = HTTP_BODY_NONE;

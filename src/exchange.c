@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "acl.h"
+#include "hooks.h"
 #include "log.h"
 #include "message.h"
 #include "session.h"
@@ -45,8 +46,11 @@ void exchange_release(struct session *s)
     struct exchange *x = &s->x;
     dns_cancel(x->dns);
     x->dns = NULL;
+    hooks_exchange_end(s);
     free(x->line);
     x->line = NULL;
+    free(x->fwd_line);
+    x->fwd_line = NULL;
     x->method = x->target = NULL;
     headers_free(&x->req_headers);
     headers_free(&x->res_headers);
@@ -55,6 +59,7 @@ void exchange_release(struct session *s)
 /* ---- connecting ------------------------------------------------------- */
 
 static void connected(struct session *s);
+static void run_hooks(struct session *s, enum hook_phase phase);
 
 static const char *connect_error_text(int err)
 {
@@ -176,8 +181,8 @@ static void connected(struct session *s)
         s->state = SESSION_TUNNEL;
         return;
     }
-    if (message_write_request(&s->upstream.out, x->method, x->method_len, x->url.path,
-                              x->url.path_len, &x->req_headers, x->req_out_kind,
+    if (message_write_request(&s->upstream.out, x->fwd_method, x->fwd_method_len, x->fwd_path,
+                              x->fwd_path_len, &x->req_headers, x->req_out_kind,
                               x->req_framing.length, x->req_had_length, x->is_upgrade) != 0) {
         session_fail(s, 502, "out of memory");
         return;
@@ -279,11 +284,16 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
     n = snprintf(authority, sizeof authority, x->url.host_is_ipv6 ? "[%s]" : "%s", x->host);
     if (x->port != 80)
         n += snprintf(authority + n, sizeof authority - (size_t)n, ":%u", x->port);
-    if (!x->is_connect &&
-        message_import_request(head, authority, (size_t)n, x->is_upgrade, &x->req_headers) != 0) {
+    if (x->is_connect && x->port == 80) /* a CONNECT authority always names its port */
+        n += snprintf(authority + n, sizeof authority - (size_t)n, ":80");
+    if (message_import_request(head, authority, (size_t)n, x->is_upgrade, &x->req_headers) != 0) {
         session_fail(s, 400, "the request head could not be rewritten");
         return;
     }
+    x->fwd_method = x->method;
+    x->fwd_method_len = x->method_len;
+    x->fwd_path = x->url.path;
+    x->fwd_path_len = x->url.path_len;
 
     /* Everything needed is copied: the head's bytes can go. */
     buffer_consume(&s->client.in, head_len);
@@ -292,7 +302,73 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
     x->req_body_done = x->req_framing.kind == HTTP_BODY_NONE;
     log_debug("#%llu %s %s %.*s", (unsigned long long)x->id, s->client_ip, x->method,
               (int)(x->target_len > 200 ? 200 : x->target_len), x->target);
+
+    hooks_exchange_begin(s);
+    if (hooks_wants(s, HOOK_ON_REQUEST) || hooks_wants(s, HOOK_BEFORE_CONNECT)) {
+        s->state = SESSION_HOOK;
+        run_hooks(s, HOOK_ON_REQUEST);
+        return;
+    }
     start_connect(s);
+}
+
+/* ---- hooks ------------------------------------------------------------ */
+
+/* Starts a hook phase; exchange_hook_step (or the response pump) acts on
+ * the result once it is there. */
+static void run_hooks(struct session *s, enum hook_phase phase)
+{
+    enum hooks_result r = hooks_run(s, phase);
+    s->x.hook.phase = phase;
+    if (r != HOOKS_PENDING) {
+        s->x.hook.pending = 0;
+        s->x.hook.result = r;
+    }
+}
+
+/* Answers with the response a hook made (tx:respond). */
+static void respond_locally(struct session *s)
+{
+    struct exchange *x = &s->x;
+    if (!x->req_body_done)
+        x->keep_alive = 0; /* the request body will never be read */
+    if (hooks_write_local_response(s, &s->client.out) != 0) {
+        session_fail(s, 500, "a script's response could not be sent");
+        return;
+    }
+    x->response_started = 1;
+    session_end_exchange(s);
+}
+
+int exchange_hook_step(struct session *s)
+{
+    struct exchange *x = &s->x;
+
+    if (x->hook.pending)
+        return 0;
+    if (x->hook.result == HOOKS_FAILED) {
+        session_fail(s, 500, "a script failed while handling this request");
+        return 1;
+    }
+    if (x->hook.result == HOOKS_RESPOND) {
+        respond_locally(s);
+        return 1;
+    }
+    if (x->hook.phase == HOOK_ON_REQUEST) {
+        if (hooks_read_request(s) != 0) {
+            session_fail(s, 500, "a script failed while handling this request");
+            return 1;
+        }
+        if (hooks_wants(s, HOOK_BEFORE_CONNECT)) {
+            run_hooks(s, HOOK_BEFORE_CONNECT);
+            return 1;
+        }
+    } else if (hooks_read_upstream(s) != 0) {
+        session_fail(s, 500, "a script failed while handling this request");
+        return 1;
+    }
+    start_connect(s);
+    return 1;
 }
 
 /* ---- the response ----------------------------------------------------- */
@@ -345,6 +421,17 @@ static void forward_interim(struct session *s, const struct http_head *head, siz
     buffer_consume(&s->upstream.in, head_len);
 }
 
+static void send_response_head(struct session *s);
+
+/* Keeps the reason phrase (bounded) for the head we send. */
+static void n_copy_reason(struct exchange *x, const struct http_head *head)
+{
+    size_t len = head->reason_len < sizeof x->res_reason - 1 ? head->reason_len
+                                                              : sizeof x->res_reason - 1;
+    memcpy(x->res_reason, head->reason, len);
+    x->res_reason[len] = '\0';
+}
+
 /* RESPONSE_WAIT_HEAD: parse the response head and send ours. */
 static int read_response_head(struct session *s)
 {
@@ -390,31 +477,74 @@ static int read_response_head(struct session *s)
         fail_bad_response(s, err);
         return 1;
     }
-
-    /* Our framing towards the client: a length passes as it is; chunked
-     * and close-delimited bodies go chunked to HTTP/1.1 clients, so the
-     * connection survives, and close-delimited to HTTP/1.0 ones. */
-    int keep_length = (x->method_len == 4 && memcmp(x->method, "HEAD", 4) == 0) ||
-                      head.status == 304;
-    if (framing.kind == HTTP_BODY_CHUNKED || framing.kind == HTTP_BODY_CLOSE) {
-        x->res_out_kind = x->minor >= 1 ? HTTP_BODY_CHUNKED : HTTP_BODY_CLOSE;
-        if (x->res_out_kind == HTTP_BODY_CLOSE)
-            x->keep_alive = 0;
-    } else {
-        x->res_out_kind = framing.kind;
-    }
-    if (message_import_response(&head, keep_length, 0, &x->res_headers) != 0 ||
-        message_write_response(&s->client.out, head.status, head.reason, head.reason_len,
-                               &x->res_headers, x->res_out_kind, framing.length,
-                               x->keep_alive, x->minor, 0) != 0) {
+    x->status = head.status;
+    n_copy_reason(x, &head);
+    x->res_framing = framing;
+    x->res_keep_length = (x->method_len == 4 && memcmp(x->method, "HEAD", 4) == 0) ||
+                         head.status == 304;
+    if (message_import_response(&head, x->res_keep_length, 0, &x->res_headers) != 0) {
         session_fail(s, 502, "the upstream's response head could not be rewritten");
         return 1;
     }
     buffer_consume(&s->upstream.in, (size_t)n);
     body_reader_init(&x->res_body, &framing);
-    x->status = head.status;
+    if (hooks_wants(s, HOOK_ON_RESPONSE)) {
+        if (hooks_prepare_response(s) != 0) {
+            session_fail(s, 500, "a script failed while handling this response");
+            return 1;
+        }
+        x->res_state = RESPONSE_HOOK;
+        run_hooks(s, HOOK_ON_RESPONSE);
+        return 1;
+    }
+    send_response_head(s);
+    return 1;
+}
+
+/* Writes the response head for the client, choosing our framing: a length
+ * passes as it is; chunked and close-delimited bodies, and any body a script
+ * may reshape, go chunked to HTTP/1.1 clients (so the connection survives)
+ * and close-delimited to HTTP/1.0 ones. */
+static void send_response_head(struct session *s)
+{
+    struct exchange *x = &s->x;
+    enum http_body_kind in = x->res_framing.kind;
+
+    x->res_filter = in != HTTP_BODY_NONE && hooks_wants(s, HOOK_ON_RESPONSE_CHUNK);
+    if (in == HTTP_BODY_CHUNKED || in == HTTP_BODY_CLOSE ||
+        (in == HTTP_BODY_LENGTH && x->res_filter)) {
+        x->res_out_kind = x->minor >= 1 ? HTTP_BODY_CHUNKED : HTTP_BODY_CLOSE;
+        if (x->res_out_kind == HTTP_BODY_CLOSE)
+            x->keep_alive = 0;
+    } else {
+        x->res_out_kind = in;
+    }
+    if (message_write_response(&s->client.out, x->status, x->res_reason, strlen(x->res_reason),
+                               &x->res_headers, x->res_out_kind, x->res_framing.length,
+                               x->keep_alive, x->minor, 0) != 0) {
+        session_fail(s, 502, "the upstream's response head could not be rewritten");
+        return;
+    }
     x->response_started = 1;
     x->res_state = RESPONSE_BODY;
+}
+
+/* RESPONSE_HOOK: on_response has finished (or is asleep). */
+static int response_hook_step(struct session *s)
+{
+    struct exchange *x = &s->x;
+
+    if (x->hook.pending)
+        return 0;
+    if (x->hook.result == HOOKS_FAILED) {
+        session_fail(s, 500, "a script failed while handling this response");
+    } else if (x->hook.result == HOOKS_RESPOND) {
+        respond_locally(s);
+    } else if (hooks_read_response(s) != 0) {
+        session_fail(s, 500, "a script failed while handling this response");
+    } else {
+        send_response_head(s);
+    }
     return 1;
 }
 
@@ -425,7 +555,8 @@ static int relay_response_body(struct session *s)
     enum http_error err = HTTP_ERR_NONE;
 
     switch (body_pump(&x->res_body, &s->upstream.in, s->upstream.read_eof, &s->client.out,
-                      ENDPOINT_OUT_LIMIT, x->res_out_kind, NULL, NULL, &x->res_bytes, &err)) {
+                      ENDPOINT_OUT_LIMIT, x->res_out_kind, x->res_filter ? hooks_body_filter : NULL,
+                      s, &x->res_bytes, &err)) {
     case BODY_PUMP_IDLE:
         return 0;
     case BODY_PUMP_PROGRESS:
@@ -438,6 +569,9 @@ static int relay_response_body(struct session *s)
         return 1;
     case BODY_PUMP_TRUNCATED:
         session_fail(s, 502, "the upstream closed the connection in the middle of the body");
+        return 1;
+    case BODY_PUMP_FILTER_FAILED:
+        session_fail(s, 500, "a script failed while handling the response body");
         return 1;
     }
     return 0;
@@ -468,6 +602,7 @@ int exchange_pump(struct session *s)
             x->keep_alive = 0;
             session_fail(s, http_error_status(err), http_error_text(err));
             return 1;
+        case BODY_PUMP_FILTER_FAILED: /* no filter on requests */
         case BODY_PUMP_TRUNCATED:
             x->error = "the client closed the connection inside the request body";
             x->keep_alive = 0;
@@ -486,6 +621,8 @@ int exchange_pump(struct session *s)
 
     if (x->res_state == RESPONSE_WAIT_HEAD)
         progress |= read_response_head(s);
+    else if (x->res_state == RESPONSE_HOOK)
+        progress |= response_hook_step(s);
     else if (x->res_state == RESPONSE_BODY)
         progress |= relay_response_body(s);
     if (s->state != SESSION_EXCHANGE)

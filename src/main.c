@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 
 #include "config.h"
+#include "hooks.h"
 #include "log.h"
 #include "proxy.h"
 
@@ -39,6 +40,10 @@ int main(int argc, char **argv)
     }
     if (cfg.verbose)
         log_set_level(LOG_DEBUG);
+    if (cfg.check_only) {
+        log_set_level(LOG_ERROR); /* --check reports on stdout/stderr itself */
+        return hooks_check(&cfg);
+    }
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
 

@@ -36,8 +36,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 
 const char *session_state_name(enum session_state state)
 {
-    static const char *const names[] = {"head",   "resolving", "connecting", "exchange",
-                                        "tunnel", "draining",  "closed"};
+    static const char *const names[] = {"head",     "hook",   "resolving", "connecting",
+                                        "exchange", "tunnel", "draining",  "closed"};
     return names[state];
 }
 
@@ -130,7 +130,7 @@ static void log_exchange(struct session *s)
         .target_len = x->target_len,
         .version_minor = x->minor,
         .status = x->status,
-        .bytes = x->res_bytes,
+        .bytes = x->res_filter ? x->res_filtered_bytes : x->res_bytes,
         .duration_ms = (ev_now(s->proxy->loop) - x->started) * 1000.0,
     };
     access_log_write(s->proxy->access_log, &e);
@@ -146,6 +146,7 @@ void session_end_exchange(struct session *s)
     struct exchange *x = &s->x;
     int keep = x->keep_alive && !s->proxy->stopping;
 
+    hooks_done(s);
     log_exchange(s);
     exchange_release(s);
     endpoint_close(s->proxy->loop, &s->upstream);
@@ -327,6 +328,7 @@ static void update_watchers(struct session *s)
         if (!s->client.read_eof && buffer_length(&s->client.in) <= cfg->max_header_bytes)
             cev |= EV_READ;
         break;
+    case SESSION_HOOK:
     case SESSION_RESOLVING:
     case SESSION_CONNECTING:
     case SESSION_EXCHANGE:
@@ -365,6 +367,10 @@ static ev_tstamp deadline(const struct session *s)
         if (s->head_started == 0)
             return s->last_activity + cfg->idle_timeout; /* idle keep-alive */
         return s->head_started + cfg->header_timeout;
+    case SESSION_HOOK:
+        /* A hook's CPU time is bounded by its budget; a proxy.sleep lasts
+         * as long as the script asked. */
+        return s->last_activity + 1e9;
     case SESSION_RESOLVING:
     case SESSION_CONNECTING:
         return s->x.connect_started + cfg->connect_timeout;
@@ -397,6 +403,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     switch (s->state) {
+    case SESSION_HOOK:
+        break;
     case SESSION_HEAD:
         if (s->head_started == 0 || buffer_length(&s->client.in) == 0)
             session_close(s); /* an idle keep-alive connection: close quietly */
@@ -438,6 +446,9 @@ void session_advance(struct session *s)
         switch (s->state) {
         case SESSION_HEAD:
             progress = read_request_head(s);
+            break;
+        case SESSION_HOOK:
+            progress = exchange_hook_step(s);
             break;
         case SESSION_RESOLVING:
         case SESSION_CONNECTING:

@@ -1,0 +1,388 @@
+-- hooks_api.lua - the Lua half of the hook API: tx, headers and `proxy`.
+--
+-- Built into the binary and run once in every Lua state, before the user's
+-- scripts. It defines the objects scripts see (tx, tx.req, tx.res, header
+-- lists) and returns a table of internal functions that hooks.c calls to
+-- move data between the relay and Lua. Scripts only ever hold copies: no
+-- object here refers to memory of the C side.
+--
+-- The C side passes one argument: a table of native functions
+-- { log = function(msg), now = function() }.
+
+local native = ...
+
+local type, tostring, error, pairs, ipairs, select = type, tostring, error, pairs, ipairs, select
+local setmetatable, rawget, rawset, rawlen = setmetatable, rawget, rawset, rawlen
+local tointeger, lower, concat = math.tointeger, string.lower, table.concat
+
+local SLEEP = "luaproxy.sleep" -- what proxy.sleep yields; hooks.c looks for it
+
+---------------------------------------------------------------------------
+-- Validation: a script can never make the proxy send a split message.
+
+local function check_name(name, level)
+  if type(name) ~= "string" or not name:find("^[%w!#$%%&'*+%-.^_`|~]+$") then
+    error("invalid header name " .. tostring(name), level + 1)
+  end
+  return name
+end
+
+local function check_value(value, level)
+  if type(value) == "number" then value = tostring(value) end
+  if type(value) ~= "string" then
+    error("a header value must be a string, got " .. type(value), level + 1)
+  end
+  if value:find("[%z\r\n]") then
+    error("a header value must not contain CR, LF or NUL", level + 1)
+  end
+  value = value:gsub("^[ \t]+", ""):gsub("[ \t]+$", "")
+  return value
+end
+
+---------------------------------------------------------------------------
+-- Header lists: fields in wire order, looked up case-insensitively.
+-- Each field is stored raw at an integer index as { name, value }, so header
+-- names (strings) never collide with the storage.
+
+local header_methods = {}
+local Headers = {}
+
+local function new_headers()
+  return setmetatable({}, Headers)
+end
+
+function header_methods.values(self, name)
+  local key, list = lower(check_name(name, 2)), {}
+  for i = 1, rawlen(self) do
+    local f = rawget(self, i)
+    if lower(f[1]) == key then list[#list + 1] = f[2] end
+  end
+  return list
+end
+
+function header_methods.get(self, name)
+  local list = header_methods.values(self, name)
+  if #list == 0 then return nil end
+  return concat(list, ", ")
+end
+
+function header_methods.add(self, name, value)
+  check_name(name, 2)
+  rawset(self, rawlen(self) + 1, { name, check_value(value, 2) })
+end
+
+-- Replaces every field called <name> with one (where the first one was),
+-- or removes them all when <value> is nil.
+function header_methods.set(self, name, value)
+  local key = lower(check_name(name, 2))
+  if value ~= nil then value = check_value(value, 2) end
+  local kept, n, placed = {}, rawlen(self), false
+  for i = 1, n do
+    local f = rawget(self, i)
+    if lower(f[1]) ~= key then
+      kept[#kept + 1] = f
+    elseif value ~= nil and not placed then
+      kept[#kept + 1] = { f[1], value }
+      placed = true
+    end
+  end
+  if value ~= nil and not placed then kept[#kept + 1] = { name, value } end
+  for i = 1, #kept do rawset(self, i, kept[i]) end
+  for i = #kept + 1, n do rawset(self, i, nil) end
+end
+
+function header_methods.remove(self, name)
+  header_methods.set(self, name, nil)
+end
+
+Headers.__index = function(self, key)
+  local method = header_methods[key]
+  if method then return method end
+  if type(key) == "string" then return header_methods.get(self, key) end
+  return nil
+end
+Headers.__newindex = function(self, key, value)
+  if type(key) ~= "string" then error("header names are strings", 2) end
+  header_methods.set(self, key, value)
+end
+Headers.__pairs = function(self)
+  local i = 0
+  return function()
+    i = i + 1
+    local f = rawget(self, i)
+    if f then return f[1], f[2] end
+  end, self, nil
+end
+Headers.__len = function(self) return rawlen(self) end
+
+local function headers_from_list(list) -- { n1, v1, n2, v2, ... } from C
+  local h = new_headers()
+  for i = 1, #list, 2 do rawset(h, rawlen(h) + 1, { list[i], list[i + 1] }) end
+  return h
+end
+
+local function headers_to_list(h) -- and back
+  local list = {}
+  for i = 1, rawlen(h) do
+    local f = rawget(h, i)
+    list[#list + 1] = f[1]
+    list[#list + 1] = f[2]
+  end
+  return list
+end
+
+local function copy_headers(h)
+  return headers_from_list(headers_to_list(h))
+end
+
+---------------------------------------------------------------------------
+-- The request: url, host, port and path stay consistent with each other,
+-- and the Host header follows them.
+
+local function authority(d)
+  local host = d.host:find(":", 1, true) and ("[" .. d.host .. "]") or d.host
+  if d.port ~= 80 then host = host .. ":" .. d.port end
+  return host
+end
+
+local function check_host(host, level)
+  if type(host) ~= "string" or host == "" or #host > 255 then
+    error("host must be a non-empty string", level + 1)
+  end
+  host = host:match("^%[(.*)%]$") or host
+  if not (host:find("^[%w._~-]+$") or host:find("^[%x:.]+$")) then
+    error("invalid host " .. host, level + 1)
+  end
+  return host
+end
+
+local function check_port(port, level)
+  local p = tointeger(port) or tointeger(tonumber(port))
+  if not p or p < 1 or p > 65535 then
+    error("port must be an integer from 1 to 65535", level + 1)
+  end
+  return p
+end
+
+local function check_path(path, level)
+  if type(path) ~= "string" or path:sub(1, 1) ~= "/" or path:find("[%c%s]") then
+    error("path must start with / and contain no spaces or control bytes", level + 1)
+  end
+  return path
+end
+
+local function sync(d)
+  d.url = d.scheme .. "://" .. authority(d) .. d.path
+  header_methods.set(d.headers, "Host", authority(d))
+end
+
+local function parse_url(url, level)
+  if type(url) ~= "string" then error("url must be a string", level + 1) end
+  local scheme, auth, rest = url:match("^(%a[%w+.-]*)://([^/?#]+)([^#]*)$")
+  if not scheme then error("url must be absolute: http://host[:port]/path", level + 1) end
+  if lower(scheme) ~= "http" then error("only http:// URLs can be forwarded", level + 1) end
+  local host, port = auth:match("^%[([%x:.]+)%]:?(%d*)$")
+  if not host then host, port = auth:match("^([^:@]+):?(%d*)$") end
+  if not host then error("invalid authority in url " .. url, level + 1) end
+  if rest == "" then rest = "/" elseif rest:sub(1, 1) == "?" then rest = "/" .. rest end
+  return "http", check_host(host, level + 1), port == "" and 80 or check_port(port, level + 1),
+    check_path(rest, level + 1)
+end
+
+local request_setters = {
+  method = function(d, v)
+    if type(v) ~= "string" or not v:find("^[%w!#$%%&'*+%-.^_`|~]+$") then
+      error("method must be a token such as GET", 3)
+    end
+    d.method = v
+  end,
+  url = function(d, v)
+    d.scheme, d.host, d.port, d.path = parse_url(v, 3)
+    sync(d)
+  end,
+  host = function(d, v) d.host = check_host(v, 3); sync(d) end,
+  port = function(d, v) d.port = check_port(v, 3); sync(d) end,
+  path = function(d, v) d.path = check_path(v, 3); sync(d) end,
+}
+
+local function new_request(d)
+  return setmetatable({}, {
+    __index = d,
+    __newindex = function(_, key, value)
+      local setter = request_setters[key]
+      if not setter then error("tx.req." .. tostring(key) .. " cannot be set", 2) end
+      setter(d, value)
+    end,
+    __pairs = function() return pairs(d) end,
+  })
+end
+
+---------------------------------------------------------------------------
+-- The response: status, reason and headers.
+
+local response_setters = {
+  status = function(d, v)
+    local s = tointeger(v)
+    if not s or s < 200 or s > 599 then error("status must be an integer from 200 to 599", 3) end
+    d.status = s
+  end,
+  reason = function(d, v)
+    if type(v) ~= "string" or v:find("[%z\r\n]") then
+      error("reason must be a string without CR, LF or NUL", 3)
+    end
+    d.reason = v
+  end,
+}
+
+local function new_response(d)
+  return setmetatable({}, {
+    __index = d,
+    __newindex = function(_, key, value)
+      local setter = response_setters[key]
+      if not setter then error("tx.res." .. tostring(key) .. " cannot be set", 2) end
+      setter(d, value)
+    end,
+    __pairs = function() return pairs(d) end,
+  })
+end
+
+---------------------------------------------------------------------------
+-- The transaction.
+
+local tx_methods = {}
+local Tx = { __index = tx_methods }
+
+-- Phases in which tx:respond is allowed; hooks.c sets tx._phase.
+local can_respond = { on_request = true, before_connect = true, on_response = true }
+
+function tx_methods.respond(self, status, body, headers)
+  if not can_respond[rawget(self, "_phase")] then
+    error("tx:respond can only be used in on_request, before_connect or on_response", 2)
+  end
+  local s = tointeger(status)
+  if not s or s < 200 or s > 599 then error("respond: status must be an integer from 200 to 599", 2) end
+  if body ~= nil and type(body) ~= "string" then error("respond: body must be a string", 2) end
+  local h = new_headers()
+  if headers ~= nil then
+    if type(headers) ~= "table" then error("respond: headers must be a table", 2) end
+    for k, v in pairs(headers) do
+      if type(k) == "number" and type(v) == "table" then
+        header_methods.add(h, v[1], v[2])
+      else
+        header_methods.add(h, k, v)
+      end
+    end
+  end
+  rawset(self, "_respond", { status = s, body = body or "", headers = h })
+end
+
+---------------------------------------------------------------------------
+-- The global `proxy` table.
+
+local function log(...)
+  local parts = {}
+  for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+  native.log(concat(parts, " "))
+end
+
+proxy = {
+  version = native.version,
+  log = log,
+  now = native.now,
+  sleep = function(seconds)
+    if type(seconds) ~= "number" or seconds < 0 or seconds ~= seconds then
+      error("proxy.sleep needs a number of seconds >= 0", 2)
+    end
+    return coroutine.yield(SLEEP, seconds)
+  end,
+}
+
+---------------------------------------------------------------------------
+-- What hooks.c calls.
+
+local api = { SLEEP = SLEEP }
+
+function api.new_tx(id, method, scheme, host, port, path, version, fields, client_ip, client_port)
+  local d = { method = method, scheme = scheme, host = host, port = port, path = path,
+              version = version, headers = headers_from_list(fields) }
+  d.url = scheme .. "://" .. authority(d) .. path
+  return setmetatable({
+    id = id,
+    req = new_request(d),
+    client = { ip = client_ip, port = client_port },
+    upstream = { host = host, port = port },
+    ctx = {},
+    _req = d,
+  }, Tx)
+end
+
+-- Before before_connect: the upstream starts as the (possibly rewritten) target.
+function api.begin_connect(tx)
+  local d = rawget(tx, "_req")
+  tx.upstream = { host = d.host, port = d.port }
+end
+
+function api.request_out(tx)
+  local d = rawget(tx, "_req")
+  return d.method, d.path, d.host, d.port, headers_to_list(d.headers)
+end
+
+function api.upstream_out(tx)
+  local u = rawget(tx, "upstream")
+  if type(u) ~= "table" then error("tx.upstream must be a table") end
+  return check_host(u.host, 2), check_port(u.port, 2)
+end
+
+function api.set_response(tx, status, reason, fields)
+  local d = { status = status, reason = reason, headers = headers_from_list(fields) }
+  rawset(tx, "_res", d)
+  rawset(tx, "res", new_response(d))
+end
+
+function api.response_out(tx)
+  local d = rawget(tx, "_res")
+  return d.status, d.reason, headers_to_list(d.headers)
+end
+
+function api.respond_out(tx)
+  local r = rawget(tx, "_respond")
+  if not r then return nil end
+  return r.status, r.body, headers_to_list(r.headers)
+end
+
+function api.set_phase(tx, phase)
+  rawset(tx, "_phase", phase)
+end
+
+function api.finish(tx, status, err, bytes_sent, bytes_received, duration)
+  rawset(tx, "status", status)
+  rawset(tx, "error", err)
+  rawset(tx, "bytes_sent", bytes_sent)
+  rawset(tx, "bytes_received", bytes_received)
+  rawset(tx, "duration", duration)
+  if rawget(tx, "_res") == nil then api.set_response(tx, status, "", {}) end
+end
+
+-- For --hook-errors open: what a failing hook changed is undone.
+function api.snapshot(tx)
+  local r, s = rawget(tx, "_req"), rawget(tx, "_res")
+  local snap = { req = {}, upstream = rawget(tx, "upstream") }
+  for k, v in pairs(r) do snap.req[k] = v end
+  snap.req.headers = copy_headers(r.headers)
+  if s then
+    snap.res = { status = s.status, reason = s.reason, headers = copy_headers(s.headers) }
+  end
+  return snap
+end
+
+function api.restore(tx, snap)
+  local r, s = rawget(tx, "_req"), rawget(tx, "_res")
+  for k, v in pairs(snap.req) do r[k] = v end
+  rawset(tx, "upstream", snap.upstream)
+  rawset(tx, "_respond", nil)
+  if s and snap.res then
+    s.status, s.reason, s.headers = snap.res.status, snap.res.reason, snap.res.headers
+  end
+end
+
+return api
