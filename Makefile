@@ -80,9 +80,18 @@ run: deps
 
 # One prove run over the C unit tests and the busted specs, so the suite ends
 # with prove's summary line.
+# Under SANITIZE, every report goes to a file in $(SAN_LOGS); any file there
+# fails the run, even when the exchanges themselves looked right.
+SAN_LOGS := $(abspath $(BUILD))/sanitizer-logs
+SAN_ENV  := $(if $(SANITIZE),ASAN_OPTIONS=detect_leaks=1:log_path=$(SAN_LOGS)/asan \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(SAN_LOGS)/ubsan)
+
 test: deps
 	$(MAKE) --no-print-directory all unit-bins
-	LUAPROXY_BIN=$(abspath $(BIN)) prove --exec tests/run-one $(UNIT_BINS) $(SPECS)
+	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
+	LUAPROXY_BIN=$(abspath $(BIN)) $(SAN_ENV) prove --exec tests/run-one $(UNIT_BINS) $(SPECS)
+	@if [ -n "$$(ls -A $(SAN_LOGS))" ]; then cat $(SAN_LOGS)/*; \
+	  echo "sanitizer reports found (above)"; exit 1; fi
 
 unit-bins: $(UNIT_BINS)
 

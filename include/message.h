@@ -48,7 +48,8 @@ int message_write_response(struct buffer *out, int status, const char *reason,
                            int client_minor, int upgrade);
 
 /* A complete local text response: "NNN Reason: <cause>\n". <cause> must be
- * a fixed string of ours, never client bytes. */
+ * a fixed string of ours, never client bytes. Returns the body's length, or
+ * -1 when out of memory. */
 int message_write_error(struct buffer *out, int status, const char *cause, int keep_alive,
                         int client_minor);
 

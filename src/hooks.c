@@ -888,6 +888,10 @@ int hooks_body_filter(void *arg, const char *data, size_t len, int eof, struct b
     struct buffer held[2]; /* each script's output is the next one's input */
     int which = 0, rc = 0;
 
+    if (hs->tx_ref == LUA_NOREF && protected(s, make_tx, "tx") != 0) {
+        s->x.error = "a script failed in on_response_chunk";
+        return -1;
+    }
     buffer_init(&held[0]);
     buffer_init(&held[1]);
     hs->phase = HOOK_ON_RESPONSE_CHUNK;
@@ -960,7 +964,7 @@ static int finish_tx(lua_State *L)
         lua_pushstring(L, x->error);
     else
         lua_pushnil(L);
-    lua_pushinteger(L, (lua_Integer)x->res_bytes);
+    lua_pushinteger(L, (lua_Integer)(x->res_filter ? x->res_filtered_bytes : x->res_bytes));
     lua_pushinteger(L, (lua_Integer)x->req_bytes);
     lua_pushnumber(L, ev_now(s->proxy->loop) - x->started);
     lua_call(L, 6, 0);

@@ -118,7 +118,7 @@ int message_write_error(struct buffer *out, int status, const char *cause, int k
 {
     const char *reason = message_reason(status);
     int body_len = (int)(strlen(reason) + strlen(cause) + 7); /* "NNN " ": " "\n" */
-    return buffer_printf(out,
+    if (buffer_printf(out,
                          "HTTP/1.1 %03d %s\r\n"
                          "Content-Type: text/plain; charset=utf-8\r\n"
                          "Content-Length: %d\r\n"
@@ -130,7 +130,9 @@ int message_write_error(struct buffer *out, int status, const char *cause, int k
                          !keep_alive         ? "Connection: close\r\n"
                          : client_minor == 0 ? "Connection: keep-alive\r\n"
                                              : "",
-                         status, reason, cause);
+                         status, reason, cause) != 0)
+        return -1;
+    return body_len;
 }
 
 const char *message_reason(int status)

@@ -186,9 +186,16 @@ void session_fail(struct session *s, int status, const char *cause)
      * starts: the head was valid and its body was read completely. */
     if (!x->active || !x->req_body_done || x->is_connect)
         x->keep_alive = 0;
-    if (message_write_error(&s->client.out, status, cause, x->keep_alive,
-                            x->active ? x->minor : 1) != 0)
+    /* Our error text is a body a HEAD client does not expect: close after
+     * it so the extra bytes cannot be read as the next response. */
+    if (x->active && x->method_len == 4 && memcmp(x->method, "HEAD", 4) == 0)
+        x->keep_alive = 0;
+    int body_len = message_write_error(&s->client.out, status, cause, x->keep_alive,
+                                       x->active ? x->minor : 1);
+    if (body_len < 0)
         session_close(s);
+    else
+        x->res_bytes = (uint64_t)body_len;
     x->response_started = 1;
     session_end_exchange(s);
 }

@@ -1,0 +1,333 @@
+-- Lua hooks that go wrong: errors, endless loops, memory bombs, reloads
+-- (SIGHUP) with good and broken scripts, --check, and scripts that fail at
+-- load time. In every case the client gets a clean answer (500 without a
+-- trace, or a closed connection once the head is out), the log says what
+-- happened and where, and the proxy keeps serving. See /tmp/brief/hooks.md.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+
+local FIXTURES = "tests/spec/fixtures/hooks/"
+local SCRIPT_FAILED = "500 Internal Server Error: a script failed while handling this request\n"
+
+-- The line of <file> that contains <text> (plain), for "file:line" checks.
+local function line_of(file, text)
+  local n = 0
+  for line in assert(io.lines(file)) do
+    n = n + 1
+    if line:find(text, 1, true) then return n end
+  end
+  error(text .. " not in " .. file)
+end
+
+describe("hook safety", function()
+  local origin, proxy
+
+  local function start(scripts, args)
+    local full = {}
+    for _, name in ipairs(scripts) do
+      full[#full + 1] = "-s"
+      full[#full + 1] = name:find("/", 1, true) and name or (FIXTURES .. name .. ".lua")
+    end
+    for _, a in ipairs(args or {}) do full[#full + 1] = a end
+    proxy = h.start_proxy(full)
+    return proxy
+  end
+
+  before_each(function()
+    origin = h.start_origin()
+  end)
+
+  after_each(function()
+    if proxy then proxy.stop() end
+    if origin then origin.stop() end
+    proxy, origin = nil, nil
+  end)
+
+  local function host_hdr() return "Host: " .. origin.authority end
+
+  local function exchange(bytes, opts)
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, bytes))
+    local resp, err = h.read_response(s, opts)
+    s:close()
+    assert(resp, "no response: " .. tostring(err))
+    return resp
+  end
+
+  local function get(path, headers)
+    local list = { host_hdr() }
+    for _, x in ipairs(headers or {}) do list[#list + 1] = x end
+    return exchange(h.request("GET", origin.url(path), list))
+  end
+
+  -- Waits (bounded) until the log has <n> lines containing <text> (plain).
+  local function wait_log_count(text, n, timeout)
+    return h.wait_for(function()
+      local count = 0
+      for line in proxy.log():gmatch("[^\n]+") do
+        if line:find(text, 1, true) then count = count + 1 end
+      end
+      return count >= n
+    end, timeout)
+  end
+  local function wait_log(text, timeout) return wait_log_count(text, 1, timeout) end
+
+  local function assert_script_500(resp)
+    assert.are.equal("HTTP/1.1 500 Internal Server Error", resp.status_line)
+    assert.are.equal(SCRIPT_FAILED, resp.body)
+    assert.are.equal(tostring(#SCRIPT_FAILED), resp.headers["content-length"])
+  end
+
+  ----------------------------------------------------------------------------
+  describe("errors", function()
+    it("answers 500 without a trace and logs script, line and traceback", function()
+      start({ "fail_request" })
+      local resp = get("/hello", { "X-Fail: 1" })
+      assert_script_500(resp)
+      assert.falsy(resp.body:find("traceback", 1, true))
+      assert.falsy(resp.body:find("boom", 1, true))
+      assert.falsy(resp.body:find(".lua", 1, true))
+      assert.are.equal(0, #origin.requests())
+
+      local file = FIXTURES .. "fail_request.lua"
+      local where = file .. ":" .. line_of(file, 'error("boom on purpose")') .. ": boom on purpose"
+      assert.truthy(wait_log(where), "log lacks " .. where .. ":\n" .. proxy.log())
+      assert.truthy(proxy.log():find("on_request failed: " .. where, 1, true), proxy.log())
+      assert.truthy(proxy.log():find("stack traceback:", 1, true), proxy.log())
+      -- on_done still runs, and sees the failure.
+      assert.truthy(wait_log("fail_request done #"), proxy.log())
+      assert.truthy(proxy.log():find("fail_request done #%d+ status=500 error=[^\n]*script failed"),
+        proxy.log())
+
+      -- The proxy keeps serving, on a new connection and with the same script.
+      resp = get("/hello")
+      assert.are.equal(200, resp.status)
+      assert.are.equal("by fail_request.lua", origin.requests()[1].headers["x-changed"])
+    end)
+
+    it("closes the connection when on_response_chunk fails after the head was sent", function()
+      start({ "fail_chunk" })
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, h.request("GET", origin.url("/bytes?n=300000"), { host_hdr() })))
+      local resp = assert(h.read_response(s))
+      assert.are.equal(200, resp.status)
+      assert.are.equal("chunked", resp.framing)
+      assert.is_true(resp.incomplete, "the body looked complete: " .. #resp.body .. " bytes")
+      assert.truthy(#resp.body <= 300000)
+      assert.are.equal(h.pattern(#resp.body), resp.body)
+      assert.is_true(h.is_closed(s, 3))
+      s:close()
+      assert.truthy(wait_log("on_response_chunk failed"), proxy.log())
+      assert.truthy(proxy.log():find("chunk boom", 1, true), proxy.log())
+      -- Next client is served (bodies without the failing eof are fine).
+      local r2 = get("/status/204")
+      assert.are.equal(204, r2.status)
+    end)
+
+    it("with --hook-errors open, undoes the failing hook's changes and carries on", function()
+      start({ "fail_request" }, { "--hook-errors", "open" })
+      local resp = get("/echo", { "X-Fail: 1" })
+      assert.are.equal(200, resp.status)
+      local r = origin.requests()[1]
+      assert.truthy(r, "the request did not reach the origin")
+      assert.are.equal("GET /echo HTTP/1.1", r.request_line)
+      assert.is_nil(r.headers["x-changed"])
+      assert.are.equal(r.head, resp.body)
+      assert.truthy(wait_log("boom on purpose"), proxy.log())
+
+      -- Without the failure the changes do apply.
+      resp = get("/echo")
+      r = origin.requests()[2]
+      assert.are.equal("GET /echo?changed=1 HTTP/1.1", r.request_line)
+      assert.are.equal("by fail_request.lua", r.headers["x-changed"])
+    end)
+  end)
+
+  ----------------------------------------------------------------------------
+  describe("runaway scripts", function()
+    for _, how in ipairs({ "plain", "pcall" }) do
+      it("stops a " .. how .. " endless loop with 500 and serves another client meanwhile", function()
+        start({ "loop" }, { "--hook-timeout", "50" })
+        local looper = assert(h.connect(proxy.port))
+        local t0 = h.now()
+        assert(h.send(looper, h.request("GET", origin.url("/hello"), { host_hdr(), "X-Loop: " .. how })))
+        local other = get("/hello")
+        local t1 = h.now()
+        assert.are.equal(200, other.status)
+        assert.are.equal("hello\n", other.body)
+        local resp = assert(h.read_response(looper, { timeout = 3 }))
+        local t2 = h.now()
+        looper:close()
+        assert_script_500(resp)
+        assert.truthy(t2 - t0 < 1.05, ("the loop was stopped after %.3f s"):format(t2 - t0))
+        assert.truthy(t1 - t0 < 1.05, ("the other client waited %.3f s"):format(t1 - t0))
+        assert.truthy(wait_log("on_request took longer than 50 ms and was stopped"), proxy.log())
+        -- Still serving.
+        assert.are.equal(200, get("/hello").status)
+        -- Only the one good request and the last reached the origin.
+        assert.are.equal(2, #origin.requests())
+      end)
+    end
+
+    for _, how in ipairs({ "table", "rep", "pcall" }) do
+      it("stops a memory bomb (" .. how .. ") with 500 and keeps serving", function()
+        start({ "memory" }, { "--lua-memory", "16" })
+        for _ = 1, 3 do
+          local resp = exchange(h.request("GET", origin.url("/hello"), { host_hdr(), "X-Bomb: " .. how }),
+            { timeout = 10 })
+          assert_script_500(resp)
+          assert.are.equal(200, get("/hello").status)
+        end
+        if how ~= "pcall" then
+          assert.truthy(wait_log("on_request ran out of memory"), proxy.log())
+        else
+          -- Caught memory errors end in the time limit, or in the memory cap.
+          assert.truthy(h.wait_for(function()
+            local log = proxy.log()
+            return log:find("on_request ran out of memory", 1, true)
+              or log:find("on_request took longer than", 1, true)
+          end), proxy.log())
+        end
+        assert.is_true(proxy.alive())
+      end)
+    end
+  end)
+
+  ----------------------------------------------------------------------------
+  describe("SIGHUP reload", function()
+    local function version_script(v, extra)
+      return ([[
+-- reload test script, version %s
+function on_request(tx)
+  local secs = tonumber(tx.req.headers["X-Sleep"])
+  if secs then
+    proxy.log("version %s sleeping #" .. tx.id)
+    proxy.sleep(secs)
+  end
+end
+function on_response(tx)
+  tx.res.headers["X-Version"] = "%s"
+end
+%s
+]]):format(v, v, v, extra or "")
+    end
+
+    it("loads a good edit and keeps the old scripts when the edit is broken", function()
+      local path = h.tmpfile(version_script("1"), "reload.lua")
+      start({ path })
+      assert.are.equal("1", get("/hello").headers["x-version"])
+
+      h.write_file(path, version_script("2"))
+      proxy.signal("HUP")
+      assert.truthy(wait_log_count("SIGHUP: 1 script(s) reloaded", 1), proxy.log())
+      assert.are.equal("2", get("/hello").headers["x-version"])
+
+      h.write_file(path, version_script("3", "function broken( then end"))
+      proxy.signal("HUP")
+      assert.truthy(wait_log("reload failed, keeping the scripts in force"), proxy.log())
+      local line
+      for l in proxy.log():gmatch("[^\n]+") do
+        if l:find("reload failed", 1, true) then line = l end
+      end
+      assert.truthy(line:find(path:gsub("%p", "%%%0") .. ":%d+:"), line)
+      local resp = get("/hello")
+      assert.are.equal(200, resp.status)
+      assert.are.equal("2", resp.headers["x-version"])
+      assert.is_true(proxy.alive())
+
+      -- Fixing the file and reloading again works.
+      h.write_file(path, version_script("4"))
+      proxy.signal("HUP")
+      assert.truthy(wait_log_count("SIGHUP: 1 script(s) reloaded", 2), proxy.log())
+      assert.are.equal("4", get("/hello").headers["x-version"])
+    end)
+
+    it("lets an exchange in flight finish with the old script", function()
+      local path = h.tmpfile(version_script("old"), "reload.lua")
+      start({ path })
+      local sleeper = assert(h.connect(proxy.port))
+      assert(h.send(sleeper, h.request("GET", origin.url("/hello"), { host_hdr(), "X-Sleep: 1" })))
+      assert.truthy(wait_log("version old sleeping #"), proxy.log())
+
+      h.write_file(path, version_script("new"))
+      proxy.signal("HUP")
+      assert.truthy(wait_log("SIGHUP: 1 script(s) reloaded"), proxy.log())
+      local fresh = get("/hello")
+      assert.are.equal("new", fresh.headers["x-version"])
+
+      local resp = assert(h.read_response(sleeper))
+      sleeper:close()
+      assert.are.equal(200, resp.status)
+      assert.are.equal("hello\n", resp.body)
+      assert.are.equal("old", resp.headers["x-version"])
+    end)
+  end)
+
+  ----------------------------------------------------------------------------
+  describe("--check and loading", function()
+    -- Runs `luaproxy --check FILE...`; returns exit status, stdout, stderr.
+    local function check(...)
+      local files = {}
+      for _, f in ipairs({ ... }) do files[#files + 1] = h.shell_quote(f) end
+      local err_file = h.tmpfile("", "stderr")
+      local out, code = h.sh(h.shell_quote(h.bin()) .. " --check " .. table.concat(files, " ")
+        .. " 2>" .. h.shell_quote(err_file) .. " </dev/null")
+      return code, out, h.read_file(err_file) or ""
+    end
+
+    it("says ok for a good script", function()
+      local file = FIXTURES .. "order.lua"
+      local code, out, err = check(file)
+      assert.are.equal(0, code, err)
+      assert.are.equal(file .. ": ok (5 hooks)\n", out)
+    end)
+
+    it("names file and line of a syntax error", function()
+      local file = FIXTURES .. "check_syntax.lua"
+      local code, out, err = check(file)
+      assert.are.equal(1, code)
+      assert.falsy(out:find("ok", 1, true), out)
+      local line = line_of(file, "then then")
+      assert.truthy(err:find(file .. ":" .. line .. ":", 1, true), err)
+    end)
+
+    it("names a misspelt hook", function()
+      local file = FIXTURES .. "check_misspelt.lua"
+      local code, out, err = check(file)
+      assert.are.equal(1, code)
+      assert.truthy(err:find("'on_requset' is not a hook", 1, true), err)
+      assert.truthy(err:find(file, 1, true), err)
+    end)
+
+    it("fails when any of several scripts has a problem", function()
+      local good, bad = FIXTURES .. "counter.lua", FIXTURES .. "check_syntax.lua"
+      local code, out, err = check(good, bad)
+      assert.are.equal(1, code)
+      assert.truthy(out:find(good .. ": ok (1 hook)", 1, true), out)
+      assert.truthy(err:find(bad, 1, true), err)
+    end)
+
+    it("exits non-zero with the error when a script fails while loading", function()
+      local file = FIXTURES .. "load_error.lua"
+      local p = h.start_proxy({ "-s", file }, { wait = false })
+      local code = p.wait_exit(5)
+      if not code then p.stop(1) end
+      assert.truthy(code and code ~= 0, "exit status " .. tostring(code))
+      local err = p.stderr()
+      assert.truthy(err:find("this script refuses to load: no config", 1, true), err)
+      local line = line_of(file, "error(")
+      assert.truthy(err:find(file .. ":" .. line .. ":", 1, true), err)
+      assert.falsy(err:find("listening on", 1, true), err)
+    end)
+
+    it("exits non-zero when a script has a syntax error at startup", function()
+      local file = FIXTURES .. "check_syntax.lua"
+      local p = h.start_proxy({ "-s", file }, { wait = false })
+      local code = p.wait_exit(5)
+      if not code then p.stop(1) end
+      assert.truthy(code and code ~= 0, "exit status " .. tostring(code))
+      assert.truthy(p.stderr():find(file .. ":" .. line_of(file, "then then") .. ":", 1, true), p.stderr())
+    end)
+  end)
+end)

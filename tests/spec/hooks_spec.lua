@@ -1,0 +1,635 @@
+-- Lua hooks: that every hook runs, in the documented order, with the
+-- documented tx fields; the headers API; rewriting the target; local
+-- responses; chaining several scripts; reshaping the response body; and the
+-- `proxy` table (log, now, version, sleep). See /tmp/brief/hooks.md.
+--
+-- The scripts live in tests/spec/fixtures/hooks/. They report what they saw
+-- through headers (request headers reach the origin, whose /echo route and
+-- record show them; response headers reach the client) or through
+-- proxy.log, so a failure here names the field that was wrong.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+
+local FIXTURES = "tests/spec/fixtures/hooks/"
+
+describe("hooks", function()
+  local origin, proxy
+  local extra = {}   -- more processes a test started; stopped after it
+
+  -- Starts the proxy with the given fixture scripts (names without .lua)
+  -- plus any extra arguments.
+  local function start(scripts, args)
+    local full = {}
+    for _, name in ipairs(scripts) do
+      full[#full + 1] = "-s"
+      full[#full + 1] = FIXTURES .. name .. ".lua"
+    end
+    for _, a in ipairs(args or {}) do full[#full + 1] = a end
+    proxy = h.start_proxy(full)
+    return proxy
+  end
+
+  before_each(function()
+    origin = h.start_origin()
+  end)
+
+  after_each(function()
+    for _, p in ipairs(extra) do p.stop() end
+    extra = {}
+    if proxy then proxy.stop() end
+    if origin then origin.stop() end
+    proxy, origin = nil, nil
+  end)
+
+  local function host_hdr(o) return "Host: " .. (o or origin).authority end
+
+  -- One request on a fresh connection; returns the response.
+  local function exchange(bytes, opts)
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, bytes))
+    local resp, err = h.read_response(s, opts)
+    s:close()
+    assert(resp, "no response: " .. tostring(err))
+    return resp
+  end
+
+  -- GET <path> on the origin with extra header lines.
+  local function get(path, headers, o)
+    local list = { host_hdr(o) }
+    for _, x in ipairs(headers or {}) do list[#list + 1] = x end
+    return exchange(h.request("GET", (o or origin).url(path), list))
+  end
+
+  -- Waits (bounded) for a log line matching a Lua pattern; returns it.
+  local function wait_log(pat, timeout)
+    return h.wait_for(function()
+      for line in proxy.log():gmatch("[^\n]+") do
+        if line:find(pat) then return line end
+      end
+    end, timeout)
+  end
+
+  -- Names of a parsed header table, in order.
+  local function names_of(headers, skip)
+    local out = {}
+    for _, f in ipairs(headers) do
+      if not (skip and skip[f.name:lower()]) then out[#out + 1] = f.name end
+    end
+    return out
+  end
+
+  local SCRIPT_FAILED = "500 Internal Server Error: a script failed while handling this request\n"
+
+  ----------------------------------------------------------------------------
+  describe("order and fields", function()
+    it("runs every hook, in the documented order", function()
+      start({ "order" })
+      local resp = get("/hello")
+      assert.are.equal(200, resp.status)
+      assert.are.equal("on_request,before_connect,on_response", resp.headers["x-calls"])
+      assert.are.equal("hello\n", resp.body)
+      local line = wait_log("calls #%d+: ")
+      assert.truthy(line, "no on_done log line:\n" .. proxy.log())
+      assert.truthy(line:find("calls #%d+: on_request,before_connect,on_response,on_response_chunk,on_done$"),
+        line)
+    end)
+
+    it("gives tx the request, client and upstream fields", function()
+      start({ "fields" })
+      local s = assert(h.connect(proxy.port))
+      local _, my_port = s:getsockname()
+      assert(h.send(s, h.request("GET", origin.url("/hello?x=1&y=2"),
+        { "Host: ignored.example", "X-Client: from the client" })))
+      local resp = assert(h.read_response(s))
+      s:close()
+      local t = resp.headers
+      assert.are.equal(200, resp.status)
+      assert.are.equal("integer", t["x-tx-id-type"])
+      assert.are.equal("GET", t["x-tx-method"])
+      assert.are.equal(origin.url("/hello?x=1&y=2"), t["x-tx-url"])
+      assert.are.equal("http", t["x-tx-scheme"])
+      assert.are.equal("127.0.0.1", t["x-tx-host"])
+      assert.are.equal(tostring(origin.port), t["x-tx-port"])
+      assert.are.equal("integer", t["x-tx-port-type"])
+      assert.are.equal("/hello?x=1&y=2", t["x-tx-path"])
+      assert.are.equal("1.1", t["x-tx-version"])
+      -- The Host header is already the regenerated one.
+      assert.are.equal(origin.authority, t["x-tx-req-host-header"])
+      assert.are.equal("from the client", t["x-tx-req-client-header"])
+      assert.are.equal("127.0.0.1", t["x-tx-client-ip"])
+      assert.are.equal(tostring(my_port), t["x-tx-client-port"])
+      assert.are.equal("127.0.0.1", t["x-tx-upstream-host"])
+      assert.are.equal(tostring(origin.port), t["x-tx-upstream-port"])
+    end)
+
+    it("reports HTTP/1.0 as version 1.0", function()
+      start({ "fields" })
+      local resp = exchange(h.request("GET", origin.url("/hello"), { host_hdr() }, nil, "HTTP/1.0"))
+      assert.are.equal("1.0", resp.headers["x-tx-version"])
+    end)
+
+    it("numbers transactions with increasing ids", function()
+      start({ "fields" })
+      -- Two on one connection and one on another.
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, h.request("GET", origin.url("/hello"), { host_hdr() })))
+      local r1 = assert(h.read_response(s))
+      assert(h.send(s, h.request("GET", origin.url("/hello"), { host_hdr() })))
+      local r2 = assert(h.read_response(s))
+      s:close()
+      local r3 = get("/hello")
+      local id1, id2, id3 = tonumber(r1.headers["x-tx-id"]), tonumber(r2.headers["x-tx-id"]),
+        tonumber(r3.headers["x-tx-id"])
+      assert.truthy(id1 and id2 and id3, r1.raw_head)
+      assert.are.equal(id1 + 1, id2)
+      assert.are.equal(id2 + 1, id3)
+    end)
+
+    it("shares tx.ctx across one transaction's hooks but not across transactions", function()
+      start({ "fields" })
+      local s = assert(h.connect(proxy.port))
+      for _ = 1, 2 do
+        assert(h.send(s, h.request("GET", origin.url("/hello"), { host_hdr() })))
+        local resp = assert(h.read_response(s))
+        assert.are.equal("set in on_request", resp.headers["x-tx-ctx-in-before-connect"])
+        assert.are.equal("set in on_request", resp.headers["x-tx-ctx-in-on-response"])
+        assert.are.equal("false", resp.headers["x-tx-ctx-leaked"])
+      end
+      s:close()
+      assert.are.equal("false", get("/hello").headers["x-tx-ctx-leaked"])
+    end)
+
+    it("gives on_response the upstream's status, reason and headers, and lets it set them", function()
+      start({ "fields" })
+      local resp = get("/status/404")
+      assert.are.equal("404", resp.headers["x-tx-res-status"])
+      assert.are.equal("Not Found", resp.headers["x-tx-res-reason"])
+      assert.are.equal("text/plain", resp.headers["x-tx-res-content-type"])
+      assert.are.equal("HTTP/1.1 404 Not Found", resp.status_line)
+
+      resp = get("/hello", { "X-Set-Status: 299", "X-Set-Reason: Quite Fine" })
+      assert.are.equal("HTTP/1.1 299 Quite Fine", resp.status_line)
+      assert.are.equal("hello\n", resp.body)
+    end)
+
+    it("gives on_done the status, error, byte counts and duration", function()
+      start({ "fields" })
+      -- A request with a 11-byte body answered by /echo.
+      local body = "hello world"
+      local resp = exchange(h.request("POST", origin.url("/echo"),
+        { host_hdr(), "Content-Length: " .. #body }, body))
+      assert.are.equal(200, resp.status)
+      local id = resp.headers["x-tx-id"]
+      local line = wait_log("done #" .. id .. " ")
+      assert.truthy(line, "no on_done line:\n" .. proxy.log())
+      assert.truthy(line:find(" status=200 ", 1, true), line)
+      assert.truthy(line:find(" error=nil ", 1, true), line)
+      assert.truthy(line:find(" bytes_sent=" .. #resp.body .. " ", 1, true), line)
+      assert.truthy(line:find(" bytes_received=" .. #body .. " ", 1, true), line)
+      assert.truthy(line:find(" res_status=200 ", 1, true), line)
+      assert.truthy(line:find(" ctx=set in on_request$"), line)
+      local d = tonumber(line:match(" duration=(%S+)"))
+      assert.truthy(d and d >= 0 and d < 5, line)
+      assert.truthy(line:find(" duration_type=float ", 1, true), line)
+
+      -- A failed exchange: the upstream refuses the connection.
+      local closed = h.closed_port()
+      resp = exchange(h.request("GET", "http://127.0.0.1:" .. closed .. "/x",
+        { "Host: 127.0.0.1:" .. closed }))
+      assert.are.equal(502, resp.status)
+      line = wait_log("done #%d+ status=502 ")
+      assert.truthy(line, "no on_done line for the 502:\n" .. proxy.log())
+      assert.falsy(line:find(" error=nil ", 1, true), line)
+      assert.truthy(line:find(" bytes_received=0 ", 1, true), line)
+    end)
+  end)
+
+  ----------------------------------------------------------------------------
+  describe("headers API", function()
+    it("gets case-insensitively, joins, sets, removes, adds and iterates in wire order", function()
+      start({ "headers_api" })
+      local resp = get("/echo", { "X-Headers-Test: 1", "X-Dup: one", "X-Other: z", "x-dup: two",
+        "X-Remove: bye", "X-Replace: a", "X-Replace: b", "Accept: */*" })
+      assert.are.equal(200, resp.status)
+      local r = origin.requests()[1]
+      local got = r.headers
+      assert.are.equal("one, two", got["x-got-index"])
+      assert.are.equal("one, two", got["x-got-get"])
+      assert.are.equal("one|two", got["x-got-values"])
+      assert.are.equal("nil", got["x-got-missing"])
+      -- The two X-Dup fields stay two fields.
+      assert.are.equal(2, h.header_count(got, "X-Dup"))
+      -- set replaces all fields of the name with one, where the first was.
+      assert.are.equal(1, h.header_count(got, "X-Replace"))
+      assert.are.equal("c", got["x-replace"])
+      assert.is_nil(got["x-remove"])
+      assert.is_nil(got["x-other"])
+      assert.are.equal(2, h.header_count(got, "X-Added"))
+      assert.are.equal("1, 2", got["x-added"])
+      assert.are.equal("42", got["x-number"])
+      -- pairs() walked the fields in wire order: exactly what went out,
+      -- minus what was added after the walk and the proxy's Connection.
+      local wire = names_of(got, { ["x-order"] = true, ["x-count"] = true, connection = true })
+      assert.are.equal(table.concat(wire, ","), got["x-order"])
+      assert.are.equal(tostring(#wire), got["x-count"])
+      -- X-Replace kept its place before Accept.
+      local order = table.concat(wire, ",")
+      assert.truthy(order:find("X-Replace,Accept", 1, true), order)
+      -- The response side works the same way.
+      assert.are.equal("text/plain", resp.headers["x-res-type"])
+      assert.are.equal("text/x-replaced", resp.headers["content-type"])
+      assert.are.equal(1, h.header_count(resp.headers, "Content-Type"))
+      assert.are.equal(2, h.header_count(resp.headers, "X-Res-Added"))
+    end)
+
+    for _, case in ipairs({ { "cr", "set" }, { "lf", "set" }, { "nul", "set" },
+                            { "cr", "add" }, { "lf", "add" }, { "nul", "add" } }) do
+      it("refuses a value with " .. case[1]:upper() .. " (" .. case[2] .. ") with 500", function()
+        start({ "bad_values" })
+        local resp = get("/echo", { "X-Bad: " .. case[1], "X-How: " .. case[2] })
+        assert.are.equal("HTTP/1.1 500 Internal Server Error", resp.status_line)
+        assert.are.equal(SCRIPT_FAILED, resp.body)
+        assert.are.equal(0, #origin.requests())
+        assert.truthy(wait_log("CR, LF or NUL"), proxy.log())
+        -- and the next request is fine
+        assert.are.equal(200, get("/hello").status)
+      end)
+    end
+
+    it("drops the fields the proxy owns, on the request and on the response", function()
+      start({ "owned" })
+      local resp = get("/echo")
+      assert.are.equal(200, resp.status)
+      local r = origin.requests()[1]
+      assert.are.equal("yes", r.headers["x-kept"])
+      for _, name in ipairs({ "Content-Length", "Transfer-Encoding", "Keep-Alive",
+                              "Proxy-Connection", "TE", "Trailer", "Upgrade" }) do
+        assert.are.equal(0, h.header_count(r.headers, name), name .. " reached the origin:\n" .. r.head)
+      end
+      assert.are.equal(1, h.header_count(r.headers, "Connection"))
+      assert.are.equal("close", r.headers["connection"])
+      -- The response keeps its real framing.
+      assert.are.equal("yes", resp.headers["x-kept"])
+      assert.are.equal("length", resp.framing)
+      assert.are.equal(tostring(#r.head), resp.headers["content-length"])
+      assert.are.equal(r.head, resp.body)
+      for _, name in ipairs({ "Transfer-Encoding", "Keep-Alive", "Proxy-Connection", "TE",
+                              "Trailer", "Upgrade" }) do
+        assert.are.equal(0, h.header_count(resp.headers, name), name .. " reached the client:\n" .. resp.raw_head)
+      end
+      assert.are.equal(1, h.header_count(resp.headers, "Content-Length"))
+      assert.falsy((resp.headers["connection"] or ""):find("X-Kept", 1, true))
+    end)
+  end)
+
+  ----------------------------------------------------------------------------
+  describe("rewriting the request", function()
+    it("setting path keeps url consistent and reaches the origin", function()
+      start({ "rewrite" })
+      local resp = get("/hello", { "X-Mode: path" })
+      assert.are.equal(200, resp.status)
+      local r = origin.requests()[1]
+      assert.are.equal("GET /echo?via=path HTTP/1.1", r.request_line)
+      assert.are.equal(origin.url("/echo?via=path"), r.headers["x-seen-url"])
+      assert.are.equal("/echo?via=path", r.headers["x-seen-path"])
+      assert.are.equal(origin.authority, r.headers["host"])
+      assert.are.equal(r.head, resp.body)
+    end)
+
+    it("setting url changes host, port, path and Host", function()
+      local other = h.start_origin()
+      extra[#extra + 1] = other
+      start({ "rewrite" })
+      local resp = get("/hello", { "X-Mode: url", "X-Target: " .. other.port })
+      assert.are.equal(200, resp.status)
+      assert.are.equal(0, #origin.requests())
+      local r = other.requests()[1]
+      assert.truthy(r, "the new target got nothing")
+      assert.are.equal("GET /echo?via=url HTTP/1.1", r.request_line)
+      assert.are.equal(other.authority, r.headers["host"])
+      assert.are.equal(1, h.header_count(r.headers, "Host"))
+      assert.are.equal("127.0.0.1", r.headers["x-seen-host"])
+      assert.are.equal(tostring(other.port), r.headers["x-seen-port"])
+      assert.are.equal("/echo?via=url", r.headers["x-seen-path"])
+      assert.are.equal(other.url("/echo?via=url"), r.headers["x-seen-url"])
+    end)
+
+    it("setting port changes url, Host and where the request goes", function()
+      local other = h.start_origin()
+      extra[#extra + 1] = other
+      start({ "rewrite" })
+      local resp = get("/echo", { "X-Mode: port", "X-Target: " .. other.port })
+      assert.are.equal(200, resp.status)
+      assert.are.equal(0, #origin.requests())
+      local r = other.requests()[1]
+      assert.truthy(r, "the new port got nothing")
+      assert.are.equal("GET /echo HTTP/1.1", r.request_line)
+      assert.are.equal(other.authority, r.headers["host"])
+      assert.are.equal(other.url("/echo"), r.headers["x-seen-url"])
+    end)
+
+    it("setting host changes url and Host", function()
+      start({ "rewrite" })
+      -- The client names localhost; the script makes it 127.0.0.1.
+      local url = "http://localhost:" .. origin.port .. "/echo"
+      local resp = exchange(h.request("GET", url,
+        { "Host: localhost:" .. origin.port, "X-Mode: host", "X-Target: 127.0.0.1" }))
+      assert.are.equal(200, resp.status)
+      local r = origin.requests()[1]
+      assert.are.equal(origin.authority, r.headers["host"])
+      assert.are.equal("127.0.0.1", r.headers["x-seen-host"])
+      assert.are.equal(origin.url("/echo"), r.headers["x-seen-url"])
+    end)
+
+    it("leaves port 80 out of Host and url", function()
+      start({ "rewrite" })
+      local resp = get("/echo", { "X-Mode: port80", "X-Target: " .. origin.port })
+      assert.are.equal(200, resp.status)
+      local r = origin.requests()[1]
+      assert.are.equal("127.0.0.1", r.headers["host"])
+      assert.are.equal("80", r.headers["x-seen-port"])
+      assert.are.equal("http://127.0.0.1/echo", r.headers["x-seen-url"])
+    end)
+
+    it("sends a changed method to the origin", function()
+      start({ "rewrite" })
+      local resp = get("/echo", { "X-Mode: method", "X-Target: DELETE" })
+      assert.are.equal(200, resp.status)
+      local r = origin.requests()[1]
+      assert.are.equal("DELETE /echo HTTP/1.1", r.request_line)
+      assert.are.equal("DELETE", r.headers["x-seen-method"])
+    end)
+
+    it("before_connect connects elsewhere while Host stays", function()
+      local other = h.start_origin()
+      extra[#extra + 1] = other
+      start({ "rewrite" })
+      local resp = get("/echo", { "X-Mode: upstream", "X-Target: " .. other.port })
+      assert.are.equal(200, resp.status)
+      assert.are.equal("127.0.0.1:" .. origin.port, resp.headers["x-upstream-was"])
+      assert.are.equal(0, #origin.requests())
+      local r = other.requests()[1]
+      assert.truthy(r, "the redirected upstream got nothing")
+      assert.are.equal("GET /echo HTTP/1.1", r.request_line)
+      assert.are.equal(origin.authority, r.headers["host"])
+    end)
+  end)
+
+  ----------------------------------------------------------------------------
+  describe("tx:respond", function()
+    it("in on_request answers without contacting the upstream", function()
+      start({ "respond" })
+      local resp = get("/hello", { "X-Respond-In: on_request" })
+      assert.are.equal("HTTP/1.1 403 Forbidden", resp.status_line)
+      assert.are.equal("refused by on_request\n", resp.body)
+      assert.are.equal("on_request", resp.headers["x-from"])
+      assert.are.equal("text/plain; charset=utf-8", resp.headers["content-type"])
+      assert.are.equal(tostring(#resp.body), resp.headers["content-length"])
+      assert.are.equal(0, #origin.requests())
+    end)
+
+    it("in before_connect answers without contacting the upstream", function()
+      start({ "respond" })
+      local resp = get("/hello", { "X-Respond-In: before_connect" })
+      assert.are.equal("HTTP/1.1 200 OK", resp.status_line)
+      assert.are.equal("answered by before_connect\n", resp.body)
+      assert.are.equal("before_connect", resp.headers["x-from"])
+      assert.are.equal("application/x-test", resp.headers["content-type"])
+      assert.are.equal(0, #origin.requests())
+    end)
+
+    it("in on_response replaces the upstream's response", function()
+      start({ "respond" })
+      local resp = get("/hello", { "X-Respond-In: on_response" })
+      assert.are.equal(202, resp.status)
+      assert.are.equal("replaced by on_response (upstream said 200)\n", resp.body)
+      assert.are.equal("on_response", resp.headers["x-from"])
+      assert.are.equal(1, #origin.requests())
+    end)
+
+    it("gives on_done the local response's status and body size", function()
+      start({ "respond" })
+      local resp = get("/hello", { "X-Respond-In: on_request" })
+      assert.are.equal(403, resp.status)
+      assert.truthy(wait_log("respond done #%d+ status=403 error=nil bytes_sent="
+        .. #"refused by on_request\n" .. "$"), proxy.log())
+    end)
+
+    it("keeps the client connection usable after a local response", function()
+      start({ "respond" })
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, h.request("GET", origin.url("/hello"), { host_hdr(), "X-Respond-In: on_request" })))
+      local r1 = assert(h.read_response(s))
+      assert(h.send(s, h.request("GET", origin.url("/hello"), { host_hdr() })))
+      local r2 = assert(h.read_response(s))
+      s:close()
+      assert.are.equal(403, r1.status)
+      assert.are.equal("hello\n", r2.body)
+    end)
+
+    it("skips the remaining hooks of the phase", function()
+      start({ "chain_a", "chain_b" })
+      local resp = get("/hello", { "X-Respond: 1" })
+      assert.are.equal(200, resp.status)
+      assert.are.equal("a answered\n", resp.body)
+      assert.are.equal(0, #origin.requests())
+      -- chain_a ran and logged; chain_b's on_request did not.
+      local a = wait_log("chain_a on_request #%d+")
+      assert.truthy(a, proxy.log())
+      local id = a:match("#(%d+)")
+      assert.falsy(proxy.log():find("chain_b on_request #" .. id, 1, true), proxy.log())
+    end)
+  end)
+
+  ----------------------------------------------------------------------------
+  describe("several scripts and script state", function()
+    it("runs -s scripts in order, the second seeing the first's change", function()
+      start({ "chain_a", "chain_b" })
+      local resp = get("/echo")
+      assert.are.equal(200, resp.status)
+      assert.are.equal("a,b", origin.requests()[1].headers["x-chain"])
+      -- Body filters chain too: chain_b wraps what chain_a upper-cased.
+      resp = get("/hello")
+      assert.are.equal("<HELLO\n>", resp.body)
+    end)
+
+    it("keeps top-level state across requests", function()
+      start({ "counter" })
+      for _ = 1, 3 do assert.are.equal(200, get("/echo").status) end
+      local reqs = origin.requests()
+      assert.are.equal(3, #reqs)
+      for i = 1, 3 do assert.are.equal(tostring(i), reqs[i].headers["x-count"]) end
+    end)
+  end)
+
+  ----------------------------------------------------------------------------
+  describe("on_response_chunk", function()
+    it("reshapes the body and re-frames it chunked", function()
+      start({ "reshape" })
+      local resp = get("/hello")
+      assert.are.equal(200, resp.status)
+      assert.are.equal("HELLO\n[end]", resp.body)
+      assert.is_nil(resp.headers["content-length"])
+      assert.are.equal("chunked", (resp.headers["transfer-encoding"] or ""):lower())
+      assert.falsy(resp.incomplete)
+    end)
+
+    it("frames two reshaped responses on one kept-alive connection", function()
+      start({ "reshape" })
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, h.request("GET", origin.url("/hello"), { host_hdr() })))
+      local r1 = assert(h.read_response(s))
+      assert(h.send(s, h.request("GET", origin.url("/chunked?n=3&size=4"), { host_hdr() })))
+      local r2 = assert(h.read_response(s))
+      -- And a third, pipelined behind nothing, still parses.
+      assert(h.send(s, h.request("GET", origin.url("/hello"), { host_hdr() })))
+      local r3 = assert(h.read_response(s))
+      s:close()
+      for _, r in ipairs({ r1, r2, r3 }) do
+        assert.are.equal(200, r.status)
+        assert.are.equal("chunked", r.framing)
+        assert.falsy(r.incomplete, r.error)
+        assert.is_nil(r.headers["content-length"])
+      end
+      assert.are.equal("HELLO\n[end]", r1.body)
+      assert.are.equal(("X"):rep(12) .. "[end]", r2.body)
+      assert.are.equal("HELLO\n[end]", r3.body)
+    end)
+
+    it("holds back pieces answered with \"\" and sends what eof returns", function()
+      start({ "reshape" })
+      local resp = get("/chunked?n=5&size=10", { "X-Hold: 1" })
+      assert.are.equal(200, resp.status)
+      assert.falsy(resp.incomplete, resp.error)
+      local body = resp.body:match("^(.*)|calls=%d+$")
+      assert.are.equal(("x"):rep(50), body)
+      -- A body too big for one read comes in several pieces; all are held
+      -- back and come out, in order, at eof.
+      local n = 300000
+      resp = get("/bytes?n=" .. n, { "X-Hold: 1" })
+      assert.falsy(resp.incomplete, resp.error)
+      local calls
+      body, calls = resp.body:match("^(.*)|calls=(%d+)$")
+      assert.truthy(body, "no calls= suffix")
+      assert.truthy(tonumber(calls) >= 2, "only one call for " .. n .. " bytes")
+      assert.are.equal(n, #body)
+      assert.truthy(body == h.pattern(n):reverse(), "the held-back body came out wrong")
+    end)
+
+    -- Known proxy bug (reported): tx.bytes_sent in on_done counts the
+    -- upstream's body bytes, not the reshaped bytes the client got (the
+    -- access log has the right number).
+    it("gives on_done the reshaped body's size as bytes_sent", function()
+      start({ "reshape" })
+      local resp = get("/hello")
+      assert.are.equal("HELLO\n[end]", resp.body)
+      local line = wait_log("reshape done #%d+ bytes_sent=")
+      assert.truthy(line, proxy.log())
+      local sent = tonumber(line:match("bytes_sent=(%d+)"))
+      assert.truthy(proxy.wait_access_log('"GET [^"]*/hello HTTP/1.1" 200 ' .. #resp.body .. " "),
+        "access log: " .. proxy.access_log())
+      assert.are.equal(#resp.body, sent,
+        "PROXY BUG: on_done bytes_sent is " .. tostring(sent) .. ", the client got "
+          .. #resp.body .. " body bytes (upstream sent 6)")
+    end)
+
+    it("holds back a whole Content-Length body too", function()
+      start({ "reshape" })
+      local resp = get("/hello", { "X-Hold: 1" })
+      assert.are.equal("chunked", resp.framing)
+      assert.truthy(resp.body:find("^\nolleh|calls=%d+$"), resp.body)
+    end)
+
+    it("sends an HTTP/1.0 client a close-delimited reshaped body", function()
+      start({ "reshape" })
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, h.request("GET", origin.url("/hello"), { host_hdr() }, nil, "HTTP/1.0")))
+      local resp = assert(h.read_response(s))
+      s:close()
+      assert.are.equal(200, resp.status)
+      assert.are.equal("close", resp.framing)
+      assert.falsy(resp.incomplete, resp.error)
+      assert.is_nil(resp.headers["content-length"])
+      assert.is_nil(resp.headers["transfer-encoding"])
+      assert.are.equal("HELLO\n[end]", resp.body)
+    end)
+
+    -- Known proxy bug (reported): when no script defines on_request,
+    -- before_connect or on_response, the tx table is never built and
+    -- on_response_chunk is called with tx == nil, so `tx.anything` fails
+    -- and the body is cut off.
+    it("passes the tx to on_response_chunk when it is the script's only hook", function()
+      start({ "chunk_only" })
+      local resp = get("/hello")
+      assert.are.equal(200, resp.status)
+      assert.falsy(resp.incomplete,
+        "PROXY BUG: on_response_chunk got tx == nil (script defines no other hook); log:\n"
+          .. proxy.log())
+      assert.truthy(resp.body:find("^hello\n%[tx.id=%d+%]$"),
+        "PROXY BUG: on_response_chunk got no tx; body " .. string.format("%q", resp.body))
+    end)
+
+    it("does not touch a response without a body", function()
+      start({ "reshape" })
+      local resp = get("/status/204")
+      assert.are.equal(204, resp.status)
+      assert.are.equal("", resp.body)
+      resp = exchange(h.request("HEAD", origin.url("/hello"), { host_hdr() }), { method = "HEAD" })
+      assert.are.equal(200, resp.status)
+    end)
+  end)
+
+  ----------------------------------------------------------------------------
+  describe("the proxy table", function()
+    it("proxy.log writes to the log with the script's name", function()
+      start({ "proxy_api" })
+      assert.are.equal(200, get("/hello").status)
+      local line = wait_log("hello from the script")
+      assert.truthy(line, proxy.log())
+      local want = "[" .. FIXTURES .. "proxy_api.lua] hello from the script #"
+      assert.truthy(line:find(want, 1, true), line)
+      assert.truthy(line:find(" #%d+ 42$"), line)
+      assert.truthy(line:find(" info ", 1, true), line)
+    end)
+
+    it("proxy.now returns the time in seconds and proxy.version the version", function()
+      start({ "proxy_api" })
+      local before = h.now()
+      local resp = get("/hello")
+      local after = h.now()
+      assert.are.equal("number", resp.headers["x-now-type"])
+      local now = tonumber(resp.headers["x-now"])
+      assert.truthy(now and now >= before - 1 and now <= after + 1,
+        ("proxy.now() = %s, expected between %f and %f"):format(resp.headers["x-now"], before, after))
+      assert.are.equal("string", resp.headers["x-version-type"])
+      local out = h.sh(h.shell_quote(h.bin()) .. " --version")
+      assert.truthy(resp.headers["x-version"]:find("^%d+%.%d+%.%d+$"), resp.headers["x-version"])
+      assert.truthy(out:find(resp.headers["x-version"], 1, true), out)
+    end)
+
+    it("proxy.sleep pauses only its own transaction", function()
+      start({ "proxy_api" })
+      local sleeper = assert(h.connect(proxy.port))
+      local t0 = h.now()
+      assert(h.send(sleeper, h.request("GET", origin.url("/hello"), { host_hdr(), "X-Sleep: 0.5" })))
+      -- Make sure the sleeper is asleep (its on_request logged) first.
+      assert.truthy(wait_log("hello from the script #%d+ "), proxy.log())
+      local t1 = h.now()
+      local quick = get("/hello")
+      local t2 = h.now()
+      assert.are.equal(200, quick.status)
+      assert.is_nil(quick.headers["x-slept"])
+      assert.truthy(t2 - t1 < 0.35, ("the other request took %.3f s"):format(t2 - t1))
+      -- The sleeper has not answered yet, and then does, after its sleep.
+      local slow = assert(h.read_response(sleeper))
+      local t3 = h.now()
+      sleeper:close()
+      assert.are.equal(200, slow.status)
+      assert.are.equal("hello\n", slow.body)
+      assert.truthy(t3 - t0 >= 0.45, ("the sleeper answered after %.3f s"):format(t3 - t0))
+      assert.truthy(t2 < t3, "the quick request did not finish first")
+      assert.truthy(tonumber(slow.headers["x-slept"]) >= 0.45, slow.headers["x-slept"])
+    end)
+  end)
+end)

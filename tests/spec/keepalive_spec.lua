@@ -1,0 +1,125 @@
+-- Client-side connection reuse (contract: "Keep-alive"). Every test keeps
+-- one client socket and reads responses off it with h.read_response, which
+-- leaves any over-read bytes for the next call: a response that is framed
+-- wrongly shows up as a corrupted *next* response.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+
+describe("client keep-alive", function()
+  local origin, proxy, sock
+
+  before_each(function()
+    origin = h.start_origin()
+    proxy = h.start_proxy({})
+    sock = assert(h.connect(proxy.port))
+  end)
+
+  after_each(function()
+    if sock then sock:close() end
+    local problem = h.stop_procs({ origin, proxy }, 2)
+    sock, proxy, origin = nil, nil, nil
+    assert(not problem, problem)
+  end)
+
+  local function req(method, path, extra, body, version)
+    local headers = { "Host: " .. origin.authority }
+    for _, x in ipairs(extra or {}) do headers[#headers + 1] = x end
+    return h.request(method, origin.url(path), headers, body, version)
+  end
+
+  local function read(opts)
+    local resp, err = h.read_response(sock, opts)
+    assert(resp, "no response: " .. tostring(err))
+    return resp
+  end
+
+  it("serves several requests in sequence on one connection", function()
+    local cases = {
+      { "/hello", "hello\n" },
+      { "/bytes?n=5000", h.pattern(5000) },
+      { "/chunked?n=2&size=3", "xxxxxx" },
+      { "/close?size=300", h.pattern(300) },
+      { "/status/404", "status 404\n" },
+      { "/hello", "hello\n" },
+    }
+    for i, c in ipairs(cases) do
+      assert(h.send(sock, req("GET", c[1])))
+      local resp = read()
+      assert.are.equal(c[1] == "/status/404" and 404 or 200, resp.status, "request " .. i)
+      assert.is_nil(resp.error, "request " .. i)
+      assert.is_true(resp.body == c[2], "body of request " .. i .. " (" .. c[1] .. ")")
+    end
+    assert.is_false(h.is_closed(sock, 0.3))
+    assert.are.equal(#cases, #origin.requests())
+  end)
+
+  it("answers pipelined requests in order", function()
+    -- The slow one first: its answer must still come first.
+    assert(h.send(sock, req("GET", "/slow?ms=300") .. req("GET", "/bytes?n=7000")
+      .. req("GET", "/chunked?n=3&size=5")))
+    local r1, r2, r3 = read(), read(), read()
+    assert.are.equal("slow\n", r1.body)
+    assert.is_true(r2.body == h.pattern(7000), "second pipelined body")
+    assert.are.equal(("x"):rep(15), r3.body)
+    assert.are.equal("done", r3.trailers["x-checksum"])
+
+    -- A request with a body in the middle of a pipeline.
+    assert(h.send(sock, req("POST", "/echo", { "Content-Length: 5" }, "abcde")
+      .. req("GET", "/hello")))
+    local r4, r5 = read(), read()
+    assert.are.equal(200, r4.status)
+    assert.are.equal("abcde", r4.body:sub(-5))
+    assert.are.equal("POST /echo HTTP/1.1\r\n", r4.body:sub(1, 21))
+    assert.are.equal("hello\n", r5.body)
+    assert.is_false(h.is_closed(sock, 0.3))
+  end)
+
+  it("closes after a response to Connection: close", function()
+    assert(h.send(sock, req("GET", "/hello", { "Connection: close" })))
+    local resp = read()
+    assert.are.equal(200, resp.status)
+    assert.are.equal("hello\n", resp.body)
+    assert.is_true(h.is_closed(sock, 3), "connection still open after Connection: close")
+  end)
+
+  it("closes an HTTP/1.0 connection after the response", function()
+    assert(h.send(sock, req("GET", "/hello", nil, nil, "HTTP/1.0")))
+    local resp = read()
+    assert.are.equal("HTTP/1.1 200 OK", resp.status_line)
+    assert.are.equal("hello\n", resp.body)
+    assert.is_true(h.is_closed(sock, 3), "HTTP/1.0 connection still open")
+  end)
+
+  it("keeps an HTTP/1.0 connection that asked for keep-alive", function()
+    assert(h.send(sock, req("GET", "/hello", { "Connection: keep-alive" }, nil, "HTTP/1.0")))
+    local resp = read()
+    assert.are.equal("hello\n", resp.body)
+    assert.is_false(h.is_closed(sock, 0.3))
+    assert(h.send(sock, req("GET", "/bytes?n=10", { "Connection: keep-alive" }, nil, "HTTP/1.0")))
+    resp = read()
+    assert.are.equal(h.pattern(10), resp.body)
+  end)
+
+  it("re-chunks a close-delimited upstream response and keeps the connection", function()
+    assert(h.send(sock, req("GET", "/close?size=20000")))
+    local resp = read()
+    assert.are.equal(200, resp.status)
+    assert.are.equal("chunked", resp.framing)
+    assert.is_nil(resp.error)
+    assert.is_true(resp.body == h.pattern(20000), "re-chunked body differs")
+    assert(h.send(sock, req("GET", "/hello")))
+    resp = read()
+    assert.are.equal("hello\n", resp.body)
+  end)
+
+  it("sends a close-delimited response to an HTTP/1.0 client as-is", function()
+    assert(h.send(sock, req("GET", "/close?size=3000", nil, nil, "HTTP/1.0")))
+    local resp = read()
+    assert.are.equal(200, resp.status)
+    assert.are.equal(0, h.header_count(resp.headers, "Transfer-Encoding"))
+    assert.are.equal("close", resp.framing)
+    assert.is_nil(resp.error)
+    assert.is_true(resp.body == h.pattern(3000), "body differs")
+  end)
+end)

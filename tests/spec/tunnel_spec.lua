@@ -1,0 +1,135 @@
+-- CONNECT tunnels and Upgrade (contract: CONNECT, Upgrade, idle timeout).
+-- The far end is origin.lua --echo, which echoes bytes and half-closes its
+-- side once it has seen EOF and echoed everything, so a half-close that the
+-- proxy relays correctly comes back as "all bytes, then EOF".
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+
+describe("tunnels", function()
+  local echo, origin, proxy
+  local procs, socks = {}, {}
+
+  local function track(p) procs[#procs + 1] = p; return p end
+  local function connect(port)
+    local s = assert(h.connect(port))
+    socks[#socks + 1] = s
+    return s
+  end
+
+  before_each(function()
+    echo = track(h.start_origin("echo"))
+    origin = track(h.start_origin())
+    proxy = track(h.start_proxy({ "--connect-ports", tostring(echo.port) }))
+  end)
+
+  after_each(function()
+    for _, s in ipairs(socks) do s:close() end
+    local problem = h.stop_procs(procs)
+    procs, socks = {}, {}
+    assert(not problem, problem)
+  end)
+
+  -- Opens a tunnel to the echo server through proxy p; returns the socket.
+  local function open_tunnel(p)
+    local s = connect(p.port)
+    local target = "127.0.0.1:" .. echo.port
+    assert(h.send(s, h.request("CONNECT", target, { "Host: " .. target })))
+    local resp = h.read_response(s, { method = "CONNECT" })
+    assert(resp, "no answer to CONNECT")
+    assert.are.equal("HTTP/1.1 200 Connection Established", resp.status_line)
+    assert.are.equal(0, h.header_count(resp.headers, "Content-Length"))
+    assert.are.equal(0, h.header_count(resp.headers, "Transfer-Encoding"))
+    assert.are.equal("", h.take_pending(s), "bytes after the 200 before we sent any")
+    return s
+  end
+
+  it("answers CONNECT with 200 and relays bytes both ways", function()
+    local s = open_tunnel(proxy)
+    assert(h.send(s, "hello tunnel\n"))
+    assert.are.equal("hello tunnel\n", h.recv_exact(s, 13))
+    -- 1 MiB round trip, 64 KiB at a time so neither side's buffers fill up.
+    for i = 0, 15 do
+      local piece = h.pattern(65536, i * 65536)
+      assert(h.send(s, piece))
+      local back, err = h.recv_exact(s, #piece)
+      assert.is_nil(err)
+      assert.is_true(back == piece, "echoed piece " .. i .. " differs")
+    end
+  end)
+
+  it("relays a client half-close and still delivers the rest", function()
+    local s = open_tunnel(proxy)
+    assert(h.send(s, "abc"))
+    s:shutdown("send")
+    local data, how = h.recv_until_close(s, 5)
+    assert.are.equal("abc", data)
+    assert.are.equal("closed", how)
+    local target = "127.0.0.1:" .. echo.port
+    local line = proxy.wait_access_log('"CONNECT ' .. target:gsub("%p", "%%%0")
+      .. ' HTTP/1%.1" 200 3 %d+$')
+    assert(line, "no CONNECT access log line:\n" .. proxy.access_log())
+    assert.is_truthy(line:find("^127%.0%.0%.1 %- %- %["))
+  end)
+
+  it("refuses CONNECT to a port not in --connect-ports with 403", function()
+    local s = connect(proxy.port)
+    local target = "127.0.0.1:" .. origin.port
+    assert(h.send(s, h.request("CONNECT", target, { "Host: " .. target })))
+    local resp = h.read_response(s, { method = "CONNECT" })
+    local ok, why = h.check_error_response(resp, 403, "Forbidden")
+    assert(ok, why)
+    -- Nothing reached the origin: it records every request it reads, and
+    -- the proxy must not have sent it anything.
+    assert.are.equal(0, #origin.requests())
+  end)
+
+  it("closes a silent tunnel after --idle-timeout, but not a busy one", function()
+    local p = track(h.start_proxy({ "--connect-ports", tostring(echo.port), "--idle-timeout", "1" }))
+    local s = open_tunnel(p)
+    -- 1.5 s of traffic every 0.3 s: longer than the timeout, so the timer
+    -- must be an idle timer, not a lifetime limit. (The pauses are the
+    -- subject of the test, not synchronisation.)
+    for i = 1, 5 do
+      assert(h.send(s, "ping" .. i))
+      assert.are.equal("ping" .. i, h.recv_exact(s, 5))
+      h.sleep(0.3)
+    end
+    local t0 = h.now()
+    local data, how = h.recv_until_close(s, 5)
+    local waited = h.now() - t0
+    assert.are.equal("", data)
+    assert.are.equal("closed", how)
+    assert.is_true(waited >= 0.5 and waited <= 3.5, "closed after " .. waited .. " s")
+  end)
+
+  it("turns an Upgrade: websocket exchange into a tunnel after 101", function()
+    local s = connect(proxy.port)
+    assert(h.send(s, h.request("GET", origin.url("/ws"), {
+      "Host: " .. origin.authority,
+      "Upgrade: websocket",
+      "Connection: Upgrade",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      "Sec-WebSocket-Version: 13",
+    })))
+    local resp = h.read_response(s)
+    assert(resp, "no answer to the upgrade")
+    assert.are.equal("HTTP/1.1 101 Switching Protocols", resp.status_line)
+    assert.are.equal("websocket", resp.headers["upgrade"]:lower())
+    assert.is_truthy((resp.headers["connection"] or ""):lower():find("upgrade", 1, true))
+
+    local r = origin.requests()[1]
+    assert.are.equal("GET /ws HTTP/1.1", r.request_line)
+    assert.are.equal("websocket", r.headers["upgrade"])
+    assert.is_truthy(r.headers["connection"]:lower():find("upgrade", 1, true))
+    assert.are.equal("dGhlIHNhbXBsZSBub25jZQ==", r.headers["sec-websocket-key"])
+
+    local frame = "\129\5hello"   -- a text frame; the proxy must not care
+    assert(h.send(s, frame))
+    assert.are.equal(frame, h.recv_exact(s, #frame))
+    s:shutdown("send")
+    local data, how = h.recv_until_close(s, 5)
+    assert.are.equal("", data)
+    assert.are.equal("closed", how)
+  end)
+end)

@@ -1,0 +1,177 @@
+-- Upstream failures (contract: "Error responses" 502/504 and "reset
+-- mid-body"). Each test also proves the proxy is still healthy afterwards
+-- by sending an ordinary request through it.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+local socket = require("socket")
+
+describe("upstream errors", function()
+  local origin, proxy
+  local cleanups = {}
+
+  before_each(function()
+    origin = h.start_origin()
+    proxy = h.start_proxy({ "--idle-timeout", "1", "--connect-timeout", "1" })
+  end)
+
+  after_each(function()
+    for i = #cleanups, 1, -1 do pcall(cleanups[i]) end
+    cleanups = {}
+    local problem = h.stop_procs({ origin, proxy }, 2)
+    proxy, origin = nil, nil
+    assert(not problem, problem)
+  end)
+
+  local function get(url, opts)
+    local resp, err = h.get(proxy.port, url, nil, opts)
+    assert(resp, "no response for " .. url .. ": " .. tostring(err))
+    return resp
+  end
+
+  local function assert_error(resp, status, reason)
+    local ok, why = h.check_error_response(resp, status, reason)
+    assert(ok, why)
+  end
+
+  local function assert_healthy()
+    local resp = get(origin.url("/hello"))
+    assert.are.equal("HTTP/1.1 200 OK", resp.status_line)
+    assert.are.equal("hello\n", resp.body)
+  end
+
+  it("answers 502 when the connection is refused", function()
+    local url = "http://127.0.0.1:" .. h.closed_port() .. "/SECRET-MARKER"
+    local resp = get(url)
+    assert_error(resp, 502, "Bad Gateway")
+    assert.is_falsy(resp.body:find("SECRET", 1, true), "error body echoes the request")
+    assert_healthy()
+  end)
+
+  it("logs an error response with the body bytes it sent", function()
+    local url = "http://127.0.0.1:" .. h.closed_port() .. "/gone"
+    local resp = get(url)
+    assert_error(resp, 502, "Bad Gateway")
+    local line = proxy.wait_access_log('"GET ' .. url:gsub("%p", "%%%0") .. ' HTTP/1%.1" 502 ')
+    assert(line, "no access log line:\n" .. proxy.access_log())
+    assert.are.equal(tostring(#resp.body), line:match('" 502 (%d+) %d+$'), line)
+  end)
+
+  it("keeps the client connection usable after a 502 unless it says close", function()
+    local s = assert(h.connect(proxy.port))
+    cleanups[#cleanups + 1] = function() s:close() end
+    local url = "http://127.0.0.1:" .. h.closed_port() .. "/"
+    assert(h.send(s, h.request("GET", url, { "Host: 127.0.0.1" })))
+    local resp = h.read_response(s)
+    assert_error(resp, 502, "Bad Gateway")
+    if (resp.headers["connection"] or ""):lower() == "close" then
+      assert.is_true(h.is_closed(s, 3), "said Connection: close but kept the connection")
+    else
+      -- A persistent HTTP/1.1 connection: the next request must be served.
+      assert(h.send(s, h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority })))
+      local next_resp = h.read_response(s)
+      assert(next_resp, "connection unusable after a 502 without Connection: close")
+      assert.are.equal("hello\n", next_resp.body)
+    end
+  end)
+
+  it("answers 502 when the name does not resolve", function()
+    local resp = get("http://nonexistent.invalid/x", { timeout = 15 })
+    assert_error(resp, 502, "Bad Gateway")
+    assert_healthy()
+  end)
+
+  for _, name in ipairs({ "cl-te", "dup-cl", "obs-fold", "space-colon", "bad-status",
+                          "http09", "lf-only", "reset-before" }) do
+    it("answers 502 for a malformed upstream response: " .. name, function()
+      local resp = get(origin.url("/raw/" .. name))
+      assert_error(resp, 502, "Bad Gateway")
+      local reqs = origin.requests()
+      assert.are.equal(1, #reqs)
+      assert.are.equal("GET /raw/" .. name .. " HTTP/1.1", reqs[1].request_line)
+      assert_healthy()
+    end)
+  end
+
+  it("never relays a bad chunk size as if it were valid", function()
+    -- Head and bad chunk arrive together, so a proxy may either reject the
+    -- whole response (502) or have started relaying it (then it must cut
+    -- the client off without a terminating chunk). Both are exact outcomes.
+    local resp = get(origin.url("/raw/bad-chunk"))
+    if resp.status == 502 then
+      assert_error(resp, 502, "Bad Gateway")
+    else
+      assert.are.equal(200, resp.status)
+      assert.are.equal("chunked", resp.framing)
+      assert.is_true(resp.incomplete, "bad chunk relayed as a complete response")
+      assert.is_nil(resp.trailers)
+    end
+    assert_healthy()
+  end)
+
+  it("closes the client connection when upstream resets mid Content-Length body", function()
+    local resp = get(origin.url("/raw/reset-mid-cl"))
+    assert.are.equal(200, resp.status)
+    assert.are.equal("100000", resp.headers["content-length"])
+    assert.is_true(resp.incomplete, "body reported complete")
+    assert.are.equal("closed", resp.error)
+    assert.is_true(#resp.body <= 1000)
+    assert.is_true(resp.body == h.pattern(#resp.body), "partial body corrupted")
+    assert_healthy()
+  end)
+
+  it("closes the client connection when upstream resets mid chunked body", function()
+    local resp = get(origin.url("/raw/reset-mid-chunked"))
+    assert.are.equal(200, resp.status)
+    assert.are.equal("chunked", resp.framing)
+    assert.is_true(resp.incomplete, "no terminating chunk expected")
+    assert.are.equal("closed", resp.error)
+    assert.is_nil(resp.trailers)
+    assert.are.equal(("hello"):sub(1, #resp.body), resp.body)
+    assert_healthy()
+  end)
+
+  it("answers 504 when upstream sends no head within --idle-timeout", function()
+    local t0 = h.now()
+    local resp = get(origin.url("/hang"), { timeout = 8 })
+    local waited = h.now() - t0
+    assert_error(resp, 504, "Gateway Timeout")
+    assert.is_true(waited >= 0.8 and waited <= 4, "504 after " .. waited .. " s")
+    assert.are.equal("GET /hang HTTP/1.1", origin.requests()[1].request_line)
+    assert_healthy()
+  end)
+
+  it("answers 504 when the upstream connect times out", function()
+    -- A listener whose accept queue is full and never drained: the kernel
+    -- drops further SYNs, so a connect to it hangs until the proxy's
+    -- --connect-timeout. Verified below before relying on it.
+    local listener = socket.tcp()
+    assert(listener:bind("127.0.0.1", 0))
+    assert(listener:listen(1))
+    local _, lport = listener:getsockname()
+    local fillers = {}
+    cleanups[#cleanups + 1] = function()
+      for _, f in ipairs(fillers) do f:close() end
+      listener:close()
+    end
+    local hangs = false
+    for _ = 1, 16 do
+      local c = socket.tcp()
+      c:settimeout(0.3)
+      fillers[#fillers + 1] = c
+      local ok, err = c:connect("127.0.0.1", lport)
+      if not ok then hangs = (err == "timeout"); break end
+    end
+    if not hangs then
+      pending("cannot make a loopback connect hang here (accept queue never fills)")
+      return
+    end
+
+    local t0 = h.now()
+    local resp = get("http://127.0.0.1:" .. lport .. "/x", { timeout = 8 })
+    local waited = h.now() - t0
+    assert_error(resp, 504, "Gateway Timeout")
+    assert.is_true(waited >= 0.8 and waited <= 4, "504 after " .. waited .. " s")
+    assert_healthy()
+  end)
+end)
