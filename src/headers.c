@@ -64,6 +64,18 @@ static int store(struct headers *h, const char *s, size_t len, uint32_t *off)
     /* Offsets are relative to the start of the readable text, which never
      * moves because the text buffer is never consumed. */
     *off = (uint32_t)buffer_length(&h->text);
+    /* <s> may be a view into this very text (copying one field's value to
+     * another); growing the buffer would free it mid-copy, so copy first. */
+    if (h->text.data && s >= h->text.data && s < h->text.data + h->text.cap) {
+        char *copy = malloc(len ? len : 1);
+        int rc;
+        if (!copy)
+            return -1;
+        memcpy(copy, s, len);
+        rc = buffer_append(&h->text, copy, len);
+        free(copy);
+        return rc;
+    }
     return buffer_append(&h->text, s, len);
 }
 
