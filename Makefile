@@ -37,7 +37,7 @@ SPECS     := $(sort $(wildcard tests/spec/*_spec.lua))
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libc-ares-dev \
             lua-busted lua-socket curl perl
 
-.PHONY: all deps run test unit spec clean
+.PHONY: all deps run test unit-bins clean fuzz soak bench
 all: $(BIN)
 
 $(BIN): $(OBJS)
@@ -94,6 +94,22 @@ test: deps
 	  echo "sanitizer reports found (above)"; exit 1; fi
 
 unit-bins: $(UNIT_BINS)
+
+# Fuzzing (libFuzzer via clang), the fault soak and the benchmark are
+# scripts under tests/; each installs what it needs and is bounded in time.
+FUZZ_SECONDS ?= 60
+SOAK_SECONDS ?= 60
+
+fuzz: deps
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+soak: deps
+	$(MAKE) --no-print-directory SANITIZE=address,undefined all
+	tests/soak/run.sh $(SOAK_SECONDS) $(abspath build/sanitize/luaproxy)
+
+bench: deps
+	$(MAKE) --no-print-directory all
+	tests/bench/run.sh $(abspath build/luaproxy)
 
 clean:
 	rm -rf build

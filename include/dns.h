@@ -11,15 +11,24 @@
 #define LUAPROXY_DNS_H
 
 #include <ev.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 #define ADDR_LIST_MAX 8
 
+/* One IPv4 or IPv6 address; sized for the larger, not for every family
+ * (sockaddr_storage would make each session 1 KiB bigger). */
+union addr_any {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+};
+
 /* The addresses one name resolved to, in the order to try them. */
 struct addr_list {
     int count;
-    struct sockaddr_storage addr[ADDR_LIST_MAX];
+    union addr_any addr[ADDR_LIST_MAX];
     socklen_t len[ADDR_LIST_MAX];
 };
 

@@ -23,6 +23,10 @@ void exchange_release(struct session *s);
  * it and start connecting (or answer with an error). */
 void exchange_begin(struct session *s, const struct http_head *head, size_t head_len);
 
+/* Parks the upstream connection in the pool when the exchange left it
+ * clean, or closes it. */
+void exchange_detach_upstream(struct session *s);
+
 /* The upstream socket became writable while connecting. */
 void exchange_connect_done(struct session *s);
 

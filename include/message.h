@@ -31,8 +31,9 @@ int message_import_request(const struct http_head *head, const char *authority,
 int message_import_response(const struct http_head *head, int keep_length, int upgrade,
                             struct headers *out);
 
-/* Writes "METHOD PATH HTTP/1.1", the fields, the framing for <kind> and
- * "Connection: close" (or "Connection: Upgrade" when <upgrade>). <had_length>
+/* Writes "METHOD PATH HTTP/1.1", the fields, the framing for <kind> and,
+ * when <upgrade>, "Connection: Upgrade" (otherwise HTTP/1.1's default
+ * keeps the connection open for reuse). <had_length>
  * keeps an explicit "Content-Length: 0" when the client sent one. */
 int message_write_request(struct buffer *out, const char *method, size_t method_len,
                           const char *path, size_t path_len, const struct headers *fields,

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "upstream_pool.h"
 
 struct session;
 struct dns_resolver;
@@ -34,6 +35,7 @@ struct proxy {
     int listener_count;
     ev_timer accept_retry;    /* re-enables accepting after EMFILE */
     struct dns_resolver *resolver;
+    struct upstream_pool pool; /* idle upstream connections for reuse */
     struct access_log *access_log;
     struct hooks *hooks;      /* NULL when no script is loaded */
     struct session *sessions; /* doubly linked list of live sessions */

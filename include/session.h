@@ -87,6 +87,9 @@ struct exchange {
     int req_body_done;
     uint64_t req_bytes;
     /* Upstream connection. */
+    int reused;            /* it came from the pool */
+    int no_pool;           /* a retry: take a fresh connection */
+    int upstream_reusable; /* the response left it fit for the pool */
     struct dns_query *dns;
     struct addr_list addrs;
     int addr_next;

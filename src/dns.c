@@ -186,15 +186,15 @@ static void copy_addresses(struct dns_query *q, const struct ares_addrinfo *res)
     for (const struct ares_addrinfo_node *n = res ? res->nodes : NULL;
          n && q->addrs.count < ADDR_LIST_MAX; n = n->ai_next) {
         if ((n->ai_family != AF_INET && n->ai_family != AF_INET6) ||
-            n->ai_addrlen > sizeof(struct sockaddr_storage))
+            n->ai_addrlen > sizeof(union addr_any))
             continue;
         int i = q->addrs.count++;
         memcpy(&q->addrs.addr[i], n->ai_addr, n->ai_addrlen);
         q->addrs.len[i] = n->ai_addrlen;
         if (n->ai_family == AF_INET)
-            ((struct sockaddr_in *)&q->addrs.addr[i])->sin_port = htons(q->port);
+            q->addrs.addr[i].in4.sin_port = htons(q->port);
         else
-            ((struct sockaddr_in6 *)&q->addrs.addr[i])->sin6_port = htons(q->port);
+            q->addrs.addr[i].in6.sin6_port = htons(q->port);
     }
 }
 
@@ -262,8 +262,8 @@ void dns_cancel(struct dns_query *q)
 
 int dns_parse_numeric(const char *host, uint16_t port, struct addr_list *out)
 {
-    struct sockaddr_in *sin = (struct sockaddr_in *)&out->addr[0];
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->addr[0];
+    struct sockaddr_in *sin = &out->addr[0].in4;
+    struct sockaddr_in6 *sin6 = &out->addr[0].in6;
 
     memset(out, 0, sizeof *out);
     if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {

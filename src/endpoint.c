@@ -30,7 +30,8 @@ void endpoint_open(struct endpoint *e, int fd)
 
 enum endpoint_io endpoint_read(struct endpoint *e, size_t limit)
 {
-    size_t room;
+    char stack[ENDPOINT_READ_SIZE];
+    size_t room, spare;
     char *p;
     ssize_t n;
 
@@ -41,16 +42,21 @@ enum endpoint_io endpoint_read(struct endpoint *e, size_t limit)
     room = limit - buffer_length(&e->in);
     if (room > ENDPOINT_READ_SIZE)
         room = ENDPOINT_READ_SIZE;
-    p = buffer_reserve(&e->in, room);
-    if (!p) {
-        e->failed = 1;
-        return ENDPOINT_ERROR;
-    }
+    /* Read straight into the buffer when it already has the space (a body
+     * streaming through); otherwise into the stack and keep only what came,
+     * so a small request on an idle connection costs a small allocation. */
+    spare = e->in.data ? e->in.cap - e->in.end : 0;
+    p = spare >= room ? e->in.data + e->in.end : stack;
     do
         n = read(e->fd, p, room);
     while (n == -1 && errno == EINTR);
     if (n > 0) {
-        buffer_commit(&e->in, (size_t)n);
+        if (p != stack)
+            buffer_commit(&e->in, (size_t)n);
+        else if (buffer_append(&e->in, stack, (size_t)n) != 0) {
+            e->failed = 1;
+            return ENDPOINT_ERROR;
+        }
         return ENDPOINT_PROGRESS;
     }
     if (n == 0) {

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "message.h"
 #include "session.h"
+#include "upstream_pool.h"
 
 void exchange_init(struct exchange *x)
 {
@@ -79,7 +80,7 @@ static void try_connect(struct session *s)
 
     while (x->addr_next < x->addrs.count) {
         int i = x->addr_next++;
-        const struct sockaddr *addr = (const struct sockaddr *)&x->addrs.addr[i];
+        const struct sockaddr *addr = &x->addrs.addr[i].sa;
         int one = 1;
         int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd == -1) {
@@ -126,7 +127,7 @@ static void addresses_ready(struct session *s)
 {
     struct exchange *x = &s->x;
     for (int i = 0; i < x->addrs.count; i++) {
-        if (proxy_is_own_address(s->proxy, (const struct sockaddr *)&x->addrs.addr[i])) {
+        if (proxy_is_own_address(s->proxy, &x->addrs.addr[i].sa)) {
             session_fail(s, 508, "the request would loop back to this proxy");
             return;
         }
@@ -152,8 +153,16 @@ static void on_resolved(void *arg, const char *error, const struct addr_list *ad
 static void start_connect(struct session *s)
 {
     struct exchange *x = &s->x;
+    int fd;
 
     x->connect_started = ev_now(s->proxy->loop);
+    if (!x->is_connect && !x->is_upgrade && !x->no_pool &&
+        (fd = upstream_pool_take(&s->proxy->pool, x->host, x->port)) >= 0) {
+        endpoint_open(&s->upstream, fd);
+        x->reused = 1;
+        connected(s);
+        return;
+    }
     if (dns_parse_numeric(x->host, x->port, &x->addrs)) {
         addresses_ready(s); /* a literal address never touches the resolver */
         return;
@@ -188,6 +197,48 @@ static void connected(struct session *s)
         return;
     }
     s->state = SESSION_EXCHANGE;
+}
+
+void exchange_detach_upstream(struct session *s)
+{
+    struct exchange *x = &s->x;
+    struct endpoint *u = &s->upstream;
+
+    if (u->fd >= 0 && x->upstream_reusable && x->res_state == RESPONSE_DONE &&
+        x->req_body_done && s->state != SESSION_TUNNEL && !u->read_eof && !u->failed &&
+        buffer_length(&u->in) == 0 && buffer_length(&u->out) == 0) {
+        endpoint_watch(s->proxy->loop, u, 0);
+        upstream_pool_put(&s->proxy->pool, u->fd, x->host, x->port);
+        u->fd = -1;
+    }
+    endpoint_close(s->proxy->loop, u);
+}
+
+/* A reused connection may have been closed by the upstream just as we sent
+ * on it. A request that is safe to repeat and got no byte of answer goes
+ * again on a fresh connection (RFC 9112 9.3.1). */
+static int retry_on_fresh_connection(struct session *s)
+{
+    struct exchange *x = &s->x;
+    static const char *const idempotent[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    int safe = 0;
+
+    if (!x->reused || x->req_framing.kind != HTTP_BODY_NONE ||
+        buffer_length(&s->upstream.in) > 0)
+        return 0;
+    for (size_t i = 0; i < sizeof idempotent / sizeof idempotent[0]; i++)
+        if (strlen(idempotent[i]) == x->fwd_method_len &&
+            memcmp(idempotent[i], x->fwd_method, x->fwd_method_len) == 0)
+            safe = 1;
+    if (!safe)
+        return 0;
+    log_debug("#%llu reused upstream connection was closed; retrying on a fresh one",
+              (unsigned long long)x->id);
+    endpoint_close(s->proxy->loop, &s->upstream);
+    x->reused = 0;
+    x->no_pool = 1;
+    start_connect(s);
+    return 1;
 }
 
 /* ---- the request head ------------------------------------------------- */
@@ -445,6 +496,8 @@ static int read_response_head(struct session *s)
     if (len == 0) {
         if (!s->upstream.read_eof)
             return 0;
+        if (retry_on_fresh_connection(s))
+            return 1;
         session_fail(s, 502, s->upstream.failed
                                  ? "the upstream reset the connection before responding"
                                  : "the upstream closed the connection before responding");
@@ -480,6 +533,8 @@ static int read_response_head(struct session *s)
     x->status = head.status;
     n_copy_reason(x, &head);
     x->res_framing = framing;
+    x->upstream_reusable = head.version_minor >= 1 && framing.kind != HTTP_BODY_CLOSE &&
+                           !http_has_token(&head, "Connection", "close");
     x->res_keep_length = (x->method_len == 4 && memcmp(x->method, "HEAD", 4) == 0) ||
                          head.status == 304;
     if (message_import_response(&head, x->res_keep_length, 0, &x->res_headers) != 0) {

@@ -607,6 +607,9 @@ static enum hooks_result continue_phase(struct session *s, int resuming)
             s->x.error = "a script failed";
             return HOOKS_FAILED;
         }
+        if (hs->phase != HOOK_ON_REQUEST && hs->phase != HOOK_BEFORE_CONNECT &&
+            hs->phase != HOOK_ON_RESPONSE)
+            continue; /* tx:respond belongs to those phases only */
         lua_State *L = h->L;
         lua_pushcfunction(L, has_local_response);
         lua_pushlightuserdata(L, s);
@@ -845,8 +848,15 @@ static int write_local(lua_State *L)
         headers_add(&fields, "Content-Type", 12, "text/plain; charset=utf-8", 25);
     headers_add(&fields, "Via", 3, MESSAGE_VIA, strlen(MESSAGE_VIA));
     x->status = status;
+    /* 204 and 304 carry no body and no Content-Length (RFC 9110 8.6). */
+    if (status == 204 || status == 304) {
+        head_only = 1;
+        blen = 0;
+    }
     if (message_write_response(lr->out, status, message_reason(status),
-                               strlen(message_reason(status)), &fields, HTTP_BODY_LENGTH,
+                               strlen(message_reason(status)), &fields,
+                               status == 204 || status == 304 ? HTTP_BODY_NONE
+                                                              : HTTP_BODY_LENGTH,
                                blen, x->keep_alive, x->minor, 0) != 0 ||
         (!head_only && buffer_append(lr->out, body, blen) != 0))
         lr->failed = 1;

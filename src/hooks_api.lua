@@ -171,8 +171,17 @@ local function check_path(path, level)
   return path
 end
 
+-- The URL as scripts see it: absolute for http, "host:port" for CONNECT.
+local function url_of(d)
+  if d.scheme == "" then
+    local host = d.host:find(":", 1, true) and ("[" .. d.host .. "]") or d.host
+    return host .. ":" .. d.port
+  end
+  return d.scheme .. "://" .. authority(d) .. d.path
+end
+
 local function sync(d)
-  d.url = d.scheme .. "://" .. authority(d) .. d.path
+  d.url = url_of(d)
   header_methods.set(d.headers, "Host", authority(d))
 end
 
@@ -305,7 +314,7 @@ local api = { SLEEP = SLEEP }
 function api.new_tx(id, method, scheme, host, port, path, version, fields, client_ip, client_port)
   local d = { method = method, scheme = scheme, host = host, port = port, path = path,
               version = version, headers = headers_from_list(fields) }
-  d.url = scheme .. "://" .. authority(d) .. path
+  d.url = url_of(d)
   return setmetatable({
     id = id,
     req = new_request(d),

@@ -93,8 +93,9 @@ int message_write_request(struct buffer *out, const char *method, size_t method_
     } else if (write_framing(out, kind, length)) {
         return -1;
     }
-    return buffer_append_str(out, upgrade ? "Connection: Upgrade\r\n\r\n"
-                                          : "Connection: close\r\n\r\n");
+    /* HTTP/1.1 keeps the upstream connection open by default, so it can go
+     * back to the pool after the response. */
+    return buffer_append_str(out, upgrade ? "Connection: Upgrade\r\n\r\n" : "\r\n");
 }
 
 int message_write_response(struct buffer *out, int status, const char *reason,

@@ -31,6 +31,11 @@
 #define ACCEPT_RETRY_DELAY 0.5
 /* How long in-flight exchanges may take to finish after SIGTERM. */
 #define DRAIN_LIMIT 10.0
+/* Idle upstream connections kept: in all, per host and port, and for how
+ * long (never longer than --idle-timeout). */
+#define POOL_MAX_TOTAL 512
+#define POOL_MAX_PER_HOST 128
+#define POOL_IDLE_LIMIT 15.0
 
 static void format_address(const struct sockaddr *sa, char *out, size_t len)
 {
@@ -179,6 +184,7 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     log_info("signal %d: no new connections; finishing %d in flight", w->signum,
              p->session_count);
     close_listeners(p);
+    upstream_pool_free(&p->pool);
     for (struct session *s = p->sessions, *next; s; s = next) {
         next = s->next;
         session_stop(s);
@@ -253,6 +259,8 @@ int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg, 
         if (!p->access_log)
             goto fail;
     }
+    upstream_pool_init(&p->pool, loop, POOL_MAX_TOTAL, POOL_MAX_PER_HOST,
+                       cfg->idle_timeout < POOL_IDLE_LIMIT ? cfg->idle_timeout : POOL_IDLE_LIMIT);
     p->resolver = dns_resolver_new(loop, cfg->connect_timeout, err, err_len);
     if (!p->resolver)
         goto fail;
@@ -291,6 +299,7 @@ void proxy_free(struct proxy *p)
     ev_signal_stop(p->loop, &p->sigterm);
     ev_signal_stop(p->loop, &p->sighup);
     hooks_free(p);
+    upstream_pool_free(&p->pool);
     dns_resolver_free(p->resolver);
     p->resolver = NULL;
     access_log_close(p->access_log);

@@ -148,13 +148,16 @@ void session_end_exchange(struct session *s)
 
     hooks_done(s);
     log_exchange(s);
+    exchange_detach_upstream(s);
     exchange_release(s);
-    endpoint_close(s->proxy->loop, &s->upstream);
     exchange_init(x);
     s->exchanges++;
     if (s->state == SESSION_CLOSED)
         return;
     if (keep) {
+        /* An idle keep-alive connection should cost next to nothing: give
+         * back the input buffer if nothing is pipelined behind. */
+        buffer_shrink(&s->client.in);
         s->state = SESSION_HEAD;
         s->head_started = buffer_length(&s->client.in) ? ev_now(s->proxy->loop) : 0;
         s->armed_state = SESSION_CLOSED; /* re-arm: the head timer starts afresh */

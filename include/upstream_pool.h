@@ -1,0 +1,42 @@
+/*
+ * upstream_pool.h - idle upstream connections kept for reuse.
+ *
+ * After a response that leaves the upstream connection in a clean state
+ * (complete, not close-delimited, no "Connection: close", nothing left
+ * unread), the connection is parked here under its host and port instead of
+ * being closed; the next request to the same place skips DNS and the TCP
+ * handshake. Parked connections are watched: one that the upstream closes
+ * (or that receives stray bytes) is dropped at once, and none stays longer
+ * than the idle timeout. The pool is bounded in total and per host.
+ */
+#ifndef LUAPROXY_UPSTREAM_POOL_H
+#define LUAPROXY_UPSTREAM_POOL_H
+
+#include <ev.h>
+#include <stdint.h>
+
+struct pooled_conn;
+
+struct upstream_pool {
+    struct ev_loop *loop;
+    struct pooled_conn *head; /* most recently parked first */
+    int count;
+    int max_total;
+    int max_per_host;
+    double idle_timeout;
+    ev_timer sweep;           /* closes connections idle too long */
+};
+
+void upstream_pool_init(struct upstream_pool *pool, struct ev_loop *loop, int max_total,
+                        int max_per_host, double idle_timeout);
+/* Closes every parked connection. */
+void upstream_pool_free(struct upstream_pool *pool);
+
+/* Takes a parked connection to <host>:<port>, or returns -1. */
+int upstream_pool_take(struct upstream_pool *pool, const char *host, uint16_t port);
+
+/* Parks connected socket <fd> (ownership passes to the pool, which closes
+ * it when full). */
+void upstream_pool_put(struct upstream_pool *pool, int fd, const char *host, uint16_t port);
+
+#endif

@@ -1,0 +1,28 @@
+-- add_latency.lua - slow requests down, to see how a client copes.
+--
+-- Every request waits before it is sent on: `default` seconds, or the
+-- number given for its host. The wait holds up only that request; the
+-- proxy keeps serving everything else meanwhile (proxy.sleep does not
+-- block the proxy). The host is the one in the URL; for HTTPS it is the
+-- CONNECT target, so the wait happens once, before the tunnel opens.
+--
+-- Run:
+--   build/luaproxy -s scripts/add_latency.lua
+--   time curl -s -o /dev/null -x 127.0.0.1:8080 http://example.com/   # about 2 s more
+
+-- Configuration ---------------------------------------------------------
+local config = {
+  default = 0.5,              -- seconds added to every request; 0 for none
+  hosts = {                   -- per host, instead of the default
+    ["example.com"] = 2,
+    ["localhost"] = 0,
+  },
+}
+-- -----------------------------------------------------------------------
+
+function on_request(tx)
+  local delay = config.hosts[tx.req.host:lower()] or config.default
+  if delay > 0 then
+    proxy.sleep(delay) -- allowed in on_request, before_connect and on_response
+  end
+end

@@ -1,0 +1,37 @@
+-- rewrite_urls.lua - rewrite request URLs with Lua pattern rules.
+--
+-- Each rule is { pattern, replacement } as for string.gsub: the pattern is
+-- matched against the whole URL ("http://host[:port]/path?query") and %1,
+-- %2, ... in the replacement stand for its captures. The first rule that
+-- matches wins. The request then goes to the new URL: the proxy connects to
+-- the new host and the Host header follows it. The client is not told
+-- (this is not a redirect).
+--
+-- Run:
+--   build/luaproxy -s scripts/rewrite_urls.lua
+--   curl -i -x 127.0.0.1:8080 http://old.example/some/page   # fetched from new.example
+--
+-- Remember that "." and "-" are magic in Lua patterns: write "%." and "%-".
+
+-- Configuration ---------------------------------------------------------
+local config = {
+  rules = {
+    { "^http://old%.example/(.*)$", "http://new.example/%1" },
+    { "^http://([%w.-]+)/v1/(.*)$", "http://%1/v2/%2" },
+  },
+}
+-- -----------------------------------------------------------------------
+
+function on_request(tx)
+  -- A CONNECT tunnel has no URL to rewrite (its target is "host:port").
+  if tx.req.method == "CONNECT" then return end
+  local url = tx.req.url
+  for _, rule in ipairs(config.rules) do
+    local new, matched = url:gsub(rule[1], rule[2], 1)
+    if matched > 0 then
+      proxy.log("rewrote", url, "->", new)
+      tx.req.url = new -- host, port, path and the Host header follow
+      return
+    end
+  end
+end

@@ -1,0 +1,148 @@
+/*
+ * upstream_pool.c - parking and reusing idle upstream connections.
+ *
+ * A plain list: the pool is small (bounded by max_total), lookups compare
+ * the port first, and the most recently parked connection is found first,
+ * which is also the one least likely to have been closed by the upstream.
+ */
+#include "upstream_pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+struct pooled_conn {
+    struct pooled_conn *next, *prev;
+    struct upstream_pool *pool;
+    int fd;
+    ev_io io;
+    ev_tstamp parked_at;
+    uint16_t port;
+    char host[256];
+};
+
+static void unlink_conn(struct upstream_pool *pool, struct pooled_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        pool->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pool->count--;
+    ev_io_stop(pool->loop, &c->io);
+    if (pool->count == 0)
+        ev_timer_stop(pool->loop, &pool->sweep);
+}
+
+static void drop(struct upstream_pool *pool, struct pooled_conn *c)
+{
+    unlink_conn(pool, c);
+    close(c->fd);
+    free(c);
+}
+
+/* A parked connection became readable: the upstream closed it, or sent
+ * bytes nobody asked for. Either way it cannot be reused. */
+static void on_parked_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct pooled_conn *c = w->data;
+    (void)loop;
+    (void)revents;
+    drop(c->pool, c);
+}
+
+static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct upstream_pool *pool = w->data;
+    ev_tstamp now = ev_now(loop);
+    (void)revents;
+
+    for (struct pooled_conn *c = pool->head, *next; c; c = next) {
+        next = c->next;
+        if (now - c->parked_at >= pool->idle_timeout)
+            drop(pool, c);
+    }
+}
+
+void upstream_pool_init(struct upstream_pool *pool, struct ev_loop *loop, int max_total,
+                        int max_per_host, double idle_timeout)
+{
+    memset(pool, 0, sizeof *pool);
+    pool->loop = loop;
+    pool->max_total = max_total;
+    pool->max_per_host = max_per_host;
+    pool->idle_timeout = idle_timeout;
+    /* Sweeping a few times per timeout keeps expiry within a third of it. */
+    ev_timer_init(&pool->sweep, on_sweep, idle_timeout / 3, idle_timeout / 3);
+    pool->sweep.data = pool;
+}
+
+void upstream_pool_free(struct upstream_pool *pool)
+{
+    while (pool->head)
+        drop(pool, pool->head);
+    ev_timer_stop(pool->loop, &pool->sweep);
+}
+
+static int same_place(const struct pooled_conn *c, const char *host, uint16_t port)
+{
+    return c->port == port && strcasecmp(c->host, host) == 0;
+}
+
+int upstream_pool_take(struct upstream_pool *pool, const char *host, uint16_t port)
+{
+    for (struct pooled_conn *c = pool->head; c; c = c->next) {
+        if (!same_place(c, host, port))
+            continue;
+        int fd = c->fd;
+        unlink_conn(pool, c);
+        free(c);
+        return fd;
+    }
+    return -1;
+}
+
+void upstream_pool_put(struct upstream_pool *pool, int fd, const char *host, uint16_t port)
+{
+    struct pooled_conn *c, *oldest_same = NULL, *last = NULL;
+    int same = 0;
+
+    if (pool->max_total <= 0 || strlen(host) >= sizeof c->host) {
+        close(fd);
+        return;
+    }
+    for (c = pool->head; c; c = c->next) {
+        if (same_place(c, host, port)) {
+            same++;
+            oldest_same = c;
+        }
+        last = c;
+    }
+    /* Make room by dropping the oldest: of this host, or of all. */
+    if (same >= pool->max_per_host)
+        drop(pool, oldest_same);
+    else if (pool->count >= pool->max_total)
+        drop(pool, last);
+
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->pool = pool;
+    c->fd = fd;
+    c->port = port;
+    memcpy(c->host, host, strlen(host) + 1);
+    c->parked_at = ev_now(pool->loop);
+    ev_io_init(&c->io, on_parked_readable, fd, EV_READ);
+    c->io.data = c;
+    ev_io_start(pool->loop, &c->io);
+    c->next = pool->head;
+    if (pool->head)
+        pool->head->prev = c;
+    pool->head = c;
+    if (pool->count++ == 0)
+        ev_timer_again(pool->loop, &pool->sweep);
+}

@@ -1,0 +1,32 @@
+-- Fault-soak script: allocates without bound when the query asks for it
+-- (soak=alloc in on_request, soak=alloc-connect in before_connect); the
+-- proxy's --lua-memory cap must stop it and answer 500. On every other
+-- request it does a little ordinary work (a header and some garbage), so
+-- the Lua state is busy and the collector runs under load.
+
+local function fault(tx)
+  return tx.req.path:match("[?&]soak=([%w%-]+)")
+end
+
+-- 1 MiB strings: a bomb made of big blocks, so what it held goes back to
+-- the system once collected and the soak's RSS check measures the proxy.
+local function bomb()
+  local hoard = {}
+  while true do
+    hoard[#hoard + 1] = ("x"):rep(1024 * 1024) .. #hoard
+  end
+end
+
+local seen = 0
+
+function on_request(tx)
+  if fault(tx) == "alloc" then bomb() end
+  seen = seen + 1
+  local scratch = {}
+  for i = 1, 20 do scratch[i] = tostring(tx.id) .. ":" .. i end
+  tx.req.headers["X-Soak-Seen"] = seen
+end
+
+function before_connect(tx)
+  if fault(tx) == "alloc-connect" then bomb() end
+end
