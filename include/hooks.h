@@ -65,6 +65,11 @@ int hooks_load(struct proxy *p, char *err, size_t err_len);
 void hooks_reload(struct proxy *p);
 void hooks_free(struct proxy *p);
 
+/* Loads the configured scripts once and throws the state away: lets the
+ * parent of the workers refuse a broken script before starting any. 0, or
+ * -1 with <err>. */
+int hooks_try_load(const struct config *cfg, char *err, size_t err_len);
+
 /* --check: loads each script, reports errors and names that look like
  * misspelt hooks. Returns the exit status (0 when all is well). */
 int hooks_check(const struct config *cfg);

@@ -12,6 +12,10 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 /* Lines below <level> are dropped. Set once at startup. */
 void log_set_level(enum log_level level);
 
+/* A short tag put before every line of this process ("w2" for a worker),
+ * so lines from several workers sharing stderr can be told apart. */
+void log_set_tag(const char *tag);
+
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)

@@ -39,17 +39,33 @@ struct proxy {
     struct access_log *access_log;
     struct hooks *hooks;      /* NULL when no script is loaded */
     struct session *sessions; /* doubly linked list of live sessions */
-    int session_count;
+    int session_count;        /* this loop's sessions */
+    int *shared_sessions;     /* all workers' sessions (shared memory), or NULL */
     uint64_t next_exchange_id;
     int stopping;             /* SIGTERM seen: draining */
     ev_signal sigint, sigterm, sighup;
     ev_timer drain_timer;     /* bounds the drain after SIGTERM */
 };
 
-/* Binds every listener and sets up the loop's services. 0, or -1 with a
- * message in <err>. */
-int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg, char *err,
-               size_t err_len);
+/* Sets up the loop's services and listens: on the sockets in <listen_fds>
+ * (one per configured address, made by the parent of the workers), or on
+ * sockets bound here when it is NULL. <shared_sessions> counts the clients
+ * of all workers for --max-connections (NULL: this loop alone). 0, or -1
+ * with a message in <err>. */
+int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
+               const int *listen_fds, int *shared_sessions, char *err, size_t err_len);
+
+/* Makes a non-blocking listening socket for <la> (bound to <port> instead
+ * of la's when non-zero), with SO_REUSEPORT so workers can share the
+ * address. Returns the fd, with the bound address in <bound>, or -1. */
+int proxy_listen_socket(const struct listen_addr *la, uint16_t port,
+                        struct sockaddr_storage *bound, socklen_t *bound_len, char *err,
+                        size_t err_len);
+void proxy_log_listening(const struct sockaddr *addr);
+
+/* Clients being served now (by all workers when they share a count). */
+int proxy_connection_count(const struct proxy *p);
+void proxy_count_session(struct proxy *p, int delta);
 /* Runs the loop until the proxy has stopped. */
 void proxy_run(struct proxy *p);
 void proxy_free(struct proxy *p);

@@ -49,7 +49,8 @@ static const char usage_text[] =
     "Logging and other:\n"
     "      --access-log FILE|-    one line per exchange (Common Log Format plus the\n"
     "                             duration in ms); - is standard output\n"
-    "  -w, --workers N            worker processes. Default 1\n"
+    "  -w, --workers N            worker processes, each with its own event loop and\n"
+    "                             Lua state. Default: the number of CPUs\n"
     "  -v, --verbose              debug logging\n"
     "  -h, --help                 this text\n"
     "  -V, --version              the version\n"
@@ -180,7 +181,8 @@ static void set_defaults(struct config *cfg)
     cfg->hook_timeout = 0.100;
     cfg->lua_memory = (size_t)64 << 20;
     cfg->hook_errors = HOOK_ERRORS_CLOSED;
-    cfg->workers = 1;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->workers = cpus < 1 ? 1 : cpus > 256 ? 256 : (int)cpus;
     acl_parse_ports("443", &cfg->connect_ports);
 }
 

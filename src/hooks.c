@@ -285,6 +285,18 @@ void hooks_free(struct proxy *p)
     p->hooks = NULL;
 }
 
+int hooks_try_load(const struct config *cfg, char *err, size_t err_len)
+{
+    struct hooks *h;
+    if (cfg->script_count == 0)
+        return 0;
+    h = hooks_new(cfg, NULL, err, err_len);
+    if (!h)
+        return -1;
+    hooks_unref(h);
+    return 0;
+}
+
 int hooks_check(const struct config *cfg)
 {
     int status = 0;

@@ -14,8 +14,14 @@
 
 /* Read-only after startup, so sharing it between loops is safe. */
 static enum log_level min_level = LOG_INFO;
+static char tag[16];
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void log_set_tag(const char *t)
+{
+    snprintf(tag, sizeof tag, "%s", t);
+}
 
 void log_set_level(enum log_level level)
 {
@@ -34,9 +40,10 @@ void log_msg(enum log_level level, const char *fmt, ...)
         return;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
-    n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s ",
+    n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s%s",
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec, (int)(tv.tv_usec / 1000), level_names[level]);
+                 tm.tm_sec, (int)(tv.tv_usec / 1000), level_names[level], tag,
+                 tag[0] ? " " : "");
     va_start(ap, fmt);
     m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
     va_end(ap);

@@ -9,7 +9,7 @@
 #include "config.h"
 #include "hooks.h"
 #include "log.h"
-#include "proxy.h"
+#include "workers.h"
 
 /* Each client can hold two descriptors (itself and its upstream), so ask
  * for as many as the hard limit allows. */
@@ -25,9 +25,7 @@ static void raise_fd_limit(void)
 int main(int argc, char **argv)
 {
     static struct config cfg;
-    static struct proxy proxy;
     char err[512];
-    struct ev_loop *loop;
 
     switch (config_parse(&cfg, argc, argv, err, sizeof err)) {
     case CONFIG_OK:
@@ -47,19 +45,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
 
-    loop = ev_default_loop(EVFLAG_AUTO);
-    if (!loop) {
-        fprintf(stderr, "luaproxy: cannot create the event loop\n");
-        return 1;
-    }
-    if (proxy_init(&proxy, loop, &cfg, err, sizeof err) != 0) {
-        log_error("%s", err);
-        ev_loop_destroy(loop);
-        return 1;
-    }
-    proxy_run(&proxy);
-    proxy_free(&proxy);
-    ev_loop_destroy(loop);
-    log_info("stopped");
-    return 0;
+    if (cfg.workers > 1)
+        return workers_run(&cfg);
+    return workers_run_single(&cfg);
 }

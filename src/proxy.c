@@ -100,12 +100,12 @@ static void on_listener_readable(struct ev_loop *loop, ev_io *w, int revents)
         int reject = 0;
         if (!acl_match(p->cfg->allow, p->cfg->allow_count, (struct sockaddr *)&addr))
             reject = 403;
-        else if (p->session_count >= p->cfg->max_connections)
+        else if (proxy_connection_count(p) >= p->cfg->max_connections)
             reject = 503;
         /* Rejected clients still get a (small) session, so they can be
          * told why in a proper response instead of a bare reset. Beyond a
          * margin even that is refused. */
-        if (reject && p->session_count >= p->cfg->max_connections + 64) {
+        if (reject && proxy_connection_count(p) >= p->cfg->max_connections + 64) {
             close(fd);
             continue;
         }
@@ -113,10 +113,11 @@ static void on_listener_readable(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-static int open_listener(struct proxy *p, const struct listen_addr *la, char *err,
-                         size_t err_len)
+int proxy_listen_socket(const struct listen_addr *la, uint16_t port,
+                        struct sockaddr_storage *bound, socklen_t *bound_len, char *err,
+                        size_t err_len)
 {
-    struct listener *l = &p->listeners[p->listener_count];
+    struct sockaddr_storage addr = la->addr;
     int one = 1;
     int fd = socket(la->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
@@ -124,10 +125,19 @@ static int open_listener(struct proxy *p, const struct listen_addr *la, char *er
         snprintf(err, err_len, "socket for %s: %s", la->text, strerror(errno));
         return -1;
     }
+    if (port != 0) {
+        if (addr.ss_family == AF_INET)
+            ((struct sockaddr_in *)&addr)->sin_port = htons(port);
+        else
+            ((struct sockaddr_in6 *)&addr)->sin6_port = htons(port);
+    }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    /* Workers each bind their own socket to the same address; the kernel
+     * spreads new connections across them. */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (la->addr.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, (const struct sockaddr *)&la->addr, la->addr_len) == -1) {
+    if (bind(fd, (const struct sockaddr *)&addr, la->addr_len) == -1) {
         snprintf(err, err_len, "cannot listen on %s: %s", la->text, strerror(errno));
         close(fd);
         return -1;
@@ -137,17 +147,38 @@ static int open_listener(struct proxy *p, const struct listen_addr *la, char *er
         close(fd);
         return -1;
     }
+    *bound_len = sizeof *bound;
+    getsockname(fd, (struct sockaddr *)bound, bound_len);
+    return fd;
+}
+
+void proxy_log_listening(const struct sockaddr *addr)
+{
+    char text[80];
+    format_address(addr, text, sizeof text);
+    log_info("listening on %s", text);
+}
+
+/* Watches listening socket <fd> (made here when <fd> is -1). */
+static int open_listener(struct proxy *p, const struct listen_addr *la, int fd, char *err,
+                         size_t err_len)
+{
+    struct listener *l = &p->listeners[p->listener_count];
+
+    if (fd < 0) {
+        fd = proxy_listen_socket(la, 0, &l->addr, &l->addr_len, err, err_len);
+        if (fd < 0)
+            return -1;
+        proxy_log_listening((struct sockaddr *)&l->addr);
+    } else {
+        l->addr_len = sizeof l->addr;
+        getsockname(fd, (struct sockaddr *)&l->addr, &l->addr_len);
+    }
     l->fd = fd;
-    l->addr_len = sizeof l->addr;
-    getsockname(fd, (struct sockaddr *)&l->addr, &l->addr_len);
     ev_io_init(&l->io, on_listener_readable, fd, EV_READ);
     l->io.data = p;
     ev_io_start(p->loop, &l->io);
     p->listener_count++;
-
-    char text[80];
-    format_address((struct sockaddr *)&l->addr, text, sizeof text);
-    log_info("listening on %s", text);
     return 0;
 }
 
@@ -205,6 +236,19 @@ static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)
     hooks_reload(p);
 }
 
+int proxy_connection_count(const struct proxy *p)
+{
+    return p->shared_sessions ? __atomic_load_n(p->shared_sessions, __ATOMIC_RELAXED)
+                              : p->session_count;
+}
+
+void proxy_count_session(struct proxy *p, int delta)
+{
+    p->session_count += delta;
+    if (p->shared_sessions)
+        __atomic_add_fetch(p->shared_sessions, delta, __ATOMIC_RELAXED);
+}
+
 void proxy_session_gone(struct proxy *p)
 {
     if (p->stopping && p->session_count == 0)
@@ -242,12 +286,13 @@ int proxy_is_own_address(const struct proxy *p, const struct sockaddr *addr)
     return 0;
 }
 
-int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg, char *err,
-               size_t err_len)
+int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
+               const int *listen_fds, int *shared_sessions, char *err, size_t err_len)
 {
     memset(p, 0, sizeof *p);
     p->loop = loop;
     p->cfg = cfg;
+    p->shared_sessions = shared_sessions;
     p->next_exchange_id = 1;
     ev_timer_init(&p->accept_retry, on_accept_retry, 0., 0.);
     p->accept_retry.data = p;
@@ -267,7 +312,7 @@ int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg, 
     if (hooks_load(p, err, err_len) != 0)
         goto fail;
     for (int i = 0; i < cfg->listen_count; i++)
-        if (open_listener(p, &cfg->listen[i], err, err_len) != 0)
+        if (open_listener(p, &cfg->listen[i], listen_fds ? listen_fds[i] : -1, err, err_len) != 0)
             goto fail;
 
     ev_signal_init(&p->sigint, on_stop_signal, SIGINT);

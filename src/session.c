@@ -71,7 +71,7 @@ void session_start(struct proxy *p, int fd, const struct sockaddr *addr, socklen
     if (p->sessions)
         p->sessions->prev = s;
     p->sessions = s;
-    p->session_count++;
+    proxy_count_session(p, +1);
 
     s->state = SESSION_HEAD;
     s->last_activity = s->head_started = ev_now(p->loop);
@@ -96,7 +96,7 @@ void session_free(struct session *s)
         p->sessions = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    p->session_count--;
+    proxy_count_session(p, -1);
     log_debug("client %s:%d closed after %d exchange(s)", s->client_ip, s->client_port,
               s->exchanges);
     free(s);

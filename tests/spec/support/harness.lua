@@ -285,6 +285,11 @@ function h.start_proxy(args, opts)
   if not has_flag(args, "--listen", "-l") then
     full[#full + 1] = "--listen"; full[#full + 1] = "127.0.0.1:0"
   end
+  -- One process unless a test asks for workers: the specs measure the
+  -- proxy's own RSS, descriptors and CPU by its PID.
+  if not has_flag(args, "--workers", "-w") then
+    full[#full + 1] = "--workers"; full[#full + 1] = "1"
+  end
   local access = dir .. "/access.log"
   if not has_flag(args, "--access-log") then
     full[#full + 1] = "--access-log"; full[#full + 1] = access

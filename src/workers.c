@@ -1,0 +1,267 @@
+/*
+ * workers.c - the supervisor of worker processes, and one worker's life.
+ *
+ * The parent owns the listening sockets for the whole run, so a worker
+ * that crashes can be replaced on the very sockets it served: connections
+ * that arrive meanwhile wait in the kernel's backlog. All mutable state of
+ * a worker lives in its own struct proxy; the only thing shared is the
+ * count of clients, in a page of shared memory, so --max-connections
+ * holds for the whole proxy.
+ */
+#include "workers.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hooks.h"
+#include "log.h"
+#include "proxy.h"
+
+/* A worker that dies this soon after starting, this many times in a row,
+ * is not restarted again: something is wrong beyond a passing fault. */
+#define QUICK_DEATH 1.0
+#define QUICK_DEATH_LIMIT 5
+
+struct worker {
+    pid_t pid;
+    ev_tstamp started;
+    int quick_deaths;
+};
+
+struct supervisor {
+    const struct config *cfg;
+    struct ev_loop *loop;
+    int *fds;             /* [address][worker] listening sockets */
+    int *shared_sessions; /* in shared memory */
+    struct worker *workers;
+    int running;
+    int stopping;
+    int status;           /* exit status so far */
+    ev_signal sigint, sigterm, sighup;
+    ev_child child;
+};
+
+/* One worker: a fresh loop and a complete proxy on <listen_fds>. */
+static int run_proxy(const struct config *cfg, const int *listen_fds, int *shared_sessions)
+{
+    static struct proxy proxy;
+    char err[1024];
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+
+    if (!loop) {
+        log_error("cannot create the event loop");
+        return 1;
+    }
+    if (proxy_init(&proxy, loop, cfg, listen_fds, shared_sessions, err, sizeof err) != 0) {
+        log_error("%s", err);
+        ev_loop_destroy(loop);
+        return 1;
+    }
+    proxy_run(&proxy);
+    proxy_free(&proxy);
+    ev_loop_destroy(loop);
+    return 0;
+}
+
+int workers_run_single(const struct config *cfg)
+{
+    int status = run_proxy(cfg, NULL, NULL);
+    if (status == 0)
+        log_info("stopped");
+    return status;
+}
+
+static void spawn(struct supervisor *sv, int i)
+{
+    const struct config *cfg = sv->cfg;
+    pid_t pid = fork();
+
+    if (pid == -1) {
+        log_error("fork: %s", strerror(errno));
+        sv->status = 1;
+        return;
+    }
+    if (pid == 0) {
+        int mine[CONFIG_MAX_LISTEN];
+        char tag[16];
+        /* The parent's loop is not ours: a worker started after it began
+         * running inherits its signal watchers, which libev would refuse
+         * to see attached to a second loop. Stop them and drop the copy. */
+        if (sv->loop) {
+            ev_signal_stop(sv->loop, &sv->sigint);
+            ev_signal_stop(sv->loop, &sv->sigterm);
+            ev_signal_stop(sv->loop, &sv->sighup);
+            ev_child_stop(sv->loop, &sv->child);
+            ev_loop_destroy(sv->loop);
+        }
+        signal(SIGCHLD, SIG_DFL);
+        for (int a = 0; a < cfg->listen_count; a++)
+            for (int w = 0; w < cfg->workers; w++) {
+                int fd = sv->fds[a * cfg->workers + w];
+                if (w == i)
+                    mine[a] = fd;
+                else
+                    close(fd);
+            }
+        snprintf(tag, sizeof tag, "w%d", i + 1);
+        log_set_tag(tag);
+        _exit(run_proxy(cfg, mine, sv->shared_sessions));
+    }
+    sv->workers[i].pid = pid;
+    sv->workers[i].started = ev_time();
+    sv->running++;
+}
+
+static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
+{
+    struct supervisor *sv = w->data;
+    int i, st = w->rstatus;
+    (void)revents;
+
+    for (i = 0; i < sv->cfg->workers; i++)
+        if (sv->workers[i].pid == w->rpid)
+            break;
+    if (i == sv->cfg->workers)
+        return; /* not one of ours */
+    sv->workers[i].pid = 0;
+    sv->running--;
+    if (sv->stopping) {
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            sv->status = 1;
+        if (sv->running == 0)
+            ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    if (WIFSIGNALED(st))
+        log_error("worker %d (pid %d) died of signal %d; starting a new one", i + 1, w->rpid,
+                  WTERMSIG(st));
+    else
+        log_error("worker %d (pid %d) exited with status %d; starting a new one", i + 1,
+                  w->rpid, WEXITSTATUS(st));
+    if (ev_time() - sv->workers[i].started < QUICK_DEATH) {
+        if (++sv->workers[i].quick_deaths >= QUICK_DEATH_LIMIT) {
+            log_error("worker %d keeps dying at start; stopping", i + 1);
+            sv->status = 1;
+            sv->stopping = 1;
+            for (int j = 0; j < sv->cfg->workers; j++)
+                if (sv->workers[j].pid)
+                    kill(sv->workers[j].pid, SIGTERM);
+            if (sv->running == 0)
+                ev_break(loop, EVBREAK_ALL);
+            return;
+        }
+    } else {
+        sv->workers[i].quick_deaths = 0;
+    }
+    spawn(sv, i);
+}
+
+/* SIGTERM/SIGINT: every worker drains and stops; SIGHUP: every worker
+ * reloads its scripts. */
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct supervisor *sv = w->data;
+    (void)revents;
+
+    if (w->signum != SIGHUP) {
+        if (sv->stopping)
+            return;
+        sv->stopping = 1;
+        log_info("signal %d: stopping %d worker(s)", w->signum, sv->running);
+    }
+    for (int i = 0; i < sv->cfg->workers; i++)
+        if (sv->workers[i].pid)
+            kill(sv->workers[i].pid, w->signum == SIGHUP ? SIGHUP : SIGTERM);
+    if (sv->stopping && sv->running == 0)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+int workers_run(const struct config *cfg)
+{
+    struct supervisor sv;
+    char err[1024];
+    int n = cfg->workers, count = cfg->listen_count * n;
+
+    memset(&sv, 0, sizeof sv);
+    sv.cfg = cfg;
+    /* Refuse a broken script before any worker starts. */
+    if (hooks_try_load(cfg, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    sv.fds = malloc(sizeof *sv.fds * (size_t)count);
+    sv.workers = calloc((size_t)n, sizeof *sv.workers);
+    sv.shared_sessions = mmap(NULL, sizeof(int), PROT_READ | PROT_WRITE,
+                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (!sv.fds || !sv.workers || sv.shared_sessions == MAP_FAILED) {
+        log_error("out of memory");
+        return 1;
+    }
+    for (int i = 0; i < count; i++)
+        sv.fds[i] = -1;
+    for (int a = 0; a < cfg->listen_count; a++) {
+        struct sockaddr_storage bound;
+        socklen_t len;
+        uint16_t port = 0;
+        for (int w = 0; w < n; w++) {
+            int fd = proxy_listen_socket(&cfg->listen[a], port, &bound, &len, err, sizeof err);
+            if (fd < 0) {
+                log_error("%s", err);
+                return 1;
+            }
+            sv.fds[a * n + w] = fd;
+            if (w == 0) {
+                /* Port 0 picks one; the other workers must share it. */
+                port = ntohs(bound.ss_family == AF_INET
+                                 ? ((struct sockaddr_in *)&bound)->sin_port
+                                 : ((struct sockaddr_in6 *)&bound)->sin6_port);
+                proxy_log_listening((struct sockaddr *)&bound);
+            }
+        }
+    }
+
+    for (int i = 0; i < n; i++)
+        spawn(&sv, i);
+    log_info("%d workers started", sv.running);
+
+    sv.loop = ev_default_loop(EVFLAG_AUTO);
+    ev_signal_init(&sv.sigint, on_signal, SIGINT);
+    ev_signal_init(&sv.sigterm, on_signal, SIGTERM);
+    ev_signal_init(&sv.sighup, on_signal, SIGHUP);
+    ev_child_init(&sv.child, on_child_exit, 0, 0);
+    sv.sigint.data = sv.sigterm.data = sv.sighup.data = sv.child.data = &sv;
+    ev_signal_start(sv.loop, &sv.sigint);
+    ev_signal_start(sv.loop, &sv.sigterm);
+    ev_signal_start(sv.loop, &sv.sighup);
+    ev_child_start(sv.loop, &sv.child);
+    /* A worker may have died before the watcher existed. */
+    for (int i = 0; i < n; i++) {
+        int st;
+        pid_t pid = sv.workers[i].pid ? waitpid(sv.workers[i].pid, &st, WNOHANG) : 0;
+        if (pid > 0) {
+            sv.child.rpid = pid;
+            sv.child.rstatus = st;
+            on_child_exit(sv.loop, &sv.child, 0);
+        }
+    }
+    if (sv.running > 0)
+        ev_run(sv.loop, 0);
+
+    for (int i = 0; i < count; i++)
+        close(sv.fds[i]);
+    free(sv.fds);
+    free(sv.workers);
+    munmap(sv.shared_sessions, sizeof(int));
+    ev_loop_destroy(sv.loop);
+    log_info("stopped");
+    return sv.status;
+}
