@@ -1,0 +1,134 @@
+-- End-to-end specs for --workers: several processes share the listening
+-- port, signals reach every worker, a dead worker is replaced, and the
+-- connection cap holds for the whole proxy, not per worker.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+
+-- The worker PIDs of the supervisor <pid>.
+local function workers_of(pid)
+  local list = {}
+  local data = h.read_file("/proc/" .. pid .. "/task/" .. pid .. "/children") or ""
+  for child in data:gmatch("%d+") do list[#list + 1] = tonumber(child) end
+  return list
+end
+
+local function get_hello(proxy, origin)
+  local sock = assert(h.connect(proxy.port))
+  h.send(sock, h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority }))
+  local resp = h.read_response(sock)
+  sock:close()
+  return resp
+end
+
+describe("workers", function()
+  local origin, proxy, procs
+
+  before_each(function()
+    origin = h.start_origin()
+    procs = { origin }
+  end)
+
+  after_each(function()
+    local problem = h.stop_procs(procs)
+    assert(problem == nil, problem)
+  end)
+
+  local function start(args, opts)
+    proxy = h.start_proxy(args, opts)
+    procs[#procs + 1] = proxy
+    return proxy
+  end
+
+  it("serves from every worker on one port", function()
+    start({ "--workers", "2", "--verbose" })
+    local pids = h.wait_for(function()
+      local w = workers_of(proxy.pid)
+      return #w == 2 and w
+    end, 5)
+    assert(pids, "two worker processes never appeared")
+    -- New connections are spread by the kernel; 40 of them all landing on
+    -- one worker would be a 1-in-2^39 chance.
+    for i = 1, 40 do
+      local resp = get_hello(proxy, origin)
+      assert(resp and resp.status == 200, "request " .. i)
+    end
+    local log = proxy.log()
+    assert.truthy(log:find(" w1 #%d+ "), "worker 1 served nothing:\n" .. log)
+    assert.truthy(log:find(" w2 #%d+ "), "worker 2 served nothing:\n" .. log)
+    assert.are.equal(1, select(2, log:gsub("listening on", "")))
+  end)
+
+  it("passes SIGHUP to every worker and stops all of them on SIGTERM", function()
+    local script = h.tmpfile("function on_request(tx) end\n", "noop.lua")
+    start({ "--workers", "2", "-s", script })
+    assert.truthy(h.wait_for(function() return #workers_of(proxy.pid) == 2 end, 5))
+    assert.are.equal(200, get_hello(proxy, origin).status)
+    proxy.signal("HUP")
+    local reloaded = h.wait_for(function()
+      local _, n = proxy.log():gsub("SIGHUP: 1 script%(s%) reloaded", "")
+      return n == 2
+    end, 5)
+    assert(reloaded, "not every worker reloaded:\n" .. proxy.log())
+    local workers = workers_of(proxy.pid)
+    assert.are.equal(0, proxy.stop())
+    for _, pid in ipairs(workers) do
+      assert.is_nil(h.read_file("/proc/" .. pid .. "/status"), "worker " .. pid .. " still runs")
+    end
+  end)
+
+  it("replaces a worker that dies, on the same port", function()
+    start({ "--workers", "2" })
+    local before = h.wait_for(function()
+      local w = workers_of(proxy.pid)
+      return #w == 2 and w
+    end, 5)
+    assert(before)
+    os.execute("kill -9 " .. before[1])
+    local after = h.wait_for(function()
+      local w = workers_of(proxy.pid)
+      return #w == 2 and w[1] ~= before[1] and w[2] ~= before[1] and w
+    end, 5)
+    assert(after, "the dead worker was not replaced:\n" .. proxy.log())
+    assert.truthy(proxy.log():find("died of signal 9; starting a new one", 1, true))
+    for i = 1, 20 do
+      local resp = get_hello(proxy, origin)
+      assert(resp and resp.status == 200, "request " .. i .. " after the restart")
+    end
+  end)
+
+  it("holds --max-connections across all workers", function()
+    start({ "--workers", "2", "--max-connections", "2" })
+    assert.truthy(h.wait_for(function() return #workers_of(proxy.pid) == 2 end, 5))
+    -- Two clients that each finished a request stay connected (keep-alive).
+    local held = {}
+    for i = 1, 2 do
+      held[i] = assert(h.connect(proxy.port))
+      h.send(held[i], h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority }))
+      assert.are.equal(200, h.read_response(held[i]).status)
+    end
+    -- Whichever worker the third lands on, the proxy is full.
+    for _ = 1, 4 do
+      local resp = get_hello(proxy, origin)
+      assert.are.equal(503, resp and resp.status)
+    end
+    held[1]:close()
+    local served = h.wait_for(function()
+      local resp = get_hello(proxy, origin)
+      return resp and resp.status == 200
+    end, 5)
+    assert(served, "no client was served after one of the held ones left")
+    held[2]:close()
+  end)
+
+  it("refuses to start when a script does not load", function()
+    local script = h.tmpfile("function on_request(tx)\n", "broken.lua")
+    local p = start({ "--workers", "2", "-s", script }, { wait = false })
+    local code = p.wait_exit(5)
+    assert.is_not_nil(code, "the proxy did not exit")
+    assert.are_not.equal(0, code)
+    assert.truthy(p.log():find("broken.lua", 1, true), p.log())
+    assert.are.same({}, workers_of(p.pid))
+    p.is_proxy = false -- its non-zero exit is the point of this test
+  end)
+end)
