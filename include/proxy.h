@@ -42,6 +42,7 @@ struct proxy {
     int session_count;        /* this loop's sessions */
     int *shared_sessions;     /* all workers' sessions (shared memory), or NULL */
     uint64_t next_exchange_id;
+    int id_step;              /* workers: ids interleave, so each is unique */
     int stopping;             /* SIGTERM seen: draining */
     ev_signal sigint, sigterm, sighup;
     ev_timer drain_timer;     /* bounds the drain after SIGTERM */
@@ -62,6 +63,10 @@ int proxy_listen_socket(const struct listen_addr *la, uint16_t port,
                         struct sockaddr_storage *bound, socklen_t *bound_len, char *err,
                         size_t err_len);
 void proxy_log_listening(const struct sockaddr *addr);
+
+/* Worker <index> of <count>: exchange ids become index+1, index+1+count... */
+void proxy_set_worker(struct proxy *p, int index, int count);
+uint64_t proxy_next_exchange_id(struct proxy *p);
 
 /* Clients being served now (by all workers when they share a count). */
 int proxy_connection_count(const struct proxy *p);

@@ -35,6 +35,7 @@ struct dns_resolver {
     ares_channel channel;
     ev_timer timer;
     struct dns_socket sockets[DNS_MAX_SOCKETS];
+    struct dns_query *delivering; /* results waiting for their timer */
 };
 
 struct dns_query {
@@ -47,6 +48,7 @@ struct dns_query {
     const char *error;
     struct addr_list addrs;
     ev_timer deliver; /* delivers a result that arrived while starting */
+    struct dns_query *next_delivering;
 };
 
 static void arm_timer(struct dns_resolver *r)
@@ -157,6 +159,12 @@ void dns_resolver_free(struct dns_resolver *r)
     /* ares_destroy() runs every pending callback with ARES_EDESTRUCTION,
      * which frees the queries. */
     ares_destroy(r->channel);
+    while (r->delivering) {
+        struct dns_query *q = r->delivering;
+        r->delivering = q->next_delivering;
+        ev_timer_stop(r->loop, &q->deliver);
+        free(q);
+    }
     ev_timer_stop(r->loop, &r->timer);
     for (int i = 0; i < DNS_MAX_SOCKETS; i++)
         if (r->sockets[i].in_use)
@@ -174,9 +182,14 @@ static void query_deliver(struct dns_query *q)
 
 static void on_deliver(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    struct dns_query *q = w->data;
+    struct dns_query **pp = &q->resolver->delivering;
     (void)loop;
     (void)revents;
-    query_deliver(w->data);
+    while (*pp != q)
+        pp = &(*pp)->next_delivering;
+    *pp = q->next_delivering;
+    query_deliver(q);
 }
 
 static void copy_addresses(struct dns_query *q, const struct ares_addrinfo *res)
@@ -218,6 +231,8 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
         ev_timer_init(&q->deliver, on_deliver, 0., 0.);
         q->deliver.data = q;
         ev_timer_start(q->resolver->loop, &q->deliver);
+        q->next_delivering = q->resolver->delivering;
+        q->resolver->delivering = q;
         return;
     }
     query_deliver(q);

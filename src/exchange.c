@@ -303,7 +303,7 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
     int status, n;
 
     x->active = 1;
-    x->id = s->proxy->next_exchange_id++;
+    x->id = proxy_next_exchange_id(s->proxy);
     x->started = ev_now(s->proxy->loop);
     x->minor = head->version_minor;
     x->keep_alive = x->minor >= 1 ? !http_has_token(head, "Connection", "close")

@@ -236,6 +236,19 @@ static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)
     hooks_reload(p);
 }
 
+void proxy_set_worker(struct proxy *p, int index, int count)
+{
+    p->next_exchange_id = (uint64_t)index + 1;
+    p->id_step = count;
+}
+
+uint64_t proxy_next_exchange_id(struct proxy *p)
+{
+    uint64_t id = p->next_exchange_id;
+    p->next_exchange_id += (uint64_t)p->id_step;
+    return id;
+}
+
 int proxy_connection_count(const struct proxy *p)
 {
     return p->shared_sessions ? __atomic_load_n(p->shared_sessions, __ATOMIC_RELAXED)
@@ -294,6 +307,7 @@ int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
     p->cfg = cfg;
     p->shared_sessions = shared_sessions;
     p->next_exchange_id = 1;
+    p->id_step = 1;
     ev_timer_init(&p->accept_retry, on_accept_retry, 0., 0.);
     p->accept_retry.data = p;
     ev_timer_init(&p->drain_timer, on_drain_timeout, 0., 0.);

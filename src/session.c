@@ -183,7 +183,7 @@ void session_fail(struct session *s, int status, const char *cause)
     x->status = status;
     if (!x->active) {
         x->started = ev_now(s->proxy->loop);
-        x->id = s->proxy->next_exchange_id++;
+        x->id = proxy_next_exchange_id(s->proxy);
     }
     /* The connection can only carry on if we know where the next request
      * starts: the head was valid and its body was read completely. */

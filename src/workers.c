@@ -51,7 +51,8 @@ struct supervisor {
 };
 
 /* One worker: a fresh loop and a complete proxy on <listen_fds>. */
-static int run_proxy(const struct config *cfg, const int *listen_fds, int *shared_sessions)
+static int run_proxy(const struct config *cfg, int index, const int *listen_fds,
+                     int *shared_sessions)
 {
     static struct proxy proxy;
     char err[1024];
@@ -66,6 +67,7 @@ static int run_proxy(const struct config *cfg, const int *listen_fds, int *share
         ev_loop_destroy(loop);
         return 1;
     }
+    proxy_set_worker(&proxy, index, cfg->workers);
     proxy_run(&proxy);
     proxy_free(&proxy);
     ev_loop_destroy(loop);
@@ -74,7 +76,7 @@ static int run_proxy(const struct config *cfg, const int *listen_fds, int *share
 
 int workers_run_single(const struct config *cfg)
 {
-    int status = run_proxy(cfg, NULL, NULL);
+    int status = run_proxy(cfg, 0, NULL, NULL);
     if (status == 0)
         log_info("stopped");
     return status;
@@ -114,7 +116,7 @@ static void spawn(struct supervisor *sv, int i)
             }
         snprintf(tag, sizeof tag, "w%d", i + 1);
         log_set_tag(tag);
-        _exit(run_proxy(cfg, mine, sv->shared_sessions));
+        _exit(run_proxy(cfg, i, mine, sv->shared_sessions));
     }
     sv->workers[i].pid = pid;
     sv->workers[i].started = ev_time();
