@@ -96,10 +96,16 @@ for t in "${targets[@]}"; do
     else
         failed=$((failed + 1))
         repro=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
-        echo "---- $t failed (exit $rc); end of $log:"
+        [[ -z $repro || $repro == /* ]] || repro=$PWD/$repro
+        echo "---- $t failed (exit $rc); from $log:"
         grep -E 'INVARIANT VIOLATED|ERROR: (AddressSanitizer|libFuzzer|LeakSanitizer)|runtime error' \
             "$log" | head -n 5 || true
-        tail -n 25 "$log"
+        # the input (hex and escaped) and where it was saved
+        if grep -q '^SUMMARY' "$log"; then
+            sed -n '/^SUMMARY/,/^Base64/p' "$log"
+        else
+            tail -n 25 "$log"
+        fi
         echo "----"
         results+=("$t: FAILED (exit $rc), $execs executions; reproducer: ${repro:-none written}; re-run: $out/fuzz_$t ${repro:-<input>}")
     fi
