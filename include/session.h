@@ -127,6 +127,13 @@ struct session {
     int exchanges;           /* completed exchanges on this connection */
     char client_ip[64];
     int client_port;
+    /* Between requests the upstream connection of the last exchange stays
+     * with the session (the next request usually goes to the same place);
+     * it goes to the shared pool when the next request goes elsewhere or
+     * the client leaves. */
+    int upstream_idle;
+    uint16_t upstream_port;
+    char upstream_host[256];
     struct exchange x;
 };
 
@@ -141,6 +148,10 @@ void session_stop(struct session *s);
 
 /* Frees immediately (end of the drain bound). */
 void session_free(struct session *s);
+
+/* Hands an idle upstream connection kept by the session to the pool (or
+ * closes it when the proxy is stopping). */
+void session_release_idle_upstream(struct session *s);
 
 
 

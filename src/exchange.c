@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -156,6 +157,16 @@ static void start_connect(struct session *s)
     int fd;
 
     x->connect_started = ev_now(s->proxy->loop);
+    if (s->upstream_idle) {
+        if (!x->is_connect && !x->is_upgrade && !x->no_pool && s->upstream_port == x->port &&
+            strcasecmp(s->upstream_host, x->host) == 0) {
+            s->upstream_idle = 0;
+            x->reused = 1;
+            connected(s);
+            return;
+        }
+        session_release_idle_upstream(s);
+    }
     if (!x->is_connect && !x->is_upgrade && !x->no_pool &&
         (fd = upstream_pool_take(&s->proxy->pool, x->host, x->port)) >= 0) {
         endpoint_open(&s->upstream, fd);
@@ -206,10 +217,17 @@ void exchange_detach_upstream(struct session *s)
 
     if (u->fd >= 0 && x->upstream_reusable && x->res_state == RESPONSE_DONE &&
         x->req_body_done && s->state != SESSION_TUNNEL && !u->read_eof && !u->failed &&
-        buffer_length(&u->in) == 0 && buffer_length(&u->out) == 0) {
-        endpoint_watch(s->proxy->loop, u, 0);
-        upstream_pool_put(&s->proxy->pool, u->fd, x->host, x->port);
-        u->fd = -1;
+        buffer_length(&u->in) == 0 && buffer_length(&u->out) == 0 && !s->proxy->stopping) {
+        /* Keep it with the session: a kept-alive client's next request
+         * most likely goes to the same place. */
+        buffer_free(&u->in);
+        buffer_free(&u->out);
+        s->upstream_idle = 1;
+        s->upstream_port = x->port;
+        memcpy(s->upstream_host, x->host, sizeof s->upstream_host);
+        if (!x->keep_alive)
+            session_release_idle_upstream(s);
+        return;
     }
     endpoint_close(s->proxy->loop, u);
 }

@@ -25,6 +25,7 @@
 #include "exchange.h"
 #include "log.h"
 #include "message.h"
+#include "upstream_pool.h"
 
 /* A rejected or failed client gets this long to read our answer and close
  * before we close on it ("lingering close", RFC 9112 9.6). */
@@ -82,10 +83,26 @@ void session_start(struct proxy *p, int fd, const struct sockaddr *addr, socklen
     session_advance(s);
 }
 
+void session_release_idle_upstream(struct session *s)
+{
+    if (!s->upstream_idle)
+        return;
+    s->upstream_idle = 0;
+    if (s->proxy->stopping) {
+        endpoint_close(s->proxy->loop, &s->upstream);
+        return;
+    }
+    endpoint_watch(s->proxy->loop, &s->upstream, 0);
+    upstream_pool_put(&s->proxy->pool, s->upstream.fd, s->upstream_host, s->upstream_port);
+    s->upstream.fd = -1;
+    endpoint_close(s->proxy->loop, &s->upstream);
+}
+
 void session_free(struct session *s)
 {
     struct proxy *p = s->proxy;
 
+    session_release_idle_upstream(s);
     exchange_release(s);
     ev_timer_stop(p->loop, &s->timer);
     endpoint_close(p->loop, &s->upstream);
@@ -111,6 +128,7 @@ void session_close(struct session *s)
 void session_stop(struct session *s)
 {
     s->x.keep_alive = 0;
+    session_release_idle_upstream(s);
     if (s->state == SESSION_HEAD && buffer_length(&s->client.in) == 0 && !s->x.active) {
         /* Idle between requests: nothing is lost by closing now. */
         session_close(s);
@@ -354,7 +372,9 @@ static void update_watchers(struct session *s)
         cev |= EV_WRITE;
 
     if (s->upstream.fd >= 0) {
-        if (s->state == SESSION_CONNECTING) {
+        if (s->upstream_idle) {
+            uev = EV_READ; /* only to notice the upstream closing it */
+        } else if (s->state == SESSION_CONNECTING) {
             uev = EV_WRITE;
         } else if (s->state == SESSION_EXCHANGE || s->state == SESSION_TUNNEL) {
             if (!s->upstream.read_eof && buffer_length(&s->upstream.in) < ENDPOINT_IN_LIMIT)
@@ -524,7 +544,11 @@ static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct session *s = w->data;
 
-    if (s->state == SESSION_CONNECTING) {
+    if (s->upstream_idle) {
+        /* The kept connection closed, or spoke out of turn: unusable. */
+        s->upstream_idle = 0;
+        endpoint_close(loop, &s->upstream);
+    } else if (s->state == SESSION_CONNECTING) {
         exchange_connect_done(s);
     } else if (revents & EV_READ) {
         if (endpoint_read(&s->upstream, ENDPOINT_IN_LIMIT) == ENDPOINT_PROGRESS)
