@@ -145,8 +145,10 @@ int http_request_framing(const struct http_head *head, struct http_framing *out,
  * Framing of a response to a request with method <method> (RFC 9112 6.3):
  * HEAD requests and 1xx/204/304 statuses -> NONE whatever the fields say;
  * otherwise the same rules as requests, except that neither TE nor CL means
- * CLOSE (and Host is not checked). Content-Length: 0 gives NONE, as for
- * requests. A 2xx answer to CONNECT is not handled here (the relay tunnels).
+ * CLOSE (and Host is not checked). Content-Length: 0 gives LENGTH with
+ * length 0 (unlike requests): the response's framing must be passed on, or
+ * a client could not tell where it ends. A 2xx answer to CONNECT is not
+ * handled here (the relay tunnels).
  */
 int http_response_framing(const struct http_head *head, const char *method, size_t method_len,
                           struct http_framing *out, enum http_error *err);

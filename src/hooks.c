@@ -577,8 +577,10 @@ static enum call_outcome resume(struct session *s, int nargs, int *nres, double 
         log_failure(s, co, status);
         /* A failed state may hold a lot of garbage (a memory bomb): free it
          * now rather than at the next allocation. */
-        if (status == LUA_ERRMEM || h->timed_out)
+        if (status == LUA_ERRMEM || h->timed_out) {
+            lua_resetthread(co); /* its stack still holds the garbage */
             lua_gc(h->L, LUA_GCCOLLECT);
+        }
         return CALL_FAILED;
     }
     return CALL_DONE;

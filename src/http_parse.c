@@ -574,7 +574,9 @@ static int body_framing(const struct http_head *head, int is_response, struct ht
         if (http_find_field(head, "Content-Length", (size_t)cl + 1) >= 0 ||
             parse_content_length(f->value, f->value_len, &length) < 0)
             return (int)fail(err, HTTP_ERR_CONTENT_LENGTH);
-        out->kind = length ? HTTP_BODY_LENGTH : HTTP_BODY_NONE;
+        /* A request with length 0 has no body; a response keeps its
+         * explicit zero length, which must be forwarded as framing. */
+        out->kind = (length || is_response) ? HTTP_BODY_LENGTH : HTTP_BODY_NONE;
         out->length = length;
     }
     return 0;

@@ -231,8 +231,10 @@ static inline int fuzz_te_is_just_chunked(const struct http_head *h)
  * What a framing answer must agree with, whatever the fields say:
  *   CL and TE together, or CL twice, is never accepted;
  *   CHUNKED needs TE to be exactly "chunked", no CL, HTTP/1.1;
- *   LENGTH needs no TE and exactly one CL of digits equal to <length>;
- *   NONE (outside the no-body cases) needs no TE and CL absent or zero;
+ *   LENGTH needs no TE and exactly one CL of digits equal to <length>
+ *   (zero only for responses, which pass an explicit zero on);
+ *   NONE (outside the no-body cases) is a request with no TE and CL absent
+ *   or zero;
  *   CLOSE only for responses, with neither field.
  * <no_body_case> is set for responses whose body is empty by rule (HEAD,
  * 1xx, 204, 304), where the fields do not matter.
@@ -274,11 +276,12 @@ static inline void fuzz_check_framing(const struct http_head *h, int rc,
         FUZZ_CHECK(te == 0 && cl == 1, "LENGTH with te=%zu cl=%zu", te, cl);
         FUZZ_CHECK(fuzz_digits(h->fields[cl_at].value, h->fields[cl_at].value_len, &v),
                    "LENGTH from a Content-Length that is not all digits");
-        FUZZ_CHECK(v == fr->length && v > 0 && v <= HTTP_MAX_BODY_LENGTH,
+        FUZZ_CHECK(v == fr->length && (v > 0 || is_response) && v <= HTTP_MAX_BODY_LENGTH,
                    "LENGTH %llu from a Content-Length of %llu", (unsigned long long)fr->length,
                    (unsigned long long)v);
         break;
     case HTTP_BODY_NONE:
+        FUZZ_CHECK(!is_response, "NONE for a response that may have a body");
         FUZZ_CHECK(te == 0, "NONE with a Transfer-Encoding");
         if (cl)
             FUZZ_CHECK(fuzz_digits(h->fields[cl_at].value, h->fields[cl_at].value_len, &v) &&

@@ -3,6 +3,10 @@
 -- proxy's --lua-memory cap must stop it and answer 500. On every other
 -- request it does a little ordinary work (a header and some garbage), so
 -- the Lua state is busy and the collector runs under load.
+-- soak=gc answers with the Lua heap size (KiB) before and after a full
+-- collection, so the soak can tell Lua garbage from the proxy's own memory
+-- and find references the proxy forgot to drop; soak=heap answers with the
+-- heap size as it is, to see whether a bomb's garbage was freed.
 
 local function fault(tx)
   return tx.req.path:match("[?&]soak=([%w%-]+)")
@@ -21,6 +25,16 @@ local seen = 0
 
 function on_request(tx)
   if fault(tx) == "alloc" then bomb() end
+  if fault(tx) == "heap" then
+    tx:respond(200, string.format("%.0f\n", collectgarbage("count")))
+    return
+  end
+  if fault(tx) == "gc" then
+    local before = collectgarbage("count")
+    collectgarbage("collect")
+    tx:respond(200, string.format("%.0f %.0f\n", before, collectgarbage("count")))
+    return
+  end
   seen = seen + 1
   local scratch = {}
   for i = 1, 20 do scratch[i] = tostring(tx.id) .. ":" .. i end
