@@ -95,6 +95,10 @@ ssize_t http_parse_response(const char *buf, size_t len, struct http_head *head,
  * *<err> set. The chunked decoder checks trailer sections with it. */
 ssize_t http_parse_fields(const char *buf, size_t len, enum http_error *err);
 
+/* tchar (RFC 9110 5.6.2): the bytes allowed in methods, field names,
+ * transfer codings and chunk extension names. */
+int http_is_tchar(unsigned char c);
+
 /* Case-insensitive comparison of a view against a NUL-terminated token. */
 int http_token_eq(const char *s, size_t len, const char *token);
 

@@ -20,20 +20,6 @@
 
 static int is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
 
-/* tchar (RFC 9110 5.6.2), for chunk extension names and values */
-static int is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-        return 1;
-    default:
-        return 0;
-    }
-}
-
 static int hex_value(unsigned char c)
 {
     if (c >= '0' && c <= '9')
@@ -73,7 +59,7 @@ static ssize_t parse_ext_value(const char *s, size_t limit, size_t pos, enum htt
     if (pos == limit)
         return more(limit, err);
     if (s[pos] != '"') {
-        while (pos < limit && is_tchar((unsigned char)s[pos]))
+        while (pos < limit && http_is_tchar((unsigned char)s[pos]))
             pos++;
         if (pos == limit)
             return more(limit, err);
@@ -152,7 +138,7 @@ static ssize_t parse_size_line(const char *s, size_t len, uint64_t *size, enum h
         while (pos < limit && is_ows((unsigned char)s[pos]))
             pos++;
         size_t name = pos;
-        while (pos < limit && is_tchar((unsigned char)s[pos]))
+        while (pos < limit && http_is_tchar((unsigned char)s[pos]))
             pos++;
         if (pos == limit)
             return more(limit, err);

@@ -23,20 +23,12 @@ void headers_free(struct headers *h)
     headers_init(h);
 }
 
-/* RFC 9110 5.6.2 tchar. */
-static int is_tchar(unsigned char c)
-{
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return 1;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 int headers_valid_name(const char *name, size_t len)
 {
     if (len == 0)
         return 0;
     for (size_t i = 0; i < len; i++)
-        if (!is_tchar((unsigned char)name[i]))
+        if (!http_is_tchar((unsigned char)name[i]))
             return 0;
     return 1;
 }

@@ -33,9 +33,7 @@ static int is_alpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A
 
 static int is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
 
-/* tchar (RFC 9110 5.6.2): the bytes allowed in methods, field names and
- * transfer codings. */
-static int is_tchar(unsigned char c)
+int http_is_tchar(unsigned char c)
 {
     if (is_alpha(c) || is_digit(c))
         return 1;
@@ -116,7 +114,7 @@ static ssize_t parse_request_line(const char *buf, size_t len, size_t pos,
     const enum http_error why = HTTP_ERR_REQUEST_LINE;
     size_t start = pos;
 
-    while (pos < len && is_tchar((unsigned char)buf[pos]))
+    while (pos < len && http_is_tchar((unsigned char)buf[pos]))
         pos++;
     if (pos == len)
         return NEED_MORE;
@@ -206,7 +204,7 @@ static ssize_t parse_field_line(const char *buf, size_t len, size_t pos,
 {
     size_t start = pos;
 
-    while (pos < len && is_tchar((unsigned char)buf[pos]))
+    while (pos < len && http_is_tchar((unsigned char)buf[pos]))
         pos++;
     if (pos == len)
         return NEED_MORE;
