@@ -59,6 +59,10 @@ int buffer_vprintf(struct buffer *b, const char *fmt, va_list ap)
 /* Returns the allocation to the system when the buffer is empty. */
 void buffer_shrink(struct buffer *b);
 
+/* Exchanges the contents of two buffers: moving a whole buffer's bytes
+ * from one queue to another without copying them. */
+void buffer_swap(struct buffer *a, struct buffer *b);
+
 #include <string.h>
 static inline int buffer_append_str(struct buffer *b, const char *s)
 {

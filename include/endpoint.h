@@ -9,7 +9,7 @@
  * Backpressure lives in two numbers: an endpoint reads only while "in" holds
  * less than ENDPOINT_IN_LIMIT, and the relay moves bytes into an "out" only
  * while it holds less than ENDPOINT_OUT_LIMIT. So each direction holds at
- * most about 2 x 64 KiB however slow the reader is.
+ * most about 2 x 128 KiB however slow the reader is.
  */
 #ifndef LUAPROXY_ENDPOINT_H
 #define LUAPROXY_ENDPOINT_H
@@ -19,9 +19,10 @@
 
 #include "buffer.h"
 
-#define ENDPOINT_IN_LIMIT (64 * 1024)
-#define ENDPOINT_OUT_LIMIT (64 * 1024)
-#define ENDPOINT_READ_SIZE (16 * 1024)
+#define ENDPOINT_IN_LIMIT (128 * 1024)
+#define ENDPOINT_OUT_LIMIT (128 * 1024)
+/* One read(2) takes up to this much: large bodies move in few calls. */
+#define ENDPOINT_READ_SIZE (64 * 1024)
 
 struct endpoint {
     int fd;            /* -1 when closed */
@@ -47,7 +48,8 @@ void endpoint_open(struct endpoint *e, int fd);
 enum endpoint_io endpoint_read(struct endpoint *e, size_t limit);
 
 /* Writes as much of "out" as the socket takes. ENDPOINT_ERROR (and failed)
- * when the peer is gone. Returns the memory of an emptied buffer. */
+ * when the peer is gone. An emptied buffer keeps its memory: a body in
+ * flight reuses it; the session returns it once the connection is idle. */
 enum endpoint_io endpoint_flush(struct endpoint *e);
 
 /* Starts/stops the watcher so it covers exactly <events>. */

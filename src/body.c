@@ -67,6 +67,16 @@ enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int s
             }
             if (len == 0)
                 return src_eof ? BODY_PUMP_TRUNCATED : result;
+            if (!filter && out_kind == HTTP_BODY_LENGTH && buffer_length(dst) == 0 &&
+                len <= r->remaining) {
+                /* Everything buffered is body, passed on as it is: hand the
+                 * whole buffer over instead of copying it. */
+                buffer_swap(src, dst);
+                r->remaining -= len;
+                *moved += len;
+                result = BODY_PUMP_PROGRESS;
+                continue;
+            }
             data = in;
             data_len = len < r->remaining ? len : (size_t)r->remaining;
             consumed = data_len;
@@ -78,6 +88,12 @@ enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int s
                     return result;
                 finished = 1;
                 break;
+            }
+            if (!filter && out_kind == HTTP_BODY_CLOSE && buffer_length(dst) == 0) {
+                buffer_swap(src, dst);
+                *moved += len;
+                result = BODY_PUMP_PROGRESS;
+                continue;
             }
             data = in;
             data_len = consumed = len;

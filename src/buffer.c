@@ -151,3 +151,10 @@ void buffer_shrink(struct buffer *b)
     if (buffer_length(b) == 0)
         buffer_free(b);
 }
+
+void buffer_swap(struct buffer *a, struct buffer *b)
+{
+    struct buffer t = *a;
+    *a = *b;
+    *b = t;
+}

@@ -93,7 +93,6 @@ enum endpoint_io endpoint_flush(struct endpoint *e)
         e->failed = 1;
         return ENDPOINT_ERROR;
     }
-    buffer_shrink(&e->out);
     return wrote ? ENDPOINT_PROGRESS : ENDPOINT_AGAIN;
 }
 

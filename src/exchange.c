@@ -718,6 +718,10 @@ static size_t move_bytes(struct buffer *from, struct buffer *to)
 
     if (len == 0 || buffer_length(to) >= ENDPOINT_OUT_LIMIT)
         return 0;
+    if (buffer_length(to) == 0) {
+        buffer_swap(from, to); /* no copy when the whole buffer moves */
+        return len;
+    }
     room = ENDPOINT_OUT_LIMIT - buffer_length(to);
     if (len > room)
         len = room;

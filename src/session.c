@@ -329,6 +329,9 @@ static int flush_both(struct session *s)
             s->last_activity = ev_now(s->proxy->loop);
             progress = 1;
         }
+        /* Between requests an idle connection keeps no buffers. */
+        if (buffer_length(&s->client.out) == 0 && s->state == SESSION_HEAD)
+            buffer_shrink(&s->client.out);
     }
     if (s->upstream.fd >= 0 && buffer_length(&s->upstream.out) > 0 &&
         s->state != SESSION_CONNECTING) {
