@@ -161,6 +161,7 @@ static void start_connect(struct session *s)
         if (!x->is_connect && !x->is_upgrade && !x->no_pool && s->upstream_port == x->port &&
             strcasecmp(s->upstream_host, x->host) == 0) {
             s->upstream_idle = 0;
+            s->proxy->kept_upstreams--;
             x->reused = 1;
             connected(s);
             return;
@@ -223,9 +224,10 @@ void exchange_detach_upstream(struct session *s)
         buffer_free(&u->in);
         buffer_free(&u->out);
         s->upstream_idle = 1;
+        s->proxy->kept_upstreams++;
         s->upstream_port = x->port;
         memcpy(s->upstream_host, x->host, sizeof s->upstream_host);
-        if (!x->keep_alive)
+        if (!x->keep_alive || !proxy_may_keep_upstream(s->proxy))
             session_release_idle_upstream(s);
         return;
     }
@@ -696,7 +698,9 @@ int exchange_pump(struct session *s)
         progress |= read_response_head(s);
     else if (x->res_state == RESPONSE_HOOK)
         progress |= response_hook_step(s);
-    else if (x->res_state == RESPONSE_BODY)
+    /* Straight on to the body, so a head and the body that came with it
+     * leave in one write. */
+    if (x->res_state == RESPONSE_BODY && s->state == SESSION_EXCHANGE)
         progress |= relay_response_body(s);
     if (s->state != SESSION_EXCHANGE)
         return 1;

@@ -36,6 +36,9 @@
 #define POOL_MAX_TOTAL 512
 #define POOL_MAX_PER_HOST 128
 #define POOL_IDLE_LIMIT 15.0
+/* Idle upstream connections that sessions may hold between requests, so
+ * many idle clients cannot tie up as many upstream connections. */
+#define KEPT_UPSTREAMS_MAX 256
 
 static void format_address(const struct sockaddr *sa, char *out, size_t len)
 {
@@ -247,6 +250,11 @@ uint64_t proxy_next_exchange_id(struct proxy *p)
     uint64_t id = p->next_exchange_id;
     p->next_exchange_id += (uint64_t)p->id_step;
     return id;
+}
+
+int proxy_may_keep_upstream(const struct proxy *p)
+{
+    return !p->stopping && p->kept_upstreams < KEPT_UPSTREAMS_MAX;
 }
 
 int proxy_connection_count(const struct proxy *p)

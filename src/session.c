@@ -30,6 +30,8 @@
 /* A rejected or failed client gets this long to read our answer and close
  * before we close on it ("lingering close", RFC 9112 9.6). */
 #define DRAIN_TIME 2.0
+/* Read-relay-write rounds one readiness event may run for a socket. */
+#define IO_ROUNDS 4
 
 static void on_client_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents);
@@ -88,6 +90,7 @@ void session_release_idle_upstream(struct session *s)
     if (!s->upstream_idle)
         return;
     s->upstream_idle = 0;
+    s->proxy->kept_upstreams--;
     if (s->proxy->stopping) {
         endpoint_close(s->proxy->loop, &s->upstream);
         return;
@@ -523,7 +526,7 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
     struct session *s = w->data;
     (void)loop;
 
-    if (revents & EV_READ) {
+    for (int round = 0; (revents & EV_READ) && round < IO_ROUNDS; round++) {
         size_t limit = s->state == SESSION_HEAD ? s->proxy->cfg->max_header_bytes + 1
                                                 : ENDPOINT_IN_LIMIT;
         enum endpoint_io r = endpoint_read(&s->client, limit);
@@ -539,6 +542,12 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
                 session_end_exchange(s);
             session_close(s);
         }
+        /* Only an upload is worth another round in this wakeup. */
+        if (r != ENDPOINT_PROGRESS || s->state != SESSION_EXCHANGE || s->x.req_body_done)
+            break;
+        session_advance(s);
+        if (s->state == SESSION_CLOSED || buffer_length(&s->client.in) > 0)
+            break;
     }
     session_epilogue(s);
 }
@@ -550,12 +559,22 @@ static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents)
     if (s->upstream_idle) {
         /* The kept connection closed, or spoke out of turn: unusable. */
         s->upstream_idle = 0;
+        s->proxy->kept_upstreams--;
         endpoint_close(loop, &s->upstream);
     } else if (s->state == SESSION_CONNECTING) {
         exchange_connect_done(s);
     } else if (revents & EV_READ) {
-        if (endpoint_read(&s->upstream, ENDPOINT_IN_LIMIT) == ENDPOINT_PROGRESS)
+        /* A large body: read, relay and write a few times per wakeup
+         * rather than once per trip through the event loop. */
+        for (int round = 0; round < IO_ROUNDS; round++) {
+            if (endpoint_read(&s->upstream, ENDPOINT_IN_LIMIT) != ENDPOINT_PROGRESS)
+                break;
             s->last_activity = ev_now(loop);
+            session_advance(s);
+            if (s->state == SESSION_CLOSED || s->upstream.fd < 0 || s->upstream_idle ||
+                buffer_length(&s->upstream.in) > 0)
+                break; /* done, or the client side is full: wait for it */
+        }
     }
     session_epilogue(s);
 }
