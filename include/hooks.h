@@ -53,6 +53,7 @@ struct hook_state {
     enum hook_phase phase;
     int script;             /* index of the script whose hook runs next */
     int pending;            /* a hook is asleep in proxy.sleep */
+    int responded;          /* a hook of this phase called tx:respond */
     enum hooks_result result; /* valid once pending drops back to 0 */
     ev_timer sleep_timer;
 };

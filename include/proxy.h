@@ -36,6 +36,7 @@ struct proxy {
     ev_timer accept_retry;    /* re-enables accepting after EMFILE */
     struct dns_resolver *resolver;
     struct upstream_pool pool; /* idle upstream connections for reuse */
+    int kept_upstreams;        /* idle upstream connections held by sessions */
     struct access_log *access_log;
     struct hooks *hooks;      /* NULL when no script is loaded */
     struct session *sessions; /* doubly linked list of live sessions */
@@ -67,6 +68,10 @@ void proxy_log_listening(const struct sockaddr *addr);
 /* Worker <index> of <count>: exchange ids become index+1, index+1+count... */
 void proxy_set_worker(struct proxy *p, int index, int count);
 uint64_t proxy_next_exchange_id(struct proxy *p);
+
+/* Whether a session may hold its idle upstream connection between
+ * requests (bounded; otherwise it goes to the shared pool). */
+int proxy_may_keep_upstream(const struct proxy *p);
 
 /* Clients being served now (by all workers when they share a count). */
 int proxy_connection_count(const struct proxy *p);

@@ -59,6 +59,12 @@ struct hooks {
     double deadline;
     int timed_out;
     int current_script;
+    int running_phase;   /* enum hook_phase, or -1 */
+    int responded;       /* tx:respond was called during this resume */
+    /* Finished coroutines kept for the next hook call: creating a thread
+     * per call is the largest fixed cost of a hook. */
+    int idle_threads[16];
+    int idle_count;
 };
 
 static double monotonic_now(void)
@@ -128,6 +134,19 @@ static int native_now(lua_State *L)
     return 1;
 }
 
+static int native_phase(lua_State *L)
+{
+    struct hooks *h = hooks_of(L);
+    lua_pushstring(L, h->running_phase >= 0 ? phase_names[h->running_phase] : "");
+    return 1;
+}
+
+static int native_responded(lua_State *L)
+{
+    hooks_of(L)->responded = 1;
+    return 0;
+}
+
 /* Pushes the function <name> of the internal API. */
 static void push_api(lua_State *L, struct hooks *h, const char *name)
 {
@@ -157,11 +176,15 @@ static int setup_state(lua_State *L)
     luaL_openlibs(L);
     if (luaL_loadbuffer(L, hooks_api_lua, sizeof hooks_api_lua - 1, "=hooks_api") != LUA_OK)
         return lua_error(L);
-    lua_createtable(L, 0, 3);                      /* +1 native */
+    lua_createtable(L, 0, 5);                      /* +1 native */
     lua_pushcfunction(L, native_log);
     lua_setfield(L, -2, "log");
     lua_pushcfunction(L, native_now);
     lua_setfield(L, -2, "now");
+    lua_pushcfunction(L, native_phase);
+    lua_setfield(L, -2, "phase");
+    lua_pushcfunction(L, native_responded);
+    lua_setfield(L, -2, "responded");
     lua_pushstring(L, LUAPROXY_VERSION);
     lua_setfield(L, -2, "version");
     lua_call(L, 1, 1);                             /* +1 api */
@@ -226,6 +249,7 @@ static struct hooks *hooks_new(const struct config *cfg, struct ev_loop *loop, c
     h->mode = cfg->hook_errors;
     h->loop = loop;
     h->current_script = -1;
+    h->running_phase = -1;
     h->L = lua_newstate(capped_alloc, h);
     if (!h->L) {
         snprintf(err, err_len, "cannot create a Lua state");
@@ -432,17 +456,6 @@ static int make_tx(lua_State *L)
     return 0;
 }
 
-static int set_phase(lua_State *L)
-{
-    struct session *s = lua_touserdata(L, 1);
-    struct hook_state *hs = &s->x.hook;
-    push_api(L, hs->hooks, "set_phase");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hs->tx_ref);
-    lua_pushstring(L, phase_names[hs->phase]);
-    lua_call(L, 2, 0);
-    return 0;
-}
-
 static int take_snapshot(lua_State *L)
 {
     struct session *s = lua_touserdata(L, 1);
@@ -467,14 +480,6 @@ static int restore_snapshot(lua_State *L)
     return 0;
 }
 
-static int has_local_response(lua_State *L)
-{
-    struct session *s = lua_touserdata(L, 1);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->x.hook.tx_ref);
-    lua_pushboolean(L, lua_getfield(L, -1, "_respond") != LUA_TNIL);
-    return 1;
-}
-
 /* The chunk being filtered, for start_call (only during on_response_chunk). */
 struct chunk_args {
     const char *data;
@@ -490,7 +495,17 @@ static int start_call(lua_State *L)
     const struct chunk_args *chunk = lua_touserdata(L, 2);
     struct hook_state *hs = &s->x.hook;
     struct hooks *h = hs->hooks;
-    lua_State *co = lua_newthread(L);                     /* +1 co */
+    lua_State *co;
+
+    if (h->idle_count > 0) {
+        /* A finished coroutine starts afresh with a new function. */
+        int ref = h->idle_threads[--h->idle_count];
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);           /* +1 co */
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        co = lua_tothread(L, -1);
+    } else {
+        co = lua_newthread(L);                            /* +1 co */
+    }
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->env_ref[hs->script]);
     lua_getfield(L, -1, phase_names[hs->phase]);          /* +3 co env fn */
@@ -535,7 +550,16 @@ static void log_failure(struct session *s, lua_State *co, int status)
 
 static void drop_coroutine(struct hook_state *hs)
 {
-    luaL_unref(hs->hooks->L, LUA_REGISTRYINDEX, hs->co_ref);
+    struct hooks *h = hs->hooks;
+    /* One that returned normally can be reused; one that failed or was
+     * stopped is left to the garbage collector. */
+    if (hs->co && lua_status(hs->co) == LUA_OK &&
+        h->idle_count < (int)(sizeof h->idle_threads / sizeof h->idle_threads[0])) {
+        lua_settop(hs->co, 0);
+        h->idle_threads[h->idle_count++] = hs->co_ref;
+    } else {
+        luaL_unref(h->L, LUA_REGISTRYINDEX, hs->co_ref);
+    }
     hs->co_ref = LUA_NOREF;
     hs->co = NULL;
 }
@@ -551,11 +575,16 @@ static enum call_outcome resume(struct session *s, int nargs, int *nres, double 
     int status;
 
     h->timed_out = 0;
+    h->responded = 0;
     h->current_script = hs->script;
+    h->running_phase = (int)hs->phase;
     h->deadline = monotonic_now() + h->budget;
     lua_sethook(co, on_count, LUA_MASKCOUNT, COUNT_HOOK_INTERVAL);
     status = lua_resume(co, h->L, nargs, nres);
     h->current_script = -1;
+    h->running_phase = -1;
+    if (h->responded)
+        hs->responded = 1; /* per exchange: others may run while this sleeps */
 
     if (status == LUA_YIELD && !h->timed_out) {
         if (*nres == 2 && lua_type(co, -2) == LUA_TSTRING &&
@@ -616,24 +645,14 @@ static enum hooks_result continue_phase(struct session *s, int resuming)
         }
         drop_coroutine(hs);
         if (outcome == CALL_FAILED) {
-            if (h->mode == HOOK_ERRORS_OPEN && protected(s, restore_snapshot, "restore") == 0)
+            if (h->mode == HOOK_ERRORS_OPEN && protected(s, restore_snapshot, "restore") == 0) {
+                hs->responded = 0;
                 continue; /* as if this hook were absent */
+            }
             s->x.error = "a script failed";
             return HOOKS_FAILED;
         }
-        if (hs->phase != HOOK_ON_REQUEST && hs->phase != HOOK_BEFORE_CONNECT &&
-            hs->phase != HOOK_ON_RESPONSE)
-            continue; /* tx:respond belongs to those phases only */
-        lua_State *L = h->L;
-        lua_pushcfunction(L, has_local_response);
-        lua_pushlightuserdata(L, s);
-        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-            lua_pop(L, 1);
-            return HOOKS_FAILED;
-        }
-        int responded = lua_toboolean(L, -1);
-        lua_pop(L, 1);
-        if (responded) {
+        if (hs->responded) {
             hs->script = h->script_count;
             return HOOKS_RESPOND; /* the phase's remaining hooks do not run */
         }
@@ -668,8 +687,7 @@ enum hooks_result hooks_run(struct session *s, enum hook_phase phase)
     hs->script = 0;
     if (hs->tx_ref == LUA_NOREF && protected(s, make_tx, "tx") != 0)
         return HOOKS_FAILED;
-    if (protected(s, set_phase, "phase") != 0)
-        return HOOKS_FAILED;
+    hs->responded = 0;
     return continue_phase(s, 0);
 }
 
@@ -1007,7 +1025,6 @@ void hooks_done(struct session *s)
         return;
     hs->phase = HOOK_ON_DONE;
     hs->script = 0;
-    if (protected(s, set_phase, "phase") != 0)
-        return;
+    hs->responded = 0; /* an earlier phase's answer does not end this one */
     continue_phase(s, 0);
 }

@@ -6,8 +6,9 @@
 -- move data between the relay and Lua. Scripts only ever hold copies: no
 -- object here refers to memory of the C side.
 --
--- The C side passes one argument: a table of native functions
--- { log = function(msg), now = function() }.
+-- The C side passes one argument: a table of native functions: log(msg),
+-- now(), phase() (the hook running now), responded() (tx:respond was
+-- called), and the version string.
 
 local native = ...
 
@@ -41,8 +42,9 @@ end
 
 ---------------------------------------------------------------------------
 -- Header lists: fields in wire order, looked up case-insensitively.
--- Each field is stored raw at an integer index as { name, value }, so header
--- names (strings) never collide with the storage.
+-- Stored flat and raw, name at 2i-1 and value at 2i, which is also the
+-- layout C hands over and reads back: no table per field, no copying.
+-- Integer keys never collide with header names (strings).
 
 local header_methods = {}
 local Headers = {}
@@ -53,22 +55,32 @@ end
 
 function header_methods.values(self, name)
   local key, list = lower(check_name(name, 2)), {}
-  for i = 1, rawlen(self) do
-    local f = rawget(self, i)
-    if lower(f[1]) == key then list[#list + 1] = f[2] end
+  for i = 1, rawlen(self), 2 do
+    if lower(rawget(self, i)) == key then list[#list + 1] = rawget(self, i + 1) end
   end
   return list
 end
 
 function header_methods.get(self, name)
-  local list = header_methods.values(self, name)
-  if #list == 0 then return nil end
-  return concat(list, ", ")
+  local key, first, list = lower(check_name(name, 2)), nil, nil
+  for i = 1, rawlen(self), 2 do
+    if lower(rawget(self, i)) == key then
+      if first == nil then
+        first = rawget(self, i + 1)
+      else
+        list = list or { first }
+        list[#list + 1] = rawget(self, i + 1)
+      end
+    end
+  end
+  return list and concat(list, ", ") or first
 end
 
 function header_methods.add(self, name, value)
   check_name(name, 2)
-  rawset(self, rawlen(self) + 1, { name, check_value(value, 2) })
+  local n = rawlen(self)
+  rawset(self, n + 1, name)
+  rawset(self, n + 2, check_value(value, 2))
 end
 
 -- Replaces every field called <name> with one (where the first one was),
@@ -76,19 +88,25 @@ end
 function header_methods.set(self, name, value)
   local key = lower(check_name(name, 2))
   if value ~= nil then value = check_value(value, 2) end
-  local kept, n, placed = {}, rawlen(self), false
-  for i = 1, n do
-    local f = rawget(self, i)
-    if lower(f[1]) ~= key then
-      kept[#kept + 1] = f
+  local n, out, placed = rawlen(self), 0, false
+  for i = 1, n, 2 do
+    local fname, fvalue = rawget(self, i), rawget(self, i + 1)
+    if lower(fname) ~= key then
+      rawset(self, out + 1, fname)
+      rawset(self, out + 2, fvalue)
+      out = out + 2
     elseif value ~= nil and not placed then
-      kept[#kept + 1] = { f[1], value }
+      rawset(self, out + 1, fname)
+      rawset(self, out + 2, value)
+      out = out + 2
       placed = true
     end
   end
-  if value ~= nil and not placed then kept[#kept + 1] = { name, value } end
-  for i = 1, #kept do rawset(self, i, kept[i]) end
-  for i = #kept + 1, n do rawset(self, i, nil) end
+  for i = n, out + 1, -1 do rawset(self, i, nil) end
+  if value ~= nil and not placed then
+    rawset(self, out + 1, name)
+    rawset(self, out + 2, value)
+  end
 end
 
 function header_methods.remove(self, name)
@@ -106,33 +124,24 @@ Headers.__newindex = function(self, key, value)
   header_methods.set(self, key, value)
 end
 Headers.__pairs = function(self)
-  local i = 0
+  local i = -1
   return function()
-    i = i + 1
-    local f = rawget(self, i)
-    if f then return f[1], f[2] end
+    i = i + 2
+    local name = rawget(self, i)
+    if name then return name, rawget(self, i + 1) end
   end, self, nil
 end
-Headers.__len = function(self) return rawlen(self) end
+Headers.__len = function(self) return rawlen(self) // 2 end
 
-local function headers_from_list(list) -- { n1, v1, n2, v2, ... } from C
-  local h = new_headers()
-  for i = 1, #list, 2 do rawset(h, rawlen(h) + 1, { list[i], list[i + 1] }) end
-  return h
-end
-
-local function headers_to_list(h) -- and back
-  local list = {}
-  for i = 1, rawlen(h) do
-    local f = rawget(h, i)
-    list[#list + 1] = f[1]
-    list[#list + 1] = f[2]
-  end
-  return list
+-- The flat list C built becomes the header object itself.
+local function headers_from_list(list)
+  return setmetatable(list, Headers)
 end
 
 local function copy_headers(h)
-  return headers_from_list(headers_to_list(h))
+  local c = new_headers()
+  for i = 1, rawlen(h) do rawset(c, i, rawget(h, i)) end
+  return c
 end
 
 ---------------------------------------------------------------------------
@@ -214,16 +223,22 @@ local request_setters = {
   path = function(d, v) d.path = check_path(v, 3); sync(d) end,
 }
 
+-- The request's data lives under a key only this file holds; one shared
+-- metatable serves every request (no closure per request).
+local DATA = {}
+
+local Request = {
+  __index = function(t, key) return rawget(t, DATA)[key] end,
+  __newindex = function(t, key, value)
+    local setter = request_setters[key]
+    if not setter then error("tx.req." .. tostring(key) .. " cannot be set", 2) end
+    setter(rawget(t, DATA), value)
+  end,
+  __pairs = function(t) return pairs(rawget(t, DATA)) end,
+}
+
 local function new_request(d)
-  return setmetatable({}, {
-    __index = d,
-    __newindex = function(_, key, value)
-      local setter = request_setters[key]
-      if not setter then error("tx.req." .. tostring(key) .. " cannot be set", 2) end
-      setter(d, value)
-    end,
-    __pairs = function() return pairs(d) end,
-  })
+  return setmetatable({ [DATA] = d }, Request)
 end
 
 ---------------------------------------------------------------------------
@@ -243,29 +258,53 @@ local response_setters = {
   end,
 }
 
+local Response = {
+  __index = function(t, key) return rawget(t, DATA)[key] end,
+  __newindex = function(t, key, value)
+    local setter = response_setters[key]
+    if not setter then error("tx.res." .. tostring(key) .. " cannot be set", 2) end
+    setter(rawget(t, DATA), value)
+  end,
+  __pairs = function(t) return pairs(rawget(t, DATA)) end,
+}
+
 local function new_response(d)
-  return setmetatable({}, {
-    __index = d,
-    __newindex = function(_, key, value)
-      local setter = response_setters[key]
-      if not setter then error("tx.res." .. tostring(key) .. " cannot be set", 2) end
-      setter(d, value)
-    end,
-    __pairs = function() return pairs(d) end,
-  })
+  return setmetatable({ [DATA] = d }, Response)
 end
 
 ---------------------------------------------------------------------------
 -- The transaction.
 
 local tx_methods = {}
-local Tx = { __index = tx_methods }
+local Tx = {
+  __index = function(t, key)
+    local method = tx_methods[key]
+    if method then return method end
+    -- Made on first use: most transactions never look at them.
+    if key == "ctx" then
+      local ctx = {}
+      rawset(t, "ctx", ctx)
+      return ctx
+    elseif key == "client" then
+      local client = { ip = rawget(t, "_client_ip"), port = rawget(t, "_client_port") }
+      rawset(t, "client", client)
+      return client
+    elseif key == "upstream" then
+      local d = rawget(t, "_req")
+      local upstream = { host = d.host, port = d.port }
+      rawset(t, "upstream", upstream)
+      return upstream
+    end
+    return nil
+  end,
+}
 
--- Phases in which tx:respond is allowed; hooks.c sets tx._phase.
+-- Phases in which tx:respond is allowed; native.phase() names the phase
+-- running now.
 local can_respond = { on_request = true, before_connect = true, on_response = true }
 
 function tx_methods.respond(self, status, body, headers)
-  if not can_respond[rawget(self, "_phase")] then
+  if not can_respond[native.phase()] then
     error("tx:respond can only be used in on_request, before_connect or on_response", 2)
   end
   local s = tointeger(status)
@@ -283,6 +322,7 @@ function tx_methods.respond(self, status, body, headers)
     end
   end
   rawset(self, "_respond", { status = s, body = body or "", headers = h })
+  native.responded()
 end
 
 ---------------------------------------------------------------------------
@@ -318,26 +358,25 @@ function api.new_tx(id, method, scheme, host, port, path, version, fields, clien
   return setmetatable({
     id = id,
     req = new_request(d),
-    client = { ip = client_ip, port = client_port },
-    upstream = { host = host, port = port },
-    ctx = {},
     _req = d,
+    _client_ip = client_ip,
+    _client_port = client_port,
   }, Tx)
 end
 
 -- Before before_connect: the upstream starts as the (possibly rewritten) target.
 function api.begin_connect(tx)
   local d = rawget(tx, "_req")
-  tx.upstream = { host = d.host, port = d.port }
+  rawset(tx, "upstream", { host = d.host, port = d.port })
 end
 
 function api.request_out(tx)
   local d = rawget(tx, "_req")
-  return d.method, d.path, d.host, d.port, headers_to_list(d.headers)
+  return d.method, d.path, d.host, d.port, d.headers
 end
 
 function api.upstream_out(tx)
-  local u = rawget(tx, "upstream")
+  local u = tx.upstream
   if type(u) ~= "table" then error("tx.upstream must be a table") end
   return check_host(u.host, 2), check_port(u.port, 2)
 end
@@ -350,17 +389,13 @@ end
 
 function api.response_out(tx)
   local d = rawget(tx, "_res")
-  return d.status, d.reason, headers_to_list(d.headers)
+  return d.status, d.reason, d.headers
 end
 
 function api.respond_out(tx)
   local r = rawget(tx, "_respond")
   if not r then return nil end
-  return r.status, r.body, headers_to_list(r.headers)
-end
-
-function api.set_phase(tx, phase)
-  rawset(tx, "_phase", phase)
+  return r.status, r.body, r.headers
 end
 
 function api.finish(tx, status, err, bytes_sent, bytes_received, duration)

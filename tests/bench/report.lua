@@ -1,0 +1,411 @@
+-- report.lua - turns the benchmark's measurements into its report.
+--
+--   lua5.4 tests/bench/report.lua META RESULTS
+--
+-- META has key=value lines written by run.sh (cores, seconds, rounds,
+-- version=..., note=...). RESULTS has one line per measurement,
+-- "scenario=S contender=C round=R key=value ...", as run.sh appends them
+-- from wrk.lua's BENCH line, sample.lua's SAMPLE line, curl (tunnel) or
+-- idle_clients.lua's IDLE line. The report goes to standard output: the
+-- tables per scenario, luaproxy against each peer, and the targets of the
+-- performance issue with PASS or MISS. A missed target is not an error.
+
+local meta_path, results_path = arg[1], arg[2]
+if not meta_path or not results_path then
+  io.stderr:write("usage: report.lua META RESULTS\n")
+  os.exit(2)
+end
+
+local meta, versions, notes = {}, {}, {}
+for line in io.lines(meta_path) do
+  local k, v = line:match("^([%w_]+)=(.*)$")
+  if k == "version" then
+    versions[#versions + 1] = v
+  elseif k == "note" then
+    notes[#notes + 1] = v
+  elseif k then
+    meta[k] = v
+  end
+end
+
+-- runs[scenario][contender] = list of rounds, each a table of the line's
+-- fields (numbers where they parse).
+local runs = {}
+for line in io.lines(results_path) do
+  local f = {}
+  for k, v in line:gmatch("([%w_]+)=(%S*)") do f[k] = tonumber(v) or v end
+  if f.scenario and f.contender then
+    runs[f.scenario] = runs[f.scenario] or {}
+    runs[f.scenario][f.contender] = runs[f.scenario][f.contender] or {}
+    table.insert(runs[f.scenario][f.contender], f)
+  end
+end
+
+local out = {}
+local function say(fmt, ...) out[#out + 1] = fmt:format(...) end
+
+-- ------------------------------------------------------------- the figures
+
+-- Derived figures of one wrk run (nil for a failed one).
+local function wrk_figures(f)
+  if f.failed or not f.duration_us or f.duration_us <= 0 then return nil end
+  local s = f.duration_us / 1e6
+  return {
+    rps = f.requests / s,
+    mbps = f.bytes / s / 1e6,
+    p99 = f.p99_us / 1000,
+    http_errors = f.status,
+    sock_errors = f.connect + f.write + f.timeout,
+    closed = f.read,
+    rss = f.peak_rss_kib,
+    cpu = f.cpu_pct,
+    origin_cpu = f.origin_cpu_pct,
+    wrk_cpu = f.wrk_cpu_pct,
+    irq_cpu = f.irq_cpu_pct,
+    other_cpu = f.other_cpu_pct,
+    host_cpu = f.host_cpu_pct,
+  }
+end
+
+-- Figures of one tunnel download (nil when it failed or came back short).
+local function tunnel_figures(f)
+  if f.http_code ~= 200 or f.bytes ~= f.expected or not f.seconds or f.seconds <= 0 then return nil end
+  return { mbps = f.bytes / f.seconds / 1e6 }
+end
+
+local BY_MBPS = { ["10m"] = true, ["hooks-10m"] = true, tunnel = true }
+
+-- The result of <contender> in <scenario>: its best round (highest req/s, or
+-- MB/s for the large bodies), with every round's figure, the errors summed
+-- over all rounds and the highest RSS seen in any round. nil if no round
+-- succeeded; the second result then says why.
+local function best(scenario, contender)
+  local rounds = runs[scenario] and runs[scenario][contender]
+  if not rounds then return nil, "not run" end
+  local key = BY_MBPS[scenario] and "mbps" or "rps"
+  local chosen, all, http, sock, closed, rss, failed = nil, {}, 0, 0, 0, 0, 0
+  for _, f in ipairs(rounds) do
+    local fig = scenario == "tunnel" and tunnel_figures(f) or wrk_figures(f)
+    if fig then
+      all[#all + 1] = fig[key]
+      http = http + (fig.http_errors or 0)
+      sock = sock + (fig.sock_errors or 0)
+      closed = closed + (fig.closed or 0)
+      rss = math.max(rss, fig.rss or 0)
+      if not chosen or fig[key] > chosen[key] then chosen = fig end
+    else
+      failed = failed + 1
+    end
+  end
+  if not chosen then return nil, "every round failed" end
+  local r = {}
+  for k, v in pairs(chosen) do r[k] = v end
+  r.value, r.all, r.http_total, r.sock_total, r.rss_peak, r.failed = chosen[key], all, http, sock, rss, failed
+  r.closed_total = closed
+  r.errors = http + sock
+  return r
+end
+
+local function num(v, fmt) return v and string.format(fmt or "%.0f", v) or "-" end
+local function ratio(a, b) return (a and b and b > 0) and string.format("%.2fx", a / b) or "-" end
+local function mib(kib) return (kib and kib > 0) and string.format("%.1f MiB", kib / 1024) or "-" end
+
+-- Prints rows as a table with aligned columns; the first row is the header.
+-- The first column is aligned left, the others right unless <left> is set.
+local function table_out(rows, left)
+  local widths = {}
+  for _, row in ipairs(rows) do
+    for i, cell in ipairs(row) do widths[i] = math.max(widths[i] or 0, #cell) end
+  end
+  for n, row in ipairs(rows) do
+    local cells = {}
+    for i, cell in ipairs(row) do
+      local fmt = (i == 1 or left) and "%-" .. widths[i] .. "s" or "%" .. widths[i] .. "s"
+      cells[#cells + 1] = fmt:format(cell)
+    end
+    say("  %s", (table.concat(cells, "  "):gsub("%s+$", "")))
+    if n == 1 then
+      local rule = {}
+      for i in ipairs(row) do rule[#rule + 1] = string.rep("-", widths[i]) end
+      say("  %s", table.concat(rule, "  "))
+    end
+  end
+end
+
+-- A run during which other programs took more than this much CPU (per cent
+-- of one core) is marked "~" in the tables.
+local DISTURBED = 25
+
+local MAIN = { "no-proxy", "luaproxy", "haproxy", "tinyproxy", "squid", "privoxy" }
+local HOOKS = { "no-proxy", "luaproxy", "luaproxy+noop", "luaproxy+headers", "luaproxy+chunk" }
+local PEERS = { "haproxy", "tinyproxy", "squid", "privoxy" }
+
+local function wrk_table(scenario, title, contenders)
+  if not runs[scenario] then return end
+  say("")
+  say("%s  [%s]", title, scenario)
+  local base = best(scenario, "no-proxy")
+  local metric = BY_MBPS[scenario] and "MB/s" or "req/s"
+  local rows = { { "contender", "req/s", "p99 ms", "MB/s", "peak RSS", "errors http/sock", "closed",
+    "vs no-proxy", "cpu% proxy/nginx/wrk/irq/other", "rounds (" .. metric .. ")" } }
+  for _, c in ipairs(contenders) do
+    local r, why = best(scenario, c)
+    if r then
+      local rounds = {}
+      for _, v in ipairs(r.all) do rounds[#rounds + 1] = num(v) end
+      if r.failed > 0 then rounds[#rounds + 1] = r.failed .. " failed" end
+      local mark = (r.errors > 0 and " !" or "") .. ((r.other_cpu or 0) > DISTURBED and " ~" or "")
+      rows[#rows + 1] = {
+        c .. mark, num(r.rps), num(r.p99, "%.2f"), num(r.mbps, "%.1f"), mib(r.rss_peak),
+        r.http_total .. "/" .. r.sock_total, tostring(r.closed_total),
+        c == "no-proxy" and "1.00x" or ratio(r.value, base and base.value),
+        c == "no-proxy" and ("-/%s/%s/%s/%s"):format(num(r.origin_cpu), num(r.wrk_cpu), num(r.irq_cpu), num(r.other_cpu))
+          or ("%s/%s/%s/%s/%s"):format(num(r.cpu), num(r.origin_cpu), num(r.wrk_cpu), num(r.irq_cpu), num(r.other_cpu)),
+        table.concat(rounds, " "),
+      }
+    elseif runs[scenario][c] then
+      local row = { c, why }
+      for i = 3, #rows[1] do row[i] = "" end
+      rows[#rows + 1] = row
+    end
+  end
+  table_out(rows)
+end
+
+-- ------------------------------------------------------------- the report
+
+local cores = meta.cores or "?"
+say("luaproxy benchmark")
+say("==================")
+say("Machine: %s cores. wrk, the proxy under test and the origin (nginx) all run on these", cores)
+say("same cores, so the figures are NOISY: a difference under ~10-15%% is within the noise,")
+say("and absolute numbers say little about a machine where the load generator has its own cores.")
+say("")
+say("Method: each wrk run lasts %s s (BENCH_SECONDS), wrk -t2; %s rounds, the contenders take",
+  meta.seconds or "?", meta.rounds or "?")
+say("turns within a round and the order reverses every round. Shown per contender: its BEST round")
+say("(highest req/s; MB/s for 10 MiB and tunnels); 'rounds' lists every round's figure. p99, cpu%%")
+say("and MB/s are from that round; 'peak RSS' is the highest summed VmRSS of all the contender's")
+say("processes sampled every 0.1 s in any round; 'errors' add up all rounds: http = responses")
+say("with status >= 400, sock = connect/write errors and timeouts (a row marked ! had some: a")
+say("proxy that answers errors quickly is not faster); 'closed' = wrk's read errors, i.e. the")
+say("server closed (or reset) a connection wrk meant to reuse: about one per request means it")
+say("does not keep client connections alive, so keep-alive rows then measure new connections.")
+say("cpu%%: CPU time over wall time in the chosen round (%s00%% = every core) of the proxy (all its", cores)
+say("processes), nginx, wrk, interrupts/softirqs, and everything else on the machine; a row marked")
+say("~ had other programs using over %d%% (its figure is probably low). Before each run the", DISTURBED)
+say("benchmark waits (up to 10 s) for the machine to be idle: it waited %s s in all, and %s runs",
+  meta.quiet_waited or "?", meta.busy_starts or "?")
+say("started on a busy machine anyway. Load average at start %s, at end %s.",
+  meta.load_start or "?", meta.load_end or "?")
+say("Origin: nginx, 1 worker process, keep-alive (keepalive_requests 1e8), access_log off,")
+say("sendfile. luaproxy: default workers (one per CPU), --max-connections 4096 (for the idle")
+say("test). haproxy is a reverse proxy (origin-form requests), the others forward proxies.")
+say("")
+for _, v in ipairs(versions) do say("  %s", v) end
+for _, n in ipairs(notes) do say("  note: %s", n) end
+
+wrk_table("small-ka", "Small response (100 B), keep-alive, 50 connections", MAIN)
+wrk_table("close", "New connection per request (Connection: close), 50 connections", MAIN)
+wrk_table("16k", "16 KiB body, keep-alive, 50 connections", MAIN)
+wrk_table("10m", "10 MiB body, keep-alive, 10 connections", MAIN)
+wrk_table("hooks-small", "Hooks: small response, keep-alive, 50 connections", HOOKS)
+wrk_table("hooks-10m", "Hooks: 10 MiB body, keep-alive, 10 connections", HOOKS)
+if runs["hooks-small"] or runs["hooks-10m"] then
+  say("  (luaproxy+noop: on_request that does nothing; +headers: on_request sets one field and")
+  say("   removes one, on_response adds one; +chunk: on_response_chunk returning each piece)")
+end
+
+if runs.tunnel then
+  say("")
+  say("CONNECT tunnel, %s MiB downloaded with curl -p (one connection)  [tunnel]", meta.tunnel_mib or "?")
+  local base = best("tunnel", "no-proxy")
+  local rows = { { "contender", "MB/s", "vs no-proxy", "how", "rounds (MB/s)" } }
+  for _, c in ipairs(MAIN) do
+    local r, why = best("tunnel", c)
+    local how = (c == "no-proxy" and "GET straight to nginx")
+      or (c == "haproxy" and "GET through haproxy (no CONNECT)") or "CONNECT tunnel"
+    if r then
+      local rounds = {}
+      for _, v in ipairs(r.all) do rounds[#rounds + 1] = num(v, "%.1f") end
+      if r.failed > 0 then rounds[#rounds + 1] = r.failed .. " failed" end
+      rows[#rows + 1] = { c, num(r.mbps, "%.1f"), c == "no-proxy" and "1.00x" or ratio(r.value, base and base.value),
+        how, table.concat(rounds, " ") }
+    elseif runs.tunnel[c] then
+      local f = runs.tunnel[c][1]
+      rows[#rows + 1] = { c, "failed", "", how, ("HTTP %s, %s of %s bytes"):format(f.http_code, f.bytes, f.expected) }
+    end
+  end
+  table_out(rows)
+end
+
+local idle = {}
+if runs.idle then
+  say("")
+  say("%s idle keep-alive connections, one request each, then held open  [idle]", meta.idle or "?")
+  local rows = { { "contender", "KiB/conn", "RSS before", "RSS after", "ok/opened", "still open", "processes" } }
+  for _, c in ipairs(MAIN) do
+    local f = runs.idle[c] and runs.idle[c][1]
+    if f and f.ok then
+      idle[c] = f
+      rows[#rows + 1] = { c .. ((f.failed > 0 or f.still_open < f.ok) and " !" or ""), num(f.per_conn_kib, "%.2f"),
+        mib(f.rss_before_kib), mib(f.rss_after_kib), f.ok .. "/" .. f.opened, tostring(f.still_open), tostring(f.procs) }
+    elseif f then
+      rows[#rows + 1] = { c, "failed", "", "", "", "", "" }
+    end
+  end
+  table_out(rows)
+  say("  (KiB/conn = growth of the summed VmRSS of all the server's processes over the idle clients,")
+  say("   measured after the other scenarios, so memory those freed is reused first; no-proxy is")
+  say("   nginx itself; a row marked ! had failed requests or connections the server closed before")
+  say("   the reading: its figure is then not comparable)")
+end
+
+-- ------------------------------------------------------------- luaproxy vs peers
+
+say("")
+say("luaproxy vs peers: every ratio is luaproxy's advantage, >1.00x = luaproxy better")
+say("(throughput: luaproxy / peer; p99, RSS and KiB/conn: peer / luaproxy)")
+do
+  local rows = { { "measure", table.unpack(PEERS) } }
+  table.insert(rows[1], "no-proxy")
+  local function row(label, get, lower_better)
+    local cells = { label }
+    local mine = get("luaproxy")
+    for _, p in ipairs(PEERS) do
+      local theirs = get(p)
+      cells[#cells + 1] = lower_better and ratio(theirs, mine) or ratio(mine, theirs)
+    end
+    local b = get("no-proxy")
+    cells[#cells + 1] = lower_better and ratio(b, mine) or ratio(mine, b)
+    rows[#rows + 1] = cells
+  end
+  local function field(sc, k) return function(c) local r = best(sc, c); return r and r[k] end end
+  row("small keep-alive req/s", field("small-ka", "rps"))
+  row("small keep-alive p99", field("small-ka", "p99"), true)
+  row("small keep-alive peak RSS", field("small-ka", "rss_peak"), true)
+  row("new connection/request req/s", field("close", "rps"))
+  row("16 KiB req/s", field("16k", "rps"))
+  row("10 MiB MB/s", field("10m", "mbps"))
+  row("tunnel MB/s", field("tunnel", "mbps"))
+  -- A server that closed the idle connections holds nothing for them.
+  row("idle KiB/conn", function(c)
+    local f = idle[c]
+    return f and f.still_open == f.ok and f.per_conn_kib or nil
+  end, true)
+  table_out(rows)
+  say("  (haproxy's tunnel figure is a plain GET, it does no CONNECT here; no-proxy's RSS and")
+  say("   KiB/conn are nginx's own; '-' = not measured, or the peer closed the idle connections)")
+end
+
+-- ------------------------------------------------------------- targets
+
+say("")
+say("Targets (from the performance issue)")
+do
+  local rows = { { "target", "result", "measured" } }
+  local function check(label, ok, measured)
+    local verdict = ok == nil and "N/A" or (ok and "PASS" or "MISS")
+    rows[#rows + 1] = { label, verdict, measured }
+  end
+  local function err_note(...)
+    for _, r in ipairs({ ... }) do
+      if r and r.errors > 0 then return " (errors in a run: see table)" end
+      if r and r.closed_total > 0 then return " (closed connections: see table)" end
+    end
+    return ""
+  end
+
+  local lp, ha, tp = best("small-ka", "luaproxy"), best("small-ka", "haproxy"), best("small-ka", "tinyproxy")
+  if lp and ha then
+    check("small keep-alive: luaproxy >= 1.0x haproxy", lp.rps >= ha.rps and lp.errors == 0,
+      ("%.0f vs %.0f req/s = %.2fx%s"):format(lp.rps, ha.rps, lp.rps / ha.rps, err_note(lp)))
+  else
+    check("small keep-alive: luaproxy >= 1.0x haproxy", nil, "not measured")
+  end
+  if lp and tp then
+    check("small keep-alive: luaproxy >= 7x tinyproxy", lp.rps >= 7 * tp.rps and lp.errors == 0,
+      ("%.0f vs %.0f req/s = %.2fx%s"):format(lp.rps, tp.rps, lp.rps / tp.rps, err_note(lp)))
+  else
+    check("small keep-alive: luaproxy >= 7x tinyproxy", nil, "not measured")
+  end
+
+  local plain, hdr = best("hooks-small", "luaproxy"), best("hooks-small", "luaproxy+headers")
+  if plain and hdr then
+    check("header-rewriting hook >= 0.85x no scripts", hdr.rps >= 0.85 * plain.rps and hdr.errors == 0,
+      ("%.0f vs %.0f req/s = %.2fx%s"):format(hdr.rps, plain.rps, hdr.rps / plain.rps, err_note(hdr)))
+  else
+    check("header-rewriting hook >= 0.85x no scripts", nil, "not measured")
+  end
+
+  local lc, best_peer, best_name = best("close", "luaproxy"), nil, nil
+  for _, p in ipairs(PEERS) do
+    local r = best("close", p)
+    if r and r.http_total == 0 and (not best_peer or r.rps > best_peer.rps) then best_peer, best_name = r, p end
+  end
+  if lc and best_peer then
+    check("new connection/request >= 1.0x best peer", lc.rps >= best_peer.rps and lc.errors == 0,
+      ("%.0f vs %.0f req/s (%s) = %.2fx%s"):format(lc.rps, best_peer.rps, best_name, lc.rps / best_peer.rps, err_note(lc)))
+  else
+    check("new connection/request >= 1.0x best peer", nil, "not measured")
+  end
+
+  local l10, b10 = best("10m", "luaproxy"), best("10m", "no-proxy")
+  if l10 and b10 then
+    check("10 MiB body >= 0.9x no-proxy", l10.mbps >= 0.9 * b10.mbps and l10.errors == 0,
+      ("%.0f vs %.0f MB/s = %.2fx%s"):format(l10.mbps, b10.mbps, l10.mbps / b10.mbps, err_note(l10)))
+  else
+    check("10 MiB body >= 0.9x no-proxy", nil, "not measured")
+  end
+
+  local ch, hb = best("hooks-10m", "luaproxy+chunk"), best("hooks-10m", "no-proxy")
+  if ch and hb then
+    check("no-op chunk hook, 10 MiB >= 0.6x no-proxy", ch.mbps >= 0.6 * hb.mbps and ch.errors == 0,
+      ("%.0f vs %.0f MB/s = %.2fx%s"):format(ch.mbps, hb.mbps, ch.mbps / hb.mbps, err_note(ch)))
+  else
+    check("no-op chunk hook, 10 MiB >= 0.6x no-proxy", nil, "not measured")
+  end
+
+  local li = idle["luaproxy"]
+  if li and li.ok > 0 then
+    local complete = li.ok == tonumber(meta.idle) and li.still_open == li.ok
+    check(("%s idle connections <= 4 KiB RSS each"):format(meta.idle or "?"), li.per_conn_kib <= 4 and complete,
+      ("%.2f KiB/conn (%d ok, %d still open)"):format(li.per_conn_kib, li.ok, li.still_open))
+  else
+    check(("%s idle connections <= 4 KiB RSS each"):format(meta.idle or "?"), nil, "not measured")
+  end
+
+  if lp and ha then
+    check("p99 at 50 connections <= haproxy's", lp.p99 <= ha.p99 and lp.errors == 0,
+      ("%.2f vs %.2f ms"):format(lp.p99, ha.p99))
+  else
+    check("p99 at 50 connections <= haproxy's", nil, "not measured")
+  end
+  table_out(rows, true)
+  say("  (a target counts as met only if luaproxy's runs had no errors; given the noise, a result")
+  say("   within ~10%% of its threshold could go either way on another run)")
+end
+
+-- Every run that other programs disturbed, chosen or not, with the biggest
+-- of them, so a reader can tell a slow proxy from a busy machine.
+do
+  local lines = {}
+  for _, sc in ipairs({ "small-ka", "close", "16k", "10m", "hooks-small", "hooks-10m" }) do
+    for c, rounds in pairs(runs[sc] or {}) do
+      for _, f in ipairs(rounds) do
+        if (f.other_cpu_pct or 0) > DISTURBED then
+          lines[#lines + 1] = ("%s/%s round %s: other programs %s%% (mostly %s)"):format(
+            sc, c, f.round, f.other_cpu_pct, (tostring(f.other_top):gsub(":%d+$", "")))
+        end
+      end
+    end
+  end
+  if #lines > 0 then
+    table.sort(lines)
+    say("")
+    say("Runs disturbed by other programs (over %d%% CPU; the other round of each usually counts):", DISTURBED)
+    for _, l in ipairs(lines) do say("  %s", l) end
+  end
+end
+
+print(table.concat(out, "\n"))
