@@ -15,6 +15,7 @@
 #define LUAPROXY_ENDPOINT_H
 
 #include <ev.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "buffer.h"
@@ -23,6 +24,8 @@
 #define ENDPOINT_OUT_LIMIT (128 * 1024)
 /* One read(2) takes up to this much: large bodies move in few calls. */
 #define ENDPOINT_READ_SIZE (64 * 1024)
+/* Bytes a splice pipe holds (the kernel's default pipe size). */
+#define ENDPOINT_PIPE_SIZE (64 * 1024)
 
 struct endpoint {
     int fd;            /* -1 when closed */
@@ -30,6 +33,12 @@ struct endpoint {
     int events;        /* what io is currently started for (0: stopped) */
     struct buffer in;
     struct buffer out;
+    /* Zero-copy path (splice(2)): bytes read from this socket wait in a
+     * pipe, in kernel memory, until written to the other endpoint's socket;
+     * they never enter "in". pipe_rd is -1 while not splicing. */
+    int pipe_rd, pipe_wr;
+    size_t piped;            /* bytes in the pipe */
+    uint64_t splice_limit;   /* read at most this many more bytes */
     unsigned read_eof : 1;   /* the peer sent FIN (or reset) */
     unsigned write_shut : 1; /* we sent FIN */
     unsigned failed : 1;     /* a read or write failed hard (reset, EPIPE) */
@@ -51,6 +60,19 @@ enum endpoint_io endpoint_read(struct endpoint *e, size_t limit);
  * when the peer is gone. An emptied buffer keeps its memory: a body in
  * flight reuses it; the session returns it once the connection is idle. */
 enum endpoint_io endpoint_flush(struct endpoint *e);
+
+/* Starts reading this socket through a pipe, at most <limit> bytes (a
+ * body's length; UINT64_MAX for until EOF). "in" must be empty. 0 or -1. */
+int endpoint_splice_start(struct endpoint *e, uint64_t limit);
+/* Ends splicing; the pipe must be empty. */
+void endpoint_splice_stop(struct endpoint *e);
+static inline int endpoint_splicing(const struct endpoint *e) { return e->pipe_rd >= 0; }
+/* Socket to pipe, while the pipe has room and the limit allows. Sets
+ * read_eof on EOF. */
+enum endpoint_io endpoint_splice_read(struct endpoint *e);
+/* <from>'s pipe to <to>'s socket; *<n> gets the bytes written. On
+ * ENDPOINT_ERROR <to> is marked failed. <to>'s "out" must be empty. */
+enum endpoint_io endpoint_splice_write(struct endpoint *from, struct endpoint *to, size_t *n);
 
 /* Starts/stops the watcher so it covers exactly <events>. */
 void endpoint_watch(struct ev_loop *loop, struct endpoint *e, int events);

@@ -7,6 +7,7 @@
 #include "endpoint.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,6 +15,8 @@ void endpoint_init(struct endpoint *e, void (*cb)(struct ev_loop *, ev_io *, int
 {
     e->fd = -1;
     e->events = 0;
+    e->pipe_rd = e->pipe_wr = -1;
+    e->piped = 0;
     e->read_eof = e->write_shut = e->failed = 0;
     buffer_init(&e->in);
     buffer_init(&e->out);
@@ -25,6 +28,8 @@ void endpoint_open(struct endpoint *e, int fd)
 {
     e->fd = fd;
     e->events = 0;
+    e->pipe_rd = e->pipe_wr = -1;
+    e->piped = 0;
     e->read_eof = e->write_shut = e->failed = 0;
 }
 
@@ -117,8 +122,88 @@ void endpoint_shutdown_write(struct endpoint *e)
     }
 }
 
+int endpoint_splice_start(struct endpoint *e, uint64_t limit)
+{
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1)
+        return -1;
+    e->pipe_rd = fds[0];
+    e->pipe_wr = fds[1];
+    e->piped = 0;
+    e->splice_limit = limit;
+    return 0;
+}
+
+void endpoint_splice_stop(struct endpoint *e)
+{
+    if (e->pipe_rd >= 0) {
+        close(e->pipe_rd);
+        close(e->pipe_wr);
+    }
+    e->pipe_rd = e->pipe_wr = -1;
+    e->piped = 0;
+}
+
+enum endpoint_io endpoint_splice_read(struct endpoint *e)
+{
+    size_t room = ENDPOINT_PIPE_SIZE - e->piped;
+    ssize_t n;
+
+    if (e->fd < 0 || e->read_eof)
+        return ENDPOINT_EOF;
+    if ((uint64_t)room > e->splice_limit)
+        room = (size_t)e->splice_limit;
+    if (room == 0)
+        return ENDPOINT_AGAIN;
+    do
+        n = splice(e->fd, NULL, e->pipe_wr, NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    while (n == -1 && errno == EINTR);
+    if (n > 0) {
+        e->piped += (size_t)n;
+        e->splice_limit -= (uint64_t)n;
+        return ENDPOINT_PROGRESS;
+    }
+    if (n == 0) {
+        e->read_eof = 1;
+        return ENDPOINT_EOF;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return ENDPOINT_AGAIN;
+    e->read_eof = 1;
+    e->failed = 1;
+    return ENDPOINT_ERROR;
+}
+
+enum endpoint_io endpoint_splice_write(struct endpoint *from, struct endpoint *to, size_t *n)
+{
+    size_t total = 0;
+
+    while (from->piped > 0) {
+        ssize_t w;
+        if (to->fd < 0 || to->failed)
+            break;
+        w = splice(from->pipe_rd, NULL, to->fd, NULL, from->piped,
+                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (w > 0) {
+            from->piped -= (size_t)w;
+            total += (size_t)w;
+            continue;
+        }
+        if (w == -1 && errno == EINTR)
+            continue;
+        if (w == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        to->failed = 1;
+        *n = total;
+        return ENDPOINT_ERROR;
+    }
+    *n = total;
+    return total ? ENDPOINT_PROGRESS : ENDPOINT_AGAIN;
+}
+
 void endpoint_close(struct ev_loop *loop, struct endpoint *e)
 {
+    endpoint_splice_stop(e);
     if (e->fd >= 0) {
         if (e->events)
             ev_io_stop(loop, &e->io);

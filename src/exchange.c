@@ -217,6 +217,7 @@ void exchange_detach_upstream(struct session *s)
     struct endpoint *u = &s->upstream;
 
     if (u->fd >= 0 && x->upstream_reusable && x->res_state == RESPONSE_DONE &&
+        !endpoint_splicing(u) &&
         x->req_body_done && s->state != SESSION_TUNNEL && !u->read_eof && !u->failed &&
         buffer_length(&u->in) == 0 && buffer_length(&u->out) == 0 && !s->proxy->stopping) {
         /* Keep it with the session: a kept-alive client's next request
@@ -623,11 +624,79 @@ static int response_hook_step(struct session *s)
     return 1;
 }
 
+/* Bodies at least this long that pass through unchanged go through a
+ * splice pipe; shorter ones are not worth the pipe's two descriptors. */
+#define SPLICE_MIN_BODY (256 * 1024)
+
+/* Whether the rest of the response body can bypass user space: passed on
+ * unchanged (no script, same framing), and nothing buffered on either side
+ * that must go first. */
+static int can_splice_response(const struct session *s)
+{
+    const struct exchange *x = &s->x;
+    enum http_body_kind kind = x->res_framing.kind;
+    return !x->res_filter && x->res_out_kind == kind && !s->upstream.read_eof &&
+           (kind == HTTP_BODY_CLOSE ||
+            (kind == HTTP_BODY_LENGTH && x->res_body.remaining >= SPLICE_MIN_BODY)) &&
+           buffer_length(&s->upstream.in) == 0 && buffer_length(&s->client.out) == 0;
+}
+
+/* RESPONSE_BODY through the splice pipe: upstream socket to pipe happens
+ * in the read callback; here the pipe drains into the client socket. */
+static int relay_spliced_response(struct session *s)
+{
+    struct exchange *x = &s->x;
+    struct endpoint *u = &s->upstream;
+    size_t n = 0;
+    int progress = 0;
+
+    if (u->piped > 0) {
+        if (endpoint_splice_write(u, &s->client, &n) == ENDPOINT_ERROR) {
+            x->error = "the client went away";
+            x->keep_alive = 0;
+            session_close(s);
+            session_end_exchange(s);
+            return 1;
+        }
+        if (n > 0) {
+            x->res_bytes += n;
+            s->last_activity = ev_now(s->proxy->loop);
+            progress = 1;
+        }
+    }
+    if (u->piped > 0)
+        return progress;
+    if (x->res_framing.kind == HTTP_BODY_LENGTH && u->splice_limit == 0) {
+        endpoint_splice_stop(u);
+        x->res_body.remaining = 0;
+        x->res_state = RESPONSE_DONE;
+        return 1;
+    }
+    if (u->read_eof) {
+        if (x->res_framing.kind == HTTP_BODY_CLOSE && !u->failed) {
+            endpoint_splice_stop(u);
+            x->res_state = RESPONSE_DONE;
+        } else {
+            session_fail(s, 502, "the upstream closed the connection in the middle of the body");
+        }
+        return 1;
+    }
+    return progress;
+}
+
 /* RESPONSE_BODY: move the body down, re-framed. */
 static int relay_response_body(struct session *s)
 {
     struct exchange *x = &s->x;
     enum http_error err = HTTP_ERR_NONE;
+
+    if (endpoint_splicing(&s->upstream))
+        return relay_spliced_response(s);
+    if (can_splice_response(s) &&
+        endpoint_splice_start(&s->upstream, x->res_framing.kind == HTTP_BODY_LENGTH
+                                                ? x->res_body.remaining
+                                                : UINT64_MAX) == 0)
+        return 1;
 
     switch (body_pump(&x->res_body, &s->upstream.in, s->upstream.read_eof, &s->client.out,
                       ENDPOINT_OUT_LIMIT, x->res_out_kind, x->res_filter ? hooks_body_filter : NULL,
@@ -735,30 +804,41 @@ static size_t move_bytes(struct buffer *from, struct buffer *to)
     return len;
 }
 
+/* One direction of a tunnel, <from> to <to>: through the buffers, or
+ * through <from>'s splice pipe once both buffers are empty. Passes a
+ * half-close on once everything before it has been written. */
+static int tunnel_direction(struct endpoint *from, struct endpoint *to, uint64_t *count)
+{
+    int progress = 0;
+    size_t n = 0;
+
+    if (!endpoint_splicing(from)) {
+        n = move_bytes(&from->in, &to->out);
+        *count += n;
+        progress = n > 0;
+        if (buffer_length(&from->in) == 0 && buffer_length(&to->out) == 0 && !from->read_eof &&
+            endpoint_splice_start(from, UINT64_MAX) == 0)
+            progress = 1;
+    } else if (from->piped > 0 && buffer_length(&to->out) == 0) {
+        endpoint_splice_write(from, to, &n); /* a failure marks <to> failed */
+        *count += n;
+        progress = n > 0;
+    }
+    if (from->read_eof && buffer_length(&from->in) == 0 && buffer_length(&to->out) == 0 &&
+        from->piped == 0 && !to->write_shut) {
+        endpoint_shutdown_write(to);
+        progress = 1;
+    }
+    return progress;
+}
+
 int tunnel_pump(struct session *s)
 {
     struct endpoint *c = &s->client, *u = &s->upstream;
-    size_t up, down;
     int progress;
 
-    up = move_bytes(&c->in, &u->out);
-    down = move_bytes(&u->in, &c->out);
-    s->x.req_bytes += up;
-    s->x.res_bytes += down;
-    progress = up > 0 || down > 0;
-
-    /* Half-close: once one side has said all it will say and we have
-     * passed it on, pass the FIN on too; the other direction keeps going. */
-    if (c->read_eof && buffer_length(&c->in) == 0 && buffer_length(&u->out) == 0 &&
-        !u->write_shut) {
-        endpoint_shutdown_write(u);
-        progress = 1;
-    }
-    if (u->read_eof && buffer_length(&u->in) == 0 && buffer_length(&c->out) == 0 &&
-        !c->write_shut) {
-        endpoint_shutdown_write(c);
-        progress = 1;
-    }
+    progress = tunnel_direction(c, u, &s->x.req_bytes);
+    progress |= tunnel_direction(u, c, &s->x.res_bytes);
     if (c->failed || u->failed || (c->write_shut && u->write_shut)) {
         if (c->failed || u->failed)
             s->x.error = "the tunnel was reset";

@@ -485,6 +485,7 @@ struct chunk_args {
     const char *data;
     size_t len;
     int eof;
+    const char *pushed; /* the Lua string made of it, to spot it returned */
 };
 
 /* Creates the coroutine for script hs->script's hook and pushes its
@@ -492,7 +493,7 @@ struct chunk_args {
 static int start_call(lua_State *L)
 {
     struct session *s = lua_touserdata(L, 1);
-    const struct chunk_args *chunk = lua_touserdata(L, 2);
+    struct chunk_args *chunk = lua_touserdata(L, 2);
     struct hook_state *hs = &s->x.hook;
     struct hooks *h = hs->hooks;
     lua_State *co;
@@ -507,15 +508,20 @@ static int start_call(lua_State *L)
         co = lua_newthread(L);                            /* +1 co */
     }
 
+    /* A chunk goes first, below the function, where it stays alive for
+     * the whole call: a hook that returns this very string is recognised
+     * by its address, with no copy and no comparison. */
+    if (chunk)
+        chunk->pushed = lua_pushlstring(L, chunk->data, chunk->len); /* +2 co str */
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->env_ref[hs->script]);
-    lua_getfield(L, -1, phase_names[hs->phase]);          /* +3 co env fn */
-    lua_remove(L, -2);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hs->tx_ref);        /* +3 co fn tx */
+    lua_getfield(L, -1, phase_names[hs->phase]);
+    lua_remove(L, -2);                                    /* +3 co str fn */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hs->tx_ref);        /* +4 co str fn tx */
     if (chunk) {
-        lua_pushlstring(L, chunk->data, chunk->len);
-        lua_pushboolean(L, chunk->eof);                   /* +5 */
+        lua_pushvalue(L, -3);
+        lua_pushboolean(L, chunk->eof);                   /* +6 co str fn tx str eof */
     }
-    lua_xmove(L, co, chunk ? 4 : 2);                      /* +1 co */
+    lua_xmove(L, co, chunk ? 5 : 2);                      /* +1 co */
     hs->co = co;
     hs->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);          /* 0 */
     return 0;
@@ -926,7 +932,7 @@ int hooks_body_filter(void *arg, const char *data, size_t len, int eof, struct b
     struct session *s = arg;
     struct hook_state *hs = &s->x.hook;
     struct hooks *h = hs->hooks;
-    struct chunk_args chunk = {data, len, eof};
+    struct chunk_args chunk = {data, len, eof, NULL};
     struct buffer held[2]; /* each script's output is the next one's input */
     int which = 0, rc = 0;
 
@@ -960,8 +966,12 @@ int hooks_body_filter(void *arg, const char *data, size_t len, int eof, struct b
             rc = -1;
             break;
         }
-        if (nres >= 1 && lua_type(hs->co, -nres) == LUA_TSTRING) {
-            size_t rlen;
+        /* A finished coroutine reports everything left on its stack, the
+         * chunk kept below the function included: that one is no result. */
+        nres = lua_gettop(hs->co) - 1;
+        if (nres >= 1 && lua_type(hs->co, -nres) == LUA_TSTRING &&
+            lua_tostring(hs->co, -nres) != chunk.pushed) {
+                size_t rlen;
             const char *r = lua_tolstring(hs->co, -nres, &rlen);
             struct buffer *next = &held[which];
             buffer_consume(next, buffer_length(next));
@@ -973,7 +983,8 @@ int hooks_body_filter(void *arg, const char *data, size_t len, int eof, struct b
             chunk.data = buffer_peek(next);
             chunk.len = buffer_length(next);
             which = !which;
-        } else if (nres >= 1 && lua_type(hs->co, -nres) != LUA_TNIL) {
+        } else if (nres >= 1 && lua_type(hs->co, -nres) != LUA_TNIL &&
+                   lua_type(hs->co, -nres) != LUA_TSTRING) {
             lua_pushstring(hs->co, "on_response_chunk must return a string or nothing");
             log_failure(s, hs->co, LUA_ERRRUN);
             drop_coroutine(hs);

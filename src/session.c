@@ -349,6 +349,22 @@ static int flush_both(struct session *s)
     return progress;
 }
 
+/* Whether <e> has room for more: its buffer, or its splice pipe. */
+static int wants_read(const struct endpoint *e)
+{
+    if (e->read_eof)
+        return 0;
+    if (endpoint_splicing(e))
+        return e->piped < ENDPOINT_PIPE_SIZE && e->splice_limit > 0;
+    return buffer_length(&e->in) < ENDPOINT_IN_LIMIT;
+}
+
+/* One read from <e>, into its buffer or through its splice pipe. */
+static enum endpoint_io read_from(struct endpoint *e, size_t limit)
+{
+    return endpoint_splicing(e) ? endpoint_splice_read(e) : endpoint_read(e, limit);
+}
+
 /* Sets the watchers to what the state needs. */
 static void update_watchers(struct session *s)
 {
@@ -368,13 +384,13 @@ static void update_watchers(struct session *s)
     case SESSION_EXCHANGE:
     case SESSION_TUNNEL:
     case SESSION_DRAINING:
-        if (!s->client.read_eof && buffer_length(&s->client.in) < ENDPOINT_IN_LIMIT)
+        if (wants_read(&s->client))
             cev |= EV_READ;
         break;
     case SESSION_CLOSED:
         break;
     }
-    if (buffer_length(&s->client.out) > 0 && !s->client.failed)
+    if ((buffer_length(&s->client.out) > 0 || s->upstream.piped > 0) && !s->client.failed)
         cev |= EV_WRITE;
 
     if (s->upstream.fd >= 0) {
@@ -383,9 +399,10 @@ static void update_watchers(struct session *s)
         } else if (s->state == SESSION_CONNECTING) {
             uev = EV_WRITE;
         } else if (s->state == SESSION_EXCHANGE || s->state == SESSION_TUNNEL) {
-            if (!s->upstream.read_eof && buffer_length(&s->upstream.in) < ENDPOINT_IN_LIMIT)
+            if (wants_read(&s->upstream))
                 uev |= EV_READ;
-            if (buffer_length(&s->upstream.out) > 0 && !s->upstream.failed)
+            if ((buffer_length(&s->upstream.out) > 0 || s->client.piped > 0) &&
+                !s->upstream.failed)
                 uev |= EV_WRITE;
         }
         endpoint_watch(loop, &s->upstream, uev);
@@ -529,7 +546,7 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
     for (int round = 0; (revents & EV_READ) && round < IO_ROUNDS; round++) {
         size_t limit = s->state == SESSION_HEAD ? s->proxy->cfg->max_header_bytes + 1
                                                 : ENDPOINT_IN_LIMIT;
-        enum endpoint_io r = endpoint_read(&s->client, limit);
+        enum endpoint_io r = read_from(&s->client, limit);
         if (r == ENDPOINT_PROGRESS) {
             s->last_activity = ev_now(loop);
             if (s->state == SESSION_DRAINING)
@@ -542,11 +559,14 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
                 session_end_exchange(s);
             session_close(s);
         }
-        /* Only an upload is worth another round in this wakeup. */
-        if (r != ENDPOINT_PROGRESS || s->state != SESSION_EXCHANGE || s->x.req_body_done)
+        /* Only an upload or a tunnel is worth another round. */
+        if (r != ENDPOINT_PROGRESS ||
+            !((s->state == SESSION_EXCHANGE && !s->x.req_body_done) ||
+              s->state == SESSION_TUNNEL))
             break;
         session_advance(s);
-        if (s->state == SESSION_CLOSED || buffer_length(&s->client.in) > 0)
+        if (s->state == SESSION_CLOSED || buffer_length(&s->client.in) > 0 ||
+            s->client.piped > 0)
             break;
     }
     session_epilogue(s);
@@ -567,12 +587,12 @@ static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents)
         /* A large body: read, relay and write a few times per wakeup
          * rather than once per trip through the event loop. */
         for (int round = 0; round < IO_ROUNDS; round++) {
-            if (endpoint_read(&s->upstream, ENDPOINT_IN_LIMIT) != ENDPOINT_PROGRESS)
+            if (read_from(&s->upstream, ENDPOINT_IN_LIMIT) != ENDPOINT_PROGRESS)
                 break;
             s->last_activity = ev_now(loop);
             session_advance(s);
             if (s->state == SESSION_CLOSED || s->upstream.fd < 0 || s->upstream_idle ||
-                buffer_length(&s->upstream.in) > 0)
+                buffer_length(&s->upstream.in) > 0 || s->upstream.piped > 0)
                 break; /* done, or the client side is full: wait for it */
         }
     }
