@@ -214,6 +214,36 @@ describe("forwarding", function()
     assert.is_true(resp.body == h.pattern(100000), "response body differs")
   end)
 
+  -- Bodies of 256 KiB and more that pass through unchanged take the
+  -- zero-copy (splice) path: the bytes must still arrive exactly, and the
+  -- connection must stay usable after.
+  it("relays a large Content-Length body byte for byte and keeps the connection", function()
+    local n = 3 * 1024 * 1024 + 17
+    local sock = assert(h.connect(proxy.port))
+    assert(h.send(sock, h.request("GET", origin.url("/bytes?n=" .. n), { host_hdr() })))
+    local resp = assert(h.read_response(sock, { timeout = 20 }))
+    assert.are.equal(200, resp.status)
+    assert.are.equal(tostring(n), resp.headers["content-length"])
+    assert.are.equal(n, #resp.body)
+    assert.is_true(resp.body == h.pattern(n), "large body differs")
+    assert(h.send(sock, h.request("GET", origin.url("/hello"), { host_hdr() })))
+    assert.are.equal("hello\n", assert(h.read_response(sock)).body)
+    sock:close()
+  end)
+
+  it("relays a large close-delimited body to an HTTP/1.0 client byte for byte", function()
+    local n = 2 * 1024 * 1024 + 5
+    local raw = h.send_raw(proxy.port, h.request("GET", origin.url("/close?size=" .. n),
+      { host_hdr() }, nil, "HTTP/1.0"), { timeout = 20 })
+    local head, body = raw:match("^(.-\r\n\r\n)(.*)$")
+    assert(head, "no response head")
+    assert.truthy(head:find("^HTTP/1.1 200"))
+    assert.is_falsy(head:lower():find("content-length", 1, true))
+    assert.is_falsy(head:lower():find("transfer-encoding", 1, true))
+    assert.are.equal(n, #body)
+    assert.is_true(body == h.pattern(n), "close-delimited body differs")
+  end)
+
   it("relays a chunked response body with its trailers", function()
     local resp = exchange(h.request("GET", origin.url("/chunked?n=5&size=1000"), { host_hdr() }))
     assert.are.equal(200, resp.status)
