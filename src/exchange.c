@@ -496,7 +496,7 @@ static void forward_interim(struct session *s, const struct http_head *head, siz
 static void send_response_head(struct session *s);
 
 /* Keeps the reason phrase (bounded) for the head we send. */
-static void n_copy_reason(struct exchange *x, const struct http_head *head)
+static void keep_reason(struct exchange *x, const struct http_head *head)
 {
     size_t len = head->reason_len < sizeof x->res_reason - 1 ? head->reason_len
                                                               : sizeof x->res_reason - 1;
@@ -552,7 +552,7 @@ static int read_response_head(struct session *s)
         return 1;
     }
     x->status = head.status;
-    n_copy_reason(x, &head);
+    keep_reason(x, &head);
     x->res_framing = framing;
     x->upstream_reusable = head.version_minor >= 1 && framing.kind != HTTP_BODY_CLOSE &&
                            !http_has_token(&head, "Connection", "close");

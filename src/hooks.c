@@ -852,8 +852,7 @@ int hooks_read_response(struct session *s)
     return s->x.hook.tx_ref == LUA_NOREF ? 0 : protected(s, read_response, "response");
 }
 
-/* Hands the response head to Lua before on_response runs. */
-static int prepare_response(struct session *s)
+int hooks_prepare_response(struct session *s)
 {
     if (s->x.hook.tx_ref == LUA_NOREF && protected(s, make_tx, "tx") != 0)
         return -1;
@@ -920,11 +919,6 @@ int hooks_write_local_response(struct session *s, struct buffer *out)
 }
 
 /* ---- body and done ---------------------------------------------------------- */
-
-int hooks_prepare_response(struct session *s)
-{
-    return prepare_response(s);
-}
 
 int hooks_body_filter(void *arg, const char *data, size_t len, int eof, struct buffer *out,
                       enum http_body_kind out_kind)
