@@ -48,6 +48,13 @@ int message_write_response(struct buffer *out, int status, const char *reason,
                            enum http_body_kind kind, uint64_t length, int keep_alive,
                            int client_minor, int upgrade);
 
+/* The same head as message_import_response + message_write_response
+ * (without Upgrade), written straight from the parsed head's views: for a
+ * response no script will edit, the fields are copied once, into <out>. */
+int message_write_response_from(struct buffer *out, const struct http_head *head,
+                                int keep_length, enum http_body_kind kind, uint64_t length,
+                                int keep_alive, int client_minor);
+
 /* A complete local text response: "NNN Reason: <cause>\n". <cause> must be
  * a fixed string of ours, never client bytes. Returns the body's length, or
  * -1 when out of memory. */

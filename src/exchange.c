@@ -493,7 +493,7 @@ static void forward_interim(struct session *s, const struct http_head *head, siz
     buffer_consume(&s->upstream.in, head_len);
 }
 
-static void send_response_head(struct session *s);
+static void send_response_head(struct session *s, const struct http_head *head);
 
 /* Keeps the reason phrase (bounded) for the head we send. */
 static void keep_reason(struct exchange *x, const struct http_head *head)
@@ -558,30 +558,36 @@ static int read_response_head(struct session *s)
                            !http_has_token(&head, "Connection", "close");
     x->res_keep_length = (x->method_len == 4 && memcmp(x->method, "HEAD", 4) == 0) ||
                          head.status == 304;
+    body_reader_init(&x->res_body, &framing);
+    if (!hooks_wants(s, HOOK_ON_RESPONSE)) {
+        /* Nothing will edit it: write it out from the views, one copy.
+         * The views die with the consume, so that comes after, and only if
+         * the head was written (a failure has reset the exchange). */
+        send_response_head(s, &head);
+        if (x->res_state == RESPONSE_BODY)
+            buffer_consume(&s->upstream.in, (size_t)n);
+        return 1;
+    }
     if (message_import_response(&head, x->res_keep_length, 0, &x->res_headers) != 0) {
         session_fail(s, 502, "the upstream's response head could not be rewritten");
         return 1;
     }
     buffer_consume(&s->upstream.in, (size_t)n);
-    body_reader_init(&x->res_body, &framing);
-    if (hooks_wants(s, HOOK_ON_RESPONSE)) {
-        if (hooks_prepare_response(s) != 0) {
-            session_fail(s, 500, "a script failed while handling this response");
-            return 1;
-        }
-        x->res_state = RESPONSE_HOOK;
-        run_hooks(s, HOOK_ON_RESPONSE);
+    if (hooks_prepare_response(s) != 0) {
+        session_fail(s, 500, "a script failed while handling this response");
         return 1;
     }
-    send_response_head(s);
+    x->res_state = RESPONSE_HOOK;
+    run_hooks(s, HOOK_ON_RESPONSE);
     return 1;
 }
 
 /* Writes the response head for the client, choosing our framing: a length
  * passes as it is; chunked and close-delimited bodies, and any body a script
  * may reshape, go chunked to HTTP/1.1 clients (so the connection survives)
- * and close-delimited to HTTP/1.0 ones. */
-static void send_response_head(struct session *s)
+ * and close-delimited to HTTP/1.0 ones. The fields come from <head>'s views
+ * when given, else from x->res_headers (after on_response). */
+static void send_response_head(struct session *s, const struct http_head *head)
 {
     struct exchange *x = &s->x;
     enum http_body_kind in = x->res_framing.kind;
@@ -595,9 +601,12 @@ static void send_response_head(struct session *s)
     } else {
         x->res_out_kind = in;
     }
-    if (message_write_response(&s->client.out, x->status, x->res_reason, strlen(x->res_reason),
-                               &x->res_headers, x->res_out_kind, x->res_framing.length,
-                               x->keep_alive, x->minor, 0) != 0) {
+    if ((head ? message_write_response_from(&s->client.out, head, x->res_keep_length,
+                                            x->res_out_kind, x->res_framing.length,
+                                            x->keep_alive, x->minor)
+              : message_write_response(&s->client.out, x->status, x->res_reason,
+                                       strlen(x->res_reason), &x->res_headers, x->res_out_kind,
+                                       x->res_framing.length, x->keep_alive, x->minor, 0)) != 0) {
         session_fail(s, 502, "the upstream's response head could not be rewritten");
         return;
     }
@@ -619,7 +628,7 @@ static int response_hook_step(struct session *s)
     } else if (hooks_read_response(s) != 0) {
         session_fail(s, 500, "a script failed while handling this response");
     } else {
-        send_response_head(s);
+        send_response_head(s, NULL);
     }
     return 1;
 }

@@ -98,20 +98,57 @@ int message_write_request(struct buffer *out, const char *method, size_t method_
     return buffer_append_str(out, upgrade ? "Connection: Upgrade\r\n\r\n" : "\r\n");
 }
 
-int message_write_response(struct buffer *out, int status, const char *reason,
-                           size_t reason_len, const struct headers *fields,
-                           enum http_body_kind kind, uint64_t length, int keep_alive,
-                           int client_minor, int upgrade)
+/* The end of a response head: framing, Connection, the empty line. */
+static int write_response_tail(struct buffer *out, enum http_body_kind kind, uint64_t length,
+                               int keep_alive, int client_minor, int upgrade)
 {
     const char *connection = upgrade                     ? "Connection: Upgrade\r\n"
                              : !keep_alive               ? "Connection: close\r\n"
                              : client_minor == 0         ? "Connection: keep-alive\r\n"
                                                          : "";
-    if (buffer_printf(out, "HTTP/1.1 %03d ", status) || buffer_append(out, reason, reason_len) ||
-        buffer_append(out, "\r\n", 2) || headers_write(fields, out) ||
-        write_framing(out, kind, length))
+    if (write_framing(out, kind, length))
         return -1;
     return buffer_append_str(out, connection) || buffer_append(out, "\r\n", 2) ? -1 : 0;
+}
+
+int message_write_response(struct buffer *out, int status, const char *reason,
+                           size_t reason_len, const struct headers *fields,
+                           enum http_body_kind kind, uint64_t length, int keep_alive,
+                           int client_minor, int upgrade)
+{
+    if (buffer_printf(out, "HTTP/1.1 %03d ", status) || buffer_append(out, reason, reason_len) ||
+        buffer_append(out, "\r\n", 2) || headers_write(fields, out))
+        return -1;
+    return write_response_tail(out, kind, length, keep_alive, client_minor, upgrade);
+}
+
+int message_write_response_from(struct buffer *out, const struct http_head *head,
+                                int keep_length, enum http_body_kind kind, uint64_t length,
+                                int keep_alive, int client_minor)
+{
+    int last_via = -1;
+
+    /* The same fields, in the same order, as import + write would give. */
+    for (size_t i = 0; i < head->field_count; i++)
+        if (is_named(&head->fields[i], "Via") && !http_is_hop_by_hop(head, i))
+            last_via = (int)i;
+    if (buffer_printf(out, "HTTP/1.1 %03d ", head->status) ||
+        buffer_append(out, head->reason, head->reason_len) || buffer_append(out, "\r\n", 2))
+        return -1;
+    for (size_t i = 0; i < head->field_count; i++) {
+        const struct http_field *f = &head->fields[i];
+        if (http_is_hop_by_hop(head, i) || is_named(f, "Transfer-Encoding") ||
+            (is_named(f, "Content-Length") && !keep_length))
+            continue;
+        if (buffer_append(out, f->name, f->name_len) || buffer_append(out, ": ", 2) ||
+            buffer_append(out, f->value, f->value_len) ||
+            ((int)i == last_via && buffer_append_str(out, ", " MESSAGE_VIA)) ||
+            buffer_append(out, "\r\n", 2))
+            return -1;
+    }
+    if (last_via < 0 && buffer_append_str(out, "Via: " MESSAGE_VIA "\r\n"))
+        return -1;
+    return write_response_tail(out, kind, length, keep_alive, client_minor, 0);
 }
 
 int message_write_error(struct buffer *out, int status, const char *cause, int keep_alive,

@@ -483,8 +483,55 @@ static void test_errors(void)
     is_str(message_reason(599), strlen(message_reason(599)), "Server Error", "fallback 5xx");
 }
 
+/* Writing a response head straight from the parsed views must give the
+ * very bytes that importing it and writing the list gives. */
+static void test_write_response_from(void)
+{
+    static const struct {
+        const char *head;
+        int keep_length;
+        enum http_body_kind kind;
+        uint64_t length;
+        int keep_alive, minor;
+    } cases[] = {
+        {"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n", 0,
+         HTTP_BODY_LENGTH, 5, 1, 1},
+        {"HTTP/1.1 200 OK\r\nVia: 1.0 a\r\nX-A: 1\r\nVia: 1.1 b\r\n\r\n", 0, HTTP_BODY_CHUNKED,
+         0, 1, 1},
+        {"HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\n"
+         "Transfer-Encoding: chunked\r\nX-Keep: 2\r\n\r\n", 0, HTTP_BODY_CLOSE, 0, 0, 0},
+        {"HTTP/1.1 304 Not Modified\r\nContent-Length: 42\r\nETag: \"x\"\r\n\r\n", 1,
+         HTTP_BODY_NONE, 0, 1, 0},
+        {"HTTP/1.0 404 \r\nProxy-Authenticate: Basic\r\nServer: s\r\n\r\n", 0,
+         HTTP_BODY_CLOSE, 0, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct http_head head;
+        struct headers fields;
+        struct buffer a, b;
+        headers_init(&fields);
+        buffer_init(&a);
+        buffer_init(&b);
+        parse_response(cases[i].head, &head);
+        ok(message_import_response(&head, cases[i].keep_length, 0, &fields) == 0 &&
+               message_write_response(&a, head.status, head.reason, head.reason_len, &fields,
+                                      cases[i].kind, cases[i].length, cases[i].keep_alive,
+                                      cases[i].minor, 0) == 0,
+           "case %zu: import + write", i);
+        ok(message_write_response_from(&b, &head, cases[i].keep_length, cases[i].kind,
+                                       cases[i].length, cases[i].keep_alive, cases[i].minor) == 0,
+           "case %zu: write from the views", i);
+        buffer_append(&a, "", 1); /* a NUL, so <a> reads as the wanted text */
+        is_str(buffer_peek(&b), buffer_length(&b), buffer_peek(&a), "  ... the same bytes");
+        headers_free(&fields);
+        buffer_free(&a);
+        buffer_free(&b);
+    }
+}
+
 int main(void)
 {
+    test_write_response_from();
     test_import_request();
     test_import_response();
     test_write_request();
