@@ -341,7 +341,11 @@ int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
     ev_signal_init(&p->sigterm, on_stop_signal, SIGTERM);
     ev_signal_init(&p->sighup, on_hup_signal, SIGHUP);
     p->sigint.data = p->sigterm.data = p->sighup.data = p;
-    ev_signal_start(loop, &p->sigint);
+    /* A worker leaves SIGINT to its supervisor: a terminal's Ctrl-C goes
+     * to the whole process group, and the supervisor must see the workers
+     * stop because it said so, not restart them. */
+    if (!shared_sessions)
+        ev_signal_start(loop, &p->sigint);
     ev_signal_start(loop, &p->sigterm);
     ev_signal_start(loop, &p->sighup);
     return 0;

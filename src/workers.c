@@ -67,6 +67,13 @@ static int run_proxy(const struct config *cfg, int index, const int *listen_fds,
         ev_loop_destroy(loop);
         return 1;
     }
+    /* Our loop watches the stop signals now: let any that arrived during
+     * start-up through (see spawn). */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGHUP);
+    sigprocmask(SIG_UNBLOCK, &stop_signals, NULL);
     proxy_set_worker(&proxy, index, cfg->workers);
     proxy_run(&proxy);
     proxy_free(&proxy);
@@ -85,8 +92,19 @@ int workers_run_single(const struct config *cfg)
 static void spawn(struct supervisor *sv, int i)
 {
     const struct config *cfg = sv->cfg;
-    pid_t pid = fork();
+    sigset_t stop_signals, old_mask;
+    pid_t pid;
 
+    /* A stop signal that reaches the worker before its own loop watches
+     * for it must wait (blocked) rather than hit the handler inherited from
+     * this process's loop, which would swallow it. */
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGHUP);
+    sigprocmask(SIG_BLOCK, &stop_signals, &old_mask);
+    pid = fork();
+    if (pid != 0)
+        sigprocmask(SIG_SETMASK, &old_mask, NULL);
     if (pid == -1) {
         log_error("fork: %s", strerror(errno));
         sv->status = 1;
@@ -106,6 +124,7 @@ static void spawn(struct supervisor *sv, int i)
             ev_loop_destroy(sv->loop);
         }
         signal(SIGCHLD, SIG_DFL);
+        signal(SIGINT, SIG_IGN); /* see proxy_init */
         for (int a = 0; a < cfg->listen_count; a++)
             for (int w = 0; w < cfg->workers; w++) {
                 int fd = sv->fds[a * cfg->workers + w];
@@ -143,7 +162,11 @@ static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
             ev_break(loop, EVBREAK_ALL);
         return;
     }
-    if (WIFSIGNALED(st))
+    /* Whatever ended it, its sockets still receive connections: a worker
+     * that stopped cleanly (someone sent it SIGTERM) is replaced too. */
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        log_info("worker %d (pid %d) stopped; starting a new one", i + 1, w->rpid);
+    else if (WIFSIGNALED(st))
         log_error("worker %d (pid %d) died of signal %d; starting a new one", i + 1, w->rpid,
                   WTERMSIG(st));
     else

@@ -97,6 +97,55 @@ describe("workers", function()
     end
   end)
 
+  it("stops a worker that was replaced just before SIGTERM", function()
+    start({ "--workers", "2" })
+    local before = h.wait_for(function()
+      local w = workers_of(proxy.pid)
+      return #w == 2 and w
+    end, 5)
+    assert(before)
+    os.execute("kill -9 " .. before[1])
+    -- The replacement may still be starting when the stop signal comes.
+    assert.truthy(h.wait_for(function()
+      return proxy.log():find("starting a new one", 1, true)
+    end, 5))
+    local workers = workers_of(proxy.pid)
+    assert.are.equal(0, proxy.stop(5), "the supervisor did not stop cleanly:\n" .. proxy.log())
+    for _, pid in ipairs(workers) do
+      assert.is_nil(h.read_file("/proc/" .. pid .. "/status"), "worker " .. pid .. " still runs")
+    end
+  end)
+
+  it("leaves Ctrl-C to the supervisor, and replaces a worker stopped from outside", function()
+    start({ "--workers", "2" })
+    local w = h.wait_for(function()
+      local list = workers_of(proxy.pid)
+      return #list == 2 and list
+    end, 5)
+    assert(w)
+    -- A terminal sends SIGINT to every process of the group: a worker
+    -- ignores it (its supervisor stops it with SIGTERM).
+    os.execute("kill -INT " .. w[1])
+    for i = 1, 10 do
+      assert.are.equal(200, get_hello(proxy, origin).status, "request " .. i)
+    end
+    assert.truthy(h.read_file("/proc/" .. w[1] .. "/status"), "SIGINT stopped a worker")
+    -- A worker stopped from outside exits cleanly; its socket still gets
+    -- connections, so it is replaced and every request is served.
+    os.execute("kill -TERM " .. w[1])
+    assert.truthy(h.wait_for(function()
+      return proxy.log():find("worker %d+ %(pid " .. w[1] .. "%) stopped; starting a new one")
+    end, 5), proxy.log())
+    assert.truthy(h.wait_for(function()
+      local list = workers_of(proxy.pid)
+      return #list == 2 and list[1] ~= w[1] and list[2] ~= w[1]
+    end, 5))
+    for i = 1, 20 do
+      local resp = get_hello(proxy, origin)
+      assert(resp and resp.status == 200, "request " .. i .. " after the replacement")
+    end
+  end)
+
   it("holds --max-connections across all workers", function()
     start({ "--workers", "2", "--max-connections", "2" })
     assert.truthy(h.wait_for(function() return #workers_of(proxy.pid) == 2 end, 5))
