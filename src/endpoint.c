@@ -24,6 +24,21 @@ void endpoint_init(struct endpoint *e, void (*cb)(struct ev_loop *, ev_io *, int
     e->io.data = data;
 }
 
+/* What a read (or splice) that returned <n> <= 0 means: EOF, nothing yet,
+ * or a reset (which also ends reading). */
+static enum endpoint_io read_ended(struct endpoint *e, ssize_t n)
+{
+    if (n == 0) {
+        e->read_eof = 1;
+        return ENDPOINT_EOF;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return ENDPOINT_AGAIN;
+    e->read_eof = 1;
+    e->failed = 1;
+    return ENDPOINT_ERROR;
+}
+
 void endpoint_open(struct endpoint *e, int fd)
 {
     e->fd = fd;
@@ -64,15 +79,7 @@ enum endpoint_io endpoint_read(struct endpoint *e, size_t limit)
         }
         return ENDPOINT_PROGRESS;
     }
-    if (n == 0) {
-        e->read_eof = 1;
-        return ENDPOINT_EOF;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
-        return ENDPOINT_AGAIN;
-    e->read_eof = 1;
-    e->failed = 1;
-    return ENDPOINT_ERROR;
+    return read_ended(e, n);
 }
 
 enum endpoint_io endpoint_flush(struct endpoint *e)
@@ -163,15 +170,7 @@ enum endpoint_io endpoint_splice_read(struct endpoint *e)
         e->splice_limit -= (uint64_t)n;
         return ENDPOINT_PROGRESS;
     }
-    if (n == 0) {
-        e->read_eof = 1;
-        return ENDPOINT_EOF;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
-        return ENDPOINT_AGAIN;
-    e->read_eof = 1;
-    e->failed = 1;
-    return ENDPOINT_ERROR;
+    return read_ended(e, n);
 }
 
 enum endpoint_io endpoint_splice_write(struct endpoint *from, struct endpoint *to, size_t *n)

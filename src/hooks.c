@@ -155,6 +155,14 @@ static void push_api(lua_State *L, struct hooks *h, const char *name)
     lua_remove(L, -2);
 }
 
+/* Pushes the API function <name> and the exchange's tx, its first
+ * argument: the start of every call that moves data between C and Lua. */
+static void push_api_tx(lua_State *L, const struct hook_state *hs, const char *name)
+{
+    push_api(L, hs->hooks, name);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hs->tx_ref);
+}
+
 /* Whether <name> looks like a hook ("on_..." or "before_...") but is not. */
 static int misspelt_hook(const char *name)
 {
@@ -462,8 +470,7 @@ static int take_snapshot(lua_State *L)
     struct hook_state *hs = &s->x.hook;
     luaL_unref(L, LUA_REGISTRYINDEX, hs->snap_ref);
     hs->snap_ref = LUA_NOREF;
-    push_api(L, hs->hooks, "snapshot");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hs->tx_ref);
+    push_api_tx(L, hs, "snapshot");
     lua_call(L, 1, 1);
     hs->snap_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
@@ -473,8 +480,7 @@ static int restore_snapshot(lua_State *L)
 {
     struct session *s = lua_touserdata(L, 1);
     struct hook_state *hs = &s->x.hook;
-    push_api(L, hs->hooks, "restore");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hs->tx_ref);
+    push_api_tx(L, hs, "restore");
     lua_rawgeti(L, LUA_REGISTRYINDEX, hs->snap_ref);
     lua_call(L, 2, 0);
     return 0;
@@ -757,8 +763,7 @@ static int read_request(lua_State *L)
     struct exchange *x = &s->x;
     size_t mlen, plen, hlen;
 
-    push_api(L, x->hook.hooks, "request_out");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, x->hook.tx_ref);
+    push_api_tx(L, &x->hook, "request_out");
     lua_call(L, 1, 5);                 /* method path host port fields */
     const char *method = luaL_checklstring(L, -5, &mlen);
     const char *path = luaL_checklstring(L, -4, &plen);
@@ -780,8 +785,7 @@ static int read_upstream(lua_State *L)
     struct exchange *x = &s->x;
     size_t hlen;
 
-    push_api(L, x->hook.hooks, "upstream_out");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, x->hook.tx_ref);
+    push_api_tx(L, &x->hook, "upstream_out");
     lua_call(L, 1, 2);
     const char *host = luaL_checklstring(L, -2, &hlen);
     if (hlen == 0 || hlen >= sizeof x->host)
@@ -794,8 +798,7 @@ static int read_upstream(lua_State *L)
 static int begin_connect(lua_State *L)
 {
     struct session *s = lua_touserdata(L, 1);
-    push_api(L, s->x.hook.hooks, "begin_connect");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->x.hook.tx_ref);
+    push_api_tx(L, &s->x.hook, "begin_connect");
     lua_call(L, 1, 0);
     return 0;
 }
@@ -804,8 +807,7 @@ static int set_response(lua_State *L)
 {
     struct session *s = lua_touserdata(L, 1);
     struct exchange *x = &s->x;
-    push_api(L, x->hook.hooks, "set_response");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, x->hook.tx_ref);
+    push_api_tx(L, &x->hook, "set_response");
     lua_pushinteger(L, x->status);
     lua_pushstring(L, x->res_reason);
     push_field_list(L, &x->res_headers);
@@ -819,8 +821,7 @@ static int read_response(lua_State *L)
     struct exchange *x = &s->x;
     size_t rlen;
 
-    push_api(L, x->hook.hooks, "response_out");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, x->hook.tx_ref);
+    push_api_tx(L, &x->hook, "response_out");
     lua_call(L, 1, 3);
     x->status = (int)luaL_checkinteger(L, -3);
     const char *reason = luaL_checklstring(L, -2, &rlen);
@@ -874,8 +875,7 @@ static int write_local(lua_State *L)
     size_t blen;
     int head_only = x->method_len == 4 && memcmp(x->method, "HEAD", 4) == 0;
 
-    push_api(L, x->hook.hooks, "respond_out");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, x->hook.tx_ref);
+    push_api_tx(L, &x->hook, "respond_out");
     lua_call(L, 1, 3);                   /* status body fields */
     int status = (int)luaL_checkinteger(L, -3);
     const char *body = luaL_checklstring(L, -2, &blen);
@@ -1004,8 +1004,7 @@ static int finish_tx(lua_State *L)
 {
     struct session *s = lua_touserdata(L, 1);
     struct exchange *x = &s->x;
-    push_api(L, x->hook.hooks, "finish");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, x->hook.tx_ref);
+    push_api_tx(L, &x->hook, "finish");
     lua_pushinteger(L, x->status);
     if (x->error)
         lua_pushstring(L, x->error);

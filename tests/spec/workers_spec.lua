@@ -13,6 +13,18 @@ local function workers_of(pid)
   return list
 end
 
+-- Waits (bounded) until supervisor <pid> has two workers, none of them
+-- <gone> (a worker that should have been replaced). Returns their PIDs.
+local function two_workers(pid, gone)
+  local list = h.wait_for(function()
+    local w = workers_of(pid)
+    return #w == 2 and w[1] ~= gone and w[2] ~= gone and w
+  end, 5)
+  assert(list, "supervisor " .. pid .. " never had two workers" ..
+    (gone and " other than " .. gone or ""))
+  return list
+end
+
 local function get_hello(proxy, origin)
   local sock = assert(h.connect(proxy.port))
   h.send(sock, h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority }))
@@ -42,11 +54,7 @@ describe("workers", function()
 
   it("serves from every worker on one port", function()
     start({ "--workers", "2", "--verbose" })
-    local pids = h.wait_for(function()
-      local w = workers_of(proxy.pid)
-      return #w == 2 and w
-    end, 5)
-    assert(pids, "two worker processes never appeared")
+    two_workers(proxy.pid)
     -- New connections are spread by the kernel; 40 of them all landing on
     -- one worker would be a 1-in-2^39 chance.
     for i = 1, 40 do
@@ -62,7 +70,7 @@ describe("workers", function()
   it("passes SIGHUP to every worker and stops all of them on SIGTERM", function()
     local script = h.tmpfile("function on_request(tx) end\n", "noop.lua")
     start({ "--workers", "2", "-s", script })
-    assert.truthy(h.wait_for(function() return #workers_of(proxy.pid) == 2 end, 5))
+    two_workers(proxy.pid)
     assert.are.equal(200, get_hello(proxy, origin).status)
     proxy.signal("HUP")
     local reloaded = h.wait_for(function()
@@ -79,17 +87,9 @@ describe("workers", function()
 
   it("replaces a worker that dies, on the same port", function()
     start({ "--workers", "2" })
-    local before = h.wait_for(function()
-      local w = workers_of(proxy.pid)
-      return #w == 2 and w
-    end, 5)
-    assert(before)
+    local before = two_workers(proxy.pid)
     os.execute("kill -9 " .. before[1])
-    local after = h.wait_for(function()
-      local w = workers_of(proxy.pid)
-      return #w == 2 and w[1] ~= before[1] and w[2] ~= before[1] and w
-    end, 5)
-    assert(after, "the dead worker was not replaced:\n" .. proxy.log())
+    two_workers(proxy.pid, before[1])
     assert.truthy(proxy.log():find("died of signal 9; starting a new one", 1, true))
     for i = 1, 20 do
       local resp = get_hello(proxy, origin)
@@ -99,11 +99,7 @@ describe("workers", function()
 
   it("stops a worker that was replaced just before SIGTERM", function()
     start({ "--workers", "2" })
-    local before = h.wait_for(function()
-      local w = workers_of(proxy.pid)
-      return #w == 2 and w
-    end, 5)
-    assert(before)
+    local before = two_workers(proxy.pid)
     os.execute("kill -9 " .. before[1])
     -- The replacement may still be starting when the stop signal comes.
     assert.truthy(h.wait_for(function()
@@ -118,11 +114,7 @@ describe("workers", function()
 
   it("leaves Ctrl-C to the supervisor, and replaces a worker stopped from outside", function()
     start({ "--workers", "2" })
-    local w = h.wait_for(function()
-      local list = workers_of(proxy.pid)
-      return #list == 2 and list
-    end, 5)
-    assert(w)
+    local w = two_workers(proxy.pid)
     -- A terminal sends SIGINT to every process of the group: a worker
     -- ignores it (its supervisor stops it with SIGTERM).
     os.execute("kill -INT " .. w[1])
@@ -136,10 +128,7 @@ describe("workers", function()
     assert.truthy(h.wait_for(function()
       return proxy.log():find("worker %d+ %(pid " .. w[1] .. "%) stopped; starting a new one")
     end, 5), proxy.log())
-    assert.truthy(h.wait_for(function()
-      local list = workers_of(proxy.pid)
-      return #list == 2 and list[1] ~= w[1] and list[2] ~= w[1]
-    end, 5))
+    two_workers(proxy.pid, w[1])
     for i = 1, 20 do
       local resp = get_hello(proxy, origin)
       assert(resp and resp.status == 200, "request " .. i .. " after the replacement")
@@ -148,7 +137,7 @@ describe("workers", function()
 
   it("holds --max-connections across all workers", function()
     start({ "--workers", "2", "--max-connections", "2" })
-    assert.truthy(h.wait_for(function() return #workers_of(proxy.pid) == 2 end, 5))
+    two_workers(proxy.pid)
     -- Two clients that each finished a request stay connected (keep-alive).
     local held = {}
     for i = 1, 2 do
