@@ -58,6 +58,7 @@ $(BUILD)/gen/hooks_api.h: src/hooks_api.lua | $(BUILD)/gen
 	{ echo 'static const char hooks_api_lua[] = {'; \
 	  od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
 	  echo '0x00};'; } > $@
+# Only hooks.c includes it (setup_state loads the API).
 $(BUILD)/obj/hooks.o: $(BUILD)/gen/hooks_api.h
 
 # Installs what is missing with apt-get when run as root; otherwise prints

@@ -1,8 +1,8 @@
 /*
  * hooks.h - the Lua scripts' entry points into the relay.
  *
- * Only hooks.c includes the Lua headers; the relay sees these functions and
- * nothing of Lua. A loaded set of scripts is one struct hooks (one Lua
+ * Only the hooks group (src/hooks*.c, via hooks_internal.h) includes the
+ * Lua headers; the relay sees these functions and nothing of Lua. A loaded set of scripts is one struct hooks (one Lua
  * state, memory-capped). Every exchange holds a reference to the set it
  * started with, so a reload (SIGHUP) never changes the scripts under an
  * exchange in flight.

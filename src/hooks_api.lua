@@ -2,7 +2,7 @@
 --
 -- Built into the binary and run once in every Lua state, before the user's
 -- scripts. It defines the objects scripts see (tx, tx.req, tx.res, header
--- lists) and returns a table of internal functions that hooks.c calls to
+-- lists) and returns a table of internal functions that the hooks C files call to
 -- move data between the relay and Lua. Scripts only ever hold copies: no
 -- object here refers to memory of the C side.
 --
@@ -16,7 +16,7 @@ local type, tostring, error, pairs, ipairs, select = type, tostring, error, pair
 local setmetatable, rawget, rawset, rawlen = setmetatable, rawget, rawset, rawlen
 local tointeger, lower, concat = math.tointeger, string.lower, table.concat
 
-local SLEEP = "luaproxy.sleep" -- what proxy.sleep yields; hooks.c looks for it
+local SLEEP = "luaproxy.sleep" -- what proxy.sleep yields; hooks_run.c looks for it
 
 ---------------------------------------------------------------------------
 -- Validation: a script can never make the proxy send a split message.
@@ -347,7 +347,7 @@ proxy = {
 }
 
 ---------------------------------------------------------------------------
--- What hooks.c calls.
+-- What the hooks C files call.
 
 local api = { SLEEP = SLEEP }
 

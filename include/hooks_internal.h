@@ -1,0 +1,108 @@
+/*
+ * hooks_internal.h - what the files of the hooks group share: the loaded
+ * script set (struct hooks) and the helpers that move data between C and
+ * Lua. Included by src/hooks*.c only; it is the one header that names the
+ * Lua API, so the relay never sees a lua_State.
+ *
+ *   hooks.c       loading, reload, --check, the Lua state and its setup
+ *   hooks_run.c   per-exchange coroutines, the time budget, phases, proxy.sleep
+ *   hooks_tx.c    building the tx, reading the scripts' changes back,
+ *                 responses a script makes itself
+ *   hooks_body.c  the on_response_chunk body filter
+ *   hooks_lib.c   the proxy.* natives (log, now, phase, ...)
+ */
+#ifndef LUAPROXY_HOOKS_INTERNAL_H
+#define LUAPROXY_HOOKS_INTERNAL_H
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "config.h"
+#include "hooks.h"
+
+struct headers;
+
+extern const char *const hooks_phase_names[HOOK_PHASE_COUNT];
+
+/* A loaded set of scripts: one Lua state. */
+struct hooks {
+    lua_State *L;
+    int refs;            /* the proxy's reference + one per exchange */
+    size_t mem_used;
+    size_t mem_limit;
+    double budget;       /* seconds per hook call */
+    enum hook_error_mode mode;
+    struct ev_loop *loop;
+    int api_ref;         /* the table hooks_api.lua returned */
+    int script_count;
+    int env_ref[CONFIG_MAX_SCRIPTS];
+    const char *script_name[CONFIG_MAX_SCRIPTS];
+    unsigned has[HOOK_PHASE_COUNT]; /* bit i: script i defines the hook */
+    /* The hook call running now (the loop runs one at a time). */
+    double deadline;
+    int timed_out;
+    int current_script;
+    int running_phase;   /* enum hook_phase, or -1 */
+    int responded;       /* tx:respond was called during this resume */
+    /* Finished coroutines kept for the next hook call: creating a thread
+     * per call is the largest fixed cost of a hook. */
+    int idle_threads[16];
+    int idle_count;
+};
+
+static inline struct hooks *hooks_of(lua_State *L)
+{
+    return *(struct hooks **)lua_getextraspace(L);
+}
+
+/* ---- hooks.c ---- */
+
+/* Drops one reference; the last one closes the state. NULL is a no-op. */
+void hooks_unref(struct hooks *h);
+/* Pushes the function <name> of the internal API (hooks_api.lua). */
+void hooks_push_api(lua_State *L, struct hooks *h, const char *name);
+/* Pushes the API function <name> and the exchange's tx, its first
+ * argument: the start of every call that moves data between C and Lua. */
+void hooks_push_api_tx(lua_State *L, const struct hook_state *hs, const char *name);
+/* Runs <fn> (a lua_CFunction taking the session as light userdata) in
+ * protected mode. Returns 0, or -1 after logging the error. */
+int hooks_protected(struct session *s, lua_CFunction fn, const char *what);
+
+/* ---- hooks_run.c ---- */
+
+/* The chunk being filtered, for hooks_start_call (only during
+ * on_response_chunk). */
+struct chunk_args {
+    const char *data;
+    size_t len;
+    int eof;
+    const char *pushed; /* the Lua string made of it, to spot it returned */
+};
+
+enum call_outcome { CALL_DONE, CALL_SLEEP, CALL_FAILED };
+
+/* Creates the coroutine for script hs->script's hook and pushes its
+ * arguments onto it. Runs in protected mode; arg 2 is a chunk_args or NULL. */
+int hooks_start_call(lua_State *L);
+/* Resumes the current hook call. <nargs> values are on its stack (0 when
+ * waking from proxy.sleep). On CALL_DONE the results stay on the coroutine
+ * (*nres of them) until hooks_drop_coroutine. */
+enum call_outcome hooks_resume(struct session *s, int nargs, int *nres, double *sleep_for);
+/* Logs why a hook call failed, with the script's traceback. */
+void hooks_log_failure(struct session *s, lua_State *co, int status);
+void hooks_drop_coroutine(struct hook_state *hs);
+
+/* ---- hooks_tx.c (lua_CFunctions for hooks_protected) ---- */
+
+int hooks_tx_make(lua_State *L);     /* creates the exchange's tx */
+int hooks_tx_snapshot(lua_State *L); /* --hook-errors open: before a hook */
+int hooks_tx_restore(lua_State *L);  /* ... and after it failed */
+int hooks_tx_finish(lua_State *L);   /* the outcome, for on_done */
+
+/* ---- hooks_lib.c ---- */
+
+/* Pushes the table of native functions hooks_api.lua builds proxy.* on. */
+void hooks_lib_push(lua_State *L);
+
+#endif

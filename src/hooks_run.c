@@ -1,0 +1,294 @@
+/*
+ * hooks_run.c - running the hooks of one exchange: a coroutine per hook
+ * call, the time budget that stops a runaway script, the phases in script
+ * order, and proxy.sleep, which parks a hook on a timer while the loop
+ * serves everybody else.
+ */
+#include "hooks_internal.h"
+
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "proxy.h"
+#include "session.h"
+
+/* Instructions between two looks at the clock. */
+#define COUNT_HOOK_INTERVAL 1000
+
+static double monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Count hook: past the deadline, yield the coroutine out of the script. */
+static void on_count(lua_State *L, lua_Debug *ar)
+{
+    struct hooks *h = hooks_of(L);
+    (void)ar;
+    if (monotonic_now() <= h->deadline)
+        return;
+    h->timed_out = 1;
+    if (lua_isyieldable(L))
+        lua_yield(L, 0); /* must be the hook's last action */
+    else
+        luaL_error(L, "hook timed out");
+}
+
+static void on_sleep_done(struct ev_loop *loop, ev_timer *w, int revents);
+
+void hooks_exchange_begin(struct session *s)
+{
+    struct hook_state *hs = &s->x.hook;
+    hs->hooks = s->proxy->hooks;
+    hs->tx_ref = hs->co_ref = hs->snap_ref = LUA_NOREF;
+    hs->co = NULL;
+    hs->pending = 0;
+    ev_init(&hs->sleep_timer, on_sleep_done);
+    hs->sleep_timer.data = s;
+    if (hs->hooks)
+        hs->hooks->refs++;
+}
+
+void hooks_exchange_end(struct session *s)
+{
+    struct hook_state *hs = &s->x.hook;
+    struct hooks *h = hs->hooks;
+    if (!h)
+        return;
+    ev_timer_stop(s->proxy->loop, &hs->sleep_timer);
+    luaL_unref(h->L, LUA_REGISTRYINDEX, hs->tx_ref);
+    luaL_unref(h->L, LUA_REGISTRYINDEX, hs->co_ref);
+    luaL_unref(h->L, LUA_REGISTRYINDEX, hs->snap_ref);
+    hs->tx_ref = hs->co_ref = hs->snap_ref = LUA_NOREF;
+    hs->co = NULL;
+    hs->hooks = NULL;
+    hooks_unref(h);
+}
+
+int hooks_wants(const struct session *s, enum hook_phase phase)
+{
+    const struct hooks *h = s->x.hook.hooks;
+    return h && h->has[phase] != 0;
+}
+
+/* Creates the coroutine for script hs->script's hook and pushes its
+ * arguments onto it. Runs in hooks_protected mode; arg 2 is a chunk_args or NULL. */
+int hooks_start_call(lua_State *L)
+{
+    struct session *s = lua_touserdata(L, 1);
+    struct chunk_args *chunk = lua_touserdata(L, 2);
+    struct hook_state *hs = &s->x.hook;
+    struct hooks *h = hs->hooks;
+    lua_State *co;
+
+    if (h->idle_count > 0) {
+        /* A finished coroutine starts afresh with a new function. */
+        int ref = h->idle_threads[--h->idle_count];
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);           /* +1 co */
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        co = lua_tothread(L, -1);
+    } else {
+        co = lua_newthread(L);                            /* +1 co */
+    }
+
+    /* A chunk goes first, below the function, where it stays alive for
+     * the whole call: a hook that returns this very string is recognised
+     * by its address, with no copy and no comparison. */
+    if (chunk)
+        chunk->pushed = lua_pushlstring(L, chunk->data, chunk->len); /* +2 co str */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->env_ref[hs->script]);
+    lua_getfield(L, -1, hooks_phase_names[hs->phase]);
+    lua_remove(L, -2);                                    /* +3 co str fn */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hs->tx_ref);        /* +4 co str fn tx */
+    if (chunk) {
+        lua_pushvalue(L, -3);
+        lua_pushboolean(L, chunk->eof);                   /* +6 co str fn tx str eof */
+    }
+    lua_xmove(L, co, chunk ? 5 : 2);                      /* +1 co */
+    hs->co = co;
+    hs->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);          /* 0 */
+    return 0;
+}
+
+void hooks_log_failure(struct session *s, lua_State *co, int status)
+{
+    struct hook_state *hs = &s->x.hook;
+    struct hooks *h = hs->hooks;
+    const char *script = h->script_name[hs->script];
+    const char *phase = hooks_phase_names[hs->phase];
+
+    if (h->timed_out) {
+        log_error("#%llu %s: %s took longer than %.0f ms and was stopped",
+                  (unsigned long long)s->x.id, script, phase, h->budget * 1000);
+        return;
+    }
+    if (status == LUA_ERRMEM) {
+        log_error("#%llu %s: %s ran out of memory (--lua-memory is %zu MB)",
+                  (unsigned long long)s->x.id, script, phase, h->mem_limit >> 20);
+        return;
+    }
+    const char *msg = lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1) : NULL;
+    luaL_traceback(h->L, co, msg ? msg : "(error object is not a string)", 0);
+    log_error("#%llu %s: %s failed: %s", (unsigned long long)s->x.id, script, phase,
+              lua_tostring(h->L, -1));
+    lua_pop(h->L, 1);
+}
+
+void hooks_drop_coroutine(struct hook_state *hs)
+{
+    struct hooks *h = hs->hooks;
+    /* One that returned normally can be reused; one that failed or was
+     * stopped is left to the garbage collector. */
+    if (hs->co && lua_status(hs->co) == LUA_OK &&
+        h->idle_count < (int)(sizeof h->idle_threads / sizeof h->idle_threads[0])) {
+        lua_settop(hs->co, 0);
+        h->idle_threads[h->idle_count++] = hs->co_ref;
+    } else {
+        luaL_unref(h->L, LUA_REGISTRYINDEX, hs->co_ref);
+    }
+    hs->co_ref = LUA_NOREF;
+    hs->co = NULL;
+}
+
+enum call_outcome hooks_resume(struct session *s, int nargs, int *nres, double *sleep_for)
+{
+    struct hook_state *hs = &s->x.hook;
+    struct hooks *h = hs->hooks;
+    lua_State *co = hs->co;
+    int status;
+
+    h->timed_out = 0;
+    h->responded = 0;
+    h->current_script = hs->script;
+    h->running_phase = (int)hs->phase;
+    h->deadline = monotonic_now() + h->budget;
+    lua_sethook(co, on_count, LUA_MASKCOUNT, COUNT_HOOK_INTERVAL);
+    status = lua_resume(co, h->L, nargs, nres);
+    h->current_script = -1;
+    h->running_phase = -1;
+    if (h->responded)
+        hs->responded = 1; /* per exchange: others may run while this sleeps */
+
+    if (status == LUA_YIELD && !h->timed_out) {
+        if (*nres == 2 && lua_type(co, -2) == LUA_TSTRING &&
+            strcmp(lua_tostring(co, -2), "luaproxy.sleep") == 0 && lua_isnumber(co, -1)) {
+            *sleep_for = lua_tonumber(co, -1);
+            lua_pop(co, 2);
+            if (hs->phase == HOOK_ON_RESPONSE_CHUNK || hs->phase == HOOK_ON_DONE) {
+                lua_pushfstring(co, "proxy.sleep cannot be used in %s", hooks_phase_names[hs->phase]);
+                hooks_log_failure(s, co, LUA_ERRRUN);
+                return CALL_FAILED;
+            }
+            return CALL_SLEEP;
+        }
+        lua_pushstring(co, "a hook yielded outside proxy.sleep");
+        hooks_log_failure(s, co, LUA_ERRRUN);
+        return CALL_FAILED;
+    }
+    if (status != LUA_OK) {
+        hooks_log_failure(s, co, status);
+        /* A failed state may hold a lot of garbage (a memory bomb): free it
+         * now rather than at the next allocation. */
+        if (status == LUA_ERRMEM || h->timed_out) {
+            lua_resetthread(co); /* its stack still holds the garbage */
+            lua_gc(h->L, LUA_GCCOLLECT);
+        }
+        return CALL_FAILED;
+    }
+    return CALL_DONE;
+}
+
+/* Runs the remaining hooks of the current phase, starting at hs->script. */
+static enum hooks_result continue_phase(struct session *s, int resuming)
+{
+    struct hook_state *hs = &s->x.hook;
+    struct hooks *h = hs->hooks;
+
+    for (; hs->script < h->script_count; hs->script++, resuming = 0) {
+        int nres = 0;
+        double sleep_for = 0;
+        enum call_outcome outcome;
+
+        if (!(h->has[hs->phase] & (1u << hs->script)))
+            continue;
+        if (!resuming) {
+            if (h->mode == HOOK_ERRORS_OPEN && hooks_protected(s, hooks_tx_snapshot, "snapshot") != 0)
+                return HOOKS_FAILED;
+            if (hooks_protected(s, hooks_start_call, "start") != 0)
+                return HOOKS_FAILED;
+            outcome = hooks_resume(s, 1, &nres, &sleep_for);
+        } else {
+            outcome = hooks_resume(s, 0, &nres, &sleep_for);
+        }
+        if (outcome == CALL_SLEEP) {
+            hs->pending = 1;
+            ev_timer_set(&hs->sleep_timer, sleep_for, 0.);
+            ev_timer_start(s->proxy->loop, &hs->sleep_timer);
+            return HOOKS_PENDING;
+        }
+        hooks_drop_coroutine(hs);
+        if (outcome == CALL_FAILED) {
+            if (h->mode == HOOK_ERRORS_OPEN && hooks_protected(s, hooks_tx_restore, "restore") == 0) {
+                hs->responded = 0;
+                continue; /* as if this hook were absent */
+            }
+            s->x.error = "a script failed";
+            return HOOKS_FAILED;
+        }
+        if (hs->responded) {
+            hs->script = h->script_count;
+            return HOOKS_RESPOND; /* the phase's remaining hooks do not run */
+        }
+    }
+    return HOOKS_CONTINUE;
+}
+
+static void on_sleep_done(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct session *s = w->data;
+    struct hook_state *hs = &s->x.hook;
+    enum hooks_result r;
+    (void)loop;
+    (void)revents;
+
+    r = continue_phase(s, 1);
+    if (r == HOOKS_PENDING)
+        return;
+    hs->pending = 0;
+    hs->result = r;
+    s->last_activity = ev_now(s->proxy->loop);
+    session_epilogue(s);
+}
+
+enum hooks_result hooks_run(struct session *s, enum hook_phase phase)
+{
+    struct hook_state *hs = &s->x.hook;
+
+    if (!hooks_wants(s, phase))
+        return HOOKS_CONTINUE;
+    hs->phase = phase;
+    hs->script = 0;
+    if (hs->tx_ref == LUA_NOREF && hooks_protected(s, hooks_tx_make, "tx") != 0)
+        return HOOKS_FAILED;
+    hs->responded = 0;
+    return continue_phase(s, 0);
+}
+
+void hooks_done(struct session *s)
+{
+    struct hook_state *hs = &s->x.hook;
+    if (!hooks_wants(s, HOOK_ON_DONE) || hs->pending)
+        return;
+    /* An exchange refused before any hook ran still gets its on_done. */
+    if (hs->tx_ref == LUA_NOREF && hooks_protected(s, hooks_tx_make, "tx") != 0)
+        return;
+    if (hooks_protected(s, hooks_tx_finish, "finish") != 0)
+        return;
+    hs->phase = HOOK_ON_DONE;
+    hs->script = 0;
+    hs->responded = 0; /* an earlier phase's answer does not end this one */
+    continue_phase(s, 0);
+}

@@ -1,0 +1,304 @@
+/*
+ * hooks_tx.c - the tx table: built from the exchange before the first hook,
+ * read back after each phase (the request, the upstream, the response), and
+ * the response a script makes itself with tx:respond. Data crosses as
+ * copies, so Lua never holds a pointer into the relay's buffers.
+ */
+#include "hooks_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "headers.h"
+#include "log.h"
+#include "message.h"
+#include "proxy.h"
+#include "session.h"
+
+/* Pushes the exchange's request fields as the list hooks_api expects. */
+static void push_field_list(lua_State *L, const struct headers *fields)
+{
+    lua_createtable(L, (int)fields->count * 2, 0);
+    for (size_t i = 0; i < fields->count; i++) {
+        size_t nlen, vlen;
+        const char *n = headers_name(fields, i, &nlen), *v = headers_value(fields, i, &vlen);
+        lua_pushlstring(L, n, nlen);
+        lua_rawseti(L, -2, (lua_Integer)(2 * i + 1));
+        lua_pushlstring(L, v, vlen);
+        lua_rawseti(L, -2, (lua_Integer)(2 * i + 2));
+    }
+}
+
+int hooks_tx_make(lua_State *L)
+{
+    struct session *s = lua_touserdata(L, 1);
+    struct exchange *x = &s->x;
+    struct hooks *h = x->hook.hooks;
+
+    hooks_push_api(L, h, "new_tx");
+    lua_pushinteger(L, (lua_Integer)x->id);
+    lua_pushlstring(L, x->fwd_method, x->fwd_method_len);
+    lua_pushstring(L, x->is_connect ? "" : "http");
+    lua_pushstring(L, x->host);
+    lua_pushinteger(L, x->port);
+    lua_pushlstring(L, x->is_connect ? "" : x->fwd_path, x->is_connect ? 0 : x->fwd_path_len);
+    lua_pushstring(L, x->minor >= 1 ? "1.1" : "1.0");
+    push_field_list(L, &x->req_headers);
+    lua_pushstring(L, s->client_ip);
+    lua_pushinteger(L, s->client_port);
+    lua_call(L, 10, 1);
+    x->hook.tx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+int hooks_tx_snapshot(lua_State *L)
+{
+    struct session *s = lua_touserdata(L, 1);
+    struct hook_state *hs = &s->x.hook;
+    luaL_unref(L, LUA_REGISTRYINDEX, hs->snap_ref);
+    hs->snap_ref = LUA_NOREF;
+    hooks_push_api_tx(L, hs, "snapshot");
+    lua_call(L, 1, 1);
+    hs->snap_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+int hooks_tx_restore(lua_State *L)
+{
+    struct session *s = lua_touserdata(L, 1);
+    struct hook_state *hs = &s->x.hook;
+    hooks_push_api_tx(L, hs, "restore");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hs->snap_ref);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+/* The fields the proxy owns: a script may not set them (they are dropped
+ * when read back), so framing and connection handling stay correct. */
+static int proxy_owned(const char *name, size_t len)
+{
+    static const char *const owned[] = {"Content-Length", "Transfer-Encoding", "Connection",
+                                        "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
+                                        "Upgrade"};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
+        if (http_token_eq(name, len, owned[i]))
+            return 1;
+    return 0;
+}
+
+/* Replaces <out> by the list at the top of L ({n1, v1, ...}). Fields the
+ * proxy owns are skipped, except those named in <keep>. */
+static void read_field_list(lua_State *L, int index, struct headers *out, const char *keep)
+{
+    lua_Integer n = (lua_Integer)lua_rawlen(L, index);
+    headers_free(out);
+    for (lua_Integer i = 1; i + 1 <= n; i += 2) {
+        size_t nlen, vlen;
+        lua_rawgeti(L, index, i);
+        lua_rawgeti(L, index, i + 1);
+        const char *name = lua_tolstring(L, -2, &nlen);
+        const char *value = lua_tolstring(L, -1, &vlen);
+        if (name && value &&
+            (!proxy_owned(name, nlen) || (keep && http_token_eq(name, nlen, keep))) &&
+            headers_add(out, name, nlen, value, vlen) != 0)
+            luaL_error(L, "invalid header %s", name);
+        lua_pop(L, 2);
+    }
+}
+
+/* Replaces the forwarded method and path. */
+static void set_forward_line(struct exchange *x, const char *method, size_t mlen,
+                             const char *path, size_t plen)
+{
+    char *line = malloc(mlen + plen + 2);
+    if (!line)
+        return;
+    memcpy(line, method, mlen);
+    line[mlen] = '\0';
+    memcpy(line + mlen + 1, path, plen);
+    line[mlen + 1 + plen] = '\0';
+    free(x->fwd_line);
+    x->fwd_line = line;
+    x->fwd_method = line;
+    x->fwd_method_len = mlen;
+    x->fwd_path = line + mlen + 1;
+    x->fwd_path_len = plen;
+}
+
+static int read_request(lua_State *L)
+{
+    struct session *s = lua_touserdata(L, 1);
+    struct exchange *x = &s->x;
+    size_t mlen, plen, hlen;
+
+    hooks_push_api_tx(L, &x->hook, "request_out");
+    lua_call(L, 1, 5);                 /* method path host port fields */
+    const char *method = luaL_checklstring(L, -5, &mlen);
+    const char *path = luaL_checklstring(L, -4, &plen);
+    const char *host = luaL_checklstring(L, -3, &hlen);
+    lua_Integer port = luaL_checkinteger(L, -2);
+    if (hlen == 0 || hlen >= sizeof x->host || port < 1 || port > 65535)
+        return luaL_error(L, "invalid host or port");
+    read_field_list(L, lua_gettop(L), &x->req_headers, x->is_upgrade ? "Upgrade" : NULL);
+    if (!x->is_connect)
+        set_forward_line(x, method, mlen, path, plen);
+    memcpy(x->host, host, hlen + 1);
+    x->port = (uint16_t)port;
+    return 0;
+}
+
+static int read_upstream(lua_State *L)
+{
+    struct session *s = lua_touserdata(L, 1);
+    struct exchange *x = &s->x;
+    size_t hlen;
+
+    hooks_push_api_tx(L, &x->hook, "upstream_out");
+    lua_call(L, 1, 2);
+    const char *host = luaL_checklstring(L, -2, &hlen);
+    if (hlen == 0 || hlen >= sizeof x->host)
+        return luaL_error(L, "invalid upstream host");
+    memcpy(x->host, host, hlen + 1);
+    x->port = (uint16_t)luaL_checkinteger(L, -1);
+    return 0;
+}
+
+static int begin_connect(lua_State *L)
+{
+    struct session *s = lua_touserdata(L, 1);
+    hooks_push_api_tx(L, &s->x.hook, "begin_connect");
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+static int set_response(lua_State *L)
+{
+    struct session *s = lua_touserdata(L, 1);
+    struct exchange *x = &s->x;
+    hooks_push_api_tx(L, &x->hook, "set_response");
+    lua_pushinteger(L, x->status);
+    lua_pushstring(L, x->res_reason);
+    push_field_list(L, &x->res_headers);
+    lua_call(L, 4, 0);
+    return 0;
+}
+
+static int read_response(lua_State *L)
+{
+    struct session *s = lua_touserdata(L, 1);
+    struct exchange *x = &s->x;
+    size_t rlen;
+
+    hooks_push_api_tx(L, &x->hook, "response_out");
+    lua_call(L, 1, 3);
+    x->status = (int)luaL_checkinteger(L, -3);
+    const char *reason = luaL_checklstring(L, -2, &rlen);
+    if (rlen >= sizeof x->res_reason)
+        rlen = sizeof x->res_reason - 1;
+    memcpy(x->res_reason, reason, rlen);
+    x->res_reason[rlen] = '\0';
+    read_field_list(L, lua_gettop(L), &x->res_headers, x->res_keep_length ? "Content-Length" : NULL);
+    return 0;
+}
+
+int hooks_read_request(struct session *s)
+{
+    if (s->x.hook.tx_ref == LUA_NOREF)
+        return 0;
+    if (hooks_protected(s, read_request, "request") != 0)
+        return -1;
+    /* before_connect sees the upstream as the (rewritten) target. */
+    return hooks_wants(s, HOOK_BEFORE_CONNECT) ? hooks_protected(s, begin_connect, "upstream") : 0;
+}
+
+int hooks_read_upstream(struct session *s)
+{
+    return s->x.hook.tx_ref == LUA_NOREF ? 0 : hooks_protected(s, read_upstream, "upstream");
+}
+
+int hooks_read_response(struct session *s)
+{
+    return s->x.hook.tx_ref == LUA_NOREF ? 0 : hooks_protected(s, read_response, "response");
+}
+
+int hooks_prepare_response(struct session *s)
+{
+    if (s->x.hook.tx_ref == LUA_NOREF && hooks_protected(s, hooks_tx_make, "tx") != 0)
+        return -1;
+    return hooks_protected(s, set_response, "response");
+}
+
+struct local_response {
+    struct session *s;
+    struct buffer *out;
+    int failed;
+};
+
+static int write_local(lua_State *L)
+{
+    struct local_response *lr = lua_touserdata(L, 1);
+    struct session *s = lr->s;
+    struct exchange *x = &s->x;
+    struct headers fields;
+    size_t blen;
+    int head_only = x->method_len == 4 && memcmp(x->method, "HEAD", 4) == 0;
+
+    hooks_push_api_tx(L, &x->hook, "respond_out");
+    lua_call(L, 1, 3);                   /* status body fields */
+    int status = (int)luaL_checkinteger(L, -3);
+    const char *body = luaL_checklstring(L, -2, &blen);
+    headers_init(&fields);
+    read_field_list(L, lua_gettop(L), &fields, NULL);
+    if (headers_find(&fields, "Content-Type", 12, 0) < 0)
+        headers_add(&fields, "Content-Type", 12, "text/plain; charset=utf-8", 25);
+    headers_add(&fields, "Via", 3, MESSAGE_VIA, strlen(MESSAGE_VIA));
+    x->status = status;
+    /* 204 and 304 carry no body and no Content-Length (RFC 9110 8.6). */
+    if (status == 204 || status == 304) {
+        head_only = 1;
+        blen = 0;
+    }
+    if (message_write_response(lr->out, status, message_reason(status),
+                               strlen(message_reason(status)), &fields,
+                               status == 204 || status == 304 ? HTTP_BODY_NONE
+                                                              : HTTP_BODY_LENGTH,
+                               blen, x->keep_alive, x->minor, 0) != 0 ||
+        (!head_only && buffer_append(lr->out, body, blen) != 0))
+        lr->failed = 1;
+    if (!head_only)
+        x->res_bytes += blen;
+    headers_free(&fields);
+    return 0;
+}
+
+int hooks_write_local_response(struct session *s, struct buffer *out)
+{
+    struct local_response lr = {s, out, 0};
+    lua_State *L = s->x.hook.hooks->L;
+    lua_pushcfunction(L, write_local);
+    lua_pushlightuserdata(L, &lr);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        log_error("#%llu local response: %s", (unsigned long long)s->x.id,
+                  lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    return lr.failed ? -1 : 0;
+}
+
+int hooks_tx_finish(lua_State *L)
+{
+    struct session *s = lua_touserdata(L, 1);
+    struct exchange *x = &s->x;
+    hooks_push_api_tx(L, &x->hook, "finish");
+    lua_pushinteger(L, x->status);
+    if (x->error)
+        lua_pushstring(L, x->error);
+    else
+        lua_pushnil(L);
+    lua_pushinteger(L, (lua_Integer)(x->res_filter ? x->res_filtered_bytes : x->res_bytes));
+    lua_pushinteger(L, (lua_Integer)x->req_bytes);
+    lua_pushnumber(L, ev_now(s->proxy->loop) - x->started);
+    lua_call(L, 6, 0);
+    return 0;
+}
