@@ -9,10 +9,21 @@
 
 #include <stddef.h>
 
+#include "dns.h"
+#include "hooks.h"
 #include "http_parse.h"
 
 struct exchange;
 struct session;
+struct addr_list;
+
+/* The session's entry points for the answers to work an exchange starts:
+ * the exchange hands them to the resolver and to the hook runner, so every
+ * event reaches a session through the one list in session.c. */
+struct exchange_events {
+    dns_callback *dns_answer;   /* arg: the session */
+    hooks_wake_fn *hook_wakeup;
+};
 
 void exchange_init(struct exchange *x);
 /* Frees what the exchange holds (not the upstream endpoint). */
@@ -30,9 +41,12 @@ void exchange_detach_upstream(struct session *s);
 /* The upstream socket became writable while connecting. */
 void exchange_connect_done(struct session *s);
 
-/* SESSION_HOOK: acts on the result of the request hooks once they are no
- * longer asleep. Returns 1 if anything changed. */
-int exchange_hook_step(struct session *s);
+/* The resolver answered (SESSION_RESOLVING): connect, or fail with 502. */
+void exchange_dns_answer(struct session *s, const char *error, const struct addr_list *addrs);
+
+/* A hook phase that slept has finished with <r> (SESSION_HOOK, or
+ * RESPONSE_HOOK): acts on it as if the hooks had returned at once. */
+void exchange_hooks_woke(struct session *s, enum hooks_result r);
 
 /* SESSION_EXCHANGE: moves the request body up and the response down.
  * Returns 1 if anything changed. */

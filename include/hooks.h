@@ -43,6 +43,11 @@ enum hooks_result {
     HOOKS_FAILED,   /* a hook failed (error, timeout, memory): 500 */
 };
 
+/* How a phase that slept (HOOKS_PENDING) reports its result, once its last
+ * hook has returned: the owner of the exchange installs it with
+ * hooks_exchange_begin. It runs from the loop, as an event entry point. */
+typedef void hooks_wake_fn(struct session *s, enum hooks_result result);
+
 /* Per-exchange hook state, embedded in struct exchange. */
 struct hook_state {
     struct hooks *hooks;    /* the script set this exchange uses, or NULL */
@@ -54,7 +59,7 @@ struct hook_state {
     int script;             /* index of the script whose hook runs next */
     int pending;            /* a hook is asleep in proxy.sleep */
     int responded;          /* a hook of this phase called tx:respond */
-    enum hooks_result result; /* valid once pending drops back to 0 */
+    hooks_wake_fn *on_wake; /* where a phase that slept reports its result */
     ev_timer sleep_timer;
 };
 
@@ -75,17 +80,18 @@ int hooks_try_load(const struct config *cfg, char *err, size_t err_len);
  * misspelt hooks. Returns the exit status (0 when all is well). */
 int hooks_check(const struct config *cfg);
 
-/* Takes a reference on the proxy's current script set for the exchange. */
-void hooks_exchange_begin(struct session *s);
+/* Takes a reference on the proxy's current script set for the exchange;
+ * <on_wake> receives the result of any phase that sleeps. */
+void hooks_exchange_begin(struct session *s, hooks_wake_fn *on_wake);
 /* Drops everything the exchange holds in Lua. */
 void hooks_exchange_end(struct session *s);
 
 /* Whether any script of the exchange defines <phase>. */
 int hooks_wants(const struct session *s, enum hook_phase phase);
 
-/* Runs <phase>'s hooks in script order. On HOOKS_PENDING the phase later
- * finishes by itself: it sets hook.pending = 0 and hook.result, then calls
- * session_epilogue(). */
+/* Runs <phase>'s hooks in script order and returns what they decided. On
+ * HOOKS_PENDING a hook sleeps: the phase later finishes by itself and
+ * calls hook.on_wake with the result (never from inside this call). */
 enum hooks_result hooks_run(struct session *s, enum hook_phase phase);
 
 /* Hands the response head (status, reason, fields) to the tx before

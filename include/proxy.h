@@ -75,13 +75,9 @@ int proxy_may_keep_upstream(const struct proxy *p);
 
 /* Clients being served now (by all workers when they share a count). */
 int proxy_connection_count(const struct proxy *p);
-void proxy_count_session(struct proxy *p, int delta);
 /* Runs the loop until the proxy has stopped. */
 void proxy_run(struct proxy *p);
 void proxy_free(struct proxy *p);
-
-/* Called by a session as it is freed. */
-void proxy_session_gone(struct proxy *p);
 
 /* Whether connecting to <addr> would reach one of our own listeners. */
 int proxy_is_own_address(const struct proxy *p, const struct sockaddr *addr);

@@ -28,6 +28,7 @@
 #include "body.h"
 #include "dns.h"
 #include "endpoint.h"
+#include "exchange.h"
 #include "headers.h"
 #include "hooks.h"
 #include "http_parse.h"
@@ -112,9 +113,15 @@ struct exchange {
     struct hook_state hook;
 };
 
+/* How a session tells its owner that it is gone, just before it is freed
+ * (installed by session_start's caller, the proxy). */
+typedef void session_gone_fn(struct proxy *p, struct session *s);
+
 struct session {
     struct proxy *proxy;
-    struct session *prev, *next;
+    struct session *prev, *next;  /* the proxy's list; the proxy links them */
+    session_gone_fn *on_gone;
+    const struct exchange_events *events; /* entry points for DNS and hooks */
     struct endpoint client;
     struct endpoint upstream;
     ev_timer timer;
@@ -138,9 +145,10 @@ struct session {
 };
 
 /* Takes over an accepted client socket. <reject_status> non-zero answers
- * the first request with it and closes. */
-void session_start(struct proxy *p, int fd, const struct sockaddr *addr, socklen_t addr_len,
-                   int reject_status);
+ * the first request with it and closes. <on_gone> runs when the session
+ * is freed. Returns the session, or NULL (out of memory: fd closed). */
+struct session *session_start(struct proxy *p, int fd, const struct sockaddr *addr,
+                              socklen_t addr_len, int reject_status, session_gone_fn *on_gone);
 
 /* Asks an idle session to close now, and a busy one to close after the
  * exchange in flight (SIGTERM). */
@@ -155,19 +163,21 @@ void session_release_idle_upstream(struct session *s);
 
 
 
-/* For exchange.c: the session's internal steps. */
+/* For exchange.c: what ends an exchange or a session. None of these frees
+ * the session: that happens only at the end of the event entry point that
+ * is running (session.c), so every caller's stack stays valid. */
 
-/* Runs the state machine, sets the watchers; never frees. */
-void session_advance(struct session *s);
-/* session_advance, then frees the session if it closed. Call it last, at
- * the end of a callback that does not come through session.c. */
-void session_epilogue(struct session *s);
-/* Marks the session for closing (freed by session_epilogue). */
+/* Marks the session for closing (freed when the current event ends). */
 void session_close(struct session *s);
 /* Answers the current request with a local error and ends the exchange;
- * after part of a response was sent, closes the connection instead. */
+ * after part of a response was sent, closes the connection instead.
+ * Contract: this ENDS the exchange (session_end_exchange). On return s->x
+ * is a fresh, inactive exchange and s->state is HEAD, DRAINING or CLOSED,
+ * so every view and state the caller held about the old exchange is gone:
+ * callers return at once (reporting progress) and re-check nothing. */
 void session_fail(struct session *s, int status, const char *cause);
 /* Logs and clears the finished exchange; the session goes back to reading
- * heads (keep-alive) or to draining. */
+ * heads (keep-alive) or to draining. Same contract as session_fail: s->x
+ * is fresh afterwards. */
 void session_end_exchange(struct session *s);
 #endif

@@ -61,7 +61,8 @@ void exchange_release(struct session *s)
 /* ---- connecting ------------------------------------------------------- */
 
 static void connected(struct session *s);
-static void run_hooks(struct session *s, enum hook_phase phase);
+static void run_request_hooks(struct session *s, enum hook_phase phase);
+static void after_response_hooks(struct session *s, enum hooks_result r);
 
 static const char *connect_error_text(int err)
 {
@@ -137,9 +138,8 @@ static void addresses_ready(struct session *s)
     try_connect(s);
 }
 
-static void on_resolved(void *arg, const char *error, const struct addr_list *addrs)
+void exchange_dns_answer(struct session *s, const char *error, const struct addr_list *addrs)
 {
-    struct session *s = arg;
     s->x.dns = NULL;
     if (error) {
         session_fail(s, 502, error[0] == 'D' ? "the upstream's name lookup timed out"
@@ -148,7 +148,6 @@ static void on_resolved(void *arg, const char *error, const struct addr_list *ad
         s->x.addrs = *addrs;
         addresses_ready(s);
     }
-    session_epilogue(s);
 }
 
 static void start_connect(struct session *s)
@@ -180,7 +179,7 @@ static void start_connect(struct session *s)
         return;
     }
     s->state = SESSION_RESOLVING;
-    x->dns = dns_resolve(s->proxy->resolver, x->host, x->port, on_resolved, s);
+    x->dns = dns_resolve(s->proxy->resolver, x->host, x->port, s->events->dns_answer, s);
     if (!x->dns)
         session_fail(s, 502, "out of memory");
 }
@@ -375,28 +374,16 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
     log_debug("#%llu %s %s %.*s", (unsigned long long)x->id, s->client_ip, x->method,
               (int)(x->target_len > 200 ? 200 : x->target_len), x->target);
 
-    hooks_exchange_begin(s);
+    hooks_exchange_begin(s, s->events->hook_wakeup);
     if (hooks_wants(s, HOOK_ON_REQUEST) || hooks_wants(s, HOOK_BEFORE_CONNECT)) {
         s->state = SESSION_HOOK;
-        run_hooks(s, HOOK_ON_REQUEST);
+        run_request_hooks(s, HOOK_ON_REQUEST);
         return;
     }
     start_connect(s);
 }
 
 /* ---- hooks ------------------------------------------------------------ */
-
-/* Starts a hook phase; exchange_hook_step (or the response pump) acts on
- * the result once it is there. */
-static void run_hooks(struct session *s, enum hook_phase phase)
-{
-    enum hooks_result r = hooks_run(s, phase);
-    s->x.hook.phase = phase;
-    if (r != HOOKS_PENDING) {
-        s->x.hook.pending = 0;
-        s->x.hook.result = r;
-    }
-}
 
 /* Answers with the response a hook made (tx:respond). */
 static void respond_locally(struct session *s)
@@ -412,35 +399,50 @@ static void respond_locally(struct session *s)
     session_end_exchange(s);
 }
 
-int exchange_hook_step(struct session *s)
+/* Acts on what the request hooks of <phase> decided: fail, answer
+ * locally, run before_connect after on_request, or connect. */
+static void after_request_hooks(struct session *s, enum hook_phase phase, enum hooks_result r)
 {
-    struct exchange *x = &s->x;
-
-    if (x->hook.pending)
-        return 0;
-    if (x->hook.result == HOOKS_FAILED) {
+    if (r == HOOKS_FAILED) {
         session_fail(s, 500, "a script failed while handling this request");
-        return 1;
+        return;
     }
-    if (x->hook.result == HOOKS_RESPOND) {
+    if (r == HOOKS_RESPOND) {
         respond_locally(s);
-        return 1;
+        return;
     }
-    if (x->hook.phase == HOOK_ON_REQUEST) {
+    if (phase == HOOK_ON_REQUEST) {
         if (hooks_read_request(s) != 0) {
             session_fail(s, 500, "a script failed while handling this request");
-            return 1;
+            return;
         }
         if (hooks_wants(s, HOOK_BEFORE_CONNECT)) {
-            run_hooks(s, HOOK_BEFORE_CONNECT);
-            return 1;
+            run_request_hooks(s, HOOK_BEFORE_CONNECT);
+            return;
         }
     } else if (hooks_read_upstream(s) != 0) {
         session_fail(s, 500, "a script failed while handling this request");
-        return 1;
+        return;
     }
     start_connect(s);
-    return 1;
+}
+
+/* Runs a request phase; a hook that sleeps comes back later through
+ * exchange_hooks_woke, so the result is acted on in one place either way. */
+static void run_request_hooks(struct session *s, enum hook_phase phase)
+{
+    s->x.hook.phase = phase;
+    enum hooks_result r = hooks_run(s, phase);
+    if (r != HOOKS_PENDING)
+        after_request_hooks(s, phase, r);
+}
+
+void exchange_hooks_woke(struct session *s, enum hooks_result r)
+{
+    if (s->x.hook.phase == HOOK_ON_RESPONSE)
+        after_response_hooks(s, r);
+    else
+        after_request_hooks(s, s->x.hook.phase, r);
 }
 
 /* ---- the response ----------------------------------------------------- */
@@ -493,7 +495,7 @@ static void forward_interim(struct session *s, const struct http_head *head, siz
     buffer_consume(&s->upstream.in, head_len);
 }
 
-static void send_response_head(struct session *s, const struct http_head *head);
+static int send_response_head(struct session *s, const struct http_head *head);
 
 /* Keeps the reason phrase (bounded) for the head we send. */
 static void keep_reason(struct exchange *x, const struct http_head *head)
@@ -513,6 +515,7 @@ static int read_response_head(struct session *s)
     enum http_error err = HTTP_ERR_NONE;
     size_t len = buffer_length(&s->upstream.in);
     ssize_t n;
+    enum hooks_result r;
 
     if (len == 0) {
         if (!s->upstream.read_eof)
@@ -562,9 +565,8 @@ static int read_response_head(struct session *s)
     if (!hooks_wants(s, HOOK_ON_RESPONSE)) {
         /* Nothing will edit it: write it out from the views, one copy.
          * The views die with the consume, so that comes after, and only if
-         * the head was written (a failure has reset the exchange). */
-        send_response_head(s, &head);
-        if (x->res_state == RESPONSE_BODY)
+         * the head was written (a failure has ended the exchange). */
+        if (send_response_head(s, &head) == 0)
             buffer_consume(&s->upstream.in, (size_t)n);
         return 1;
     }
@@ -578,7 +580,10 @@ static int read_response_head(struct session *s)
         return 1;
     }
     x->res_state = RESPONSE_HOOK;
-    run_hooks(s, HOOK_ON_RESPONSE);
+    x->hook.phase = HOOK_ON_RESPONSE;
+    r = hooks_run(s, HOOK_ON_RESPONSE);
+    if (r != HOOKS_PENDING)
+        after_response_hooks(s, r);
     return 1;
 }
 
@@ -586,8 +591,9 @@ static int read_response_head(struct session *s)
  * passes as it is; chunked and close-delimited bodies, and any body a script
  * may reshape, go chunked to HTTP/1.1 clients (so the connection survives)
  * and close-delimited to HTTP/1.0 ones. The fields come from <head>'s views
- * when given, else from x->res_headers (after on_response). */
-static void send_response_head(struct session *s, const struct http_head *head)
+ * when given, else from x->res_headers (after on_response). 0, or -1 after
+ * session_fail (the exchange is over). */
+static int send_response_head(struct session *s, const struct http_head *head)
 {
     struct exchange *x = &s->x;
     enum http_body_kind in = x->res_framing.kind;
@@ -608,29 +614,24 @@ static void send_response_head(struct session *s, const struct http_head *head)
                                        strlen(x->res_reason), &x->res_headers, x->res_out_kind,
                                        x->res_framing.length, x->keep_alive, x->minor, 0)) != 0) {
         session_fail(s, 502, "the upstream's response head could not be rewritten");
-        return;
+        return -1;
     }
     x->response_started = 1;
     x->res_state = RESPONSE_BODY;
+    return 0;
 }
 
-/* RESPONSE_HOOK: on_response has finished (or is asleep). */
-static int response_hook_step(struct session *s)
+/* Acts on what on_response decided (RESPONSE_HOOK ends here). */
+static void after_response_hooks(struct session *s, enum hooks_result r)
 {
-    struct exchange *x = &s->x;
-
-    if (x->hook.pending)
-        return 0;
-    if (x->hook.result == HOOKS_FAILED) {
+    if (r == HOOKS_FAILED)
         session_fail(s, 500, "a script failed while handling this response");
-    } else if (x->hook.result == HOOKS_RESPOND) {
+    else if (r == HOOKS_RESPOND)
         respond_locally(s);
-    } else if (hooks_read_response(s) != 0) {
+    else if (hooks_read_response(s) != 0)
         session_fail(s, 500, "a script failed while handling this response");
-    } else {
-        send_response_head(s, NULL);
-    }
-    return 1;
+    else
+        (void)send_response_head(s, NULL);
 }
 
 /* Bodies at least this long that pass through unchanged go through a
@@ -774,8 +775,7 @@ int exchange_pump(struct session *s)
 
     if (x->res_state == RESPONSE_WAIT_HEAD)
         progress |= read_response_head(s);
-    else if (x->res_state == RESPONSE_HOOK)
-        progress |= response_hook_step(s);
+    /* RESPONSE_HOOK: a sleeping on_response; exchange_hooks_woke goes on. */
     /* Straight on to the body, so a head and the body that came with it
      * leave in one write. */
     if (x->res_state == RESPONSE_BODY && s->state == SESSION_EXCHANGE)

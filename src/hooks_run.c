@@ -39,10 +39,11 @@ static void on_count(lua_State *L, lua_Debug *ar)
 
 static void on_sleep_done(struct ev_loop *loop, ev_timer *w, int revents);
 
-void hooks_exchange_begin(struct session *s)
+void hooks_exchange_begin(struct session *s, hooks_wake_fn *on_wake)
 {
     struct hook_state *hs = &s->x.hook;
     hs->hooks = s->proxy->hooks;
+    hs->on_wake = on_wake;
     hs->tx_ref = hs->co_ref = hs->snap_ref = LUA_NOREF;
     hs->co = NULL;
     hs->pending = 0;
@@ -258,9 +259,7 @@ static void on_sleep_done(struct ev_loop *loop, ev_timer *w, int revents)
     if (r == HOOKS_PENDING)
         return;
     hs->pending = 0;
-    hs->result = r;
-    s->last_activity = ev_now(s->proxy->loop);
-    session_epilogue(s);
+    hs->on_wake(s, r); /* the owner acts on it; may free the session */
 }
 
 enum hooks_result hooks_run(struct session *s, enum hook_phase phase)

@@ -64,6 +64,28 @@ static void listeners_watch(struct proxy *p, int on)
     }
 }
 
+static void count_session(struct proxy *p, int delta)
+{
+    p->session_count += delta;
+    if (p->shared_sessions)
+        __atomic_add_fetch(p->shared_sessions, delta, __ATOMIC_RELAXED);
+}
+
+/* A session reports here, through the pointer given to session_start, that
+ * it is being freed: the proxy owns the list and the counts. */
+static void on_session_gone(struct proxy *p, struct session *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        p->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    count_session(p, -1);
+    if (p->stopping && p->session_count == 0)
+        ev_break(p->loop, EVBREAK_ALL);
+}
+
 static void on_accept_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct proxy *p = w->data;
@@ -112,7 +134,15 @@ static void on_listener_readable(struct ev_loop *loop, ev_io *w, int revents)
             close(fd);
             continue;
         }
-        session_start(p, fd, (struct sockaddr *)&addr, addr_len, reject);
+        struct session *s = session_start(p, fd, (struct sockaddr *)&addr, addr_len, reject,
+                                          on_session_gone);
+        if (!s)
+            continue;
+        s->next = p->sessions;
+        if (p->sessions)
+            p->sessions->prev = s;
+        p->sessions = s;
+        count_session(p, +1);
     }
 }
 
@@ -261,19 +291,6 @@ int proxy_connection_count(const struct proxy *p)
 {
     return p->shared_sessions ? __atomic_load_n(p->shared_sessions, __ATOMIC_RELAXED)
                               : p->session_count;
-}
-
-void proxy_count_session(struct proxy *p, int delta)
-{
-    p->session_count += delta;
-    if (p->shared_sessions)
-        __atomic_add_fetch(p->shared_sessions, delta, __ATOMIC_RELAXED);
-}
-
-void proxy_session_gone(struct proxy *p)
-{
-    if (p->stopping && p->session_count == 0)
-        ev_break(p->loop, EVBREAK_ALL);
 }
 
 int proxy_is_own_address(const struct proxy *p, const struct sockaddr *addr)

@@ -6,11 +6,12 @@
  * The forwarding of one request (connect, relay both bodies, tunnels) is in
  * exchange.c.
  *
- * Every callback follows the same pattern: do the I/O the event allows,
- * then session_advance() runs the state machine as far as it can go, sets
- * the watchers to what the new state needs, and frees the session if it
- * ended. Nothing frees a session in the middle of a call chain: code deep
- * inside only sets state = SESSION_CLOSED (see session_close()).
+ * Every event reaches a session through one of the entry points listed at
+ * the end of this file, and each ends the same way, with end_event(): run
+ * the state machine as far as it can go, set the watchers to what the new
+ * state needs, and free the session if it ended. Nothing frees a session in
+ * the middle of a call chain: code deep inside only sets state =
+ * SESSION_CLOSED (see session_close()).
  */
 #include "session.h"
 
@@ -36,6 +37,16 @@
 static void on_client_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_dns_answer(void *arg, const char *error, const struct addr_list *addrs);
+static void on_hook_wakeup(struct session *s, enum hooks_result r);
+static void session_advance(struct session *s);
+static void end_event(struct session *s);
+
+/* Handed to each exchange for the work it starts (see exchange.h). */
+static const struct exchange_events session_events = {
+    .dns_answer = on_dns_answer,
+    .hook_wakeup = on_hook_wakeup,
+};
 
 const char *session_state_name(enum session_state state)
 {
@@ -44,16 +55,18 @@ const char *session_state_name(enum session_state state)
     return names[state];
 }
 
-void session_start(struct proxy *p, int fd, const struct sockaddr *addr, socklen_t addr_len,
-                   int reject_status)
+struct session *session_start(struct proxy *p, int fd, const struct sockaddr *addr,
+                              socklen_t addr_len, int reject_status, session_gone_fn *on_gone)
 {
     struct session *s = calloc(1, sizeof *s);
     (void)addr_len;
     if (!s) {
         close(fd);
-        return;
+        return NULL;
     }
     s->proxy = p;
+    s->on_gone = on_gone;
+    s->events = &session_events;
     endpoint_init(&s->client, on_client_io, s);
     endpoint_init(&s->upstream, on_upstream_io, s);
     s->client.fd = fd;
@@ -70,19 +83,14 @@ void session_start(struct proxy *p, int fd, const struct sockaddr *addr, socklen
         s->client_port = ntohs(sin6->sin6_port);
     }
 
-    s->next = p->sessions;
-    if (p->sessions)
-        p->sessions->prev = s;
-    p->sessions = s;
-    proxy_count_session(p, +1);
-
     s->state = SESSION_HEAD;
     s->last_activity = s->head_started = ev_now(p->loop);
     ev_init(&s->timer, on_timer);
     s->timer.data = s;
     s->armed_state = SESSION_CLOSED; /* forces the first arming */
     log_debug("client %s:%d connected", s->client_ip, s->client_port);
-    session_advance(s);
+    session_advance(s); /* arms the watchers; nothing can close it yet */
+    return s;
 }
 
 void session_release_idle_upstream(struct session *s)
@@ -110,17 +118,10 @@ void session_free(struct session *s)
     ev_timer_stop(p->loop, &s->timer);
     endpoint_close(p->loop, &s->upstream);
     endpoint_close(p->loop, &s->client);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        p->sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    proxy_count_session(p, -1);
     log_debug("client %s:%d closed after %d exchange(s)", s->client_ip, s->client_port,
               s->exchanges);
+    s->on_gone(p, s);
     free(s);
-    proxy_session_gone(p);
 }
 
 void session_close(struct session *s)
@@ -135,7 +136,7 @@ void session_stop(struct session *s)
     if (s->state == SESSION_HEAD && buffer_length(&s->client.in) == 0 && !s->x.active) {
         /* Idle between requests: nothing is lost by closing now. */
         session_close(s);
-        session_epilogue(s);
+        end_event(s); /* SIGTERM is an event too: it frees the session now */
     }
 }
 
@@ -486,10 +487,12 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         session_close(s);
         break;
     }
-    session_epilogue(s);
+    end_event(s);
 }
 
-void session_advance(struct session *s)
+/* Runs the state machine as far as it can go and sets the watchers; never
+ * frees (end_event does). */
+static void session_advance(struct session *s)
 {
     /* Each pass moves the state machine one step; it stops when a pass
      * changes nothing. The bound is a guard against a bug, not a limit. */
@@ -500,12 +503,10 @@ void session_advance(struct session *s)
         case SESSION_HEAD:
             progress = read_request_head(s);
             break;
-        case SESSION_HOOK:
-            progress = exchange_hook_step(s);
+        case SESSION_HOOK:      /* waiting for a sleeping hook (on_hook_wakeup) */
+        case SESSION_RESOLVING: /* for the resolver (on_dns_answer) */
+        case SESSION_CONNECTING: /* for the connect (on_upstream_io) */
             break;
-        case SESSION_RESOLVING:
-        case SESSION_CONNECTING:
-            break; /* waiting for the resolver or the connect */
         case SESSION_EXCHANGE:
             progress = exchange_pump(s);
             break;
@@ -531,11 +532,45 @@ void session_advance(struct session *s)
         arm_timer(s);
 }
 
-void session_epilogue(struct session *s)
+/* ---- event entry points ------------------------------------------------
+ *
+ * Every way the event loop calls into a session. Each does the work its
+ * event allows, then ends with end_event(); nothing else frees a session.
+ *
+ *   on_client_io     the client socket is readable or writable  (ev_io)
+ *   on_upstream_io   the upstream socket is readable or writable, or a
+ *                    non-blocking connect() finished             (ev_io)
+ *   on_timer         the current state's deadline passed        (ev_timer)
+ *   on_dns_answer    the resolver answered                      (dns.c)
+ *   on_hook_wakeup   a hook's proxy.sleep ended and its phase finished
+ *                                                               (hooks_run.c)
+ *   session_stop     SIGTERM: close if idle                     (proxy.c)
+ *
+ * on_timer and session_stop are above, next to the deadlines and the
+ * shutdown they belong to.
+ */
+
+/* The end of every event: run the state machine, then free the session if
+ * it closed. Called last: <s> may be gone when it returns. */
+static void end_event(struct session *s)
 {
     session_advance(s);
     if (s->state == SESSION_CLOSED)
         session_free(s);
+}
+
+static void on_dns_answer(void *arg, const char *error, const struct addr_list *addrs)
+{
+    struct session *s = arg;
+    exchange_dns_answer(s, error, addrs);
+    end_event(s);
+}
+
+static void on_hook_wakeup(struct session *s, enum hooks_result r)
+{
+    s->last_activity = ev_now(s->proxy->loop);
+    exchange_hooks_woke(s, r);
+    end_event(s);
 }
 
 static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
@@ -569,7 +604,7 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
             s->client.piped > 0)
             break;
     }
-    session_epilogue(s);
+    end_event(s);
 }
 
 static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents)
@@ -596,5 +631,5 @@ static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents)
                 break; /* done, or the client side is full: wait for it */
         }
     }
-    session_epilogue(s);
+    end_event(s);
 }
