@@ -45,6 +45,16 @@ struct config {
     enum hook_error_mode hook_errors;
     int workers;
     int verbose;
+    /* The admin listener (admin.h) and the flow store (flows.h). */
+    int admin_enabled;
+    struct listen_addr admin;
+    struct cidr admin_allow[CONFIG_MAX_ALLOW];
+    int admin_allow_count;
+    const char *admin_token; /* NULL: a random one */
+    int flows_max;           /* 0: no capture */
+    size_t flow_body_max;    /* bytes kept of each body */
+    size_t flows_memory;     /* bytes for the whole store */
+    const char *har_file;    /* HAR written at stop, or NULL */
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };

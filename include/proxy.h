@@ -47,6 +47,10 @@ struct proxy {
     int stopping;             /* SIGTERM seen: draining */
     ev_signal sigint, sigterm, sighup;
     ev_timer drain_timer;     /* bounds the drain after SIGTERM */
+    /* The admin listener's address (admin.h), refused as an upstream like
+     * our own listeners; admin_addr_len 0 when there is none. */
+    struct sockaddr_storage admin_addr;
+    socklen_t admin_addr_len;
 };
 
 /* Sets up the loop's services and listens: on the sockets in <listen_fds>

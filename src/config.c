@@ -46,6 +46,18 @@ static const char usage_text[] =
     "      --hook-errors MODE     closed (a failing hook fails the exchange with 500,\n"
     "                             the default) or open (carry on as if it were absent)\n"
     "\n"
+    "Admin interface and flows:\n"
+    "      --admin HOST:PORT      serve the flow viewer and its API here (off by\n"
+    "                             default; a loopback address unless --admin-allow)\n"
+    "      --admin-allow CIDR     clients allowed on --admin (repeatable). Default\n"
+    "                             127.0.0.0/8 and ::1\n"
+    "      --admin-token TOKEN    the admin token. Default: a random one, logged\n"
+    "      --flows N              flows kept for the viewer; 0 turns capture off.\n"
+    "                             Default 1000\n"
+    "      --flow-body-max BYTES  bytes kept of each body. Default 1048576\n"
+    "      --flows-memory MB      memory for all kept flows. Default 64\n"
+    "      --har FILE             write the captured flows as HAR when stopping\n"
+    "\n"
     "Logging and other:\n"
     "      --access-log FILE|-    one line per exchange (Common Log Format plus the\n"
     "                             duration in ms); - is standard output\n"
@@ -71,6 +83,13 @@ enum long_only {
     OPT_HOOK_TIMEOUT,
     OPT_LUA_MEMORY,
     OPT_HOOK_ERRORS,
+    OPT_ADMIN,
+    OPT_ADMIN_ALLOW,
+    OPT_ADMIN_TOKEN,
+    OPT_FLOWS,
+    OPT_FLOW_BODY_MAX,
+    OPT_FLOWS_MEMORY,
+    OPT_HAR,
 };
 
 static const struct option long_options[] = {
@@ -88,6 +107,13 @@ static const struct option long_options[] = {
     {"hook-timeout", required_argument, NULL, OPT_HOOK_TIMEOUT},
     {"lua-memory", required_argument, NULL, OPT_LUA_MEMORY},
     {"hook-errors", required_argument, NULL, OPT_HOOK_ERRORS},
+    {"admin", required_argument, NULL, OPT_ADMIN},
+    {"admin-allow", required_argument, NULL, OPT_ADMIN_ALLOW},
+    {"admin-token", required_argument, NULL, OPT_ADMIN_TOKEN},
+    {"flows", required_argument, NULL, OPT_FLOWS},
+    {"flow-body-max", required_argument, NULL, OPT_FLOW_BODY_MAX},
+    {"flows-memory", required_argument, NULL, OPT_FLOWS_MEMORY},
+    {"har", required_argument, NULL, OPT_HAR},
     {"workers", required_argument, NULL, 'w'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -184,6 +210,30 @@ static void set_defaults(struct config *cfg)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->workers = cpus < 1 ? 1 : cpus > 256 ? 256 : (int)cpus;
     acl_parse_ports("443", &cfg->connect_ports);
+    cfg->flows_max = 1000;
+    cfg->flow_body_max = 1 << 20;
+    cfg->flows_memory = (size_t)64 << 20;
+}
+
+/* An admin token goes into a cookie and a header: visible ASCII that needs
+ * no quoting, and long enough not to be guessed. */
+static int valid_token(const char *t)
+{
+    size_t n = strlen(t);
+    if (n < 8 || n > 128)
+        return 0;
+    for (; *t; t++)
+        if (!((*t >= 'a' && *t <= 'z') || (*t >= 'A' && *t <= 'Z') || (*t >= '0' && *t <= '9') ||
+              *t == '-' || *t == '_' || *t == '.' || *t == '~'))
+            return 0;
+    return 1;
+}
+
+static int is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
 }
 
 #define FAIL(...)                                                                        \
@@ -195,7 +245,7 @@ static void set_defaults(struct config *cfg)
 enum config_result config_parse(struct config *cfg, int argc, char **argv, char *err,
                                 size_t err_len)
 {
-    int opt, user_allow = 0;
+    int opt, user_allow = 0, admin_user_allow = 0;
     long n;
     double secs;
 
@@ -286,6 +336,48 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
             else
                 FAIL("invalid --hook-errors '%s': expected closed or open", optarg);
             break;
+        case OPT_ADMIN:
+            if (config_parse_listen(optarg, &cfg->admin) != 0)
+                FAIL("invalid --admin '%s': expected IPv4:PORT or [IPv6]:PORT, port 0-65535",
+                     optarg);
+            cfg->admin_enabled = 1;
+            break;
+        case OPT_ADMIN_ALLOW:
+            if (!admin_user_allow) {
+                cfg->admin_allow_count = 0;
+                admin_user_allow = 1;
+            }
+            if (cfg->admin_allow_count == CONFIG_MAX_ALLOW)
+                FAIL("too many --admin-allow prefixes (at most %d)", CONFIG_MAX_ALLOW);
+            if (acl_parse_cidr(optarg, &cfg->admin_allow[cfg->admin_allow_count]) != 0)
+                FAIL("invalid --admin-allow '%s': expected an address or CIDR", optarg);
+            cfg->admin_allow_count++;
+            break;
+        case OPT_ADMIN_TOKEN:
+            if (!valid_token(optarg))
+                FAIL("invalid --admin-token: expected 8 to 128 letters, digits or -._~");
+            cfg->admin_token = optarg;
+            break;
+        case OPT_FLOWS:
+            if (parse_count(optarg, 0, 1000000, &n) != 0)
+                FAIL("invalid --flows '%s': expected 0 to 1000000", optarg);
+            cfg->flows_max = (int)n;
+            break;
+        case OPT_FLOW_BODY_MAX:
+            if (parse_count(optarg, 0, 1L << 30, &n) != 0)
+                FAIL("invalid --flow-body-max '%s': expected bytes, 0 to 1073741824", optarg);
+            cfg->flow_body_max = (size_t)n;
+            break;
+        case OPT_FLOWS_MEMORY:
+            if (parse_count(optarg, 1, 65536, &n) != 0)
+                FAIL("invalid --flows-memory '%s': expected megabytes, 1 to 65536", optarg);
+            cfg->flows_memory = (size_t)n << 20;
+            break;
+        case OPT_HAR:
+            if (*optarg == '\0')
+                FAIL("invalid --har '': expected a file name");
+            cfg->har_file = optarg;
+            break;
         case 'w':
             if (parse_count(optarg, 1, 256, &n) != 0)
                 FAIL("invalid --workers '%s': expected 1 to 256", optarg);
@@ -324,5 +416,14 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
         acl_parse_cidr("127.0.0.0/8", &cfg->allow[cfg->allow_count++]);
         acl_parse_cidr("::1", &cfg->allow[cfg->allow_count++]);
     }
+    if (!admin_user_allow) {
+        acl_parse_cidr("127.0.0.0/8", &cfg->admin_allow[cfg->admin_allow_count++]);
+        acl_parse_cidr("::1", &cfg->admin_allow[cfg->admin_allow_count++]);
+        if (cfg->admin_enabled && !is_loopback(&cfg->admin.addr))
+            FAIL("--admin '%s' is not a loopback address: give --admin-allow to say who may "
+                 "use it", cfg->admin.text);
+    }
+    if (cfg->har_file && !cfg->admin_enabled)
+        FAIL("--har needs --admin (the flows are captured for the admin interface)");
     return CONFIG_OK;
 }

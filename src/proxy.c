@@ -293,35 +293,37 @@ int proxy_connection_count(const struct proxy *p)
                               : p->session_count;
 }
 
+/* Whether <addr> reaches listening address <l>. */
+static int reaches(const struct sockaddr *l, const struct sockaddr *addr)
+{
+    if (l->sa_family != addr->sa_family)
+        return 0;
+    if (l->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)addr;
+        const struct sockaddr_in *b = (const struct sockaddr_in *)(const void *)l;
+        uint32_t ip = ntohl(a->sin_addr.s_addr);
+        if (a->sin_port != b->sin_port)
+            return 0;
+        /* A wildcard listener is reached through any local address; we
+         * can only tell for loopback and the unspecified address. */
+        return a->sin_addr.s_addr == b->sin_addr.s_addr || ip == 0 ||
+               (b->sin_addr.s_addr == htonl(INADDR_ANY) && (ip >> 24) == 127);
+    }
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)addr;
+    const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)(const void *)l;
+    if (a->sin6_port != b->sin6_port)
+        return 0;
+    return memcmp(&a->sin6_addr, &b->sin6_addr, 16) == 0 ||
+           IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr) ||
+           (IN6_IS_ADDR_UNSPECIFIED(&b->sin6_addr) && IN6_IS_ADDR_LOOPBACK(&a->sin6_addr));
+}
+
 int proxy_is_own_address(const struct proxy *p, const struct sockaddr *addr)
 {
-    for (int i = 0; i < p->listener_count; i++) {
-        const struct sockaddr *l = (const struct sockaddr *)&p->listeners[i].addr;
-        if (l->sa_family != addr->sa_family)
-            continue;
-        if (l->sa_family == AF_INET) {
-            const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)addr;
-            const struct sockaddr_in *b = (const struct sockaddr_in *)(const void *)l;
-            uint32_t ip = ntohl(a->sin_addr.s_addr);
-            if (a->sin_port != b->sin_port)
-                continue;
-            /* A wildcard listener is reached through any local address; we
-             * can only tell for loopback and the unspecified address. */
-            if (a->sin_addr.s_addr == b->sin_addr.s_addr || ip == 0 ||
-                (b->sin_addr.s_addr == htonl(INADDR_ANY) && (ip >> 24) == 127))
-                return 1;
-        } else {
-            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)addr;
-            const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)(const void *)l;
-            if (a->sin6_port != b->sin6_port)
-                continue;
-            if (memcmp(&a->sin6_addr, &b->sin6_addr, 16) == 0 ||
-                IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr) ||
-                (IN6_IS_ADDR_UNSPECIFIED(&b->sin6_addr) && IN6_IS_ADDR_LOOPBACK(&a->sin6_addr)))
-                return 1;
-        }
-    }
-    return 0;
+    for (int i = 0; i < p->listener_count; i++)
+        if (reaches((const struct sockaddr *)&p->listeners[i].addr, addr))
+            return 1;
+    return p->admin_addr_len > 0 && reaches((const struct sockaddr *)&p->admin_addr, addr);
 }
 
 int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,

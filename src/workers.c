@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "hooks.h"
 #include "log.h"
 #include "proxy.h"
@@ -42,6 +43,7 @@ struct supervisor {
     struct ev_loop *loop;
     int *fds;             /* [address][worker] listening sockets */
     int *shared_sessions; /* in shared memory */
+    struct admin *admin;  /* --admin, served by this process; or NULL */
     struct worker *workers;
     int running;
     int stopping;
@@ -50,9 +52,32 @@ struct supervisor {
     ev_child child;
 };
 
-/* One worker: a fresh loop and a complete proxy on <listen_fds>. */
+/* The admin listener with the routes of every module that serves there.
+ * NULL when --admin is not given, or on failure (logged; *<failed> set). */
+static struct admin *open_admin(const struct config *cfg, int *failed)
+{
+    char err[512];
+    struct admin *a;
+
+    *failed = 0;
+    if (!cfg->admin_enabled)
+        return NULL;
+    a = admin_open(cfg, err, sizeof err);
+    if (!a) {
+        log_error("%s", err);
+        *failed = 1;
+        return NULL;
+    }
+    admin_add_basic_routes(a);
+    return a;
+}
+
+/* One worker: a fresh loop and a complete proxy on <listen_fds>. <admin>
+ * is served on this loop when given (one process); workers only know its
+ * address (<admin_addr>), to refuse it as an upstream. */
 static int run_proxy(const struct config *cfg, int index, const int *listen_fds,
-                     int *shared_sessions)
+                     int *shared_sessions, struct admin *admin,
+                     const struct sockaddr_storage *admin_addr, socklen_t admin_addr_len)
 {
     static struct proxy proxy;
     char err[1024];
@@ -75,15 +100,33 @@ static int run_proxy(const struct config *cfg, int index, const int *listen_fds,
     sigaddset(&stop_signals, SIGHUP);
     sigprocmask(SIG_UNBLOCK, &stop_signals, NULL);
     proxy_set_worker(&proxy, index, cfg->workers);
+    if (admin_addr_len > 0) {
+        proxy.admin_addr = *admin_addr;
+        proxy.admin_addr_len = admin_addr_len;
+    }
+    if (admin)
+        admin_start(admin, loop);
     proxy_run(&proxy);
     proxy_free(&proxy);
+    admin_free(admin);
     ev_loop_destroy(loop);
     return 0;
 }
 
 int workers_run_single(const struct config *cfg)
 {
-    int status = run_proxy(cfg, 0, NULL, NULL);
+    struct sockaddr_storage addr;
+    socklen_t addr_len = 0;
+    int failed;
+    struct admin *admin = open_admin(cfg, &failed);
+
+    if (failed)
+        return 1;
+    if (admin) {
+        const struct sockaddr *sa = admin_address(admin, &addr_len);
+        memcpy(&addr, sa, addr_len);
+    }
+    int status = run_proxy(cfg, 0, NULL, NULL, admin, &addr, addr_len);
     if (status == 0)
         log_info("stopped");
     return status;
@@ -133,9 +176,16 @@ static void spawn(struct supervisor *sv, int i)
                 else
                     close(fd);
             }
+        struct sockaddr_storage admin_addr;
+        socklen_t admin_addr_len = 0;
+        if (sv->admin) {
+            const struct sockaddr *sa = admin_address(sv->admin, &admin_addr_len);
+            memcpy(&admin_addr, sa, admin_addr_len);
+            admin_forget(sv->admin); /* the supervisor serves it */
+        }
         snprintf(tag, sizeof tag, "w%d", i + 1);
         log_set_tag(tag);
-        _exit(run_proxy(cfg, i, mine, sv->shared_sessions));
+        _exit(run_proxy(cfg, i, mine, sv->shared_sessions, NULL, &admin_addr, admin_addr_len));
     }
     sv->workers[i].pid = pid;
     sv->workers[i].started = ev_time();
@@ -214,7 +264,7 @@ int workers_run(const struct config *cfg)
 {
     struct supervisor sv;
     char err[1024];
-    int n = cfg->workers, count = cfg->listen_count * n;
+    int n = cfg->workers, count = cfg->listen_count * n, failed;
 
     memset(&sv, 0, sizeof sv);
     sv.cfg = cfg;
@@ -254,6 +304,12 @@ int workers_run(const struct config *cfg)
         }
     }
 
+    /* Bound before the workers start, so each knows the address to refuse
+     * as an upstream; served by this process, which sees every worker. */
+    sv.admin = open_admin(cfg, &failed);
+    if (failed)
+        return 1;
+
     for (int i = 0; i < n; i++)
         spawn(&sv, i);
     log_info("%d workers started", sv.running);
@@ -268,6 +324,8 @@ int workers_run(const struct config *cfg)
     ev_signal_start(sv.loop, &sv.sigterm);
     ev_signal_start(sv.loop, &sv.sighup);
     ev_child_start(sv.loop, &sv.child);
+    if (sv.admin)
+        admin_start(sv.admin, sv.loop);
     /* A worker may have died before the watcher existed. */
     for (int i = 0; i < n; i++) {
         int st;
@@ -286,6 +344,7 @@ int workers_run(const struct config *cfg)
     free(sv.fds);
     free(sv.workers);
     munmap(sv.shared_sessions, sizeof(int));
+    admin_free(sv.admin);
     ev_loop_destroy(sv.loop);
     log_info("stopped");
     return sv.status;

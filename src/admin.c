@@ -1,0 +1,801 @@
+/*
+ * admin.c - the admin listener's HTTP/1.1 server (see admin.h).
+ *
+ * Deliberately small and strict: one request at a time per connection, a
+ * head of at most ADMIN_HEAD_MAX bytes parsed by the proxy's own parser, a
+ * body only with Content-Length and at most ADMIN_BODY_MAX bytes, at most
+ * ADMIN_CONN_MAX connections, and a timer per connection. Everything is
+ * non-blocking on the loop it was started on.
+ */
+#include "admin.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "acl.h"
+#include "config.h"
+#include "log.h"
+#include "message.h"
+#include "proxy.h"
+
+#define ADMIN_HEAD_MAX (16 * 1024)
+#define ADMIN_BODY_MAX (64 * 1024)
+#define ADMIN_CONN_MAX 64
+#define ADMIN_ROUTE_MAX 48
+#define ADMIN_HEAD_TIMEOUT 10.0
+#define ADMIN_IDLE_TIMEOUT 60.0
+/* An event stream that has this much unsent is a reader that stopped. */
+#define ADMIN_EVENTS_BACKLOG (4 * 1024 * 1024)
+/* A comment line on idle streams, so proxies and browsers keep them. */
+#define ADMIN_EVENTS_PING 15.0
+#define ADMIN_COOKIE "luaproxy_admin"
+
+struct admin_route_entry {
+    char method[8];
+    char path[64];
+    admin_handler *handler;
+    void *arg;
+    int flags;
+};
+
+struct admin_conn {
+    struct admin *admin;
+    struct admin_conn *prev, *next;
+    int fd;
+    ev_io io;
+    ev_timer timer;
+    ev_tstamp last_activity;
+    struct buffer in, out;
+    char local_ip[64];
+    char extra[256];   /* header lines for the next reply */
+    uint64_t id;
+    int held;          /* a handler answers later */
+    int events;        /* an event stream */
+    int close_after;   /* close once "out" is written */
+    int closed;        /* freed at the end of the callback */
+    int in_callback;
+    int answered;      /* the current request has its answer */
+};
+
+struct admin {
+    const struct config *cfg;
+    struct ev_loop *loop;
+    int fd;
+    ev_io io;
+    ev_timer ping;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    char host[64];     /* the bound IP, as text */
+    char token[129];
+    struct admin_route_entry routes[ADMIN_ROUTE_MAX];
+    int route_count;
+    struct admin_conn *conns;
+    int conn_count;
+    uint64_t next_id;
+};
+
+static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents);
+static void on_conn_timer(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* ---- setup ------------------------------------------------------------- */
+
+static int make_token(char *out, size_t len)
+{
+    unsigned char raw[16];
+    size_t got = 0;
+    while (got < sizeof raw) {
+        ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    for (size_t i = 0; i < sizeof raw && 2 * i + 2 < len; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    return 0;
+}
+
+struct admin *admin_open(const struct config *cfg, char *err, size_t err_len)
+{
+    struct admin *a = calloc(1, sizeof *a);
+    if (!a) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    a->cfg = cfg;
+    a->fd = -1;
+    a->next_id = 1;
+    if (cfg->admin_token) {
+        snprintf(a->token, sizeof a->token, "%s", cfg->admin_token);
+    } else if (make_token(a->token, sizeof a->token) != 0) {
+        snprintf(err, err_len, "cannot make the admin token: %s", strerror(errno));
+        free(a);
+        return NULL;
+    }
+    /* The proxy's own socket maker, without SO_REUSEPORT's sharing mattering:
+     * only one process ever listens here. */
+    a->fd = proxy_listen_socket(&cfg->admin, 0, &a->addr, &a->addr_len, err, err_len);
+    if (a->fd < 0) {
+        free(a);
+        return NULL;
+    }
+    if (a->addr.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&a->addr)->sin_addr, a->host, sizeof a->host);
+    else
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&a->addr)->sin6_addr, a->host,
+                  sizeof a->host);
+    return a;
+}
+
+static uint16_t admin_port(const struct admin *a)
+{
+    return ntohs(a->addr.ss_family == AF_INET
+                     ? ((const struct sockaddr_in *)&a->addr)->sin_port
+                     : ((const struct sockaddr_in6 *)&a->addr)->sin6_port);
+}
+
+const struct sockaddr *admin_address(const struct admin *a, socklen_t *len)
+{
+    *len = a->addr_len;
+    return (const struct sockaddr *)&a->addr;
+}
+
+struct ev_loop *admin_loop(const struct admin *a)
+{
+    return a->loop;
+}
+
+static void on_ping(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents);
+
+void admin_start(struct admin *a, struct ev_loop *loop)
+{
+    a->loop = loop;
+    ev_io_init(&a->io, on_accept, a->fd, EV_READ);
+    a->io.data = a;
+    ev_io_start(loop, &a->io);
+    ev_timer_init(&a->ping, on_ping, ADMIN_EVENTS_PING, ADMIN_EVENTS_PING);
+    a->ping.data = a;
+    ev_timer_start(loop, &a->ping);
+    if (a->addr.ss_family == AF_INET6)
+        log_info("admin interface: http://[%s]:%u/?token=%s", a->host, admin_port(a), a->token);
+    else
+        log_info("admin interface: http://%s:%u/?token=%s", a->host, admin_port(a), a->token);
+}
+
+int admin_route(struct admin *a, const char *method, const char *path, admin_handler *handler,
+                void *arg, int flags)
+{
+    struct admin_route_entry *r;
+    if (a->route_count == ADMIN_ROUTE_MAX || strlen(method) >= sizeof r->method ||
+        strlen(path) >= sizeof r->path)
+        return -1;
+    r = &a->routes[a->route_count++];
+    snprintf(r->method, sizeof r->method, "%s", method);
+    snprintf(r->path, sizeof r->path, "%s", path);
+    r->handler = handler;
+    r->arg = arg;
+    r->flags = flags;
+    return 0;
+}
+
+static void on_version(struct admin_conn *c, const struct admin_request *r, void *arg)
+{
+    static const char body[] = "{\"name\":\"luaproxy\",\"version\":\"" LUAPROXY_VERSION "\"}\n";
+    (void)r;
+    (void)arg;
+    admin_reply(c, 200, "application/json", body, sizeof body - 1);
+}
+
+void admin_add_basic_routes(struct admin *a)
+{
+    admin_route(a, "GET", "/api/version", on_version, NULL, 0);
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+static void conn_free(struct admin_conn *c)
+{
+    struct admin *a = c->admin;
+    if (a->loop) {
+        ev_io_stop(a->loop, &c->io);
+        ev_timer_stop(a->loop, &c->timer);
+    }
+    if (c->fd >= 0)
+        close(c->fd);
+    buffer_free(&c->in);
+    buffer_free(&c->out);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        a->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    a->conn_count--;
+    free(c);
+}
+
+/* Marks for closing; freed now unless inside the connection's callback. */
+static void conn_close(struct admin_conn *c)
+{
+    c->closed = 1;
+    if (!c->in_callback)
+        conn_free(c);
+}
+
+void admin_free(struct admin *a)
+{
+    if (!a)
+        return;
+    while (a->conns)
+        conn_free(a->conns);
+    if (a->loop) {
+        ev_io_stop(a->loop, &a->io);
+        ev_timer_stop(a->loop, &a->ping);
+    }
+    if (a->fd >= 0)
+        close(a->fd);
+    free(a);
+}
+
+void admin_forget(struct admin *a)
+{
+    if (!a)
+        return;
+    a->loop = NULL; /* conn_free and admin_free then leave the watchers be */
+    admin_free(a);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct admin *a = w->data;
+    (void)revents;
+
+    for (int i = 0; i < 16; i++) {
+        struct sockaddr_storage peer, local;
+        socklen_t peer_len = sizeof peer, local_len = sizeof local;
+        int fd = accept4(a->fd, (struct sockaddr *)&peer, &peer_len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd == -1) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            return;
+        }
+        if (!acl_match(a->cfg->admin_allow, a->cfg->admin_allow_count,
+                       (struct sockaddr *)&peer) ||
+            a->conn_count >= ADMIN_CONN_MAX) {
+            close(fd); /* not a client of ours, or too many: no answer at all */
+            continue;
+        }
+        struct admin_conn *c = calloc(1, sizeof *c);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        c->admin = a;
+        c->fd = fd;
+        buffer_init(&c->in);
+        buffer_init(&c->out);
+        if (getsockname(fd, (struct sockaddr *)&local, &local_len) == 0) {
+            if (local.ss_family == AF_INET)
+                inet_ntop(AF_INET, &((struct sockaddr_in *)&local)->sin_addr, c->local_ip,
+                          sizeof c->local_ip);
+            else
+                inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&local)->sin6_addr, c->local_ip,
+                          sizeof c->local_ip);
+        }
+        c->next = a->conns;
+        if (a->conns)
+            a->conns->prev = c;
+        a->conns = c;
+        a->conn_count++;
+        c->last_activity = ev_now(loop);
+        ev_io_init(&c->io, on_conn_io, fd, EV_READ);
+        c->io.data = c;
+        ev_io_start(loop, &c->io);
+        ev_timer_init(&c->timer, on_conn_timer, ADMIN_HEAD_TIMEOUT, 0.);
+        c->timer.data = c;
+        ev_timer_start(loop, &c->timer);
+    }
+}
+
+/* ---- replies ----------------------------------------------------------- */
+
+static void write_head(struct admin_conn *c, int status, const char *content_type, size_t len,
+                       int with_length)
+{
+    c->answered = 1;
+    buffer_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, message_reason(status));
+    if (content_type)
+        buffer_printf(&c->out, "Content-Type: %s\r\n", content_type);
+    if (with_length)
+        buffer_printf(&c->out, "Content-Length: %zu\r\n", len);
+    /* The viewer shows other people's traffic: nothing is cached, framed
+     * or sniffed, and scripts come from this origin only. */
+    buffer_append_str(&c->out, "Cache-Control: no-store\r\n"
+                               "X-Content-Type-Options: nosniff\r\n"
+                               "X-Frame-Options: DENY\r\n"
+                               "Referrer-Policy: no-referrer\r\n"
+                               "Content-Security-Policy: default-src 'self'; img-src 'self' "
+                               "data: blob:; frame-ancestors 'none'\r\n");
+    if (c->extra[0])
+        buffer_append_str(&c->out, c->extra);
+    c->extra[0] = '\0';
+    if (c->close_after)
+        buffer_append_str(&c->out, "Connection: close\r\n");
+    buffer_append(&c->out, "\r\n", 2);
+}
+
+static void conn_flush(struct admin_conn *c);
+
+void admin_reply(struct admin_conn *c, int status, const char *content_type, const void *body,
+                 size_t len)
+{
+    write_head(c, status, content_type, len, 1);
+    if (len)
+        buffer_append(&c->out, body, len);
+    c->held = 0;
+    conn_flush(c);
+}
+
+void admin_reply_buffer(struct admin_conn *c, int status, const char *content_type,
+                        struct buffer *body)
+{
+    size_t len = buffer_length(body);
+    write_head(c, status, content_type, len, 1);
+    if (buffer_length(&c->out) == 0)
+        buffer_swap(&c->out, body);
+    else
+        buffer_append(&c->out, buffer_peek(body), len);
+    buffer_free(body);
+    c->held = 0;
+    conn_flush(c);
+}
+
+void admin_reply_error(struct admin_conn *c, int status, const char *message)
+{
+    struct buffer b;
+    buffer_init(&b);
+    buffer_append_str(&b, "{\"error\":\"");
+    for (const char *p = message; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '"' || ch == '\\')
+            buffer_printf(&b, "\\%c", ch);
+        else if (ch < 0x20)
+            buffer_printf(&b, "\\u%04x", ch);
+        else
+            buffer_append(&b, p, 1);
+    }
+    buffer_append_str(&b, "\"}\n");
+    admin_reply_buffer(c, status, "application/json", &b);
+}
+
+void admin_reply_header(struct admin_conn *c, const char *line)
+{
+    size_t used = strlen(c->extra);
+    snprintf(c->extra + used, sizeof c->extra - used, "%s\r\n", line);
+}
+
+uint64_t admin_hold(struct admin_conn *c)
+{
+    c->held = 1;
+    return c->id;
+}
+
+struct admin_conn *admin_find(struct admin *a, uint64_t id)
+{
+    for (struct admin_conn *c = a->conns; c; c = c->next)
+        if (c->id == id && c->held && !c->closed)
+            return c;
+    return NULL;
+}
+
+void admin_events_start(struct admin_conn *c)
+{
+    write_head(c, 200, "text/event-stream", 0, 0);
+    buffer_append_str(&c->out, "retry: 1000\n\n");
+    c->events = 1;
+    c->close_after = 0;
+    conn_flush(c);
+}
+
+void admin_events_send(struct admin *a, const char *event, const char *data, size_t len)
+{
+    for (struct admin_conn *c = a->conns, *next; c; c = next) {
+        next = c->next;
+        if (!c->events || c->closed)
+            continue;
+        if (buffer_length(&c->out) > ADMIN_EVENTS_BACKLOG) {
+            conn_close(c);
+            continue;
+        }
+        buffer_printf(&c->out, "event: %s\ndata: ", event);
+        buffer_append(&c->out, data, len);
+        buffer_append(&c->out, "\n\n", 2);
+        conn_flush(c);
+    }
+}
+
+static void on_ping(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct admin *a = w->data;
+    (void)loop;
+    (void)revents;
+    for (struct admin_conn *c = a->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->events && !c->closed && buffer_length(&c->out) == 0) {
+            buffer_append_str(&c->out, ": ping\n\n");
+            conn_flush(c);
+        }
+    }
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes <in> into <out>; '+' is a space (form encoding). */
+static int url_decode(const char *in, size_t len, char *out, size_t out_len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        int ch = (unsigned char)in[i];
+        if (ch == '%') {
+            int hi, lo;
+            if (i + 2 >= len)
+                return -2;
+            hi = hexval(in[i + 1]);
+            lo = hexval(in[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -2;
+            ch = hi * 16 + lo;
+            i += 2;
+        } else if (ch == '+') {
+            ch = ' ';
+        }
+        if (n + 1 >= out_len)
+            return -2;
+        out[n++] = (char)ch;
+    }
+    out[n] = '\0';
+    return (int)n;
+}
+
+int admin_query(const struct admin_request *r, const char *name, char *out, size_t out_len)
+{
+    const char *q = r->query, *end = r->query + r->query_len;
+    size_t name_len = strlen(name);
+
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(stop - q));
+        const char *key_end = eq ? eq : stop;
+        if ((size_t)(key_end - q) == name_len && memcmp(q, name, name_len) == 0) {
+            const char *v = eq ? eq + 1 : stop;
+            return url_decode(v, (size_t)(stop - v), out, out_len);
+        }
+        q = stop + 1;
+    }
+    return -1;
+}
+
+/* Constant time, so the token cannot be guessed a byte at a time. */
+static int token_eq(const struct admin *a, const char *s, size_t len)
+{
+    size_t tl = strlen(a->token);
+    unsigned diff = len != tl;
+    for (size_t i = 0; i < tl; i++)
+        diff |= (unsigned char)a->token[i] ^ (unsigned char)(i < len ? s[i] : 0);
+    return diff == 0;
+}
+
+/* Whether the request carries the token: cookie or bearer. */
+static int has_token(const struct admin *a, const struct http_head *head)
+{
+    for (size_t i = 0; i < head->field_count; i++) {
+        const struct http_field *f = &head->fields[i];
+        if (http_token_eq(f->name, f->name_len, "Authorization")) {
+            if (f->value_len > 7 && strncasecmp(f->value, "Bearer ", 7) == 0 &&
+                token_eq(a, f->value + 7, f->value_len - 7))
+                return 1;
+        } else if (http_token_eq(f->name, f->name_len, "Cookie")) {
+            const char *p = f->value, *end = f->value + f->value_len;
+            while (p < end) {
+                const char *semi = memchr(p, ';', (size_t)(end - p));
+                const char *stop = semi ? semi : end;
+                while (p < stop && *p == ' ')
+                    p++;
+                size_t cl = strlen(ADMIN_COOKIE);
+                if ((size_t)(stop - p) > cl && memcmp(p, ADMIN_COOKIE, cl) == 0 && p[cl] == '=' &&
+                    token_eq(a, p + cl + 1, (size_t)(stop - p - (ptrdiff_t)cl - 1)))
+                    return 1;
+                p = stop + 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* DNS rebinding: a page on another name that resolves to us must not read
+ * the API, so Host must name this listener (its address, or localhost). */
+static int host_ok(const struct admin_conn *c, const struct http_head *head)
+{
+    int i = http_find_field(head, "Host", 0);
+    const char *v, *end, *port = NULL;
+    size_t host_len;
+    char want_port[8];
+
+    if (i < 0 || http_find_field(head, "Host", (size_t)i + 1) >= 0)
+        return 0;
+    v = head->fields[i].value;
+    end = v + head->fields[i].value_len;
+    if (v < end && *v == '[') {
+        const char *close = memchr(v, ']', (size_t)(end - v));
+        if (!close)
+            return 0;
+        v++;
+        host_len = (size_t)(close - v);
+        if (close + 1 < end) {
+            if (close[1] != ':')
+                return 0;
+            port = close + 2;
+        }
+    } else {
+        const char *colon = memchr(v, ':', (size_t)(end - v));
+        host_len = (size_t)((colon ? colon : end) - v);
+        if (colon)
+            port = colon + 1;
+    }
+    snprintf(want_port, sizeof want_port, "%u", admin_port(c->admin));
+    if (port && ((size_t)(end - port) != strlen(want_port) ||
+                 memcmp(port, want_port, strlen(want_port)) != 0))
+        return 0;
+    return http_token_eq(v, host_len, "localhost") ||
+           (host_len == strlen(c->admin->host) && memcmp(v, c->admin->host, host_len) == 0) ||
+           (c->local_ip[0] && host_len == strlen(c->local_ip) &&
+            memcmp(v, c->local_ip, host_len) == 0);
+}
+
+static void dispatch(struct admin_conn *c, const struct admin_request *r)
+{
+    struct admin *a = c->admin;
+    const struct admin_route_entry *route = NULL;
+    int path_known = 0, authorized;
+    char qtoken[160];
+
+    if (!host_ok(c, r->head)) {
+        c->close_after = 1;
+        admin_reply_error(c, 403, "Host must be this listener's address or localhost");
+        return;
+    }
+    for (int i = 0; i < a->route_count; i++) {
+        const struct admin_route_entry *e = &a->routes[i];
+        size_t pl = strlen(e->path);
+        int match = (e->flags & ADMIN_PREFIX)
+                        ? r->path_len >= pl && memcmp(r->path, e->path, pl) == 0
+                        : r->path_len == pl && memcmp(r->path, e->path, pl) == 0;
+        if (!match)
+            continue;
+        path_known = 1;
+        if (http_token_eq(r->method, r->method_len, e->method) ||
+            (http_token_eq(r->method, r->method_len, "HEAD") && strcmp(e->method, "GET") == 0)) {
+            route = e;
+            break;
+        }
+    }
+    if (!route) {
+        if (path_known)
+            admin_reply_error(c, 405, "method not allowed here");
+        else
+            admin_reply_error(c, 404, "no such page");
+        return;
+    }
+    authorized = has_token(a, r->head);
+    if (!authorized && admin_query(r, "token", qtoken, sizeof qtoken) >= 0 &&
+        token_eq(a, qtoken, strlen(qtoken))) {
+        char line[256];
+        /* The page keeps the token in a cookie that scripts cannot read
+         * and other sites cannot send. */
+        snprintf(line, sizeof line,
+                 "Set-Cookie: " ADMIN_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict", a->token);
+        admin_reply_header(c, line);
+        authorized = 1;
+        if (r->path_len == 1 && http_token_eq(r->method, r->method_len, "GET")) {
+            /* Take the token out of the address bar (and history). */
+            admin_reply_header(c, "Location: /");
+            admin_reply(c, 303, NULL, NULL, 0);
+            return;
+        }
+    }
+    if (!authorized && !(route->flags & ADMIN_PUBLIC)) {
+        if (r->path_len == 1) {
+            static const char page[] =
+                "<!doctype html><meta charset=utf-8><title>luaproxy</title>"
+                "<p>This page needs the admin token: open the address that luaproxy "
+                "logged at start (<code>admin interface: http://...?token=...</code>).\n";
+            admin_reply(c, 401, "text/html; charset=utf-8", page, sizeof page - 1);
+        } else {
+            admin_reply_error(c, 401, "the admin token is missing or wrong");
+        }
+        return;
+    }
+    route->handler(c, r, route->arg);
+}
+
+/* Parses and runs one request from "in". 1 if one ran, 0 if more bytes are
+ * needed, -1 to close. */
+static int handle_request(struct admin_conn *c)
+{
+    struct http_head head;
+    enum http_error err = HTTP_ERR_NONE;
+    struct http_framing framing;
+    struct admin_request r;
+    size_t len = buffer_length(&c->in);
+    ssize_t n = http_parse_request(buffer_peek(&c->in), len, &head, &err);
+
+    if (n == -2) {
+        if (len >= ADMIN_HEAD_MAX) {
+            c->close_after = 1;
+            admin_reply_error(c, 431, "request head too large");
+            return 1;
+        }
+        return 0;
+    }
+    if (n == -1 || http_request_framing(&head, &framing, &err) != 0) {
+        c->close_after = 1;
+        admin_reply_error(c, 400, "malformed request");
+        return 1;
+    }
+    if (framing.kind == HTTP_BODY_CHUNKED || framing.length > ADMIN_BODY_MAX) {
+        c->close_after = 1;
+        admin_reply_error(c, 413, "request body too large or chunked");
+        return 1;
+    }
+    if (framing.kind == HTTP_BODY_LENGTH && len - (size_t)n < framing.length)
+        return 0;
+    if (head.version_minor == 0 || http_has_token(&head, "Connection", "close"))
+        c->close_after = 1;
+    memset(&r, 0, sizeof r);
+    r.method = head.method;
+    r.method_len = head.method_len;
+    r.path = head.target;
+    r.path_len = head.target_len;
+    r.query = "";
+    const char *qm = memchr(head.target, '?', head.target_len);
+    if (qm) {
+        r.path_len = (size_t)(qm - head.target);
+        r.query = qm + 1;
+        r.query_len = head.target_len - r.path_len - 1;
+    }
+    r.head = &head;
+    r.body = buffer_peek(&c->in) + n;
+    r.body_len = framing.kind == HTTP_BODY_LENGTH ? (size_t)framing.length : 0;
+    c->id = c->admin->next_id++;
+    if (r.path_len == 0 || r.path[0] != '/') {
+        c->close_after = 1;
+        admin_reply_error(c, 400, "the target must be a path");
+    } else {
+        c->held = 0;
+        c->answered = 0;
+        dispatch(c, &r);
+        if (!c->held && !c->answered && !c->closed) {
+            /* A handler that forgot to answer must not hang the client. */
+            admin_reply_error(c, 500, "no answer");
+        }
+    }
+    buffer_consume(&c->in, (size_t)n + r.body_len);
+    return 1;
+}
+
+static void conn_update(struct admin_conn *c)
+{
+    struct ev_loop *loop = c->admin->loop;
+    int want = 0;
+    if (!c->held && !c->close_after && buffer_length(&c->in) < ADMIN_HEAD_MAX + ADMIN_BODY_MAX)
+        want |= EV_READ;
+    if (c->events)
+        want |= EV_READ; /* only to notice the reader leaving */
+    if (buffer_length(&c->out) > 0)
+        want |= EV_WRITE;
+    if (want != (c->io.events & (EV_READ | EV_WRITE))) {
+        ev_io_stop(loop, &c->io);
+        ev_io_set(&c->io, c->fd, want);
+        if (want)
+            ev_io_start(loop, &c->io);
+    }
+}
+
+static void conn_flush(struct admin_conn *c)
+{
+    while (buffer_length(&c->out) > 0) {
+        ssize_t n = write(c->fd, buffer_peek(&c->out), buffer_length(&c->out));
+        if (n > 0) {
+            buffer_consume(&c->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        conn_close(c);
+        return;
+    }
+    if (buffer_length(&c->out) == 0) {
+        buffer_shrink(&c->out);
+        if (c->close_after && !c->held) {
+            conn_close(c);
+            return;
+        }
+    }
+    if (!c->closed)
+        conn_update(c);
+}
+
+static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct admin_conn *c = w->data;
+
+    c->in_callback = 1;
+    c->last_activity = ev_now(loop);
+    if (revents & EV_READ) {
+        char *p = buffer_reserve(&c->in, 16384);
+        ssize_t n = p ? read(c->fd, p, 16384) : -1;
+        if (n > 0) {
+            buffer_commit(&c->in, (size_t)n);
+            if (c->events)
+                buffer_consume(&c->in, buffer_length(&c->in));
+        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            c->closed = 1;
+        }
+    }
+    if ((revents & EV_WRITE) && !c->closed)
+        conn_flush(c);
+    while (!c->closed && !c->held && !c->events && !c->close_after &&
+           buffer_length(&c->in) > 0 && handle_request(c) == 1)
+        ;
+    if (!c->closed && buffer_length(&c->in) >= ADMIN_HEAD_MAX + ADMIN_BODY_MAX)
+        c->closed = 1;
+    c->in_callback = 0;
+    if (c->closed) {
+        conn_free(c);
+        return;
+    }
+    conn_update(c);
+    /* Events streams and held answers wait as long as they need; a
+     * partial head gets ADMIN_HEAD_TIMEOUT, an idle connection more. */
+    c->timer.repeat = buffer_length(&c->in) ? ADMIN_HEAD_TIMEOUT : ADMIN_IDLE_TIMEOUT;
+    ev_timer_again(loop, &c->timer);
+}
+
+static void on_conn_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct admin_conn *c = w->data;
+    (void)loop;
+    (void)revents;
+    if (c->events || c->held) {
+        c->timer.repeat = ADMIN_IDLE_TIMEOUT;
+        ev_timer_again(loop, &c->timer);
+        return;
+    }
+    conn_close(c);
+}

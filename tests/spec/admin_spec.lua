@@ -1,0 +1,140 @@
+-- End-to-end specs for the admin listener (--admin): who may reach it,
+-- the token (bearer, cookie from ?token=), the Host check against DNS
+-- rebinding, strict limits, and the proxy refusing to loop into it.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+local a = require("support.admin")
+
+describe("admin listener", function()
+  local procs
+
+  before_each(function() procs = {} end)
+  after_each(function()
+    local problem = h.stop_procs(procs)
+    assert(problem == nil, problem)
+  end)
+
+  local function start(args, opts)
+    local proxy, adm = a.start(args, opts)
+    procs[#procs + 1] = proxy
+    return proxy, adm
+  end
+
+  it("is off unless --admin is given", function()
+    local proxy = h.start_proxy({})
+    procs[#procs + 1] = proxy
+    assert.is_nil(proxy.stderr():find("admin interface", 1, true))
+  end)
+
+  it("makes a random token and logs a ready-to-open URL", function()
+    local _, adm = start({})
+    assert.matches("^%x+$", adm.token)
+    assert.is_true(#adm.token >= 32)
+    local v = a.get_json(adm, "/api/version")
+    assert.equals("luaproxy", v.name)
+  end)
+
+  it("refuses requests without the token, or with a wrong one", function()
+    local _, adm = start({ "--admin-token", "s3cret-token" })
+    assert.equals("s3cret-token", adm.token)
+    local resp = a.call(adm, "/api/version", { no_token = true })
+    assert.equals(401, resp.status)
+    assert.matches("token", resp.body)
+    resp = a.call(adm, "/api/version", { no_token = true,
+      headers = { "Authorization: Bearer s3cret-tokeX" } })
+    assert.equals(401, resp.status)
+    resp = a.call(adm, "/api/version", { no_token = true,
+      headers = { "Authorization: Bearer s3cret-token" } })
+    assert.equals(200, resp.status)
+  end)
+
+  it("sets a cookie from ?token= and accepts it afterwards", function()
+    local _, adm = start({ "--admin-token", "cookie-token-1" })
+    local resp = a.call(adm, "/api/version?token=cookie-token-1", { no_token = true })
+    assert.equals(200, resp.status)
+    local cookie = resp.headers["set-cookie"]
+    assert.matches("^luaproxy_admin=cookie%-token%-1;", cookie)
+    assert.matches("HttpOnly", cookie)
+    assert.matches("SameSite=Strict", cookie)
+    resp = a.call(adm, "/api/version", { no_token = true,
+      headers = { "Cookie: other=1; " .. cookie:match("^[^;]+") } })
+    assert.equals(200, resp.status)
+    -- A wrong token in the query sets nothing.
+    resp = a.call(adm, "/api/version?token=nope-nope-nope", { no_token = true })
+    assert.equals(401, resp.status)
+    assert.is_nil(resp.headers["set-cookie"])
+  end)
+
+  it("refuses a Host that is not its own address or localhost (DNS rebinding)", function()
+    local _, adm = start({})
+    for _, host in ipairs({ "evil.example", "evil.example:" .. adm.port, "127.0.0.2:" .. adm.port,
+                            "127.0.0.1:1" }) do
+      local resp = a.call(adm, "/api/version", { headers = { "Host: " .. host } })
+      assert.equals(403, resp.status, host)
+    end
+    for _, host in ipairs({ "localhost:" .. adm.port, "LOCALHOST", "127.0.0.1:" .. adm.port,
+                            "127.0.0.1" }) do
+      local resp = a.call(adm, "/api/version", { headers = { "Host: " .. host } })
+      assert.equals(200, resp.status, host)
+    end
+  end)
+
+  it("answers unknown pages with 404 and wrong methods with 405", function()
+    local _, adm = start({})
+    assert.equals(404, a.call(adm, "/nothing-here").status)
+    assert.equals(405, a.call(adm, "/api/version", { method = "DELETE" }).status)
+  end)
+
+  it("keeps strict limits on heads and bodies", function()
+    local _, adm = start({})
+    local resp = a.call(adm, "/api/version",
+      { headers = { "X-Big: " .. string.rep("a", 20000) } })
+    assert.equals(431, resp.status)
+    resp = a.call(adm, "/api/version", { method = "POST", body = string.rep("b", 70000) })
+    assert.equals(413, resp.status)
+    local s = assert(h.connect(adm.port))
+    h.send(s, "GARBAGE\r\n\r\n")
+    resp = h.read_response(s)
+    s:close()
+    assert.equals(400, resp.status)
+  end)
+
+  it("serves keep-alive requests on one connection", function()
+    local _, adm = start({})
+    local s = assert(h.connect(adm.port))
+    for _ = 1, 3 do
+      h.send(s, h.request("GET", "/api/version", { "Host: localhost",
+        "Authorization: Bearer " .. adm.token }))
+      local resp = h.read_response(s)
+      assert.equals(200, resp.status)
+    end
+    s:close()
+  end)
+
+  it("closes on clients outside --admin-allow", function()
+    local _, adm = start({ "--admin-allow", "10.0.0.0/8" })
+    local s = assert(h.connect(adm.port))
+    h.send(s, h.request("GET", "/api/version", { "Host: localhost" }))
+    local resp = h.read_response(s)
+    s:close()
+    assert.is_nil(resp)
+  end)
+
+  it("refuses a non-loopback --admin address without --admin-allow", function()
+    local code, _, err = h.run_proxy({ "--admin", "0.0.0.0:0" })
+    assert.equals(2, code)
+    assert.matches("admin%-allow", err)
+    code, _, err = h.run_proxy({ "--admin-token", "short" })
+    assert.equals(2, code)
+    assert.matches("admin%-token", err)
+  end)
+
+  it("refuses requests through the proxy to the admin address as a loop", function()
+    for _, workers in ipairs({ "1", "2" }) do
+      local proxy, adm = start({ "--workers", workers })
+      local resp = h.get(proxy.port, "http://127.0.0.1:" .. adm.port .. "/api/version")
+      assert.equals(508, resp.status)
+    end
+  end)
+end)
