@@ -25,6 +25,10 @@ struct listen_addr {
 
 enum hook_error_mode { HOOK_ERRORS_CLOSED, HOOK_ERRORS_OPEN };
 
+enum log_format { LOG_FORMAT_COMMON, LOG_FORMAT_COMBINED, LOG_FORMAT_JSON };
+
+#define CONFIG_MAX_BYPASS 64
+
 struct config {
     struct listen_addr listen[CONFIG_MAX_LISTEN];
     int listen_count;
@@ -55,6 +59,16 @@ struct config {
     size_t flow_body_max;    /* bytes kept of each body */
     size_t flows_memory;     /* bytes for the whole store */
     const char *har_file;    /* HAR written at stop, or NULL */
+    /* Operating the proxy as a service. */
+    const char *config_file; /* -c: options read from this file first */
+    const char *pid_file;
+    const char *user;        /* drop privileges to this user after binding */
+    enum log_format log_format;
+    int max_header_fields;   /* request heads; responses get 4x */
+    /* The command line as given, so a reload can read the file again and
+     * let the command line win once more. */
+    int argc;
+    char **argv;
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };
@@ -63,6 +77,29 @@ enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };
  * printed); CONFIG_ERROR with a message in <err> for a bad option. */
 enum config_result config_parse(struct config *cfg, int argc, char **argv, char *err,
                                 size_t err_len);
+
+/* The option table shared by the command line and the config file: every
+ * long option is a config file line. */
+struct option;
+const struct option *config_option_table(void);
+
+/* The command line and, with -c, the config file under it (config_file.c):
+ * the whole configuration. Same results as config_parse; a bad file line is
+ * reported as "FILE:LINE: ...". */
+enum config_result config_load(struct config *cfg, int argc, char **argv, char *err,
+                               size_t err_len);
+
+/* SIGHUP: reads the file and the command line again into <fresh>. Options
+ * that cannot change while running (listen, workers, user) keep <running>'s
+ * values, with a warning for each that changed. 0, or -1 with <err> (the
+ * running configuration stays). */
+int config_reload(const struct config *running, struct config *fresh, char *err,
+                  size_t err_len);
+
+/* A stable copy of <s>, kept until config_strings_free: strings from the
+ * file outlive a reload, since scripts loaded earlier still name them. */
+char *config_intern(const char *s);
+void config_strings_free(void);
 
 /* Parses "127.0.0.1:8080", "[::1]:8080" or "localhost:8080". 0 or -1. */
 int config_parse_listen(const char *text, struct listen_addr *out);

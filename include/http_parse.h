@@ -23,7 +23,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* Fields a head may carry unless the caller says otherwise (like HAProxy
+ * and Apache), the most --max-header-fields accepts, and the room a head
+ * has: responses may carry 4x the request limit (a page setting 150
+ * cookies is ordinary). */
 #define HTTP_MAX_FIELDS 100
+#define HTTP_MAX_FIELDS_LIMIT 1000
+#define HTTP_FIELDS_CAPACITY (4 * HTTP_MAX_FIELDS_LIMIT)
 
 struct http_field {
     const char *name;
@@ -45,7 +51,11 @@ struct http_head {
     /* both */
     int version_minor; /* HTTP/1.<minor>: 0 or 1 (a higher minor reads as 1) */
     size_t field_count;
-    struct http_field fields[HTTP_MAX_FIELDS];
+    /* Set by the caller before parsing (kept by the parser): at most this
+     * many fields, then TOO_MANY_FIELDS. 0 means HTTP_MAX_FIELDS; more
+     * than HTTP_FIELDS_CAPACITY counts as HTTP_FIELDS_CAPACITY. */
+    size_t field_limit;
+    struct http_field fields[HTTP_FIELDS_CAPACITY];
 };
 
 /* Why a head or a body was refused. http_error_status() maps each to the
@@ -60,7 +70,7 @@ enum http_error {
     HTTP_ERR_FIELD_VALUE,     /* NUL or control byte in a value (400) */
     HTTP_ERR_OBS_FOLD,        /* line folding (400) */
     HTTP_ERR_BARE_CR_LF,      /* CR not followed by LF, or LF not preceded by CR (400) */
-    HTTP_ERR_TOO_MANY_FIELDS, /* more than HTTP_MAX_FIELDS (431) */
+    HTTP_ERR_TOO_MANY_FIELDS, /* more than the head's field_limit (431) */
     HTTP_ERR_CL_TE,           /* both Content-Length and Transfer-Encoding (400) */
     HTTP_ERR_CONTENT_LENGTH,  /* non-numeric, signed, overlong or duplicate CL (400) */
     HTTP_ERR_TE_UNSUPPORTED,  /* a transfer coding other than chunked (501) */

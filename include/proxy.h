@@ -31,6 +31,7 @@ struct listener {
 struct proxy {
     struct ev_loop *loop;
     const struct config *cfg;
+    struct config *cfg_owned; /* cfg after a reload (freed with the proxy) */
     struct listener listeners[CONFIG_MAX_LISTEN];
     int listener_count;
     ev_timer accept_retry;    /* re-enables accepting after EMFILE */
@@ -68,6 +69,10 @@ int proxy_listen_socket(const struct listen_addr *la, uint16_t port,
                         struct sockaddr_storage *bound, socklen_t *bound_len, char *err,
                         size_t err_len);
 void proxy_log_listening(const struct sockaddr *addr);
+
+/* The address at the other end of socket <fd> as "ip:port" ("[ip]:port"
+ * for IPv6). 0, or -1. */
+int proxy_peer_address(int fd, char *out, size_t len);
 
 /* Worker <index> of <count>: exchange ids become index+1, index+1+count... */
 void proxy_set_worker(struct proxy *p, int index, int count);

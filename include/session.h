@@ -110,6 +110,7 @@ struct exchange {
     int response_started;  /* bytes of this response are queued for the client */
     uint64_t res_bytes;    /* body bytes sent to the client */
     const char *error;     /* why it failed, for the log */
+    char user[128];        /* the authenticated proxy user, or "" */
     struct hook_state hook;
 };
 

@@ -14,18 +14,23 @@
 #include <time.h>
 #include <unistd.h>
 
+#define LINE_MAX_BYTES 8192
+
 struct access_log {
     int fd;
     int owned; /* close fd on access_log_close */
+    enum log_format format;
 };
 
-struct access_log *access_log_open(const char *path, char *err, size_t err_len)
+struct access_log *access_log_open(const char *path, enum log_format format, char *err,
+                                   size_t err_len)
 {
     struct access_log *log = calloc(1, sizeof *log);
     if (!log) {
         snprintf(err, err_len, "out of memory");
         return NULL;
     }
+    log->format = format;
     if (strcmp(path, "-") == 0) {
         log->fd = STDOUT_FILENO;
         return log;
@@ -49,46 +54,160 @@ void access_log_close(struct access_log *log)
     free(log);
 }
 
-/* Appends <s> with quotes, backslashes and non-printable bytes escaped. */
-static size_t escape(char *dst, size_t room, const char *s, size_t len)
+int access_log_wants_details(const struct access_log *log)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < len && n + 4 < room; i++) {
+    return log && log->format != LOG_FORMAT_COMMON;
+}
+
+/* A line under construction. Values from the wire stop quietly at a soft
+ * cap (put_value); the fixed parts that follow them fit in the room left
+ * above it, so a line always ends whole, however long the target. */
+#define LINE_SOFT_CAP (LINE_MAX_BYTES - 512)
+struct line {
+    char buf[LINE_MAX_BYTES];
+    size_t n;
+};
+
+static void put_capped(struct line *l, const char *s, size_t len, size_t cap)
+{
+    if (l->n >= cap)
+        return;
+    if (len > cap - l->n)
+        len = cap - l->n;
+    memcpy(l->buf + l->n, s, len);
+    l->n += len;
+}
+
+static void put(struct line *l, const char *s, size_t len)
+{
+    put_capped(l, s, len, LINE_SOFT_CAP);
+}
+
+static void puts_(struct line *l, const char *s)
+{
+    put_capped(l, s, strlen(s), sizeof l->buf);
+}
+
+/* Appends <s> with quotes, backslashes and non-printable bytes escaped:
+ * \xNN for the text formats, \u00NN for JSON. A client cannot forge lines. */
+static void put_escaped(struct line *l, const char *s, size_t len, int json)
+{
+    for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
-            n += (size_t)snprintf(dst + n, room - n, "\\x%02x", c);
-        else
-            dst[n++] = (char)c;
+        char esc[8];
+        if (l->n + 6 > LINE_SOFT_CAP)
+            break; /* never half an escape */
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+            int n = json ? snprintf(esc, sizeof esc, "\\u%04x", c)
+                         : snprintf(esc, sizeof esc, "\\x%02x", c);
+            put(l, esc, (size_t)n);
+        } else {
+            put(l, (const char *)&c, 1);
+        }
     }
-    return n;
+}
+
+/* A JSON string field, or null. */
+static void put_json(struct line *l, const char *name, const char *s, size_t len, int more)
+{
+    puts_(l, "\"");
+    puts_(l, name);
+    puts_(l, "\":");
+    if (!s) {
+        puts_(l, "null");
+    } else {
+        puts_(l, "\"");
+        put_escaped(l, s, len, 1);
+        puts_(l, "\"");
+    }
+    if (more)
+        puts_(l, ",");
+}
+
+static void write_json(struct line *l, const struct access_entry *e)
+{
+    char num[160];
+    time_t now = time(NULL);
+    struct tm tm;
+
+    gmtime_r(&now, &tm);
+    strftime(num, sizeof num, "{\"time\":\"%Y-%m-%dT%H:%M:%SZ\",", &tm);
+    puts_(l, num);
+    put_json(l, "client", e->client_ip, strlen(e->client_ip), 1);
+    put_json(l, "user", e->user, e->user ? strlen(e->user) : 0, 1);
+    put_json(l, "method", e->method_len ? e->method : NULL, e->method_len, 1);
+    put_json(l, "target", e->method_len ? e->target : NULL, e->target_len, 1);
+    snprintf(num, sizeof num, "HTTP/1.%d", e->version_minor);
+    put_json(l, "version", e->method_len ? num : NULL, strlen(num), 1);
+    snprintf(num, sizeof num, "\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.3f,", e->status,
+             (unsigned long long)e->bytes, e->duration_ms);
+    puts_(l, num);
+    put_json(l, "referer", e->referer, e->referer_len, 1);
+    put_json(l, "user_agent", e->user_agent, e->user_agent_len, 1);
+    put_json(l, "upstream", e->upstream, e->upstream ? strlen(e->upstream) : 0, 1);
+    put_json(l, "upstream_addr", e->upstream_addr,
+             e->upstream_addr ? strlen(e->upstream_addr) : 0, 1);
+    put_json(l, "error", e->error, e->error ? strlen(e->error) : 0, 0);
+    puts_(l, "}\n");
+}
+
+/* A quoted text field for the combined format ("-" when absent). */
+static void put_quoted(struct line *l, const char *s, size_t len)
+{
+    puts_(l, " \"");
+    if (s)
+        put_escaped(l, s, len, 0);
+    else
+        puts_(l, "-");
+    puts_(l, "\"");
+}
+
+static void write_text(struct line *l, const struct access_entry *e, int combined)
+{
+    char num[96];
+    time_t now = time(NULL);
+    struct tm tm;
+
+    puts_(l, e->client_ip);
+    puts_(l, " - ");
+    if (e->user && e->user[0])
+        put_escaped(l, e->user, strlen(e->user), 0);
+    else
+        puts_(l, "-");
+    gmtime_r(&now, &tm);
+    strftime(num, sizeof num, " [%d/%b/%Y:%H:%M:%S +0000] \"", &tm);
+    puts_(l, num);
+    if (e->method_len > 0) {
+        put_escaped(l, e->method, e->method_len, 0);
+        puts_(l, " ");
+        put_escaped(l, e->target, e->target_len, 0);
+        snprintf(num, sizeof num, " HTTP/1.%d", e->version_minor);
+        puts_(l, num);
+    } else {
+        puts_(l, "-"); /* no request line could be read */
+    }
+    snprintf(num, sizeof num, "\" %03d %llu", e->status, (unsigned long long)e->bytes);
+    puts_(l, num);
+    if (combined) {
+        put_quoted(l, e->referer, e->referer_len);
+        put_quoted(l, e->user_agent, e->user_agent_len);
+    }
+    snprintf(num, sizeof num, " %.0f\n", e->duration_ms);
+    puts_(l, num);
 }
 
 void access_log_write(struct access_log *log, const struct access_entry *e)
 {
-    char line[4096];
-    size_t n = 0;
-    time_t now;
-    struct tm tm;
+    static struct line l; /* one loop per process: never used twice at once */
 
     if (!log)
         return;
-    now = time(NULL);
-    gmtime_r(&now, &tm);
-    n += (size_t)snprintf(line, sizeof line, "%s - - ", e->client_ip);
-    n += strftime(line + n, sizeof line - n, "[%d/%b/%Y:%H:%M:%S +0000] \"", &tm);
-    if (e->method_len > 0) {
-        n += escape(line + n, sizeof line - n - 200, e->method, e->method_len);
-        line[n++] = ' ';
-        n += escape(line + n, sizeof line - n - 200, e->target, e->target_len);
-        n += (size_t)snprintf(line + n, sizeof line - n, " HTTP/1.%d", e->version_minor);
-    } else {
-        line[n++] = '-'; /* no request line could be read */
-    }
-    n += (size_t)snprintf(line + n, sizeof line - n, "\" %03d %llu %.0f\n", e->status,
-                          (unsigned long long)e->bytes, e->duration_ms);
-    if (n > sizeof line)
-        n = sizeof line;
-    if (write(log->fd, line, n) < 0) {
+    l.n = 0;
+    if (log->format == LOG_FORMAT_JSON)
+        write_json(&l, e);
+    else
+        write_text(&l, e, log->format == LOG_FORMAT_COMBINED);
+    if (write(log->fd, l.buf, l.n) < 0) {
         /* a full disk must not stop the proxy */
     }
 }

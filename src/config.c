@@ -7,17 +7,21 @@
  */
 #include "config.h"
 
+#include "http_parse.h"
+
 #include <arpa/inet.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static const char usage_text[] =
     "Usage: luaproxy [OPTIONS]\n"
     "       luaproxy --check SCRIPT...\n"
+    "       luaproxy --check -c FILE\n"
     "\n"
     "An HTTP/1.1 forward proxy whose behaviour Lua 5.4 scripts can change.\n"
     "\n"
@@ -27,7 +31,8 @@ static const char usage_text[] =
     "      --allow CIDR           clients allowed to use the proxy (repeatable).\n"
     "                             Default 127.0.0.0/8 and ::1; others get 403\n"
     "      --connect-ports LIST   comma-separated ports CONNECT may reach. Default 443\n"
-    "      --max-connections N    clients served at once; more get 503. Default 1024\n"
+    "      --max-connections N    clients served at once; more get 503. Default:\n"
+    "                             what the file descriptor limit allows\n"
     "\n"
     "Limits and timeouts (SECS may have a fraction):\n"
     "      --header-timeout SECS  time to send a complete request head (408). Default 10\n"
@@ -59,16 +64,27 @@ static const char usage_text[] =
     "      --har FILE             write the captured flows as HAR when stopping\n"
     "\n"
     "Logging and other:\n"
-    "      --access-log FILE|-    one line per exchange (Common Log Format plus the\n"
-    "                             duration in ms); - is standard output\n"
+    "      --access-log FILE|-    one line per exchange; - is standard output\n"
+    "      --log-format FORMAT    common (CLF plus the duration in ms, the default),\n"
+    "                             combined (adds referer and user agent) or json\n"
+    "                             (one object per line, with upstream and error)\n"
     "  -w, --workers N            worker processes, each with its own event loop and\n"
     "                             Lua state. Default: the number of CPUs\n"
     "  -v, --verbose              debug logging\n"
+    "\n"
+    "Running as a service:\n"
+    "  -c, --config FILE          read options from FILE: one long option per line\n"
+    "                             (\"listen 127.0.0.1:3128\", \"verbose\"), # comments;\n"
+    "                             the command line wins; SIGHUP reads it again\n"
+    "      --pid-file FILE        write the process id to FILE\n"
+    "      --user NAME            drop privileges to NAME after binding\n"
+    "      --max-header-fields N  fields in a request head (431 beyond); response\n"
+    "                             heads may have 4x as many. Default 100\n"
     "  -h, --help                 this text\n"
     "  -V, --version              the version\n"
     "\n"
     "Signals: SIGINT/SIGTERM stop accepting and finish in-flight exchanges;\n"
-    "SIGHUP reloads the scripts.\n";
+    "SIGHUP reloads the config file and the scripts and reopens the access log.\n";
 
 enum long_only {
     OPT_ALLOW = 256,
@@ -90,6 +106,10 @@ enum long_only {
     OPT_FLOW_BODY_MAX,
     OPT_FLOWS_MEMORY,
     OPT_HAR,
+    OPT_PID_FILE,
+    OPT_USER,
+    OPT_LOG_FORMAT,
+    OPT_MAX_HEADER_FIELDS,
 };
 
 static const struct option long_options[] = {
@@ -116,10 +136,20 @@ static const struct option long_options[] = {
     {"har", required_argument, NULL, OPT_HAR},
     {"workers", required_argument, NULL, 'w'},
     {"verbose", no_argument, NULL, 'v'},
+    {"config", required_argument, NULL, 'c'},
+    {"pid-file", required_argument, NULL, OPT_PID_FILE},
+    {"user", required_argument, NULL, OPT_USER},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"max-header-fields", required_argument, NULL, OPT_MAX_HEADER_FIELDS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
+
+const struct option *config_option_table(void)
+{
+    return long_options;
+}
 
 int config_parse_listen(const char *text, struct listen_addr *out)
 {
@@ -196,6 +226,20 @@ static int parse_count(const char *text, long min, long max, long *out)
     return 0;
 }
 
+/* One descriptor per idle client, more while it has an upstream: the limit
+ * (raised to the hard one by main) minus room for listeners, logs, the
+ * resolver and pipes. Clients beyond what the descriptors allow at a busy
+ * moment wait in the backlog (see proxy.c), they are not refused. */
+static int default_max_connections(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 1024;
+    if (rl.rlim_cur < 1024 + 64)
+        return 1024;
+    return rl.rlim_cur - 64 > 1000000 ? 1000000 : (int)(rl.rlim_cur - 64);
+}
+
 static void set_defaults(struct config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -203,7 +247,8 @@ static void set_defaults(struct config *cfg)
     cfg->idle_timeout = 60;
     cfg->connect_timeout = 10;
     cfg->max_header_bytes = 32768;
-    cfg->max_connections = 1024;
+    cfg->max_connections = default_max_connections();
+    cfg->max_header_fields = 100;
     cfg->hook_timeout = 0.100;
     cfg->lua_memory = (size_t)64 << 20;
     cfg->hook_errors = HOOK_ERRORS_CLOSED;
@@ -250,9 +295,11 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
     double secs;
 
     set_defaults(cfg);
+    cfg->argc = argc;
+    cfg->argv = argv;
     opterr = 0;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, ":l:s:w:vhV", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":l:s:w:c:vhV", long_options, NULL)) != -1) {
         switch (opt) {
         case 'l':
             if (cfg->listen_count == CONFIG_MAX_LISTEN)
@@ -386,6 +433,37 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
         case 'v':
             cfg->verbose = 1;
             break;
+        case 'c':
+            if (*optarg == '\0')
+                FAIL("invalid --config '': expected a file name");
+            cfg->config_file = optarg;
+            break;
+        case OPT_PID_FILE:
+            if (*optarg == '\0')
+                FAIL("invalid --pid-file '': expected a file name");
+            cfg->pid_file = optarg;
+            break;
+        case OPT_USER:
+            if (*optarg == '\0')
+                FAIL("invalid --user '': expected a user name");
+            cfg->user = optarg;
+            break;
+        case OPT_LOG_FORMAT:
+            if (strcmp(optarg, "common") == 0)
+                cfg->log_format = LOG_FORMAT_COMMON;
+            else if (strcmp(optarg, "combined") == 0)
+                cfg->log_format = LOG_FORMAT_COMBINED;
+            else if (strcmp(optarg, "json") == 0)
+                cfg->log_format = LOG_FORMAT_JSON;
+            else
+                FAIL("invalid --log-format '%s': expected common, combined or json", optarg);
+            break;
+        case OPT_MAX_HEADER_FIELDS:
+            if (parse_count(optarg, 1, HTTP_MAX_FIELDS_LIMIT, &n) != 0)
+                FAIL("invalid --max-header-fields '%s': expected 1 to %d", optarg,
+                     HTTP_MAX_FIELDS_LIMIT);
+            cfg->max_header_fields = (int)n;
+            break;
         case 'h':
             fputs(usage_text, stdout);
             return CONFIG_EXIT_OK;
@@ -405,8 +483,8 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
                 FAIL("too many scripts (at most %d)", CONFIG_MAX_SCRIPTS);
             cfg->scripts[cfg->script_count++] = argv[optind];
         }
-        if (cfg->script_count == 0)
-            FAIL("--check needs at least one script");
+        if (cfg->script_count == 0 && !cfg->config_file)
+            FAIL("--check needs at least one script, or -c FILE");
     } else if (optind < argc) {
         FAIL("unexpected argument '%s' (see --help)", argv[optind]);
     }

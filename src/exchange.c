@@ -527,6 +527,7 @@ static int read_response_head(struct session *s)
                                  : "the upstream closed the connection before responding");
         return 1;
     }
+    head.field_limit = 4 * (size_t)s->proxy->cfg->max_header_fields;
     n = http_parse_response(buffer_peek(&s->upstream.in), len, &head, &err);
     if (n == -2) {
         if (len >= s->proxy->cfg->max_header_bytes)

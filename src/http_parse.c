@@ -266,6 +266,14 @@ static ssize_t parse_field_section(const char *buf, size_t len, size_t pos,
     }
 }
 
+/* The caller's field limit, within the room the head has. */
+static size_t field_limit(const struct http_head *head)
+{
+    if (head->field_limit == 0)
+        return HTTP_MAX_FIELDS;
+    return head->field_limit < HTTP_FIELDS_CAPACITY ? head->field_limit : HTTP_FIELDS_CAPACITY;
+}
+
 static void head_reset(struct http_head *head)
 {
     head->method = NULL;
@@ -299,7 +307,7 @@ ssize_t http_parse_request(const char *buf, size_t len, struct http_head *head,
     ssize_t r = parse_request_line(buf, len, pos, head, err);
     if (r < 0)
         return r;
-    return parse_field_section(buf, len, (size_t)r, head->fields, HTTP_MAX_FIELDS,
+    return parse_field_section(buf, len, (size_t)r, head->fields, field_limit(head),
                                &head->field_count, err);
 }
 
@@ -311,7 +319,7 @@ ssize_t http_parse_response(const char *buf, size_t len, struct http_head *head,
     ssize_t r = parse_status_line(buf, len, 0, head, err);
     if (r < 0)
         return r;
-    return parse_field_section(buf, len, (size_t)r, head->fields, HTTP_MAX_FIELDS,
+    return parse_field_section(buf, len, (size_t)r, head->fields, field_limit(head),
                                &head->field_count, err);
 }
 

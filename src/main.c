@@ -4,48 +4,64 @@
 #include <ev.h>
 #include <signal.h>
 #include <stdio.h>
-#include <sys/resource.h>
 
 #include "config.h"
+#include "daemon.h"
 #include "hooks.h"
 #include "log.h"
 #include "workers.h"
 
-/* Each client can hold two descriptors (itself and its upstream), so ask
- * for as many as the hard limit allows. */
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
 int main(int argc, char **argv)
 {
     static struct config cfg;
-    char err[512];
+    char err[1024];
+    int status;
 
-    switch (config_parse(&cfg, argc, argv, err, sizeof err)) {
+    /* Before the options: the default --max-connections follows the
+     * descriptor limit. */
+    daemon_raise_fd_limit();
+    switch (config_load(&cfg, argc, argv, err, sizeof err)) {
     case CONFIG_OK:
         break;
     case CONFIG_EXIT_OK:
+        config_strings_free();
         return 0;
     case CONFIG_ERROR:
         fprintf(stderr, "luaproxy: %s\n", err);
+        config_strings_free();
         return 2;
     }
     if (cfg.verbose)
         log_set_level(LOG_DEBUG);
+    if (cfg.user && daemon_check_user(cfg.user, err, sizeof err) != 0) {
+        fprintf(stderr, "luaproxy: %s\n", err);
+        config_strings_free();
+        return 2;
+    }
     if (cfg.check_only) {
         log_set_level(LOG_ERROR); /* --check reports on stdout/stderr itself */
-        return hooks_check(&cfg);
+        if (cfg.script_count == 0) {
+            printf("%s: ok (no scripts)\n", cfg.config_file);
+            status = 0;
+        } else {
+            status = hooks_check(&cfg);
+        }
+        config_strings_free();
+        return status;
     }
     signal(SIGPIPE, SIG_IGN);
-    raise_fd_limit();
+    if (cfg.pid_file && daemon_write_pid_file(cfg.pid_file, err, sizeof err) != 0) {
+        log_error("%s", err);
+        config_strings_free();
+        return 1;
+    }
 
     if (cfg.workers > 1)
-        return workers_run(&cfg);
-    return workers_run_single(&cfg);
+        status = workers_run(&cfg);
+    else
+        status = workers_run_single(&cfg);
+    if (cfg.pid_file)
+        daemon_remove_pid_file(cfg.pid_file);
+    config_strings_free();
+    return status;
 }

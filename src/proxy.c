@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -185,6 +186,16 @@ int proxy_listen_socket(const struct listen_addr *la, uint16_t port,
     return fd;
 }
 
+int proxy_peer_address(int fd, char *out, size_t len)
+{
+    struct sockaddr_storage addr;
+    socklen_t addr_len = sizeof addr;
+    if (getpeername(fd, (struct sockaddr *)&addr, &addr_len) != 0)
+        return -1;
+    format_address((struct sockaddr *)&addr, out, len);
+    return 0;
+}
+
 void proxy_log_listening(const struct sockaddr *addr)
 {
     char text[80];
@@ -261,12 +272,53 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     ev_timer_start(loop, &p->drain_timer);
 }
 
+/* SIGHUP: the config file and the command line are read again and the
+ * scripts loaded with them; the access log is reopened (so a rotated one
+ * starts afresh). Anything wrong keeps everything as it was. Exchanges in
+ * flight keep the scripts they started with (hooks.h) and read the new
+ * limits from here on. */
+static void reload(struct proxy *p)
+{
+    char err[1024];
+    struct config *fresh = malloc(sizeof *fresh);
+    struct access_log *log = NULL;
+
+    if (!fresh || config_reload(p->cfg, fresh, err, sizeof err) != 0) {
+        log_error("reload: %s; the running configuration stays", fresh ? err : "out of memory");
+        free(fresh);
+        return;
+    }
+    if (hooks_try_load(fresh, err, sizeof err) != 0) {
+        log_error("reload failed, keeping the scripts in force and the running "
+                  "configuration: %s", err);
+        free(fresh);
+        return;
+    }
+    if (fresh->access_log &&
+        !(log = access_log_open(fresh->access_log, fresh->log_format, err, sizeof err))) {
+        log_error("reload: %s; the running configuration stays", err);
+        free(fresh);
+        return;
+    }
+    access_log_close(p->access_log);
+    p->access_log = log;
+    p->cfg = fresh;
+    free(p->cfg_owned);
+    p->cfg_owned = fresh;
+    if (fresh->script_count == 0 && p->hooks) {
+        hooks_free(p); /* the file no longer names any script */
+        log_info("SIGHUP: scripts unloaded");
+    } else {
+        hooks_reload(p);
+    }
+}
+
 static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct proxy *p = w->data;
     (void)loop;
     (void)revents;
-    hooks_reload(p);
+    reload(p);
 }
 
 void proxy_set_worker(struct proxy *p, int index, int count)
@@ -341,7 +393,7 @@ int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
     p->drain_timer.data = p;
 
     if (cfg->access_log) {
-        p->access_log = access_log_open(cfg->access_log, err, err_len);
+        p->access_log = access_log_open(cfg->access_log, cfg->log_format, err, err_len);
         if (!p->access_log)
             goto fail;
     }
@@ -394,4 +446,7 @@ void proxy_free(struct proxy *p)
     p->resolver = NULL;
     access_log_close(p->access_log);
     p->access_log = NULL;
+    p->cfg = NULL;
+    free(p->cfg_owned);
+    p->cfg_owned = NULL;
 }

@@ -140,10 +140,20 @@ void session_stop(struct session *s)
     }
 }
 
+/* A request field's value for the log, or NULL. */
+static const char *request_field(const struct exchange *x, const char *name, size_t *len)
+{
+    int i = headers_find(&x->req_headers, name, strlen(name), 0);
+    *len = 0;
+    return i < 0 ? NULL : headers_value(&x->req_headers, (size_t)i, len);
+}
+
 /* Writes the access log line for the exchange that just ended. */
 static void log_exchange(struct session *s)
 {
     struct exchange *x = &s->x;
+    struct access_log *log = s->proxy->access_log;
+    char upstream[300], peer[80];
     struct access_entry e = {
         .client_ip = s->client_ip,
         .method = x->method,
@@ -154,8 +164,20 @@ static void log_exchange(struct session *s)
         .status = x->status,
         .bytes = x->res_filter ? x->res_filtered_bytes : x->res_bytes,
         .duration_ms = (ev_now(s->proxy->loop) - x->started) * 1000.0,
+        .user = x->user[0] ? x->user : NULL,
+        .error = x->error,
     };
-    access_log_write(s->proxy->access_log, &e);
+    if (access_log_wants_details(log) && x->active) {
+        e.referer = request_field(x, "Referer", &e.referer_len);
+        e.user_agent = request_field(x, "User-Agent", &e.user_agent_len);
+        if (x->host[0]) {
+            snprintf(upstream, sizeof upstream, "%s:%u", x->host, x->port);
+            e.upstream = upstream;
+        }
+        if (s->upstream.fd >= 0 && proxy_peer_address(s->upstream.fd, peer, sizeof peer) == 0)
+            e.upstream_addr = peer;
+    }
+    access_log_write(log, &e);
     if (x->error)
         log_info("#%llu %s %.*s %.*s -> %d (%s)", (unsigned long long)x->id, s->client_ip,
                  (int)e.method_len, x->method ? x->method : "",
@@ -273,6 +295,7 @@ static int read_request_head(struct session *s)
                                              : "the proxy is at its connection limit");
         return 1;
     }
+    head.field_limit = (size_t)cfg->max_header_fields;
     n = http_parse_request(buffer_peek(&s->client.in), len, &head, &err);
     if (n == -2) {
         if (len >= cfg->max_header_bytes) {

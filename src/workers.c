@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "daemon.h"
 #include "hooks.h"
 #include "log.h"
 #include "proxy.h"
@@ -40,6 +41,7 @@ struct worker {
 
 struct supervisor {
     const struct config *cfg;
+    struct config *cfg_owned; /* the reloaded configuration, once there is one */
     struct ev_loop *loop;
     int *fds;             /* [address][worker] listening sockets */
     int *shared_sessions; /* in shared memory */
@@ -89,6 +91,14 @@ static int run_proxy(const struct config *cfg, int index, const int *listen_fds,
     }
     if (proxy_init(&proxy, loop, cfg, listen_fds, shared_sessions, err, sizeof err) != 0) {
         log_error("%s", err);
+        ev_loop_destroy(loop);
+        return 1;
+    }
+    /* Sockets are bound, scripts, keys and logs open: root is no longer
+     * needed, and a worker that talks to the network should not keep it. */
+    if (cfg->user && daemon_drop_privileges(cfg->user, err, sizeof err) != 0) {
+        log_error("%s", err);
+        proxy_free(&proxy);
         ev_loop_destroy(loop);
         return 1;
     }
@@ -241,13 +251,26 @@ static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
 }
 
 /* SIGTERM/SIGINT: every worker drains and stops; SIGHUP: every worker
- * reloads its scripts. */
+ * reloads the configuration and its scripts. */
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct supervisor *sv = w->data;
     (void)revents;
 
-    if (w->signum != SIGHUP) {
+    if (w->signum == SIGHUP && !sv->stopping) {
+        /* Each worker reads the file again itself; reading it here first
+         * reports a broken file once, keeps the workers on the running
+         * configuration, and lets a worker started later get the new one. */
+        char err[1024];
+        struct config *fresh = malloc(sizeof *fresh);
+        if (!fresh || config_reload(sv->cfg, fresh, err, sizeof err) != 0) {
+            log_error("reload: %s; the running configuration stays", fresh ? err : "out of memory");
+            free(fresh);
+            return;
+        }
+        free(sv->cfg_owned);
+        sv->cfg = sv->cfg_owned = fresh;
+    } else if (w->signum != SIGHUP) {
         if (sv->stopping)
             return;
         sv->stopping = 1;
@@ -343,6 +366,7 @@ int workers_run(const struct config *cfg)
         close(sv.fds[i]);
     free(sv.fds);
     free(sv.workers);
+    free(sv.cfg_owned);
     munmap(sv.shared_sessions, sizeof(int));
     admin_free(sv.admin);
     ev_loop_destroy(sv.loop);

@@ -123,7 +123,7 @@ static inline void fuzz_same_head(const struct http_head *a, const struct http_h
 static inline void fuzz_check_prefix(fuzz_head_parser parse, const uint8_t *data, size_t k,
                                      ssize_t full, enum http_error full_err)
 {
-    struct http_head *h = malloc(sizeof(*h));
+    struct http_head *h = calloc(1, sizeof(*h));
     if (h == NULL)
         abort();
     char *p = fuzz_dup(data, k);

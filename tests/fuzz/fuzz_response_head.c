@@ -37,8 +37,8 @@ static void check_framing(const struct http_head *h)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *buf = fuzz_dup(data, size);
-    struct http_head *h = malloc(sizeof(*h));
-    struct http_head *again = malloc(sizeof(*again));
+    struct http_head *h = calloc(1, sizeof(*h));
+    struct http_head *again = calloc(1, sizeof(*again));
     if (h == NULL || again == NULL)
         abort();
     enum http_error err;

@@ -53,7 +53,7 @@ static void is_fields(const struct headers *h, const char *want, const char *nam
 
 static void test_import_request(void)
 {
-    struct http_head head;
+    struct http_head head = {0};
     struct headers h;
 
     parse_request("GET http://example.com/x HTTP/1.1\r\n"
@@ -193,7 +193,7 @@ static void test_import_request(void)
 
 static void test_import_response(void)
 {
-    struct http_head head;
+    struct http_head head = {0};
     struct headers h;
 
     parse_response("HTTP/1.1 200 OK\r\n"
@@ -327,7 +327,7 @@ static void test_write_request(void)
     /* What we write parses back as a request with the intended framing. */
     buffer_consume(&out, buffer_length(&out));
     message_write_request(&out, "POST", 4, "/p", 2, &h, HTTP_BODY_CHUNKED, 0, 0, 0);
-    struct http_head head;
+    struct http_head head = {0};
     struct http_framing f;
     enum http_error err;
     ssize_t n = http_parse_request(buffer_peek(&out), buffer_length(&out), &head, &err);
@@ -408,7 +408,7 @@ static void check_error(int status, const char *cause, int keep_alive, int minor
                         const char *connection)
 {
     struct buffer out;
-    struct http_head head;
+    struct http_head head = {0};
     struct http_framing f;
     enum http_error err;
     char body[512];
@@ -506,7 +506,7 @@ static void test_write_response_from(void)
          HTTP_BODY_CLOSE, 0, 0, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct http_head head;
+        struct http_head head = {0};
         struct headers fields;
         struct buffer a, b;
         headers_init(&fields);

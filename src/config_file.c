@@ -1,0 +1,343 @@
+/*
+ * config_file.c - the config file (-c FILE) under the command line.
+ *
+ * A file line is a long option without its dashes ("listen 127.0.0.1:3128",
+ * "verbose"), so the option table in config.c is the only list of options:
+ * an option added there works in the file at once. Each line becomes one
+ * "--name=value" argument; the file's arguments go in front of the command
+ * line's, minus every option the command line names, and the whole goes
+ * through config_parse. So the command line wins, and a repeatable option
+ * given there replaces the file's values instead of adding to them.
+ *
+ * What this file does not do: apply a reloaded configuration (proxy.c and
+ * workers.c do, each for what it owns).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* A config file is a short text; anything larger is a mistake. */
+#define CONFIG_FILE_MAX (1 << 20)
+#define CONFIG_FILE_LINES 4096
+
+/* Options that make no sense in a file: they act on the command itself. */
+static int file_forbidden(const char *name)
+{
+    return strcmp(name, "config") == 0 || strcmp(name, "check") == 0 ||
+           strcmp(name, "help") == 0 || strcmp(name, "version") == 0;
+}
+
+/* ---- interned strings -------------------------------------------------- */
+
+struct interned {
+    struct interned *next;
+    char text[];
+};
+static struct interned *interned;
+
+char *config_intern(const char *s)
+{
+    size_t len = strlen(s);
+    for (struct interned *i = interned; i; i = i->next)
+        if (strcmp(i->text, s) == 0)
+            return i->text;
+    struct interned *i = malloc(sizeof *i + len + 1);
+    if (!i)
+        return NULL;
+    memcpy(i->text, s, len + 1);
+    i->next = interned;
+    interned = i;
+    return i->text;
+}
+
+void config_strings_free(void)
+{
+    while (interned) {
+        struct interned *next = interned->next;
+        free(interned);
+        interned = next;
+    }
+}
+
+/* ---- reading the file -------------------------------------------------- */
+
+static const struct option *find_option(const char *name, size_t len)
+{
+    for (const struct option *o = config_option_table(); o->name; o++)
+        if (strlen(o->name) == len && memcmp(o->name, name, len) == 0)
+            return o;
+    return NULL;
+}
+
+/* The file's lines as arguments: <args>[i] is "--name=value" (interned)
+ * from line <lines>[i]. Returns the count, or -1 with <err>. */
+static int read_file_args(const char *path, char **args, int *lines, int max, char *err,
+                          size_t err_len)
+{
+    FILE *f = fopen(path, "r");
+    char *text, *line, *next;
+    size_t len;
+    int count = 0, lineno = 0;
+
+    if (!f) {
+        snprintf(err, err_len, "cannot read config file '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    text = malloc(CONFIG_FILE_MAX + 1);
+    if (!text) {
+        fclose(f);
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    len = fread(text, 1, CONFIG_FILE_MAX + 1, f);
+    fclose(f);
+    if (len > CONFIG_FILE_MAX) {
+        snprintf(err, err_len, "%s: larger than %d bytes", path, CONFIG_FILE_MAX);
+        goto fail;
+    }
+    text[len] = '\0';
+    for (line = text; line; line = next) {
+        char *end, *name, *value, arg[4200];
+        const struct option *o;
+        size_t name_len;
+
+        lineno++;
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        if (strlen(line) != (size_t)((next ? next - 1 : text + len) - line)) {
+            snprintf(err, err_len, "%s:%d: a NUL byte in the line", path, lineno);
+            goto fail;
+        }
+        /* A '#' starts a comment only at the start of a word, so a value
+         * like a URL fragment or a pattern stays whole. */
+        for (char *h = strchr(line, '#'); h; h = strchr(h + 1, '#'))
+            if (h == line || h[-1] == ' ' || h[-1] == '\t') {
+                *h = '\0';
+                break;
+            }
+        end = line + strlen(line);
+        while (end > line && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+            *--end = '\0';
+        name = line + strspn(line, " \t");
+        if (*name == '\0')
+            continue;
+        name_len = strcspn(name, " \t");
+        value = name + name_len + strspn(name + name_len, " \t");
+        o = find_option(name, name_len);
+        if (!o || file_forbidden(o->name)) {
+            snprintf(err, err_len, "%s:%d: %s option '%.*s'", path, lineno,
+                     o ? "not a config file" : "unknown", (int)(name_len > 64 ? 64 : name_len),
+                     name);
+            goto fail;
+        }
+        if (o->has_arg == no_argument && *value != '\0') {
+            snprintf(err, err_len, "%s:%d: '%s' takes no value", path, lineno, o->name);
+            goto fail;
+        }
+        if (o->has_arg == required_argument && *value == '\0') {
+            snprintf(err, err_len, "%s:%d: '%s' needs a value", path, lineno, o->name);
+            goto fail;
+        }
+        if (strlen(value) > 4096) {
+            snprintf(err, err_len, "%s:%d: the value is too long", path, lineno);
+            goto fail;
+        }
+        if (count == max) {
+            snprintf(err, err_len, "%s:%d: more than %d options", path, lineno, max);
+            goto fail;
+        }
+        if (*value)
+            snprintf(arg, sizeof arg, "--%s=%s", o->name, value);
+        else
+            snprintf(arg, sizeof arg, "--%s", o->name);
+        args[count] = config_intern(arg);
+        if (!args[count]) {
+            snprintf(err, err_len, "out of memory");
+            goto fail;
+        }
+        lines[count++] = lineno;
+    }
+    free(text);
+    return count;
+
+fail:
+    free(text);
+    return -1;
+}
+
+/* ---- merging ----------------------------------------------------------- */
+
+/* Which options (by index in the table) the command line names, and the
+ * config file it names. 0, or -1 with <err> for a malformed command line
+ * (config_parse would say the same; say it once). */
+static int scan_command_line(int argc, char **argv, char *named, const char **file)
+{
+    const struct option *table = config_option_table();
+    char **copy = malloc(sizeof *copy * (size_t)(argc + 1));
+    int opt, index;
+
+    if (!copy)
+        return -1;
+    memcpy(copy, argv, sizeof *copy * (size_t)argc);
+    copy[argc] = NULL;
+    *file = NULL;
+    opterr = 0;
+    optind = 1;
+    for (;;) {
+        index = -1;
+        opt = getopt_long(argc, copy, ":l:s:w:c:vhV", table, &index);
+        if (opt == -1)
+            break;
+        if (opt == '?' || opt == ':')
+            continue;
+        if (index < 0) /* a short option: find its long twin */
+            for (int i = 0; table[i].name; i++)
+                if (table[i].val == opt)
+                    index = i;
+        if (index >= 0)
+            named[index] = 1;
+        if (opt == 'c')
+            *file = optarg;
+    }
+    free(copy);
+    return 0;
+}
+
+/* Runs config_parse on one file argument alone, so a bad value is reported
+ * with its line. */
+static int check_line(const char *path, int lineno, char *arg, char *err, size_t err_len)
+{
+    struct config *scratch = malloc(sizeof *scratch);
+    char prog[] = "luaproxy";
+    char *argv[3] = {prog, arg, NULL};
+    char msg[400];
+    int rc = 0;
+
+    if (!scratch) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    if (config_parse(scratch, 2, argv, msg, sizeof msg) != CONFIG_OK) {
+        snprintf(err, err_len, "%s:%d: %s", path, lineno, msg);
+        rc = -1;
+    }
+    free(scratch);
+    return rc;
+}
+
+enum config_result config_load(struct config *cfg, int argc, char **argv, char *err,
+                               size_t err_len)
+{
+    const struct option *table = config_option_table();
+    int n_options = 0;
+    const char *file;
+    char *named;
+    char **file_args = NULL;
+    int *lines = NULL;
+    char **merged = NULL;
+    enum config_result r = CONFIG_ERROR;
+    int count, m = 0;
+
+    while (table[n_options].name)
+        n_options++;
+    named = calloc((size_t)n_options, 1);
+    if (!named || scan_command_line(argc, argv, named, &file) != 0) {
+        free(named);
+        snprintf(err, err_len, "out of memory");
+        return CONFIG_ERROR;
+    }
+    if (!file) {
+        free(named);
+        return config_parse(cfg, argc, argv, err, err_len);
+    }
+    file_args = malloc(sizeof *file_args * CONFIG_FILE_LINES);
+    lines = malloc(sizeof *lines * CONFIG_FILE_LINES);
+    if (!file_args || !lines) {
+        snprintf(err, err_len, "out of memory");
+        goto done;
+    }
+    count = read_file_args(file, file_args, lines, CONFIG_FILE_LINES, err, err_len);
+    if (count < 0)
+        goto done;
+    for (int i = 0; i < count; i++)
+        if (check_line(file, lines[i], file_args[i], err, err_len) != 0)
+            goto done;
+    merged = malloc(sizeof *merged * (size_t)(argc + count + 1));
+    if (!merged) {
+        snprintf(err, err_len, "out of memory");
+        goto done;
+    }
+    merged[m++] = argv[0];
+    for (int i = 0; i < count; i++) {
+        const char *name = file_args[i] + 2;
+        size_t name_len = strcspn(name, "=");
+        const struct option *o = find_option(name, name_len);
+        if (!named[o - table])
+            merged[m++] = file_args[i];
+    }
+    for (int i = 1; i < argc; i++)
+        merged[m++] = argv[i];
+    merged[m] = NULL;
+    r = config_parse(cfg, m, merged, err, err_len);
+    if (r == CONFIG_ERROR) {
+        /* Each line was fine alone: the trouble is in their sum (too many
+         * of something). */
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s: %s", file, err);
+        snprintf(err, err_len, "%s", msg);
+    }
+    /* A reload parses the command line again, not the merged list. */
+    cfg->argc = argc;
+    cfg->argv = argv;
+
+done:
+    free(merged);
+    free(lines);
+    free(file_args);
+    free(named);
+    return r;
+}
+
+/* The options a running proxy cannot take over: its sockets are bound, its
+ * workers forked and its privileges dropped. */
+static void keep_fixed(const struct config *running, struct config *fresh)
+{
+    int listen_changed = running->listen_count != fresh->listen_count;
+    for (int i = 0; !listen_changed && i < running->listen_count; i++)
+        listen_changed = strcmp(running->listen[i].text, fresh->listen[i].text) != 0;
+    if (listen_changed)
+        log_warn("reload: the listen addresses cannot change while running; kept");
+    memcpy(fresh->listen, running->listen, sizeof fresh->listen);
+    fresh->listen_count = running->listen_count;
+    if (fresh->workers != running->workers)
+        log_warn("reload: --workers cannot change while running; kept %d", running->workers);
+    fresh->workers = running->workers;
+    if ((fresh->user == NULL) != (running->user == NULL) ||
+        (fresh->user && strcmp(fresh->user, running->user) != 0))
+        log_warn("reload: --user cannot change while running; kept");
+    fresh->user = running->user;
+    if ((fresh->pid_file == NULL) != (running->pid_file == NULL) ||
+        (fresh->pid_file && strcmp(fresh->pid_file, running->pid_file) != 0))
+        log_warn("reload: --pid-file cannot change while running; kept");
+    fresh->pid_file = running->pid_file;
+}
+
+int config_reload(const struct config *running, struct config *fresh, char *err,
+                  size_t err_len)
+{
+    if (config_load(fresh, running->argc, running->argv, err, err_len) != CONFIG_OK) {
+        if (!err[0])
+            snprintf(err, err_len, "the configuration cannot be read again");
+        return -1;
+    }
+    fresh->check_only = running->check_only;
+    keep_fixed(running, fresh);
+    return 0;
+}

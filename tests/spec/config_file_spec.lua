@@ -1,0 +1,154 @@
+-- End-to-end specs for the config file (-c FILE): every long option as a
+-- line, the command line winning over it, errors naming file and line,
+-- --check -c, and SIGHUP reading it again while requests keep flowing.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+
+-- A script that stamps responses with <tag>.
+local function stamp_script(tag)
+  return ([[
+function on_response(tx)
+  tx.res.headers["X-Stamp"] = "%s"
+end
+]]):format(tag)
+end
+
+local function get_stamp(proxy, origin)
+  local resp, err = h.get(proxy.port, origin.url("/hello"))
+  assert(resp, "no response: " .. tostring(err))
+  assert.equal(200, resp.status)
+  return resp.headers["x-stamp"]
+end
+
+describe("config file", function()
+  local origin, procs
+
+  before_each(function()
+    origin = h.start_origin()
+    procs = { origin }
+  end)
+  after_each(function()
+    local problem = h.stop_procs(procs)
+    assert(not problem, problem)
+  end)
+
+  it("takes every option as a line, with comments and repeated options", function()
+    local script = h.tmpfile(stamp_script("from-file"), "a.lua")
+    local conf = h.tmpfile(table.concat({
+      "# a comment line",
+      "listen 127.0.0.1:0   # a trailing comment",
+      "",
+      "allow 10.0.0.0/8",
+      "allow 127.0.0.1",
+      "script " .. script,
+      "log-format combined",
+      "verbose",
+    }, "\n") .. "\n", "luaproxy.conf")
+    local proxy = h.start_proxy({ "-c", conf, "--listen", "127.0.0.1:0" })
+    procs[#procs + 1] = proxy
+    assert.equal("from-file", get_stamp(proxy, origin))
+    -- the file's log format (combined: referer and user agent), its verbose flag
+    assert.truthy(proxy.wait_access_log('" 200 6 "%-" "%-" %d+$'), proxy.access_log())
+    assert.truthy(proxy.log():find(" debug ", 1, true))
+  end)
+
+  it("lets the command line win, and a repeated option there replace the file's", function()
+    local a = h.tmpfile(stamp_script("a"), "a.lua")
+    local b = h.tmpfile(stamp_script("b"), "b.lua")
+    local conf = h.tmpfile(table.concat({
+      "allow 10.0.0.0/8", -- would refuse us: the command line's --allow replaces it
+      "script " .. a,
+      "hook-timeout 250",
+    }, "\n"), "luaproxy.conf")
+    local proxy = h.start_proxy({ "-c", conf, "--allow", "127.0.0.0/8", "--script", b })
+    procs[#procs + 1] = proxy
+    assert.equal("b", get_stamp(proxy, origin))
+  end)
+
+  it("refuses a bad file at start with status 2, naming the file and the line", function()
+    local cases = {
+      { "listen 127.0.0.1:0\nno-such-option 1\n", ":2: unknown option 'no%-such%-option'" },
+      { "# ok\nmax-connections 0\n", ":2: invalid %-%-max%-connections '0'" },
+      { "verbose yes\n", ":1: 'verbose' takes no value" },
+      { "script\n", ":1: 'script' needs a value" },
+      { "config other.conf\n", ":1: not a config file option 'config'" },
+    }
+    for _, case in ipairs(cases) do
+      local conf = h.tmpfile(case[1], "bad.conf")
+      local code, _, stderr = h.run_proxy({ "-c", conf })
+      assert.equal(2, code, case[1])
+      assert.truthy(stderr:find(conf:gsub("%p", "%%%0") .. case[2]), stderr)
+    end
+    local code, _, stderr = h.run_proxy({ "-c", "/nonexistent/luaproxy.conf" })
+    assert.equal(2, code)
+    assert.truthy(stderr:find("cannot read config file '/nonexistent/luaproxy.conf'", 1, true), stderr)
+  end)
+
+  it("--check -c checks the file and the scripts it names", function()
+    local good = h.tmpfile(stamp_script("ok"), "good.lua")
+    local broken = h.tmpfile("function on_request(tx) if then end\n", "broken.lua")
+    local conf = h.tmpfile("script " .. good .. "\n", "good.conf")
+    local code, stdout = h.run_proxy({ "--check", "-c", conf })
+    assert.equal(0, code)
+    assert.truthy(stdout:find(good, 1, true), stdout)
+
+    conf = h.tmpfile("script " .. good .. "\nscript " .. broken .. "\n", "broken.conf")
+    local code2, stdout2, stderr2 = h.run_proxy({ "--check", "-c", conf })
+    assert.is_not.equal(0, code2)
+    assert.truthy((stdout2 .. stderr2):find(broken, 1, true), stdout2 .. stderr2)
+
+    conf = h.tmpfile("listen nowhere\n", "bad.conf")
+    local code3, _, stderr3 = h.run_proxy({ "--check", "-c", conf })
+    assert.equal(2, code3)
+    assert.truthy(stderr3:find("bad.conf:1:", 1, true), stderr3)
+  end)
+
+  for _, workers in ipairs({ "1", "2" }) do
+    it("reloads on SIGHUP under traffic without a failed request (" .. workers .. " worker(s))", function()
+      local v1 = h.tmpfile(stamp_script("v1"), "v1.lua")
+      local v2 = h.tmpfile(stamp_script("v2"), "v2.lua")
+      local conf = h.tmpfile("script " .. v1 .. "\n", "luaproxy.conf")
+      local proxy = h.start_proxy({ "-c", conf, "--workers", workers },
+        { listeners = 1 })
+      procs[#procs + 1] = proxy
+      assert.equal("v1", get_stamp(proxy, origin))
+
+      -- Traffic from a separate process while we reload: each line is one
+      -- request's status and stamp.
+      local out = h.tmpfile("", "codes")
+      local loop = ("for i in $(seq 120); do curl -s -o /dev/null -D - --max-time 10 -x http://127.0.0.1:%d %s"
+        .. " | tr -d '\\r' | awk '/^HTTP/{c=$2} /^X-Stamp/{s=$2} END{print c, s}' >> %s; done; exit 0")
+        :format(proxy.port, origin.url("/hello"), out)
+      local traffic = assert(io.popen("sh -c " .. h.shell_quote(loop), "r"))
+
+      -- Reload once some requests went through, then once more with a
+      -- broken file: that must change nothing.
+      assert.truthy(h.wait_for(function() return #(h.read_file(out) or "") > 40 end, 10))
+      h.write_file(conf, "script " .. v2 .. "\nuser nobody\n")
+      proxy.signal("HUP")
+      assert.truthy(h.wait_for(function()
+        local _, n = proxy.log():gsub("SIGHUP: 1 script%(s%) reloaded", "")
+        return n == tonumber(workers)
+      end))
+      assert.truthy(proxy.log():find("--user cannot change while running; kept", 1, true))
+      h.write_file(conf, "script " .. v2 .. "\nmax-connections many\n")
+      proxy.signal("HUP")
+      assert.truthy(h.wait_for(function() return proxy.log():find("luaproxy.conf:2: invalid --max-connections", 1, true) end))
+      traffic:read("a")
+      traffic:close()
+
+      local lines, v2_seen = 0, false
+      for code, stamp in (h.read_file(out) or ""):gmatch("(%S+) (%S+)\n") do
+        lines = lines + 1
+        assert.equal("200", code)
+        assert.truthy(stamp == "v1" or stamp == "v2", stamp)
+        if stamp == "v2" then v2_seen = true end
+      end
+      assert.equal(120, lines)
+      assert.is_true(v2_seen)
+      -- still on the old port, with the reloaded script
+      assert.equal("v2", get_stamp(proxy, origin))
+    end)
+  end
+end)
