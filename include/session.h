@@ -98,10 +98,20 @@ struct exchange {
     ev_tstamp connect_started;
     /* Response. */
     enum response_state res_state;
-    int status;
+    int interim_count;     /* 1xx responses relayed so far */
+    int status;            /* what the client gets (a script may change it) */
+    int upstream_status;   /* what the upstream answered */
     char res_reason[128];
+    int res_reason_set;    /* a script chose the reason phrase */
+    /* The upstream's framing, judged by the method sent (fwd_method). */
     struct http_framing res_framing;
     int res_keep_length;   /* HEAD/304: Content-Length describes no body */
+    /* The client gets no body (its HEAD, a 204 or 304) but the upstream
+     * sends one: it is read by its own framing and dropped, so the upstream
+     * connection is left at a message boundary. */
+    int res_discard;
+    uint64_t res_out_length; /* res_out_kind HTTP_BODY_LENGTH: the length */
+    uint64_t res_discarded;  /* upstream body bytes dropped so far */
     int res_filter;        /* the body goes through on_response_chunk */
     uint64_t res_filtered_bytes; /* body bytes sent after the filter */
     struct headers res_headers;

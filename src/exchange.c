@@ -35,6 +35,12 @@
 #include "session.h"
 #include "upstream_pool.h"
 
+/* Interim (1xx) responses relayed per exchange. A server sends one or two
+ * (100 Continue, 103 Early Hints, now and then 102 Processing); an endless
+ * stream of them would keep an exchange alive past every timeout, since
+ * each one is activity. Past the cap the exchange ends with a 502. */
+#define EXCHANGE_MAX_INTERIM 100
+
 void exchange_init(struct exchange *x)
 {
     memset(x, 0, sizeof *x);
@@ -474,6 +480,11 @@ static void switch_protocols(struct session *s, const struct http_head *head, si
     s->state = SESSION_TUNNEL;
 }
 
+static int is_head(const char *method, size_t len)
+{
+    return len == 4 && memcmp(method, "HEAD", 4) == 0;
+}
+
 /* Forwards an interim (1xx) response; the final one is still to come. */
 static void forward_interim(struct session *s, const struct http_head *head, size_t head_len)
 {
@@ -547,21 +558,25 @@ static int read_response_head(struct session *s)
             switch_protocols(s, &head, (size_t)n);
         else if (head.status == 101)
             session_fail(s, 502, "the upstream switched protocols without being asked");
+        else if (++x->interim_count > EXCHANGE_MAX_INTERIM)
+            session_fail(s, 502, "the upstream sent too many interim (1xx) responses");
         else
             forward_interim(s, &head, (size_t)n);
         return 1;
     }
-    if (http_response_framing(&head, x->method, x->method_len, &framing, &err) != 0) {
+    /* The upstream answers the method it was sent, not the client's. */
+    if (http_response_framing(&head, x->fwd_method, x->fwd_method_len, &framing, &err) != 0) {
         fail_bad_response(s, err);
         return 1;
     }
-    x->status = head.status;
+    x->status = x->upstream_status = head.status;
     keep_reason(x, &head);
     x->res_framing = framing;
     x->upstream_reusable = head.version_minor >= 1 && framing.kind != HTTP_BODY_CLOSE &&
                            !http_has_token(&head, "Connection", "close");
-    x->res_keep_length = (x->method_len == 4 && memcmp(x->method, "HEAD", 4) == 0) ||
-                         head.status == 304;
+    /* Content-Length passes on where it describes a body the client does
+     * not get: the answer to its HEAD, or a 304. */
+    x->res_keep_length = is_head(x->method, x->method_len) || head.status == 304;
     body_reader_init(&x->res_body, &framing);
     if (!hooks_wants(s, HOOK_ON_RESPONSE)) {
         /* Nothing will edit it: write it out from the views, one copy.
@@ -588,32 +603,72 @@ static int read_response_head(struct session *s)
     return 1;
 }
 
-/* Writes the response head for the client, choosing our framing: a length
- * passes as it is; chunked and close-delimited bodies, and any body a script
- * may reshape, go chunked to HTTP/1.1 clients (so the connection survives)
- * and close-delimited to HTTP/1.0 ones. The fields come from <head>'s views
- * when given, else from x->res_headers (after on_response). 0, or -1 after
- * session_fail (the exchange is over). */
-static int send_response_head(struct session *s, const struct http_head *head)
+/* Decides what body the client gets, from its own method and the final
+ * status, and how the upstream's body (framed by the method sent) becomes
+ * it:
+ *
+ *   client gets no body (HEAD, 204, 304)  upstream body read and dropped
+ *   upstream sent none, client expects one  "Content-Length: 0"
+ *   a length, passed unchanged             the same length
+ *   chunked, until-close, or reshaped      chunked (HTTP/1.1 clients, so
+ *     by on_response_chunk                 the connection survives) or
+ *                                          until-close (HTTP/1.0)
+ */
+static void plan_response_body(struct session *s)
 {
     struct exchange *x = &s->x;
     enum http_body_kind in = x->res_framing.kind;
+    int client_body = !is_head(x->method, x->method_len) && x->status != 204 && x->status != 304;
 
-    x->res_filter = in != HTTP_BODY_NONE && hooks_wants(s, HOOK_ON_RESPONSE_CHUNK);
-    if (in == HTTP_BODY_CHUNKED || in == HTTP_BODY_CLOSE ||
-        (in == HTTP_BODY_LENGTH && x->res_filter)) {
+    x->res_filter = client_body && in != HTTP_BODY_NONE && hooks_wants(s, HOOK_ON_RESPONSE_CHUNK);
+    x->res_discard = !client_body && in != HTTP_BODY_NONE;
+    x->res_out_length = x->res_framing.length;
+    if (!client_body) {
+        x->res_out_kind = HTTP_BODY_NONE;
+    } else if (in == HTTP_BODY_NONE) {
+        x->res_out_kind = HTTP_BODY_LENGTH;
+        x->res_out_length = 0;
+    } else if (in == HTTP_BODY_CHUNKED || in == HTTP_BODY_CLOSE ||
+               (in == HTTP_BODY_LENGTH && x->res_filter)) {
         x->res_out_kind = x->minor >= 1 ? HTTP_BODY_CHUNKED : HTTP_BODY_CLOSE;
         if (x->res_out_kind == HTTP_BODY_CLOSE)
             x->keep_alive = 0;
     } else {
         x->res_out_kind = in;
     }
+}
+
+/* After on_response: the fields a script left must agree with the framing
+ * the proxy chose. Our own framing field is the only Content-Length when
+ * the client gets a body; a 204 carries none at all (RFC 9110 8.6); a
+ * reason phrase the script did not set follows a changed status. */
+static void settle_edited_head(struct exchange *x)
+{
+    if (x->res_out_kind != HTTP_BODY_NONE || x->status == 204)
+        headers_remove(&x->res_headers, "Content-Length", 14);
+    if (x->status != x->upstream_status && !x->res_reason_set) {
+        const char *reason = message_reason(x->status);
+        size_t len = strlen(reason);
+        memcpy(x->res_reason, reason, len + 1 < sizeof x->res_reason ? len + 1 : 1);
+    }
+}
+
+/* Writes the response head for the client. The fields come from <head>'s
+ * views when given (nothing edited them), else from x->res_headers (after
+ * on_response). 0, or -1 after session_fail (the exchange is over). */
+static int send_response_head(struct session *s, const struct http_head *head)
+{
+    struct exchange *x = &s->x;
+
+    plan_response_body(s);
+    if (!head)
+        settle_edited_head(x);
     if ((head ? message_write_response_from(&s->client.out, head, x->res_keep_length,
-                                            x->res_out_kind, x->res_framing.length,
+                                            x->res_out_kind, x->res_out_length,
                                             x->keep_alive, x->minor)
               : message_write_response(&s->client.out, x->status, x->res_reason,
                                        strlen(x->res_reason), &x->res_headers, x->res_out_kind,
-                                       x->res_framing.length, x->keep_alive, x->minor, 0)) != 0) {
+                                       x->res_out_length, x->keep_alive, x->minor, 0)) != 0) {
         session_fail(s, 502, "the upstream's response head could not be rewritten");
         return -1;
     }
@@ -695,12 +750,58 @@ static int relay_spliced_response(struct session *s)
     return progress;
 }
 
+/* Reading a body only to drop it is worth it to keep the upstream
+ * connection for reuse while the body is short; past this, or when only
+ * the upstream closing would end it, the connection is closed instead. */
+#define DISCARD_MAX (1024 * 1024)
+
+/* RESPONSE_BODY when the client gets no body: read the upstream's body by
+ * its framing and drop it. The response is complete for the client already;
+ * this only decides whether the upstream connection can be reused. */
+static int discard_response_body(struct session *s)
+{
+    struct exchange *x = &s->x;
+    enum http_error err = HTTP_ERR_NONE;
+    struct buffer sink;
+    uint64_t dropped = 0;
+    enum body_pump_result r;
+
+    if (x->res_framing.kind == HTTP_BODY_CLOSE ||
+        (x->res_framing.kind == HTTP_BODY_LENGTH && x->res_body.remaining > DISCARD_MAX) ||
+        x->res_discarded > DISCARD_MAX) {
+        x->upstream_reusable = 0;
+        x->res_state = RESPONSE_DONE;
+        return 1;
+    }
+    buffer_init(&sink);
+    r = body_pump(&x->res_body, &s->upstream.in, s->upstream.read_eof, &sink,
+                  ENDPOINT_OUT_LIMIT, HTTP_BODY_NONE, NULL, NULL, &dropped, &err);
+    buffer_free(&sink);
+    x->res_discarded += dropped;
+    switch (r) {
+    case BODY_PUMP_IDLE:
+        return 0;
+    case BODY_PUMP_PROGRESS:
+        return 1;
+    case BODY_PUMP_DONE:
+        break;
+    default:
+        /* The client has its whole answer; only the upstream is broken. */
+        x->upstream_reusable = 0;
+        break;
+    }
+    x->res_state = RESPONSE_DONE;
+    return 1;
+}
+
 /* RESPONSE_BODY: move the body down, re-framed. */
 static int relay_response_body(struct session *s)
 {
     struct exchange *x = &s->x;
     enum http_error err = HTTP_ERR_NONE;
 
+    if (x->res_discard)
+        return discard_response_body(s);
     if (endpoint_splicing(&s->upstream))
         return relay_spliced_response(s);
     if (can_splice_response(s) &&

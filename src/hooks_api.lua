@@ -255,6 +255,7 @@ local response_setters = {
       error("reason must be a string without CR, LF or NUL", 3)
     end
     d.reason = v
+    d.reason_set = true -- else the reason follows a changed status
   end,
 }
 
@@ -389,7 +390,7 @@ end
 
 function api.response_out(tx)
   local d = rawget(tx, "_res")
-  return d.status, d.reason, d.headers
+  return d.status, d.reason, d.headers, d.reason_set
 end
 
 function api.respond_out(tx)
@@ -414,7 +415,8 @@ function api.snapshot(tx)
   for k, v in pairs(r) do snap.req[k] = v end
   snap.req.headers = copy_headers(r.headers)
   if s then
-    snap.res = { status = s.status, reason = s.reason, headers = copy_headers(s.headers) }
+    snap.res = { status = s.status, reason = s.reason, reason_set = s.reason_set,
+                 headers = copy_headers(s.headers) }
   end
   return snap
 end
@@ -426,6 +428,7 @@ function api.restore(tx, snap)
   rawset(tx, "_respond", nil)
   if s and snap.res then
     s.status, s.reason, s.headers = snap.res.status, snap.res.reason, snap.res.headers
+    s.reason_set = snap.res.reason_set
   end
 end
 

@@ -190,7 +190,9 @@ static int read_response(lua_State *L)
     size_t rlen;
 
     hooks_push_api_tx(L, &x->hook, "response_out");
-    lua_call(L, 1, 3);
+    lua_call(L, 1, 4);                  /* status reason fields reason_set */
+    x->res_reason_set = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     x->status = (int)luaL_checkinteger(L, -3);
     const char *reason = luaL_checklstring(L, -2, &rlen);
     if (rlen >= sizeof x->res_reason)
