@@ -7,7 +7,7 @@
 #   make deps            install missing Debian packages (or print the command)
 
 CC       ?= cc
-PKGS     := lua5.4 libcares
+PKGS     := lua5.4 libcares zlib libbrotlidec libzstd hiredis
 SANITIZE ?=
 
 ifeq ($(SANITIZE),)
@@ -35,7 +35,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 SPECS     := $(sort $(wildcard tests/spec/*_spec.lua))
 
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libc-ares-dev \
-            lua-busted lua-socket curl perl lua-cjson
+            lua-busted lua-socket curl perl lua-cjson zlib1g-dev libbrotli-dev libzstd-dev
 
 .PHONY: all deps run test unit-bins clean fuzz soak bench
 all: $(BIN)
@@ -48,6 +48,9 @@ $(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(LIB_OBJS) | $(BUILD)/tests
 	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
+
+# The decoder's tests make their input with the encoders.
+$(BUILD)/tests/test_decode: LDLIBS += -lbrotlienc
 
 $(BUILD)/obj $(BUILD)/tests $(BUILD)/gen:
 	mkdir -p $@
