@@ -1,0 +1,371 @@
+/*
+ * shared_redis.c - the Redis backend of proxy.shared (hiredis, async, on
+ * the worker's libev loop).
+ *
+ * Each worker keeps one connection. While it is down every call fails at
+ * once with "unavailable" and a timer tries again in the background, so a
+ * dead Redis never stalls traffic. Keys carry the prefix "luaproxy:".
+ *
+ * Types survive the round trip through Redis strings: an integer is stored
+ * as plain decimal (so INCRBY works on it natively, exact to 64 bits), any
+ * other value with a type prefix: "s:" string, "f:" float, "b:" boolean.
+ * An increment is one EVAL, so it stays atomic across proxies.
+ */
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wcast-qual"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wshadow"
+#include <hiredis/adapters/libev.h>
+#pragma GCC diagnostic pop
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "shared_backend.h"
+
+#define KEY_PREFIX "luaproxy:"
+#define RECONNECT_DELAY 1.0 /* seconds between attempts */
+
+/* INCR with types: integers stay exact (INCRBY), anything with a float
+ * becomes a float ("f:"). The key's expiry is set only when it has none,
+ * so a counter keeps the window it started. */
+static const char incr_script[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "local by, isint = ARGV[1], ARGV[2] == 'i'\n"
+    "local r\n"
+    "if isint and (not v or v:match('^%-?%d+$')) then\n"
+    "  r = redis.call('INCRBY', KEYS[1], by)\n"
+    "else\n"
+    "  local cur = 0\n"
+    "  if v then\n"
+    "    if v:sub(1, 2) == 'f:' then cur = tonumber(v:sub(3))\n"
+    "    elseif v:match('^%-?%d+$') then cur = tonumber(v)\n"
+    "    else return redis.error_reply('not a number') end\n"
+    "  end\n"
+    "  r = 'f:' .. string.format('%.17g', cur + tonumber(by))\n"
+    "  redis.call('SET', KEYS[1], r, 'KEEPTTL')\n"
+    "end\n"
+    "if tonumber(ARGV[3]) > 0 and redis.call('PTTL', KEYS[1]) == -1 then\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "end\n"
+    "return r\n";
+
+struct shared_call {
+    struct redis_backend *rb;
+    shared_callback *cb;
+    void *arg;
+    enum shared_op op;
+    int cancelled;
+    struct shared_call *prev, *next; /* the backend's pending calls */
+};
+
+struct redis_backend {
+    char host[64];
+    int port, db;
+    struct ev_loop *loop;
+    redisAsyncContext *ac; /* NULL while down */
+    int connected;
+    int closing;
+    ev_timer retry;
+    struct shared_call *pending;
+    int logged_down; /* log the outage once, not every retry */
+};
+
+static void start_connect(struct redis_backend *rb);
+
+static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    start_connect(w->data);
+}
+
+static void schedule_retry(struct redis_backend *rb)
+{
+    if (rb->closing)
+        return;
+    ev_timer_stop(rb->loop, &rb->retry);
+    ev_timer_set(&rb->retry, RECONNECT_DELAY, 0.);
+    ev_timer_start(rb->loop, &rb->retry);
+}
+
+static void on_redis_connected(const redisAsyncContext *ac, int status)
+{
+    struct redis_backend *rb = ac->data;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback */
+        if (!rb->logged_down)
+            log_warn("redis %s:%d: %s; retrying in the background", rb->host, rb->port,
+                     ac->errstr);
+        rb->logged_down = 1;
+        rb->ac = NULL;
+        schedule_retry(rb);
+        return;
+    }
+    rb->connected = 1;
+    rb->logged_down = 0;
+    log_info("redis %s:%d connected", rb->host, rb->port);
+}
+
+static void on_redis_disconnected(const redisAsyncContext *ac, int status)
+{
+    struct redis_backend *rb = ac->data;
+    (void)status;
+    rb->ac = NULL;
+    rb->connected = 0;
+    if (!rb->closing) {
+        log_warn("redis %s:%d: connection lost; retrying in the background", rb->host,
+                 rb->port);
+        rb->logged_down = 1;
+        schedule_retry(rb);
+    }
+}
+
+static void start_connect(struct redis_backend *rb)
+{
+    redisAsyncContext *ac;
+
+    if (rb->ac || rb->closing)
+        return;
+    /* The host is an IP literal (checked when parsing the URL), so this
+     * connect does not resolve names: it never blocks. */
+    ac = redisAsyncConnect(rb->host, rb->port);
+    if (!ac)
+        return schedule_retry(rb);
+    if (ac->err) {
+        redisAsyncFree(ac);
+        return schedule_retry(rb);
+    }
+    ac->data = rb;
+    if (redisLibevAttach(rb->loop, ac) != REDIS_OK) {
+        redisAsyncFree(ac);
+        return schedule_retry(rb);
+    }
+    redisAsyncSetConnectCallback(ac, on_redis_connected);
+    redisAsyncSetDisconnectCallback(ac, on_redis_disconnected);
+    rb->ac = ac;
+    if (rb->db != 0) {
+        /* Queued now, sent first once connected. */
+        char db[16];
+        snprintf(db, sizeof db, "%d", rb->db);
+        const char *argv[] = {"SELECT", db};
+        redisAsyncCommandArgv(ac, NULL, NULL, 2, argv, NULL);
+    }
+}
+
+struct redis_backend *redis_backend_new(const char *host, int port, int db, struct ev_loop *loop)
+{
+    struct redis_backend *rb = calloc(1, sizeof *rb);
+    if (!rb)
+        return NULL;
+    snprintf(rb->host, sizeof rb->host, "%s", host);
+    rb->port = port;
+    rb->db = db;
+    rb->loop = loop;
+    ev_init(&rb->retry, on_retry_timer);
+    rb->retry.data = rb;
+    start_connect(rb);
+    return rb;
+}
+
+void redis_backend_free(struct redis_backend *rb)
+{
+    if (!rb)
+        return;
+    rb->closing = 1;
+    for (struct shared_call *c = rb->pending; c; c = c->next)
+        c->cancelled = 1;
+    ev_timer_stop(rb->loop, &rb->retry);
+    if (rb->ac)
+        redisAsyncFree(rb->ac); /* runs each pending callback with no reply */
+    /* Calls hiredis never took are not on the list: every listed call got
+     * its callback above and freed itself. */
+    free(rb);
+}
+
+static void unlink_call(struct shared_call *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->rb->pending = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+}
+
+/* Turns a stored string back into a typed value. */
+static void decode_value(const char *s, size_t len, struct shared_reply *reply)
+{
+    struct shared_value *v = &reply->value;
+    if (len >= 2 && s[1] == ':' && (s[0] == 's' || s[0] == 'f' || s[0] == 'b')) {
+        if (s[0] == 's') {
+            buffer_append(&reply->text, s + 2, len - 2);
+            v->type = SHARED_STRING;
+            v->s = buffer_peek(&reply->text);
+            v->len = len - 2;
+        } else if (s[0] == 'f') {
+            char tmp[64];
+            snprintf(tmp, sizeof tmp, "%.*s", (int)(len - 2), s + 2);
+            v->type = SHARED_FLOAT;
+            v->f = strtod(tmp, NULL);
+        } else {
+            v->type = SHARED_BOOLEAN;
+            v->i = len > 2 && s[2] == '1';
+        }
+        return;
+    }
+    char tmp[32];
+    char *end;
+    snprintf(tmp, sizeof tmp, "%.*s", (int)(len < 31 ? len : 31), s);
+    errno = 0;
+    long long n = strtoll(tmp, &end, 10);
+    if (len > 0 && len < 31 && *end == '\0' && errno == 0) {
+        v->type = SHARED_INTEGER;
+        v->i = n;
+    } else {
+        /* Written by something else: hand it over as a string. */
+        buffer_append(&reply->text, s, len);
+        v->type = SHARED_STRING;
+        v->s = buffer_peek(&reply->text);
+        v->len = len;
+    }
+}
+
+static void on_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct shared_call *c = privdata;
+    redisReply *reply = r;
+    struct shared_reply out;
+    enum shared_status status = SHARED_DONE;
+    (void)ac;
+
+    unlink_call(c);
+    if (c->cancelled) {
+        free(c);
+        return;
+    }
+    memset(&out, 0, sizeof out);
+    buffer_init(&out.text);
+    out.value.type = SHARED_NIL;
+    if (!reply) {
+        snprintf(out.err, sizeof out.err, "unavailable");
+        status = SHARED_FAILED;
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        snprintf(out.err, sizeof out.err, "%s%.*s", c->op == SHARED_INCR ? "incr: " : "",
+                 (int)(reply->len < 80 ? reply->len : 80), reply->str);
+        status = SHARED_FAILED;
+    } else if (reply->type == REDIS_REPLY_STRING && (c->op == SHARED_GET || c->op == SHARED_INCR)) {
+        decode_value(reply->str, reply->len, &out);
+    } else if (reply->type == REDIS_REPLY_INTEGER && c->op == SHARED_INCR) {
+        out.value.type = SHARED_INTEGER;
+        out.value.i = reply->integer;
+    }
+    c->cb(c->arg, status, &out);
+    buffer_free(&out.text);
+    free(c);
+}
+
+enum shared_status redis_call(struct redis_backend *rb, const struct shared_request *rq,
+                              struct shared_reply *reply, shared_callback *cb, void *arg,
+                              struct shared_call **call)
+{
+    char key[sizeof KEY_PREFIX + SHARED_MAX_KEY];
+    char num[64], ttl[32];
+    const char *argv[8];
+    size_t argl[8];
+    int argc = 0;
+    struct shared_call *c;
+    struct buffer value;
+
+    if (!rb->ac || !rb->connected) {
+        snprintf(reply->err, sizeof reply->err, "unavailable");
+        return SHARED_FAILED;
+    }
+    memcpy(key, KEY_PREFIX, sizeof KEY_PREFIX - 1);
+    memcpy(key + sizeof KEY_PREFIX - 1, rq->key, rq->key_len);
+#define ARG(p, n) (argv[argc] = (p), argl[argc++] = (n))
+    buffer_init(&value);
+    switch (rq->op) {
+    case SHARED_GET:
+        ARG("GET", 3);
+        ARG(key, sizeof KEY_PREFIX - 1 + rq->key_len);
+        break;
+    case SHARED_DELETE:
+        ARG("DEL", 3);
+        ARG(key, sizeof KEY_PREFIX - 1 + rq->key_len);
+        break;
+    case SHARED_SET:
+        switch (rq->value.type) {
+        case SHARED_STRING:
+            if (buffer_append(&value, "s:", 2) != 0 ||
+                buffer_append(&value, rq->value.s, rq->value.len) != 0)
+                goto nomem;
+            break;
+        case SHARED_INTEGER: buffer_printf(&value, "%" PRId64, rq->value.i); break;
+        case SHARED_FLOAT: buffer_printf(&value, "f:%.17g", rq->value.f); break;
+        case SHARED_BOOLEAN: buffer_printf(&value, "b:%d", rq->value.i ? 1 : 0); break;
+        case SHARED_NIL: break;
+        }
+        ARG("SET", 3);
+        ARG(key, sizeof KEY_PREFIX - 1 + rq->key_len);
+        ARG(buffer_peek(&value), buffer_length(&value));
+        if (rq->ttl > 0) {
+            long long ms = (long long)(rq->ttl * 1000 + 0.5);
+            snprintf(ttl, sizeof ttl, "%lld", ms > 0 ? ms : 1);
+            ARG("PX", 2);
+            ARG(ttl, strlen(ttl));
+        }
+        break;
+    case SHARED_INCR:
+        if (rq->value.type == SHARED_INTEGER)
+            snprintf(num, sizeof num, "%" PRId64, rq->value.i);
+        else
+            snprintf(num, sizeof num, "%.17g", rq->value.f);
+        snprintf(ttl, sizeof ttl, "%lld", rq->ttl > 0 ? (long long)(rq->ttl * 1000 + 0.5) : 0LL);
+        ARG("EVAL", 4);
+        ARG(incr_script, sizeof incr_script - 1);
+        ARG("1", 1);
+        ARG(key, sizeof KEY_PREFIX - 1 + rq->key_len);
+        ARG(num, strlen(num));
+        ARG(rq->value.type == SHARED_INTEGER ? "i" : "f", 1);
+        ARG(ttl, strlen(ttl));
+        break;
+    }
+#undef ARG
+    c = calloc(1, sizeof *c);
+    if (!c)
+        goto nomem;
+    c->rb = rb;
+    c->cb = cb;
+    c->arg = arg;
+    c->op = rq->op;
+    if (redisAsyncCommandArgv(rb->ac, on_redis_reply, c, argc, argv, argl) != REDIS_OK) {
+        free(c);
+        buffer_free(&value);
+        snprintf(reply->err, sizeof reply->err, "unavailable");
+        return SHARED_FAILED;
+    }
+    buffer_free(&value); /* hiredis formatted its own copy */
+    c->next = rb->pending;
+    if (rb->pending)
+        rb->pending->prev = c;
+    rb->pending = c;
+    if (call)
+        *call = c;
+    return SHARED_PENDING;
+nomem:
+    buffer_free(&value);
+    snprintf(reply->err, sizeof reply->err, "out of memory");
+    return SHARED_FAILED;
+}
+
+void redis_call_cancel(struct shared_call *call)
+{
+    if (call)
+        call->cancelled = 1;
+}
