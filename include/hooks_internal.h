@@ -10,6 +10,7 @@
  *                 responses a script makes itself
  *   hooks_body.c  the on_response_chunk body filter
  *   hooks_lib.c   the proxy.* natives (log, now, phase, ...)
+ *   hooks_pattern.c  Lua's pattern functions with a step budget
  */
 #ifndef LUAPROXY_HOOKS_INTERNAL_H
 #define LUAPROXY_HOOKS_INTERNAL_H
@@ -104,5 +105,15 @@ int hooks_tx_finish(lua_State *L);   /* the outcome, for on_done */
 
 /* Pushes the table of native functions hooks_api.lua builds proxy.* on. */
 void hooks_lib_push(lua_State *L);
+/* Replaces the standard functions that would take the worker down or
+ * block it (os.exit; os.execute and io.popen inside a hook) with ones that
+ * raise an error instead. */
+void hooks_lib_guard(lua_State *L);
+
+/* ---- hooks_pattern.c ---- */
+
+/* Replaces string.find, match, gmatch and gsub with versions that count
+ * their matching steps against the running hook's budget. */
+void hooks_pattern_install(lua_State *L);
 
 #endif

@@ -101,6 +101,8 @@ static int setup_state(lua_State *L)
     const struct config *cfg = lua_touserdata(L, 2);
 
     luaL_openlibs(L);
+    hooks_pattern_install(L);
+    hooks_lib_guard(L);
     if (luaL_loadbuffer(L, hooks_api_lua, sizeof hooks_api_lua - 1, "=hooks_api") != LUA_OK)
         return lua_error(L);
     hooks_lib_push(L);                             /* +1 native */

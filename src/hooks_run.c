@@ -189,7 +189,9 @@ enum call_outcome hooks_resume(struct session *s, int nargs, int *nres, double *
         hooks_log_failure(s, co, LUA_ERRRUN);
         return CALL_FAILED;
     }
-    if (status != LUA_OK) {
+    /* A budget overrun inside a C function (a pattern match) raises an
+     * error the script may catch; the hook fails all the same. */
+    if (status != LUA_OK || h->timed_out) {
         hooks_log_failure(s, co, status);
         /* A failed state may hold a lot of garbage (a memory bomb): free it
          * now rather than at the next allocation. */

@@ -1,0 +1,96 @@
+-- What a script may not do to the proxy through the standard library: a
+-- backtracking Lua pattern is stopped by the hook's time budget like a
+-- loop (the worker then serves the next client), os.exit fails only the
+-- exchange (or the load, at a script's top level), and os.execute cannot
+-- block a worker from inside a hook.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+
+local SCRIPT_FAILED = "500 Internal Server Error: a script failed while handling this request\n"
+
+describe("hook limits", function()
+  local origin, proxy
+
+  before_each(function() origin = h.start_origin() end)
+  after_each(function()
+    if proxy then proxy.stop() end
+    origin.stop()
+    proxy = nil
+  end)
+
+  local function get(path, timeout)
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("GET", origin.url(path), { "Host: " .. origin.authority })))
+    local resp, err = h.read_response(s, { timeout = timeout })
+    s:close()
+    return assert(resp, "no response: " .. tostring(err))
+  end
+
+  it("stops a backtracking pattern at the hook budget and keeps serving", function()
+    -- 2^30 backtracking steps: a minute of CPU without a step budget.
+    local script = h.tmpfile([[
+      function on_request(tx)
+        if tx.req.path:find("bomb", 1, true) then
+          local s = string.rep("a", 30)
+          local ok = pcall(string.find, s, string.rep("a?", 30) .. string.rep("a", 30))
+          tx.req.headers["X-Caught"] = tostring(ok) -- never reached: the hook is stopped
+        end
+      end
+    ]], "pattern.lua")
+    proxy = h.start_proxy({ "-s", script, "--hook-timeout", "300" })
+    local resp = get("/bomb", 20)
+    assert.are.equal("HTTP/1.1 500 Internal Server Error", resp.status_line)
+    assert.are.equal(SCRIPT_FAILED, resp.body)
+    assert.is_truthy(h.wait_for(function()
+      return proxy.log():find("took longer than 300 ms", 1, true)
+    end))
+    -- the one worker is free again
+    assert.are.equal("hello\n", get("/hello").body)
+  end)
+
+  it("matches patterns as Lua does", function()
+    local script = h.tmpfile([[
+      function on_request(tx)
+        local k, v = ("key=value"):match("^(%w+)=(%w+)$")
+        local n = select(2, ("a,b,,c"):gsub(",", ";"))
+        local words = {}
+        for w in ("one two  three"):gmatch("%a+") do words[#words + 1] = w end
+        tx:respond(200, k .. ":" .. v .. ":" .. n .. ":" .. table.concat(words, "|"))
+      end
+    ]], "patterns_ok.lua")
+    proxy = h.start_proxy({ "-s", script })
+    assert.are.equal("key:value:3:one|two|three", get("/").body)
+  end)
+
+  it("turns os.exit in a hook into a failed exchange", function()
+    local script = h.tmpfile([[
+      function on_request(tx)
+        if tx.req.path == "/exit" then os.exit(0) end
+      end
+    ]], "exit.lua")
+    proxy = h.start_proxy({ "-s", script })
+    local resp = get("/exit")
+    assert.are.equal("HTTP/1.1 500 Internal Server Error", resp.status_line)
+    assert.is_truthy(proxy.log():find("os.exit cannot be used", 1, true))
+    assert.are.equal("hello\n", get("/hello").body)
+    assert.is_true(proxy.alive())
+  end)
+
+  it("refuses a script that calls os.exit at its top level", function()
+    local script = h.tmpfile("os.exit(3)\n", "exit_top.lua")
+    local code, _, err = h.run_proxy({ "-s", script })
+    assert.are_not.equal(0, code)
+    assert.is_truthy(err:find("os.exit cannot be used", 1, true))
+  end)
+
+  it("refuses os.execute inside a hook", function()
+    local script = h.tmpfile([[
+      function on_request(tx) os.execute("sleep 5") end
+    ]], "execute.lua")
+    proxy = h.start_proxy({ "-s", script })
+    local resp = get("/")
+    assert.are.equal("HTTP/1.1 500 Internal Server Error", resp.status_line)
+    assert.is_truthy(proxy.log():find("os.execute cannot be used in a hook", 1, true))
+  end)
+end)
