@@ -35,7 +35,8 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 SPECS     := $(sort $(wildcard tests/spec/*_spec.lua))
 
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libc-ares-dev \
-            lua-busted lua-socket curl perl lua-cjson zlib1g-dev libbrotli-dev libzstd-dev
+            lua-busted lua-socket curl perl lua-cjson zlib1g-dev libbrotli-dev libzstd-dev \
+            libhiredis-dev redis-server
 
 .PHONY: all deps run test unit-bins clean fuzz soak bench
 all: $(BIN)
