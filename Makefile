@@ -16,6 +16,8 @@ OPT      := -O2
 else
 BUILD    := build/sanitize
 OPT      := -O1 -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+# A debug build: checks that normally only log (session_set_state) abort.
+OPT      += -DLUAPROXY_DEBUG
 endif
 
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \

@@ -44,6 +44,7 @@ struct proxy {
     int session_count;        /* this loop's sessions */
     int *shared_sessions;     /* all workers' sessions (shared memory), or NULL */
     uint64_t next_exchange_id;
+    uint64_t next_session_id;
     int id_step;              /* workers: ids interleave, so each is unique */
     int stopping;             /* SIGTERM seen: draining */
     ev_signal sigint, sigterm, sighup;
@@ -77,6 +78,8 @@ int proxy_peer_address(int fd, char *out, size_t len);
 /* Worker <index> of <count>: exchange ids become index+1, index+1+count... */
 void proxy_set_worker(struct proxy *p, int index, int count);
 uint64_t proxy_next_exchange_id(struct proxy *p);
+/* Connection ids ("c12"), interleaved across workers the same way. */
+uint64_t proxy_next_session_id(struct proxy *p);
 
 /* Whether a session may hold its idle upstream connection between
  * requests (bounded; otherwise it goes to the shared pool). */

@@ -7,16 +7,51 @@
  * kept-alive connection are handled one after another, so pipelined
  * responses go out in request order by construction.
  *
- *            +------------------- keep-alive --------------------+
- *            v                                                   |
- *   accept -> HEAD -> [HOOK] -> RESOLVING -> CONNECTING -> EXCHANGE
- *            |          |                      |  CONNECT       |  101
- *            |          |                      +--> TUNNEL <----+
- *            | error    | tx:respond / error      |
- *            v          v                         v
- *           DRAINING (flush the last response, half-close) -> CLOSED
+ * The states and every change allowed between them (state diagram begin)
+ * accept -> head
+ * head       -> hook        a valid head, and a script has on_request or before_connect
+ *            -> resolving   a valid head for a host name: ask the resolver
+ *            -> connecting  a valid head for an IP address: connect() under way
+ *            -> exchange    a kept or pooled upstream connection: no DNS, no connect
+ *            -> tunnel      CONNECT, and connect() succeeded at once
+ *            -> head        a refused head was answered; the connection is kept
+ *            -> draining    the client closed, or a refusal ends the connection
+ *            -> closed      idle keep-alive timeout, or the client reset
+ * hook       -> resolving   hooks done: ask the resolver
+ *            -> connecting  hooks done: connect() under way
+ *            -> exchange    hooks done: a kept or pooled upstream connection
+ *            -> tunnel      hooks done: CONNECT, connected at once
+ *            -> head        a script answered (tx:respond) or failed; connection kept
+ *            -> draining    a script answered or failed; connection not kept
+ *            -> closed      the client reset
+ * resolving  -> connecting  the name resolved: connect() under way
+ *            -> exchange    resolved and connected at once
+ *            -> tunnel      resolved and connected at once (CONNECT)
+ *            -> head        lookup failed or timed out (502/504); connection kept
+ *            -> draining    lookup failed; connection not kept
+ *            -> closed      the client reset
+ * connecting -> connecting  that address failed: try the next one
+ *            -> exchange    connected: the request head is written
+ *            -> tunnel      connected: 200 to the CONNECT
+ *            -> head        every address failed or timed out (502/504); kept
+ *            -> draining    connect failed; connection not kept
+ *            -> closed      the client reset
+ * exchange   -> head        response complete (or an error answered); kept alive
+ *            -> draining    response complete (or an error answered); not kept
+ *            -> tunnel      101 Switching Protocols to an upgrade
+ *            -> resolving   a reused connection was closed: retry, fresh (name)
+ *            -> connecting  a reused connection was closed: retry, fresh
+ *            -> exchange    a reused connection was closed: retry, connected at once
+ *            -> closed      the client went away, or a response cut short
+ * tunnel     -> draining    the client stopped reading
+ *            -> closed      both sides done, a reset, or idle too long
+ * draining   -> closed      last bytes out and the client closed, or 2 s passed
+ * closed: freed at the end of the event
+ * (state diagram end: printed from session_transitions[] in
+ * src/session_state.c; tests/unit/test_session_state.c keeps it equal)
  *
- * See session.c for the transitions; exchange.c for the forwarding itself.
+ * Every change goes through session_set_state(); exchange.c does the
+ * forwarding itself.
  */
 #ifndef LUAPROXY_SESSION_H
 #define LUAPROXY_SESSION_H
@@ -45,8 +80,23 @@ enum session_state {
     SESSION_DRAINING,   /* last response queued: flush, then close */
     SESSION_CLOSED,     /* to be freed at the end of the callback */
 };
+#define SESSION_STATE_COUNT (SESSION_CLOSED + 1)
 
 const char *session_state_name(enum session_state state);
+
+/* One allowed change of state (src/session_state.c holds the table). */
+struct session_transition {
+    enum session_state from, to;
+    const char *why;
+};
+extern const struct session_transition session_transitions[];
+extern const size_t session_transition_count;
+/* The table's entry for <from> -> <to>, or NULL when it is not allowed. */
+const struct session_transition *session_transition_find(enum session_state from,
+                                                         enum session_state to);
+/* Prints the diagram drawn in this header and in README.md from the table
+ * into <out> (NUL-terminated when it fits); returns its full length. */
+size_t session_state_diagram(char *out, size_t len);
 
 enum response_state {
     RESPONSE_WAIT_HEAD, /* waiting for the upstream's response head */
@@ -129,6 +179,7 @@ struct exchange {
 typedef void session_gone_fn(struct proxy *p, struct session *s);
 
 struct session {
+    uint64_t id;                  /* "c<id>" in the logs, unique across workers */
     struct proxy *proxy;
     struct session *prev, *next;  /* the proxy's list; the proxy links them */
     session_gone_fn *on_gone;
@@ -174,12 +225,18 @@ void session_release_idle_upstream(struct session *s);
 
 
 
+/* The only way s->state changes: checks <to> against session_transitions[]
+ * (a change not in the table is a bug: logged, abort() in debug builds,
+ * the session closed otherwise). <why> is for the logs. */
+void session_set_state(struct session *s, enum session_state to, const char *why);
+
 /* For exchange.c: what ends an exchange or a session. None of these frees
  * the session: that happens only at the end of the event entry point that
  * is running (session.c), so every caller's stack stays valid. */
 
-/* Marks the session for closing (freed when the current event ends). */
-void session_close(struct session *s);
+/* Marks the session for closing (freed when the current event ends);
+ * <why> is for the logs. */
+void session_close(struct session *s, const char *why);
 /* Answers the current request with a local error and ends the exchange;
  * after part of a response was sent, closes the connection instead.
  * Contract: this ENDS the exchange (session_end_exchange). On return s->x

@@ -103,7 +103,7 @@ static void try_connect(struct session *s)
         }
         if (errno == EINPROGRESS) {
             endpoint_open(&s->upstream, fd);
-            s->state = SESSION_CONNECTING;
+            session_set_state(s, SESSION_CONNECTING, "connect() in progress");
             return;
         }
         x->connect_errno = errno;
@@ -184,7 +184,7 @@ static void start_connect(struct session *s)
         addresses_ready(s); /* a literal address never touches the resolver */
         return;
     }
-    s->state = SESSION_RESOLVING;
+    session_set_state(s, SESSION_RESOLVING, "asking the resolver");
     x->dns = dns_resolve(s->proxy->resolver, x->host, x->port, s->events->dns_answer, s);
     if (!x->dns)
         session_fail(s, 502, "out of memory");
@@ -204,7 +204,7 @@ static void connected(struct session *s)
         x->status = 200;
         x->response_started = 1;
         x->req_body_done = 1;
-        s->state = SESSION_TUNNEL;
+        session_set_state(s, SESSION_TUNNEL, "connected: 200 to the CONNECT");
         return;
     }
     if (message_write_request(&s->upstream.out, x->fwd_method, x->fwd_method_len, x->fwd_path,
@@ -213,7 +213,7 @@ static void connected(struct session *s)
         session_fail(s, 502, "out of memory");
         return;
     }
-    s->state = SESSION_EXCHANGE;
+    session_set_state(s, SESSION_EXCHANGE, "connected: request head queued");
 }
 
 void exchange_detach_upstream(struct session *s)
@@ -382,7 +382,7 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
 
     hooks_exchange_begin(s, s->events->hook_wakeup);
     if (hooks_wants(s, HOOK_ON_REQUEST) || hooks_wants(s, HOOK_BEFORE_CONNECT)) {
-        s->state = SESSION_HOOK;
+        session_set_state(s, SESSION_HOOK, "request hooks to run");
         run_request_hooks(s, HOOK_ON_REQUEST);
         return;
     }
@@ -477,7 +477,7 @@ static void switch_protocols(struct session *s, const struct http_head *head, si
     x->status = 101;
     x->response_started = 1;
     x->req_body_done = 1;
-    s->state = SESSION_TUNNEL;
+    session_set_state(s, SESSION_TUNNEL, "101 Switching Protocols");
 }
 
 static int is_head(const char *method, size_t len)
@@ -720,7 +720,7 @@ static int relay_spliced_response(struct session *s)
         if (endpoint_splice_write(u, &s->client, &n) == ENDPOINT_ERROR) {
             x->error = "the client went away";
             x->keep_alive = 0;
-            session_close(s);
+            session_close(s, x->error);
             session_end_exchange(s);
             return 1;
         }
@@ -862,7 +862,7 @@ int exchange_pump(struct session *s)
         case BODY_PUMP_TRUNCATED:
             x->error = "the client closed the connection inside the request body";
             x->keep_alive = 0;
-            session_close(s);
+            session_close(s, x->error);
             session_end_exchange(s);
             return 1;
         }
@@ -954,7 +954,7 @@ int tunnel_pump(struct session *s)
         if (c->failed || u->failed)
             s->x.error = "the tunnel was reset";
         s->x.keep_alive = 0;
-        session_close(s);
+        session_close(s, s->x.error ? s->x.error : "the tunnel is done both ways");
         session_end_exchange(s);
         return 1;
     }

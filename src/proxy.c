@@ -323,8 +323,15 @@ static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
 void proxy_set_worker(struct proxy *p, int index, int count)
 {
-    p->next_exchange_id = (uint64_t)index + 1;
+    p->next_exchange_id = p->next_session_id = (uint64_t)index + 1;
     p->id_step = count;
+}
+
+uint64_t proxy_next_session_id(struct proxy *p)
+{
+    uint64_t id = p->next_session_id;
+    p->next_session_id += (uint64_t)p->id_step;
+    return id;
 }
 
 uint64_t proxy_next_exchange_id(struct proxy *p)
@@ -385,7 +392,7 @@ int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
     p->loop = loop;
     p->cfg = cfg;
     p->shared_sessions = shared_sessions;
-    p->next_exchange_id = 1;
+    p->next_exchange_id = p->next_session_id = 1;
     p->id_step = 1;
     ev_timer_init(&p->accept_retry, on_accept_retry, 0., 0.);
     p->accept_retry.data = p;

@@ -48,13 +48,6 @@ static const struct exchange_events session_events = {
     .hook_wakeup = on_hook_wakeup,
 };
 
-const char *session_state_name(enum session_state state)
-{
-    static const char *const names[] = {"head",     "hook",   "resolving", "connecting",
-                                        "exchange", "tunnel", "draining",  "closed"};
-    return names[state];
-}
-
 struct session *session_start(struct proxy *p, int fd, const struct sockaddr *addr,
                               socklen_t addr_len, int reject_status, session_gone_fn *on_gone)
 {
@@ -65,6 +58,7 @@ struct session *session_start(struct proxy *p, int fd, const struct sockaddr *ad
         return NULL;
     }
     s->proxy = p;
+    s->id = proxy_next_session_id(p);
     s->on_gone = on_gone;
     s->events = &session_events;
     endpoint_init(&s->client, on_client_io, s);
@@ -83,7 +77,7 @@ struct session *session_start(struct proxy *p, int fd, const struct sockaddr *ad
         s->client_port = ntohs(sin6->sin6_port);
     }
 
-    s->state = SESSION_HEAD;
+    s->state = SESSION_HEAD; /* the start, not a change: "accept -> head" */
     s->last_activity = s->head_started = ev_now(p->loop);
     ev_init(&s->timer, on_timer);
     s->timer.data = s;
@@ -124,9 +118,9 @@ void session_free(struct session *s)
     free(s);
 }
 
-void session_close(struct session *s)
+void session_close(struct session *s, const char *why)
 {
-    s->state = SESSION_CLOSED;
+    session_set_state(s, SESSION_CLOSED, why);
 }
 
 void session_stop(struct session *s)
@@ -135,7 +129,7 @@ void session_stop(struct session *s)
     session_release_idle_upstream(s);
     if (s->state == SESSION_HEAD && buffer_length(&s->client.in) == 0 && !s->x.active) {
         /* Idle between requests: nothing is lost by closing now. */
-        session_close(s);
+        session_close(s, "stopping: idle between requests");
         end_event(s); /* SIGTERM is an event too: it frees the session now */
     }
 }
@@ -202,11 +196,11 @@ void session_end_exchange(struct session *s)
         /* An idle keep-alive connection should cost next to nothing: give
          * back the input buffer if nothing is pipelined behind. */
         buffer_shrink(&s->client.in);
-        s->state = SESSION_HEAD;
+        session_set_state(s, SESSION_HEAD, "exchange over, connection kept alive");
         s->head_started = buffer_length(&s->client.in) ? ev_now(s->proxy->loop) : 0;
         s->armed_state = SESSION_CLOSED; /* re-arm: the head timer starts afresh */
     } else {
-        s->state = SESSION_DRAINING;
+        session_set_state(s, SESSION_DRAINING, "exchange over, connection not kept");
         s->drain_started = ev_now(s->proxy->loop);
     }
 }
@@ -240,7 +234,7 @@ void session_fail(struct session *s, int status, const char *cause)
     int body_len = message_write_error(&s->client.out, status, cause, x->keep_alive,
                                        x->active ? x->minor : 1);
     if (body_len < 0)
-        session_close(s);
+        session_close(s, "out of memory for an error response");
     else
         x->res_bytes = (uint64_t)body_len;
     x->response_started = 1;
@@ -279,7 +273,7 @@ static int read_request_head(struct session *s)
     if (len == 0) {
         if (s->client.read_eof) {
             /* The client is done: a clean close between requests. */
-            s->state = SESSION_DRAINING;
+            session_set_state(s, SESSION_DRAINING, "the client closed between requests");
             s->drain_started = ev_now(s->proxy->loop);
             return 1;
         }
@@ -329,7 +323,7 @@ static int drain(struct session *s)
     endpoint_shutdown_write(&s->client);
     buffer_consume(&s->client.in, buffer_length(&s->client.in));
     if (s->client.read_eof || s->client.failed) {
-        session_close(s);
+        session_close(s, "drained: the client closed");
         return 1;
     }
     return 0;
@@ -349,7 +343,7 @@ static int flush_both(struct session *s)
             s->x.keep_alive = 0;
             if (s->x.active)
                 session_end_exchange(s);
-            session_close(s);
+            session_close(s, "the client went away");
             return 1;
         }
         if (r == ENDPOINT_PROGRESS) {
@@ -484,7 +478,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         break;
     case SESSION_HEAD:
         if (s->head_started == 0 || buffer_length(&s->client.in) == 0)
-            session_close(s); /* an idle keep-alive connection: close quietly */
+            session_close(s, "idle timeout"); /* a kept-alive connection: quietly */
         else
             session_fail(s, 408, "the request head was not received in time");
         break;
@@ -502,12 +496,12 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         break;
     case SESSION_TUNNEL:
         s->x.error = "the tunnel was idle too long";
-        session_close(s);
+        session_close(s, "the tunnel was idle too long");
         session_end_exchange(s);
         break;
     case SESSION_DRAINING:
     case SESSION_CLOSED:
-        session_close(s);
+        session_close(s, "drain time is up");
         break;
     }
     end_event(s);
@@ -615,7 +609,7 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
             s->x.keep_alive = 0;
             if (s->x.active)
                 session_end_exchange(s);
-            session_close(s);
+            session_close(s, "the client reset the connection");
         }
         /* Only an upload or a tunnel is worth another round. */
         if (r != ENDPOINT_PROGRESS ||
