@@ -7,7 +7,7 @@
 #   make deps            install missing Debian packages (or print the command)
 
 CC       ?= cc
-PKGS     := lua5.4 libcares zlib libbrotlidec libzstd hiredis
+PKGS     := lua5.4 libcares zlib libbrotlidec libzstd hiredis libcrypt libcrypto
 SANITIZE ?=
 
 ifeq ($(SANITIZE),)
@@ -23,9 +23,9 @@ endif
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
             -Wpointer-arith -Wcast-qual -Wvla -Werror
 CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE -MMD -MP
-CFLAGS   += -std=c11 -g $(OPT) $(WARN) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+CFLAGS   += -std=c11 -pthread -g $(OPT) $(WARN) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS  += $(if $(SANITIZE),-fsanitize=$(SANITIZE))
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -pthread
 
 SRCS     := $(wildcard src/*.c)
 OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
@@ -38,7 +38,7 @@ SPECS     := $(sort $(wildcard tests/spec/*_spec.lua))
 
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libc-ares-dev \
             lua-busted lua-socket curl perl lua-cjson zlib1g-dev libbrotli-dev libzstd-dev \
-            libhiredis-dev redis-server
+            libhiredis-dev redis-server libcrypt-dev libssl-dev prometheus
 
 .PHONY: all deps run test unit-bins clean fuzz soak bench
 all: $(BIN)

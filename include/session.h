@@ -171,6 +171,7 @@ struct exchange {
     uint64_t res_bytes;    /* body bytes sent to the client */
     const char *error;     /* why it failed, for the log */
     char user[128];        /* the authenticated proxy user, or "" */
+    int tunnel_counted;    /* counted in the open tunnels gauge */
     struct hook_state hook;
 };
 

@@ -33,6 +33,7 @@
 #include "log.h"
 #include "message.h"
 #include "session.h"
+#include "stats.h"
 #include "upstream_pool.h"
 
 /* Interim (1xx) responses relayed per exchange. A server sends one or two
@@ -109,6 +110,7 @@ static void try_connect(struct session *s)
         x->connect_errno = errno;
         close(fd);
     }
+    stats_add(STAT_UPSTREAM_CONNECT_ERRORS, 1);
     session_fail(s, 502, connect_error_text(x->connect_errno));
 }
 
@@ -147,6 +149,9 @@ static void addresses_ready(struct session *s)
 void exchange_dns_answer(struct session *s, const char *error, const struct addr_list *addrs)
 {
     s->x.dns = NULL;
+    stats_add(STAT_DNS_LOOKUPS, 1);
+    stats_add(STAT_DNS_MICROSECONDS,
+              (int64_t)((ev_now(s->proxy->loop) - s->x.connect_started) * 1e6));
     if (error) {
         session_fail(s, 502, error[0] == 'D' ? "the upstream's name lookup timed out"
                                              : "the upstream's name could not be resolved");

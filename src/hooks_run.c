@@ -12,6 +12,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "session.h"
+#include "stats.h"
 
 /* Instructions between two looks at the clock. */
 #define COUNT_HOOK_INTERVAL 1000
@@ -154,7 +155,7 @@ void hooks_drop_coroutine(struct hook_state *hs)
     hs->co = NULL;
 }
 
-enum call_outcome hooks_resume(struct session *s, int nargs, int *nres, double *sleep_for)
+static enum call_outcome resume(struct session *s, int nargs, int *nres, double *sleep_for)
 {
     struct hook_state *hs = &s->x.hook;
     struct hooks *h = hs->hooks;
@@ -202,6 +203,18 @@ enum call_outcome hooks_resume(struct session *s, int nargs, int *nres, double *
         return CALL_FAILED;
     }
     return CALL_DONE;
+}
+
+/* One resume, counted and timed for the metrics (a sleeping hook's wait
+ * is not its run time: each resume is measured alone). */
+enum call_outcome hooks_resume(struct session *s, int nargs, int *nres, double *sleep_for)
+{
+    double started = monotonic_now();
+    enum call_outcome outcome = resume(s, nargs, nres, sleep_for);
+    if (outcome != CALL_SLEEP)
+        stats_hook_call((int)s->x.hook.phase, monotonic_now() - started, outcome == CALL_FAILED,
+                        s->x.hook.hooks->timed_out);
+    return outcome;
 }
 
 /* Runs the remaining hooks of the current phase, starting at hs->script. */

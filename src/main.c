@@ -9,6 +9,8 @@
 #include "daemon.h"
 #include "hooks.h"
 #include "log.h"
+#include "metrics.h"
+#include "stats.h"
 #include "workers.h"
 
 int main(int argc, char **argv)
@@ -56,10 +58,18 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* Shared before any fork, so every worker counts into it. */
+    if (stats_init(cfg.workers > 1 ? cfg.workers + 1 : 1) != 0) {
+        log_error("cannot map the shared counters");
+        config_strings_free();
+        return 1;
+    }
+    metrics_set_config(&cfg);
     if (cfg.workers > 1)
         status = workers_run(&cfg);
     else
         status = workers_run_single(&cfg);
+    stats_free();
     if (cfg.pid_file)
         daemon_remove_pid_file(cfg.pid_file);
     config_strings_free();

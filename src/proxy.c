@@ -23,6 +23,8 @@
 #include "dns.h"
 #include "hooks.h"
 #include "log.h"
+#include "metrics.h"
+#include "stats.h"
 #include "session.h"
 
 /* How many connections one readiness event may accept, so a flood of new
@@ -68,6 +70,9 @@ static void listeners_watch(struct proxy *p, int on)
 static void count_session(struct proxy *p, int delta)
 {
     p->session_count += delta;
+    if (delta > 0)
+        stats_add(STAT_CONNECTIONS_ACCEPTED, delta);
+    stats_add(STAT_CONNECTIONS_OPEN, delta);
     if (p->shared_sessions)
         __atomic_add_fetch(p->shared_sessions, delta, __ATOMIC_RELAXED);
 }
@@ -303,6 +308,7 @@ static void reload(struct proxy *p)
     access_log_close(p->access_log);
     p->access_log = log;
     p->cfg = fresh;
+    metrics_set_config(fresh);
     free(p->cfg_owned);
     p->cfg_owned = fresh;
     if (fresh->script_count == 0 && p->hooks) {

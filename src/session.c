@@ -26,6 +26,7 @@
 #include "exchange.h"
 #include "log.h"
 #include "message.h"
+#include "stats.h"
 #include "upstream_pool.h"
 
 /* A rejected or failed client gets this long to read our answer and close
@@ -172,6 +173,13 @@ static void log_exchange(struct session *s)
             e.upstream_addr = peer;
     }
     access_log_write(log, &e);
+    if (x->active || x->status) {
+        stats_request(x->method, e.method_len, x->status);
+        stats_add(STAT_BYTES_IN, (int64_t)x->req_bytes);
+        stats_add(STAT_BYTES_OUT, (int64_t)e.bytes);
+    }
+    if (x->tunnel_counted)
+        stats_add(STAT_TUNNELS_OPEN, -1);
     if (x->error)
         log_info("#%llu %s %.*s %.*s -> %d (%s)", (unsigned long long)x->id, s->client_ip,
                  (int)e.method_len, x->method ? x->method : "",
@@ -483,12 +491,16 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
             session_fail(s, 408, "the request head was not received in time");
         break;
     case SESSION_RESOLVING:
+        stats_add(STAT_UPSTREAM_TIMEOUTS, 1);
         session_fail(s, 504, "the upstream's name could not be resolved in time");
         break;
     case SESSION_CONNECTING:
+        stats_add(STAT_UPSTREAM_TIMEOUTS, 1);
         session_fail(s, 504, "connecting to the upstream timed out");
         break;
     case SESSION_EXCHANGE:
+        if (s->x.res_state == RESPONSE_WAIT_HEAD)
+            stats_add(STAT_UPSTREAM_TIMEOUTS, 1);
         if (s->x.res_state == RESPONSE_WAIT_HEAD)
             session_fail(s, 504, "the upstream did not respond in time");
         else
@@ -544,6 +556,10 @@ static void session_advance(struct session *s)
     }
     if (s->state == SESSION_CLOSED)
         return;
+    if (s->state == SESSION_TUNNEL && !s->x.tunnel_counted) {
+        s->x.tunnel_counted = 1;
+        stats_add(STAT_TUNNELS_OPEN, 1);
+    }
     update_watchers(s);
     if (s->state != s->armed_state)
         arm_timer(s);

@@ -26,6 +26,8 @@
 #include "daemon.h"
 #include "hooks.h"
 #include "log.h"
+#include "metrics.h"
+#include "stats.h"
 #include "proxy.h"
 
 /* A worker that dies this soon after starting, this many times in a row,
@@ -71,6 +73,7 @@ static struct admin *open_admin(const struct config *cfg, int *failed)
         return NULL;
     }
     admin_add_basic_routes(a);
+    metrics_register(a);
     return a;
 }
 
@@ -132,6 +135,7 @@ int workers_run_single(const struct config *cfg)
 
     if (failed)
         return 1;
+    stats_set_row(0, getpid());
     if (admin) {
         const struct sockaddr *sa = admin_address(admin, &addr_len);
         memcpy(&addr, sa, addr_len);
@@ -193,6 +197,7 @@ static void spawn(struct supervisor *sv, int i)
             memcpy(&admin_addr, sa, admin_addr_len);
             admin_forget(sv->admin); /* the supervisor serves it */
         }
+        stats_set_row(i + 1, getpid());
         snprintf(tag, sizeof tag, "w%d", i + 1);
         log_set_tag(tag);
         _exit(run_proxy(cfg, i, mine, sv->shared_sessions, NULL, &admin_addr, admin_addr_len));
@@ -268,6 +273,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
             free(fresh);
             return;
         }
+        metrics_set_config(fresh);
         free(sv->cfg_owned);
         sv->cfg = sv->cfg_owned = fresh;
     } else if (w->signum != SIGHUP) {

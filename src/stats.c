@@ -1,0 +1,143 @@
+/*
+ * stats.c - counters in shared memory, one row per worker.
+ *
+ * Writers add to their own row only, so two workers never contend for a
+ * cache line on the hot path; readers (the admin listener, in whichever
+ * process serves it) sum the rows. Relaxed atomics are enough: every
+ * counter stands alone and a scrape needs no snapshot across them.
+ */
+#include "stats.h"
+
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+const double stats_hook_bounds[STATS_HOOK_BUCKETS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+};
+
+struct row {
+    int64_t pid;
+    int64_t counters[STAT_COUNT];
+};
+
+struct shared {
+    double start_time;
+    int rows;
+    struct row row[];
+};
+
+static struct shared *shared;
+static size_t shared_size;
+static struct row *mine;
+
+int stats_init(int rows)
+{
+    if (rows < 1 || rows > STATS_MAX_ROWS)
+        return -1;
+    shared_size = sizeof *shared + sizeof(struct row) * (size_t)rows;
+    void *p = mmap(NULL, shared_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    shared = p;
+    shared->rows = rows;
+    shared->start_time = (double)time(NULL);
+    mine = &shared->row[0];
+    return 0;
+}
+
+void stats_free(void)
+{
+    if (shared)
+        munmap(shared, shared_size);
+    shared = NULL;
+    mine = NULL;
+}
+
+void stats_set_row(int row, pid_t pid)
+{
+    if (!shared || row < 0 || row >= shared->rows)
+        return;
+    mine = &shared->row[row];
+    __atomic_store_n(&mine->pid, (int64_t)pid, __ATOMIC_RELAXED);
+    __atomic_store_n(&mine->counters[STAT_CONNECTIONS_OPEN], 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&mine->counters[STAT_TUNNELS_OPEN], 0, __ATOMIC_RELAXED);
+}
+
+void stats_add(enum stats_counter c, int64_t n)
+{
+    if (mine)
+        __atomic_add_fetch(&mine->counters[c], n, __ATOMIC_RELAXED);
+}
+
+static enum stats_method method_class(const char *m, size_t len)
+{
+    static const char *const names[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
+                                        "OPTIONS"};
+    for (int i = 0; i < STATS_OTHER; i++)
+        if (strlen(names[i]) == len && memcmp(names[i], m, len) == 0)
+            return (enum stats_method)i;
+    return STATS_OTHER;
+}
+
+const char *stats_method_name(enum stats_method m)
+{
+    static const char *const names[] = {"GET",     "HEAD",    "POST",  "PUT",
+                                        "DELETE",  "CONNECT", "OPTIONS", "other"};
+    return names[m];
+}
+
+void stats_request(const char *method, size_t method_len, int status)
+{
+    enum stats_method m = method ? method_class(method, method_len) : STATS_OTHER;
+    int cls = status / 100 - 1;
+    if (cls < 0 || cls >= STATS_STATUS_CLASSES)
+        return; /* no response was sent (the client left first) */
+    stats_add((enum stats_counter)(STAT_REQUESTS + (int)m * STATS_STATUS_CLASSES + cls), 1);
+}
+
+void stats_hook_call(int phase, double seconds, int failed, int timed_out)
+{
+    int b = 0;
+    if (phase < 0 || phase >= STATS_HOOK_PHASES)
+        return;
+    stats_add((enum stats_counter)(STAT_HOOK_CALLS + phase), 1);
+    if (failed)
+        stats_add((enum stats_counter)(STAT_HOOK_ERRORS + phase), 1);
+    if (timed_out)
+        stats_add((enum stats_counter)(STAT_HOOK_TIMEOUTS + phase), 1);
+    stats_add((enum stats_counter)(STAT_HOOK_MICROSECONDS + phase), (int64_t)(seconds * 1e6));
+    /* Stored per bucket; the renderer makes them cumulative. A call past
+     * the last bound counts only in +Inf (hook_calls). */
+    while (b < STATS_HOOK_BUCKETS && seconds > stats_hook_bounds[b])
+        b++;
+    if (b < STATS_HOOK_BUCKETS)
+        stats_add((enum stats_counter)(STAT_HOOK_BUCKET + phase * STATS_HOOK_BUCKETS + b), 1);
+}
+
+int64_t stats_total(enum stats_counter c)
+{
+    int64_t sum = 0;
+    if (!shared)
+        return 0;
+    for (int i = 0; i < shared->rows; i++)
+        sum += __atomic_load_n(&shared->row[i].counters[c], __ATOMIC_RELAXED);
+    return sum;
+}
+
+pid_t stats_row_pid(int row)
+{
+    if (!shared || row < 0 || row >= shared->rows)
+        return 0;
+    return (pid_t)__atomic_load_n(&shared->row[row].pid, __ATOMIC_RELAXED);
+}
+
+int stats_rows(void)
+{
+    return shared ? shared->rows : 0;
+}
+
+double stats_start_time(void)
+{
+    return shared ? shared->start_time : 0;
+}
