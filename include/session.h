@@ -188,6 +188,11 @@ struct session {
     struct endpoint client;
     struct endpoint upstream;
     ev_timer timer;
+    /* Started when session_advance stops with work left (a burst of
+     * pipelined requests or interim responses already buffered): no socket
+     * event would come for bytes already read, so the next loop iteration
+     * carries on. */
+    ev_idle resume;
     ev_tstamp last_activity;
     ev_tstamp head_started;  /* first byte of the current head, 0 if none */
     ev_tstamp drain_started;

@@ -32,12 +32,15 @@
 /* A rejected or failed client gets this long to read our answer and close
  * before we close on it ("lingering close", RFC 9112 9.6). */
 #define DRAIN_TIME 2.0
+/* State machine passes in one go (see session_advance). */
+#define ADVANCE_SLICE 64
 /* Read-relay-write rounds one readiness event may run for a socket. */
 #define IO_ROUNDS 4
 
 static void on_client_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_resume(struct ev_loop *loop, ev_idle *w, int revents);
 static void on_dns_answer(void *arg, const char *error, const struct addr_list *addrs);
 static void on_hook_wakeup(struct session *s, enum hooks_result r);
 static void session_advance(struct session *s);
@@ -82,6 +85,11 @@ struct session *session_start(struct proxy *p, int fd, const struct sockaddr *ad
     s->last_activity = s->head_started = ev_now(p->loop);
     ev_init(&s->timer, on_timer);
     s->timer.data = s;
+    ev_idle_init(&s->resume, on_resume);
+    /* Highest priority: an idle watcher of the default priority would wait
+     * until no other event is pending, which on a busy proxy is never. */
+    ev_set_priority(&s->resume, EV_MAXPRI);
+    s->resume.data = s;
     s->armed_state = SESSION_CLOSED; /* forces the first arming */
     log_debug("client %s:%d connected", s->client_ip, s->client_port);
     session_advance(s); /* arms the watchers; nothing can close it yet */
@@ -111,6 +119,7 @@ void session_free(struct session *s)
     session_release_idle_upstream(s);
     exchange_release(s);
     ev_timer_stop(p->loop, &s->timer);
+    ev_idle_stop(p->loop, &s->resume);
     endpoint_close(p->loop, &s->upstream);
     endpoint_close(p->loop, &s->client);
     log_debug("client %s:%d closed after %d exchange(s)", s->client_ip, s->client_port,
@@ -266,6 +275,12 @@ static void fail_oversized_head(struct session *s)
         session_fail(s, 431, "the request head is larger than the proxy accepts");
 }
 
+/* Whether the client's answers fill its output buffer. */
+static int output_blocked(const struct session *s)
+{
+    return buffer_length(&s->client.out) >= ENDPOINT_OUT_LIMIT;
+}
+
 /*
  * SESSION_HEAD: tries to parse a request head from the client's bytes and
  * hands a valid one to exchange.c. Returns 1 if the state changed.
@@ -287,6 +302,11 @@ static int read_request_head(struct session *s)
         }
         return 0;
     }
+    /* Pipelined requests wait while the client has not read the answers
+     * queued for it: a client that sends and never reads must not make us
+     * buffer answers without bound. */
+    if (output_blocked(s))
+        return 0;
     if (s->head_started == 0) {
         s->head_started = ev_now(s->proxy->loop);
         s->armed_state = SESSION_CLOSED;
@@ -401,7 +421,8 @@ static void update_watchers(struct session *s)
     switch (s->state) {
     case SESSION_HEAD:
         /* Read one byte past the cap, so an oversized head is noticed. */
-        if (!s->client.read_eof && buffer_length(&s->client.in) <= cfg->max_header_bytes)
+        if (!s->client.read_eof && buffer_length(&s->client.in) <= cfg->max_header_bytes &&
+            !output_blocked(s))
             cev |= EV_READ;
         break;
     case SESSION_HOOK:
@@ -443,8 +464,9 @@ static ev_tstamp deadline(const struct session *s)
 
     switch (s->state) {
     case SESSION_HEAD:
-        if (s->head_started == 0)
-            return s->last_activity + cfg->idle_timeout; /* idle keep-alive */
+        /* Idle keep-alive, or waiting for the client to read its answers. */
+        if (s->head_started == 0 || output_blocked(s))
+            return s->last_activity + cfg->idle_timeout;
         return s->head_started + cfg->header_timeout;
     case SESSION_HOOK:
         /* A hook's CPU time is bounded by its budget; a proxy.sleep lasts
@@ -485,8 +507,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     case SESSION_HOOK:
         break;
     case SESSION_HEAD:
-        if (s->head_started == 0 || buffer_length(&s->client.in) == 0)
-            session_close(s, "idle timeout"); /* a kept-alive connection: quietly */
+        if (s->head_started == 0 || buffer_length(&s->client.in) == 0 || output_blocked(s))
+            session_close(s, "idle timeout"); /* idle, or not reading: quietly */
         else
             session_fail(s, 408, "the request head was not received in time");
         break;
@@ -523,9 +545,13 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
  * frees (end_event does). */
 static void session_advance(struct session *s)
 {
+    int pass;
+
     /* Each pass moves the state machine one step; it stops when a pass
-     * changes nothing. The bound is a guard against a bug, not a limit. */
-    for (int guard = 0; guard < 1000; guard++) {
+     * changes nothing, or after a slice of passes: then the rest waits for
+     * the next loop iteration (on_resume), so one client with a thousand
+     * pipelined requests does not keep every other client waiting. */
+    for (pass = 0; pass < ADVANCE_SLICE; pass++) {
         int progress = 0;
 
         switch (s->state) {
@@ -560,6 +586,8 @@ static void session_advance(struct session *s)
         s->x.tunnel_counted = 1;
         stats_add(STAT_TUNNELS_OPEN, 1);
     }
+    if (pass == ADVANCE_SLICE)
+        ev_idle_start(s->proxy->loop, &s->resume);
     update_watchers(s);
     if (s->state != s->armed_state)
         arm_timer(s);
@@ -574,6 +602,7 @@ static void session_advance(struct session *s)
  *   on_upstream_io   the upstream socket is readable or writable, or a
  *                    non-blocking connect() finished             (ev_io)
  *   on_timer         the current state's deadline passed        (ev_timer)
+ *   on_resume        the last state machine slice left work     (ev_idle)
  *   on_dns_answer    the resolver answered                      (dns.c)
  *   on_hook_wakeup   a hook's proxy.sleep ended and its phase finished
  *                                                               (hooks_run.c)
@@ -590,6 +619,15 @@ static void end_event(struct session *s)
     session_advance(s);
     if (s->state == SESSION_CLOSED)
         session_free(s);
+}
+
+/* The last slice of work ended with more to do (see session_advance). */
+static void on_resume(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    struct session *s = w->data;
+    (void)revents;
+    ev_idle_stop(loop, w);
+    end_event(s);
 }
 
 static void on_dns_answer(void *arg, const char *error, const struct addr_list *addrs)
