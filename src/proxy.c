@@ -383,12 +383,31 @@ static int reaches(const struct sockaddr *l, const struct sockaddr *addr)
            (IN6_IS_ADDR_UNSPECIFIED(&b->sin6_addr) && IN6_IS_ADDR_LOOPBACK(&a->sin6_addr));
 }
 
+/* An IPv4-mapped IPv6 address (::ffff:127.0.0.1) connects over IPv4 to
+ * the IPv4 address inside: returns that address (in <v4>), else <addr>. */
+static const struct sockaddr *unmapped(const struct sockaddr *addr, struct sockaddr_in *v4)
+{
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)addr;
+
+    if (addr->sa_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
+        return addr;
+    memset(v4, 0, sizeof *v4);
+    v4->sin_family = AF_INET;
+    v4->sin_port = a->sin6_port;
+    memcpy(&v4->sin_addr, &a->sin6_addr.s6_addr[12], 4);
+    return (const struct sockaddr *)(const void *)v4;
+}
+
 int proxy_is_own_address(const struct proxy *p, const struct sockaddr *addr)
 {
+    struct sockaddr_in v4, l4;
+
+    addr = unmapped(addr, &v4);
     for (int i = 0; i < p->listener_count; i++)
-        if (reaches((const struct sockaddr *)&p->listeners[i].addr, addr))
+        if (reaches(unmapped((const struct sockaddr *)&p->listeners[i].addr, &l4), addr))
             return 1;
-    return p->admin_addr_len > 0 && reaches((const struct sockaddr *)&p->admin_addr, addr);
+    return p->admin_addr_len > 0 &&
+           reaches(unmapped((const struct sockaddr *)&p->admin_addr, &l4), addr);
 }
 
 int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
