@@ -207,10 +207,29 @@ local function parse_url(url, level)
     check_path(rest, level + 1)
 end
 
+-- Methods a server may recognise whatever their case. A script must spell
+-- them in upper case: "head" might be answered as a HEAD (no body) by one
+-- server and refused by another, and the proxy frames the answer by the
+-- method it sent.
+local KNOWN_METHODS = { GET = true, HEAD = true, POST = true, PUT = true, DELETE = true,
+                        CONNECT = true, OPTIONS = true, TRACE = true, PATCH = true }
+
 local request_setters = {
   method = function(d, v)
     if type(v) ~= "string" or not v:find("^[%w!#$%%&'*+%-.^_`|~]+$") then
       error("method must be a token such as GET", 3)
+    end
+    local upper = v:upper()
+    if KNOWN_METHODS[upper] and v ~= upper then
+      error("methods are case-sensitive: write " .. upper, 3)
+    end
+    -- CONNECT opens a tunnel to host:port and has no path: a request
+    -- cannot become one, nor a tunnel request anything else.
+    if d.scheme == "" and v ~= "CONNECT" then
+      error("the method of a CONNECT request cannot be changed", 3)
+    end
+    if d.scheme ~= "" and upper == "CONNECT" then
+      error("a request cannot be turned into CONNECT", 3)
     end
     d.method = v
   end,
@@ -371,8 +390,21 @@ function api.begin_connect(tx)
   rawset(tx, "upstream", { host = d.host, port = d.port })
 end
 
+-- What goes upstream. Exactly one Host (RFC 9112 3.2): servers disagree
+-- on which of two would win, so a second one is a script error; a removed
+-- one comes back from the target.
 function api.request_out(tx)
   local d = rawget(tx, "_req")
+  local hosts = 0
+  for i = 1, rawlen(d.headers), 2 do
+    local name = rawget(d.headers, i)
+    if type(name) == "string" and lower(name) == "host" then hosts = hosts + 1 end
+  end
+  if hosts > 1 then
+    error("a request carries exactly one Host field: use tx.req.headers:set(\"Host\", ...), "
+      .. "not add", 2)
+  end
+  if hosts == 0 and d.scheme ~= "" then header_methods.set(d.headers, "Host", authority(d)) end
   return d.method, d.path, d.host, d.port, d.headers
 end
 

@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "headers.h"
 #include "log.h"
@@ -106,13 +107,13 @@ static void read_field_list(lua_State *L, int index, struct headers *out, const 
     }
 }
 
-/* Replaces the forwarded method and path. */
-static void set_forward_line(struct exchange *x, const char *method, size_t mlen,
-                             const char *path, size_t plen)
+/* Replaces the forwarded method and path. 0, or -1 when out of memory. */
+static int set_forward_line(struct exchange *x, const char *method, size_t mlen,
+                            const char *path, size_t plen)
 {
     char *line = malloc(mlen + plen + 2);
     if (!line)
-        return;
+        return -1;
     memcpy(line, method, mlen);
     line[mlen] = '\0';
     memcpy(line + mlen + 1, path, plen);
@@ -123,6 +124,7 @@ static void set_forward_line(struct exchange *x, const char *method, size_t mlen
     x->fwd_method_len = mlen;
     x->fwd_path = line + mlen + 1;
     x->fwd_path_len = plen;
+    return 0;
 }
 
 static int read_request(lua_State *L)
@@ -139,9 +141,16 @@ static int read_request(lua_State *L)
     lua_Integer port = luaL_checkinteger(L, -2);
     if (hlen == 0 || hlen >= sizeof x->host || port < 1 || port > 65535)
         return luaL_error(L, "invalid host or port");
+    /* hooks_api refuses these too; this holds even for a script that
+     * reached around it with rawset. */
+    if (x->is_connect != (mlen == 7 && strncasecmp(method, "CONNECT", 7) == 0))
+        return luaL_error(L, "a request cannot become CONNECT, nor CONNECT anything else");
     read_field_list(L, lua_gettop(L), &x->req_headers, x->is_upgrade ? "Upgrade" : NULL);
-    if (!x->is_connect)
-        set_forward_line(x, method, mlen, path, plen);
+    int host_at = headers_find(&x->req_headers, "Host", 4, 0);
+    if (host_at >= 0 && headers_find(&x->req_headers, "Host", 4, (size_t)host_at + 1) >= 0)
+        return luaL_error(L, "a request carries exactly one Host field");
+    if (!x->is_connect && set_forward_line(x, method, mlen, path, plen) != 0)
+        return luaL_error(L, "out of memory");
     memcpy(x->host, host, hlen + 1);
     x->port = (uint16_t)port;
     return 0;

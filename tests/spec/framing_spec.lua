@@ -58,9 +58,10 @@ function on_response_chunk(tx, chunk, eof)
 end
 ]]
 
-local function start_proxy(script)
+local function start_proxy(script, extra)
   local args = {}
   for _, a in ipairs(PROXY_ARGS) do args[#args + 1] = a end
+  for _, a in ipairs(extra or {}) do args[#args + 1] = a end
   if script then
     args[#args + 1] = "-s"
     args[#args + 1] = h.tmpfile(script, "case.lua")
@@ -113,7 +114,7 @@ local function run_case(c)
     assert(conn, "the request never reached the origin")
     assert.equal(c.sent, req.method, "method sent upstream")
     conn.send(c.head)
-    local r, err, partial = h.read_response(sock, { method = c.method })
+    local r, err, partial = h.read_response(sock, { method = c.method, skip_1xx = c.skip_1xx })
     assert(r, "no complete answer: " .. tostring(err) .. " " .. q(partial))
     assert.is_nil(r.incomplete, "the answer is cut short: " .. q(r.raw_head) .. q(r.body))
     c.check(r)
@@ -353,4 +354,296 @@ describe("framing after on_response changes the status", function()
       end,
     }
   end)
+end)
+
+-- The next request on the same client connection, then one from a second
+-- client after the first has left, both answered intact by the origin.
+local function assert_carries_on(proxy, origin, sock)
+  follow_up(sock, origin, "/next", NEXT, "next\n")
+  sock:close()
+  local other = assert(h.connect(proxy.port))
+  follow_up(other, origin, "/pooled", POOLED, "pooled\n")
+  other:close()
+  assert.is_true(proxy.alive())
+end
+
+-- Starts an origin and a proxy running <script> (CONNECT allowed to the
+-- origin's port), runs fn(proxy, origin), stops both.
+local function with_proxy(script, fn)
+  local origin = raw_origin.new()
+  local proxy = start_proxy(script, { "--connect-ports", tostring(origin.port) })
+  local ok, failure = pcall(fn, proxy, origin)
+  local problem = h.stop_procs({ proxy })
+  origin.close()
+  if not ok then error(failure, 0) end
+  assert.is_nil(problem, problem)
+end
+
+describe("interim responses", function()
+  it("100 interim responses in one burst (the cap) are all relayed, then the final one", function()
+    run_case {
+      request = req("GET", "none"), method = "GET", sent = "GET", skip_1xx = true,
+      head = ("HTTP/1.1 100 Continue\r\n\r\n"):rep(99) .. "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+        .. "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n",
+      reuse = true,
+      check = function(r)
+        assert.equal(100, #r.interim)
+        assert.equal(103, r.interim[100].status)
+        assert.equal("</a>", r.interim[100].headers.link)
+        assert.equal(200, r.status)
+        assert.equal("ok\n", r.body)
+      end,
+    }
+  end)
+
+  it("2,000 interim responses in one burst: 502 after the cap, no stall, the client carries on", function()
+    run_case {
+      request = req("GET", "none"), method = "GET", sent = "GET", skip_1xx = true,
+      head = ("HTTP/1.1 100 Continue\r\n\r\n"):rep(2000) .. "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n",
+      reuse = false,
+      check = function(r)
+        assert.equal(100, #r.interim)
+        assert(h.check_error_response(r, 502, "Bad Gateway"))
+        assert.truthy(r.body:find("too many interim", 1, true), r.body)
+      end,
+    }
+  end)
+end)
+
+-- Reads <n> responses from <sock> while sending <data> (without blocking
+-- on either: the proxy stops reading a client that does not read its
+-- answers). Returns the list of {status, body}; fails on bad framing.
+local function pipeline(sock, data, n, timeout)
+  local deadline = h.now() + (timeout or 30)
+  local sent, buf, out = 1, "", {}
+  sock:settimeout(0)
+  while #out < n do
+    assert(h.now() < deadline, "only " .. #out .. " of " .. n .. " answers arrived")
+    local want_write = sent <= #data and { sock } or nil
+    local r, w = require("socket").select({ sock }, want_write, 1)
+    if w and #w > 0 then
+      local last, err, lastp = sock:send(data, sent)
+      sent = (last or lastp or sent - 1) + 1
+      assert(last or err == "timeout", "send: " .. tostring(err))
+    end
+    if r and #r > 0 then
+      local chunk, err, partial = sock:receive(65536)
+      chunk = chunk or partial
+      assert(chunk and (#chunk > 0 or err == "timeout"), "the proxy closed: " .. tostring(err))
+      buf = buf .. chunk
+      -- Whole responses off the front: every one must be length-framed.
+      local pos = 1
+      while true do
+        local e = buf:find("\r\n\r\n", pos, true)
+        if not e then break end
+        local head = buf:sub(pos, e + 1)
+        local status = tonumber(head:match("^HTTP/1%.1 (%d%d%d) "))
+        local len = tonumber(head:match("\r\n[Cc]ontent%-[Ll]ength: (%d+)\r\n"))
+        assert(status and len, "not a length-framed response: " .. q(head))
+        if #buf < e + 3 + len then break end
+        out[#out + 1] = { status = status, body = buf:sub(e + 4, e + 3 + len) }
+        pos = e + 4 + len
+      end
+      buf = buf:sub(pos)
+    end
+  end
+  sock:settimeout(5)
+  assert.equal("", buf, "bytes after the last answer")
+  return out
+end
+
+describe("pipelined requests the proxy answers itself", function()
+  local LOCAL_SCRIPT = [[
+function on_request(tx)
+  if tx.req.path == "/local" then tx:respond(200, "local\n") end
+end
+]]
+  for _, variant in ipairs({
+    { "with an empty on_request hook", "function on_request(tx) end\n", false },
+    { "answered by tx:respond and by the loop check, alternately", LOCAL_SCRIPT, true },
+    { "without any script", nil, false },
+  }) do
+    it("5,000 in one burst, " .. variant[1] .. ": every one answered, in order", function()
+      with_proxy(variant[2], function(proxy, origin)
+        -- Short requests, so that one read brings many of them.
+        local loop = "GET http://127.0.0.1:" .. proxy.port .. "/ HTTP/1.1\r\nHost: 127.0.0.1:"
+          .. proxy.port .. "\r\n\r\n"
+        local mocked = "GET http://" .. origin.authority .. "/local HTTP/1.1\r\nHost: "
+          .. origin.authority .. "\r\n\r\n"
+        local parts = {}
+        for i = 1, 5000 do
+          parts[i] = (variant[3] and i % 2 == 0) and mocked or loop
+        end
+        local sock = assert(h.connect(proxy.port))
+        local answers = pipeline(sock, table.concat(parts), 5000)
+        for i, a in ipairs(answers) do
+          if variant[3] and i % 2 == 0 then
+            assert.equal(200, a.status, "answer " .. i)
+            assert.equal("local\n", a.body)
+          else
+            assert.equal(508, a.status, "answer " .. i)
+          end
+        end
+        assert_carries_on(proxy, origin, sock)
+      end)
+    end)
+  end
+
+  -- A head is read up to the head size cap (32 KiB by default) at a time;
+  -- one read of short requests holds hundreds, more than one pass of the
+  -- state machine may handle, and no socket event comes for bytes already
+  -- read.
+  it("one read full of pipelined requests, with a script loaded: none is left behind", function()
+    with_proxy("function on_request(tx) end\n", function(proxy, origin)
+      local loop = "GET http://127.0.0.1:" .. proxy.port .. "/ HTTP/1.1\r\nHost: 127.0.0.1:"
+        .. proxy.port .. "\r\n\r\n"
+      local n = 32768 // #loop
+      local sock = assert(h.connect(proxy.port))
+      assert(h.send(sock, loop:rep(n)))
+      local answers = pipeline(sock, "", n)
+      for i, a in ipairs(answers) do assert.equal(508, a.status, "answer " .. i) end
+      assert_carries_on(proxy, origin, sock)
+    end)
+  end)
+
+  it("a client that sends without reading is not buffered without bound", function()
+    with_proxy(nil, function(proxy, origin)
+      local loop = "GET http://127.0.0.1:" .. proxy.port .. "/loop HTTP/1.1\r\nHost: 127.0.0.1:"
+        .. proxy.port .. "\r\n\r\n"
+      local sock = assert(h.connect(proxy.port))
+      sock:settimeout(0)
+      -- 32 MB of requests whose answers would take about 100 MB.
+      local data, sent = loop:rep(32 * 1024 * 1024 // #loop), 0
+      -- Send until the proxy stops taking bytes (its answers are not read).
+      while sent < #data do
+        local _, w = require("socket").select(nil, { sock }, 1)
+        if #w == 0 then break end
+        local last, _, lastp = sock:send(data, sent + 1)
+        sent = last or lastp or sent
+      end
+      assert.is_true(sent < #data, "the proxy read every request without its answers being read")
+      local rss = proxy.rss_kb()
+      assert.is_true(rss < 48 * 1024, "RSS " .. rss .. " KiB")
+      sock:close()
+      assert_carries_on(proxy, origin, assert(h.connect(proxy.port)))
+    end)
+  end)
+
+end)
+
+local SCRIPT_FAILED = "500 Internal Server Error: a script failed while handling this request\n"
+
+-- Sends <request> (with {O} and {P}: the origin's authority, the proxy's
+-- port) on a fresh connection; returns the answer and the socket.
+local function ask(proxy, origin, request)
+  local sock = assert(h.connect(proxy.port))
+  assert(h.send(sock, (request:gsub("{O}", origin.authority):gsub("{P}", tostring(proxy.port)))))
+  local r, err, partial = h.read_response(sock)
+  assert(r, "no answer: " .. tostring(err) .. " " .. q(partial))
+  return r, sock
+end
+
+describe("loop detection", function()
+  local LOOP_SCRIPT = [[
+function on_request(tx)
+  local c = tx.req.headers["X-Case"]
+  if c == "host" then tx.req.host = "::ffff:127.0.0.1"; tx.req.port = tonumber(tx.req.headers["X-Port"]) end
+  if c == "url" then tx.req.url = "http://[::ffff:127.0.0.1]:" .. tx.req.headers["X-Port"] .. "/" end
+end
+function before_connect(tx)
+  if tx.req.headers["X-Case"] == "upstream" then
+    tx.upstream = { host = "::ffff:127.0.0.1", port = tonumber(tx.req.headers["X-Port"]) }
+  end
+end
+]]
+  local cases = {
+    { "an IPv4 address", "GET http://127.0.0.1:{P}/ HTTP/1.1\r\nHost: 127.0.0.1:{P}\r\n\r\n" },
+    { "an IPv4-mapped IPv6 address", "GET http://[::ffff:127.0.0.1]:{P}/ HTTP/1.1\r\nHost: [::ffff:127.0.0.1]:{P}\r\n\r\n" },
+    { "an IPv4-mapped address in hex", "GET http://[::ffff:7f00:1]:{P}/ HTTP/1.1\r\nHost: [::ffff:7f00:1]:{P}\r\n\r\n" },
+    { "a mapped address a script set as the host", "GET http://{O}/ HTTP/1.1\r\nHost: {O}\r\nX-Case: host\r\nX-Port: {P}\r\n\r\n" },
+    { "a mapped address a script set in the url", "GET http://{O}/ HTTP/1.1\r\nHost: {O}\r\nX-Case: url\r\nX-Port: {P}\r\n\r\n" },
+    { "a mapped address a script set as the upstream", "GET http://{O}/ HTTP/1.1\r\nHost: {O}\r\nX-Case: upstream\r\nX-Port: {P}\r\n\r\n" },
+  }
+  for _, c in ipairs(cases) do
+    it("a request to the proxy itself through " .. c[1] .. " gets 508", function()
+      with_proxy(LOOP_SCRIPT, function(proxy, origin)
+        local r, sock = ask(proxy, origin, c[2])
+        assert(h.check_error_response(r, 508, "Loop Detected"))
+        assert.equal("", h.take_pending(sock))
+        assert_carries_on(proxy, origin, sock)
+      end)
+    end)
+  end
+end)
+
+describe("script limits on the request line and Host", function()
+  local SCRIPT = [[
+function on_request(tx)
+  local c = tx.req.headers["X-Case"]
+  if c == nil then return end
+  tx.req.headers["X-Case"] = nil
+  if c == "add-host" then tx.req.headers:add("Host", "other.example")
+  elseif c == "raw-host" then
+    local hd = tx.req.headers
+    rawset(hd, rawlen(hd) + 1, "host"); rawset(hd, rawlen(hd) + 1, "other.example")
+  elseif c == "set-host" then tx.req.headers["Host"] = "other.example"
+  elseif c == "remove-host" then tx.req.headers:remove("Host")
+  elseif c == "to-connect" then tx.req.method = "CONNECT"
+  elseif c == "to-connect-lower" then tx.req.method = "connect"
+  elseif c == "raw-connect" then
+    local _, d = next(tx.req)   -- around the setter, to the data itself
+    d.method = "CONNECT"
+  elseif c == "from-connect" then tx.req.method = "GET"
+  elseif c == "lower-head" then tx.req.method = "head"
+  end
+end
+]]
+  local function refused(name, request, log_pattern)
+    it(name .. ": a script error (500), nothing sent upstream", function()
+      with_proxy(SCRIPT, function(proxy, origin)
+        local r, sock = ask(proxy, origin, request)
+        assert(h.check_error_response(r, 500, "Internal Server Error"))
+        assert.equal(SCRIPT_FAILED, r.body)
+        assert.truthy(h.wait_for(function() return proxy.log():find(log_pattern) end),
+          "the log does not say why: " .. proxy.log())
+        if r.headers.connection == "close" then
+          sock:close()
+          sock = assert(h.connect(proxy.port))
+        end
+        assert_carries_on(proxy, origin, sock)
+      end)
+    end)
+  end
+  local GET = "GET http://{O}/case HTTP/1.1\r\nHost: {O}\r\nX-Case: "
+  refused("a second Host added with headers:add", GET .. "add-host\r\n\r\n", "exactly one Host")
+  refused("a second Host added with rawset", GET .. "raw-host\r\n\r\n", "exactly one Host")
+  refused("a request turned into CONNECT", GET .. "to-connect\r\n\r\n", "cannot be turned into CONNECT")
+  refused("a request turned into connect (lower case)", GET .. "to-connect-lower\r\n\r\n",
+    "case%-sensitive")
+  refused("a request turned into CONNECT around the setter", GET .. "raw-connect\r\n\r\n",
+    "cannot become CONNECT")
+  refused("a method that is a known one in lower case", GET .. "lower-head\r\n\r\n", "case%-sensitive")
+  refused("a CONNECT turned into GET", "CONNECT {O} HTTP/1.1\r\nHost: {O}\r\nX-Case: from-connect\r\n\r\n",
+    "CONNECT request cannot be changed")
+
+  local function forwarded(name, case, want_host)
+    it(name, function()
+      with_proxy(SCRIPT, function(proxy, origin)
+        local sock = assert(h.connect(proxy.port))
+        assert(h.send(sock, (GET .. case .. "\r\n\r\n"):gsub("{O}", origin.authority)))
+        local conn, req = origin.next_request()
+        assert(conn, "nothing reached the origin")
+        assert.equal(1, raw_origin.count(req.fields, "host"), q(req.head))
+        assert.equal(want_host == "{O}" and origin.authority or want_host, req.f.host)
+        conn.send(NEXT)
+        local r = assert(h.read_response(sock))
+        assert.equal("next\n", r.body)
+        -- The follow-ups answer with their own bodies.
+        follow_up(sock, origin, "/again", POOLED, "pooled\n")
+        sock:close()
+      end)
+    end)
+  end
+  forwarded("a script sets Host: exactly one Host upstream, the script's", "set-host", "other.example")
+  forwarded("a script removes Host: the proxy sends the target's", "remove-host", "{O}")
 end)
