@@ -65,6 +65,7 @@ struct config {
     const char *user;        /* drop privileges to this user after binding */
     enum log_format log_format;
     int max_header_fields;   /* request heads; responses get 4x */
+    const char *auth_file;   /* htpasswd file: proxy users, or NULL */
     /* The command line as given, so a reload can read the file again and
      * let the command line win once more. */
     int argc;

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 
+#include "auth.h"
 #include "dns.h"
 #include "hooks.h"
 #include "http_parse.h"
@@ -23,6 +24,7 @@ struct addr_list;
 struct exchange_events {
     dns_callback *dns_answer;   /* arg: the session */
     hooks_wake_fn *hook_wakeup;
+    auth_done_fn *auth_done;    /* arg: the session */
 };
 
 void exchange_init(struct exchange *x);
@@ -43,6 +45,9 @@ void exchange_connect_done(struct session *s);
 
 /* The resolver answered (SESSION_RESOLVING): connect, or fail with 502. */
 void exchange_dns_answer(struct session *s, const char *error, const struct addr_list *addrs);
+
+/* The credentials' check finished (SESSION_HOOK): go on, or answer 407. */
+void exchange_auth_done(struct session *s, int ok, const char *user);
 
 /* A hook phase that slept has finished with <r> (SESSION_HOOK, or
  * RESPONSE_HOOK): acts on it as if the hooks had returned at once. */

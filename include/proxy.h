@@ -40,6 +40,7 @@ struct proxy {
     int kept_upstreams;        /* idle upstream connections held by sessions */
     struct access_log *access_log;
     struct hooks *hooks;      /* NULL when no script is loaded */
+    struct auth *auth;        /* --auth-file's users and checking threads, or NULL */
     struct session *sessions; /* doubly linked list of live sessions */
     int session_count;        /* this loop's sessions */
     int *shared_sessions;     /* all workers' sessions (shared memory), or NULL */

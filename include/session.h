@@ -172,6 +172,7 @@ struct exchange {
     const char *error;     /* why it failed, for the log */
     char user[128];        /* the authenticated proxy user, or "" */
     int tunnel_counted;    /* counted in the open tunnels gauge */
+    struct auth_job *auth_job; /* credentials being checked (SESSION_HOOK) */
     struct hook_state hook;
 };
 

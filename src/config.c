@@ -72,6 +72,11 @@ static const char usage_text[] =
     "                             Lua state. Default: the number of CPUs\n"
     "  -v, --verbose              debug logging\n"
     "\n"
+    "Proxy authentication:\n"
+    "      --auth-file FILE       require Basic proxy credentials from the users of\n"
+    "                             this htpasswd file (htpasswd -B, or $6$/$5$ crypt);\n"
+    "                             others get 407. Read again on SIGHUP\n"
+    "\n"
     "Running as a service:\n"
     "  -c, --config FILE          read options from FILE: one long option per line\n"
     "                             (\"listen 127.0.0.1:3128\", \"verbose\"), # comments;\n"
@@ -110,6 +115,7 @@ enum long_only {
     OPT_USER,
     OPT_LOG_FORMAT,
     OPT_MAX_HEADER_FIELDS,
+    OPT_AUTH_FILE,
 };
 
 static const struct option long_options[] = {
@@ -141,6 +147,7 @@ static const struct option long_options[] = {
     {"user", required_argument, NULL, OPT_USER},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"max-header-fields", required_argument, NULL, OPT_MAX_HEADER_FIELDS},
+    {"auth-file", required_argument, NULL, OPT_AUTH_FILE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -457,6 +464,11 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
                 cfg->log_format = LOG_FORMAT_JSON;
             else
                 FAIL("invalid --log-format '%s': expected common, combined or json", optarg);
+            break;
+        case OPT_AUTH_FILE:
+            if (*optarg == '\0')
+                FAIL("invalid --auth-file '': expected a file name");
+            cfg->auth_file = optarg;
             break;
         case OPT_MAX_HEADER_FIELDS:
             if (parse_count(optarg, 1, HTTP_MAX_FIELDS_LIMIT, &n) != 0)

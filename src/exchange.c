@@ -55,6 +55,8 @@ void exchange_release(struct session *s)
     struct exchange *x = &s->x;
     dns_cancel(x->dns);
     x->dns = NULL;
+    auth_cancel(s->proxy->auth, x->auth_job);
+    x->auth_job = NULL;
     hooks_exchange_end(s);
     free(x->line);
     x->line = NULL;
@@ -325,9 +327,42 @@ static const char *check_target(struct session *s, int *status)
     return NULL;
 }
 
+static void run_first_hooks(struct session *s);
+
+/* With --auth-file: the verdict on the request's Proxy-Authorization, or
+ * AUTH_PENDING while the pool checks it (s->events->auth_done follows). */
+static enum auth_result check_credentials(struct session *s, const struct http_head *head)
+{
+    struct exchange *x = &s->x;
+    struct auth *a = s->proxy->auth;
+    int i;
+
+    if (!a || !s->proxy->cfg->auth_file)
+        return AUTH_OK;
+    i = http_find_field(head, "Proxy-Authorization", 0);
+    if (i >= 0 && http_find_field(head, "Proxy-Authorization", (size_t)i + 1) >= 0)
+        return AUTH_DENIED; /* two sets of credentials: which one? neither */
+    return auth_check(a, i >= 0 ? head->fields[i].value : NULL,
+                      i >= 0 ? head->fields[i].value_len : 0, s->client_ip, x->user,
+                      sizeof x->user, s->events->auth_done, s, &x->auth_job);
+}
+
+void exchange_auth_done(struct session *s, int ok, const char *user)
+{
+    struct exchange *x = &s->x;
+    x->auth_job = NULL;
+    if (!ok) {
+        session_fail(s, 407, "this proxy needs a user name and password");
+        return;
+    }
+    snprintf(x->user, sizeof x->user, "%s", user);
+    run_first_hooks(s);
+}
+
 void exchange_begin(struct session *s, const struct http_head *head, size_t head_len)
 {
     struct exchange *x = &s->x;
+    enum auth_result auth_result;
     enum http_error err;
     const char *cause;
     char authority[300];
@@ -376,6 +411,9 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
     x->fwd_method_len = x->method_len;
     x->fwd_path = x->url.path;
     x->fwd_path_len = x->url.path_len;
+    /* Proxy credentials: checked here, while the head's views are valid
+     * (auth_check copies what it needs); never forwarded (hop-by-hop). */
+    auth_result = check_credentials(s, head);
 
     /* Everything needed is copied: the head's bytes can go. */
     buffer_consume(&s->client.in, head_len);
@@ -385,9 +423,26 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
     log_debug("#%llu %s %s %.*s", (unsigned long long)x->id, s->client_ip, x->method,
               (int)(x->target_len > 200 ? 200 : x->target_len), x->target);
 
+    switch (auth_result) {
+    case AUTH_DENIED:
+        session_fail(s, 407, "this proxy needs a user name and password");
+        return;
+    case AUTH_PENDING:
+        session_set_state(s, SESSION_HOOK, "credentials being checked");
+        return;
+    case AUTH_OK:
+        break;
+    }
+    run_first_hooks(s);
+}
+
+/* Authenticated (or no --auth-file): the request hooks, or connect. */
+static void run_first_hooks(struct session *s)
+{
     hooks_exchange_begin(s, s->events->hook_wakeup);
     if (hooks_wants(s, HOOK_ON_REQUEST) || hooks_wants(s, HOOK_BEFORE_CONNECT)) {
-        session_set_state(s, SESSION_HOOK, "request hooks to run");
+        if (s->state != SESSION_HOOK) /* still there after a credentials check */
+            session_set_state(s, SESSION_HOOK, "request hooks to run");
         run_request_hooks(s, HOOK_ON_REQUEST);
         return;
     }

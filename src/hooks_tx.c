@@ -47,7 +47,11 @@ int hooks_tx_make(lua_State *L)
     push_field_list(L, &x->req_headers);
     lua_pushstring(L, s->client_ip);
     lua_pushinteger(L, s->client_port);
-    lua_call(L, 10, 1);
+    lua_call(L, 10, 1);                                   /* +1 tx */
+    if (x->user[0]) { /* --auth-file: who sent it */
+        lua_pushstring(L, x->user);
+        lua_setfield(L, -2, "user");
+    }
     x->hook.tx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 
+#include "auth.h"
 #include "config.h"
 #include "daemon.h"
 #include "hooks.h"
@@ -39,6 +40,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "luaproxy: %s\n", err);
         config_strings_free();
         return 2;
+    }
+    if (cfg.auth_file) {
+        /* Refuse a bad users file before binding anything. */
+        struct auth *a = auth_open(cfg.auth_file, NULL, err, sizeof err);
+        if (!a) {
+            fprintf(stderr, "luaproxy: %s\n", err);
+            config_strings_free();
+            return 2;
+        }
+        auth_free(a);
     }
     if (cfg.check_only) {
         log_set_level(LOG_ERROR); /* --check reports on stdout/stderr itself */

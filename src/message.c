@@ -161,10 +161,12 @@ int message_write_error(struct buffer *out, int status, const char *cause, int k
                          "Content-Type: text/plain; charset=utf-8\r\n"
                          "Content-Length: %d\r\n"
                          "Via: " MESSAGE_VIA "\r\n"
-                         "%s"
+                         "%s%s"
                          "\r\n"
                          "%03d %s: %s\n",
                          status, reason, body_len,
+                         /* RFC 9110 11.7.1: a 407 says how to authenticate */
+                         status == 407 ? "Proxy-Authenticate: Basic realm=\"luaproxy\"\r\n" : "",
                          !keep_alive         ? "Connection: close\r\n"
                          : client_minor == 0 ? "Connection: keep-alive\r\n"
                                              : "",

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "access_log.h"
+#include "auth.h"
 #include "acl.h"
 #include "dns.h"
 #include "hooks.h"
@@ -299,6 +300,23 @@ static void reload(struct proxy *p)
         free(fresh);
         return;
     }
+    /* The users file: read again in place, so checks in flight finish.
+     * An auth object stays once made (sessions may wait on it); without
+     * --auth-file after the reload it is simply not asked. */
+    if (fresh->auth_file && p->auth) {
+        if (auth_reload(p->auth, fresh->auth_file, err, sizeof err) != 0) {
+            log_error("reload: %s; the running configuration stays", err);
+            free(fresh);
+            return;
+        }
+    } else if (fresh->auth_file) {
+        p->auth = auth_open(fresh->auth_file, p->loop, err, sizeof err);
+        if (!p->auth) {
+            log_error("reload: %s; the running configuration stays", err);
+            free(fresh);
+            return;
+        }
+    }
     if (fresh->access_log &&
         !(log = access_log_open(fresh->access_log, fresh->log_format, err, sizeof err))) {
         log_error("reload: %s; the running configuration stays", err);
@@ -434,6 +452,8 @@ int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
     p->resolver = dns_resolver_new(loop, cfg->connect_timeout, err, err_len);
     if (!p->resolver)
         goto fail;
+    if (cfg->auth_file && !(p->auth = auth_open(cfg->auth_file, loop, err, err_len)))
+        goto fail;
     if (hooks_load(p, err, err_len) != 0)
         goto fail;
     for (int i = 0; i < cfg->listen_count; i++)
@@ -473,6 +493,8 @@ void proxy_free(struct proxy *p)
     ev_signal_stop(p->loop, &p->sigterm);
     ev_signal_stop(p->loop, &p->sighup);
     hooks_free(p);
+    auth_free(p->auth); /* after the sessions: none waits on a check now */
+    p->auth = NULL;
     upstream_pool_free(&p->pool);
     dns_resolver_free(p->resolver);
     p->resolver = NULL;

@@ -43,6 +43,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_resume(struct ev_loop *loop, ev_idle *w, int revents);
 static void on_dns_answer(void *arg, const char *error, const struct addr_list *addrs);
 static void on_hook_wakeup(struct session *s, enum hooks_result r);
+static void on_auth_done(void *arg, int ok, const char *user);
 static void session_advance(struct session *s);
 static void end_event(struct session *s);
 
@@ -50,6 +51,7 @@ static void end_event(struct session *s);
 static const struct exchange_events session_events = {
     .dns_answer = on_dns_answer,
     .hook_wakeup = on_hook_wakeup,
+    .auth_done = on_auth_done,
 };
 
 struct session *session_start(struct proxy *p, int fd, const struct sockaddr *addr,
@@ -558,7 +560,8 @@ static void session_advance(struct session *s)
         case SESSION_HEAD:
             progress = read_request_head(s);
             break;
-        case SESSION_HOOK:      /* waiting for a sleeping hook (on_hook_wakeup) */
+        case SESSION_HOOK:      /* waiting for a sleeping hook (on_hook_wakeup)
+                                 * or a credentials check (on_auth_done) */
         case SESSION_RESOLVING: /* for the resolver (on_dns_answer) */
         case SESSION_CONNECTING: /* for the connect (on_upstream_io) */
             break;
@@ -606,6 +609,7 @@ static void session_advance(struct session *s)
  *   on_dns_answer    the resolver answered                      (dns.c)
  *   on_hook_wakeup   a hook's proxy.sleep ended and its phase finished
  *                                                               (hooks_run.c)
+ *   on_auth_done     the credentials' check finished            (auth.c)
  *   session_stop     SIGTERM: close if idle                     (proxy.c)
  *
  * on_timer and session_stop are above, next to the deadlines and the
@@ -634,6 +638,14 @@ static void on_dns_answer(void *arg, const char *error, const struct addr_list *
 {
     struct session *s = arg;
     exchange_dns_answer(s, error, addrs);
+    end_event(s);
+}
+
+static void on_auth_done(void *arg, int ok, const char *user)
+{
+    struct session *s = arg;
+    s->last_activity = ev_now(s->proxy->loop);
+    exchange_auth_done(s, ok, user);
     end_event(s);
 }
 

@@ -1,0 +1,52 @@
+/*
+ * auth.h - proxy authentication (Basic) against an htpasswd file.
+ *
+ * The file holds "user:hash" lines as htpasswd -B (bcrypt) writes them, or
+ * with $6$/$5$ crypt hashes; the system's crypt library checks passwords.
+ * A bcrypt check costs milliseconds, so it never runs on the event loop: a
+ * small pool of threads does it and hands the result back through an
+ * ev_async. A successful check is remembered for a while under a keyed
+ * hash of the credentials (never the password itself), so a client's next
+ * requests cost one HMAC. Clients that recently failed wait behind the
+ * others, so one hammering wrong passwords cannot slow anyone down.
+ */
+#ifndef LUAPROXY_AUTH_H
+#define LUAPROXY_AUTH_H
+
+#include <ev.h>
+#include <stddef.h>
+
+struct auth;
+struct auth_job;
+
+#define AUTH_USER_MAX 128
+
+enum auth_result {
+    AUTH_OK,      /* <user> is filled in */
+    AUTH_DENIED,  /* missing, malformed or wrong credentials: 407 */
+    AUTH_PENDING, /* the pool checks them; <done> is called later */
+};
+
+/* Called on the loop with the verdict of a pending check. */
+typedef void auth_done_fn(void *arg, int ok, const char *user);
+
+/* Reads <path> and, with a <loop>, starts the checking threads. NULL with
+ * <err> ("FILE:LINE: ...") for a file that cannot be used. */
+struct auth *auth_open(const char *path, struct ev_loop *loop, char *err, size_t err_len);
+/* SIGHUP: reads <path> again; on error the old users stay. Forgets every
+ * remembered check. 0, or -1 with <err>. */
+int auth_reload(struct auth *a, const char *path, char *err, size_t err_len);
+/* Stops the threads (joining them) and frees. Safe with NULL. */
+void auth_free(struct auth *a);
+
+/* Checks the value of a request's Proxy-Authorization field (<value> NULL
+ * when absent) for a client at <client_ip>. On AUTH_PENDING, *<job> lets
+ * the caller cancel; <done>(<arg>, ...) runs later from the loop, never
+ * before this returns. */
+enum auth_result auth_check(struct auth *a, const char *value, size_t value_len,
+                            const char *client_ip, char *user, size_t user_len,
+                            auth_done_fn *done, void *arg, struct auth_job **job);
+/* The owner of a pending check goes away: <done> will not be called. */
+void auth_cancel(struct auth *a, struct auth_job *job);
+
+#endif

@@ -1,0 +1,519 @@
+/*
+ * auth.c - Basic proxy authentication: the user file, the checking
+ * threads, and the memory of recent checks.
+ *
+ * Threads: the loop thread owns the users, the caches and every job's
+ * life; the pool threads only take a queued job, run crypt_rn on the copies
+ * it carries, and put it on the done list. Both lists are behind one mutex.
+ * The ev_async wakes the loop, which delivers the verdicts. A job whose
+ * session went away is only marked (auth_cancel) and freed when it comes
+ * back, so a thread never touches freed memory.
+ *
+ *   loop: auth_check --(queue)--> thread: crypt_rn --(done list)--> loop:
+ *         on_async: remember, call done()
+ */
+#include "auth.h"
+
+#include <crypt.h>
+#include <errno.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+
+#include "log.h"
+#include "stats.h"
+
+#define AUTH_THREADS 2
+#define AUTH_PASSWORD_MAX 256
+#define AUTH_HASH_MAX 256
+#define AUTH_FILE_MAX (4 << 20)
+#define AUTH_USERS_MAX 100000
+/* Jobs waiting: all together, and from clients that recently failed. A
+ * client beyond that is refused at once rather than queued without end. */
+#define AUTH_QUEUE_MAX 256
+#define AUTH_SUSPECT_QUEUE_MAX 32
+/* Remembered checks: how many and for how long. A failed one is remembered
+ * briefly, so repeating the same wrong password costs nothing. */
+#define CACHE_SLOTS 1024
+#define CACHE_OK_TTL 300.0
+#define CACHE_FAIL_TTL 30.0
+/* Client addresses with a recent failure (hashed into slots). */
+#define SUSPECT_SLOTS 256
+#define SUSPECT_TTL 60.0
+
+struct auth_user {
+    char *name;
+    char *hash;
+};
+
+struct auth_job {
+    struct auth_job *next;
+    struct auth *auth;
+    int cancelled; /* loop thread only */
+    int ok;        /* set by the thread */
+    unsigned char digest[32];
+    char user[AUTH_USER_MAX];
+    char password[AUTH_PASSWORD_MAX];
+    char hash[AUTH_HASH_MAX];
+    unsigned suspect_slot;
+    auth_done_fn *done;
+    void *arg;
+};
+
+struct cache_entry {
+    unsigned char digest[32];
+    ev_tstamp expires; /* 0: empty */
+    int ok;
+    char user[AUTH_USER_MAX];
+};
+
+struct auth {
+    struct ev_loop *loop;
+    ev_async async;
+    /* Shared with the threads, under mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct auth_job *queue[2], *queue_tail[2]; /* [0] normal, [1] suspects */
+    int queued[2];
+    struct auth_job *done;
+    int stopping;
+    pthread_t threads[AUTH_THREADS];
+    int thread_count;
+    /* Loop thread only. */
+    struct auth_user *users;
+    int user_count;
+    unsigned char key[32]; /* the cache's HMAC key, random per process */
+    struct cache_entry cache[CACHE_SLOTS];
+    ev_tstamp suspect_until[SUSPECT_SLOTS];
+};
+
+/* ---- the user file ----------------------------------------------------- */
+
+static void free_users(struct auth_user *users, int count)
+{
+    for (int i = 0; i < count; i++) {
+        free(users[i].name);
+        free(users[i].hash);
+    }
+    free(users);
+}
+
+/* Whether <hash> is one we can check: bcrypt ($2y$, $2b$, $2a$) or SHA-crypt
+ * ($5$, $6$), well formed by the crypt library's own judgement. */
+static int hash_supported(const char *hash)
+{
+    static const char *const prefixes[] = {"$2y$", "$2b$", "$2a$", "$5$", "$6$"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (strncmp(hash, prefixes[i], strlen(prefixes[i])) == 0)
+            return crypt_checksalt(hash) == CRYPT_SALT_OK;
+    return 0;
+}
+
+static int load_users(const char *path, struct auth_user **out, int *out_count, char *err,
+                      size_t err_len)
+{
+    FILE *f = fopen(path, "r");
+    struct auth_user *users = NULL;
+    int count = 0, cap = 0, lineno = 0;
+    char line[1024];
+
+    if (!f) {
+        snprintf(err, err_len, "cannot read --auth-file '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof line, f)) {
+        size_t len = strlen(line);
+        char *colon, *name = line;
+        lineno++;
+        if (len == sizeof line - 1 && line[len - 1] != '\n') {
+            snprintf(err, err_len, "%s:%d: line too long", path, lineno);
+            goto fail;
+        }
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        while (*name == ' ' || *name == '\t')
+            name++;
+        if (*name == '\0' || *name == '#')
+            continue;
+        colon = strchr(name, ':');
+        if (!colon || colon == name || (size_t)(colon - name) >= AUTH_USER_MAX) {
+            snprintf(err, err_len, "%s:%d: expected user:hash", path, lineno);
+            goto fail;
+        }
+        *colon = '\0';
+        if (strlen(colon + 1) >= AUTH_HASH_MAX || !hash_supported(colon + 1)) {
+            snprintf(err, err_len,
+                     "%s:%d: user '%s' has a plain-text password or an unknown hash scheme "
+                     "(use htpasswd -B, or a $6$/$5$ crypt hash)",
+                     path, lineno, name);
+            goto fail;
+        }
+        for (int i = 0; i < count; i++)
+            if (strcmp(users[i].name, name) == 0) {
+                snprintf(err, err_len, "%s:%d: user '%s' appears twice", path, lineno, name);
+                goto fail;
+            }
+        if (count == AUTH_USERS_MAX) {
+            snprintf(err, err_len, "%s:%d: more than %d users", path, lineno, AUTH_USERS_MAX);
+            goto fail;
+        }
+        if (count == cap) {
+            int ncap = cap ? cap * 2 : 16;
+            struct auth_user *n = realloc(users, sizeof *n * (size_t)ncap);
+            if (!n)
+                goto oom;
+            users = n;
+            cap = ncap;
+        }
+        users[count].name = strdup(name);
+        users[count].hash = strdup(colon + 1);
+        count++;
+        if (!users[count - 1].name || !users[count - 1].hash)
+            goto oom;
+    }
+    if (ferror(f)) {
+        snprintf(err, err_len, "cannot read --auth-file '%s': %s", path, strerror(errno));
+        goto fail;
+    }
+    fclose(f);
+    *out = users;
+    *out_count = count;
+    return 0;
+
+oom:
+    snprintf(err, err_len, "out of memory");
+fail:
+    fclose(f);
+    free_users(users, count);
+    return -1;
+}
+
+static const struct auth_user *find_user(const struct auth *a, const char *name)
+{
+    for (int i = 0; i < a->user_count; i++)
+        if (strcmp(a->users[i].name, name) == 0)
+            return &a->users[i];
+    return NULL;
+}
+
+/* ---- the threads ------------------------------------------------------- */
+
+static void *thread_main(void *arg)
+{
+    struct auth *a = arg;
+    struct crypt_data *data = calloc(1, sizeof *data);
+
+    for (;;) {
+        struct auth_job *job;
+        pthread_mutex_lock(&a->mu);
+        while (!a->stopping && !a->queue[0] && !a->queue[1])
+            pthread_cond_wait(&a->cond, &a->mu);
+        if (a->stopping) {
+            pthread_mutex_unlock(&a->mu);
+            break;
+        }
+        /* Clients in good standing first. */
+        int q = a->queue[0] ? 0 : 1;
+        job = a->queue[q];
+        a->queue[q] = job->next;
+        if (!a->queue[q])
+            a->queue_tail[q] = NULL;
+        a->queued[q]--;
+        pthread_mutex_unlock(&a->mu);
+
+        const char *out = data ? crypt_rn(job->password, job->hash, data, sizeof *data) : NULL;
+        job->ok = out && strlen(out) == strlen(job->hash) &&
+                  CRYPTO_memcmp(out, job->hash, strlen(job->hash)) == 0;
+        explicit_bzero(job->password, sizeof job->password);
+
+        pthread_mutex_lock(&a->mu);
+        job->next = a->done;
+        a->done = job;
+        pthread_mutex_unlock(&a->mu);
+        ev_async_send(a->loop, &a->async);
+    }
+    if (data)
+        explicit_bzero(data, sizeof *data);
+    free(data);
+    return NULL;
+}
+
+/* ---- remembering checks ------------------------------------------------ */
+
+static struct cache_entry *cache_slot(struct auth *a, const unsigned char *digest)
+{
+    unsigned idx = ((unsigned)digest[0] | (unsigned)digest[1] << 8) % CACHE_SLOTS;
+    return &a->cache[idx];
+}
+
+static void remember(struct auth *a, const unsigned char *digest, int ok, const char *user)
+{
+    struct cache_entry *e = cache_slot(a, digest);
+    /* A success is not pushed out by a failure that happens to share its
+     * slot: otherwise wrong guesses could evict good clients. */
+    if (!ok && e->expires > ev_now(a->loop) && e->ok)
+        return;
+    memcpy(e->digest, digest, sizeof e->digest);
+    e->ok = ok;
+    e->expires = ev_now(a->loop) + (ok ? CACHE_OK_TTL : CACHE_FAIL_TTL);
+    snprintf(e->user, sizeof e->user, "%s", user);
+}
+
+static unsigned suspect_slot(const struct auth *a, const char *client_ip)
+{
+    unsigned char mac[32];
+    unsigned len = sizeof mac;
+    HMAC(EVP_sha256(), a->key, sizeof a->key, (const unsigned char *)client_ip,
+         strlen(client_ip), mac, &len);
+    return ((unsigned)mac[0] | (unsigned)mac[1] << 8) % SUSPECT_SLOTS;
+}
+
+static void on_async(struct ev_loop *loop, ev_async *w, int revents)
+{
+    struct auth *a = w->data;
+    struct auth_job *list;
+    (void)loop;
+    (void)revents;
+
+    pthread_mutex_lock(&a->mu);
+    list = a->done;
+    a->done = NULL;
+    pthread_mutex_unlock(&a->mu);
+    while (list) {
+        struct auth_job *job = list;
+        list = job->next;
+        remember(a, job->digest, job->ok, job->user);
+        stats_add(STAT_AUTH_CHECKS, 1);
+        if (!job->ok) {
+            a->suspect_until[job->suspect_slot] = ev_now(a->loop) + SUSPECT_TTL;
+            stats_add(STAT_AUTH_FAILURES, 1);
+        }
+        if (!job->cancelled)
+            job->done(job->arg, job->ok, job->user);
+        free(job);
+    }
+}
+
+/* ---- the interface ----------------------------------------------------- */
+
+struct auth *auth_open(const char *path, struct ev_loop *loop, char *err, size_t err_len)
+{
+    struct auth *a = calloc(1, sizeof *a);
+
+    if (!a) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    if (load_users(path, &a->users, &a->user_count, err, err_len) != 0) {
+        free(a);
+        return NULL;
+    }
+    if (!loop)
+        return a; /* only checking the file */
+    if (getrandom(a->key, sizeof a->key, 0) != (ssize_t)sizeof a->key) {
+        snprintf(err, err_len, "getrandom: %s", strerror(errno));
+        goto fail;
+    }
+    a->loop = loop;
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cond, NULL);
+    ev_async_init(&a->async, on_async);
+    a->async.data = a;
+    ev_async_start(loop, &a->async);
+    ev_unref(loop); /* the watcher alone must not keep the loop running */
+    for (int i = 0; i < AUTH_THREADS; i++) {
+        if (pthread_create(&a->threads[i], NULL, thread_main, a) != 0) {
+            snprintf(err, err_len, "cannot start the authentication threads");
+            goto fail;
+        }
+        a->thread_count++;
+    }
+    return a;
+
+fail:
+    auth_free(a);
+    return NULL;
+}
+
+int auth_reload(struct auth *a, const char *path, char *err, size_t err_len)
+{
+    struct auth_user *users;
+    int count;
+
+    if (load_users(path, &users, &count, err, err_len) != 0)
+        return -1;
+    free_users(a->users, a->user_count);
+    a->users = users;
+    a->user_count = count;
+    /* A removed user or a changed password must not live on in here. */
+    memset(a->cache, 0, sizeof a->cache);
+    return 0;
+}
+
+void auth_free(struct auth *a)
+{
+    if (!a)
+        return;
+    if (a->loop) {
+        pthread_mutex_lock(&a->mu);
+        a->stopping = 1;
+        pthread_cond_broadcast(&a->cond);
+        pthread_mutex_unlock(&a->mu);
+        for (int i = 0; i < a->thread_count; i++)
+            pthread_join(a->threads[i], NULL);
+        ev_ref(a->loop);
+        ev_async_stop(a->loop, &a->async);
+        for (int q = 0; q < 2; q++)
+            while (a->queue[q]) {
+                struct auth_job *job = a->queue[q];
+                a->queue[q] = job->next;
+                free(job);
+            }
+        while (a->done) {
+            struct auth_job *job = a->done;
+            a->done = job->next;
+            free(job);
+        }
+        pthread_cond_destroy(&a->cond);
+        pthread_mutex_destroy(&a->mu);
+    }
+    free_users(a->users, a->user_count);
+    explicit_bzero(a->key, sizeof a->key);
+    free(a);
+}
+
+void auth_cancel(struct auth *a, struct auth_job *job)
+{
+    (void)a;
+    if (job)
+        job->cancelled = 1;
+}
+
+/* Decodes base64 (RFC 4648, padding required) into <out>. Returns the
+ * length, or -1 if malformed or too long. */
+static int base64_decode(const char *in, size_t len, char *out, size_t out_len)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = 0;
+    unsigned acc = 0;
+    int bits = 0, pad = 0;
+
+    if (len == 0 || len % 4 != 0)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        const char *p;
+        if (in[i] == '=') {
+            if (i < len - 2)
+                return -1;
+            pad++;
+            continue;
+        }
+        if (pad || !(p = memchr(alphabet, in[i], 64)))
+            return -1;
+        acc = (acc << 6) | (unsigned)(p - alphabet);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n == out_len)
+                return -1;
+            out[n++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    return (int)n;
+}
+
+enum auth_result auth_check(struct auth *a, const char *value, size_t value_len,
+                            const char *client_ip, char *user, size_t user_len,
+                            auth_done_fn *done, void *arg, struct auth_job **job_out)
+{
+    char creds[AUTH_USER_MAX + AUTH_PASSWORD_MAX + 1];
+    unsigned char digest[32];
+    unsigned digest_len = sizeof digest;
+    const struct auth_user *u;
+    struct cache_entry *e;
+    struct auth_job *job;
+    char *colon;
+    int n, suspect;
+
+    *job_out = NULL;
+    user[0] = '\0';
+    if (!value || value_len < 6 || strncasecmp(value, "Basic ", 6) != 0)
+        goto denied_quietly;
+    value += 6;
+    value_len -= 6;
+    while (value_len > 0 && *value == ' ') {
+        value++;
+        value_len--;
+    }
+    n = base64_decode(value, value_len, creds, sizeof creds - 1);
+    if (n < 0)
+        goto denied;
+    creds[n] = '\0';
+    colon = memchr(creds, ':', (size_t)n);
+    if (!colon || strlen(creds) != (size_t)n || (size_t)(colon - creds) >= AUTH_USER_MAX ||
+        (size_t)(colon - creds) >= user_len || strlen(colon + 1) >= AUTH_PASSWORD_MAX)
+        goto denied;
+    HMAC(EVP_sha256(), a->key, sizeof a->key, (const unsigned char *)creds, (size_t)n, digest,
+         &digest_len);
+    *colon = '\0';
+    u = find_user(a, creds);
+    if (!u)
+        goto denied;
+
+    e = cache_slot(a, digest);
+    if (e->expires > ev_now(a->loop) && memcmp(e->digest, digest, sizeof digest) == 0 &&
+        strcmp(e->user, creds) == 0) {
+        explicit_bzero(creds, sizeof creds);
+        if (!e->ok)
+            goto denied;
+        snprintf(user, user_len, "%s", e->user);
+        return AUTH_OK;
+    }
+
+    unsigned slot = suspect_slot(a, client_ip);
+    suspect = a->suspect_until[slot] > ev_now(a->loop);
+    job = calloc(1, sizeof *job);
+    if (!job)
+        goto denied;
+    job->auth = a;
+    memcpy(job->digest, digest, sizeof digest);
+    /* Lengths were checked above: each fits with its NUL. */
+    memcpy(job->user, creds, strlen(creds) + 1);
+    memcpy(job->password, colon + 1, strlen(colon + 1) + 1);
+    memcpy(job->hash, u->hash, strlen(u->hash) + 1);
+    job->suspect_slot = slot;
+    job->done = done;
+    job->arg = arg;
+    explicit_bzero(creds, sizeof creds);
+
+    pthread_mutex_lock(&a->mu);
+    if (a->queued[0] + a->queued[1] >= AUTH_QUEUE_MAX ||
+        (suspect && a->queued[1] >= AUTH_SUSPECT_QUEUE_MAX)) {
+        pthread_mutex_unlock(&a->mu);
+        explicit_bzero(job, sizeof *job);
+        free(job);
+        log_warn("authentication queue full; refusing %s", client_ip);
+        goto denied;
+    }
+    if (a->queue_tail[suspect])
+        a->queue_tail[suspect]->next = job;
+    else
+        a->queue[suspect] = job;
+    a->queue_tail[suspect] = job;
+    a->queued[suspect]++;
+    pthread_cond_signal(&a->cond);
+    pthread_mutex_unlock(&a->mu);
+    *job_out = job;
+    return AUTH_PENDING;
+
+denied:
+    stats_add(STAT_AUTH_FAILURES, 1);
+denied_quietly:
+    explicit_bzero(creds, sizeof creds);
+    return AUTH_DENIED;
+}

@@ -1,0 +1,166 @@
+-- End-to-end specs for proxy authentication (--auth-file): 407 with a Basic
+-- challenge for GET and CONNECT, credentials checked against an htpasswd
+-- file made by the real htpasswd, never forwarded, the user in hooks and the
+-- access log, the cache of good checks, reloads, and a client hammering
+-- wrong passwords while another is served.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+local a = require("support.admin")
+
+local mime = require("mime")
+
+local function b64(s) return (mime.b64(s)) end
+
+local function basic(user, password)
+  return "Proxy-Authorization: Basic " .. b64(user .. ":" .. password)
+end
+
+-- An htpasswd file made by htpasswd itself: alice (bcrypt), bob (SHA-512 crypt).
+local function users_file(cost)
+  local path = h.tmpfile("", "users")
+  assert(select(2, h.sh(("htpasswd -B -C %d -b -c %s alice wonderland 2>&1"):format(cost or 5, h.shell_quote(path)))) == 0)
+  local out = h.sh("openssl passwd -6 builder")
+  h.write_file(path, h.read_file(path) .. "# a comment\n\nbob:" .. out:gsub("%s+$", "") .. "\n")
+  return path
+end
+
+describe("proxy authentication", function()
+  local origin, echo, procs
+
+  before_each(function()
+    origin = h.start_origin()
+    echo = h.start_origin("echo")
+    procs = { origin, echo }
+  end)
+  after_each(function()
+    local problem = h.stop_procs(procs)
+    assert(not problem, problem)
+  end)
+
+  local function start(args, admin)
+    local p, adm
+    if admin then
+      p, adm = a.start(args)
+    else
+      p = h.start_proxy(args)
+    end
+    procs[#procs + 1] = p
+    return p, adm
+  end
+
+  it("answers 407 with a Basic challenge without right credentials, and serves with them (GET)", function()
+    local script = h.tmpfile([[
+function on_request(tx) tx.req.headers["X-Seen-User"] = tx.user or "none" end
+]], "user.lua")
+    local proxy = start({ "--auth-file", users_file(), "--script", script })
+    for _, extra in ipairs({ {}, { basic("alice", "wrong") }, { basic("nobody", "x") },
+                             { "Proxy-Authorization: Basic !!!" }, { "Proxy-Authorization: Bearer abc" } }) do
+      local resp = h.get(proxy.port, origin.url("/hello"), extra)
+      assert.equal(407, resp.status)
+      assert.equal('Basic realm="luaproxy"', resp.headers["proxy-authenticate"])
+    end
+    assert.equal(0, #origin.requests())
+
+    local resp = h.get(proxy.port, origin.url("/hello"), { basic("alice", "wonderland") })
+    assert.equal(200, resp.status)
+    assert.equal("hello\n", resp.body)
+    resp = h.get(proxy.port, origin.url("/hello"), { basic("bob", "builder") })
+    assert.equal(200, resp.status)
+    -- two sets of credentials are refused even if one is right
+    resp = h.get(proxy.port, origin.url("/hello"), { basic("alice", "wonderland"), basic("bob", "builder") })
+    assert.equal(407, resp.status)
+
+    local reqs = origin.wait_requests(2)
+    for _, r in ipairs(reqs) do
+      assert.is_nil(r.head:lower():find("proxy-authorization", 1, true), r.head)
+    end
+    assert.truthy(reqs[1].head:find("X-Seen-User: alice\r\n", 1, true), reqs[1].head)
+    assert.truthy(reqs[2].head:find("X-Seen-User: bob\r\n", 1, true), reqs[2].head)
+    assert.truthy(proxy.wait_access_log('^127%.0%.0%.1 %- alice %[.-" 200 6 '), proxy.access_log())
+    assert.truthy(proxy.wait_access_log('^127%.0%.0%.1 %- bob %['), proxy.access_log())
+  end)
+
+  it("answers 407 to CONNECT without right credentials, and tunnels with them", function()
+    local proxy = start({ "--auth-file", users_file(), "--connect-ports", tostring(echo.port) })
+    local target = "127.0.0.1:" .. echo.port
+    for _, extra in ipairs({ "", basic("alice", "nope") .. "\r\n" }) do
+      local s = assert(h.connect(proxy.port))
+      h.send(s, "CONNECT " .. target .. " HTTP/1.1\r\nHost: " .. target .. "\r\n" .. extra .. "\r\n")
+      local resp = h.read_response(s, { method = "CONNECT" })
+      s:close()
+      assert.equal(407, resp.status)
+      assert.equal('Basic realm="luaproxy"', resp.headers["proxy-authenticate"])
+    end
+    local s = assert(h.connect(proxy.port))
+    h.send(s, "CONNECT " .. target .. " HTTP/1.1\r\nHost: " .. target .. "\r\n"
+      .. basic("alice", "wonderland") .. "\r\n\r\n")
+    assert.equal(200, h.read_response(s, { method = "CONNECT" }).status)
+    h.send(s, "through the tunnel")
+    assert.equal("through the tunnel", h.recv_exact(s, 18))
+    s:close()
+    -- curl, as users would
+    local out, code = h.curl({ "-o", "/dev/null", "-w", "%{http_code}", "-x",
+      "http://alice:wonderland@127.0.0.1:" .. proxy.port, origin.url("/hello") })
+    assert.equal(0, code)
+    assert.equal("200", out)
+  end)
+
+  it("remembers a good check, and forgets it when the file is read again", function()
+    local users = users_file()
+    local proxy, adm = start({ "--auth-file", users }, true)
+    for _ = 1, 5 do
+      assert.equal(200, h.get(proxy.port, origin.url("/hello"), { basic("alice", "wonderland") }).status)
+    end
+    local st = a.get_json(adm, "/status")
+    assert.equal(1, st.auth_checks) -- one verification, four answers from the cache
+    assert.equal(0, st.auth_failures)
+    assert.equal(407, h.get(proxy.port, origin.url("/hello"), { basic("alice", "bad") }).status)
+    assert.equal(1, a.get_json(adm, "/status").auth_failures)
+
+    -- a new password: the old one stops working on SIGHUP, cached or not
+    assert(select(2, h.sh(("htpasswd -B -b %s alice looking-glass 2>&1"):format(h.shell_quote(users)))) == 0)
+    proxy.signal("HUP")
+    assert.truthy(h.wait_for(function() return proxy.log():find("reloaded", 1, true)
+      or proxy.log():find("SIGHUP", 1, true) end))
+    assert.truthy(h.wait_for(function()
+      return h.get(proxy.port, origin.url("/hello"), { basic("alice", "wonderland") }).status == 407
+    end))
+    assert.equal(200, h.get(proxy.port, origin.url("/hello"), { basic("alice", "looking-glass") }).status)
+  end)
+
+  it("refuses a file with a plain-text password or an unknown scheme, naming file and line", function()
+    for _, line in ipairs({ "carol:plaintext", "dave:$1$abc$0123456789abcdef012345", "erin" }) do
+      local path = h.tmpfile("# users\n" .. line .. "\n", "bad-users")
+      local code, _, stderr = h.run_proxy({ "--auth-file", path })
+      assert.equal(2, code)
+      assert.truthy(stderr:find(path .. ":2:", 1, true), stderr)
+    end
+  end)
+
+  it("keeps serving one client while another hammers wrong passwords", function()
+    local proxy, adm = start({ "--auth-file", users_file(9) }, true)
+    -- Four connections' worth of wrong guesses from 127.0.0.1, each a
+    -- different password, so none is answered from the cache.
+    local done = h.tmpfile("", "hammer-done")
+    local hammer = ("for j in 1 2 3 4; do (for i in $(seq 40); do curl -s -o /dev/null --max-time 20"
+      .. " -x http://alice:guess$j-$i@127.0.0.1:%d %s; done) & done; wait; echo done > %s")
+      :format(proxy.port, origin.url("/hello"), h.shell_quote(done))
+    local bg = assert(io.popen("sh -c " .. h.shell_quote(hammer) .. " >/dev/null 2>&1", "r"))
+    assert.truthy(h.wait_for(function() return a.get_json(adm, "/status").auth_failures >= 4 end, 20))
+
+    -- Meanwhile a client from another address signs in and works.
+    local codes = {}
+    for i = 1, 10 do
+      local out = h.curl({ "-o", "/dev/null", "-w", "%{http_code}", "--interface", "127.0.0.2",
+        "-x", "http://alice:wonderland@127.0.0.1:" .. proxy.port, origin.url("/hello?n=" .. i) })
+      codes[#codes + 1] = out
+    end
+    local hammering_still = (h.read_file(done) or "") == ""
+    bg:read("a")
+    bg:close()
+    for i, c in ipairs(codes) do assert.equal("200", c, "request " .. i) end
+    assert.is_true(hammering_still, "the hammering ended before the other client was served")
+    assert.truthy(a.get_json(adm, "/status").auth_failures >= 50)
+  end)
+end)
