@@ -38,7 +38,7 @@ SPECS     := $(sort $(wildcard tests/spec/*_spec.lua))
 
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libc-ares-dev \
             lua-busted lua-socket curl perl lua-cjson zlib1g-dev libbrotli-dev libzstd-dev \
-            libhiredis-dev redis-server libcrypt-dev libssl-dev prometheus
+            libhiredis-dev redis-server libcrypt-dev libssl-dev prometheus apache2-utils openssl
 
 .PHONY: all deps run test unit-bins clean fuzz soak bench
 all: $(BIN)
