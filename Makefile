@@ -7,7 +7,7 @@
 #   make deps            install missing Debian packages (or print the command)
 
 CC       ?= cc
-PKGS     := lua5.4 libcares zlib libbrotlidec libzstd hiredis libcrypt libcrypto
+PKGS     := lua5.4 libcares zlib libbrotlidec libzstd hiredis libcrypt libssl libcrypto
 SANITIZE ?=
 
 ifeq ($(SANITIZE),)
@@ -38,7 +38,8 @@ SPECS     := $(sort $(wildcard tests/spec/*_spec.lua))
 
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libc-ares-dev \
             lua-busted lua-socket curl perl lua-cjson zlib1g-dev libbrotli-dev libzstd-dev \
-            libhiredis-dev redis-server libcrypt-dev libssl-dev prometheus apache2-utils openssl
+            libhiredis-dev redis-server libcrypt-dev libssl-dev prometheus apache2-utils openssl \
+            chromium libnss3-tools
 
 .PHONY: all deps run test unit-bins clean fuzz soak bench
 all: $(BIN)

@@ -14,6 +14,7 @@
 #define CONFIG_MAX_LISTEN 16
 #define CONFIG_MAX_ALLOW 64
 #define CONFIG_MAX_SCRIPTS 16
+#define CONFIG_MAX_INTERCEPT 64
 
 #define LUAPROXY_VERSION "0.1.0"
 
@@ -70,6 +71,21 @@ struct config {
      * let the command line win once more. */
     int argc;
     char **argv;
+    /* HTTPS interception (see tls.h). */
+    const char *intercept[CONFIG_MAX_INTERCEPT];    /* --intercept patterns */
+    int intercept_count;
+    const char *no_intercept[CONFIG_MAX_INTERCEPT]; /* --no-intercept (wins) */
+    int no_intercept_count;
+    const char *ca_dir_option;  /* --ca-dir as given, or NULL */
+    const char *upstream_ca;    /* --upstream-ca FILE */
+    int insecure_upstream;
+    double passthrough_ttl;     /* seconds; 0: never pass a refusing client through */
+    const char *tls_keylog;     /* --tls-keylog FILE, else $SSLKEYLOGFILE */
+    /* Filled once at start by tls_prepare, before any worker. */
+    int use_ca;                 /* a CA is loaded from ca_dir */
+    char ca_dir[4096];
+    unsigned char ticket_keys[80];
+    int have_ticket_keys;
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };

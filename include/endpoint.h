@@ -6,6 +6,18 @@
  * session), the bytes read from the peer and not yet used ("in") and the
  * bytes waiting to be written to the peer ("out").
  *
+ * How bytes move is the endpoint's transport, a small table of operations
+ * (struct endpoint_ops): plain socket calls, or a TLS session (tls.c) that
+ * replaces them once a handshake starts. The session and the exchange above
+ * read and write through the same calls either way; only the zero-copy
+ * splice path needs the plain transport, and says so through can_splice.
+ *
+ * A TLS read can need the socket to be writable (and a write readable);
+ * the endpoint remembers what the transport needs and watches for that
+ * instead of what the relay asked, then reports the event the relay asked
+ * for. Decrypted bytes TLS holds back (it decrypts whole records) make the
+ * endpoint report itself readable without the socket saying so.
+ *
  * Backpressure lives in two numbers: an endpoint reads only while "in" holds
  * less than ENDPOINT_IN_LIMIT, and the relay moves bytes into an "out" only
  * while it holds less than ENDPOINT_OUT_LIMIT. So each direction holds at
@@ -27,10 +39,39 @@
 /* Bytes a splice pipe holds (the kernel's default pipe size). */
 #define ENDPOINT_PIPE_SIZE (64 * 1024)
 
+struct endpoint;
+struct tls_conn;
+
+/* A transport. read/write return a count, 0 at EOF (read only), or -1 with
+ * errno set (EAGAIN: try again when the endpoint reports the event). */
+struct endpoint_ops {
+    const char *name;
+    ssize_t (*read)(struct endpoint *e, void *buf, size_t len);
+    ssize_t (*write)(struct endpoint *e, const void *buf, size_t len);
+    /* Ends our sending side (FIN, or close_notify then FIN). */
+    void (*shutdown)(struct endpoint *e);
+    /* Bytes readable now without the socket (0 for plain sockets). */
+    size_t (*pending)(const struct endpoint *e);
+    /* Frees the transport's state (the fd is closed by the endpoint). */
+    void (*close)(struct endpoint *e);
+    int can_splice; /* bytes may bypass the transport through splice(2) */
+};
+
+extern const struct endpoint_ops endpoint_plain_ops;
+
 struct endpoint {
     int fd;            /* -1 when closed */
     ev_io io;
     int events;        /* what io is currently started for (0: stopped) */
+    int wanted;        /* what the relay asked for (EV_READ/EV_WRITE) */
+    /* What the transport's last blocked read / write waits for; 0 means
+     * the obvious (EV_READ for a read, EV_WRITE for a write). */
+    int read_needs, write_needs;
+    void (*cb)(struct ev_loop *, ev_io *, int); /* the owner's callback */
+    const struct endpoint_ops *ops;
+    struct tls_conn *tls;  /* the TLS transport's state, or NULL */
+    /* Why the transport failed, for an error answer (NULL: no reason). */
+    const char *error;
     struct buffer in;
     struct buffer out;
     /* Zero-copy path (splice(2)): bytes read from this socket wait in a
@@ -42,6 +83,8 @@ struct endpoint {
     unsigned read_eof : 1;   /* the peer sent FIN (or reset) */
     unsigned write_shut : 1; /* we sent FIN */
     unsigned failed : 1;     /* a read or write failed hard (reset, EPIPE) */
+    unsigned handshaking : 1;   /* a TLS handshake has started and not finished */
+    unsigned tls_aborted : 1;   /* the peer ended the connection inside the handshake */
 };
 
 enum endpoint_io { ENDPOINT_PROGRESS, ENDPOINT_AGAIN, ENDPOINT_EOF, ENDPOINT_ERROR };
@@ -67,6 +110,12 @@ int endpoint_splice_start(struct endpoint *e, uint64_t limit);
 /* Ends splicing; the pipe must be empty. */
 void endpoint_splice_stop(struct endpoint *e);
 static inline int endpoint_splicing(const struct endpoint *e) { return e->pipe_rd >= 0; }
+/* Whether bytes between <a> and <b> may take the splice path. */
+static inline int endpoint_can_splice(const struct endpoint *a, const struct endpoint *b)
+{
+    return a->ops->can_splice && b->ops->can_splice;
+}
+static inline int endpoint_is_tls(const struct endpoint *e) { return e->tls != NULL; }
 /* Socket to pipe, while the pipe has room and the limit allows. Sets
  * read_eof on EOF. */
 enum endpoint_io endpoint_splice_read(struct endpoint *e);
@@ -74,14 +123,17 @@ enum endpoint_io endpoint_splice_read(struct endpoint *e);
  * ENDPOINT_ERROR <to> is marked failed. <to>'s "out" must be empty. */
 enum endpoint_io endpoint_splice_write(struct endpoint *from, struct endpoint *to, size_t *n);
 
-/* Starts/stops the watcher so it covers exactly <events>. */
+/* Starts/stops the watcher so the owner's callback hears about exactly
+ * <events> (EV_READ, EV_WRITE). When the transport holds readable bytes and
+ * EV_READ is asked for, the callback is run from the loop without waiting
+ * for the socket. */
 void endpoint_watch(struct ev_loop *loop, struct endpoint *e, int events);
 
 /* Half-closes our sending side once (shutdown SHUT_WR). */
 void endpoint_shutdown_write(struct endpoint *e);
 
-/* Stops the watcher, closes the fd and frees both buffers. Safe to call
- * twice. */
+/* Stops the watcher, frees the transport, closes the fd and frees both
+ * buffers. Safe to call twice. */
 void endpoint_close(struct ev_loop *loop, struct endpoint *e);
 
 #endif

@@ -20,6 +20,8 @@ struct session;
 struct dns_resolver;
 struct access_log;
 struct hooks;
+struct tls;
+struct intercept;
 
 struct listener {
     int fd;
@@ -41,6 +43,8 @@ struct proxy {
     struct access_log *access_log;
     struct hooks *hooks;      /* NULL when no script is loaded */
     struct auth *auth;        /* --auth-file's users and checking threads, or NULL */
+    struct tls *tls;          /* TLS contexts and the CA (tls.h) */
+    struct intercept *intercept; /* clients passing through after a refusal */
     struct session *sessions; /* doubly linked list of live sessions */
     int session_count;        /* this loop's sessions */
     int *shared_sessions;     /* all workers' sessions (shared memory), or NULL */

@@ -114,6 +114,8 @@ struct exchange {
     int keep_alive;        /* the client connection survives this exchange */
     int is_connect;
     int is_upgrade;
+    int upstream_tls;      /* https: TLS to the upstream (settable in before_connect) */
+    int intercept_choice;  /* tx:intercept() for a CONNECT: 0 patterns, 1 yes, 2 no */
     /* The request line, copied: method and target views point here. */
     char *line;
     const char *method;
@@ -208,6 +210,13 @@ struct session {
      * it goes to the shared pool when the next request goes elsewhere or
      * the client leaves. */
     int upstream_idle;
+    int upstream_idle_tls;   /* the kept connection speaks TLS (never pooled) */
+    /* An intercepted tunnel: the client endpoint speaks TLS, and requests
+     * inside take their authority from the CONNECT. */
+    int intercepted;
+    uint16_t tunnel_port;
+    char tunnel_host[256];
+    char tunnel_user[128];   /* who the CONNECT authenticated as (--auth-file) */
     uint16_t upstream_port;
     char upstream_host[256];
     struct exchange x;

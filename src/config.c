@@ -6,6 +6,7 @@
  * ones: listen on loopback, allow only loopback clients, CONNECT only to 443.
  */
 #include "config.h"
+#include "intercept.h"
 
 #include "http_parse.h"
 
@@ -63,6 +64,21 @@ static const char usage_text[] =
     "      --flows-memory MB      memory for all kept flows. Default 64\n"
     "      --har FILE             write the captured flows as HAR when stopping\n"
     "\n"
+    "HTTPS interception:\n"
+    "      --intercept PATTERN    decrypt CONNECT tunnels to matching hosts (repeatable):\n"
+    "                             example.com, *.example.com (subdomains) or *\n"
+    "      --no-intercept PATTERN never decrypt these (repeatable; wins over --intercept)\n"
+    "      --ca-dir DIR           the CA (ca.pem, ca.key). Default $LUAPROXY_CA_DIR,\n"
+    "                             else ~/.luaproxy; made at start if --intercept is\n"
+    "                             given and there is none (luaproxy ca init makes one)\n"
+    "      --upstream-ca FILE     extra CA certificates (PEM) trusted for upstreams\n"
+    "      --insecure-upstream    do not verify upstream certificates (warned at start)\n"
+    "      --tls-passthrough-ttl SECS  after a client refuses an intercepted handshake,\n"
+    "                             its tunnels to that host pass through this long.\n"
+    "                             Default 600; 0 turns it off\n"
+    "      --tls-keylog FILE      append TLS secrets of both legs (NSS key log format,\n"
+    "                             for Wireshark); also $SSLKEYLOGFILE\n"
+    "\n"
     "Logging and other:\n"
     "      --access-log FILE|-    one line per exchange; - is standard output\n"
     "      --log-format FORMAT    common (CLF plus the duration in ms, the default),\n"
@@ -87,6 +103,9 @@ static const char usage_text[] =
     "                             heads may have 4x as many. Default 100\n"
     "  -h, --help                 this text\n"
     "  -V, --version              the version\n"
+    "\n"
+    "       luaproxy ca init [--ca-dir DIR] [--force]\n"
+    "                             make the interception CA and print how to trust it\n"
     "\n"
     "Signals: SIGINT/SIGTERM stop accepting and finish in-flight exchanges;\n"
     "SIGHUP reloads the config file and the scripts and reopens the access log.\n";
@@ -116,6 +135,13 @@ enum long_only {
     OPT_LOG_FORMAT,
     OPT_MAX_HEADER_FIELDS,
     OPT_AUTH_FILE,
+    OPT_INTERCEPT,
+    OPT_NO_INTERCEPT,
+    OPT_CA_DIR,
+    OPT_UPSTREAM_CA,
+    OPT_INSECURE_UPSTREAM,
+    OPT_PASSTHROUGH_TTL,
+    OPT_TLS_KEYLOG,
 };
 
 static const struct option long_options[] = {
@@ -140,6 +166,13 @@ static const struct option long_options[] = {
     {"flow-body-max", required_argument, NULL, OPT_FLOW_BODY_MAX},
     {"flows-memory", required_argument, NULL, OPT_FLOWS_MEMORY},
     {"har", required_argument, NULL, OPT_HAR},
+    {"intercept", required_argument, NULL, OPT_INTERCEPT},
+    {"no-intercept", required_argument, NULL, OPT_NO_INTERCEPT},
+    {"ca-dir", required_argument, NULL, OPT_CA_DIR},
+    {"upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA},
+    {"insecure-upstream", no_argument, NULL, OPT_INSECURE_UPSTREAM},
+    {"tls-passthrough-ttl", required_argument, NULL, OPT_PASSTHROUGH_TTL},
+    {"tls-keylog", required_argument, NULL, OPT_TLS_KEYLOG},
     {"workers", required_argument, NULL, 'w'},
     {"verbose", no_argument, NULL, 'v'},
     {"config", required_argument, NULL, 'c'},
@@ -259,6 +292,7 @@ static void set_defaults(struct config *cfg)
     cfg->hook_timeout = 0.100;
     cfg->lua_memory = (size_t)64 << 20;
     cfg->hook_errors = HOOK_ERRORS_CLOSED;
+    cfg->passthrough_ttl = 600;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->workers = cpus < 1 ? 1 : cpus > 256 ? 256 : (int)cpus;
     acl_parse_ports("443", &cfg->connect_ports);
@@ -431,6 +465,44 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
             if (*optarg == '\0')
                 FAIL("invalid --har '': expected a file name");
             cfg->har_file = optarg;
+            break;
+        case OPT_INTERCEPT:
+        case OPT_NO_INTERCEPT: {
+            int *count = opt == OPT_INTERCEPT ? &cfg->intercept_count : &cfg->no_intercept_count;
+            const char *name = opt == OPT_INTERCEPT ? "intercept" : "no-intercept";
+            if (*count == CONFIG_MAX_INTERCEPT)
+                FAIL("too many --%s patterns (at most %d)", name, CONFIG_MAX_INTERCEPT);
+            if (!intercept_pattern_valid(optarg))
+                FAIL("invalid --%s '%s': expected a host name, *.domain or *", name, optarg);
+            (opt == OPT_INTERCEPT ? cfg->intercept : cfg->no_intercept)[(*count)++] = optarg;
+            break;
+        }
+        case OPT_CA_DIR:
+            if (*optarg == '\0')
+                FAIL("invalid --ca-dir '': expected a directory");
+            cfg->ca_dir_option = optarg;
+            break;
+        case OPT_UPSTREAM_CA:
+            if (*optarg == '\0')
+                FAIL("invalid --upstream-ca '': expected a PEM file");
+            cfg->upstream_ca = optarg;
+            break;
+        case OPT_INSECURE_UPSTREAM:
+            cfg->insecure_upstream = 1;
+            break;
+        case OPT_PASSTHROUGH_TTL:
+            if (strcmp(optarg, "0") == 0)
+                cfg->passthrough_ttl = 0;
+            else if (parse_seconds(optarg, 31 * 86400, &secs) != 0)
+                FAIL("invalid --tls-passthrough-ttl '%s': expected seconds, 0 to 2678400",
+                     optarg);
+            else
+                cfg->passthrough_ttl = secs;
+            break;
+        case OPT_TLS_KEYLOG:
+            if (*optarg == '\0')
+                FAIL("invalid --tls-keylog '': expected a file name");
+            cfg->tls_keylog = optarg;
             break;
         case 'w':
             if (parse_count(optarg, 1, 256, &n) != 0)

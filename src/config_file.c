@@ -327,6 +327,12 @@ static void keep_fixed(const struct config *running, struct config *fresh)
         (fresh->pid_file && strcmp(fresh->pid_file, running->pid_file) != 0))
         log_warn("reload: --pid-file cannot change while running; kept");
     fresh->pid_file = running->pid_file;
+    /* The CA, the TLS contexts and the ticket keys are made once at start
+     * (tls_prepare, tls_new); the interception patterns do reload. */
+    fresh->use_ca = running->use_ca;
+    memcpy(fresh->ca_dir, running->ca_dir, sizeof fresh->ca_dir);
+    memcpy(fresh->ticket_keys, running->ticket_keys, sizeof fresh->ticket_keys);
+    fresh->have_ticket_keys = running->have_ticket_keys;
 }
 
 int config_reload(const struct config *running, struct config *fresh, char *err,

@@ -1,26 +1,101 @@
 /*
- * endpoint.c - non-blocking reads and writes on one socket.
+ * endpoint.c - non-blocking reads and writes on one socket, through its
+ * transport (plain here; TLS in tls.c).
  *
  * Every call here is made on a non-blocking socket and handles EAGAIN and
- * EINTR where it happens; nothing here ever waits.
+ * EINTR where it happens; nothing here ever waits. The watcher's callback
+ * is on_endpoint_io, which turns the socket's events into the ones the
+ * owner asked for (they differ while TLS needs the other direction) before
+ * calling the owner's callback.
  */
 #include "endpoint.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+/* ---- the plain transport ---------------------------------------------- */
+
+static ssize_t plain_read(struct endpoint *e, void *buf, size_t len)
+{
+    ssize_t n;
+    do
+        n = read(e->fd, buf, len);
+    while (n == -1 && errno == EINTR);
+    return n;
+}
+
+static ssize_t plain_write(struct endpoint *e, const void *buf, size_t len)
+{
+    ssize_t n;
+    /* send(MSG_NOSIGNAL): a peer that went away must not kill us with
+     * SIGPIPE; we learn it from EPIPE instead. */
+    do
+        n = send(e->fd, buf, len, MSG_NOSIGNAL);
+    while (n == -1 && errno == EINTR);
+    return n;
+}
+
+static void plain_shutdown(struct endpoint *e) { shutdown(e->fd, SHUT_WR); }
+static size_t plain_pending(const struct endpoint *e) { (void)e; return 0; }
+static void plain_close(struct endpoint *e) { (void)e; }
+
+const struct endpoint_ops endpoint_plain_ops = {
+    .name = "plain",
+    .read = plain_read,
+    .write = plain_write,
+    .shutdown = plain_shutdown,
+    .pending = plain_pending,
+    .close = plain_close,
+    .can_splice = 1,
+};
+
+/* ---- events ----------------------------------------------------------- */
+
+static int socket_events(const struct endpoint *e, int wanted)
+{
+    int ev = 0;
+    if (wanted & EV_READ)
+        ev |= e->read_needs ? e->read_needs : EV_READ;
+    if (wanted & EV_WRITE)
+        ev |= e->write_needs ? e->write_needs : EV_WRITE;
+    return ev;
+}
+
+/* The socket is ready for <revents>: tell the owner what that allows. */
+static void on_endpoint_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct endpoint *e = (struct endpoint *)(void *)((char *)w - offsetof(struct endpoint, io));
+    int mapped = 0;
+
+    if ((e->wanted & EV_READ) && (revents & (e->read_needs ? e->read_needs : EV_READ)))
+        mapped |= EV_READ;
+    if ((e->wanted & EV_WRITE) && (revents & (e->write_needs ? e->write_needs : EV_WRITE)))
+        mapped |= EV_WRITE;
+    if ((revents & EV_CUSTOM) && (e->wanted & EV_READ))
+        mapped |= EV_READ; /* fed by endpoint_watch: the transport holds bytes */
+    if (mapped)
+        e->cb(loop, w, mapped);
+}
 
 void endpoint_init(struct endpoint *e, void (*cb)(struct ev_loop *, ev_io *, int), void *data)
 {
     e->fd = -1;
-    e->events = 0;
+    e->events = e->wanted = 0;
+    e->read_needs = e->write_needs = 0;
+    e->ops = &endpoint_plain_ops;
+    e->tls = NULL;
+    e->error = NULL;
     e->pipe_rd = e->pipe_wr = -1;
     e->piped = 0;
     e->read_eof = e->write_shut = e->failed = 0;
+    e->handshaking = e->tls_aborted = 0;
     buffer_init(&e->in);
     buffer_init(&e->out);
-    ev_init(&e->io, cb);
+    e->cb = cb;
+    ev_init(&e->io, on_endpoint_io);
     e->io.data = data;
 }
 
@@ -42,10 +117,15 @@ static enum endpoint_io read_ended(struct endpoint *e, ssize_t n)
 void endpoint_open(struct endpoint *e, int fd)
 {
     e->fd = fd;
-    e->events = 0;
+    e->events = e->wanted = 0;
+    e->read_needs = e->write_needs = 0;
+    e->ops = &endpoint_plain_ops;
+    e->tls = NULL;
+    e->error = NULL;
     e->pipe_rd = e->pipe_wr = -1;
     e->piped = 0;
     e->read_eof = e->write_shut = e->failed = 0;
+    e->handshaking = e->tls_aborted = 0;
 }
 
 enum endpoint_io endpoint_read(struct endpoint *e, size_t limit)
@@ -67,9 +147,7 @@ enum endpoint_io endpoint_read(struct endpoint *e, size_t limit)
      * so a small request on an idle connection costs a small allocation. */
     spare = e->in.data ? e->in.cap - e->in.end : 0;
     p = spare >= room ? e->in.data + e->in.end : stack;
-    do
-        n = read(e->fd, p, room);
-    while (n == -1 && errno == EINTR);
+    n = e->ops->read(e, p, room);
     if (n > 0) {
         if (p != stack)
             buffer_commit(&e->in, (size_t)n);
@@ -90,16 +168,12 @@ enum endpoint_io endpoint_flush(struct endpoint *e)
         ssize_t n;
         if (e->fd < 0 || e->failed)
             return ENDPOINT_ERROR;
-        /* send(MSG_NOSIGNAL): a peer that went away must not kill us with
-         * SIGPIPE; we learn it from EPIPE instead. */
-        n = send(e->fd, buffer_peek(&e->out), buffer_length(&e->out), MSG_NOSIGNAL);
+        n = e->ops->write(e, buffer_peek(&e->out), buffer_length(&e->out));
         if (n > 0) {
             buffer_consume(&e->out, (size_t)n);
             wrote = 1;
             continue;
         }
-        if (n == -1 && errno == EINTR)
-            continue;
         if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return wrote ? ENDPOINT_PROGRESS : ENDPOINT_AGAIN;
         e->failed = 1;
@@ -110,21 +184,32 @@ enum endpoint_io endpoint_flush(struct endpoint *e)
 
 void endpoint_watch(struct ev_loop *loop, struct endpoint *e, int events)
 {
-    if (e->fd < 0 || events == e->events)
+    int ev;
+
+    if (e->fd < 0)
         return;
-    if (e->events)
-        ev_io_stop(loop, &e->io);
-    e->events = events;
-    if (events) {
-        ev_io_set(&e->io, e->fd, events);
-        ev_io_start(loop, &e->io);
+    e->wanted = events;
+    ev = socket_events(e, events);
+    if (ev != e->events) {
+        if (e->events)
+            ev_io_stop(loop, &e->io);
+        e->events = ev;
+        if (ev) {
+            ev_io_set(&e->io, e->fd, ev);
+            ev_io_start(loop, &e->io);
+        }
     }
+    /* Bytes the transport already decrypted will never make the socket
+     * readable: run the callback from the loop instead (not from here, so
+     * the caller's stack is not re-entered). */
+    if ((events & EV_READ) && e->ops->pending(e) > 0)
+        ev_feed_event(loop, &e->io, EV_CUSTOM);
 }
 
 void endpoint_shutdown_write(struct endpoint *e)
 {
     if (e->fd >= 0 && !e->write_shut) {
-        shutdown(e->fd, SHUT_WR);
+        e->ops->shutdown(e);
         e->write_shut = 1;
     }
 }
@@ -132,6 +217,8 @@ void endpoint_shutdown_write(struct endpoint *e)
 int endpoint_splice_start(struct endpoint *e, uint64_t limit)
 {
     int fds[2];
+    if (!e->ops->can_splice)
+        return -1;
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1)
         return -1;
     e->pipe_rd = fds[0];
@@ -203,10 +290,15 @@ enum endpoint_io endpoint_splice_write(struct endpoint *from, struct endpoint *t
 void endpoint_close(struct ev_loop *loop, struct endpoint *e)
 {
     endpoint_splice_stop(e);
+    ev_clear_pending(loop, &e->io); /* an event fed for this endpoint dies with it */
+    e->ops->close(e);
+    e->ops = &endpoint_plain_ops;
+    e->tls = NULL;
     if (e->fd >= 0) {
         if (e->events)
             ev_io_stop(loop, &e->io);
-        e->events = 0;
+        e->events = e->wanted = 0;
+        e->read_needs = e->write_needs = 0;
         close(e->fd);
         e->fd = -1;
     }

@@ -30,10 +30,12 @@
 
 #include "acl.h"
 #include "hooks.h"
+#include "https.h"
 #include "log.h"
 #include "message.h"
 #include "session.h"
 #include "stats.h"
+#include "tls.h"
 #include "upstream_pool.h"
 
 /* Interim (1xx) responses relayed per exchange. A server sends one or two
@@ -169,9 +171,13 @@ static void start_connect(struct session *s)
     int fd;
 
     x->connect_started = ev_now(s->proxy->loop);
+    if (x->is_connect && https_should_intercept(s)) {
+        https_begin_tunnel(s);
+        return;
+    }
     if (s->upstream_idle) {
         if (!x->is_connect && !x->is_upgrade && !x->no_pool && s->upstream_port == x->port &&
-            strcasecmp(s->upstream_host, x->host) == 0) {
+            s->upstream_idle_tls == x->upstream_tls && strcasecmp(s->upstream_host, x->host) == 0) {
             s->upstream_idle = 0;
             s->proxy->kept_upstreams--;
             x->reused = 1;
@@ -180,7 +186,7 @@ static void start_connect(struct session *s)
         }
         session_release_idle_upstream(s);
     }
-    if (!x->is_connect && !x->is_upgrade && !x->no_pool &&
+    if (!x->is_connect && !x->is_upgrade && !x->no_pool && !x->upstream_tls &&
         (fd = upstream_pool_take(&s->proxy->pool, x->host, x->port)) >= 0) {
         endpoint_open(&s->upstream, fd);
         x->reused = 1;
@@ -214,6 +220,26 @@ static void connected(struct session *s)
         session_set_state(s, SESSION_TUNNEL, "connected: 200 to the CONNECT");
         return;
     }
+    /* https: the TLS handshake with the upstream is part of connecting
+     * (bounded by the connect timeout); a refused certificate is a 502
+     * naming the reason. */
+    if (x->upstream_tls && !endpoint_is_tls(&s->upstream) &&
+        tls_connect(&s->upstream, s->proxy->tls, x->host) != 0) {
+        session_fail(s, 502, "could not start TLS with the upstream");
+        return;
+    }
+    if (s->upstream.handshaking) {
+        enum endpoint_io r = tls_handshake(&s->upstream);
+        if (r == ENDPOINT_AGAIN) {
+            session_set_state(s, SESSION_CONNECTING, "TLS handshake with the upstream");
+            return;
+        }
+        if (r == ENDPOINT_ERROR) {
+            session_fail(s, 502, s->upstream.error ? s->upstream.error
+                                                   : "the TLS handshake with the upstream failed");
+            return;
+        }
+    }
     if (message_write_request(&s->upstream.out, x->fwd_method, x->fwd_method_len, x->fwd_path,
                               x->fwd_path_len, &x->req_headers, x->req_out_kind,
                               x->req_framing.length, x->req_had_length, x->is_upgrade) != 0) {
@@ -237,6 +263,7 @@ void exchange_detach_upstream(struct session *s)
         buffer_free(&u->in);
         buffer_free(&u->out);
         s->upstream_idle = 1;
+        s->upstream_idle_tls = endpoint_is_tls(u);
         s->proxy->kept_upstreams++;
         s->upstream_port = x->port;
         memcpy(s->upstream_host, x->host, sizeof s->upstream_host);
@@ -276,20 +303,30 @@ static int retry_on_fresh_connection(struct session *s)
 
 /* ---- the request head ------------------------------------------------- */
 
-/* Copies the request line so the views outlive the client's buffer. */
-static int copy_request_line(struct exchange *x, const struct http_head *head)
+/* Copies the request line so the views outlive the client's buffer. Inside
+ * an intercepted tunnel an origin-form target ("/path") becomes the
+ * absolute https:// URL it stands for, so hooks, logs and the rest of the
+ * exchange see the same kind of target as for plain http. */
+static int copy_request_line(struct session *s, const struct http_head *head)
 {
-    x->line = malloc(head->method_len + head->target_len + 2);
+    struct exchange *x = &s->x;
+    char prefix[300] = "";
+    size_t plen = 0;
+
+    if (s->intercepted && url_is_origin_form(head->target, head->target_len))
+        plen = https_tunnel_origin(s, prefix, sizeof prefix);
+    x->line = malloc(head->method_len + plen + head->target_len + 2);
     if (!x->line)
         return -1;
     memcpy(x->line, head->method, head->method_len);
     x->line[head->method_len] = '\0';
-    memcpy(x->line + head->method_len + 1, head->target, head->target_len);
-    x->line[head->method_len + 1 + head->target_len] = '\0';
+    memcpy(x->line + head->method_len + 1, prefix, plen);
+    memcpy(x->line + head->method_len + 1 + plen, head->target, head->target_len);
+    x->line[head->method_len + 1 + plen + head->target_len] = '\0';
     x->method = x->line;
     x->method_len = head->method_len;
     x->target = x->line + head->method_len + 1;
-    x->target_len = head->target_len;
+    x->target_len = plen + head->target_len;
     return 0;
 }
 
@@ -300,6 +337,8 @@ static const char *check_target(struct session *s, int *status)
     struct exchange *x = &s->x;
 
     *status = 400;
+    if (x->is_connect && s->intercepted)
+        return "CONNECT inside an intercepted tunnel is not supported";
     if (x->is_connect) {
         if (url_parse_authority(x->target, x->target_len, &x->url) != 0)
             return "a CONNECT target must be host:port";
@@ -314,10 +353,15 @@ static const char *check_target(struct session *s, int *status)
                    "or CONNECT host:443 for https";
         if (url_parse_absolute(x->target, x->target_len, &x->url) != 0)
             return "malformed request target";
-        if (http_token_eq(x->url.scheme, x->url.scheme_len, "https"))
+        /* https:// URLs arrive only from inside an intercepted tunnel;
+         * a client sends them in the clear only by mistake. */
+        x->upstream_tls = http_token_eq(x->url.scheme, x->url.scheme_len, "https");
+        if (x->upstream_tls && !s->intercepted)
             return "use CONNECT for https: set this proxy as the HTTPS proxy too";
-        if (!http_token_eq(x->url.scheme, x->url.scheme_len, "http"))
+        if (!x->upstream_tls && !http_token_eq(x->url.scheme, x->url.scheme_len, "http"))
             return "only http:// URLs can be forwarded";
+        if (!x->upstream_tls && s->intercepted)
+            return "only https:// URLs can be sent inside an HTTPS tunnel";
     }
     if (x->url.host_len == 0 || x->url.host_len >= sizeof x->host)
         return "malformed request target";
@@ -339,6 +383,12 @@ static enum auth_result check_credentials(struct session *s, const struct http_h
 
     if (!a || !s->proxy->cfg->auth_file)
         return AUTH_OK;
+    if (s->intercepted) {
+        /* Inside an intercepted tunnel: the CONNECT carried the
+         * credentials, and requests inside never do. */
+        snprintf(x->user, sizeof x->user, "%s", s->tunnel_user);
+        return AUTH_OK;
+    }
     i = http_find_field(head, "Proxy-Authorization", 0);
     if (i >= 0 && http_find_field(head, "Proxy-Authorization", (size_t)i + 1) >= 0)
         return AUTH_DENIED; /* two sets of credentials: which one? neither */
@@ -364,6 +414,7 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
     struct exchange *x = &s->x;
     enum auth_result auth_result;
     enum http_error err;
+    int ca_page;
     const char *cause;
     char authority[300];
     int status, n;
@@ -374,7 +425,7 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
     x->minor = head->version_minor;
     x->keep_alive = x->minor >= 1 ? !http_has_token(head, "Connection", "close")
                                   : http_has_token(head, "Connection", "keep-alive");
-    if (copy_request_line(x, head) != 0) {
+    if (copy_request_line(s, head) != 0) {
         session_fail(s, 500, "out of memory");
         return;
     }
@@ -399,7 +450,7 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
     /* Host is regenerated from the target (RFC 9112 3.2.2): the port only
      * when it is not the default, IPv6 literals in brackets. */
     n = snprintf(authority, sizeof authority, x->url.host_is_ipv6 ? "[%s]" : "%s", x->host);
-    if (x->port != 80)
+    if (x->port != (x->upstream_tls ? 443 : 80))
         n += snprintf(authority + n, sizeof authority - (size_t)n, ":%u", x->port);
     if (x->is_connect && x->port == 80) /* a CONNECT authority always names its port */
         n += snprintf(authority + n, sizeof authority - (size_t)n, ":80");
@@ -413,7 +464,8 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
     x->fwd_path_len = x->url.path_len;
     /* Proxy credentials: checked here, while the head's views are valid
      * (auth_check copies what it needs); never forwarded (hop-by-hop). */
-    auth_result = check_credentials(s, head);
+    ca_page = !x->is_connect && https_is_ca_page(x->host);
+    auth_result = ca_page ? AUTH_OK : check_credentials(s, head);
 
     /* Everything needed is copied: the head's bytes can go. */
     buffer_consume(&s->client.in, head_len);
@@ -423,6 +475,11 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
     log_debug("#%llu %s %s %.*s", (unsigned long long)x->id, s->client_ip, x->method,
               (int)(x->target_len > 200 ? 200 : x->target_len), x->target);
 
+    if (ca_page) {
+        /* http://luaproxy.ca/ is ours: never forwarded, no hooks. */
+        https_answer_ca_page(s);
+        return;
+    }
     switch (auth_result) {
     case AUTH_DENIED:
         session_fail(s, 407, "this proxy needs a user name and password");
@@ -593,7 +650,8 @@ static int read_response_head(struct session *s)
             return 0;
         if (retry_on_fresh_connection(s))
             return 1;
-        session_fail(s, 502, s->upstream.failed
+        session_fail(s, 502, s->upstream.error ? s->upstream.error
+                             : s->upstream.failed
                                  ? "the upstream reset the connection before responding"
                                  : "the upstream closed the connection before responding");
         return 1;
@@ -764,7 +822,8 @@ static int can_splice_response(const struct session *s)
     return !x->res_filter && x->res_out_kind == kind && !s->upstream.read_eof &&
            (kind == HTTP_BODY_CLOSE ||
             (kind == HTTP_BODY_LENGTH && x->res_body.remaining >= SPLICE_MIN_BODY)) &&
-           buffer_length(&s->upstream.in) == 0 && buffer_length(&s->client.out) == 0;
+           buffer_length(&s->upstream.in) == 0 && buffer_length(&s->client.out) == 0 &&
+           endpoint_can_splice(&s->upstream, &s->client);
 }
 
 /* RESPONSE_BODY through the splice pipe: upstream socket to pipe happens
@@ -988,7 +1047,7 @@ static int tunnel_direction(struct endpoint *from, struct endpoint *to, uint64_t
         *count += n;
         progress = n > 0;
         if (buffer_length(&from->in) == 0 && buffer_length(&to->out) == 0 && !from->read_eof &&
-            endpoint_splice_start(from, UINT64_MAX) == 0)
+            endpoint_can_splice(from, to) && endpoint_splice_start(from, UINT64_MAX) == 0)
             progress = 1;
     } else if (from->piped > 0 && buffer_length(&to->out) == 0) {
         endpoint_splice_write(from, to, &n); /* a failure marks <to> failed */

@@ -150,7 +150,7 @@ end
 
 local function authority(d)
   local host = d.host:find(":", 1, true) and ("[" .. d.host .. "]") or d.host
-  if d.port ~= 80 then host = host .. ":" .. d.port end
+  if d.port ~= (d.scheme == "https" and 443 or 80) then host = host .. ":" .. d.port end
   return host
 end
 
@@ -180,7 +180,8 @@ local function check_path(path, level)
   return path
 end
 
--- The URL as scripts see it: absolute for http, "host:port" for CONNECT.
+-- The URL as scripts see it: absolute for http and https (inside an
+-- intercepted tunnel), "host:port" for CONNECT.
 local function url_of(d)
   if d.scheme == "" then
     local host = d.host:find(":", 1, true) and ("[" .. d.host .. "]") or d.host
@@ -198,13 +199,17 @@ local function parse_url(url, level)
   if type(url) ~= "string" then error("url must be a string", level + 1) end
   local scheme, auth, rest = url:match("^(%a[%w+.-]*)://([^/?#]+)([^#]*)$")
   if not scheme then error("url must be absolute: http://host[:port]/path", level + 1) end
-  if lower(scheme) ~= "http" then error("only http:// URLs can be forwarded", level + 1) end
+  scheme = lower(scheme)
+  if scheme ~= "http" and scheme ~= "https" then
+    error("only http:// and https:// URLs can be forwarded", level + 1)
+  end
   local host, port = auth:match("^%[([%x:.]+)%]:?(%d*)$")
   if not host then host, port = auth:match("^([^:@]+):?(%d*)$") end
   if not host then error("invalid authority in url " .. url, level + 1) end
   if rest == "" then rest = "/" elseif rest:sub(1, 1) == "?" then rest = "/" .. rest end
-  return "http", check_host(host, level + 1), port == "" and 80 or check_port(port, level + 1),
-    check_path(rest, level + 1)
+  local default = scheme == "https" and 443 or 80
+  return scheme, check_host(host, level + 1),
+    port == "" and default or check_port(port, level + 1), check_path(rest, level + 1)
 end
 
 -- Methods a server may recognise whatever their case. A script must spell
@@ -311,7 +316,7 @@ local Tx = {
       return client
     elseif key == "upstream" then
       local d = rawget(t, "_req")
-      local upstream = { host = d.host, port = d.port }
+      local upstream = { host = d.host, port = d.port, tls = d.scheme == "https" }
       rawset(t, "upstream", upstream)
       return upstream
     end
@@ -343,6 +348,16 @@ function tx_methods.respond(self, status, body, headers)
   end
   rawset(self, "_respond", { status = s, body = body or "", headers = h })
   native.responded()
+end
+
+-- For a CONNECT in on_request: decrypt this tunnel (true) or pass it
+-- through (false), whatever --intercept and --no-intercept say.
+function tx_methods.intercept(self, on)
+  if native.phase() ~= "on_request" or rawget(self, "_req").method ~= "CONNECT" then
+    error("tx:intercept can only be used in on_request for a CONNECT", 2)
+  end
+  if type(on) ~= "boolean" then error("tx:intercept needs true or false", 2) end
+  rawset(self, "_intercept", on)
 end
 
 ---------------------------------------------------------------------------
@@ -387,7 +402,7 @@ end
 -- Before before_connect: the upstream starts as the (possibly rewritten) target.
 function api.begin_connect(tx)
   local d = rawget(tx, "_req")
-  rawset(tx, "upstream", { host = d.host, port = d.port })
+  rawset(tx, "upstream", { host = d.host, port = d.port, tls = d.scheme == "https" })
 end
 
 -- What goes upstream. Exactly one Host (RFC 9112 3.2): servers disagree
@@ -405,13 +420,16 @@ function api.request_out(tx)
       .. "not add", 2)
   end
   if hosts == 0 and d.scheme ~= "" then header_methods.set(d.headers, "Host", authority(d)) end
-  return d.method, d.path, d.host, d.port, d.headers
+  return d.method, d.path, d.host, d.port, d.headers, d.scheme, rawget(tx, "_intercept")
 end
 
 function api.upstream_out(tx)
   local u = tx.upstream
   if type(u) ~= "table" then error("tx.upstream must be a table") end
-  return check_host(u.host, 2), check_port(u.port, 2)
+  if u.tls ~= nil and type(u.tls) ~= "boolean" then
+    error("tx.upstream.tls must be true or false")
+  end
+  return check_host(u.host, 2), check_port(u.port, 2), u.tls
 end
 
 function api.set_response(tx, status, reason, fields)

@@ -39,7 +39,7 @@ int hooks_tx_make(lua_State *L)
     hooks_push_api(L, h, "new_tx");
     lua_pushinteger(L, (lua_Integer)x->id);
     lua_pushlstring(L, x->fwd_method, x->fwd_method_len);
-    lua_pushstring(L, x->is_connect ? "" : "http");
+    lua_pushstring(L, x->is_connect ? "" : x->upstream_tls ? "https" : "http");
     lua_pushstring(L, x->host);
     lua_pushinteger(L, x->port);
     lua_pushlstring(L, x->is_connect ? "" : x->fwd_path, x->is_connect ? 0 : x->fwd_path_len);
@@ -138,18 +138,22 @@ static int read_request(lua_State *L)
     size_t mlen, plen, hlen;
 
     hooks_push_api_tx(L, &x->hook, "request_out");
-    lua_call(L, 1, 5);                 /* method path host port fields */
-    const char *method = luaL_checklstring(L, -5, &mlen);
-    const char *path = luaL_checklstring(L, -4, &plen);
-    const char *host = luaL_checklstring(L, -3, &hlen);
-    lua_Integer port = luaL_checkinteger(L, -2);
+    lua_call(L, 1, 7);                 /* method path host port fields scheme intercept */
+    const char *method = luaL_checklstring(L, -7, &mlen);
+    const char *path = luaL_checklstring(L, -6, &plen);
+    const char *host = luaL_checklstring(L, -5, &hlen);
+    lua_Integer port = luaL_checkinteger(L, -4);
     if (hlen == 0 || hlen >= sizeof x->host || port < 1 || port > 65535)
         return luaL_error(L, "invalid host or port");
+    if (!x->is_connect) /* a script may move a request between http and https */
+        x->upstream_tls = strcmp(luaL_checkstring(L, -2), "https") == 0;
+    else if (lua_isboolean(L, -1))
+        x->intercept_choice = lua_toboolean(L, -1) ? 1 : 2;
     /* hooks_api refuses these too; this holds even for a script that
      * reached around it with rawset. */
     if (x->is_connect != (mlen == 7 && strncasecmp(method, "CONNECT", 7) == 0))
         return luaL_error(L, "a request cannot become CONNECT, nor CONNECT anything else");
-    read_field_list(L, lua_gettop(L), &x->req_headers, x->is_upgrade ? "Upgrade" : NULL);
+    read_field_list(L, lua_gettop(L) - 2, &x->req_headers, x->is_upgrade ? "Upgrade" : NULL);
     int host_at = headers_find(&x->req_headers, "Host", 4, 0);
     if (host_at >= 0 && headers_find(&x->req_headers, "Host", 4, (size_t)host_at + 1) >= 0)
         return luaL_error(L, "a request carries exactly one Host field");
@@ -167,12 +171,14 @@ static int read_upstream(lua_State *L)
     size_t hlen;
 
     hooks_push_api_tx(L, &x->hook, "upstream_out");
-    lua_call(L, 1, 2);
-    const char *host = luaL_checklstring(L, -2, &hlen);
+    lua_call(L, 1, 3);
+    const char *host = luaL_checklstring(L, -3, &hlen);
     if (hlen == 0 || hlen >= sizeof x->host)
         return luaL_error(L, "invalid upstream host");
     memcpy(x->host, host, hlen + 1);
-    x->port = (uint16_t)luaL_checkinteger(L, -1);
+    x->port = (uint16_t)luaL_checkinteger(L, -2);
+    if (!x->is_connect && lua_isboolean(L, -1)) /* nil: a table without it keeps the scheme's */
+        x->upstream_tls = lua_toboolean(L, -1);
     return 0;
 }
 

@@ -4,14 +4,17 @@
 #include <ev.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "auth.h"
+#include "ca.h"
 #include "config.h"
 #include "daemon.h"
 #include "hooks.h"
 #include "log.h"
 #include "metrics.h"
 #include "stats.h"
+#include "tls.h"
 #include "workers.h"
 
 int main(int argc, char **argv)
@@ -20,6 +23,8 @@ int main(int argc, char **argv)
     char err[1024];
     int status;
 
+    if (argc > 1 && strcmp(argv[1], "ca") == 0)
+        return ca_command(argc - 1, argv + 1);
     /* Before the options: the default --max-connections follows the
      * descriptor limit. */
     daemon_raise_fd_limit();
@@ -61,6 +66,13 @@ int main(int argc, char **argv)
         }
         config_strings_free();
         return status;
+    }
+    /* The CA is made and checked once, before workers start, so they all
+     * read the same one and a broken CA stops the proxy here. */
+    if (tls_prepare(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "luaproxy: %s\n", err);
+        config_strings_free();
+        return 2;
     }
     signal(SIGPIPE, SIG_IGN);
     if (cfg.pid_file && daemon_write_pid_file(cfg.pid_file, err, sizeof err) != 0) {

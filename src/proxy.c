@@ -23,10 +23,12 @@
 #include "acl.h"
 #include "dns.h"
 #include "hooks.h"
+#include "intercept.h"
 #include "log.h"
 #include "metrics.h"
 #include "stats.h"
 #include "session.h"
+#include "tls.h"
 
 /* How many connections one readiness event may accept, so a flood of new
  * clients cannot starve the ones already being served. */
@@ -454,6 +456,14 @@ int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
         goto fail;
     if (cfg->auth_file && !(p->auth = auth_open(cfg->auth_file, loop, err, err_len)))
         goto fail;
+    p->tls = tls_new(cfg, err, err_len);
+    if (!p->tls)
+        goto fail;
+    p->intercept = intercept_new(cfg->passthrough_ttl);
+    if (!p->intercept) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
     if (hooks_load(p, err, err_len) != 0)
         goto fail;
     for (int i = 0; i < cfg->listen_count; i++)
@@ -498,6 +508,10 @@ void proxy_free(struct proxy *p)
     upstream_pool_free(&p->pool);
     dns_resolver_free(p->resolver);
     p->resolver = NULL;
+    tls_free(p->tls);
+    p->tls = NULL;
+    intercept_free(p->intercept);
+    p->intercept = NULL;
     access_log_close(p->access_log);
     p->access_log = NULL;
     p->cfg = NULL;

@@ -24,6 +24,7 @@
 
 #include "access_log.h"
 #include "exchange.h"
+#include "https.h"
 #include "log.h"
 #include "message.h"
 #include "stats.h"
@@ -104,7 +105,9 @@ void session_release_idle_upstream(struct session *s)
         return;
     s->upstream_idle = 0;
     s->proxy->kept_upstreams--;
-    if (s->proxy->stopping) {
+    /* A TLS connection's state lives in its SSL object, not in the fd:
+     * it cannot be handed to the pool of sockets. */
+    if (s->proxy->stopping || s->upstream_idle_tls) {
         endpoint_close(s->proxy->loop, &s->upstream);
         return;
     }
@@ -118,6 +121,7 @@ void session_free(struct session *s)
 {
     struct proxy *p = s->proxy;
 
+    https_session_closing(s);
     session_release_idle_upstream(s);
     exchange_release(s);
     ev_timer_stop(p->loop, &s->timer);
@@ -387,7 +391,12 @@ static int flush_both(struct session *s)
     if (s->upstream.fd >= 0 && buffer_length(&s->upstream.out) > 0 &&
         s->state != SESSION_CONNECTING) {
         r = endpoint_flush(&s->upstream);
-        if (r == ENDPOINT_PROGRESS) {
+        /* An error is progress too: exchange.c must get a pass to judge it
+         * (the socket will not wake anyone up again). What could not be
+         * written never will be. */
+        if (r == ENDPOINT_ERROR)
+            buffer_consume(&s->upstream.out, buffer_length(&s->upstream.out));
+        if (r == ENDPOINT_PROGRESS || r == ENDPOINT_ERROR) {
             s->last_activity = ev_now(s->proxy->loop);
             progress = 1;
         }
@@ -466,6 +475,8 @@ static ev_tstamp deadline(const struct session *s)
 
     switch (s->state) {
     case SESSION_HEAD:
+        if (s->client.handshaking) /* an intercepted tunnel's TLS handshake */
+            return s->last_activity + cfg->connect_timeout;
         /* Idle keep-alive, or waiting for the client to read its answers. */
         if (s->head_started == 0 || output_blocked(s))
             return s->last_activity + cfg->idle_timeout;

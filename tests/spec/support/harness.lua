@@ -747,6 +747,106 @@ function h.closed_port()
   return tonumber(port)
 end
 
+------------------------------------------------------------------------------
+-- HTTPS: a test PKI made with the openssl CLI, an HTTPS origin (tls_front.py
+-- in front of origin.lua) and a CA directory for the proxy.
+
+-- Makes (once per spec file) a test CA and server certificates signed by
+-- it: good (localhost, 127.0.0.1, ::1), expired, and wrong (a name no test
+-- uses). Returns {dir, ca, good = {cert, key}, expired = {...}, wrong = {...}}.
+local pki
+function h.test_pki()
+  if pki then return pki end
+  local dir = new_dir("pki")
+  local function run(cmd)
+    local out, code = h.sh("cd " .. q(dir) .. " && " .. cmd .. " 2>&1")
+    assert(code == 0, cmd .. ":\n" .. out)
+  end
+  run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key"
+    .. " -out ca.pem -days 30 -subj '/CN=luaproxy test CA' -addext basicConstraints=critical,CA:TRUE"
+    .. " -addext keyUsage=critical,keyCertSign")
+  h.write_file(dir .. "/good.ext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n")
+  h.write_file(dir .. "/wrong.ext", "subjectAltName=DNS:wrong.invalid\n")
+  for _, name in ipairs({ "good", "wrong", "expired" }) do
+    run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " .. name
+      .. ".key -out " .. name .. ".csr -subj /CN=" .. (name == "wrong" and "wrong.invalid" or "localhost"))
+  end
+  run("openssl x509 -req -in good.csr -CA ca.pem -CAkey ca.key -days 30 -extfile good.ext -out good.pem")
+  run("openssl x509 -req -in wrong.csr -CA ca.pem -CAkey ca.key -days 30 -extfile wrong.ext -out wrong.pem")
+  -- Expired: `openssl ca` is the CLI's way to set explicit dates.
+  h.write_file(dir .. "/ca.cnf", table.concat({
+    "[ca]", "default_ca = test", "[test]", "database = index.txt", "new_certs_dir = .",
+    "serial = serial", "default_md = sha256", "policy = any", "copy_extensions = none",
+    "[any]", "commonName = supplied", "" }, "\n"))
+  h.write_file(dir .. "/index.txt", "")
+  h.write_file(dir .. "/serial", "1000\n")
+  run("openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in expired.csr"
+    .. " -out expired.pem -startdate 20200101000000Z -enddate 20210101000000Z -extfile good.ext")
+  pki = { dir = dir, ca = dir .. "/ca.pem" }
+  for _, name in ipairs({ "good", "wrong", "expired" }) do
+    pki[name] = { cert = dir .. "/" .. name .. ".pem", key = dir .. "/" .. name .. ".key" }
+  end
+  return pki
+end
+
+-- Starts an HTTPS origin: origin.lua behind tls_front.py with certificate
+-- <opts.cert> ("good", "expired" or "wrong"; default good), on opts.host.
+-- Returns the origin (requests(), wait_requests()) with port = the HTTPS
+-- port, backend = the plain origin, url(path) = "https://...", stop().
+function h.start_https_origin(opts)
+  opts = opts or {}
+  local p = h.test_pki()
+  local backend = h.start_origin({ host = "127.0.0.1", echo = opts.echo })
+  local cert = p[opts.cert or "good"]
+  local dir = new_dir("tls_front")
+  local front = start_process(table.concat({ "exec python3", q(SUPPORT_DIR .. "/tls_front.py"),
+    "--cert", q(cert.cert), "--key", q(cert.key), "--backend", tostring(backend.port),
+    "--host", q(opts.host or "127.0.0.1") }, " "), dir)
+  local port = h.wait_for(function()
+    local s = h.read_file(dir .. "/stdout")
+    return s and tonumber(s:match("^(%d+)\n"))
+  end, 10)
+  if not port then
+    front.stop(1); backend.stop(1)
+    error("tls_front did not start: " .. front.stderr())
+  end
+  local host = opts.host or "127.0.0.1"
+  local o = { port = port, backend = backend, front = front, host = host,
+              requests = backend.requests, wait_requests = backend.wait_requests }
+  o.authority = (host:find(":", 1, true) and "[" .. host .. "]" or host) .. ":" .. port
+  function o.url(path) return "https://" .. o.authority .. (path or "") end
+  function o.stop() front.stop(1); backend.stop(1) end
+  return o
+end
+
+-- A fresh CA directory for the proxy, made with `luaproxy ca init`.
+function h.new_ca_dir()
+  local dir = new_dir("ca") .. "/ca"
+  local out, code = h.sh(q(h.bin()) .. " ca init --ca-dir " .. q(dir) .. " 2>&1")
+  assert(code == 0, "ca init failed: " .. out)
+  return dir
+end
+
+-- Runs `openssl s_client` through the proxy to <target> ("host:port") with
+-- <input> as the bytes to send; returns what came back (stdout), the exit
+-- status and stderr. <opts>: {proxy_port, cafile, servername (false: no
+-- SNI), verify_hostname}.
+function h.s_client(opts, target, input)
+  local dir = new_dir("s_client")
+  h.write_file(dir .. "/in", input)
+  local cmd = { "timeout 10 openssl s_client -quiet -ign_eof -verify_return_error",
+    "-proxy", "127.0.0.1:" .. opts.proxy_port, "-connect", q(target) }
+  if opts.cafile then cmd[#cmd + 1] = "-CAfile " .. q(opts.cafile) end
+  if opts.verify_hostname then cmd[#cmd + 1] = "-verify_hostname " .. q(opts.verify_hostname) end
+  if opts.servername == false then
+    cmd[#cmd + 1] = "-noservername"
+  elseif opts.servername then
+    cmd[#cmd + 1] = "-servername " .. q(opts.servername)
+  end
+  local out, code = h.sh(table.concat(cmd, " ") .. " <" .. q(dir .. "/in") .. " 2>" .. q(dir .. "/err"))
+  return out, code, h.read_file(dir .. "/err") or ""
+end
+
 -- Removes the scratch directory when the Lua state closes.
 h._cleanup = setmetatable({}, { __gc = function()
   for _, p in pairs(live) do pcall(p.stop, 1) end

@@ -1,0 +1,133 @@
+/*
+ * intercept.c - interception patterns and the pass-through table.
+ *
+ * What it owns: matching host names against the configured patterns, and
+ * the table of (client, host) pairs whose handshakes were refused. What it
+ * doesn't: TLS (tls.c) or the CONNECT itself (exchange.c).
+ *
+ * The table is small and bounded; lookups scan only the live entries,
+ * which are few in practice (one per pinned app and host).
+ */
+#include "intercept.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+
+struct refusal {
+    char client_ip[64];
+    char host[256];
+    double until;
+};
+
+struct intercept {
+    double ttl;
+    int count;
+    struct refusal entries[INTERCEPT_TABLE_MAX];
+};
+
+int intercept_pattern_valid(const char *pattern)
+{
+    size_t len = strlen(pattern);
+    const char *p = pattern;
+
+    if (strcmp(pattern, "*") == 0)
+        return 1;
+    if (len > 2 && pattern[0] == '*' && pattern[1] == '.')
+        p += 2;
+    if (*p == '\0' || strlen(p) > 253)
+        return 0;
+    for (; *p; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '_' || c == ':'))
+            return 0;
+    }
+    return 1;
+}
+
+int intercept_pattern_match(const char *pattern, const char *host)
+{
+    size_t hlen, slen;
+
+    if (strcmp(pattern, "*") == 0)
+        return 1;
+    if (pattern[0] == '*' && pattern[1] == '.') {
+        /* "*.example.com": any name ending in ".example.com", at any depth. */
+        const char *suffix = pattern + 1;
+        hlen = strlen(host);
+        slen = strlen(suffix);
+        return hlen > slen && strcasecmp(host + hlen - slen, suffix) == 0;
+    }
+    return strcasecmp(pattern, host) == 0;
+}
+
+int intercept_by_patterns(const struct config *cfg, const char *host)
+{
+    for (int i = 0; i < cfg->no_intercept_count; i++)
+        if (intercept_pattern_match(cfg->no_intercept[i], host))
+            return 0;
+    for (int i = 0; i < cfg->intercept_count; i++)
+        if (intercept_pattern_match(cfg->intercept[i], host))
+            return 1;
+    return 0;
+}
+
+struct intercept *intercept_new(double ttl)
+{
+    struct intercept *ic = calloc(1, sizeof *ic);
+    if (ic)
+        ic->ttl = ttl;
+    return ic;
+}
+
+void intercept_free(struct intercept *ic) { free(ic); }
+
+/* The live entry for the pair, or NULL; drops expired entries on the way. */
+static struct refusal *find(struct intercept *ic, const char *client_ip, const char *host,
+                            double now)
+{
+    for (int i = 0; i < ic->count;) {
+        struct refusal *r = &ic->entries[i];
+        if (r->until <= now) {
+            *r = ic->entries[--ic->count]; /* expired: fill the hole from the end */
+            continue;
+        }
+        if (strcmp(r->client_ip, client_ip) == 0 && strcasecmp(r->host, host) == 0)
+            return r;
+        i++;
+    }
+    return NULL;
+}
+
+int intercept_passing_through(struct intercept *ic, const char *client_ip, const char *host,
+                              double now)
+{
+    return ic && ic->ttl > 0 && find(ic, client_ip, host, now) != NULL;
+}
+
+int intercept_note_refusal(struct intercept *ic, const char *client_ip, const char *host,
+                           double now)
+{
+    struct refusal *r;
+
+    if (!ic || ic->ttl <= 0 || strlen(client_ip) >= sizeof r->client_ip ||
+        strlen(host) >= sizeof r->host)
+        return 0;
+    if (find(ic, client_ip, host, now))
+        return 0;
+    if (ic->count < INTERCEPT_TABLE_MAX) {
+        r = &ic->entries[ic->count++];
+    } else {
+        r = &ic->entries[0];
+        for (int i = 1; i < ic->count; i++)
+            if (ic->entries[i].until < r->until)
+                r = &ic->entries[i];
+    }
+    strcpy(r->client_ip, client_ip);
+    strcpy(r->host, host);
+    r->until = now + ic->ttl;
+    return 1;
+}

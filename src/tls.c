@@ -1,0 +1,523 @@
+/*
+ * tls.c - the TLS transport of an endpoint, and the contexts behind it.
+ *
+ * What it owns: the client-facing SSL_CTX (certificates from ca.c, picked
+ * by SNI in the certificate callback; ALPN http/1.1 only; TLS 1.2 and 1.3;
+ * session tickets), the upstream SSL_CTX (system trust store plus
+ * --upstream-ca, host name checks), the NSS key log, and per endpoint one
+ * SSL object (struct tls_conn). What it doesn't: deciding what to
+ * intercept, or any HTTP.
+ *
+ * Everything is non-blocking on the loop's sockets: SSL_read/SSL_write
+ * report WANT_READ/WANT_WRITE, which become the endpoint's read_needs and
+ * write_needs, so the watcher waits for what TLS needs. OpenSSL is told
+ * that the buffer it is given may move between retries and that a write
+ * may be partial, which is how the endpoint's "out" buffer behaves.
+ */
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "ca.h"
+#include "config.h"
+#include "log.h"
+
+struct tls {
+    SSL_CTX *server;   /* faces clients; NULL without a CA */
+    SSL_CTX *client;   /* faces upstreams */
+    struct ca *ca;
+    int keylog_fd;     /* -1: no key log */
+};
+
+struct tls_conn {
+    SSL *ssl;
+    struct tls *t;
+    size_t raw_left;   /* bytes of "out" still to go in the clear (the 200) */
+    int server;        /* we accepted (client side) rather than connected */
+    char name[256];    /* the certificate's name when the client sends no SNI */
+    char error[200];
+};
+
+static const unsigned char alpn_http11[] = "\x08http/1.1";
+
+static int inet_pton_any(const char *host, unsigned char *out)
+{
+    return inet_pton(AF_INET, host, out) == 1 || inet_pton(AF_INET6, host, out) == 1;
+}
+
+/* ---- the transport ---------------------------------------------------- */
+
+/* Describes OpenSSL's last error for e->error. */
+static void set_error(struct endpoint *e, const char *what)
+{
+    struct tls_conn *c = e->tls;
+    unsigned long err = ERR_peek_last_error();
+    const char *reason = err ? ERR_reason_error_string(err) : NULL;
+    long verify = c->server ? X509_V_OK : SSL_get_verify_result(c->ssl);
+
+    if (!c->server && verify != X509_V_OK && err &&
+        ERR_GET_REASON(err) == SSL_R_CERTIFICATE_VERIFY_FAILED)
+        snprintf(c->error, sizeof c->error, "the upstream's certificate was refused: %s",
+                 verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH
+                     ? "host name mismatch"
+                     : X509_verify_cert_error_string(verify));
+    else
+        snprintf(c->error, sizeof c->error, "%s: %s", what, reason ? reason : "connection closed");
+    e->error = c->error;
+    ERR_clear_error();
+}
+
+/* Turns SSL_get_error's <code> into the transport's -1/errno (or 0 for a
+ * clean EOF), and records what a retry must wait for in *<needs>. */
+static ssize_t blocked_or_failed(struct endpoint *e, int code, int *needs, int reading)
+{
+    struct tls_conn *c = e->tls;
+
+    switch (code) {
+    case SSL_ERROR_WANT_READ:
+        *needs = EV_READ;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        *needs = EV_WRITE;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        if (e->handshaking && c->server)
+            e->tls_aborted = 1;
+        ERR_clear_error();
+        if (reading)
+            return 0;
+        errno = EPIPE;
+        return -1;
+    case SSL_ERROR_SYSCALL:
+        if (e->handshaking && c->server)
+            e->tls_aborted = 1;
+        if (errno == 0 || errno == EAGAIN)
+            errno = ECONNRESET;
+        e->read_eof = 1; /* nothing more can be read from a broken TLS stream */
+        set_error(e, c->server ? "the TLS connection with the client failed"
+                               : "the TLS connection with the upstream failed");
+        return -1;
+    default:
+        if (e->handshaking && c->server)
+            e->tls_aborted = 1;
+        set_error(e, c->server ? (e->handshaking ? "the client ended the TLS handshake"
+                                                 : "the TLS connection with the client failed")
+                               : (e->handshaking ? "the TLS handshake with the upstream failed"
+                                                 : "the TLS connection with the upstream failed"));
+        e->read_eof = 1;
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+static void note_handshake(struct endpoint *e)
+{
+    if (e->handshaking && SSL_is_init_finished(e->tls->ssl)) {
+        e->handshaking = 0;
+        log_debug("TLS %s with %s: %s, %s", e->tls->server ? "accepted" : "connected",
+                  e->tls->name, SSL_get_version(e->tls->ssl),
+                  SSL_session_reused(e->tls->ssl) ? "resumed" : "full handshake");
+    }
+}
+
+static ssize_t tls_read(struct endpoint *e, void *buf, size_t len)
+{
+    struct tls_conn *c = e->tls;
+    size_t n = 0;
+    int r;
+
+    if (c->raw_left > 0) {
+        /* The 200 has not left yet: nothing to read before it has. */
+        e->read_needs = EV_WRITE;
+        errno = EAGAIN;
+        return -1;
+    }
+    ERR_clear_error();
+    r = SSL_read_ex(c->ssl, buf, len, &n);
+    note_handshake(e);
+    if (r == 1) {
+        e->read_needs = 0;
+        return (ssize_t)n;
+    }
+    return blocked_or_failed(e, SSL_get_error(c->ssl, r), &e->read_needs, 1);
+}
+
+static ssize_t tls_write(struct endpoint *e, const void *buf, size_t len)
+{
+    struct tls_conn *c = e->tls;
+    size_t n = 0;
+    int r;
+
+    if (c->raw_left > 0) {
+        ssize_t w;
+        do
+            w = send(e->fd, buf, len < c->raw_left ? len : c->raw_left, MSG_NOSIGNAL);
+        while (w == -1 && errno == EINTR);
+        if (w > 0)
+            c->raw_left -= (size_t)w;
+        return w;
+    }
+    ERR_clear_error();
+    r = SSL_write_ex(c->ssl, buf, len, &n);
+    note_handshake(e);
+    if (r == 1) {
+        e->write_needs = 0;
+        return (ssize_t)n;
+    }
+    return blocked_or_failed(e, SSL_get_error(c->ssl, r), &e->write_needs, 0);
+}
+
+static void tls_shutdown(struct endpoint *e)
+{
+    /* close_notify, then FIN. A close_notify that does not fit in the
+     * socket now is dropped: the FIN still ends the stream. */
+    if (!e->handshaking && !e->failed)
+        SSL_shutdown(e->tls->ssl);
+    ERR_clear_error();
+    shutdown(e->fd, SHUT_WR);
+}
+
+static size_t tls_pending(const struct endpoint *e)
+{
+    int n = SSL_pending(e->tls->ssl);
+    return n > 0 ? (size_t)n : 0;
+}
+
+static void tls_close(struct endpoint *e)
+{
+    if (e->tls) {
+        SSL_free(e->tls->ssl);
+        free(e->tls);
+        e->tls = NULL;
+    }
+    e->error = NULL;
+}
+
+static const struct endpoint_ops tls_ops = {
+    .name = "tls",
+    .read = tls_read,
+    .write = tls_write,
+    .shutdown = tls_shutdown,
+    .pending = tls_pending,
+    .close = tls_close,
+    .can_splice = 0,
+};
+
+static struct tls_conn *new_conn(struct endpoint *e, struct tls *t, SSL_CTX *ctx,
+                                 const char *name)
+{
+    struct tls_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->ssl = SSL_new(ctx);
+    if (!c->ssl || !SSL_set_fd(c->ssl, e->fd)) {
+        SSL_free(c->ssl);
+        free(c);
+        ERR_clear_error();
+        return NULL;
+    }
+    c->t = t;
+    snprintf(c->name, sizeof c->name, "%s", name);
+    SSL_set_app_data(c->ssl, c);
+    return c;
+}
+
+/* Installs <c> as <e>'s transport. */
+static void install(struct endpoint *e, struct tls_conn *c)
+{
+    e->tls = c;
+    e->ops = &tls_ops;
+    e->handshaking = 1;
+    e->tls_aborted = 0;
+    e->error = NULL;
+    e->read_needs = e->write_needs = 0;
+}
+
+int tls_accept(struct endpoint *e, struct tls *t, const char *name)
+{
+    struct tls_conn *c;
+
+    if (!t->server || e->fd < 0 || e->tls)
+        return -1;
+    c = new_conn(e, t, t->server, name);
+    if (!c)
+        return -1;
+    c->server = 1;
+    c->raw_left = buffer_length(&e->out);
+    SSL_set_accept_state(c->ssl);
+    install(e, c);
+    return 0;
+}
+
+int tls_connect(struct endpoint *e, struct tls *t, const char *host)
+{
+    struct tls_conn *c;
+    unsigned char ip[16];
+    int is_ip = inet_pton_any(host, ip);
+
+    if (e->fd < 0 || e->tls)
+        return -1;
+    c = new_conn(e, t, t->client, host);
+    if (!c)
+        return -1;
+    /* No SNI for an IP literal (RFC 6066 3); SSL_set1_host checks an IP
+     * literal against the certificate's IP addresses. */
+    if ((!is_ip && !SSL_set_tlsext_host_name(c->ssl, host)) || !SSL_set1_host(c->ssl, host) ||
+        SSL_set_alpn_protos(c->ssl, alpn_http11, sizeof alpn_http11 - 1) != 0) {
+        SSL_free(c->ssl);
+        free(c);
+        ERR_clear_error();
+        return -1;
+    }
+    SSL_set_connect_state(c->ssl);
+    install(e, c);
+    return 0;
+}
+
+enum endpoint_io tls_handshake(struct endpoint *e)
+{
+    struct tls_conn *c = e->tls;
+    int r, code, needs = 0;
+
+    if (!c)
+        return ENDPOINT_ERROR;
+    if (!e->handshaking)
+        return ENDPOINT_PROGRESS;
+    ERR_clear_error();
+    r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        note_handshake(e);
+        e->handshaking = 0;
+        e->read_needs = e->write_needs = 0;
+        return ENDPOINT_PROGRESS;
+    }
+    code = SSL_get_error(c->ssl, r);
+    if (blocked_or_failed(e, code, &needs, 0) == -1 && errno == EAGAIN) {
+        /* Whatever the relay waits for, the handshake needs <needs>. */
+        e->read_needs = e->write_needs = needs;
+        return ENDPOINT_AGAIN;
+    }
+    if (!e->error)
+        set_error(e, "the TLS handshake with the upstream failed");
+    e->failed = 1;
+    return ENDPOINT_ERROR;
+}
+
+/* ---- the contexts ----------------------------------------------------- */
+
+/* Picks the certificate once the ClientHello is in: for the SNI name when
+ * the client sent one, else for the CONNECT host. Runs inside SSL_read on
+ * the loop; a cache miss costs one signature. */
+static int on_client_cert(SSL *ssl, void *arg)
+{
+    struct tls *t = arg;
+    struct tls_conn *c = SSL_get_app_data(ssl);
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    X509 *cert = NULL;
+
+    if (sni && *sni)
+        cert = ca_certificate(t->ca, sni);
+    if (!cert) /* no SNI, or one no certificate can carry */
+        cert = ca_certificate(t->ca, c->name);
+    if (!cert || !SSL_use_certificate(ssl, cert))
+        return 0;
+    if (sni && *sni)
+        snprintf(c->name, sizeof c->name, "%s", sni);
+    return 1;
+}
+
+/* ALPN: HTTP/1.1 or nothing, so HTTP/2 clients fall back to 1.1. */
+static int on_client_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                          const unsigned char *in, unsigned int inlen, void *arg)
+{
+    unsigned char *selected;
+    (void)ssl;
+    (void)arg;
+    if (SSL_select_next_proto(&selected, outlen, alpn_http11, sizeof alpn_http11 - 1, in,
+                              inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = selected;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* NSS key log: one line per secret, appended with a single write(2) so the
+ * lines of several workers never interleave. */
+static void on_keylog(const SSL *ssl, const char *line)
+{
+    struct tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    char buf[512];
+    size_t len = strlen(line);
+
+    if (!t || t->keylog_fd < 0 || len + 1 > sizeof buf)
+        return;
+    memcpy(buf, line, len);
+    buf[len++] = '\n';
+    if (write(t->keylog_fd, buf, len) < 0)
+        return; /* a full disk must not stop the proxy */
+}
+
+/* Settings both sides share: TLS 1.2 at least, no renegotiation (a
+ * client-driven way to make the proxy spend CPU, and never needed for
+ * HTTP/1.1), buffers that may move between retries. */
+static int common_setup(SSL_CTX *ctx, struct tls *t)
+{
+    SSL_CTX_set_app_data(ctx, t);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
+                                 SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    if (t->keylog_fd >= 0)
+        SSL_CTX_set_keylog_callback(ctx, on_keylog);
+    return SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ? 0 : -1;
+}
+
+static int make_server_ctx(struct tls *t, const struct config *cfg)
+{
+    static const unsigned char sid_ctx[] = "luaproxy";
+
+    t->server = SSL_CTX_new(TLS_server_method());
+    if (!t->server || common_setup(t->server, t) != 0)
+        return -1;
+    /* Every minted certificate carries the same public key: the key is set
+     * once here, and each connection only picks its certificate. */
+    if (!SSL_CTX_use_PrivateKey(t->server, ca_leaf_key(t->ca)))
+        return -1;
+    SSL_CTX_set_cert_cb(t->server, on_client_cert, t);
+    SSL_CTX_set_alpn_select_cb(t->server, on_client_alpn, NULL);
+    SSL_CTX_set_session_id_context(t->server, sid_ctx, sizeof sid_ctx - 1);
+    /* Workers share the ticket keys (made once at start), so a client that
+     * comes back resumes whichever worker takes the connection. */
+    if (cfg->have_ticket_keys &&
+        SSL_CTX_set_tlsext_ticket_keys(t->server, (void *)(uintptr_t)cfg->ticket_keys,
+                                       sizeof cfg->ticket_keys) != 1)
+        return -1;
+    return 0;
+}
+
+static int make_client_ctx(struct tls *t, const struct config *cfg, char *err, size_t err_len)
+{
+    t->client = SSL_CTX_new(TLS_client_method());
+    if (!t->client || common_setup(t->client, t) != 0)
+        return -1;
+    if (cfg->insecure_upstream) {
+        SSL_CTX_set_verify(t->client, SSL_VERIFY_NONE, NULL);
+        return 0;
+    }
+    SSL_CTX_set_verify(t->client, SSL_VERIFY_PEER, NULL);
+    if (!SSL_CTX_set_default_verify_paths(t->client))
+        return -1;
+    if (cfg->upstream_ca && !SSL_CTX_load_verify_locations(t->client, cfg->upstream_ca, NULL)) {
+        snprintf(err, err_len, "cannot read --upstream-ca %s: not a PEM certificate file",
+                 cfg->upstream_ca);
+        ERR_clear_error();
+        return -2;
+    }
+    return 0;
+}
+
+struct tls *tls_new(const struct config *cfg, char *err, size_t err_len)
+{
+    struct tls *t = calloc(1, sizeof *t);
+    int rc;
+
+    if (!t) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    t->keylog_fd = -1;
+    if (cfg->tls_keylog) {
+        t->keylog_fd = open(cfg->tls_keylog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (t->keylog_fd == -1) {
+            snprintf(err, err_len, "cannot open the TLS key log %s: %s", cfg->tls_keylog,
+                     strerror(errno));
+            goto fail;
+        }
+    }
+    if (cfg->use_ca) {
+        t->ca = ca_load(cfg->ca_dir, err, err_len);
+        if (!t->ca)
+            goto fail;
+        if (make_server_ctx(t, cfg) != 0) {
+            snprintf(err, err_len, "cannot set up TLS for clients");
+            goto fail;
+        }
+    }
+    rc = make_client_ctx(t, cfg, err, err_len);
+    if (rc != 0) {
+        if (rc == -1)
+            snprintf(err, err_len, "cannot set up TLS for upstreams");
+        goto fail;
+    }
+    ERR_clear_error();
+    return t;
+fail:
+    ERR_clear_error();
+    tls_free(t);
+    return NULL;
+}
+
+void tls_free(struct tls *t)
+{
+    if (!t)
+        return;
+    SSL_CTX_free(t->server);
+    SSL_CTX_free(t->client);
+    ca_free(t->ca);
+    if (t->keylog_fd >= 0)
+        close(t->keylog_fd);
+    free(t);
+}
+
+const struct ca *tls_ca(const struct tls *t) { return t ? t->ca : NULL; }
+
+int tls_prepare(struct config *cfg, char *err, size_t err_len)
+{
+    struct ca *ca;
+    const char *env = getenv("SSLKEYLOGFILE");
+
+    if (!cfg->tls_keylog && env && *env)
+        cfg->tls_keylog = env;
+    if (cfg->insecure_upstream)
+        log_warn("--insecure-upstream: upstream certificates are NOT verified; anyone on the "
+                 "path to an upstream can read and change intercepted traffic");
+    if (RAND_bytes(cfg->ticket_keys, sizeof cfg->ticket_keys) == 1)
+        cfg->have_ticket_keys = 1;
+    if (cfg->intercept_count == 0 && !cfg->ca_dir_option)
+        return 0; /* nothing to sign with, nothing asked */
+    if (ca_dir_resolve(cfg->ca_dir_option, cfg->ca_dir, sizeof cfg->ca_dir, err, err_len) != 0)
+        return -1;
+    if (!ca_exists(cfg->ca_dir)) {
+        if (cfg->intercept_count == 0) {
+            snprintf(err, err_len, "no CA in %s (make one with: luaproxy ca init --ca-dir %s)",
+                     cfg->ca_dir, cfg->ca_dir);
+            return -1;
+        }
+        if (ca_create(cfg->ca_dir, 0, err, err_len) != 0)
+            return -1;
+        log_info("created a CA for interception in %s; trust %s/ca.pem in your clients "
+                 "(or fetch it from http://luaproxy.ca/ through the proxy)",
+                 cfg->ca_dir, cfg->ca_dir);
+    }
+    ca = ca_load(cfg->ca_dir, err, err_len);
+    if (!ca)
+        return -1;
+    ca_free(ca);
+    cfg->use_ca = 1;
+    return 0;
+}

@@ -1,0 +1,394 @@
+-- HTTPS interception: the CA (luaproxy ca init and loading it at start),
+-- decrypted tunnels seen by real clients (curl, openssl s_client) and raw
+-- sockets, upstream certificate checks, hooks on https requests, clients
+-- that refuse our certificate, the key log and the luaproxy.ca page.
+--
+-- The HTTPS origin is origin.lua behind tls_front.py, with certificates from
+-- a test CA made here with the openssl CLI (support/harness.lua test_pki);
+-- the proxy trusts that CA through --upstream-ca.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+
+local q = h.shell_quote
+
+local function script(src) return h.tmpfile(src, "hook.lua") end
+
+-- Parses a run of HTTP/1.1 responses with Content-Length bodies (what
+-- s_client prints) into a list of {status, headers, body}.
+local function split_responses(data)
+  local out, pos = {}, 1
+  while pos <= #data do
+    local head_end = data:find("\r\n\r\n", pos, true)
+    if not head_end then break end
+    local head = data:sub(pos, head_end - 1)
+    local status = tonumber(head:match("^HTTP/1%.%d (%d%d%d)"))
+    local len = tonumber(head:lower():match("\ncontent%-length: *(%d+)")) or 0
+    out[#out + 1] = { status = status, head = head, body = data:sub(head_end + 4, head_end + 3 + len) }
+    pos = head_end + 4 + len
+  end
+  return out
+end
+
+describe("luaproxy ca init", function()
+  it("makes a 10-year CA with a private key only the owner can read, and never overwrites it", function()
+    local dir = h.tmpfile("", "x") .. ".ca"
+    local out, code = h.sh(q(h.bin()) .. " ca init --ca-dir " .. q(dir) .. " 2>&1")
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("update-ca-certificates", 1, true))
+    assert.truthy(out:find("certutil", 1, true))
+    assert.truthy(out:find("--cacert", 1, true))
+    local mode = h.sh("stat -c %a " .. q(dir .. "/ca.key"))
+    assert.are.equal("600", mode:match("%d+"))
+    local subject = h.sh("openssl x509 -in " .. q(dir .. "/ca.pem") .. " -noout -subject -enddate -ext basicConstraints")
+    assert.truthy(subject:find("CN = luaproxy CA (", 1, true), subject)
+    assert.truthy(subject:find("CA:TRUE", 1, true), subject)
+    local year = tonumber(subject:match("notAfter=%a+%s+%d+ [%d:]+ (%d+)"))
+    assert.is_true(year >= tonumber(os.date("!%Y")) + 9, subject)
+    -- DER and PEM hold the same certificate.
+    local der_as_pem = h.sh("openssl x509 -inform DER -in " .. q(dir .. "/ca.der"))
+    assert.are.equal(h.read_file(dir .. "/ca.pem"), der_as_pem)
+
+    local key = h.read_file(dir .. "/ca.key")
+    out, code = h.sh(q(h.bin()) .. " ca init --ca-dir " .. q(dir) .. " 2>&1")
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("--force", 1, true), out)
+    assert.are.equal(key, h.read_file(dir .. "/ca.key"))
+    out, code = h.sh(q(h.bin()) .. " ca init --force --ca-dir " .. q(dir) .. " 2>&1")
+    assert.are.equal(0, code, out)
+    assert.are_not.equal(key, h.read_file(dir .. "/ca.key"))
+  end)
+
+  it("takes the directory from LUAPROXY_CA_DIR, else ~/.luaproxy", function()
+    local base = h.tmpfile("", "y") .. ".d"
+    assert(os.execute("mkdir -p " .. q(base .. "/home")))
+    local _, code = h.sh("LUAPROXY_CA_DIR=" .. q(base .. "/env") .. " " .. q(h.bin()) .. " ca init >/dev/null 2>&1")
+    assert.are.equal(0, code)
+    assert.truthy(h.read_file(base .. "/env/ca.pem"))
+    _, code = h.sh("env -u LUAPROXY_CA_DIR HOME=" .. q(base .. "/home") .. " " .. q(h.bin()) .. " ca init >/dev/null 2>&1")
+    assert.are.equal(0, code)
+    assert.truthy(h.read_file(base .. "/home/.luaproxy/ca.pem"))
+  end)
+end)
+
+describe("starting with a CA", function()
+  it("creates a CA when --intercept is given and there is none, and says where", function()
+    local dir = h.tmpfile("", "z") .. ".ca"
+    local p = h.start_proxy({ "--intercept", "*", "--ca-dir", dir })
+    assert.truthy(p.log():find("created a CA for interception in " .. dir, 1, true))
+    assert.truthy(h.read_file(dir .. "/ca.pem"))
+    assert.are.equal(0, p.stop())
+  end)
+
+  it("refuses to start (status 2) with a key that does not match or a CA it cannot read", function()
+    local a, b = h.new_ca_dir(), h.new_ca_dir()
+    assert(os.execute("cp " .. q(b .. "/ca.key") .. " " .. q(a .. "/ca.key")))
+    local code, _, err = h.run_proxy({ "--intercept", "*", "--ca-dir", a })
+    assert.are.equal(2, code)
+    assert.truthy(err:find("does not match", 1, true), err)
+
+    h.write_file(b .. "/ca.pem", "not a certificate\n")
+    code, _, err = h.run_proxy({ "--ca-dir", b })
+    assert.are.equal(2, code)
+    assert.truthy(err:find("ca.pem", 1, true), err)
+
+    code, _, err = h.run_proxy({ "--ca-dir", a .. "/missing" })
+    assert.are.equal(2, code)
+    assert.truthy(err:find("ca init", 1, true), err)
+  end)
+end)
+
+describe("intercepted tunnels", function()
+  local pki, origin, proxy, ca_dir
+  local extra = {}
+
+  local function start_proxy(args, opts)
+    local full = { "--ca-dir", ca_dir, "--upstream-ca", pki.ca,
+                   "--connect-ports", "443," .. origin.port }
+    for _, a in ipairs(args or {}) do full[#full + 1] = a end
+    proxy = h.start_proxy(full, opts)
+    return proxy
+  end
+
+  local function curl(args)
+    local full = { "--cacert", ca_dir .. "/ca.pem", "-x", "http://127.0.0.1:" .. proxy.port }
+    for _, a in ipairs(args) do full[#full + 1] = a end
+    return h.curl(full)
+  end
+
+  before_each(function()
+    pki = h.test_pki()
+    origin = h.start_https_origin()
+    ca_dir = h.new_ca_dir()
+  end)
+
+  after_each(function()
+    for _, p in ipairs(extra) do p.stop() end
+    extra = {}
+    local problem = proxy and h.stop_procs({ proxy })
+    proxy = nil
+    origin.stop()
+    assert(not problem, problem)
+  end)
+
+  it("GET: curl trusts the minted certificate and the request reaches the origin", function()
+    start_proxy({ "--intercept", "*" })
+    local out, code, err = curl({ origin.url("/hello") })
+    assert.are.equal(0, code, err)
+    assert.are.equal("hello\n", out)
+    local reqs = origin.wait_requests(1)
+    assert.are.equal("GET /hello HTTP/1.1", reqs[1].request_line)
+    assert.are.equal(origin.authority, reqs[1].headers["host"])
+    -- The CONNECT, then the decrypted request with its https:// URL.
+    assert(proxy.wait_access_log('"GET https://' .. origin.authority:gsub("%p", "%%%0") .. '/hello HTTP/1.1" 200'))
+    assert(proxy.wait_access_log('"CONNECT ' .. origin.authority:gsub("%p", "%%%0") .. ' HTTP/1.1" 200'))
+  end)
+
+  it("POST with a body, a chunked upload and a chunked response", function()
+    start_proxy({ "--intercept", "127.0.0.1" })
+    local out, code = curl({ "--data-binary", "a=1&b=2", origin.url("/echo") })
+    assert.are.equal(0, code)
+    assert.truthy(out:find("\r\n\r\na=1&b=2$"), out)
+    local body = h.tmpfile(h.pattern(100000), "up.bin")
+    out, code = curl({ "-H", "Transfer-Encoding: chunked", "--data-binary", "@" .. body, origin.url("/echo") })
+    assert.are.equal(0, code)
+    local reqs = origin.wait_requests(2)
+    assert.are.equal(h.pattern(100000), reqs[2].decoded)
+    out, code = curl({ origin.url("/chunked?n=5&size=1000") })
+    assert.are.equal(0, code)
+    assert.are.equal(string.rep("x", 5000), out)
+  end)
+
+  it("keep-alive and pipelining inside TLS (openssl s_client)", function()
+    start_proxy({ "--intercept", "*" })
+    local host = "Host: " .. origin.authority .. "\r\n"
+    local input = "GET /hello HTTP/1.1\r\n" .. host .. "\r\n"
+      .. "GET /bytes?n=70000 HTTP/1.1\r\n" .. host .. "\r\n"
+      .. "GET / HTTP/1.1\r\n" .. host .. "Connection: close\r\n\r\n"
+    local out, _, err = h.s_client({ proxy_port = proxy.port, cafile = ca_dir .. "/ca.pem" },
+      origin.authority, input)
+    local res = split_responses(out)
+    assert.are.equal(3, #res, err)
+    assert.are.equal("hello\n", res[1].body)
+    assert.are.equal(h.pattern(70000), res[2].body)
+    assert.are.equal("root\n", res[3].body)
+    -- One client connection, one upstream connection for all three.
+    assert.are.equal(3, #origin.wait_requests(3))
+  end)
+
+  it("WebSocket (wss) upgrade inside TLS, then bytes both ways", function()
+    start_proxy({ "--intercept", "*" })
+    local input = "GET /ws HTTP/1.1\r\nHost: " .. origin.authority .. "\r\n"
+      .. "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\nping over wss"
+    local out = h.s_client({ proxy_port = proxy.port, cafile = ca_dir .. "/ca.pem" },
+      origin.authority, input)
+    assert.truthy(out:find("^HTTP/1.1 101 "), out)
+    assert.truthy(out:find("\r\n\r\nping over wss$"), out)
+  end)
+
+  it("hooks see https requests and rewrite the request and the response body", function()
+    local s = script([[
+      function on_request(tx)
+        tx.req.headers["X-Seen"] = tx.req.scheme .. " " .. tx.req.url .. " " .. tostring(tx.upstream.tls)
+        tx.req.path = "/echo"
+      end
+      function on_response_chunk(tx, chunk, eof)
+        return (chunk:gsub("X%-Seen", "X-Rewritten"))
+      end
+      function on_done(tx) proxy.log("done " .. tx.req.url) end
+    ]])
+    start_proxy({ "--intercept", "*", "-s", s })
+    local out, code = curl({ origin.url("/anything") })
+    assert.are.equal(0, code)
+    local want = "X-Rewritten: https " .. origin.url("/anything") .. " true"
+    assert.truthy(out:find(want, 1, true), out)
+    assert(h.wait_for(function() return proxy.log():find("done " .. origin.url("/echo"), 1, true) end))
+  end)
+
+  it("tx:respond answers an https URL with no upstream at all", function()
+    local s = script([[
+      function on_request(tx)
+        if tx.req.url == "https://api.invalid/v1/users" then
+          tx:respond(200, '{"users":[]}', { ["Content-Type"] = "application/json" })
+        end
+      end
+    ]])
+    start_proxy({ "--intercept", "*.invalid", "-s", s })
+    local out, code, err = curl({ "-i", "https://api.invalid/v1/users" })
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("^HTTP/1.1 200"), out)
+    assert.truthy(out:find('{"users":[]}', 1, true), out)
+  end)
+
+  it("tx.upstream.tls = false sends the decrypted request to a plain-HTTP server", function()
+    local plain = h.start_origin()
+    extra[#extra + 1] = plain
+    local s = script(string.format([[
+      function before_connect(tx)
+        tx.upstream.host, tx.upstream.port, tx.upstream.tls = "127.0.0.1", %d, false
+      end
+    ]], plain.port))
+    start_proxy({ "--intercept", "*", "-s", s })
+    local out, code = curl({ origin.url("/hello") })
+    assert.are.equal(0, code)
+    assert.are.equal("hello\n", out)
+    assert.are.equal(1, #plain.wait_requests(1))
+    assert.are.equal(0, #origin.requests())
+  end)
+
+  it("answers 502 inside the client's TLS naming an expired or wrongly named upstream certificate", function()
+    local expired = h.start_https_origin({ cert = "expired" })
+    local wrong = h.start_https_origin({ cert = "wrong" })
+    extra[#extra + 1] = expired
+    extra[#extra + 1] = wrong
+    start_proxy({ "--intercept", "*", "--connect-ports", expired.port .. "," .. wrong.port })
+    local out, code = curl({ "-i", expired.url("/hello") })
+    assert.are.equal(0, code)
+    assert.truthy(out:find("\r\nHTTP/1.1 502 ", 1, true), out)
+    assert.truthy(out:find("certificate has expired", 1, true), out)
+    out, code = curl({ "-i", wrong.url("/hello") })
+    assert.are.equal(0, code)
+    assert.truthy(out:find("\r\nHTTP/1.1 502 ", 1, true), out)
+    assert.truthy(out:find("host name mismatch", 1, true), out)
+    assert.are.equal(0, #expired.requests())
+  end)
+
+  it("--insecure-upstream accepts a bad upstream certificate, with a warning at start", function()
+    local expired = h.start_https_origin({ cert = "expired" })
+    extra[#extra + 1] = expired
+    start_proxy({ "--intercept", "*", "--insecure-upstream", "--connect-ports", tostring(expired.port) })
+    assert.truthy(proxy.log():find("--insecure-upstream", 1, true))
+    local out, code = curl({ expired.url("/hello") })
+    assert.are.equal(0, code)
+    assert.are.equal("hello\n", out)
+  end)
+
+  it("a client that refuses the certificate is logged once, then its tunnels to that host pass through", function()
+    start_proxy({ "--intercept", "*" })
+    -- This client trusts only the origin's CA, not the proxy's.
+    local args = { "--cacert", pki.ca, "-x", "http://127.0.0.1:" .. proxy.port, origin.url("/hello") }
+    local _, code = h.curl(args)
+    assert.are.equal(60, code) -- curl: peer certificate cannot be authenticated
+    assert(h.wait_for(function() return proxy.log():find("pass through for 600 s", 1, true) end))
+    local out
+    out, code = h.curl(args)
+    assert.are.equal(0, code)
+    assert.are.equal("hello\n", out)
+    out, code = h.curl(args)
+    assert.are.equal(0, code)
+    local _, count = proxy.log():gsub("pass through for", "")
+    assert.are.equal(1, count)
+  end)
+
+  it("--tls-passthrough-ttl 0 keeps intercepting a refusing client", function()
+    start_proxy({ "--intercept", "*", "--tls-passthrough-ttl", "0" })
+    local args = { "--cacert", pki.ca, "-x", "http://127.0.0.1:" .. proxy.port, origin.url("/hello") }
+    local _, code = h.curl(args)
+    assert.are.equal(60, code)
+    _, code = h.curl(args)
+    assert.are.equal(60, code)
+  end)
+
+  it("writes both legs' secrets to --tls-keylog in the NSS key log format", function()
+    local keylog = h.tmpfile("", "keys.log")
+    start_proxy({ "--intercept", "*", "--tls-keylog", keylog })
+    local _, code = curl({ origin.url("/hello") })
+    assert.are.equal(0, code)
+    local randoms = {}
+    for label, random in (h.read_file(keylog) or ""):gmatch("(%u[%u_]+) (%x+) %x+\n") do
+      assert.truthy(label:find("SECRET", 1, true), label)
+      randoms[random] = true
+    end
+    local n = 0
+    for _ in pairs(randoms) do n = n + 1 end
+    assert.are.equal(2, n) -- the client's handshake and the upstream's
+  end)
+
+  it("SSLKEYLOGFILE works like --tls-keylog", function()
+    local keylog = h.tmpfile("", "env-keys.log")
+    start_proxy({ "--intercept", "*" }, { env = { SSLKEYLOGFILE = keylog } })
+    local _, code = curl({ origin.url("/hello") })
+    assert.are.equal(0, code)
+    assert.truthy((h.read_file(keylog) or ""):find("CLIENT_TRAFFIC_SECRET_0 ", 1, true))
+  end)
+
+  it("without SNI the certificate names the CONNECT host", function()
+    start_proxy({ "--intercept", "*" })
+    local input = "GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    local target = "localhost:" .. origin.port
+    local out, _, err = h.s_client({ proxy_port = proxy.port, cafile = ca_dir .. "/ca.pem",
+      servername = false, verify_hostname = "localhost" }, target, input)
+    assert.truthy(out:find("^HTTP/1.1 200"), out .. err)
+    assert.truthy(out:find("hello\n", 1, true))
+  end)
+
+  it("IPv6 literals: a certificate with the IP address, and the upstream checked against it", function()
+    local v6 = h.start_https_origin({ host = "::1" })
+    extra[#extra + 1] = v6
+    start_proxy({ "--intercept", "::1", "--connect-ports", tostring(v6.port) })
+    local out, code, err = curl({ "-g", v6.url("/hello") })
+    assert.are.equal(0, code, err)
+    assert.are.equal("hello\n", out)
+    assert(proxy.wait_access_log('"GET https://%[::1%]:' .. v6.port .. '/hello'))
+  end)
+
+  it("tx:intercept overrides the patterns; --no-intercept wins over --intercept", function()
+    local s = script([[
+      function on_request(tx)
+        if tx.req.method == "CONNECT" then tx:intercept(tx.req.port ~= 443) end
+      end
+    ]])
+    -- --intercept is absent: only the script asks (the CA comes from --ca-dir).
+    start_proxy({ "-s", s })
+    local out, code = curl({ origin.url("/hello") })
+    assert.are.equal(0, code)
+    assert.are.equal("hello\n", out)
+    assert(proxy.wait_access_log('"GET https://'))
+    proxy.stop()
+
+    start_proxy({ "--intercept", "*", "--no-intercept", "127.0.0.1" })
+    out, code = h.curl({ "--cacert", pki.ca, "-x", "http://127.0.0.1:" .. proxy.port, origin.url("/hello") })
+    assert.are.equal(0, code) -- the origin's own certificate: not intercepted
+    assert.are.equal("hello\n", out)
+  end)
+
+  it("a client that stalls in the handshake costs one connection until the connect timeout", function()
+    start_proxy({ "--intercept", "*", "--connect-timeout", "0.5" })
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, "CONNECT " .. origin.authority .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
+    local resp = h.read_response(s, { method = "CONNECT" })
+    assert.are.equal("HTTP/1.1 200 Connection Established", resp.status_line)
+    assert(h.send(s, "\22\3\1\0\200")) -- the start of a ClientHello, then nothing
+    assert.is_true(h.is_closed(s, 5))
+    s:close()
+    -- Meanwhile others are served.
+    local out, code = curl({ origin.url("/hello") })
+    assert.are.equal(0, code)
+    assert.are.equal("hello\n", out)
+  end)
+end)
+
+describe("http://luaproxy.ca/", function()
+  it("is answered by the proxy: a page, the PEM and the DER, never the key", function()
+    local ca_dir = h.new_ca_dir()
+    local p = h.start_proxy({ "--ca-dir", ca_dir })
+    local base = { "-x", "http://127.0.0.1:" .. p.port }
+    local function get(url)
+      local args = { table.unpack(base) }
+      args[#args + 1] = url
+      return h.curl(args)
+    end
+    local page, code = get("http://luaproxy.ca/")
+    assert.are.equal(0, code)
+    assert.truthy(page:find("<h1>", 1, true))
+    assert.truthy(page:find("ca.der", 1, true))
+    assert.truthy(page:find(h.read_file(ca_dir .. "/ca.pem"), 1, true))
+    assert.falsy(page:find("PRIVATE", 1, true))
+    assert.are.equal(h.read_file(ca_dir .. "/ca.pem"), (get("http://luaproxy.ca/ca.pem")))
+    assert.are.equal(h.read_file(ca_dir .. "/ca.der"), (get("http://luaproxy.ca/ca.der")))
+    local out = get("http://luaproxy.ca/ca.key")
+    assert.falsy(out:find("PRIVATE", 1, true))
+    local problem = h.stop_procs({ p })
+    assert(not problem, problem)
+  end)
+end)
