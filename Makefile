@@ -32,6 +32,8 @@ OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 BIN      := $(BUILD)/luaproxy
 
+# The unit tests also compress (to check decoding against the reference).
+TEST_LDLIBS := $(shell pkg-config --libs libbrotlienc 2>/dev/null)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 SPECS     := $(sort $(wildcard tests/spec/*_spec.lua))
@@ -39,7 +41,8 @@ SPECS     := $(sort $(wildcard tests/spec/*_spec.lua))
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libc-ares-dev \
             lua-busted lua-socket curl perl lua-cjson zlib1g-dev libbrotli-dev libzstd-dev \
             libhiredis-dev redis-server libcrypt-dev libssl-dev prometheus apache2-utils openssl \
-            chromium libnss3-tools
+            chromium libnss3-tools \
+            python3-jsonschema
 
 .PHONY: all deps run test unit-bins clean fuzz soak bench
 all: $(BIN)
@@ -51,7 +54,7 @@ $(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(LIB_OBJS) | $(BUILD)/tests
-	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS) $(TEST_LDLIBS)
 
 # The decoder's tests make their input with the encoders.
 $(BUILD)/tests/test_decode: LDLIBS += -lbrotlienc
@@ -67,6 +70,17 @@ $(BUILD)/gen/hooks_api.h: src/hooks_api.lua | $(BUILD)/gen
 	  echo '0x00};'; } > $@
 # Only hooks.c includes it (setup_state loads the API).
 $(BUILD)/obj/hooks.o: $(BUILD)/gen/hooks_api.h
+
+# The flow viewer's page, style and script, compiled in the same way.
+FLOWS_ASSETS := src/flows.html src/flows.css src/flows.js
+$(BUILD)/gen/flows_assets.h: $(FLOWS_ASSETS) | $(BUILD)/gen
+	{ for f in $(FLOWS_ASSETS); do \
+	    n=$$(basename $$f | tr . _); \
+	    echo "static const char $$n[] = {"; \
+	    od -An -v -tx1 $$f | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	    echo '0x00};'; \
+	  done; } > $@
+$(BUILD)/obj/flows_api.o: $(BUILD)/gen/flows_assets.h
 
 # Installs what is missing with apt-get when run as root; otherwise prints
 # the one command that would.

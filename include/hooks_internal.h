@@ -44,6 +44,7 @@ struct hooks {
     double deadline;
     int timed_out;
     int current_script;
+    struct session *current_session; /* whose hook runs now (proxy.log) */
     int running_phase;   /* enum hook_phase, or -1 */
     int responded;       /* tx:respond was called during this resume */
     /* Finished coroutines kept for the next hook call: creating a thread

@@ -22,6 +22,7 @@ struct access_log;
 struct hooks;
 struct tls;
 struct intercept;
+struct flows;
 
 struct listener {
     int fd;
@@ -58,6 +59,7 @@ struct proxy {
      * our own listeners; admin_addr_len 0 when there is none. */
     struct sockaddr_storage admin_addr;
     socklen_t admin_addr_len;
+    struct flows *flows;      /* the flow recorder (flows.h), or NULL */
 };
 
 /* Sets up the loop's services and listens: on the sockets in <listen_fds>

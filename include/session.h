@@ -63,6 +63,7 @@
 #include "body.h"
 #include "dns.h"
 #include "endpoint.h"
+#include "flows.h"
 #include "exchange.h"
 #include "headers.h"
 #include "hooks.h"
@@ -172,6 +173,7 @@ struct exchange {
     int response_started;  /* bytes of this response are queued for the client */
     uint64_t res_bytes;    /* body bytes sent to the client */
     const char *error;     /* why it failed, for the log */
+    struct flow *flow;     /* what the viewer captures (flows.h), or NULL */
     char user[128];        /* the authenticated proxy user, or "" */
     int tunnel_counted;    /* counted in the open tunnels gauge */
     struct auth_job *auth_job; /* credentials being checked (SESSION_HOOK) */

@@ -66,7 +66,9 @@ struct admin_conn {
 };
 
 struct admin {
-    const struct config *cfg;
+    /* Copied from the configuration, which a reload may free. */
+    struct cidr allow[CONFIG_MAX_ALLOW];
+    int allow_count;
     struct ev_loop *loop;
     int fd;
     ev_io io;
@@ -112,7 +114,8 @@ struct admin *admin_open(const struct config *cfg, char *err, size_t err_len)
         snprintf(err, err_len, "out of memory");
         return NULL;
     }
-    a->cfg = cfg;
+    memcpy(a->allow, cfg->admin_allow, sizeof a->allow);
+    a->allow_count = cfg->admin_allow_count;
     a->fd = -1;
     a->next_id = 1;
     if (cfg->admin_token) {
@@ -271,8 +274,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
                 continue;
             return;
         }
-        if (!acl_match(a->cfg->admin_allow, a->cfg->admin_allow_count,
-                       (struct sockaddr *)&peer) ||
+        if (!acl_match(a->allow, a->allow_count, (struct sockaddr *)&peer) ||
             a->conn_count >= ADMIN_CONN_MAX) {
             close(fd); /* not a client of ours, or too many: no answer at all */
             continue;
@@ -651,7 +653,10 @@ static int handle_request(struct admin_conn *c)
     struct http_framing framing;
     struct admin_request r;
     size_t len = buffer_length(&c->in);
-    ssize_t n = http_parse_request(buffer_peek(&c->in), len, &head, &err);
+    ssize_t n;
+
+    head.field_limit = 0; /* the parser's default */
+    n = http_parse_request(buffer_peek(&c->in), len, &head, &err);
 
     if (n == -2) {
         if (len >= ADMIN_HEAD_MAX) {

@@ -452,8 +452,8 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
             cfg->flows_max = (int)n;
             break;
         case OPT_FLOW_BODY_MAX:
-            if (parse_count(optarg, 0, 1L << 30, &n) != 0)
-                FAIL("invalid --flow-body-max '%s': expected bytes, 0 to 1073741824", optarg);
+            if (parse_count(optarg, 0, 8L << 20, &n) != 0)
+                FAIL("invalid --flow-body-max '%s': expected bytes, 0 to 8388608", optarg);
             cfg->flow_body_max = (size_t)n;
             break;
         case OPT_FLOWS_MEMORY:

@@ -60,6 +60,10 @@ void exchange_release(struct session *s)
     auth_cancel(s->proxy->auth, x->auth_job);
     x->auth_job = NULL;
     hooks_exchange_end(s);
+    flows_record_end(x->flow, x->status, x->req_bytes,
+                     x->res_filter ? x->res_filtered_bytes : x->res_bytes, x->error,
+                     ev_now(s->proxy->loop));
+    x->flow = NULL;
     free(x->line);
     x->line = NULL;
     free(x->fwd_line);
@@ -72,6 +76,7 @@ void exchange_release(struct session *s)
 /* ---- connecting ------------------------------------------------------- */
 
 static void connected(struct session *s);
+static void record_before_hooks(struct session *s, int response);
 static void run_request_hooks(struct session *s, enum hook_phase phase);
 static void after_response_hooks(struct session *s, enum hooks_result r);
 
@@ -156,6 +161,7 @@ void exchange_dns_answer(struct session *s, const char *error, const struct addr
     stats_add(STAT_DNS_LOOKUPS, 1);
     stats_add(STAT_DNS_MICROSECONDS,
               (int64_t)((ev_now(s->proxy->loop) - s->x.connect_started) * 1e6));
+    flows_record_time(s->x.flow, FLOW_T_DNS, ev_now(s->proxy->loop));
     if (error) {
         session_fail(s, 502, error[0] == 'D' ? "the upstream's name lookup timed out"
                                              : "the upstream's name could not be resolved");
@@ -208,12 +214,20 @@ static void connected(struct session *s)
 {
     struct exchange *x = &s->x;
 
+    size_t before = buffer_length(&s->upstream.out);
+
     s->last_activity = ev_now(s->proxy->loop);
+    flows_record_time(x->flow, FLOW_T_DNS, x->connect_started); /* no lookup was needed */
+    flows_record_time(x->flow, FLOW_T_CONNECT, s->last_activity);
     if (x->is_connect) {
+        before = buffer_length(&s->client.out);
         if (buffer_append_str(&s->client.out, "HTTP/1.1 200 Connection Established\r\n\r\n")) {
             session_fail(s, 502, "out of memory");
             return;
         }
+        flows_record_flag(x->flow, FLOW_F_TUNNEL);
+        flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
+                              buffer_length(&s->client.out), before);
         x->status = 200;
         x->response_started = 1;
         x->req_body_done = 1;
@@ -246,6 +260,10 @@ static void connected(struct session *s)
         session_fail(s, 502, "out of memory");
         return;
     }
+    flows_record_appended(x->flow, FLOW_PART_REQ_OUT, buffer_peek(&s->upstream.out),
+                          buffer_length(&s->upstream.out), before);
+    if (x->req_body_done)
+        flows_record_time(x->flow, FLOW_T_SENT, s->last_activity);
     session_set_state(s, SESSION_EXCHANGE, "connected: request head queued");
 }
 
@@ -422,6 +440,8 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
     x->active = 1;
     x->id = proxy_next_exchange_id(s->proxy);
     x->started = ev_now(s->proxy->loop);
+    x->flow = flows_record_begin(s->proxy->flows, x->id, x->started, s->client_ip,
+                                 s->client_port, buffer_peek(&s->client.in), head_len);
     x->minor = head->version_minor;
     x->keep_alive = x->minor >= 1 ? !http_has_token(head, "Connection", "close")
                                   : http_has_token(head, "Connection", "keep-alive");
@@ -498,6 +518,7 @@ static void run_first_hooks(struct session *s)
 {
     hooks_exchange_begin(s, s->events->hook_wakeup);
     if (hooks_wants(s, HOOK_ON_REQUEST) || hooks_wants(s, HOOK_BEFORE_CONNECT)) {
+        record_before_hooks(s, 0);
         if (s->state != SESSION_HOOK) /* still there after a credentials check */
             session_set_state(s, SESSION_HOOK, "request hooks to run");
         run_request_hooks(s, HOOK_ON_REQUEST);
@@ -508,16 +529,42 @@ static void run_first_hooks(struct session *s)
 
 /* ---- hooks ------------------------------------------------------------ */
 
+/* For the viewer's before/after view: the head as it would go out if no
+ * hook ran, written the way the relay writes it. Only with capture on. */
+static void record_before_hooks(struct session *s, int response)
+{
+    struct exchange *x = &s->x;
+    struct buffer b;
+
+    if (!x->flow)
+        return;
+    buffer_init(&b);
+    if (response ? message_write_response(&b, x->status, x->res_reason, strlen(x->res_reason),
+                                          &x->res_headers, x->res_framing.kind,
+                                          x->res_framing.length, x->keep_alive, x->minor, 0) == 0
+                 : message_write_request(&b, x->fwd_method, x->fwd_method_len, x->fwd_path,
+                                         x->fwd_path_len, &x->req_headers, x->req_out_kind,
+                                         x->req_framing.length, x->req_had_length,
+                                         x->is_upgrade) == 0)
+        flows_record_part(x->flow, response ? FLOW_PART_RES_PRE : FLOW_PART_REQ_PRE,
+                          buffer_peek(&b), buffer_length(&b));
+    buffer_free(&b);
+}
+
 /* Answers with the response a hook made (tx:respond). */
 static void respond_locally(struct session *s)
 {
     struct exchange *x = &s->x;
+    size_t before = buffer_length(&s->client.out);
     if (!x->req_body_done)
         x->keep_alive = 0; /* the request body will never be read */
     if (hooks_write_local_response(s, &s->client.out) != 0) {
         session_fail(s, 500, "a script's response could not be sent");
         return;
     }
+    flows_record_flag(x->flow, FLOW_F_LOCAL);
+    flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
+                          buffer_length(&s->client.out), before);
     x->response_started = 1;
     session_end_exchange(s);
 }
@@ -583,13 +630,18 @@ static void fail_bad_response(struct session *s, enum http_error err)
 static void switch_protocols(struct session *s, const struct http_head *head, size_t head_len)
 {
     struct exchange *x = &s->x;
+    size_t before = buffer_length(&s->client.out);
 
+    flows_record_part(x->flow, FLOW_PART_RES_IN, buffer_peek(&s->upstream.in), head_len);
     if (message_import_response(head, 0, 1, &x->res_headers) != 0 ||
         message_write_response(&s->client.out, 101, head->reason, head->reason_len,
                                &x->res_headers, HTTP_BODY_NONE, 0, 0, x->minor, 1) != 0) {
         session_fail(s, 502, "the upstream's 101 response could not be rewritten");
         return;
     }
+    flows_record_flag(x->flow, FLOW_F_TUNNEL);
+    flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
+                          buffer_length(&s->client.out), before);
     buffer_consume(&s->upstream.in, head_len);
     x->status = 101;
     x->response_started = 1;
@@ -688,6 +740,8 @@ static int read_response_head(struct session *s)
         return 1;
     }
     x->status = x->upstream_status = head.status;
+    flows_record_part(x->flow, FLOW_PART_RES_IN, buffer_peek(&s->upstream.in), (size_t)n);
+    flows_record_time(x->flow, FLOW_T_HEAD, ev_now(s->proxy->loop));
     keep_reason(x, &head);
     x->res_framing = framing;
     x->upstream_reusable = head.version_minor >= 1 && framing.kind != HTTP_BODY_CLOSE &&
@@ -709,6 +763,7 @@ static int read_response_head(struct session *s)
         return 1;
     }
     buffer_consume(&s->upstream.in, (size_t)n);
+    record_before_hooks(s, 1);
     if (hooks_prepare_response(s) != 0) {
         session_fail(s, 500, "a script failed while handling this response");
         return 1;
@@ -777,6 +832,7 @@ static void settle_edited_head(struct exchange *x)
 static int send_response_head(struct session *s, const struct http_head *head)
 {
     struct exchange *x = &s->x;
+    size_t before = buffer_length(&s->client.out);
 
     plan_response_body(s);
     if (!head)
@@ -790,6 +846,8 @@ static int send_response_head(struct session *s, const struct http_head *head)
         session_fail(s, 502, "the upstream's response head could not be rewritten");
         return -1;
     }
+    flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
+                          buffer_length(&s->client.out), before);
     x->response_started = 1;
     x->res_state = RESPONSE_BODY;
     return 0;
@@ -815,15 +873,15 @@ static void after_response_hooks(struct session *s, enum hooks_result r)
 /* Whether the rest of the response body can bypass user space: passed on
  * unchanged (no script, same framing), and nothing buffered on either side
  * that must go first. */
-static int can_splice_response(const struct session *s)
+static int can_splice_response(struct session *s)
 {
-    const struct exchange *x = &s->x;
+    struct exchange *x = &s->x;
     enum http_body_kind kind = x->res_framing.kind;
     return !x->res_filter && x->res_out_kind == kind && !s->upstream.read_eof &&
            (kind == HTTP_BODY_CLOSE ||
             (kind == HTTP_BODY_LENGTH && x->res_body.remaining >= SPLICE_MIN_BODY)) &&
            buffer_length(&s->upstream.in) == 0 && buffer_length(&s->client.out) == 0 &&
-           endpoint_can_splice(&s->upstream, &s->client);
+           endpoint_can_splice(&s->upstream, &s->client) && !flows_wants_body(x->flow, 1);
 }
 
 /* RESPONSE_BODY through the splice pipe: upstream socket to pipe happens
@@ -929,9 +987,12 @@ static int relay_response_body(struct session *s)
                                                 : UINT64_MAX) == 0)
         return 1;
 
+    body_filter *filter = x->res_filter ? hooks_body_filter : NULL;
+    void *filter_arg = s;
+    flows_tap(x->flow, 1, &filter, &filter_arg);
     switch (body_pump(&x->res_body, &s->upstream.in, s->upstream.read_eof, &s->client.out,
-                      ENDPOINT_OUT_LIMIT, x->res_out_kind, x->res_filter ? hooks_body_filter : NULL,
-                      s, &x->res_bytes, &err)) {
+                      ENDPOINT_OUT_LIMIT, x->res_out_kind, filter, filter_arg, &x->res_bytes,
+                      &err)) {
     case BODY_PUMP_IDLE:
         return 0;
     case BODY_PUMP_PROGRESS:
@@ -959,8 +1020,11 @@ int exchange_pump(struct session *s)
     int progress = 0;
 
     if (!x->req_body_done) {
+        body_filter *filter = NULL;
+        void *filter_arg = NULL;
+        flows_tap(x->flow, 0, &filter, &filter_arg);
         switch (body_pump(&x->req_body, &s->client.in, s->client.read_eof, &s->upstream.out,
-                          ENDPOINT_OUT_LIMIT, x->req_out_kind, NULL, NULL, &x->req_bytes,
+                          ENDPOINT_OUT_LIMIT, x->req_out_kind, filter, filter_arg, &x->req_bytes,
                           &err)) {
         case BODY_PUMP_IDLE:
             break;
@@ -969,6 +1033,7 @@ int exchange_pump(struct session *s)
             break;
         case BODY_PUMP_DONE:
             x->req_body_done = 1;
+            flows_record_time(x->flow, FLOW_T_SENT, ev_now(s->proxy->loop));
             progress = 1;
             break;
         case BODY_PUMP_INVALID:
@@ -1037,7 +1102,8 @@ static size_t move_bytes(struct buffer *from, struct buffer *to)
 /* One direction of a tunnel, <from> to <to>: through the buffers, or
  * through <from>'s splice pipe once both buffers are empty. Passes a
  * half-close on once everything before it has been written. */
-static int tunnel_direction(struct endpoint *from, struct endpoint *to, uint64_t *count)
+static int tunnel_direction(struct endpoint *from, struct endpoint *to, uint64_t *count,
+                            struct flow *flow, int to_upstream, double now)
 {
     int progress = 0;
     size_t n = 0;
@@ -1046,8 +1112,13 @@ static int tunnel_direction(struct endpoint *from, struct endpoint *to, uint64_t
         n = move_bytes(&from->in, &to->out);
         *count += n;
         progress = n > 0;
+        /* The bytes just moved are the last n of <to>'s output. */
+        if (n > 0 && flow)
+            flows_record_tunnel(flow, to_upstream,
+                                buffer_peek(&to->out) + buffer_length(&to->out) - n, n, now);
         if (buffer_length(&from->in) == 0 && buffer_length(&to->out) == 0 && !from->read_eof &&
-            endpoint_can_splice(from, to) && endpoint_splice_start(from, UINT64_MAX) == 0)
+            endpoint_can_splice(from, to) && !flows_wants_tunnel(flow) &&
+            endpoint_splice_start(from, UINT64_MAX) == 0)
             progress = 1;
     } else if (from->piped > 0 && buffer_length(&to->out) == 0) {
         endpoint_splice_write(from, to, &n); /* a failure marks <to> failed */
@@ -1067,8 +1138,10 @@ int tunnel_pump(struct session *s)
     struct endpoint *c = &s->client, *u = &s->upstream;
     int progress;
 
-    progress = tunnel_direction(c, u, &s->x.req_bytes);
-    progress |= tunnel_direction(u, c, &s->x.res_bytes);
+    double now = ev_now(s->proxy->loop);
+
+    progress = tunnel_direction(c, u, &s->x.req_bytes, s->x.flow, 1, now);
+    progress |= tunnel_direction(u, c, &s->x.res_bytes, s->x.flow, 0, now);
     if (c->failed || u->failed || (c->write_shut && u->write_shut)) {
         if (c->failed || u->failed)
             s->x.error = "the tunnel was reset";

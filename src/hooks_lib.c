@@ -8,6 +8,7 @@
 #include <ev.h>
 
 #include "log.h"
+#include "session.h"
 
 static int native_log(lua_State *L)
 {
@@ -17,6 +18,11 @@ static int native_log(lua_State *L)
                            ? h->script_name[h->current_script]
                            : "script";
     log_info("[%s] %s", name, msg);
+    if (h->current_session) {
+        size_t len;
+        lua_tolstring(L, 1, &len);
+        flows_record_log(h->current_session->x.flow, name, msg, len);
+    }
     return 0;
 }
 

@@ -165,11 +165,13 @@ static enum call_outcome resume(struct session *s, int nargs, int *nres, double 
     h->timed_out = 0;
     h->responded = 0;
     h->current_script = hs->script;
+    h->current_session = s;
     h->running_phase = (int)hs->phase;
     h->deadline = monotonic_now() + h->budget;
     lua_sethook(co, on_count, LUA_MASKCOUNT, COUNT_HOOK_INTERVAL);
     status = lua_resume(co, h->L, nargs, nres);
     h->current_script = -1;
+    h->current_session = NULL;
     h->running_phase = -1;
     if (h->responded)
         hs->responded = 1; /* per exchange: others may run while this sleeps */
@@ -246,6 +248,8 @@ static enum hooks_result continue_phase(struct session *s, int resuming)
             return HOOKS_PENDING;
         }
         hooks_drop_coroutine(hs);
+        if (outcome == CALL_DONE)
+            flows_record_hook(s->x.flow, h->script_name[hs->script], hooks_phase_names[hs->phase]);
         if (outcome == CALL_FAILED) {
             if (h->mode == HOOK_ERRORS_OPEN && hooks_protected(s, hooks_tx_restore, "restore") == 0) {
                 hs->responded = 0;

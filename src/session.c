@@ -254,12 +254,15 @@ void session_fail(struct session *s, int status, const char *cause)
      * it so the extra bytes cannot be read as the next response. */
     if (x->active && x->method_len == 4 && memcmp(x->method, "HEAD", 4) == 0)
         x->keep_alive = 0;
+    size_t before = buffer_length(&s->client.out);
     int body_len = message_write_error(&s->client.out, status, cause, x->keep_alive,
                                        x->active ? x->minor : 1);
     if (body_len < 0)
         session_close(s, "out of memory for an error response");
     else
         x->res_bytes = (uint64_t)body_len;
+    flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
+                          buffer_length(&s->client.out), before);
     x->response_started = 1;
     session_end_exchange(s);
 }

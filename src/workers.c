@@ -23,6 +23,9 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "flows.h"
+#include "flows_api.h"
+#include "flows_store.h"
 #include "daemon.h"
 #include "hooks.h"
 #include "log.h"
@@ -47,7 +50,8 @@ struct supervisor {
     struct ev_loop *loop;
     int *fds;             /* [address][worker] listening sockets */
     int *shared_sessions; /* in shared memory */
-    struct admin *admin;  /* --admin, served by this process; or NULL */
+    struct admin_side *as; /* --admin, served by this process; or NULL */
+    int *channels;        /* [worker] flow channels not yet watched, or -1 */
     struct worker *workers;
     int running;
     int stopping;
@@ -56,33 +60,62 @@ struct supervisor {
     ev_child child;
 };
 
+/* What serves the admin interface: the listener and the modules that
+ * have routes there. */
+struct admin_side {
+    struct admin *admin;
+    struct flows_api *flows; /* NULL with --flows 0 */
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+};
+
 /* The admin listener with the routes of every module that serves there.
  * NULL when --admin is not given, or on failure (logged; *<failed> set). */
-static struct admin *open_admin(const struct config *cfg, int *failed)
+static struct admin_side *open_admin(const struct config *cfg, int *failed)
 {
+    static struct admin_side as;
     char err[512];
-    struct admin *a;
 
     *failed = 0;
     if (!cfg->admin_enabled)
         return NULL;
-    a = admin_open(cfg, err, sizeof err);
-    if (!a) {
+    as.admin = admin_open(cfg, err, sizeof err);
+    if (!as.admin) {
         log_error("%s", err);
         *failed = 1;
         return NULL;
     }
-    admin_add_basic_routes(a);
-    metrics_register(a);
-    return a;
+    admin_add_basic_routes(as.admin);
+    metrics_register(as.admin);
+    as.flows = flows_api_new(as.admin, cfg);
+    const struct sockaddr *sa = admin_address(as.admin, &as.addr_len);
+    memcpy(&as.addr, sa, as.addr_len);
+    return &as;
 }
 
-/* One worker: a fresh loop and a complete proxy on <listen_fds>. <admin>
- * is served on this loop when given (one process); workers only know its
- * address (<admin_addr>), to refuse it as an upstream. */
+/* Stopping: every flow is in (the channels were read to their end), so
+ * --har can be written; then everything goes. */
+static void close_admin(struct admin_side *as, const struct config *cfg)
+{
+    if (!as)
+        return;
+    if (as->flows) {
+        flows_store_drain(flows_api_store(as->flows));
+        if (cfg->har_file)
+            flows_api_write_har(as->flows, cfg->har_file);
+    }
+    flows_api_free(as->flows);
+    admin_free(as->admin);
+}
+
+/* One worker: a fresh loop and a complete proxy on <listen_fds>. <serve>
+ * is the admin side, served on this loop (one process); workers only know
+ * its address (<admin_addr>), to refuse it as an upstream, and send their
+ * flows down <flows_fd> (or -1). */
 static int run_proxy(const struct config *cfg, int index, const int *listen_fds,
-                     int *shared_sessions, struct admin *admin,
-                     const struct sockaddr_storage *admin_addr, socklen_t admin_addr_len)
+                     int *shared_sessions, struct admin_side *serve,
+                     const struct sockaddr_storage *admin_addr, socklen_t admin_addr_len,
+                     int flows_fd)
 {
     static struct proxy proxy;
     char err[1024];
@@ -117,30 +150,34 @@ static int run_proxy(const struct config *cfg, int index, const int *listen_fds,
         proxy.admin_addr = *admin_addr;
         proxy.admin_addr_len = admin_addr_len;
     }
-    if (admin)
-        admin_start(admin, loop);
+    if (serve && serve->flows) {
+        proxy.flows = flows_new(cfg, flows_store_sink, flows_api_store(serve->flows));
+        flows_api_set_proxy(serve->flows, (struct sockaddr *)&proxy.listeners[0].addr,
+                            proxy.listeners[0].addr_len);
+    } else if (flows_fd >= 0) {
+        proxy.flows = flows_new_channel(cfg, loop, flows_fd);
+    }
+    if (serve)
+        admin_start(serve->admin, loop);
     proxy_run(&proxy);
-    proxy_free(&proxy);
-    admin_free(admin);
+    proxy_free(&proxy); /* ends the flows in flight */
+    flows_free(proxy.flows);
+    proxy.flows = NULL;
+    close_admin(serve, cfg);
     ev_loop_destroy(loop);
     return 0;
 }
 
 int workers_run_single(const struct config *cfg)
 {
-    struct sockaddr_storage addr;
-    socklen_t addr_len = 0;
     int failed;
-    struct admin *admin = open_admin(cfg, &failed);
+    struct admin_side *as = open_admin(cfg, &failed);
 
     if (failed)
         return 1;
     stats_set_row(0, getpid());
-    if (admin) {
-        const struct sockaddr *sa = admin_address(admin, &addr_len);
-        memcpy(&addr, sa, addr_len);
-    }
-    int status = run_proxy(cfg, 0, NULL, NULL, admin, &addr, addr_len);
+    int status = run_proxy(cfg, 0, NULL, NULL, as, as ? &as->addr : NULL,
+                           as ? as->addr_len : 0, -1);
     if (status == 0)
         log_info("stopped");
     return status;
@@ -151,6 +188,15 @@ static void spawn(struct supervisor *sv, int i)
     const struct config *cfg = sv->cfg;
     sigset_t stop_signals, old_mask;
     pid_t pid;
+    int channel[2] = {-1, -1};
+
+    /* Each worker sends its finished flows down its own socketpair; a new
+     * worker gets a new one (whatever the old one still held was read). */
+    if (sv->as && sv->as->flows &&
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel) != 0) {
+        log_error("socketpair: %s; worker %d captures no flows", strerror(errno), i + 1);
+        channel[0] = channel[1] = -1;
+    }
 
     /* A stop signal that reaches the worker before its own loop watches
      * for it must wait (blocked) rather than hit the handler inherited from
@@ -164,6 +210,10 @@ static void spawn(struct supervisor *sv, int i)
         sigprocmask(SIG_SETMASK, &old_mask, NULL);
     if (pid == -1) {
         log_error("fork: %s", strerror(errno));
+        if (channel[0] >= 0) {
+            close(channel[0]);
+            close(channel[1]);
+        }
         sv->status = 1;
         return;
     }
@@ -192,15 +242,33 @@ static void spawn(struct supervisor *sv, int i)
             }
         struct sockaddr_storage admin_addr;
         socklen_t admin_addr_len = 0;
-        if (sv->admin) {
-            const struct sockaddr *sa = admin_address(sv->admin, &admin_addr_len);
-            memcpy(&admin_addr, sa, admin_addr_len);
-            admin_forget(sv->admin); /* the supervisor serves it */
+        if (sv->as) {
+            admin_addr = sv->as->addr;
+            admin_addr_len = sv->as->addr_len;
+            /* The supervisor serves it: drop the copies of its sockets. */
+            flows_api_forget(sv->as->flows);
+            admin_forget(sv->as->admin);
         }
         stats_set_row(i + 1, getpid());
+        for (int w = 0; sv->channels && w < cfg->workers; w++)
+            if (sv->channels[w] >= 0)
+                close(sv->channels[w]);
+        if (channel[0] >= 0)
+            close(channel[0]);
         snprintf(tag, sizeof tag, "w%d", i + 1);
         log_set_tag(tag);
-        _exit(run_proxy(cfg, i, mine, sv->shared_sessions, NULL, &admin_addr, admin_addr_len));
+        _exit(run_proxy(cfg, i, mine, sv->shared_sessions, NULL, &admin_addr, admin_addr_len,
+                        channel[1]));
+    }
+    if (channel[0] >= 0) {
+        close(channel[1]);
+        if (sv->loop) {
+            flows_store_watch(flows_api_store(sv->as->flows), sv->loop, channel[0]);
+        } else {
+            if (sv->channels[i] >= 0)
+                close(sv->channels[i]);
+            sv->channels[i] = channel[0]; /* watched once the loop exists */
+        }
     }
     sv->workers[i].pid = pid;
     sv->workers[i].started = ev_time();
@@ -335,9 +403,23 @@ int workers_run(const struct config *cfg)
 
     /* Bound before the workers start, so each knows the address to refuse
      * as an upstream; served by this process, which sees every worker. */
-    sv.admin = open_admin(cfg, &failed);
+    sv.as = open_admin(cfg, &failed);
     if (failed)
         return 1;
+    sv.channels = malloc(sizeof *sv.channels * (size_t)n);
+    if (!sv.channels) {
+        log_error("out of memory");
+        return 1;
+    }
+    for (int i = 0; i < n; i++)
+        sv.channels[i] = -1;
+    if (sv.as && sv.as->flows) {
+        /* Replays go to the proxy's first address, on the port all share. */
+        struct sockaddr_storage first;
+        socklen_t first_len = sizeof first;
+        if (getsockname(sv.fds[0], (struct sockaddr *)&first, &first_len) == 0)
+            flows_api_set_proxy(sv.as->flows, (struct sockaddr *)&first, first_len);
+    }
 
     for (int i = 0; i < n; i++)
         spawn(&sv, i);
@@ -353,8 +435,14 @@ int workers_run(const struct config *cfg)
     ev_signal_start(sv.loop, &sv.sigterm);
     ev_signal_start(sv.loop, &sv.sighup);
     ev_child_start(sv.loop, &sv.child);
-    if (sv.admin)
-        admin_start(sv.admin, sv.loop);
+    if (sv.as) {
+        admin_start(sv.as->admin, sv.loop);
+        for (int i = 0; i < n; i++)
+            if (sv.channels[i] >= 0) {
+                flows_store_watch(flows_api_store(sv.as->flows), sv.loop, sv.channels[i]);
+                sv.channels[i] = -1;
+            }
+    }
     /* A worker may have died before the watcher existed. */
     for (int i = 0; i < n; i++) {
         int st;
@@ -374,7 +462,8 @@ int workers_run(const struct config *cfg)
     free(sv.workers);
     free(sv.cfg_owned);
     munmap(sv.shared_sessions, sizeof(int));
-    admin_free(sv.admin);
+    close_admin(sv.as, cfg);
+    free(sv.channels);
     ev_loop_destroy(sv.loop);
     log_info("stopped");
     return sv.status;

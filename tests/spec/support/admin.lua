@@ -62,6 +62,11 @@ function a.get_json(adm, path)
   return cjson.decode(resp.body)
 end
 
+-- A flow id as it goes into a path (JSON numbers decode as floats).
+function a.id(n)
+  return string.format("%d", n)
+end
+
 -- Percent-encodes a query value.
 function a.escape(s)
   return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))

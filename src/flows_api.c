@@ -1,0 +1,586 @@
+/*
+ * flows_api.c - the flow viewer's routes on the admin listener (see
+ * flows_api.h): listing and filtering, one flow, bodies, the event
+ * stream, HAR, replay, and the page itself.
+ *
+ * What it owns: the routes, the replays in flight. What it doesn't: the
+ * HTTP server (admin.c), keeping flows (flows_store.c), their JSON and HAR
+ * shapes (flows_view.c), the filter language (flow_filter.c).
+ */
+#include "flows_api.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "body_decode.h"
+#include "config.h"
+#include "flow_filter.h"
+#include "flows_assets.h" /* generated from src/flows.html, .css, .js */
+#include "flows_store.h"
+#include "flows_view.h"
+#include "json_out.h"
+#include "log.h"
+
+/* A replay that has not produced its flow after this long answers 504. */
+#define REPLAY_TIMEOUT 30.0
+#define REPLAY_MAX 16
+
+struct replay {
+    struct flows_api *api;
+    struct replay *next;
+    uint64_t conn_id;  /* the admin request waiting for the answer */
+    int fd;
+    ev_io io;
+    ev_timer timer;
+    struct buffer out;
+    char client[80];   /* our end as the proxy sees it: "ip:port" */
+};
+
+struct flows_api {
+    struct admin *admin;
+    struct flows_store *store;
+    struct sockaddr_storage proxy_addr;
+    socklen_t proxy_addr_len;
+    struct replay *replays;
+    int replay_count;
+};
+
+static struct flow_info info; /* large; the loop is single-threaded */
+
+/* ---- listing ----------------------------------------------------------- */
+
+/* Compiles ?filter=; on a bad one answers 400 naming the problem. */
+static int get_filter(struct admin_conn *c, const struct admin_request *r,
+                      struct flow_filter **out)
+{
+    char expr[FLOW_FILTER_MAX_LEN + 1], err[200], msg[260];
+    int n = admin_query(r, "filter", expr, sizeof expr);
+    if (n == -2) {
+        admin_reply_error(c, 400, "bad filter: too long or badly encoded");
+        return -1;
+    }
+    *out = flow_filter_compile(n < 0 ? "" : expr, err, sizeof err);
+    if (!*out) {
+        snprintf(msg, sizeof msg, "bad filter: %s", err);
+        admin_reply_error(c, 400, msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int matches(const struct flow_filter *f, const struct stored_flow *sf)
+{
+    struct flow_view v;
+    flow_info_load(&info, sf->rec);
+    flow_info_view(&info, &v);
+    return flow_filter_match(f, &v);
+}
+
+static void on_list(struct admin_conn *c, const struct admin_request *r, void *arg)
+{
+    struct flows_api *api = arg;
+    struct flow_filter *f;
+    struct buffer b;
+    char num[24];
+    long limit = -1;
+    size_t total = 0, skip = 0, i = 0;
+    int first = 1;
+
+    if (get_filter(c, r, &f) != 0)
+        return;
+    if (admin_query(r, "limit", num, sizeof num) >= 0) {
+        char *end;
+        limit = strtol(num, &end, 10);
+        if (*end != '\0' || limit < 0 || num[0] == '\0') {
+            flow_filter_free(f);
+            admin_reply_error(c, 400, "limit must be a number");
+            return;
+        }
+    }
+    /* Oldest first, the newest <limit> of the matches. */
+    for (const struct stored_flow *sf = flows_store_first(api->store); sf; sf = sf->next)
+        total += matches(f, sf);
+    if (limit >= 0 && (size_t)limit < total)
+        skip = total - (size_t)limit;
+    buffer_init(&b);
+    buffer_append(&b, "[", 1);
+    for (const struct stored_flow *sf = flows_store_first(api->store); sf; sf = sf->next) {
+        if (!matches(f, sf) || i++ < skip)
+            continue;
+        if (!first)
+            buffer_append(&b, ",\n", 2);
+        first = 0;
+        flows_json_summary(&b, &info);
+    }
+    buffer_append(&b, "]\n", 2);
+    flow_filter_free(f);
+    admin_reply_buffer(c, 200, "application/json", &b);
+}
+
+static void on_clear(struct admin_conn *c, const struct admin_request *r, void *arg)
+{
+    struct flows_api *api = arg;
+    (void)r;
+    flows_store_clear(api->store);
+    admin_events_send(api->admin, "clear", "{}", 2);
+    admin_reply(c, 200, "application/json", "{\"cleared\":true}\n", 17);
+}
+
+static void on_events(struct admin_conn *c, const struct admin_request *r, void *arg)
+{
+    (void)r;
+    (void)arg;
+    admin_events_start(c);
+}
+
+/* ---- one flow ---------------------------------------------------------- */
+
+/* The content coding of the head that described these body bytes. */
+static void body_coding(const struct flow_info *fi, int response, int received,
+                        const char **coding, size_t *len)
+{
+    enum flow_part head = response ? (received ? FLOW_PART_RES_IN : FLOW_PART_RES_OUT)
+                                   : (received ? FLOW_PART_REQ_IN : FLOW_PART_REQ_OUT);
+    flows_head_field(fi->part[head], fi->len[head], response, "Content-Encoding", coding, len);
+}
+
+static void send_body(struct admin_conn *c, const struct admin_request *r,
+                      const struct flow_info *fi, int response)
+{
+    char flag[8], as[16], err[160];
+    int received = admin_query(r, "as", as, sizeof as) >= 0 && strcmp(as, "received") == 0;
+    int decoded = admin_query(r, "decoded", flag, sizeof flag) >= 0 && strcmp(flag, "0") != 0;
+    const char *data, *coding;
+    size_t len, coding_len;
+
+    if (response) {
+        data = fi->res_body;
+        len = fi->res_body_len;
+        if (received && fi->has[FLOW_PART_RES_BODY_IN]) {
+            data = fi->part[FLOW_PART_RES_BODY_IN];
+            len = fi->len[FLOW_PART_RES_BODY_IN];
+        }
+    } else {
+        data = fi->part[FLOW_PART_REQ_BODY];
+        len = fi->len[FLOW_PART_REQ_BODY];
+        if (received && fi->has[FLOW_PART_REQ_BODY_IN]) {
+            data = fi->part[FLOW_PART_REQ_BODY_IN];
+            len = fi->len[FLOW_PART_REQ_BODY_IN];
+        }
+    }
+    /* Captured bytes are someone else's content: never let the browser
+     * treat them as this origin's page. */
+    admin_reply_header(c, "Content-Security-Policy: sandbox");
+    body_coding(fi, response, received, &coding, &coding_len);
+    if (!decoded || coding_len == 0) {
+        admin_reply(c, 200, "application/octet-stream", data, len);
+        return;
+    }
+    struct buffer out;
+    buffer_init(&out);
+    if (body_decode(coding, coding_len, data, len, &out, err, sizeof err) != 0) {
+        buffer_free(&out);
+        admin_reply_error(c, 422, err);
+        return;
+    }
+    admin_reply_buffer(c, 200, "application/octet-stream", &out);
+}
+
+/* ---- replay ------------------------------------------------------------ */
+
+static void replay_free(struct replay *rp)
+{
+    struct flows_api *api = rp->api;
+    struct ev_loop *loop = admin_loop(api->admin);
+    struct replay **pp = &api->replays;
+    while (*pp != rp)
+        pp = &(*pp)->next;
+    *pp = rp->next;
+    api->replay_count--;
+    if (loop) {
+        ev_io_stop(loop, &rp->io);
+        ev_timer_stop(loop, &rp->timer);
+    }
+    if (rp->fd >= 0)
+        close(rp->fd);
+    buffer_free(&rp->out);
+    free(rp);
+}
+
+static void replay_answer(struct replay *rp, int status, const char *json)
+{
+    struct admin_conn *c = admin_find(rp->api->admin, rp->conn_id);
+    if (c) {
+        if (status == 200)
+            admin_reply(c, 200, "application/json", json, strlen(json));
+        else
+            admin_reply_error(c, status, json);
+    }
+    replay_free(rp);
+}
+
+static void on_replay_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct replay *rp = w->data;
+    (void)revents;
+
+    if (buffer_length(&rp->out) > 0) {
+        ssize_t n = write(rp->fd, buffer_peek(&rp->out), buffer_length(&rp->out));
+        if (n > 0)
+            buffer_consume(&rp->out, (size_t)n);
+        else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            replay_answer(rp, 502, "the proxy could not be reached for the replay");
+            return;
+        }
+        if (buffer_length(&rp->out) > 0)
+            return;
+        ev_io_stop(loop, &rp->io);
+        ev_io_set(&rp->io, rp->fd, EV_READ);
+        ev_io_start(loop, &rp->io);
+        return;
+    }
+    /* The response itself is in the new flow: read it away. */
+    char sink[16384];
+    ssize_t n = read(rp->fd, sink, sizeof sink);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        ev_io_stop(loop, &rp->io);
+        close(rp->fd);
+        rp->fd = -1; /* the flow may still be on its way from a worker */
+    }
+}
+
+static void on_replay_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    replay_answer(w->data, 504, "the replayed request did not finish in time");
+}
+
+/* A new flow: is it one of our replays? Matched by the client address,
+ * which is our socket's. */
+static void on_flow_added(void *arg, const struct stored_flow *sf)
+{
+    struct flows_api *api = arg;
+    const char *client;
+    size_t client_len;
+    struct buffer b;
+
+    flow_record_find(sf->rec, FLOW_PART_CLIENT, &client, &client_len);
+    for (struct replay *rp = api->replays; rp; rp = rp->next) {
+        if (strlen(rp->client) == client_len && memcmp(rp->client, client, client_len) == 0) {
+            char json[64];
+            snprintf(json, sizeof json, "{\"id\":%llu}\n", (unsigned long long)sf->id);
+            replay_answer(rp, 200, json);
+            break;
+        }
+    }
+    buffer_init(&b);
+    flow_info_load(&info, sf->rec);
+    flows_json_summary(&b, &info);
+    admin_events_send(api->admin, "flow", buffer_peek(&b), buffer_length(&b));
+    buffer_free(&b);
+}
+
+static void start_replay(struct admin_conn *c, struct flows_api *api, const struct flow_info *fi)
+{
+    struct sockaddr_storage local, target = api->proxy_addr;
+    socklen_t local_len = sizeof local;
+    const char *body;
+    size_t body_len;
+    struct replay *rp;
+    char ip[INET6_ADDRSTRLEN];
+
+    if (api->proxy_addr_len == 0 || !fi->req_ok) {
+        admin_reply_error(c, 409, "this flow cannot be replayed");
+        return;
+    }
+    if (fi->h.flags & (FLOW_F_REQ_TRUNCATED | FLOW_F_REQ_IN_TRUNCATED)) {
+        admin_reply_error(c, 409, "the request body was longer than --flow-body-max: "
+                                  "it cannot be replayed");
+        return;
+    }
+    if (api->replay_count >= REPLAY_MAX) {
+        admin_reply_error(c, 503, "too many replays in flight");
+        return;
+    }
+    /* A wildcard listener is reached on loopback. */
+    if (target.ss_family == AF_INET &&
+        ((struct sockaddr_in *)&target)->sin_addr.s_addr == htonl(INADDR_ANY))
+        ((struct sockaddr_in *)&target)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (target.ss_family == AF_INET6 &&
+        IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&target)->sin6_addr))
+        ((struct sockaddr_in6 *)&target)->sin6_addr = in6addr_loopback;
+    rp = calloc(1, sizeof *rp);
+    if (!rp) {
+        admin_reply_error(c, 500, "out of memory");
+        return;
+    }
+    rp->api = api;
+    buffer_init(&rp->out);
+    rp->fd = socket(target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (rp->fd < 0 ||
+        (connect(rp->fd, (struct sockaddr *)&target, api->proxy_addr_len) != 0 &&
+         errno != EINPROGRESS) ||
+        getsockname(rp->fd, (struct sockaddr *)&local, &local_len) != 0) {
+        if (rp->fd >= 0)
+            close(rp->fd);
+        free(rp);
+        admin_reply_error(c, 502, "the proxy could not be reached for the replay");
+        return;
+    }
+    if (local.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&local)->sin_addr, ip, sizeof ip);
+        snprintf(rp->client, sizeof rp->client, "%s:%u", ip,
+                 ntohs(((struct sockaddr_in *)&local)->sin_port));
+    } else {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&local)->sin6_addr, ip, sizeof ip);
+        snprintf(rp->client, sizeof rp->client, "%s:%u", ip,
+                 ntohs(((struct sockaddr_in6 *)&local)->sin6_port));
+    }
+    /* The request as the client sent it, so the hooks see it afresh. */
+    body = fi->has[FLOW_PART_REQ_BODY_IN] ? fi->part[FLOW_PART_REQ_BODY_IN]
+                                          : fi->part[FLOW_PART_REQ_BODY];
+    body_len = fi->has[FLOW_PART_REQ_BODY_IN] ? fi->len[FLOW_PART_REQ_BODY_IN]
+                                              : fi->len[FLOW_PART_REQ_BODY];
+    if (http_find_field(&fi->req, "Transfer-Encoding", 0) >= 0) {
+        /* Re-frame a chunked body (the capture holds its payload). */
+        static const char *const skip[] = {"Transfer-Encoding", "Content-Length"};
+        const char *eol = memchr(fi->part[FLOW_PART_REQ_IN], '\n', fi->req_head_len);
+        buffer_append(&rp->out, fi->part[FLOW_PART_REQ_IN],
+                      eol ? (size_t)(eol + 1 - fi->part[FLOW_PART_REQ_IN]) : 0);
+        for (size_t i = 0; i < fi->req.field_count; i++) {
+            const struct http_field *f = &fi->req.fields[i];
+            if (http_token_eq(f->name, f->name_len, skip[0]) ||
+                http_token_eq(f->name, f->name_len, skip[1]))
+                continue;
+            buffer_printf(&rp->out, "%.*s: %.*s\r\n", (int)f->name_len, f->name,
+                          (int)f->value_len, f->value);
+        }
+        buffer_printf(&rp->out, "Content-Length: %zu\r\n\r\n", body_len);
+    } else {
+        buffer_append(&rp->out, fi->part[FLOW_PART_REQ_IN], fi->req_head_len);
+    }
+    buffer_append(&rp->out, body, body_len);
+    rp->conn_id = admin_hold(c);
+    rp->next = api->replays;
+    api->replays = rp;
+    api->replay_count++;
+    ev_io_init(&rp->io, on_replay_io, rp->fd, EV_WRITE);
+    rp->io.data = rp;
+    ev_io_start(admin_loop(api->admin), &rp->io);
+    ev_timer_init(&rp->timer, on_replay_timeout, REPLAY_TIMEOUT, 0.);
+    rp->timer.data = rp;
+    ev_timer_start(admin_loop(api->admin), &rp->timer);
+}
+
+/* /api/flows/ID[/request/body|/response/body|/replay] */
+static void on_flow(struct admin_conn *c, const struct admin_request *r, void *arg)
+{
+    struct flows_api *api = arg;
+    const char *p = r->path + strlen("/api/flows/"), *end = r->path + r->path_len;
+    unsigned long long id = 0;
+    const struct stored_flow *sf;
+    size_t rest_len;
+    const char *rest;
+    int post = http_token_eq(r->method, r->method_len, "POST");
+
+    if (p >= end || *p < '0' || *p > '9') {
+        admin_reply_error(c, 404, "no such flow");
+        return;
+    }
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (id > (UINT64_MAX - 9) / 10) {
+            admin_reply_error(c, 404, "no such flow");
+            return;
+        }
+        id = id * 10 + (unsigned)(*p - '0');
+    }
+    rest = p;
+    rest_len = (size_t)(end - p);
+    sf = flows_store_find(api->store, id);
+    if (!sf) {
+        admin_reply_error(c, 404, "no such flow (it may have been dropped)");
+        return;
+    }
+    flow_info_load(&info, sf->rec);
+#define IS(s) (rest_len == strlen(s) && memcmp(rest, s, rest_len) == 0)
+    if (post) {
+        if (IS("/replay"))
+            start_replay(c, api, &info);
+        else
+            admin_reply_error(c, 404, "no such page");
+        return;
+    }
+    if (IS("") || IS("/")) {
+        struct buffer b;
+        buffer_init(&b);
+        flows_json_detail(&b, &info);
+        buffer_append(&b, "\n", 1);
+        admin_reply_buffer(c, 200, "application/json", &b);
+    } else if (IS("/request/body")) {
+        send_body(c, r, &info, 0);
+    } else if (IS("/response/body")) {
+        send_body(c, r, &info, 1);
+    } else if (IS("/replay")) {
+        admin_reply_error(c, 405, "replay is a POST");
+    } else {
+        admin_reply_error(c, 404, "no such page");
+    }
+#undef IS
+}
+
+/* ---- HAR --------------------------------------------------------------- */
+
+static void build_har(struct flows_api *api, const struct flow_filter *f, struct buffer *b)
+{
+    int first = 1;
+    buffer_append_str(b, "{\"log\":{\"version\":\"1.2\",\"creator\":{\"name\":\"luaproxy\","
+                         "\"version\":\"" LUAPROXY_VERSION "\"},\"entries\":[");
+    for (const struct stored_flow *sf = flows_store_first(api->store); sf; sf = sf->next) {
+        if (f && !matches(f, sf))
+            continue;
+        if (!f)
+            flow_info_load(&info, sf->rec);
+        if (!first)
+            buffer_append(b, ",\n", 2);
+        first = 0;
+        flows_har_entry(b, &info);
+    }
+    buffer_append_str(b, "]}}\n");
+}
+
+static void on_har(struct admin_conn *c, const struct admin_request *r, void *arg)
+{
+    struct flows_api *api = arg;
+    struct flow_filter *f;
+    struct buffer b;
+    if (get_filter(c, r, &f) != 0)
+        return;
+    buffer_init(&b);
+    build_har(api, f, &b);
+    flow_filter_free(f);
+    admin_reply_header(c, "Content-Disposition: attachment; filename=\"flows.har\"");
+    admin_reply_buffer(c, 200, "application/json", &b);
+}
+
+int flows_api_write_har(struct flows_api *api, const char *path)
+{
+    struct buffer b;
+    FILE *fp;
+    int rc = 0;
+
+    buffer_init(&b);
+    build_har(api, NULL, &b);
+    fp = fopen(path, "w");
+    if (!fp || fwrite(buffer_peek(&b), 1, buffer_length(&b), fp) != buffer_length(&b))
+        rc = -1;
+    if (fp && fclose(fp) != 0)
+        rc = -1;
+    if (rc != 0)
+        log_error("cannot write --har '%s': %s", path, strerror(errno));
+    else
+        log_info("wrote %zu flow(s) to %s", flows_store_count(api->store), path);
+    buffer_free(&b);
+    return rc;
+}
+
+/* ---- the page ---------------------------------------------------------- */
+
+static void on_page(struct admin_conn *c, const struct admin_request *r, void *arg)
+{
+    (void)arg;
+    if (r->path_len != 1) {
+        admin_reply_error(c, 404, "no such page");
+        return;
+    }
+    admin_reply(c, 200, "text/html; charset=utf-8", flows_html, sizeof flows_html - 1);
+}
+
+static void on_css(struct admin_conn *c, const struct admin_request *r, void *arg)
+{
+    (void)r;
+    (void)arg;
+    admin_reply(c, 200, "text/css; charset=utf-8", flows_css, sizeof flows_css - 1);
+}
+
+static void on_js(struct admin_conn *c, const struct admin_request *r, void *arg)
+{
+    (void)r;
+    (void)arg;
+    admin_reply(c, 200, "text/javascript; charset=utf-8", flows_js, sizeof flows_js - 1);
+}
+
+/* ---- setup ------------------------------------------------------------- */
+
+struct flows_api *flows_api_new(struct admin *a, const struct config *cfg)
+{
+    struct flows_api *api;
+    if (cfg->flows_max == 0)
+        return NULL;
+    api = calloc(1, sizeof *api);
+    if (!api)
+        return NULL;
+    api->admin = a;
+    api->store = flows_store_new(cfg);
+    if (!api->store) {
+        free(api);
+        return NULL;
+    }
+    flows_store_listen(api->store, on_flow_added, api);
+    admin_route(a, "GET", "/", on_page, api, 0);
+    admin_route(a, "GET", "/app.css", on_css, api, ADMIN_PUBLIC);
+    admin_route(a, "GET", "/app.js", on_js, api, ADMIN_PUBLIC);
+    admin_route(a, "GET", "/api/flows", on_list, api, 0);
+    admin_route(a, "DELETE", "/api/flows", on_clear, api, 0);
+    admin_route(a, "GET", "/api/flows/", on_flow, api, ADMIN_PREFIX);
+    admin_route(a, "POST", "/api/flows/", on_flow, api, ADMIN_PREFIX);
+    admin_route(a, "GET", "/api/events", on_events, api, 0);
+    admin_route(a, "GET", "/flows.har", on_har, api, 0);
+    return api;
+}
+
+struct flows_store *flows_api_store(struct flows_api *api)
+{
+    return api ? api->store : NULL;
+}
+
+void flows_api_set_proxy(struct flows_api *api, const struct sockaddr *addr, socklen_t len)
+{
+    if (!api || len > sizeof api->proxy_addr)
+        return;
+    memcpy(&api->proxy_addr, addr, len);
+    api->proxy_addr_len = len;
+}
+
+void flows_api_free(struct flows_api *api)
+{
+    if (!api)
+        return;
+    while (api->replays)
+        replay_free(api->replays);
+    flows_store_free(api->store);
+    free(api);
+}
+
+void flows_api_forget(struct flows_api *api)
+{
+    if (!api)
+        return;
+    while (api->replays) {
+        struct replay *rp = api->replays;
+        api->replays = rp->next;
+        if (rp->fd >= 0)
+            close(rp->fd);
+        buffer_free(&rp->out);
+        free(rp);
+    }
+    flows_store_forget(api->store);
+    free(api);
+}

@@ -1,0 +1,442 @@
+-- End-to-end specs for flow capture and the viewer's API (--admin): the
+-- list and its filter, one flow in full, bodies (raw, decoded, truncated),
+-- what hooks changed, the event stream, replay, clearing, HAR (checked
+-- against a HAR 1.2 JSON schema by python3-jsonschema), the store's caps,
+-- tunnels and WebSocket messages, and --flows 0.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+local a = require("support.admin")
+local json = a.json
+
+local SCHEMA = "tests/spec/fixtures/har-1.2.schema.json"
+
+-- Validates a HAR document (a string) against the schema; returns ok, output.
+local function validate_har(text)
+  local file = h.tmpfile(text, "flows.har")
+  local out, code = h.sh("python3 -c 'import json,sys,jsonschema; "
+    .. "jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))' "
+    .. h.shell_quote(file) .. " " .. h.shell_quote(SCHEMA) .. " 2>&1")
+  return code == 0, out
+end
+
+-- Waits until the store holds at least <n> flows matching <filter>.
+local function wait_flows(adm, n, filter)
+  local path = "/api/flows" .. (filter and ("?filter=" .. a.escape(filter)) or "")
+  return h.wait_for(function()
+    local list = a.get_json(adm, path)
+    return #list >= n and list
+  end, 5)
+end
+
+describe("flows", function()
+  local origin, procs
+
+  before_each(function()
+    origin = h.start_origin()
+    procs = { origin }
+  end)
+  after_each(function()
+    local problem = h.stop_procs(procs)
+    assert(problem == nil, problem)
+  end)
+
+  local function start(args, opts)
+    local proxy, adm = a.start(args, opts)
+    procs[#procs + 1] = proxy
+    return proxy, adm
+  end
+
+  local function script(text)
+    return h.tmpfile(text, "flows_script.lua")
+  end
+
+  it("lists the flows of every worker with the documented fields", function()
+    local proxy, adm = start({ "--workers", "2" })
+    for i = 1, 8 do
+      assert.equals(200, h.get(proxy.port, origin.url("/hello?n=" .. i)).status)
+    end
+    local list = wait_flows(adm, 8)
+    assert.equals(8, #list)
+    local seen = {}
+    for _, f in ipairs(list) do
+      for _, k in ipairs({ "id", "started", "method", "url", "status", "req_bytes", "res_bytes",
+                           "duration_ms", "client", "modified" }) do
+        assert.is_not_nil(f[k], k)
+      end
+      assert.equals(json.null, f.error)
+      assert.equals(false, f.modified)
+      assert.equals("GET", f.method)
+      assert.equals(200, f.status)
+      assert.equals(6, f.res_bytes)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", f.started)
+      assert.matches("^127%.0%.0%.1:%d+$", f.client)
+      seen[f.url] = true
+    end
+    for i = 1, 8 do assert.is_true(seen[origin.url("/hello?n=" .. i)]) end
+    -- ids are unique across workers; odd and even ids mean both served
+    local odd, even = false, false
+    for _, f in ipairs(list) do
+      if f.id % 2 == 1 then odd = true else even = true end
+    end
+    assert.is_true(odd and even, "flows from both workers")
+    -- limit: the newest N, oldest first
+    local last = a.get_json(adm, "/api/flows?limit=3")
+    assert.equals(3, #last)
+    assert.equals("number", type(last[1].id))
+  end)
+
+  it("shows one flow in full: heads as received and forwarded, bodies, timings", function()
+    local proxy, adm = start({})
+    local body = "name=ada&lang=lua"
+    local out = h.curl({ "-x", "127.0.0.1:" .. proxy.port, "-d", body, "-H", "X-Trace: 1",
+                         origin.url("/echo") })
+    assert.matches("name=ada", out)
+    local f = wait_flows(adm, 1)[1]
+    local d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
+    assert.equals("POST", d.method)
+    assert.matches("^POST http://", d.request.received.line)
+    assert.matches("^POST /echo HTTP/1.1$", d.request.forwarded.line)
+    local function has(headers, name, value)
+      for _, kv in ipairs(headers) do
+        if kv[1]:lower() == name:lower() and (value == nil or kv[2] == value) then return true end
+      end
+      return false
+    end
+    assert.is_true(has(d.request.received.headers, "Proxy-Connection"))
+    assert.is_false(has(d.request.forwarded.headers, "Proxy-Connection"))
+    assert.is_true(has(d.request.forwarded.headers, "Via", "1.1 luaproxy"))
+    assert.is_true(has(d.request.forwarded.headers, "X-Trace", "1"))
+    assert.equals(200, d.response.received.status)
+    assert.is_true(has(d.response.sent.headers, "Via"))
+    assert.equals(#body, d.request.body.size)
+    assert.is_false(d.request.body.truncated)
+    for _, k in ipairs({ "dns", "connect", "tls", "send", "wait", "receive" }) do
+      assert.equals("number", type(d.timings[k]), k)
+    end
+    assert.equals(-1, d.timings.tls)
+    assert.is_true(d.timings.wait >= 0)
+    local req = a.call(adm, "/api/flows/" .. a.id(f.id) .. "/request/body")
+    assert.equals(200, req.status)
+    assert.equals(body, req.body)
+    assert.equals("application/octet-stream", req.headers["content-type"])
+    local res = a.call(adm, "/api/flows/" .. a.id(f.id) .. "/response/body")
+    assert.equals(out, res.body)
+    assert.equals(404, a.call(adm, "/api/flows/999999").status)
+    assert.equals(404, a.call(adm, "/api/flows/abc").status)
+    assert.equals(404, a.call(adm, "/api/flows/" .. a.id(f.id) .. "/nothing").status)
+  end)
+
+  it("records errors, and local answers as sent", function()
+    local proxy, adm = start({})
+    local resp = h.get(proxy.port, "http://127.0.0.1:" .. h.closed_port() .. "/")
+    assert.equals(502, resp.status)
+    local f = wait_flows(adm, 1, "~e")[1]
+    assert.equals(502, f.status)
+    assert.matches("refused", f.error)
+    local body = a.call(adm, "/api/flows/" .. a.id(f.id) .. "/response/body").body
+    assert.equals(resp.body, body)
+  end)
+
+  it("keeps bodies up to --flow-body-max and marks the rest truncated", function()
+    local proxy, adm = start({ "--flow-body-max", "1000" })
+    local resp = h.get(proxy.port, origin.url("/bytes?n=300000"))
+    assert.equals(300000, #resp.body) -- capture does not change what is relayed
+    assert.equals(h.pattern(300000), resp.body)
+    local f = wait_flows(adm, 1)[1]
+    local d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
+    assert.is_true(d.response.body.truncated)
+    assert.equals(1000, d.response.body.kept)
+    assert.equals(300000, d.res_bytes)
+    local kept = a.call(adm, "/api/flows/" .. a.id(f.id) .. "/response/body").body
+    assert.equals(h.pattern(1000), kept)
+    -- a chunked body too
+    resp = h.get(proxy.port, origin.url("/chunked?n=5&size=700"))
+    assert.equals(3500, #resp.body)
+    f = wait_flows(adm, 1, "chunked")[1]
+    d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
+    assert.is_true(d.response.body.truncated)
+    assert.equals(1000, d.response.body.kept)
+  end)
+
+  it("keeps the store within --flows and --flows-memory, dropping the oldest", function()
+    local proxy, adm = start({ "--flows", "5" })
+    for i = 1, 9 do h.get(proxy.port, origin.url("/hello?i=" .. i)) end
+    wait_flows(adm, 1, "i=9")
+    local list = a.get_json(adm, "/api/flows")
+    assert.equals(5, #list)
+    assert.equals(origin.url("/hello?i=5"), list[1].url)
+    assert.equals(origin.url("/hello?i=9"), list[5].url)
+    h.stop_procs({ procs[#procs] }); procs[#procs] = nil
+
+    -- 1 MiB for all: 40 flows of 200 kB each cannot all stay
+    proxy, adm = start({ "--flows-memory", "1" })
+    for i = 1, 40 do
+      local r = h.get(proxy.port, origin.url("/bytes?n=200000&i=" .. i))
+      assert.equals(200000, #r.body)
+    end
+    wait_flows(adm, 1, "i=40$")
+    list = a.get_json(adm, "/api/flows")
+    assert.is_true(#list >= 3 and #list <= 5, "kept " .. #list)
+    assert.matches("i=40$", list[#list].url)
+    local rss = proxy.rss_kb()
+    assert.is_true(rss < 60 * 1024, "rss " .. rss .. " KiB")
+  end)
+
+  it("costs nothing and serves no flows with --flows 0", function()
+    local proxy, adm = start({ "--flows", "0" })
+    assert.equals(200, h.get(proxy.port, origin.url("/hello")).status)
+    assert.equals(404, a.call(adm, "/api/flows").status)
+    assert.equals(200, a.call(adm, "/api/version").status)
+  end)
+
+  it("shows what the hooks changed, which hooks ran and what scripts logged", function()
+    local s = script([[
+      function on_request(tx)
+        tx.req.headers["X-Added"] = "yes"
+        tx.req.headers["User-Agent"] = nil
+        proxy.log("request seen: " .. tx.req.path)
+      end
+      function on_response(tx)
+        tx.res.headers["X-Resp"] = "1"
+      end
+    ]])
+    local proxy, adm = start({ "--script", s })
+    assert.equals(200, h.get(proxy.port, origin.url("/hello"), { "User-Agent: spec" }).status)
+    local f = wait_flows(adm, 1)[1]
+    assert.is_true(f.modified)
+    local d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
+    local changes = table.concat(d.changes, "\n")
+    assert.matches("request header X%-Added added", changes)
+    assert.matches("request header User%-Agent removed", changes)
+    assert.matches("response header X%-Resp added", changes)
+    assert.is_not_nil(d.request.before_hooks)
+    assert.is_not_nil(d.response.before_hooks)
+    assert.equals(2, #d.hooks)
+    assert.matches("flows_script.lua$", d.hooks[1].script)
+    assert.equals("on_request", d.hooks[1].hook)
+    assert.equals("on_response", d.hooks[2].hook)
+    assert.equals(1, #d.logs)
+    assert.equals("request seen: /hello", d.logs[1].line)
+    assert.equals(1, #a.get_json(adm, "/api/flows?filter=~modified"))
+  end)
+
+  it("marks a script's answer and a changed body", function()
+    local s = script([[
+      function on_request(tx)
+        if tx.req.path == "/mock" then tx:respond(200, "mocked\n") end
+      end
+      function on_response_chunk(tx, chunk, eof) return chunk:upper() end
+    ]])
+    local proxy, adm = start({ "--script", s })
+    assert.equals("mocked\n", h.get(proxy.port, origin.url("/mock")).body)
+    assert.equals("HELLO\n", h.get(proxy.port, origin.url("/hello")).body)
+    local list = wait_flows(adm, 2)
+    local mock, upper = list[1], list[2]
+    assert.is_true(mock.modified)
+    assert.is_true(upper.modified)
+    local d = a.get_json(adm, "/api/flows/" .. a.id(mock.id))
+    assert.is_true(d["local"])
+    d = a.get_json(adm, "/api/flows/" .. a.id(upper.id))
+    assert.is_true(d.response.body.changed)
+    assert.equals("HELLO\n", a.call(adm, "/api/flows/" .. a.id(upper.id) .. "/response/body").body)
+    assert.equals("hello\n",
+      a.call(adm, "/api/flows/" .. a.id(upper.id) .. "/response/body?as=received").body)
+  end)
+
+  it("undoes gzip and zstd with ?decoded=1", function()
+    local text = string.rep("compressed flows are still readable\n", 50)
+    local gz = h.sh("printf '%s' " .. h.shell_quote(text) .. " | gzip -c")
+    local zst = h.sh("printf '%s' " .. h.shell_quote(text) .. " | zstd -q -c")
+    local s = script(string.format([[
+      local gz, zst = %q, %q
+      function on_request(tx)
+        if tx.req.path == "/gz" then
+          tx:respond(200, gz, { ["Content-Encoding"] = "gzip" })
+        elseif tx.req.path == "/zst" then
+          tx:respond(200, zst, { ["Content-Encoding"] = "zstd" })
+        end
+      end
+    ]], gz, zst))
+    local proxy, adm = start({ "--script", s })
+    assert.equals(gz, h.get(proxy.port, origin.url("/gz")).body)
+    assert.equals(zst, h.get(proxy.port, origin.url("/zst")).body)
+    local list = wait_flows(adm, 2)
+    for i, raw in ipairs({ gz, zst }) do
+      local path = "/api/flows/" .. a.id(list[i].id) .. "/response/body"
+      assert.equals(raw, a.call(adm, path).body)
+      assert.equals(text, a.call(adm, path .. "?decoded=1").body)
+    end
+  end)
+
+  it("filters with mitmproxy's expressions and names the problem in a bad one", function()
+    local proxy, adm = start({})
+    h.get(proxy.port, origin.url("/hello"))
+    h.curl({ "-x", "127.0.0.1:" .. proxy.port, "-d", "secret=42", origin.url("/echo") })
+    h.get(proxy.port, origin.url("/status/404"))
+    wait_flows(adm, 3)
+    local function count(expr)
+      return #a.get_json(adm, "/api/flows?filter=" .. a.escape(expr))
+    end
+    assert.equals(1, count("~m POST"))
+    assert.equals(1, count("~c 404"))
+    assert.equals(2, count("!~c 404"))
+    assert.equals(1, count("~bq secret"))
+    assert.equals(1, count("~b secret=42"))
+    assert.equals(3, count("~d 127.0.0.1"))
+    assert.equals(1, count("hello"))
+    assert.equals(2, count("hello | ~m POST"))
+    assert.equals(0, count("hello & ~m POST"))
+    assert.equals(3, count("~hq Host"))
+    assert.equals(1, count("~t text/plain & ~c 404"))
+    assert.equals(0, count("~e"))
+    for expr, want in pairs({ ["~x"] = "unknown operator ~x", ["(~m GET"] = "missing ')'",
+                              ["~c abc"] = "status code", ["~u"] = "needs an argument" }) do
+      local resp = a.call(adm, "/api/flows?filter=" .. a.escape(expr))
+      assert.equals(400, resp.status, expr)
+      assert.matches(want, json.decode(resp.body).error, 1, true)
+    end
+    assert.equals(400, a.call(adm, "/flows.har?filter=" .. a.escape("~nope")).status)
+  end)
+
+  it("streams new flows as Server-Sent Events", function()
+    local proxy, adm = start({ "--workers", "2" })
+    local s = assert(h.connect(adm.port))
+    h.send(s, h.request("GET", "/api/events", { "Host: localhost",
+      "Authorization: Bearer " .. adm.token }))
+    local head = h.read_response(s, { head_only = true })
+    assert.equals(200, head.status)
+    assert.equals("text/event-stream", head.headers["content-type"])
+    h.get(proxy.port, origin.url("/hello?sse=1"))
+    local got = ""
+    local event = h.wait_for(function()
+      local chunk = h.recv_some(s, 0.2)
+      if chunk then got = got .. chunk end
+      return got:match("event: flow\ndata: ([^\n]+)\n\n")
+    end, 5)
+    s:close()
+    assert.is_not_nil(event, "no flow event; got: " .. got)
+    assert.matches("sse=1", json.decode(event).url, 1, true)
+  end)
+
+  it("replays a request through the proxy, hooks included", function()
+    local s = script([[
+      function on_request(tx) tx.req.headers["X-Hooked"] = "again" end
+    ]])
+    for _, workers in ipairs({ "1", "2" }) do
+      local proxy, adm = start({ "--script", s, "--workers", workers })
+      h.curl({ "-x", "127.0.0.1:" .. proxy.port, "-d", "payload=" .. workers,
+               origin.url("/echo?replay") })
+      local f = wait_flows(adm, 1)[1]
+      local resp = a.call(adm, "/api/flows/" .. a.id(f.id) .. "/replay", { method = "POST" })
+      assert.equals(200, resp.status, resp.body)
+      local new_id = json.decode(resp.body).id
+      assert.is_true(new_id ~= f.id)
+      local d = a.get_json(adm, "/api/flows/" .. a.id(new_id))
+      assert.equals(f.url, d.url)
+      assert.equals("POST", d.method)
+      assert.is_true(d.modified)
+      local echoed = a.call(adm, "/api/flows/" .. a.id(new_id) .. "/response/body").body
+      assert.matches("X%-Hooked: again", echoed)
+      assert.matches("payload=" .. workers, echoed)
+      assert.equals(405, a.call(adm, "/api/flows/" .. a.id(f.id) .. "/replay").status)
+      assert.equals(404, a.call(adm, "/api/flows/424242/replay", { method = "POST" }).status)
+    end
+  end)
+
+  it("clears the store with DELETE /api/flows", function()
+    local proxy, adm = start({})
+    h.get(proxy.port, origin.url("/hello"))
+    wait_flows(adm, 1)
+    assert.equals(200, a.call(adm, "/api/flows", { method = "DELETE" }).status)
+    assert.equals(0, #a.get_json(adm, "/api/flows"))
+  end)
+
+  it("exports HAR 1.2 that validates, and writes --har at stop", function()
+    local har = h.tmpfile("", "stop.har")
+    local proxy, adm = start({ "--har", har, "--workers", "2" })
+    h.get(proxy.port, origin.url("/hello?a=1&b=two"))
+    h.curl({ "-x", "127.0.0.1:" .. proxy.port, "-d", "x=1", origin.url("/echo") })
+    h.get(proxy.port, "http://127.0.0.1:" .. h.closed_port() .. "/")
+    wait_flows(adm, 3)
+    local resp = a.call(adm, "/flows.har")
+    assert.equals(200, resp.status)
+    local valid, out = validate_har(resp.body)
+    assert.is_true(valid, out)
+    local doc = json.decode(resp.body)
+    assert.equals("1.2", doc.log.version)
+    assert.equals(3, #doc.log.entries)
+    local e = doc.log.entries[1]
+    assert.equals("GET", e.request.method)
+    assert.equals(2, #e.request.queryString)
+    assert.equals("hello\n", e.response.content.text)
+    -- the filter narrows it
+    doc = json.decode(a.call(adm, "/flows.har?filter=" .. a.escape("~m POST")).body)
+    assert.equals(1, #doc.log.entries)
+    assert.equals("x=1", doc.log.entries[1].request.postData.text)
+    -- a schema check that cannot fail proves nothing: break one entry
+    local broken = resp.body:gsub('"startedDateTime":"[^"]*"', '"startedDateTime":"yesterday"', 1)
+    assert.is_false((validate_har(broken)))
+
+    assert.equals(0, proxy.stop())
+    procs[#procs] = nil
+    local written = h.read_file(har)
+    valid, out = validate_har(written)
+    assert.is_true(valid, out)
+    assert.equals(3, #json.decode(written).log.entries)
+  end)
+
+  it("captures a CONNECT tunnel as one flow with its byte counts", function()
+    local echo = h.start_origin("echo")
+    procs[#procs + 1] = echo
+    local proxy, adm = start({ "--connect-ports", tostring(echo.port) })
+    local s = assert(h.connect(proxy.port))
+    h.send(s, "CONNECT 127.0.0.1:" .. echo.port .. " HTTP/1.1\r\nHost: 127.0.0.1:"
+      .. echo.port .. "\r\n\r\n")
+    local resp = h.read_response(s, { head_only = true, method = "CONNECT" })
+    assert.equals(200, resp.status)
+    h.send(s, "ping-pong-12345")
+    assert.equals("ping-pong-12345", h.recv_exact(s, 15))
+    s:close()
+    local f = wait_flows(adm, 1)[1]
+    assert.equals("CONNECT", f.method)
+    assert.is_true(f.tunnel)
+    assert.equals(15, f.req_bytes)
+    assert.equals(15, f.res_bytes)
+  end)
+
+  it("captures WebSocket messages one by one", function()
+    local proxy, adm = start({})
+    local s = assert(h.connect(proxy.port))
+    h.send(s, h.request("GET", origin.url("/ws"), { "Host: " .. origin.authority,
+      "Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" }))
+    local resp = h.read_response(s, { head_only = true })
+    assert.equals(101, resp.status)
+    -- a masked text frame "hello ws" (the echo origin sends it back as is)
+    local mask = { 1, 2, 3, 4 }
+    local payload = "hello ws"
+    local masked = {}
+    for i = 1, #payload do
+      masked[i] = string.char(payload:byte(i) ~ mask[(i - 1) % 4 + 1])
+    end
+    local frame = string.char(0x81, 0x80 | #payload, 1, 2, 3, 4) .. table.concat(masked)
+    h.send(s, frame)
+    assert.equals(frame, h.recv_exact(s, #frame))
+    s:close()
+    local f = wait_flows(adm, 1)[1]
+    assert.is_true(f.websocket)
+    local d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
+    assert.equals(2, #d.messages)
+    assert.equals("send", d.messages[1].type)
+    assert.equals("hello ws", d.messages[1].data)
+    assert.equals("receive", d.messages[2].type)
+    assert.equals(1, d.messages[2].opcode)
+    local har = a.call(adm, "/flows.har").body
+    local valid, out = validate_har(har)
+    assert.is_true(valid, out)
+    local msgs = json.decode(har).log.entries[1]._webSocketMessages
+    assert.equals(2, #msgs)
+    assert.equals("hello ws", msgs[1].data)
+  end)
+end)
