@@ -1,9 +1,9 @@
 /*
  * body_decode.h - undoing Content-Encoding for the viewer (?decoded=1).
  *
- * gzip, deflate (zlib or raw), br and zstd, each through its reference
- * library. The output is capped: a small compressed body can expand
- * without end (a "zip bomb"), and the viewer must not follow it.
+ * gzip, deflate (zlib or raw), br and zstd, through decode.h's decoders,
+ * with several codings undone in turn. The output is capped (decode.h's
+ * size and ratio caps): a small body must not expand without end.
  */
 #ifndef LUAPROXY_BODY_DECODE_H
 #define LUAPROXY_BODY_DECODE_H

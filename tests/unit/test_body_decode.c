@@ -75,7 +75,7 @@ int main(void)
                           (uint8_t *)enc);
     round_trip("br", enc, n, text, sizeof text);
     round_trip("BR", enc, n, text, sizeof text);
-    refused("br", enc, n - 3, "brotli");
+    refused("br", enc, n - 3, "br data");
 
     n = ZSTD_compress(enc, sizeof enc, text, sizeof text, 3);
     round_trip("zstd", enc, n, text, sizeof text);
