@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "acl.h"
+#include "parent.h"
 
 #define CONFIG_MAX_LISTEN 16
 #define CONFIG_MAX_ALLOW 64
@@ -67,6 +68,10 @@ struct config {
     enum log_format log_format;
     int max_header_fields;   /* request heads; responses get 4x */
     const char *auth_file;   /* htpasswd file: proxy users, or NULL */
+    int has_upstream;        /* --upstream: everything goes via a parent proxy */
+    struct parent_proxy upstream;
+    const char *upstream_bypass[CONFIG_MAX_BYPASS]; /* hosts reached directly */
+    int upstream_bypass_count;
     /* The command line as given, so a reload can read the file again and
      * let the command line win once more. */
     int argc;

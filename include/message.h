@@ -40,6 +40,15 @@ int message_write_request(struct buffer *out, const char *method, size_t method_
                           enum http_body_kind kind, uint64_t length, int had_length,
                           int upgrade);
 
+/* The same for a parent proxy: the target in absolute-form, <origin>
+ * ("http://host:port") in front of the path, and <proxy_auth> (a
+ * Proxy-Authorization value, or NULL) for the parent. */
+int message_write_proxy_request(struct buffer *out, const char *origin, const char *proxy_auth,
+                                const char *method, size_t method_len, const char *path,
+                                size_t path_len, const struct headers *fields,
+                                enum http_body_kind kind, uint64_t length, int had_length,
+                                int upgrade);
+
 /* Writes "HTTP/1.1 STATUS REASON", the fields, the framing for <kind> and
  * the Connection field for <keep_alive> (explicit keep-alive only for
  * HTTP/1.0 clients, who would otherwise assume close). */

@@ -68,6 +68,7 @@
 #include "headers.h"
 #include "hooks.h"
 #include "http_parse.h"
+#include "parent.h"
 #include "proxy.h"
 #include "url.h"
 
@@ -149,6 +150,11 @@ struct exchange {
     int addr_next;
     int connect_errno;
     ev_tstamp connect_started;
+    /* The parent proxy this exchange goes through (a copy: a reload may
+     * change the configuration meanwhile), or NULL to go direct. */
+    struct parent_proxy *parent;
+    int parent_tunnel;     /* CONNECT sent to the parent; awaiting its answer */
+    int parent_connected;  /* the parent opened a tunnel for TLS to the origin */
     /* Response. */
     enum response_state res_state;
     int interim_count;     /* 1xx responses relayed so far */

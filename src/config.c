@@ -93,6 +93,13 @@ static const char usage_text[] =
     "                             this htpasswd file (htpasswd -B, or $6$/$5$ crypt);\n"
     "                             others get 407. Read again on SIGHUP\n"
     "\n"
+    "Parent proxy:\n"
+    "      --upstream URL         send every request through the parent HTTP proxy\n"
+    "                             http://[user:password@]host:port (CONNECT for\n"
+    "                             tunnels; 502/504 name the parent when it fails)\n"
+    "      --upstream-bypass PAT  go direct for these hosts (repeatable): a name,\n"
+    "                             *.domain, an IP address or a CIDR\n"
+    "\n"
     "Running as a service:\n"
     "  -c, --config FILE          read options from FILE: one long option per line\n"
     "                             (\"listen 127.0.0.1:3128\", \"verbose\"), # comments;\n"
@@ -142,6 +149,8 @@ enum long_only {
     OPT_INSECURE_UPSTREAM,
     OPT_PASSTHROUGH_TTL,
     OPT_TLS_KEYLOG,
+    OPT_UPSTREAM,
+    OPT_UPSTREAM_BYPASS,
 };
 
 static const struct option long_options[] = {
@@ -181,6 +190,8 @@ static const struct option long_options[] = {
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"max-header-fields", required_argument, NULL, OPT_MAX_HEADER_FIELDS},
     {"auth-file", required_argument, NULL, OPT_AUTH_FILE},
+    {"upstream", required_argument, NULL, OPT_UPSTREAM},
+    {"upstream-bypass", required_argument, NULL, OPT_UPSTREAM_BYPASS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -536,6 +547,21 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
                 cfg->log_format = LOG_FORMAT_JSON;
             else
                 FAIL("invalid --log-format '%s': expected common, combined or json", optarg);
+            break;
+        case OPT_UPSTREAM: {
+            char why[160];
+            if (parent_parse(optarg, &cfg->upstream, why, sizeof why) != 0)
+                FAIL("invalid --upstream: %s", why);
+            cfg->has_upstream = 1;
+            break;
+        }
+        case OPT_UPSTREAM_BYPASS:
+            if (cfg->upstream_bypass_count == CONFIG_MAX_BYPASS)
+                FAIL("too many --upstream-bypass patterns (at most %d)", CONFIG_MAX_BYPASS);
+            if (!parent_pattern_valid(optarg))
+                FAIL("invalid --upstream-bypass '%s': expected a host, *.domain or a CIDR",
+                     optarg);
+            cfg->upstream_bypass[cfg->upstream_bypass_count++] = optarg;
             break;
         case OPT_AUTH_FILE:
             if (*optarg == '\0')

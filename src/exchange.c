@@ -59,6 +59,8 @@ void exchange_release(struct session *s)
     x->dns = NULL;
     auth_cancel(s->proxy->auth, x->auth_job);
     x->auth_job = NULL;
+    free(x->parent);
+    x->parent = NULL;
     hooks_exchange_end(s);
     flows_record_end(x->flow, x->status, x->req_bytes,
                      x->res_filter ? x->res_filtered_bytes : x->res_bytes, x->error,
@@ -171,19 +173,49 @@ void exchange_dns_answer(struct session *s, const char *error, const struct addr
     }
 }
 
+/* Where this exchange connects: the parent proxy or the upstream. <key>
+ * names the connection for reuse; a parent's connections carry a prefix a
+ * host name cannot have, so they never mix with direct ones to the same
+ * address (one speaks absolute-form, the other origin-form). */
+static void connect_target(const struct exchange *x, char *key, size_t key_len,
+                           const char **host, uint16_t *port)
+{
+    if (x->parent) {
+        /* A TLS connection through the parent is a tunnel to one origin:
+         * its key names that origin too. */
+        char full[600];
+        int n = x->upstream_tls ? snprintf(full, sizeof full, "parent-tls!%s:%u!%s", x->host,
+                                           x->port, x->parent->host)
+                                : snprintf(full, sizeof full, "parent!%s", x->parent->host);
+        size_t len = n < 0 ? 0 : (size_t)n < key_len ? (size_t)n : key_len - 1;
+        memcpy(key, full, len);
+        key[len] = '\0';
+        *host = x->parent->host;
+        *port = x->parent->port;
+    } else {
+        snprintf(key, key_len, "%s", x->host);
+        *host = x->host;
+        *port = x->port;
+    }
+}
+
 static void start_connect(struct session *s)
 {
     struct exchange *x = &s->x;
+    char key[sizeof s->upstream_host];
+    const char *host;
+    uint16_t port;
     int fd;
 
+    connect_target(x, key, sizeof key, &host, &port);
     x->connect_started = ev_now(s->proxy->loop);
     if (x->is_connect && https_should_intercept(s)) {
         https_begin_tunnel(s);
         return;
     }
     if (s->upstream_idle) {
-        if (!x->is_connect && !x->is_upgrade && !x->no_pool && s->upstream_port == x->port &&
-            s->upstream_idle_tls == x->upstream_tls && strcasecmp(s->upstream_host, x->host) == 0) {
+        if (!x->is_connect && !x->is_upgrade && !x->no_pool && s->upstream_port == port &&
+            s->upstream_idle_tls == x->upstream_tls && strcasecmp(s->upstream_host, key) == 0) {
             s->upstream_idle = 0;
             s->proxy->kept_upstreams--;
             x->reused = 1;
@@ -193,18 +225,18 @@ static void start_connect(struct session *s)
         session_release_idle_upstream(s);
     }
     if (!x->is_connect && !x->is_upgrade && !x->no_pool && !x->upstream_tls &&
-        (fd = upstream_pool_take(&s->proxy->pool, x->host, x->port)) >= 0) {
+        (fd = upstream_pool_take(&s->proxy->pool, key, port)) >= 0) {
         endpoint_open(&s->upstream, fd);
         x->reused = 1;
         connected(s);
         return;
     }
-    if (dns_parse_numeric(x->host, x->port, &x->addrs)) {
+    if (dns_parse_numeric(host, port, &x->addrs)) {
         addresses_ready(s); /* a literal address never touches the resolver */
         return;
     }
     session_set_state(s, SESSION_RESOLVING, "asking the resolver");
-    x->dns = dns_resolve(s->proxy->resolver, x->host, x->port, s->events->dns_answer, s);
+    x->dns = dns_resolve(s->proxy->resolver, host, port, s->events->dns_answer, s);
     if (!x->dns)
         session_fail(s, 502, "out of memory");
 }
@@ -219,6 +251,24 @@ static void connected(struct session *s)
     s->last_activity = ev_now(s->proxy->loop);
     flows_record_time(x->flow, FLOW_T_DNS, x->connect_started); /* no lookup was needed */
     flows_record_time(x->flow, FLOW_T_CONNECT, s->last_activity);
+    if ((x->is_connect || x->upstream_tls) && x->parent && !x->parent_connected) {
+        /* Ask the parent for the tunnel; its answer decides ours, or opens
+         * the way for TLS with the origin (read_response_head). */
+        char target[300];
+        snprintf(target, sizeof target, strchr(x->host, ':') ? "[%s]:%u" : "%s:%u", x->host,
+                 x->port);
+        if (buffer_printf(&s->upstream.out, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s%s\r\n",
+                          target, target, x->parent->auth[0] ? "Proxy-Authorization: " : "",
+                          x->parent->auth, x->parent->auth[0] ? "\r\n" : "") != 0) {
+            session_fail(s, 502, "out of memory");
+            return;
+        }
+        x->parent_tunnel = 1;
+        if (x->is_connect)
+            x->req_body_done = 1;
+        session_set_state(s, SESSION_EXCHANGE, "connected to the parent: CONNECT sent");
+        return;
+    }
     if (x->is_connect) {
         before = buffer_length(&s->client.out);
         if (buffer_append_str(&s->client.out, "HTTP/1.1 200 Connection Established\r\n\r\n")) {
@@ -254,9 +304,23 @@ static void connected(struct session *s)
             return;
         }
     }
-    if (message_write_request(&s->upstream.out, x->fwd_method, x->fwd_method_len, x->fwd_path,
-                              x->fwd_path_len, &x->req_headers, x->req_out_kind,
-                              x->req_framing.length, x->req_had_length, x->is_upgrade) != 0) {
+    char origin[300];
+    /* Through a parent: absolute-form, unless TLS runs end to end in a
+     * tunnel the parent opened (then the request is the origin's own). */
+    if (x->parent && !x->upstream_tls)
+        snprintf(origin, sizeof origin,
+                 strchr(x->host, ':') ? "http://[%s]:%u" : x->port == 80 ? "http://%s" : "http://%s:%u",
+                 x->host, x->port);
+    if ((x->parent && !x->upstream_tls ? message_write_proxy_request(&s->upstream.out, origin,
+                                                 x->parent->auth[0] ? x->parent->auth : NULL,
+                                                 x->fwd_method, x->fwd_method_len, x->fwd_path,
+                                                 x->fwd_path_len, &x->req_headers,
+                                                 x->req_out_kind, x->req_framing.length,
+                                                 x->req_had_length, x->is_upgrade)
+                   : message_write_request(&s->upstream.out, x->fwd_method, x->fwd_method_len,
+                                           x->fwd_path, x->fwd_path_len, &x->req_headers,
+                                           x->req_out_kind, x->req_framing.length,
+                                           x->req_had_length, x->is_upgrade)) != 0) {
         session_fail(s, 502, "out of memory");
         return;
     }
@@ -283,8 +347,9 @@ void exchange_detach_upstream(struct session *s)
         s->upstream_idle = 1;
         s->upstream_idle_tls = endpoint_is_tls(u);
         s->proxy->kept_upstreams++;
-        s->upstream_port = x->port;
-        memcpy(s->upstream_host, x->host, sizeof s->upstream_host);
+        const char *host;
+        connect_target(x, s->upstream_host, sizeof s->upstream_host, &host,
+                       &s->upstream_port);
         if (!x->keep_alive || !proxy_may_keep_upstream(s->proxy))
             session_release_idle_upstream(s);
         return;
@@ -391,6 +456,23 @@ static const char *check_target(struct session *s, int *status)
 
 static void run_first_hooks(struct session *s);
 
+/* --upstream: this exchange goes through the parent unless its host is one
+ * that bypasses it. before_connect may still change that. 0, or -1. */
+static int choose_parent(struct session *s)
+{
+    const struct config *cfg = s->proxy->cfg;
+    struct exchange *x = &s->x;
+
+    if (!cfg->has_upstream ||
+        parent_bypassed(cfg->upstream_bypass, cfg->upstream_bypass_count, x->host))
+        return 0;
+    x->parent = malloc(sizeof *x->parent);
+    if (!x->parent)
+        return -1;
+    *x->parent = cfg->upstream;
+    return 0;
+}
+
 /* With --auth-file: the verdict on the request's Proxy-Authorization, or
  * AUTH_PENDING while the pool checks it (s->events->auth_done follows). */
 static enum auth_result check_credentials(struct session *s, const struct http_head *head)
@@ -458,6 +540,10 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
     cause = check_target(s, &status);
     if (cause) {
         session_fail(s, status, cause);
+        return;
+    }
+    if (choose_parent(s) != 0) {
+        session_fail(s, 500, "out of memory");
         return;
     }
     if (x->is_connect && x->req_framing.kind != HTTP_BODY_NONE) {
@@ -686,6 +772,37 @@ static void keep_reason(struct exchange *x, const struct http_head *head)
     x->res_reason[len] = '\0';
 }
 
+/* The parent's answer to our CONNECT: 2xx opens the tunnel (and we say
+ * 200 to the client); anything else fails it, naming the parent. */
+static void parent_tunnel_answer(struct session *s, const struct http_head *head,
+                                 size_t head_len)
+{
+    struct exchange *x = &s->x;
+    char cause[120];
+
+    x->parent_tunnel = 0;
+    if (head->status < 200 || head->status > 299) {
+        snprintf(cause, sizeof cause, "the parent proxy answered the CONNECT with %d%s",
+                 head->status, head->status == 407 ? ": it refused our credentials" : "");
+        session_fail(s, 502, cause);
+        return;
+    }
+    buffer_consume(&s->upstream.in, head_len);
+    if (!x->is_connect) {
+        /* https through the parent: now TLS with the origin, inside. */
+        x->parent_connected = 1;
+        connected(s);
+        return;
+    }
+    if (buffer_append_str(&s->client.out, "HTTP/1.1 200 Connection Established\r\n\r\n")) {
+        session_fail(s, 502, "out of memory");
+        return;
+    }
+    x->status = 200;
+    x->response_started = 1;
+    session_set_state(s, SESSION_TUNNEL, "the parent opened the tunnel");
+}
+
 /* RESPONSE_WAIT_HEAD: parse the response head and send ours. */
 static int read_response_head(struct session *s)
 {
@@ -721,6 +838,14 @@ static int read_response_head(struct session *s)
     }
     if (n == -1) {
         fail_bad_response(s, err);
+        return 1;
+    }
+    if (x->parent_tunnel) {
+        parent_tunnel_answer(s, &head, (size_t)n);
+        return 1;
+    }
+    if (x->parent && head.status == 407) {
+        session_fail(s, 502, "the parent proxy refused our credentials with 407");
         return 1;
     }
     if (head.status < 200) {
@@ -1019,7 +1144,8 @@ int exchange_pump(struct session *s)
     enum http_error err = HTTP_ERR_NONE;
     int progress = 0;
 
-    if (!x->req_body_done) {
+    /* The request body waits while the parent opens the tunnel. */
+    if (!x->req_body_done && !x->parent_tunnel) {
         body_filter *filter = NULL;
         void *filter_arg = NULL;
         flows_tap(x->flow, 0, &filter, &filter_arg);

@@ -316,7 +316,8 @@ local Tx = {
       return client
     elseif key == "upstream" then
       local d = rawget(t, "_req")
-      local upstream = { host = d.host, port = d.port, tls = d.scheme == "https" }
+      local upstream = { host = d.host, port = d.port, tls = d.scheme == "https",
+                         proxy = rawget(t, "_parent") }
       rawset(t, "upstream", upstream)
       return upstream
     end
@@ -400,9 +401,9 @@ function api.new_tx(id, method, scheme, host, port, path, version, fields, clien
 end
 
 -- Before before_connect: the upstream starts as the (possibly rewritten) target.
-function api.begin_connect(tx)
+function api.begin_connect(tx, parent)
   local d = rawget(tx, "_req")
-  rawset(tx, "upstream", { host = d.host, port = d.port, tls = d.scheme == "https" })
+  rawset(tx, "upstream", { host = d.host, port = d.port, tls = d.scheme == "https", proxy = parent })
 end
 
 -- What goes upstream. Exactly one Host (RFC 9112 3.2): servers disagree
@@ -429,7 +430,11 @@ function api.upstream_out(tx)
   if u.tls ~= nil and type(u.tls) ~= "boolean" then
     error("tx.upstream.tls must be true or false")
   end
-  return check_host(u.host, 2), check_port(u.port, 2), u.tls
+  local parent = u.proxy
+  if parent ~= nil and type(parent) ~= "string" then
+    error("tx.upstream.proxy must be a URL string or nil", 2)
+  end
+  return check_host(u.host, 2), check_port(u.port, 2), u.tls, parent
 end
 
 function api.set_response(tx, status, reason, fields)

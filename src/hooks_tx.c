@@ -52,6 +52,10 @@ int hooks_tx_make(lua_State *L)
         lua_pushstring(L, x->user);
         lua_setfield(L, -2, "user");
     }
+    if (x->parent) { /* tx.upstream.proxy, however tx.upstream is first made */
+        lua_pushstring(L, x->parent->url);
+        lua_setfield(L, -2, "_parent");
+    }
     x->hook.tx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
@@ -171,14 +175,27 @@ static int read_upstream(lua_State *L)
     size_t hlen;
 
     hooks_push_api_tx(L, &x->hook, "upstream_out");
-    lua_call(L, 1, 3);
-    const char *host = luaL_checklstring(L, -3, &hlen);
+    lua_call(L, 1, 4);                 /* host port tls proxy */
+    const char *host = luaL_checklstring(L, -4, &hlen);
     if (hlen == 0 || hlen >= sizeof x->host)
         return luaL_error(L, "invalid upstream host");
     memcpy(x->host, host, hlen + 1);
-    x->port = (uint16_t)luaL_checkinteger(L, -2);
-    if (!x->is_connect && lua_isboolean(L, -1)) /* nil: a table without it keeps the scheme's */
-        x->upstream_tls = lua_toboolean(L, -1);
+    x->port = (uint16_t)luaL_checkinteger(L, -3);
+    if (!x->is_connect && lua_isboolean(L, -2)) /* nil: a table without it keeps the scheme's */
+        x->upstream_tls = lua_toboolean(L, -2);
+    /* tx.upstream.proxy: nil goes direct, a URL goes through that parent. */
+    if (lua_isnil(L, -1)) {
+        free(x->parent);
+        x->parent = NULL;
+    } else if (!x->parent || strcmp(luaL_checkstring(L, -1), x->parent->url) != 0) {
+        struct parent_proxy parsed;
+        char why[160];
+        if (parent_parse(luaL_checkstring(L, -1), &parsed, why, sizeof why) != 0)
+            return luaL_error(L, "tx.upstream.proxy: %s", why);
+        if (!x->parent && !(x->parent = malloc(sizeof *x->parent)))
+            return luaL_error(L, "out of memory");
+        *x->parent = parsed;
+    }
     return 0;
 }
 
@@ -186,7 +203,11 @@ static int begin_connect(lua_State *L)
 {
     struct session *s = lua_touserdata(L, 1);
     hooks_push_api_tx(L, &s->x.hook, "begin_connect");
-    lua_call(L, 1, 0);
+    if (s->x.parent)
+        lua_pushstring(L, s->x.parent->url);
+    else
+        lua_pushnil(L);
+    lua_call(L, 2, 0);
     return 0;
 }
 

@@ -74,18 +74,25 @@ static int write_framing(struct buffer *out, enum http_body_kind kind, uint64_t 
     return 0;
 }
 
-int message_write_request(struct buffer *out, const char *method, size_t method_len,
-                          const char *path, size_t path_len, const struct headers *fields,
-                          enum http_body_kind kind, uint64_t length, int had_length,
-                          int upgrade)
+/* The request head, in origin-form, or in absolute-form for a parent proxy
+ * when <origin> ("http://host:port") is given, with <proxy_auth> as its
+ * Proxy-Authorization when given. */
+static int write_request(struct buffer *out, const char *origin, const char *proxy_auth,
+                         const char *method, size_t method_len, const char *path,
+                         size_t path_len, const struct headers *fields,
+                         enum http_body_kind kind, uint64_t length, int had_length, int upgrade)
 {
     if (buffer_append(out, method, method_len) || buffer_append(out, " ", 1))
+        return -1;
+    if (origin && buffer_append_str(out, origin))
         return -1;
     /* "http://host?q" has no path: origin-form needs the leading slash. */
     if ((path_len == 0 || path[0] != '/') && buffer_append(out, "/", 1))
         return -1;
     if (buffer_append(out, path, path_len) || buffer_append_str(out, " HTTP/1.1\r\n") ||
         headers_write(fields, out))
+        return -1;
+    if (proxy_auth && buffer_printf(out, "Proxy-Authorization: %s\r\n", proxy_auth))
         return -1;
     if (kind == HTTP_BODY_NONE && had_length) {
         if (buffer_append_str(out, "Content-Length: 0\r\n"))
@@ -96,6 +103,25 @@ int message_write_request(struct buffer *out, const char *method, size_t method_
     /* HTTP/1.1 keeps the upstream connection open by default, so it can go
      * back to the pool after the response. */
     return buffer_append_str(out, upgrade ? "Connection: Upgrade\r\n\r\n" : "\r\n");
+}
+
+int message_write_request(struct buffer *out, const char *method, size_t method_len,
+                          const char *path, size_t path_len, const struct headers *fields,
+                          enum http_body_kind kind, uint64_t length, int had_length,
+                          int upgrade)
+{
+    return write_request(out, NULL, NULL, method, method_len, path, path_len, fields, kind,
+                         length, had_length, upgrade);
+}
+
+int message_write_proxy_request(struct buffer *out, const char *origin, const char *proxy_auth,
+                                const char *method, size_t method_len, const char *path,
+                                size_t path_len, const struct headers *fields,
+                                enum http_body_kind kind, uint64_t length, int had_length,
+                                int upgrade)
+{
+    return write_request(out, origin, proxy_auth, method, method_len, path, path_len, fields,
+                         kind, length, had_length, upgrade);
 }
 
 /* The end of a response head: framing, Connection, the empty line. */

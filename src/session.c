@@ -231,7 +231,27 @@ void session_end_exchange(struct session *s)
 void session_fail(struct session *s, int status, const char *cause)
 {
     struct exchange *x = &s->x;
+    char named[400];
 
+    /* Through a parent proxy, a gateway failure is the parent's (or the
+     * way to it): say which, so the operator knows where to look. The text
+     * is ours: the parent's address comes from the configuration. */
+    if (x->parent && (status == 502 || status == 504)) {
+        static const char *const subjects[] = {"the upstream's ", "the upstream ",
+                                               "the parent proxy "};
+        char authority[300];
+        size_t i;
+        parent_authority(x->parent, authority, sizeof authority);
+        for (i = 0; i < 3; i++)
+            if (strncmp(cause, subjects[i], strlen(subjects[i])) == 0)
+                break;
+        if (i < 3)
+            snprintf(named, sizeof named, "the parent proxy %s%s%s", authority,
+                     i == 0 ? "'s " : " ", cause + strlen(subjects[i]));
+        else
+            snprintf(named, sizeof named, "%s (via the parent proxy %s)", cause, authority);
+        cause = named;
+    }
     x->error = cause;
     if (x->response_started) {
         /* Part of the response is already on its way: the only honest

@@ -253,6 +253,52 @@ function h.start_origin(mode)
   return p
 end
 
+-- Starts <cmd> (a /bin/sh command line; use "exec prog ..." so signals reach
+-- the program) in the background; returns the process table.
+function h.start_command(cmd)
+  return start_process(cmd, new_dir("cmd"))
+end
+
+-- Starts the stand-in parent proxy (support/parent.lua); <mode> nil or
+-- "hang". Returns the process with port, url(userinfo), requests() (the
+-- recorded heads) and wait_requests(n).
+function h.start_parent(mode)
+  local dir = new_dir("parent")
+  local record = dir .. "/record"
+  local p = start_process(table.concat({ "lua5.4", q(SUPPORT_DIR .. "/parent.lua"), q(record),
+                                         mode and q(mode) or "" }, " "), dir)
+  p.port = h.wait_for(function()
+    local s = h.read_file(dir .. "/stdout")
+    return s and tonumber(s:match("^(%d+)\n"))
+  end, 5)
+  if not p.port then
+    p.stop(1)
+    error("parent did not start: " .. p.stderr())
+  end
+  function p.url(userinfo)
+    return "http://" .. (userinfo and userinfo .. "@" or "") .. "127.0.0.1:" .. p.port
+  end
+  function p.requests()
+    local out, data, pos = {}, h.read_file(record) or "", 1
+    while true do
+      local len, after = data:match("^R (%d+)\n()", pos)
+      if not len then break end
+      local head = data:sub(after, after + tonumber(len) - 1)
+      if #head < tonumber(len) then break end
+      out[#out + 1] = head
+      pos = after + tonumber(len)
+    end
+    return out
+  end
+  function p.wait_requests(n)
+    return h.wait_for(function()
+      local r = p.requests()
+      return #r >= n and r or nil
+    end)
+  end
+  return p
+end
+
 ------------------------------------------------------------------------------
 -- Proxy
 

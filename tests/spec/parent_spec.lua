@@ -1,0 +1,178 @@
+-- End-to-end specs for the parent proxy (--upstream): absolute-form requests
+-- and CONNECT tunnels through it with credentials from its URL, bypass
+-- patterns, a script choosing the parent per request, failures that name
+-- the parent, and a real tinyproxy from Debian as the parent.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+local mime = require("mime")
+
+local function basic(userinfo) return "Basic " .. mime.b64(userinfo) end
+
+describe("parent proxy", function()
+  local origin, procs
+
+  before_each(function()
+    origin = h.start_origin()
+    procs = { origin }
+  end)
+  after_each(function()
+    local problem = h.stop_procs(procs)
+    assert(not problem, problem)
+  end)
+
+  local function start_parent(mode)
+    local p = h.start_parent(mode)
+    procs[#procs + 1] = p
+    return p
+  end
+  local function start(args)
+    local p = h.start_proxy(args)
+    procs[#procs + 1] = p
+    return p
+  end
+
+  it("sends plain requests in absolute form with the URL's credentials", function()
+    local parent = start_parent()
+    local proxy = start({ "--upstream", parent.url("user%40corp:p%3Ass") })
+    local resp = h.get(proxy.port, origin.url("/hello?x=1"), { "Proxy-Authorization: Basic Y2xpZW50OnNlY3JldA==" })
+    assert.equal(200, resp.status)
+    assert.equal("GET " .. origin.url("/hello?x=1") .. " HTTP/1.1\n", resp.body)
+    local head = parent.wait_requests(1)[1]
+    local auths = {}
+    for v in head:gmatch("\r\n[Pp]roxy%-[Aa]uthorization: ([^\r]*)") do auths[#auths + 1] = v end
+    -- ours for the parent, never the client's own
+    assert.same({ basic("user@corp:p:ss") }, auths)
+    assert.truthy(head:find("\r\nHost: " .. origin.authority .. "\r\n", 1, true), head)
+    assert.equal(0, #origin.requests())
+  end)
+
+  it("opens tunnels with CONNECT to the parent", function()
+    local parent = start_parent()
+    local proxy = start({ "--upstream", parent.url("u:p"), "--connect-ports", "443" })
+    local s = assert(h.connect(proxy.port))
+    h.send(s, "CONNECT secure.example.invalid:443 HTTP/1.1\r\nHost: secure.example.invalid:443\r\n\r\n")
+    local resp = h.read_response(s, { method = "CONNECT" })
+    assert.equal(200, resp.status)
+    h.send(s, "hello parent")
+    assert.equal("hello parent", h.recv_exact(s, 12))
+    s:close()
+    local head = parent.wait_requests(1)[1]
+    assert.truthy(head:match("^CONNECT secure%.example%.invalid:443 HTTP/1%.1\r\n"), head)
+    assert.truthy(head:find("\r\nProxy-Authorization: " .. basic("u:p") .. "\r\n", 1, true), head)
+  end)
+
+  it("goes direct for bypassed hosts: a name, *.domain and a CIDR", function()
+    local parent = start_parent()
+    local proxy = start({ "--upstream", parent.url(), "--upstream-bypass", "localhost",
+                          "--upstream-bypass", "*.direct.invalid", "--upstream-bypass", "127.0.0.0/8" })
+    -- CIDR: straight to the origin
+    assert.equal("hello\n", h.get(proxy.port, origin.url("/hello")).body)
+    -- exact name
+    assert.equal("hello\n", h.get(proxy.port, "http://localhost:" .. origin.port .. "/hello").body)
+    -- *.domain: direct, so the lookup of an .invalid name fails here (502),
+    -- where the parent would have answered
+    local resp = h.get(proxy.port, "http://a.direct.invalid/x")
+    assert.equal(502, resp.status)
+    assert.is_nil(resp.body:find("parent", 1, true))
+    -- not bypassed: the parent answers
+    resp = h.get(proxy.port, "http://direct.invalid/x")
+    assert.equal(200, resp.status)
+    assert.equal("GET http://direct.invalid/x HTTP/1.1\n", resp.body)
+    assert.equal(1, #parent.requests())
+    assert.equal(2, #origin.requests())
+
+    local code, _, stderr = h.run_proxy({ "--upstream-bypass", "bad pattern!" })
+    assert.equal(2, code)
+    assert.truthy(stderr:find("--upstream-bypass", 1, true), stderr)
+    code, _, stderr = h.run_proxy({ "--upstream", "http://u:secret@127.0.0.1" })
+    assert.equal(2, code)
+    assert.truthy(stderr:find("host:port", 1, true), stderr)
+    assert.is_nil(stderr:find("secret", 1, true))
+  end)
+
+  it("lets before_connect read tx.upstream.proxy, set it per request or clear it", function()
+    local parent = start_parent()
+    local script = h.tmpfile(([[
+function before_connect(tx)
+  if tx.req.path == "/show" then
+    return tx:respond(200, tostring(tx.upstream.proxy))
+  elseif tx.req.path == "/direct" then
+    tx.upstream.proxy = nil
+  elseif tx.req.path == "/via" then
+    tx.upstream.proxy = "http://scripted:pw@127.0.0.1:%d"
+  elseif tx.req.path == "/bad" then
+    tx.upstream.proxy = "ftp://nowhere"
+  end
+end
+]]):format(parent.port), "choose.lua")
+    -- no --upstream: the script alone sends /via to the parent
+    local proxy = start({ "--script", script })
+    assert.equal("nil", h.get(proxy.port, origin.url("/show")).body)
+    local resp = h.get(proxy.port, origin.url("/via"))
+    assert.equal("GET " .. origin.url("/via") .. " HTTP/1.1\n", resp.body)
+    assert.truthy(parent.wait_requests(1)[1]:find(basic("scripted:pw"), 1, true))
+    assert.equal(500, h.get(proxy.port, origin.url("/bad")).status)
+
+    -- with --upstream: the script sees it, and may go direct
+    local via = start({ "--script", script, "--upstream", parent.url() })
+    assert.equal(parent.url(), h.get(via.port, origin.url("/show")).body)
+    local before = #origin.requests()
+    local direct = h.get(via.port, origin.url("/direct"))
+    assert.equal(404, direct.status) -- the origin's own answer for /direct
+    assert.equal(before + 1, #origin.requests())
+  end)
+
+  it("answers 502 and 504 naming the parent when it fails", function()
+    local closed = h.closed_port()
+    local proxy = start({ "--upstream", "http://127.0.0.1:" .. closed })
+    local resp = h.get(proxy.port, origin.url("/hello"))
+    assert.equal(502, resp.status)
+    assert.truthy(resp.body:find("the parent proxy 127.0.0.1:" .. closed .. " refused the connection", 1, true),
+      resp.body)
+
+    local hang = start_parent("hang")
+    local slow = start({ "--upstream", hang.url(), "--idle-timeout", "0.5" })
+    resp = h.get(slow.port, origin.url("/hello"))
+    assert.equal(504, resp.status)
+    assert.truthy(resp.body:find("parent proxy 127.0.0.1:" .. hang.port, 1, true), resp.body)
+  end)
+
+  it("works through a real tinyproxy, credentials included", function()
+    if not os.execute("command -v tinyproxy >/dev/null 2>&1") then
+      pending("tinyproxy is not installed")
+      return
+    end
+    local dir = h.tmpfile("", "keep"):match("^(.*)/[^/]*$")
+    local port = h.closed_port()
+    local conf = h.write_file(dir .. "/tinyproxy.conf", table.concat({
+      "Port " .. port, "Listen 127.0.0.1", "Allow 127.0.0.1", "Timeout 30",
+      "MaxClients 20", "BasicAuth alice wonderland", "ConnectPort " .. origin.port,
+      "LogLevel Info", "PidFile \"" .. dir .. "/tinyproxy.pid\"",
+    }, "\n") .. "\n")
+    local tiny = h.start_command("exec tinyproxy -d -c " .. h.shell_quote(conf))
+    procs[#procs + 1] = tiny
+    assert.truthy(h.wait_for(function() return h.connect(port, nil, 0.2) end), tiny.stderr())
+
+    local proxy = start({ "--upstream", "http://alice:wonderland@127.0.0.1:" .. port,
+                          "--connect-ports", tostring(origin.port) })
+    local out, code = h.curl({ "-x", "http://127.0.0.1:" .. proxy.port, origin.url("/hello") })
+    assert.equal(0, code)
+    assert.equal("hello\n", out)
+    -- a tunnel through tinyproxy
+    out, code = h.curl({ "-p", "-x", "http://127.0.0.1:" .. proxy.port, origin.url("/hello") })
+    assert.equal(0, code)
+    assert.equal("hello\n", out)
+    local reqs = origin.wait_requests(2)
+    for _, r in ipairs(reqs) do assert.is_nil(r.head:lower():find("proxy-authorization", 1, true)) end
+
+    -- the credentials are what let us through: without them tinyproxy
+    -- answers 407, which we turn into a 502 naming it
+    local bare = start({ "--upstream", "http://127.0.0.1:" .. port })
+    local resp = h.get(bare.port, origin.url("/hello"))
+    assert.equal(502, resp.status)
+    assert.truthy(resp.body:find("the parent proxy 127.0.0.1:" .. port .. " refused our credentials", 1, true),
+      resp.body)
+    assert.equal(2, #origin.requests())
+  end)
+end)

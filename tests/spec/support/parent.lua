@@ -1,0 +1,68 @@
+-- A tiny stand-in for a parent proxy, for the --upstream specs.
+--
+--   lua5.4 tests/spec/support/parent.lua RECORD_FILE [hang]
+--
+-- Binds 127.0.0.1:0, prints the port on stdout and serves one connection
+-- at a time until killed. Each request head is appended to RECORD_FILE
+-- (format "R <len>\n<head>") before it is answered:
+--   CONNECT      "HTTP/1.1 200 OK", then echoes bytes until the client closes
+--   anything else  200 with the request line as the body, then closes
+-- With "hang" it reads the head and never answers.
+--
+-- What it does not do: forward anything. The specs check what reached it.
+
+local socket = require("socket")
+
+local record_file, mode = arg[1], arg[2]
+local server = assert(socket.bind("127.0.0.1", 0))
+local _, port = server:getsockname()
+io.stdout:write(port, "\n")
+io.stdout:flush()
+
+-- Safety net: never outlive a crashed spec for long.
+local started = socket.gettime()
+
+local function record(head)
+  local f = assert(io.open(record_file, "ab"))
+  f:write("R ", #head, "\n", head)
+  f:close()
+end
+
+local function read_head(c)
+  local lines = {}
+  while true do
+    local line, err = c:receive("*l")
+    if not line then return nil, err end
+    lines[#lines + 1] = line .. "\r\n"
+    if line == "" or line == "\r" then break end
+  end
+  return table.concat(lines)
+end
+
+server:settimeout(1)
+while socket.gettime() - started < 300 do
+  local c = server:accept()
+  if c then
+    c:settimeout(10)
+    local head = read_head(c)
+    if head then
+      record(head)
+      local line = head:match("^([^\r\n]*)")
+      if mode == "hang" then
+        c:receive("*a")
+      elseif line:match("^CONNECT ") then
+        c:send("HTTP/1.1 200 OK\r\n\r\n")
+        while true do
+          local data, err, partial = c:receive(1)
+          data = data or partial
+          if data and #data > 0 then c:send(data) end
+          if err == "closed" then break end
+        end
+      else
+        local body = line .. "\n"
+        c:send("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\nConnection: close\r\n\r\n" .. body)
+      end
+    end
+    c:close()
+  end
+end
