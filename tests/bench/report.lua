@@ -1,44 +1,55 @@
 -- report.lua - turns the benchmark's measurements into its report.
 --
---   lua5.4 tests/bench/report.lua META RESULTS
+--   lua5.4 tests/bench/report.lua META RESULTS [PREV_META PREV_RESULTS]
 --
 -- META has key=value lines written by run.sh (cores, seconds, rounds,
 -- version=..., note=...). RESULTS has one line per measurement,
 -- "scenario=S contender=C round=R key=value ...", as run.sh appends them
 -- from wrk.lua's BENCH line, sample.lua's SAMPLE line, curl (tunnel) or
--- idle_clients.lua's IDLE line. The report goes to standard output: the
--- tables per scenario, luaproxy against each peer, and the targets of the
--- performance issue with PASS or MISS. A missed target is not an error.
+-- idle_clients.lua's IDLE line. PREV_META and PREV_RESULTS are the same
+-- files of the previous run, if there was one. The report goes to standard
+-- output: the tables per scenario with each contender's CPU time per
+-- request, the cost of the hooks in microseconds, luaproxy against each
+-- peer, today's figures beside the previous run's, and the targets of the
+-- performance work with PASS or MISS. A missed target is not an error.
 
 local meta_path, results_path = arg[1], arg[2]
 if not meta_path or not results_path then
-  io.stderr:write("usage: report.lua META RESULTS\n")
+  io.stderr:write("usage: report.lua META RESULTS [PREV_META PREV_RESULTS]\n")
   os.exit(2)
 end
 
-local meta, versions, notes = {}, {}, {}
-for line in io.lines(meta_path) do
-  local k, v = line:match("^([%w_]+)=(.*)$")
-  if k == "version" then
-    versions[#versions + 1] = v
-  elseif k == "note" then
-    notes[#notes + 1] = v
-  elseif k then
-    meta[k] = v
+-- Reads one run's META and RESULTS. runs[scenario][contender] is the list
+-- of rounds, each a table of the line's fields (numbers where they parse).
+local function load(mpath, rpath)
+  local m, vs, ns, rs = {}, {}, {}, {}
+  for line in io.lines(mpath) do
+    local k, v = line:match("^([%w_]+)=(.*)$")
+    if k == "version" then
+      vs[#vs + 1] = v
+    elseif k == "note" then
+      ns[#ns + 1] = v
+    elseif k then
+      m[k] = v
+    end
   end
+  for line in io.lines(rpath) do
+    local f = {}
+    for k, v in line:gmatch("([%w_]+)=(%S*)") do f[k] = tonumber(v) or v end
+    if f.scenario and f.contender then
+      rs[f.scenario] = rs[f.scenario] or {}
+      rs[f.scenario][f.contender] = rs[f.scenario][f.contender] or {}
+      table.insert(rs[f.scenario][f.contender], f)
+    end
+  end
+  return m, vs, ns, rs
 end
 
--- runs[scenario][contender] = list of rounds, each a table of the line's
--- fields (numbers where they parse).
-local runs = {}
-for line in io.lines(results_path) do
-  local f = {}
-  for k, v in line:gmatch("([%w_]+)=(%S*)") do f[k] = tonumber(v) or v end
-  if f.scenario and f.contender then
-    runs[f.scenario] = runs[f.scenario] or {}
-    runs[f.scenario][f.contender] = runs[f.scenario][f.contender] or {}
-    table.insert(runs[f.scenario][f.contender], f)
-  end
+local meta, versions, notes, runs = load(meta_path, results_path)
+local prev_meta, prev_runs
+if arg[3] and arg[4] then
+  local ok, m, _, _, r = pcall(load, arg[3], arg[4])
+  if ok then prev_meta, prev_runs = m, r end
 end
 
 local out = {}
@@ -64,6 +75,11 @@ local function wrk_figures(f)
     irq_cpu = f.irq_cpu_pct,
     other_cpu = f.other_cpu_pct,
     host_cpu = f.host_cpu_pct,
+    -- CPU microseconds per request: the contender's CPU time over the run
+    -- (cpu_pct of one core's wall time) divided by the requests served in
+    -- it. For no-proxy that is nginx's own.
+    cpu_us = (f.cpu_pct and f.requests > 0)
+      and (f.cpu_pct / 100) * 1e6 / (f.requests / s) or nil,
   }
 end
 
@@ -79,14 +95,21 @@ local BY_MBPS = { ["10m"] = true, ["hooks-10m"] = true, tunnel = true }
 -- MB/s for the large bodies), with every round's figure, the errors summed
 -- over all rounds and the highest RSS seen in any round. nil if no round
 -- succeeded; the second result then says why.
-local function best(scenario, contender)
-  local rounds = runs[scenario] and runs[scenario][contender]
+-- cpu_us is the lowest CPU time per request of any round: other programs
+-- on the machine lower a throughput more than they raise it.
+local function best(scenario, contender, from)
+  local rounds = (from or runs)[scenario] and (from or runs)[scenario][contender]
   if not rounds then return nil, "not run" end
   local key = BY_MBPS[scenario] and "mbps" or "rps"
   local chosen, all, http, sock, closed, rss, failed = nil, {}, 0, 0, 0, 0, 0
+  local cpu_us
   for _, f in ipairs(rounds) do
     local fig = scenario == "tunnel" and tunnel_figures(f) or wrk_figures(f)
     if fig then
+      if contender == "no-proxy" and fig.origin_cpu and fig.rps and fig.rps > 0 then
+        fig.cpu_us = (fig.origin_cpu / 100) * 1e6 / fig.rps
+      end
+      if fig.cpu_us and (not cpu_us or fig.cpu_us < cpu_us) then cpu_us = fig.cpu_us end
       all[#all + 1] = fig[key]
       http = http + (fig.http_errors or 0)
       sock = sock + (fig.sock_errors or 0)
@@ -103,6 +126,7 @@ local function best(scenario, contender)
   r.value, r.all, r.http_total, r.sock_total, r.rss_peak, r.failed = chosen[key], all, http, sock, rss, failed
   r.closed_total = closed
   r.errors = http + sock
+  r.cpu_us = cpu_us
   return r
 end
 
@@ -136,9 +160,9 @@ end
 -- of one core) is marked "~" in the tables.
 local DISTURBED = 25
 
-local MAIN = { "no-proxy", "luaproxy", "haproxy", "tinyproxy", "squid", "privoxy" }
+local MAIN = { "no-proxy", "luaproxy", "haproxy", "nginx-proxy", "tinyproxy", "squid", "privoxy" }
 local HOOKS = { "no-proxy", "luaproxy", "luaproxy+noop", "luaproxy+headers", "luaproxy+chunk" }
-local PEERS = { "haproxy", "tinyproxy", "squid", "privoxy" }
+local PEERS = { "haproxy", "nginx-proxy", "tinyproxy", "squid", "privoxy" }
 
 local function wrk_table(scenario, title, contenders)
   if not runs[scenario] then return end
@@ -146,8 +170,8 @@ local function wrk_table(scenario, title, contenders)
   say("%s  [%s]", title, scenario)
   local base = best(scenario, "no-proxy")
   local metric = BY_MBPS[scenario] and "MB/s" or "req/s"
-  local rows = { { "contender", "req/s", "p99 ms", "MB/s", "peak RSS", "errors http/sock", "closed",
-    "vs no-proxy", "cpu% proxy/nginx/wrk/irq/other", "rounds (" .. metric .. ")" } }
+  local rows = { { "contender", "req/s", "p99 ms", "MB/s", "cpu us/req", "peak RSS", "errors http/sock",
+    "closed", "vs no-proxy", "cpu% proxy/nginx/wrk/irq/other", "rounds (" .. metric .. ")" } }
   for _, c in ipairs(contenders) do
     local r, why = best(scenario, c)
     if r then
@@ -156,7 +180,7 @@ local function wrk_table(scenario, title, contenders)
       if r.failed > 0 then rounds[#rounds + 1] = r.failed .. " failed" end
       local mark = (r.errors > 0 and " !" or "") .. ((r.other_cpu or 0) > DISTURBED and " ~" or "")
       rows[#rows + 1] = {
-        c .. mark, num(r.rps), num(r.p99, "%.2f"), num(r.mbps, "%.1f"), mib(r.rss_peak),
+        c .. mark, num(r.rps), num(r.p99, "%.2f"), num(r.mbps, "%.1f"), num(r.cpu_us, "%.1f"), mib(r.rss_peak),
         r.http_total .. "/" .. r.sock_total, tostring(r.closed_total),
         c == "no-proxy" and "1.00x" or ratio(r.value, base and base.value),
         c == "no-proxy" and ("-/%s/%s/%s/%s"):format(num(r.origin_cpu), num(r.wrk_cpu), num(r.irq_cpu), num(r.other_cpu))
@@ -199,8 +223,11 @@ say("benchmark waits (up to 10 s) for the machine to be idle: it waited %s s in 
 say("started on a busy machine anyway. Load average at start %s, at end %s.",
   meta.load_start or "?", meta.load_end or "?")
 say("Origin: nginx, 1 worker process, keep-alive (keepalive_requests 1e8), access_log off,")
-say("sendfile. luaproxy: default workers (one per CPU), --max-connections 4096 (for the idle")
-say("test). haproxy is a reverse proxy (origin-form requests), the others forward proxies.")
+say("sendfile. Every proxy is pinned to one core (taskset): luaproxy with --workers 1 and its")
+say("defaults otherwise, haproxy with nbthread 1, nginx-proxy with 1 worker. haproxy and")
+say("nginx-proxy are reverse proxies (origin-form requests), the others forward proxies.")
+say("cpu us/req: the contender's CPU time (user + system, all its processes, from /proc) per")
+say("request served, the lowest of the rounds; for no-proxy it is nginx's own.")
 say("")
 for _, v in ipairs(versions) do say("  %s", v) end
 for _, n in ipairs(notes) do say("  note: %s", n) end
@@ -224,7 +251,8 @@ if runs.tunnel then
   for _, c in ipairs(MAIN) do
     local r, why = best("tunnel", c)
     local how = (c == "no-proxy" and "GET straight to nginx")
-      or (c == "haproxy" and "GET through haproxy (no CONNECT)") or "CONNECT tunnel"
+      or ((c == "haproxy" or c == "nginx-proxy") and ("GET through " .. c .. " (no CONNECT)"))
+      or "CONNECT tunnel"
     if r then
       local rounds = {}
       for _, v in ipairs(r.all) do rounds[#rounds + 1] = num(v, "%.1f") end
@@ -282,9 +310,11 @@ do
   end
   local function field(sc, k) return function(c) local r = best(sc, c); return r and r[k] end end
   row("small keep-alive req/s", field("small-ka", "rps"))
+  row("small keep-alive CPU/req", field("small-ka", "cpu_us"), true)
   row("small keep-alive p99", field("small-ka", "p99"), true)
   row("small keep-alive peak RSS", field("small-ka", "rss_peak"), true)
   row("new connection/request req/s", field("close", "rps"))
+  row("new connection/request CPU/req", field("close", "cpu_us"), true)
   row("16 KiB req/s", field("16k", "rps"))
   row("10 MiB MB/s", field("10m", "mbps"))
   row("tunnel MB/s", field("tunnel", "mbps"))
@@ -294,92 +324,157 @@ do
     return f and f.still_open == f.ok and f.per_conn_kib or nil
   end, true)
   table_out(rows)
-  say("  (haproxy's tunnel figure is a plain GET, it does no CONNECT here; no-proxy's RSS and")
+  say("  (haproxy's and nginx-proxy's tunnel figures are plain GETs, no CONNECT; no-proxy's RSS and")
   say("   KiB/conn are nginx's own; '-' = not measured, or the peer closed the idle connections)")
 end
 
 -- ------------------------------------------------------------- targets
 
+-- ------------------------------------------------------------- hook costs
+
+-- What each script costs luaproxy, in CPU microseconds per request: the
+-- figure that says whether a user pays for a script, independent of how
+-- fast wrk and the origin are on this machine.
+local hook_rows = {
+  { "luaproxy", "no script" },
+  { "luaproxy+noop", "a no-op on_request" },
+  { "luaproxy+headers", "the header-rewriting hook" },
+  { "luaproxy+chunk", "a no-op on_response_chunk" },
+}
+local function hook_cost(from, scenario, c)
+  local r, base = best(scenario, c, from), best(scenario, "luaproxy", from)
+  if not (r and base and r.cpu_us and base.cpu_us) then return nil end
+  return r.cpu_us, r.cpu_us - base.cpu_us, r.value / base.value
+end
+if runs["hooks-small"] or runs["hooks-10m"] then
+  say("")
+  say("Hook costs: luaproxy's CPU time per request, microseconds  [hooks-small, hooks-10m]")
+  local rows = { { "script", "small: us/req", "added", "10 MiB: us/req", "added", "10 MiB throughput" } }
+  for _, h in ipairs(hook_rows) do
+    local su, sa = hook_cost(runs, "hooks-small", h[1])
+    local bu, ba, br = hook_cost(runs, "hooks-10m", h[1])
+    rows[#rows + 1] = { h[2], num(su, "%.1f"), h[1] == "luaproxy" and "-" or num(sa, "%+.1f"),
+      num(bu, "%.0f"), h[1] == "luaproxy" and "-" or num(ba, "%+.0f"),
+      br and string.format("%.2fx", br) or "-" }
+  end
+  table_out(rows)
+  say("  (added = over no script in the same run; throughput relative to no script)")
+end
+
+-- ------------------------------------------------------------- previous run
+
+-- The figures a change is judged by, for today's and the previous run side
+-- by side. Each entry: label, scenario, contender, field, and whether lower
+-- is better.
+local TRACKED = {
+  { "small keep-alive req/s", "small-ka", "luaproxy", "value" },
+  { "small keep-alive CPU us/req", "small-ka", "luaproxy", "cpu_us", true },
+  { "  haproxy CPU us/req", "small-ka", "haproxy", "cpu_us", true },
+  { "  nginx-proxy CPU us/req", "small-ka", "nginx-proxy", "cpu_us", true },
+  { "new connection/request req/s", "close", "luaproxy", "value" },
+  { "new connection/request CPU us/req", "close", "luaproxy", "cpu_us", true },
+  { "  nginx-proxy CPU us/req", "close", "nginx-proxy", "cpu_us", true },
+  { "16 KiB req/s", "16k", "luaproxy", "value" },
+  { "10 MiB MB/s", "10m", "luaproxy", "value" },
+  { "no-op on_request CPU us/req", "hooks-small", "luaproxy+noop", "cpu_us", true },
+  { "header hook CPU us/req", "hooks-small", "luaproxy+headers", "cpu_us", true },
+  { "no-op chunk hook 10 MiB MB/s", "hooks-10m", "luaproxy+chunk", "value" },
+  { "tunnel MB/s", "tunnel", "luaproxy", "value" },
+}
+local function tracked_value(from, t)
+  local r = best(t[2], t[3], from)
+  return r and r[t[4]]
+end
+local function idle_kib(from)
+  local f = from.idle and from.idle.luaproxy and from.idle.luaproxy[1]
+  return f and f.ok and f.ok > 0 and f.per_conn_kib or nil
+end
+-- Figures of luaproxy worse than last time by more than the noise.
+local worse = {}
+if prev_runs then
+  say("")
+  say("Today beside the previous run (%s cores, %s s x %s rounds then; %s s x %s rounds now)",
+    prev_meta.cores or "?", prev_meta.seconds or "?", prev_meta.rounds or "?", meta.seconds or "?",
+    meta.rounds or "?")
+  local rows = { { "figure", "previous", "today", "change" } }
+  local function compare(label, before, now, lower_better)
+    local change = "-"
+    if before and now and before > 0 then
+      local d = (now - before) / before
+      change = string.format("%+.0f%%", d * 100)
+      local better = lower_better and d < 0 or (not lower_better and d > 0)
+      if math.abs(d) >= 0.10 and not better and not label:match("^  ") then
+        worse[#worse + 1] = label
+        change = change .. " worse"
+      end
+    end
+    local fmt = (now or before or 0) < 100 and "%.2f" or "%.0f"
+    rows[#rows + 1] = { label, num(before, fmt), num(now, fmt), change }
+  end
+  for _, t in ipairs(TRACKED) do
+    compare(t[1], tracked_value(prev_runs, t), tracked_value(runs, t), t[5])
+  end
+  compare("idle KiB/conn", idle_kib(prev_runs), idle_kib(runs), true)
+  table_out(rows)
+  say("  (luaproxy unless indented; 'worse' marks a change over 10%%, beyond the usual noise)")
+end
+
 say("")
-say("Targets (from the performance issue)")
+say("Targets (from the performance work)")
 do
   local rows = { { "target", "result", "measured" } }
   local function check(label, ok, measured)
     local verdict = ok == nil and "N/A" or (ok and "PASS" or "MISS")
     rows[#rows + 1] = { label, verdict, measured }
   end
-  local function err_note(...)
+  local function clean(...)
     for _, r in ipairs({ ... }) do
-      if r and r.errors > 0 then return " (errors in a run: see table)" end
-      if r and r.closed_total > 0 then return " (closed connections: see table)" end
+      if r.errors > 0 then return false end
     end
-    return ""
+    return true
   end
 
-  local lp, ha, tp = best("small-ka", "luaproxy"), best("small-ka", "haproxy"), best("small-ka", "tinyproxy")
-  if lp and ha then
-    check("small keep-alive: luaproxy >= 1.0x haproxy", lp.rps >= ha.rps and lp.errors == 0,
-      ("%.0f vs %.0f req/s = %.2fx%s"):format(lp.rps, ha.rps, lp.rps / ha.rps, err_note(lp)))
-  else
-    check("small keep-alive: luaproxy >= 1.0x haproxy", nil, "not measured")
-  end
-  if lp and tp then
-    check("small keep-alive: luaproxy >= 7x tinyproxy", lp.rps >= 7 * tp.rps and lp.errors == 0,
-      ("%.0f vs %.0f req/s = %.2fx%s"):format(lp.rps, tp.rps, lp.rps / tp.rps, err_note(lp)))
-  else
-    check("small keep-alive: luaproxy >= 7x tinyproxy", nil, "not measured")
-  end
+  local _, noop = hook_cost(runs, "hooks-small", "luaproxy+noop")
+  local _, hdr = hook_cost(runs, "hooks-small", "luaproxy+headers")
+  check("no-op on_request adds <= 1.5 us/req", noop and noop <= 1.5,
+    noop and ("%+.2f us"):format(noop) or "not measured")
+  check("header-rewriting hook adds <= 3 us/req", hdr and hdr <= 3,
+    hdr and ("%+.2f us"):format(hdr) or "not measured")
 
-  local plain, hdr = best("hooks-small", "luaproxy"), best("hooks-small", "luaproxy+headers")
-  if plain and hdr then
-    check("header-rewriting hook >= 0.85x no scripts", hdr.rps >= 0.85 * plain.rps and hdr.errors == 0,
-      ("%.0f vs %.0f req/s = %.2fx%s"):format(hdr.rps, plain.rps, hdr.rps / plain.rps, err_note(hdr)))
-  else
-    check("header-rewriting hook >= 0.85x no scripts", nil, "not measured")
-  end
+  local _, _, chunk = hook_cost(runs, "hooks-10m", "luaproxy+chunk")
+  check("no-op chunk hook, 10 MiB >= 0.8x no script", chunk and chunk >= 0.8,
+    chunk and ("%.2fx"):format(chunk) or "not measured")
 
-  local lc, best_peer, best_name = best("close", "luaproxy"), nil, nil
-  for _, p in ipairs(PEERS) do
-    local r = best("close", p)
-    if r and r.http_total == 0 and (not best_peer or r.rps > best_peer.rps) then best_peer, best_name = r, p end
-  end
-  if lc and best_peer then
-    check("new connection/request >= 1.0x best peer", lc.rps >= best_peer.rps and lc.errors == 0,
-      ("%.0f vs %.0f req/s (%s) = %.2fx%s"):format(lc.rps, best_peer.rps, best_name, lc.rps / best_peer.rps, err_note(lc)))
+  local lp, ha = best("small-ka", "luaproxy"), best("small-ka", "haproxy")
+  if lp and ha and lp.cpu_us and ha.cpu_us then
+    check("small keep-alive CPU/req <= 0.85x haproxy's", lp.cpu_us <= 0.85 * ha.cpu_us and clean(lp),
+      ("%.1f vs %.1f us = %.2fx"):format(lp.cpu_us, ha.cpu_us, lp.cpu_us / ha.cpu_us))
   else
-    check("new connection/request >= 1.0x best peer", nil, "not measured")
+    check("small keep-alive CPU/req <= 0.85x haproxy's", nil, "not measured")
   end
-
-  local l10, b10 = best("10m", "luaproxy"), best("10m", "no-proxy")
-  if l10 and b10 then
-    check("10 MiB body >= 0.9x no-proxy", l10.mbps >= 0.9 * b10.mbps and l10.errors == 0,
-      ("%.0f vs %.0f MB/s = %.2fx%s"):format(l10.mbps, b10.mbps, l10.mbps / b10.mbps, err_note(l10)))
+  local lc, nc = best("close", "luaproxy"), best("close", "nginx-proxy")
+  if lc and nc and lc.cpu_us and nc.cpu_us then
+    check("new connection/request CPU/req <= 0.85x nginx's", lc.cpu_us <= 0.85 * nc.cpu_us and clean(lc),
+      ("%.1f vs %.1f us = %.2fx"):format(lc.cpu_us, nc.cpu_us, lc.cpu_us / nc.cpu_us))
   else
-    check("10 MiB body >= 0.9x no-proxy", nil, "not measured")
-  end
-
-  local ch, hb = best("hooks-10m", "luaproxy+chunk"), best("hooks-10m", "no-proxy")
-  if ch and hb then
-    check("no-op chunk hook, 10 MiB >= 0.6x no-proxy", ch.mbps >= 0.6 * hb.mbps and ch.errors == 0,
-      ("%.0f vs %.0f MB/s = %.2fx%s"):format(ch.mbps, hb.mbps, ch.mbps / hb.mbps, err_note(ch)))
-  else
-    check("no-op chunk hook, 10 MiB >= 0.6x no-proxy", nil, "not measured")
+    check("new connection/request CPU/req <= 0.85x nginx's", nil, "not measured")
   end
 
   local li = idle["luaproxy"]
+  local label = ("%s idle connections <= 2.5 KiB each, defaults"):format(meta.idle or "?")
   if li and li.ok > 0 then
     local complete = li.ok == tonumber(meta.idle) and li.still_open == li.ok
-    check(("%s idle connections <= 4 KiB RSS each"):format(meta.idle or "?"), li.per_conn_kib <= 4 and complete,
+    check(label, li.per_conn_kib <= 2.5 and complete,
       ("%.2f KiB/conn (%d ok, %d still open)"):format(li.per_conn_kib, li.ok, li.still_open))
   else
-    check(("%s idle connections <= 4 KiB RSS each"):format(meta.idle or "?"), nil, "not measured")
+    check(label, nil, "not measured")
   end
 
-  if lp and ha then
-    check("p99 at 50 connections <= haproxy's", lp.p99 <= ha.p99 and lp.errors == 0,
-      ("%.2f vs %.2f ms"):format(lp.p99, ha.p99))
+  if prev_runs then
+    check("no figure worse than the previous run", #worse == 0,
+      #worse == 0 and "none over 10%" or table.concat(worse, ", "))
   else
-    check("p99 at 50 connections <= haproxy's", nil, "not measured")
+    check("no figure worse than the previous run", nil, "no previous run")
   end
   table_out(rows, true)
   say("  (a target counts as met only if luaproxy's runs had no errors; given the noise, a result")

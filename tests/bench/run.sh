@@ -8,6 +8,8 @@
 #   luaproxy    BINARY with its default workers (one per CPU); also with a
 #               no-op hook, a header-rewriting hook and a body chunk hook
 #   haproxy     a reverse proxy in front of nginx: the ceiling for relaying
+#   nginx       a second nginx, as a reverse proxy with pooled upstream
+#               connections (listed as nginx-proxy)
 #   tinyproxy, squid (no cache), privoxy: forward proxies, like luaproxy
 #
 # Scenarios: small response over keep-alive, a new connection per request,
@@ -15,11 +17,15 @@
 # connection), CONNECT tunnel throughput, and the hooks. Contenders take
 # turns within each round (the order reverses every round) and the best
 # round counts, so a slow moment of the machine does not hit one contender
-# only. The report goes to standard output and build/bench/report.txt, with
-# every raw wrk output in build/bench/raw/.
+# only. Every proxy runs pinned to one core (the last one, with taskset; one
+# worker, process or thread where it has a choice), so the CPU time it
+# spends per request, read from /proc, compares like with like. The report
+# goes to standard output and build/bench/report.txt, with every raw wrk
+# output in build/bench/raw/; the previous run's results are kept in
+# build/bench-previous/ and the report shows them beside today's.
 #
 # Environment: BENCH_SECONDS (default 5) is the length of each wrk run,
-# BENCH_ROUNDS (2) the number of rounds, BENCH_IDLE (2000) the idle
+# BENCH_ROUNDS (2) the number of rounds, BENCH_IDLE (10000) the idle
 # connections, BENCH_TUNNEL_MIB (256) what goes through each tunnel, and
 # BENCH_ONLY (all) a space-separated list of the scenarios to run: small-ka
 # close 16k 10m hooks-small hooks-10m tunnel idle.
@@ -48,7 +54,7 @@ bench_dir=$repo/tests/bench
 
 seconds=${BENCH_SECONDS:-5}
 rounds=${BENCH_ROUNDS:-2}
-idle_count=${BENCH_IDLE:-2000}
+idle_count=${BENCH_IDLE:-10000}
 tunnel_mib=${BENCH_TUNNEL_MIB:-256}
 only=${BENCH_ONLY:-}
 for v in "$seconds" "$rounds" "$idle_count" "$tunnel_mib"; do
@@ -172,13 +178,20 @@ if ! lua5.4 -e 'require "socket"' 2>/dev/null; then
   exit 1
 fi
 
-# 2,000 idle connections need that many descriptors in the client, the
+# 10,000 idle connections need that many descriptors in the client, the
 # proxy and, for some proxies, the origin.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((idle_count * 2 + 200)) ]; then
   say "bench: ulimit -n is $(ulimit -n), too low for $idle_count idle connections through a proxy"
 fi
 
+# The previous run's figures, for the side-by-side columns of the report.
+previous=$repo/build/bench-previous
+if [ -s "$out/results.txt" ] && [ -s "$out/meta.txt" ]; then
+  rm -rf "$previous"
+  mkdir -p "$previous"
+  cp "$out/results.txt" "$out/meta.txt" "$previous/"
+fi
 rm -rf "$out"
 mkdir -p "$out/raw"
 results=$out/results.txt
@@ -326,8 +339,13 @@ start_contender() {
   return 1
 }
 
-# luaproxy and its hook variants. --max-connections is raised from the
-# default 1024 so the idle test's 2,000 clients fit; it changes nothing else.
+# Every proxy runs on this one core (the last), the origin and wrk wherever
+# the scheduler puts them. taskset is part of util-linux, always there.
+pin_cpu=$(($(nproc) - 1))
+pin=(taskset -c "$pin_cpu")
+
+# luaproxy and its hook variants: one worker, and the defaults otherwise
+# (the connection cap follows the descriptor limit raised above).
 cat >"$tmp/noop.lua" <<'EOF'
 function on_request(tx) end
 EOF
@@ -343,7 +361,7 @@ EOF
 cat >"$tmp/chunk.lua" <<'EOF'
 function on_response_chunk(tx, c, eof) return c end
 EOF
-lua_args=(--max-connections 4096 --connect-ports "$origin_port")
+lua_args=(--workers 1 --connect-ports "$origin_port")
 for variant in luaproxy luaproxy+noop luaproxy+headers luaproxy+chunk; do
   free_port
   script=()
@@ -353,7 +371,7 @@ for variant in luaproxy luaproxy+noop luaproxy+headers luaproxy+chunk; do
     luaproxy+chunk) script=(-s "$tmp/chunk.lua") ;;
   esac
   start_contender "$variant" forward "$free" \
-    "$binary" --listen "127.0.0.1:$free" "${lua_args[@]}" ${script[@]+"${script[@]}"} || true
+    "${pin[@]}" "$binary" --listen "127.0.0.1:$free" "${lua_args[@]}" ${script[@]+"${script[@]}"} || true
 done
 # Without luaproxy itself there is nothing to measure: that is a broken
 # setup, not a missed target.
@@ -363,7 +381,7 @@ if ! is_up luaproxy; then
 fi
 
 # The peers. Each gets a minimal config of its own in $tmp, runs in the
-# foreground, and is sized for the idle test's 2,000 clients. When started
+# foreground, and is sized for the idle test's 10,000 clients. When started
 # as root they drop to an unprivileged user, so their log directories are
 # world-writable.
 as_root=""
@@ -373,9 +391,17 @@ if command -v haproxy >/dev/null 2>&1; then
   # A reverse proxy: wrk sends it origin-form requests, as to nginx.
   free_port
   mkdir -p "$tmp/haproxy"
+  # haproxy refuses to start unless it has two descriptors per connection;
+  # where the limit is lower than that for the idle test, the clients it
+  # cannot take wait in the backlog and its idle row says so.
+  ha_maxconn=$((idle_count + 100))
+  if [ "$(ulimit -n)" != unlimited ] && [ $((ha_maxconn * 2 + 200)) -gt "$(ulimit -n)" ]; then
+    ha_maxconn=$((($(ulimit -n) - 200) / 2))
+  fi
   cat >"$tmp/haproxy/haproxy.cfg" <<EOF
 global
-    maxconn 8192
+    maxconn $ha_maxconn
+    nbthread 1
 defaults
     mode http
     option http-keep-alive
@@ -390,10 +416,47 @@ backend origin
     http-reuse always
     server nginx $origin
 EOF
-  start_contender haproxy server "$free" haproxy -db -f "$tmp/haproxy/haproxy.cfg" || true
+  start_contender haproxy server "$free" "${pin[@]}" haproxy -db -f "$tmp/haproxy/haproxy.cfg" || true
 else
   notes+=("haproxy: not installed")
 fi
+
+# nginx as a reverse proxy, one worker, keeping upstream connections open
+# like the others; bodies stream through its memory buffers, never to disk.
+free_port
+mkdir -p "$tmp/nginx-proxy"
+chmod 1777 "$tmp/nginx-proxy"
+cat >"$tmp/nginx-proxy/nginx.conf" <<EOF
+worker_processes 1;
+pid $tmp/nginx-proxy/nginx.pid;
+error_log $tmp/nginx-proxy/error.log warn;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $tmp/nginx-proxy/body;
+    proxy_temp_path $tmp/nginx-proxy/proxy;
+    fastcgi_temp_path $tmp/nginx-proxy/fastcgi;
+    uwsgi_temp_path $tmp/nginx-proxy/uwsgi;
+    scgi_temp_path $tmp/nginx-proxy/scgi;
+    upstream origin {
+        server $origin;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$free backlog=4096;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_max_temp_file_size 0;
+        }
+    }
+}
+EOF
+start_contender nginx-proxy server "$free" "${pin[@]}" nginx -e "$tmp/nginx-proxy/error.log" \
+  -p "$tmp/nginx-proxy" -c "$tmp/nginx-proxy/nginx.conf" -g 'daemon off;' || true
 
 if command -v tinyproxy >/dev/null 2>&1; then
   free_port
@@ -412,7 +475,7 @@ LogFile "$tmp/tinyproxy/tinyproxy.log"
 LogLevel Error
 EOF
   } >"$tmp/tinyproxy/tinyproxy.conf"
-  start_contender tinyproxy forward "$free" tinyproxy -d -c "$tmp/tinyproxy/tinyproxy.conf" || true
+  start_contender tinyproxy forward "$free" "${pin[@]}" tinyproxy -d -c "$tmp/tinyproxy/tinyproxy.conf" || true
 else
   notes+=("tinyproxy: not installed")
 fi
@@ -436,11 +499,11 @@ coredump_dir $tmp/squid
 netdb_filename none
 pinger_enable off
 shutdown_lifetime 1 seconds
-max_filedescriptors 16384
+max_filedescriptors 32768
 client_persistent_connections on
 server_persistent_connections on
 EOF
-  start_contender squid forward "$free" squid -N -f "$tmp/squid/squid.conf" || true
+  start_contender squid forward "$free" "${pin[@]}" squid -N -f "$tmp/squid/squid.conf" || true
 else
   notes+=("squid: not installed")
 fi
@@ -461,13 +524,13 @@ toggle 1
 enable-remote-toggle 0
 enable-remote-http-toggle 0
 enable-edit-actions 0
-max-client-connections 4096
+max-client-connections 12000
 keep-alive-timeout 120
 default-server-timeout 120
 connection-sharing 1
 socket-timeout 120
 EOF
-  start_contender privoxy forward "$free" privoxy --no-daemon "$tmp/privoxy/config" || true
+  start_contender privoxy forward "$free" "${pin[@]}" privoxy --no-daemon "$tmp/privoxy/config" || true
 else
   notes+=("privoxy: not installed")
 fi
@@ -596,7 +659,7 @@ run_tunnel() {
       r, n, (s > 0 ? b / s / 1e6 : 0), c, b, e }' >&2
 }
 
-main_set=(no-proxy luaproxy haproxy tinyproxy squid privoxy)
+main_set=(no-proxy luaproxy haproxy nginx-proxy tinyproxy squid privoxy)
 hook_set=(no-proxy luaproxy luaproxy+noop luaproxy+headers luaproxy+chunk)
 main_n=0
 hook_n=0
@@ -664,7 +727,9 @@ done
   for n in ${notes[@]+"${notes[@]}"}; do echo "note=$n"; done
 } >"$out/meta.txt"
 
-if ! lua5.4 "$bench_dir/report.lua" "$out/meta.txt" "$results" >"$out/report.txt"; then
+prev_args=()
+if [ -s "$previous/results.txt" ]; then prev_args=("$previous/meta.txt" "$previous/results.txt"); fi
+if ! lua5.4 "$bench_dir/report.lua" "$out/meta.txt" "$results" ${prev_args[@]+"${prev_args[@]}"} >"$out/report.txt"; then
   say "bench: report.lua failed"
   exit 1
 fi
