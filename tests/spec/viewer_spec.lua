@@ -1,0 +1,73 @@
+-- The flow viewer in a real browser: headless Chromium, driven through the
+-- DevTools protocol by support/viewer_check.js. Flows made before and
+-- while the page is open appear (the second ones live, through Server-Sent
+-- Events), the filter narrows the list and shows a bad expression's
+-- error, a click shows the details, the arrow keys move the selection,
+-- and a screenshot is saved next to the binary (build/flows-viewer.png).
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+local a = require("support.admin")
+
+local CHROMIUM = "/usr/bin/chromium"
+
+describe("flow viewer page", function()
+  local procs
+
+  before_each(function() procs = {} end)
+  after_each(function()
+    local problem = h.stop_procs(procs)
+    assert(problem == nil, problem)
+  end)
+
+  it("shows live flows, filters, details and keys in Chromium", function()
+    assert(io.open(CHROMIUM, "r"), "chromium is needed (make deps installs it)")
+    local origin = h.start_origin()
+    procs[#procs + 1] = origin
+    local s = h.tmpfile([[
+      function on_request(tx)
+        if tx.req.path == "/json" then
+          tx:respond(200, '{"user":{"name":"ada","langs":["lua","c"]},"ok":true,"n":42}',
+                     { ["Content-Type"] = "application/json" })
+        end
+      end
+      function on_response(tx)
+        if tx.req.path == "/hello" then tx.res.headers["X-Viewer"] = "changed" end
+      end
+    ]], "viewer.lua")
+    local proxy, adm = a.start({ "--script", s, "--workers", "2" })
+    procs[#procs + 1] = proxy
+    h.get(proxy.port, origin.url("/hello"))
+    h.curl({ "-x", "127.0.0.1:" .. proxy.port, "-d", "name=ada&lang=lua", origin.url("/echo") })
+    h.get(proxy.port, origin.url("/json"))
+    h.get(proxy.port, origin.url("/status/404"))
+    assert(h.wait_for(function() return #a.get_json(adm, "/api/flows") >= 4 end, 5))
+
+    local shot = (h.bin():match("^(.*)/[^/]*$") or ".") .. "/flows-viewer.png"
+    os.remove(shot)
+    local url = string.format("http://127.0.0.1:%d/?token=%s", adm.port, adm.token)
+    local out = h.sh(string.format("timeout 90 node --experimental-websocket --no-warnings %s %s %d %s %s",
+      h.shell_quote("tests/spec/support/viewer_check.js"), h.shell_quote(url), proxy.port,
+      h.shell_quote(origin.url("")), h.shell_quote(shot)))
+    local ok, r = pcall(a.json.decode, out:match("[^\n]*$") ~= "" and out:match("[^\n]*$") or out)
+    assert(ok and type(r) == "table", "no result from the browser driver: " .. out)
+    assert(r.error == nil, "browser check failed after " .. table.concat(r.steps, ", ") .. ": " .. tostring(r.error))
+    assert.equals("luaproxy flows", r.title)
+    assert.is_true(r.cookie_hidden) -- HttpOnly: scripts cannot read the token
+    assert.equals(4, r.initial_rows)
+    assert.equals(6, r.rows_after_live)
+    assert.is_true(r.live_ms < 5000)
+    assert.equals(2, r.filtered_rows)
+    assert.matches("unknown operator ~x", r.bad_filter_message, 1, true)
+    assert.matches("^POST http://127%.0%.0%.1:%d+/echo$", r.detail_title)
+    assert.matches("name=ada&lang=lua", r.detail_body, 1, true)
+    assert.is_true(r.detail_has_timing_tab)
+    assert.matches("X%-Viewer", r.changes)
+    assert.is_true(r.timing_segments >= 1)
+    assert.is_true(r.keys.down ~= r.keys.before and r.keys.up == r.keys.before)
+    assert.matches('\n  "user": {\n    "name": "ada"', r.json_body, 1, true) -- pretty-printed
+    local png = h.read_file(shot)
+    assert.is_not_nil(png, "no screenshot at " .. shot)
+    assert.equals("\137PNG", png:sub(1, 4))
+  end)
+end)
