@@ -275,8 +275,9 @@ local response_setters = {
     d.status = s
   end,
   reason = function(d, v)
-    if type(v) ~= "string" or v:find("[%z\r\n]") then
-      error("reason must be a string without CR, LF or NUL", 3)
+    -- RFC 9112 4: HTAB, SP, visible and non-ASCII bytes; no other control.
+    if type(v) ~= "string" or v:find("[%z\1-\8\10-\31\127]") then
+      error("reason must be a string without control characters", 3)
     end
     d.reason = v
     d.reason_set = true -- else the reason follows a changed status

@@ -22,6 +22,8 @@
 --   /stall-body       200, Content-Length 1 MiB, 100 KiB, silence -> body cut after idle timeout
 --   /short-chunked    chunked, a few chunks, FIN without the 0 chunk
 --   /bad-chunk        chunked, one good chunk, then a bad size line
+--   /interim/N        N interim responses (100 and 103) in one burst, then
+--                     200 "hello\n"; past the proxy's cap (100): 502
 -- Body bytes are the 64-byte pattern the harness uses (harness.pattern), so
 -- the client can check every byte it did get.
 --
@@ -175,6 +177,16 @@ local function serve(c)
     elseif path == "/stall-body" then
       hold(c)
     end
+  elseif path:match("^/interim/%d+$") then
+    local n = tonumber(path:match("%d+"))
+    local out = {}
+    for i = 1, n do
+      out[i] = i % 7 == 0 and "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+        or "HTTP/1.1 100 Continue\r\n\r\n"
+    end
+    -- Closes after: this origin serves one request per connection.
+    out[#out + 1] = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello\n"
+    send_all(c, table.concat(out))
   elseif path == "/short-chunked" or path == "/bad-chunk" then
     local out = { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" }
     local body, n = pattern(4000 * 5), path == "/bad-chunk" and 1 or 5

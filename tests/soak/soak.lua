@@ -17,7 +17,9 @@
 -- downloads, CONNECT tunnels, slow readers and writers) and faults (aborts,
 -- garbage, malformed requests, a slow head, broken upstreams, failing hook
 -- scripts). It runs twice: pass A without scripts, pass B with the scripts
--- in tests/soak/scripts/ (they error, loop and allocate on marked URLs).
+-- in tests/soak/scripts/ (they error, loop, allocate and answer locally on
+-- marked URLs). Among the exchanges: bursts of 2,000 interim responses and
+-- 5,000 pipelined requests the proxy answers itself.
 --
 -- What it checks (each one counted in the final "N passed, M failed"):
 --   * every exchange: a well-formed one to a good route gets the right
@@ -1152,6 +1154,81 @@ function Kinds.bad_origin(P, x)
   return true, label
 end
 
+-- A burst of interim responses from the bad origin: up to the proxy's cap
+-- (100) each is relayed and then the final answer; past it, a 502 after
+-- exactly 100. Either way the client connection then carries on.
+local INTERIM_CAP = 100
+function Kinds.interim(P, x)
+  local n = ({ rand(1, INTERIM_CAP), INTERIM_CAP, INTERIM_CAP + 1, 2000 })[rand(1, 4)]
+  local url = "http://127.0.0.1:" .. P.bad.port .. "/interim/" .. n
+  x.desc = "GET " .. url
+  local c = must_open(x, P.port)
+  must_send(c, h.request("GET", url, { "Host: 127.0.0.1:" .. P.bad.port }))
+  local seen = 0
+  while true do
+    local head, err = c:read_until("\r\n\r\n", 64 * 1024)
+    if not head then fail("after %d interim responses: %s, got %s", seen, err, show(c.buf)) end
+    local st = tonumber(head:match("^HTTP/1%.1 (%d%d%d) "))
+    if st ~= 100 and st ~= 103 then
+      c.buf = head .. c.buf   -- the final response: read_response takes it from here
+      break
+    end
+    seen = seen + 1
+  end
+  local want = math.min(n, INTERIM_CAP)
+  if seen ~= want then fail("%d interim responses relayed, expected %d", seen, want) end
+  local label
+  if n <= INTERIM_CAP then
+    local resp = expect_response(c, 200)
+    if resp.body ~= "hello\n" then fail("body %s", show(resp.body)) end
+    label = "200"
+  else
+    local resp = expect_response(c, 502)
+    local ok, why_not = h.check_error_response(resp, 502, "Bad Gateway")
+    if not ok or not resp.body:find("too many interim", 1, true) then
+      fail("not the cap's 502: %s %s", tostring(why_not), show(resp.body))
+    end
+    label = "502"
+  end
+  local item = good_item(P)
+  x.desc = x.desc .. ", then on the same connection " .. item.desc
+  must_send(c, item.bytes)
+  check_item(c, item)
+  return true, label
+end
+
+-- 5,000 requests the proxy answers itself, pipelined in writes of 1,000:
+-- requests to the proxy's own address (508) and, with scripts, ones a
+-- hook answers with tx:respond. Every answer comes, in order, and the
+-- connection then serves a normal request.
+local LOCAL_BURSTS, LOCAL_BURST = 5, 1000
+function Kinds.pipeline_local(P, x)
+  local own = "http://127.0.0.1:" .. P.port
+  local loop = h.request("GET", own .. "/", { "Host: 127.0.0.1:" .. P.port })
+  local mocked = h.request("GET", P.url("/hello?soak=respond"), { host_hdr(P) })
+  local c = must_open(x, P.port)
+  x.desc = LOCAL_BURSTS * LOCAL_BURST .. " pipelined local answers"
+  for b = 1, LOCAL_BURSTS do
+    local parts = {}
+    for i = 1, LOCAL_BURST do
+      parts[i] = (P.scripts and i % 2 == 0) and mocked or loop
+    end
+    must_send(c, table.concat(parts))
+    for i = 1, LOCAL_BURST do
+      local local_answer = P.scripts and i % 2 == 0
+      local resp = expect_response(c, local_answer and 200 or 508)
+      if local_answer and resp.body ~= "local\n" then
+        fail("burst %d answer %d: body %s", b, i, show(resp.body))
+      end
+    end
+  end
+  local item = good_item(P)
+  x.desc = x.desc .. ", then " .. item.desc
+  must_send(c, item.bytes)
+  check_item(c, item)
+  return true
+end
+
 -- An upstream nobody listens on: 502.
 function Kinds.refused(P, x)
   x.desc = "GET to a closed port"
@@ -1215,6 +1292,7 @@ local MIX = {
   { "download", 5 }, { "connect", 6 }, { "slow_reader", 2 }, { "slow_writer", 2 },
   { "abort_upload", 3 }, { "abort_download", 3 }, { "abort_tunnel", 2 }, { "garbage", 3 },
   { "malformed", 5 }, { "slowloris", 1 }, { "bad_origin", 6 }, { "refused", 1 }, { "scripts", 4 },
+  { "interim", 2 }, { "pipeline_local", 1 },
 }
 if os.getenv("SOAK_KINDS") then
   local only = {}
@@ -1330,7 +1408,8 @@ local function run_pass(name, seconds, script_args, origin, echo, bad)
   local warm = P.stats
   P.stats, P.warming = {}, true
   spawn(function()
-    for _, k in ipairs({ "keepalive", "connect", "scripts", "refused", "bad_origin", "malformed" }) do
+    for _, k in ipairs({ "keepalive", "connect", "scripts", "refused", "bad_origin", "malformed",
+                         "interim", "pipeline_local" }) do
       run_exchange(P, k)
     end
   end)
@@ -1502,7 +1581,8 @@ local ok, err = pcall(function()
   if passes:find("B") then
     run_pass("B", #passes == 2 and SECONDS - half or SECONDS, {
       "-s", "tests/soak/scripts/error.lua", "-s", "tests/soak/scripts/loop.lua",
-      "-s", "tests/soak/scripts/alloc.lua", "--hook-timeout", "50", "--lua-memory", tostring(LUA_MEMORY_MB) },
+      "-s", "tests/soak/scripts/alloc.lua", "-s", "tests/soak/scripts/respond.lua",
+      "--hook-timeout", "50", "--lua-memory", tostring(LUA_MEMORY_MB) },
       origin, echo, bad)
   end
 end)

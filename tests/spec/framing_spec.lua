@@ -20,9 +20,13 @@ package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
 local raw_origin = require("support.raw_origin")
 
-local PROXY_ARGS = { "--header-timeout", "4", "--idle-timeout", "6" }
+local sides = require("support.two_sides")
+local q, run_case, with_proxy, ask = sides.q, sides.run_case, sides.with_proxy, sides.ask
+local assert_carries_on, follow_up = sides.assert_carries_on, sides.follow_up
+local SCRIPT_FAILED = sides.SCRIPT_FAILED
 
-local function q(s) return string.format("%q", tostring(s)) end
+local NEXT = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nnext\n"
+local POOLED = "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\npooled\n"
 
 -- Scripts for the cases, chosen per request by an X-Case field (absent from
 -- the follow-up requests, which the scripts leave alone).
@@ -57,103 +61,6 @@ function on_response_chunk(tx, chunk, eof)
   if tx.req.headers["X-Case"] then return "FILTERED" .. chunk end
 end
 ]]
-
-local function start_proxy(script, extra)
-  local args = {}
-  for _, a in ipairs(PROXY_ARGS) do args[#args + 1] = a end
-  for _, a in ipairs(extra or {}) do args[#args + 1] = a end
-  if script then
-    args[#args + 1] = "-s"
-    args[#args + 1] = h.tmpfile(script, "case.lua")
-  end
-  return h.start_proxy(args)
-end
-
-local NEXT = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nnext\n"
-local POOLED = "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\npooled\n"
-
--- Sends a GET for <path> on <sock>, lets the origin answer it with <answer>
--- and checks the client gets exactly that. Returns the upstream connection
--- the request came on.
-local function follow_up(sock, origin, path, answer, body)
-  assert(h.send(sock, "GET http://" .. origin.authority .. path .. " HTTP/1.1\r\nHost: "
-    .. origin.authority .. "\r\n\r\n"))
-  local conn, req = origin.next_request()
-  assert(conn, "the follow-up request " .. path .. " never reached the origin")
-  assert.equal("GET " .. path .. " HTTP/1.1", req.request_line,
-    "a stray request reached the origin: " .. q(req.raw))
-  assert.equal("", conn.extra(), "bytes after the request upstream: " .. q(conn.extra()))
-  conn.send(answer)
-  local r, err, partial = h.read_response(sock)
-  assert(r, "no answer to " .. path .. ": " .. tostring(err) .. " " .. q(partial))
-  assert.equal(200, r.status, "the answer to " .. path .. " is not its own: " .. q(r.raw_head))
-  assert.equal(body, r.body, "the answer to " .. path .. " carries other bytes")
-  assert.is_nil(r.incomplete)
-  assert.equal("", h.take_pending(sock), "bytes after the answer to " .. path)
-  return conn
-end
-
--- Runs one case. <c>:
---   script      the script the proxy runs (nil: none)
---   request     the request (with {O} for the origin's authority)
---   method      the client's method (how the client reads the answer)
---   sent        the method the origin must receive
---   head        the upstream's response head (and any body sent with it)
---   later       bytes the upstream sends only after the client has its
---               whole answer and has sent its next request
---   check(r)    checks the client's answer (as read by h.read_response)
---   reuse       true: the upstream connection must carry the follow-ups;
---               false: it must be closed; nil: either
-local function run_case(c)
-  local origin = raw_origin.new()
-  local proxy = start_proxy(c.script)
-  local ok, failure = pcall(function()
-    local sock = assert(h.connect(proxy.port))
-    assert(h.send(sock, (c.request:gsub("{O}", origin.authority))))
-    local conn, req = origin.next_request()
-    assert(conn, "the request never reached the origin")
-    assert.equal(c.sent, req.method, "method sent upstream")
-    conn.send(c.head)
-    local r, err, partial = h.read_response(sock, { method = c.method, skip_1xx = c.skip_1xx })
-    assert(r, "no complete answer: " .. tostring(err) .. " " .. q(partial))
-    assert.is_nil(r.incomplete, "the answer is cut short: " .. q(r.raw_head) .. q(r.body))
-    c.check(r)
-    -- The next request goes out now; a proxy that took the response as
-    -- finished too early would already send it on the same upstream
-    -- connection, where the rest of the old body is still to come.
-    assert(h.send(sock, "GET http://" .. origin.authority .. "/next HTTP/1.1\r\nHost: "
-      .. origin.authority .. "\r\n\r\n"))
-    if c.later then conn.send(c.later) end
-    local conn2, req2 = origin.next_request()
-    assert(conn2, "the next request never reached the origin")
-    assert.equal("GET /next HTTP/1.1", req2.request_line, "stray bytes upstream: " .. q(req2.raw))
-    conn2.send(NEXT)
-    local r2, err2, partial2 = h.read_response(sock)
-    assert(r2, "no answer to the next request: " .. tostring(err2) .. " " .. q(partial2))
-    assert.equal(200, r2.status, "the next answer is not its own: " .. q(r2.raw_head))
-    assert.equal("next\n", r2.body, "the next answer carries other bytes")
-    assert.equal("", h.take_pending(sock), "bytes after the next answer")
-    if c.reuse == true then
-      assert.equal(conn.id, conn2.id, "the upstream connection was not reused")
-    elseif c.reuse == false then
-      assert.are_not.equal(conn.id, conn2.id, "a connection with a body in flight was reused")
-    end
-    -- The client leaves: its upstream connection goes to the pool, and a
-    -- second client's request takes it.
-    sock:close()
-    local other = assert(h.connect(proxy.port))
-    local conn3 = follow_up(other, origin, "/pooled", POOLED, "pooled\n")
-    if c.reuse ~= false then
-      assert.equal(conn2.id, conn3.id, "the pooled upstream connection was not reused")
-    end
-    other:close()
-    assert.is_true(proxy.alive())
-  end)
-  local problem = h.stop_procs({ proxy })
-  origin.close()
-  if not ok then error(failure, 0) end
-  assert.is_nil(problem, problem)
-end
 
 local function req(method, case, extra, body)
   local lines = { method .. " http://{O}/case HTTP/1.1", "Host: {O}", "X-Case: " .. case }
@@ -356,29 +263,6 @@ describe("framing after on_response changes the status", function()
   end)
 end)
 
--- The next request on the same client connection, then one from a second
--- client after the first has left, both answered intact by the origin.
-local function assert_carries_on(proxy, origin, sock)
-  follow_up(sock, origin, "/next", NEXT, "next\n")
-  sock:close()
-  local other = assert(h.connect(proxy.port))
-  follow_up(other, origin, "/pooled", POOLED, "pooled\n")
-  other:close()
-  assert.is_true(proxy.alive())
-end
-
--- Starts an origin and a proxy running <script> (CONNECT allowed to the
--- origin's port), runs fn(proxy, origin), stops both.
-local function with_proxy(script, fn)
-  local origin = raw_origin.new()
-  local proxy = start_proxy(script, { "--connect-ports", tostring(origin.port) })
-  local ok, failure = pcall(fn, proxy, origin)
-  local problem = h.stop_procs({ proxy })
-  origin.close()
-  if not ok then error(failure, 0) end
-  assert.is_nil(problem, problem)
-end
-
 describe("interim responses", function()
   it("100 interim responses in one burst (the cap) are all relayed, then the final one", function()
     run_case {
@@ -530,18 +414,6 @@ end
   end)
 
 end)
-
-local SCRIPT_FAILED = "500 Internal Server Error: a script failed while handling this request\n"
-
--- Sends <request> (with {O} and {P}: the origin's authority, the proxy's
--- port) on a fresh connection; returns the answer and the socket.
-local function ask(proxy, origin, request)
-  local sock = assert(h.connect(proxy.port))
-  assert(h.send(sock, (request:gsub("{O}", origin.authority):gsub("{P}", tostring(proxy.port)))))
-  local r, err, partial = h.read_response(sock)
-  assert(r, "no answer: " .. tostring(err) .. " " .. q(partial))
-  return r, sock
-end
 
 describe("loop detection", function()
   local LOOP_SCRIPT = [[

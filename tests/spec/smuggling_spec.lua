@@ -1018,3 +1018,280 @@ describe("smuggling battery:", function()
     assert.equal(0, #assert_fresh(proxy, origin))
   end)
 end)
+
+------------------------------------------------------------------------------
+-- What a script can do to framing.
+--
+-- A script edits the request line, the fields, the status and the body, and
+-- can answer by itself in three phases. Each edit below touches something
+-- the framing of one of the two connections depends on. For every one, the
+-- bytes on both connections must stay well framed: the request the origin
+-- gets has one Host and at most one framing field, and nothing after it; the
+-- answer the client gets has the framing its method and status call for;
+-- then the next exchange on the same client connection, and one from
+-- another client on the pooled upstream connection, are intact
+-- (support/two_sides.lua runs that sequence and those checks).
+
+local sides = require("support.two_sides")
+
+local EDIT_SCRIPT = [[
+local function case(tx) return tx.req.headers["X-Case"] or "" end
+
+local on_req = {
+  ["method-HEAD"] = function(tx) tx.req.method = "HEAD" end,
+  ["method-GET"] = function(tx) tx.req.method = "GET" end,
+  ["method-POST"] = function(tx) tx.req.method = "POST" end,
+  ["method-OPTIONS"] = function(tx) tx.req.method = "OPTIONS" end,
+  ["method-CONNECT"] = function(tx) tx.req.method = "CONNECT" end,
+  ["req-length"] = function(tx) tx.req.headers["Content-Length"] = "100" end,
+  ["req-chunked"] = function(tx) tx.req.headers["Transfer-Encoding"] = "chunked" end,
+  ["req-both"] = function(tx)
+    tx.req.headers:add("Content-Length", "7")
+    tx.req.headers:add("Transfer-Encoding", "chunked")
+  end,
+  ["req-connection"] = function(tx)
+    tx.req.headers["Connection"] = "close"
+    tx.req.headers["Proxy-Connection"] = "close"
+    tx.req.headers["Keep-Alive"] = "timeout=1"
+  end,
+  ["req-upgrade"] = function(tx)
+    tx.req.headers["Upgrade"] = "websocket"
+    tx.req.headers["Connection"] = "Upgrade"
+  end,
+  ["req-te"] = function(tx) tx.req.headers["TE"] = "trailers"; tx.req.headers["Trailer"] = "X-T" end,
+  ["req-expect"] = function(tx) tx.req.headers["Expect"] = "100-continue" end,
+  ["host-set"] = function(tx) tx.req.headers["Host"] = "other.example" end,
+  ["host-add"] = function(tx) tx.req.headers:add("Host", "other.example") end,
+  ["host-remove"] = function(tx) tx.req.headers:remove("Host") end,
+  ["url-path"] = function(tx) tx.req.path = "/elsewhere" end,
+  ["respond"] = function(tx) tx:respond(200, "mock\n") end,
+  ["respond-204"] = function(tx) tx:respond(204, "never sent") end,
+  ["respond-304"] = function(tx) tx:respond(304, "never sent") end,
+  ["respond-fields"] = function(tx)
+    tx:respond(200, "mock\n", { ["Content-Length"] = "99", ["Transfer-Encoding"] = "chunked",
+                                ["Connection"] = "close" })
+  end,
+}
+function on_request(tx)
+  local f = on_req[case(tx)]
+  if f then f(tx) end
+end
+
+function before_connect(tx)
+  if case(tx) == "respond-upstream" then tx:respond(403, "no\n") end
+  if case(tx) == "upstream-same" then
+    tx.upstream = { host = tx.upstream.host, port = tx.upstream.port }
+  end
+end
+
+local on_res = {
+  ["status-204"] = function(tx) tx.res.status = 204 end,
+  ["status-304"] = function(tx) tx.res.status = 304 end,
+  ["status-200"] = function(tx) tx.res.status = 200 end,
+  ["reason"] = function(tx) tx.res.reason = "Fine Thanks" end,
+  ["reason-control"] = function(tx) tx.res.reason = "OK\1" end,
+  ["res-length"] = function(tx) tx.res.headers["Content-Length"] = "1" end,
+  ["res-chunked"] = function(tx) tx.res.headers["Transfer-Encoding"] = "chunked" end,
+  ["res-connection"] = function(tx)
+    tx.res.headers["Connection"] = "close"
+    tx.res.headers["Keep-Alive"] = "timeout=1"
+    tx.res.headers["Upgrade"] = "h2c"
+    tx.res.headers["Trailer"] = "X-T"
+  end,
+  ["respond-response"] = function(tx) tx:respond(200, "mock\n") end,
+  ["respond-response-304"] = function(tx) tx:respond(304) end,
+  ["sleep-status"] = function(tx) proxy.sleep(0.05); tx.res.status = 204 end,
+}
+function on_response(tx)
+  local f = on_res[case(tx)]
+  if f then f(tx) end
+end
+
+function on_response_chunk(tx, chunk, eof)
+  local c = case(tx)
+  if c == "chunk-grow" then return chunk .. chunk end
+  if c == "chunk-empty" then return "" end
+  if c == "chunk-inject" and not eof then
+    return chunk .. "\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil"
+  end
+  if c == "chunk-error" and not eof then error("fails on purpose") end
+  if c == "chunk-number" and not eof then return 42 end
+end
+]]
+
+local HELLO = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\n"
+
+local function edit_request(method, case, extra, body, version)
+  local lines = { method .. " http://{O}/case " .. (version or "HTTP/1.1"), "Host: {O}", "X-Case: " .. case }
+  for _, x in ipairs(extra or {}) do lines[#lines + 1] = x end
+  return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")
+end
+
+local function no_field(name)
+  return function(req)
+    assert.equal(0, count_fields(req.fields, name:lower()), name .. " upstream: " .. q(req.head))
+  end
+end
+
+local function status_is(status, body)
+  return function(r)
+    assert.equal(status, r.status, q(r.raw_head))
+    if body then assert.equal(body, r.body) end
+  end
+end
+
+local function script_failed(r)
+  assert.equal("HTTP/1.1 500 Internal Server Error", r.status_line)
+  assert.equal(sides.SCRIPT_FAILED, r.body)
+end
+
+-- name, then the run_case fields (script and request filled in below).
+local EDITS = {
+  -- The request line.
+  { "method GET -> HEAD", req = { "GET", "method-HEAD" }, method = "GET", sent = "HEAD",
+    head = HELLO, reuse = true, check = function(r) assert.equal("0", r.headers["content-length"]) end },
+  { "method HEAD -> GET", req = { "HEAD", "method-GET" }, method = "HEAD", sent = "GET",
+    head = HELLO, later = "hello world", reuse = true, check = status_is(200, "") },
+  { "method GET -> POST, no body", req = { "GET", "method-POST" }, method = "GET", sent = "POST",
+    head = HELLO .. "hello world", reuse = true, upstream = no_field("Content-Length"),
+    check = status_is(200, "hello world") },
+  { "method POST -> GET, the body still framed", req = { "POST", "method-GET", { "Content-Length: 5" }, "hello" },
+    method = "POST", sent = "GET", head = HELLO .. "hello world", reuse = true,
+    upstream = function(req) assert.equal("hello", req.body) end, check = status_is(200, "hello world") },
+  { "method GET -> OPTIONS", req = { "GET", "method-OPTIONS" }, method = "GET", sent = "OPTIONS",
+    head = HELLO .. "hello world", reuse = true, check = status_is(200, "hello world") },
+  { "method GET -> CONNECT: script error", req = { "GET", "method-CONNECT" }, method = "GET",
+    check = script_failed },
+  { "path changed", req = { "GET", "url-path" }, method = "GET", sent = "GET",
+    upstream = function(req) assert.equal("/elsewhere", req.target) end,
+    head = HELLO .. "hello world", reuse = true, check = status_is(200, "hello world") },
+  { "upstream set to the same place in before_connect", req = { "GET", "upstream-same" },
+    method = "GET", sent = "GET", head = HELLO .. "hello world", reuse = true,
+    check = status_is(200, "hello world") },
+
+  -- Request fields that carry framing or connection handling.
+  { "request Content-Length set on a GET: dropped", req = { "GET", "req-length" }, method = "GET",
+    sent = "GET", upstream = no_field("Content-Length"), head = HELLO .. "hello world", reuse = true,
+    check = status_is(200, "hello world") },
+  { "request Content-Length changed on a POST: the real length goes", method = "POST", sent = "POST",
+    req = { "POST", "req-length", { "Content-Length: 5" }, "hello" },
+    upstream = function(req)
+      assert.equal("5", req.f["content-length"]); assert.equal("hello", req.body)
+    end, head = HELLO .. "hello world", reuse = true, check = status_is(200, "hello world") },
+  { "request Transfer-Encoding set: dropped", req = { "GET", "req-chunked" }, method = "GET", sent = "GET",
+    upstream = no_field("Transfer-Encoding"), head = HELLO .. "hello world", reuse = true,
+    check = status_is(200, "hello world") },
+  { "request Content-Length and Transfer-Encoding added to a chunked POST", method = "POST",
+    sent = "POST", req = { "POST", "req-both", { "Transfer-Encoding: chunked" }, "5\r\nhello\r\n0\r\n\r\n" },
+    upstream = function(req)
+      assert.equal(0, count_fields(req.fields, "content-length")); assert.equal("hello", req.body)
+    end, head = HELLO .. "hello world", reuse = true, check = status_is(200, "hello world") },
+  { "request Connection, Proxy-Connection, Keep-Alive set: dropped", req = { "GET", "req-connection" },
+    method = "GET", sent = "GET", upstream = function(req)
+      for _, n in ipairs({ "Connection", "Proxy-Connection", "Keep-Alive" }) do no_field(n)(req) end
+    end, head = HELLO .. "hello world", reuse = true, check = status_is(200, "hello world") },
+  { "request Upgrade set on a plain request: dropped", req = { "GET", "req-upgrade" }, method = "GET",
+    sent = "GET", upstream = no_field("Upgrade"), head = HELLO .. "hello world", reuse = true,
+    check = status_is(200, "hello world") },
+  { "request TE and Trailer set: dropped", req = { "GET", "req-te" }, method = "GET", sent = "GET",
+    upstream = function(req) no_field("TE")(req); no_field("Trailer")(req) end,
+    head = HELLO .. "hello world", reuse = true, check = status_is(200, "hello world") },
+  { "Expect added: the origin's 100 is relayed before the answer", req = { "GET", "req-expect" },
+    method = "GET", sent = "GET", skip_1xx = true,
+    head = "HTTP/1.1 100 Continue\r\n\r\n" .. HELLO .. "hello world", reuse = true,
+    check = function(r) assert.equal(1, #r.interim); assert.equal("hello world", r.body) end },
+  { "Host set", req = { "GET", "host-set" }, method = "GET", sent = "GET",
+    upstream = function(req) assert.equal("other.example", req.f.host) end,
+    head = HELLO .. "hello world", reuse = true, check = status_is(200, "hello world") },
+  { "Host removed: the target's goes", req = { "GET", "host-remove" }, method = "GET", sent = "GET",
+    head = HELLO .. "hello world", reuse = true, check = status_is(200, "hello world") },
+  { "a second Host added: script error", req = { "GET", "host-add" }, method = "GET",
+    check = script_failed },
+
+  -- Answers a script makes itself.
+  { "tx:respond in on_request", req = { "GET", "respond" }, method = "GET", check = status_is(200, "mock\n") },
+  { "tx:respond in on_request to a HEAD", req = { "HEAD", "respond" }, method = "HEAD",
+    check = function(r) assert.equal("5", r.headers["content-length"]) end },
+  { "tx:respond(204) with a body: none sent", req = { "GET", "respond-204" }, method = "GET",
+    check = status_is(204, "") },
+  { "tx:respond(304) with a body: none sent", req = { "GET", "respond-304" }, method = "GET",
+    check = status_is(304, "") },
+  { "tx:respond with framing fields: the proxy frames it", req = { "GET", "respond-fields" },
+    method = "GET", check = function(r)
+      assert.equal("5", r.headers["content-length"]); assert.equal("mock\n", r.body)
+      assert.is_nil(r.headers.connection)
+    end },
+  { "tx:respond before a request body was read: closes", method = "POST",
+    req = { "POST", "respond", { "Content-Length: 50" }, "only part of it" }, closes = true,
+    check = status_is(200, "mock\n") },
+  { "tx:respond in before_connect", req = { "GET", "respond-upstream" }, method = "GET",
+    check = status_is(403, "no\n") },
+  { "tx:respond in on_response, the upstream body still coming", req = { "GET", "respond-response" },
+    method = "GET", sent = "GET", head = HELLO .. "hello", later = " world", reuse = false,
+    check = status_is(200, "mock\n") },
+  { "tx:respond(304) in on_response", req = { "GET", "respond-response-304" }, method = "GET",
+    sent = "GET", head = HELLO, later = "hello world", reuse = false, check = status_is(304, "") },
+
+  -- The response head.
+  { "status 200 -> 204", req = { "GET", "status-204" }, method = "GET", sent = "GET", head = HELLO,
+    later = "hello world", reuse = true, check = status_is(204, "") },
+  { "status 200 -> 304", req = { "GET", "status-304" }, method = "GET", sent = "GET", head = HELLO,
+    later = "hello world", reuse = true, check = status_is(304, "") },
+  { "status 304 -> 200", req = { "GET", "status-200" }, method = "GET", sent = "GET",
+    head = "HTTP/1.1 304 Not Modified\r\nContent-Length: 11\r\n\r\n", reuse = true,
+    check = function(r) assert.equal("0", r.headers["content-length"]) end },
+  { "status 204 -> 200", req = { "GET", "status-200" }, method = "GET", sent = "GET",
+    head = "HTTP/1.1 204 No Content\r\n\r\n", reuse = true,
+    check = function(r) assert.equal("HTTP/1.1 200 OK", r.status_line); assert.equal("", r.body) end },
+  { "status changed after proxy.sleep", req = { "GET", "sleep-status" }, method = "GET", sent = "GET",
+    head = HELLO, later = "hello world", reuse = true, check = status_is(204, "") },
+  { "reason set", req = { "GET", "reason" }, method = "GET", sent = "GET", head = HELLO .. "hello world",
+    reuse = true, check = function(r) assert.equal("HTTP/1.1 200 Fine Thanks", r.status_line) end },
+  { "reason with a control byte: script error", req = { "GET", "reason-control" }, method = "GET",
+    sent = "GET", head = HELLO .. "hello world", check = function(r) assert.equal(500, r.status) end },
+  { "response Content-Length set: the real length goes", req = { "GET", "res-length" }, method = "GET",
+    sent = "GET", head = HELLO .. "hello world", reuse = true, check = status_is(200, "hello world") },
+  { "response Content-Length set on a HEAD answer: no body follows", req = { "HEAD", "res-length" },
+    method = "HEAD", sent = "HEAD", head = HELLO, reuse = true, check = status_is(200, "") },
+  { "response Transfer-Encoding set: dropped", req = { "GET", "res-chunked" }, method = "GET",
+    sent = "GET", head = HELLO .. "hello world", reuse = true, check = status_is(200, "hello world") },
+  { "response Connection, Keep-Alive, Upgrade, Trailer set: dropped", req = { "GET", "res-connection" },
+    method = "GET", sent = "GET", head = HELLO .. "hello world", reuse = true, check = function(r)
+      assert.equal("hello world", r.body)
+      for _, n in ipairs({ "connection", "keep-alive", "upgrade", "trailer" }) do assert.is_nil(r.headers[n]) end
+    end },
+
+  -- The body, through on_response_chunk.
+  { "on_response_chunk doubles the body: re-chunked", req = { "GET", "chunk-grow" }, method = "GET",
+    sent = "GET", head = HELLO .. "hello world", reuse = true,
+    check = function(r) assert.is_true(r.chunked); assert.equal("hello worldhello world", r.body) end },
+  { "on_response_chunk empties the body", req = { "GET", "chunk-empty" }, method = "GET", sent = "GET",
+    head = HELLO .. "hello world", reuse = true, check = status_is(200, "") },
+  { "on_response_chunk returns framing bytes: they stay data", req = { "GET", "chunk-inject" },
+    method = "GET", sent = "GET", head = HELLO .. "hello world", reuse = true, check = function(r)
+      assert.equal("hello world\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil", r.body)
+    end },
+  { "on_response_chunk on a HEAD answer: no body", req = { "HEAD", "chunk-grow" }, method = "HEAD",
+    sent = "HEAD", head = HELLO, reuse = true, check = status_is(200, "") },
+  { "on_response_chunk fails mid-body: cut, closed", req = { "GET", "chunk-error" }, method = "GET",
+    sent = "GET", head = HELLO .. "hello", later = " world", closes = true,
+    check = function(r) assert.equal(200, r.status); assert.is_true(r.incomplete) end },
+  { "on_response_chunk returns a number: cut, closed", req = { "GET", "chunk-number" }, method = "GET",
+    sent = "GET", head = HELLO .. "hello world", closes = true,
+    check = function(r) assert.equal(200, r.status); assert.is_true(r.incomplete) end },
+  { "on_response_chunk to an HTTP/1.0 client: close-delimited", method = "GET", sent = "GET",
+    req = { "GET", "chunk-grow", nil, nil, "HTTP/1.0" }, head = HELLO .. "hello world", closes = true,
+    check = function(r) assert.equal("close", r.framing); assert.equal("hello worldhello world", r.body) end },
+}
+
+describe("smuggling battery, script-driven:", function()
+  for _, e in ipairs(EDITS) do
+    it(e[1], function()
+      local c = {}
+      for k, v in pairs(e) do c[k] = v end
+      c.script = EDIT_SCRIPT
+      c.request = edit_request(table.unpack(e.req, 1, 5))
+      sides.run_case(c)
+    end)
+  end
+end)
