@@ -48,6 +48,10 @@ struct config {
     int check_only;         /* --check: load scripts and exit */
     double hook_timeout;    /* seconds */
     size_t lua_memory;      /* bytes */
+    double hook_wait_timeout; /* seconds one wait of a hook may last */
+    size_t max_body_buffer; /* bytes a script may collect whole */
+    size_t shared_memory;   /* bytes of the proxy.shared region */
+    const char *shared_url; /* --shared redis://...: NULL for shared memory */
     enum hook_error_mode hook_errors;
     int workers;
     int verbose;

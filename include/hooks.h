@@ -60,7 +60,12 @@ struct hook_state {
     int pending;            /* a hook is asleep in proxy.sleep */
     int responded;          /* a hook of this phase called tx:respond */
     hooks_wake_fn *on_wake; /* where a phase that slept reports its result */
-    ev_timer sleep_timer;
+    ev_timer sleep_timer;   /* proxy.sleep, or the watchdog of a wait */
+    int waiting;            /* pending on a call out (proxy.shared, proxy.http) */
+    int wake_nargs;         /* values pushed for the hook to resume with */
+    double used;            /* running time of this hook call so far */
+    void (*wait_cancel)(void *arg); /* stops the call out the hook waits on */
+    void *wait_arg;
 };
 
 /* Loads the configured scripts into p->hooks (NULL when there are none).

@@ -23,6 +23,7 @@
 #include "hooks.h"
 
 struct headers;
+struct shared_store;
 
 extern const char *const hooks_phase_names[HOOK_PHASE_COUNT];
 
@@ -47,6 +48,11 @@ struct hooks {
     struct session *current_session; /* whose hook runs now (proxy.log) */
     int running_phase;   /* enum hook_phase, or -1 */
     int responded;       /* tx:respond was called during this resume */
+    struct session *current; /* the exchange whose hook runs now, or NULL */
+    lua_State *current_co;   /* ... and its coroutine */
+    /* Calls out */
+    double wait_timeout; /* --hook-wait-timeout */
+    struct shared_store *shared; /* proxy.shared, or NULL (not in a worker) */
     /* Finished coroutines kept for the next hook call: creating a thread
      * per call is the largest fixed cost of a hook. */
     int idle_threads[16];
@@ -82,7 +88,20 @@ struct chunk_args {
     const char *pushed; /* the Lua string made of it, to spot it returned */
 };
 
-enum call_outcome { CALL_DONE, CALL_SLEEP, CALL_FAILED };
+enum call_outcome { CALL_DONE, CALL_SLEEP, CALL_WAIT, CALL_FAILED };
+
+/* For a native that starts a call out and must wait for its result: call
+ * as `return hooks_wait(L, cancel, arg)` from a function the hook called
+ * directly. The hook's coroutine yields; <cancel>(<arg>) stops the call if
+ * the exchange ends (or waits too long) first. Raises an error where a hook
+ * cannot wait (outside a hook, inside a script's own coroutine). */
+int hooks_wait(lua_State *L, void (*cancel)(void *arg), void *arg);
+/* Whether the running code could wait with hooks_wait. */
+int hooks_can_wait(lua_State *L);
+/* The call out finished: resumes the waiting hook of <s> with the values
+ * that <push>(<L>, <push_arg>) pushes (run in protected mode; on an error
+ * the hook gets nil and the error). From the loop only. */
+void hooks_wake(struct session *s, lua_CFunction push, void *push_arg);
 
 /* Creates the coroutine for script hs->script's hook and pushes its
  * arguments onto it. Runs in protected mode; arg 2 is a chunk_args or NULL. */

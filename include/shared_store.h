@@ -63,6 +63,7 @@ struct shared_reply {
 
 struct shared_store;
 struct shared_call;
+struct shared_region;
 
 /* Runs from the loop when a pending call finishes (or fails). The reply is
  * valid during the callback only (take text with buffer_swap to keep it). */
@@ -73,6 +74,12 @@ typedef void shared_callback(void *arg, enum shared_status status, struct shared
  * recently used keys are evicted. NULL with <err>. */
 struct shared_region *shared_region_create(size_t bytes, char *err, size_t err_len);
 void shared_region_destroy(struct shared_region *r);
+
+/* The region of this process tree: made once by the process that forks the
+ * workers (shared_region_setup, 0 or -1 with <err>), inherited by each of
+ * them (shared_region_get, NULL when there is none). */
+int shared_region_setup(size_t bytes, char *err, size_t err_len);
+struct shared_region *shared_region_get(void);
 
 /* A worker's handle. With <redis_url> (not NULL) the Redis backend, which
  * connects in the background on <loop>; otherwise the shared memory

@@ -9,6 +9,7 @@
 #include "intercept.h"
 
 #include "http_parse.h"
+#include "shared_store.h"
 
 #include <arpa/inet.h>
 #include <getopt.h>
@@ -47,8 +48,17 @@ static const char usage_text[] =
     "  -s, --script FILE          Lua hook script (repeatable; run in the given order)\n"
     "      --check                load the scripts given as arguments, report problems\n"
     "                             and exit (non-zero on a problem)\n"
-    "      --hook-timeout MS      budget of one hook call. Default 100\n"
+    "      --hook-timeout MS      running time one hook call may use (time it waits\n"
+    "                             in proxy.sleep, proxy.http or proxy.shared does not\n"
+    "                             count). Default 100\n"
+    "      --hook-wait-timeout SECS  longest one wait of a hook. Default 30\n"
     "      --lua-memory MB        memory cap of the Lua state. Default 64\n"
+    "      --max-body-buffer MB   largest body a script collects whole\n"
+    "                             (tx.req.buffer_body; 413 beyond). Default 8\n"
+    "      --shared-memory MB     memory for proxy.shared, seen by all workers; the\n"
+    "                             least recently used keys go when full. Default 16\n"
+    "      --shared redis://HOST:PORT[/DB]  keep proxy.shared in Redis instead\n"
+    "                             (HOST: an IP address or localhost)\n"
     "      --hook-errors MODE     closed (a failing hook fails the exchange with 500,\n"
     "                             the default) or open (carry on as if it were absent)\n"
     "\n"
@@ -130,6 +140,10 @@ enum long_only {
     OPT_HOOK_TIMEOUT,
     OPT_LUA_MEMORY,
     OPT_HOOK_ERRORS,
+    OPT_HOOK_WAIT_TIMEOUT,
+    OPT_MAX_BODY_BUFFER,
+    OPT_SHARED_MEMORY,
+    OPT_SHARED,
     OPT_ADMIN,
     OPT_ADMIN_ALLOW,
     OPT_ADMIN_TOKEN,
@@ -168,6 +182,10 @@ static const struct option long_options[] = {
     {"hook-timeout", required_argument, NULL, OPT_HOOK_TIMEOUT},
     {"lua-memory", required_argument, NULL, OPT_LUA_MEMORY},
     {"hook-errors", required_argument, NULL, OPT_HOOK_ERRORS},
+    {"hook-wait-timeout", required_argument, NULL, OPT_HOOK_WAIT_TIMEOUT},
+    {"max-body-buffer", required_argument, NULL, OPT_MAX_BODY_BUFFER},
+    {"shared-memory", required_argument, NULL, OPT_SHARED_MEMORY},
+    {"shared", required_argument, NULL, OPT_SHARED},
     {"admin", required_argument, NULL, OPT_ADMIN},
     {"admin-allow", required_argument, NULL, OPT_ADMIN_ALLOW},
     {"admin-token", required_argument, NULL, OPT_ADMIN_TOKEN},
@@ -304,6 +322,9 @@ static void set_defaults(struct config *cfg)
     cfg->lua_memory = (size_t)64 << 20;
     cfg->hook_errors = HOOK_ERRORS_CLOSED;
     cfg->passthrough_ttl = 600;
+    cfg->hook_wait_timeout = 30;
+    cfg->max_body_buffer = (size_t)8 << 20;
+    cfg->shared_memory = (size_t)16 << 20;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->workers = cpus < 1 ? 1 : cpus > 256 ? 256 : (int)cpus;
     acl_parse_ports("443", &cfg->connect_ports);
@@ -427,6 +448,31 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
                 FAIL("invalid --lua-memory '%s': expected megabytes, 1 to 65536", optarg);
             cfg->lua_memory = (size_t)n << 20;
             break;
+        case OPT_HOOK_WAIT_TIMEOUT:
+            if (parse_seconds(optarg, 86400, &secs) != 0)
+                FAIL("invalid --hook-wait-timeout '%s': expected seconds above 0 and at most "
+                     "86400", optarg);
+            cfg->hook_wait_timeout = secs;
+            break;
+        case OPT_MAX_BODY_BUFFER:
+            if (parse_count(optarg, 1, 4096, &n) != 0)
+                FAIL("invalid --max-body-buffer '%s': expected megabytes, 1 to 4096", optarg);
+            cfg->max_body_buffer = (size_t)n << 20;
+            break;
+        case OPT_SHARED_MEMORY:
+            if (parse_count(optarg, 1, 65536, &n) != 0)
+                FAIL("invalid --shared-memory '%s': expected megabytes, 1 to 65536", optarg);
+            cfg->shared_memory = (size_t)n << 20;
+            break;
+        case OPT_SHARED: {
+            char host[64], why[256];
+            int port, db;
+            if (shared_redis_url_parse(optarg, host, sizeof host, &port, &db, why,
+                                       sizeof why) != 0)
+                FAIL("%s", why);
+            cfg->shared_url = optarg;
+            break;
+        }
         case OPT_HOOK_ERRORS:
             if (strcmp(optarg, "closed") == 0)
                 cfg->hook_errors = HOOK_ERRORS_CLOSED;

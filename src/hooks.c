@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "shared_store.h"
 #include "proxy.h"
 #include "session.h"
 
@@ -149,6 +150,7 @@ void hooks_unref(struct hooks *h)
 {
     if (h && --h->refs == 0) {
         lua_close(h->L);
+        shared_store_close(h->shared); /* no exchange is left to wait on it */
         free(h);
     }
 }
@@ -169,6 +171,17 @@ static struct hooks *hooks_new(const struct config *cfg, struct ev_loop *loop, c
     h->loop = loop;
     h->current_script = -1;
     h->running_phase = -1;
+    h->wait_timeout = cfg->hook_wait_timeout;
+    /* Redis needs a loop to talk on: a load without one (the parent's
+     * check before forking, --check) has shared memory at most. */
+    if (loop || !cfg->shared_url) {
+        h->shared = shared_store_open(shared_region_get(), loop ? cfg->shared_url : NULL, loop,
+                                      err, err_len);
+        if (!h->shared) {
+            free(h);
+            return NULL;
+        }
+    }
     h->L = lua_newstate(capped_alloc, h);
     if (!h->L) {
         snprintf(err, err_len, "cannot create a Lua state");

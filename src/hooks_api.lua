@@ -371,8 +371,66 @@ local function log(...)
   native.log(concat(parts, " "))
 end
 
+-- proxy.shared: one store for every worker (shared memory or Redis, the
+-- C side chooses); the same calls either way.
+local function check_key(key)
+  if type(key) ~= "string" or #key == 0 or #key > 256 then
+    error("proxy.shared: a key is a string of 1 to 256 bytes", 3)
+  end
+end
+
+local function check_ttl(ttl)
+  if ttl ~= nil and (type(ttl) ~= "number" or ttl < 0 or ttl ~= ttl) then
+    error("proxy.shared: ttl is a number of seconds >= 0", 3)
+  end
+end
+
+local shared = {
+  get = function(key)
+    check_key(key)
+    return native.shared("get", key)
+  end,
+  set = function(key, value, ttl)
+    check_key(key)
+    local t = type(value)
+    if t ~= "string" and t ~= "number" and t ~= "boolean" then
+      error("proxy.shared.set: the value must be a string, number or boolean", 2)
+    end
+    check_ttl(ttl)
+    return native.shared("set", key, value, ttl)
+  end,
+  incr = function(key, by, ttl)
+    check_key(key)
+    if by == nil then by = 1 end
+    if type(by) ~= "number" then error("proxy.shared.incr: the step must be a number", 2) end
+    check_ttl(ttl)
+    return native.shared("incr", key, by, ttl)
+  end,
+  delete = function(key)
+    check_key(key)
+    return native.shared("delete", key)
+  end,
+}
+
+-- proxy.json: lua-cjson, a private instance so a script's settings on its
+-- own require("cjson") do not change ours.
+local json
+do
+  local ok, cjson = pcall(require, "cjson")
+  if ok then
+    local j = cjson.new()
+    j.encode_sparse_array(true) -- a sparse array becomes an object, not an error
+    json = { encode = j.encode, decode = j.decode, null = j.null }
+  else
+    local function missing() error("proxy.json needs lua-cjson (Debian package lua-cjson)", 2) end
+    json = { encode = missing, decode = missing }
+  end
+end
+
 proxy = {
   version = native.version,
+  shared = shared,
+  json = json,
   log = log,
   now = native.now,
   sleep = function(seconds)

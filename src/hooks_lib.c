@@ -6,9 +6,12 @@
 #include "hooks_internal.h"
 
 #include <ev.h>
+#include <math.h>
+#include <stdlib.h>
 
 #include "log.h"
 #include "session.h"
+#include "shared_store.h"
 
 static int native_log(lua_State *L)
 {
@@ -86,6 +89,147 @@ void hooks_lib_guard(lua_State *L)
     guard(L, "io", "popen");
 }
 
+/* ---- proxy.shared ------------------------------------------------------- */
+
+static const char *const shared_ops[] = {"get", "set", "incr", "delete", NULL};
+
+/* Pushes a stored value as the Lua type it was stored as. */
+static void push_shared_value(lua_State *L, const struct shared_value *v)
+{
+    switch (v->type) {
+    case SHARED_NIL: lua_pushnil(L); break;
+    case SHARED_STRING: lua_pushlstring(L, v->s, v->len); break;
+    case SHARED_INTEGER: lua_pushinteger(L, (lua_Integer)v->i); break;
+    case SHARED_FLOAT: lua_pushnumber(L, v->f); break;
+    case SHARED_BOOLEAN: lua_pushboolean(L, (int)v->i); break;
+    }
+}
+
+/* What a set or delete answers: true; a get or incr: the value. */
+static int push_shared_result(lua_State *L, enum shared_op op, enum shared_status status,
+                              const struct shared_reply *reply)
+{
+    if (status == SHARED_FAILED) {
+        lua_pushnil(L);
+        lua_pushstring(L, reply->err);
+        return 2;
+    }
+    if (op == SHARED_SET || op == SHARED_DELETE)
+        lua_pushboolean(L, 1);
+    else
+        push_shared_value(L, &reply->value);
+    return 1;
+}
+
+/* A call to Redis in flight for a waiting hook. */
+struct shared_wait {
+    struct session *s;
+    enum shared_op op;
+    struct shared_call *call;
+    enum shared_status status; /* for the push, once it came back */
+    struct shared_reply *reply;
+};
+
+static int push_shared_wait(lua_State *L)
+{
+    struct shared_wait *sw = lua_touserdata(L, 1);
+    return push_shared_result(L, sw->op, sw->status, sw->reply);
+}
+
+static void on_shared_reply(void *arg, enum shared_status status, struct shared_reply *reply)
+{
+    struct shared_wait *sw = arg;
+    sw->status = status;
+    sw->reply = reply;
+    sw->call = NULL;
+    hooks_wake(sw->s, push_shared_wait, sw);
+    free(sw);
+}
+
+static void cancel_shared_wait(void *arg)
+{
+    struct shared_wait *sw = arg;
+    shared_call_cancel(sw->call);
+    free(sw);
+}
+
+/* native.shared(op, key, value, ttl): the one entry of proxy.shared's
+ * functions (hooks_api.lua checks the arguments' shapes). */
+static int native_shared(lua_State *L)
+{
+    struct hooks *h = hooks_of(L);
+    struct shared_request rq;
+    struct shared_reply reply;
+    struct shared_wait *sw = NULL;
+    enum shared_status status;
+
+    memset(&rq, 0, sizeof rq);
+    rq.op = (enum shared_op)luaL_checkoption(L, 1, NULL, shared_ops);
+    rq.key = luaL_checklstring(L, 2, &rq.key_len);
+    switch (lua_type(L, 3)) {
+    case LUA_TSTRING:
+        rq.value.type = SHARED_STRING;
+        rq.value.s = lua_tolstring(L, 3, &rq.value.len);
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, 3)) {
+            rq.value.type = SHARED_INTEGER;
+            rq.value.i = (int64_t)lua_tointeger(L, 3);
+        } else {
+            rq.value.type = SHARED_FLOAT;
+            rq.value.f = lua_tonumber(L, 3);
+            if (!isfinite(rq.value.f))
+                return luaL_error(L, "proxy.shared: numbers must be finite");
+        }
+        break;
+    case LUA_TBOOLEAN:
+        rq.value.type = SHARED_BOOLEAN;
+        rq.value.i = lua_toboolean(L, 3);
+        break;
+    default:
+        rq.value.type = SHARED_NIL;
+        break;
+    }
+    rq.ttl = luaL_optnumber(L, 4, 0);
+    if (!h->shared) {
+        lua_pushnil(L);
+        lua_pushstring(L, "unavailable");
+        return 2;
+    }
+    if (hooks_can_wait(L)) {
+        sw = calloc(1, sizeof *sw);
+        if (!sw)
+            return luaL_error(L, "not enough memory");
+        sw->s = h->current;
+        sw->op = rq.op;
+    }
+    buffer_init(&reply.text);
+    status = shared_store_call(h->shared, &rq, &reply, on_shared_reply, sw, sw ? &sw->call : NULL);
+    if (status == SHARED_PENDING && !sw) {
+        /* Cannot happen: a backend only goes pending with a place to report. */
+        status = SHARED_FAILED;
+        snprintf(reply.err, sizeof reply.err, "unavailable");
+    }
+    if (status == SHARED_PENDING)
+        return hooks_wait(L, cancel_shared_wait, sw);
+    free(sw);
+    /* Answered at once. Pushing may raise (memory): do it protected, so
+     * the reply's buffer is freed either way. */
+    {
+        struct shared_wait done = {.op = rq.op, .status = status, .reply = &reply};
+        int top = lua_gettop(L), rc;
+        lua_pushcfunction(L, push_shared_wait);
+        lua_pushlightuserdata(L, &done);
+        rc = lua_pcall(L, 1, LUA_MULTRET, 0);
+        buffer_free(&reply.text);
+        if (rc != LUA_OK)
+            return lua_error(L);
+        return lua_gettop(L) - top;
+    }
+}
+
+/* ---- the table -------------------------------------------------------------- */
+
 void hooks_lib_push(lua_State *L)
 {
     lua_createtable(L, 0, 5);
@@ -97,6 +241,8 @@ void hooks_lib_push(lua_State *L)
     lua_setfield(L, -2, "phase");
     lua_pushcfunction(L, native_responded);
     lua_setfield(L, -2, "responded");
+    lua_pushcfunction(L, native_shared);
+    lua_setfield(L, -2, "shared");
     lua_pushstring(L, LUAPROXY_VERSION);
     lua_setfield(L, -2, "version");
 }

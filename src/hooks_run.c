@@ -48,6 +48,9 @@ void hooks_exchange_begin(struct session *s, hooks_wake_fn *on_wake)
     hs->tx_ref = hs->co_ref = hs->snap_ref = LUA_NOREF;
     hs->co = NULL;
     hs->pending = 0;
+    hs->waiting = 0;
+    hs->wake_nargs = 0;
+    hs->wait_cancel = NULL;
     ev_init(&hs->sleep_timer, on_sleep_done);
     hs->sleep_timer.data = s;
     if (hs->hooks)
@@ -61,6 +64,10 @@ void hooks_exchange_end(struct session *s)
     if (!h)
         return;
     ev_timer_stop(s->proxy->loop, &hs->sleep_timer);
+    if (hs->waiting && hs->wait_cancel)
+        hs->wait_cancel(hs->wait_arg);
+    hs->waiting = 0;
+    hs->wait_cancel = NULL;
     luaL_unref(h->L, LUA_REGISTRYINDEX, hs->tx_ref);
     luaL_unref(h->L, LUA_REGISTRYINDEX, hs->co_ref);
     luaL_unref(h->L, LUA_REGISTRYINDEX, hs->snap_ref);
@@ -111,6 +118,7 @@ int hooks_start_call(lua_State *L)
     }
     lua_xmove(L, co, chunk ? 5 : 2);                      /* +1 co */
     hs->co = co;
+    hs->used = 0;
     hs->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);          /* 0 */
     return 0;
 }
@@ -155,6 +163,40 @@ void hooks_drop_coroutine(struct hook_state *hs)
     hs->co = NULL;
 }
 
+/* What hooks_wait yields: its address tells it from every other yield. */
+static const char wait_marker = 'w';
+
+/* Phases whose hooks may wait for a call out. A chunk hook runs inside the
+ * body pump and on_done after the exchange: neither can be parked yet. */
+static int phase_can_wait(int phase)
+{
+    return phase == HOOK_ON_REQUEST || phase == HOOK_BEFORE_CONNECT || phase == HOOK_ON_RESPONSE;
+}
+
+int hooks_can_wait(lua_State *L)
+{
+    struct hooks *h = hooks_of(L);
+    return h && h->current && h->current_co == L && phase_can_wait(h->running_phase) &&
+           lua_isyieldable(L);
+}
+
+int hooks_wait(lua_State *L, void (*cancel)(void *arg), void *arg)
+{
+    struct hooks *h = hooks_of(L);
+    struct hook_state *hs;
+    if (!hooks_can_wait(L)) {
+        if (cancel)
+            cancel(arg);
+        return luaL_error(L, "cannot wait here (only directly in on_request, before_connect "
+                             "or on_response)");
+    }
+    hs = &h->current->x.hook;
+    hs->wait_cancel = cancel;
+    hs->wait_arg = arg;
+    lua_pushlightuserdata(L, (void *)(uintptr_t)&wait_marker);
+    return lua_yield(L, 1);
+}
+
 static enum call_outcome resume(struct session *s, int nargs, int *nres, double *sleep_for)
 {
     struct hook_state *hs = &s->x.hook;
@@ -162,25 +204,44 @@ static enum call_outcome resume(struct session *s, int nargs, int *nres, double 
     lua_State *co = hs->co;
     int status;
 
+    double started = monotonic_now();
+
     h->timed_out = 0;
     h->responded = 0;
     h->current_script = hs->script;
     h->current_session = s;
     h->running_phase = (int)hs->phase;
-    h->deadline = monotonic_now() + h->budget;
+    h->current = s;
+    h->current_co = co;
+    /* The budget counts running time only: what earlier resumes of this
+     * call used is spent, the time it waited is not. */
+    h->deadline = started + h->budget - hs->used;
     lua_sethook(co, on_count, LUA_MASKCOUNT, COUNT_HOOK_INTERVAL);
     status = lua_resume(co, h->L, nargs, nres);
+    hs->used += monotonic_now() - started;
     h->current_script = -1;
     h->current_session = NULL;
     h->running_phase = -1;
+    h->current = NULL;
+    h->current_co = NULL;
     if (h->responded)
         hs->responded = 1; /* per exchange: others may run while this sleeps */
 
     if (status == LUA_YIELD && !h->timed_out) {
+        if (*nres == 1 && lua_touserdata(co, -1) == &wait_marker) {
+            lua_pop(co, 1);
+            return CALL_WAIT; /* only yields where a hook can wait */
+        }
         if (*nres == 2 && lua_type(co, -2) == LUA_TSTRING &&
             strcmp(lua_tostring(co, -2), "luaproxy.sleep") == 0 && lua_isnumber(co, -1)) {
             *sleep_for = lua_tonumber(co, -1);
             lua_pop(co, 2);
+            if (*sleep_for > h->wait_timeout) {
+                lua_pushfstring(co, "proxy.sleep(%f) is longer than --hook-wait-timeout (%f s)",
+                                *sleep_for, h->wait_timeout);
+                hooks_log_failure(s, co, LUA_ERRRUN);
+                return CALL_FAILED;
+            }
             if (hs->phase == HOOK_ON_RESPONSE_CHUNK || hs->phase == HOOK_ON_DONE) {
                 lua_pushfstring(co, "proxy.sleep cannot be used in %s", hooks_phase_names[hs->phase]);
                 hooks_log_failure(s, co, LUA_ERRRUN);
@@ -213,7 +274,7 @@ enum call_outcome hooks_resume(struct session *s, int nargs, int *nres, double *
 {
     double started = monotonic_now();
     enum call_outcome outcome = resume(s, nargs, nres, sleep_for);
-    if (outcome != CALL_SLEEP)
+    if (outcome != CALL_SLEEP && outcome != CALL_WAIT)
         stats_hook_call((int)s->x.hook.phase, monotonic_now() - started, outcome == CALL_FAILED,
                         s->x.hook.hooks->timed_out);
     return outcome;
@@ -238,12 +299,19 @@ static enum hooks_result continue_phase(struct session *s, int resuming)
             if (hooks_protected(s, hooks_start_call, "start") != 0)
                 return HOOKS_FAILED;
             outcome = hooks_resume(s, 1, &nres, &sleep_for);
+        } else if (hs->wake_nargs < 0) {
+            outcome = CALL_FAILED; /* the watchdog ended its wait */
+            hs->wake_nargs = 0;
         } else {
-            outcome = hooks_resume(s, 0, &nres, &sleep_for);
+            int nargs = hs->wake_nargs;
+            hs->wake_nargs = 0;
+            outcome = hooks_resume(s, nargs, &nres, &sleep_for);
         }
-        if (outcome == CALL_SLEEP) {
+        if (outcome == CALL_SLEEP || outcome == CALL_WAIT) {
             hs->pending = 1;
-            ev_timer_set(&hs->sleep_timer, sleep_for, 0.);
+            hs->waiting = outcome == CALL_WAIT;
+            /* a wait has a watchdog: --hook-wait-timeout */
+            ev_timer_set(&hs->sleep_timer, outcome == CALL_WAIT ? h->wait_timeout : sleep_for, 0.);
             ev_timer_start(s->proxy->loop, &hs->sleep_timer);
             return HOOKS_PENDING;
         }
@@ -274,6 +342,67 @@ static void on_sleep_done(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
 
+    if (hs->waiting) {
+        /* The watchdog: the call out took too long. */
+        log_error("#%llu %s: %s waited longer than --hook-wait-timeout (%.0f s)",
+                  (unsigned long long)s->x.id, hs->hooks->script_name[hs->script],
+                  hooks_phase_names[hs->phase], hs->hooks->wait_timeout);
+        if (hs->wait_cancel)
+            hs->wait_cancel(hs->wait_arg);
+        hs->waiting = 0;
+        hs->wait_cancel = NULL;
+        hs->wake_nargs = -1;
+    }
+    r = continue_phase(s, 1);
+    if (r == HOOKS_PENDING)
+        return;
+    hs->pending = 0;
+    hs->on_wake(s, r); /* the owner acts on it; may free the session */
+}
+
+/* Pushes the values a call out brought, on the main state, in protected
+ * mode (they allocate); then hands them to the waiting coroutine. */
+struct wake_push {
+    lua_CFunction push;
+    void *arg;
+};
+
+static int push_wake_values(lua_State *L)
+{
+    struct wake_push *wp = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    lua_pushcfunction(L, wp->push);
+    lua_pushlightuserdata(L, wp->arg);
+    lua_call(L, 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+void hooks_wake(struct session *s, lua_CFunction push, void *push_arg)
+{
+    struct hook_state *hs = &s->x.hook;
+    struct hooks *h = hs->hooks;
+    lua_State *L = h->L;
+    struct wake_push wp = {push, push_arg};
+    int top = lua_gettop(L), n;
+    enum hooks_result r;
+
+    ev_timer_stop(s->proxy->loop, &hs->sleep_timer);
+    hs->waiting = 0;
+    hs->wait_cancel = NULL;
+    lua_pushcfunction(L, push_wake_values);
+    lua_pushlightuserdata(L, &wp);
+    if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) {
+        /* nil and the error (a message string, already made) */
+        lua_pushnil(L);
+        lua_insert(L, -2);
+    }
+    n = lua_gettop(L) - top;
+    if (!lua_checkstack(hs->co, n)) {
+        lua_settop(L, top);
+        n = 0;
+    }
+    lua_xmove(L, hs->co, n);
+    hs->wake_nargs = n;
     r = continue_phase(s, 1);
     if (r == HOOKS_PENDING)
         return;

@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "stats.h"
 #include "tls.h"
+#include "shared_store.h"
 #include "workers.h"
 
 int main(int argc, char **argv)
@@ -76,6 +77,13 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     if (cfg.pid_file && daemon_write_pid_file(cfg.pid_file, err, sizeof err) != 0) {
+        log_error("%s", err);
+        config_strings_free();
+        return 1;
+    }
+    /* proxy.shared's memory is mapped before the workers fork, so they
+     * all inherit the one mapping. */
+    if (!cfg.shared_url && shared_region_setup(cfg.shared_memory, err, sizeof err) != 0) {
         log_error("%s", err);
         config_strings_free();
         return 1;

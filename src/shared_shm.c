@@ -53,6 +53,7 @@ struct shared_region {
     uint32_t nbuckets;
     uint32_t nblocks;
     uint32_t free_head, free_count;
+    uint32_t fresh;          /* blocks from here on were never used */
     uint32_t lru_head, lru_tail; /* head: most recently used */
     uint64_t evictions;
     /* then buckets[nbuckets], then blocks[nblocks] */
@@ -87,10 +88,11 @@ static void reset(struct shared_region *r)
 {
     for (uint32_t i = 0; i < r->nbuckets; i++)
         buckets(r)[i] = NIL;
-    for (uint32_t i = 0; i < r->nblocks; i++)
-        block_at(r, i)->next = i + 1 < r->nblocks ? i + 1 : NIL;
-    r->free_head = r->nblocks ? 0 : NIL;
-    r->free_count = r->nblocks;
+    /* Blocks are handed out from <fresh> before they are ever linked, so
+     * a store that holds little touches (and costs) little memory. */
+    r->free_head = NIL;
+    r->free_count = 0;
+    r->fresh = 0;
     r->lru_head = r->lru_tail = NIL;
 }
 
@@ -232,6 +234,11 @@ static int insert(struct shared_region *r, const char *key, size_t klen, uint32_
 
     if (need > r->nblocks)
         return -1;
+    while (r->free_count < need && r->fresh < r->nblocks) {
+        block_at(r, r->fresh)->next = r->free_head;
+        r->free_head = r->fresh++;
+        r->free_count++;
+    }
     while (r->free_count < need && r->lru_tail != NIL) {
         remove_entry(r, r->lru_tail);
         r->evictions++;

@@ -18,6 +18,23 @@ struct shared_store {
     struct redis_backend *redis;
 };
 
+/* Set once, before any fork, and never changed: every process of the tree
+ * sees the same mapping at the same address. */
+static struct shared_region *process_region;
+
+int shared_region_setup(size_t bytes, char *err, size_t err_len)
+{
+    if (process_region)
+        return 0;
+    process_region = shared_region_create(bytes, err, err_len);
+    return process_region ? 0 : -1;
+}
+
+struct shared_region *shared_region_get(void)
+{
+    return process_region;
+}
+
 int shared_redis_url_parse(const char *url, char *host, size_t host_len, int *port, int *db,
                            char *err, size_t err_len)
 {
@@ -124,6 +141,10 @@ enum shared_status shared_store_call(struct shared_store *st, const struct share
     }
     if (st->redis)
         return redis_call(st->redis, rq, reply, cb, arg, call);
+    if (!st->region) {
+        snprintf(reply->err, sizeof reply->err, "unavailable");
+        return SHARED_FAILED;
+    }
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return shm_call(st->region, rq, reply, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
 }

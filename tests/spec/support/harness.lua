@@ -189,6 +189,37 @@ function h.stop_all()
 end
 
 ------------------------------------------------------------------------------
+-- Redis (for proxy.shared): a throwaway redis-server on a loopback port
+-- that was free a moment ago, without persistence. Returns the process with
+-- .port and .url, once it accepts connections.
+
+function h.start_redis(port)
+  if not port then
+    local probe = assert(socket.bind("127.0.0.1", 0))
+    port = select(2, probe:getsockname())
+    probe:close()
+  end
+  local dir = new_dir("redis")
+  local p = start_process(string.format(
+    "exec redis-server --bind 127.0.0.1 --port %d --save '' --appendonly no --dir %s",
+    port, q(dir)), dir)
+  p.port = tonumber(port)
+  p.url = "redis://127.0.0.1:" .. port
+  local up = h.wait_for(function()
+    local c = socket.tcp()
+    c:settimeout(0.2)
+    local ok = c:connect("127.0.0.1", p.port)
+    c:close()
+    return ok
+  end, 5)
+  if not up then
+    p.stop(2)
+    error("redis-server did not start: " .. p.stdout() .. p.stderr())
+  end
+  return p
+end
+
+------------------------------------------------------------------------------
 -- Test origin
 
 -- Parses origin.lua's record file: a list of {head=, body=} with raw bytes,

@@ -1,0 +1,142 @@
+-- proxy.shared: one store for every worker of a proxy (shared memory), or
+-- for several proxies (Redis, a real redis-server on a loopback port).
+-- Counters lose no update, values keep their type, keys expire, and a Redis
+-- that goes away makes the calls fail at once (nil, "unavailable") while
+-- the proxy keeps serving, then reconnects by itself.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+
+local COUNTER = [[
+function on_request(tx)
+  if tx.req.path == "/types" then
+    proxy.shared.set("s", "text")
+    proxy.shared.set("i", 42)
+    proxy.shared.set("f", 2.5)
+    proxy.shared.set("b", false)
+    local out = {}
+    for _, k in ipairs({ "s", "i", "f", "b", "missing" }) do
+      local v = proxy.shared.get(k)
+      out[#out + 1] = k .. "=" .. tostring(v) .. ":" .. (math.type(v) or type(v))
+    end
+    return tx:respond(200, table.concat(out, " "))
+  elseif tx.req.path == "/ttl" then
+    proxy.shared.set("short", "x", 0.3)
+    return tx:respond(200, "set")
+  elseif tx.req.path == "/short" then
+    return tx:respond(200, tostring(proxy.shared.get("short")))
+  elseif tx.req.path == "/json" then
+    local doc = proxy.json.decode('{"list":[1,2,3],"name":"luaproxy"}')
+    return tx:respond(200, proxy.json.encode({ n = #doc.list, name = doc.name }))
+  elseif tx.req.path == "/count" then
+    local n, err = proxy.shared.incr("hits", 1)
+    return tx:respond(200, tostring(n) .. " " .. tostring(err))
+  end
+end
+]]
+
+describe("proxy.shared", function()
+  local origin, procs = nil, {}
+
+  before_each(function() origin = h.start_origin() end)
+  after_each(function()
+    local problem = h.stop_procs(procs)
+    procs = {}
+    origin.stop()
+    assert.is_nil(problem)
+  end)
+
+  local function start(args)
+    local p = h.start_proxy(args)
+    procs[#procs + 1] = p
+    return p
+  end
+
+  local function get(p, path)
+    local resp = assert(h.get(p.port, origin.url(path)))
+    assert.are.equal(200, resp.status)
+    return resp.body
+  end
+
+  -- Sends <n> requests spread over <proxies> (each on a new connection, so
+  -- the kernel spreads them over workers too) and returns the counts seen.
+  local function count(proxies, n)
+    local seen = {}
+    for i = 1, n do
+      local body = get(proxies[(i % #proxies) + 1], "/count")
+      seen[#seen + 1] = assert(tonumber(body:match("^(%d+) nil$")), body)
+    end
+    table.sort(seen)
+    return seen
+  end
+
+  local function one_to(n)
+    local t = {}
+    for i = 1, n do t[i] = i end
+    return t
+  end
+
+  it("counts across workers in shared memory without losing an update", function()
+    local script = h.tmpfile(COUNTER, "counter.lua")
+    local p = start({ "-s", script, "--workers", "2" })
+    assert.are.same(one_to(40), count({ p }, 40))
+    assert.are.equal("s=text:string i=42:integer f=2.5:float b=false:boolean missing=nil:nil",
+      get(p, "/types"))
+  end)
+
+  it("lets keys expire", function()
+    local p = start({ "-s", h.tmpfile(COUNTER, "counter.lua") })
+    get(p, "/ttl")
+    -- bounded polling on the store's own clock, not a timed assertion
+    assert.is_truthy(h.wait_for(function() return get(p, "/short") == "nil" end, 5))
+  end)
+
+  it("gives scripts JSON", function()
+    local p = start({ "-s", h.tmpfile(COUNTER, "counter.lua") })
+    local body = get(p, "/json")
+    assert.is_truthy(body == '{"n":3,"name":"luaproxy"}' or body == '{"name":"luaproxy","n":3}', body)
+  end)
+
+  describe("in Redis", function()
+    local redis
+
+    before_each(function()
+      redis = h.start_redis()
+      procs[#procs + 1] = redis
+    end)
+
+    it("is shared by two proxies and keeps types", function()
+      local script = h.tmpfile(COUNTER, "counter.lua")
+      local a = start({ "-s", script, "--shared", redis.url })
+      local b = start({ "-s", script, "--shared", redis.url, "--workers", "2" })
+      assert.is_truthy(h.wait_for(function()
+        return a.log():find("redis .* connected") and b.log():find("redis .* connected")
+      end))
+      assert.are.same(one_to(30), count({ a, b }, 30))
+      assert.are.equal("s=text:string i=42:integer f=2.5:float b=false:boolean missing=nil:nil",
+        get(b, "/types"))
+      -- the keys carry the prefix
+      local c = assert(h.connect(redis.port))
+      assert(h.send(c, "*2\r\n$3\r\nGET\r\n$13\r\nluaproxy:hits\r\n"))
+      local reply = h.recv_some(c, 2)
+      c:close()
+      assert.are.equal("$2\r\n30\r\n", reply)
+    end)
+
+    it("answers nil, 'unavailable' at once while Redis is down, and reconnects", function()
+      local script = h.tmpfile(COUNTER, "counter.lua")
+      local p = start({ "-s", script, "--shared", redis.url })
+      assert.is_truthy(h.wait_for(function() return p.log():find("redis .* connected") end))
+      assert.are.equal("1 nil", get(p, "/count"))
+      local port = redis.port
+      redis.stop()
+      assert.is_truthy(h.wait_for(function() return p.log():find("connection lost", 1, true) end))
+      assert.are.equal("nil unavailable", get(p, "/count"))
+      assert.are.equal("hello\n", (h.get(p.port, origin.url("/hello"))).body)
+      -- a new Redis on the same port: the proxy finds it by itself
+      local again = h.start_redis(port)
+      procs[#procs + 1] = again
+      assert.is_truthy(h.wait_for(function() return get(p, "/count") == "1 nil" end, 10))
+    end)
+  end)
+end)
