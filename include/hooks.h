@@ -26,6 +26,8 @@ struct session;
 struct config;
 struct hooks;
 struct lua_State;
+struct decoder;
+struct headers;
 
 enum hook_phase {
     HOOK_ON_REQUEST,
@@ -33,6 +35,7 @@ enum hook_phase {
     HOOK_ON_RESPONSE,
     HOOK_ON_RESPONSE_CHUNK,
     HOOK_ON_DONE,
+    HOOK_ON_REQUEST_CHUNK,
     HOOK_PHASE_COUNT,
 };
 
@@ -47,6 +50,14 @@ enum hooks_result {
  * hook has returned: the owner of the exchange installs it with
  * hooks_exchange_begin. It runs from the loop, as an event entry point. */
 typedef void hooks_wake_fn(struct session *s, enum hooks_result result);
+
+/* Why a body filter failed, when it was not a script. */
+enum hooks_body_error {
+    HOOKS_BODY_OK,
+    HOOKS_BODY_CORRUPT,   /* the compressed body does not decode */
+    HOOKS_BODY_BOMB,      /* it decodes to too much (size or ratio) */
+    HOOKS_BODY_TOO_LARGE, /* tx.req.buffer_body past --max-body-buffer */
+};
 
 /* Per-exchange hook state, embedded in struct exchange. */
 struct hook_state {
@@ -66,6 +77,13 @@ struct hook_state {
     double used;            /* running time of this hook call so far */
     void (*wait_cancel)(void *arg); /* stops the call out the hook waits on */
     void *wait_arg;
+    /* Bodies: what on_request / on_response chose (tx.req.filter_body,
+     * tx.req.buffer_body, tx.res.filter_body, tx.res.decode_body). */
+    int req_filter_off, req_buffer, res_filter_off, res_decode_off;
+    struct decoder *decoder;    /* undoes the response's Content-Encoding */
+    struct buffer decoded;      /* decoder output on its way to the hooks */
+    struct buffer collected;    /* tx.req.buffer_body: the body so far */
+    enum hooks_body_error body_error;
 };
 
 /* Loads the configured scripts into p->hooks (NULL when there are none).
@@ -111,10 +129,31 @@ int hooks_read_response(struct session *s);
 /* Writes the response a hook made with tx:respond. 0, or -1. */
 int hooks_write_local_response(struct session *s, struct buffer *out);
 
-/* The body_filter that passes response pieces through on_response_chunk
- * (arg: the session). */
+/* Whether a body goes through the chunk hooks: a script defines the hook
+ * and on_request / on_response did not set filter_body = false. */
+int hooks_filters_request(const struct session *s);
+int hooks_filters_response(const struct session *s);
+/* Whether on_request asked for the whole request body at once. */
+int hooks_collects_request(const struct session *s);
+
+/* Before a filtered response's head goes out: when its Content-Encoding is
+ * one the proxy decodes (and tx.res.decode_body was not set to false),
+ * sets up the decoder and removes the field from <fields>, so the chunk
+ * hooks see the real text and the client gets it as it is. 0, or -1. */
+int hooks_prepare_response_body(struct session *s, struct headers *fields);
+
+/* body_filters (arg: the session): response pieces through
+ * on_response_chunk (decoded first when set up), request pieces through
+ * on_request_chunk, and, for tx.req.buffer_body, the request body
+ * collected whole (up to <max>, then HOOKS_BODY_TOO_LARGE) and run through
+ * on_request_chunk once at its end; the result is in hooks_collected. */
 int hooks_body_filter(void *arg, const char *data, size_t len, int eof, struct buffer *out,
                       enum http_body_kind out_kind);
+int hooks_request_filter(void *arg, const char *data, size_t len, int eof, struct buffer *out,
+                         enum http_body_kind out_kind);
+int hooks_request_collect(void *arg, const char *data, size_t len, int eof,
+                          struct buffer *out, enum http_body_kind out_kind);
+struct buffer *hooks_collected(struct session *s);
 
 /* on_done: runs once per exchange, after it finished or failed. */
 void hooks_done(struct session *s);

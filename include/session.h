@@ -140,6 +140,8 @@ struct exchange {
     struct body_reader req_body;
     enum http_body_kind req_out_kind;
     int req_body_done;
+    int req_filter;        /* the body goes through on_request_chunk */
+    int req_collect;       /* ... collected whole first (tx.req.buffer_body) */
     uint64_t req_bytes;
     /* Upstream connection. */
     int reused;            /* it came from the pool */

@@ -1,32 +1,33 @@
--- inject_html.lua - insert an HTML snippet before </body> in web pages.
+-- inject_html.lua - insert an HTML snippet before </body> in web pages,
+-- compressed or not.
 --
 -- Shows how to edit a response body while it streams through, without
 -- holding the whole page in memory. The body arrives in pieces of any size,
 -- so "</body>" may be cut in two ("...</bo" then "dy>..."); we therefore
 -- hold back the last few bytes of each piece until the next one arrives.
 -- Only the first "</body>" (in any case) gets the snippet; pages without
--- one pass unchanged. Only text/html responses are touched, and not
--- compressed ones (we ask servers for uncompressed bodies, see below).
+-- one pass unchanged. A gzip, deflate, br or zstd page is decoded by the
+-- proxy before on_response_chunk sees it (and goes to the client
+-- uncompressed), so a gzip site needs nothing special. Everything that is
+-- not HTML is left alone with tx.res.filter_body = false: it takes the
+-- zero-copy path and costs no Lua at all.
 --
 -- Run:
 --   build/luaproxy -s scripts/inject_html.lua
---   curl -s -x 127.0.0.1:8080 http://example.com/ | tail -n 4
+--   curl -s --compressed -x 127.0.0.1:8080 http://example.com/ | tail -n 4
 
 -- Configuration ---------------------------------------------------------
 local config = {
   snippet = '<div style="position:fixed;bottom:0;right:0;background:#ffd;'
     .. 'padding:4px;font:12px sans-serif">seen through luaproxy</div>\n',
-  -- Drop Accept-Encoding from requests so servers send bodies we can edit
-  -- (a gzip body cannot be searched for "</body>").
-  ask_for_plain_bodies = true,
 }
 -- -----------------------------------------------------------------------
 
 local MARK = "</body>"
 
-function on_request(tx)
-  if config.ask_for_plain_bodies then tx.req.headers["Accept-Encoding"] = nil end
-end
+-- The codings the proxy decodes for the chunk hooks.
+local DECODED = { identity = true, gzip = true, ["x-gzip"] = true, deflate = true, br = true,
+                  zstd = true }
 
 -- The response head tells us whether this body is one to edit. The
 -- decision is kept in tx.ctx, which all hooks of this exchange share.
@@ -34,8 +35,10 @@ function on_response(tx)
   local h = tx.res.headers
   local ctype = (h["Content-Type"] or ""):lower()
   local encoding = (h["Content-Encoding"] or "identity"):lower()
-  if ctype:find("^%s*text/html") and encoding == "identity" then
+  if ctype:find("^%s*text/html") and DECODED[encoding] then
     tx.ctx.inject = { held = "" } -- bytes held back from the last piece
+  else
+    tx.res.filter_body = false -- images, downloads, ...: no Lua per piece
   end
 end
 

@@ -242,6 +242,91 @@ static void start_connect(struct session *s)
 }
 
 /* The upstream accepted the connection. */
+/* Writes the request head for the upstream with the body framing <kind>
+ * (<length>, and whether the client sent a Content-Length). Through a
+ * parent: absolute-form, unless TLS runs end to end in a tunnel the parent
+ * opened (then the request is the origin's own). 0, or -1. */
+static int write_request_head(struct session *s, enum http_body_kind kind, uint64_t length,
+                              int had_length)
+{
+    struct exchange *x = &s->x;
+    char origin[300];
+
+    if (x->parent && !x->upstream_tls) {
+        snprintf(origin, sizeof origin,
+                 strchr(x->host, ':') ? "http://[%s]:%u" : x->port == 80 ? "http://%s" : "http://%s:%u",
+                 x->host, x->port);
+        return message_write_proxy_request(&s->upstream.out, origin,
+                                           x->parent->auth[0] ? x->parent->auth : NULL,
+                                           x->fwd_method, x->fwd_method_len, x->fwd_path,
+                                           x->fwd_path_len, &x->req_headers, kind, length,
+                                           had_length, x->is_upgrade);
+    }
+    return message_write_request(&s->upstream.out, x->fwd_method, x->fwd_method_len,
+                                 x->fwd_path, x->fwd_path_len, &x->req_headers, kind, length,
+                                 had_length, x->is_upgrade);
+}
+
+/* Whether the request asks for "100 Continue" before sending its body. */
+static int expects_continue(const struct exchange *x)
+{
+    ssize_t at = headers_find(&x->req_headers, "Expect", 6, 0);
+    size_t len;
+    const char *value;
+    if (at < 0)
+        return 0;
+    value = headers_value(&x->req_headers, (size_t)at, &len);
+    return http_token_eq(value, len, "100-continue");
+}
+
+/* Decides how the request body goes up, once the request hooks are done:
+ *
+ *   no on_request_chunk (or filter_body = false)  as it came
+ *   on_request_chunk                              chunked, piece by piece
+ *   on_request_chunk with tx.req.buffer_body      collected whole, then one
+ *                                                 hook call, then sent with a
+ *                                                 Content-Length
+ *
+ * A collected body cannot wait for the upstream's "100 Continue" (the head
+ * goes up only after the body): the proxy says it to the client itself.
+ * 0, or -1 after session_fail. */
+static int plan_request_body(struct session *s)
+{
+    struct exchange *x = &s->x;
+
+    x->req_filter = x->req_framing.kind != HTTP_BODY_NONE && hooks_filters_request(s);
+    x->req_collect = x->req_filter && hooks_collects_request(s);
+    if (x->req_collect) {
+        if (expects_continue(x)) {
+            headers_remove(&x->req_headers, "Expect", 6);
+            if (x->minor >= 1 &&
+                buffer_append_str(&s->client.out, "HTTP/1.1 100 Continue\r\n\r\n") != 0) {
+                session_fail(s, 502, "out of memory");
+                return -1;
+            }
+        }
+    } else if (x->req_filter) {
+        x->req_out_kind = HTTP_BODY_CHUNKED;
+    }
+    return 0;
+}
+
+/* tx.req.buffer_body: the whole body went through on_request_chunk; the
+ * head goes up now, with the length of what the hooks made of it. */
+static int send_collected_request(struct session *s)
+{
+    struct exchange *x = &s->x;
+    struct buffer *body = hooks_collected(s);
+
+    if (write_request_head(s, HTTP_BODY_LENGTH, buffer_length(body), 1) != 0 ||
+        buffer_append(&s->upstream.out, buffer_peek(body), buffer_length(body)) != 0) {
+        session_fail(s, 502, "out of memory");
+        return -1;
+    }
+    buffer_free(body);
+    return 0;
+}
+
 static void connected(struct session *s)
 {
     struct exchange *x = &s->x;
@@ -304,23 +389,10 @@ static void connected(struct session *s)
             return;
         }
     }
-    char origin[300];
-    /* Through a parent: absolute-form, unless TLS runs end to end in a
-     * tunnel the parent opened (then the request is the origin's own). */
-    if (x->parent && !x->upstream_tls)
-        snprintf(origin, sizeof origin,
-                 strchr(x->host, ':') ? "http://[%s]:%u" : x->port == 80 ? "http://%s" : "http://%s:%u",
-                 x->host, x->port);
-    if ((x->parent && !x->upstream_tls ? message_write_proxy_request(&s->upstream.out, origin,
-                                                 x->parent->auth[0] ? x->parent->auth : NULL,
-                                                 x->fwd_method, x->fwd_method_len, x->fwd_path,
-                                                 x->fwd_path_len, &x->req_headers,
-                                                 x->req_out_kind, x->req_framing.length,
-                                                 x->req_had_length, x->is_upgrade)
-                   : message_write_request(&s->upstream.out, x->fwd_method, x->fwd_method_len,
-                                           x->fwd_path, x->fwd_path_len, &x->req_headers,
-                                           x->req_out_kind, x->req_framing.length,
-                                           x->req_had_length, x->is_upgrade)) != 0) {
+    if (plan_request_body(s) != 0)
+        return;
+    if (!x->req_collect &&
+        write_request_head(s, x->req_out_kind, x->req_framing.length, x->req_had_length) != 0) {
         session_fail(s, 502, "out of memory");
         return;
     }
@@ -875,7 +947,7 @@ static int read_response_head(struct session *s)
      * not get: the answer to its HEAD, or a 304. */
     x->res_keep_length = is_head(x->method, x->method_len) || head.status == 304;
     body_reader_init(&x->res_body, &framing);
-    if (!hooks_wants(s, HOOK_ON_RESPONSE)) {
+    if (!hooks_wants(s, HOOK_ON_RESPONSE) && !hooks_wants(s, HOOK_ON_RESPONSE_CHUNK)) {
         /* Nothing will edit it: write it out from the views, one copy.
          * The views die with the consume, so that comes after, and only if
          * the head was written (a failure has ended the exchange). */
@@ -889,6 +961,11 @@ static int read_response_head(struct session *s)
     }
     buffer_consume(&s->upstream.in, (size_t)n);
     record_before_hooks(s, 1);
+    if (!hooks_wants(s, HOOK_ON_RESPONSE)) {
+        /* Only the chunk hooks: the head may lose its Content-Encoding. */
+        (void)send_response_head(s, NULL);
+        return 1;
+    }
     if (hooks_prepare_response(s) != 0) {
         session_fail(s, 500, "a script failed while handling this response");
         return 1;
@@ -918,7 +995,7 @@ static void plan_response_body(struct session *s)
     enum http_body_kind in = x->res_framing.kind;
     int client_body = !is_head(x->method, x->method_len) && x->status != 204 && x->status != 304;
 
-    x->res_filter = client_body && in != HTTP_BODY_NONE && hooks_wants(s, HOOK_ON_RESPONSE_CHUNK);
+    x->res_filter = client_body && in != HTTP_BODY_NONE && hooks_filters_response(s);
     x->res_discard = !client_body && in != HTTP_BODY_NONE;
     x->res_out_length = x->res_framing.length;
     if (!client_body) {
@@ -962,6 +1039,10 @@ static int send_response_head(struct session *s, const struct http_head *head)
     plan_response_body(s);
     if (!head)
         settle_edited_head(x);
+    if (x->res_filter && hooks_prepare_response_body(s, &x->res_headers) != 0) {
+        session_fail(s, 502, "out of memory");
+        return -1;
+    }
     if ((head ? message_write_response_from(&s->client.out, head, x->res_keep_length,
                                             x->res_out_kind, x->res_out_length,
                                             x->keep_alive, x->minor)
@@ -1132,7 +1213,10 @@ static int relay_response_body(struct session *s)
         session_fail(s, 502, "the upstream closed the connection in the middle of the body");
         return 1;
     case BODY_PUMP_FILTER_FAILED:
-        session_fail(s, 500, "a script failed while handling the response body");
+        if (x->hook.body_error == HOOKS_BODY_CORRUPT || x->hook.body_error == HOOKS_BODY_BOMB)
+            session_fail(s, 502, x->error); /* ends it like a framing error */
+        else
+            session_fail(s, 500, "a script failed while handling the response body");
         return 1;
     }
     return 0;
@@ -1147,11 +1231,17 @@ int exchange_pump(struct session *s)
     /* The request body waits while the parent opens the tunnel. */
     if (!x->req_body_done && !x->parent_tunnel) {
         body_filter *filter = NULL;
-        void *filter_arg = NULL;
-        flows_tap(x->flow, 0, &filter, &filter_arg);
+        void *filter_arg = s;
+        if (x->req_collect) {
+            filter = hooks_request_collect; /* the flow viewer misses a collected body */
+        } else {
+            if (x->req_filter)
+                filter = hooks_request_filter;
+            flows_tap(x->flow, 0, &filter, &filter_arg);
+        }
         switch (body_pump(&x->req_body, &s->client.in, s->client.read_eof, &s->upstream.out,
-                          ENDPOINT_OUT_LIMIT, x->req_out_kind, filter, filter_arg, &x->req_bytes,
-                          &err)) {
+                          ENDPOINT_OUT_LIMIT, x->req_collect ? HTTP_BODY_LENGTH : x->req_out_kind,
+                          filter, filter_arg, &x->req_bytes, &err)) {
         case BODY_PUMP_IDLE:
             break;
         case BODY_PUMP_PROGRESS:
@@ -1161,14 +1251,22 @@ int exchange_pump(struct session *s)
             x->req_body_done = 1;
             flows_record_time(x->flow, FLOW_T_SENT, ev_now(s->proxy->loop));
             progress = 1;
+            if (x->req_collect && send_collected_request(s) != 0)
+                return 1;
             break;
+        case BODY_PUMP_FILTER_FAILED:
+            x->keep_alive = 0; /* the rest of the body is never read */
+            if (x->hook.body_error == HOOKS_BODY_TOO_LARGE)
+                session_fail(s, 413, "the request body is larger than the script may collect");
+            else
+                session_fail(s, 500, "a script failed while handling the request body");
+            return 1;
         case BODY_PUMP_INVALID:
             /* What was forwarded so far is a prefix of a chunked body; the
              * upstream sees the connection close without a last chunk. */
             x->keep_alive = 0;
             session_fail(s, http_error_status(err), http_error_text(err));
             return 1;
-        case BODY_PUMP_FILTER_FAILED: /* no filter on requests */
         case BODY_PUMP_TRUNCATED:
             x->error = "the client closed the connection inside the request body";
             x->keep_alive = 0;

@@ -31,6 +31,7 @@
 
 const char *const hooks_phase_names[HOOK_PHASE_COUNT] = {
     "on_request", "before_connect", "on_response", "on_response_chunk", "on_done",
+    "on_request_chunk",
 };
 
 /* ---- the Lua state ------------------------------------------------------ */
@@ -134,7 +135,7 @@ static int setup_state(lua_State *L)
             if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TFUNCTION &&
                 misspelt_hook(lua_tostring(L, -2)))
                 log_warn("%s: '%s' looks like a hook but is not one (hooks are on_request, "
-                         "before_connect, on_response, on_response_chunk, on_done)",
+                         "on_request_chunk, before_connect, on_response, on_response_chunk, on_done)",
                          cfg->scripts[i], lua_tostring(L, -2));
             lua_pop(L, 1);
         }
@@ -279,8 +280,9 @@ int hooks_check(const struct config *cfg)
         while (lua_next(L, -2) != 0) {
             if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TFUNCTION &&
                 misspelt_hook(lua_tostring(L, -2))) {
-                fprintf(stderr, "%s: '%s' is not a hook (hooks are on_request, before_connect, "
-                                "on_response, on_response_chunk, on_done)\n",
+                fprintf(stderr, "%s: '%s' is not a hook (hooks are on_request, "
+                                "on_request_chunk, before_connect, on_response, "
+                                "on_response_chunk, on_done)\n",
                         cfg->scripts[i], lua_tostring(L, -2));
                 problems++;
             }

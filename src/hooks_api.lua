@@ -219,6 +219,11 @@ end
 local KNOWN_METHODS = { GET = true, HEAD = true, POST = true, PUT = true, DELETE = true,
                         CONNECT = true, OPTIONS = true, TRACE = true, PATCH = true }
 
+local function check_flag(name, v)
+  if type(v) ~= "boolean" then error(name .. " must be true or false", 4) end
+  return v
+end
+
 local request_setters = {
   method = function(d, v)
     if type(v) ~= "string" or not v:find("^[%w!#$%%&'*+%-.^_`|~]+$") then
@@ -245,6 +250,10 @@ local request_setters = {
   host = function(d, v) d.host = check_host(v, 3); sync(d) end,
   port = function(d, v) d.port = check_port(v, 3); sync(d) end,
   path = function(d, v) d.path = check_path(v, 3); sync(d) end,
+  -- false: on_request_chunk does not see this body (it goes through as is)
+  filter_body = function(d, v) d.filter_body = check_flag("tx.req.filter_body", v) end,
+  -- true: on_request_chunk gets the whole body at once, sent on with a length
+  buffer_body = function(d, v) d.buffer_body = check_flag("tx.req.buffer_body", v) end,
 }
 
 -- The request's data lives under a key only this file holds; one shared
@@ -282,6 +291,10 @@ local response_setters = {
     d.reason = v
     d.reason_set = true -- else the reason follows a changed status
   end,
+  -- false: on_response_chunk does not see this body (zero-copy path)
+  filter_body = function(d, v) d.filter_body = check_flag("tx.res.filter_body", v) end,
+  -- false: the chunk hooks get the body still compressed
+  decode_body = function(d, v) d.decode_body = check_flag("tx.res.decode_body", v) end,
 }
 
 local Response = {
@@ -480,7 +493,8 @@ function api.request_out(tx)
       .. "not add", 2)
   end
   if hosts == 0 and d.scheme ~= "" then header_methods.set(d.headers, "Host", authority(d)) end
-  return d.method, d.path, d.host, d.port, d.headers, d.scheme, rawget(tx, "_intercept")
+  return d.method, d.path, d.host, d.port, d.headers, d.scheme, rawget(tx, "_intercept"),
+    d.filter_body == false, d.buffer_body == true
 end
 
 function api.upstream_out(tx)
@@ -504,7 +518,7 @@ end
 
 function api.response_out(tx)
   local d = rawget(tx, "_res")
-  return d.status, d.reason, d.headers, d.reason_set
+  return d.status, d.reason, d.headers, d.reason_set, d.filter_body == false, d.decode_body == false
 end
 
 function api.respond_out(tx)

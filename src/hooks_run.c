@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "decode.h"
 #include "log.h"
 #include "proxy.h"
 #include "session.h"
@@ -51,6 +52,11 @@ void hooks_exchange_begin(struct session *s, hooks_wake_fn *on_wake)
     hs->waiting = 0;
     hs->wake_nargs = 0;
     hs->wait_cancel = NULL;
+    hs->req_filter_off = hs->req_buffer = hs->res_filter_off = hs->res_decode_off = 0;
+    hs->decoder = NULL;
+    buffer_init(&hs->decoded);
+    buffer_init(&hs->collected);
+    hs->body_error = HOOKS_BODY_OK;
     ev_init(&hs->sleep_timer, on_sleep_done);
     hs->sleep_timer.data = s;
     if (hs->hooks)
@@ -61,6 +67,10 @@ void hooks_exchange_end(struct session *s)
 {
     struct hook_state *hs = &s->x.hook;
     struct hooks *h = hs->hooks;
+    decoder_free(hs->decoder);
+    hs->decoder = NULL;
+    buffer_free(&hs->decoded);
+    buffer_free(&hs->collected);
     if (!h)
         return;
     ev_timer_stop(s->proxy->loop, &hs->sleep_timer);

@@ -142,7 +142,10 @@ static int read_request(lua_State *L)
     size_t mlen, plen, hlen;
 
     hooks_push_api_tx(L, &x->hook, "request_out");
-    lua_call(L, 1, 7);                 /* method path host port fields scheme intercept */
+    lua_call(L, 1, 9); /* method path host port fields scheme intercept filter_off buffer */
+    x->hook.req_filter_off = lua_toboolean(L, -2);
+    x->hook.req_buffer = lua_toboolean(L, -1);
+    lua_pop(L, 2);
     const char *method = luaL_checklstring(L, -7, &mlen);
     const char *path = luaL_checklstring(L, -6, &plen);
     const char *host = luaL_checklstring(L, -5, &hlen);
@@ -230,7 +233,10 @@ static int read_response(lua_State *L)
     size_t rlen;
 
     hooks_push_api_tx(L, &x->hook, "response_out");
-    lua_call(L, 1, 4);                  /* status reason fields reason_set */
+    lua_call(L, 1, 6);   /* status reason fields reason_set filter_off decode_off */
+    x->hook.res_filter_off = lua_toboolean(L, -2);
+    x->hook.res_decode_off = lua_toboolean(L, -1);
+    lua_pop(L, 2);
     x->res_reason_set = lua_toboolean(L, -1);
     lua_pop(L, 1);
     x->status = (int)luaL_checkinteger(L, -3);

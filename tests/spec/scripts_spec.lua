@@ -474,7 +474,6 @@ describe("example scripts", function()
     before_each(function()
       proxy = start_proxy({ "-s", configured("inject_html", string.format([[{
         snippet = %q,
-        ask_for_plain_bodies = true,
       }]], SNIPPET)) })
     end)
     after_each(function()
@@ -531,8 +530,8 @@ describe("example scripts", function()
     it("inserts the snippet before </body> in one piece", function()
       local resp, o = fetch({ "<html><body><p>hi</p></body></html>\n" })
       assert.are.equal("<html><body><p>hi</p>" .. SNIPPET .. "</body></html>\n", resp.body)
-      -- The server was asked for an uncompressed body.
-      assert.is_nil(o.request_headers["accept-encoding"])
+      -- Compressed pages are fine now: the client's Accept-Encoding goes up.
+      assert.are.equal("gzip, br", o.request_headers["accept-encoding"])
     end)
 
     it("inserts it exactly once when </body> is cut at any point between pieces", function()
@@ -566,12 +565,17 @@ describe("example scripts", function()
       assert.are.equal("<html>no end tag here</body", resp.body)
     end)
 
-    it("leaves other content types and compressed HTML alone", function()
+    it("leaves other content types alone and edits gzip HTML decoded", function()
       local resp = fetch({ "text </body> text" }, "Content-Type: text/plain\r\n")
       assert.are.equal("text </body> text", resp.body)
       origin.close(); origin = nil
-      resp = fetch({ "fake </body> gzip" }, "Content-Type: text/html\r\nContent-Encoding: gzip\r\n")
-      assert.are.equal("fake </body> gzip", resp.body)
+      local gz = h.sh("printf '%s' '<html><body>zipped</body></html>' | gzip -c")
+      resp = fetch({ gz }, "Content-Type: text/html\r\nContent-Encoding: gzip\r\n")
+      assert.is_nil(resp.headers["content-encoding"])
+      assert.are.equal("<html><body>zipped" .. SNIPPET .. "</body></html>", resp.body)
+      origin.close(); origin = nil
+      resp = fetch({ "unknown </body> coding" }, "Content-Type: text/html\r\nContent-Encoding: compress\r\n")
+      assert.are.equal("unknown </body> coding", resp.body)
     end)
 
     it("works on a Content-Length body from the test origin (sent on chunked)", function()
@@ -629,7 +633,7 @@ describe("example scripts", function()
     -- the body (the access log has the right number).
     it("reports the bytes sent after another script changed the body", function()
       local page = local_origin()
-      local inject = configured("inject_html", '{ snippet = "12345", ask_for_plain_bodies = true }')
+      local inject = configured("inject_html", '{ snippet = "12345" }')
       local proxy = start_proxy({ "-s", inject, "-s", script_path("log_exchanges") })
       local client = assert(h.connect(proxy.port))
       assert(h.send(client, h.request("GET", "http://127.0.0.1:" .. page.port .. "/",

@@ -31,6 +31,7 @@
 --   /hang             reads the request, never answers
 --   /continue         100 Continue first if asked, then echoes the body
 --   /ws               101 for Upgrade: websocket, then echoes raw bytes
+--   /file?path=&encoding=&chunked=1  a file's bytes with that Content-Encoding
 --   /raw/NAME         broken responses, see RAW below
 -- A HEAD request gets the head a GET would have, without the body.
 --
@@ -448,6 +449,29 @@ local function serve_one(c)
         .. "Connection: Upgrade\r\n\r\n") then return false end
     echo_loop(c)
     return false
+  elseif path == "/file" then
+    -- A file's bytes as they are (compressed bodies for the decoding specs)
+    -- with the given Content-Encoding, by length or chunked.
+    local f = io.open(q.path or "", "rb")
+    if not f then
+      respond(c, req, 404, TEXT, "no such file\n")
+      return false
+    end
+    local data = f:read("a")
+    f:close()
+    local out = { "HTTP/1.1 200 OK\r\nContent-Type: " .. (q.type or "text/html") .. "\r\n" }
+    if q.encoding then out[#out + 1] = "Content-Encoding: " .. q.encoding .. "\r\n" end
+    if q.chunked then
+      out[#out + 1] = "Transfer-Encoding: chunked\r\n\r\n"
+      for i = 1, #data, 4096 do
+        local piece = data:sub(i, i + 4095)
+        out[#out + 1] = string.format("%x\r\n", #piece) .. piece .. "\r\n"
+      end
+      out[#out + 1] = "0\r\n\r\n"
+    else
+      out[#out + 1] = "Content-Length: " .. #data .. "\r\n\r\n" .. data
+    end
+    if not send_all(c.sock, table.concat(out)) then return false end
   elseif path:match("^/raw/") then
     local name = path:sub(6)
     local bytes = RAW[name]

@@ -1,0 +1,188 @@
+-- Bodies through scripts: compressed responses decoded for the chunk hooks
+-- (gzip, deflate, br, zstd, made by the standard tools), bodies a script
+-- leaves alone (filter_body = false, decode_body = false), a corrupt body
+-- and a decompression bomb, and request bodies rewritten by
+-- on_request_chunk in both framings, streamed or collected whole.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+
+local PAGE = "tests/spec/fixtures/bodies/page.html"
+
+-- Counts paragraphs in the text the hook sees and appends the count, so the
+-- body proves the hook saw the decoded page, whole and in order.
+local HTML_HOOK = [[
+function on_response(tx)
+  if tx.req.path:find("raw=1", 1, true) then tx.res.decode_body = false end
+  if tx.req.path:find("skip=1", 1, true) then tx.res.filter_body = false end
+end
+function on_response_chunk(tx, chunk, eof)
+  tx.ctx.seen = (tx.ctx.seen or "") .. chunk
+  if eof then
+    local _, n = tx.ctx.seen:gsub("<p>", "")
+    return chunk .. "<!-- " .. n .. " paragraphs -->"
+  end
+  return chunk
+end
+]]
+
+describe("bodies through scripts", function()
+  local origin, proxy, dir, page
+
+  local function file(name) return dir .. "/" .. name end
+
+  setup(function()
+    page = assert(h.read_file(PAGE))
+    dir = h.tmpfile("", "keep"):match("^(.*)/[^/]*$")
+    assert(h.sh("gzip -9 -c " .. PAGE .. " > " .. file("page.gz")))
+    assert(h.sh("zstd -q -19 -c " .. PAGE .. " > " .. file("page.zst")))
+    assert(h.sh("python3 -c 'import sys, zlib; sys.stdout.buffer.write(zlib.compress(sys.stdin.buffer.read()))' < "
+      .. PAGE .. " > " .. file("page.zlib")))
+    -- 200 MB of zeros: about 200 KB of gzip
+    assert(h.sh("head -c 200000000 /dev/zero | gzip -c > " .. file("bomb.gz")))
+    local gz = h.read_file(file("page.gz"))
+    h.write_file(file("corrupt.gz"), gz:sub(1, 200) .. ("\255"):rep(200) .. gz:sub(401))
+  end)
+
+  before_each(function() origin = h.start_origin() end)
+  after_each(function()
+    if proxy then proxy.stop() end
+    origin.stop()
+    proxy = nil
+  end)
+
+  local function fetch(query)
+    return assert(h.get(proxy.port, origin.url("/file?" .. query)))
+  end
+
+  for _, case in ipairs({
+    { "gzip", "page.gz" }, { "deflate", "page.zlib" }, { "br", "FIXTURE_BR" }, { "zstd", "page.zst" },
+  }) do
+    local coding, name = case[1], case[2]
+    for _, framing in ipairs({ "", "&chunked=1" }) do
+      it("decodes " .. coding .. (framing ~= "" and " (chunked)" or "") .. " for the chunk hook", function()
+        proxy = h.start_proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
+        local path = name == "FIXTURE_BR" and (PAGE .. ".br") or file(name)
+        local resp = fetch("path=" .. path .. "&encoding=" .. coding .. framing)
+        assert.are.equal(200, resp.status)
+        assert.is_nil(resp.headers["content-encoding"])
+        assert.are.equal(page .. "<!-- 300 paragraphs -->", resp.body)
+      end)
+    end
+  end
+
+  it("leaves the body compressed with decode_body = false", function()
+    proxy = h.start_proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
+    local resp = fetch("path=" .. file("page.gz") .. "&encoding=gzip&raw=1")
+    assert.are.equal("gzip", resp.headers["content-encoding"])
+    local gz = h.read_file(file("page.gz"))
+    assert.are.equal(gz .. "<!-- 0 paragraphs -->", resp.body)
+  end)
+
+  it("skips the chunk hook with filter_body = false", function()
+    proxy = h.start_proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
+    local resp = fetch("path=" .. file("page.gz") .. "&encoding=gzip&skip=1")
+    assert.are.equal("gzip", resp.headers["content-encoding"])
+    assert.are.equal(h.read_file(file("page.gz")), resp.body)
+    assert.are.equal(tostring(#resp.body), resp.headers["content-length"])
+  end)
+
+  it("passes codings it does not know through untouched", function()
+    proxy = h.start_proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
+    local resp = fetch("path=" .. file("page.gz") .. "&encoding=compress")
+    assert.are.equal("compress", resp.headers["content-encoding"])
+  end)
+
+  it("ends the exchange on a corrupt compressed body", function()
+    proxy = h.start_proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
+    local resp = fetch("path=" .. file("corrupt.gz") .. "&encoding=gzip")
+    assert.is_true(resp.incomplete)
+    assert.is_truthy(h.wait_for(function()
+      return proxy.log():find("corrupt compressed body", 1, true)
+    end))
+    assert.are.equal("hello\n<!-- 0 paragraphs -->", h.get(proxy.port, origin.url("/hello")).body)
+  end)
+
+  it("stops a decompression bomb", function()
+    proxy = h.start_proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
+    local resp = fetch("path=" .. file("bomb.gz") .. "&encoding=gzip&type=text/plain")
+    assert.is_true(resp.incomplete)
+    assert.is_truthy(#resp.body < 20 * 1024 * 1024)
+    assert.is_truthy(h.wait_for(function()
+      return proxy.log():find("expands too far", 1, true)
+    end))
+    assert.is_true(proxy.alive())
+  end)
+
+  describe("on_request_chunk", function()
+    local UPPER = [[
+      function on_request(tx)
+        if tx.req.headers["X-Whole"] then tx.req.buffer_body = true end
+        if tx.req.headers["X-Skip"] then tx.req.filter_body = false end
+      end
+      function on_request_chunk(tx, chunk, eof)
+        return chunk:upper() .. (eof and "!" or "")
+      end
+    ]]
+
+    local function send(body, headers)
+      local list = { "Host: " .. origin.authority }
+      for _, x in ipairs(headers) do list[#list + 1] = x end
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, h.request("POST", origin.url("/echo"), list, body)))
+      local resp = assert(h.read_response(s))
+      s:close()
+      return resp, resp.body:match("\r\n\r\n(.*)$"), resp.body:match("^(.-\r\n\r\n)")
+    end
+
+    before_each(function()
+      proxy = h.start_proxy({ "-s", h.tmpfile(UPPER, "upper.lua"), "--max-body-buffer", "1" })
+    end)
+
+    it("rewrites a Content-Length body, sent on chunked", function()
+      local _, body, head = send("hello world", { "Content-Length: 11" })
+      assert.is_truthy(head:lower():find("transfer-encoding: chunked", 1, true))
+      assert.are.equal("HELLO WORLD!", h.decode_chunked(body))
+    end)
+
+    it("rewrites a chunked body", function()
+      local _, body = send("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", { "Transfer-Encoding: chunked" })
+      assert.are.equal("HELLO WORLD!", h.decode_chunked(body))
+    end)
+
+    for _, framing in ipairs({ "length", "chunked" }) do
+      it("collects a " .. framing .. " body whole with buffer_body and sends a length", function()
+        local body, hdr = "hello world", "Content-Length: 11"
+        if framing == "chunked" then
+          body, hdr = "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", "Transfer-Encoding: chunked"
+        end
+        local _, got, head = send(body, { hdr, "X-Whole: 1" })
+        assert.is_truthy(head:find("Content-Length: 12\r\n", 1, true))
+        assert.are.equal("HELLO WORLD!", got)
+      end)
+    end
+
+    it("leaves a body alone with filter_body = false", function()
+      local _, got, head = send("hello world", { "Content-Length: 11", "X-Skip: 1" })
+      assert.is_truthy(head:find("Content-Length: 11\r\n", 1, true))
+      assert.are.equal("hello world", got)
+    end)
+
+    it("answers 413 past --max-body-buffer", function()
+      local big = ("x"):rep(1024 * 1024 + 1)
+      local resp = send(big, { "Content-Length: " .. #big, "X-Whole: 1" })
+      assert.are.equal(413, resp.status)
+    end)
+
+    it("keeps Expect: 100-continue working, streamed and collected", function()
+      local data = h.tmpfile(("abc"):rep(1000), "body.txt")
+      for _, extra in ipairs({ {}, { "-H", "X-Whole: 1" } }) do
+        local args = { "-x", "127.0.0.1:" .. proxy.port, "-H", "Expect: 100-continue",
+                       "--data-binary", "@" .. data, origin.url("/continue") }
+        for i, a in ipairs(extra) do table.insert(args, i, a) end
+        local out = h.curl(args)
+        assert.are.equal(("ABC"):rep(1000) .. "!", out)
+      end
+    end)
+  end)
+end)
