@@ -315,7 +315,6 @@ static int plan_request_body(struct session *s)
  * head goes up now, with the length of what the hooks made of it. */
 static int send_collected_request(struct session *s)
 {
-    struct exchange *x = &s->x;
     struct buffer *body = hooks_collected(s);
 
     if (write_request_head(s, HTTP_BODY_LENGTH, buffer_length(body), 1) != 0 ||
