@@ -138,6 +138,27 @@ end
     assert.truthy(resp.body:find("parent proxy 127.0.0.1:" .. hang.port, 1, true), resp.body)
   end)
 
+  it("sends decrypted HTTPS to the parent with CONNECT, then TLS inside", function()
+    local pki = h.test_pki()
+    local tls_origin = h.start_https_origin()
+    procs[#procs + 1] = tls_origin
+    local ca_dir = h.new_ca_dir()
+    -- the parent: a plain luaproxy that only tunnels
+    local parent = start({ "--connect-ports", tostring(tls_origin.port) })
+    local proxy = start({ "--ca-dir", ca_dir, "--upstream-ca", pki.ca, "--intercept", "*",
+                          "--connect-ports", "443," .. tls_origin.port,
+                          "--upstream", "http://127.0.0.1:" .. parent.port })
+    local out, code, err = h.curl({ "--cacert", ca_dir .. "/ca.pem", "-x", "http://127.0.0.1:" .. proxy.port,
+                                    tls_origin.url("/hello") })
+    assert.equal(0, code, err)
+    assert.equal("hello\n", out)
+    assert.equal("GET /hello HTTP/1.1", tls_origin.wait_requests(1)[1].request_line)
+    -- the parent saw a tunnel, never the request itself
+    assert.truthy(parent.wait_access_log('"CONNECT ' .. tls_origin.authority:gsub("%p", "%%%0") .. ' HTTP/1%.1" 200'),
+      parent.access_log())
+    assert.is_nil(parent.access_log():find("GET", 1, true))
+  end)
+
   it("works through a real tinyproxy, credentials included", function()
     if not os.execute("command -v tinyproxy >/dev/null 2>&1") then
       pending("tinyproxy is not installed")
