@@ -89,6 +89,8 @@ struct admin_conn *admin_find(struct admin *a, uint64_t id);
 
 /* Turns the connection into a Server-Sent Events stream. */
 void admin_events_start(struct admin_conn *c);
+/* Whether any event stream is open (so an event is worth making). */
+int admin_events_listening(const struct admin *a);
 /* Sends "event: <event>\ndata: <data>\n\n" to every stream. A stream whose
  * reader falls too far behind is closed rather than buffered without end. */
 void admin_events_send(struct admin *a, const char *event, const char *data, size_t len);

@@ -48,7 +48,7 @@ struct flow_view {
 /* Compiles <expr>; NULL with a message naming the problem in <err>. An
  * empty expression matches everything. */
 struct flow_filter *flow_filter_compile(const char *expr, char *err, size_t err_len);
-int flow_filter_match(const struct flow_filter *f, const struct flow_view *v);
+int flow_filter_match(struct flow_filter *f, const struct flow_view *v);
 void flow_filter_free(struct flow_filter *f);
 
 #endif

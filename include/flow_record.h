@@ -36,6 +36,8 @@ enum flow_part {
     FLOW_PART_RES_BODY_IN, /* response body as received, when a hook changed it */
     FLOW_PART_RES_BODY,    /* response body as sent */
     FLOW_PART_ERROR,       /* why it failed */
+    FLOW_PART_URL,         /* the absolute URL, when the head holds a path only
+                            * (inside an intercepted https tunnel) */
     FLOW_PART_HOOK,        /* "script\0hook" */
     FLOW_PART_LOG,         /* "script\0line" */
     FLOW_PART_WS,          /* struct flow_ws_header, then the payload kept */

@@ -10,6 +10,7 @@
  *   POST   /api/flows/ID/replay        sends the request again: {"id": NEW}
  *   DELETE /api/flows                  clears the store
  *   GET    /api/events                 Server-Sent Events: "flow", "clear"
+ *   GET    /api/store                  the store's size against its limits
  *   GET    /flows.har?filter=          HAR 1.2
  */
 #ifndef LUAPROXY_FLOWS_API_H

@@ -44,6 +44,8 @@ const struct stored_flow *flows_store_find(const struct flows_store *st, uint64_
 size_t flows_store_count(const struct flows_store *st);
 size_t flows_store_bytes(const struct flows_store *st);
 uint64_t flows_store_dropped(const struct flows_store *st);
+size_t flows_store_max_count(const struct flows_store *st);
+size_t flows_store_max_bytes(const struct flows_store *st);
 
 /* Reads records from <fd> (the admin side of a worker's channel) on
  * <loop> until EOF. Takes <fd>. */

@@ -411,6 +411,14 @@ void admin_events_start(struct admin_conn *c)
     conn_flush(c);
 }
 
+int admin_events_listening(const struct admin *a)
+{
+    for (const struct admin_conn *c = a->conns; c; c = c->next)
+        if (c->events && !c->closed)
+            return 1;
+    return 0;
+}
+
 void admin_events_send(struct admin *a, const char *event, const char *data, size_t len)
 {
     for (struct admin_conn *c = a->conns, *next; c; c = next) {

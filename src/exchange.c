@@ -251,20 +251,27 @@ static int write_request_head(struct session *s, enum http_body_kind kind, uint6
 {
     struct exchange *x = &s->x;
     char origin[300];
+    size_t before = buffer_length(&s->upstream.out);
+    int rc;
 
     if (x->parent && !x->upstream_tls) {
         snprintf(origin, sizeof origin,
                  strchr(x->host, ':') ? "http://[%s]:%u" : x->port == 80 ? "http://%s" : "http://%s:%u",
                  x->host, x->port);
-        return message_write_proxy_request(&s->upstream.out, origin,
-                                           x->parent->auth[0] ? x->parent->auth : NULL,
-                                           x->fwd_method, x->fwd_method_len, x->fwd_path,
-                                           x->fwd_path_len, &x->req_headers, kind, length,
-                                           had_length, x->is_upgrade);
+        rc = message_write_proxy_request(&s->upstream.out, origin,
+                                         x->parent->auth[0] ? x->parent->auth : NULL,
+                                         x->fwd_method, x->fwd_method_len, x->fwd_path,
+                                         x->fwd_path_len, &x->req_headers, kind, length,
+                                         had_length, x->is_upgrade);
+    } else {
+        rc = message_write_request(&s->upstream.out, x->fwd_method, x->fwd_method_len,
+                                   x->fwd_path, x->fwd_path_len, &x->req_headers, kind, length,
+                                   had_length, x->is_upgrade);
     }
-    return message_write_request(&s->upstream.out, x->fwd_method, x->fwd_method_len,
-                                 x->fwd_path, x->fwd_path_len, &x->req_headers, kind, length,
-                                 had_length, x->is_upgrade);
+    if (rc == 0)
+        flows_record_appended(x->flow, FLOW_PART_REQ_OUT, buffer_peek(&s->upstream.out),
+                              buffer_length(&s->upstream.out), before);
+    return rc;
 }
 
 /* Whether the request asks for "100 Continue" before sending its body. */
@@ -388,6 +395,8 @@ static void connected(struct session *s)
             return;
         }
     }
+    if (x->upstream_tls)
+        flows_record_time(x->flow, FLOW_T_TLS, ev_now(s->proxy->loop));
     if (plan_request_body(s) != 0)
         return;
     if (!x->req_collect &&
@@ -395,8 +404,6 @@ static void connected(struct session *s)
         session_fail(s, 502, "out of memory");
         return;
     }
-    flows_record_appended(x->flow, FLOW_PART_REQ_OUT, buffer_peek(&s->upstream.out),
-                          buffer_length(&s->upstream.out), before);
     if (x->req_body_done)
         flows_record_time(x->flow, FLOW_T_SENT, s->last_activity);
     session_set_state(s, SESSION_EXCHANGE, "connected: request head queued");
@@ -602,6 +609,8 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
         session_fail(s, 500, "out of memory");
         return;
     }
+    if (s->intercepted)
+        flows_record_part(x->flow, FLOW_PART_URL, x->target, x->target_len);
     if (http_request_framing(head, &x->req_framing, &err) != 0) {
         session_fail(s, http_error_status(err), http_error_text(err));
         return;

@@ -40,6 +40,10 @@ struct flow_filter {
     struct node nodes[MAX_NODES];
     int count;
     int root;
+    /* Subjects are copied here with a NUL after them: REG_STARTEND bounds
+     * the search, but not every regexec (a sanitizer's, say) honours it. */
+    char *scratch;
+    size_t scratch_cap;
 };
 
 struct parser {
@@ -305,21 +309,31 @@ void flow_filter_free(struct flow_filter *f)
     for (int i = 0; i < f->count; i++)
         if (f->nodes[i].has_re)
             regfree(&f->nodes[i].re);
+    free(f->scratch);
     free(f);
 }
 
-/* Searches <len> bytes (which may hold NULs; not NUL-terminated). */
-static int search(const regex_t *re, const char *s, size_t len)
+/* Searches <len> bytes, which may hold NULs and need not be terminated. */
+static int search(struct flow_filter *f, const regex_t *re, const char *s, size_t len)
 {
     regmatch_t m[1];
     if (!s)
         return 0;
+    if (len + 1 > f->scratch_cap) {
+        char *p = realloc(f->scratch, len + 1);
+        if (!p)
+            return 0;
+        f->scratch = p;
+        f->scratch_cap = len + 1;
+    }
+    memcpy(f->scratch, s, len);
+    f->scratch[len] = '\0';
     m[0].rm_so = 0;
     m[0].rm_eo = (regoff_t)len;
-    return regexec(re, s, 1, m, REG_STARTEND) == 0;
+    return regexec(re, f->scratch, 1, m, REG_STARTEND) == 0;
 }
 
-static int eval(const struct flow_filter *f, int i, const struct flow_view *v)
+static int eval(struct flow_filter *f, int i, const struct flow_view *v)
 {
     const struct node *n = &f->nodes[i];
     switch (n->op) {
@@ -327,36 +341,36 @@ static int eval(const struct flow_filter *f, int i, const struct flow_view *v)
     case OP_OR: return eval(f, n->a, v) || eval(f, n->b, v);
     case OP_NOT: return !eval(f, n->a, v);
     case OP_ALL: return 1;
-    case OP_DOMAIN: return search(&n->re, v->host, v->host_len);
-    case OP_URL: return search(&n->re, v->url, v->url_len);
-    case OP_METHOD: return search(&n->re, v->method, v->method_len);
+    case OP_DOMAIN: return search(f, &n->re, v->host, v->host_len);
+    case OP_URL: return search(f, &n->re, v->url, v->url_len);
+    case OP_METHOD: return search(f, &n->re, v->method, v->method_len);
     case OP_CODE: return v->status == n->code;
     case OP_HEADER_REQ:
-        return search(&n->re, v->req_headers[0], v->req_headers_len[0]) ||
-               search(&n->re, v->req_headers[1], v->req_headers_len[1]);
+        return search(f, &n->re, v->req_headers[0], v->req_headers_len[0]) ||
+               search(f, &n->re, v->req_headers[1], v->req_headers_len[1]);
     case OP_HEADER_RES:
-        return search(&n->re, v->res_headers[0], v->res_headers_len[0]) ||
-               search(&n->re, v->res_headers[1], v->res_headers_len[1]);
+        return search(f, &n->re, v->res_headers[0], v->res_headers_len[0]) ||
+               search(f, &n->re, v->res_headers[1], v->res_headers_len[1]);
     case OP_HEADER:
-        return search(&n->re, v->req_headers[0], v->req_headers_len[0]) ||
-               search(&n->re, v->req_headers[1], v->req_headers_len[1]) ||
-               search(&n->re, v->res_headers[0], v->res_headers_len[0]) ||
-               search(&n->re, v->res_headers[1], v->res_headers_len[1]);
-    case OP_BODY_REQ: return search(&n->re, v->req_body, v->req_body_len);
-    case OP_BODY_RES: return search(&n->re, v->res_body, v->res_body_len);
+        return search(f, &n->re, v->req_headers[0], v->req_headers_len[0]) ||
+               search(f, &n->re, v->req_headers[1], v->req_headers_len[1]) ||
+               search(f, &n->re, v->res_headers[0], v->res_headers_len[0]) ||
+               search(f, &n->re, v->res_headers[1], v->res_headers_len[1]);
+    case OP_BODY_REQ: return search(f, &n->re, v->req_body, v->req_body_len);
+    case OP_BODY_RES: return search(f, &n->re, v->res_body, v->res_body_len);
     case OP_BODY:
-        return search(&n->re, v->req_body, v->req_body_len) ||
-               search(&n->re, v->res_body, v->res_body_len);
+        return search(f, &n->re, v->req_body, v->req_body_len) ||
+               search(f, &n->re, v->res_body, v->res_body_len);
     case OP_TYPE:
-        return search(&n->re, v->res_type, v->res_type_len) ||
-               search(&n->re, v->req_type, v->req_type_len);
+        return search(f, &n->re, v->res_type, v->res_type_len) ||
+               search(f, &n->re, v->req_type, v->req_type_len);
     case OP_ERROR: return v->error;
     case OP_MODIFIED: return v->modified;
     }
     return 0;
 }
 
-int flow_filter_match(const struct flow_filter *f, const struct flow_view *v)
+int flow_filter_match(struct flow_filter *f, const struct flow_view *v)
 {
     return eval(f, f->root, v);
 }

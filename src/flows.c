@@ -23,7 +23,7 @@
 #include "http_parse.h"
 
 /* Unique parts (heads, client, error): the last recording wins. */
-#define UNIQUE_PARTS (FLOW_PART_ERROR + 1)
+#define UNIQUE_PARTS (FLOW_PART_URL + 1)
 /* Repeated parts per flow (hooks, log lines, WebSocket messages). */
 #define MAX_ITEMS 1000
 #define MAX_LOG_LINE 2048

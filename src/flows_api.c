@@ -75,7 +75,7 @@ static int get_filter(struct admin_conn *c, const struct admin_request *r,
     return 0;
 }
 
-static int matches(const struct flow_filter *f, const struct stored_flow *sf)
+static int matches(struct flow_filter *f, const struct stored_flow *sf)
 {
     struct flow_view v;
     flow_info_load(&info, sf->rec);
@@ -131,6 +131,21 @@ static void on_clear(struct admin_conn *c, const struct admin_request *r, void *
     flows_store_clear(api->store);
     admin_events_send(api->admin, "clear", "{}", 2);
     admin_reply(c, 200, "application/json", "{\"cleared\":true}\n", 17);
+}
+
+/* What the store holds against its limits. */
+static void on_store(struct admin_conn *c, const struct admin_request *r, void *arg)
+{
+    struct flows_api *api = arg;
+    struct buffer b;
+    (void)r;
+    buffer_init(&b);
+    buffer_printf(&b, "{\"flows\":%zu,\"bytes\":%zu,\"max_flows\":%zu,\"max_bytes\":%zu,"
+                      "\"dropped\":%llu}\n",
+                  flows_store_count(api->store), flows_store_bytes(api->store),
+                  flows_store_max_count(api->store), flows_store_max_bytes(api->store),
+                  (unsigned long long)flows_store_dropped(api->store));
+    admin_reply_buffer(c, 200, "application/json", &b);
 }
 
 static void on_events(struct admin_conn *c, const struct admin_request *r, void *arg)
@@ -281,6 +296,8 @@ static void on_flow_added(void *arg, const struct stored_flow *sf)
             break;
         }
     }
+    if (!admin_events_listening(api->admin))
+        return; /* nobody watches: no summary to make */
     buffer_init(&b);
     flow_info_load(&info, sf->rec);
     flows_json_summary(&b, &info);
@@ -299,6 +316,11 @@ static void start_replay(struct admin_conn *c, struct flows_api *api, const stru
 
     if (api->proxy_addr_len == 0 || !fi->req_ok) {
         admin_reply_error(c, 409, "this flow cannot be replayed");
+        return;
+    }
+    if (fi->has[FLOW_PART_URL]) {
+        admin_reply_error(c, 409, "a request from inside an intercepted https tunnel "
+                                  "cannot be replayed");
         return;
     }
     if (fi->h.flags & (FLOW_F_REQ_TRUNCATED | FLOW_F_REQ_IN_TRUNCATED)) {
@@ -438,7 +460,7 @@ static void on_flow(struct admin_conn *c, const struct admin_request *r, void *a
 
 /* ---- HAR --------------------------------------------------------------- */
 
-static void build_har(struct flows_api *api, const struct flow_filter *f, struct buffer *b)
+static void build_har(struct flows_api *api, struct flow_filter *f, struct buffer *b)
 {
     int first = 1;
     buffer_append_str(b, "{\"log\":{\"version\":\"1.2\",\"creator\":{\"name\":\"luaproxy\","
@@ -542,6 +564,7 @@ struct flows_api *flows_api_new(struct admin *a, const struct config *cfg)
     admin_route(a, "GET", "/api/flows/", on_flow, api, ADMIN_PREFIX);
     admin_route(a, "POST", "/api/flows/", on_flow, api, ADMIN_PREFIX);
     admin_route(a, "GET", "/api/events", on_events, api, 0);
+    admin_route(a, "GET", "/api/store", on_store, api, 0);
     admin_route(a, "GET", "/flows.har", on_har, api, 0);
     return api;
 }

@@ -139,6 +139,16 @@ uint64_t flows_store_dropped(const struct flows_store *st)
     return st->dropped;
 }
 
+size_t flows_store_max_count(const struct flows_store *st)
+{
+    return st->max_count;
+}
+
+size_t flows_store_max_bytes(const struct flows_store *st)
+{
+    return st->max_bytes;
+}
+
 /* ---- channels ---------------------------------------------------------- */
 
 static void channel_close(struct channel *c)

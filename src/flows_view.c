@@ -154,6 +154,10 @@ void flow_info_load(struct flow_info *fi, const char *rec)
         fi->method_len = fi->req.method_len;
         fi->url = fi->req.target;
         fi->url_len = fi->req.target_len;
+        if (fi->has[FLOW_PART_URL]) { /* decrypted https: the head has the path only */
+            fi->url = fi->part[FLOW_PART_URL];
+            fi->url_len = fi->len[FLOW_PART_URL];
+        }
         /* The host: the authority of an absolute URL, or a CONNECT target. */
         const char *h = fi->url, *end = fi->url + fi->url_len;
         const char *scheme = memchr(h, ':', fi->url_len);

@@ -238,6 +238,8 @@ wrk_table("16k", "16 KiB body, keep-alive, 50 connections", MAIN)
 wrk_table("10m", "10 MiB body, keep-alive, 10 connections", MAIN)
 wrk_table("hooks-small", "Hooks: small response, keep-alive, 50 connections", HOOKS)
 wrk_table("hooks-10m", "Hooks: 10 MiB body, keep-alive, 10 connections", HOOKS)
+wrk_table("capture-small", "Flow capture (--admin, default limits): small response, keep-alive, 50 connections",
+  { "luaproxy", "luaproxy+capture" })
 if runs["hooks-small"] or runs["hooks-10m"] then
   say("  (luaproxy+noop: on_request that does nothing; +headers: on_request sets one field and")
   say("   removes one, on_response adds one; +chunk: on_response_chunk returning each piece)")
@@ -380,6 +382,7 @@ local TRACKED = {
   { "header hook CPU us/req", "hooks-small", "luaproxy+headers", "cpu_us", true },
   { "no-op chunk hook 10 MiB MB/s", "hooks-10m", "luaproxy+chunk", "value" },
   { "tunnel MB/s", "tunnel", "luaproxy", "value" },
+  { "flow capture CPU us/req", "capture-small", "luaproxy+capture", "cpu_us", true },
 }
 local function tracked_value(from, t)
   local r = best(t[2], t[3], from)
@@ -440,6 +443,14 @@ do
     noop and ("%+.2f us"):format(noop) or "not measured")
   check("header-rewriting hook adds <= 3 us/req", hdr and hdr <= 3,
     hdr and ("%+.2f us"):format(hdr) or "not measured")
+
+  local off, on = best("capture-small", "luaproxy"), best("capture-small", "luaproxy+capture")
+  if off and on and off.cpu_us and on.cpu_us then
+    check("flow capture on: small keep-alive CPU/req <= 1.3x off", on.cpu_us <= 1.3 * off.cpu_us,
+      ("%.1f vs %.1f us = %.2fx"):format(on.cpu_us, off.cpu_us, on.cpu_us / off.cpu_us))
+  else
+    check("flow capture on: small keep-alive CPU/req <= 1.3x off", nil, "not measured")
+  end
 
   local _, _, chunk = hook_cost(runs, "hooks-10m", "luaproxy+chunk")
   check("no-op chunk hook, 10 MiB >= 0.8x no script", chunk and chunk >= 0.8,

@@ -28,7 +28,7 @@
 # BENCH_ROUNDS (2) the number of rounds, BENCH_IDLE (10000) the idle
 # connections, BENCH_TUNNEL_MIB (256) what goes through each tunnel, and
 # BENCH_ONLY (all) a space-separated list of the scenarios to run: small-ka
-# close 16k 10m hooks-small hooks-10m tunnel idle.
+# close 16k 10m hooks-small hooks-10m capture-small tunnel idle.
 #
 # Loopback only. Missing tools are installed with apt-get when run as root
 # (with services kept from starting); a peer that cannot be installed or
@@ -362,13 +362,17 @@ cat >"$tmp/chunk.lua" <<'EOF'
 function on_response_chunk(tx, c, eof) return c end
 EOF
 lua_args=(--workers 1 --connect-ports "$origin_port")
-for variant in luaproxy luaproxy+noop luaproxy+headers luaproxy+chunk; do
+# luaproxy+capture: the admin listener on, so every exchange is captured
+# for the flow viewer with the default limits (one process: the store is
+# in the proxy's own CPU time).
+for variant in luaproxy luaproxy+noop luaproxy+headers luaproxy+chunk luaproxy+capture; do
   free_port
   script=()
   case $variant in
     luaproxy+noop) script=(-s "$tmp/noop.lua") ;;
     luaproxy+headers) script=(-s "$tmp/headers.lua") ;;
     luaproxy+chunk) script=(-s "$tmp/chunk.lua") ;;
+    luaproxy+capture) script=(--admin 127.0.0.1:0) ;;
   esac
   start_contender "$variant" forward "$free" \
     "${pin[@]}" "$binary" --listen "127.0.0.1:$free" "${lua_args[@]}" ${script[@]+"${script[@]}"} || true
@@ -661,11 +665,14 @@ run_tunnel() {
 
 main_set=(no-proxy luaproxy haproxy nginx-proxy tinyproxy squid privoxy)
 hook_set=(no-proxy luaproxy luaproxy+noop luaproxy+headers luaproxy+chunk)
+capture_set=(luaproxy luaproxy+capture)
 main_n=0
 hook_n=0
+capture_n=0
+want capture-small && capture_n=1
 for sc in small-ka close 16k 10m; do want "$sc" && main_n=$((main_n + 1)); done
 for sc in hooks-small hooks-10m; do want "$sc" && hook_n=$((hook_n + 1)); done
-total_runs=$(((main_n * $(available "${main_set[@]}" | wc -w) + hook_n * $(available "${hook_set[@]}" | wc -w)) * rounds))
+total_runs=$(((main_n * $(available "${main_set[@]}" | wc -w) + hook_n * $(available "${hook_set[@]}" | wc -w) + capture_n * $(available "${capture_set[@]}" | wc -w)) * rounds))
 say "bench: ${#contenders[@]} contenders running (${contenders[*]}); $total_runs wrk runs of ${seconds} s, about $((total_runs * (seconds + 2) / 60 + 1)) min"
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -677,6 +684,7 @@ run_scenario 16k /16k 50 0 "${main_set[@]}"
 run_scenario 10m /10m 10 0 "${main_set[@]}"
 run_scenario hooks-small /small 50 0 "${hook_set[@]}"
 run_scenario hooks-10m /10m 10 0 "${hook_set[@]}"
+run_scenario capture-small /small 50 0 "${capture_set[@]}"
 
 if want tunnel; then
   say "scenario tunnel: $tunnel_mib MiB through CONNECT (curl -p)"
