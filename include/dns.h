@@ -35,8 +35,16 @@ struct addr_list {
 struct dns_resolver;
 struct dns_query;
 
-/* <error> is NULL on success, else a short fixed text ("name not found"). */
-typedef void dns_callback(void *arg, const char *error, const struct addr_list *addrs);
+/* How a lookup ended: the caller answers a timeout and "no such name"
+ * differently, so it gets an enum, not a message to decode. */
+enum dns_status {
+    DNS_OK,        /* <addrs> holds at least one address */
+    DNS_NOT_FOUND, /* no address for the name (or the lookup failed) */
+    DNS_TIMEOUT,   /* the servers did not answer in time */
+};
+const char *dns_status_name(enum dns_status status);
+
+typedef void dns_callback(void *arg, enum dns_status status, const struct addr_list *addrs);
 
 /* Creates the loop's resolver. Returns NULL with a message in <err>. */
 struct dns_resolver *dns_resolver_new(struct ev_loop *loop, double timeout, char *err,

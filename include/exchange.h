@@ -36,16 +36,6 @@ void exchange_release(struct session *s);
  * it and start connecting (or answer with an error). */
 void exchange_begin(struct session *s, const struct http_head *head, size_t head_len);
 
-/* Parks the upstream connection in the pool when the exchange left it
- * clean, or closes it. */
-void exchange_detach_upstream(struct session *s);
-
-/* The upstream socket became writable while connecting. */
-void exchange_connect_done(struct session *s);
-
-/* The resolver answered (SESSION_RESOLVING): connect, or fail with 502. */
-void exchange_dns_answer(struct session *s, const char *error, const struct addr_list *addrs);
-
 /* The credentials' check finished (SESSION_HOOK): go on, or answer 407. */
 void exchange_auth_done(struct session *s, int ok, const char *user);
 
@@ -57,7 +47,8 @@ void exchange_hooks_woke(struct session *s, enum hooks_result r);
  * Returns 1 if anything changed. */
 int exchange_pump(struct session *s);
 
-/* SESSION_TUNNEL: moves bytes both ways and relays half-closes. */
+/* SESSION_TUNNEL: moves bytes both ways and relays half-closes
+ * (src/tunnel.c). */
 int tunnel_pump(struct session *s);
 
 #endif

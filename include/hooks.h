@@ -121,6 +121,10 @@ enum hooks_result hooks_run(struct session *s, enum hook_phase phase);
  * on_response. 0, or -1. */
 int hooks_prepare_response(struct session *s);
 
+/* Hands the upstream (the possibly rewritten target) to the tx before
+ * before_connect. 0, or -1. */
+int hooks_prepare_upstream(struct session *s);
+
 /* Copy what the scripts changed back into the exchange. 0, or -1. */
 int hooks_read_request(struct session *s);
 int hooks_read_upstream(struct session *s);

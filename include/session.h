@@ -211,6 +211,7 @@ struct session {
     ev_tstamp drain_started;
     enum session_state state;
     enum session_state armed_state; /* the state the timer was set for */
+    int rearm_timer;         /* the deadline moved within the same state */
     int reject_status;       /* 403 (client not allowed) or 503 (full) */
     int exchanges;           /* completed exchanges on this connection */
     char client_ip[64];
@@ -227,6 +228,7 @@ struct session {
     uint16_t tunnel_port;
     char tunnel_host[256];
     char tunnel_user[128];   /* who the CONNECT authenticated as (--auth-file) */
+    ev_tstamp upstream_idle_since; /* its last response ended */
     uint16_t upstream_port;
     char upstream_host[256];
     struct exchange x;

@@ -24,7 +24,7 @@ struct upstream_pool {
     int max_total;
     int max_per_host;
     double idle_timeout;
-    ev_timer sweep;           /* closes connections idle too long */
+    ev_timer sweep;           /* fires when the oldest connection expires */
 };
 
 void upstream_pool_init(struct upstream_pool *pool, struct ev_loop *loop, int max_total,
@@ -35,8 +35,11 @@ void upstream_pool_free(struct upstream_pool *pool);
 /* Takes a parked connection to <host>:<port>, or returns -1. */
 int upstream_pool_take(struct upstream_pool *pool, const char *host, uint16_t port);
 
-/* Parks connected socket <fd> (ownership passes to the pool, which closes
- * it when full). */
-void upstream_pool_put(struct upstream_pool *pool, int fd, const char *host, uint16_t port);
+/* Parks connected socket <fd>, idle since <last_used> (ownership passes to
+ * the pool, which closes it when full). It is closed once it has been idle
+ * for idle_timeout counted from <last_used>, not from the parking: a
+ * connection a session held for a while does not start a fresh clock. */
+void upstream_pool_put(struct upstream_pool *pool, int fd, const char *host, uint16_t port,
+                       ev_tstamp last_used);
 
 #endif

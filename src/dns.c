@@ -45,7 +45,7 @@ struct dns_query {
     uint16_t port;
     int starting;     /* still inside ares_getaddrinfo() */
     int finished;     /* the c-ares callback has run */
-    const char *error;
+    enum dns_status status;
     struct addr_list addrs;
     ev_timer deliver; /* delivers a result that arrived while starting */
     struct dns_query *next_delivering;
@@ -173,10 +173,20 @@ void dns_resolver_free(struct dns_resolver *r)
     ares_library_cleanup();
 }
 
+const char *dns_status_name(enum dns_status status)
+{
+    switch (status) {
+    case DNS_OK: return "ok";
+    case DNS_NOT_FOUND: return "not found";
+    case DNS_TIMEOUT: return "timed out";
+    }
+    return "?";
+}
+
 static void query_deliver(struct dns_query *q)
 {
     if (q->cb)
-        q->cb(q->arg, q->error, &q->addrs);
+        q->cb(q->arg, q->status, &q->addrs);
     free(q);
 }
 
@@ -226,7 +236,7 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
         return;
     }
     if (q->addrs.count == 0)
-        q->error = status == ARES_ETIMEOUT ? "DNS lookup timed out" : "name not found";
+        q->status = status == ARES_ETIMEOUT ? DNS_TIMEOUT : DNS_NOT_FOUND;
     if (q->starting) {
         ev_timer_init(&q->deliver, on_deliver, 0., 0.);
         q->deliver.data = q;

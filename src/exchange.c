@@ -4,17 +4,21 @@
  * The tutorial's "find host and port in the URL, connect, relay until EOF",
  * done so that nothing blocks and nothing ambiguous crosses:
  *
- *   exchange_begin     check the target, copy the head, drop hop-by-hop
- *        |             fields, decide the body framing
- *   start_connect      numeric address, or ask the resolver (dns.c)
+ *   exchange_begin       check the target, copy the head, drop hop-by-hop
+ *        |               fields, decide the body framing
+ *   run_request_hooks    on_request, before_connect (when scripts have them)
  *        |
- *   try_connect        non-blocking connect(), one address after another
- *        |
- *   connected          CONNECT: answer 200 and tunnel; else write the
- *        |             request head upstream
- *   exchange_pump      request body up (re-framed), response head parsed
- *        |             and rewritten, response body down (re-framed)
- *   session_end_exchange  (session.c) log, keep-alive or close
+ *   upstream_start       (upstream.c) a kept, pooled or fresh connection;
+ *        |               then the request head is queued upstream
+ *   exchange_pump        request body up (re-framed), response head parsed
+ *        |               and rewritten, response body down (re-framed)
+ *   session_end_exchange (session.c) log, keep-alive or close
+ *
+ * Why not "relay until EOF" as the tutorial does: with keep-alive the
+ * server does not close after a response, and the client sends the next
+ * request on the same connection. The proxy must know where each message
+ * ends (Content-Length, chunked, or EOF only when the server says so), and
+ * it re-frames each body for its receiver.
  */
 #include "exchange.h"
 
@@ -36,7 +40,7 @@
 #include "session.h"
 #include "stats.h"
 #include "tls.h"
-#include "upstream_pool.h"
+#include "upstream.h"
 
 /* Interim (1xx) responses relayed per exchange. A server sends one or two
  * (100 Continue, 103 Early Hints, now and then 102 Processing); an endless
@@ -75,392 +79,9 @@ void exchange_release(struct session *s)
     headers_free(&x->res_headers);
 }
 
-/* ---- connecting ------------------------------------------------------- */
-
-static void connected(struct session *s);
 static void record_before_hooks(struct session *s, int response);
 static void run_request_hooks(struct session *s, enum hook_phase phase);
 static void after_response_hooks(struct session *s, enum hooks_result r);
-
-static const char *connect_error_text(int err)
-{
-    switch (err) {
-    case ECONNREFUSED: return "the upstream refused the connection";
-    case ENETUNREACH:
-    case EHOSTUNREACH: return "the upstream is unreachable";
-    case ETIMEDOUT: return "connecting to the upstream timed out";
-    default: return "could not connect to the upstream";
-    }
-}
-
-/* Tries the resolved addresses in order until a connect() starts. */
-static void try_connect(struct session *s)
-{
-    struct exchange *x = &s->x;
-
-    while (x->addr_next < x->addrs.count) {
-        int i = x->addr_next++;
-        const struct sockaddr *addr = &x->addrs.addr[i].sa;
-        int one = 1;
-        int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd == -1) {
-            x->connect_errno = errno;
-            continue;
-        }
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (connect(fd, addr, x->addrs.len[i]) == 0) {
-            endpoint_open(&s->upstream, fd);
-            connected(s);
-            return;
-        }
-        if (errno == EINPROGRESS) {
-            endpoint_open(&s->upstream, fd);
-            session_set_state(s, SESSION_CONNECTING, "connect() in progress");
-            return;
-        }
-        x->connect_errno = errno;
-        close(fd);
-    }
-    stats_add(STAT_UPSTREAM_CONNECT_ERRORS, 1);
-    session_fail(s, 502, connect_error_text(x->connect_errno));
-}
-
-void exchange_connect_done(struct session *s)
-{
-    int err = 0;
-    socklen_t len = sizeof err;
-
-    if (getsockopt(s->upstream.fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
-        err = errno;
-    if (err == EINPROGRESS || err == EALREADY)
-        return; /* spurious wakeup */
-    if (err != 0) {
-        s->x.connect_errno = err;
-        endpoint_close(s->proxy->loop, &s->upstream);
-        try_connect(s);
-        return;
-    }
-    connected(s);
-}
-
-/* The addresses are known: refuse loops, then connect. */
-static void addresses_ready(struct session *s)
-{
-    struct exchange *x = &s->x;
-    for (int i = 0; i < x->addrs.count; i++) {
-        if (proxy_is_own_address(s->proxy, &x->addrs.addr[i].sa)) {
-            session_fail(s, 508, "the request would loop back to this proxy");
-            return;
-        }
-    }
-    x->addr_next = 0;
-    try_connect(s);
-}
-
-void exchange_dns_answer(struct session *s, const char *error, const struct addr_list *addrs)
-{
-    s->x.dns = NULL;
-    stats_add(STAT_DNS_LOOKUPS, 1);
-    stats_add(STAT_DNS_MICROSECONDS,
-              (int64_t)((ev_now(s->proxy->loop) - s->x.connect_started) * 1e6));
-    flows_record_time(s->x.flow, FLOW_T_DNS, ev_now(s->proxy->loop));
-    if (error) {
-        session_fail(s, 502, error[0] == 'D' ? "the upstream's name lookup timed out"
-                                             : "the upstream's name could not be resolved");
-    } else {
-        s->x.addrs = *addrs;
-        addresses_ready(s);
-    }
-}
-
-/* Where this exchange connects: the parent proxy or the upstream. <key>
- * names the connection for reuse; a parent's connections carry a prefix a
- * host name cannot have, so they never mix with direct ones to the same
- * address (one speaks absolute-form, the other origin-form). */
-static void connect_target(const struct exchange *x, char *key, size_t key_len,
-                           const char **host, uint16_t *port)
-{
-    if (x->parent) {
-        /* A TLS connection through the parent is a tunnel to one origin:
-         * its key names that origin too. */
-        char full[600];
-        int n = x->upstream_tls ? snprintf(full, sizeof full, "parent-tls!%s:%u!%s", x->host,
-                                           x->port, x->parent->host)
-                                : snprintf(full, sizeof full, "parent!%s", x->parent->host);
-        size_t len = n < 0 ? 0 : (size_t)n < key_len ? (size_t)n : key_len - 1;
-        memcpy(key, full, len);
-        key[len] = '\0';
-        *host = x->parent->host;
-        *port = x->parent->port;
-    } else {
-        snprintf(key, key_len, "%s", x->host);
-        *host = x->host;
-        *port = x->port;
-    }
-}
-
-static void start_connect(struct session *s)
-{
-    struct exchange *x = &s->x;
-    char key[sizeof s->upstream_host];
-    const char *host;
-    uint16_t port;
-    int fd;
-
-    connect_target(x, key, sizeof key, &host, &port);
-    x->connect_started = ev_now(s->proxy->loop);
-    if (x->is_connect && https_should_intercept(s)) {
-        https_begin_tunnel(s);
-        return;
-    }
-    if (s->upstream_idle) {
-        if (!x->is_connect && !x->is_upgrade && !x->no_pool && s->upstream_port == port &&
-            s->upstream_idle_tls == x->upstream_tls && strcasecmp(s->upstream_host, key) == 0) {
-            s->upstream_idle = 0;
-            s->proxy->kept_upstreams--;
-            x->reused = 1;
-            connected(s);
-            return;
-        }
-        session_release_idle_upstream(s);
-    }
-    if (!x->is_connect && !x->is_upgrade && !x->no_pool && !x->upstream_tls &&
-        (fd = upstream_pool_take(&s->proxy->pool, key, port)) >= 0) {
-        endpoint_open(&s->upstream, fd);
-        x->reused = 1;
-        connected(s);
-        return;
-    }
-    if (dns_parse_numeric(host, port, &x->addrs)) {
-        addresses_ready(s); /* a literal address never touches the resolver */
-        return;
-    }
-    session_set_state(s, SESSION_RESOLVING, "asking the resolver");
-    x->dns = dns_resolve(s->proxy->resolver, host, port, s->events->dns_answer, s);
-    if (!x->dns)
-        session_fail(s, 502, "out of memory");
-}
-
-/* The upstream accepted the connection. */
-/* Writes the request head for the upstream with the body framing <kind>
- * (<length>, and whether the client sent a Content-Length). Through a
- * parent: absolute-form, unless TLS runs end to end in a tunnel the parent
- * opened (then the request is the origin's own). 0, or -1. */
-static int write_request_head(struct session *s, enum http_body_kind kind, uint64_t length,
-                              int had_length)
-{
-    struct exchange *x = &s->x;
-    char origin[300];
-    size_t before = buffer_length(&s->upstream.out);
-    int rc;
-
-    if (x->parent && !x->upstream_tls) {
-        snprintf(origin, sizeof origin,
-                 strchr(x->host, ':') ? "http://[%s]:%u" : x->port == 80 ? "http://%s" : "http://%s:%u",
-                 x->host, x->port);
-        rc = message_write_proxy_request(&s->upstream.out, origin,
-                                         x->parent->auth[0] ? x->parent->auth : NULL,
-                                         x->fwd_method, x->fwd_method_len, x->fwd_path,
-                                         x->fwd_path_len, &x->req_headers, kind, length,
-                                         had_length, x->is_upgrade);
-    } else {
-        rc = message_write_request(&s->upstream.out, x->fwd_method, x->fwd_method_len,
-                                   x->fwd_path, x->fwd_path_len, &x->req_headers, kind, length,
-                                   had_length, x->is_upgrade);
-    }
-    if (rc == 0)
-        flows_record_appended(x->flow, FLOW_PART_REQ_OUT, buffer_peek(&s->upstream.out),
-                              buffer_length(&s->upstream.out), before);
-    return rc;
-}
-
-/* Whether the request asks for "100 Continue" before sending its body. */
-static int expects_continue(const struct exchange *x)
-{
-    ssize_t at = headers_find(&x->req_headers, "Expect", 6, 0);
-    size_t len;
-    const char *value;
-    if (at < 0)
-        return 0;
-    value = headers_value(&x->req_headers, (size_t)at, &len);
-    return http_token_eq(value, len, "100-continue");
-}
-
-/* Decides how the request body goes up, once the request hooks are done:
- *
- *   no on_request_chunk (or filter_body = false)  as it came
- *   on_request_chunk                              chunked, piece by piece
- *   on_request_chunk with tx.req.buffer_body      collected whole, then one
- *                                                 hook call, then sent with a
- *                                                 Content-Length
- *
- * A collected body cannot wait for the upstream's "100 Continue" (the head
- * goes up only after the body): the proxy says it to the client itself.
- * 0, or -1 after session_fail. */
-static int plan_request_body(struct session *s)
-{
-    struct exchange *x = &s->x;
-
-    x->req_filter = x->req_framing.kind != HTTP_BODY_NONE && hooks_filters_request(s);
-    x->req_collect = x->req_filter && hooks_collects_request(s);
-    if (x->req_collect) {
-        if (expects_continue(x)) {
-            headers_remove(&x->req_headers, "Expect", 6);
-            if (x->minor >= 1 &&
-                buffer_append_str(&s->client.out, "HTTP/1.1 100 Continue\r\n\r\n") != 0) {
-                session_fail(s, 502, "out of memory");
-                return -1;
-            }
-        }
-    } else if (x->req_filter) {
-        x->req_out_kind = HTTP_BODY_CHUNKED;
-    }
-    return 0;
-}
-
-/* tx.req.buffer_body: the whole body went through on_request_chunk; the
- * head goes up now, with the length of what the hooks made of it. */
-static int send_collected_request(struct session *s)
-{
-    struct buffer *body = hooks_collected(s);
-
-    if (write_request_head(s, HTTP_BODY_LENGTH, buffer_length(body), 1) != 0 ||
-        buffer_append(&s->upstream.out, buffer_peek(body), buffer_length(body)) != 0) {
-        session_fail(s, 502, "out of memory");
-        return -1;
-    }
-    buffer_free(body);
-    return 0;
-}
-
-static void connected(struct session *s)
-{
-    struct exchange *x = &s->x;
-
-    size_t before = buffer_length(&s->upstream.out);
-
-    s->last_activity = ev_now(s->proxy->loop);
-    flows_record_time(x->flow, FLOW_T_DNS, x->connect_started); /* no lookup was needed */
-    flows_record_time(x->flow, FLOW_T_CONNECT, s->last_activity);
-    if ((x->is_connect || x->upstream_tls) && x->parent && !x->parent_connected) {
-        /* Ask the parent for the tunnel; its answer decides ours, or opens
-         * the way for TLS with the origin (read_response_head). */
-        char target[300];
-        snprintf(target, sizeof target, strchr(x->host, ':') ? "[%s]:%u" : "%s:%u", x->host,
-                 x->port);
-        if (buffer_printf(&s->upstream.out, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s%s\r\n",
-                          target, target, x->parent->auth[0] ? "Proxy-Authorization: " : "",
-                          x->parent->auth, x->parent->auth[0] ? "\r\n" : "") != 0) {
-            session_fail(s, 502, "out of memory");
-            return;
-        }
-        x->parent_tunnel = 1;
-        if (x->is_connect)
-            x->req_body_done = 1;
-        session_set_state(s, SESSION_EXCHANGE, "connected to the parent: CONNECT sent");
-        return;
-    }
-    if (x->is_connect) {
-        before = buffer_length(&s->client.out);
-        if (buffer_append_str(&s->client.out, "HTTP/1.1 200 Connection Established\r\n\r\n")) {
-            session_fail(s, 502, "out of memory");
-            return;
-        }
-        flows_record_flag(x->flow, FLOW_F_TUNNEL);
-        flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
-                              buffer_length(&s->client.out), before);
-        x->status = 200;
-        x->response_started = 1;
-        x->req_body_done = 1;
-        session_set_state(s, SESSION_TUNNEL, "connected: 200 to the CONNECT");
-        return;
-    }
-    /* https: the TLS handshake with the upstream is part of connecting
-     * (bounded by the connect timeout); a refused certificate is a 502
-     * naming the reason. */
-    if (x->upstream_tls && !endpoint_is_tls(&s->upstream) &&
-        tls_connect(&s->upstream, s->proxy->tls, x->host) != 0) {
-        session_fail(s, 502, "could not start TLS with the upstream");
-        return;
-    }
-    if (s->upstream.handshaking) {
-        enum endpoint_io r = tls_handshake(&s->upstream);
-        if (r == ENDPOINT_AGAIN) {
-            session_set_state(s, SESSION_CONNECTING, "TLS handshake with the upstream");
-            return;
-        }
-        if (r == ENDPOINT_ERROR) {
-            session_fail(s, 502, s->upstream.error ? s->upstream.error
-                                                   : "the TLS handshake with the upstream failed");
-            return;
-        }
-    }
-    if (x->upstream_tls)
-        flows_record_time(x->flow, FLOW_T_TLS, ev_now(s->proxy->loop));
-    if (plan_request_body(s) != 0)
-        return;
-    if (!x->req_collect &&
-        write_request_head(s, x->req_out_kind, x->req_framing.length, x->req_had_length) != 0) {
-        session_fail(s, 502, "out of memory");
-        return;
-    }
-    if (x->req_body_done)
-        flows_record_time(x->flow, FLOW_T_SENT, s->last_activity);
-    session_set_state(s, SESSION_EXCHANGE, "connected: request head queued");
-}
-
-void exchange_detach_upstream(struct session *s)
-{
-    struct exchange *x = &s->x;
-    struct endpoint *u = &s->upstream;
-
-    if (u->fd >= 0 && x->upstream_reusable && x->res_state == RESPONSE_DONE &&
-        !endpoint_splicing(u) &&
-        x->req_body_done && s->state != SESSION_TUNNEL && !u->read_eof && !u->failed &&
-        buffer_length(&u->in) == 0 && buffer_length(&u->out) == 0 && !s->proxy->stopping) {
-        /* Keep it with the session: a kept-alive client's next request
-         * most likely goes to the same place. */
-        buffer_free(&u->in);
-        buffer_free(&u->out);
-        s->upstream_idle = 1;
-        s->upstream_idle_tls = endpoint_is_tls(u);
-        s->proxy->kept_upstreams++;
-        const char *host;
-        connect_target(x, s->upstream_host, sizeof s->upstream_host, &host,
-                       &s->upstream_port);
-        if (!x->keep_alive || !proxy_may_keep_upstream(s->proxy))
-            session_release_idle_upstream(s);
-        return;
-    }
-    endpoint_close(s->proxy->loop, u);
-}
-
-/* A reused connection may have been closed by the upstream just as we sent
- * on it. A request that is safe to repeat and got no byte of answer goes
- * again on a fresh connection (RFC 9112 9.3.1). */
-static int retry_on_fresh_connection(struct session *s)
-{
-    struct exchange *x = &s->x;
-    static const char *const idempotent[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
-    int safe = 0;
-
-    if (!x->reused || x->req_framing.kind != HTTP_BODY_NONE ||
-        buffer_length(&s->upstream.in) > 0)
-        return 0;
-    for (size_t i = 0; i < sizeof idempotent / sizeof idempotent[0]; i++)
-        if (strlen(idempotent[i]) == x->fwd_method_len &&
-            memcmp(idempotent[i], x->fwd_method, x->fwd_method_len) == 0)
-            safe = 1;
-    if (!safe)
-        return 0;
-    log_debug("#%llu reused upstream connection was closed; retrying on a fresh one",
-              (unsigned long long)x->id);
-    endpoint_close(s->proxy->loop, &s->upstream);
-    x->reused = 0;
-    x->no_pool = 1;
-    start_connect(s);
-    return 1;
-}
 
 /* ---- the request head ------------------------------------------------- */
 
@@ -690,7 +311,7 @@ static void run_first_hooks(struct session *s)
         run_request_hooks(s, HOOK_ON_REQUEST);
         return;
     }
-    start_connect(s);
+    upstream_start(s);
 }
 
 /* ---- hooks ------------------------------------------------------------ */
@@ -753,6 +374,10 @@ static void after_request_hooks(struct session *s, enum hook_phase phase, enum h
             return;
         }
         if (hooks_wants(s, HOOK_BEFORE_CONNECT)) {
+            if (hooks_prepare_upstream(s) != 0) {
+                session_fail(s, 500, "a script failed while handling this request");
+                return;
+            }
             run_request_hooks(s, HOOK_BEFORE_CONNECT);
             return;
         }
@@ -760,7 +385,7 @@ static void after_request_hooks(struct session *s, enum hook_phase phase, enum h
         session_fail(s, 500, "a script failed while handling this request");
         return;
     }
-    start_connect(s);
+    upstream_start(s);
 }
 
 /* Runs a request phase; a hook that sleeps comes back later through
@@ -871,7 +496,7 @@ static void parent_tunnel_answer(struct session *s, const struct http_head *head
     if (!x->is_connect) {
         /* https through the parent: now TLS with the origin, inside. */
         x->parent_connected = 1;
-        connected(s);
+        upstream_begin_forwarding(s);
         return;
     }
     if (buffer_append_str(&s->client.out, "HTTP/1.1 200 Connection Established\r\n\r\n")) {
@@ -884,7 +509,7 @@ static void parent_tunnel_answer(struct session *s, const struct http_head *head
 }
 
 /* RESPONSE_WAIT_HEAD: parse the response head and send ours. */
-static int read_response_head(struct session *s)
+static int parse_response_head(struct session *s)
 {
     struct exchange *x = &s->x;
     struct http_head head;
@@ -897,7 +522,7 @@ static int read_response_head(struct session *s)
     if (len == 0) {
         if (!s->upstream.read_eof)
             return 0;
-        if (retry_on_fresh_connection(s))
+        if (upstream_retry_fresh(s))
             return 1;
         session_fail(s, 502, s->upstream.error ? s->upstream.error
                              : s->upstream.failed
@@ -1259,7 +884,7 @@ int exchange_pump(struct session *s)
             x->req_body_done = 1;
             flows_record_time(x->flow, FLOW_T_SENT, ev_now(s->proxy->loop));
             progress = 1;
-            if (x->req_collect && send_collected_request(s) != 0)
+            if (x->req_collect && upstream_send_collected_request(s) != 0)
                 return 1;
             break;
         case BODY_PUMP_FILTER_FAILED:
@@ -1292,7 +917,7 @@ int exchange_pump(struct session *s)
     }
 
     if (x->res_state == RESPONSE_WAIT_HEAD)
-        progress |= read_response_head(s);
+        progress |= parse_response_head(s);
     /* RESPONSE_HOOK: a sleeping on_response; exchange_hooks_woke goes on. */
     /* Straight on to the body, so a head and the body that came with it
      * leave in one write. */
@@ -1303,82 +928,6 @@ int exchange_pump(struct session *s)
     if (x->res_state == RESPONSE_DONE) {
         if (!x->req_body_done)
             x->keep_alive = 0; /* the rest of the request body is never read */
-        session_end_exchange(s);
-        return 1;
-    }
-    return progress;
-}
-
-/* ---- tunnels ---------------------------------------------------------- */
-
-/* Moves bytes from <from> to <to> while <to> has room. */
-static size_t move_bytes(struct buffer *from, struct buffer *to)
-{
-    size_t len = buffer_length(from), room;
-
-    if (len == 0 || buffer_length(to) >= ENDPOINT_OUT_LIMIT)
-        return 0;
-    if (buffer_length(to) == 0) {
-        buffer_swap(from, to); /* no copy when the whole buffer moves */
-        return len;
-    }
-    room = ENDPOINT_OUT_LIMIT - buffer_length(to);
-    if (len > room)
-        len = room;
-    if (buffer_append(to, buffer_peek(from), len) != 0)
-        return 0;
-    buffer_consume(from, len);
-    return len;
-}
-
-/* One direction of a tunnel, <from> to <to>: through the buffers, or
- * through <from>'s splice pipe once both buffers are empty. Passes a
- * half-close on once everything before it has been written. */
-static int tunnel_direction(struct endpoint *from, struct endpoint *to, uint64_t *count,
-                            struct flow *flow, int to_upstream, double now)
-{
-    int progress = 0;
-    size_t n = 0;
-
-    if (!endpoint_splicing(from)) {
-        n = move_bytes(&from->in, &to->out);
-        *count += n;
-        progress = n > 0;
-        /* The bytes just moved are the last n of <to>'s output. */
-        if (n > 0 && flow)
-            flows_record_tunnel(flow, to_upstream,
-                                buffer_peek(&to->out) + buffer_length(&to->out) - n, n, now);
-        if (buffer_length(&from->in) == 0 && buffer_length(&to->out) == 0 && !from->read_eof &&
-            endpoint_can_splice(from, to) && !flows_wants_tunnel(flow) &&
-            endpoint_splice_start(from, UINT64_MAX) == 0)
-            progress = 1;
-    } else if (from->piped > 0 && buffer_length(&to->out) == 0) {
-        endpoint_splice_write(from, to, &n); /* a failure marks <to> failed */
-        *count += n;
-        progress = n > 0;
-    }
-    if (from->read_eof && buffer_length(&from->in) == 0 && buffer_length(&to->out) == 0 &&
-        from->piped == 0 && !to->write_shut) {
-        endpoint_shutdown_write(to);
-        progress = 1;
-    }
-    return progress;
-}
-
-int tunnel_pump(struct session *s)
-{
-    struct endpoint *c = &s->client, *u = &s->upstream;
-    int progress;
-
-    double now = ev_now(s->proxy->loop);
-
-    progress = tunnel_direction(c, u, &s->x.req_bytes, s->x.flow, 1, now);
-    progress |= tunnel_direction(u, c, &s->x.res_bytes, s->x.flow, 0, now);
-    if (c->failed || u->failed || (c->write_shut && u->write_shut)) {
-        if (c->failed || u->failed)
-            s->x.error = "the tunnel was reset";
-        s->x.keep_alive = 0;
-        session_close(s, s->x.error ? s->x.error : "the tunnel is done both ways");
         session_end_exchange(s);
         return 1;
     }

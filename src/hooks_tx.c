@@ -251,12 +251,13 @@ static int read_response(lua_State *L)
 
 int hooks_read_request(struct session *s)
 {
-    if (s->x.hook.tx_ref == LUA_NOREF)
-        return 0;
-    if (hooks_protected(s, read_request, "request") != 0)
-        return -1;
+    return s->x.hook.tx_ref == LUA_NOREF ? 0 : hooks_protected(s, read_request, "request");
+}
+
+int hooks_prepare_upstream(struct session *s)
+{
     /* before_connect sees the upstream as the (rewritten) target. */
-    return hooks_wants(s, HOOK_BEFORE_CONNECT) ? hooks_protected(s, begin_connect, "upstream") : 0;
+    return s->x.hook.tx_ref == LUA_NOREF ? 0 : hooks_protected(s, begin_connect, "upstream");
 }
 
 int hooks_read_upstream(struct session *s)

@@ -12,6 +12,13 @@
  * bytes up to that point, so a head that arrives in pieces gets the same
  * answer as one that arrives whole: -2 until either the head is complete or
  * a rule is broken.
+ *
+ * Why so strict: a proxy sits between two parsers. If it reads a message's
+ * length one way (say, Content-Length) and the server another (say,
+ * Transfer-Encoding, or the second of two Content-Lengths), the bytes one
+ * counts as body the other reads as a new request: request smuggling. So
+ * anything two reasonable parsers could read differently is refused with a
+ * 400 and never forwarded.
  */
 #include "http_parse.h"
 

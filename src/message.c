@@ -1,5 +1,14 @@
 /*
- * message.c - rewriting heads for forwarding, and local responses.
+ * message.c - rewriting heads for forwarding, and local responses. Builds
+ * bytes only; endpoint.c sends them.
+ *
+ * Why hop-by-hop fields are dropped (RFC 9110 7.6.1): Connection, the
+ * fields it names, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade and
+ * Proxy-Authorization describe one connection, the client's to us, not the
+ * message. Passed on, they would make the upstream keep or close the
+ * proxy's connection on the client's word, or see credentials meant for
+ * the proxy. The framing fields (Content-Length, Transfer-Encoding) are
+ * written by the proxy for the framing it chose, never copied.
  */
 #include "message.h"
 

@@ -4,6 +4,14 @@
  * This is the tutorial's "listen" and "accept" step, done for an event
  * loop: sockets are non-blocking, accept() drains the backlog until EAGAIN,
  * and each client becomes a session (session.c) instead of a thread.
+ *
+ * Why not a thread per client: a thread costs a stack (megabytes of address
+ * space, tens of KiB touched) even while its client sits idle on a
+ * keep-alive connection, and threads sharing the pool, the counters and a
+ * Lua state would need locks everywhere. One loop per worker keeps an idle
+ * client down to a struct session and two small buffers, needs no locks,
+ * and gives each worker one Lua state; the workers (workers.c) use the
+ * other CPUs.
  */
 #include "proxy.h"
 

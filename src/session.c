@@ -28,6 +28,7 @@
 #include "log.h"
 #include "message.h"
 #include "stats.h"
+#include "upstream.h"
 #include "upstream_pool.h"
 
 /* A rejected or failed client gets this long to read our answer and close
@@ -42,7 +43,7 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_resume(struct ev_loop *loop, ev_idle *w, int revents);
-static void on_dns_answer(void *arg, const char *error, const struct addr_list *addrs);
+static void on_dns_answer(void *arg, enum dns_status status, const struct addr_list *addrs);
 static void on_hook_wakeup(struct session *s, enum hooks_result r);
 static void on_auth_done(void *arg, int ok, const char *user);
 static void session_advance(struct session *s);
@@ -93,7 +94,7 @@ struct session *session_start(struct proxy *p, int fd, const struct sockaddr *ad
      * until no other event is pending, which on a busy proxy is never. */
     ev_set_priority(&s->resume, EV_MAXPRI);
     s->resume.data = s;
-    s->armed_state = SESSION_CLOSED; /* forces the first arming */
+    s->rearm_timer = 1; /* the first arming */
     log_debug("client %s:%d connected", s->client_ip, s->client_port);
     session_advance(s); /* arms the watchers; nothing can close it yet */
     return s;
@@ -112,8 +113,17 @@ void session_release_idle_upstream(struct session *s)
         return;
     }
     endpoint_watch(s->proxy->loop, &s->upstream, 0);
-    upstream_pool_put(&s->proxy->pool, s->upstream.fd, s->upstream_host, s->upstream_port);
+    upstream_pool_put(&s->proxy->pool, s->upstream.fd, s->upstream_host, s->upstream_port,
+                      s->upstream_idle_since);
     s->upstream.fd = -1;
+    endpoint_close(s->proxy->loop, &s->upstream);
+}
+
+/* Closes the idle upstream connection the session keeps. */
+static void drop_idle_upstream(struct session *s)
+{
+    s->upstream_idle = 0;
+    s->proxy->kept_upstreams--;
     endpoint_close(s->proxy->loop, &s->upstream);
 }
 
@@ -209,7 +219,7 @@ void session_end_exchange(struct session *s)
 
     hooks_done(s);
     log_exchange(s);
-    exchange_detach_upstream(s);
+    upstream_detach(s);
     exchange_release(s);
     exchange_init(x);
     s->exchanges++;
@@ -221,7 +231,7 @@ void session_end_exchange(struct session *s)
         buffer_shrink(&s->client.in);
         session_set_state(s, SESSION_HEAD, "exchange over, connection kept alive");
         s->head_started = buffer_length(&s->client.in) ? ev_now(s->proxy->loop) : 0;
-        s->armed_state = SESSION_CLOSED; /* re-arm: the head timer starts afresh */
+        s->rearm_timer = 1; /* the head timer starts afresh */
     } else {
         session_set_state(s, SESSION_DRAINING, "exchange over, connection not kept");
         s->drain_started = ev_now(s->proxy->loop);
@@ -314,7 +324,7 @@ static int output_blocked(const struct session *s)
  * SESSION_HEAD: tries to parse a request head from the client's bytes and
  * hands a valid one to exchange.c. Returns 1 if the state changed.
  */
-static int read_request_head(struct session *s)
+static int parse_request_head(struct session *s)
 {
     const struct config *cfg = s->proxy->cfg;
     struct http_head head;
@@ -338,7 +348,7 @@ static int read_request_head(struct session *s)
         return 0;
     if (s->head_started == 0) {
         s->head_started = ev_now(s->proxy->loop);
-        s->armed_state = SESSION_CLOSED;
+        s->rearm_timer = 1;
     }
     if (s->reject_status) {
         session_fail(s, s->reject_status,
@@ -497,13 +507,19 @@ static ev_tstamp deadline(const struct session *s)
     const struct config *cfg = s->proxy->cfg;
 
     switch (s->state) {
-    case SESSION_HEAD:
+    case SESSION_HEAD: {
         if (s->client.handshaking) /* an intercepted tunnel's TLS handshake */
             return s->last_activity + cfg->connect_timeout;
         /* Idle keep-alive, or waiting for the client to read its answers. */
-        if (s->head_started == 0 || output_blocked(s))
-            return s->last_activity + cfg->idle_timeout;
-        return s->head_started + cfg->header_timeout;
+        ev_tstamp d = s->head_started == 0 || output_blocked(s)
+                          ? s->last_activity + cfg->idle_timeout
+                          : s->head_started + cfg->header_timeout;
+        /* A kept upstream connection lives by the pool's rule: closed once
+         * idle for min(--idle-timeout, 15 s) since its last response. */
+        if (s->upstream_idle && s->upstream_idle_since + s->proxy->pool.idle_timeout < d)
+            d = s->upstream_idle_since + s->proxy->pool.idle_timeout;
+        return d;
+    }
     case SESSION_HOOK:
         /* A hook's CPU time is bounded by its budget; a proxy.sleep lasts
          * as long as the script asked. */
@@ -524,6 +540,7 @@ static void arm_timer(struct session *s)
     s->timer.repeat = wait > 0.001 ? wait : 0.001;
     ev_timer_again(s->proxy->loop, &s->timer);
     s->armed_state = s->state;
+    s->rearm_timer = 0;
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -537,6 +554,13 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
          * rest (libev's "be smart about timeouts" pattern). */
         w->repeat = left;
         ev_timer_again(loop, w);
+        return;
+    }
+    if (s->upstream_idle &&
+        ev_now(loop) >= s->upstream_idle_since + s->proxy->pool.idle_timeout - 0.0005) {
+        drop_idle_upstream(s); /* its time is up; the client may stay */
+        s->rearm_timer = 1;
+        end_event(s);
         return;
     }
     switch (s->state) {
@@ -592,7 +616,7 @@ static void session_advance(struct session *s)
 
         switch (s->state) {
         case SESSION_HEAD:
-            progress = read_request_head(s);
+            progress = parse_request_head(s);
             break;
         case SESSION_HOOK:      /* waiting for a sleeping hook (on_hook_wakeup)
                                  * or a credentials check (on_auth_done) */
@@ -626,7 +650,7 @@ static void session_advance(struct session *s)
     if (pass == ADVANCE_SLICE)
         ev_idle_start(s->proxy->loop, &s->resume);
     update_watchers(s);
-    if (s->state != s->armed_state)
+    if (s->rearm_timer || s->state != s->armed_state)
         arm_timer(s);
 }
 
@@ -668,10 +692,10 @@ static void on_resume(struct ev_loop *loop, ev_idle *w, int revents)
     end_event(s);
 }
 
-static void on_dns_answer(void *arg, const char *error, const struct addr_list *addrs)
+static void on_dns_answer(void *arg, enum dns_status status, const struct addr_list *addrs)
 {
     struct session *s = arg;
-    exchange_dns_answer(s, error, addrs);
+    upstream_dns_answer(s, status, addrs);
     end_event(s);
 }
 
@@ -730,11 +754,9 @@ static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents)
 
     if (s->upstream_idle) {
         /* The kept connection closed, or spoke out of turn: unusable. */
-        s->upstream_idle = 0;
-        s->proxy->kept_upstreams--;
-        endpoint_close(loop, &s->upstream);
+        drop_idle_upstream(s);
     } else if (s->state == SESSION_CONNECTING) {
-        exchange_connect_done(s);
+        upstream_connect_done(s);
     } else if (revents & EV_READ) {
         /* A large body: read, relay and write a few times per wakeup
          * rather than once per trip through the event loop. */

@@ -17,7 +17,7 @@ struct pooled_conn {
     struct upstream_pool *pool;
     int fd;
     ev_io io;
-    ev_tstamp parked_at;
+    ev_tstamp last_used;      /* the end of its last response */
     uint16_t port;
     char host[256];
 };
@@ -53,17 +53,37 @@ static void on_parked_readable(struct ev_loop *loop, ev_io *w, int revents)
     drop(c->pool, c);
 }
 
+/* Sets the sweep timer for when a connection idle since <last_used>
+ * expires, unless it is already set for earlier. */
+static void schedule_sweep(struct upstream_pool *pool, ev_tstamp last_used)
+{
+    ev_tstamp wait = last_used + pool->idle_timeout - ev_now(pool->loop);
+    if (wait < 0.001)
+        wait = 0.001;
+    if (ev_is_active(&pool->sweep) && ev_timer_remaining(pool->loop, &pool->sweep) <= wait)
+        return;
+    ev_timer_stop(pool->loop, &pool->sweep);
+    ev_timer_set(&pool->sweep, wait, 0.);
+    ev_timer_start(pool->loop, &pool->sweep);
+}
+
+/* Closes every connection idle for idle_timeout, then waits for the next
+ * one to expire: none is kept longer than the timeout. */
 static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct upstream_pool *pool = w->data;
-    ev_tstamp now = ev_now(loop);
+    ev_tstamp now = ev_now(loop), oldest = 0;
     (void)revents;
 
     for (struct pooled_conn *c = pool->head, *next; c; c = next) {
         next = c->next;
-        if (now - c->parked_at >= pool->idle_timeout)
+        if (now - c->last_used >= pool->idle_timeout - 0.0005)
             drop(pool, c);
+        else if (oldest == 0 || c->last_used < oldest)
+            oldest = c->last_used;
     }
+    if (pool->head)
+        schedule_sweep(pool, oldest);
 }
 
 void upstream_pool_init(struct upstream_pool *pool, struct ev_loop *loop, int max_total,
@@ -74,8 +94,7 @@ void upstream_pool_init(struct upstream_pool *pool, struct ev_loop *loop, int ma
     pool->max_total = max_total;
     pool->max_per_host = max_per_host;
     pool->idle_timeout = idle_timeout;
-    /* Sweeping a few times per timeout keeps expiry within a third of it. */
-    ev_timer_init(&pool->sweep, on_sweep, idle_timeout / 3, idle_timeout / 3);
+    ev_timer_init(&pool->sweep, on_sweep, 0., 0.);
     pool->sweep.data = pool;
 }
 
@@ -104,7 +123,8 @@ int upstream_pool_take(struct upstream_pool *pool, const char *host, uint16_t po
     return -1;
 }
 
-void upstream_pool_put(struct upstream_pool *pool, int fd, const char *host, uint16_t port)
+void upstream_pool_put(struct upstream_pool *pool, int fd, const char *host, uint16_t port,
+                       ev_tstamp last_used)
 {
     struct pooled_conn *c, *oldest_same = NULL, *last = NULL;
     int same = 0;
@@ -135,7 +155,7 @@ void upstream_pool_put(struct upstream_pool *pool, int fd, const char *host, uin
     c->fd = fd;
     c->port = port;
     memcpy(c->host, host, strlen(host) + 1);
-    c->parked_at = ev_now(pool->loop);
+    c->last_used = last_used;
     ev_io_init(&c->io, on_parked_readable, fd, EV_READ);
     c->io.data = c;
     ev_io_start(pool->loop, &c->io);
@@ -143,6 +163,6 @@ void upstream_pool_put(struct upstream_pool *pool, int fd, const char *host, uin
     if (pool->head)
         pool->head->prev = c;
     pool->head = c;
-    if (pool->count++ == 0)
-        ev_timer_again(pool->loop, &pool->sweep);
+    pool->count++;
+    schedule_sweep(pool, last_used);
 }
