@@ -30,8 +30,9 @@ local POOLED = "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\npooled\n"
 local function q(s) return string.format("%q", tostring(s)) end
 M.q = q
 
--- Starts the proxy with <script> (Lua source, or nil) and <extra> args.
-function M.start_proxy(script, extra)
+-- Starts the proxy with <script> (Lua source, or nil) and <extra> args;
+-- <env>: more environment for it.
+function M.start_proxy(script, extra, env)
   local args = {}
   for _, a in ipairs(M.PROXY_ARGS) do args[#args + 1] = a end
   for _, a in ipairs(extra or {}) do args[#args + 1] = a end
@@ -39,7 +40,7 @@ function M.start_proxy(script, extra)
     args[#args + 1] = "-s"
     args[#args + 1] = h.tmpfile(script, "case.lua")
   end
-  return h.start_proxy(args)
+  return h.start_proxy(args, { env = env })
 end
 
 -- The rules for a request the proxy sends: one Host, one framing at most,
@@ -108,10 +109,11 @@ function M.assert_carries_on(proxy, origin, sock)
 end
 
 -- Starts an origin and a proxy running <script> (CONNECT allowed to the
--- origin's port), runs fn(proxy, origin), stops both.
-function M.with_proxy(script, fn)
+-- origin's port), runs fn(proxy, origin), stops both. <env>: more
+-- environment for the proxy.
+function M.with_proxy(script, fn, env)
   local origin = raw_origin.new()
-  local proxy = M.start_proxy(script, { "--connect-ports", tostring(origin.port) })
+  local proxy = M.start_proxy(script, { "--connect-ports", tostring(origin.port) }, env)
   local ok, failure = pcall(fn, proxy, origin)
   local problem = h.stop_procs({ proxy })
   origin.close()
