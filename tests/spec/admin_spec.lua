@@ -66,6 +66,26 @@ describe("admin listener", function()
     assert.is_nil(resp.headers["set-cookie"])
   end)
 
+  it("serves the viewer page behind the token, its assets without", function()
+    local _, adm = start({ "--admin-token", "page-token-1" })
+    local resp = a.call(adm, "/", { no_token = true })
+    assert.equals(401, resp.status)
+    assert.matches("^text/html", resp.headers["content-type"])
+    resp = a.call(adm, "/?token=page-token-1", { no_token = true })
+    assert.equals(303, resp.status)
+    assert.equals("/", resp.headers["location"])
+    local cookie = resp.headers["set-cookie"]:match("^[^;]+")
+    resp = a.call(adm, "/", { no_token = true, headers = { "Cookie: " .. cookie } })
+    assert.equals(200, resp.status)
+    assert.matches("<title>luaproxy flows</title>", resp.body, 1, true)
+    assert.matches("default%-src 'self'", resp.headers["content-security-policy"])
+    for path, ctype in pairs({ ["/app.js"] = "text/javascript", ["/app.css"] = "text/css" }) do
+      resp = a.call(adm, path, { no_token = true })
+      assert.equals(200, resp.status, path)
+      assert.matches("^" .. ctype, resp.headers["content-type"])
+    end
+  end)
+
   it("refuses a Host that is not its own address or localhost (DNS rebinding)", function()
     local _, adm = start({})
     for _, host in ipairs({ "evil.example", "evil.example:" .. adm.port, "127.0.0.2:" .. adm.port,
