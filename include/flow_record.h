@@ -63,6 +63,9 @@ enum flow_mark {
 #define FLOW_F_LOCAL 0x40u            /* a script answered (tx:respond) */
 #define FLOW_F_WS_DROPPED 0x80u       /* more messages than kept */
 #define FLOW_F_BODY_CHANGED 0x100u    /* a hook changed a body */
+#define FLOW_F_STARTED 0x200u         /* only the start of a flow still running
+                                       * (client and request head), for the
+                                       * event stream; never stored */
 
 struct flow_header {
     uint32_t magic;

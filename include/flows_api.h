@@ -9,7 +9,7 @@
  *   GET    /api/flows/ID/response/body
  *   POST   /api/flows/ID/replay        sends the request again: {"id": NEW}
  *   DELETE /api/flows                  clears the store
- *   GET    /api/events                 Server-Sent Events: "flow", "clear"
+ *   GET    /api/events                 Server-Sent Events: "start", "flow", "clear"
  *   GET    /api/store                  the store's size against its limits
  *   GET    /flows.har?filter=          HAR 1.2
  */

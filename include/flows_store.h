@@ -31,6 +31,9 @@ struct flows_store;
 struct flows_store *flows_store_new(const struct config *cfg);
 void flows_store_free(struct flows_store *st);
 void flows_store_listen(struct flows_store *st, flows_store_listener *fn, void *arg);
+/* Told of every flow that starts (a FLOW_F_STARTED record, not kept). */
+typedef void flows_store_start_listener(void *arg, const char *rec);
+void flows_store_listen_start(struct flows_store *st, flows_store_start_listener *fn, void *arg);
 
 /* Checks and copies a record in; drops the oldest as needed. 0, or -1
  * when it is malformed or does not fit at all. Matches flows_sink. */

@@ -93,6 +93,7 @@ struct flows {
     ev_timer timer;
     struct buffer pending;
     uint64_t dropped;
+    struct buffer start; /* scratch for start records */
 };
 
 static void channel_sink(void *arg, const char *rec, size_t len);
@@ -112,6 +113,7 @@ struct flows *flows_new(const struct config *cfg, flows_sink *sink, void *sink_a
     f->sink_arg = sink_arg;
     f->fd = -1;
     buffer_init(&f->pending);
+    buffer_init(&f->start);
     return f;
 }
 
@@ -207,10 +209,33 @@ void flows_free(struct flows *f)
         close(f->fd);
     }
     buffer_free(&f->pending);
+    buffer_free(&f->start);
     free(f);
 }
 
 /* ---- recording --------------------------------------------------------- */
+
+static void put_part(struct buffer *out, enum flow_part part, const char *data, size_t len);
+
+/* The event stream announces a flow as it starts: a short record with the
+ * client and the request head, in the same scratch buffer every time. */
+static void send_start(struct flow *fl)
+{
+    struct flows *f = fl->f;
+    struct flow_header h = fl->h;
+    const struct buffer *client = &fl->unique[FLOW_PART_CLIENT];
+    const struct buffer *req = &fl->unique[FLOW_PART_REQ_IN];
+    uint32_t total;
+
+    buffer_consume(&f->start, buffer_length(&f->start));
+    h.flags = FLOW_F_STARTED;
+    buffer_append(&f->start, &h, sizeof h);
+    put_part(&f->start, FLOW_PART_CLIENT, buffer_peek(client), buffer_length(client));
+    put_part(&f->start, FLOW_PART_REQ_IN, buffer_peek(req), buffer_length(req));
+    total = (uint32_t)buffer_length(&f->start);
+    memcpy(f->start.data + f->start.start + offsetof(struct flow_header, len), &total, 4);
+    f->sink(f->sink_arg, buffer_peek(&f->start), buffer_length(&f->start));
+}
 
 struct flow *flows_record_begin(struct flows *f, uint64_t id, double started,
                                 const char *client_ip, int client_port, const char *head,
@@ -228,6 +253,7 @@ struct flow *flows_record_begin(struct flows *f, uint64_t id, double started,
     fl->h.started = started;
     buffer_printf(&fl->unique[FLOW_PART_CLIENT], "%s:%d", client_ip, client_port);
     buffer_append(&fl->unique[FLOW_PART_REQ_IN], head, head_len);
+    send_start(fl);
     return fl;
 }
 

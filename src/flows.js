@@ -78,6 +78,16 @@ function pathOf(f) {
 }
 
 function makeRow(f) {
+  if (f.running) {
+    const tr = el("tr", { "data-id": f.id, class: "running" },
+      el("td", { class: "c-mark" }), el("td", { class: "c-id", text: String(f.id) }),
+      el("td", { class: "c-method", text: f.method }),
+      el("td", { class: "c-url", title: f.url, text: pathOf(f) }),
+      el("td", { class: "c-status", title: "in progress", text: "…" }),
+      el("td", { class: "c-size" }), el("td", { class: "c-time" }));
+    tr.addEventListener("click", () => select(f.id));
+    return tr;
+  }
   const tr = el("tr", { "data-id": f.id },
     el("td", { class: "c-mark" }, f.modified ? el("span", { class: "mark", title: "A script changed this flow", text: "✎" }) : null),
     el("td", { class: "c-id", text: String(f.id) }),
@@ -111,7 +121,19 @@ function render() {
 }
 
 function addFlow(f) {
-  if (state.byId.has(f.id)) return;
+  const old = state.byId.get(f.id);
+  if (old) {
+    // A flow that was running has finished: its row takes the outcome.
+    if (f.running) return;
+    const i = state.flows.findIndex((g) => g.id === f.id);
+    if (i >= 0) state.flows[i] = f;
+    const tr = makeRow(f);
+    if (old.classList.contains("selected")) tr.classList.add("selected");
+    old.replaceWith(tr);
+    state.byId.set(f.id, tr);
+    if (state.selected === f.id) showDetail(f.id);
+    return;
+  }
   state.flows.push(f);
   const tr = makeRow(f);
   tr.classList.add("fresh");
@@ -148,6 +170,9 @@ function listen() {
   const events = new EventSource("/api/events");
   events.addEventListener("open", () => $("live").classList.remove("off"));
   events.addEventListener("error", () => $("live").classList.add("off"));
+  events.addEventListener("start", (ev) => {
+    if (!state.filter) addFlow(JSON.parse(ev.data));
+  });
   events.addEventListener("flow", (ev) => {
     const f = JSON.parse(ev.data);
     // Only the proxy knows the filter language: with one set, ask it.
@@ -416,6 +441,11 @@ async function renderDetail() {
 }
 
 async function showDetail(id) {
+  const summary = state.flows.find((f) => f.id === id);
+  if (summary && summary.running) {
+    $("detail").replaceChildren(el("p", { class: "hint", text: summary.method + " " + summary.url + " is still in progress." }));
+    return;
+  }
   try {
     const f = await (await api("/api/flows/" + id)).json();
     if (state.selected !== id) return;

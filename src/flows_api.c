@@ -305,6 +305,21 @@ static void on_flow_added(void *arg, const struct stored_flow *sf)
     buffer_free(&b);
 }
 
+/* A flow started: announced as "start" (its summary so far). */
+static void on_flow_started(void *arg, const char *rec)
+{
+    struct flows_api *api = arg;
+    struct buffer b;
+
+    if (!admin_events_listening(api->admin))
+        return;
+    buffer_init(&b);
+    flow_info_load(&info, rec);
+    flows_json_summary(&b, &info);
+    admin_events_send(api->admin, "start", buffer_peek(&b), buffer_length(&b));
+    buffer_free(&b);
+}
+
 static void start_replay(struct admin_conn *c, struct flows_api *api, const struct flow_info *fi)
 {
     struct sockaddr_storage local, target = api->proxy_addr;
@@ -470,6 +485,8 @@ static void build_har(struct flows_api *api, struct flow_filter *f, struct buffe
             continue;
         if (!f)
             flow_info_load(&info, sf->rec);
+        if (!info.req_ok)
+            continue; /* a head the proxy refused is no HTTP request for HAR */
         if (!first)
             buffer_append(b, ",\n", 2);
         first = 0;
@@ -556,6 +573,7 @@ struct flows_api *flows_api_new(struct admin *a, const struct config *cfg)
         return NULL;
     }
     flows_store_listen(api->store, on_flow_added, api);
+    flows_store_listen_start(api->store, on_flow_started, api);
     admin_route(a, "GET", "/", on_page, api, 0);
     admin_route(a, "GET", "/app.css", on_css, api, ADMIN_PUBLIC);
     admin_route(a, "GET", "/app.js", on_js, api, ADMIN_PUBLIC);

@@ -31,6 +31,8 @@ struct flows_store {
     uint64_t dropped;
     flows_store_listener *listener;
     void *listener_arg;
+    flows_store_start_listener *start_listener;
+    void *start_listener_arg;
     struct channel *channels;
 };
 
@@ -48,6 +50,12 @@ void flows_store_listen(struct flows_store *st, flows_store_listener *fn, void *
 {
     st->listener = fn;
     st->listener_arg = arg;
+}
+
+void flows_store_listen_start(struct flows_store *st, flows_store_start_listener *fn, void *arg)
+{
+    st->start_listener = fn;
+    st->start_listener_arg = arg;
 }
 
 static void drop_oldest(struct flows_store *st)
@@ -79,6 +87,12 @@ int flows_store_add(struct flows_store *st, const char *rec, size_t len)
         st->dropped++;
         return -1;
     }
+    flow_record_header(rec, &h);
+    if (h.flags & FLOW_F_STARTED) {
+        if (st->start_listener)
+            st->start_listener(st->start_listener_arg, rec);
+        return 0;
+    }
     while (st->oldest && (st->count + 1 > st->max_count ||
                           st->bytes + cost > st->max_bytes))
         drop_oldest(st);
@@ -87,7 +101,6 @@ int flows_store_add(struct flows_store *st, const char *rec, size_t len)
         st->dropped++;
         return -1;
     }
-    flow_record_header(rec, &h);
     sf->id = h.id;
     sf->len = len;
     memcpy(sf->rec, rec, len);

@@ -180,6 +180,16 @@ void flow_info_load(struct flow_info *fi, const char *rec)
                 fi->host_len = (size_t)(colon - h);
         }
     }
+    if (!fi->req_ok) {
+        /* A head the proxy refused: its first line, as far as it went. */
+        const char *raw = fi->part[FLOW_PART_REQ_IN];
+        size_t end = 0;
+        while (end < fi->len[FLOW_PART_REQ_IN] && end < 200 && raw[end] != '\r' &&
+               raw[end] != '\n')
+            end++;
+        fi->url = raw;
+        fi->url_len = end;
+    }
     if (fi->has[FLOW_PART_RES_BODY]) {
         fi->res_body = fi->part[FLOW_PART_RES_BODY];
         fi->res_body_len = fi->len[FLOW_PART_RES_BODY];
@@ -309,9 +319,10 @@ static void summary_fields(struct buffer *b, const struct flow_info *fi)
                      &ctype, &ctype_len);
     json_key(b, "content_type", 0);
     json_string(b, ctype, ctype_len);
-    buffer_printf(b, ",\"tunnel\":%s,\"websocket\":%s",
+    buffer_printf(b, ",\"tunnel\":%s,\"websocket\":%s,\"running\":%s",
                   fi->h.flags & FLOW_F_TUNNEL ? "true" : "false",
-                  fi->h.flags & FLOW_F_WEBSOCKET ? "true" : "false");
+                  fi->h.flags & FLOW_F_WEBSOCKET ? "true" : "false",
+                  fi->h.flags & FLOW_F_STARTED ? "true" : "false");
 }
 
 void flows_json_summary(struct buffer *b, const struct flow_info *fi)

@@ -273,8 +273,16 @@ void session_fail(struct session *s, int status, const char *cause)
     }
     x->status = status;
     if (!x->active) {
+        size_t seen = buffer_length(&s->client.in);
         x->started = ev_now(s->proxy->loop);
         x->id = proxy_next_exchange_id(s->proxy);
+        /* A head refused before it was understood: the viewer shows what
+         * came (up to the head cap) and why it was refused. */
+        x->flow = flows_record_begin(s->proxy->flows, x->id, x->started, s->client_ip,
+                                     s->client_port, buffer_peek(&s->client.in),
+                                     seen < s->proxy->cfg->max_header_bytes
+                                         ? seen
+                                         : s->proxy->cfg->max_header_bytes);
     }
     /* The connection can only carry on if we know where the next request
      * starts: the head was valid and its body was read completely. */

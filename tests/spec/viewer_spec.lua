@@ -2,7 +2,7 @@
 -- DevTools protocol by support/viewer_check.js. Flows made before and
 -- while the page is open appear (the second ones live, through Server-Sent
 -- Events), the filter narrows the list and shows a bad expression's
--- error, a click shows the details, the arrow keys move the selection,
+-- error, a slow request shows while it runs, a click shows the details, the arrow keys move the selection,
 -- and a screenshot is saved next to the binary (build/flows-viewer.png).
 
 package.path = "tests/spec/?.lua;" .. package.path
@@ -55,7 +55,9 @@ describe("flow viewer page", function()
     assert.equals("luaproxy flows", r.title)
     assert.is_true(r.cookie_hidden) -- HttpOnly: scripts cannot read the token
     assert.equals(4, r.initial_rows)
-    assert.equals(6, r.rows_after_live)
+    assert.equals(7, r.rows_after_live)
+    assert.matches("/slow%?ms=1500$", r.saw_running) -- shown while in progress
+    assert.equals(7, r.running_finished)
     assert.is_true(r.live_ms < 5000)
     assert.equals(2, r.filtered_rows)
     assert.matches("unknown operator ~x", r.bad_filter_message, 1, true)

@@ -121,6 +121,16 @@ async function main() {
   result.live_ms = Date.now() - t0;
   result.steps.push("live");
 
+  // a slow one shows as running, then takes its outcome
+  const slow = viaProxy(originUrl + "/slow?ms=1500");
+  result.saw_running = await waitFor("a running row", () =>
+    evaluate("(document.querySelector('#rows tr.running td.c-url') || {}).textContent"));
+  await slow;
+  result.running_finished = await waitFor("the running row to finish", () =>
+    evaluate("!document.querySelector('#rows tr.running') && document.querySelectorAll('#rows tr').length"));
+  result.rows_after_live = await rowCount();
+  result.steps.push("running");
+
   // filter
   await evaluate(`(() => { const f = document.getElementById('filter');
     f.value = '~c 404'; f.dispatchEvent(new Event('input')); })()`);
