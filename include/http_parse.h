@@ -20,6 +20,7 @@
 #define LUAPROXY_HTTP_PARSE_H
 
 #include <stddef.h>
+#include <string.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -109,8 +110,18 @@ ssize_t http_parse_fields(const char *buf, size_t len, enum http_error *err);
  * transfer codings and chunk extension names. */
 int http_is_tchar(unsigned char c);
 
-/* Case-insensitive comparison of a view against a NUL-terminated token. */
-int http_token_eq(const char *s, size_t len, const char *token);
+/* Whether the <n> bytes at <a> and <b> are equal, ignoring ASCII case. */
+int http_ci_eq(const char *a, const char *b, size_t n);
+
+/* Case-insensitive comparison of a view against a NUL-terminated token.
+ * Inline so that, for the literal tokens the callers pass, strlen is a
+ * constant and most names are told apart by their length alone: this runs
+ * several times per field of every head. */
+static inline int http_token_eq(const char *s, size_t len, const char *token)
+{
+    size_t n = strlen(token);
+    return len == n && http_ci_eq(s, token, n);
+}
 
 /* Index of the first field named <name> at or after <from>, or -1. */
 int http_find_field(const struct http_head *head, const char *name, size_t from);

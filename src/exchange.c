@@ -185,7 +185,7 @@ static enum auth_result check_credentials(struct session *s, const struct http_h
     if (s->intercepted) {
         /* Inside an intercepted tunnel: the CONNECT carried the
          * credentials, and requests inside never do. */
-        snprintf(x->user, sizeof x->user, "%s", s->tunnel_user);
+        snprintf(x->user, sizeof x->user, "%s", s->tunnel->user);
         return AUTH_OK;
     }
     i = http_find_field(head, "Proxy-Authorization", 0);
@@ -206,6 +206,33 @@ void exchange_auth_done(struct session *s, int ok, const char *user)
     }
     snprintf(x->user, sizeof x->user, "%s", user);
     run_first_hooks(s);
+}
+
+/* The Host value is built for every request: by hand rather than with
+ * printf, which costs more than the rest of the head's rewriting. <out>
+ * has room for "[" + a host (< 256) + "]:65535" + 2 ports; returns the
+ * new length. */
+static int authority_put(char *out, int n, const char *text, int when)
+{
+    if (when) {
+        size_t len = strlen(text);
+        memcpy(out + n, text, len + 1);
+        n += (int)len;
+    }
+    return n;
+}
+
+static int authority_put_port(char *out, int n, unsigned port)
+{
+    char digits[6];
+    int d = sizeof digits;
+    digits[--d] = '\0';
+    do {
+        digits[--d] = (char)('0' + port % 10);
+        port /= 10;
+    } while (port && d > 0);
+    out[n++] = ':';
+    return authority_put(out, n, digits + d, 1);
 }
 
 void exchange_begin(struct session *s, const struct http_head *head, size_t head_len)
@@ -256,11 +283,13 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
 
     /* Host is regenerated from the target (RFC 9112 3.2.2): the port only
      * when it is not the default, IPv6 literals in brackets. */
-    n = snprintf(authority, sizeof authority, x->url.host_is_ipv6 ? "[%s]" : "%s", x->host);
+    n = authority_put(authority, 0, "[", x->url.host_is_ipv6);
+    n = authority_put(authority, n, x->host, 1);
+    n = authority_put(authority, n, "]", x->url.host_is_ipv6);
     if (x->port != (x->upstream_tls ? 443 : 80))
-        n += snprintf(authority + n, sizeof authority - (size_t)n, ":%u", x->port);
+        n = authority_put_port(authority, n, x->port);
     if (x->is_connect && x->port == 80) /* a CONNECT authority always names its port */
-        n += snprintf(authority + n, sizeof authority - (size_t)n, ":80");
+        n = authority_put_port(authority, n, 80);
     if (message_import_request(head, authority, (size_t)n, x->is_upgrade, &x->req_headers) != 0) {
         session_fail(s, 400, "the request head could not be rewritten");
         return;

@@ -407,15 +407,16 @@ static int view_eq(const char *a, size_t a_len, const char *b, size_t b_len)
     return 1;
 }
 
-int http_token_eq(const char *s, size_t len, const char *token)
+int http_ci_eq(const char *a, const char *b, size_t n)
 {
-    return view_eq(s, len, token, strlen(token));
+    return view_eq(a, n, b, n);
 }
 
 int http_find_field(const struct http_head *head, const char *name, size_t from)
 {
+    size_t n = strlen(name);
     for (size_t i = from; i < head->field_count; i++)
-        if (http_token_eq(head->fields[i].name, head->fields[i].name_len, name))
+        if (head->fields[i].name_len == n && view_eq(head->fields[i].name, n, name, n))
             return (int)i;
     return -1;
 }
@@ -486,16 +487,24 @@ int http_has_token(const struct http_head *head, const char *name, const char *t
 
 int http_is_hop_by_hop(const struct http_head *head, size_t i)
 {
-    static const char *const always[] = {
-        "Connection", "Proxy-Connection", "Keep-Alive", "TE", "Trailer",
-        "Transfer-Encoding", "Upgrade", "Proxy-Authorization", "Proxy-Authenticate",
+#define NAME(s) {s, sizeof s - 1}
+    static const struct {
+        const char *name;
+        size_t len;
+    } always[] = {
+        NAME("Connection"), NAME("Proxy-Connection"), NAME("Keep-Alive"), NAME("TE"),
+        NAME("Trailer"), NAME("Transfer-Encoding"), NAME("Upgrade"),
+        NAME("Proxy-Authorization"), NAME("Proxy-Authenticate"),
     };
+#undef NAME
 
     if (i >= head->field_count)
         return 0;
     const struct http_field *f = &head->fields[i];
+    /* Called for every field of every head: the length rules out most
+     * names before a byte is compared. */
     for (size_t k = 0; k < sizeof(always) / sizeof(always[0]); k++)
-        if (http_token_eq(f->name, f->name_len, always[k]))
+        if (f->name_len == always[k].len && view_eq(f->name, f->name_len, always[k].name, always[k].len))
             return 1;
 
     /* "Connection: Content-Length" must not make the proxy drop the field

@@ -143,7 +143,9 @@ static void connect_target(const struct exchange *x, char *key, size_t key_len,
         *host = x->parent->host;
         *port = x->parent->port;
     } else {
-        snprintf(key, key_len, "%s", x->host);
+        size_t len = strnlen(x->host, key_len - 1); /* no printf: every exchange comes here */
+        memcpy(key, x->host, len);
+        key[len] = '\0';
         *host = x->host;
         *port = x->port;
     }
