@@ -192,6 +192,13 @@ struct exchange {
  * (installed by session_start's caller, the proxy). */
 typedef void session_gone_fn(struct proxy *p, struct session *s);
 
+/* What an intercepted tunnel's requests inherit from its CONNECT. */
+struct session_tunnel {
+    uint16_t port;
+    char host[256];
+    char user[128]; /* who the CONNECT authenticated as (--auth-file) */
+};
+
 struct session {
     uint64_t id;                  /* "c<id>" in the logs, unique across workers */
     struct proxy *proxy;
@@ -223,11 +230,11 @@ struct session {
     int upstream_idle;
     int upstream_idle_tls;   /* the kept connection speaks TLS (never pooled) */
     /* An intercepted tunnel: the client endpoint speaks TLS, and requests
-     * inside take their authority from the CONNECT. */
+     * inside take their authority from the CONNECT, kept in <tunnel>
+     * (allocated apart: every idle client pays for what the session holds
+     * inline, and few connections are tunnels). */
     int intercepted;
-    uint16_t tunnel_port;
-    char tunnel_host[256];
-    char tunnel_user[128];   /* who the CONNECT authenticated as (--auth-file) */
+    struct session_tunnel *tunnel;
     ev_tstamp upstream_idle_since; /* its last response ended */
     uint16_t upstream_port;
     char upstream_host[256];

@@ -11,6 +11,7 @@
 #include "https.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -52,6 +53,11 @@ void https_begin_tunnel(struct session *s)
 {
     struct exchange *x = &s->x;
 
+    s->tunnel = calloc(1, sizeof *s->tunnel);
+    if (!s->tunnel) {
+        session_fail(s, 500, "out of memory");
+        return;
+    }
     if (buffer_append_str(&s->client.out, "HTTP/1.1 200 Connection Established\r\n\r\n") != 0 ||
         tls_accept(&s->client, s->proxy->tls, x->host) != 0) {
         buffer_consume(&s->client.out, buffer_length(&s->client.out));
@@ -59,9 +65,9 @@ void https_begin_tunnel(struct session *s)
         return;
     }
     s->intercepted = 1;
-    s->tunnel_port = x->port;
-    snprintf(s->tunnel_host, sizeof s->tunnel_host, "%s", x->host);
-    snprintf(s->tunnel_user, sizeof s->tunnel_user, "%s", x->user);
+    s->tunnel->port = x->port;
+    snprintf(s->tunnel->host, sizeof s->tunnel->host, "%s", x->host);
+    snprintf(s->tunnel->user, sizeof s->tunnel->user, "%s", x->user);
     x->status = 200;
     x->response_started = 1;
     x->req_body_done = 1;
@@ -73,10 +79,10 @@ void https_begin_tunnel(struct session *s)
 
 size_t https_tunnel_origin(const struct session *s, char *out, size_t len)
 {
-    int ipv6 = strchr(s->tunnel_host, ':') != NULL;
-    int n = snprintf(out, len, ipv6 ? "https://[%s]" : "https://%s", s->tunnel_host);
-    if (n > 0 && (size_t)n < len && s->tunnel_port != 443)
-        n += snprintf(out + n, len - (size_t)n, ":%u", s->tunnel_port);
+    int ipv6 = strchr(s->tunnel->host, ':') != NULL;
+    int n = snprintf(out, len, ipv6 ? "https://[%s]" : "https://%s", s->tunnel->host);
+    if (n > 0 && (size_t)n < len && s->tunnel->port != 443)
+        n += snprintf(out + n, len - (size_t)n, ":%u", s->tunnel->port);
     return n > 0 && (size_t)n < len ? (size_t)n : 0;
 }
 
@@ -86,11 +92,11 @@ void https_session_closing(struct session *s)
 
     if (!s->intercepted || !s->client.tls_aborted)
         return;
-    if (intercept_note_refusal(p->intercept, s->client_ip, s->tunnel_host, ev_now(p->loop)))
+    if (intercept_note_refusal(p->intercept, s->client_ip, s->tunnel->host, ev_now(p->loop)))
         log_warn("%s (client %s, host %s): it may not trust the luaproxy CA or pins "
                  "certificates; its tunnels to that host pass through for %.0f s",
                  s->client.error ? s->client.error : "the client closed inside the TLS handshake",
-                 s->client_ip, s->tunnel_host, p->cfg->passthrough_ttl);
+                 s->client_ip, s->tunnel->host, p->cfg->passthrough_ttl);
 }
 
 /* ---- http://luaproxy.ca/ ---------------------------------------------- */

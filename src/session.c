@@ -141,6 +141,7 @@ void session_free(struct session *s)
     log_debug("client %s:%d closed after %d exchange(s)", s->client_ip, s->client_port,
               s->exchanges);
     s->on_gone(p, s);
+    free(s->tunnel);
     free(s);
 }
 
