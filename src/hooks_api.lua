@@ -12,19 +12,29 @@
 
 local native = ...
 
-local type, tostring, error, pairs, ipairs, select = type, tostring, error, pairs, ipairs, select
+local type, tostring, error, pairs, ipairs, select, next = type, tostring, error, pairs, ipairs, select, next
 local setmetatable, rawget, rawset, rawlen = setmetatable, rawget, rawset, rawlen
-local tointeger, lower, concat = math.tointeger, string.lower, table.concat
+local tointeger, lower, concat, byte, len = math.tointeger, string.lower, table.concat, string.byte,
+  string.len
 
 local SLEEP = "luaproxy.sleep" -- what proxy.sleep yields; hooks_run.c looks for it
 
 ---------------------------------------------------------------------------
 -- Validation: a script can never make the proxy send a split message.
 
+-- Names already found valid: scripts use the same few names on every
+-- request, and a table lookup costs far less than the pattern. Bounded:
+-- emptied when full.
+local valid_names, valid_count = {}, 0
+
 local function check_name(name, level)
+  if valid_names[name] then return name end
   if type(name) ~= "string" or not name:find("^[%w!#$%%&'*+%-.^_`|~]+$") then
     error("invalid header name " .. tostring(name), level + 1)
   end
+  if valid_count >= 256 then valid_names, valid_count = {}, 0 end
+  valid_names[name] = true
+  valid_count = valid_count + 1
   return name
 end
 
@@ -36,7 +46,12 @@ local function check_value(value, level)
   if value:find("[%z\r\n]") then
     error("a header value must not contain CR, LF or NUL", level + 1)
   end
-  value = value:gsub("^[ \t]+", ""):gsub("[ \t]+$", "")
+  -- Trimmed only when there is something to trim: most values have no
+  -- space or tab at either end, and gsub makes a new string each time.
+  local first, last = byte(value, 1), byte(value, -1)
+  if first == 32 or first == 9 or last == 32 or last == 9 then
+    value = value:gsub("^[ \t]+", ""):gsub("[ \t]+$", "")
+  end
   return value
 end
 
@@ -49,22 +64,41 @@ end
 local header_methods = {}
 local Headers = {}
 
+-- Set (as a key no script can name) on a header list and on a request that
+-- a script changed: one left untouched is not read back into the relay,
+-- which then forwards what it parsed.
+local CHANGED = {}
+
+-- pairs() over a request's or response's data, without the CHANGED mark.
+local function pairs_unmarked(d)
+  return function(_, k)
+    local nk, nv = next(d, k)
+    if nk == CHANGED then nk, nv = next(d, nk) end
+    return nk, nv
+  end, d, nil
+end
+
 local function new_headers()
   return setmetatable({}, Headers)
 end
 
 function header_methods.values(self, name)
   local key, list = lower(check_name(name, 2)), {}
+  local klen = #key
   for i = 1, rawlen(self), 2 do
-    if lower(rawget(self, i)) == key then list[#list + 1] = rawget(self, i + 1) end
+    local fname = rawget(self, i)
+    if len(fname) == klen and lower(fname) == key then list[#list + 1] = rawget(self, i + 1) end
   end
   return list
 end
 
 function header_methods.get(self, name)
   local key, first, list = lower(check_name(name, 2)), nil, nil
+  local klen = #key
   for i = 1, rawlen(self), 2 do
-    if lower(rawget(self, i)) == key then
+    local fname = rawget(self, i)
+    -- (the length first: lower makes a string, and few names match)
+    if len(fname) == klen and lower(fname) == key then
       if first == nil then
         first = rawget(self, i + 1)
       else
@@ -78,6 +112,7 @@ end
 
 function header_methods.add(self, name, value)
   check_name(name, 2)
+  rawset(self, CHANGED, true)
   local n = rawlen(self)
   rawset(self, n + 1, name)
   rawset(self, n + 2, check_value(value, 2))
@@ -88,10 +123,11 @@ end
 function header_methods.set(self, name, value)
   local key = lower(check_name(name, 2))
   if value ~= nil then value = check_value(value, 2) end
-  local n, out, placed = rawlen(self), 0, false
+  rawset(self, CHANGED, true)
+  local n, out, placed, klen = rawlen(self), 0, false, #key
   for i = 1, n, 2 do
     local fname, fvalue = rawget(self, i), rawget(self, i + 1)
-    if lower(fname) ~= key then
+    if len(fname) ~= klen or lower(fname) ~= key then
       rawset(self, out + 1, fname)
       rawset(self, out + 2, fvalue)
       out = out + 2
@@ -190,8 +226,10 @@ local function url_of(d)
   return d.scheme .. "://" .. authority(d) .. d.path
 end
 
+-- d.url is made when first read (few scripts look at it): nil means "to
+-- be made from scheme, host, port and path".
 local function sync(d)
-  d.url = url_of(d)
+  d.url = nil
   header_methods.set(d.headers, "Host", authority(d))
 end
 
@@ -261,13 +299,27 @@ local request_setters = {
 local DATA = {}
 
 local Request = {
-  __index = function(t, key) return rawget(t, DATA)[key] end,
+  __index = function(t, key)
+    local d = rawget(t, DATA)
+    local v = d[key]
+    if v == nil and key == "url" then
+      v = url_of(d)
+      d.url = v
+    end
+    return v
+  end,
   __newindex = function(t, key, value)
     local setter = request_setters[key]
     if not setter then error("tx.req." .. tostring(key) .. " cannot be set", 2) end
-    setter(rawget(t, DATA), value)
+    local d = rawget(t, DATA)
+    d[CHANGED] = true
+    setter(d, value)
   end,
-  __pairs = function(t) return pairs(rawget(t, DATA)) end,
+  __pairs = function(t)
+    local d = rawget(t, DATA)
+    if d.url == nil then d.url = url_of(d) end
+    return pairs_unmarked(d)
+  end,
 }
 
 local function new_request(d)
@@ -302,9 +354,11 @@ local Response = {
   __newindex = function(t, key, value)
     local setter = response_setters[key]
     if not setter then error("tx.res." .. tostring(key) .. " cannot be set", 2) end
-    setter(rawget(t, DATA), value)
+    local d = rawget(t, DATA)
+    d[CHANGED] = true
+    setter(d, value)
   end,
-  __pairs = function(t) return pairs(rawget(t, DATA)) end,
+  __pairs = function(t) return pairs_unmarked(rawget(t, DATA)) end,
 }
 
 local function new_response(d)
@@ -462,7 +516,6 @@ local api = { SLEEP = SLEEP }
 function api.new_tx(id, method, scheme, host, port, path, version, fields, client_ip, client_port)
   local d = { method = method, scheme = scheme, host = host, port = port, path = path,
               version = version, headers = headers_from_list(fields) }
-  d.url = url_of(d)
   return setmetatable({
     id = id,
     req = new_request(d),
@@ -481,8 +534,12 @@ end
 -- What goes upstream. Exactly one Host (RFC 9112 3.2): servers disagree
 -- on which of two would win, so a second one is a script error; a removed
 -- one comes back from the target.
+-- nil when no script changed the request: the relay keeps what it has.
 function api.request_out(tx)
   local d = rawget(tx, "_req")
+  if not d[CHANGED] and not rawget(d.headers, CHANGED) and rawget(tx, "_intercept") == nil then
+    return nil
+  end
   local hosts = 0
   for i = 1, rawlen(d.headers), 2 do
     local name = rawget(d.headers, i)
@@ -516,8 +573,10 @@ function api.set_response(tx, status, reason, fields)
   rawset(tx, "res", new_response(d))
 end
 
+-- nil when no script changed the response (see request_out).
 function api.response_out(tx)
   local d = rawget(tx, "_res")
+  if not d[CHANGED] and not rawget(d.headers, CHANGED) then return nil end
   return d.status, d.reason, d.headers, d.reason_set, d.filter_body == false, d.decode_body == false
 end
 
@@ -552,11 +611,14 @@ end
 function api.restore(tx, snap)
   local r, s = rawget(tx, "_req"), rawget(tx, "_res")
   for k, v in pairs(snap.req) do r[k] = v end
+  r.url = nil -- made again from what was restored
+  r[CHANGED] = true
   rawset(tx, "upstream", snap.upstream)
   rawset(tx, "_respond", nil)
   if s and snap.res then
     s.status, s.reason, s.headers = snap.res.status, snap.res.reason, snap.res.headers
     s.reason_set = snap.res.reason_set
+    s[CHANGED] = true
   end
 end
 

@@ -143,6 +143,13 @@ static int read_request(lua_State *L)
 
     hooks_push_api_tx(L, &x->hook, "request_out");
     lua_call(L, 1, 9); /* method path host port fields scheme intercept filter_off buffer */
+    if (lua_isnil(L, -9)) {
+        /* No script changed the request: what the relay parsed stands, and
+         * nothing is copied back (most hooks only look, or do nothing). */
+        x->hook.req_filter_off = 0;
+        x->hook.req_buffer = 0;
+        return 0;
+    }
     x->hook.req_filter_off = lua_toboolean(L, -2);
     x->hook.req_buffer = lua_toboolean(L, -1);
     lua_pop(L, 2);
@@ -234,6 +241,13 @@ static int read_response(lua_State *L)
 
     hooks_push_api_tx(L, &x->hook, "response_out");
     lua_call(L, 1, 6);   /* status reason fields reason_set filter_off decode_off */
+    if (lua_isnil(L, -6)) {
+        /* Unchanged by every script: the head goes out as it came. */
+        x->hook.res_filter_off = 0;
+        x->hook.res_decode_off = 0;
+        x->res_reason_set = 0;
+        return 0;
+    }
     x->hook.res_filter_off = lua_toboolean(L, -2);
     x->hook.res_decode_off = lua_toboolean(L, -1);
     lua_pop(L, 2);
