@@ -20,10 +20,14 @@
 struct body_reader {
     enum http_body_kind kind;
     uint64_t remaining; /* HTTP_BODY_LENGTH: bytes still to come */
+    uint64_t swapped;   /* body bytes moved by swapping buffers (no copy) */
     struct chunked_decoder chunked;
 };
 
 void body_reader_init(struct body_reader *r, const struct http_framing *framing);
+
+/* "none", "length", "chunked" or "close", for logs and --trace. */
+const char *body_kind_name(enum http_body_kind kind);
 
 enum body_pump_result {
     BODY_PUMP_IDLE,      /* nothing could move: need input or output room */

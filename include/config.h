@@ -55,6 +55,7 @@ struct config {
     enum hook_error_mode hook_errors;
     int workers;
     int verbose;
+    int trace;                 /* --trace: every step of every exchange */
     /* The admin listener (admin.h) and the flow store (flows.h). */
     int admin_enabled;
     struct listen_addr admin;

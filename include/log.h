@@ -7,7 +7,7 @@
 #ifndef LUAPROXY_LOG_H
 #define LUAPROXY_LOG_H
 
-enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_TRACE /* --trace: always shown */ };
 
 /* Lines below <level> are dropped. Set once at startup. */
 void log_set_level(enum log_level level);

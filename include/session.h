@@ -180,6 +180,10 @@ struct exchange {
     enum http_body_kind res_out_kind;
     int response_started;  /* bytes of this response are queued for the client */
     uint64_t res_bytes;    /* body bytes sent to the client */
+    uint64_t res_spliced;  /* ... of which through a splice pipe */
+    int client_keep;       /* what the client's head asked: keep-alive or not */
+    int tunneled;          /* bytes moved as a tunnel (CONNECT, 101) */
+    const char *tunnel_closer; /* who closed a tunnel first, for --trace */
     const char *error;     /* why it failed, for the log */
     struct flow *flow;     /* what the viewer captures (flows.h), or NULL */
     char user[128];        /* the authenticated proxy user, or "" */
@@ -213,6 +217,7 @@ struct session {
      * event would come for bytes already read, so the next loop iteration
      * carries on. */
     ev_idle resume;
+    ev_tstamp accepted;      /* ev_time() at accept, for --trace */
     ev_tstamp last_activity;
     ev_tstamp head_started;  /* first byte of the current head, 0 if none */
     ev_tstamp drain_started;
@@ -263,7 +268,10 @@ void session_release_idle_upstream(struct session *s);
 /* The only way s->state changes: checks <to> against session_transitions[]
  * (a change not in the table is a bug: logged, abort() in debug builds,
  * the session closed otherwise). <why> is for the logs. */
-void session_set_state(struct session *s, enum session_state to, const char *why);
+void session_set_state_at(struct session *s, enum session_state to, const char *why,
+                          const char *file, const char *func);
+/* The caller's place goes into --trace's line for the change. */
+#define session_set_state(s, to, why) session_set_state_at((s), (to), (why), __FILE__, __func__)
 
 /* For exchange.c: what ends an exchange or a session. None of these frees
  * the session: that happens only at the end of the event entry point that
@@ -271,7 +279,7 @@ void session_set_state(struct session *s, enum session_state to, const char *why
 
 /* Marks the session for closing (freed when the current event ends);
  * <why> is for the logs. */
-void session_close(struct session *s, const char *why);
+#define session_close(s, why) session_set_state((s), SESSION_CLOSED, (why))
 /* Answers the current request with a local error and ends the exchange;
  * after part of a response was sent, closes the connection instead.
  * Contract: this ENDS the exchange (session_end_exchange). On return s->x

@@ -3,10 +3,22 @@
  */
 #include "body.h"
 
+const char *body_kind_name(enum http_body_kind kind)
+{
+    switch (kind) {
+    case HTTP_BODY_NONE: return "none";
+    case HTTP_BODY_LENGTH: return "length";
+    case HTTP_BODY_CHUNKED: return "chunked";
+    case HTTP_BODY_CLOSE: return "close-delimited";
+    }
+    return "?";
+}
+
 void body_reader_init(struct body_reader *r, const struct http_framing *framing)
 {
     r->kind = framing->kind;
     r->remaining = framing->kind == HTTP_BODY_LENGTH ? framing->length : 0;
+    r->swapped = 0;
     chunked_init(&r->chunked);
 }
 
@@ -73,6 +85,7 @@ enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int s
                  * whole buffer over instead of copying it. */
                 buffer_swap(src, dst);
                 r->remaining -= len;
+                r->swapped += len;
                 *moved += len;
                 result = BODY_PUMP_PROGRESS;
                 continue;
@@ -91,6 +104,7 @@ enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int s
             }
             if (!filter && out_kind == HTTP_BODY_CLOSE && buffer_length(dst) == 0) {
                 buffer_swap(src, dst);
+                r->swapped += len;
                 *moved += len;
                 result = BODY_PUMP_PROGRESS;
                 continue;

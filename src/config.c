@@ -96,7 +96,9 @@ static const char usage_text[] =
     "                             (one object per line, with upstream and error)\n"
     "  -w, --workers N            worker processes, each with its own event loop and\n"
     "                             Lua state. Default: the number of CPUs\n"
-    "  -v, --verbose              debug logging\n"
+    "  -v, --verbose              debug logging: one line per exchange, and more\n"
+    "      --trace                every step of every exchange, one line each on\n"
+    "                             stderr, naming the source file:function\n"
     "\n"
     "Proxy authentication:\n"
     "      --auth-file FILE       require Basic proxy credentials from the users of\n"
@@ -152,6 +154,7 @@ enum long_only {
     OPT_FLOWS_MEMORY,
     OPT_HAR,
     OPT_PID_FILE,
+    OPT_TRACE,
     OPT_USER,
     OPT_LOG_FORMAT,
     OPT_MAX_HEADER_FIELDS,
@@ -204,6 +207,7 @@ static const struct option long_options[] = {
     {"verbose", no_argument, NULL, 'v'},
     {"config", required_argument, NULL, 'c'},
     {"pid-file", required_argument, NULL, OPT_PID_FILE},
+    {"trace", no_argument, NULL, OPT_TRACE},
     {"user", required_argument, NULL, OPT_USER},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"max-header-fields", required_argument, NULL, OPT_MAX_HEADER_FIELDS},
@@ -573,6 +577,9 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
             if (*optarg == '\0')
                 FAIL("invalid --config '': expected a file name");
             cfg->config_file = optarg;
+            break;
+        case OPT_TRACE:
+            cfg->trace = 1;
             break;
         case OPT_PID_FILE:
             if (*optarg == '\0')

@@ -40,6 +40,7 @@
 #include "session.h"
 #include "stats.h"
 #include "tls.h"
+#include "trace.h"
 #include "upstream.h"
 
 /* Interim (1xx) responses relayed per exchange. A server sends one or two
@@ -235,6 +236,42 @@ static int authority_put_port(char *out, int n, unsigned port)
     return authority_put(out, n, digits + d, 1);
 }
 
+/* Appends ", <name>" to the list in <buf> while it fits. */
+static void name_list_add(char *buf, size_t size, const char *name, size_t len)
+{
+    size_t used = strlen(buf);
+    if (used + len + 3 < size)
+        snprintf(buf + used, size - used, "%s%.*s", used ? ", " : "", (int)len, name);
+}
+
+/* --trace: which of the client's fields were dropped and which added, by
+ * name (the copy is in x->req_headers). Only runs when tracing. */
+static void trace_fields(struct session *s, const struct http_head *head, const char *func)
+{
+    const struct headers *out = &s->x.req_headers;
+    char dropped[400] = "", added[200] = "";
+
+    for (size_t i = 0; i < head->field_count; i++) {
+        const struct http_field *f = &head->fields[i];
+        if (headers_find(out, f->name, f->name_len, 0) < 0)
+            name_list_add(dropped, sizeof dropped, f->name, f->name_len);
+    }
+    for (size_t i = 0; i < out->count; i++) {
+        size_t len, j;
+        const char *name = headers_name(out, i, &len);
+        for (j = 0; j < head->field_count; j++)
+            if (head->fields[j].name_len == len &&
+                strncasecmp(head->fields[j].name, name, len) == 0)
+                break;
+        if (j == head->field_count)
+            name_list_add(added, sizeof added, name, len);
+    }
+    trace_step(s, __FILE__, func, "fields: %zu in, %zu out; dropped: %s; added: %s (Host "
+               "comes from the target, Via names the proxy)",
+          head->field_count, out->count, dropped[0] ? dropped : "none",
+          added[0] ? added : "none");
+}
+
 void exchange_begin(struct session *s, const struct http_head *head, size_t head_len)
 {
     struct exchange *x = &s->x;
@@ -248,11 +285,15 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
     x->active = 1;
     x->id = proxy_next_exchange_id(s->proxy);
     x->started = ev_now(s->proxy->loop);
+    TRACE(s, "head complete: %zu bytes, %u fields, HTTP/1.%d: %.*s %.*s", head_len,
+          (unsigned)head->field_count, head->version_minor, (int)head->method_len, head->method,
+          (int)(head->target_len > 200 ? 200 : head->target_len), head->target);
     x->flow = flows_record_begin(s->proxy->flows, x->id, x->started, s->client_ip,
                                  s->client_port, buffer_peek(&s->client.in), head_len);
     x->minor = head->version_minor;
     x->keep_alive = x->minor >= 1 ? !http_has_token(head, "Connection", "close")
                                   : http_has_token(head, "Connection", "keep-alive");
+    x->client_keep = x->keep_alive;
     if (copy_request_line(s, head) != 0) {
         session_fail(s, 500, "out of memory");
         return;
@@ -267,9 +308,13 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
     x->is_connect = x->method_len == 7 && memcmp(x->method, "CONNECT", 7) == 0;
     cause = check_target(s, &status);
     if (cause) {
+        TRACE(s, "target refused (%d): %s", status, cause);
         session_fail(s, status, cause);
         return;
     }
+    TRACE(s, "target split: host %s, port %u, path %.*s%s", x->host, x->port,
+          (int)(x->url.path_len > 200 ? 200 : x->url.path_len), x->url.path ? x->url.path : "",
+          x->is_connect ? "(CONNECT: none)" : "");
     if (choose_parent(s) != 0) {
         session_fail(s, 500, "out of memory");
         return;
@@ -294,6 +339,8 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
         session_fail(s, 400, "the request head could not be rewritten");
         return;
     }
+    if (trace_enabled)
+        trace_fields(s, head, __func__);
     x->fwd_method = x->method;
     x->fwd_method_len = x->method_len;
     x->fwd_path = x->url.path;
@@ -308,8 +355,9 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
     body_reader_init(&x->req_body, &x->req_framing);
     x->req_out_kind = x->req_framing.kind;
     x->req_body_done = x->req_framing.kind == HTTP_BODY_NONE;
-    log_debug("#%llu %s %s %.*s", (unsigned long long)x->id, s->client_ip, x->method,
-              (int)(x->target_len > 200 ? 200 : x->target_len), x->target);
+    TRACE(s, "request body: %s%s; client connection: %s", body_kind_name(x->req_framing.kind),
+          x->req_framing.kind == HTTP_BODY_LENGTH ? " (Content-Length)" : "",
+          x->keep_alive ? "keep-alive asked" : "close asked");
 
     if (ca_page) {
         /* http://luaproxy.ca/ is ours: never forwarded, no hooks. */
@@ -381,6 +429,9 @@ static void respond_locally(struct session *s)
     flows_record_flag(x->flow, FLOW_F_LOCAL);
     flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
                           buffer_length(&s->client.out), before);
+    TRACE(s, "a script answered itself (tx:respond): %d, %zu bytes queued for the client; "
+             "nothing goes upstream",
+          x->status, buffer_length(&s->client.out) - before);
     x->response_started = 1;
     session_end_exchange(s);
 }
@@ -599,6 +650,9 @@ static int parse_response_head(struct session *s)
         return 1;
     }
     x->status = x->upstream_status = head.status;
+    TRACE(s, "response head complete: %zd bytes, HTTP/1.%d %d, body framing in: %s%s", n,
+          head.version_minor, head.status, body_kind_name(framing.kind),
+          framing.kind == HTTP_BODY_LENGTH ? " (Content-Length)" : "");
     flows_record_part(x->flow, FLOW_PART_RES_IN, buffer_peek(&s->upstream.in), (size_t)n);
     flows_record_time(x->flow, FLOW_T_HEAD, ev_now(s->proxy->loop));
     keep_reason(x, &head);
@@ -716,6 +770,10 @@ static int send_response_head(struct session *s, const struct http_head *head)
     }
     flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
                           buffer_length(&s->client.out), before);
+    TRACE(s, "response head queued for the client: %zu bytes, %d, body framing out: %s%s%s",
+          buffer_length(&s->client.out) - before, x->status, body_kind_name(x->res_out_kind),
+          head ? " (written from the parser's views)" : " (rewritten after on_response)",
+          x->res_filter ? "; body through on_response_chunk" : "");
     x->response_started = 1;
     x->res_state = RESPONSE_BODY;
     return 0;
@@ -771,6 +829,7 @@ static int relay_spliced_response(struct session *s)
         }
         if (n > 0) {
             x->res_bytes += n;
+            x->res_spliced += n;
             s->last_activity = ev_now(s->proxy->loop);
             progress = 1;
         }

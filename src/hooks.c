@@ -78,7 +78,7 @@ int hooks_protected(struct session *s, lua_CFunction fn, const char *what)
     lua_pushlightuserdata(L, s);
     if (lua_pcall(L, 1, 0, 0) == LUA_OK)
         return 0;
-    log_error("#%llu script %s: %s", (unsigned long long)s->x.id, what,
+    log_error("c%llu #%llu script %s: %s", (unsigned long long)s->id, (unsigned long long)s->x.id, what,
               lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
     lua_pop(L, 1);
     return -1;

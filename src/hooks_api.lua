@@ -622,4 +622,34 @@ function api.restore(tx, snap)
   end
 end
 
+-- For --trace: a string that changes whenever a hook changes the request,
+-- the upstream or the response. C compares it before and after each call,
+-- and only when tracing.
+function api.fingerprint(tx)
+  local parts = {}
+  local function add(v, depth)
+    local t = type(v)
+    if t == "table" then
+      if depth > 4 then return end
+      local keys = {}
+      for k in next, v do keys[#keys + 1] = k end
+      table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+      for _, k in ipairs(keys) do
+        parts[#parts + 1] = tostring(k)
+        add(rawget(v, k), depth + 1)
+      end
+    elseif t == "string" or t == "number" or t == "boolean" then
+      parts[#parts + 1] = tostring(v)
+    end
+  end
+  add(rawget(tx, "_req"), 0)
+  parts[#parts + 1] = "|"
+  add(rawget(tx, "upstream"), 0)
+  parts[#parts + 1] = "|"
+  add(rawget(tx, "_res"), 0)
+  parts[#parts + 1] = "|"
+  add(rawget(tx, "_respond"), 0)
+  return table.concat(parts, "\0")
+end
+
 return api

@@ -95,7 +95,7 @@ static int run_chunk_hooks(struct session *s, enum hook_phase phase, const char 
         lua_pushlightuserdata(L, s);
         lua_pushlightuserdata(L, &chunk);
         if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-            log_error("#%llu %s: %s", (unsigned long long)s->x.id, hooks_phase_names[phase],
+            log_error("c%llu #%llu %s: %s", (unsigned long long)s->id, (unsigned long long)s->x.id, hooks_phase_names[phase],
                       lua_tostring(L, -1));
             lua_pop(L, 1);
             rc = -1;

@@ -11,6 +11,7 @@
 
 #include "decode.h"
 #include "log.h"
+#include "trace.h"
 #include "proxy.h"
 #include "session.h"
 #include "stats.h"
@@ -46,7 +47,7 @@ void hooks_exchange_begin(struct session *s, hooks_wake_fn *on_wake)
     struct hook_state *hs = &s->x.hook;
     hs->hooks = s->proxy->hooks;
     hs->on_wake = on_wake;
-    hs->tx_ref = hs->co_ref = hs->snap_ref = LUA_NOREF;
+    hs->tx_ref = hs->co_ref = hs->snap_ref = hs->trace_fp_ref = LUA_NOREF;
     hs->co = NULL;
     hs->pending = 0;
     hs->waiting = 0;
@@ -81,7 +82,8 @@ void hooks_exchange_end(struct session *s)
     luaL_unref(h->L, LUA_REGISTRYINDEX, hs->tx_ref);
     luaL_unref(h->L, LUA_REGISTRYINDEX, hs->co_ref);
     luaL_unref(h->L, LUA_REGISTRYINDEX, hs->snap_ref);
-    hs->tx_ref = hs->co_ref = hs->snap_ref = LUA_NOREF;
+    luaL_unref(h->L, LUA_REGISTRYINDEX, hs->trace_fp_ref);
+    hs->tx_ref = hs->co_ref = hs->snap_ref = hs->trace_fp_ref = LUA_NOREF;
     hs->co = NULL;
     hs->hooks = NULL;
     hooks_unref(h);
@@ -141,18 +143,18 @@ void hooks_log_failure(struct session *s, lua_State *co, int status)
     const char *phase = hooks_phase_names[hs->phase];
 
     if (h->timed_out) {
-        log_error("#%llu %s: %s took longer than %.0f ms and was stopped",
-                  (unsigned long long)s->x.id, script, phase, h->budget * 1000);
+        log_error("c%llu #%llu %s: %s took longer than %.0f ms and was stopped",
+                  (unsigned long long)s->id, (unsigned long long)s->x.id, script, phase, h->budget * 1000);
         return;
     }
     if (status == LUA_ERRMEM) {
-        log_error("#%llu %s: %s ran out of memory (--lua-memory is %zu MB)",
-                  (unsigned long long)s->x.id, script, phase, h->mem_limit >> 20);
+        log_error("c%llu #%llu %s: %s ran out of memory (--lua-memory is %zu MB)",
+                  (unsigned long long)s->id, (unsigned long long)s->x.id, script, phase, h->mem_limit >> 20);
         return;
     }
     const char *msg = lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1) : NULL;
     luaL_traceback(h->L, co, msg ? msg : "(error object is not a string)", 0);
-    log_error("#%llu %s: %s failed: %s", (unsigned long long)s->x.id, script, phase,
+    log_error("c%llu #%llu %s: %s failed: %s", (unsigned long long)s->id, (unsigned long long)s->x.id, script, phase,
               lua_tostring(h->L, -1));
     lua_pop(h->L, 1);
 }
@@ -291,6 +293,50 @@ enum call_outcome hooks_resume(struct session *s, int nargs, int *nres, double *
 }
 
 /* Runs the remaining hooks of the current phase, starting at hs->script. */
+/* --trace: the tx's fingerprint (api.fingerprint) as a registry reference,
+ * LUA_NOREF if it could not be made. */
+static int trace_fingerprint(struct session *s)
+{
+    lua_State *L = s->x.hook.hooks->L;
+    hooks_push_api_tx(L, &s->x.hook, "fingerprint");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        return LUA_NOREF;
+    }
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* --trace: one line for a finished hook call: script, result, running
+ * time, and whether it changed the request or the response. */
+static void trace_hook_end(struct session *s, enum call_outcome outcome, const char *func)
+{
+    struct hook_state *hs = &s->x.hook;
+    struct hooks *h = hs->hooks;
+    lua_State *L = h->L;
+    const char *changed = "?";
+    int after = trace_fingerprint(s);
+
+    if (hs->trace_fp_ref != LUA_NOREF && after != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, hs->trace_fp_ref);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, after);
+        changed = lua_rawequal(L, -1, -2) ? "no" : "yes";
+        lua_pop(L, 2);
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, after);
+    luaL_unref(L, LUA_REGISTRYINDEX, hs->trace_fp_ref);
+    hs->trace_fp_ref = LUA_NOREF;
+    trace_step(s, __FILE__, func, "hook %s in %s: %s, %.3f ms running; changed the %s: %s",
+               hooks_phase_names[hs->phase],
+          h->script_name[hs->script],
+          outcome == CALL_FAILED ? (h->mode == HOOK_ERRORS_OPEN ? "failed (undone: --hook-errors open)"
+                                                                 : "failed")
+          : hs->responded        ? "answered itself (tx:respond)"
+                                 : "returned",
+          hs->used * 1000.0,
+          hs->phase == HOOK_ON_REQUEST || hs->phase == HOOK_BEFORE_CONNECT ? "request" : "response",
+          changed);
+}
+
 static enum hooks_result continue_phase(struct session *s, int resuming)
 {
     struct hook_state *hs = &s->x.hook;
@@ -304,6 +350,8 @@ static enum hooks_result continue_phase(struct session *s, int resuming)
         if (!(h->has[hs->phase] & (1u << hs->script)))
             continue;
         if (!resuming) {
+            if (trace_enabled)
+                hs->trace_fp_ref = trace_fingerprint(s);
             if (h->mode == HOOK_ERRORS_OPEN && hooks_protected(s, hooks_tx_snapshot, "snapshot") != 0)
                 return HOOKS_FAILED;
             if (hooks_protected(s, hooks_start_call, "start") != 0)
@@ -323,8 +371,13 @@ static enum hooks_result continue_phase(struct session *s, int resuming)
             /* a wait has a watchdog: --hook-wait-timeout */
             ev_timer_set(&hs->sleep_timer, outcome == CALL_WAIT ? h->wait_timeout : sleep_for, 0.);
             ev_timer_start(s->proxy->loop, &hs->sleep_timer);
+            TRACE(s, "hook %s in %s: %s", hooks_phase_names[hs->phase], h->script_name[hs->script],
+                  outcome == CALL_WAIT ? "waits for a call out (proxy.http, proxy.shared)"
+                                       : "sleeps (proxy.sleep): the loop serves others meanwhile");
             return HOOKS_PENDING;
         }
+        if (trace_enabled)
+            trace_hook_end(s, outcome, __func__);
         hooks_drop_coroutine(hs);
         if (outcome == CALL_DONE)
             flows_record_hook(s->x.flow, h->script_name[hs->script], hooks_phase_names[hs->phase]);
@@ -354,8 +407,8 @@ static void on_sleep_done(struct ev_loop *loop, ev_timer *w, int revents)
 
     if (hs->waiting) {
         /* The watchdog: the call out took too long. */
-        log_error("#%llu %s: %s waited longer than --hook-wait-timeout (%.0f s)",
-                  (unsigned long long)s->x.id, hs->hooks->script_name[hs->script],
+        log_error("c%llu #%llu %s: %s waited longer than --hook-wait-timeout (%.0f s)",
+                  (unsigned long long)s->id, (unsigned long long)s->x.id, hs->hooks->script_name[hs->script],
                   hooks_phase_names[hs->phase], hs->hooks->wait_timeout);
         if (hs->wait_cancel)
             hs->wait_cancel(hs->wait_arg);

@@ -341,7 +341,7 @@ int hooks_write_local_response(struct session *s, struct buffer *out)
     lua_pushcfunction(L, write_local);
     lua_pushlightuserdata(L, &lr);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-        log_error("#%llu local response: %s", (unsigned long long)s->x.id,
+        log_error("c%llu #%llu local response: %s", (unsigned long long)s->id, (unsigned long long)s->x.id,
                   lua_tostring(L, -1));
         lua_pop(L, 1);
         return -1;

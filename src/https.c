@@ -32,9 +32,9 @@ int https_should_intercept(struct session *s)
     if (!want)
         return 0;
     if (!tls_ca(p->tls)) {
-        log_warn("#%llu cannot intercept %s: no CA loaded (start with --intercept or "
+        log_warn("c%llu #%llu cannot intercept %s: no CA loaded (start with --intercept or "
                  "--ca-dir); passing the tunnel through",
-                 (unsigned long long)x->id, x->host);
+                 (unsigned long long)s->id, (unsigned long long)x->id, x->host);
         return 0;
     }
     /* Bytes sent before our 200 would be a ClientHello we did not read as
@@ -42,8 +42,8 @@ int https_should_intercept(struct session *s)
     if (buffer_length(&s->client.in) > 0)
         return 0;
     if (intercept_passing_through(p->intercept, s->client_ip, x->host, ev_now(p->loop))) {
-        log_debug("#%llu %s refused our certificate for %s lately: passing through",
-                  (unsigned long long)x->id, s->client_ip, x->host);
+        log_debug("c%llu #%llu %s refused our certificate for %s lately: passing through",
+                  (unsigned long long)s->id, (unsigned long long)x->id, s->client_ip, x->host);
         return 0;
     }
     return 1;
@@ -72,7 +72,7 @@ void https_begin_tunnel(struct session *s)
     x->response_started = 1;
     x->req_body_done = 1;
     x->keep_alive = 1; /* the connection carries the decrypted requests next */
-    log_debug("#%llu intercepting %s:%u for %s", (unsigned long long)x->id, x->host, x->port,
+    log_debug("c%llu #%llu intercepting %s:%u for %s", (unsigned long long)s->id, (unsigned long long)x->id, x->host, x->port,
               s->client_ip);
     session_end_exchange(s);
 }

@@ -16,7 +16,7 @@
 static enum log_level min_level = LOG_INFO;
 static char tag[16];
 
-static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static const char *const level_names[] = {"debug", "info", "warn", "error", "trace"};
 
 void log_set_tag(const char *t)
 {

@@ -12,6 +12,7 @@
 #include "daemon.h"
 #include "hooks.h"
 #include "log.h"
+#include "trace.h"
 #include "metrics.h"
 #include "stats.h"
 #include "tls.h"
@@ -42,6 +43,7 @@ int main(int argc, char **argv)
     }
     if (cfg.verbose)
         log_set_level(LOG_DEBUG);
+    trace_enabled = cfg.trace;
     if (cfg.user && daemon_check_user(cfg.user, err, sizeof err) != 0) {
         fprintf(stderr, "luaproxy: %s\n", err);
         config_strings_free();

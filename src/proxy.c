@@ -36,6 +36,7 @@
 #include "metrics.h"
 #include "stats.h"
 #include "session.h"
+#include "trace.h"
 #include "tls.h"
 
 /* How many connections one readiness event may accept. One, as nginx does
@@ -157,6 +158,10 @@ static void on_listener_readable(struct ev_loop *loop, ev_io *w, int revents)
                                           on_session_gone);
         if (!s)
             continue;
+        TRACE(s, "accepted %s:%d; allow-list: %s", s->client_ip, s->client_port,
+              reject == 403   ? "not allowed (--allow): the first request gets 403"
+              : reject == 503 ? "allowed, but at --max-connections: the first request gets 503"
+                              : "allowed");
         s->next = p->sessions;
         if (p->sessions)
             p->sessions->prev = s;

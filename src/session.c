@@ -28,6 +28,7 @@
 #include "log.h"
 #include "message.h"
 #include "stats.h"
+#include "trace.h"
 #include "upstream.h"
 #include "upstream_pool.h"
 
@@ -87,6 +88,7 @@ struct session *session_start(struct proxy *p, int fd, const struct sockaddr *ad
 
     s->state = SESSION_HEAD; /* the start, not a change: "accept -> head" */
     s->last_activity = s->head_started = ev_now(p->loop);
+    s->accepted = ev_time();
     ev_init(&s->timer, on_timer);
     s->timer.data = s;
     ev_idle_init(&s->resume, on_resume);
@@ -95,7 +97,6 @@ struct session *session_start(struct proxy *p, int fd, const struct sockaddr *ad
     ev_set_priority(&s->resume, EV_MAXPRI);
     s->resume.data = s;
     s->rearm_timer = 1; /* the first arming */
-    log_debug("client %s:%d connected", s->client_ip, s->client_port);
     session_advance(s); /* arms the watchers; nothing can close it yet */
     return s;
 }
@@ -138,16 +139,10 @@ void session_free(struct session *s)
     ev_idle_stop(p->loop, &s->resume);
     endpoint_close(p->loop, &s->upstream);
     endpoint_close(p->loop, &s->client);
-    log_debug("client %s:%d closed after %d exchange(s)", s->client_ip, s->client_port,
-              s->exchanges);
+    TRACE(s, "connection closed after %d exchange(s); the session is freed", s->exchanges);
     s->on_gone(p, s);
     free(s->tunnel);
     free(s);
-}
-
-void session_close(struct session *s, const char *why)
-{
-    session_set_state(s, SESSION_CLOSED, why);
 }
 
 void session_stop(struct session *s)
@@ -206,11 +201,55 @@ static void log_exchange(struct session *s)
     }
     if (x->tunnel_counted)
         stats_add(STAT_TUNNELS_OPEN, -1);
-    if (x->error)
-        log_info("#%llu %s %.*s %.*s -> %d (%s)", (unsigned long long)x->id, s->client_ip,
+    if (!x->error)
+        /* -v: one line per exchange (--trace has every step). */
+        log_debug("c%llu #%llu %s %.*s %.*s -> %d, %llu bytes, %.1f ms",
+                  (unsigned long long)s->id, (unsigned long long)x->id, s->client_ip,
+                  (int)e.method_len, x->method ? x->method : "",
+                  (int)(x->target_len > 200 ? 200 : x->target_len), x->target ? x->target : "",
+                  x->status, (unsigned long long)e.bytes, e.duration_ms);
+    else
+        log_info("c%llu #%llu %s %.*s %.*s -> %d (%s)", (unsigned long long)s->id,
+                 (unsigned long long)x->id, s->client_ip,
                  (int)e.method_len, x->method ? x->method : "",
                  (int)(x->target_len > 200 ? 200 : x->target_len), x->target ? x->target : "",
                  x->status, x->error);
+}
+
+/* --trace: how the body or the tunnel moved, and the keep-alive decision
+ * with its reason. */
+static void trace_end(struct session *s, int keep, const char *func)
+{
+    struct exchange *x = &s->x;
+
+    if (x->tunneled)
+        trace_step(s, __FILE__, func, "tunnel over: %llu bytes client -> upstream, %llu bytes upstream -> client; "
+                 "first to close: %s",
+              (unsigned long long)x->req_bytes, (unsigned long long)x->res_bytes,
+              x->tunnel_closer ? x->tunnel_closer : "neither (ended by the proxy)");
+    else if (x->response_started)
+        trace_step(s, __FILE__, func, "response body: %llu bytes to the client (%s in, %s out): %llu by swapping "
+                 "buffers, %llu spliced in the kernel, %llu copied%s; request body: %llu bytes",
+              (unsigned long long)x->res_bytes, body_kind_name(x->res_framing.kind),
+              body_kind_name(x->res_out_kind), (unsigned long long)x->res_body.swapped,
+              (unsigned long long)x->res_spliced,
+              (unsigned long long)(x->res_bytes - x->res_body.swapped - x->res_spliced),
+              x->res_filter ? " (through on_response_chunk)" : "",
+              (unsigned long long)x->req_bytes);
+    trace_step(s, __FILE__, func, "%s", keep ? (x->minor >= 1 ? "keep-alive: yes (HTTP/1.1, no Connection: close)"
+                                         : "keep-alive: yes (HTTP/1.0 asked for it)")
+                   : s->proxy->stopping ? "keep-alive: no, the proxy is stopping"
+                   : x->tunneled        ? "keep-alive: no, a tunnel ends its connection"
+                   : !x->client_keep    ? (x->minor >= 1 ? "keep-alive: no, the client sent "
+                                                           "Connection: close"
+                                                         : "keep-alive: no, HTTP/1.0 without "
+                                                           "keep-alive")
+                   : x->error           ? "keep-alive: no, after an error the next request's "
+                                          "start is not known"
+                   : !x->req_body_done  ? "keep-alive: no, the request body was not read"
+                   : x->res_out_kind == HTTP_BODY_CLOSE
+                       ? "keep-alive: no, the body ends when the connection does"
+                       : "keep-alive: no");
 }
 
 void session_end_exchange(struct session *s)
@@ -218,6 +257,8 @@ void session_end_exchange(struct session *s)
     struct exchange *x = &s->x;
     int keep = x->keep_alive && !s->proxy->stopping;
 
+    if (trace_enabled)
+        trace_end(s, keep, __func__);
     hooks_done(s);
     log_exchange(s);
     upstream_detach(s);
@@ -263,6 +304,10 @@ void session_fail(struct session *s, int status, const char *cause)
             snprintf(named, sizeof named, "%s (via the parent proxy %s)", cause, authority);
         cause = named;
     }
+    TRACE(s, "%s: %d, %s", x->response_started ? "failed after the response began (the client "
+                                                 "sees it cut short)"
+                                               : "answered by the proxy",
+          status, cause);
     x->error = cause;
     if (x->response_started) {
         /* Part of the response is already on its way: the only honest

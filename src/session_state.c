@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "trace.h"
 
 const char *session_state_name(enum session_state state)
 {
@@ -84,12 +85,16 @@ const struct session_transition *session_transition_find(enum session_state from
     return NULL;
 }
 
-void session_set_state(struct session *s, enum session_state to, const char *why)
+void session_set_state_at(struct session *s, enum session_state to, const char *why,
+                          const char *file, const char *func)
 {
     enum session_state from = s->state;
 
     if (from == SESSION_CLOSED && to == SESSION_CLOSED)
         return; /* closing twice is allowed and changes nothing */
+    if (trace_enabled)
+        trace_step(s, file, func, "state %s -> %s: %s", session_state_name(from),
+                   session_state_name(to), why);
     if (!session_transition_find(from, to)) {
         log_error("c%llu: state change %s -> %s (%s) is not in session_transitions[]",
                   (unsigned long long)s->id, session_state_name(from), session_state_name(to),

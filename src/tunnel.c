@@ -70,6 +70,13 @@ int tunnel_pump(struct session *s)
 
     double now = ev_now(s->proxy->loop);
 
+    if (!s->x.tunnel_closer) {
+        s->x.tunneled = 1;
+        if (c->read_eof || c->failed)
+            s->x.tunnel_closer = c->failed ? "the client (reset)" : "the client";
+        else if (u->read_eof || u->failed)
+            s->x.tunnel_closer = u->failed ? "the upstream (reset)" : "the upstream";
+    }
     progress = tunnel_direction(c, u, &s->x.req_bytes, s->x.flow, 1, now);
     progress |= tunnel_direction(u, c, &s->x.res_bytes, s->x.flow, 0, now);
     if (c->failed || u->failed || (c->write_shut && u->write_shut)) {

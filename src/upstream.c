@@ -12,6 +12,7 @@
 #include "upstream.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #include "session.h"
 #include "stats.h"
 #include "tls.h"
+#include "trace.h"
 #include "upstream_pool.h"
 
 
@@ -43,9 +45,24 @@ static const char *connect_error_text(int err)
 }
 
 /* Tries the resolved addresses in order until a connect() starts. */
+/* --trace: "<ip>:<port>" of <a>. */
+static const char *address_text(const union addr_any *a, char *out, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (a->sa.sa_family == AF_INET) {
+        inet_ntop(AF_INET, &a->in4.sin_addr, ip, sizeof ip);
+        snprintf(out, len, "%s:%u", ip, ntohs(a->in4.sin_port));
+    } else {
+        inet_ntop(AF_INET6, &a->in6.sin6_addr, ip, sizeof ip);
+        snprintf(out, len, "[%s]:%u", ip, ntohs(a->in6.sin6_port));
+    }
+    return out;
+}
+
 static void try_connect(struct session *s)
 {
     struct exchange *x = &s->x;
+    char text[80];
 
     while (x->addr_next < x->addrs.count) {
         int i = x->addr_next++;
@@ -57,6 +74,8 @@ static void try_connect(struct session *s)
             continue;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        TRACE(s, "connect() to %s (address %d of %d): fresh connection, non-blocking",
+              address_text(&x->addrs.addr[i], text, sizeof text), i + 1, x->addrs.count);
         if (connect(fd, addr, x->addrs.len[i]) == 0) {
             endpoint_open(&s->upstream, fd);
             upstream_begin_forwarding(s);
@@ -68,6 +87,7 @@ static void try_connect(struct session *s)
             return;
         }
         x->connect_errno = errno;
+        TRACE(s, "connect() failed at once: %s", strerror(errno));
         close(fd);
     }
     stats_add(STAT_UPSTREAM_CONNECT_ERRORS, 1);
@@ -83,8 +103,12 @@ void upstream_connect_done(struct session *s)
         err = errno;
     if (err == EINPROGRESS || err == EALREADY)
         return; /* spurious wakeup */
+    TRACE(s, err ? "the socket is writable: connect() finished, with an error"
+                 : "the socket is writable: connected in %.3f ms",
+          (ev_time() - s->x.connect_started) * 1000.0);
     if (err != 0) {
         s->x.connect_errno = err;
+        TRACE(s, "connect() failed: %s", strerror(err));
         endpoint_close(s->proxy->loop, &s->upstream);
         try_connect(s);
         return;
@@ -114,6 +138,15 @@ void upstream_dns_answer(struct session *s, enum dns_status status,
     stats_add(STAT_DNS_MICROSECONDS,
               (int64_t)((ev_now(s->proxy->loop) - s->x.connect_started) * 1e6));
     flows_record_time(s->x.flow, FLOW_T_DNS, ev_now(s->proxy->loop));
+    if (trace_enabled) {
+        char text[80] = "";
+        if (status == DNS_OK)
+            address_text(&addrs->addr[0], text, sizeof text);
+        TRACE(s, "DNS answer after %.3f ms: %s%s%s (%d address%s)",
+              (ev_time() - s->x.connect_started) * 1000.0, dns_status_name(status),
+              text[0] ? ", first " : "", text, status == DNS_OK ? addrs->count : 0,
+              status == DNS_OK && addrs->count == 1 ? "" : "es");
+    }
     if (status != DNS_OK) {
         session_fail(s, 502, status == DNS_TIMEOUT ? "the upstream's name lookup timed out"
                                                    : "the upstream's name could not be resolved");
@@ -171,6 +204,8 @@ void upstream_start(struct session *s)
             s->upstream_idle = 0;
             s->proxy->kept_upstreams--;
             x->reused = 1;
+            TRACE(s, "connection to %s:%u: the one this session kept from its last exchange "
+                     "(no DNS, no connect)", host, port);
             upstream_begin_forwarding(s);
             return;
         }
@@ -180,13 +215,16 @@ void upstream_start(struct session *s)
         (fd = upstream_pool_take(&s->proxy->pool, key, port)) >= 0) {
         endpoint_open(&s->upstream, fd);
         x->reused = 1;
+        TRACE(s, "connection to %s:%u: taken from the pool (no DNS, no connect)", host, port);
         upstream_begin_forwarding(s);
         return;
     }
     if (dns_parse_numeric(host, port, &x->addrs)) {
+        TRACE(s, "%s is an IP address: no DNS", host);
         addresses_ready(s); /* a literal address never touches the resolver */
         return;
     }
+    TRACE(s, "DNS question: %s (port %u), asked without blocking (c-ares)", host, port);
     session_set_state(s, SESSION_RESOLVING, "asking the resolver");
     x->dns = dns_resolve(s->proxy->resolver, host, port, s->events->dns_answer, s);
     if (!x->dns)
@@ -324,6 +362,7 @@ void upstream_begin_forwarding(struct session *s)
         x->status = 200;
         x->response_started = 1;
         x->req_body_done = 1;
+        TRACE(s, "CONNECT answered: 200 Connection Established; from now on bytes both ways");
         session_set_state(s, SESSION_TUNNEL, "connected: 200 to the CONNECT");
         return;
     }
@@ -358,6 +397,11 @@ void upstream_begin_forwarding(struct session *s)
     }
     if (x->req_body_done)
         flows_record_time(x->flow, FLOW_T_SENT, s->last_activity);
+    TRACE(s, "request head queued upstream: %zu bytes, %.*s %.*s HTTP/1.1 (origin-form), "
+             "body %s",
+          buffer_length(&s->upstream.out) - before, (int)x->fwd_method_len, x->fwd_method,
+          (int)(x->fwd_path_len > 200 ? 200 : x->fwd_path_len), x->fwd_path,
+          x->req_collect ? "collected first" : body_kind_name(x->req_out_kind));
     session_set_state(s, SESSION_EXCHANGE, "connected: request head queued");
 }
 
@@ -381,10 +425,26 @@ void upstream_detach(struct session *s)
         const char *host;
         connect_target(x, s->upstream_host, sizeof s->upstream_host, &host,
                        &s->upstream_port);
-        if (!x->keep_alive || !proxy_may_keep_upstream(s->proxy))
+        if (!x->keep_alive || !proxy_may_keep_upstream(s->proxy)) {
+            TRACE(s, "upstream connection parked in the pool: clean, and %s",
+                  !x->keep_alive ? "the client connection ends" : "sessions keep enough already");
             session_release_idle_upstream(s);
+        } else {
+            TRACE(s, "upstream connection kept by the session: clean, and the next request "
+                     "likely goes to the same place");
+        }
         return;
     }
+    if (u->fd >= 0)
+        TRACE(s, "upstream connection closed: %s",
+              !x->upstream_reusable          ? "the response said so (close, HTTP/1.0 or "
+                                               "close-delimited)"
+              : x->res_state != RESPONSE_DONE ? "the response did not complete"
+              : !x->req_body_done            ? "the request body was not all sent"
+              : s->state == SESSION_TUNNEL   ? "it carried a tunnel"
+              : u->read_eof || u->failed     ? "the upstream closed it"
+              : s->proxy->stopping           ? "the proxy is stopping"
+                                             : "bytes left unread or unsent");
     endpoint_close(s->proxy->loop, u);
 }
 
@@ -406,8 +466,8 @@ int upstream_retry_fresh(struct session *s)
             safe = 1;
     if (!safe)
         return 0;
-    log_debug("#%llu reused upstream connection was closed; retrying on a fresh one",
-              (unsigned long long)x->id);
+    TRACE(s, "the reused connection was closed before any answer: retrying %.*s on a fresh one",
+          (int)x->fwd_method_len, x->fwd_method);
     endpoint_close(s->proxy->loop, &s->upstream);
     x->reused = 0;
     x->no_pool = 1;

@@ -62,8 +62,8 @@ describe("workers", function()
       assert(resp and resp.status == 200, "request " .. i)
     end
     local log = proxy.log()
-    assert.truthy(log:find(" w1 #%d+ "), "worker 1 served nothing:\n" .. log)
-    assert.truthy(log:find(" w2 #%d+ "), "worker 2 served nothing:\n" .. log)
+    assert.truthy(log:find(" w1 c%d+ #%d+ "), "worker 1 served nothing:\n" .. log)
+    assert.truthy(log:find(" w2 c%d+ #%d+ "), "worker 2 served nothing:\n" .. log)
     assert.are.equal(1, select(2, log:gsub("listening on", "")))
   end)
 
