@@ -401,6 +401,9 @@ static int make_server_ctx(struct tls *t, const struct config *cfg)
     SSL_CTX_set_cert_cb(t->server, on_client_cert, t);
     SSL_CTX_set_alpn_select_cb(t->server, on_client_alpn, NULL);
     SSL_CTX_set_session_id_context(t->server, sid_ctx, sizeof sid_ctx - 1);
+    /* Session-id resumption (TLS 1.2 clients without tickets) keeps state
+     * here: bounded (OpenSSL's default is 20480 sessions). */
+    SSL_CTX_sess_set_cache_size(t->server, 1024);
     /* Workers share the ticket keys (made once at start), so a client that
      * comes back resumes whichever worker takes the connection. */
     if (cfg->have_ticket_keys &&

@@ -1286,13 +1286,61 @@ function Kinds.scripts(P, x)
   fail("expected 500, got %s", describe(resp))
 end
 
+-- Intercepted HTTPS through curl (this Lua has no TLS): a GET and a
+-- download on one kept-alive TLS connection, run in the background while
+-- this coroutine polls for its end, so other clients keep going.
+local HTTPS -- {front, ca_dir, pki} once started (main, below)
+function Kinds.intercepted(P, x)
+  local n = rand(1, 3) == 1 and rand(1, 4096) or rand(4096, MiB)
+  x.desc = "intercepted HTTPS, curl, " .. n .. " bytes"
+  local dir = scratch_dir()
+  local base = "https://localhost:" .. HTTPS.front.port
+  local q = h.shell_quote
+  assert(os.execute(string.format("( curl -s --max-time 15 --cacert %s -x http://127.0.0.1:%d"
+      .. " -w '%%{http_code} %%{size_download}\n' -o /dev/null %s -o /dev/null %s >%s 2>&1;"
+      .. " echo $? >%s.tmp; mv %s.tmp %s ) >/dev/null 2>&1 </dev/null &",
+    q(HTTPS.ca_dir .. "/ca.pem"), P.port, q(base .. "/hello"), q(base .. "/bytes?n=" .. n),
+    q(dir .. "/out"), q(dir .. "/rc"), q(dir .. "/rc"), q(dir .. "/rc"))))
+  while not h.read_file(dir .. "/rc") do
+    if now() > x.deadline then fail("curl did not finish") end
+    sleep(0.05)
+  end
+  local out, rc = h.read_file(dir .. "/out") or "", h.read_file(dir .. "/rc")
+  if out ~= "200 6\n200 " .. n .. "\n" then
+    fail("curl exit %s, saw %s", rc:match("%d+"), show(out))
+  end
+  return true
+end
+
+-- A handshake aborted halfway: CONNECT to an intercepted host, the start of
+-- a ClientHello, then a close or a reset. The proxy must shrug it off (and
+-- the pass-through table, --tls-passthrough-ttl 1 here, sees it often).
+function Kinds.abort_handshake(P, x)
+  x.desc = "aborted TLS handshake"
+  local c = must_open(x, P.port)
+  local target = "abort" .. rand(1, 4) .. ".invalid:443"
+  must_send(c, h.request("CONNECT", target, { "Host: " .. target }))
+  local resp = read_response(c, { method = "CONNECT", deadline = now() + 10 })
+  if not resp then fail("no answer to an intercepted CONNECT") end
+  if resp.status == 200 then
+    -- A TLS record header announcing 512 bytes, and fewer of them.
+    must_send(c, "\22\3\1\2\0\1\0\1\252\3\3" .. random_bytes(rand(0, 200)))
+    c:close(rand(1, 2) == 1)
+    return true, "aborted"
+  end
+  -- Passing through (a recent abort for this host): the name resolves to
+  -- nothing here, so a 502 or 504 is the right answer.
+  if resp.status ~= 502 and resp.status ~= 504 then fail("CONNECT answered %s", describe(resp)) end
+  return true, "passed through"
+end
+
 -- Mix and weights (per 100 exchanges, roughly).
 local MIX = {
   { "keepalive", 14 }, { "pipeline", 9 }, { "upload_cl", 3 }, { "upload_chunked", 3 },
   { "download", 5 }, { "connect", 6 }, { "slow_reader", 2 }, { "slow_writer", 2 },
   { "abort_upload", 3 }, { "abort_download", 3 }, { "abort_tunnel", 2 }, { "garbage", 3 },
   { "malformed", 5 }, { "slowloris", 1 }, { "bad_origin", 6 }, { "refused", 1 }, { "scripts", 4 },
-  { "interim", 2 }, { "pipeline_local", 1 },
+  { "interim", 2 }, { "pipeline_local", 1 }, { "intercepted", 3 }, { "abort_handshake", 2 },
 }
 if os.getenv("SOAK_KINDS") then
   local only = {}
@@ -1381,7 +1429,10 @@ end
 
 local function run_pass(name, seconds, script_args, origin, echo, bad)
   local args = { "--idle-timeout", tostring(IDLE_TIMEOUT), "--header-timeout", tostring(IDLE_TIMEOUT),
-                 "--connect-timeout", tostring(IDLE_TIMEOUT), "--connect-ports", tostring(echo.port) }
+                 "--connect-timeout", tostring(IDLE_TIMEOUT),
+                 "--connect-ports", echo.port .. ",443," .. HTTPS.front.port,
+                 "--intercept", "localhost", "--intercept", "*.invalid", "--ca-dir", HTTPS.ca_dir,
+                 "--upstream-ca", HTTPS.pki.ca, "--tls-passthrough-ttl", "1" }
   for _, a in ipairs(script_args) do args[#args + 1] = a end
   -- ASan keeps freed blocks in a 256 MB quarantine by default and gives
   -- freed pages back to the system only now and then, which would measure
@@ -1409,7 +1460,7 @@ local function run_pass(name, seconds, script_args, origin, echo, bad)
   P.stats, P.warming = {}, true
   spawn(function()
     for _, k in ipairs({ "keepalive", "connect", "scripts", "refused", "bad_origin", "malformed",
-                         "interim", "pipeline_local" }) do
+                         "interim", "pipeline_local", "intercepted", "abort_handshake" }) do
       run_exchange(P, k)
     end
   end)
@@ -1573,6 +1624,13 @@ print(string.format("soak: %s s against %s, seed %d (SOAK_SEED=%d to repeat the 
 local origin = start_server("lua5.4 tests/spec/support/origin.lua /dev/null")
 local echo = start_server("lua5.4 tests/spec/support/origin.lua --echo")
 local bad = start_server("lua5.4 tests/soak/bad_origin.lua " .. math.floor(SECONDS + 300))
+do
+  local pki = h.test_pki()
+  HTTPS = { pki = pki, ca_dir = h.new_ca_dir() }
+  HTTPS.front = start_server(string.format(
+    "exec python3 tests/spec/support/tls_front.py --cert %s --key %s --backend %d",
+    h.shell_quote(pki.good.cert), h.shell_quote(pki.good.key), origin.port))
+end
 
 local ok, err = pcall(function()
   local passes = os.getenv("SOAK_PASSES") or "AB"
@@ -1590,7 +1648,7 @@ if not ok then
   record_check(false, "soak.lua stopped: " .. tostring(err))
 end
 
-for _, p in ipairs({ origin, echo, bad }) do
+for _, p in ipairs({ origin, echo, bad, HTTPS.front }) do
   local e = p.stderr()
   if e ~= "" then print("   stderr of pid " .. p.pid .. ": " .. e:sub(1, 500)) end
   p.stop()
