@@ -43,8 +43,9 @@ const struct ca *tls_ca(const struct tls *t);
 int tls_accept(struct endpoint *e, struct tls *t, const char *name);
 
 /* Upstream: starts TLS as the client on the connected <e>, with SNI and
- * certificate verification for <host>. Drive it with tls_handshake. */
-int tls_connect(struct endpoint *e, struct tls *t, const char *host);
+ * certificate verification for <host>, resuming the last session with
+ * <host> <port> when there is one. Drive it with tls_handshake. */
+int tls_connect(struct endpoint *e, struct tls *t, const char *host, unsigned port);
 
 /* Advances a handshake started by tls_connect: ENDPOINT_PROGRESS once it is
  * done, ENDPOINT_AGAIN (the endpoint watches for what it needs), or

@@ -36,11 +36,23 @@
 #include "config.h"
 #include "log.h"
 
+/* Upstream sessions kept for resumption, by host and port: a new client
+ * connection to a host we just talked to skips the certificate chain
+ * check and the server's signature. Replaced round-robin. */
+#define TLS_SESSIONS_MAX 64
+
+struct upstream_session {
+    char key[300];     /* "host port" */
+    SSL_SESSION *session;
+};
+
 struct tls {
     SSL_CTX *server;   /* faces clients; NULL without a CA */
     SSL_CTX *client;   /* faces upstreams */
     struct ca *ca;
     int keylog_fd;     /* -1: no key log */
+    struct upstream_session sessions[TLS_SESSIONS_MAX];
+    int next_session;  /* the slot to replace next */
 };
 
 struct tls_conn {
@@ -49,6 +61,7 @@ struct tls_conn {
     size_t raw_left;   /* bytes of "out" still to go in the clear (the 200) */
     int server;        /* we accepted (client side) rather than connected */
     char name[256];    /* the certificate's name when the client sends no SNI */
+    char session_key[300]; /* upstream: where its session is kept */
     char error[200];
 };
 
@@ -202,6 +215,12 @@ static size_t tls_pending(const struct endpoint *e)
 static void tls_close(struct endpoint *e)
 {
     if (e->tls) {
+        /* OpenSSL spoils the session of a connection freed without a
+         * close_notify, so it cannot be resumed. A connection that simply
+         * ends (an idle upstream we drop, a client that leaves) did nothing
+         * wrong; one that failed keeps that protection. */
+        if (!e->failed && !e->handshaking)
+            SSL_set_shutdown(e->tls->ssl, SSL_get_shutdown(e->tls->ssl) | SSL_SENT_SHUTDOWN);
         SSL_free(e->tls->ssl);
         free(e->tls);
         e->tls = NULL;
@@ -265,9 +284,36 @@ int tls_accept(struct endpoint *e, struct tls *t, const char *name)
     return 0;
 }
 
-int tls_connect(struct endpoint *e, struct tls *t, const char *host)
+static struct upstream_session *find_session(struct tls *t, const char *key)
+{
+    for (int i = 0; i < TLS_SESSIONS_MAX; i++)
+        if (t->sessions[i].session && strcmp(t->sessions[i].key, key) == 0)
+            return &t->sessions[i];
+    return NULL;
+}
+
+/* OpenSSL has a resumable session (a TLS 1.3 ticket, or a 1.2 session)
+ * for an upstream connection: keep it for the next connection there. */
+static int on_upstream_session(SSL *ssl, SSL_SESSION *session)
+{
+    struct tls_conn *c = SSL_get_app_data(ssl);
+    struct tls *t = c->t;
+    struct upstream_session *slot = find_session(t, c->session_key);
+
+    if (!slot) {
+        slot = &t->sessions[t->next_session];
+        t->next_session = (t->next_session + 1) % TLS_SESSIONS_MAX;
+    }
+    SSL_SESSION_free(slot->session);
+    slot->session = session; /* we keep OpenSSL's reference: return 1 */
+    snprintf(slot->key, sizeof slot->key, "%s", c->session_key);
+    return 1;
+}
+
+int tls_connect(struct endpoint *e, struct tls *t, const char *host, unsigned port)
 {
     struct tls_conn *c;
+    struct upstream_session *kept;
     unsigned char ip[16];
     int is_ip = inet_pton_any(host, ip);
 
@@ -276,6 +322,10 @@ int tls_connect(struct endpoint *e, struct tls *t, const char *host)
     c = new_conn(e, t, t->client, host);
     if (!c)
         return -1;
+    snprintf(c->session_key, sizeof c->session_key, "%s %u", host, port);
+    kept = find_session(t, c->session_key);
+    if (kept && SSL_SESSION_is_resumable(kept->session))
+        SSL_set_session(c->ssl, kept->session);
     /* No SNI for an IP literal (RFC 6066 3); SSL_set1_host checks an IP
      * literal against the certificate's IP addresses. */
     if ((!is_ip && !SSL_set_tlsext_host_name(c->ssl, host)) || !SSL_set1_host(c->ssl, host) ||
@@ -418,6 +468,9 @@ static int make_client_ctx(struct tls *t, const struct config *cfg, char *err, s
     t->client = SSL_CTX_new(TLS_client_method());
     if (!t->client || common_setup(t->client, t) != 0)
         return -1;
+    SSL_CTX_set_session_cache_mode(t->client, SSL_SESS_CACHE_CLIENT |
+                                                  SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(t->client, on_upstream_session);
     if (cfg->insecure_upstream) {
         SSL_CTX_set_verify(t->client, SSL_VERIFY_NONE, NULL);
         return 0;
@@ -479,6 +532,8 @@ void tls_free(struct tls *t)
 {
     if (!t)
         return;
+    for (int i = 0; i < TLS_SESSIONS_MAX; i++)
+        SSL_SESSION_free(t->sessions[i].session);
     SSL_CTX_free(t->server);
     SSL_CTX_free(t->client);
     ca_free(t->ca);

@@ -14,7 +14,10 @@
 #
 # Scenarios: small response over keep-alive, a new connection per request,
 # 16 KiB and 10 MiB bodies, 2,000 idle keep-alive connections (RSS per
-# connection), CONNECT tunnel throughput, and the hooks. Contenders take
+# connection), CONNECT tunnel throughput, and the hooks. HTTPS interception
+# (https-ka, https-new, https-10m) is measured with tests/bench/tls_load.c
+# against luaproxy --intercept and mitmdump, beside luaproxy's plain-HTTP
+# figure from the same client, and reported as ratios. Contenders take
 # turns within each round (the order reverses every round) and the best
 # round counts, so a slow moment of the machine does not hit one contender
 # only. Every proxy runs pinned to one core (the last one, with taskset; one
@@ -28,7 +31,8 @@
 # BENCH_ROUNDS (2) the number of rounds, BENCH_IDLE (10000) the idle
 # connections, BENCH_TUNNEL_MIB (256) what goes through each tunnel, and
 # BENCH_ONLY (all) a space-separated list of the scenarios to run: small-ka
-# close 16k 10m hooks-small hooks-10m capture-small tunnel idle.
+# close 16k 10m hooks-small hooks-10m capture-small tunnel idle https-ka
+# https-new https-10m.
 #
 # Loopback only. Missing tools are installed with apt-get when run as root
 # (with services kept from starting); a peer that cannot be installed or
@@ -247,6 +251,24 @@ chmod 755 "$tmp/www"
 # Into the page cache now, so no contender pays for the first read.
 cat "$tmp"/www/* >/dev/null
 
+# The HTTPS origin for the interception scenarios: the same files over TLS,
+# with a certificate from a CA made here (the proxies trust it as their
+# upstream CA).
+free_port
+tls_origin_port=$free
+mkdir -p "$tmp/tls"
+(
+  cd "$tmp/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
+    -days 30 -subj '/CN=luaproxy bench CA' >/dev/null 2>&1
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout origin.key \
+    -out origin.csr -subj /CN=localhost >/dev/null 2>&1
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >origin.ext
+  openssl x509 -req -in origin.csr -CA ca.pem -CAkey ca.key -days 30 -extfile origin.ext \
+    -out origin.pem >/dev/null 2>&1
+  chmod 644 ./*
+)
+
 # One worker: on a 2-core machine the origin then takes at most one core and
 # leaves the other to wrk and the proxy (all three share both cores anyway).
 cat >"$tmp/nginx/nginx.conf" <<EOF
@@ -268,6 +290,13 @@ http {
     scgi_temp_path $tmp/nginx/scgi;
     server {
         listen $origin backlog=4096;
+        root $tmp/www;
+    }
+    server {
+        listen 127.0.0.1:$tls_origin_port ssl backlog=4096;
+        ssl_certificate $tmp/tls/origin.pem;
+        ssl_certificate_key $tmp/tls/origin.key;
+        ssl_session_cache shared:bench:10m;
         root $tmp/www;
     }
 }
@@ -708,6 +737,104 @@ for name in $(want idle && available "${main_set[@]}"); do
   say "  idle        $name: ${line#IDLE } $(cat "$tmp/idle.err")"
 done
 
+# ---------------------------------------------------------------- https
+
+# HTTPS interception: luaproxy --intercept against mitmdump, both trusting
+# the bench CA for the upstream, driven by tls_load (C, OpenSSL, one thread
+# per connection). luaproxy's plain-HTTP keep-alive figure comes from the
+# same client, so the ratio compares like with like.
+https_report=$out/https.txt
+: >"$https_report"
+if want https-ka || want https-new || want https-10m; then
+  https_ok=1
+  if ! cc -O2 -o "$out/tls_load" "$bench_dir/tls_load.c" -lssl -lcrypto -lpthread 2>"$tmp/tls_load.log"; then
+    say "bench: tls_load did not build:"; cat "$tmp/tls_load.log" >&2; https_ok=""
+  fi
+  if [ -n "$https_ok" ]; then
+    free_port
+    "$binary" --listen "127.0.0.1:$free" --max-connections 4096 --intercept '*' \
+      --ca-dir "$tmp/luaproxy-ca" --upstream-ca "$tmp/tls/ca.pem" \
+      --connect-ports "$tls_origin_port" >"$tmp/luaproxy-https.log" 2>&1 &
+    pid_of[luaproxy-https]=$!
+    port_of[luaproxy-https]=$free
+    started+=("${pid_of[luaproxy-https]}")
+    wait_port "$free" 100 "${pid_of[luaproxy-https]}" || { say "bench: luaproxy --intercept did not start"; https_ok=""; }
+  fi
+  https_set=(luaproxy-https)
+  if [ -n "$https_ok" ] && command -v mitmdump >/dev/null 2>&1; then
+    free_port
+    mkdir -p "$tmp/mitm"
+    # Its own confdir (CA and settings) in the scratch directory, never ~/.mitmproxy.
+    mitmdump -q --listen-host 127.0.0.1 --listen-port "$free" --set confdir="$tmp/mitm" \
+      --set ssl_verify_upstream_trusted_ca="$tmp/tls/ca.pem" >"$tmp/mitmdump.log" 2>&1 &
+    pid_of[mitmdump]=$!
+    port_of[mitmdump]=$free
+    started+=("${pid_of[mitmdump]}")
+    if wait_port "$free" 300 "${pid_of[mitmdump]}"; then
+      https_set+=(mitmdump)
+    else
+      notes+=("mitmdump: did not start (see build/bench/logs/mitmdump.log)")
+    fi
+  elif [ -n "$https_ok" ]; then
+    notes+=("mitmdump: not installed")
+  fi
+
+  # run_tls SCENARIO NAME ROUND MODE PATH CONNS: one tls_load run.
+  run_tls() {
+    local sc=$1 name=$2 r=$3 mode=$4 path=$5 conns=$6 line
+    wait_quiet
+    line=$(timeout -k 5 $((seconds + 60)) "$out/tls_load" "$mode" "${port_of[$name]}" 127.0.0.1 \
+      "$([ "$mode" = plain ] && echo "$origin_port" || echo "$tls_origin_port")" "$path" "$conns" \
+      "$seconds" 2>>"$tmp/tls_load.log" || true)
+    [ -n "$line" ] || line="TLSLOAD requests=0 bytes=0 errors=-1 seconds=1"
+    echo "scenario=$sc contender=$name round=$r ${line#TLSLOAD }" >>"$https_report"
+    echo "${line#TLSLOAD }" | awk -v sc="$sc" -v r="$r" -v n="$name" '{
+      for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+      printf "  %-11s round %d  %-17s %7.0f req/s  %7.1f MB/s  errors %s\n",
+        sc, r, n, v["requests"] / v["seconds"], v["bytes"] / v["seconds"] / 1e6, v["errors"] }' >&2
+  }
+  if [ -n "$https_ok" ]; then
+    for ((r = 1; r <= rounds; r++)); do
+      if want https-ka; then
+        say "scenario https-ka: /small over one kept-alive TLS connection each, 32 connections"
+        round_order "$r" "${https_set[@]}"
+        for name in ${order[@]+"${order[@]}"}; do run_tls https-ka "$name" "$r" ka /small 32; done
+        run_tls plain-ka luaproxy "$r" plain /small 32
+      fi
+      if want https-new; then
+        say "scenario https-new: a new TLS connection (full handshake) per request, 16 connections"
+        round_order "$r" "${https_set[@]}"
+        for name in ${order[@]+"${order[@]}"}; do run_tls https-new "$name" "$r" new /small 16; done
+      fi
+      if want https-10m; then
+        say "scenario https-10m: /10m over kept-alive TLS, 4 connections"
+        round_order "$r" "${https_set[@]}"
+        for name in ${order[@]+"${order[@]}"}; do run_tls https-10m "$name" "$r" ka /10m 4; done
+      fi
+    done
+    # The best round of each, then the ratios the targets are stated in.
+    awk '
+      { for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        k = v["scenario"] " " v["contender"]
+        rps = v["requests"] / v["seconds"]; mbs = v["bytes"] / v["seconds"] / 1e6
+        if (rps > best_rps[k]) best_rps[k] = rps
+        if (mbs > best_mbs[k]) best_mbs[k] = mbs }
+      function ratio(a, b) { return b > 0 ? sprintf("%.1fx", a / b) : "n/a" }
+      function verdict(a, b, t) { return b > 0 ? (a / b >= t ? "met" : "MISSED") : "n/a" }
+      END {
+        print "HTTPS interception (tls_load; best round; luaproxy-https = luaproxy --intercept)"
+        for (k in best_rps) printf "  %-28s %9.0f req/s %9.1f MB/s\n", k, best_rps[k], best_mbs[k]
+        a = best_rps["https-ka luaproxy-https"]; m = best_rps["https-ka mitmdump"]; p = best_rps["plain-ka luaproxy"]
+        printf "  keep-alive small:  %s mitmdump (target 10x: %s), %s of plain luaproxy (target 0.5x: %s)\n",
+          ratio(a, m), verdict(a, m, 10), ratio(a, p), verdict(a, p, 0.5)
+        a = best_rps["https-new luaproxy-https"]; m = best_rps["https-new mitmdump"]
+        printf "  new TLS per request: %s mitmdump (target 5x: %s)\n", ratio(a, m), verdict(a, m, 5)
+        a = best_mbs["https-10m luaproxy-https"]; m = best_mbs["https-10m mitmdump"]
+        printf "  10 MiB body:       %s mitmdump MB/s (target 3x: %s)\n", ratio(a, m), verdict(a, m, 3)
+      }' "$https_report" >"$out/https-summary.txt"
+  fi
+fi
+
 # ---------------------------------------------------------------- report
 
 {
@@ -740,6 +867,9 @@ if [ -s "$previous/results.txt" ]; then prev_args=("$previous/meta.txt" "$previo
 if ! lua5.4 "$bench_dir/report.lua" "$out/meta.txt" "$results" ${prev_args[@]+"${prev_args[@]}"} >"$out/report.txt"; then
   say "bench: report.lua failed"
   exit 1
+fi
+if [ -s "$out/https-summary.txt" ]; then
+  { echo; cat "$out/https-summary.txt"; } >>"$out/report.txt"
 fi
 cat "$out/report.txt"
 echo "(written to ${out#"$repo"/}/report.txt; raw wrk output in ${out#"$repo"/}/raw/)"

@@ -304,6 +304,23 @@ describe("intercepted tunnels", function()
     assert.are.equal(2, n) -- the client's handshake and the upstream's
   end)
 
+  it("resumes the upstream's TLS session on the next connection to it, and the client's", function()
+    start_proxy({ "--intercept", "*", "-v" })
+    local sess = h.tmpfile("", "client.sess")
+    -- Two client connections, each with its own upstream connection.
+    local input = "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    local out = h.s_client({ proxy_port = proxy.port, cafile = ca_dir .. "/ca.pem",
+      sess_out = sess }, origin.authority, input)
+    assert.truthy(out:find("hello\n", 1, true), out)
+    out = h.s_client({ proxy_port = proxy.port, cafile = ca_dir .. "/ca.pem", sess_in = sess },
+      origin.authority, input)
+    assert.truthy(out:find("hello\n", 1, true), out)
+    assert(h.wait_for(function()
+      return proxy.log():find("TLS connected with 127.0.0.1: TLSv1.3, resumed", 1, true)
+    end), proxy.log())
+    assert.truthy(proxy.log():find("TLS accepted with 127.0.0.1: TLSv1.3, resumed", 1, true))
+  end)
+
   it("SSLKEYLOGFILE works like --tls-keylog", function()
     local keylog = h.tmpfile("", "env-keys.log")
     start_proxy({ "--intercept", "*" }, { env = { SSLKEYLOGFILE = keylog } })

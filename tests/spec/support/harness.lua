@@ -907,7 +907,7 @@ end
 -- Runs `openssl s_client` through the proxy to <target> ("host:port") with
 -- <input> as the bytes to send; returns what came back (stdout), the exit
 -- status and stderr. <opts>: {proxy_port, cafile, servername (false: no
--- SNI), verify_hostname}.
+-- SNI), verify_hostname, sess_out/sess_in (save/resume the TLS session)}.
 function h.s_client(opts, target, input)
   local dir = new_dir("s_client")
   h.write_file(dir .. "/in", input)
@@ -915,6 +915,8 @@ function h.s_client(opts, target, input)
     "-proxy", "127.0.0.1:" .. opts.proxy_port, "-connect", q(target) }
   if opts.cafile then cmd[#cmd + 1] = "-CAfile " .. q(opts.cafile) end
   if opts.verify_hostname then cmd[#cmd + 1] = "-verify_hostname " .. q(opts.verify_hostname) end
+  if opts.sess_out then cmd[#cmd + 1] = "-sess_out " .. q(opts.sess_out) end
+  if opts.sess_in then cmd[#cmd + 1] = "-sess_in " .. q(opts.sess_in) end
   if opts.servername == false then
     cmd[#cmd + 1] = "-noservername"
   elseif opts.servername then
