@@ -115,6 +115,40 @@ static void read_field_list(lua_State *L, int index, struct headers *out, const 
     }
 }
 
+/*
+ * What a script hands back goes into a request or status line as it is, so
+ * it is checked here too, not only by hooks_api's setters: a script can
+ * reach the data around them (rawset, next()), and one stray space or CRLF
+ * would split the line into something the next hop reads differently.
+ */
+
+/* A method (RFC 9110 9.1): a token. */
+static int valid_method(const char *m, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!http_is_tchar((unsigned char)m[i]))
+            return 0;
+    return len > 0;
+}
+
+/* A request target's path and query: no space, no control byte. */
+static int valid_path(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)p[i] <= ' ' || p[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* A reason phrase (RFC 9112 4): HTAB, SP, visible and non-ASCII bytes. */
+static int valid_reason(const char *r, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)r[i] < ' ' && r[i] != '\t') || r[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
 /* Replaces the forwarded method and path. 0, or -1 when out of memory. */
 static int set_forward_line(struct exchange *x, const char *method, size_t mlen,
                             const char *path, size_t plen)
@@ -167,6 +201,8 @@ static int read_request(lua_State *L)
      * reached around it with rawset. */
     if (x->is_connect != (mlen == 7 && strncasecmp(method, "CONNECT", 7) == 0))
         return luaL_error(L, "a request cannot become CONNECT, nor CONNECT anything else");
+    if (!valid_method(method, mlen) || (!x->is_connect && !valid_path(path, plen)))
+        return luaL_error(L, "invalid method or path");
     read_field_list(L, lua_gettop(L) - 2, &x->req_headers, x->is_upgrade ? "Upgrade" : NULL);
     int host_at = headers_find(&x->req_headers, "Host", 4, 0);
     if (host_at >= 0 && headers_find(&x->req_headers, "Host", 4, (size_t)host_at + 1) >= 0)
@@ -253,8 +289,14 @@ static int read_response(lua_State *L)
     lua_pop(L, 2);
     x->res_reason_set = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    x->status = (int)luaL_checkinteger(L, -3);
+    lua_Integer status = luaL_checkinteger(L, -3);
     const char *reason = luaL_checklstring(L, -2, &rlen);
+    /* A 1xx would be read as interim and its body as the next response. */
+    if (status < 200 || status > 599)
+        return luaL_error(L, "invalid status %d", (int)status);
+    if (!valid_reason(reason, rlen))
+        return luaL_error(L, "invalid reason phrase");
+    x->status = (int)status;
     if (rlen >= sizeof x->res_reason)
         rlen = sizeof x->res_reason - 1;
     memcpy(x->res_reason, reason, rlen);
@@ -308,8 +350,11 @@ static int write_local(lua_State *L)
 
     hooks_push_api_tx(L, &x->hook, "respond_out");
     lua_call(L, 1, 3);                   /* status body fields */
-    int status = (int)luaL_checkinteger(L, -3);
+    lua_Integer code = luaL_checkinteger(L, -3);
     const char *body = luaL_checklstring(L, -2, &blen);
+    if (code < 200 || code > 599)
+        return luaL_error(L, "invalid status %d", (int)code);
+    int status = (int)code;
     headers_init(&fields);
     read_field_list(L, lua_gettop(L), &fields, NULL);
     if (headers_find(&fields, "Content-Type", 12, 0) < 0)

@@ -1067,6 +1067,22 @@ local on_req = {
   ["respond"] = function(tx) tx:respond(200, "mock\n") end,
   ["respond-204"] = function(tx) tx:respond(204, "never sent") end,
   ["respond-304"] = function(tx) tx:respond(304, "never sent") end,
+  -- Around the setters, to the data itself (next() on the request finds
+  -- it), with a legitimate change so the request is read back.
+  ["raw-method"] = function(tx)
+    local _, d = next(tx.req)
+    d.method = "GET /smuggled HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET"
+    tx.req.headers["X-Touched"] = "1"
+  end,
+  ["raw-path"] = function(tx)
+    local _, d = next(tx.req)
+    d.path = "/a HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /b"
+    tx.req.headers["X-Touched"] = "1"
+  end,
+  ["raw-respond"] = function(tx)
+    tx:respond(200, "mock\n")
+    rawget(tx, "_respond").status = 100
+  end,
   ["respond-fields"] = function(tx)
     tx:respond(200, "mock\n", { ["Content-Length"] = "99", ["Transfer-Encoding"] = "chunked",
                                 ["Connection"] = "close" })
@@ -1101,6 +1117,16 @@ local on_res = {
   ["respond-response"] = function(tx) tx:respond(200, "mock\n") end,
   ["respond-response-304"] = function(tx) tx:respond(304) end,
   ["sleep-status"] = function(tx) proxy.sleep(0.05); tx.res.status = 204 end,
+  ["raw-status"] = function(tx)
+    local _, d = next(tx.res)
+    d.status = 100
+    tx.res.headers["X-Touched"] = "1"
+  end,
+  ["raw-reason"] = function(tx)
+    local _, d = next(tx.res)
+    d.reason = "OK\r\nX-Injected: 1"
+    tx.res.headers["X-Touched"] = "1"
+  end,
 }
 function on_response(tx)
   local f = on_res[case(tx)]
@@ -1208,6 +1234,11 @@ local EDITS = {
   { "a second Host added: script error", req = { "GET", "host-add" }, method = "GET",
     check = script_failed },
 
+  { "a method with a request line inside, set around the setter: script error",
+    req = { "GET", "raw-method" }, method = "GET", check = script_failed },
+  { "a path with a request line inside, set around the setter: script error",
+    req = { "GET", "raw-path" }, method = "GET", check = script_failed },
+
   -- Answers a script makes itself.
   { "tx:respond in on_request", req = { "GET", "respond" }, method = "GET", check = status_is(200, "mock\n") },
   { "tx:respond in on_request to a HEAD", req = { "HEAD", "respond" }, method = "HEAD",
@@ -1224,6 +1255,10 @@ local EDITS = {
   { "tx:respond before a request body was read: closes", method = "POST",
     req = { "POST", "respond", { "Content-Length: 50" }, "only part of it" }, closes = true,
     check = status_is(200, "mock\n") },
+  { "tx:respond turned into a 100 around the setter: refused (500)", req = { "GET", "raw-respond" },
+    method = "GET", check = function(r)
+      assert.equal(500, r.status); assert.is_nil(r.headers["x-injected"])
+    end },
   { "tx:respond in before_connect", req = { "GET", "respond-upstream" }, method = "GET",
     check = status_is(403, "no\n") },
   { "tx:respond in on_response, the upstream body still coming", req = { "GET", "respond-response" },
@@ -1249,6 +1284,13 @@ local EDITS = {
     reuse = true, check = function(r) assert.equal("HTTP/1.1 200 Fine Thanks", r.status_line) end },
   { "reason with a control byte: script error", req = { "GET", "reason-control" }, method = "GET",
     sent = "GET", head = HELLO .. "hello world", check = function(r) assert.equal(500, r.status) end },
+  { "status set to 100 around the setter: script error", req = { "GET", "raw-status" },
+    method = "GET", sent = "GET", head = HELLO .. "hello world",
+    check = function(r) assert.equal(500, r.status) end },
+  { "reason with CRLF set around the setter: script error", req = { "GET", "raw-reason" },
+    method = "GET", sent = "GET", head = HELLO .. "hello world", check = function(r)
+      assert.equal(500, r.status); assert.is_nil(r.headers["x-injected"])
+    end },
   { "response Content-Length set: the real length goes", req = { "GET", "res-length" }, method = "GET",
     sent = "GET", head = HELLO .. "hello world", reuse = true, check = status_is(200, "hello world") },
   { "response Content-Length set on a HEAD answer: no body follows", req = { "HEAD", "res-length" },
