@@ -29,7 +29,7 @@
  * has: responses may carry 4x the request limit (a page setting 150
  * cookies is ordinary). */
 #define HTTP_MAX_FIELDS 100
-#define HTTP_MAX_FIELDS_LIMIT 1000
+#define HTTP_MAX_FIELDS_LIMIT 500
 #define HTTP_FIELDS_CAPACITY (4 * HTTP_MAX_FIELDS_LIMIT)
 
 struct http_field {

@@ -53,6 +53,15 @@ describe("config file", function()
     assert.truthy(proxy.log():find(" debug ", 1, true))
   end)
 
+  it("takes options other modules define, as the command line does", function()
+    local conf = h.tmpfile("admin 127.0.0.1:0\nadmin-token file-token-123\n", "admin.conf")
+    local proxy = h.start_proxy({ "-c", conf })
+    procs[#procs + 1] = proxy
+    assert.truthy(h.wait_for(function()
+      return proxy.log():find("admin interface: http://127.0.0.1:%d+/%?token=file%-token%-123")
+    end), proxy.log())
+  end)
+
   it("lets the command line win, and a repeated option there replace the file's", function()
     local a = h.tmpfile(stamp_script("a"), "a.lua")
     local b = h.tmpfile(stamp_script("b"), "b.lua")
