@@ -227,6 +227,9 @@ static void trace_end(struct session *s, int keep, const char *func)
                  "first to close: %s",
               (unsigned long long)x->req_bytes, (unsigned long long)x->res_bytes,
               x->tunnel_closer ? x->tunnel_closer : "neither (ended by the proxy)");
+    else if (x->response_started && x->res_state == RESPONSE_WAIT_HEAD)
+        trace_step(s, __FILE__, func, "the proxy's own response (no upstream answer): %llu "
+                                      "body bytes", (unsigned long long)x->res_bytes);
     else if (x->response_started)
         trace_step(s, __FILE__, func, "response body: %llu bytes to the client (%s in, %s out): %llu by swapping "
                  "buffers, %llu spliced in the kernel, %llu copied%s; request body: %llu bytes",

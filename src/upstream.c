@@ -437,7 +437,8 @@ void upstream_detach(struct session *s)
     }
     if (u->fd >= 0)
         TRACE(s, "upstream connection closed: %s",
-              !x->upstream_reusable          ? "the response said so (close, HTTP/1.0 or "
+              x->tunneled                    ? "it carried a tunnel"
+              : !x->upstream_reusable        ? "the response said so (close, HTTP/1.0 or "
                                                "close-delimited)"
               : x->res_state != RESPONSE_DONE ? "the response did not complete"
               : !x->req_body_done            ? "the request body was not all sent"

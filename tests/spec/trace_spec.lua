@@ -218,6 +218,26 @@ end
   end)
 end)
 
+describe("README", function()
+  it("names only src/file.c:function places that exist in those files", function()
+    local readme = assert(h.read_file("README.md"))
+    local count = 0
+    for file, func in readme:gmatch("(src/[%w_]+%.c):([%w_]+)") do
+      if file == "src/file.c" then goto continue end -- the notation itself
+      count = count + 1
+      local src = h.read_file(file)
+      assert(src, "README names " .. file .. ":" .. func .. ", but there is no " .. file)
+      local found = false
+      for line in src:gmatch("[^\n]+") do
+        if line:find("^[%a_][%w_ %*]-[ %*]" .. func .. "%(") then found = true; break end
+      end
+      assert(found, "README names " .. file .. ":" .. func .. ", not defined in " .. file)
+      ::continue::
+    end
+    assert.is_true(count >= 50, "the walkthrough names the functions of three paths")
+  end)
+end)
+
 describe("-v", function()
   it("writes one line per exchange, and --trace is off by default", function()
     local origin = h.start_origin()
