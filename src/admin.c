@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "acl.h"
+#include "admin_access.h"
 #include "config.h"
 #include "log.h"
 #include "message.h"
@@ -36,7 +37,6 @@
 #define ADMIN_EVENTS_BACKLOG (4 * 1024 * 1024)
 /* A comment line on idle streams, so proxies and browsers keep them. */
 #define ADMIN_EVENTS_PING 15.0
-#define ADMIN_COOKIE "luaproxy_admin"
 
 struct admin_route_entry {
     char method[8];
@@ -509,83 +509,6 @@ int admin_query(const struct admin_request *r, const char *name, char *out, size
     return -1;
 }
 
-/* Constant time, so the token cannot be guessed a byte at a time. */
-static int token_eq(const struct admin *a, const char *s, size_t len)
-{
-    size_t tl = strlen(a->token);
-    unsigned diff = len != tl;
-    for (size_t i = 0; i < tl; i++)
-        diff |= (unsigned char)a->token[i] ^ (unsigned char)(i < len ? s[i] : 0);
-    return diff == 0;
-}
-
-/* Whether the request carries the token: cookie or bearer. */
-static int has_token(const struct admin *a, const struct http_head *head)
-{
-    for (size_t i = 0; i < head->field_count; i++) {
-        const struct http_field *f = &head->fields[i];
-        if (http_token_eq(f->name, f->name_len, "Authorization")) {
-            if (f->value_len > 7 && strncasecmp(f->value, "Bearer ", 7) == 0 &&
-                token_eq(a, f->value + 7, f->value_len - 7))
-                return 1;
-        } else if (http_token_eq(f->name, f->name_len, "Cookie")) {
-            const char *p = f->value, *end = f->value + f->value_len;
-            while (p < end) {
-                const char *semi = memchr(p, ';', (size_t)(end - p));
-                const char *stop = semi ? semi : end;
-                while (p < stop && *p == ' ')
-                    p++;
-                size_t cl = strlen(ADMIN_COOKIE);
-                if ((size_t)(stop - p) > cl && memcmp(p, ADMIN_COOKIE, cl) == 0 && p[cl] == '=' &&
-                    token_eq(a, p + cl + 1, (size_t)(stop - p - (ptrdiff_t)cl - 1)))
-                    return 1;
-                p = stop + 1;
-            }
-        }
-    }
-    return 0;
-}
-
-/* DNS rebinding: a page on another name that resolves to us must not read
- * the API, so Host must name this listener (its address, or localhost). */
-static int host_ok(const struct admin_conn *c, const struct http_head *head)
-{
-    int i = http_find_field(head, "Host", 0);
-    const char *v, *end, *port = NULL;
-    size_t host_len;
-    char want_port[8];
-
-    if (i < 0 || http_find_field(head, "Host", (size_t)i + 1) >= 0)
-        return 0;
-    v = head->fields[i].value;
-    end = v + head->fields[i].value_len;
-    if (v < end && *v == '[') {
-        const char *close = memchr(v, ']', (size_t)(end - v));
-        if (!close)
-            return 0;
-        v++;
-        host_len = (size_t)(close - v);
-        if (close + 1 < end) {
-            if (close[1] != ':')
-                return 0;
-            port = close + 2;
-        }
-    } else {
-        const char *colon = memchr(v, ':', (size_t)(end - v));
-        host_len = (size_t)((colon ? colon : end) - v);
-        if (colon)
-            port = colon + 1;
-    }
-    snprintf(want_port, sizeof want_port, "%u", admin_port(c->admin));
-    if (port && ((size_t)(end - port) != strlen(want_port) ||
-                 memcmp(port, want_port, strlen(want_port)) != 0))
-        return 0;
-    return http_token_eq(v, host_len, "localhost") ||
-           (host_len == strlen(c->admin->host) && memcmp(v, c->admin->host, host_len) == 0) ||
-           (c->local_ip[0] && host_len == strlen(c->local_ip) &&
-            memcmp(v, c->local_ip, host_len) == 0);
-}
-
 static void dispatch(struct admin_conn *c, const struct admin_request *r)
 {
     struct admin *a = c->admin;
@@ -593,7 +516,7 @@ static void dispatch(struct admin_conn *c, const struct admin_request *r)
     int path_known = 0, authorized;
     char qtoken[160];
 
-    if (!host_ok(c, r->head)) {
+    if (!admin_access_host_ok(r->head, a->host, c->local_ip, admin_port(a))) {
         c->close_after = 1;
         admin_reply_error(c, 403, "Host must be this listener's address or localhost");
         return;
@@ -620,14 +543,15 @@ static void dispatch(struct admin_conn *c, const struct admin_request *r)
             admin_reply_error(c, 404, "no such page");
         return;
     }
-    authorized = has_token(a, r->head);
+    authorized = admin_access_has_token(a->token, r->head);
     if (!authorized && admin_query(r, "token", qtoken, sizeof qtoken) >= 0 &&
-        token_eq(a, qtoken, strlen(qtoken))) {
+        admin_access_token_eq(a->token, qtoken, strlen(qtoken))) {
         char line[256];
         /* The page keeps the token in a cookie that scripts cannot read
          * and other sites cannot send. */
         snprintf(line, sizeof line,
-                 "Set-Cookie: " ADMIN_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict", a->token);
+                 "Set-Cookie: " ADMIN_ACCESS_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict",
+                 a->token);
         admin_reply_header(c, line);
         authorized = 1;
         if (r->path_len == 1 && http_token_eq(r->method, r->method_len, "GET")) {
