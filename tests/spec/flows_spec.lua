@@ -419,6 +419,30 @@ describe("flows", function()
     assert.equals(3, #json.decode(written).log.entries)
   end)
 
+  it("shows decrypted https requests with their https URL and TLS time", function()
+    local pki = h.test_pki()
+    local https = h.start_https_origin()
+    local ca_dir = h.new_ca_dir()
+    local proxy, adm = start({ "--intercept", "*", "--ca-dir", ca_dir, "--upstream-ca", pki.ca,
+                               "--connect-ports", tostring(https.port) })
+    local out, code = h.curl({ "--cacert", ca_dir .. "/ca.pem", "-x", "http://127.0.0.1:" .. proxy.port,
+                               https.url("/hello") })
+    https.stop()
+    assert.equals(0, code)
+    assert.equals("hello\n", out)
+    local list = wait_flows(adm, 1, "~u ^https://")
+    local f = list[1]
+    assert.equals(https.url("/hello"), f.url)
+    assert.equals("GET", f.method)
+    assert.equals(200, f.status)
+    local d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
+    assert.is_true(d.timings.tls >= 0)
+    assert.equals("hello\n", a.call(adm, "/api/flows/" .. a.id(f.id) .. "/response/body").body)
+    assert.equals(409, a.call(adm, "/api/flows/" .. a.id(f.id) .. "/replay", { method = "POST" }).status)
+    local valid, msg = validate_har(a.call(adm, "/flows.har").body)
+    assert.is_true(valid, msg)
+  end)
+
   it("captures a CONNECT tunnel as one flow with its byte counts", function()
     local echo = h.start_origin("echo")
     procs[#procs + 1] = echo
@@ -438,22 +462,45 @@ describe("flows", function()
     assert.equals(15, f.res_bytes)
   end)
 
-  it("captures WebSocket messages one by one", function()
-    local proxy, adm = start({})
+  -- Opens a WebSocket through <proxy> to the echoing origin.
+  local function open_ws(proxy)
     local s = assert(h.connect(proxy.port))
     h.send(s, h.request("GET", origin.url("/ws"), { "Host: " .. origin.authority,
       "Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13",
       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" }))
     local resp = h.read_response(s, { head_only = true })
     assert.equals(101, resp.status)
-    -- a masked text frame "hello ws" (the echo origin sends it back as is)
+    return s
+  end
+
+  -- A masked text frame (the echo origin sends it back as is).
+  local function ws_frame(payload)
     local mask = { 1, 2, 3, 4 }
-    local payload = "hello ws"
     local masked = {}
     for i = 1, #payload do
       masked[i] = string.char(payload:byte(i) ~ mask[(i - 1) % 4 + 1])
     end
-    local frame = string.char(0x81, 0x80 | #payload, 1, 2, 3, 4) .. table.concat(masked)
+    return string.char(0x81, 0x80 | #payload, 1, 2, 3, 4) .. table.concat(masked)
+  end
+
+  it("keeps WebSocket messages within the body budget", function()
+    local proxy, adm = start({ "--flow-body-max", "12" })
+    local s = open_ws(proxy)
+    local frame = ws_frame("a message longer than twelve bytes")
+    h.send(s, frame)
+    assert.equals(frame, h.recv_exact(s, #frame)) -- relayed whole all the same
+    s:close()
+    local f = wait_flows(adm, 1)[1]
+    local d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
+    assert.equals("a message lo", d.messages[1].data)
+    assert.is_true(d.messages[1].truncated)
+    assert.equals(34, d.messages[1].length)
+  end)
+
+  it("captures WebSocket messages one by one", function()
+    local proxy, adm = start({})
+    local s = open_ws(proxy)
+    local frame = ws_frame("hello ws")
     h.send(s, frame)
     assert.equals(frame, h.recv_exact(s, #frame))
     s:close()
