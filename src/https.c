@@ -21,6 +21,7 @@
 #include "message.h"
 #include "session.h"
 #include "tls.h"
+#include "trace.h"
 
 int https_should_intercept(struct session *s)
 {
@@ -29,8 +30,11 @@ int https_should_intercept(struct session *s)
     int want = x->intercept_choice ? x->intercept_choice == 1
                                    : intercept_by_patterns(p->cfg, x->host);
 
-    if (!want)
+    if (!want) {
+        TRACE(s, "CONNECT %s: not intercepted (%s)", x->host,
+              x->intercept_choice ? "tx:intercept(false)" : "no --intercept pattern matches");
         return 0;
+    }
     if (!tls_ca(p->tls)) {
         log_warn("c%llu #%llu cannot intercept %s: no CA loaded (start with --intercept or "
                  "--ca-dir); passing the tunnel through",
@@ -39,9 +43,12 @@ int https_should_intercept(struct session *s)
     }
     /* Bytes sent before our 200 would be a ClientHello we did not read as
      * TLS; such an eager client gets a plain tunnel. */
-    if (buffer_length(&s->client.in) > 0)
+    if (buffer_length(&s->client.in) > 0) {
+        TRACE(s, "not intercepted: the client sent bytes before our 200");
         return 0;
+    }
     if (intercept_passing_through(p->intercept, s->client_ip, x->host, ev_now(p->loop))) {
+        TRACE(s, "not intercepted: this client refused our certificate for %s lately", x->host);
         log_debug("c%llu #%llu %s refused our certificate for %s lately: passing through",
                   (unsigned long long)s->id, (unsigned long long)x->id, s->client_ip, x->host);
         return 0;
@@ -72,8 +79,11 @@ void https_begin_tunnel(struct session *s)
     x->response_started = 1;
     x->req_body_done = 1;
     x->keep_alive = 1; /* the connection carries the decrypted requests next */
-    log_debug("c%llu #%llu intercepting %s:%u for %s", (unsigned long long)s->id, (unsigned long long)x->id, x->host, x->port,
-              s->client_ip);
+    log_debug("c%llu #%llu intercepting %s:%u for %s", (unsigned long long)s->id,
+              (unsigned long long)x->id, x->host, x->port, s->client_ip);
+    TRACE(s, "CONNECT %s:%u intercepted (%s): 200 without contacting it; requests inside "
+             "the TLS are read like plain ones, as https://",
+          x->host, x->port, x->intercept_choice ? "tx:intercept(true)" : "--intercept");
     session_end_exchange(s);
 }
 
@@ -92,6 +102,8 @@ void https_session_closing(struct session *s)
 
     if (!s->intercepted || !s->client.tls_aborted)
         return;
+    TRACE(s, "the client ended the TLS handshake for %s: noted in the pass-through table",
+          s->tunnel->host);
     if (intercept_note_refusal(p->intercept, s->client_ip, s->tunnel->host, ev_now(p->loop)))
         log_warn("%s (client %s, host %s): it may not trust the luaproxy CA or pins "
                  "certificates; its tunnels to that host pass through for %.0f s",

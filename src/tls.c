@@ -35,6 +35,7 @@
 #include "ca.h"
 #include "config.h"
 #include "log.h"
+#include "trace.h"
 
 /* Upstream sessions kept for resumption, by host and port: a new client
  * connection to a host we just talked to skips the certificate chain
@@ -62,6 +63,7 @@ struct tls_conn {
     int server;        /* we accepted (client side) rather than connected */
     char name[256];    /* the certificate's name when the client sends no SNI */
     char session_key[300]; /* upstream: where its session is kept */
+    const struct session *owner; /* for --trace */
     char error[200];
 };
 
@@ -73,6 +75,10 @@ static int inet_pton_any(const char *host, unsigned char *out)
 }
 
 /* ---- the transport ---------------------------------------------------- */
+
+/* The session an endpoint belongs to, for --trace (endpoint.h: the
+ * watcher's data is its owner). */
+#define OWNER(e) ((const struct session *)(e)->io.data)
 
 /* Describes OpenSSL's last error for e->error. */
 static void set_error(struct endpoint *e, const char *what)
@@ -91,6 +97,8 @@ static void set_error(struct endpoint *e, const char *what)
     else
         snprintf(c->error, sizeof c->error, "%s: %s", what, reason ? reason : "connection closed");
     e->error = c->error;
+    TRACE(OWNER(e), "TLS with %s %s failed: %s", c->server ? "the client for" : "the upstream",
+          c->name, c->error);
     ERR_clear_error();
 }
 
@@ -143,6 +151,11 @@ static void note_handshake(struct endpoint *e)
 {
     if (e->handshaking && SSL_is_init_finished(e->tls->ssl)) {
         e->handshaking = 0;
+        TRACE(OWNER(e), "TLS handshake with %s %s done: %s, %s, %s",
+              e->tls->server ? "the client for" : "the upstream", e->tls->name,
+              SSL_get_version(e->tls->ssl), SSL_get_cipher_name(e->tls->ssl),
+              SSL_session_reused(e->tls->ssl) ? "resumed (no certificate work)"
+                                               : "full handshake");
         log_debug("TLS %s with %s: %s, %s", e->tls->server ? "accepted" : "connected",
                   e->tls->name, SSL_get_version(e->tls->ssl),
                   SSL_session_reused(e->tls->ssl) ? "resumed" : "full handshake");
@@ -252,6 +265,7 @@ static struct tls_conn *new_conn(struct endpoint *e, struct tls *t, SSL_CTX *ctx
         return NULL;
     }
     c->t = t;
+    c->owner = OWNER(e);
     snprintf(c->name, sizeof c->name, "%s", name);
     SSL_set_app_data(c->ssl, c);
     return c;
@@ -281,6 +295,9 @@ int tls_accept(struct endpoint *e, struct tls *t, const char *name)
     c->raw_left = buffer_length(&e->out);
     SSL_set_accept_state(c->ssl);
     install(e, c);
+    TRACE(OWNER(e), "TLS with the client: the 200 goes out in the clear, then the handshake "
+                    "runs inside the next reads (certificate for %s unless SNI says otherwise)",
+          name);
     return 0;
 }
 
@@ -337,6 +354,9 @@ int tls_connect(struct endpoint *e, struct tls *t, const char *host, unsigned po
     }
     SSL_set_connect_state(c->ssl);
     install(e, c);
+    TRACE(OWNER(e), "TLS to the upstream %s:%u: %s, %s", host, port,
+          is_ip ? "no SNI (an IP address), its certificate checked for the IP" : "SNI and host name check",
+          kept ? "resuming the last session with it" : "no session to resume");
     return 0;
 }
 
@@ -389,6 +409,8 @@ static int on_client_cert(SSL *ssl, void *arg)
         return 0;
     if (sni && *sni)
         snprintf(c->name, sizeof c->name, "%s", sni);
+    TRACE(c->owner, "TLS ClientHello: SNI %s; certificate for %s, signed by the luaproxy CA",
+          sni && *sni ? sni : "absent", c->name);
     return 1;
 }
 
