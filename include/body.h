@@ -22,6 +22,8 @@ struct body_reader {
     uint64_t remaining; /* HTTP_BODY_LENGTH: bytes still to come */
     uint64_t swapped;   /* body bytes moved by swapping buffers (no copy) */
     struct chunked_decoder chunked;
+    int end_pending;    /* the filter paused on the last piece: the end
+                         * marker goes out on the next call */
 };
 
 void body_reader_init(struct body_reader *r, const struct http_framing *framing);
@@ -36,11 +38,15 @@ enum body_pump_result {
     BODY_PUMP_INVALID,   /* bad chunked framing; *err says how */
     BODY_PUMP_TRUNCATED, /* the source ended before the body did */
     BODY_PUMP_FILTER_FAILED, /* the filter refused (a script failed) */
+    BODY_PUMP_PAUSED,    /* the filter took a piece and will finish it later
+                          * (a chunk hook waits): call again once it has */
 };
 
 /* Optional hook between decoding and encoding: called with each decoded
  * piece (and once with eof=1 at the end); it appends what should be sent to
- * <out> through body_write_data(). Returns 0, or -1 to fail the transfer. */
+ * <out> through body_write_data(). Returns 0, -1 to fail the transfer, or
+ * 1: the piece is taken and its output will be appended later (the pump
+ * returns BODY_PUMP_PAUSED). */
 typedef int body_filter(void *arg, const char *data, size_t len, int eof,
                         struct buffer *out, enum http_body_kind out_kind);
 

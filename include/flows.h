@@ -73,6 +73,10 @@ int flows_wants_tunnel(struct flow *fl);
  * the payload is copied aside as it passes (up to --flow-body-max). With
  * an inner filter (a script's), the body is kept as received and as sent. */
 void flows_tap(struct flow *fl, int response, body_filter **filter, void **arg);
+/* A script's filter paused on a piece (body_filter returned 1) and has now
+ * written its output: frame that into <out> as the tap would have. 0/-1. */
+int flows_tap_resume(struct flow *fl, int response, struct buffer *out,
+                     enum http_body_kind out_kind);
 /* Whether the tap still wants bytes of that body; when not, the relay may
  * splice the rest past user space. */
 int flows_wants_body(struct flow *fl, int response);

@@ -85,6 +85,15 @@ struct hook_state {
     struct buffer decoded;      /* decoder output on its way to the hooks */
     struct buffer collected;    /* tx.req.buffer_body: the body so far */
     enum hooks_body_error body_error;
+    /* A chunk hook that waits (proxy.sleep, a call out) pauses its body:
+     * the piece it works on and where its output goes, until it is done. */
+    struct buffer piece;
+    int piece_eof;
+    int decoded_eof;            /* the decoded text left ends the body */
+    struct buffer *piece_out;
+    enum http_body_kind piece_kind;
+    uint64_t *piece_sent;
+    uint64_t sent_scratch;      /* piece_sent for request bodies */
 };
 
 /* Loads the configured scripts into p->hooks (NULL when there are none).
@@ -159,6 +168,16 @@ int hooks_request_filter(void *arg, const char *data, size_t len, int eof, struc
 int hooks_request_collect(void *arg, const char *data, size_t len, int eof,
                           struct buffer *out, enum http_body_kind out_kind);
 struct buffer *hooks_collected(struct session *s);
+
+/* A chunk hook that waited woke up: finishes its piece (and any decoded
+ * text after it). CONTINUE, PENDING (it waits again) or FAILED. */
+enum hooks_result hooks_chunk_continue(struct session *s);
+
+/* Whether <phase> is a chunk hook (whose wait pauses a body). */
+static inline int hooks_is_chunk_phase(int phase)
+{
+    return phase == HOOK_ON_RESPONSE_CHUNK || phase == HOOK_ON_REQUEST_CHUNK;
+}
 
 /* on_done: runs once per exchange, after it finished or failed. */
 void hooks_done(struct session *s);

@@ -20,6 +20,7 @@ void body_reader_init(struct body_reader *r, const struct http_framing *framing)
     r->remaining = framing->kind == HTTP_BODY_LENGTH ? framing->length : 0;
     r->swapped = 0;
     chunked_init(&r->chunked);
+    r->end_pending = 0;
 }
 
 int body_write_data(struct buffer *out, enum http_body_kind kind, const char *data, size_t len)
@@ -63,6 +64,15 @@ enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int s
     const char *trailers = "";
     size_t trailers_len = 0;
 
+    if (r->end_pending) {
+        /* The filter has finished the last piece it took: end the body
+         * (trailers, if any, were not kept across the pause). */
+        if (body_write_end(dst, out_kind, "", 0) != 0)
+            return BODY_PUMP_FILTER_FAILED;
+        r->end_pending = 0;
+        r->kind = HTTP_BODY_NONE;
+        return BODY_PUMP_DONE;
+    }
     while (buffer_length(dst) < dst_limit) {
         const char *in = buffer_peek(src), *data = NULL;
         size_t len = buffer_length(src), consumed = 0, data_len = 0;
@@ -133,15 +143,25 @@ enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int s
             break;
         }
         if (data_len > 0) {
-            if (emit(dst, out_kind, filter, filter_arg, data, data_len, 0) != 0)
+            int rc = emit(dst, out_kind, filter, filter_arg, data, data_len, 0);
+            if (rc < 0)
                 return BODY_PUMP_FILTER_FAILED;
             *moved += data_len;
+            if (rc > 0 && !finished) {
+                buffer_consume(src, consumed);
+                return BODY_PUMP_PAUSED;
+            }
         }
         if (finished) {
             /* Trailers only survive chunked-to-chunked; elsewhere they have
              * no place to go and are dropped (RFC 9110 6.5.1 allows it). */
-            if (emit(dst, out_kind, filter, filter_arg, "", 0, 1) != 0 ||
-                body_write_end(dst, out_kind, trailers, trailers_len) != 0) {
+            int rc = emit(dst, out_kind, filter, filter_arg, "", 0, 1);
+            if (rc > 0) {
+                buffer_consume(src, consumed);
+                r->end_pending = 1;
+                return BODY_PUMP_PAUSED;
+            }
+            if (rc < 0 || body_write_end(dst, out_kind, trailers, trailers_len) != 0) {
                 buffer_consume(src, consumed);
                 return BODY_PUMP_FILTER_FAILED;
             }

@@ -478,9 +478,36 @@ static void run_request_hooks(struct session *s, enum hook_phase phase)
         after_request_hooks(s, phase, r);
 }
 
+/* A chunk hook that waited has finished its piece: its output joins the
+ * body (through the flow tap when one records it), and the pump goes on
+ * from session_advance. */
+static void chunk_hook_woke(struct session *s, enum hooks_result r)
+{
+    struct exchange *x = &s->x;
+    int response = x->hook.phase == HOOK_ON_RESPONSE_CHUNK;
+
+    if (r == HOOKS_FAILED) {
+        x->keep_alive = 0;
+        if (response)
+            session_fail(s, 500, "a script failed while handling the response body");
+        else
+            session_fail(s, 500, "a script failed while handling the request body");
+        return;
+    }
+    if (r == HOOKS_PENDING)
+        return;
+    if (!x->req_collect || response) {
+        if (flows_tap_resume(x->flow, response, response ? &s->client.out : &s->upstream.out,
+                             response ? x->res_out_kind : x->req_out_kind) != 0)
+            session_fail(s, 502, "out of memory");
+    }
+}
+
 void exchange_hooks_woke(struct session *s, enum hooks_result r)
 {
-    if (s->x.hook.phase == HOOK_ON_RESPONSE)
+    if (hooks_is_chunk_phase(s->x.hook.phase))
+        chunk_hook_woke(s, r);
+    else if (s->x.hook.phase == HOOK_ON_RESPONSE)
         after_response_hooks(s, r);
     else
         after_request_hooks(s, s->x.hook.phase, r);
@@ -906,6 +933,8 @@ static int relay_response_body(struct session *s)
 
     if (x->res_discard)
         return discard_response_body(s);
+    if (x->hook.pending)
+        return 0; /* a chunk hook waits: the body with it */
     if (endpoint_splicing(&s->upstream))
         return relay_spliced_response(s);
     if (can_splice_response(s) &&
@@ -933,6 +962,8 @@ static int relay_response_body(struct session *s)
     case BODY_PUMP_TRUNCATED:
         session_fail(s, 502, "the upstream closed the connection in the middle of the body");
         return 1;
+    case BODY_PUMP_PAUSED:
+        return 1; /* a chunk hook waits; exchange_hooks_woke carries on */
     case BODY_PUMP_FILTER_FAILED:
         if (x->hook.body_error == HOOKS_BODY_CORRUPT || x->hook.body_error == HOOKS_BODY_BOMB)
             session_fail(s, 502, x->error); /* ends it like a framing error */
@@ -950,7 +981,7 @@ int exchange_pump(struct session *s)
     int progress = 0;
 
     /* The request body waits while the parent opens the tunnel. */
-    if (!x->req_body_done && !x->parent_tunnel) {
+    if (!x->req_body_done && !x->parent_tunnel && !x->hook.pending) {
         body_filter *filter = NULL;
         void *filter_arg = s;
         if (x->req_collect) {
@@ -974,6 +1005,9 @@ int exchange_pump(struct session *s)
             progress = 1;
             if (x->req_collect && upstream_send_collected_request(s) != 0)
                 return 1;
+            break;
+        case BODY_PUMP_PAUSED:
+            progress = 1; /* a chunk hook waits; exchange_hooks_woke carries on */
             break;
         case BODY_PUMP_FILTER_FAILED:
             x->keep_alive = 0; /* the rest of the body is never read */
@@ -1004,7 +1038,8 @@ int exchange_pump(struct session *s)
         buffer_consume(&s->upstream.out, buffer_length(&s->upstream.out));
     }
 
-    if (x->res_state == RESPONSE_WAIT_HEAD)
+    /* One hook at a time per exchange: a waiting chunk hook holds the head. */
+    if (x->res_state == RESPONSE_WAIT_HEAD && !x->hook.pending)
         progress |= parse_response_head(s);
     /* RESPONSE_HOOK: a sleeping on_response; exchange_hooks_woke goes on. */
     /* Straight on to the body, so a head and the body that came with it

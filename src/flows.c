@@ -342,11 +342,29 @@ static int tap_filter(void *arg, const char *data, size_t len, int eof, struct b
      * plain bytes into scratch; they are framed here. */
     keep(fl, t->dir == DIR_RES ? BODY_RES_IN : BODY_REQ_IN, data, len);
     buffer_consume(&fl->scratch, buffer_length(&fl->scratch));
-    if (t->inner(t->inner_arg, data, len, eof, &fl->scratch, HTTP_BODY_LENGTH) != 0)
-        return -1;
+    int rc = t->inner(t->inner_arg, data, len, eof, &fl->scratch, HTTP_BODY_LENGTH);
+    if (rc != 0)
+        return rc; /* 1: a chunk hook waits; flows_tap_resume finishes the piece */
     keep(fl, sent, buffer_peek(&fl->scratch), buffer_length(&fl->scratch));
     return body_write_data(out, out_kind, buffer_peek(&fl->scratch),
                            buffer_length(&fl->scratch));
+}
+
+int flows_tap_resume(struct flow *fl, int response, struct buffer *out,
+                     enum http_body_kind out_kind)
+{
+    struct flow_tap *t;
+    if (!fl)
+        return 0;
+    t = &fl->tap[response ? DIR_RES : DIR_REQ];
+    if (t->fl != fl || !t->inner)
+        return 0;
+    keep(fl, response ? BODY_RES : BODY_REQ, buffer_peek(&fl->scratch),
+         buffer_length(&fl->scratch));
+    if (body_write_data(out, out_kind, buffer_peek(&fl->scratch), buffer_length(&fl->scratch)))
+        return -1;
+    buffer_consume(&fl->scratch, buffer_length(&fl->scratch));
+    return 0;
 }
 
 void flows_tap(struct flow *fl, int response, body_filter **filter, void **arg)

@@ -494,8 +494,48 @@ do
   end
 end
 
+-- proxy.http{ url =, method =, headers =, body =, timeout =, max_body = }:
+-- the hook waits (other clients are served meanwhile) and gets
+-- res = { status =, headers = { lower-case name = value }, body = } or nil
+-- and a reason.
+local function http(opts)
+  if type(opts) ~= "table" then error("proxy.http takes a table: proxy.http{ url = ... }", 2) end
+  local url = opts.url
+  if type(url) ~= "string" then error("proxy.http: url must be a string", 2) end
+  local method = opts.method or (opts.body and "POST" or "GET")
+  if type(method) ~= "string" or not method:find("^[%w!#$%%&'*+%-.^_`|~]+$") then
+    error("proxy.http: method must be a token such as GET", 2)
+  end
+  local list = {}
+  if opts.headers ~= nil then
+    if type(opts.headers) ~= "table" then error("proxy.http: headers must be a table", 2) end
+    for name, value in pairs(opts.headers) do
+      check_name(name, 2)
+      local l = lower(name)
+      if l == "host" or l == "content-length" or l == "transfer-encoding" or l == "connection" then
+        error("proxy.http: the " .. name .. " field is the proxy's to set", 2)
+      end
+      list[#list + 1] = name
+      list[#list + 1] = check_value(value, 2)
+    end
+  end
+  if opts.body ~= nil and type(opts.body) ~= "string" then
+    error("proxy.http: body must be a string", 2)
+  end
+  local timeout = opts.timeout or 10
+  if type(timeout) ~= "number" or timeout <= 0 or timeout ~= timeout then
+    error("proxy.http: timeout is a number of seconds > 0", 2)
+  end
+  local max_body = opts.max_body or 1048576
+  if tointeger(max_body) == nil or max_body < 0 then
+    error("proxy.http: max_body is a number of bytes", 2)
+  end
+  return native.http(url, method, list, opts.body, timeout, tointeger(max_body))
+end
+
 proxy = {
   version = native.version,
+  http = http,
   shared = shared,
   json = json,
   log = log,

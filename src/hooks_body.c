@@ -65,43 +65,54 @@ int hooks_prepare_response_body(struct session *s, struct headers *fields)
     return 0;
 }
 
-/* Runs <phase>'s chunk hooks over one piece and encodes what the last one
- * returned into <out>. <sent> grows by the bytes written. 0, or -1 when a
- * script failed (x->error says so). */
-static int run_chunk_hooks(struct session *s, enum hook_phase phase, const char *data,
-                           size_t len, int eof, struct buffer *out, enum http_body_kind out_kind,
-                           uint64_t *sent)
+/* Runs the chunk hooks of hs->phase over hs->piece from script hs->script
+ * on (<resuming>: the current one waited and wakes with hs->wake_nargs
+ * values) and encodes what the last one returned into hs->piece_out.
+ * 0 when the piece is done, 1 when a hook waits (the piece stays in
+ * hs->piece), -1 when a script failed (x->error says so). */
+static int chunk_steps(struct session *s, int resuming)
 {
     struct hook_state *hs = &s->x.hook;
     struct hooks *h = hs->hooks;
-    struct chunk_args chunk = {data, len, eof, NULL};
-    struct buffer held[2]; /* each script's output is the next one's input */
-    int which = 0, rc = 0;
+    enum hook_phase phase = hs->phase;
+    int rc = 0;
 
-    if (hs->tx_ref == LUA_NOREF && hooks_protected(s, hooks_tx_make, "tx") != 0) {
-        s->x.error = "a script failed in a chunk hook";
-        return -1;
-    }
-    buffer_init(&held[0]);
-    buffer_init(&held[1]);
-    hs->phase = phase;
-    for (hs->script = 0; hs->script < h->script_count; hs->script++) {
-        int nres = 0;
-        double sleep_for;
+    for (; hs->script < h->script_count; hs->script++, resuming = 0) {
+        struct chunk_args chunk = {buffer_peek(&hs->piece), buffer_length(&hs->piece),
+                                   hs->piece_eof, NULL};
+        int nres = 0, nargs = 3;
+        double sleep_for = 0;
+        enum call_outcome outcome;
+
         if (!(h->has[phase] & (1u << hs->script)))
             continue;
-        lua_State *L = h->L;
-        lua_pushcfunction(L, hooks_start_call);
-        lua_pushlightuserdata(L, s);
-        lua_pushlightuserdata(L, &chunk);
-        if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-            log_error("c%llu #%llu %s: %s", (unsigned long long)s->id, (unsigned long long)s->x.id, hooks_phase_names[phase],
-                      lua_tostring(L, -1));
-            lua_pop(L, 1);
-            rc = -1;
-            break;
+        if (resuming) {
+            nargs = hs->wake_nargs;
+            hs->wake_nargs = 0;
+        } else {
+            lua_State *L = h->L;
+            lua_pushcfunction(L, hooks_start_call);
+            lua_pushlightuserdata(L, s);
+            lua_pushlightuserdata(L, &chunk);
+            if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+                log_error("c%llu #%llu %s: %s", (unsigned long long)s->id, (unsigned long long)s->x.id,
+                          hooks_phase_names[phase],
+                          lua_tostring(L, -1));
+                lua_pop(L, 1);
+                rc = -1;
+                break;
+            }
         }
-        if (hooks_resume(s, 3, &nres, &sleep_for) != CALL_DONE) {
+        outcome = nargs < 0 ? CALL_FAILED : hooks_resume(s, nargs, &nres, &sleep_for);
+        if (outcome == CALL_SLEEP || outcome == CALL_WAIT) {
+            /* The body waits with the hook; others carry on. */
+            hs->pending = 1;
+            hs->waiting = outcome == CALL_WAIT;
+            ev_timer_set(&hs->sleep_timer, outcome == CALL_WAIT ? h->wait_timeout : sleep_for, 0.);
+            ev_timer_start(s->proxy->loop, &hs->sleep_timer);
+            return 1;
+        }
+        if (outcome != CALL_DONE) {
             hooks_drop_coroutine(hs);
             if (h->mode == HOOK_ERRORS_OPEN)
                 continue; /* pass the piece on unchanged */
@@ -109,24 +120,21 @@ static int run_chunk_hooks(struct session *s, enum hook_phase phase, const char 
             break;
         }
         /* A finished coroutine reports everything left on its stack, the
-         * chunk kept below the function included: that one is no result. */
+         * chunk kept below the function included: the results are above
+         * it. (A string equal to the piece is the piece: no copy.) */
         nres = lua_gettop(hs->co) - 1;
-        if (nres >= 1 && lua_type(hs->co, -nres) == LUA_TSTRING &&
-            lua_tostring(hs->co, -nres) != chunk.pushed) {
+        if (nres >= 1 && lua_type(hs->co, -nres) == LUA_TSTRING) {
             size_t rlen;
             const char *r = lua_tolstring(hs->co, -nres, &rlen);
-            struct buffer *next = &held[which];
-            buffer_consume(next, buffer_length(next));
-            if (buffer_append(next, r, rlen) != 0) {
-                hooks_drop_coroutine(hs);
-                rc = -1;
-                break;
+            if (r != lua_tostring(hs->co, 1)) {
+                buffer_consume(&hs->piece, buffer_length(&hs->piece));
+                if (buffer_append(&hs->piece, r, rlen) != 0) {
+                    hooks_drop_coroutine(hs);
+                    rc = -1;
+                    break;
+                }
             }
-            chunk.data = buffer_peek(next);
-            chunk.len = buffer_length(next);
-            which = !which;
-        } else if (nres >= 1 && lua_type(hs->co, -nres) != LUA_TNIL &&
-                   lua_type(hs->co, -nres) != LUA_TSTRING) {
+        } else if (nres >= 1 && lua_type(hs->co, -nres) != LUA_TNIL) {
             lua_pushfstring(hs->co, "%s must return a string or nothing",
                             hooks_phase_names[phase]);
             hooks_log_failure(s, hs->co, LUA_ERRRUN);
@@ -138,16 +146,74 @@ static int run_chunk_hooks(struct session *s, enum hook_phase phase, const char 
         }
         hooks_drop_coroutine(hs);
     }
-    if (rc == 0 && body_write_data(out, out_kind, chunk.data, chunk.len) != 0)
+    if (rc == 0 && body_write_data(hs->piece_out, hs->piece_kind, buffer_peek(&hs->piece),
+                                   buffer_length(&hs->piece)) != 0)
         rc = -1;
     else if (rc == 0)
-        *sent += chunk.len;
+        *hs->piece_sent += buffer_length(&hs->piece);
     if (rc != 0)
         s->x.error = phase == HOOK_ON_REQUEST_CHUNK ? "a script failed in on_request_chunk"
                                                     : "a script failed in on_response_chunk";
-    buffer_free(&held[0]);
-    buffer_free(&held[1]);
+    buffer_consume(&hs->piece, buffer_length(&hs->piece));
     return rc;
+}
+
+/* Runs <phase>'s chunk hooks over one piece, output into <out>. 0, 1
+ * (a hook waits: the piece is taken and finishes later), or -1. */
+static int run_chunk_hooks(struct session *s, enum hook_phase phase, const char *data,
+                           size_t len, int eof, struct buffer *out, enum http_body_kind out_kind,
+                           uint64_t *sent)
+{
+    struct hook_state *hs = &s->x.hook;
+
+    if (hs->tx_ref == LUA_NOREF && hooks_protected(s, hooks_tx_make, "tx") != 0) {
+        s->x.error = "a script failed in a chunk hook";
+        return -1;
+    }
+    buffer_consume(&hs->piece, buffer_length(&hs->piece));
+    if (buffer_append(&hs->piece, data, len) != 0)
+        return -1;
+    hs->phase = phase;
+    hs->script = 0;
+    hs->piece_eof = eof;
+    hs->piece_out = out;
+    hs->piece_kind = out_kind;
+    hs->piece_sent = sent;
+    return chunk_steps(s, 0);
+}
+
+/* Hands decoded text to the hooks in pieces; the last one carries the
+ * body's end when hs->decoded_eof. 0, 1 (a hook waits) or -1. */
+static int drain_decoded(struct session *s, struct buffer *out, enum http_body_kind out_kind)
+{
+    struct hook_state *hs = &s->x.hook;
+    do {
+        size_t n = buffer_length(&hs->decoded);
+        int last, rc;
+        if (n > DECODED_PIECE)
+            n = DECODED_PIECE;
+        last = n == buffer_length(&hs->decoded);
+        if (n == 0 && !hs->decoded_eof)
+            break;
+        rc = run_chunk_hooks(s, HOOK_ON_RESPONSE_CHUNK, buffer_peek(&hs->decoded), n,
+                             hs->decoded_eof && last, out, out_kind, &s->x.res_filtered_bytes);
+        buffer_consume(&hs->decoded, n);
+        if (hs->decoded_eof && last)
+            hs->decoded_eof = 0; /* the end went through */
+        if (rc != 0)
+            return rc;
+    } while (buffer_length(&hs->decoded) > 0);
+    buffer_shrink(&hs->decoded);
+    return 0;
+}
+
+enum hooks_result hooks_chunk_continue(struct session *s)
+{
+    struct hook_state *hs = &s->x.hook;
+    int rc = chunk_steps(s, 1);
+    if (rc == 0 && hs->decoder && hs->phase == HOOK_ON_RESPONSE_CHUNK)
+        rc = drain_decoded(s, hs->piece_out, hs->piece_kind);
+    return rc == 0 ? HOOKS_CONTINUE : rc > 0 ? HOOKS_PENDING : HOOKS_FAILED;
 }
 
 int hooks_body_filter(void *arg, const char *data, size_t len, int eof, struct buffer *out,
@@ -168,29 +234,16 @@ int hooks_body_filter(void *arg, const char *data, size_t len, int eof, struct b
         buffer_free(&hs->decoded);
         return -1;
     }
-    /* Hand the decoded text on in pieces; the last one carries <eof>. */
-    do {
-        size_t n = buffer_length(&hs->decoded);
-        int last;
-        if (n > DECODED_PIECE)
-            n = DECODED_PIECE;
-        last = n == buffer_length(&hs->decoded);
-        if ((n > 0 || (eof && last)) &&
-            run_chunk_hooks(s, HOOK_ON_RESPONSE_CHUNK, buffer_peek(&hs->decoded), n,
-                            eof && last, out, out_kind, &s->x.res_filtered_bytes) != 0)
-            return -1;
-        buffer_consume(&hs->decoded, n);
-    } while (buffer_length(&hs->decoded) > 0);
-    buffer_shrink(&hs->decoded);
-    return 0;
+    hs->decoded_eof = eof;
+    return drain_decoded(s, out, out_kind);
 }
 
 int hooks_request_filter(void *arg, const char *data, size_t len, int eof, struct buffer *out,
                          enum http_body_kind out_kind)
 {
     struct session *s = arg;
-    uint64_t sent = 0;
-    return run_chunk_hooks(s, HOOK_ON_REQUEST_CHUNK, data, len, eof, out, out_kind, &sent);
+    return run_chunk_hooks(s, HOOK_ON_REQUEST_CHUNK, data, len, eof, out, out_kind,
+                           &s->x.hook.sent_scratch);
 }
 
 int hooks_request_collect(void *arg, const char *data, size_t len, int eof,
@@ -199,7 +252,6 @@ int hooks_request_collect(void *arg, const char *data, size_t len, int eof,
     struct session *s = arg;
     struct hook_state *hs = &s->x.hook;
     struct buffer whole;
-    uint64_t sent = 0;
     int rc;
     (void)out;
     (void)out_kind;
@@ -217,7 +269,7 @@ int hooks_request_collect(void *arg, const char *data, size_t len, int eof,
     buffer_init(&whole);
     buffer_swap(&whole, &hs->collected);
     rc = run_chunk_hooks(s, HOOK_ON_REQUEST_CHUNK, buffer_peek(&whole), buffer_length(&whole),
-                         1, &hs->collected, HTTP_BODY_LENGTH, &sent);
+                         1, &hs->collected, HTTP_BODY_LENGTH, &hs->sent_scratch);
     buffer_free(&whole);
     return rc;
 }

@@ -9,6 +9,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "headers.h"
+#include "http_client.h"
 #include "log.h"
 #include "session.h"
 #include "shared_store.h"
@@ -228,6 +230,126 @@ static int native_shared(lua_State *L)
     }
 }
 
+/* ---- proxy.http ------------------------------------------------------------ */
+
+struct http_wait {
+    struct session *s;
+    struct http_call *call;
+    const char *error;
+    struct http_client_response *res;
+};
+
+/* Pushes res (a table) or nil and the error: the hook's results. */
+static int push_http_result(lua_State *L)
+{
+    struct http_wait *hw = lua_touserdata(L, 1);
+    struct http_client_response *res = hw->res;
+    if (hw->error) {
+        lua_pushnil(L);
+        lua_pushstring(L, hw->error);
+        return 2;
+    }
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, res->status);
+    lua_setfield(L, -2, "status");
+    lua_pushlstring(L, buffer_peek(&res->body), buffer_length(&res->body));
+    lua_setfield(L, -2, "body");
+    /* headers: lower-case names; repeated fields joined with ", " */
+    lua_createtable(L, 0, (int)res->fields.count);
+    for (size_t i = 0; i < res->fields.count; i++) {
+        size_t nlen, vlen;
+        const char *name = headers_name(&res->fields, i, &nlen);
+        const char *value = headers_value(&res->fields, i, &vlen);
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (size_t k = 0; k < nlen; k++)
+            luaL_addchar(&b, (char)(name[k] >= 'A' && name[k] <= 'Z' ? name[k] + 32 : name[k]));
+        luaL_pushresult(&b);                            /* +1 name */
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, -3) == LUA_TSTRING) {         /* +2 name old */
+            lua_pushliteral(L, ", ");
+            lua_pushlstring(L, value, vlen);
+            lua_concat(L, 3);
+        } else {
+            lua_pop(L, 1);
+            lua_pushlstring(L, value, vlen);
+        }
+        lua_rawset(L, -3);
+    }
+    lua_setfield(L, -2, "headers");
+    return 1;
+}
+
+static void on_http_done(void *arg, const char *error, struct http_client_response *res)
+{
+    struct http_wait *hw = arg;
+    hw->error = error;
+    hw->res = res;
+    hw->call = NULL;
+    hooks_wake(hw->s, push_http_result, hw);
+    free(hw);
+}
+
+static void cancel_http_wait(void *arg)
+{
+    struct http_wait *hw = arg;
+    http_call_cancel(hw->call);
+    free(hw);
+}
+
+/* native.http(url, method, headers, body, timeout, max_body): hooks_api.lua
+ * checks the shapes; headers is a list {n1, v1, n2, v2, ...}. */
+static int native_http(lua_State *L)
+{
+    struct hooks *h = hooks_of(L);
+    struct http_client_request rq;
+    struct headers fields;
+    struct http_wait *hw;
+    char err[128];
+    lua_Integer n;
+
+    memset(&rq, 0, sizeof rq);
+    rq.url = luaL_checkstring(L, 1);
+    rq.method = luaL_checkstring(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (!lua_isnil(L, 4))
+        rq.body = luaL_checklstring(L, 4, &rq.body_len);
+    rq.timeout = luaL_checknumber(L, 5);
+    rq.max_body = (size_t)luaL_checkinteger(L, 6);
+    if (!hooks_can_wait(L)) {
+        lua_pushnil(L);
+        lua_pushstring(L, "proxy.http cannot wait here (not in on_done, nor inside a "
+                          "coroutine of the script)");
+        return 2;
+    }
+    hw = calloc(1, sizeof *hw);
+    if (!hw)
+        return luaL_error(L, "not enough memory");
+    hw->s = h->current;
+    headers_init(&fields);
+    n = (lua_Integer)lua_rawlen(L, 3);
+    for (lua_Integer i = 1; i + 1 <= n; i += 2) {
+        size_t nlen, vlen;
+        lua_rawgeti(L, 3, i);
+        lua_rawgeti(L, 3, i + 1);
+        const char *name = lua_tolstring(L, -2, &nlen);
+        const char *value = lua_tolstring(L, -1, &vlen);
+        if (name && value)
+            headers_add(&fields, name, nlen, value, vlen);
+        lua_pop(L, 2);
+    }
+    rq.fields = &fields;
+    hw->call = http_client_start(h->current->proxy, &rq, on_http_done, hw, err, sizeof err);
+    headers_free(&fields);
+    if (!hw->call) {
+        free(hw);
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    return hooks_wait(L, cancel_http_wait, hw);
+}
+
 /* ---- the table -------------------------------------------------------------- */
 
 void hooks_lib_push(lua_State *L)
@@ -243,6 +365,8 @@ void hooks_lib_push(lua_State *L)
     lua_setfield(L, -2, "responded");
     lua_pushcfunction(L, native_shared);
     lua_setfield(L, -2, "shared");
+    lua_pushcfunction(L, native_http);
+    lua_setfield(L, -2, "http");
     lua_pushstring(L, LUAPROXY_VERSION);
     lua_setfield(L, -2, "version");
 }

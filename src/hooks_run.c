@@ -57,6 +57,8 @@ void hooks_exchange_begin(struct session *s, hooks_wake_fn *on_wake)
     hs->decoder = NULL;
     buffer_init(&hs->decoded);
     buffer_init(&hs->collected);
+    buffer_init(&hs->piece);
+    hs->decoded_eof = 0;
     hs->body_error = HOOKS_BODY_OK;
     ev_init(&hs->sleep_timer, on_sleep_done);
     hs->sleep_timer.data = s;
@@ -72,6 +74,7 @@ void hooks_exchange_end(struct session *s)
     hs->decoder = NULL;
     buffer_free(&hs->decoded);
     buffer_free(&hs->collected);
+    buffer_free(&hs->piece);
     if (!h)
         return;
     ev_timer_stop(s->proxy->loop, &hs->sleep_timer);
@@ -178,11 +181,12 @@ void hooks_drop_coroutine(struct hook_state *hs)
 /* What hooks_wait yields: its address tells it from every other yield. */
 static const char wait_marker = 'w';
 
-/* Phases whose hooks may wait for a call out. A chunk hook runs inside the
- * body pump and on_done after the exchange: neither can be parked yet. */
+/* Phases whose hooks may wait. A chunk hook's wait pauses its body;
+ * on_done runs after the exchange, with nothing left to park it on. */
 static int phase_can_wait(int phase)
 {
-    return phase == HOOK_ON_REQUEST || phase == HOOK_BEFORE_CONNECT || phase == HOOK_ON_RESPONSE;
+    return phase == HOOK_ON_REQUEST || phase == HOOK_BEFORE_CONNECT || phase == HOOK_ON_RESPONSE ||
+           hooks_is_chunk_phase(phase);
 }
 
 int hooks_can_wait(lua_State *L)
@@ -199,8 +203,8 @@ int hooks_wait(lua_State *L, void (*cancel)(void *arg), void *arg)
     if (!hooks_can_wait(L)) {
         if (cancel)
             cancel(arg);
-        return luaL_error(L, "cannot wait here (only directly in on_request, before_connect "
-                             "or on_response)");
+        return luaL_error(L, "cannot wait here (not in on_done, nor inside a coroutine of "
+                             "the script)");
     }
     hs = &h->current->x.hook;
     hs->wait_cancel = cancel;
@@ -254,7 +258,7 @@ static enum call_outcome resume(struct session *s, int nargs, int *nres, double 
                 hooks_log_failure(s, co, LUA_ERRRUN);
                 return CALL_FAILED;
             }
-            if (hs->phase == HOOK_ON_RESPONSE_CHUNK || hs->phase == HOOK_ON_DONE) {
+            if (hs->phase == HOOK_ON_DONE) {
                 lua_pushfstring(co, "proxy.sleep cannot be used in %s", hooks_phase_names[hs->phase]);
                 hooks_log_failure(s, co, LUA_ERRRUN);
                 return CALL_FAILED;
@@ -416,7 +420,7 @@ static void on_sleep_done(struct ev_loop *loop, ev_timer *w, int revents)
         hs->wait_cancel = NULL;
         hs->wake_nargs = -1;
     }
-    r = continue_phase(s, 1);
+    r = hooks_is_chunk_phase(hs->phase) ? hooks_chunk_continue(s) : continue_phase(s, 1);
     if (r == HOOKS_PENDING)
         return;
     hs->pending = 0;
@@ -466,7 +470,7 @@ void hooks_wake(struct session *s, lua_CFunction push, void *push_arg)
     }
     lua_xmove(L, hs->co, n);
     hs->wake_nargs = n;
-    r = continue_phase(s, 1);
+    r = hooks_is_chunk_phase(hs->phase) ? hooks_chunk_continue(s) : continue_phase(s, 1);
     if (r == HOOKS_PENDING)
         return;
     hs->pending = 0;

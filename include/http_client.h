@@ -1,0 +1,51 @@
+/*
+ * http_client.h - one HTTP/1.1 request from the proxy itself, on the loop
+ * (proxy.http). It resolves with the proxy's resolver, connects without
+ * blocking, speaks TLS for https:// URLs (the proxy's TLS transport, with
+ * certificate verification), and bounds everything: the whole call by a
+ * timeout, the response head by a size, the body by max_body.
+ *
+ * It goes to the network directly, never through the proxy's own hooks.
+ * One connection per call (Connection: close): calls out are rare next to
+ * relayed traffic, and a fresh connection has no state to get wrong.
+ */
+#ifndef LUAPROXY_HTTP_CLIENT_H
+#define LUAPROXY_HTTP_CLIENT_H
+
+#include <stddef.h>
+
+#include "buffer.h"
+#include "headers.h"
+
+struct proxy;
+struct http_call;
+
+struct http_client_request {
+    const char *method;           /* a token, e.g. "GET" */
+    const char *url;              /* http://host[:port]/path or https://... */
+    const struct headers *fields; /* extra request fields, or NULL */
+    const char *body;             /* sent with a Content-Length when not NULL */
+    size_t body_len;
+    double timeout;               /* seconds for the whole call */
+    size_t max_body;              /* a longer response body is an error */
+};
+
+struct http_client_response {
+    int status;
+    struct headers fields;
+    struct buffer body;
+};
+
+/* Runs from the loop when the call ends, never from inside
+ * http_client_start. <error> is NULL on success (then <res> is filled in,
+ * valid during the callback only), else a short text. */
+typedef void http_client_done(void *arg, const char *error, struct http_client_response *res);
+
+/* Starts a call. NULL with <err> when the request itself is wrong (bad
+ * URL, https without TLS support) or memory runs out. */
+struct http_call *http_client_start(struct proxy *p, const struct http_client_request *rq,
+                                    http_client_done *cb, void *arg, char *err, size_t err_len);
+/* Stops a call; its callback never runs. */
+void http_call_cancel(struct http_call *c);
+
+#endif

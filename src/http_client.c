@@ -1,0 +1,368 @@
+/*
+ * http_client.c - proxy.http's requests: resolve, connect, (TLS), send,
+ * read the response, all on the loop.
+ *
+ *   RESOLVING -> CONNECTING -> HANDSHAKING (https) -> EXCHANGING -> done
+ *
+ * One struct http_call owns its endpoint, its DNS query, its timer and the
+ * response being read. finish() reports once and frees; cancel() frees
+ * without reporting. A failure found while starting is reported through a
+ * zero-delay timer, so the callback never runs inside http_client_start.
+ */
+#include "http_client.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "body.h"
+#include "dns.h"
+#include "endpoint.h"
+#include "http_parse.h"
+#include "proxy.h"
+#include "tls.h"
+
+#define HEAD_MAX (64 * 1024)
+
+enum call_state { CALL_RESOLVING, CALL_CONNECTING, CALL_HANDSHAKING, CALL_EXCHANGING };
+
+struct http_call {
+    struct proxy *proxy;
+    enum call_state state;
+    http_client_done *cb;
+    void *arg;
+    char host[256];
+    uint16_t port;
+    int https;
+    char method[32];
+    size_t max_body;
+    struct buffer request;     /* the whole request, until connected */
+    struct dns_query *dns;
+    struct addr_list addrs;
+    int next_addr;
+    struct endpoint ep;
+    ev_timer timer;            /* the call's deadline */
+    ev_timer kick;             /* zero delay: the first step, from the loop */
+    int have_head;
+    struct body_reader reader;
+    struct http_client_response res;
+};
+
+static void call_free(struct http_call *c)
+{
+    ev_timer_stop(c->proxy->loop, &c->timer);
+    ev_timer_stop(c->proxy->loop, &c->kick);
+    dns_cancel(c->dns);
+    endpoint_close(c->proxy->loop, &c->ep);
+    buffer_free(&c->request);
+    headers_free(&c->res.fields);
+    buffer_free(&c->res.body);
+    free(c);
+}
+
+static void finish(struct http_call *c, const char *error)
+{
+    c->cb(c->arg, error, error ? NULL : &c->res);
+    call_free(c);
+}
+
+void http_call_cancel(struct http_call *c)
+{
+    if (c)
+        call_free(c);
+}
+
+static void on_call_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct http_call *c = w->data;
+    (void)loop;
+    (void)revents;
+    finish(c, "timeout");
+}
+
+/* Parses "http://host[:port]/path": host, port, scheme and the path (a
+ * pointer into <url>). 0 or -1. */
+static int parse_url(struct http_call *c, const char *url, const char **path)
+{
+    const char *p, *host, *end;
+    size_t hlen;
+
+    if (strncasecmp(url, "http://", 7) == 0) {
+        p = url + 7;
+        c->port = 80;
+    } else if (strncasecmp(url, "https://", 8) == 0) {
+        p = url + 8;
+        c->https = 1;
+        c->port = 443;
+    } else {
+        return -1;
+    }
+    end = p + strcspn(p, "/?#");
+    if (*p == '[') {
+        const char *close = memchr(p, ']', (size_t)(end - p));
+        if (!close)
+            return -1;
+        host = p + 1;
+        hlen = (size_t)(close - host);
+        p = close + 1;
+    } else {
+        host = p;
+        p = memchr(p, ':', (size_t)(end - p)) ? memchr(p, ':', (size_t)(end - p)) : end;
+        hlen = (size_t)(p - host);
+    }
+    if (hlen == 0 || hlen >= sizeof c->host || memchr(host, '@', hlen))
+        return -1;
+    memcpy(c->host, host, hlen);
+    c->host[hlen] = '\0';
+    if (p < end) {
+        long port;
+        char *stop;
+        if (*p != ':')
+            return -1;
+        port = strtol(p + 1, &stop, 10);
+        if (stop != end || port < 1 || port > 65535)
+            return -1;
+        c->port = (uint16_t)port;
+    }
+    *path = *end == '/' ? end : (*end == '?' ? end : "/");
+    return 0;
+}
+
+static void on_call_io(struct ev_loop *loop, ev_io *w, int revents);
+static void try_connect(struct http_call *c);
+
+/* An address literal needs no lookup: connecting starts here, from the
+ * loop, so even a refused connection is reported after the start. */
+static void on_call_kick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    try_connect(w->data);
+}
+
+static void on_resolved(void *arg, const char *error, const struct addr_list *addrs)
+{
+    struct http_call *c = arg;
+    c->dns = NULL;
+    if (error)
+        return finish(c, error);
+    c->addrs = *addrs;
+    c->next_addr = 0;
+    try_connect(c);
+}
+
+/* Connects to the next address; from the loop only. */
+static void try_connect(struct http_call *c)
+{
+    while (c->next_addr < c->addrs.count) {
+        int i = c->next_addr++;
+        int fd = socket(c->addrs.addr[i].sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                        0);
+        if (fd < 0)
+            continue;
+        if (connect(fd, &c->addrs.addr[i].sa, c->addrs.len[i]) != 0 && errno != EINPROGRESS) {
+            close(fd);
+            continue;
+        }
+        endpoint_close(c->proxy->loop, &c->ep);
+        endpoint_open(&c->ep, fd);
+        c->state = CALL_CONNECTING;
+        endpoint_watch(c->proxy->loop, &c->ep, EV_WRITE);
+        return;
+    }
+    finish(c, "connection refused");
+}
+
+/* The response so far: head (skipping 1xx), then the body. 1 when the
+ * call is over (finish was called), else 0. */
+static int read_response(struct http_call *c)
+{
+    enum http_error err = HTTP_ERR_NONE;
+
+    while (!c->have_head) {
+        struct http_head head;
+        struct http_framing framing;
+        ssize_t n;
+
+        memset(&head, 0, sizeof head);
+        n = http_parse_response(buffer_peek(&c->ep.in), buffer_length(&c->ep.in), &head, &err);
+        if (n == -2) {
+            if (buffer_length(&c->ep.in) >= HEAD_MAX) {
+                finish(c, "response head too large");
+                return 1;
+            }
+            if (c->ep.read_eof) {
+                finish(c, "connection closed before the response");
+                return 1;
+            }
+            return 0;
+        }
+        if (n < 0) {
+            finish(c, "invalid response");
+            return 1;
+        }
+        if (head.status >= 100 && head.status < 200) {
+            buffer_consume(&c->ep.in, (size_t)n);
+            continue;
+        }
+        if (http_response_framing(&head, c->method, strlen(c->method), &framing, &err) != 0) {
+            finish(c, "invalid response");
+            return 1;
+        }
+        c->res.status = head.status;
+        for (size_t i = 0; i < head.field_count; i++)
+            if (headers_add(&c->res.fields, head.fields[i].name, head.fields[i].name_len,
+                            head.fields[i].value, head.fields[i].value_len) != 0) {
+                finish(c, "out of memory");
+                return 1;
+            }
+        buffer_consume(&c->ep.in, (size_t)n);
+        body_reader_init(&c->reader, &framing);
+        c->have_head = 1;
+    }
+    for (;;) {
+        uint64_t moved = 0;
+        switch (body_pump(&c->reader, &c->ep.in, c->ep.read_eof, &c->res.body, c->max_body + 1,
+                          HTTP_BODY_CLOSE, NULL, NULL, &moved, &err)) {
+        case BODY_PUMP_DONE:
+            finish(c, NULL);
+            return 1;
+        case BODY_PUMP_PROGRESS:
+            if (buffer_length(&c->res.body) > c->max_body) {
+                finish(c, "response body larger than max_body");
+                return 1;
+            }
+            continue;
+        case BODY_PUMP_IDLE:
+            if (buffer_length(&c->res.body) > c->max_body) {
+                finish(c, "response body larger than max_body");
+                return 1;
+            }
+            return 0;
+        case BODY_PUMP_INVALID:
+        case BODY_PUMP_FILTER_FAILED:
+        case BODY_PUMP_PAUSED: /* no filter here */
+            finish(c, "invalid response body");
+            return 1;
+        case BODY_PUMP_TRUNCATED:
+            finish(c, "connection closed in the middle of the response");
+            return 1;
+        }
+    }
+}
+
+static void on_call_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct http_call *c = w->data;
+    (void)revents;
+
+    if (c->state == CALL_CONNECTING) {
+        int soerr = 0;
+        socklen_t len = sizeof soerr;
+        if (getsockopt(c->ep.fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0) {
+            try_connect(c);
+            return;
+        }
+        if (c->https) {
+            if (!c->proxy->tls || tls_connect(&c->ep, c->proxy->tls, c->host, c->port) != 0)
+                return finish(c, "cannot start TLS");
+            c->state = CALL_HANDSHAKING;
+        } else {
+            c->state = CALL_EXCHANGING;
+        }
+        buffer_swap(&c->ep.out, &c->request);
+    }
+    if (c->state == CALL_HANDSHAKING) {
+        enum endpoint_io r = tls_handshake(&c->ep);
+        if (r == ENDPOINT_AGAIN)
+            return;
+        if (r == ENDPOINT_ERROR)
+            return finish(c, c->ep.error ? c->ep.error : "TLS handshake failed");
+        c->state = CALL_EXCHANGING;
+    }
+    if (endpoint_flush(&c->ep) == ENDPOINT_ERROR)
+        return finish(c, "connection lost while sending");
+    for (;;) {
+        enum endpoint_io r = endpoint_read(&c->ep, ENDPOINT_IN_LIMIT);
+        if (read_response(c))
+            return;
+        if (r == ENDPOINT_ERROR)
+            return finish(c, "connection lost");
+        if (r != ENDPOINT_PROGRESS)
+            break;
+    }
+    endpoint_watch(loop, &c->ep, buffer_length(&c->ep.out) ? EV_READ | EV_WRITE : EV_READ);
+}
+
+struct http_call *http_client_start(struct proxy *p, const struct http_client_request *rq,
+                                    http_client_done *cb, void *arg, char *err, size_t err_len)
+{
+    struct http_call *c = calloc(1, sizeof *c);
+    const char *path;
+    int numeric;
+
+    if (!c) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    c->proxy = p;
+    c->cb = cb;
+    c->arg = arg;
+    c->max_body = rq->max_body;
+    headers_init(&c->res.fields);
+    endpoint_init(&c->ep, on_call_io, c);
+    ev_init(&c->timer, on_call_timer);
+    c->timer.data = c;
+    ev_init(&c->kick, on_call_kick);
+    c->kick.data = c;
+    if (strlen(rq->method) >= sizeof c->method) {
+        snprintf(err, err_len, "invalid method");
+        goto fail;
+    }
+    snprintf(c->method, sizeof c->method, "%s", rq->method);
+    if (parse_url(c, rq->url, &path) != 0) {
+        snprintf(err, err_len, "invalid url (http://host[:port]/path or https://...)");
+        goto fail;
+    }
+    if (c->https && !p->tls) {
+        snprintf(err, err_len, "https not supported");
+        goto fail;
+    }
+    /* The request: ours in full, Host and framing included. */
+    if (buffer_printf(&c->request, "%s %s%.*s HTTP/1.1\r\nHost: %s%s%s", c->method,
+                      *path == '?' ? "/" : "", (int)strcspn(path, "#"), path,
+                      strchr(c->host, ':') ? "[" : "", c->host, strchr(c->host, ':') ? "]" : "") ||
+        ((c->https ? c->port != 443 : c->port != 80) &&
+         buffer_printf(&c->request, ":%u", c->port)) ||
+        buffer_append_str(&c->request, "\r\nConnection: close\r\n") ||
+        (rq->fields && headers_write(rq->fields, &c->request)) ||
+        (rq->body && buffer_printf(&c->request, "Content-Length: %zu\r\n", rq->body_len)) ||
+        buffer_append_str(&c->request, "\r\n") ||
+        (rq->body && buffer_append(&c->request, rq->body, rq->body_len))) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
+    ev_timer_set(&c->timer, rq->timeout, 0.);
+    ev_timer_start(p->loop, &c->timer);
+    numeric = dns_parse_numeric(c->host, c->port, &c->addrs);
+    c->state = CALL_RESOLVING;
+    if (numeric) {
+        c->next_addr = 0;
+        ev_timer_set(&c->kick, 0., 0.);
+        ev_timer_start(p->loop, &c->kick);
+    } else {
+        c->dns = dns_resolve(p->resolver, c->host, c->port, on_resolved, c);
+        if (!c->dns) {
+            snprintf(err, err_len, "out of memory");
+            goto fail;
+        }
+    }
+    return c;
+fail:
+    call_free(c);
+    return NULL;
+}
