@@ -144,12 +144,12 @@ static void on_call_kick(struct ev_loop *loop, ev_timer *w, int revents)
     try_connect(w->data);
 }
 
-static void on_resolved(void *arg, const char *error, const struct addr_list *addrs)
+static void on_resolved(void *arg, enum dns_status status, const struct addr_list *addrs)
 {
     struct http_call *c = arg;
     c->dns = NULL;
-    if (error)
-        return finish(c, error);
+    if (status != DNS_OK)
+        return finish(c, dns_status_name(status));
     c->addrs = *addrs;
     c->next_addr = 0;
     try_connect(c);
