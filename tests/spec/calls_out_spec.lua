@@ -1,0 +1,156 @@
+-- Hooks that wait without blocking the worker: proxy.http to another
+-- service (from on_request and from a chunk hook), proxy.sleep in a chunk
+-- hook throttling a download, and the limits on waiting. The assertions
+-- are about the order of events (who was answered while whom waited), not
+-- about how long anything took, except for the throttle's rate, measured
+-- loosely.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+local socket = require("socket")
+
+describe("calls out from hooks", function()
+  local origin, proxy
+
+  before_each(function() origin = h.start_origin() end)
+  after_each(function()
+    if proxy then proxy.stop() end
+    origin.stop()
+    proxy = nil
+  end)
+
+  local function script(body)
+    return h.tmpfile((body:gsub("ORIGIN", origin.authority)), "calls.lua")
+  end
+
+  it("serves other clients while a hook waits on proxy.http", function()
+    proxy = h.start_proxy({ "-s", script([[
+      function on_request(tx)
+        if tx.req.path ~= "/gate" then return end
+        local res, err = proxy.http{ url = "http://ORIGIN/slow?ms=1500", timeout = 20 }
+        if not res then return tx:respond(502, "auth service: " .. err) end
+        tx:respond(200, "gate says " .. res.status .. " " .. res.body)
+      end
+    ]]) })
+    -- A: waits on the slow service through its hook
+    local a = assert(h.connect(proxy.port))
+    assert(h.send(a, h.request("GET", origin.url("/gate"), { "Host: " .. origin.authority })))
+    -- its hook is waiting once the slow service has the call out
+    assert.is_truthy(origin.wait_requests(1))
+    -- B: served completely while A still has no byte of its answer
+    local b = h.get(proxy.port, origin.url("/hello"))
+    assert.are.equal("hello\n", b.body)
+    assert.are.equal("timeout", select(2, h.recv_some(a, 0)))
+    -- then A gets the service's answer
+    local resp = assert(h.read_response(a, { timeout = 20 }))
+    a:close()
+    assert.are.equal(200, resp.status)
+    assert.are.equal("gate says 200 slow\n", resp.body)
+  end)
+
+  it("returns nil and a reason: timeout, refused, body too large, bad url", function()
+    proxy = h.start_proxy({ "-s", script(([[
+      local function try(opts)
+        local res, err = proxy.http(opts)
+        return res and ("status " .. res.status) or err
+      end
+      function on_request(tx)
+        if tx.req.path ~= "/try" then return end
+        tx:respond(200, table.concat({
+          try{ url = "http://ORIGIN/hang", timeout = 0.3 },
+          try{ url = "http://127.0.0.1:CLOSED/" },
+          try{ url = "http://ORIGIN/bytes?n=5000", max_body = 100 },
+          try{ url = "ftp://ORIGIN/" },
+          try{ url = "http://ORIGIN/hello", method = "HEAD" },
+        }, "|"))
+      end
+    ]]):gsub("CLOSED", tostring(h.closed_port()))) })
+    local resp = h.get(proxy.port, origin.url("/try"))
+    assert.are.equal("timeout|connection refused|response body larger than max_body|"
+      .. "invalid url (http://host[:port]/path or https://...)|status 200", resp.body)
+  end)
+
+  it("sends the method, headers and body it is given", function()
+    proxy = h.start_proxy({ "-s", script([[
+      function on_request(tx)
+        if tx.req.path ~= "/post" then return end
+        local res = assert(proxy.http{ url = "http://ORIGIN/echo", method = "PUT",
+          headers = { ["X-Token"] = "abc" }, body = "payload" })
+        tx:respond(200, res.body)
+      end
+    ]]) })
+    local body = h.get(proxy.port, origin.url("/post")).body
+    assert.is_truthy(body:find("^PUT /echo HTTP/1.1\r\n"))
+    assert.is_truthy(body:find("\r\nX%-Token: abc\r\n"))
+    assert.is_truthy(body:find("\r\nContent%-Length: 7\r\n"))
+    assert.is_truthy(body:find("\r\n\r\npayload$"))
+  end)
+
+  it("calls out from on_request_chunk and rewrites the body with the answer", function()
+    proxy = h.start_proxy({ "-s", script([[
+      function on_request_chunk(tx, chunk, eof)
+        if #chunk == 0 then return end
+        local res = proxy.http{ url = "http://ORIGIN/hello" }
+        return chunk:upper() .. ":" .. (res and res.body or "?")
+      end
+    ]]) })
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("POST", origin.url("/echo"),
+      { "Host: " .. origin.authority, "Content-Length: 5" }, "hello")))
+    local resp = assert(h.read_response(s))
+    s:close()
+    assert.are.equal("HELLO:hello\n", h.decode_chunked(resp.body:match("\r\n\r\n(.*)$")))
+  end)
+
+  it("throttles a download with proxy.sleep in on_response_chunk, others at full speed", function()
+    local RATE = 256 * 1024
+    proxy = h.start_proxy({ "-s", script([[
+      function on_response_chunk(tx, chunk, eof)
+        if tx.req.path:find("^/bytes") and #chunk > 0 then proxy.sleep(#chunk / ]] .. RATE .. [[) end
+      end
+    ]]) })
+    local n = 768 * 1024
+    local slow = assert(h.connect(proxy.port))
+    assert(h.send(slow, h.request("GET", origin.url("/bytes?n=" .. n), { "Host: " .. origin.authority })))
+    local started = socket.gettime()
+    local head = assert(h.read_response(slow, { head_only = true }))
+    assert.are.equal(200, head.status)
+    -- while the download crawls, another client is answered in full
+    assert.are.equal("hello\n", h.get(proxy.port, origin.url("/hello")).body)
+    local resp_body = h.take_pending(slow)
+    local body
+    h.wait_for(function()
+      local d = h.recv_some(slow, 0.2)
+      if d then resp_body = resp_body .. d end
+      body = h.decode_chunked(resp_body)
+      return body and #body == n
+    end, 20)
+    local took = socket.gettime() - started
+    slow:close()
+    assert.are.equal(n, body and #body or -1)
+    -- loosely: at least half the nominal time (3 s at the rate), never instant
+    assert.is_truthy(took > (n / RATE) * 0.5, "took " .. took .. " s")
+  end)
+
+  it("bounds a wait with --hook-wait-timeout", function()
+    proxy = h.start_proxy({ "-s", script([[
+      function on_request(tx)
+        if tx.req.path == "/wait" then proxy.http{ url = "http://ORIGIN/hang", timeout = 60 } end
+      end
+    ]]), "--hook-wait-timeout", "0.3" })
+    local resp = h.get(proxy.port, origin.url("/wait"), nil, { timeout = 10 })
+    assert.are.equal(500, resp.status)
+    assert.is_truthy(proxy.log():find("waited longer than --hook-wait-timeout", 1, true))
+  end)
+
+  it("does not count waiting against --hook-timeout", function()
+    proxy = h.start_proxy({ "-s", script([[
+      function on_request(tx)
+        if tx.req.path ~= "/sleepy" then return end
+        for _ = 1, 3 do proxy.sleep(0.1) end
+        tx:respond(200, "rested")
+      end
+    ]]), "--hook-timeout", "50" })
+    assert.are.equal("rested", h.get(proxy.port, origin.url("/sleepy")).body)
+  end)
+end)
