@@ -17,7 +17,8 @@
 -- downloads, CONNECT tunnels, slow readers and writers) and faults (aborts,
 -- garbage, malformed requests, a slow head, broken upstreams, failing hook
 -- scripts). It runs twice: pass A without scripts, pass B with the scripts
--- in tests/soak/scripts/ (they error, loop, allocate and answer locally on
+-- in tests/soak/scripts/ (they error, loop, allocate, call out with
+-- proxy.http, count in proxy.shared and answer locally on
 -- marked URLs). Among the exchanges: bursts of 2,000 interim responses and
 -- 5,000 pipelined requests the proxy answers itself.
 --
@@ -1640,6 +1641,7 @@ local ok, err = pcall(function()
     run_pass("B", #passes == 2 and SECONDS - half or SECONDS, {
       "-s", "tests/soak/scripts/error.lua", "-s", "tests/soak/scripts/loop.lua",
       "-s", "tests/soak/scripts/alloc.lua", "-s", "tests/soak/scripts/respond.lua",
+      "-s", "tests/soak/scripts/calls.lua",
       "--hook-timeout", "50", "--lua-memory", tostring(LUA_MEMORY_MB) },
       origin, echo, bad)
   end

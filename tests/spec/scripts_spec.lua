@@ -15,8 +15,9 @@ local h = require("support.harness")
 local socket = require("socket")
 
 local SCRIPT_NAMES = {
-  "add_latency", "block_hosts", "demo", "inject_html", "log_exchanges", "mock_responses",
-  "redirect_host", "rewrite_urls", "security_headers", "strip_tracking",
+  "add_latency", "api_key_auth", "block_hosts", "demo", "inject_html", "log_exchanges",
+  "mock_responses", "rate_limit", "redirect_host", "rewrite_json", "rewrite_urls",
+  "security_headers", "strip_tracking", "throttle",
 }
 
 ------------------------------------------------------------------------------

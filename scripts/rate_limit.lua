@@ -1,0 +1,35 @@
+-- rate_limit.lua - at most N requests per client address per time window,
+-- counted across all workers; the rest get 429 Too Many Requests.
+--
+-- Shows proxy.shared.incr: an atomic counter that every worker process of
+-- the proxy shares (and every proxy of a fleet with --shared
+-- redis://HOST:PORT), with a TTL so old windows disappear by themselves.
+--
+-- Run:
+--   build/luaproxy -s scripts/rate_limit.lua
+--   for i in $(seq 12); do curl -s -o /dev/null -w '%{http_code}\n' -x 127.0.0.1:8080 http://example.com/; done
+
+-- Configuration ---------------------------------------------------------
+local config = {
+  limit = 10,      -- requests allowed per window
+  window = 60,     -- seconds
+  fail_open = true, -- when the store is unavailable (Redis down): let requests through
+}
+-- -----------------------------------------------------------------------
+
+function on_request(tx)
+  local now = proxy.now()
+  local window = math.floor(now / config.window)
+  local key = "rate:" .. tx.client.ip .. ":" .. window
+  -- The first incr of a window creates the key with its TTL.
+  local count, err = proxy.shared.incr(key, 1, config.window * 2)
+  if not count then
+    if config.fail_open then return end
+    proxy.log("rate limit store: " .. err)
+    return tx:respond(503, "try again later\n")
+  end
+  if count > config.limit then
+    local retry = math.ceil(config.window - now % config.window)
+    return tx:respond(429, "too many requests\n", { ["Retry-After"] = retry })
+  end
+end

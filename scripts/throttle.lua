@@ -1,0 +1,33 @@
+-- throttle.lua - slow downloads down to a given rate, like a slow mobile
+-- network, while other hosts (and other clients) go at full speed.
+--
+-- Shows proxy.sleep in on_response_chunk: it pauses that one body, not the
+-- proxy. The body is left compressed (tx.res.decode_body = false), so the
+-- rate counts the bytes that really cross the network, and bodies of
+-- hosts not throttled keep the zero-copy path (tx.res.filter_body = false).
+--
+-- Run:
+--   build/luaproxy -s scripts/throttle.lua
+--   curl -s -o /dev/null -w '%{speed_download} B/s\n' -x 127.0.0.1:8080 http://example.com/big
+
+-- Configuration ---------------------------------------------------------
+local config = {
+  bytes_per_second = 50 * 1024, -- about "slow 3G"
+  hosts = nil,                  -- nil: every host; or { ["example.com"] = true }
+}
+-- -----------------------------------------------------------------------
+
+function on_response(tx)
+  if config.hosts and not config.hosts[tx.req.host] then
+    tx.res.filter_body = false
+    return
+  end
+  tx.res.decode_body = false
+  tx.ctx.throttle = true
+end
+
+function on_response_chunk(tx, chunk, eof)
+  if tx.ctx.throttle and #chunk > 0 then
+    proxy.sleep(#chunk / config.bytes_per_second)
+  end
+end

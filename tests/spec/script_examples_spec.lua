@@ -1,0 +1,141 @@
+-- The example scripts that wait, share state and rewrite bodies:
+-- api_key_auth.lua (proxy.http + proxy.shared), rate_limit.lua
+-- (proxy.shared.incr across workers), rewrite_json.lua (on_request_chunk
+-- with buffer_body, proxy.json) and throttle.lua (proxy.sleep in
+-- on_response_chunk). inject_html.lua on a gzip site is in scripts_spec.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+local socket = require("socket")
+
+-- The script with its `local config = {...}` block replaced.
+local function configured(name, config_src)
+  local path = "scripts/" .. name .. ".lua"
+  local src = assert(h.read_file(path))
+  local out, n = src:gsub("\nlocal config = %b{}", function()
+    return "\nlocal config = " .. config_src
+  end, 1)
+  assert(n == 1, path .. " has no config block")
+  return h.tmpfile(out, name .. ".lua")
+end
+
+describe("example scripts that call out", function()
+  local origin, proxy
+
+  before_each(function() origin = h.start_origin() end)
+  after_each(function()
+    if proxy then proxy.stop() end
+    origin.stop()
+    proxy = nil
+  end)
+
+  local function get(path, headers)
+    local list = { "Host: " .. origin.authority }
+    for _, x in ipairs(headers or {}) do list[#list + 1] = x end
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("GET", origin.url(path), list)))
+    local resp = assert(h.read_response(s))
+    s:close()
+    return resp
+  end
+
+  it("api_key_auth.lua asks the auth service once per key and keeps the key", function()
+    -- the test origin plays the auth service: /status/200 accepts, /status/403 refuses
+    proxy = h.start_proxy({ "-s", configured("api_key_auth", string.format(
+      "{ auth_url = %q, header = 'X-Api-Key', cache_seconds = 60, timeout = 5 }",
+      origin.url("/status/%s"))) })
+    assert.are.equal(401, get("/hello").status)
+    local ok = get("/echo", { "X-Api-Key: 200" })
+    assert.are.equal(200, ok.status)
+    assert.is_nil(ok.body:lower():find("x-api-key", 1, true)) -- not passed on
+    assert.are.equal(403, get("/hello", { "X-Api-Key: 403" }).status)
+    local asked = #origin.requests()
+    assert.are.equal(200, get("/hello", { "X-Api-Key: 200" }).status)
+    assert.are.equal(403, get("/hello", { "X-Api-Key: 403" }).status)
+    -- only the /hello itself reached the origin: the answers were cached
+    assert.are.equal(asked + 1, #origin.requests())
+  end)
+
+  it("api_key_auth.lua answers 503 when the auth service is down", function()
+    proxy = h.start_proxy({ "-s", configured("api_key_auth", string.format(
+      "{ auth_url = %q, header = 'X-Api-Key', cache_seconds = 60, timeout = 5 }",
+      "http://127.0.0.1:" .. h.closed_port() .. "/%s")) })
+    assert.are.equal(503, get("/hello", { "X-Api-Key: k" }).status)
+  end)
+
+  it("rate_limit.lua counts across two workers", function()
+    proxy = h.start_proxy({ "-s", configured("rate_limit",
+      "{ limit = 5, window = 3600, fail_open = true }"), "--workers", "2" })
+    local codes = {}
+    for _ = 1, 8 do
+      local r = get("/hello")
+      codes[r.status] = (codes[r.status] or 0) + 1
+      if r.status == 429 then assert.is_truthy(tonumber(r.headers["retry-after"])) end
+    end
+    assert.are.equal(5, codes[200])
+    assert.are.equal(3, codes[429])
+  end)
+
+  it("rewrite_json.lua rewrites a JSON body and sends its new length", function()
+    proxy = h.start_proxy({ "-s", configured("rewrite_json",
+      "{ set = { client = 'luaproxy' }, remove = { 'password' } }") })
+    local body = '{"user":"ann","password":"x"}'
+    for _, framing in ipairs({ "length", "chunked" }) do
+      local hdrs = { "Host: " .. origin.authority, "Content-Type: application/json" }
+      local raw = body
+      if framing == "length" then
+        hdrs[#hdrs + 1] = "Content-Length: " .. #body
+      else
+        hdrs[#hdrs + 1] = "Transfer-Encoding: chunked"
+        raw = string.format("%x\r\n%s\r\n0\r\n\r\n", #body, body)
+      end
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, h.request("POST", origin.url("/echo"), hdrs, raw)))
+      local resp = assert(h.read_response(s))
+      s:close()
+      local head, sent = resp.body:match("^(.-\r\n\r\n)(.*)$")
+      local doc = require("cjson").decode(sent)
+      assert.are.equal("ann", doc.user)
+      assert.are.equal("luaproxy", doc.client)
+      assert.is_nil(doc.password)
+      assert.is_truthy(head:find("Content-Length: " .. #sent .. "\r\n", 1, true))
+    end
+    -- not JSON: untouched, on the fast path
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("POST", origin.url("/echo"), { "Host: " .. origin.authority,
+      "Content-Type: text/plain", "Content-Length: 5" }, "plain")))
+    local resp = assert(h.read_response(s))
+    s:close()
+    assert.is_truthy(resp.body:find("\r\n\r\nplain$"))
+  end)
+
+  it("throttle.lua slows one download, not the others", function()
+    local rate = 256 * 1024
+    proxy = h.start_proxy({ "-s", configured("throttle", string.format(
+      "{ bytes_per_second = %d, hosts = { ['127.0.0.1'] = true } }", rate)) })
+    local n = 640 * 1024
+    local started = socket.gettime()
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("GET", origin.url("/bytes?n=" .. n), { "Host: " .. origin.authority })))
+    assert(h.read_response(s, { head_only = true }))
+    -- another client meanwhile, through a name the script does not throttle
+    local other = assert(h.connect(proxy.port))
+    assert(h.send(other, h.request("GET", "http://localhost:" .. origin.port .. "/hello",
+      { "Host: localhost:" .. origin.port })))
+    assert.are.equal("hello\n", assert(h.read_response(other)).body)
+    other:close()
+    local raw = h.take_pending(s)
+    local body
+    h.wait_for(function()
+      local d = h.recv_some(s, 0.2)
+      raw = raw .. (d or "")
+      body = h.decode_chunked(raw)
+      return body ~= nil
+    end, 20)
+    s:close()
+    local took = socket.gettime() - started
+    assert.are.equal(n, #(body or ""))
+    -- measured loosely: the nominal time is 2.5 s
+    assert.is_truthy(took > n / rate * 0.5, "took " .. took .. " s")
+  end)
+end)
