@@ -85,6 +85,7 @@ struct endpoint {
     unsigned failed : 1;     /* a read or write failed hard (reset, EPIPE) */
     unsigned handshaking : 1;   /* a TLS handshake has started and not finished */
     unsigned tls_aborted : 1;   /* the peer ended the connection inside the handshake */
+    unsigned watched : 1; /* the socket comes from another watcher (the pool) */
 };
 
 enum endpoint_io { ENDPOINT_PROGRESS, ENDPOINT_AGAIN, ENDPOINT_EOF, ENDPOINT_ERROR };
@@ -94,6 +95,19 @@ void endpoint_init(struct endpoint *e, void (*cb)(struct ev_loop *, ev_io *, int
 /* Adopts a connected (or connecting) non-blocking socket; clears the
  * flags left by a previous connection. */
 void endpoint_open(struct endpoint *e, int fd);
+
+/* The same for a socket libev watches already, through another watcher that
+ * was just stopped (a parked upstream connection): the first watch then
+ * skips libev's re-registration of the descriptor (see endpoint_watch). */
+void endpoint_open_watched(struct endpoint *e, int fd);
+
+/* libev re-registers the descriptor of a watcher given one with ev_io_set,
+ * in case it was closed and its number reused by another file; with epoll
+ * that is a failing EPOLL_CTL_ADD (EEXIST) when it was not. For a socket
+ * that moves from one watcher to another while open (to and from the pool
+ * of upstream connections) the caller may skip it with this, right after
+ * ev_io_init or ev_io_set. Never for a new socket. */
+#define ENDPOINT_SAME_FILE(w) ((w)->events &= ~EV__IOFDSET)
 
 /* Reads what is available into "in" while it holds less than <limit>. Sets read_eof
  * on EOF and failed (with read_eof) on a reset. */

@@ -126,6 +126,13 @@ void endpoint_open(struct endpoint *e, int fd)
     e->piped = 0;
     e->read_eof = e->write_shut = e->failed = 0;
     e->handshaking = e->tls_aborted = 0;
+    e->watched = 0;
+}
+
+void endpoint_open_watched(struct endpoint *e, int fd)
+{
+    endpoint_open(e, fd);
+    e->watched = 1;
 }
 
 enum endpoint_io endpoint_read(struct endpoint *e, size_t limit)
@@ -196,6 +203,9 @@ void endpoint_watch(struct ev_loop *loop, struct endpoint *e, int events)
         e->events = ev;
         if (ev) {
             ev_io_set(&e->io, e->fd, ev);
+            if (e->watched)
+                ENDPOINT_SAME_FILE(&e->io);
+            e->watched = 0;
             ev_io_start(loop, &e->io);
         }
     }

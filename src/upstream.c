@@ -213,7 +213,7 @@ void upstream_start(struct session *s)
     }
     if (!x->is_connect && !x->is_upgrade && !x->no_pool && !x->upstream_tls &&
         (fd = upstream_pool_take(&s->proxy->pool, key, port)) >= 0) {
-        endpoint_open(&s->upstream, fd);
+        endpoint_open_watched(&s->upstream, fd);
         x->reused = 1;
         TRACE(s, "connection to %s:%u: taken from the pool (no DNS, no connect)", host, port);
         upstream_begin_forwarding(s);

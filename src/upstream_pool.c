@@ -12,6 +12,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "endpoint.h"
+
 struct pooled_conn {
     struct pooled_conn *next, *prev;
     struct upstream_pool *pool;
@@ -157,6 +159,8 @@ void upstream_pool_put(struct upstream_pool *pool, int fd, const char *host, uin
     memcpy(c->host, host, strlen(host) + 1);
     c->last_used = last_used;
     ev_io_init(&c->io, on_parked_readable, fd, EV_READ);
+    /* The session's endpoint watched this very socket until now. */
+    ENDPOINT_SAME_FILE(&c->io);
     c->io.data = c;
     ev_io_start(pool->loop, &c->io);
     c->next = pool->head;
