@@ -148,7 +148,10 @@ struct exchange {
     int no_pool;           /* a retry: take a fresh connection */
     int upstream_reusable; /* the response left it fit for the pool */
     struct dns_query *dns;
-    struct addr_list addrs;
+    /* Where a new connection may go (the resolver's answer), allocated
+     * only then: most exchanges reuse a connection, and every idle client
+     * pays for what the session holds inline. */
+    struct addr_list *addrs;
     int addr_next;
     int connect_errno;
     ev_tstamp connect_started;

@@ -66,6 +66,8 @@ void exchange_release(struct session *s)
     x->auth_job = NULL;
     free(x->parent);
     x->parent = NULL;
+    free(x->addrs);
+    x->addrs = NULL;
     hooks_exchange_end(s);
     flows_record_end(x->flow, x->status, x->req_bytes,
                      x->res_filter ? x->res_filtered_bytes : x->res_bytes, x->error,

@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -64,9 +65,9 @@ static void try_connect(struct session *s)
     struct exchange *x = &s->x;
     char text[80];
 
-    while (x->addr_next < x->addrs.count) {
+    while (x->addr_next < x->addrs->count) {
         int i = x->addr_next++;
-        const struct sockaddr *addr = &x->addrs.addr[i].sa;
+        const struct sockaddr *addr = &x->addrs->addr[i].sa;
         int one = 1;
         int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd == -1) {
@@ -75,8 +76,8 @@ static void try_connect(struct session *s)
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         TRACE(s, "connect() to %s (address %d of %d): fresh connection, non-blocking",
-              address_text(&x->addrs.addr[i], text, sizeof text), i + 1, x->addrs.count);
-        if (connect(fd, addr, x->addrs.len[i]) == 0) {
+              address_text(&x->addrs->addr[i], text, sizeof text), i + 1, x->addrs->count);
+        if (connect(fd, addr, x->addrs->len[i]) == 0) {
             endpoint_open(&s->upstream, fd);
             upstream_begin_forwarding(s);
             return;
@@ -120,8 +121,8 @@ void upstream_connect_done(struct session *s)
 static void addresses_ready(struct session *s)
 {
     struct exchange *x = &s->x;
-    for (int i = 0; i < x->addrs.count; i++) {
-        if (proxy_is_own_address(s->proxy, &x->addrs.addr[i].sa)) {
+    for (int i = 0; i < x->addrs->count; i++) {
+        if (proxy_is_own_address(s->proxy, &x->addrs->addr[i].sa)) {
             session_fail(s, 508, "the request would loop back to this proxy");
             return;
         }
@@ -150,8 +151,10 @@ void upstream_dns_answer(struct session *s, enum dns_status status,
     if (status != DNS_OK) {
         session_fail(s, 502, status == DNS_TIMEOUT ? "the upstream's name lookup timed out"
                                                    : "the upstream's name could not be resolved");
+    } else if (!s->x.addrs && !(s->x.addrs = malloc(sizeof *s->x.addrs))) {
+        session_fail(s, 500, "out of memory");
     } else {
-        s->x.addrs = *addrs;
+        *s->x.addrs = *addrs;
         addresses_ready(s);
     }
 }
@@ -219,7 +222,11 @@ void upstream_start(struct session *s)
         upstream_begin_forwarding(s);
         return;
     }
-    if (dns_parse_numeric(host, port, &x->addrs)) {
+    if (!x->addrs && !(x->addrs = malloc(sizeof *x->addrs))) {
+        session_fail(s, 500, "out of memory");
+        return;
+    }
+    if (dns_parse_numeric(host, port, x->addrs)) {
         TRACE(s, "%s is an IP address: no DNS", host);
         addresses_ready(s); /* a literal address never touches the resolver */
         return;
