@@ -82,12 +82,17 @@ local function new_headers()
   return setmetatable({}, Headers)
 end
 
+-- The loops below read the list with self[i], not rawget: an index within
+-- the list is present, so no metamethod runs, and the VM does it without a
+-- function call. They compare a name's length before lowering it (lower
+-- makes a string, and few names match).
+
 function header_methods.values(self, name)
   local key, list = lower(check_name(name, 2)), {}
   local klen = #key
   for i = 1, rawlen(self), 2 do
-    local fname = rawget(self, i)
-    if len(fname) == klen and lower(fname) == key then list[#list + 1] = rawget(self, i + 1) end
+    local fname = self[i]
+    if len(fname) == klen and lower(fname) == key then list[#list + 1] = self[i + 1] end
   end
   return list
 end
@@ -96,14 +101,13 @@ function header_methods.get(self, name)
   local key, first, list = lower(check_name(name, 2)), nil, nil
   local klen = #key
   for i = 1, rawlen(self), 2 do
-    local fname = rawget(self, i)
-    -- (the length first: lower makes a string, and few names match)
+    local fname = self[i]
     if len(fname) == klen and lower(fname) == key then
       if first == nil then
-        first = rawget(self, i + 1)
+        first = self[i + 1]
       else
         list = list or { first }
-        list[#list + 1] = rawget(self, i + 1)
+        list[#list + 1] = self[i + 1]
       end
     end
   end
@@ -119,20 +123,23 @@ function header_methods.add(self, name, value)
 end
 
 -- Replaces every field called <name> with one (where the first one was),
--- or removes them all when <value> is nil.
+-- or removes them all when <value> is nil. Fields only move when one
+-- before them was removed.
 function header_methods.set(self, name, value)
   local key = lower(check_name(name, 2))
   if value ~= nil then value = check_value(value, 2) end
   rawset(self, CHANGED, true)
   local n, out, placed, klen = rawlen(self), 0, false, #key
   for i = 1, n, 2 do
-    local fname, fvalue = rawget(self, i), rawget(self, i + 1)
+    local fname = self[i]
     if len(fname) ~= klen or lower(fname) ~= key then
-      rawset(self, out + 1, fname)
-      rawset(self, out + 2, fvalue)
+      if out ~= i - 1 then
+        rawset(self, out + 1, fname)
+        rawset(self, out + 2, self[i + 1])
+      end
       out = out + 2
     elseif value ~= nil and not placed then
-      rawset(self, out + 1, fname)
+      if out ~= i - 1 then rawset(self, out + 1, fname) end
       rawset(self, out + 2, value)
       out = out + 2
       placed = true
