@@ -39,6 +39,11 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
 /* The credentials' check finished (SESSION_HOOK): go on, or answer 407. */
 void exchange_auth_done(struct session *s, int ok, const char *user);
 
+/* For response.c: records the heads before the hooks ran (flows), and
+ * answers with the response a hook made (tx:respond). */
+void exchange_record_before_hooks(struct session *s, int response);
+void exchange_respond_locally(struct session *s);
+
 /* A hook phase that slept has finished with <r> (SESSION_HOOK, or
  * RESPONSE_HOOK): acts on it as if the hooks had returned at once. */
 void exchange_hooks_woke(struct session *s, enum hooks_result r);

@@ -341,7 +341,7 @@ void upstream_begin_forwarding(struct session *s)
     flows_record_time(x->flow, FLOW_T_CONNECT, s->last_activity);
     if ((x->is_connect || x->upstream_tls) && x->parent && !x->parent_connected) {
         /* Ask the parent for the tunnel; its answer decides ours, or opens
-         * the way for TLS with the origin (read_response_head). */
+         * the way for TLS with the origin (response_parse_head). */
         char target[300];
         snprintf(target, sizeof target, strchr(x->host, ':') ? "[%s]:%u" : "%s:%u", x->host,
                  x->port);

@@ -1,0 +1,22 @@
+/*
+ * response.h - the response side of an exchange (see response.c).
+ */
+#ifndef LUAPROXY_RESPONSE_H
+#define LUAPROXY_RESPONSE_H
+
+#include "hooks.h"
+
+struct session;
+
+/* RESPONSE_WAIT_HEAD: parses the upstream's head and sends ours (or runs
+ * on_response first). Returns 1 if anything changed. */
+int response_parse_head(struct session *s);
+
+/* Acts on what on_response decided (RESPONSE_HOOK ends here). */
+void response_after_hooks(struct session *s, enum hooks_result r);
+
+/* RESPONSE_BODY: moves the body down, re-framed. Returns 1 if anything
+ * changed. */
+int response_relay_body(struct session *s);
+
+#endif

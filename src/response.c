@@ -1,0 +1,488 @@
+/*
+ * response.c - the response side of an exchange (SESSION_EXCHANGE): the
+ * upstream's head parsed by the same strict rules as a request, interim
+ * (1xx) answers, a 101 turning into a tunnel, on_response, our head for the
+ * client, and the body relayed down, re-framed, swapped, spliced or
+ * dropped. exchange.c owns the request side and calls in through
+ * response.h.
+ */
+#include "response.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exchange.h"
+#include "flows.h"
+#include "hooks.h"
+#include "log.h"
+#include "message.h"
+#include "session.h"
+#include "stats.h"
+#include "trace.h"
+#include "upstream.h"
+
+/* Interim (1xx) responses relayed per exchange. A server sends one or two
+ * (100 Continue, 103 Early Hints, now and then 102 Processing); an endless
+ * stream of them would keep an exchange alive past every timeout, since
+ * each one is activity. Past the cap the exchange ends with a 502. */
+#define EXCHANGE_MAX_INTERIM 100
+
+/* Fails the exchange with 502 naming the parser's complaint. */
+static void fail_bad_response(struct session *s, enum http_error err)
+{
+    char cause[160];
+    snprintf(cause, sizeof cause, "the upstream sent an invalid response (%s)",
+             http_error_text(err));
+    session_fail(s, 502, cause);
+}
+
+/* 101 to an upgrade request: forward it and become a tunnel. */
+static void switch_protocols(struct session *s, const struct http_head *head, size_t head_len)
+{
+    struct exchange *x = &s->x;
+    size_t before = buffer_length(&s->client.out);
+
+    flows_record_part(x->flow, FLOW_PART_RES_IN, buffer_peek(&s->upstream.in), head_len);
+    if (message_import_response(head, 0, 1, &x->res_headers) != 0 ||
+        message_write_response(&s->client.out, 101, head->reason, head->reason_len,
+                               &x->res_headers, HTTP_BODY_NONE, 0, 0, x->minor, 1) != 0) {
+        session_fail(s, 502, "the upstream's 101 response could not be rewritten");
+        return;
+    }
+    flows_record_flag(x->flow, FLOW_F_TUNNEL);
+    flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
+                          buffer_length(&s->client.out), before);
+    buffer_consume(&s->upstream.in, head_len);
+    x->status = 101;
+    x->response_started = 1;
+    x->req_body_done = 1;
+    session_set_state(s, SESSION_TUNNEL, "101 Switching Protocols");
+}
+
+static int is_head(const char *method, size_t len)
+{
+    return len == 4 && memcmp(method, "HEAD", 4) == 0;
+}
+
+/* Forwards an interim (1xx) response; the final one is still to come. */
+static void forward_interim(struct session *s, const struct http_head *head, size_t head_len)
+{
+    struct exchange *x = &s->x;
+    struct headers fields;
+
+    /* HTTP/1.0 clients do not know 1xx (RFC 9110 15.2): drop it for them. */
+    if (x->minor >= 1) {
+        headers_init(&fields);
+        if (message_import_response(head, 0, 0, &fields) != 0 ||
+            message_write_response(&s->client.out, head->status, head->reason,
+                                   head->reason_len, &fields, HTTP_BODY_NONE, 0, 1, 1, 0)) {
+            headers_free(&fields);
+            session_fail(s, 502, "the upstream's interim response could not be rewritten");
+            return;
+        }
+        headers_free(&fields);
+    }
+    buffer_consume(&s->upstream.in, head_len);
+}
+
+static int send_response_head(struct session *s, const struct http_head *head);
+
+/* Keeps the reason phrase (bounded) for the head we send. */
+static void keep_reason(struct exchange *x, const struct http_head *head)
+{
+    size_t len = head->reason_len < sizeof x->res_reason - 1 ? head->reason_len
+                                                              : sizeof x->res_reason - 1;
+    memcpy(x->res_reason, head->reason, len);
+    x->res_reason[len] = '\0';
+}
+
+/* The parent's answer to our CONNECT: 2xx opens the tunnel (and we say
+ * 200 to the client); anything else fails it, naming the parent. */
+static void parent_tunnel_answer(struct session *s, const struct http_head *head,
+                                 size_t head_len)
+{
+    struct exchange *x = &s->x;
+    char cause[120];
+
+    x->parent_tunnel = 0;
+    if (head->status < 200 || head->status > 299) {
+        snprintf(cause, sizeof cause, "the parent proxy answered the CONNECT with %d%s",
+                 head->status, head->status == 407 ? ": it refused our credentials" : "");
+        session_fail(s, 502, cause);
+        return;
+    }
+    buffer_consume(&s->upstream.in, head_len);
+    if (!x->is_connect) {
+        /* https through the parent: now TLS with the origin, inside. */
+        x->parent_connected = 1;
+        upstream_begin_forwarding(s);
+        return;
+    }
+    if (buffer_append_str(&s->client.out, "HTTP/1.1 200 Connection Established\r\n\r\n")) {
+        session_fail(s, 502, "out of memory");
+        return;
+    }
+    x->status = 200;
+    x->response_started = 1;
+    session_set_state(s, SESSION_TUNNEL, "the parent opened the tunnel");
+}
+
+/* RESPONSE_WAIT_HEAD: parse the response head and send ours. */
+int response_parse_head(struct session *s)
+{
+    struct exchange *x = &s->x;
+    struct http_head head;
+    struct http_framing framing;
+    enum http_error err = HTTP_ERR_NONE;
+    size_t len = buffer_length(&s->upstream.in);
+    ssize_t n;
+    enum hooks_result r;
+
+    if (len == 0) {
+        if (!s->upstream.read_eof)
+            return 0;
+        if (upstream_retry_fresh(s))
+            return 1;
+        session_fail(s, 502, s->upstream.error ? s->upstream.error
+                             : s->upstream.failed
+                                 ? "the upstream reset the connection before responding"
+                                 : "the upstream closed the connection before responding");
+        return 1;
+    }
+    head.field_limit = 4 * (size_t)s->proxy->cfg->max_header_fields;
+    n = http_parse_response(buffer_peek(&s->upstream.in), len, &head, &err);
+    if (n == -2) {
+        if (len >= s->proxy->cfg->max_header_bytes)
+            session_fail(s, 502, "the upstream's response head is too large");
+        else if (s->upstream.read_eof)
+            session_fail(s, 502, "the upstream closed the connection inside the response head");
+        else
+            return 0;
+        return 1;
+    }
+    if (n == -1) {
+        fail_bad_response(s, err);
+        return 1;
+    }
+    if (x->parent_tunnel) {
+        parent_tunnel_answer(s, &head, (size_t)n);
+        return 1;
+    }
+    if (x->parent && head.status == 407) {
+        session_fail(s, 502, "the parent proxy refused our credentials with 407");
+        return 1;
+    }
+    if (head.status < 200) {
+        if (head.status == 101 && x->is_upgrade)
+            switch_protocols(s, &head, (size_t)n);
+        else if (head.status == 101)
+            session_fail(s, 502, "the upstream switched protocols without being asked");
+        else if (++x->interim_count > EXCHANGE_MAX_INTERIM)
+            session_fail(s, 502, "the upstream sent too many interim (1xx) responses");
+        else
+            forward_interim(s, &head, (size_t)n);
+        return 1;
+    }
+    /* The upstream answers the method it was sent, not the client's. */
+    if (http_response_framing(&head, x->fwd_method, x->fwd_method_len, &framing, &err) != 0) {
+        fail_bad_response(s, err);
+        return 1;
+    }
+    x->status = x->upstream_status = head.status;
+    TRACE(s, "response head complete: %zd bytes, HTTP/1.%d %d, body framing in: %s%s", n,
+          head.version_minor, head.status, body_kind_name(framing.kind),
+          framing.kind == HTTP_BODY_LENGTH ? " (Content-Length)" : "");
+    flows_record_part(x->flow, FLOW_PART_RES_IN, buffer_peek(&s->upstream.in), (size_t)n);
+    flows_record_time(x->flow, FLOW_T_HEAD, ev_now(s->proxy->loop));
+    keep_reason(x, &head);
+    x->res_framing = framing;
+    x->upstream_reusable = head.version_minor >= 1 && framing.kind != HTTP_BODY_CLOSE &&
+                           !http_has_token(&head, "Connection", "close");
+    /* Content-Length passes on where it describes a body the client does
+     * not get: the answer to its HEAD, or a 304. */
+    x->res_keep_length = is_head(x->method, x->method_len) || head.status == 304;
+    body_reader_init(&x->res_body, &framing);
+    if (!hooks_wants(s, HOOK_ON_RESPONSE) && !hooks_wants(s, HOOK_ON_RESPONSE_CHUNK)) {
+        /* Nothing will edit it: write it out from the views, one copy.
+         * The views die with the consume, so that comes after, and only if
+         * the head was written (a failure has ended the exchange). */
+        if (send_response_head(s, &head) == 0)
+            buffer_consume(&s->upstream.in, (size_t)n);
+        return 1;
+    }
+    if (message_import_response(&head, x->res_keep_length, 0, &x->res_headers) != 0) {
+        session_fail(s, 502, "the upstream's response head could not be rewritten");
+        return 1;
+    }
+    buffer_consume(&s->upstream.in, (size_t)n);
+    exchange_record_before_hooks(s, 1);
+    if (!hooks_wants(s, HOOK_ON_RESPONSE)) {
+        /* Only the chunk hooks: the head may lose its Content-Encoding. */
+        (void)send_response_head(s, NULL);
+        return 1;
+    }
+    if (hooks_prepare_response(s) != 0) {
+        session_fail(s, 500, "a script failed while handling this response");
+        return 1;
+    }
+    x->res_state = RESPONSE_HOOK;
+    x->hook.phase = HOOK_ON_RESPONSE;
+    r = hooks_run(s, HOOK_ON_RESPONSE);
+    if (r != HOOKS_PENDING)
+        response_after_hooks(s, r);
+    return 1;
+}
+
+/* Decides what body the client gets, from its own method and the final
+ * status, and how the upstream's body (framed by the method sent) becomes
+ * it:
+ *
+ *   client gets no body (HEAD, 204, 304)  upstream body read and dropped
+ *   upstream sent none, client expects one  "Content-Length: 0"
+ *   a length, passed unchanged             the same length
+ *   chunked, until-close, or reshaped      chunked (HTTP/1.1 clients, so
+ *     by on_response_chunk                 the connection survives) or
+ *                                          until-close (HTTP/1.0)
+ */
+static void plan_response_body(struct session *s)
+{
+    struct exchange *x = &s->x;
+    enum http_body_kind in = x->res_framing.kind;
+    int client_body = !is_head(x->method, x->method_len) && x->status != 204 && x->status != 304;
+
+    x->res_filter = client_body && in != HTTP_BODY_NONE && hooks_filters_response(s);
+    x->res_discard = !client_body && in != HTTP_BODY_NONE;
+    x->res_out_length = x->res_framing.length;
+    if (!client_body) {
+        x->res_out_kind = HTTP_BODY_NONE;
+    } else if (in == HTTP_BODY_NONE) {
+        x->res_out_kind = HTTP_BODY_LENGTH;
+        x->res_out_length = 0;
+    } else if (in == HTTP_BODY_CHUNKED || in == HTTP_BODY_CLOSE ||
+               (in == HTTP_BODY_LENGTH && x->res_filter)) {
+        x->res_out_kind = x->minor >= 1 ? HTTP_BODY_CHUNKED : HTTP_BODY_CLOSE;
+        if (x->res_out_kind == HTTP_BODY_CLOSE)
+            x->keep_alive = 0;
+    } else {
+        x->res_out_kind = in;
+    }
+}
+
+/* After on_response: the fields a script left must agree with the framing
+ * the proxy chose. Our own framing field is the only Content-Length when
+ * the client gets a body; a 204 carries none at all (RFC 9110 8.6); a
+ * reason phrase the script did not set follows a changed status. */
+static void settle_edited_head(struct exchange *x)
+{
+    if (x->res_out_kind != HTTP_BODY_NONE || x->status == 204)
+        headers_remove(&x->res_headers, "Content-Length", 14);
+    if (x->status != x->upstream_status && !x->res_reason_set) {
+        const char *reason = message_reason(x->status);
+        size_t len = strlen(reason);
+        memcpy(x->res_reason, reason, len + 1 < sizeof x->res_reason ? len + 1 : 1);
+    }
+}
+
+/* Writes the response head for the client. The fields come from <head>'s
+ * views when given (nothing edited them), else from x->res_headers (after
+ * on_response). 0, or -1 after session_fail (the exchange is over). */
+static int send_response_head(struct session *s, const struct http_head *head)
+{
+    struct exchange *x = &s->x;
+    size_t before = buffer_length(&s->client.out);
+
+    plan_response_body(s);
+    if (!head)
+        settle_edited_head(x);
+    if (x->res_filter && hooks_prepare_response_body(s, &x->res_headers) != 0) {
+        session_fail(s, 502, "out of memory");
+        return -1;
+    }
+    if ((head ? message_write_response_from(&s->client.out, head, x->res_keep_length,
+                                            x->res_out_kind, x->res_out_length,
+                                            x->keep_alive, x->minor)
+              : message_write_response(&s->client.out, x->status, x->res_reason,
+                                       strlen(x->res_reason), &x->res_headers, x->res_out_kind,
+                                       x->res_out_length, x->keep_alive, x->minor, 0)) != 0) {
+        session_fail(s, 502, "the upstream's response head could not be rewritten");
+        return -1;
+    }
+    flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
+                          buffer_length(&s->client.out), before);
+    TRACE(s, "response head queued for the client: %zu bytes, %d, body framing out: %s%s%s",
+          buffer_length(&s->client.out) - before, x->status, body_kind_name(x->res_out_kind),
+          head ? " (written from the parser's views)" : " (rewritten after on_response)",
+          x->res_filter ? "; body through on_response_chunk" : "");
+    x->response_started = 1;
+    x->res_state = RESPONSE_BODY;
+    return 0;
+}
+
+/* Acts on what on_response decided (RESPONSE_HOOK ends here). */
+void response_after_hooks(struct session *s, enum hooks_result r)
+{
+    if (r == HOOKS_FAILED)
+        session_fail(s, 500, "a script failed while handling this response");
+    else if (r == HOOKS_RESPOND)
+        exchange_respond_locally(s);
+    else if (hooks_read_response(s) != 0)
+        session_fail(s, 500, "a script failed while handling this response");
+    else
+        (void)send_response_head(s, NULL);
+}
+
+/* Bodies at least this long that pass through unchanged go through a
+ * splice pipe; shorter ones are not worth the pipe's two descriptors. */
+#define SPLICE_MIN_BODY (256 * 1024)
+
+/* Whether the rest of the response body can bypass user space: passed on
+ * unchanged (no script, same framing), and nothing buffered on either side
+ * that must go first. */
+static int can_splice_response(struct session *s)
+{
+    struct exchange *x = &s->x;
+    enum http_body_kind kind = x->res_framing.kind;
+    return !x->res_filter && x->res_out_kind == kind && !s->upstream.read_eof &&
+           (kind == HTTP_BODY_CLOSE ||
+            (kind == HTTP_BODY_LENGTH && x->res_body.remaining >= SPLICE_MIN_BODY)) &&
+           buffer_length(&s->upstream.in) == 0 && buffer_length(&s->client.out) == 0 &&
+           endpoint_can_splice(&s->upstream, &s->client) && !flows_wants_body(x->flow, 1);
+}
+
+/* RESPONSE_BODY through the splice pipe: upstream socket to pipe happens
+ * in the read callback; here the pipe drains into the client socket. */
+static int relay_spliced_response(struct session *s)
+{
+    struct exchange *x = &s->x;
+    struct endpoint *u = &s->upstream;
+    size_t n = 0;
+    int progress = 0;
+
+    if (u->piped > 0) {
+        if (endpoint_splice_write(u, &s->client, &n) == ENDPOINT_ERROR) {
+            x->error = "the client went away";
+            x->keep_alive = 0;
+            session_close(s, x->error);
+            session_end_exchange(s);
+            return 1;
+        }
+        if (n > 0) {
+            x->res_bytes += n;
+            x->res_spliced += n;
+            s->last_activity = ev_now(s->proxy->loop);
+            progress = 1;
+        }
+    }
+    if (u->piped > 0)
+        return progress;
+    if (x->res_framing.kind == HTTP_BODY_LENGTH && u->splice_limit == 0) {
+        endpoint_splice_stop(u);
+        x->res_body.remaining = 0;
+        x->res_state = RESPONSE_DONE;
+        return 1;
+    }
+    if (u->read_eof) {
+        if (x->res_framing.kind == HTTP_BODY_CLOSE && !u->failed) {
+            endpoint_splice_stop(u);
+            x->res_state = RESPONSE_DONE;
+        } else {
+            session_fail(s, 502, "the upstream closed the connection in the middle of the body");
+        }
+        return 1;
+    }
+    return progress;
+}
+
+/* Reading a body only to drop it is worth it to keep the upstream
+ * connection for reuse while the body is short; past this, or when only
+ * the upstream closing would end it, the connection is closed instead. */
+#define DISCARD_MAX (1024 * 1024)
+
+/* RESPONSE_BODY when the client gets no body: read the upstream's body by
+ * its framing and drop it. The response is complete for the client already;
+ * this only decides whether the upstream connection can be reused. */
+static int discard_response_body(struct session *s)
+{
+    struct exchange *x = &s->x;
+    enum http_error err = HTTP_ERR_NONE;
+    struct buffer sink;
+    uint64_t dropped = 0;
+    enum body_pump_result r;
+
+    if (x->res_framing.kind == HTTP_BODY_CLOSE ||
+        (x->res_framing.kind == HTTP_BODY_LENGTH && x->res_body.remaining > DISCARD_MAX) ||
+        x->res_discarded > DISCARD_MAX) {
+        x->upstream_reusable = 0;
+        x->res_state = RESPONSE_DONE;
+        return 1;
+    }
+    buffer_init(&sink);
+    r = body_pump(&x->res_body, &s->upstream.in, s->upstream.read_eof, &sink,
+                  ENDPOINT_OUT_LIMIT, HTTP_BODY_NONE, NULL, NULL, &dropped, &err);
+    buffer_free(&sink);
+    x->res_discarded += dropped;
+    switch (r) {
+    case BODY_PUMP_IDLE:
+        return 0;
+    case BODY_PUMP_PROGRESS:
+        return 1;
+    case BODY_PUMP_DONE:
+        break;
+    default:
+        /* The client has its whole answer; only the upstream is broken. */
+        x->upstream_reusable = 0;
+        break;
+    }
+    x->res_state = RESPONSE_DONE;
+    return 1;
+}
+
+/* RESPONSE_BODY: move the body down, re-framed. */
+int response_relay_body(struct session *s)
+{
+    struct exchange *x = &s->x;
+    enum http_error err = HTTP_ERR_NONE;
+
+    if (x->res_discard)
+        return discard_response_body(s);
+    if (x->hook.pending)
+        return 0; /* a chunk hook waits: the body with it */
+    if (endpoint_splicing(&s->upstream))
+        return relay_spliced_response(s);
+    if (can_splice_response(s) &&
+        endpoint_splice_start(&s->upstream, x->res_framing.kind == HTTP_BODY_LENGTH
+                                                ? x->res_body.remaining
+                                                : UINT64_MAX) == 0)
+        return 1;
+
+    body_filter *filter = x->res_filter ? hooks_body_filter : NULL;
+    void *filter_arg = s;
+    flows_tap(x->flow, 1, &filter, &filter_arg);
+    switch (body_pump(&x->res_body, &s->upstream.in, s->upstream.read_eof, &s->client.out,
+                      ENDPOINT_OUT_LIMIT, x->res_out_kind, filter, filter_arg, &x->res_bytes,
+                      &err)) {
+    case BODY_PUMP_IDLE:
+        return 0;
+    case BODY_PUMP_PROGRESS:
+        return 1;
+    case BODY_PUMP_DONE:
+        x->res_state = RESPONSE_DONE;
+        return 1;
+    case BODY_PUMP_INVALID:
+        session_fail(s, 502, "the upstream sent an invalid chunked body");
+        return 1;
+    case BODY_PUMP_TRUNCATED:
+        session_fail(s, 502, "the upstream closed the connection in the middle of the body");
+        return 1;
+    case BODY_PUMP_PAUSED:
+        return 1; /* a chunk hook waits; exchange_hooks_woke carries on */
+    case BODY_PUMP_FILTER_FAILED:
+        if (x->hook.body_error == HOOKS_BODY_CORRUPT || x->hook.body_error == HOOKS_BODY_BOMB)
+            session_fail(s, 502, x->error); /* ends it like a framing error */
+        else
+            session_fail(s, 500, "a script failed while handling the response body");
+        return 1;
+    }
+    return 0;
+}
