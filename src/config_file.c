@@ -305,10 +305,61 @@ done:
     return r;
 }
 
+static int same_string(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Keeps <running>'s string option, warning if the file asked for another. */
+static void keep_string(const char *name, const char *running, const char **fresh)
+{
+    if (!same_string(running, *fresh))
+        log_warn("reload: --%s cannot change while running; kept", name);
+    *fresh = running;
+}
+
 /* The options a running proxy cannot take over: its sockets are bound, its
- * workers forked and its privileges dropped. */
+ * workers forked, its privileges dropped, and the TLS contexts, the shared
+ * region, the admin listener and the flow store made at start from them. */
 static void keep_fixed(const struct config *running, struct config *fresh)
 {
+    int admin_changed = running->admin_enabled != fresh->admin_enabled ||
+                        (running->admin_enabled &&
+                         strcmp(running->admin.text, fresh->admin.text) != 0) ||
+                        running->admin_allow_count != fresh->admin_allow_count ||
+                        memcmp(running->admin_allow, fresh->admin_allow,
+                               sizeof running->admin_allow) != 0;
+    if (admin_changed)
+        log_warn("reload: --admin and --admin-allow cannot change while running; kept");
+    fresh->admin_enabled = running->admin_enabled;
+    fresh->admin = running->admin;
+    memcpy(fresh->admin_allow, running->admin_allow, sizeof fresh->admin_allow);
+    fresh->admin_allow_count = running->admin_allow_count;
+    keep_string("admin-token", running->admin_token, &fresh->admin_token);
+    if (fresh->flows_max != running->flows_max || fresh->flow_body_max != running->flow_body_max ||
+        fresh->flows_memory != running->flows_memory)
+        log_warn("reload: --flows, --flow-body-max and --flows-memory cannot change while "
+                 "running; kept");
+    fresh->flows_max = running->flows_max;
+    fresh->flow_body_max = running->flow_body_max;
+    fresh->flows_memory = running->flows_memory;
+    keep_string("har", running->har_file, &fresh->har_file);
+    if (fresh->shared_memory != running->shared_memory)
+        log_warn("reload: --shared-memory cannot change while running; kept");
+    fresh->shared_memory = running->shared_memory;
+    keep_string("shared", running->shared_url, &fresh->shared_url);
+    keep_string("ca-dir", running->ca_dir_option, &fresh->ca_dir_option);
+    keep_string("upstream-ca", running->upstream_ca, &fresh->upstream_ca);
+    if (fresh->insecure_upstream != running->insecure_upstream)
+        log_warn("reload: --insecure-upstream cannot change while running; kept");
+    fresh->insecure_upstream = running->insecure_upstream;
+    /* Worked out once at start (tls_prepare), not options to compare. */
+    fresh->tls_keylog = running->tls_keylog;
+    fresh->use_ca = running->use_ca;
+    memcpy(fresh->ca_dir, running->ca_dir, sizeof fresh->ca_dir);
+    memcpy(fresh->ticket_keys, running->ticket_keys, sizeof fresh->ticket_keys);
+    fresh->have_ticket_keys = running->have_ticket_keys;
+
     int listen_changed = running->listen_count != fresh->listen_count;
     for (int i = 0; !listen_changed && i < running->listen_count; i++)
         listen_changed = strcmp(running->listen[i].text, fresh->listen[i].text) != 0;

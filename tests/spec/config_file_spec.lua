@@ -60,6 +60,20 @@ describe("config file", function()
     assert.truthy(h.wait_for(function()
       return proxy.log():find("admin interface: http://127.0.0.1:%d+/%?token=file%-token%-123")
     end), proxy.log())
+    local port = tonumber(proxy.log():match("admin interface: http://127.0.0.1:(%d+)/"))
+
+    -- what was made from them at start stays as it was after a reload
+    h.write_file(conf, "admin 127.0.0.1:0\nadmin-token other-token-456\nhook-timeout 200\n")
+    proxy.signal("HUP")
+    assert.truthy(h.wait_for(function()
+      return proxy.log():find("--admin-token cannot change while running; kept", 1, true)
+    end), proxy.log())
+    local s = assert(h.connect(port))
+    h.send(s, "GET /api/version HTTP/1.1\r\nHost: 127.0.0.1:" .. port
+      .. "\r\nAuthorization: Bearer file-token-123\r\nConnection: close\r\n\r\n")
+    local resp = h.read_response(s)
+    s:close()
+    assert.equal(200, resp.status)
   end)
 
   it("lets the command line win, and a repeated option there replace the file's", function()

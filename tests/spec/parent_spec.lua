@@ -157,6 +157,14 @@ end
     assert.truthy(parent.wait_access_log('"CONNECT ' .. tls_origin.authority:gsub("%p", "%%%0") .. ' HTTP/1%.1" 200'),
       parent.access_log())
     assert.is_nil(parent.access_log():find("GET", 1, true))
+
+    -- a reload keeps the CA and the TLS settings made at start
+    proxy.signal("HUP")
+    assert.truthy(h.wait_for(function() return proxy.log():find("SIGHUP", 1, true) end), proxy.log())
+    out, code, err = h.curl({ "--cacert", ca_dir .. "/ca.pem", "-x", "http://127.0.0.1:" .. proxy.port,
+                              tls_origin.url("/hello") })
+    assert.equal(0, code, err)
+    assert.equal("hello\n", out)
   end)
 
   it("works through a real tinyproxy, credentials included", function()
