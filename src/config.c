@@ -666,5 +666,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
     }
     if (cfg->har_file && !cfg->admin_enabled)
         FAIL("--har needs --admin (the flows are captured for the admin interface)");
+    if (cfg->har_file && cfg->flows_max == 0)
+        FAIL("--har needs capture: --flows 0 turns it off");
     return CONFIG_OK;
 }

@@ -314,6 +314,8 @@ function timingView(f) {
     legend.append(el("span", null, el("i", { class: "t-" + k }), label),
                   el("span"), el("span", { class: "v", text: ms(v) }));
   }
+  legend.append(el("strong", { text: "Total" }), el("span"),
+                el("strong", { class: "v", text: ms(f.duration_ms) }));
   return el("div", { class: "timing" }, bar, legend);
 }
 

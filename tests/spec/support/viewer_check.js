@@ -73,6 +73,10 @@ async function key(k, code) {
   await send("Input.dispatchKeyEvent", { type: "keyUp", key: k, code });
 }
 const rowCount = () => evaluate("document.querySelectorAll('#rows tr').length");
+async function snap(file) {
+  const shot = await send("Page.captureScreenshot", { format: "png" });
+  fs.writeFileSync(file, Buffer.from(shot.data, "base64"));
+}
 
 async function main() {
   chrome = spawn("/usr/bin/chromium", [
@@ -169,8 +173,10 @@ async function main() {
   await evaluate("document.querySelector('.tabs [data-tab=changes]').click()");
   result.changes = await waitFor("the changes tab", () =>
     evaluate("[...document.querySelectorAll('#detail tr.added td:first-child')].map(td => td.textContent).join(' ')"));
+  await snap(screenshot.replace(/\.png$/, "-changes.png"));
   await evaluate("document.querySelector('.tabs [data-tab=timing]').click()");
   result.timing_segments = await waitFor("the timing bar", () => evaluate("document.querySelectorAll('.bar span').length"));
+  await snap(screenshot.replace(/\.png$/, "-timing.png"));
   await evaluate("document.querySelector('.tabs [data-tab=request]').click()");
   result.steps.push("tabs");
 
@@ -196,8 +202,7 @@ async function main() {
   await evaluate("document.querySelector('.tabs [data-tab=response]').click()");
   result.json_body = await waitFor("the pretty JSON", () =>
     evaluate("(document.querySelector('#detail pre.body') || {}).textContent"));
-  const shot = await send("Page.captureScreenshot", { format: "png" });
-  fs.writeFileSync(screenshot, Buffer.from(shot.data, "base64"));
+  await snap(screenshot);
   result.screenshot = screenshot;
   result.steps.push("screenshot");
   finish(0);
