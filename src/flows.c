@@ -72,6 +72,7 @@ struct flow {
     struct buffer unique[UNIQUE_PARTS];
     struct buffer items; /* encoded repeated parts */
     int item_count;
+    const char *last_script, *last_hook; /* the hook recorded last */
     /* body[]: REQ_BODY, REQ_BODY_IN, RES_BODY_IN, RES_BODY */
     struct flow_body body[4];
     struct flow_tap tap[2];
@@ -303,8 +304,13 @@ static void add_item(struct flow *fl, enum flow_part part, const void *a, size_t
 
 void flows_record_hook(struct flow *fl, const char *script, const char *hook)
 {
-    if (fl)
-        add_item(fl, FLOW_PART_HOOK, script, strlen(script) + 1, hook, strlen(hook));
+    /* A chunk hook runs once per piece: it is listed once. The names are
+     * the hooks' own strings, alive while the exchange is. */
+    if (!fl || (fl->last_script == script && fl->last_hook == hook))
+        return;
+    fl->last_script = script;
+    fl->last_hook = hook;
+    add_item(fl, FLOW_PART_HOOK, script, strlen(script) + 1, hook, strlen(hook));
 }
 
 void flows_record_log(struct flow *fl, const char *script, const char *line, size_t len)

@@ -119,6 +119,7 @@ static int chunk_steps(struct session *s, int resuming)
             rc = -1;
             break;
         }
+        flows_record_hook(s->x.flow, h->script_name[hs->script], hooks_phase_names[phase]);
         /* A finished coroutine reports everything left on its stack, the
          * chunk kept below the function included: the results are above
          * it. (A string equal to the piece is the piece: no copy.) */

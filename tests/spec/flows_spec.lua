@@ -265,6 +265,8 @@ describe("flows", function()
     assert.is_true(d["local"])
     d = a.get_json(adm, "/api/flows/" .. a.id(upper.id))
     assert.is_true(d.response.body.changed)
+    assert.equals(2, #d.hooks) -- on_request, then on_response_chunk once
+    assert.equals("on_response_chunk", d.hooks[2].hook)
     assert.equals("HELLO\n", a.call(adm, "/api/flows/" .. a.id(upper.id) .. "/response/body").body)
     assert.equals("hello\n",
       a.call(adm, "/api/flows/" .. a.id(upper.id) .. "/response/body?as=received").body)
