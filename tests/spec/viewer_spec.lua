@@ -46,7 +46,7 @@ describe("flow viewer page", function()
     local shot = (h.bin():match("^(.*)/[^/]*$") or ".") .. "/flows-viewer.png"
     os.remove(shot)
     local url = string.format("http://127.0.0.1:%d/?token=%s", adm.port, adm.token)
-    local out = h.sh(string.format("timeout 90 node --experimental-websocket --no-warnings %s %s %d %s %s",
+    local out = h.sh(string.format("timeout 120 node --experimental-websocket --no-warnings %s %s %d %s %s",
       h.shell_quote("tests/spec/support/viewer_check.js"), h.shell_quote(url), proxy.port,
       h.shell_quote(origin.url("")), h.shell_quote(shot)))
     local ok, r = pcall(a.json.decode, out:match("[^\n]*$") ~= "" and out:match("[^\n]*$") or out)
@@ -56,7 +56,7 @@ describe("flow viewer page", function()
     assert.is_true(r.cookie_hidden) -- HttpOnly: scripts cannot read the token
     assert.equals(4, r.initial_rows)
     assert.equals(7, r.rows_after_live)
-    assert.matches("/slow%?ms=1500$", r.saw_running) -- shown while in progress
+    assert.matches("/slow%?ms=3000$", r.saw_running) -- shown while in progress
     assert.equals(7, r.running_finished)
     assert.is_true(r.live_ms < 5000)
     assert.equals(2, r.filtered_rows)

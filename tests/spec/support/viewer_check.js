@@ -28,10 +28,10 @@ function finish(code) {
   process.stdout.write(JSON.stringify(result) + "\n");
   process.exit(code);
 }
-setTimeout(() => { result.error = "overall timeout"; finish(1); }, 60000);
+setTimeout(() => { result.error = "overall timeout"; finish(1); }, 100000);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function waitFor(what, fn, timeout = 8000) {
+async function waitFor(what, fn, timeout = 15000) {
   const end = Date.now() + timeout;
   for (;;) {
     const v = await fn();
@@ -126,7 +126,7 @@ async function main() {
   result.steps.push("live");
 
   // a slow one shows as running, then takes its outcome
-  const slow = viaProxy(originUrl + "/slow?ms=1500");
+  const slow = viaProxy(originUrl + "/slow?ms=3000");
   result.saw_running = await waitFor("a running row", () =>
     evaluate("(document.querySelector('#rows tr.running td.c-url') || {}).textContent"));
   await slow;
