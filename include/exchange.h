@@ -52,6 +52,12 @@ void exchange_hooks_woke(struct session *s, enum hooks_result r);
  * Returns 1 if anything changed. */
 int exchange_pump(struct session *s);
 
+/* SESSION_EXCHANGE: the upstream went quiet for the idle timeout after its
+ * response head. Ends the exchange: keeping the client connection when it
+ * already has its whole answer (a body being dropped), else closing it
+ * after what was sent (the body is cut). */
+void exchange_response_stalled(struct session *s);
+
 /* SESSION_TUNNEL: moves bytes both ways and relays half-closes
  * (src/tunnel.c). */
 int tunnel_pump(struct session *s);

@@ -508,6 +508,21 @@ void exchange_hooks_woke(struct session *s, enum hooks_result r)
         after_request_hooks(s, s->x.hook.phase, r);
 }
 
+void exchange_response_stalled(struct session *s)
+{
+    struct exchange *x = &s->x;
+
+    if (x->res_state == RESPONSE_BODY && x->res_discard) {
+        x->upstream_reusable = 0; /* it stopped inside a body: unusable */
+        x->error = "the upstream stalled in a body the client does not get";
+        if (!x->req_body_done)
+            x->keep_alive = 0;
+        session_end_exchange(s);
+        return;
+    }
+    session_fail(s, 502, "the upstream stalled in the middle of the response");
+}
+
 int exchange_pump(struct session *s)
 {
     struct exchange *x = &s->x;

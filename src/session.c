@@ -643,7 +643,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         if (s->x.res_state == RESPONSE_WAIT_HEAD)
             session_fail(s, 504, "the upstream did not respond in time");
         else
-            session_fail(s, 502, "the upstream stalled in the middle of the response");
+            exchange_response_stalled(s);
         break;
     case SESSION_TUNNEL:
         s->x.error = "the tunnel was idle too long";

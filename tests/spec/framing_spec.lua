@@ -115,6 +115,17 @@ describe("framing after a script changes the method", function()
     }
   end)
 
+  it("HEAD sent as GET, the body stalls: the upstream is dropped, the client carries on", function()
+    run_case {
+      script = REQUEST_SCRIPT, request = req("HEAD", "method-GET"), method = "HEAD", sent = "GET",
+      head = HELLO_HEAD .. "hello", reuse = false, args = { "--idle-timeout", "1" },
+      check = function(r)
+        assert.equal(200, r.status)
+        assert.equal("11", r.headers["content-length"])
+      end,
+    }
+  end)
+
   it("GET sent as HEAD: the client gets an empty body with Content-Length: 0", function()
     run_case {
       script = REQUEST_SCRIPT, request = req("GET", "method-HEAD"), method = "GET", sent = "HEAD",

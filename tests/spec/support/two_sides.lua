@@ -110,10 +110,12 @@ end
 
 -- Starts an origin and a proxy running <script> (CONNECT allowed to the
 -- origin's port), runs fn(proxy, origin), stops both. <env>: more
--- environment for the proxy.
-function M.with_proxy(script, fn, env)
+-- environment for the proxy; <args>: more arguments.
+function M.with_proxy(script, fn, env, args)
   local origin = raw_origin.new()
-  local proxy = M.start_proxy(script, { "--connect-ports", tostring(origin.port) }, env)
+  local extra = { "--connect-ports", tostring(origin.port) }
+  for _, a in ipairs(args or {}) do extra[#extra + 1] = a end
+  local proxy = M.start_proxy(script, extra, env)
   local ok, failure = pcall(fn, proxy, origin)
   local problem = h.stop_procs({ proxy })
   origin.close()
@@ -136,6 +138,7 @@ end
 --   reuse       true: the upstream connection must carry the follow-ups;
 --               false: it must be closed; nil: either
 --   skip_1xx    collect interim responses in r.interim
+--   args        more arguments for the proxy
 function M.run_case(c)
   M.with_proxy(c.script, function(proxy, origin)
     local sock = assert(h.connect(proxy.port))
@@ -192,7 +195,7 @@ function M.run_case(c)
     assert.equal(conn2.id, conn3.id, "the pooled upstream connection was not reused")
     other:close()
     assert.is_true(proxy.alive())
-  end)
+  end, nil, c.args)
 end
 
 -- Sends <request> (with {O} and {P}: the origin's authority, the proxy's
