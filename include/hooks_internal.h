@@ -50,6 +50,10 @@ struct hooks {
     int responded;       /* tx:respond was called during this resume */
     struct session *current; /* the exchange whose hook runs now, or NULL */
     lua_State *current_co;   /* ... and its coroutine */
+    /* The exchange whose request native.request_of may read now: set
+     * around each hook call and each call into hooks_api for an exchange,
+     * so Lua reaches the exchange by its id, never by a kept pointer. */
+    struct session *data_session;
     /* Calls out */
     double wait_timeout; /* --hook-wait-timeout */
     struct shared_store *shared; /* proxy.shared, or NULL (not in a worker) */
@@ -117,6 +121,7 @@ void hooks_drop_coroutine(struct hook_state *hs);
 /* ---- hooks_tx.c (lua_CFunctions for hooks_protected) ---- */
 
 int hooks_tx_make(lua_State *L);     /* creates the exchange's tx */
+int hooks_tx_request_of(lua_State *L); /* native.request_of(id): tx.req's data */
 int hooks_tx_snapshot(lua_State *L); /* --hook-errors open: before a hook */
 int hooks_tx_restore(lua_State *L);  /* ... and after it failed */
 int hooks_tx_finish(lua_State *L);   /* the outcome, for on_done */

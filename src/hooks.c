@@ -73,10 +73,17 @@ void hooks_push_api_tx(lua_State *L, const struct hook_state *hs, const char *na
 
 int hooks_protected(struct session *s, lua_CFunction fn, const char *what)
 {
-    lua_State *L = s->x.hook.hooks->L;
+    struct hooks *h = s->x.hook.hooks;
+    lua_State *L = h->L;
+    struct session *outer = h->data_session;
+    int status;
+
     lua_pushcfunction(L, fn);
     lua_pushlightuserdata(L, s);
-    if (lua_pcall(L, 1, 0, 0) == LUA_OK)
+    h->data_session = s;
+    status = lua_pcall(L, 1, 0, 0);
+    h->data_session = outer;
+    if (status == LUA_OK)
         return 0;
     log_error("c%llu #%llu script %s: %s", (unsigned long long)s->id, (unsigned long long)s->x.id, what,
               lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");

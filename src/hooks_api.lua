@@ -375,6 +375,24 @@ end
 ---------------------------------------------------------------------------
 -- The transaction.
 
+-- tx.req is made when a script first reads it (most hooks never do, or
+-- only after a cheap check): the exchange's request is fetched then, by the
+-- tx's id, from the exchange being served. TXID is a key scripts cannot
+-- name, so a script that sets tx.id does not lose its request.
+local TXID = {}
+
+local function req_data(tx)
+  local d = rawget(tx, "_req")
+  if d ~= nil then return d end
+  local method, scheme, host, port, path, version, fields = native.request_of(rawget(tx, TXID))
+  if method == nil then return nil end -- a tx kept past its exchange, never read in it
+  d = { method = method, scheme = scheme, host = host, port = port, path = path,
+        version = version, headers = headers_from_list(fields) }
+  rawset(tx, "_req", d)
+  rawset(tx, "req", new_request(d))
+  return d
+end
+
 local tx_methods = {}
 local Tx = {
   __index = function(t, key)
@@ -389,8 +407,11 @@ local Tx = {
       local client = { ip = rawget(t, "_client_ip"), port = rawget(t, "_client_port") }
       rawset(t, "client", client)
       return client
+    elseif key == "req" then
+      req_data(t)
+      return rawget(t, "req")
     elseif key == "upstream" then
-      local d = rawget(t, "_req")
+      local d = req_data(t)
       local upstream = { host = d.host, port = d.port, tls = d.scheme == "https",
                          proxy = rawget(t, "_parent") }
       rawset(t, "upstream", upstream)
@@ -429,7 +450,7 @@ end
 -- For a CONNECT in on_request: decrypt this tunnel (true) or pass it
 -- through (false), whatever --intercept and --no-intercept say.
 function tx_methods.intercept(self, on)
-  if native.phase() ~= "on_request" or rawget(self, "_req").method ~= "CONNECT" then
+  if native.phase() ~= "on_request" or req_data(self).method ~= "CONNECT" then
     error("tx:intercept can only be used in on_request for a CONNECT", 2)
   end
   if type(on) ~= "boolean" then error("tx:intercept needs true or false", 2) end
@@ -560,13 +581,10 @@ proxy = {
 
 local api = { SLEEP = SLEEP }
 
-function api.new_tx(id, method, scheme, host, port, path, version, fields, client_ip, client_port)
-  local d = { method = method, scheme = scheme, host = host, port = port, path = path,
-              version = version, headers = headers_from_list(fields) }
+function api.new_tx(id, client_ip, client_port)
   return setmetatable({
     id = id,
-    req = new_request(d),
-    _req = d,
+    [TXID] = id,
     _client_ip = client_ip,
     _client_port = client_port,
   }, Tx)
@@ -574,7 +592,7 @@ end
 
 -- Before before_connect: the upstream starts as the (possibly rewritten) target.
 function api.begin_connect(tx, parent)
-  local d = rawget(tx, "_req")
+  local d = req_data(tx)
   rawset(tx, "upstream", { host = d.host, port = d.port, tls = d.scheme == "https", proxy = parent })
 end
 
@@ -584,7 +602,7 @@ end
 -- nil when no script changed the request: the relay keeps what it has.
 function api.request_out(tx)
   local d = rawget(tx, "_req")
-  if not d[CHANGED] and not rawget(d.headers, CHANGED) and rawget(tx, "_intercept") == nil then
+  if d == nil or not d[CHANGED] and not rawget(d.headers, CHANGED) and rawget(tx, "_intercept") == nil then
     return nil
   end
   local hosts = 0
@@ -644,7 +662,7 @@ end
 
 -- For --hook-errors open: what a failing hook changed is undone.
 function api.snapshot(tx)
-  local r, s = rawget(tx, "_req"), rawget(tx, "_res")
+  local r, s = req_data(tx), rawget(tx, "_res")
   local snap = { req = {}, upstream = rawget(tx, "upstream") }
   for k, v in pairs(r) do snap.req[k] = v end
   snap.req.headers = copy_headers(r.headers)
@@ -656,7 +674,7 @@ function api.snapshot(tx)
 end
 
 function api.restore(tx, snap)
-  local r, s = rawget(tx, "_req"), rawget(tx, "_res")
+  local r, s = req_data(tx), rawget(tx, "_res")
   for k, v in pairs(snap.req) do r[k] = v end
   r.url = nil -- made again from what was restored
   r[CHANGED] = true
@@ -689,7 +707,7 @@ function api.fingerprint(tx)
       parts[#parts + 1] = tostring(v)
     end
   end
-  add(rawget(tx, "_req"), 0)
+  add(req_data(tx), 0)
   parts[#parts + 1] = "|"
   add(rawget(tx, "upstream"), 0)
   parts[#parts + 1] = "|"

@@ -233,7 +233,10 @@ static enum call_outcome resume(struct session *s, int nargs, int *nres, double 
      * call used is spent, the time it waited is not. */
     h->deadline = started + h->budget - hs->used;
     lua_sethook(co, on_count, LUA_MASKCOUNT, COUNT_HOOK_INTERVAL);
+    struct session *outer = h->data_session;
+    h->data_session = s;
     status = lua_resume(co, h->L, nargs, nres);
+    h->data_session = outer;
     hs->used += monotonic_now() - started;
     h->current_script = -1;
     h->current_session = NULL;

@@ -36,18 +36,13 @@ int hooks_tx_make(lua_State *L)
     struct exchange *x = &s->x;
     struct hooks *h = x->hook.hooks;
 
+    /* The request itself (tx.req) is copied in only when a script first
+     * looks at it: see hooks_tx_request_of. */
     hooks_push_api(L, h, "new_tx");
     lua_pushinteger(L, (lua_Integer)x->id);
-    lua_pushlstring(L, x->fwd_method, x->fwd_method_len);
-    lua_pushstring(L, x->is_connect ? "" : x->upstream_tls ? "https" : "http");
-    lua_pushstring(L, x->host);
-    lua_pushinteger(L, x->port);
-    lua_pushlstring(L, x->is_connect ? "" : x->fwd_path, x->is_connect ? 0 : x->fwd_path_len);
-    lua_pushstring(L, x->minor >= 1 ? "1.1" : "1.0");
-    push_field_list(L, &x->req_headers);
     lua_pushstring(L, s->client_ip);
     lua_pushinteger(L, s->client_port);
-    lua_call(L, 10, 1);                                   /* +1 tx */
+    lua_call(L, 3, 1);                                    /* +1 tx */
     if (x->user[0]) { /* --auth-file: who sent it */
         lua_pushstring(L, x->user);
         lua_setfield(L, -2, "user");
@@ -58,6 +53,30 @@ int hooks_tx_make(lua_State *L)
     }
     x->hook.tx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
+}
+
+/* native.request_of(id): the request of exchange <id> as tx.req starts
+ * from (method, scheme, host, port, path, version, field list), or nothing
+ * when <id> is not the exchange being served now (a tx a script kept past
+ * its exchange). Nothing changes the request between the first hook and
+ * a script's first look at it, except that script's own changes, which
+ * need the look first. */
+int hooks_tx_request_of(lua_State *L)
+{
+    struct hooks *h = hooks_of(L);
+    struct session *s = h->data_session;
+    struct exchange *x = s ? &s->x : NULL;
+
+    if (!x || (lua_Integer)x->id != luaL_checkinteger(L, 1))
+        return 0;
+    lua_pushlstring(L, x->fwd_method, x->fwd_method_len);
+    lua_pushstring(L, x->is_connect ? "" : x->upstream_tls ? "https" : "http");
+    lua_pushstring(L, x->host);
+    lua_pushinteger(L, x->port);
+    lua_pushlstring(L, x->is_connect ? "" : x->fwd_path, x->is_connect ? 0 : x->fwd_path_len);
+    lua_pushstring(L, x->minor >= 1 ? "1.1" : "1.0");
+    push_field_list(L, &x->req_headers);
+    return 7;
 }
 
 int hooks_tx_snapshot(lua_State *L)
