@@ -290,6 +290,12 @@ void session_set_state_at(struct session *s, enum session_state to, const char *
  * so every view and state the caller held about the old exchange is gone:
  * callers return at once (reporting progress) and re-check nothing. */
 void session_fail(struct session *s, int status, const char *cause);
+/* session_log.c: the access log line, counters and the -v or error line
+ * of the exchange that just ended; and --trace's summary of how its body
+ * moved and of the keep-alive decision (<keep>), as steps of <file>:<func>. */
+void session_log_exchange(struct session *s);
+void session_trace_end(struct session *s, int keep, const char *file, const char *func);
+
 /* Logs and clears the finished exchange; the session goes back to reading
  * heads (keep-alive) or to draining. Same contract as session_fail: s->x
  * is fresh afterwards. */

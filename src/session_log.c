@@ -1,0 +1,114 @@
+/*
+ * session_log.c - what the end of an exchange writes: the access log line,
+ * the counters, the -v line (one per exchange) or the error line, and
+ * --trace's summary of how the body moved and why the connection is kept
+ * or not. session.c decides; this file only reports.
+ */
+#include "session.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "access_log.h"
+#include "log.h"
+#include "stats.h"
+#include "trace.h"
+
+/* A request field's value for the log, or NULL. */
+static const char *request_field(const struct exchange *x, const char *name, size_t *len)
+{
+    int i = headers_find(&x->req_headers, name, strlen(name), 0);
+    *len = 0;
+    return i < 0 ? NULL : headers_value(&x->req_headers, (size_t)i, len);
+}
+
+/* Writes the access log line for the exchange that just ended. */
+void session_log_exchange(struct session *s)
+{
+    struct exchange *x = &s->x;
+    struct access_log *log = s->proxy->access_log;
+    char upstream[300], peer[80];
+    struct access_entry e = {
+        .client_ip = s->client_ip,
+        .method = x->method,
+        .method_len = x->method ? x->method_len : 0,
+        .target = x->target,
+        .target_len = x->target_len,
+        .version_minor = x->minor,
+        .status = x->status,
+        .bytes = x->res_filter ? x->res_filtered_bytes : x->res_bytes,
+        .duration_ms = (ev_now(s->proxy->loop) - x->started) * 1000.0,
+        .user = x->user[0] ? x->user : NULL,
+        .error = x->error,
+    };
+    if (access_log_wants_details(log) && x->active) {
+        e.referer = request_field(x, "Referer", &e.referer_len);
+        e.user_agent = request_field(x, "User-Agent", &e.user_agent_len);
+        if (x->host[0]) {
+            snprintf(upstream, sizeof upstream, "%s:%u", x->host, x->port);
+            e.upstream = upstream;
+        }
+        if (s->upstream.fd >= 0 && proxy_peer_address(s->upstream.fd, peer, sizeof peer) == 0)
+            e.upstream_addr = peer;
+    }
+    access_log_write(log, &e);
+    if (x->active || x->status) {
+        stats_request(x->method, e.method_len, x->status);
+        stats_add(STAT_BYTES_IN, (int64_t)x->req_bytes);
+        stats_add(STAT_BYTES_OUT, (int64_t)e.bytes);
+    }
+    if (x->tunnel_counted)
+        stats_add(STAT_TUNNELS_OPEN, -1);
+    if (!x->error)
+        /* -v: one line per exchange (--trace has every step). */
+        log_debug("c%llu #%llu %s %.*s %.*s -> %d, %llu bytes, %.1f ms",
+                  (unsigned long long)s->id, (unsigned long long)x->id, s->client_ip,
+                  (int)e.method_len, x->method ? x->method : "",
+                  (int)(x->target_len > 200 ? 200 : x->target_len), x->target ? x->target : "",
+                  x->status, (unsigned long long)e.bytes, e.duration_ms);
+    else
+        log_info("c%llu #%llu %s %.*s %.*s -> %d (%s)", (unsigned long long)s->id,
+                 (unsigned long long)x->id, s->client_ip,
+                 (int)e.method_len, x->method ? x->method : "",
+                 (int)(x->target_len > 200 ? 200 : x->target_len), x->target ? x->target : "",
+                 x->status, x->error);
+}
+
+/* --trace: how the body or the tunnel moved, and the keep-alive decision
+ * with its reason. */
+void session_trace_end(struct session *s, int keep, const char *file, const char *func)
+{
+    struct exchange *x = &s->x;
+
+    if (x->tunneled)
+        trace_step(s, file, func, "tunnel over: %llu bytes client -> upstream, %llu bytes upstream -> client; "
+                 "first to close: %s",
+              (unsigned long long)x->req_bytes, (unsigned long long)x->res_bytes,
+              x->tunnel_closer ? x->tunnel_closer : "neither (ended by the proxy)");
+    else if (x->response_started && x->res_state == RESPONSE_WAIT_HEAD)
+        trace_step(s, file, func, "the proxy's own response (no upstream answer): %llu "
+                                      "body bytes", (unsigned long long)x->res_bytes);
+    else if (x->response_started)
+        trace_step(s, file, func, "response body: %llu bytes to the client (%s in, %s out): %llu by swapping "
+                 "buffers, %llu spliced in the kernel, %llu copied%s; request body: %llu bytes",
+              (unsigned long long)x->res_bytes, body_kind_name(x->res_framing.kind),
+              body_kind_name(x->res_out_kind), (unsigned long long)x->res_body.swapped,
+              (unsigned long long)x->res_spliced,
+              (unsigned long long)(x->res_bytes - x->res_body.swapped - x->res_spliced),
+              x->res_filter ? " (through on_response_chunk)" : "",
+              (unsigned long long)x->req_bytes);
+    trace_step(s, file, func, "%s", keep ? (x->minor >= 1 ? "keep-alive: yes (HTTP/1.1, no Connection: close)"
+                                         : "keep-alive: yes (HTTP/1.0 asked for it)")
+                   : s->proxy->stopping ? "keep-alive: no, the proxy is stopping"
+                   : x->tunneled        ? "keep-alive: no, a tunnel ends its connection"
+                   : !x->client_keep    ? (x->minor >= 1 ? "keep-alive: no, the client sent "
+                                                           "Connection: close"
+                                                         : "keep-alive: no, HTTP/1.0 without "
+                                                           "keep-alive")
+                   : x->error           ? "keep-alive: no, after an error the next request's "
+                                          "start is not known"
+                   : !x->req_body_done  ? "keep-alive: no, the request body was not read"
+                   : x->res_out_kind == HTTP_BODY_CLOSE
+                       ? "keep-alive: no, the body ends when the connection does"
+                       : "keep-alive: no");
+}
