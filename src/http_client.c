@@ -273,16 +273,21 @@ static void on_call_io(struct ev_loop *loop, ev_io *w, int revents)
             c->state = CALL_HANDSHAKING;
         } else {
             c->state = CALL_EXCHANGING;
+            buffer_swap(&c->ep.out, &c->request);
         }
-        buffer_swap(&c->ep.out, &c->request);
     }
     if (c->state == CALL_HANDSHAKING) {
         enum endpoint_io r = tls_handshake(&c->ep);
-        if (r == ENDPOINT_AGAIN)
+        if (r == ENDPOINT_AGAIN) {
+            /* the endpoint turns this into what the handshake needs */
+            endpoint_watch(loop, &c->ep, EV_READ);
             return;
+        }
         if (r == ENDPOINT_ERROR)
             return finish(c, c->ep.error ? c->ep.error : "TLS handshake failed");
+        /* The request goes out only inside the finished TLS session. */
         c->state = CALL_EXCHANGING;
+        buffer_swap(&c->ep.out, &c->request);
     }
     if (endpoint_flush(&c->ep) == ENDPOINT_ERROR)
         return finish(c, "connection lost while sending");

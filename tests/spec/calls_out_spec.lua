@@ -70,6 +70,28 @@ describe("calls out from hooks", function()
       .. "invalid url (http://host[:port]/path or https://...)|status 200", resp.body)
   end)
 
+  it("speaks https, verifying the server's certificate", function()
+    local tls_origin = h.start_https_origin()
+    local pki = h.test_pki()
+    local src = ([[
+      function on_request(tx)
+        if tx.req.path ~= "/tls" then return end
+        local res, err = proxy.http{ url = "URL", timeout = 10 }
+        tx:respond(200, res and (res.status .. " " .. res.body) or ("error: " .. err))
+      end
+    ]]):gsub("URL", tls_origin.url("/hello"))
+    local ok, err = pcall(function()
+      proxy = h.start_proxy({ "-s", h.tmpfile(src, "tls.lua"), "--upstream-ca", pki.ca })
+      assert.are.equal("200 hello\n", h.get(proxy.port, origin.url("/tls")).body)
+      proxy.stop()
+      -- without the test CA the certificate is not trusted
+      proxy = h.start_proxy({ "-s", h.tmpfile(src, "tls.lua") })
+      assert.is_truthy(h.get(proxy.port, origin.url("/tls")).body:find("^error: "))
+    end)
+    tls_origin.stop()
+    assert(ok, err)
+  end)
+
   it("sends the method, headers and body it is given", function()
     proxy = h.start_proxy({ "-s", script([[
       function on_request(tx)
