@@ -758,7 +758,11 @@ if want https-ka || want https-new || want https-10m; then
     pid_of[luaproxy-https]=$!
     port_of[luaproxy-https]=$free
     started+=("${pid_of[luaproxy-https]}")
-    wait_port "$free" 100 "${pid_of[luaproxy-https]}" || { say "bench: luaproxy --intercept did not start"; https_ok=""; }
+    if wait_port "$free" 100 "${pid_of[luaproxy-https]}"; then
+      contenders+=(luaproxy-https)
+    else
+      say "bench: luaproxy --intercept did not start"; https_ok=""
+    fi
   fi
   https_set=(luaproxy-https)
   if [ -n "$https_ok" ] && command -v mitmdump >/dev/null 2>&1; then
@@ -772,6 +776,7 @@ if want https-ka || want https-new || want https-10m; then
     started+=("${pid_of[mitmdump]}")
     if wait_port "$free" 300 "${pid_of[mitmdump]}"; then
       https_set+=(mitmdump)
+      contenders+=(mitmdump)
     else
       notes+=("mitmdump: did not start (see build/bench/logs/mitmdump.log)")
     fi
