@@ -369,6 +369,23 @@ describe("intercepted tunnels", function()
     assert.are.equal("hello\n", out)
   end)
 
+  it("with --auth-file, the CONNECT's credentials cover the requests inside, and tx.user names them", function()
+    local users = h.tmpfile("", "users")
+    assert(select(2, h.sh("htpasswd -B -C 5 -b -c " .. q(users) .. " alice wonderland 2>&1")) == 0)
+    local s = script([[
+      function on_request(tx)
+        if tx.req.scheme == "https" then tx.req.headers["X-User"] = tostring(tx.user) end
+      end
+    ]])
+    start_proxy({ "--intercept", "*", "--auth-file", users, "-s", s })
+    local out, code = curl({ origin.url("/echo") })
+    assert.are_not.equal(0, code) -- no credentials: 407 to the CONNECT
+    out, code = curl({ "--proxy-user", "alice:wonderland", origin.url("/echo") })
+    assert.are.equal(0, code)
+    assert.truthy(out:find("X-User: alice\r\n", 1, true), out)
+    assert.falsy(out:lower():find("proxy-authorization", 1, true))
+  end)
+
   it("a client that stalls in the handshake costs one connection until the connect timeout", function()
     start_proxy({ "--intercept", "*", "--connect-timeout", "0.5" })
     local s = assert(h.connect(proxy.port))
