@@ -13,7 +13,7 @@
  *
  * Off by default and cheap when off: TRACE() is one predictable branch on
  * a flag set once at startup; its arguments are not evaluated. Any module
- * may add steps (the TLS and flow code do):
+ * may add steps (the TLS code does):
  *
  *   TRACE(s, "TLS handshake with %s done: %s", host, version);
  */

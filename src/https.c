@@ -6,7 +6,8 @@
  * CONNECT exchange and goes back to reading request heads, now decrypted.
  * From there every request is an ordinary exchange (same parser, limits,
  * keep-alive, pipelining, hooks) whose target is https://<tunnel host>/...
- * and whose upstream connection speaks TLS (exchange.c's connected()).
+ * and whose upstream connection speaks TLS (upstream.c's
+ * upstream_begin_forwarding()).
  */
 #include "https.h"
 
