@@ -48,6 +48,26 @@ describe("calls out from hooks", function()
     assert.are.equal("gate says 200 slow\n", resp.body)
   end)
 
+  it("cancels the call when the client leaves while its hook waits", function()
+    proxy = h.start_proxy({ "-s", script([[
+      function on_request(tx)
+        if tx.req.path == "/gate" then proxy.http{ url = "http://ORIGIN/hang", timeout = 30 } end
+      end
+      function on_response_chunk(tx, chunk, eof)
+        if tx.req.path:find("^/bytes") then proxy.sleep(5) end
+      end
+    ]]) })
+    for _, path in ipairs({ "/gate", "/bytes?n=100000" }) do
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, h.request("GET", origin.url(path), { "Host: " .. origin.authority })))
+      assert.is_truthy(origin.wait_requests(path == "/gate" and 1 or 2))
+      s:close()
+    end
+    -- the worker is fine and serves the next client
+    assert.are.equal("hello\n", h.get(proxy.port, origin.url("/hello")).body)
+    assert.is_true(proxy.alive())
+  end)
+
   it("returns nil and a reason: timeout, refused, body too large, bad url", function()
     proxy = h.start_proxy({ "-s", script(([[
       local function try(opts)
