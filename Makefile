@@ -40,7 +40,7 @@ DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libc-ares-dev \
             lua-busted lua-socket curl perl lua-cjson zlib1g-dev libbrotli-dev libzstd-dev \
             libhiredis-dev redis-server libcrypt-dev libssl-dev prometheus apache2-utils openssl \
             chromium libnss3-tools \
-            python3-jsonschema nodejs tinyproxy
+            python3-jsonschema nodejs tinyproxy python3
 
 .PHONY: all deps run test unit-bins clean fuzz soak bench
 all: $(BIN)

@@ -139,9 +139,9 @@ say() { printf '%s\n' "$*" >&2; }
 # Command name -> Debian package. The first four are needed; the rest are
 # peers, left out if they cannot be had.
 declare -A pkg_of=([wrk]=wrk [nginx]=nginx [lua5.4]=lua5.4 [curl]=curl
-  [haproxy]=haproxy [tinyproxy]=tinyproxy [squid]=squid [privoxy]=privoxy)
+  [haproxy]=haproxy [tinyproxy]=tinyproxy [squid]=squid [privoxy]=privoxy [mitmdump]=mitmproxy)
 missing=()
-for cmd in wrk nginx lua5.4 curl haproxy tinyproxy squid privoxy; do
+for cmd in wrk nginx lua5.4 curl haproxy tinyproxy squid privoxy mitmdump; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_of[$cmd]}")
 done
 if ! lua5.4 -e 'require "socket"' >/dev/null 2>&1; then
