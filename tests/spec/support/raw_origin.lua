@@ -172,17 +172,6 @@ function M.new(host)
     end
   end
 
-  -- Waits (bounded) for the proxy to close connection <c>; true if it did.
-  function o.wait_closed(c, timeout)
-    local deadline = socket.gettime() + (timeout or 5)
-    while not c.closed do
-      local left = deadline - socket.gettime()
-      if left <= 0 then return false end
-      if #socket.select({ c.sock }, nil, left) > 0 then drain(c) end
-    end
-    return true
-  end
-
   function o.close()
     for _, c in ipairs(o.conns) do c.close() end
     srv:close()
