@@ -97,6 +97,29 @@ describe("proxy.shared", function()
     assert.is_truthy(body == '{"n":3,"name":"luaproxy"}' or body == '{"name":"luaproxy","n":3}', body)
   end)
 
+  it("refuses bad options for the store and the new limits", function()
+    for _, case in ipairs({
+      { { "--shared", "redis://example.com:6379" }, "must be an IP address or localhost" },
+      { { "--shared", "http://127.0.0.1:6379" }, "is not redis://HOST:PORT[/DB]" },
+      { { "--shared", "redis://127.0.0.1:0" }, "is not redis://HOST:PORT[/DB]" },
+      { { "--shared-memory", "0" }, "invalid --shared-memory" },
+      { { "--max-body-buffer", "0" }, "invalid --max-body-buffer" },
+      { { "--hook-wait-timeout", "0" }, "invalid --hook-wait-timeout" },
+    }) do
+      local code, _, err = h.run_proxy(case[1])
+      assert.are.equal(2, code, table.concat(case[1], " "))
+      assert.is_truthy(err:find(case[2], 1, true), err)
+    end
+  end)
+
+  it("gives top-level code a store too", function()
+    local p = start({ "-s", h.tmpfile([[
+      local n = proxy.shared.incr("loaded", 1)
+      function on_request(tx) tx:respond(200, "loaded " .. tostring(n)) end
+    ]], "top.lua") })
+    assert.are.equal("loaded 1", get(p, "/"))
+  end)
+
   describe("in Redis", function()
     local redis
 
