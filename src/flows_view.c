@@ -366,6 +366,30 @@ static void json_body_info(struct buffer *b, uint64_t seen, size_t kept, int tru
                   changed ? "true" : "false");
 }
 
+/* Writes, comma-separated, one {"script": ..., <key>: ...} object per record
+ * part of kind <want>: each such part holds the script's name, a NUL, then
+ * the text (the hook's name, or a line the script logged). */
+static void json_script_pairs(struct buffer *b, const char *rec, enum flow_part want,
+                              const char *key)
+{
+    size_t pos = 0, len;
+    enum flow_part part;
+    const char *data;
+    int first = 1;
+
+    while (flow_record_next(rec, &pos, &part, &data, &len)) {
+        if (part != want)
+            continue;
+        size_t sl = strnlen(data, len);
+        buffer_append_str(b, first ? "{\"script\":" : ",{\"script\":");
+        json_string(b, data, sl);
+        json_key(b, key, 0);
+        json_string(b, data + (sl < len ? sl + 1 : len), sl < len ? len - sl - 1 : 0);
+        buffer_append(b, "}", 1);
+        first = 0;
+    }
+}
+
 void flows_json_detail(struct buffer *b, const struct flow_info *fi)
 {
     struct timings t;
@@ -431,32 +455,9 @@ void flows_json_detail(struct buffer *b, const struct flow_info *fi)
         json_cstring(b, "answered by a script");
     }
     buffer_append_str(b, "],\"hooks\":[");
-    first = 1;
-    while (flow_record_next(fi->rec, &pos, &part, &data, &len)) {
-        if (part != FLOW_PART_HOOK)
-            continue;
-        size_t sl = strnlen(data, len);
-        buffer_append_str(b, first ? "{\"script\":" : ",{\"script\":");
-        json_string(b, data, sl);
-        json_key(b, "hook", 0);
-        json_string(b, data + (sl < len ? sl + 1 : len), sl < len ? len - sl - 1 : 0);
-        buffer_append(b, "}", 1);
-        first = 0;
-    }
+    json_script_pairs(b, fi->rec, FLOW_PART_HOOK, "hook");
     buffer_append_str(b, "],\"logs\":[");
-    first = 1;
-    pos = 0;
-    while (flow_record_next(fi->rec, &pos, &part, &data, &len)) {
-        if (part != FLOW_PART_LOG)
-            continue;
-        size_t sl = strnlen(data, len);
-        buffer_append_str(b, first ? "{\"script\":" : ",{\"script\":");
-        json_string(b, data, sl);
-        json_key(b, "line", 0);
-        json_string(b, data + (sl < len ? sl + 1 : len), sl < len ? len - sl - 1 : 0);
-        buffer_append(b, "}", 1);
-        first = 0;
-    }
+    json_script_pairs(b, fi->rec, FLOW_PART_LOG, "line");
     buffer_append_str(b, "],\"messages\":[");
     first = 1;
     pos = 0;
