@@ -55,9 +55,12 @@ void flows_record_appended(struct flow *fl, enum flow_part part, const char *buf
                            size_t buf_len, size_t from);
 /* A step's time (ev_now). */
 void flows_record_time(struct flow *fl, enum flow_mark mark, double t);
-/* A hook that ran for this exchange (the same one again in a row, as a
- * chunk hook runs per piece, is listed once). */
-void flows_record_hook(struct flow *fl, const char *script, const char *hook);
+/* A hook that ran for this exchange and what it changed: <changes> of
+ * <changes_len> bytes, one change a line ("request header X-A added"), or
+ * NULL/0. The same one again in a row, as a chunk hook runs per piece, is
+ * listed once, with the first change list a piece brought. */
+void flows_record_hook(struct flow *fl, const char *script, const char *hook,
+                       const char *changes, size_t changes_len);
 /* A line a script logged while handling this exchange. */
 void flows_record_log(struct flow *fl, const char *script, const char *line, size_t len);
 void flows_record_flag(struct flow *fl, unsigned flag);

@@ -76,6 +76,7 @@ struct hook_state {
     int wake_nargs;         /* values pushed for the hook to resume with */
     double used;            /* running time of this hook call so far */
     int trace_fp_ref;       /* --trace: the tx's fingerprint before the call */
+    int flow_base_ref;      /* flow capture: the tx before the call */
     void (*wait_cancel)(void *arg); /* stops the call out the hook waits on */
     void *wait_arg;
     /* Bodies: what on_request / on_response chose (tx.req.filter_body,

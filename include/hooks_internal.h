@@ -124,6 +124,8 @@ int hooks_tx_make(lua_State *L);     /* creates the exchange's tx */
 int hooks_tx_request_of(lua_State *L); /* native.request_of(id): tx.req's data */
 int hooks_tx_snapshot(lua_State *L); /* --hook-errors open: before a hook */
 int hooks_tx_restore(lua_State *L);  /* ... and after it failed */
+int hooks_tx_change_base(lua_State *L);    /* flow capture: before a hook */
+int hooks_tx_record_changes(lua_State *L); /* ... and what it changed */
 int hooks_tx_finish(lua_State *L);   /* the outcome, for on_done */
 
 /* ---- hooks_lib.c ---- */

@@ -73,6 +73,8 @@ struct flow {
     struct buffer items; /* encoded repeated parts */
     int item_count;
     const char *last_script, *last_hook; /* the hook recorded last */
+    size_t last_hook_at, last_hook_end;  /* its item's place in items */
+    int last_changed;                    /* it has a change list */
     /* body[]: REQ_BODY, REQ_BODY_IN, RES_BODY_IN, RES_BODY */
     struct flow_body body[4];
     struct flow_tap tap[2];
@@ -285,10 +287,10 @@ void flows_record_flag(struct flow *fl, unsigned flag)
         fl->h.flags |= flag;
 }
 
-static void add_item(struct flow *fl, enum flow_part part, const void *a, size_t alen,
-                     const void *b, size_t blen)
+static void add_item3(struct flow *fl, enum flow_part part, const void *a, size_t alen,
+                      const void *b, size_t blen, const void *c, size_t clen)
 {
-    uint32_t n = (uint32_t)(alen + blen);
+    uint32_t n = (uint32_t)(alen + blen + clen);
     unsigned char type = (unsigned char)part;
     if (fl->item_count >= MAX_ITEMS) {
         if (part == FLOW_PART_WS)
@@ -300,17 +302,63 @@ static void add_item(struct flow *fl, enum flow_part part, const void *a, size_t
     buffer_append(&fl->items, &n, 4);
     buffer_append(&fl->items, a, alen);
     buffer_append(&fl->items, b, blen);
+    buffer_append(&fl->items, c, clen);
 }
 
-void flows_record_hook(struct flow *fl, const char *script, const char *hook)
+static void add_item(struct flow *fl, enum flow_part part, const void *a, size_t alen,
+                     const void *b, size_t blen)
 {
-    /* A chunk hook runs once per piece: it is listed once. The names are
-     * the hooks' own strings, alive while the exchange is. */
-    if (!fl || (fl->last_script == script && fl->last_hook == hook))
+    add_item3(fl, part, a, alen, b, blen, "", 0);
+}
+
+void flows_record_hook(struct flow *fl, const char *script, const char *hook,
+                       const char *changes, size_t changes_len)
+{
+    if (!fl)
         return;
+    /* A chunk hook runs once per piece: it is listed once, with what any
+     * piece changed. The names are the hooks' own strings, alive while the
+     * exchange is. */
+    if (fl->last_script == script && fl->last_hook == hook) {
+        size_t end = buffer_length(&fl->items);
+        if (changes_len == 0 || fl->last_changed || fl->last_hook_end != end)
+            return;
+        /* Still the last item: its change list is added in place. */
+        uint32_t n;
+        if (changes_len > MAX_LOG_LINE)
+            changes_len = MAX_LOG_LINE;
+        char *tail = buffer_reserve(&fl->items, 1 + changes_len);
+        if (!tail)
+            return;
+        tail[0] = '\0';
+        memcpy(tail + 1, changes, changes_len);
+        buffer_commit(&fl->items, 1 + changes_len);
+        /* Found from the reserved tail: the reserve may have moved the
+         * bytes, and the item ends where the tail begins. */
+        char *item = tail - (end - fl->last_hook_at);
+        memcpy(&n, item + 1, 4);
+        n += (uint32_t)(1 + changes_len);
+        memcpy(item + 1, &n, 4);
+        fl->last_hook_end = buffer_length(&fl->items);
+        fl->last_changed = 1;
+        return;
+    }
     fl->last_script = script;
     fl->last_hook = hook;
-    add_item(fl, FLOW_PART_HOOK, script, strlen(script) + 1, hook, strlen(hook));
+    fl->last_changed = changes_len > 0;
+    fl->last_hook_at = buffer_length(&fl->items);
+    if (changes_len == 0) {
+        add_item(fl, FLOW_PART_HOOK, script, strlen(script) + 1, hook, strlen(hook));
+    } else {
+        /* "script\0hook\0changes", changes one per line */
+        if (changes_len > MAX_LOG_LINE)
+            changes_len = MAX_LOG_LINE;
+        add_item3(fl, FLOW_PART_HOOK, script, strlen(script) + 1, hook, strlen(hook) + 1, changes,
+                  changes_len);
+    }
+    /* SIZE_MAX: the item was not kept (the cap), nothing to add to later */
+    fl->last_hook_end = buffer_length(&fl->items) != fl->last_hook_at ? buffer_length(&fl->items)
+                                                                      : SIZE_MAX;
 }
 
 void flows_record_log(struct flow *fl, const char *script, const char *line, size_t len)

@@ -393,8 +393,15 @@ async function renderTab(f) {
            await bodyView(f, "response", received, f.response.received, true),
            await bodyView(f, "response", f.response.body, f.response.sent)));
     }
-    box.append(el("h3", { text: "Hooks that ran" }));
-    box.append(f.hooks.length ? el("ul", null, ...f.hooks.map((h) => el("li", { text: h.script + ": " + h.hook })))
+    box.append(el("h3", { text: "Hooks that ran, and what each changed" }));
+    // Each hook call with what it changed, so with several scripts a
+    // change is read next to the script that made it.
+    const hookItem = (h) => {
+      const changed = h.changed || [];
+      return el("li", null, el("span", { text: h.script + ": " + h.hook + (changed.length ? "" : " (no change)") }),
+        ...(changed.length ? [el("ul", { class: "hook-changes" }, ...changed.map((c) => el("li", { text: c })))] : []));
+    };
+    box.append(f.hooks.length ? el("ul", { class: "hooks" }, ...f.hooks.map(hookItem))
                               : el("p", { class: "hint", text: "None." }));
     box.append(el("h3", { text: "Script log" }));
     box.append(f.logs.length ? el("pre", { class: "body", text: f.logs.map((l) => "[" + l.script + "] " + l.line).join("\n") })

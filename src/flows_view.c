@@ -366,9 +366,27 @@ static void json_body_info(struct buffer *b, uint64_t seen, size_t kept, int tru
                   changed ? "true" : "false");
 }
 
+/* ,"changed":[...] from <len> bytes of changes, one a line. */
+static void json_changes(struct buffer *b, const char *ch, size_t len)
+{
+    json_key(b, "changed", 0);
+    buffer_append(b, "[", 1);
+    for (size_t i = 0; i < len;) {
+        const char *nl = memchr(ch + i, '\n', len - i);
+        size_t l = nl ? (size_t)(nl - (ch + i)) : len - i;
+        if (i > 0)
+            buffer_append(b, ",", 1);
+        json_string(b, ch + i, l);
+        i += l + 1;
+    }
+    buffer_append(b, "]", 1);
+}
+
 /* Writes, comma-separated, one {"script": ..., <key>: ...} object per record
  * part of kind <want>: each such part holds the script's name, a NUL, then
- * the text (the hook's name, or a line the script logged). */
+ * the text (the hook's name, or a line the script logged). A hook's name
+ * may be followed by a NUL and what that call changed, one change a line:
+ * that becomes "changed": [...]. */
 static void json_script_pairs(struct buffer *b, const char *rec, enum flow_part want,
                               const char *key)
 {
@@ -381,10 +399,15 @@ static void json_script_pairs(struct buffer *b, const char *rec, enum flow_part 
         if (part != want)
             continue;
         size_t sl = strnlen(data, len);
+        const char *text = data + (sl < len ? sl + 1 : len);
+        size_t rest = sl < len ? len - sl - 1 : 0;
+        size_t tl = want == FLOW_PART_HOOK ? strnlen(text, rest) : rest;
         buffer_append_str(b, first ? "{\"script\":" : ",{\"script\":");
         json_string(b, data, sl);
         json_key(b, key, 0);
-        json_string(b, data + (sl < len ? sl + 1 : len), sl < len ? len - sl - 1 : 0);
+        json_string(b, text, tl);
+        if (want == FLOW_PART_HOOK)
+            json_changes(b, text + (tl < rest ? tl + 1 : rest), tl < rest ? rest - tl - 1 : 0);
         buffer_append(b, "}", 1);
         first = 0;
     }

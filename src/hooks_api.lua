@@ -687,6 +687,95 @@ function api.restore(tx, snap)
   end
 end
 
+-- For the flow viewer: what one hook call changed, so that with several
+-- scripts each change is shown next to the one that made it. change_base()
+-- is taken before a call and changes() after it, only while flows are
+-- captured (a copy of the heads per call is what that costs).
+local function field_map(h)
+  local m, order = {}, {}
+  for i = 1, rawlen(h), 2 do
+    local name = rawget(h, i)
+    local k = lower(name)
+    if m[k] == nil then
+      m[k] = rawget(h, i + 1)
+      order[#order + 1] = name
+    else
+      m[k] = m[k] .. "\0" .. rawget(h, i + 1)
+    end
+  end
+  return m, order
+end
+
+local function diff_fields(out, what, before, after)
+  local mb, ob = field_map(before)
+  local ma, oa = field_map(after)
+  for _, name in ipairs(oa) do
+    local k = lower(name)
+    if mb[k] == nil then
+      out[#out + 1] = what .. " header " .. name .. " added"
+    elseif mb[k] ~= ma[k] then
+      out[#out + 1] = what .. " header " .. name .. " changed"
+    end
+  end
+  for _, name in ipairs(ob) do
+    if ma[lower(name)] == nil then out[#out + 1] = what .. " header " .. name .. " removed" end
+  end
+end
+
+local function upstream_text(u)
+  if type(u) ~= "table" then return tostring(u) end
+  return (u.tls and "https://" or "http://") .. tostring(u.host) .. ":" .. tostring(u.port)
+    .. (u.proxy and (" via " .. tostring(u.proxy)) or "")
+end
+
+function api.change_base(tx)
+  local d, r = rawget(tx, "_req"), rawget(tx, "_res")
+  local b = { respond = rawget(tx, "_respond") }
+  if d then b.method, b.url, b.headers = d.method, url_of(d), copy_headers(d.headers) end
+  if r then b.status, b.res_headers = r.status, copy_headers(r.headers) end
+  local u = rawget(tx, "upstream")
+  if u ~= nil then b.upstream = upstream_text(u) end
+  return b
+end
+
+-- nil, or the changes one per line ("request header X-Foo added", ...).
+function api.changes(tx, b)
+  local out = {}
+  local d, r = rawget(tx, "_req"), rawget(tx, "_res")
+  if d and b.method == nil and (d[CHANGED] or rawget(d.headers, CHANGED)) then
+    -- tx.req was first read during this call: the exchange still holds
+    -- the request as it was before it.
+    local method, scheme, host, port, path, _, fields = native.request_of(rawget(tx, TXID))
+    if method ~= nil then
+      b.method, b.url = method, url_of({ scheme = scheme, host = host, port = port, path = path })
+      b.headers = fields
+    end
+  end
+  if d and b.method ~= nil then
+    if d.method ~= b.method then out[#out + 1] = "request method " .. b.method .. " -> " .. d.method end
+    local url = url_of(d)
+    if url ~= b.url then out[#out + 1] = "request url " .. b.url .. " -> " .. url end
+    diff_fields(out, "request", b.headers, d.headers)
+  end
+  if r and b.status ~= nil then
+    if r.status ~= b.status then
+      out[#out + 1] = "response status " .. b.status .. " -> " .. tostring(r.status)
+    end
+    diff_fields(out, "response", b.res_headers, r.headers)
+  end
+  local u = rawget(tx, "upstream")
+  if b.upstream ~= nil and u ~= nil then
+    local now = upstream_text(u)
+    if now ~= b.upstream then out[#out + 1] = "upstream " .. b.upstream .. " -> " .. now end
+  end
+  local answer = rawget(tx, "_respond")
+  if answer ~= nil and answer ~= b.respond then
+    out[#out + 1] = "answered " .. answer.status .. " (tx:respond)"
+  end
+  if #out == 0 then return nil end
+  return concat(out, "\n")
+end
+
 -- For --trace: a string that changes whenever a hook changes the request,
 -- the upstream or the response. C compares it before and after each call,
 -- and only when tracing.

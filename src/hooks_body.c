@@ -119,7 +119,6 @@ static int chunk_steps(struct session *s, int resuming)
             rc = -1;
             break;
         }
-        flows_record_hook(s->x.flow, h->script_name[hs->script], hooks_phase_names[phase]);
         /* A finished coroutine reports everything left on its stack, the
          * chunk kept below the function included: the results are above
          * it. (A string equal to the piece is the piece: no copy.) */
@@ -127,6 +126,13 @@ static int chunk_steps(struct session *s, int resuming)
         if (nres >= 1 && lua_type(hs->co, -nres) == LUA_TSTRING) {
             size_t rlen;
             const char *r = lua_tolstring(hs->co, -nres, &rlen);
+            if (s->x.flow) {
+                int changed = rlen != buffer_length(&hs->piece) ||
+                              (rlen > 0 && memcmp(r, buffer_peek(&hs->piece), rlen) != 0);
+                const char *what = phase == HOOK_ON_REQUEST_CHUNK ? "request body" : "response body";
+                flows_record_hook(s->x.flow, h->script_name[hs->script], hooks_phase_names[phase],
+                                  changed ? what : NULL, changed ? strlen(what) : 0);
+            }
             if (r != lua_tostring(hs->co, 1)) {
                 buffer_consume(&hs->piece, buffer_length(&hs->piece));
                 if (buffer_append(&hs->piece, r, rlen) != 0) {
@@ -135,7 +141,9 @@ static int chunk_steps(struct session *s, int resuming)
                     break;
                 }
             }
-        } else if (nres >= 1 && lua_type(hs->co, -nres) != LUA_TNIL) {
+        } else if (nres < 1 || lua_type(hs->co, -nres) == LUA_TNIL) {
+            flows_record_hook(s->x.flow, h->script_name[hs->script], hooks_phase_names[phase], NULL, 0);
+        } else {
             lua_pushfstring(hs->co, "%s must return a string or nothing",
                             hooks_phase_names[phase]);
             hooks_log_failure(s, hs->co, LUA_ERRRUN);

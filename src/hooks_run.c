@@ -47,7 +47,7 @@ void hooks_exchange_begin(struct session *s, hooks_wake_fn *on_wake)
     struct hook_state *hs = &s->x.hook;
     hs->hooks = s->proxy->hooks;
     hs->on_wake = on_wake;
-    hs->tx_ref = hs->co_ref = hs->snap_ref = hs->trace_fp_ref = LUA_NOREF;
+    hs->tx_ref = hs->co_ref = hs->snap_ref = hs->trace_fp_ref = hs->flow_base_ref = LUA_NOREF;
     hs->co = NULL;
     hs->pending = 0;
     hs->waiting = 0;
@@ -86,7 +86,8 @@ void hooks_exchange_end(struct session *s)
     luaL_unref(h->L, LUA_REGISTRYINDEX, hs->co_ref);
     luaL_unref(h->L, LUA_REGISTRYINDEX, hs->snap_ref);
     luaL_unref(h->L, LUA_REGISTRYINDEX, hs->trace_fp_ref);
-    hs->tx_ref = hs->co_ref = hs->snap_ref = hs->trace_fp_ref = LUA_NOREF;
+    luaL_unref(h->L, LUA_REGISTRYINDEX, hs->flow_base_ref);
+    hs->tx_ref = hs->co_ref = hs->snap_ref = hs->trace_fp_ref = hs->flow_base_ref = LUA_NOREF;
     hs->co = NULL;
     hs->hooks = NULL;
     hooks_unref(h);
@@ -359,6 +360,10 @@ static enum hooks_result continue_phase(struct session *s, int resuming)
         if (!resuming) {
             if (trace_enabled)
                 hs->trace_fp_ref = trace_fingerprint(s);
+            /* Capture only: a failure here (no memory) costs the record its
+             * change list, never the exchange. */
+            if (s->x.flow)
+                (void)hooks_protected(s, hooks_tx_change_base, "flow capture");
             if (h->mode == HOOK_ERRORS_OPEN && hooks_protected(s, hooks_tx_snapshot, "snapshot") != 0)
                 return HOOKS_FAILED;
             if (hooks_protected(s, hooks_start_call, "start") != 0)
@@ -386,8 +391,8 @@ static enum hooks_result continue_phase(struct session *s, int resuming)
         if (trace_enabled)
             trace_hook_end(s, outcome, __func__);
         hooks_drop_coroutine(hs);
-        if (outcome == CALL_DONE)
-            flows_record_hook(s->x.flow, h->script_name[hs->script], hooks_phase_names[hs->phase]);
+        if (outcome == CALL_DONE && s->x.flow && hooks_protected(s, hooks_tx_record_changes, "flow capture") != 0)
+            flows_record_hook(s->x.flow, h->script_name[hs->script], hooks_phase_names[hs->phase], NULL, 0);
         if (outcome == CALL_FAILED) {
             if (h->mode == HOOK_ERRORS_OPEN && hooks_protected(s, hooks_tx_restore, "restore") == 0) {
                 hs->responded = 0;

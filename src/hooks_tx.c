@@ -101,6 +101,42 @@ int hooks_tx_restore(lua_State *L)
     return 0;
 }
 
+/* Flow capture: the tx as it is before a hook call (api.change_base),
+ * compared after it by hooks_tx_record_changes. */
+int hooks_tx_change_base(lua_State *L)
+{
+    struct session *s = lua_touserdata(L, 1);
+    struct hook_state *hs = &s->x.hook;
+    luaL_unref(L, LUA_REGISTRYINDEX, hs->flow_base_ref);
+    hs->flow_base_ref = LUA_NOREF;
+    hooks_push_api_tx(L, hs, "change_base");
+    lua_call(L, 1, 1);
+    hs->flow_base_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* Flow capture: records the hook call that just finished with what it
+ * changed (api.changes against the base taken before it). */
+int hooks_tx_record_changes(lua_State *L)
+{
+    struct session *s = lua_touserdata(L, 1);
+    struct hook_state *hs = &s->x.hook;
+    const char *changes = NULL;
+    size_t len = 0;
+
+    if (hs->flow_base_ref != LUA_NOREF) {
+        hooks_push_api_tx(L, hs, "changes");
+        lua_rawgeti(L, LUA_REGISTRYINDEX, hs->flow_base_ref);
+        lua_call(L, 2, 1);
+        changes = lua_tolstring(L, -1, &len); /* NULL when nothing changed */
+    }
+    flows_record_hook(s->x.flow, hs->hooks->script_name[hs->script], hooks_phase_names[hs->phase],
+                      changes, changes ? len : 0);
+    luaL_unref(L, LUA_REGISTRYINDEX, hs->flow_base_ref);
+    hs->flow_base_ref = LUA_NOREF;
+    return 0;
+}
+
 /* The fields the proxy owns: a script may not set them (they are dropped
  * when read back), so framing and connection handling stay correct. */
 static int proxy_owned(const char *name, size_t len)

@@ -247,6 +247,40 @@ describe("flows", function()
     assert.equals(1, #a.get_json(adm, "/api/flows?filter=~modified"))
   end)
 
+  it("attributes each change to the script and hook that made it", function()
+    -- a.lua reads the request for the first time inside its hook; b.lua
+    -- finds it already read: both ways of comparing are covered.
+    local sa = h.tmpfile([[
+      function on_request(tx) tx.req.headers["X-From-A"] = "a" end
+      function on_response(tx) end
+    ]], "a.lua")
+    local sb = h.tmpfile([[
+      function on_request(tx)
+        tx.req.headers["User-Agent"] = "b"
+        tx.req.path = "/hello"
+      end
+      function on_response(tx)
+        tx.res.headers["X-From-B"] = "b"
+        tx.res.status = 203
+      end
+    ]], "b.lua")
+    local proxy, adm = start({ "--script", sa, "--script", sb })
+    assert.equals(203, h.get(proxy.port, origin.url("/other"), { "User-Agent: spec" }).status)
+    local f = wait_flows(adm, 1)[1]
+    local d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
+    assert.equals(4, #d.hooks)
+    local by = {}
+    for _, hk in ipairs(d.hooks) do
+      by[hk.script:match("[^/]+$") .. " " .. hk.hook] = table.concat(hk.changed, "\n")
+    end
+    assert.equals("request header X-From-A added", by["a.lua on_request"])
+    assert.equals("", by["a.lua on_response"])
+    assert.equals("request url " .. origin.url("/other") .. " -> " .. origin.url("/hello")
+      .. "\nrequest header User-Agent changed", by["b.lua on_request"])
+    assert.equals("response status 200 -> 203\nresponse header X-From-B added",
+      by["b.lua on_response"])
+  end)
+
   it("marks a script's answer and a changed body", function()
     local s = script([[
       function on_request(tx)
@@ -263,10 +297,13 @@ describe("flows", function()
     assert.is_true(upper.modified)
     local d = a.get_json(adm, "/api/flows/" .. a.id(mock.id))
     assert.is_true(d["local"])
+    assert.same({ "answered 200 (tx:respond)" }, d.hooks[1].changed)
     d = a.get_json(adm, "/api/flows/" .. a.id(upper.id))
     assert.is_true(d.response.body.changed)
     assert.equals(2, #d.hooks) -- on_request, then on_response_chunk once
+    assert.same({}, d.hooks[1].changed)
     assert.equals("on_response_chunk", d.hooks[2].hook)
+    assert.same({ "response body" }, d.hooks[2].changed)
     assert.equals("HELLO\n", a.call(adm, "/api/flows/" .. a.id(upper.id) .. "/response/body").body)
     assert.equals("hello\n",
       a.call(adm, "/api/flows/" .. a.id(upper.id) .. "/response/body?as=received").body)

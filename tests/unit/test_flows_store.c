@@ -52,7 +52,7 @@ static void record_one(struct flows *f, uint64_t id, size_t body_len)
     flows_tap(fl, 1, &filter, &arg);
     if (filter)
         filter(arg, body, body_len, 1, &out, HTTP_BODY_LENGTH);
-    flows_record_hook(fl, "a.lua", "on_request");
+    flows_record_hook(fl, "a.lua", "on_request", NULL, 0);
     flows_record_log(fl, "a.lua", "a line", 6);
     flows_record_end(fl, 200, body_len, body_len, NULL, 1001.0 + (double)id);
     is_int(buffer_length(&out), 2 * body_len, "the tap passes every byte on");
