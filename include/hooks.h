@@ -79,6 +79,7 @@ struct hook_state {
     int flow_base_ref;      /* flow capture: the tx before the call */
     void (*wait_cancel)(void *arg); /* stops the call out the hook waits on */
     void *wait_arg;
+    struct session **wait_owner;    /* where the call out keeps its session */
     /* Bodies: what on_request / on_response chose (tx.req.filter_body,
      * tx.req.buffer_body, tx.res.filter_body, tx.res.decode_body). */
     int req_filter_off, req_buffer, res_filter_off, res_decode_off;
@@ -180,7 +181,10 @@ static inline int hooks_is_chunk_phase(int phase)
     return phase == HOOK_ON_RESPONSE_CHUNK || phase == HOOK_ON_REQUEST_CHUNK;
 }
 
-/* on_done: runs once per exchange, after it finished or failed. */
+/* on_done: runs once per exchange, after it finished or failed. A hook
+ * that waits goes on apart from the session, which need not wait for it. */
 void hooks_done(struct session *s);
+/* Shutdown: ends the on_done hooks of <p> that still wait. */
+void hooks_detached_free(struct proxy *p);
 
 #endif

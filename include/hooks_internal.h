@@ -95,11 +95,14 @@ struct chunk_args {
 enum call_outcome { CALL_DONE, CALL_SLEEP, CALL_WAIT, CALL_FAILED };
 
 /* For a native that starts a call out and must wait for its result: call
- * as `return hooks_wait(L, cancel, arg)` from a function the hook called
- * directly. The hook's coroutine yields; <cancel>(<arg>) stops the call if
- * the exchange ends (or waits too long) first. Raises an error where a hook
- * cannot wait (outside a hook, inside a script's own coroutine). */
-int hooks_wait(lua_State *L, void (*cancel)(void *arg), void *arg);
+ * as `return hooks_wait(L, cancel, arg, &rec->s)` from a function the hook
+ * called directly. The hook's coroutine yields; <cancel>(<arg>) stops the
+ * call if the exchange ends (or waits too long) first. <owner> is where
+ * the call keeps the session it will wake: an on_done hook that waits
+ * moves to a record of its own, and the hooks point it there. Raises an
+ * error where a hook cannot wait (outside a hook, inside a script's own
+ * coroutine). */
+int hooks_wait(lua_State *L, void (*cancel)(void *arg), void *arg, struct session **owner);
 /* Whether the running code could wait with hooks_wait. */
 int hooks_can_wait(lua_State *L);
 /* The call out finished: resumes the waiting hook of <s> with the values

@@ -213,7 +213,7 @@ static int native_shared(lua_State *L)
         snprintf(reply.err, sizeof reply.err, "unavailable");
     }
     if (status == SHARED_PENDING)
-        return hooks_wait(L, cancel_shared_wait, sw);
+        return hooks_wait(L, cancel_shared_wait, sw, &sw->s);
     free(sw);
     /* Answered at once. Pushing may raise (memory): do it protected, so
      * the reply's buffer is freed either way. */
@@ -318,7 +318,7 @@ static int native_http(lua_State *L)
     rq.max_body = (size_t)luaL_checkinteger(L, 6);
     if (!hooks_can_wait(L)) {
         lua_pushnil(L);
-        lua_pushstring(L, "proxy.http cannot wait here (not in on_done, nor inside a "
+        lua_pushstring(L, "proxy.http cannot wait here (not inside a hook, or inside a "
                           "coroutine of the script)");
         return 2;
     }
@@ -347,7 +347,7 @@ static int native_http(lua_State *L)
         lua_pushstring(L, err);
         return 2;
     }
-    return hooks_wait(L, cancel_http_wait, hw);
+    return hooks_wait(L, cancel_http_wait, hw, &hw->s);
 }
 
 /* ---- the table -------------------------------------------------------------- */

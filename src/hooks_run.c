@@ -2,10 +2,12 @@
  * hooks_run.c - running the hooks of one exchange: a coroutine per hook
  * call, the time budget that stops a runaway script, the phases in script
  * order, and proxy.sleep, which parks a hook on a timer while the loop
- * serves everybody else.
+ * serves everybody else. Owns the on_done calls that wait after their
+ * exchange is over (detached from the session, see hooks_done).
  */
 #include "hooks_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -53,6 +55,7 @@ void hooks_exchange_begin(struct session *s, hooks_wake_fn *on_wake)
     hs->waiting = 0;
     hs->wake_nargs = 0;
     hs->wait_cancel = NULL;
+    hs->wait_owner = NULL;
     hs->req_filter_off = hs->req_buffer = hs->res_filter_off = hs->res_decode_off = 0;
     hs->decoder = NULL;
     buffer_init(&hs->decoded);
@@ -182,34 +185,28 @@ void hooks_drop_coroutine(struct hook_state *hs)
 /* What hooks_wait yields: its address tells it from every other yield. */
 static const char wait_marker = 'w';
 
-/* Phases whose hooks may wait. A chunk hook's wait pauses its body;
- * on_done runs after the exchange, with nothing left to park it on. */
-static int phase_can_wait(int phase)
-{
-    return phase == HOOK_ON_REQUEST || phase == HOOK_BEFORE_CONNECT || phase == HOOK_ON_RESPONSE ||
-           hooks_is_chunk_phase(phase);
-}
-
+/* Every phase may wait: a chunk hook's wait pauses its body, an on_done
+ * that waits is detached from its exchange (see hooks_done). */
 int hooks_can_wait(lua_State *L)
 {
     struct hooks *h = hooks_of(L);
-    return h && h->current && h->current_co == L && phase_can_wait(h->running_phase) &&
-           lua_isyieldable(L);
+    return h && h->current && h->current_co == L && h->running_phase >= 0 && lua_isyieldable(L);
 }
 
-int hooks_wait(lua_State *L, void (*cancel)(void *arg), void *arg)
+int hooks_wait(lua_State *L, void (*cancel)(void *arg), void *arg, struct session **owner)
 {
     struct hooks *h = hooks_of(L);
     struct hook_state *hs;
     if (!hooks_can_wait(L)) {
         if (cancel)
             cancel(arg);
-        return luaL_error(L, "cannot wait here (not in on_done, nor inside a coroutine of "
+        return luaL_error(L, "cannot wait here (not inside a hook, or inside a coroutine of "
                              "the script)");
     }
     hs = &h->current->x.hook;
     hs->wait_cancel = cancel;
     hs->wait_arg = arg;
+    hs->wait_owner = owner;
     lua_pushlightuserdata(L, (void *)(uintptr_t)&wait_marker);
     return lua_yield(L, 1);
 }
@@ -259,11 +256,6 @@ static enum call_outcome resume(struct session *s, int nargs, int *nres, double 
             if (*sleep_for > h->wait_timeout) {
                 lua_pushfstring(co, "proxy.sleep(%f) is longer than --hook-wait-timeout (%f s)",
                                 *sleep_for, h->wait_timeout);
-                hooks_log_failure(s, co, LUA_ERRRUN);
-                return CALL_FAILED;
-            }
-            if (hs->phase == HOOK_ON_DONE) {
-                lua_pushfstring(co, "proxy.sleep cannot be used in %s", hooks_phase_names[hs->phase]);
                 hooks_log_failure(s, co, LUA_ERRRUN);
                 return CALL_FAILED;
             }
@@ -499,6 +491,119 @@ enum hooks_result hooks_run(struct session *s, enum hook_phase phase)
     return continue_phase(s, 0);
 }
 
+/* ---- on_done hooks that wait ------------------------------------------------
+ *
+ * on_done runs when the exchange is over: the client has its response and
+ * the session goes on with the next request (or is freed). An on_done hook
+ * that waits (proxy.sleep, proxy.http, proxy.shared over Redis) therefore
+ * cannot stay on the session. Its hook state moves into a record of its
+ * own, a bare session shell that carries only what the hook runner reads
+ * (the ids, the proxy, the hook state), and the record finishes the
+ * remaining on_done hooks by itself. The records are few (a cap per
+ * worker), bounded in time (--hook-wait-timeout) and freed at shutdown. */
+
+#define MAX_DETACHED 256
+
+struct detached {
+    struct session s;          /* first: the runner sees a session */
+    struct detached *prev, *next;
+};
+
+static struct detached *detached_list;
+static int detached_count;
+
+static void detached_free(struct detached *d)
+{
+    hooks_exchange_end(&d->s); /* cancels a wait, stops the timer, drops the refs */
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        detached_list = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    detached_count--;
+    free(d);
+}
+
+/* The detached on_done phase ended (its result no longer matters: errors
+ * were logged where they happened). */
+static void on_detached_done(struct session *s, enum hooks_result result)
+{
+    (void)result;
+    detached_free((struct detached *)s);
+}
+
+/* protected: tx.req is read from the exchange on first use; make it now,
+ * while the exchange is still there. */
+static int load_request(lua_State *L)
+{
+    struct session *s = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->x.hook.tx_ref);
+    lua_getfield(L, -1, "req");
+    return 0;
+}
+
+/* Moves the waiting on_done call of <s> into a record. 0, or -1 (the cap
+ * is reached, or no memory) with the hook state left on <s>. */
+static int detach_done(struct session *s)
+{
+    struct hook_state *hs = &s->x.hook, *dh;
+    struct ev_loop *loop = s->proxy->loop;
+    struct detached *d;
+    double left;
+
+    if (detached_count >= MAX_DETACHED)
+        return -1;
+    d = calloc(1, sizeof *d);
+    if (!d)
+        return -1;
+    /* A watcher is never moved while active: stop it and start the copy. */
+    left = ev_timer_remaining(loop, &hs->sleep_timer);
+    ev_timer_stop(loop, &hs->sleep_timer);
+    d->s.id = s->id;
+    d->s.proxy = s->proxy;
+    d->s.x.id = s->x.id; /* for the logs; tx.req was read above */
+    d->s.x.started = s->x.started;
+    d->s.x.hook = *hs;
+    dh = &d->s.x.hook;
+    dh->on_wake = on_detached_done;
+    /* The bodies' state stays with the session, which frees it. */
+    dh->decoder = NULL;
+    buffer_init(&dh->decoded);
+    buffer_init(&dh->collected);
+    buffer_init(&dh->piece);
+    ev_init(&dh->sleep_timer, on_sleep_done);
+    dh->sleep_timer.data = &d->s;
+    ev_timer_set(&dh->sleep_timer, left > 0 ? left : 0., 0.);
+    ev_timer_start(loop, &dh->sleep_timer);
+    if (dh->waiting && dh->wait_owner)
+        *dh->wait_owner = &d->s;
+    /* The session keeps nothing of it: its reference on the script set
+     * is the record's now. */
+    hs->hooks = NULL;
+    hs->tx_ref = hs->co_ref = hs->snap_ref = hs->trace_fp_ref = LUA_NOREF;
+    hs->co = NULL;
+    hs->pending = hs->waiting = 0;
+    hs->wait_cancel = NULL;
+    hs->wait_owner = NULL;
+    d->next = detached_list;
+    if (detached_list)
+        detached_list->prev = d;
+    detached_list = d;
+    detached_count++;
+    return 0;
+}
+
+void hooks_detached_free(struct proxy *p)
+{
+    struct detached *d = detached_list, *next;
+    for (; d; d = next) {
+        next = d->next;
+        if (d->s.proxy == p)
+            detached_free(d);
+    }
+}
+
 void hooks_done(struct session *s)
 {
     struct hook_state *hs = &s->x.hook;
@@ -512,5 +617,15 @@ void hooks_done(struct session *s)
     hs->phase = HOOK_ON_DONE;
     hs->script = 0;
     hs->responded = 0; /* an earlier phase's answer does not end this one */
-    continue_phase(s, 0);
+    if (continue_phase(s, 0) != HOOKS_PENDING)
+        return;
+    if (hooks_protected(s, load_request, "tx.req") == 0 && detach_done(s) == 0) {
+        TRACE(s, "on_done waits: it goes on apart from the connection");
+        return;
+    }
+    /* Left on the session, the wait ends with the exchange, below. */
+    log_error("c%llu #%llu %s: on_done cannot wait: %d on_done hooks wait already",
+              (unsigned long long)s->id, (unsigned long long)s->x.id, hs->hooks->script_name[hs->script],
+              detached_count);
+    hs->pending = 0;
 }

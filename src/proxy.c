@@ -522,6 +522,7 @@ void proxy_free(struct proxy *p)
     ev_signal_stop(p->loop, &p->sigint);
     ev_signal_stop(p->loop, &p->sigterm);
     ev_signal_stop(p->loop, &p->sighup);
+    hooks_detached_free(p);
     hooks_free(p);
     auth_free(p->auth); /* after the sessions: none waits on a check now */
     p->auth = NULL;

@@ -68,6 +68,57 @@ describe("calls out from hooks", function()
     assert.is_true(proxy.alive())
   end)
 
+  it("waits in on_done (proxy.http, proxy.sleep); the later scripts' on_done run after it", function()
+    local second = h.tmpfile((([[
+      function on_done(tx)
+        if tx.req.path == "/first" then proxy.http{ url = "http://ORIGIN/hello?second=1", timeout = 20 } end
+      end
+    ]]):gsub("ORIGIN", origin.authority)), "second.lua")
+    proxy = h.start_proxy({ "-s", script([[
+      function on_done(tx)
+        if tx.req.path ~= "/first" then return end
+        local res, err = proxy.http{ url = "http://ORIGIN/slow?ms=200", timeout = 20 }
+        proxy.sleep(0.01)
+        local seen = res and (res.status .. "_" .. res.body:gsub("%s", "")) or err
+        proxy.http{ url = "http://ORIGIN/hello?seen=" .. seen .. "&path=" .. tx.req.path, timeout = 20 }
+      end
+    ]]), "-s", second })
+    assert.are.equal(404, h.get(proxy.port, origin.url("/first")).status)
+    -- /first, the call to /slow, the one that reports, then the second script's
+    local reqs = assert(origin.wait_requests(4))
+    local seen, after
+    for i, r in ipairs(reqs) do
+      if r.target:find("seen=", 1, true) then seen = i; assert.are.equal("/hello?seen=200_slow&path=/first", r.target) end
+      if r.target:find("second=1", 1, true) then after = i end
+    end
+    assert.is_truthy(seen)
+    assert.is_truthy(after)
+    assert.is_true(after > seen)
+    assert.is_true(proxy.alive())
+  end)
+
+  it("lets the connection go on, and close, while on_done waits", function()
+    proxy = h.start_proxy({ "-s", script([[
+      function on_done(tx)
+        if tx.req.path == "/first" then proxy.http{ url = "http://ORIGIN/hang", timeout = 30 } end
+      end
+    ]]) })
+    local c = assert(h.connect(proxy.port))
+    assert(h.send(c, h.request("GET", origin.url("/first"), { "Host: " .. origin.authority })))
+    assert.are.equal(404, assert(h.read_response(c, { timeout = 20 })).status)
+    -- on_done waits on a service that never answers ...
+    assert.is_truthy(origin.wait_requests(2))
+    -- ... and the same connection is served meanwhile
+    assert(h.send(c, h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority })))
+    assert.are.equal("hello\n", assert(h.read_response(c, { timeout = 20 })).body)
+    c:close()
+    assert.are.equal("hello\n", h.get(proxy.port, origin.url("/hello")).body)
+    assert.is_true(proxy.alive())
+    -- stopping the proxy ends the waiting on_done, and it exits cleanly
+    assert.are.equal(0, proxy.stop())
+    proxy = nil
+  end)
+
   it("returns nil and a reason: timeout, refused, body too large, bad url", function()
     proxy = h.start_proxy({ "-s", script(([[
       local function try(opts)
