@@ -47,7 +47,13 @@ int tls_accept(struct endpoint *e, struct tls *t, const char *name);
  * <host> <port> when there is one. Drive it with tls_handshake. */
 int tls_connect(struct endpoint *e, struct tls *t, const char *host, unsigned port);
 
-/* Advances a handshake started by tls_connect: ENDPOINT_PROGRESS once it is
+/* The replay of an intercepted flow: starts TLS as the client on <e>, a
+ * socket tunnelled through a CONNECT to the proxy's own listener on
+ * loopback, with SNI <host> and no certificate check (see tls.c for why).
+ * Needs no struct tls. Drive it with tls_handshake. 0 or -1. */
+int tls_connect_loopback(struct endpoint *e, const char *host);
+
+/* Advances a handshake started by tls_connect or tls_connect_loopback: ENDPOINT_PROGRESS once it is
  * done, ENDPOINT_AGAIN (the endpoint watches for what it needs), or
  * ENDPOINT_ERROR with e->error naming the reason. */
 enum endpoint_io tls_handshake(struct endpoint *e);

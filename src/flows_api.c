@@ -27,19 +27,32 @@
 #include "flows_view.h"
 #include "json_out.h"
 #include "log.h"
+#include "tls.h"
+#include "url.h"
 
 /* A replay that has not produced its flow after this long answers 504. */
 #define REPLAY_TIMEOUT 30.0
 #define REPLAY_MAX 16
 
+/* A replay in flight. Plain requests go straight to the proxy port; a
+ * request from inside an intercepted https tunnel takes the way its client
+ * took: CONNECT, then TLS through the tunnel, then the request.
+ *
+ *   REPLAY_SENDING --(https)--> REPLAY_TUNNEL -> REPLAY_HANDSHAKE -> REPLAY_SENDING
+ *   REPLAY_SENDING -> REPLAY_DRAINING (the answer is in the new flow)
+ */
+enum replay_state { REPLAY_TUNNEL, REPLAY_HANDSHAKE, REPLAY_SENDING, REPLAY_DRAINING };
+
 struct replay {
     struct flows_api *api;
     struct replay *next;
     uint64_t conn_id;  /* the admin request waiting for the answer */
-    int fd;
-    ev_io io;
+    struct endpoint ep;
+    enum replay_state state;
     ev_timer timer;
-    struct buffer out;
+    struct buffer request; /* the request, held while the tunnel opens */
+    int https;         /* the flow came from inside an intercepted tunnel */
+    char host[256];    /* https: the TLS server name */
     char client[80];   /* our end as the proxy sees it: "ip:port" */
 };
 
@@ -210,6 +223,19 @@ static void send_body(struct admin_conn *c, const struct admin_request *r,
 
 /* ---- replay ------------------------------------------------------------ */
 
+/* Without the loop (a forked child, or the loop never ran): frees the
+ * transport and closes the socket, touching no watcher. */
+static void replay_drop_socket(struct replay *rp)
+{
+    rp->ep.ops->close(&rp->ep);
+    rp->ep.tls = NULL;
+    if (rp->ep.fd >= 0)
+        close(rp->ep.fd);
+    rp->ep.fd = -1;
+    buffer_free(&rp->ep.in);
+    buffer_free(&rp->ep.out);
+}
+
 static void replay_free(struct replay *rp)
 {
     struct flows_api *api = rp->api;
@@ -220,12 +246,12 @@ static void replay_free(struct replay *rp)
     *pp = rp->next;
     api->replay_count--;
     if (loop) {
-        ev_io_stop(loop, &rp->io);
         ev_timer_stop(loop, &rp->timer);
+        endpoint_close(loop, &rp->ep);
+    } else {
+        replay_drop_socket(rp);
     }
-    if (rp->fd >= 0)
-        close(rp->fd);
-    buffer_free(&rp->out);
+    buffer_free(&rp->request);
     free(rp);
 }
 
@@ -241,34 +267,78 @@ static void replay_answer(struct replay *rp, int status, const char *json)
     replay_free(rp);
 }
 
+/* REPLAY_TUNNEL: the proxy's answer to our CONNECT. 1 when it is a 200
+ * (then TLS starts), 0 while incomplete, -1 when refused. */
+static int replay_tunnel_answer(struct replay *rp)
+{
+    const char *in = buffer_peek(&rp->ep.in);
+    size_t len = buffer_length(&rp->ep.in);
+    const char *end = memmem(in, len, "\r\n\r\n", 4);
+
+    if (!end)
+        return len > 16384 || rp->ep.read_eof ? -1 : 0;
+    if (len < 12 || memcmp(in, "HTTP/1.", 7) != 0 || memcmp(in + 8, " 200", 4) != 0)
+        return -1;
+    /* Nothing may follow the head: the proxy waits for our ClientHello. */
+    if ((size_t)(end + 4 - in) != len)
+        return -1;
+    buffer_consume(&rp->ep.in, len);
+    return 1;
+}
+
 static void on_replay_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct replay *rp = w->data;
+    enum endpoint_io r;
     (void)revents;
 
-    if (buffer_length(&rp->out) > 0) {
-        ssize_t n = write(rp->fd, buffer_peek(&rp->out), buffer_length(&rp->out));
-        if (n > 0)
-            buffer_consume(&rp->out, (size_t)n);
-        else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            replay_answer(rp, 502, "the proxy could not be reached for the replay");
+    if (rp->state == REPLAY_TUNNEL) {
+        int answer;
+        if (endpoint_flush(&rp->ep) == ENDPOINT_ERROR)
+            return replay_answer(rp, 502, "the proxy could not be reached for the replay");
+        if (endpoint_read(&rp->ep, ENDPOINT_IN_LIMIT) == ENDPOINT_ERROR)
+            return replay_answer(rp, 502, "the proxy could not be reached for the replay");
+        answer = replay_tunnel_answer(rp);
+        if (answer < 0)
+            return replay_answer(rp, 502, "the proxy refused the CONNECT of the replay");
+        if (answer == 0) {
+            endpoint_watch(loop, &rp->ep, buffer_length(&rp->ep.out) ? EV_READ | EV_WRITE : EV_READ);
             return;
         }
-        if (buffer_length(&rp->out) > 0)
+        if (tls_connect_loopback(&rp->ep, rp->host) != 0)
+            return replay_answer(rp, 502, "cannot start TLS for the replay");
+        rp->state = REPLAY_HANDSHAKE;
+    }
+    if (rp->state == REPLAY_HANDSHAKE) {
+        r = tls_handshake(&rp->ep);
+        if (r == ENDPOINT_AGAIN) {
+            /* the endpoint turns this into what the handshake needs */
+            endpoint_watch(loop, &rp->ep, EV_READ);
             return;
-        ev_io_stop(loop, &rp->io);
-        ev_io_set(&rp->io, rp->fd, EV_READ);
-        ev_io_start(loop, &rp->io);
-        return;
+        }
+        if (r == ENDPOINT_ERROR)
+            return replay_answer(rp, 502, "the TLS handshake of the replay failed");
+        /* The request goes out only inside the finished TLS session. */
+        buffer_swap(&rp->ep.out, &rp->request);
+        rp->state = REPLAY_SENDING;
+    }
+    if (endpoint_flush(&rp->ep) == ENDPOINT_ERROR) {
+        if (rp->state == REPLAY_SENDING)
+            return replay_answer(rp, 502, "the proxy could not be reached for the replay");
+    } else if (buffer_length(&rp->ep.out) == 0) {
+        rp->state = REPLAY_DRAINING;
     }
     /* The response itself is in the new flow: read it away. */
-    char sink[16384];
-    ssize_t n = read(rp->fd, sink, sizeof sink);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-        ev_io_stop(loop, &rp->io);
-        close(rp->fd);
-        rp->fd = -1; /* the flow may still be on its way from a worker */
+    do
+        r = endpoint_read(&rp->ep, ENDPOINT_IN_LIMIT);
+    while (buffer_consume(&rp->ep.in, buffer_length(&rp->ep.in)), r == ENDPOINT_PROGRESS);
+    if (rp->ep.read_eof || r == ENDPOINT_ERROR) {
+        /* The flow may still be on its way from a worker: wait for it (or
+         * the timeout) without the socket. */
+        endpoint_close(loop, &rp->ep);
+        return;
     }
+    endpoint_watch(loop, &rp->ep, rp->state == REPLAY_SENDING ? EV_READ | EV_WRITE : EV_READ);
 }
 
 static void on_replay_timeout(struct ev_loop *loop, ev_timer *w, int revents)
@@ -289,6 +359,11 @@ static void on_flow_added(void *arg, const struct stored_flow *sf)
 
     flow_record_find(sf->rec, FLOW_PART_CLIENT, &client, &client_len);
     for (struct replay *rp = api->replays; rp; rp = rp->next) {
+        /* An https replay's CONNECT is a flow of the same client too: the
+         * answer is the request inside it, the one with an https URL. */
+        if (rp->https && flow_record_find(sf->rec, FLOW_PART_URL, &(const char *){NULL},
+                                          &(size_t){0}) != 0)
+            continue;
         if (strlen(rp->client) == client_len && memcmp(rp->client, client, client_len) == 0) {
             char json[64];
             snprintf(json, sizeof json, "{\"id\":%llu}\n", (unsigned long long)sf->id);
@@ -327,15 +402,20 @@ static void start_replay(struct admin_conn *c, struct flows_api *api, const stru
     const char *body;
     size_t body_len;
     struct replay *rp;
+    struct url u;
     char ip[INET6_ADDRSTRLEN];
+    int fd;
 
     if (api->proxy_addr_len == 0 || !fi->req_ok) {
         admin_reply_error(c, 409, "this flow cannot be replayed");
         return;
     }
-    if (fi->has[FLOW_PART_URL]) {
-        admin_reply_error(c, 409, "a request from inside an intercepted https tunnel "
-                                  "cannot be replayed");
+    /* From inside an intercepted tunnel: the head holds a path only, the
+     * URL part says where the tunnel went. */
+    if (fi->has[FLOW_PART_URL] &&
+        (url_parse_absolute(fi->part[FLOW_PART_URL], fi->len[FLOW_PART_URL], &u) != 0 ||
+         u.host_len >= sizeof rp->host)) {
+        admin_reply_error(c, 409, "this flow's URL cannot be replayed");
         return;
     }
     if (fi->h.flags & (FLOW_F_REQ_TRUNCATED | FLOW_F_REQ_IN_TRUNCATED)) {
@@ -354,24 +434,26 @@ static void start_replay(struct admin_conn *c, struct flows_api *api, const stru
     if (target.ss_family == AF_INET6 &&
         IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&target)->sin6_addr))
         ((struct sockaddr_in6 *)&target)->sin6_addr = in6addr_loopback;
+    fd = socket(target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 ||
+        (connect(fd, (struct sockaddr *)&target, api->proxy_addr_len) != 0 &&
+         errno != EINPROGRESS) ||
+        getsockname(fd, (struct sockaddr *)&local, &local_len) != 0) {
+        if (fd >= 0)
+            close(fd);
+        admin_reply_error(c, 502, "the proxy could not be reached for the replay");
+        return;
+    }
     rp = calloc(1, sizeof *rp);
     if (!rp) {
+        close(fd);
         admin_reply_error(c, 500, "out of memory");
         return;
     }
     rp->api = api;
-    buffer_init(&rp->out);
-    rp->fd = socket(target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (rp->fd < 0 ||
-        (connect(rp->fd, (struct sockaddr *)&target, api->proxy_addr_len) != 0 &&
-         errno != EINPROGRESS) ||
-        getsockname(rp->fd, (struct sockaddr *)&local, &local_len) != 0) {
-        if (rp->fd >= 0)
-            close(rp->fd);
-        free(rp);
-        admin_reply_error(c, 502, "the proxy could not be reached for the replay");
-        return;
-    }
+    buffer_init(&rp->request);
+    endpoint_init(&rp->ep, on_replay_io, rp);
+    endpoint_open(&rp->ep, fd);
     if (local.ss_family == AF_INET) {
         inet_ntop(AF_INET, &((struct sockaddr_in *)&local)->sin_addr, ip, sizeof ip);
         snprintf(rp->client, sizeof rp->client, "%s:%u", ip,
@@ -390,28 +472,39 @@ static void start_replay(struct admin_conn *c, struct flows_api *api, const stru
         /* Re-frame a chunked body (the capture holds its payload). */
         static const char *const skip[] = {"Transfer-Encoding", "Content-Length"};
         const char *eol = memchr(fi->part[FLOW_PART_REQ_IN], '\n', fi->req_head_len);
-        buffer_append(&rp->out, fi->part[FLOW_PART_REQ_IN],
+        buffer_append(&rp->request, fi->part[FLOW_PART_REQ_IN],
                       eol ? (size_t)(eol + 1 - fi->part[FLOW_PART_REQ_IN]) : 0);
         for (size_t i = 0; i < fi->req.field_count; i++) {
             const struct http_field *f = &fi->req.fields[i];
             if (http_token_eq(f->name, f->name_len, skip[0]) ||
                 http_token_eq(f->name, f->name_len, skip[1]))
                 continue;
-            buffer_printf(&rp->out, "%.*s: %.*s\r\n", (int)f->name_len, f->name,
+            buffer_printf(&rp->request, "%.*s: %.*s\r\n", (int)f->name_len, f->name,
                           (int)f->value_len, f->value);
         }
-        buffer_printf(&rp->out, "Content-Length: %zu\r\n\r\n", body_len);
+        buffer_printf(&rp->request, "Content-Length: %zu\r\n\r\n", body_len);
     } else {
-        buffer_append(&rp->out, fi->part[FLOW_PART_REQ_IN], fi->req_head_len);
+        buffer_append(&rp->request, fi->part[FLOW_PART_REQ_IN], fi->req_head_len);
     }
-    buffer_append(&rp->out, body, body_len);
+    buffer_append(&rp->request, body, body_len);
+    if (fi->has[FLOW_PART_URL]) {
+        /* The way its client came: CONNECT first, the request inside TLS. */
+        const char *open = u.host_is_ipv6 ? "[" : "", *close_ = u.host_is_ipv6 ? "]" : "";
+        rp->https = 1;
+        memcpy(rp->host, u.host, u.host_len);
+        rp->host[u.host_len] = '\0';
+        buffer_printf(&rp->ep.out, "CONNECT %s%s%s:%u HTTP/1.1\r\nHost: %s%s%s:%u\r\n\r\n", open,
+                      rp->host, close_, u.port, open, rp->host, close_, u.port);
+        rp->state = REPLAY_TUNNEL;
+    } else {
+        buffer_swap(&rp->ep.out, &rp->request);
+        rp->state = REPLAY_SENDING;
+    }
     rp->conn_id = admin_hold(c);
     rp->next = api->replays;
     api->replays = rp;
     api->replay_count++;
-    ev_io_init(&rp->io, on_replay_io, rp->fd, EV_WRITE);
-    rp->io.data = rp;
-    ev_io_start(admin_loop(api->admin), &rp->io);
+    endpoint_watch(admin_loop(api->admin), &rp->ep, EV_WRITE);
     ev_timer_init(&rp->timer, on_replay_timeout, REPLAY_TIMEOUT, 0.);
     rp->timer.data = rp;
     ev_timer_start(admin_loop(api->admin), &rp->timer);
@@ -617,9 +710,8 @@ void flows_api_forget(struct flows_api *api)
     while (api->replays) {
         struct replay *rp = api->replays;
         api->replays = rp->next;
-        if (rp->fd >= 0)
-            close(rp->fd);
-        buffer_free(&rp->out);
+        replay_drop_socket(rp);
+        buffer_free(&rp->request);
         free(rp);
     }
     flows_store_forget(api->store);

@@ -97,7 +97,7 @@ static void set_error(struct endpoint *e, const char *what)
     else
         snprintf(c->error, sizeof c->error, "%s: %s", what, reason ? reason : "connection closed");
     e->error = c->error;
-    TRACE(OWNER(e), "TLS with %s %s failed: %s", c->server ? "the client for" : "the upstream",
+    TRACE(c->owner, "TLS with %s %s failed: %s", c->server ? "the client for" : "the upstream",
           c->name, c->error);
     ERR_clear_error();
 }
@@ -151,7 +151,7 @@ static void note_handshake(struct endpoint *e)
 {
     if (e->handshaking && SSL_is_init_finished(e->tls->ssl)) {
         e->handshaking = 0;
-        TRACE(OWNER(e), "TLS handshake with %s %s done: %s, %s, %s",
+        TRACE(e->tls->owner, "TLS handshake with %s %s done: %s, %s, %s",
               e->tls->server ? "the client for" : "the upstream", e->tls->name,
               SSL_get_version(e->tls->ssl), SSL_get_cipher_name(e->tls->ssl),
               SSL_session_reused(e->tls->ssl) ? "resumed (no certificate work)"
@@ -357,6 +357,52 @@ int tls_connect(struct endpoint *e, struct tls *t, const char *host, unsigned po
     TRACE(OWNER(e), "TLS to the upstream %s:%u: %s, %s", host, port,
           is_ip ? "no SNI (an IP address), its certificate checked for the IP" : "SNI and host name check",
           kept ? "resuming the last session with it" : "no session to resume");
+    return 0;
+}
+
+int tls_connect_loopback(struct endpoint *e, const char *host)
+{
+    /* One context per process, made on first use and kept until exit: a
+     * replay is rare, and the admin's process may have no struct tls. */
+    static SSL_CTX *ctx;
+    struct tls_conn *c;
+    unsigned char ip[16];
+
+    if (e->fd < 0 || e->tls)
+        return -1;
+    if (!ctx) {
+        ctx = SSL_CTX_new(TLS_client_method());
+        if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
+            SSL_CTX_free(ctx);
+            ctx = NULL;
+            ERR_clear_error();
+            return -1;
+        }
+        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        /* No certificate check, on purpose: the socket was connected by
+         * this process to the proxy's own listening address on loopback,
+         * and the certificate is one the proxy minted itself for the
+         * CONNECT we sent. Checking it against the CA would prove only
+         * that the proxy signs with its own key, and the process serving
+         * the admin interface need not have the CA loaded. */
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    }
+    c = new_conn(e, NULL, ctx, host);
+    if (!c)
+        return -1;
+    c->owner = NULL; /* not a session: nothing to trace */
+    /* SNI as a client would send it (none for an IP literal, RFC 6066 3),
+     * so the proxy mints the same certificate as for the original. */
+    if ((!inet_pton_any(host, ip) && !SSL_set_tlsext_host_name(c->ssl, host)) ||
+        SSL_set_alpn_protos(c->ssl, alpn_http11, sizeof alpn_http11 - 1) != 0) {
+        SSL_free(c->ssl);
+        free(c);
+        ERR_clear_error();
+        return -1;
+    }
+    SSL_set_connect_state(c->ssl);
+    install(e, c);
     return 0;
 }
 

@@ -461,7 +461,7 @@ describe("flows", function()
     assert.equals(3, #json.decode(written).log.entries)
   end)
 
-  it("shows decrypted https requests with their https URL and TLS time", function()
+  it("shows decrypted https requests with their https URL and TLS time, and replays them", function()
     local pki = h.test_pki()
     local https = h.start_https_origin()
     local ca_dir = h.new_ca_dir()
@@ -469,7 +469,6 @@ describe("flows", function()
                                "--connect-ports", tostring(https.port) })
     local out, code = h.curl({ "--cacert", ca_dir .. "/ca.pem", "-x", "http://127.0.0.1:" .. proxy.port,
                                https.url("/hello") })
-    https.stop()
     assert.equals(0, code)
     assert.equals("hello\n", out)
     local list = wait_flows(adm, 1, "~u ^https://")
@@ -480,9 +479,46 @@ describe("flows", function()
     local d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
     assert.is_true(d.timings.tls >= 0)
     assert.equals("hello\n", a.call(adm, "/api/flows/" .. a.id(f.id) .. "/response/body").body)
-    assert.equals(409, a.call(adm, "/api/flows/" .. a.id(f.id) .. "/replay", { method = "POST" }).status)
+    -- The replay opens a tunnel of its own (CONNECT, then TLS inside) and
+    -- answers with the flow of the request inside it.
+    local resp = a.call(adm, "/api/flows/" .. a.id(f.id) .. "/replay", { method = "POST" })
+    assert.equals(200, resp.status, resp.body)
+    local new_id = json.decode(resp.body).id
+    assert.is_true(new_id ~= f.id)
+    local r = a.get_json(adm, "/api/flows/" .. a.id(new_id))
+    assert.equals(https.url("/hello"), r.url)
+    assert.equals(200, r.status)
+    assert.equals("hello\n", a.call(adm, "/api/flows/" .. a.id(new_id) .. "/response/body").body)
+    assert.equals(2, #https.wait_requests(2))
+    https.stop()
     local valid, msg = validate_har(a.call(adm, "/flows.har").body)
     assert.is_true(valid, msg)
+  end)
+
+  it("replays a decrypted https request with several workers, hooks included", function()
+    local pki = h.test_pki()
+    local https = h.start_https_origin()
+    local ca_dir = h.new_ca_dir()
+    local s = script([[
+      function on_request(tx) tx.req.headers["X-Hooked"] = "again" end
+    ]])
+    local proxy, adm = start({ "--intercept", "*", "--ca-dir", ca_dir, "--upstream-ca", pki.ca,
+                               "--connect-ports", tostring(https.port), "--workers", "2",
+                               "--script", s })
+    local _, code = h.curl({ "--cacert", ca_dir .. "/ca.pem", "-x", "http://127.0.0.1:" .. proxy.port,
+                             "-d", "payload=tls", https.url("/echo?replay") })
+    assert.equals(0, code)
+    local f = wait_flows(adm, 1, "~u ^https://")[1]
+    local resp = a.call(adm, "/api/flows/" .. a.id(f.id) .. "/replay", { method = "POST" })
+    https.stop()
+    assert.equals(200, resp.status, resp.body)
+    local d = a.get_json(adm, "/api/flows/" .. a.id(json.decode(resp.body).id))
+    assert.equals(https.url("/echo?replay"), d.url)
+    assert.equals("POST", d.method)
+    assert.equals(200, d.status)
+    local echoed = a.call(adm, "/api/flows/" .. a.id(d.id) .. "/response/body").body
+    assert.matches("X%-Hooked: again", echoed)
+    assert.matches("payload=tls", echoed)
   end)
 
   it("captures a CONNECT tunnel as one flow with its byte counts", function()
