@@ -85,6 +85,13 @@ int flows_tap_resume(struct flow *fl, int response, struct buffer *out,
  * splice the rest past user space. */
 int flows_wants_body(struct flow *fl, int response);
 
+/* A body that did not pass the tap: <len> more bytes of it, <as_received>
+ * (before the hooks) or as sent. A request body collected whole for
+ * tx.req.buffer_body is kept this way, piece by piece as received and at
+ * once as sent. */
+void flows_record_body(struct flow *fl, int response, int as_received, const char *data,
+                       size_t len);
+
 /* Ends the capture: fills in the outcome, hands the record to the sink and
  * frees <fl>. */
 void flows_record_end(struct flow *fl, int status, uint64_t req_bytes, uint64_t res_bytes,

@@ -534,7 +534,7 @@ int exchange_pump(struct session *s)
         body_filter *filter = NULL;
         void *filter_arg = s;
         if (x->req_collect) {
-            filter = hooks_request_collect; /* the flow viewer misses a collected body */
+            filter = hooks_request_collect; /* it keeps the body for the flow viewer */
         } else {
             if (x->req_filter)
                 filter = hooks_request_filter;

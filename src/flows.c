@@ -381,6 +381,14 @@ static void keep(struct flow *fl, int which, const char *data, size_t len)
         buffer_append(&b->kept, data, len < max - have ? len : max - have);
 }
 
+void flows_record_body(struct flow *fl, int response, int as_received, const char *data,
+                       size_t len)
+{
+    if (fl)
+        keep(fl, response ? (as_received ? BODY_RES_IN : BODY_RES) : (as_received ? BODY_REQ_IN : BODY_REQ),
+             data, len);
+}
+
 static int tap_filter(void *arg, const char *data, size_t len, int eof, struct buffer *out,
                       enum http_body_kind out_kind)
 {

@@ -272,6 +272,7 @@ int hooks_request_collect(void *arg, const char *data, size_t len, int eof,
     }
     if (buffer_append(&hs->collected, data, len) != 0)
         return -1;
+    flows_record_body(s->x.flow, 0, 1, data, len);
     if (!eof)
         return 0;
     /* The whole body, once: what the hooks return replaces it. */

@@ -325,6 +325,7 @@ int upstream_send_collected_request(struct session *s)
         session_fail(s, 502, "out of memory");
         return -1;
     }
+    flows_record_body(s->x.flow, 0, 0, buffer_peek(body), buffer_length(body));
     buffer_free(body);
     return 0;
 }

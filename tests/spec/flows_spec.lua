@@ -281,6 +281,24 @@ describe("flows", function()
       by["b.lua on_response"])
   end)
 
+  it("keeps a request body collected whole (tx.req.buffer_body), as received and as sent", function()
+    local s = script([[
+      function on_request(tx) tx.req.buffer_body = true end
+      function on_request_chunk(tx, chunk, eof) return chunk:upper() .. "!" end
+    ]])
+    local proxy, adm = start({ "--script", s })
+    local out = h.curl({ "-x", "127.0.0.1:" .. proxy.port, "-H", "Transfer-Encoding: chunked",
+                         "--data-binary", "whole body", origin.url("/echo") })
+    assert.matches("WHOLE BODY!", out)
+    local f = wait_flows(adm, 1)[1]
+    assert.is_true(f.modified)
+    local base = "/api/flows/" .. a.id(f.id) .. "/request/body"
+    assert.equals("WHOLE BODY!", a.call(adm, base).body)
+    assert.equals("whole body", a.call(adm, base .. "?as=received").body)
+    local d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
+    assert.same({ "request body" }, d.hooks[2].changed)
+  end)
+
   it("marks a script's answer and a changed body", function()
     local s = script([[
       function on_request(tx)
