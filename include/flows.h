@@ -69,6 +69,11 @@ void flows_record_flag(struct flow *fl, unsigned flag);
 void flows_record_tunnel(struct flow *fl, int to_upstream, const char *data, size_t len,
                          double t);
 
+/* <len> tunnel bytes the relay moved without showing them (splice, once
+ * flows_wants_tunnel said no): a WebSocket flow is marked as missing
+ * messages. */
+void flows_record_unseen(struct flow *fl, size_t len);
+
 /* Whether tunnel bytes are still wanted (WebSocket messages within their
  * budget); when not, the relay may splice. */
 int flows_wants_tunnel(struct flow *fl);

@@ -594,6 +594,15 @@ int flows_wants_tunnel(struct flow *fl)
            fl->item_count < MAX_ITEMS && !fl->wsp[0].failed && !fl->wsp[1].failed;
 }
 
+void flows_record_unseen(struct flow *fl, size_t len)
+{
+    /* WebSocket bytes that went past the capture (spliced once the budget
+     * was spent): the messages in them are not listed, and the flow says
+     * so. */
+    if (fl && len > 0 && is_websocket(fl))
+        fl->h.flags |= FLOW_F_WS_DROPPED;
+}
+
 void flows_record_tunnel(struct flow *fl, int to_upstream, const char *data, size_t len,
                          double t)
 {

@@ -53,6 +53,7 @@ static int tunnel_direction(struct endpoint *from, struct endpoint *to, uint64_t
     } else if (from->piped > 0 && buffer_length(&to->out) == 0) {
         endpoint_splice_write(from, to, &n); /* a failure marks <to> failed */
         *count += n;
+        flows_record_unseen(flow, n);
         progress = n > 0;
     }
     if (from->read_eof && buffer_length(&from->in) == 0 && buffer_length(&to->out) == 0 &&

@@ -593,6 +593,24 @@ describe("flows", function()
     assert.equals(34, d.messages[1].length)
   end)
 
+  it("says when WebSocket messages went by unlisted after the budget was spent", function()
+    local proxy, adm = start({ "--flow-body-max", "12" })
+    local s = open_ws(proxy)
+    for _, text in ipairs({ "a message longer than twelve bytes", "then another one" }) do
+      local frame = ws_frame(text)
+      h.send(s, frame)
+      assert.equals(frame, h.recv_exact(s, #frame))
+    end
+    s:close()
+    local f = wait_flows(adm, 1)[1]
+    local d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
+    -- The first message is listed (cut at the budget); what came after it
+    -- took the splice path, unread.
+    assert.equals("a message lo", d.messages[1].data)
+    for _, m in ipairs(d.messages) do assert.is_not_equal("then another one", m.data) end
+    assert.is_true(d.messages_dropped)
+  end)
+
   it("captures WebSocket messages one by one", function()
     local proxy, adm = start({})
     local s = open_ws(proxy)
@@ -604,6 +622,7 @@ describe("flows", function()
     assert.is_true(f.websocket)
     local d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
     assert.equals(2, #d.messages)
+    assert.is_false(d.messages_dropped)
     assert.equals("send", d.messages[1].type)
     assert.equals("hello ws", d.messages[1].data)
     assert.equals("receive", d.messages[2].type)
