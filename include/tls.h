@@ -21,6 +21,7 @@
 struct config;
 struct tls;
 struct ca;
+struct session;
 
 /* Once at start, before any worker: resolves the CA directory, makes a CA
  * when interception is asked for and none exists (and logs where), checks
@@ -44,8 +45,11 @@ int tls_accept(struct endpoint *e, struct tls *t, const char *name);
 
 /* Upstream: starts TLS as the client on the connected <e>, with SNI and
  * certificate verification for <host>, resuming the last session with
- * <host> <port> when there is one. Drive it with tls_handshake. */
-int tls_connect(struct endpoint *e, struct tls *t, const char *host, unsigned port);
+ * <host> <port> when there is one. <owner>: the session whose steps
+ * --trace shows, or NULL (a call out of a script). Drive it with
+ * tls_handshake. */
+int tls_connect(struct endpoint *e, struct tls *t, const char *host, unsigned port,
+                const struct session *owner);
 
 /* The replay of an intercepted flow: starts TLS as the client on <e>, a
  * socket tunnelled through a CONNECT to the proxy's own listener on

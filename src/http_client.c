@@ -268,7 +268,7 @@ static void on_call_io(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         if (c->https) {
-            if (!c->proxy->tls || tls_connect(&c->ep, c->proxy->tls, c->host, c->port) != 0)
+            if (!c->proxy->tls || tls_connect(&c->ep, c->proxy->tls, c->host, c->port, NULL) != 0)
                 return finish(c, "cannot start TLS");
             c->state = CALL_HANDSHAKING;
         } else {

@@ -77,7 +77,9 @@ static int inet_pton_any(const char *host, unsigned char *out)
 /* ---- the transport ---------------------------------------------------- */
 
 /* The session an endpoint belongs to, for --trace (endpoint.h: the
- * watcher's data is its owner). */
+ * watcher's data is its owner). Only for endpoints known to be a
+ * session's (an accepted client); tls_connect is told its owner, since
+ * proxy.http connects endpoints that belong to no session. */
 #define OWNER(e) ((const struct session *)(e)->io.data)
 
 /* Describes OpenSSL's last error for e->error. */
@@ -252,7 +254,7 @@ static const struct endpoint_ops tls_ops = {
 };
 
 static struct tls_conn *new_conn(struct endpoint *e, struct tls *t, SSL_CTX *ctx,
-                                 const char *name)
+                                 const char *name, const struct session *owner)
 {
     struct tls_conn *c = calloc(1, sizeof *c);
     if (!c)
@@ -265,7 +267,7 @@ static struct tls_conn *new_conn(struct endpoint *e, struct tls *t, SSL_CTX *ctx
         return NULL;
     }
     c->t = t;
-    c->owner = OWNER(e);
+    c->owner = owner;
     snprintf(c->name, sizeof c->name, "%s", name);
     SSL_set_app_data(c->ssl, c);
     return c;
@@ -288,7 +290,7 @@ int tls_accept(struct endpoint *e, struct tls *t, const char *name)
 
     if (!t->server || e->fd < 0 || e->tls)
         return -1;
-    c = new_conn(e, t, t->server, name);
+    c = new_conn(e, t, t->server, name, OWNER(e));
     if (!c)
         return -1;
     c->server = 1;
@@ -327,7 +329,8 @@ static int on_upstream_session(SSL *ssl, SSL_SESSION *session)
     return 1;
 }
 
-int tls_connect(struct endpoint *e, struct tls *t, const char *host, unsigned port)
+int tls_connect(struct endpoint *e, struct tls *t, const char *host, unsigned port,
+                const struct session *owner)
 {
     struct tls_conn *c;
     struct upstream_session *kept;
@@ -336,7 +339,7 @@ int tls_connect(struct endpoint *e, struct tls *t, const char *host, unsigned po
 
     if (e->fd < 0 || e->tls)
         return -1;
-    c = new_conn(e, t, t->client, host);
+    c = new_conn(e, t, t->client, host, owner);
     if (!c)
         return -1;
     snprintf(c->session_key, sizeof c->session_key, "%s %u", host, port);
@@ -354,7 +357,7 @@ int tls_connect(struct endpoint *e, struct tls *t, const char *host, unsigned po
     }
     SSL_set_connect_state(c->ssl);
     install(e, c);
-    TRACE(OWNER(e), "TLS to the upstream %s:%u: %s, %s", host, port,
+    TRACE(owner, "TLS to the upstream %s:%u: %s, %s", host, port,
           is_ip ? "no SNI (an IP address), its certificate checked for the IP" : "SNI and host name check",
           kept ? "resuming the last session with it" : "no session to resume");
     return 0;
@@ -388,10 +391,9 @@ int tls_connect_loopback(struct endpoint *e, const char *host)
          * the admin interface need not have the CA loaded. */
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     }
-    c = new_conn(e, NULL, ctx, host);
+    c = new_conn(e, NULL, ctx, host, NULL); /* not a session: nothing to trace */
     if (!c)
         return -1;
-    c->owner = NULL; /* not a session: nothing to trace */
     /* SNI as a client would send it (none for an IP literal, RFC 6066 3),
      * so the proxy mints the same certificate as for the original. */
     if ((!inet_pton_any(host, ip) && !SSL_set_tlsext_host_name(c->ssl, host)) ||

@@ -378,7 +378,7 @@ void upstream_begin_forwarding(struct session *s)
      * (bounded by the connect timeout); a refused certificate is a 502
      * naming the reason. */
     if (x->upstream_tls && !endpoint_is_tls(&s->upstream) &&
-        tls_connect(&s->upstream, s->proxy->tls, x->host, x->port) != 0) {
+        tls_connect(&s->upstream, s->proxy->tls, x->host, x->port, s) != 0) {
         session_fail(s, 502, "could not start TLS with the upstream");
         return;
     }

@@ -265,3 +265,26 @@ describe("-v", function()
     assert(not problem, problem)
   end)
 end)
+
+describe("--trace and a script's call out over https", function()
+  it("traces its TLS steps under no connection (it belongs to none)", function()
+    local origin = h.start_origin()
+    local tls_origin = h.start_https_origin()
+    local pki = h.test_pki()
+    local src = ([[
+      function on_request(tx)
+        local res, err = proxy.http{ url = "URL", timeout = 10 }
+        tx:respond(200, res and res.body or ("error: " .. err))
+      end
+    ]]):gsub("URL", tls_origin.url("/hello"))
+    local proxy = h.start_proxy({ "-s", h.tmpfile(src, "call_out.lua"), "--upstream-ca", pki.ca,
+                                  "--trace" })
+    assert.equals("hello\n", h.get(proxy.port, origin.url("/x")).body)
+    local log = proxy.stderr()
+    local problem = h.stop_procs({ origin, tls_origin, proxy })
+    assert(not problem, problem)
+    local line = log:match("trace [^\n]-src/tls%.c:tls_connect TLS to the upstream[^\n]*")
+    assert(line, "no TLS line in:\n" .. log)
+    assert.matches("^trace %- %+0%.000ms ", line)
+  end)
+end)
