@@ -6,8 +6,12 @@
  * timeout, the response head by a size, the body by max_body.
  *
  * It goes to the network directly, never through the proxy's own hooks.
- * One connection per call (Connection: close): calls out are rare next to
- * relayed traffic, and a fresh connection has no state to get wrong.
+ * Plain HTTP shares the proxy's upstream pool: a call takes a kept-alive
+ * connection to the same host and port when there is one (for methods that
+ * may be sent again, should it turn out closed before any answer) and
+ * parks its connection there when the response leaves it clean. https
+ * takes a connection per call (Connection: close): the pool keeps sockets,
+ * and a TLS session lives in its SSL object.
  */
 #ifndef LUAPROXY_HTTP_CLIENT_H
 #define LUAPROXY_HTTP_CLIENT_H

@@ -25,6 +25,7 @@
 #include "http_parse.h"
 #include "proxy.h"
 #include "tls.h"
+#include "upstream_pool.h"
 
 #define HEAD_MAX (64 * 1024)
 
@@ -40,7 +41,11 @@ struct http_call {
     int https;
     char method[32];
     size_t max_body;
-    struct buffer request;     /* the whole request, until connected */
+    struct buffer request;     /* the whole request, kept for a retry */
+    int pooled;                /* the connection came from the pool */
+    int tried_pool;
+    int keep;                  /* the response leaves the connection usable */
+    int got_bytes;             /* a pooled connection answered something */
     struct dns_query *dns;
     struct addr_list addrs;
     int next_addr;
@@ -68,6 +73,27 @@ static void finish(struct http_call *c, const char *error)
 {
     c->cb(c->arg, error, error ? NULL : &c->res);
     call_free(c);
+}
+
+/* Whether the connection may serve another request: plain HTTP (a TLS
+ * session lives in its SSL object, not in the fd), a body that did not
+ * end with the connection, no "Connection: close", nothing unread. */
+static int reusable(const struct http_call *c)
+{
+    return !c->https && c->keep && !c->ep.read_eof && c->ep.fd >= 0 &&
+           buffer_length(&c->ep.in) == 0 && buffer_length(&c->ep.out) == 0;
+}
+
+/* The call succeeded: parks a reusable connection in the proxy's pool
+ * (which owns it from then on), and reports. */
+static void finish_ok(struct http_call *c)
+{
+    if (reusable(c) && !c->proxy->stopping) {
+        endpoint_watch(c->proxy->loop, &c->ep, 0);
+        upstream_pool_put(&c->proxy->pool, c->ep.fd, c->host, c->port, ev_now(c->proxy->loop));
+        c->ep.fd = -1;
+    }
+    finish(c, NULL);
 }
 
 void http_call_cancel(struct http_call *c)
@@ -132,6 +158,17 @@ static int parse_url(struct http_call *c, const char *url, const char **path)
     return 0;
 }
 
+/* Methods a client may send again when a connection fails before the
+ * answer (RFC 9110 9.2.2): only these go on a pooled connection. */
+static int idempotent(const char *method)
+{
+    static const char *const methods[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"};
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (strcmp(method, methods[i]) == 0)
+            return 1;
+    return 0;
+}
+
 static void on_call_io(struct ev_loop *loop, ev_io *w, int revents);
 static void try_connect(struct http_call *c);
 
@@ -158,6 +195,21 @@ static void on_resolved(void *arg, enum dns_status status, const struct addr_lis
 /* Connects to the next address; from the loop only. */
 static void try_connect(struct http_call *c)
 {
+    /* Plain HTTP first tries a connection the proxy keeps to the same
+     * place (relayed traffic parks them there too): no connect at all. */
+    if (!c->https && !c->tried_pool && idempotent(c->method)) {
+        int fd = upstream_pool_take(&c->proxy->pool, c->host, c->port);
+        c->tried_pool = 1;
+        if (fd >= 0) {
+            endpoint_open_watched(&c->ep, fd);
+            c->pooled = 1;
+            c->state = CALL_EXCHANGING;
+            if (buffer_append(&c->ep.out, buffer_peek(&c->request), buffer_length(&c->request)) != 0)
+                return finish(c, "out of memory");
+            endpoint_watch(c->proxy->loop, &c->ep, EV_READ | EV_WRITE);
+            return;
+        }
+    }
     while (c->next_addr < c->addrs.count) {
         int i = c->next_addr++;
         int fd = socket(c->addrs.addr[i].sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
@@ -175,6 +227,20 @@ static void try_connect(struct http_call *c)
         return;
     }
     finish(c, "connection refused");
+}
+
+/* A pooled connection the server closed before answering (it gave up
+ * the idle connection as the request went out): once more on a new one.
+ * 1 when the call goes on that way. */
+static int retry_fresh(struct http_call *c)
+{
+    if (!c->pooled || c->have_head || buffer_length(&c->ep.in))
+        return 0;
+    c->pooled = 0;
+    endpoint_close(c->proxy->loop, &c->ep);
+    c->next_addr = 0;
+    try_connect(c);
+    return 1;
 }
 
 /* The response so far: head (skipping 1xx), then the body. 1 when the
@@ -196,6 +262,8 @@ static int read_response(struct http_call *c)
                 return 1;
             }
             if (c->ep.read_eof) {
+                if (retry_fresh(c))
+                    return 1;
                 finish(c, "connection closed before the response");
                 return 1;
             }
@@ -214,6 +282,7 @@ static int read_response(struct http_call *c)
             return 1;
         }
         c->res.status = head.status;
+        c->keep = framing.kind != HTTP_BODY_CLOSE && !http_has_token(&head, "Connection", "close");
         for (size_t i = 0; i < head.field_count; i++)
             if (headers_add(&c->res.fields, head.fields[i].name, head.fields[i].name_len,
                             head.fields[i].value, head.fields[i].value_len) != 0) {
@@ -229,7 +298,7 @@ static int read_response(struct http_call *c)
         switch (body_pump(&c->reader, &c->ep.in, c->ep.read_eof, &c->res.body, c->max_body + 1,
                           HTTP_BODY_CLOSE, NULL, NULL, &moved, &err)) {
         case BODY_PUMP_DONE:
-            finish(c, NULL);
+            finish_ok(c);
             return 1;
         case BODY_PUMP_PROGRESS:
             if (buffer_length(&c->res.body) > c->max_body) {
@@ -289,14 +358,20 @@ static void on_call_io(struct ev_loop *loop, ev_io *w, int revents)
         c->state = CALL_EXCHANGING;
         buffer_swap(&c->ep.out, &c->request);
     }
-    if (endpoint_flush(&c->ep) == ENDPOINT_ERROR)
-        return finish(c, "connection lost while sending");
+    if (endpoint_flush(&c->ep) == ENDPOINT_ERROR) {
+        if (!retry_fresh(c))
+            finish(c, "connection lost while sending");
+        return;
+    }
     for (;;) {
         enum endpoint_io r = endpoint_read(&c->ep, ENDPOINT_IN_LIMIT);
         if (read_response(c))
             return;
-        if (r == ENDPOINT_ERROR)
-            return finish(c, "connection lost");
+        if (r == ENDPOINT_ERROR) {
+            if (!retry_fresh(c))
+                finish(c, "connection lost");
+            return;
+        }
         if (r != ENDPOINT_PROGRESS)
             break;
     }
@@ -343,7 +418,8 @@ struct http_call *http_client_start(struct proxy *p, const struct http_client_re
                       strchr(c->host, ':') ? "[" : "", c->host, strchr(c->host, ':') ? "]" : "") ||
         ((c->https ? c->port != 443 : c->port != 80) &&
          buffer_printf(&c->request, ":%u", c->port)) ||
-        buffer_append_str(&c->request, "\r\nConnection: close\r\n") ||
+        /* https: one connection per call (no pool for TLS sessions) */
+        buffer_append_str(&c->request, c->https ? "\r\nConnection: close\r\n" : "\r\n") ||
         (rq->fields && headers_write(rq->fields, &c->request)) ||
         (rq->body && buffer_printf(&c->request, "Content-Length: %zu\r\n", rq->body_len)) ||
         buffer_append_str(&c->request, "\r\n") ||

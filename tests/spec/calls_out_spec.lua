@@ -119,6 +119,23 @@ describe("calls out from hooks", function()
     proxy = nil
   end)
 
+  it("keeps the connection to a service for the next call (the proxy's pool)", function()
+    proxy = h.start_proxy({ "-s", script([[
+      function on_request(tx)
+        if tx.req.path ~= "/twice" then return end
+        local a = proxy.http{ url = "http://ORIGIN/conn", timeout = 20 }
+        local b = proxy.http{ url = "http://ORIGIN/conn", timeout = 20 }
+        local c = proxy.http{ url = "http://ORIGIN/conn", method = "POST", body = "x", timeout = 20 }
+        tx:respond(200, a.body .. b.body .. c.body)
+      end
+    ]]) })
+    local res = h.get(proxy.port, origin.url("/twice"))
+    -- the first call's connection serves the second; a POST (not to be
+    -- repeated on a stale connection) takes a new one
+    assert.are.equal("conn 1\nconn 1\nconn 2\n", res.body)
+    assert.is_nil(origin.requests()[1].headers["connection"])
+  end)
+
   it("returns nil and a reason: timeout, refused, body too large, bad url", function()
     proxy = h.start_proxy({ "-s", script(([[
       local function try(opts)

@@ -380,6 +380,9 @@ local function serve_one(c)
     respond(c, req, 200, TEXT, "root\n")
   elseif path == "/hello" then
     respond(c, req, 200, TEXT, "hello\n")
+  elseif path == "/conn" then
+    -- which connection this is: the same number for a reused one
+    respond(c, req, 200, TEXT, "conn " .. c.serial .. "\n")
   elseif path == "/echo" then
     respond(c, req, 200, TEXT, head .. raw_body)
   elseif path == "/continue" then
@@ -495,8 +498,10 @@ local function serve_one(c)
   return not req.close
 end
 
+local accepted = 0 -- connections accepted so far (/conn tells which one)
 local function handle(sock)
-  local c = { sock = sock, buf = "" }
+  accepted = accepted + 1
+  local c = { sock = sock, buf = "", serial = accepted }
   if echo_mode then
     echo_loop(c)
   else
