@@ -581,7 +581,7 @@ static int detach_done(struct session *s)
     /* The session keeps nothing of it: its reference on the script set
      * is the record's now. */
     hs->hooks = NULL;
-    hs->tx_ref = hs->co_ref = hs->snap_ref = hs->trace_fp_ref = LUA_NOREF;
+    hs->tx_ref = hs->co_ref = hs->snap_ref = hs->trace_fp_ref = hs->flow_base_ref = LUA_NOREF;
     hs->co = NULL;
     hs->pending = hs->waiting = 0;
     hs->wait_cancel = NULL;
