@@ -32,11 +32,36 @@
 #define HTTP_MAX_FIELDS_LIMIT 500
 #define HTTP_FIELDS_CAPACITY (4 * HTTP_MAX_FIELDS_LIMIT)
 
+/* The field names the relay looks at on every message. The parser tells
+ * them apart once, as it reads each name, so that a lookup or a hop-by-hop
+ * test compares a small number instead of the name's bytes (which a head
+ * of n fields would otherwise do n times per lookup). */
+enum http_field_id {
+    HTTP_FIELD_OTHER = 0,
+    HTTP_FIELD_CONNECTION,
+    HTTP_FIELD_PROXY_CONNECTION,
+    HTTP_FIELD_KEEP_ALIVE,
+    HTTP_FIELD_TE,
+    HTTP_FIELD_TRAILER,
+    HTTP_FIELD_TRANSFER_ENCODING,
+    HTTP_FIELD_UPGRADE,
+    HTTP_FIELD_PROXY_AUTHORIZATION,
+    HTTP_FIELD_PROXY_AUTHENTICATE,
+    HTTP_FIELD_CONTENT_LENGTH,
+    HTTP_FIELD_HOST,
+    HTTP_FIELD_VIA,
+    HTTP_FIELD_EXPECT,
+};
+
+/* The id of the field name at <name> (<len> bytes, any case). */
+enum http_field_id http_field_id(const char *name, size_t len);
+
 struct http_field {
     const char *name;
     size_t name_len;
     const char *value; /* leading and trailing SP/HTAB removed */
     size_t value_len;
+    enum http_field_id id; /* set by the parser */
 };
 
 struct http_head {
@@ -52,6 +77,13 @@ struct http_head {
     /* both */
     int version_minor; /* HTTP/1.<minor>: 0 or 1 (a higher minor reads as 1) */
     size_t field_count;
+    /* Bit (1u << id) for each http_field_id some field has (set by the
+     * parser): a lookup of a name the head lacks costs one test. */
+    uint32_t ids_seen;
+    /* Bit min(n, 63) for the length n of each element of each Connection
+     * field (set by the parser): most field names cannot be one of them,
+     * and the hop-by-hop test then needs no walk of the lists. */
+    uint64_t connection_lengths;
     /* Set by the caller before parsing (kept by the parser): at most this
      * many fields, then TOO_MANY_FIELDS. 0 means HTTP_MAX_FIELDS; more
      * than HTTP_FIELDS_CAPACITY counts as HTTP_FIELDS_CAPACITY. */
@@ -125,6 +157,8 @@ static inline int http_token_eq(const char *s, size_t len, const char *token)
 
 /* Index of the first field named <name> at or after <from>, or -1. */
 int http_find_field(const struct http_head *head, const char *name, size_t from);
+/* The same for a well-known name (not HTTP_FIELD_OTHER). */
+int http_find_id(const struct http_head *head, enum http_field_id id, size_t from);
 
 /* Whether any field called <name> holds <token> in its comma-separated
  * list (case-insensitive, OWS around elements ignored). Used for

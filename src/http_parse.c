@@ -34,29 +34,42 @@
 
 /* ---- character classes (ASCII only: never the C locale's isalpha) ---- */
 
+/* One table lookup per byte instead of a chain of comparisons: the scanners
+ * below run over every byte of every head. */
+enum {
+    C_TCHAR = 1, /* tchar (RFC 9110 5.6.2) */
+    C_VCHAR = 2, /* VCHAR: 0x21..0x7e */
+    C_FIELD = 4, /* field-vchar, SP and HTAB (RFC 9110 5.5); also reason bytes */
+};
+
+#define TCHAR (C_TCHAR | C_VCHAR | C_FIELD)
+#define VCHAR (C_VCHAR | C_FIELD)
+static const unsigned char char_class[256] = {
+    ['\t'] = C_FIELD, [' '] = C_FIELD,
+    /* VCHAR, the tchar among them marked TCHAR (in byte order) */
+    ['!'] = TCHAR, ['"'] = VCHAR, ['#' ... '\''] = TCHAR, ['(' ... ')'] = VCHAR,
+    ['*' ... '+'] = TCHAR, [','] = VCHAR, ['-' ... '.'] = TCHAR, ['/'] = VCHAR,
+    ['0' ... '9'] = TCHAR, [':' ... '@'] = VCHAR, ['A' ... 'Z'] = TCHAR,
+    ['[' ... ']'] = VCHAR, ['^' ... '`'] = TCHAR, ['a' ... 'z'] = TCHAR, ['{'] = VCHAR,
+    ['|'] = TCHAR, ['}'] = VCHAR, ['~'] = TCHAR,
+    [0x80 ... 0xff] = C_FIELD, /* obs-text */
+};
+#undef TCHAR
+#undef VCHAR
+
 static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 
 static int is_alpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
 static int is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
 
-int http_is_tchar(unsigned char c)
-{
-    if (is_alpha(c) || is_digit(c))
-        return 1;
-    switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-        return 1;
-    default:
-        return 0;
-    }
-}
+static inline int is_tchar(unsigned char c) { return char_class[c] & C_TCHAR; }
 
-static int is_vchar(unsigned char c) { return c >= 0x21 && c <= 0x7e; }
+int http_is_tchar(unsigned char c) { return is_tchar(c); }
 
-/* field-vchar, SP and HTAB (RFC 9110 5.5); also the reason-phrase bytes. */
-static int is_field_byte(unsigned char c) { return is_ows(c) || is_vchar(c) || c >= 0x80; }
+static inline int is_vchar(unsigned char c) { return char_class[c] & C_VCHAR; }
+
+static inline int is_field_byte(unsigned char c) { return char_class[c] & C_FIELD; }
 
 static unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c; }
 
@@ -121,7 +134,7 @@ static ssize_t parse_request_line(const char *buf, size_t len, size_t pos,
     const enum http_error why = HTTP_ERR_REQUEST_LINE;
     size_t start = pos;
 
-    while (pos < len && http_is_tchar((unsigned char)buf[pos]))
+    while (pos < len && is_tchar((unsigned char)buf[pos]))
         pos++;
     if (pos == len)
         return NEED_MORE;
@@ -204,6 +217,94 @@ static ssize_t parse_status_line(const char *buf, size_t len, size_t pos,
     return r;
 }
 
+/* Walks a comma-separated list (RFC 9110 5.6.1), yielding each element with
+ * OWS trimmed. Empty elements are yielded too, so that callers which must
+ * refuse them (Transfer-Encoding) can. An index plus a flag, rather than a
+ * pointer, so the walk never forms an address past the value. */
+struct list_walk {
+    const char *s;
+    size_t len;
+    size_t pos;
+    int done;
+};
+
+static void list_begin(struct list_walk *w, const char *s, size_t len)
+{
+    w->s = s;
+    w->len = len;
+    w->pos = 0;
+    w->done = 0;
+}
+
+static int list_next(struct list_walk *w, const char **elem, size_t *elem_len)
+{
+    if (w->done)
+        return 0;
+    size_t start = w->pos, end = start;
+    while (end < w->len && w->s[end] != ',')
+        end++;
+    if (end == w->len)
+        w->done = 1;
+    else
+        w->pos = end + 1;
+    while (start < end && is_ows((unsigned char)w->s[start]))
+        start++;
+    while (end > start && is_ows((unsigned char)w->s[end - 1]))
+        end--;
+    *elem = w->s + start;
+    *elem_len = end - start;
+    return 1;
+}
+
+/* ---- well-known field names ---- */
+
+/* Whether the <len> bytes at <s> spell <lit> (lower case) in any case. */
+static int name_is(const char *s, const char *lit, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (lower((unsigned char)s[i]) != (unsigned char)lit[i])
+            return 0;
+    return 1;
+}
+
+enum http_field_id http_field_id(const char *name, size_t len)
+{
+    /* The length picks at most two candidates; most names are told apart
+     * without reading a byte. */
+#define IS(lit) (sizeof(lit) - 1 == len && name_is(name, lit, len))
+    switch (len) {
+    case 2:
+        return IS("te") ? HTTP_FIELD_TE : HTTP_FIELD_OTHER;
+    case 3:
+        return IS("via") ? HTTP_FIELD_VIA : HTTP_FIELD_OTHER;
+    case 4:
+        return IS("host") ? HTTP_FIELD_HOST : HTTP_FIELD_OTHER;
+    case 6:
+        return IS("expect") ? HTTP_FIELD_EXPECT : HTTP_FIELD_OTHER;
+    case 7:
+        return IS("trailer")   ? HTTP_FIELD_TRAILER
+               : IS("upgrade") ? HTTP_FIELD_UPGRADE
+                               : HTTP_FIELD_OTHER;
+    case 10:
+        return IS("connection")   ? HTTP_FIELD_CONNECTION
+               : IS("keep-alive") ? HTTP_FIELD_KEEP_ALIVE
+                                  : HTTP_FIELD_OTHER;
+    case 14:
+        return IS("content-length") ? HTTP_FIELD_CONTENT_LENGTH : HTTP_FIELD_OTHER;
+    case 16:
+        return IS("proxy-connection") ? HTTP_FIELD_PROXY_CONNECTION : HTTP_FIELD_OTHER;
+    case 17:
+        return IS("transfer-encoding") ? HTTP_FIELD_TRANSFER_ENCODING : HTTP_FIELD_OTHER;
+    case 18:
+        return IS("proxy-authenticate") ? HTTP_FIELD_PROXY_AUTHENTICATE : HTTP_FIELD_OTHER;
+    case 19:
+        return IS("proxy-authorization") ? HTTP_FIELD_PROXY_AUTHORIZATION : HTTP_FIELD_OTHER;
+    default:
+        return HTTP_FIELD_OTHER;
+    }
+#undef IS
+}
+
 /* field-name ":" OWS field-value OWS CRLF (RFC 9112 5) at <pos>, which is
  * not the start of an empty line. Fills <f>. */
 static ssize_t parse_field_line(const char *buf, size_t len, size_t pos,
@@ -211,7 +312,7 @@ static ssize_t parse_field_line(const char *buf, size_t len, size_t pos,
 {
     size_t start = pos;
 
-    while (pos < len && http_is_tchar((unsigned char)buf[pos]))
+    while (pos < len && is_tchar((unsigned char)buf[pos]))
         pos++;
     if (pos == len)
         return NEED_MORE;
@@ -237,15 +338,30 @@ static ssize_t parse_field_line(const char *buf, size_t len, size_t pos,
     return line_end(buf, len, pos, err, HTTP_ERR_FIELD_VALUE);
 }
 
+/* Records in <head> the lengths of the elements of Connection field <f>. */
+static void note_connection_lengths(struct http_head *head, const struct http_field *f)
+{
+    struct list_walk w;
+    const char *elem;
+    size_t elem_len;
+
+    list_begin(&w, f->value, f->value_len);
+    while (list_next(&w, &elem, &elem_len))
+        head->connection_lengths |= (uint64_t)1 << (elem_len < 63 ? elem_len : 63);
+}
+
 /*
- * Field lines up to and including the empty line, from <pos>. With <fields>
- * they are stored (at most <max>, then TOO_MANY_FIELDS); without, they are
- * only checked. *<count> is the number of lines seen.
+ * Field lines up to and including the empty line, from <pos>. With <head>
+ * they are stored in its fields (at most <max>, then TOO_MANY_FIELDS), with
+ * their ids and Connection's element lengths noted; without, they are only
+ * checked. *<count> is the number of lines seen.
  */
 static ssize_t parse_field_section(const char *buf, size_t len, size_t pos,
-                                   struct http_field *fields, size_t max, size_t *count,
+                                   struct http_head *head, size_t max, size_t *count,
                                    enum http_error *err)
 {
+    struct http_field *fields = head ? head->fields : NULL;
+
     *count = 0;
     for (;;) {
         if (pos == len)
@@ -268,6 +384,12 @@ static ssize_t parse_field_section(const char *buf, size_t len, size_t pos,
         ssize_t r = parse_field_line(buf, len, pos, f, err);
         if (r < 0)
             return r;
+        if (head) {
+            f->id = http_field_id(f->name, f->name_len);
+            head->ids_seen |= 1u << f->id;
+            if (f->id == HTTP_FIELD_CONNECTION)
+                note_connection_lengths(head, f);
+        }
         pos = (size_t)r;
         (*count)++;
     }
@@ -292,6 +414,8 @@ static void head_reset(struct http_head *head)
     head->reason_len = 0;
     head->version_minor = 0;
     head->field_count = 0;
+    head->ids_seen = 0;
+    head->connection_lengths = 0;
 }
 
 ssize_t http_parse_request(const char *buf, size_t len, struct http_head *head,
@@ -314,7 +438,7 @@ ssize_t http_parse_request(const char *buf, size_t len, struct http_head *head,
     ssize_t r = parse_request_line(buf, len, pos, head, err);
     if (r < 0)
         return r;
-    return parse_field_section(buf, len, (size_t)r, head->fields, field_limit(head),
+    return parse_field_section(buf, len, (size_t)r, head, field_limit(head),
                                &head->field_count, err);
 }
 
@@ -326,7 +450,7 @@ ssize_t http_parse_response(const char *buf, size_t len, struct http_head *head,
     ssize_t r = parse_status_line(buf, len, 0, head, err);
     if (r < 0)
         return r;
-    return parse_field_section(buf, len, (size_t)r, head->fields, field_limit(head),
+    return parse_field_section(buf, len, (size_t)r, head, field_limit(head),
                                &head->field_count, err);
 }
 
@@ -412,52 +536,26 @@ int http_ci_eq(const char *a, const char *b, size_t n)
     return view_eq(a, n, b, n);
 }
 
-int http_find_field(const struct http_head *head, const char *name, size_t from)
+int http_find_id(const struct http_head *head, enum http_field_id id, size_t from)
 {
-    size_t n = strlen(name);
+    if (!(head->ids_seen & (1u << id)))
+        return -1;
     for (size_t i = from; i < head->field_count; i++)
-        if (head->fields[i].name_len == n && view_eq(head->fields[i].name, n, name, n))
+        if (head->fields[i].id == id)
             return (int)i;
     return -1;
 }
 
-/* Walks a comma-separated list (RFC 9110 5.6.1), yielding each element with
- * OWS trimmed. Empty elements are yielded too, so that callers which must
- * refuse them (Transfer-Encoding) can. An index plus a flag, rather than a
- * pointer, so the walk never forms an address past the value. */
-struct list_walk {
-    const char *s;
-    size_t len;
-    size_t pos;
-    int done;
-};
-
-static void list_begin(struct list_walk *w, const char *s, size_t len)
+int http_find_field(const struct http_head *head, const char *name, size_t from)
 {
-    w->s = s;
-    w->len = len;
-    w->pos = 0;
-    w->done = 0;
-}
-
-static int list_next(struct list_walk *w, const char **elem, size_t *elem_len)
-{
-    if (w->done)
-        return 0;
-    size_t start = w->pos, end = start;
-    while (end < w->len && w->s[end] != ',')
-        end++;
-    if (end == w->len)
-        w->done = 1;
-    else
-        w->pos = end + 1;
-    while (start < end && is_ows((unsigned char)w->s[start]))
-        start++;
-    while (end > start && is_ows((unsigned char)w->s[end - 1]))
-        end--;
-    *elem = w->s + start;
-    *elem_len = end - start;
-    return 1;
+    size_t n = strlen(name);
+    enum http_field_id id = http_field_id(name, n);
+    if (id != HTTP_FIELD_OTHER)
+        return http_find_id(head, id, from);
+    for (size_t i = from; i < head->field_count; i++)
+        if (head->fields[i].name_len == n && view_eq(head->fields[i].name, n, name, n))
+            return (int)i;
+    return -1;
 }
 
 static int list_has(const char *value, size_t value_len, const char *token, size_t token_len)
@@ -487,35 +585,29 @@ int http_has_token(const struct http_head *head, const char *name, const char *t
 
 int http_is_hop_by_hop(const struct http_head *head, size_t i)
 {
-#define NAME(s) {s, sizeof s - 1}
-    static const struct {
-        const char *name;
-        size_t len;
-    } always[] = {
-        NAME("Connection"), NAME("Proxy-Connection"), NAME("Keep-Alive"), NAME("TE"),
-        NAME("Trailer"), NAME("Transfer-Encoding"), NAME("Upgrade"),
-        NAME("Proxy-Authorization"), NAME("Proxy-Authenticate"),
-    };
-#undef NAME
+#define BIT(id) (1u << HTTP_FIELD_##id)
+    const uint32_t always = BIT(CONNECTION) | BIT(PROXY_CONNECTION) | BIT(KEEP_ALIVE) | BIT(TE) |
+                            BIT(TRAILER) | BIT(TRANSFER_ENCODING) | BIT(UPGRADE) |
+                            BIT(PROXY_AUTHORIZATION) | BIT(PROXY_AUTHENTICATE);
+    /* "Connection: Content-Length" must not make the proxy drop the field
+     * that frames the body, nor "Connection: Host" the one that routes it:
+     * a receiver would then read the body as the next request. */
+    const uint32_t never = BIT(CONTENT_LENGTH) | BIT(HOST);
+#undef BIT
 
     if (i >= head->field_count)
         return 0;
     const struct http_field *f = &head->fields[i];
-    /* Called for every field of every head: the length rules out most
-     * names before a byte is compared. */
-    for (size_t k = 0; k < sizeof(always) / sizeof(always[0]); k++)
-        if (f->name_len == always[k].len && view_eq(f->name, f->name_len, always[k].name, always[k].len))
-            return 1;
-
-    /* "Connection: Content-Length" must not make the proxy drop the field
-     * that frames the body, nor "Connection: Host" the one that routes it:
-     * a receiver would then read the body as the next request. */
-    if (http_token_eq(f->name, f->name_len, "Content-Length") ||
-        http_token_eq(f->name, f->name_len, "Host"))
+    uint32_t bit = 1u << f->id;
+    if (bit & always)
+        return 1;
+    if (bit & never)
         return 0;
+    if (!(head->connection_lengths & ((uint64_t)1 << (f->name_len < 63 ? f->name_len : 63))))
+        return 0; /* no Connection element has this name's length */
 
-    for (int j = http_find_field(head, "Connection", 0); j >= 0;
-         j = http_find_field(head, "Connection", (size_t)j + 1)) {
+    for (int j = http_find_id(head, HTTP_FIELD_CONNECTION, 0); j >= 0;
+         j = http_find_id(head, HTTP_FIELD_CONNECTION, (size_t)j + 1)) {
         const struct http_field *c = &head->fields[j];
         if (list_has(c->value, c->value_len, f->name, f->name_len))
             return 1;
@@ -557,8 +649,8 @@ static int parse_content_length(const char *s, size_t len, uint64_t *out)
 static int body_framing(const struct http_head *head, int is_response, struct http_framing *out,
                         enum http_error *err)
 {
-    int te = http_find_field(head, "Transfer-Encoding", 0);
-    int cl = http_find_field(head, "Content-Length", 0);
+    int te = http_find_id(head, HTTP_FIELD_TRANSFER_ENCODING, 0);
+    int cl = http_find_id(head, HTTP_FIELD_CONTENT_LENGTH, 0);
 
     out->kind = is_response ? HTTP_BODY_CLOSE : HTTP_BODY_NONE;
     out->length = 0;
@@ -568,7 +660,7 @@ static int body_framing(const struct http_head *head, int is_response, struct ht
 
     if (te >= 0) {
         int chunked = 0, other = 0, empty = 0;
-        for (int i = te; i >= 0; i = http_find_field(head, "Transfer-Encoding", (size_t)i + 1)) {
+        for (int i = te; i >= 0; i = http_find_id(head, HTTP_FIELD_TRANSFER_ENCODING, (size_t)i + 1)) {
             struct list_walk w;
             const char *elem;
             size_t elem_len;
@@ -593,7 +685,7 @@ static int body_framing(const struct http_head *head, int is_response, struct ht
     if (cl >= 0) {
         const struct http_field *f = &head->fields[cl];
         uint64_t length;
-        if (http_find_field(head, "Content-Length", (size_t)cl + 1) >= 0 ||
+        if (http_find_id(head, HTTP_FIELD_CONTENT_LENGTH, (size_t)cl + 1) >= 0 ||
             parse_content_length(f->value, f->value_len, &length) < 0)
             return (int)fail(err, HTTP_ERR_CONTENT_LENGTH);
         /* A request with length 0 has no body; a response keeps its
@@ -614,13 +706,13 @@ int http_request_framing(const struct http_head *head, struct http_framing *out,
     /* RFC 9112 3.2: an HTTP/1.1 request needs exactly one Host; more than
      * one is refused in any version, since two readers may pick different
      * ones. */
-    int host = http_find_field(head, "Host", 0);
+    int host = http_find_id(head, HTTP_FIELD_HOST, 0);
     if (host < 0) {
         if (head->version_minor >= 1)
             return (int)fail(err, HTTP_ERR_HOST);
         return 0;
     }
-    if (http_find_field(head, "Host", (size_t)host + 1) >= 0 ||
+    if (http_find_id(head, HTTP_FIELD_HOST, (size_t)host + 1) >= 0 ||
         http_host_valid(head->fields[host].value, head->fields[host].value_len) < 0)
         return (int)fail(err, HTTP_ERR_HOST);
     return 0;

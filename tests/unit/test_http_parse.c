@@ -756,6 +756,59 @@ static void test_tokens(void)
     is_int(http_is_hop_by_hop(&head, 4), 0, "X-B not listed");
 }
 
+/* The parser's field ids and Connection summary are shortcuts: every
+ * answer must be the one a walk of the names and lists would give. */
+static void test_field_ids(void)
+{
+    static const struct {
+        const char *name;
+        enum http_field_id id;
+    } names[] = {
+        {"TE", HTTP_FIELD_TE}, {"via", HTTP_FIELD_VIA}, {"HOST", HTTP_FIELD_HOST},
+        {"Expect", HTTP_FIELD_EXPECT}, {"trailer", HTTP_FIELD_TRAILER},
+        {"UpGrade", HTTP_FIELD_UPGRADE}, {"connection", HTTP_FIELD_CONNECTION},
+        {"keep-ALIVE", HTTP_FIELD_KEEP_ALIVE}, {"Content-Length", HTTP_FIELD_CONTENT_LENGTH},
+        {"Proxy-Connection", HTTP_FIELD_PROXY_CONNECTION},
+        {"Transfer-Encoding", HTTP_FIELD_TRANSFER_ENCODING},
+        {"Proxy-Authenticate", HTTP_FIELD_PROXY_AUTHENTICATE},
+        {"Proxy-Authorization", HTTP_FIELD_PROXY_AUTHORIZATION},
+        {"Set-Cookie", HTTP_FIELD_OTHER}, {"Hosts", HTTP_FIELD_OTHER},
+        {"Content_Length", HTTP_FIELD_OTHER}, {"Keep_Alive", HTTP_FIELD_OTHER},
+        {"T", HTTP_FIELD_OTHER}, {"Upgrade2", HTTP_FIELD_OTHER}, {"Vi\xe1", HTTP_FIELD_OTHER},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        is_int(http_field_id(names[i].name, strlen(names[i].name)), names[i].id, names[i].name);
+
+    enum http_error err;
+    /* Names of the same length as a listed one, and names past 63 bytes
+     * (which share one length bit), are told apart by their bytes. */
+    const char *s = "GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Foo,"
+                    " X-Long-Name-That-Is-Listed-In-Connection-And-Longer-Than-63-Bytes\r\n"
+                    "Set-Cookie: a\r\nX-Foo: 1\r\nX-Bar: 2\r\n"
+                    "X-Long-Name-That-Is-Listed-In-Connection-And-Longer-Than-63-Bytes: 3\r\n"
+                    "X-Long-Name-That-Is-Not-Listed-In-Connection-And-Longer-Than-63-Byte: 4\r\n"
+                    "\r\n";
+    is_int(parse_whole(http_parse_request, s, strlen(s), &err), strlen(s), "ids head parses");
+    is_int(head.fields[0].id, HTTP_FIELD_HOST, "parser sets the id of Host");
+    is_int(head.fields[1].id, HTTP_FIELD_CONNECTION, "parser sets the id of Connection");
+    is_int(head.fields[2].id, HTTP_FIELD_OTHER, "parser: Set-Cookie is another name");
+    is_int(http_is_hop_by_hop(&head, 2), 0, "Set-Cookie has keep-alive's length, not listed");
+    is_int(http_is_hop_by_hop(&head, 3), 1, "X-Foo listed");
+    is_int(http_is_hop_by_hop(&head, 4), 0, "X-Bar has X-Foo's length, not listed");
+    is_int(http_is_hop_by_hop(&head, 5), 1, "a long listed name");
+    is_int(http_is_hop_by_hop(&head, 6), 0, "a long name not listed");
+    is_int(http_find_field(&head, "Content-Length", 0), -1, "find_field: a known name absent");
+    is_int(http_find_id(&head, HTTP_FIELD_CONNECTION, 2), -1, "find_id: none after");
+
+    /* A head parsed into the same struct forgets the previous one. */
+    s = "HTTP/1.1 200 OK\r\nX-Foo: 1\r\nContent-Length: 0\r\n\r\n";
+    is_int(parse_whole(http_parse_response, s, strlen(s), &err), strlen(s), "second head parses");
+    is_int(http_find_field(&head, "Connection", 0), -1, "no Connection left from before");
+    is_int(http_find_field(&head, "Host", 0), -1, "no Host left from before");
+    is_int(http_find_field(&head, "content-length", 0), 1, "Content-Length found by id");
+    is_int(http_is_hop_by_hop(&head, 0), 0, "X-Foo no longer listed");
+}
+
 static void test_errors(void)
 {
     static const struct {
@@ -823,6 +876,7 @@ int main(void)
     test_host_valid();
     test_response_framing();
     test_tokens();
+    test_field_ids();
     test_errors();
     test_parse_fields();
     return tap_done();
