@@ -48,8 +48,10 @@ void buffer_commit(struct buffer *b, size_t n);
 void buffer_consume(struct buffer *b, size_t n);
 
 /* reserve + memcpy + commit. Returns 0, or -1 when out of memory. */
-int buffer_append(struct buffer *b, const void *src, size_t n);
+static inline int buffer_append(struct buffer *b, const void *src, size_t n);
 static inline int buffer_append_str(struct buffer *b, const char *s);
+/* buffer_append when the free tail is too small (buffer_append's slow path). */
+int buffer_append_grow(struct buffer *b, const void *src, size_t n);
 /* Appends formatted text (no NUL kept). Returns 0 or -1. */
 int buffer_printf(struct buffer *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -64,6 +66,18 @@ void buffer_shrink(struct buffer *b);
 void buffer_swap(struct buffer *a, struct buffer *b);
 
 #include <string.h>
+/* Inline: heads are written a few bytes at a time, and nearly every append
+ * fits in the space already there. */
+static inline int buffer_append(struct buffer *b, const void *src, size_t n)
+{
+    if (b->data != NULL && b->cap - b->end >= n) {
+        memcpy(b->data + b->end, src, n);
+        b->end += n;
+        return 0;
+    }
+    return buffer_append_grow(b, src, n);
+}
+
 static inline int buffer_append_str(struct buffer *b, const char *s)
 {
     return buffer_append(b, s, strlen(s));

@@ -93,7 +93,7 @@ void buffer_consume(struct buffer *b, size_t n)
         b->start = b->end = 0;
 }
 
-int buffer_append(struct buffer *b, const void *src, size_t n)
+int buffer_append_grow(struct buffer *b, const void *src, size_t n)
 {
     if (n == 0)
         return 0;
