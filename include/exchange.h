@@ -2,7 +2,12 @@
  * exchange.h - forwarding one request: connect, relay, tunnel.
  *
  * Called by session.c; see session.h for the states these functions move
- * a session through.
+ * a session through. They never change the state, end the exchange or
+ * close the connection themselves: each returns what its step came to
+ * (enum exchange_step), and session.c acts on it once the step has
+ * returned all the way up (session_step in session.c). So nothing is torn
+ * down under a caller, and the only calls from here to the session are
+ * through the entry points it installed (struct exchange_events).
  */
 #ifndef LUAPROXY_EXCHANGE_H
 #define LUAPROXY_EXCHANGE_H
@@ -13,6 +18,7 @@
 #include "dns.h"
 #include "hooks.h"
 #include "http_parse.h"
+#include "session_state.h"
 
 struct exchange;
 struct session;
@@ -27,6 +33,59 @@ struct exchange_events {
     auth_done_fn *auth_done;    /* arg: the session */
 };
 
+/*
+ * What one step of an exchange came to, for session.c to act on:
+ *
+ *   STEP_WAIT       nothing moved: wait for an event
+ *   STEP_PROGRESS   something moved: the session runs another pass
+ *   STEP_MOVE       the session moves to x->next.state (x->next.why)
+ *   STEP_END        the exchange is over: log it, keep the connection or drain
+ *   STEP_FAIL       answer x->next.status with the cause x->next.why (after
+ *                   part of the response went out: cut it short), then end
+ *   STEP_CLOSE      the client connection closes (x->next.why), the
+ *                   exchange ends with it
+ *
+ * The rule for every function returning one: a step past STEP_PROGRESS
+ * (exchange_step_is_outcome) is returned at once, unchanged, by every
+ * caller up to session.c; nothing is done between the decision and the
+ * session acting on it.
+ */
+enum exchange_step {
+    STEP_WAIT,
+    STEP_PROGRESS,
+    STEP_MOVE,
+    STEP_END,
+    STEP_FAIL,
+    STEP_CLOSE,
+};
+
+/* The details of a STEP_MOVE, STEP_FAIL or STEP_CLOSE, and the place in the
+ * source that decided it (for --trace's state lines). */
+struct exchange_report {
+    enum session_state state; /* STEP_MOVE: where to */
+    int status;               /* STEP_FAIL: what the client is answered */
+    const char *why;          /* the reason, or the failure's cause */
+    const char *file, *func;
+};
+
+static inline int exchange_step_is_outcome(enum exchange_step step)
+{
+    return step > STEP_PROGRESS;
+}
+
+/* Records <step>'s details in x->next and returns <step>. <why> must live
+ * until the session acts (a literal, or x->cause). Use the macros, which
+ * pass the place: return exchange_fail(x, 502, "..."). */
+enum exchange_step exchange_report_at(struct exchange *x, enum exchange_step step,
+                                      enum session_state to, int status, const char *why,
+                                      const char *file, const char *func);
+#define exchange_move(x, to, why)                                                        \
+    exchange_report_at((x), STEP_MOVE, (to), 0, (why), __FILE__, __func__)
+#define exchange_fail(x, status, cause)                                                  \
+    exchange_report_at((x), STEP_FAIL, SESSION_CLOSED, (status), (cause), __FILE__, __func__)
+#define exchange_close_connection(x, why)                                                \
+    exchange_report_at((x), STEP_CLOSE, SESSION_CLOSED, 0, (why), __FILE__, __func__)
+
 void exchange_init(struct exchange *x);
 /* Frees what the exchange holds (not the upstream endpoint). */
 void exchange_release(struct session *s);
@@ -34,32 +93,37 @@ void exchange_release(struct session *s);
 /* A complete, syntactically valid request head of <head_len> bytes is at
  * the front of the client's input: check it, copy what is needed, consume
  * it and start connecting (or answer with an error). */
-void exchange_begin(struct session *s, const struct http_head *head, size_t head_len);
+enum exchange_step exchange_begin(struct session *s, const struct http_head *head,
+                                  size_t head_len);
+
+/* SESSION_HOOK: runs the request hooks when the move to SESSION_HOOK was
+ * for them (x->hooks_due); else waits (a hook asleep, credentials being
+ * checked). */
+enum exchange_step exchange_run_hooks(struct session *s);
 
 /* The credentials' check finished (SESSION_HOOK): go on, or answer 407. */
-void exchange_auth_done(struct session *s, int ok, const char *user);
+enum exchange_step exchange_auth_done(struct session *s, int ok, const char *user);
 
 /* For response.c: records the heads before the hooks ran (flows), and
  * answers with the response a hook made (tx:respond). */
 void exchange_record_before_hooks(struct session *s, int response);
-void exchange_respond_locally(struct session *s);
+enum exchange_step exchange_respond_locally(struct session *s);
 
 /* A hook phase that slept has finished with <r> (SESSION_HOOK, or
  * RESPONSE_HOOK): acts on it as if the hooks had returned at once. */
-void exchange_hooks_woke(struct session *s, enum hooks_result r);
+enum exchange_step exchange_hooks_woke(struct session *s, enum hooks_result r);
 
-/* SESSION_EXCHANGE: moves the request body up and the response down.
- * Returns 1 if anything changed. */
-int exchange_pump(struct session *s);
+/* SESSION_EXCHANGE: moves the request body up and the response down. */
+enum exchange_step exchange_pump(struct session *s);
 
 /* SESSION_EXCHANGE: the upstream went quiet for the idle timeout after its
  * response head. Ends the exchange: keeping the client connection when it
  * already has its whole answer (a body being dropped), else closing it
  * after what was sent (the body is cut). */
-void exchange_response_stalled(struct session *s);
+enum exchange_step exchange_response_stalled(struct session *s);
 
 /* SESSION_TUNNEL: moves bytes both ways and relays half-closes
  * (src/tunnel.c). */
-int tunnel_pump(struct session *s);
+enum exchange_step tunnel_pump(struct session *s);
 
 #endif

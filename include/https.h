@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 
+#include "exchange.h"
+
 struct session;
 
 /* The host name the proxy answers itself (never forwarded). */
@@ -21,15 +23,16 @@ struct session;
 /* Whether the current CONNECT is to be decrypted. */
 int https_should_intercept(struct session *s);
 /* Answers the CONNECT with 200, starts TLS with the client and ends the
- * CONNECT exchange; the session reads requests from the TLS stream next. */
-void https_begin_tunnel(struct session *s);
+ * CONNECT exchange (STEP_END); the session reads requests from the TLS
+ * stream next. */
+enum exchange_step https_begin_tunnel(struct session *s);
 /* Writes "https://host[:port]" of the session's tunnel into <out>;
  * returns its length (0 if it does not fit). */
 size_t https_tunnel_origin(const struct session *s, char *out, size_t len);
 
 /* Whether <host> is the proxy's own page, and answering it. */
 int https_is_ca_page(const char *host);
-void https_answer_ca_page(struct session *s);
+enum exchange_step https_answer_ca_page(struct session *s);
 
 /* Called as a session is freed: a client that ended our handshake is
  * noted (and logged once), so its next tunnels to the host pass through. */

@@ -50,8 +50,10 @@
  * (state diagram end: printed from session_transitions[] in
  * src/session_state.c; tests/unit/test_session_state.c keeps it equal)
  *
- * Every change goes through session_set_state(); exchange.c does the
- * forwarding itself.
+ * Every change goes through session_set_state(), called only from
+ * session.c: the forwarding (exchange.c, upstream.c, response.c, tunnel.c,
+ * https.c) reports what each step came to (enum exchange_step, exchange.h)
+ * and session.c makes the change.
  */
 #ifndef LUAPROXY_SESSION_H
 #define LUAPROXY_SESSION_H
@@ -70,35 +72,9 @@
 #include "http_parse.h"
 #include "parent.h"
 #include "proxy.h"
+#include "session_state.h"
 #include "url.h"
 
-enum session_state {
-    SESSION_HEAD,       /* reading a request head */
-    SESSION_HOOK,       /* on_request / before_connect hooks running */
-    SESSION_RESOLVING,  /* looking up the upstream's name */
-    SESSION_CONNECTING, /* TCP connect to the upstream in progress */
-    SESSION_EXCHANGE,   /* request forwarded, response being relayed */
-    SESSION_TUNNEL,     /* CONNECT or upgrade: bytes both ways */
-    SESSION_DRAINING,   /* last response queued: flush, then close */
-    SESSION_CLOSED,     /* to be freed at the end of the callback */
-};
-#define SESSION_STATE_COUNT (SESSION_CLOSED + 1)
-
-const char *session_state_name(enum session_state state);
-
-/* One allowed change of state (src/session_state.c holds the table). */
-struct session_transition {
-    enum session_state from, to;
-    const char *why;
-};
-extern const struct session_transition session_transitions[];
-extern const size_t session_transition_count;
-/* The table's entry for <from> -> <to>, or NULL when it is not allowed. */
-const struct session_transition *session_transition_find(enum session_state from,
-                                                         enum session_state to);
-/* Prints the diagram drawn in this header and in README.md from the table
- * into <out> (NUL-terminated when it fits); returns its full length. */
-size_t session_state_diagram(char *out, size_t len);
 
 enum response_state {
     RESPONSE_WAIT_HEAD, /* waiting for the upstream's response head */
@@ -192,6 +168,11 @@ struct exchange {
     char user[128];        /* the authenticated proxy user, or "" */
     int tunnel_counted;    /* counted in the open tunnels gauge */
     struct auth_job *auth_job; /* credentials being checked (SESSION_HOOK) */
+    int hooks_due;         /* SESSION_HOOK entered: the request hooks run next */
+    /* What the last step asked of the session (exchange_report_at):
+     * the state to move to, or the status to answer with, and why. */
+    struct exchange_report next;
+    char cause[160];       /* a failure's cause written for this exchange */
     struct hook_state hook;
 };
 
@@ -262,42 +243,19 @@ void session_stop(struct session *s);
 /* Frees immediately (end of the drain bound). */
 void session_free(struct session *s);
 
-/* Hands an idle upstream connection kept by the session to the pool (or
- * closes it when the proxy is stopping). */
-void session_release_idle_upstream(struct session *s);
-
-
-
 /* The only way s->state changes: checks <to> against session_transitions[]
  * (a change not in the table is a bug: logged, abort() in debug builds,
- * the session closed otherwise). <why> is for the logs. */
+ * the session closed otherwise). <why> is for the logs; <file>:<func>,
+ * the place that decided, for --trace. Called from session.c only: the
+ * layers below report a change as an exchange step (exchange.h). */
 void session_set_state_at(struct session *s, enum session_state to, const char *why,
                           const char *file, const char *func);
 /* The caller's place goes into --trace's line for the change. */
 #define session_set_state(s, to, why) session_set_state_at((s), (to), (why), __FILE__, __func__)
 
-/* For exchange.c: what ends an exchange or a session. None of these frees
- * the session: that happens only at the end of the event entry point that
- * is running (session.c), so every caller's stack stays valid. */
-
-/* Marks the session for closing (freed when the current event ends);
- * <why> is for the logs. */
-#define session_close(s, why) session_set_state((s), SESSION_CLOSED, (why))
-/* Answers the current request with a local error and ends the exchange;
- * after part of a response was sent, closes the connection instead.
- * Contract: this ENDS the exchange (session_end_exchange). On return s->x
- * is a fresh, inactive exchange and s->state is HEAD, DRAINING or CLOSED,
- * so every view and state the caller held about the old exchange is gone:
- * callers return at once (reporting progress) and re-check nothing. */
-void session_fail(struct session *s, int status, const char *cause);
 /* session_log.c: the access log line, counters and the -v or error line
  * of the exchange that just ended; and --trace's summary of how its body
  * moved and of the keep-alive decision (<keep>), as steps of <file>:<func>. */
 void session_log_exchange(struct session *s);
 void session_trace_end(struct session *s, int keep, const char *file, const char *func);
-
-/* Logs and clears the finished exchange; the session goes back to reading
- * heads (keep-alive) or to draining. Same contract as session_fail: s->x
- * is fresh afterwards. */
-void session_end_exchange(struct session *s);
 #endif

@@ -12,7 +12,12 @@
  *        |               then the request head is queued upstream
  *   exchange_pump        request body up (re-framed), response head parsed
  *        |               and rewritten, response body down (re-framed)
- *   session_end_exchange (session.c) log, keep-alive or close
+ *   STEP_END             handed back to session.c (session_step): log,
+ *                        keep-alive or close
+ *
+ * Every function here that takes a step returns what it came to (enum
+ * exchange_step, exchange.h): a failure is reported, not acted on, so the
+ * exchange stays whole until session.c ends it.
  *
  * Why not "relay until EOF" as the tutorial does: with keep-alive the
  * server does not close after a response, and the client sends the next
@@ -43,6 +48,18 @@
 #include "trace.h"
 #include "response.h"
 #include "upstream.h"
+
+enum exchange_step exchange_report_at(struct exchange *x, enum exchange_step step,
+                                      enum session_state to, int status, const char *why,
+                                      const char *file, const char *func)
+{
+    x->next.state = to;
+    x->next.status = status;
+    x->next.why = why;
+    x->next.file = file;
+    x->next.func = func;
+    return step;
+}
 
 void exchange_init(struct exchange *x)
 {
@@ -77,7 +94,7 @@ void exchange_release(struct session *s)
     headers_free(&x->res_headers);
 }
 
-static void run_request_hooks(struct session *s, enum hook_phase phase);
+static enum exchange_step run_request_hooks(struct session *s, enum hook_phase phase);
 
 /* ---- the request head ------------------------------------------------- */
 
@@ -149,7 +166,7 @@ static const char *check_target(struct session *s, int *status)
     return NULL;
 }
 
-static void run_first_hooks(struct session *s);
+static enum exchange_step run_first_hooks(struct session *s);
 
 /* --upstream: this exchange goes through the parent unless its host is one
  * that bypasses it. before_connect may still change that. 0, or -1. */
@@ -192,16 +209,14 @@ static enum auth_result check_credentials(struct session *s, const struct http_h
                       sizeof x->user, s->events->auth_done, s, &x->auth_job);
 }
 
-void exchange_auth_done(struct session *s, int ok, const char *user)
+enum exchange_step exchange_auth_done(struct session *s, int ok, const char *user)
 {
     struct exchange *x = &s->x;
     x->auth_job = NULL;
-    if (!ok) {
-        session_fail(s, 407, "this proxy needs a user name and password");
-        return;
-    }
+    if (!ok)
+        return exchange_fail(x, 407, "this proxy needs a user name and password");
     snprintf(x->user, sizeof x->user, "%s", user);
-    run_first_hooks(s);
+    return run_first_hooks(s);
 }
 
 /* The Host value is built for every request: by hand rather than with
@@ -267,7 +282,8 @@ static void trace_fields(struct session *s, const struct http_head *head, const 
           added[0] ? added : "none");
 }
 
-void exchange_begin(struct session *s, const struct http_head *head, size_t head_len)
+enum exchange_step exchange_begin(struct session *s, const struct http_head *head,
+                                  size_t head_len)
 {
     struct exchange *x = &s->x;
     enum auth_result auth_result;
@@ -289,35 +305,26 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
     x->keep_alive = x->minor >= 1 ? !http_has_token(head, "Connection", "close")
                                   : http_has_token(head, "Connection", "keep-alive");
     x->client_keep = x->keep_alive;
-    if (copy_request_line(s, head) != 0) {
-        session_fail(s, 500, "out of memory");
-        return;
-    }
+    if (copy_request_line(s, head) != 0)
+        return exchange_fail(x, 500, "out of memory");
     if (s->intercepted)
         flows_record_part(x->flow, FLOW_PART_URL, x->target, x->target_len);
-    if (http_request_framing(head, &x->req_framing, &err) != 0) {
-        session_fail(s, http_error_status(err), http_error_text(err));
-        return;
-    }
+    if (http_request_framing(head, &x->req_framing, &err) != 0)
+        return exchange_fail(x, http_error_status(err), http_error_text(err));
     x->req_had_length = http_find_field(head, "Content-Length", 0) >= 0;
     x->is_connect = x->method_len == 7 && memcmp(x->method, "CONNECT", 7) == 0;
     cause = check_target(s, &status);
     if (cause) {
         TRACE(s, "target refused (%d): %s", status, cause);
-        session_fail(s, status, cause);
-        return;
+        return exchange_fail(x, status, cause);
     }
     TRACE(s, "target split: host %s, port %u, path %.*s%s", x->host, x->port,
           (int)(x->url.path_len > 200 ? 200 : x->url.path_len), x->url.path ? x->url.path : "",
           x->is_connect ? "(CONNECT: none)" : "");
-    if (choose_parent(s) != 0) {
-        session_fail(s, 500, "out of memory");
-        return;
-    }
-    if (x->is_connect && x->req_framing.kind != HTTP_BODY_NONE) {
-        session_fail(s, 400, "a CONNECT request cannot have a body");
-        return;
-    }
+    if (choose_parent(s) != 0)
+        return exchange_fail(x, 500, "out of memory");
+    if (x->is_connect && x->req_framing.kind != HTTP_BODY_NONE)
+        return exchange_fail(x, 400, "a CONNECT request cannot have a body");
     x->is_upgrade = !x->is_connect && http_has_token(head, "Connection", "upgrade") &&
                     http_find_field(head, "Upgrade", 0) >= 0;
 
@@ -330,10 +337,8 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
         n = authority_put_port(authority, n, x->port);
     if (x->is_connect && x->port == 80) /* a CONNECT authority always names its port */
         n = authority_put_port(authority, n, 80);
-    if (message_import_request(head, authority, (size_t)n, x->is_upgrade, &x->req_headers) != 0) {
-        session_fail(s, 400, "the request head could not be rewritten");
-        return;
-    }
+    if (message_import_request(head, authority, (size_t)n, x->is_upgrade, &x->req_headers) != 0)
+        return exchange_fail(x, 400, "the request head could not be rewritten");
     if (trace_enabled)
         trace_fields(s, head, __func__);
     x->fwd_method = x->method;
@@ -354,36 +359,43 @@ void exchange_begin(struct session *s, const struct http_head *head, size_t head
           x->req_framing.kind == HTTP_BODY_LENGTH ? " (Content-Length)" : "",
           x->keep_alive ? "keep-alive asked" : "close asked");
 
-    if (ca_page) {
-        /* http://luaproxy.ca/ is ours: never forwarded, no hooks. */
-        https_answer_ca_page(s);
-        return;
-    }
+    if (ca_page) /* http://luaproxy.ca/ is ours: never forwarded, no hooks */
+        return https_answer_ca_page(s);
     switch (auth_result) {
     case AUTH_DENIED:
-        session_fail(s, 407, "this proxy needs a user name and password");
-        return;
+        return exchange_fail(x, 407, "this proxy needs a user name and password");
     case AUTH_PENDING:
-        session_set_state(s, SESSION_HOOK, "credentials being checked");
-        return;
+        return exchange_move(x, SESSION_HOOK, "credentials being checked");
     case AUTH_OK:
         break;
     }
-    run_first_hooks(s);
+    return run_first_hooks(s);
 }
 
-/* Authenticated (or no --auth-file): the request hooks, or connect. */
-static void run_first_hooks(struct session *s)
+/* Authenticated (or no --auth-file): the request hooks, or connect. The
+ * hooks run in SESSION_HOOK: from another state this asks for the move,
+ * and they start on the session's next pass (exchange_run_hooks). */
+static enum exchange_step run_first_hooks(struct session *s)
 {
+    struct exchange *x = &s->x;
+
     hooks_exchange_begin(s, s->events->hook_wakeup);
     if (hooks_wants(s, HOOK_ON_REQUEST) || hooks_wants(s, HOOK_BEFORE_CONNECT)) {
         exchange_record_before_hooks(s, 0);
-        if (s->state != SESSION_HOOK) /* still there after a credentials check */
-            session_set_state(s, SESSION_HOOK, "request hooks to run");
-        run_request_hooks(s, HOOK_ON_REQUEST);
-        return;
+        if (s->state == SESSION_HOOK) /* still there after a credentials check */
+            return run_request_hooks(s, HOOK_ON_REQUEST);
+        x->hooks_due = 1;
+        return exchange_move(x, SESSION_HOOK, "request hooks to run");
     }
-    upstream_start(s);
+    return upstream_start(s);
+}
+
+enum exchange_step exchange_run_hooks(struct session *s)
+{
+    if (!s->x.hooks_due)
+        return STEP_WAIT; /* for a sleeping hook or the credentials' check */
+    s->x.hooks_due = 0;
+    return run_request_hooks(s, HOOK_ON_REQUEST);
 }
 
 /* ---- hooks ------------------------------------------------------------ */
@@ -411,16 +423,14 @@ void exchange_record_before_hooks(struct session *s, int response)
 }
 
 /* Answers with the response a hook made (tx:respond). */
-void exchange_respond_locally(struct session *s)
+enum exchange_step exchange_respond_locally(struct session *s)
 {
     struct exchange *x = &s->x;
     size_t before = buffer_length(&s->client.out);
     if (!x->req_body_done)
         x->keep_alive = 0; /* the request body will never be read */
-    if (hooks_write_local_response(s, &s->client.out) != 0) {
-        session_fail(s, 500, "a script's response could not be sent");
-        return;
-    }
+    if (hooks_write_local_response(s, &s->client.out) != 0)
+        return exchange_fail(x, 500, "a script's response could not be sent");
     flows_record_flag(x->flow, FLOW_F_LOCAL);
     flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
                           buffer_length(&s->client.out), before);
@@ -428,87 +438,80 @@ void exchange_respond_locally(struct session *s)
              "nothing goes upstream",
           x->status, buffer_length(&s->client.out) - before);
     x->response_started = 1;
-    session_end_exchange(s);
+    return STEP_END;
 }
 
 /* Acts on what the request hooks of <phase> decided: fail, answer
  * locally, run before_connect after on_request, or connect. */
-static void after_request_hooks(struct session *s, enum hook_phase phase, enum hooks_result r)
+static enum exchange_step after_request_hooks(struct session *s, enum hook_phase phase,
+                                              enum hooks_result r)
 {
-    if (r == HOOKS_FAILED) {
-        session_fail(s, 500, "a script failed while handling this request");
-        return;
-    }
-    if (r == HOOKS_RESPOND) {
-        exchange_respond_locally(s);
-        return;
-    }
+    static const char failed[] = "a script failed while handling this request";
+    struct exchange *x = &s->x;
+
+    if (r == HOOKS_FAILED)
+        return exchange_fail(x, 500, failed);
+    if (r == HOOKS_RESPOND)
+        return exchange_respond_locally(s);
     if (phase == HOOK_ON_REQUEST) {
-        if (hooks_read_request(s) != 0) {
-            session_fail(s, 500, "a script failed while handling this request");
-            return;
-        }
+        if (hooks_read_request(s) != 0)
+            return exchange_fail(x, 500, failed);
         if (hooks_wants(s, HOOK_BEFORE_CONNECT)) {
-            if (hooks_prepare_upstream(s) != 0) {
-                session_fail(s, 500, "a script failed while handling this request");
-                return;
-            }
-            run_request_hooks(s, HOOK_BEFORE_CONNECT);
-            return;
+            if (hooks_prepare_upstream(s) != 0)
+                return exchange_fail(x, 500, failed);
+            return run_request_hooks(s, HOOK_BEFORE_CONNECT);
         }
     } else if (hooks_read_upstream(s) != 0) {
-        session_fail(s, 500, "a script failed while handling this request");
-        return;
+        return exchange_fail(x, 500, failed);
     }
-    upstream_start(s);
+    return upstream_start(s);
 }
 
 /* Runs a request phase; a hook that sleeps comes back later through
  * exchange_hooks_woke, so the result is acted on in one place either way. */
-static void run_request_hooks(struct session *s, enum hook_phase phase)
+static enum exchange_step run_request_hooks(struct session *s, enum hook_phase phase)
 {
     s->x.hook.phase = phase;
     enum hooks_result r = hooks_run(s, phase);
-    if (r != HOOKS_PENDING)
-        after_request_hooks(s, phase, r);
+    if (r == HOOKS_PENDING)
+        return STEP_WAIT;
+    return after_request_hooks(s, phase, r);
 }
 
 /* A chunk hook that waited has finished its piece: its output joins the
  * body (through the flow tap when one records it), and the pump goes on
  * from session_advance. */
-static void chunk_hook_woke(struct session *s, enum hooks_result r)
+static enum exchange_step chunk_hook_woke(struct session *s, enum hooks_result r)
 {
     struct exchange *x = &s->x;
     int response = x->hook.phase == HOOK_ON_RESPONSE_CHUNK;
 
     if (r == HOOKS_FAILED) {
         x->keep_alive = 0;
-        if (response)
-            session_fail(s, 500, "a script failed while handling the response body");
-        else
-            session_fail(s, 500, "a script failed while handling the request body");
-        return;
+        return exchange_fail(x, 500, response
+                                         ? "a script failed while handling the response body"
+                                         : "a script failed while handling the request body");
     }
     if (r == HOOKS_PENDING)
-        return;
+        return STEP_WAIT;
     if (!x->req_collect || response) {
         if (flows_tap_resume(x->flow, response, response ? &s->client.out : &s->upstream.out,
                              response ? x->res_out_kind : x->req_out_kind) != 0)
-            session_fail(s, 502, "out of memory");
+            return exchange_fail(x, 502, "out of memory");
     }
+    return STEP_PROGRESS;
 }
 
-void exchange_hooks_woke(struct session *s, enum hooks_result r)
+enum exchange_step exchange_hooks_woke(struct session *s, enum hooks_result r)
 {
     if (hooks_is_chunk_phase(s->x.hook.phase))
-        chunk_hook_woke(s, r);
-    else if (s->x.hook.phase == HOOK_ON_RESPONSE)
-        response_after_hooks(s, r);
-    else
-        after_request_hooks(s, s->x.hook.phase, r);
+        return chunk_hook_woke(s, r);
+    if (s->x.hook.phase == HOOK_ON_RESPONSE)
+        return response_after_hooks(s, r);
+    return after_request_hooks(s, s->x.hook.phase, r);
 }
 
-void exchange_response_stalled(struct session *s)
+enum exchange_step exchange_response_stalled(struct session *s)
 {
     struct exchange *x = &s->x;
 
@@ -517,16 +520,16 @@ void exchange_response_stalled(struct session *s)
         x->error = "the upstream stalled in a body the client does not get";
         if (!x->req_body_done)
             x->keep_alive = 0;
-        session_end_exchange(s);
-        return;
+        return STEP_END;
     }
-    session_fail(s, 502, "the upstream stalled in the middle of the response");
+    return exchange_fail(x, 502, "the upstream stalled in the middle of the response");
 }
 
-int exchange_pump(struct session *s)
+enum exchange_step exchange_pump(struct session *s)
 {
     struct exchange *x = &s->x;
     enum http_error err = HTTP_ERR_NONE;
+    enum exchange_step step;
     int progress = 0;
 
     /* The request body waits while the parent opens the tunnel. */
@@ -552,8 +555,9 @@ int exchange_pump(struct session *s)
             x->req_body_done = 1;
             flows_record_time(x->flow, FLOW_T_SENT, ev_now(s->proxy->loop));
             progress = 1;
-            if (x->req_collect && upstream_send_collected_request(s) != 0)
-                return 1;
+            if (x->req_collect && exchange_step_is_outcome(
+                                      step = upstream_send_collected_request(s)))
+                return step;
             break;
         case BODY_PUMP_PAUSED:
             progress = 1; /* a chunk hook waits; exchange_hooks_woke carries on */
@@ -561,22 +565,18 @@ int exchange_pump(struct session *s)
         case BODY_PUMP_FILTER_FAILED:
             x->keep_alive = 0; /* the rest of the body is never read */
             if (x->hook.body_error == HOOKS_BODY_TOO_LARGE)
-                session_fail(s, 413, "the request body is larger than the script may collect");
-            else
-                session_fail(s, 500, "a script failed while handling the request body");
-            return 1;
+                return exchange_fail(x, 413,
+                                     "the request body is larger than the script may collect");
+            return exchange_fail(x, 500, "a script failed while handling the request body");
         case BODY_PUMP_INVALID:
             /* What was forwarded so far is a prefix of a chunked body; the
              * upstream sees the connection close without a last chunk. */
             x->keep_alive = 0;
-            session_fail(s, http_error_status(err), http_error_text(err));
-            return 1;
+            return exchange_fail(x, http_error_status(err), http_error_text(err));
         case BODY_PUMP_TRUNCATED:
             x->error = "the client closed the connection inside the request body";
             x->keep_alive = 0;
-            session_close(s, x->error);
-            session_end_exchange(s);
-            return 1;
+            return exchange_close_connection(x, x->error);
         }
     }
     if (s->upstream.failed && !x->req_body_done) {
@@ -588,20 +588,25 @@ int exchange_pump(struct session *s)
     }
 
     /* One hook at a time per exchange: a waiting chunk hook holds the head. */
-    if (x->res_state == RESPONSE_WAIT_HEAD && !x->hook.pending)
-        progress |= response_parse_head(s);
+    if (x->res_state == RESPONSE_WAIT_HEAD && !x->hook.pending) {
+        step = response_parse_head(s);
+        if (exchange_step_is_outcome(step))
+            return step;
+        progress |= step == STEP_PROGRESS;
+    }
     /* RESPONSE_HOOK: a sleeping on_response; exchange_hooks_woke goes on. */
     /* Straight on to the body, so a head and the body that came with it
      * leave in one write. */
-    if (x->res_state == RESPONSE_BODY && s->state == SESSION_EXCHANGE)
-        progress |= response_relay_body(s);
-    if (s->state != SESSION_EXCHANGE)
-        return 1;
+    if (x->res_state == RESPONSE_BODY) {
+        step = response_relay_body(s);
+        if (exchange_step_is_outcome(step))
+            return step;
+        progress |= step == STEP_PROGRESS;
+    }
     if (x->res_state == RESPONSE_DONE) {
         if (!x->req_body_done)
             x->keep_alive = 0; /* the rest of the request body is never read */
-        session_end_exchange(s);
-        return 1;
+        return STEP_END;
     }
-    return progress;
+    return progress ? STEP_PROGRESS : STEP_WAIT;
 }

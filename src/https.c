@@ -57,20 +57,17 @@ int https_should_intercept(struct session *s)
     return 1;
 }
 
-void https_begin_tunnel(struct session *s)
+enum exchange_step https_begin_tunnel(struct session *s)
 {
     struct exchange *x = &s->x;
 
     s->tunnel = calloc(1, sizeof *s->tunnel);
-    if (!s->tunnel) {
-        session_fail(s, 500, "out of memory");
-        return;
-    }
+    if (!s->tunnel)
+        return exchange_fail(x, 500, "out of memory");
     if (buffer_append_str(&s->client.out, "HTTP/1.1 200 Connection Established\r\n\r\n") != 0 ||
         tls_accept(&s->client, s->proxy->tls, x->host) != 0) {
         buffer_consume(&s->client.out, buffer_length(&s->client.out));
-        session_fail(s, 502, "could not start TLS with the client");
-        return;
+        return exchange_fail(x, 502, "could not start TLS with the client");
     }
     s->intercepted = 1;
     s->tunnel->port = x->port;
@@ -85,7 +82,7 @@ void https_begin_tunnel(struct session *s)
     TRACE(s, "CONNECT %s:%u intercepted (%s): 200 without contacting it; requests inside "
              "the TLS are read like plain ones, as https://",
           x->host, x->port, x->intercept_choice ? "tx:intercept(true)" : "--intercept");
-    session_end_exchange(s);
+    return STEP_END;
 }
 
 size_t https_tunnel_origin(const struct session *s, char *out, size_t len)
@@ -173,7 +170,7 @@ static int write_page(struct session *s, int status, const char *type, const cha
     return 0;
 }
 
-void https_answer_ca_page(struct session *s)
+enum exchange_step https_answer_ca_page(struct session *s)
 {
     struct exchange *x = &s->x;
     const struct ca *ca = tls_ca(s->proxy->tls);
@@ -212,10 +209,8 @@ void https_answer_ca_page(struct session *s)
         x->status = 404;
         rc = write_page(s, 404, "text/plain; charset=utf-8", NULL, missing, sizeof missing - 1);
     }
-    if (rc != 0) {
-        session_fail(s, 500, "out of memory");
-        return;
-    }
+    if (rc != 0)
+        return exchange_fail(x, 500, "out of memory");
     x->response_started = 1;
-    session_end_exchange(s);
+    return STEP_END;
 }

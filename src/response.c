@@ -4,7 +4,8 @@
  * (1xx) answers, a 101 turning into a tunnel, on_response, our head for the
  * client, and the body relayed down, re-framed, swapped, spliced or
  * dropped. exchange.c owns the request side and calls in through
- * response.h.
+ * response.h. Like exchange.c, every step returns what it came to (enum
+ * exchange_step) and session.c acts on it.
  */
 #include "response.h"
 
@@ -29,16 +30,16 @@
 #define EXCHANGE_MAX_INTERIM 100
 
 /* Fails the exchange with 502 naming the parser's complaint. */
-static void fail_bad_response(struct session *s, enum http_error err)
+static enum exchange_step fail_bad_response(struct exchange *x, enum http_error err)
 {
-    char cause[160];
-    snprintf(cause, sizeof cause, "the upstream sent an invalid response (%s)",
+    snprintf(x->cause, sizeof x->cause, "the upstream sent an invalid response (%s)",
              http_error_text(err));
-    session_fail(s, 502, cause);
+    return exchange_fail(x, 502, x->cause);
 }
 
 /* 101 to an upgrade request: forward it and become a tunnel. */
-static void switch_protocols(struct session *s, const struct http_head *head, size_t head_len)
+static enum exchange_step switch_protocols(struct session *s, const struct http_head *head,
+                                           size_t head_len)
 {
     struct exchange *x = &s->x;
     size_t before = buffer_length(&s->client.out);
@@ -46,10 +47,8 @@ static void switch_protocols(struct session *s, const struct http_head *head, si
     flows_record_part(x->flow, FLOW_PART_RES_IN, buffer_peek(&s->upstream.in), head_len);
     if (message_import_response(head, 0, 1, &x->res_headers) != 0 ||
         message_write_response(&s->client.out, 101, head->reason, head->reason_len,
-                               &x->res_headers, HTTP_BODY_NONE, 0, 0, x->minor, 1) != 0) {
-        session_fail(s, 502, "the upstream's 101 response could not be rewritten");
-        return;
-    }
+                               &x->res_headers, HTTP_BODY_NONE, 0, 0, x->minor, 1) != 0)
+        return exchange_fail(x, 502, "the upstream's 101 response could not be rewritten");
     flows_record_flag(x->flow, FLOW_F_TUNNEL);
     flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
                           buffer_length(&s->client.out), before);
@@ -57,7 +56,7 @@ static void switch_protocols(struct session *s, const struct http_head *head, si
     x->status = 101;
     x->response_started = 1;
     x->req_body_done = 1;
-    session_set_state(s, SESSION_TUNNEL, "101 Switching Protocols");
+    return exchange_move(x, SESSION_TUNNEL, "101 Switching Protocols");
 }
 
 static int is_head(const char *method, size_t len)
@@ -66,7 +65,8 @@ static int is_head(const char *method, size_t len)
 }
 
 /* Forwards an interim (1xx) response; the final one is still to come. */
-static void forward_interim(struct session *s, const struct http_head *head, size_t head_len)
+static enum exchange_step forward_interim(struct session *s, const struct http_head *head,
+                                          size_t head_len)
 {
     struct exchange *x = &s->x;
     struct headers fields;
@@ -78,15 +78,16 @@ static void forward_interim(struct session *s, const struct http_head *head, siz
             message_write_response(&s->client.out, head->status, head->reason,
                                    head->reason_len, &fields, HTTP_BODY_NONE, 0, 1, 1, 0)) {
             headers_free(&fields);
-            session_fail(s, 502, "the upstream's interim response could not be rewritten");
-            return;
+            return exchange_fail(x, 502, "the upstream's interim response could not be "
+                                         "rewritten");
         }
         headers_free(&fields);
     }
     buffer_consume(&s->upstream.in, head_len);
+    return STEP_PROGRESS;
 }
 
-static int send_response_head(struct session *s, const struct http_head *head);
+static enum exchange_step send_response_head(struct session *s, const struct http_head *head);
 
 /* Keeps the reason phrase (bounded) for the head we send. */
 static void keep_reason(struct exchange *x, const struct http_head *head)
@@ -99,37 +100,32 @@ static void keep_reason(struct exchange *x, const struct http_head *head)
 
 /* The parent's answer to our CONNECT: 2xx opens the tunnel (and we say
  * 200 to the client); anything else fails it, naming the parent. */
-static void parent_tunnel_answer(struct session *s, const struct http_head *head,
-                                 size_t head_len)
+static enum exchange_step parent_tunnel_answer(struct session *s, const struct http_head *head,
+                                               size_t head_len)
 {
     struct exchange *x = &s->x;
-    char cause[120];
 
     x->parent_tunnel = 0;
     if (head->status < 200 || head->status > 299) {
-        snprintf(cause, sizeof cause, "the parent proxy answered the CONNECT with %d%s",
+        snprintf(x->cause, sizeof x->cause, "the parent proxy answered the CONNECT with %d%s",
                  head->status, head->status == 407 ? ": it refused our credentials" : "");
-        session_fail(s, 502, cause);
-        return;
+        return exchange_fail(x, 502, x->cause);
     }
     buffer_consume(&s->upstream.in, head_len);
     if (!x->is_connect) {
         /* https through the parent: now TLS with the origin, inside. */
         x->parent_connected = 1;
-        upstream_begin_forwarding(s);
-        return;
+        return upstream_begin_forwarding(s);
     }
-    if (buffer_append_str(&s->client.out, "HTTP/1.1 200 Connection Established\r\n\r\n")) {
-        session_fail(s, 502, "out of memory");
-        return;
-    }
+    if (buffer_append_str(&s->client.out, "HTTP/1.1 200 Connection Established\r\n\r\n"))
+        return exchange_fail(x, 502, "out of memory");
     x->status = 200;
     x->response_started = 1;
-    session_set_state(s, SESSION_TUNNEL, "the parent opened the tunnel");
+    return exchange_move(x, SESSION_TUNNEL, "the parent opened the tunnel");
 }
 
 /* RESPONSE_WAIT_HEAD: parse the response head and send ours. */
-int response_parse_head(struct session *s)
+enum exchange_step response_parse_head(struct session *s)
 {
     struct exchange *x = &s->x;
     struct http_head head;
@@ -141,54 +137,42 @@ int response_parse_head(struct session *s)
 
     if (len == 0) {
         if (!s->upstream.read_eof)
-            return 0;
-        if (upstream_retry_fresh(s))
-            return 1;
-        session_fail(s, 502, s->upstream.error ? s->upstream.error
-                             : s->upstream.failed
-                                 ? "the upstream reset the connection before responding"
-                                 : "the upstream closed the connection before responding");
-        return 1;
+            return STEP_WAIT;
+        if (upstream_may_retry(s))
+            return upstream_retry_fresh(s);
+        return exchange_fail(x, 502, s->upstream.error ? s->upstream.error
+                                     : s->upstream.failed
+                                         ? "the upstream reset the connection before responding"
+                                         : "the upstream closed the connection before responding");
     }
     head.field_limit = 4 * (size_t)s->proxy->cfg->max_header_fields;
     n = http_parse_response(buffer_peek(&s->upstream.in), len, &head, &err);
     if (n == -2) {
         if (len >= s->proxy->cfg->max_header_bytes)
-            session_fail(s, 502, "the upstream's response head is too large");
-        else if (s->upstream.read_eof)
-            session_fail(s, 502, "the upstream closed the connection inside the response head");
-        else
-            return 0;
-        return 1;
+            return exchange_fail(x, 502, "the upstream's response head is too large");
+        if (s->upstream.read_eof)
+            return exchange_fail(x, 502,
+                                 "the upstream closed the connection inside the response head");
+        return STEP_WAIT;
     }
-    if (n == -1) {
-        fail_bad_response(s, err);
-        return 1;
-    }
-    if (x->parent_tunnel) {
-        parent_tunnel_answer(s, &head, (size_t)n);
-        return 1;
-    }
-    if (x->parent && head.status == 407) {
-        session_fail(s, 502, "the parent proxy refused our credentials with 407");
-        return 1;
-    }
+    if (n == -1)
+        return fail_bad_response(x, err);
+    if (x->parent_tunnel)
+        return parent_tunnel_answer(s, &head, (size_t)n);
+    if (x->parent && head.status == 407)
+        return exchange_fail(x, 502, "the parent proxy refused our credentials with 407");
     if (head.status < 200) {
         if (head.status == 101 && x->is_upgrade)
-            switch_protocols(s, &head, (size_t)n);
-        else if (head.status == 101)
-            session_fail(s, 502, "the upstream switched protocols without being asked");
-        else if (++x->interim_count > EXCHANGE_MAX_INTERIM)
-            session_fail(s, 502, "the upstream sent too many interim (1xx) responses");
-        else
-            forward_interim(s, &head, (size_t)n);
-        return 1;
+            return switch_protocols(s, &head, (size_t)n);
+        if (head.status == 101)
+            return exchange_fail(x, 502, "the upstream switched protocols without being asked");
+        if (++x->interim_count > EXCHANGE_MAX_INTERIM)
+            return exchange_fail(x, 502, "the upstream sent too many interim (1xx) responses");
+        return forward_interim(s, &head, (size_t)n);
     }
     /* The upstream answers the method it was sent, not the client's. */
-    if (http_response_framing(&head, x->fwd_method, x->fwd_method_len, &framing, &err) != 0) {
-        fail_bad_response(s, err);
-        return 1;
-    }
+    if (http_response_framing(&head, x->fwd_method, x->fwd_method_len, &framing, &err) != 0)
+        return fail_bad_response(x, err);
     x->status = x->upstream_status = head.status;
     TRACE(s, "response head complete: %zd bytes, HTTP/1.%d %d, body framing in: %s%s", n,
           head.version_minor, head.status, body_kind_name(framing.kind),
@@ -205,33 +189,27 @@ int response_parse_head(struct session *s)
     body_reader_init(&x->res_body, &framing);
     if (!hooks_wants(s, HOOK_ON_RESPONSE) && !hooks_wants(s, HOOK_ON_RESPONSE_CHUNK)) {
         /* Nothing will edit it: write it out from the views, one copy.
-         * The views die with the consume, so that comes after, and only if
-         * the head was written (a failure has ended the exchange). */
-        if (send_response_head(s, &head) == 0)
-            buffer_consume(&s->upstream.in, (size_t)n);
-        return 1;
+         * The views die with the consume, so that comes after. */
+        enum exchange_step step = send_response_head(s, &head);
+        buffer_consume(&s->upstream.in, (size_t)n);
+        return step;
     }
-    if (message_import_response(&head, x->res_keep_length, 0, &x->res_headers) != 0) {
-        session_fail(s, 502, "the upstream's response head could not be rewritten");
-        return 1;
-    }
+    if (message_import_response(&head, x->res_keep_length, 0, &x->res_headers) != 0)
+        return exchange_fail(x, 502, "the upstream's response head could not be rewritten");
     buffer_consume(&s->upstream.in, (size_t)n);
     exchange_record_before_hooks(s, 1);
     if (!hooks_wants(s, HOOK_ON_RESPONSE)) {
         /* Only the chunk hooks: the head may lose its Content-Encoding. */
-        (void)send_response_head(s, NULL);
-        return 1;
+        return send_response_head(s, NULL);
     }
-    if (hooks_prepare_response(s) != 0) {
-        session_fail(s, 500, "a script failed while handling this response");
-        return 1;
-    }
+    if (hooks_prepare_response(s) != 0)
+        return exchange_fail(x, 500, "a script failed while handling this response");
     x->res_state = RESPONSE_HOOK;
     x->hook.phase = HOOK_ON_RESPONSE;
     r = hooks_run(s, HOOK_ON_RESPONSE);
-    if (r != HOOKS_PENDING)
-        response_after_hooks(s, r);
-    return 1;
+    if (r == HOOKS_PENDING)
+        return STEP_PROGRESS; /* exchange_hooks_woke goes on */
+    return response_after_hooks(s, r);
 }
 
 /* Decides what body the client gets, from its own method and the final
@@ -286,8 +264,8 @@ static void settle_edited_head(struct exchange *x)
 
 /* Writes the response head for the client. The fields come from <head>'s
  * views when given (nothing edited them), else from x->res_headers (after
- * on_response). 0, or -1 after session_fail (the exchange is over). */
-static int send_response_head(struct session *s, const struct http_head *head)
+ * on_response). STEP_PROGRESS, or STEP_FAIL. */
+static enum exchange_step send_response_head(struct session *s, const struct http_head *head)
 {
     struct exchange *x = &s->x;
     size_t before = buffer_length(&s->client.out);
@@ -295,19 +273,15 @@ static int send_response_head(struct session *s, const struct http_head *head)
     plan_response_body(s);
     if (!head)
         settle_edited_head(x);
-    if (x->res_filter && hooks_prepare_response_body(s, &x->res_headers) != 0) {
-        session_fail(s, 502, "out of memory");
-        return -1;
-    }
+    if (x->res_filter && hooks_prepare_response_body(s, &x->res_headers) != 0)
+        return exchange_fail(x, 502, "out of memory");
     if ((head ? message_write_response_from(&s->client.out, head, x->res_keep_length,
                                             x->res_out_kind, x->res_out_length,
                                             x->keep_alive, x->minor)
               : message_write_response(&s->client.out, x->status, x->res_reason,
                                        strlen(x->res_reason), &x->res_headers, x->res_out_kind,
-                                       x->res_out_length, x->keep_alive, x->minor, 0)) != 0) {
-        session_fail(s, 502, "the upstream's response head could not be rewritten");
-        return -1;
-    }
+                                       x->res_out_length, x->keep_alive, x->minor, 0)) != 0)
+        return exchange_fail(x, 502, "the upstream's response head could not be rewritten");
     flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
                           buffer_length(&s->client.out), before);
     TRACE(s, "response head queued for the client: %zu bytes, %d, body framing out: %s%s%s",
@@ -316,20 +290,19 @@ static int send_response_head(struct session *s, const struct http_head *head)
           x->res_filter ? "; body through on_response_chunk" : "");
     x->response_started = 1;
     x->res_state = RESPONSE_BODY;
-    return 0;
+    return STEP_PROGRESS;
 }
 
 /* Acts on what on_response decided (RESPONSE_HOOK ends here). */
-void response_after_hooks(struct session *s, enum hooks_result r)
+enum exchange_step response_after_hooks(struct session *s, enum hooks_result r)
 {
     if (r == HOOKS_FAILED)
-        session_fail(s, 500, "a script failed while handling this response");
-    else if (r == HOOKS_RESPOND)
-        exchange_respond_locally(s);
-    else if (hooks_read_response(s) != 0)
-        session_fail(s, 500, "a script failed while handling this response");
-    else
-        (void)send_response_head(s, NULL);
+        return exchange_fail(&s->x, 500, "a script failed while handling this response");
+    if (r == HOOKS_RESPOND)
+        return exchange_respond_locally(s);
+    if (hooks_read_response(s) != 0)
+        return exchange_fail(&s->x, 500, "a script failed while handling this response");
+    return send_response_head(s, NULL);
 }
 
 /* Bodies at least this long that pass through unchanged go through a
@@ -352,7 +325,7 @@ static int can_splice_response(struct session *s)
 
 /* RESPONSE_BODY through the splice pipe: upstream socket to pipe happens
  * in the read callback; here the pipe drains into the client socket. */
-static int relay_spliced_response(struct session *s)
+static enum exchange_step relay_spliced_response(struct session *s)
 {
     struct exchange *x = &s->x;
     struct endpoint *u = &s->upstream;
@@ -363,9 +336,7 @@ static int relay_spliced_response(struct session *s)
         if (endpoint_splice_write(u, &s->client, &n) == ENDPOINT_ERROR) {
             x->error = "the client went away";
             x->keep_alive = 0;
-            session_close(s, x->error);
-            session_end_exchange(s);
-            return 1;
+            return exchange_close_connection(x, x->error);
         }
         if (n > 0) {
             x->res_bytes += n;
@@ -375,23 +346,22 @@ static int relay_spliced_response(struct session *s)
         }
     }
     if (u->piped > 0)
-        return progress;
+        return progress ? STEP_PROGRESS : STEP_WAIT;
     if (x->res_framing.kind == HTTP_BODY_LENGTH && u->splice_limit == 0) {
         endpoint_splice_stop(u);
         x->res_body.remaining = 0;
         x->res_state = RESPONSE_DONE;
-        return 1;
+        return STEP_PROGRESS;
     }
     if (u->read_eof) {
-        if (x->res_framing.kind == HTTP_BODY_CLOSE && !u->failed) {
-            endpoint_splice_stop(u);
-            x->res_state = RESPONSE_DONE;
-        } else {
-            session_fail(s, 502, "the upstream closed the connection in the middle of the body");
-        }
-        return 1;
+        if (x->res_framing.kind != HTTP_BODY_CLOSE || u->failed)
+            return exchange_fail(x, 502, "the upstream closed the connection in the middle of "
+                                         "the body");
+        endpoint_splice_stop(u);
+        x->res_state = RESPONSE_DONE;
+        return STEP_PROGRESS;
     }
-    return progress;
+    return progress ? STEP_PROGRESS : STEP_WAIT;
 }
 
 /* Reading a body only to drop it is worth it to keep the upstream
@@ -402,7 +372,7 @@ static int relay_spliced_response(struct session *s)
 /* RESPONSE_BODY when the client gets no body: read the upstream's body by
  * its framing and drop it. The response is complete for the client already;
  * this only decides whether the upstream connection can be reused. */
-static int discard_response_body(struct session *s)
+static enum exchange_step discard_response_body(struct session *s)
 {
     struct exchange *x = &s->x;
     enum http_error err = HTTP_ERR_NONE;
@@ -415,7 +385,7 @@ static int discard_response_body(struct session *s)
         x->res_discarded > DISCARD_MAX) {
         x->upstream_reusable = 0;
         x->res_state = RESPONSE_DONE;
-        return 1;
+        return STEP_PROGRESS;
     }
     buffer_init(&sink);
     r = body_pump(&x->res_body, &s->upstream.in, s->upstream.read_eof, &sink,
@@ -424,9 +394,9 @@ static int discard_response_body(struct session *s)
     x->res_discarded += dropped;
     switch (r) {
     case BODY_PUMP_IDLE:
-        return 0;
+        return STEP_WAIT;
     case BODY_PUMP_PROGRESS:
-        return 1;
+        return STEP_PROGRESS;
     case BODY_PUMP_DONE:
         break;
     default:
@@ -435,11 +405,11 @@ static int discard_response_body(struct session *s)
         break;
     }
     x->res_state = RESPONSE_DONE;
-    return 1;
+    return STEP_PROGRESS;
 }
 
 /* RESPONSE_BODY: move the body down, re-framed. */
-int response_relay_body(struct session *s)
+enum exchange_step response_relay_body(struct session *s)
 {
     struct exchange *x = &s->x;
     enum http_error err = HTTP_ERR_NONE;
@@ -447,14 +417,14 @@ int response_relay_body(struct session *s)
     if (x->res_discard)
         return discard_response_body(s);
     if (x->hook.pending)
-        return 0; /* a chunk hook waits: the body with it */
+        return STEP_WAIT; /* a chunk hook waits: the body with it */
     if (endpoint_splicing(&s->upstream))
         return relay_spliced_response(s);
     if (can_splice_response(s) &&
         endpoint_splice_start(&s->upstream, x->res_framing.kind == HTTP_BODY_LENGTH
                                                 ? x->res_body.remaining
                                                 : UINT64_MAX) == 0)
-        return 1;
+        return STEP_PROGRESS;
 
     body_filter *filter = x->res_filter ? hooks_body_filter : NULL;
     void *filter_arg = s;
@@ -463,26 +433,23 @@ int response_relay_body(struct session *s)
                       ENDPOINT_OUT_LIMIT, x->res_out_kind, filter, filter_arg, &x->res_bytes,
                       &err)) {
     case BODY_PUMP_IDLE:
-        return 0;
+        return STEP_WAIT;
     case BODY_PUMP_PROGRESS:
-        return 1;
+        return STEP_PROGRESS;
     case BODY_PUMP_DONE:
         x->res_state = RESPONSE_DONE;
-        return 1;
+        return STEP_PROGRESS;
     case BODY_PUMP_INVALID:
-        session_fail(s, 502, "the upstream sent an invalid chunked body");
-        return 1;
+        return exchange_fail(x, 502, "the upstream sent an invalid chunked body");
     case BODY_PUMP_TRUNCATED:
-        session_fail(s, 502, "the upstream closed the connection in the middle of the body");
-        return 1;
+        return exchange_fail(x, 502, "the upstream closed the connection in the middle of the "
+                                     "body");
     case BODY_PUMP_PAUSED:
-        return 1; /* a chunk hook waits; exchange_hooks_woke carries on */
+        return STEP_PROGRESS; /* a chunk hook waits; exchange_hooks_woke carries on */
     case BODY_PUMP_FILTER_FAILED:
         if (x->hook.body_error == HOOKS_BODY_CORRUPT || x->hook.body_error == HOOKS_BODY_BOMB)
-            session_fail(s, 502, x->error); /* ends it like a framing error */
-        else
-            session_fail(s, 500, "a script failed while handling the response body");
-        return 1;
+            return exchange_fail(x, 502, x->error); /* ends it like a framing error */
+        return exchange_fail(x, 500, "a script failed while handling the response body");
     }
-    return 0;
+    return STEP_WAIT;
 }

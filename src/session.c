@@ -4,7 +4,13 @@
  * This file owns the session's shape: its watchers and timer, reading and
  * checking request heads, local (error) responses, keep-alive and closing.
  * The forwarding of one request (connect, relay both bodies, tunnels) is in
- * exchange.c.
+ * exchange.c, upstream.c, response.c and tunnel.c.
+ *
+ * Control goes one way: this file calls down, and the layers below return
+ * what each step came to (enum exchange_step); session_step() is the one
+ * place that acts on it, changing the state, answering a failure or ending
+ * the exchange. So an exchange is never re-initialised under a caller that
+ * still looks at it.
  *
  * Every event reaches a session through one of the entry points listed at
  * the end of this file, and each ends the same way, with end_event(): run
@@ -49,6 +55,12 @@ static void on_hook_wakeup(struct session *s, enum hooks_result r);
 static void on_auth_done(void *arg, int ok, const char *user);
 static void session_advance(struct session *s);
 static void end_event(struct session *s);
+static void session_end_exchange(struct session *s);
+static void session_fail(struct session *s, int status, const char *cause);
+
+/* Marks the session for closing (freed when the current event ends);
+ * <why> is for the logs. */
+#define session_close(s, why) session_set_state((s), SESSION_CLOSED, (why))
 
 /* Handed to each exchange for the work it starts (see exchange.h). */
 static const struct exchange_events session_events = {
@@ -101,25 +113,6 @@ struct session *session_start(struct proxy *p, int fd, const struct sockaddr *ad
     return s;
 }
 
-void session_release_idle_upstream(struct session *s)
-{
-    if (!s->upstream_idle)
-        return;
-    s->upstream_idle = 0;
-    s->proxy->kept_upstreams--;
-    /* A TLS connection's state lives in its SSL object, not in the fd:
-     * it cannot be handed to the pool of sockets. */
-    if (s->proxy->stopping || s->upstream_idle_tls) {
-        endpoint_close(s->proxy->loop, &s->upstream);
-        return;
-    }
-    endpoint_watch(s->proxy->loop, &s->upstream, 0);
-    upstream_pool_put(&s->proxy->pool, s->upstream.fd, s->upstream_host, s->upstream_port,
-                      s->upstream_idle_since);
-    s->upstream.fd = -1;
-    endpoint_close(s->proxy->loop, &s->upstream);
-}
-
 /* Closes the idle upstream connection the session keeps. */
 static void drop_idle_upstream(struct session *s)
 {
@@ -133,7 +126,7 @@ void session_free(struct session *s)
     struct proxy *p = s->proxy;
 
     https_session_closing(s);
-    session_release_idle_upstream(s);
+    upstream_release_idle(s);
     exchange_release(s);
     ev_timer_stop(p->loop, &s->timer);
     ev_idle_stop(p->loop, &s->resume);
@@ -148,7 +141,7 @@ void session_free(struct session *s)
 void session_stop(struct session *s)
 {
     s->x.keep_alive = 0;
-    session_release_idle_upstream(s);
+    upstream_release_idle(s);
     if (s->state == SESSION_HEAD && buffer_length(&s->client.in) == 0 && !s->x.active) {
         /* Idle between requests: nothing is lost by closing now. */
         session_close(s, "stopping: idle between requests");
@@ -156,7 +149,11 @@ void session_stop(struct session *s)
     }
 }
 
-void session_end_exchange(struct session *s)
+/* Logs and clears the finished exchange; the session goes back to reading
+ * heads (keep-alive) or to draining (or stays closed). On return s->x is a
+ * fresh, inactive exchange: only session.c calls this, at the end of a
+ * step, when nothing below holds a view of the old one. */
+static void session_end_exchange(struct session *s)
 {
     struct exchange *x = &s->x;
     int keep = x->keep_alive && !s->proxy->stopping;
@@ -184,7 +181,10 @@ void session_end_exchange(struct session *s)
     }
 }
 
-void session_fail(struct session *s, int status, const char *cause)
+/* Answers the current request with a local error and ends the exchange
+ * (session_end_exchange); after part of a response was sent, closes the
+ * connection instead. Same contract: s->x is fresh afterwards. */
+static void session_fail(struct session *s, int status, const char *cause)
 {
     struct exchange *x = &s->x;
     char named[400];
@@ -253,6 +253,39 @@ void session_fail(struct session *s, int status, const char *cause)
                           buffer_length(&s->client.out), before);
     x->response_started = 1;
     session_end_exchange(s);
+}
+
+/*
+ * Acts on what a step of the exchange came to (enum exchange_step,
+ * exchange.h): the one place where the forwarding's outcome changes the
+ * session. The details are in s->x.next, with the place in the source
+ * that decided them, which --trace names. Returns 1 if anything changed.
+ */
+static int session_step(struct session *s, enum exchange_step step)
+{
+    const struct exchange_report *r = &s->x.next;
+
+    switch (step) {
+    case STEP_WAIT:
+        return 0;
+    case STEP_PROGRESS:
+        return 1;
+    case STEP_MOVE:
+        session_set_state_at(s, r->state, r->why, r->file, r->func);
+        return 1;
+    case STEP_END:
+        session_end_exchange(s);
+        return 1;
+    case STEP_FAIL:
+        session_fail(s, r->status, r->why);
+        return 1;
+    case STEP_CLOSE:
+        /* Closed first, so the exchange's end goes nowhere but closed. */
+        session_set_state_at(s, SESSION_CLOSED, r->why, r->file, r->func);
+        session_end_exchange(s);
+        return 1;
+    }
+    return 0;
 }
 
 /* Tells 414 from 431 for a head that did not fit: a request line that alone
@@ -335,7 +368,7 @@ static int parse_request_head(struct session *s)
         fail_oversized_head(s);
         return 1;
     }
-    exchange_begin(s, &head, (size_t)n);
+    session_step(s, exchange_begin(s, &head, (size_t)n));
     return 1;
 }
 
@@ -544,7 +577,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         if (s->x.res_state == RESPONSE_WAIT_HEAD)
             session_fail(s, 504, "the upstream did not respond in time");
         else
-            exchange_response_stalled(s);
+            session_step(s, exchange_response_stalled(s));
         break;
     case SESSION_TUNNEL:
         s->x.error = "the tunnel was idle too long";
@@ -576,16 +609,19 @@ static void session_advance(struct session *s)
         case SESSION_HEAD:
             progress = parse_request_head(s);
             break;
-        case SESSION_HOOK:      /* waiting for a sleeping hook (on_hook_wakeup)
-                                 * or a credentials check (on_auth_done) */
+        case SESSION_HOOK: /* runs the request hooks just moved here for, else
+                            * waits for a sleeping hook (on_hook_wakeup) or a
+                            * credentials check (on_auth_done) */
+            progress = session_step(s, exchange_run_hooks(s));
+            break;
         case SESSION_RESOLVING: /* for the resolver (on_dns_answer) */
         case SESSION_CONNECTING: /* for the connect (on_upstream_io) */
             break;
         case SESSION_EXCHANGE:
-            progress = exchange_pump(s);
+            progress = session_step(s, exchange_pump(s));
             break;
         case SESSION_TUNNEL:
-            progress = tunnel_pump(s);
+            progress = session_step(s, tunnel_pump(s));
             break;
         case SESSION_DRAINING:
             progress = drain(s);
@@ -653,7 +689,7 @@ static void on_resume(struct ev_loop *loop, ev_idle *w, int revents)
 static void on_dns_answer(void *arg, enum dns_status status, const struct addr_list *addrs)
 {
     struct session *s = arg;
-    upstream_dns_answer(s, status, addrs);
+    session_step(s, upstream_dns_answer(s, status, addrs));
     end_event(s);
 }
 
@@ -661,14 +697,14 @@ static void on_auth_done(void *arg, int ok, const char *user)
 {
     struct session *s = arg;
     s->last_activity = ev_now(s->proxy->loop);
-    exchange_auth_done(s, ok, user);
+    session_step(s, exchange_auth_done(s, ok, user));
     end_event(s);
 }
 
 static void on_hook_wakeup(struct session *s, enum hooks_result r)
 {
     s->last_activity = ev_now(s->proxy->loop);
-    exchange_hooks_woke(s, r);
+    session_step(s, exchange_hooks_woke(s, r));
     end_event(s);
 }
 
@@ -714,7 +750,7 @@ static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents)
         /* The kept connection closed, or spoke out of turn: unusable. */
         drop_idle_upstream(s);
     } else if (s->state == SESSION_CONNECTING) {
-        upstream_connect_done(s);
+        session_step(s, upstream_connect_done(s));
     } else if (revents & EV_READ) {
         /* A large body: read, relay and write a few times per wakeup
          * rather than once per trip through the event loop. */

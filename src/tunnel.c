@@ -2,7 +2,9 @@
  * tunnel.c - SESSION_TUNNEL: after a CONNECT (200) or an upgrade (101) the
  * proxy no longer reads HTTP; it moves bytes both ways, through the buffers
  * or, once they are empty, through splice(2) pipes, and passes a half-close
- * on so each side sees the other's EOF while data still flows back.
+ * on so each side sees the other's EOF while data still flows back. When
+ * both ways are done (or one side reset) it reports STEP_CLOSE and
+ * session.c ends the exchange and the connection.
  */
 #include "exchange.h"
 
@@ -64,7 +66,7 @@ static int tunnel_direction(struct endpoint *from, struct endpoint *to, uint64_t
     return progress;
 }
 
-int tunnel_pump(struct session *s)
+enum exchange_step tunnel_pump(struct session *s)
 {
     struct endpoint *c = &s->client, *u = &s->upstream;
     int progress;
@@ -84,9 +86,8 @@ int tunnel_pump(struct session *s)
         if (c->failed || u->failed)
             s->x.error = "the tunnel was reset";
         s->x.keep_alive = 0;
-        session_close(s, s->x.error ? s->x.error : "the tunnel is done both ways");
-        session_end_exchange(s);
-        return 1;
+        return exchange_close_connection(&s->x, s->x.error ? s->x.error
+                                                           : "the tunnel is done both ways");
     }
-    return progress;
+    return progress ? STEP_PROGRESS : STEP_WAIT;
 }

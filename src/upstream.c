@@ -8,6 +8,9 @@
  * server or a dead DNS server takes (seconds). Here the connect() returns at
  * once with EINPROGRESS and the loop tells us when the socket is writable;
  * names go to c-ares, whose sockets the same loop watches.
+ *
+ * Each step returns what it came to (enum exchange_step, exchange.h): the
+ * state to move to, a failure to answer, or nothing yet; session.c acts.
  */
 #include "upstream.h"
 
@@ -26,12 +29,11 @@
 #include "https.h"
 #include "log.h"
 #include "message.h"
-#include "session.h"
+#include "session.h" /* struct session: the endpoints and the kept connection */
 #include "stats.h"
 #include "tls.h"
 #include "trace.h"
 #include "upstream_pool.h"
-
 
 
 static const char *connect_error_text(int err)
@@ -45,7 +47,6 @@ static const char *connect_error_text(int err)
     }
 }
 
-/* Tries the resolved addresses in order until a connect() starts. */
 /* --trace: "<ip>:<port>" of <a>. */
 static const char *address_text(const union addr_any *a, char *out, size_t len)
 {
@@ -60,7 +61,8 @@ static const char *address_text(const union addr_any *a, char *out, size_t len)
     return out;
 }
 
-static void try_connect(struct session *s)
+/* Tries the resolved addresses in order until a connect() starts. */
+static enum exchange_step try_connect(struct session *s)
 {
     struct exchange *x = &s->x;
     char text[80];
@@ -79,23 +81,21 @@ static void try_connect(struct session *s)
               address_text(&x->addrs->addr[i], text, sizeof text), i + 1, x->addrs->count);
         if (connect(fd, addr, x->addrs->len[i]) == 0) {
             endpoint_open(&s->upstream, fd);
-            upstream_begin_forwarding(s);
-            return;
+            return upstream_begin_forwarding(s);
         }
         if (errno == EINPROGRESS) {
             endpoint_open(&s->upstream, fd);
-            session_set_state(s, SESSION_CONNECTING, "connect() in progress");
-            return;
+            return exchange_move(x, SESSION_CONNECTING, "connect() in progress");
         }
         x->connect_errno = errno;
         TRACE(s, "connect() failed at once: %s", strerror(errno));
         close(fd);
     }
     stats_add(STAT_UPSTREAM_CONNECT_ERRORS, 1);
-    session_fail(s, 502, connect_error_text(x->connect_errno));
+    return exchange_fail(x, 502, connect_error_text(x->connect_errno));
 }
 
-void upstream_connect_done(struct session *s)
+enum exchange_step upstream_connect_done(struct session *s)
 {
     int err = 0;
     socklen_t len = sizeof err;
@@ -103,7 +103,7 @@ void upstream_connect_done(struct session *s)
     if (getsockopt(s->upstream.fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
         err = errno;
     if (err == EINPROGRESS || err == EALREADY)
-        return; /* spurious wakeup */
+        return STEP_WAIT; /* spurious wakeup */
     TRACE(s, err ? "the socket is writable: connect() finished, with an error"
                  : "the socket is writable: connected in %.3f ms",
           (ev_time() - s->x.connect_started) * 1000.0);
@@ -111,28 +111,24 @@ void upstream_connect_done(struct session *s)
         s->x.connect_errno = err;
         TRACE(s, "connect() failed: %s", strerror(err));
         endpoint_close(s->proxy->loop, &s->upstream);
-        try_connect(s);
-        return;
+        return try_connect(s);
     }
-    upstream_begin_forwarding(s);
+    return upstream_begin_forwarding(s);
 }
 
 /* The addresses are known: refuse loops, then connect. */
-static void addresses_ready(struct session *s)
+static enum exchange_step addresses_ready(struct session *s)
 {
     struct exchange *x = &s->x;
-    for (int i = 0; i < x->addrs->count; i++) {
-        if (proxy_is_own_address(s->proxy, &x->addrs->addr[i].sa)) {
-            session_fail(s, 508, "the request would loop back to this proxy");
-            return;
-        }
-    }
+    for (int i = 0; i < x->addrs->count; i++)
+        if (proxy_is_own_address(s->proxy, &x->addrs->addr[i].sa))
+            return exchange_fail(x, 508, "the request would loop back to this proxy");
     x->addr_next = 0;
-    try_connect(s);
+    return try_connect(s);
 }
 
-void upstream_dns_answer(struct session *s, enum dns_status status,
-                         const struct addr_list *addrs)
+enum exchange_step upstream_dns_answer(struct session *s, enum dns_status status,
+                                       const struct addr_list *addrs)
 {
     s->x.dns = NULL;
     stats_add(STAT_DNS_LOOKUPS, 1);
@@ -148,15 +144,14 @@ void upstream_dns_answer(struct session *s, enum dns_status status,
               text[0] ? ", first " : "", text, status == DNS_OK ? addrs->count : 0,
               status == DNS_OK && addrs->count == 1 ? "" : "es");
     }
-    if (status != DNS_OK) {
-        session_fail(s, 502, status == DNS_TIMEOUT ? "the upstream's name lookup timed out"
-                                                   : "the upstream's name could not be resolved");
-    } else if (!s->x.addrs && !(s->x.addrs = malloc(sizeof *s->x.addrs))) {
-        session_fail(s, 500, "out of memory");
-    } else {
-        *s->x.addrs = *addrs;
-        addresses_ready(s);
-    }
+    if (status != DNS_OK)
+        return exchange_fail(&s->x, 502, status == DNS_TIMEOUT
+                                             ? "the upstream's name lookup timed out"
+                                             : "the upstream's name could not be resolved");
+    if (!s->x.addrs && !(s->x.addrs = malloc(sizeof *s->x.addrs)))
+        return exchange_fail(&s->x, 500, "out of memory");
+    *s->x.addrs = *addrs;
+    return addresses_ready(s);
 }
 
 /* Where this exchange connects: the parent proxy or the upstream. <key>
@@ -187,7 +182,7 @@ static void connect_target(const struct exchange *x, char *key, size_t key_len,
     }
 }
 
-void upstream_start(struct session *s)
+enum exchange_step upstream_start(struct session *s)
 {
     struct exchange *x = &s->x;
     char key[sizeof s->upstream_host];
@@ -197,10 +192,8 @@ void upstream_start(struct session *s)
 
     connect_target(x, key, sizeof key, &host, &port);
     x->connect_started = ev_now(s->proxy->loop);
-    if (x->is_connect && https_should_intercept(s)) {
-        https_begin_tunnel(s);
-        return;
-    }
+    if (x->is_connect && https_should_intercept(s))
+        return https_begin_tunnel(s);
     if (s->upstream_idle) {
         if (!x->is_connect && !x->is_upgrade && !x->no_pool && s->upstream_port == port &&
             s->upstream_idle_tls == x->upstream_tls && strcasecmp(s->upstream_host, key) == 0) {
@@ -209,33 +202,30 @@ void upstream_start(struct session *s)
             x->reused = 1;
             TRACE(s, "connection to %s:%u: the one this session kept from its last exchange "
                      "(no DNS, no connect)", host, port);
-            upstream_begin_forwarding(s);
-            return;
+            return upstream_begin_forwarding(s);
         }
-        session_release_idle_upstream(s);
+        upstream_release_idle(s);
     }
     if (!x->is_connect && !x->is_upgrade && !x->no_pool && !x->upstream_tls &&
         (fd = upstream_pool_take(&s->proxy->pool, key, port)) >= 0) {
         endpoint_open_watched(&s->upstream, fd);
         x->reused = 1;
         TRACE(s, "connection to %s:%u: taken from the pool (no DNS, no connect)", host, port);
-        upstream_begin_forwarding(s);
-        return;
+        return upstream_begin_forwarding(s);
     }
-    if (!x->addrs && !(x->addrs = malloc(sizeof *x->addrs))) {
-        session_fail(s, 500, "out of memory");
-        return;
-    }
+    if (!x->addrs && !(x->addrs = malloc(sizeof *x->addrs)))
+        return exchange_fail(x, 500, "out of memory");
     if (dns_parse_numeric(host, port, x->addrs)) {
         TRACE(s, "%s is an IP address: no DNS", host);
-        addresses_ready(s); /* a literal address never touches the resolver */
-        return;
+        return addresses_ready(s); /* a literal address never touches the resolver */
     }
     TRACE(s, "DNS question: %s (port %u), asked without blocking (c-ares)", host, port);
-    session_set_state(s, SESSION_RESOLVING, "asking the resolver");
+    /* The answer always comes later, through s->events->dns_answer: the
+     * move to SESSION_RESOLVING is made before any answer can arrive. */
     x->dns = dns_resolve(s->proxy->resolver, host, port, s->events->dns_answer, s);
     if (!x->dns)
-        session_fail(s, 502, "out of memory");
+        return exchange_fail(x, 502, "out of memory");
+    return exchange_move(x, SESSION_RESOLVING, "asking the resolver");
 }
 
 /* Writes the request head for the upstream with the body framing <kind>
@@ -292,8 +282,8 @@ static int expects_continue(const struct exchange *x)
  *
  * A collected body cannot wait for the upstream's "100 Continue" (the head
  * goes up only after the body): the proxy says it to the client itself.
- * 0, or -1 after session_fail. */
-static int plan_request_body(struct session *s)
+ * STEP_PROGRESS, or STEP_FAIL. */
+static enum exchange_step plan_request_body(struct session *s)
 {
     struct exchange *x = &s->x;
 
@@ -303,39 +293,35 @@ static int plan_request_body(struct session *s)
         if (expects_continue(x)) {
             headers_remove(&x->req_headers, "Expect", 6);
             if (x->minor >= 1 &&
-                buffer_append_str(&s->client.out, "HTTP/1.1 100 Continue\r\n\r\n") != 0) {
-                session_fail(s, 502, "out of memory");
-                return -1;
-            }
+                buffer_append_str(&s->client.out, "HTTP/1.1 100 Continue\r\n\r\n") != 0)
+                return exchange_fail(x, 502, "out of memory");
         }
     } else if (x->req_filter) {
         x->req_out_kind = HTTP_BODY_CHUNKED;
     }
-    return 0;
+    return STEP_PROGRESS;
 }
 
 /* tx.req.buffer_body: the whole body went through on_request_chunk; the
  * head goes up now, with the length of what the hooks made of it. */
-int upstream_send_collected_request(struct session *s)
+enum exchange_step upstream_send_collected_request(struct session *s)
 {
     struct buffer *body = hooks_collected(s);
 
     if (write_request_head(s, HTTP_BODY_LENGTH, buffer_length(body), 1) != 0 ||
-        buffer_append(&s->upstream.out, buffer_peek(body), buffer_length(body)) != 0) {
-        session_fail(s, 502, "out of memory");
-        return -1;
-    }
+        buffer_append(&s->upstream.out, buffer_peek(body), buffer_length(body)) != 0)
+        return exchange_fail(&s->x, 502, "out of memory");
     flows_record_body(s->x.flow, 0, 0, buffer_peek(body), buffer_length(body));
     buffer_free(body);
-    return 0;
+    return STEP_PROGRESS;
 }
 
-
 /* The upstream accepted the connection. */
-void upstream_begin_forwarding(struct session *s)
+enum exchange_step upstream_begin_forwarding(struct session *s)
 {
     struct exchange *x = &s->x;
     size_t before = buffer_length(&s->upstream.out);
+    enum exchange_step step;
 
     s->last_activity = ev_now(s->proxy->loop);
     flows_record_time(x->flow, FLOW_T_DNS, x->connect_started); /* no lookup was needed */
@@ -348,22 +334,17 @@ void upstream_begin_forwarding(struct session *s)
                  x->port);
         if (buffer_printf(&s->upstream.out, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s%s\r\n",
                           target, target, x->parent->auth[0] ? "Proxy-Authorization: " : "",
-                          x->parent->auth, x->parent->auth[0] ? "\r\n" : "") != 0) {
-            session_fail(s, 502, "out of memory");
-            return;
-        }
+                          x->parent->auth, x->parent->auth[0] ? "\r\n" : "") != 0)
+            return exchange_fail(x, 502, "out of memory");
         x->parent_tunnel = 1;
         if (x->is_connect)
             x->req_body_done = 1;
-        session_set_state(s, SESSION_EXCHANGE, "connected to the parent: CONNECT sent");
-        return;
+        return exchange_move(x, SESSION_EXCHANGE, "connected to the parent: CONNECT sent");
     }
     if (x->is_connect) {
         before = buffer_length(&s->client.out);
-        if (buffer_append_str(&s->client.out, "HTTP/1.1 200 Connection Established\r\n\r\n")) {
-            session_fail(s, 502, "out of memory");
-            return;
-        }
+        if (buffer_append_str(&s->client.out, "HTTP/1.1 200 Connection Established\r\n\r\n"))
+            return exchange_fail(x, 502, "out of memory");
         flows_record_flag(x->flow, FLOW_F_TUNNEL);
         flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
                               buffer_length(&s->client.out), before);
@@ -371,38 +352,31 @@ void upstream_begin_forwarding(struct session *s)
         x->response_started = 1;
         x->req_body_done = 1;
         TRACE(s, "CONNECT answered: 200 Connection Established; from now on bytes both ways");
-        session_set_state(s, SESSION_TUNNEL, "connected: 200 to the CONNECT");
-        return;
+        return exchange_move(x, SESSION_TUNNEL, "connected: 200 to the CONNECT");
     }
     /* https: the TLS handshake with the upstream is part of connecting
      * (bounded by the connect timeout); a refused certificate is a 502
      * naming the reason. */
     if (x->upstream_tls && !endpoint_is_tls(&s->upstream) &&
-        tls_connect(&s->upstream, s->proxy->tls, x->host, x->port, s) != 0) {
-        session_fail(s, 502, "could not start TLS with the upstream");
-        return;
-    }
+        tls_connect(&s->upstream, s->proxy->tls, x->host, x->port, s) != 0)
+        return exchange_fail(x, 502, "could not start TLS with the upstream");
     if (s->upstream.handshaking) {
         enum endpoint_io r = tls_handshake(&s->upstream);
-        if (r == ENDPOINT_AGAIN) {
-            session_set_state(s, SESSION_CONNECTING, "TLS handshake with the upstream");
-            return;
-        }
-        if (r == ENDPOINT_ERROR) {
-            session_fail(s, 502, s->upstream.error ? s->upstream.error
-                                                   : "the TLS handshake with the upstream failed");
-            return;
-        }
+        if (r == ENDPOINT_AGAIN)
+            return exchange_move(x, SESSION_CONNECTING, "TLS handshake with the upstream");
+        if (r == ENDPOINT_ERROR)
+            return exchange_fail(x, 502, s->upstream.error
+                                             ? s->upstream.error
+                                             : "the TLS handshake with the upstream failed");
     }
     if (x->upstream_tls)
         flows_record_time(x->flow, FLOW_T_TLS, ev_now(s->proxy->loop));
-    if (plan_request_body(s) != 0)
-        return;
+    step = plan_request_body(s);
+    if (exchange_step_is_outcome(step))
+        return step;
     if (!x->req_collect &&
-        write_request_head(s, x->req_out_kind, x->req_framing.length, x->req_had_length) != 0) {
-        session_fail(s, 502, "out of memory");
-        return;
-    }
+        write_request_head(s, x->req_out_kind, x->req_framing.length, x->req_had_length) != 0)
+        return exchange_fail(x, 502, "out of memory");
     if (x->req_body_done)
         flows_record_time(x->flow, FLOW_T_SENT, s->last_activity);
     TRACE(s, "request head queued upstream: %zu bytes, %.*s %.*s HTTP/1.1 (origin-form), "
@@ -410,7 +384,26 @@ void upstream_begin_forwarding(struct session *s)
           buffer_length(&s->upstream.out) - before, (int)x->fwd_method_len, x->fwd_method,
           (int)(x->fwd_path_len > 200 ? 200 : x->fwd_path_len), x->fwd_path,
           x->req_collect ? "collected first" : body_kind_name(x->req_out_kind));
-    session_set_state(s, SESSION_EXCHANGE, "connected: request head queued");
+    return exchange_move(x, SESSION_EXCHANGE, "connected: request head queued");
+}
+
+void upstream_release_idle(struct session *s)
+{
+    if (!s->upstream_idle)
+        return;
+    s->upstream_idle = 0;
+    s->proxy->kept_upstreams--;
+    /* A TLS connection's state lives in its SSL object, not in the fd:
+     * it cannot be handed to the pool of sockets. */
+    if (s->proxy->stopping || s->upstream_idle_tls) {
+        endpoint_close(s->proxy->loop, &s->upstream);
+        return;
+    }
+    endpoint_watch(s->proxy->loop, &s->upstream, 0);
+    upstream_pool_put(&s->proxy->pool, s->upstream.fd, s->upstream_host, s->upstream_port,
+                      s->upstream_idle_since);
+    s->upstream.fd = -1;
+    endpoint_close(s->proxy->loop, &s->upstream);
 }
 
 void upstream_detach(struct session *s)
@@ -436,7 +429,7 @@ void upstream_detach(struct session *s)
         if (!x->keep_alive || !proxy_may_keep_upstream(s->proxy)) {
             TRACE(s, "upstream connection parked in the pool: clean, and %s",
                   !x->keep_alive ? "the client connection ends" : "sessions keep enough already");
-            session_release_idle_upstream(s);
+            upstream_release_idle(s);
         } else {
             TRACE(s, "upstream connection kept by the session: clean, and the next request "
                      "likely goes to the same place");
@@ -460,11 +453,10 @@ void upstream_detach(struct session *s)
 /* A reused connection may have been closed by the upstream just as we sent
  * on it. A request that is safe to repeat and got no byte of answer goes
  * again on a fresh connection (RFC 9112 9.3.1). */
-int upstream_retry_fresh(struct session *s)
+int upstream_may_retry(const struct session *s)
 {
-    struct exchange *x = &s->x;
+    const struct exchange *x = &s->x;
     static const char *const idempotent[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
-    int safe = 0;
 
     if (!x->reused || x->req_framing.kind != HTTP_BODY_NONE ||
         buffer_length(&s->upstream.in) > 0)
@@ -472,14 +464,18 @@ int upstream_retry_fresh(struct session *s)
     for (size_t i = 0; i < sizeof idempotent / sizeof idempotent[0]; i++)
         if (strlen(idempotent[i]) == x->fwd_method_len &&
             memcmp(idempotent[i], x->fwd_method, x->fwd_method_len) == 0)
-            safe = 1;
-    if (!safe)
-        return 0;
+            return 1;
+    return 0;
+}
+
+enum exchange_step upstream_retry_fresh(struct session *s)
+{
+    struct exchange *x = &s->x;
+
     TRACE(s, "the reused connection was closed before any answer: retrying %.*s on a fresh one",
           (int)x->fwd_method_len, x->fwd_method);
     endpoint_close(s->proxy->loop, &s->upstream);
     x->reused = 0;
     x->no_pool = 1;
-    upstream_start(s);
-    return 1;
+    return upstream_start(s);
 }
