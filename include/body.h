@@ -21,6 +21,8 @@ struct body_reader {
     enum http_body_kind kind;
     uint64_t remaining; /* HTTP_BODY_LENGTH: bytes still to come */
     uint64_t swapped;   /* body bytes moved by swapping buffers (no copy) */
+    uint64_t copied;    /* ... copied into the output, re-framed */
+    uint64_t filtered;  /* ... handed to the filter (a script, the flow capture) */
     struct chunked_decoder chunked;
     int end_pending;    /* the filter paused on the last piece: the end
                          * marker goes out on the next call */

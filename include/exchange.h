@@ -86,6 +86,19 @@ enum exchange_step exchange_report_at(struct exchange *x, enum exchange_step ste
 #define exchange_close_connection(x, why)                                                \
     exchange_report_at((x), STEP_CLOSE, SESSION_CLOSED, 0, (why), __FILE__, __func__)
 
+/* --trace: one line for the chunk hooks' pass over a piece of a body:
+ * <in> bytes in (<eof>: the body's end), the body bytes out since
+ * <sent_before> in <*sent>, the filter's result <rc> (0 done, 1 waits,
+ * -1 failed) and the time since <started>. For the filters' wrappers in
+ * exchange.c and response.c. */
+void exchange_trace_chunk(struct session *s, const char *file, const char *func, int response,
+                          size_t in, int eof, const uint64_t *sent, uint64_t sent_before,
+                          int rc, double started);
+
+/* The client connection ends after this exchange; <why> (a literal) is
+ * what --trace gives as the reason. The first reason is kept. */
+void exchange_no_keep(struct exchange *x, const char *why);
+
 void exchange_init(struct exchange *x);
 /* Frees what the exchange holds (not the upstream endpoint). */
 void exchange_release(struct session *s);

@@ -161,6 +161,7 @@ struct exchange {
     uint64_t res_bytes;    /* body bytes sent to the client */
     uint64_t res_spliced;  /* ... of which through a splice pipe */
     int client_keep;       /* what the client's head asked: keep-alive or not */
+    const char *no_keep_why; /* why keep_alive became 0 (exchange_no_keep) */
     int tunneled;          /* bytes moved as a tunnel (CONNECT, 101) */
     const char *tunnel_closer; /* who closed a tunnel first, for --trace */
     const char *error;     /* why it failed, for the log */
@@ -169,6 +170,9 @@ struct exchange {
     int tunnel_counted;    /* counted in the open tunnels gauge */
     struct auth_job *auth_job; /* credentials being checked (SESSION_HOOK) */
     int hooks_due;         /* SESSION_HOOK entered: the request hooks run next */
+    /* --trace: a chunk hook that waits, for the line when it is done. */
+    ev_tstamp chunk_started;
+    uint64_t chunk_sent;
     /* What the last step asked of the session (exchange_report_at):
      * the state to move to, or the status to answer with, and why. */
     struct exchange_report next;

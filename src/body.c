@@ -18,7 +18,7 @@ void body_reader_init(struct body_reader *r, const struct http_framing *framing)
 {
     r->kind = framing->kind;
     r->remaining = framing->kind == HTTP_BODY_LENGTH ? framing->length : 0;
-    r->swapped = 0;
+    r->swapped = r->copied = r->filtered = 0;
     chunked_init(&r->chunked);
     r->end_pending = 0;
 }
@@ -147,6 +147,7 @@ enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int s
             if (rc < 0)
                 return BODY_PUMP_FILTER_FAILED;
             *moved += data_len;
+            *(filter ? &r->filtered : &r->copied) += data_len;
             if (rc > 0 && !finished) {
                 buffer_consume(src, consumed);
                 return BODY_PUMP_PAUSED;

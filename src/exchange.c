@@ -61,6 +61,61 @@ enum exchange_step exchange_report_at(struct exchange *x, enum exchange_step ste
     return step;
 }
 
+void exchange_trace_chunk(struct session *s, const char *file, const char *func, int response,
+                          size_t in, int eof, const uint64_t *sent, uint64_t sent_before,
+                          int rc, double started)
+{
+    const char *hook = response ? "on_response_chunk" : "on_request_chunk";
+
+    if (rc > 0) {
+        /* Its output comes when it is done: chunk_hook_woke says so. */
+        s->x.chunk_started = started;
+        s->x.chunk_sent = sent_before;
+    }
+    trace_step(s, file, func, "hook %s: %zu bytes in%s, %llu bytes out, %s, %.3f ms", hook, in,
+               eof ? " (the body's end)" : "", (unsigned long long)(*sent - sent_before),
+               rc == 0  ? "returned"
+               : rc > 0 ? "waits (the body pauses until it is done)"
+                        : "failed",
+               (ev_time() - started) * 1000.0);
+}
+
+/* --trace: the request's chunk hooks, timed and counted around the
+ * filters of hooks_body.c (only when tracing; see exchange_pump). */
+static int trace_request_chunk(void *arg, const char *data, size_t len, int eof,
+                               struct buffer *out, enum http_body_kind out_kind)
+{
+    struct session *s = arg;
+    uint64_t before = s->x.hook.sent_scratch;
+    double started = ev_time();
+    int rc = hooks_request_filter(arg, data, len, eof, out, out_kind);
+    exchange_trace_chunk(s, __FILE__, __func__, 0, len, eof, &s->x.hook.sent_scratch, before,
+                         rc, started);
+    return rc;
+}
+
+/* tx.req.buffer_body: the hooks run once, on the whole body, at its end. */
+static int trace_request_collect(void *arg, const char *data, size_t len, int eof,
+                                 struct buffer *out, enum http_body_kind out_kind)
+{
+    struct session *s = arg;
+    uint64_t before = s->x.hook.sent_scratch;
+    size_t whole = buffer_length(hooks_collected(s)) + len;
+    double started = ev_time();
+    int rc = hooks_request_collect(arg, data, len, eof, out, out_kind);
+    if (eof || rc < 0)
+        exchange_trace_chunk(s, __FILE__, __func__, 0, whole, eof, &s->x.hook.sent_scratch,
+                             before, rc, started);
+    return rc;
+}
+
+void exchange_no_keep(struct exchange *x, const char *why)
+{
+    if (x->keep_alive || !x->no_keep_why)
+        x->no_keep_why = why;
+    x->keep_alive = 0;
+}
+
 void exchange_init(struct exchange *x)
 {
     memset(x, 0, sizeof *x);
@@ -305,6 +360,9 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
     x->keep_alive = x->minor >= 1 ? !http_has_token(head, "Connection", "close")
                                   : http_has_token(head, "Connection", "keep-alive");
     x->client_keep = x->keep_alive;
+    if (!x->keep_alive)
+        x->no_keep_why = x->minor >= 1 ? "the client sent Connection: close"
+                                       : "HTTP/1.0 without Connection: keep-alive";
     if (copy_request_line(s, head) != 0)
         return exchange_fail(x, 500, "out of memory");
     if (s->intercepted)
@@ -427,8 +485,8 @@ enum exchange_step exchange_respond_locally(struct session *s)
 {
     struct exchange *x = &s->x;
     size_t before = buffer_length(&s->client.out);
-    if (!x->req_body_done)
-        x->keep_alive = 0; /* the request body will never be read */
+    if (!x->req_body_done) /* the request body will never be read */
+        exchange_no_keep(x, "a script answered before the request body was read");
     if (hooks_write_local_response(s, &s->client.out) != 0)
         return exchange_fail(x, 500, "a script's response could not be sent");
     flows_record_flag(x->flow, FLOW_F_LOCAL);
@@ -487,13 +545,18 @@ static enum exchange_step chunk_hook_woke(struct session *s, enum hooks_result r
     int response = x->hook.phase == HOOK_ON_RESPONSE_CHUNK;
 
     if (r == HOOKS_FAILED) {
-        x->keep_alive = 0;
+        exchange_no_keep(x, "a body hook failed: the rest of the body is never read");
         return exchange_fail(x, 500, response
                                          ? "a script failed while handling the response body"
                                          : "a script failed while handling the request body");
     }
     if (r == HOOKS_PENDING)
         return STEP_WAIT;
+    TRACE(s, "hook %s done after waiting: %llu bytes out, %.3f ms since the piece came",
+          response ? "on_response_chunk" : "on_request_chunk",
+          (unsigned long long)((response ? x->res_filtered_bytes : x->hook.sent_scratch) -
+                               x->chunk_sent),
+          (ev_time() - x->chunk_started) * 1000.0);
     if (!x->req_collect || response) {
         if (flows_tap_resume(x->flow, response, response ? &s->client.out : &s->upstream.out,
                              response ? x->res_out_kind : x->req_out_kind) != 0)
@@ -519,7 +582,7 @@ enum exchange_step exchange_response_stalled(struct session *s)
         x->upstream_reusable = 0; /* it stopped inside a body: unusable */
         x->error = "the upstream stalled in a body the client does not get";
         if (!x->req_body_done)
-            x->keep_alive = 0;
+            exchange_no_keep(x, "the request body was not all read");
         return STEP_END;
     }
     return exchange_fail(x, 502, "the upstream stalled in the middle of the response");
@@ -537,10 +600,11 @@ enum exchange_step exchange_pump(struct session *s)
         body_filter *filter = NULL;
         void *filter_arg = s;
         if (x->req_collect) {
-            filter = hooks_request_collect; /* it keeps the body for the flow viewer */
+            /* it keeps the body for the flow viewer */
+            filter = trace_enabled ? trace_request_collect : hooks_request_collect;
         } else {
             if (x->req_filter)
-                filter = hooks_request_filter;
+                filter = trace_enabled ? trace_request_chunk : hooks_request_filter;
             flows_tap(x->flow, 0, &filter, &filter_arg);
         }
         switch (body_pump(&x->req_body, &s->client.in, s->client.read_eof, &s->upstream.out,
@@ -563,7 +627,7 @@ enum exchange_step exchange_pump(struct session *s)
             progress = 1; /* a chunk hook waits; exchange_hooks_woke carries on */
             break;
         case BODY_PUMP_FILTER_FAILED:
-            x->keep_alive = 0; /* the rest of the body is never read */
+            exchange_no_keep(x, "a script failed on the request body: the rest is never read");
             if (x->hook.body_error == HOOKS_BODY_TOO_LARGE)
                 return exchange_fail(x, 413,
                                      "the request body is larger than the script may collect");
@@ -571,11 +635,11 @@ enum exchange_step exchange_pump(struct session *s)
         case BODY_PUMP_INVALID:
             /* What was forwarded so far is a prefix of a chunked body; the
              * upstream sees the connection close without a last chunk. */
-            x->keep_alive = 0;
+            exchange_no_keep(x, "the request body's chunked framing was invalid");
             return exchange_fail(x, http_error_status(err), http_error_text(err));
         case BODY_PUMP_TRUNCATED:
             x->error = "the client closed the connection inside the request body";
-            x->keep_alive = 0;
+            exchange_no_keep(x, "the client closed inside the request body");
             return exchange_close_connection(x, x->error);
         }
     }
@@ -583,7 +647,7 @@ enum exchange_step exchange_pump(struct session *s)
         /* The upstream stopped reading (it may have answered early, e.g.
          * 413): stop sending, but still relay whatever it answered. */
         x->req_body_done = 1;
-        x->keep_alive = 0;
+        exchange_no_keep(x, "the upstream stopped reading the request body");
         buffer_consume(&s->upstream.out, buffer_length(&s->upstream.out));
     }
 
@@ -604,8 +668,8 @@ enum exchange_step exchange_pump(struct session *s)
         progress |= step == STEP_PROGRESS;
     }
     if (x->res_state == RESPONSE_DONE) {
-        if (!x->req_body_done)
-            x->keep_alive = 0; /* the rest of the request body is never read */
+        if (!x->req_body_done) /* the rest of the request body is never read */
+            exchange_no_keep(x, "the response ended before the request body was read");
         return STEP_END;
     }
     return progress ? STEP_PROGRESS : STEP_WAIT;

@@ -184,7 +184,7 @@ enum exchange_step https_answer_ca_page(struct session *s)
     int rc;
 
     if (!x->req_body_done)
-        x->keep_alive = 0; /* the request body will never be read */
+        exchange_no_keep(x, "the request body is never read"); /* a page for a GET */
     if (memchr(path, '?', plen))
         plen = (size_t)((const char *)memchr(path, '?', plen) - path);
     x->status = 200;

@@ -241,7 +241,8 @@ static void plan_response_body(struct session *s)
                (in == HTTP_BODY_LENGTH && x->res_filter)) {
         x->res_out_kind = x->minor >= 1 ? HTTP_BODY_CHUNKED : HTTP_BODY_CLOSE;
         if (x->res_out_kind == HTTP_BODY_CLOSE)
-            x->keep_alive = 0;
+            exchange_no_keep(x, "the body for this HTTP/1.0 client is close-delimited: it "
+                                "ends when the connection does");
     } else {
         x->res_out_kind = in;
     }
@@ -305,6 +306,20 @@ enum exchange_step response_after_hooks(struct session *s, enum hooks_result r)
     return send_response_head(s, NULL);
 }
 
+/* --trace: the response's chunk hooks, timed and counted around
+ * hooks_body_filter (only when tracing; see response_relay_body). */
+static int trace_response_chunk(void *arg, const char *data, size_t len, int eof,
+                                struct buffer *out, enum http_body_kind out_kind)
+{
+    struct session *s = arg;
+    uint64_t before = s->x.res_filtered_bytes;
+    double started = ev_time();
+    int rc = hooks_body_filter(arg, data, len, eof, out, out_kind);
+    exchange_trace_chunk(s, __FILE__, __func__, 1, len, eof, &s->x.res_filtered_bytes, before, rc,
+                         started);
+    return rc;
+}
+
 /* Bodies at least this long that pass through unchanged go through a
  * splice pipe; shorter ones are not worth the pipe's two descriptors. */
 #define SPLICE_MIN_BODY (256 * 1024)
@@ -335,7 +350,7 @@ static enum exchange_step relay_spliced_response(struct session *s)
     if (u->piped > 0) {
         if (endpoint_splice_write(u, &s->client, &n) == ENDPOINT_ERROR) {
             x->error = "the client went away";
-            x->keep_alive = 0;
+            exchange_no_keep(x, "the client went away");
             return exchange_close_connection(x, x->error);
         }
         if (n > 0) {
@@ -426,7 +441,9 @@ enum exchange_step response_relay_body(struct session *s)
                                                 : UINT64_MAX) == 0)
         return STEP_PROGRESS;
 
-    body_filter *filter = x->res_filter ? hooks_body_filter : NULL;
+    body_filter *filter = !x->res_filter ? NULL
+                          : trace_enabled ? trace_response_chunk
+                                          : hooks_body_filter;
     void *filter_arg = s;
     flows_tap(x->flow, 1, &filter, &filter_arg);
     switch (body_pump(&x->res_body, &s->upstream.in, s->upstream.read_eof, &s->client.out,

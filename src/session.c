@@ -140,7 +140,7 @@ void session_free(struct session *s)
 
 void session_stop(struct session *s)
 {
-    s->x.keep_alive = 0;
+    exchange_no_keep(&s->x, "the proxy is stopping");
     upstream_release_idle(s);
     if (s->state == SESSION_HEAD && buffer_length(&s->client.in) == 0 && !s->x.active) {
         /* Idle between requests: nothing is lost by closing now. */
@@ -217,7 +217,8 @@ static void session_fail(struct session *s, int status, const char *cause)
         /* Part of the response is already on its way: the only honest
          * signal left is to close after what was queued, so the client sees
          * a truncated message instead of a complete-looking wrong one. */
-        x->keep_alive = 0;
+        exchange_no_keep(x, "an error after the response began: the client must see it cut "
+                            "short");
         session_end_exchange(s);
         return;
     }
@@ -236,12 +237,17 @@ static void session_fail(struct session *s, int status, const char *cause)
     }
     /* The connection can only carry on if we know where the next request
      * starts: the head was valid and its body was read completely. */
-    if (!x->active || !x->req_body_done || x->is_connect)
-        x->keep_alive = 0;
+    if (!x->active)
+        exchange_no_keep(x, "the request head was refused: where the next one starts is not "
+                            "known");
+    else if (!x->req_body_done)
+        exchange_no_keep(x, "an error before the request body was read");
+    else if (x->is_connect)
+        exchange_no_keep(x, "a refused CONNECT ends its connection");
     /* Our error text is a body a HEAD client does not expect: close after
      * it so the extra bytes cannot be read as the next response. */
     if (x->active && x->method_len == 4 && memcmp(x->method, "HEAD", 4) == 0)
-        x->keep_alive = 0;
+        exchange_no_keep(x, "an error body after a HEAD request");
     size_t before = buffer_length(&s->client.out);
     int body_len = message_write_error(&s->client.out, status, cause, x->keep_alive,
                                        x->active ? x->minor : 1);
@@ -398,7 +404,7 @@ static int flush_both(struct session *s)
         if (r == ENDPOINT_ERROR) {
             if (s->x.active)
                 s->x.error = s->x.error ? s->x.error : "the client went away";
-            s->x.keep_alive = 0;
+            exchange_no_keep(&s->x, "the client went away");
             if (s->x.active)
                 session_end_exchange(s);
             session_close(s, "the client went away");
@@ -724,7 +730,7 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
         } else if (r == ENDPOINT_ERROR && s->state != SESSION_DRAINING) {
             /* A reset: nothing more can reach this client. */
             s->x.error = s->x.error ? s->x.error : "the client reset the connection";
-            s->x.keep_alive = 0;
+            exchange_no_keep(&s->x, "the client reset the connection");
             if (s->x.active)
                 session_end_exchange(s);
             session_close(s, "the client reset the connection");

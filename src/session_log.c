@@ -89,26 +89,32 @@ void session_trace_end(struct session *s, int keep, const char *file, const char
         trace_step(s, file, func, "the proxy's own response (no upstream answer): %llu "
                                       "body bytes", (unsigned long long)x->res_bytes);
     else if (x->response_started)
-        trace_step(s, file, func, "response body: %llu bytes to the client (%s in, %s out): %llu by swapping "
-                 "buffers, %llu spliced in the kernel, %llu copied%s; request body: %llu bytes",
-              (unsigned long long)x->res_bytes, body_kind_name(x->res_framing.kind),
-              body_kind_name(x->res_out_kind), (unsigned long long)x->res_body.swapped,
-              (unsigned long long)x->res_spliced,
-              (unsigned long long)(x->res_bytes - x->res_body.swapped - x->res_spliced),
-              x->res_filter ? " (through on_response_chunk)" : "",
-              (unsigned long long)x->req_bytes);
-    trace_step(s, file, func, "%s", keep ? (x->minor >= 1 ? "keep-alive: yes (HTTP/1.1, no Connection: close)"
-                                         : "keep-alive: yes (HTTP/1.0 asked for it)")
-                   : s->proxy->stopping ? "keep-alive: no, the proxy is stopping"
-                   : x->tunneled        ? "keep-alive: no, a tunnel ends its connection"
-                   : !x->client_keep    ? (x->minor >= 1 ? "keep-alive: no, the client sent "
-                                                           "Connection: close"
-                                                         : "keep-alive: no, HTTP/1.0 without "
-                                                           "keep-alive")
-                   : x->error           ? "keep-alive: no, after an error the next request's "
-                                          "start is not known"
-                   : !x->req_body_done  ? "keep-alive: no, the request body was not read"
-                   : x->res_out_kind == HTTP_BODY_CLOSE
-                       ? "keep-alive: no, the body ends when the connection does"
-                       : "keep-alive: no");
+        /* Each count is kept where the bytes moved: body_pump (swapped,
+         * copied, handed to a filter) and the splice relay (response.c). */
+        trace_step(s, file, func, "response body: %llu bytes to the client (%s in, %s out): "
+                   "%llu by swapping buffers, %llu spliced in the kernel, %llu copied, %llu "
+                   "through %s; request body: %llu bytes (%llu by swapping buffers, %llu "
+                   "copied, %llu through %s)",
+                   (unsigned long long)(x->res_filter ? x->res_filtered_bytes : x->res_bytes),
+                   body_kind_name(x->res_framing.kind),
+                   body_kind_name(x->res_out_kind), (unsigned long long)x->res_body.swapped,
+                   (unsigned long long)x->res_spliced, (unsigned long long)x->res_body.copied,
+                   (unsigned long long)x->res_body.filtered,
+                   x->res_filter ? "on_response_chunk" : "the flow capture",
+                   (unsigned long long)x->req_bytes, (unsigned long long)x->req_body.swapped,
+                   (unsigned long long)x->req_body.copied,
+                   (unsigned long long)x->req_body.filtered,
+                   x->req_filter ? "on_request_chunk" : "the flow capture");
+    if (keep)
+        trace_step(s, file, func, "keep-alive: yes (%s)",
+                   x->minor >= 1 ? "HTTP/1.1, no Connection: close"
+                                 : "HTTP/1.0 asked for it");
+    else
+        /* Every place that ends the connection names its reason
+         * (exchange_no_keep); the proxy stopping overrides a yes. */
+        trace_step(s, file, func, "keep-alive: no, %s",
+                   x->keep_alive             ? "the proxy is stopping"
+                   : x->tunneled             ? "a tunnel ends its connection"
+                   : x->no_keep_why          ? x->no_keep_why
+                                             : "no reason was recorded");
 }

@@ -85,7 +85,7 @@ enum exchange_step tunnel_pump(struct session *s)
     if (c->failed || u->failed || (c->write_shut && u->write_shut)) {
         if (c->failed || u->failed)
             s->x.error = "the tunnel was reset";
-        s->x.keep_alive = 0;
+        exchange_no_keep(&s->x, "a tunnel ends its connection");
         return exchange_close_connection(&s->x, s->x.error ? s->x.error
                                                            : "the tunnel is done both ways");
     }

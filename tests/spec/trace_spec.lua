@@ -202,6 +202,148 @@ end
     })
   end)
 
+  it("shows each chunk hook call: bytes in and out, result and time", function()
+    origin = h.start_origin()
+    local upper = h.tmpfile([[
+function on_response_chunk(tx, chunk, eof)
+  return chunk:upper() .. (eof and "!" or "")
+end
+function on_request_chunk(tx, chunk, eof)
+  return chunk
+end
+]], "upper.lua")
+    proxy = h.start_proxy({ "--trace", "--script", upper })
+    local out, code, err = h.curl({ "-x", "http://127.0.0.1:" .. proxy.port,
+                                    origin.url("/chunked?n=3&size=10") })
+    assert.are.equal(0, code, err)
+    assert.are.equal(("X"):rep(30) .. "!", out)
+    local lines = traced("connection closed after 1 exchange")
+    expect_steps(lines, {
+      "^hook on_response_chunk: 10 bytes in, 10 bytes out, returned, [%d%.]+ ms",
+      "^hook on_response_chunk: 0 bytes in %(the body's end%), 1 bytes out, returned, [%d%.]+ ms",
+      "^response body: 31 bytes to the client %(chunked in, chunked out%): 0 by swapping "
+        .. "buffers, 0 spliced in the kernel, 0 copied, 30 through on_response_chunk",
+    })
+    -- A request body goes through on_request_chunk the same way.
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("POST", origin.url("/echo"), { "Host: " .. origin.authority,
+      "Content-Length: 5", "Connection: close" }, "hello")))
+    local resp = assert(h.read_response(s))
+    s:close()
+    assert.are.equal(200, resp.status)
+    lines = traced("connection closed after 1 exchange[^\n]*\n.*connection closed after 1 exchange")
+    expect_steps(lines, {
+      "^hook on_request_chunk: 5 bytes in, 5 bytes out, returned, [%d%.]+ ms",
+      "^hook on_request_chunk: 0 bytes in %(the body's end%), 0 bytes out, returned",
+      "request body: 5 bytes %(0 by swapping buffers, 0 copied, 5 through on_request_chunk%)",
+    })
+  end)
+
+  it("shows a chunk hook that waits, and when it is done", function()
+    origin = h.start_origin()
+    local slow = h.tmpfile([[
+function on_response_chunk(tx, chunk, eof)
+  if chunk ~= "" then proxy.sleep(0.01) end
+  return chunk
+end
+]], "slow_chunk.lua")
+    proxy = h.start_proxy({ "--trace", "--script", slow })
+    local out, code, err = h.curl({ "-x", "http://127.0.0.1:" .. proxy.port, origin.url("/hello") })
+    assert.are.equal(0, code, err)
+    assert.are.equal("hello\n", out)
+    local lines = traced("connection closed after 1 exchange")
+    expect_steps(lines, {
+      "^hook on_response_chunk: 6 bytes in, 0 bytes out, waits %(the body pauses until it is done%)",
+      "^hook on_response_chunk done after waiting: 6 bytes out, [%d%.]+ ms since the piece came",
+      "^response body: 6 bytes to the client",
+    })
+  end)
+
+  it("counts body bytes where they move: swapped, copied or spliced", function()
+    origin = h.start_origin()
+    proxy = h.start_proxy({ "--trace" })
+    local seen_bodies = 0
+    -- The "response body:" line of the next exchange, once it is traced.
+    local function body_line(url)
+      local _, code, err = h.curl({ "-s", "-o", "/dev/null", "-x",
+                                    "http://127.0.0.1:" .. proxy.port, url })
+      assert.are.equal(0, code, err)
+      local lines = h.wait_for(function()
+        local found = {}
+        for _, l in ipairs(trace_lines(proxy.log())) do
+          if l.text:find("^response body: ") then found[#found + 1] = l end
+        end
+        return #found > seen_bodies and found or nil
+      end)
+      assert(lines, "no response body line:\n" .. proxy.log())
+      seen_bodies = #lines
+      remember(lines)
+      return lines[#lines].text
+    end
+    local function counts(text)
+      local total, swapped, spliced, copied, filtered = text:match(
+        "^response body: (%d+) bytes to the client %([^)]*%): (%d+) by swapping buffers, "
+        .. "(%d+) spliced in the kernel, (%d+) copied, (%d+) through")
+      assert(total, "no counts in: " .. text)
+      return tonumber(total), tonumber(swapped), tonumber(spliced), tonumber(copied),
+        tonumber(filtered)
+    end
+    -- Chunked in and out: every byte is decoded and re-framed, so copied.
+    local total, swapped, spliced, copied, filtered = counts(body_line(origin.url("/chunked?n=4&size=100")))
+    assert.are.same({ 400, 0, 0, 400, 0 }, { total, swapped, spliced, copied, filtered })
+    -- A length passed on unchanged: the buffers are swapped or spliced,
+    -- never copied, and the parts add up to the whole.
+    total, swapped, spliced, copied, filtered = counts(body_line(origin.url("/bytes?n=1048576")))
+    assert.are.equal(1048576, total)
+    assert.are.equal(0, filtered)
+    assert.are.equal(total, swapped + spliced + copied)
+    assert.is_true(swapped + spliced > 0)
+  end)
+
+  it("gives the reason whenever a connection is not kept", function()
+    origin = h.start_origin()
+    proxy = h.start_proxy({ "--trace" })
+    local function exchange(raw, until_close)
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, raw))
+      local reply = until_close and h.recv_until_close(s) or h.read_response(s)
+      s:close()
+      assert.truthy(reply)
+    end
+    local url = origin.url("/hello")
+    local host = "Host: " .. origin.authority
+    exchange(h.request("GET", url, { host, "Connection: close" }))
+    exchange(h.request("GET", url, { host }, nil, "HTTP/1.0"))
+    exchange(h.request("GET", origin.url("/chunked"), { host, "Connection: keep-alive" }, nil,
+      "HTTP/1.0"), true)
+    exchange(h.request("POST", "http://127.0.0.1:" .. h.closed_port() .. "/", {
+      "Host: 127.0.0.1", "Content-Length: 100000" }, "x"))
+    local log = h.wait_for(function()
+      local l = proxy.log()
+      local _, n = l:gsub("connection closed after", "")
+      if n >= 4 then return l end
+    end)
+    assert(log, "four connections, four closes:\n" .. proxy.log())
+    local lines = trace_lines(log)
+    remember(lines)
+    local reasons = {}
+    for _, l in ipairs(lines) do
+      if l.text:find("^keep%-alive: no") then
+        reasons[#reasons + 1] = l.text
+        assert.truthy(l.text:find("^keep%-alive: no, %S"), "a bare keep-alive: no: " .. l.text)
+        assert.falsy(l.text:find("no reason was recorded"), l.text)
+      end
+    end
+    local function has(pattern)
+      for _, r in ipairs(reasons) do if r:find(pattern) then return true end end
+      error("no keep-alive reason matching '" .. pattern .. "' in:\n" .. table.concat(reasons, "\n"))
+    end
+    has("^keep%-alive: no, the client sent Connection: close$")
+    has("^keep%-alive: no, HTTP/1%.0 without Connection: keep%-alive$")
+    has("^keep%-alive: no, the body for this HTTP/1%.0 client is close%-delimited")
+    has("^keep%-alive: no, an error before the request body was read$")
+  end)
+
   it("names only src/file.c:function places that exist in those files", function()
     assert.truthy(next(seen), "the tests above recorded trace lines")
     for place, l in pairs(seen) do
