@@ -271,7 +271,8 @@ enum http_field_id http_field_id(const char *name, size_t len)
 {
     /* The length picks at most two candidates; most names are told apart
      * without reading a byte. */
-#define IS(lit) (sizeof(lit) - 1 == len && name_is(name, lit, len))
+#define IS(lit) (sizeof(lit) - 1 == len && lower((unsigned char)name[0]) == (lit)[0] && \
+                 name_is(name + 1, (lit) + 1, len - 1))
     switch (len) {
     case 2:
         return IS("te") ? HTTP_FIELD_TE : HTTP_FIELD_OTHER;
@@ -305,6 +306,30 @@ enum http_field_id http_field_id(const char *name, size_t len)
 #undef IS
 }
 
+/* The end of a run of field bytes (is_field_byte) starting at <pos>. Values
+ * make up most of a head, so they are read eight bytes at a time while
+ * none of the eight is a control byte (HTAB included: the byte loop takes
+ * it) or DEL; obs-text passes, as in the byte loop. Never reads at or
+ * past <len>. */
+static size_t skip_field_bytes(const char *buf, size_t len, size_t pos)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+
+    while (len - pos >= 8) {
+        uint64_t x, del;
+        memcpy(&x, buf + pos, 8);
+        del = x ^ (ones * 0x7f); /* a DEL byte becomes zero */
+        /* the high bit of a byte is left set by the subtraction only for
+         * bytes below 0x20 (or zero in <del>); ~x keeps obs-text out */
+        if (((x - ones * 0x20) & ~x & highs) | ((del - ones) & ~del & highs))
+            break;
+        pos += 8;
+    }
+    while (pos < len && is_field_byte((unsigned char)buf[pos]))
+        pos++;
+    return pos;
+}
+
 /* field-name ":" OWS field-value OWS CRLF (RFC 9112 5) at <pos>, which is
  * not the start of an empty line. Fills <f>. */
 static ssize_t parse_field_line(const char *buf, size_t len, size_t pos,
@@ -327,8 +352,7 @@ static ssize_t parse_field_line(const char *buf, size_t len, size_t pos,
     while (pos < len && is_ows((unsigned char)buf[pos]))
         pos++;
     start = pos;
-    while (pos < len && is_field_byte((unsigned char)buf[pos]))
-        pos++;
+    pos = skip_field_bytes(buf, len, pos);
     size_t end = pos;
     while (end > start && is_ows((unsigned char)buf[end - 1]))
         end--;
@@ -571,11 +595,20 @@ static int list_has(const char *value, size_t value_len, const char *token, size
     return 0;
 }
 
+/* http_find_field with <name>'s id already known (HTTP_FIELD_OTHER if none). */
+static int find_named(const struct http_head *head, enum http_field_id id, const char *name,
+                      size_t from)
+{
+    return id != HTTP_FIELD_OTHER ? http_find_id(head, id, from)
+                                  : http_find_field(head, name, from);
+}
+
 int http_has_token(const struct http_head *head, const char *name, const char *token)
 {
     size_t token_len = strlen(token);
-    for (int i = http_find_field(head, name, 0); i >= 0;
-         i = http_find_field(head, name, (size_t)i + 1)) {
+    enum http_field_id id = http_field_id(name, strlen(name));
+    for (int i = find_named(head, id, name, 0); i >= 0;
+         i = find_named(head, id, name, (size_t)i + 1)) {
         const struct http_field *f = &head->fields[i];
         if (list_has(f->value, f->value_len, token, token_len))
             return 1;
