@@ -45,6 +45,11 @@ int headers_valid_value(const char *value, size_t len);
 /* Appends a field. Returns 0, or -1 (invalid name/value, or a limit). */
 int headers_add(struct headers *h, const char *name, size_t name_len, const char *value,
                 size_t value_len);
+/* Appends a field known to be valid, which needs no checks: one of a head
+ * the parser accepted (http_parse.h), or one of the proxy's own. Returns
+ * 0, or -1 at a limit. */
+struct http_field;
+int headers_add_parsed(struct headers *h, const struct http_field *f);
 /* Removes every field called <name>. Returns how many were removed. */
 int headers_remove(struct headers *h, const char *name, size_t name_len);
 /* Replaces every field called <name> by one field with <value>, placed

@@ -37,7 +37,8 @@ int headers_valid_value(const char *value, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)value[i];
-        if (c == '\r' || c == '\n' || c == '\0' || (c < 0x20 && c != '\t') || c == 0x7f)
+        /* CR, LF and NUL are among the control bytes */
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
             return 0;
     }
     /* Leading or trailing whitespace would be stripped by the next parser
@@ -71,13 +72,12 @@ static int store(struct headers *h, const char *s, size_t len, uint32_t *off)
     return buffer_append(&h->text, s, len);
 }
 
-int headers_add(struct headers *h, const char *name, size_t name_len, const char *value,
-                size_t value_len)
+/* Appends a field whose name and value are known to be valid. */
+static int add_item(struct headers *h, const char *name, size_t name_len, const char *value,
+                    size_t value_len)
 {
     struct header item;
 
-    if (!headers_valid_name(name, name_len) || !headers_valid_value(value, value_len))
-        return -1;
     if (h->count == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 16;
         struct header *items;
@@ -98,6 +98,23 @@ int headers_add(struct headers *h, const char *name, size_t name_len, const char
     item.value_len = (uint32_t)value_len;
     h->items[h->count++] = item;
     return 0;
+}
+
+int headers_add(struct headers *h, const char *name, size_t name_len, const char *value,
+                size_t value_len)
+{
+    if (!headers_valid_name(name, name_len) || !headers_valid_value(value, value_len))
+        return -1;
+    return add_item(h, name, name_len, value, value_len);
+}
+
+int headers_add_parsed(struct headers *h, const struct http_field *f)
+{
+    /* The parser's grammar is stricter than the checks of headers_add: a
+     * name is one or more tchar, a value holds only SP, HTAB, VCHAR and
+     * obs-text with its outer whitespace removed. Checking again would
+     * only read every byte of every forwarded head a second time. */
+    return add_item(h, f->name, f->name_len, f->value, f->value_len);
 }
 
 int headers_find(const struct headers *h, const char *name, size_t name_len, size_t from)

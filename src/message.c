@@ -14,11 +14,6 @@
 
 #include <string.h>
 
-static int is_named(const struct http_field *f, const char *name)
-{
-    return http_token_eq(f->name, f->name_len, name);
-}
-
 /* Adds our Via entry, appending to the last existing Via field so the chain
  * of intermediaries reads in order. */
 static int add_via(struct headers *out)
@@ -27,8 +22,12 @@ static int add_via(struct headers *out)
     for (int i = headers_find(out, "Via", 3, 0); i >= 0;
          i = headers_find(out, "Via", 3, (size_t)i + 1))
         last = i;
-    if (last < 0)
-        return headers_add(out, "Via", 3, MESSAGE_VIA, strlen(MESSAGE_VIA));
+    if (last < 0) {
+        /* our own constant field: nothing to check */
+        static const struct http_field via = {"Via", 3, MESSAGE_VIA, sizeof MESSAGE_VIA - 1,
+                                              HTTP_FIELD_VIA};
+        return headers_add_parsed(out, &via);
+    }
 
     size_t len;
     const char *v = headers_value(out, (size_t)last, &len);
@@ -46,15 +45,15 @@ static int import_fields(const struct http_head *head, int is_request, int keep_
 {
     for (size_t i = 0; i < head->field_count; i++) {
         const struct http_field *f = &head->fields[i];
-        if (is_named(f, "Upgrade") && upgrade)
+        if (f->id == HTTP_FIELD_UPGRADE && upgrade)
             ; /* kept: the upgrade is being negotiated end to end */
         else if (http_is_hop_by_hop(head, i))
             continue;
-        if (is_named(f, "Content-Length") && !keep_length)
+        if (f->id == HTTP_FIELD_CONTENT_LENGTH && !keep_length)
             continue;
-        if (is_named(f, "Transfer-Encoding") || (is_request && is_named(f, "Host")))
+        if (f->id == HTTP_FIELD_TRANSFER_ENCODING || (is_request && f->id == HTTP_FIELD_HOST))
             continue;
-        if (headers_add(out, f->name, f->name_len, f->value, f->value_len) != 0)
+        if (headers_add_parsed(out, f) != 0)
             return -1;
     }
     return add_via(out);
@@ -189,16 +188,17 @@ int message_write_response_from(struct buffer *out, const struct http_head *head
     int last_via = -1;
 
     /* The same fields, in the same order, as import + write would give. */
-    for (size_t i = 0; i < head->field_count; i++)
-        if (is_named(&head->fields[i], "Via") && !http_is_hop_by_hop(head, i))
-            last_via = (int)i;
+    for (int i = http_find_id(head, HTTP_FIELD_VIA, 0); i >= 0;
+         i = http_find_id(head, HTTP_FIELD_VIA, (size_t)i + 1))
+        if (!http_is_hop_by_hop(head, (size_t)i))
+            last_via = i;
     if (append_status_start(out, head->status) ||
         buffer_append(out, head->reason, head->reason_len) || buffer_append(out, "\r\n", 2))
         return -1;
     for (size_t i = 0; i < head->field_count; i++) {
         const struct http_field *f = &head->fields[i];
-        if (http_is_hop_by_hop(head, i) || is_named(f, "Transfer-Encoding") ||
-            (is_named(f, "Content-Length") && !keep_length))
+        if (http_is_hop_by_hop(head, i) || f->id == HTTP_FIELD_TRANSFER_ENCODING ||
+            (f->id == HTTP_FIELD_CONTENT_LENGTH && !keep_length))
             continue;
         if (buffer_append(out, f->name, f->name_len) || buffer_append(out, ": ", 2) ||
             buffer_append(out, f->value, f->value_len) ||
