@@ -81,6 +81,9 @@ void proxy_log_listening(const struct sockaddr *addr);
 /* The address at the other end of socket <fd> as "ip:port" ("[ip]:port"
  * for IPv6). 0, or -1. */
 int proxy_peer_address(int fd, char *out, size_t len);
+/* The IP address of <addr> as text into <ip> (at least INET6_ADDRSTRLEN
+ * bytes), and its port into *<port>. */
+void proxy_client_address(const struct sockaddr *addr, char *ip, size_t ip_len, int *port);
 
 /* Worker <index> of <count>: exchange ids become index+1, index+1+count... */
 void proxy_set_worker(struct proxy *p, int index, int count);

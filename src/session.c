@@ -88,15 +88,7 @@ struct session *session_start(struct proxy *p, int fd, const struct sockaddr *ad
     s->reject_status = reject_status;
     exchange_init(&s->x);
 
-    if (addr->sa_family == AF_INET) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)addr;
-        inet_ntop(AF_INET, &sin->sin_addr, s->client_ip, sizeof s->client_ip);
-        s->client_port = ntohs(sin->sin_port);
-    } else {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)(const void *)addr;
-        inet_ntop(AF_INET6, &sin6->sin6_addr, s->client_ip, sizeof s->client_ip);
-        s->client_port = ntohs(sin6->sin6_port);
-    }
+    proxy_client_address(addr, s->client_ip, sizeof s->client_ip, &s->client_port);
 
     s->state = SESSION_HEAD; /* the start, not a change: "accept -> head" */
     s->last_activity = s->head_started = ev_now(p->loop);
