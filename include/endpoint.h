@@ -117,6 +117,11 @@ enum endpoint_io endpoint_read(struct endpoint *e, size_t limit);
  * when the peer is gone. An emptied buffer keeps its memory: a body in
  * flight reuses it; the session returns it once the connection is idle. */
 enum endpoint_io endpoint_flush(struct endpoint *e);
+/* endpoint_flush for the last bytes the connection will carry: once "out"
+ * is empty the sending side is half-closed too, and on a plain socket the
+ * FIN leaves in the same packet as the last bytes instead of one of its
+ * own. Nothing may be written after it. */
+enum endpoint_io endpoint_flush_final(struct endpoint *e);
 
 /* Starts reading this socket through a pipe, at most <limit> bytes (a
  * body's length; UINT64_MAX for until EOF). "in" must be empty. 0 or -1. */

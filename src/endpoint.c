@@ -189,6 +189,38 @@ enum endpoint_io endpoint_flush(struct endpoint *e)
     return wrote ? ENDPOINT_PROGRESS : ENDPOINT_AGAIN;
 }
 
+enum endpoint_io endpoint_flush_final(struct endpoint *e)
+{
+    int wrote = 0;
+
+    /* TLS has its own last words (close_notify): the owner shuts it. */
+    if (e->ops != &endpoint_plain_ops)
+        return endpoint_flush(e);
+    while (buffer_length(&e->out) > 0) {
+        ssize_t n;
+        if (e->fd < 0 || e->failed)
+            return ENDPOINT_ERROR;
+        /* MSG_MORE holds back a last part smaller than a segment; the
+         * shutdown below sends it with the FIN. */
+        do
+            n = send(e->fd, buffer_peek(&e->out), buffer_length(&e->out),
+                     MSG_NOSIGNAL | MSG_MORE);
+        while (n == -1 && errno == EINTR);
+        if (n > 0) {
+            buffer_consume(&e->out, (size_t)n);
+            wrote = 1;
+            continue;
+        }
+        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return wrote ? ENDPOINT_PROGRESS : ENDPOINT_AGAIN;
+        e->failed = 1;
+        return ENDPOINT_ERROR;
+    }
+    if (wrote)
+        endpoint_shutdown_write(e);
+    return wrote ? ENDPOINT_PROGRESS : ENDPOINT_AGAIN;
+}
+
 void endpoint_watch(struct ev_loop *loop, struct endpoint *e, int events)
 {
     int ev;

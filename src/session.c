@@ -392,7 +392,9 @@ static int flush_both(struct session *s)
     enum endpoint_io r;
 
     if (buffer_length(&s->client.out) > 0) {
-        r = endpoint_flush(&s->client);
+        /* Draining, these are the last bytes: their FIN goes with them. */
+        r = s->state == SESSION_DRAINING ? endpoint_flush_final(&s->client)
+                                         : endpoint_flush(&s->client);
         if (r == ENDPOINT_ERROR) {
             if (s->x.active)
                 s->x.error = s->x.error ? s->x.error : "the client went away";
