@@ -38,6 +38,10 @@ struct proxy {
     struct listener listeners[CONFIG_MAX_LISTEN];
     int listener_count;
     ev_timer accept_retry;    /* re-enables accepting after EMFILE */
+    /* The client accepted last, whose request is read once the events
+     * already pending have run (see on_fresh_client); NULL when none. */
+    struct session *fresh;
+    ev_idle fresh_read;       /* never started: only fed, at the lowest priority */
     struct dns_resolver *resolver;
     struct upstream_pool pool; /* idle upstream connections for reuse */
     int kept_upstreams;        /* idle upstream connections held by sessions */

@@ -131,8 +131,28 @@ static void on_session_gone(struct proxy *p, struct session *s)
     if (s->next)
         s->next->prev = s->prev;
     count_session(p, -1);
+    if (p->fresh == s)
+        p->fresh = NULL;
     if (p->stopping && p->session_count == 0)
         ev_break(p->loop, EVBREAK_ALL);
+}
+
+/*
+ * Reads the request of the client accepted last, without waiting for epoll
+ * to report it (which would cost an epoll_wait per connection). It runs
+ * once the events already pending in this turn of the loop have, as it has
+ * the lowest priority: a new client does not go before those that were
+ * ready first (a client that just closed, say, whose upstream connection
+ * the new one may reuse). When the request has not arrived, the read finds
+ * nothing and the watcher waits as usual.
+ */
+static void on_fresh_client(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    struct proxy *p = w->data;
+    (void)revents;
+    if (p->fresh)
+        ev_feed_event(loop, &p->fresh->client.io, EV_READ);
+    p->fresh = NULL;
 }
 
 static void on_accept_retry(struct ev_loop *loop, ev_timer *w, int revents)
@@ -147,7 +167,6 @@ static void on_accept_retry(struct ev_loop *loop, ev_timer *w, int revents)
 static void on_listener_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct proxy *p = w->data;
-    (void)loop;
     (void)revents;
 
     for (int i = 0; i < ACCEPT_BATCH && !p->stopping; i++) {
@@ -194,6 +213,11 @@ static void on_listener_readable(struct ev_loop *loop, ev_io *w, int revents)
             p->sessions->prev = s;
         p->sessions = s;
         count_session(p, +1);
+        /* A client connects to send its request, which has nearly always
+         * arrived by the time the connection is accepted: read it in this
+         * turn of the loop instead of asking epoll first. */
+        p->fresh = s;
+        ev_feed_event(loop, &p->fresh_read, EV_CUSTOM);
     }
 }
 
@@ -488,6 +512,9 @@ int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
     p->id_step = 1;
     ev_timer_init(&p->accept_retry, on_accept_retry, 0., 0.);
     p->accept_retry.data = p;
+    ev_idle_init(&p->fresh_read, on_fresh_client);
+    ev_set_priority(&p->fresh_read, EV_MINPRI);
+    p->fresh_read.data = p;
     ev_timer_init(&p->drain_timer, on_drain_timeout, 0., 0.);
     p->drain_timer.data = p;
 
@@ -545,6 +572,7 @@ void proxy_free(struct proxy *p)
     while (p->sessions)
         session_free(p->sessions);
     close_listeners(p);
+    ev_clear_pending(p->loop, &p->fresh_read);
     ev_timer_stop(p->loop, &p->drain_timer);
     ev_signal_stop(p->loop, &p->sigint);
     ev_signal_stop(p->loop, &p->sigterm);
