@@ -83,6 +83,12 @@ enum response_state {
     RESPONSE_DONE,
 };
 
+/* How one direction of a tunnel moved its bytes, counted in tunnel.c as
+ * they move (for --trace). */
+struct tunnel_moves {
+    uint64_t swapped, copied, spliced;
+};
+
 /* One request and its response. Reset between requests. */
 struct exchange {
     uint64_t id;
@@ -164,6 +170,7 @@ struct exchange {
     const char *no_keep_why; /* why keep_alive became 0 (exchange_no_keep) */
     int tunneled;          /* bytes moved as a tunnel (CONNECT, 101) */
     const char *tunnel_closer; /* who closed a tunnel first, for --trace */
+    struct tunnel_moves tunnel_up, tunnel_down; /* client -> upstream, and back */
     const char *error;     /* why it failed, for the log */
     struct flow *flow;     /* what the viewer captures (flows.h), or NULL */
     char user[128];        /* the authenticated proxy user, or "" */

@@ -81,10 +81,16 @@ void session_trace_end(struct session *s, int keep, const char *file, const char
     struct exchange *x = &s->x;
 
     if (x->tunneled)
-        trace_step(s, file, func, "tunnel over: %llu bytes client -> upstream, %llu bytes upstream -> client; "
-                 "first to close: %s",
-              (unsigned long long)x->req_bytes, (unsigned long long)x->res_bytes,
-              x->tunnel_closer ? x->tunnel_closer : "neither (ended by the proxy)");
+        trace_step(s, file, func, "tunnel over: %llu bytes client -> upstream (%llu by swapping "
+                   "buffers, %llu copied, %llu spliced), %llu bytes upstream -> client (%llu by "
+                   "swapping buffers, %llu copied, %llu spliced); first to close: %s",
+                   (unsigned long long)x->req_bytes, (unsigned long long)x->tunnel_up.swapped,
+                   (unsigned long long)x->tunnel_up.copied,
+                   (unsigned long long)x->tunnel_up.spliced, (unsigned long long)x->res_bytes,
+                   (unsigned long long)x->tunnel_down.swapped,
+                   (unsigned long long)x->tunnel_down.copied,
+                   (unsigned long long)x->tunnel_down.spliced,
+                   x->tunnel_closer ? x->tunnel_closer : "neither (ended by the proxy)");
     else if (x->response_started && x->res_state == RESPONSE_WAIT_HEAD)
         trace_step(s, file, func, "the proxy's own response (no upstream answer): %llu "
                                       "body bytes", (unsigned long long)x->res_bytes);

@@ -11,8 +11,9 @@
 #include "flows.h"
 #include "session.h"
 
-/* Moves bytes from <from> to <to> while <to> has room. */
-static size_t move_bytes(struct buffer *from, struct buffer *to)
+/* Moves bytes from <from> to <to> while <to> has room, counting in <m>
+ * how they moved. */
+static size_t move_bytes(struct buffer *from, struct buffer *to, struct tunnel_moves *m)
 {
     size_t len = buffer_length(from), room;
 
@@ -20,6 +21,7 @@ static size_t move_bytes(struct buffer *from, struct buffer *to)
         return 0;
     if (buffer_length(to) == 0) {
         buffer_swap(from, to); /* no copy when the whole buffer moves */
+        m->swapped += len;
         return len;
     }
     room = ENDPOINT_OUT_LIMIT - buffer_length(to);
@@ -28,6 +30,7 @@ static size_t move_bytes(struct buffer *from, struct buffer *to)
     if (buffer_append(to, buffer_peek(from), len) != 0)
         return 0;
     buffer_consume(from, len);
+    m->copied += len;
     return len;
 }
 
@@ -35,13 +38,14 @@ static size_t move_bytes(struct buffer *from, struct buffer *to)
  * through <from>'s splice pipe once both buffers are empty. Passes a
  * half-close on once everything before it has been written. */
 static int tunnel_direction(struct endpoint *from, struct endpoint *to, uint64_t *count,
-                            struct flow *flow, int to_upstream, double now)
+                            struct tunnel_moves *moves, struct flow *flow, int to_upstream,
+                            double now)
 {
     int progress = 0;
     size_t n = 0;
 
     if (!endpoint_splicing(from)) {
-        n = move_bytes(&from->in, &to->out);
+        n = move_bytes(&from->in, &to->out, moves);
         *count += n;
         progress = n > 0;
         /* The bytes just moved are the last n of <to>'s output. */
@@ -55,6 +59,7 @@ static int tunnel_direction(struct endpoint *from, struct endpoint *to, uint64_t
     } else if (from->piped > 0 && buffer_length(&to->out) == 0) {
         endpoint_splice_write(from, to, &n); /* a failure marks <to> failed */
         *count += n;
+        moves->spliced += n;
         flows_record_unseen(flow, n);
         progress = n > 0;
     }
@@ -80,8 +85,8 @@ enum exchange_step tunnel_pump(struct session *s)
         else if (u->read_eof || u->failed)
             s->x.tunnel_closer = u->failed ? "the upstream (reset)" : "the upstream";
     }
-    progress = tunnel_direction(c, u, &s->x.req_bytes, s->x.flow, 1, now);
-    progress |= tunnel_direction(u, c, &s->x.res_bytes, s->x.flow, 0, now);
+    progress = tunnel_direction(c, u, &s->x.req_bytes, &s->x.tunnel_up, s->x.flow, 1, now);
+    progress |= tunnel_direction(u, c, &s->x.res_bytes, &s->x.tunnel_down, s->x.flow, 0, now);
     if (c->failed || u->failed || (c->write_shut && u->write_shut)) {
         if (c->failed || u->failed)
             s->x.error = "the tunnel was reset";

@@ -197,9 +197,22 @@ end
       "^head complete: %d+ bytes, %d+ fields, HTTP/1%.1: CONNECT",
       "^CONNECT answered: 200 Connection Established",
       "^state connecting %-> tunnel",
-      "^tunnel over: %d+ bytes client %-> upstream, %d+ bytes upstream %-> client; first to close: the upstream",
+      "^tunnel over: %d+ bytes client %-> upstream %(%d+ by swapping buffers, %d+ copied, %d+ spliced%), "
+        .. "%d+ bytes upstream %-> client %(%d+ by swapping buffers, %d+ copied, %d+ spliced%); "
+        .. "first to close: the upstream",
       "^keep%-alive: no, a tunnel ends its connection",
     })
+    -- Each way, the ways the bytes moved add up to the bytes moved.
+    for _, l in ipairs(lines) do
+      local up, us, uc, usp, down, ds, dc, dsp = l.text:match(
+        "^tunnel over: (%d+) [^(]*%((%d+) [^,]*, (%d+) copied, (%d+) spliced%), "
+        .. "(%d+) [^(]*%((%d+) [^,]*, (%d+) copied, (%d+) spliced%)")
+      if up then
+        assert.are.equal(tonumber(up), us + uc + usp)
+        assert.are.equal(tonumber(down), ds + dc + dsp)
+        assert.is_true(tonumber(up) > 0 and tonumber(down) > 0)
+      end
+    end
   end)
 
   it("shows each chunk hook call: bytes in and out, result and time", function()
