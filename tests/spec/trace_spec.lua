@@ -399,6 +399,21 @@ describe("README", function()
   end)
 end)
 
+describe("the forwarding code", function()
+  -- The walkthrough promises that control goes one way: the layers below
+  -- the session return what a step came to and session.c acts on it.
+  it("never calls up into the session to change its state or end the exchange", function()
+    for _, file in ipairs({ "src/exchange.c", "src/upstream.c", "src/response.c", "src/tunnel.c",
+                            "src/https.c" }) do
+      local src = assert(h.read_file(file), file)
+      for name in src:gmatch("[%w_]*session_[%w_]+%s*%(") do
+        assert.falsy(name:find("^session_"), file .. " calls " .. name .. "...)")
+      end
+      assert.truthy(src:find("exchange_step"), file .. " reports steps")
+    end
+  end)
+end)
+
 describe("-v", function()
   it("writes one line per exchange, and --trace is off by default", function()
     local origin = h.start_origin()
