@@ -11,6 +11,7 @@
  *   hooks_body.c  the on_response_chunk body filter
  *   hooks_lib.c   the proxy.* natives (log, now, phase, ...)
  *   hooks_pattern.c  Lua's pattern functions with a step budget
+ *   hooks_watch.c the --hook-timeout watchdog
  */
 #ifndef LUAPROXY_HOOKS_INTERNAL_H
 #define LUAPROXY_HOOKS_INTERNAL_H
@@ -145,5 +146,22 @@ void hooks_lib_guard(lua_State *L);
 /* Replaces string.find, match, gmatch and gsub with versions that count
  * their matching steps against the running hook's budget. */
 void hooks_pattern_install(lua_State *L);
+
+/* ---- hooks_watch.c ---- */
+
+/* The resume of <co> about to start may run until <deadline> (monotonic
+ * seconds): past it, the watchdog stops it. From the main thread only. */
+void hooks_watch_arm(lua_State *co, double deadline);
+/* The resume returned. */
+void hooks_watch_disarm(void);
+/* The budget ran out inside C code running on <L> (a pattern match): the
+ * hook is marked timed out and its coroutines stop at their next
+ * instruction, even if the script catches the error the caller raises. */
+void hooks_watch_expire(lua_State *L);
+/* The count hook that yields a timed-out hook call out of the script. */
+void hooks_on_count(lua_State *L, lua_Debug *ar);
+/* Replaces coroutine.resume and coroutine.wrap with versions the
+ * watchdog can follow into. */
+void hooks_watch_install(lua_State *L);
 
 #endif

@@ -10,8 +10,9 @@
  *
  * Safety nets, per state:
  *   - memory: the allocator refuses to go past --lua-memory;
- *   - time: a count hook ends a hook call that overruns --hook-timeout by
- *     yielding its coroutine out (uncatchable by the script's pcall);
+ *   - time: a watchdog ends a hook call that overruns --hook-timeout by
+ *     setting a count hook that yields its coroutine out (uncatchable by
+ *     the script's pcall; see hooks_watch.c);
  *   - errors: logged with a traceback; the exchange gets 500 (or, with
  *     --hook-errors open, the hook's changes are undone and it is skipped).
  */
@@ -111,6 +112,7 @@ static int setup_state(lua_State *L)
 
     luaL_openlibs(L);
     hooks_pattern_install(L);
+    hooks_watch_install(L);
     hooks_lib_guard(L);
     if (luaL_loadbuffer(L, hooks_api_lua, sizeof hooks_api_lua - 1, "=hooks_api") != LUA_OK)
         return lua_error(L);

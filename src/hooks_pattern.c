@@ -9,8 +9,8 @@
  * follows the same pattern language (Lua 5.4 manual, section 6.4.1) and
  * counts every step of the match; every STEP_CHECK steps it looks at the
  * clock, and past the running hook's deadline it raises an error. The
- * error marks the hook as timed out, so even a script that catches it
- * with pcall is stopped at its next instruction count check.
+ * error marks the hook as timed out and sets a count hook, so even a
+ * script that catches it with pcall is stopped at its next instruction.
  *
  * Outside a hook (a script's top level) there is no deadline.
  */
@@ -59,7 +59,7 @@ static void spend(struct matcher *m, unsigned n)
     h = hooks_of(m->L);
     if (!h || h->running_phase < 0 || now_monotonic() <= h->deadline)
         return;
-    h->timed_out = 1;
+    hooks_watch_expire(m->L); /* even if the script catches the error below */
     luaL_error(m->L, "hook timed out in a pattern match");
 }
 

@@ -18,28 +18,11 @@
 #include "session.h"
 #include "stats.h"
 
-/* Instructions between two looks at the clock. */
-#define COUNT_HOOK_INTERVAL 1000
-
 static double monotonic_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Count hook: past the deadline, yield the coroutine out of the script. */
-static void on_count(lua_State *L, lua_Debug *ar)
-{
-    struct hooks *h = hooks_of(L);
-    (void)ar;
-    if (monotonic_now() <= h->deadline)
-        return;
-    h->timed_out = 1;
-    if (lua_isyieldable(L))
-        lua_yield(L, 0); /* must be the hook's last action */
-    else
-        luaL_error(L, "hook timed out");
 }
 
 static void on_sleep_done(struct ev_loop *loop, ev_timer *w, int revents);
@@ -230,10 +213,11 @@ static enum call_outcome resume(struct session *s, int nargs, int *nres, double 
     /* The budget counts running time only: what earlier resumes of this
      * call used is spent, the time it waited is not. */
     h->deadline = started + h->budget - hs->used;
-    lua_sethook(co, on_count, LUA_MASKCOUNT, COUNT_HOOK_INTERVAL);
+    hooks_watch_arm(co, h->deadline);
     struct session *outer = h->data_session;
     h->data_session = s;
     status = lua_resume(co, h->L, nargs, nres);
+    hooks_watch_disarm();
     h->data_session = outer;
     hs->used += monotonic_now() - started;
     h->current_script = -1;

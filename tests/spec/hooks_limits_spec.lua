@@ -63,6 +63,38 @@ describe("hook limits", function()
     assert.are.equal("key:value:3:one|two|three", get("/").body)
   end)
 
+  -- coroutine.resume and coroutine.wrap are the proxy's own (so the hook
+  -- budget reaches into a script's coroutines); they answer as Lua's do.
+  it("runs a script's coroutines as Lua does", function()
+    local script = h.tmpfile([[
+      function on_request(tx)
+        local out = {}
+        local co = coroutine.create(function(a, b)
+          local c = coroutine.yield(a + b)
+          error("bad " .. c)
+        end)
+        local ok, sum = coroutine.resume(co, 1, 2)
+        out[#out + 1] = tostring(ok) .. "," .. tostring(sum)
+        local err
+        ok, err = coroutine.resume(co, "x")
+        out[#out + 1] = tostring(ok) .. "," .. tostring(err):gsub("^.-:%d+: ", "")
+        ok, err = coroutine.resume(co)
+        out[#out + 1] = tostring(ok) .. "," .. tostring(err)
+        local gen = coroutine.wrap(function() for i = 1, 3 do coroutine.yield(i) end end)
+        out[#out + 1] = gen() .. gen() .. gen()
+        local w = coroutine.wrap(function() error("inner") end)
+        ok, err = pcall(w)
+        out[#out + 1] = tostring(ok) .. "," .. tostring(err):gsub("^.-:%d+: ", "")
+        ok, err = pcall(coroutine.resume, 42)
+        out[#out + 1] = tostring(ok)
+        tx:respond(200, table.concat(out, "|"))
+      end
+    ]], "coroutines.lua")
+    proxy = h.start_proxy({ "-s", script })
+    assert.are.equal("true,3|false,bad x|false,cannot resume dead coroutine|123|false,inner|false",
+      get("/").body)
+  end)
+
   it("turns os.exit in a hook into a failed exchange", function()
     local script = h.tmpfile([[
       function on_request(tx)

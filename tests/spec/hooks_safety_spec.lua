@@ -146,7 +146,7 @@ describe("hook safety", function()
 
   ----------------------------------------------------------------------------
   describe("runaway scripts", function()
-    for _, how in ipairs({ "plain", "pcall" }) do
+    for _, how in ipairs({ "plain", "pcall", "coroutine", "wrap" }) do
       it("stops a " .. how .. " endless loop with 500 and serves another client meanwhile", function()
         start({ "loop" }, { "--hook-timeout", "50" })
         local looper = assert(h.connect(proxy.port))

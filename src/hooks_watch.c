@@ -1,0 +1,365 @@
+/*
+ * hooks_watch.c - the time budget of a hook call (--hook-timeout), kept
+ * without a cost per Lua instruction.
+ *
+ * Lua stops a running script only through a debug hook, and in Lua 5.4 a
+ * count hook, however large its count, makes the VM trap into the hook
+ * machinery on every instruction. So no hook is set while a hook call
+ * runs within its budget. A watchdog thread (one per process, started in
+ * the worker on first use) looks at the resume running now: the main
+ * thread publishes each resume's deadline and a generation number with a
+ * few atomic stores, no system call. Only when a resume is still running
+ * past its deadline does the watchdog send the main thread a signal, whose
+ * handler sets a count hook of 1 on the running coroutine (the Lua manual
+ * allows lua_sethook from a signal handler; lua.c stops a script on SIGINT
+ * this way). The hook then yields the coroutine out of the script, which
+ * the script's pcall cannot catch.
+ *
+ *   main thread                      watchdog thread
+ *   resume start: deadline, gen++    wakes at most every WATCH_TICK_NS;
+ *   (gen odd: a resume runs)         gen odd and past its deadline:
+ *   resume end: gen++                  fired = gen; signal the main thread
+ *                                    handler (main thread): gen == fired
+ *                                      still? then lua_sethook(co, 1)
+ *
+ * A signal that arrives after its resume ended finds another generation
+ * and does nothing; a hook it set just before the end is cleared when the
+ * coroutine is next resumed. The thread sleeps on a condition variable
+ * when no hook has run for a while, and is woken by the next resume.
+ *
+ * A coroutine the script made itself runs on its own lua_State, which a
+ * hook on the hook's coroutine does not reach: coroutine.resume and
+ * coroutine.wrap are replaced by versions that record the innermost
+ * coroutine running, so the handler stops that one too.
+ */
+#include "hooks_internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+/* The watchdog's longest sleep while hooks run: a resume that starts
+ * while it sleeps is seen at most this late. */
+#define WATCH_TICK_NS 5000000LL
+/* Ticks without any resume before the watchdog sleeps until woken. */
+#define WATCH_IDLE_TICKS 200
+
+static struct {
+    atomic_uint_fast64_t gen;     /* odd while a resume runs */
+    atomic_llong deadline;        /* the running resume's, in ns */
+    atomic_uint_fast64_t fired;   /* a generation found past its deadline */
+    atomic_int parked;            /* the thread waits on <cv> */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t main;
+    int started;                  /* in this process (reset in a fork child) */
+    int failed;                   /* no thread: fall back to the count hook */
+} watch = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+/* Read by the signal handler, written by the main thread only. */
+static _Atomic(lua_State *) watch_co;    /* the hook's coroutine */
+static _Atomic(lua_State *) watch_inner; /* the innermost one the script resumed */
+
+/* Instructions between two looks at the clock when there is no watchdog. */
+#define COUNT_HOOK_INTERVAL 1000
+
+static int watch_signal(void)
+{
+    return SIGRTMIN + 2;
+}
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static double now_seconds(void)
+{
+    return (double)now_ns() / 1e9;
+}
+
+void hooks_on_count(lua_State *L, lua_Debug *ar)
+{
+    struct hooks *h = hooks_of(L);
+    (void)ar;
+    if (!h->timed_out && (h->running_phase < 0 || now_seconds() <= h->deadline)) {
+        /* Left over from a firing that came as a resume ended, or the
+         * fallback's periodic look: nothing to stop. */
+        if (!watch.failed)
+            lua_sethook(L, NULL, 0, 0);
+        return;
+    }
+    h->timed_out = 1;
+    if (lua_isyieldable(L))
+        lua_yield(L, 0); /* must be the hook's last action */
+    else
+        luaL_error(L, "hook timed out");
+}
+
+static void stop_running(void)
+{
+    lua_State *co = atomic_load(&watch_co), *inner = atomic_load(&watch_inner);
+    if (co)
+        lua_sethook(co, hooks_on_count, LUA_MASKCOUNT, 1);
+    if (inner)
+        lua_sethook(inner, hooks_on_count, LUA_MASKCOUNT, 1);
+}
+
+static void on_watch_signal(int sig)
+{
+    int saved = errno;
+    uint_fast64_t gen = atomic_load(&watch.gen);
+    (void)sig;
+    if ((gen & 1) && gen == atomic_load(&watch.fired))
+        stop_running();
+    errno = saved;
+}
+
+static void sleep_ns(long long ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000LL), (long)(ns % 1000000000LL)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static void *watch_main(void *arg)
+{
+    uint_fast64_t last_seen = 0, last_fired = 0;
+    int idle = 0;
+    (void)arg;
+
+    for (;;) {
+        uint_fast64_t gen = atomic_load(&watch.gen);
+        if (!(gen & 1)) {
+            idle = gen == last_seen ? idle + 1 : 0;
+            last_seen = gen;
+            if (idle < WATCH_IDLE_TICKS) {
+                sleep_ns(WATCH_TICK_NS);
+                continue;
+            }
+            /* Park; the next resume start sees <parked> and wakes us (or
+             * we see its generation here and carry on). */
+            pthread_mutex_lock(&watch.mu);
+            atomic_store(&watch.parked, 1);
+            if (atomic_load(&watch.gen) == gen)
+                while (atomic_load(&watch.parked))
+                    pthread_cond_wait(&watch.cv, &watch.mu);
+            atomic_store(&watch.parked, 0);
+            pthread_mutex_unlock(&watch.mu);
+            idle = 0;
+            continue;
+        }
+        long long deadline = atomic_load(&watch.deadline);
+        if (atomic_load(&watch.gen) != gen)
+            continue; /* that resume ended meanwhile */
+        last_seen = gen;
+        idle = 0;
+        long long left = deadline - now_ns();
+        if (left > 0) {
+            sleep_ns(left < WATCH_TICK_NS ? left : WATCH_TICK_NS);
+            continue;
+        }
+        if (gen != last_fired) {
+            last_fired = gen;
+            atomic_store(&watch.fired, gen);
+            pthread_kill(watch.main, watch_signal());
+        }
+        sleep_ns(WATCH_TICK_NS);
+    }
+    return NULL;
+}
+
+/* A forked child has no watchdog thread: it starts its own when it first
+ * runs a hook. */
+static void on_fork_child(void)
+{
+    pthread_mutex_init(&watch.mu, NULL);
+    pthread_cond_init(&watch.cv, NULL);
+    atomic_store(&watch.parked, 0);
+    watch.started = 0;
+}
+
+static void start_thread(void)
+{
+    static int atfork_done;
+    struct sigaction sa;
+    sigset_t all, old;
+    pthread_t thread;
+    int rc;
+
+    watch.started = 1;
+    if (!atfork_done) {
+        atfork_done = 1;
+        pthread_atfork(NULL, NULL, on_fork_child);
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_watch_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(watch_signal(), &sa, NULL) != 0) {
+        log_error("hook timeout watchdog: sigaction: %s; using the count hook", strerror(errno));
+        watch.failed = 1;
+        return;
+    }
+    watch.main = pthread_self();
+    /* The thread takes no signal: every one stays with the main thread
+     * and its event loop. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&thread, NULL, watch_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        log_error("hook timeout watchdog: pthread_create: %s; using the count hook", strerror(rc));
+        watch.failed = 1;
+        return;
+    }
+    pthread_detach(thread);
+}
+
+void hooks_watch_arm(lua_State *co, double deadline)
+{
+    if (!watch.started)
+        start_thread();
+    if (watch.failed) {
+        lua_sethook(co, hooks_on_count, LUA_MASKCOUNT, COUNT_HOOK_INTERVAL);
+        return;
+    }
+    lua_sethook(co, NULL, 0, 0); /* see the file's comment */
+    atomic_store(&watch_co, co);
+    atomic_store(&watch_inner, NULL);
+    atomic_store(&watch.deadline, (long long)(deadline * 1e9));
+    atomic_fetch_add(&watch.gen, 1);
+    if (atomic_load(&watch.parked)) {
+        pthread_mutex_lock(&watch.mu);
+        atomic_store(&watch.parked, 0);
+        pthread_cond_signal(&watch.cv);
+        pthread_mutex_unlock(&watch.mu);
+    }
+}
+
+void hooks_watch_disarm(void)
+{
+    if (watch.failed)
+        return;
+    atomic_fetch_add(&watch.gen, 1);
+    atomic_store(&watch_co, NULL);
+    atomic_store(&watch_inner, NULL);
+}
+
+void hooks_watch_expire(lua_State *L)
+{
+    struct hooks *h = hooks_of(L);
+    h->timed_out = 1;
+    lua_sethook(L, hooks_on_count, LUA_MASKCOUNT, 1);
+    if (!watch.failed)
+        stop_running();
+}
+
+/* ---- the script's own coroutines ------------------------------------------
+ *
+ * What Lua's coroutine library does (lcorolib.c), plus a note of the
+ * coroutine running, so the watchdog's handler reaches it. */
+
+/* Resumes <co> with <narg> values from the top of L. The count of values
+ * it yielded or returned, moved onto L; or -1 with the error on L. */
+static int watched_resume(lua_State *L, lua_State *co, int narg)
+{
+    struct hooks *h = hooks_of(L);
+    lua_State *outer = atomic_load(&watch_inner);
+    int status, nres;
+
+    if (!lua_checkstack(co, narg)) {
+        lua_pushliteral(L, "too many arguments to resume");
+        return -1;
+    }
+    lua_xmove(L, co, narg);
+    if (h->timed_out)
+        lua_sethook(co, hooks_on_count, LUA_MASKCOUNT, 1);
+    else if (!watch.failed)
+        lua_sethook(co, NULL, 0, 0);
+    if (!watch.failed)
+        atomic_store(&watch_inner, co);
+    status = lua_resume(co, L, narg, &nres);
+    if (!watch.failed)
+        atomic_store(&watch_inner, outer);
+    if (h->timed_out) /* stop the caller too */
+        lua_sethook(L, hooks_on_count, LUA_MASKCOUNT, 1);
+    if (status == LUA_OK || status == LUA_YIELD) {
+        if (!lua_checkstack(L, nres + 1)) {
+            lua_pop(co, nres);
+            lua_pushliteral(L, "too many results to resume");
+            return -1;
+        }
+        lua_xmove(co, L, nres);
+        return nres;
+    }
+    lua_xmove(co, L, 1);
+    return -1;
+}
+
+static int co_resume(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+    int r;
+    luaL_argexpected(L, co, 1, "coroutine");
+    r = watched_resume(L, co, lua_gettop(L) - 1);
+    if (r < 0) {
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    lua_insert(L, -(r + 1));
+    return r + 1;
+}
+
+static int co_wrapped(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+    int r = watched_resume(L, co, lua_gettop(L));
+    if (r < 0) {
+        int status = lua_status(co);
+        if (status != LUA_OK && status != LUA_YIELD) { /* error in the coroutine? */
+            status = lua_resetthread(co);             /* close its tbc variables */
+            lua_xmove(co, L, 1);                       /* its error, after closing */
+            lua_remove(L, -2);
+        }
+        if (status != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+            luaL_where(L, 1);
+            lua_insert(L, -2);
+            lua_concat(L, 2);
+        }
+        return lua_error(L);
+    }
+    return r;
+}
+
+static int co_wrap(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_State *co = lua_newthread(L);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 1);
+    lua_pushcclosure(L, co_wrapped, 1);
+    return 1;
+}
+
+void hooks_watch_install(lua_State *L)
+{
+    lua_getglobal(L, "coroutine");
+    if (lua_istable(L, -1)) {
+        lua_pushcfunction(L, co_resume);
+        lua_setfield(L, -2, "resume");
+        lua_pushcfunction(L, co_wrap);
+        lua_setfield(L, -2, "wrap");
+    }
+    lua_pop(L, 1);
+}
