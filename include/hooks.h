@@ -87,9 +87,15 @@ struct hook_state {
     struct buffer decoded;      /* decoder output on its way to the hooks */
     struct buffer collected;    /* tx.req.buffer_body: the body so far */
     enum hooks_body_error body_error;
-    /* A chunk hook that waits (proxy.sleep, a call out) pauses its body:
-     * the piece it works on and where its output goes, until it is done. */
-    struct buffer piece;
+    /* The piece the chunk hooks work on: the relay's bytes (<piece_data>,
+     * valid during the filter call only) until the first hook starts, then
+     * a Lua string in registry slot <piece_ref> (each hook's result
+     * replaces it), so a hook that waits (proxy.sleep, a call out) pauses
+     * its body without a copy. Where the output goes, until it is done. */
+    const char *piece_data;
+    size_t piece_len;
+    int piece_in_lua;           /* the piece is the string in <piece_ref> */
+    int piece_ref;              /* registry slot, made once per exchange */
     int piece_eof;
     int decoded_eof;            /* the decoded text left ends the body */
     struct buffer *piece_out;

@@ -87,7 +87,7 @@ int hooks_protected(struct session *s, lua_CFunction fn, const char *what);
 /* The chunk being filtered, for hooks_start_call (only during
  * on_response_chunk). */
 struct chunk_args {
-    const char *data;
+    const char *data;   /* the relay's bytes, unless hs->piece_in_lua */
     size_t len;
     int eof;
     const char *pushed; /* the Lua string made of it, to spot it returned */

@@ -65,21 +65,34 @@ int hooks_prepare_response_body(struct session *s, struct headers *fields)
     return 0;
 }
 
-/* Runs the chunk hooks of hs->phase over hs->piece from script hs->script
+/* The piece in its registry slot, as a string on <L> (+1), and its bytes. */
+static const char *piece_bytes(lua_State *L, const struct hook_state *hs, size_t *len)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hs->piece_ref);
+    return lua_tolstring(L, -1, len);
+}
+
+/* Runs the chunk hooks of hs->phase over the piece from script hs->script
  * on (<resuming>: the current one waited and wakes with hs->wake_nargs
  * values) and encodes what the last one returned into hs->piece_out.
- * 0 when the piece is done, 1 when a hook waits (the piece stays in
- * hs->piece), -1 when a script failed (x->error says so). */
+ * 0 when the piece is done, 1 when a hook waits (the piece stays in its
+ * registry slot), -1 when a script failed (x->error says so).
+ *
+ * Copies: the relay's bytes become a Lua string once, when the first hook
+ * starts; a hook that returns its chunk (or nothing) leaves it as it is,
+ * and one that returns a new string hands that string to the next hook
+ * as it is. The last one is framed into the output buffer. */
 static int chunk_steps(struct session *s, int resuming)
 {
     struct hook_state *hs = &s->x.hook;
     struct hooks *h = hs->hooks;
     enum hook_phase phase = hs->phase;
+    const char *out;
+    size_t out_len;
     int rc = 0;
 
     for (; hs->script < h->script_count; hs->script++, resuming = 0) {
-        struct chunk_args chunk = {buffer_peek(&hs->piece), buffer_length(&hs->piece),
-                                   hs->piece_eof, NULL};
+        struct chunk_args chunk = {hs->piece_data, hs->piece_len, hs->piece_eof, NULL};
         int nres = 0, nargs = 3;
         double sleep_for = 0;
         enum call_outcome outcome;
@@ -121,25 +134,27 @@ static int chunk_steps(struct session *s, int resuming)
         }
         /* A finished coroutine reports everything left on its stack, the
          * chunk kept below the function included: the results are above
-         * it. (A string equal to the piece is the piece: no copy.) */
+         * it. (The very string it was given is the piece: no copy.) */
         nres = lua_gettop(hs->co) - 1;
         if (nres >= 1 && lua_type(hs->co, -nres) == LUA_TSTRING) {
-            size_t rlen;
+            size_t rlen, in_len;
             const char *r = lua_tolstring(hs->co, -nres, &rlen);
+            const char *in = lua_tolstring(hs->co, 1, &in_len);
             if (s->x.flow) {
-                int changed = rlen != buffer_length(&hs->piece) ||
-                              (rlen > 0 && memcmp(r, buffer_peek(&hs->piece), rlen) != 0);
+                int changed = r != in && (rlen != in_len || (rlen > 0 && memcmp(r, in, rlen) != 0));
                 const char *what = phase == HOOK_ON_REQUEST_CHUNK ? "request body" : "response body";
                 flows_record_hook(s->x.flow, h->script_name[hs->script], hooks_phase_names[phase],
                                   changed ? what : NULL, changed ? strlen(what) : 0);
             }
-            if (r != lua_tostring(hs->co, 1)) {
-                buffer_consume(&hs->piece, buffer_length(&hs->piece));
-                if (buffer_append(&hs->piece, r, rlen) != 0) {
+            if (r != in) {
+                /* The slot exists: storing into it allocates nothing. */
+                if (!lua_checkstack(hs->co, 1)) {
                     hooks_drop_coroutine(hs);
                     rc = -1;
                     break;
                 }
+                lua_pushvalue(hs->co, -nres);
+                lua_rawseti(hs->co, LUA_REGISTRYINDEX, hs->piece_ref);
             }
         } else if (nres < 1 || lua_type(hs->co, -nres) == LUA_TNIL) {
             flows_record_hook(s->x.flow, h->script_name[hs->script], hooks_phase_names[phase], NULL, 0);
@@ -155,20 +170,34 @@ static int chunk_steps(struct session *s, int resuming)
         }
         hooks_drop_coroutine(hs);
     }
-    if (rc == 0 && body_write_data(hs->piece_out, hs->piece_kind, buffer_peek(&hs->piece),
-                                   buffer_length(&hs->piece)) != 0)
+    /* No hook started (every one failed at once, --hook-errors open): the
+     * relay's bytes are still the piece, and still valid (nothing waited). */
+    out = hs->piece_data;
+    out_len = hs->piece_len;
+    if (hs->piece_in_lua)
+        out = piece_bytes(h->L, hs, &out_len); /* +1 */
+    if (rc == 0 && body_write_data(hs->piece_out, hs->piece_kind, out, out_len) != 0)
         rc = -1;
     else if (rc == 0)
-        *hs->piece_sent += buffer_length(&hs->piece);
+        *hs->piece_sent += out_len;
+    if (hs->piece_in_lua) {
+        lua_pop(h->L, 1);
+        /* The slot keeps a value (false), so a later store finds it. */
+        lua_pushboolean(h->L, 0);
+        lua_rawseti(h->L, LUA_REGISTRYINDEX, hs->piece_ref);
+        hs->piece_in_lua = 0;
+    }
+    hs->piece_data = NULL;
+    hs->piece_len = 0;
     if (rc != 0)
         s->x.error = phase == HOOK_ON_REQUEST_CHUNK ? "a script failed in on_request_chunk"
                                                     : "a script failed in on_response_chunk";
-    buffer_consume(&hs->piece, buffer_length(&hs->piece));
     return rc;
 }
 
 /* Runs <phase>'s chunk hooks over one piece, output into <out>. 0, 1
- * (a hook waits: the piece is taken and finishes later), or -1. */
+ * (a hook waits: the piece is taken and finishes later), or -1. <data>
+ * need only last until this returns. */
 static int run_chunk_hooks(struct session *s, enum hook_phase phase, const char *data,
                            size_t len, int eof, struct buffer *out, enum http_body_kind out_kind,
                            uint64_t *sent)
@@ -179,9 +208,9 @@ static int run_chunk_hooks(struct session *s, enum hook_phase phase, const char 
         s->x.error = "a script failed in a chunk hook";
         return -1;
     }
-    buffer_consume(&hs->piece, buffer_length(&hs->piece));
-    if (buffer_append(&hs->piece, data, len) != 0)
-        return -1;
+    hs->piece_data = data;
+    hs->piece_len = len;
+    hs->piece_in_lua = 0;
     hs->phase = phase;
     hs->script = 0;
     hs->piece_eof = eof;

@@ -43,7 +43,8 @@ void hooks_exchange_begin(struct session *s, hooks_wake_fn *on_wake)
     hs->decoder = NULL;
     buffer_init(&hs->decoded);
     buffer_init(&hs->collected);
-    buffer_init(&hs->piece);
+    hs->piece_ref = LUA_NOREF;
+    hs->piece_in_lua = 0;
     hs->decoded_eof = 0;
     hs->body_error = HOOKS_BODY_OK;
     ev_init(&hs->sleep_timer, on_sleep_done);
@@ -60,7 +61,6 @@ void hooks_exchange_end(struct session *s)
     hs->decoder = NULL;
     buffer_free(&hs->decoded);
     buffer_free(&hs->collected);
-    buffer_free(&hs->piece);
     if (!h)
         return;
     ev_timer_stop(s->proxy->loop, &hs->sleep_timer);
@@ -73,7 +73,9 @@ void hooks_exchange_end(struct session *s)
     luaL_unref(h->L, LUA_REGISTRYINDEX, hs->snap_ref);
     luaL_unref(h->L, LUA_REGISTRYINDEX, hs->trace_fp_ref);
     luaL_unref(h->L, LUA_REGISTRYINDEX, hs->flow_base_ref);
+    luaL_unref(h->L, LUA_REGISTRYINDEX, hs->piece_ref);
     hs->tx_ref = hs->co_ref = hs->snap_ref = hs->trace_fp_ref = hs->flow_base_ref = LUA_NOREF;
+    hs->piece_ref = LUA_NOREF;
     hs->co = NULL;
     hs->hooks = NULL;
     hooks_unref(h);
@@ -108,8 +110,22 @@ int hooks_start_call(lua_State *L)
     /* A chunk goes first, below the function, where it stays alive for
      * the whole call: a hook that returns this very string is recognised
      * by its address, with no copy and no comparison. */
-    if (chunk)
+    if (chunk && !hs->piece_in_lua) {
+        /* The one copy of the relay's bytes: from here on the piece is
+         * this string, kept in a registry slot made once per exchange (a
+         * later store into an existing slot cannot fail). */
+        if (hs->piece_ref == LUA_NOREF) {
+            lua_pushboolean(L, 0);
+            hs->piece_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        }
         chunk->pushed = lua_pushlstring(L, chunk->data, chunk->len); /* +2 co str */
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, LUA_REGISTRYINDEX, hs->piece_ref);
+        hs->piece_in_lua = 1;
+    } else if (chunk) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, hs->piece_ref); /* +2 co str */
+        chunk->pushed = lua_tostring(L, -1);
+    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->env_ref[hs->script]);
     lua_getfield(L, -1, hooks_phase_names[hs->phase]);
     lua_remove(L, -2);                                    /* +3 co str fn */
@@ -555,7 +571,9 @@ static int detach_done(struct session *s)
     dh->decoder = NULL;
     buffer_init(&dh->decoded);
     buffer_init(&dh->collected);
-    buffer_init(&dh->piece);
+    /* No body is left to filter: the piece's slot goes. */
+    luaL_unref(hs->hooks->L, LUA_REGISTRYINDEX, hs->piece_ref);
+    hs->piece_ref = dh->piece_ref = LUA_NOREF;
     ev_init(&dh->sleep_timer, on_sleep_done);
     dh->sleep_timer.data = &d->s;
     ev_timer_set(&dh->sleep_timer, left > 0 ? left : 0., 0.);
