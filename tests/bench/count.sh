@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# tests/bench/count.sh BINARY - instructions and system calls per exchange.
+#
+# The figures of the README's instruction-count table for luaproxy without
+# a script, which, unlike CPU time, do not depend on what else the machine
+# is doing. For each of "keep-alive" (one connection) and "new connection
+# per request" (Connection: close), a client (serial.lua) sends GETs of a
+# 100-byte file from a local nginx through BINARY --workers 1, one at a
+# time:
+#
+#   instructions  callgrind, the whole run with COUNT_N + 200 requests less
+#                 the whole run with 200, divided by COUNT_N: start-up and
+#                 shutdown cancel out
+#   system calls  strace -c -f attached after 200 requests, over COUNT_N
+#
+# COUNT_N (default 2000) sets the number of exchanges measured. Loopback
+# only; every process started here is stopped by PID on exit. Needs
+# valgrind, strace, nginx and lua5.4 with luasocket; says what to install
+# when one is missing.
+set -euo pipefail
+shopt -s inherit_errexit # a failing client inside $( ) stops the script too
+
+if [ $# -ne 1 ] || [ ! -x "$1" ]; then
+  echo "usage: $0 BINARY" >&2
+  exit 2
+fi
+binary=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+cd "$(dirname "$0")"
+bench_dir=$(pwd)
+n=${COUNT_N:-2000}
+case $n in '' | *[!0-9]* | 0) echo "$0: COUNT_N must be a positive whole number" >&2; exit 2 ;; esac
+
+export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
+missing=()
+for cmd in valgrind strace nginx lua5.4; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
+done
+lua5.4 -e 'require "socket"' >/dev/null 2>&1 || missing+=(lua-socket)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "$0: missing ${missing[*]} (apt-get install valgrind strace nginx-light lua5.4 lua-socket)" >&2
+  exit 1
+fi
+
+tmp=$(mktemp -d /tmp/luaproxy-count.XXXXXX)
+chmod 755 "$tmp" # nginx's worker drops root and must reach the file
+pids=()
+cleanup() {
+  for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done
+  for p in ${pids[@]+"${pids[@]}"}; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+free_port() {
+  local port
+  for _ in $(seq 1 200); do
+    port=$((20000 + RANDOM % 12000))
+    if lua5.4 -e "os.exit(require('socket').tcp():bind('127.0.0.1', $port) and 0 or 1)" 2>/dev/null; then
+      echo "$port"
+      return 0
+    fi
+  done
+  echo "$0: no free port found" >&2
+  exit 1
+}
+
+# The origin: one nginx worker serving a 100-byte file, as in run.sh.
+origin_port=$(free_port)
+origin=127.0.0.1:$origin_port
+mkdir -p "$tmp/www" "$tmp/nginx"
+head -c 100 /dev/zero | tr '\0' x >"$tmp/www/small"
+cat >"$tmp/nginx/nginx.conf" <<CONF
+worker_processes 1;
+pid $tmp/nginx/nginx.pid;
+error_log $tmp/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    default_type application/octet-stream;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $tmp/nginx/body;
+    proxy_temp_path $tmp/nginx/proxy;
+    fastcgi_temp_path $tmp/nginx/fastcgi;
+    uwsgi_temp_path $tmp/nginx/uwsgi;
+    scgi_temp_path $tmp/nginx/scgi;
+    server { listen $origin; root $tmp/www; }
+}
+CONF
+nginx -e "$tmp/nginx/error.log" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -g 'daemon off;' \
+  >"$tmp/nginx/stdout.log" 2>&1 &
+pids+=($!)
+
+# Starts "$@" (the proxy, perhaps under a tool) on port 0; sets proxy_pid
+# and proxy_port from its "listening on" line.
+start_proxy() {
+  local log=$1
+  shift
+  : >"$log" # emptied here: the last run's "listening on" must not be read
+  "$@" --workers 1 -l 127.0.0.1:0 >"$log" 2>&1 &
+  proxy_pid=$!
+  pids+=("$proxy_pid")
+  for _ in $(seq 1 300); do
+    proxy_port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -1)
+    [ -n "$proxy_port" ] && return 0
+    kill -0 "$proxy_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "$0: the proxy did not start:" >&2
+  cat "$log" >&2
+  exit 1
+}
+
+stop_proxy() {
+  kill -TERM "$proxy_pid"
+  wait "$proxy_pid" 2>/dev/null || true
+}
+
+client() { lua5.4 "$bench_dir/serial.lua" "$proxy_port" "$origin" "$1" "$2"; }
+
+# Instructions of a whole run with $2 requests in mode $1.
+instructions() {
+  local out=$tmp/callgrind.$1.$2
+  start_proxy "$tmp/callgrind.log" valgrind --tool=callgrind --callgrind-out-file="$out" "$binary"
+  client "$2" "$1"
+  stop_proxy
+  awk '/^(summary|totals):/ {print $2; exit}' "$out"
+}
+
+# strace -c -f over $n exchanges in mode $1: "calls-per-exchange name" lines.
+syscalls() {
+  start_proxy "$tmp/strace.log" "$binary"
+  client 200 "$1"
+  strace -c -f -q -o "$tmp/strace.$1" -p "$proxy_pid" &
+  local tracer=$!
+  sleep 1 # strace attaches in the background; the first exchanges must count
+  client "$n" "$1"
+  kill -INT "$tracer"
+  wait "$tracer" 2>/dev/null || true
+  stop_proxy
+  awk -v n="$n" '$NF != "total" && $4 ~ /^[0-9]+$/ { printf "%.2f %s\n", $4 / n, $NF }' \
+    "$tmp/strace.$1" | sort -rn
+}
+
+for mode in ka close; do
+  name=$([ "$mode" = ka ] && echo "keep-alive" || echo "new connection per request")
+  big=$(instructions "$mode" $((n + 200)))
+  small=$(instructions "$mode" 200)
+  echo "$name: $(( (big - small) / n )) instructions per exchange"
+  calls=$(syscalls "$mode")
+  total=$(awk '{ t += $1 } END { printf "%.1f", t }' <<<"$calls")
+  echo "$name: $total system calls per exchange:" $(awk '{ printf "%s %s, ", $2, $1 }' <<<"$calls" | sed 's/, $//')
+done
