@@ -56,7 +56,10 @@ static void on_auth_done(void *arg, int ok, const char *user);
 static void session_advance(struct session *s);
 static void end_event(struct session *s);
 static void session_end_exchange(struct session *s);
-static void session_fail(struct session *s, int status, const char *cause);
+static void session_fail_at(struct session *s, int status, const char *cause, const char *file,
+                            const char *func);
+/* --trace names the place that decided the failure. */
+#define session_fail(s, status, cause) session_fail_at((s), (status), (cause), __FILE__, __func__)
 
 /* Marks the session for closing (freed when the current event ends);
  * <why> is for the logs. */
@@ -175,8 +178,11 @@ static void session_end_exchange(struct session *s)
 
 /* Answers the current request with a local error and ends the exchange
  * (session_end_exchange); after part of a response was sent, closes the
- * connection instead. Same contract: s->x is fresh afterwards. */
-static void session_fail(struct session *s, int status, const char *cause)
+ * connection instead. Same contract: s->x is fresh afterwards. <file>:
+ * <func> decided it (for --trace: a failure an exchange step reported
+ * names where, not this function). */
+static void session_fail_at(struct session *s, int status, const char *cause, const char *file,
+                            const char *func)
 {
     struct exchange *x = &s->x;
     char named[400];
@@ -200,10 +206,12 @@ static void session_fail(struct session *s, int status, const char *cause)
             snprintf(named, sizeof named, "%s (via the parent proxy %s)", cause, authority);
         cause = named;
     }
-    TRACE(s, "%s: %d, %s", x->response_started ? "failed after the response began (the client "
-                                                 "sees it cut short)"
-                                               : "answered by the proxy",
-          status, cause);
+    if (trace_enabled)
+        trace_step(s, file, func, "%s: %d, %s",
+                   x->response_started ? "failed after the response began (the client sees it "
+                                         "cut short)"
+                                       : "answered by the proxy",
+                   status, cause);
     x->error = cause;
     if (x->response_started) {
         /* Part of the response is already on its way: the only honest
@@ -275,7 +283,7 @@ static int session_step(struct session *s, enum exchange_step step)
         session_end_exchange(s);
         return 1;
     case STEP_FAIL:
-        session_fail(s, r->status, r->why);
+        session_fail_at(s, r->status, r->why, r->file, r->func);
         return 1;
     case STEP_CLOSE:
         /* Closed first, so the exchange's end goes nowhere but closed. */

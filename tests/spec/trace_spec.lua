@@ -178,6 +178,12 @@ end
       "^answered by the proxy: 502, the upstream refused the connection",
       "^keep%-alive: ",
     })
+    -- The answer names where the failure was decided, not where it was sent.
+    for _, l in ipairs(lines) do
+      if l.text:find("^answered by the proxy: 502") then
+        assert.are.equal("src/upstream.c:try_connect", l.file .. ":" .. l.func)
+      end
+    end
   end)
 
   it("shows a CONNECT tunnel: bytes each way and who closed first", function()
