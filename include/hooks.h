@@ -66,6 +66,7 @@ struct hook_state {
     int co_ref;             /* the coroutine of a sleeping hook */
     struct lua_State *co;
     int snap_ref;           /* --hook-errors open: tx before the hook ran */
+    int req_read;           /* a script has read tx.req (see hooks_tx_request_of) */
     enum hook_phase phase;
     int script;             /* index of the script whose hook runs next */
     int pending;            /* a hook is asleep in proxy.sleep */

@@ -12,6 +12,7 @@
  *   hooks_lib.c   the proxy.* natives (log, now, phase, ...)
  *   hooks_pattern.c  Lua's pattern functions with a step budget
  *   hooks_watch.c the --hook-timeout watchdog
+ *   hooks_headers.c  the header list methods
  */
 #ifndef LUAPROXY_HOOKS_INTERNAL_H
 #define LUAPROXY_HOOKS_INTERNAL_H
@@ -38,6 +39,7 @@ struct hooks {
     enum hook_error_mode mode;
     struct ev_loop *loop;
     int api_ref;         /* the table hooks_api.lua returned */
+    int tx_mt_ref, txid_ref; /* api.Tx and api.TXID, to make a tx in C */
     int script_count;
     int env_ref[CONFIG_MAX_SCRIPTS];
     const char *script_name[CONFIG_MAX_SCRIPTS];
@@ -140,6 +142,11 @@ void hooks_lib_push(lua_State *L);
  * block it (os.exit; os.execute and io.popen inside a hook) with ones that
  * raise an error instead. */
 void hooks_lib_guard(lua_State *L);
+
+/* ---- hooks_headers.c ---- */
+
+/* Sets native.header_functions in the table at the top of L. */
+void hooks_headers_register(lua_State *L);
 
 /* ---- hooks_pattern.c ---- */
 

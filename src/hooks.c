@@ -118,6 +118,10 @@ static int setup_state(lua_State *L)
         return lua_error(L);
     hooks_lib_push(L);                             /* +1 native */
     lua_call(L, 1, 1);                             /* +1 api */
+    lua_getfield(L, -1, "Tx");
+    h->tx_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "TXID");
+    h->txid_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     h->api_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* 0 */
 
     for (int i = 0; i < cfg->script_count; i++) {

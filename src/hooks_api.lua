@@ -14,8 +14,7 @@ local native = ...
 
 local type, tostring, error, pairs, ipairs, select, next = type, tostring, error, pairs, ipairs, select, next
 local setmetatable, rawget, rawset, rawlen = setmetatable, rawget, rawset, rawlen
-local tointeger, lower, concat, byte, len = math.tointeger, string.lower, table.concat, string.byte,
-  string.len
+local tointeger, lower, concat, byte = math.tointeger, string.lower, table.concat, string.byte
 
 local SLEEP = "luaproxy.sleep" -- what proxy.sleep yields; hooks_run.c looks for it
 
@@ -82,90 +81,12 @@ local function new_headers()
   return setmetatable({}, Headers)
 end
 
--- The loops below read the list with self[i], not rawget: an index within
--- the list is present, so no metamethod runs, and the VM does it without a
--- function call. They compare a name's length before lowering it (lower
--- makes a string, and few names match).
-
-function header_methods.values(self, name)
-  local key, list = lower(check_name(name, 2)), {}
-  local klen = #key
-  for i = 1, rawlen(self), 2 do
-    local fname = self[i]
-    if len(fname) == klen and lower(fname) == key then list[#list + 1] = self[i + 1] end
-  end
-  return list
-end
-
-function header_methods.get(self, name)
-  local key, first, list = lower(check_name(name, 2)), nil, nil
-  local klen = #key
-  for i = 1, rawlen(self), 2 do
-    local fname = self[i]
-    if len(fname) == klen and lower(fname) == key then
-      if first == nil then
-        first = self[i + 1]
-      else
-        list = list or { first }
-        list[#list + 1] = self[i + 1]
-      end
-    end
-  end
-  return list and concat(list, ", ") or first
-end
-
-function header_methods.add(self, name, value)
-  check_name(name, 2)
-  rawset(self, CHANGED, true)
-  local n = rawlen(self)
-  rawset(self, n + 1, name)
-  rawset(self, n + 2, check_value(value, 2))
-end
-
--- Replaces every field called <name> with one (where the first one was),
--- or removes them all when <value> is nil. Fields only move when one
--- before them was removed.
-function header_methods.set(self, name, value)
-  local key = lower(check_name(name, 2))
-  if value ~= nil then value = check_value(value, 2) end
-  rawset(self, CHANGED, true)
-  local n, out, placed, klen = rawlen(self), 0, false, #key
-  for i = 1, n, 2 do
-    local fname = self[i]
-    if len(fname) ~= klen or lower(fname) ~= key then
-      if out ~= i - 1 then
-        rawset(self, out + 1, fname)
-        rawset(self, out + 2, self[i + 1])
-      end
-      out = out + 2
-    elseif value ~= nil and not placed then
-      if out ~= i - 1 then rawset(self, out + 1, fname) end
-      rawset(self, out + 2, value)
-      out = out + 2
-      placed = true
-    end
-  end
-  for i = n, out + 1, -1 do rawset(self, i, nil) end
-  if value ~= nil and not placed then
-    rawset(self, out + 1, name)
-    rawset(self, out + 2, value)
-  end
-end
-
-function header_methods.remove(self, name)
-  header_methods.set(self, name, nil)
-end
-
-Headers.__index = function(self, key)
-  local method = header_methods[key]
-  if method then return method end
-  if type(key) == "string" then return header_methods.get(self, key) end
-  return nil
-end
-Headers.__newindex = function(self, key, value)
-  if type(key) ~= "string" then error("header names are strings", 2) end
-  header_methods.set(self, key, value)
-end
+-- get, values, set, add and remove, and the list's __index and
+-- __newindex, are C functions (hooks_headers.c) working on this table in
+-- place: a header lookup or change runs no Lua code.
+header_methods.get, header_methods.values, header_methods.set, header_methods.add,
+  header_methods.remove, Headers.__index, Headers.__newindex =
+  native.header_functions(CHANGED, header_methods)
 Headers.__pairs = function(self)
   local i = -1
   return function()
@@ -581,14 +502,10 @@ proxy = {
 
 local api = { SLEEP = SLEEP }
 
-function api.new_tx(id, client_ip, client_port)
-  return setmetatable({
-    id = id,
-    [TXID] = id,
-    _client_ip = client_ip,
-    _client_port = client_port,
-  }, Tx)
-end
+-- A tx is made in C (hooks_tx.c) as
+--   setmetatable({ id = id, [TXID] = id, _client_ip =, _client_port = }, Tx)
+-- with these two:
+api.Tx, api.TXID = Tx, TXID
 
 -- Before before_connect: the upstream starts as the (possibly rewritten) target.
 function api.begin_connect(tx, parent)

@@ -35,6 +35,7 @@ void hooks_exchange_begin(struct session *s, hooks_wake_fn *on_wake)
     hs->tx_ref = hs->co_ref = hs->snap_ref = hs->trace_fp_ref = hs->flow_base_ref = LUA_NOREF;
     hs->co = NULL;
     hs->pending = 0;
+    hs->req_read = 0;
     hs->waiting = 0;
     hs->wake_nargs = 0;
     hs->wait_cancel = NULL;

@@ -37,12 +37,20 @@ int hooks_tx_make(lua_State *L)
     struct hooks *h = x->hook.hooks;
 
     /* The request itself (tx.req) is copied in only when a script first
-     * looks at it: see hooks_tx_request_of. */
-    hooks_push_api(L, h, "new_tx");
+     * looks at it: see hooks_tx_request_of. The table is what hooks_api
+     * describes at api.Tx, made here without a call into Lua. */
+    lua_createtable(L, 0, 4);                             /* +1 tx */
     lua_pushinteger(L, (lua_Integer)x->id);
+    lua_setfield(L, -2, "id");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->txid_ref);
+    lua_pushinteger(L, (lua_Integer)x->id);
+    lua_rawset(L, -3);
     lua_pushstring(L, s->client_ip);
+    lua_setfield(L, -2, "_client_ip");
     lua_pushinteger(L, s->client_port);
-    lua_call(L, 3, 1);                                    /* +1 tx */
+    lua_setfield(L, -2, "_client_port");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->tx_mt_ref);
+    lua_setmetatable(L, -2);
     if (x->user[0]) { /* --auth-file: who sent it */
         lua_pushstring(L, x->user);
         lua_setfield(L, -2, "user");
@@ -69,6 +77,7 @@ int hooks_tx_request_of(lua_State *L)
 
     if (!x || (lua_Integer)x->id != luaL_checkinteger(L, 1))
         return 0;
+    x->hook.req_read = 1; /* hooks_read_request has something to read */
     lua_pushlstring(L, x->fwd_method, x->fwd_method_len);
     lua_pushstring(L, x->is_connect ? "" : x->upstream_tls ? "https" : "http");
     lua_pushstring(L, x->host);
@@ -362,7 +371,10 @@ static int read_response(lua_State *L)
 
 int hooks_read_request(struct session *s)
 {
-    return s->x.hook.tx_ref == LUA_NOREF ? 0 : hooks_protected(s, read_request, "request");
+    /* A request no script has looked at is one no script has changed. */
+    if (s->x.hook.tx_ref == LUA_NOREF || !s->x.hook.req_read)
+        return 0;
+    return hooks_protected(s, read_request, "request");
 }
 
 int hooks_prepare_upstream(struct session *s)
