@@ -297,10 +297,63 @@ static inline void fuzz_check_framing(const struct http_head *h, int rc,
     }
 }
 
+/* Whether <name> is an element of some Connection field, read here without
+ * the parser's shortcuts: split on commas, blanks trimmed, compared byte by
+ * byte ignoring ASCII case. */
+static inline int fuzz_listed_in_connection(const struct http_head *h, const char *name,
+                                            size_t len)
+{
+    for (size_t j = 0; j < h->field_count; j++) {
+        const struct http_field *c = &h->fields[j];
+        if (!fuzz_eq_nocase(c->name, c->name_len, "Connection"))
+            continue;
+        size_t start = 0;
+        while (start <= c->value_len) {
+            size_t end = start;
+            while (end < c->value_len && c->value[end] != ',')
+                end++;
+            size_t a = start, b = end;
+            while (a < b && fuzz_is_blank((unsigned char)c->value[a]))
+                a++;
+            while (b > a && fuzz_is_blank((unsigned char)c->value[b - 1]))
+                b--;
+            if (b - a == len && len > 0) {
+                size_t i = 0;
+                for (; i < len; i++) {
+                    unsigned char x = (unsigned char)c->value[a + i], y = (unsigned char)name[i];
+                    if (x >= 'A' && x <= 'Z')
+                        x = (unsigned char)(x + 32);
+                    if (y >= 'A' && y <= 'Z')
+                        y = (unsigned char)(y + 32);
+                    if (x != y)
+                        break;
+                }
+                if (i == len)
+                    return 1;
+            }
+            start = end + 1;
+        }
+    }
+    return 0;
+}
+
 /* The list helpers must never let a client strip the fields that frame and
- * route a message, and must always treat the framing field as hop-by-hop. */
+ * route a message, and must always treat the framing field as hop-by-hop.
+ * The parser's field ids and Connection summary are shortcuts: every
+ * lookup and every hop-by-hop answer must be the one a plain reading of
+ * the names and lists gives. */
 static inline void fuzz_check_hop_by_hop(const struct http_head *h)
 {
+    static const char *const always[] = {
+        "Connection", "Proxy-Connection", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding",
+        "Upgrade", "Proxy-Authorization", "Proxy-Authenticate",
+    };
+    static const char *const looked_up[] = {
+        "Connection", "Proxy-Connection", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding",
+        "Upgrade", "Proxy-Authorization", "Proxy-Authenticate", "Content-Length", "Host", "Via",
+        "Expect", "Referer", "X-A",
+    };
+
     for (size_t i = 0; i <= h->field_count; i++) {
         int hop = http_is_hop_by_hop(h, i);
         if (i == h->field_count) {
@@ -308,12 +361,30 @@ static inline void fuzz_check_hop_by_hop(const struct http_head *h)
             break;
         }
         const struct http_field *f = &h->fields[i];
-        if (fuzz_eq_nocase(f->name, f->name_len, "Content-Length") ||
-            fuzz_eq_nocase(f->name, f->name_len, "Host"))
+        int framing_or_route = fuzz_eq_nocase(f->name, f->name_len, "Content-Length") ||
+                               fuzz_eq_nocase(f->name, f->name_len, "Host");
+        if (framing_or_route)
             FUZZ_CHECK(!hop, "field %zu (CL/Host) reported hop-by-hop", i);
         if (fuzz_eq_nocase(f->name, f->name_len, "Transfer-Encoding") ||
             fuzz_eq_nocase(f->name, f->name_len, "Connection"))
             FUZZ_CHECK(hop, "field %zu (TE/Connection) not reported hop-by-hop", i);
+        int want = 0;
+        for (size_t k = 0; k < sizeof always / sizeof always[0]; k++)
+            want |= fuzz_eq_nocase(f->name, f->name_len, always[k]);
+        if (!want && !framing_or_route)
+            want = fuzz_listed_in_connection(h, f->name, f->name_len);
+        FUZZ_CHECK(hop == want, "field %zu: hop-by-hop %d, a plain reading says %d", i, hop,
+                   want);
+    }
+    for (size_t k = 0; k < sizeof looked_up / sizeof looked_up[0]; k++) {
+        size_t first = 0;
+        size_t count = fuzz_count_fields(h, looked_up[k], &first);
+        int got = http_find_field(h, looked_up[k], 0);
+        FUZZ_CHECK(count ? got == (int)first : got == -1, "find_field(%s) gave %d", looked_up[k],
+                   got);
+        if (count > 1)
+            FUZZ_CHECK(http_find_field(h, looked_up[k], first + 1) > got,
+                       "find_field(%s) from the next index", looked_up[k]);
     }
     (void)http_has_token(h, "Connection", "close");
 }
