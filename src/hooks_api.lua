@@ -522,11 +522,7 @@ function api.request_out(tx)
   if d == nil or not d[CHANGED] and not rawget(d.headers, CHANGED) and rawget(tx, "_intercept") == nil then
     return nil
   end
-  local hosts = 0
-  for i = 1, rawlen(d.headers), 2 do
-    local name = rawget(d.headers, i)
-    if type(name) == "string" and lower(name) == "host" then hosts = hosts + 1 end
-  end
+  local hosts = #header_methods.values(d.headers, "Host")
   if hosts > 1 then
     error("a request carries exactly one Host field: use tx.req.headers:set(\"Host\", ...), "
       .. "not add", 2)

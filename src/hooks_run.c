@@ -211,14 +211,15 @@ int hooks_wait(lua_State *L, void (*cancel)(void *arg), void *arg, struct sessio
     return lua_yield(L, 1);
 }
 
-static enum call_outcome resume(struct session *s, int nargs, int *nres, double *sleep_for)
+/* Resumes the hook call of <s>, which starts running at <started>; its
+ * end goes to *<ended> (for the metrics: one clock reading each way). */
+static enum call_outcome resume(struct session *s, int nargs, int *nres, double *sleep_for,
+                                double started, double *ended)
 {
     struct hook_state *hs = &s->x.hook;
     struct hooks *h = hs->hooks;
     lua_State *co = hs->co;
     int status;
-
-    double started = monotonic_now();
 
     h->timed_out = 0;
     h->responded = 0;
@@ -236,7 +237,8 @@ static enum call_outcome resume(struct session *s, int nargs, int *nres, double 
     status = lua_resume(co, h->L, nargs, nres);
     hooks_watch_disarm();
     h->data_session = outer;
-    hs->used += monotonic_now() - started;
+    *ended = monotonic_now();
+    hs->used += *ended - started;
     h->current_script = -1;
     h->current_session = NULL;
     h->running_phase = -1;
@@ -285,10 +287,10 @@ static enum call_outcome resume(struct session *s, int nargs, int *nres, double 
  * is not its run time: each resume is measured alone). */
 enum call_outcome hooks_resume(struct session *s, int nargs, int *nres, double *sleep_for)
 {
-    double started = monotonic_now();
-    enum call_outcome outcome = resume(s, nargs, nres, sleep_for);
+    double started = monotonic_now(), ended;
+    enum call_outcome outcome = resume(s, nargs, nres, sleep_for, started, &ended);
     if (outcome != CALL_SLEEP && outcome != CALL_WAIT)
-        stats_hook_call((int)s->x.hook.phase, monotonic_now() - started, outcome == CALL_FAILED,
+        stats_hook_call((int)s->x.hook.phase, ended - started, outcome == CALL_FAILED,
                         s->x.hook.hooks->timed_out);
     return outcome;
 }

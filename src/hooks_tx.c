@@ -16,10 +16,12 @@
 #include "proxy.h"
 #include "session.h"
 
-/* Pushes the exchange's request fields as the list hooks_api expects. */
+/* Pushes the exchange's request fields as the list hooks_api expects.
+ * With room for two more fields and the list's "changed" mark, so the
+ * usual edit (a field set or added) does not make Lua grow the table. */
 static void push_field_list(lua_State *L, const struct headers *fields)
 {
-    lua_createtable(L, (int)fields->count * 2, 0);
+    lua_createtable(L, (int)fields->count * 2 + 4, 1);
     for (size_t i = 0; i < fields->count; i++) {
         size_t nlen, vlen;
         const char *n = headers_name(fields, i, &nlen), *v = headers_value(fields, i, &vlen);
@@ -39,7 +41,8 @@ int hooks_tx_make(lua_State *L)
     /* The request itself (tx.req) is copied in only when a script first
      * looks at it: see hooks_tx_request_of. The table is what hooks_api
      * describes at api.Tx, made here without a call into Lua. */
-    lua_createtable(L, 0, 4);                             /* +1 tx */
+    /* Room for what the first hooks add (_req, req, _res, res). */
+    lua_createtable(L, 0, 8);                             /* +1 tx */
     lua_pushinteger(L, (lua_Integer)x->id);
     lua_setfield(L, -2, "id");
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->txid_ref);
