@@ -118,16 +118,18 @@ stop_proxy() {
 
 client() { lua5.4 "$bench_dir/serial.lua" "$proxy_port" "$origin" "$1" "$2"; }
 
-# Instructions of a whole run with $2 requests in mode $1.
+# Instructions of a whole run with $2 requests in mode $1, into $result.
+# (Not called inside $( ): the proxy it starts must be known to cleanup.)
 instructions() {
   local out=$tmp/callgrind.$1.$2
   start_proxy "$tmp/callgrind.log" valgrind --tool=callgrind --callgrind-out-file="$out" "$binary"
   client "$2" "$1"
   stop_proxy
-  awk '/^(summary|totals):/ {print $2; exit}' "$out"
+  result=$(awk '/^(summary|totals):/ {print $2; exit}' "$out")
 }
 
-# strace -c -f over $n exchanges in mode $1: "calls-per-exchange name" lines.
+# strace -c -f over $n exchanges in mode $1: "calls-per-exchange name"
+# lines into $result.
 syscalls() {
   start_proxy "$tmp/strace.log" "$binary"
   client 200 "$1"
@@ -142,16 +144,19 @@ syscalls() {
   kill -INT "$tracer"
   wait "$tracer" 2>/dev/null || true
   stop_proxy
-  awk -v n="$n" '$NF != "total" && $4 ~ /^[0-9]+$/ && $4 / n >= 0.005 { printf "%.2f %s\n", $4 / n, $NF }' \
-    "$tmp/strace.$1" | sort -rn
+  result=$(awk -v n="$n" '$NF != "total" && $4 ~ /^[0-9]+$/ && $4 / n >= 0.005 {
+    printf "%.2f %s\n", $4 / n, $NF }' "$tmp/strace.$1" | sort -rn)
 }
 
 for mode in ka close; do
   name=$([ "$mode" = ka ] && echo "keep-alive" || echo "new connection per request")
-  big=$(instructions "$mode" $((n + 200)))
-  small=$(instructions "$mode" 200)
+  instructions "$mode" $((n + 200))
+  big=$result
+  instructions "$mode" 200
+  small=$result
   echo "$name: $(( (big - small) / n )) instructions per exchange"
-  calls=$(syscalls "$mode")
+  syscalls "$mode"
+  calls=$result
   total=$(awk '{ t += $1 } END { printf "%.1f", t }' <<<"$calls")
   echo "$name: $total system calls per exchange:" $(awk '{ printf "%s %s, ", $2, $1 }' <<<"$calls" | sed 's/, $//')
 done
