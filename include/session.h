@@ -9,7 +9,7 @@
  *
  * The states and every change allowed between them (state diagram begin)
  * accept -> head
- * head       -> hook        a valid head, and a script has on_request or before_connect
+ * head       -> hook        a valid head, and --auth-file credentials or request hooks to run
  *            -> resolving   a valid head for a host name: ask the resolver
  *            -> connecting  a valid head for an IP address: connect() under way
  *            -> exchange    a kept or pooled upstream connection: no DNS, no connect
@@ -43,8 +43,7 @@
  *            -> connecting  a reused connection was closed: retry, fresh
  *            -> exchange    a reused connection was closed: retry, connected at once
  *            -> closed      the client went away, or a response cut short
- * tunnel     -> draining    the client stopped reading
- *            -> closed      both sides done, a reset, or idle too long
+ * tunnel     -> closed      both sides done, a reset, a write failed, or idle too long
  * draining   -> closed      last bytes out and the client closed, or 2 s passed
  * closed: freed at the end of the event
  * (state diagram end: printed from session_transitions[] in

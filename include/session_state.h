@@ -11,7 +11,7 @@
 
 enum session_state {
     SESSION_HEAD,       /* reading a request head */
-    SESSION_HOOK,       /* on_request / before_connect hooks running */
+    SESSION_HOOK,       /* credentials being checked, then on_request / before_connect */
     SESSION_RESOLVING,  /* looking up the upstream's name */
     SESSION_CONNECTING, /* TCP connect to the upstream in progress */
     SESSION_EXCHANGE,   /* request forwarded, response being relayed */

@@ -95,7 +95,8 @@ struct session *session_start(struct proxy *p, int fd, const struct sockaddr *ad
 
     s->state = SESSION_HEAD; /* the start, not a change: "accept -> head" */
     s->last_activity = s->head_started = ev_now(p->loop);
-    s->accepted = ev_time();
+    /* Loop time, like an exchange's start: trace lines count from either. */
+    s->accepted = ev_now(p->loop);
     ev_init(&s->timer, on_timer);
     s->timer.data = s;
     ev_idle_init(&s->resume, on_resume);
@@ -407,9 +408,10 @@ static int flush_both(struct session *s)
             if (s->x.active)
                 s->x.error = s->x.error ? s->x.error : "the client went away";
             exchange_no_keep(&s->x, "the client went away");
+            /* Closed first, so the exchange's end goes nowhere but closed. */
+            session_close(s, "the client went away");
             if (s->x.active)
                 session_end_exchange(s);
-            session_close(s, "the client went away");
             return 1;
         }
         if (r == ENDPOINT_PROGRESS) {
@@ -733,9 +735,12 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
             /* A reset: nothing more can reach this client. */
             s->x.error = s->x.error ? s->x.error : "the client reset the connection";
             exchange_no_keep(&s->x, "the client reset the connection");
+            if (s->state == SESSION_TUNNEL && !s->x.tunnel_closer)
+                s->x.tunnel_closer = "the client (reset)";
+            /* Closed first, so the exchange's end goes nowhere but closed. */
+            session_close(s, "the client reset the connection");
             if (s->x.active)
                 session_end_exchange(s);
-            session_close(s, "the client reset the connection");
         }
         /* Only an upload or a tunnel is worth another round. */
         if (r != ENDPOINT_PROGRESS ||

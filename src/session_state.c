@@ -29,7 +29,7 @@ const char *session_state_name(enum session_state state)
 
 /* Every allowed change, grouped by the state it leaves. */
 const struct session_transition session_transitions[] = {
-    {SESSION_HEAD, SESSION_HOOK, "a valid head, and a script has on_request or before_connect"},
+    {SESSION_HEAD, SESSION_HOOK, "a valid head, and --auth-file credentials or request hooks to run"},
     {SESSION_HEAD, SESSION_RESOLVING, "a valid head for a host name: ask the resolver"},
     {SESSION_HEAD, SESSION_CONNECTING, "a valid head for an IP address: connect() under way"},
     {SESSION_HEAD, SESSION_EXCHANGE, "a kept or pooled upstream connection: no DNS, no connect"},
@@ -68,8 +68,7 @@ const struct session_transition session_transitions[] = {
     {SESSION_EXCHANGE, SESSION_EXCHANGE, "a reused connection was closed: retry, connected at once"},
     {SESSION_EXCHANGE, SESSION_CLOSED, "the client went away, or a response cut short"},
 
-    {SESSION_TUNNEL, SESSION_DRAINING, "the client stopped reading"},
-    {SESSION_TUNNEL, SESSION_CLOSED, "both sides done, a reset, or idle too long"},
+    {SESSION_TUNNEL, SESSION_CLOSED, "both sides done, a reset, a write failed, or idle too long"},
 
     {SESSION_DRAINING, SESSION_CLOSED, "last bytes out and the client closed, or 2 s passed"},
 };

@@ -221,6 +221,32 @@ end
     end
   end)
 
+  it("shows a client that resets its tunnel: closed at once, and named as the first to close",
+    function()
+    origin = h.start_origin()
+    proxy = h.start_proxy({ "--trace", "--connect-ports", origin.authority:match(":(%d+)$") })
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, "CONNECT " .. origin.authority .. " HTTP/1.1\r\nHost: " .. origin.authority ..
+      "\r\n\r\n"))
+    local established = h.recv_exact(s, #"HTTP/1.1 200 Connection Established\r\n\r\n")
+    assert.truthy(established and established:find("^HTTP/1%.1 200"))
+    -- A kept-alive request through the tunnel: the origin does not close.
+    assert(h.send(s, "GET /hello HTTP/1.1\r\nHost: " .. origin.authority .. "\r\n\r\n"))
+    local head = h.recv_exact(s, #"HTTP/1.1 200")
+    assert.truthy(head and head:find("^HTTP/1%.1 200"))
+    s:setoption("linger", { on = true, timeout = 0 })
+    s:close() -- a reset, not a FIN
+    local lines = traced("connection closed after 1 exchange")
+    expect_steps(lines, {
+      "^state connecting %-> tunnel",
+      "^state tunnel %-> closed: the client reset the connection",
+      "^tunnel over: .*first to close: the client %(reset%)",
+    })
+    for _, l in ipairs(lines) do
+      assert.is_nil(l.text:find("^state tunnel %-> draining"), "a reset tunnel went on to drain")
+    end
+  end)
+
   it("shows each chunk hook call: bytes in and out, result and time", function()
     origin = h.start_origin()
     local upper = h.tmpfile([[
