@@ -221,7 +221,7 @@ static const char *check_target(struct session *s, int *status)
     return NULL;
 }
 
-static enum exchange_step run_first_hooks(struct session *s);
+static enum exchange_step hooks_or_connect(struct session *s);
 
 /* --upstream: this exchange goes through the parent unless its host is one
  * that bypasses it. before_connect may still change that. 0, or -1. */
@@ -271,7 +271,7 @@ enum exchange_step exchange_auth_done(struct session *s, int ok, const char *use
     if (!ok)
         return exchange_fail(x, 407, "this proxy needs a user name and password");
     snprintf(x->user, sizeof x->user, "%s", user);
-    return run_first_hooks(s);
+    return hooks_or_connect(s);
 }
 
 /* The Host value is built for every request: by hand rather than with
@@ -427,13 +427,13 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
     case AUTH_OK:
         break;
     }
-    return run_first_hooks(s);
+    return hooks_or_connect(s);
 }
 
 /* Authenticated (or no --auth-file): the request hooks, or connect. The
  * hooks run in SESSION_HOOK: from another state this asks for the move,
  * and they start on the session's next pass (exchange_run_hooks). */
-static enum exchange_step run_first_hooks(struct session *s)
+static enum exchange_step hooks_or_connect(struct session *s)
 {
     struct exchange *x = &s->x;
 

@@ -379,10 +379,10 @@ enum exchange_step upstream_begin_forwarding(struct session *s)
         return exchange_fail(x, 502, "out of memory");
     if (x->req_body_done)
         flows_record_time(x->flow, FLOW_T_SENT, s->last_activity);
-    TRACE(s, "request head queued upstream: %zu bytes, %.*s %.*s HTTP/1.1 (origin-form), "
-             "body %s",
+    TRACE(s, "request head queued upstream: %zu bytes, %.*s %.*s HTTP/1.1 (%s), body %s",
           buffer_length(&s->upstream.out) - before, (int)x->fwd_method_len, x->fwd_method,
           (int)(x->fwd_path_len > 200 ? 200 : x->fwd_path_len), x->fwd_path,
+          x->parent && !x->upstream_tls ? "absolute-form, to the parent proxy" : "origin-form",
           x->req_collect ? "collected first" : body_kind_name(x->req_out_kind));
     return exchange_move(x, SESSION_EXCHANGE, "connected: request head queued");
 }
