@@ -689,10 +689,10 @@ function api.changes(tx, b)
   return concat(out, "\n")
 end
 
--- For --trace: a string that changes whenever a hook changes the request,
--- the upstream or the response. C compares it before and after each call,
--- and only when tracing.
-function api.fingerprint(tx)
+-- For --trace: a string that changes whenever a hook changes the request
+-- and the upstream (request_side), or the response and the answer the hook
+-- gives. C compares it before and after each call, and only when tracing.
+function api.fingerprint(tx, request_side)
   local parts = {}
   local function add(v, depth)
     local t = type(v)
@@ -709,10 +709,12 @@ function api.fingerprint(tx)
       parts[#parts + 1] = tostring(v)
     end
   end
-  add(req_data(tx), 0)
-  parts[#parts + 1] = "|"
-  add(rawget(tx, "upstream"), 0)
-  parts[#parts + 1] = "|"
+  if request_side then
+    add(req_data(tx), 0)
+    parts[#parts + 1] = "|"
+    add(rawget(tx, "upstream"), 0)
+    return table.concat(parts, "\0")
+  end
   add(rawget(tx, "_res"), 0)
   parts[#parts + 1] = "|"
   add(rawget(tx, "_respond"), 0)

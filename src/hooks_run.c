@@ -295,14 +295,17 @@ enum call_outcome hooks_resume(struct session *s, int nargs, int *nres, double *
     return outcome;
 }
 
-/* Runs the remaining hooks of the current phase, starting at hs->script. */
-/* --trace: the tx's fingerprint (api.fingerprint) as a registry reference,
- * LUA_NOREF if it could not be made. */
+/* --trace: the fingerprint (api.fingerprint) of the side of the tx the
+ * current phase can change, as a registry reference; LUA_NOREF if it could
+ * not be made. A request hook that answers with tx:respond has not changed
+ * the request, so the answer is not part of the request side. */
 static int trace_fingerprint(struct session *s)
 {
     lua_State *L = s->x.hook.hooks->L;
+    enum hook_phase phase = s->x.hook.phase;
     hooks_push_api_tx(L, &s->x.hook, "fingerprint");
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    lua_pushboolean(L, phase == HOOK_ON_REQUEST || phase == HOOK_BEFORE_CONNECT);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
         lua_pop(L, 1);
         return LUA_NOREF;
     }
@@ -340,6 +343,7 @@ static void trace_hook_end(struct session *s, enum call_outcome outcome, const c
           changed);
 }
 
+/* Runs the remaining hooks of the current phase, starting at hs->script. */
 static enum hooks_result continue_phase(struct session *s, int resuming)
 {
     struct hook_state *hs = &s->x.hook;

@@ -153,7 +153,8 @@ end
     assert.are.equal("mocked\n", out)
     local lines = traced("connection closed after 1 exchange")
     expect_steps(lines, {
-      "^hook on_request in [^:]*mock%.lua: answered itself %(tx:respond%)",
+      "^hook on_request in [^:]*mock%.lua: answered itself %(tx:respond%), [%d%.]+ ms running; "
+        .. "changed the request: no",
       "^a script answered itself %(tx:respond%): 200, %d+ bytes queued for the client",
       "^keep%-alive: yes",
       "^state hook %-> head",
