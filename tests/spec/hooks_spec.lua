@@ -228,6 +228,11 @@ describe("hooks", function()
       assert.are.equal(2, h.header_count(got, "X-Added"))
       assert.are.equal("1, 2", got["x-added"])
       assert.are.equal("42", got["x-number"])
+      assert.are.equal("1.5", got["x-float"])
+      assert.are.equal("padded", got["x-trimmed"])
+      assert.are.equal("false invalid header name bad name", got["x-bad-name"])
+      assert.are.equal("false a header value must be a string, got table", got["x-bad-value"])
+      assert.are.equal("false invalid header name 7", got["x-bad-type"])
       -- pairs() walked the fields in wire order: exactly what went out,
       -- minus what was added after the walk and the proxy's Connection.
       local wire = names_of(got, { ["x-order"] = true, ["x-count"] = true, connection = true })
