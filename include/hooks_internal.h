@@ -40,6 +40,7 @@ struct hooks {
     struct ev_loop *loop;
     int api_ref;         /* the table hooks_api.lua returned */
     int tx_mt_ref, txid_ref; /* api.Tx and api.TXID, to make a tx in C */
+    int headers_mt_ref, request_mt_ref, data_key_ref; /* ... and a tx.req */
     int script_count;
     int env_ref[CONFIG_MAX_SCRIPTS];
     const char *script_name[CONFIG_MAX_SCRIPTS];
@@ -128,6 +129,7 @@ void hooks_drop_coroutine(struct hook_state *hs);
 
 int hooks_tx_make(lua_State *L);     /* creates the exchange's tx */
 int hooks_tx_request_of(lua_State *L); /* native.request_of(id): tx.req's data */
+int hooks_tx_make_request(lua_State *L); /* native.make_request(tx): tx.req */
 int hooks_tx_snapshot(lua_State *L); /* --hook-errors open: before a hook */
 int hooks_tx_restore(lua_State *L);  /* ... and after it failed */
 int hooks_tx_change_base(lua_State *L);    /* flow capture: before a hook */

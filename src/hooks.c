@@ -122,6 +122,12 @@ static int setup_state(lua_State *L)
     h->tx_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, -1, "TXID");
     h->txid_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "Headers");
+    h->headers_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "Request");
+    h->request_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "DATA");
+    h->data_key_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     h->api_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* 0 */
 
     for (int i = 0; i < cfg->script_count; i++) {

@@ -250,10 +250,6 @@ local Request = {
   end,
 }
 
-local function new_request(d)
-  return setmetatable({ [DATA] = d }, Request)
-end
-
 ---------------------------------------------------------------------------
 -- The response: status, reason and headers.
 
@@ -302,16 +298,16 @@ end
 -- name, so a script that sets tx.id does not lose its request.
 local TXID = {}
 
+-- native.make_request(tx) (hooks_tx.c) sets, in C,
+--   d = { method =, scheme =, host =, port =, path =, version =,
+--         headers = headers_from_list(fields) }
+--   tx._req = d, tx.req = setmetatable({ [DATA] = d }, Request)
+-- and returns d; or nothing for a tx kept past its exchange, never read
+-- in it.
 local function req_data(tx)
   local d = rawget(tx, "_req")
   if d ~= nil then return d end
-  local method, scheme, host, port, path, version, fields = native.request_of(rawget(tx, TXID))
-  if method == nil then return nil end -- a tx kept past its exchange, never read in it
-  d = { method = method, scheme = scheme, host = host, port = port, path = path,
-        version = version, headers = headers_from_list(fields) }
-  rawset(tx, "_req", d)
-  rawset(tx, "req", new_request(d))
-  return d
+  return native.make_request(tx)
 end
 
 local tx_methods = {}
@@ -501,6 +497,9 @@ proxy = {
 -- What the hooks C files call.
 
 local api = { SLEEP = SLEEP }
+
+-- What C needs to make a tx.req like new_request's (native.make_request).
+api.Headers, api.Request, api.DATA = Headers, Request, DATA
 
 -- A tx is made in C (hooks_tx.c) as
 --   setmetatable({ id = id, [TXID] = id, _client_ip =, _client_port = }, Tx)

@@ -365,6 +365,8 @@ void hooks_lib_push(lua_State *L)
     lua_setfield(L, -2, "responded");
     lua_pushcfunction(L, hooks_tx_request_of);
     lua_setfield(L, -2, "request_of");
+    lua_pushcfunction(L, hooks_tx_make_request);
+    lua_setfield(L, -2, "make_request");
     lua_pushcfunction(L, native_shared);
     lua_setfield(L, -2, "shared");
     lua_pushcfunction(L, native_http);

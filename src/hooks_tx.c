@@ -91,6 +91,65 @@ int hooks_tx_request_of(lua_State *L)
     return 7;
 }
 
+/* Sets t[<key>] = the value at the top (popped), without metamethods. */
+static void raw_set_field(lua_State *L, int t, const char *key)
+{
+    lua_pushstring(L, key);
+    lua_insert(L, -2);
+    lua_rawset(L, t);
+}
+
+/* native.make_request(tx): tx.req made from the exchange being served now,
+ * the way hooks_api's req_data describes it, in C (a script's first look
+ * at tx.req is on the path of most hooks). Returns the request's data
+ * table, or nothing when <tx> is not the exchange being served now. */
+int hooks_tx_make_request(lua_State *L)
+{
+    struct hooks *h = hooks_of(L);
+    struct session *s = h->data_session;
+    struct exchange *x = s ? &s->x : NULL;
+    int is_id;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->txid_ref);
+    lua_rawget(L, 1);                                     /* +1 id */
+    is_id = x && lua_isinteger(L, -1) && lua_tointeger(L, -1) == (lua_Integer)x->id;
+    lua_pop(L, 1);
+    if (!is_id)
+        return 0;
+    x->hook.req_read = 1; /* hooks_read_request has something to read */
+    /* Room for what scripts and hooks_api add (url, the changed mark,
+     * filter_body, buffer_body). */
+    lua_createtable(L, 0, 12);                            /* +1 d */
+    lua_pushlstring(L, x->fwd_method, x->fwd_method_len);
+    raw_set_field(L, 2, "method");
+    lua_pushstring(L, x->is_connect ? "" : x->upstream_tls ? "https" : "http");
+    raw_set_field(L, 2, "scheme");
+    lua_pushstring(L, x->host);
+    raw_set_field(L, 2, "host");
+    lua_pushinteger(L, x->port);
+    raw_set_field(L, 2, "port");
+    lua_pushlstring(L, x->is_connect ? "" : x->fwd_path, x->is_connect ? 0 : x->fwd_path_len);
+    raw_set_field(L, 2, "path");
+    lua_pushstring(L, x->minor >= 1 ? "1.1" : "1.0");
+    raw_set_field(L, 2, "version");
+    push_field_list(L, &x->req_headers);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->headers_mt_ref);
+    lua_setmetatable(L, -2);
+    raw_set_field(L, 2, "headers");
+    lua_pushvalue(L, 2);
+    raw_set_field(L, 1, "_req");
+    lua_createtable(L, 0, 1);                             /* +2 d req */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->data_key_ref);
+    lua_pushvalue(L, 2);
+    lua_rawset(L, 3);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->request_mt_ref);
+    lua_setmetatable(L, 3);
+    raw_set_field(L, 1, "req");                           /* +1 d */
+    return 1;
+}
+
 int hooks_tx_snapshot(lua_State *L)
 {
     struct session *s = lua_touserdata(L, 1);
