@@ -84,6 +84,23 @@ const struct session_transition *session_transition_find(enum session_state from
     return NULL;
 }
 
+/* The table as one bit per allowed target for each state, built on first
+ * use: a state change is checked with a shift instead of a walk through
+ * the table (it happens several times in every exchange). */
+static int transition_allowed(enum session_state from, enum session_state to)
+{
+    static unsigned allowed[SESSION_STATE_COUNT];
+    static int built;
+
+    if (!built) {
+        for (size_t i = 0; i < session_transition_count; i++)
+            allowed[session_transitions[i].from] |= 1u << session_transitions[i].to;
+        built = 1;
+    }
+    return (unsigned)from < SESSION_STATE_COUNT && (unsigned)to < SESSION_STATE_COUNT &&
+           (allowed[from] >> to & 1u);
+}
+
 void session_set_state_at(struct session *s, enum session_state to, const char *why,
                           const char *file, const char *func)
 {
@@ -94,7 +111,7 @@ void session_set_state_at(struct session *s, enum session_state to, const char *
     if (trace_enabled)
         trace_step(s, file, func, "state %s -> %s: %s", session_state_name(from),
                    session_state_name(to), why);
-    if (!session_transition_find(from, to)) {
+    if (!transition_allowed(from, to)) {
         log_error("c%llu: state change %s -> %s (%s) is not in session_transitions[]",
                   (unsigned long long)s->id, session_state_name(from), session_state_name(to),
                   why);
