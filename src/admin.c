@@ -33,6 +33,11 @@
 #define ADMIN_ROUTE_MAX 48
 #define ADMIN_HEAD_TIMEOUT 10.0
 #define ADMIN_IDLE_TIMEOUT 60.0
+/* A connection closed after an error answer is read a little longer: a
+ * close() with unread bytes sends a reset, which can destroy the answer
+ * before the client has read it (RFC 9112 9.6). Bounded in time and bytes. */
+#define ADMIN_LINGER_TIMEOUT 2.0
+#define ADMIN_LINGER_MAX (1024 * 1024)
 /* An event stream that has this much unsent is a reader that stopped. */
 #define ADMIN_EVENTS_BACKLOG (4 * 1024 * 1024)
 /* A comment line on idle streams, so proxies and browsers keep them. */
@@ -63,6 +68,8 @@ struct admin_conn {
     int closed;        /* freed at the end of the callback */
     int in_callback;
     int answered;      /* the current request has its answer */
+    int lingering;     /* answer sent, write side shut: reading to the end */
+    size_t discarded;  /* bytes read and dropped while lingering */
 };
 
 struct admin {
@@ -650,6 +657,8 @@ static void conn_update(struct admin_conn *c)
     int want = 0;
     if (!c->held && !c->close_after && buffer_length(&c->in) < ADMIN_HEAD_MAX + ADMIN_BODY_MAX)
         want |= EV_READ;
+    if (c->lingering)
+        want = EV_READ; /* only to see the client's end */
     if (c->events)
         want |= EV_READ; /* only to notice the reader leaving */
     if (buffer_length(&c->out) > 0)
@@ -679,9 +688,17 @@ static void conn_flush(struct admin_conn *c)
     }
     if (buffer_length(&c->out) == 0) {
         buffer_shrink(&c->out);
-        if (c->close_after && !c->held) {
-            conn_close(c);
-            return;
+        if (c->close_after && !c->held && !c->lingering) {
+            /* Unread bytes may follow: shut the write side (the FIN goes
+             * after the answer) and read to the client's end before the
+             * close, so the answer is not lost to a reset. */
+            if (shutdown(c->fd, SHUT_WR) != 0) {
+                conn_close(c);
+                return;
+            }
+            c->lingering = 1; /* what is still unread is dropped as it comes */
+            c->timer.repeat = ADMIN_LINGER_TIMEOUT;
+            ev_timer_again(c->admin->loop, &c->timer);
         }
     }
     if (!c->closed)
@@ -699,8 +716,10 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
         ssize_t n = p ? read(c->fd, p, 16384) : -1;
         if (n > 0) {
             buffer_commit(&c->in, (size_t)n);
-            if (c->events)
+            if (c->events || c->lingering)
                 buffer_consume(&c->in, buffer_length(&c->in));
+            if (c->lingering && (c->discarded += (size_t)n) > ADMIN_LINGER_MAX)
+                c->closed = 1; /* it keeps sending: give up on a clean close */
         } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
             c->closed = 1;
         }
@@ -720,6 +739,8 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
     conn_update(c);
     /* Events streams and held answers wait as long as they need; a
      * partial head gets ADMIN_HEAD_TIMEOUT, an idle connection more. */
+    if (c->lingering)
+        return; /* its timer was set once, when the lingering began */
     c->timer.repeat = buffer_length(&c->in) ? ADMIN_HEAD_TIMEOUT : ADMIN_IDLE_TIMEOUT;
     ev_timer_again(loop, &c->timer);
 }
