@@ -128,6 +128,8 @@ static int setup_state(lua_State *L)
     h->request_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, -1, "DATA");
     h->data_key_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "Response");
+    h->response_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     h->api_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* 0 */
 
     for (int i = 0; i < cfg->script_count; i++) {

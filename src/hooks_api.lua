@@ -498,8 +498,9 @@ proxy = {
 
 local api = { SLEEP = SLEEP }
 
--- What C needs to make a tx.req like new_request's (native.make_request).
-api.Headers, api.Request, api.DATA = Headers, Request, DATA
+-- What C needs to make a tx.req (native.make_request) and, before
+-- on_response, a tx.res (as api.set_response does).
+api.Headers, api.Request, api.Response, api.DATA = Headers, Request, Response, DATA
 
 -- A tx is made in C (hooks_tx.c) as
 --   setmetatable({ id = id, [TXID] = id, _client_ip =, _client_port = }, Tx)
@@ -544,6 +545,8 @@ function api.upstream_out(tx)
   return check_host(u.host, 2), check_port(u.port, 2), u.tls, parent
 end
 
+-- For on_done after an exchange that had no response hooks; before
+-- on_response, hooks_tx.c makes the same tables in C.
 function api.set_response(tx, status, reason, fields)
   local d = { status = status, reason = reason, headers = headers_from_list(fields) }
   rawset(tx, "_res", d)

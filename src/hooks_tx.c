@@ -212,13 +212,23 @@ int hooks_tx_record_changes(lua_State *L)
  * when read back), so framing and connection handling stay correct. */
 static int proxy_owned(const char *name, size_t len)
 {
-    static const char *const owned[] = {"Content-Length", "Transfer-Encoding", "Connection",
-                                        "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
-                                        "Upgrade"};
-    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
-        if (http_token_eq(name, len, owned[i]))
-            return 1;
-    return 0;
+    /* By length first: this runs for every field a script hands back. */
+    switch (len) {
+    case 2:
+        return http_token_eq(name, len, "TE");
+    case 7:
+        return http_token_eq(name, len, "Trailer") || http_token_eq(name, len, "Upgrade");
+    case 10:
+        return http_token_eq(name, len, "Connection") || http_token_eq(name, len, "Keep-Alive");
+    case 14:
+        return http_token_eq(name, len, "Content-Length");
+    case 16:
+        return http_token_eq(name, len, "Proxy-Connection");
+    case 17:
+        return http_token_eq(name, len, "Transfer-Encoding");
+    default:
+        return 0;
+    }
 }
 
 /* Replaces <out> by the list at the top of L ({n1, v1, ...}). Fields the
@@ -383,15 +393,37 @@ static int begin_connect(lua_State *L)
     return 0;
 }
 
+/* tx.res for on_response, made in C the way api.set_response makes it:
+ *   d = { status =, reason =, headers = (the field list) }
+ *   tx._res = d, tx.res = setmetatable({ [DATA] = d }, Response) */
 static int set_response(lua_State *L)
 {
     struct session *s = lua_touserdata(L, 1);
     struct exchange *x = &s->x;
-    hooks_push_api_tx(L, &x->hook, "set_response");
+    struct hooks *h = x->hook.hooks;
+
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, x->hook.tx_ref);    /* +1 tx */
+    /* Room for what scripts and hooks_api add (reason_set, filter_body,
+     * decode_body, the changed mark). */
+    lua_createtable(L, 0, 8);                             /* +2 tx d */
     lua_pushinteger(L, x->status);
+    raw_set_field(L, 2, "status");
     lua_pushstring(L, x->res_reason);
+    raw_set_field(L, 2, "reason");
     push_field_list(L, &x->res_headers);
-    lua_call(L, 4, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->headers_mt_ref);
+    lua_setmetatable(L, -2);
+    raw_set_field(L, 2, "headers");
+    lua_pushvalue(L, 2);
+    raw_set_field(L, 1, "_res");
+    lua_createtable(L, 0, 1);                             /* +3 tx d res */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->data_key_ref);
+    lua_pushvalue(L, 2);
+    lua_rawset(L, 3);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->response_mt_ref);
+    lua_setmetatable(L, 3);
+    raw_set_field(L, 1, "res");
     return 0;
 }
 
