@@ -120,8 +120,13 @@ enum endpoint_io endpoint_flush(struct endpoint *e);
 /* endpoint_flush for the last bytes the connection will carry: once "out"
  * is empty the sending side is half-closed too, and on a plain socket the
  * FIN leaves in the same packet as the last bytes instead of one of its
- * own. Nothing may be written after it. */
-enum endpoint_io endpoint_flush_final(struct endpoint *e);
+ * own. Nothing may be written after it. With <close_follows> the owner
+ * closes the socket as soon as "out" is empty, and the close sends that
+ * FIN: no shutdown is made (see endpoint_end_for_close). */
+enum endpoint_io endpoint_flush_final(struct endpoint *e, int close_follows);
+/* Ends the stream for a close that follows at once: a plain socket's
+ * close() sends the FIN itself; TLS still sends its close_notify. */
+void endpoint_end_for_close(struct endpoint *e);
 
 /* Starts reading this socket through a pipe, at most <limit> bytes (a
  * body's length; UINT64_MAX for until EOF). "in" must be empty. 0 or -1. */

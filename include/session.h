@@ -211,10 +211,11 @@ struct session {
      * event would come for bytes already read, so the next loop iteration
      * carries on. */
     ev_idle resume;
-    ev_tstamp accepted;      /* ev_time() at accept, for --trace */
+    ev_tstamp accepted;      /* loop time at accept, for --trace */
     ev_tstamp last_activity;
     ev_tstamp head_started;  /* first byte of the current head, 0 if none */
     ev_tstamp drain_started;
+    int client_done;         /* draining after the client asked to close: it sends no more */
     enum session_state state;
     enum session_state armed_state; /* the state the timer was set for */
     int rearm_timer;         /* the deadline moved within the same state */

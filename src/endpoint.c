@@ -189,7 +189,7 @@ enum endpoint_io endpoint_flush(struct endpoint *e)
     return wrote ? ENDPOINT_PROGRESS : ENDPOINT_AGAIN;
 }
 
-enum endpoint_io endpoint_flush_final(struct endpoint *e)
+enum endpoint_io endpoint_flush_final(struct endpoint *e, int close_follows)
 {
     int wrote = 0;
 
@@ -216,9 +216,15 @@ enum endpoint_io endpoint_flush_final(struct endpoint *e)
         e->failed = 1;
         return ENDPOINT_ERROR;
     }
-    if (wrote)
+    if (wrote && !close_follows)
         endpoint_shutdown_write(e);
     return wrote ? ENDPOINT_PROGRESS : ENDPOINT_AGAIN;
+}
+
+void endpoint_end_for_close(struct endpoint *e)
+{
+    if (e->ops != &endpoint_plain_ops)
+        endpoint_shutdown_write(e);
 }
 
 void endpoint_watch(struct ev_loop *loop, struct endpoint *e, int events)

@@ -153,6 +153,10 @@ static void session_end_exchange(struct session *s)
 {
     struct exchange *x = &s->x;
     int keep = x->keep_alive && !s->proxy->stopping;
+    /* The client asked to close and its request was read to the end: it
+     * will send nothing more, so no reset can eat the answer and the close
+     * need not wait for its FIN (see drain). */
+    int client_done = !keep && !x->client_keep && x->req_body_done && !x->error;
 
     if (trace_enabled)
         session_trace_end(s, keep, __FILE__, __func__);
@@ -174,6 +178,7 @@ static void session_end_exchange(struct session *s)
     } else {
         session_set_state(s, SESSION_DRAINING, "exchange over, connection not kept");
         s->drain_started = ev_now(s->proxy->loop);
+        s->client_done = client_done;
     }
 }
 
@@ -379,12 +384,23 @@ static int parse_request_head(struct session *s)
     return 1;
 }
 
-/* DRAINING: once our last bytes are out, half-close and wait (briefly) for
- * the client to close, discarding what it still sends. */
+/* DRAINING: once our last bytes are out, half-close; then close at once if
+ * the client asked to close and sent nothing more, or else wait (briefly)
+ * for the client to close, discarding what it still sends. */
 static int drain(struct session *s)
 {
     if (buffer_length(&s->client.out) > 0)
         return 0;
+    if (buffer_length(&s->client.in) > 0)
+        s->client_done = 0; /* it did send more: linger after all */
+    if (s->client_done) {
+        endpoint_end_for_close(&s->client);
+        /* Nothing unread: the close sends no reset. The lingering below
+         * is for clients that may still be sending (an error cut their
+         * request short, or they meant to keep the connection). */
+        session_close(s, "answered: the client asked to close and sent nothing more");
+        return 1;
+    }
     endpoint_shutdown_write(&s->client);
     buffer_consume(&s->client.in, buffer_length(&s->client.in));
     if (s->client.read_eof || s->client.failed) {
@@ -402,8 +418,10 @@ static int flush_both(struct session *s)
 
     if (buffer_length(&s->client.out) > 0) {
         /* Draining, these are the last bytes: their FIN goes with them. */
-        r = s->state == SESSION_DRAINING ? endpoint_flush_final(&s->client)
-                                         : endpoint_flush(&s->client);
+        r = s->state == SESSION_DRAINING
+                ? endpoint_flush_final(&s->client,
+                                       s->client_done && buffer_length(&s->client.in) == 0)
+                : endpoint_flush(&s->client);
         if (r == ENDPOINT_ERROR) {
             if (s->x.active)
                 s->x.error = s->x.error ? s->x.error : "the client went away";
@@ -729,8 +747,10 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
         enum endpoint_io r = read_from(&s->client, limit);
         if (r == ENDPOINT_PROGRESS) {
             s->last_activity = ev_now(loop);
-            if (s->state == SESSION_DRAINING)
+            if (s->state == SESSION_DRAINING) {
                 buffer_consume(&s->client.in, buffer_length(&s->client.in));
+                s->client_done = 0; /* it sends more after all */
+            }
         } else if (r == ENDPOINT_ERROR && s->state != SESSION_DRAINING) {
             /* A reset: nothing more can reach this client. */
             s->x.error = s->x.error ? s->x.error : "the client reset the connection";

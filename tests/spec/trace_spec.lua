@@ -346,6 +346,42 @@ end
     assert.is_true(swapped + spliced > 0)
   end)
 
+  it("closes at once after a client that asked to close, and lingers while one may still send",
+    function()
+    origin = h.start_origin()
+    proxy = h.start_proxy({ "--trace" })
+    local host = "Host: " .. origin.authority
+    local function exchange(raw)
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, raw))
+      local reply = h.recv_until_close(s) -- the proxy's FIN ends it either way
+      s:close()
+      assert.truthy(reply and reply:find("^HTTP/1%.1 200"))
+    end
+    -- Asked to close, nothing more sent: closed without waiting for the FIN.
+    exchange(h.request("GET", origin.url("/hello"), { host, "Connection: close" }))
+    -- Asked to close, yet more bytes came behind the request: they are read
+    -- and dropped until the client closes, so no reset can eat the answer.
+    exchange(h.request("GET", origin.url("/hello"), { host, "Connection: close" }) ..
+      h.request("GET", origin.url("/hello"), { host }))
+    local log = h.wait_for(function()
+      local l = proxy.log()
+      local _, n = l:gsub("connection closed after", "")
+      if n >= 2 then return l end
+    end)
+    assert(log, "two connections, two closes:\n" .. proxy.log())
+    local lines = trace_lines(log)
+    remember(lines)
+    local by_conn = {}
+    for _, l in ipairs(lines) do
+      if l.text:find("^state draining %-> closed") then by_conn[#by_conn + 1] = l.text end
+    end
+    assert.are.same({
+      "state draining -> closed: answered: the client asked to close and sent nothing more",
+      "state draining -> closed: drained: the client closed",
+    }, by_conn)
+  end)
+
   it("gives the reason whenever a connection is not kept", function()
     origin = h.start_origin()
     proxy = h.start_proxy({ "--trace" })
