@@ -61,6 +61,12 @@ extern const struct endpoint_ops endpoint_plain_ops;
 
 struct endpoint {
     int fd;            /* -1 when closed */
+    unsigned read_eof : 1;   /* the peer sent FIN (or reset) */
+    unsigned write_shut : 1; /* we sent FIN */
+    unsigned failed : 1;     /* a read or write failed hard (reset, EPIPE) */
+    unsigned handshaking : 1;   /* a TLS handshake has started and not finished */
+    unsigned tls_aborted : 1;   /* the peer ended the connection inside the handshake */
+    unsigned watched : 1; /* the socket comes from another watcher (the pool) */
     ev_io io;
     int events;        /* what io is currently started for (0: stopped) */
     int wanted;        /* what the relay asked for (EV_READ/EV_WRITE) */
@@ -80,12 +86,6 @@ struct endpoint {
     int pipe_rd, pipe_wr;
     size_t piped;            /* bytes in the pipe */
     uint64_t splice_limit;   /* read at most this many more bytes */
-    unsigned read_eof : 1;   /* the peer sent FIN (or reset) */
-    unsigned write_shut : 1; /* we sent FIN */
-    unsigned failed : 1;     /* a read or write failed hard (reset, EPIPE) */
-    unsigned handshaking : 1;   /* a TLS handshake has started and not finished */
-    unsigned tls_aborted : 1;   /* the peer ended the connection inside the handshake */
-    unsigned watched : 1; /* the socket comes from another watcher (the pool) */
 };
 
 enum endpoint_io { ENDPOINT_PROGRESS, ENDPOINT_AGAIN, ENDPOINT_EOF, ENDPOINT_ERROR };

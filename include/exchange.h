@@ -95,6 +95,12 @@ void exchange_trace_chunk(struct session *s, const char *file, const char *func,
                           size_t in, int eof, const uint64_t *sent, uint64_t sent_before,
                           int rc, double started);
 
+/* A failure's cause formatted (printf-style) into x->cause, which lives
+ * until the exchange is released; <fallback> (a literal) when memory is
+ * short. For exchange_fail's <cause>. */
+const char *exchange_cause(struct exchange *x, const char *fallback, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* The client connection ends after this exchange; <why> (a literal) is
  * what --trace gives as the reason. The first reason is kept. */
 void exchange_no_keep(struct exchange *x, const char *why);

@@ -58,6 +58,7 @@
 #define LUAPROXY_SESSION_H
 
 #include <ev.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -92,12 +93,12 @@ struct tunnel_moves {
 struct exchange {
     uint64_t id;
     ev_tstamp started;
-    int active;            /* a request head was accepted */
+    bool active;           /* a request head was accepted */
     int minor;             /* the client's HTTP/1.<minor> */
-    int keep_alive;        /* the client connection survives this exchange */
-    int is_connect;
-    int is_upgrade;
-    int upstream_tls;      /* https: TLS to the upstream (settable in before_connect) */
+    bool keep_alive;       /* the client connection survives this exchange */
+    bool is_connect;
+    bool is_upgrade;
+    bool upstream_tls;     /* https: TLS to the upstream (settable in before_connect) */
     int intercept_choice;  /* tx:intercept() for a CONNECT: 0 patterns, 1 yes, 2 no */
     /* The request line, copied: method and target views point here. */
     char *line;
@@ -115,19 +116,19 @@ struct exchange {
     size_t fwd_path_len;
     char host[256];        /* NUL-terminated, for the resolver */
     uint16_t port;
+    bool req_had_length;
     struct headers req_headers;
     struct http_framing req_framing;
-    int req_had_length;
     struct body_reader req_body;
     enum http_body_kind req_out_kind;
-    int req_body_done;
-    int req_filter;        /* the body goes through on_request_chunk */
-    int req_collect;       /* ... collected whole first (tx.req.buffer_body) */
+    bool req_body_done;
+    bool req_filter;       /* the body goes through on_request_chunk */
+    bool req_collect;      /* ... collected whole first (tx.req.buffer_body) */
     uint64_t req_bytes;
     /* Upstream connection. */
-    int reused;            /* it came from the pool */
-    int no_pool;           /* a retry: take a fresh connection */
-    int upstream_reusable; /* the response left it fit for the pool */
+    bool reused;           /* it came from the pool */
+    bool no_pool;          /* a retry: take a fresh connection */
+    bool upstream_reusable; /* the response left it fit for the pool */
     struct dns_query *dns;
     /* Where a new connection may go (the resolver's answer), allocated
      * only then: most exchanges reuse a connection, and every idle client
@@ -139,50 +140,52 @@ struct exchange {
     /* The parent proxy this exchange goes through (a copy: a reload may
      * change the configuration meanwhile), or NULL to go direct. */
     struct parent_proxy *parent;
-    int parent_tunnel;     /* CONNECT sent to the parent; awaiting its answer */
-    int parent_connected;  /* the parent opened a tunnel for TLS to the origin */
+    bool parent_tunnel;    /* CONNECT sent to the parent; awaiting its answer */
+    bool parent_connected; /* the parent opened a tunnel for TLS to the origin */
     /* Response. */
     enum response_state res_state;
     int interim_count;     /* 1xx responses relayed so far */
     int status;            /* what the client gets (a script may change it) */
     int upstream_status;   /* what the upstream answered */
     char res_reason[128];
-    int res_reason_set;    /* a script chose the reason phrase */
+    bool res_reason_set;   /* a script chose the reason phrase */
     /* The upstream's framing, judged by the method sent (fwd_method). */
     struct http_framing res_framing;
-    int res_keep_length;   /* HEAD/304: Content-Length describes no body */
+    bool res_keep_length;  /* HEAD/304: Content-Length describes no body */
     /* The client gets no body (its HEAD, a 204 or 304) but the upstream
      * sends one: it is read by its own framing and dropped, so the upstream
      * connection is left at a message boundary. */
-    int res_discard;
+    bool res_discard;
+    bool res_filter;       /* the body goes through on_response_chunk */
     uint64_t res_out_length; /* res_out_kind HTTP_BODY_LENGTH: the length */
     uint64_t res_discarded;  /* upstream body bytes dropped so far */
-    int res_filter;        /* the body goes through on_response_chunk */
     uint64_t res_filtered_bytes; /* body bytes sent after the filter */
     struct headers res_headers;
     struct body_reader res_body;
     enum http_body_kind res_out_kind;
-    int response_started;  /* bytes of this response are queued for the client */
+    bool response_started; /* bytes of this response are queued for the client */
+    bool client_keep;      /* what the client's head asked: keep-alive or not */
+    bool tunneled;         /* bytes moved as a tunnel (CONNECT, 101) */
     uint64_t res_bytes;    /* body bytes sent to the client */
     uint64_t res_spliced;  /* ... of which through a splice pipe */
-    int client_keep;       /* what the client's head asked: keep-alive or not */
     const char *no_keep_why; /* why keep_alive became 0 (exchange_no_keep) */
-    int tunneled;          /* bytes moved as a tunnel (CONNECT, 101) */
     const char *tunnel_closer; /* who closed a tunnel first, for --trace */
     struct tunnel_moves tunnel_up, tunnel_down; /* client -> upstream, and back */
     const char *error;     /* why it failed, for the log */
     struct flow *flow;     /* what the viewer captures (flows.h), or NULL */
     char user[128];        /* the authenticated proxy user, or "" */
-    int tunnel_counted;    /* counted in the open tunnels gauge */
+    bool tunnel_counted;   /* counted in the open tunnels gauge */
+    bool hooks_due;        /* SESSION_HOOK entered: the request hooks run next */
     struct auth_job *auth_job; /* credentials being checked (SESSION_HOOK) */
-    int hooks_due;         /* SESSION_HOOK entered: the request hooks run next */
     /* --trace: a chunk hook that waits, for the line when it is done. */
     ev_tstamp chunk_started;
     uint64_t chunk_sent;
     /* What the last step asked of the session (exchange_report_at):
      * the state to move to, or the status to answer with, and why. */
     struct exchange_report next;
-    char cause[160];       /* a failure's cause written for this exchange */
+    /* A failure's cause formatted for this exchange (exchange_cause), or
+     * NULL: allocated only then, since every idle client holds the rest. */
+    char *cause;
     struct hook_state hook;
 };
 
@@ -215,10 +218,10 @@ struct session {
     ev_tstamp last_activity;
     ev_tstamp head_started;  /* first byte of the current head, 0 if none */
     ev_tstamp drain_started;
-    int client_done;         /* draining after the client asked to close: it sends no more */
+    bool client_done;        /* draining after the client asked to close: it sends no more */
+    bool rearm_timer;        /* the deadline moved within the same state */
     enum session_state state;
     enum session_state armed_state; /* the state the timer was set for */
-    int rearm_timer;         /* the deadline moved within the same state */
     int reject_status;       /* 403 (client not allowed) or 503 (full) */
     int exchanges;           /* completed exchanges on this connection */
     char client_ip[64];
@@ -227,13 +230,13 @@ struct session {
      * with the session (the next request usually goes to the same place);
      * it goes to the shared pool when the next request goes elsewhere or
      * the client leaves. */
-    int upstream_idle;
-    int upstream_idle_tls;   /* the kept connection speaks TLS (never pooled) */
+    bool upstream_idle;
+    bool upstream_idle_tls;  /* the kept connection speaks TLS (never pooled) */
     /* An intercepted tunnel: the client endpoint speaks TLS, and requests
      * inside take their authority from the CONNECT, kept in <tunnel>
      * (allocated apart: every idle client pays for what the session holds
      * inline, and few connections are tunnels). */
-    int intercepted;
+    bool intercepted;
     struct session_tunnel *tunnel;
     ev_tstamp upstream_idle_since; /* its last response ended */
     uint16_t upstream_port;

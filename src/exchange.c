@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,23 @@ void exchange_no_keep(struct exchange *x, const char *why)
     x->keep_alive = 0;
 }
 
+/* The longest failure cause an exchange formats. */
+#define EXCHANGE_CAUSE_MAX 160
+
+const char *exchange_cause(struct exchange *x, const char *fallback, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!x->cause)
+        x->cause = malloc(EXCHANGE_CAUSE_MAX);
+    if (!x->cause)
+        return fallback;
+    va_start(ap, fmt);
+    vsnprintf(x->cause, EXCHANGE_CAUSE_MAX, fmt, ap);
+    va_end(ap);
+    return x->cause;
+}
+
 void exchange_init(struct exchange *x)
 {
     memset(x, 0, sizeof *x);
@@ -147,6 +165,9 @@ void exchange_release(struct session *s)
     x->method = x->target = NULL;
     headers_free(&x->req_headers);
     headers_free(&x->res_headers);
+    x->error = NULL; /* it may point at the cause */
+    free(x->cause);
+    x->cause = NULL;
 }
 
 static enum exchange_step run_request_hooks(struct session *s, enum hook_phase phase);

@@ -32,9 +32,10 @@
 /* Fails the exchange with 502 naming the parser's complaint. */
 static enum exchange_step fail_bad_response(struct exchange *x, enum http_error err)
 {
-    snprintf(x->cause, sizeof x->cause, "the upstream sent an invalid response (%s)",
-             http_error_text(err));
-    return exchange_fail(x, 502, x->cause);
+    return exchange_fail(x, 502,
+                         exchange_cause(x, "the upstream sent an invalid response",
+                                        "the upstream sent an invalid response (%s)",
+                                        http_error_text(err)));
 }
 
 /* 101 to an upgrade request: forward it and become a tunnel. */
@@ -107,9 +108,11 @@ static enum exchange_step parent_tunnel_answer(struct session *s, const struct h
 
     x->parent_tunnel = 0;
     if (head->status < 200 || head->status > 299) {
-        snprintf(x->cause, sizeof x->cause, "the parent proxy answered the CONNECT with %d%s",
-                 head->status, head->status == 407 ? ": it refused our credentials" : "");
-        return exchange_fail(x, 502, x->cause);
+        return exchange_fail(
+            x, 502,
+            exchange_cause(x, "the parent proxy refused the CONNECT",
+                           "the parent proxy answered the CONNECT with %d%s", head->status,
+                           head->status == 407 ? ": it refused our credentials" : ""));
     }
     buffer_consume(&s->upstream.in, head_len);
     if (!x->is_connect) {
