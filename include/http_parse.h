@@ -195,7 +195,7 @@ struct http_framing {
  * value), signed, non-decimal, empty or above HTTP_MAX_BODY_LENGTH, and
  * Transfer-Encoding in an HTTP/1.0 message (RFC 9112 6.1: faulty framing).
  * Host: exactly one in HTTP/1.1, at most one in HTTP/1.0, valid per
- * http_host_valid(), else HTTP_ERR_HOST. Returns 0 or -1 with *<err> set.
+ * url_host_field_valid() (url.h), else HTTP_ERR_HOST. Returns 0 or -1 with *<err> set.
  */
 int http_request_framing(const struct http_head *head, struct http_framing *out,
                          enum http_error *err);
@@ -211,9 +211,5 @@ int http_request_framing(const struct http_head *head, struct http_framing *out,
  */
 int http_response_framing(const struct http_head *head, const char *method, size_t method_len,
                           struct http_framing *out, enum http_error *err);
-
-/* Validates a Host field value: uri-host [ ":" port ], with reg-name,
- * IPv4 or a bracketed IPv6 literal. Returns 0 if valid, -1 otherwise. */
-int http_host_valid(const char *value, size_t len);
 
 #endif

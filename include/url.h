@@ -38,6 +38,11 @@ int url_parse_absolute(const char *s, size_t len, struct url *out);
  * Returns 0, or -1 if malformed. */
 int url_parse_authority(const char *s, size_t len, struct url *out);
 
+/* Validates a Host field value: uri-host [ ":" port ], with reg-name,
+ * IPv4 or a bracketed IPv6 literal, by the same rules as a target's
+ * authority (the port optional). Returns 0 if valid, -1 otherwise. */
+int url_host_field_valid(const char *value, size_t len);
+
 /* Whether the target is origin-form (starts with "/"). */
 int url_is_origin_form(const char *s, size_t len);
 

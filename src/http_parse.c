@@ -3,7 +3,8 @@
  * http_parse.h).
  *
  * Owns: the grammar of start lines and field lines (RFC 9112 2-5), the
- * body-length decision (RFC 9112 6), and the checks on Host. Does not own:
+ * body-length decision (RFC 9112 6), and the checks on Host (its value by
+ * url.c's authority rules). Does not own:
  * the buffer (views point into the caller's bytes), the head-size cap (the
  * caller's), or what happens to a refused message (the relay's).
  *
@@ -22,8 +23,9 @@
  */
 #include "http_parse.h"
 
-#include <arpa/inet.h>
 #include <string.h>
+
+#include "url.h"
 
 /* RFC 9112 2.2 asks servers to skip "at least one" empty line before a
  * request line; a few cover clients that add CRLF after a POST body. A long
@@ -58,8 +60,6 @@ static const unsigned char char_class[256] = {
 #undef VCHAR
 
 static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-
-static int is_alpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
 static int is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
 
@@ -746,7 +746,7 @@ int http_request_framing(const struct http_head *head, struct http_framing *out,
         return 0;
     }
     if (http_find_id(head, HTTP_FIELD_HOST, (size_t)host + 1) >= 0 ||
-        http_host_valid(head->fields[host].value, head->fields[host].value_len) < 0)
+        url_host_field_valid(head->fields[host].value, head->fields[host].value_len) < 0)
         return (int)fail(err, HTTP_ERR_HOST);
     return 0;
 }
@@ -766,74 +766,4 @@ int http_response_framing(const struct http_head *head, const char *method, size
         return 0;
     }
     return body_framing(head, 1, out, err);
-}
-
-/* ---- Host ---- */
-
-static int is_reg_name_byte(unsigned char c)
-{
-    return is_alpha(c) || is_digit(c) || c == '-' || c == '.' || c == '_' || c == '~';
-}
-
-/* The inside of "[...]": handed to inet_pton, which knows every IPv6
- * spelling; the bounded copy only adds the NUL it needs. Zone ids ("%25")
- * and IPvFuture are refused. */
-static int ipv6_valid(const char *s, size_t len)
-{
-    char text[INET6_ADDRSTRLEN];
-    struct in6_addr addr;
-
-    if (len < 2 || len >= sizeof(text))
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!(is_digit(c) || (lower(c) >= 'a' && lower(c) <= 'f') || c == ':' || c == '.'))
-            return -1;
-    }
-    memcpy(text, s, len);
-    text[len] = '\0';
-    return inet_pton(AF_INET6, text, &addr) == 1 ? 0 : -1;
-}
-
-/* 1 to 5 digits, 1..65535. */
-static int port_valid(const char *s, size_t len)
-{
-    unsigned v = 0;
-
-    if (len == 0 || len > 5)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (!is_digit((unsigned char)s[i]))
-            return -1;
-        v = v * 10 + (unsigned)(s[i] - '0');
-    }
-    return v >= 1 && v <= 65535 ? 0 : -1;
-}
-
-/* reg-name is kept to letters, digits and "-._~": percent-escapes and
- * sub-delims are legal URI syntax but no DNS name needs them, and each one
- * is a chance for two readers to disagree on where the host ends. An IPv4
- * literal is a reg-name by these rules. */
-int http_host_valid(const char *value, size_t len)
-{
-    size_t pos = 0;
-
-    if (len == 0)
-        return -1;
-    if (value[0] == '[') {
-        const char *close = memchr(value, ']', len);
-        if (close == NULL || ipv6_valid(value + 1, (size_t)(close - value) - 1) < 0)
-            return -1;
-        pos = (size_t)(close - value) + 1;
-    } else {
-        while (pos < len && is_reg_name_byte((unsigned char)value[pos]))
-            pos++;
-        if (pos == 0)
-            return -1;
-    }
-    if (pos == len)
-        return 0;
-    if (value[pos] != ':')
-        return -1;
-    return port_valid(value + pos + 1, len - pos - 1);
 }

@@ -186,6 +186,12 @@ int url_parse_authority(const char *s, size_t len, struct url *out)
     return 0;
 }
 
+int url_host_field_valid(const char *value, size_t len)
+{
+    struct url parts;
+    return parse_host_port(value, len, &parts);
+}
+
 int url_is_origin_form(const char *s, size_t len)
 {
     return len > 0 && s[0] == '/';

@@ -14,6 +14,7 @@
 
 #include "fuzz_head.h"
 #include "http_parse.h"
+#include "url.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -32,7 +33,7 @@ static void check_framing(const struct http_head *h)
         else
             FUZZ_CHECK(hosts <= 1, "HTTP/1.0 request accepted with %zu Host fields", hosts);
         if (hosts)
-            FUZZ_CHECK(http_host_valid(h->fields[at].value, h->fields[at].value_len) == 0,
+            FUZZ_CHECK(url_host_field_valid(h->fields[at].value, h->fields[at].value_len) == 0,
                        "accepted an invalid Host");
     }
 }

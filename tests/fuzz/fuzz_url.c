@@ -11,7 +11,7 @@
  *   - re-assembling scheme "://" host-or-[host] [":" port] path (and
  *     host ":" port for authority-form) and parsing again gives the same
  *     host, port and path;
- *   - the URL splitter and the Host check (http_host_valid) accept exactly
+ *   - the URL splitter and the Host check (url_host_field_valid) accept exactly
  *     the same authorities: if they disagreed, an ACL reading one could
  *     pass a request that connects by the other.
  */
@@ -140,7 +140,7 @@ static void check_absolute(const char *s, size_t len)
     /* its authority is a valid Host value, and with a port a valid
      * authority-form target naming the same host and port */
     char *auth = fuzz_dup(b.s + auth_at, auth_len);
-    FUZZ_CHECK(http_host_valid(auth, auth_len) == 0, "URL authority is not a valid Host");
+    FUZZ_CHECK(url_host_field_valid(auth, auth_len) == 0, "URL authority is not a valid Host");
     if (u.port_given) {
         struct url a;
         FUZZ_CHECK(url_parse_authority(auth, auth_len, &a) == 0, "authority-form refused");
@@ -162,7 +162,7 @@ static void check_authority(const char *s, size_t len)
     check_host_port(&u, s, len);
     FUZZ_CHECK(u.port_given && u.port >= 1, "authority-form without a port");
     FUZZ_CHECK(u.path_len == 0 && u.scheme_len == 0, "authority-form with a path or scheme");
-    FUZZ_CHECK(http_host_valid(s, len) == 0, "authority-form target is not a valid Host");
+    FUZZ_CHECK(url_host_field_valid(s, len) == 0, "authority-form target is not a valid Host");
 
     struct fuzz_str b = {0};
     put_authority(&b, &u);
@@ -179,7 +179,7 @@ static void check_authority(const char *s, size_t len)
 /* The Host check and the URL splitter agree on what an authority is. */
 static void check_host_agreement(const char *s, size_t len)
 {
-    int host_ok = http_host_valid(s, len) == 0;
+    int host_ok = url_host_field_valid(s, len) == 0;
 
     struct fuzz_str b = {0};
     fuzz_puts(&b, "http://");

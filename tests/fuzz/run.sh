@@ -51,9 +51,9 @@ cflags=(-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 
 # target name -> the src/ files it needs
 declare -A srcs=(
-    [request_head]="src/http_parse.c"
-    [response_head]="src/http_parse.c"
-    [chunked]="src/chunked.c src/http_parse.c"
+    [request_head]="src/http_parse.c src/url.c"
+    [response_head]="src/http_parse.c src/url.c"
+    [chunked]="src/chunked.c src/http_parse.c src/url.c"
     [url]="src/url.c src/http_parse.c"
 )
 targets=(request_head response_head chunked url)

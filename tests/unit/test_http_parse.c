@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "http_parse.h"
+#include "url.h"
 #include "tap.h"
 
 typedef ssize_t (*parse_fn)(const char *, size_t, struct http_head *, enum http_error *);
@@ -598,15 +599,15 @@ static void test_host_valid(void)
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         const char *copy = guarded_copy(good[i], strlen(good[i]));
-        is_int(http_host_valid(copy, strlen(good[i])), 0, good[i]);
+        is_int(url_host_field_valid(copy, strlen(good[i])), 0, good[i]);
     }
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const char *copy = guarded_copy(bad[i], strlen(bad[i]));
-        if (!ok(http_host_valid(copy, strlen(bad[i])) == -1, "invalid host '%s'", bad[i]))
+        if (!ok(url_host_field_valid(copy, strlen(bad[i])) == -1, "invalid host '%s'", bad[i]))
             printf("#   accepted\n");
     }
     const char nul[] = "a\0b";
-    is_int(http_host_valid(guarded_copy(nul, 3), 3), -1, "NUL inside a host");
+    is_int(url_host_field_valid(guarded_copy(nul, 3), 3), -1, "NUL inside a host");
 }
 
 static const struct {
