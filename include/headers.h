@@ -50,6 +50,26 @@ int headers_add(struct headers *h, const char *name, size_t name_len, const char
  * 0, or -1 at a limit. */
 struct http_field;
 int headers_add_parsed(struct headers *h, const struct http_field *f);
+/*
+ * Rebuilding a list from an edited copy of it (a script's list read back):
+ * the fields kept as they were stay where their text is, and only the new
+ * ones are checked and stored, so an edit costs what it changes, not what
+ * the whole head holds. Build the new order in an array of struct header,
+ * then hand it over with headers_set_items.
+ */
+/* Stores the text of a new field (checked as headers_add checks it)
+ * without adding it to the list; *<item> describes it. The fields already
+ * in the list stay valid. Returns 0, or -1 (invalid, or a limit). */
+int headers_store(struct headers *h, const char *name, size_t name_len, const char *value,
+                  size_t value_len, struct header *item);
+/* Whether field <i> is exactly <name>: <value>, byte for byte. */
+int headers_same(const struct headers *h, size_t i, const char *name, size_t name_len,
+                 const char *value, size_t value_len);
+/* Makes the <count> fields of <items> the list, in that order. Each must
+ * be a field of <h> (from h->items or headers_store). Returns 0, or -1
+ * (more than HEADERS_MAX_COUNT fields, or no memory) with the list as it
+ * was. */
+int headers_set_items(struct headers *h, const struct header *items, size_t count);
 /* Removes every field called <name>. Returns how many were removed. */
 int headers_remove(struct headers *h, const char *name, size_t name_len);
 /* Replaces every field called <name> by one field with <value>, placed

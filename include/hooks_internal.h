@@ -24,6 +24,7 @@
 #include "config.h"
 #include "hooks.h"
 
+struct header;
 struct headers;
 struct shared_store;
 
@@ -66,6 +67,10 @@ struct hooks {
      * per call is the largest fixed cost of a hook. */
     int idle_threads[16];
     int idle_count;
+    /* Where a header list read back from Lua is put in order before it
+     * replaces the relay's (hooks_tx.c): grown once, kept for the next. */
+    struct header *scratch;
+    size_t scratch_cap;
 };
 
 static inline struct hooks *hooks_of(lua_State *L)

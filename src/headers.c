@@ -117,6 +117,45 @@ int headers_add_parsed(struct headers *h, const struct http_field *f)
     return add_item(h, f->name, f->name_len, f->value, f->value_len);
 }
 
+int headers_store(struct headers *h, const char *name, size_t name_len, const char *value,
+                  size_t value_len, struct header *item)
+{
+    if (!headers_valid_name(name, name_len) || !headers_valid_value(value, value_len) ||
+        store(h, name, name_len, &item->name_off) != 0 ||
+        store(h, value, value_len, &item->value_off) != 0)
+        return -1;
+    item->name_len = (uint32_t)name_len;
+    item->value_len = (uint32_t)value_len;
+    return 0;
+}
+
+int headers_same(const struct headers *h, size_t i, const char *name, size_t name_len,
+                 const char *value, size_t value_len)
+{
+    const struct header *f = &h->items[i];
+    const char *text = buffer_peek(&h->text);
+    return f->name_len == name_len && f->value_len == value_len &&
+           memcmp(text + f->name_off, name, name_len) == 0 &&
+           memcmp(text + f->value_off, value, value_len) == 0;
+}
+
+int headers_set_items(struct headers *h, const struct header *items, size_t count)
+{
+    if (count > HEADERS_MAX_COUNT)
+        return -1;
+    if (count > h->cap) {
+        struct header *grown = realloc(h->items, count * sizeof *grown);
+        if (!grown)
+            return -1;
+        h->items = grown;
+        h->cap = count;
+    }
+    if (count > 0) /* memcpy from NULL is undefined even for 0 bytes */
+        memcpy(h->items, items, count * sizeof *items);
+    h->count = count;
+    return 0;
+}
+
 int headers_find(const struct headers *h, const char *name, size_t name_len, size_t from)
 {
     for (size_t i = from; i < h->count; i++) {

@@ -173,6 +173,7 @@ void hooks_unref(struct hooks *h)
     if (h && --h->refs == 0) {
         lua_close(h->L);
         shared_store_close(h->shared); /* no exchange is left to wait on it */
+        free(h->scratch);
         free(h);
     }
 }

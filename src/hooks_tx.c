@@ -231,24 +231,73 @@ static int proxy_owned(const char *name, size_t len)
     }
 }
 
-/* Replaces <out> by the list at the top of L ({n1, v1, ...}). Fields the
- * proxy owns are skipped, except those named in <keep>. */
-static void read_field_list(lua_State *L, int index, struct headers *out, const char *keep)
+/* How far ahead of the last field kept a field of the list read back is
+ * looked for among the relay's: a removed field or two shifts the rest,
+ * and a bound keeps a list of many new fields from costing a square. */
+#define KEPT_LOOKAHEAD 8
+
+/* Replaces <out> by the list at <index> ({n1, v1, ...}). Fields the proxy
+ * owns are skipped, except those named in <keep>.
+ *
+ * Most of a list read back is what the relay handed over: a field equal
+ * byte for byte to one of <out> (looked for in order) keeps that field's
+ * text, which was checked when it came in, so it is neither checked nor
+ * copied again. Every other field, however it got into the list (a header
+ * method, rawset), is checked as headers_add checks it. The new order is
+ * built in the state's scratch array (nothing to free if Lua raises).
+ * Returns 0, or -1 with an error message pushed (<out> unchanged then,
+ * apart from unused text). */
+static int read_field_list(lua_State *L, int index, struct headers *out, const char *keep)
 {
+    struct hooks *h = hooks_of(L);
     lua_Integer n = (lua_Integer)lua_rawlen(L, index);
-    headers_free(out);
+    size_t count = 0, cursor = 0, old = out->count, want = (size_t)(n / 2);
+
+    if (want > HEADERS_MAX_COUNT)
+        want = HEADERS_MAX_COUNT;
+    if (want > h->scratch_cap) {
+        struct header *grown = realloc(h->scratch, want * sizeof *grown);
+        if (!grown) {
+            lua_pushliteral(L, "out of memory");
+            return -1;
+        }
+        h->scratch = grown;
+        h->scratch_cap = want;
+    }
     for (lua_Integer i = 1; i + 1 <= n; i += 2) {
-        size_t nlen, vlen;
+        size_t nlen, vlen, at;
         lua_rawgeti(L, index, i);
         lua_rawgeti(L, index, i + 1);
         const char *name = lua_tolstring(L, -2, &nlen);
         const char *value = lua_tolstring(L, -1, &vlen);
-        if (name && value &&
-            (!proxy_owned(name, nlen) || (keep && http_token_eq(name, nlen, keep))) &&
-            headers_add(out, name, nlen, value, vlen) != 0)
-            luaL_error(L, "invalid header %s", name);
+        if (!name || !value ||
+            (proxy_owned(name, nlen) && !(keep && http_token_eq(name, nlen, keep)))) {
+            lua_pop(L, 2);
+            continue;
+        }
+        if (count == want) /* only past HEADERS_MAX_COUNT */
+            goto invalid;
+        for (at = cursor; at < old && at < cursor + KEPT_LOOKAHEAD; at++)
+            if (headers_same(out, at, name, nlen, value, vlen))
+                break;
+        if (at < old && at < cursor + KEPT_LOOKAHEAD) {
+            h->scratch[count++] = out->items[at];
+            cursor = at + 1;
+        } else if (headers_store(out, name, nlen, value, vlen, &h->scratch[count++]) != 0) {
+            goto invalid;
+        }
         lua_pop(L, 2);
     }
+    if (headers_set_items(out, h->scratch, count) != 0) {
+        lua_pushliteral(L, "out of memory");
+        return -1;
+    }
+    return 0;
+
+invalid:
+    lua_pop(L, 1); /* the value; the name stays on the stack for the message */
+    lua_pushfstring(L, "invalid header %s", lua_tostring(L, -1));
+    return -1;
 }
 
 /*
@@ -339,7 +388,8 @@ static int read_request(lua_State *L)
         return luaL_error(L, "a request cannot become CONNECT, nor CONNECT anything else");
     if (!valid_method(method, mlen) || (!x->is_connect && !valid_path(path, plen)))
         return luaL_error(L, "invalid method or path");
-    read_field_list(L, lua_gettop(L) - 2, &x->req_headers, x->is_upgrade ? "Upgrade" : NULL);
+    if (read_field_list(L, lua_gettop(L) - 2, &x->req_headers, x->is_upgrade ? "Upgrade" : NULL) != 0)
+        return lua_error(L);
     int host_at = headers_find(&x->req_headers, "Host", 4, 0);
     if (host_at >= 0 && headers_find(&x->req_headers, "Host", 4, (size_t)host_at + 1) >= 0)
         return luaL_error(L, "a request carries exactly one Host field");
@@ -459,7 +509,9 @@ static int read_response(lua_State *L)
         rlen = sizeof x->res_reason - 1;
     memcpy(x->res_reason, reason, rlen);
     x->res_reason[rlen] = '\0';
-    read_field_list(L, lua_gettop(L), &x->res_headers, x->res_keep_length ? "Content-Length" : NULL);
+    if (read_field_list(L, lua_gettop(L), &x->res_headers,
+                        x->res_keep_length ? "Content-Length" : NULL) != 0)
+        return lua_error(L);
     return 0;
 }
 
@@ -517,7 +569,10 @@ static int write_local(lua_State *L)
         return luaL_error(L, "invalid status %d", (int)code);
     int status = (int)code;
     headers_init(&fields);
-    read_field_list(L, lua_gettop(L), &fields, NULL);
+    if (read_field_list(L, lua_gettop(L), &fields, NULL) != 0) {
+        headers_free(&fields); /* Lua raises past this frame */
+        return lua_error(L);
+    }
     if (headers_find(&fields, "Content-Type", 12, 0) < 0)
         headers_add(&fields, "Content-Type", 12, "text/plain; charset=utf-8", 25);
     headers_add(&fields, "Via", 3, MESSAGE_VIA, strlen(MESSAGE_VIA));

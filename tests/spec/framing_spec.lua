@@ -475,6 +475,15 @@ function on_request(tx)
   elseif c == "raw-host" then
     local hd = tx.req.headers
     rawset(hd, rawlen(hd) + 1, "host"); rawset(hd, rawlen(hd) + 1, "other.example")
+  elseif c == "raw-crlf" then   -- around the methods, into a field the relay had
+    local hd = tx.req.headers
+    for i = 1, rawlen(hd), 2 do
+      if rawget(hd, i) == "Host" then rawset(hd, i + 1, rawget(hd, i + 1) .. "\r\nX-Injected: 1") end
+    end
+  elseif c == "raw-name" then
+    local hd = tx.req.headers
+    rawset(hd, rawlen(hd) + 1, "X Split"); rawset(hd, rawlen(hd) + 1, "1")
+  elseif c == "control-byte" then tx.req.headers["X-Control"] = "a\1b"
   elseif c == "set-host" then tx.req.headers["Host"] = "other.example"
   elseif c == "remove-host" then tx.req.headers:remove("Host")
   elseif c == "to-connect" then tx.req.method = "CONNECT"
@@ -506,6 +515,13 @@ end
   local GET = "GET http://{O}/case HTTP/1.1\r\nHost: {O}\r\nX-Case: "
   refused("a second Host added with headers:add", GET .. "add-host\r\n\r\n", "exactly one Host")
   refused("a second Host added with rawset", GET .. "raw-host\r\n\r\n", "exactly one Host")
+  -- A list read back keeps the relay's own fields unchecked only when
+  -- they are byte for byte what the relay had: anything else is checked.
+  refused("CR LF put into a field's value with rawset", GET .. "raw-crlf\r\n\r\n",
+    "invalid header Host")
+  refused("a field name with a space put in with rawset", GET .. "raw-name\r\n\r\n",
+    "invalid header X Split")
+  refused("a value with a control byte", GET .. "control-byte\r\n\r\n", "invalid header X%-Control")
   refused("a request turned into CONNECT", GET .. "to-connect\r\n\r\n", "cannot be turned into CONNECT")
   refused("a request turned into connect (lower case)", GET .. "to-connect-lower\r\n\r\n",
     "case%-sensitive")

@@ -302,6 +302,51 @@ static void test_limits(void)
     free(v);
 }
 
+/* A list rebuilt from an edited copy (a script's list read back): kept
+ * fields keep their text, new ones are checked, nothing leaks into the
+ * list on a refusal. */
+static void test_rebuild(void)
+{
+    struct headers h;
+    struct header items[4];
+
+    headers_init(&h);
+    add(&h, "Host", "a.example");
+    add(&h, "User-Agent", "t/1");
+    add(&h, "Accept", "*/*");
+    ok(headers_same(&h, 1, "User-Agent", 10, "t/1", 3), "same: equal bytes");
+    ok(!headers_same(&h, 1, "user-agent", 10, "t/1", 3), "same: a name in another case differs");
+    ok(!headers_same(&h, 1, "User-Agent", 10, "t/2", 3), "same: another value differs");
+    ok(!headers_same(&h, 1, "User-Agent", 10, "t/1 ", 4), "same: another length differs");
+
+    /* Drop User-Agent, keep the others, add X-New between them. */
+    items[0] = h.items[0];
+    is_int(headers_store(&h, "X-New", 5, "1", 1, &items[1]), 0, "store a valid field");
+    items[2] = h.items[2];
+    is_int(h.count, 3, "a stored field is not in the list yet");
+    is_int(headers_store(&h, "X-Bad", 5, "a\r\nB: c", 7, &items[3]), -1, "store: CR LF refused");
+    is_int(headers_store(&h, "Bad Name", 8, "v", 1, &items[3]), -1, "store: a non-token name refused");
+    is_int(headers_store(&h, "X-Ctl", 5, "a\001b", 3, &items[3]), -1, "store: a control byte refused");
+    is_int(headers_store(&h, "X-Sp", 4, " v", 2, &items[3]), -1, "store: outer whitespace refused");
+    is_int(headers_set_items(&h, items, 3), 0, "set_items");
+    is_written(&h, "Host: a.example\r\nX-New: 1\r\nAccept: */*\r\n", "rebuilt in the new order");
+    is_int(add(&h, "X-After", "2"), 0, "the list grows on as usual");
+    is_written(&h, "Host: a.example\r\nX-New: 1\r\nAccept: */*\r\nX-After: 2\r\n",
+               "added after a rebuild");
+    is_int(headers_set_items(&h, items, HEADERS_MAX_COUNT + 1), -1, "set_items past the limit: -1");
+    is_int(h.count, 4, "... and the list is as it was");
+    is_int(headers_set_items(&h, items, 0), 0, "set_items to nothing");
+    is_written(&h, "", "an emptied list writes nothing");
+    headers_free(&h);
+
+    /* Into a list that had no fields (tx:respond's headers). */
+    headers_init(&h);
+    is_int(headers_store(&h, "A", 1, "b", 1, &items[0]), 0, "store into an empty list");
+    is_int(headers_set_items(&h, items, 1), 0, "set_items into an empty list");
+    is_written(&h, "A: b\r\n", "one field");
+    headers_free(&h);
+}
+
 int main(void)
 {
     test_empty();
@@ -311,5 +356,6 @@ int main(void)
     test_set_value();
     test_validation();
     test_limits();
+    test_rebuild();
     return tap_done();
 }
