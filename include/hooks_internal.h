@@ -141,6 +141,9 @@ int hooks_tx_restore(lua_State *L);  /* ... and after it failed */
 int hooks_tx_change_base(lua_State *L);    /* flow capture: before a hook */
 int hooks_tx_record_changes(lua_State *L); /* ... and what it changed */
 int hooks_tx_finish(lua_State *L);   /* the outcome, for on_done */
+/* Sets native.data_index (tx.req's and tx.res's __index) in the table at
+ * the top of L. */
+void hooks_tx_register(lua_State *L);
 
 /* ---- hooks_lib.c ---- */
 

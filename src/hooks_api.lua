@@ -84,8 +84,10 @@ end
 -- get, values, set, add and remove, and the list's __index and
 -- __newindex, are C functions (hooks_headers.c) working on this table in
 -- place: a header lookup or change runs no Lua code.
+-- count(h, name) is not a method: it is how request_out counts Host fields.
+local count_fields
 header_methods.get, header_methods.values, header_methods.set, header_methods.add,
-  header_methods.remove, Headers.__index, Headers.__newindex =
+  header_methods.remove, Headers.__index, Headers.__newindex, count_fields =
   native.header_functions(CHANGED, header_methods)
 Headers.__pairs = function(self)
   local i = -1
@@ -226,16 +228,9 @@ local request_setters = {
 -- metatable serves every request (no closure per request).
 local DATA = {}
 
+-- __index is a C function (hooks_tx.c): rawget(t, DATA)[key], with d.url
+-- made from url_of(d) when first read.
 local Request = {
-  __index = function(t, key)
-    local d = rawget(t, DATA)
-    local v = d[key]
-    if v == nil and key == "url" then
-      v = url_of(d)
-      d.url = v
-    end
-    return v
-  end,
   __newindex = function(t, key, value)
     local setter = request_setters[key]
     if not setter then error("tx.req." .. tostring(key) .. " cannot be set", 2) end
@@ -274,7 +269,6 @@ local response_setters = {
 }
 
 local Response = {
-  __index = function(t, key) return rawget(t, DATA)[key] end,
   __newindex = function(t, key, value)
     local setter = response_setters[key]
     if not setter then error("tx.res." .. tostring(key) .. " cannot be set", 2) end
@@ -284,6 +278,9 @@ local Response = {
   end,
   __pairs = function(t) return pairs_unmarked(rawget(t, DATA)) end,
 }
+
+-- Reading a field of tx.req or tx.res runs no Lua code (rawget(t, DATA)[key]).
+Request.__index, Response.__index = native.data_index(DATA, url_of)
 
 local function new_response(d)
   return setmetatable({ [DATA] = d }, Response)
@@ -522,7 +519,7 @@ function api.request_out(tx)
   if d == nil or not d[CHANGED] and not rawget(d.headers, CHANGED) and rawget(tx, "_intercept") == nil then
     return nil
   end
-  local hosts = #header_methods.values(d.headers, "Host")
+  local hosts = count_fields(d.headers, "Host")
   if hosts > 1 then
     error("a request carries exactly one Host field: use tx.req.headers:set(\"Host\", ...), "
       .. "not add", 2)

@@ -157,6 +157,23 @@ static int headers_values(lua_State *L)
     return 1;
 }
 
+/* count(h, name): how many fields <name> there are (hooks_api's check
+ * for exactly one Host, without the list h:values makes). */
+static int headers_count(lua_State *L)
+{
+    size_t klen;
+    const char *key;
+    lua_Integer n, count = 0;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    key = check_name(L, 2, &klen);
+    n = (lua_Integer)lua_rawlen(L, 1);
+    for (lua_Integer i = 1; i <= n; i += 2)
+        count += field_is(L, i, key, klen);
+    lua_pushinteger(L, count);
+    return 1;
+}
+
 /* h:add(name, value): one more field at the end. */
 static int headers_add(lua_State *L)
 {
@@ -257,11 +274,12 @@ static int headers_newindex(lua_State *L)
 }
 
 /* native.header_functions(changed_key, methods): the functions above, as
- * get, values, set, add, remove, __index, __newindex. */
+ * get, values, set, add, remove, __index, __newindex, count. */
 static int header_functions(lua_State *L)
 {
-    static const lua_CFunction fns[] = {headers_get, headers_values, headers_set, headers_add,
-                                        headers_remove, headers_index, headers_newindex};
+    static const lua_CFunction fns[] = {headers_get,    headers_values, headers_set,
+                                        headers_add,    headers_remove, headers_index,
+                                        headers_newindex, headers_count};
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {

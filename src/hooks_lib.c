@@ -374,4 +374,5 @@ void hooks_lib_push(lua_State *L)
     lua_pushstring(L, LUAPROXY_VERSION);
     lua_setfield(L, -2, "version");
     hooks_headers_register(L);
+    hooks_tx_register(L);
 }

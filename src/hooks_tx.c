@@ -122,22 +122,24 @@ int hooks_tx_make_request(lua_State *L)
     /* Room for what scripts and hooks_api add (url, the changed mark,
      * filter_body, buffer_body). */
     lua_createtable(L, 0, 12);                            /* +1 d */
+    /* d has no metatable: lua_setfield is a raw set on it, and cheaper
+     * than pushing the key first. */
     lua_pushlstring(L, x->fwd_method, x->fwd_method_len);
-    raw_set_field(L, 2, "method");
+    lua_setfield(L, 2, "method");
     lua_pushstring(L, x->is_connect ? "" : x->upstream_tls ? "https" : "http");
-    raw_set_field(L, 2, "scheme");
+    lua_setfield(L, 2, "scheme");
     lua_pushstring(L, x->host);
-    raw_set_field(L, 2, "host");
+    lua_setfield(L, 2, "host");
     lua_pushinteger(L, x->port);
-    raw_set_field(L, 2, "port");
+    lua_setfield(L, 2, "port");
     lua_pushlstring(L, x->is_connect ? "" : x->fwd_path, x->is_connect ? 0 : x->fwd_path_len);
-    raw_set_field(L, 2, "path");
+    lua_setfield(L, 2, "path");
     lua_pushstring(L, x->minor >= 1 ? "1.1" : "1.0");
-    raw_set_field(L, 2, "version");
+    lua_setfield(L, 2, "version");
     push_field_list(L, &x->req_headers);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->headers_mt_ref);
     lua_setmetatable(L, -2);
-    raw_set_field(L, 2, "headers");
+    lua_setfield(L, 2, "headers");
     lua_pushvalue(L, 2);
     raw_set_field(L, 1, "_req");
     lua_createtable(L, 0, 1);                             /* +2 d req */
@@ -148,6 +150,54 @@ int hooks_tx_make_request(lua_State *L)
     lua_setmetatable(L, 3);
     raw_set_field(L, 1, "req");                           /* +1 d */
     return 1;
+}
+
+/* tx.req's and tx.res's __index (a script reads tx.req.headers and
+ * tx.res.headers on the path of most hooks): the field of the data table
+ * kept under the key in upvalue 1. For tx.req, upvalue 2 (hooks_api's
+ * url_of) makes d.url the first time it is read. */
+static int data_index(lua_State *L)
+{
+    size_t len;
+    const char *key;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    if (lua_rawget(L, 1) != LUA_TTABLE)                   /* +1 d */
+        return luaL_error(L, "not the request or response of a tx");
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, 3) != LUA_TNIL || lua_isnone(L, lua_upvalueindex(2))) /* +2 d v */
+        return 1;
+    key = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len) : NULL;
+    if (!key || len != 3 || memcmp(key, "url", 3) != 0)
+        return 1;
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_pushvalue(L, 3);
+    lua_call(L, 1, 1);                                    /* +3 d nil url */
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 3);                                     /* d.url = url */
+    return 1;
+}
+
+/* native.data_index(DATA, url_of): the __index of tx.req, then tx.res. */
+static int data_index_functions(lua_State *L)
+{
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_settop(L, 2);
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, data_index, 2);
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, data_index, 1);
+    return 2;
+}
+
+void hooks_tx_register(lua_State *L)
+{
+    lua_pushcfunction(L, data_index_functions);
+    lua_setfield(L, -2, "data_index");
 }
 
 int hooks_tx_snapshot(lua_State *L)
@@ -457,14 +507,14 @@ static int set_response(lua_State *L)
     /* Room for what scripts and hooks_api add (reason_set, filter_body,
      * decode_body, the changed mark). */
     lua_createtable(L, 0, 8);                             /* +2 tx d */
-    lua_pushinteger(L, x->status);
-    raw_set_field(L, 2, "status");
+    lua_pushinteger(L, x->status);                        /* (no metatable: raw) */
+    lua_setfield(L, 2, "status");
     lua_pushstring(L, x->res_reason);
-    raw_set_field(L, 2, "reason");
+    lua_setfield(L, 2, "reason");
     push_field_list(L, &x->res_headers);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->headers_mt_ref);
     lua_setmetatable(L, -2);
-    raw_set_field(L, 2, "headers");
+    lua_setfield(L, 2, "headers");
     lua_pushvalue(L, 2);
     raw_set_field(L, 1, "_res");
     lua_createtable(L, 0, 1);                             /* +3 tx d res */
