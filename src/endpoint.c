@@ -167,7 +167,10 @@ enum endpoint_io endpoint_read(struct endpoint *e, size_t limit)
     return read_ended(e, n);
 }
 
-enum endpoint_io endpoint_flush(struct endpoint *e)
+/* Writes "out" until it is empty or the socket takes no more. <last>: the
+ * last bytes on a plain socket, sent with MSG_MORE, which holds back a
+ * final part smaller than a segment until the FIN that follows. */
+static enum endpoint_io flush_out(struct endpoint *e, int last)
 {
     int wrote = 0;
 
@@ -175,7 +178,14 @@ enum endpoint_io endpoint_flush(struct endpoint *e)
         ssize_t n;
         if (e->fd < 0 || e->failed)
             return ENDPOINT_ERROR;
-        n = e->ops->write(e, buffer_peek(&e->out), buffer_length(&e->out));
+        if (last) {
+            do
+                n = send(e->fd, buffer_peek(&e->out), buffer_length(&e->out),
+                         MSG_NOSIGNAL | MSG_MORE);
+            while (n == -1 && errno == EINTR);
+        } else {
+            n = e->ops->write(e, buffer_peek(&e->out), buffer_length(&e->out));
+        }
         if (n > 0) {
             buffer_consume(&e->out, (size_t)n);
             wrote = 1;
@@ -189,36 +199,23 @@ enum endpoint_io endpoint_flush(struct endpoint *e)
     return wrote ? ENDPOINT_PROGRESS : ENDPOINT_AGAIN;
 }
 
+enum endpoint_io endpoint_flush(struct endpoint *e)
+{
+    return flush_out(e, 0);
+}
+
 enum endpoint_io endpoint_flush_final(struct endpoint *e, int close_follows)
 {
-    int wrote = 0;
+    enum endpoint_io r;
 
     /* TLS has its own last words (close_notify): the owner shuts it. */
     if (e->ops != &endpoint_plain_ops)
         return endpoint_flush(e);
-    while (buffer_length(&e->out) > 0) {
-        ssize_t n;
-        if (e->fd < 0 || e->failed)
-            return ENDPOINT_ERROR;
-        /* MSG_MORE holds back a last part smaller than a segment; the
-         * shutdown below sends it with the FIN. */
-        do
-            n = send(e->fd, buffer_peek(&e->out), buffer_length(&e->out),
-                     MSG_NOSIGNAL | MSG_MORE);
-        while (n == -1 && errno == EINTR);
-        if (n > 0) {
-            buffer_consume(&e->out, (size_t)n);
-            wrote = 1;
-            continue;
-        }
-        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return wrote ? ENDPOINT_PROGRESS : ENDPOINT_AGAIN;
-        e->failed = 1;
-        return ENDPOINT_ERROR;
-    }
-    if (wrote && !close_follows)
+    r = flush_out(e, 1);
+    /* All out: the FIN goes with the last part (or the close sends it). */
+    if (r == ENDPOINT_PROGRESS && buffer_length(&e->out) == 0 && !close_follows)
         endpoint_shutdown_write(e);
-    return wrote ? ENDPOINT_PROGRESS : ENDPOINT_AGAIN;
+    return r;
 }
 
 void endpoint_end_for_close(struct endpoint *e)

@@ -63,6 +63,19 @@ describe("--trace", function()
     return lines
   end
 
+  -- Starts an origin and a tracing proxy that may tunnel to it, and opens
+  -- a CONNECT tunnel through the proxy: the client socket, past the 200.
+  local function open_tunnel()
+    origin = h.start_origin()
+    proxy = h.start_proxy({ "--trace", "--connect-ports", origin.authority:match(":(%d+)$") })
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, "CONNECT " .. origin.authority .. " HTTP/1.1\r\nHost: " .. origin.authority ..
+      "\r\n\r\n"))
+    local established = h.recv_exact(s, #"HTTP/1.1 200 Connection Established\r\n\r\n")
+    assert.truthy(established and established:find("^HTTP/1%.1 200"))
+    return s
+  end
+
   it("shows every step of a plain GET, from accept to close", function()
     origin = h.start_origin()
     proxy = h.start_proxy({ "--trace" })
@@ -188,13 +201,7 @@ end
   end)
 
   it("shows a CONNECT tunnel: bytes each way and who closed first", function()
-    origin = h.start_origin()
-    proxy = h.start_proxy({ "--trace", "--connect-ports", origin.authority:match(":(%d+)$") })
-    local s = assert(h.connect(proxy.port))
-    assert(h.send(s, "CONNECT " .. origin.authority .. " HTTP/1.1\r\nHost: " .. origin.authority ..
-      "\r\n\r\n"))
-    local established = h.recv_exact(s, #"HTTP/1.1 200 Connection Established\r\n\r\n")
-    assert.truthy(established and established:find("^HTTP/1%.1 200"))
+    local s = open_tunnel()
     assert(h.send(s, "GET /hello HTTP/1.1\r\nHost: " .. origin.authority .. "\r\nConnection: close\r\n\r\n"))
     local reply = h.recv_until_close(s)
     s:close()
@@ -224,13 +231,7 @@ end
 
   it("shows a client that resets its tunnel: closed at once, and named as the first to close",
     function()
-    origin = h.start_origin()
-    proxy = h.start_proxy({ "--trace", "--connect-ports", origin.authority:match(":(%d+)$") })
-    local s = assert(h.connect(proxy.port))
-    assert(h.send(s, "CONNECT " .. origin.authority .. " HTTP/1.1\r\nHost: " .. origin.authority ..
-      "\r\n\r\n"))
-    local established = h.recv_exact(s, #"HTTP/1.1 200 Connection Established\r\n\r\n")
-    assert.truthy(established and established:find("^HTTP/1%.1 200"))
+    local s = open_tunnel()
     -- A kept-alive request through the tunnel: the origin does not close.
     assert(h.send(s, "GET /hello HTTP/1.1\r\nHost: " .. origin.authority .. "\r\n\r\n"))
     local head = h.recv_exact(s, #"HTTP/1.1 200")
