@@ -96,6 +96,11 @@ struct config {
     char ca_dir[4096];
     unsigned char ticket_keys[80];
     int have_ticket_keys;
+    /* The certificates upstreams are verified against (the system's, and
+     * --upstream-ca's): an OpenSSL X509_STORE, read once, so the workers
+     * share it instead of each reading the system's bundle. NULL with
+     * --insecure-upstream. */
+    void *upstream_trust;
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };

@@ -25,9 +25,13 @@ struct session;
 
 /* Once at start, before any worker: resolves the CA directory, makes a CA
  * when interception is asked for and none exists (and logs where), checks
- * the CA can be read and its key matches, and warns once about
- * --insecure-upstream. 0, or -1 with <err> (a startup error). */
+ * the CA can be read and its key matches, reads the certificates upstreams
+ * are verified against (cfg->upstream_trust, shared by the workers), and
+ * warns once about --insecure-upstream. 0, or -1 with <err> (a startup
+ * error). */
 int tls_prepare(struct config *cfg, char *err, size_t err_len);
+/* Frees what tls_prepare read (at exit). */
+void tls_release(struct config *cfg);
 
 /* Per loop: the contexts, the CA (when configured) and the key log. NULL
  * with <err> on failure. */

@@ -359,6 +359,7 @@ static void keep_fixed(const struct config *running, struct config *fresh)
     memcpy(fresh->ca_dir, running->ca_dir, sizeof fresh->ca_dir);
     memcpy(fresh->ticket_keys, running->ticket_keys, sizeof fresh->ticket_keys);
     fresh->have_ticket_keys = running->have_ticket_keys;
+    fresh->upstream_trust = running->upstream_trust;
 
     int listen_changed = running->listen_count != fresh->listen_count;
     for (int i = 0; !listen_changed && i < running->listen_count; i++)
@@ -379,11 +380,8 @@ static void keep_fixed(const struct config *running, struct config *fresh)
         log_warn("reload: --pid-file cannot change while running; kept");
     fresh->pid_file = running->pid_file;
     /* The CA, the TLS contexts and the ticket keys are made once at start
-     * (tls_prepare, tls_new); the interception patterns do reload. */
-    fresh->use_ca = running->use_ca;
-    memcpy(fresh->ca_dir, running->ca_dir, sizeof fresh->ca_dir);
-    memcpy(fresh->ticket_keys, running->ticket_keys, sizeof fresh->ticket_keys);
-    fresh->have_ticket_keys = running->have_ticket_keys;
+     * (tls_prepare, tls_new), kept above; the interception patterns do
+     * reload. */
 }
 
 int config_reload(const struct config *running, struct config *fresh, char *err,

@@ -96,6 +96,17 @@ describe("starting with a CA", function()
     assert.are.equal(2, code)
     assert.truthy(err:find("ca init", 1, true), err)
   end)
+
+  it("refuses to start (status 2) with an --upstream-ca it cannot read, in any number of workers",
+    function()
+    local bad = h.tmpfile("not a certificate\n", "upstream-ca.pem")
+    for _, workers in ipairs({ "1", "2" }) do
+      local code, _, err = h.run_proxy({ "--workers", workers, "--upstream-ca", bad })
+      assert.are.equal(2, code)
+      assert.truthy(err:find("cannot read --upstream-ca " .. bad .. ": not a PEM certificate file",
+        1, true), err)
+    end
+  end)
 end)
 
 describe("intercepted tunnels", function()
