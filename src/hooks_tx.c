@@ -200,15 +200,21 @@ void hooks_tx_register(lua_State *L)
     lua_setfield(L, -2, "data_index");
 }
 
+/* Calls api.<name>(tx) and keeps its result in the registry at *<ref>,
+ * in place of what was kept there. */
+static void keep_api_result(lua_State *L, struct hook_state *hs, const char *name, int *ref)
+{
+    luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+    *ref = LUA_NOREF;
+    hooks_push_api_tx(L, hs, name);
+    lua_call(L, 1, 1);
+    *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 int hooks_tx_snapshot(lua_State *L)
 {
     struct session *s = lua_touserdata(L, 1);
-    struct hook_state *hs = &s->x.hook;
-    luaL_unref(L, LUA_REGISTRYINDEX, hs->snap_ref);
-    hs->snap_ref = LUA_NOREF;
-    hooks_push_api_tx(L, hs, "snapshot");
-    lua_call(L, 1, 1);
-    hs->snap_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    keep_api_result(L, &s->x.hook, "snapshot", &s->x.hook.snap_ref);
     return 0;
 }
 
@@ -227,12 +233,7 @@ int hooks_tx_restore(lua_State *L)
 int hooks_tx_change_base(lua_State *L)
 {
     struct session *s = lua_touserdata(L, 1);
-    struct hook_state *hs = &s->x.hook;
-    luaL_unref(L, LUA_REGISTRYINDEX, hs->flow_base_ref);
-    hs->flow_base_ref = LUA_NOREF;
-    hooks_push_api_tx(L, hs, "change_base");
-    lua_call(L, 1, 1);
-    hs->flow_base_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    keep_api_result(L, &s->x.hook, "change_base", &s->x.hook.flow_base_ref);
     return 0;
 }
 
