@@ -9,7 +9,8 @@
  *      |   consumed, free  |  readable bytes   |  reserved / free  |
  *      +-------------------+-------------------+-------------------+
  *
- * The buffer owns its memory. A pointer returned by buffer_peek() or
+ * The buffer owns its memory; freed blocks are kept a while for the next
+ * buffer of the same size (at most BUFFER_CACHE_MAX per thread). A pointer returned by buffer_peek() or
  * buffer_reserve() stays valid only until the next reserve/append (which may
  * move the data) or consume. When the buffer becomes empty its memory may be
  * returned with buffer_shrink() so idle connections cost almost nothing.
@@ -57,6 +58,11 @@ int buffer_printf(struct buffer *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int buffer_vprintf(struct buffer *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
+
+/* The most each thread keeps of freed blocks for reuse (buffer.c), and
+ * what it keeps now. */
+#define BUFFER_CACHE_MAX (256 * 1024)
+size_t buffer_cached_bytes(void);
 
 /* Returns the allocation to the system when the buffer is empty. */
 void buffer_shrink(struct buffer *b);

@@ -191,6 +191,37 @@ static void test_guarded_append(void)
     buffer_free(&b);
 }
 
+/* A freed block goes to the next buffer of its size, not back to malloc,
+ * and what is kept stays bounded. (Off under AddressSanitizer.) */
+static void test_block_cache(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    ok(buffer_cached_bytes() == 0, "no block is kept under AddressSanitizer");
+#else
+    struct buffer a, b, many[64];
+    buffer_init(&a);
+    buffer_init(&b);
+    buffer_append_str(&a, "x");
+    const char *block = a.data;
+    size_t cached = buffer_cached_bytes(), cap = a.cap;
+    buffer_free(&a);
+    is_int((long)(buffer_cached_bytes() - cached), (long)cap, "a freed block is kept");
+    buffer_append_str(&b, "y");
+    ok(b.data == block && buffer_cached_bytes() == cached,
+       "and handed to the next buffer of its size");
+    buffer_free(&b);
+
+    for (int i = 0; i < 64; i++) {
+        buffer_init(&many[i]);
+        buffer_reserve(&many[i], 40000); /* 64 KiB blocks */
+    }
+    for (int i = 0; i < 64; i++)
+        buffer_free(&many[i]);
+    ok(buffer_cached_bytes() > 0 && buffer_cached_bytes() <= BUFFER_CACHE_MAX,
+       "the blocks kept are bounded");
+#endif
+}
+
 int main(void)
 {
     test_empty();
@@ -201,5 +232,6 @@ int main(void)
     test_huge();
     test_printf();
     test_guarded_append();
+    test_block_cache();
     return tap_done();
 }
