@@ -164,6 +164,9 @@ int http_find_id(const struct http_head *head, enum http_field_id id, size_t fro
  * list (case-insensitive, OWS around elements ignored). Used for
  * "Connection: close", "Connection: upgrade", "Expect: 100-continue". */
 int http_has_token(const struct http_head *head, const char *name, const char *token);
+/* http_has_token for a well-known field: no name to look up, and nothing
+ * read when the head has no such field. */
+int http_has_token_id(const struct http_head *head, enum http_field_id id, const char *token);
 
 /* Whether field <i> is hop-by-hop (RFC 9110 7.6.1): Connection,
  * Proxy-Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade,

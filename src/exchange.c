@@ -277,8 +277,8 @@ static enum auth_result check_credentials(struct session *s, const struct http_h
         snprintf(x->user, sizeof x->user, "%s", s->tunnel->user);
         return AUTH_OK;
     }
-    i = http_find_field(head, "Proxy-Authorization", 0);
-    if (i >= 0 && http_find_field(head, "Proxy-Authorization", (size_t)i + 1) >= 0)
+    i = http_find_id(head, HTTP_FIELD_PROXY_AUTHORIZATION, 0);
+    if (i >= 0 && http_find_id(head, HTTP_FIELD_PROXY_AUTHORIZATION, (size_t)i + 1) >= 0)
         return AUTH_DENIED; /* two sets of credentials: which one? neither */
     return auth_check(a, i >= 0 ? head->fields[i].value : NULL,
                       i >= 0 ? head->fields[i].value_len : 0, s->client_ip, x->user,
@@ -378,8 +378,8 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
     x->flow = flows_record_begin(s->proxy->flows, x->id, x->started, s->client_ip,
                                  s->client_port, buffer_peek(&s->client.in), head_len);
     x->minor = head->version_minor;
-    x->keep_alive = x->minor >= 1 ? !http_has_token(head, "Connection", "close")
-                                  : http_has_token(head, "Connection", "keep-alive");
+    x->keep_alive = x->minor >= 1 ? !http_has_token_id(head, HTTP_FIELD_CONNECTION, "close")
+                                  : http_has_token_id(head, HTTP_FIELD_CONNECTION, "keep-alive");
     x->client_keep = x->keep_alive;
     if (!x->keep_alive)
         x->no_keep_why = x->minor >= 1 ? "the client sent Connection: close"
@@ -390,7 +390,7 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
         flows_record_part(x->flow, FLOW_PART_URL, x->target, x->target_len);
     if (http_request_framing(head, &x->req_framing, &err) != 0)
         return exchange_fail(x, http_error_status(err), http_error_text(err));
-    x->req_had_length = http_find_field(head, "Content-Length", 0) >= 0;
+    x->req_had_length = http_find_id(head, HTTP_FIELD_CONTENT_LENGTH, 0) >= 0;
     x->is_connect = x->method_len == 7 && memcmp(x->method, "CONNECT", 7) == 0;
     cause = check_target(s, &status);
     if (cause) {
@@ -404,8 +404,8 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
         return exchange_fail(x, 500, "out of memory");
     if (x->is_connect && x->req_framing.kind != HTTP_BODY_NONE)
         return exchange_fail(x, 400, "a CONNECT request cannot have a body");
-    x->is_upgrade = !x->is_connect && http_has_token(head, "Connection", "upgrade") &&
-                    http_find_field(head, "Upgrade", 0) >= 0;
+    x->is_upgrade = !x->is_connect && http_has_token_id(head, HTTP_FIELD_CONNECTION, "upgrade") &&
+                    http_find_id(head, HTTP_FIELD_UPGRADE, 0) >= 0;
 
     /* Host is regenerated from the target (RFC 9112 3.2.2): the port only
      * when it is not the default, IPv6 literals in brackets. */

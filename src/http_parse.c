@@ -603,6 +603,17 @@ static int find_named(const struct http_head *head, enum http_field_id id, const
                                   : http_find_field(head, name, from);
 }
 
+int http_has_token_id(const struct http_head *head, enum http_field_id id, const char *token)
+{
+    size_t token_len = strlen(token);
+    for (int i = http_find_id(head, id, 0); i >= 0; i = http_find_id(head, id, (size_t)i + 1)) {
+        const struct http_field *f = &head->fields[i];
+        if (list_has(f->value, f->value_len, token, token_len))
+            return 1;
+    }
+    return 0;
+}
+
 int http_has_token(const struct http_head *head, const char *name, const char *token)
 {
     size_t token_len = strlen(token);

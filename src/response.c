@@ -185,7 +185,7 @@ enum exchange_step response_parse_head(struct session *s)
     keep_reason(x, &head);
     x->res_framing = framing;
     x->upstream_reusable = head.version_minor >= 1 && framing.kind != HTTP_BODY_CLOSE &&
-                           !http_has_token(&head, "Connection", "close");
+                           !http_has_token_id(&head, HTTP_FIELD_CONNECTION, "close");
     /* Content-Length passes on where it describes a body the client does
      * not get: the answer to its HEAD, or a 304. */
     x->res_keep_length = is_head(x->method, x->method_len) || head.status == 304;
