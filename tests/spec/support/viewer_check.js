@@ -22,11 +22,20 @@ const result = { steps: [] };
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), "luaproxy-chromium-"));
 let chrome = null;
 
+// Chromium's helper processes (zygote, renderer, GPU) outlive a killed
+// browser process for a moment and write into the profile, so the whole
+// process group is killed and the profile removed once the browser has
+// exited; otherwise the directory is left behind in /tmp.
 function finish(code) {
-  if (chrome) chrome.kill("SIGKILL");
-  try { fs.rmSync(profile, { recursive: true, force: true }); } catch (e) { /* best effort */ }
-  process.stdout.write(JSON.stringify(result) + "\n");
-  process.exit(code);
+  const done = () => {
+    try { fs.rmSync(profile, { recursive: true, force: true, maxRetries: 5 }); } catch (e) { /* best effort */ }
+    process.stdout.write(JSON.stringify(result) + "\n");
+    process.exit(code);
+  };
+  if (!chrome || chrome.exitCode !== null || chrome.signalCode !== null) return done();
+  chrome.once("exit", done);
+  try { process.kill(-chrome.pid, "SIGKILL"); } catch (e) { chrome.kill("SIGKILL"); }
+  setTimeout(done, 5000);
 }
 setTimeout(() => { result.error = "overall timeout"; finish(1); }, 100000);
 
@@ -84,7 +93,7 @@ async function main() {
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--no-proxy-server", "--user-data-dir=" + profile, "--remote-debugging-port=0",
     "--window-size=1440,900", "--hide-scrollbars", "about:blank",
-  ], { stdio: ["ignore", "ignore", "pipe"] });
+  ], { stdio: ["ignore", "ignore", "pipe"], detached: true });
   chrome.stderr.on("data", () => {});
   const portFile = path.join(profile, "DevToolsActivePort");
   const lines = await waitFor("DevToolsActivePort", () =>
