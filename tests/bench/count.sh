@@ -13,7 +13,9 @@
 #                 shutdown cancel out
 #   system calls  strace -c -f attached after 200 requests, over COUNT_N
 #
-# COUNT_N (default 2000) sets the number of exchanges measured. Loopback
+# COUNT_N (default 2000) sets the number of exchanges measured.
+# COUNT_SCRIPT=path/to/script.lua runs the proxy with that script (-s), to
+# count what a hook costs: the figures less those without a script. Loopback
 # only; every process started here is stopped by PID on exit. Needs
 # valgrind, strace, nginx and lua5.4 with luasocket; says what to install
 # when one is missing.
@@ -29,6 +31,14 @@ cd "$(dirname "$0")"
 bench_dir=$(pwd)
 n=${COUNT_N:-2000}
 case $n in '' | *[!0-9]* | 0) echo "$0: COUNT_N must be a positive whole number" >&2; exit 2 ;; esac
+script=()
+if [ -n "${COUNT_SCRIPT:-}" ]; then
+  if [ ! -r "$COUNT_SCRIPT" ]; then
+    echo "$0: COUNT_SCRIPT $COUNT_SCRIPT cannot be read" >&2
+    exit 2
+  fi
+  script=(-s "$(cd "$(dirname "$COUNT_SCRIPT")" && pwd)/$(basename "$COUNT_SCRIPT")")
+fi
 
 export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 missing=()
@@ -97,7 +107,7 @@ start_proxy() {
   local log=$1
   shift
   : >"$log" # emptied here: the last run's "listening on" must not be read
-  "$@" --workers 1 -l 127.0.0.1:0 >"$log" 2>&1 &
+  "$@" --workers 1 -l 127.0.0.1:0 ${script[@]+"${script[@]}"} >"$log" 2>&1 &
   proxy_pid=$!
   pids+=("$proxy_pid")
   for _ in $(seq 1 300); do
@@ -137,7 +147,7 @@ syscalls() {
   local tracer=$!
   # The exchanges must start once strace is attached: it says so.
   for _ in $(seq 1 200); do
-    grep -q attached "$tmp/strace.err" && break
+    grep -qs attached "$tmp/strace.err" && break
     sleep 0.05
   done
   client "$n" "$1"
