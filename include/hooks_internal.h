@@ -20,6 +20,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "hooks.h"
@@ -145,6 +146,10 @@ int hooks_tx_finish(lua_State *L);   /* the outcome, for on_done */
  * the top of L. */
 void hooks_tx_register(lua_State *L);
 
+/* The state's scratch array, grown to hold <want> fields; NULL when out
+ * of memory. For a read-back: nothing to free if Lua raises. */
+struct header *hooks_scratch(struct hooks *h, size_t want);
+
 /* ---- hooks_lib.c ---- */
 
 /* Pushes the table of native functions hooks_api.lua builds proxy.* on. */
@@ -158,6 +163,15 @@ void hooks_lib_guard(lua_State *L);
 
 /* Sets native.header_functions in the table at the top of L. */
 void hooks_headers_register(lua_State *L);
+/* Pushes a header list that is a view of <fields> (a copy: Lua keeps no
+ * pointer into them), made for exchange <stamp>. */
+void hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64_t stamp);
+/* If the list at <index> is a view never filled, made from <out> for
+ * exchange <stamp> (and <out> not changed since), applies the edits made
+ * to it to <out> (checked as headers_add checks them) and returns 1.
+ * Returns 0 for a plain list (a view of anything else is filled first),
+ * or -1 with a message pushed and <out> as it was. */
+int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t stamp);
 
 /* ---- hooks_pattern.c ---- */
 

@@ -81,15 +81,19 @@ local function new_headers()
   return setmetatable({}, Headers)
 end
 
--- get, values, set, add and remove, and the list's __index and
--- __newindex, are C functions (hooks_headers.c) working on this table in
+-- get, values, set, add and remove, and the list's __index, __newindex
+-- and __len, are C functions (hooks_headers.c) working on this table in
 -- place: a header lookup or change runs no Lua code.
 -- count(h, name) is not a method: it is how request_out counts Host fields.
-local count_fields
+-- The lists C hands over start as views that hold no field until one is
+-- read: fill(h) makes h a plain list (the flat layout below) before it is
+-- read raw.
+local count_fields, fill
 header_methods.get, header_methods.values, header_methods.set, header_methods.add,
-  header_methods.remove, Headers.__index, Headers.__newindex, count_fields =
-  native.header_functions(CHANGED, header_methods)
+  header_methods.remove, Headers.__index, Headers.__newindex, count_fields, Headers.__len,
+  fill = native.header_functions(CHANGED, header_methods)
 Headers.__pairs = function(self)
+  fill(self)
   local i = -1
   return function()
     i = i + 2
@@ -97,7 +101,6 @@ Headers.__pairs = function(self)
     if name then return name, rawget(self, i + 1) end
   end, self, nil
 end
-Headers.__len = function(self) return rawlen(self) // 2 end
 
 -- The flat list C built becomes the header object itself.
 local function headers_from_list(list)
@@ -105,6 +108,7 @@ local function headers_from_list(list)
 end
 
 local function copy_headers(h)
+  fill(h)
   local c = new_headers()
   for i = 1, rawlen(h) do rawset(c, i, rawget(h, i)) end
   return c
@@ -604,6 +608,7 @@ end
 -- is taken before a call and changes() after it, only while flows are
 -- captured (a copy of the heads per call is what that costs).
 local function field_map(h)
+  fill(h)
   local m, order = {}, {}
   for i = 1, rawlen(h), 2 do
     local name = rawget(h, i)
@@ -709,12 +714,16 @@ function api.fingerprint(tx, request_side)
     end
   end
   if request_side then
-    add(req_data(tx), 0)
+    local d = req_data(tx)
+    if d then fill(d.headers) end
+    add(d, 0)
     parts[#parts + 1] = "|"
     add(rawget(tx, "upstream"), 0)
     return table.concat(parts, "\0")
   end
-  add(rawget(tx, "_res"), 0)
+  local r = rawget(tx, "_res")
+  if r then fill(r.headers) end
+  add(r, 0)
   parts[#parts + 1] = "|"
   add(rawget(tx, "_respond"), 0)
   return table.concat(parts, "\0")

@@ -3,22 +3,76 @@
  * tx.res.headers) in C: get, values, set, add, remove and the list's
  * __index and __newindex.
  *
- * A header list stays what hooks_api.lua makes it, a flat Lua table with
- * the name of field i at 2i-1 and its value at 2i (the layout C hands over
- * and reads back), plus a "changed" mark under a key only hooks_api holds.
+ * A header list is a Lua table with the name of field i at 2i-1 and its
+ * value at 2i, plus a "changed" mark under a key only hooks_api holds.
  * These functions work on that table in place: no table per field, no
  * lowered copy of each name to compare (names are compared byte by byte,
  * ASCII case folded), no pattern match to check a value, and no Lua
  * instructions run for a lookup or a change. What they accept and refuse
  * is the reference's (scripts/README.md, "Header lists").
+ *
+ * The lists the relay hands over (tx.req.headers, tx.res.headers) start
+ * as views: the table holds no field yet, only one block (a userdata
+ * under BASE_KEY) with a copy of the relay's fields, and the edits made
+ * since (OPS_KEY: add, set and remove, in order). Most hooks only set,
+ * remove or add a field, so the head is never turned into Lua strings:
+ * the edits are applied in C to the relay's own list when the list is
+ * read back (hooks_headers_apply). The first read (get, values, pairs,
+ * #h) fills the table from the copy and replays the edits, and from then
+ * on it is a plain list. The copy belongs to Lua, so a list kept past its
+ * exchange can still be filled.
  */
 #include "hooks_internal.h"
 
+#include <string.h>
+
+#include "headers.h"
 #include "http_parse.h"
 
 /* Upvalues of every function here. */
 #define CHANGED_KEY lua_upvalueindex(1) /* the mark hooks_api looks for */
 #define METHODS lua_upvalueindex(2)     /* name -> method, for __index */
+
+static int method_fill(lua_State *L);
+
+/* Keys of a view (light userdata: no script can make one). */
+static const char base_key = 'b', ops_key = 'o';
+
+/* The copy of the relay's fields a view starts from. */
+struct view_base {
+    uint64_t stamp; /* the exchange the fields are of */
+    size_t count;
+    size_t text_len;
+    struct header items[]; /* then the text, at items + count */
+};
+
+enum view_op { VIEW_ADD = 1, VIEW_SET, VIEW_REMOVE };
+
+static const char *base_text(const struct view_base *b)
+{
+    return (const char *)(b->items + b->count);
+}
+
+void hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64_t stamp)
+{
+    struct hooks *h = hooks_of(L);
+    size_t text_len = buffer_length(&fields->text);
+    struct view_base *b;
+
+    /* Room for the view's keys and the changed mark. */
+    lua_createtable(L, 0, 3);                             /* +1 list */
+    b = lua_newuserdatauv(L, sizeof *b + fields->count * sizeof b->items[0] + text_len, 0);
+    b->stamp = stamp;
+    b->count = fields->count;
+    b->text_len = text_len;
+    if (fields->count > 0)
+        memcpy(b->items, fields->items, fields->count * sizeof b->items[0]);
+    if (text_len > 0)
+        memcpy((char *)(b->items + b->count), buffer_peek(&fields->text), text_len);
+    lua_rawsetp(L, -2, &base_key);                        /* +1 list */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->headers_mt_ref);
+    lua_setmetatable(L, -2);
+}
 
 static int ascii_lower(int c)
 {
@@ -99,8 +153,222 @@ static int field_is(lua_State *L, lua_Integer i, const char *key, size_t klen)
     return eq;
 }
 
+/* Appends field <name>: <value> (stack indexes) to the list at 1. */
+static void list_add(lua_State *L, int name, int value)
+{
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    lua_pushvalue(L, name);
+    lua_rawseti(L, 1, n + 1);
+    lua_pushvalue(L, value);
+    lua_rawseti(L, 1, n + 2);
+}
+
+/* One field <name> with <value> where the first one was (else at the
+ * end) in the list at 1, or none when <value> is 0. Fields only move when
+ * one before them was removed. */
+static void list_set(lua_State *L, int name, int value)
+{
+    size_t klen;
+    const char *key = lua_tolstring(L, name, &klen);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1), out = 0;
+    int placed = 0;
+
+    for (lua_Integer i = 1; i <= n; i += 2) {
+        int match = field_is(L, i, key, klen);
+        if (!match) {
+            if (out != i - 1) {
+                lua_rawgeti(L, 1, i);
+                lua_rawseti(L, 1, out + 1);
+                lua_rawgeti(L, 1, i + 1);
+                lua_rawseti(L, 1, out + 2);
+            }
+            out += 2;
+        } else if (value && !placed) {
+            if (out != i - 1) {
+                lua_rawgeti(L, 1, i);
+                lua_rawseti(L, 1, out + 1);
+            }
+            lua_pushvalue(L, value);
+            lua_rawseti(L, 1, out + 2);
+            out += 2;
+            placed = 1;
+        }
+    }
+    for (lua_Integer i = n; i > out; i--) {
+        lua_pushnil(L);
+        lua_rawseti(L, 1, i);
+    }
+    if (value && !placed) {
+        lua_pushvalue(L, name);
+        lua_rawseti(L, 1, out + 1);
+        lua_pushvalue(L, value);
+        lua_rawseti(L, 1, out + 2);
+    }
+}
+
+/* The view's copy of the relay's fields (pushed), or NULL (nothing
+ * pushed) when the list at <idx> is a plain list. */
+static struct view_base *view_base(lua_State *L, int idx)
+{
+    if (lua_rawgetp(L, idx, &base_key) == LUA_TUSERDATA)
+        return lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return NULL;
+}
+
+/* Makes the view at 1 a plain list: its copied fields, then its edits
+ * replayed (they were checked when made). A no-op on a plain list. The
+ * list is the copy and the edits: what a script put into a view's
+ * integer keys with rawset (outside the API) is overwritten or dropped. */
+static void fill(lua_State *L)
+{
+    struct view_base *b = view_base(L, 1);
+    int top;
+
+    if (!b)
+        return;
+    top = lua_gettop(L);                                  /* base at top */
+    luaL_checkstack(L, 4, NULL);
+    for (size_t i = 0; i < b->count; i++) {
+        const struct header *f = &b->items[i];
+        lua_pushlstring(L, base_text(b) + f->name_off, f->name_len);
+        lua_rawseti(L, 1, (lua_Integer)(2 * i + 1));
+        lua_pushlstring(L, base_text(b) + f->value_off, f->value_len);
+        lua_rawseti(L, 1, (lua_Integer)(2 * i + 2));
+    }
+    /* Whatever followed is not part of the list any more. */
+    for (lua_Integer i = (lua_Integer)(2 * b->count + 1); lua_rawgeti(L, 1, i) != LUA_TNIL; i++) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_rawseti(L, 1, i);
+    }
+    lua_pop(L, 1);
+    if (lua_rawgetp(L, 1, &ops_key) == LUA_TTABLE) {      /* +2 base ops */
+        int ops = lua_gettop(L);
+        lua_Integer n = (lua_Integer)lua_rawlen(L, ops);
+        for (lua_Integer i = 1; i + 2 <= n; i += 3) {
+            lua_rawgeti(L, ops, i);
+            lua_Integer op = lua_tointeger(L, -1);
+            lua_rawgeti(L, ops, i + 1);
+            lua_rawgeti(L, ops, i + 2);                   /* +5 ... op name value */
+            if (op == VIEW_ADD)
+                list_add(L, ops + 2, ops + 3);
+            else
+                list_set(L, ops + 2, op == VIEW_SET ? ops + 3 : 0);
+            lua_settop(L, ops);
+        }
+    }
+    lua_settop(L, top - 1);
+    lua_pushnil(L);
+    lua_rawsetp(L, 1, &ops_key);
+    lua_pushnil(L);
+    lua_rawsetp(L, 1, &base_key);
+}
+
+/* Records edit <op> of field <name> (stack index) to <value> (index, or
+ * 0) on the view at 1. Returns 0, or -1 (a plain list: nothing done). */
+static int record(lua_State *L, enum view_op op, int name, int value)
+{
+    lua_Integer n;
+    int ops;
+
+    if (lua_rawgetp(L, 1, &base_key) != LUA_TUSERDATA) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    if (lua_rawgetp(L, 1, &ops_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 6, 0);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, 1, &ops_key);
+    }
+    ops = lua_gettop(L);
+    n = (lua_Integer)lua_rawlen(L, ops);
+    lua_pushinteger(L, op);
+    lua_rawseti(L, ops, n + 1);
+    lua_pushvalue(L, name);
+    lua_rawseti(L, ops, n + 2);
+    if (value)
+        lua_pushvalue(L, value);
+    else
+        lua_pushboolean(L, 0); /* no hole: rawlen counts every edit */
+    lua_rawseti(L, ops, n + 3);
+    lua_pop(L, 2);
+    return 0;
+}
+
+int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t stamp)
+{
+    size_t saved = out->count;
+    struct header *undo;
+    lua_Integer n;
+    int ops;
+
+    index = lua_absindex(L, index);
+    if (lua_rawgetp(L, index, &base_key) != LUA_TUSERDATA) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (((struct view_base *)lua_touserdata(L, -1))->stamp != stamp) {
+        /* Not a view of <out>: read back as a plain list. */
+        lua_pop(L, 1);
+        lua_pushcfunction(L, method_fill);
+        lua_pushvalue(L, index);
+        lua_call(L, 1, 0);
+        return 0;
+    }
+    lua_pop(L, 1);
+    if (lua_rawgetp(L, index, &ops_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return 1; /* no edit: the relay's fields stand */
+    }
+    ops = lua_gettop(L);
+    /* Undone on an error, as the read-back of a plain list leaves <out>
+     * as it was: the items only (text is only ever appended). */
+    undo = hooks_scratch(hooks_of(L), saved);
+    if (!undo) {
+        lua_pushliteral(L, "out of memory");
+        return -1;
+    }
+    if (saved > 0)
+        memcpy(undo, out->items, saved * sizeof *out->items);
+    n = (lua_Integer)lua_rawlen(L, ops);
+    for (lua_Integer i = 1; i + 2 <= n; i += 3) {
+        size_t nlen, vlen = 0;
+        const char *name, *value = NULL;
+        int rc;
+        lua_rawgeti(L, ops, i);
+        lua_Integer op = lua_tointeger(L, -1);
+        lua_rawgeti(L, ops, i + 1);
+        lua_rawgeti(L, ops, i + 2);
+        name = lua_tolstring(L, -2, &nlen);
+        if (op != VIEW_REMOVE)
+            value = lua_tolstring(L, -1, &vlen);
+        /* Checked when recorded, and again here by headers.c: what
+         * reaches the relay's list is checked where it enters it. */
+        if (!name || (op != VIEW_REMOVE && !value))
+            rc = -1;
+        else if (op == VIEW_ADD)
+            rc = headers_add(out, name, nlen, value, vlen);
+        else if (op == VIEW_SET)
+            rc = headers_set(out, name, nlen, value, vlen);
+        else
+            rc = headers_valid_name(name, nlen) ? (headers_remove(out, name, nlen), 0) : -1;
+        if (rc != 0) {
+            if (saved > 0)
+                memcpy(out->items, undo, saved * sizeof *out->items);
+            out->count = saved;
+            lua_pushfstring(L, "invalid header %s", name ? name : "?");
+            return -1;
+        }
+        lua_pop(L, 3);
+    }
+    lua_pop(L, 1);
+    return 1;
+}
+
 /* h:get(name): the value, the values joined with ", ", or nil. */
-static int headers_get(lua_State *L)
+static int method_get(lua_State *L)
 {
     size_t klen;
     const char *key;
@@ -110,6 +378,8 @@ static int headers_get(lua_State *L)
 
     luaL_checktype(L, 1, LUA_TTABLE);
     key = check_name(L, 2, &klen);
+    lua_settop(L, 2);
+    fill(L);
     n = (lua_Integer)lua_rawlen(L, 1);
     for (lua_Integer i = 1; i <= n; i += 2) {
         if (!field_is(L, i, key, klen))
@@ -138,7 +408,7 @@ static int headers_get(lua_State *L)
 }
 
 /* h:values(name): a list of the values of every field <name>. */
-static int headers_values(lua_State *L)
+static int method_values(lua_State *L)
 {
     size_t klen;
     const char *key;
@@ -146,6 +416,8 @@ static int headers_values(lua_State *L)
 
     luaL_checktype(L, 1, LUA_TTABLE);
     key = check_name(L, 2, &klen);
+    lua_settop(L, 2);
+    fill(L);
     n = (lua_Integer)lua_rawlen(L, 1);
     lua_newtable(L);
     for (lua_Integer i = 1; i <= n; i += 2) {
@@ -158,15 +430,40 @@ static int headers_values(lua_State *L)
 }
 
 /* count(h, name): how many fields <name> there are (hooks_api's check
- * for exactly one Host, without the list h:values makes). */
-static int headers_count(lua_State *L)
+ * for exactly one Host, without the list h:values makes). A view is not
+ * filled for it: its copy is counted, then each edit of <name> moves the
+ * count (an add by one, a set to one, a remove to none). */
+static int method_count(lua_State *L)
 {
     size_t klen;
     const char *key;
     lua_Integer n, count = 0;
+    struct view_base *b;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     key = check_name(L, 2, &klen);
+    lua_settop(L, 2);
+    if (lua_rawlen(L, 1) == 0 && (b = view_base(L, 1)) != NULL) {
+        for (size_t i = 0; i < b->count; i++)
+            count += name_eq(base_text(b) + b->items[i].name_off, b->items[i].name_len, key, klen);
+        if (lua_rawgetp(L, 1, &ops_key) == LUA_TTABLE) {
+            n = (lua_Integer)lua_rawlen(L, -1);
+            for (lua_Integer i = 1; i + 2 <= n; i += 3) {
+                size_t flen;
+                const char *fname;
+                lua_rawgeti(L, -1, i);
+                lua_Integer op = lua_tointeger(L, -1);
+                lua_rawgeti(L, -2, i + 1);
+                fname = lua_tolstring(L, -1, &flen);
+                if (name_eq(fname, flen, key, klen))
+                    count = op == VIEW_ADD ? count + 1 : op == VIEW_SET ? 1 : 0;
+                lua_pop(L, 2);
+            }
+        }
+        lua_pushinteger(L, count);
+        return 1;
+    }
+    fill(L);
     n = (lua_Integer)lua_rawlen(L, 1);
     for (lua_Integer i = 1; i <= n; i += 2)
         count += field_is(L, i, key, klen);
@@ -175,9 +472,8 @@ static int headers_count(lua_State *L)
 }
 
 /* h:add(name, value): one more field at the end. */
-static int headers_add(lua_State *L)
+static int method_add(lua_State *L)
 {
-    lua_Integer n;
     size_t klen;
 
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -185,76 +481,40 @@ static int headers_add(lua_State *L)
     check_name(L, 2, &klen);
     check_value(L, 3);
     mark_changed(L);
-    n = (lua_Integer)lua_rawlen(L, 1);
-    lua_pushvalue(L, 2);
-    lua_rawseti(L, 1, n + 1);
-    lua_pushvalue(L, 3);
-    lua_rawseti(L, 1, n + 2);
+    if (record(L, VIEW_ADD, 2, 3) != 0)
+        list_add(L, 2, 3);
     return 0;
 }
 
 /* h:set(name, value): one field <name> with <value> where the first one
- * was (else at the end), or none when <value> is nil. Fields only move
- * when one before them was removed. */
-static int headers_set(lua_State *L)
+ * was (else at the end), or none when <value> is nil. */
+static int method_set(lua_State *L)
 {
     size_t klen;
-    const char *key;
-    lua_Integer n, out = 0;
-    int has_value, placed = 0;
+    int has_value;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 3);
-    key = check_name(L, 2, &klen);
+    check_name(L, 2, &klen);
     has_value = !lua_isnil(L, 3);
     if (has_value)
         check_value(L, 3);
     mark_changed(L);
-    n = (lua_Integer)lua_rawlen(L, 1);
-    for (lua_Integer i = 1; i <= n; i += 2) {
-        int match = field_is(L, i, key, klen);
-        if (!match) {
-            if (out != i - 1) {
-                lua_rawgeti(L, 1, i);
-                lua_rawseti(L, 1, out + 1);
-                lua_rawgeti(L, 1, i + 1);
-                lua_rawseti(L, 1, out + 2);
-            }
-            out += 2;
-        } else if (has_value && !placed) {
-            if (out != i - 1) {
-                lua_rawgeti(L, 1, i);
-                lua_rawseti(L, 1, out + 1);
-            }
-            lua_pushvalue(L, 3);
-            lua_rawseti(L, 1, out + 2);
-            out += 2;
-            placed = 1;
-        }
-    }
-    for (lua_Integer i = n; i > out; i--) {
-        lua_pushnil(L);
-        lua_rawseti(L, 1, i);
-    }
-    if (has_value && !placed) {
-        lua_pushvalue(L, 2);
-        lua_rawseti(L, 1, out + 1);
-        lua_pushvalue(L, 3);
-        lua_rawseti(L, 1, out + 2);
-    }
+    if (record(L, has_value ? VIEW_SET : VIEW_REMOVE, 2, has_value ? 3 : 0) != 0)
+        list_set(L, 2, has_value ? 3 : 0);
     return 0;
 }
 
 /* h:remove(name) */
-static int headers_remove(lua_State *L)
+static int method_remove(lua_State *L)
 {
     lua_settop(L, 2);
     lua_pushnil(L);
-    return headers_set(L);
+    return method_set(L);
 }
 
 /* h.name / h["Name"]: a method, else the field's value. */
-static int headers_index(lua_State *L)
+static int method_index(lua_State *L)
 {
     lua_pushvalue(L, 2);
     if (lua_rawget(L, METHODS) != LUA_TNIL)
@@ -262,24 +522,45 @@ static int headers_index(lua_State *L)
     if (lua_type(L, 2) != LUA_TSTRING)
         return 1; /* nil */
     lua_settop(L, 2);
-    return headers_get(L);
+    return method_get(L);
 }
 
 /* h["Name"] = value */
-static int headers_newindex(lua_State *L)
+static int method_newindex(lua_State *L)
 {
     if (lua_type(L, 2) != LUA_TSTRING)
         return luaL_error(L, "header names are strings");
-    return headers_set(L);
+    return method_set(L);
+}
+
+/* #h */
+static int method_len(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    fill(L);
+    lua_pushinteger(L, (lua_Integer)(lua_rawlen(L, 1) / 2));
+    return 1;
+}
+
+/* fill(h): h as a plain list (pairs, and hooks_api's copies and diffs,
+ * read its fields raw). Returns h. */
+static int method_fill(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    fill(L);
+    return 1;
 }
 
 /* native.header_functions(changed_key, methods): the functions above, as
- * get, values, set, add, remove, __index, __newindex, count. */
+ * get, values, set, add, remove, __index, __newindex, count, __len, fill. */
 static int header_functions(lua_State *L)
 {
-    static const lua_CFunction fns[] = {headers_get,    headers_values, headers_set,
-                                        headers_add,    headers_remove, headers_index,
-                                        headers_newindex, headers_count};
+    static const lua_CFunction fns[] = {method_get,      method_values, method_set,
+                                        method_add,      method_remove, method_index,
+                                        method_newindex, method_count,  method_len,
+                                        method_fill};
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {

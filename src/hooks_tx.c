@@ -136,9 +136,7 @@ int hooks_tx_make_request(lua_State *L)
     lua_setfield(L, 2, "path");
     lua_pushstring(L, x->minor >= 1 ? "1.1" : "1.0");
     lua_setfield(L, 2, "version");
-    push_field_list(L, &x->req_headers);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->headers_mt_ref);
-    lua_setmetatable(L, -2);
+    hooks_headers_push_view(L, &x->req_headers, x->id);
     lua_setfield(L, 2, "headers");
     lua_pushvalue(L, 2);
     raw_set_field(L, 1, "_req");
@@ -287,8 +285,24 @@ static int proxy_owned(const char *name, size_t len)
  * and a bound keeps a list of many new fields from costing a square. */
 #define KEPT_LOOKAHEAD 8
 
+struct header *hooks_scratch(struct hooks *h, size_t want)
+{
+    if (want > h->scratch_cap || !h->scratch) {
+        struct header *grown = realloc(h->scratch, (want ? want : 1) * sizeof *grown);
+        if (!grown)
+            return NULL;
+        h->scratch = grown;
+        h->scratch_cap = want ? want : 1;
+    }
+    return h->scratch;
+}
+
 /* Replaces <out> by the list at <index> ({n1, v1, ...}). Fields the proxy
  * owns are skipped, except those named in <keep>.
+ *
+ * A view still unread (hooks_headers.c) of exchange <stamp> (0: none) was
+ * copied from <out>, which no one changed since: its edits are applied to
+ * <out> itself, and nothing else is read.
  *
  * Most of a list read back is what the relay handed over: a field equal
  * byte for byte to one of <out> (looked for in order) keeps that field's
@@ -298,22 +312,35 @@ static int proxy_owned(const char *name, size_t len)
  * built in the state's scratch array (nothing to free if Lua raises).
  * Returns 0, or -1 with an error message pushed (<out> unchanged then,
  * apart from unused text). */
-static int read_field_list(lua_State *L, int index, struct headers *out, const char *keep)
+static int read_field_list(lua_State *L, int index, struct headers *out, const char *keep,
+                           uint64_t stamp)
 {
     struct hooks *h = hooks_of(L);
-    lua_Integer n = (lua_Integer)lua_rawlen(L, index);
-    size_t count = 0, cursor = 0, old = out->count, want = (size_t)(n / 2);
+    lua_Integer n;
+    size_t count = 0, cursor = 0, old = out->count, want;
 
+    switch (hooks_headers_apply(L, index, out, stamp)) {
+    case -1:
+        return -1;
+    case 1:
+        for (size_t i = 0; i < out->count; i++) {
+            size_t nlen;
+            const char *name = headers_name(out, i, &nlen);
+            if (!proxy_owned(name, nlen) || (keep && http_token_eq(name, nlen, keep)))
+                out->items[count++] = out->items[i];
+        }
+        out->count = count;
+        return 0;
+    default:
+        break;
+    }
+    n = (lua_Integer)lua_rawlen(L, index);
+    want = (size_t)(n / 2);
     if (want > HEADERS_MAX_COUNT)
         want = HEADERS_MAX_COUNT;
-    if (want > h->scratch_cap) {
-        struct header *grown = realloc(h->scratch, want * sizeof *grown);
-        if (!grown) {
-            lua_pushliteral(L, "out of memory");
-            return -1;
-        }
-        h->scratch = grown;
-        h->scratch_cap = want;
+    if (!hooks_scratch(h, want)) {
+        lua_pushliteral(L, "out of memory");
+        return -1;
     }
     for (lua_Integer i = 1; i + 1 <= n; i += 2) {
         size_t nlen, vlen, at;
@@ -439,7 +466,8 @@ static int read_request(lua_State *L)
         return luaL_error(L, "a request cannot become CONNECT, nor CONNECT anything else");
     if (!valid_method(method, mlen) || (!x->is_connect && !valid_path(path, plen)))
         return luaL_error(L, "invalid method or path");
-    if (read_field_list(L, lua_gettop(L) - 2, &x->req_headers, x->is_upgrade ? "Upgrade" : NULL) != 0)
+    if (read_field_list(L, lua_gettop(L) - 2, &x->req_headers, x->is_upgrade ? "Upgrade" : NULL,
+                        x->id) != 0)
         return lua_error(L);
     int host_at = headers_find(&x->req_headers, "Host", 4, 0);
     if (host_at >= 0 && headers_find(&x->req_headers, "Host", 4, (size_t)host_at + 1) >= 0)
@@ -512,9 +540,7 @@ static int set_response(lua_State *L)
     lua_setfield(L, 2, "status");
     lua_pushstring(L, x->res_reason);
     lua_setfield(L, 2, "reason");
-    push_field_list(L, &x->res_headers);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->headers_mt_ref);
-    lua_setmetatable(L, -2);
+    hooks_headers_push_view(L, &x->res_headers, x->id);
     lua_setfield(L, 2, "headers");
     lua_pushvalue(L, 2);
     raw_set_field(L, 1, "_res");
@@ -561,7 +587,7 @@ static int read_response(lua_State *L)
     memcpy(x->res_reason, reason, rlen);
     x->res_reason[rlen] = '\0';
     if (read_field_list(L, lua_gettop(L), &x->res_headers,
-                        x->res_keep_length ? "Content-Length" : NULL) != 0)
+                        x->res_keep_length ? "Content-Length" : NULL, x->id) != 0)
         return lua_error(L);
     return 0;
 }
@@ -620,7 +646,7 @@ static int write_local(lua_State *L)
         return luaL_error(L, "invalid status %d", (int)code);
     int status = (int)code;
     headers_init(&fields);
-    if (read_field_list(L, lua_gettop(L), &fields, NULL) != 0) {
+    if (read_field_list(L, lua_gettop(L), &fields, NULL, 0) != 0) {
         headers_free(&fields); /* Lua raises past this frame */
         return lua_error(L);
     }

@@ -262,6 +262,40 @@ describe("hooks", function()
       end)
     end
 
+    it("keeps a list edited but never read past its exchange, with its edits", function()
+      start({ "kept_lists" })
+      local first = get("/echo?keep", { "X-Gone: 1", "X-Stay: s" })
+      assert.are.equal(200, first.status)
+      assert.are.equal("r", first.headers["x-res-edit"])
+      local sent = origin.requests()[1].headers
+      assert.are.equal("1, 2", sent["x-edit"])
+      assert.is_nil(sent["x-gone"])
+      assert.are.equal(200, get("/echo?show").status)
+      local got = origin.requests()[2].headers
+      -- The first request's fields as the script left them, in order
+      -- (the proxy's Via is in the list a script sees).
+      assert.are.equal("Host=" .. origin.authority .. ";X-Stay=s;Via=1.1 luaproxy;X-Edit=1;X-Edit=2 #5",
+                       got["x-kept-req"])
+      assert.are.equal("1, 2", got["x-kept-get"])
+      local res = got["x-kept-res"]
+      assert.truthy(res:find(";X-Res-Edit=r #", 1, true), res)
+      assert.falsy(res:find("Server=", 1, true), res)
+    end)
+
+    it("forwards no field put into an unread list with rawset, and checks one put into a read list", function()
+      start({ "kept_lists" })
+      local resp = get("/echo?raw-view")
+      assert.are.equal(200, resp.status)
+      local sent = origin.requests()[1]
+      assert.are.equal("yes", sent.headers["x-after-raw"])
+      assert.is_nil(sent.headers["x-raw"])
+      assert.falsy(sent.head:find("bad", 1, true), sent.head)
+      resp = get("/echo?raw-list")
+      assert.are.equal("HTTP/1.1 500 Internal Server Error", resp.status_line)
+      assert.are.equal(1, #origin.requests())
+      assert.truthy(wait_log("invalid header X%-Raw"), proxy.log())
+    end)
+
     it("drops the fields the proxy owns, on the request and on the response", function()
       start({ "owned" })
       local resp = get("/echo")
