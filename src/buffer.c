@@ -28,13 +28,15 @@
  * cache, so every one of those frees and mallocs went through malloc's
  * bins: about a tenth of the relay's own instructions per exchange. Sizes
  * are powers of two from BUFFER_MIN_CAP (reserve only makes those), so a
- * class is the block size's log2, and each class keeps a few blocks: a
- * worker holds at most BUFFER_CACHE_MAX however many clients it has.
+ * class is the block size's log2. Most blocks are 1 KiB (a small head or
+ * answer), and fifty busy clients free and take a few each between two
+ * waits for events, so a class keeps up to 64; in all a thread holds at
+ * most BUFFER_CACHE_MAX, however many clients it has.
  * Each thread has its own cache, so no lock is taken. Under AddressSanitizer
  * the cache is off, so a use after free of a buffer is still reported.
  */
 #define BLOCK_CLASSES 7 /* 1 KiB to 64 KiB */
-#define BLOCK_CACHE_PER_CLASS 8
+#define BLOCK_CACHE_PER_CLASS 64
 
 #if defined(__SANITIZE_ADDRESS__)
 #define BLOCK_CACHE 0
