@@ -65,6 +65,29 @@ enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int s
 
 /* Encodes one piece of payload in <kind> framing (no-op for len 0). */
 int body_write_data(struct buffer *out, enum http_body_kind kind, const char *data, size_t len);
+
+struct iovec;
+
+/* A way around the output buffer for large pieces: when nothing is queued
+ * in <buf>, a piece goes to the peer at once from where it lies (a chunk
+ * hook's string), framing and all in one gathered write, and only what the
+ * peer does not take now is copied into <buf>. <send> writes what the
+ * socket takes without waiting and returns the count; 0 when it takes
+ * nothing or the peer is gone (the next flush of <buf> finds that out). */
+struct body_direct {
+    struct buffer *buf;
+    size_t (*send)(void *arg, const struct iovec *iov, int iovcnt);
+    void *arg;
+};
+
+/* Pieces shorter than this are queued as usual: several small ones leave
+ * together in one write. */
+#define BODY_DIRECT_MIN (16 * 1024)
+
+/* body_write_data through <d> when <out> is d->buf, it is empty and the
+ * piece is large (<d> may be NULL). 0, or -1 when out of memory. */
+int body_write_data_direct(const struct body_direct *d, struct buffer *out,
+                           enum http_body_kind kind, const char *data, size_t len);
 /* Writes the end of the body: for chunked "0", the trailers, the final CRLF. */
 int body_write_end(struct buffer *out, enum http_body_kind kind, const char *trailers,
                    size_t trailers_len);

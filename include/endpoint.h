@@ -113,6 +113,15 @@ void endpoint_open_watched(struct endpoint *e, int fd);
  * on EOF and failed (with read_eof) on a reset. */
 enum endpoint_io endpoint_read(struct endpoint *e, size_t limit);
 
+struct iovec;
+
+/* Writes <iov> straight to the socket, skipping "out", as far as the socket
+ * takes it now; returns the bytes written. Only on a plain socket with
+ * nothing queued in "out" (else 0: the caller queues the bytes). A failure
+ * marks the endpoint failed and returns what went before it; the owner
+ * learns of it at its next flush. */
+size_t endpoint_write_now(struct endpoint *e, const struct iovec *iov, int iovcnt);
+
 /* Writes as much of "out" as the socket takes. ENDPOINT_ERROR (and failed)
  * when the peer is gone. An emptied buffer keeps its memory: a body in
  * flight reuses it; the session returns it once the connection is idle. */

@@ -3,6 +3,9 @@
  */
 #include "body.h"
 
+#include <stdio.h>
+#include <sys/uio.h>
+
 const char *body_kind_name(enum http_body_kind kind)
 {
     switch (kind) {
@@ -33,6 +36,42 @@ int body_write_data(struct buffer *out, enum http_body_kind kind, const char *da
                    ? -1
                    : 0;
     return buffer_append(out, data, len);
+}
+
+int body_write_data_direct(const struct body_direct *d, struct buffer *out,
+                           enum http_body_kind kind, const char *data, size_t len)
+{
+    char size_line[24];
+    struct iovec iov[3];
+    size_t total = 0, sent, skip;
+    int n = 0;
+
+    if (!d || !d->send || out != d->buf || buffer_length(out) > 0 || len < BODY_DIRECT_MIN)
+        return body_write_data(out, kind, data, len);
+    if (kind == HTTP_BODY_CHUNKED) {
+        int w = snprintf(size_line, sizeof size_line, "%zx\r\n", len);
+        iov[n++] = (struct iovec){size_line, (size_t)w};
+    }
+    iov[n++] = (struct iovec){(void *)(uintptr_t)data, len};
+    if (kind == HTTP_BODY_CHUNKED)
+        iov[n++] = (struct iovec){(void *)(uintptr_t)"\r\n", 2};
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    sent = d->send(d->arg, iov, n);
+    if (sent >= total)
+        return 0;
+    /* What the peer did not take waits in the buffer, in order. */
+    skip = sent;
+    for (int i = 0; i < n; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        if (buffer_append(out, (const char *)iov[i].iov_base + skip, iov[i].iov_len - skip) != 0)
+            return -1;
+        skip = 0;
+    }
+    return 0;
 }
 
 int body_write_end(struct buffer *out, enum http_body_kind kind, const char *trailers,

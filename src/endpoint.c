@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* ---- the plain transport ---------------------------------------------- */
@@ -167,6 +168,27 @@ enum endpoint_io endpoint_read(struct endpoint *e, size_t limit)
         return ENDPOINT_PROGRESS;
     }
     return read_ended(e, n);
+}
+
+size_t endpoint_write_now(struct endpoint *e, const struct iovec *iov, int iovcnt)
+{
+    struct msghdr msg = {0};
+    ssize_t n;
+
+    if (e->fd < 0 || e->failed || e->ops != &endpoint_plain_ops || buffer_length(&e->out) > 0)
+        return 0;
+    msg.msg_iov = (struct iovec *)(uintptr_t)iov;
+    msg.msg_iovlen = (size_t)iovcnt;
+    /* One call: a short write means the socket is full, and a second one
+     * would only find EAGAIN. */
+    do
+        n = sendmsg(e->fd, &msg, MSG_NOSIGNAL);
+    while (n == -1 && errno == EINTR);
+    if (n >= 0)
+        return (size_t)n;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+        e->failed = 1;
+    return 0;
 }
 
 /* Writes "out" until it is empty or the socket takes no more. <last>: the

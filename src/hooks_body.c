@@ -176,7 +176,10 @@ static int chunk_steps(struct session *s, int resuming)
     out_len = hs->piece_len;
     if (hs->piece_in_lua)
         out = piece_bytes(h->L, hs, &out_len); /* +1 */
-    if (rc == 0 && body_write_data(hs->piece_out, hs->piece_kind, out, out_len) != 0)
+    /* Straight from the string to the client when nothing waits before
+     * it: the one copy left on the way out is the kernel's. */
+    if (rc == 0 &&
+        body_write_data_direct(&hs->direct, hs->piece_out, hs->piece_kind, out, out_len) != 0)
         rc = -1;
     else if (rc == 0)
         *hs->piece_sent += out_len;

@@ -266,6 +266,17 @@ static void settle_edited_head(struct exchange *x)
     }
 }
 
+/* body_direct's send: a large piece from a chunk hook goes to the client
+ * without passing through its output buffer. */
+static size_t send_to_client(void *arg, const struct iovec *iov, int iovcnt)
+{
+    struct session *s = arg;
+    size_t n = endpoint_write_now(&s->client, iov, iovcnt);
+    if (n > 0)
+        s->last_activity = ev_now(s->proxy->loop);
+    return n;
+}
+
 /* Writes the response head for the client. The fields come from <head>'s
  * views when given (nothing edited them), else from x->res_headers (after
  * on_response). STEP_PROGRESS, or STEP_FAIL. */
@@ -279,6 +290,8 @@ static enum exchange_step send_response_head(struct session *s, const struct htt
         settle_edited_head(x);
     if (x->res_filter && hooks_prepare_response_body(s, &x->res_headers) != 0)
         return exchange_fail(x, 502, "out of memory");
+    if (x->res_filter)
+        x->hook.direct = (struct body_direct){&s->client.out, send_to_client, s};
     if ((head ? message_write_response_from(&s->client.out, head, x->res_keep_length,
                                             x->res_out_kind, x->res_out_length,
                                             x->keep_alive, x->minor)

@@ -1,5 +1,6 @@
 /*
- * test_body.c - unit tests for body_pump: decode one framing, encode another.
+ * test_body.c - unit tests for body_pump: decode one framing, encode another;
+ * and for a piece written straight to the peer (body_write_data_direct).
  *
  * The driver plays the relay: bytes arrive in <src> in pieces, body_pump
  * moves what it can into <dst>, and the test drains <dst> the way a socket
@@ -9,6 +10,8 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
 
 #include "body.h"
 #include "tap.h"
@@ -538,6 +541,91 @@ static void test_write(void)
     buffer_free(&out);
 }
 
+/* ---- writing a piece straight to the peer ------------------------------- */
+
+/* A peer that takes <take> bytes of what it is offered, and keeps them. */
+struct fake_peer {
+    size_t take;
+    struct buffer got;
+    int calls;
+};
+
+static size_t fake_send(void *arg, const struct iovec *iov, int iovcnt)
+{
+    struct fake_peer *p = arg;
+    size_t left = p->take, sent = 0;
+    p->calls++;
+    for (int i = 0; i < iovcnt && left > 0; i++) {
+        size_t n = iov[i].iov_len < left ? iov[i].iov_len : left;
+        buffer_append(&p->got, iov[i].iov_base, n);
+        left -= n;
+        sent += n;
+    }
+    return sent;
+}
+
+/* Sends a 20000-byte piece chunked to a peer taking <take> bytes: what it
+ * took followed by what was queued must be the whole framed piece. */
+static void check_direct(size_t take, const char *what)
+{
+    struct fake_peer peer = {take, {0}, 0};
+    struct buffer out, whole;
+    struct body_direct d = {&out, fake_send, &peer};
+    char *data = malloc(20000);
+
+    for (size_t i = 0; i < 20000; i++)
+        data[i] = (char)('a' + i % 26);
+    buffer_init(&out);
+    buffer_init(&whole);
+    buffer_init(&peer.got);
+    body_write_data(&whole, HTTP_BODY_CHUNKED, data, 20000);
+    is_int(body_write_data_direct(&d, &out, HTTP_BODY_CHUNKED, data, 20000), 0, what);
+    is_int(peer.calls, 1, "  ... one gathered write");
+    is_int(buffer_length(&peer.got), take < buffer_length(&whole) ? take : buffer_length(&whole),
+           "  ... the peer got what it took");
+    buffer_append(&peer.got, buffer_peek(&out), buffer_length(&out));
+    ok(buffer_length(&peer.got) == buffer_length(&whole) &&
+           memcmp(buffer_peek(&peer.got), buffer_peek(&whole), buffer_length(&whole)) == 0,
+       "  ... and the rest is queued in order");
+    free(data);
+    buffer_free(&out);
+    buffer_free(&whole);
+    buffer_free(&peer.got);
+}
+
+static void test_direct(void)
+{
+    struct fake_peer peer = {1 << 20, {0}, 0};
+    struct buffer out, other;
+    struct body_direct d = {&out, fake_send, &peer};
+    char big[BODY_DIRECT_MIN];
+
+    check_direct(1 << 20, "direct: the peer takes the whole piece");
+    check_direct(0, "direct: the peer takes nothing");
+    check_direct(3, "direct: the peer stops inside the size line");
+    check_direct(5000, "direct: the peer stops inside the data");
+    check_direct(20000 + 6 + 1, "direct: the peer stops inside the CRLF");
+
+    memset(big, 'x', sizeof big);
+    buffer_init(&out);
+    buffer_init(&other);
+    buffer_init(&peer.got);
+    body_write_data_direct(&d, &out, HTTP_BODY_LENGTH, big, sizeof big - 1);
+    is_int(peer.calls, 0, "direct: a small piece is queued");
+    body_write_data_direct(&d, &out, HTTP_BODY_LENGTH, big, sizeof big);
+    is_int(peer.calls, 0, "direct: nothing passes what is queued already");
+    is_int(buffer_length(&out), 2 * sizeof big - 1, "  ... it queues behind it");
+    body_write_data_direct(&d, &other, HTTP_BODY_LENGTH, big, sizeof big);
+    is_int(peer.calls, 0, "direct: only for its own buffer");
+    buffer_consume(&out, buffer_length(&out));
+    body_write_data_direct(&d, &out, HTTP_BODY_LENGTH, big, sizeof big);
+    is_int(peer.calls == 1 && buffer_length(&peer.got) == sizeof big && buffer_length(&out) == 0,
+           1, "direct: by length, the bytes alone");
+    buffer_free(&out);
+    buffer_free(&other);
+    buffer_free(&peer.got);
+}
+
 int main(void)
 {
     /* guarded_copy is for parsers; body_pump reads only through buffers. */
@@ -549,5 +637,6 @@ int main(void)
     test_bad();
     test_filter();
     test_write();
+    test_direct();
     return tap_done();
 }
