@@ -34,6 +34,10 @@
 
 #define ENDPOINT_IN_LIMIT (128 * 1024)
 #define ENDPOINT_OUT_LIMIT (128 * 1024)
+/* What "in" may hold for a body handed on in pieces that each cost more
+ * than their bytes (a chunk hook's call and its write): read in bites up
+ * to this, so the pieces are fewer and larger (endpoint_read_bulk). */
+#define ENDPOINT_BULK_LIMIT (256 * 1024)
 /* One read(2) takes up to this much: large bodies move in few calls. */
 #define ENDPOINT_READ_SIZE (64 * 1024)
 /* Bytes a splice pipe holds (the kernel's default pipe size). */
@@ -112,6 +116,10 @@ void endpoint_open_watched(struct endpoint *e, int fd);
 /* Reads what is available into "in" while it holds less than <limit>. Sets read_eof
  * on EOF and failed (with read_eof) on a reset. */
 enum endpoint_io endpoint_read(struct endpoint *e, size_t limit);
+/* endpoint_read in one bite of up to <limit> - what "in" holds, read
+ * straight into "in": for a body that is handed on in pieces, where fewer,
+ * larger pieces cost less than many. */
+enum endpoint_io endpoint_read_bulk(struct endpoint *e, size_t limit);
 
 struct iovec;
 

@@ -170,6 +170,30 @@ enum endpoint_io endpoint_read(struct endpoint *e, size_t limit)
     return read_ended(e, n);
 }
 
+enum endpoint_io endpoint_read_bulk(struct endpoint *e, size_t limit)
+{
+    size_t room;
+    char *p;
+    ssize_t n;
+
+    if (e->fd < 0 || e->read_eof)
+        return ENDPOINT_EOF;
+    if (buffer_length(&e->in) >= limit)
+        return ENDPOINT_AGAIN;
+    room = limit - buffer_length(&e->in);
+    p = buffer_reserve(&e->in, room);
+    if (!p) {
+        e->failed = 1;
+        return ENDPOINT_ERROR;
+    }
+    n = e->ops->read(e, p, room);
+    if (n > 0) {
+        buffer_commit(&e->in, (size_t)n);
+        return ENDPOINT_PROGRESS;
+    }
+    return read_ended(e, n);
+}
+
 size_t endpoint_write_now(struct endpoint *e, const struct iovec *iov, int iovcnt)
 {
     struct msghdr msg = {0};

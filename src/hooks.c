@@ -18,6 +18,7 @@
  */
 #include "hooks_internal.h"
 
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,6 +179,20 @@ void hooks_unref(struct hooks *h)
     }
 }
 
+/* A chunk hook gets every piece of a body as a new Lua string, up to 256
+ * KiB each (a bulk read, or a decoded piece), and the collector frees them
+ * a batch at a time. With glibc's defaults a piece past 128 KiB is a fresh
+ * mmap and a batch freed at the heap's top goes back to the system at
+ * once: page faults on every byte of the body, twice over (brk grew and
+ * shrank ~30 times per 10 MiB body, ~230 faults). So pieces stay on the
+ * heap, and the heap keeps a few MiB free for the next batch: a bounded
+ * amount, kept only by workers whose scripts filter bodies. */
+static void keep_pieces_on_heap(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    mallopt(M_TRIM_THRESHOLD, 4 << 20);
+}
+
 /* Loads every script of <cfg> into a new state. NULL with <err>. */
 static struct hooks *hooks_new(const struct config *cfg, struct ev_loop *loop, char *err,
                                size_t err_len)
@@ -222,6 +237,8 @@ static struct hooks *hooks_new(const struct config *cfg, struct ev_loop *loop, c
         return NULL;
     }
     lua_gc(h->L, LUA_GCGEN, 0, 0); /* short-lived tx tables: generational GC suits */
+    if (h->has[HOOK_ON_RESPONSE_CHUNK] || h->has[HOOK_ON_REQUEST_CHUNK])
+        keep_pieces_on_heap();
     return h;
 }
 

@@ -458,20 +458,33 @@ static int flush_both(struct session *s)
     return progress;
 }
 
-/* Whether <e> has room for more: its buffer, or its splice pipe. */
-static int wants_read(const struct endpoint *e)
+/* Whether <e> has room for more: its buffer (up to <limit>), or its
+ * splice pipe. */
+static int wants_read(const struct endpoint *e, size_t limit)
 {
     if (e->read_eof)
         return 0;
     if (endpoint_splicing(e))
         return e->piped < ENDPOINT_PIPE_SIZE && e->splice_limit > 0;
-    return buffer_length(&e->in) < ENDPOINT_IN_LIMIT;
+    return buffer_length(&e->in) < limit;
+}
+
+/* What the upstream's "in" may hold. A response body on its way through
+ * on_response_chunk is read in larger bites (each piece costs a hook call
+ * and a write of its own); a bite is what the socket holds at the time,
+ * so nothing that arrived waits for more to come. */
+static size_t upstream_in_limit(const struct session *s)
+{
+    return s->x.res_filter && s->x.res_state == RESPONSE_BODY ? ENDPOINT_BULK_LIMIT
+                                                               : ENDPOINT_IN_LIMIT;
 }
 
 /* One read from <e>, into its buffer or through its splice pipe. */
 static enum endpoint_io read_from(struct endpoint *e, size_t limit)
 {
-    return endpoint_splicing(e) ? endpoint_splice_read(e) : endpoint_read(e, limit);
+    if (endpoint_splicing(e))
+        return endpoint_splice_read(e);
+    return limit > ENDPOINT_IN_LIMIT ? endpoint_read_bulk(e, limit) : endpoint_read(e, limit);
 }
 
 /* Sets the watchers to what the state needs. */
@@ -494,7 +507,7 @@ static void update_watchers(struct session *s)
     case SESSION_EXCHANGE:
     case SESSION_TUNNEL:
     case SESSION_DRAINING:
-        if (wants_read(&s->client))
+        if (wants_read(&s->client, ENDPOINT_IN_LIMIT))
             cev |= EV_READ;
         break;
     case SESSION_CLOSED:
@@ -509,7 +522,7 @@ static void update_watchers(struct session *s)
         } else if (s->state == SESSION_CONNECTING) {
             uev = EV_WRITE;
         } else if (s->state == SESSION_EXCHANGE || s->state == SESSION_TUNNEL) {
-            if (wants_read(&s->upstream))
+            if (wants_read(&s->upstream, upstream_in_limit(s)))
                 uev |= EV_READ;
             if ((buffer_length(&s->upstream.out) > 0 || s->client.piped > 0) &&
                 !s->upstream.failed)
@@ -788,7 +801,7 @@ static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents)
         /* A large body: read, relay and write a few times per wakeup
          * rather than once per trip through the event loop. */
         for (int round = 0; round < IO_ROUNDS; round++) {
-            if (read_from(&s->upstream, ENDPOINT_IN_LIMIT) != ENDPOINT_PROGRESS)
+            if (read_from(&s->upstream, upstream_in_limit(s)) != ENDPOINT_PROGRESS)
                 break;
             s->last_activity = ev_now(loop);
             session_advance(s);

@@ -1,0 +1,160 @@
+-- The response body's way through on_response_chunk when it is large or
+-- slow: pieces read in bites of what has arrived (never held back for more),
+-- a hook's string written to the client straight from Lua, with what a
+-- slow client does not take queued in order, and memory that stays bounded
+-- however slowly the client reads.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local socket = require("socket")
+local h = require("support.harness")
+
+local SAME = "function on_response_chunk(tx, c, eof) return c end\n"
+
+-- A chunked body decoded as it arrives: feed() takes raw bytes and hands
+-- each piece of payload to <on_data>; done once the last chunk came.
+local function chunked_reader(on_data)
+  local r = { buf = "", left = nil, done = false }
+  function r.feed(raw)
+    r.buf = r.buf .. raw
+    while not r.done do
+      if r.left == nil then
+        local hex, after = r.buf:match("^(%x+)\r\n()")
+        if not hex then
+          assert(not r.buf:find("\r\n", 1, true) and #r.buf < 32,
+            "bad chunk size line: " .. string.format("%q", r.buf:sub(1, 32)))
+          return
+        end
+        r.left = tonumber(hex, 16)
+        r.buf = r.buf:sub(after)
+        r.last = r.left == 0
+      elseif r.last then
+        -- no trailers from the proxy here: the blank line ends the body
+        if #r.buf < 2 then return end
+        assert(r.buf:sub(1, 2) == "\r\n", "no blank line after the last chunk")
+        r.buf = r.buf:sub(3)
+        r.done = true
+      elseif r.left > 0 then
+        if #r.buf == 0 then return end
+        local take = math.min(r.left, #r.buf)
+        on_data(r.buf:sub(1, take))
+        r.buf = r.buf:sub(take + 1)
+        r.left = r.left - take
+      else
+        if #r.buf < 2 then return end
+        assert(r.buf:sub(1, 2) == "\r\n", "chunk not followed by CRLF")
+        r.buf = r.buf:sub(3)
+        r.left = nil
+      end
+    end
+  end
+  return r
+end
+
+describe("the chunk hook's path for large and slow bodies", function()
+  local origin, proxy, script
+
+  setup(function() script = h.tmpfile(SAME, "same.lua") end)
+  before_each(function() origin = h.start_origin() end)
+  after_each(function()
+    local problem = h.stop_procs({ origin, proxy }, 2)
+    proxy, origin = nil, nil
+    assert(not problem, problem)
+  end)
+
+  it("keeps memory bounded and the body whole while a slow client reads 64 MiB", function()
+    -- See lifecycle_spec: a small ASan quarantine, so RSS measures the proxy.
+    local asan = os.getenv("ASAN_OPTIONS")
+    proxy = h.start_proxy({ "-s", script }, { env = {
+      ASAN_OPTIONS = (asan and asan ~= "" and asan .. ":" or "") .. "quarantine_size_mb=4" } })
+    local total = 64 * 1024 * 1024
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("GET", origin.url("/bytes?n=" .. total),
+      { "Host: " .. origin.authority })))
+    local resp = assert(h.read_response(s, { head_only = true, timeout = 10 }))
+    assert.are.equal(200, resp.status)
+    assert.are.equal("chunked", (resp.headers["transfer-encoding"] or ""):lower())
+
+    local expected = h.pattern(2 * 65536 + 64)
+    local got, max_rss = 0, 0
+    local reader = chunked_reader(function(data)
+      local start = got % 64
+      assert(data == expected:sub(start + 1, start + #data), "body corrupt at byte " .. got)
+      got = got + #data
+    end)
+    local function sample()
+      local rss = proxy.rss_kb()
+      if rss and rss > max_rss then max_rss = rss end
+    end
+
+    -- Slow phase: 16 KiB every 10 ms for 1.5 s. The origin races ahead; the
+    -- hook's pieces meet a full socket, so they are written in part and
+    -- the rest waits in the client's buffer, and the proxy must stop
+    -- reading the origin rather than pile up strings.
+    local slow_until, n = h.now() + 1.5, 0
+    while h.now() < slow_until do
+      local data, err = h.recv_exact(s, 16384, 10)
+      assert(err == nil, "read failed: " .. tostring(err))
+      reader.feed(data)
+      n = n + 1
+      if n % 10 == 0 then sample() end
+      h.sleep(0.01)   -- the slowness under test
+    end
+    assert.is_true(got < total / 2, "the client was not slow enough to matter")
+    while not reader.done do
+      local data, err = h.recv_some(s, 10)
+      assert(#data > 0, "read failed after " .. got .. " bytes: " .. tostring(err))
+      reader.feed(data)
+      n = n + 1
+      if n % 100 == 0 then sample() end
+    end
+    sample()
+    assert.are.equal(total, got)
+    assert.are.equal("", reader.buf, "bytes after the last chunk")
+    assert.is_true(max_rss > 0 and max_rss < 48 * 1024, "proxy RSS peaked at " .. max_rss .. " KiB")
+    -- The connection is still in step for another request.
+    assert(h.send(s, h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority })))
+    assert.are.equal("hello\n", h.read_response(s).body)
+    s:close()
+  end)
+
+  it("hands the hook what has arrived without waiting for more", function()
+    proxy = h.start_proxy({ "-s", script })
+    -- An origin of our own, so the spec decides when each part is sent.
+    local server = assert(socket.bind("127.0.0.1", 0))
+    server:settimeout(h.DEFAULT_TIMEOUT)
+    local _, port = server:getsockname()
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("GET", "http://127.0.0.1:" .. port .. "/stream",
+      { "Host: 127.0.0.1:" .. port })))
+    local up = assert(server:accept())
+    up:settimeout(h.DEFAULT_TIMEOUT)
+    repeat
+      local line = assert(up:receive("*l"))
+    until line == ""
+    local first, rest = h.pattern(1000), h.pattern(300000, 1000)
+    assert(h.send(up, "HTTP/1.1 200 OK\r\nContent-Length: " .. (#first + #rest) .. "\r\n\r\n"
+      .. first))
+
+    local got = {}
+    local reader = chunked_reader(function(data) got[#got + 1] = data end)
+    assert(h.read_response(s, { head_only = true }))
+    reader.feed(h.take_pending(s))
+    -- The first part comes through while the origin sends nothing more.
+    while #table.concat(got) < #first do
+      local data, err = h.recv_some(s, 5)
+      assert(#data > 0, "the first part is held back: " .. tostring(err))
+      reader.feed(data)
+    end
+    assert.are.equal(first, table.concat(got))
+    assert(h.send(up, rest))
+    while not reader.done do
+      local data, err = h.recv_some(s, 5)
+      assert(#data > 0, "the rest did not come: " .. tostring(err))
+      reader.feed(data)
+    end
+    assert.is_true(table.concat(got) == first .. rest, "the body came out wrong")
+    up:close()
+    server:close()
+    s:close()
+  end)
+end)
