@@ -195,5 +195,14 @@ void hooks_on_count(lua_State *L, lua_Debug *ar);
 /* Replaces coroutine.resume and coroutine.wrap with versions the
  * watchdog can follow into. */
 void hooks_watch_install(lua_State *L);
+/* Runs the function on top of L (no arguments, no results: a script's
+ * top-level code, while scripts load) in a coroutine of its own, stopped
+ * once it has run <budget> seconds. Pops the function; returns LUA_OK, or
+ * an error status with the message on top of L. */
+int hooks_watch_load(lua_State *L, double budget);
+/* Whether top-level code is running on <L> past its time limit: it is
+ * then marked to stop at its next instruction, even if it catches the
+ * error the caller raises. */
+int hooks_watch_load_expired(lua_State *L);
 
 #endif

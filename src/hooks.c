@@ -104,6 +104,25 @@ static int misspelt_hook(const char *name)
     return 1;
 }
 
+/* The time a script's top-level code may take: LOAD_BUDGET, or the hook
+ * budget when that is longer. Enough to read a file or build a table. */
+#define LOAD_BUDGET 1.0
+
+static double load_budget(const struct config *cfg)
+{
+    return cfg->hook_timeout > LOAD_BUDGET ? cfg->hook_timeout : LOAD_BUDGET;
+}
+
+/* Raises the error on top of L, naming <script> when the message does not
+ * already (a time limit's message has no position). */
+static int load_error(lua_State *L, const char *script)
+{
+    const char *msg = lua_tostring(L, -1);
+    if (msg && strncmp(msg, script, strlen(script)) != 0)
+        lua_pushfstring(L, "%s: %s", script, msg);
+    return lua_error(L);
+}
+
 /* Runs inside lua_pcall: the API, then each script in its environment.
  * Upvalue-free; the struct hooks comes in as light userdata. */
 static int setup_state(lua_State *L)
@@ -146,7 +165,8 @@ static int setup_state(lua_State *L)
             return lua_error(L);
         lua_pushvalue(L, -2);
         lua_setupvalue(L, -2, 1);                  /* chunk's _ENV = env */
-        lua_call(L, 0, 0);                         /* +1 env */
+        if (hooks_watch_load(L, load_budget(cfg)) != LUA_OK) /* +1 env */
+            return load_error(L, cfg->scripts[i]);
         for (int p = 0; p < HOOK_PHASE_COUNT; p++) {
             if (lua_getfield(L, -1, hooks_phase_names[p]) == LUA_TFUNCTION)
                 h->has[p] |= 1u << i;

@@ -48,7 +48,8 @@ static double now_monotonic(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Counts <n> steps; past the hook's deadline, fails the call. */
+/* Counts <n> steps; past the hook's deadline (or, while scripts load, the
+ * load time limit), fails the call. */
 static void spend(struct matcher *m, unsigned n)
 {
     struct hooks *h;
@@ -57,6 +58,8 @@ static void spend(struct matcher *m, unsigned n)
     if (before / STEP_CHECK == m->steps / STEP_CHECK)
         return;
     h = hooks_of(m->L);
+    if (h && h->running_phase < 0 && hooks_watch_load_expired(m->L))
+        luaL_error(m->L, "top-level code timed out in a pattern match");
     if (!h || h->running_phase < 0 || now_monotonic() <= h->deadline)
         return;
     hooks_watch_expire(m->L); /* even if the script catches the error below */

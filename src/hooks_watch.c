@@ -1,6 +1,6 @@
 /*
  * hooks_watch.c - the time budget of a hook call (--hook-timeout), kept
- * without a cost per Lua instruction.
+ * without a cost per Lua instruction, and of a script's top-level code.
  *
  * Lua stops a running script only through a debug hook, and in Lua 5.4 a
  * count hook, however large its count, makes the VM trap into the hook
@@ -31,6 +31,13 @@
  * hook on the hook's coroutine does not reach: coroutine.resume and
  * coroutine.wrap are replaced by versions that record the innermost
  * coroutine running, so the handler stops that one too.
+ *
+ * A script's top-level code, run while scripts load (at start, and on
+ * SIGHUP inside a running worker, where an endless loop would stop the
+ * worker for good), has a budget too. Loading is rare, so it needs no
+ * thread: a count hook looks at the clock every LOAD_CHECK_INTERVAL
+ * instructions, and the code runs in a coroutine so that the hook can
+ * yield out of it past any pcall the script makes.
  */
 #include "hooks_internal.h"
 
@@ -39,6 +46,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -68,6 +76,15 @@ static _Atomic(lua_State *) watch_inner; /* the innermost one the script resumed
 
 /* Instructions between two looks at the clock when there is no watchdog. */
 #define COUNT_HOOK_INTERVAL 1000
+/* The same while a script's top-level code runs. */
+#define LOAD_CHECK_INTERVAL 10000
+
+/* The top-level code running now, if any (main thread only). */
+static struct {
+    int running;
+    int timed_out;
+    double deadline;
+} load;
 
 static int watch_signal(void)
 {
@@ -268,6 +285,22 @@ void hooks_watch_expire(lua_State *L)
  * What Lua's coroutine library does (lcorolib.c), plus a note of the
  * coroutine running, so the watchdog's handler reaches it. */
 
+/* The count hook of a script's top-level code: past the budget, every
+ * instruction stops it, by a yield where it can (a pcall in the script
+ * cannot catch that), else by an error. */
+static void on_load_count(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    if (!load.timed_out && now_seconds() <= load.deadline)
+        return;
+    load.timed_out = 1;
+    lua_sethook(L, on_load_count, LUA_MASKCOUNT, 1);
+    if (lua_isyieldable(L))
+        lua_yield(L, 0); /* must be the hook's last action */
+    else
+        luaL_error(L, "top-level code ran longer than the load time limit");
+}
+
 /* Resumes <co> with <narg> values from the top of L. The count of values
  * it yielded or returned, moved onto L; or -1 with the error on L. */
 static int watched_resume(lua_State *L, lua_State *co, int narg)
@@ -281,7 +314,9 @@ static int watched_resume(lua_State *L, lua_State *co, int narg)
         return -1;
     }
     lua_xmove(L, co, narg);
-    if (h->timed_out)
+    if (load.running)
+        lua_sethook(co, on_load_count, LUA_MASKCOUNT, load.timed_out ? 1 : LOAD_CHECK_INTERVAL);
+    else if (h->timed_out)
         lua_sethook(co, hooks_on_count, LUA_MASKCOUNT, 1);
     else if (!watch.failed)
         lua_sethook(co, NULL, 0, 0);
@@ -290,7 +325,9 @@ static int watched_resume(lua_State *L, lua_State *co, int narg)
     status = lua_resume(co, L, narg, &nres);
     if (!watch.failed)
         atomic_store(&watch_inner, outer);
-    if (h->timed_out) /* stop the caller too */
+    if (load.running && load.timed_out) /* stop the caller too */
+        lua_sethook(L, on_load_count, LUA_MASKCOUNT, 1);
+    else if (h->timed_out)
         lua_sethook(L, hooks_on_count, LUA_MASKCOUNT, 1);
     if (status == LUA_OK || status == LUA_YIELD) {
         if (!lua_checkstack(L, nres + 1)) {
@@ -362,4 +399,49 @@ void hooks_watch_install(lua_State *L)
         lua_setfield(L, -2, "wrap");
     }
     lua_pop(L, 1);
+}
+
+int hooks_watch_load_expired(lua_State *L)
+{
+    if (!load.running || (!load.timed_out && now_seconds() <= load.deadline))
+        return 0;
+    load.timed_out = 1;
+    lua_sethook(L, on_load_count, LUA_MASKCOUNT, 1);
+    return 1;
+}
+
+int hooks_watch_load(lua_State *L, double budget)
+{
+    lua_State *co = lua_newthread(L); /* +1 co (kept until the end) */
+    int status, nres;
+
+    lua_rotate(L, -2, 1);  /* co under the function */
+    lua_xmove(L, co, 1);   /* the function, onto co */
+    load.running = 1;
+    load.timed_out = 0;
+    load.deadline = now_seconds() + budget;
+    lua_sethook(co, on_load_count, LUA_MASKCOUNT, LOAD_CHECK_INTERVAL);
+    status = lua_resume(co, L, 0, &nres);
+    load.running = 0;
+    if (load.timed_out && status == LUA_YIELD) {
+        lua_pop(L, 1);
+        char msg[96];
+        snprintf(msg, sizeof msg, "its top-level code ran longer than %g s (the load time limit)",
+                 budget);
+        lua_pushstring(L, msg);
+        return LUA_ERRRUN;
+    }
+    if (status == LUA_YIELD) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "its top-level code yielded (a script may yield only inside a hook)");
+        return LUA_ERRRUN;
+    }
+    if (status != LUA_OK) { /* an error: the script's, or a limit's where it could not yield */
+        lua_xmove(co, L, 1);
+        lua_remove(L, -2);
+        return status;
+    }
+    lua_pop(co, nres);
+    lua_pop(L, 1);
+    return LUA_OK;
 }

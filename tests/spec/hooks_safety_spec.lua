@@ -238,6 +238,13 @@ end
       assert.are.equal("2", resp.headers["x-version"])
       assert.is_true(proxy.alive())
 
+      -- Top-level code that never ends is stopped; the old scripts stay.
+      h.write_file(path, version_script("5", "while true do pcall(function() while true do end end) end"))
+      proxy.signal("HUP")
+      assert.truthy(wait_log_count("reload failed, keeping the scripts in force", 2), proxy.log())
+      assert.truthy(proxy.log():find("its top-level code ran longer than 1 s", 1, true), proxy.log())
+      assert.are.equal("2", get("/hello").headers["x-version"])
+
       -- Fixing the file and reloading again works.
       h.write_file(path, version_script("4"))
       proxy.signal("HUP")
@@ -321,6 +328,28 @@ end
       local line = line_of(file, "error(")
       assert.truthy(err:find(file .. ":" .. line .. ":", 1, true), err)
       assert.falsy(err:find("listening on", 1, true), err)
+    end)
+
+    it("stops top-level code that never ends, and exits non-zero", function()
+      local file = FIXTURES .. "load_loop.lua"
+      local p = h.start_proxy({ "-s", file }, { wait = false })
+      local code = p.wait_exit(10)
+      if not code then p.stop(1) end
+      assert.truthy(code and code ~= 0, "exit status " .. tostring(code))
+      local err = p.stderr()
+      assert.truthy(err:find(file .. ": its top-level code ran longer than 1 s", 1, true), err)
+      assert.falsy(err:find("listening on", 1, true), err)
+    end)
+
+    it("stops a pattern match at the top level that would run for minutes", function()
+      local file = FIXTURES .. "load_pattern.lua"
+      local p = h.start_proxy({ "-s", file }, { wait = false })
+      local code = p.wait_exit(10)
+      if not code then p.stop(1) end
+      assert.truthy(code and code ~= 0, "exit status " .. tostring(code))
+      local err = p.stderr()
+      assert.truthy(err:find("top-level code timed out in a pattern match", 1, true), err)
+      assert.truthy(err:find(file .. ":" .. line_of(file, "string.find(") .. ":", 1, true), err)
     end)
 
     it("exits non-zero when a script has a syntax error at startup", function()
