@@ -162,6 +162,8 @@ struct exchange {
     uint64_t res_filtered_bytes; /* body bytes sent after the filter */
     struct headers res_headers;
     struct body_reader res_body;
+    struct buffer res_batch; /* small chunks gathered for on_response_chunk
+                              * (res_body.batch; empty between pump calls) */
     enum http_body_kind res_out_kind;
     bool response_started; /* bytes of this response are queued for the client */
     bool client_keep;      /* what the client's head asked: keep-alive or not */

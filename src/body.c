@@ -23,7 +23,8 @@ void body_reader_init(struct body_reader *r, const struct http_framing *framing)
     r->remaining = framing->kind == HTTP_BODY_LENGTH ? framing->length : 0;
     r->swapped = r->copied = r->filtered = 0;
     chunked_init(&r->chunked);
-    r->end_pending = 0;
+    r->end_pending = r->eof_pending = 0;
+    r->batch = NULL;
 }
 
 int body_write_data(struct buffer *out, enum http_body_kind kind, const char *data, size_t len)
@@ -94,6 +95,22 @@ static int emit(struct buffer *dst, enum http_body_kind out_kind, body_filter *f
     return body_write_data(dst, out_kind, data, len);
 }
 
+/* Hands the gathered chunks to the filter as one piece and empties the
+ * batch (the filter is done with the bytes when it returns, even when it
+ * pauses). The filter's result. */
+static int emit_batch(struct body_reader *r, struct buffer *dst, enum http_body_kind out_kind,
+                      body_filter *filter, void *filter_arg, uint64_t *moved)
+{
+    size_t n = buffer_length(r->batch);
+    int rc = filter(filter_arg, buffer_peek(r->batch), n, 0, dst, out_kind);
+    buffer_consume(r->batch, n);
+    if (rc >= 0) {
+        *moved += n;
+        r->filtered += n;
+    }
+    return rc;
+}
+
 enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int src_eof,
                                 struct buffer *dst, size_t dst_limit,
                                 enum http_body_kind out_kind, body_filter *filter,
@@ -103,6 +120,20 @@ enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int s
     const char *trailers = "";
     size_t trailers_len = 0;
 
+    if (r->eof_pending) {
+        /* The filter has finished the batch it took at the body's end:
+         * now its eof call, then the end. */
+        int rc = emit(dst, out_kind, filter, filter_arg, "", 0, 1);
+        r->eof_pending = 0;
+        if (rc > 0) {
+            r->end_pending = 1;
+            return BODY_PUMP_PAUSED;
+        }
+        if (rc < 0 || body_write_end(dst, out_kind, "", 0) != 0)
+            return BODY_PUMP_FILTER_FAILED;
+        r->kind = HTTP_BODY_NONE;
+        return BODY_PUMP_DONE;
+    }
     if (r->end_pending) {
         /* The filter has finished the last piece it took: end the body
          * (trailers, if any, were not kept across the pause). */
@@ -169,6 +200,13 @@ enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int s
                 buffer_consume(src, consumed);
                 if (src_eof)
                     return BODY_PUMP_TRUNCATED;
+                if (r->batch && buffer_length(r->batch) > 0) {
+                    /* All that is buffered is in the batch: it goes now. */
+                    int rc = emit_batch(r, dst, out_kind, filter, filter_arg, moved);
+                    if (rc < 0)
+                        return BODY_PUMP_FILTER_FAILED;
+                    return rc > 0 ? BODY_PUMP_PAUSED : BODY_PUMP_PROGRESS;
+                }
                 return consumed ? BODY_PUMP_PROGRESS : result;
             case CHUNKED_RESULT_DONE:
                 trailers = data;
@@ -180,6 +218,36 @@ enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int s
                 return BODY_PUMP_INVALID;
             }
             break;
+        }
+        if (filter && r->batch && r->kind == HTTP_BODY_CHUNKED &&
+            ((data_len > 0 && (data_len < BODY_BATCH_MIN || buffer_length(r->batch) > 0)) ||
+             (finished && buffer_length(r->batch) > 0))) {
+            /* A chunk joins the batch (a large one only behind small ones,
+             * to keep the order); the batch goes once it is large enough,
+             * or at the body's end, before the eof call. */
+            int rc;
+            if (data_len > 0) {
+                if (buffer_append(r->batch, data, data_len) != 0)
+                    return BODY_PUMP_FILTER_FAILED;
+                buffer_consume(src, consumed);
+                consumed = data_len = 0;
+                if (buffer_length(r->batch) < BODY_BATCH_MIN) {
+                    result = BODY_PUMP_PROGRESS;
+                    continue;
+                }
+            }
+            rc = emit_batch(r, dst, out_kind, filter, filter_arg, moved);
+            if (rc != 0) {
+                buffer_consume(src, consumed);
+                if (rc < 0)
+                    return BODY_PUMP_FILTER_FAILED;
+                r->eof_pending = finished; /* its eof call comes after the wait */
+                return BODY_PUMP_PAUSED;
+            }
+            if (!finished) {
+                result = BODY_PUMP_PROGRESS;
+                continue;
+            }
         }
         if (data_len > 0) {
             int rc = emit(dst, out_kind, filter, filter_arg, data, data_len, 0);

@@ -290,8 +290,10 @@ static enum exchange_step send_response_head(struct session *s, const struct htt
         settle_edited_head(x);
     if (x->res_filter && hooks_prepare_response_body(s, &x->res_headers) != 0)
         return exchange_fail(x, 502, "out of memory");
-    if (x->res_filter)
+    if (x->res_filter) {
         x->hook.direct = (struct body_direct){&s->client.out, send_to_client, s};
+        x->res_body.batch = &x->res_batch;
+    }
     if ((head ? message_write_response_from(&s->client.out, head, x->res_keep_length,
                                             x->res_out_kind, x->res_out_length,
                                             x->keep_alive, x->minor)

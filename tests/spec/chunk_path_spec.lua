@@ -1,8 +1,8 @@
 -- The response body's way through on_response_chunk when it is large or
 -- slow: pieces read in bites of what has arrived (never held back for more),
--- a hook's string written to the client straight from Lua, with what a
--- slow client does not take queued in order, and memory that stays bounded
--- however slowly the client reads.
+-- small chunks handed over together, a hook's string written to the client
+-- straight from Lua, with what a slow client does not take queued in order,
+-- and memory that stays bounded however slowly the client reads.
 
 package.path = "tests/spec/?.lua;" .. package.path
 local socket = require("socket")
@@ -115,6 +115,26 @@ describe("the chunk hook's path for large and slow bodies", function()
     assert(h.send(s, h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority })))
     assert.are.equal("hello\n", h.read_response(s).body)
     s:close()
+  end)
+
+  it("passes a body of many small chunks whole, the last piece and eof included", function()
+    local counting = h.tmpfile([[
+function on_response_chunk(tx, c, eof)
+  tx.ctx.calls = (tx.ctx.calls or 0) + 1
+  if eof then return c .. "|" .. tx.ctx.calls end
+  return c
+end
+]], "counting.lua")
+    proxy = h.start_proxy({ "-s", counting })
+    local resp = assert(h.get(proxy.port, origin.url("/chunked?n=3000&size=100")))
+    assert.are.equal(200, resp.status)
+    assert.falsy(resp.incomplete, resp.error)
+    local body, calls = resp.body:match("^(x*)|(%d+)$")
+    assert.truthy(body, "unexpected body end: " .. resp.body:sub(-40))
+    assert.are.equal(300000, #body)
+    -- Chunks that arrive together are one call (how many arrive together
+    -- is up to the network); never more calls than chunks, plus eof.
+    assert.is_true(tonumber(calls) >= 1 and tonumber(calls) <= 3001, calls)
   end)
 
   it("hands the hook what has arrived without waiting for more", function()

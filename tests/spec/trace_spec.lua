@@ -265,8 +265,10 @@ end
     assert.are.equal(0, code, err)
     assert.are.equal(("X"):rep(30) .. "!", out)
     local lines = traced("connection closed after 1 exchange")
+    -- The three 10-byte chunks come as one piece, or as several when they
+    -- arrive apart (chunks already buffered are handed over together).
     expect_steps(lines, {
-      "^hook on_response_chunk: 10 bytes in, 10 bytes out, returned, [%d%.]+ ms",
+      "^hook on_response_chunk: [123]0 bytes in, [123]0 bytes out, returned, [%d%.]+ ms",
       "^hook on_response_chunk: 0 bytes in %(the body's end%), 1 bytes out, returned, [%d%.]+ ms",
       "^response body: 31 bytes to the client %(chunked in, chunked out%): 0 by swapping "
         .. "buffers, 0 spliced in the kernel, 0 copied, 30 through on_response_chunk",

@@ -516,6 +516,150 @@ static void test_filter(void)
     buffer_free(&dst);
 }
 
+/* ---- small chunks gathered for a filter ---------------------------------- */
+
+/* A filter that keeps what it gets, counts its calls, and waits (returns 1)
+ * on the call numbered <wait_at>. */
+struct keeper {
+    struct buffer got;
+    int pieces, eofs, wait_at;
+    size_t largest;
+};
+
+static int keep_filter(void *arg, const char *data, size_t len, int eof, struct buffer *out,
+                       enum http_body_kind out_kind)
+{
+    struct keeper *k = arg;
+    (void)out;
+    (void)out_kind;
+    if (eof) {
+        k->eofs++;
+        return 0;
+    }
+    k->pieces++;
+    if (len > k->largest)
+        k->largest = len;
+    buffer_append(&k->got, data, len);
+    return k->pieces == k->wait_at ? 1 : 0;
+}
+
+/* <n> chunks of <size> bytes ('a' + i % 26 for chunk i), chunked. */
+static void put_chunks(struct buffer *src, struct buffer *plain, int n, size_t size)
+{
+    char *c = malloc(size);
+    for (int i = 0; i < n; i++) {
+        memset(c, 'a' + i % 26, size);
+        buffer_printf(src, "%zx\r\n", size);
+        buffer_append(src, c, size);
+        buffer_append(src, "\r\n", 2);
+        buffer_append(plain, c, size);
+    }
+    free(c);
+}
+
+static void test_batch(void)
+{
+    struct body_reader r;
+    struct buffer src, dst, batch, plain;
+    uint64_t moved = 0;
+    enum http_error err;
+    struct keeper k = {{0}, 0, 0, 0, 0};
+
+    buffer_init(&src);
+    buffer_init(&dst);
+    buffer_init(&batch);
+    buffer_init(&plain);
+    buffer_init(&k.got);
+
+    /* 200 chunks of 1000 bytes, all buffered, and the end. */
+    reader(&r, HTTP_BODY_CHUNKED, 0);
+    r.batch = &batch;
+    put_chunks(&src, &plain, 200, 1000);
+    buffer_append_str(&src, "0\r\n\r\n");
+    is_int(body_pump(&r, &src, 0, &dst, DST_LIMIT, HTTP_BODY_CHUNKED, keep_filter, &k, &moved,
+                     &err),
+           BODY_PUMP_DONE, "batch: done");
+    is_int(k.pieces, 2, "  ... 200 small chunks reach the filter as 2 pieces");
+    is_int(k.largest, (BODY_BATCH_MIN + 999) / 1000 * 1000,
+           "  ... the first once the batch reached BODY_BATCH_MIN");
+    ok(buffer_length(&k.got) == buffer_length(&plain) &&
+           memcmp(buffer_peek(&k.got), buffer_peek(&plain), buffer_length(&plain)) == 0,
+       "  ... the bytes whole and in order");
+    is_int(k.eofs, 1, "  ... then the eof call");
+    is_int(moved, 200000, "  ... moved counts them all");
+    is_int(buffer_length(&batch), 0, "  ... the batch is empty");
+
+    /* What is buffered goes before the pump returns for more. */
+    buffer_free(&k.got);
+    k = (struct keeper){{0}, 0, 0, 0, 0};
+    buffer_consume(&plain, buffer_length(&plain));
+    reader(&r, HTTP_BODY_CHUNKED, 0);
+    r.batch = &batch;
+    put_chunks(&src, &plain, 3, 10);
+    buffer_append_str(&src, "a\r\nxyz");
+    is_int(body_pump(&r, &src, 0, &dst, DST_LIMIT, HTTP_BODY_CHUNKED, keep_filter, &k, &moved,
+                     &err),
+           BODY_PUMP_PROGRESS, "batch: input runs out");
+    is_int(k.pieces, 1, "  ... the gathered chunks go as one piece, not held back");
+    is_int(buffer_length(&k.got), 33, "  ... with the part of the chunk that came");
+
+    /* A large chunk alone is passed on from the input; behind small ones
+     * it joins them. */
+    buffer_free(&k.got);
+    k = (struct keeper){{0}, 0, 0, 0, 0};
+    buffer_consume(&src, buffer_length(&src));
+    buffer_consume(&plain, buffer_length(&plain));
+    reader(&r, HTTP_BODY_CHUNKED, 0);
+    r.batch = &batch;
+    put_chunks(&src, &plain, 1, BODY_BATCH_MIN);
+    put_chunks(&src, &plain, 2, 100);
+    put_chunks(&src, &plain, 1, BODY_BATCH_MIN);
+    buffer_append_str(&src, "0\r\n\r\n");
+    is_int(body_pump(&r, &src, 0, &dst, 4 * BODY_BATCH_MIN, HTTP_BODY_CHUNKED, keep_filter, &k,
+                     &moved, &err),
+           BODY_PUMP_DONE, "batch: large and small chunks");
+    is_int(k.pieces, 2, "  ... the large one alone, then the small ones with the next");
+    is_int(k.largest, BODY_BATCH_MIN + 200, "  ... which joined them");
+    ok(buffer_length(&k.got) == buffer_length(&plain) &&
+           memcmp(buffer_peek(&k.got), buffer_peek(&plain), buffer_length(&plain)) == 0,
+       "  ... in order");
+
+    /* The filter waits on the batch that ends the body: the eof call and
+     * the end come on the next pump. */
+    buffer_free(&k.got);
+    k = (struct keeper){{0}, 0, 0, 1, 0};
+    buffer_consume(&dst, buffer_length(&dst));
+    reader(&r, HTTP_BODY_CHUNKED, 0);
+    r.batch = &batch;
+    put_chunks(&src, &plain, 2, 5);
+    buffer_append_str(&src, "0\r\n\r\n");
+    is_int(body_pump(&r, &src, 0, &dst, DST_LIMIT, HTTP_BODY_CHUNKED, keep_filter, &k, &moved,
+                     &err),
+           BODY_PUMP_PAUSED, "batch: the filter waits on the last piece");
+    is_int(k.eofs, 0, "  ... no eof call yet");
+    is_int(buffer_length(&src), 0, "  ... the input is consumed");
+    is_int(body_pump(&r, &src, 0, &dst, DST_LIMIT, HTTP_BODY_CHUNKED, keep_filter, &k, &moved,
+                     &err),
+           BODY_PUMP_DONE, "  ... and the next pump ends the body");
+    is_int(k.eofs, 1, "  ... with the eof call");
+    is_str(buffer_peek(&dst), buffer_length(&dst), "0\r\n\r\n", "  ... and the last chunk");
+
+    /* Without a batch buffer, every chunk is a call. */
+    buffer_free(&k.got);
+    k = (struct keeper){{0}, 0, 0, 0, 0};
+    reader(&r, HTTP_BODY_CHUNKED, 0);
+    put_chunks(&src, &plain, 5, 10);
+    buffer_append_str(&src, "0\r\n\r\n");
+    body_pump(&r, &src, 0, &dst, DST_LIMIT, HTTP_BODY_CHUNKED, keep_filter, &k, &moved, &err);
+    is_int(k.pieces, 5, "no batch buffer: one call per chunk");
+
+    buffer_free(&k.got);
+    buffer_free(&src);
+    buffer_free(&dst);
+    buffer_free(&batch);
+    buffer_free(&plain);
+}
+
 /* ---- the encoders ------------------------------------------------------ */
 
 static void test_write(void)
@@ -638,5 +782,6 @@ int main(void)
     test_filter();
     test_write();
     test_direct();
+    test_batch();
     return tap_done();
 }
