@@ -40,8 +40,8 @@
 #define ENDPOINT_BULK_LIMIT (256 * 1024)
 /* One read(2) takes up to this much: large bodies move in few calls. */
 #define ENDPOINT_READ_SIZE (64 * 1024)
-/* Bytes a splice pipe holds (the kernel's default pipe size). */
-#define ENDPOINT_PIPE_SIZE (64 * 1024)
+/* Bytes a splice pipe is asked to hold (the kernel's default is 64 KiB). */
+#define ENDPOINT_PIPE_SIZE (256 * 1024)
 
 struct endpoint;
 struct tls_conn;
@@ -88,7 +88,8 @@ struct endpoint {
      * pipe, in kernel memory, until written to the other endpoint's socket;
      * they never enter "in". pipe_rd is -1 while not splicing. */
     int pipe_rd, pipe_wr;
-    size_t piped;            /* bytes in the pipe */
+    uint32_t piped;          /* bytes in the pipe */
+    uint32_t pipe_size;      /* what the pipe holds (ENDPOINT_PIPE_SIZE, if granted) */
     uint64_t splice_limit;   /* read at most this many more bytes */
 };
 

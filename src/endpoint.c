@@ -317,6 +317,13 @@ int endpoint_splice_start(struct endpoint *e, uint64_t limit)
     e->pipe_rd = fds[0];
     e->pipe_wr = fds[1];
     e->piped = 0;
+    /* A bigger pipe moves a big body in fewer, larger splices. The kernel
+     * may refuse (the user's pipe memory is over its soft limit): the
+     * pipe then keeps the size it has. */
+    int size = fcntl(fds[1], F_SETPIPE_SZ, ENDPOINT_PIPE_SIZE);
+    if (size < 0)
+        size = fcntl(fds[1], F_GETPIPE_SZ);
+    e->pipe_size = size > 0 ? (uint32_t)size : 4096;
     e->splice_limit = limit;
     return 0;
 }
@@ -333,7 +340,7 @@ void endpoint_splice_stop(struct endpoint *e)
 
 enum endpoint_io endpoint_splice_read(struct endpoint *e)
 {
-    size_t room = ENDPOINT_PIPE_SIZE - e->piped;
+    size_t room = e->pipe_size - e->piped;
     ssize_t n;
 
     if (e->fd < 0 || e->read_eof)
@@ -346,7 +353,7 @@ enum endpoint_io endpoint_splice_read(struct endpoint *e)
         n = splice(e->fd, NULL, e->pipe_wr, NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     while (n == -1 && errno == EINTR);
     if (n > 0) {
-        e->piped += (size_t)n;
+        e->piped += (uint32_t)n;
         e->splice_limit -= (uint64_t)n;
         return ENDPOINT_PROGRESS;
     }
@@ -364,7 +371,7 @@ enum endpoint_io endpoint_splice_write(struct endpoint *from, struct endpoint *t
         w = splice(from->pipe_rd, NULL, to->fd, NULL, from->piped,
                    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (w > 0) {
-            from->piped -= (size_t)w;
+            from->piped -= (uint32_t)w;
             total += (size_t)w;
             continue;
         }

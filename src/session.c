@@ -465,7 +465,7 @@ static int wants_read(const struct endpoint *e, size_t limit)
     if (e->read_eof)
         return 0;
     if (endpoint_splicing(e))
-        return e->piped < ENDPOINT_PIPE_SIZE && e->splice_limit > 0;
+        return e->piped < e->pipe_size && e->splice_limit > 0;
     return buffer_length(&e->in) < limit;
 }
 
