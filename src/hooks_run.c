@@ -100,10 +100,10 @@ int hooks_start_call(lua_State *L)
     lua_State *co;
 
     if (h->idle_count > 0) {
-        /* A finished coroutine starts afresh with a new function. */
-        int ref = h->idle_threads[--h->idle_count];
-        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);           /* +1 co */
-        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        /* A finished coroutine starts afresh with a new function, under
+         * the registry reference it had: taken off the idle list at the
+         * end, once nothing here can raise an error. */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->idle_threads[h->idle_count - 1]); /* +1 co */
         co = lua_tothread(L, -1);
     } else {
         co = lua_newthread(L);                            /* +1 co */
@@ -137,9 +137,14 @@ int hooks_start_call(lua_State *L)
         lua_pushboolean(L, chunk->eof);                   /* +6 co str fn tx str eof */
     }
     lua_xmove(L, co, chunk ? 5 : 2);                      /* +1 co */
+    if (h->idle_count > 0) {
+        hs->co_ref = h->idle_threads[--h->idle_count];
+        lua_pop(L, 1);                                    /* 0 */
+    } else {
+        hs->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);      /* 0 */
+    }
     hs->co = co;
     hs->used = 0;
-    hs->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);          /* 0 */
     return 0;
 }
 
