@@ -161,8 +161,15 @@ void hooks_lib_guard(lua_State *L);
 
 /* ---- hooks_headers.c ---- */
 
-/* Sets native.header_functions in the table at the top of L. */
+/* The key of the "changed" mark (hooks_api's CHANGED) on a header list
+ * and on tx.req's and tx.res's data: set when a script changes them. */
+extern const char hooks_changed_key;
+/* Sets native.header_functions and native.changed_key in the table at the
+ * top of L. */
 void hooks_headers_register(lua_State *L);
+/* How many fields <key> the header list at <index> holds (a view is not
+ * filled for it). */
+lua_Integer hooks_headers_count(lua_State *L, int index, const char *key, size_t klen);
 /* Pushes a header list that is a view of <fields> (a copy: Lua keeps no
  * pointer into them), made for exchange <stamp>. */
 void hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64_t stamp);

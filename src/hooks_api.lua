@@ -65,8 +65,9 @@ local Headers = {}
 
 -- Set (as a key no script can name) on a header list and on a request that
 -- a script changed: one left untouched is not read back into the relay,
--- which then forwards what it parsed.
-local CHANGED = {}
+-- which then forwards what it parsed. (A light userdata: hooks_tx.c looks
+-- for it too.)
+local CHANGED = native.changed_key
 
 -- pairs() over a request's or response's data, without the CHANGED mark.
 local function pairs_unmarked(d)
@@ -91,7 +92,7 @@ end
 local count_fields, fill
 header_methods.get, header_methods.values, header_methods.set, header_methods.add,
   header_methods.remove, Headers.__index, Headers.__newindex, count_fields, Headers.__len,
-  fill = native.header_functions(CHANGED, header_methods)
+  fill = native.header_functions(header_methods)
 Headers.__pairs = function(self)
   fill(self)
   local i = -1

@@ -29,9 +29,10 @@
 #include "headers.h"
 #include "http_parse.h"
 
-/* Upvalues of every function here. */
-#define CHANGED_KEY lua_upvalueindex(1) /* the mark hooks_api looks for */
-#define METHODS lua_upvalueindex(2)     /* name -> method, for __index */
+/* The upvalue of every function here: name -> method, for __index. */
+#define METHODS lua_upvalueindex(1)
+
+const char hooks_changed_key = 'c';
 
 static int method_fill(lua_State *L);
 
@@ -135,9 +136,8 @@ static void check_value(lua_State *L, int idx)
 
 static void mark_changed(lua_State *L)
 {
-    lua_pushvalue(L, CHANGED_KEY);
     lua_pushboolean(L, 1);
-    lua_rawset(L, 1);
+    lua_rawsetp(L, 1, &hooks_changed_key);
 }
 
 /* Whether the name of field <i> (1-based index of a name) is <key>. */
@@ -429,45 +429,57 @@ static int method_values(lua_State *L)
     return 1;
 }
 
-/* count(h, name): how many fields <name> there are (hooks_api's check
- * for exactly one Host, without the list h:values makes). A view is not
- * filled for it: its copy is counted, then each edit of <name> moves the
- * count (an add by one, a set to one, a remove to none). */
-static int method_count(lua_State *L)
+lua_Integer hooks_headers_count(lua_State *L, int index, const char *key, size_t klen)
 {
-    size_t klen;
-    const char *key;
     lua_Integer n, count = 0;
     struct view_base *b;
 
-    luaL_checktype(L, 1, LUA_TTABLE);
-    key = check_name(L, 2, &klen);
-    lua_settop(L, 2);
-    if (lua_rawlen(L, 1) == 0 && (b = view_base(L, 1)) != NULL) {
+    index = lua_absindex(L, index);
+    if ((b = view_base(L, index)) != NULL) {              /* +1 base */
+        /* Its copy, then each edit of <key> moves the count (an add by
+         * one, a set to one, a remove to none): no fill needed. */
         for (size_t i = 0; i < b->count; i++)
             count += name_eq(base_text(b) + b->items[i].name_off, b->items[i].name_len, key, klen);
-        if (lua_rawgetp(L, 1, &ops_key) == LUA_TTABLE) {
+        if (lua_rawgetp(L, index, &ops_key) == LUA_TTABLE) {
             n = (lua_Integer)lua_rawlen(L, -1);
             for (lua_Integer i = 1; i + 2 <= n; i += 3) {
-                size_t flen;
+                size_t flen = 0;
                 const char *fname;
                 lua_rawgeti(L, -1, i);
                 lua_Integer op = lua_tointeger(L, -1);
                 lua_rawgeti(L, -2, i + 1);
                 fname = lua_tolstring(L, -1, &flen);
-                if (name_eq(fname, flen, key, klen))
+                if (fname && name_eq(fname, flen, key, klen))
                     count = op == VIEW_ADD ? count + 1 : op == VIEW_SET ? 1 : 0;
                 lua_pop(L, 2);
             }
         }
-        lua_pushinteger(L, count);
-        return 1;
+        lua_pop(L, 2);
+        return count;
     }
-    fill(L);
-    n = (lua_Integer)lua_rawlen(L, 1);
-    for (lua_Integer i = 1; i <= n; i += 2)
-        count += field_is(L, i, key, klen);
-    lua_pushinteger(L, count);
+    n = (lua_Integer)lua_rawlen(L, index);
+    for (lua_Integer i = 1; i <= n; i += 2) {
+        size_t flen;
+        const char *fname;
+        lua_rawgeti(L, index, i);
+        fname = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &flen) : NULL;
+        count += fname && name_eq(fname, flen, key, klen);
+        lua_pop(L, 1);
+    }
+    return count;
+}
+
+/* count(h, name): how many fields <name> there are (hooks_api's check
+ * for exactly one Host, without the list h:values makes, and without
+ * filling a view). */
+static int method_count(lua_State *L)
+{
+    size_t klen;
+    const char *key;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    key = check_name(L, 2, &klen);
+    lua_pushinteger(L, hooks_headers_count(L, 1, key, klen));
     return 1;
 }
 
@@ -553,20 +565,19 @@ static int method_fill(lua_State *L)
     return 1;
 }
 
-/* native.header_functions(changed_key, methods): the functions above, as
- * get, values, set, add, remove, __index, __newindex, count, __len, fill. */
+/* native.header_functions(methods): the functions above, as get, values,
+ * set, add, remove, __index, __newindex, count, __len, fill. */
 static int header_functions(lua_State *L)
 {
     static const lua_CFunction fns[] = {method_get,      method_values, method_set,
                                         method_add,      method_remove, method_index,
                                         method_newindex, method_count,  method_len,
                                         method_fill};
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
         lua_pushvalue(L, 1);
-        lua_pushvalue(L, 2);
-        lua_pushcclosure(L, fns[i], 2);
+        lua_pushcclosure(L, fns[i], 1);
     }
     return (int)(sizeof fns / sizeof fns[0]);
 }
@@ -575,4 +586,6 @@ void hooks_headers_register(lua_State *L)
 {
     lua_pushcfunction(L, header_functions);
     lua_setfield(L, -2, "header_functions");
+    lua_pushlightuserdata(L, (void *)(uintptr_t)&hooks_changed_key);
+    lua_setfield(L, -2, "changed_key");
 }

@@ -432,12 +432,132 @@ static int set_forward_line(struct exchange *x, const char *method, size_t mlen,
     return 0;
 }
 
+/* Pushes t[<key>] of the table at <t>, without metamethods. */
+static int raw_get_field(lua_State *L, int t, const char *key)
+{
+    lua_pushstring(L, key);
+    return lua_rawget(L, t);
+}
+
+/* Whether the table at <t> carries the changed mark. */
+static int changed(lua_State *L, int t)
+{
+    int marked = lua_rawgetp(L, t, &hooks_changed_key) != LUA_TNIL && lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return marked;
+}
+
+/* Whether d[<key>] (d at <d>) is the string <want> of <len> bytes. */
+static int field_equals(lua_State *L, int d, const char *key, const char *want, size_t len)
+{
+    size_t have;
+    const char *v;
+    int same;
+
+    if (raw_get_field(L, d, key) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    v = lua_tolstring(L, -1, &have);
+    same = have == len && memcmp(v, want, len) == 0;
+    lua_pop(L, 1);
+    return same;
+}
+
+/* Whether d[<key>] is <want> (an integer), resp. nil. */
+static int field_is_integer(lua_State *L, int d, const char *key, lua_Integer want)
+{
+    int same = raw_get_field(L, d, key) == LUA_TNUMBER && lua_isinteger(L, -1) &&
+               lua_tointeger(L, -1) == want;
+    lua_pop(L, 1);
+    return same;
+}
+
+static int field_is_nil(lua_State *L, int d, const char *key)
+{
+    int nil = raw_get_field(L, d, key) == LUA_TNIL;
+    lua_pop(L, 1);
+    return nil;
+}
+
+/* Whether the request data at <d> is still what the relay has: the
+ * setters mark a change, but a script can reach the data around them
+ * (next(tx.req)), so the fields read back are compared, not trusted. */
+static int request_as_relayed(lua_State *L, int d, const struct exchange *x)
+{
+    const char *scheme = x->is_connect ? "" : x->upstream_tls ? "https" : "http";
+    return field_equals(L, d, "method", x->fwd_method, x->fwd_method_len) &&
+           field_equals(L, d, "path", x->is_connect ? "" : x->fwd_path,
+                        x->is_connect ? 0 : x->fwd_path_len) &&
+           field_equals(L, d, "host", x->host, strlen(x->host)) &&
+           field_is_integer(L, d, "port", x->port) &&
+           field_equals(L, d, "scheme", scheme, strlen(scheme)) &&
+           field_is_nil(L, d, "filter_body") && field_is_nil(L, d, "buffer_body");
+}
+
+/* The same for the response data at <d>. */
+static int response_as_relayed(lua_State *L, int d, const struct exchange *x)
+{
+    return field_is_integer(L, d, "status", x->status) &&
+           field_equals(L, d, "reason", x->res_reason, strlen(x->res_reason)) &&
+           field_is_nil(L, d, "reason_set") && field_is_nil(L, d, "filter_body") &&
+           field_is_nil(L, d, "decode_body");
+}
+
+/* What the hooks changed of tx.req (<request>) or tx.res, the common
+ * cases decided in C without a call into hooks_api: pushes the header list
+ * and returns 1 when only the list changed (the data around it is the
+ * relay's), returns 0 when nothing changed (no mark: hooks_api would say
+ * the same), and -1 when hooks_api must tell (the method, the target, the
+ * status, a flag or tx:intercept were set; a request whose Host count is
+ * not one). */
+static int changed_side(lua_State *L, struct session *s, int request)
+{
+    int tx, d;
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->x.hook.tx_ref);  /* +1 tx */
+    tx = lua_gettop(L);
+    if (raw_get_field(L, tx, request ? "_req" : "_res") != LUA_TTABLE) /* +2 tx d */
+        return -1;
+    d = tx + 1;
+    if (changed(L, d) || (request && raw_get_field(L, tx, "_intercept") != LUA_TNIL))
+        return -1;
+    lua_settop(L, d);
+    if (raw_get_field(L, d, "headers") != LUA_TTABLE)     /* +3 tx d list */
+        return -1;
+    if (!changed(L, d + 1))
+        return 0;
+    if (!(request ? request_as_relayed(L, d, &s->x) : response_as_relayed(L, d, &s->x)))
+        return -1;
+    /* hooks_api's request_out adds a missing Host and refuses two. */
+    if (request && hooks_headers_count(L, d + 1, "Host", 4) != 1)
+        return -1;
+    return 1;
+}
+
 static int read_request(lua_State *L)
 {
     struct session *s = lua_touserdata(L, 1);
     struct exchange *x = &s->x;
     size_t mlen, plen, hlen;
 
+    switch (changed_side(L, s, 1)) {
+    case 0:
+        x->hook.req_filter_off = 0;
+        x->hook.req_buffer = 0;
+        return 0;
+    case 1:
+        /* Only fields: method, target and flags are what the relay has. */
+        x->hook.req_filter_off = 0;
+        x->hook.req_buffer = 0;
+        if (read_field_list(L, lua_gettop(L), &x->req_headers, x->is_upgrade ? "Upgrade" : NULL,
+                            x->id) != 0)
+            return lua_error(L);
+        return 0;
+    default:
+        lua_settop(L, 1);
+        break;
+    }
     hooks_push_api_tx(L, &x->hook, "request_out");
     lua_call(L, 1, 9); /* method path host port fields scheme intercept filter_off buffer */
     if (lua_isnil(L, -9)) {
@@ -560,6 +680,25 @@ static int read_response(lua_State *L)
     struct exchange *x = &s->x;
     size_t rlen;
 
+    switch (changed_side(L, s, 0)) {
+    case 0:
+        x->hook.res_filter_off = 0;
+        x->hook.res_decode_off = 0;
+        x->res_reason_set = 0;
+        return 0;
+    case 1:
+        /* Only fields: status, reason and flags are what the relay has. */
+        x->hook.res_filter_off = 0;
+        x->hook.res_decode_off = 0;
+        x->res_reason_set = 0;
+        if (read_field_list(L, lua_gettop(L), &x->res_headers,
+                            x->res_keep_length ? "Content-Length" : NULL, x->id) != 0)
+            return lua_error(L);
+        return 0;
+    default:
+        lua_settop(L, 1);
+        break;
+    }
     hooks_push_api_tx(L, &x->hook, "response_out");
     lua_call(L, 1, 6);   /* status reason fields reason_set filter_off decode_off */
     if (lua_isnil(L, -6)) {
