@@ -13,8 +13,9 @@
  *
  * The lists the relay hands over (tx.req.headers, tx.res.headers) start
  * as views: the table holds no field yet, only one block (a userdata
- * under BASE_KEY) with a copy of the relay's fields, and the edits made
- * since (OPS_KEY: add, set and remove, in order). Most hooks only set,
+ * under base_key) with a copy of the relay's fields, and in its array the
+ * edits made since (add, set and remove, in order: op, name, value, one
+ * after the other, so an edit costs no table of its own). Most hooks only set,
  * remove or add a field, so the head is never turned into Lua strings:
  * the edits are applied in C to the relay's own list when the list is
  * read back (hooks_headers_apply). The first read (get, values, pairs,
@@ -37,7 +38,7 @@ const char hooks_changed_key = 'c';
 static int method_fill(lua_State *L);
 
 /* Keys of a view (light userdata: no script can make one). */
-static const char base_key = 'b', ops_key = 'o';
+static const char base_key = 'b';
 
 /* The copy of the relay's fields a view starts from. */
 struct view_base {
@@ -60,8 +61,8 @@ void hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64_
     size_t text_len = buffer_length(&fields->text);
     struct view_base *b;
 
-    /* Room for the view's keys and the changed mark. */
-    lua_createtable(L, 0, 3);                             /* +1 list */
+    /* Room for two edits, the copy and the changed mark. */
+    lua_createtable(L, 6, 2);                             /* +1 list */
     b = lua_newuserdatauv(L, sizeof *b + fields->count * sizeof b->items[0] + text_len, 0);
     b->stamp = stamp;
     b->count = fields->count;
@@ -216,18 +217,46 @@ static struct view_base *view_base(lua_State *L, int idx)
     return NULL;
 }
 
+/* Pushes the edit at <i> (1-based, a multiple of 3 plus 1) of the view
+ * at <list>: its op, name and value (false for a remove). Returns the op,
+ * or 0 when the three are not an edit this file recorded (a script's
+ * rawset into the view). */
+static int push_edit(lua_State *L, int list, lua_Integer i)
+{
+    int op, ok;
+    lua_rawgeti(L, list, i);
+    lua_rawgeti(L, list, i + 1);
+    lua_rawgeti(L, list, i + 2);
+    op = lua_isinteger(L, -3) ? (int)lua_tointeger(L, -3) : 0;
+    ok = lua_type(L, -2) == LUA_TSTRING &&
+         (op == VIEW_REMOVE ? lua_type(L, -1) == LUA_TBOOLEAN
+                            : (op == VIEW_ADD || op == VIEW_SET) && lua_type(L, -1) == LUA_TSTRING);
+    return ok ? op : 0;
+}
+
 /* Makes the view at 1 a plain list: its copied fields, then its edits
- * replayed (they were checked when made). A no-op on a plain list. The
- * list is the copy and the edits: what a script put into a view's
- * integer keys with rawset (outside the API) is overwritten or dropped. */
+ * replayed (they were checked when made). A no-op on a plain list. An
+ * edit that is not one (a script rawset into the view's array, where the
+ * edits are kept) is an error. */
 static void fill(lua_State *L)
 {
     struct view_base *b = view_base(L, 1);
-    int top;
+    lua_Integer n;
+    int base, edits;
 
     if (!b)
         return;
-    top = lua_gettop(L);                                  /* base at top */
+    base = lua_gettop(L);
+    n = (lua_Integer)lua_rawlen(L, 1);
+    /* The edits move aside: the fields take their slots. */
+    lua_createtable(L, (int)n, 0);                        /* +2 base edits */
+    edits = base + 1;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        lua_rawseti(L, edits, i);
+        lua_pushnil(L);
+        lua_rawseti(L, 1, i);
+    }
     luaL_checkstack(L, 4, NULL);
     for (size_t i = 0; i < b->count; i++) {
         const struct header *f = &b->items[i];
@@ -236,64 +265,43 @@ static void fill(lua_State *L)
         lua_pushlstring(L, base_text(b) + f->value_off, f->value_len);
         lua_rawseti(L, 1, (lua_Integer)(2 * i + 2));
     }
-    /* Whatever followed is not part of the list any more. */
-    for (lua_Integer i = (lua_Integer)(2 * b->count + 1); lua_rawgeti(L, 1, i) != LUA_TNIL; i++) {
-        lua_pop(L, 1);
-        lua_pushnil(L);
-        lua_rawseti(L, 1, i);
-    }
-    lua_pop(L, 1);
-    if (lua_rawgetp(L, 1, &ops_key) == LUA_TTABLE) {      /* +2 base ops */
-        int ops = lua_gettop(L);
-        lua_Integer n = (lua_Integer)lua_rawlen(L, ops);
-        for (lua_Integer i = 1; i + 2 <= n; i += 3) {
-            lua_rawgeti(L, ops, i);
-            lua_Integer op = lua_tointeger(L, -1);
-            lua_rawgeti(L, ops, i + 1);
-            lua_rawgeti(L, ops, i + 2);                   /* +5 ... op name value */
-            if (op == VIEW_ADD)
-                list_add(L, ops + 2, ops + 3);
-            else
-                list_set(L, ops + 2, op == VIEW_SET ? ops + 3 : 0);
-            lua_settop(L, ops);
-        }
-    }
-    lua_settop(L, top - 1);
-    lua_pushnil(L);
-    lua_rawsetp(L, 1, &ops_key);
     lua_pushnil(L);
     lua_rawsetp(L, 1, &base_key);
+    for (lua_Integer i = 1; i <= n; i += 3) {
+        int op = push_edit(L, edits, i);                  /* +5 ... op name value */
+        if (op == 0)
+            luaL_error(L, "invalid header list (changed with rawset)");
+        if (op == VIEW_ADD)
+            list_add(L, edits + 2, edits + 3);
+        else
+            list_set(L, edits + 2, op == VIEW_SET ? edits + 3 : 0);
+        lua_settop(L, edits);
+    }
+    lua_settop(L, base - 1);
 }
 
 /* Records edit <op> of field <name> (stack index) to <value> (index, or
- * 0) on the view at 1. Returns 0, or -1 (a plain list: nothing done). */
+ * 0) on the view at 1, after its other edits. Returns 0, or -1 (a plain
+ * list: nothing done). */
 static int record(lua_State *L, enum view_op op, int name, int value)
 {
     lua_Integer n;
-    int ops;
 
     if (lua_rawgetp(L, 1, &base_key) != LUA_TUSERDATA) {
         lua_pop(L, 1);
         return -1;
     }
-    if (lua_rawgetp(L, 1, &ops_key) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_createtable(L, 6, 0);
-        lua_pushvalue(L, -1);
-        lua_rawsetp(L, 1, &ops_key);
-    }
-    ops = lua_gettop(L);
-    n = (lua_Integer)lua_rawlen(L, ops);
+    lua_pop(L, 1);
+    n = (lua_Integer)lua_rawlen(L, 1);
     lua_pushinteger(L, op);
-    lua_rawseti(L, ops, n + 1);
+    lua_rawseti(L, 1, n + 1);
     lua_pushvalue(L, name);
-    lua_rawseti(L, ops, n + 2);
+    lua_rawseti(L, 1, n + 2);
     if (value)
         lua_pushvalue(L, value);
     else
         lua_pushboolean(L, 0); /* no hole: rawlen counts every edit */
-    lua_rawseti(L, ops, n + 3);
-    lua_pop(L, 2);
+    lua_rawseti(L, 1, n + 3);
     return 0;
 }
 
@@ -302,7 +310,6 @@ int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t s
     size_t saved = out->count;
     struct header *undo;
     lua_Integer n;
-    int ops;
 
     index = lua_absindex(L, index);
     if (lua_rawgetp(L, index, &base_key) != LUA_TUSERDATA) {
@@ -318,11 +325,9 @@ int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t s
         return 0;
     }
     lua_pop(L, 1);
-    if (lua_rawgetp(L, index, &ops_key) != LUA_TTABLE) {
-        lua_pop(L, 1);
+    n = (lua_Integer)lua_rawlen(L, index);
+    if (n == 0)
         return 1; /* no edit: the relay's fields stand */
-    }
-    ops = lua_gettop(L);
     /* Undone on an error, as the read-back of a plain list leaves <out>
      * as it was: the items only (text is only ever appended). */
     undo = hooks_scratch(hooks_of(L), saved);
@@ -332,38 +337,35 @@ int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t s
     }
     if (saved > 0)
         memcpy(undo, out->items, saved * sizeof *out->items);
-    n = (lua_Integer)lua_rawlen(L, ops);
-    for (lua_Integer i = 1; i + 2 <= n; i += 3) {
-        size_t nlen, vlen = 0;
-        const char *name, *value = NULL;
-        int rc;
-        lua_rawgeti(L, ops, i);
-        lua_Integer op = lua_tointeger(L, -1);
-        lua_rawgeti(L, ops, i + 1);
-        lua_rawgeti(L, ops, i + 2);
-        name = lua_tolstring(L, -2, &nlen);
-        if (op != VIEW_REMOVE)
-            value = lua_tolstring(L, -1, &vlen);
-        /* Checked when recorded, and again here by headers.c: what
-         * reaches the relay's list is checked where it enters it. */
-        if (!name || (op != VIEW_REMOVE && !value))
-            rc = -1;
-        else if (op == VIEW_ADD)
-            rc = headers_add(out, name, nlen, value, vlen);
-        else if (op == VIEW_SET)
-            rc = headers_set(out, name, nlen, value, vlen);
-        else
-            rc = headers_valid_name(name, nlen) ? (headers_remove(out, name, nlen), 0) : -1;
+    for (lua_Integer i = 1; i <= n; i += 3) {
+        size_t nlen = 0, vlen = 0;
+        const char *name = NULL, *value = NULL;
+        int op = push_edit(L, index, i), rc = -1;
+        if (op != 0) {
+            name = lua_tolstring(L, -2, &nlen);
+            if (op != VIEW_REMOVE)
+                value = lua_tolstring(L, -1, &vlen);
+            /* Checked when recorded, and again here by headers.c: what
+             * reaches the relay's list is checked where it enters it. */
+            if (op == VIEW_ADD)
+                rc = headers_add(out, name, nlen, value, vlen);
+            else if (op == VIEW_SET)
+                rc = headers_set(out, name, nlen, value, vlen);
+            else
+                rc = headers_valid_name(name, nlen) ? (headers_remove(out, name, nlen), 0) : -1;
+        }
         if (rc != 0) {
             if (saved > 0)
                 memcpy(out->items, undo, saved * sizeof *out->items);
             out->count = saved;
-            lua_pushfstring(L, "invalid header %s", name ? name : "?");
+            if (name)
+                lua_pushfstring(L, "invalid header %s", name);
+            else
+                lua_pushliteral(L, "invalid header list (changed with rawset)");
             return -1;
         }
         lua_pop(L, 3);
     }
-    lua_pop(L, 1);
     return 1;
 }
 
@@ -435,29 +437,24 @@ lua_Integer hooks_headers_count(lua_State *L, int index, const char *key, size_t
     struct view_base *b;
 
     index = lua_absindex(L, index);
+    n = (lua_Integer)lua_rawlen(L, index);
     if ((b = view_base(L, index)) != NULL) {              /* +1 base */
         /* Its copy, then each edit of <key> moves the count (an add by
-         * one, a set to one, a remove to none): no fill needed. */
+         * one, a set to one, a remove to none): no fill needed. A broken
+         * edit is skipped here; the read-back refuses it. */
         for (size_t i = 0; i < b->count; i++)
             count += name_eq(base_text(b) + b->items[i].name_off, b->items[i].name_len, key, klen);
-        if (lua_rawgetp(L, index, &ops_key) == LUA_TTABLE) {
-            n = (lua_Integer)lua_rawlen(L, -1);
-            for (lua_Integer i = 1; i + 2 <= n; i += 3) {
-                size_t flen = 0;
-                const char *fname;
-                lua_rawgeti(L, -1, i);
-                lua_Integer op = lua_tointeger(L, -1);
-                lua_rawgeti(L, -2, i + 1);
-                fname = lua_tolstring(L, -1, &flen);
-                if (fname && name_eq(fname, flen, key, klen))
-                    count = op == VIEW_ADD ? count + 1 : op == VIEW_SET ? 1 : 0;
-                lua_pop(L, 2);
-            }
+        for (lua_Integer i = 1; i <= n; i += 3) {
+            size_t flen;
+            int op = push_edit(L, index, i);
+            const char *fname = op ? lua_tolstring(L, -2, &flen) : NULL;
+            if (fname && name_eq(fname, flen, key, klen))
+                count = op == VIEW_ADD ? count + 1 : op == VIEW_SET ? 1 : 0;
+            lua_pop(L, 3);
         }
-        lua_pop(L, 2);
+        lua_pop(L, 1);
         return count;
     }
-    n = (lua_Integer)lua_rawlen(L, index);
     for (lua_Integer i = 1; i <= n; i += 2) {
         size_t flen;
         const char *fname;
