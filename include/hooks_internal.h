@@ -44,6 +44,7 @@ struct hooks {
     int tx_mt_ref, txid_ref; /* api.Tx and api.TXID, to make a tx in C */
     int headers_mt_ref, request_mt_ref, data_key_ref; /* ... and a tx.req */
     int response_mt_ref;                              /* ... and a tx.res */
+    int line_mt_ref;     /* the metatable of tx.req's or tx.res's data not yet loaded */
     int script_count;
     int env_ref[CONFIG_MAX_SCRIPTS];
     const char *script_name[CONFIG_MAX_SCRIPTS];

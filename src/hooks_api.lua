@@ -18,6 +18,11 @@ local tointeger, lower, concat, byte = math.tointeger, string.lower, table.conca
 
 local SLEEP = "luaproxy.sleep" -- what proxy.sleep yields; hooks_run.c looks for it
 
+-- tx.req's and tx.res's data hold their request or status line as one
+-- block until a field of it is read (hooks_tx.c); load_data(d) makes the
+-- fields for a walk over d with next or pairs, and returns d.
+local load_data = native.load_data
+
 ---------------------------------------------------------------------------
 -- Validation: a script can never make the proxy send a split message.
 
@@ -244,7 +249,7 @@ local Request = {
     setter(d, value)
   end,
   __pairs = function(t)
-    local d = rawget(t, DATA)
+    local d = load_data(rawget(t, DATA))
     if d.url == nil then d.url = url_of(d) end
     return pairs_unmarked(d)
   end,
@@ -281,7 +286,7 @@ local Response = {
     d[CHANGED] = true
     setter(d, value)
   end,
-  __pairs = function(t) return pairs_unmarked(rawget(t, DATA)) end,
+  __pairs = function(t) return pairs_unmarked(load_data(rawget(t, DATA))) end,
 }
 
 -- Reading a field of tx.req or tx.res runs no Lua code (rawget(t, DATA)[key]).
@@ -580,6 +585,8 @@ end
 -- For --hook-errors open: what a failing hook changed is undone.
 function api.snapshot(tx)
   local r, s = req_data(tx), rawget(tx, "_res")
+  load_data(r)
+  if s then load_data(s) end
   local snap = { req = {}, upstream = rawget(tx, "upstream") }
   for k, v in pairs(r) do snap.req[k] = v end
   snap.req.headers = copy_headers(r.headers)
@@ -716,14 +723,14 @@ function api.fingerprint(tx, request_side)
   end
   if request_side then
     local d = req_data(tx)
-    if d then fill(d.headers) end
+    if d then fill(load_data(d).headers) end
     add(d, 0)
     parts[#parts + 1] = "|"
     add(rawget(tx, "upstream"), 0)
     return table.concat(parts, "\0")
   end
   local r = rawget(tx, "_res")
-  if r then fill(r.headers) end
+  if r then fill(load_data(r).headers) end
   add(r, 0)
   parts[#parts + 1] = "|"
   add(rawget(tx, "_respond"), 0)

@@ -99,6 +99,119 @@ static void raw_set_field(lua_State *L, int t, const char *key)
     lua_rawset(L, t);
 }
 
+/*
+ * The request line (method, scheme, host, port, path, version) of tx.req's
+ * data, and the status line (status, reason) of tx.res's, are kept as one
+ * block (a userdata under line_key) and made fields of the data table the
+ * first time anything reads or writes a field the table does not hold
+ * (through line_mt, which goes with the block). Most hooks read only the
+ * header list, and the relay then compares nothing when reading back: a
+ * block still there is the relay's own line.
+ */
+static const char line_key = 'l';
+
+struct data_line {
+    int is_request;
+    lua_Integer number; /* the port, or the status */
+    uint32_t len[5];    /* of the strings, one after the other in text */
+    char text[];
+};
+
+static const char *const request_line_keys[5] = {"method", "scheme", "host", "path", "version"};
+static const char *const status_line_keys[1] = {"reason"};
+
+/* Sets the block of the <n> strings <str> (of <len> bytes) and <number>
+ * on the data table at the top, and gives the table line_mt. */
+static void push_line(lua_State *L, int is_request, const char *const *str, const size_t *len,
+                      size_t n, lua_Integer number)
+{
+    struct hooks *h = hooks_of(L);
+    size_t total = 0;
+    struct data_line *line;
+    char *p;
+
+    for (size_t i = 0; i < n; i++)
+        total += len[i];
+    line = lua_newuserdatauv(L, sizeof *line + total, 0);
+    line->is_request = is_request;
+    line->number = number;
+    p = line->text;
+    for (size_t i = 0; i < n; i++) {
+        line->len[i] = (uint32_t)len[i];
+        memcpy(p, str[i], len[i]);
+        p += len[i];
+    }
+    lua_rawsetp(L, -2, &line_key);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->line_mt_ref);
+    lua_setmetatable(L, -2);
+}
+
+/* Makes the line of the data table at <d> its fields, if not done yet:
+ * from then on it is a plain table. */
+static void load_line(lua_State *L, int d)
+{
+    struct data_line *line;
+    const char *p;
+
+    d = lua_absindex(L, d);
+    if (lua_rawgetp(L, d, &line_key) != LUA_TUSERDATA) {
+        lua_pop(L, 1);
+        return;
+    }
+    line = lua_touserdata(L, -1);                         /* +1 line */
+    p = line->text;
+    for (size_t i = 0; i < (line->is_request ? 5u : 1u); i++) {
+        lua_pushstring(L, line->is_request ? request_line_keys[i] : status_line_keys[i]);
+        lua_pushlstring(L, p, line->len[i]);
+        lua_rawset(L, d);
+        p += line->len[i];
+    }
+    lua_pushstring(L, line->is_request ? "port" : "status");
+    lua_pushinteger(L, line->number);
+    lua_rawset(L, d);
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawsetp(L, d, &line_key);
+    lua_pushnil(L);
+    lua_setmetatable(L, d);
+}
+
+/* Whether the data table at <d> still holds its line as the relay's. */
+static int line_unread(lua_State *L, int d)
+{
+    int unread = lua_rawgetp(L, d, &line_key) == LUA_TUSERDATA;
+    lua_pop(L, 1);
+    return unread;
+}
+
+/* line_mt's __index and __newindex: the line made fields, then a raw
+ * get or set (hooks_api reads and writes the data table directly). */
+static int line_index(lua_State *L)
+{
+    lua_settop(L, 2);
+    load_line(L, 1);
+    lua_rawget(L, 1);
+    return 1;
+}
+
+static int line_newindex(lua_State *L)
+{
+    lua_settop(L, 3);
+    load_line(L, 1);
+    lua_rawset(L, 1);
+    return 0;
+}
+
+/* native.load_data(d): d with its line made fields (for hooks_api's
+ * walks over it: pairs, copies). Returns d. */
+static int load_data(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    load_line(L, 1);
+    return 1;
+}
+
 /* native.make_request(tx): tx.req made from the exchange being served now,
  * the way hooks_api's req_data describes it, in C (a script's first look
  * at tx.req is on the path of most hooks). Returns the request's data
@@ -119,25 +232,17 @@ int hooks_tx_make_request(lua_State *L)
     if (!is_id)
         return 0;
     x->hook.req_read = 1; /* hooks_read_request has something to read */
-    /* Room for what scripts and hooks_api add (url, the changed mark,
-     * filter_body, buffer_body). */
-    lua_createtable(L, 0, 12);                            /* +1 d */
-    /* d has no metatable: lua_setfield is a raw set on it, and cheaper
-     * than pushing the key first. */
-    lua_pushlstring(L, x->fwd_method, x->fwd_method_len);
-    lua_setfield(L, 2, "method");
-    lua_pushstring(L, x->is_connect ? "" : x->upstream_tls ? "https" : "http");
-    lua_setfield(L, 2, "scheme");
-    lua_pushstring(L, x->host);
-    lua_setfield(L, 2, "host");
-    lua_pushinteger(L, x->port);
-    lua_setfield(L, 2, "port");
-    lua_pushlstring(L, x->is_connect ? "" : x->fwd_path, x->is_connect ? 0 : x->fwd_path_len);
-    lua_setfield(L, 2, "path");
-    lua_pushstring(L, x->minor >= 1 ? "1.1" : "1.0");
-    lua_setfield(L, 2, "version");
+    const char *scheme = x->is_connect ? "" : x->upstream_tls ? "https" : "http";
+    const char *version = x->minor >= 1 ? "1.1" : "1.0";
+    const char *str[5] = {x->fwd_method, scheme, x->host, x->is_connect ? "" : x->fwd_path, version};
+    size_t len[5] = {x->fwd_method_len, strlen(scheme), strlen(x->host),
+                     x->is_connect ? 0 : x->fwd_path_len, 3};
+    /* Room for the headers, the line and what hooks_api may add first
+     * (url, the changed mark); the line's fields make it grow. */
+    lua_createtable(L, 0, 4);                             /* +1 d */
     hooks_headers_push_view(L, &x->req_headers, x->id);
-    lua_setfield(L, 2, "headers");
+    lua_setfield(L, 2, "headers"); /* raw: no metatable yet */
+    push_line(L, 1, str, len, 5, x->port);
     lua_pushvalue(L, 2);
     raw_set_field(L, 1, "_req");
     lua_createtable(L, 0, 1);                             /* +2 d req */
@@ -165,7 +270,13 @@ static int data_index(lua_State *L)
     if (lua_rawget(L, 1) != LUA_TTABLE)                   /* +1 d */
         return luaL_error(L, "not the request or response of a tx");
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, 3) != LUA_TNIL || lua_isnone(L, lua_upvalueindex(2))) /* +2 d v */
+    if (lua_rawget(L, 3) == LUA_TNIL && line_unread(L, 3)) { /* +2 d v */
+        lua_pop(L, 1);
+        load_line(L, 3);
+        lua_pushvalue(L, 2);
+        lua_rawget(L, 3);
+    }
+    if (!lua_isnil(L, -1) || lua_isnone(L, lua_upvalueindex(2)))
         return 1;
     key = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len) : NULL;
     if (!key || len != 3 || memcmp(key, "url", 3) != 0)
@@ -194,8 +305,17 @@ static int data_index_functions(lua_State *L)
 
 void hooks_tx_register(lua_State *L)
 {
+    struct hooks *h = hooks_of(L);
     lua_pushcfunction(L, data_index_functions);
     lua_setfield(L, -2, "data_index");
+    lua_pushcfunction(L, load_data);
+    lua_setfield(L, -2, "load_data");
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, line_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, line_newindex);
+    lua_setfield(L, -2, "__newindex");
+    h->line_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 /* Calls api.<name>(tx) and keeps its result in the registry at *<ref>,
@@ -527,7 +647,10 @@ static int changed_side(lua_State *L, struct session *s, int request)
         return -1;
     if (!changed(L, d + 1))
         return 0;
-    if (!(request ? request_as_relayed(L, d, &s->x) : response_as_relayed(L, d, &s->x)))
+    /* A line never read is the relay's; one read may have been changed
+     * around the setters. */
+    if (!line_unread(L, d) &&
+        !(request ? request_as_relayed(L, d, &s->x) : response_as_relayed(L, d, &s->x)))
         return -1;
     /* hooks_api's request_out adds a missing Host and refuses two. */
     if (request && hooks_headers_count(L, d + 1, "Host", 4) != 1)
@@ -655,13 +778,14 @@ static int set_response(lua_State *L)
     lua_rawgeti(L, LUA_REGISTRYINDEX, x->hook.tx_ref);    /* +1 tx */
     /* Room for what scripts and hooks_api add (reason_set, filter_body,
      * decode_body, the changed mark). */
-    lua_createtable(L, 0, 8);                             /* +2 tx d */
-    lua_pushinteger(L, x->status);                        /* (no metatable: raw) */
-    lua_setfield(L, 2, "status");
-    lua_pushstring(L, x->res_reason);
-    lua_setfield(L, 2, "reason");
+    lua_createtable(L, 0, 4);                             /* +2 tx d */
     hooks_headers_push_view(L, &x->res_headers, x->id);
-    lua_setfield(L, 2, "headers");
+    lua_setfield(L, 2, "headers"); /* raw: no metatable yet */
+    {
+        const char *reason = x->res_reason;
+        size_t len = strlen(reason);
+        push_line(L, 0, &reason, &len, 1, x->status);
+    }
     lua_pushvalue(L, 2);
     raw_set_field(L, 1, "_res");
     lua_createtable(L, 0, 1);                             /* +3 tx d res */
