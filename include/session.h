@@ -58,6 +58,7 @@
 #define LUAPROXY_SESSION_H
 
 #include <ev.h>
+#include <netinet/in.h> /* INET6_ADDRSTRLEN */
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -117,6 +118,11 @@ struct exchange {
     char host[256];        /* NUL-terminated, for the resolver */
     uint16_t port;
     bool req_had_length;
+    /* (The upstream connection's flags, here where they fill the space
+     * before the next pointer: every idle client holds this struct.) */
+    bool reused;           /* it came from the pool */
+    bool no_pool;          /* a retry: take a fresh connection */
+    bool upstream_reusable; /* the response left it fit for the pool */
     struct headers req_headers;
     struct http_framing req_framing;
     struct body_reader req_body;
@@ -124,11 +130,9 @@ struct exchange {
     bool req_body_done;
     bool req_filter;       /* the body goes through on_request_chunk */
     bool req_collect;      /* ... collected whole first (tx.req.buffer_body) */
+    bool hooks_due;        /* SESSION_HOOK entered: the request hooks run next */
     uint64_t req_bytes;
-    /* Upstream connection. */
-    bool reused;           /* it came from the pool */
-    bool no_pool;          /* a retry: take a fresh connection */
-    bool upstream_reusable; /* the response left it fit for the pool */
+    /* Upstream connection (and its flags above). */
     struct dns_query *dns;
     /* Where a new connection may go (the resolver's answer), allocated
      * only then: most exchanges reuse a connection, and every idle client
@@ -149,14 +153,14 @@ struct exchange {
     int upstream_status;   /* what the upstream answered */
     char res_reason[128];
     bool res_reason_set;   /* a script chose the reason phrase */
-    /* The upstream's framing, judged by the method sent (fwd_method). */
-    struct http_framing res_framing;
     bool res_keep_length;  /* HEAD/304: Content-Length describes no body */
     /* The client gets no body (its HEAD, a 204 or 304) but the upstream
      * sends one: it is read by its own framing and dropped, so the upstream
      * connection is left at a message boundary. */
     bool res_discard;
     bool res_filter;       /* the body goes through on_response_chunk */
+    /* The upstream's framing, judged by the method sent (fwd_method). */
+    struct http_framing res_framing;
     uint64_t res_out_length; /* res_out_kind HTTP_BODY_LENGTH: the length */
     uint64_t res_discarded;  /* upstream body bytes dropped so far */
     uint64_t res_filtered_bytes; /* body bytes sent after the filter */
@@ -168,6 +172,7 @@ struct exchange {
     bool response_started; /* bytes of this response are queued for the client */
     bool client_keep;      /* what the client's head asked: keep-alive or not */
     bool tunneled;         /* bytes moved as a tunnel (CONNECT, 101) */
+    bool tunnel_counted;   /* counted in the open tunnels gauge */
     uint64_t res_bytes;    /* body bytes sent to the client */
     uint64_t res_spliced;  /* ... of which through a splice pipe */
     const char *no_keep_why; /* why keep_alive became 0 (exchange_no_keep) */
@@ -176,8 +181,6 @@ struct exchange {
     const char *error;     /* why it failed, for the log */
     struct flow *flow;     /* what the viewer captures (flows.h), or NULL */
     char user[128];        /* the authenticated proxy user, or "" */
-    bool tunnel_counted;   /* counted in the open tunnels gauge */
-    bool hooks_due;        /* SESSION_HOOK entered: the request hooks run next */
     struct auth_job *auth_job; /* credentials being checked (SESSION_HOOK) */
     /* --trace: a chunk hook that waits, for the line when it is done. */
     ev_tstamp chunk_started;
@@ -222,12 +225,6 @@ struct session {
     ev_tstamp drain_started;
     bool client_done;        /* draining after the client asked to close: it sends no more */
     bool rearm_timer;        /* the deadline moved within the same state */
-    enum session_state state;
-    enum session_state armed_state; /* the state the timer was set for */
-    int reject_status;       /* 403 (client not allowed) or 503 (full) */
-    int exchanges;           /* completed exchanges on this connection */
-    char client_ip[64];
-    int client_port;
     /* Between requests the upstream connection of the last exchange stays
      * with the session (the next request usually goes to the same place);
      * it goes to the shared pool when the next request goes elsewhere or
@@ -239,6 +236,12 @@ struct session {
      * (allocated apart: every idle client pays for what the session holds
      * inline, and few connections are tunnels). */
     bool intercepted;
+    enum session_state state;
+    enum session_state armed_state; /* the state the timer was set for */
+    int reject_status;       /* 403 (client not allowed) or 503 (full) */
+    int exchanges;           /* completed exchanges on this connection */
+    int client_port;
+    char client_ip[INET6_ADDRSTRLEN]; /* the longest IPv6 text, with its NUL */
     struct session_tunnel *tunnel;
     ev_tstamp upstream_idle_since; /* its last response ended */
     uint16_t upstream_port;
