@@ -31,7 +31,9 @@ describe("Chromium through an intercepting proxy", function()
     local out, code = h.sh("certutil -N -d sql:" .. q(nssdb) .. " --empty-password 2>&1 && "
       .. "certutil -A -d sql:" .. q(nssdb) .. " -t C,, -n luaproxy -i " .. q(ca_dir .. "/ca.pem") .. " 2>&1")
     assert.are.equal(0, code, out)
-    local dom = h.sh(table.concat({ "HOME=" .. q(home), "timeout 90 chromium --headless --no-sandbox",
+    -- (TMPDIR too: Chromium leaves its singleton socket directory there.)
+    local dom = h.sh(table.concat({ "HOME=" .. q(home), "TMPDIR=" .. q(home),
+      "timeout 90 chromium --headless --no-sandbox",
       "--disable-gpu --disable-quic --no-first-run --disable-background-networking",
       "--disable-component-update --disable-sync",
       "--user-data-dir=" .. q(home .. "/profile"),

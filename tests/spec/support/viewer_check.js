@@ -93,7 +93,9 @@ async function main() {
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--no-proxy-server", "--user-data-dir=" + profile, "--remote-debugging-port=0",
     "--window-size=1440,900", "--hide-scrollbars", "about:blank",
-  ], { stdio: ["ignore", "ignore", "pipe"], detached: true });
+  ], { stdio: ["ignore", "ignore", "pipe"], detached: true,
+        // its singleton socket directory goes to TMPDIR: inside the profile, removed with it
+        env: { ...process.env, TMPDIR: profile } });
   chrome.stderr.on("data", () => {});
   const portFile = path.join(profile, "DevToolsActivePort");
   const lines = await waitFor("DevToolsActivePort", () =>
