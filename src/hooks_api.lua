@@ -318,10 +318,10 @@ local function req_data(tx)
 end
 
 local tx_methods = {}
-local Tx = {
-  __index = function(t, key)
-    local method = tx_methods[key]
-    if method then return method end
+-- tx's __index is a C function (hooks_tx.c): a method of tx_methods, or
+-- tx.req (made by native.make_request, on the path of most hooks), or
+-- else what tx_index_rest returns.
+local function tx_index_rest(t, key)
     -- Made on first use: most transactions never look at them.
     if key == "ctx" then
       local ctx = {}
@@ -342,8 +342,8 @@ local Tx = {
       return upstream
     end
     return nil
-  end,
-}
+end
+local Tx = { __index = native.tx_index(tx_methods, tx_index_rest) }
 
 -- Phases in which tx:respond is allowed; native.phase() names the phase
 -- running now.

@@ -91,6 +91,13 @@ int hooks_tx_request_of(lua_State *L)
     return 7;
 }
 
+/* Pushes t[<key>] of the table at <t>, without metamethods. */
+static int raw_get_field(lua_State *L, int t, const char *key)
+{
+    lua_pushstring(L, key);
+    return lua_rawget(L, t);
+}
+
 /* Sets t[<key>] = the value at the top (popped), without metamethods. */
 static void raw_set_field(lua_State *L, int t, const char *key)
 {
@@ -290,6 +297,47 @@ static int data_index(lua_State *L)
     return 1;
 }
 
+/* tx's __index: the method <key> of upvalue 1 (hooks_api's tx_methods);
+ * tx.req, made on a script's first look at it; else what upvalue 2
+ * (hooks_api's tx_index_rest) returns for the other fields made on first
+ * use. tx.req is read by most hooks, and this way costs no Lua call. */
+static int tx_index(lua_State *L)
+{
+    size_t len;
+    const char *key;
+
+    lua_settop(L, 2);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)  /* +1 method */
+        return 1;
+    lua_pop(L, 1);
+    key = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len) : NULL;
+    if (key && len == 3 && memcmp(key, "req", 3) == 0 && lua_type(L, 1) == LUA_TTABLE) {
+        if (raw_get_field(L, 1, "_req") == LUA_TNIL) {   /* +1 d */
+            lua_pushcfunction(L, hooks_tx_make_request);
+            lua_pushvalue(L, 1);
+            lua_call(L, 1, 0);
+        }
+        lua_pop(L, 1);
+        raw_get_field(L, 1, "req");
+        return 1;
+    }
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_insert(L, 1);
+    lua_call(L, 2, 1);
+    return 1;
+}
+
+/* native.tx_index(tx_methods, rest): tx's __index. */
+static int tx_index_function(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_settop(L, 2);
+    lua_pushcclosure(L, tx_index, 2);
+    return 1;
+}
+
 /* native.data_index(DATA, url_of): the __index of tx.req, then tx.res. */
 static int data_index_functions(lua_State *L)
 {
@@ -310,6 +358,8 @@ void hooks_tx_register(lua_State *L)
     lua_setfield(L, -2, "data_index");
     lua_pushcfunction(L, load_data);
     lua_setfield(L, -2, "load_data");
+    lua_pushcfunction(L, tx_index_function);
+    lua_setfield(L, -2, "tx_index");
     lua_createtable(L, 0, 2);
     lua_pushcfunction(L, line_index);
     lua_setfield(L, -2, "__index");
@@ -550,13 +600,6 @@ static int set_forward_line(struct exchange *x, const char *method, size_t mlen,
     x->fwd_path = line + mlen + 1;
     x->fwd_path_len = plen;
     return 0;
-}
-
-/* Pushes t[<key>] of the table at <t>, without metamethods. */
-static int raw_get_field(lua_State *L, int t, const char *key)
-{
-    lua_pushstring(L, key);
-    return lua_rawget(L, t);
 }
 
 /* Whether the table at <t> carries the changed mark. */
