@@ -99,6 +99,8 @@ int hooks_start_call(lua_State *L)
     struct hooks *h = hs->hooks;
     lua_State *co;
 
+    if (hs->tx_ref == LUA_NOREF)
+        hooks_tx_make(L); /* the exchange's first hook (see hooks_run) */
     if (h->idle_count > 0) {
         /* A finished coroutine starts afresh with a new function, under
          * the registry reference it had: taken off the idle list at the
@@ -498,7 +500,13 @@ enum hooks_result hooks_run(struct session *s, enum hook_phase phase)
         return HOOKS_CONTINUE;
     hs->phase = phase;
     hs->script = 0;
-    if (hs->tx_ref == LUA_NOREF && hooks_protected(s, hooks_tx_make, "tx") != 0)
+    /* The tx is made with the phase's first coroutine (hooks_start_call),
+     * in the same protected call, unless something looks at it before
+     * the hook runs: --trace, the flow capture, the --hook-errors open
+     * snapshot. */
+    if (hs->tx_ref == LUA_NOREF &&
+        (trace_enabled || s->x.flow || hs->hooks->mode == HOOK_ERRORS_OPEN) &&
+        hooks_protected(s, hooks_tx_make, "tx") != 0)
         return HOOKS_FAILED;
     hs->responded = 0;
     return continue_phase(s, 0);
