@@ -724,6 +724,16 @@ static void test_tokens(void)
     is_int(http_has_token(&head, "Connection", ""), 0, "has_token: empty elements ignored");
     is_int(http_has_token(&head, "Expect", "100-continue"), 1, "Expect: 100-continue");
     is_int(http_has_token(&head, "Missing", "close"), 0, "has_token: absent field");
+    /* the same through the field's id */
+    is_int(http_has_token_id(&head, HTTP_FIELD_CONNECTION, "close"), 1, "has_token_id: second field");
+    is_int(http_has_token_id(&head, HTTP_FIELD_CONNECTION, "KEEP-ALIVE"), 1,
+           "has_token_id ignores case");
+    is_int(http_has_token_id(&head, HTTP_FIELD_CONNECTION, "clos"), 0,
+           "has_token_id: prefix is not a match");
+    is_int(http_has_token_id(&head, HTTP_FIELD_TRANSFER_ENCODING, "chunked"), 0,
+           "has_token_id: absent field");
+    is_int(http_has_token_id(&head, HTTP_FIELD_EXPECT, "100-continue"), 1,
+           "has_token_id: Expect");
 
     static const struct {
         const char *name;
