@@ -180,7 +180,9 @@ struct exchange {
     struct tunnel_moves tunnel_up, tunnel_down; /* client -> upstream, and back */
     const char *error;     /* why it failed, for the log */
     struct flow *flow;     /* what the viewer captures (flows.h), or NULL */
-    char user[128];        /* the authenticated proxy user, or "" */
+    /* The authenticated proxy user (--auth-file), or NULL: allocated then,
+     * since every idle client holds the rest of this struct. */
+    char *user;
     struct auth_job *auth_job; /* credentials being checked (SESSION_HOOK) */
     /* --trace: a chunk hook that waits, for the line when it is done. */
     ev_tstamp chunk_started;

@@ -169,6 +169,8 @@ void exchange_release(struct session *s)
     x->error = NULL; /* it may point at the cause */
     free(x->cause);
     x->cause = NULL;
+    free(x->user);
+    x->user = NULL;
 }
 
 static enum exchange_step run_request_hooks(struct session *s, enum hook_phase phase);
@@ -262,12 +264,27 @@ static int choose_parent(struct session *s)
     return 0;
 }
 
+/* Keeps <user> (not empty) as the exchange's user. 0, or -1 when out of
+ * memory. */
+static int keep_user(struct exchange *x, const char *user)
+{
+    if (!user[0])
+        return 0;
+    free(x->user);
+    x->user = strdup(user);
+    return x->user ? 0 : -1;
+}
+
 /* With --auth-file: the verdict on the request's Proxy-Authorization, or
- * AUTH_PENDING while the pool checks it (s->events->auth_done follows). */
-static enum auth_result check_credentials(struct session *s, const struct http_head *head)
+ * AUTH_PENDING while the pool checks it (s->events->auth_done follows).
+ * *<oom>: the user could not be kept. */
+static enum auth_result check_credentials(struct session *s, const struct http_head *head,
+                                          int *oom)
 {
     struct exchange *x = &s->x;
     struct auth *a = s->proxy->auth;
+    char user[AUTH_USER_MAX];
+    enum auth_result result;
     int i;
 
     if (!a || !s->proxy->cfg->auth_file)
@@ -275,15 +292,18 @@ static enum auth_result check_credentials(struct session *s, const struct http_h
     if (s->intercepted) {
         /* Inside an intercepted tunnel: the CONNECT carried the
          * credentials, and requests inside never do. */
-        snprintf(x->user, sizeof x->user, "%s", s->tunnel->user);
+        *oom = keep_user(x, s->tunnel->user) != 0;
         return AUTH_OK;
     }
     i = http_find_id(head, HTTP_FIELD_PROXY_AUTHORIZATION, 0);
     if (i >= 0 && http_find_id(head, HTTP_FIELD_PROXY_AUTHORIZATION, (size_t)i + 1) >= 0)
         return AUTH_DENIED; /* two sets of credentials: which one? neither */
-    return auth_check(a, i >= 0 ? head->fields[i].value : NULL,
-                      i >= 0 ? head->fields[i].value_len : 0, s->client_ip, x->user,
-                      sizeof x->user, s->events->auth_done, s, &x->auth_job);
+    result = auth_check(a, i >= 0 ? head->fields[i].value : NULL,
+                        i >= 0 ? head->fields[i].value_len : 0, s->client_ip, user, sizeof user,
+                        s->events->auth_done, s, &x->auth_job);
+    if (result == AUTH_OK)
+        *oom = keep_user(x, user) != 0;
+    return result;
 }
 
 enum exchange_step exchange_auth_done(struct session *s, int ok, const char *user)
@@ -292,7 +312,8 @@ enum exchange_step exchange_auth_done(struct session *s, int ok, const char *use
     x->auth_job = NULL;
     if (!ok)
         return exchange_fail(x, 407, "this proxy needs a user name and password");
-    snprintf(x->user, sizeof x->user, "%s", user);
+    if (keep_user(x, user) != 0)
+        return exchange_fail(x, 500, "out of memory");
     return hooks_or_connect(s);
 }
 
@@ -364,6 +385,7 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
 {
     struct exchange *x = &s->x;
     enum auth_result auth_result;
+    int user_oom = 0;
     enum http_error err;
     int ca_page;
     const char *cause;
@@ -428,7 +450,7 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
     /* Proxy credentials: checked here, while the head's views are valid
      * (auth_check copies what it needs); never forwarded (hop-by-hop). */
     ca_page = !x->is_connect && https_is_ca_page(x->host);
-    auth_result = ca_page ? AUTH_OK : check_credentials(s, head);
+    auth_result = ca_page ? AUTH_OK : check_credentials(s, head, &user_oom);
 
     /* Everything needed is copied: the head's bytes can go. */
     buffer_consume(&s->client.in, head_len);
@@ -447,6 +469,8 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
     case AUTH_PENDING:
         return exchange_move(x, SESSION_HOOK, "credentials being checked");
     case AUTH_OK:
+        if (user_oom)
+            return exchange_fail(x, 500, "out of memory");
         break;
     }
     return hooks_or_connect(s);

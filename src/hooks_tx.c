@@ -54,7 +54,7 @@ int hooks_tx_make(lua_State *L)
     lua_setfield(L, -2, "_client_port");
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->tx_mt_ref);
     lua_setmetatable(L, -2);
-    if (x->user[0]) { /* --auth-file: who sent it */
+    if (x->user) { /* --auth-file: who sent it */
         lua_pushstring(L, x->user);
         lua_setfield(L, -2, "user");
     }

@@ -72,7 +72,7 @@ enum exchange_step https_begin_tunnel(struct session *s)
     s->intercepted = 1;
     s->tunnel->port = x->port;
     snprintf(s->tunnel->host, sizeof s->tunnel->host, "%s", x->host);
-    snprintf(s->tunnel->user, sizeof s->tunnel->user, "%s", x->user);
+    snprintf(s->tunnel->user, sizeof s->tunnel->user, "%s", x->user ? x->user : "");
     x->status = 200;
     x->response_started = 1;
     x->req_body_done = 1;

@@ -38,7 +38,7 @@ void session_log_exchange(struct session *s)
         .status = x->status,
         .bytes = x->res_filter ? x->res_filtered_bytes : x->res_bytes,
         .duration_ms = (ev_now(s->proxy->loop) - x->started) * 1000.0,
-        .user = x->user[0] ? x->user : NULL,
+        .user = x->user,
         .error = x->error,
     };
     if (access_log_wants_details(log) && x->active) {
