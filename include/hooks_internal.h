@@ -172,8 +172,13 @@ void hooks_headers_register(lua_State *L);
  * filled for it). */
 lua_Integer hooks_headers_count(lua_State *L, int index, const char *key, size_t klen);
 /* Pushes a header list that is a view of <fields> (a copy: Lua keeps no
- * pointer into them), made for exchange <stamp>. */
-void hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64_t stamp);
+ * pointer into them), made for exchange <stamp>, and then the block (a
+ * userdata) the copy is in, which has <extra> bytes more for the caller:
+ * returns where they are (one allocation for both). */
+void *hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64_t stamp,
+                              size_t extra);
+/* The caller's bytes of a block hooks_headers_push_view made. */
+void *hooks_headers_extra(void *block);
 /* If the list at <index> is a view never filled, made from <out> for
  * exchange <stamp> (and <out> not changed since), applies the edits made
  * to it to <out> (checked as headers_add checks them) and returns 1.

@@ -42,9 +42,10 @@ static const char base_key = 'b';
 
 /* The copy of the relay's fields a view starts from. */
 struct view_base {
-    uint64_t stamp; /* the exchange the fields are of */
+    uint64_t stamp;   /* the exchange the fields are of */
     size_t count;
     size_t text_len;
+    size_t extra_off; /* the caller's bytes (hooks_headers_push_view) */
     struct header items[]; /* then the text, at items + count */
 };
 
@@ -55,25 +56,37 @@ static const char *base_text(const struct view_base *b)
     return (const char *)(b->items + b->count);
 }
 
-void hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64_t stamp)
+void *hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64_t stamp,
+                              size_t extra)
 {
     struct hooks *h = hooks_of(L);
     size_t text_len = buffer_length(&fields->text);
+    size_t size = sizeof(struct view_base) + fields->count * sizeof(struct header) + text_len;
+    size_t extra_off = (size + 15) & ~(size_t)15; /* Lua aligns the block itself */
     struct view_base *b;
 
     /* Room for two edits, the copy and the changed mark. */
     lua_createtable(L, 6, 2);                             /* +1 list */
-    b = lua_newuserdatauv(L, sizeof *b + fields->count * sizeof b->items[0] + text_len, 0);
+    b = lua_newuserdatauv(L, extra_off + extra, 0);       /* +2 list block */
     b->stamp = stamp;
     b->count = fields->count;
     b->text_len = text_len;
+    b->extra_off = extra_off;
     if (fields->count > 0)
         memcpy(b->items, fields->items, fields->count * sizeof b->items[0]);
     if (text_len > 0)
         memcpy((char *)(b->items + b->count), buffer_peek(&fields->text), text_len);
-    lua_rawsetp(L, -2, &base_key);                        /* +1 list */
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, -3, &base_key);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->headers_mt_ref);
-    lua_setmetatable(L, -2);
+    lua_setmetatable(L, -3);
+    return (char *)b + extra_off;
+}
+
+void *hooks_headers_extra(void *block)
+{
+    struct view_base *b = block;
+    return (char *)b + b->extra_off;
 }
 
 static int ascii_lower(int c)

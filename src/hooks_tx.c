@@ -108,10 +108,11 @@ static void raw_set_field(lua_State *L, int t, const char *key)
 
 /*
  * The request line (method, scheme, host, port, path, version) of tx.req's
- * data, and the status line (status, reason) of tx.res's, are kept as one
- * block (a userdata under line_key) and made fields of the data table the
- * first time anything reads or writes a field the table does not hold
- * (through line_mt, which goes with the block). Most hooks read only the
+ * data, and the status line (status, reason) of tx.res's, are kept in the
+ * block that holds the header view's copy (a userdata, under line_key:
+ * one allocation for both) and made fields of the data table the first
+ * time anything reads or writes a field the table does not hold (through
+ * line_mt, which goes with the line). Most hooks read only the
  * header list, and the relay then compares nothing when reading back: a
  * block still there is the relay's own line.
  */
@@ -127,10 +128,12 @@ struct data_line {
 static const char *const request_line_keys[5] = {"method", "scheme", "host", "path", "version"};
 static const char *const status_line_keys[1] = {"reason"};
 
-/* Sets the block of the <n> strings <str> (of <len> bytes) and <number>
- * on the data table at the top, and gives the table line_mt. */
-static void push_line(lua_State *L, int is_request, const char *const *str, const size_t *len,
-                      size_t n, lua_Integer number)
+/* Pushes the header list of <fields> (a view, see hooks_headers.c) and
+ * sets it as the field "headers" of the data table at the top, with the
+ * line of the <n> strings <str> (of <len> bytes) and <number> kept in the
+ * same block as the view's copy; gives the table line_mt. */
+static void push_head(lua_State *L, const struct headers *fields, uint64_t stamp, int is_request,
+                      const char *const *str, const size_t *len, size_t n, lua_Integer number)
 {
     struct hooks *h = hooks_of(L);
     size_t total = 0;
@@ -139,7 +142,7 @@ static void push_line(lua_State *L, int is_request, const char *const *str, cons
 
     for (size_t i = 0; i < n; i++)
         total += len[i];
-    line = lua_newuserdatauv(L, sizeof *line + total, 0);
+    line = hooks_headers_push_view(L, fields, stamp, sizeof *line + total); /* +2 list block */
     line->is_request = is_request;
     line->number = number;
     p = line->text;
@@ -148,7 +151,8 @@ static void push_line(lua_State *L, int is_request, const char *const *str, cons
         memcpy(p, str[i], len[i]);
         p += len[i];
     }
-    lua_rawsetp(L, -2, &line_key);
+    lua_rawsetp(L, -3, &line_key);                        /* +1 list */
+    lua_setfield(L, -2, "headers"); /* raw: no metatable yet */
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->line_mt_ref);
     lua_setmetatable(L, -2);
 }
@@ -165,7 +169,7 @@ static void load_line(lua_State *L, int d)
         lua_pop(L, 1);
         return;
     }
-    line = lua_touserdata(L, -1);                         /* +1 line */
+    line = hooks_headers_extra(lua_touserdata(L, -1));    /* +1 block */
     p = line->text;
     for (size_t i = 0; i < (line->is_request ? 5u : 1u); i++) {
         lua_pushstring(L, line->is_request ? request_line_keys[i] : status_line_keys[i]);
@@ -247,9 +251,7 @@ int hooks_tx_make_request(lua_State *L)
     /* Room for the headers, the line and what hooks_api may add first
      * (url, the changed mark); the line's fields make it grow. */
     lua_createtable(L, 0, 4);                             /* +1 d */
-    hooks_headers_push_view(L, &x->req_headers, x->id);
-    lua_setfield(L, 2, "headers"); /* raw: no metatable yet */
-    push_line(L, 1, str, len, 5, x->port);
+    push_head(L, &x->req_headers, x->id, 1, str, len, 5, x->port);
     lua_pushvalue(L, 2);
     raw_set_field(L, 1, "_req");
     lua_createtable(L, 0, 1);                             /* +2 d req */
@@ -822,12 +824,10 @@ static int set_response(lua_State *L)
     /* Room for what scripts and hooks_api add (reason_set, filter_body,
      * decode_body, the changed mark). */
     lua_createtable(L, 0, 4);                             /* +2 tx d */
-    hooks_headers_push_view(L, &x->res_headers, x->id);
-    lua_setfield(L, 2, "headers"); /* raw: no metatable yet */
     {
         const char *reason = x->res_reason;
         size_t len = strlen(reason);
-        push_line(L, 0, &reason, &len, 1, x->status);
+        push_head(L, &x->res_headers, x->id, 0, &reason, &len, 1, x->status);
     }
     lua_pushvalue(L, 2);
     raw_set_field(L, 1, "_res");
