@@ -31,6 +31,12 @@ struct shared_store;
 
 extern const char *const hooks_phase_names[HOOK_PHASE_COUNT];
 
+/* The blocks the Lua allocator keeps (see struct hooks): up to
+ * HOOKS_SMALL_MAX bytes, in classes HOOKS_SMALL_STEP apart. */
+#define HOOKS_SMALL_STEP 16
+#define HOOKS_SMALL_MAX 256
+#define HOOKS_SMALL_CLASSES (HOOKS_SMALL_MAX / HOOKS_SMALL_STEP)
+
 /* A loaded set of scripts: one Lua state. */
 struct hooks {
     lua_State *L;
@@ -73,6 +79,11 @@ struct hooks {
      * replaces the relay's (hooks_tx.c): grown once, kept for the next. */
     struct header *scratch;
     size_t scratch_cap;
+    /* Small blocks Lua freed, kept for its next allocations of the same
+     * size class (hooks.c, capped_alloc): class i holds blocks of
+     * (i + 1) * HOOKS_SMALL_STEP bytes, linked through their first word. */
+    void *small_free[HOOKS_SMALL_CLASSES];
+    unsigned small_count[HOOKS_SMALL_CLASSES];
 };
 
 static inline struct hooks *hooks_of(lua_State *L)

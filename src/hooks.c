@@ -38,6 +38,62 @@ const char *const hooks_phase_names[HOOK_PHASE_COUNT] = {
 
 /* ---- the Lua state ------------------------------------------------------ */
 
+/*
+ * Small blocks. A hook call makes and drops dozens of small objects (the
+ * tx and its tables, strings, a header view), and the collector frees them
+ * in batches: glibc's per-thread cache keeps only seven blocks of a size,
+ * so most of a batch went through malloc's bins and came back out of them
+ * on the next exchange (malloc, free and their helpers were about a tenth
+ * of the header hook's instructions). The state keeps up to SMALL_KEEP
+ * freed blocks per 16-byte class, at most 272 KiB in all, and takes from
+ * them first. Every block Lua holds of up to HOOKS_SMALL_MAX bytes is
+ * allocated at its class's full size, so any freed one fits the next
+ * request of its class. Off under AddressSanitizer, so a use after free
+ * in a Lua object is still caught.
+ */
+#define SMALL_KEEP 128
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SMALL_CACHE 0
+#else
+#define SMALL_CACHE 1
+#endif
+
+static size_t small_class(size_t size)
+{
+    return (size - 1) / HOOKS_SMALL_STEP;
+}
+
+/* What to ask malloc for to hold <size> bytes. */
+static size_t small_rounded(size_t size)
+{
+    return size <= HOOKS_SMALL_MAX ? (small_class(size) + 1) * HOOKS_SMALL_STEP : size;
+}
+
+static void small_release(struct hooks *h, void *ptr, size_t size)
+{
+    size_t c = small_class(size);
+    if (SMALL_CACHE && size <= HOOKS_SMALL_MAX && h->small_count[c] < SMALL_KEEP) {
+        *(void **)ptr = h->small_free[c];
+        h->small_free[c] = ptr;
+        h->small_count[c]++;
+        return;
+    }
+    free(ptr);
+}
+
+static void small_drain(struct hooks *h)
+{
+    for (size_t c = 0; c < HOOKS_SMALL_CLASSES; c++) {
+        while (h->small_free[c]) {
+            void *next = *(void **)h->small_free[c];
+            free(h->small_free[c]);
+            h->small_free[c] = next;
+        }
+        h->small_count[c] = 0;
+    }
+}
+
 /* lua_Alloc with a cap: past it an allocation fails, which Lua turns into a
  * "not enough memory" error in the script that asked. */
 static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -47,15 +103,24 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     void *p;
 
     if (nsize == 0) {
-        free(ptr);
-        h->mem_used -= old;
+        if (ptr) {
+            small_release(h, ptr, old);
+            h->mem_used -= old;
+        }
         return NULL;
     }
     if (nsize > old && h->mem_used + (nsize - old) > h->mem_limit)
         return NULL;
-    p = realloc(ptr, nsize);
-    if (!p)
-        return NULL;
+    if (!ptr && nsize <= HOOKS_SMALL_MAX && h->small_free[small_class(nsize)]) {
+        size_t c = small_class(nsize);
+        p = h->small_free[c];
+        h->small_free[c] = *(void **)p;
+        h->small_count[c]--;
+    } else {
+        p = realloc(ptr, small_rounded(nsize));
+        if (!p)
+            return NULL;
+    }
     h->mem_used = h->mem_used - old + nsize;
     return p;
 }
@@ -193,6 +258,7 @@ void hooks_unref(struct hooks *h)
 {
     if (h && --h->refs == 0) {
         lua_close(h->L);
+        small_drain(h);
         shared_store_close(h->shared); /* no exchange is left to wait on it */
         free(h->scratch);
         free(h);
