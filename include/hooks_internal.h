@@ -173,12 +173,15 @@ void hooks_lib_guard(lua_State *L);
 
 /* ---- hooks_headers.c ---- */
 
-/* The key of the "changed" mark (hooks_api's CHANGED) on a header list
- * and on tx.req's and tx.res's data: set when a script changes them. */
+/* The key of the "changed" mark (hooks_api's CHANGED) on a plain header
+ * list and on tx.req's and tx.res's data: set when a script changes them
+ * (a view is changed when it holds an edit: hooks_headers_changed). */
 extern const char hooks_changed_key;
 /* Sets native.header_functions and native.changed_key in the table at the
  * top of L. */
 void hooks_headers_register(lua_State *L);
+/* Whether the header list at <index> was changed through its methods. */
+int hooks_headers_changed(lua_State *L, int index);
 /* How many fields <key> the header list at <index> holds (a view is not
  * filled for it). */
 lua_Integer hooks_headers_count(lua_State *L, int index, const char *key, size_t klen);

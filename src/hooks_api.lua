@@ -94,10 +94,12 @@ end
 -- The lists C hands over start as views that hold no field until one is
 -- read: fill(h) makes h a plain list (the flat layout below) before it is
 -- read raw.
-local count_fields, fill
+-- list_changed(h) says whether h was changed through the methods (a
+-- view has no mark: it is changed when it holds an edit).
+local count_fields, fill, list_changed
 header_methods.get, header_methods.values, header_methods.set, header_methods.add,
   header_methods.remove, Headers.__index, Headers.__newindex, count_fields, Headers.__len,
-  fill = native.header_functions(header_methods)
+  fill, list_changed = native.header_functions(header_methods)
 Headers.__pairs = function(self)
   fill(self)
   local i = -1
@@ -526,7 +528,7 @@ end
 -- nil when no script changed the request: the relay keeps what it has.
 function api.request_out(tx)
   local d = rawget(tx, "_req")
-  if d == nil or not d[CHANGED] and not rawget(d.headers, CHANGED) and rawget(tx, "_intercept") == nil then
+  if d == nil or not d[CHANGED] and not list_changed(d.headers) and rawget(tx, "_intercept") == nil then
     return nil
   end
   local hosts = count_fields(d.headers, "Host")
@@ -563,7 +565,7 @@ end
 -- nil when no script changed the response (see request_out).
 function api.response_out(tx)
   local d = rawget(tx, "_res")
-  if not d[CHANGED] and not rawget(d.headers, CHANGED) then return nil end
+  if not d[CHANGED] and not list_changed(d.headers) then return nil end
   return d.status, d.reason, d.headers, d.reason_set, d.filter_body == false, d.decode_body == false
 end
 
@@ -667,7 +669,7 @@ end
 function api.changes(tx, b)
   local out = {}
   local d, r = rawget(tx, "_req"), rawget(tx, "_res")
-  if d and b.method == nil and (d[CHANGED] or rawget(d.headers, CHANGED)) then
+  if d and b.method == nil and (d[CHANGED] or list_changed(d.headers)) then
     -- tx.req was first read during this call: the exchange still holds
     -- the request as it was before it.
     local method, scheme, host, port, path, _, fields = native.request_of(rawget(tx, TXID))

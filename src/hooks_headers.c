@@ -12,10 +12,11 @@
  * is the reference's (scripts/README.md, "Header lists").
  *
  * The lists the relay hands over (tx.req.headers, tx.res.headers) start
- * as views: the table holds no field yet, only one block (a userdata
- * under base_key) with a copy of the relay's fields, and in its array the
- * edits made since (add, set and remove, in order: op, name, value, one
- * after the other, so an edit costs no table of its own). Most hooks only set,
+ * as views: the table holds no field yet; its array holds one block (a
+ * userdata, at 1) with a copy of the relay's fields, then the edits made
+ * since (add, set and remove, in order: op, name, value, one after the
+ * other, so an edit costs no table of its own, and a view needs no hash
+ * part: it is changed when it holds an edit). Most hooks only set,
  * remove or add a field, so the head is never turned into Lua strings:
  * the edits are applied in C to the relay's own list when the list is
  * read back (hooks_headers_apply). The first read (get, values, pairs,
@@ -37,8 +38,6 @@ const char hooks_changed_key = 'c';
 
 static int method_fill(lua_State *L);
 
-/* Keys of a view (light userdata: no script can make one). */
-static const char base_key = 'b';
 
 /* The copy of the relay's fields a view starts from. */
 struct view_base {
@@ -65,8 +64,8 @@ void *hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64
     size_t extra_off = (size + 15) & ~(size_t)15; /* Lua aligns the block itself */
     struct view_base *b;
 
-    /* Room for two edits, the copy and the changed mark. */
-    lua_createtable(L, 6, 2);                             /* +1 list */
+    /* Room for the copy and two edits. */
+    lua_createtable(L, 7, 0);                             /* +1 list */
     b = lua_newuserdatauv(L, extra_off + extra, 0);       /* +2 list block */
     b->stamp = stamp;
     b->count = fields->count;
@@ -77,7 +76,7 @@ void *hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64
     if (text_len > 0)
         memcpy((char *)(b->items + b->count), buffer_peek(&fields->text), text_len);
     lua_pushvalue(L, -1);
-    lua_rawsetp(L, -3, &base_key);
+    lua_rawseti(L, -3, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->headers_mt_ref);
     lua_setmetatable(L, -3);
     return (char *)b + extra_off;
@@ -221,16 +220,29 @@ static void list_set(lua_State *L, int name, int value)
 }
 
 /* The view's copy of the relay's fields (pushed), or NULL (nothing
- * pushed) when the list at <idx> is a plain list. */
+ * pushed) when the list at <idx> is a plain list (a name at 1, or none). */
 static struct view_base *view_base(lua_State *L, int idx)
 {
-    if (lua_rawgetp(L, idx, &base_key) == LUA_TUSERDATA)
+    if (lua_rawgeti(L, idx, 1) == LUA_TUSERDATA)
         return lua_touserdata(L, -1);
     lua_pop(L, 1);
     return NULL;
 }
 
-/* Pushes the edit at <i> (1-based, a multiple of 3 plus 1) of the view
+int hooks_headers_changed(lua_State *L, int index)
+{
+    int changed;
+    index = lua_absindex(L, index);
+    if (view_base(L, index)) {
+        lua_pop(L, 1);
+        return lua_rawlen(L, index) > 1;
+    }
+    changed = lua_rawgetp(L, index, &hooks_changed_key) != LUA_TNIL && lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return changed;
+}
+
+/* Pushes the edit at <i> (2, 5, 8, ...) of the view
  * at <list>: its op, name and value (false for a remove). Returns the op,
  * or 0 when the three are not an edit this file recorded (a script's
  * rawset into the view). */
@@ -278,9 +290,9 @@ static void fill(lua_State *L)
         lua_pushlstring(L, base_text(b) + f->value_off, f->value_len);
         lua_rawseti(L, 1, (lua_Integer)(2 * i + 2));
     }
-    lua_pushnil(L);
-    lua_rawsetp(L, 1, &base_key);
-    for (lua_Integer i = 1; i <= n; i += 3) {
+    if (n > 1)
+        mark_changed(L); /* a plain list now: the mark says it */
+    for (lua_Integer i = 2; i <= n; i += 3) {
         int op = push_edit(L, edits, i);                  /* +5 ... op name value */
         if (op == 0)
             luaL_error(L, "invalid header list (changed with rawset)");
@@ -300,7 +312,7 @@ static int record(lua_State *L, enum view_op op, int name, int value)
 {
     lua_Integer n;
 
-    if (lua_rawgetp(L, 1, &base_key) != LUA_TUSERDATA) {
+    if (lua_rawgeti(L, 1, 1) != LUA_TUSERDATA) {
         lua_pop(L, 1);
         return -1;
     }
@@ -325,7 +337,7 @@ int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t s
     lua_Integer n;
 
     index = lua_absindex(L, index);
-    if (lua_rawgetp(L, index, &base_key) != LUA_TUSERDATA) {
+    if (lua_rawgeti(L, index, 1) != LUA_TUSERDATA) {
         lua_pop(L, 1);
         return 0;
     }
@@ -339,7 +351,7 @@ int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t s
     }
     lua_pop(L, 1);
     n = (lua_Integer)lua_rawlen(L, index);
-    if (n == 0)
+    if (n <= 1)
         return 1; /* no edit: the relay's fields stand */
     /* Undone on an error, as the read-back of a plain list leaves <out>
      * as it was: the items only (text is only ever appended). */
@@ -350,7 +362,7 @@ int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t s
     }
     if (saved > 0)
         memcpy(undo, out->items, saved * sizeof *out->items);
-    for (lua_Integer i = 1; i <= n; i += 3) {
+    for (lua_Integer i = 2; i <= n; i += 3) {
         size_t nlen = 0, vlen = 0;
         const char *name = NULL, *value = NULL;
         int op = push_edit(L, index, i), rc = -1;
@@ -457,7 +469,7 @@ lua_Integer hooks_headers_count(lua_State *L, int index, const char *key, size_t
          * edit is skipped here; the read-back refuses it. */
         for (size_t i = 0; i < b->count; i++)
             count += name_eq(base_text(b) + b->items[i].name_off, b->items[i].name_len, key, klen);
-        for (lua_Integer i = 1; i <= n; i += 3) {
+        for (lua_Integer i = 2; i <= n; i += 3) {
             size_t flen;
             int op = push_edit(L, index, i);
             const char *fname = op ? lua_tolstring(L, -2, &flen) : NULL;
@@ -502,9 +514,10 @@ static int method_add(lua_State *L)
     lua_settop(L, 3);
     check_name(L, 2, &klen);
     check_value(L, 3);
-    mark_changed(L);
-    if (record(L, VIEW_ADD, 2, 3) != 0)
+    if (record(L, VIEW_ADD, 2, 3) != 0) {
+        mark_changed(L);
         list_add(L, 2, 3);
+    }
     return 0;
 }
 
@@ -521,9 +534,10 @@ static int method_set(lua_State *L)
     has_value = !lua_isnil(L, 3);
     if (has_value)
         check_value(L, 3);
-    mark_changed(L);
-    if (record(L, has_value ? VIEW_SET : VIEW_REMOVE, 2, has_value ? 3 : 0) != 0)
+    if (record(L, has_value ? VIEW_SET : VIEW_REMOVE, 2, has_value ? 3 : 0) != 0) {
+        mark_changed(L);
         list_set(L, 2, has_value ? 3 : 0);
+    }
     return 0;
 }
 
@@ -575,14 +589,22 @@ static int method_fill(lua_State *L)
     return 1;
 }
 
+/* changed(h): whether h was changed through the methods. */
+static int method_changed(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_pushboolean(L, hooks_headers_changed(L, 1));
+    return 1;
+}
+
 /* native.header_functions(methods): the functions above, as get, values,
- * set, add, remove, __index, __newindex, count, __len, fill. */
+ * set, add, remove, __index, __newindex, count, __len, fill, changed. */
 static int header_functions(lua_State *L)
 {
     static const lua_CFunction fns[] = {method_get,      method_values, method_set,
                                         method_add,      method_remove, method_index,
                                         method_newindex, method_count,  method_len,
-                                        method_fill};
+                                        method_fill,     method_changed};
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {

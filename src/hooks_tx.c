@@ -690,7 +690,7 @@ static int changed_side(lua_State *L, struct session *s, int request)
     lua_settop(L, d);
     if (raw_get_field(L, d, "headers") != LUA_TTABLE)     /* +3 tx d list */
         return -1;
-    if (!changed(L, d + 1))
+    if (!hooks_headers_changed(L, d + 1))
         return 0;
     /* A line never read is the relay's; one read may have been changed
      * around the setters. */
