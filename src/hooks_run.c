@@ -285,6 +285,13 @@ static enum call_outcome resume(struct session *s, int nargs, int *nres, double 
         if (status == LUA_ERRMEM || h->timed_out) {
             lua_resetthread(co); /* its stack still holds the garbage */
             lua_gc(h->L, LUA_GCCOLLECT);
+            /* Lua 5.4.4 (Debian 12's) leaves the generational collector
+             * without a target after a full collection: the one the bomb
+             * set stays, and young garbage then piles up for megabytes
+             * before the next collection, which some innocent hook pays
+             * for. One basic step after it sets the target (fixed in Lua
+             * 5.4.5; harmless there). */
+            lua_gc(h->L, LUA_GCSTEP, 0);
         }
         return CALL_FAILED;
     }
