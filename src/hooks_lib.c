@@ -8,6 +8,7 @@
 #include <ev.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "headers.h"
 #include "http_client.h"
@@ -81,8 +82,27 @@ static void guard(lua_State *L, const char *lib, const char *name)
     lua_pop(L, 1);
 }
 
+/* collectgarbage("collect") (the default), then one basic step: Lua 5.4.4
+ * leaves the generational collector without a next target after a full
+ * collection, and garbage then piles up for megabytes (see hooks_run.c).
+ * The original function is upvalue 1. */
+static int guarded_collectgarbage(lua_State *L)
+{
+    int full = lua_isnoneornil(L, 1) ||
+               (lua_type(L, 1) == LUA_TSTRING && strcmp(lua_tostring(L, 1), "collect") == 0);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    if (full)
+        lua_gc(L, LUA_GCSTEP, 0);
+    return lua_gettop(L);
+}
+
 void hooks_lib_guard(lua_State *L)
 {
+    lua_getglobal(L, "collectgarbage");
+    lua_pushcclosure(L, guarded_collectgarbage, 1);
+    lua_setglobal(L, "collectgarbage");
     lua_getglobal(L, "os");
     lua_pushcfunction(L, guarded_exit);
     lua_setfield(L, -2, "exit");
