@@ -6,8 +6,9 @@
  *
  *   hooks.c       loading, reload, --check, the Lua state and its setup
  *   hooks_run.c   per-exchange coroutines, the time budget, phases, proxy.sleep
- *   hooks_tx.c    building the tx, reading the scripts' changes back,
- *                 responses a script makes itself
+ *   hooks_tx.c    building the tx, tx.req and tx.res
+ *   hooks_readback.c  reading the scripts' changes back, responses a
+ *                 script makes itself
  *   hooks_body.c  the on_response_chunk body filter
  *   hooks_lib.c   the proxy.* natives (log, now, phase, ...)
  *   hooks_pattern.c  Lua's pattern functions with a step budget
@@ -157,6 +158,13 @@ int hooks_tx_finish(lua_State *L);   /* the outcome, for on_done */
 /* Sets native.data_index (tx.req's and tx.res's __index) in the table at
  * the top of L. */
 void hooks_tx_register(lua_State *L);
+/* Pushes t[<key>] of the table at <t>, without metamethods; its type. */
+int hooks_raw_get_field(lua_State *L, int t, const char *key);
+/* Whether tx.req's or tx.res's data table at <d> still holds its line (the
+ * request or status line) as the relay made it: never read, never set. */
+int hooks_tx_line_unread(lua_State *L, int d);
+
+/* ---- hooks_readback.c ---- */
 
 /* The state's scratch array, grown to hold <want> fields; NULL when out
  * of memory. For a read-back: nothing to free if Lua raises. */

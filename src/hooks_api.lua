@@ -70,7 +70,7 @@ local Headers = {}
 
 -- Set (as a key no script can name) on a header list and on a request that
 -- a script changed: one left untouched is not read back into the relay,
--- which then forwards what it parsed. (A light userdata: hooks_tx.c looks
+-- which then forwards what it parsed. (A light userdata: hooks_readback.c looks
 -- for it too.)
 local CHANGED = native.changed_key
 

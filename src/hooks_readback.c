@@ -1,0 +1,546 @@
+/*
+ * hooks_readback.c - what the scripts changed, read back into the relay
+ * after each phase (the request, the upstream, the response), and the
+ * response a script makes itself with tx:respond. Everything read back is
+ * checked here again, whatever hooks_api checked: a script can reach the
+ * data around its setters.
+ */
+#include "hooks_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "headers.h"
+#include "http_parse.h"
+#include "log.h"
+#include "message.h"
+#include "parent.h"
+#include "proxy.h"
+#include "session.h"
+
+/* The fields the proxy owns: a script may not set them (they are dropped
+ * when read back), so framing and connection handling stay correct. */
+static int proxy_owned(const char *name, size_t len)
+{
+    /* By length first: this runs for every field a script hands back. */
+    switch (len) {
+    case 2:
+        return http_token_eq(name, len, "TE");
+    case 7:
+        return http_token_eq(name, len, "Trailer") || http_token_eq(name, len, "Upgrade");
+    case 10:
+        return http_token_eq(name, len, "Connection") || http_token_eq(name, len, "Keep-Alive");
+    case 14:
+        return http_token_eq(name, len, "Content-Length");
+    case 16:
+        return http_token_eq(name, len, "Proxy-Connection");
+    case 17:
+        return http_token_eq(name, len, "Transfer-Encoding");
+    default:
+        return 0;
+    }
+}
+
+/* How far ahead of the last field kept a field of the list read back is
+ * looked for among the relay's: a removed field or two shifts the rest,
+ * and a bound keeps a list of many new fields from costing a square. */
+#define KEPT_LOOKAHEAD 8
+
+struct header *hooks_scratch(struct hooks *h, size_t want)
+{
+    if (want > h->scratch_cap || !h->scratch) {
+        struct header *grown = realloc(h->scratch, (want ? want : 1) * sizeof *grown);
+        if (!grown)
+            return NULL;
+        h->scratch = grown;
+        h->scratch_cap = want ? want : 1;
+    }
+    return h->scratch;
+}
+
+/* Replaces <out> by the list at <index> ({n1, v1, ...}). Fields the proxy
+ * owns are skipped, except those named in <keep>.
+ *
+ * A view still unread (hooks_headers.c) of exchange <stamp> (0: none) was
+ * copied from <out>, which no one changed since: its edits are applied to
+ * <out> itself, and nothing else is read.
+ *
+ * Most of a list read back is what the relay handed over: a field equal
+ * byte for byte to one of <out> (looked for in order) keeps that field's
+ * text, which was checked when it came in, so it is neither checked nor
+ * copied again. Every other field, however it got into the list (a header
+ * method, rawset), is checked as headers_add checks it. The new order is
+ * built in the state's scratch array (nothing to free if Lua raises).
+ * Returns 0, or -1 with an error message pushed (<out> unchanged then,
+ * apart from unused text). */
+static int read_field_list(lua_State *L, int index, struct headers *out, const char *keep,
+                           uint64_t stamp)
+{
+    struct hooks *h = hooks_of(L);
+    lua_Integer n;
+    size_t count = 0, cursor = 0, old = out->count, want;
+
+    switch (hooks_headers_apply(L, index, out, stamp)) {
+    case -1:
+        return -1;
+    case 1:
+        for (size_t i = 0; i < out->count; i++) {
+            size_t nlen;
+            const char *name = headers_name(out, i, &nlen);
+            if (!proxy_owned(name, nlen) || (keep && http_token_eq(name, nlen, keep)))
+                out->items[count++] = out->items[i];
+        }
+        out->count = count;
+        return 0;
+    default:
+        break;
+    }
+    n = (lua_Integer)lua_rawlen(L, index);
+    want = (size_t)(n / 2);
+    if (want > HEADERS_MAX_COUNT)
+        want = HEADERS_MAX_COUNT;
+    if (!hooks_scratch(h, want)) {
+        lua_pushliteral(L, "out of memory");
+        return -1;
+    }
+    for (lua_Integer i = 1; i + 1 <= n; i += 2) {
+        size_t nlen, vlen, at;
+        lua_rawgeti(L, index, i);
+        lua_rawgeti(L, index, i + 1);
+        const char *name = lua_tolstring(L, -2, &nlen);
+        const char *value = lua_tolstring(L, -1, &vlen);
+        if (!name || !value ||
+            (proxy_owned(name, nlen) && !(keep && http_token_eq(name, nlen, keep)))) {
+            lua_pop(L, 2);
+            continue;
+        }
+        if (count == want) /* only past HEADERS_MAX_COUNT */
+            goto invalid;
+        for (at = cursor; at < old && at < cursor + KEPT_LOOKAHEAD; at++)
+            if (headers_same(out, at, name, nlen, value, vlen))
+                break;
+        if (at < old && at < cursor + KEPT_LOOKAHEAD) {
+            h->scratch[count++] = out->items[at];
+            cursor = at + 1;
+        } else if (headers_store(out, name, nlen, value, vlen, &h->scratch[count++]) != 0) {
+            goto invalid;
+        }
+        lua_pop(L, 2);
+    }
+    if (headers_set_items(out, h->scratch, count) != 0) {
+        lua_pushliteral(L, "out of memory");
+        return -1;
+    }
+    return 0;
+
+invalid:
+    lua_pop(L, 1); /* the value; the name stays on the stack for the message */
+    lua_pushfstring(L, "invalid header %s", lua_tostring(L, -1));
+    return -1;
+}
+
+/*
+ * What a script hands back goes into a request or status line as it is, so
+ * it is checked here too, not only by hooks_api's setters: a script can
+ * reach the data around them (rawset, next()), and one stray space or CRLF
+ * would split the line into something the next hop reads differently.
+ */
+
+/* A method (RFC 9110 9.1): a token. */
+static int valid_method(const char *m, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!http_is_tchar((unsigned char)m[i]))
+            return 0;
+    return len > 0;
+}
+
+/* A request target's path and query: no space, no control byte. */
+static int valid_path(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)p[i] <= ' ' || p[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* A reason phrase (RFC 9112 4): HTAB, SP, visible and non-ASCII bytes. */
+static int valid_reason(const char *r, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)r[i] < ' ' && r[i] != '\t') || r[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* Replaces the forwarded method and path. 0, or -1 when out of memory. */
+static int set_forward_line(struct exchange *x, const char *method, size_t mlen,
+                            const char *path, size_t plen)
+{
+    char *line = malloc(mlen + plen + 2);
+    if (!line)
+        return -1;
+    memcpy(line, method, mlen);
+    line[mlen] = '\0';
+    memcpy(line + mlen + 1, path, plen);
+    line[mlen + 1 + plen] = '\0';
+    free(x->fwd_line);
+    x->fwd_line = line;
+    x->fwd_method = line;
+    x->fwd_method_len = mlen;
+    x->fwd_path = line + mlen + 1;
+    x->fwd_path_len = plen;
+    return 0;
+}
+
+/* Whether the table at <t> carries the changed mark. */
+static int changed(lua_State *L, int t)
+{
+    int marked = lua_rawgetp(L, t, &hooks_changed_key) != LUA_TNIL && lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return marked;
+}
+
+/* Whether d[<key>] (d at <d>) is the string <want> of <len> bytes. */
+static int field_equals(lua_State *L, int d, const char *key, const char *want, size_t len)
+{
+    size_t have;
+    const char *v;
+    int same;
+
+    if (hooks_raw_get_field(L, d, key) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    v = lua_tolstring(L, -1, &have);
+    same = have == len && memcmp(v, want, len) == 0;
+    lua_pop(L, 1);
+    return same;
+}
+
+/* Whether d[<key>] is <want> (an integer), resp. nil. */
+static int field_is_integer(lua_State *L, int d, const char *key, lua_Integer want)
+{
+    int same = hooks_raw_get_field(L, d, key) == LUA_TNUMBER && lua_isinteger(L, -1) &&
+               lua_tointeger(L, -1) == want;
+    lua_pop(L, 1);
+    return same;
+}
+
+static int field_is_nil(lua_State *L, int d, const char *key)
+{
+    int nil = hooks_raw_get_field(L, d, key) == LUA_TNIL;
+    lua_pop(L, 1);
+    return nil;
+}
+
+/* Whether the request data at <d> is still what the relay has: the
+ * setters mark a change, but a script can reach the data around them
+ * (next(tx.req)), so the fields read back are compared, not trusted. */
+static int request_as_relayed(lua_State *L, int d, const struct exchange *x)
+{
+    const char *scheme = x->is_connect ? "" : x->upstream_tls ? "https" : "http";
+    return field_equals(L, d, "method", x->fwd_method, x->fwd_method_len) &&
+           field_equals(L, d, "path", x->is_connect ? "" : x->fwd_path,
+                        x->is_connect ? 0 : x->fwd_path_len) &&
+           field_equals(L, d, "host", x->host, strlen(x->host)) &&
+           field_is_integer(L, d, "port", x->port) &&
+           field_equals(L, d, "scheme", scheme, strlen(scheme)) &&
+           field_is_nil(L, d, "filter_body") && field_is_nil(L, d, "buffer_body");
+}
+
+/* The same for the response data at <d>. */
+static int response_as_relayed(lua_State *L, int d, const struct exchange *x)
+{
+    return field_is_integer(L, d, "status", x->status) &&
+           field_equals(L, d, "reason", x->res_reason, strlen(x->res_reason)) &&
+           field_is_nil(L, d, "reason_set") && field_is_nil(L, d, "filter_body") &&
+           field_is_nil(L, d, "decode_body");
+}
+
+/* What the hooks changed of tx.req (<request>) or tx.res, the common
+ * cases decided in C without a call into hooks_api: pushes the header list
+ * and returns 1 when only the list changed (the data around it is the
+ * relay's), returns 0 when nothing changed (no mark: hooks_api would say
+ * the same), and -1 when hooks_api must tell (the method, the target, the
+ * status, a flag or tx:intercept were set; a request whose Host count is
+ * not one). */
+static int changed_side(lua_State *L, struct session *s, int request)
+{
+    int tx, d;
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->x.hook.tx_ref);  /* +1 tx */
+    tx = lua_gettop(L);
+    if (hooks_raw_get_field(L, tx, request ? "_req" : "_res") != LUA_TTABLE) /* +2 tx d */
+        return -1;
+    d = tx + 1;
+    if (changed(L, d) || (request && hooks_raw_get_field(L, tx, "_intercept") != LUA_TNIL))
+        return -1;
+    lua_settop(L, d);
+    if (hooks_raw_get_field(L, d, "headers") != LUA_TTABLE)     /* +3 tx d list */
+        return -1;
+    if (!hooks_headers_changed(L, d + 1))
+        return 0;
+    /* A line never read is the relay's; one read may have been changed
+     * around the setters. */
+    if (!hooks_tx_line_unread(L, d) &&
+        !(request ? request_as_relayed(L, d, &s->x) : response_as_relayed(L, d, &s->x)))
+        return -1;
+    /* hooks_api's request_out adds a missing Host and refuses two. */
+    if (request && hooks_headers_count(L, d + 1, "Host", 4) != 1)
+        return -1;
+    return 1;
+}
+
+static int read_request(lua_State *L)
+{
+    struct session *s = lua_touserdata(L, 1);
+    struct exchange *x = &s->x;
+    size_t mlen, plen, hlen;
+
+    switch (changed_side(L, s, 1)) {
+    case 0:
+        x->hook.req_filter_off = 0;
+        x->hook.req_buffer = 0;
+        return 0;
+    case 1:
+        /* Only fields: method, target and flags are what the relay has. */
+        x->hook.req_filter_off = 0;
+        x->hook.req_buffer = 0;
+        if (read_field_list(L, lua_gettop(L), &x->req_headers, x->is_upgrade ? "Upgrade" : NULL,
+                            x->id) != 0)
+            return lua_error(L);
+        return 0;
+    default:
+        lua_settop(L, 1);
+        break;
+    }
+    hooks_push_api_tx(L, &x->hook, "request_out");
+    lua_call(L, 1, 9); /* method path host port fields scheme intercept filter_off buffer */
+    if (lua_isnil(L, -9)) {
+        /* No script changed the request: what the relay parsed stands, and
+         * nothing is copied back (most hooks only look, or do nothing). */
+        x->hook.req_filter_off = 0;
+        x->hook.req_buffer = 0;
+        return 0;
+    }
+    x->hook.req_filter_off = lua_toboolean(L, -2);
+    x->hook.req_buffer = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    const char *method = luaL_checklstring(L, -7, &mlen);
+    const char *path = luaL_checklstring(L, -6, &plen);
+    const char *host = luaL_checklstring(L, -5, &hlen);
+    lua_Integer port = luaL_checkinteger(L, -4);
+    if (hlen == 0 || hlen >= sizeof x->host || port < 1 || port > 65535)
+        return luaL_error(L, "invalid host or port");
+    if (!x->is_connect) /* a script may move a request between http and https */
+        x->upstream_tls = strcmp(luaL_checkstring(L, -2), "https") == 0;
+    else if (lua_isboolean(L, -1))
+        x->intercept_choice = lua_toboolean(L, -1) ? 1 : 2;
+    /* hooks_api refuses these too; this holds even for a script that
+     * reached around it with rawset. */
+    if (x->is_connect != (mlen == 7 && strncasecmp(method, "CONNECT", 7) == 0))
+        return luaL_error(L, "a request cannot become CONNECT, nor CONNECT anything else");
+    if (!valid_method(method, mlen) || (!x->is_connect && !valid_path(path, plen)))
+        return luaL_error(L, "invalid method or path");
+    if (read_field_list(L, lua_gettop(L) - 2, &x->req_headers, x->is_upgrade ? "Upgrade" : NULL,
+                        x->id) != 0)
+        return lua_error(L);
+    int host_at = headers_find(&x->req_headers, "Host", 4, 0);
+    if (host_at >= 0 && headers_find(&x->req_headers, "Host", 4, (size_t)host_at + 1) >= 0)
+        return luaL_error(L, "a request carries exactly one Host field");
+    if (!x->is_connect && set_forward_line(x, method, mlen, path, plen) != 0)
+        return luaL_error(L, "out of memory");
+    memcpy(x->host, host, hlen + 1);
+    x->port = (uint16_t)port;
+    return 0;
+}
+
+static int read_upstream(lua_State *L)
+{
+    struct session *s = lua_touserdata(L, 1);
+    struct exchange *x = &s->x;
+    size_t hlen;
+
+    hooks_push_api_tx(L, &x->hook, "upstream_out");
+    lua_call(L, 1, 4);                 /* host port tls proxy */
+    const char *host = luaL_checklstring(L, -4, &hlen);
+    if (hlen == 0 || hlen >= sizeof x->host)
+        return luaL_error(L, "invalid upstream host");
+    memcpy(x->host, host, hlen + 1);
+    x->port = (uint16_t)luaL_checkinteger(L, -3);
+    if (!x->is_connect && lua_isboolean(L, -2)) /* nil: a table without it keeps the scheme's */
+        x->upstream_tls = lua_toboolean(L, -2);
+    /* tx.upstream.proxy: nil goes direct, a URL goes through that parent. */
+    if (lua_isnil(L, -1)) {
+        free(x->parent);
+        x->parent = NULL;
+    } else if (!x->parent || strcmp(luaL_checkstring(L, -1), x->parent->url) != 0) {
+        struct parent_proxy parsed;
+        char why[160];
+        if (parent_parse(luaL_checkstring(L, -1), &parsed, why, sizeof why) != 0)
+            return luaL_error(L, "tx.upstream.proxy: %s", why);
+        if (!x->parent && !(x->parent = malloc(sizeof *x->parent)))
+            return luaL_error(L, "out of memory");
+        *x->parent = parsed;
+    }
+    return 0;
+}
+
+static int begin_connect(lua_State *L)
+{
+    struct session *s = lua_touserdata(L, 1);
+    hooks_push_api_tx(L, &s->x.hook, "begin_connect");
+    if (s->x.parent)
+        lua_pushstring(L, s->x.parent->url);
+    else
+        lua_pushnil(L);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+static int read_response(lua_State *L)
+{
+    struct session *s = lua_touserdata(L, 1);
+    struct exchange *x = &s->x;
+    size_t rlen;
+
+    switch (changed_side(L, s, 0)) {
+    case 0:
+        x->hook.res_filter_off = 0;
+        x->hook.res_decode_off = 0;
+        x->res_reason_set = 0;
+        return 0;
+    case 1:
+        /* Only fields: status, reason and flags are what the relay has. */
+        x->hook.res_filter_off = 0;
+        x->hook.res_decode_off = 0;
+        x->res_reason_set = 0;
+        if (read_field_list(L, lua_gettop(L), &x->res_headers,
+                            x->res_keep_length ? "Content-Length" : NULL, x->id) != 0)
+            return lua_error(L);
+        return 0;
+    default:
+        lua_settop(L, 1);
+        break;
+    }
+    hooks_push_api_tx(L, &x->hook, "response_out");
+    lua_call(L, 1, 6);   /* status reason fields reason_set filter_off decode_off */
+    if (lua_isnil(L, -6)) {
+        /* Unchanged by every script: the head goes out as it came. */
+        x->hook.res_filter_off = 0;
+        x->hook.res_decode_off = 0;
+        x->res_reason_set = 0;
+        return 0;
+    }
+    x->hook.res_filter_off = lua_toboolean(L, -2);
+    x->hook.res_decode_off = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    x->res_reason_set = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_Integer status = luaL_checkinteger(L, -3);
+    const char *reason = luaL_checklstring(L, -2, &rlen);
+    /* A 1xx would be read as interim and its body as the next response. */
+    if (status < 200 || status > 599)
+        return luaL_error(L, "invalid status %d", (int)status);
+    if (!valid_reason(reason, rlen))
+        return luaL_error(L, "invalid reason phrase");
+    x->status = (int)status;
+    if (rlen >= sizeof x->res_reason)
+        rlen = sizeof x->res_reason - 1;
+    memcpy(x->res_reason, reason, rlen);
+    x->res_reason[rlen] = '\0';
+    if (read_field_list(L, lua_gettop(L), &x->res_headers,
+                        x->res_keep_length ? "Content-Length" : NULL, x->id) != 0)
+        return lua_error(L);
+    return 0;
+}
+
+int hooks_read_request(struct session *s)
+{
+    /* A request no script has looked at is one no script has changed. */
+    if (s->x.hook.tx_ref == LUA_NOREF || !s->x.hook.req_read)
+        return 0;
+    return hooks_protected(s, read_request, "request");
+}
+
+int hooks_prepare_upstream(struct session *s)
+{
+    /* before_connect sees the upstream as the (rewritten) target. */
+    return s->x.hook.tx_ref == LUA_NOREF ? 0 : hooks_protected(s, begin_connect, "upstream");
+}
+
+int hooks_read_upstream(struct session *s)
+{
+    return s->x.hook.tx_ref == LUA_NOREF ? 0 : hooks_protected(s, read_upstream, "upstream");
+}
+
+int hooks_read_response(struct session *s)
+{
+    return s->x.hook.tx_ref == LUA_NOREF ? 0 : hooks_protected(s, read_response, "response");
+}
+
+struct local_response {
+    struct session *s;
+    struct buffer *out;
+    int failed;
+};
+
+static int write_local(lua_State *L)
+{
+    struct local_response *lr = lua_touserdata(L, 1);
+    struct session *s = lr->s;
+    struct exchange *x = &s->x;
+    struct headers fields;
+    size_t blen;
+    int head_only = x->method_len == 4 && memcmp(x->method, "HEAD", 4) == 0;
+
+    hooks_push_api_tx(L, &x->hook, "respond_out");
+    lua_call(L, 1, 3);                   /* status body fields */
+    lua_Integer code = luaL_checkinteger(L, -3);
+    const char *body = luaL_checklstring(L, -2, &blen);
+    if (code < 200 || code > 599)
+        return luaL_error(L, "invalid status %d", (int)code);
+    int status = (int)code;
+    headers_init(&fields);
+    if (read_field_list(L, lua_gettop(L), &fields, NULL, 0) != 0) {
+        headers_free(&fields); /* Lua raises past this frame */
+        return lua_error(L);
+    }
+    if (headers_find(&fields, "Content-Type", 12, 0) < 0)
+        headers_add(&fields, "Content-Type", 12, "text/plain; charset=utf-8", 25);
+    headers_add(&fields, "Via", 3, MESSAGE_VIA, strlen(MESSAGE_VIA));
+    x->status = status;
+    /* 204 and 304 carry no body and no Content-Length (RFC 9110 8.6). */
+    if (status == 204 || status == 304) {
+        head_only = 1;
+        blen = 0;
+    }
+    if (message_write_response(lr->out, status, message_reason(status),
+                               strlen(message_reason(status)), &fields,
+                               status == 204 || status == 304 ? HTTP_BODY_NONE
+                                                              : HTTP_BODY_LENGTH,
+                               blen, x->keep_alive, x->minor, 0) != 0 ||
+        (!head_only && buffer_append(lr->out, body, blen) != 0))
+        lr->failed = 1;
+    if (!head_only)
+        x->res_bytes += blen;
+    headers_free(&fields);
+    return 0;
+}
+
+int hooks_write_local_response(struct session *s, struct buffer *out)
+{
+    struct local_response lr = {s, out, 0};
+    lua_State *L = s->x.hook.hooks->L;
+    lua_pushcfunction(L, write_local);
+    lua_pushlightuserdata(L, &lr);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        log_error("c%llu #%llu local response: %s", (unsigned long long)s->id, (unsigned long long)s->x.id,
+                  lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    return lr.failed ? -1 : 0;
+}
