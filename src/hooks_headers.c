@@ -120,7 +120,7 @@ static const char *check_name(lua_State *L, int idx, size_t *len)
 
 /* Replaces the value at <idx> by what is sent: a number as its string,
  * spaces and tabs around it removed. A value with CR, LF or NUL would
- * split the head, and is an error. */
+ * split the head, and is an error, as is any other control byte but tab. */
 static void check_value(lua_State *L, int idx)
 {
     size_t len, start = 0;
@@ -134,9 +134,16 @@ static void check_value(lua_State *L, int idx)
         luaL_error(L, "a header value must be a string, got %s", lua_typename(L, t));
     }
     v = lua_tolstring(L, idx, &len);
-    for (size_t i = 0; i < len; i++)
-        if (v[i] == '\0' || v[i] == '\r' || v[i] == '\n')
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c == '\0' || c == '\r' || c == '\n')
             luaL_error(L, "a header value must not contain CR, LF or NUL");
+        /* The relay refuses the other control bytes too (headers.c):
+         * refused here, the script can catch it, and the exchange does
+         * not fail later on a value the script believed was set. */
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            luaL_error(L, "a header value must not contain control characters (byte %d)", (int)c);
+    }
     while (start < len && (v[start] == ' ' || v[start] == '\t'))
         start++;
     while (len > start && (v[len - 1] == ' ' || v[len - 1] == '\t'))

@@ -484,6 +484,10 @@ function on_request(tx)
     local hd = tx.req.headers
     rawset(hd, rawlen(hd) + 1, "X Split"); rawset(hd, rawlen(hd) + 1, "1")
   elseif c == "control-byte" then tx.req.headers["X-Control"] = "a\1b"
+  elseif c == "raw-control" then -- around the setter's check: the read-back's
+    local hd = tx.req.headers
+    local _ = hd["Host"] -- a read turns the list into a plain table
+    rawset(hd, rawlen(hd) + 1, "X-Control"); rawset(hd, rawlen(hd) + 1, "a\1b")
   elseif c == "set-host" then tx.req.headers["Host"] = "other.example"
   elseif c == "remove-host" then tx.req.headers:remove("Host")
   elseif c == "to-connect" then tx.req.method = "CONNECT"
@@ -521,7 +525,10 @@ end
     "invalid header Host")
   refused("a field name with a space put in with rawset", GET .. "raw-name\r\n\r\n",
     "invalid header X Split")
-  refused("a value with a control byte", GET .. "control-byte\r\n\r\n", "invalid header X%-Control")
+  refused("a value with a control byte", GET .. "control-byte\r\n\r\n",
+    "must not contain control characters")
+  refused("a value with a control byte put in with rawset", GET .. "raw-control\r\n\r\n",
+    "invalid header X%-Control")
   refused("a request turned into CONNECT", GET .. "to-connect\r\n\r\n", "cannot be turned into CONNECT")
   refused("a request turned into connect (lower case)", GET .. "to-connect-lower\r\n\r\n",
     "case%-sensitive")

@@ -262,6 +262,31 @@ describe("hooks", function()
       end)
     end
 
+    for _, case in ipairs({ { "ctl", "set" }, { "del", "add" }, { "esc", "set" } }) do
+      it("refuses a value with another control byte (" .. case[1] .. ", " .. case[2] .. ") with 500",
+        function()
+          start({ "bad_values" })
+          local resp = get("/echo", { "X-Bad: " .. case[1], "X-How: " .. case[2] })
+          assert.are.equal("HTTP/1.1 500 Internal Server Error", resp.status_line)
+          assert.are.equal(SCRIPT_FAILED, resp.body)
+          assert.are.equal(0, #origin.requests())
+          assert.truthy(wait_log("must not contain control characters"), proxy.log())
+          assert.are.equal(200, get("/hello").status)
+        end)
+    end
+
+    it("lets a script catch a refused value and carry on", function()
+      start({ "bad_values" })
+      for i, which in ipairs({ "lf", "ctl" }) do
+        local resp = get("/echo", { "X-Bad: " .. which, "X-How: pcall" })
+        assert.are.equal(200, resp.status)
+        local seen = origin.requests()[i]
+        assert.are.equal(which == "lf" and "must not contain CR, LF or NUL"
+          or "must not contain control characters", seen.headers["x-caught"])
+        assert.is_nil(seen.headers["x-evil"])
+      end
+    end)
+
     it("keeps a list edited but never read past its exchange, with its edits", function()
       start({ "kept_lists" })
       local first = get("/echo?keep", { "X-Gone: 1", "X-Stay: s" })
