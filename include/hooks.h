@@ -103,8 +103,9 @@ struct hook_state {
     enum http_body_kind piece_kind;
     uint64_t *piece_sent;
     uint64_t sent_scratch;      /* piece_sent for request bodies */
-    /* Set by the relay: output for the client may skip its buffer. */
-    struct body_direct direct;
+    /* Set by the relay: a piece for the client (direct) or the upstream
+     * (req_direct) may skip that side's output buffer. */
+    struct body_direct direct, req_direct;
 };
 
 /* Loads the configured scripts into p->hooks (NULL when there are none).

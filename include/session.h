@@ -168,6 +168,7 @@ struct exchange {
     struct body_reader res_body;
     struct buffer res_batch; /* small chunks gathered for on_response_chunk
                               * (res_body.batch; empty between pump calls) */
+    struct buffer req_batch; /* ... and for on_request_chunk (req_body.batch) */
     enum http_body_kind res_out_kind;
     bool response_started; /* bytes of this response are queued for the client */
     bool client_keep;      /* what the client's head asked: keep-alive or not */

@@ -166,6 +166,7 @@ void exchange_release(struct session *s)
     headers_free(&x->req_headers);
     headers_free(&x->res_headers);
     buffer_free(&x->res_batch);
+    buffer_free(&x->req_batch);
     x->error = NULL; /* it may point at the cause */
     free(x->cause);
     x->cause = NULL;

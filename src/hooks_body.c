@@ -179,7 +179,8 @@ static int chunk_steps(struct session *s, int resuming)
     /* Straight from the string to the client when nothing waits before
      * it: the one copy left on the way out is the kernel's. */
     if (rc == 0 &&
-        body_write_data_direct(&hs->direct, hs->piece_out, hs->piece_kind, out, out_len) != 0)
+        body_write_data_direct(phase == HOOK_ON_REQUEST_CHUNK ? &hs->req_direct : &hs->direct,
+                               hs->piece_out, hs->piece_kind, out, out_len) != 0)
         rc = -1;
     else if (rc == 0)
         *hs->piece_sent += out_len;

@@ -48,7 +48,7 @@ void hooks_exchange_begin(struct session *s, hooks_wake_fn *on_wake)
     hs->piece_in_lua = 0;
     hs->decoded_eof = 0;
     hs->body_error = HOOKS_BODY_OK;
-    hs->direct = (struct body_direct){NULL, NULL, NULL};
+    hs->direct = hs->req_direct = (struct body_direct){NULL, NULL, NULL};
     ev_init(&hs->sleep_timer, on_sleep_done);
     hs->sleep_timer.data = s;
     if (hs->hooks)

@@ -272,6 +272,17 @@ static int expects_continue(const struct exchange *x)
     return http_token_eq(value, len, "100-continue");
 }
 
+/* body_direct's send: a large piece from on_request_chunk goes to the
+ * upstream without passing through its output buffer. */
+static size_t send_to_upstream(void *arg, const struct iovec *iov, int iovcnt)
+{
+    struct session *s = arg;
+    size_t n = endpoint_write_now(&s->upstream, iov, iovcnt);
+    if (n > 0)
+        s->last_activity = ev_now(s->proxy->loop);
+    return n;
+}
+
 /* Decides how the request body goes up, once the request hooks are done:
  *
  *   no on_request_chunk (or filter_body = false)  as it came
@@ -298,6 +309,8 @@ static enum exchange_step plan_request_body(struct session *s)
         }
     } else if (x->req_filter) {
         x->req_out_kind = HTTP_BODY_CHUNKED;
+        x->hook.req_direct = (struct body_direct){&s->upstream.out, send_to_upstream, s};
+        x->req_body.batch = &x->req_batch;
     }
     return STEP_PROGRESS;
 }

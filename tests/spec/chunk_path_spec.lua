@@ -137,6 +137,41 @@ end
     assert.is_true(tonumber(calls) >= 1 and tonumber(calls) <= 3001, calls)
   end)
 
+  it("sends an upload through on_request_chunk whole, large or in small chunks", function()
+    local both = h.tmpfile([[
+function on_request_chunk(tx, c, eof)
+  tx.ctx.calls = (tx.ctx.calls or 0) + 1
+  if eof then return c .. "|" .. tx.ctx.calls end
+  return c
+end
+]], "upload.lua")
+    proxy = h.start_proxy({ "-s", both })
+    local function upload(body, framing)
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, h.request("POST", origin.url("/hello"),
+        { "Host: " .. origin.authority, framing }, body)))
+      local resp = assert(h.read_response(s, { timeout = 20 }))
+      s:close()
+      assert.are.equal(200, resp.status)
+    end
+    -- 4 MiB by length: the pieces go up from the hook's strings.
+    local big = h.pattern(4 * 1024 * 1024)
+    upload(big, "Content-Length: " .. #big)
+    -- 2,000 chunks of 50 bytes: they reach the hook together.
+    local parts = {}
+    for i = 1, 2000 do parts[i] = "32\r\n" .. h.pattern(50, i * 50) .. "\r\n" end
+    upload(table.concat(parts) .. "0\r\n\r\n", "Transfer-Encoding: chunked")
+    assert(origin.wait_requests(2))
+    local recs = origin.requests()
+    local sent = { big, h.pattern(100000, 50) }
+    for i = 1, 2 do
+      local body, calls = (recs[i].decoded or ""):match("^(.*)|(%d+)$")
+      assert.truthy(body, "upload " .. i .. ": no calls suffix")
+      assert.is_true(body == sent[i], "upload " .. i .. " arrived changed")
+      assert.is_true(tonumber(calls) >= 2, "upload " .. i .. ": " .. calls .. " calls")
+    end
+  end)
+
   it("hands the hook what has arrived without waiting for more", function()
     proxy = h.start_proxy({ "-s", script })
     -- An origin of our own, so the spec decides when each part is sent.
