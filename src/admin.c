@@ -597,14 +597,15 @@ static int handle_request(struct admin_conn *c)
     head.field_limit = 0; /* the parser's default */
     n = http_parse_request(buffer_peek(&c->in), len, &head, &err);
 
-    if (n == -2) {
-        if (len >= ADMIN_HEAD_MAX) {
-            c->close_after = 1;
-            admin_reply_error(c, 431, "request head too large");
-            return 1;
-        }
-        return 0;
+    /* Too large whether it is still coming or came whole: a head that
+     * arrived in two reads is complete before it reaches the cap. */
+    if (n > (ssize_t)ADMIN_HEAD_MAX || (n == -2 && len >= ADMIN_HEAD_MAX)) {
+        c->close_after = 1;
+        admin_reply_error(c, 431, "request head too large");
+        return 1;
     }
+    if (n == -2)
+        return 0;
     if (n == -1 || http_request_framing(&head, &framing, &err) != 0) {
         c->close_after = 1;
         admin_reply_error(c, 400, "malformed request");
