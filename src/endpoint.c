@@ -138,18 +138,28 @@ void endpoint_open_watched(struct endpoint *e, int fd)
     e->watched = 1;
 }
 
-enum endpoint_io endpoint_read(struct endpoint *e, size_t limit)
+/* What a read may take before "in" holds <limit> bytes, in *<room>; or
+ * why it may take nothing (the peer's end, or a full buffer). */
+static enum endpoint_io read_room(const struct endpoint *e, size_t limit, size_t *room)
 {
-    char stack[ENDPOINT_READ_SIZE];
-    size_t room, spare;
-    char *p;
-    ssize_t n;
-
     if (e->fd < 0 || e->read_eof)
         return ENDPOINT_EOF;
     if (buffer_length(&e->in) >= limit)
         return ENDPOINT_AGAIN;
-    room = limit - buffer_length(&e->in);
+    *room = limit - buffer_length(&e->in);
+    return ENDPOINT_PROGRESS;
+}
+
+enum endpoint_io endpoint_read(struct endpoint *e, size_t limit)
+{
+    char stack[ENDPOINT_READ_SIZE];
+    size_t room, spare;
+    enum endpoint_io why;
+    char *p;
+    ssize_t n;
+
+    if ((why = read_room(e, limit, &room)) != ENDPOINT_PROGRESS)
+        return why;
     if (room > ENDPOINT_READ_SIZE)
         room = ENDPOINT_READ_SIZE;
     /* Read straight into the buffer when it already has the space (a body
@@ -173,14 +183,12 @@ enum endpoint_io endpoint_read(struct endpoint *e, size_t limit)
 enum endpoint_io endpoint_read_bulk(struct endpoint *e, size_t limit)
 {
     size_t room;
+    enum endpoint_io why;
     char *p;
     ssize_t n;
 
-    if (e->fd < 0 || e->read_eof)
-        return ENDPOINT_EOF;
-    if (buffer_length(&e->in) >= limit)
-        return ENDPOINT_AGAIN;
-    room = limit - buffer_length(&e->in);
+    if ((why = read_room(e, limit, &room)) != ENDPOINT_PROGRESS)
+        return why;
     p = buffer_reserve(&e->in, room);
     if (!p) {
         e->failed = 1;

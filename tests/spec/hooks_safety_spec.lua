@@ -310,6 +310,18 @@ end
       return code, out, h.read_file(err_file) or ""
     end
 
+    -- Starts the proxy with <file> as its script, expecting it to exit
+    -- non-zero without listening; returns what it wrote on stderr.
+    local function start_refused(file, timeout)
+      local p = h.start_proxy({ "-s", file }, { wait = false })
+      local code = p.wait_exit(timeout or 5)
+      if not code then p.stop(1) end
+      assert.truthy(code and code ~= 0, "exit status " .. tostring(code))
+      local err = p.stderr()
+      assert.falsy(err:find("listening on", 1, true), err)
+      return err
+    end
+
     it("says ok for a good script", function()
       local file = FIXTURES .. "order.lua"
       local code, out, err = check(file)
@@ -344,46 +356,29 @@ end
 
     it("exits non-zero with the error when a script fails while loading", function()
       local file = FIXTURES .. "load_error.lua"
-      local p = h.start_proxy({ "-s", file }, { wait = false })
-      local code = p.wait_exit(5)
-      if not code then p.stop(1) end
-      assert.truthy(code and code ~= 0, "exit status " .. tostring(code))
-      local err = p.stderr()
+      local err = start_refused(file)
       assert.truthy(err:find("this script refuses to load: no config", 1, true), err)
       local line = line_of(file, "error(")
       assert.truthy(err:find(file .. ":" .. line .. ":", 1, true), err)
-      assert.falsy(err:find("listening on", 1, true), err)
     end)
 
     it("stops top-level code that never ends, and exits non-zero", function()
       local file = FIXTURES .. "load_loop.lua"
-      local p = h.start_proxy({ "-s", file }, { wait = false })
-      local code = p.wait_exit(10)
-      if not code then p.stop(1) end
-      assert.truthy(code and code ~= 0, "exit status " .. tostring(code))
-      local err = p.stderr()
+      local err = start_refused(file, 10)
       assert.truthy(err:find(file .. ": its top-level code ran longer than 1 s", 1, true), err)
-      assert.falsy(err:find("listening on", 1, true), err)
     end)
 
     it("stops a pattern match at the top level that would run for minutes", function()
       local file = FIXTURES .. "load_pattern.lua"
-      local p = h.start_proxy({ "-s", file }, { wait = false })
-      local code = p.wait_exit(10)
-      if not code then p.stop(1) end
-      assert.truthy(code and code ~= 0, "exit status " .. tostring(code))
-      local err = p.stderr()
+      local err = start_refused(file, 10)
       assert.truthy(err:find("top-level code timed out in a pattern match", 1, true), err)
       assert.truthy(err:find(file .. ":" .. line_of(file, "string.find(") .. ":", 1, true), err)
     end)
 
     it("exits non-zero when a script has a syntax error at startup", function()
       local file = FIXTURES .. "check_syntax.lua"
-      local p = h.start_proxy({ "-s", file }, { wait = false })
-      local code = p.wait_exit(5)
-      if not code then p.stop(1) end
-      assert.truthy(code and code ~= 0, "exit status " .. tostring(code))
-      assert.truthy(p.stderr():find(file .. ":" .. line_of(file, "then then") .. ":", 1, true), p.stderr())
+      local err = start_refused(file)
+      assert.truthy(err:find(file .. ":" .. line_of(file, "then then") .. ":", 1, true), err)
     end)
   end)
 end)
