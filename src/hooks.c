@@ -203,18 +203,16 @@ static int setup_state(lua_State *L)
         return lua_error(L);
     hooks_lib_push(L);                             /* +1 native */
     lua_call(L, 1, 1);                             /* +1 api */
-    lua_getfield(L, -1, "Tx");
-    h->tx_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_getfield(L, -1, "TXID");
-    h->txid_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_getfield(L, -1, "Headers");
-    h->headers_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_getfield(L, -1, "Request");
-    h->request_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_getfield(L, -1, "DATA");
-    h->data_key_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_getfield(L, -1, "Response");
-    h->response_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    /* What C keeps of the api table, to make a tx and its parts itself. */
+    const struct { const char *name; int *ref; } kept[] = {
+        {"Tx", &h->tx_mt_ref},           {"TXID", &h->txid_ref},
+        {"Headers", &h->headers_mt_ref}, {"Request", &h->request_mt_ref},
+        {"DATA", &h->data_key_ref},      {"Response", &h->response_mt_ref},
+    };
+    for (size_t k = 0; k < sizeof kept / sizeof kept[0]; k++) {
+        lua_getfield(L, -1, kept[k].name);
+        *kept[k].ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     h->api_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* 0 */
 
     for (int i = 0; i < cfg->script_count; i++) {

@@ -374,23 +374,19 @@ static int native_http(lua_State *L)
 
 void hooks_lib_push(lua_State *L)
 {
-    lua_createtable(L, 0, 5);
-    lua_pushcfunction(L, native_log);
-    lua_setfield(L, -2, "log");
-    lua_pushcfunction(L, native_now);
-    lua_setfield(L, -2, "now");
-    lua_pushcfunction(L, native_phase);
-    lua_setfield(L, -2, "phase");
-    lua_pushcfunction(L, native_responded);
-    lua_setfield(L, -2, "responded");
-    lua_pushcfunction(L, hooks_tx_request_of);
-    lua_setfield(L, -2, "request_of");
-    lua_pushcfunction(L, hooks_tx_make_request);
-    lua_setfield(L, -2, "make_request");
-    lua_pushcfunction(L, native_shared);
-    lua_setfield(L, -2, "shared");
-    lua_pushcfunction(L, native_http);
-    lua_setfield(L, -2, "http");
+    static const luaL_Reg natives[] = {
+        {"log", native_log},
+        {"now", native_now},
+        {"phase", native_phase},
+        {"responded", native_responded},
+        {"request_of", hooks_tx_request_of},
+        {"make_request", hooks_tx_make_request},
+        {"shared", native_shared},
+        {"http", native_http},
+        {NULL, NULL},
+    };
+    lua_createtable(L, 0, 16);
+    luaL_setfuncs(L, natives, 0);
     lua_pushstring(L, LUAPROXY_VERSION);
     lua_setfield(L, -2, "version");
     hooks_headers_register(L);

@@ -351,18 +351,21 @@ static int data_index_functions(lua_State *L)
 
 void hooks_tx_register(lua_State *L)
 {
+    static const luaL_Reg natives[] = {
+        {"data_index", data_index_functions},
+        {"load_data", load_data},
+        {"tx_index", tx_index_function},
+        {NULL, NULL},
+    };
+    static const luaL_Reg line_mt[] = {
+        {"__index", line_index},
+        {"__newindex", line_newindex},
+        {NULL, NULL},
+    };
     struct hooks *h = hooks_of(L);
-    lua_pushcfunction(L, data_index_functions);
-    lua_setfield(L, -2, "data_index");
-    lua_pushcfunction(L, load_data);
-    lua_setfield(L, -2, "load_data");
-    lua_pushcfunction(L, tx_index_function);
-    lua_setfield(L, -2, "tx_index");
+    luaL_setfuncs(L, natives, 0);
     lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, line_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, line_newindex);
-    lua_setfield(L, -2, "__newindex");
+    luaL_setfuncs(L, line_mt, 0);
     h->line_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
