@@ -115,6 +115,21 @@ static ssize_t parse_version(const char *buf, size_t len, size_t pos, int *major
 {
     static const char pattern[] = "HTTP/0.0"; /* '0' marks a DIGIT */
 
+    /* Nearly every message says exactly "HTTP/1.1" or "HTTP/1.0": one
+     * 8-byte compare accepts those (what follows is checked by the caller,
+     * so "HTTP/1.10" still fails there); anything else takes the byte walk,
+     * which finds the first wrong byte. */
+    if (len - pos >= 8) {
+        uint64_t word, v10, v11;
+        memcpy(&word, buf + pos, 8);
+        memcpy(&v10, "HTTP/1.0", 8);
+        memcpy(&v11, "HTTP/1.1", 8);
+        if (word == v11 || word == v10) {
+            *major = 1;
+            *minor = word == v11;
+            return (ssize_t)(pos + 8);
+        }
+    }
     for (size_t i = 0; i < sizeof(pattern) - 1; i++, pos++) {
         if (pos == len)
             return NEED_MORE;
