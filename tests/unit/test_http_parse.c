@@ -799,6 +799,17 @@ static void test_field_ids(void)
         {"Set-Cookie", HTTP_FIELD_OTHER}, {"Hosts", HTTP_FIELD_OTHER},
         {"Content_Length", HTTP_FIELD_OTHER}, {"Keep_Alive", HTTP_FIELD_OTHER},
         {"T", HTTP_FIELD_OTHER}, {"Upgrade2", HTTP_FIELD_OTHER}, {"Vi\xe1", HTTP_FIELD_OTHER},
+        /* bytes that a looser case fold (more bits than 0x20, or 0x20 on
+         * a "-") would take for a letter or "-", in each word compared */
+        {"Content\rLength", HTTP_FIELD_OTHER}, {"Keep\rAlive", HTTP_FIELD_OTHER},
+        {"H\x0fst", HTTP_FIELD_OTHER}, {"Ho\x13t", HTTP_FIELD_OTHER}, {"T\x05", HTTP_FIELD_OTHER},
+        {"\x14" "E", HTTP_FIELD_OTHER}, {"Vi@", HTTP_FIELD_OTHER}, {"V\xc9" "a", HTTP_FIELD_OTHER},
+        {"Transfer-Encodin\x07", HTTP_FIELD_OTHER},
+        {"Transfer-EncodinG", HTTP_FIELD_TRANSFER_ENCODING},
+        {"\x14ransfer-Encoding", HTTP_FIELD_OTHER}, {"Proxy-Authorizatio\x0e", HTTP_FIELD_OTHER},
+        {"PROXY-AUTHORIZATION", HTTP_FIELD_PROXY_AUTHORIZATION},
+        {"Proxy-Authorizat\xc9on", HTTP_FIELD_OTHER}, {"Upgrad\x05", HTTP_FIELD_OTHER},
+        {"Content-Lengt\x08", HTTP_FIELD_OTHER}, {"Connectio\x0e", HTTP_FIELD_OTHER},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         is_int(http_field_id(names[i].name, strlen(names[i].name)), names[i].id, names[i].name);
