@@ -347,24 +347,49 @@ enum http_field_id http_field_id(const char *name, size_t len)
 
 /* The end of a run of field bytes (is_field_byte) starting at <pos>. Values
  * make up most of a head, so they are read eight bytes at a time while
- * none of the eight is a control byte (HTAB included: the byte loop takes
- * it) or DEL; obs-text passes, as in the byte loop. Never reads at or
- * past <len>. */
+ * none of the eight is a control byte (HTAB included) or DEL; obs-text
+ * passes, as in the byte loop. In the word that has one, the lowest
+ * flagged byte is the first such byte (the tests below can only flag
+ * wrongly above a true one), so on a little-endian machine the walk goes
+ * straight to it; an HTAB there is a field byte and the walk goes on.
+ * Never reads at or past <len>. */
 static size_t skip_field_bytes(const char *buf, size_t len, size_t pos)
 {
     const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
 
-    while (len - pos >= 8) {
-        uint64_t x, del;
-        memcpy(&x, buf + pos, 8);
-        del = x ^ (ones * 0x7f); /* a DEL byte becomes zero */
-        /* the high bit of a byte is left set by the subtraction only for
-         * bytes below 0x20 (or zero in <del>); ~x keeps obs-text out */
-        if (((x - ones * 0x20) & ~x & highs) | ((del - ones) & ~del & highs))
-            break;
-        pos += 8;
+    for (;;) {
+        while (len - pos >= 8) {
+            uint64_t x, del, stop;
+            memcpy(&x, buf + pos, 8);
+            del = x ^ (ones * 0x7f); /* a DEL byte becomes zero */
+            /* the high bit of a byte is left set by the subtraction only
+             * for bytes below 0x20 (or zero in <del>); ~x keeps obs-text
+             * out */
+            stop = ((x - ones * 0x20) & ~x & highs) | ((del - ones) & ~del & highs);
+            if (stop) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                pos += (size_t)__builtin_ctzll(stop) / 8;
+#endif
+                break;
+            }
+            pos += 8;
+        }
+        if (pos == len || !is_field_byte((unsigned char)buf[pos]))
+            return pos;
+        pos++;
     }
-    while (pos < len && is_field_byte((unsigned char)buf[pos]))
+}
+
+/* The end of a run of tchar starting at <pos> (a field name), four bytes
+ * per bounds check. Never reads at or past <len>. */
+static size_t skip_tchars(const char *buf, size_t len, size_t pos)
+{
+    const unsigned char *u = (const unsigned char *)buf;
+
+    while (len - pos >= 4 && is_tchar(u[pos]) && is_tchar(u[pos + 1]) && is_tchar(u[pos + 2]) &&
+           is_tchar(u[pos + 3]))
+        pos += 4;
+    while (pos < len && is_tchar(u[pos]))
         pos++;
     return pos;
 }
@@ -376,8 +401,7 @@ static ssize_t parse_field_line(const char *buf, size_t len, size_t pos,
 {
     size_t start = pos;
 
-    while (pos < len && is_tchar((unsigned char)buf[pos]))
-        pos++;
+    pos = skip_tchars(buf, len, pos);
     if (pos == len)
         return NEED_MORE;
     /* "Name :" is refused outright (RFC 9112 5.1): some servers strip the

@@ -291,6 +291,94 @@ static void test_too_many_fields(void)
     expect_reject(http_parse_request, &c);
 }
 
+/* Names are read four bytes and values eight bytes at a time: a byte the
+ * grammar refuses (or, in a value, an HTAB it keeps) must be found at
+ * every offset within those steps, and a value may end at any of them. */
+static void test_bytes_at_every_offset(void)
+{
+    static const struct {
+        char byte;
+        enum http_error err; /* HTTP_ERR_NONE: kept in the value */
+    } in_value[] = {
+        {'\0', HTTP_ERR_FIELD_VALUE}, {'\x01', HTTP_ERR_FIELD_VALUE},
+        {'\x1f', HTTP_ERR_FIELD_VALUE}, {'\x7f', HTTP_ERR_FIELD_VALUE},
+        {'\n', HTTP_ERR_BARE_CR_LF}, {'\r', HTTP_ERR_BARE_CR_LF},
+        {'\t', HTTP_ERR_NONE}, {' ', HTTP_ERR_NONE}, {'\x80', HTTP_ERR_NONE},
+        {'\xff', HTTP_ERR_NONE}, {'~', HTTP_ERR_NONE},
+    };
+    static const char in_name[] = {' ', '\t', '\0', '(', '\x7f', '\x80', '\n', '"'};
+    char text[128], value[40];
+    int all_ok = 1;
+
+    for (size_t k = 0; k < 20; k++) {
+        for (size_t i = 0; i < sizeof(in_value) / sizeof(in_value[0]); i++) {
+            /* <k> bytes, the byte, and five more: the byte at offset k
+             * (whitespace at offset 0 is not in the value: skipped) */
+            if (k == 0 && (in_value[i].byte == ' ' || in_value[i].byte == '\t'))
+                continue;
+            memset(value, 'v', sizeof value);
+            value[k] = in_value[i].byte;
+            size_t n = strlen("GET / HTTP/1.1\r\nX: ");
+            memcpy(text, "GET / HTTP/1.1\r\nX: ", n);
+            memcpy(text + n, value, k + 6);
+            n += k + 6;
+            memcpy(text + n, "\r\n\r\n", 4);
+            n += 4;
+            enum http_error err = HTTP_ERR_NONE;
+            ssize_t r = parse_whole(http_parse_request, text, n, &err);
+            int good = in_value[i].err == HTTP_ERR_NONE
+                           ? r == (ssize_t)n && head.fields[0].value_len == k + 6 &&
+                                 memcmp(head.fields[0].value, value, k + 6) == 0
+                           : r == -1 && err == in_value[i].err;
+            if (!good) {
+                printf("#   value byte 0x%02x at offset %zu: got %zd err %d\n",
+                       (unsigned char)in_value[i].byte, k, r, (int)err);
+                all_ok = 0;
+            }
+        }
+    }
+    ok(all_ok, "value bytes found at every offset");
+
+    /* Whitespace trimmed at the end, whatever the value's length. */
+    all_ok = 1;
+    for (size_t k = 1; k < 20; k++) {
+        memset(value, 'v', sizeof value);
+        int n = snprintf(text, sizeof text, "GET / HTTP/1.1\r\nX: %.*s \t \r\n\r\n", (int)k,
+                         value);
+        enum http_error err = HTTP_ERR_NONE;
+        ssize_t r = parse_whole(http_parse_request, text, (size_t)n, &err);
+        if (r != n || head.fields[0].value_len != k) {
+            printf("#   value of %zu bytes with trailing OWS: got %zd\n", k, r);
+            all_ok = 0;
+        }
+    }
+    ok(all_ok, "trailing whitespace trimmed after a value of any length");
+
+    all_ok = 1;
+    for (size_t k = 1; k < 12; k++) {
+        for (size_t i = 0; i < sizeof in_name; i++) {
+            char name[16];
+            memset(name, 'N', sizeof name);
+            name[k] = in_name[i];
+            size_t n = strlen("GET / HTTP/1.1\r\n");
+            memcpy(text, "GET / HTTP/1.1\r\n", n);
+            memcpy(text + n, name, k + 3);
+            n += k + 3;
+            memcpy(text + n, ": v\r\n\r\n", 7);
+            n += 7;
+            enum http_error err = HTTP_ERR_NONE;
+            ssize_t r = parse_whole(http_parse_request, text, n, &err);
+            enum http_error want = in_name[i] == '\n' ? HTTP_ERR_BARE_CR_LF : HTTP_ERR_FIELD_NAME;
+            if (r != -1 || err != want) {
+                printf("#   name byte 0x%02x at offset %zu: got %zd err %d\n",
+                       (unsigned char)in_name[i], k, r, (int)err);
+                all_ok = 0;
+            }
+        }
+    }
+    ok(all_ok, "name bytes refused at every offset");
+}
+
 static void test_values(void)
 {
     enum http_error err;
@@ -904,6 +992,7 @@ int main(void)
     test_request_rejects();
     test_too_many_fields();
     test_values();
+    test_bytes_at_every_offset();
     test_response_ok();
     test_response_rejects();
     test_request_framing();
