@@ -181,11 +181,23 @@ int message_write_response(struct buffer *out, int status, const char *reason,
     return write_response_tail(out, kind, length, keep_alive, client_minor, upgrade);
 }
 
+/* Whether field <f> of a parsed head was sent as exactly the line we would
+ * write for it, "Name: value" CRLF (one SP after the colon, no trailing
+ * whitespace), so its bytes can be copied as they are. The views point
+ * into the parsed bytes, where the colon, the OWS and the CRLF are. */
+static int line_as_written(const struct http_field *f)
+{
+    return f->value == f->name + f->name_len + 2 && f->name[f->name_len + 1] == ' ' &&
+           f->value[f->value_len] == '\r';
+}
+
 int message_write_response_from(struct buffer *out, const struct http_head *head,
                                 int keep_length, enum http_body_kind kind, uint64_t length,
                                 int keep_alive, int client_minor)
 {
     int last_via = -1;
+    const char *run = NULL; /* lines to copy as they are, not yet copied */
+    size_t run_len = 0;
 
     /* The same fields, in the same order, as import + write would give. */
     for (int i = http_find_id(head, HTTP_FIELD_VIA, 0); i >= 0;
@@ -195,17 +207,37 @@ int message_write_response_from(struct buffer *out, const struct http_head *head
     if (append_status_start(out, head->status) ||
         buffer_append(out, head->reason, head->reason_len) || buffer_append(out, "\r\n", 2))
         return -1;
+    /* Most servers write their lines as we would, one after the other: a
+     * run of kept lines that are contiguous in the parsed bytes is copied
+     * in one piece (a dropped field ends a run). */
     for (size_t i = 0; i < head->field_count; i++) {
         const struct http_field *f = &head->fields[i];
         if (http_is_hop_by_hop(head, i) || f->id == HTTP_FIELD_TRANSFER_ENCODING ||
             (f->id == HTTP_FIELD_CONTENT_LENGTH && !keep_length))
             continue;
+        if ((int)i != last_via && line_as_written(f)) {
+            size_t line_len = f->name_len + 2 + f->value_len + 2;
+            if (run && run + run_len == f->name) {
+                run_len += line_len;
+                continue;
+            }
+            if (run && buffer_append(out, run, run_len))
+                return -1;
+            run = f->name;
+            run_len = line_len;
+            continue;
+        }
+        if (run && buffer_append(out, run, run_len))
+            return -1;
+        run = NULL;
         if (buffer_append(out, f->name, f->name_len) || buffer_append(out, ": ", 2) ||
             buffer_append(out, f->value, f->value_len) ||
             ((int)i == last_via && buffer_append_str(out, ", " MESSAGE_VIA)) ||
             buffer_append(out, "\r\n", 2))
             return -1;
     }
+    if (run && buffer_append(out, run, run_len))
+        return -1;
     if (last_via < 0 && buffer_append_str(out, "Via: " MESSAGE_VIA "\r\n"))
         return -1;
     return write_response_tail(out, kind, length, keep_alive, client_minor, 0);

@@ -504,6 +504,16 @@ static void test_write_response_from(void)
          HTTP_BODY_NONE, 0, 1, 0},
         {"HTTP/1.0 404 \r\nProxy-Authenticate: Basic\r\nServer: s\r\n\r\n", 0,
          HTTP_BODY_CLOSE, 0, 0, 1},
+        /* lines copied as they were sent only when written the way we
+         * write them: other spacing is rewritten, and a dropped field or
+         * a rewritten line ends a run of copied ones */
+        {"HTTP/1.1 200 OK\r\nA: 1\r\nB:2\r\nC:  3\r\nD:\t4\r\nE: 5 \r\nF: 6\t\r\n"
+         "G:\r\nH: \r\nI:   \r\nJ: x y\r\nK: 7\r\n\r\n", 0, HTTP_BODY_LENGTH, 0, 1, 1},
+        {"HTTP/1.1 200 OK\r\nA: 1\r\nContent-Length: 3\r\nB: 2\r\nConnection: X-C\r\n"
+         "X-C: 3\r\nD: 4\r\nVia: 1.1 p\r\nE: 5\r\n\r\n", 0, HTTP_BODY_LENGTH, 3, 1, 1},
+        {"HTTP/1.1 200 OK\r\nVia: 1.1 p\r\n\r\n", 1, HTTP_BODY_NONE, 0, 1, 1},
+        {"HTTP/1.1 200 OK\r\nA: 1\r\nContent-Length: 3\r\nB: 2\r\n\r\n", 1,
+         HTTP_BODY_LENGTH, 3, 1, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct http_head head = {0};
