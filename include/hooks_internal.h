@@ -38,6 +38,22 @@ extern const char *const hooks_phase_names[HOOK_PHASE_COUNT];
 #define HOOKS_SMALL_MAX 256
 #define HOOKS_SMALL_CLASSES (HOOKS_SMALL_MAX / HOOKS_SMALL_STEP)
 
+/* The keys C reads and writes on every exchange's tx (names in
+ * hooks_key_names): interned once and kept in the registry, since making
+ * a Lua string from C text costs a hash and a lookup each time. */
+enum hooks_key {
+    HOOKS_KEY_ID,
+    HOOKS_KEY_CLIENT_IP,
+    HOOKS_KEY_CLIENT_PORT,
+    HOOKS_KEY_HEADERS,
+    HOOKS_KEY_REQ_DATA,  /* "_req": tx.req's data */
+    HOOKS_KEY_REQ,
+    HOOKS_KEY_RES_DATA,  /* "_res" */
+    HOOKS_KEY_RES,
+    HOOKS_KEY_INTERCEPT, /* "_intercept" */
+    HOOKS_KEY_COUNT
+};
+
 /* A loaded set of scripts: one Lua state. */
 struct hooks {
     lua_State *L;
@@ -52,6 +68,8 @@ struct hooks {
     int headers_mt_ref, request_mt_ref, data_key_ref; /* ... and a tx.req */
     int response_mt_ref;                              /* ... and a tx.res */
     int line_mt_ref;     /* the metatable of tx.req's or tx.res's data not yet loaded */
+    int key_ref[HOOKS_KEY_COUNT];           /* the strings of enum hooks_key */
+    int phase_key_ref[HOOK_PHASE_COUNT];    /* hooks_phase_names, as strings */
     int script_count;
     int env_ref[CONFIG_MAX_SCRIPTS];
     const char *script_name[CONFIG_MAX_SCRIPTS];
@@ -90,6 +108,12 @@ struct hooks {
 static inline struct hooks *hooks_of(lua_State *L)
 {
     return *(struct hooks **)lua_getextraspace(L);
+}
+
+/* Pushes the string of <key>. */
+static inline void hooks_push_key(lua_State *L, const struct hooks *h, enum hooks_key key)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->key_ref[key]);
 }
 
 /* ---- hooks.c ---- */
@@ -160,6 +184,8 @@ int hooks_tx_finish(lua_State *L);   /* the outcome, for on_done */
 void hooks_tx_register(lua_State *L);
 /* Pushes t[<key>] of the table at <t>, without metamethods; its type. */
 int hooks_raw_get_field(lua_State *L, int t, const char *key);
+/* The same for one of the keys of enum hooks_key (<t> absolute). */
+int hooks_raw_get_key(lua_State *L, int t, enum hooks_key key);
 /* Whether tx.req's or tx.res's data table at <d> still holds its line (the
  * request or status line) as the relay made it: never read, never set. */
 int hooks_tx_line_unread(lua_State *L, int d);

@@ -36,6 +36,18 @@ const char *const hooks_phase_names[HOOK_PHASE_COUNT] = {
     "on_request_chunk",
 };
 
+static const char *const hooks_key_names[HOOKS_KEY_COUNT] = {
+    [HOOKS_KEY_ID] = "id",
+    [HOOKS_KEY_CLIENT_IP] = "_client_ip",
+    [HOOKS_KEY_CLIENT_PORT] = "_client_port",
+    [HOOKS_KEY_HEADERS] = "headers",
+    [HOOKS_KEY_REQ_DATA] = "_req",
+    [HOOKS_KEY_REQ] = "req",
+    [HOOKS_KEY_RES_DATA] = "_res",
+    [HOOKS_KEY_RES] = "res",
+    [HOOKS_KEY_INTERCEPT] = "_intercept",
+};
+
 /* ---- the Lua state ------------------------------------------------------ */
 
 /*
@@ -214,6 +226,14 @@ static int setup_state(lua_State *L)
         *kept[k].ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     h->api_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* 0 */
+    for (int k = 0; k < HOOKS_KEY_COUNT; k++) {
+        lua_pushstring(L, hooks_key_names[k]);
+        h->key_ref[k] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    for (int p = 0; p < HOOK_PHASE_COUNT; p++) {
+        lua_pushstring(L, hooks_phase_names[p]);
+        h->phase_key_ref[p] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
 
     for (int i = 0; i < cfg->script_count; i++) {
         h->current_script = i;

@@ -272,13 +272,13 @@ static int changed_side(lua_State *L, struct session *s, int request)
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->x.hook.tx_ref);  /* +1 tx */
     tx = lua_gettop(L);
-    if (hooks_raw_get_field(L, tx, request ? "_req" : "_res") != LUA_TTABLE) /* +2 tx d */
+    if (hooks_raw_get_key(L, tx, request ? HOOKS_KEY_REQ_DATA : HOOKS_KEY_RES_DATA) != LUA_TTABLE) /* +2 tx d */
         return -1;
     d = tx + 1;
-    if (changed(L, d) || (request && hooks_raw_get_field(L, tx, "_intercept") != LUA_TNIL))
+    if (changed(L, d) || (request && hooks_raw_get_key(L, tx, HOOKS_KEY_INTERCEPT) != LUA_TNIL))
         return -1;
     lua_settop(L, d);
-    if (hooks_raw_get_field(L, d, "headers") != LUA_TTABLE)     /* +3 tx d list */
+    if (hooks_raw_get_key(L, d, HOOKS_KEY_HEADERS) != LUA_TTABLE)     /* +3 tx d list */
         return -1;
     if (!hooks_headers_changed(L, d + 1))
         return 0;

@@ -131,7 +131,8 @@ int hooks_start_call(lua_State *L)
         chunk->pushed = lua_tostring(L, -1);
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->env_ref[hs->script]);
-    lua_getfield(L, -1, hooks_phase_names[hs->phase]);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->phase_key_ref[hs->phase]);
+    lua_gettable(L, -2);
     lua_remove(L, -2);                                    /* +3 co str fn */
     lua_rawgeti(L, LUA_REGISTRYINDEX, hs->tx_ref);        /* +4 co str fn tx */
     if (chunk) {

@@ -41,15 +41,18 @@ int hooks_tx_make(lua_State *L)
      * describes at api.Tx, made here without a call into Lua. */
     /* Room for what the first hooks add (_req, req, _res, res). */
     lua_createtable(L, 0, 8);                             /* +1 tx */
+    hooks_push_key(L, h, HOOKS_KEY_ID);
     lua_pushinteger(L, (lua_Integer)x->id);
-    lua_setfield(L, -2, "id");
+    lua_rawset(L, -3);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->txid_ref);
     lua_pushinteger(L, (lua_Integer)x->id);
     lua_rawset(L, -3);
+    hooks_push_key(L, h, HOOKS_KEY_CLIENT_IP);
     lua_pushstring(L, s->client_ip);
-    lua_setfield(L, -2, "_client_ip");
+    lua_rawset(L, -3);
+    hooks_push_key(L, h, HOOKS_KEY_CLIENT_PORT);
     lua_pushinteger(L, s->client_port);
-    lua_setfield(L, -2, "_client_port");
+    lua_rawset(L, -3);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->tx_mt_ref);
     lua_setmetatable(L, -2);
     if (x->user) { /* --auth-file: who sent it */
@@ -95,10 +98,16 @@ int hooks_raw_get_field(lua_State *L, int t, const char *key)
     return lua_rawget(L, t);
 }
 
-/* Sets t[<key>] = the value at the top (popped), without metamethods. */
-static void raw_set_field(lua_State *L, int t, const char *key)
+int hooks_raw_get_key(lua_State *L, int t, enum hooks_key key)
 {
-    lua_pushstring(L, key);
+    hooks_push_key(L, hooks_of(L), key);
+    return lua_rawget(L, t);
+}
+
+/* Sets t[<key>] = the value at the top (popped), without metamethods. */
+static void raw_set_key(lua_State *L, int t, enum hooks_key key)
+{
+    hooks_push_key(L, hooks_of(L), key);
     lua_insert(L, -2);
     lua_rawset(L, t);
 }
@@ -149,7 +158,9 @@ static void push_head(lua_State *L, const struct headers *fields, uint64_t stamp
         p += len[i];
     }
     lua_rawsetp(L, -3, &line_key);                        /* +1 list */
-    lua_setfield(L, -2, "headers"); /* raw: no metatable yet */
+    hooks_push_key(L, h, HOOKS_KEY_HEADERS);
+    lua_insert(L, -2);
+    lua_rawset(L, -3);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->line_mt_ref);
     lua_setmetatable(L, -2);
 }
@@ -249,14 +260,14 @@ int hooks_tx_make_request(lua_State *L)
     lua_createtable(L, 0, 4);                             /* +1 d */
     push_head(L, &x->req_headers, x->id, 1, str, len, 5, x->port);
     lua_pushvalue(L, 2);
-    raw_set_field(L, 1, "_req");
+    raw_set_key(L, 1, HOOKS_KEY_REQ_DATA);
     lua_createtable(L, 0, 1);                             /* +2 d req */
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->data_key_ref);
     lua_pushvalue(L, 2);
     lua_rawset(L, 3);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->request_mt_ref);
     lua_setmetatable(L, 3);
-    raw_set_field(L, 1, "req");                           /* +1 d */
+    raw_set_key(L, 1, HOOKS_KEY_REQ);                           /* +1 d */
     return 1;
 }
 
@@ -311,13 +322,13 @@ static int tx_index(lua_State *L)
     lua_pop(L, 1);
     key = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len) : NULL;
     if (key && len == 3 && memcmp(key, "req", 3) == 0 && lua_type(L, 1) == LUA_TTABLE) {
-        if (hooks_raw_get_field(L, 1, "_req") == LUA_TNIL) {   /* +1 d */
+        if (hooks_raw_get_key(L, 1, HOOKS_KEY_REQ_DATA) == LUA_TNIL) {   /* +1 d */
             lua_pushcfunction(L, hooks_tx_make_request);
             lua_pushvalue(L, 1);
             lua_call(L, 1, 0);
         }
         lua_pop(L, 1);
-        hooks_raw_get_field(L, 1, "req");
+        hooks_raw_get_key(L, 1, HOOKS_KEY_REQ);
         return 1;
     }
     lua_pushvalue(L, lua_upvalueindex(2));
@@ -448,14 +459,14 @@ static int set_response(lua_State *L)
         push_head(L, &x->res_headers, x->id, 0, &reason, &len, 1, x->status);
     }
     lua_pushvalue(L, 2);
-    raw_set_field(L, 1, "_res");
+    raw_set_key(L, 1, HOOKS_KEY_RES_DATA);
     lua_createtable(L, 0, 1);                             /* +3 tx d res */
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->data_key_ref);
     lua_pushvalue(L, 2);
     lua_rawset(L, 3);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->response_mt_ref);
     lua_setmetatable(L, 3);
-    raw_set_field(L, 1, "res");
+    raw_set_key(L, 1, HOOKS_KEY_RES);
     return 0;
 }
 
