@@ -314,6 +314,9 @@ describe("hooks", function()
       local resp = get("/echo?raw-view")
       assert.are.equal("HTTP/1.1 500 Internal Server Error", resp.status_line)
       assert.truthy(wait_log("invalid header list %(changed with rawset%)"), proxy.log())
+      -- The same, shaped like an edit: a second Host must not get out.
+      resp = get("/echo?raw-host")
+      assert.are.equal("HTTP/1.1 500 Internal Server Error", resp.status_line)
       -- Read: a plain list, whose fields are all checked when read back.
       resp = get("/echo?raw-list")
       assert.are.equal("HTTP/1.1 500 Internal Server Error", resp.status_line)
