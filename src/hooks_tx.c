@@ -230,21 +230,20 @@ static int load_data(lua_State *L)
     return 1;
 }
 
-/* native.make_request(tx): tx.req made from the exchange being served now,
- * the way hooks_api's req_data describes it, in C (a script's first look
- * at tx.req is on the path of most hooks). Returns the request's data
- * table, or nothing when <tx> is not the exchange being served now. */
-int hooks_tx_make_request(lua_State *L)
+/* tx.req made from the exchange being served now, the way hooks_api's
+ * req_data describes it, for the tx at <tx> (an absolute index): a
+ * script's first look at tx.req is on the path of most hooks. Pushes the
+ * request's data table and returns 1, or pushes nothing and returns 0 when
+ * that tx is not the exchange being served now. */
+static int make_request(lua_State *L, int tx)
 {
     struct hooks *h = hooks_of(L);
     struct session *s = h->data_session;
     struct exchange *x = s ? &s->x : NULL;
-    int is_id;
+    int is_id, d;
 
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->txid_ref);
-    lua_rawget(L, 1);                                     /* +1 id */
+    lua_rawget(L, tx);                                    /* +1 id */
     is_id = x && lua_isinteger(L, -1) && lua_tointeger(L, -1) == (lua_Integer)x->id;
     lua_pop(L, 1);
     if (!is_id)
@@ -258,17 +257,26 @@ int hooks_tx_make_request(lua_State *L)
     /* Room for the headers, the line and what hooks_api may add first
      * (url, the changed mark); the line's fields make it grow. */
     lua_createtable(L, 0, 4);                             /* +1 d */
+    d = lua_gettop(L);
     push_head(L, &x->req_headers, x->id, 1, str, len, 5, x->port);
-    lua_pushvalue(L, 2);
-    raw_set_key(L, 1, HOOKS_KEY_REQ_DATA);
+    lua_pushvalue(L, d);
+    raw_set_key(L, tx, HOOKS_KEY_REQ_DATA);
     lua_createtable(L, 0, 1);                             /* +2 d req */
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->data_key_ref);
-    lua_pushvalue(L, 2);
-    lua_rawset(L, 3);
+    lua_pushvalue(L, d);
+    lua_rawset(L, -3);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->request_mt_ref);
-    lua_setmetatable(L, 3);
-    raw_set_key(L, 1, HOOKS_KEY_REQ);                           /* +1 d */
+    lua_setmetatable(L, -2);
+    raw_set_key(L, tx, HOOKS_KEY_REQ);                    /* +1 d */
     return 1;
+}
+
+/* native.make_request(tx): the same, for hooks_api. */
+int hooks_tx_make_request(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    return make_request(L, 1);
 }
 
 /* tx.req's and tx.res's __index (a script reads tx.req.headers and
@@ -322,11 +330,8 @@ static int tx_index(lua_State *L)
     lua_pop(L, 1);
     key = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len) : NULL;
     if (key && len == 3 && memcmp(key, "req", 3) == 0 && lua_type(L, 1) == LUA_TTABLE) {
-        if (hooks_raw_get_key(L, 1, HOOKS_KEY_REQ_DATA) == LUA_TNIL) {   /* +1 d */
-            lua_pushcfunction(L, hooks_tx_make_request);
-            lua_pushvalue(L, 1);
-            lua_call(L, 1, 0);
-        }
+        if (hooks_raw_get_key(L, 1, HOOKS_KEY_REQ_DATA) == LUA_TNIL) /* +1 d */
+            lua_pop(L, make_request(L, 1));
         lua_pop(L, 1);
         hooks_raw_get_key(L, 1, HOOKS_KEY_REQ);
         return 1;
