@@ -14,14 +14,10 @@
 
 #include <string.h>
 
-/* Adds our Via entry, appending to the last existing Via field so the chain
- * of intermediaries reads in order. */
-static int add_via(struct headers *out)
+/* Adds our Via entry, appending to the last existing Via field (<last>,
+ * or -1 for none) so the chain of intermediaries reads in order. */
+static int add_via(struct headers *out, int last)
 {
-    int last = -1;
-    for (int i = headers_find(out, "Via", 3, 0); i >= 0;
-         i = headers_find(out, "Via", 3, (size_t)i + 1))
-        last = i;
     if (last < 0) {
         /* our own constant field: nothing to check */
         static const struct http_field via = {"Via", 3, MESSAGE_VIA, sizeof MESSAGE_VIA - 1,
@@ -43,6 +39,15 @@ static int add_via(struct headers *out)
 static int import_fields(const struct http_head *head, int is_request, int keep_length,
                          int upgrade, struct headers *out)
 {
+    /* The last Via, found by the parser's field ids as the fields are
+     * copied (names would be compared on every field otherwise). */
+    int last_via = -1;
+    for (size_t i = 0; i < out->count; i++) {
+        size_t len;
+        const char *name = headers_name(out, i, &len);
+        if (http_token_eq(name, len, "Via"))
+            last_via = (int)i;
+    }
     for (size_t i = 0; i < head->field_count; i++) {
         const struct http_field *f = &head->fields[i];
         if (f->id == HTTP_FIELD_UPGRADE && upgrade)
@@ -55,8 +60,10 @@ static int import_fields(const struct http_head *head, int is_request, int keep_
             continue;
         if (headers_add_parsed(out, f) != 0)
             return -1;
+        if (f->id == HTTP_FIELD_VIA)
+            last_via = (int)out->count - 1;
     }
-    return add_via(out);
+    return add_via(out, last_via);
 }
 
 int message_import_request(const struct http_head *head, const char *authority,
