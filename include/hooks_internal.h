@@ -35,7 +35,7 @@ extern const char *const hooks_phase_names[HOOK_PHASE_COUNT];
 /* The blocks the Lua allocator keeps (see struct hooks): up to
  * HOOKS_SMALL_MAX bytes, in classes HOOKS_SMALL_STEP apart. */
 #define HOOKS_SMALL_STEP 16
-#define HOOKS_SMALL_MAX 256
+#define HOOKS_SMALL_MAX 1024
 #define HOOKS_SMALL_CLASSES (HOOKS_SMALL_MAX / HOOKS_SMALL_STEP)
 
 /* The keys C reads and writes on every exchange's tx (names in
@@ -102,7 +102,7 @@ struct hooks {
      * size class (hooks.c, capped_alloc): class i holds blocks of
      * (i + 1) * HOOKS_SMALL_STEP bytes, linked through their first word. */
     void *small_free[HOOKS_SMALL_CLASSES];
-    unsigned small_count[HOOKS_SMALL_CLASSES];
+    size_t small_bytes; /* kept in all the classes */
 };
 
 static inline struct hooks *hooks_of(lua_State *L)

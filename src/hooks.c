@@ -56,14 +56,18 @@ static const char *const hooks_key_names[HOOKS_KEY_COUNT] = {
  * in batches: glibc's per-thread cache keeps only seven blocks of a size,
  * so most of a batch went through malloc's bins and came back out of them
  * on the next exchange (malloc, free and their helpers were about a tenth
- * of the header hook's instructions). The state keeps up to SMALL_KEEP
- * freed blocks per 16-byte class, at most 272 KiB in all, and takes from
- * them first. Every block Lua holds of up to HOOKS_SMALL_MAX bytes is
+ * of the header hook's instructions). The state keeps freed blocks of up
+ * to HOOKS_SMALL_MAX bytes per 16-byte class, SMALL_BUDGET bytes in all,
+ * and takes from them first. The budget is in bytes, not blocks per
+ * class: with many exchanges at once the heap is larger, a minor
+ * collection frees a few thousand blocks of a handful of sizes at once,
+ * and a cap of a hundred per class sent most of each batch to malloc
+ * anyway. Every block Lua holds of up to HOOKS_SMALL_MAX bytes is
  * allocated at its class's full size, so any freed one fits the next
  * request of its class. Off under AddressSanitizer, so a use after free
  * in a Lua object is still caught.
  */
-#define SMALL_KEEP 128
+#define SMALL_BUDGET (1024 * 1024)
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SMALL_CACHE 0
@@ -84,11 +88,12 @@ static size_t small_rounded(size_t size)
 
 static void small_release(struct hooks *h, void *ptr, size_t size)
 {
-    size_t c = small_class(size);
-    if (SMALL_CACHE && size <= HOOKS_SMALL_MAX && h->small_count[c] < SMALL_KEEP) {
+    if (SMALL_CACHE && size <= HOOKS_SMALL_MAX &&
+        h->small_bytes + small_rounded(size) <= SMALL_BUDGET) {
+        size_t c = small_class(size);
         *(void **)ptr = h->small_free[c];
         h->small_free[c] = ptr;
-        h->small_count[c]++;
+        h->small_bytes += small_rounded(size);
         return;
     }
     free(ptr);
@@ -102,8 +107,8 @@ static void small_drain(struct hooks *h)
             free(h->small_free[c]);
             h->small_free[c] = next;
         }
-        h->small_count[c] = 0;
     }
+    h->small_bytes = 0;
 }
 
 /* lua_Alloc with a cap: past it an allocation fails, which Lua turns into a
@@ -127,7 +132,7 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         size_t c = small_class(nsize);
         p = h->small_free[c];
         h->small_free[c] = *(void **)p;
-        h->small_count[c]--;
+        h->small_bytes -= (c + 1) * HOOKS_SMALL_STEP;
     } else {
         p = realloc(ptr, small_rounded(nsize));
         if (!p)
