@@ -61,7 +61,7 @@ int buffer_vprintf(struct buffer *b, const char *fmt, va_list ap)
 
 /* The most each thread keeps of freed blocks for reuse (buffer.c), and
  * what it keeps now. */
-#define BUFFER_CACHE_MAX (256 * 1024)
+#define BUFFER_CACHE_MAX (512 * 1024)
 size_t buffer_cached_bytes(void);
 
 /* Returns the allocation to the system when the buffer is empty. */

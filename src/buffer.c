@@ -30,13 +30,14 @@
  * are powers of two from BUFFER_MIN_CAP (reserve only makes those), so a
  * class is the block size's log2. Most blocks are 1 KiB (a small head or
  * answer), and fifty busy clients free and take a few each between two
- * waits for events, so a class keeps up to 64; in all a thread holds at
- * most BUFFER_CACHE_MAX, however many clients it has.
+ * waits for events (64 a class was too few for them), so a class keeps
+ * up to 128; in all a thread holds at most BUFFER_CACHE_MAX, however many
+ * clients it has.
  * Each thread has its own cache, so no lock is taken. Under AddressSanitizer
  * the cache is off, so a use after free of a buffer is still reported.
  */
 #define BLOCK_CLASSES 7 /* 1 KiB to 64 KiB */
-#define BLOCK_CACHE_PER_CLASS 64
+#define BLOCK_CACHE_PER_CLASS 128
 
 #if defined(__SANITIZE_ADDRESS__)
 #define BLOCK_CACHE 0
