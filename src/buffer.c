@@ -74,8 +74,12 @@ static char *block_alloc(size_t cap)
 
 static void block_free(char *data, size_t cap)
 {
+    /* Most buffers an exchange frees never held a block: nothing to do,
+     * not even free(NULL). */
+    if (data == NULL)
+        return;
     int c = block_class(cap);
-    if (data != NULL && c >= 0 && block_cache.count[c] < BLOCK_CACHE_PER_CLASS &&
+    if (c >= 0 && block_cache.count[c] < BLOCK_CACHE_PER_CLASS &&
         block_cache.bytes + cap <= BUFFER_CACHE_MAX) {
         block_cache.blocks[c][block_cache.count[c]++] = data;
         block_cache.bytes += cap;
