@@ -172,8 +172,37 @@ int http_has_token_id(const struct http_head *head, enum http_field_id id, const
  * Proxy-Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade,
  * Proxy-Authorization, Proxy-Authenticate, or any name listed in a
  * Connection field of the same head, except Content-Length and Host, which
- * a client must not be able to strip that way. */
-int http_is_hop_by_hop(const struct http_head *head, size_t i);
+ * a client must not be able to strip that way.
+ *
+ * Inline: it is asked of every field of every forwarded head, and nearly
+ * always the field's id, or the lengths of the Connection elements, answer
+ * without the walk of the lists (http_listed_in_connection). */
+int http_listed_in_connection(const struct http_head *head, const struct http_field *f);
+static inline int http_is_hop_by_hop(const struct http_head *head, size_t i)
+{
+#define HTTP_BIT(id) (1u << HTTP_FIELD_##id)
+    const uint32_t always = HTTP_BIT(CONNECTION) | HTTP_BIT(PROXY_CONNECTION) |
+                            HTTP_BIT(KEEP_ALIVE) | HTTP_BIT(TE) | HTTP_BIT(TRAILER) |
+                            HTTP_BIT(TRANSFER_ENCODING) | HTTP_BIT(UPGRADE) |
+                            HTTP_BIT(PROXY_AUTHORIZATION) | HTTP_BIT(PROXY_AUTHENTICATE);
+    /* "Connection: Content-Length" must not make the proxy drop the field
+     * that frames the body, nor "Connection: Host" the one that routes it:
+     * a receiver would then read the body as the next request. */
+    const uint32_t never = HTTP_BIT(CONTENT_LENGTH) | HTTP_BIT(HOST);
+#undef HTTP_BIT
+
+    if (i >= head->field_count)
+        return 0;
+    const struct http_field *f = &head->fields[i];
+    uint32_t bit = 1u << f->id;
+    if (bit & always)
+        return 1;
+    if (bit & never)
+        return 0;
+    if (!(head->connection_lengths & ((uint64_t)1 << (f->name_len < 63 ? f->name_len : 63))))
+        return 0; /* no Connection element has this name's length */
+    return http_listed_in_connection(head, f);
+}
 
 enum http_body_kind {
     HTTP_BODY_NONE,    /* no body at all */

@@ -690,29 +690,8 @@ int http_has_token(const struct http_head *head, const char *name, const char *t
     return 0;
 }
 
-int http_is_hop_by_hop(const struct http_head *head, size_t i)
+int http_listed_in_connection(const struct http_head *head, const struct http_field *f)
 {
-#define BIT(id) (1u << HTTP_FIELD_##id)
-    const uint32_t always = BIT(CONNECTION) | BIT(PROXY_CONNECTION) | BIT(KEEP_ALIVE) | BIT(TE) |
-                            BIT(TRAILER) | BIT(TRANSFER_ENCODING) | BIT(UPGRADE) |
-                            BIT(PROXY_AUTHORIZATION) | BIT(PROXY_AUTHENTICATE);
-    /* "Connection: Content-Length" must not make the proxy drop the field
-     * that frames the body, nor "Connection: Host" the one that routes it:
-     * a receiver would then read the body as the next request. */
-    const uint32_t never = BIT(CONTENT_LENGTH) | BIT(HOST);
-#undef BIT
-
-    if (i >= head->field_count)
-        return 0;
-    const struct http_field *f = &head->fields[i];
-    uint32_t bit = 1u << f->id;
-    if (bit & always)
-        return 1;
-    if (bit & never)
-        return 0;
-    if (!(head->connection_lengths & ((uint64_t)1 << (f->name_len < 63 ? f->name_len : 63))))
-        return 0; /* no Connection element has this name's length */
-
     for (int j = http_find_id(head, HTTP_FIELD_CONNECTION, 0); j >= 0;
          j = http_find_id(head, HTTP_FIELD_CONNECTION, (size_t)j + 1)) {
         const struct http_field *c = &head->fields[j];
