@@ -168,6 +168,12 @@ int http_has_token(const struct http_head *head, const char *name, const char *t
  * read when the head has no such field. */
 int http_has_token_id(const struct http_head *head, enum http_field_id id, const char *token);
 
+/* How many bytes at the start of <s> (<len> bytes) are tchar, and how many
+ * are field-value bytes (SP, HTAB, VCHAR, obs-text): the parser's own
+ * scanners, for checking names and values that come from elsewhere. */
+size_t http_token_span(const char *s, size_t len);
+size_t http_field_value_span(const char *s, size_t len);
+
 /* Whether field <i> is hop-by-hop (RFC 9110 7.6.1): Connection,
  * Proxy-Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade,
  * Proxy-Authorization, Proxy-Authenticate, or any name listed in a

@@ -23,24 +23,18 @@ void headers_free(struct headers *h)
     headers_init(h);
 }
 
+/* Both read with the parser's scanners, so a name or value from a script
+ * is held to exactly the grammar of one from the wire. */
 int headers_valid_name(const char *name, size_t len)
 {
-    if (len == 0)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!http_is_tchar((unsigned char)name[i]))
-            return 0;
-    return 1;
+    return len > 0 && http_token_span(name, len) == len;
 }
 
 int headers_valid_value(const char *value, size_t len)
 {
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)value[i];
-        /* CR, LF and NUL are among the control bytes */
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            return 0;
-    }
+    /* no control byte but HTAB, no DEL: CR, LF and NUL are among them */
+    if (http_field_value_span(value, len) != len)
+        return 0;
     /* Leading or trailing whitespace would be stripped by the next parser
      * and so change meaning; refuse it rather than silently trim. */
     if (len > 0 && (value[0] == ' ' || value[0] == '\t' || value[len - 1] == ' ' ||

@@ -353,7 +353,7 @@ enum http_field_id http_field_id(const char *name, size_t len)
  * wrongly above a true one), so on a little-endian machine the walk goes
  * straight to it; an HTAB there is a field byte and the walk goes on.
  * Never reads at or past <len>. */
-static size_t skip_field_bytes(const char *buf, size_t len, size_t pos)
+static inline size_t skip_field_bytes(const char *buf, size_t len, size_t pos)
 {
     const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
 
@@ -382,7 +382,7 @@ static size_t skip_field_bytes(const char *buf, size_t len, size_t pos)
 
 /* The end of a run of tchar starting at <pos> (a field name), four bytes
  * per bounds check. Never reads at or past <len>. */
-static size_t skip_tchars(const char *buf, size_t len, size_t pos)
+static inline size_t skip_tchars(const char *buf, size_t len, size_t pos)
 {
     const unsigned char *u = (const unsigned char *)buf;
 
@@ -392,6 +392,16 @@ static size_t skip_tchars(const char *buf, size_t len, size_t pos)
     while (pos < len && is_tchar(u[pos]))
         pos++;
     return pos;
+}
+
+size_t http_token_span(const char *s, size_t len)
+{
+    return skip_tchars(s, len, 0);
+}
+
+size_t http_field_value_span(const char *s, size_t len)
+{
+    return skip_field_bytes(s, len, 0);
 }
 
 /* field-name ":" OWS field-value OWS CRLF (RFC 9112 5) at <pos>, which is

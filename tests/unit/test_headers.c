@@ -242,6 +242,29 @@ static void test_validation(void)
     ok(headers_valid_name(guarded_copy("Host: x", 4), 4), "only <len> bytes of a name count");
     ok(headers_valid_value(guarded_copy("ok\r\n", 2), 2), "only <len> bytes of a value count");
 
+    /* Every byte, at every offset of the scanners' steps: a value keeps
+     * exactly HTAB, SP, VCHAR and obs-text, a name exactly tchar. */
+    int values_ok = 1, names_ok = 1;
+    for (int c = 0; c < 256; c++) {
+        int value_byte = c == '\t' || (c >= 0x20 && c != 0x7f);
+        int name_byte = c < 0x80 && c > 0x20 && c != 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", c);
+        for (size_t k = 1; k < 19; k++) {
+            char text[20];
+            memset(text, 'a', sizeof text);
+            text[k] = (char)c;
+            if (headers_valid_value(guarded_copy(text, k + 2), k + 2) != value_byte) {
+                printf("#   value byte 0x%02x at offset %zu\n", c, k);
+                values_ok = 0;
+            }
+            if (headers_valid_name(guarded_copy(text, k + 2), k + 2) != name_byte) {
+                printf("#   name byte 0x%02x at offset %zu\n", c, k);
+                names_ok = 0;
+            }
+        }
+    }
+    ok(values_ok, "value bytes: each kept or refused at every offset");
+    ok(names_ok, "name bytes: each kept or refused at every offset");
+
     /* The list itself refuses them too and stays unchanged. */
     struct headers h;
     headers_init(&h);
