@@ -42,6 +42,8 @@ static const struct absolute_case absolutes[] = {
     {"http://h/a@b/c:d", "http", "h", 0, 80, 0, "/a@b/c:d"},
     {"http://h//double", "http", "h", 0, 80, 0, "//double"},
     {"http://h/%2e%2e/", "http", "h", 0, 80, 0, "/%2e%2e/"},
+    {"http://h?x@y:1", "http", "h", 0, 80, 0, "?x@y:1"},
+    {"http://h:12?/", "http", "h", 0, 12, 1, "?/"},
 };
 
 static void test_absolute_ok(void)
@@ -143,6 +145,13 @@ static const char *const absolute_bad[] = {
     "http://[1:2:3:4:5:6:7:8:9]/",
     "http://[:::1]/",
     "http://[0000:0000:0000:0000:0000:0000:0000:0000:0]/",
+    "http://[::1/x]/",
+    "http://[::1]:80x/",
+    "http://h:80@x/",
+    "http://h:1234567",
+    "http://h:/x",
+    "http://h:8080:/",
+    "http://h]/",
 };
 
 static void test_absolute_bad(void)
@@ -162,6 +171,23 @@ static void test_absolute_bad(void)
     is_int(url_parse_absolute(guarded_copy(nul_path, sizeof(nul_path) - 1), sizeof(nul_path) - 1,
                               &u),
            -1, "NUL in the path");
+    /* Every byte, at every offset of the eight-byte check, in the path:
+     * only VCHAR but "#" passes. */
+    int bytes_ok = 1;
+    for (int c = 0; c < 256; c++) {
+        for (size_t k = 0; k < 17; k++) {
+            char text[32] = "http://h/";
+            memset(text + 9, 'a', 22);
+            text[9 + k] = (char)c;
+            int want = c >= 0x21 && c <= 0x7e && c != '#' ? 0 : -1;
+            if (url_parse_absolute(guarded_copy(text, 9 + k + 6), 9 + k + 6, &u) != want) {
+                printf("#   byte 0x%02x at offset %zu of the path\n", c, k);
+                bytes_ok = 0;
+            }
+        }
+    }
+    ok(bytes_ok, "each byte kept or refused at every offset");
+
     /* the length, not a NUL, ends the target */
     const char *s = "http://a/b";
     is_int(url_parse_absolute(guarded_copy(s, 8), 8, &u), 0, "a prefix of a target");
