@@ -64,6 +64,16 @@ int buffer_vprintf(struct buffer *b, const char *fmt, va_list ap)
 #define BUFFER_CACHE_MAX (512 * 1024)
 size_t buffer_cached_bytes(void);
 
+/* The same cache, for other memory made and freed once per exchange (a
+ * header list's items, the request line). buffer_block_size(n) is the
+ * size of the block that holds <n> bytes (a power of two, at least 1 KiB);
+ * buffer_block_take(n) returns a block of that size, or NULL when out of
+ * memory; buffer_block_give(block, n) takes it back (NULL is a no-op),
+ * given the same <n> or the block's size. */
+size_t buffer_block_size(size_t n);
+void *buffer_block_take(size_t n);
+void buffer_block_give(void *block, size_t n);
+
 /* Returns the allocation to the system when the buffer is empty. */
 void buffer_shrink(struct buffer *b);
 

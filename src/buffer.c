@@ -29,15 +29,13 @@
  * bins: about a tenth of the relay's own instructions per exchange. Sizes
  * are powers of two from BUFFER_MIN_CAP (reserve only makes those), so a
  * class is the block size's log2. Most blocks are 1 KiB (a small head or
- * answer), and fifty busy clients free and take a few each between two
- * waits for events (64 a class was too few for them), so a class keeps
- * up to 128; in all a thread holds at most BUFFER_CACHE_MAX, however many
- * clients it has.
+ * answer), and fifty busy clients free and take several each between
+ * two waits for events, so a class keeps as many as fit: in all a thread
+ * holds at most BUFFER_CACHE_MAX, however many clients it has.
  * Each thread has its own cache, so no lock is taken. Under AddressSanitizer
  * the cache is off, so a use after free of a buffer is still reported.
  */
 #define BLOCK_CLASSES 7 /* 1 KiB to 64 KiB */
-#define BLOCK_CACHE_PER_CLASS 128
 
 #if defined(__SANITIZE_ADDRESS__)
 #define BLOCK_CACHE 0
@@ -45,9 +43,9 @@
 #define BLOCK_CACHE 1
 #endif
 
+/* Each class a list linked through the blocks' first word. */
 struct block_cache {
-    void *blocks[BLOCK_CLASSES][BLOCK_CACHE_PER_CLASS];
-    unsigned count[BLOCK_CLASSES];
+    void *first[BLOCK_CLASSES];
     size_t bytes;
 };
 
@@ -65,9 +63,11 @@ static int block_class(size_t cap)
 static char *block_alloc(size_t cap)
 {
     int c = block_class(cap);
-    if (c >= 0 && block_cache.count[c] > 0) {
+    if (c >= 0 && block_cache.first[c] != NULL) {
+        void *block = block_cache.first[c];
+        block_cache.first[c] = *(void **)block;
         block_cache.bytes -= cap;
-        return block_cache.blocks[c][--block_cache.count[c]];
+        return block;
     }
     return malloc(cap);
 }
@@ -79,13 +79,34 @@ static void block_free(char *data, size_t cap)
     if (data == NULL)
         return;
     int c = block_class(cap);
-    if (c >= 0 && block_cache.count[c] < BLOCK_CACHE_PER_CLASS &&
-        block_cache.bytes + cap <= BUFFER_CACHE_MAX) {
-        block_cache.blocks[c][block_cache.count[c]++] = data;
+    if (c >= 0 && block_cache.bytes + cap <= BUFFER_CACHE_MAX) {
+        *(void **)data = block_cache.first[c];
+        block_cache.first[c] = data;
         block_cache.bytes += cap;
         return;
     }
     free(data);
+}
+
+size_t buffer_block_size(size_t n)
+{
+    size_t cap = BUFFER_MIN_CAP;
+    while (cap < n) {
+        if (cap > SIZE_MAX / 2)
+            return n; /* not a power of two: never cached */
+        cap *= 2;
+    }
+    return cap;
+}
+
+void *buffer_block_take(size_t n)
+{
+    return block_alloc(buffer_block_size(n));
+}
+
+void buffer_block_give(void *block, size_t n)
+{
+    block_free(block, buffer_block_size(n));
 }
 
 size_t buffer_cached_bytes(void)
