@@ -18,7 +18,7 @@ void headers_init(struct headers *h)
 
 void headers_free(struct headers *h)
 {
-    free(h->items);
+    buffer_block_give(h->items, h->cap * sizeof *h->items);
     buffer_free(&h->text);
     headers_init(h);
 }
@@ -66,25 +66,34 @@ static int store(struct headers *h, const char *s, size_t len, uint32_t *off)
     return buffer_append(&h->text, s, len);
 }
 
+/* Makes room for at least <want> items, keeping the first h->count. The
+ * items live in a block of the buffers' cache (buffer.c): a list is made
+ * and freed on every exchange, and a few dozen at once overflowed
+ * malloc's per-thread cache. The capacity is what the block holds, so
+ * h->cap items are always the block's size. */
+static int grow_items(struct headers *h, size_t want)
+{
+    size_t bytes = buffer_block_size(want * sizeof *h->items);
+    struct header *items = buffer_block_take(bytes);
+
+    if (!items)
+        return -1;
+    if (h->count > 0) /* memcpy from NULL is undefined even for 0 bytes */
+        memcpy(items, h->items, h->count * sizeof *items);
+    buffer_block_give(h->items, h->cap * sizeof *h->items);
+    h->items = items;
+    h->cap = bytes / sizeof *items;
+    return 0;
+}
+
 /* Appends a field whose name and value are known to be valid. */
 static int add_item(struct headers *h, const char *name, size_t name_len, const char *value,
                     size_t value_len)
 {
     struct header item;
 
-    if (h->count == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 16;
-        struct header *items;
-        if (cap > HEADERS_MAX_COUNT)
-            cap = HEADERS_MAX_COUNT;
-        if (h->count == cap)
-            return -1;
-        items = realloc(h->items, cap * sizeof *items);
-        if (!items)
-            return -1;
-        h->items = items;
-        h->cap = cap;
-    }
+    if (h->count >= HEADERS_MAX_COUNT || (h->count == h->cap && grow_items(h, h->count * 2 + 1) != 0))
+        return -1;
     if (store(h, name, name_len, &item.name_off) != 0 ||
         store(h, value, value_len, &item.value_off) != 0)
         return -1;
@@ -137,13 +146,8 @@ int headers_set_items(struct headers *h, const struct header *items, size_t coun
 {
     if (count > HEADERS_MAX_COUNT)
         return -1;
-    if (count > h->cap) {
-        struct header *grown = realloc(h->items, count * sizeof *grown);
-        if (!grown)
-            return -1;
-        h->items = grown;
-        h->cap = count;
-    }
+    if (count > h->cap && grow_items(h, count) != 0)
+        return -1;
     if (count > 0) /* memcpy from NULL is undefined even for 0 bytes */
         memcpy(h->items, items, count * sizeof *items);
     h->count = count;
