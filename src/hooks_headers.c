@@ -110,10 +110,7 @@ static int name_eq(const char *a, size_t alen, const char *b, size_t blen)
 static const char *check_name(lua_State *L, int idx, size_t *len)
 {
     const char *name = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, len) : NULL;
-    int ok = name && *len > 0;
-    for (size_t i = 0; ok && i < *len; i++)
-        ok = http_is_tchar((unsigned char)name[i]);
-    if (!ok) {
+    if (!name || *len == 0 || http_token_span(name, *len) != *len) {
         luaL_tolstring(L, idx, NULL);
         luaL_error(L, "invalid header name %s", lua_tostring(L, -1));
     }
@@ -136,7 +133,10 @@ static void check_value(lua_State *L, int idx)
         luaL_error(L, "a header value must be a string, got %s", lua_typename(L, t));
     }
     v = lua_tolstring(L, idx, &len);
-    for (size_t i = 0; i < len; i++) {
+    /* The parser's scanner passes what may be sent (SP, HTAB, VCHAR,
+     * obs-text); only a value it stops in is looked at byte by byte, for
+     * the message. */
+    for (size_t i = http_field_value_span(v, len); i < len; i++) {
         unsigned char c = (unsigned char)v[i];
         if (c == '\0' || c == '\r' || c == '\n')
             luaL_error(L, "a header value must not contain CR, LF or NUL");
