@@ -106,6 +106,34 @@ static ssize_t line_end(const char *buf, size_t len, size_t pos, enum http_error
     return (ssize_t)(pos + 2);
 }
 
+/* The end of a run of VCHAR (0x21..0x7e) starting at <pos>: a request
+ * target, read eight bytes at a time as skip_field_bytes reads values
+ * (below), going straight to the first byte outside the run on a
+ * little-endian machine. Never reads at or past <len>. */
+static size_t skip_vchars(const char *buf, size_t len, size_t pos)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+
+    while (len - pos >= 8) {
+        uint64_t x, stop;
+        memcpy(&x, buf + pos, 8);
+        /* a high bit left set: a byte below 0x21, or one of 0x7f or more
+         * (x + 1 carries only out of a 0xff, itself flagged below any
+         * byte it could wrongly flag) */
+        stop = ((x - ones * 0x21) & ~x & highs) | ((x | (x + ones)) & highs);
+        if (stop) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            pos += (size_t)__builtin_ctzll(stop) / 8;
+#endif
+            break;
+        }
+        pos += 8;
+    }
+    while (pos < len && is_vchar((unsigned char)buf[pos]))
+        pos++;
+    return pos;
+}
+
 /* "HTTP/" DIGIT "." DIGIT at <pos> (case-sensitive, RFC 9112 2.3). Returns
  * the offset after it, -2 or -1 with <why>. The major version is checked
  * by the caller once the whole line is known to be well formed, so that
@@ -159,8 +187,7 @@ static ssize_t parse_request_line(const char *buf, size_t len, size_t pos,
     head->method_len = pos - start;
 
     start = ++pos;
-    while (pos < len && is_vchar((unsigned char)buf[pos]))
-        pos++;
+    pos = skip_vchars(buf, len, pos);
     if (pos == len)
         return NEED_MORE;
     if (pos == start || buf[pos] != ' ')

@@ -377,6 +377,35 @@ static void test_bytes_at_every_offset(void)
         }
     }
     ok(all_ok, "name bytes refused at every offset");
+
+    /* The target, eight bytes at a time too: only VCHAR belongs in it. */
+    all_ok = 1;
+    for (int c = 0; c < 256; c++) {
+        for (size_t k = 0; k < 18; k++) {
+            char target[32];
+            memset(target, 'a', sizeof target);
+            target[0] = '/';
+            target[1 + k] = (char)c;
+            size_t n = 4;
+            memcpy(text, "GET ", 4);
+            memcpy(text + n, target, k + 7);
+            n += k + 7;
+            const char *rest = " HTTP/1.1\r\nHost: a\r\n\r\n";
+            memcpy(text + n, rest, strlen(rest));
+            n += strlen(rest);
+            enum http_error err = HTTP_ERR_NONE;
+            ssize_t r = parse_whole(http_parse_request, text, n, &err);
+            int vchar = c >= 0x21 && c <= 0x7e;
+            int good = vchar ? r == (ssize_t)n && head.target_len == k + 7
+                             : r == -1 && (err == HTTP_ERR_BARE_CR_LF) == (c == '\n');
+            if (!good) {
+                printf("#   target byte 0x%02x at offset %zu: got %zd err %d\n", c, k + 1, r,
+                       (int)err);
+                all_ok = 0;
+            }
+        }
+    }
+    ok(all_ok, "target bytes kept or refused at every offset");
 }
 
 static void test_values(void)
