@@ -138,6 +138,18 @@ char *buffer_reserve(struct buffer *b, size_t n)
 {
     size_t len = buffer_length(b);
 
+    /* An empty buffer's first block, the common case (each exchange
+     * starts a few): the smallest size, straight from its class. */
+    if (b->data == NULL && n <= BUFFER_MIN_CAP) {
+        char *data = block_alloc(BUFFER_MIN_CAP);
+        if (data == NULL)
+            return NULL;
+        b->data = data;
+        b->start = b->end = 0;
+        b->cap = BUFFER_MIN_CAP;
+        return data;
+    }
+
     /* (no arithmetic on a NULL data pointer, even "+ 0": it is undefined) */
     if (b->data != NULL) {
         if (b->cap - b->end >= n)
