@@ -895,6 +895,29 @@ static void test_tokens(void)
     is_int(http_is_hop_by_hop(&head, 2), 1, "Connection: Connection is harmless");
     is_int(http_is_hop_by_hop(&head, 3), 1, "X-A listed");
     is_int(http_is_hop_by_hop(&head, 4), 0, "X-B not listed");
+    /* Connection answers from its elements' lengths first: a token of a
+     * length no element has is absent, one of a length some element has
+     * is still compared. */
+    {
+        enum http_error e;
+        const char *c = "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n"
+                        "Connection: ,\t Close \t, X-Long-Token-Name-Past-Sixty-Three-Bytes-"
+                        "Which-All-Share-One-Bit\r\n\r\n";
+        is_int(parse_whole(http_parse_request, c, strlen(c), &e), strlen(c),
+               "Connection head parses");
+        is_int(http_has_token_id(&head, HTTP_FIELD_CONNECTION, "close"), 1,
+               "has_token_id: an element with OWS and case");
+        is_int(http_has_token_id(&head, HTTP_FIELD_CONNECTION, "upgrade"), 0,
+               "has_token_id: no element of that length");
+        is_int(http_has_token_id(&head, HTTP_FIELD_CONNECTION, "clone"), 0,
+               "has_token_id: that length, other bytes");
+        is_int(http_has_token_id(&head, HTTP_FIELD_CONNECTION,
+                                 "x-long-token-name-past-sixty-three-bytes-which-all-share-one-bit"),
+               1, "has_token_id: a long element");
+        is_int(http_has_token_id(&head, HTTP_FIELD_CONNECTION,
+                                 "x-long-token-name-past-sixty-three-bytes-which-all-share-one-bi"),
+               0, "has_token_id: a long token that is not there");
+    }
 }
 
 /* The parser's field ids and Connection summary are shortcuts: every
