@@ -17,6 +17,9 @@ void log_set_level(enum log_level level);
 void log_set_tag(const char *tag);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Whether lines of <level> are shown: a caller on the hot path asks before
+ * gathering the arguments of a line that would be dropped. */
+int log_wants(enum log_level level);
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

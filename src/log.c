@@ -28,6 +28,11 @@ void log_set_level(enum log_level level)
     min_level = level;
 }
 
+int log_wants(enum log_level level)
+{
+    return level >= min_level;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     char line[2048];

@@ -59,19 +59,22 @@ void session_log_exchange(struct session *s)
     }
     if (x->tunnel_counted)
         stats_add(STAT_TUNNELS_OPEN, -1);
-    if (!x->error)
-        /* -v: one line per exchange (--trace has every step). */
-        log_debug("c%llu #%llu %s %.*s %.*s -> %d, %llu bytes, %.1f ms",
-                  (unsigned long long)s->id, (unsigned long long)x->id, s->client_ip,
-                  (int)e.method_len, x->method ? x->method : "",
-                  (int)(x->target_len > 200 ? 200 : x->target_len), x->target ? x->target : "",
-                  x->status, (unsigned long long)e.bytes, e.duration_ms);
-    else
+    if (!x->error) {
+        /* -v: one line per exchange (--trace has every step); without it,
+         * not even its arguments are gathered. */
+        if (log_wants(LOG_DEBUG))
+            log_debug("c%llu #%llu %s %.*s %.*s -> %d, %llu bytes, %.1f ms",
+                      (unsigned long long)s->id, (unsigned long long)x->id, s->client_ip,
+                      (int)e.method_len, x->method ? x->method : "",
+                      (int)(x->target_len > 200 ? 200 : x->target_len), x->target ? x->target : "",
+                      x->status, (unsigned long long)e.bytes, e.duration_ms);
+    } else {
         log_info("c%llu #%llu %s %.*s %.*s -> %d (%s)", (unsigned long long)s->id,
                  (unsigned long long)x->id, s->client_ip,
                  (int)e.method_len, x->method ? x->method : "",
                  (int)(x->target_len > 200 ? 200 : x->target_len), x->target ? x->target : "",
                  x->status, x->error);
+    }
 }
 
 /* --trace: how the body or the tunnel moved, and the keep-alive decision
