@@ -186,7 +186,7 @@ static enum exchange_step run_request_hooks(struct session *s, enum hook_phase p
 static int copy_request_line(struct session *s, const struct http_head *head)
 {
     struct exchange *x = &s->x;
-    char prefix[300] = "";
+    char prefix[300]; /* only its first <plen> bytes are read */
     size_t plen = 0;
 
     if (s->intercepted && url_is_origin_form(head->target, head->target_len))
