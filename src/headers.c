@@ -44,6 +44,12 @@ int headers_valid_value(const char *value, size_t len)
 }
 
 /* Appends <s> to the text; the offset where it starts goes to *off. */
+/* Whether <s> points into the list's own text. */
+static int in_text(const struct headers *h, const char *s)
+{
+    return h->text.data && s >= h->text.data && s < h->text.data + h->text.cap;
+}
+
 static int store(struct headers *h, const char *s, size_t len, uint32_t *off)
 {
     if (buffer_length(&h->text) + len > HEADERS_MAX_TEXT)
@@ -53,7 +59,7 @@ static int store(struct headers *h, const char *s, size_t len, uint32_t *off)
     *off = (uint32_t)buffer_length(&h->text);
     /* <s> may be a view into this very text (copying one field's value to
      * another); growing the buffer would free it mid-copy, so copy first. */
-    if (h->text.data && s >= h->text.data && s < h->text.data + h->text.cap) {
+    if (in_text(h, s)) {
         char *copy = malloc(len ? len : 1);
         int rc;
         if (!copy)
@@ -94,9 +100,24 @@ static int add_item(struct headers *h, const char *name, size_t name_len, const 
 
     if (h->count >= HEADERS_MAX_COUNT || (h->count == h->cap && grow_items(h, h->count * 2 + 1) != 0))
         return -1;
-    if (store(h, name, name_len, &item.name_off) != 0 ||
-        store(h, value, value_len, &item.value_off) != 0)
+    if (!in_text(h, name) && !in_text(h, value)) {
+        /* The usual case, neither string a view into this text (which a
+         * growth would free): both copied with one reservation. */
+        size_t len = buffer_length(&h->text);
+        char *dst;
+        if (len + name_len + value_len > HEADERS_MAX_TEXT ||
+            (dst = buffer_reserve(&h->text, name_len + value_len)) == NULL)
+            return -1;
+        memcpy(dst, name, name_len);
+        if (value_len > 0)
+            memcpy(dst + name_len, value, value_len);
+        buffer_commit(&h->text, name_len + value_len);
+        item.name_off = (uint32_t)len;
+        item.value_off = (uint32_t)(len + name_len);
+    } else if (store(h, name, name_len, &item.name_off) != 0 ||
+               store(h, value, value_len, &item.value_off) != 0) {
         return -1;
+    }
     item.name_len = (uint32_t)name_len;
     item.value_len = (uint32_t)value_len;
     h->items[h->count++] = item;

@@ -370,6 +370,34 @@ static void test_rebuild(void)
     headers_free(&h);
 }
 
+/* A field added from views into the list's own text, while the text
+ * grows and moves: the copy must be taken before the old block goes. */
+static void test_add_from_own_text(void)
+{
+    struct headers h;
+    int good = 1;
+
+    headers_init(&h);
+    add(&h, "X-Name", "a value long enough to make the text grow soon");
+    for (int i = 0; i < 100; i++) {
+        size_t nlen, vlen;
+        const char *n = headers_name(&h, (size_t)i, &nlen);
+        const char *v = headers_value(&h, (size_t)i, &vlen);
+        if (headers_add(&h, n, nlen, v, vlen) != 0)
+            good = 0;
+    }
+    for (size_t i = 0; i < h.count; i++) {
+        size_t nlen, vlen;
+        const char *n = headers_name(&h, i, &nlen);
+        const char *v = headers_value(&h, i, &vlen);
+        if (nlen != 6 || memcmp(n, "X-Name", 6) != 0 || vlen != 46 ||
+            memcmp(v, "a value long enough to make the text grow soon", 46) != 0)
+            good = 0;
+    }
+    ok(good && h.count == 101, "fields added from the list's own text, as it grows");
+    headers_free(&h);
+}
+
 int main(void)
 {
     test_empty();
@@ -380,5 +408,6 @@ int main(void)
     test_validation();
     test_limits();
     test_rebuild();
+    test_add_from_own_text();
     return tap_done();
 }
