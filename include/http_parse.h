@@ -165,8 +165,23 @@ int http_find_id(const struct http_head *head, enum http_field_id id, size_t fro
  * "Connection: close", "Connection: upgrade", "Expect: 100-continue". */
 int http_has_token(const struct http_head *head, const char *name, const char *token);
 /* http_has_token for a well-known field: no name to look up, and nothing
- * read when the head has no such field. */
-int http_has_token_id(const struct http_head *head, enum http_field_id id, const char *token);
+ * read when the head has no such field, nor, for Connection, when none of
+ * its elements has the token's length ("close" is not in "keep-alive").
+ * Inline, so those answers cost no call and a literal's length is known;
+ * the list walk is http_has_token_in. */
+int http_has_token_in(const struct http_head *head, enum http_field_id id, const char *token,
+                      size_t token_len);
+static inline int http_has_token_id(const struct http_head *head, enum http_field_id id,
+                                    const char *token)
+{
+    size_t token_len = strlen(token);
+    if (!(head->ids_seen & (1u << id)))
+        return 0;
+    if (id == HTTP_FIELD_CONNECTION &&
+        !(head->connection_lengths & ((uint64_t)1 << (token_len < 63 ? token_len : 63))))
+        return 0;
+    return http_has_token_in(head, id, token, token_len);
+}
 
 /* How many bytes at the start of <s> (<len> bytes) are tchar, and how many
  * are field-value bytes (SP, HTAB, VCHAR, obs-text): the parser's own

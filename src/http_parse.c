@@ -646,14 +646,9 @@ static int find_named(const struct http_head *head, enum http_field_id id, const
                                   : http_find_field(head, name, from);
 }
 
-int http_has_token_id(const struct http_head *head, enum http_field_id id, const char *token)
+int http_has_token_in(const struct http_head *head, enum http_field_id id, const char *token,
+                      size_t token_len)
 {
-    size_t token_len = strlen(token);
-    /* No Connection element has the token's length: "close" is not in
-     * "keep-alive", the usual answer, without reading the list. */
-    if (id == HTTP_FIELD_CONNECTION &&
-        !(head->connection_lengths & ((uint64_t)1 << (token_len < 63 ? token_len : 63))))
-        return 0;
     for (int i = http_find_id(head, id, 0); i >= 0; i = http_find_id(head, id, (size_t)i + 1)) {
         const struct http_field *f = &head->fields[i];
         if (list_has(f->value, f->value_len, token, token_len))
