@@ -95,14 +95,18 @@ static int append_status_start(struct buffer *out, int status)
 
 static int append_content_length(struct buffer *out, uint64_t length)
 {
-    char digits[20];
-    size_t n = sizeof digits;
+    /* built from its end in one piece: the digits, then the name */
+    char line[sizeof "Content-Length: " - 1 + 20 + 2];
+    size_t n = sizeof line - 2;
+    line[n] = '\r';
+    line[n + 1] = '\n';
     do {
-        digits[--n] = (char)('0' + length % 10);
+        line[--n] = (char)('0' + length % 10);
         length /= 10;
     } while (length);
-    return buffer_append_str(out, "Content-Length: ") ||
-           buffer_append(out, digits + n, sizeof digits - n) || buffer_append(out, "\r\n", 2);
+    n -= sizeof "Content-Length: " - 1;
+    memcpy(line + n, "Content-Length: ", sizeof "Content-Length: " - 1);
+    return buffer_append(out, line + n, sizeof line - n);
 }
 
 static int write_framing(struct buffer *out, enum http_body_kind kind, uint64_t length)
@@ -168,13 +172,14 @@ int message_write_proxy_request(struct buffer *out, const char *origin, const ch
 static int write_response_tail(struct buffer *out, enum http_body_kind kind, uint64_t length,
                                int keep_alive, int client_minor, int upgrade)
 {
-    const char *connection = upgrade                     ? "Connection: Upgrade\r\n"
-                             : !keep_alive               ? "Connection: close\r\n"
-                             : client_minor == 0         ? "Connection: keep-alive\r\n"
-                                                         : "";
+    /* the Connection field and the empty line, in one piece */
+    const char *end = upgrade             ? "Connection: Upgrade\r\n\r\n"
+                      : !keep_alive       ? "Connection: close\r\n\r\n"
+                      : client_minor == 0 ? "Connection: keep-alive\r\n\r\n"
+                                          : "\r\n";
     if (write_framing(out, kind, length))
         return -1;
-    return buffer_append_str(out, connection) || buffer_append(out, "\r\n", 2) ? -1 : 0;
+    return buffer_append_str(out, end) ? -1 : 0;
 }
 
 int message_write_response(struct buffer *out, int status, const char *reason,

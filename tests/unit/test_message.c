@@ -387,6 +387,14 @@ static void test_write_response(void)
         {599, "Custom Thing", HTTP_BODY_NONE, 0, 1, 1, 0,
          "HTTP/1.1 599 Custom Thing\r\nContent-Type: text/plain\r\n\r\n",
          "an unknown status and its reason pass as they are"},
+        {200, "OK", HTTP_BODY_LENGTH, 0, 1, 0, 0,
+         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n"
+         "Connection: keep-alive\r\n\r\n",
+         "a zero length, to a 1.0 client kept alive"},
+        {200, "OK", HTTP_BODY_LENGTH, UINT64_MAX, 1, 1, 0,
+         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+         "Content-Length: 18446744073709551615\r\n\r\n",
+         "a length of twenty digits"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         buffer_consume(&out, buffer_length(&out));
