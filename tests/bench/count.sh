@@ -13,6 +13,12 @@
 #                 shutdown cancel out
 #   system calls  strace -c -f attached after 200 requests, over COUNT_N
 #
+# and for "fifty clients" (keep-alive, wrk -c50 for COUNT_SECONDS, default
+# 5), the instructions per request with callgrind's counting switched on
+# (callgrind_control) only while wrk runs: not as repeatable as the serial
+# counts (how the requests batch varies), but it shows what only many
+# clients at once cost, such as allocator caches overflowing.
+#
 # COUNT_N (default 2000) sets the number of exchanges measured.
 # COUNT_SCRIPT=path/to/script.lua runs the proxy with that script (-s), to
 # count what a hook costs: the figures less those without a script. Loopback
@@ -31,6 +37,8 @@ cd "$(dirname "$0")"
 bench_dir=$(pwd)
 n=${COUNT_N:-2000}
 case $n in '' | *[!0-9]* | 0) echo "$0: COUNT_N must be a positive whole number" >&2; exit 2 ;; esac
+seconds=${COUNT_SECONDS:-5}
+case $seconds in '' | *[!0-9]* | 0) echo "$0: COUNT_SECONDS must be a positive whole number" >&2; exit 2 ;; esac
 script=()
 if [ -n "${COUNT_SCRIPT:-}" ]; then
   if [ ! -r "$COUNT_SCRIPT" ]; then
@@ -42,12 +50,12 @@ fi
 
 export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 missing=()
-for cmd in valgrind strace nginx lua5.4; do
+for cmd in valgrind callgrind_control strace nginx lua5.4 wrk; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
 done
 lua5.4 -e 'require "socket"' >/dev/null 2>&1 || missing+=(lua-socket)
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "$0: missing ${missing[*]} (apt-get install valgrind strace nginx-light lua5.4 lua-socket)" >&2
+  echo "$0: missing ${missing[*]} (apt-get install valgrind strace nginx-light lua5.4 lua-socket wrk)" >&2
   exit 1
 fi
 
@@ -170,3 +178,19 @@ for mode in ka close; do
   total=$(awk '{ t += $1 } END { printf "%.1f", t }' <<<"$calls")
   echo "$name: $total system calls per exchange:" $(awk '{ printf "%s %s, ", $2, $1 }' <<<"$calls" | sed 's/, $//')
 done
+
+# Fifty clients: callgrind counts only while wrk runs (after a first run
+# that fills the proxy's caches), and wrk says how many requests it made.
+start_proxy "$tmp/callgrind.log" valgrind --tool=callgrind --instr-atstart=no \
+  --callgrind-out-file="$tmp/callgrind.many" "$binary"
+cat >"$tmp/wrk.lua" <<LUA
+wrk.path = "http://$origin/small"
+LUA
+wrk -t1 -c50 -d2 -s "$tmp/wrk.lua" "http://127.0.0.1:$proxy_port/" >/dev/null
+callgrind_control -i on "$proxy_pid" >/dev/null
+wrk -t1 -c50 -d"$seconds" -s "$tmp/wrk.lua" "http://127.0.0.1:$proxy_port/" >"$tmp/wrk.out"
+callgrind_control -i off "$proxy_pid" >/dev/null
+stop_proxy
+requests=$(awk '/requests in/ {print $1}' "$tmp/wrk.out")
+total=$(awk '/^totals:/ {print $2; exit}' "$tmp/callgrind.many")
+echo "fifty keep-alive clients: $((total / requests)) instructions per request ($requests requests)"
