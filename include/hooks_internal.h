@@ -179,6 +179,9 @@ int hooks_tx_restore(lua_State *L);  /* ... and after it failed */
 int hooks_tx_change_base(lua_State *L);    /* flow capture: before a hook */
 int hooks_tx_record_changes(lua_State *L); /* ... and what it changed */
 int hooks_tx_finish(lua_State *L);   /* the outcome, for on_done */
+/* Makes tx.res of <s>'s exchange (its tx made already); raises on no
+ * memory, so it runs in protected mode. */
+void hooks_tx_make_response(lua_State *L, struct session *s);
 /* Sets native.data_index (tx.req's and tx.res's __index) in the table at
  * the top of L. */
 void hooks_tx_register(lua_State *L);

@@ -36,6 +36,7 @@ void hooks_exchange_begin(struct session *s, hooks_wake_fn *on_wake)
     hs->co = NULL;
     hs->pending = 0;
     hs->req_read = 0;
+    hs->res_due = 0;
     hs->waiting = 0;
     hs->wake_nargs = 0;
     hs->wait_cancel = NULL;
@@ -101,6 +102,10 @@ int hooks_start_call(lua_State *L)
 
     if (hs->tx_ref == LUA_NOREF)
         hooks_tx_make(L); /* the exchange's first hook (see hooks_run) */
+    if (hs->res_due) { /* on_response's first call (see hooks_prepare_response) */
+        hooks_tx_make_response(L, s);
+        hs->res_due = 0;
+    }
     if (h->idle_count > 0) {
         /* A finished coroutine starts afresh with a new function, under
          * the registry reference it had: taken off the idle list at the

@@ -13,6 +13,7 @@
 #include "headers.h"
 #include "proxy.h"
 #include "session.h"
+#include "trace.h"
 
 /* Pushes the exchange's request fields as the list hooks_api expects.
  * With room for two more fields and the list's "changed" mark, so the
@@ -446,38 +447,57 @@ int hooks_tx_record_changes(lua_State *L)
 
 /* tx.res for on_response, made in C the way api.set_response makes it:
  *   d = { status =, reason =, headers = (the field list) }
- *   tx._res = d, tx.res = setmetatable({ [DATA] = d }, Response) */
-static int set_response(lua_State *L)
+ *   tx._res = d, tx.res = setmetatable({ [DATA] = d }, Response)
+ * The stack is left as it was. */
+void hooks_tx_make_response(lua_State *L, struct session *s)
 {
-    struct session *s = lua_touserdata(L, 1);
     struct exchange *x = &s->x;
     struct hooks *h = x->hook.hooks;
+    const char *reason = x->res_reason;
+    size_t len = strlen(reason);
+    int tx, d;
 
-    lua_settop(L, 0);
     lua_rawgeti(L, LUA_REGISTRYINDEX, x->hook.tx_ref);    /* +1 tx */
+    tx = lua_gettop(L);
     /* Room for what scripts and hooks_api add (reason_set, filter_body,
      * decode_body, the changed mark). */
     lua_createtable(L, 0, 4);                             /* +2 tx d */
-    {
-        const char *reason = x->res_reason;
-        size_t len = strlen(reason);
-        push_head(L, &x->res_headers, x->id, 0, &reason, &len, 1, x->status);
-    }
-    lua_pushvalue(L, 2);
-    raw_set_key(L, 1, HOOKS_KEY_RES_DATA);
-    lua_createtable(L, 0, 1);                             /* +3 tx d res */
+    d = tx + 1;
+    push_head(L, &x->res_headers, x->id, 0, &reason, &len, 1, x->status);
+    hooks_push_key(L, h, HOOKS_KEY_RES_DATA);
+    lua_pushvalue(L, d);
+    lua_rawset(L, tx);
+    hooks_push_key(L, h, HOOKS_KEY_RES);
+    lua_createtable(L, 0, 1);                             /* +4 tx d "res" res */
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->data_key_ref);
-    lua_pushvalue(L, 2);
-    lua_rawset(L, 3);
+    lua_pushvalue(L, d);
+    lua_rawset(L, -3);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->response_mt_ref);
-    lua_setmetatable(L, 3);
-    raw_set_key(L, 1, HOOKS_KEY_RES);
+    lua_setmetatable(L, -2);
+    lua_rawset(L, tx);
+    lua_settop(L, tx - 1);
+}
+
+static int set_response(lua_State *L)
+{
+    hooks_tx_make_response(L, lua_touserdata(L, 1));
     return 0;
 }
 
 int hooks_prepare_response(struct session *s)
 {
-    if (s->x.hook.tx_ref == LUA_NOREF && hooks_protected(s, hooks_tx_make, "tx") != 0)
+    struct hook_state *hs = &s->x.hook;
+
+    /* Usually tx.res is made in the same protected call as the first
+     * on_response coroutine (hooks_start_call), which saves a call. What
+     * looks at the tx before that call needs it now: --trace's
+     * fingerprint, the flow capture's change base, the --hook-errors open
+     * snapshot. */
+    if (!trace_enabled && !s->x.flow && hs->hooks->mode != HOOK_ERRORS_OPEN) {
+        hs->res_due = 1;
+        return 0;
+    }
+    if (hs->tx_ref == LUA_NOREF && hooks_protected(s, hooks_tx_make, "tx") != 0)
         return -1;
     return hooks_protected(s, set_response, "response");
 }
