@@ -250,9 +250,18 @@ void hooks_watch_arm(lua_State *co, double deadline)
         return;
     }
     lua_sethook(co, NULL, 0, 0); /* see the file's comment */
-    atomic_store(&watch_co, co);
-    atomic_store(&watch_inner, NULL);
-    atomic_store(&watch.deadline, (long long)(deadline * 1e9));
+    /* Two resumes per exchange with a hook, so only what needs it is a
+     * locked instruction. The coroutines are read by the signal handler,
+     * on this very thread: program order is enough. The deadline must be
+     * seen before the generation turns odd: a release store, and the
+     * fetch_add after it, orders it. That fetch_add is sequentially
+     * consistent because <parked> is read after it while the watchdog
+     * writes <parked> and then reads the generation: with anything
+     * weaker, each could miss the other's store and the watchdog would
+     * sleep through this resume. */
+    atomic_store_explicit(&watch_co, co, memory_order_relaxed);
+    atomic_store_explicit(&watch_inner, NULL, memory_order_relaxed);
+    atomic_store_explicit(&watch.deadline, (long long)(deadline * 1e9), memory_order_release);
     atomic_fetch_add(&watch.gen, 1);
     if (atomic_load(&watch.parked)) {
         pthread_mutex_lock(&watch.mu);
@@ -266,9 +275,13 @@ void hooks_watch_disarm(void)
 {
     if (watch.failed)
         return;
-    atomic_fetch_add(&watch.gen, 1);
-    atomic_store(&watch_co, NULL);
-    atomic_store(&watch_inner, NULL);
+    /* Only this thread writes the generation. A watchdog that still reads
+     * the odd one may fire for it; the handler, on this thread, then finds
+     * another generation and does nothing. */
+    atomic_store_explicit(&watch.gen, atomic_load_explicit(&watch.gen, memory_order_relaxed) + 1,
+                          memory_order_release);
+    atomic_store_explicit(&watch_co, NULL, memory_order_relaxed);
+    atomic_store_explicit(&watch_inner, NULL, memory_order_relaxed);
 }
 
 void hooks_watch_expire(lua_State *L)
