@@ -568,11 +568,21 @@ static ev_tstamp deadline(const struct session *s)
 
 static void arm_timer(struct session *s)
 {
-    ev_tstamp wait = deadline(s) - ev_now(s->proxy->loop);
-    s->timer.repeat = wait > 0.001 ? wait : 0.001;
-    ev_timer_again(s->proxy->loop, &s->timer);
+    struct ev_loop *loop = s->proxy->loop;
+    ev_tstamp now = ev_now(loop), d = deadline(s);
+
     s->armed_state = s->state;
     s->rearm_timer = 0;
+    /* A timer already due no later than the new deadline is left alone:
+     * when it fires, on_timer finds the deadline moved and waits for the
+     * rest ("be smart about timeouts"). Only an earlier deadline moves it,
+     * so a keep-alive exchange, whose deadlines only move later, touches
+     * the timer heap about once per idle timeout instead of twice. */
+    if (ev_is_active(&s->timer) && now + ev_timer_remaining(loop, &s->timer) <= d)
+        return;
+    ev_tstamp wait = d - now;
+    s->timer.repeat = wait > 0.001 ? wait : 0.001;
+    ev_timer_again(loop, &s->timer);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
