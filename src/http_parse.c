@@ -413,9 +413,17 @@ static inline size_t skip_tchars(const char *buf, size_t len, size_t pos)
 {
     const unsigned char *u = (const unsigned char *)buf;
 
-    while (len - pos >= 4 && is_tchar(u[pos]) && is_tchar(u[pos + 1]) && is_tchar(u[pos + 2]) &&
-           is_tchar(u[pos + 3]))
+    while (len - pos >= 4) {
+        if (!is_tchar(u[pos]))
+            return pos;
+        if (!is_tchar(u[pos + 1]))
+            return pos + 1;
+        if (!is_tchar(u[pos + 2]))
+            return pos + 2;
+        if (!is_tchar(u[pos + 3]))
+            return pos + 3;
         pos += 4;
+    }
     while (pos < len && is_tchar(u[pos]))
         pos++;
     return pos;
