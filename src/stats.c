@@ -77,14 +77,24 @@ void stats_add(enum stats_counter c, int64_t n)
     }
 }
 
+/* Methods are case-sensitive (RFC 9110 9.1). Every exchange is counted:
+ * the length picks the candidates, the bytes decide. */
 static enum stats_method method_class(const char *m, size_t len)
 {
-    static const char *const names[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
-                                        "OPTIONS"};
-    for (int i = 0; i < STATS_OTHER; i++)
-        if (strlen(names[i]) == len && memcmp(names[i], m, len) == 0)
-            return (enum stats_method)i;
-    return STATS_OTHER;
+#define IS(lit) (memcmp(m, lit, sizeof(lit) - 1) == 0)
+    switch (len) {
+    case 3:
+        return IS("GET") ? STATS_GET : IS("PUT") ? STATS_PUT : STATS_OTHER;
+    case 4:
+        return IS("HEAD") ? STATS_HEAD : IS("POST") ? STATS_POST : STATS_OTHER;
+    case 6:
+        return IS("DELETE") ? STATS_DELETE : STATS_OTHER;
+    case 7:
+        return IS("CONNECT") ? STATS_CONNECT : IS("OPTIONS") ? STATS_OPTIONS : STATS_OTHER;
+    default:
+        return STATS_OTHER;
+    }
+#undef IS
 }
 
 const char *stats_method_name(enum stats_method m)
