@@ -380,19 +380,23 @@ enum http_field_id http_field_id(const char *name, size_t len)
  * wrongly above a true one), so on a little-endian machine the walk goes
  * straight to it; an HTAB there is a field byte and the walk goes on.
  * Never reads at or past <len>. */
-static inline size_t skip_field_bytes(const char *buf, size_t len, size_t pos)
+static inline uint64_t field_word_stops(const char *p)
 {
     const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    uint64_t x, del;
 
+    memcpy(&x, p, 8);
+    del = x ^ (ones * 0x7f); /* a DEL byte becomes zero */
+    /* the high bit of a byte is left set by the subtraction only for bytes
+     * below 0x20 (or zero in <del>); ~x keeps obs-text out */
+    return ((x - ones * 0x20) & ~x & highs) | ((del - ones) & ~del & highs);
+}
+
+static inline size_t skip_field_bytes(const char *buf, size_t len, size_t pos)
+{
     for (;;) {
         while (len - pos >= 8) {
-            uint64_t x, del, stop;
-            memcpy(&x, buf + pos, 8);
-            del = x ^ (ones * 0x7f); /* a DEL byte becomes zero */
-            /* the high bit of a byte is left set by the subtraction only
-             * for bytes below 0x20 (or zero in <del>); ~x keeps obs-text
-             * out */
-            stop = ((x - ones * 0x20) & ~x & highs) | ((del - ones) & ~del & highs);
+            uint64_t stop = field_word_stops(buf + pos);
             if (stop) {
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
                 pos += (size_t)__builtin_ctzll(stop) / 8;
@@ -436,6 +440,19 @@ size_t http_token_span(const char *s, size_t len)
 
 size_t http_field_value_span(const char *s, size_t len)
 {
+    /* A whole string (a value from a script or built by the proxy), most
+     * often all good: its last bytes are read as one word ending at <len>,
+     * which overlaps the one before; only a word with a control byte or
+     * DEL in it (an HTAB, or a byte to refuse) takes the walk. */
+    if (len >= 8) {
+        size_t pos = 0;
+        for (; len - pos > 8; pos += 8)
+            if (field_word_stops(s + pos))
+                return skip_field_bytes(s, len, pos);
+        if (!field_word_stops(s + len - 8))
+            return len;
+        return skip_field_bytes(s, len, pos);
+    }
     return skip_field_bytes(s, len, 0);
 }
 
