@@ -164,6 +164,9 @@ int http_find_id(const struct http_head *head, enum http_field_id id, size_t fro
  * list (case-insensitive, OWS around elements ignored). Used for
  * "Connection: close", "Connection: upgrade", "Expect: 100-continue". */
 int http_has_token(const struct http_head *head, const char *name, const char *token);
+/* Whether the comma-separated list <value> has an element equal to <token>
+ * (case-insensitive, OWS around elements ignored, empty ones skipped). */
+int http_list_has(const char *value, size_t value_len, const char *token, size_t token_len);
 /* http_has_token for a well-known field: no name to look up, and nothing
  * read when the head has no such field, nor, for Connection, when none of
  * its elements has the token's length ("close" is not in "keep-alive").

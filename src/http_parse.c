@@ -638,19 +638,7 @@ int http_find_id(const struct http_head *head, enum http_field_id id, size_t fro
     return -1;
 }
 
-int http_find_field(const struct http_head *head, const char *name, size_t from)
-{
-    size_t n = strlen(name);
-    enum http_field_id id = http_field_id(name, n);
-    if (id != HTTP_FIELD_OTHER)
-        return http_find_id(head, id, from);
-    for (size_t i = from; i < head->field_count; i++)
-        if (head->fields[i].name_len == n && view_eq(head->fields[i].name, n, name, n))
-            return (int)i;
-    return -1;
-}
-
-static int list_has(const char *value, size_t value_len, const char *token, size_t token_len)
+int http_list_has(const char *value, size_t value_len, const char *token, size_t token_len)
 {
     struct list_walk w;
     const char *elem;
@@ -663,33 +651,12 @@ static int list_has(const char *value, size_t value_len, const char *token, size
     return 0;
 }
 
-/* http_find_field with <name>'s id already known (HTTP_FIELD_OTHER if none). */
-static int find_named(const struct http_head *head, enum http_field_id id, const char *name,
-                      size_t from)
-{
-    return id != HTTP_FIELD_OTHER ? http_find_id(head, id, from)
-                                  : http_find_field(head, name, from);
-}
-
 int http_has_token_in(const struct http_head *head, enum http_field_id id, const char *token,
                       size_t token_len)
 {
     for (int i = http_find_id(head, id, 0); i >= 0; i = http_find_id(head, id, (size_t)i + 1)) {
         const struct http_field *f = &head->fields[i];
-        if (list_has(f->value, f->value_len, token, token_len))
-            return 1;
-    }
-    return 0;
-}
-
-int http_has_token(const struct http_head *head, const char *name, const char *token)
-{
-    size_t token_len = strlen(token);
-    enum http_field_id id = http_field_id(name, strlen(name));
-    for (int i = find_named(head, id, name, 0); i >= 0;
-         i = find_named(head, id, name, (size_t)i + 1)) {
-        const struct http_field *f = &head->fields[i];
-        if (list_has(f->value, f->value_len, token, token_len))
+        if (http_list_has(f->value, f->value_len, token, token_len))
             return 1;
     }
     return 0;
@@ -700,7 +667,7 @@ int http_listed_in_connection(const struct http_head *head, const struct http_fi
     for (int j = http_find_id(head, HTTP_FIELD_CONNECTION, 0); j >= 0;
          j = http_find_id(head, HTTP_FIELD_CONNECTION, (size_t)j + 1)) {
         const struct http_field *c = &head->fields[j];
-        if (list_has(c->value, c->value_len, f->name, f->name_len))
+        if (http_list_has(c->value, c->value_len, f->name, f->name_len))
             return 1;
     }
     return 0;

@@ -51,8 +51,8 @@ cflags=(-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 
 # target name -> the src/ files it needs
 declare -A srcs=(
-    [request_head]="src/http_parse.c src/http_error.c src/url.c"
-    [response_head]="src/http_parse.c src/http_error.c src/url.c"
+    [request_head]="src/http_parse.c src/http_lookup.c src/http_error.c src/url.c"
+    [response_head]="src/http_parse.c src/http_lookup.c src/http_error.c src/url.c"
     [chunked]="src/chunked.c src/http_parse.c src/url.c"
     [url]="src/url.c src/http_parse.c"
 )
