@@ -69,7 +69,10 @@ static int import_fields(const struct http_head *head, int is_request, int keep_
 int message_import_request(const struct http_head *head, const char *authority,
                            size_t authority_len, int upgrade, struct headers *out)
 {
-    if (headers_add(out, "Host", 4, authority, authority_len) != 0)
+    /* The authority is the proxy's own text, made from a host and port
+     * the URL parser accepted: nothing in it to check again. */
+    const struct http_field host = {"Host", 4, authority, authority_len, HTTP_FIELD_HOST};
+    if (headers_add_parsed(out, &host) != 0)
         return -1;
     return import_fields(head, 1, 0, upgrade, out);
 }
