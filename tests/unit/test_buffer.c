@@ -222,6 +222,36 @@ static void test_block_cache(void)
 #endif
 }
 
+/* The cache lent to other memory: sizes are powers of two from 1 KiB,
+ * and a block given back is the next one taken of its size. */
+static void test_block_lending(void)
+{
+    is_int((long)buffer_block_size(1), 1024, "one byte takes a 1 KiB block");
+    is_int((long)buffer_block_size(1024), 1024, "1 KiB fits one exactly");
+    is_int((long)buffer_block_size(1025), 2048, "one byte more takes the next size");
+    is_int((long)buffer_block_size(65536), 65536, "up to 64 KiB");
+    buffer_block_give(NULL, 100); /* a no-op */
+    char *a = buffer_block_take(100);
+    ok(a != NULL, "a block is taken");
+    memset(a, 'x', 1024); /* all of its size is usable */
+#if defined(__SANITIZE_ADDRESS__)
+    buffer_block_give(a, 100);
+    ok(buffer_cached_bytes() == 0, "and freed at once under AddressSanitizer");
+#else
+    size_t cached = buffer_cached_bytes();
+    buffer_block_give(a, 100);
+    is_int((long)(buffer_cached_bytes() - cached), 1024, "given back, it is kept");
+    char *b = buffer_block_take(1000);
+    ok(b == a && buffer_cached_bytes() == cached, "and lent again for the same size");
+    buffer_block_give(b, 1024);
+    struct buffer buf;
+    buffer_init(&buf);
+    buffer_append_str(&buf, "z");
+    ok(buf.data == a, "a buffer of that size gets it too");
+    buffer_free(&buf);
+#endif
+}
+
 int main(void)
 {
     test_empty();
@@ -233,5 +263,6 @@ int main(void)
     test_printf();
     test_guarded_append();
     test_block_cache();
+    test_block_lending();
     return tap_done();
 }
