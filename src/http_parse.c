@@ -106,6 +106,17 @@ static ssize_t line_end(const char *buf, size_t len, size_t pos, enum http_error
     return (ssize_t)(pos + 2);
 }
 
+/* The offset in a word of its first byte flagged in <stop> (high bit set)
+ * on a little-endian machine; elsewhere 0: the byte loop after finds it. */
+static inline size_t first_flagged(uint64_t stop)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return (size_t)__builtin_ctzll(stop) / 8;
+#else
+    return (void)stop, 0;
+#endif
+}
+
 /* The end of a run of VCHAR (0x21..0x7e) starting at <pos>: a request
  * target, read eight bytes at a time as skip_field_bytes reads values
  * (below), going straight to the first byte outside the run on a
@@ -122,9 +133,7 @@ static size_t skip_vchars(const char *buf, size_t len, size_t pos)
          * byte it could wrongly flag) */
         stop = ((x - ones * 0x21) & ~x & highs) | ((x | (x + ones)) & highs);
         if (stop) {
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-            pos += (size_t)__builtin_ctzll(stop) / 8;
-#endif
+            pos += first_flagged(stop);
             break;
         }
         pos += 8;
@@ -398,9 +407,7 @@ static inline size_t skip_field_bytes(const char *buf, size_t len, size_t pos)
         while (len - pos >= 8) {
             uint64_t stop = field_word_stops(buf + pos);
             if (stop) {
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-                pos += (size_t)__builtin_ctzll(stop) / 8;
-#endif
+                pos += first_flagged(stop);
                 break;
             }
             pos += 8;
