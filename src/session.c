@@ -479,6 +479,17 @@ static size_t upstream_in_limit(const struct session *s)
                                                                : ENDPOINT_IN_LIMIT;
 }
 
+/* What the client's "in" may hold: the same larger bites for a request
+ * body on its way through on_request_chunk, once the exchange is under
+ * way (before that, what arrives waits for the upstream and the usual
+ * limit applies). */
+static size_t client_in_limit(const struct session *s)
+{
+    return s->x.req_filter && s->state == SESSION_EXCHANGE && !s->x.req_body_done
+               ? ENDPOINT_BULK_LIMIT
+               : ENDPOINT_IN_LIMIT;
+}
+
 /* One read from <e>, into its buffer or through its splice pipe. */
 static enum endpoint_io read_from(struct endpoint *e, size_t limit)
 {
@@ -507,7 +518,7 @@ static void update_watchers(struct session *s)
     case SESSION_EXCHANGE:
     case SESSION_TUNNEL:
     case SESSION_DRAINING:
-        if (wants_read(&s->client, ENDPOINT_IN_LIMIT))
+        if (wants_read(&s->client, client_in_limit(s)))
             cev |= EV_READ;
         break;
     case SESSION_CLOSED:
@@ -766,7 +777,7 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 
     for (int round = 0; (revents & EV_READ) && round < IO_ROUNDS; round++) {
         size_t limit = s->state == SESSION_HEAD ? s->proxy->cfg->max_header_bytes + 1
-                                                : ENDPOINT_IN_LIMIT;
+                                                : client_in_limit(s);
         enum endpoint_io r = read_from(&s->client, limit);
         if (r == ENDPOINT_PROGRESS) {
             s->last_activity = ev_now(loop);

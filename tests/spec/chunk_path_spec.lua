@@ -1,14 +1,37 @@
--- The response body's way through on_response_chunk when it is large or
--- slow: pieces read in bites of what has arrived (never held back for more),
--- small chunks handed over together, a hook's string written to the client
--- straight from Lua, with what a slow client does not take queued in order,
--- and memory that stays bounded however slowly the client reads.
+-- A body's way through on_response_chunk (or an upload's through
+-- on_request_chunk) when it is large or slow: pieces read in bites of what
+-- has arrived (never held back for more), small chunks handed over
+-- together, a hook's string written to the peer straight from Lua, with
+-- what a slow peer does not take queued in order, and memory that stays
+-- bounded however slowly the peer reads.
 
 package.path = "tests/spec/?.lua;" .. package.path
 local socket = require("socket")
 local h = require("support.harness")
 
 local SAME = "function on_response_chunk(tx, c, eof) return c end\n"
+local SAME_UP = "function on_request_chunk(tx, c, eof) return c end\n"
+
+-- An origin of the spec's own, so the spec decides when it reads and what
+-- it answers: a listening socket and its port.
+local function own_origin()
+  local server = assert(socket.bind("127.0.0.1", 0))
+  server:settimeout(h.DEFAULT_TIMEOUT)
+  local _, port = server:getsockname()
+  return server, port
+end
+
+-- Accepts the proxy's connection and reads the request head off it.
+local function accept_request(server)
+  local up = assert(server:accept())
+  up:settimeout(h.DEFAULT_TIMEOUT)
+  local head = {}
+  repeat
+    local line = assert(up:receive("*l"))
+    head[#head + 1] = line
+  until line == ""
+  return up, table.concat(head, "\n")
+end
 
 -- A chunked body decoded as it arrives: feed() takes raw bytes and hands
 -- each piece of payload to <on_data>; done once the last chunk came.
@@ -174,18 +197,11 @@ end
 
   it("hands the hook what has arrived without waiting for more", function()
     proxy = h.start_proxy({ "-s", script })
-    -- An origin of our own, so the spec decides when each part is sent.
-    local server = assert(socket.bind("127.0.0.1", 0))
-    server:settimeout(h.DEFAULT_TIMEOUT)
-    local _, port = server:getsockname()
+    local server, port = own_origin()
     local s = assert(h.connect(proxy.port))
     assert(h.send(s, h.request("GET", "http://127.0.0.1:" .. port .. "/stream",
       { "Host: 127.0.0.1:" .. port })))
-    local up = assert(server:accept())
-    up:settimeout(h.DEFAULT_TIMEOUT)
-    repeat
-      local line = assert(up:receive("*l"))
-    until line == ""
+    local up = accept_request(server)
     local first, rest = h.pattern(1000), h.pattern(300000, 1000)
     assert(h.send(up, "HTTP/1.1 200 OK\r\nContent-Length: " .. (#first + #rest) .. "\r\n\r\n"
       .. first))
@@ -208,6 +224,109 @@ end
       reader.feed(data)
     end
     assert.is_true(table.concat(got) == first .. rest, "the body came out wrong")
+    up:close()
+    server:close()
+    s:close()
+  end)
+
+  it("hands on_request_chunk what has arrived of an upload without waiting for more", function()
+    proxy = h.start_proxy({ "-s", h.tmpfile(SAME_UP, "same_up.lua") })
+    local server, port = own_origin()
+    local first, rest = h.pattern(1000), h.pattern(300000, 1000)
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("POST", "http://127.0.0.1:" .. port .. "/upload",
+      { "Host: 127.0.0.1:" .. port, "Content-Length: " .. (#first + #rest) }) .. first))
+    local up, head = accept_request(server)
+    assert.truthy(head:lower():find("transfer-encoding: chunked", 1, true), head)
+
+    local got = {}
+    local reader = chunked_reader(function(data) got[#got + 1] = data end)
+    -- The first part goes up while the client sends nothing more.
+    while #table.concat(got) < #first do
+      local data, err = h.recv_some(up, 5)
+      assert(#data > 0, "the first part is held back: " .. tostring(err))
+      reader.feed(data)
+    end
+    assert.are.equal(first, table.concat(got))
+    assert(h.send(s, rest))
+    while not reader.done do
+      local data, err = h.recv_some(up, 5)
+      assert(#data > 0, "the rest did not come: " .. tostring(err))
+      reader.feed(data)
+    end
+    assert.is_true(table.concat(got) == first .. rest, "the upload came out wrong")
+    assert(h.send(up, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"))
+    assert.are.equal("ok\n", assert(h.read_response(s)).body)
+    up:close()
+    server:close()
+    s:close()
+  end)
+
+  it("keeps memory bounded and the upload whole while a slow origin reads 32 MiB", function()
+    local asan = os.getenv("ASAN_OPTIONS")
+    proxy = h.start_proxy({ "-s", h.tmpfile(SAME_UP, "same_up.lua") }, { env = {
+      ASAN_OPTIONS = (asan and asan ~= "" and asan .. ":" or "") .. "quarantine_size_mb=4" } })
+    local server, port = own_origin()
+    local total = 32 * 1024 * 1024
+    local block = h.pattern(2 * 65536 + 64)
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("POST", "http://127.0.0.1:" .. port .. "/upload",
+      { "Host: 127.0.0.1:" .. port, "Content-Length: " .. total })))
+    local up = accept_request(server)
+
+    -- The client offers the body as fast as the proxy takes it: a send that
+    -- does not block, from the pattern at its offset.
+    local sent = 0
+    s:settimeout(0)
+    local function offer()
+      while sent < total do
+        local start = sent % 64
+        local piece = block:sub(start + 1, start + math.min(65536, total - sent))
+        local last, err, partial = s:send(piece)
+        local n = last or partial or 0
+        sent = sent + n
+        if err == "timeout" or n < #piece then return end
+        assert(not err, "sending the upload failed: " .. tostring(err))
+      end
+    end
+    local got, max_rss = 0, 0
+    local reader = chunked_reader(function(data)
+      local start = got % 64
+      assert(data == block:sub(start + 1, start + #data), "upload corrupt at byte " .. got)
+      got = got + #data
+    end)
+    local function sample()
+      local rss = proxy.rss_kb()
+      if rss and rss > max_rss then max_rss = rss end
+    end
+
+    -- Slow phase: the origin takes 16 KiB every 10 ms for 1 s. The proxy
+    -- must stop reading the client rather than pile up the upload.
+    local slow_until, n = h.now() + 1, 0
+    while h.now() < slow_until do
+      offer()
+      local data, err = h.recv_exact(up, 16384, 10)
+      assert(err == nil, "the origin's read failed: " .. tostring(err))
+      reader.feed(data)
+      n = n + 1
+      if n % 10 == 0 then sample() end
+      h.sleep(0.01)   -- the slowness under test
+    end
+    assert.is_true(sent < total / 2, "the origin was not slow enough to matter")
+    while not reader.done do
+      offer()
+      local data, err = h.recv_some(up, 10)
+      assert(#data > 0, "the origin's read failed after " .. got .. " bytes: " .. tostring(err))
+      reader.feed(data)
+      n = n + 1
+      if n % 100 == 0 then sample() end
+    end
+    sample()
+    assert.are.equal(total, got)
+    assert.is_true(max_rss > 0 and max_rss < 48 * 1024, "proxy RSS peaked at " .. max_rss .. " KiB")
+    s:settimeout(h.DEFAULT_TIMEOUT)
+    assert(h.send(up, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"))
+    assert.are.equal("ok\n", assert(h.read_response(s)).body)
     up:close()
     server:close()
     s:close()
