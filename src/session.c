@@ -1,8 +1,10 @@
 /*
  * session.c - a client connection's life: read a head, dispatch, repeat.
  *
- * This file owns the session's shape: its watchers and timer, reading and
- * checking request heads, local (error) responses, keep-alive and closing.
+ * This file owns the session's shape: its timer, reading and checking
+ * request heads, local (error) responses, keep-alive and closing. What its
+ * sockets are watched for, and how much each side may read, is in
+ * session_watch.c.
  * The forwarding of one request (connect, relay both bodies, tunnels) is in
  * exchange.c, upstream.c, response.c and tunnel.c.
  *
@@ -33,6 +35,7 @@
 #include "https.h"
 #include "log.h"
 #include "message.h"
+#include "session_watch.h"
 #include "stats.h"
 #include "trace.h"
 #include "upstream.h"
@@ -317,12 +320,6 @@ static void fail_oversized_head(struct session *s)
         session_fail(s, 431, "the request head is larger than the proxy accepts");
 }
 
-/* Whether the client's answers fill its output buffer. */
-static int output_blocked(const struct session *s)
-{
-    return buffer_length(&s->client.out) >= ENDPOINT_OUT_LIMIT;
-}
-
 /*
  * SESSION_HEAD: tries to parse a request head from the client's bytes and
  * hands a valid one to exchange.c. Returns 1 if the state changed.
@@ -347,7 +344,7 @@ static int parse_request_head(struct session *s)
     /* Pipelined requests wait while the client has not read the answers
      * queued for it: a client that sends and never reads must not make us
      * buffer answers without bound. */
-    if (output_blocked(s))
+    if (session_output_blocked(s))
         return 0;
     if (s->head_started == 0) {
         s->head_started = ev_now(s->proxy->loop);
@@ -458,92 +455,6 @@ static int flush_both(struct session *s)
     return progress;
 }
 
-/* Whether <e> has room for more: its buffer (up to <limit>), or its
- * splice pipe. */
-static int wants_read(const struct endpoint *e, size_t limit)
-{
-    if (e->read_eof)
-        return 0;
-    if (endpoint_splicing(e))
-        return e->piped < e->pipe_size && e->splice_limit > 0;
-    return buffer_length(&e->in) < limit;
-}
-
-/* What the upstream's "in" may hold. A response body on its way through
- * on_response_chunk is read in larger bites (each piece costs a hook call
- * and a write of its own); a bite is what the socket holds at the time,
- * so nothing that arrived waits for more to come. */
-static size_t upstream_in_limit(const struct session *s)
-{
-    return s->x.res_filter && s->x.res_state == RESPONSE_BODY ? ENDPOINT_BULK_LIMIT
-                                                               : ENDPOINT_IN_LIMIT;
-}
-
-/* What the client's "in" may hold: the same larger bites for a request
- * body on its way through on_request_chunk, once the exchange is under
- * way (before that, what arrives waits for the upstream and the usual
- * limit applies). */
-static size_t client_in_limit(const struct session *s)
-{
-    return s->x.req_filter && s->state == SESSION_EXCHANGE && !s->x.req_body_done
-               ? ENDPOINT_BULK_LIMIT
-               : ENDPOINT_IN_LIMIT;
-}
-
-/* One read from <e>, into its buffer or through its splice pipe. */
-static enum endpoint_io read_from(struct endpoint *e, size_t limit)
-{
-    if (endpoint_splicing(e))
-        return endpoint_splice_read(e);
-    return limit > ENDPOINT_IN_LIMIT ? endpoint_read_bulk(e, limit) : endpoint_read(e, limit);
-}
-
-/* Sets the watchers to what the state needs. */
-static void update_watchers(struct session *s)
-{
-    struct ev_loop *loop = s->proxy->loop;
-    const struct config *cfg = s->proxy->cfg;
-    int cev = 0, uev = 0;
-
-    switch (s->state) {
-    case SESSION_HEAD:
-        /* Read one byte past the cap, so an oversized head is noticed. */
-        if (!s->client.read_eof && buffer_length(&s->client.in) <= cfg->max_header_bytes &&
-            !output_blocked(s))
-            cev |= EV_READ;
-        break;
-    case SESSION_HOOK:
-    case SESSION_RESOLVING:
-    case SESSION_CONNECTING:
-    case SESSION_EXCHANGE:
-    case SESSION_TUNNEL:
-    case SESSION_DRAINING:
-        if (wants_read(&s->client, client_in_limit(s)))
-            cev |= EV_READ;
-        break;
-    case SESSION_CLOSED:
-        break;
-    }
-    if ((buffer_length(&s->client.out) > 0 || s->upstream.piped > 0) && !s->client.failed)
-        cev |= EV_WRITE;
-
-    if (s->upstream.fd >= 0) {
-        if (s->upstream_idle) {
-            uev = EV_READ; /* only to notice the upstream closing it */
-        } else if (s->state == SESSION_CONNECTING) {
-            uev = EV_WRITE;
-        } else if (s->state == SESSION_EXCHANGE || s->state == SESSION_TUNNEL) {
-            if (wants_read(&s->upstream, upstream_in_limit(s)))
-                uev |= EV_READ;
-            if ((buffer_length(&s->upstream.out) > 0 || s->client.piped > 0) &&
-                !s->upstream.failed)
-                uev |= EV_WRITE;
-        }
-        endpoint_watch(loop, &s->upstream, uev);
-    }
-    endpoint_watch(loop, &s->client, cev);
-}
-
 /* When the current state's timeout expires, as an absolute time. */
 static ev_tstamp deadline(const struct session *s)
 {
@@ -554,7 +465,7 @@ static ev_tstamp deadline(const struct session *s)
         if (s->client.handshaking) /* an intercepted tunnel's TLS handshake */
             return s->last_activity + cfg->connect_timeout;
         /* Idle keep-alive, or waiting for the client to read its answers. */
-        ev_tstamp d = s->head_started == 0 || output_blocked(s)
+        ev_tstamp d = s->head_started == 0 || session_output_blocked(s)
                           ? s->last_activity + cfg->idle_timeout
                           : s->head_started + cfg->header_timeout;
         /* A kept upstream connection lives by the pool's rule: closed once
@@ -620,7 +531,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     case SESSION_HOOK:
         break;
     case SESSION_HEAD:
-        if (s->head_started == 0 || buffer_length(&s->client.in) == 0 || output_blocked(s))
+        if (s->head_started == 0 || buffer_length(&s->client.in) == 0 || session_output_blocked(s))
             session_close(s, "idle timeout"); /* idle, or not reading: quietly */
         else
             session_fail(s, 408, "the request head was not received in time");
@@ -705,7 +616,7 @@ static void session_advance(struct session *s)
     }
     if (pass == ADVANCE_SLICE)
         ev_idle_start(s->proxy->loop, &s->resume);
-    update_watchers(s);
+    session_watch(s);
     if (s->rearm_timer || s->state != s->armed_state)
         arm_timer(s);
 }
@@ -777,8 +688,8 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 
     for (int round = 0; (revents & EV_READ) && round < IO_ROUNDS; round++) {
         size_t limit = s->state == SESSION_HEAD ? s->proxy->cfg->max_header_bytes + 1
-                                                : client_in_limit(s);
-        enum endpoint_io r = read_from(&s->client, limit);
+                                                : session_client_read_limit(s);
+        enum endpoint_io r = session_read(&s->client, limit);
         if (r == ENDPOINT_PROGRESS) {
             s->last_activity = ev_now(loop);
             if (s->state == SESSION_DRAINING) {
@@ -822,7 +733,7 @@ static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents)
         /* A large body: read, relay and write a few times per wakeup
          * rather than once per trip through the event loop. */
         for (int round = 0; round < IO_ROUNDS; round++) {
-            if (read_from(&s->upstream, upstream_in_limit(s)) != ENDPOINT_PROGRESS)
+            if (session_read(&s->upstream, session_upstream_read_limit(s)) != ENDPOINT_PROGRESS)
                 break;
             s->last_activity = ev_now(loop);
             session_advance(s);
