@@ -77,6 +77,7 @@ struct hooks {
     /* The hook call running now (the loop runs one at a time). */
     double deadline;
     int timed_out;
+    int alloc_refused;   /* the memory cap refused an allocation since the last collection */
     int current_script;
     struct session *current_session; /* whose hook runs now (proxy.log) */
     int running_phase;   /* enum hook_phase, or -1 */

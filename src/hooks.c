@@ -137,8 +137,10 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         }
         return NULL;
     }
-    if (nsize > old && h->mem_used + (nsize - old) > h->mem_limit)
+    if (nsize > old && h->mem_used + (nsize - old) > h->mem_limit) {
+        h->alloc_refused = 1; /* the hook that asked may catch the error */
         return NULL;
+    }
     if (!ptr && nsize <= HOOKS_SMALL_MAX && h->small_free[small_class(nsize)]) {
         size_t c = small_class(nsize);
         void *p = h->small_free[c];

@@ -225,6 +225,19 @@ int hooks_wait(lua_State *L, void (*cancel)(void *arg), void *arg, struct sessio
     return lua_yield(L, 1);
 }
 
+/* A full collection, now: after a hook that hit the memory cap, whose heap
+ * may be full of garbage. Lua 5.4.4 (Debian 12's) then leaves the
+ * generational collector without a target: the one the bomb set stays,
+ * and young garbage piles up for megabytes before the next collection,
+ * which some innocent hook pays for, or fails in. One basic step after it
+ * sets the target (fixed in Lua 5.4.5; harmless there). */
+static void collect_after_bomb(struct hooks *h)
+{
+    lua_gc(h->L, LUA_GCCOLLECT);
+    lua_gc(h->L, LUA_GCSTEP, 0);
+    h->alloc_refused = 0;
+}
+
 /* Resumes the hook call of <s>, which starts running at <started>; its
  * end goes to *<ended> (for the metrics: one clock reading each way). */
 static enum call_outcome resume(struct session *s, int nargs, int *nres, double *sleep_for,
@@ -288,19 +301,16 @@ static enum call_outcome resume(struct session *s, int nargs, int *nres, double 
         hooks_log_failure(s, co, status);
         /* A failed state may hold a lot of garbage (a memory bomb): free it
          * now rather than at the next allocation. */
-        if (status == LUA_ERRMEM || h->timed_out) {
+        if (status == LUA_ERRMEM || h->timed_out || h->alloc_refused) {
             lua_resetthread(co); /* its stack still holds the garbage */
-            lua_gc(h->L, LUA_GCCOLLECT);
-            /* Lua 5.4.4 (Debian 12's) leaves the generational collector
-             * without a target after a full collection: the one the bomb
-             * set stays, and young garbage then piles up for megabytes
-             * before the next collection, which some innocent hook pays
-             * for. One basic step after it sets the target (fixed in Lua
-             * 5.4.5; harmless there). */
-            lua_gc(h->L, LUA_GCSTEP, 0);
+            collect_after_bomb(h);
         }
         return CALL_FAILED;
     }
+    /* A memory error the script caught (pcall) ends the hook well, with
+     * the bomb's garbage still on the heap. */
+    if (h->alloc_refused)
+        collect_after_bomb(h);
     return CALL_DONE;
 }
 
