@@ -73,6 +73,67 @@ local function chunked_reader(on_data)
   return r
 end
 
+-- The proxy with <script> and a small ASan quarantine (see lifecycle_spec),
+-- so its RSS measures the proxy.
+local function start_measured_proxy(script)
+  local asan = os.getenv("ASAN_OPTIONS")
+  return h.start_proxy({ "-s", script }, { env = {
+    ASAN_OPTIONS = (asan and asan ~= "" and asan .. ":" or "") .. "quarantine_size_mb=4" } })
+end
+
+-- A chunked reader that checks each piece of payload against h.pattern at
+-- its offset; .got counts the bytes.
+local function pattern_reader(what)
+  local expected = h.pattern(2 * 65536 + 64)
+  local r
+  r = chunked_reader(function(data)
+    local start = r.got % 64
+    assert(data == expected:sub(start + 1, start + #data), what .. " corrupt at byte " .. r.got)
+    r.got = r.got + #data
+  end)
+  r.got = 0
+  return r
+end
+
+-- Samples <proxy>'s RSS each time .sample() is called; .max is the peak (KiB).
+local function rss_peak(proxy)
+  local peak = { max = 0 }
+  function peak.sample()
+    local rss = proxy.rss_kb()
+    if rss and rss > peak.max then peak.max = rss end
+  end
+  return peak
+end
+
+-- The origin's answer to an upload, and the client reading it.
+local function answer_ok(up, client)
+  assert(h.send(up, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"))
+  assert.are.equal("ok\n", assert(h.read_response(client)).body)
+end
+
+-- "Nothing that arrived waits for more", seen from the receiving end: the
+-- chunked body read on <recv_sock> (after <pending>, bytes already read)
+-- shows <first> while the sender (<send_sock>) holds back <rest>; then
+-- the sender sends the rest and the body must end whole.
+local function expect_first_then_rest(recv_sock, send_sock, first, rest, pending, what)
+  local got = {}
+  local reader = chunked_reader(function(data) got[#got + 1] = data end)
+  reader.feed(pending or "")
+  while #table.concat(got) < #first do
+    local data, err = h.recv_some(recv_sock, 5)
+    assert(#data > 0, "the first part is held back: " .. tostring(err))
+    reader.feed(data)
+  end
+  assert.are.equal(first, table.concat(got))
+  assert(h.send(send_sock, rest))
+  while not reader.done do
+    local data, err = h.recv_some(recv_sock, 5)
+    assert(#data > 0, "the rest did not come: " .. tostring(err))
+    reader.feed(data)
+  end
+  assert.is_true(table.concat(got) == first .. rest, what .. " came out wrong")
+end
+
 describe("the chunk hook's path for large and slow bodies", function()
   local origin, proxy, script
 
@@ -85,10 +146,7 @@ describe("the chunk hook's path for large and slow bodies", function()
   end)
 
   it("keeps memory bounded and the body whole while a slow client reads 64 MiB", function()
-    -- See lifecycle_spec: a small ASan quarantine, so RSS measures the proxy.
-    local asan = os.getenv("ASAN_OPTIONS")
-    proxy = h.start_proxy({ "-s", script }, { env = {
-      ASAN_OPTIONS = (asan and asan ~= "" and asan .. ":" or "") .. "quarantine_size_mb=4" } })
+    proxy = start_measured_proxy(script)
     local total = 64 * 1024 * 1024
     local s = assert(h.connect(proxy.port))
     assert(h.send(s, h.request("GET", origin.url("/bytes?n=" .. total),
@@ -97,17 +155,7 @@ describe("the chunk hook's path for large and slow bodies", function()
     assert.are.equal(200, resp.status)
     assert.are.equal("chunked", (resp.headers["transfer-encoding"] or ""):lower())
 
-    local expected = h.pattern(2 * 65536 + 64)
-    local got, max_rss = 0, 0
-    local reader = chunked_reader(function(data)
-      local start = got % 64
-      assert(data == expected:sub(start + 1, start + #data), "body corrupt at byte " .. got)
-      got = got + #data
-    end)
-    local function sample()
-      local rss = proxy.rss_kb()
-      if rss and rss > max_rss then max_rss = rss end
-    end
+    local reader, peak = pattern_reader("body"), rss_peak(proxy)
 
     -- Slow phase: 16 KiB every 10 ms for 1.5 s. The origin races ahead; the
     -- hook's pieces meet a full socket, so they are written in part and
@@ -119,21 +167,21 @@ describe("the chunk hook's path for large and slow bodies", function()
       assert(err == nil, "read failed: " .. tostring(err))
       reader.feed(data)
       n = n + 1
-      if n % 10 == 0 then sample() end
+      if n % 10 == 0 then peak.sample() end
       h.sleep(0.01)   -- the slowness under test
     end
-    assert.is_true(got < total / 2, "the client was not slow enough to matter")
+    assert.is_true(reader.got < total / 2, "the client was not slow enough to matter")
     while not reader.done do
       local data, err = h.recv_some(s, 10)
-      assert(#data > 0, "read failed after " .. got .. " bytes: " .. tostring(err))
+      assert(#data > 0, "read failed after " .. reader.got .. " bytes: " .. tostring(err))
       reader.feed(data)
       n = n + 1
-      if n % 100 == 0 then sample() end
+      if n % 100 == 0 then peak.sample() end
     end
-    sample()
-    assert.are.equal(total, got)
+    peak.sample()
+    assert.are.equal(total, reader.got)
     assert.are.equal("", reader.buf, "bytes after the last chunk")
-    assert.is_true(max_rss > 0 and max_rss < 48 * 1024, "proxy RSS peaked at " .. max_rss .. " KiB")
+    assert.is_true(peak.max > 0 and peak.max < 48 * 1024, "proxy RSS peaked at " .. peak.max .. " KiB")
     -- The connection is still in step for another request.
     assert(h.send(s, h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority })))
     assert.are.equal("hello\n", h.read_response(s).body)
@@ -206,24 +254,9 @@ end
     assert(h.send(up, "HTTP/1.1 200 OK\r\nContent-Length: " .. (#first + #rest) .. "\r\n\r\n"
       .. first))
 
-    local got = {}
-    local reader = chunked_reader(function(data) got[#got + 1] = data end)
     assert(h.read_response(s, { head_only = true }))
-    reader.feed(h.take_pending(s))
     -- The first part comes through while the origin sends nothing more.
-    while #table.concat(got) < #first do
-      local data, err = h.recv_some(s, 5)
-      assert(#data > 0, "the first part is held back: " .. tostring(err))
-      reader.feed(data)
-    end
-    assert.are.equal(first, table.concat(got))
-    assert(h.send(up, rest))
-    while not reader.done do
-      local data, err = h.recv_some(s, 5)
-      assert(#data > 0, "the rest did not come: " .. tostring(err))
-      reader.feed(data)
-    end
-    assert.is_true(table.concat(got) == first .. rest, "the body came out wrong")
+    expect_first_then_rest(s, up, first, rest, h.take_pending(s), "the body")
     up:close()
     server:close()
     s:close()
@@ -239,33 +272,16 @@ end
     local up, head = accept_request(server)
     assert.truthy(head:lower():find("transfer-encoding: chunked", 1, true), head)
 
-    local got = {}
-    local reader = chunked_reader(function(data) got[#got + 1] = data end)
     -- The first part goes up while the client sends nothing more.
-    while #table.concat(got) < #first do
-      local data, err = h.recv_some(up, 5)
-      assert(#data > 0, "the first part is held back: " .. tostring(err))
-      reader.feed(data)
-    end
-    assert.are.equal(first, table.concat(got))
-    assert(h.send(s, rest))
-    while not reader.done do
-      local data, err = h.recv_some(up, 5)
-      assert(#data > 0, "the rest did not come: " .. tostring(err))
-      reader.feed(data)
-    end
-    assert.is_true(table.concat(got) == first .. rest, "the upload came out wrong")
-    assert(h.send(up, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"))
-    assert.are.equal("ok\n", assert(h.read_response(s)).body)
+    expect_first_then_rest(up, s, first, rest, nil, "the upload")
+    answer_ok(up, s)
     up:close()
     server:close()
     s:close()
   end)
 
   it("keeps memory bounded and the upload whole while a slow origin reads 32 MiB", function()
-    local asan = os.getenv("ASAN_OPTIONS")
-    proxy = h.start_proxy({ "-s", h.tmpfile(SAME_UP, "same_up.lua") }, { env = {
-      ASAN_OPTIONS = (asan and asan ~= "" and asan .. ":" or "") .. "quarantine_size_mb=4" } })
+    proxy = start_measured_proxy(h.tmpfile(SAME_UP, "same_up.lua"))
     local server, port = own_origin()
     local total = 32 * 1024 * 1024
     local block = h.pattern(2 * 65536 + 64)
@@ -289,16 +305,7 @@ end
         assert(not err, "sending the upload failed: " .. tostring(err))
       end
     end
-    local got, max_rss = 0, 0
-    local reader = chunked_reader(function(data)
-      local start = got % 64
-      assert(data == block:sub(start + 1, start + #data), "upload corrupt at byte " .. got)
-      got = got + #data
-    end)
-    local function sample()
-      local rss = proxy.rss_kb()
-      if rss and rss > max_rss then max_rss = rss end
-    end
+    local reader, peak = pattern_reader("upload"), rss_peak(proxy)
 
     -- Slow phase: the origin takes 16 KiB every 10 ms for 1 s. The proxy
     -- must stop reading the client rather than pile up the upload.
@@ -309,24 +316,23 @@ end
       assert(err == nil, "the origin's read failed: " .. tostring(err))
       reader.feed(data)
       n = n + 1
-      if n % 10 == 0 then sample() end
+      if n % 10 == 0 then peak.sample() end
       h.sleep(0.01)   -- the slowness under test
     end
     assert.is_true(sent < total / 2, "the origin was not slow enough to matter")
     while not reader.done do
       offer()
       local data, err = h.recv_some(up, 10)
-      assert(#data > 0, "the origin's read failed after " .. got .. " bytes: " .. tostring(err))
+      assert(#data > 0, "the origin's read failed after " .. reader.got .. " bytes: " .. tostring(err))
       reader.feed(data)
       n = n + 1
-      if n % 100 == 0 then sample() end
+      if n % 100 == 0 then peak.sample() end
     end
-    sample()
-    assert.are.equal(total, got)
-    assert.is_true(max_rss > 0 and max_rss < 48 * 1024, "proxy RSS peaked at " .. max_rss .. " KiB")
+    peak.sample()
+    assert.are.equal(total, reader.got)
+    assert.is_true(peak.max > 0 and peak.max < 48 * 1024, "proxy RSS peaked at " .. peak.max .. " KiB")
     s:settimeout(h.DEFAULT_TIMEOUT)
-    assert(h.send(up, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"))
-    assert.are.equal("ok\n", assert(h.read_response(s)).body)
+    answer_ok(up, s)
     up:close()
     server:close()
     s:close()
