@@ -333,6 +333,16 @@ end
     assert.is_true(peak.max > 0 and peak.max < 48 * 1024, "proxy RSS peaked at " .. peak.max .. " KiB")
     s:settimeout(h.DEFAULT_TIMEOUT)
     answer_ok(up, s)
+    -- Both connections are still in step: the next request goes up the
+    -- kept upstream connection, nothing of the upload before it.
+    assert(h.send(s, h.request("GET", "http://127.0.0.1:" .. port .. "/next",
+      { "Host: 127.0.0.1:" .. port })))
+    assert.are.equal("GET /next HTTP/1.1", assert(up:receive("*l")))
+    repeat
+      local line = assert(up:receive("*l"))
+    until line == ""
+    assert(h.send(up, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nnext\n"))
+    assert.are.equal("next\n", assert(h.read_response(s)).body)
     up:close()
     server:close()
     s:close()
