@@ -32,6 +32,18 @@ static ssize_t parse_whole(parse_fn fn, const char *s, size_t len, enum http_err
     return fn(copy, len, &head, err);
 }
 
+/* <prefix>, <len> bytes of <middle> and <suffix>, written into <out>;
+ * their length. Builds the heads the byte-at-every-offset tests parse. */
+static size_t join3(char *out, const char *prefix, const char *middle, size_t len,
+                    const char *suffix)
+{
+    size_t n = strlen(prefix), m = strlen(suffix);
+    memcpy(out, prefix, n);
+    memcpy(out + n, middle, len);
+    memcpy(out + n + len, suffix, m);
+    return n + len + m;
+}
+
 /* Every proper prefix of <s> gives -2, or -1 with <want> (and once -1,
  * every longer prefix too). With want == HTTP_ERR_NONE only -2 is allowed. */
 static int prefixes_consistent(parse_fn fn, const char *s, size_t len, enum http_error want)
@@ -318,12 +330,7 @@ static void test_bytes_at_every_offset(void)
                 continue;
             memset(value, 'v', sizeof value);
             value[k] = in_value[i].byte;
-            size_t n = strlen("GET / HTTP/1.1\r\nX: ");
-            memcpy(text, "GET / HTTP/1.1\r\nX: ", n);
-            memcpy(text + n, value, k + 6);
-            n += k + 6;
-            memcpy(text + n, "\r\n\r\n", 4);
-            n += 4;
+            size_t n = join3(text, "GET / HTTP/1.1\r\nX: ", value, k + 6, "\r\n\r\n");
             enum http_error err = HTTP_ERR_NONE;
             ssize_t r = parse_whole(http_parse_request, text, n, &err);
             int good = in_value[i].err == HTTP_ERR_NONE
@@ -360,12 +367,7 @@ static void test_bytes_at_every_offset(void)
             char name[16];
             memset(name, 'N', sizeof name);
             name[k] = in_name[i];
-            size_t n = strlen("GET / HTTP/1.1\r\n");
-            memcpy(text, "GET / HTTP/1.1\r\n", n);
-            memcpy(text + n, name, k + 3);
-            n += k + 3;
-            memcpy(text + n, ": v\r\n\r\n", 7);
-            n += 7;
+            size_t n = join3(text, "GET / HTTP/1.1\r\n", name, k + 3, ": v\r\n\r\n");
             enum http_error err = HTTP_ERR_NONE;
             ssize_t r = parse_whole(http_parse_request, text, n, &err);
             enum http_error want = in_name[i] == '\n' ? HTTP_ERR_BARE_CR_LF : HTTP_ERR_FIELD_NAME;
@@ -386,13 +388,7 @@ static void test_bytes_at_every_offset(void)
             memset(target, 'a', sizeof target);
             target[0] = '/';
             target[1 + k] = (char)c;
-            size_t n = 4;
-            memcpy(text, "GET ", 4);
-            memcpy(text + n, target, k + 7);
-            n += k + 7;
-            const char *rest = " HTTP/1.1\r\nHost: a\r\n\r\n";
-            memcpy(text + n, rest, strlen(rest));
-            n += strlen(rest);
+            size_t n = join3(text, "GET ", target, k + 7, " HTTP/1.1\r\nHost: a\r\n\r\n");
             enum http_error err = HTTP_ERR_NONE;
             ssize_t r = parse_whole(http_parse_request, text, n, &err);
             int vchar = c >= 0x21 && c <= 0x7e;
