@@ -89,6 +89,7 @@ struct hook_state {
     struct buffer collected;    /* tx.req.buffer_body: the body so far */
     enum hooks_body_error body_error;
     int res_due; /* tx.res is made with on_response's first call (hooks_prepare_response) */
+    int res_lazy; /* tx.res is made on a script's first look at it in on_response */
     /* The piece the chunk hooks work on: the relay's bytes (<piece_data>,
      * valid during the filter call only) until the first hook starts, then
      * a Lua string in registry slot <piece_ref> (each hook's result

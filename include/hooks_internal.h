@@ -88,6 +88,9 @@ struct hooks {
      * around each hook call and each call into hooks_api for an exchange,
      * so Lua reaches the exchange by its id, never by a kept pointer. */
     struct session *data_session;
+    /* The last on_response phase used tx.res (hooks_prepare_response): the
+     * next one gets it made before it starts, else on first look. */
+    int res_wanted;
     /* Calls out */
     double wait_timeout; /* --hook-wait-timeout */
     struct shared_store *shared; /* proxy.shared, or NULL (not in a worker) */
@@ -220,6 +223,9 @@ extern const char hooks_changed_key;
 void hooks_headers_register(lua_State *L);
 /* Whether the header list at <index> was changed through its methods. */
 int hooks_headers_changed(lua_State *L, int index);
+/* Whether the header list at <index> is still a view no script has read
+ * (hooks_headers.c): its head never turned into Lua strings. */
+int hooks_headers_unread(lua_State *L, int index);
 /* How many fields <key> the header list at <index> holds (a view is not
  * filled for it). */
 lua_Integer hooks_headers_count(lua_State *L, int index, const char *key, size_t klen);

@@ -340,6 +340,7 @@ static struct hooks *hooks_new(const struct config *cfg, struct ev_loop *loop, c
     h->refs = 1;
     h->mem_limit = cfg->lua_memory;
     h->budget = cfg->hook_timeout;
+    h->res_wanted = 1; /* most on_response hooks change the response */
     h->mode = cfg->hook_errors;
     h->loop = loop;
     h->current_script = -1;

@@ -238,6 +238,14 @@ static struct view_base *view_base(lua_State *L, int idx)
     return NULL;
 }
 
+int hooks_headers_unread(lua_State *L, int index)
+{
+    if (!view_base(L, index))
+        return 0;
+    lua_pop(L, 1);
+    return 1;
+}
+
 int hooks_headers_changed(lua_State *L, int index)
 {
     int changed;

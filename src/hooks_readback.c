@@ -406,8 +406,13 @@ static int read_response(lua_State *L)
     struct exchange *x = &s->x;
     size_t rlen;
 
+    x->hook.hooks->res_wanted = 1; /* see hooks_prepare_response */
     switch (changed_side(L, s, 0)) {
     case 0:
+        /* tx d list: neither the line nor the list was read, so no script
+         * used tx.res (a script that only took tx.res.headers did nothing
+         * with it). */
+        x->hook.hooks->res_wanted = !(hooks_tx_line_unread(L, 3) && hooks_headers_unread(L, 4));
         x->hook.res_filter_off = 0;
         x->hook.res_decode_off = 0;
         x->res_reason_set = 0;
@@ -478,7 +483,19 @@ int hooks_read_upstream(struct session *s)
 
 int hooks_read_response(struct session *s)
 {
-    return s->x.hook.tx_ref == LUA_NOREF ? 0 : hooks_protected(s, read_response, "response");
+    struct hook_state *hs = &s->x.hook;
+
+    if (hs->res_lazy) {
+        /* No script looked at tx.res (hooks_prepare_response): the head
+         * goes out as it came, and a tx kept past this exchange never
+         * gets one. */
+        hs->res_lazy = 0;
+        hs->res_filter_off = 0;
+        hs->res_decode_off = 0;
+        s->x.res_reason_set = 0;
+        return 0;
+    }
+    return hs->tx_ref == LUA_NOREF ? 0 : hooks_protected(s, read_response, "response");
 }
 
 struct local_response {

@@ -37,6 +37,7 @@ void hooks_exchange_begin(struct session *s, hooks_wake_fn *on_wake)
     hs->pending = 0;
     hs->req_read = 0;
     hs->res_due = 0;
+    hs->res_lazy = 0;
     hs->waiting = 0;
     hs->wake_nargs = 0;
     hs->wait_cancel = NULL;

@@ -1,6 +1,7 @@
 /*
  * hooks_tx.c - the tx table: built from the exchange before the first hook,
- * tx.req on a script's first look at it, tx.res before on_response, and
+ * tx.req on a script's first look at it, tx.res before on_response or on
+ * a script's first look at it there (see hooks_prepare_response), and
  * what hooks_api keeps of them for --hook-errors open and the flow
  * capture. Data crosses as copies, so Lua never holds a pointer into the
  * relay's buffers. Reading the scripts' changes back is hooks_readback.c.
@@ -315,6 +316,29 @@ static int data_index(lua_State *L)
     return 1;
 }
 
+/* tx.res on a script's first look at it in on_response, for the tx at
+ * <tx> (an absolute index), when hooks_prepare_response left it to be made
+ * then: 1 when made, 0 when that tx is not the exchange whose on_response
+ * runs now, or its tx.res is not to be made this way. */
+static int make_response_late(lua_State *L, int tx)
+{
+    struct session *s = hooks_of(L)->data_session;
+    int is_id;
+
+    if (!s || !s->x.hook.res_lazy)
+        return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hooks_of(L)->txid_ref);
+    lua_rawget(L, tx);                                    /* +1 id */
+    is_id = lua_isinteger(L, -1) && lua_tointeger(L, -1) == (lua_Integer)s->x.id;
+    lua_pop(L, 1);
+    if (!is_id)
+        return 0;
+    hooks_tx_make_response(L, s);
+    s->x.hook.res_lazy = 0;
+    s->x.hook.hooks->res_wanted = 1;
+    return 1;
+}
+
 /* tx's __index: the method <key> of upvalue 1 (hooks_api's tx_methods);
  * tx.req, made on a script's first look at it; else what upvalue 2
  * (hooks_api's tx_index_rest) returns for the other fields made on first
@@ -335,6 +359,11 @@ static int tx_index(lua_State *L)
             lua_pop(L, make_request(L, 1));
         lua_pop(L, 1);
         hooks_raw_get_key(L, 1, HOOKS_KEY_REQ);
+        return 1;
+    }
+    if (key && len == 3 && memcmp(key, "res", 3) == 0 && lua_type(L, 1) == LUA_TTABLE &&
+        make_response_late(L, 1)) {
+        hooks_raw_get_key(L, 1, HOOKS_KEY_RES);
         return 1;
     }
     lua_pushvalue(L, lua_upvalueindex(2));
@@ -488,13 +517,28 @@ int hooks_prepare_response(struct session *s)
 {
     struct hook_state *hs = &s->x.hook;
 
-    /* Usually tx.res is made in the same protected call as the first
-     * on_response coroutine (hooks_start_call), which saves a call. What
-     * looks at the tx before that call needs it now: --trace's
-     * fingerprint, the flow capture's change base, the --hook-errors open
-     * snapshot. */
+    /* What looks at the tx before the first on_response call needs tx.res
+     * now: --trace's fingerprint, the flow capture's change base, the
+     * --hook-errors open snapshot. Otherwise tx.res is made in the same
+     * protected call as the first on_response coroutine
+     * (hooks_start_call), which saves a call, when a hook may use it:
+     *   - a body or on_done hook may look at it after on_response, when
+     *     the relay's head is no longer the one on_response saw (read
+     *     back, the coding taken off);
+     *   - the last on_response phase used it (h->res_wanted, learnt by
+     *     hooks_read_response): a script that changes the response does
+     *     so on every exchange.
+     * Else it is made on a script's first look at it (tx_index, through
+     * the metamethod: some 700 instructions more than a made one), and an
+     * on_response that reads only tx.req or tx.ctx makes no copy of the
+     * response's head and has nothing read back. */
     if (!trace_enabled && !s->x.flow && hs->hooks->mode != HOOK_ERRORS_OPEN) {
-        hs->res_due = 1;
+        const struct hooks *h = hs->hooks;
+        if (h->res_wanted || h->has[HOOK_ON_RESPONSE_CHUNK] || h->has[HOOK_ON_REQUEST_CHUNK] ||
+            h->has[HOOK_ON_DONE])
+            hs->res_due = 1;
+        else
+            hs->res_lazy = 1;
         return 0;
     }
     if (hs->tx_ref == LUA_NOREF && hooks_protected(s, hooks_tx_make, "tx") != 0)

@@ -173,6 +173,30 @@ describe("hooks", function()
       assert.are.equal("hello\n", resp.body)
     end)
 
+    it("gives on_response tx.res whether or not the last exchange used it", function()
+      start({ "res_on_look" })
+      -- Each use after a different one: tx.res made before on_response
+      -- (the last exchange used it) and on first look (it did not).
+      local steps = { "plain", "plain", "add", "add", "plain", "status", "plain", "add",
+                      "status", "status", "plain" }
+      for i, query in ipairs(steps) do
+        local path = query == "status" and "/status/404?status" or "/hello?" .. query
+        local resp = get(path)
+        local what = ("step %d (%s)"):format(i, query)
+        if query == "status" then
+          assert.are.equal("HTTP/1.1 410 Gone", resp.status_line, what)
+        else
+          assert.are.equal(200, resp.status, what)
+          assert.are.equal("hello\n", resp.body, what)
+          assert.are.equal("6", resp.headers["content-length"], what)
+        end
+        assert.are.equal(query == "add" and "add" or nil, resp.headers["x-looked"], what)
+      end
+      -- A tx whose response a script read keeps it past its exchange.
+      assert.are.equal(404, get("/status/404?keep").status)
+      assert.are.equal("404 Not Found text/plain", get("/hello?show").headers["x-kept-res"])
+    end)
+
     it("gives on_done the status, error, byte counts and duration", function()
       start({ "fields" })
       -- A request with a 11-byte body answered by /echo.
