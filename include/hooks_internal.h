@@ -88,9 +88,10 @@ struct hooks {
      * around each hook call and each call into hooks_api for an exchange,
      * so Lua reaches the exchange by its id, never by a kept pointer. */
     struct session *data_session;
-    /* The last on_response phase used tx.res (hooks_prepare_response): the
-     * next one gets it made before it starts, else on first look. */
-    int res_wanted;
+    /* The last on_request phase used tx.req, the last on_response phase
+     * tx.res (learnt at the read-back): the next one gets it made before
+     * its first call, else it is made on first look (hooks_tx.c). */
+    int req_wanted, res_wanted;
     /* Calls out */
     double wait_timeout; /* --hook-wait-timeout */
     struct shared_store *shared; /* proxy.shared, or NULL (not in a worker) */
@@ -183,8 +184,10 @@ int hooks_tx_restore(lua_State *L);  /* ... and after it failed */
 int hooks_tx_change_base(lua_State *L);    /* flow capture: before a hook */
 int hooks_tx_record_changes(lua_State *L); /* ... and what it changed */
 int hooks_tx_finish(lua_State *L);   /* the outcome, for on_done */
-/* Makes tx.res of <s>'s exchange (its tx made already); raises on no
- * memory, so it runs in protected mode. */
+/* Makes tx.req, then tx.res, of <s>'s exchange (its tx made already, and
+ * <s> the data session); raise on no memory, so they run in protected
+ * mode. */
+void hooks_tx_make_request_now(lua_State *L, struct session *s);
 void hooks_tx_make_response(lua_State *L, struct session *s);
 /* Sets native.data_index (tx.req's and tx.res's __index) in the table at
  * the top of L. */

@@ -340,7 +340,8 @@ static struct hooks *hooks_new(const struct config *cfg, struct ev_loop *loop, c
     h->refs = 1;
     h->mem_limit = cfg->lua_memory;
     h->budget = cfg->hook_timeout;
-    h->res_wanted = 1; /* most on_response hooks change the response */
+    /* Most on_request and on_response hooks change what they get. */
+    h->req_wanted = h->res_wanted = 1;
     h->mode = cfg->hook_errors;
     h->loop = loop;
     h->current_script = -1;

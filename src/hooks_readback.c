@@ -299,8 +299,11 @@ static int read_request(lua_State *L)
     struct exchange *x = &s->x;
     size_t mlen, plen, hlen;
 
+    x->hook.hooks->req_wanted = 1; /* see hooks_start_call */
     switch (changed_side(L, s, 1)) {
     case 0:
+        /* tx d list: as in read_response. */
+        x->hook.hooks->req_wanted = !(hooks_tx_line_unread(L, 3) && hooks_headers_unread(L, 4));
         x->hook.req_filter_off = 0;
         x->hook.req_buffer = 0;
         return 0;
@@ -465,8 +468,12 @@ static int read_response(lua_State *L)
 int hooks_read_request(struct session *s)
 {
     /* A request no script has looked at is one no script has changed. */
-    if (s->x.hook.tx_ref == LUA_NOREF || !s->x.hook.req_read)
+    if (s->x.hook.tx_ref == LUA_NOREF)
         return 0;
+    if (!s->x.hook.req_read) {
+        s->x.hook.hooks->req_wanted = 0;
+        return 0;
+    }
     return hooks_protected(s, read_request, "request");
 }
 

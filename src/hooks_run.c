@@ -101,8 +101,13 @@ int hooks_start_call(lua_State *L)
     struct hooks *h = hs->hooks;
     lua_State *co;
 
-    if (hs->tx_ref == LUA_NOREF)
+    if (hs->tx_ref == LUA_NOREF) {
         hooks_tx_make(L); /* the exchange's first hook (see hooks_run) */
+        /* tx.req too when the last on_request used it: a first look costs
+         * a call of tx's __index more. */
+        if (hs->phase == HOOK_ON_REQUEST && h->req_wanted)
+            hooks_tx_make_request_now(L, s);
+    }
     if (hs->res_due) { /* on_response's first call (see hooks_prepare_response) */
         hooks_tx_make_response(L, s);
         hs->res_due = 0;

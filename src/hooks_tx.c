@@ -273,6 +273,12 @@ static int make_request(lua_State *L, int tx)
     return 1;
 }
 
+void hooks_tx_make_request_now(lua_State *L, struct session *s)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->x.hook.tx_ref); /* +1 tx */
+    lua_pop(L, 1 + make_request(L, lua_gettop(L)));
+}
+
 /* native.make_request(tx): the same, for hooks_api. */
 int hooks_tx_make_request(lua_State *L)
 {

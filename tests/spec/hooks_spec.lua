@@ -173,6 +173,19 @@ describe("hooks", function()
       assert.are.equal("hello\n", resp.body)
     end)
 
+    it("gives on_request tx.req whether or not the last exchange used it", function()
+      start({ "req_on_look" })
+      local steps = { "plain", "plain", "set", "set", "plain", "line", "plain", "set", "line", "line",
+                      "plain" }
+      for i, step in ipairs(steps) do
+        local what = ("step %d (%s)"):format(i, step)
+        assert.are.equal(200, get("/echo?" .. step).status, what)
+        local seen = origin.requests()[i]
+        assert.are.equal("/echo?" .. step, seen.target:match("^https?://[^/]+(.*)$") or seen.target, what)
+        assert.are.equal(step == "set" and ("set " .. i) or nil, seen.headers["x-step"], what)
+      end
+    end)
+
     it("gives on_response tx.res whether or not the last exchange used it", function()
       start({ "res_on_look" })
       -- Each use after a different one: tx.res made before on_response
