@@ -232,6 +232,20 @@ static int load_data(lua_State *L)
     return 1;
 }
 
+/* Whether the tx at <tx> (an absolute index) is that of exchange <x> (by
+ * the id under a key scripts cannot name): a tx a script kept past its
+ * exchange is not. */
+static int tx_is_of(lua_State *L, int tx, const struct exchange *x)
+{
+    int is_id;
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hooks_of(L)->txid_ref);
+    lua_rawget(L, tx);                                    /* +1 id */
+    is_id = x && lua_isinteger(L, -1) && lua_tointeger(L, -1) == (lua_Integer)x->id;
+    lua_pop(L, 1);
+    return is_id;
+}
+
 /* tx.req made from the exchange being served now, the way hooks_api's
  * req_data describes it, for the tx at <tx> (an absolute index): a
  * script's first look at tx.req is on the path of most hooks. Pushes the
@@ -242,13 +256,9 @@ static int make_request(lua_State *L, int tx)
     struct hooks *h = hooks_of(L);
     struct session *s = h->data_session;
     struct exchange *x = s ? &s->x : NULL;
-    int is_id, d;
+    int d;
 
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->txid_ref);
-    lua_rawget(L, tx);                                    /* +1 id */
-    is_id = x && lua_isinteger(L, -1) && lua_tointeger(L, -1) == (lua_Integer)x->id;
-    lua_pop(L, 1);
-    if (!is_id)
+    if (!tx_is_of(L, tx, x))
         return 0;
     x->hook.req_read = 1; /* hooks_read_request has something to read */
     const char *scheme = x->is_connect ? "" : x->upstream_tls ? "https" : "http";
@@ -329,15 +339,8 @@ static int data_index(lua_State *L)
 static int make_response_late(lua_State *L, int tx)
 {
     struct session *s = hooks_of(L)->data_session;
-    int is_id;
 
-    if (!s || !s->x.hook.res_lazy)
-        return 0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hooks_of(L)->txid_ref);
-    lua_rawget(L, tx);                                    /* +1 id */
-    is_id = lua_isinteger(L, -1) && lua_tointeger(L, -1) == (lua_Integer)s->x.id;
-    lua_pop(L, 1);
-    if (!is_id)
+    if (!s || !s->x.hook.res_lazy || !tx_is_of(L, tx, &s->x))
         return 0;
     hooks_tx_make_response(L, s);
     s->x.hook.res_lazy = 0;
@@ -346,9 +349,11 @@ static int make_response_late(lua_State *L, int tx)
 }
 
 /* tx's __index: the method <key> of upvalue 1 (hooks_api's tx_methods);
- * tx.req, made on a script's first look at it; else what upvalue 2
- * (hooks_api's tx_index_rest) returns for the other fields made on first
- * use. tx.req is read by most hooks, and this way costs no Lua call. */
+ * tx.req, made on a script's first look at it, and tx.res likewise in an
+ * on_response that did not get it made before (make_response_late); else
+ * what upvalue 2 (hooks_api's tx_index_rest) returns for the other fields
+ * made on first use. tx.req is read by most hooks, and this way costs no
+ * Lua call. */
 static int tx_index(lua_State *L)
 {
     size_t len;
