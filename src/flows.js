@@ -12,6 +12,7 @@ const state = {
   byId: new Map(),    // id -> row element
   selected: null,     // id
   filter: "",
+  listFilter: null,   // the filter of the list shown ("" none), null before the first
   detail: null,       // the selected flow in full
   tab: "request",
 };
@@ -146,10 +147,19 @@ function addFlow(f) {
 }
 
 async function load() {
-  const q = state.filter ? "?filter=" + encodeURIComponent(state.filter) : "";
+  const filter = state.filter;
+  const q = filter ? "?filter=" + encodeURIComponent(filter) : "";
   try {
     const resp = await api("/api/flows" + q);
-    state.flows = await resp.json();
+    const flows = await resp.json();
+    // The stream may have added flows while this list was on its way: on
+    // an unfiltered list, those newer than its newest stay.
+    if (!filter && state.listFilter === "") {
+      const newest = flows.reduce((m, f) => Math.max(m, f.id), 0);
+      for (const f of state.flows) if (f.id > newest) flows.push(f);
+    }
+    state.listFilter = filter;
+    state.flows = flows;
     $("filter").classList.remove("bad");
     $("filter-error").classList.remove("shown");
     render();
@@ -168,7 +178,13 @@ function reloadSoon(delay) {
 
 function listen() {
   const events = new EventSource("/api/events");
-  events.addEventListener("open", () => $("live").classList.remove("off"));
+  // The stream does not replay what ended while it was not open (before it
+  // first opened, or while the browser reconnects it): the list is fetched
+  // again each time it opens.
+  events.addEventListener("open", () => {
+    $("live").classList.remove("off");
+    load();
+  });
   events.addEventListener("error", () => $("live").classList.add("off"));
   events.addEventListener("start", (ev) => {
     if (!state.filter) addFlow(JSON.parse(ev.data));

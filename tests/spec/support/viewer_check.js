@@ -125,7 +125,9 @@ async function main() {
   result.initial_rows = await waitFor("the first rows", rowCount);
   result.steps.push("loaded");
 
-  // live: two new flows, without reloading
+  // live: two new flows, without reloading, once the stream is open (the
+  // dot turns green)
+  await waitFor("the live stream", () => evaluate("!document.getElementById('live').classList.contains('off')"));
   await viaProxy(originUrl + "/hello?live=1");
   await viaProxy(originUrl + "/status/404?live=2");
   const t0 = Date.now();
