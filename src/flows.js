@@ -12,7 +12,6 @@ const state = {
   byId: new Map(),    // id -> row element
   selected: null,     // id
   filter: "",
-  listFilter: null,   // the filter of the list shown ("" none), null before the first
   detail: null,       // the selected flow in full
   tab: "request",
 };
@@ -122,6 +121,7 @@ function render() {
 }
 
 function addFlow(f) {
+  streamed.set(f.id, f);
   const old = state.byId.get(f.id);
   if (old) {
     // A flow that was running has finished: its row takes the outcome.
@@ -146,24 +146,38 @@ function addFlow(f) {
   updateCount();
 }
 
+// Loads can overlap (the filter typed on, the stream reopened): only the
+// latest one started shows its answer, whatever order they come back in.
+let loadsStarted = 0;
+// What the stream delivered since the latest load started, by id: the
+// list it fetches may be older (flow ids follow the workers, not the
+// order flows end in, so only ids tell what the list lacks).
+const streamed = new Map();
+
 async function load() {
+  const seq = ++loadsStarted;
   const filter = state.filter;
   const q = filter ? "?filter=" + encodeURIComponent(filter) : "";
+  streamed.clear();
   try {
     const resp = await api("/api/flows" + q);
     const flows = await resp.json();
-    // The stream may have added flows while this list was on its way: on
-    // an unfiltered list, those newer than its newest stay.
-    if (!filter && state.listFilter === "") {
-      const newest = flows.reduce((m, f) => Math.max(m, f.id), 0);
-      for (const f of state.flows) if (f.id > newest) flows.push(f);
+    if (seq !== loadsStarted)
+      return;
+    if (!filter) {
+      const at = new Map(flows.map((f, i) => [f.id, i]));
+      for (const [id, f] of streamed) {
+        if (!at.has(id)) flows.push(f);
+        else if (!f.running) flows[at.get(id)] = f; // never back to running
+      }
     }
-    state.listFilter = filter;
     state.flows = flows;
     $("filter").classList.remove("bad");
     $("filter-error").classList.remove("shown");
     render();
   } catch (e) {
+    if (seq !== loadsStarted)
+      return;
     $("filter").classList.add("bad");
     $("filter-error").textContent = e.message;
     $("filter-error").classList.add("shown");

@@ -50,6 +50,10 @@ describe("flow viewer page", function()
       h.shell_quote("tests/spec/support/viewer_check.js"), h.shell_quote(url), proxy.port,
       h.shell_quote(origin.url("")), h.shell_quote(shot)))
     local ok, r = pcall(a.json.decode, out:match("[^\n]*$") ~= "" and out:match("[^\n]*$") or out)
+    if not (ok and type(r) == "table" and r.error == nil) then
+      -- prove shows only a test's standard error: say there what went wrong
+      io.stderr:write("viewer_spec: the browser driver said: ", out, "\n")
+    end
     assert(ok and type(r) == "table", "no result from the browser driver: " .. out)
     assert(r.error == nil, "browser check failed after " .. table.concat(r.steps, ", ") .. ": " .. tostring(r.error))
     assert.equals("luaproxy flows", r.title)

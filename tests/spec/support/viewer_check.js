@@ -18,7 +18,7 @@ const os = require("os");
 const path = require("path");
 
 const [adminUrl, proxyPort, originUrl, screenshot] = process.argv.slice(2);
-const result = { steps: [] };
+const result = { steps: [], events: [], page_errors: [] };
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), "luaproxy-chromium-"));
 let chrome = null;
 
@@ -110,12 +110,20 @@ async function main() {
       pending.delete(msg.id);
       if (msg.error) p.reject(new Error(p.method + ": " + msg.error.message));
       else p.resolve(msg.result);
+    } else if (msg.method === "Network.eventSourceMessageReceived") {
+      // What the live stream brought, for the report if a step fails.
+      const id = (msg.params.data.match(/"id":(\d+)/) || [])[1];
+      if (result.events.length < 50) result.events.push(msg.params.eventName + " " + id);
+    } else if (msg.method === "Runtime.exceptionThrown") {
+      if (result.page_errors.length < 10)
+        result.page_errors.push(JSON.stringify(msg.params.exceptionDetails).slice(0, 300));
     }
   };
   const { targetId } = await send("Target.createTarget", { url: "about:blank" }, null);
   sessionId = (await send("Target.attachToTarget", { targetId, flatten: true }, null)).sessionId;
   await send("Page.enable");
   await send("Runtime.enable");
+  await send("Network.enable");
   await send("Emulation.setDeviceMetricsOverride", { width: 1440, height: 860, deviceScaleFactor: 1, mobile: false });
 
   await send("Page.navigate", { url: adminUrl });
@@ -221,4 +229,15 @@ async function main() {
   finish(0);
 }
 
-main().catch((e) => { result.error = String(e && e.message || e); finish(1); });
+main().catch(async (e) => {
+  result.error = String(e && e.message || e);
+  // What the page showed when the step gave up, for the report.
+  try {
+    result.page = await Promise.race([sleep(2000), evaluate(`JSON.stringify({
+      rows: [...document.querySelectorAll('#rows tr')].map((tr) => tr.dataset.id + ' ' + tr.className),
+      filter: document.getElementById('filter').value,
+      filter_error: document.getElementById('filter-error').textContent,
+      live: document.getElementById('live').className })`)]);
+  } catch (e2) { /* the page is gone: the error says enough */ }
+  finish(1);
+});
