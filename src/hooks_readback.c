@@ -293,6 +293,23 @@ static int changed_side(lua_State *L, struct session *s, int request)
     return 1;
 }
 
+/* After changed_side found nothing changed (tx d list on the stack at 2,
+ * 3 and 4): whether a script used that side all the same, by reading its
+ * line or its list (one that only took tx.req.headers did nothing with
+ * it). What hooks_start_call and hooks_prepare_response learn from. */
+static int side_was_read(lua_State *L)
+{
+    return !(hooks_tx_line_unread(L, 3) && hooks_headers_unread(L, 4));
+}
+
+/* The response's status, reason and body flags are the relay's. */
+static void response_flags_as_relayed(struct exchange *x)
+{
+    x->hook.res_filter_off = 0;
+    x->hook.res_decode_off = 0;
+    x->res_reason_set = 0;
+}
+
 static int read_request(lua_State *L)
 {
     struct session *s = lua_touserdata(L, 1);
@@ -302,8 +319,7 @@ static int read_request(lua_State *L)
     x->hook.hooks->req_wanted = 1; /* see hooks_start_call */
     switch (changed_side(L, s, 1)) {
     case 0:
-        /* tx d list: as in read_response. */
-        x->hook.hooks->req_wanted = !(hooks_tx_line_unread(L, 3) && hooks_headers_unread(L, 4));
+        x->hook.hooks->req_wanted = side_was_read(L);
         x->hook.req_filter_off = 0;
         x->hook.req_buffer = 0;
         return 0;
@@ -412,19 +428,12 @@ static int read_response(lua_State *L)
     x->hook.hooks->res_wanted = 1; /* see hooks_prepare_response */
     switch (changed_side(L, s, 0)) {
     case 0:
-        /* tx d list: neither the line nor the list was read, so no script
-         * used tx.res (a script that only took tx.res.headers did nothing
-         * with it). */
-        x->hook.hooks->res_wanted = !(hooks_tx_line_unread(L, 3) && hooks_headers_unread(L, 4));
-        x->hook.res_filter_off = 0;
-        x->hook.res_decode_off = 0;
-        x->res_reason_set = 0;
+        x->hook.hooks->res_wanted = side_was_read(L);
+        response_flags_as_relayed(x);
         return 0;
     case 1:
         /* Only fields: status, reason and flags are what the relay has. */
-        x->hook.res_filter_off = 0;
-        x->hook.res_decode_off = 0;
-        x->res_reason_set = 0;
+        response_flags_as_relayed(x);
         if (read_field_list(L, lua_gettop(L), &x->res_headers,
                             x->res_keep_length ? "Content-Length" : NULL, x->id) != 0)
             return lua_error(L);
@@ -437,9 +446,7 @@ static int read_response(lua_State *L)
     lua_call(L, 1, 6);   /* status reason fields reason_set filter_off decode_off */
     if (lua_isnil(L, -6)) {
         /* Unchanged by every script: the head goes out as it came. */
-        x->hook.res_filter_off = 0;
-        x->hook.res_decode_off = 0;
-        x->res_reason_set = 0;
+        response_flags_as_relayed(x);
         return 0;
     }
     x->hook.res_filter_off = lua_toboolean(L, -2);
@@ -497,9 +504,7 @@ int hooks_read_response(struct session *s)
          * goes out as it came, and a tx kept past this exchange never
          * gets one. */
         hs->res_lazy = 0;
-        hs->res_filter_off = 0;
-        hs->res_decode_off = 0;
-        s->x.res_reason_set = 0;
+        response_flags_as_relayed(&s->x);
         return 0;
     }
     return hs->tx_ref == LUA_NOREF ? 0 : hooks_protected(s, read_response, "response");
