@@ -62,25 +62,26 @@ function proc.tree_rss_kib(root)
 end
 
 -- CPU time (user + system, all threads) used so far by one process, in
--- clock ticks (USER_HZ, 100 a second on Linux).
+-- clock ticks (USER_HZ, 100 a second on Linux), and the user part of it.
 function proc.cpu_ticks(pid)
   local stat = read_file("/proc/" .. pid .. "/stat")
-  if not stat then return 0 end
+  if not stat then return 0, 0 end
   -- The command name (field 2) may hold spaces; fields after ")" are fixed.
   local rest = stat:match("%) (.*)$") or ""
   local fields = {}
   for f in rest:gmatch("%S+") do fields[#fields + 1] = f end
   -- After ")" field 1 is the state (stat field 3), so utime (14) is 12.
-  return (tonumber(fields[12]) or 0) + (tonumber(fields[13]) or 0)
+  local user, system = tonumber(fields[12]) or 0, tonumber(fields[13]) or 0
+  return user + system, user
 end
 
 -- CPU ticks of every process of the tree, keyed by PID, so a later reading
 -- can be compared process by process (a process that exits in between just
--- drops out).
+-- drops out); the second table holds the user part alone.
 function proc.tree_cpu(root)
-  local t = {}
-  for _, pid in ipairs(proc.tree(root)) do t[pid] = proc.cpu_ticks(pid) end
-  return t
+  local t, u = {}, {}
+  for _, pid in ipairs(proc.tree(root)) do t[pid], u[pid] = proc.cpu_ticks(pid) end
+  return t, u
 end
 
 -- The PID of this Lua process.

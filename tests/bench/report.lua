@@ -80,6 +80,10 @@ local function wrk_figures(f)
     -- it. For no-proxy that is nginx's own.
     cpu_us = (f.cpu_pct and f.requests > 0)
       and (f.cpu_pct / 100) * 1e6 / (f.requests / s) or nil,
+    -- The part of cpu_us spent in the contender's own code (user time);
+    -- the rest is the kernel's work for it. Absent from older reports.
+    user_us = (f.cpu_user_pct and f.requests > 0)
+      and (f.cpu_user_pct / 100) * 1e6 / (f.requests / s) or nil,
   }
 end
 
@@ -96,20 +100,21 @@ local BY_MBPS = { ["10m"] = true, ["hooks-10m"] = true, tunnel = true }
 -- over all rounds and the highest RSS seen in any round. nil if no round
 -- succeeded; the second result then says why.
 -- cpu_us is the lowest CPU time per request of any round: other programs
--- on the machine lower a throughput more than they raise it.
+-- on the machine lower a throughput more than they raise it. user_us comes
+-- from that same round.
 local function best(scenario, contender, from)
   local rounds = (from or runs)[scenario] and (from or runs)[scenario][contender]
   if not rounds then return nil, "not run" end
   local key = BY_MBPS[scenario] and "mbps" or "rps"
   local chosen, all, http, sock, closed, rss, failed = nil, {}, 0, 0, 0, 0, 0
-  local cpu_us
+  local cpu_us, user_us
   for _, f in ipairs(rounds) do
     local fig = scenario == "tunnel" and tunnel_figures(f) or wrk_figures(f)
     if fig then
       if contender == "no-proxy" and fig.origin_cpu and fig.rps and fig.rps > 0 then
-        fig.cpu_us = (fig.origin_cpu / 100) * 1e6 / fig.rps
+        fig.cpu_us, fig.user_us = (fig.origin_cpu / 100) * 1e6 / fig.rps, nil
       end
-      if fig.cpu_us and (not cpu_us or fig.cpu_us < cpu_us) then cpu_us = fig.cpu_us end
+      if fig.cpu_us and (not cpu_us or fig.cpu_us < cpu_us) then cpu_us, user_us = fig.cpu_us, fig.user_us end
       all[#all + 1] = fig[key]
       http = http + (fig.http_errors or 0)
       sock = sock + (fig.sock_errors or 0)
@@ -126,7 +131,7 @@ local function best(scenario, contender, from)
   r.value, r.all, r.http_total, r.sock_total, r.rss_peak, r.failed = chosen[key], all, http, sock, rss, failed
   r.closed_total = closed
   r.errors = http + sock
-  r.cpu_us = cpu_us
+  r.cpu_us, r.user_us = cpu_us, user_us
   return r
 end
 
@@ -170,7 +175,7 @@ local function wrk_table(scenario, title, contenders)
   say("%s  [%s]", title, scenario)
   local base = best(scenario, "no-proxy")
   local metric = BY_MBPS[scenario] and "MB/s" or "req/s"
-  local rows = { { "contender", "req/s", "p99 ms", "MB/s", "cpu us/req", "peak RSS", "errors http/sock",
+  local rows = { { "contender", "req/s", "p99 ms", "MB/s", "cpu us/req", "user", "peak RSS", "errors http/sock",
     "closed", "vs no-proxy", "cpu% proxy/nginx/wrk/irq/other", "rounds (" .. metric .. ")" } }
   for _, c in ipairs(contenders) do
     local r, why = best(scenario, c)
@@ -180,7 +185,8 @@ local function wrk_table(scenario, title, contenders)
       if r.failed > 0 then rounds[#rounds + 1] = r.failed .. " failed" end
       local mark = (r.errors > 0 and " !" or "") .. ((r.other_cpu or 0) > DISTURBED and " ~" or "")
       rows[#rows + 1] = {
-        c .. mark, num(r.rps), num(r.p99, "%.2f"), num(r.mbps, "%.1f"), num(r.cpu_us, "%.1f"), mib(r.rss_peak),
+        c .. mark, num(r.rps), num(r.p99, "%.2f"), num(r.mbps, "%.1f"), num(r.cpu_us, "%.1f"), num(r.user_us, "%.1f"),
+        mib(r.rss_peak),
         r.http_total .. "/" .. r.sock_total, tostring(r.closed_total),
         c == "no-proxy" and "1.00x" or ratio(r.value, base and base.value),
         c == "no-proxy" and ("-/%s/%s/%s/%s"):format(num(r.origin_cpu), num(r.wrk_cpu), num(r.irq_cpu), num(r.other_cpu))
@@ -227,7 +233,9 @@ say("sendfile. Every proxy is pinned to one core (taskset): luaproxy with --work
 say("defaults otherwise, haproxy with nbthread 1, nginx-proxy with 1 worker. haproxy and")
 say("nginx-proxy are reverse proxies (origin-form requests), the others forward proxies.")
 say("cpu us/req: the contender's CPU time (user + system, all its processes, from /proc) per")
-say("request served, the lowest of the rounds; for no-proxy it is nginx's own.")
+say("request served, the lowest of the rounds; for no-proxy it is nginx's own. 'user' is the")
+say("part of it spent in the contender's own code, in the same round; the rest is the kernel's")
+say("work for it (system calls, and TCP over loopback, which is most of a small request's cost).")
 say("")
 for _, v in ipairs(versions) do say("  %s", v) end
 for _, n in ipairs(notes) do say("  note: %s", n) end
@@ -436,6 +444,12 @@ do
     end
     return true
   end
+  -- The same comparison for the user-space part alone, since the kernel's
+  -- share (the same system calls and TCP work for every proxy) is most of it.
+  local function user_split(a, b)
+    if not (a.user_us and b.user_us and b.user_us > 0) then return "" end
+    return ("; user %.1f vs %.1f = %.2fx"):format(a.user_us, b.user_us, a.user_us / b.user_us)
+  end
 
   local _, noop = hook_cost(runs, "hooks-small", "luaproxy+noop")
   local _, hdr = hook_cost(runs, "hooks-small", "luaproxy+headers")
@@ -459,14 +473,14 @@ do
   local lp, ha = best("small-ka", "luaproxy"), best("small-ka", "haproxy")
   if lp and ha and lp.cpu_us and ha.cpu_us then
     check("small keep-alive CPU/req <= 0.85x haproxy's", lp.cpu_us <= 0.85 * ha.cpu_us and clean(lp),
-      ("%.1f vs %.1f us = %.2fx"):format(lp.cpu_us, ha.cpu_us, lp.cpu_us / ha.cpu_us))
+      ("%.1f vs %.1f us = %.2fx"):format(lp.cpu_us, ha.cpu_us, lp.cpu_us / ha.cpu_us) .. user_split(lp, ha))
   else
     check("small keep-alive CPU/req <= 0.85x haproxy's", nil, "not measured")
   end
   local lc, nc = best("close", "luaproxy"), best("close", "nginx-proxy")
   if lc and nc and lc.cpu_us and nc.cpu_us then
     check("new connection/request CPU/req <= 0.85x nginx's", lc.cpu_us <= 0.85 * nc.cpu_us and clean(lc),
-      ("%.1f vs %.1f us = %.2fx"):format(lc.cpu_us, nc.cpu_us, lc.cpu_us / nc.cpu_us))
+      ("%.1f vs %.1f us = %.2fx"):format(lc.cpu_us, nc.cpu_us, lc.cpu_us / nc.cpu_us) .. user_split(lc, nc))
   else
     check("new connection/request CPU/req <= 0.85x nginx's", nil, "not measured")
   end

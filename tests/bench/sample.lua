@@ -5,7 +5,7 @@
 -- For SECONDS it samples the summed VmRSS of the process tree under
 -- ROOT_PID (the contender) ten times a second, and prints one line:
 --
---   SAMPLE peak_rss_kib=N cpu_pct=N origin_cpu_pct=N wrk_cpu_pct=N
+--   SAMPLE peak_rss_kib=N cpu_pct=N cpu_user_pct=N origin_cpu_pct=N wrk_cpu_pct=N
 --          irq_cpu_pct=N other_cpu_pct=N host_cpu_pct=N procs=N other_top=NAME/PID:N
 --
 -- Each *_cpu_pct is CPU time over wall time (200 = both cores of a 2-core
@@ -13,7 +13,9 @@
 -- and softirqs (charged to no process), and everything else on the machine
 -- (other programs, kernel threads; the sampler itself included, a few per
 -- cent at most); other_top names the biggest of those others. host_cpu_pct is the
--- whole machine's busy share (100 = every core busy). Together they tell
+-- whole machine's busy share (100 = every core busy). cpu_user_pct is the
+-- part of cpu_pct spent in the contender's own code, the rest being the
+-- kernel's work for it (system calls, TCP). Together they tell
 -- whether a run was limited by the proxy, the origin, wrk, or by something
 -- else taking the cores. Run by tests/bench/run.sh beside each wrk run; it
 -- starts nothing but `ls`.
@@ -45,7 +47,8 @@ local function union_cpu()
 end
 
 local t0 = socket.gettime()
-local cpu0, ocpu0, wcpu0 = proc.tree_cpu(root), proc.tree_cpu(origin), proc.tree_cpu(wrk)
+local cpu0, ucpu0 = proc.tree_cpu(root)
+local ocpu0, wcpu0 = proc.tree_cpu(origin), proc.tree_cpu(wrk)
 local all0 = union_cpu()
 local everyone0 = proc.all_cpu()
 local busy0, total0, irq0 = proc.host_cpu()
@@ -64,7 +67,8 @@ while socket.gettime() - t0 < stop do
 end
 
 local wall = socket.gettime() - t0
-local cpu = proc.cpu_delta(cpu0, proc.tree_cpu(root))
+local cpu1, ucpu1 = proc.tree_cpu(root)
+local cpu, ucpu = proc.cpu_delta(cpu0, cpu1), proc.cpu_delta(ucpu0, ucpu1)
 local ocpu = proc.cpu_delta(ocpu0, proc.tree_cpu(origin))
 local wcpu = proc.cpu_delta(wcpu0, proc.tree_cpu(wrk))
 local ours_after = union_cpu()
@@ -84,5 +88,5 @@ local irq = irq1 - irq0
 local other = math.max(0, (busy1 - busy0) - irq - ours)
 
 print(string.format(
-  "SAMPLE peak_rss_kib=%d cpu_pct=%.0f origin_cpu_pct=%.0f wrk_cpu_pct=%.0f irq_cpu_pct=%.0f other_cpu_pct=%.0f host_cpu_pct=%.0f procs=%d other_top=%s:%.0f",
-  peak, cpu / wall, ocpu / wall, wcpu / wall, irq / wall, other / wall, host, procs, top_name, top_ticks / wall))
+  "SAMPLE peak_rss_kib=%d cpu_pct=%.0f cpu_user_pct=%.1f origin_cpu_pct=%.0f wrk_cpu_pct=%.0f irq_cpu_pct=%.0f other_cpu_pct=%.0f host_cpu_pct=%.0f procs=%d other_top=%s:%.0f",
+  peak, cpu / wall, ucpu / wall, ocpu / wall, wcpu / wall, irq / wall, other / wall, host, procs, top_name, top_ticks / wall))
