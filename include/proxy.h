@@ -76,11 +76,14 @@ int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
 
 /* Makes a non-blocking listening socket for <la> (bound to <port> instead
  * of la's when non-zero), with SO_REUSEPORT so workers can share the
- * address. Returns the fd, with the bound address in <bound>, or -1. */
+ * address. Without <port>, an address something already listens on is
+ * refused. Returns the fd, with the bound address in <bound>, or -1. */
 int proxy_listen_socket(const struct listen_addr *la, uint16_t port,
                         struct sockaddr_storage *bound, socklen_t *bound_len, char *err,
                         size_t err_len);
 void proxy_log_listening(const struct sockaddr *addr);
+/* The port of an IPv4 or IPv6 address, in host order. */
+uint16_t proxy_address_port(const struct sockaddr_storage *addr);
 
 /* The address at the other end of socket <fd> as "ip:port" ("[ip]:port"
  * for IPv6). 0, or -1. */

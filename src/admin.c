@@ -132,8 +132,8 @@ struct admin *admin_open(const struct config *cfg, char *err, size_t err_len)
         free(a);
         return NULL;
     }
-    /* The proxy's own socket maker, without SO_REUSEPORT's sharing mattering:
-     * only one process ever listens here. */
+    /* The proxy's own socket maker: only one process ever listens here,
+     * since it refuses an address something already listens on. */
     a->fd = proxy_listen_socket(&cfg->admin, 0, &a->addr, &a->addr_len, err, err_len);
     if (a->fd < 0) {
         free(a);
@@ -149,9 +149,7 @@ struct admin *admin_open(const struct config *cfg, char *err, size_t err_len)
 
 static uint16_t admin_port(const struct admin *a)
 {
-    return ntohs(a->addr.ss_family == AF_INET
-                     ? ((const struct sockaddr_in *)&a->addr)->sin_port
-                     : ((const struct sockaddr_in6 *)&a->addr)->sin6_port);
+    return proxy_address_port(&a->addr);
 }
 
 const struct sockaddr *admin_address(const struct admin *a, socklen_t *len)

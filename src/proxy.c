@@ -221,10 +221,44 @@ static void on_listener_readable(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+uint16_t proxy_address_port(const struct sockaddr_storage *addr)
+{
+    return ntohs(addr->ss_family == AF_INET ? ((const struct sockaddr_in *)addr)->sin_port
+                                            : ((const struct sockaddr_in6 *)addr)->sin6_port);
+}
+
+/* Whether a socket already listens on <addr> (of <len> bytes). The proxy's
+ * own sockets share their port through SO_REUSEPORT, which would also let
+ * a second luaproxy started on the same address take a share of the
+ * connections without a word. A socket bound without SO_REUSEPORT cannot
+ * share a port that a socket listens on, so its bind tells. */
+static int address_in_use(const struct sockaddr_storage *addr, socklen_t len)
+{
+    int one = 1;
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return 0; /* the real socket's error will say what is wrong */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (addr->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    int in_use = bind(fd, (const struct sockaddr *)addr, len) == -1 && errno == EADDRINUSE;
+    close(fd);
+    return in_use;
+}
+
 int proxy_listen_socket(const struct listen_addr *la, uint16_t port,
                         struct sockaddr_storage *bound, socklen_t *bound_len, char *err,
                         size_t err_len)
 {
+    /* The first socket of an address (a later worker's shares its port):
+     * refused if something listens there already. Port 0 needs no look,
+     * the kernel picks a free one. */
+    if (port == 0 && proxy_address_port(&la->addr) != 0 && address_in_use(&la->addr, la->addr_len)) {
+        snprintf(err, err_len, "cannot listen on %s: %s (another process listens there)",
+                 la->text, strerror(EADDRINUSE));
+        return -1;
+    }
+
     struct sockaddr_storage addr = la->addr;
     int one = 1;
     int fd = socket(la->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

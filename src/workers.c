@@ -393,9 +393,7 @@ int workers_run(const struct config *cfg)
             sv.fds[a * n + w] = fd;
             if (w == 0) {
                 /* Port 0 picks one; the other workers must share it. */
-                port = ntohs(bound.ss_family == AF_INET
-                                 ? ((struct sockaddr_in *)&bound)->sin_port
-                                 : ((struct sockaddr_in6 *)&bound)->sin6_port);
+                port = proxy_address_port(&bound);
                 proxy_log_listening((struct sockaddr *)&bound);
             }
         }

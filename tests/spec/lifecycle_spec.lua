@@ -56,6 +56,24 @@ describe("proxy lifecycle", function()
     assert.are.equal(0, proxy.wait_exit(12))
   end)
 
+  it("refuses to start on an address another process listens on", function()
+    -- Its sockets share their port with SO_REUSEPORT (one per worker); a
+    -- second proxy on the same address must fail, not take a share.
+    local addr = "127.0.0.1:" .. proxy.port
+    for _, args in ipairs({
+      { "--listen", addr },
+      { "--listen", addr, "--workers", "2" },
+      { "--listen", "127.0.0.1:0", "--admin", addr },
+    }) do
+      local code, _, err = h.run_proxy(args)
+      local what = table.concat(args, " ")
+      assert.are.equal(1, code, what .. " started:\n" .. err)
+      assert.truthy(err:find("cannot listen on " .. addr .. ": Address already in use", 1, true), err)
+    end
+    -- The first proxy still gets every connection.
+    for _ = 1, 20 do assert.are.equal("hello\n", get(origin.url("/hello")).body) end
+  end)
+
   it("uses no CPU while idle", function()
     assert.are.equal("hello\n", get(origin.url("/hello")).body)
     h.sleep(0.2)   -- let the finished exchange settle before measuring
