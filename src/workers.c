@@ -357,6 +357,23 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
         ev_break(loop, EVBREAK_ALL);
 }
 
+/* Gives back what workers_run() holds: on its way out, or when starting
+ * fails part-way (what was not made yet is NULL, or -1 for a socket). */
+static void supervisor_release(struct supervisor *sv, int count, const struct config *cfg)
+{
+    if (sv->fds)
+        for (int i = 0; i < count; i++)
+            if (sv->fds[i] >= 0)
+                close(sv->fds[i]);
+    free(sv->fds);
+    free(sv->workers);
+    free(sv->cfg_owned);
+    if (sv->shared_sessions && sv->shared_sessions != MAP_FAILED)
+        munmap(sv->shared_sessions, sizeof(int));
+    close_admin(sv->as, cfg);
+    free(sv->channels);
+}
+
 int workers_run(const struct config *cfg)
 {
     struct supervisor sv;
@@ -371,15 +388,17 @@ int workers_run(const struct config *cfg)
         return 1;
     }
     sv.fds = malloc(sizeof *sv.fds * (size_t)count);
+    if (sv.fds)
+        for (int i = 0; i < count; i++)
+            sv.fds[i] = -1;
     sv.workers = calloc((size_t)n, sizeof *sv.workers);
     sv.shared_sessions = mmap(NULL, sizeof(int), PROT_READ | PROT_WRITE,
                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (!sv.fds || !sv.workers || sv.shared_sessions == MAP_FAILED) {
         log_error("out of memory");
+        supervisor_release(&sv, count, cfg);
         return 1;
     }
-    for (int i = 0; i < count; i++)
-        sv.fds[i] = -1;
     for (int a = 0; a < cfg->listen_count; a++) {
         struct sockaddr_storage bound;
         socklen_t len;
@@ -388,6 +407,7 @@ int workers_run(const struct config *cfg)
             int fd = proxy_listen_socket(&cfg->listen[a], port, &bound, &len, err, sizeof err);
             if (fd < 0) {
                 log_error("%s", err);
+                supervisor_release(&sv, count, cfg);
                 return 1;
             }
             sv.fds[a * n + w] = fd;
@@ -402,11 +422,14 @@ int workers_run(const struct config *cfg)
     /* Bound before the workers start, so each knows the address to refuse
      * as an upstream; served by this process, which sees every worker. */
     sv.as = open_admin(cfg, &failed);
-    if (failed)
+    if (failed) {
+        supervisor_release(&sv, count, cfg);
         return 1;
+    }
     sv.channels = malloc(sizeof *sv.channels * (size_t)n);
     if (!sv.channels) {
         log_error("out of memory");
+        supervisor_release(&sv, count, cfg);
         return 1;
     }
     for (int i = 0; i < n; i++)
@@ -454,14 +477,7 @@ int workers_run(const struct config *cfg)
     if (sv.running > 0)
         ev_run(sv.loop, 0);
 
-    for (int i = 0; i < count; i++)
-        close(sv.fds[i]);
-    free(sv.fds);
-    free(sv.workers);
-    free(sv.cfg_owned);
-    munmap(sv.shared_sessions, sizeof(int));
-    close_admin(sv.as, cfg);
-    free(sv.channels);
+    supervisor_release(&sv, count, cfg);
     ev_loop_destroy(sv.loop);
     log_info("stopped");
     return sv.status;

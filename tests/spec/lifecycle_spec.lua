@@ -64,6 +64,7 @@ describe("proxy lifecycle", function()
       { "--listen", addr },
       { "--listen", addr, "--workers", "2" },
       { "--listen", "127.0.0.1:0", "--admin", addr },
+      { "--listen", "127.0.0.1:0", "--workers", "2", "--admin", addr },
     }) do
       local code, _, err = h.run_proxy(args)
       local what = table.concat(args, " ")
