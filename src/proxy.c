@@ -254,7 +254,7 @@ int proxy_listen_socket(const struct listen_addr *la, uint16_t port,
      * refused if something listens there already. Port 0 needs no look,
      * the kernel picks a free one. */
     if (port == 0 && proxy_address_port(&la->addr) != 0 && address_in_use(&la->addr, la->addr_len)) {
-        snprintf(err, err_len, "cannot listen on %s: %s (another process listens there)",
+        snprintf(err, err_len, "cannot listen on %s: %s (something listens there already)",
                  la->text, strerror(EADDRINUSE));
         return -1;
     }
