@@ -253,7 +253,8 @@ int proxy_listen_socket(const struct listen_addr *la, uint16_t port,
     /* The first socket of an address (a later worker's shares its port):
      * refused if something listens there already. Port 0 needs no look,
      * the kernel picks a free one. */
-    if (port == 0 && proxy_address_port(&la->addr) != 0 && address_in_use(&la->addr, la->addr_len)) {
+    if (port == 0 && proxy_address_port(&la->addr) != 0 &&
+        address_in_use(&la->addr, la->addr_len)) {
         snprintf(err, err_len, "cannot listen on %s: %s (something listens there already)",
                  la->text, strerror(EADDRINUSE));
         return -1;
