@@ -199,7 +199,11 @@ function listen() {
     $("live").classList.remove("off");
     load();
   });
-  events.addEventListener("error", () => $("live").classList.add("off"));
+  events.addEventListener("error", () => {
+    $("live").classList.add("off");
+    // A stream that cannot open at all still leaves the list to look at.
+    if (loadsStarted === 0) load();
+  });
   events.addEventListener("start", (ev) => {
     if (!state.filter) addFlow(JSON.parse(ev.data));
   });
@@ -520,4 +524,6 @@ $("clear").addEventListener("click", async () => {
   showHint();
 });
 
-load().then(listen);
+// The first list comes when the stream opens (see listen), not before it
+// as well: the page fetches it once.
+listen();

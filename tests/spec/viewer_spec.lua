@@ -60,6 +60,7 @@ describe("flow viewer page", function()
     assert.is_true(r.cookie_hidden) -- HttpOnly: scripts cannot read the token
     assert.equals(4, r.initial_rows)
     assert.equals(7, r.rows_after_live)
+    assert.equals(1, r.list_fetches_on_open) -- when the stream opened, and not before it too
     assert.matches("/slow%?ms=3000$", r.saw_running) -- shown while in progress
     assert.equals(7, r.running_finished)
     -- (r.live_ms says how long the live rows took; no bound on it: they

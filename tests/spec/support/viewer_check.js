@@ -19,6 +19,7 @@ const path = require("path");
 
 const [adminUrl, proxyPort, originUrl, screenshot] = process.argv.slice(2);
 const result = { steps: [], events: [], page_errors: [] };
+let listFetches = 0;
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), "luaproxy-chromium-"));
 let chrome = null;
 
@@ -110,6 +111,12 @@ async function main() {
       pending.delete(msg.id);
       if (msg.error) p.reject(new Error(p.method + ": " + msg.error.message));
       else p.resolve(msg.result);
+    } else if (msg.method === "Network.requestWillBeSent") {
+      // Every fetch of the whole (unfiltered) list, to check the page
+      // asks for it once when it opens.
+      const u = new URL(msg.params.request.url);
+      if (u.pathname === "/api/flows" && u.search === "" && msg.params.request.method === "GET")
+        listFetches++;
     } else if (msg.method === "Network.eventSourceMessageReceived") {
       // What the live stream brought, for the report if a step fails.
       const id = (msg.params.data.match(/"id":(\d+)/) || [])[1];
@@ -144,6 +151,9 @@ async function main() {
     return n >= result.initial_rows + 2 && n;
   });
   result.live_ms = Date.now() - t0;
+  // The live rows came through the stream, which fetches nothing: every
+  // list fetch so far was the page opening.
+  result.list_fetches_on_open = listFetches;
   result.steps.push("live");
 
   // a slow one shows as running, then takes its outcome
