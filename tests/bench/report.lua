@@ -379,60 +379,90 @@ end
 -- ------------------------------------------------------------- previous run
 
 -- The figures a change is judged by, for today's and the previous run side
--- by side. Each entry: label, scenario, contender, field, and whether lower
--- is better.
+-- by side. Each entry: label, scenario, contender, field, whether lower is
+-- better, and the reference it is also compared through: a contender of
+-- the same scenario, measured in the same run, whose figure moves with the
+-- machine and not with luaproxy's code (nginx serving directly, or luaproxy
+-- without the hook or capture the figure is about).
 local TRACKED = {
-  { "small keep-alive req/s", "small-ka", "luaproxy", "value" },
-  { "small keep-alive CPU us/req", "small-ka", "luaproxy", "cpu_us", true },
-  { "  haproxy CPU us/req", "small-ka", "haproxy", "cpu_us", true },
-  { "  nginx-proxy CPU us/req", "small-ka", "nginx-proxy", "cpu_us", true },
-  { "new connection/request req/s", "close", "luaproxy", "value" },
-  { "new connection/request CPU us/req", "close", "luaproxy", "cpu_us", true },
-  { "  nginx-proxy CPU us/req", "close", "nginx-proxy", "cpu_us", true },
-  { "16 KiB req/s", "16k", "luaproxy", "value" },
-  { "10 MiB MB/s", "10m", "luaproxy", "value" },
-  { "no-op on_request CPU us/req", "hooks-small", "luaproxy+noop", "cpu_us", true },
-  { "header hook CPU us/req", "hooks-small", "luaproxy+headers", "cpu_us", true },
-  { "no-op chunk hook 10 MiB MB/s", "hooks-10m", "luaproxy+chunk", "value" },
-  { "tunnel MB/s", "tunnel", "luaproxy", "value" },
-  { "flow capture CPU us/req", "capture-small", "luaproxy+capture", "cpu_us", true },
+  { "small keep-alive req/s", "small-ka", "luaproxy", "value", false, "no-proxy" },
+  { "small keep-alive CPU us/req", "small-ka", "luaproxy", "cpu_us", true, "no-proxy" },
+  { "  haproxy CPU us/req", "small-ka", "haproxy", "cpu_us", true, "no-proxy" },
+  { "  nginx-proxy CPU us/req", "small-ka", "nginx-proxy", "cpu_us", true, "no-proxy" },
+  { "new connection/request req/s", "close", "luaproxy", "value", false, "no-proxy" },
+  { "new connection/request CPU us/req", "close", "luaproxy", "cpu_us", true, "no-proxy" },
+  { "  nginx-proxy CPU us/req", "close", "nginx-proxy", "cpu_us", true, "no-proxy" },
+  { "16 KiB req/s", "16k", "luaproxy", "value", false, "no-proxy" },
+  { "10 MiB MB/s", "10m", "luaproxy", "value", false, "no-proxy" },
+  { "no-op on_request CPU us/req", "hooks-small", "luaproxy+noop", "cpu_us", true, "luaproxy" },
+  { "header hook CPU us/req", "hooks-small", "luaproxy+headers", "cpu_us", true, "luaproxy" },
+  { "no-op chunk hook 10 MiB MB/s", "hooks-10m", "luaproxy+chunk", "value", false, "luaproxy" },
+  { "tunnel MB/s", "tunnel", "luaproxy", "value", false, "no-proxy" },
+  { "flow capture CPU us/req", "capture-small", "luaproxy+capture", "cpu_us", true, "luaproxy" },
 }
-local function tracked_value(from, t)
-  local r = best(t[2], t[3], from)
+local function tracked_value(from, t, contender)
+  local r = best(t[2], contender or t[3], from)
   return r and r[t[4]]
 end
 local function idle_kib(from)
   local f = from.idle and from.idle.luaproxy and from.idle.luaproxy[1]
   return f and f.ok and f.ok > 0 and f.per_conn_kib or nil
 end
--- Figures of luaproxy worse than last time by more than the noise.
-local worse = {}
+-- Figures of luaproxy worse than last time by more than the noise, and
+-- those worse only as much as their reference (the machine was slower).
+local worse, drifted = {}, {}
 if prev_runs then
   say("")
   say("Today beside the previous run (%s cores, %s s x %s rounds then; %s s x %s rounds now)",
     prev_meta.cores or "?", prev_meta.seconds or "?", prev_meta.rounds or "?", meta.seconds or "?",
     meta.rounds or "?")
-  local rows = { { "figure", "previous", "today", "change" } }
-  local function compare(label, before, now, lower_better)
-    local change = "-"
-    if before and now and before > 0 then
-      local d = (now - before) / before
-      change = string.format("%+.0f%%", d * 100)
-      local better = lower_better and d < 0 or (not lower_better and d > 0)
-      if math.abs(d) >= 0.10 and not better and not label:match("^  ") then
+  local rows = { { "figure", "previous", "today", "change", "reference", "its change", "change vs it" } }
+  -- A change as a fraction, positive when worse.
+  local function worsening(before, now, lower_better)
+    if not (before and now and before > 0 and now > 0) then return nil end
+    local d = (now - before) / before
+    return lower_better and d or -d
+  end
+  local function pct(w, lower_better)
+    if not w then return "-" end
+    return string.format("%+.0f%%", (lower_better and w or -w) * 100)
+  end
+  local function compare(label, before, now, lower_better, ref_name, ref_before, ref_now)
+    local w = worsening(before, now, lower_better)
+    local change, ref_change, adjusted = pct(w, lower_better), "-", "-"
+    -- The figure relative to its reference, so that what made both slower
+    -- (the machine, between runs) cancels out.
+    local wa
+    if ref_name and w and ref_before and ref_now and ref_before > 0 and ref_now > 0 then
+      ref_change = pct(worsening(ref_before, ref_now, lower_better), lower_better)
+      wa = worsening(before / ref_before, now / ref_now, lower_better)
+      adjusted = pct(wa, lower_better)
+    end
+    if w and w >= 0.10 and not label:match("^  ") then
+      -- Worse by over 10%, and not explained by its reference getting as
+      -- much worse: a change of luaproxy's own.
+      if not wa or wa >= 0.10 then
         worse[#worse + 1] = label
         change = change .. " worse"
+      else
+        drifted[#drifted + 1] = label
+        change = change .. " machine"
       end
     end
     local fmt = (now or before or 0) < 100 and "%.2f" or "%.0f"
-    rows[#rows + 1] = { label, num(before, fmt), num(now, fmt), change }
+    rows[#rows + 1] = { label, num(before, fmt), num(now, fmt), change, ref_name or "-", ref_change, adjusted }
   end
   for _, t in ipairs(TRACKED) do
-    compare(t[1], tracked_value(prev_runs, t), tracked_value(runs, t), t[5])
+    compare(t[1], tracked_value(prev_runs, t), tracked_value(runs, t), t[5], t[6],
+      tracked_value(prev_runs, t, t[6]), tracked_value(runs, t, t[6]))
   end
   compare("idle KiB/conn", idle_kib(prev_runs), idle_kib(runs), true)
   table_out(rows)
-  say("  (luaproxy unless indented; 'worse' marks a change over 10%%, beyond the usual noise)")
+  say("  (luaproxy unless indented; the reference is a contender of the same scenario and run whose")
+  say("   figure moves with the machine, not with luaproxy's code: nginx serving directly, or")
+  say("   luaproxy without the hook or capture measured. 'worse' marks a figure over 10%% worse both")
+  say("   as measured and relative to its reference; 'machine' one over 10%% worse as measured that")
+  say("   its reference explains: the reference got about as much worse, in the same run)")
 end
 
 say("")
@@ -501,8 +531,11 @@ do
   end
 
   if prev_runs then
-    check("no figure worse than the previous run", #worse == 0,
-      #worse == 0 and "none over 10%" or table.concat(worse, ", "))
+    local measured = #worse == 0 and "none over 10%" or table.concat(worse, ", ")
+    if #drifted > 0 then
+      measured = measured .. "; with the machine: " .. table.concat(drifted, ", ")
+    end
+    check("no figure worse than the previous run", #worse == 0, measured)
   else
     check("no figure worse than the previous run", nil, "no previous run")
   end

@@ -1,0 +1,75 @@
+-- The benchmark report's comparison with the previous run
+-- (tests/bench/report.lua), on made-up measurements: a figure worse than
+-- last time counts against the "no figure worse" target only when it is
+-- also worse relative to its reference in the same run, so that a slower
+-- machine is not taken for a slower proxy.
+
+package.path = "tests/spec/?.lua;" .. package.path
+local h = require("support.harness")
+
+-- One capture-small measurement whose CPU per request is <us>: 100,000
+-- requests in 1 s, at us percent of a core.
+local function line(contender, us)
+  return ("scenario=capture-small contender=%s round=1 conns=50 requests=100000 duration_us=1000000"
+    .. " bytes=1000000 connect=0 read=0 write=0 status=0 timeout=0 p50_us=500 p99_us=900"
+    .. " peak_rss_kib=10000 cpu_pct=%s cpu_user_pct=1 origin_cpu_pct=60 wrk_cpu_pct=50"
+    .. " irq_cpu_pct=50 other_cpu_pct=0 host_cpu_pct=90 procs=1\n"):format(contender, us * 10)
+end
+
+-- The report on a previous and a current run of the capture scenario, each
+-- given as { off = CPU us/req without capture, on = with it }.
+local function report(before, now)
+  local files = {}
+  local function write(text)
+    local path = h.tmpfile(text, "bench.txt")
+    files[#files + 1] = path
+    return path
+  end
+  local meta = "cores=2\nseconds=1\nrounds=1\n"
+  local args = {
+    write(meta),
+    write(line("luaproxy", now.off) .. line("luaproxy+capture", now.on)),
+    write(meta),
+    write(line("luaproxy", before.off) .. line("luaproxy+capture", before.on)),
+  }
+  local out = h.sh("lua5.4 tests/bench/report.lua " .. table.concat(args, " ") .. " 2>&1")
+  for _, f in ipairs(files) do os.remove(f) end
+  return out
+end
+
+local function capture_row(out) return out:match("\n%s*(flow capture CPU us/req[^\n]*)") end
+local function verdict(out) return out:match("no figure worse than the previous run%s+(%u+)%s+([^\n]*)") end
+
+describe("bench report, against the previous run", function()
+  it("marks a figure worse by itself as worse, and misses the target", function()
+    local out = report({ off = 10, on = 12 }, { off = 10, on = 14.4 })
+    assert.matches("%+20%% worse%s+luaproxy%s+%+0%%%s+%+20%%", capture_row(out))
+    local result, measured = verdict(out)
+    assert.equals("MISS", result)
+    assert.equals("flow capture CPU us/req", measured)
+  end)
+
+  it("marks a figure its reference explains as the machine's, and passes", function()
+    -- capture on +20%, off +15%: relative to off, +4%
+    local out = report({ off = 10, on = 12 }, { off = 11.5, on = 14.4 })
+    assert.matches("%+20%% machine%s+luaproxy%s+%+15%%%s+%+4%%", capture_row(out))
+    local result, measured = verdict(out)
+    assert.equals("PASS", result)
+    assert.equals("none over 10%; with the machine: flow capture CPU us/req", measured)
+  end)
+
+  it("still counts a figure worse by more than its reference explains", function()
+    -- capture on +40%, off +15%: relative to off, +22%
+    local out = report({ off = 10, on = 12 }, { off = 11.5, on = 16.8 })
+    assert.matches("%+40%% worse", capture_row(out))
+    assert.equals("MISS", (verdict(out)))
+  end)
+
+  it("leaves a figure that got better unmarked", function()
+    local out = report({ off = 10, on = 12 }, { off = 12, on = 10.8 })
+    local row = capture_row(out)
+    assert.matches("%-10%%", row)
+    assert.is_nil(row:match("worse") or row:match("machine"))
+    assert.equals("PASS", (verdict(out)))
+  end)
+end)
