@@ -40,36 +40,34 @@ end
 local function capture_row(out) return out:match("\n%s*(flow capture CPU us/req[^\n]*)") end
 local function verdict(out) return out:match("no figure worse than the previous run%s+(%u+)%s+([^\n]*)") end
 
+-- Each case: what it shows, the previous and the current run, a pattern
+-- the capture row must match (change, reference, its change, change vs
+-- it), and the target's verdict with what it lists.
+local CASES = {
+  { "marks a figure worse by itself as worse, and misses the target",
+    { off = 10, on = 12 }, { off = 10, on = 14.4 },
+    "%+20%% worse%s+luaproxy%s+%+0%%%s+%+20%%$", "MISS", "flow capture CPU us/req" },
+  -- capture on +20%, off +15%: relative to off, +4%
+  { "marks a figure its reference explains as the machine's, and passes",
+    { off = 10, on = 12 }, { off = 11.5, on = 14.4 },
+    "%+20%% machine%s+luaproxy%s+%+15%%%s+%+4%%$", "PASS",
+    "none over 10%; with the machine: flow capture CPU us/req" },
+  -- capture on +40%, off +15%: relative to off, +22%
+  { "still counts a figure worse by more than its reference explains",
+    { off = 10, on = 12 }, { off = 11.5, on = 16.8 },
+    "%+40%% worse%s+luaproxy%s+%+15%%%s+%+22%%$", "MISS", "flow capture CPU us/req" },
+  { "leaves a figure that got better unmarked",
+    { off = 10, on = 12 }, { off = 12, on = 10.8 },
+    "%s%-10%%%s+luaproxy%s+%+20%%%s+%-25%%$", "PASS", "none over 10%" },
+}
+
 describe("bench report, against the previous run", function()
-  it("marks a figure worse by itself as worse, and misses the target", function()
-    local out = report({ off = 10, on = 12 }, { off = 10, on = 14.4 })
-    assert.matches("%+20%% worse%s+luaproxy%s+%+0%%%s+%+20%%", capture_row(out))
-    local result, measured = verdict(out)
-    assert.equals("MISS", result)
-    assert.equals("flow capture CPU us/req", measured)
-  end)
-
-  it("marks a figure its reference explains as the machine's, and passes", function()
-    -- capture on +20%, off +15%: relative to off, +4%
-    local out = report({ off = 10, on = 12 }, { off = 11.5, on = 14.4 })
-    assert.matches("%+20%% machine%s+luaproxy%s+%+15%%%s+%+4%%", capture_row(out))
-    local result, measured = verdict(out)
-    assert.equals("PASS", result)
-    assert.equals("none over 10%; with the machine: flow capture CPU us/req", measured)
-  end)
-
-  it("still counts a figure worse by more than its reference explains", function()
-    -- capture on +40%, off +15%: relative to off, +22%
-    local out = report({ off = 10, on = 12 }, { off = 11.5, on = 16.8 })
-    assert.matches("%+40%% worse", capture_row(out))
-    assert.equals("MISS", (verdict(out)))
-  end)
-
-  it("leaves a figure that got better unmarked", function()
-    local out = report({ off = 10, on = 12 }, { off = 12, on = 10.8 })
-    local row = capture_row(out)
-    assert.matches("%-10%%", row)
-    assert.is_nil(row:match("worse") or row:match("machine"))
-    assert.equals("PASS", (verdict(out)))
-  end)
+  for _, c in ipairs(CASES) do
+    local what, before, now, row, result, measured = table.unpack(c)
+    it(what, function()
+      local out = report(before, now)
+      assert.matches(row, capture_row(out))
+      assert.same({ result, measured }, { verdict(out) })
+    end)
+  end
 end)
