@@ -417,26 +417,34 @@ if prev_runs then
     prev_meta.cores or "?", prev_meta.seconds or "?", prev_meta.rounds or "?", meta.seconds or "?",
     meta.rounds or "?")
   local rows = { { "figure", "previous", "today", "change", "reference", "its change", "change vs it" } }
-  -- A change as a fraction, positive when worse.
+  -- Whether every figure given was measured (and is not zero).
+  local function known(...)
+    for i = 1, select("#", ...) do
+      local v = select(i, ...)
+      if not (v and v > 0) then return false end
+    end
+    return true
+  end
+  -- The change from <before> to <now>, as shown.
+  local function pct(before, now)
+    return known(before, now) and ("%+.0f%%"):format((now - before) / before * 100) or "-"
+  end
+  -- The same as a fraction, positive when worse.
   local function worsening(before, now, lower_better)
-    if not (before and now and before > 0 and now > 0) then return nil end
+    if not known(before, now) then return nil end
     local d = (now - before) / before
     return lower_better and d or -d
   end
-  local function pct(w, lower_better)
-    if not w then return "-" end
-    return string.format("%+.0f%%", (lower_better and w or -w) * 100)
-  end
   local function compare(label, before, now, lower_better, ref_name, ref_before, ref_now)
     local w = worsening(before, now, lower_better)
-    local change, ref_change, adjusted = pct(w, lower_better), "-", "-"
+    local change, ref_change, adjusted = pct(before, now), "-", "-"
     -- The figure relative to its reference, so that what made both slower
     -- (the machine, between runs) cancels out.
     local wa
-    if ref_name and w and ref_before and ref_now and ref_before > 0 and ref_now > 0 then
-      ref_change = pct(worsening(ref_before, ref_now, lower_better), lower_better)
+    if ref_name and known(before, now, ref_before, ref_now) then
+      ref_change = pct(ref_before, ref_now)
+      adjusted = pct(before / ref_before, now / ref_now)
       wa = worsening(before / ref_before, now / ref_now, lower_better)
-      adjusted = pct(wa, lower_better)
     end
     if w and w >= 0.10 and not label:match("^  ") then
       -- Worse by over 10%, and not explained by its reference getting as
