@@ -4,6 +4,7 @@
 #include "flows_view.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -283,6 +284,41 @@ static void get_timings(const struct flow_info *fi, struct timings *t)
         t->receive = ms_between(s, e) < 0 ? 0 : ms_between(s, e);
 }
 
+/* A phase under the name one output gives it. The flow JSON and HAR name
+ * and order the phases differently (HAR calls TLS "ssl", puts it last and
+ * wants "blocked"), so each has its own list; the values are the same. */
+struct timing_name {
+    const char *name;
+    size_t field; /* offsetof(struct timings, ...) */
+};
+
+#define PHASE(name, field) {name, offsetof(struct timings, field)}
+
+static const struct timing_name flow_timing_names[] = {
+    PHASE("dns", dns), PHASE("connect", connect), PHASE("tls", tls),
+    PHASE("send", send), PHASE("wait", wait), PHASE("receive", receive), {NULL, 0},
+};
+
+static const struct timing_name har_timing_names[] = {
+    PHASE("blocked", blocked), PHASE("dns", dns), PHASE("connect", connect),
+    PHASE("send", send), PHASE("wait", wait), PHASE("receive", receive),
+    PHASE("ssl", tls), {NULL, 0},
+};
+
+#undef PHASE
+
+/* Writes <t> as a JSON object of the phases in <names> (up to the NULL
+ * name), in their order. */
+static void timings_object(struct buffer *b, const struct timings *t,
+                           const struct timing_name *names)
+{
+    for (const struct timing_name *n = names; n->name; n++) {
+        buffer_printf(b, "%s\"%s\":", n == names ? "{" : ",", n->name);
+        json_number(b, *(const double *)((const char *)t + n->field));
+    }
+    buffer_append(b, "}", 1);
+}
+
 static double duration_ms(const struct flow_info *fi)
 {
     double d = ms_between(fi->h.started, fi->h.ended);
@@ -426,19 +462,9 @@ void flows_json_detail(struct buffer *b, const struct flow_info *fi)
     json_key(b, "ended", 0);
     iso_time(b, fi->h.ended > 0 ? fi->h.ended : fi->h.started);
     get_timings(fi, &t);
-    buffer_append_str(b, ",\"timings\":{\"dns\":");
-    json_number(b, t.dns);
-    buffer_append_str(b, ",\"connect\":");
-    json_number(b, t.connect);
-    buffer_append_str(b, ",\"tls\":");
-    json_number(b, t.tls);
-    buffer_append_str(b, ",\"send\":");
-    json_number(b, t.send);
-    buffer_append_str(b, ",\"wait\":");
-    json_number(b, t.wait);
-    buffer_append_str(b, ",\"receive\":");
-    json_number(b, t.receive);
-    buffer_append_str(b, "},\"request\":{\"received\":");
+    buffer_append_str(b, ",\"timings\":");
+    timings_object(b, &t, flow_timing_names);
+    buffer_append_str(b, ",\"request\":{\"received\":");
     json_head(b, fi, FLOW_PART_REQ_IN, 0);
     buffer_append_str(b, ",\"before_hooks\":");
     json_head(b, fi, FLOW_PART_REQ_PRE, 0);
@@ -639,19 +665,9 @@ void flows_har_entry(struct buffer *b, const struct flow_info *fi)
     }
     buffer_printf(b, ",\"headersSize\":%lld,\"bodySize\":%llu}",
                   res_ok ? (long long)n : -1LL, (unsigned long long)fi->h.res_bytes);
-    buffer_append_str(b, ",\"cache\":{},\"timings\":{\"blocked\":-1,\"dns\":");
-    json_number(b, t.dns);
-    buffer_append_str(b, ",\"connect\":");
-    json_number(b, t.connect);
-    buffer_append_str(b, ",\"send\":");
-    json_number(b, t.send);
-    buffer_append_str(b, ",\"wait\":");
-    json_number(b, t.wait);
-    buffer_append_str(b, ",\"receive\":");
-    json_number(b, t.receive);
-    buffer_append_str(b, ",\"ssl\":");
-    json_number(b, t.tls);
-    buffer_printf(b, "},\"_id\":%llu", (unsigned long long)fi->h.id);
+    buffer_append_str(b, ",\"cache\":{},\"timings\":");
+    timings_object(b, &t, har_timing_names);
+    buffer_printf(b, ",\"_id\":%llu", (unsigned long long)fi->h.id);
     if (fi->has[FLOW_PART_ERROR]) {
         buffer_append_str(b, ",\"comment\":");
         json_string(b, fi->part[FLOW_PART_ERROR], fi->len[FLOW_PART_ERROR]);
