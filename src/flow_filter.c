@@ -224,6 +224,18 @@ static int parse_not(struct parser *ps, int depth)
     return parse_atom(ps, depth);
 }
 
+/* A new <op> node over <left> and <right>: its index, or -1 when <right>
+ * failed to parse or the tree is full. */
+static int join(struct parser *ps, enum op op, int left, int right)
+{
+    int idx;
+    if (right < 0 || (idx = new_node(ps, op)) < 0)
+        return -1;
+    ps->f->nodes[idx].a = left;
+    ps->f->nodes[idx].b = right;
+    return idx;
+}
+
 static int parse_and(struct parser *ps, int depth)
 {
     int left = parse_not(ps, depth);
@@ -233,15 +245,7 @@ static int parse_and(struct parser *ps, int depth)
             ps->p++;
         else if (*ps->p == '\0' || *ps->p == '|' || *ps->p == ')')
             break;
-        int right = parse_not(ps, depth);
-        if (right < 0)
-            return -1;
-        int idx = new_node(ps, OP_AND);
-        if (idx < 0)
-            return -1;
-        ps->f->nodes[idx].a = left;
-        ps->f->nodes[idx].b = right;
-        left = idx;
+        left = join(ps, OP_AND, left, parse_not(ps, depth));
     }
     return left;
 }
@@ -256,15 +260,7 @@ static int parse_or(struct parser *ps, int depth)
         if (*ps->p != '|')
             break;
         ps->p++;
-        int right = parse_and(ps, depth);
-        if (right < 0)
-            return -1;
-        int idx = new_node(ps, OP_OR);
-        if (idx < 0)
-            return -1;
-        ps->f->nodes[idx].a = left;
-        ps->f->nodes[idx].b = right;
-        left = idx;
+        left = join(ps, OP_OR, left, parse_and(ps, depth));
     }
     return left;
 }
