@@ -164,6 +164,19 @@ static void note_handshake(struct endpoint *e)
     }
 }
 
+/* What SSL_read_ex or SSL_write_ex returned (<r>, having moved <n> bytes)
+ * as the transport's result: <n>, or -1/errno (0 for a clean EOF when
+ * <reading>) with what a retry waits for in *<needs>. */
+static ssize_t io_result(struct endpoint *e, int r, size_t n, int *needs, int reading)
+{
+    note_handshake(e);
+    if (r == 1) {
+        *needs = 0;
+        return (ssize_t)n;
+    }
+    return blocked_or_failed(e, SSL_get_error(e->tls->ssl, r), needs, reading);
+}
+
 static ssize_t tls_read(struct endpoint *e, void *buf, size_t len)
 {
     struct tls_conn *c = e->tls;
@@ -178,12 +191,7 @@ static ssize_t tls_read(struct endpoint *e, void *buf, size_t len)
     }
     ERR_clear_error();
     r = SSL_read_ex(c->ssl, buf, len, &n);
-    note_handshake(e);
-    if (r == 1) {
-        e->read_needs = 0;
-        return (ssize_t)n;
-    }
-    return blocked_or_failed(e, SSL_get_error(c->ssl, r), &e->read_needs, 1);
+    return io_result(e, r, n, &e->read_needs, 1);
 }
 
 static ssize_t tls_write(struct endpoint *e, const void *buf, size_t len)
@@ -203,12 +211,7 @@ static ssize_t tls_write(struct endpoint *e, const void *buf, size_t len)
     }
     ERR_clear_error();
     r = SSL_write_ex(c->ssl, buf, len, &n);
-    note_handshake(e);
-    if (r == 1) {
-        e->write_needs = 0;
-        return (ssize_t)n;
-    }
-    return blocked_or_failed(e, SSL_get_error(c->ssl, r), &e->write_needs, 0);
+    return io_result(e, r, n, &e->write_needs, 0);
 }
 
 static void tls_shutdown(struct endpoint *e)
