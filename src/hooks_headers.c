@@ -162,13 +162,14 @@ static void mark_changed(lua_State *L)
     lua_rawsetp(L, 1, &hooks_changed_key);
 }
 
-/* Whether the name of field <i> (1-based index of a name) is <key>. */
-static int field_is(lua_State *L, lua_Integer i, const char *key, size_t klen)
+/* Whether the name of field <i> (1-based index of a name) of the list at
+ * <list> is <key>. */
+static int field_is(lua_State *L, int list, lua_Integer i, const char *key, size_t klen)
 {
     size_t flen;
     const char *fname;
     int eq;
-    lua_rawgeti(L, 1, i);
+    lua_rawgeti(L, list, i);
     fname = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &flen) : NULL;
     eq = fname && name_eq(fname, flen, key, klen);
     lua_pop(L, 1);
@@ -196,7 +197,7 @@ static void list_set(lua_State *L, int name, int value)
     int placed = 0;
 
     for (lua_Integer i = 1; i <= n; i += 2) {
-        int match = field_is(L, i, key, klen);
+        int match = field_is(L, 1, i, key, klen);
         if (!match) {
             if (out != i - 1) {
                 lua_rawgeti(L, 1, i);
@@ -437,7 +438,7 @@ static int method_get(lua_State *L)
     fill(L);
     n = (lua_Integer)lua_rawlen(L, 1);
     for (lua_Integer i = 1; i <= n; i += 2) {
-        if (!field_is(L, i, key, klen))
+        if (!field_is(L, 1, i, key, klen))
             continue;
         if (found == 1) {
             /* a second one: join them (the first is on the stack) */
@@ -462,25 +463,36 @@ static int method_get(lua_State *L)
     return 1;
 }
 
+/* How many fields <key> the plain list at <list> holds; their values are
+ * appended to the table at <into> as well, unless <into> is 0. */
+static lua_Integer fields_named(lua_State *L, int list, const char *key, size_t klen, int into)
+{
+    lua_Integer n = (lua_Integer)lua_rawlen(L, list), count = 0;
+
+    for (lua_Integer i = 1; i <= n; i += 2) {
+        if (!field_is(L, list, i, key, klen))
+            continue;
+        count++;
+        if (into) {
+            lua_rawgeti(L, list, i + 1);
+            lua_rawseti(L, into, count);
+        }
+    }
+    return count;
+}
+
 /* h:values(name): a list of the values of every field <name>. */
 static int method_values(lua_State *L)
 {
     size_t klen;
     const char *key;
-    lua_Integer n, count = 0;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     key = check_name(L, 2, &klen);
     lua_settop(L, 2);
     fill(L);
-    n = (lua_Integer)lua_rawlen(L, 1);
     lua_newtable(L);
-    for (lua_Integer i = 1; i <= n; i += 2) {
-        if (!field_is(L, i, key, klen))
-            continue;
-        lua_rawgeti(L, 1, i + 1);
-        lua_rawseti(L, -2, ++count);
-    }
+    fields_named(L, 1, key, klen, lua_gettop(L));
     return 1;
 }
 
@@ -512,15 +524,7 @@ lua_Integer hooks_headers_count(lua_State *L, int index, const char *key, size_t
         lua_pop(L, 1);
         return count;
     }
-    for (lua_Integer i = 1; i <= n; i += 2) {
-        size_t flen;
-        const char *fname;
-        lua_rawgeti(L, index, i);
-        fname = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &flen) : NULL;
-        count += fname && name_eq(fname, flen, key, klen);
-        lua_pop(L, 1);
-    }
-    return count;
+    return fields_named(L, index, key, klen, 0);
 }
 
 /* count(h, name): how many fields <name> there are (hooks_api's check
