@@ -240,16 +240,22 @@ local request_setters = {
 -- metatable serves every request (no closure per request).
 local DATA = {}
 
--- __index is a C function (hooks_tx.c): rawget(t, DATA)[key], with d.url
--- made from url_of(d) when first read.
-local Request = {
-  __newindex = function(t, key, value)
-    local setter = request_setters[key]
-    if not setter then error("tx.req." .. tostring(key) .. " cannot be set", 2) end
+-- The __newindex of tx.req and tx.res: <setters> checks and stores each
+-- field a script may set; <what> names the object in the error.
+local function newindex_of(setters, what)
+  return function(t, key, value)
+    local setter = setters[key]
+    if not setter then error(what .. "." .. tostring(key) .. " cannot be set", 2) end
     local d = rawget(t, DATA)
     d[CHANGED] = true
     setter(d, value)
-  end,
+  end
+end
+
+-- __index is a C function (hooks_tx.c): rawget(t, DATA)[key], with d.url
+-- made from url_of(d) when first read.
+local Request = {
+  __newindex = newindex_of(request_setters, "tx.req"),
   __pairs = function(t)
     local d = load_data(rawget(t, DATA))
     if d.url == nil then d.url = url_of(d) end
@@ -281,13 +287,7 @@ local response_setters = {
 }
 
 local Response = {
-  __newindex = function(t, key, value)
-    local setter = response_setters[key]
-    if not setter then error("tx.res." .. tostring(key) .. " cannot be set", 2) end
-    local d = rawget(t, DATA)
-    d[CHANGED] = true
-    setter(d, value)
-  end,
+  __newindex = newindex_of(response_setters, "tx.res"),
   __pairs = function(t) return pairs_unmarked(load_data(rawget(t, DATA))) end,
 }
 
