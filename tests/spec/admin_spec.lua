@@ -4,26 +4,17 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local each_test = require("support.each_test")
 local a = require("support.admin")
 
 describe("admin listener", function()
-  local procs
+  local procs = each_test.processes()
 
-  before_each(function() procs = {} end)
-  after_each(function()
-    local problem = h.stop_procs(procs)
-    assert(problem == nil, problem)
-  end)
-
-  local function start(args, opts)
-    local proxy, adm = a.start(args, opts)
-    procs[#procs + 1] = proxy
-    return proxy, adm
-  end
+  -- The proxy with its admin listener: returns proxy, admin.
+  local function start(args, opts) return procs.add(a.start(args, opts)) end
 
   it("is off unless --admin is given", function()
-    local proxy = h.start_proxy({})
-    procs[#procs + 1] = proxy
+    local proxy = procs.proxy({})
     assert.is_nil(proxy.stderr():find("admin interface", 1, true))
   end)
 

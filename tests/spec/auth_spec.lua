@@ -6,6 +6,7 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local each_test = require("support.each_test")
 local a = require("support.admin")
 
 local mime = require("mime")
@@ -26,27 +27,17 @@ local function users_file(cost)
 end
 
 describe("proxy authentication", function()
-  local origin, echo, procs
-
+  local procs = each_test.processes()
+  local origin, echo
   before_each(function()
-    origin = h.start_origin()
-    echo = h.start_origin("echo")
-    procs = { origin, echo }
-  end)
-  after_each(function()
-    local problem = h.stop_procs(procs)
-    assert(not problem, problem)
+    origin = procs.origin()
+    echo = procs.origin("echo")
   end)
 
+  -- The proxy, with its admin listener if <admin>: returns proxy, admin.
   local function start(args, admin)
-    local p, adm
-    if admin then
-      p, adm = a.start(args)
-    else
-      p = h.start_proxy(args)
-    end
-    procs[#procs + 1] = p
-    return p, adm
+    if admin then return procs.add(a.start(args)) end
+    return procs.proxy(args)
   end
 
   it("answers 407 with a Basic challenge without right credentials, and serves with them (GET)", function()

@@ -6,6 +6,7 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local each_test = require("support.each_test")
 
 local PAGE = "tests/spec/fixtures/bodies/page.html"
 
@@ -44,12 +45,8 @@ describe("bodies through scripts", function()
     h.write_file(file("corrupt.gz"), gz:sub(1, 200) .. ("\255"):rep(200) .. gz:sub(401))
   end)
 
-  before_each(function() origin = h.start_origin() end)
-  after_each(function()
-    if proxy then proxy.stop() end
-    origin.stop()
-    proxy = nil
-  end)
+  local procs = each_test.processes()
+  before_each(function() origin = procs.origin() end)
 
   local function fetch(query)
     return assert(h.get(proxy.port, origin.url("/file?" .. query)))
@@ -61,7 +58,7 @@ describe("bodies through scripts", function()
     local coding, name = case[1], case[2]
     for _, framing in ipairs({ "", "&chunked=1" }) do
       it("decodes " .. coding .. (framing ~= "" and " (chunked)" or "") .. " for the chunk hook", function()
-        proxy = h.start_proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
+        proxy = procs.proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
         local path = name == "FIXTURE_BR" and (PAGE .. ".br") or file(name)
         local resp = fetch("path=" .. path .. "&encoding=" .. coding .. framing)
         assert.are.equal(200, resp.status)
@@ -72,7 +69,7 @@ describe("bodies through scripts", function()
   end
 
   it("leaves the body compressed with decode_body = false", function()
-    proxy = h.start_proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
+    proxy = procs.proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
     local resp = fetch("path=" .. file("page.gz") .. "&encoding=gzip&raw=1")
     assert.are.equal("gzip", resp.headers["content-encoding"])
     local gz = h.read_file(file("page.gz"))
@@ -80,7 +77,7 @@ describe("bodies through scripts", function()
   end)
 
   it("skips the chunk hook with filter_body = false", function()
-    proxy = h.start_proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
+    proxy = procs.proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
     local resp = fetch("path=" .. file("page.gz") .. "&encoding=gzip&skip=1")
     assert.are.equal("gzip", resp.headers["content-encoding"])
     assert.are.equal(h.read_file(file("page.gz")), resp.body)
@@ -88,13 +85,13 @@ describe("bodies through scripts", function()
   end)
 
   it("passes codings it does not know through untouched", function()
-    proxy = h.start_proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
+    proxy = procs.proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
     local resp = fetch("path=" .. file("page.gz") .. "&encoding=compress")
     assert.are.equal("compress", resp.headers["content-encoding"])
   end)
 
   it("ends the exchange on a corrupt compressed body", function()
-    proxy = h.start_proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
+    proxy = procs.proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
     local resp = fetch("path=" .. file("corrupt.gz") .. "&encoding=gzip")
     assert.is_true(resp.incomplete)
     assert.is_truthy(h.wait_for(function()
@@ -104,7 +101,7 @@ describe("bodies through scripts", function()
   end)
 
   it("stops a decompression bomb", function()
-    proxy = h.start_proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
+    proxy = procs.proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
     local resp = fetch("path=" .. file("bomb.gz") .. "&encoding=gzip&type=text/plain")
     assert.is_true(resp.incomplete)
     assert.is_truthy(#resp.body < 20 * 1024 * 1024)
@@ -136,7 +133,7 @@ describe("bodies through scripts", function()
     end
 
     before_each(function()
-      proxy = h.start_proxy({ "-s", h.tmpfile(UPPER, "upper.lua"), "--max-body-buffer", "1" })
+      proxy = procs.proxy({ "-s", h.tmpfile(UPPER, "upper.lua"), "--max-body-buffer", "1" })
     end)
 
     it("rewrites a Content-Length body, sent on chunked", function()

@@ -7,24 +7,20 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local each_test = require("support.each_test")
 local socket = require("socket")
 
 describe("calls out from hooks", function()
+  local procs = each_test.processes()
   local origin, proxy
-
-  before_each(function() origin = h.start_origin() end)
-  after_each(function()
-    if proxy then proxy.stop() end
-    origin.stop()
-    proxy = nil
-  end)
+  before_each(function() origin = procs.origin() end)
 
   local function script(body)
     return h.tmpfile((body:gsub("ORIGIN", origin.authority)), "calls.lua")
   end
 
   it("serves other clients while a hook waits on proxy.http", function()
-    proxy = h.start_proxy({ "-s", script([[
+    proxy = procs.proxy({ "-s", script([[
       function on_request(tx)
         if tx.req.path ~= "/gate" then return end
         local res, err = proxy.http{ url = "http://ORIGIN/slow?ms=1500", timeout = 20 }
@@ -49,7 +45,7 @@ describe("calls out from hooks", function()
   end)
 
   it("cancels the call when the client leaves while its hook waits", function()
-    proxy = h.start_proxy({ "-s", script([[
+    proxy = procs.proxy({ "-s", script([[
       function on_request(tx)
         if tx.req.path == "/gate" then proxy.http{ url = "http://ORIGIN/hang", timeout = 30 } end
       end
@@ -74,7 +70,7 @@ describe("calls out from hooks", function()
         if tx.req.path == "/first" then proxy.http{ url = "http://ORIGIN/hello?second=1", timeout = 20 } end
       end
     ]]):gsub("ORIGIN", origin.authority)), "second.lua")
-    proxy = h.start_proxy({ "-s", script([[
+    proxy = procs.proxy({ "-s", script([[
       function on_done(tx)
         if tx.req.path ~= "/first" then return end
         local res, err = proxy.http{ url = "http://ORIGIN/slow?ms=200", timeout = 20 }
@@ -98,7 +94,7 @@ describe("calls out from hooks", function()
   end)
 
   it("lets the connection go on, and close, while on_done waits", function()
-    proxy = h.start_proxy({ "-s", script([[
+    proxy = procs.proxy({ "-s", script([[
       function on_done(tx)
         if tx.req.path == "/first" then proxy.http{ url = "http://ORIGIN/hang", timeout = 30 } end
       end
@@ -116,11 +112,10 @@ describe("calls out from hooks", function()
     assert.is_true(proxy.alive())
     -- stopping the proxy ends the waiting on_done, and it exits cleanly
     assert.are.equal(0, proxy.stop())
-    proxy = nil
   end)
 
   it("keeps the connection to a service for the next call (the proxy's pool)", function()
-    proxy = h.start_proxy({ "-s", script([[
+    proxy = procs.proxy({ "-s", script([[
       function on_request(tx)
         if tx.req.path ~= "/twice" then return end
         local a = proxy.http{ url = "http://ORIGIN/conn", timeout = 20 }
@@ -137,7 +132,7 @@ describe("calls out from hooks", function()
   end)
 
   it("returns nil and a reason: timeout, refused, body too large, bad url", function()
-    proxy = h.start_proxy({ "-s", script(([[
+    proxy = procs.proxy({ "-s", script(([[
       local function try(opts)
         local res, err = proxy.http(opts)
         return res and ("status " .. res.status) or err
@@ -159,7 +154,7 @@ describe("calls out from hooks", function()
   end)
 
   it("speaks https, verifying the server's certificate", function()
-    local tls_origin = h.start_https_origin()
+    local tls_origin = procs.add(h.start_https_origin())
     local pki = h.test_pki()
     local src = ([[
       function on_request(tx)
@@ -168,20 +163,16 @@ describe("calls out from hooks", function()
         tx:respond(200, res and (res.status .. " " .. res.body) or ("error: " .. err))
       end
     ]]):gsub("URL", tls_origin.url("/hello"))
-    local ok, err = pcall(function()
-      proxy = h.start_proxy({ "-s", h.tmpfile(src, "tls.lua"), "--upstream-ca", pki.ca })
-      assert.are.equal("200 hello\n", h.get(proxy.port, origin.url("/tls")).body)
-      proxy.stop()
-      -- without the test CA the certificate is not trusted
-      proxy = h.start_proxy({ "-s", h.tmpfile(src, "tls.lua") })
-      assert.is_truthy(h.get(proxy.port, origin.url("/tls")).body:find("^error: "))
-    end)
-    tls_origin.stop()
-    assert(ok, err)
+    proxy = procs.proxy({ "-s", h.tmpfile(src, "tls.lua"), "--upstream-ca", pki.ca })
+    assert.are.equal("200 hello\n", h.get(proxy.port, origin.url("/tls")).body)
+    proxy.stop()
+    -- without the test CA the certificate is not trusted
+    proxy = procs.proxy({ "-s", h.tmpfile(src, "tls.lua") })
+    assert.is_truthy(h.get(proxy.port, origin.url("/tls")).body:find("^error: "))
   end)
 
   it("sends the method, headers and body it is given", function()
-    proxy = h.start_proxy({ "-s", script([[
+    proxy = procs.proxy({ "-s", script([[
       function on_request(tx)
         if tx.req.path ~= "/post" then return end
         local res = assert(proxy.http{ url = "http://ORIGIN/echo", method = "PUT",
@@ -197,7 +188,7 @@ describe("calls out from hooks", function()
   end)
 
   it("calls out from on_request_chunk and rewrites the body with the answer", function()
-    proxy = h.start_proxy({ "-s", script([[
+    proxy = procs.proxy({ "-s", script([[
       function on_request_chunk(tx, chunk, eof)
         if #chunk == 0 then return end
         local res = proxy.http{ url = "http://ORIGIN/hello" }
@@ -214,7 +205,7 @@ describe("calls out from hooks", function()
 
   it("throttles a download with proxy.sleep in on_response_chunk, others at full speed", function()
     local RATE = 256 * 1024
-    proxy = h.start_proxy({ "-s", script([[
+    proxy = procs.proxy({ "-s", script([[
       function on_response_chunk(tx, chunk, eof)
         if tx.req.path:find("^/bytes") and #chunk > 0 then proxy.sleep(#chunk / ]] .. RATE .. [[) end
       end
@@ -243,7 +234,7 @@ describe("calls out from hooks", function()
   end)
 
   it("bounds a wait with --hook-wait-timeout", function()
-    proxy = h.start_proxy({ "-s", script([[
+    proxy = procs.proxy({ "-s", script([[
       function on_request(tx)
         if tx.req.path == "/wait" then proxy.http{ url = "http://ORIGIN/hang", timeout = 60 } end
       end
@@ -254,7 +245,7 @@ describe("calls out from hooks", function()
   end)
 
   it("does not count waiting against --hook-timeout", function()
-    proxy = h.start_proxy({ "-s", script([[
+    proxy = procs.proxy({ "-s", script([[
       function on_request(tx)
         if tx.req.path ~= "/sleepy" then return end
         for _ = 1, 3 do proxy.sleep(0.1) end

@@ -4,6 +4,7 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local each_test = require("support.each_test")
 
 -- A script that stamps responses with <tag>.
 local function stamp_script(tag)
@@ -22,16 +23,9 @@ local function get_stamp(proxy, origin)
 end
 
 describe("config file", function()
-  local origin, procs
-
-  before_each(function()
-    origin = h.start_origin()
-    procs = { origin }
-  end)
-  after_each(function()
-    local problem = h.stop_procs(procs)
-    assert(not problem, problem)
-  end)
+  local procs = each_test.processes()
+  local origin
+  before_each(function() origin = procs.origin() end)
 
   it("takes every option as a line, with comments and repeated options", function()
     local script = h.tmpfile(stamp_script("from-file"), "a.lua")
@@ -45,8 +39,7 @@ describe("config file", function()
       "log-format combined",
       "verbose",
     }, "\n") .. "\n", "luaproxy.conf")
-    local proxy = h.start_proxy({ "-c", conf, "--listen", "127.0.0.1:0" })
-    procs[#procs + 1] = proxy
+    local proxy = procs.proxy({ "-c", conf, "--listen", "127.0.0.1:0" })
     assert.equal("from-file", get_stamp(proxy, origin))
     -- the file's log format (combined: referer and user agent), its verbose flag
     assert.truthy(proxy.wait_access_log('" 200 6 "%-" "%-" %d+$'), proxy.access_log())
@@ -55,8 +48,7 @@ describe("config file", function()
 
   it("takes options other modules define, as the command line does", function()
     local conf = h.tmpfile("admin 127.0.0.1:0\nadmin-token file-token-123\n", "admin.conf")
-    local proxy = h.start_proxy({ "-c", conf })
-    procs[#procs + 1] = proxy
+    local proxy = procs.proxy({ "-c", conf })
     assert.truthy(h.wait_for(function()
       return proxy.log():find("admin interface: http://127.0.0.1:%d+/%?token=file%-token%-123")
     end), proxy.log())
@@ -84,8 +76,7 @@ describe("config file", function()
       "script " .. a,
       "hook-timeout 250",
     }, "\n"), "luaproxy.conf")
-    local proxy = h.start_proxy({ "-c", conf, "--allow", "127.0.0.0/8", "--script", b })
-    procs[#procs + 1] = proxy
+    local proxy = procs.proxy({ "-c", conf, "--allow", "127.0.0.0/8", "--script", b })
     assert.equal("b", get_stamp(proxy, origin))
   end)
 
@@ -132,9 +123,7 @@ describe("config file", function()
       local v1 = h.tmpfile(stamp_script("v1"), "v1.lua")
       local v2 = h.tmpfile(stamp_script("v2"), "v2.lua")
       local conf = h.tmpfile("script " .. v1 .. "\n", "luaproxy.conf")
-      local proxy = h.start_proxy({ "-c", conf, "--workers", workers },
-        { listeners = 1 })
-      procs[#procs + 1] = proxy
+      local proxy = procs.proxy({ "-c", conf, "--workers", workers }, { listeners = 1 })
       assert.equal("v1", get_stamp(proxy, origin))
 
       -- Traffic from a separate process while we reload: each line is one

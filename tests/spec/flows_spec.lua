@@ -6,6 +6,7 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local each_test = require("support.each_test")
 local a = require("support.admin")
 local json = a.json
 
@@ -30,22 +31,12 @@ local function wait_flows(adm, n, filter)
 end
 
 describe("flows", function()
-  local origin, procs
+  local procs = each_test.processes()
+  local origin
+  before_each(function() origin = procs.origin() end)
 
-  before_each(function()
-    origin = h.start_origin()
-    procs = { origin }
-  end)
-  after_each(function()
-    local problem = h.stop_procs(procs)
-    assert(problem == nil, problem)
-  end)
-
-  local function start(args, opts)
-    local proxy, adm = a.start(args, opts)
-    procs[#procs + 1] = proxy
-    return proxy, adm
-  end
+  -- The proxy with its admin listener: returns proxy, admin.
+  local function start(args, opts) return procs.add(a.start(args, opts)) end
 
   local function script(text)
     return h.tmpfile(text, "flows_script.lua")
@@ -191,7 +182,7 @@ describe("flows", function()
     assert.equals(5, #list)
     assert.equals(origin.url("/hello?i=5"), list[1].url)
     assert.equals(origin.url("/hello?i=9"), list[5].url)
-    h.stop_procs({ procs[#procs] }); procs[#procs] = nil
+    proxy.stop()
 
     -- 1 MiB for all: 40 flows of 200 kB each cannot all stay
     proxy, adm = start({ "--flows-memory", "1" })
@@ -472,7 +463,6 @@ describe("flows", function()
     assert.is_false((validate_har(broken)))
 
     assert.equals(0, proxy.stop())
-    procs[#procs] = nil
     local written = h.read_file(har)
     valid, out = validate_har(written)
     assert.is_true(valid, out)
@@ -540,8 +530,7 @@ describe("flows", function()
   end)
 
   it("captures a CONNECT tunnel as one flow with its byte counts", function()
-    local echo = h.start_origin("echo")
-    procs[#procs + 1] = echo
+    local echo = procs.origin("echo")
     local proxy, adm = start({ "--connect-ports", tostring(echo.port) })
     local s = assert(h.connect(proxy.port))
     h.send(s, "CONNECT 127.0.0.1:" .. echo.port .. " HTTP/1.1\r\nHost: 127.0.0.1:"

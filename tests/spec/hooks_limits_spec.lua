@@ -6,18 +6,14 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local each_test = require("support.each_test")
 
 local SCRIPT_FAILED = "500 Internal Server Error: a script failed while handling this request\n"
 
 describe("hook limits", function()
+  local procs = each_test.processes()
   local origin, proxy
-
-  before_each(function() origin = h.start_origin() end)
-  after_each(function()
-    if proxy then proxy.stop() end
-    origin.stop()
-    proxy = nil
-  end)
+  before_each(function() origin = procs.origin() end)
 
   local function get(path, timeout)
     local s = assert(h.connect(proxy.port))
@@ -38,7 +34,7 @@ describe("hook limits", function()
         end
       end
     ]], "pattern.lua")
-    proxy = h.start_proxy({ "-s", script, "--hook-timeout", "300" })
+    proxy = procs.proxy({ "-s", script, "--hook-timeout", "300" })
     local resp = get("/bomb", 20)
     assert.are.equal("HTTP/1.1 500 Internal Server Error", resp.status_line)
     assert.are.equal(SCRIPT_FAILED, resp.body)
@@ -59,7 +55,7 @@ describe("hook limits", function()
         tx:respond(200, k .. ":" .. v .. ":" .. n .. ":" .. table.concat(words, "|"))
       end
     ]], "patterns_ok.lua")
-    proxy = h.start_proxy({ "-s", script })
+    proxy = procs.proxy({ "-s", script })
     assert.are.equal("key:value:3:one|two|three", get("/").body)
   end)
 
@@ -90,7 +86,7 @@ describe("hook limits", function()
         tx:respond(200, table.concat(out, "|"))
       end
     ]], "coroutines.lua")
-    proxy = h.start_proxy({ "-s", script })
+    proxy = procs.proxy({ "-s", script })
     assert.are.equal("true,3|false,bad x|false,cannot resume dead coroutine|123|false,inner|false",
       get("/").body)
   end)
@@ -101,7 +97,7 @@ describe("hook limits", function()
         if tx.req.path == "/exit" then os.exit(0) end
       end
     ]], "exit.lua")
-    proxy = h.start_proxy({ "-s", script })
+    proxy = procs.proxy({ "-s", script })
     local resp = get("/exit")
     assert.are.equal("HTTP/1.1 500 Internal Server Error", resp.status_line)
     assert.is_truthy(proxy.log():find("os.exit cannot be used", 1, true))
@@ -120,7 +116,7 @@ describe("hook limits", function()
     local script = h.tmpfile([[
       function on_request(tx) os.execute("sleep 5") end
     ]], "execute.lua")
-    proxy = h.start_proxy({ "-s", script })
+    proxy = procs.proxy({ "-s", script })
     local resp = get("/")
     assert.are.equal("HTTP/1.1 500 Internal Server Error", resp.status_line)
     assert.is_truthy(proxy.log():find("os.execute cannot be used in a hook", 1, true))

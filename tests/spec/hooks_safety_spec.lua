@@ -6,8 +6,9 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local each_test = require("support.each_test")
 
-local FIXTURES = "tests/spec/fixtures/hooks/"
+local FIXTURES = h.HOOK_FIXTURES
 local SCRIPT_FAILED = "500 Internal Server Error: a script failed while handling this request\n"
 
 -- The line of <file> that contains <text> (plain), for "file:line" checks.
@@ -21,28 +22,15 @@ local function line_of(file, text)
 end
 
 describe("hook safety", function()
+  local procs = each_test.processes()
   local origin, proxy
+  before_each(function() origin = procs.origin() end)
 
+  -- Starts the proxy with hook scripts (see h.hook_args) and more arguments.
   local function start(scripts, args)
-    local full = {}
-    for _, name in ipairs(scripts) do
-      full[#full + 1] = "-s"
-      full[#full + 1] = name:find("/", 1, true) and name or (FIXTURES .. name .. ".lua")
-    end
-    for _, a in ipairs(args or {}) do full[#full + 1] = a end
-    proxy = h.start_proxy(full)
+    proxy = procs.proxy(h.hook_args(scripts, args))
     return proxy
   end
-
-  before_each(function()
-    origin = h.start_origin()
-  end)
-
-  after_each(function()
-    if proxy then proxy.stop() end
-    if origin then origin.stop() end
-    proxy, origin = nil, nil
-  end)
 
   local function host_hdr() return "Host: " .. origin.authority end
 

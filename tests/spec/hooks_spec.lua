@@ -10,37 +10,21 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local each_test = require("support.each_test")
 
-local FIXTURES = "tests/spec/fixtures/hooks/"
+local FIXTURES = h.HOOK_FIXTURES
 
 describe("hooks", function()
+  local procs = each_test.processes()
   local origin, proxy
-  local extra = {}   -- more processes a test started; stopped after it
+  before_each(function() origin = procs.origin() end)
 
   -- Starts the proxy with the given fixture scripts (names without .lua)
   -- plus any extra arguments.
   local function start(scripts, args)
-    local full = {}
-    for _, name in ipairs(scripts) do
-      full[#full + 1] = "-s"
-      full[#full + 1] = FIXTURES .. name .. ".lua"
-    end
-    for _, a in ipairs(args or {}) do full[#full + 1] = a end
-    proxy = h.start_proxy(full)
+    proxy = procs.proxy(h.hook_args(scripts, args))
     return proxy
   end
-
-  before_each(function()
-    origin = h.start_origin()
-  end)
-
-  after_each(function()
-    for _, p in ipairs(extra) do p.stop() end
-    extra = {}
-    if proxy then proxy.stop() end
-    if origin then origin.stop() end
-    proxy, origin = nil, nil
-  end)
 
   local function host_hdr(o) return "Host: " .. (o or origin).authority end
 
@@ -403,8 +387,7 @@ describe("hooks", function()
     end)
 
     it("setting url changes host, port, path and Host", function()
-      local other = h.start_origin()
-      extra[#extra + 1] = other
+      local other = procs.origin()
       start({ "rewrite" })
       local resp = get("/hello", { "X-Mode: url", "X-Target: " .. other.port })
       assert.are.equal(200, resp.status)
@@ -421,8 +404,7 @@ describe("hooks", function()
     end)
 
     it("setting port changes url, Host and where the request goes", function()
-      local other = h.start_origin()
-      extra[#extra + 1] = other
+      local other = procs.origin()
       start({ "rewrite" })
       local resp = get("/echo", { "X-Mode: port", "X-Target: " .. other.port })
       assert.are.equal(200, resp.status)
@@ -467,8 +449,7 @@ describe("hooks", function()
     end)
 
     it("before_connect connects elsewhere while Host stays", function()
-      local other = h.start_origin()
-      extra[#extra + 1] = other
+      local other = procs.origin()
       start({ "rewrite" })
       local resp = get("/echo", { "X-Mode: upstream", "X-Target: " .. other.port })
       assert.are.equal(200, resp.status)

@@ -4,6 +4,7 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local each_test = require("support.each_test")
 local a = require("support.admin")
 
 -- name{labels} value lines into a table keyed by "name{labels}".
@@ -25,16 +26,11 @@ local function promtool_check(text)
 end
 
 describe("metrics", function()
-  local origin, echo, procs
-
+  local procs = each_test.processes()
+  local origin, echo
   before_each(function()
-    origin = h.start_origin()
-    echo = h.start_origin("echo")
-    procs = { origin, echo }
-  end)
-  after_each(function()
-    local problem = h.stop_procs(procs)
-    assert(not problem, problem)
+    origin = procs.origin()
+    echo = procs.origin("echo")
   end)
 
   it("serves Prometheus text that promtool accepts, summed over workers", function()
@@ -44,9 +40,8 @@ function on_response(tx)
   if tx.req.url:find("/fail", 1, true) then error("on purpose") end
 end
 ]], "count.lua")
-    local proxy, adm = a.start({ "--workers", "2", "--admin-token", "metrics-token-1",
-                                 "--connect-ports", tostring(echo.port), "--script", script })
-    procs[#procs + 1] = proxy
+    local proxy, adm = procs.add(a.start({ "--workers", "2", "--admin-token", "metrics-token-1",
+                                           "--connect-ports", tostring(echo.port), "--script", script }))
 
     -- before any traffic: valid too
     local resp = a.call(adm, "/metrics", { no_token = true })

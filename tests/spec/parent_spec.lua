@@ -5,32 +5,18 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local each_test = require("support.each_test")
 local mime = require("mime")
 
 local function basic(userinfo) return "Basic " .. mime.b64(userinfo) end
 
 describe("parent proxy", function()
-  local origin, procs
+  local procs = each_test.processes()
+  local origin
+  before_each(function() origin = procs.origin() end)
 
-  before_each(function()
-    origin = h.start_origin()
-    procs = { origin }
-  end)
-  after_each(function()
-    local problem = h.stop_procs(procs)
-    assert(not problem, problem)
-  end)
-
-  local function start_parent(mode)
-    local p = h.start_parent(mode)
-    procs[#procs + 1] = p
-    return p
-  end
-  local function start(args)
-    local p = h.start_proxy(args)
-    procs[#procs + 1] = p
-    return p
-  end
+  local function start_parent(mode) return procs.add(h.start_parent(mode)) end
+  local start = procs.proxy
 
   it("sends plain requests in absolute form with the URL's credentials", function()
     local parent = start_parent()
@@ -140,8 +126,7 @@ end
 
   it("sends decrypted HTTPS to the parent with CONNECT, then TLS inside", function()
     local pki = h.test_pki()
-    local tls_origin = h.start_https_origin()
-    procs[#procs + 1] = tls_origin
+    local tls_origin = procs.add(h.start_https_origin())
     local ca_dir = h.new_ca_dir()
     -- the parent: a plain luaproxy that only tunnels
     local parent = start({ "--connect-ports", tostring(tls_origin.port) })
@@ -179,8 +164,7 @@ end
       "MaxClients 20", "BasicAuth alice wonderland", "ConnectPort " .. origin.port,
       "LogLevel Info", "PidFile \"" .. dir .. "/tinyproxy.pid\"",
     }, "\n") .. "\n")
-    local tiny = h.start_command("exec tinyproxy -d -c " .. h.shell_quote(conf))
-    procs[#procs + 1] = tiny
+    local tiny = procs.add(h.start_command("exec tinyproxy -d -c " .. h.shell_quote(conf)))
     assert.truthy(h.wait_for(function() return h.connect(port, nil, 0.2) end), tiny.stderr())
 
     local proxy = start({ "--upstream", "http://alice:wonderland@127.0.0.1:" .. port,

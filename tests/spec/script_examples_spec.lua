@@ -6,6 +6,7 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local each_test = require("support.each_test")
 local socket = require("socket")
 
 -- The script with its `local config = {...}` block replaced.
@@ -20,14 +21,9 @@ local function configured(name, config_src)
 end
 
 describe("example scripts that call out", function()
+  local procs = each_test.processes()
   local origin, proxy
-
-  before_each(function() origin = h.start_origin() end)
-  after_each(function()
-    if proxy then proxy.stop() end
-    origin.stop()
-    proxy = nil
-  end)
+  before_each(function() origin = procs.origin() end)
 
   local function get(path, headers)
     local list = { "Host: " .. origin.authority }
@@ -41,7 +37,7 @@ describe("example scripts that call out", function()
 
   it("api_key_auth.lua asks the auth service once per key and keeps the key", function()
     -- the test origin plays the auth service: /status/200 accepts, /status/403 refuses
-    proxy = h.start_proxy({ "-s", configured("api_key_auth", string.format(
+    proxy = procs.proxy({ "-s", configured("api_key_auth", string.format(
       "{ auth_url = %q, header = 'X-Api-Key', cache_seconds = 60, timeout = 5 }",
       origin.url("/status/%s"))) })
     assert.are.equal(401, get("/hello").status)
@@ -57,14 +53,14 @@ describe("example scripts that call out", function()
   end)
 
   it("api_key_auth.lua answers 503 when the auth service is down", function()
-    proxy = h.start_proxy({ "-s", configured("api_key_auth", string.format(
+    proxy = procs.proxy({ "-s", configured("api_key_auth", string.format(
       "{ auth_url = %q, header = 'X-Api-Key', cache_seconds = 60, timeout = 5 }",
       "http://127.0.0.1:" .. h.closed_port() .. "/%s")) })
     assert.are.equal(503, get("/hello", { "X-Api-Key: k" }).status)
   end)
 
   it("rate_limit.lua counts across two workers", function()
-    proxy = h.start_proxy({ "-s", configured("rate_limit",
+    proxy = procs.proxy({ "-s", configured("rate_limit",
       "{ limit = 5, window = 3600, fail_open = true }"), "--workers", "2" })
     local codes = {}
     for _ = 1, 8 do
@@ -77,7 +73,7 @@ describe("example scripts that call out", function()
   end)
 
   it("rewrite_json.lua rewrites a JSON body and sends its new length", function()
-    proxy = h.start_proxy({ "-s", configured("rewrite_json",
+    proxy = procs.proxy({ "-s", configured("rewrite_json",
       "{ set = { client = 'luaproxy' }, remove = { 'password' } }") })
     local body = '{"user":"ann","password":"x"}'
     for _, framing in ipairs({ "length", "chunked" }) do
@@ -111,7 +107,7 @@ describe("example scripts that call out", function()
 
   it("throttle.lua slows one download, not the others", function()
     local rate = 256 * 1024
-    proxy = h.start_proxy({ "-s", configured("throttle", string.format(
+    proxy = procs.proxy({ "-s", configured("throttle", string.format(
       "{ bytes_per_second = %d, hosts = { ['127.0.0.1'] = true } }", rate)) })
     local n = 640 * 1024
     local started = socket.gettime()

@@ -4,6 +4,7 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local each_test = require("support.each_test")
 local cjson = require("cjson")
 
 local function proc_status(pid, field)
@@ -12,22 +13,10 @@ local function proc_status(pid, field)
 end
 
 describe("service operation", function()
-  local origin, procs
-
-  before_each(function()
-    origin = h.start_origin()
-    procs = { origin }
-  end)
-  after_each(function()
-    local problem = h.stop_procs(procs)
-    assert(not problem, problem)
-  end)
-
-  local function start(args, opts)
-    local p = h.start_proxy(args, opts)
-    procs[#procs + 1] = p
-    return p
-  end
+  local procs = each_test.processes()
+  local origin
+  before_each(function() origin = procs.origin() end)
+  local start = procs.proxy
 
   describe("--log-format", function()
     local function one_exchange(format)

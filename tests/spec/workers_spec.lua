@@ -4,6 +4,7 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local each_test = require("support.each_test")
 
 -- The worker PIDs of the supervisor <pid>.
 local function workers_of(pid)
@@ -34,21 +35,12 @@ local function get_hello(proxy, origin)
 end
 
 describe("workers", function()
-  local origin, proxy, procs
-
-  before_each(function()
-    origin = h.start_origin()
-    procs = { origin }
-  end)
-
-  after_each(function()
-    local problem = h.stop_procs(procs)
-    assert(problem == nil, problem)
-  end)
+  local procs = each_test.processes()
+  local origin, proxy
+  before_each(function() origin = procs.origin() end)
 
   local function start(args, opts)
-    proxy = h.start_proxy(args, opts)
-    procs[#procs + 1] = proxy
+    proxy = procs.proxy(args, opts)
     return proxy
   end
 

@@ -430,6 +430,21 @@ function h.start_proxy(args, opts)
   return p
 end
 
+-- Where the hook specs' scripts live, loaded by name.
+h.HOOK_FIXTURES = "tests/spec/fixtures/hooks/"
+
+-- Proxy arguments that load hook scripts: `-s FILE` for each of <scripts>
+-- (a fixture's name without .lua, or a path with a slash), then <args>.
+function h.hook_args(scripts, args)
+  local full = {}
+  for _, name in ipairs(scripts) do
+    full[#full + 1] = "-s"
+    full[#full + 1] = name:find("/", 1, true) and name or (h.HOOK_FIXTURES .. name .. ".lua")
+  end
+  for _, a in ipairs(args or {}) do full[#full + 1] = a end
+  return full
+end
+
 -- Runs the proxy to completion (for option parsing tests).
 -- Returns exit status, stdout, stderr. Kills it after <timeout> seconds.
 function h.run_proxy(args, timeout)
