@@ -35,6 +35,8 @@ fi
 binary=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 cd "$(dirname "$0")"
 bench_dir=$(pwd)
+# shellcheck source=tests/bench/nginx.sh
+. "$bench_dir/nginx.sh"
 n=${COUNT_N:-2000}
 case $n in '' | *[!0-9]* | 0) echo "$0: COUNT_N must be a positive whole number" >&2; exit 2 ;; esac
 seconds=${COUNT_SECONDS:-5}
@@ -85,25 +87,11 @@ free_port() {
 # The origin: one nginx worker serving a 100-byte file, as in run.sh.
 origin_port=$(free_port)
 origin=127.0.0.1:$origin_port
-mkdir -p "$tmp/www" "$tmp/nginx"
+mkdir -p "$tmp/www"
 head -c 100 /dev/zero | tr '\0' x >"$tmp/www/small"
-cat >"$tmp/nginx/nginx.conf" <<CONF
-worker_processes 1;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
+nginx_conf "$tmp/nginx" 1024 <<CONF
     default_type application/octet-stream;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    client_body_temp_path $tmp/nginx/body;
-    proxy_temp_path $tmp/nginx/proxy;
-    fastcgi_temp_path $tmp/nginx/fastcgi;
-    uwsgi_temp_path $tmp/nginx/uwsgi;
-    scgi_temp_path $tmp/nginx/scgi;
     server { listen $origin; root $tmp/www; }
-}
 CONF
 nginx -e "$tmp/nginx/error.log" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -g 'daemon off;' \
   >"$tmp/nginx/stdout.log" 2>&1 &

@@ -55,6 +55,8 @@ binary=$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")
 cd "$(dirname "$0")/../.."
 repo=$(pwd)
 bench_dir=$repo/tests/bench
+# shellcheck source=tests/bench/nginx.sh
+. "$bench_dir/nginx.sh"
 
 seconds=${BENCH_SECONDS:-5}
 rounds=${BENCH_ROUNDS:-2}
@@ -239,7 +241,7 @@ wait_port() {
 free_port
 origin_port=$free
 origin=127.0.0.1:$origin_port
-mkdir -p "$tmp/www" "$tmp/nginx"
+mkdir -p "$tmp/www"
 head -c 100 /dev/urandom | base64 -w0 | head -c 99 >"$tmp/www/small"
 echo >>"$tmp/www/small"
 head -c 16384 /dev/urandom >"$tmp/www/16k"
@@ -269,25 +271,13 @@ mkdir -p "$tmp/tls"
   chmod 644 ./*
 )
 
-# One worker: on a 2-core machine the origin then takes at most one core and
-# leaves the other to wrk and the proxy (all three share both cores anyway).
-cat >"$tmp/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events { worker_connections 16384; }
-http {
-    access_log off;
+# One worker (nginx_conf): on a 2-core machine the origin then takes at most
+# one core and leaves the other to wrk and the proxy (all three share both
+# cores anyway).
+nginx_conf "$tmp/nginx" 16384 <<EOF
     default_type application/octet-stream;
     sendfile on;
     tcp_nopush on;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    client_body_temp_path $tmp/nginx/body;
-    proxy_temp_path $tmp/nginx/proxy;
-    fastcgi_temp_path $tmp/nginx/fastcgi;
-    uwsgi_temp_path $tmp/nginx/uwsgi;
-    scgi_temp_path $tmp/nginx/scgi;
     server {
         listen $origin backlog=4096;
         root $tmp/www;
@@ -299,7 +289,6 @@ http {
         ssl_session_cache shared:bench:10m;
         root $tmp/www;
     }
-}
 EOF
 
 nginx -e "$tmp/nginx/error.log" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -g 'daemon off;' \
@@ -459,20 +448,7 @@ fi
 free_port
 mkdir -p "$tmp/nginx-proxy"
 chmod 1777 "$tmp/nginx-proxy"
-cat >"$tmp/nginx-proxy/nginx.conf" <<EOF
-worker_processes 1;
-pid $tmp/nginx-proxy/nginx.pid;
-error_log $tmp/nginx-proxy/error.log warn;
-events { worker_connections 16384; }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    client_body_temp_path $tmp/nginx-proxy/body;
-    proxy_temp_path $tmp/nginx-proxy/proxy;
-    fastcgi_temp_path $tmp/nginx-proxy/fastcgi;
-    uwsgi_temp_path $tmp/nginx-proxy/uwsgi;
-    scgi_temp_path $tmp/nginx-proxy/scgi;
+nginx_conf "$tmp/nginx-proxy" 16384 <<EOF
     upstream origin {
         server $origin;
         keepalive 64;
@@ -486,7 +462,6 @@ http {
             proxy_max_temp_file_size 0;
         }
     }
-}
 EOF
 start_contender nginx-proxy server "$free" "${pin[@]}" nginx -e "$tmp/nginx-proxy/error.log" \
   -p "$tmp/nginx-proxy" -c "$tmp/nginx-proxy/nginx.conf" -g 'daemon off;' || true
