@@ -5,12 +5,21 @@
 #   make test            install missing packages, build, run unit tests + specs
 #   make SANITIZE=address,undefined test    the same under ASan/UBSan (build/sanitize)
 #   make deps            install missing Debian packages (or print the command)
+#   make fuzz            build the libFuzzer targets (build/fuzz) and run them
 
 CC       ?= cc
 PKGS     := lua5.4 libcares zlib libbrotlidec libzstd hiredis libcrypt libssl libcrypto
 SANITIZE ?=
 
-ifeq ($(SANITIZE),)
+ifneq ($(FUZZ),)
+# The libFuzzer build (tests/fuzz/run.sh): every module compiled by clang
+# with coverage for the fuzzer, ASan and UBSan, so a fuzz target links
+# against the proxy's own objects and never lists the sources it needs.
+CC       := clang
+BUILD    := build/fuzz
+OPT      := -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+LDFLAGS  += -fsanitize=fuzzer,address,undefined
+else ifeq ($(SANITIZE),)
 BUILD    := build
 OPT      := -O2
 else
@@ -22,6 +31,10 @@ endif
 
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
             -Wpointer-arith -Wcast-qual -Wvla -Werror
+# clang finds casts dropping const inside OpenSSL's macros, which gcc does not.
+ifneq ($(FUZZ),)
+WARN     += -Wno-cast-qual
+endif
 CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE -MMD -MP
 CFLAGS   += -std=c11 -pthread -g $(OPT) $(WARN) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS  += $(if $(SANITIZE),-fsanitize=$(SANITIZE))
@@ -35,6 +48,7 @@ BIN      := $(BUILD)/luaproxy
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 SPECS     := $(sort $(wildcard tests/spec/*_spec.lua))
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
 
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libc-ares-dev \
             lua-busted lua-socket curl perl lua-cjson zlib1g-dev libbrotli-dev libzstd-dev \
@@ -42,7 +56,7 @@ DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libc-ares-dev \
             chromium libnss3-tools \
             python3-jsonschema nodejs tinyproxy python3
 
-.PHONY: all deps run test unit-bins clean fuzz soak bench
+.PHONY: all deps run test unit-bins fuzz-bins clean fuzz soak bench
 all: $(BIN)
 
 $(BIN): $(OBJS)
@@ -115,6 +129,17 @@ test: deps
 
 unit-bins: $(UNIT_BINS)
 
+# The libFuzzer targets (tests/fuzz/run.sh), only ever in the FUZZ=1 tree,
+# where libFuzzer supplies main().
+ifneq ($(FUZZ),)
+$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_OBJS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
+fuzz-bins: $(FUZZ_BINS)
+else
+fuzz-bins:
+	$(MAKE) --no-print-directory FUZZ=1 fuzz-bins
+endif
+
 # Fuzzing (libFuzzer via clang), the fault soak and the benchmark are
 # scripts under tests/; each installs what it needs and is bounded in time.
 FUZZ_SECONDS ?= 60
@@ -134,4 +159,4 @@ bench: deps
 clean:
 	rm -rf build
 
--include $(OBJS:.o=.d) $(UNIT_BINS:=.d)
+-include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(FUZZ_BINS:=.d)
