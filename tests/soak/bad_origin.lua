@@ -5,8 +5,8 @@
 -- Binds 127.0.0.1:0, prints the port on stdout and serves until killed (or
 -- LIFETIME_SECONDS pass, default 900: a soak that dies before its teardown
 -- must not leave us running). Every connection runs in its own coroutine
--- under one socket.select() loop, as in tests/spec/support/origin.lua, so a
--- stalled connection never holds up the others.
+-- under the socket.select() loop of tests/spec/support/serve_loop.lua (the
+-- spec origin's too), so a stalled connection never holds up the others.
 --
 -- What it owns: the faults an upstream can throw at the proxy. What it
 -- doesn't: judging the proxy's answer (soak.lua knows what the contract
@@ -29,7 +29,8 @@
 --
 -- Only Lua 5.4 and luasocket.
 
-local socket = require("socket")
+package.path = (arg[0]:match("^(.*)/") or ".") .. "/../spec/support/?.lua;" .. package.path
+local loop = require("serve_loop")
 
 local LIFETIME = tonumber(arg[1]) or 900
 
@@ -61,63 +62,10 @@ local MALFORMED = {
 }
 
 ------------------------------------------------------------------------------
--- Scheduler: a connection coroutine yields "r"/"w" with a socket, or "t"
--- with seconds to sleep.
+-- Connection I/O (tests/spec/support/serve_loop.lua); c = {sock =, buf = ""}
 
-local wait_read, wait_write, timers = {}, {}, {}
-
-local function park(co, kind, what)
-  if kind == "r" then
-    wait_read[what] = co
-  elseif kind == "w" then
-    wait_write[what] = co
-  else
-    timers[#timers + 1] = { at = socket.gettime() + what, co = co }
-  end
-end
-
-local function resume(co, ...)
-  local ok, kind, what = coroutine.resume(co, ...)
-  if not ok then
-    io.stderr:write("bad_origin: ", tostring(kind), "\n")
-  elseif coroutine.status(co) ~= "dead" then
-    park(co, kind, what)
-  end
-end
-
-local function sleep(seconds) coroutine.yield("t", seconds) end
-
-------------------------------------------------------------------------------
--- Connection I/O; c = {sock =, buf = ""}
-
-local function fill(c)
-  while true do
-    local data, err, partial = c.sock:receive(65536)
-    data = data or partial
-    if data and #data > 0 then
-      c.buf = c.buf .. data
-      return true
-    end
-    if err ~= "timeout" then return false end
-    coroutine.yield("r", c.sock)
-  end
-end
-
-local function send_all(c, data)
-  local i = 1
-  while i <= #data do
-    local last, err, lastp = c.sock:send(data, i)
-    if last then
-      i = last + 1
-    elseif err == "timeout" then
-      i = lastp + 1
-      coroutine.yield("w", c.sock)
-    else
-      return false
-    end
-  end
-  return true
-end
+local fill, sleep = loop.fill, loop.sleep
+local function send_all(c, data) return loop.send_all(c.sock, data) end
 
 -- Reads the request head and a Content-Length body (chunked request bodies
 -- are not expected here). Returns the path, or nil if the peer went away.
@@ -210,50 +158,4 @@ end
 ------------------------------------------------------------------------------
 -- Main loop
 
-local server = assert(socket.tcp())
-server:setoption("reuseaddr", true)
-assert(server:bind("127.0.0.1", 0))
-assert(server:listen(256))
-server:settimeout(0)
-local _, port = server:getsockname()
-io.stdout:write(port, "\n")
-io.stdout:flush()
-
-local started = socket.gettime()
-while socket.gettime() - started < LIFETIME do
-  local rl, wl = { server }, {}
-  for s in pairs(wait_read) do rl[#rl + 1] = s end
-  for s in pairs(wait_write) do wl[#wl + 1] = s end
-  local now, timeout = socket.gettime(), 1
-  for _, t in ipairs(timers) do timeout = math.min(timeout, math.max(0, t.at - now)) end
-
-  local readable, writable = socket.select(rl, wl, timeout)
-  for _, s in ipairs(readable) do
-    if s == server then
-      while true do
-        local client = server:accept()
-        if not client then break end
-        client:settimeout(0)
-        resume(coroutine.create(handle), client)
-      end
-    elseif wait_read[s] then
-      local co = wait_read[s]
-      wait_read[s] = nil
-      resume(co)
-    end
-  end
-  for _, s in ipairs(writable) do
-    local co = wait_write[s]
-    if co then
-      wait_write[s] = nil
-      resume(co)
-    end
-  end
-  now = socket.gettime()
-  local due, keep = {}, {}
-  for _, t in ipairs(timers) do
-    if t.at <= now then due[#due + 1] = t.co else keep[#keep + 1] = t end
-  end
-  timers = keep
-  for _, co in ipairs(due) do resume(co) end
-end
+loop.serve({ name = "bad_origin", backlog = 256, lifetime = LIFETIME, handle = handle })

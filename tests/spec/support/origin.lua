@@ -41,7 +41,8 @@
 --
 -- This file must only need Lua 5.4 and luasocket.
 
-local socket = require("socket")
+package.path = (arg[0]:match("^(.*)/") or ".") .. "/?.lua;" .. package.path
+local loop = require("serve_loop")
 
 -- Safety net: a spec that crashes before its teardown must not leave us
 -- running forever.
@@ -70,82 +71,12 @@ if not echo_mode and not record_path then
 end
 
 ------------------------------------------------------------------------------
--- Scheduler. A connection coroutine yields one of:
---   "r", sock        wait until sock is readable
---   "w", sock        wait until sock is writable
---   "t", seconds     wait for a timer
--- and the loop resumes it when that happens.
+-- Connection I/O (support/serve_loop.lua). A conn is {sock = , buf = ""}:
+-- bytes read but not yet consumed stay in buf, so head parsing can
+-- over-read into the body.
 
-local wait_read, wait_write = {}, {}   -- sock -> coroutine
-local timers = {}                      -- list of {at = time, co = coroutine}
-local sockets_of = {}                  -- coroutine -> socket, to close on error
-
-local function park(co, kind, what)
-  if kind == "r" then
-    wait_read[what] = co
-  elseif kind == "w" then
-    wait_write[what] = co
-  elseif kind == "t" then
-    timers[#timers + 1] = { at = socket.gettime() + what, co = co }
-  end
-end
-
-local function resume(co)
-  local ok, kind, what = coroutine.resume(co)
-  if not ok then
-    io.stderr:write("origin: connection error: ", tostring(kind), "\n")
-    local s = sockets_of[co]
-    if s then s:close() end
-    sockets_of[co] = nil
-    return
-  end
-  if coroutine.status(co) == "dead" then
-    sockets_of[co] = nil
-    return
-  end
-  park(co, kind, what)
-end
-
-local function sleep_ms(ms)
-  coroutine.yield("t", ms / 1000)
-end
-
-------------------------------------------------------------------------------
--- Connection I/O. A conn is {sock = , buf = ""}: bytes read but not yet
--- consumed stay in buf, so head parsing can over-read into the body.
-
--- Reads whatever is available (at least one byte) into c.buf.
--- Returns false on EOF or error.
-local function fill(c)
-  while true do
-    local data, err, partial = c.sock:receive(65536)
-    data = data or partial
-    if data and #data > 0 then
-      c.buf = c.buf .. data
-      return true
-    end
-    if err ~= "timeout" then return false end
-    coroutine.yield("r", c.sock)
-  end
-end
-
--- Sends all of data, waiting for writability between partial sends.
--- Returns false if the peer went away.
-local function send_all(sock, data)
-  local i = 1
-  while i <= #data do
-    local last, err, lastp = sock:send(data, i)
-    if last then
-      i = last + 1
-    elseif err == "timeout" then
-      i = lastp + 1
-      coroutine.yield("w", sock)
-    else
-      return false
-    end
-  end
-  return true
-end
+local fill, send_all = loop.fill, loop.send_all
+local function sleep_ms(ms) loop.sleep(ms / 1000) end
 
 -- Returns the next CRLF-terminated line (without CRLF) and consumes it,
 -- plus the raw bytes consumed; nil on EOF.
@@ -513,72 +444,4 @@ end
 ------------------------------------------------------------------------------
 -- Main loop
 
-local server
-if host:find(":", 1, true) then
-  server = assert(socket.tcp6())
-else
-  server = assert(socket.tcp())
-end
-server:setoption("reuseaddr", true)  -- best effort; not needed for port 0
-assert(server:bind(host, 0))
-assert(server:listen(128))
-server:settimeout(0)
-local _, port = server:getsockname()
-io.stdout:write(port, "\n")
-io.stdout:flush()
-
-local started = socket.gettime()
-while socket.gettime() - started < MAX_LIFETIME do
-  local rl, wl = { server }, {}
-  for s in pairs(wait_read) do rl[#rl + 1] = s end
-  for s in pairs(wait_write) do wl[#wl + 1] = s end
-
-  local now = socket.gettime()
-  local timeout = 1
-  for _, t in ipairs(timers) do
-    timeout = math.min(timeout, math.max(0, t.at - now))
-  end
-
-  local readable, writable = socket.select(rl, wl, timeout)
-
-  for _, s in ipairs(readable) do
-    if s == server then
-      -- Accept everything that is queued.
-      while true do
-        local client = server:accept()
-        if not client then break end
-        client:settimeout(0)
-        local co = coroutine.create(handle)
-        sockets_of[co] = client
-        local ok, kind, what = coroutine.resume(co, client)
-        if not ok then
-          io.stderr:write("origin: connection error: ", tostring(kind), "\n")
-          client:close()
-        elseif coroutine.status(co) ~= "dead" then
-          park(co, kind, what)
-        end
-      end
-    else
-      local co = wait_read[s]
-      if co then
-        wait_read[s] = nil
-        resume(co)
-      end
-    end
-  end
-  for _, s in ipairs(writable) do
-    local co = wait_write[s]
-    if co then
-      wait_write[s] = nil
-      resume(co)
-    end
-  end
-
-  now = socket.gettime()
-  local due, keep = {}, {}
-  for _, t in ipairs(timers) do
-    if t.at <= now then due[#due + 1] = t.co else keep[#keep + 1] = t end
-  end
-  timers = keep
-  for _, co in ipairs(due) do resume(co) end
-end
+loop.serve({ name = "origin", host = host, lifetime = MAX_LIFETIME, handle = handle })
