@@ -4,6 +4,7 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local each_test = require("support.each_test")
 local socket = require("socket")
 
 -- Runs the proxy with exactly <args>. h.run_proxy adds --listen and
@@ -93,26 +94,12 @@ end)
 
 ------------------------------------------------------------------------------
 -- Options that change what the running proxy does. Each test starts its own
--- processes; after_each stops whatever is left.
+-- processes; each_test stops them after it and fails the test unless every
+-- proxy exited 0 (the refusals above run the binary bare instead).
 
 describe("a running proxy", function()
-  local procs
-
-  before_each(function() procs = {} end)
-  after_each(function()
-    for i = #procs, 1, -1 do procs[i].stop() end
-  end)
-
-  local function origin(mode)
-    local o = h.start_origin(mode)
-    procs[#procs + 1] = o
-    return o
-  end
-  local function proxy(args, opts)
-    local p = h.start_proxy(args, opts)
-    procs[#procs + 1] = p
-    return p
-  end
+  local procs = each_test.processes()
+  local origin, proxy = procs.origin, procs.proxy
 
   describe("--allow", function()
     it("refuses a client outside every allowed range with 403 and forwards nothing", function()
