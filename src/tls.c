@@ -256,6 +256,17 @@ static const struct endpoint_ops tls_ops = {
     .can_splice = 0,
 };
 
+/* Frees a connection that was never installed, and the error queue its
+ * set-up left behind, so that the next TLS call on this thread does not
+ * read a stale error. Returns -1 for the caller to pass on. */
+static int discard_conn(struct tls_conn *c)
+{
+    SSL_free(c->ssl);
+    free(c);
+    ERR_clear_error();
+    return -1;
+}
+
 static struct tls_conn *new_conn(struct endpoint *e, struct tls *t, SSL_CTX *ctx,
                                  const char *name, const struct session *owner)
 {
@@ -264,9 +275,7 @@ static struct tls_conn *new_conn(struct endpoint *e, struct tls *t, SSL_CTX *ctx
         return NULL;
     c->ssl = SSL_new(ctx);
     if (!c->ssl || !SSL_set_fd(c->ssl, e->fd)) {
-        SSL_free(c->ssl);
-        free(c);
-        ERR_clear_error();
+        discard_conn(c);
         return NULL;
     }
     c->t = t;
@@ -352,12 +361,8 @@ int tls_connect(struct endpoint *e, struct tls *t, const char *host, unsigned po
     /* No SNI for an IP literal (RFC 6066 3); SSL_set1_host checks an IP
      * literal against the certificate's IP addresses. */
     if ((!is_ip && !SSL_set_tlsext_host_name(c->ssl, host)) || !SSL_set1_host(c->ssl, host) ||
-        SSL_set_alpn_protos(c->ssl, alpn_http11, sizeof alpn_http11 - 1) != 0) {
-        SSL_free(c->ssl);
-        free(c);
-        ERR_clear_error();
-        return -1;
-    }
+        SSL_set_alpn_protos(c->ssl, alpn_http11, sizeof alpn_http11 - 1) != 0)
+        return discard_conn(c);
     SSL_set_connect_state(c->ssl);
     install(e, c);
     TRACE(owner, "TLS to the upstream %s:%u: %s, %s", host, port,
@@ -400,12 +405,8 @@ int tls_connect_loopback(struct endpoint *e, const char *host)
     /* SNI as a client would send it (none for an IP literal, RFC 6066 3),
      * so the proxy mints the same certificate as for the original. */
     if ((!inet_pton_any(host, ip) && !SSL_set_tlsext_host_name(c->ssl, host)) ||
-        SSL_set_alpn_protos(c->ssl, alpn_http11, sizeof alpn_http11 - 1) != 0) {
-        SSL_free(c->ssl);
-        free(c);
-        ERR_clear_error();
-        return -1;
-    }
+        SSL_set_alpn_protos(c->ssl, alpn_http11, sizeof alpn_http11 - 1) != 0)
+        return discard_conn(c);
     SSL_set_connect_state(c->ssl);
     install(e, c);
     return 0;
