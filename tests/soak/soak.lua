@@ -1202,6 +1202,14 @@ end
 -- requests to the proxy's own address (508) and, with scripts, ones a
 -- hook answers with tx:respond. Every answer comes, in order, and the
 -- connection then serves a normal request.
+--
+-- Each burst, and the request after them, gets EXCHANGE_TIMEOUT of its
+-- own. The proxy answers a slice of a client's pipelined requests per
+-- turn of its loop (so one client cannot hold it), and in pass B the
+-- other clients' looping and memory-hungry hooks hold the loop for up to
+-- --hook-timeout each: under the sanitizers the 5,000 answers can then
+-- take 15-20 s, which one bound for the whole exchange turned into a
+-- failure. A wedged connection still fails its burst.
 local LOCAL_BURSTS, LOCAL_BURST = 5, 1000
 function Kinds.pipeline_local(P, x)
   local own = "http://127.0.0.1:" .. P.port
@@ -1210,6 +1218,7 @@ function Kinds.pipeline_local(P, x)
   local c = must_open(x, P.port)
   x.desc = LOCAL_BURSTS * LOCAL_BURST .. " pipelined local answers"
   for b = 1, LOCAL_BURSTS do
+    c.deadline = now() + EXCHANGE_TIMEOUT
     local parts = {}
     for i = 1, LOCAL_BURST do
       parts[i] = (P.scripts and i % 2 == 0) and mocked or loop
@@ -1225,6 +1234,7 @@ function Kinds.pipeline_local(P, x)
   end
   local item = good_item(P)
   x.desc = x.desc .. ", then " .. item.desc
+  c.deadline = now() + EXCHANGE_TIMEOUT
   must_send(c, item.bytes)
   check_item(c, item)
   return true
