@@ -44,7 +44,9 @@ enum exchange_step upstream_retry_fresh(struct session *s);
 void upstream_release_idle(struct session *s);
 
 /* Keeps the upstream connection with the session (or parks it in the pool)
- * when the exchange left it clean, or closes it. */
+ * when the exchange left it clean, or closes it. One the session still
+ * keeps from an earlier exchange (this one was answered without it) stays
+ * kept. */
 void upstream_detach(struct session *s);
 
 #endif

@@ -424,6 +424,11 @@ void upstream_detach(struct session *s)
     struct exchange *x = &s->x;
     struct endpoint *u = &s->upstream;
 
+    /* Still kept from an earlier exchange: this one never reached
+     * upstream_start (the proxy or a script answered it), so the kept
+     * connection is not its to close. It stays for the next request. */
+    if (s->upstream_idle)
+        return;
     if (u->fd >= 0 && x->upstream_reusable && x->res_state == RESPONSE_DONE &&
         !endpoint_splicing(u) &&
         x->req_body_done && s->state != SESSION_TUNNEL && !u->read_eof && !u->failed &&
