@@ -243,6 +243,10 @@ struct http_framing {
 /* Largest Content-Length accepted (and largest chunk size): 2^62. */
 #define HTTP_MAX_BODY_LENGTH ((uint64_t)1 << 62)
 
+/* A Content-Length value: 1*DIGIT up to HTTP_MAX_BODY_LENGTH, nothing
+ * else (no sign, space or list). 0 with *<out> set, or -1. */
+int http_parse_content_length(const char *s, size_t len, uint64_t *out);
+
 /*
  * Framing of a request (RFC 9112 6.1-6.3): Transfer-Encoding whose only
  * coding is "chunked" (case-insensitive) -> CHUNKED; a valid Content-Length

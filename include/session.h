@@ -154,6 +154,7 @@ struct exchange {
     char res_reason[128];
     bool res_reason_set;   /* a script chose the reason phrase */
     bool res_keep_length;  /* HEAD/304: Content-Length describes no body */
+    uint64_t res_kept_length; /* the upstream's value, when kept */
     /* The client gets no body (its HEAD, a 204 or 304) but the upstream
      * sends one: it is read by its own framing and dropped, so the upstream
      * connection is left at a message boundary. */

@@ -7,6 +7,8 @@
  */
 #include "hooks_internal.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -138,6 +140,26 @@ invalid:
     lua_pop(L, 1); /* the value; the name stays on the stack for the message */
     lua_pushfstring(L, "invalid header %s", lua_tostring(L, -1));
     return -1;
+}
+
+/* The response's fields read back (read_field_list). Content-Length is
+ * the proxy's, like the other framing fields: to a HEAD and in a 304 it is
+ * the upstream's own (response.c checked it), put back whatever a script
+ * did to it. */
+static int read_response_fields(lua_State *L, int index, struct exchange *x)
+{
+    char length[24];
+
+    if (read_field_list(L, index, &x->res_headers, NULL, x->id) != 0)
+        return -1;
+    if (!x->res_keep_length)
+        return 0;
+    int n = snprintf(length, sizeof length, "%" PRIu64, x->res_kept_length);
+    if (headers_add(&x->res_headers, "Content-Length", 14, length, (size_t)n) != 0) {
+        lua_pushliteral(L, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 /*
@@ -434,8 +456,7 @@ static int read_response(lua_State *L)
     case 1:
         /* Only fields: status, reason and flags are what the relay has. */
         response_flags_as_relayed(x);
-        if (read_field_list(L, lua_gettop(L), &x->res_headers,
-                            x->res_keep_length ? "Content-Length" : NULL, x->id) != 0)
+        if (read_response_fields(L, lua_gettop(L), x) != 0)
             return lua_error(L);
         return 0;
     default:
@@ -466,8 +487,7 @@ static int read_response(lua_State *L)
         rlen = sizeof x->res_reason - 1;
     memcpy(x->res_reason, reason, rlen);
     x->res_reason[rlen] = '\0';
-    if (read_field_list(L, lua_gettop(L), &x->res_headers,
-                        x->res_keep_length ? "Content-Length" : NULL, x->id) != 0)
+    if (read_response_fields(L, lua_gettop(L), x) != 0)
         return lua_error(L);
     return 0;
 }

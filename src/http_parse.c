@@ -686,7 +686,7 @@ int http_listed_in_connection(const struct http_head *head, const struct http_fi
  * HTTP_MAX_BODY_LENGTH. No sign, no spaces, no "5, 5" list: RFC 9110 8.6
  * lets a recipient accept identical repeats, but a proxy that does is one
  * of two readers that may disagree. */
-static int parse_content_length(const char *s, size_t len, uint64_t *out)
+int http_parse_content_length(const char *s, size_t len, uint64_t *out)
 {
     uint64_t v = 0;
 
@@ -751,7 +751,7 @@ static int body_framing(const struct http_head *head, int is_response, struct ht
         const struct http_field *f = &head->fields[cl];
         uint64_t length;
         if (http_find_id(head, HTTP_FIELD_CONTENT_LENGTH, (size_t)cl + 1) >= 0 ||
-            parse_content_length(f->value, f->value_len, &length) < 0)
+            http_parse_content_length(f->value, f->value_len, &length) < 0)
             return (int)fail(err, HTTP_ERR_CONTENT_LENGTH);
         /* A request with length 0 has no body; a response keeps its
          * explicit zero length, which must be forwarded as framing. */

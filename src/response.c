@@ -65,6 +65,20 @@ static int is_head(const char *method, size_t len)
     return len == 4 && memcmp(method, "HEAD", 4) == 0;
 }
 
+/* The Content-Length of an answer to HEAD or of a 304, which frames
+ * nothing, so the framing rules never checked it: passed on only when it
+ * is one valid value beside no Transfer-Encoding. 0 with *<length> set,
+ * or -1 (it is dropped then: a client would refuse it, or guess). */
+static int bodiless_length(const struct http_head *head, uint64_t *length)
+{
+    int cl = http_find_id(head, HTTP_FIELD_CONTENT_LENGTH, 0);
+
+    if (cl < 0 || http_find_id(head, HTTP_FIELD_CONTENT_LENGTH, (size_t)cl + 1) >= 0 ||
+        http_find_id(head, HTTP_FIELD_TRANSFER_ENCODING, 0) >= 0)
+        return -1;
+    return http_parse_content_length(head->fields[cl].value, head->fields[cl].value_len, length);
+}
+
 /* Forwards an interim (1xx) response; the final one is still to come. */
 static enum exchange_step forward_interim(struct session *s, const struct http_head *head,
                                           size_t head_len)
@@ -188,7 +202,8 @@ enum exchange_step response_parse_head(struct session *s)
                            !http_has_token_id(&head, HTTP_FIELD_CONNECTION, "close");
     /* Content-Length passes on where it describes a body the client does
      * not get: the answer to its HEAD, or a 304. */
-    x->res_keep_length = is_head(x->method, x->method_len) || head.status == 304;
+    x->res_keep_length = (is_head(x->method, x->method_len) || head.status == 304) &&
+                         bodiless_length(&head, &x->res_kept_length) == 0;
     body_reader_init(&x->res_body, &framing);
     if (!hooks_wants(s, HOOK_ON_RESPONSE) && !hooks_wants(s, HOOK_ON_RESPONSE_CHUNK)) {
         /* Nothing will edit it: write it out from the views, one copy.

@@ -53,6 +53,7 @@ function on_response(tx)
   local reason = c:match("reason%-(%a+)")
   if reason then tx.res.reason = reason end
   if c:find("set%-length") then tx.res.headers["Content-Length"] = "99" end
+  if c:find("add%-length") then tx.res.headers:add("Content-Length", "7") end
 end
 ]]
 
@@ -272,6 +273,51 @@ describe("framing after on_response changes the status", function()
       end,
     }
   end)
+end)
+
+-- To a HEAD and in a 304, Content-Length describes a body the client does
+-- not get. The upstream's passes on, but only one valid value: no framing
+-- rule reads it, so nothing else would catch a bad one. A script's edits of
+-- it are dropped as for any framing field.
+describe("Content-Length of an answer without a body", function()
+  it("to a HEAD: a script-set value gives way to the upstream's", function()
+    run_case {
+      script = RESPONSE_SCRIPT, request = req("HEAD", "set-length"), method = "HEAD",
+      sent = "HEAD", head = HELLO_HEAD, reuse = true,
+      check = function(r)
+        assert.equal(200, r.status)
+        assert.equal("11", r.headers["content-length"])
+      end,
+    }
+  end)
+
+  it("in a 304: a second one a script adds is dropped", function()
+    run_case {
+      script = RESPONSE_SCRIPT, request = req("GET", "add-length"), method = "GET", sent = "GET",
+      head = "HTTP/1.1 304 Not Modified\r\nContent-Length: 11\r\nETag: \"x\"\r\n\r\n",
+      reuse = true,
+      check = function(r)
+        assert.equal(304, r.status)
+        assert.equal("11", r.headers["content-length"])
+        assert.equal(1, h.header_count(r.headers, "Content-Length"))
+      end,
+    }
+  end)
+
+  for _, bad in ipairs({ "Content-Length: abc", "Content-Length: -1",
+                         "Content-Length: 11\r\nContent-Length: 11" }) do
+    it("to a HEAD, no script: the upstream's " .. q(bad) .. " is not passed on", function()
+      run_case {
+        request = req("HEAD", "plain"), method = "HEAD", sent = "HEAD",
+        head = "HTTP/1.1 200 OK\r\n" .. bad .. "\r\nETag: \"x\"\r\n\r\n", reuse = true,
+        check = function(r)
+          assert.equal(200, r.status)
+          assert.is_nil(r.headers["content-length"], "passed on: " .. q(r.raw_head))
+          assert.equal('"x"', r.headers["etag"])
+        end,
+      }
+    end)
+  end
 end)
 
 describe("interim responses", function()
