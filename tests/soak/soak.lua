@@ -652,13 +652,41 @@ end
 
 local Kinds = {}
 
+-- A request the proxy answers itself and keeps the connection for: its
+-- CA page (200), one to its own address (508), or with scripts one a hook
+-- answers.
+local function local_item(P)
+  local pick = rand(1, P.scripts and 3 or 2)
+  if pick == 3 then
+    return { bytes = h.request("GET", P.url("/hello?soak=respond"), { host_hdr(P) }),
+             status = 200, body = "local\n", desc = "a request a script answers" }
+  elseif pick == 2 then
+    return { bytes = h.request("GET", "http://luaproxy.ca/", { "Host: luaproxy.ca" }),
+             status = 200, desc = "the proxy's CA page" }
+  end
+  local own = "127.0.0.1:" .. P.port
+  return { bytes = h.request("GET", "http://" .. own .. "/", { "Host: " .. own }), status = 508,
+           desc = "a request to the proxy itself" }
+end
+
 -- 2-6 requests one after another on one connection; the last one may ask
--- for a close (Connection: close or HTTP/1.0).
+-- for a close (Connection: close or HTTP/1.0). Now and then one the proxy
+-- answers itself comes between two forwarded ones: the upstream connection
+-- the session keeps across it must still serve the next.
 function Kinds.keepalive(P, x)
   local c = must_open(x, P.port)
   local n = rand(2, 6)
   local last = rand(1, 4)   -- 1: Connection: close, 2: HTTP/1.0, else stay open
   for i = 1, n do
+    if i > 1 and rand(1, 4) == 1 then
+      local answered = local_item(P)
+      x.desc = answered.desc
+      must_send(c, answered.bytes)
+      local resp = expect_response(c, answered.status)
+      if answered.body and resp.body ~= answered.body then
+        fail("%s: body %s", answered.desc, show(resp.body))
+      end
+    end
     local opts = {}
     if i == n then opts = { close = last == 1, v10 = last == 2 } end
     local item = good_item(P, opts)
