@@ -246,6 +246,14 @@ static const char *check_target(struct session *s, int *status)
     memcpy(x->host, x->url.host, x->url.host_len);
     x->host[x->url.host_len] = '\0';
     x->port = x->url.port;
+    /* The CONNECT chose the server (and --connect-ports allowed its port):
+     * a full URL inside the tunnel that names another would reach a host
+     * or port the client was never let through to. */
+    if (s->intercepted &&
+        (x->port != s->tunnel->port || strcasecmp(x->host, s->tunnel->host) != 0)) {
+        *status = 421;
+        return "this tunnel leads to another server: inside it, send the path only";
+    }
     return NULL;
 }
 

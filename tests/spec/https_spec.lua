@@ -217,6 +217,24 @@ describe("intercepted tunnels", function()
     assert.are.equal(3, #origin.wait_requests(3))
   end)
 
+  it("a full URL inside the tunnel: the tunnel's server is served, another gets 421", function()
+    start_proxy({ "--intercept", "*" })
+    local other = "127.0.0.1:" .. h.closed_port()
+    local input = "GET https://" .. origin.authority .. "/hello HTTP/1.1\r\nHost: "
+      .. origin.authority .. "\r\n\r\n"
+      .. "GET https://" .. other .. "/hello HTTP/1.1\r\nHost: " .. other .. "\r\n\r\n"
+    local out, _, err = h.s_client({ proxy_port = proxy.port, cafile = ca_dir .. "/ca.pem" },
+      origin.authority, input)
+    local res = split_responses(out)
+    assert.are.equal(2, #res, err)
+    assert.are.equal(200, res[1].status)
+    assert.are.equal("hello\n", res[1].body)
+    -- Not a connection to the other port (502 once it is refused): the
+    -- CONNECT chose the server, and --connect-ports allowed only its port.
+    assert.are.equal(421, res[2].status, res[2].head)
+    assert.are.equal(1, #origin.wait_requests(1))
+  end)
+
   it("WebSocket (wss) upgrade inside TLS, then bytes both ways", function()
     start_proxy({ "--intercept", "*" })
     local input = "GET /ws HTTP/1.1\r\nHost: " .. origin.authority .. "\r\n"
