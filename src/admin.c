@@ -31,7 +31,6 @@
 #define ADMIN_BODY_MAX (64 * 1024)
 #define ADMIN_CONN_MAX 64
 #define ADMIN_ROUTE_MAX 48
-#define ADMIN_HEAD_TIMEOUT 10.0
 #define ADMIN_IDLE_TIMEOUT 60.0
 /* A connection closed after an error answer is read a little longer: a
  * close() with unread bytes sends a reset, which can destroy the answer
@@ -58,6 +57,7 @@ struct admin_conn {
     ev_io io;
     ev_timer timer;
     ev_tstamp last_activity;
+    ev_tstamp head_started; /* when the request now being read began, or 0 */
     struct buffer in, out;
     char local_ip[64];
     char extra[256];   /* header lines for the next reply */
@@ -68,6 +68,7 @@ struct admin_conn {
     int closed;        /* freed at the end of the callback */
     int in_callback;
     int answered;      /* the current request has its answer */
+    int head_only;     /* the current request is a HEAD: no body in its answer */
     int lingering;     /* answer sent, write side shut: reading to the end */
     size_t discarded;  /* bytes read and dropped while lingering */
 };
@@ -84,6 +85,7 @@ struct admin {
     socklen_t addr_len;
     char host[64];     /* the bound IP, as text */
     char token[129];
+    double head_timeout; /* --header-timeout: to send a request, from its first byte */
     struct admin_route_entry routes[ADMIN_ROUTE_MAX];
     int route_count;
     struct admin_conn *conns;
@@ -123,6 +125,7 @@ struct admin *admin_open(const struct config *cfg, char *err, size_t err_len)
     }
     memcpy(a->allow, cfg->admin_allow, sizeof a->allow);
     a->allow_count = cfg->admin_allow_count;
+    a->head_timeout = cfg->header_timeout;
     a->fd = -1;
     a->next_id = 1;
     if (cfg->admin_token) {
@@ -310,7 +313,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         ev_io_init(&c->io, on_conn_io, fd, EV_READ);
         c->io.data = c;
         ev_io_start(loop, &c->io);
-        ev_timer_init(&c->timer, on_conn_timer, ADMIN_HEAD_TIMEOUT, 0.);
+        ev_timer_init(&c->timer, on_conn_timer, a->head_timeout, 0.);
         c->timer.data = c;
         ev_timer_start(loop, &c->timer);
     }
@@ -349,7 +352,7 @@ void admin_reply(struct admin_conn *c, int status, const char *content_type, con
                  size_t len)
 {
     write_head(c, status, content_type, len, 1);
-    if (len)
+    if (len && !c->head_only)
         buffer_append(&c->out, body, len);
     c->held = 0;
     conn_flush(c);
@@ -360,7 +363,9 @@ void admin_reply_buffer(struct admin_conn *c, int status, const char *content_ty
 {
     size_t len = buffer_length(body);
     write_head(c, status, content_type, len, 1);
-    if (buffer_length(&c->out) == 0)
+    if (c->head_only)
+        ; /* the length of what a GET gets, and nothing after the head */
+    else if (buffer_length(&c->out) == 0)
         buffer_swap(&c->out, body);
     else
         buffer_append(&c->out, buffer_peek(body), len);
@@ -409,6 +414,11 @@ struct admin_conn *admin_find(struct admin *a, uint64_t id)
 
 void admin_events_start(struct admin_conn *c)
 {
+    if (c->head_only) {
+        /* a HEAD learns it is a stream, and gets no stream */
+        admin_reply(c, 200, "text/event-stream", NULL, 0);
+        return;
+    }
     write_head(c, 200, "text/event-stream", 0, 0);
     buffer_append_str(&c->out, "retry: 1000\n\n");
     c->events = 1;
@@ -549,8 +559,9 @@ static void dispatch(struct admin_conn *c, const struct admin_request *r)
         return;
     }
     authorized = admin_access_has_token(a->token, r->head);
-    if (!authorized && admin_query(r, "token", qtoken, sizeof qtoken) >= 0 &&
-        admin_access_token_eq(a->token, qtoken, strlen(qtoken))) {
+    /* Compared by its decoded length: a %00 must not end the comparison. */
+    int qlen = authorized ? -1 : admin_query(r, "token", qtoken, sizeof qtoken);
+    if (qlen >= 0 && admin_access_token_eq(a->token, qtoken, (size_t)qlen)) {
         char line[256];
         /* The page keeps the token in a cookie that scripts cannot read
          * and other sites cannot send. */
@@ -594,6 +605,8 @@ static int handle_request(struct admin_conn *c)
 
     head.field_limit = 0; /* the parser's default */
     n = http_parse_request(buffer_peek(&c->in), len, &head, &err);
+    /* Every answer to a HEAD, errors included, is a head only. */
+    c->head_only = n >= 0 && http_token_eq(head.method, head.method_len, "HEAD");
 
     /* Too large whether it is still coming or came whole: a head that
      * arrived in two reads is complete before it reaches the cap. */
@@ -647,6 +660,8 @@ static int handle_request(struct admin_conn *c)
         }
     }
     buffer_consume(&c->in, (size_t)n + r.body_len);
+    /* Pipelined bytes behind it: the next request's clock starts now. */
+    c->head_started = buffer_length(&c->in) ? ev_now(c->admin->loop) : 0;
     return 1;
 }
 
@@ -714,6 +729,8 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
         char *p = buffer_reserve(&c->in, 16384);
         ssize_t n = p ? read(c->fd, p, 16384) : -1;
         if (n > 0) {
+            if (buffer_length(&c->in) == 0)
+                c->head_started = ev_now(loop);
             buffer_commit(&c->in, (size_t)n);
             if (c->events || c->lingering)
                 buffer_consume(&c->in, buffer_length(&c->in));
@@ -737,10 +754,17 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
     }
     conn_update(c);
     /* Events streams and held answers wait as long as they need; a
-     * partial head gets ADMIN_HEAD_TIMEOUT, an idle connection more. */
+     * request gets --header-timeout from its first byte, not from its last
+     * (a byte now and then would hold the connection for ever), and an
+     * idle connection more. */
     if (c->lingering)
         return; /* its timer was set once, when the lingering began */
-    c->timer.repeat = buffer_length(&c->in) ? ADMIN_HEAD_TIMEOUT : ADMIN_IDLE_TIMEOUT;
+    if (buffer_length(&c->in) == 0) {
+        c->timer.repeat = ADMIN_IDLE_TIMEOUT;
+    } else {
+        ev_tstamp left = c->head_started + c->admin->head_timeout - ev_now(loop);
+        c->timer.repeat = left > 0.001 ? left : 0.001;
+    }
     ev_timer_again(loop, &c->timer);
 }
 

@@ -51,10 +51,13 @@ describe("admin listener", function()
     resp = a.call(adm, "/api/version", { no_token = true,
       headers = { "Cookie: other=1; " .. cookie:match("^[^;]+") } })
     assert.equals(200, resp.status)
-    -- A wrong token in the query sets nothing.
-    resp = a.call(adm, "/api/version?token=nope-nope-nope", { no_token = true })
-    assert.equals(401, resp.status)
-    assert.is_nil(resp.headers["set-cookie"])
+    -- A wrong token in the query sets nothing; nor does the right one with
+    -- more after a %00.
+    for _, wrong in ipairs({ "nope-nope-nope", "cookie-token-1%00zzz" }) do
+      resp = a.call(adm, "/api/version?token=" .. wrong, { no_token = true })
+      assert.equals(401, resp.status, wrong)
+      assert.is_nil(resp.headers["set-cookie"])
+    end
   end)
 
   it("serves the viewer page behind the token, its assets without", function()
@@ -137,6 +140,42 @@ describe("admin listener", function()
       assert.equals(200, resp.status)
     end
     s:close()
+  end)
+
+  it("answers a HEAD with the head only, and the next request after it", function()
+    local _, adm = start({})
+    local s = assert(h.connect(adm.port))
+    local auth = { "Host: localhost", "Authorization: Bearer " .. adm.token }
+    h.send(s, h.request("HEAD", "/api/version", auth) .. h.request("GET", "/api/version", auth)
+      .. h.request("HEAD", "/no-such-page", auth))
+    local head = assert(h.read_response(s, { method = "HEAD" }))
+    assert.equals(200, head.status)
+    assert.is_true(tonumber(head.headers["content-length"]) > 0)
+    local get = assert(h.read_response(s))
+    -- a body after the HEAD's head would be read here as this answer
+    assert.equals(200, get.status, get.raw_head)
+    assert.equals("luaproxy", a.json.decode(get.body).name)
+    local missing = assert(h.read_response(s, { method = "HEAD" }))
+    assert.equals(404, missing.status)
+    assert.equals("", h.recv_some(s, 0.3) or "", "an error body after a HEAD")
+    s:close()
+  end)
+
+  it("closes a request that trickles in for longer than --header-timeout", function()
+    local _, adm = start({ "--header-timeout", "1" })
+    local s = assert(h.connect(adm.port))
+    local line = "GET /api/version HTTP/1.1\r\nHost: localhost\r\nX-Slow: " .. string.rep("a", 100)
+    local started, closed_after = h.now(), nil
+    -- A byte every 0.3 s: each one came in time, the request did not.
+    for i = 1, #line do
+      local ok = s:send(line:sub(i, i))
+      if not ok or h.is_closed(s, 0.3) then
+        closed_after = h.now() - started
+        break
+      end
+    end
+    s:close()
+    assert(closed_after, "a request sent a byte every 0.3 s was never cut off")
   end)
 
   it("closes on clients outside --admin-allow", function()
