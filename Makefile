@@ -8,7 +8,7 @@
 #   make fuzz            build the libFuzzer targets (build/fuzz) and run them
 
 CC       ?= cc
-PKGS     := lua5.4 libcares zlib libbrotlidec libzstd hiredis libcrypt libssl libcrypto
+PKGS     := lua5.4 libcares zlib libbrotlidec libzstd hiredis libcrypt libssl libcrypto libpcre2-8
 SANITIZE ?=
 
 ifneq ($(FUZZ),)
@@ -52,7 +52,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c
 
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libc-ares-dev \
             lua-busted lua-socket curl perl lua-cjson zlib1g-dev libbrotli-dev libzstd-dev \
-            libhiredis-dev redis-server libcrypt-dev libssl-dev prometheus apache2-utils openssl \
+            libhiredis-dev redis-server libcrypt-dev libssl-dev libpcre2-dev prometheus apache2-utils openssl \
             chromium libnss3-tools \
             python3-jsonschema nodejs tinyproxy python3
 

@@ -7,9 +7,10 @@
  *   ~t REGEX   content type    ~e         failed        ~modified a hook changed it
  *   !X  X & Y  X | Y  X Y (and)  ( X )   a bare word W means ~u W
  *
- * Regular expressions are POSIX extended, case-insensitive; an argument
- * with spaces or parentheses goes in "double" or 'single' quotes. An
- * expression is compiled once and matched against many flows.
+ * Regular expressions are PCRE2's (Perl's syntax), case-insensitive; an
+ * argument with spaces or parentheses goes in "double" or 'single' quotes.
+ * An expression is compiled once and matched against many flows. Matching
+ * is bounded: see flow_filter_limit_time and flow_filter_gave_up.
  */
 #ifndef LUAPROXY_FLOW_FILTER_H
 #define LUAPROXY_FLOW_FILTER_H
@@ -49,6 +50,13 @@ struct flow_view {
  * empty expression matches everything. */
 struct flow_filter *flow_filter_compile(const char *expr, char *err, size_t err_len);
 int flow_filter_match(struct flow_filter *f, const struct flow_view *v);
+/* Matching with <f> from now on gives up <seconds> from now (it runs on an
+ * event loop). */
+void flow_filter_limit_time(struct flow_filter *f, double seconds);
+/* Whether a match gave up since flow_filter_limit_time (or ever): a
+ * pattern that backtracked past its step or memory limit, or the time ran
+ * out. The matches since then are not to be trusted. */
+int flow_filter_gave_up(const struct flow_filter *f);
 void flow_filter_free(struct flow_filter *f);
 
 #endif

@@ -9,18 +9,31 @@
  *   atom := "(" or ")" | "~" NAME [ARG] | WORD
  *
  * Depth and size are bounded, so no expression can exhaust the stack.
+ *
+ * Regular expressions are PCRE2's (Perl's syntax, as mitmproxy's Python
+ * ones), because PCRE2 can bound a match: a pattern that backtracks
+ * without end ("(a|aa)*b" against a long run of a's) stops at
+ * MATCH_LIMIT steps, and a whole pass over many flows stops at the time
+ * its caller allows (flow_filter_limit_time). Either way the filter gives
+ * up (flow_filter_gave_up) instead of holding the event loop it runs on.
  */
 #include "flow_filter.h"
 
-#include <regex.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define MAX_NODES 64
 #define MAX_DEPTH 32
+/* Steps of one search (PCRE2's match limit; its default is 10,000,000),
+ * and the memory its backtracking may take (KiB). */
+#define MATCH_LIMIT 2000000
+#define HEAP_LIMIT_KIB 8192
 
 enum op {
     OP_AND, OP_OR, OP_NOT, OP_ALL,
@@ -32,18 +45,17 @@ struct node {
     enum op op;
     int a, b;      /* children (indexes) */
     int code;
-    int has_re;
-    regex_t re;
+    pcre2_code *re;
 };
 
 struct flow_filter {
     struct node nodes[MAX_NODES];
     int count;
     int root;
-    /* Subjects are copied here with a NUL after them: REG_STARTEND bounds
-     * the search, but not every regexec (a sanitizer's, say) honours it. */
-    char *scratch;
-    size_t scratch_cap;
+    pcre2_match_data *match;   /* made once, for every search */
+    pcre2_match_context *limits;
+    double deadline;           /* CLOCK_MONOTONIC seconds; 0: none */
+    int gave_up;
 };
 
 struct parser {
@@ -126,15 +138,22 @@ static int read_arg(struct parser *ps, char *out, size_t out_len, const char *wh
     return 0;
 }
 
+/* Case-insensitive; ^ and $ match at line ends too, and "." does not
+ * match a newline, so a pattern reads a header block line by line. Bytes,
+ * not UTF-8: bodies may be anything. */
 static int compile_re(struct parser *ps, struct node *n, const char *text, const char *what)
 {
-    int rc = regcomp(&n->re, text, REG_EXTENDED | REG_ICASE | REG_NEWLINE);
-    if (rc != 0) {
-        char msg[128];
-        regerror(rc, &n->re, msg, sizeof msg);
-        return fail(ps, "bad regular expression for %s: %s", what, msg);
+    int code;
+    PCRE2_SIZE offset;
+
+    n->re = pcre2_compile((PCRE2_SPTR)text, PCRE2_ZERO_TERMINATED,
+                          PCRE2_CASELESS | PCRE2_MULTILINE, &code, &offset, NULL);
+    if (!n->re) {
+        PCRE2_UCHAR msg[128];
+        pcre2_get_error_message(code, msg, sizeof msg);
+        return fail(ps, "bad regular expression for %s: %s (at %zu)", what, (char *)msg,
+                    (size_t)offset);
     }
-    n->has_re = 1;
     return 0;
 }
 
@@ -280,6 +299,15 @@ struct flow_filter *flow_filter_compile(const char *expr, char *err, size_t err_
         free(f);
         return NULL;
     }
+    f->match = pcre2_match_data_create(1, NULL);
+    f->limits = pcre2_match_context_create(NULL);
+    if (!f->match || !f->limits) {
+        snprintf(err, err_len, "out of memory");
+        flow_filter_free(f);
+        return NULL;
+    }
+    pcre2_set_match_limit(f->limits, MATCH_LIMIT);
+    pcre2_set_heap_limit(f->limits, HEAP_LIMIT_KIB);
     skip_space(&ps);
     if (*ps.p == '\0') {
         f->root = new_node(&ps, OP_ALL);
@@ -303,30 +331,46 @@ void flow_filter_free(struct flow_filter *f)
     if (!f)
         return;
     for (int i = 0; i < f->count; i++)
-        if (f->nodes[i].has_re)
-            regfree(&f->nodes[i].re);
-    free(f->scratch);
+        pcre2_code_free(f->nodes[i].re);
+    pcre2_match_data_free(f->match);
+    pcre2_match_context_free(f->limits);
     free(f);
 }
 
-/* Searches <len> bytes, which may hold NULs and need not be terminated. */
-static int search(struct flow_filter *f, const regex_t *re, const char *s, size_t len)
+static double monotonic_now(void)
 {
-    regmatch_t m[1];
-    if (!s)
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void flow_filter_limit_time(struct flow_filter *f, double seconds)
+{
+    f->deadline = monotonic_now() + seconds;
+    f->gave_up = 0;
+}
+
+int flow_filter_gave_up(const struct flow_filter *f)
+{
+    return f->gave_up;
+}
+
+/* Searches <len> bytes, which may hold NULs and need not be terminated.
+ * Past a limit it gives up: no match, and the filter remembers it. */
+static int search(struct flow_filter *f, const pcre2_code *re, const char *s, size_t len)
+{
+    if (!s || f->gave_up)
         return 0;
-    if (len + 1 > f->scratch_cap) {
-        char *p = realloc(f->scratch, len + 1);
-        if (!p)
-            return 0;
-        f->scratch = p;
-        f->scratch_cap = len + 1;
+    if (f->deadline > 0 && monotonic_now() > f->deadline) {
+        f->gave_up = 1;
+        return 0;
     }
-    memcpy(f->scratch, s, len);
-    f->scratch[len] = '\0';
-    m[0].rm_so = 0;
-    m[0].rm_eo = (regoff_t)len;
-    return regexec(re, f->scratch, 1, m, REG_STARTEND) == 0;
+    int rc = pcre2_match(re, (PCRE2_SPTR)s, len, 0, 0, f->match, f->limits);
+    if (rc >= 0)
+        return 1;
+    if (rc != PCRE2_ERROR_NOMATCH)
+        f->gave_up = 1; /* a limit (steps, memory), or an error: no answer */
+    return 0;
 }
 
 static int eval(struct flow_filter *f, int i, const struct flow_view *v)
@@ -337,29 +381,29 @@ static int eval(struct flow_filter *f, int i, const struct flow_view *v)
     case OP_OR: return eval(f, n->a, v) || eval(f, n->b, v);
     case OP_NOT: return !eval(f, n->a, v);
     case OP_ALL: return 1;
-    case OP_DOMAIN: return search(f, &n->re, v->host, v->host_len);
-    case OP_URL: return search(f, &n->re, v->url, v->url_len);
-    case OP_METHOD: return search(f, &n->re, v->method, v->method_len);
+    case OP_DOMAIN: return search(f, n->re, v->host, v->host_len);
+    case OP_URL: return search(f, n->re, v->url, v->url_len);
+    case OP_METHOD: return search(f, n->re, v->method, v->method_len);
     case OP_CODE: return v->status == n->code;
     case OP_HEADER_REQ:
-        return search(f, &n->re, v->req_headers[0], v->req_headers_len[0]) ||
-               search(f, &n->re, v->req_headers[1], v->req_headers_len[1]);
+        return search(f, n->re, v->req_headers[0], v->req_headers_len[0]) ||
+               search(f, n->re, v->req_headers[1], v->req_headers_len[1]);
     case OP_HEADER_RES:
-        return search(f, &n->re, v->res_headers[0], v->res_headers_len[0]) ||
-               search(f, &n->re, v->res_headers[1], v->res_headers_len[1]);
+        return search(f, n->re, v->res_headers[0], v->res_headers_len[0]) ||
+               search(f, n->re, v->res_headers[1], v->res_headers_len[1]);
     case OP_HEADER:
-        return search(f, &n->re, v->req_headers[0], v->req_headers_len[0]) ||
-               search(f, &n->re, v->req_headers[1], v->req_headers_len[1]) ||
-               search(f, &n->re, v->res_headers[0], v->res_headers_len[0]) ||
-               search(f, &n->re, v->res_headers[1], v->res_headers_len[1]);
-    case OP_BODY_REQ: return search(f, &n->re, v->req_body, v->req_body_len);
-    case OP_BODY_RES: return search(f, &n->re, v->res_body, v->res_body_len);
+        return search(f, n->re, v->req_headers[0], v->req_headers_len[0]) ||
+               search(f, n->re, v->req_headers[1], v->req_headers_len[1]) ||
+               search(f, n->re, v->res_headers[0], v->res_headers_len[0]) ||
+               search(f, n->re, v->res_headers[1], v->res_headers_len[1]);
+    case OP_BODY_REQ: return search(f, n->re, v->req_body, v->req_body_len);
+    case OP_BODY_RES: return search(f, n->re, v->res_body, v->res_body_len);
     case OP_BODY:
-        return search(f, &n->re, v->req_body, v->req_body_len) ||
-               search(f, &n->re, v->res_body, v->res_body_len);
+        return search(f, n->re, v->req_body, v->req_body_len) ||
+               search(f, n->re, v->res_body, v->res_body_len);
     case OP_TYPE:
-        return search(f, &n->re, v->res_type, v->res_type_len) ||
-               search(f, &n->re, v->req_type, v->req_type_len);
+        return search(f, n->re, v->res_type, v->res_type_len) ||
+               search(f, n->re, v->req_type, v->req_type_len);
     case OP_ERROR: return v->error;
     case OP_MODIFIED: return v->modified;
     }

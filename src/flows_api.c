@@ -69,6 +69,13 @@ static struct flow_info info; /* large; the loop is single-threaded */
 
 /* ---- listing ----------------------------------------------------------- */
 
+/* The time one listing or export may spend matching: the admin interface
+ * shares its event loop (with the proxy's, in a single process). */
+#define FILTER_SECONDS 1.0
+#define FILTER_GAVE_UP                                                                     \
+    "the filter is too costly: a regular expression backtracks too much, or matching "   \
+    "took over 1 s; make it simpler or more specific"
+
 /* Compiles ?filter=; on a bad one answers 400 naming the problem. */
 static int get_filter(struct admin_conn *c, const struct admin_request *r,
                       struct flow_filter **out)
@@ -85,6 +92,7 @@ static int get_filter(struct admin_conn *c, const struct admin_request *r,
         admin_reply_error(c, 400, msg);
         return -1;
     }
+    flow_filter_limit_time(*out, FILTER_SECONDS);
     return 0;
 }
 
@@ -133,8 +141,13 @@ static void on_list(struct admin_conn *c, const struct admin_request *r, void *a
         flows_json_summary(&b, &info);
     }
     buffer_append(&b, "]\n", 2);
+    if (flow_filter_gave_up(f)) {
+        buffer_free(&b);
+        admin_reply_error(c, 400, FILTER_GAVE_UP);
+    } else {
+        admin_reply_buffer(c, 200, "application/json", &b);
+    }
     flow_filter_free(f);
-    admin_reply_buffer(c, 200, "application/json", &b);
 }
 
 static void on_clear(struct admin_conn *c, const struct admin_request *r, void *arg)
@@ -597,9 +610,14 @@ static void on_har(struct admin_conn *c, const struct admin_request *r, void *ar
         return;
     buffer_init(&b);
     build_har(api, f, &b);
+    if (flow_filter_gave_up(f)) {
+        buffer_free(&b);
+        admin_reply_error(c, 400, FILTER_GAVE_UP);
+    } else {
+        admin_reply_header(c, "Content-Disposition: attachment; filename=\"flows.har\"");
+        admin_reply_buffer(c, 200, "application/json", &b);
+    }
     flow_filter_free(f);
-    admin_reply_header(c, "Content-Disposition: attachment; filename=\"flows.har\"");
-    admin_reply_buffer(c, 200, "application/json", &b);
 }
 
 int flows_api_write_har(struct flows_api *api, const char *path)

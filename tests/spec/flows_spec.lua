@@ -373,6 +373,23 @@ describe("flows", function()
     assert.equals(400, a.call(adm, "/flows.har?filter=" .. a.escape("~nope")).status)
   end)
 
+  -- The filter runs on the admin's event loop: a pattern that backtracks
+  -- without end is stopped (PCRE2's match limit) and the answer says so.
+  it("gives up on a filter that backtracks without end, and names the problem", function()
+    local proxy, adm = start({})
+    local body = string.rep("a", 100000) .. "!"
+    h.curl({ "-x", "127.0.0.1:" .. proxy.port, "--data-binary", body, origin.url("/echo") })
+    wait_flows(adm, 1)
+    for _, path in ipairs({ "/api/flows", "/flows.har" }) do
+      local resp = a.call(adm, path .. "?filter=" .. a.escape("~bq '^(a|aa)+$'"))
+      assert.equals(400, resp.status, path)
+      assert.matches("too costly", json.decode(resp.body).error, 1, true)
+    end
+    -- an ordinary pattern over the same body still matches
+    assert.equals(1, #a.get_json(adm, "/api/flows?filter=" .. a.escape("~bq 'a+!$'")))
+    assert.equals("hello\n", h.get(proxy.port, origin.url("/hello")).body)
+  end)
+
   it("streams new flows as Server-Sent Events", function()
     local proxy, adm = start({ "--workers", "2" })
     local s = assert(h.connect(adm.port))

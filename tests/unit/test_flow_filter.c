@@ -82,6 +82,39 @@ static void bad(const char *expr, const char *want_in_message)
     flow_filter_free(f);
 }
 
+/* A pattern that backtracks without end, and a pass that runs out of
+ * time: both give up (no match, flow_filter_gave_up) instead of holding
+ * the loop. "(a|aa)+" splits a run of a's in exponentially many ways, all
+ * tried before the "!" at the end fails the "$". */
+static void gives_up(void)
+{
+    char err[200];
+    size_t n = 100000;
+    char *as = malloc(n);
+    struct flow_view v = flow_a();
+    memset(as, 'a', n - 1);
+    as[n - 1] = '!';
+    v.res_body = as;
+    v.res_body_len = n;
+
+    struct flow_filter *f = flow_filter_compile("~b \"^(a|aa)+$\"", err, sizeof err);
+    ok(f != NULL, "a backtracking pattern compiles");
+    flow_filter_limit_time(f, 60);
+    ok(flow_filter_match(f, &v) == 0, "a backtracking pattern over 100,000 bytes: no match");
+    ok(flow_filter_gave_up(f), "... and the filter says it gave up");
+    flow_filter_free(f);
+
+    f = flow_filter_compile("~b \"a+!$\"", err, sizeof err);
+    flow_filter_limit_time(f, 60);
+    ok(flow_filter_match(f, &v) == 1 && !flow_filter_gave_up(f),
+       "an ordinary pattern over the same body matches, within the limits");
+    flow_filter_limit_time(f, -1); /* the time is up already */
+    ok(flow_filter_match(f, &v) == 0 && flow_filter_gave_up(f),
+       "past the time allowed: no match, gave up");
+    flow_filter_free(f);
+    free(as);
+}
+
 int main(void)
 {
     /* each operator */
@@ -136,6 +169,7 @@ int main(void)
     bad("| ~m GET", "unexpected '|'");
     bad("!", "ends where a term was expected");
     bad("~u (", "bad regular expression for ~u");
+    bad("~b \"a{2,1}\"", "bad regular expression for ~b");
     bad("~", "unknown operator ~");
     {
         char deep[200];
@@ -152,5 +186,6 @@ int main(void)
         huge[sizeof huge - 1] = '\0';
         bad(huge, "too long");
     }
+    gives_up();
     return tap_done();
 }
