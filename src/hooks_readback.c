@@ -142,6 +142,19 @@ invalid:
     return -1;
 }
 
+/* The request's fields read back (read_field_list). Upgrade stays the
+ * client's to ask for: a script may take it away, which makes the request
+ * an ordinary one (no "Connection: Upgrade" goes out, a 101 is refused),
+ * but not add it. */
+static int read_request_fields(lua_State *L, int index, struct exchange *x)
+{
+    if (read_field_list(L, index, &x->req_headers, x->is_upgrade ? "Upgrade" : NULL, x->id) != 0)
+        return -1;
+    if (x->is_upgrade && headers_find(&x->req_headers, "Upgrade", 7, 0) < 0)
+        x->is_upgrade = 0;
+    return 0;
+}
+
 /* The response's fields read back (read_field_list). Content-Length is
  * the proxy's, like the other framing fields: to a HEAD and in a 304 it is
  * the upstream's own (response.c checked it), put back whatever a script
@@ -349,8 +362,7 @@ static int read_request(lua_State *L)
         /* Only fields: method, target and flags are what the relay has. */
         x->hook.req_filter_off = 0;
         x->hook.req_buffer = 0;
-        if (read_field_list(L, lua_gettop(L), &x->req_headers, x->is_upgrade ? "Upgrade" : NULL,
-                            x->id) != 0)
+        if (read_request_fields(L, lua_gettop(L), x) != 0)
             return lua_error(L);
         return 0;
     default:
@@ -385,8 +397,7 @@ static int read_request(lua_State *L)
         return luaL_error(L, "a request cannot become CONNECT, nor CONNECT anything else");
     if (!valid_method(method, mlen) || (!x->is_connect && !valid_path(path, plen)))
         return luaL_error(L, "invalid method or path");
-    if (read_field_list(L, lua_gettop(L) - 2, &x->req_headers, x->is_upgrade ? "Upgrade" : NULL,
-                        x->id) != 0)
+    if (read_request_fields(L, lua_gettop(L) - 2, x) != 0)
         return lua_error(L);
     int host_at = headers_find(&x->req_headers, "Host", 4, 0);
     if (host_at >= 0 && headers_find(&x->req_headers, "Host", 4, (size_t)host_at + 1) >= 0)

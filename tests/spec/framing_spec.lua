@@ -37,6 +37,7 @@ function on_request(tx)
   local method = c:match("^method%-(%u+)$")
   if method then tx.req.method = method end
   local override = tx.req.headers["X-HTTP-Method-Override"]
+  if c == "drop-upgrade" then tx.req.headers["Upgrade"] = nil end
   if c == "override" and tx.req.method == "POST" and override then
     tx.req.method = override:upper()
     tx.req.headers["X-HTTP-Method-Override"] = nil
@@ -160,6 +161,24 @@ describe("framing after a script changes the method", function()
       check = function(r)
         assert.equal("0", r.headers["content-length"])
         assert.equal(1, h.header_count(r.headers, "Content-Length"))
+      end,
+    }
+  end)
+end)
+
+describe("framing after a script takes Upgrade away", function()
+  it("the request goes out as an ordinary one, and its connection is pooled", function()
+    run_case {
+      script = REQUEST_SCRIPT,
+      request = req("GET", "drop-upgrade", { "Upgrade: websocket", "Connection: Upgrade" }),
+      method = "GET", sent = "GET", head = HELLO_HEAD .. "hello world", reuse = true,
+      upstream = function(r)
+        assert.is_nil(r.f["upgrade"], "Upgrade upstream: " .. q(r.head))
+        assert.is_nil(r.f["connection"], "Connection upstream: " .. q(r.head))
+      end,
+      check = function(r)
+        assert.equal(200, r.status)
+        assert.equal("hello world", r.body)
       end,
     }
   end)
