@@ -52,7 +52,11 @@ struct proxy {
     struct intercept *intercept; /* clients passing through after a refusal */
     struct session *sessions; /* doubly linked list of live sessions */
     int session_count;        /* this loop's sessions */
-    int *shared_sessions;     /* all workers' sessions (shared memory), or NULL */
+    /* Every worker's count of sessions, one slot each (shared memory), or
+     * NULL. A slot per worker, not one total: a worker that dies takes its
+     * connections with it, and the supervisor clears its slot. */
+    int *shared_sessions;
+    int shared_slots, shared_slot; /* how many; this worker's */
     uint64_t next_exchange_id;
     uint64_t next_session_id;
     int id_step;              /* workers: ids interleave, so each is unique */
@@ -68,11 +72,13 @@ struct proxy {
 
 /* Sets up the loop's services and listens: on the sockets in <listen_fds>
  * (one per configured address, made by the parent of the workers), or on
- * sockets bound here when it is NULL. <shared_sessions> counts the clients
- * of all workers for --max-connections (NULL: this loop alone). 0, or -1
- * with a message in <err>. */
+ * sockets bound here when it is NULL. <shared_sessions> holds <slots>
+ * counts of clients, this loop's at <slot>, which together make
+ * --max-connections' count (NULL: this loop alone). 0, or -1 with a
+ * message in <err>. */
 int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
-               const int *listen_fds, int *shared_sessions, char *err, size_t err_len);
+               const int *listen_fds, int *shared_sessions, int slots, int slot, char *err,
+               size_t err_len);
 
 /* Makes a non-blocking listening socket for <la> (bound to <port> instead
  * of la's when non-zero), with SO_REUSEPORT so workers can share the

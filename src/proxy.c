@@ -117,7 +117,7 @@ static void count_session(struct proxy *p, int delta)
         stats_add(STAT_CONNECTIONS_ACCEPTED, delta);
     stats_add(STAT_CONNECTIONS_OPEN, delta);
     if (p->shared_sessions)
-        __atomic_add_fetch(p->shared_sessions, delta, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&p->shared_sessions[p->shared_slot], delta, __ATOMIC_RELAXED);
 }
 
 /* A session reports here, through the pointer given to session_start, that
@@ -480,8 +480,12 @@ int proxy_may_keep_upstream(const struct proxy *p)
 
 int proxy_connection_count(const struct proxy *p)
 {
-    return p->shared_sessions ? __atomic_load_n(p->shared_sessions, __ATOMIC_RELAXED)
-                              : p->session_count;
+    int total = 0;
+    if (!p->shared_sessions)
+        return p->session_count;
+    for (int i = 0; i < p->shared_slots; i++)
+        total += __atomic_load_n(&p->shared_sessions[i], __ATOMIC_RELAXED);
+    return total;
 }
 
 /* Whether <addr> reaches listening address <l>. */
@@ -537,12 +541,15 @@ int proxy_is_own_address(const struct proxy *p, const struct sockaddr *addr)
 }
 
 int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
-               const int *listen_fds, int *shared_sessions, char *err, size_t err_len)
+               const int *listen_fds, int *shared_sessions, int slots, int slot, char *err,
+               size_t err_len)
 {
     memset(p, 0, sizeof *p);
     p->loop = loop;
     p->cfg = cfg;
     p->shared_sessions = shared_sessions;
+    p->shared_slots = slots;
+    p->shared_slot = slot;
     p->next_exchange_id = p->next_session_id = 1;
     p->id_step = 1;
     ev_timer_init(&p->accept_retry, on_accept_retry, 0., 0.);

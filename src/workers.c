@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "auth.h"
 #include "flows.h"
 #include "flows_api.h"
 #include "flows_store.h"
@@ -42,6 +43,7 @@ struct worker {
     pid_t pid;
     ev_tstamp started;
     int quick_deaths;
+    int retired; /* kept dying at start: its sockets closed, tried at the next reload */
 };
 
 struct supervisor {
@@ -49,7 +51,7 @@ struct supervisor {
     struct config *cfg_owned; /* the reloaded configuration, once there is one */
     struct ev_loop *loop;
     int *fds;             /* [address][worker] listening sockets */
-    int *shared_sessions; /* in shared memory */
+    int *shared_sessions; /* [worker] their sessions, in shared memory */
     struct admin_side *as; /* --admin, served by this process; or NULL */
     int *channels;        /* [worker] flow channels not yet watched, or -1 */
     struct worker *workers;
@@ -125,7 +127,8 @@ static int run_proxy(const struct config *cfg, int index, const int *listen_fds,
         log_error("cannot create the event loop");
         return 1;
     }
-    if (proxy_init(&proxy, loop, cfg, listen_fds, shared_sessions, err, sizeof err) != 0) {
+    if (proxy_init(&proxy, loop, cfg, listen_fds, shared_sessions, cfg->workers, index, err,
+                   sizeof err) != 0) {
         log_error("%s", err);
         ev_loop_destroy(loop);
         return 1;
@@ -275,6 +278,66 @@ static void spawn(struct supervisor *sv, int i)
     sv->running++;
 }
 
+/* Worker <i> is not started again for now. Its listening sockets are
+ * closed, so the kernel hands new connections to the other workers' (with
+ * SO_REUSEPORT each has its own queue, which nobody would accept from). */
+static void retire(struct supervisor *sv, int i)
+{
+    int n = sv->cfg->workers;
+    sv->workers[i].retired = 1;
+    for (int a = 0; a < sv->cfg->listen_count; a++) {
+        close(sv->fds[a * n + i]);
+        sv->fds[a * n + i] = -1;
+    }
+}
+
+/* A retired worker's sockets made again, on the port the others share,
+ * and the worker started. 0, or -1 (logged; it stays retired). */
+static int unretire(struct supervisor *sv, int i)
+{
+    int n = sv->cfg->workers;
+    char err[1024];
+
+    for (int a = 0; a < sv->cfg->listen_count; a++) {
+        struct sockaddr_storage bound;
+        socklen_t len = sizeof bound;
+        int other = -1, fd;
+        for (int w = 0; w < n && other < 0; w++)
+            other = sv->fds[a * n + w];
+        if (other < 0 || getsockname(other, (struct sockaddr *)&bound, &len) != 0) {
+            log_error("worker %d: no socket left to share the port of", i + 1);
+            return -1;
+        }
+        fd = proxy_listen_socket(&sv->cfg->listen[a], proxy_address_port(&bound), &bound, &len,
+                                 err, sizeof err);
+        if (fd < 0) {
+            log_error("worker %d: %s", i + 1, err);
+            return -1;
+        }
+        sv->fds[a * n + i] = fd;
+    }
+    sv->workers[i].retired = 0;
+    sv->workers[i].quick_deaths = 0;
+    spawn(sv, i);
+    return 0;
+}
+
+/* What a worker would refuse in a reloaded configuration is refused here
+ * first: the supervisor keeps the configuration for the workers it starts
+ * later, and one that its workers refused would make each of those fail. */
+static int reload_acceptable(const struct config *fresh, char *err, size_t err_len)
+{
+    if (hooks_try_load(fresh, err, err_len) != 0)
+        return -1;
+    if (fresh->auth_file) {
+        struct auth *a = auth_open(fresh->auth_file, NULL, err, err_len);
+        if (!a)
+            return -1;
+        auth_free(a);
+    }
+    return 0;
+}
+
 static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
 {
     struct supervisor *sv = w->data;
@@ -288,6 +351,9 @@ static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
         return; /* not one of ours */
     sv->workers[i].pid = 0;
     sv->running--;
+    /* Its connections died with it: they no longer count against
+     * --max-connections (its replacement starts from zero). */
+    __atomic_store_n(&sv->shared_sessions[i], 0, __ATOMIC_RELAXED);
     if (sv->stopping) {
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
             sv->status = 1;
@@ -306,7 +372,16 @@ static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
         log_error("worker %d (pid %d) exited with status %d; starting a new one", i + 1,
                   w->rpid, WEXITSTATUS(st));
     if (ev_time() - sv->workers[i].started < QUICK_DEATH) {
-        if (++sv->workers[i].quick_deaths >= QUICK_DEATH_LIMIT) {
+        if (++sv->workers[i].quick_deaths >= QUICK_DEATH_LIMIT && sv->running > 0) {
+            /* The others still serve: stopping them too would turn one
+             * worker's trouble into an outage. */
+            log_error("worker %d keeps dying at start; the other %d serve without it until "
+                      "the next reload (SIGHUP) tries it again",
+                      i + 1, sv->running);
+            retire(sv, i);
+            return;
+        }
+        if (sv->workers[i].quick_deaths >= QUICK_DEATH_LIMIT) {
             log_error("worker %d keeps dying at start; stopping", i + 1);
             sv->status = 1;
             sv->stopping = 1;
@@ -328,6 +403,7 @@ static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct supervisor *sv = w->data;
+    int reloaded = 0;
     (void)revents;
 
     if (w->signum == SIGHUP && !sv->stopping) {
@@ -336,7 +412,8 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
          * configuration, and lets a worker started later get the new one. */
         char err[1024];
         struct config *fresh = malloc(sizeof *fresh);
-        if (!fresh || config_reload(sv->cfg, fresh, err, sizeof err) != 0) {
+        if (!fresh || config_reload(sv->cfg, fresh, err, sizeof err) != 0 ||
+            reload_acceptable(fresh, err, sizeof err) != 0) {
             log_error("reload: %s; the running configuration stays", fresh ? err : "out of memory");
             free(fresh);
             return;
@@ -344,6 +421,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
         metrics_set_config(fresh);
         free(sv->cfg_owned);
         sv->cfg = sv->cfg_owned = fresh;
+        reloaded = 1;
     } else if (w->signum != SIGHUP) {
         if (sv->stopping)
             return;
@@ -353,6 +431,10 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     for (int i = 0; i < sv->cfg->workers; i++)
         if (sv->workers[i].pid)
             kill(sv->workers[i].pid, w->signum == SIGHUP ? SIGHUP : SIGTERM);
+    /* After the SIGHUPs: a worker started now has the new configuration. */
+    for (int i = 0; reloaded && i < sv->cfg->workers; i++)
+        if (sv->workers[i].retired && unretire(sv, i) == 0)
+            log_info("reload: worker %d started again", i + 1);
     if (sv->stopping && sv->running == 0)
         ev_break(loop, EVBREAK_ALL);
 }
@@ -369,7 +451,7 @@ static void supervisor_release(struct supervisor *sv, int count, const struct co
     free(sv->workers);
     free(sv->cfg_owned);
     if (sv->shared_sessions && sv->shared_sessions != MAP_FAILED)
-        munmap(sv->shared_sessions, sizeof(int));
+        munmap(sv->shared_sessions, sizeof(int) * (size_t)cfg->workers);
     close_admin(sv->as, cfg);
     free(sv->channels);
 }
@@ -392,7 +474,7 @@ int workers_run(const struct config *cfg)
         for (int i = 0; i < count; i++)
             sv.fds[i] = -1;
     sv.workers = calloc((size_t)n, sizeof *sv.workers);
-    sv.shared_sessions = mmap(NULL, sizeof(int), PROT_READ | PROT_WRITE,
+    sv.shared_sessions = mmap(NULL, sizeof(int) * (size_t)n, PROT_READ | PROT_WRITE,
                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (!sv.fds || !sv.workers || sv.shared_sessions == MAP_FAILED) {
         log_error("out of memory");

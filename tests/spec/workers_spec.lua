@@ -151,6 +151,65 @@ describe("workers", function()
     held[2]:close()
   end)
 
+  it("gives back a dead worker's share of --max-connections", function()
+    start({ "--workers", "2", "--max-connections", "2" })
+    local before = two_workers(proxy.pid)
+    local held = {}
+    for i = 1, 2 do
+      held[i] = assert(h.connect(proxy.port))
+      h.send(held[i], h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority }))
+      assert.are.equal(200, h.read_response(held[i]).status)
+    end
+    -- Both workers die with the clients still connected; the clients go.
+    os.execute("kill -9 " .. before[1] .. " " .. before[2])
+    for i = 1, 2 do held[i]:close() end
+    assert.truthy(h.wait_for(function()
+      local w = workers_of(proxy.pid)
+      return #w == 2 and w[1] ~= before[1] and w[1] ~= before[2] and w[2] ~= before[1]
+        and w[2] ~= before[2]
+    end, 5), "the workers were not replaced")
+    -- Before, their two connections stayed counted for ever: 503 to all.
+    for i = 1, 4 do
+      local resp = get_hello(proxy, origin)
+      assert.are.equal(200, resp and resp.status, "request " .. i)
+    end
+  end)
+
+  it("keeps serving with the other workers when one keeps dying at start", function()
+    local script = h.tmpfile("function on_request(tx) end\n", "live.lua")
+    start({ "--workers", "2", "-s", script })
+    local before = two_workers(proxy.pid)
+    -- The script on disk breaks; a reload is refused (every worker keeps
+    -- the scripts it has), then a worker dies: its replacements cannot
+    -- load the script.
+    h.write_file(script, "function on_request(tx)\n")
+    proxy.signal("HUP")
+    assert.truthy(h.wait_for(function()
+      return proxy.log():find("reload: .*the running configuration stays")
+    end, 5), proxy.log())
+    os.execute("kill -9 " .. before[1])
+    assert.truthy(h.wait_for(function()
+      return proxy.log():find("keeps dying at start; the other 1 serve", 1, true)
+    end, 10), proxy.log())
+    -- The other worker serves every new connection (the dead one's
+    -- sockets are closed, so none waits in a queue nobody reads).
+    for i = 1, 10 do
+      local resp = get_hello(proxy, origin)
+      assert.are.equal(200, resp and resp.status, "request " .. i)
+    end
+    -- Mended and reloaded: the worker is started again.
+    h.write_file(script, "function on_request(tx) end\n")
+    proxy.signal("HUP")
+    assert.truthy(h.wait_for(function()
+      return proxy.log():find("worker %d started again")
+    end, 5), proxy.log())
+    two_workers(proxy.pid)
+    for i = 1, 20 do
+      local resp = get_hello(proxy, origin)
+      assert.are.equal(200, resp and resp.status, "request " .. i .. " after the reload")
+    end
+  end)
+
   it("refuses to start when a script does not load", function()
     local script = h.tmpfile("function on_request(tx)\n", "broken.lua")
     local p = start({ "--workers", "2", "-s", script }, { wait = false })
