@@ -65,6 +65,7 @@ struct hook_state {
     int tx_ref;             /* registry reference of the tx table */
     int co_ref;             /* the coroutine of a sleeping hook */
     struct lua_State *co;
+    int co_failed;          /* its last resume failed: not to be reused */
     int snap_ref;           /* --hook-errors open: tx before the hook ran */
     int req_read;           /* a script has read tx.req (see hooks_tx_request_of) */
     enum hook_phase phase;

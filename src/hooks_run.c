@@ -158,6 +158,7 @@ int hooks_start_call(lua_State *L)
         hs->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);      /* 0 */
     }
     hs->co = co;
+    hs->co_failed = 0;
     hs->used = 0;
     return 0;
 }
@@ -190,8 +191,12 @@ void hooks_drop_coroutine(struct hook_state *hs)
 {
     struct hooks *h = hs->hooks;
     /* One that returned normally can be reused; one that failed or was
-     * stopped is left to the garbage collector. */
-    if (hs->co && lua_status(hs->co) == LUA_OK &&
+     * stopped is left to the garbage collector, even once reset: a hook
+     * stopped inside a C function (a gsub callback, a sort comparator)
+     * raises its error from within Lua's debug hook, which leaves debug
+     * hooks switched off on that coroutine, and the next budget overrun
+     * on it would never be stopped. */
+    if (hs->co && !hs->co_failed && lua_status(hs->co) == LUA_OK &&
         h->idle_count < (int)(sizeof h->idle_threads / sizeof h->idle_threads[0])) {
         lua_settop(hs->co, 0);
         h->idle_threads[h->idle_count++] = hs->co_ref;
@@ -304,6 +309,7 @@ static enum call_outcome resume(struct session *s, int nargs, int *nres, double 
     /* A budget overrun inside a C function (a pattern match) raises an
      * error the script may catch; the hook fails all the same. */
     if (status != LUA_OK || h->timed_out) {
+        hs->co_failed = 1;
         hooks_log_failure(s, co, status);
         /* A failed state may hold a lot of garbage (a memory bomb): free it
          * now rather than at the next allocation. */

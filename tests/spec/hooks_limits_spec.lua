@@ -45,6 +45,32 @@ describe("hook limits", function()
     assert.are.equal("hello\n", get("/hello").body)
   end)
 
+  -- A hook stopped inside a function called from C raises its error from
+  -- within Lua's debug hook, which leaves hooks off on that coroutine: one
+  -- reused after it let the next endless hook run for ever.
+  it("stops every endless hook after one stopped inside a callback from C", function()
+    local script = h.tmpfile([[
+      function on_request(tx)
+        if tx.req.path == "/in-callback" then
+          string.gsub("abc", "%w", function() while true do end end)
+        elseif tx.req.path == "/in-sort" then
+          table.sort({ 3, 2, 1 }, function() while true do end end)
+        elseif tx.req.path == "/plain" then
+          while true do end
+        end
+      end
+    ]], "callback_loop.lua")
+    proxy = procs.proxy({ "-s", script, "--hook-timeout", "200" })
+    for _, path in ipairs({ "/in-callback", "/plain", "/in-sort", "/hello", "/plain", "/plain" }) do
+      local resp = get(path, 10)
+      if path == "/hello" then
+        assert.are.equal("hello\n", resp.body)
+      else
+        assert.are.equal(500, resp.status, path)
+      end
+    end
+  end)
+
   it("matches patterns as Lua does", function()
     local script = h.tmpfile([[
       function on_request(tx)
