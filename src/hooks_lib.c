@@ -98,8 +98,37 @@ static int guarded_collectgarbage(lua_State *L)
     return lua_gettop(L);
 }
 
+/* setmetatable and debug.setmetatable, refusing a metatable with __gc:
+ * Lua runs finalizers with debug hooks off, so no time budget reaches one,
+ * and an endless finalizer would hold the worker for good (the collector
+ * may run it inside any hook, or between them). The original function is
+ * upvalue 1. */
+static int guarded_setmetatable(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        int has_gc = lua_rawget(L, 2) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (has_gc)
+            return luaL_error(L, "a metatable with __gc cannot be used in a script (a finalizer "
+                                 "runs where no time limit reaches it)");
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 void hooks_lib_guard(lua_State *L)
 {
+    lua_getglobal(L, "setmetatable");
+    lua_pushcclosure(L, guarded_setmetatable, 1);
+    lua_setglobal(L, "setmetatable");
+    lua_getglobal(L, "debug");
+    lua_getfield(L, -1, "setmetatable");
+    lua_pushcclosure(L, guarded_setmetatable, 1);
+    lua_setfield(L, -2, "setmetatable");
+    lua_pop(L, 1);
     lua_getglobal(L, "collectgarbage");
     lua_pushcclosure(L, guarded_collectgarbage, 1);
     lua_setglobal(L, "collectgarbage");

@@ -71,6 +71,24 @@ describe("hook limits", function()
     end
   end)
 
+  -- Lua runs finalizers with debug hooks off: an endless one was beyond
+  -- every time limit and held the worker for good.
+  it("refuses finalizers (__gc), which no time limit reaches", function()
+    local script = h.tmpfile([[
+      function on_request(tx)
+        local gc = { __gc = function() while true do end end }
+        if tx.req.path == "/plain" then setmetatable({}, gc) end
+        if tx.req.path == "/debug" then debug.setmetatable({}, gc) end
+        collectgarbage()
+      end
+    ]], "finalizer.lua")
+    proxy = procs.proxy({ "-s", script, "--hook-timeout", "200" })
+    assert.are.equal(500, get("/plain", 10).status)
+    assert.are.equal(500, get("/debug", 10).status)
+    assert.are.equal("hello\n", get("/hello").body)
+    assert.truthy(proxy.log():find("a metatable with __gc cannot be used in a script", 1, true))
+  end)
+
   it("matches patterns as Lua does", function()
     local script = h.tmpfile([[
       function on_request(tx)
