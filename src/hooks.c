@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "shared_store.h"
@@ -170,12 +171,30 @@ int hooks_protected(struct session *s, lua_CFunction fn, const char *what)
     struct hooks *h = s->x.hook.hooks;
     lua_State *L = h->L;
     struct session *outer = h->data_session;
+    /* What a script left in tx (a table with an __index that loops, say)
+     * runs its code here, outside any hook: it gets a hook's budget, and
+     * the watchdog stops it like a hook (an error lua_pcall catches).
+     * Only outside a resume: the watchdog follows one call at a time. */
+    int watched = h->current == NULL, phase = h->running_phase;
     int status;
 
     lua_pushcfunction(L, fn);
     lua_pushlightuserdata(L, s);
     h->data_session = s;
+    if (watched) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        h->timed_out = 0;
+        h->running_phase = (int)s->x.hook.phase;
+        h->deadline = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + h->budget;
+        hooks_watch_arm(L, h->deadline);
+    }
     status = lua_pcall(L, 1, 0, 0);
+    if (watched) {
+        hooks_watch_disarm();
+        lua_sethook(L, NULL, 0, 0); /* a firing that came as it ended */
+        h->running_phase = phase;
+    }
     h->data_session = outer;
     if (status == LUA_OK)
         return 0;

@@ -89,6 +89,28 @@ describe("hook limits", function()
     assert.truthy(proxy.log():find("a metatable with __gc cannot be used in a script", 1, true))
   end)
 
+  -- The proxy reads tx back after a hook returns; a metamethod the script
+  -- left there runs then, and had no time limit.
+  it("stops a script's metamethod that loops while tx is read back", function()
+    local script = h.tmpfile([[
+      function before_connect(tx)
+        if tx.req.path == "/loop" then
+          tx.upstream = setmetatable({}, { __index = function() while true do end end })
+        end
+      end
+    ]], "readback_loop.lua")
+    proxy = procs.proxy({ "-s", script, "--hook-timeout", "200" })
+    for _, path in ipairs({ "/loop", "/loop", "/hello" }) do
+      local resp = get(path, 10)
+      if path == "/hello" then
+        assert.are.equal("hello\n", resp.body)
+      else
+        assert.are.equal(500, resp.status, path)
+      end
+    end
+    assert.truthy(proxy.log():find("hook timed out", 1, true), proxy.log())
+  end)
+
   it("matches patterns as Lua does", function()
     local script = h.tmpfile([[
       function on_request(tx)
