@@ -117,6 +117,14 @@ static int parse_url(struct http_call *c, const char *url, const char **path)
     const char *p, *host, *end;
     size_t hlen;
 
+    /* It goes into the request line and Host as it is: a space, CR, LF or
+     * other control byte would let the URL write a request of its own
+     * (one whose answer the pooled connection would then give to the
+     * next caller). */
+    for (p = url; *p && *p != '#'; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+            return -1;
+
     if (strncasecmp(url, "http://", 7) == 0) {
         p = url + 7;
         c->port = 80;
@@ -147,7 +155,7 @@ static int parse_url(struct http_call *c, const char *url, const char **path)
     if (p < end) {
         long port;
         char *stop;
-        if (*p != ':')
+        if (*p != ':' || p[1] < '0' || p[1] > '9')
             return -1;
         port = strtol(p + 1, &stop, 10);
         if (stop != end || port < 1 || port > 65535)
@@ -399,7 +407,8 @@ struct http_call *http_client_start(struct proxy *p, const struct http_client_re
     c->timer.data = c;
     ev_init(&c->kick, on_call_kick);
     c->kick.data = c;
-    if (strlen(rq->method) >= sizeof c->method) {
+    if (strlen(rq->method) >= sizeof c->method ||
+        http_token_span(rq->method, strlen(rq->method)) != strlen(rq->method) || !rq->method[0]) {
         snprintf(err, err_len, "invalid method");
         goto fail;
     }

@@ -144,13 +144,20 @@ describe("calls out from hooks", function()
           try{ url = "http://127.0.0.1:CLOSED/" },
           try{ url = "http://ORIGIN/bytes?n=5000", max_body = 100 },
           try{ url = "ftp://ORIGIN/" },
+          -- what would write a request of its own into the request line
+          try{ url = "http://ORIGIN/hello HTTP/1.1\r\nHost: x\r\n\r\nGET /smuggled" },
+          try{ url = "http://ORIGIN/a b" },
           try{ url = "http://ORIGIN/hello", method = "HEAD" },
         }, "|"))
       end
     ]]):gsub("CLOSED", tostring(h.closed_port()))) })
     local resp = h.get(proxy.port, origin.url("/try"))
+    local bad_url = "invalid url (http://host[:port]/path or https://...)"
     assert.are.equal("timeout|connection refused|response body larger than max_body|"
-      .. "invalid url (http://host[:port]/path or https://...)|status 200", resp.body)
+      .. bad_url .. "|" .. bad_url .. "|" .. bad_url .. "|status 200", resp.body)
+    for _, r in ipairs(origin.requests()) do
+      assert.is_nil(r.request_line:find("smuggled", 1, true), r.request_line)
+    end
   end)
 
   it("speaks https, verifying the server's certificate", function()
