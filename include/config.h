@@ -61,6 +61,7 @@ struct config {
     struct listen_addr admin;
     struct cidr admin_allow[CONFIG_MAX_ALLOW];
     int admin_allow_count;
+    int admin_allow_given;   /* --admin-allow replaced the loopback default */
     const char *admin_token; /* NULL: a random one */
     int flows_max;           /* 0: no capture */
     size_t flow_body_max;    /* bytes kept of each body */
@@ -106,9 +107,19 @@ struct config {
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };
 
 /* Fills <cfg> from argv. CONFIG_EXIT_OK after --help or --version (already
- * printed); CONFIG_ERROR with a message in <err> for a bad option. */
+ * printed); CONFIG_ERROR with a message in <err> for a bad option. Both
+ * halves below: config_parse_values, then config_check. */
 enum config_result config_parse(struct config *cfg, int argc, char **argv, char *err,
                                 size_t err_len);
+/* Each option and its value on its own, with defaults for what is not
+ * given; no rule between options. The config file checks a line alone with
+ * it, since a rule may be met by another line or the command line. */
+enum config_result config_parse_values(struct config *cfg, int argc, char **argv, char *err,
+                                       size_t err_len);
+/* The rules between options (--har needs --admin, ...), on a whole
+ * configuration. 0, or -1 with <err> and *<culprit> the long name of the
+ * option at fault, so a config file can name its line. */
+int config_check(const struct config *cfg, const char **culprit, char *err, size_t err_len);
 
 /* The option table shared by the command line and the config file: every
  * long option is a config file line. */

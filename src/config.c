@@ -364,10 +364,10 @@ static int is_loopback(const struct sockaddr_storage *ss)
         return CONFIG_ERROR;                                                             \
     } while (0)
 
-enum config_result config_parse(struct config *cfg, int argc, char **argv, char *err,
-                                size_t err_len)
+enum config_result config_parse_values(struct config *cfg, int argc, char **argv, char *err,
+                                       size_t err_len)
 {
-    int opt, user_allow = 0, admin_user_allow = 0;
+    int opt, user_allow = 0;
     long n;
     double secs;
 
@@ -492,9 +492,9 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
             cfg->admin_enabled = 1;
             break;
         case OPT_ADMIN_ALLOW:
-            if (!admin_user_allow) {
+            if (!cfg->admin_allow_given) {
                 cfg->admin_allow_count = 0;
-                admin_user_allow = 1;
+                cfg->admin_allow_given = 1;
             }
             if (cfg->admin_allow_count == CONFIG_MAX_ALLOW)
                 FAIL("too many --admin-allow prefixes (at most %d)", CONFIG_MAX_ALLOW);
@@ -657,16 +657,41 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
         acl_parse_cidr("127.0.0.0/8", &cfg->allow[cfg->allow_count++]);
         acl_parse_cidr("::1", &cfg->allow[cfg->allow_count++]);
     }
-    if (!admin_user_allow) {
+    if (!cfg->admin_allow_given) {
         acl_parse_cidr("127.0.0.0/8", &cfg->admin_allow[cfg->admin_allow_count++]);
         acl_parse_cidr("::1", &cfg->admin_allow[cfg->admin_allow_count++]);
-        if (cfg->admin_enabled && !is_loopback(&cfg->admin.addr))
-            FAIL("--admin '%s' is not a loopback address: give --admin-allow to say who may "
-                 "use it", cfg->admin.text);
     }
-    if (cfg->har_file && !cfg->admin_enabled)
-        FAIL("--har needs --admin (the flows are captured for the admin interface)");
-    if (cfg->har_file && cfg->flows_max == 0)
-        FAIL("--har needs capture: --flows 0 turns it off");
     return CONFIG_OK;
+}
+
+#undef FAIL
+#define FAIL(option, ...)                                                                \
+    do {                                                                                 \
+        *culprit = (option);                                                             \
+        snprintf(err, err_len, __VA_ARGS__);                                             \
+        return -1;                                                                       \
+    } while (0)
+
+int config_check(const struct config *cfg, const char **culprit, char *err, size_t err_len)
+{
+    if (cfg->admin_enabled && !cfg->admin_allow_given && !is_loopback(&cfg->admin.addr))
+        FAIL("admin",
+             "--admin '%s' is not a loopback address: give --admin-allow to say who may use it",
+             cfg->admin.text);
+    if (cfg->har_file && !cfg->admin_enabled)
+        FAIL("har", "--har needs --admin (the flows are captured for the admin interface)");
+    if (cfg->har_file && cfg->flows_max == 0)
+        FAIL("har", "--har needs capture: --flows 0 turns it off");
+    return 0;
+}
+
+enum config_result config_parse(struct config *cfg, int argc, char **argv, char *err,
+                                size_t err_len)
+{
+    const char *culprit;
+    enum config_result r = config_parse_values(cfg, argc, argv, err, err_len);
+
+    if (r == CONFIG_OK && config_check(cfg, &culprit, err, err_len) != 0)
+        return CONFIG_ERROR;
+    return r;
 }

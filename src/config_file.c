@@ -9,6 +9,10 @@
  * through config_parse. So the command line wins, and a repeatable option
  * given there replaces the file's values instead of adding to them.
  *
+ * Each line's value is checked alone first, so a bad one is reported with
+ * its line. The rules between options (--har needs --admin) are checked
+ * once, on the whole: a line may need another line, or the command line.
+ *
  * What this file does not do: apply a reloaded configuration (proxy.c and
  * workers.c do, each for what it owns).
  */
@@ -210,8 +214,8 @@ static int scan_command_line(int argc, char **argv, char *named, const char **fi
     return 0;
 }
 
-/* Runs config_parse on one file argument alone, so a bad value is reported
- * with its line. */
+/* Checks one file argument's value alone (no rule between options), so a
+ * bad value is reported with its line. */
 static int check_line(const char *path, int lineno, char *arg, char *err, size_t err_len)
 {
     struct config *scratch = malloc(sizeof *scratch);
@@ -224,12 +228,32 @@ static int check_line(const char *path, int lineno, char *arg, char *err, size_t
         snprintf(err, err_len, "out of memory");
         return -1;
     }
-    if (config_parse(scratch, 2, argv, msg, sizeof msg) != CONFIG_OK) {
+    if (config_parse_values(scratch, 2, argv, msg, sizeof msg) != CONFIG_OK) {
         snprintf(err, err_len, "%s:%d: %s", path, lineno, msg);
         rc = -1;
     }
     free(scratch);
     return rc;
+}
+
+/* The file line of the option <culprit> that a rule between options
+ * refused: its last line, or 0 when the command line names it (the
+ * command line's value was used) or the file does not. */
+static int culprit_line(const char *culprit, char **file_args, const int *lines, int count,
+                        const char *named)
+{
+    const struct option *table = config_option_table();
+    size_t len = strlen(culprit);
+    const struct option *o = find_option(culprit, len);
+    int line = 0;
+
+    if (!o || named[o - table])
+        return 0;
+    for (int i = 0; i < count; i++)
+        if (strncmp(file_args[i] + 2, culprit, len) == 0 &&
+            (file_args[i][2 + len] == '=' || file_args[i][2 + len] == '\0'))
+            line = lines[i];
+    return line;
 }
 
 enum config_result config_load(struct config *cfg, int argc, char **argv, char *err,
@@ -243,6 +267,7 @@ enum config_result config_load(struct config *cfg, int argc, char **argv, char *
     int *lines = NULL;
     char **merged = NULL;
     enum config_result r = CONFIG_ERROR;
+    const char *culprit;
     int count, m = 0;
 
     while (table[n_options].name)
@@ -257,6 +282,14 @@ enum config_result config_load(struct config *cfg, int argc, char **argv, char *
         free(named);
         return config_parse(cfg, argc, argv, err, err_len);
     }
+    /* The command line's own values first, so a bad one is not blamed on
+     * the file (and --help or --version ends here). */
+    r = config_parse_values(cfg, argc, argv, err, err_len);
+    if (r != CONFIG_OK) {
+        free(named);
+        return r;
+    }
+    r = CONFIG_ERROR;
     file_args = malloc(sizeof *file_args * CONFIG_FILE_LINES);
     lines = malloc(sizeof *lines * CONFIG_FILE_LINES);
     if (!file_args || !lines) {
@@ -285,13 +318,21 @@ enum config_result config_load(struct config *cfg, int argc, char **argv, char *
     for (int i = 1; i < argc; i++)
         merged[m++] = argv[i];
     merged[m] = NULL;
-    r = config_parse(cfg, m, merged, err, err_len);
+    r = config_parse_values(cfg, m, merged, err, err_len);
     if (r == CONFIG_ERROR) {
         /* Each line was fine alone: the trouble is in their sum (too many
          * of something). */
         char msg[400];
         snprintf(msg, sizeof msg, "%s: %s", file, err);
         snprintf(err, err_len, "%s", msg);
+    } else if (r == CONFIG_OK && config_check(cfg, &culprit, err, err_len) != 0) {
+        int line = culprit_line(culprit, file_args, lines, count, named);
+        r = CONFIG_ERROR;
+        if (line > 0) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "%s:%d: %s", file, line, err);
+            snprintf(err, err_len, "%s", msg);
+        }
     }
     /* A reload parses the command line again, not the merged list. */
     cfg->argc = argc;
@@ -335,6 +376,7 @@ static void keep_fixed(const struct config *running, struct config *fresh)
     fresh->admin = running->admin;
     memcpy(fresh->admin_allow, running->admin_allow, sizeof fresh->admin_allow);
     fresh->admin_allow_count = running->admin_allow_count;
+    fresh->admin_allow_given = running->admin_allow_given;
     keep_string("admin-token", running->admin_token, &fresh->admin_token);
     if (fresh->flows_max != running->flows_max || fresh->flow_body_max != running->flow_body_max ||
         fresh->flows_memory != running->flows_memory)

@@ -99,6 +99,37 @@ describe("config file", function()
     assert.truthy(stderr:find("cannot read config file '/nonexistent/luaproxy.conf'", 1, true), stderr)
   end)
 
+  it("checks rules between options on the whole, naming the line that breaks one", function()
+    -- har needs admin: met by another line of the file...
+    local har = h.tmpfile("", "flows.har")
+    local conf = h.tmpfile("admin 127.0.0.1:0\nhar " .. har .. "\n", "har.conf")
+    local proxy = procs.proxy({ "-c", conf })
+    assert.truthy(h.wait_for(function() return proxy.log():find("admin interface: ", 1, true) end),
+      proxy.log())
+    -- ...or by the command line
+    conf = h.tmpfile("har " .. har .. "\n", "har-only.conf")
+    local code, _, stderr = h.run_proxy({ "--check", "-c", conf, "--admin", "127.0.0.1:0" })
+    assert.equal(0, code, stderr)
+
+    -- A non-loopback admin address with admin-allow on the next line
+    -- (--check: the whole configuration is read, nothing is bound).
+    conf = h.tmpfile("admin 0.0.0.0:0\nadmin-allow 127.0.0.0/8\n", "admin.conf")
+    code, _, stderr = h.run_proxy({ "--check", "-c", conf })
+    assert.equal(0, code, stderr)
+
+    local cases = {
+      { "listen 127.0.0.1:0\nhar " .. har .. "\n", ":2: %-%-har needs %-%-admin" },
+      { "# admin\nadmin 0.0.0.0:0\n", ":2: %-%-admin '0%.0%.0%.0:0' is not a loopback address" },
+      { "admin 127.0.0.1:0\nflows 0\nhar " .. har .. "\n", ":3: %-%-har needs capture" },
+    }
+    for _, case in ipairs(cases) do
+      conf = h.tmpfile(case[1], "bad.conf")
+      code, _, stderr = h.run_proxy({ "--check", "-c", conf })
+      assert.equal(2, code, case[1])
+      assert.truthy(stderr:find(conf:gsub("%p", "%%%0") .. case[2]), stderr)
+    end
+  end)
+
   it("--check -c checks the file and the scripts it names", function()
     local good = h.tmpfile(stamp_script("ok"), "good.lua")
     local broken = h.tmpfile("function on_request(tx) if then end\n", "broken.lua")
