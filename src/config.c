@@ -36,7 +36,7 @@ static const char usage_text[] =
     "      --max-connections N    clients served at once; more get 503. Default:\n"
     "                             what the file descriptor limit allows\n"
     "\n"
-    "Limits and timeouts (SECS may have a fraction):\n"
+    "Limits and timeouts (SECS: decimal seconds, 0.001 or more, such as 0.5):\n"
     "      --header-timeout SECS  time to send a complete request head (408). Default 10\n"
     "      --idle-timeout SECS    silence allowed on a connection or tunnel, and time\n"
     "                             to wait for a response head (504). Default 60\n"
@@ -272,15 +272,26 @@ int config_parse_listen(const char *text, struct listen_addr *out)
     return 0;
 }
 
-/* Parses a non-negative decimal number of seconds (fractions allowed). */
+/* Parses a number of seconds: plain decimal digits with an optional
+ * fraction ("10", "0.5"), at least 1 ms and at most <max>. strtod alone
+ * would also take "0x10", "1e-300", "inf" and " 5": a timeout written that
+ * way is a mistake, and one that rounds to nothing would fire at once. */
+#define SECONDS_MIN 0.001
+#define SECONDS_TEXT_MAX 20
 static int parse_seconds(const char *text, double max, double *out)
 {
-    char *end;
+    size_t digits = strspn(text, "0123456789"), len = digits;
     double v;
-    if ((*text < '0' || *text > '9') && *text != '.')
+
+    if (text[len] == '.') {
+        size_t fraction = strspn(text + len + 1, "0123456789");
+        digits += fraction;
+        len += 1 + fraction;
+    }
+    if (digits == 0 || text[len] != '\0' || len > SECONDS_TEXT_MAX)
         return -1;
-    v = strtod(text, &end);
-    if (*end != '\0' || !(v > 0) || v > max)
+    v = strtod(text, NULL); /* only digits and one '.' are left: decimal */
+    if (v < SECONDS_MIN || v > max)
         return -1;
     *out = v;
     return 0;
@@ -407,7 +418,7 @@ enum config_result config_parse_values(struct config *cfg, int argc, char **argv
         case OPT_IDLE_TIMEOUT:
         case OPT_CONNECT_TIMEOUT:
             if (parse_seconds(optarg, 86400, &secs) != 0)
-                FAIL("invalid --%s '%s': expected seconds above 0 and at most 86400",
+                FAIL("invalid --%s '%s': expected decimal seconds, 0.001 to 86400",
                      opt == OPT_HEADER_TIMEOUT ? "header-timeout"
                      : opt == OPT_IDLE_TIMEOUT ? "idle-timeout"
                                                : "connect-timeout",
@@ -454,7 +465,7 @@ enum config_result config_parse_values(struct config *cfg, int argc, char **argv
             break;
         case OPT_HOOK_WAIT_TIMEOUT:
             if (parse_seconds(optarg, 86400, &secs) != 0)
-                FAIL("invalid --hook-wait-timeout '%s': expected seconds above 0 and at most "
+                FAIL("invalid --hook-wait-timeout '%s': expected decimal seconds, 0.001 to "
                      "86400", optarg);
             cfg->hook_wait_timeout = secs;
             break;
@@ -555,7 +566,8 @@ enum config_result config_parse_values(struct config *cfg, int argc, char **argv
             if (strcmp(optarg, "0") == 0)
                 cfg->passthrough_ttl = 0;
             else if (parse_seconds(optarg, 31 * 86400, &secs) != 0)
-                FAIL("invalid --tls-passthrough-ttl '%s': expected seconds, 0 to 2678400",
+                FAIL("invalid --tls-passthrough-ttl '%s': expected decimal seconds, 0 or "
+                     "0.001 to 2678400",
                      optarg);
             else
                 cfg->passthrough_ttl = secs;

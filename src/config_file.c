@@ -100,6 +100,16 @@ static int read_file_args(const char *path, char **args, int *lines, int max, ch
         return -1;
     }
     len = fread(text, 1, CONFIG_FILE_MAX + 1, f);
+    /* fopen takes a directory, and reading it fails (EISDIR): without
+     * this check it would read as an empty file, and the proxy would
+     * start on the defaults. */
+    if (ferror(f)) {
+        int read_errno = errno;
+        fclose(f);
+        snprintf(err, err_len, "cannot read config file '%s': %s", path,
+                 strerror(read_errno));
+        goto fail;
+    }
     fclose(f);
     if (len > CONFIG_FILE_MAX) {
         snprintf(err, err_len, "%s: larger than %d bytes", path, CONFIG_FILE_MAX);

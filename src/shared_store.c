@@ -64,6 +64,9 @@ int shared_redis_url_parse(const char *url, char *host, size_t host_len, int *po
                  url);
         return -1;
     }
+    /* strtol alone would take " +6379": digits only. */
+    if (colon[1] < '0' || colon[1] > '9')
+        goto bad;
     n = strtol(colon + 1, &end, 10);
     if (end == colon + 1 || n < 1 || n > 65535 || (*end != '\0' && *end != '/'))
         goto bad;
@@ -71,6 +74,8 @@ int shared_redis_url_parse(const char *url, char *host, size_t host_len, int *po
     *db = 0;
     if (*end == '/' && end[1] != '\0') {
         const char *d = end + 1;
+        if (*d < '0' || *d > '9')
+            goto bad;
         n = strtol(d, &end, 10);
         if (end == d || *end != '\0' || n < 0 || n > 1000000)
             goto bad;

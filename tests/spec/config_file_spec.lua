@@ -97,6 +97,12 @@ describe("config file", function()
     local code, _, stderr = h.run_proxy({ "-c", "/nonexistent/luaproxy.conf" })
     assert.equal(2, code)
     assert.truthy(stderr:find("cannot read config file '/nonexistent/luaproxy.conf'", 1, true), stderr)
+    -- a directory opens, but is no file of options: not an empty config
+    local dir = h.tmpfile("", "placeholder"):match("^(.*)/")
+    code, _, stderr = h.run_proxy({ "-c", dir })
+    assert.equal(2, code, stderr)
+    assert.truthy(stderr:find("cannot read config file '" .. dir .. "'", 1, true), stderr)
+    assert.is_nil(stderr:find("listening on", 1, true), stderr)
   end)
 
   it("checks rules between options on the whole, naming the line that breaks one", function()

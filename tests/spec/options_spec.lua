@@ -75,6 +75,21 @@ describe("a bad command line", function()
     { "--idle-timeout -1", { "--listen", "127.0.0.1:0", "--idle-timeout", "-1" }, { "idle-timeout" } },
     { "--header-timeout abc", { "--listen", "127.0.0.1:0", "--header-timeout", "abc" }, { "header-timeout" } },
     { "--max-header-bytes 0", { "--listen", "127.0.0.1:0", "--max-header-bytes", "0" }, { "max-header-bytes" } },
+    -- seconds are plain decimal: strtod would take all of these
+    { "--idle-timeout 0x10 (hex)", { "--listen", "127.0.0.1:0", "--idle-timeout", "0x10" }, { "idle-timeout" } },
+    { "--idle-timeout 0x1p3 (hex float)", { "--listen", "127.0.0.1:0", "--idle-timeout", "0x1p3" },
+      { "idle-timeout" } },
+    { "--idle-timeout 1e-300 (next to nothing)", { "--listen", "127.0.0.1:0", "--idle-timeout", "1e-300" },
+      { "idle-timeout" } },
+    { "--connect-timeout 0.0001 (under a millisecond)", { "--listen", "127.0.0.1:0", "--connect-timeout", "0.0001" },
+      { "connect-timeout" } },
+    { "--header-timeout 1e3 (exponent)", { "--listen", "127.0.0.1:0", "--header-timeout", "1e3" },
+      { "header-timeout" } },
+    { "--hook-wait-timeout inf", { "--listen", "127.0.0.1:0", "--hook-wait-timeout", "inf" }, { "hook-wait-timeout" } },
+    { "--tls-passthrough-ttl 0x10", { "--listen", "127.0.0.1:0", "--tls-passthrough-ttl", "0x10" },
+      { "tls-passthrough-ttl" } },
+    { "--shared with a signed port", { "--listen", "127.0.0.1:0", "--shared", "redis://127.0.0.1:+6379" },
+      { "shared" } },
   }
 
   for _, case in ipairs(CASES) do
