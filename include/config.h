@@ -120,6 +120,9 @@ enum config_result config_parse_values(struct config *cfg, int argc, char **argv
  * configuration. 0, or -1 with <err> and *<culprit> the long name of the
  * option at fault, so a config file can name its line. */
 int config_check(const struct config *cfg, const char **culprit, char *err, size_t err_len);
+/* Whether the option <name> (long, without dashes) collects a list and may
+ * be given more than once in the config file. */
+int config_option_repeatable(const char *name);
 
 /* The option table shared by the command line and the config file: every
  * long option is a config file line. */

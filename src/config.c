@@ -32,7 +32,8 @@ static const char usage_text[] =
     "                             port 0 picks a free port). Default 127.0.0.1:8080\n"
     "      --allow CIDR           clients allowed to use the proxy (repeatable).\n"
     "                             Default 127.0.0.0/8 and ::1; others get 403\n"
-    "      --connect-ports LIST   comma-separated ports CONNECT may reach. Default 443\n"
+    "      --connect-ports LIST   comma-separated ports CONNECT may reach (repeatable;\n"
+    "                             the lists add up). Default 443\n"
     "      --max-connections N    clients served at once; more get 503. Default:\n"
     "                             what the file descriptor limit allows\n"
     "\n"
@@ -115,7 +116,8 @@ static const char usage_text[] =
     "Running as a service:\n"
     "  -c, --config FILE          read options from FILE: one long option per line\n"
     "                             (\"listen 127.0.0.1:3128\", \"verbose\"), # comments;\n"
-    "                             the command line wins; SIGHUP reads it again\n"
+    "                             only a repeatable option may be on two lines; the\n"
+    "                             command line wins; SIGHUP reads it again\n"
     "      --pid-file FILE        write the process id to FILE\n"
     "      --user NAME            drop privileges to NAME after binding\n"
     "      --max-header-fields N  fields in a request head (431 beyond); response\n"
@@ -222,6 +224,22 @@ static const struct option long_options[] = {
 const struct option *config_option_table(void)
 {
     return long_options;
+}
+
+/* The options that collect a list, one item or list per use. Any other
+ * option holds one value: given twice on the command line the later one
+ * wins (the usual convention, so a wrapper can override), given twice in
+ * the config file it is refused (config_file.c). */
+int config_option_repeatable(const char *name)
+{
+    static const char *const repeatable[] = {
+        "listen", "allow", "connect-ports", "script", "admin-allow", "intercept",
+        "no-intercept", "upstream-bypass", NULL,
+    };
+    for (int i = 0; repeatable[i]; i++)
+        if (strcmp(name, repeatable[i]) == 0)
+            return 1;
+    return 0;
 }
 
 int config_parse_listen(const char *text, struct listen_addr *out)
@@ -378,9 +396,10 @@ static int is_loopback(const struct sockaddr_storage *ss)
 enum config_result config_parse_values(struct config *cfg, int argc, char **argv, char *err,
                                        size_t err_len)
 {
-    int opt, user_allow = 0;
+    int opt, user_allow = 0, user_ports = 0;
     long n;
     double secs;
+    struct port_set ports;
 
     set_defaults(cfg);
     cfg->argc = argc;
@@ -410,9 +429,17 @@ enum config_result config_parse_values(struct config *cfg, int argc, char **argv
             cfg->allow_count++;
             break;
         case OPT_CONNECT_PORTS:
-            if (acl_parse_ports(optarg, &cfg->connect_ports) != 0)
+            /* Repeatable like --allow: the first list replaces the default,
+             * the others add to it. */
+            if (acl_parse_ports(optarg, &ports) != 0)
                 FAIL("invalid --connect-ports '%s': expected ports 1-65535 separated by commas",
                      optarg);
+            if (!user_ports) {
+                memset(&cfg->connect_ports, 0, sizeof cfg->connect_ports);
+                user_ports = 1;
+            }
+            for (size_t i = 0; i < sizeof ports.bits / sizeof ports.bits[0]; i++)
+                cfg->connect_ports.bits[i] |= ports.bits[i];
             break;
         case OPT_HEADER_TIMEOUT:
         case OPT_IDLE_TIMEOUT:

@@ -80,22 +80,34 @@ static const struct option *find_option(const char *name, size_t len)
 }
 
 /* The file's lines as arguments: <args>[i] is "--name=value" (interned)
- * from line <lines>[i]. Returns the count, or -1 with <err>. */
+ * from line <lines>[i]. Returns the count, or -1 with <err>.
+ *
+ * An option that holds one value may be on one line only: a second line
+ * for it is an edit gone wrong more often than an override, and silently
+ * keeping the last would hide it (a file has no "later wins" reader the
+ * way a command line built by a wrapper has). Options that collect a list
+ * (config_option_repeatable) add up, line by line. */
 static int read_file_args(const char *path, char **args, int *lines, int max, char *err,
                           size_t err_len)
 {
+    const struct option *table = config_option_table();
     FILE *f = fopen(path, "r");
     char *text, *line, *next;
-    size_t len;
-    int count = 0, lineno = 0;
+    size_t len, n_options = 0;
+    int count = 0, lineno = 0, *first_line;
 
     if (!f) {
         snprintf(err, err_len, "cannot read config file '%s': %s", path, strerror(errno));
         return -1;
     }
+    while (table[n_options].name)
+        n_options++;
     text = malloc(CONFIG_FILE_MAX + 1);
-    if (!text) {
+    first_line = calloc(n_options, sizeof *first_line);
+    if (!text || !first_line) {
         fclose(f);
+        free(first_line);
+        free(text);
         snprintf(err, err_len, "out of memory");
         return -1;
     }
@@ -163,6 +175,13 @@ static int read_file_args(const char *path, char **args, int *lines, int max, ch
             snprintf(err, err_len, "%s:%d: the value is too long", path, lineno);
             goto fail;
         }
+        if (first_line[o - table] && !config_option_repeatable(o->name)) {
+            snprintf(err, err_len, "%s:%d: '%s' is already given on line %d (it takes one value)",
+                     path, lineno, o->name, first_line[o - table]);
+            goto fail;
+        }
+        if (!first_line[o - table])
+            first_line[o - table] = lineno;
         if (count == max) {
             snprintf(err, err_len, "%s:%d: more than %d options", path, lineno, max);
             goto fail;
@@ -178,10 +197,12 @@ static int read_file_args(const char *path, char **args, int *lines, int max, ch
         }
         lines[count++] = lineno;
     }
+    free(first_line);
     free(text);
     return count;
 
 fail:
+    free(first_line);
     free(text);
     return -1;
 }

@@ -87,6 +87,8 @@ describe("config file", function()
       { "verbose yes\n", ":1: 'verbose' takes no value" },
       { "script\n", ":1: 'script' needs a value" },
       { "config other.conf\n", ":1: not a config file option 'config'" },
+      -- an option that holds one value: a second line is refused, not the last kept
+      { "idle-timeout 5\n# again\nidle-timeout 6\n", ":3: 'idle%-timeout' is already given on line 1" },
     }
     for _, case in ipairs(cases) do
       local conf = h.tmpfile(case[1], "bad.conf")
@@ -103,6 +105,24 @@ describe("config file", function()
     assert.equal(2, code, stderr)
     assert.truthy(stderr:find("cannot read config file '" .. dir .. "'", 1, true), stderr)
     assert.is_nil(stderr:find("listening on", 1, true), stderr)
+  end)
+
+  it("adds up connect-ports lines, as on the command line", function()
+    local a, b, other = procs.origin("echo"), procs.origin("echo"), procs.origin("echo")
+    local conf = h.tmpfile("connect-ports " .. a.port .. "\nconnect-ports " .. b.port .. "\n", "ports.conf")
+    local proxy = procs.proxy({ "-c", conf })
+    local function connect_status(port)
+      local sock = assert(h.connect(proxy.port))
+      local authority = "127.0.0.1:" .. port
+      h.send(sock, h.request("CONNECT", authority, { "Host: " .. authority }))
+      local resp, err = h.read_response(sock, { method = "CONNECT" })
+      sock:close()
+      assert(resp, "no response to CONNECT: " .. tostring(err))
+      return resp.status
+    end
+    assert.equal(200, connect_status(a.port))
+    assert.equal(200, connect_status(b.port))
+    assert.equal(403, connect_status(other.port))
   end)
 
   it("checks rules between options on the whole, naming the line that breaks one", function()

@@ -310,6 +310,19 @@ describe("a running proxy", function()
       assert(h.check_error_response(resp, 403, "Forbidden"))
       sock:close()
     end)
+
+    it("is repeatable: a second list adds to the first", function()
+      local a, b, other = origin("echo"), origin("echo"), origin("echo")
+      local p = proxy({ "--connect-ports", tostring(a.port), "--connect-ports", tostring(b.port) })
+      for _, o in ipairs({ a, b }) do
+        local sock, resp = connect_through(p, o.port)
+        assert.equal("HTTP/1.1 200 Connection Established", resp.status_line)
+        sock:close()
+      end
+      local sock, resp = connect_through(p, other.port)
+      assert(h.check_error_response(resp, 403, "Forbidden"))
+      sock:close()
+    end)
   end)
 
   describe("timeouts", function()
