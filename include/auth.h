@@ -33,9 +33,16 @@ typedef void auth_done_fn(void *arg, int ok, const char *user);
 /* Reads <path> and, with a <loop>, starts the checking threads. NULL with
  * <err> ("FILE:LINE: ...") for a file that cannot be used. */
 struct auth *auth_open(const char *path, struct ev_loop *loop, char *err, size_t err_len);
-/* SIGHUP: reads <path> again; on error the old users stay. Forgets every
- * remembered check. 0, or -1 with <err>. */
-int auth_reload(struct auth *a, const char *path, char *err, size_t err_len);
+/* SIGHUP, in two steps so that a reload puts nothing in force unless all
+ * of it can be: auth_users_read reads <path> (NULL with <err>, as
+ * auth_open); auth_users_use then puts those users in force in <a>,
+ * taking <u>, and forgets every remembered check. It cannot fail. A
+ * reload that fails elsewhere gives <u> back with auth_users_free (safe
+ * with NULL). */
+struct auth_users;
+struct auth_users *auth_users_read(const char *path, char *err, size_t err_len);
+void auth_users_use(struct auth *a, struct auth_users *u);
+void auth_users_free(struct auth_users *u);
 /* Stops the threads (joining them) and frees. Safe with NULL. */
 void auth_free(struct auth *a);
 

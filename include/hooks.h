@@ -114,9 +114,17 @@ struct hook_state {
 /* Loads the configured scripts into p->hooks (NULL when there are none).
  * 0, or -1 with <err>. */
 int hooks_load(struct proxy *p, char *err, size_t err_len);
-/* SIGHUP: loads every script into a fresh state; on any failure the old set
- * stays in force and the error is logged. */
-void hooks_reload(struct proxy *p);
+/* SIGHUP, in two steps so that a reload puts nothing in force unless all
+ * of it can be: hooks_prepare loads <cfg>'s scripts into a fresh state on
+ * <loop> (*<out> NULL when there are none); 0, or -1 with <err> and
+ * nothing made. hooks_replace then puts <fresh> (or no scripts, if NULL)
+ * in force in place of the current set, and cannot fail. */
+int hooks_prepare(const struct config *cfg, struct ev_loop *loop, struct hooks **out, char *err,
+                  size_t err_len);
+void hooks_replace(struct proxy *p, struct hooks *fresh);
+/* Gives back a set hooks_prepare made that is not put in force (the
+ * reload failed elsewhere). Safe with NULL. */
+void hooks_discard(struct hooks *h);
 void hooks_free(struct proxy *p);
 
 /* Loads the configured scripts once and throws the state away: lets the

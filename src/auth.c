@@ -339,19 +339,43 @@ fail:
     return NULL;
 }
 
-int auth_reload(struct auth *a, const char *path, char *err, size_t err_len)
-{
-    struct auth_user *users;
+/* A users file read ahead of being put in force. */
+struct auth_users {
+    struct auth_user *list;
     int count;
+};
 
-    if (load_users(path, &users, &count, err, err_len) != 0)
-        return -1;
+struct auth_users *auth_users_read(const char *path, char *err, size_t err_len)
+{
+    struct auth_users *u = malloc(sizeof *u);
+
+    if (!u) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    if (load_users(path, &u->list, &u->count, err, err_len) != 0) {
+        free(u);
+        return NULL;
+    }
+    return u;
+}
+
+void auth_users_use(struct auth *a, struct auth_users *u)
+{
     free_users(a->users, a->user_count);
-    a->users = users;
-    a->user_count = count;
+    a->users = u->list;
+    a->user_count = u->count;
+    free(u);
     /* A removed user or a changed password must not live on in here. */
     memset(a->cache, 0, sizeof a->cache);
-    return 0;
+}
+
+void auth_users_free(struct auth_users *u)
+{
+    if (!u)
+        return;
+    free_users(u->list, u->count);
+    free(u);
 }
 
 void auth_free(struct auth *a)

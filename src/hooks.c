@@ -412,24 +412,34 @@ int hooks_load(struct proxy *p, char *err, size_t err_len)
     return 0;
 }
 
-void hooks_reload(struct proxy *p)
+int hooks_prepare(const struct config *cfg, struct ev_loop *loop, struct hooks **out, char *err,
+                  size_t err_len)
 {
-    char err[1024];
-    struct hooks *fresh;
+    *out = NULL;
+    if (cfg->script_count == 0)
+        return 0;
+    *out = hooks_new(cfg, loop, err, err_len);
+    return *out ? 0 : -1;
+}
 
-    if (p->cfg->script_count == 0) {
+void hooks_discard(struct hooks *h)
+{
+    hooks_unref(h);
+}
+
+void hooks_replace(struct proxy *p, struct hooks *fresh)
+{
+    if (!fresh && !p->hooks) {
         log_info("SIGHUP: no scripts to reload");
-        return;
-    }
-    fresh = hooks_new(p->cfg, p->loop, err, sizeof err);
-    if (!fresh) {
-        log_error("reload failed, keeping the scripts in force: %s", err);
         return;
     }
     /* Exchanges in flight keep their reference to the old set. */
     hooks_unref(p->hooks);
     p->hooks = fresh;
-    log_info("SIGHUP: %d script(s) reloaded", p->cfg->script_count);
+    if (fresh)
+        log_info("SIGHUP: %d script(s) reloaded", fresh->script_count);
+    else
+        log_info("SIGHUP: scripts unloaded"); /* the file no longer names any */
 }
 
 void hooks_free(struct proxy *p)

@@ -388,61 +388,67 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* SIGHUP: the config file and the command line are read again and the
  * scripts loaded with them; the access log is reopened (so a rotated one
- * starts afresh). Anything wrong keeps everything as it was. Exchanges in
- * flight keep the scripts they started with (hooks.h) and read the new
+ * starts afresh). Anything wrong keeps everything as it was: first every
+ * step that can fail makes its part aside (the configuration, the
+ * scripts, the users file, the access log), and only when all of them
+ * succeeded are they put in force, by steps that cannot fail. Exchanges
+ * in flight keep the scripts they started with (hooks.h) and read the new
  * limits from here on. */
 static void reload(struct proxy *p)
 {
     char err[1024];
     struct config *fresh = malloc(sizeof *fresh);
+    struct hooks *hooks = NULL;
+    struct auth_users *users = NULL;
+    struct auth *auth = NULL;
     struct access_log *log = NULL;
 
-    if (!fresh || config_reload(p->cfg, fresh, err, sizeof err) != 0) {
-        log_error("reload: %s; the running configuration stays", fresh ? err : "out of memory");
-        free(fresh);
+    if (!fresh) {
+        log_error("reload: out of memory; the running configuration stays");
         return;
     }
-    if (hooks_try_load(fresh, err, sizeof err) != 0) {
+    if (config_reload(p->cfg, fresh, err, sizeof err) != 0)
+        goto fail;
+    if (hooks_prepare(fresh, p->loop, &hooks, err, sizeof err) != 0) {
         log_error("reload failed, keeping the scripts in force and the running "
                   "configuration: %s", err);
         free(fresh);
         return;
     }
-    /* The users file: read again in place, so checks in flight finish.
-     * An auth object stays once made (sessions may wait on it); without
-     * --auth-file after the reload it is simply not asked. */
+    /* The users file: an auth object stays once made (sessions may wait
+     * on it), and takes the new users in place; without --auth-file after
+     * the reload it is simply not asked. */
     if (fresh->auth_file && p->auth) {
-        if (auth_reload(p->auth, fresh->auth_file, err, sizeof err) != 0) {
-            log_error("reload: %s; the running configuration stays", err);
-            free(fresh);
-            return;
-        }
+        if (!(users = auth_users_read(fresh->auth_file, err, sizeof err)))
+            goto fail;
     } else if (fresh->auth_file) {
-        p->auth = auth_open(fresh->auth_file, p->loop, err, sizeof err);
-        if (!p->auth) {
-            log_error("reload: %s; the running configuration stays", err);
-            free(fresh);
-            return;
-        }
+        if (!(auth = auth_open(fresh->auth_file, p->loop, err, sizeof err)))
+            goto fail;
     }
     if (fresh->access_log &&
-        !(log = access_log_open(fresh->access_log, fresh->log_format, err, sizeof err))) {
-        log_error("reload: %s; the running configuration stays", err);
-        free(fresh);
-        return;
-    }
+        !(log = access_log_open(fresh->access_log, fresh->log_format, err, sizeof err)))
+        goto fail;
+
+    /* Everything is ready: nothing below can fail. */
+    if (users)
+        auth_users_use(p->auth, users);
+    if (auth)
+        p->auth = auth;
     access_log_close(p->access_log);
     p->access_log = log;
     p->cfg = fresh;
     metrics_set_config(fresh);
     free(p->cfg_owned);
     p->cfg_owned = fresh;
-    if (fresh->script_count == 0 && p->hooks) {
-        hooks_free(p); /* the file no longer names any script */
-        log_info("SIGHUP: scripts unloaded");
-    } else {
-        hooks_reload(p);
-    }
+    hooks_replace(p, hooks);
+    return;
+
+fail:
+    log_error("reload: %s; the running configuration stays", err);
+    auth_free(auth);
+    auth_users_free(users);
+    hooks_discard(hooks);
+    free(fresh);
 }
 
 static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)

@@ -176,6 +176,54 @@ describe("config file", function()
   end)
 
   for _, workers in ipairs({ "1", "2" }) do
+    it("puts nothing of a reload in force when a later step fails (" .. workers .. " worker(s))", function()
+      local mime = require("mime")
+      local function users(name, password)
+        local path = h.tmpfile("", name .. ".htpasswd")
+        local _, rc = h.sh(("htpasswd -B -C 5 -b -c %s %s %s 2>&1"):format(h.shell_quote(path), name, password))
+        assert.equal(0, rc)
+        return path
+      end
+      local function status_as(proxy, name, password)
+        local auth = "Proxy-Authorization: Basic " .. mime.b64(name .. ":" .. password)
+        return h.get(proxy.port, origin.url("/hello"), { auth }).status
+      end
+      local function count(proxy, text)
+        local _, n = proxy.log():gsub(text:gsub("%p", "%%%0"), "")
+        return n
+      end
+      local alice, eve = users("alice", "alice-pw"), users("eve", "eve-pw")
+      local dir = h.tmpfile("", "placeholder"):match("^(.*)/")
+      local conf = h.tmpfile(("auth-file %s\naccess-log %s/access.log\n"):format(alice, dir), "luaproxy.conf")
+      local proxy = procs.proxy({ "-c", conf, "--workers", workers }, { access_log = false })
+      assert.equal(200, status_as(proxy, "alice", "alice-pw"))
+      assert.equal(407, status_as(proxy, "eve", "eve-pw"))
+
+      -- The users file reads well, the access log cannot be opened: the
+      -- whole reload fails, so alice stays and eve stays out.
+      h.write_file(conf, ("auth-file %s\naccess-log %s/no-such-dir/access.log\n"):format(eve, dir))
+      proxy.signal("HUP")
+      assert.truthy(h.wait_for(function()
+        return count(proxy, "cannot open access log") == tonumber(workers)
+      end), proxy.log())
+      assert.truthy(proxy.log():find("the running configuration stays", 1, true), proxy.log())
+      for _ = 1, 4 do -- a couple of times, so with two workers both are likely asked
+        assert.equal(200, status_as(proxy, "alice", "alice-pw"))
+        assert.equal(407, status_as(proxy, "eve", "eve-pw"))
+      end
+
+      -- The same change with a log that opens goes through whole.
+      h.write_file(conf, ("auth-file %s\naccess-log %s/access.log\n"):format(eve, dir))
+      proxy.signal("HUP")
+      assert.truthy(h.wait_for(function()
+        return count(proxy, "SIGHUP: no scripts to reload") == tonumber(workers)
+      end), proxy.log())
+      for _ = 1, 4 do
+        assert.equal(407, status_as(proxy, "alice", "alice-pw"))
+        assert.equal(200, status_as(proxy, "eve", "eve-pw"))
+      end
+    end)
+
     it("reloads on SIGHUP under traffic without a failed request (" .. workers .. " worker(s))", function()
       local v1 = h.tmpfile(stamp_script("v1"), "v1.lua")
       local v2 = h.tmpfile(stamp_script("v2"), "v2.lua")

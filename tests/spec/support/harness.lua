@@ -350,7 +350,9 @@ end
 -- `--listen 127.0.0.1:0` and `--access-log FILE` unless args already have
 -- them. Waits (bounded) for the `listening on` line(s) on stderr.
 -- <opts>: {listeners = n (default 1), wait = false to skip waiting,
---          env = {NAME = value} for the proxy's environment}.
+--          env = {NAME = value} for the proxy's environment,
+--          access_log = false to add no --access-log (a config file
+--          gives it; the command line's would win)}.
 -- Returns {port, ports, pid, stop(), log(), access_log(), rss_kb(),
 -- fd_count(), cpu_ticks(), signal(), wait_exit(), exit_code(), alive()}.
 function h.start_proxy(args, opts)
@@ -368,7 +370,7 @@ function h.start_proxy(args, opts)
     full[#full + 1] = "--workers"; full[#full + 1] = "1"
   end
   local access = dir .. "/access.log"
-  if not has_flag(args, "--access-log") then
+  if not has_flag(args, "--access-log") and opts.access_log ~= false then
     full[#full + 1] = "--access-log"; full[#full + 1] = access
   end
   local cmd = {}
