@@ -25,7 +25,7 @@ enum stats_method {
 /* Hook time histogram bounds in seconds (the last bucket is +Inf). */
 #define STATS_HOOK_BUCKETS 10
 extern const double stats_hook_bounds[STATS_HOOK_BUCKETS];
-#define STATS_HOOK_PHASES 5 /* enum hook_phase */
+#define STATS_HOOK_PHASES 6 /* enum hook_phase: HOOK_PHASE_COUNT (hooks_run.c checks) */
 
 enum stats_counter {
     STAT_CONNECTIONS_ACCEPTED,

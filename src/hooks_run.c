@@ -18,6 +18,9 @@
 #include "session.h"
 #include "stats.h"
 
+/* The metrics keep a row per phase, in the order of enum hook_phase. */
+_Static_assert(STATS_HOOK_PHASES == HOOK_PHASE_COUNT, "stats.h: one row per hook phase");
+
 static double monotonic_now(void)
 {
     struct timespec ts;

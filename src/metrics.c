@@ -24,6 +24,7 @@ static const struct config *current_cfg;
 
 static const char *const phase_names[STATS_HOOK_PHASES] = {
     "on_request", "before_connect", "on_response", "on_response_chunk", "on_done",
+    "on_request_chunk",
 };
 
 void metrics_set_config(const struct config *cfg)

@@ -35,7 +35,12 @@ describe("metrics", function()
 
   it("serves Prometheus text that promtool accepts, summed over workers", function()
     local script = h.tmpfile([[
-function on_request(tx) end
+function on_request(tx)
+  if tx.req.method == "POST" then tx.req.buffer_body = true end
+end
+function on_request_chunk(tx, chunk, eof)
+  if chunk:find("fail", 1, true) then error("on purpose") end
+end
 function on_response(tx)
   if tx.req.url:find("/fail", 1, true) then error("on purpose") end
 end
@@ -50,6 +55,17 @@ end
     assert.equal(0, code, out)
 
     for _ = 1, 6 do assert.equal(200, h.get(proxy.port, origin.url("/hello")).status) end
+    -- a request body: on_request_chunk runs, and fails on the second
+    local function post(body)
+      local s = assert(h.connect(proxy.port))
+      h.send(s, h.request("POST", origin.url("/echo"), { "Host: " .. origin.authority,
+        "Content-Length: " .. #body }, body))
+      local r = h.read_response(s)
+      s:close()
+      return r and r.status
+    end
+    assert.equal(200, post("hello"))
+    assert.equal(500, post("fail"))
     assert.equal(500, h.get(proxy.port, origin.url("/fail")).status)
     local refused = "http://127.0.0.1:" .. h.closed_port() .. "/x"
     assert.equal(502, h.get(proxy.port, refused).status)
@@ -71,11 +87,13 @@ end
     assert.truthy(m["luaproxy_connections_accepted_total"] >= 9)
     assert.truthy(m["luaproxy_connections_open"] >= 1)
     assert.truthy(m["luaproxy_sent_bytes_total"] >= 6 * 6)
-    assert.equal(9, m['luaproxy_hook_calls_total{hook="on_request"}'])
-    assert.equal(7, m['luaproxy_hook_calls_total{hook="on_response"}'])
+    assert.equal(11, m['luaproxy_hook_calls_total{hook="on_request"}'])
+    assert.truthy(m['luaproxy_hook_calls_total{hook="on_request_chunk"}'] >= 2)
+    assert.equal(1, m['luaproxy_hook_errors_total{hook="on_request_chunk"}'])
+    assert.equal(8, m['luaproxy_hook_calls_total{hook="on_response"}'])
     assert.equal(1, m['luaproxy_hook_errors_total{hook="on_response"}'])
-    assert.equal(7, m['luaproxy_hook_duration_seconds_count{hook="on_response"}'])
-    assert.equal(7, m['luaproxy_hook_duration_seconds_bucket{hook="on_response",le="+Inf"}'])
+    assert.equal(8, m['luaproxy_hook_duration_seconds_count{hook="on_response"}'])
+    assert.equal(8, m['luaproxy_hook_duration_seconds_bucket{hook="on_response",le="+Inf"}'])
     assert.equal(1, m['luaproxy_build_info{version="0.1.0"}'])
     assert.truthy(m["luaproxy_start_time_seconds"] > 1.7e9)
     resp = a.call(adm, "/metrics", { no_token = true })
@@ -100,6 +118,6 @@ end
     assert.truthy(st.uptime_seconds >= 0)
     assert.equal(6, st.requests_by_class.GET["2xx"])
     assert.equal(1, st.upstream_connect_errors)
-    assert.equal(9, st.hooks.on_request.calls)
+    assert.equal(11, st.hooks.on_request.calls)
   end)
 end)
