@@ -208,6 +208,29 @@ static int copy_request_line(struct session *s, const struct http_head *head)
     return 0;
 }
 
+/* How many luaproxy hops a request may have passed through already (its
+ * Via), and how long its Via may be: past either it is taken for a
+ * forwarding loop. Proxies set as each other's parent pass a request back
+ * and forth; each hop adds to Via, so this ends it (the address check in
+ * upstream.c only sees a proxy that points at itself). */
+#define VIA_HOPS_MAX 8
+#define VIA_BYTES_MAX 1000
+
+static int looks_like_loop(const struct http_head *head)
+{
+    size_t hops = 0, bytes = 0, mark = sizeof MESSAGE_VIA - 1;
+    for (int i = http_find_id(head, HTTP_FIELD_VIA, 0); i >= 0;
+         i = http_find_id(head, HTTP_FIELD_VIA, (size_t)i + 1)) {
+        const char *v = head->fields[i].value;
+        size_t len = head->fields[i].value_len;
+        bytes += len;
+        for (size_t at = 0; at + mark <= len; at++)
+            if (memcmp(v + at, MESSAGE_VIA, mark) == 0)
+                hops++;
+    }
+    return hops >= VIA_HOPS_MAX || bytes > VIA_BYTES_MAX;
+}
+
 /* Checks the target and fills x->url, x->host, x->port. Returns the cause
  * of a refusal (with *status), or NULL. */
 static const char *check_target(struct session *s, int *status)
@@ -428,6 +451,11 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
     x->req_had_length = http_find_id(head, HTTP_FIELD_CONTENT_LENGTH, 0) >= 0;
     x->is_connect = x->method_len == 7 && memcmp(x->method, "CONNECT", 7) == 0;
     cause = check_target(s, &status);
+    if (!cause && (head->ids_seen & (1u << HTTP_FIELD_VIA)) && looks_like_loop(head)) {
+        status = 508;
+        cause = "the request has passed through luaproxy too many times (its Via): a "
+                "forwarding loop between proxies?";
+    }
     if (cause) {
         TRACE(s, "target refused (%d): %s", status, cause);
         return exchange_fail(x, status, cause);

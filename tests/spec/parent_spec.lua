@@ -33,6 +33,18 @@ describe("parent proxy", function()
     assert.equal(0, #origin.requests())
   end)
 
+  it("answers 508 when two proxies are each other's parent", function()
+    local pa, pb = h.closed_port(), h.closed_port()
+    local a = start({ "--listen", "127.0.0.1:" .. pa, "--upstream", "http://127.0.0.1:" .. pb })
+    start({ "--listen", "127.0.0.1:" .. pb, "--upstream", "http://127.0.0.1:" .. pa })
+    -- Each hop adds to Via; before, the request went round until both ran
+    -- out of descriptors, and the client never had an answer.
+    local resp = h.get(a.port, origin.url("/hello"))
+    assert.equal(508, resp.status)
+    assert.truthy(resp.body:find("forwarding loop", 1, true), resp.body)
+    assert.equal(0, #origin.requests())
+  end)
+
   it("opens tunnels with CONNECT to the parent", function()
     local parent = start_parent()
     local proxy = start({ "--upstream", parent.url("u:p"), "--connect-ports", "443" })
