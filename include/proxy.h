@@ -52,6 +52,7 @@ struct proxy {
     struct intercept *intercept; /* clients passing through after a refusal */
     struct session *sessions; /* doubly linked list of live sessions */
     int session_count;        /* this loop's sessions */
+    int refused_count;        /* of which clients only told why they are refused */
     /* Every worker's count of sessions, one slot each (shared memory), or
      * NULL. A slot per worker, not one total: a worker that dies takes its
      * connections with it, and the supervisor clears its slot. */

@@ -50,6 +50,9 @@
 #define ACCEPT_RETRY_DELAY 0.5
 /* How long in-flight exchanges may take to finish after SIGTERM. */
 #define DRAIN_LIMIT 10.0
+/* Refused clients this loop keeps long enough to answer 403 or 503; past
+ * that, a refused client's connection is closed at once. */
+#define REFUSED_SESSIONS_MAX 64
 /* Idle upstream connections kept: in all, per host and port, and for how
  * long (never longer than --idle-timeout). */
 #define POOL_MAX_TOTAL 512
@@ -110,13 +113,18 @@ static void listeners_watch(struct proxy *p, int on)
     }
 }
 
-static void count_session(struct proxy *p, int delta)
+/* A refused client (not in --allow, or over --max-connections) is counted
+ * apart: it must not take one of the slots --max-connections keeps for
+ * the clients allowed in, however many a refused address opens. */
+static void count_session(struct proxy *p, int delta, int refused)
 {
     p->session_count += delta;
     if (delta > 0)
         stats_add(STAT_CONNECTIONS_ACCEPTED, delta);
     stats_add(STAT_CONNECTIONS_OPEN, delta);
-    if (p->shared_sessions)
+    if (refused)
+        p->refused_count += delta;
+    else if (p->shared_sessions)
         __atomic_add_fetch(&p->shared_sessions[p->shared_slot], delta, __ATOMIC_RELAXED);
 }
 
@@ -130,7 +138,7 @@ static void on_session_gone(struct proxy *p, struct session *s)
         p->sessions = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    count_session(p, -1);
+    count_session(p, -1, s->reject_status != 0);
     if (p->fresh == s)
         p->fresh = NULL;
     if (p->stopping && p->session_count == 0)
@@ -196,7 +204,7 @@ static void on_listener_readable(struct ev_loop *loop, ev_io *w, int revents)
         /* Rejected clients still get a (small) session, so they can be
          * told why in a proper response instead of a bare reset. Beyond a
          * margin even that is refused. */
-        if (reject && proxy_connection_count(p) >= p->cfg->max_connections + 64) {
+        if (reject && p->refused_count >= REFUSED_SESSIONS_MAX) {
             close(fd);
             continue;
         }
@@ -212,7 +220,7 @@ static void on_listener_readable(struct ev_loop *loop, ev_io *w, int revents)
         if (p->sessions)
             p->sessions->prev = s;
         p->sessions = s;
-        count_session(p, +1);
+        count_session(p, +1, reject != 0);
         /* A client connects to send its request, which has nearly always
          * arrived by the time the connection is accepted: read it in this
          * turn of the loop instead of asking epoll first. */
@@ -488,7 +496,7 @@ int proxy_connection_count(const struct proxy *p)
 {
     int total = 0;
     if (!p->shared_sessions)
-        return p->session_count;
+        return p->session_count - p->refused_count;
     for (int i = 0; i < p->shared_slots; i++)
         total += __atomic_load_n(&p->shared_sessions[i], __ATOMIC_RELAXED);
     return total;

@@ -137,6 +137,29 @@ describe("a running proxy", function()
       local p = proxy({ "--allow", "10.0.0.0/8", "--allow", "127.0.0.1/32" })
       assert_hello(get_hello(p.port, o))
     end)
+
+    it("keeps --max-connections for allowed clients, however many refused ones wait", function()
+      local o = origin()
+      local p = proxy({ "--allow", "127.0.0.2/32", "--max-connections", "2" })
+      local before = p.fd_count()
+      -- From 127.0.0.1, refused: three connections that send nothing wait
+      -- for their 403 until --header-timeout.
+      local refused = {}
+      for i = 1, 3 do refused[i] = assert(h.connect(p.port)) end
+      assert.truthy(h.wait_for(function() return p.fd_count() >= before + 3 end),
+        "the proxy never accepted the refused clients")
+      -- An allowed client, from 127.0.0.2: before, the refused ones had
+      -- taken its slots and it got 503.
+      local s = socket.tcp()
+      assert(s:bind("127.0.0.2", 0))
+      s:settimeout(10)
+      assert(s:connect("127.0.0.1", p.port))
+      assert(h.send(s, h.request("GET", o.url("/hello"), { "Host: " .. o.authority })))
+      local resp = assert(h.read_response(s))
+      s:close()
+      assert.are.equal(200, resp.status)
+      for i = 1, 3 do refused[i]:close() end
+    end)
   end)
 
   describe("--listen", function()
