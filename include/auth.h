@@ -46,11 +46,14 @@ void auth_users_free(struct auth_users *u);
 /* Stops the threads (joining them) and frees. Safe with NULL. */
 void auth_free(struct auth *a);
 
-/* Checks the value of a request's Proxy-Authorization field (<value> NULL
- * when absent) for a client at <client_ip>. On AUTH_PENDING, *<job> lets
- * the caller cancel; <done>(<arg>, ...) runs later from the loop, never
- * before this returns. */
-enum auth_result auth_check(struct auth *a, const char *value, size_t value_len,
+/* Checks a request's Proxy-Authorization for a client at <client_ip>:
+ * <fields> is how many such fields the head carried and <value> the first
+ * one's (NULL when none). No field is the usual first request, answered
+ * 407 without counting a failure; two fields, a scheme other than Basic or
+ * a malformed value count as failures like a wrong password. On
+ * AUTH_PENDING, *<job> lets the caller cancel; <done>(<arg>, ...) runs
+ * later from the loop, never before this returns. */
+enum auth_result auth_check(struct auth *a, int fields, const char *value, size_t value_len,
                             const char *client_ip, char *user, size_t user_len,
                             auth_done_fn *done, void *arg, struct auth_job **job);
 /* The owner of a pending check goes away: <done> will not be called. */

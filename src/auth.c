@@ -451,7 +451,7 @@ static int base64_decode(const char *in, size_t len, char *out, size_t out_len)
     return (int)n;
 }
 
-enum auth_result auth_check(struct auth *a, const char *value, size_t value_len,
+enum auth_result auth_check(struct auth *a, int fields, const char *value, size_t value_len,
                             const char *client_ip, char *user, size_t user_len,
                             auth_done_fn *done, void *arg, struct auth_job **job_out)
 {
@@ -466,8 +466,13 @@ enum auth_result auth_check(struct auth *a, const char *value, size_t value_len,
 
     *job_out = NULL;
     user[0] = '\0';
-    if (!value || value_len < 6 || strncasecmp(value, "Basic ", 6) != 0)
-        goto denied_quietly;
+    if (fields == 0 || !value)
+        goto denied_quietly; /* the usual first request: not a failure */
+    /* Two sets of credentials (which one?), another scheme, or "Basic"
+     * without a single space and a token: refused and counted, since a
+     * client sending them is not one that merely forgot to sign in. */
+    if (fields > 1 || value_len < 6 || strncasecmp(value, "Basic ", 6) != 0)
+        goto denied;
     value += 6;
     value_len -= 6;
     while (value_len > 0 && *value == ' ') {

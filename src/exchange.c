@@ -320,7 +320,7 @@ static enum auth_result check_credentials(struct session *s, const struct http_h
     struct auth *a = s->proxy->auth;
     char user[AUTH_USER_MAX];
     enum auth_result result;
-    int i;
+    int i, fields;
 
     if (!a || !s->proxy->cfg->auth_file)
         return AUTH_OK;
@@ -331,9 +331,10 @@ static enum auth_result check_credentials(struct session *s, const struct http_h
         return AUTH_OK;
     }
     i = http_find_id(head, HTTP_FIELD_PROXY_AUTHORIZATION, 0);
+    fields = i < 0 ? 0 : 1;
     if (i >= 0 && http_find_id(head, HTTP_FIELD_PROXY_AUTHORIZATION, (size_t)i + 1) >= 0)
-        return AUTH_DENIED; /* two sets of credentials: which one? neither */
-    result = auth_check(a, i >= 0 ? head->fields[i].value : NULL,
+        fields = 2; /* two sets of credentials: which one? neither */
+    result = auth_check(a, fields, i >= 0 ? head->fields[i].value : NULL,
                         i >= 0 ? head->fields[i].value_len : 0, s->client_ip, user, sizeof user,
                         s->events->auth_done, s, &x->auth_job);
     if (result == AUTH_OK)

@@ -120,6 +120,25 @@ function on_request(tx) tx.req.headers["X-Seen-User"] = tx.user or "none" end
     assert.equal(200, h.get(proxy.port, origin.url("/hello"), { basic("alice", "looking-glass") }).status)
   end)
 
+  it("counts malformed credentials as failures, and a missing field not", function()
+    local proxy, adm = start({ "--auth-file", users_file() }, true)
+    local good = b64("alice:wonderland")
+    assert.equal(407, h.get(proxy.port, origin.url("/hello")).status)
+    assert.equal(0, a.get_json(adm, "/status").auth_failures)
+    local malformed = {
+      { basic("alice", "wonderland"), basic("alice", "wonderland") }, -- two fields
+      { "Proxy-Authorization: Basic\t" .. good },                     -- a tab, not a space
+      { 'Proxy-Authorization: Digest username="alice"' },              -- another scheme
+      { "Proxy-Authorization: Basic" },                                -- no credentials
+      { "Proxy-Authorization: Basic !!!" },                            -- not base64
+    }
+    for i, extra in ipairs(malformed) do
+      assert.equal(407, h.get(proxy.port, origin.url("/hello"), extra).status, "case " .. i)
+      assert.equal(i, a.get_json(adm, "/status").auth_failures, "case " .. i)
+    end
+    assert.equal(0, #origin.requests())
+  end)
+
   it("refuses a file with a plain-text password or an unknown scheme, naming file and line", function()
     for _, line in ipairs({ "carol:plaintext", "dave:$1$abc$0123456789abcdef012345", "erin" }) do
       local path = h.tmpfile("# users\n" .. line .. "\n", "bad-users")
