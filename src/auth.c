@@ -48,6 +48,7 @@
 struct auth_user {
     char *name;
     char *hash;
+    int line; /* in the file, for the duplicate's message */
 };
 
 struct auth_job {
@@ -113,6 +114,23 @@ static int hash_supported(const char *hash)
     return 0;
 }
 
+/* The users' order: by name, then by line (for qsort); and a name against
+ * a user (for bsearch). */
+static int compare_users(const void *l, const void *r)
+{
+    const struct auth_user *ul = l, *ur = r;
+    int c = strcmp(ul->name, ur->name);
+    return c != 0 ? c : ul->line - ur->line;
+}
+
+static int compare_key(const void *name, const void *user)
+{
+    return strcmp(name, ((const struct auth_user *)user)->name);
+}
+
+/* Reads the users of <path> into *<out> (sorted by name, *<out_count> of
+ * them, the caller's to free with free_users). 0, or -1 with <err>
+ * ("FILE:LINE: ..."). */
 static int load_users(const char *path, struct auth_user **out, int *out_count, char *err,
                       size_t err_len)
 {
@@ -152,11 +170,6 @@ static int load_users(const char *path, struct auth_user **out, int *out_count, 
                      path, lineno, name);
             goto fail;
         }
-        for (int i = 0; i < count; i++)
-            if (strcmp(users[i].name, name) == 0) {
-                snprintf(err, err_len, "%s:%d: user '%s' appears twice", path, lineno, name);
-                goto fail;
-            }
         if (count == AUTH_USERS_MAX) {
             snprintf(err, err_len, "%s:%d: more than %d users", path, lineno, AUTH_USERS_MAX);
             goto fail;
@@ -171,6 +184,7 @@ static int load_users(const char *path, struct auth_user **out, int *out_count, 
         }
         users[count].name = strdup(name);
         users[count].hash = strdup(colon + 1);
+        users[count].line = lineno;
         count++;
         if (!users[count - 1].name || !users[count - 1].hash)
             goto oom;
@@ -180,6 +194,26 @@ static int load_users(const char *path, struct auth_user **out, int *out_count, 
         goto fail;
     }
     fclose(f);
+    f = NULL;
+    /* Sorted by name, so a duplicate sits next to its twin and a lookup
+     * is a binary search: a file of 100,000 users is checked in
+     * milliseconds, where comparing each line with all before it took
+     * seconds of a stalled loop on SIGHUP. The line breaks ties, so the
+     * later of two twins comes second. */
+    if (count > 1)
+        qsort(users, (size_t)count, sizeof *users, compare_users);
+    int dup_line = 0;
+    const char *dup_name = NULL;
+    for (int i = 1; i < count; i++)
+        if (strcmp(users[i - 1].name, users[i].name) == 0 &&
+            (!dup_name || users[i].line < dup_line)) {
+            dup_line = users[i].line; /* the first repeat in file order */
+            dup_name = users[i].name;
+        }
+    if (dup_name) {
+        snprintf(err, err_len, "%s:%d: user '%s' appears twice", path, dup_line, dup_name);
+        goto fail;
+    }
     *out = users;
     *out_count = count;
     return 0;
@@ -187,17 +221,17 @@ static int load_users(const char *path, struct auth_user **out, int *out_count, 
 oom:
     snprintf(err, err_len, "out of memory");
 fail:
-    fclose(f);
+    if (f)
+        fclose(f);
     free_users(users, count);
     return -1;
 }
 
 static const struct auth_user *find_user(const struct auth *a, const char *name)
 {
-    for (int i = 0; i < a->user_count; i++)
-        if (strcmp(a->users[i].name, name) == 0)
-            return &a->users[i];
-    return NULL;
+    if (a->user_count == 0)
+        return NULL;
+    return bsearch(name, a->users, (size_t)a->user_count, sizeof *a->users, compare_key);
 }
 
 /* ---- the threads ------------------------------------------------------- */

@@ -1,0 +1,165 @@
+/*
+ * test_auth.c - unit tests for the users file and the checks of auth.c.
+ *
+ * The file is read on the event loop at every SIGHUP, so its checks must
+ * stay cheap for the largest file accepted (100,000 users); a duplicate is
+ * still reported at the line where it repeats. (Comparing each line with
+ * all before it took half a minute here for this file.) Checks run on the real
+ * thread pool under a private loop, with SHA-512 crypt hashes of few
+ * rounds so that a verdict comes back at once.
+ */
+#include <crypt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "auth.h"
+#include "tap.h"
+
+static char dir[] = "/tmp/luaproxy-auth-XXXXXX";
+
+/* A cheap hash of <password> ($6$ at its default 5000 rounds: milliseconds). */
+static const char *cheap_hash(const char *password)
+{
+    static struct crypt_data data;
+    return crypt_r(password, "$6$testsalt$", &data);
+}
+
+/* Writes <text> to a file in the test directory; returns its path. */
+static const char *write_users(const char *name, const char *text)
+{
+    static char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) == EOF || fclose(f) != 0) {
+        printf("# cannot write %s\n", path);
+        exit(1);
+    }
+    return path;
+}
+
+static const char *basic(const char *user, const char *password)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static char out[512];
+    char in[256];
+    int n = snprintf(in, sizeof in, "%s:%s", user, password), o;
+    memcpy(out, "Basic ", 6);
+    o = 6;
+    for (int i = 0; i < n; i += 3) {
+        unsigned v = (unsigned char)in[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned char)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= (unsigned char)in[i + 2];
+        out[o++] = alphabet[v >> 18 & 63];
+        out[o++] = alphabet[v >> 12 & 63];
+        out[o++] = i + 1 < n ? alphabet[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? alphabet[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return out;
+}
+
+struct verdict {
+    int calls;
+    int ok;
+};
+
+static void on_done(void *arg, int ok, const char *user)
+{
+    struct verdict *v = arg;
+    (void)user;
+    v->calls++;
+    v->ok = ok;
+}
+
+/* The verdict on <user>:<password> from <client>: 1 good, 0 refused. */
+static int check(struct auth *a, struct ev_loop *loop, const char *user, const char *password,
+                 const char *client)
+{
+    char name[AUTH_USER_MAX];
+    struct verdict v = {0, 0};
+    struct auth_job *job;
+    const char *value = basic(user, password);
+    enum auth_result r =
+        auth_check(a, 1, value, strlen(value), client, name, sizeof name, on_done, &v, &job);
+    if (r != AUTH_PENDING)
+        return r == AUTH_OK;
+    while (v.calls == 0)
+        ev_run(loop, EVRUN_ONCE);
+    return v.ok;
+}
+
+static void test_duplicates(void)
+{
+    char err[512];
+    const char *h = cheap_hash("x");
+    char text[1024];
+    snprintf(text, sizeof text, "carol:%s\nbob:%s\n# note\nalice:%s\nbob:%s\ncarol:%s\n", h, h, h,
+             h, h);
+    const char *path = write_users("twice", text);
+    struct auth *a = auth_open(path, NULL, err, sizeof err);
+    ok(a == NULL, "a user named twice is refused");
+    char want[300];
+    snprintf(want, sizeof want, "%s:5: user 'bob' appears twice", path);
+    is_str(err, strlen(err), want, "the first repeat in file order is named, with its line");
+    auth_free(a);
+}
+
+static void test_large_file(void)
+{
+    enum { USERS = 99999 }; /* one below the cap, so that a repeat still fits */
+    char err[512], name[32];
+    const char *h = cheap_hash("secret");
+    char path[256];
+    snprintf(path, sizeof path, "%s/large", dir);
+    FILE *f = fopen(path, "w");
+    /* Written in an order unlike the sorted one, to exercise the sort. */
+    for (int i = 0; f && i < USERS; i++)
+        fprintf(f, "user%05d:%s\n", (int)((i * 7919L) % USERS), h);
+    if (!f || fclose(f) != 0) {
+        printf("# cannot write %s\n", path);
+        exit(1);
+    }
+
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct auth *a = auth_open(path, loop, err, sizeof err);
+    if (!ok(a != NULL, "a file of %d users is accepted", USERS))
+        printf("#   %s\n", err);
+    if (a) {
+        ok(check(a, loop, "user99998", "secret", "192.0.2.1"), "the last name is found");
+        ok(check(a, loop, "user00000", "secret", "192.0.2.1"), "the first name is found");
+        ok(!check(a, loop, "user99998", "wrong", "192.0.2.1"), "a wrong password is refused");
+        ok(!check(a, loop, "user100000", "secret", "192.0.2.1"), "an unknown name is refused");
+    }
+
+    /* One more line repeating a name: refused at that line. */
+    f = fopen(path, "a");
+    if (f) {
+        fprintf(f, "user04242:%s\n", h);
+        fclose(f);
+    }
+    ok(a && auth_reload(a, path, err, sizeof err) == -1,
+       "a repeated name in a large file is refused");
+    snprintf(name, sizeof name, ":%d: user 'user04242'", USERS + 1);
+    ok(strstr(err, name) != NULL, "it is named with its line: %s", err);
+    auth_free(a);
+    ev_loop_destroy(loop);
+}
+
+int main(void)
+{
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    (void)guarded_copy; /* files, not buffers: nothing to guard here */
+    test_duplicates();
+    test_large_file();
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", dir);
+    return tap_done();
+}
