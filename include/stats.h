@@ -39,6 +39,7 @@ enum stats_counter {
     STAT_DNS_MICROSECONDS,
     STAT_AUTH_FAILURES,
     STAT_AUTH_CHECKS,            /* passwords verified by the pool (not cached) */
+    STAT_AUTH_PENDING,           /* gauge: checks waiting or running */
     STAT_REQUESTS, /* STATS_METHOD_COUNT x STATS_STATUS_CLASSES follow */
     STAT_HOOK_CALLS = STAT_REQUESTS + STATS_METHOD_COUNT * STATS_STATUS_CLASSES,
     STAT_HOOK_ERRORS = STAT_HOOK_CALLS + STATS_HOOK_PHASES,

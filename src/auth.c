@@ -56,6 +56,7 @@ struct auth_job {
     struct auth *auth;
     int cancelled; /* loop thread only */
     int ok;        /* set by the thread */
+    unsigned generation; /* of the users file <hash> came from */
     unsigned char digest[32];
     char user[AUTH_USER_MAX];
     char password[AUTH_PASSWORD_MAX];
@@ -68,6 +69,7 @@ struct auth_job {
 struct cache_entry {
     unsigned char digest[32];
     ev_tstamp expires; /* 0: empty */
+    unsigned generation; /* of the users file the verdict was made against */
     int ok;
     char user[AUTH_USER_MAX];
 };
@@ -87,6 +89,9 @@ struct auth {
     /* Loop thread only. */
     struct auth_user *users;
     int user_count;
+    /* Bumped by every reload: a verdict made against an older file is
+     * neither remembered nor, if the user's hash changed, believed. */
+    unsigned generation;
     unsigned char key[32]; /* the cache's HMAC key, random per process */
     struct cache_entry cache[CACHE_SLOTS];
     ev_tstamp suspect_until[SUSPECT_SLOTS];
@@ -262,7 +267,8 @@ static void *thread_main(void *arg)
         const char *out = data ? crypt_rn(job->password, job->hash, data, sizeof *data) : NULL;
         job->ok = out && strlen(out) == strlen(job->hash) &&
                   CRYPTO_memcmp(out, job->hash, strlen(job->hash)) == 0;
-        explicit_bzero(job->password, sizeof job->password);
+        /* The password stays until the loop frees the job: a reload in
+         * the meantime may need it checked again (on_async). */
 
         pthread_mutex_lock(&a->mu);
         job->next = a->done;
@@ -287,11 +293,14 @@ static struct cache_entry *cache_slot(struct auth *a, const unsigned char *diges
 static void remember(struct auth *a, const unsigned char *digest, int ok, const char *user)
 {
     struct cache_entry *e = cache_slot(a, digest);
+    if (e->generation != a->generation)
+        e->expires = 0; /* made against an older file: as good as empty */
     /* A success is not pushed out by a failure that happens to share its
      * slot: otherwise wrong guesses could evict good clients. */
     if (!ok && e->expires > ev_now(a->loop) && e->ok)
         return;
     memcpy(e->digest, digest, sizeof e->digest);
+    e->generation = a->generation;
     e->ok = ok;
     e->expires = ev_now(a->loop) + (ok ? CACHE_OK_TTL : CACHE_FAIL_TTL);
     snprintf(e->user, sizeof e->user, "%s", user);
@@ -304,6 +313,52 @@ static unsigned suspect_slot(const struct auth *a, const char *client_ip)
     HMAC(EVP_sha256(), a->key, sizeof a->key, (const unsigned char *)client_ip,
          strlen(client_ip), mac, &len);
     return ((unsigned)mac[0] | (unsigned)mac[1] << 8) % SUSPECT_SLOTS;
+}
+
+static void free_job(struct auth_job *job)
+{
+    explicit_bzero(job, sizeof *job); /* the password, and the user */
+    free(job);
+}
+
+/* Puts <job> at the end of its queue. The caller holds a->mu. */
+static void enqueue(struct auth *a, struct auth_job *job, int suspect)
+{
+    job->next = NULL;
+    if (a->queue_tail[suspect])
+        a->queue_tail[suspect]->next = job;
+    else
+        a->queue[suspect] = job;
+    a->queue_tail[suspect] = job;
+    a->queued[suspect]++;
+    pthread_cond_signal(&a->cond);
+}
+
+/* A verdict on <job> made against an older users file (a SIGHUP came while
+ * it was checked): still true if the user's hash is the same; else the
+ * password is checked again against the current hash, so that a changed
+ * password takes effect for checks in flight too. Returns 1 when the job
+ * went back to the queue. */
+static int recheck_if_stale(struct auth *a, struct auth_job *job)
+{
+    const struct auth_user *u;
+
+    if (job->generation == a->generation)
+        return 0;
+    job->generation = a->generation;
+    u = find_user(a, job->user);
+    if (!u) {
+        job->ok = 0; /* removed meanwhile */
+        return 0;
+    }
+    if (strcmp(u->hash, job->hash) == 0)
+        return 0;
+    memcpy(job->hash, u->hash, strlen(u->hash) + 1); /* both < AUTH_HASH_MAX */
+    pthread_mutex_lock(&a->mu);
+    /* Already admitted once: not refused for a full queue now. */
+    enqueue(a, job, a->suspect_until[job->suspect_slot] > ev_now(a->loop));
+    pthread_mutex_unlock(&a->mu);
+    return 1;
 }
 
 static void on_async(struct ev_loop *loop, ev_async *w, int revents)
@@ -320,15 +375,19 @@ static void on_async(struct ev_loop *loop, ev_async *w, int revents)
     while (list) {
         struct auth_job *job = list;
         list = job->next;
-        remember(a, job->digest, job->ok, job->user);
         stats_add(STAT_AUTH_CHECKS, 1);
+        if (!job->cancelled && recheck_if_stale(a, job))
+            continue;
+        if (job->generation == a->generation)
+            remember(a, job->digest, job->ok, job->user);
         if (!job->ok) {
             a->suspect_until[job->suspect_slot] = ev_now(a->loop) + SUSPECT_TTL;
             stats_add(STAT_AUTH_FAILURES, 1);
         }
         if (!job->cancelled)
             job->done(job->arg, job->ok, job->user);
-        free(job);
+        stats_add(STAT_AUTH_PENDING, -1);
+        free_job(job);
     }
 }
 
@@ -400,8 +459,10 @@ void auth_users_use(struct auth *a, struct auth_users *u)
     a->users = u->list;
     a->user_count = u->count;
     free(u);
-    /* A removed user or a changed password must not live on in here. */
+    /* A removed user or a changed password must not live on in here, nor
+     * come back with a check that was in flight (see recheck_if_stale). */
     memset(a->cache, 0, sizeof a->cache);
+    a->generation++;
 }
 
 void auth_users_free(struct auth_users *u)
@@ -429,12 +490,12 @@ void auth_free(struct auth *a)
             while (a->queue[q]) {
                 struct auth_job *job = a->queue[q];
                 a->queue[q] = job->next;
-                free(job);
+                free_job(job);
             }
         while (a->done) {
             struct auth_job *job = a->done;
             a->done = job->next;
-            free(job);
+            free_job(job);
         }
         pthread_cond_destroy(&a->cond);
         pthread_mutex_destroy(&a->mu);
@@ -529,7 +590,8 @@ enum auth_result auth_check(struct auth *a, int fields, const char *value, size_
         goto denied;
 
     e = cache_slot(a, digest);
-    if (e->expires > ev_now(a->loop) && memcmp(e->digest, digest, sizeof digest) == 0 &&
+    if (e->expires > ev_now(a->loop) && e->generation == a->generation &&
+        memcmp(e->digest, digest, sizeof digest) == 0 &&
         strcmp(e->user, creds) == 0) {
         explicit_bzero(creds, sizeof creds);
         if (!e->ok)
@@ -550,6 +612,7 @@ enum auth_result auth_check(struct auth *a, int fields, const char *value, size_
     memcpy(job->password, colon + 1, strlen(colon + 1) + 1);
     memcpy(job->hash, u->hash, strlen(u->hash) + 1);
     job->suspect_slot = slot;
+    job->generation = a->generation;
     job->done = done;
     job->arg = arg;
     explicit_bzero(creds, sizeof creds);
@@ -558,19 +621,13 @@ enum auth_result auth_check(struct auth *a, int fields, const char *value, size_
     if (a->queued[0] + a->queued[1] >= AUTH_QUEUE_MAX ||
         (suspect && a->queued[1] >= AUTH_SUSPECT_QUEUE_MAX)) {
         pthread_mutex_unlock(&a->mu);
-        explicit_bzero(job, sizeof *job);
-        free(job);
+        free_job(job);
         log_warn("authentication queue full; refusing %s", client_ip);
         goto denied;
     }
-    if (a->queue_tail[suspect])
-        a->queue_tail[suspect]->next = job;
-    else
-        a->queue[suspect] = job;
-    a->queue_tail[suspect] = job;
-    a->queued[suspect]++;
-    pthread_cond_signal(&a->cond);
+    enqueue(a, job, suspect);
     pthread_mutex_unlock(&a->mu);
+    stats_add(STAT_AUTH_PENDING, 1);
     *job_out = job;
     return AUTH_PENDING;
 

@@ -78,6 +78,8 @@ static void render_prometheus(struct buffer *b)
            "Requests with wrong or malformed proxy credentials.", STAT_AUTH_FAILURES);
     single(b, "luaproxy_auth_checks_total", "counter",
            "Passwords verified (the rest were answered from the cache).", STAT_AUTH_CHECKS);
+    single(b, "luaproxy_auth_pending", "gauge",
+           "Proxy credential checks waiting for the pool or running.", STAT_AUTH_PENDING);
 
     family(b, "luaproxy_hook_calls_total", "counter", "Script hook calls, by hook.");
     for (int p = 0; p < STATS_HOOK_PHASES; p++)
@@ -179,7 +181,7 @@ static void render_status(struct buffer *b)
                   "\"connections_open\":%lld,\"tunnels_open\":%lld,"
                   "\"upstream_connect_errors\":%lld,\"upstream_timeouts\":%lld,"
                   "\"dns_lookups\":%lld,\"dns_lookup_seconds\":%.6f,\"auth_failures\":%lld,"
-                  "\"auth_checks\":%lld,",
+                  "\"auth_checks\":%lld,\"auth_pending\":%lld,",
                   (long long)stats_total(STAT_BYTES_IN), (long long)stats_total(STAT_BYTES_OUT),
                   (long long)stats_total(STAT_CONNECTIONS_ACCEPTED),
                   (long long)stats_total(STAT_CONNECTIONS_OPEN),
@@ -189,7 +191,8 @@ static void render_status(struct buffer *b)
                   (long long)stats_total(STAT_DNS_LOOKUPS),
                   (double)stats_total(STAT_DNS_MICROSECONDS) / 1e6,
                   (long long)stats_total(STAT_AUTH_FAILURES),
-                  (long long)stats_total(STAT_AUTH_CHECKS));
+                  (long long)stats_total(STAT_AUTH_CHECKS),
+                  (long long)stats_total(STAT_AUTH_PENDING));
     buffer_append_str(b, "\"hooks\":{");
     for (int p = 0; p < STATS_HOOK_PHASES; p++)
         buffer_printf(b, "%s\"%s\":{\"calls\":%lld,\"errors\":%lld,\"timeouts\":%lld,\"seconds\":%.6f}",

@@ -62,6 +62,7 @@ void stats_set_row(int row, pid_t pid)
     __atomic_store_n(&mine->pid, (int64_t)pid, __ATOMIC_RELAXED);
     __atomic_store_n(&mine->counters[STAT_CONNECTIONS_OPEN], 0, __ATOMIC_RELAXED);
     __atomic_store_n(&mine->counters[STAT_TUNNELS_OPEN], 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&mine->counters[STAT_AUTH_PENDING], 0, __ATOMIC_RELAXED);
 }
 
 void stats_add(enum stats_counter c, int64_t n)

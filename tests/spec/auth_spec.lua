@@ -120,6 +120,31 @@ function on_request(tx) tx.req.headers["X-Seen-User"] = tx.user or "none" end
     assert.equal(200, h.get(proxy.port, origin.url("/hello"), { basic("alice", "looking-glass") }).status)
   end)
 
+  it("checks a password again when the file changes while it is being checked", function()
+    -- carol's first hash is slow enough (bcrypt cost 13) that the reload
+    -- lands while her check runs; the new one is quick.
+    local users = h.tmpfile("", "users")
+    assert(select(2, h.sh(("htpasswd -B -C 13 -b -c %s carol oldpw 2>&1"):format(h.shell_quote(users)))) == 0)
+    local proxy, adm = start({ "--auth-file", users }, true)
+    local s = assert(h.connect(proxy.port))
+    h.send(s, h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority, basic("carol", "oldpw") }))
+    assert.truthy(h.wait_for(function() return a.get_json(adm, "/status").auth_pending == 1 end))
+
+    assert(select(2, h.sh(("htpasswd -B -C 5 -b %s carol newpw 2>&1"):format(h.shell_quote(users)))) == 0)
+    proxy.signal("HUP")
+    assert.truthy(h.wait_for(function() return proxy.log():find("SIGHUP", 1, true) end))
+    -- The point of the test: the file changed before the first verdict.
+    assert.equal(0, a.get_json(adm, "/status").auth_checks, "the check ended before the reload")
+
+    -- The request sent before the reload is judged by the new file...
+    assert.equal(407, h.read_response(s).status)
+    s:close()
+    -- ... and nothing of the old password was remembered.
+    assert.equal(407, h.get(proxy.port, origin.url("/hello"), { basic("carol", "oldpw") }).status)
+    assert.equal(200, h.get(proxy.port, origin.url("/hello"), { basic("carol", "newpw") }).status)
+    assert.equal(1, #origin.wait_requests(1))
+  end)
+
   it("counts malformed credentials as failures, and a missing field not", function()
     local proxy, adm = start({ "--auth-file", users_file() }, true)
     local good = b64("alice:wonderland")
