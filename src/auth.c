@@ -56,6 +56,7 @@ struct auth_job {
     struct auth *auth;
     int cancelled; /* loop thread only */
     int ok;        /* set by the thread */
+    int known;     /* <user> is in the file; if not, <hash> is a decoy */
     unsigned generation; /* of the users file <hash> came from */
     unsigned char digest[32];
     char user[AUTH_USER_MAX];
@@ -265,7 +266,7 @@ static void *thread_main(void *arg)
         pthread_mutex_unlock(&a->mu);
 
         const char *out = data ? crypt_rn(job->password, job->hash, data, sizeof *data) : NULL;
-        job->ok = out && strlen(out) == strlen(job->hash) &&
+        job->ok = job->known && out && strlen(out) == strlen(job->hash) &&
                   CRYPTO_memcmp(out, job->hash, strlen(job->hash)) == 0;
         /* The password stays until the loop frees the job: a reload in
          * the meantime may need it checked again (on_async). */
@@ -304,6 +305,23 @@ static void remember(struct auth *a, const unsigned char *digest, int ok, const 
     e->ok = ok;
     e->expires = ev_now(a->loop) + (ok ? CACHE_OK_TTL : CACHE_FAIL_TTL);
     snprintf(e->user, sizeof e->user, "%s", user);
+}
+
+/* The hash an unknown <name> is checked against: one of the file's, picked
+ * by a keyed hash of the name. Refusing an unknown name at once would tell
+ * a guesser which names exist; this way it costs a check of the same kind
+ * and cost as a real user's (the same name always the same one), and
+ * fails like a wrong password. NULL for an empty file. */
+static const char *decoy_hash(const struct auth *a, const char *name)
+{
+    unsigned char mac[32];
+    unsigned len = sizeof mac;
+    if (a->user_count == 0)
+        return NULL;
+    HMAC(EVP_sha256(), a->key, sizeof a->key, (const unsigned char *)name, strlen(name), mac,
+         &len);
+    unsigned pick = (unsigned)mac[0] | (unsigned)mac[1] << 8 | (unsigned)mac[2] << 16;
+    return a->users[pick % (unsigned)a->user_count].hash;
 }
 
 static unsigned suspect_slot(const struct auth *a, const char *client_ip)
@@ -348,11 +366,12 @@ static int recheck_if_stale(struct auth *a, struct auth_job *job)
     job->generation = a->generation;
     u = find_user(a, job->user);
     if (!u) {
-        job->ok = 0; /* removed meanwhile */
+        job->ok = 0; /* unknown, or removed meanwhile */
         return 0;
     }
-    if (strcmp(u->hash, job->hash) == 0)
+    if (job->known && strcmp(u->hash, job->hash) == 0)
         return 0;
+    job->known = 1; /* perhaps added meanwhile */
     memcpy(job->hash, u->hash, strlen(u->hash) + 1); /* both < AUTH_HASH_MAX */
     pthread_mutex_lock(&a->mu);
     /* Already admitted once: not refused for a full queue now. */
@@ -554,6 +573,7 @@ enum auth_result auth_check(struct auth *a, int fields, const char *value, size_
     unsigned char digest[32];
     unsigned digest_len = sizeof digest;
     const struct auth_user *u;
+    const char *hash;
     struct cache_entry *e;
     struct auth_job *job;
     char *colon;
@@ -586,8 +606,9 @@ enum auth_result auth_check(struct auth *a, int fields, const char *value, size_
          &digest_len);
     *colon = '\0';
     u = find_user(a, creds);
-    if (!u)
-        goto denied;
+    hash = u ? u->hash : decoy_hash(a, creds);
+    if (!hash)
+        goto denied; /* nobody can sign in: nothing to reveal either */
 
     e = cache_slot(a, digest);
     if (e->expires > ev_now(a->loop) && e->generation == a->generation &&
@@ -610,7 +631,8 @@ enum auth_result auth_check(struct auth *a, int fields, const char *value, size_
     /* Lengths were checked above: each fits with its NUL. */
     memcpy(job->user, creds, strlen(creds) + 1);
     memcpy(job->password, colon + 1, strlen(colon + 1) + 1);
-    memcpy(job->hash, u->hash, strlen(u->hash) + 1);
+    memcpy(job->hash, hash, strlen(hash) + 1);
+    job->known = u != NULL;
     job->suspect_slot = slot;
     job->generation = a->generation;
     job->done = done;

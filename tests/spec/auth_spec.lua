@@ -145,6 +145,21 @@ function on_request(tx) tx.req.headers["X-Seen-User"] = tx.user or "none" end
     assert.equal(1, #origin.wait_requests(1))
   end)
 
+  it("checks an unknown user's password like a known one's, so that names stay secret", function()
+    local proxy, adm = start({ "--auth-file", users_file() }, true)
+    assert.equal(407, h.get(proxy.port, origin.url("/hello"), { basic("nobody", "x") }).status)
+    local st = a.get_json(adm, "/status")
+    assert.equal(1, st.auth_checks) -- hashed by the pool, not refused at once
+    assert.equal(1, st.auth_failures)
+    assert.equal(407, h.get(proxy.port, origin.url("/hello"), { basic("alice", "x") }).status)
+    st = a.get_json(adm, "/status")
+    assert.equal(2, st.auth_checks)
+    assert.equal(2, st.auth_failures)
+    -- a user's password does not open an unknown name
+    assert.equal(407, h.get(proxy.port, origin.url("/hello"), { basic("alicia", "wonderland") }).status)
+    assert.equal(3, a.get_json(adm, "/status").auth_checks)
+  end)
+
   it("counts malformed credentials as failures, and a missing field not", function()
     local proxy, adm = start({ "--auth-file", users_file() }, true)
     local good = b64("alice:wonderland")
