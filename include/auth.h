@@ -7,8 +7,10 @@
  * small pool of threads does it and hands the result back through an
  * ev_async. A successful check is remembered for a while under a keyed
  * hash of the credentials (never the password itself), so a client's next
- * requests cost one HMAC. Clients that recently failed wait behind the
- * others, so one hammering wrong passwords cannot slow anyone down.
+ * requests cost one HMAC. One client address has at most a few checks in
+ * the pool at once (its further requests wait for its own earlier ones),
+ * and clients that recently failed wait behind the others, so one
+ * hammering wrong passwords cannot slow anyone down.
  */
 #ifndef LUAPROXY_AUTH_H
 #define LUAPROXY_AUTH_H
@@ -25,10 +27,12 @@ enum auth_result {
     AUTH_OK,      /* <user> is filled in */
     AUTH_DENIED,  /* missing, malformed or wrong credentials: 407 */
     AUTH_PENDING, /* the pool checks them; <done> is called later */
+    AUTH_BUSY,    /* too many checks waiting (from this client): 503 */
 };
 
-/* Called on the loop with the verdict of a pending check. */
-typedef void auth_done_fn(void *arg, int ok, const char *user);
+/* Called on the loop with the verdict of a pending check: AUTH_OK (with
+ * <user>), AUTH_DENIED or AUTH_BUSY. */
+typedef void auth_done_fn(void *arg, enum auth_result verdict, const char *user);
 
 /* Reads <path> and, with a <loop>, starts the checking threads. NULL with
  * <err> ("FILE:LINE: ...") for a file that cannot be used. */

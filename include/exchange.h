@@ -121,7 +121,8 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
 enum exchange_step exchange_run_hooks(struct session *s);
 
 /* The credentials' check finished (SESSION_HOOK): go on, or answer 407. */
-enum exchange_step exchange_auth_done(struct session *s, int ok, const char *user);
+enum exchange_step exchange_auth_done(struct session *s, enum auth_result verdict,
+                                      const char *user);
 
 /* For response.c: records the heads before the hooks ran (flows), and
  * answers with the response a hook made (tx:respond). */

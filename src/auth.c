@@ -2,15 +2,22 @@
  * auth.c - Basic proxy authentication: the user file, the checking
  * threads, and the memory of recent checks.
  *
- * Threads: the loop thread owns the users, the caches and every job's
- * life; the pool threads only take a queued job, run crypt_rn on the copies
- * it carries, and put it on the done list. Both lists are behind one mutex.
- * The ev_async wakes the loop, which delivers the verdicts. A job whose
- * session went away is only marked (auth_cancel) and freed when it comes
- * back, so a thread never touches freed memory.
+ * Threads: the loop thread owns the users, the caches, the clients and
+ * every job's life; the pool threads only take a queued job, run crypt_rn
+ * on the copies it carries, and put it on the done list. Both lists are
+ * behind one mutex. The ev_async wakes the loop, which delivers the
+ * verdicts. A queued job whose session went away is only marked
+ * (auth_cancel): a thread that takes it skips the hash, and the loop frees
+ * it when it comes back, so a thread never touches freed memory.
  *
- *   loop: auth_check --(queue)--> thread: crypt_rn --(done list)--> loop:
- *         on_async: remember, call done()
+ * Fairness: one client address has at most AUTH_CLIENT_ACTIVE checks in
+ * the pool's hands; its further requests are held, in order, and go to the
+ * pool as its own checks come back (or are answered from the cache by
+ * then, as a browser's parallel first requests are). A client failing
+ * guesses thus never has more than a few checks ahead of anybody else.
+ *
+ *   loop: auth_check --(held)--(queue)--> thread: crypt_rn --(done list)-->
+ *   loop: on_async: remember, let the client's next held job in, done()
  */
 #include "auth.h"
 
@@ -36,6 +43,10 @@
  * client beyond that is refused at once rather than queued without end. */
 #define AUTH_QUEUE_MAX 256
 #define AUTH_SUSPECT_QUEUE_MAX 32
+/* Per client address: checks in the pool's hands, and requests held
+ * behind them; beyond both, a 503. */
+#define AUTH_CLIENT_ACTIVE 4
+#define AUTH_CLIENT_HELD 16
 /* Remembered checks: how many and for how long. A failed one is remembered
  * briefly, so repeating the same wrong password costs nothing. */
 #define CACHE_SLOTS 1024
@@ -51,10 +62,28 @@ struct auth_user {
     int line; /* in the file, for the duplicate's message */
 };
 
+enum job_state {
+    JOB_HELD,     /* behind its client's active checks: loop thread only */
+    JOB_POOL,     /* queued, being hashed, or on the done list */
+    JOB_ANSWERED, /* answered from the cache after being held */
+};
+
+/* Client addresses with checks in the pool or held (loop thread only). */
+struct auth_client {
+    struct auth_client *next; /* in its bucket */
+    char ip[64];
+    int active; /* jobs in JOB_POOL */
+    int held;
+    struct auth_job *held_head, *held_tail;
+};
+
 struct auth_job {
-    struct auth_job *next;
+    struct auth_job *next; /* in a queue or list (the held list too) */
     struct auth *auth;
-    int cancelled; /* loop thread only */
+    struct auth_client *client;
+    enum job_state state;
+    int cancelled; /* written by the loop; read by a thread under mu */
+    int skipped;   /* cancelled before a thread hashed it */
     int ok;        /* set by the thread */
     int known;     /* <user> is in the file; if not, <hash> is a decoy */
     unsigned generation; /* of the users file <hash> came from */
@@ -62,7 +91,8 @@ struct auth_job {
     char user[AUTH_USER_MAX];
     char password[AUTH_PASSWORD_MAX];
     char hash[AUTH_HASH_MAX];
-    unsigned suspect_slot;
+    unsigned suspect_slot; /* also its client's bucket */
+    enum auth_result verdict; /* for done(), once answered */
     auth_done_fn *done;
     void *arg;
 };
@@ -96,6 +126,7 @@ struct auth {
     unsigned char key[32]; /* the cache's HMAC key, random per process */
     struct cache_entry cache[CACHE_SLOTS];
     ev_tstamp suspect_until[SUSPECT_SLOTS];
+    struct auth_client *clients[SUSPECT_SLOTS]; /* hashed like the suspects */
 };
 
 /* ---- the user file ----------------------------------------------------- */
@@ -263,11 +294,16 @@ static void *thread_main(void *arg)
         if (!a->queue[q])
             a->queue_tail[q] = NULL;
         a->queued[q]--;
+        /* Its client went away: hashing it would only delay the others. */
+        job->skipped = job->cancelled;
         pthread_mutex_unlock(&a->mu);
 
-        const char *out = data ? crypt_rn(job->password, job->hash, data, sizeof *data) : NULL;
-        job->ok = job->known && out && strlen(out) == strlen(job->hash) &&
-                  CRYPTO_memcmp(out, job->hash, strlen(job->hash)) == 0;
+        if (!job->skipped) {
+            const char *out =
+                data ? crypt_rn(job->password, job->hash, data, sizeof *data) : NULL;
+            job->ok = job->known && out && strlen(out) == strlen(job->hash) &&
+                      CRYPTO_memcmp(out, job->hash, strlen(job->hash)) == 0;
+        }
         /* The password stays until the loop frees the job: a reload in
          * the meantime may need it checked again (on_async). */
 
@@ -339,6 +375,51 @@ static void free_job(struct auth_job *job)
     free(job);
 }
 
+/* The remembered verdict on <digest> for <user>, or NULL. */
+static const struct cache_entry *cache_find(struct auth *a, const unsigned char *digest,
+                                            const char *user)
+{
+    const struct cache_entry *e = cache_slot(a, digest);
+    if (e->expires > ev_now(a->loop) && e->generation == a->generation &&
+        memcmp(e->digest, digest, sizeof e->digest) == 0 && strcmp(e->user, user) == 0)
+        return e;
+    return NULL;
+}
+
+/* ---- clients ----------------------------------------------------------- */
+
+/* The entry of <ip> (hashed into <slot>), made if needed; NULL without
+ * memory. */
+static struct auth_client *client_get(struct auth *a, const char *ip, unsigned slot)
+{
+    struct auth_client *c;
+    for (c = a->clients[slot]; c; c = c->next)
+        if (strcmp(c->ip, ip) == 0)
+            return c;
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    snprintf(c->ip, sizeof c->ip, "%s", ip);
+    c->next = a->clients[slot];
+    a->clients[slot] = c;
+    return c;
+}
+
+/* Frees <c> once nothing of it is left in the pool or held. */
+static void client_release_if_idle(struct auth *a, struct auth_client *c, unsigned slot)
+{
+    if (c->active > 0 || c->held > 0)
+        return;
+    for (struct auth_client **p = &a->clients[slot]; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            free(c);
+            return;
+        }
+}
+
+/* ---- handing jobs to the pool ------------------------------------------ */
+
 /* Puts <job> at the end of its queue. The caller holds a->mu. */
 static void enqueue(struct auth *a, struct auth_job *job, int suspect)
 {
@@ -350,6 +431,52 @@ static void enqueue(struct auth *a, struct auth_job *job, int suspect)
     a->queue_tail[suspect] = job;
     a->queued[suspect]++;
     pthread_cond_signal(&a->cond);
+}
+
+/* Gives <job> to the pool, in the suspects' queue if its client failed
+ * lately. -1 when that queue is full (the job stays the caller's). */
+static int submit(struct auth *a, struct auth_job *job)
+{
+    int suspect = a->suspect_until[job->suspect_slot] > ev_now(a->loop);
+
+    pthread_mutex_lock(&a->mu);
+    if (a->queued[0] + a->queued[1] >= AUTH_QUEUE_MAX ||
+        (suspect && a->queued[1] >= AUTH_SUSPECT_QUEUE_MAX)) {
+        pthread_mutex_unlock(&a->mu);
+        log_warn("authentication queue full; refusing %s", job->client->ip);
+        return -1;
+    }
+    enqueue(a, job, suspect);
+    pthread_mutex_unlock(&a->mu);
+    job->state = JOB_POOL;
+    job->client->active++;
+    return 0;
+}
+
+/* A pool slot of <c> came free: its held jobs go on, oldest first, to the
+ * pool, or (their credentials checked meanwhile by an earlier one, as a
+ * browser's parallel first requests are) onto <answered> with the cached
+ * verdict. A job the full queue cannot take is answered busy. */
+static void client_let_in(struct auth *a, struct auth_client *c, struct auth_job **answered)
+{
+    while (c->held_head && c->active < AUTH_CLIENT_ACTIVE) {
+        struct auth_job *job = c->held_head;
+        const struct cache_entry *e;
+        c->held_head = job->next;
+        if (!c->held_head)
+            c->held_tail = NULL;
+        c->held--;
+        if ((e = cache_find(a, job->digest, job->user)) != NULL) {
+            job->verdict = e->ok ? AUTH_OK : AUTH_DENIED;
+        } else if (submit(a, job) == 0) {
+            continue;
+        } else {
+            job->verdict = AUTH_BUSY;
+        }
+        job->state = JOB_ANSWERED;
+        job->next = *answered;
+        *answered = job;
+    }
 }
 
 /* A verdict on <job> made against an older users file (a SIGHUP came while
@@ -380,10 +507,25 @@ static int recheck_if_stale(struct auth *a, struct auth_job *job)
     return 1;
 }
 
+/* Calls the done() of each job on <list> not cancelled, and frees them.
+ * Nothing of the pool or the clients is touched after a done(), which may
+ * start or cancel checks. */
+static void answer(struct auth_job *list)
+{
+    while (list) {
+        struct auth_job *job = list;
+        list = job->next;
+        if (!job->cancelled)
+            job->done(job->arg, job->verdict, job->user);
+        stats_add(STAT_AUTH_PENDING, -1);
+        free_job(job);
+    }
+}
+
 static void on_async(struct ev_loop *loop, ev_async *w, int revents)
 {
     struct auth *a = w->data;
-    struct auth_job *list;
+    struct auth_job *list, *answered = NULL;
     (void)loop;
     (void)revents;
 
@@ -393,21 +535,29 @@ static void on_async(struct ev_loop *loop, ev_async *w, int revents)
     pthread_mutex_unlock(&a->mu);
     while (list) {
         struct auth_job *job = list;
+        struct auth_client *c = job->client;
         list = job->next;
-        stats_add(STAT_AUTH_CHECKS, 1);
-        if (!job->cancelled && recheck_if_stale(a, job))
-            continue;
-        if (job->generation == a->generation)
-            remember(a, job->digest, job->ok, job->user);
-        if (!job->ok) {
-            a->suspect_until[job->suspect_slot] = ev_now(a->loop) + SUSPECT_TTL;
-            stats_add(STAT_AUTH_FAILURES, 1);
+        if (!job->skipped) {
+            stats_add(STAT_AUTH_CHECKS, 1);
+            if (!job->cancelled && recheck_if_stale(a, job))
+                continue;
+            if (job->generation == a->generation)
+                remember(a, job->digest, job->ok, job->user);
+            if (!job->ok) {
+                a->suspect_until[job->suspect_slot] = ev_now(a->loop) + SUSPECT_TTL;
+                stats_add(STAT_AUTH_FAILURES, 1);
+            }
         }
-        if (!job->cancelled)
-            job->done(job->arg, job->ok, job->user);
-        stats_add(STAT_AUTH_PENDING, -1);
-        free_job(job);
+        job->verdict = job->ok ? AUTH_OK : AUTH_DENIED;
+        c->active--;
+        client_let_in(a, c, &answered);
+        client_release_if_idle(a, c, job->suspect_slot);
+        job->client = NULL;
+        job->state = JOB_ANSWERED;
+        job->next = answered;
+        answered = job;
     }
+    answer(answered);
 }
 
 /* ---- the interface ----------------------------------------------------- */
@@ -518,6 +668,17 @@ void auth_free(struct auth *a)
         }
         pthread_cond_destroy(&a->cond);
         pthread_mutex_destroy(&a->mu);
+        for (int i = 0; i < SUSPECT_SLOTS; i++)
+            while (a->clients[i]) {
+                struct auth_client *c = a->clients[i];
+                a->clients[i] = c->next;
+                while (c->held_head) {
+                    struct auth_job *job = c->held_head;
+                    c->held_head = job->next;
+                    free_job(job);
+                }
+                free(c);
+            }
     }
     free_users(a->users, a->user_count);
     explicit_bzero(a->key, sizeof a->key);
@@ -526,9 +687,29 @@ void auth_free(struct auth *a)
 
 void auth_cancel(struct auth *a, struct auth_job *job)
 {
-    (void)a;
-    if (job)
-        job->cancelled = 1;
+    if (!job)
+        return;
+    if (job->state == JOB_HELD) {
+        /* Never given to the pool: gone at once, with its place. */
+        struct auth_client *c = job->client;
+        for (struct auth_job **p = &c->held_head, *prev = NULL; *p; prev = *p, p = &(*p)->next)
+            if (*p == job) {
+                *p = job->next;
+                if (c->held_tail == job)
+                    c->held_tail = prev;
+                break;
+            }
+        c->held--;
+        client_release_if_idle(a, c, job->suspect_slot);
+        stats_add(STAT_AUTH_PENDING, -1);
+        free_job(job);
+        return;
+    }
+    /* In the pool's hands (a thread skips it if not yet hashed), or about
+     * to be answered: only marked, freed by on_async. */
+    pthread_mutex_lock(&a->mu);
+    job->cancelled = 1;
+    pthread_mutex_unlock(&a->mu);
 }
 
 /* Decodes base64 (RFC 4648, padding required) into <out>. Returns the
@@ -574,10 +755,12 @@ enum auth_result auth_check(struct auth *a, int fields, const char *value, size_
     unsigned digest_len = sizeof digest;
     const struct auth_user *u;
     const char *hash;
-    struct cache_entry *e;
+    const struct cache_entry *e;
+    struct auth_client *client;
     struct auth_job *job;
     char *colon;
-    int n, suspect;
+    unsigned slot;
+    int n;
 
     *job_out = NULL;
     user[0] = '\0';
@@ -610,10 +793,8 @@ enum auth_result auth_check(struct auth *a, int fields, const char *value, size_
     if (!hash)
         goto denied; /* nobody can sign in: nothing to reveal either */
 
-    e = cache_slot(a, digest);
-    if (e->expires > ev_now(a->loop) && e->generation == a->generation &&
-        memcmp(e->digest, digest, sizeof digest) == 0 &&
-        strcmp(e->user, creds) == 0) {
+    e = cache_find(a, digest, creds);
+    if (e) {
         explicit_bzero(creds, sizeof creds);
         if (!e->ok)
             goto denied;
@@ -621,12 +802,15 @@ enum auth_result auth_check(struct auth *a, int fields, const char *value, size_
         return AUTH_OK;
     }
 
-    unsigned slot = suspect_slot(a, client_ip);
-    suspect = a->suspect_until[slot] > ev_now(a->loop);
+    slot = suspect_slot(a, client_ip);
     job = calloc(1, sizeof *job);
-    if (!job)
+    client = job ? client_get(a, client_ip, slot) : NULL;
+    if (!client) {
+        free(job);
         goto denied;
+    }
     job->auth = a;
+    job->client = client;
     memcpy(job->digest, digest, sizeof digest);
     /* Lengths were checked above: each fits with its NUL. */
     memcpy(job->user, creds, strlen(creds) + 1);
@@ -639,16 +823,26 @@ enum auth_result auth_check(struct auth *a, int fields, const char *value, size_
     job->arg = arg;
     explicit_bzero(creds, sizeof creds);
 
-    pthread_mutex_lock(&a->mu);
-    if (a->queued[0] + a->queued[1] >= AUTH_QUEUE_MAX ||
-        (suspect && a->queued[1] >= AUTH_SUSPECT_QUEUE_MAX)) {
-        pthread_mutex_unlock(&a->mu);
+    if (client->active >= AUTH_CLIENT_ACTIVE) {
+        if (client->held >= AUTH_CLIENT_HELD) {
+            log_warn("%s has %d credential checks waiting; refusing more", client_ip,
+                     client->active + client->held);
+            free_job(job);
+            return AUTH_BUSY;
+        }
+        /* Waits for its client's own earlier checks, not anybody else's. */
+        job->state = JOB_HELD;
+        if (client->held_tail)
+            client->held_tail->next = job;
+        else
+            client->held_head = job;
+        client->held_tail = job;
+        client->held++;
+    } else if (submit(a, job) != 0) {
+        client_release_if_idle(a, client, slot);
         free_job(job);
-        log_warn("authentication queue full; refusing %s", client_ip);
-        goto denied;
+        return AUTH_BUSY;
     }
-    enqueue(a, job, suspect);
-    pthread_mutex_unlock(&a->mu);
     stats_add(STAT_AUTH_PENDING, 1);
     *job_out = job;
     return AUTH_PENDING;

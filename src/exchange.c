@@ -310,6 +310,10 @@ static int keep_user(struct exchange *x, const char *user)
     return x->user ? 0 : -1;
 }
 
+/* Not a 407: the credentials may well be right, and a browser would ask
+ * its user for new ones. */
+#define BUSY_CAUSE "too many credential checks waiting from this address; try again shortly"
+
 /* With --auth-file: the verdict on the request's Proxy-Authorization, or
  * AUTH_PENDING while the pool checks it (s->events->auth_done follows).
  * *<oom>: the user could not be kept. */
@@ -342,11 +346,14 @@ static enum auth_result check_credentials(struct session *s, const struct http_h
     return result;
 }
 
-enum exchange_step exchange_auth_done(struct session *s, int ok, const char *user)
+enum exchange_step exchange_auth_done(struct session *s, enum auth_result verdict,
+                                      const char *user)
 {
     struct exchange *x = &s->x;
     x->auth_job = NULL;
-    if (!ok)
+    if (verdict == AUTH_BUSY)
+        return exchange_fail(x, 503, BUSY_CAUSE);
+    if (verdict != AUTH_OK)
         return exchange_fail(x, 407, "this proxy needs a user name and password");
     if (keep_user(x, user) != 0)
         return exchange_fail(x, 500, "out of memory");
@@ -507,6 +514,8 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
     switch (auth_result) {
     case AUTH_DENIED:
         return exchange_fail(x, 407, "this proxy needs a user name and password");
+    case AUTH_BUSY:
+        return exchange_fail(x, 503, BUSY_CAUSE);
     case AUTH_PENDING:
         return exchange_move(x, SESSION_HOOK, "credentials being checked");
     case AUTH_OK:

@@ -55,7 +55,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_resume(struct ev_loop *loop, ev_idle *w, int revents);
 static void on_dns_answer(void *arg, enum dns_status status, const struct addr_list *addrs);
 static void on_hook_wakeup(struct session *s, enum hooks_result r);
-static void on_auth_done(void *arg, int ok, const char *user);
+static void on_auth_done(void *arg, enum auth_result verdict, const char *user);
 static void session_advance(struct session *s);
 static void end_event(struct session *s);
 static void session_end_exchange(struct session *s);
@@ -585,6 +585,14 @@ static void session_advance(struct session *s)
         case SESSION_HOOK: /* runs the request hooks just moved here for, else
                             * waits for a sleeping hook (on_hook_wakeup) or a
                             * credentials check (on_auth_done) */
+            if (s->x.auth_job && s->client.read_eof) {
+                /* Like nginx with a client that closes while it waits: no
+                 * answer will be read, so the check (a bcrypt's worth of a
+                 * shared pool) is dropped rather than done. */
+                session_close(s, "the client closed while its credentials were checked");
+                progress = 1;
+                break;
+            }
             progress = session_step(s, exchange_run_hooks(s));
             break;
         case SESSION_RESOLVING: /* for the resolver (on_dns_answer) */
@@ -666,11 +674,11 @@ static void on_dns_answer(void *arg, enum dns_status status, const struct addr_l
     end_event(s);
 }
 
-static void on_auth_done(void *arg, int ok, const char *user)
+static void on_auth_done(void *arg, enum auth_result verdict, const char *user)
 {
     struct session *s = arg;
     s->last_activity = ev_now(s->proxy->loop);
-    session_step(s, exchange_auth_done(s, ok, user));
+    session_step(s, exchange_auth_done(s, verdict, user));
     end_event(s);
 }
 

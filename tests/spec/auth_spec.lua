@@ -188,6 +188,41 @@ function on_request(tx) tx.req.headers["X-Seen-User"] = tx.user or "none" end
     end
   end)
 
+  it("holds one address's checks beyond four behind its own, refuses beyond that, and drops a gone client's", function()
+    -- alice's bcrypt hash is slow (cost 12), bob's SHA-512 one quick.
+    local proxy, adm = start({ "--auth-file", users_file(12) }, true)
+    local function count_503()
+      local n = 0
+      for line in proxy.access_log():gmatch("[^\n]+") do
+        if line:find('" 503 ', 1, true) then n = n + 1 end
+      end
+      return n
+    end
+    local socks = {}
+    for i = 1, 22 do
+      local s = assert(h.connect(proxy.port))
+      h.send(s, h.request("GET", origin.url("/hello"),
+        { "Host: " .. origin.authority, basic("alice", "guess" .. i) }))
+      socks[i] = s
+    end
+    -- 4 checks in the pool and 16 held: the last two are refused at once.
+    assert.truthy(h.wait_for(function() return count_503() == 2 end))
+    assert.truthy(h.wait_for(function() return a.get_json(adm, "/status").auth_pending >= 1 end))
+
+    -- Another address signs in while those guesses are still pending.
+    local out = h.curl({ "-o", "/dev/null", "-w", "%{http_code}", "--interface", "127.0.0.2",
+      "-x", "http://bob:builder@127.0.0.1:" .. proxy.port, origin.url("/hello") })
+    assert.equal("200", out)
+    local st = a.get_json(adm, "/status")
+    assert.truthy(st.auth_pending >= 8, "the guesses were all checked before bob: " .. st.auth_pending)
+
+    -- The guesser goes away: its held and queued checks are not hashed.
+    for _, s in ipairs(socks) do s:close() end
+    assert.truthy(h.wait_for(function() return a.get_json(adm, "/status").auth_pending == 0 end))
+    st = a.get_json(adm, "/status")
+    assert.truthy(st.auth_checks < 20, "checks of closed connections were hashed: " .. st.auth_checks)
+  end)
+
   it("keeps serving one client while another hammers wrong passwords", function()
     local proxy, adm = start({ "--auth-file", users_file(9) }, true)
     -- Four connections' worth of wrong guesses from 127.0.0.1, each a

@@ -66,12 +66,12 @@ struct verdict {
     int ok;
 };
 
-static void on_done(void *arg, int ok, const char *user)
+static void on_done(void *arg, enum auth_result verdict, const char *user)
 {
     struct verdict *v = arg;
     (void)user;
     v->calls++;
-    v->ok = ok;
+    v->ok = verdict == AUTH_OK;
 }
 
 /* The verdict on <user>:<password> from <client>: 1 good, 0 refused. */
