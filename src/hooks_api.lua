@@ -369,8 +369,12 @@ function tx_methods.respond(self, status, body, headers)
       end
     end
   end
+  -- A tx kept from an earlier exchange: an error here, in the hook that
+  -- called it, rather than an answer the exchange being served never made.
+  if not native.responded(rawget(self, TXID)) then
+    error("tx:respond on a tx whose exchange is over (a tx kept for later cannot answer)", 2)
+  end
   rawset(self, "_respond", { status = s, body = body or "", headers = h })
-  native.responded()
 end
 
 -- For a CONNECT in on_request: decrypt this tunnel (true) or pass it

@@ -45,10 +45,18 @@ static int native_phase(lua_State *L)
     return 1;
 }
 
+/* native.responded(id): tx:respond on the tx of exchange <id>. Marks the
+ * running hook as having answered, if <id> is the exchange it serves;
+ * returns whether it was. */
 static int native_responded(lua_State *L)
 {
-    hooks_of(L)->responded = 1;
-    return 0;
+    struct hooks *h = hooks_of(L);
+    lua_Integer id = luaL_optinteger(L, 1, -1);
+    int ours = h->current_session && (lua_Integer)h->current_session->x.id == id;
+    if (ours)
+        h->responded = 1;
+    lua_pushboolean(L, ours);
+    return 1;
 }
 
 /* os.exit would end the worker (the whole proxy with --workers 1): in a
