@@ -394,6 +394,25 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     ev_timer_start(loop, &p->drain_timer);
 }
 
+/* A reload may take a client off --allow: its connection's next request
+ * gets 403 and the connection closes (an exchange or a tunnel in flight
+ * finishes). From then on it counts with the refused (count_session). */
+static void recheck_allowed(struct proxy *p)
+{
+    for (struct session *s = p->sessions; s; s = s->next) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof peer;
+        if (s->reject_status || s->client.fd < 0 ||
+            getpeername(s->client.fd, (struct sockaddr *)&peer, &len) != 0 ||
+            acl_match(p->cfg->allow, p->cfg->allow_count, (struct sockaddr *)&peer))
+            continue;
+        s->reject_status = 403;
+        p->refused_count++;
+        if (p->shared_sessions)
+            __atomic_sub_fetch(&p->shared_sessions[p->shared_slot], 1, __ATOMIC_RELAXED);
+    }
+}
+
 /* SIGHUP: the config file and the command line are read again and the
  * scripts loaded with them; the access log is reopened (so a rotated one
  * starts afresh). Anything wrong keeps everything as it was: first every
@@ -449,6 +468,7 @@ static void reload(struct proxy *p)
     free(p->cfg_owned);
     p->cfg_owned = fresh;
     hooks_replace(p, hooks);
+    recheck_allowed(p);
     return;
 
 fail:

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "access_log.h"
 #include "admin.h"
 #include "auth.h"
 #include "flows.h"
@@ -334,6 +335,12 @@ static int reload_acceptable(const struct config *fresh, char *err, size_t err_l
         if (!a)
             return -1;
         auth_free(a);
+    }
+    if (fresh->access_log) {
+        struct access_log *log = access_log_open(fresh->access_log, fresh->log_format, err, err_len);
+        if (!log)
+            return -1;
+        access_log_close(log);
     }
     return 0;
 }
