@@ -74,6 +74,7 @@ struct redis_backend {
     ev_timer retry;
     struct shared_call *pending;
     int logged_down; /* log the outage once, not every retry */
+    int logged_select; /* the same for a database that cannot be selected */
 };
 
 static void start_connect(struct redis_backend *rb);
@@ -107,9 +108,36 @@ static void on_redis_connected(const redisAsyncContext *ac, int status)
         schedule_retry(rb);
         return;
     }
-    rb->connected = 1;
+    /* With a database to select, calls wait for its answer (on_selected):
+     * one sent before it would go to database 0. */
+    if (rb->db == 0)
+        rb->connected = 1;
     rb->logged_down = 0;
     log_info("redis %s:%d connected", rb->host, rb->port);
+}
+
+/* The answer to SELECT: calls may go now, or the database cannot be used
+ * and the connection is dropped (tried again like a lost one; said once). */
+static void on_selected(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct redis_backend *rb = ac->data;
+    const redisReply *reply = r;
+    (void)privdata;
+    if (!reply)
+        return; /* the connection went first */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (!rb->logged_select)
+            log_error("redis %s:%d: SELECT %d failed: %.*s; proxy.shared calls fail until it "
+                      "can be selected",
+                      rb->host, rb->port, rb->db, (int)(reply->len < 120 ? reply->len : 120),
+                      reply->str);
+        rb->logged_select = 1;
+        rb->logged_down = 1; /* the disconnection that follows says nothing more */
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    rb->logged_select = 0;
+    rb->connected = 1;
 }
 
 static void on_redis_disconnected(const redisAsyncContext *ac, int status)
@@ -119,8 +147,9 @@ static void on_redis_disconnected(const redisAsyncContext *ac, int status)
     rb->ac = NULL;
     rb->connected = 0;
     if (!rb->closing) {
-        log_warn("redis %s:%d: connection lost; retrying in the background", rb->host,
-                 rb->port);
+        if (!rb->logged_down)
+            log_warn("redis %s:%d: connection lost; retrying in the background", rb->host,
+                     rb->port);
         rb->logged_down = 1;
         schedule_retry(rb);
     }
@@ -154,7 +183,7 @@ static void start_connect(struct redis_backend *rb)
         char db[16];
         snprintf(db, sizeof db, "%d", rb->db);
         const char *argv[] = {"SELECT", db};
-        redisAsyncCommandArgv(ac, NULL, NULL, 2, argv, NULL);
+        redisAsyncCommandArgv(ac, on_selected, NULL, 2, argv, NULL);
     }
 }
 
@@ -270,6 +299,17 @@ static void on_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     free(c);
 }
 
+/* A ttl in whole milliseconds, as PX and PEXPIRE take it: never rounded
+ * down to none (a ttl under 1 ms is 1 ms), and none (0) for one past what
+ * Redis can hold, which shared memory never reaches either (math.huge). */
+static long long ttl_ms(double ttl)
+{
+    if (!(ttl > 0) || ttl >= 9e12) /* NaN, none, or past 280,000 years */
+        return 0;
+    long long ms = (long long)(ttl * 1000 + 0.5);
+    return ms > 0 ? ms : 1;
+}
+
 enum shared_status redis_call(struct redis_backend *rb, const struct shared_request *rq,
                               struct shared_reply *reply, shared_callback *cb, void *arg,
                               struct shared_call **call)
@@ -314,9 +354,8 @@ enum shared_status redis_call(struct redis_backend *rb, const struct shared_requ
         ARG("SET", 3);
         ARG(key, sizeof KEY_PREFIX - 1 + rq->key_len);
         ARG(buffer_peek(&value), buffer_length(&value));
-        if (rq->ttl > 0) {
-            long long ms = (long long)(rq->ttl * 1000 + 0.5);
-            snprintf(ttl, sizeof ttl, "%lld", ms > 0 ? ms : 1);
+        if (ttl_ms(rq->ttl) > 0) {
+            snprintf(ttl, sizeof ttl, "%lld", ttl_ms(rq->ttl));
             ARG("PX", 2);
             ARG(ttl, strlen(ttl));
         }
@@ -326,7 +365,7 @@ enum shared_status redis_call(struct redis_backend *rb, const struct shared_requ
             snprintf(num, sizeof num, "%" PRId64, rq->value.i);
         else
             snprintf(num, sizeof num, "%.17g", rq->value.f);
-        snprintf(ttl, sizeof ttl, "%lld", rq->ttl > 0 ? (long long)(rq->ttl * 1000 + 0.5) : 0LL);
+        snprintf(ttl, sizeof ttl, "%lld", ttl_ms(rq->ttl));
         ARG("EVAL", 4);
         ARG(incr_script, sizeof incr_script - 1);
         ARG("1", 1);

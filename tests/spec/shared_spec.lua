@@ -25,6 +25,12 @@ function on_request(tx)
     return tx:respond(200, "set")
   elseif tx.req.path == "/short" then
     return tx:respond(200, tostring(proxy.shared.get("short")))
+  elseif tx.req.path == "/far" then
+    -- ttls past what Redis can hold: kept for good, as in shared memory
+    proxy.shared.set("forever", "v", math.huge)
+    proxy.shared.set("long", "v", 1e300)
+    return tx:respond(200, tostring(proxy.shared.get("forever")) .. " "
+      .. tostring(proxy.shared.get("long")))
   elseif tx.req.path == "/json" then
     local doc = proxy.json.decode('{"list":[1,2,3],"name":"luaproxy"}')
     return tx:respond(200, proxy.json.encode({ n = #doc.list, name = doc.name }))
@@ -86,6 +92,7 @@ describe("proxy.shared", function()
 
   it("lets keys expire", function()
     local p = start({ "-s", h.tmpfile(COUNTER, "counter.lua") })
+    assert.are.equal("v v", get(p, "/far"))
     get(p, "/ttl")
     -- bounded polling on the store's own clock, not a timed assertion
     assert.is_truthy(h.wait_for(function() return get(p, "/short") == "nil" end, 5))
@@ -144,6 +151,34 @@ describe("proxy.shared", function()
       local reply = h.recv_some(c, 2)
       c:close()
       assert.are.equal("$2\r\n30\r\n", reply)
+    end)
+
+    it("keeps keys with a ttl past what Redis holds, as shared memory does", function()
+      local p = start({ "-s", h.tmpfile(COUNTER, "counter.lua"), "--shared", redis.url })
+      assert.is_truthy(h.wait_for(function() return p.log():find("redis .* connected") end))
+      get(p, "/far")
+      -- before, the ttl overflowed into "PX 1": both keys were gone at once
+      for _, key in ipairs({ "luaproxy:forever", "luaproxy:long" }) do
+        local c = assert(h.connect(redis.port))
+        assert(h.send(c, ("*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\n"):format(#key, key)))
+        local reply = h.recv_some(c, 2)
+        c:close()
+        assert.are.equal(":-1\r\n", reply, key .. " has an expiry")
+      end
+    end)
+
+    it("fails the calls, and says so, when its database cannot be selected", function()
+      local p = start({ "-s", h.tmpfile(COUNTER, "counter.lua"), "--shared", redis.url .. "/99" })
+      assert.is_truthy(h.wait_for(function() return p.log():find("SELECT 99 failed", 1, true) end),
+        p.log())
+      -- before, the SELECT's error was dropped and the keys went to database 0
+      local body = get(p, "/count")
+      assert.is_nil(body:match("^%d+ nil$"), body)
+      local c = assert(h.connect(redis.port))
+      assert(h.send(c, "*2\r\n$6\r\nEXISTS\r\n$13\r\nluaproxy:hits\r\n"))
+      local reply = h.recv_some(c, 2)
+      c:close()
+      assert.are.equal(":0\r\n", reply)
     end)
 
     it("waits for a slow Redis without holding others, and lets a leaving client go", function()
