@@ -141,13 +141,17 @@ static void free_users(struct auth_user *users, int count)
 }
 
 /* Whether <hash> is one we can check: bcrypt ($2y$, $2b$, $2a$) or SHA-crypt
- * ($5$, $6$), well formed by the crypt library's own judgement. */
+ * ($5$, $6$), well formed by the crypt library's own judgement. "Legacy"
+ * is the library's word for a method it still checks but would not pick
+ * for a new hash (Debian's libxcrypt says so of $5$). */
 static int hash_supported(const char *hash)
 {
     static const char *const prefixes[] = {"$2y$", "$2b$", "$2a$", "$5$", "$6$"};
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
-        if (strncmp(hash, prefixes[i], strlen(prefixes[i])) == 0)
-            return crypt_checksalt(hash) == CRYPT_SALT_OK;
+        if (strncmp(hash, prefixes[i], strlen(prefixes[i])) == 0) {
+            int verdict = crypt_checksalt(hash);
+            return verdict == CRYPT_SALT_OK || verdict == CRYPT_SALT_METHOD_LEGACY;
+        }
     return 0;
 }
 

@@ -17,12 +17,14 @@ local function basic(user, password)
   return "Proxy-Authorization: Basic " .. b64(user .. ":" .. password)
 end
 
--- An htpasswd file made by htpasswd itself: alice (bcrypt), bob (SHA-512 crypt).
+-- An htpasswd file made by htpasswd itself: alice (bcrypt), bob (SHA-512
+-- crypt), and dave (SHA-256 crypt, which the crypt library calls legacy).
 local function users_file(cost)
   local path = h.tmpfile("", "users")
   assert(select(2, h.sh(("htpasswd -B -C %d -b -c %s alice wonderland 2>&1"):format(cost or 5, h.shell_quote(path)))) == 0)
-  local out = h.sh("openssl passwd -6 builder")
-  h.write_file(path, h.read_file(path) .. "# a comment\n\nbob:" .. out:gsub("%s+$", "") .. "\n")
+  local bob = h.sh("openssl passwd -6 builder"):gsub("%s+$", "")
+  local dave = h.sh("openssl passwd -5 diver"):gsub("%s+$", "")
+  h.write_file(path, h.read_file(path) .. "# a comment\n\nbob:" .. bob .. "\ndave:" .. dave .. "\n")
   return path
 end
 
@@ -57,6 +59,8 @@ function on_request(tx) tx.req.headers["X-Seen-User"] = tx.user or "none" end
     assert.equal(200, resp.status)
     assert.equal("hello\n", resp.body)
     resp = h.get(proxy.port, origin.url("/hello"), { basic("bob", "builder") })
+    assert.equal(200, resp.status)
+    resp = h.get(proxy.port, origin.url("/hello"), { basic("dave", "diver") })
     assert.equal(200, resp.status)
     -- two sets of credentials are refused even if one is right
     resp = h.get(proxy.port, origin.url("/hello"), { basic("alice", "wonderland"), basic("bob", "builder") })
