@@ -1,6 +1,7 @@
 /*
- * auth.c - Basic proxy authentication: the user file, the checking
- * threads, and the memory of recent checks.
+ * auth.c - Basic proxy authentication: the checking threads, the
+ * fairness between clients, and the memory of recent checks. The users
+ * file itself is auth_users.c's.
  *
  * Threads: the loop thread owns the users, the caches, the clients and
  * every job's life; the pool threads only take a queued job, run crypt_rn
@@ -31,14 +32,12 @@
 #include <strings.h>
 #include <sys/random.h>
 
+#include "auth_users.h"
 #include "log.h"
 #include "stats.h"
 
 #define AUTH_THREADS 2
 #define AUTH_PASSWORD_MAX 256
-#define AUTH_HASH_MAX 256
-#define AUTH_FILE_MAX (4 << 20)
-#define AUTH_USERS_MAX 100000
 /* Jobs waiting: all together, and from clients that recently failed. A
  * client beyond that is refused at once rather than queued without end. */
 #define AUTH_QUEUE_MAX 256
@@ -55,12 +54,6 @@
 /* Client addresses with a recent failure (hashed into slots). */
 #define SUSPECT_SLOTS 256
 #define SUSPECT_TTL 60.0
-
-struct auth_user {
-    char *name;
-    char *hash;
-    int line; /* in the file, for the duplicate's message */
-};
 
 enum job_state {
     JOB_HELD,     /* behind its client's active checks: loop thread only */
@@ -118,8 +111,7 @@ struct auth {
     pthread_t threads[AUTH_THREADS];
     int thread_count;
     /* Loop thread only. */
-    struct auth_user *users;
-    int user_count;
+    struct auth_users *users; /* auth_users.h */
     /* Bumped by every reload: a verdict made against an older file is
      * neither remembered nor, if the user's hash changed, believed. */
     unsigned generation;
@@ -128,152 +120,6 @@ struct auth {
     ev_tstamp suspect_until[SUSPECT_SLOTS];
     struct auth_client *clients[SUSPECT_SLOTS]; /* hashed like the suspects */
 };
-
-/* ---- the user file ----------------------------------------------------- */
-
-static void free_users(struct auth_user *users, int count)
-{
-    for (int i = 0; i < count; i++) {
-        free(users[i].name);
-        free(users[i].hash);
-    }
-    free(users);
-}
-
-/* Whether <hash> is one we can check: bcrypt ($2y$, $2b$, $2a$) or SHA-crypt
- * ($5$, $6$), well formed by the crypt library's own judgement. "Legacy"
- * is the library's word for a method it still checks but would not pick
- * for a new hash (Debian's libxcrypt says so of $5$). */
-static int hash_supported(const char *hash)
-{
-    static const char *const prefixes[] = {"$2y$", "$2b$", "$2a$", "$5$", "$6$"};
-    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
-        if (strncmp(hash, prefixes[i], strlen(prefixes[i])) == 0) {
-            int verdict = crypt_checksalt(hash);
-            return verdict == CRYPT_SALT_OK || verdict == CRYPT_SALT_METHOD_LEGACY;
-        }
-    return 0;
-}
-
-/* The users' order: by name, then by line (for qsort); and a name against
- * a user (for bsearch). */
-static int compare_users(const void *l, const void *r)
-{
-    const struct auth_user *ul = l, *ur = r;
-    int c = strcmp(ul->name, ur->name);
-    return c != 0 ? c : ul->line - ur->line;
-}
-
-static int compare_key(const void *name, const void *user)
-{
-    return strcmp(name, ((const struct auth_user *)user)->name);
-}
-
-/* Reads the users of <path> into *<out> (sorted by name, *<out_count> of
- * them, the caller's to free with free_users). 0, or -1 with <err>
- * ("FILE:LINE: ..."). */
-static int load_users(const char *path, struct auth_user **out, int *out_count, char *err,
-                      size_t err_len)
-{
-    FILE *f = fopen(path, "r");
-    struct auth_user *users = NULL;
-    int count = 0, cap = 0, lineno = 0;
-    char line[1024];
-
-    if (!f) {
-        snprintf(err, err_len, "cannot read --auth-file '%s': %s", path, strerror(errno));
-        return -1;
-    }
-    while (fgets(line, sizeof line, f)) {
-        size_t len = strlen(line);
-        char *colon, *name = line;
-        lineno++;
-        if (len == sizeof line - 1 && line[len - 1] != '\n') {
-            snprintf(err, err_len, "%s:%d: line too long", path, lineno);
-            goto fail;
-        }
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            line[--len] = '\0';
-        while (*name == ' ' || *name == '\t')
-            name++;
-        if (*name == '\0' || *name == '#')
-            continue;
-        colon = strchr(name, ':');
-        if (!colon || colon == name || (size_t)(colon - name) >= AUTH_USER_MAX) {
-            snprintf(err, err_len, "%s:%d: expected user:hash", path, lineno);
-            goto fail;
-        }
-        *colon = '\0';
-        if (strlen(colon + 1) >= AUTH_HASH_MAX || !hash_supported(colon + 1)) {
-            snprintf(err, err_len,
-                     "%s:%d: user '%s' has a plain-text password or an unknown hash scheme "
-                     "(use htpasswd -B, or a $6$/$5$ crypt hash)",
-                     path, lineno, name);
-            goto fail;
-        }
-        if (count == AUTH_USERS_MAX) {
-            snprintf(err, err_len, "%s:%d: more than %d users", path, lineno, AUTH_USERS_MAX);
-            goto fail;
-        }
-        if (count == cap) {
-            int ncap = cap ? cap * 2 : 16;
-            struct auth_user *n = realloc(users, sizeof *n * (size_t)ncap);
-            if (!n)
-                goto oom;
-            users = n;
-            cap = ncap;
-        }
-        users[count].name = strdup(name);
-        users[count].hash = strdup(colon + 1);
-        users[count].line = lineno;
-        count++;
-        if (!users[count - 1].name || !users[count - 1].hash)
-            goto oom;
-    }
-    if (ferror(f)) {
-        snprintf(err, err_len, "cannot read --auth-file '%s': %s", path, strerror(errno));
-        goto fail;
-    }
-    fclose(f);
-    f = NULL;
-    /* Sorted by name, so a duplicate sits next to its twin and a lookup
-     * is a binary search: a file of 100,000 users is checked in
-     * milliseconds, where comparing each line with all before it took
-     * seconds of a stalled loop on SIGHUP. The line breaks ties, so the
-     * later of two twins comes second. */
-    if (count > 1)
-        qsort(users, (size_t)count, sizeof *users, compare_users);
-    int dup_line = 0;
-    const char *dup_name = NULL;
-    for (int i = 1; i < count; i++)
-        if (strcmp(users[i - 1].name, users[i].name) == 0 &&
-            (!dup_name || users[i].line < dup_line)) {
-            dup_line = users[i].line; /* the first repeat in file order */
-            dup_name = users[i].name;
-        }
-    if (dup_name) {
-        snprintf(err, err_len, "%s:%d: user '%s' appears twice", path, dup_line, dup_name);
-        goto fail;
-    }
-    *out = users;
-    *out_count = count;
-    return 0;
-
-oom:
-    snprintf(err, err_len, "out of memory");
-fail:
-    if (f)
-        fclose(f);
-    free_users(users, count);
-    return -1;
-}
-
-static const struct auth_user *find_user(const struct auth *a, const char *name)
-{
-    if (a->user_count == 0)
-        return NULL;
-    return bsearch(name, a->users, (size_t)a->user_count, sizeof *a->users, compare_key);
-}
 
 /* ---- the threads ------------------------------------------------------- */
 
@@ -356,12 +202,12 @@ static const char *decoy_hash(const struct auth *a, const char *name)
 {
     unsigned char mac[32];
     unsigned len = sizeof mac;
-    if (a->user_count == 0)
+    if (auth_users_count(a->users) == 0)
         return NULL;
     HMAC(EVP_sha256(), a->key, sizeof a->key, (const unsigned char *)name, strlen(name), mac,
          &len);
     unsigned pick = (unsigned)mac[0] | (unsigned)mac[1] << 8 | (unsigned)mac[2] << 16;
-    return a->users[pick % (unsigned)a->user_count].hash;
+    return auth_users_at(a->users, (int)(pick % (unsigned)auth_users_count(a->users)))->hash;
 }
 
 static unsigned suspect_slot(const struct auth *a, const char *client_ip)
@@ -495,7 +341,7 @@ static int recheck_if_stale(struct auth *a, struct auth_job *job)
     if (job->generation == a->generation)
         return 0;
     job->generation = a->generation;
-    u = find_user(a, job->user);
+    u = auth_users_find(a->users, job->user);
     if (!u) {
         job->ok = 0; /* unknown, or removed meanwhile */
         return 0;
@@ -574,7 +420,7 @@ struct auth *auth_open(const char *path, struct ev_loop *loop, char *err, size_t
         snprintf(err, err_len, "out of memory");
         return NULL;
     }
-    if (load_users(path, &a->users, &a->user_count, err, err_len) != 0) {
+    if (!(a->users = auth_users_read(path, err, err_len))) {
         free(a);
         return NULL;
     }
@@ -605,45 +451,14 @@ fail:
     return NULL;
 }
 
-/* A users file read ahead of being put in force. */
-struct auth_users {
-    struct auth_user *list;
-    int count;
-};
-
-struct auth_users *auth_users_read(const char *path, char *err, size_t err_len)
-{
-    struct auth_users *u = malloc(sizeof *u);
-
-    if (!u) {
-        snprintf(err, err_len, "out of memory");
-        return NULL;
-    }
-    if (load_users(path, &u->list, &u->count, err, err_len) != 0) {
-        free(u);
-        return NULL;
-    }
-    return u;
-}
-
 void auth_users_use(struct auth *a, struct auth_users *u)
 {
-    free_users(a->users, a->user_count);
-    a->users = u->list;
-    a->user_count = u->count;
-    free(u);
+    auth_users_free(a->users);
+    a->users = u;
     /* A removed user or a changed password must not live on in here, nor
      * come back with a check that was in flight (see recheck_if_stale). */
     memset(a->cache, 0, sizeof a->cache);
     a->generation++;
-}
-
-void auth_users_free(struct auth_users *u)
-{
-    if (!u)
-        return;
-    free_users(u->list, u->count);
-    free(u);
 }
 
 void auth_free(struct auth *a)
@@ -684,7 +499,7 @@ void auth_free(struct auth *a)
                 free(c);
             }
     }
-    free_users(a->users, a->user_count);
+    auth_users_free(a->users);
     explicit_bzero(a->key, sizeof a->key);
     free(a);
 }
@@ -792,7 +607,7 @@ enum auth_result auth_check(struct auth *a, int fields, const char *value, size_
     HMAC(EVP_sha256(), a->key, sizeof a->key, (const unsigned char *)creds, (size_t)n, digest,
          &digest_len);
     *colon = '\0';
-    u = find_user(a, creds);
+    u = auth_users_find(a->users, creds);
     hash = u ? u->hash : decoy_hash(a, creds);
     if (!hash)
         goto denied; /* nobody can sign in: nothing to reveal either */
