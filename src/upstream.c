@@ -419,6 +419,18 @@ void upstream_release_idle(struct session *s)
     endpoint_close(s->proxy->loop, &s->upstream);
 }
 
+/* Whether bytes wait in <fd>'s socket. A body spliced to the client was
+ * moved straight from the socket, exactly its length, so whatever the
+ * upstream sent past it is still there, not in the input buffer the check
+ * below looks at; reused, the connection would give those bytes to the
+ * next request as its answer. One system call, only after a splice. */
+static int unread_in_socket(int fd)
+{
+    char byte;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n != 0 && !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
 void upstream_detach(struct session *s)
 {
     struct exchange *x = &s->x;
@@ -430,7 +442,7 @@ void upstream_detach(struct session *s)
     if (s->upstream_idle)
         return;
     if (u->fd >= 0 && x->upstream_reusable && x->res_state == RESPONSE_DONE &&
-        !endpoint_splicing(u) &&
+        !endpoint_splicing(u) && !(x->res_spliced > 0 && unread_in_socket(u->fd)) &&
         x->req_body_done && s->state != SESSION_TUNNEL && !u->read_eof && !u->failed &&
         buffer_length(&u->in) == 0 && buffer_length(&u->out) == 0 && !s->proxy->stopping) {
         /* Keep it with the session: a kept-alive client's next request

@@ -339,6 +339,43 @@ describe("Content-Length of an answer without a body", function()
   end
 end)
 
+describe("bytes an upstream sends past a body", function()
+  -- A spliced body is moved from the socket exactly its length, so bytes
+  -- the upstream sent after it stay in the socket, where the check for
+  -- leftovers (the input buffer) did not look: the connection was reused,
+  -- and those bytes answered the client's next pipelined request.
+  it("past a spliced body, are not taken for the answer to the next request", function()
+    with_proxy(nil, function(proxy, origin)
+      -- Over the splice threshold (256 KiB), and not a multiple of the
+      -- 8 KiB that LuaSocket writes at a time: the body's last bytes and
+      -- the extra ones go in one write, so they are in the proxy's socket
+      -- together when the body ends (extra bytes that come later are
+      -- another matter: the kept connection's watcher drops them).
+      local size = 320 * 1024 + 100
+      local function get(path)
+        return "GET http://" .. origin.authority .. path .. " HTTP/1.1\r\nHost: "
+          .. origin.authority .. "\r\n\r\n"
+      end
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, get("/big") .. get("/next")))
+      local conn = assert(origin.next_request())
+      conn.send("HTTP/1.1 200 OK\r\nContent-Length: " .. size .. "\r\n\r\n")
+      -- The head is at the client before any body byte leaves the origin,
+      -- so the body takes the splice pipe.
+      assert.equal(200, assert(h.read_response(s, { method = "HEAD" })).status)
+      conn.send(("A"):rep(size) .. "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nINJECTED!")
+      assert.equal(size, #assert(h.recv_exact(s, size)))
+      local conn2, req2 = origin.next_request()
+      assert(conn2, "the next request never reached the origin")
+      assert.are_not.equal(conn.id, conn2.id, "the connection with bytes left in it was reused")
+      assert.equal("GET /next HTTP/1.1", req2.request_line)
+      conn2.send(NEXT)
+      assert.equal("next\n", assert(h.read_response(s)).body)
+      s:close()
+    end)
+  end)
+end)
+
 describe("interim responses", function()
   it("100 interim responses in one burst (the cap) are all relayed, then the final one", function()
     run_case {
