@@ -237,7 +237,9 @@ enum decode_result decoder_feed(struct decoder *d, const char *in, size_t len, i
         if (!last_full && before == len && r != DECODE_END)
             break; /* no progress: needs more input */
     }
+    /* An empty body is no stream at all (a server may label even that
+     * with its coding), not a truncated one. */
     if (eof && !d->ended)
-        return DECODE_CORRUPT; /* truncated stream */
+        return d->total_in == 0 ? DECODE_END : DECODE_CORRUPT; /* truncated stream */
     return d->ended ? DECODE_END : DECODE_OK;
 }

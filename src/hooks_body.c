@@ -49,6 +49,11 @@ int hooks_prepare_response_body(struct session *s, struct headers *fields)
 
     if (hs->res_decode_off || hs->decoder)
         return 0;
+    /* A range of an encoded body cannot be decoded on its own (it starts
+     * mid-stream), and its Content-Range counts encoded bytes: it goes to
+     * the hooks, and on, as it came. */
+    if (s->x.status == 206 || headers_find(fields, "Content-Range", 13, 0) >= 0)
+        return 0;
     at = headers_find(fields, "Content-Encoding", 16, 0);
     if (at < 0)
         return 0;

@@ -84,6 +84,28 @@ describe("bodies through scripts", function()
     assert.are.equal(tostring(#resp.body), resp.headers["content-length"])
   end)
 
+  it("passes an empty body labelled with a coding as an empty body", function()
+    proxy = procs.proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
+    h.write_file(file("empty"), "")
+    for _, coding in ipairs({ "gzip", "deflate", "br", "zstd" }) do
+      -- before, the decoder called it a truncated stream and cut the answer
+      local resp = fetch("path=" .. file("empty") .. "&encoding=" .. coding)
+      assert.are.equal(200, resp.status)
+      assert.is_nil(resp.incomplete, coding)
+      assert.are.equal("<!-- 0 paragraphs -->", resp.body)
+    end
+  end)
+
+  it("passes a range of a compressed body on as it came, coding and range kept", function()
+    proxy = procs.proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
+    local gz = h.read_file(file("page.gz"))
+    local resp = fetch("path=" .. file("page.gz") .. "&encoding=gzip&range=0-199")
+    assert.are.equal(206, resp.status)
+    assert.are.equal("gzip", resp.headers["content-encoding"])
+    assert.are.equal("bytes 0-199/" .. #gz, resp.headers["content-range"])
+    assert.are.equal(gz:sub(1, 200) .. "<!-- 0 paragraphs -->", resp.body)
+  end)
+
   it("passes codings it does not know through untouched", function()
     proxy = procs.proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
     local resp = fetch("path=" .. file("page.gz") .. "&encoding=compress")

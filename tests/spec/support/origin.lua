@@ -393,7 +393,16 @@ local function serve_one(c)
     end
     local data = f:read("a")
     f:close()
-    local out = { "HTTP/1.1 200 OK\r\nContent-Type: " .. (q.type or "text/html") .. "\r\n" }
+    local status = "200 OK"
+    local first, last = (q.range or ""):match("^(%d+)%-(%d+)$")
+    local range = ""
+    if first then -- range=A-B: a 206 with bytes A..B of the file
+      first, last = tonumber(first), math.min(tonumber(last), #data - 1)
+      range = string.format("Content-Range: bytes %d-%d/%d\r\n", first, last, #data)
+      data, status = data:sub(first + 1, last + 1), "206 Partial Content"
+    end
+    local out = { "HTTP/1.1 " .. status .. "\r\nContent-Type: " .. (q.type or "text/html") .. "\r\n"
+      .. range }
     if q.encoding then out[#out + 1] = "Content-Encoding: " .. q.encoding .. "\r\n" end
     if q.chunked then
       out[#out + 1] = "Transfer-Encoding: chunked\r\n\r\n"
