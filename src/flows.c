@@ -654,7 +654,12 @@ void flows_record_end(struct flow *fl, int status, uint64_t req_bytes, uint64_t 
             fl->h.flags |= FLOW_F_BODY_CHANGED;
         }
     }
-    fl->h.req_body_seen = fl->body[BODY_REQ].seen;
+    /* Past the capture the tap is taken away only from a body no hook
+     * filters (flows_wants_body): the rest went on as the client sent it,
+     * so all of it is the client's count, not the bytes the tap saw. */
+    fl->h.req_body_seen = fl->skipped[DIR_REQ] && req_bytes > fl->body[BODY_REQ].seen
+                              ? req_bytes
+                              : fl->body[BODY_REQ].seen;
     fl->h.res_body_seen = fl->body[BODY_RES].seen;
     if (fl->body[BODY_REQ].seen > buffer_length(&fl->body[BODY_REQ].kept) ||
         (fl->skipped[DIR_REQ] && req_bytes > buffer_length(&fl->body[BODY_REQ].kept)))

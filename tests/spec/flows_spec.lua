@@ -172,6 +172,17 @@ describe("flows", function()
     d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
     assert.is_true(d.response.body.truncated)
     assert.equals(1000, d.response.body.kept)
+    -- an upload: its size is all of it, not what the capture saw before
+    -- it stepped aside (the body then goes on by the fast path)
+    local upload = ("u"):rep(2 * 1024 * 1024)
+    h.curl({ "-s", "-o", "/dev/null", "-x", "127.0.0.1:" .. proxy.port, "--data-binary", "@"
+      .. h.tmpfile(upload, "upload.bin"), origin.url("/echo") })
+    f = wait_flows(adm, 1, "~m POST")[1]
+    d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
+    assert.is_true(d.request.body.truncated)
+    assert.equals(1000, d.request.body.kept)
+    assert.equals(#upload, d.request.body.size)
+    assert.equals(#upload, d.req_bytes)
   end)
 
   it("keeps the store within --flows and --flows-memory, dropping the oldest", function()
