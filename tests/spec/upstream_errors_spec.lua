@@ -48,6 +48,21 @@ describe("upstream errors", function()
     assert_healthy()
   end)
 
+  -- The read loop of the first exchange went on reading after the next
+  -- one had started connecting on a new socket, and took its refusal:
+  -- "reset" then, and a connect error its own handling never saw.
+  it("says refused for a refused request pipelined behind a kept-alive one", function()
+    local closed = "127.0.0.1:" .. h.closed_port()
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority })
+      .. h.request("GET", "http://" .. closed .. "/", { "Host: " .. closed })))
+    assert.are.equal("hello\n", assert(h.read_response(s)).body)
+    local resp = assert(h.read_response(s))
+    s:close()
+    assert.are.equal(502, resp.status)
+    assert.truthy(resp.body:find("refused the connection", 1, true), resp.body)
+  end)
+
   it("logs an error response with the body bytes it sent", function()
     local url = "http://127.0.0.1:" .. h.closed_port() .. "/gone"
     local resp = get(url)
