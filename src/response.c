@@ -174,6 +174,10 @@ enum exchange_step response_parse_head(struct session *s)
     }
     if (n == -1)
         return fail_bad_response(x, err);
+    /* The cap holds whatever the reads that brought the head: one that
+     * came whole in a single read is no smaller for it. */
+    if ((size_t)n > s->proxy->cfg->max_header_bytes)
+        return exchange_fail(x, 502, "the upstream's response head is too large");
     if (x->parent_tunnel)
         return parent_tunnel_answer(s, &head, (size_t)n);
     if (x->parent && head.status == 407)

@@ -376,6 +376,24 @@ describe("bytes an upstream sends past a body", function()
   end)
 end)
 
+describe("the response head cap", function()
+  -- --max-header-bytes held only while a head was still arriving: one
+  -- that came whole in a single read went through, however large.
+  it("holds for a head that arrives in one read", function()
+    with_proxy(nil, function(proxy, origin)
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, "GET http://" .. origin.authority .. "/big-head HTTP/1.1\r\nHost: "
+        .. origin.authority .. "\r\n\r\n"))
+      local conn = assert(origin.next_request())
+      conn.send("HTTP/1.1 200 OK\r\nX-Big: " .. ("a"):rep(2000) .. "\r\nContent-Length: 2\r\n\r\nok")
+      local resp = assert(h.read_response(s))
+      s:close()
+      assert.equal(502, resp.status)
+      assert.truthy(resp.body:find("head is too large", 1, true), resp.body)
+    end, nil, { "--max-header-bytes", "1024" })
+  end)
+end)
+
 describe("interim responses", function()
   it("100 interim responses in one burst (the cap) are all relayed, then the final one", function()
     run_case {
