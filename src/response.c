@@ -305,6 +305,12 @@ static enum exchange_step send_response_head(struct session *s, const struct htt
     size_t before = buffer_length(&s->client.out);
 
     plan_response_body(s);
+    /* An answer before the request body was all read (a 417 to an
+     * Expect, an early error) ends the connection unless the body happens
+     * to finish first: say so now, in this head (RFC 9110 10.1.1), rather
+     * than close without a word after it. */
+    if (!x->req_body_done)
+        exchange_no_keep(x, "the response began before the request body was all read");
     if (!head)
         settle_edited_head(x);
     if (x->res_filter && hooks_prepare_response_body(s, &x->res_headers) != 0)

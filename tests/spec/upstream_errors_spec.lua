@@ -63,6 +63,29 @@ describe("upstream errors", function()
     assert.truthy(resp.body:find("refused the connection", 1, true), resp.body)
   end)
 
+  -- The connection ends after such an answer (the rest of the request
+  -- body is never read): the answer says so rather than the connection
+  -- just closing (RFC 9110 10.1.1).
+  it("says Connection: close on an answer that comes before the request body", function()
+    local server = assert(socket.bind("127.0.0.1", 0))
+    server:settimeout(5)
+    local _, port = server:getsockname()
+    local target = "127.0.0.1:" .. port
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, "POST http://" .. target .. "/ HTTP/1.1\r\nHost: " .. target
+      .. "\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"))
+    local up = assert(server:accept())
+    up:settimeout(5)
+    repeat local line = assert(up:receive("*l")) until line == ""
+    assert(up:send("HTTP/1.1 417 Expectation Failed\r\nContent-Length: 3\r\n\r\nno!"))
+    local resp = assert(h.read_response(s))
+    up:close()
+    server:close()
+    s:close()
+    assert.are.equal(417, resp.status)
+    assert.are.equal("close", resp.headers["connection"], resp.raw_head)
+  end)
+
   it("logs an error response with the body bytes it sent", function()
     local url = "http://127.0.0.1:" .. h.closed_port() .. "/gone"
     local resp = get(url)
