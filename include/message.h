@@ -65,10 +65,11 @@ int message_write_response_from(struct buffer *out, const struct http_head *head
                                 int keep_alive, int client_minor);
 
 /* A complete local text response: "NNN Reason: <cause>\n". <cause> must be
- * a fixed string of ours, never client bytes. Returns the body's length, or
- * -1 when out of memory. */
+ * a fixed string of ours, never client bytes. With <head_only> (an answer
+ * to HEAD), the head alone. Returns the body bytes written, or -1 when out
+ * of memory. */
 int message_write_error(struct buffer *out, int status, const char *cause, int keep_alive,
-                        int client_minor);
+                        int client_minor, int head_only);
 
 /* The standard reason phrase for <status> ("Bad Gateway"). */
 const char *message_reason(int status);

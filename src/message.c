@@ -259,7 +259,7 @@ int message_write_response_from(struct buffer *out, const struct http_head *head
 }
 
 int message_write_error(struct buffer *out, int status, const char *cause, int keep_alive,
-                        int client_minor)
+                        int client_minor, int head_only)
 {
     const char *reason = message_reason(status);
     int body_len = (int)(strlen(reason) + strlen(cause) + 7); /* "NNN " ": " "\n" */
@@ -269,15 +269,19 @@ int message_write_error(struct buffer *out, int status, const char *cause, int k
                          "Content-Length: %d\r\n"
                          "Via: " MESSAGE_VIA "\r\n"
                          "%s%s"
-                         "\r\n"
-                         "%03d %s: %s\n",
+                         "\r\n",
                          status, reason, body_len,
                          /* RFC 9110 11.7.1: a 407 says how to authenticate */
                          status == 407 ? "Proxy-Authenticate: Basic realm=\"luaproxy\"\r\n" : "",
                          !keep_alive         ? "Connection: close\r\n"
                          : client_minor == 0 ? "Connection: keep-alive\r\n"
-                                             : "",
-                         status, reason, cause) != 0)
+                                             : "") != 0)
+        return -1;
+    /* To a HEAD, the head alone (its length that of the text a GET gets,
+     * RFC 9110 9.3.2). */
+    if (head_only)
+        return 0;
+    if (buffer_printf(out, "%03d %s: %s\n", status, reason, cause) != 0)
         return -1;
     return body_len;
 }

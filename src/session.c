@@ -253,13 +253,11 @@ static void session_fail_at(struct session *s, int status, const char *cause, co
         exchange_no_keep(x, "an error before the request body was read");
     else if (x->is_connect)
         exchange_no_keep(x, "a refused CONNECT ends its connection");
-    /* Our error text is a body a HEAD client does not expect: close after
-     * it so the extra bytes cannot be read as the next response. */
-    if (x->active && x->method_len == 4 && memcmp(x->method, "HEAD", 4) == 0)
-        exchange_no_keep(x, "an error body after a HEAD request");
+    /* A HEAD gets the error's head alone, like any answer to it. */
+    int head_only = x->active && x->method_len == 4 && memcmp(x->method, "HEAD", 4) == 0;
     size_t before = buffer_length(&s->client.out);
     int body_len = message_write_error(&s->client.out, status, cause, x->keep_alive,
-                                       x->active ? x->minor : 1);
+                                       x->active ? x->minor : 1, head_only);
     if (body_len < 0)
         session_close(s, "out of memory for an error response");
     else

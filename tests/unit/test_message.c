@@ -424,7 +424,7 @@ static void check_error(int status, const char *cause, int keep_alive, int minor
 
     int blen = snprintf(body, sizeof body, "%03d %s: %s\n", status, reason, cause);
     buffer_init(&out);
-    is_int(message_write_error(&out, status, cause, keep_alive, minor), blen,
+    is_int(message_write_error(&out, status, cause, keep_alive, minor, 0), blen,
            "write_error returns the body's length");
     const char *s = buffer_peek(&out);
     size_t len = buffer_length(&out);
@@ -472,6 +472,21 @@ static void test_errors(void)
     check_error(500, "", 0, 1, "close");
     /* A cause with a percent sign is text, not a format. */
     check_error(502, "100% sure: %s %d %n", 0, 1, "close");
+
+    /* To a HEAD: the same head, with the length a GET gets, and no body. */
+    {
+        struct buffer get, head_only;
+        buffer_init(&get);
+        buffer_init(&head_only);
+        int blen = message_write_error(&get, 502, "refused", 1, 1, 0);
+        is_int(message_write_error(&head_only, 502, "refused", 1, 1, 1), 0,
+               "write_error to a HEAD writes no body");
+        ok(buffer_length(&head_only) + (size_t)blen == buffer_length(&get) &&
+               memcmp(buffer_peek(&head_only), buffer_peek(&get), buffer_length(&head_only)) == 0,
+           "  ... and the head a GET gets, Content-Length included");
+        buffer_free(&get);
+        buffer_free(&head_only);
+    }
 
     /* Every status the proxy may send has a reason that is not a fallback. */
     static const int ours[] = {400, 403, 408, 414, 431, 500, 501, 502, 503, 504, 505, 508};
