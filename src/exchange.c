@@ -475,7 +475,9 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
         return exchange_fail(x, 500, "out of memory");
     if (x->is_connect && x->req_framing.kind != HTTP_BODY_NONE)
         return exchange_fail(x, 400, "a CONNECT request cannot have a body");
-    x->is_upgrade = !x->is_connect && http_has_token_id(head, HTTP_FIELD_CONNECTION, "upgrade") &&
+    /* HTTP/1.0 has no Upgrade (RFC 9110 7.8: ignored in a 1.0 request). */
+    x->is_upgrade = !x->is_connect && head->version_minor >= 1 &&
+                    http_has_token_id(head, HTTP_FIELD_CONNECTION, "upgrade") &&
                     http_find_id(head, HTTP_FIELD_UPGRADE, 0) >= 0;
 
     /* Host is regenerated from the target (RFC 9112 3.2.2): the port only

@@ -58,6 +58,10 @@ static int import_fields(const struct http_head *head, int is_request, int keep_
             continue;
         if (f->id == HTTP_FIELD_TRANSFER_ENCODING || (is_request && f->id == HTTP_FIELD_HOST))
             continue;
+        /* An HTTP/1.0 client's Expect means nothing (RFC 9110 10.1.1: a
+         * recipient ignores it), and it would go on as HTTP/1.1's. */
+        if (is_request && f->id == HTTP_FIELD_EXPECT && head->version_minor == 0)
+            continue;
         if (headers_add_parsed(out, f) != 0)
             return -1;
         if (f->id == HTTP_FIELD_VIA)

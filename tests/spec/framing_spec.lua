@@ -376,6 +376,28 @@ describe("bytes an upstream sends past a body", function()
   end)
 end)
 
+describe("an HTTP/1.0 request", function()
+  -- RFC 9110 7.8 and 10.1.1: a recipient ignores Upgrade and Expect in
+  -- an HTTP/1.0 request; passed on, they became HTTP/1.1's, and a 101
+  -- made a tunnel for a client that cannot have asked for one.
+  it("has its Upgrade and Expect ignored, not passed on as HTTP/1.1's", function()
+    run_case {
+      request = "GET http://{O}/case HTTP/1.0\r\nHost: {O}\r\nConnection: Upgrade\r\n"
+        .. "Upgrade: websocket\r\nExpect: 100-continue\r\n\r\n",
+      method = "GET", sent = "GET", closes = true, head = HELLO_HEAD .. "hello world",
+      upstream = function(r)
+        assert.is_nil(r.f["upgrade"], q(r.head))
+        assert.is_nil(r.f["expect"], q(r.head))
+        assert.is_nil(r.f["connection"], q(r.head))
+      end,
+      check = function(r)
+        assert.equal(200, r.status)
+        assert.equal("hello world", r.body)
+      end,
+    }
+  end)
+end)
+
 describe("the response head cap", function()
   -- --max-header-bytes held only while a head was still arriving: one
   -- that came whole in a single read went through, however large.
