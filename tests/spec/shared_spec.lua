@@ -76,6 +76,18 @@ describe("proxy.shared", function()
     return seen
   end
 
+  -- One command to the Redis on <port> (RESP, no reply parsing): the raw reply.
+  local function redis_command(port, ...)
+    local args = { ... }
+    local out = { "*" .. #args .. "\r\n" }
+    for _, a in ipairs(args) do out[#out + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n" end
+    local c = assert(h.connect(port))
+    assert(h.send(c, table.concat(out)))
+    local reply = h.recv_some(c, 2)
+    c:close()
+    return reply
+  end
+
   local function one_to(n)
     local t = {}
     for i = 1, n do t[i] = i end
@@ -146,11 +158,7 @@ describe("proxy.shared", function()
       assert.are.equal("s=text:string i=42:integer f=2.5:float b=false:boolean missing=nil:nil",
         get(b, "/types"))
       -- the keys carry the prefix
-      local c = assert(h.connect(redis.port))
-      assert(h.send(c, "*2\r\n$3\r\nGET\r\n$13\r\nluaproxy:hits\r\n"))
-      local reply = h.recv_some(c, 2)
-      c:close()
-      assert.are.equal("$2\r\n30\r\n", reply)
+      assert.are.equal("$2\r\n30\r\n", redis_command(redis.port, "GET", "luaproxy:hits"))
     end)
 
     it("keeps keys with a ttl past what Redis holds, as shared memory does", function()
@@ -159,11 +167,7 @@ describe("proxy.shared", function()
       get(p, "/far")
       -- before, the ttl overflowed into "PX 1": both keys were gone at once
       for _, key in ipairs({ "luaproxy:forever", "luaproxy:long" }) do
-        local c = assert(h.connect(redis.port))
-        assert(h.send(c, ("*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\n"):format(#key, key)))
-        local reply = h.recv_some(c, 2)
-        c:close()
-        assert.are.equal(":-1\r\n", reply, key .. " has an expiry")
+        assert.are.equal(":-1\r\n", redis_command(redis.port, "PTTL", key), key .. " has an expiry")
       end
     end)
 
@@ -174,11 +178,7 @@ describe("proxy.shared", function()
       -- before, the SELECT's error was dropped and the keys went to database 0
       local body = get(p, "/count")
       assert.is_nil(body:match("^%d+ nil$"), body)
-      local c = assert(h.connect(redis.port))
-      assert(h.send(c, "*2\r\n$6\r\nEXISTS\r\n$13\r\nluaproxy:hits\r\n"))
-      local reply = h.recv_some(c, 2)
-      c:close()
-      assert.are.equal(":0\r\n", reply)
+      assert.are.equal(":0\r\n", redis_command(redis.port, "EXISTS", "luaproxy:hits"))
     end)
 
     it("waits for a slow Redis without holding others, and lets a leaving client go", function()

@@ -44,6 +44,14 @@ describe("workers", function()
     return proxy
   end
 
+  -- A client that has had its answer and stays connected (keep-alive).
+  local function hold_client()
+    local c = assert(h.connect(proxy.port))
+    h.send(c, h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority }))
+    assert.are.equal(200, h.read_response(c).status)
+    return c
+  end
+
   it("serves from every worker on one port", function()
     start({ "--workers", "2", "--verbose" })
     two_workers(proxy.pid)
@@ -131,12 +139,7 @@ describe("workers", function()
     start({ "--workers", "2", "--max-connections", "2" })
     two_workers(proxy.pid)
     -- Two clients that each finished a request stay connected (keep-alive).
-    local held = {}
-    for i = 1, 2 do
-      held[i] = assert(h.connect(proxy.port))
-      h.send(held[i], h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority }))
-      assert.are.equal(200, h.read_response(held[i]).status)
-    end
+    local held = { hold_client(), hold_client() }
     -- Whichever worker the third lands on, the proxy is full.
     for _ = 1, 4 do
       local resp = get_hello(proxy, origin)
@@ -154,12 +157,7 @@ describe("workers", function()
   it("gives back a dead worker's share of --max-connections", function()
     start({ "--workers", "2", "--max-connections", "2" })
     local before = two_workers(proxy.pid)
-    local held = {}
-    for i = 1, 2 do
-      held[i] = assert(h.connect(proxy.port))
-      h.send(held[i], h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority }))
-      assert.are.equal(200, h.read_response(held[i]).status)
-    end
+    local held = { hold_client(), hold_client() }
     -- Both workers die with the clients still connected; the clients go.
     os.execute("kill -9 " .. before[1] .. " " .. before[2])
     for i = 1, 2 do held[i]:close() end
