@@ -743,12 +743,13 @@ static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents)
                 break;
             s->last_activity = ev_now(loop);
             session_advance(s);
-            /* Not the exchange this event was for any more (a pipelined
-             * request may already be connecting on a new socket, whose
-             * refusal a read here would take for itself): wait for its
-             * own events. */
-            if (s->state != SESSION_EXCHANGE || s->upstream.fd < 0 || s->upstream_idle ||
-                buffer_length(&s->upstream.in) > 0 || s->upstream.piped > 0)
+            /* Not relaying on this socket any more (a pipelined request
+             * may already be connecting on a new one, whose refusal a
+             * read here would take for itself): wait for its own events.
+             * A response that became a tunnel (101) goes on. */
+            if ((s->state != SESSION_EXCHANGE && s->state != SESSION_TUNNEL) ||
+                s->upstream.fd < 0 || s->upstream_idle || buffer_length(&s->upstream.in) > 0 ||
+                s->upstream.piped > 0)
                 break; /* done, or the client side is full: wait for it */
         }
     }
