@@ -27,6 +27,10 @@ struct decoder {
     uint64_t total_out;
     int ended;
     int raw_tried; /* deflate: switched to raw after a zlib header error */
+    /* deflate: the stream's first bytes, for that switch when an earlier
+     * read brought some of them (zlib knows its header is wrong only once
+     * it has both bytes) */
+    unsigned char first[4];
     z_stream z;
     BrotliDecoderState *br;
     ZSTD_DStream *zstd;
@@ -145,19 +149,36 @@ static enum decode_result step(struct decoder *d, const unsigned char **in, size
     case DECODE_GZIP:
     case DECODE_DEFLATE: {
         int rc;
+        uLong at = d->z.total_in; /* where *in starts in the stream */
+        for (size_t k = 0; at + k < sizeof d->first && k < *in_len; k++)
+            d->first[at + k] = (*in)[k];
         d->z.next_in = (unsigned char *)(uintptr_t)*in;
         d->z.avail_in = (uInt)*in_len;
         d->z.next_out = dst;
         d->z.avail_out = (uInt)room;
         rc = inflate(&d->z, Z_NO_FLUSH);
         if (rc == Z_DATA_ERROR && d->coding == DECODE_DEFLATE && !d->raw_tried &&
-            d->total_out == 0) {
+            d->total_out == 0 && at <= sizeof d->first) {
             /* Some servers send raw deflate under "deflate": retry once
-             * from the start of the stream without the zlib wrapper. */
+             * from the start of the stream without the zlib wrapper, with
+             * the bytes earlier reads brought first. */
+            size_t early = 0;
             d->raw_tried = 1;
             if (inflateReset2(&d->z, -MAX_WBITS) != Z_OK)
                 return DECODE_CORRUPT;
-            return step(d, in, in_len, dst, room, wrote); /* raw_tried ends it */
+            if (at > 0) {
+                d->z.next_in = d->first;
+                d->z.avail_in = (uInt)at;
+                d->z.next_out = dst;
+                d->z.avail_out = (uInt)room;
+                rc = inflate(&d->z, Z_NO_FLUSH);
+                if (rc != Z_OK && rc != Z_BUF_ERROR)
+                    return DECODE_CORRUPT;
+                early = room - d->z.avail_out;
+            }
+            enum decode_result r = step(d, in, in_len, dst + early, room - early, wrote);
+            *wrote += early; /* raw_tried ends the retries */
+            return r;
         }
         *in_len = d->z.avail_in;
         *in = d->z.next_in;

@@ -188,6 +188,16 @@ int main(void)
                memcmp(buffer_peek(&out), plain, plain_len) == 0,
            "deflate: raw deflate is accepted too");
         buffer_free(&out);
+        /* The byte a first read brought is part of the raw stream too. */
+        static const size_t pieces[] = {1, 2, 3, 4096};
+        for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++) {
+            buffer_init(&out);
+            r = run(DECODE_DEFLATE, enc, enc_len, pieces[i], 1 << 30, &out);
+            ok(r == DECODE_END && buffer_length(&out) == plain_len &&
+                   memcmp(buffer_peek(&out), plain, plain_len) == 0,
+               "deflate: raw deflate fed %zu byte(s) at a time", pieces[i]);
+            buffer_free(&out);
+        }
         free(enc);
     }
     {
