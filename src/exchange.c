@@ -41,6 +41,7 @@
 #include "acl.h"
 #include "hooks.h"
 #include "https.h"
+#include "max_forwards.h"
 #include "log.h"
 #include "message.h"
 #include "session.h"
@@ -491,6 +492,22 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
         n = authority_put_port(authority, n, 80);
     if (message_import_request(head, authority, (size_t)n, x->is_upgrade, &x->req_headers) != 0)
         return exchange_fail(x, 400, "the request head could not be rewritten");
+    /* TRACE and OPTIONS: one hop fewer, or the proxy is the last one. */
+    uint64_t hops_left;
+    enum max_forwards mf = max_forwards_check(head, &hops_left);
+    if (mf == MAX_FORWARDS_BAD)
+        return exchange_fail(x, 400, "Max-Forwards must be one number");
+    if (mf == MAX_FORWARDS_ON && max_forwards_set(&x->req_headers, hops_left) != 0)
+        return exchange_fail(x, 500, "out of memory");
+    if (mf == MAX_FORWARDS_HERE) {
+        if (x->req_framing.kind != HTTP_BODY_NONE)
+            exchange_no_keep(x, "the request body is never read");
+        int len = max_forwards_answer(&s->client.out, head, x->keep_alive, x->minor);
+        if (len < 0)
+            return exchange_fail(x, 500, "out of memory");
+        x->status = 200;
+        x->res_bytes = (uint64_t)len;
+    }
     if (trace_enabled)
         trace_fields(s, head, __func__);
     x->fwd_method = x->method;
@@ -513,6 +530,10 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
 
     if (ca_page) /* http://luaproxy.ca/ is ours: never forwarded, no hooks */
         return https_answer_ca_page(s);
+    if (mf == MAX_FORWARDS_HERE) { /* answered above, while the head was there */
+        x->response_started = 1;
+        return STEP_END;
+    }
     switch (auth_result) {
     case AUTH_DENIED:
         return exchange_fail(x, 407, "this proxy needs a user name and password");

@@ -66,6 +66,33 @@ describe("forwarding", function()
     assert.is_falsy((resp.headers["connection"] or ""):lower():find("close", 1, true))
   end)
 
+  -- RFC 9110 7.6.2: TRACE and OPTIONS stop at the hop their Max-Forwards
+  -- runs out, and go on with one hop fewer otherwise.
+  it("answers TRACE and OPTIONS itself at Max-Forwards: 0, and lowers it otherwise", function()
+    local trace = exchange(h.request("TRACE", origin.url("/t"), { host_hdr(), "Max-Forwards: 0",
+      "X-Test: 1", "Cookie: secret=1", "Proxy-Authorization: Basic c2VjcmV0" }))
+    assert.are.equal(200, trace.status)
+    assert.are.equal("message/http", trace.headers["content-type"])
+    assert.truthy(trace.body:find("^TRACE " .. origin.url("/t"):gsub("%p", "%%%0") .. " HTTP/1.1\r\n"),
+      trace.body)
+    assert.truthy(trace.body:find("X-Test: 1\r\n", 1, true), trace.body)
+    assert.falsy(trace.body:find("secret", 1, true), trace.body)
+    local options = exchange(h.request("OPTIONS", origin.url("/o"), { host_hdr(), "Max-Forwards: 0" }))
+    assert.are.equal(200, options.status)
+    assert.truthy(options.headers["allow"]:find("TRACE", 1, true))
+    assert.are.equal(0, #origin.requests())
+
+    assert.are.equal(200, exchange(h.request("OPTIONS", origin.url("/echo"),
+      { host_hdr(), "Max-Forwards: 5" })).status)
+    assert.are.equal("4", origin.requests()[1].headers["max-forwards"])
+    -- other methods carry it on as it came
+    assert.are.equal(200, exchange(h.request("GET", origin.url("/echo"),
+      { host_hdr(), "Max-Forwards: 0" })).status)
+    assert.are.equal("0", origin.requests()[2].headers["max-forwards"])
+    assert.are.equal(400, exchange(h.request("TRACE", origin.url("/t"),
+      { host_hdr(), "Max-Forwards: x" })).status)
+  end)
+
   it("forwards in origin-form and regenerates Host from the target", function()
     local resp = exchange(h.request("GET", origin.url("/echo?a=1&b=two"),
       { "Host: wrong.example:1", "Accept: */*" }))
