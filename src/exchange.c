@@ -494,7 +494,7 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
         return exchange_fail(x, 400, "the request head could not be rewritten");
     /* TRACE and OPTIONS: one hop fewer, or the proxy is the last one. */
     uint64_t hops_left;
-    enum max_forwards mf = max_forwards_check(head, &hops_left);
+    enum max_forwards mf = max_forwards_of(head, &hops_left);
     if (mf == MAX_FORWARDS_BAD)
         return exchange_fail(x, 400, "Max-Forwards must be one number");
     if (mf == MAX_FORWARDS_ON && max_forwards_set(&x->req_headers, hops_left) != 0)
