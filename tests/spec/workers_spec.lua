@@ -177,6 +177,12 @@ describe("workers", function()
     local script = h.tmpfile("function on_request(tx) end\n", "live.lua")
     start({ "--workers", "2", "-s", script })
     local before = two_workers(proxy.pid)
+    -- Both have loaded the script (a worker still starting would read the
+    -- broken one below, and that is not the case this is about).
+    assert.truthy(h.wait_for(function()
+      local _, n = proxy.log():gsub("script loaded: ", "")
+      return n == 2
+    end, 10), proxy.log())
     -- The script on disk breaks; a reload is refused (every worker keeps
     -- the scripts it has), then a worker dies: its replacements cannot
     -- load the script.
