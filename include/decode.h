@@ -35,6 +35,8 @@ enum decode_result {
     DECODE_CORRUPT, /* not valid data in this coding */
     DECODE_BOMB,    /* past the size cap or the ratio */
     DECODE_NOMEM,
+    DECODE_MORE,    /* stopped at the output budget: call again with the
+                     * input left (decoder_feed_some) */
 };
 
 struct decoder;
@@ -54,6 +56,15 @@ void decoder_free(struct decoder *d);
  * then is DECODE_CORRUPT. */
 enum decode_result decoder_feed(struct decoder *d, const char *in, size_t len, int eof,
                                 struct buffer *out);
+
+/* decoder_feed that stops once it has appended about <budget> bytes (one
+ * library step past it at most): a small encoded piece may hold hundreds
+ * of megabytes, which should not all be made in one go. Sets *used to the
+ * input bytes consumed; on DECODE_MORE, the caller offers the rest of the
+ * input (and the same <eof>) again later, even when none is left: the
+ * library may still hold decoded bytes. */
+enum decode_result decoder_feed_some(struct decoder *d, const char *in, size_t len, int eof,
+                                     struct buffer *out, size_t budget, size_t *used);
 
 const char *decode_result_name(enum decode_result r);
 

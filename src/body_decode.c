@@ -42,6 +42,7 @@ static int decode_one(const char *coding, size_t clen, const char *data, size_t 
                  BODY_DECODE_MAX >> 20);
         return -1;
     case DECODE_NOMEM:
+    case DECODE_MORE: /* not without a budget */
         break;
     }
     snprintf(err, err_len, "out of memory");

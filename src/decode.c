@@ -27,6 +27,10 @@ struct decoder {
     uint64_t total_out;
     int ended;
     int raw_tried; /* deflate: switched to raw after a zlib header error */
+    int last_full; /* the last step filled its room: more may be inside */
+    /* Input already counted in total_in but not yet consumed: the rest of
+     * a piece offered again after DECODE_MORE earns no second credit. */
+    size_t credited_ahead;
     /* deflate: the stream's first bytes, for that switch when an earlier
      * read brought some of them (zlib knows its header is wrong only once
      * it has both bytes) */
@@ -76,6 +80,7 @@ const char *decode_result_name(enum decode_result r)
     case DECODE_CORRUPT: return "corrupt compressed body";
     case DECODE_BOMB: return "compressed body expands too far";
     case DECODE_NOMEM: return "out of memory";
+    case DECODE_MORE: return "more to decode";
     }
     return "?";
 }
@@ -219,13 +224,17 @@ static enum decode_result step(struct decoder *d, const unsigned char **in, size
     }
 }
 
-enum decode_result decoder_feed(struct decoder *d, const char *in, size_t len, int eof,
-                                struct buffer *out)
+enum decode_result decoder_feed_some(struct decoder *d, const char *in, size_t len, int eof,
+                                     struct buffer *out, size_t budget, size_t *used)
 {
     const unsigned char *p = (const unsigned char *)in;
-    int last_full = 0;
+    size_t offered = len, made = 0;
 
-    d->total_in += len;
+    /* The ratio counts what the upstream sent, as it arrives. */
+    if (len > d->credited_ahead)
+        d->total_in += len - d->credited_ahead;
+    d->credited_ahead = 0;
+    *used = 0;
     for (;;) {
         size_t wrote = 0, before = len;
         enum decode_result r;
@@ -239,14 +248,20 @@ enum decode_result decoder_feed(struct decoder *d, const char *in, size_t len, i
                 return DECODE_CORRUPT;
             d->ended = 0;
         }
-        if (len == 0 && !last_full)
+        if (len == 0 && !d->last_full)
             break;
+        if (made >= budget) {
+            *used = offered - len;
+            d->credited_ahead = len;
+            return DECODE_MORE;
+        }
         dst = (unsigned char *)buffer_reserve(out, DECODE_STEP);
         if (!dst)
             return DECODE_NOMEM;
         r = step(d, &p, &len, dst, DECODE_STEP, &wrote);
         buffer_commit(out, wrote);
         d->total_out += wrote;
+        made += wrote;
         if (r == DECODE_CORRUPT)
             return r;
         if (over_caps(d))
@@ -254,13 +269,21 @@ enum decode_result decoder_feed(struct decoder *d, const char *in, size_t len, i
         if (r == DECODE_END)
             d->ended = 1;
         /* A full output step may mean more is waiting inside the library. */
-        last_full = wrote == DECODE_STEP;
-        if (!last_full && before == len && r != DECODE_END)
+        d->last_full = wrote == DECODE_STEP;
+        if (!d->last_full && before == len && r != DECODE_END)
             break; /* no progress: needs more input */
     }
+    *used = offered - len;
     /* An empty body is no stream at all (a server may label even that
      * with its coding), not a truncated one. */
     if (eof && !d->ended)
         return d->total_in == 0 ? DECODE_END : DECODE_CORRUPT; /* truncated stream */
     return d->ended ? DECODE_END : DECODE_OK;
+}
+
+enum decode_result decoder_feed(struct decoder *d, const char *in, size_t len, int eof,
+                                struct buffer *out)
+{
+    size_t used;
+    return decoder_feed_some(d, in, len, eof, out, SIZE_MAX, &used);
 }

@@ -75,6 +75,30 @@ static enum decode_result run(enum decode_coding coding, const unsigned char *en
     return r;
 }
 
+/* Decodes <enc> given whole, <budget> bytes of output per call, offering
+ * what is left after each DECODE_MORE; the last result. *most is the most
+ * one call made. */
+static enum decode_result run_some(enum decode_coding coding, const unsigned char *enc,
+                                   size_t len, size_t budget, uint64_t cap, struct buffer *out,
+                                   size_t *most)
+{
+    struct decoder *d = decoder_new(coding, cap);
+    enum decode_result r;
+    size_t off = 0;
+    *most = 0;
+    if (!d)
+        return DECODE_NOMEM;
+    do {
+        size_t used, before = buffer_length(out);
+        r = decoder_feed_some(d, (const char *)enc + off, len - off, 1, out, budget, &used);
+        off += used;
+        if (buffer_length(out) - before > *most)
+            *most = buffer_length(out) - before;
+    } while (r == DECODE_MORE);
+    decoder_free(d);
+    return r;
+}
+
 static unsigned char *sample(size_t len)
 {
     unsigned char *p = malloc(len);
@@ -160,6 +184,19 @@ int main(void)
             free(tail);
         }
         {
+            /* Made a budget at a time from input given whole: the same text,
+             * each call within one library step of the budget. */
+            struct buffer out;
+            size_t most;
+            buffer_init(&out);
+            enum decode_result r = run_some(coding, enc, enc_len, 20000, 1 << 30, &out, &most);
+            ok(r == DECODE_END && buffer_length(&out) == plain_len &&
+                   memcmp(buffer_peek(&out), plain, plain_len) == 0,
+               "%s: round trip a budget at a time (%s)", name, decode_result_name(r));
+            ok(most <= 20000 + 16 * 1024, "%s: one call made at most %zu bytes", name, most);
+            buffer_free(&out);
+        }
+        {
             /* 64 MB of zeros compresses by ~1000:1: the ratio stops it long
              * before the size cap would. */
             size_t zlen = 64u << 20, bomb_len;
@@ -170,6 +207,14 @@ int main(void)
             is_int(run(coding, bomb, bomb_len, 4096, (uint64_t)1 << 40, &out), DECODE_BOMB,
                    "a bomb is stopped by the ratio");
             ok(buffer_length(&out) < 8u << 20, "%s: bomb stopped early (%zu bytes)", name,
+               buffer_length(&out));
+            buffer_free(&out);
+            /* Input offered again after DECODE_MORE earns no more credit. */
+            size_t most;
+            buffer_init(&out);
+            is_int(run_some(coding, bomb, bomb_len, 4096, (uint64_t)1 << 40, &out, &most),
+                   DECODE_BOMB, "a bomb made a budget at a time is stopped by the ratio");
+            ok(buffer_length(&out) < 8u << 20, "%s: ... as early (%zu bytes)", name,
                buffer_length(&out));
             buffer_free(&out);
             free(bomb);
