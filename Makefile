@@ -51,7 +51,7 @@ SPECS     := $(sort $(wildcard tests/spec/*_spec.lua))
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
 
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libc-ares-dev \
-            lua-busted lua-socket curl perl lua-cjson zlib1g-dev libbrotli-dev libzstd-dev \
+            lua-busted lua-socket curl perl lua-cjson zlib1g-dev libbrotli-dev libzstd-dev zstd \
             libhiredis-dev redis-server libcrypt-dev libssl-dev libpcre2-dev prometheus apache2-utils openssl \
             chromium libnss3-tools \
             python3-jsonschema nodejs tinyproxy python3
