@@ -38,6 +38,9 @@ struct exchange_events {
  *
  *   STEP_WAIT       nothing moved: wait for an event
  *   STEP_PROGRESS   something moved: the session runs another pass
+ *   STEP_YIELD      something moved and more can, but not now: the session
+ *                   ends its passes and goes on at the loop's next turn,
+ *                   after other clients (a large decoded body)
  *   STEP_MOVE       the session moves to x->next.state (x->next.why)
  *   STEP_END        the exchange is over: log it, keep the connection or drain
  *   STEP_FAIL       answer x->next.status with the cause x->next.why (after
@@ -53,6 +56,7 @@ struct exchange_events {
 enum exchange_step {
     STEP_WAIT,
     STEP_PROGRESS,
+    STEP_YIELD,
     STEP_MOVE,
     STEP_END,
     STEP_FAIL,

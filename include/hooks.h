@@ -87,6 +87,13 @@ struct hook_state {
     int req_filter_off, req_buffer, res_filter_off, res_decode_off;
     struct decoder *decoder;    /* undoes the response's Content-Encoding */
     struct buffer decoded;      /* decoder output on its way to the hooks */
+    struct buffer held;         /* encoded input the decoder has yet to take */
+    int held_eof;               /* ... and it ends the body */
+    int decode_more;            /* the decoder stopped at its budget */
+    int decoding;               /* a piece is not all decoded and handed on:
+                                 * the relay goes on (hooks_decode_resume) */
+    struct buffer *decode_out;  /* where that piece's text goes, framed so */
+    enum http_body_kind decode_kind;
     struct buffer collected;    /* tx.req.buffer_body: the body so far */
     enum hooks_body_error body_error;
     int res_due; /* tx.res is made with on_response's first call (hooks_prepare_response) */
@@ -192,9 +199,22 @@ int hooks_request_collect(void *arg, const char *data, size_t len, int eof,
                           struct buffer *out, enum http_body_kind out_kind);
 struct buffer *hooks_collected(struct session *s);
 
-/* A chunk hook that waited woke up: finishes its piece (and any decoded
- * text after it). CONTINUE, PENDING (it waits again) or FAILED. */
+/* A chunk hook that waited woke up: finishes its piece. CONTINUE, PENDING
+ * (it waits again) or FAILED. Decoded text after the piece is left for
+ * hooks_decode_resume. */
 enum hooks_result hooks_chunk_continue(struct session *s);
+
+/* A decoded response body is handed to the hooks a bounded amount at a
+ * time: hooks_body_filter may take a piece (returning 1) with text still
+ * to make from it. While hooks_decoding, the relay calls
+ * hooks_decode_resume (once no hook waits) before it reads on: 0 when the
+ * piece is done, 1 when it stopped again (a hook waits, the client's
+ * output is full, or the turn's share is made), -1 when it failed. */
+int hooks_decode_resume(struct session *s);
+static inline int hooks_decoding(const struct hook_state *hs)
+{
+    return hs->decoding;
+}
 
 /* Whether <phase> is a chunk hook (whose wait pauses a body). */
 static inline int hooks_is_chunk_phase(int phase)

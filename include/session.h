@@ -221,8 +221,10 @@ struct session {
     /* Started when session_advance stops with work left (a burst of
      * pipelined requests or interim responses already buffered): no socket
      * event would come for bytes already read, so the next loop iteration
-     * carries on. */
+     * carries on. Also when a step yields (STEP_YIELD): work is left that
+     * should not keep other clients waiting. */
     ev_idle resume;
+    bool yielding;           /* a step yielded: end this slice now */
     ev_tstamp accepted;      /* loop time at accept, for --trace */
     ev_tstamp last_activity;
     ev_tstamp head_started;  /* first byte of the current head, 0 if none */

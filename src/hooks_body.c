@@ -17,6 +17,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "session.h"
+#include "session_watch.h"
 
 /* Decoded bytes handed to the hooks at once: a 64 KiB compressed piece may
  * decode to megabytes, and a hook should get pieces of a sensible size. */
@@ -24,6 +25,9 @@
 /* The most a response body may decode to (the ratio cap usually stops a
  * bomb long before). */
 #define DECODED_MAX ((uint64_t)1 << 30)
+/* Decoded bytes made per call before others get the loop: a 2 MB body may
+ * decode to 200 MB within the caps, some 0.4 s of work. */
+#define DECODE_TURN (1024 * 1024)
 
 int hooks_filters_request(const struct session *s)
 {
@@ -231,7 +235,7 @@ static int run_chunk_hooks(struct session *s, enum hook_phase phase, const char 
 
 /* Hands decoded text to the hooks in pieces; the last one carries the
  * body's end when hs->decoded_eof. 0, 1 (a hook waits) or -1. */
-static int drain_decoded(struct session *s, struct buffer *out, enum http_body_kind out_kind)
+static int drain_decoded(struct session *s)
 {
     struct hook_state *hs = &s->x.hook;
     do {
@@ -243,7 +247,8 @@ static int drain_decoded(struct session *s, struct buffer *out, enum http_body_k
         if (n == 0 && !hs->decoded_eof)
             break;
         rc = run_chunk_hooks(s, HOOK_ON_RESPONSE_CHUNK, buffer_peek(&hs->decoded), n,
-                             hs->decoded_eof && last, out, out_kind, &s->x.res_filtered_bytes);
+                             hs->decoded_eof && last, hs->decode_out, hs->decode_kind,
+                             &s->x.res_filtered_bytes);
         buffer_consume(&hs->decoded, n);
         if (hs->decoded_eof && last)
             hs->decoded_eof = 0; /* the end went through */
@@ -254,12 +259,79 @@ static int drain_decoded(struct session *s, struct buffer *out, enum http_body_k
     return 0;
 }
 
-enum hooks_result hooks_chunk_continue(struct session *s)
+/* One bounded step of the decoder over <data> (the relay's bytes, or the
+ * held input itself): about DECODED_PIECE of text into hs->decoded. What
+ * it did not take is held for the next step. 0, or -1 (x->error says). */
+static int decode_step(struct session *s, const char *data, size_t len, int eof)
 {
     struct hook_state *hs = &s->x.hook;
+    int from_held = len > 0 && data == buffer_peek(&hs->held);
+    size_t used = 0;
+    enum decode_result r =
+        decoder_feed_some(hs->decoder, data, len, eof, &hs->decoded, DECODED_PIECE, &used);
+
+    if (r == DECODE_CORRUPT || r == DECODE_BOMB || r == DECODE_NOMEM) {
+        hs->body_error = r == DECODE_BOMB ? HOOKS_BODY_BOMB : HOOKS_BODY_CORRUPT;
+        s->x.error = r == DECODE_BOMB ? "the upstream's compressed body expands too far"
+                                      : "the upstream sent a corrupt compressed body";
+        buffer_free(&hs->decoded);
+        buffer_free(&hs->held);
+        return -1;
+    }
+    hs->decode_more = r == DECODE_MORE;
+    hs->held_eof = eof;
+    if (from_held) {
+        /* Input a step could not use at all is dropped, as the decoder
+         * has always done with bytes past a stream it cannot go on with. */
+        buffer_consume(&hs->held, hs->decode_more ? used : len);
+    } else if (hs->decode_more && buffer_append(&hs->held, data + used, len - used) != 0) {
+        s->x.error = "out of memory";
+        return -1;
+    }
+    if (!hs->decode_more) {
+        buffer_free(&hs->held);
+        hs->decoded_eof = eof;
+    }
+    return 0;
+}
+
+/* Hands the decoded text on, decoding more as it goes, until the input is
+ * used up (0), a hook waits (1, hs->pending), or enough was made for now
+ * (1): DECODE_TURN bytes, or the client's output is full. The relay then
+ * calls hooks_decode_resume, after the loop's turn or once the client has
+ * read, so one small piece that decodes to hundreds of megabytes is never
+ * made, or held, all at once. -1 when it failed (x->error says). */
+static int decode_and_drain(struct session *s)
+{
+    struct hook_state *hs = &s->x.hook;
+    size_t made = 0;
+
+    for (;;) {
+        int rc;
+        made += buffer_length(&hs->decoded);
+        rc = drain_decoded(s);
+        if (rc != 0)
+            return rc;
+        if (!hs->decode_more) {
+            hs->decoding = 0;
+            return 0;
+        }
+        if (made >= DECODE_TURN || session_output_blocked(s))
+            return 1;
+        if (decode_step(s, buffer_peek(&hs->held), buffer_length(&hs->held), hs->held_eof) != 0)
+            return -1;
+    }
+}
+
+int hooks_decode_resume(struct session *s)
+{
+    return decode_and_drain(s);
+}
+
+enum hooks_result hooks_chunk_continue(struct session *s)
+{
+    /* Decoded text after the piece waits for the relay (hooks_decode_resume). */
     int rc = chunk_steps(s, 1);
-    if (rc == 0 && hs->decoder && hs->phase == HOOK_ON_RESPONSE_CHUNK)
-        rc = drain_decoded(s, hs->piece_out, hs->piece_kind);
     return rc == 0 ? HOOKS_CONTINUE : rc > 0 ? HOOKS_PENDING : HOOKS_FAILED;
 }
 
@@ -268,21 +340,24 @@ int hooks_body_filter(void *arg, const char *data, size_t len, int eof, struct b
 {
     struct session *s = arg;
     struct hook_state *hs = &s->x.hook;
-    enum decode_result r;
 
     if (!hs->decoder)
         return run_chunk_hooks(s, HOOK_ON_RESPONSE_CHUNK, data, len, eof, out, out_kind,
                                &s->x.res_filtered_bytes);
-    r = decoder_feed(hs->decoder, data, len, eof, &hs->decoded);
-    if (r == DECODE_CORRUPT || r == DECODE_BOMB || r == DECODE_NOMEM) {
-        hs->body_error = r == DECODE_BOMB ? HOOKS_BODY_BOMB : HOOKS_BODY_CORRUPT;
-        s->x.error = r == DECODE_BOMB ? "the upstream's compressed body expands too far"
-                                      : "the upstream sent a corrupt compressed body";
-        buffer_free(&hs->decoded);
-        return -1;
+    hs->decode_out = out;
+    hs->decode_kind = out_kind;
+    hs->decoding = 1;
+    if (buffer_length(&hs->held) > 0) {
+        /* Not expected (the relay finishes the held input before it reads
+         * on), but order is kept if it happens. */
+        if (buffer_append(&hs->held, data, len) != 0)
+            return -1;
+        data = buffer_peek(&hs->held);
+        len = buffer_length(&hs->held);
     }
-    hs->decoded_eof = eof;
-    return drain_decoded(s, out, out_kind);
+    if (decode_step(s, data, len, eof) != 0)
+        return -1;
+    return decode_and_drain(s);
 }
 
 int hooks_request_filter(void *arg, const char *data, size_t len, int eof, struct buffer *out,

@@ -48,6 +48,9 @@ void hooks_exchange_begin(struct session *s, hooks_wake_fn *on_wake)
     hs->req_filter_off = hs->req_buffer = hs->res_filter_off = hs->res_decode_off = 0;
     hs->decoder = NULL;
     buffer_init(&hs->decoded);
+    buffer_init(&hs->held);
+    hs->held_eof = hs->decode_more = hs->decoding = 0;
+    hs->decode_out = NULL;
     buffer_init(&hs->collected);
     hs->piece_ref = LUA_NOREF;
     hs->piece_in_lua = 0;
@@ -67,6 +70,8 @@ void hooks_exchange_end(struct session *s)
     decoder_free(hs->decoder);
     hs->decoder = NULL;
     buffer_free(&hs->decoded);
+    buffer_free(&hs->held);
+    hs->decoding = 0;
     buffer_free(&hs->collected);
     if (!h)
         return;
@@ -629,6 +634,7 @@ static int detach_done(struct session *s)
     /* The bodies' state stays with the session, which frees it. */
     dh->decoder = NULL;
     buffer_init(&dh->decoded);
+    buffer_init(&dh->held);
     buffer_init(&dh->collected);
     /* No body is left to filter: the piece's slot goes. */
     luaL_unref(hs->hooks->L, LUA_REGISTRYINDEX, hs->piece_ref);

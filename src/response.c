@@ -466,6 +466,51 @@ static enum exchange_step discard_response_body(struct session *s)
     return STEP_PROGRESS;
 }
 
+/* The response body's filter failed: a bad compressed body ends it like a
+ * framing error, anything else is the script's. */
+static enum exchange_step body_filter_failed(struct session *s)
+{
+    struct exchange *x = &s->x;
+    if (x->hook.body_error == HOOKS_BODY_CORRUPT || x->hook.body_error == HOOKS_BODY_BOMB)
+        return exchange_fail(x, 502, x->error);
+    return exchange_fail(x, 500, "a script failed while handling the response body");
+}
+
+/* Whether the client's output buffer is full: what comes next waits for
+ * it to drain. */
+static int client_output_full(const struct session *s)
+{
+    return buffer_length(&s->client.out) >= ENDPOINT_OUT_LIMIT;
+}
+
+/* Where a decoded piece that stopped part-way goes on from: a hook that
+ * waits wakes the exchange; a full client buffer, its drain; otherwise
+ * the loop's next turn, after other clients. */
+static enum exchange_step after_decoding_stopped(struct session *s)
+{
+    if (s->x.hook.pending || !hooks_decoding(&s->x.hook))
+        return STEP_PROGRESS;
+    return client_output_full(s) ? STEP_WAIT : STEP_YIELD;
+}
+
+/* Goes on with a decoded piece (see hooks_decode_resume); its text goes
+ * through the flow capture, when one records the body, as the relay's
+ * pieces do. STEP_PROGRESS when the piece is done. */
+static enum exchange_step resume_decoding(struct session *s)
+{
+    struct exchange *x = &s->x;
+    int rc;
+
+    if (client_output_full(s))
+        return STEP_WAIT;
+    rc = hooks_decode_resume(s);
+    if (flows_tap_resume(x->flow, 1, &s->client.out, x->res_out_kind) != 0)
+        return exchange_fail(x, 502, "out of memory");
+    if (rc < 0)
+        return body_filter_failed(s);
+    return rc > 0 ? after_decoding_stopped(s) : STEP_PROGRESS;
+}
+
 /* RESPONSE_BODY: move the body down, re-framed. */
 enum exchange_step response_relay_body(struct session *s)
 {
@@ -476,6 +521,12 @@ enum exchange_step response_relay_body(struct session *s)
         return discard_response_body(s);
     if (x->hook.pending)
         return STEP_WAIT; /* a chunk hook waits: the body with it */
+    if (hooks_decoding(&x->hook)) {
+        /* A piece's decoded text is not all out yet: it goes first. */
+        enum exchange_step step = resume_decoding(s);
+        if (step != STEP_PROGRESS || hooks_decoding(&x->hook))
+            return step;
+    }
     if (endpoint_splicing(&s->upstream))
         return relay_spliced_response(s);
     if (can_splice_response(s) &&
@@ -505,11 +556,11 @@ enum exchange_step response_relay_body(struct session *s)
         return exchange_fail(x, 502, "the upstream closed the connection in the middle of the "
                                      "body");
     case BODY_PUMP_PAUSED:
-        return STEP_PROGRESS; /* a chunk hook waits; exchange_hooks_woke carries on */
+        /* A chunk hook waits (exchange_hooks_woke carries on), or the
+         * piece's decoded text is not all made yet. */
+        return after_decoding_stopped(s);
     case BODY_PUMP_FILTER_FAILED:
-        if (x->hook.body_error == HOOKS_BODY_CORRUPT || x->hook.body_error == HOOKS_BODY_BOMB)
-            return exchange_fail(x, 502, x->error); /* ends it like a framing error */
-        return exchange_fail(x, 500, "a script failed while handling the response body");
+        return body_filter_failed(s);
     }
     return STEP_WAIT;
 }

@@ -283,6 +283,9 @@ static int session_step(struct session *s, enum exchange_step step)
         return 0;
     case STEP_PROGRESS:
         return 1;
+    case STEP_YIELD:
+        s->yielding = true;
+        return 1;
     case STEP_MOVE:
         session_set_state_at(s, r->state, r->why, r->file, r->func);
         return 1;
@@ -611,7 +614,7 @@ static void session_advance(struct session *s)
         if (s->state == SESSION_CLOSED)
             return;
         progress |= flush_both(s);
-        if (!progress)
+        if (!progress || s->yielding)
             break;
     }
     if (s->state == SESSION_CLOSED)
@@ -620,8 +623,10 @@ static void session_advance(struct session *s)
         s->x.tunnel_counted = 1;
         stats_add(STAT_TUNNELS_OPEN, 1);
     }
-    if (pass == ADVANCE_SLICE)
+    if (pass == ADVANCE_SLICE || s->yielding) {
+        s->yielding = false;
         ev_idle_start(s->proxy->loop, &s->resume);
+    }
     session_watch(s);
     if (s->rearm_timer || s->state != s->armed_state)
         arm_timer(s);

@@ -41,6 +41,11 @@ describe("bodies through scripts", function()
       .. PAGE .. " > " .. file("page.zlib")))
     -- 200 MB of zeros: about 200 KB of gzip
     assert(h.sh("head -c 200000000 /dev/zero | gzip -c > " .. file("bomb.gz")))
+    -- Expands late: 512 KiB of noise (which earns the ratio cap's credit)
+    -- and then 40 MiB of zeros in a frame of a few KB.
+    assert(h.sh("head -c 524288 /dev/urandom > " .. file("late.rnd")))
+    assert(h.sh("zstd -q -1 -c " .. file("late.rnd") .. " > " .. file("late.zst")))
+    assert(h.sh("head -c 41943040 /dev/zero | zstd -q -1 -c >> " .. file("late.zst")))
     local gz = h.read_file(file("page.gz"))
     h.write_file(file("corrupt.gz"), gz:sub(1, 200) .. ("\255"):rep(200) .. gz:sub(401))
   end)
@@ -131,6 +136,49 @@ describe("bodies through scripts", function()
       return proxy.log():find("expands too far", 1, true)
     end))
     assert.is_true(proxy.alive())
+  end)
+
+  describe("a body that expands late", function()
+    -- 40 MiB decoded from a few KB in one read: made and handed on a
+    -- bounded amount at a time (the client's pace, and a share per turn of
+    -- the loop), never held whole. A small ASan quarantine keeps the peak
+    -- the proxy's own (see lifecycle_spec).
+    local LATE = 524288 + 41943040
+
+    local function measured_proxy(script)
+      local asan = os.getenv("ASAN_OPTIONS")
+      proxy = procs.proxy({ "-s", h.tmpfile(script, "late.lua") }, { env = {
+        ASAN_OPTIONS = (asan and asan ~= "" and asan .. ":" or "") .. "quarantine_size_mb=4" } })
+      assert.are.equal(200, fetch("path=" .. file("page.zst") .. "&encoding=zstd").status)
+      return proxy.peak_rss_kb()
+    end
+
+    it("reaches the hooks whole, in pieces, without being held at once", function()
+      local before = measured_proxy([[
+        function on_response_chunk(tx, chunk, eof)
+          tx.ctx.n = (tx.ctx.n or 0) + #chunk
+          tx.ctx.max = math.max(tx.ctx.max or 0, #chunk)
+          if eof then return tx.ctx.n .. " " .. tx.ctx.max end
+          return ""
+        end
+      ]])
+      local resp = fetch("path=" .. file("late.zst") .. "&encoding=zstd")
+      assert.are.equal(200, resp.status)
+      assert.are.equal(LATE .. " " .. 256 * 1024, resp.body)
+      local grew = proxy.peak_rss_kb() - before
+      assert.is_true(grew < 16 * 1024, "the proxy's peak grew by " .. grew .. " KiB")
+    end)
+
+    it("reaches a client that reads slowly byte for byte", function()
+      local before = measured_proxy("function on_response_chunk(tx, chunk, eof) end")
+      local resp = fetch("path=" .. file("late.zst") .. "&encoding=zstd")
+      assert.are.equal(200, resp.status)
+      assert.are.equal(LATE, #resp.body)
+      assert.is_true(resp.body:sub(1, 524288) == h.read_file(file("late.rnd")), "the noise")
+      assert.is_nil(resp.body:find("[^%z]", 524289), "the zeros")
+      local grew = proxy.peak_rss_kb() - before
+      assert.is_true(grew < 16 * 1024, "the proxy's peak grew by " .. grew .. " KiB")
+    end)
   end)
 
   describe("on_request_chunk", function()

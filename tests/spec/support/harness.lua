@@ -389,6 +389,11 @@ function h.start_proxy(args, opts)
     local s = h.read_file("/proc/" .. p.pid .. "/status")
     return s and tonumber(s:match("VmRSS:%s*(%d+)"))
   end
+  -- The most it was ever resident (VmHWM), in KiB, or nil if it is gone.
+  function p.peak_rss_kb()
+    local s = h.read_file("/proc/" .. p.pid .. "/status")
+    return s and tonumber(s:match("VmHWM:%s*(%d+)"))
+  end
   function p.fd_count()
     local out = h.sh("ls /proc/" .. p.pid .. "/fd 2>/dev/null | wc -l")
     return tonumber(out:match("%d+"))
