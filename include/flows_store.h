@@ -19,6 +19,7 @@ struct config;
 struct stored_flow {
     struct stored_flow *prev, *next;
     uint64_t id;
+    uint64_t seq; /* the store's own count: 1, 2, 3... in the order added */
     size_t len;
     char rec[]; /* the record */
 };
@@ -43,6 +44,35 @@ void flows_store_clear(struct flows_store *st);
 
 /* Oldest first; NULL at the end. */
 const struct stored_flow *flows_store_first(const struct flows_store *st);
+
+/* A place in the store that a walk can keep while the loop runs on, so a
+ * long listing or export is made a part at a time (flows_export.c). It sits
+ * between two flows, like a text cursor, and knows them by their <seq>,
+ * not by their id: flow ids follow the workers and the order flows start
+ * in, while the store keeps them in the order they ended.
+ *
+ * The walk covers the flows stored when it began. A flow dropped meanwhile
+ * (the store is full, or cleared) is skipped, never read: the pointers are
+ * used only while their flow is known to be stored. Flows added meanwhile
+ * are not part of it, so a walk ends even under steady traffic and gives
+ * no flow twice. */
+struct flows_store_cursor {
+    const struct stored_flow *before, *after; /* flows seq - 1 and seq */
+    uint64_t seq;   /* the seq of the flow after the cursor */
+    uint64_t end;   /* the first seq added after the walk began */
+};
+/* Before the oldest flow stored now. */
+void flows_store_cursor_first(const struct flows_store *st, struct flows_store_cursor *cur);
+/* After the newest flow stored now. */
+void flows_store_cursor_last(const struct flows_store *st, struct flows_store_cursor *cur);
+/* The flow after the cursor, moving past it: the oldest one still stored
+ * when the next ones were dropped. NULL at the end of the walk. */
+const struct stored_flow *flows_store_cursor_next(const struct flows_store *st,
+                                                  struct flows_store_cursor *cur);
+/* The flow before the cursor, moving back over it. NULL at the oldest
+ * flow, or where the flows before were dropped. */
+const struct stored_flow *flows_store_cursor_prev(const struct flows_store *st,
+                                                  struct flows_store_cursor *cur);
 const struct stored_flow *flows_store_find(const struct flows_store *st, uint64_t id);
 size_t flows_store_count(const struct flows_store *st);
 size_t flows_store_bytes(const struct flows_store *st);

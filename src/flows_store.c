@@ -28,6 +28,7 @@ struct flows_store {
     size_t max_count, max_bytes; /* copied: a reload may free the config */
     struct stored_flow *oldest, *newest;
     size_t count, bytes;
+    uint64_t next_seq; /* the seq the next flow stored gets */
     uint64_t dropped;
     flows_store_listener *listener;
     void *listener_arg;
@@ -42,6 +43,7 @@ struct flows_store *flows_store_new(const struct config *cfg)
     if (st) {
         st->max_count = (size_t)cfg->flows_max;
         st->max_bytes = cfg->flows_memory;
+        st->next_seq = 1;
     }
     return st;
 }
@@ -58,6 +60,9 @@ void flows_store_listen_start(struct flows_store *st, flows_store_start_listener
     st->start_listener_arg = arg;
 }
 
+/* Flows leave only from the oldest end and arrive only at the newest, each
+ * with the next seq: the store always holds one unbroken run of seqs, from
+ * oldest->seq to newest->seq. The cursors below rely on it. */
 static void drop_oldest(struct flows_store *st)
 {
     struct stored_flow *sf = st->oldest;
@@ -102,6 +107,7 @@ int flows_store_add(struct flows_store *st, const char *rec, size_t len)
         return -1;
     }
     sf->id = h.id;
+    sf->seq = st->next_seq++;
     sf->len = len;
     memcpy(sf->rec, rec, len);
     sf->next = NULL;
@@ -126,6 +132,65 @@ void flows_store_sink(void *arg, const char *rec, size_t len)
 const struct stored_flow *flows_store_first(const struct flows_store *st)
 {
     return st->oldest;
+}
+
+/* ---- cursors -----------------------------------------------------------
+ *
+ * A cursor's pointers may be stale: the flows they named may have been
+ * dropped and freed since. Since the store holds an unbroken run of seqs
+ * (see drop_oldest), the flow numbered <seq> is still stored exactly when
+ * oldest->seq <= seq < next_seq, and a pointer is followed only then.
+ */
+
+void flows_store_cursor_first(const struct flows_store *st, struct flows_store_cursor *cur)
+{
+    cur->before = NULL;
+    cur->after = st->oldest;
+    cur->seq = st->oldest ? st->oldest->seq : st->next_seq;
+    cur->end = st->next_seq;
+}
+
+void flows_store_cursor_last(const struct flows_store *st, struct flows_store_cursor *cur)
+{
+    cur->before = st->newest;
+    cur->after = NULL;
+    cur->seq = st->next_seq;
+    cur->end = st->next_seq;
+}
+
+const struct stored_flow *flows_store_cursor_next(const struct flows_store *st,
+                                                  struct flows_store_cursor *cur)
+{
+    const struct stored_flow *sf;
+    if (cur->seq >= cur->end || !st->oldest)
+        return NULL;
+    if (cur->seq < st->oldest->seq) {
+        /* Dropped while the walk waited: go on with what is left of it. */
+        cur->after = st->oldest;
+        cur->seq = st->oldest->seq;
+        if (cur->seq >= cur->end)
+            return NULL; /* all of it was dropped, and newer flows came */
+    }
+    /* oldest->seq <= seq < end <= next_seq: "after" is stored. */
+    sf = cur->after;
+    cur->before = sf;
+    cur->after = sf->next;
+    cur->seq++;
+    return sf;
+}
+
+const struct stored_flow *flows_store_cursor_prev(const struct flows_store *st,
+                                                  struct flows_store_cursor *cur)
+{
+    const struct stored_flow *sf;
+    /* seq - 1 < end always holds; is it still stored? */
+    if (!st->oldest || cur->seq <= st->oldest->seq)
+        return NULL;
+    sf = cur->before;
+    cur->after = sf;
+    cur->before = sf->prev;
+    cur->seq--;
+    return sf;
 }
 
 const struct stored_flow *flows_store_find(const struct flows_store *st, uint64_t id)

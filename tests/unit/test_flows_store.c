@@ -5,6 +5,8 @@
  * up to the limit and marked truncated beyond it; the store never holds
  * more than its count or its bytes, dropping the oldest; and a malformed
  * record (as a broken channel could deliver) is refused, never trusted.
+ * A cursor walks the flows stored when it began, skipping those dropped
+ * while it waited and leaving out those added, both ways.
  */
 #include <stdlib.h>
 
@@ -158,6 +160,60 @@ int main(void)
         is_int(flows_store_count(small), 0, "nothing malformed was kept");
         is_int(flows_store_dropped(small), 4, "and each was counted");
         free(bad);
+    }
+
+    /* cursors: a walk that waits while flows come and go */
+    {
+        struct flows_store_cursor cur, back;
+        const struct stored_flow *sf;
+        /* st holds ids 3, 4, 5 (seqs 3, 4, 5) */
+        flows_store_cursor_first(st, &cur);
+        flows_store_cursor_last(st, &back);
+        sf = flows_store_cursor_next(st, &cur);
+        ok(sf && sf->id == 3, "forward: the oldest first");
+        sf = flows_store_cursor_prev(st, &back);
+        ok(sf && sf->id == 5, "backward: the newest first");
+        /* two more: 3 and 4 are dropped, 6 and 7 are not part of the walks */
+        for (uint64_t id = 6; id <= 7; id++) {
+            record_one(f, id, 10);
+            flows_store_add(st, buffer_peek(&last), buffer_length(&last));
+        }
+        sf = flows_store_cursor_next(st, &cur);
+        ok(sf && sf->id == 5, "forward: past the dropped, on with the rest");
+        ok(flows_store_cursor_next(st, &cur) == NULL, "forward: the flows added are not part of it");
+        ok(flows_store_cursor_next(st, &cur) == NULL, "forward: and the end stays the end");
+        ok(flows_store_cursor_prev(st, &back) == NULL, "backward: stops at the dropped");
+        sf = flows_store_cursor_next(st, &back);
+        ok(sf && sf->id == 5, "back and forth: the flow it went back over");
+        ok(flows_store_cursor_next(st, &back) == NULL, "back and forth: then the end");
+        /* a clear, then new flows: nothing of the walk is left */
+        flows_store_cursor_first(st, &cur);
+        flows_store_cursor_last(st, &back);
+        flows_store_clear(st);
+        ok(flows_store_cursor_next(st, &cur) == NULL, "cleared: nothing to walk");
+        for (uint64_t id = 8; id <= 9; id++) {
+            record_one(f, id, 10);
+            flows_store_add(st, buffer_peek(&last), buffer_length(&last));
+        }
+        ok(flows_store_cursor_next(st, &cur) == NULL, "cleared, then refilled: still nothing");
+        ok(flows_store_cursor_prev(st, &back) == NULL, "backward too");
+        /* the whole store, each flow once, in order */
+        int n = 0;
+        uint64_t prev_seq = 0, ids = 0;
+        flows_store_cursor_first(st, &cur);
+        while ((sf = flows_store_cursor_next(st, &cur)) != NULL) {
+            ok(sf->seq > prev_seq, "seq %d grows", (int)sf->seq);
+            prev_seq = sf->seq;
+            ids = ids * 10 + sf->id;
+            n++;
+        }
+        is_int(n, 2, "each flow once");
+        is_int(ids, 89, "oldest first");
+        /* an empty store */
+        flows_store_cursor_first(small, &cur);
+        flows_store_cursor_last(small, &back);
+        ok(flows_store_cursor_next(small, &cur) == NULL && flows_store_cursor_prev(small, &back) == NULL,
+           "an empty store: nothing either way");
     }
 
     flows_store_free(st);
