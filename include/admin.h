@@ -5,8 +5,9 @@
  * is a client of the core: modules register routes here and read their own
  * state; the relay knows nothing of it. What it owns: the listening socket,
  * its connections (strict limits on heads, bodies, count and time), the
- * access token, the Host check against DNS rebinding, the route table and
- * the Server-Sent Events streams. What it doesn't: what any route answers.
+ * access token, the Host check against DNS rebinding, the route table,
+ * the Server-Sent Events streams and the framing and pacing of streamed
+ * answers. What it doesn't: what any route answers.
  *
  * Access: a request must come from an --admin-allow address (default
  * loopback), name the admin's own address or localhost in Host (403
@@ -81,6 +82,45 @@ void admin_reply_buffer(struct admin_conn *c, int status, const char *content_ty
 void admin_reply_error(struct admin_conn *c, int status, const char *message);
 /* An extra header line ("Name: value", no CRLF) for the next reply. */
 void admin_reply_header(struct admin_conn *c, const char *line);
+
+/* ---- streamed answers --------------------------------------------------
+ *
+ * An answer too large to make in one go on the loop (a listing or export
+ * of the whole flow store) is made a part at a time: whenever the socket
+ * can take more and less than ADMIN_STREAM_PART bytes wait to be sent,
+ * the admin asks the answer's producer for about that much. So one
+ * connection holds about a part (plus whatever unit the producer cannot
+ * split), a client that stops reading stops the producing, and the loop
+ * serves everyone else between two parts.
+ */
+#define ADMIN_STREAM_PART (256 * 1024)
+
+enum admin_stream_result {
+    ADMIN_STREAM_MORE,   /* call again */
+    ADMIN_STREAM_DONE,   /* that was the last part */
+    ADMIN_STREAM_FAILED, /* it cannot be finished: the connection closes
+                          * without the body's end, so the client sees an
+                          * incomplete answer, not a short one */
+};
+
+struct admin_stream_ops {
+    /* Appends the next part to <out>: about <want> bytes (it may go past,
+     * to the end of a unit it does not split) in a few milliseconds of
+     * work at most; after spending them it may return MORE having
+     * appended nothing. */
+    enum admin_stream_result (*produce)(void *state, struct buffer *out, size_t want);
+    /* The stream is over (done, failed, or its connection closed, the
+     * admin freed included): frees <state>. */
+    void (*free)(void *state);
+};
+
+/* Answers <status> with a body that begins with <first> (taken, left
+ * empty) and goes on with what <ops> make of <state>, which the
+ * connection now owns. The length is unknown up front: chunked to
+ * HTTP/1.1, ended by closing the connection to HTTP/1.0. A HEAD gets the
+ * head a GET would get, and <state> is freed at once. */
+void admin_stream_start(struct admin_conn *c, int status, const char *content_type,
+                        struct buffer *first, const struct admin_stream_ops *ops, void *state);
 
 /* Keeps the connection open for an answer later; returns an id that
  * admin_find() turns back into the connection while it is still open. */

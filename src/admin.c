@@ -5,7 +5,8 @@
  * head of at most ADMIN_HEAD_MAX bytes parsed by the proxy's own parser, a
  * body only with Content-Length and at most ADMIN_BODY_MAX bytes, at most
  * ADMIN_CONN_MAX connections, and a timer per connection. Everything is
- * non-blocking on the loop it was started on.
+ * non-blocking on the loop it was started on; an answer too large to make
+ * at once is streamed, a part each time the socket can take more.
  */
 #include "admin.h"
 
@@ -70,7 +71,21 @@ struct admin_conn {
     int answered;      /* the current request has its answer */
     int head_only;     /* the current request is a HEAD: no body in its answer */
     int lingering;     /* answer sent, write side shut: reading to the end */
+    int http10;        /* the current request is HTTP/1.0: it knows no chunks */
     size_t discarded;  /* bytes read and dropped while lingering */
+    /* A streamed answer being made (admin_stream_start), or NULL. While it
+     * is, no further request is read: they wait in "in", pipelined. */
+    const struct admin_stream_ops *stream;
+    void *stream_state;
+    int stream_chunked;
+    struct buffer part; /* the producer's latest part, before framing */
+};
+
+/* How an answer's body ends. */
+enum admin_framing {
+    FRAME_LENGTH,  /* Content-Length */
+    FRAME_CHUNKED, /* a zero-size chunk (HTTP/1.1 only) */
+    FRAME_CLOSE,   /* the connection's end: event streams, and HTTP/1.0 */
 };
 
 struct admin {
@@ -95,6 +110,7 @@ struct admin {
 
 static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_conn_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void stream_end(struct admin_conn *c);
 
 /* ---- setup ------------------------------------------------------------- */
 
@@ -222,6 +238,8 @@ static void conn_free(struct admin_conn *c)
         ev_io_stop(a->loop, &c->io);
         ev_timer_stop(a->loop, &c->timer);
     }
+    if (c->stream)
+        stream_end(c);
     if (c->fd >= 0)
         close(c->fd);
     buffer_free(&c->in);
@@ -296,6 +314,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         c->fd = fd;
         buffer_init(&c->in);
         buffer_init(&c->out);
+        buffer_init(&c->part);
         if (getsockname(fd, (struct sockaddr *)&local, &local_len) == 0) {
             if (local.ss_family == AF_INET)
                 inet_ntop(AF_INET, &((struct sockaddr_in *)&local)->sin_addr, c->local_ip,
@@ -322,14 +341,16 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 /* ---- replies ----------------------------------------------------------- */
 
 static void write_head(struct admin_conn *c, int status, const char *content_type, size_t len,
-                       int with_length)
+                       enum admin_framing framing)
 {
     c->answered = 1;
     buffer_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, message_reason(status));
     if (content_type)
         buffer_printf(&c->out, "Content-Type: %s\r\n", content_type);
-    if (with_length)
+    if (framing == FRAME_LENGTH)
         buffer_printf(&c->out, "Content-Length: %zu\r\n", len);
+    else if (framing == FRAME_CHUNKED)
+        buffer_append_str(&c->out, "Transfer-Encoding: chunked\r\n");
     /* The viewer shows other people's traffic: nothing is cached, framed
      * or sniffed, and scripts come from this origin only. */
     buffer_append_str(&c->out, "Cache-Control: no-store\r\n"
@@ -351,7 +372,7 @@ static void conn_flush(struct admin_conn *c);
 void admin_reply(struct admin_conn *c, int status, const char *content_type, const void *body,
                  size_t len)
 {
-    write_head(c, status, content_type, len, 1);
+    write_head(c, status, content_type, len, FRAME_LENGTH);
     if (len && !c->head_only)
         buffer_append(&c->out, body, len);
     c->held = 0;
@@ -362,7 +383,7 @@ void admin_reply_buffer(struct admin_conn *c, int status, const char *content_ty
                         struct buffer *body)
 {
     size_t len = buffer_length(body);
-    write_head(c, status, content_type, len, 1);
+    write_head(c, status, content_type, len, FRAME_LENGTH);
     if (c->head_only)
         ; /* the length of what a GET gets, and nothing after the head */
     else if (buffer_length(&c->out) == 0)
@@ -412,6 +433,86 @@ struct admin_conn *admin_find(struct admin *a, uint64_t id)
     return NULL;
 }
 
+/* ---- streamed answers -------------------------------------------------- */
+
+/* Moves the producer's part into "out", as one chunk when chunked. */
+static void stream_frame(struct admin_conn *c)
+{
+    size_t n = buffer_length(&c->part);
+    if (n == 0)
+        return; /* a chunk of size 0 would end the body */
+    if (c->stream_chunked)
+        buffer_printf(&c->out, "%zx\r\n", n);
+    buffer_append(&c->out, buffer_peek(&c->part), n);
+    if (c->stream_chunked)
+        buffer_append(&c->out, "\r\n", 2);
+    buffer_consume(&c->part, n);
+}
+
+/* Hands the state back to its owner; safe to call when there is none. */
+static void stream_end(struct admin_conn *c)
+{
+    if (c->stream)
+        c->stream->free(c->stream_state);
+    c->stream = NULL;
+    c->stream_state = NULL;
+    buffer_free(&c->part);
+}
+
+void admin_stream_start(struct admin_conn *c, int status, const char *content_type,
+                        struct buffer *first, const struct admin_stream_ops *ops, void *state)
+{
+    /* HTTP/1.0 knows no chunks: the end of the connection ends its body. */
+    c->stream_chunked = !c->http10;
+    if (!c->stream_chunked)
+        c->close_after = 1;
+    write_head(c, status, content_type, 0, c->stream_chunked ? FRAME_CHUNKED : FRAME_CLOSE);
+    c->held = 0;
+    if (c->head_only) {
+        buffer_free(first);
+        ops->free(state);
+        conn_flush(c);
+        return;
+    }
+    c->stream = ops;
+    c->stream_state = state;
+    buffer_swap(&c->part, first);
+    buffer_free(first);
+    stream_frame(c);
+    /* The next part waits for the socket's next "writable": this call is
+     * inside a request's handler, which has had its share of the loop. */
+    conn_flush(c);
+}
+
+/* The socket took what it could: asks for the next part if less than a
+ * part waits, frames it, sends it. Runs once per "writable" at most, so a
+ * long answer gives the loop back between parts, and not at all while the
+ * client does not read, so nothing piles up. */
+static void stream_pump(struct admin_conn *c)
+{
+    size_t waiting = buffer_length(&c->out);
+    enum admin_stream_result r;
+
+    if (waiting >= ADMIN_STREAM_PART)
+        return;
+    r = c->stream->produce(c->stream_state, &c->part, ADMIN_STREAM_PART - waiting);
+    if (r == ADMIN_STREAM_FAILED) {
+        stream_end(c);
+        conn_close(c);
+        return;
+    }
+    stream_frame(c);
+    if (r == ADMIN_STREAM_DONE) {
+        if (c->stream_chunked)
+            buffer_append_str(&c->out, "0\r\n\r\n");
+        stream_end(c);
+        /* A request pipelined behind waited all along: its clock starts
+         * now. */
+        c->head_started = buffer_length(&c->in) ? ev_now(c->admin->loop) : 0;
+    }
+    conn_flush(c);
+}
+
 void admin_events_start(struct admin_conn *c)
 {
     if (c->head_only) {
@@ -419,7 +520,7 @@ void admin_events_start(struct admin_conn *c)
         admin_reply(c, 200, "text/event-stream", NULL, 0);
         return;
     }
-    write_head(c, 200, "text/event-stream", 0, 0);
+    write_head(c, 200, "text/event-stream", 0, FRAME_CLOSE);
     buffer_append_str(&c->out, "retry: 1000\n\n");
     c->events = 1;
     c->close_after = 0;
@@ -647,6 +748,7 @@ static int handle_request(struct admin_conn *c)
     r.body = buffer_peek(&c->in) + n;
     r.body_len = framing.kind == HTTP_BODY_LENGTH ? (size_t)framing.length : 0;
     c->id = c->admin->next_id++;
+    c->http10 = head.version_minor == 0;
     if (r.path_len == 0 || r.path[0] != '/') {
         c->close_after = 1;
         admin_reply_error(c, 400, "the target must be a path");
@@ -669,13 +771,16 @@ static void conn_update(struct admin_conn *c)
 {
     struct ev_loop *loop = c->admin->loop;
     int want = 0;
-    if (!c->held && !c->close_after && buffer_length(&c->in) < ADMIN_HEAD_MAX + ADMIN_BODY_MAX)
+    if (!c->held && !c->stream && !c->close_after &&
+        buffer_length(&c->in) < ADMIN_HEAD_MAX + ADMIN_BODY_MAX)
         want |= EV_READ;
     if (c->lingering)
         want = EV_READ; /* only to see the client's end */
     if (c->events)
         want |= EV_READ; /* only to notice the reader leaving */
-    if (buffer_length(&c->out) > 0)
+    /* A stream in progress is paced by the socket: "writable" asks for
+     * its next part. */
+    if (buffer_length(&c->out) > 0 || c->stream)
         want |= EV_WRITE;
     if (want != (c->io.events & (EV_READ | EV_WRITE))) {
         ev_io_stop(loop, &c->io);
@@ -702,7 +807,7 @@ static void conn_flush(struct admin_conn *c)
     }
     if (buffer_length(&c->out) == 0) {
         buffer_shrink(&c->out);
-        if (c->close_after && !c->held && !c->lingering) {
+        if (c->close_after && !c->held && !c->stream && !c->lingering) {
             /* Unread bytes may follow: shut the write side (the FIN goes
              * after the answer) and read to the client's end before the
              * close, so the answer is not lost to a reset. */
@@ -742,7 +847,9 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
     }
     if ((revents & EV_WRITE) && !c->closed)
         conn_flush(c);
-    while (!c->closed && !c->held && !c->events && !c->close_after &&
+    if ((revents & EV_WRITE) && !c->closed && c->stream)
+        stream_pump(c);
+    while (!c->closed && !c->held && !c->stream && !c->events && !c->close_after &&
            buffer_length(&c->in) > 0 && handle_request(c) == 1)
         ;
     if (!c->closed && buffer_length(&c->in) >= ADMIN_HEAD_MAX + ADMIN_BODY_MAX)
@@ -759,7 +866,9 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
      * idle connection more. */
     if (c->lingering)
         return; /* its timer was set once, when the lingering began */
-    if (buffer_length(&c->in) == 0) {
+    if (buffer_length(&c->in) == 0 || c->stream) {
+        /* a stream: every part sent comes back here, so a client that
+         * reads nothing for this long is closed */
         c->timer.repeat = ADMIN_IDLE_TIMEOUT;
     } else {
         ev_tstamp left = c->head_started + c->admin->head_timeout - ev_now(loop);
