@@ -1,10 +1,11 @@
 /*
  * flows_api.c - the flow viewer's routes on the admin listener (see
- * flows_api.h): listing and filtering, one flow, bodies, the event
- * stream, HAR, replay, and the page itself.
+ * flows_api.h): one flow, bodies, the event stream, replay, the store's
+ * size, clearing, and the page itself.
  *
  * What it owns: the routes, the replays in flight. What it doesn't: the
- * HTTP server (admin.c), keeping flows (flows_store.c), their JSON and HAR
+ * HTTP server (admin.c), the list and the HAR export over the whole store
+ * (flows_export.c), keeping flows (flows_store.c), their JSON and HAR
  * shapes (flows_view.c), the filter language (flow_filter.c).
  */
 #include "flows_api.h"
@@ -21,8 +22,8 @@
 #include "admin.h"
 #include "body_decode.h"
 #include "config.h"
-#include "flow_filter.h"
 #include "flows_assets.h" /* generated from src/flows.html, .css, .js */
+#include "flows_export.h"
 #include "flows_store.h"
 #include "flows_view.h"
 #include "json_out.h"
@@ -67,88 +68,7 @@ struct flows_api {
 
 static struct flow_info info; /* large; the loop is single-threaded */
 
-/* ---- listing ----------------------------------------------------------- */
-
-/* The time one listing or export may spend matching: the admin interface
- * shares its event loop (with the proxy's, in a single process). */
-#define FILTER_SECONDS 1.0
-#define FILTER_GAVE_UP                                                                     \
-    "the filter is too costly: a regular expression backtracks too much, or matching "   \
-    "took over 1 s; make it simpler or more specific"
-
-/* Compiles ?filter=; on a bad one answers 400 naming the problem. */
-static int get_filter(struct admin_conn *c, const struct admin_request *r,
-                      struct flow_filter **out)
-{
-    char expr[FLOW_FILTER_MAX_LEN + 1], err[200], msg[260];
-    int n = admin_query(r, "filter", expr, sizeof expr);
-    if (n == -2) {
-        admin_reply_error(c, 400, "bad filter: too long or badly encoded");
-        return -1;
-    }
-    *out = flow_filter_compile(n < 0 ? "" : expr, err, sizeof err);
-    if (!*out) {
-        snprintf(msg, sizeof msg, "bad filter: %s", err);
-        admin_reply_error(c, 400, msg);
-        return -1;
-    }
-    flow_filter_limit_time(*out, FILTER_SECONDS);
-    return 0;
-}
-
-static int matches(struct flow_filter *f, const struct stored_flow *sf)
-{
-    struct flow_view v;
-    flow_info_load(&info, sf->rec);
-    flow_info_view(&info, &v);
-    return flow_filter_match(f, &v);
-}
-
-static void on_list(struct admin_conn *c, const struct admin_request *r, void *arg)
-{
-    struct flows_api *api = arg;
-    struct flow_filter *f;
-    struct buffer b;
-    char num[24];
-    long limit = -1;
-    size_t total = 0, skip = 0, i = 0;
-    int first = 1;
-
-    if (get_filter(c, r, &f) != 0)
-        return;
-    if (admin_query(r, "limit", num, sizeof num) >= 0) {
-        char *end;
-        limit = strtol(num, &end, 10);
-        if (*end != '\0' || limit < 0 || num[0] == '\0') {
-            flow_filter_free(f);
-            admin_reply_error(c, 400, "limit must be a number");
-            return;
-        }
-    }
-    /* Oldest first, the newest <limit> of the matches. */
-    for (const struct stored_flow *sf = flows_store_first(api->store); sf; sf = sf->next)
-        total += matches(f, sf);
-    if (limit >= 0 && (size_t)limit < total)
-        skip = total - (size_t)limit;
-    buffer_init(&b);
-    buffer_append(&b, "[", 1);
-    for (const struct stored_flow *sf = flows_store_first(api->store); sf; sf = sf->next) {
-        if (!matches(f, sf) || i++ < skip)
-            continue;
-        if (!first)
-            buffer_append(&b, ",\n", 2);
-        first = 0;
-        flows_json_summary(&b, &info);
-    }
-    buffer_append(&b, "]\n", 2);
-    if (flow_filter_gave_up(f)) {
-        buffer_free(&b);
-        admin_reply_error(c, 400, FILTER_GAVE_UP);
-    } else {
-        admin_reply_buffer(c, 200, "application/json", &b);
-    }
-    flow_filter_free(f);
-}
+/* ---- the store -------------------------------------------------------- */
 
 static void on_clear(struct admin_conn *c, const struct admin_request *r, void *arg)
 {
@@ -579,66 +499,17 @@ static void on_flow(struct admin_conn *c, const struct admin_request *r, void *a
 #undef IS
 }
 
-/* ---- HAR --------------------------------------------------------------- */
-
-static void build_har(struct flows_api *api, struct flow_filter *f, struct buffer *b)
-{
-    int first = 1;
-    buffer_append_str(b, "{\"log\":{\"version\":\"1.2\",\"creator\":{\"name\":\"luaproxy\","
-                         "\"version\":\"" LUAPROXY_VERSION "\"},\"entries\":[");
-    for (const struct stored_flow *sf = flows_store_first(api->store); sf; sf = sf->next) {
-        if (f && !matches(f, sf))
-            continue;
-        if (!f)
-            flow_info_load(&info, sf->rec);
-        if (!info.req_ok)
-            continue; /* a head the proxy refused is no HTTP request for HAR */
-        if (!first)
-            buffer_append(b, ",\n", 2);
-        first = 0;
-        flows_har_entry(b, &info);
-    }
-    buffer_append_str(b, "]}}\n");
-}
-
-static void on_har(struct admin_conn *c, const struct admin_request *r, void *arg)
-{
-    struct flows_api *api = arg;
-    struct flow_filter *f;
-    struct buffer b;
-    if (get_filter(c, r, &f) != 0)
-        return;
-    buffer_init(&b);
-    build_har(api, f, &b);
-    if (flow_filter_gave_up(f)) {
-        buffer_free(&b);
-        admin_reply_error(c, 400, FILTER_GAVE_UP);
-    } else {
-        admin_reply_header(c, "Content-Disposition: attachment; filename=\"flows.har\"");
-        admin_reply_buffer(c, 200, "application/json", &b);
-    }
-    flow_filter_free(f);
-}
+/* ---- HAR at stop ------------------------------------------------------ */
 
 int flows_api_write_har(struct flows_api *api, const char *path)
 {
-    struct buffer b;
-    FILE *fp;
-    int rc = 0;
-
-    buffer_init(&b);
-    build_har(api, NULL, &b);
-    fp = fopen(path, "w");
-    if (!fp || fwrite(buffer_peek(&b), 1, buffer_length(&b), fp) != buffer_length(&b))
-        rc = -1;
-    if (fp && fclose(fp) != 0)
-        rc = -1;
-    if (rc != 0)
+    long entries = flows_export_har_file(api->store, path);
+    if (entries < 0) {
         log_error("cannot write --har '%s': %s", path, strerror(errno));
-    else
-        log_info("wrote %zu flow(s) to %s", flows_store_count(api->store), path);
-    buffer_free(&b);
-    return rc;
+        return -1;
+    }
+    log_info("wrote %ld flow(s) to %s", entries, path);
+    return 0;
 }
 
 /* ---- the page ---------------------------------------------------------- */
@@ -688,13 +559,13 @@ struct flows_api *flows_api_new(struct admin *a, const struct config *cfg)
     admin_route(a, "GET", "/", on_page, api, 0);
     admin_route(a, "GET", "/app.css", on_css, api, ADMIN_PUBLIC);
     admin_route(a, "GET", "/app.js", on_js, api, ADMIN_PUBLIC);
-    admin_route(a, "GET", "/api/flows", on_list, api, 0);
+    admin_route(a, "GET", "/api/flows", flows_export_list, api->store, 0);
     admin_route(a, "DELETE", "/api/flows", on_clear, api, 0);
     admin_route(a, "GET", "/api/flows/", on_flow, api, ADMIN_PREFIX);
     admin_route(a, "POST", "/api/flows/", on_flow, api, ADMIN_PREFIX);
     admin_route(a, "GET", "/api/events", on_events, api, 0);
     admin_route(a, "GET", "/api/store", on_store, api, 0);
-    admin_route(a, "GET", "/flows.har", on_har, api, 0);
+    admin_route(a, "GET", "/flows.har", flows_export_har, api->store, 0);
     return api;
 }
 

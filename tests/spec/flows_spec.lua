@@ -497,6 +497,147 @@ describe("flows", function()
     assert.equals(3, #json.decode(written).log.entries)
   end)
 
+  -- Fills the store through <proxy> with <n> flows of /bytes?n=<size>
+  -- (pattern text, so each HAR entry holds about <size> bytes), tagged
+  -- i=<first>...; waits until the last one is stored.
+  local function fill(proxy, adm, first, n, size)
+    for i = first, first + n - 1 do
+      local r = h.get(proxy.port, origin.url("/bytes?n=" .. size .. "&i=" .. i))
+      assert.equals(size, #r.body)
+    end
+    assert.is_not_nil(wait_flows(adm, 1, "~u 'i=" .. (first + n - 1) .. "$'"))
+  end
+
+  -- Sends GET <path> to the admin listener and reads the head and <n>
+  -- bytes of the body, then stops reading. Returns the socket and head.
+  local function start_reading(adm, path, n)
+    local s = assert(h.connect(adm.port))
+    h.send(s, h.request("GET", path, { "Host: localhost", "Authorization: Bearer " .. adm.token,
+      "Connection: close" }))
+    local head = assert(h.read_response(s, { head_only = true }))
+    assert.equals(200, head.status)
+    local got = h.recv_exact(s, n)
+    assert.equals(n, #got)
+    return s, head, got
+  end
+
+  -- The rest of a body started by start_reading, up to the close; the
+  -- body decoded from its framing.
+  local function finish_reading(s, head, got)
+    local rest, how = h.recv_until_close(s, 60)
+    s:close()
+    assert.equals("closed", how)
+    if head.headers["transfer-encoding"] then
+      return (assert(h.decode_chunked(got .. rest)))
+    end
+    return got .. rest
+  end
+
+  -- The admin interface shares the proxy's loop (one process): an export
+  -- of the whole store must not stop the relay, nor sit whole in memory.
+  -- Checked by what the proxy does while the exporting client reads
+  -- nothing, not by how long anything takes.
+  it("streams a large HAR export as the client reads, relaying meanwhile", function()
+    local n, size = 40, 1024 * 1024
+    local proxy, adm = start({})
+    fill(proxy, adm, 1, n, size)
+    local before = proxy.rss_kb()
+    -- The export (about 40 MiB) has begun; its client now reads nothing.
+    local s, head, got = start_reading(adm, "/flows.har", 65536)
+    assert.equals("application/json", head.headers["content-type"])
+    -- Meanwhile another client is served...
+    local resp = h.get(proxy.port, origin.url("/hello?during=export"))
+    assert.equals(200, resp.status)
+    assert.equals("hello\n", resp.body)
+    -- ...and the export waits as a part, not as the whole document (which
+    -- the socket buffers could not hold either).
+    local grown = proxy.rss_kb() - before
+    assert.is_true(grown < n * size / 1024 / 4,
+      "the proxy grew by " .. grown .. " KiB while the export waited")
+    local body = finish_reading(s, head, got)
+    assert.equals("chunked", head.headers["transfer-encoding"])
+    local doc = json.decode(body)
+    assert.equals(n, #doc.log.entries)
+    for i, e in ipairs(doc.log.entries) do
+      assert.equals(origin.url("/bytes?n=" .. size .. "&i=" .. i), e.request.url)
+      assert.equals(size, #e.response.content.text)
+    end
+    assert.equals(200, h.get(proxy.port, origin.url("/hello")).status)
+  end)
+
+  it("exports the flows stored when the export began, less those dropped before it got there", function()
+    local size = 2 * 1024 * 1024
+    local proxy, adm = start({ "--flows", "20", "--flow-body-max", tostring(size) })
+    fill(proxy, adm, 1, 20, size)
+    -- 40 MiB to export; the client takes 64 KiB, then 15 new flows push
+    -- out flows 1-15, most of them before the export reached them.
+    local s, head, got = start_reading(adm, "/flows.har", 65536)
+    fill(proxy, adm, 21, 15, 1000)
+    local doc = json.decode(finish_reading(s, head, got))
+    local last, seen = 0, {}
+    for _, e in ipairs(doc.log.entries) do
+      local i = tonumber(e.request.url:match("i=(%d+)$"))
+      assert.is_true(i > last, "in order, each once: " .. i .. " after " .. last)
+      assert.is_true(i <= 20, "flow " .. i .. " came after the export began")
+      last = i
+      seen[i] = true
+    end
+    for i = 16, 20 do assert.is_true(seen[i], "flow " .. i .. " is still stored") end
+    assert.is_true(#doc.log.entries < 20, "the dropped flows were skipped")
+  end)
+
+  it("streams a long flow list, with its limit, to HEAD, HTTP/1.0 and pipelined requests", function()
+    local har_file = h.tmpfile("", "stop.har")
+    local proxy, adm = start({ "--har", har_file })
+    -- Long URLs: 100 summaries take over one part (256 KiB).
+    local pad = ("p"):rep(4000)
+    for i = 1, 100 do
+      assert.equals(200, h.get(proxy.port, origin.url("/hello?pad=" .. pad .. "&i=" .. i)).status)
+    end
+    wait_flows(adm, 1, "~u 'i=100$'")
+    local function ids(list)
+      local out = {}
+      for k, f in ipairs(list) do out[k] = tonumber(f.url:match("i=(%d+)$")) end
+      return out
+    end
+    local resp = a.call(adm, "/api/flows")
+    assert.equals(200, resp.status)
+    assert.equals("chunked", resp.headers["transfer-encoding"])
+    local list = json.decode(resp.body)
+    assert.equals(100, #list)
+    for i = 1, 100 do assert.equals(i, ids(list)[i]) end
+    -- the newest N, oldest first; with a filter, the newest N matches
+    assert.same({ 98, 99, 100 }, ids(a.get_json(adm, "/api/flows?limit=3")))
+    assert.same({ 80, 90, 100 },
+      ids(a.get_json(adm, "/api/flows?limit=3&filter=" .. a.escape("~u 'i=[0-9]*0$'"))))
+    assert.same({}, a.get_json(adm, "/api/flows?limit=0"))
+    assert.equals(100, #a.get_json(adm, "/api/flows?limit=1000"))
+    -- HTTP/1.0 knows no chunks: the body ends with the connection
+    local raw = h.send_raw(adm.port, h.request("GET", "/api/flows", { "Host: localhost",
+      "Authorization: Bearer " .. adm.token }, nil, "HTTP/1.0"))
+    local head_end = raw:find("\r\n\r\n", 1, true)
+    assert.is_nil(raw:sub(1, head_end):lower():find("transfer-encoding", 1, true))
+    assert.equals(100, #json.decode(raw:sub(head_end + 4)))
+    -- HEAD: the head a GET gets, no body; then the requests behind it,
+    -- pipelined, each in turn on the same connection
+    local s = assert(h.connect(adm.port))
+    local auth = { "Host: localhost", "Authorization: Bearer " .. adm.token }
+    h.send(s, h.request("HEAD", "/api/flows", auth) .. h.request("GET", "/flows.har", auth)
+      .. h.request("GET", "/api/version", auth))
+    local head = assert(h.read_response(s, { method = "HEAD" }))
+    assert.equals(200, head.status)
+    assert.equals("chunked", head.headers["transfer-encoding"])
+    local har = assert(h.read_response(s))
+    assert.equals(200, har.status)
+    assert.equals(100, #json.decode(har.body).log.entries)
+    local version = assert(h.read_response(s))
+    assert.equals("luaproxy", json.decode(version.body).name)
+    s:close()
+    -- --har at stop: written a part at a time, the same document
+    assert.equals(0, proxy.stop())
+    assert.equals(100, #json.decode(h.read_file(har_file)).log.entries)
+  end)
+
   it("shows decrypted https requests with their https URL and TLS time, and replays them", function()
     local pki = h.test_pki()
     local https = h.start_https_origin()

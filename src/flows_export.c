@@ -1,0 +1,297 @@
+/*
+ * flows_export.c - the flow list and the HAR export (see flows_export.h).
+ *
+ * Both walk the whole store, which may hold a million flows or gigabytes
+ * of bodies, on the admin's event loop, which in a single process is the
+ * proxy's own. So neither is made in one go: an export is a small state
+ * (a store cursor, the filter, where it is in the document) that admin.c
+ * asks for a part at a time, each bounded in bytes (ADMIN_STREAM_PART)
+ * and in time (EXPORT_SLICE), and only when the client has taken the part
+ * before. The loop serves the relay between two parts, and an export
+ * holds about one part in memory, whatever the store's size.
+ *
+ * What an export shows: the flows stored when it began, less those
+ * dropped before it reached them; flows that end meanwhile are not in it
+ * (see flows_store_cursor). An answer that fits in one part is sent with
+ * its Content-Length as before; a longer one is chunked.
+ */
+#include "flows_export.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "flow_filter.h"
+#include "flows_store.h"
+#include "flows_view.h"
+
+/* The work one part may take. A relayed request waits for at most this
+ * (plus one flow's entry) behind each export in progress. */
+#define EXPORT_SLICE 0.002
+
+/* Matching a part gives up after this long. A part stops at EXPORT_SLICE
+ * between flows, so only one flow that is very costly to match (every
+ * search near PCRE2's step limit) comes near it: the filter is at fault. */
+#define FILTER_SECONDS 1.0
+#define FILTER_GAVE_UP                                                                     \
+    "the filter is too costly: a regular expression backtracks too much, or matching "   \
+    "took over 1 s; make it simpler or more specific"
+
+#define HAR_OPEN                                                                           \
+    "{\"log\":{\"version\":\"1.2\",\"creator\":{\"name\":\"luaproxy\",\"version\":\""     \
+    LUAPROXY_VERSION "\"},\"entries\":["
+#define HAR_CLOSE "]}}\n"
+
+enum export_kind { EXPORT_LIST, EXPORT_HAR };
+
+/*   EXPORT_OPEN -> [EXPORT_BACK, with ?limit=] -> EXPORT_ITEMS -> done */
+enum export_phase {
+    EXPORT_OPEN,  /* the document's opening is next */
+    EXPORT_BACK,  /* walking back from the newest flow to where the newest
+                   * <limit> matches begin; nothing is written */
+    EXPORT_ITEMS, /* one item per matching flow, oldest first */
+};
+
+struct export {
+    enum export_kind kind;
+    enum export_phase phase;
+    struct flows_store *store;
+    struct flows_store_cursor cur;
+    struct flow_filter *filter; /* NULL: every flow */
+    long limit;                 /* -1: none */
+    long counted;               /* matches passed walking back */
+    long items;                 /* written so far */
+};
+
+static struct flow_info info; /* large; the loop is single-threaded */
+
+static double monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Loads <sf> into "info"; whether it matches the export's filter. */
+static int export_match(struct export *ex, const struct stored_flow *sf)
+{
+    struct flow_view v;
+    flow_info_load(&info, sf->rec);
+    if (!ex->filter)
+        return 1;
+    flow_info_view(&info, &v);
+    return flow_filter_match(ex->filter, &v);
+}
+
+static void export_item(struct export *ex, struct buffer *out)
+{
+    if (ex->items++ > 0)
+        buffer_append(out, ",\n", 2);
+    if (ex->kind == EXPORT_HAR)
+        flows_har_entry(out, &info);
+    else
+        flows_json_summary(out, &info);
+}
+
+/* The producer (admin_stream_ops): about <want> bytes of the document,
+ * whole items only, in EXPORT_SLICE at most. */
+static enum admin_stream_result export_produce(void *arg, struct buffer *out, size_t want)
+{
+    struct export *ex = arg;
+    const size_t start = buffer_length(out);
+    const double until = monotonic_now() + EXPORT_SLICE;
+    const struct stored_flow *sf;
+
+    if (ex->filter)
+        flow_filter_limit_time(ex->filter, FILTER_SECONDS);
+    if (ex->phase == EXPORT_OPEN) {
+        buffer_append_str(out, ex->kind == EXPORT_HAR ? HAR_OPEN : "[");
+        ex->phase = ex->limit >= 0 ? EXPORT_BACK : EXPORT_ITEMS;
+    }
+    while (ex->phase == EXPORT_BACK) {
+        /* Walking back stops on the oldest of the newest <limit> matches,
+         * or at the oldest flow: the cursor is then where the items
+         * begin. */
+        if (ex->counted >= ex->limit || !(sf = flows_store_cursor_prev(ex->store, &ex->cur))) {
+            ex->phase = EXPORT_ITEMS;
+            break;
+        }
+        ex->counted += export_match(ex, sf);
+        if (ex->filter && flow_filter_gave_up(ex->filter))
+            return ADMIN_STREAM_FAILED;
+        if (monotonic_now() >= until)
+            return ADMIN_STREAM_MORE;
+    }
+    for (;;) {
+        sf = flows_store_cursor_next(ex->store, &ex->cur);
+        if (!sf) {
+            buffer_append_str(out, ex->kind == EXPORT_HAR ? HAR_CLOSE : "]\n");
+            return ADMIN_STREAM_DONE;
+        }
+        /* A head the proxy refused is no HTTP request for HAR. */
+        if (export_match(ex, sf) && (ex->kind != EXPORT_HAR || info.req_ok))
+            export_item(ex, out);
+        if (ex->filter && flow_filter_gave_up(ex->filter))
+            return ADMIN_STREAM_FAILED;
+        if (buffer_length(out) - start >= want || monotonic_now() >= until)
+            return ADMIN_STREAM_MORE;
+    }
+}
+
+static void export_free(void *arg)
+{
+    struct export *ex = arg;
+    /* The store may be gone already (the admin is freed last): only the
+     * export's own things are released here. */
+    flow_filter_free(ex->filter);
+    free(ex);
+}
+
+static const struct admin_stream_ops export_ops = {export_produce, export_free};
+
+/* Compiles ?filter=; on a bad one answers 400 naming the problem. */
+static int get_filter(struct admin_conn *c, const struct admin_request *r,
+                      struct flow_filter **out)
+{
+    char expr[FLOW_FILTER_MAX_LEN + 1], err[200], msg[260];
+    int n = admin_query(r, "filter", expr, sizeof expr);
+    if (n == -2) {
+        admin_reply_error(c, 400, "bad filter: too long or badly encoded");
+        return -1;
+    }
+    *out = flow_filter_compile(n < 0 ? "" : expr, err, sizeof err);
+    if (!*out) {
+        snprintf(msg, sizeof msg, "bad filter: %s", err);
+        admin_reply_error(c, 400, msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Makes the first part here, in the request's handler: a filter that
+ * gives up on it still gets its 400, and an export that fits in one part
+ * is answered whole, with its length. A longer one goes on as a stream.
+ * Takes <ex>. <header> is an extra header line for a 200, or NULL. */
+static void export_answer(struct admin_conn *c, struct export *ex, const char *content_type,
+                          const char *header)
+{
+    struct buffer first;
+    enum admin_stream_result r;
+
+    buffer_init(&first);
+    r = export_produce(ex, &first, ADMIN_STREAM_PART);
+    if (r == ADMIN_STREAM_FAILED) {
+        buffer_free(&first);
+        export_free(ex);
+        admin_reply_error(c, 400, FILTER_GAVE_UP);
+        return;
+    }
+    if (header)
+        admin_reply_header(c, header);
+    if (r == ADMIN_STREAM_DONE) {
+        export_free(ex);
+        admin_reply_buffer(c, 200, content_type, &first);
+        return;
+    }
+    admin_stream_start(c, 200, content_type, &first, &export_ops, ex);
+}
+
+static struct export *export_new(enum export_kind kind, struct flows_store *st,
+                                 struct flow_filter *f, long limit)
+{
+    struct export *ex = calloc(1, sizeof *ex);
+    if (!ex)
+        return NULL;
+    ex->kind = kind;
+    ex->phase = EXPORT_OPEN;
+    ex->store = st;
+    ex->filter = f;
+    ex->limit = limit;
+    if (limit >= 0)
+        flows_store_cursor_last(st, &ex->cur);
+    else
+        flows_store_cursor_first(st, &ex->cur);
+    return ex;
+}
+
+void flows_export_list(struct admin_conn *c, const struct admin_request *r, void *arg)
+{
+    struct flow_filter *f;
+    struct export *ex;
+    char num[24];
+    long limit = -1;
+
+    if (get_filter(c, r, &f) != 0)
+        return;
+    if (admin_query(r, "limit", num, sizeof num) >= 0) {
+        char *end;
+        limit = strtol(num, &end, 10);
+        if (*end != '\0' || limit < 0 || num[0] == '\0') {
+            flow_filter_free(f);
+            admin_reply_error(c, 400, "limit must be a number");
+            return;
+        }
+    }
+    ex = export_new(EXPORT_LIST, arg, f, limit);
+    if (!ex) {
+        flow_filter_free(f);
+        admin_reply_error(c, 500, "out of memory");
+        return;
+    }
+    export_answer(c, ex, "application/json", NULL);
+}
+
+void flows_export_har(struct admin_conn *c, const struct admin_request *r, void *arg)
+{
+    struct flow_filter *f;
+    struct export *ex;
+
+    if (get_filter(c, r, &f) != 0)
+        return;
+    ex = export_new(EXPORT_HAR, arg, f, -1);
+    if (!ex) {
+        flow_filter_free(f);
+        admin_reply_error(c, 500, "out of memory");
+        return;
+    }
+    export_answer(c, ex, "application/json",
+                  "Content-Disposition: attachment; filename=\"flows.har\"");
+}
+
+long flows_export_har_file(struct flows_store *st, const char *path)
+{
+    struct export ex;
+    struct buffer b;
+    enum admin_stream_result r;
+    FILE *fp;
+    int failed = 0, saved;
+
+    /* The loop has stopped; parts only keep the memory bounded. */
+    memset(&ex, 0, sizeof ex);
+    ex.kind = EXPORT_HAR;
+    ex.phase = EXPORT_OPEN;
+    ex.store = st;
+    ex.limit = -1;
+    flows_store_cursor_first(st, &ex.cur);
+    fp = fopen(path, "w");
+    if (!fp)
+        return -1;
+    buffer_init(&b);
+    do {
+        r = export_produce(&ex, &b, ADMIN_STREAM_PART);
+        if (fwrite(buffer_peek(&b), 1, buffer_length(&b), fp) != buffer_length(&b))
+            failed = 1;
+        buffer_consume(&b, buffer_length(&b));
+    } while (r == ADMIN_STREAM_MORE && !failed);
+    saved = errno;
+    buffer_free(&b);
+    if (fclose(fp) != 0 && !failed) {
+        failed = 1;
+        saved = errno;
+    }
+    errno = saved;
+    return failed ? -1 : ex.items;
+}
