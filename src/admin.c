@@ -6,7 +6,8 @@
  * body only with Content-Length and at most ADMIN_BODY_MAX bytes, at most
  * ADMIN_CONN_MAX connections, and a timer per connection. Everything is
  * non-blocking on the loop it was started on; an answer too large to make
- * at once is streamed, a part each time the socket can take more.
+ * at once is streamed, a part each time the socket can take more. What is
+ * sent back is written in admin_reply.c.
  */
 #include "admin.h"
 
@@ -23,94 +24,13 @@
 
 #include "acl.h"
 #include "admin_access.h"
+#include "admin_internal.h"
 #include "config.h"
 #include "log.h"
-#include "message.h"
 #include "proxy.h"
-
-#define ADMIN_HEAD_MAX (16 * 1024)
-#define ADMIN_BODY_MAX (64 * 1024)
-#define ADMIN_CONN_MAX 64
-#define ADMIN_ROUTE_MAX 48
-#define ADMIN_IDLE_TIMEOUT 60.0
-/* A connection closed after an error answer is read a little longer: a
- * close() with unread bytes sends a reset, which can destroy the answer
- * before the client has read it (RFC 9112 9.6). Bounded in time and bytes. */
-#define ADMIN_LINGER_TIMEOUT 2.0
-#define ADMIN_LINGER_MAX (1024 * 1024)
-/* An event stream that has this much unsent is a reader that stopped. */
-#define ADMIN_EVENTS_BACKLOG (4 * 1024 * 1024)
-/* A comment line on idle streams, so proxies and browsers keep them. */
-#define ADMIN_EVENTS_PING 15.0
-
-struct admin_route_entry {
-    char method[8];
-    char path[64];
-    admin_handler *handler;
-    void *arg;
-    int flags;
-};
-
-struct admin_conn {
-    struct admin *admin;
-    struct admin_conn *prev, *next;
-    int fd;
-    ev_io io;
-    ev_timer timer;
-    ev_tstamp last_activity;
-    ev_tstamp head_started; /* when the request now being read began, or 0 */
-    struct buffer in, out;
-    char local_ip[64];
-    char extra[256];   /* header lines for the next reply */
-    uint64_t id;
-    int held;          /* a handler answers later */
-    int events;        /* an event stream */
-    int close_after;   /* close once "out" is written */
-    int closed;        /* freed at the end of the callback */
-    int in_callback;
-    int answered;      /* the current request has its answer */
-    int head_only;     /* the current request is a HEAD: no body in its answer */
-    int lingering;     /* answer sent, write side shut: reading to the end */
-    int http10;        /* the current request is HTTP/1.0: it knows no chunks */
-    size_t discarded;  /* bytes read and dropped while lingering */
-    /* A streamed answer being made (admin_stream_start), or NULL. While it
-     * is, no further request is read: they wait in "in", pipelined. */
-    const struct admin_stream_ops *stream;
-    void *stream_state;
-    int stream_chunked;
-    struct buffer part; /* the producer's latest part, before framing */
-};
-
-/* How an answer's body ends. */
-enum admin_framing {
-    FRAME_LENGTH,  /* Content-Length */
-    FRAME_CHUNKED, /* a zero-size chunk (HTTP/1.1 only) */
-    FRAME_CLOSE,   /* the connection's end: event streams, and HTTP/1.0 */
-};
-
-struct admin {
-    /* Copied from the configuration, which a reload may free. */
-    struct cidr allow[CONFIG_MAX_ALLOW];
-    int allow_count;
-    struct ev_loop *loop;
-    int fd;
-    ev_io io;
-    ev_timer ping;
-    struct sockaddr_storage addr;
-    socklen_t addr_len;
-    char host[64];     /* the bound IP, as text */
-    char token[129];
-    double head_timeout; /* --header-timeout: to send a request, from its first byte */
-    struct admin_route_entry routes[ADMIN_ROUTE_MAX];
-    int route_count;
-    struct admin_conn *conns;
-    int conn_count;
-    uint64_t next_id;
-};
 
 static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_conn_timer(struct ev_loop *loop, ev_timer *w, int revents);
-static void stream_end(struct admin_conn *c);
 
 /* ---- setup ------------------------------------------------------------- */
 
@@ -182,7 +102,6 @@ struct ev_loop *admin_loop(const struct admin *a)
     return a->loop;
 }
 
-static void on_ping(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents);
 
 void admin_start(struct admin *a, struct ev_loop *loop)
@@ -191,7 +110,7 @@ void admin_start(struct admin *a, struct ev_loop *loop)
     ev_io_init(&a->io, on_accept, a->fd, EV_READ);
     a->io.data = a;
     ev_io_start(loop, &a->io);
-    ev_timer_init(&a->ping, on_ping, ADMIN_EVENTS_PING, ADMIN_EVENTS_PING);
+    ev_timer_init(&a->ping, admin_on_ping, ADMIN_EVENTS_PING, ADMIN_EVENTS_PING);
     a->ping.data = a;
     ev_timer_start(loop, &a->ping);
     if (a->addr.ss_family == AF_INET6)
@@ -239,7 +158,7 @@ static void conn_free(struct admin_conn *c)
         ev_timer_stop(a->loop, &c->timer);
     }
     if (c->stream)
-        stream_end(c);
+        admin_stream_end(c);
     if (c->fd >= 0)
         close(c->fd);
     buffer_free(&c->in);
@@ -254,8 +173,7 @@ static void conn_free(struct admin_conn *c)
     free(c);
 }
 
-/* Marks for closing; freed now unless inside the connection's callback. */
-static void conn_close(struct admin_conn *c)
+void admin_conn_close(struct admin_conn *c)
 {
     c->closed = 1;
     if (!c->in_callback)
@@ -335,234 +253,6 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         ev_timer_init(&c->timer, on_conn_timer, a->head_timeout, 0.);
         c->timer.data = c;
         ev_timer_start(loop, &c->timer);
-    }
-}
-
-/* ---- replies ----------------------------------------------------------- */
-
-static void write_head(struct admin_conn *c, int status, const char *content_type, size_t len,
-                       enum admin_framing framing)
-{
-    c->answered = 1;
-    buffer_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, message_reason(status));
-    if (content_type)
-        buffer_printf(&c->out, "Content-Type: %s\r\n", content_type);
-    if (framing == FRAME_LENGTH)
-        buffer_printf(&c->out, "Content-Length: %zu\r\n", len);
-    else if (framing == FRAME_CHUNKED)
-        buffer_append_str(&c->out, "Transfer-Encoding: chunked\r\n");
-    /* The viewer shows other people's traffic: nothing is cached, framed
-     * or sniffed, and scripts come from this origin only. */
-    buffer_append_str(&c->out, "Cache-Control: no-store\r\n"
-                               "X-Content-Type-Options: nosniff\r\n"
-                               "X-Frame-Options: DENY\r\n"
-                               "Referrer-Policy: no-referrer\r\n"
-                               "Content-Security-Policy: default-src 'self'; img-src 'self' "
-                               "data: blob:; frame-ancestors 'none'\r\n");
-    if (c->extra[0])
-        buffer_append_str(&c->out, c->extra);
-    c->extra[0] = '\0';
-    if (c->close_after)
-        buffer_append_str(&c->out, "Connection: close\r\n");
-    buffer_append(&c->out, "\r\n", 2);
-}
-
-static void conn_flush(struct admin_conn *c);
-
-void admin_reply(struct admin_conn *c, int status, const char *content_type, const void *body,
-                 size_t len)
-{
-    write_head(c, status, content_type, len, FRAME_LENGTH);
-    if (len && !c->head_only)
-        buffer_append(&c->out, body, len);
-    c->held = 0;
-    conn_flush(c);
-}
-
-void admin_reply_buffer(struct admin_conn *c, int status, const char *content_type,
-                        struct buffer *body)
-{
-    size_t len = buffer_length(body);
-    write_head(c, status, content_type, len, FRAME_LENGTH);
-    if (c->head_only)
-        ; /* the length of what a GET gets, and nothing after the head */
-    else if (buffer_length(&c->out) == 0)
-        buffer_swap(&c->out, body);
-    else
-        buffer_append(&c->out, buffer_peek(body), len);
-    buffer_free(body);
-    c->held = 0;
-    conn_flush(c);
-}
-
-void admin_reply_error(struct admin_conn *c, int status, const char *message)
-{
-    struct buffer b;
-    buffer_init(&b);
-    buffer_append_str(&b, "{\"error\":\"");
-    for (const char *p = message; *p; p++) {
-        unsigned char ch = (unsigned char)*p;
-        if (ch == '"' || ch == '\\')
-            buffer_printf(&b, "\\%c", ch);
-        else if (ch < 0x20)
-            buffer_printf(&b, "\\u%04x", ch);
-        else
-            buffer_append(&b, p, 1);
-    }
-    buffer_append_str(&b, "\"}\n");
-    admin_reply_buffer(c, status, "application/json", &b);
-}
-
-void admin_reply_header(struct admin_conn *c, const char *line)
-{
-    size_t used = strlen(c->extra);
-    snprintf(c->extra + used, sizeof c->extra - used, "%s\r\n", line);
-}
-
-uint64_t admin_hold(struct admin_conn *c)
-{
-    c->held = 1;
-    return c->id;
-}
-
-struct admin_conn *admin_find(struct admin *a, uint64_t id)
-{
-    for (struct admin_conn *c = a->conns; c; c = c->next)
-        if (c->id == id && c->held && !c->closed)
-            return c;
-    return NULL;
-}
-
-/* ---- streamed answers -------------------------------------------------- */
-
-/* Moves the producer's part into "out", as one chunk when chunked. */
-static void stream_frame(struct admin_conn *c)
-{
-    size_t n = buffer_length(&c->part);
-    if (n == 0)
-        return; /* a chunk of size 0 would end the body */
-    if (c->stream_chunked)
-        buffer_printf(&c->out, "%zx\r\n", n);
-    buffer_append(&c->out, buffer_peek(&c->part), n);
-    if (c->stream_chunked)
-        buffer_append(&c->out, "\r\n", 2);
-    buffer_consume(&c->part, n);
-}
-
-/* Hands the state back to its owner; safe to call when there is none. */
-static void stream_end(struct admin_conn *c)
-{
-    if (c->stream)
-        c->stream->free(c->stream_state);
-    c->stream = NULL;
-    c->stream_state = NULL;
-    buffer_free(&c->part);
-}
-
-void admin_stream_start(struct admin_conn *c, int status, const char *content_type,
-                        struct buffer *first, const struct admin_stream_ops *ops, void *state)
-{
-    /* HTTP/1.0 knows no chunks: the end of the connection ends its body. */
-    c->stream_chunked = !c->http10;
-    if (!c->stream_chunked)
-        c->close_after = 1;
-    write_head(c, status, content_type, 0, c->stream_chunked ? FRAME_CHUNKED : FRAME_CLOSE);
-    c->held = 0;
-    if (c->head_only) {
-        buffer_free(first);
-        ops->free(state);
-        conn_flush(c);
-        return;
-    }
-    c->stream = ops;
-    c->stream_state = state;
-    buffer_swap(&c->part, first);
-    buffer_free(first);
-    stream_frame(c);
-    /* The next part waits for the socket's next "writable": this call is
-     * inside a request's handler, which has had its share of the loop. */
-    conn_flush(c);
-}
-
-/* The socket took what it could: asks for the next part if less than a
- * part waits, frames it, sends it. Runs once per "writable" at most, so a
- * long answer gives the loop back between parts, and not at all while the
- * client does not read, so nothing piles up. */
-static void stream_pump(struct admin_conn *c)
-{
-    size_t waiting = buffer_length(&c->out);
-    enum admin_stream_result r;
-
-    if (waiting >= ADMIN_STREAM_PART)
-        return;
-    r = c->stream->produce(c->stream_state, &c->part, ADMIN_STREAM_PART - waiting);
-    if (r == ADMIN_STREAM_FAILED) {
-        stream_end(c);
-        conn_close(c);
-        return;
-    }
-    stream_frame(c);
-    if (r == ADMIN_STREAM_DONE) {
-        if (c->stream_chunked)
-            buffer_append_str(&c->out, "0\r\n\r\n");
-        stream_end(c);
-        /* A request pipelined behind waited all along: its clock starts
-         * now. */
-        c->head_started = buffer_length(&c->in) ? ev_now(c->admin->loop) : 0;
-    }
-    conn_flush(c);
-}
-
-void admin_events_start(struct admin_conn *c)
-{
-    if (c->head_only) {
-        /* a HEAD learns it is a stream, and gets no stream */
-        admin_reply(c, 200, "text/event-stream", NULL, 0);
-        return;
-    }
-    write_head(c, 200, "text/event-stream", 0, FRAME_CLOSE);
-    buffer_append_str(&c->out, "retry: 1000\n\n");
-    c->events = 1;
-    c->close_after = 0;
-    conn_flush(c);
-}
-
-int admin_events_listening(const struct admin *a)
-{
-    for (const struct admin_conn *c = a->conns; c; c = c->next)
-        if (c->events && !c->closed)
-            return 1;
-    return 0;
-}
-
-void admin_events_send(struct admin *a, const char *event, const char *data, size_t len)
-{
-    for (struct admin_conn *c = a->conns, *next; c; c = next) {
-        next = c->next;
-        if (!c->events || c->closed)
-            continue;
-        if (buffer_length(&c->out) > ADMIN_EVENTS_BACKLOG) {
-            conn_close(c);
-            continue;
-        }
-        buffer_printf(&c->out, "event: %s\ndata: ", event);
-        buffer_append(&c->out, data, len);
-        buffer_append(&c->out, "\n\n", 2);
-        conn_flush(c);
-    }
-}
-
-static void on_ping(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct admin *a = w->data;
-    (void)loop;
-    (void)revents;
-    for (struct admin_conn *c = a->conns, *next; c; c = next) {
-        next = c->next;
-        if (c->events && !c->closed && buffer_length(&c->out) == 0) {
-            buffer_append_str(&c->out, ": ping\n\n");
-            conn_flush(c);
-        }
     }
 }
 
@@ -790,7 +480,7 @@ static void conn_update(struct admin_conn *c)
     }
 }
 
-static void conn_flush(struct admin_conn *c)
+void admin_conn_flush(struct admin_conn *c)
 {
     while (buffer_length(&c->out) > 0) {
         ssize_t n = write(c->fd, buffer_peek(&c->out), buffer_length(&c->out));
@@ -802,7 +492,7 @@ static void conn_flush(struct admin_conn *c)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
-        conn_close(c);
+        admin_conn_close(c);
         return;
     }
     if (buffer_length(&c->out) == 0) {
@@ -812,7 +502,7 @@ static void conn_flush(struct admin_conn *c)
              * after the answer) and read to the client's end before the
              * close, so the answer is not lost to a reset. */
             if (shutdown(c->fd, SHUT_WR) != 0) {
-                conn_close(c);
+                admin_conn_close(c);
                 return;
             }
             c->lingering = 1; /* what is still unread is dropped as it comes */
@@ -846,9 +536,9 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
         }
     }
     if ((revents & EV_WRITE) && !c->closed)
-        conn_flush(c);
+        admin_conn_flush(c);
     if ((revents & EV_WRITE) && !c->closed && c->stream)
-        stream_pump(c);
+        admin_stream_pump(c);
     while (!c->closed && !c->held && !c->stream && !c->events && !c->close_after &&
            buffer_length(&c->in) > 0 && handle_request(c) == 1)
         ;
@@ -887,5 +577,5 @@ static void on_conn_timer(struct ev_loop *loop, ev_timer *w, int revents)
         ev_timer_again(loop, &c->timer);
         return;
     }
-    conn_close(c);
+    admin_conn_close(c);
 }
