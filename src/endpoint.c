@@ -83,9 +83,11 @@ static void on_endpoint_io(struct ev_loop *loop, ev_io *w, int revents)
         e->cb(loop, w, mapped);
 }
 
-void endpoint_init(struct endpoint *e, void (*cb)(struct ev_loop *, ev_io *, int), void *data)
+/* A plain connection on <fd> (or none), nothing read, written or watched
+ * yet; the buffers and the callback are left as they are. */
+static void reset_state(struct endpoint *e, int fd)
 {
-    e->fd = -1;
+    e->fd = fd;
     e->events = e->wanted = 0;
     e->read_needs = e->write_needs = 0;
     e->ops = &endpoint_plain_ops;
@@ -95,6 +97,12 @@ void endpoint_init(struct endpoint *e, void (*cb)(struct ev_loop *, ev_io *, int
     e->piped = 0;
     e->read_eof = e->write_shut = e->failed = 0;
     e->handshaking = e->tls_aborted = 0;
+    e->watched = 0;
+}
+
+void endpoint_init(struct endpoint *e, void (*cb)(struct ev_loop *, ev_io *, int), void *data)
+{
+    reset_state(e, -1);
     buffer_init(&e->in);
     buffer_init(&e->out);
     e->cb = cb;
@@ -119,17 +127,7 @@ static enum endpoint_io read_ended(struct endpoint *e, ssize_t n)
 
 void endpoint_open(struct endpoint *e, int fd)
 {
-    e->fd = fd;
-    e->events = e->wanted = 0;
-    e->read_needs = e->write_needs = 0;
-    e->ops = &endpoint_plain_ops;
-    e->tls = NULL;
-    e->error = NULL;
-    e->pipe_rd = e->pipe_wr = -1;
-    e->piped = 0;
-    e->read_eof = e->write_shut = e->failed = 0;
-    e->handshaking = e->tls_aborted = 0;
-    e->watched = 0;
+    reset_state(e, fd);
 }
 
 void endpoint_open_watched(struct endpoint *e, int fd)
