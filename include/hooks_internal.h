@@ -221,9 +221,18 @@ void hooks_lib_guard(lua_State *L);
  * list and on tx.req's and tx.res's data: set when a script changes them
  * (a view is changed when it holds an edit: hooks_headers_changed). */
 extern const char hooks_changed_key;
-/* Sets native.header_functions and native.changed_key in the table at the
- * top of L. */
+/* Sets native.header_functions, native.changed_key and native.number_text
+ * in the table at the top of L. */
 void hooks_headers_register(lua_State *L);
+/* The longest text hooks_number_text writes, with its NUL. */
+#define HOOKS_NUMBER_TEXT_MAX 32
+/* Writes the text the number at <idx> is sent as in a field value into
+ * <buf> (of <size> bytes, HOOKS_NUMBER_TEXT_MAX is enough) and returns its
+ * length: an integer, or a float with a whole value that fits one, in
+ * decimal digits; any other float in the fewest digits (at most 17) that
+ * read back as the same number. 0 for NaN and the infinities, which have
+ * no text to send. */
+size_t hooks_number_text(lua_State *L, int idx, char *buf, size_t size);
 /* Whether the header list at <index> was changed through its methods. */
 int hooks_headers_changed(lua_State *L, int index);
 /* Whether the header list at <index> is still a view no script has read

@@ -42,8 +42,18 @@ local function check_name(name, level)
   return name
 end
 
+-- A number goes out as native.number_text writes it (3.0 as "3", 2^53 in
+-- all its digits); NaN and the infinities have no text to send.
+local number_text = native.number_text
+
 local function check_value(value, level)
-  if type(value) == "number" then value = tostring(value) end
+  if type(value) == "number" then
+    local text = number_text(value)
+    if not text then
+      error("a header value must be a finite number, got " .. tostring(value), level + 1)
+    end
+    value = text
+  end
   if type(value) ~= "string" then
     error("a header value must be a string, got " .. type(value), level + 1)
   end

@@ -26,6 +26,9 @@
  */
 #include "hooks_internal.h"
 
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "headers.h"
@@ -117,9 +120,45 @@ static const char *check_name(lua_State *L, int idx, size_t *len)
     return name;
 }
 
-/* Replaces the value at <idx> by what is sent: a number as its string,
- * spaces and tabs around it removed. A value with CR, LF or NUL would
- * split the head, and is an error, as is any other control byte but tab. */
+size_t hooks_number_text(lua_State *L, int idx, char *buf, size_t size)
+{
+    lua_Number d;
+    int n;
+
+    if (lua_isinteger(L, idx)) {
+        n = snprintf(buf, size, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
+        return n > 0 && (size_t)n < size ? (size_t)n : 0;
+    }
+    d = lua_tonumber(L, idx);
+    /* NaN and the infinities have no text a recipient reads as a number
+     * (C prints "-nan" and "inf"). */
+    if (!isfinite(d))
+        return 0;
+    /* A whole number is sent as one: Lua's tostring would send 3.0 as
+     * "3.0", and 2^53 as "9.007199254741e+15", another number. The bounds
+     * are exact in a double: 2^63 is not an int64, -2^63 is. */
+    if (d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
+        n = snprintf(buf, size, "%lld", (long long)d); /* -0.0 becomes "0" */
+        return n > 0 && (size_t)n < size ? (size_t)n : 0;
+    }
+    /* Any other, in the fewest digits that read back as the same number:
+     * 0.1 is "0.1", not %.17g's "0.10000000000000001", and 5e-324 is not
+     * %.15g's "4.94065645841247e-324". At most 17 digits (a double's
+     * round trip), so the loop ends. */
+    for (int digits = 1; digits <= 17; digits++) {
+        n = snprintf(buf, size, "%.*g", digits, d);
+        if (n <= 0 || (size_t)n >= size)
+            return 0;
+        if (strtod(buf, NULL) == d)
+            break;
+    }
+    return (size_t)n;
+}
+
+/* Replaces the value at <idx> by what is sent: a number as its text
+ * (hooks_number_text; NaN and the infinities are an error), spaces and
+ * tabs around it removed. A value with CR, LF or NUL would split the head,
+ * and is an error, as is any other control byte but tab. */
 static void check_value(lua_State *L, int idx)
 {
     size_t len, start = 0;
@@ -127,7 +166,12 @@ static void check_value(lua_State *L, int idx)
     int t = lua_type(L, idx);
 
     if (t == LUA_TNUMBER) {
-        luaL_tolstring(L, idx, NULL);
+        char text[HOOKS_NUMBER_TEXT_MAX];
+        len = hooks_number_text(L, idx, text, sizeof text);
+        if (len == 0)
+            luaL_error(L, "a header value must be a finite number, got %s",
+                       luaL_tolstring(L, idx, NULL));
+        lua_pushlstring(L, text, len);
         lua_replace(L, idx);
     } else if (t != LUA_TSTRING) {
         luaL_error(L, "a header value must be a string, got %s", lua_typename(L, t));
@@ -633,6 +677,23 @@ static int method_changed(lua_State *L)
     return 1;
 }
 
+/* number_text(n): the text a number is sent as in a field value
+ * (hooks_number_text), or nil for NaN and the infinities; for the checks
+ * hooks_api.lua makes itself (proxy.http's fields). */
+static int number_text(lua_State *L)
+{
+    char text[HOOKS_NUMBER_TEXT_MAX];
+    size_t len;
+
+    luaL_checktype(L, 1, LUA_TNUMBER);
+    len = hooks_number_text(L, 1, text, sizeof text);
+    if (len == 0)
+        lua_pushnil(L);
+    else
+        lua_pushlstring(L, text, len);
+    return 1;
+}
+
 /* native.header_functions(methods): the functions above, as get, values,
  * set, add, remove, __index, __newindex, count, __len, fill, changed. */
 static int header_functions(lua_State *L)
@@ -656,4 +717,6 @@ void hooks_headers_register(lua_State *L)
     lua_setfield(L, -2, "header_functions");
     lua_pushlightuserdata(L, (void *)(uintptr_t)&hooks_changed_key);
     lua_setfield(L, -2, "changed_key");
+    lua_pushcfunction(L, number_text);
+    lua_setfield(L, -2, "number_text");
 }

@@ -110,6 +110,19 @@ static int read_field_list(lua_State *L, int index, struct headers *out, const c
         size_t nlen, vlen, at;
         lua_rawgeti(L, index, i);
         lua_rawgeti(L, index, i + 1);
+        /* What rawset put in: a number name is no name (the methods take
+         * strings only), and a number value goes out as the methods send
+         * one, NaN and the infinities refused. */
+        if (lua_type(L, -2) == LUA_TNUMBER)
+            goto invalid;
+        if (lua_type(L, -1) == LUA_TNUMBER) {
+            char text[HOOKS_NUMBER_TEXT_MAX];
+            size_t len = hooks_number_text(L, -1, text, sizeof text);
+            if (len == 0)
+                goto invalid;
+            lua_pop(L, 1);
+            lua_pushlstring(L, text, len);
+        }
         const char *name = lua_tolstring(L, -2, &nlen);
         const char *value = lua_tolstring(L, -1, &vlen);
         if (!name || !value ||

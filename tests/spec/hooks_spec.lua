@@ -308,6 +308,84 @@ describe("hooks", function()
       end
     end)
 
+    -- What number_values.lua sets, as the wire must carry it: integers
+    -- and whole floats in digits, other floats in the fewest digits that
+    -- read back as the same number.
+    local FINITE = {
+      ["x-int"] = "42", ["x-whole"] = "3", ["x-half"] = "1.5", ["x-tenth"] = "0.1",
+      ["x-third"] = "0.3333333333333333", ["x-big"] = "1e+300",
+      ["x-two53"] = "9007199254740992", ["x-two63"] = "9.223372036854776e+18",
+      ["x-min"] = "-9223372036854775808", ["x-neg-zero"] = "0", ["x-tiny"] = "5e-324",
+      ["x-neg"] = "-2.5e-07", ["x-added"] = "7",
+    }
+
+    it("sends a number set as a value as the number it is", function()
+      start({ "number_values" })
+      local resp = get("/echo")
+      assert.are.equal(200, resp.status)
+      local sent = origin.requests()[1].headers
+      for name, text in pairs(FINITE) do
+        assert.are.equal(text, sent[name], name)
+        assert.are.equal(text, resp.headers[name], name)
+      end
+      -- The same through rawset into a read list, and through tx:respond.
+      assert.are.equal(200, get("/echo", { "X-Where: req-rawset-finite" }).status)
+      assert.are.equal("4", origin.requests()[2].headers["x-raw"])
+      resp = get("/echo", { "X-Where: respond-finite" })
+      assert.are.equal(200, resp.status)
+      assert.are.equal("3", resp.headers["x-whole"])
+      assert.are.equal("9007199254740992", resp.headers["x-two53"])
+      assert.are.equal(2, #origin.requests())
+    end)
+
+    -- NaN and the infinities have no text to send: wherever a script puts
+    -- one, its hook fails (500), and neither "nan" nor "inf" goes out.
+    for _, case in ipairs({ { "req-set", "must be a finite number" },
+                            { "req-add", "must be a finite number" },
+                            { "req-method-set", "must be a finite number" },
+                            { "req-rawset", "invalid header X%-A" },
+                            { "respond", "must be a finite number" },
+                            { "http", "must be a finite number" } }) do
+      it("fails the request hook that sets a value to NaN or an infinity (" .. case[1] .. ")",
+        function()
+          start({ "number_values" })
+          for _, what in ipairs({ "nan", "inf", "-inf" }) do
+            local resp = get("/echo", { "X-Where: " .. case[1], "X-What: " .. what })
+            assert.are.equal("HTTP/1.1 500 Internal Server Error", resp.status_line)
+            assert.are.equal(SCRIPT_FAILED, resp.body)
+            assert.is_nil(resp.headers["x-a"])
+          end
+          assert.are.equal(0, #origin.requests())
+          assert.truthy(wait_log(case[2]), proxy.log())
+          assert.are.equal(200, get("/hello").status)
+        end)
+    end
+
+    for _, where in ipairs({ "res-set", "res-add" }) do
+      it("fails the response hook that sets a value to NaN or an infinity (" .. where .. ")",
+        function()
+          start({ "number_values" })
+          for _, what in ipairs({ "nan", "inf", "-inf" }) do
+            local resp = get("/echo", { "X-Where: " .. where, "X-What: " .. what })
+            assert.are.equal("HTTP/1.1 500 Internal Server Error", resp.status_line)
+            assert.are.equal("500 Internal Server Error: a script failed while handling this "
+              .. "response\n", resp.body)
+            assert.is_nil(resp.headers["x-a"])
+          end
+          assert.truthy(wait_log("must be a finite number"), proxy.log())
+        end)
+    end
+
+    it("lets a script catch a value that is not a finite number", function()
+      start({ "number_values" })
+      local resp = get("/echo", { "X-Where: catch", "X-What: inf" })
+      assert.are.equal(200, resp.status)
+      local sent = origin.requests()[1].headers
+      assert.is_nil(sent["x-a"])
+      assert.truthy((sent["x-caught"] or ""):find("must be a finite number, got inf", 1, true),
+        sent["x-caught"])
+    end)
+
     it("keeps a list edited but never read past its exchange, with its edits", function()
       start({ "kept_lists" })
       local first = get("/echo?keep", { "X-Gone: 1", "X-Stay: s" })
