@@ -98,6 +98,7 @@ enum http_error {
     HTTP_ERR_NONE = 0,
     HTTP_ERR_REQUEST_LINE,    /* malformed request line (400) */
     HTTP_ERR_STATUS_LINE,     /* malformed status line (502 at the relay) */
+    HTTP_ERR_STATUS_CODE,     /* a status of 600 or more (502 at the relay) */
     HTTP_ERR_VERSION,         /* HTTP/2.0, HTTP/0.9 ... (505) */
     HTTP_ERR_FIELD_NAME,      /* empty or non-token name, or space before colon (400) */
     HTTP_ERR_FIELD_VALUE,     /* NUL or control byte in a value (400) */

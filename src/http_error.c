@@ -9,6 +9,7 @@ int http_error_status(enum http_error err)
 {
     switch (err) {
     case HTTP_ERR_STATUS_LINE:
+    case HTTP_ERR_STATUS_CODE:
         return 502;
     case HTTP_ERR_VERSION:
         return 505;
@@ -42,6 +43,7 @@ const char *http_error_text(enum http_error err)
     case HTTP_ERR_NONE: return "no error";
     case HTTP_ERR_REQUEST_LINE: return "malformed request line";
     case HTTP_ERR_STATUS_LINE: return "malformed status line";
+    case HTTP_ERR_STATUS_CODE: return "status code outside 100-599";
     case HTTP_ERR_VERSION: return "unsupported HTTP version";
     case HTTP_ERR_FIELD_NAME: return "whitespace or invalid character in a field name";
     case HTTP_ERR_FIELD_VALUE: return "invalid character in a field value";

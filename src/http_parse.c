@@ -219,7 +219,10 @@ static ssize_t parse_request_line(const char *buf, size_t len, size_t pos,
 
 /* HTTP-version SP 3DIGIT SP [reason-phrase] CRLF (RFC 9112 4). A missing
  * "SP reason" is accepted too: some servers send "HTTP/1.1 200" CRLF, and
- * the reason never affects framing, so tolerating it cannot be misread. */
+ * the reason never affects framing, so tolerating it cannot be misread.
+ * The three digits are 100 to 599 (RFC 9110 15: no class above 5xx says
+ * what a 600 means, nor whether it has a body): a first digit past 5 is
+ * refused at once, with its own error. */
 static ssize_t parse_status_line(const char *buf, size_t len, size_t pos,
                                  struct http_head *head, enum http_error *err)
 {
@@ -244,6 +247,8 @@ static ssize_t parse_status_line(const char *buf, size_t len, size_t pos,
         /* a leading 0 would make a status below 100 */
         if (!is_digit(c) || (i == 0 && c == '0'))
             return unexpected(buf, pos, err, why);
+        if (i == 0 && c > '5')
+            return fail(err, HTTP_ERR_STATUS_CODE);
         status = status * 10 + (c - '0');
     }
 

@@ -5,7 +5,7 @@
  * The input is a response head (and whatever follows it). Besides "no
  * crash, no over-read", it checks the invariants listed in fuzz_head.h, and
  * for responses:
- *   - the status is 100..999 and matches the three digits after the
+ *   - the status is 100..599 and matches the three digits after the
  *     version; the reason lies inside the head and holds only field bytes;
  *   - the framing for a HEAD request or a 1xx/204/304 status is NONE
  *     whatever the fields say, and otherwise follows the request rules with
@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(err == HTTP_ERR_NONE, "accepted with err %d", err);
         FUZZ_CHECK(n >= 4 && memcmp(buf + n - 4, "\r\n\r\n", 4) == 0,
                    "head does not end with CRLF CRLF");
-        FUZZ_CHECK(h->status >= 100 && h->status <= 999, "status %d", h->status);
+        FUZZ_CHECK(h->status >= 100 && h->status <= 599, "status %d", h->status);
         FUZZ_CHECK(size >= 12 && memcmp(buf, "HTTP/1.", 7) == 0 && buf[8] == ' ' &&
                        (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0') == h->status,
                    "status %d does not match the status line", h->status);

@@ -447,6 +447,115 @@ describe("interim responses", function()
   end)
 end)
 
+-- RFC 9110 15: a status is three digits from 100 to 599. One above has no
+-- class to say what it means or whether a body follows, so it is refused,
+-- whether the upstream sends it or a script sets it.
+local STATUS_SCRIPT = [[
+function on_request(tx)
+  local s = tx.req.headers["X-Respond"]
+  if s then tx:respond(load("return " .. s)(), "mine\n") end
+end
+function on_response(tx)
+  local s = tx.req.headers["X-Status"]
+  if s then tx.res.status = load("return " .. s)() end
+end
+]]
+
+describe("status codes", function()
+  for _, status in ipairs({ "600", "999" }) do
+    it("an upstream's status " .. status .. " is a 502 naming it, never forwarded", function()
+      run_case {
+        request = req("GET", "none"), method = "GET", sent = "GET",
+        head = "HTTP/1.1 " .. status .. " Beyond\r\nContent-Length: 3\r\n\r\nok\n",
+        reuse = false,
+        check = function(r)
+          assert(h.check_error_response(r, 502, "Bad Gateway"))
+          assert.truthy(r.body:find("status code outside 100-599", 1, true), r.body)
+          assert.falsy(r.raw_head:find(status, 1, true), r.raw_head)
+        end,
+      }
+    end)
+  end
+
+  it("an upstream's 599 goes through as it is", function()
+    run_case {
+      request = req("GET", "none"), method = "GET", sent = "GET",
+      head = "HTTP/1.1 599 Last\r\nContent-Length: 3\r\n\r\nok\n", reuse = true,
+      check = function(r)
+        assert.equal("HTTP/1.1 599 Last", r.status_line)
+        assert.equal("ok\n", r.body)
+      end,
+    }
+  end)
+
+  it("interim statuses other than 100 and 103 (102, 199) are relayed as interim", function()
+    run_case {
+      request = req("GET", "none"), method = "GET", sent = "GET", skip_1xx = true,
+      head = "HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 199 Odd\r\nX-I: 1\r\n\r\n"
+        .. "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n",
+      reuse = true,
+      check = function(r)
+        assert.equal(2, #r.interim)
+        assert.equal(102, r.interim[1].status)
+        assert.equal(199, r.interim[2].status)
+        assert.equal("1", r.interim[2].headers["x-i"])
+        assert.equal(200, r.status)
+        assert.equal("ok\n", r.body)
+      end,
+    }
+  end)
+
+  it("an HTTP/1.0 client gets no interim response, only the final one", function()
+    run_case {
+      request = "GET http://{O}/case HTTP/1.0\r\nHost: {O}\r\nConnection: keep-alive\r\n\r\n",
+      method = "GET", sent = "GET",
+      head = "HTTP/1.1 199 Odd\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n",
+      reuse = true,
+      check = function(r)
+        assert.equal(200, r.status)
+        assert.equal("ok\n", r.body)
+      end,
+    }
+  end)
+
+  it("a 101 to a request that asked for no upgrade is a 502", function()
+    run_case {
+      request = req("GET", "none"), method = "GET", sent = "GET",
+      head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+      reuse = false,
+      check = function(r)
+        assert(h.check_error_response(r, 502, "Bad Gateway"))
+        assert.truthy(r.body:find("switched protocols without being asked", 1, true), r.body)
+      end,
+    }
+  end)
+
+  for _, status in ipairs({ "600", "999", "1000", "99", "200.5", "0/0", "1/0" }) do
+    it("a script's status " .. status .. " in on_response fails the hook", function()
+      run_case {
+        script = STATUS_SCRIPT, request = req("GET", "none", { "X-Status: " .. status }),
+        method = "GET", sent = "GET", head = HELLO_HEAD .. "hello world",
+        check = function(r)
+          assert(h.check_error_response(r, 500, "Internal Server Error"))
+          assert.equal("500 Internal Server Error: a script failed while handling this "
+            .. "response\n", r.body)
+        end,
+      }
+    end)
+
+    it("a script's tx:respond(" .. status .. ") fails the hook; nothing goes upstream", function()
+      run_case {
+        script = STATUS_SCRIPT, request = req("GET", "none", { "X-Respond: " .. status }),
+        method = "GET",
+        check = function(r)
+          assert(h.check_error_response(r, 500, "Internal Server Error"))
+          assert.equal(SCRIPT_FAILED, r.body)
+        end,
+      }
+    end)
+  end
+end)
+
 -- Reads <n> responses from <sock> while sending <data> (without blocking
 -- on either: the proxy stops reading a client that does not read its
 -- answers). Returns the list of {status, body}; fails on bad framing.

@@ -456,10 +456,10 @@ static void test_response_ok(void)
     is_int(head.status, 204, "204");
     is_str(head.reason, head.reason_len, "", "reason empty");
 
-    s = "HTTP/1.1 999 \tWeird \xe2\x9c\x93 reason \r\n\r\n";
+    s = "HTTP/1.1 599 \tWeird \xe2\x9c\x93 reason \r\n\r\n";
     r = parse_whole(http_parse_response, s, strlen(s), &err);
-    is_int(r, strlen(s), "status 999, reason with HTAB and obs-text");
-    is_int(head.status, 999, "999");
+    is_int(r, strlen(s), "status 599, reason with HTAB and obs-text");
+    is_int(head.status, 599, "599, the highest status");
     is_str(head.reason, head.reason_len, "\tWeird \xe2\x9c\x93 reason ", "reason kept as sent");
 
     s = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -483,6 +483,10 @@ static void test_response_ok(void)
 static const struct reject response_rejects[] = {
     {T("HTTP/1.1 099 Low\r\n\r\n"), HTTP_ERR_STATUS_LINE, "status below 100"},
     {T("HTTP/1.1 000 Zero\r\n\r\n"), HTTP_ERR_STATUS_LINE, "status 000"},
+    {T("HTTP/1.1 600 X\r\n\r\n"), HTTP_ERR_STATUS_CODE, "status 600"},
+    {T("HTTP/1.1 999 Weird\r\n\r\n"), HTTP_ERR_STATUS_CODE, "status 999"},
+    {T("HTTP/1.1 700\r\n\r\n"), HTTP_ERR_STATUS_CODE, "status 700 without a reason"},
+    {T("HTTP/1.1 6"), HTTP_ERR_STATUS_CODE, "a 6 as the first digit, before the rest came"},
     {T("HTTP/1.1 2000 OK\r\n\r\n"), HTTP_ERR_STATUS_LINE, "four-digit status"},
     {T("HTTP/1.1 20 OK\r\n\r\n"), HTTP_ERR_STATUS_LINE, "two-digit status"},
     {T("HTTP/1.1 2x0 OK\r\n\r\n"), HTTP_ERR_STATUS_LINE, "non-digit status"},
@@ -989,6 +993,7 @@ static void test_errors(void)
     } table[] = {
         {HTTP_ERR_REQUEST_LINE, 400, "malformed request line"},
         {HTTP_ERR_STATUS_LINE, 502, "malformed status line"},
+        {HTTP_ERR_STATUS_CODE, 502, "status code outside 100-599"},
         {HTTP_ERR_VERSION, 505, "unsupported HTTP version"},
         {HTTP_ERR_FIELD_NAME, 400, "whitespace or invalid character in a field name"},
         {HTTP_ERR_FIELD_VALUE, 400, "invalid character in a field value"},
