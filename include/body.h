@@ -108,7 +108,9 @@ struct body_direct {
  * piece is large (<d> may be NULL). 0, or -1 when out of memory. */
 int body_write_data_direct(const struct body_direct *d, struct buffer *out,
                            enum http_body_kind kind, const char *data, size_t len);
-/* Writes the end of the body: for chunked "0", the trailers, the final CRLF. */
+/* Writes the end of the body: for chunked "0", the trailers (<trailers>
+ * as chunked_decode gave them, less the fields chunked_trailer_allowed
+ * refuses), the final CRLF. */
 int body_write_end(struct buffer *out, enum http_body_kind kind, const char *trailers,
                    size_t trailers_len);
 

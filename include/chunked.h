@@ -60,4 +60,15 @@ enum chunked_result chunked_decode(struct chunked_decoder *d, const char *in, si
                                    size_t *consumed, const char **data, size_t *data_len,
                                    enum http_error *err);
 
+/*
+ * Whether the trailer field <name> (<len> bytes, any case) may be passed
+ * on. RFC 9110 6.5.1: a sender must not put in a trailer a field needed
+ * before the content is processed (framing, routing, request modifiers,
+ * authentication, response controls, content processing), and a recipient
+ * may discard one; some recipients merge trailers into the head, so such a
+ * field passed on could change what the next hop thinks it already read.
+ * Those are dropped, the rest (checksums, Server-Timing, ...) kept.
+ */
+int chunked_trailer_allowed(const char *name, size_t len);
+
 #endif

@@ -4,6 +4,7 @@
 #include "body.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <sys/uio.h>
 
 const char *body_kind_name(enum http_body_kind kind)
@@ -80,10 +81,22 @@ int body_write_end(struct buffer *out, enum http_body_kind kind, const char *tra
 {
     if (kind != HTTP_BODY_CHUNKED)
         return 0;
-    return buffer_append(out, "0\r\n", 3) || buffer_append(out, trailers, trailers_len) ||
-                   buffer_append(out, "\r\n", 2)
-               ? -1
-               : 0;
+    if (buffer_append(out, "0\r\n", 3) != 0)
+        return -1;
+    /* The decoder checked the section: whole "Name: value" CRLF lines,
+     * one field each (no obs-fold), the name ending at the colon. Each
+     * goes on unless it is a field no trailer may carry. */
+    for (size_t pos = 0; pos < trailers_len;) {
+        const char *line = trailers + pos;
+        const char *lf = memchr(line, '\n', trailers_len - pos);
+        size_t len = lf ? (size_t)(lf - line) + 1 : trailers_len - pos;
+        const char *colon = memchr(line, ':', len);
+        if (colon && chunked_trailer_allowed(line, (size_t)(colon - line)) &&
+            buffer_append(out, line, len) != 0)
+            return -1;
+        pos += len;
+    }
+    return buffer_append(out, "\r\n", 2) ? -1 : 0;
 }
 
 /* Hands one decoded piece to the filter, or encodes it directly. */
@@ -261,8 +274,9 @@ enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int s
             }
         }
         if (finished) {
-            /* Trailers only survive chunked-to-chunked; elsewhere they have
-             * no place to go and are dropped (RFC 9110 6.5.1 allows it). */
+            /* Trailers only survive chunked-to-chunked, and only the fields
+             * a trailer may carry (body_write_end); elsewhere they have no
+             * place to go and are dropped (RFC 9110 6.5.1 allows it). */
             int rc = emit(dst, out_kind, filter, filter_arg, "", 0, 1);
             if (rc > 0) {
                 buffer_consume(src, consumed);

@@ -3,8 +3,9 @@
  * chunked.h).
  *
  * Owns: the decoder state between calls (where in the chunk grammar we are
- * and how many data bytes are left). Does not own: any bytes; each call only
- * looks at what the caller has buffered and says how much of it is done.
+ * and how many data bytes are left), and which trailer fields may be passed
+ * on. Does not own: any bytes; each call only looks at what the caller has
+ * buffered and says how much of it is done.
  *
  * A framing line is parsed from its start on every call until it is
  * complete, and only then consumed; that keeps the state to two fields and
@@ -14,6 +15,7 @@
  */
 #include "chunked.h"
 
+#include <string.h>
 #include <sys/types.h>
 
 #define NEED_MORE (-2)
@@ -272,4 +274,38 @@ failed:
     d->state = CHUNKED_FAILED;
     *consumed = pos;
     return CHUNKED_RESULT_ERROR;
+}
+
+/*
+ * The fields a trailer must not carry (RFC 9110 6.5.1), by what they
+ * control; Go's net/http refuses much the same set as trailers. Fields
+ * meant for trailers (Content-Digest, Server-Timing, grpc-status) are not
+ * among them, which is why this is a list and not "Content-*".
+ */
+static const char *const forbidden_trailers[] = {
+    /* framing and the connection */
+    "Connection", "Content-Length", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
+    "Transfer-Encoding", "Upgrade",
+    /* routing */
+    "Host",
+    /* request modifiers (and every "If-" conditional, below) */
+    "Cache-Control", "Expect", "Max-Forwards", "Pragma", "Range",
+    /* authentication and state */
+    "Authentication-Info", "Authorization", "Cookie", "Proxy-Authenticate",
+    "Proxy-Authentication-Info", "Proxy-Authorization", "Set-Cookie", "WWW-Authenticate",
+    /* response controls */
+    "Age", "Date", "Expires", "Location", "Retry-After", "Vary", "Warning",
+    /* content processing */
+    "Content-Disposition", "Content-Encoding", "Content-Location", "Content-Range",
+    "Content-Type",
+};
+
+int chunked_trailer_allowed(const char *name, size_t len)
+{
+    if (len >= 3 && http_ci_eq(name, "If-", 3))
+        return 0;
+    for (size_t i = 0; i < sizeof forbidden_trailers / sizeof forbidden_trailers[0]; i++)
+        if (strlen(forbidden_trailers[i]) == len && http_ci_eq(name, forbidden_trailers[i], len))
+            return 0;
+    return 1;
 }

@@ -233,6 +233,44 @@ describe("forwarding", function()
     assert.is_falsy(r.body:find("name=val", 1, true))
   end)
 
+  -- RFC 9110 6.5.1: fields that framing, routing, credentials, caching or
+  -- content processing depend on have no place in a trailer, and a next
+  -- hop that merges trailers into the head would act on them. The rest
+  -- go on.
+  local DROPPED_TRAILERS = { "content-length", "transfer-encoding", "host", "set-cookie",
+                             "content-type", "location", "trailer", "authorization" }
+
+  it("drops the trailer fields no trailer may carry from a request, keeping the rest", function()
+    local raw = "5\r\nhello\r\n0\r\nX-Trailer: yes\r\nContent-Length: 99\r\n"
+      .. "Transfer-Encoding: chunked\r\nHost: evil.example\r\nAuthorization: Basic eA==\r\n"
+      .. "Content-Type: text/evil\r\nX-Other: 2\r\n\r\n"
+    local resp = exchange(h.request("POST", origin.url("/echo"),
+      { host_hdr(), "Transfer-Encoding: chunked" }, raw))
+    assert.are.equal(200, resp.status)
+    local r = origin.requests()[1]
+    assert.are.equal("hello", r.decoded)
+    assert.are.equal("yes", r.trailers["x-trailer"])
+    assert.are.equal("2", r.trailers["x-other"])
+    for _, name in ipairs(DROPPED_TRAILERS) do
+      assert.is_nil(r.trailers[name], name .. " went on in the trailers: " .. r.body)
+    end
+    -- The request's own head is the proxy's, as always.
+    assert.are.equal(origin.authority, r.headers["host"])
+  end)
+
+  it("drops the trailer fields no trailer may carry from a response, keeping the rest", function()
+    local resp = exchange(h.request("GET", origin.url("/raw/framing-trailers"), { host_hdr() }))
+    assert.are.equal(200, resp.status)
+    assert.are.equal("chunked", resp.framing)
+    assert.is_nil(resp.error)
+    assert.are.equal("hello", resp.body)
+    assert.are.equal("ok", resp.trailers["x-checksum"])
+    assert.are.equal("db;dur=5", resp.trailers["server-timing"])
+    for _, name in ipairs(DROPPED_TRAILERS) do
+      assert.is_nil(resp.trailers[name], name .. " reached the client: " .. resp.raw_trailers)
+    end
+  end)
+
   it("relays a Content-Length response body intact", function()
     local resp = exchange(h.request("GET", origin.url("/bytes?n=100000"), { host_hdr() }))
     assert.are.equal(200, resp.status)

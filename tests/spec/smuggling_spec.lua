@@ -700,6 +700,10 @@ local ACCEPTED = {
   { "[RFC 9112 7.1.2] a valid trailer section is forwarded",
     CHUNKED .. "5\r\nhello\r\n0\r\nX-Checksum: abc\r\n\r\n", framing = "chunked", body = "hello",
     trailers = "^X%-Checksum: abc\r\n" },
+  { "[RFC 9110 6.5.1] trailer fields for framing, routing or credentials are not forwarded",
+    CHUNKED .. "5\r\nhello\r\n0\r\nContent-Length: 5{M}\r\nX-Checksum: abc\r\n"
+      .. "Transfer-Encoding: {M}\r\nHost: {M}.example\r\nAuthorization: {M}\r\n\r\n",
+    framing = "chunked", body = "hello", trailers = "^X%-Checksum: abc\r\n" },
 
   { "[RFC 9112 3.2] Host with OWS around the value",
     "GET http://{O}/x HTTP/1.1\r\nHost: \t{O} \t\r\n\r\n", framing = "none" },

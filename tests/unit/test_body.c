@@ -139,6 +139,13 @@ static const struct pair_case pairs[] = {
     {HTTP_BODY_CHUNKED, 0, "0\r\nA: 1\r\nB: 2\r\n\r\n", HTTP_BODY_CHUNKED,
      "0\r\nA: 1\r\nB: 2\r\n\r\n", "", 0},
     {HTTP_BODY_CHUNKED, 0, "0\r\nA: 1\r\n\r\n", HTTP_BODY_CLOSE, "", "", 0},
+    /* ... less the fields no trailer may carry (RFC 9110 6.5.1) */
+    {HTTP_BODY_CHUNKED, 0,
+     "3\r\nabc\r\n0\r\nContent-Length: 9\r\nX-T: 1\r\ntransfer-encoding: chunked\r\n"
+     "Host: evil.example\r\nSet-Cookie: a=b\r\nContent-Type: text/x\r\nX-U: 2\r\n\r\nNEXT",
+     HTTP_BODY_CHUNKED, "3\r\nabc\r\n0\r\nX-T: 1\r\nX-U: 2\r\n\r\n", "NEXT", 3},
+    {HTTP_BODY_CHUNKED, 0, "0\r\nTrailer: X\r\nIf-Match: *\r\n\r\n", HTTP_BODY_CHUNKED,
+     "0\r\n\r\n", "", 0},
     /* until close in (src ends): every byte is body */
     {HTTP_BODY_CLOSE, 0, "hello world", HTTP_BODY_CHUNKED, "b\r\nhello world\r\n0\r\n\r\n", "",
      11},
@@ -682,6 +689,18 @@ static void test_write(void)
     body_write_end(&out, HTTP_BODY_CHUNKED, "X: 1\r\n", 6);
     is_str(buffer_peek(&out), buffer_length(&out), "0\r\nX: 1\r\n\r\n",
            "write_end: last chunk, trailers, empty line");
+    buffer_consume(&out, buffer_length(&out));
+    {
+        static const char section[] = "Content-Length: 5\r\nA: 1\r\nAuthorization: Basic x\r\n"
+                                      "B:2\r\nLocation: http://evil/\r\n";
+        body_write_end(&out, HTTP_BODY_CHUNKED, section, sizeof section - 1);
+        is_str(buffer_peek(&out), buffer_length(&out), "0\r\nA: 1\r\nB:2\r\n\r\n",
+               "write_end: the fields no trailer may carry are dropped, the rest kept in order");
+        buffer_consume(&out, buffer_length(&out));
+        body_write_end(&out, HTTP_BODY_CHUNKED, section, 19);
+        is_str(buffer_peek(&out), buffer_length(&out), "0\r\n\r\n",
+               "write_end: a section of dropped fields only ends empty");
+    }
     buffer_free(&out);
 }
 

@@ -468,8 +468,38 @@ static void test_many_chunks(void)
     ok(piece.spans == w, "one byte at a time: one span per data byte (%zu)", piece.spans);
 }
 
+/* The trailer fields passed on: none that framing, routing, credentials,
+ * caching or content processing depend on; any case; whole names only. */
+static void test_trailer_allowed(void)
+{
+    static const char *const dropped[] = {
+        "Content-Length", "content-length", "TRANSFER-ENCODING", "Trailer", "TE", "Connection",
+        "Keep-Alive", "Proxy-Connection", "Upgrade", "Host", "hOsT", "Cache-Control", "Expect",
+        "Max-Forwards", "Pragma", "Range", "If-Match", "if-none-match", "If-Modified-Since",
+        "If-Unmodified-Since", "If-Range", "If-", "Authorization", "Proxy-Authorization",
+        "WWW-Authenticate", "Proxy-Authenticate", "Authentication-Info",
+        "Proxy-Authentication-Info", "Cookie", "Set-Cookie", "Age", "Date", "Expires",
+        "Location", "Retry-After", "Vary", "Warning", "Content-Encoding", "Content-Type",
+        "Content-Range", "Content-Location", "Content-Disposition",
+    };
+    static const char *const kept[] = {
+        "X-Checksum", "Server-Timing", "Content-Digest", "Digest", "grpc-status", "ETag",
+        "Hostname", "X-Host", "Content-Lengthy", "Content-Lengt", "Dates", "If", "Iff-X",
+        "Content-Language", "Via",
+    };
+    for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
+        ok(!chunked_trailer_allowed(dropped[i], strlen(dropped[i])), "trailer %s is dropped",
+           dropped[i]);
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++)
+        ok(chunked_trailer_allowed(kept[i], strlen(kept[i])), "trailer %s is kept", kept[i]);
+    /* A view, not a string: the length decides, not a NUL. */
+    ok(!chunked_trailer_allowed("Host: x", 4), "a name given as a view of a line");
+    ok(chunked_trailer_allowed("Hos", 3), "a prefix of a dropped name is kept");
+}
+
 int main(void)
 {
+    test_trailer_allowed();
     test_accepts();
     test_rejects();
     test_early_errors();

@@ -262,6 +262,14 @@ local RAW = {
     .. "5\r\nhello\r\n",
   ["http09"] = "hello from 1991\n",
   ["lf-only"] = "HTTP/1.1 200 OK\nContent-Length: 5\nContent-Type: text/plain\n\nhello",
+  -- Well-formed, but its trailer section carries fields no trailer may
+  -- (framing, routing, credentials, caching, content metadata) between
+  -- ones it may.
+  ["framing-trailers"] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    .. "5\r\nhello\r\n0\r\nContent-Length: 99\r\nX-Checksum: ok\r\n"
+    .. "Transfer-Encoding: chunked\r\nHost: evil.example\r\nSet-Cookie: a=b\r\n"
+    .. "Content-Type: text/evil\r\nLocation: http://evil.example/\r\n"
+    .. "Server-Timing: db;dur=5\r\nTrailer: X-Checksum\r\n\r\n",
   -- A well-formed one, to check the route itself.
   ["ok"] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
 }
