@@ -23,7 +23,7 @@
  *            -> tunnel      hooks done: CONNECT, connected at once
  *            -> head        a script answered (tx:respond) or failed; connection kept
  *            -> draining    a script answered or failed; connection not kept
- *            -> closed      the client reset
+ *            -> closed      the client reset, or left while a hook waited
  * resolving  -> connecting  the name resolved: connect() under way
  *            -> exchange    resolved and connected at once
  *            -> tunnel      resolved and connected at once (CONNECT)

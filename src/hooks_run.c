@@ -671,11 +671,38 @@ void hooks_detached_free(struct proxy *p)
     }
 }
 
+/* The exchange ends under a hook call that waits (its client went away,
+ * or the exchange failed around a paused chunk hook): the call never
+ * resumes. Its timer and call out are cancelled, as the watchdog cancels
+ * them, and its coroutine is dropped, so on_done can run. Not a script
+ * error: nothing is logged or counted as one. */
+static void abandon_call(struct session *s)
+{
+    struct hook_state *hs = &s->x.hook;
+
+    TRACE(s, "hook %s in %s: its exchange ended while it waited; cancelled",
+          hooks_phase_names[hs->phase], hs->hooks->script_name[hs->script]);
+    ev_timer_stop(s->proxy->loop, &hs->sleep_timer);
+    if (hs->waiting && hs->wait_cancel)
+        hs->wait_cancel(hs->wait_arg);
+    hs->waiting = 0;
+    hs->wait_cancel = NULL;
+    hs->wait_owner = NULL;
+    hs->wake_nargs = 0;
+    luaL_unref(hs->hooks->L, LUA_REGISTRYINDEX, hs->trace_fp_ref);
+    hs->trace_fp_ref = LUA_NOREF;
+    hs->co_failed = 1; /* stopped mid-call: never reused */
+    hooks_drop_coroutine(hs);
+    hs->pending = 0;
+}
+
 void hooks_done(struct session *s)
 {
     struct hook_state *hs = &s->x.hook;
-    if (!hooks_wants(s, HOOK_ON_DONE) || hs->pending)
-        return;
+    if (!hooks_wants(s, HOOK_ON_DONE))
+        return; /* a call that waits is cancelled with the exchange */
+    if (hs->pending)
+        abandon_call(s);
     /* An exchange refused before any hook ran still gets its on_done. */
     if (hs->tx_ref == LUA_NOREF && hooks_protected(s, hooks_tx_make, "tx") != 0)
         return;

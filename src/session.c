@@ -566,6 +566,44 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     end_event(s);
 }
 
+/*
+ * Whether the client of a request whose hook waits is gone: its socket
+ * failed, or it closed (EOF) having sent nothing past this request, so no
+ * request of its own is left to answer. Bytes past this request's body
+ * are a pipelined request, which is still answered after a half-close.
+ *
+ * A FIN alone cannot tell a client that closed from one that only shut
+ * down its sending half after a complete request (legitimate HTTP/1.1,
+ * though few clients do it): both read as EOF, and only a write would
+ * tell. Like nginx (proxy_ignore_client_abort off: recv() returning 0
+ * ends the request, 499) and like this proxy's credentials check, an EOF
+ * is taken as the client going away while the request has not left yet:
+ * nothing is sent upstream for a client that may never read the answer.
+ * Once the request is on its way, a half-close is fine (the answer is
+ * still sent).
+ */
+static int client_gone(const struct session *s)
+{
+    const struct exchange *x = &s->x;
+    size_t buffered = buffer_length(&s->client.in);
+
+    if (s->client.failed)
+        return 1;
+    if (!s->client.read_eof)
+        return 0;
+    switch (x->req_body.kind) {
+    case HTTP_BODY_NONE:
+        return buffered == 0;
+    case HTTP_BODY_LENGTH:
+        return buffered <= x->req_body.remaining;
+    default:
+        /* chunked: where its body ends is not known before it is read;
+         * what came is taken for the body (a request pipelined behind
+         * one and then a half-close is rare enough). */
+        return 1;
+    }
+}
+
 /* Runs the state machine as far as it can go and sets the watchers; never
  * frees (end_event does). */
 static void session_advance(struct session *s)
@@ -595,6 +633,18 @@ static void session_advance(struct session *s)
                 break;
             }
             progress = session_step(s, exchange_run_hooks(s));
+            if (s->state == SESSION_HOOK && s->x.hook.pending && client_gone(s)) {
+                /* on_request or before_connect waits (proxy.sleep, a call
+                 * out) for a client that went away: the exchange ends now
+                 * (its hook is cancelled, on_done runs) rather than when
+                 * the hook wakes and sends the request for nobody. */
+                s->x.error = "the client went away while a script waited";
+                exchange_no_keep(&s->x, "the client went away");
+                /* Closed first, so the exchange's end goes nowhere but closed. */
+                session_close(s, "the client went away while a request hook waited");
+                session_end_exchange(s);
+                progress = 1;
+            }
             break;
         case SESSION_RESOLVING: /* for the resolver (on_dns_answer) */
         case SESSION_CONNECTING: /* for the connect (on_upstream_io) */

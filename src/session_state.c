@@ -44,7 +44,7 @@ const struct session_transition session_transitions[] = {
     {SESSION_HOOK, SESSION_TUNNEL, "hooks done: CONNECT, connected at once"},
     {SESSION_HOOK, SESSION_HEAD, "a script answered (tx:respond) or failed; connection kept"},
     {SESSION_HOOK, SESSION_DRAINING, "a script answered or failed; connection not kept"},
-    {SESSION_HOOK, SESSION_CLOSED, "the client reset"},
+    {SESSION_HOOK, SESSION_CLOSED, "the client reset, or left while a hook waited"},
 
     {SESSION_RESOLVING, SESSION_CONNECTING, "the name resolved: connect() under way"},
     {SESSION_RESOLVING, SESSION_EXCHANGE, "resolved and connected at once"},

@@ -745,6 +745,130 @@ describe("hooks", function()
   end)
 
   ----------------------------------------------------------------------------
+  describe("a client that goes away while a request hook waits", function()
+    local GONE = '"error":"the client went away while a script waited"'
+
+    -- Sends a GET for /hello with <headers> that makes a hook of
+    -- client_gone.lua wait, waits until it does (its log line), then has
+    -- the client leave through <leave>(sock). Returns the exchange's id,
+    -- when the client left, and the socket.
+    local function leave_while_waiting(headers, leave)
+      local s = assert(h.connect(proxy.port))
+      local list = { host_hdr() }
+      for _, x in ipairs(headers) do list[#list + 1] = x end
+      assert(h.send(s, h.request("GET", origin.url("/hello"), list)))
+      local line = assert(wait_log("waiting #%d+"), proxy.log())
+      local t0 = h.now()
+      leave(s)
+      return line:match("waiting #(%d+)"), t0, s
+    end
+
+    -- The exchange ended as soon as the client left (its hook would have
+    -- waited 5 s, or 20): the access log says <why> (by default, that
+    -- the client went away), on_done ran, the hook never woke, and the
+    -- request never reached the origin. A request sent after that line
+    -- reaches the origin alone.
+    local function assert_ended(id, t0, why)
+      why = why or "the client went away"
+      local entry = proxy.wait_access_log('"error":"' .. why, 3)
+      assert.truthy(entry, "no access log line for the client that left:\n"
+        .. proxy.access_log() .. proxy.log())
+      assert.truthy(h.now() - t0 < 2.5, ("the exchange ended %.3f s after the client left")
+        :format(h.now() - t0))
+      assert.truthy(entry:find('"status":0,', 1, true), entry)
+      assert.truthy(wait_log("done #" .. id .. " status 0: " .. why, 3), proxy.log())
+      assert.is_nil(proxy.log():find("woke #" .. id, 1, true), proxy.log())
+      assert.are.equal(200, get("/hello").status)
+      local hellos = 0
+      for _, r in ipairs(origin.requests()) do
+        if r.target:find("/hello", 1, true) then hellos = hellos + 1 end
+      end
+      assert.are.equal(1, hellos, "the request of the client that left reached the origin")
+    end
+
+    for _, case in ipairs({ { "proxy.sleep in on_request", "sleep" },
+                            { "proxy.sleep in before_connect", "before" } }) do
+      it("ends the exchange at once when the client closes during " .. case[1], function()
+        start({ "client_gone" }, { "--log-format", "json" })
+        local id, t0 = leave_while_waiting({ "X-Wait: " .. case[2] }, function(s) s:close() end)
+        assert_ended(id, t0)
+      end)
+    end
+
+    it("cancels a call out the hook waits for when the client closes", function()
+      start({ "client_gone" }, { "--log-format", "json" })
+      local id, t0 = leave_while_waiting({ "X-Wait: http", "X-Hang-Url: " .. origin.url("/hang") },
+        function(s) s:close() end)
+      assert_ended(id, t0)
+    end)
+
+    it("ends the exchange at once when the client resets during the wait", function()
+      start({ "client_gone" }, { "--log-format", "json" })
+      local id, t0 = leave_while_waiting({ "X-Wait: sleep" }, function(s)
+        s:setoption("linger", { on = true, timeout = 0 })
+        s:close()
+      end)
+      assert_ended(id, t0, "the client reset the connection")
+    end)
+
+    it("runs on_done when the client resets while on_response_chunk sleeps", function()
+      start({ "client_gone" }, { "--log-format", "json" })
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, h.request("GET", origin.url("/hello"), { host_hdr(), "X-Wait: chunk" })))
+      local head = assert(h.read_response(s, { head_only = true }))
+      assert.are.equal(200, head.status)
+      local line = assert(wait_log("waiting #%d+"), proxy.log())
+      local id = line:match("waiting #(%d+)")
+      local t0 = h.now()
+      s:setoption("linger", { on = true, timeout = 0 })
+      s:close()
+      assert.truthy(wait_log("done #" .. id .. " status 200: the client reset the connection", 3),
+        proxy.log())
+      assert.truthy(h.now() - t0 < 2.5)
+      assert.is_nil(proxy.log():find("woke #" .. id, 1, true), proxy.log())
+      assert.are.equal(200, get("/hello").status)
+    end)
+
+    -- A FIN cannot say whether the client closed or only shut down its
+    -- sending half: before its request has gone upstream, it is taken as
+    -- the client leaving (as nginx takes it), and it gets no answer.
+    it("takes a half-close during the wait as the client leaving", function()
+      start({ "client_gone" }, { "--log-format", "json" })
+      local id, t0, s = leave_while_waiting({ "X-Wait: sleep" }, function(c) c:shutdown("send") end)
+      assert_ended(id, t0)
+      local rest, how = h.recv_until_close(s, 3)
+      s:close()
+      assert.are.equal("", rest)
+      assert.are.equal("closed", how)
+    end)
+
+    it("still answers requests pipelined before a half-close during the wait", function()
+      start({ "client_gone" }, { "--log-format", "json" })
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, h.request("GET", origin.url("/hello"), { host_hdr(), "X-Wait: sleep",
+        "X-Secs: 0.3" }) .. h.request("GET", origin.url("/echo"), { host_hdr() })))
+      assert(wait_log("waiting #%d+"), proxy.log())
+      s:shutdown("send")
+      local first = assert(h.read_response(s))
+      local second = assert(h.read_response(s))
+      s:close()
+      assert.are.equal("hello\n", first.body)
+      assert.are.equal(200, second.status)
+      assert.are.equal(2, #origin.requests())
+      assert.is_nil(proxy.access_log():find(GONE, 1, true), proxy.access_log())
+    end)
+
+    it("answers a client that half-closes after its request when no hook waits", function()
+      start({ "client_gone" }, { "--log-format", "json" })
+      local raw, how = h.send_raw(proxy.port, h.request("GET", origin.url("/hello"),
+        { host_hdr() }), { shutdown = true })
+      assert.truthy(raw:find("^HTTP/1.1 200 OK\r\n"), raw)
+      -- chunked: the script has a chunk hook
+      assert.truthy(raw:find("\r\n\r\n6\r\nhello\n\r\n0\r\n\r\n$"), raw)
+      assert.are.equal("closed", how)
+    end)
+  end)
+
   describe("the proxy table", function()
     it("proxy.log writes to the log with the script's name", function()
       start({ "proxy_api" })
