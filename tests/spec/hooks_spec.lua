@@ -750,31 +750,28 @@ describe("hooks", function()
 
     -- Sends a GET for /hello with <headers> that makes a hook of
     -- client_gone.lua wait, waits until it does (its log line), then has
-    -- the client leave through <leave>(sock). Returns the exchange's id,
-    -- when the client left, and the socket.
+    -- the client leave through <leave>(sock). Returns the exchange's id
+    -- and the socket.
     local function leave_while_waiting(headers, leave)
       local s = assert(h.connect(proxy.port))
       local list = { host_hdr() }
       for _, x in ipairs(headers) do list[#list + 1] = x end
       assert(h.send(s, h.request("GET", origin.url("/hello"), list)))
       local line = assert(wait_log("waiting #%d+"), proxy.log())
-      local t0 = h.now()
       leave(s)
-      return line:match("waiting #(%d+)"), t0, s
+      return line:match("waiting #(%d+)"), s
     end
 
-    -- The exchange ended as soon as the client left (its hook would have
-    -- waited 5 s, or 20): the access log says <why> (by default, that
-    -- the client went away), on_done ran, the hook never woke, and the
-    -- request never reached the origin. A request sent after that line
+    -- The exchange ended because the client left, not when its hook would
+    -- have woken (after 5 s, or 20): the access log says <why> (by
+    -- default, that the client went away while a script waited), on_done
+    -- ran, the hook never woke, and the request never reached the origin. A request sent after that line
     -- reaches the origin alone.
-    local function assert_ended(id, t0, why)
+    local function assert_ended(id, why)
       why = why or "the client went away"
       local entry = proxy.wait_access_log('"error":"' .. why, 3)
       assert.truthy(entry, "no access log line for the client that left:\n"
         .. proxy.access_log() .. proxy.log())
-      assert.truthy(h.now() - t0 < 2.5, ("the exchange ended %.3f s after the client left")
-        :format(h.now() - t0))
       assert.truthy(entry:find('"status":0,', 1, true), entry)
       assert.truthy(wait_log("done #" .. id .. " status 0: " .. why, 3), proxy.log())
       assert.is_nil(proxy.log():find("woke #" .. id, 1, true), proxy.log())
@@ -790,25 +787,25 @@ describe("hooks", function()
                             { "proxy.sleep in before_connect", "before" } }) do
       it("ends the exchange at once when the client closes during " .. case[1], function()
         start({ "client_gone" }, { "--log-format", "json" })
-        local id, t0 = leave_while_waiting({ "X-Wait: " .. case[2] }, function(s) s:close() end)
-        assert_ended(id, t0)
+        local id = leave_while_waiting({ "X-Wait: " .. case[2] }, function(s) s:close() end)
+        assert_ended(id)
       end)
     end
 
     it("cancels a call out the hook waits for when the client closes", function()
       start({ "client_gone" }, { "--log-format", "json" })
-      local id, t0 = leave_while_waiting({ "X-Wait: http", "X-Hang-Url: " .. origin.url("/hang") },
+      local id = leave_while_waiting({ "X-Wait: http", "X-Hang-Url: " .. origin.url("/hang") },
         function(s) s:close() end)
-      assert_ended(id, t0)
+      assert_ended(id)
     end)
 
     it("ends the exchange at once when the client resets during the wait", function()
       start({ "client_gone" }, { "--log-format", "json" })
-      local id, t0 = leave_while_waiting({ "X-Wait: sleep" }, function(s)
+      local id = leave_while_waiting({ "X-Wait: sleep" }, function(s)
         s:setoption("linger", { on = true, timeout = 0 })
         s:close()
       end)
-      assert_ended(id, t0, "the client reset the connection")
+      assert_ended(id, "the client reset the connection")
     end)
 
     it("runs on_done when the client resets while on_response_chunk sleeps", function()
@@ -819,12 +816,10 @@ describe("hooks", function()
       assert.are.equal(200, head.status)
       local line = assert(wait_log("waiting #%d+"), proxy.log())
       local id = line:match("waiting #(%d+)")
-      local t0 = h.now()
       s:setoption("linger", { on = true, timeout = 0 })
       s:close()
       assert.truthy(wait_log("done #" .. id .. " status 200: the client reset the connection", 3),
         proxy.log())
-      assert.truthy(h.now() - t0 < 2.5)
       assert.is_nil(proxy.log():find("woke #" .. id, 1, true), proxy.log())
       assert.are.equal(200, get("/hello").status)
     end)
@@ -834,8 +829,8 @@ describe("hooks", function()
     -- the client leaving (as nginx takes it), and it gets no answer.
     it("takes a half-close during the wait as the client leaving", function()
       start({ "client_gone" }, { "--log-format", "json" })
-      local id, t0, s = leave_while_waiting({ "X-Wait: sleep" }, function(c) c:shutdown("send") end)
-      assert_ended(id, t0)
+      local id, s = leave_while_waiting({ "X-Wait: sleep" }, function(c) c:shutdown("send") end)
+      assert_ended(id)
       local rest, how = h.recv_until_close(s, 3)
       s:close()
       assert.are.equal("", rest)
