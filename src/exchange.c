@@ -169,6 +169,7 @@ void exchange_release(struct session *s)
     headers_free(&x->res_headers);
     buffer_free(&x->res_batch);
     buffer_free(&x->req_batch);
+    buffer_free(&x->last_hop_answer);
     x->error = NULL; /* it may point at the cause */
     free(x->cause);
     x->cause = NULL;
@@ -282,6 +283,7 @@ static const char *check_target(struct session *s, int *status)
 }
 
 static enum exchange_step hooks_or_connect(struct session *s);
+static enum exchange_step answer_last_hop(struct session *s);
 
 /* --upstream: this exchange goes through the parent unless its host is one
  * that bypasses it. before_connect may still change that. 0, or -1. */
@@ -358,7 +360,7 @@ enum exchange_step exchange_auth_done(struct session *s, enum auth_result verdic
         return exchange_fail(x, 407, "this proxy needs a user name and password");
     if (keep_user(x, user) != 0)
         return exchange_fail(x, 500, "out of memory");
-    return hooks_or_connect(s);
+    return x->last_hop ? answer_last_hop(s) : hooks_or_connect(s);
 }
 
 /* The Host value is built for every request: by hand rather than with
@@ -500,12 +502,14 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
     if (mf == MAX_FORWARDS_ON && max_forwards_set(&x->req_headers, hops_left) != 0)
         return exchange_fail(x, 500, "out of memory");
     if (mf == MAX_FORWARDS_HERE) {
+        /* Made now, while the head is there; sent after the credentials
+         * check (answer_last_hop), like any answer to this client. */
         if (x->req_framing.kind != HTTP_BODY_NONE)
             exchange_no_keep(x, "the request body is never read");
-        int len = max_forwards_answer(&s->client.out, head, x->keep_alive, x->minor);
+        int len = max_forwards_answer(&x->last_hop_answer, head, x->keep_alive, x->minor);
         if (len < 0)
             return exchange_fail(x, 500, "out of memory");
-        x->status = 200;
+        x->last_hop = 1;
         x->res_bytes = (uint64_t)len;
     }
     if (trace_enabled)
@@ -530,10 +534,6 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
 
     if (ca_page) /* http://luaproxy.ca/ is ours: never forwarded, no hooks */
         return https_answer_ca_page(s);
-    if (mf == MAX_FORWARDS_HERE) { /* answered above, while the head was there */
-        x->response_started = 1;
-        return STEP_END;
-    }
     switch (auth_result) {
     case AUTH_DENIED:
         return exchange_fail(x, 407, "this proxy needs a user name and password");
@@ -546,7 +546,28 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
             return exchange_fail(x, 500, "out of memory");
         break;
     }
-    return hooks_or_connect(s);
+    return x->last_hop ? answer_last_hop(s) : hooks_or_connect(s);
+}
+
+/* Authenticated (or no --auth-file): a TRACE or OPTIONS that may go no
+ * further gets the answer made for it, and no hooks: the proxy is its
+ * last hop, so there is nothing to forward or rewrite. */
+static enum exchange_step answer_last_hop(struct session *s)
+{
+    struct exchange *x = &s->x;
+    size_t before = buffer_length(&s->client.out);
+
+    if (before == 0)
+        buffer_swap(&s->client.out, &x->last_hop_answer);
+    else if (buffer_append(&s->client.out, buffer_peek(&x->last_hop_answer),
+                           buffer_length(&x->last_hop_answer)) != 0)
+        return exchange_fail(x, 500, "out of memory");
+    buffer_free(&x->last_hop_answer);
+    flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
+                          buffer_length(&s->client.out), before);
+    x->status = 200;
+    x->response_started = 1;
+    return STEP_END;
 }
 
 /* Authenticated (or no --auth-file): the request hooks, or connect. The

@@ -76,6 +76,29 @@ function on_request(tx) tx.req.headers["X-Seen-User"] = tx.user or "none" end
     assert.truthy(proxy.wait_access_log('^127%.0%.0%.1 %- bob %['), proxy.access_log())
   end)
 
+  -- The proxy answers a TRACE or OPTIONS that may go no further itself,
+  -- but only to a client that has proven who it is, as any other answer.
+  it("answers a TRACE or OPTIONS at Max-Forwards: 0 only with right credentials", function()
+    local proxy = start({ "--auth-file", users_file() })
+    for _, method in ipairs({ "TRACE", "OPTIONS" }) do
+      local resp = h.get(proxy.port, origin.url("/t"), { "Max-Forwards: 0" }, { method = method })
+      assert.equal(407, resp.status)
+      resp = h.get(proxy.port, origin.url("/t"), { "Max-Forwards: 0", basic("alice", "wrong") },
+        { method = method })
+      assert.equal(407, resp.status)
+      resp = h.get(proxy.port, origin.url("/t"), { "Max-Forwards: 0", basic("alice", "wonderland") },
+        { method = method })
+      assert.equal(200, resp.status)
+      if method == "TRACE" then
+        assert.equal("message/http", resp.headers["content-type"])
+        assert.is_nil(resp.body:lower():find("proxy-authorization", 1, true), resp.body)
+      end
+    end
+    assert.equal(0, #origin.requests())
+    assert.truthy(proxy.wait_access_log('^127%.0%.0%.1 %- alice %[.-"TRACE [^"]*" 200 '),
+      proxy.access_log())
+  end)
+
   it("answers 407 to CONNECT without right credentials, and tunnels with them", function()
     local proxy = start({ "--auth-file", users_file(), "--connect-ports", tostring(echo.port) })
     local target = "127.0.0.1:" .. echo.port
