@@ -129,6 +129,10 @@ int hooks_load(struct proxy *p, char *err, size_t err_len);
 int hooks_prepare(const struct config *cfg, struct ev_loop *loop, struct hooks **out, char *err,
                   size_t err_len);
 void hooks_replace(struct proxy *p, struct hooks *fresh);
+/* Sets a reload replaced that exchanges still use (each holds its Lua
+ * state, up to --lua-memory), and the oldest of them, or NULL. */
+int hooks_retired_count(void);
+const struct hooks *hooks_retired_oldest(void);
 /* Gives back a set hooks_prepare made that is not put in force (the
  * reload failed elsewhere). Safe with NULL. */
 void hooks_discard(struct hooks *h);

@@ -58,6 +58,10 @@ enum hooks_key {
 struct hooks {
     lua_State *L;
     int refs;            /* the proxy's reference + one per exchange */
+    /* Replaced by a reload while exchanges still used it: on the list of
+     * retired sets (hooks_retired_oldest), newest first. */
+    int retired;
+    struct hooks *retired_prev, *retired_next;
     size_t mem_used;
     size_t mem_limit;
     double budget;       /* seconds per hook call */

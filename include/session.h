@@ -269,6 +269,11 @@ struct session *session_start(struct proxy *p, int fd, const struct sockaddr *ad
  * exchange in flight (SIGTERM). */
 void session_stop(struct session *s);
 
+/* Ends the exchange in flight now, as a client reset would (on_done runs,
+ * the access log says <why>), and frees the session. From outside the
+ * session's own events only. */
+void session_abort(struct session *s, const char *why);
+
 /* Frees immediately (end of the drain bound). */
 void session_free(struct session *s);
 

@@ -306,9 +306,40 @@ static int setup_state(lua_State *L)
     return 0;
 }
 
+/* The sets a reload replaced that exchanges still use, newest first, and
+ * how many (one process's: each worker has its own). */
+static struct hooks *retired_newest, *retired_oldest;
+static int retired_count;
+
+static void retired_unlink(struct hooks *h)
+{
+    if (h->retired_prev)
+        h->retired_prev->retired_next = h->retired_next;
+    else
+        retired_newest = h->retired_next;
+    if (h->retired_next)
+        h->retired_next->retired_prev = h->retired_prev;
+    else
+        retired_oldest = h->retired_prev;
+    h->retired = 0;
+    retired_count--;
+}
+
+int hooks_retired_count(void)
+{
+    return retired_count;
+}
+
+const struct hooks *hooks_retired_oldest(void)
+{
+    return retired_oldest;
+}
+
 void hooks_unref(struct hooks *h)
 {
     if (h && --h->refs == 0) {
+        if (h->retired)
+            retired_unlink(h);
         lua_close(h->L);
         small_drain(h);
         shared_store_close(h->shared); /* no exchange is left to wait on it */
@@ -434,7 +465,19 @@ void hooks_replace(struct proxy *p, struct hooks *fresh)
         return;
     }
     /* Exchanges in flight keep their reference to the old set. */
-    hooks_unref(p->hooks);
+    struct hooks *old = p->hooks;
+    if (old && old->refs > 1) {
+        old->retired = 1;
+        old->retired_prev = NULL;
+        old->retired_next = retired_newest;
+        if (retired_newest)
+            retired_newest->retired_prev = old;
+        else
+            retired_oldest = old;
+        retired_newest = old;
+        retired_count++;
+    }
+    hooks_unref(old);
     p->hooks = fresh;
     if (fresh)
         log_info("SIGHUP: %d script(s) reloaded", fresh->script_count);

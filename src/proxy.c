@@ -413,6 +413,33 @@ static void recheck_allowed(struct proxy *p)
     }
 }
 
+/* Each set of scripts a reload replaced stays in memory (its Lua state, up
+ * to --lua-memory) while exchanges started under it are in flight: a
+ * tunnel or a long download may keep one for hours. So that reloads do
+ * not pile them up, at most RETIRED_SCRIPTS_MAX stay; the exchanges still
+ * using an older one are ended, as at the end of a shutdown's grace. */
+#define RETIRED_SCRIPTS_MAX 3
+
+static void close_oldest_scripts(struct proxy *p)
+{
+    while (hooks_retired_count() > RETIRED_SCRIPTS_MAX) {
+        const struct hooks *oldest = hooks_retired_oldest();
+        int closed = 0;
+        for (struct session *s = p->sessions, *next; s; s = next) {
+            next = s->next;
+            if (s->x.active && s->x.hook.hooks == oldest) {
+                session_abort(s, "closed: its scripts were replaced by later reloads");
+                closed++;
+            }
+        }
+        log_warn("reload: closed %d connection(s) still using the oldest of %d earlier sets "
+                 "of scripts (at most %d stay in memory)",
+                 closed, RETIRED_SCRIPTS_MAX + 1, RETIRED_SCRIPTS_MAX);
+        if (hooks_retired_oldest() == oldest)
+            break; /* an on_done still waits in it: it ends on its own */
+    }
+}
+
 /* SIGHUP: the config file and the command line are read again and the
  * scripts loaded with them; the access log is reopened (so a rotated one
  * starts afresh). Anything wrong keeps everything as it was: first every
@@ -468,6 +495,7 @@ static void reload(struct proxy *p)
     free(p->cfg_owned);
     p->cfg_owned = fresh;
     hooks_replace(p, hooks);
+    close_oldest_scripts(p);
     recheck_allowed(p);
     return;
 

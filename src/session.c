@@ -148,6 +148,19 @@ void session_stop(struct session *s)
     }
 }
 
+void session_abort(struct session *s, const char *why)
+{
+    s->x.error = s->x.error ? s->x.error : why;
+    exchange_no_keep(&s->x, why);
+    if (s->state == SESSION_TUNNEL && !s->x.tunnel_closer)
+        s->x.tunnel_closer = "the proxy";
+    /* Closed first, so the exchange's end goes nowhere but closed. */
+    session_close(s, why);
+    if (s->x.active)
+        session_end_exchange(s);
+    end_event(s); /* frees it */
+}
+
 /* Logs and clears the finished exchange; the session goes back to reading
  * heads (keep-alive) or to draining (or stays closed). On return s->x is a
  * fresh, inactive exchange: only session.c calls this, at the end of a

@@ -299,6 +299,43 @@ end
   end)
 
   ----------------------------------------------------------------------------
+  describe("reloads while tunnels stay open", function()
+    -- Each tunnel keeps the scripts it started under (its on_done runs
+    -- when it closes). Reloads keep at most three earlier sets alive: a
+    -- fourth closes the connections still using the oldest.
+    it("keep at most three earlier sets of scripts, closing the oldest's connections", function()
+      local echo = procs.origin("echo")
+      local path = h.tmpfile("function on_request(tx) end\n", "reload.lua")
+      start({ path }, { "--connect-ports", tostring(echo.port) })
+      local target = "127.0.0.1:" .. echo.port
+      local function open_tunnel()
+        local s = assert(h.connect(proxy.port))
+        assert(h.send(s, h.request("CONNECT", target, { "Host: " .. target })))
+        assert.are.equal(200, assert(h.read_response(s, { method = "CONNECT" })).status)
+        return s
+      end
+      local function echoes(s, text)
+        assert(h.send(s, text))
+        return h.recv_exact(s, #text) == text
+      end
+      local tunnels = {}
+      for n = 1, 4 do
+        tunnels[n] = open_tunnel() -- under the scripts of reload n - 1
+        proxy.signal("HUP")
+        assert.truthy(wait_log_count("SIGHUP: 1 script(s) reloaded", n), proxy.log())
+      end
+      assert.truthy(wait_log("reload: closed 1 connection(s) still using the oldest of 4 "
+        .. "earlier sets of scripts"), proxy.log())
+      local rest, how = h.recv_until_close(tunnels[1], 5)
+      assert.are.equal("", rest)
+      assert.are.equal("closed", how)
+      for n = 2, 4 do assert.is_true(echoes(tunnels[n], "still here " .. n)) end
+      assert.truthy(wait_log("CONNECT " .. target .. " -> 200 (closed: its scripts were replaced "
+        .. "by later reloads)"), proxy.log())
+      for _, s in ipairs(tunnels) do s:close() end
+    end)
+  end)
+
   describe("--check and loading", function()
     -- Runs `luaproxy --check FILE...`; returns exit status, stdout, stderr.
     local function check(...)
