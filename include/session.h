@@ -148,6 +148,7 @@ struct exchange {
     bool parent_connected; /* the parent opened a tunnel for TLS to the origin */
     /* Response. */
     enum response_state res_state;
+    ev_tstamp res_head_started; /* first byte of the response head now being read */
     int interim_count;     /* 1xx responses relayed so far */
     int status;            /* what the client gets (a script may change it) */
     int upstream_status;   /* what the upstream answered */

@@ -497,9 +497,27 @@ static ev_tstamp deadline(const struct session *s)
         return s->x.connect_started + cfg->connect_timeout;
     case SESSION_DRAINING:
         return s->drain_started + DRAIN_TIME;
+    case SESSION_EXCHANGE:
+        /* A response head that has begun must be whole within the timeout
+         * of its first byte, as a request head within --header-timeout: a
+         * byte now and then would hold the exchange for ever. */
+        if (s->x.res_state == RESPONSE_WAIT_HEAD && buffer_length(&s->upstream.in) > 0)
+            return s->x.res_head_started + cfg->idle_timeout;
+        return s->last_activity + cfg->idle_timeout;
     default:
         return s->last_activity + cfg->idle_timeout;
     }
+}
+
+/* Whether an exchange that timed out waiting for its response was waiting
+ * on its client: the request body is not all in, and nothing the client
+ * sent waits to go up (a hook, the parent's tunnel, the upstream's
+ * reading). The upstream may well be waiting for that body itself. */
+static int client_stalled_in_body(const struct session *s)
+{
+    const struct exchange *x = &s->x;
+    return !x->req_body_done && !x->hook.pending && !x->parent_tunnel &&
+           buffer_length(&s->upstream.out) == 0;
 }
 
 static void arm_timer(struct session *s)
@@ -559,12 +577,15 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         session_fail(s, 504, "connecting to the upstream timed out");
         break;
     case SESSION_EXCHANGE:
-        if (s->x.res_state == RESPONSE_WAIT_HEAD)
+        if (s->x.res_state == RESPONSE_WAIT_HEAD && client_stalled_in_body(s)) {
+            exchange_no_keep(&s->x, "the request body was not all read");
+            session_fail(s, 408, "the client stopped sending its request body");
+        } else if (s->x.res_state == RESPONSE_WAIT_HEAD) {
             stats_add(STAT_UPSTREAM_TIMEOUTS, 1);
-        if (s->x.res_state == RESPONSE_WAIT_HEAD)
             session_fail(s, 504, "the upstream did not respond in time");
-        else
+        } else {
             session_step(s, exchange_response_stalled(s));
+        }
         break;
     case SESSION_TUNNEL:
         s->x.error = "the tunnel was idle too long";
@@ -807,9 +828,12 @@ static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents)
         /* A large body: read, relay and write a few times per wakeup
          * rather than once per trip through the event loop. */
         for (int round = 0; round < IO_ROUNDS; round++) {
+            size_t had = buffer_length(&s->upstream.in);
             if (session_read(&s->upstream, session_upstream_read_limit(s)) != ENDPOINT_PROGRESS)
                 break;
             s->last_activity = ev_now(loop);
+            if (had == 0 && s->x.res_state == RESPONSE_WAIT_HEAD)
+                s->x.res_head_started = s->last_activity; /* see deadline */
             session_advance(s);
             /* Not relaying on this socket any more (a pipelined request
              * may already be connecting on a new one, whose refusal a

@@ -194,6 +194,60 @@ describe("upstream errors", function()
     assert_healthy()
   end)
 
+  -- A raw upstream on an ephemeral port; the test reads the request and
+  -- writes the answer itself. Returns the listening socket and its target.
+  local function raw_upstream()
+    local server = assert(socket.bind("127.0.0.1", 0))
+    server:settimeout(5)
+    cleanups[#cleanups + 1] = function() server:close() end
+    local _, port = server:getsockname()
+    return server, "127.0.0.1:" .. port
+  end
+
+  -- --header-timeout bounds a request head from its first byte; a response
+  -- head is bounded the same way by --idle-timeout (1 s here), or a server
+  -- sending a byte now and then would hold the exchange for ever.
+  it("answers 504 when a response head trickles in past --idle-timeout from its start", function()
+    local server, target = raw_upstream()
+    local s = assert(h.connect(proxy.port))
+    cleanups[#cleanups + 1] = function() s:close() end
+    assert(h.send(s, h.request("GET", "http://" .. target .. "/", { "Host: " .. target })))
+    local up = assert(server:accept())
+    cleanups[#cleanups + 1] = function() up:close() end
+    up:settimeout(5)
+    repeat local line = assert(up:receive("*l")) until line == ""
+    assert(up:send("HTTP/1.1 200 OK\r\nX-Slow: "))
+    -- One byte of the head every 0.25 s, for up to 10 s: the client's
+    -- answer comes back meanwhile, or never (the head never ends).
+    s:settimeout(0.25)
+    local got = ""
+    for _ = 1, 40 do
+      local data, _, partial = s:receive(4096)
+      got = got .. (data or partial or "")
+      if got:find("\r\n\r\n", 1, true) then break end
+      up:send("x")
+    end
+    assert.truthy(got:find("^HTTP/1%.1 504 "), got)
+    assert.truthy(got:find("did not respond in time", 1, true), got)
+    assert_healthy()
+  end)
+
+  -- The client, not the upstream, stopped: 408, and no upstream timeout.
+  it("answers 408 when the client stops sending its request body", function()
+    local server, target = raw_upstream()
+    local s = assert(h.connect(proxy.port))
+    cleanups[#cleanups + 1] = function() s:close() end
+    assert(h.send(s, "POST http://" .. target .. "/ HTTP/1.1\r\nHost: " .. target
+      .. "\r\nContent-Length: 10\r\n\r\nabc"))
+    local up = assert(server:accept())
+    cleanups[#cleanups + 1] = function() up:close() end
+    local resp = assert(h.read_response(s, { timeout = 8 }))
+    assert.are.equal(408, resp.status, resp.raw_head)
+    assert.truthy(resp.body:find("stopped sending its request body", 1, true), resp.body)
+    assert.are.equal("close", resp.headers["connection"], resp.raw_head)
+    assert_healthy()
+  end)
+
   it("answers 504 when the upstream connect times out", function()
     -- A listener whose accept queue is full and never drained: the kernel
     -- drops further SYNs, so a connect to it hangs until the proxy's
