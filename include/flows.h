@@ -11,6 +11,12 @@
  * sink: the store itself with one process, or a channel to the process
  * that serves the admin interface with several workers.
  *
+ * The bodies (and WebSocket messages) that captures still in flight keep
+ * are capped, all workers together, at --flows-memory: past that a body is
+ * kept no further and its flow says it was cut short, as past
+ * --flow-body-max. What is kept stays in flight only until the exchange
+ * ends; then it is the store's (and --flows-memory's) again.
+ *
  * Every call accepts a NULL flow and does nothing, so capture off
  * (--flows 0, or no --admin) costs one pointer test per call site.
  * Capture never changes what is relayed: it only copies bytes aside.

@@ -12,6 +12,7 @@
 #ifndef LUAPROXY_STATS_H
 #define LUAPROXY_STATS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -40,6 +41,7 @@ enum stats_counter {
     STAT_AUTH_FAILURES,
     STAT_AUTH_CHECKS,            /* passwords verified by the pool (not cached) */
     STAT_AUTH_PENDING,           /* gauge: checks waiting or running */
+    STAT_FLOW_CAPTURE_BYTES,     /* gauge: body bytes held by flow captures in flight */
     STAT_REQUESTS, /* STATS_METHOD_COUNT x STATS_STATUS_CLASSES follow */
     STAT_HOOK_CALLS = STAT_REQUESTS + STATS_METHOD_COUNT * STATS_STATUS_CLASSES,
     STAT_HOOK_ERRORS = STAT_HOOK_CALLS + STATS_HOOK_PHASES,
@@ -65,6 +67,15 @@ void stats_add(enum stats_counter c, int64_t n);
 void stats_request(const char *method, size_t method_len, int status);
 /* One hook call of <phase> that took <seconds>; <failed>, <timed_out>. */
 void stats_hook_call(int phase, double seconds, int failed, int timed_out);
+
+/* The bytes that flow captures in flight hold, all workers together, are
+ * capped: takes up to <want> more for this worker, as many as keep the
+ * total within <max>, and returns how many it took. Also counted in this
+ * worker's STAT_FLOW_CAPTURE_BYTES. Exact across workers (one shared
+ * total, compare-and-swap), and cheap enough for once per kept piece. */
+size_t stats_capture_take(size_t want, size_t max);
+/* Gives back <n> bytes taken with stats_capture_take. */
+void stats_capture_give(size_t n);
 
 /* Readers: the sum over all rows. */
 int64_t stats_total(enum stats_counter c);

@@ -21,6 +21,7 @@
 #include "buffer.h"
 #include "config.h"
 #include "http_parse.h"
+#include "stats.h"
 
 /* Unique parts (heads, client, error): the last recording wins. */
 #define UNIQUE_PARTS (FLOW_PART_URL + 1)
@@ -46,6 +47,8 @@ struct flow_tap {
 struct flow_body {
     struct buffer kept;
     uint64_t seen;
+    int cut; /* the captures' budget ran out: nothing more is kept, so
+              * what is kept stays the body's first bytes, without a gap */
 };
 
 /* One direction of a WebSocket connection being parsed. */
@@ -83,10 +86,12 @@ struct flow {
     int ws_checked, ws;
     size_t ws_kept;
     struct ws_parser wsp[2];
+    size_t held; /* bytes taken from the captures' budget (stats_capture_take) */
 };
 
 struct flows {
-    size_t body_max; /* copied: a reload may free the config */
+    size_t body_max;    /* copied: a reload may free the config */
+    size_t capture_max; /* bytes all captures in flight may hold: --flows-memory */
     flows_sink *sink;
     void *sink_arg;
     /* channel (workers) */
@@ -112,6 +117,10 @@ struct flows *flows_new(const struct config *cfg, flows_sink *sink, void *sink_a
     if (!f)
         return NULL;
     f->body_max = cfg->flow_body_max;
+    /* Flows in flight are the store's flows to come: together they may
+     * hold as much as the store, and no more, since past that what they
+     * kept would push one another out of the store as they end. */
+    f->capture_max = cfg->flows_memory;
     f->sink = sink;
     f->sink_arg = sink_arg;
     f->fd = -1;
@@ -372,13 +381,39 @@ void flows_record_log(struct flow *fl, const char *script, const char *line, siz
 
 enum { BODY_REQ, BODY_REQ_IN, BODY_RES_IN, BODY_RES };
 
+/* Takes up to <want> bytes of the captures' budget for <fl>: how many. */
+static size_t take(struct flow *fl, size_t want)
+{
+    size_t got = want > 0 ? stats_capture_take(want, fl->f->capture_max) : 0;
+    fl->held += got;
+    return got;
+}
+
+static void give(struct flow *fl, size_t n)
+{
+    stats_capture_give(n);
+    fl->held -= n;
+}
+
+/* Counts <len> more bytes of a body and keeps what both budgets allow:
+ * the body's own (--flow-body-max) and what all captures in flight may
+ * hold (one compare-and-swap per piece). A body cut short by the second
+ * keeps nothing more, even once other flows have ended and made room. */
 static void keep(struct flow *fl, int which, const char *data, size_t len)
 {
     struct flow_body *b = &fl->body[which];
-    size_t max = fl->f->body_max, have = buffer_length(&b->kept);
+    size_t max = fl->f->body_max, have = buffer_length(&b->kept), want, got;
     b->seen += len;
-    if (have < max)
-        buffer_append(&b->kept, data, len < max - have ? len : max - have);
+    if (b->cut || have >= max || len == 0)
+        return;
+    want = len < max - have ? len : max - have;
+    got = take(fl, want);
+    if (got > 0 && buffer_append(&b->kept, data, got) != 0) {
+        give(fl, got);
+        got = 0;
+    }
+    if (got < want)
+        b->cut = 1;
 }
 
 void flows_record_body(struct flow *fl, int response, int as_received, const char *data,
@@ -451,7 +486,7 @@ int flows_wants_body(struct flow *fl, int response)
     if (!fl)
         return 0;
     const struct flow_body *b = &fl->body[response ? BODY_RES : BODY_REQ];
-    if (b->seen < fl->f->body_max)
+    if (b->seen < fl->f->body_max && !b->cut)
         return 1;
     fl->skipped[response ? DIR_RES : DIR_REQ] = 1; /* what comes now is not kept */
     return 0;
@@ -472,12 +507,20 @@ static void ws_emit(struct flow *fl, int to_upstream, uint8_t opcode, uint64_t l
     add_item(fl, FLOW_PART_WS, &wh, sizeof wh, buffer_peek(payload), buffer_length(payload));
 }
 
-/* Keeps payload bytes of the current frame within the flow's budget. */
+/* Keeps payload bytes of the current frame within the flow's budget, and
+ * the captures' budget: once that refuses, the flow keeps no more (as if
+ * its own budget were spent, so the relay may splice). */
 static void ws_keep(struct flow *fl, struct ws_parser *p, struct buffer *into,
                     const unsigned char *data, size_t n)
 {
-    size_t max = fl->f->body_max;
-    for (size_t i = 0; i < n && fl->ws_kept < max; i++, fl->ws_kept++) {
+    size_t max = fl->f->body_max, want, got;
+    if (fl->ws_kept >= max || n == 0)
+        return;
+    want = n < max - fl->ws_kept ? n : max - fl->ws_kept;
+    got = take(fl, want);
+    if (got < want)
+        fl->ws_kept = max - got; /* after these, the budget is spent */
+    for (size_t i = 0; i < got; i++, fl->ws_kept++) {
         unsigned char ch = data[i];
         if (p->masked)
             ch ^= p->mask[(p->offset + i) & 3];
@@ -621,10 +664,14 @@ static void put_part(struct buffer *out, enum flow_part part, const char *data, 
     buffer_append(out, data, len);
 }
 
+/* Whether a body as received and as sent are the same as far as both were
+ * kept: the captures' budget may have cut one shorter than the other. */
 static int same_body(const struct flow_body *a, const struct flow_body *b)
 {
-    return a->seen == b->seen && buffer_length(&a->kept) == buffer_length(&b->kept) &&
-           memcmp(buffer_peek(&a->kept), buffer_peek(&b->kept), buffer_length(&a->kept)) == 0;
+    size_t la = buffer_length(&a->kept), lb = buffer_length(&b->kept);
+    if (a->seen != b->seen || (la != lb && !a->cut && !b->cut))
+        return 0;
+    return memcmp(buffer_peek(&a->kept), buffer_peek(&b->kept), la < lb ? la : lb) == 0;
 }
 
 void flows_record_end(struct flow *fl, int status, uint64_t req_bytes, uint64_t res_bytes,
@@ -697,6 +744,7 @@ void flows_record_end(struct flow *fl, int status, uint64_t req_bytes, uint64_t 
         buffer_free(&fl->unique[p]);
     for (int b = 0; b < 4; b++)
         buffer_free(&fl->body[b].kept);
+    give(fl, fl->held);
     for (int i = 0; i < 2; i++) {
         buffer_free(&fl->wsp[i].msg);
         buffer_free(&fl->wsp[i].ctl);

@@ -28,6 +28,7 @@
 #include "flows_view.h"
 #include "json_out.h"
 #include "log.h"
+#include "stats.h"
 #include "tls.h"
 #include "url.h"
 
@@ -86,11 +87,15 @@ static void on_store(struct admin_conn *c, const struct admin_request *r, void *
     struct buffer b;
     (void)r;
     buffer_init(&b);
+    /* Flows still in flight are the workers' (summed in the shared
+     * counters); they may hold as much again as the store (flows.h). */
+    int64_t in_flight = stats_total(STAT_FLOW_CAPTURE_BYTES);
     buffer_printf(&b, "{\"flows\":%zu,\"bytes\":%zu,\"max_flows\":%zu,\"max_bytes\":%zu,"
-                      "\"dropped\":%llu}\n",
+                      "\"dropped\":%llu,\"in_flight_bytes\":%lld,\"in_flight_max_bytes\":%zu}\n",
                   flows_store_count(api->store), flows_store_bytes(api->store),
                   flows_store_max_count(api->store), flows_store_max_bytes(api->store),
-                  (unsigned long long)flows_store_dropped(api->store));
+                  (unsigned long long)flows_store_dropped(api->store),
+                  (long long)(in_flight > 0 ? in_flight : 0), flows_store_max_bytes(api->store));
     admin_reply_buffer(c, 200, "application/json", &b);
 }
 

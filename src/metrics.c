@@ -80,6 +80,9 @@ static void render_prometheus(struct buffer *b)
            "Passwords verified (the rest were answered from the cache).", STAT_AUTH_CHECKS);
     single(b, "luaproxy_auth_pending", "gauge",
            "Proxy credential checks waiting for the pool or running.", STAT_AUTH_PENDING);
+    single(b, "luaproxy_flow_capture_bytes", "gauge",
+           "Body bytes kept by flow captures still in flight (at most --flows-memory).",
+           STAT_FLOW_CAPTURE_BYTES);
 
     family(b, "luaproxy_hook_calls_total", "counter", "Script hook calls, by hook.");
     for (int p = 0; p < STATS_HOOK_PHASES; p++)

@@ -24,12 +24,19 @@ struct row {
 struct shared {
     double start_time;
     int rows;
+    /* What flow captures in flight hold, all rows together: the figure
+     * stats_capture_take checks against its cap. Each row's share is also
+     * in its STAT_FLOW_CAPTURE_BYTES, so a dead worker's can be taken out
+     * again (stats_set_row). */
+    int64_t capture_total;
     struct row row[];
 };
 
 static struct shared *shared;
 static size_t shared_size;
 static struct row *mine;
+/* Before stats_init (the unit tests): the total is this process's own. */
+static int64_t local_capture_total;
 
 int stats_init(int rows)
 {
@@ -60,6 +67,13 @@ void stats_set_row(int row, pid_t pid)
         return;
     mine = &shared->row[row];
     __atomic_store_n(&mine->pid, (int64_t)pid, __ATOMIC_RELAXED);
+    /* A worker that died held its captures until the end: they are gone
+     * with it, and so is their share of the cap. (Killed between its two
+     * updates, it leaves at most one piece counted.) */
+    int64_t held = __atomic_exchange_n(&mine->counters[STAT_FLOW_CAPTURE_BYTES], 0,
+                                       __ATOMIC_RELAXED);
+    if (held != 0)
+        __atomic_sub_fetch(&shared->capture_total, held, __ATOMIC_RELAXED);
     __atomic_store_n(&mine->counters[STAT_CONNECTIONS_OPEN], 0, __ATOMIC_RELAXED);
     __atomic_store_n(&mine->counters[STAT_TUNNELS_OPEN], 0, __ATOMIC_RELAXED);
     __atomic_store_n(&mine->counters[STAT_AUTH_PENDING], 0, __ATOMIC_RELAXED);
@@ -76,6 +90,33 @@ void stats_add(enum stats_counter c, int64_t n)
         int64_t *counter = &mine->counters[c];
         __atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
     }
+}
+
+size_t stats_capture_take(size_t want, size_t max)
+{
+    int64_t *total = shared ? &shared->capture_total : &local_capture_total;
+    int64_t now = __atomic_load_n(total, __ATOMIC_RELAXED), got;
+
+    /* Workers take from the same total at once: a compare-and-swap makes
+     * sure no two of them take the last room twice. */
+    do {
+        int64_t room = (int64_t)max - now;
+        if (room <= 0)
+            return 0;
+        got = (int64_t)want < room ? (int64_t)want : room;
+    } while (!__atomic_compare_exchange_n(total, &now, now + got, 1, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    stats_add(STAT_FLOW_CAPTURE_BYTES, got);
+    return (size_t)got;
+}
+
+void stats_capture_give(size_t n)
+{
+    int64_t *total = shared ? &shared->capture_total : &local_capture_total;
+    if (n == 0)
+        return;
+    stats_add(STAT_FLOW_CAPTURE_BYTES, -(int64_t)n);
+    __atomic_sub_fetch(total, (int64_t)n, __ATOMIC_RELAXED);
 }
 
 /* Methods are case-sensitive (RFC 9110 9.1). Every exchange is counted:

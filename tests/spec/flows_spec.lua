@@ -8,6 +8,7 @@ package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
 local each_test = require("support.each_test")
 local a = require("support.admin")
+local raw_origin = require("support.raw_origin")
 local json = a.json
 
 local SCHEMA = "tests/spec/fixtures/har-1.2.schema.json"
@@ -209,6 +210,95 @@ describe("flows", function()
     assert.equals(#list, store.flows)
     assert.equals(1048576, store.max_bytes)
     assert.is_true(store.bytes <= 1048576 and store.bytes > 3 * 200000, "bytes " .. store.bytes)
+  end)
+
+  -- Captures still in flight keep bodies too, outside the store: all of
+  -- them together may keep --flows-memory, and a body past that is cut
+  -- short as one past --flow-body-max is, while the relay goes on as
+  -- before. Four responses stall with 300000 of their 400000 bytes sent,
+  -- in a 1 MiB budget: the first three keep all they got, the fourth the
+  -- 148576 bytes left. Two workers: the budget is the proxy's, not each
+  -- worker's, so where the kernel puts each connection does not matter.
+  it("caps what captures in flight hold at --flows-memory, and says which bodies were cut short", function()
+    local raw = raw_origin.new()
+    finally(function() raw.close() end)
+    local proxy, adm = start({ "--flows-memory", "1", "--workers", "2" })
+    local size, first = 400000, 300000
+    local budget = 1024 * 1024
+    local x = {}
+    -- The origin sends <bytes> a piece at a time, each read by the client
+    -- before the next goes, so no socket buffer has to hold them.
+    local function relay(e, bytes)
+      for i = 1, #bytes, 65536 do
+        local piece = bytes:sub(i, i + 65535)
+        assert(e.conn.send(piece))
+        local got, err = h.recv_exact(e.client, #piece)
+        assert.equals(#piece, #got, err)
+        e.got[#e.got + 1] = got
+      end
+    end
+    local function detail(i)
+      local f = wait_flows(adm, 1, "~u /cap" .. i .. "$")
+      assert.is_not_nil(f, "flow " .. i .. " arrived")
+      return a.get_json(adm, "/api/flows/" .. a.id(f[1].id)), f[1].id
+    end
+    for i = 1, 4 do
+      local e = { body = h.pattern(size, i), got = {} }
+      e.client = assert(h.connect(proxy.port))
+      h.send(e.client, h.request("GET", "http://" .. raw.authority .. "/cap" .. i,
+        { "Host: " .. raw.authority }))
+      e.conn = raw.next_request()
+      assert.is_not_nil(e.conn, "request " .. i .. " reached the origin")
+      assert(e.conn.send("HTTP/1.1 200 OK\r\nContent-Length: " .. size .. "\r\n\r\n"))
+      local head = ""
+      repeat
+        local data, err = h.recv_some(e.client)
+        assert.is_true(#data > 0, "no head: " .. tostring(err))
+        head = head .. data
+      until head:find("\r\n\r\n", 1, true)
+      assert.matches("^HTTP/1.1 200", head)
+      relay(e, e.body:sub(1, first))
+      x[i] = e
+    end
+    -- All four stall in the middle of their bodies.
+    local store = a.get_json(adm, "/api/store")
+    assert.equals(budget, store.in_flight_max_bytes)
+    assert.equals(budget, store.in_flight_bytes)
+    assert.equals(budget, (a.call(adm, "/metrics").body:match(
+      "\nluaproxy_flow_capture_bytes (%d+)") or 0) + 0)
+
+    -- The first ends: its last 100000 bytes found no room.
+    relay(x[1], x[1].body:sub(first + 1))
+    local d, id = detail(1)
+    assert.is_true(d.response.body.truncated)
+    assert.equals(size, d.response.body.size)
+    assert.equals(first, d.response.body.kept)
+    assert.equals(x[1].body:sub(1, first),
+      a.call(adm, "/api/flows/" .. a.id(id) .. "/response/body").body)
+    assert.equals(budget - first, a.get_json(adm, "/api/store").in_flight_bytes)
+    -- The fourth was cut short before: the room the first left does not
+    -- make it keep bytes after a gap.
+    relay(x[4], x[4].body:sub(first + 1))
+    d, id = detail(4)
+    assert.is_true(d.response.body.truncated)
+    assert.equals(size, d.response.body.size)
+    assert.equals(budget - 3 * first, d.response.body.kept)
+    assert.equals(x[4].body:sub(1, budget - 3 * first),
+      a.call(adm, "/api/flows/" .. a.id(id) .. "/response/body").body)
+    -- The other two find room again, and keep all.
+    for i = 2, 3 do
+      relay(x[i], x[i].body:sub(first + 1))
+      d, id = detail(i)
+      assert.is_false(d.response.body.truncated)
+      assert.equals(size, d.response.body.kept)
+      assert.equals(x[i].body, a.call(adm, "/api/flows/" .. a.id(id) .. "/response/body").body)
+    end
+    -- Relaying never noticed.
+    for i = 1, 4 do
+      assert.equals(x[i].body, table.concat(x[i].got), "response " .. i .. " as sent")
+      x[i].client:close()
+    end
+    assert.equals(0, a.get_json(adm, "/api/store").in_flight_bytes)
   end)
 
   it("costs nothing and serves no flows with --flows 0", function()
