@@ -6,7 +6,9 @@
  * more than its count or its bytes, dropping the oldest; and a malformed
  * record (as a broken channel could deliver) is refused, never trusted.
  * A cursor walks the flows stored when it began, skipping those dropped
- * while it waited and leaving out those added, both ways.
+ * while it waited and leaving out those added, both ways. Captures in
+ * flight keep no more than --flows-memory together, and a body cut short
+ * for that keeps nothing more, even once there is room again.
  */
 #include <stdlib.h>
 
@@ -15,6 +17,7 @@
 #include "flows.h"
 #include "flows_store.h"
 #include "flows_view.h"
+#include "stats.h"
 #include "tap.h"
 
 static struct buffer last; /* the last record the sink got */
@@ -214,6 +217,44 @@ int main(void)
         flows_store_cursor_last(small, &back);
         ok(flows_store_cursor_next(small, &cur) == NULL && flows_store_cursor_prev(small, &back) == NULL,
            "an empty store: nothing either way");
+    }
+
+    /* captures in flight: 150 bytes for all of them, 100 per body */
+    {
+        struct buffer out;
+        body_filter *fa = NULL, *fb = NULL;
+        void *aa = NULL, *ab = NULL;
+        char body[100];
+        static struct flow_info fi;
+        stats_init(1);
+        cfg.flows_memory = 150;
+        struct flows *g = flows_new(&cfg, keep_last, NULL);
+        memset(body, 'c', sizeof body);
+        buffer_init(&out);
+        struct flow *a = flows_record_begin(g, 20, 1000, "127.0.0.1", 1, REQ, sizeof REQ - 1);
+        struct flow *b = flows_record_begin(g, 21, 1000, "127.0.0.1", 2, REQ, sizeof REQ - 1);
+        flows_tap(a, 1, &fa, &aa);
+        flows_tap(b, 1, &fb, &ab);
+        fa(aa, body, 100, 1, &out, HTTP_BODY_LENGTH);
+        fb(ab, body, 30, 0, &out, HTTP_BODY_LENGTH);
+        is_int(stats_total(STAT_FLOW_CAPTURE_BYTES), 130, "in flight: what both keep");
+        fb(ab, body, 30, 0, &out, HTTP_BODY_LENGTH);
+        is_int(stats_total(STAT_FLOW_CAPTURE_BYTES), 150, "in flight: no more than the cap");
+        ok(!flows_wants_body(b, 1), "a body cut short wants no more (the relay may splice)");
+        is_int(buffer_length(&out), 160, "the tap still passes every byte on");
+        flows_record_end(a, 200, 0, 100, NULL, 1001);
+        is_int(stats_total(STAT_FLOW_CAPTURE_BYTES), 50, "an ended flow's bytes are the store's");
+        fb(ab, body, 40, 1, &out, HTTP_BODY_LENGTH);
+        is_int(stats_total(STAT_FLOW_CAPTURE_BYTES), 50, "room again, and still nothing kept");
+        flows_record_end(b, 200, 0, 100, NULL, 1001);
+        flow_info_load(&fi, buffer_peek(&last));
+        is_int(fi.res_body_len, 50, "the cut body: its first bytes");
+        ok(fi.h.flags & FLOW_F_RES_TRUNCATED, "the cut body: marked truncated");
+        is_int(fi.h.res_body_seen, 100, "the cut body: every byte counted");
+        is_int(stats_total(STAT_FLOW_CAPTURE_BYTES), 0, "nothing in flight, nothing held");
+        buffer_free(&out);
+        flows_free(g);
+        stats_free();
     }
 
     flows_store_free(st);
