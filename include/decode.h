@@ -50,6 +50,11 @@ const char *decode_coding_name(enum decode_coding coding);
  * more than <max_output> bytes in total. NULL when out of memory. */
 struct decoder *decoder_new(enum decode_coding coding, uint64_t max_output);
 void decoder_free(struct decoder *d);
+/* zstd only (a no-op for the others): refuses, as corrupt, a frame whose
+ * window (the history the decoder must keep, so its memory) is over 2^<log>
+ * bytes, instead of the library's 2^27. RFC 9659 caps the window of the
+ * "zstd" content coding at 8 MB (log 23); brotli's is 16 MiB at most. */
+void decoder_limit_window(struct decoder *d, int log);
 
 /* Decodes <len> bytes of <in> and appends the result to <out>. <eof> says
  * the encoded body ends with this piece: a stream that is not complete by

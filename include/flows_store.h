@@ -74,6 +74,10 @@ const struct stored_flow *flows_store_cursor_next(const struct flows_store *st,
 const struct stored_flow *flows_store_cursor_prev(const struct flows_store *st,
                                                   struct flows_store_cursor *cur);
 const struct stored_flow *flows_store_find(const struct flows_store *st, uint64_t id);
+/* Whether the flow numbered <seq> is still stored, so that a pointer to it
+ * taken earlier may still be followed (the cursors' reasoning, for one
+ * flow: an answer that reads a flow's body a part at a time). */
+int flows_store_holds(const struct flows_store *st, uint64_t seq);
 size_t flows_store_count(const struct flows_store *st);
 size_t flows_store_bytes(const struct flows_store *st);
 uint64_t flows_store_dropped(const struct flows_store *st);

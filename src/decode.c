@@ -136,6 +136,12 @@ void decoder_free(struct decoder *d)
     free(d);
 }
 
+void decoder_limit_window(struct decoder *d, int log)
+{
+    if (d->zstd)
+        ZSTD_DCtx_setParameter(d->zstd, ZSTD_d_windowLogMax, log);
+}
+
 /* Whether the output so far is more than the caps allow. */
 static int over_caps(const struct decoder *d)
 {

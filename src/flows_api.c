@@ -1,12 +1,14 @@
 /*
  * flows_api.c - the flow viewer's routes on the admin listener (see
- * flows_api.h): one flow, bodies, the event stream, replay, the store's
- * size, clearing, and the page itself.
+ * flows_api.h): one flow, bodies (decoded ones streamed a part at a
+ * time), the event stream, replay, the store's size, clearing, and the
+ * page itself.
  *
- * What it owns: the routes, the replays in flight. What it doesn't: the
- * HTTP server (admin.c), the list and the HAR export over the whole store
- * (flows_export.c), keeping flows (flows_store.c), their JSON and HAR
- * shapes (flows_view.c), the filter language (flow_filter.c).
+ * What it owns: the routes, the replays and decoded answers in flight.
+ * What it doesn't: the HTTP server (admin.c), the list and the HAR export
+ * over the whole store (flows_export.c), keeping flows (flows_store.c),
+ * their JSON and HAR shapes (flows_view.c), the filter language
+ * (flow_filter.c), undoing codings (body_decode.c).
  */
 #include "flows_api.h"
 
@@ -117,10 +119,113 @@ static void body_coding(const struct flow_info *fi, int response, int received,
     flows_head_field(fi->part[head], fi->len[head], response, "Content-Encoding", coding, len);
 }
 
-static void send_body(struct admin_conn *c, const struct admin_request *r,
-                      const struct flow_info *fi, int response)
+/* ---- decoded bodies ----------------------------------------------------
+ *
+ * A kept body of up to 8 MiB may decode to a hundred times that. So its
+ * decoded answer is made a part at a time as the client reads (see
+ * admin_stream_start), from the stored record itself: an answer holds its
+ * decoders' state and about a part, whatever the body's size, and one part
+ * is a bounded piece of work on the loop, which with --workers 1 is the
+ * proxy's own. A body that decodes within the first part is answered
+ * whole, with its length, as before; an error found there is a 422.
+ */
+
+/* Decoded answers being streamed at once, at most. Each may hold up to a
+ * decoder window (16 MiB for br, 8 MiB for zstd) besides its part: more
+ * wait, with a 503. Counted in a static rather than in the API because a
+ * stream may be freed after the API is (the admin goes last); the loop is
+ * single-threaded. */
+#define DECODED_STREAMS_MAX 8
+static int decoded_streams;
+
+struct decoded {
+    struct flows_store *store;
+    const struct stored_flow *sf; /* followed only while <seq> is stored */
+    uint64_t seq;
+    size_t at, len; /* the body: <len> bytes at sf->rec + <at> */
+    struct body_decoder *bd;
+};
+
+static enum admin_stream_result decoded_produce(void *arg, struct buffer *out, size_t want)
 {
-    char flag[8], as[16], err[160];
+    struct decoded *d = arg;
+    char err[160];
+
+    /* Dropped meanwhile (the store was full, or cleared): the rest cannot
+     * be made, and the client sees an incomplete answer. */
+    if (!flows_store_holds(d->store, d->seq))
+        return ADMIN_STREAM_FAILED;
+    switch (body_decoder_run(d->bd, d->sf->rec + d->at, d->len, out, want, err, sizeof err)) {
+    case BODY_DECODE_MORE:
+        return ADMIN_STREAM_MORE;
+    case BODY_DECODE_DONE:
+        return ADMIN_STREAM_DONE;
+    case BODY_DECODE_FAILED:
+        break;
+    }
+    return ADMIN_STREAM_FAILED;
+}
+
+static void decoded_free(void *arg)
+{
+    struct decoded *d = arg;
+    body_decoder_free(d->bd);
+    free(d);
+    decoded_streams--;
+}
+
+static const struct admin_stream_ops decoded_ops = {decoded_produce, decoded_free};
+
+/* Answers with <data> (<len> bytes of the record of <sf>) decoded from
+ * <coding>. */
+static void send_decoded(struct admin_conn *c, struct flows_store *st,
+                         const struct stored_flow *sf, const char *data, size_t len,
+                         const char *coding, size_t coding_len)
+{
+    char err[160];
+    struct buffer first;
+    struct decoded *d;
+    struct body_decoder *bd = body_decoder_new(coding, coding_len, len, err, sizeof err);
+    enum body_decode_result r;
+
+    if (!bd) {
+        admin_reply_error(c, 422, err);
+        return;
+    }
+    buffer_init(&first);
+    r = body_decoder_run(bd, data, len, &first, ADMIN_STREAM_PART, err, sizeof err);
+    if (r != BODY_DECODE_MORE) {
+        body_decoder_free(bd);
+        if (r == BODY_DECODE_DONE) {
+            admin_reply_buffer(c, 200, "application/octet-stream", &first);
+        } else {
+            buffer_free(&first);
+            admin_reply_error(c, 422, err);
+        }
+        return;
+    }
+    d = decoded_streams < DECODED_STREAMS_MAX ? calloc(1, sizeof *d) : NULL;
+    if (!d) {
+        body_decoder_free(bd);
+        buffer_free(&first);
+        admin_reply_header(c, "Retry-After: 1");
+        admin_reply_error(c, 503, "too many decoded bodies are being sent; try again shortly");
+        return;
+    }
+    d->store = st;
+    d->sf = sf;
+    d->seq = sf->seq;
+    d->at = (size_t)(data - sf->rec); /* len > 0 here: the body is in the record */
+    d->len = len;
+    d->bd = bd;
+    decoded_streams++;
+    admin_stream_start(c, 200, "application/octet-stream", &first, &decoded_ops, d);
+}
+
+static void send_body(struct admin_conn *c, const struct admin_request *r, struct flows_store *st,
+                      const struct stored_flow *sf, const struct flow_info *fi, int response)
+{
+    char flag[8], as[16];
     int received = admin_query(r, "as", as, sizeof as) >= 0 && strcmp(as, "received") == 0;
     int decoded = admin_query(r, "decoded", flag, sizeof flag) >= 0 && strcmp(flag, "0") != 0;
     const char *data, *coding;
@@ -149,14 +254,7 @@ static void send_body(struct admin_conn *c, const struct admin_request *r,
         admin_reply(c, 200, "application/octet-stream", data, len);
         return;
     }
-    struct buffer out;
-    buffer_init(&out);
-    if (body_decode(coding, coding_len, data, len, &out, err, sizeof err) != 0) {
-        buffer_free(&out);
-        admin_reply_error(c, 422, err);
-        return;
-    }
-    admin_reply_buffer(c, 200, "application/octet-stream", &out);
+    send_decoded(c, st, sf, data, len, coding, coding_len);
 }
 
 /* ---- replay ------------------------------------------------------------ */
@@ -493,9 +591,9 @@ static void on_flow(struct admin_conn *c, const struct admin_request *r, void *a
         buffer_append(&b, "\n", 1);
         admin_reply_buffer(c, 200, "application/json", &b);
     } else if (IS("/request/body")) {
-        send_body(c, r, &info, 0);
+        send_body(c, r, api->store, sf, &info, 0);
     } else if (IS("/response/body")) {
-        send_body(c, r, &info, 1);
+        send_body(c, r, api->store, sf, &info, 1);
     } else if (IS("/replay")) {
         admin_reply_error(c, 405, "replay is a POST");
     } else {

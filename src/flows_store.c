@@ -202,6 +202,11 @@ const struct stored_flow *flows_store_find(const struct flows_store *st, uint64_
     return NULL;
 }
 
+int flows_store_holds(const struct flows_store *st, uint64_t seq)
+{
+    return st->oldest && seq >= st->oldest->seq && seq < st->next_seq;
+}
+
 size_t flows_store_count(const struct flows_store *st)
 {
     return st->count;

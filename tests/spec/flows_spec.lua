@@ -655,6 +655,84 @@ describe("flows", function()
     assert.equals(200, h.get(proxy.port, origin.url("/hello")).status)
   end)
 
+  -- A gzip body of <lines> lines (500000: about 1.3 MB that decodes to
+  -- about 31 MB), served by the origin and kept whole (with --flow-body-max
+  -- 2 MiB). Returns the plain text, the flow's decoded-body path, and the
+  -- origin URL it came from.
+  local function gzip_flow(proxy, adm, n, lines)
+    local text_file = h.tmpfile("", "decoded.txt")
+    h.sh("seq -f 'line %g of a body the viewer decodes a part at a time' 1 " .. lines .. " > "
+      .. h.shell_quote(text_file) .. " && gzip -k " .. h.shell_quote(text_file))
+    local text = h.read_file(text_file)
+    local url = origin.url("/file?encoding=gzip&type=text/plain&n=" .. n .. "&path="
+      .. a.escape(text_file .. ".gz"))
+    local resp = h.get(proxy.port, url)
+    assert.equals(200, resp.status)
+    assert.equals(h.read_file(text_file .. ".gz"), resp.body)
+    local f = wait_flows(adm, 1, "~u 'n=" .. n .. "&'")
+    assert.is_not_nil(f, "the flow arrived")
+    return text, "/api/flows/" .. a.id(f[1].id) .. "/response/body?decoded=1", url
+  end
+
+  -- ?decoded=1 of a large body, with the admin on the proxy's loop: the
+  -- answer is made as the client reads, not decoded whole and held.
+  it("streams a large decoded body as the client reads, relaying meanwhile", function()
+    local proxy, adm = start({ "--flow-body-max", "2097152" })
+    local text, path = gzip_flow(proxy, adm, 1, 500000)
+    local before = proxy.rss_kb()
+    local s, head, got = start_reading(adm, path, 65536)
+    assert.equals("application/octet-stream", head.headers["content-type"])
+    assert.equals("chunked", head.headers["transfer-encoding"])
+    -- Another client is served while the decoded answer waits...
+    local resp = h.get(proxy.port, origin.url("/hello?during=decoding"))
+    assert.equals(200, resp.status)
+    assert.equals("hello\n", resp.body)
+    -- ...as a part, not as the whole decoded body.
+    local grown = proxy.rss_kb() - before
+    assert.is_true(grown < #text / 1024 / 4,
+      "the proxy grew by " .. grown .. " KiB while the decoded answer waited")
+    local body = finish_reading(s, head, got)
+    assert.equals(#text, #body)
+    assert.is_true(text == body, "the decoded body is the text")
+  end)
+
+  -- Each decoded answer in progress may hold a decoder's window: only so
+  -- many are made at once, and one whose flow is dropped ends unfinished.
+  it("streams at most 8 decoded bodies at once, and ends one whose flow was dropped", function()
+    local proxy, adm = start({ "--flow-body-max", "2097152" })
+    local text, path = gzip_flow(proxy, adm, 1, 500000)
+    local small_text, small_path = gzip_flow(proxy, adm, 2, 1000)
+    local readers = {}
+    for i = 1, 8 do
+      local s, head, got = start_reading(adm, path, 65536)
+      readers[i] = { s = s, head = head, got = got }
+    end
+    local busy = a.call(adm, path)
+    assert.equals(503, busy.status)
+    assert.equals("1", busy.headers["retry-after"])
+    assert.matches("too many decoded bodies", busy.body)
+    -- A body that decodes within one part is no stream, and is served.
+    local small = a.call(adm, small_path)
+    assert.equals(200, small.status)
+    assert.equals(tostring(#small_text), small.headers["content-length"])
+    assert.equals(small_text, small.body)
+    -- Dropped from the store: the answers in progress cannot be finished,
+    -- and end without their last chunk, so no reader takes them for whole.
+    assert.equals(200, a.call(adm, "/api/flows", { method = "DELETE" }).status)
+    local rest, how = h.recv_until_close(readers[1].s, 60)
+    assert.equals("closed", how)
+    assert.is_nil(h.decode_chunked(readers[1].got .. rest))
+    for _, r in ipairs(readers) do r.s:close() end
+    -- Their places free again as they close.
+    local _, path2 = gzip_flow(proxy, adm, 3, 500000)
+    local whole = h.wait_for(function()
+      local resp = a.call(adm, path2, { timeout = 60 })
+      return resp and resp.status == 200 and resp
+    end, 10)
+    assert.is_truthy(whole, "a decoded answer was served again")
+    assert.is_true(text == whole.body, "the decoded body is the text")
+  end)
+
   it("exports the flows stored when the export began, less those dropped before it got there", function()
     local size = 2 * 1024 * 1024
     local proxy, adm = start({ "--flows", "20", "--flow-body-max", tostring(size) })

@@ -170,6 +170,9 @@ int main(void)
         struct flows_store_cursor cur, back;
         const struct stored_flow *sf;
         /* st holds ids 3, 4, 5 (seqs 3, 4, 5) */
+        ok(!flows_store_holds(st, 2) && flows_store_holds(st, 3) && flows_store_holds(st, 5) &&
+               !flows_store_holds(st, 6),
+           "holds: the seqs stored, and no others");
         flows_store_cursor_first(st, &cur);
         flows_store_cursor_last(st, &back);
         sf = flows_store_cursor_next(st, &cur);
@@ -194,6 +197,7 @@ int main(void)
         flows_store_cursor_last(st, &back);
         flows_store_clear(st);
         ok(flows_store_cursor_next(st, &cur) == NULL, "cleared: nothing to walk");
+        ok(!flows_store_holds(st, 7), "cleared: holds nothing");
         for (uint64_t id = 8; id <= 9; id++) {
             record_one(f, id, 10);
             flows_store_add(st, buffer_peek(&last), buffer_length(&last));
