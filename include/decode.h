@@ -25,6 +25,12 @@ enum decode_coding {
     DECODE_UNKNOWN, /* anything else, or several codings stacked */
 };
 
+/* A zstd frame whose window (the history the decoder must keep, so its
+ * memory) is over 2^23 bytes is refused as corrupt, where the library
+ * would allow 2^27: RFC 9659 caps the "zstd" content coding's window at
+ * 8 MB. (gzip's and deflate's is 32 KiB, brotli's 16 MiB at most.) */
+#define DECODE_ZSTD_WINDOW_LOG 23
+
 /* Decoded bytes allowed per encoded byte, once past DECODE_RATIO_FLOOR. */
 #define DECODE_MAX_RATIO 100
 #define DECODE_RATIO_FLOOR (1024 * 1024)
@@ -50,11 +56,6 @@ const char *decode_coding_name(enum decode_coding coding);
  * more than <max_output> bytes in total. NULL when out of memory. */
 struct decoder *decoder_new(enum decode_coding coding, uint64_t max_output);
 void decoder_free(struct decoder *d);
-/* zstd only (a no-op for the others): refuses, as corrupt, a frame whose
- * window (the history the decoder must keep, so its memory) is over 2^<log>
- * bytes, instead of the library's 2^27. RFC 9659 caps the window of the
- * "zstd" content coding at 8 MB (log 23); brotli's is 16 MiB at most. */
-void decoder_limit_window(struct decoder *d, int log);
 
 /* Decodes <len> bytes of <in> and appends the result to <out>. <eof> says
  * the encoded body ends with this piece: a stream that is not complete by

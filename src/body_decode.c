@@ -24,8 +24,6 @@
 #define FEED_MAX (64 * 1024)
 /* What a stage before the last makes ahead for the next one. */
 #define STAGE_PART (64 * 1024)
-/* An answer's zstd window: 8 MiB, as RFC 9659 allows for HTTP. */
-#define ZSTD_WINDOW_LOG 23
 
 struct stage {
     enum decode_coding coding;
@@ -88,7 +86,6 @@ struct body_decoder *body_decoder_new(const char *encoding, size_t enc_len, size
         bd->count = k + 1; /* so a failure frees what was made */
         if (!s->dec)
             goto nomem;
-        decoder_limit_window(s->dec, ZSTD_WINDOW_LOG);
     }
     return bd;
 nomem:

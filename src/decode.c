@@ -109,7 +109,9 @@ struct decoder *decoder_new(enum decode_coding coding, uint64_t max_output)
         break;
     case DECODE_ZSTD:
         d->zstd = ZSTD_createDStream();
-        if (!d->zstd || ZSTD_isError(ZSTD_initDStream(d->zstd))) {
+        if (!d->zstd || ZSTD_isError(ZSTD_initDStream(d->zstd)) ||
+            ZSTD_isError(ZSTD_DCtx_setParameter(d->zstd, ZSTD_d_windowLogMax,
+                                                DECODE_ZSTD_WINDOW_LOG))) {
             ZSTD_freeDStream(d->zstd);
             goto fail;
         }
@@ -134,12 +136,6 @@ void decoder_free(struct decoder *d)
     if (d->zstd)
         ZSTD_freeDStream(d->zstd);
     free(d);
-}
-
-void decoder_limit_window(struct decoder *d, int log)
-{
-    if (d->zstd)
-        ZSTD_DCtx_setParameter(d->zstd, ZSTD_d_windowLogMax, log);
 }
 
 /* Whether the output so far is more than the caps allow. */

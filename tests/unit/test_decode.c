@@ -246,6 +246,36 @@ int main(void)
         free(enc);
     }
     {
+        /* zstd: a frame that needs a 16 MiB window (RFC 9659 allows 8 MB
+         * for HTTP) is refused rather than given that much memory. */
+        size_t big = (size_t)12 << 20, n;
+        char *text = malloc(big), *packed = malloc(big);
+        ZSTD_CCtx *cc = ZSTD_createCCtx();
+        uint32_t x = 1;
+        struct buffer out;
+        for (size_t i = 0; i < big; i++) {
+            x = x * 1103515245u + 12345u;
+            text[i] = (char)('a' + (x >> 24) % 4);
+        }
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, 24);
+        n = ZSTD_compress2(cc, packed, big, text, big);
+        buffer_init(&out);
+        is_int(run(DECODE_ZSTD, (const unsigned char *)packed, n, 1 << 16, 1 << 30, &out),
+               DECODE_CORRUPT, "zstd: a window over 8 MiB is refused");
+        buffer_free(&out);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, 23);
+        n = ZSTD_compress2(cc, packed, big, text, big);
+        buffer_init(&out);
+        ok(run(DECODE_ZSTD, (const unsigned char *)packed, n, 1 << 16, 1 << 30, &out) ==
+                   DECODE_END &&
+               buffer_length(&out) == big && memcmp(buffer_peek(&out), text, big) == 0,
+           "zstd: an 8 MiB window is decoded");
+        buffer_free(&out);
+        ZSTD_freeCCtx(cc);
+        free(text);
+        free(packed);
+    }
+    {
         /* zstd: two frames back to back form one body */
         size_t a_len, b_len;
         unsigned char *a = encode(DECODE_ZSTD, plain, 1000, &a_len);
