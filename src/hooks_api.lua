@@ -367,6 +367,13 @@ function tx_methods.respond(self, status, body, headers)
   end
   local s = tointeger(status)
   if not s or s < 200 or s > 599 then error("respond: status must be an integer from 200 to 599", 2) end
+  -- A 2xx to a CONNECT says the tunnel is open (RFC 9110 9.3.6): the
+  -- client would send its tunnel's bytes, and the proxy read them as
+  -- requests. Only the proxy opens a tunnel.
+  if s < 300 and native.is_connect(rawget(self, TXID)) then
+    error("respond: a CONNECT cannot be answered with " .. s
+      .. " (a 2xx opens the tunnel): answer it with an error status", 2)
+  end
   if body ~= nil and type(body) ~= "string" then error("respond: body must be a string", 2) end
   local h = new_headers()
   if headers ~= nil then

@@ -575,6 +575,10 @@ static int write_local(lua_State *L)
     const char *body = luaL_checklstring(L, -2, &blen);
     if (code < 200 || code > 599)
         return luaL_error(L, "invalid status %d", (int)code);
+    /* hooks_api refuses it too; this holds for a script that reached
+     * around tx:respond (the answer's table is the script's to change). */
+    if (x->is_connect && code < 300)
+        return luaL_error(L, "a 2xx answer to CONNECT would open the tunnel");
     int status = (int)code;
     headers_init(&fields);
     if (read_field_list(L, lua_gettop(L), &fields, NULL, 0) != 0) {

@@ -383,6 +383,17 @@ static int tx_index(lua_State *L)
     return 1;
 }
 
+/* native.is_connect(id): whether exchange <id>, the one being served now,
+ * is a CONNECT (tx:respond's question, asked without making tx.req). */
+static int tx_is_connect(lua_State *L)
+{
+    struct session *s = hooks_of(L)->data_session;
+    int is_id;
+    lua_Integer id = lua_tointegerx(L, 1, &is_id);
+    lua_pushboolean(L, s && is_id && (lua_Integer)s->x.id == id && s->x.is_connect);
+    return 1;
+}
+
 /* native.tx_index(tx_methods, rest): tx's __index. */
 static int tx_index_function(lua_State *L)
 {
@@ -412,6 +423,7 @@ void hooks_tx_register(lua_State *L)
         {"data_index", data_index_functions},
         {"load_data", load_data},
         {"tx_index", tx_index_function},
+        {"is_connect", tx_is_connect},
         {NULL, NULL},
     };
     static const luaL_Reg line_mt[] = {
