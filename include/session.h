@@ -146,6 +146,10 @@ struct exchange {
     struct parent_proxy *parent;
     bool parent_tunnel;    /* CONNECT sent to the parent; awaiting its answer */
     bool parent_connected; /* the parent opened a tunnel for TLS to the origin */
+    /* A Proxy-Authorization a script set (taken out of req_headers when
+     * the request is read back), or NULL: it goes to a parent whose URL
+     * has no credentials, never to an origin (upstream.c). */
+    char *script_proxy_auth;
     /* Response. */
     enum response_state res_state;
     ev_tstamp res_head_started; /* first byte of the response head now being read */

@@ -152,6 +152,8 @@ void exchange_release(struct session *s)
     x->auth_job = NULL;
     free(x->parent);
     x->parent = NULL;
+    free(x->script_proxy_auth);
+    x->script_proxy_auth = NULL;
     free(x->addrs);
     x->addrs = NULL;
     hooks_exchange_end(s);

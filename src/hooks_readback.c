@@ -155,6 +155,39 @@ invalid:
     return -1;
 }
 
+/* Proxy-Authorization is for the next proxy, never for an origin (the
+ * client's own was dropped as hop-by-hop before any script ran): one a
+ * script set is taken out of the fields into x->script_proxy_auth, which
+ * upstream.c sends only to a parent whose URL has no credentials of its
+ * own, so a script can authenticate per request. One at most: which of
+ * two would a parent check? 0, or -1 with a message pushed. */
+static int take_proxy_auth(lua_State *L, struct exchange *x)
+{
+    int at = headers_find(&x->req_headers, "Proxy-Authorization", 19, 0);
+    size_t len;
+    const char *value;
+    char *copy;
+
+    free(x->script_proxy_auth);
+    x->script_proxy_auth = NULL;
+    if (at < 0)
+        return 0;
+    if (headers_find(&x->req_headers, "Proxy-Authorization", 19, (size_t)at + 1) >= 0) {
+        lua_pushliteral(L, "a request carries at most one Proxy-Authorization field");
+        return -1;
+    }
+    value = headers_value(&x->req_headers, (size_t)at, &len);
+    if (!(copy = malloc(len + 1))) {
+        lua_pushliteral(L, "out of memory");
+        return -1;
+    }
+    memcpy(copy, value, len);
+    copy[len] = '\0';
+    x->script_proxy_auth = copy;
+    headers_remove(&x->req_headers, "Proxy-Authorization", 19);
+    return 0;
+}
+
 /* The request's fields read back (read_field_list). Upgrade stays the
  * client's to ask for: a script may take it away, which makes the request
  * an ordinary one (no "Connection: Upgrade" goes out, a 101 is refused),
@@ -165,7 +198,7 @@ static int read_request_fields(lua_State *L, int index, struct exchange *x)
         return -1;
     if (x->is_upgrade && headers_find(&x->req_headers, "Upgrade", 7, 0) < 0)
         x->is_upgrade = 0;
-    return 0;
+    return take_proxy_auth(L, x);
 }
 
 /* The response's fields read back (read_field_list). Content-Length is

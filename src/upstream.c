@@ -192,6 +192,10 @@ enum exchange_step upstream_start(struct session *s)
 
     connect_target(x, key, sizeof key, &host, &port);
     x->connect_started = ev_now(s->proxy->loop);
+    if (x->script_proxy_auth && (!x->parent || x->parent->auth[0]))
+        TRACE(s, "the Proxy-Authorization a script set is not sent: %s",
+              x->parent ? "the parent proxy's URL has credentials of its own"
+                        : "it is for a parent proxy, and this request goes direct");
     if (x->is_connect && https_should_intercept(s))
         return https_begin_tunnel(s);
     if (s->upstream_idle) {
@@ -228,6 +232,16 @@ enum exchange_step upstream_start(struct session *s)
     return exchange_move(x, SESSION_RESOLVING, "asking the resolver");
 }
 
+/* The Proxy-Authorization for the parent: the credentials of its URL
+ * (--upstream, or tx.upstream.proxy), which a script cannot override;
+ * else the one a script set on the request, if any; else none. */
+static const char *parent_auth(const struct exchange *x)
+{
+    if (x->parent->auth[0])
+        return x->parent->auth;
+    return x->script_proxy_auth;
+}
+
 /* Writes the request head for the upstream with the body framing <kind>
  * (<length>, and whether the client sent a Content-Length). Through a
  * parent: absolute-form, unless TLS runs end to end in a tunnel the parent
@@ -244,8 +258,7 @@ static int write_request_head(struct session *s, enum http_body_kind kind, uint6
         snprintf(origin, sizeof origin,
                  strchr(x->host, ':') ? "http://[%s]:%u" : x->port == 80 ? "http://%s" : "http://%s:%u",
                  x->host, x->port);
-        rc = message_write_proxy_request(&s->upstream.out, origin,
-                                         x->parent->auth[0] ? x->parent->auth : NULL,
+        rc = message_write_proxy_request(&s->upstream.out, origin, parent_auth(x),
                                          x->fwd_method, x->fwd_method_len, x->fwd_path,
                                          x->fwd_path_len, &x->req_headers, kind, length,
                                          had_length, x->is_upgrade);
@@ -343,11 +356,12 @@ enum exchange_step upstream_begin_forwarding(struct session *s)
         /* Ask the parent for the tunnel; its answer decides ours, or opens
          * the way for TLS with the origin (response_parse_head). */
         char target[300];
+        const char *auth = parent_auth(x);
         snprintf(target, sizeof target, strchr(x->host, ':') ? "[%s]:%u" : "%s:%u", x->host,
                  x->port);
         if (buffer_printf(&s->upstream.out, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s%s\r\n",
-                          target, target, x->parent->auth[0] ? "Proxy-Authorization: " : "",
-                          x->parent->auth, x->parent->auth[0] ? "\r\n" : "") != 0)
+                          target, target, auth ? "Proxy-Authorization: " : "", auth ? auth : "",
+                          auth ? "\r\n" : "") != 0)
             return exchange_fail(x, 502, "out of memory");
         x->parent_tunnel = 1;
         if (x->is_connect)

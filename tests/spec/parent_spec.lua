@@ -121,6 +121,71 @@ end
     assert.equal(before + 1, #origin.requests())
   end)
 
+  -- The Proxy-Authorization fields of a recorded head.
+  local function proxy_auths(head)
+    local auths = {}
+    for v in head:gmatch("\r\n[Pp]roxy%-[Aa]uthorization: ([^\r]*)") do auths[#auths + 1] = v end
+    return auths
+  end
+
+  local AUTH_SCRIPT = [[
+function on_request(tx)
+  local case = tx.req.headers["X-Case"]
+  tx.req.headers["X-Case"] = nil
+  if case == "one" then
+    tx.req.headers["Proxy-Authorization"] = "Basic c2NyaXB0OnB3"
+  elseif case == "two" then
+    tx.req.headers:add("Proxy-Authorization", "Basic c2NyaXB0OnB3")
+    tx.req.headers:add("Proxy-Authorization", "Basic b3RoZXI6cHc=")
+  end
+end
+]]
+
+  it("sends a script's Proxy-Authorization only to a parent that has no credentials", function()
+    local script = h.tmpfile(AUTH_SCRIPT, "auth.lua")
+    local parent = start_parent()
+    -- The parent's URL has credentials: they are the one field it gets.
+    local with = start({ "--script", script, "--upstream", parent.url("user:pw") })
+    assert.equal(200, h.get(with.port, origin.url("/x"), { "X-Case: one" }).status)
+    assert.same({ basic("user:pw") }, proxy_auths(parent.wait_requests(1)[1]))
+    -- It has none: the script's goes, once, on requests and on tunnels.
+    local without = start({ "--script", script, "--upstream", parent.url(),
+                            "--connect-ports", "443" })
+    assert.equal(200, h.get(without.port, origin.url("/x"), { "X-Case: one" }).status)
+    assert.same({ "Basic c2NyaXB0OnB3" }, proxy_auths(parent.wait_requests(2)[2]))
+    local s = assert(h.connect(without.port))
+    h.send(s, "CONNECT secure.example.invalid:443 HTTP/1.1\r\nHost: secure.example.invalid:443\r\n"
+      .. "X-Case: one\r\n\r\n")
+    assert.equal(200, h.read_response(s, { method = "CONNECT" }).status)
+    s:close()
+    assert.same({ "Basic c2NyaXB0OnB3" }, proxy_auths(parent.wait_requests(3)[3]))
+    -- Without a script, nothing but the URL's credentials, if any.
+    assert.equal(200, h.get(without.port, origin.url("/x")).status)
+    assert.same({}, proxy_auths(parent.wait_requests(4)[4]))
+    -- Two from a script: which one would the parent check? A script error.
+    assert.equal(500, h.get(without.port, origin.url("/x"), { "X-Case: two" }).status)
+    assert.truthy(h.wait_for(function()
+      return without.log():find("at most one Proxy-Authorization", 1, true)
+    end), without.log())
+    assert.equal(4, #parent.requests())
+  end)
+
+  it("never sends a script's Proxy-Authorization to an origin", function()
+    local proxy = start({ "--script", h.tmpfile(AUTH_SCRIPT, "auth.lua") })
+    local resp = h.get(proxy.port, origin.url("/echo"), { "X-Case: one" })
+    assert.equal(200, resp.status)
+    assert.is_nil(resp.body:lower():find("proxy-authorization", 1, true), resp.body)
+    -- nor to the origin an upstream override points at, past its parent
+    local parent = start_parent()
+    local via = start({ "--script", h.tmpfile(AUTH_SCRIPT .. [[
+function before_connect(tx) tx.upstream.proxy = nil end
+]], "direct.lua"), "--upstream", parent.url() })
+    resp = h.get(via.port, origin.url("/echo"), { "X-Case: one" })
+    assert.equal(200, resp.status)
+    assert.is_nil(resp.body:lower():find("proxy-authorization", 1, true), resp.body)
+    assert.equal(0, #parent.requests())
+  end)
+
   it("answers 502 and 504 naming the parent when it fails", function()
     local closed = h.closed_port()
     local proxy = start({ "--upstream", "http://127.0.0.1:" .. closed })
