@@ -90,6 +90,10 @@ struct tunnel_moves {
     uint64_t swapped, copied, spliced;
 };
 
+/* The longest reason phrase the proxy sends: an upstream's is cut there,
+ * a script's may not be longer. (The longest registered one is 31.) */
+#define EXCHANGE_REASON_MAX 127
+
 /* One request and its response. Reset between requests. */
 struct exchange {
     uint64_t id;
@@ -156,7 +160,7 @@ struct exchange {
     int interim_count;     /* 1xx responses relayed so far */
     int status;            /* what the client gets (a script may change it) */
     int upstream_status;   /* what the upstream answered */
-    char res_reason[128];
+    char res_reason[EXCHANGE_REASON_MAX + 1];
     bool res_reason_set;   /* a script chose the reason phrase */
     bool res_keep_length;  /* HEAD/304: Content-Length describes no body */
     uint64_t res_kept_length; /* the upstream's value, when kept */

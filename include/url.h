@@ -46,4 +46,14 @@ int url_host_field_valid(const char *value, size_t len);
 /* Whether the target is origin-form (starts with "/"). */
 int url_is_origin_form(const char *s, size_t len);
 
+/* For a request line made elsewhere (a script's): whether <s> is a path
+ * and query as url_parse_absolute gives them, by the same rules: empty,
+ * or from a "/" or "?", of visible ASCII without a "#". */
+int url_path_valid(const char *s, size_t len);
+
+/* Whether <s> is a host as url_parse_* give it (without the brackets of
+ * an IPv6 literal), by the same rules: a non-empty name of the allowed
+ * bytes (IPv4 addresses among them), or an IPv6 literal. */
+int url_host_valid(const char *s, size_t len);
+
 #endif

@@ -161,9 +161,13 @@ local function check_port(port, level)
   return p
 end
 
+-- What a client's target may hold (url.c): visible ASCII, and no "#",
+-- since a fragment is never sent.
 local function check_path(path, level)
-  if type(path) ~= "string" or path:sub(1, 1) ~= "/" or path:find("[%c%s]") then
-    error("path must start with / and contain no spaces or control bytes", level + 1)
+  if type(path) ~= "string" or path:sub(1, 1) ~= "/" or path:find("[^!-~]")
+      or path:find("#", 1, true) then
+    error("path must start with / and hold only visible ASCII (no space, control or non-ASCII "
+      .. "byte, no #)", level + 1)
   end
   return path
 end
@@ -187,7 +191,7 @@ end
 
 local function parse_url(url, level)
   if type(url) ~= "string" then error("url must be a string", level + 1) end
-  local scheme, auth, rest = url:match("^(%a[%w+.-]*)://([^/?#]+)([^#]*)$")
+  local scheme, auth, rest = url:match("^(%a[%w+.-]*)://([^/?#]+)(.*)$")
   if not scheme then error("url must be absolute: http://host[:port]/path", level + 1) end
   scheme = lower(scheme)
   if scheme ~= "http" and scheme ~= "https" then
@@ -286,6 +290,9 @@ local response_setters = {
     -- RFC 9112 4: HTAB, SP, visible and non-ASCII bytes; no other control.
     if type(v) ~= "string" or v:find("[%z\1-\8\10-\31\127]") then
       error("reason must be a string without control characters", 3)
+    end
+    if #v > native.reason_max then
+      error("reason must be at most " .. native.reason_max .. " bytes", 3)
     end
     d.reason = v
     d.reason_set = true -- else the reason follows a changed status

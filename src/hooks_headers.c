@@ -33,6 +33,7 @@
 
 #include "headers.h"
 #include "http_parse.h"
+#include "url.h"
 
 /* The upvalue of every function here: name -> method, for __index. */
 #define METHODS lua_upvalueindex(1)
@@ -198,6 +199,22 @@ static void check_value(lua_State *L, int idx)
         lua_pushlstring(L, v + start, len - start);
         lua_replace(L, idx);
     }
+}
+
+/* A Host value (the name at <name>, of <klen> bytes, the value checked
+ * at <value>) must be host[:port], as the proxy requires of a client's
+ * (url_host_field_valid): "a b", "a,b" or "@evil" would reach the server
+ * as the name of the site. */
+static void check_host(lua_State *L, int name, size_t klen, int value)
+{
+    size_t len;
+    const char *v;
+
+    if (!name_eq(lua_tostring(L, name), klen, "Host", 4))
+        return;
+    v = lua_tolstring(L, value, &len);
+    if (url_host_field_valid(v, len) != 0)
+        luaL_error(L, "invalid Host '%s': host[:port] expected", v);
 }
 
 static void mark_changed(lua_State *L)
@@ -594,6 +611,7 @@ static int method_add(lua_State *L)
     lua_settop(L, 3);
     check_name(L, 2, &klen);
     check_value(L, 3);
+    check_host(L, 2, klen, 3);
     if (record(L, VIEW_ADD, 2, 3) != 0) {
         mark_changed(L);
         list_add(L, 2, 3);
@@ -612,8 +630,10 @@ static int method_set(lua_State *L)
     lua_settop(L, 3);
     check_name(L, 2, &klen);
     has_value = !lua_isnil(L, 3);
-    if (has_value)
+    if (has_value) {
         check_value(L, 3);
+        check_host(L, 2, klen, 3);
+    }
     if (record(L, has_value ? VIEW_SET : VIEW_REMOVE, 2, has_value ? 3 : 0) != 0) {
         mark_changed(L);
         list_set(L, 2, has_value ? 3 : 0);

@@ -20,6 +20,7 @@
 #include "parent.h"
 #include "proxy.h"
 #include "session.h"
+#include "url.h"
 
 /* The fields the proxy owns: a script may not set them (they are dropped
  * when read back), so framing and connection handling stay correct. */
@@ -198,6 +199,20 @@ static int read_request_fields(lua_State *L, int index, struct exchange *x)
         return -1;
     if (x->is_upgrade && headers_find(&x->req_headers, "Upgrade", 7, 0) < 0)
         x->is_upgrade = 0;
+    /* A Host a client sends must be host[:port] (http_request_framing); a
+     * script's too, or "a b", "a,b" or "@evil" would reach the server. */
+    for (int at = headers_find(&x->req_headers, "Host", 4, 0); at >= 0;
+         at = headers_find(&x->req_headers, "Host", 4, (size_t)at + 1)) {
+        size_t len;
+        const char *value = headers_value(&x->req_headers, (size_t)at, &len);
+        if (url_host_field_valid(value, len) != 0) {
+            lua_pushliteral(L, "invalid Host '");
+            lua_pushlstring(L, value, len < 200 ? len : 200); /* the text is not NUL-ended */
+            lua_pushliteral(L, "': host[:port] expected");
+            lua_concat(L, 3);
+            return -1;
+        }
+    }
     return take_proxy_auth(L, x);
 }
 
@@ -237,22 +252,33 @@ static int valid_method(const char *m, size_t len)
     return len > 0;
 }
 
-/* A request target's path and query: no space, no control byte. */
-static int valid_path(const char *p, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)p[i] <= ' ' || p[i] == 0x7f)
-            return 0;
-    return 1;
-}
-
-/* A reason phrase (RFC 9112 4): HTAB, SP, visible and non-ASCII bytes. */
+/* A reason phrase (RFC 9112 4): HTAB, SP, visible and non-ASCII bytes,
+ * no longer than the proxy sends one. */
 static int valid_reason(const char *r, size_t len)
 {
+    if (len > EXCHANGE_REASON_MAX)
+        return 0;
     for (size_t i = 0; i < len; i++)
         if (((unsigned char)r[i] < ' ' && r[i] != '\t') || r[i] == 0x7f)
             return 0;
     return 1;
+}
+
+/* The length of the request line a client would have sent for this
+ * request (in absolute form, "METHOD http://host[:port]/path HTTP/1.1"
+ * CRLF; a CONNECT's target is host:port), to hold a script's line to the
+ * limit a client's meets (--max-header-bytes; a client gets 414). */
+static size_t client_line_length(const struct exchange *x, size_t mlen, const char *host,
+                                 size_t hlen, lua_Integer port, size_t plen)
+{
+    size_t target = hlen + (memchr(host, ':', hlen) ? 2 : 0); /* [IPv6] */
+    int shown = x->is_connect || port != (x->upstream_tls ? 443 : 80);
+
+    if (shown)
+        target += (size_t)snprintf(NULL, 0, ":%lld", (long long)port);
+    if (!x->is_connect)
+        target += (x->upstream_tls ? sizeof "https://" : sizeof "http://") - 1 + plen;
+    return mlen + 1 + target + sizeof " HTTP/1.1\r\n" - 1;
 }
 
 /* Replaces the forwarded method and path. 0, or -1 when out of memory. */
@@ -431,7 +457,8 @@ static int read_request(lua_State *L)
     const char *path = luaL_checklstring(L, -6, &plen);
     const char *host = luaL_checklstring(L, -5, &hlen);
     lua_Integer port = luaL_checkinteger(L, -4);
-    if (hlen == 0 || hlen >= sizeof x->host || port < 1 || port > 65535)
+    if (hlen == 0 || hlen >= sizeof x->host || !url_host_valid(host, hlen) || port < 1 ||
+        port > 65535)
         return luaL_error(L, "invalid host or port");
     if (!x->is_connect) /* a script may move a request between http and https */
         x->upstream_tls = strcmp(luaL_checkstring(L, -2), "https") == 0;
@@ -441,8 +468,13 @@ static int read_request(lua_State *L)
      * reached around it with rawset. */
     if (x->is_connect != (mlen == 7 && strncasecmp(method, "CONNECT", 7) == 0))
         return luaL_error(L, "a request cannot become CONNECT, nor CONNECT anything else");
-    if (!valid_method(method, mlen) || (!x->is_connect && !valid_path(path, plen)))
+    if (!valid_method(method, mlen) || (!x->is_connect && !url_path_valid(path, plen)))
         return luaL_error(L, "invalid method or path");
+    size_t line = client_line_length(x, mlen, host, hlen, port, plen);
+    if (line > s->proxy->cfg->max_header_bytes)
+        return luaL_error(L, "the request line would be %d bytes, more than --max-header-bytes "
+                             "(%d) lets a client send", (int)line,
+                          (int)s->proxy->cfg->max_header_bytes);
     if (read_request_fields(L, lua_gettop(L) - 2, x) != 0)
         return lua_error(L);
     int host_at = headers_find(&x->req_headers, "Host", 4, 0);
@@ -538,10 +570,9 @@ static int read_response(lua_State *L)
     if (status < 200 || status > 599)
         return luaL_error(L, "invalid status %d", (int)status);
     if (!valid_reason(reason, rlen))
-        return luaL_error(L, "invalid reason phrase");
+        return luaL_error(L, "invalid reason phrase (at most %d bytes, no control characters)",
+                          EXCHANGE_REASON_MAX);
     x->status = (int)status;
-    if (rlen >= sizeof x->res_reason)
-        rlen = sizeof x->res_reason - 1;
     memcpy(x->res_reason, reason, rlen);
     x->res_reason[rlen] = '\0';
     if (read_response_fields(L, lua_gettop(L), x) != 0)

@@ -433,6 +433,8 @@ void hooks_tx_register(lua_State *L)
     };
     struct hooks *h = hooks_of(L);
     luaL_setfuncs(L, natives, 0);
+    lua_pushinteger(L, EXCHANGE_REASON_MAX); /* the longest tx.res.reason */
+    lua_setfield(L, -2, "reason_max");
     lua_createtable(L, 0, 2);
     luaL_setfuncs(L, line_mt, 0);
     h->line_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);

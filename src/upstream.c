@@ -255,9 +255,27 @@ static int write_request_head(struct session *s, enum http_body_kind kind, uint6
     int rc;
 
     if (x->parent && !x->upstream_tls) {
-        snprintf(origin, sizeof origin,
-                 strchr(x->host, ':') ? "http://[%s]:%u" : x->port == 80 ? "http://%s" : "http://%s:%u",
-                 x->host, x->port);
+        int n = snprintf(origin, sizeof origin,
+                         strchr(x->host, ':') ? (x->port == 80 ? "http://[%s]" : "http://[%s]:%u")
+                         : x->port == 80    ? "http://%s"
+                                            : "http://%s:%u",
+                         x->host, x->port);
+        /* In absolute form the request names its server twice: the URL
+         * and Host must agree, or the parent and the server behind it may
+         * each act on a different one. The URL (the target, or where
+         * before_connect sent it) wins, as it does in a client's request
+         * (RFC 9112 3.2.2, which a parent follows too). */
+        const char *authority = origin + sizeof "http://" - 1, *host = NULL;
+        size_t alen = (size_t)n - (sizeof "http://" - 1), hlen = 0;
+        int at = headers_find(&x->req_headers, "Host", 4, 0);
+        if (at >= 0)
+            host = headers_value(&x->req_headers, (size_t)at, &hlen);
+        if (!host || !http_token_eq(host, hlen, authority)) {
+            TRACE(s, "Host set to the URL's authority %s: through a parent the two must agree",
+                  authority);
+            if (headers_set(&x->req_headers, "Host", 4, authority, alen) != 0)
+                return -1;
+        }
         rc = message_write_proxy_request(&s->upstream.out, origin, parent_auth(x),
                                          x->fwd_method, x->fwd_method_len, x->fwd_path,
                                          x->fwd_path_len, &x->req_headers, kind, length,

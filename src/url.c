@@ -220,3 +220,22 @@ int url_is_origin_form(const char *s, size_t len)
 {
     return len > 0 && s[0] == '/';
 }
+
+int url_path_valid(const char *s, size_t len)
+{
+    if (len == 0)
+        return 1;
+    return (s[0] == '/' || s[0] == '?') && bytes_valid(s, len) == 0;
+}
+
+int url_host_valid(const char *s, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (memchr(s, ':', len))
+        return ipv6_valid(s, len) == 0;
+    for (size_t i = 0; i < len; i++)
+        if (!is_reg_name_byte((unsigned char)s[i]))
+            return 0;
+    return 1;
+}

@@ -25,10 +25,51 @@ local on_req = {
     tx:respond(403, "not this one\n")
     rawget(tx, "_respond").status = 200
   end,
+  -- Host, target and method
+  ["host-space"] = function(tx) tx.req.headers["Host"] = "a b" end,
+  ["host-comma"] = function(tx) tx.req.headers["Host"] = "a,b" end,
+  ["host-empty"] = function(tx) tx.req.headers["Host"] = "" end,
+  ["host-bad-port"] = function(tx) tx.req.headers["Host"] = "x.invalid:99999" end,
+  ["host-userinfo"] = function(tx) tx.req.headers:set("Host", "@evil.invalid") end,
+  ["host-raw"] = function(tx)     -- around the methods, into the list read back
+    local hd = tx.req.headers
+    hd["X-Touched"] = "1"         -- a change, so the list is read back
+    local _ = hd["Host"]          -- a read makes the list a plain table
+    for i = 1, rawlen(hd), 2 do
+      if rawget(hd, i) == "Host" then rawset(hd, i + 1, "a b") end
+    end
+  end,
+  ["host-other"] = function(tx) tx.req.headers["Host"] = "other.example:8080" end,
+  ["path-fragment"] = function(tx) tx.req.path = "/a#frag" end,
+  ["path-non-ascii"] = function(tx) tx.req.path = "/caf\233" end,
+  ["url-fragment"] = function(tx) tx.req.url = "http://" .. tx.req.headers["Host"] .. "/a#frag" end,
+  ["path-raw"] = function(tx)     -- around the setter, to the data itself
+    local _, d = next(tx.req)
+    d.path = "/caf\233"
+    tx.req.headers["X-Touched"] = "1"
+  end,
+  ["path-ok"] = function(tx) tx.req.path = "/echo?a=%C3%A9&b=/c" end,
+  ["method-long"] = function(tx) tx.req.method = string.rep("X", 100000) end,
+  ["method-ok"] = function(tx) tx.req.method = "PROPFIND" end,
 }
 
 function on_request(tx)
   local f = on_req[case(tx)]
+  if f then f(tx) end
+end
+
+local on_res = {
+  ["reason-127"] = function(tx) tx.res.reason = string.rep("R", 127) end,
+  ["reason-long"] = function(tx) tx.res.reason = string.rep("R", 200000) end,
+  ["reason-raw"] = function(tx)   -- around the setter, to the data itself
+    local _, d = next(tx.res)
+    d.reason = string.rep("R", 128)
+    tx.res.headers["X-Touched"] = "1"
+  end,
+}
+
+function on_response(tx)
+  local f = on_res[case(tx)]
   if f then f(tx) end
 end
 ]]
@@ -67,6 +108,91 @@ describe("values set by scripts", function()
     local resp = assert(h.read_response(s, { method = "CONNECT" }))
     return resp, s
   end
+
+  -- GET <path> on the origin with X-Case <case>; the answer.
+  local function get(proxy, case, path)
+    return h.get(proxy.port, origin.url(path or "/echo"), { "X-Case: " .. case })
+  end
+
+  -- <case> is the hook's error: 500, the log says <why>, and nothing
+  -- reaches the origin.
+  local function refused(case, why, path)
+    it(case .. " is the hook's error", function()
+      local proxy = start()
+      local resp = get(proxy, case, path)
+      assert(h.check_error_response(resp, 500, "Internal Server Error"))
+      assert.truthy(wait_log(proxy, why), proxy.log())
+      assert.equal(0, #origin.requests())
+    end)
+  end
+
+  describe("the Host field", function()
+    refused("host-space", "invalid Host 'a b'")
+    refused("host-comma", "invalid Host 'a,b'")
+    refused("host-empty", "invalid Host ''")
+    refused("host-bad-port", "invalid Host 'x.invalid:99999'")
+    refused("host-userinfo", "invalid Host '@evil.invalid'")
+    refused("host-raw", "invalid Host 'a b'")
+
+    it("a valid one names the site to the origin, as set", function()
+      local proxy = start()
+      local resp = get(proxy, "host-other")
+      assert.equal(200, resp.status)
+      assert.truthy(resp.body:find("\r\nHost: other.example:8080\r\n", 1, true), resp.body)
+    end)
+
+    it("with --hook-errors open, a bad one is undone with the rest of its hook", function()
+      local proxy = start({ "--hook-errors", "open" })
+      local resp = get(proxy, "host-space")
+      assert.equal(200, resp.status)
+      assert.truthy(resp.body:find("\r\nHost: " .. origin.authority .. "\r\n", 1, true), resp.body)
+    end)
+
+    it("through a parent, Host is the absolute URL's authority", function()
+      local parent = procs.add(h.start_parent())
+      local proxy = start({ "--upstream", parent.url() })
+      local resp = h.get(proxy.port, "http://good.invalid/x", { "X-Case: host-other" })
+      assert.equal("GET http://good.invalid/x HTTP/1.1\n", resp.body)
+      local head = parent.wait_requests(1)[1]
+      assert.equal(1, select(2, head:gsub("\r\n[Hh]ost:", "")), head)
+      assert.truthy(head:find("\r\nHost: good.invalid\r\n", 1, true), head)
+    end)
+  end)
+
+  describe("the request line", function()
+    refused("path-fragment", "path must start with / and hold only visible ASCII")
+    refused("path-non-ascii", "path must start with / and hold only visible ASCII")
+    refused("url-fragment", "path must start with / and hold only visible ASCII")
+    refused("path-raw", "invalid method or path")
+    refused("method-long", "the request line would be")
+
+    it("a valid path and method go out as set", function()
+      local proxy = start()
+      local resp = get(proxy, "path-ok", "/elsewhere")
+      assert.equal(200, resp.status)
+      assert.truthy(resp.body:find("^GET /echo%?a=%%C3%%A9&b=/c HTTP/1%.1\r\n"), resp.body)
+      resp = get(proxy, "method-ok")
+      assert.truthy(resp.body:find("^PROPFIND /echo HTTP/1%.1\r\n"), resp.body)
+    end)
+  end)
+
+  describe("the reason phrase", function()
+    it("goes out as set up to 127 bytes", function()
+      local proxy = start()
+      local resp = get(proxy, "reason-127", "/hello")
+      assert.equal("HTTP/1.1 200 " .. string.rep("R", 127), resp.status_line)
+    end)
+
+    for _, case in ipairs({ "reason-long", "reason-raw" }) do
+      it(case .. ": a longer one is the hook's error", function()
+        local proxy = start()
+        local resp = get(proxy, case, "/hello")
+        assert(h.check_error_response(resp, 500, "Internal Server Error"))
+        assert.truthy(wait_log(proxy, case == "reason-long" and "reason must be at most 127 bytes"
+                                        or "invalid reason phrase (at most 127 bytes"), proxy.log())
+      end)
+    end
+  end)
 
   describe("tx:respond to a CONNECT", function()
     for _, case in ipairs({ "respond-200", "respond-204", "respond-299" }) do

@@ -274,11 +274,44 @@ static void test_origin_form(void)
     is_int(url_is_origin_form(guarded_copy("a:1", 3), 3), 0, "authority-form is not origin-form");
 }
 
+/* What a script hands back for a request line is held to the rules a
+ * client's target meets. */
+static void test_script_parts(void)
+{
+    static const char *const paths_ok[] = {"", "/", "/a?b=1&c=%20", "?q", "//x", "/a@b:c"};
+    static const char *const paths_bad[] = {"a", "/a#frag", "/caf\xe9", "/a b", "/a\tb",
+                                            "/a\x7f", "#", "*"};
+    static const char *const hosts_ok[] = {"example.com", "a-b_c~d.e.", "1.2.3.4", "::1",
+                                           "2001:db8::a:b", "::ffff:10.0.0.1"};
+    static const char *const hosts_bad[] = {"", "a b", "a,b", "@evil", "x:99", "[::1]",
+                                            ":::::", "h\xe9", "a%2eb", "fe80::1%eth0"};
+
+    for (size_t i = 0; i < sizeof paths_ok / sizeof paths_ok[0]; i++) {
+        size_t len = strlen(paths_ok[i]);
+        ok(url_path_valid(guarded_copy(paths_ok[i], len), len), "path '%s' is valid", paths_ok[i]);
+    }
+    for (size_t i = 0; i < sizeof paths_bad / sizeof paths_bad[0]; i++) {
+        size_t len = strlen(paths_bad[i]);
+        ok(!url_path_valid(guarded_copy(paths_bad[i], len), len), "path '%s' is refused",
+           paths_bad[i]);
+    }
+    for (size_t i = 0; i < sizeof hosts_ok / sizeof hosts_ok[0]; i++) {
+        size_t len = strlen(hosts_ok[i]);
+        ok(url_host_valid(guarded_copy(hosts_ok[i], len), len), "host '%s' is valid", hosts_ok[i]);
+    }
+    for (size_t i = 0; i < sizeof hosts_bad / sizeof hosts_bad[0]; i++) {
+        size_t len = strlen(hosts_bad[i]);
+        ok(!url_host_valid(guarded_copy(hosts_bad[i], len), len), "host '%s' is refused",
+           hosts_bad[i]);
+    }
+}
+
 int main(void)
 {
     test_absolute_ok();
     test_absolute_bad();
     test_authority();
     test_origin_form();
+    test_script_parts();
     return tap_done();
 }
