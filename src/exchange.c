@@ -641,6 +641,24 @@ enum exchange_step exchange_respond_locally(struct session *s)
     return STEP_END;
 }
 
+/* --connect-ports holds for the tunnel the request hooks leave, not only
+ * for the one the client asked for: a script that moved it (tx.req.port,
+ * tx.upstream.port) opens no tunnel where a client could not. NULL, or
+ * the cause of the 403. */
+static const char *connect_port_refused(struct session *s)
+{
+    struct exchange *x = &s->x;
+
+    if (!x->is_connect || acl_port_allowed(&s->proxy->cfg->connect_ports, x->port))
+        return NULL;
+    log_warn("c%llu #%llu a script moved a CONNECT to %s:%u, a port --connect-ports does not "
+             "allow: refused (403)", (unsigned long long)s->id, (unsigned long long)x->id, x->host,
+             x->port);
+    return exchange_cause(x, "CONNECT to this port is not allowed",
+                          "a script moved this CONNECT to port %u, which is not allowed",
+                          x->port);
+}
+
 /* Acts on what the request hooks of <phase> decided: fail, answer
  * locally, run before_connect after on_request, or connect. */
 static enum exchange_step after_request_hooks(struct session *s, enum hook_phase phase,
@@ -663,6 +681,11 @@ static enum exchange_step after_request_hooks(struct session *s, enum hook_phase
         }
     } else if (hooks_read_upstream(s) != 0) {
         return exchange_fail(x, 500, failed);
+    }
+    const char *refused = connect_port_refused(s);
+    if (refused) {
+        TRACE(s, "target refused (403): %s", refused);
+        return exchange_fail(x, 403, refused);
     }
     return upstream_start(s);
 }

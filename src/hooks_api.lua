@@ -218,6 +218,16 @@ local function check_flag(name, v)
   return v
 end
 
+-- A CONNECT names a tunnel's far end (host and port), not a resource: a
+-- URL or a path set on one would be dropped without a word, or turn the
+-- tunnel into a request.
+local function no_path_in_connect(d, what)
+  if d.scheme == "" then
+    error("tx.req." .. what .. " cannot be set for a CONNECT (it has a host and a port, "
+      .. "no path)", 4)
+  end
+end
+
 local request_setters = {
   method = function(d, v)
     if type(v) ~= "string" or not v:find("^[%w!#$%%&'*+%-.^_`|~]+$") then
@@ -238,12 +248,17 @@ local request_setters = {
     d.method = v
   end,
   url = function(d, v)
+    no_path_in_connect(d, "url")
     d.scheme, d.host, d.port, d.path = parse_url(v, 3)
     sync(d)
   end,
   host = function(d, v) d.host = check_host(v, 3); sync(d) end,
   port = function(d, v) d.port = check_port(v, 3); sync(d) end,
-  path = function(d, v) d.path = check_path(v, 3); sync(d) end,
+  path = function(d, v)
+    no_path_in_connect(d, "path")
+    d.path = check_path(v, 3)
+    sync(d)
+  end,
   -- false: on_request_chunk does not see this body (it goes through as is)
   filter_body = function(d, v) d.filter_body = check_flag("tx.req.filter_body", v) end,
   -- true: on_request_chunk gets the whole body at once, sent on with a length

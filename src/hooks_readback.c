@@ -462,6 +462,8 @@ static int read_request(lua_State *L)
         return luaL_error(L, "invalid host or port");
     if (!x->is_connect) /* a script may move a request between http and https */
         x->upstream_tls = strcmp(luaL_checkstring(L, -2), "https") == 0;
+    else if (plen != 0 || luaL_checkstring(L, -2)[0] != '\0') /* hooks_api refuses it too */
+        return luaL_error(L, "a CONNECT has a host and a port, no URL or path");
     else if (lua_isboolean(L, -1))
         x->intercept_choice = lua_toboolean(L, -1) ? 1 : 2;
     /* hooks_api refuses these too; this holds even for a script that

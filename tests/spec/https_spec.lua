@@ -248,6 +248,7 @@ describe("intercepted tunnels", function()
   it("hooks see https requests and rewrite the request and the response body", function()
     local s = script([[
       function on_request(tx)
+        if tx.req.method == "CONNECT" then return end -- a tunnel has no path
         tx.req.headers["X-Seen"] = tx.req.scheme .. " " .. tx.req.url .. " " .. tostring(tx.upstream.tls)
         tx.req.path = "/echo"
       end
@@ -284,6 +285,7 @@ describe("intercepted tunnels", function()
     extra[#extra + 1] = plain
     local s = script(string.format([[
       function before_connect(tx)
+        if tx.req.scheme ~= "https" then return end -- not the CONNECT: its port is checked
         tx.upstream.host, tx.upstream.port, tx.upstream.tls = "127.0.0.1", %d, false
       end
     ]], plain.port))

@@ -51,7 +51,22 @@ local on_req = {
   ["path-ok"] = function(tx) tx.req.path = "/echo?a=%C3%A9&b=/c" end,
   ["method-long"] = function(tx) tx.req.method = string.rep("X", 100000) end,
   ["method-ok"] = function(tx) tx.req.method = "PROPFIND" end,
+  -- a CONNECT's target
+  ["connect-port"] = function(tx) tx.req.port = tonumber(tx.req.headers["X-Port"]) end,
+  ["connect-url"] = function(tx) tx.req.url = "http://127.0.0.1/x" end,
+  ["connect-path"] = function(tx) tx.req.path = "/x" end,
+  ["connect-raw-path"] = function(tx)
+    local _, d = next(tx.req)
+    d.path = "/x"
+    tx.req.headers["X-Touched"] = "1"
+  end,
 }
+
+function before_connect(tx)
+  if case(tx) == "connect-upstream-port" then
+    tx.upstream.port = tonumber(tx.req.headers["X-Port"])
+  end
+end
 
 function on_request(tx)
   local f = on_req[case(tx)]
@@ -99,13 +114,19 @@ describe("values set by scripts", function()
 
   local SCRIPT_FAILED = "500 Internal Server Error: a script failed while handling this request\n"
 
-  -- CONNECT to the echo server with X-Case <case>; the answer (read as
-  -- an answer to CONNECT) and the socket.
-  local function connect(proxy, case)
-    local target = "127.0.0.1:" .. echo.port
+  -- CONNECT to <target> (default: the echo server) with X-Case <case> and
+  -- X-Port <port>; the answer, read as an answer to CONNECT, and, with
+  -- <keep>, the socket (else closed: the proxy need not linger for it).
+  local function connect(proxy, case, keep, target, port)
+    target = target or "127.0.0.1:" .. echo.port
     local s = assert(h.connect(proxy.port))
-    assert(h.send(s, h.request("CONNECT", target, { "Host: " .. target, "X-Case: " .. case })))
+    assert(h.send(s, h.request("CONNECT", target, { "Host: " .. target, "X-Case: " .. case,
+                                                   "X-Port: " .. (port or 0) })))
     local resp = assert(h.read_response(s, { method = "CONNECT" }))
+    if not keep then
+      s:close()
+      return resp
+    end
     return resp, s
   end
 
@@ -194,11 +215,54 @@ describe("values set by scripts", function()
     end
   end)
 
+  describe("a CONNECT's target", function()
+    local function connect_to(proxy, target, case, port, keep)
+      return connect(proxy, case, keep, target, port)
+    end
+
+    for _, case in ipairs({ "connect-port", "connect-upstream-port" }) do
+      it(case .. ": a script may not move it to a port --connect-ports does not allow", function()
+        local proxy = start()
+        -- The client may not go there itself...
+        local resp = connect_to(proxy, "127.0.0.1:" .. origin.port, "none", 0)
+        assert(h.check_error_response(resp, 403, "Forbidden"))
+        -- ...nor through a script that moves an allowed CONNECT there.
+        resp = connect_to(proxy, "127.0.0.1:" .. echo.port, case, origin.port)
+        assert(h.check_error_response(resp, 403, "Forbidden"))
+        assert.truthy(resp.body:find("a script moved this CONNECT to port " .. origin.port, 1, true),
+          resp.body)
+        assert.truthy(wait_log(proxy, "a script moved a CONNECT to 127.0.0.1:" .. origin.port),
+          proxy.log())
+        assert.equal(0, #origin.requests())
+      end)
+    end
+
+    it("a script may move it to a port that is allowed", function()
+      local proxy = start({ "--connect-ports", "443" })
+      local resp, s = connect_to(proxy, "127.0.0.1:443", "connect-port", echo.port, true)
+      assert.equal("HTTP/1.1 200 Connection Established", resp.status_line)
+      assert(h.send(s, "moved"))
+      assert.equal("moved", h.recv_exact(s, 5))
+      s:close()
+    end)
+
+    for _, c in ipairs({ { "connect-url", "tx.req.url cannot be set for a CONNECT" },
+                         { "connect-path", "tx.req.path cannot be set for a CONNECT" },
+                         { "connect-raw-path", "a CONNECT has a host and a port, no URL or path" } }) do
+      it(c[1] .. " is the hook's error: a CONNECT has no URL or path", function()
+        local proxy = start()
+        local resp = connect_to(proxy, "127.0.0.1:" .. echo.port, c[1], 0)
+        assert(h.check_error_response(resp, 500, "Internal Server Error"))
+        assert.truthy(wait_log(proxy, c[2]), proxy.log())
+      end)
+    end
+  end)
+
   describe("tx:respond to a CONNECT", function()
     for _, case in ipairs({ "respond-200", "respond-204", "respond-299" }) do
       it(case .. " is the hook's error: a 2xx would open a tunnel the proxy never opened", function()
         local proxy = start()
-        local resp, s = connect(proxy, case)
+        local resp, s = connect(proxy, case, true)
         assert(h.check_error_response(resp, 500, "Internal Server Error"))
         assert.equal(SCRIPT_FAILED, resp.body)
         assert.truthy(wait_log(proxy, "a CONNECT cannot be answered with"), proxy.log())
@@ -237,7 +301,7 @@ describe("values set by scripts", function()
 
     it("with --hook-errors open, the answer is undone and the proxy opens the tunnel", function()
       local proxy = start({ "--hook-errors", "open" })
-      local resp, s = connect(proxy, "respond-200")
+      local resp, s = connect(proxy, "respond-200", true)
       assert.equal("HTTP/1.1 200 Connection Established", resp.status_line)
       assert(h.send(s, "through"))
       assert.equal("through", h.recv_exact(s, 7))

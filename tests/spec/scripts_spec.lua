@@ -342,12 +342,14 @@ describe("example scripts", function()
     before_each(function()
       origin = start_origin()
       echo = start_origin("echo")
+      -- A tunnel the script moves must still end at a port the operator
+      -- allows: the echo server's is one here, beside 443.
       proxy = start_proxy({ "-s", configured("redirect_host", string.format([[{
         routes = {
           ["www.example.com"] = { host = "127.0.0.1", port = %d },
           ["secure.example"] = { host = "127.0.0.1", port = %d },
         },
-      }]], origin.port, echo.port)) })
+      }]], origin.port, echo.port)), "--connect-ports", "443," .. echo.port })
     end)
 
     it("connects to the configured server and keeps path and Host", function()
