@@ -655,8 +655,10 @@ static int write_local(lua_State *L)
         headers_add(&fields, "Content-Type", 12, "text/plain; charset=utf-8", 25);
     headers_add(&fields, "Via", 3, MESSAGE_VIA, strlen(MESSAGE_VIA));
     x->status = status;
-    /* 204 and 304 carry no body and no Content-Length (RFC 9110 8.6). */
-    if (status == 204 || status == 304) {
+    /* 204 and 304 carry no body and no Content-Length (RFC 9110 8.6); a
+     * 205 no body either (15.3.6), but says so with Content-Length: 0,
+     * since it is framed as any response (RFC 9112 6.3). */
+    if (status == 204 || status == 304 || status == 205) {
         head_only = 1;
         blen = 0;
     }

@@ -238,7 +238,8 @@ enum exchange_step response_parse_head(struct session *s)
  * status, and how the upstream's body (framed by the method sent) becomes
  * it:
  *
- *   client gets no body (HEAD, 204, 304)  upstream body read and dropped
+ *   client gets no body (HEAD, 204, 205,  upstream body read and dropped
+ *     304)
  *   upstream sent none, client expects one  "Content-Length: 0"
  *   a length, passed unchanged             the same length
  *   chunked, until-close, or reshaped      chunked (HTTP/1.1 clients, so
@@ -249,12 +250,20 @@ static void plan_response_body(struct session *s)
 {
     struct exchange *x = &s->x;
     enum http_body_kind in = x->res_framing.kind;
-    int client_body = !is_head(x->method, x->method_len) && x->status != 204 && x->status != 304;
+    int head = is_head(x->method, x->method_len);
+    /* A 205 has no content (RFC 9110 15.3.6), like a 204 or 304, but
+     * unlike them it is framed as any response (RFC 9112 6.3): without a
+     * length, the client would read until the connection closes. */
+    int reset = x->status == 205 && !head;
+    int client_body = !head && x->status != 204 && x->status != 304 && !reset;
 
     x->res_filter = client_body && in != HTTP_BODY_NONE && hooks_filters_response(s);
     x->res_discard = !client_body && in != HTTP_BODY_NONE;
     x->res_out_length = x->res_framing.length;
-    if (!client_body) {
+    if (reset) {
+        x->res_out_kind = HTTP_BODY_LENGTH;
+        x->res_out_length = 0;
+    } else if (!client_body) {
         x->res_out_kind = HTTP_BODY_NONE;
     } else if (in == HTTP_BODY_NONE) {
         x->res_out_kind = HTTP_BODY_LENGTH;

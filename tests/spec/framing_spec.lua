@@ -294,6 +294,83 @@ describe("framing after on_response changes the status", function()
   end)
 end)
 
+-- A 205 has no content (RFC 9110 15.3.6), yet is framed like any
+-- response (RFC 9112 6.3): the client gets "Content-Length: 0" (without
+-- it, it would read to the connection's end), and a body the upstream
+-- sends all the same is read by its framing and dropped.
+describe("205 Reset Content", function()
+  it("the upstream's body is dropped; the client gets Content-Length: 0", function()
+    run_case {
+      request = req("GET", "none"), method = "GET", sent = "GET",
+      head = "HTTP/1.1 205 Reset Content\r\nContent-Length: 11\r\n\r\n", later = "hello world",
+      reuse = true,
+      check = function(r)
+        assert.equal("HTTP/1.1 205 Reset Content", r.status_line)
+        assert.equal("0", r.headers["content-length"])
+        assert.equal(1, h.header_count(r.headers, "Content-Length"))
+        assert.equal("", r.body)
+      end,
+    }
+  end)
+
+  it("a chunked body is dropped by its chunked framing", function()
+    run_case {
+      request = req("GET", "none"), method = "GET", sent = "GET",
+      head = "HTTP/1.1 205 Reset Content\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+      later = "0\r\n\r\n", reuse = true,
+      check = function(r)
+        assert.equal(205, r.status)
+        assert.equal("0", r.headers["content-length"])
+        assert.is_nil(r.headers["transfer-encoding"])
+      end,
+    }
+  end)
+
+  it("200 -> 205 by on_response, chunk hooks loaded: no body, nothing filtered", function()
+    run_case {
+      script = CHUNK_SCRIPT, request = req("GET", "status-205"), method = "GET", sent = "GET",
+      head = HELLO_HEAD, later = "hello world", reuse = true,
+      check = function(r)
+        assert.equal("HTTP/1.1 205 Reset Content", r.status_line)
+        assert.equal("0", r.headers["content-length"])
+        assert.equal("", r.body)
+      end,
+    }
+  end)
+
+  it("tx:respond(205, body): Content-Length: 0 and no body", function()
+    run_case {
+      script = 'function on_request(tx) if tx.req.headers["X-Case"] then tx:respond(205, "body!") end end',
+      request = req("GET", "respond"), method = "GET",
+      check = function(r)
+        assert.equal("HTTP/1.1 205 Reset Content", r.status_line)
+        assert.equal("0", r.headers["content-length"])
+        assert.equal("", r.body)
+      end,
+    }
+  end)
+end)
+
+describe("the reason phrase of a status a script chooses", function()
+  for status, reason in pairs({ [203] = "Non-Authoritative Information", [418] = "I'm a teapot",
+                                 [421] = "Misdirected Request", [451] = "Unavailable For Legal Reasons",
+                                 [511] = "Network Authentication Required" }) do
+    it(status .. " is " .. reason .. " in tx:respond and in on_response", function()
+      run_case {
+        script = 'function on_request(tx) if tx.req.headers["X-Case"] == "respond" then '
+          .. 'tx:respond(' .. status .. ', "x") end end\n' .. RESPONSE_SCRIPT,
+        request = req("GET", "respond"), method = "GET",
+        check = function(r) assert.equal("HTTP/1.1 " .. status .. " " .. reason, r.status_line) end,
+      }
+      run_case {
+        script = RESPONSE_SCRIPT, request = req("GET", "status-" .. status), method = "GET",
+        sent = "GET", head = HELLO_HEAD .. "hello world", reuse = true,
+        check = function(r) assert.equal("HTTP/1.1 " .. status .. " " .. reason, r.status_line) end,
+      }
+    end)
+  end
+end)
+
 -- To a HEAD and in a 304, Content-Length describes a body the client does
 -- not get. The upstream's passes on, but only one valid value: no framing
 -- rule reads it, so nothing else would catch a bad one. A script's edits of

@@ -499,6 +499,25 @@ static void test_errors(void)
     is_str(message_reason(508), strlen(message_reason(508)), "Loop Detected", "508 Loop Detected");
     is_str(message_reason(431), strlen(message_reason(431)),
            "Request Header Fields Too Large", "431 reason");
+    /* Every registered status gets its own phrase, not its class's. */
+    static const struct {
+        int status;
+        const char *reason;
+    } registered[] = {
+        {102, "Processing"}, {103, "Early Hints"}, {203, "Non-Authoritative Information"},
+        {205, "Reset Content"}, {207, "Multi-Status"}, {208, "Already Reported"},
+        {226, "IM Used"}, {300, "Multiple Choices"}, {305, "Use Proxy"}, {306, "Unused"},
+        {402, "Payment Required"}, {406, "Not Acceptable"}, {412, "Precondition Failed"},
+        {416, "Range Not Satisfiable"}, {418, "I'm a teapot"}, {421, "Misdirected Request"},
+        {422, "Unprocessable Content"}, {423, "Locked"}, {424, "Failed Dependency"},
+        {425, "Too Early"}, {426, "Upgrade Required"}, {428, "Precondition Required"},
+        {429, "Too Many Requests"}, {451, "Unavailable For Legal Reasons"},
+        {506, "Variant Also Negotiates"}, {507, "Insufficient Storage"}, {510, "Not Extended"},
+        {511, "Network Authentication Required"},
+    };
+    for (size_t i = 0; i < sizeof registered / sizeof registered[0]; i++)
+        is_str(message_reason(registered[i].status), strlen(message_reason(registered[i].status)),
+               registered[i].reason, registered[i].reason);
     is_str(message_reason(199), strlen(message_reason(199)), "Informational", "fallback 1xx");
     is_str(message_reason(299), strlen(message_reason(299)), "OK", "fallback 2xx");
     is_str(message_reason(399), strlen(message_reason(399)), "Redirection", "fallback 3xx");
