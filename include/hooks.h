@@ -97,7 +97,8 @@ struct hook_state {
     struct buffer collected;    /* tx.req.buffer_body: the body so far */
     enum hooks_body_error body_error;
     int res_due; /* tx.res is made with on_response's first call (hooks_prepare_response) */
-    int res_lazy; /* tx.res is made on a script's first look at it in on_response */
+    int res_lazy; /* tx.res is made on a script's first look at it in on_response,
+                   * or in a chunk hook when no script has on_response */
     /* The piece the chunk hooks work on: the relay's bytes (<piece_data>,
      * valid during the filter call only) until the first hook starts, then
      * a Lua string in registry slot <piece_ref> (each hook's result
@@ -164,6 +165,10 @@ enum hooks_result hooks_run(struct session *s, enum hook_phase phase);
 /* Hands the response head (status, reason, fields) to the tx before
  * on_response. 0, or -1. */
 int hooks_prepare_response(struct session *s);
+/* No script defines on_response: the chunk hooks get tx.res all the
+ * same, made from the head as it went to the client the first time one
+ * looks at it (nothing is made for hooks that do not). */
+void hooks_response_on_look(struct session *s);
 
 /* Hands the upstream (the possibly rewritten target) to the tx before
  * before_connect. 0, or -1. */

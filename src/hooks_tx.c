@@ -332,10 +332,11 @@ static int data_index(lua_State *L)
     return 1;
 }
 
-/* tx.res on a script's first look at it in on_response, for the tx at
- * <tx> (an absolute index), when hooks_prepare_response left it to be made
- * then: 1 when made, 0 when that tx is not the exchange whose on_response
- * runs now, or its tx.res is not to be made this way. */
+/* tx.res on a script's first look at it, for the tx at <tx> (an absolute
+ * index), when hooks_prepare_response (on_response) or
+ * hooks_response_on_look (the chunk hooks, without on_response) left it
+ * to be made then: 1 when made, 0 when that tx is not the exchange whose
+ * hook runs now, or its tx.res is not to be made this way. */
 static int make_response_late(lua_State *L, int tx)
 {
     struct session *s = hooks_of(L)->data_session;
@@ -344,7 +345,8 @@ static int make_response_late(lua_State *L, int tx)
         return 0;
     hooks_tx_make_response(L, s);
     s->x.hook.res_lazy = 0;
-    s->x.hook.hooks->res_wanted = 1;
+    if (s->x.hook.phase == HOOK_ON_RESPONSE) /* what the next on_response learns from */
+        s->x.hook.hooks->res_wanted = 1;
     return 1;
 }
 
@@ -569,6 +571,15 @@ int hooks_prepare_response(struct session *s)
     if (hs->tx_ref == LUA_NOREF && hooks_protected(s, hooks_tx_make, "tx") != 0)
         return -1;
     return hooks_protected(s, set_response, "response");
+}
+
+void hooks_response_on_look(struct session *s)
+{
+    /* Made on first look, never before: a chunk hook that does not use
+     * tx.res, the usual one, costs no copy of the head. The head is then
+     * the one the client got (its framing fields, and a Content-Encoding
+     * the proxy undid for the hooks, are not in it). */
+    s->x.hook.res_lazy = 1;
 }
 
 int hooks_tx_finish(lua_State *L)

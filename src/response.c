@@ -221,7 +221,9 @@ enum exchange_step response_parse_head(struct session *s)
     buffer_consume(&s->upstream.in, (size_t)n);
     exchange_record_before_hooks(s, 1);
     if (!hooks_wants(s, HOOK_ON_RESPONSE)) {
-        /* Only the chunk hooks: the head may lose its Content-Encoding. */
+        /* Only the chunk hooks: the head may lose its Content-Encoding,
+         * and tx.res is theirs on a first look. */
+        hooks_response_on_look(s);
         return send_response_head(s, NULL);
     }
     if (hooks_prepare_response(s) != 0)

@@ -8,7 +8,8 @@
 -- reading to the end of the connection. One request at a time keeps the
 -- proxy's work per exchange the same in every run, which is what an
 -- instruction count or a system call count needs. Exits non-zero on any
--- answer but a complete 200.
+-- answer but a complete 200 (with a Content-Length, or chunked, as a
+-- COUNT_SCRIPT with on_response_chunk sends it).
 local socket = require("socket")
 
 local port, origin, n, mode = tonumber(arg[1]), arg[2], tonumber(arg[3]), arg[4]
@@ -25,18 +26,33 @@ local function connect()
   return s
 end
 
+-- A chunked body (what a script with on_response_chunk makes of it),
+-- read to its last chunk and the empty line after it.
+local function receive_chunked(s)
+  while true do
+    local size = tonumber(assert(s:receive("*l")):match("^(%x+)"), 16)
+    assert(size, "bad chunk size line")
+    if size == 0 then break end
+    assert(s:receive(size))
+    assert(assert(s:receive("*l")) == "", "no CRLF after a chunk")
+  end
+  repeat until assert(s:receive("*l")) == ""
+end
+
 local function exchange(s)
   assert(s:send(request))
   local status = assert(s:receive("*l"))
   assert(status:match("^HTTP/1%.1 200 "), "answer: " .. status)
-  local length
+  local length, chunked
   while true do
     local line = assert(s:receive("*l"))
     if line == "" then break end
     local v = line:match("^[Cc]ontent%-[Ll]ength:%s*(%d+)")
     if v then length = tonumber(v) end
+    if line:match("^[Tt]ransfer%-[Ee]ncoding:%s*chunked%s*$") then chunked = true end
   end
-  assert(length, "no Content-Length")
+  if chunked then return receive_chunked(s) end
+  assert(length, "no Content-Length nor Transfer-Encoding: chunked")
   assert(s:receive(length))
 end
 
