@@ -12,6 +12,7 @@
  *   hooks_body.c  the on_response_chunk body filter
  *   hooks_lib.c   the proxy.* natives (log, now, phase, ...)
  *   hooks_pattern.c  Lua's pattern functions with a step budget
+ *   hooks_stdlib.c   the other standard functions that need one
  *   hooks_watch.c the --hook-timeout watchdog
  *   hooks_headers.c  the header list methods
  */
@@ -266,6 +267,15 @@ int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t s
  * their matching steps against the running hook's budget. */
 void hooks_pattern_install(lua_State *L);
 
+/* ---- hooks_stdlib.c ---- */
+
+/* Replaces the standard functions whose running time a script's arguments
+ * can stretch past any input and any memory cap (string.rep of "" a huge
+ * number of times, table.move over a huge range, ...) with versions that
+ * finish at once or count their steps against the budget; load's reader
+ * and debug.sethook too (see the file). */
+void hooks_stdlib_install(lua_State *L);
+
 /* ---- hooks_watch.c ---- */
 
 /* The resume of <co> about to start may run until <deadline> (monotonic
@@ -277,10 +287,20 @@ void hooks_watch_disarm(void);
  * hook is marked timed out and its coroutines stop at their next
  * instruction, even if the script catches the error the caller raises. */
 void hooks_watch_expire(lua_State *L);
+/* For C code that runs on <L> for as long as its arguments say (a
+ * library function's loop): raises "hook timed out in <what>" once the
+ * running hook is past its budget (or "top-level code timed out in
+ * <what>" past the load time limit), and stops the hook's coroutines at
+ * their next instruction, even if the script catches the error. */
+void hooks_watch_check(lua_State *L, const char *what);
+/* Counts <steps> steps of such a loop, and every HOOKS_SPEND_CHECK steps
+ * calls hooks_watch_check: a look at the clock costs more than a step. */
+#define HOOKS_SPEND_CHECK 4096
+void hooks_watch_spend(lua_State *L, unsigned steps, const char *what);
 /* The count hook that yields a timed-out hook call out of the script. */
 void hooks_on_count(lua_State *L, lua_Debug *ar);
-/* Replaces coroutine.resume and coroutine.wrap with versions the
- * watchdog can follow into. */
+/* Replaces coroutine.resume, coroutine.wrap and coroutine.close with
+ * versions the watchdog can follow into. */
 void hooks_watch_install(lua_State *L);
 /* Runs the function on top of L (no arguments, no results: a script's
  * top-level code, while scripts load) in a coroutine of its own, stopped

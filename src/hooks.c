@@ -243,6 +243,7 @@ static int setup_state(lua_State *L)
 
     luaL_openlibs(L);
     hooks_pattern_install(L);
+    hooks_stdlib_install(L);
     hooks_watch_install(L);
     hooks_lib_guard(L);
     if (luaL_loadbuffer(L, hooks_api_lua, sizeof hooks_api_lua - 1, "=hooks_api") != LUA_OK)

@@ -12,11 +12,11 @@
  * error marks the hook as timed out and sets a count hook, so even a
  * script that catches it with pcall is stopped at its next instruction.
  *
- * Outside a hook (a script's top level) there is no deadline.
+ * At a script's top level the load time limit applies instead
+ * (hooks_watch_check).
  */
 #include <ctype.h>
 #include <string.h>
-#include <time.h>
 
 #include "hooks_internal.h"
 
@@ -41,29 +41,14 @@ struct matcher {
     } cap[MAX_CAPTURES];
 };
 
-static double now_monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Counts <n> steps; past the hook's deadline (or, while scripts load, the
  * load time limit), fails the call. */
 static void spend(struct matcher *m, unsigned n)
 {
-    struct hooks *h;
     unsigned before = m->steps;
     m->steps += n;
-    if (before / STEP_CHECK == m->steps / STEP_CHECK)
-        return;
-    h = hooks_of(m->L);
-    if (h && h->running_phase < 0 && hooks_watch_load_expired(m->L))
-        luaL_error(m->L, "top-level code timed out in a pattern match");
-    if (!h || h->running_phase < 0 || now_monotonic() <= h->deadline)
-        return;
-    hooks_watch_expire(m->L); /* even if the script catches the error below */
-    luaL_error(m->L, "hook timed out in a pattern match");
+    if (before / STEP_CHECK != m->steps / STEP_CHECK)
+        hooks_watch_check(m->L, "a pattern match");
 }
 
 /* ---- one character against one class ------------------------------------- */

@@ -7,6 +7,7 @@
  */
 #include "hooks_internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -171,16 +172,47 @@ int hooks_start_call(lua_State *L)
     return 0;
 }
 
+/* Pushes the traceback of the coroutine and message given as light
+ * userdata (the message may be NULL). */
+static int push_traceback(lua_State *L)
+{
+    luaL_traceback(L, lua_touserdata(L, 1), lua_touserdata(L, 2), 0);
+    return 1;
+}
+
+/* The traceback of <co> under <msg>, on top of h->L, or NULL: it is made
+ * in protected mode, since a hook that failed may have left the heap full
+ * (its memory error caught, then stopped by the time limit). Pop it after
+ * use either way. */
+static const char *traceback(struct hooks *h, lua_State *co, const char *msg)
+{
+    lua_pushcfunction(h->L, push_traceback);
+    lua_pushlightuserdata(h->L, co);
+    lua_pushlightuserdata(h->L, (void *)(uintptr_t)msg);
+    if (lua_pcall(h->L, 2, 1, 0) != LUA_OK)
+        return NULL;
+    return lua_tostring(h->L, -1);
+}
+
 void hooks_log_failure(struct session *s, lua_State *co, int status)
 {
     struct hook_state *hs = &s->x.hook;
     struct hooks *h = hs->hooks;
     const char *script = h->script_name[hs->script];
     const char *phase = hooks_phase_names[hs->phase];
+    const char *trace;
 
     if (h->timed_out) {
-        log_error("c%llu #%llu %s: %s took longer than %.0f ms and was stopped",
-                  (unsigned long long)s->id, (unsigned long long)s->x.id, script, phase, h->budget * 1000);
+        /* Where it was stopped; and in what, when a library function
+         * stopped it with an error (hooks_watch_check). */
+        const char *why = status != LUA_OK && status != LUA_YIELD && lua_type(co, -1) == LUA_TSTRING
+                              ? lua_tostring(co, -1)
+                              : NULL;
+        trace = traceback(h, co, why);
+        log_error("c%llu #%llu %s: %s took longer than %.0f ms and was stopped%s%s",
+                  (unsigned long long)s->id, (unsigned long long)s->x.id, script, phase,
+                  h->budget * 1000, trace ? ": " : "", trace ? trace : "");
+        lua_pop(h->L, 1);
         return;
     }
     if (status == LUA_ERRMEM) {
@@ -189,9 +221,10 @@ void hooks_log_failure(struct session *s, lua_State *co, int status)
         return;
     }
     const char *msg = lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1) : NULL;
-    luaL_traceback(h->L, co, msg ? msg : "(error object is not a string)", 0);
+    msg = msg ? msg : "(error object is not a string)";
+    trace = traceback(h, co, msg);
     log_error("c%llu #%llu %s: %s failed: %s", (unsigned long long)s->id, (unsigned long long)s->x.id, script, phase,
-              lua_tostring(h->L, -1));
+              trace ? trace : msg);
     lua_pop(h->L, 1);
 }
 
@@ -255,6 +288,31 @@ static void collect_after_bomb(struct hooks *h)
     lua_gc(h->L, LUA_GCCOLLECT);
     lua_gc(h->L, LUA_GCSTEP, 0);
     h->alloc_refused = 0;
+}
+
+/* Empties the coroutine of <s>'s failed hook call: its stack may hold a
+ * memory bomb's garbage. That runs the __close metamethods of its pending
+ * to-be-closed variables, on the coroutine, with what is left of the
+ * call's budget: one that loops is stopped like the hook (nothing is left
+ * of a call that ran out of time, so there they fail at once). */
+static void reset_failed(struct session *s, lua_State *co)
+{
+    struct hook_state *hs = &s->x.hook;
+    struct hooks *h = hs->hooks;
+    int timed_out = h->timed_out;
+
+    h->running_phase = (int)hs->phase;
+    h->current_script = hs->script;
+    h->deadline = monotonic_now() + h->budget - hs->used;
+    hooks_watch_arm(co, h->deadline);
+    if (timed_out)
+        lua_sethook(co, hooks_on_count, LUA_MASKCOUNT, 1);
+    lua_resetthread(co);
+    hooks_watch_disarm();
+    lua_sethook(co, NULL, 0, 0);
+    h->timed_out = timed_out; /* as the log said */
+    h->running_phase = -1;
+    h->current_script = -1;
 }
 
 /* Resumes the hook call of <s>, which starts running at <started>; its
@@ -322,7 +380,7 @@ static enum call_outcome resume(struct session *s, int nargs, int *nres, double 
         /* A failed state may hold a lot of garbage (a memory bomb): free it
          * now rather than at the next allocation. */
         if (status == LUA_ERRMEM || h->timed_out || h->alloc_refused) {
-            lua_resetthread(co); /* its stack still holds the garbage */
+            reset_failed(s, co); /* its stack still holds the garbage */
             collect_after_bomb(h);
         }
         return CALL_FAILED;

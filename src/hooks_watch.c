@@ -38,6 +38,10 @@
  * thread: a count hook looks at the clock every LOAD_CHECK_INTERVAL
  * instructions, and the code runs in a coroutine so that the hook can
  * yield out of it past any pcall the script makes.
+ *
+ * No hook reaches into a C function: one that loops for as long as its
+ * arguments say (table.move over a huge range, say) looks at the budget
+ * itself through hooks_watch_check (hooks_pattern.c, hooks_stdlib.c).
  */
 #include "hooks_internal.h"
 
@@ -293,6 +297,34 @@ void hooks_watch_expire(lua_State *L)
         stop_running();
 }
 
+void hooks_watch_check(lua_State *L, const char *what)
+{
+    struct hooks *h = hooks_of(L);
+    if (!h)
+        return;
+    if (h->running_phase < 0) { /* no hook runs: top-level code, or nothing */
+        if (hooks_watch_load_expired(L))
+            luaL_error(L, "top-level code timed out in %s", what);
+        return;
+    }
+    if (!h->timed_out && now_seconds() <= h->deadline)
+        return;
+    hooks_watch_expire(L); /* even if the script catches the error below */
+    luaL_error(L, "hook timed out in %s", what);
+}
+
+/* Steps counted by hooks_watch_spend, over all calls: a loop of a few
+ * steps per call is still seen. */
+static unsigned spent_steps;
+
+void hooks_watch_spend(lua_State *L, unsigned steps, const char *what)
+{
+    unsigned before = spent_steps;
+    spent_steps += steps;
+    if (before / HOOKS_SPEND_CHECK != spent_steps / HOOKS_SPEND_CHECK)
+        hooks_watch_check(L, what);
+}
+
 /* ---- the script's own coroutines ------------------------------------------
  *
  * What Lua's coroutine library does (lcorolib.c), plus a note of the
@@ -314,19 +346,14 @@ static void on_load_count(lua_State *L, lua_Debug *ar)
         luaL_error(L, "top-level code ran longer than the load time limit");
 }
 
-/* Resumes <co> with <narg> values from the top of L. The count of values
- * it yielded or returned, moved onto L; or -1 with the error on L. */
-static int watched_resume(lua_State *L, lua_State *co, int narg)
+/* Lua code is about to run on <co>, a coroutine of the script, called
+ * from <L>: gives <co> the hook the time limit needs there, and notes it
+ * as the innermost coroutine running, for the watchdog's handler. Returns
+ * the one noted before, for leave_inner. */
+static lua_State *enter_inner(lua_State *L, lua_State *co)
 {
     struct hooks *h = hooks_of(L);
     lua_State *outer = atomic_load(&watch_inner);
-    int status, nres;
-
-    if (!lua_checkstack(co, narg)) {
-        lua_pushliteral(L, "too many arguments to resume");
-        return -1;
-    }
-    lua_xmove(L, co, narg);
     if (load.running)
         lua_sethook(co, on_load_count, LUA_MASKCOUNT, load.timed_out ? 1 : LOAD_CHECK_INTERVAL);
     else if (h->timed_out)
@@ -335,13 +362,47 @@ static int watched_resume(lua_State *L, lua_State *co, int narg)
         lua_sethook(co, NULL, 0, 0);
     if (!watch.failed)
         atomic_store(&watch_inner, co);
-    status = lua_resume(co, L, narg, &nres);
+    return outer;
+}
+
+/* The code on the coroutine enter_inner noted is done: <outer> is the
+ * innermost one again, and if the limit ran out meanwhile, <L> stops too. */
+static void leave_inner(lua_State *L, lua_State *outer)
+{
+    struct hooks *h = hooks_of(L);
     if (!watch.failed)
         atomic_store(&watch_inner, outer);
     if (load.running && load.timed_out) /* stop the caller too */
         lua_sethook(L, on_load_count, LUA_MASKCOUNT, 1);
     else if (h->timed_out)
         lua_sethook(L, hooks_on_count, LUA_MASKCOUNT, 1);
+}
+
+/* lua_resetthread(<co>) where the time limit reaches the __close
+ * metamethods it runs, on <co> itself; its status. */
+static int watched_reset(lua_State *L, lua_State *co)
+{
+    lua_State *outer = enter_inner(L, co);
+    int status = lua_resetthread(co);
+    leave_inner(L, outer);
+    return status;
+}
+
+/* Resumes <co> with <narg> values from the top of L. The count of values
+ * it yielded or returned, moved onto L; or -1 with the error on L. */
+static int watched_resume(lua_State *L, lua_State *co, int narg)
+{
+    lua_State *outer;
+    int status, nres;
+
+    if (!lua_checkstack(co, narg)) {
+        lua_pushliteral(L, "too many arguments to resume");
+        return -1;
+    }
+    lua_xmove(L, co, narg);
+    outer = enter_inner(L, co);
+    status = lua_resume(co, L, narg, &nres);
+    leave_inner(L, outer);
     if (status == LUA_OK || status == LUA_YIELD) {
         if (!lua_checkstack(L, nres + 1)) {
             lua_pop(co, nres);
@@ -378,7 +439,7 @@ static int co_wrapped(lua_State *L)
     if (r < 0) {
         int status = lua_status(co);
         if (status != LUA_OK && status != LUA_YIELD) { /* error in the coroutine? */
-            status = lua_resetthread(co);             /* close its tbc variables */
+            status = watched_reset(L, co);            /* close its tbc variables */
             lua_xmove(co, L, 1);                       /* its error, after closing */
             lua_remove(L, -2);
         }
@@ -402,6 +463,26 @@ static int co_wrap(lua_State *L)
     return 1;
 }
 
+/* coroutine.close runs the __close metamethods of a suspended coroutine
+ * on that coroutine: Lua's own function (upvalue 1), with the coroutine
+ * noted so that the time limit reaches them. */
+static int co_close(lua_State *L)
+{
+    lua_State *co, *outer;
+    int status;
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    co = lua_tothread(L, 1);
+    lua_settop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    outer = enter_inner(L, co);
+    status = lua_pcall(L, 1, LUA_MULTRET, 0); /* to note the outer one again on an error */
+    leave_inner(L, outer);
+    if (status != LUA_OK)
+        return lua_error(L);
+    return lua_gettop(L);
+}
+
 void hooks_watch_install(lua_State *L)
 {
     lua_getglobal(L, "coroutine");
@@ -410,6 +491,9 @@ void hooks_watch_install(lua_State *L)
         lua_setfield(L, -2, "resume");
         lua_pushcfunction(L, co_wrap);
         lua_setfield(L, -2, "wrap");
+        lua_getfield(L, -1, "close");
+        lua_pushcclosure(L, co_close, 1);
+        lua_setfield(L, -2, "close");
     }
     lua_pop(L, 1);
 }
@@ -452,6 +536,14 @@ int hooks_watch_load(lua_State *L, double budget)
     if (status != LUA_OK) { /* an error: the script's, or a limit's where it could not yield */
         lua_xmove(co, L, 1);
         lua_remove(L, -2);
+        if (load.timed_out) { /* a limit's, raised in C (hooks_watch_check): say which */
+            const char *where = lua_tostring(L, -1);
+            char msg[96];
+            snprintf(msg, sizeof msg, "its top-level code ran longer than %g s (the load time limit)",
+                     budget);
+            lua_pushfstring(L, "%s: %s", msg, where ? where : "stopped");
+            lua_remove(L, -2);
+        }
         return status;
     }
     lua_pop(co, nres);

@@ -77,6 +77,67 @@ describe("hook limits", function()
     each_answered({ "/in-callback", "/plain", "/in-sort", "/hello", "/plain", "/plain" })
   end)
 
+  -- Lua's debug hook never fires inside a C function, and some library
+  -- functions loop for as long as their arguments say, allocating
+  -- nothing: each one held the worker for good.
+  it("stops a hook stuck in a long library call and keeps serving", function()
+    local script = h.tmpfile([[
+      local endless = { __close = function() while true do end end }
+      local long = { __len = function() return math.maxinteger - 1 end }
+      local paths = {
+        ["/move"] = function() table.move({}, 1, math.maxinteger - 1, 2) end,
+        ["/insert"] = function() table.insert(setmetatable({}, long), 1, "x") end,
+        ["/remove"] = function() table.remove(setmetatable({}, long), 1) end,
+        ["/concat"] = function() -- every number indexes as "", from C
+          debug.setmetatable(0, { __index = string.sub, __len = long.__len })
+          table.concat(5, "", 2, math.maxinteger)
+        end,
+        ["/sort"] = function()
+          debug.setmetatable(0, { __index = math.abs, __newindex = math.abs,
+                                  __len = function() return 2^31 - 2 end })
+          table.sort(5)
+        end,
+        ["/load"] = function() load(os.time) end, -- one long numeral, read from C
+        ["/close"] = function()
+          local co = coroutine.create(function()
+            local x <close> = setmetatable({}, endless)
+            coroutine.yield()
+          end)
+          coroutine.resume(co)
+          coroutine.close(co)
+        end,
+        ["/wrap-close"] = function()
+          pcall(coroutine.wrap(function()
+            local x <close> = setmetatable({}, endless)
+            error("closes x")
+          end))
+        end,
+        ["/bomb-close"] = function() -- the failed hook's coroutine is closed
+          local x <close> = setmetatable({}, endless)
+          local t = {}
+          for i = 1, math.maxinteger do t[i] = i end
+        end,
+        ["/sethook"] = function() debug.sethook(function() while true do end end, "", 1) end,
+      }
+      function on_request(tx)
+        if tx.req.path == "/rep" then
+          return tx:respond(200, "#" .. #string.rep("", 1e15) .. #("x"):rep(0) .. #string.rep("", 1e15, ""))
+        end
+        local f = paths[tx.req.path]
+        if f then f() end
+      end
+    ]], "library_loops.lua")
+    proxy = procs.proxy({ "-s", script, "--hook-timeout", "100" })
+    assert.are.equal("#000", get("/rep", 10).body)
+    each_answered({ "/move", "/hello", "/insert", "/remove", "/concat", "/sort", "/load", "/close",
+                    "/wrap-close", "/bomb-close", "/sethook", "/hello" })
+    local log = proxy.log()
+    for _, fn in ipairs({ "table.move", "table.insert", "table.remove", "table.concat", "table.sort" }) do
+      assert.truthy(log:find("hook timed out in " .. fn, 1, true), fn .. "\n" .. log)
+    end
+    assert.truthy(log:find("debug.sethook cannot be used in a script", 1, true), log)
+  end)
+
   -- Lua runs finalizers with debug hooks off: an endless one was beyond
   -- every time limit and held the worker for good.
   it("refuses finalizers (__gc), which no time limit reaches", function()

@@ -270,6 +270,13 @@ end
       assert.truthy(proxy.log():find("its top-level code ran longer than 1 s", 1, true), proxy.log())
       assert.are.equal("2", get("/hello").headers["x-version"])
 
+      -- So is one long call of a library function, where no debug hook fires.
+      h.write_file(path, version_script("6", "table.move({}, 1, math.maxinteger - 1, 2)"))
+      proxy.signal("HUP")
+      assert.truthy(wait_log_count("reload failed, keeping the scripts in force", 3), proxy.log())
+      assert.truthy(proxy.log():find("top-level code timed out in table.move", 1, true), proxy.log())
+      assert.are.equal("2", get("/hello").headers["x-version"])
+
       -- Fixing the file and reloading again works.
       h.write_file(path, version_script("4"))
       proxy.signal("HUP")
@@ -410,6 +417,14 @@ end
       local err = start_refused(file, 10)
       assert.truthy(err:find("top-level code timed out in a pattern match", 1, true), err)
       assert.truthy(err:find(file .. ":" .. line_of(file, "string.find(") .. ":", 1, true), err)
+    end)
+
+    it("stops a library call at the top level that would run for ever", function()
+      local file = h.tmpfile('local s = string.rep("", 1e15)\nlocal t = table.move({}, 1, 2^62, 2)\n',
+        "load_library_loop.lua")
+      local err = start_refused(file, 10)
+      assert.truthy(err:find(file .. ": its top-level code ran longer than 1 s", 1, true), err)
+      assert.truthy(err:find(file .. ":2: top-level code timed out in table.move", 1, true), err)
     end)
 
     it("exits non-zero when a script has a syntax error at startup", function()
