@@ -41,7 +41,13 @@
  *
  * No hook reaches into a C function: one that loops for as long as its
  * arguments say (table.move over a huge range, say) looks at the budget
- * itself through hooks_watch_check (hooks_pattern.c, hooks_stdlib.c).
+ * itself through hooks_watch_check (hooks_pattern.c, hooks_stdlib.c). As a
+ * last resort, for C code that never returns (a blocking system call, a
+ * C module), the watchdog ends the process once a hook has run past its
+ * deadline by STUCK_FACTOR budgets, and at least STUCK_MIN_NS, after the
+ * signal: a worker stuck for good serves nobody, and its replacement
+ * (the supervisor starts one; with one process, whatever runs the proxy)
+ * serves everybody. HAProxy's watchdog does the same with a stuck thread.
  */
 #include "hooks_internal.h"
 
@@ -53,6 +59,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -61,11 +68,25 @@
 #define WATCH_TICK_NS 5000000LL
 /* Ticks without any resume before the watchdog sleeps until woken. */
 #define WATCH_IDLE_TICKS 200
+/* A resume still running this long past its deadline, after the signal,
+ * is stuck in C code: STUCK_FACTOR times the hook budget, at least
+ * STUCK_MIN_NS (a full collection of a large heap is one C call too). */
+#define STUCK_FACTOR 10
+#define STUCK_MIN_NS 5000000000LL
+/* The most one look of the watchdog adds to the time a resume has been
+ * stuck: a longer gap means the watchdog itself did not run (the process
+ * was stopped, the machine suspended), which says nothing of the hook. */
+#define STUCK_STEP_MAX_NS 100000000LL
+/* The exit status of a process ended for a stuck hook (EX_SOFTWARE). */
+#define STUCK_EXIT 70
 
 static struct {
     atomic_uint_fast64_t gen;     /* odd while a resume runs */
     atomic_llong deadline;        /* the running resume's, in ns */
     atomic_uint_fast64_t fired;   /* a generation found past its deadline */
+    atomic_llong stuck_ns;        /* the running resume's: see STUCK_FACTOR */
+    _Atomic(const char *) script; /* ... and its script and hook, for the log */
+    _Atomic(const char *) phase;
     atomic_int parked;            /* the thread waits on <cv> */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -151,9 +172,24 @@ static void sleep_ns(long long ns)
         ;
 }
 
+/* The running resume has been stuck <stuck> ns past its deadline: see
+ * the file's comment. From the watchdog thread, which reads only what the
+ * main thread published for it. */
+static void give_up(long long stuck)
+{
+    const char *script = atomic_load(&watch.script), *phase = atomic_load(&watch.phase);
+    log_error("%s: %s has run %.1f s past --hook-timeout inside a C function that cannot be "
+              "interrupted (a blocking call?); this process ends (status %d) rather than hold "
+              "its clients for good",
+              script ? script : "a script", phase ? phase : "a hook", (double)stuck / 1e9,
+              STUCK_EXIT);
+    _exit(STUCK_EXIT);
+}
+
 static void *watch_main(void *arg)
 {
     uint_fast64_t last_seen = 0, last_fired = 0;
+    long long last_look = 0, stuck = 0;
     int idle = 0;
     (void)arg;
 
@@ -183,16 +219,25 @@ static void *watch_main(void *arg)
             continue; /* that resume ended meanwhile */
         last_seen = gen;
         idle = 0;
-        long long left = deadline - now_ns();
+        long long now = now_ns(), left = deadline - now;
         if (left > 0) {
             sleep_ns(left < WATCH_TICK_NS ? left : WATCH_TICK_NS);
             continue;
         }
         if (gen != last_fired) {
             last_fired = gen;
+            stuck = 0;
             atomic_store(&watch.fired, gen);
             pthread_kill(watch.main, watch_signal());
+        } else {
+            /* Still running after the signal: the hook it set has not
+             * fired, so the code is in C. */
+            long long step = now - last_look;
+            stuck += step < STUCK_STEP_MAX_NS ? step : STUCK_STEP_MAX_NS;
+            if (stuck >= atomic_load(&watch.stuck_ns) && atomic_load(&watch.gen) == gen)
+                give_up(stuck);
         }
+        last_look = now;
         sleep_ns(WATCH_TICK_NS);
     }
     return NULL;
@@ -265,6 +310,19 @@ void hooks_watch_arm(lua_State *co, double deadline)
      * sleep through this resume. */
     atomic_store_explicit(&watch_co, co, memory_order_relaxed);
     atomic_store_explicit(&watch_inner, NULL, memory_order_relaxed);
+    {
+        const struct hooks *h = hooks_of(co);
+        long long stuck = (long long)(h->budget * STUCK_FACTOR * 1e9);
+        int script = h->current_script, phase = h->running_phase;
+        atomic_store_explicit(&watch.stuck_ns, stuck > STUCK_MIN_NS ? stuck : STUCK_MIN_NS,
+                              memory_order_relaxed);
+        atomic_store_explicit(&watch.script,
+                              script >= 0 && script < h->script_count ? h->script_name[script]
+                                                                      : NULL,
+                              memory_order_relaxed);
+        atomic_store_explicit(&watch.phase, phase >= 0 ? hooks_phase_names[phase] : NULL,
+                              memory_order_relaxed);
+    }
     atomic_store_explicit(&watch.deadline, (long long)(deadline * 1e9), memory_order_release);
     atomic_fetch_add(&watch.gen, 1);
     if (atomic_load(&watch.parked)) {

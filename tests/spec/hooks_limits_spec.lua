@@ -138,6 +138,30 @@ describe("hook limits", function()
     assert.truthy(log:find("debug.sethook cannot be used in a script", 1, true), log)
   end)
 
+  -- A C function that never returns (here an open of a FIFO no one
+  -- writes to) is beyond any time limit: once it has run 10 budgets (at
+  -- least 5 s) past its deadline the worker ends, and the supervisor
+  -- starts another, rather than the worker holding its clients for good.
+  it("ends a worker whose hook is stuck in a blocking call", function()
+    local fifo = h.tmpfile("", "unused"):gsub("unused$", "fifo")
+    assert(os.execute("mkfifo " .. h.shell_quote(fifo)))
+    local script = h.tmpfile(([[
+      function on_request(tx)
+        if tx.req.path == "/stuck" then io.open(%q, "r") end
+      end
+    ]]):format(fifo), "stuck.lua")
+    proxy = procs.proxy({ "-s", script, "--hook-timeout", "100", "--workers", "2" })
+    local stuck = assert(h.connect(proxy.port))
+    assert(h.send(stuck, h.request("GET", origin.url("/stuck"), { "Host: " .. origin.authority })))
+    assert.truthy(h.wait_for(function()
+      return proxy.log():find("exited with status 70; starting a new one", 1, true)
+    end, 30), proxy.log())
+    stuck:close()
+    assert.truthy(proxy.log():find("stuck.lua: on_request has run %d+%.%d s past %-%-hook%-timeout "
+      .. "inside a C function that cannot be interrupted"), proxy.log())
+    for _ = 1, 4 do assert.are.equal("hello\n", get("/hello").body) end
+  end)
+
   -- Lua runs finalizers with debug hooks off: an endless one was beyond
   -- every time limit and held the worker for good.
   it("refuses finalizers (__gc), which no time limit reaches", function()
