@@ -55,6 +55,16 @@ enum shared_status {
     SHARED_FAILED,  /* reply.err says why ("unavailable", a type error...) */
 };
 
+/* The reasons a call fails with (reply.err), worded the same by both
+ * backends, so that a script reads one text whichever is in use. A key or
+ * value out of bounds is refused before either is asked, in
+ * shared_store.c. */
+#define SHARED_ERR_UNAVAILABLE "unavailable"     /* no store here, or Redis is down */
+#define SHARED_ERR_FULL "no room in the store"   /* the value cannot fit */
+#define SHARED_ERR_NOT_NUMBER "incr: the value is not a number"
+#define SHARED_ERR_OVERFLOW "incr: integer overflow"
+#define SHARED_ERR_NO_MEMORY "out of memory"     /* the worker's, not the store's */
+
 struct shared_reply {
     struct shared_value value; /* GET: the value (NIL if none); INCR: the sum */
     struct buffer text;        /* backs value.s; the caller frees it */

@@ -436,10 +436,13 @@ local function log(...)
 end
 
 -- proxy.shared: one store for every worker (shared memory or Redis, the
--- C side chooses); the same calls either way.
+-- C side chooses); the same calls either way. A key or value of the wrong
+-- type is the script's mistake, an error; one the store cannot take (a key
+-- past 256 bytes, often made from what a client sent) is a failure the
+-- C side answers with nil and a reason, like any other.
 local function check_key(key)
-  if type(key) ~= "string" or #key == 0 or #key > 256 then
-    error("proxy.shared: a key is a string of 1 to 256 bytes", 3)
+  if type(key) ~= "string" then
+    error("proxy.shared: a key is a string, got " .. type(key), 3)
   end
 end
 

@@ -252,7 +252,7 @@ static int native_shared(lua_State *L)
     rq.ttl = luaL_optnumber(L, 4, 0);
     if (!h->shared) {
         lua_pushnil(L);
-        lua_pushstring(L, "unavailable");
+        lua_pushstring(L, SHARED_ERR_UNAVAILABLE);
         return 2;
     }
     if (hooks_can_wait(L)) {
@@ -267,7 +267,7 @@ static int native_shared(lua_State *L)
     if (status == SHARED_PENDING && !sw) {
         /* Cannot happen: a backend only goes pending with a place to report. */
         status = SHARED_FAILED;
-        snprintf(reply.err, sizeof reply.err, "unavailable");
+        snprintf(reply.err, sizeof reply.err, "%s", SHARED_ERR_UNAVAILABLE);
     }
     if (status == SHARED_PENDING)
         return hooks_wait(L, cancel_shared_wait, sw, &sw->s);

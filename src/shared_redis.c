@@ -265,6 +265,22 @@ static void decode_value(const char *s, size_t len, struct shared_reply *reply)
     }
 }
 
+/* The reason a script gets for Redis's error reply <s>: worded as shared
+ * memory words the same failure (SHARED_ERR_*), so that a script reads
+ * one text whichever backend is in use. An error shared memory never has
+ * (a read-only replica, say) keeps Redis's words. */
+static void error_reason(const char *s, size_t len, char *err, size_t err_len)
+{
+    if (memmem(s, len, "not a number", 12)) /* incr_script's own */
+        snprintf(err, err_len, "%s", SHARED_ERR_NOT_NUMBER);
+    else if (memmem(s, len, "overflow", 8) || memmem(s, len, "out of range", 12))
+        snprintf(err, err_len, "%s", SHARED_ERR_OVERFLOW); /* INCRBY past 64 bits */
+    else if (len >= 3 && memcmp(s, "OOM", 3) == 0) /* maxmemory reached, nothing to evict */
+        snprintf(err, err_len, "%s", SHARED_ERR_FULL);
+    else
+        snprintf(err, err_len, "redis: %.*s", (int)(len < 80 ? len : 80), s);
+}
+
 static void on_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct shared_call *c = privdata;
@@ -282,11 +298,10 @@ static void on_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     buffer_init(&out.text);
     out.value.type = SHARED_NIL;
     if (!reply) {
-        snprintf(out.err, sizeof out.err, "unavailable");
+        snprintf(out.err, sizeof out.err, "%s", SHARED_ERR_UNAVAILABLE);
         status = SHARED_FAILED;
     } else if (reply->type == REDIS_REPLY_ERROR) {
-        snprintf(out.err, sizeof out.err, "%s%.*s", c->op == SHARED_INCR ? "incr: " : "",
-                 (int)(reply->len < 80 ? reply->len : 80), reply->str);
+        error_reason(reply->str, reply->len, out.err, sizeof out.err);
         status = SHARED_FAILED;
     } else if (reply->type == REDIS_REPLY_STRING && (c->op == SHARED_GET || c->op == SHARED_INCR)) {
         decode_value(reply->str, reply->len, &out);
@@ -323,7 +338,7 @@ enum shared_status redis_call(struct redis_backend *rb, const struct shared_requ
     struct buffer value;
 
     if (!rb->ac || !rb->connected) {
-        snprintf(reply->err, sizeof reply->err, "unavailable");
+        snprintf(reply->err, sizeof reply->err, "%s", SHARED_ERR_UNAVAILABLE);
         return SHARED_FAILED;
     }
     memcpy(key, KEY_PREFIX, sizeof KEY_PREFIX - 1);
@@ -386,7 +401,7 @@ enum shared_status redis_call(struct redis_backend *rb, const struct shared_requ
     if (redisAsyncCommandArgv(rb->ac, on_redis_reply, c, argc, argv, argl) != REDIS_OK) {
         free(c);
         buffer_free(&value);
-        snprintf(reply->err, sizeof reply->err, "unavailable");
+        snprintf(reply->err, sizeof reply->err, "%s", SHARED_ERR_UNAVAILABLE);
         return SHARED_FAILED;
     }
     buffer_free(&value); /* hiredis formatted its own copy */
@@ -399,7 +414,7 @@ enum shared_status redis_call(struct redis_backend *rb, const struct shared_requ
     return SHARED_PENDING;
 nomem:
     buffer_free(&value);
-    snprintf(reply->err, sizeof reply->err, "out of memory");
+    snprintf(reply->err, sizeof reply->err, "%s", SHARED_ERR_NO_MEMORY);
     return SHARED_FAILED;
 }
 

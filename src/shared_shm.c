@@ -321,7 +321,7 @@ static enum shared_status incr_locked(struct shared_region *r, const struct shar
     if (at != NIL) {
         struct entry *e = entry_at(r, at);
         if (e->type != SHARED_INTEGER && e->type != SHARED_FLOAT)
-            return fail(reply, "incr: the value is not a number");
+            return fail(reply, SHARED_ERR_NOT_NUMBER);
         struct shared_reply tmp;
         buffer_init(&tmp.text);
         read_value(r, at, &tmp);
@@ -331,7 +331,7 @@ static enum shared_status incr_locked(struct shared_region *r, const struct shar
     if (cur.type == SHARED_INTEGER && rq->value.type == SHARED_INTEGER) {
         sum.type = SHARED_INTEGER;
         if (__builtin_add_overflow(cur.i, rq->value.i, &sum.i))
-            return fail(reply, "incr: integer overflow");
+            return fail(reply, SHARED_ERR_OVERFLOW);
     } else {
         double a = cur.type == SHARED_INTEGER ? (double)cur.i : cur.f;
         double b = rq->value.type == SHARED_INTEGER ? (double)rq->value.i : rq->value.f;
@@ -349,7 +349,7 @@ static enum shared_status incr_locked(struct shared_region *r, const struct shar
     } else {
         bytes = value_bytes(&sum, &len);
         if (insert(r, rq->key, rq->key_len, hash, sum.type, bytes, len, expires) != 0)
-            return fail(reply, "no room in shared memory");
+            return fail(reply, SHARED_ERR_FULL);
     }
     reply->value = sum;
     return SHARED_DONE;
@@ -375,7 +375,7 @@ enum shared_status shm_call(struct shared_region *r, const struct shared_request
             lru_unlink(r, at);
             lru_push_front(r, at);
             if (read_value(r, at, reply) != 0)
-                status = fail(reply, "out of memory");
+                status = fail(reply, SHARED_ERR_NO_MEMORY);
         }
         break;
     case SHARED_SET: {
@@ -384,7 +384,7 @@ enum shared_status shm_call(struct shared_region *r, const struct shared_request
         if (at != NIL)
             remove_entry(r, at);
         if (insert(r, rq->key, rq->key_len, hash, rq->value.type, bytes, len, expires) != 0)
-            status = fail(reply, "value too large for the shared memory");
+            status = fail(reply, SHARED_ERR_FULL);
         break;
     }
     case SHARED_INCR:

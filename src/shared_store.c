@@ -147,7 +147,7 @@ enum shared_status shared_store_call(struct shared_store *st, const struct share
     if (st->redis)
         return redis_call(st->redis, rq, reply, cb, arg, call);
     if (!st->region) {
-        snprintf(reply->err, sizeof reply->err, "unavailable");
+        snprintf(reply->err, sizeof reply->err, "%s", SHARED_ERR_UNAVAILABLE);
         return SHARED_FAILED;
     }
     clock_gettime(CLOCK_MONOTONIC, &ts);

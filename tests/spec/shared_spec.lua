@@ -41,6 +41,39 @@ function on_request(tx)
 end
 ]]
 
+-- What the store cannot take is a failure, nil and a reason, worded the
+-- same by both backends; a value of the wrong type is the script's error.
+local LIMITS = [[
+function on_request(tx)
+  local out = {}
+  local function add(...)
+    local t = table.pack(...)
+    for i = 1, t.n do out[#out + 1] = tostring(t[i]) end
+  end
+  local long = string.rep("k", 257)
+  add(proxy.shared.get(long))
+  add(proxy.shared.set(long, 1))
+  add(proxy.shared.incr(long))
+  add(proxy.shared.delete(long))
+  add(proxy.shared.get(""))
+  add(proxy.shared.set("big", string.rep("v", 65537)))
+  add(proxy.shared.set("text", "t"))
+  add(proxy.shared.incr("text"))
+  add(proxy.shared.set("max", math.maxinteger))
+  add(proxy.shared.incr("max"))
+  local ok, err = pcall(proxy.shared.get, 42)
+  add(ok, (tostring(err):gsub("^.-:%d+: ", "")))
+  return tx:respond(200, table.concat(out, "|"))
+end
+]]
+local LIMITS_ANSWER = table.concat({
+  "nil|keys are 1 to 256 bytes", "nil|keys are 1 to 256 bytes", "nil|keys are 1 to 256 bytes",
+  "nil|keys are 1 to 256 bytes", "nil|keys are 1 to 256 bytes",
+  "nil|values are at most 65536 bytes",
+  "true", "nil|incr: the value is not a number",
+  "true", "nil|incr: integer overflow",
+  "false|proxy.shared: a key is a string, got number" }, "|")
+
 describe("proxy.shared", function()
   local origin, procs = nil, {}
 
@@ -102,6 +135,11 @@ describe("proxy.shared", function()
       get(p, "/types"))
   end)
 
+  it("answers nil and a reason for what shared memory cannot take", function()
+    local p = start({ "-s", h.tmpfile(LIMITS, "limits.lua") })
+    assert.are.equal(LIMITS_ANSWER, get(p, "/"))
+  end)
+
   it("lets keys expire", function()
     local p = start({ "-s", h.tmpfile(COUNTER, "counter.lua") })
     assert.are.equal("v v", get(p, "/far"))
@@ -159,6 +197,12 @@ describe("proxy.shared", function()
         get(b, "/types"))
       -- the keys carry the prefix
       assert.are.equal("$2\r\n30\r\n", redis_command(redis.port, "GET", "luaproxy:hits"))
+    end)
+
+    it("answers nil and the same reasons as shared memory for what it cannot take", function()
+      local p = start({ "-s", h.tmpfile(LIMITS, "limits.lua"), "--shared", redis.url })
+      assert.is_truthy(h.wait_for(function() return p.log():find("redis .* connected") end))
+      assert.are.equal(LIMITS_ANSWER, get(p, "/"))
     end)
 
     it("keeps keys with a ttl past what Redis holds, as shared memory does", function()
