@@ -7,6 +7,15 @@
 -- --shared redis://..., every proxy) sees, so the service is asked once
 -- per key and period, not once per request. The key is not passed on.
 --
+-- A check that guards access must fail closed: whatever goes wrong, the
+-- request is refused, never let through. A key that is too long or holds
+-- odd characters is refused before anything is asked; a cache that
+-- cannot answer means asking the service; a service that cannot answer
+-- means 503. And since a hook that fails is skipped under --hook-errors
+-- open (as if it were absent), on_request only records its verdict in
+-- tx.ctx, and before_connect, which runs next whatever happened, refuses
+-- every request without one.
+--
 -- Run (an auth service that answers 200 for good keys on port 9000):
 --   build/luaproxy -s scripts/api_key_auth.lua
 --   curl -s -x 127.0.0.1:8080 -H 'X-Api-Key: secret' http://example.com/
@@ -19,6 +28,11 @@ local config = {
   header = "X-Api-Key",
   cache_seconds = 30,
   timeout = 2, -- seconds to wait for the service
+  -- What a key may look like: longer ones, or other characters, are
+  -- refused with 401 without asking. (The cache key, "api_key:" and the
+  -- key, must fit proxy.shared's 256 bytes.)
+  max_length = 128,
+  characters = "^[%w%-._~+/=]+$",
 }
 -- -----------------------------------------------------------------------
 
@@ -26,25 +40,44 @@ local function url_encode(s)
   return (s:gsub("[^%w%-._~]", function(c) return string.format("%%%02X", c:byte()) end))
 end
 
+-- Whether the service accepts <key>: true or false, or nil and a reason
+-- when it cannot tell.
+local function accepted(key)
+  local cache_key = "api_key:" .. key
+  local ok = proxy.shared.get(cache_key) -- nil: not cached, or the cache failed
+  if type(ok) == "boolean" then return ok end
+  local res, err = proxy.http{ url = config.auth_url:format(url_encode(key)),
+                               timeout = config.timeout }
+  if not res then return nil, err end
+  ok = res.status == 200
+  proxy.shared.set(cache_key, ok, config.cache_seconds) -- if it fails, we ask again next time
+  return ok
+end
+
 function on_request(tx)
   local key = tx.req.headers[config.header]
   if not key or key == "" then
     return tx:respond(401, "an API key is required (" .. config.header .. ")\n")
   end
-  local cache_key = "api_key:" .. key
-  local ok = proxy.shared.get(cache_key)
+  if #key > config.max_length or not key:find(config.characters) then
+    return tx:respond(401, "this API key is malformed\n")
+  end
+  local ok, err = accepted(key)
   if ok == nil then
-    local res, err = proxy.http{ url = config.auth_url:format(url_encode(key)),
-                                 timeout = config.timeout }
-    if not res then
-      proxy.log("auth service: " .. err)
-      return tx:respond(503, "the authentication service is unavailable\n")
-    end
-    ok = res.status == 200
-    proxy.shared.set(cache_key, ok, config.cache_seconds)
+    proxy.log("auth service: " .. err)
+    return tx:respond(503, "the authentication service is unavailable\n")
   end
   if not ok then
     return tx:respond(403, "this API key is not accepted\n")
   end
   tx.req.headers[config.header] = nil -- the key stays here
+  tx.ctx.api_key_accepted = true
+end
+
+-- Runs after on_request, even if on_request failed and was skipped
+-- (--hook-errors open): nothing gets through without its verdict.
+function before_connect(tx)
+  if not tx.ctx.api_key_accepted then
+    return tx:respond(403, "the API key could not be checked\n")
+  end
 end

@@ -38,7 +38,8 @@ describe("example scripts that call out", function()
   it("api_key_auth.lua asks the auth service once per key and keeps the key", function()
     -- the test origin plays the auth service: /status/200 accepts, /status/403 refuses
     proxy = procs.proxy({ "-s", configured("api_key_auth", string.format(
-      "{ auth_url = %q, header = 'X-Api-Key', cache_seconds = 60, timeout = 5 }",
+      "{ auth_url = %q, header = 'X-Api-Key', cache_seconds = 60, timeout = 5, "
+        .. "max_length = 128, characters = '^[%%w%%-._~+/=]+$' }",
       origin.url("/status/%s"))) })
     assert.are.equal(401, get("/hello").status)
     local ok = get("/echo", { "X-Api-Key: 200" })
@@ -52,9 +53,38 @@ describe("example scripts that call out", function()
     assert.are.equal(asked + 1, #origin.requests())
   end)
 
+  -- A check that guards access fails closed: a key it cannot look up
+  -- (too long for proxy.shared, which used to raise) or a check that
+  -- fails is a refusal, also when --hook-errors open skips failed hooks.
+  for _, mode in ipairs({ "closed", "open" }) do
+    it("api_key_auth.lua refuses a long or odd key, and a failed check (--hook-errors " .. mode .. ")", function()
+      local script = configured("api_key_auth", string.format(
+        "{ auth_url = %q, header = 'X-Api-Key', cache_seconds = 60, timeout = 5, "
+          .. "max_length = 128, characters = '^[%%w%%-._~+/=]+$' }",
+        origin.url("/status/%s")))
+      proxy = procs.proxy({ "-s", script, "--hook-errors", mode })
+      for _, key in ipairs({ string.rep("w", 129), string.rep("2", 300), "2 00", "200\128" }) do
+        local resp = get("/echo", { "X-Api-Key: " .. key })
+        assert.are.equal(401, resp.status, #key .. " bytes")
+        assert.are.equal("this API key is malformed\n", resp.body)
+      end
+      assert.are.equal(200, get("/hello", { "X-Api-Key: 200" }).status)
+      proxy.stop()
+      -- A script before it breaks proxy.http: the check fails, and is
+      -- skipped under --hook-errors open; the request is refused anyway.
+      local breaker = h.tmpfile("proxy.http = function() error('no calls today') end\n", "breaker.lua")
+      proxy = procs.proxy({ "-s", breaker, "-s", script, "--hook-errors", mode })
+      local resp = get("/echo", { "X-Api-Key: 404" })
+      assert.is_truthy(resp.status == 403 or resp.status == 500, resp.status)
+      assert.is_nil(resp.body:find("X-Api-Key", 1, true), resp.body) -- never reached the origin
+      assert.truthy(proxy.log():find("no calls today", 1, true), proxy.log())
+    end)
+  end
+
   it("api_key_auth.lua answers 503 when the auth service is down", function()
     proxy = procs.proxy({ "-s", configured("api_key_auth", string.format(
-      "{ auth_url = %q, header = 'X-Api-Key', cache_seconds = 60, timeout = 5 }",
+      "{ auth_url = %q, header = 'X-Api-Key', cache_seconds = 60, timeout = 5, "
+        .. "max_length = 128, characters = '^[%%w%%-._~+/=]+$' }",
       "http://127.0.0.1:" .. h.closed_port() .. "/%s")) })
     assert.are.equal(503, get("/hello", { "X-Api-Key: k" }).status)
   end)
