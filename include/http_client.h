@@ -31,7 +31,9 @@ struct http_client_request {
     const char *body;             /* sent with a Content-Length when not NULL */
     size_t body_len;
     double timeout;               /* seconds for the whole call */
-    size_t max_body;              /* a longer response body is an error */
+    size_t max_body;              /* a longer response body is an error, found as it
+                                   * arrives: the body is held (in C memory) up to
+                                   * this, the caller's bound on it */
 };
 
 struct http_client_response {

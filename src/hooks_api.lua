@@ -15,6 +15,7 @@ local native = ...
 local type, tostring, error, pairs, ipairs, select, next = type, tostring, error, pairs, ipairs, select, next
 local setmetatable, rawget, rawset, rawlen = setmetatable, rawget, rawset, rawlen
 local tointeger, lower, concat, byte = math.tointeger, string.lower, table.concat, string.byte
+local HUGE, MAXINTEGER = math.huge, math.maxinteger
 
 local SLEEP = "luaproxy.sleep" -- what proxy.sleep yields; hooks_run.c looks for it
 
@@ -527,6 +528,7 @@ local function http(opts)
     error("proxy.http: timeout is a number of seconds > 0", 2)
   end
   local max_body = opts.max_body or 1048576
+  if max_body == HUGE then max_body = MAXINTEGER end -- no more than --lua-memory
   if tointeger(max_body) == nil or max_body < 0 then
     error("proxy.http: max_body is a number of bytes", 2)
   end

@@ -372,7 +372,15 @@ static int native_http(lua_State *L)
     if (!lua_isnil(L, 4))
         rq.body = luaL_checklstring(L, 4, &rq.body_len);
     rq.timeout = luaL_checknumber(L, 5);
-    rq.max_body = (size_t)luaL_checkinteger(L, 6);
+    /* The body becomes a Lua string: it can never be longer than the
+     * state's memory cap, and the C side buffers it until then (outside
+     * that cap), so a larger max_body is taken as the cap. */
+    {
+        lua_Integer max_body = luaL_checkinteger(L, 6);
+        rq.max_body = max_body < 0 ? 0
+                      : (lua_Unsigned)max_body > h->mem_limit ? h->mem_limit
+                                                              : (size_t)max_body;
+    }
     if (!hooks_can_wait(L)) {
         lua_pushnil(L);
         lua_pushstring(L, "proxy.http cannot wait here (not inside a hook, or inside a "

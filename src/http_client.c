@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +290,10 @@ static int read_response(struct http_call *c)
             finish(c, "invalid response");
             return 1;
         }
+        if (framing.kind == HTTP_BODY_LENGTH && framing.length > c->max_body) {
+            finish(c, "response body larger than max_body"); /* why read it? */
+            return 1;
+        }
         c->res.status = head.status;
         c->keep = framing.kind != HTTP_BODY_CLOSE && !http_has_token(&head, "Connection", "close");
         for (size_t i = 0; i < head.field_count; i++)
@@ -400,7 +405,7 @@ struct http_call *http_client_start(struct proxy *p, const struct http_client_re
     c->proxy = p;
     c->cb = cb;
     c->arg = arg;
-    c->max_body = rq->max_body;
+    c->max_body = rq->max_body < SIZE_MAX ? rq->max_body : SIZE_MAX - 1; /* + 1 below */
     headers_init(&c->res.fields);
     endpoint_init(&c->ep, on_call_io, c);
     ev_init(&c->timer, on_call_timer);
