@@ -214,6 +214,19 @@ end
 local KNOWN_METHODS = { GET = true, HEAD = true, POST = true, PUT = true, DELETE = true,
                         CONNECT = true, OPTIONS = true, TRACE = true, PATCH = true }
 
+-- A method a script gives (tx.req.method, proxy.http's): a token, and a
+-- known one in upper case. Errors say <who> and point <level> up.
+local function check_method(v, level, who)
+  if type(v) ~= "string" or not v:find("^[%w!#$%%&'*+%-.^_`|~]+$") then
+    error(who .. "method must be a token such as GET", level + 1)
+  end
+  local upper = v:upper()
+  if KNOWN_METHODS[upper] and v ~= upper then
+    error(who .. "methods are case-sensitive: write " .. upper, level + 1)
+  end
+  return upper
+end
+
 local function check_flag(name, v)
   if type(v) ~= "boolean" then error(name .. " must be true or false", 4) end
   return v
@@ -231,13 +244,7 @@ end
 
 local request_setters = {
   method = function(d, v)
-    if type(v) ~= "string" or not v:find("^[%w!#$%%&'*+%-.^_`|~]+$") then
-      error("method must be a token such as GET", 3)
-    end
-    local upper = v:upper()
-    if KNOWN_METHODS[upper] and v ~= upper then
-      error("methods are case-sensitive: write " .. upper, 3)
-    end
+    local upper = check_method(v, 3, "")
     -- CONNECT opens a tunnel to host:port and has no path: a request
     -- cannot become one, nor a tunnel request anything else.
     if d.scheme == "" and v ~= "CONNECT" then
@@ -504,8 +511,10 @@ local function http(opts)
   local url = opts.url
   if type(url) ~= "string" then error("proxy.http: url must be a string", 2) end
   local method = opts.method or (opts.body and "POST" or "GET")
-  if type(method) ~= "string" or not method:find("^[%w!#$%%&'*+%-.^_`|~]+$") then
-    error("proxy.http: method must be a token such as GET", 2)
+  -- The same rule as tx.req.method; and no CONNECT: a call out asks for
+  -- an answer, it does not open a tunnel.
+  if check_method(method, 2, "proxy.http: ") == "CONNECT" then
+    error("proxy.http: CONNECT opens a tunnel, which a call out cannot use", 2)
   end
   local list = {}
   if opts.headers ~= nil then

@@ -223,6 +223,33 @@ describe("calls out from hooks", function()
     assert.is_truthy(body:find("\r\n\r\npayload$"))
   end)
 
+  -- The rule of tx.req.method: a token, a known method in upper case
+  -- (servers differ on whether "get" is a GET); and never CONNECT, which
+  -- went out as "CONNECT /echo HTTP/1.1".
+  it("refuses CONNECT and a known method in lower case, as tx.req.method does", function()
+    proxy = procs.proxy({ "-s", script([[
+      function on_request(tx)
+        if tx.req.path ~= "/methods" then return end
+        local out = {}
+        for _, m in ipairs({ "CONNECT", "connect", "get", "Post", "GET /x", "PURGE", "purge" }) do
+          local ok, res = pcall(proxy.http, { url = "http://ORIGIN/echo", method = m })
+          out[#out + 1] = m .. ": " .. (ok and ("sent " .. res.body:match("^(%S+)"))
+            or tostring(res):gsub("^.-:%d+: ", ""))
+        end
+        tx:respond(200, table.concat(out, "\n"))
+      end
+    ]]) })
+    assert.are.equal(table.concat({
+      "CONNECT: proxy.http: CONNECT opens a tunnel, which a call out cannot use",
+      "connect: proxy.http: methods are case-sensitive: write CONNECT",
+      "get: proxy.http: methods are case-sensitive: write GET",
+      "Post: proxy.http: methods are case-sensitive: write POST",
+      "GET /x: proxy.http: method must be a token such as GET",
+      "PURGE: sent PURGE",
+      "purge: sent purge",
+    }, "\n"), h.get(proxy.port, origin.url("/methods")).body)
+  end)
+
   it("calls out from on_request_chunk and rewrites the body with the answer", function()
     proxy = procs.proxy({ "-s", script([[
       function on_request_chunk(tx, chunk, eof)
