@@ -11,6 +11,7 @@
  *                 script makes itself
  *   hooks_body.c  the on_response_chunk body filter
  *   hooks_lib.c   the proxy.* natives (log, now, phase, ...)
+ *   hooks_json.c  proxy.json
  *   hooks_pattern.c  Lua's pattern functions with a step budget
  *   hooks_stdlib.c   the other standard functions that need one
  *   hooks_watch.c the --hook-timeout watchdog
@@ -266,6 +267,11 @@ int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t s
 /* Replaces string.find, match, gmatch and gsub with versions that count
  * their matching steps against the running hook's budget. */
 void hooks_pattern_install(lua_State *L);
+
+/* ---- hooks_json.c ---- */
+
+/* Pushes the proxy.json table: encode, decode, null, array_mt. */
+void hooks_json_push(lua_State *L);
 
 /* ---- hooks_stdlib.c ---- */
 

@@ -7,6 +7,14 @@
 -- and encodes. Bodies that are not JSON keep the fast path
 -- (tx.req.filter_body = false): no Lua runs for them.
 --
+-- Only the fields named below change; the rest of the document keeps its
+-- values: proxy.json reads integers as integers and writes floats with
+-- all their digits, and keeps [] an array. What it cannot write back as
+-- it came goes to the server untouched: a body that is not a JSON object
+-- (an array, a string, broken JSON), a number past what Lua holds (an
+-- integer of 19 digits or more may not fit in 64 bits; 1e999 is beyond
+-- any float). The order of the fields may change: JSON objects have none.
+--
 -- Run:
 --   build/luaproxy -s scripts/rewrite_json.lua
 --   curl -s -x 127.0.0.1:8080 -H 'Content-Type: application/json' \
@@ -29,11 +37,19 @@ function on_request(tx)
 end
 
 function on_request_chunk(tx, body, eof)
+  if body:find("%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d") then
+    return -- maybe an integer past 64 bits, which would come back changed
+  end
   local ok, doc = pcall(proxy.json.decode, body)
-  if not ok or type(doc) ~= "table" then
+  if not ok or type(doc) ~= "table" or getmetatable(doc) == proxy.json.array_mt then
     return -- not a JSON object: sent as it came
   end
   for name, value in pairs(config.set) do doc[name] = value end
   for _, name in ipairs(config.remove) do doc[name] = nil end
-  return proxy.json.encode(doc)
+  local text
+  ok, text = pcall(proxy.json.encode, doc)
+  if not ok then
+    return -- a number no JSON can hold (1e999 read as infinity): as it came
+  end
+  return text
 end

@@ -487,20 +487,8 @@ local shared = {
   end,
 }
 
--- proxy.json: lua-cjson, a private instance so a script's settings on its
--- own require("cjson") do not change ours.
-local json
-do
-  local ok, cjson = pcall(require, "cjson")
-  if ok then
-    local j = cjson.new()
-    j.encode_sparse_array(true) -- a sparse array becomes an object, not an error
-    json = { encode = j.encode, decode = j.decode, null = j.null }
-  else
-    local function missing() error("proxy.json needs lua-cjson (Debian package lua-cjson)", 2) end
-    json = { encode = missing, decode = missing }
-  end
-end
+-- proxy.json: encode, decode, null and array_mt, all in C (hooks_json.c).
+local json = native.json
 
 -- proxy.http{ url =, method =, headers =, body =, timeout =, max_body = }:
 -- the hook waits (other clients are served meanwhile) and gets

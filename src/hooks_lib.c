@@ -434,6 +434,8 @@ void hooks_lib_push(lua_State *L)
     luaL_setfuncs(L, natives, 0);
     lua_pushstring(L, LUAPROXY_VERSION);
     lua_setfield(L, -2, "version");
+    hooks_json_push(L);
+    lua_setfield(L, -2, "json");
     hooks_headers_register(L);
     hooks_tx_register(L);
 }

@@ -138,6 +138,27 @@ describe("hook limits", function()
     assert.truthy(log:find("debug.sethook cannot be used in a script", 1, true), log)
   end)
 
+  -- lua-cjson wrote a table that holds another twice, forty levels deep,
+  -- as 2^40 copies, in C memory and with no time limit: the worker grew
+  -- by gigabytes. proxy.json's text is in Lua memory and counts steps.
+  it("stops a proxy.json.encode that would write for ever", function()
+    local script = h.tmpfile([[
+      function on_request(tx)
+        if tx.req.path == "/twice" then
+          local t = {}
+          for _ = 1, 40 do t = { t, t } end
+          proxy.json.encode(t)
+        end
+      end
+    ]], "json_bomb.lua")
+    proxy = procs.proxy({ "-s", script, "--hook-timeout", "100" })
+    local before = assert(proxy.peak_rss_kb())
+    each_answered({ "/twice", "/hello" })
+    assert.truthy(proxy.log():find("hook timed out in proxy.json.encode", 1, true), proxy.log())
+    local grew = assert(proxy.peak_rss_kb()) - before
+    assert.truthy(grew < 128 * 1024, ("the worker grew by %d KiB"):format(grew))
+  end)
+
   -- A C function that never returns (here an open of a FIFO no one
   -- writes to) is beyond any time limit: once it has run 10 budgets (at
   -- least 5 s) past its deadline the worker ends, and the supervisor

@@ -931,4 +931,62 @@ describe("hooks", function()
       assert.truthy(tonumber(slow.headers["x-slept"]) >= 0.45, slow.headers["x-slept"])
     end)
   end)
+
+  ----------------------------------------------------------------------------
+  describe("proxy.json", function()
+    -- What a script decodes and encodes again keeps its values: lua-cjson
+    -- cut numbers to 14 digits, read integers as floats and wrote [] as {}.
+    it("gives back numbers, arrays and null as they came", function()
+      local script = h.tmpfile([=[
+        local J = proxy.json
+        function on_request(tx)
+          local out = {}
+          for _, text in ipairs({
+            '1234567890123456', '100000000000001', '9223372036854775807', '-9223372036854775808',
+            '1732990000.123456', '0.1', '3.0', '-0.0', '1e300', '[]', '[1,2,3]', '{}',
+            '[[],{},null]', '"\\u00e9\\ud83d\\ude00\\n\\"/"', 'true',
+          }) do
+            out[#out + 1] = J.encode(J.decode(text))
+          end
+          out[#out + 1] = math.type(J.decode("3")) .. " " .. math.type(J.decode("3.0"))
+            .. " " .. math.type(J.decode("12345678901234567890"))
+          out[#out + 1] = tostring(J.decode("null") == J.null) .. " "
+            .. tostring(getmetatable(J.decode("[1]")) == J.array_mt)
+          out[#out + 1] = J.encode({}) .. J.encode(setmetatable({}, J.array_mt))
+            .. J.encode({ 1, 2, nil, 4 }) .. J.encode({ [1] = 1, [100] = 2 })
+          for _, bad in ipairs({ 1 / 0, 0 / 0, print, { [true] = 1 } }) do
+            out[#out + 1] = select(2, pcall(J.encode, bad))
+          end
+          for _, bad in ipairs({ '[1,]', '01', '"\\ud800"', '{"a":1} x', '' }) do
+            out[#out + 1] = select(2, pcall(J.decode, bad))
+          end
+          local t = {}
+          t.self = t
+          out[#out + 1] = select(2, pcall(J.encode, t))
+          tx:respond(200, table.concat(out, "\n"))
+        end
+      ]=], "json.lua")
+      proxy = procs.proxy({ "-s", script })
+      local lines = {}
+      for line in (get("/").body .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line end
+      assert.are.same({
+        "1234567890123456", "100000000000001", "9223372036854775807", "-9223372036854775808",
+        "1732990000.123456", "0.1", "3.0", "-0.0", "1e+300", "[]", "[1,2,3]", "{}",
+        "[[],{},null]", '"\195\169\240\159\152\128\\n\\"/"', "true",
+        "integer float float",
+        "true true",
+        '{}[][1,2,null,4]{"1":1,"100":2}',
+        "proxy.json.encode: inf has no JSON form",
+        "proxy.json.encode: NaN has no JSON form",
+        "proxy.json.encode: cannot encode a function",
+        "proxy.json.encode: a table key must be a string or a number, not boolean",
+        "proxy.json.decode: invalid value at character 4",
+        "proxy.json.decode: text after the value at character 2",
+        "proxy.json.decode: lone surrogate in a \\u escape at character 2",
+        "proxy.json.decode: text after the value at character 9",
+        "proxy.json.decode: expected a value at the end of the text",
+        "proxy.json.encode: nested deeper than 1000 (a table that contains itself?)",
+      }, lines)
+    end)
+  end)
 end)

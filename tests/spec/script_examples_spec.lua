@@ -126,6 +126,32 @@ describe("example scripts that call out", function()
       assert.is_nil(doc.password)
       assert.is_truthy(head:find("Content-Length: " .. #sent .. "\r\n", 1, true))
     end
+    -- Fields it was not asked to touch keep their values (lua-cjson cut
+    -- numbers to 14 digits and wrote [] as {}); what it cannot write back
+    -- as it came goes on untouched.
+    local function rewritten(text)
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, h.request("POST", origin.url("/echo"), { "Host: " .. origin.authority,
+        "Content-Type: application/json", "Content-Length: " .. #text }, text)))
+      local resp = assert(h.read_response(s))
+      s:close()
+      return resp.body:match("\r\n\r\n(.*)$")
+    end
+    for text, kept in pairs({
+      ['{"id": 1234567890123456, "password": "x"}'] = { '"id":1234567890123456' },
+      ['{"order": 100000000000001, "ts": 1732990000.123456}'] =
+        { '"order":100000000000001', '"ts":1732990000.123456' },
+      ['{"tags": [], "n": {"m": []}, "f": 2.0}'] = { '"tags":[]', '"n":{"m":[]}', '"f":2.0' },
+    }) do
+      local sent = rewritten(text)
+      assert.truthy(sent:find('"client":"luaproxy"', 1, true), sent)
+      assert.falsy(sent:find("password", 1, true), sent)
+      for _, field in ipairs(kept) do assert.truthy(sent:find(field, 1, true), sent) end
+    end
+    for _, text in ipairs({ "[1,2,3]", '"text"', '{"a": 1e999, "password": "x"}',
+                            '{"big": 12345678901234567890, "password": "x"}', '{"broken": ' }) do
+      assert.are.equal(text, rewritten(text))
+    end
     -- not JSON: untouched, on the fast path
     local s = assert(h.connect(proxy.port))
     assert(h.send(s, h.request("POST", origin.url("/echo"), { "Host: " .. origin.authority,
