@@ -29,6 +29,9 @@
  */
 #include "hooks_internal.h"
 
+#include <limits.h>
+#include <string.h>
+
 /* What an object must offer to be used as a table (Lua's rule: a table,
  * or anything whose metatable has these metamethods). */
 #define TAB_READ 1
@@ -74,6 +77,8 @@ static lua_Integer table_length(lua_State *L, int what)
  * is as long as the copies, so --lua-memory bounds its time. */
 static int string_rep(lua_State *L)
 {
+    /* The longest result Lua's string.rep makes (its MAXSIZE) */
+    const size_t max = sizeof(size_t) < sizeof(int) ? (size_t)-1 : (size_t)INT_MAX;
     size_t len, sep_len;
     luaL_checklstring(L, 1, &len);
     lua_Integer n = luaL_checkinteger(L, 2);
@@ -82,6 +87,10 @@ static int string_rep(lua_State *L)
         lua_pushliteral(L, "");
         return 1;
     }
+    /* Here rather than in Lua's, where the message would not say where
+     * the call is. */
+    if (len + sep_len < len || len + sep_len > max / (size_t)n)
+        return luaL_error(L, "resulting string too large");
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, 1);
@@ -229,7 +238,17 @@ static int table_sort(lua_State *L)
     lua_pushcclosure(L, sort_compare, 1);      /* +2 list compare */
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);                          /* +3 sort list compare */
-    lua_call(L, 2, 0);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        /* Lua's sort names the caller's line in this one; called from
+         * here, it could not. */
+        if (lua_type(L, -1) == LUA_TSTRING &&
+            strcmp(lua_tostring(L, -1), "invalid order function for sorting") == 0) {
+            luaL_where(L, 1);
+            lua_insert(L, -2);
+            lua_concat(L, 2);
+        }
+        return lua_error(L);
+    }
     return 0;
 }
 

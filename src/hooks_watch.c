@@ -527,9 +527,16 @@ static int co_wrap(lua_State *L)
 static int co_close(lua_State *L)
 {
     lua_State *co, *outer;
+    lua_Debug ar;
     int status;
     luaL_checktype(L, 1, LUA_TTHREAD);
     co = lua_tothread(L, 1);
+    /* Only a dead or suspended one can be closed (checked here, where the
+     * message can say where the call is): */
+    if (co == L)
+        return luaL_error(L, "cannot close a running coroutine");
+    if (lua_status(co) == LUA_OK && lua_getstack(co, 0, &ar))
+        return luaL_error(L, "cannot close a normal coroutine"); /* it resumed another */
     lua_settop(L, 1);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
