@@ -42,6 +42,8 @@ enum stats_counter {
     STAT_AUTH_CHECKS,            /* passwords verified by the pool (not cached) */
     STAT_AUTH_PENDING,           /* gauge: checks waiting or running */
     STAT_FLOW_CAPTURE_BYTES,     /* gauge: body bytes held by flow captures in flight */
+    STAT_LOG_LINES_DROPPED,      /* diagnostics a stalled stderr could not take */
+    STAT_ACCESS_LOG_LINES_DROPPED,
     STAT_REQUESTS, /* STATS_METHOD_COUNT x STATS_STATUS_CLASSES follow */
     STAT_HOOK_CALLS = STAT_REQUESTS + STATS_METHOD_COUNT * STATS_STATUS_CLASSES,
     STAT_HOOK_ERRORS = STAT_HOOK_CALLS + STATS_HOOK_PHASES,
@@ -64,6 +66,9 @@ void stats_set_row(int row, pid_t pid);
 /* Adds <n> (may be negative for gauges). Cheap: one relaxed atomic add
  * to this process's own row; a no-op before stats_init. */
 void stats_add(enum stats_counter c, int64_t n);
+/* The same for a counter that several threads of a process add to (the
+ * log lines dropped): a locked add, for counters that are rarely touched. */
+void stats_add_any_thread(enum stats_counter c, int64_t n);
 void stats_request(const char *method, size_t method_len, int status);
 /* One hook call of <phase> that took <seconds>; <failed>, <timed_out>. */
 void stats_hook_call(int phase, double seconds, int failed, int timed_out);

@@ -1,8 +1,14 @@
 /*
- * access_log.c - writes access log lines with one write(2) each.
+ * access_log.c - formats access log lines and hands them to a queue.
  *
  * Lines are appended with O_APPEND and written whole, so several workers
- * can share one file without interleaving.
+ * can share one file without interleaving. The writing itself is done by
+ * a thread (log_queue.h), for the file as for standard output: a pipe
+ * nobody reads blocks a write(2), and so does a file on a slow or stuck
+ * disk (NFS, a device throttled by writeback), and the event loop must
+ * wait on neither. Lines that do not fit in the queue are dropped,
+ * counted, and reported on stderr once the output moves again (not in
+ * the access log, which is for programs to read).
  */
 #include "access_log.h"
 
@@ -14,34 +20,57 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LINE_MAX_BYTES 8192
+#include "log.h"
+#include "log_queue.h"
+#include "stats.h"
+
+#define LINE_MAX_BYTES LOG_QUEUE_LINE_MAX
+/* Lines waiting for a slow output, per process: thousands of exchanges. */
+#define QUEUE_BYTES ((size_t)1 << 20)
 
 struct access_log {
-    int fd;
-    int owned; /* close fd on access_log_close */
+    struct log_queue *queue; /* owns the descriptor */
     enum log_format format;
 };
+
+/* Said on stderr, not in the access log: that is for programs to read. */
+static size_t report_dropped(void *arg, uint64_t dropped, char *line, size_t size)
+{
+    (void)arg;
+    (void)line;
+    (void)size;
+    log_access_lost(dropped);
+    return 0;
+}
 
 struct access_log *access_log_open(const char *path, enum log_format format, char *err,
                                    size_t err_len)
 {
     struct access_log *log = calloc(1, sizeof *log);
+    int fd = STDOUT_FILENO, owned = 0;
+
     if (!log) {
         snprintf(err, err_len, "out of memory");
         return NULL;
     }
     log->format = format;
-    if (strcmp(path, "-") == 0) {
-        log->fd = STDOUT_FILENO;
-        return log;
+    if (strcmp(path, "-") != 0) {
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd == -1) {
+            snprintf(err, err_len, "cannot open access log '%s': %s", path, strerror(errno));
+            free(log);
+            return NULL;
+        }
+        owned = 1;
     }
-    log->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (log->fd == -1) {
-        snprintf(err, err_len, "cannot open access log '%s': %s", path, strerror(errno));
+    log->queue = log_queue_new(fd, owned, QUEUE_BYTES, report_dropped, NULL);
+    if (!log->queue) {
+        snprintf(err, err_len, "out of memory");
+        if (owned)
+            close(fd);
         free(log);
         return NULL;
     }
-    log->owned = 1;
     return log;
 }
 
@@ -49,8 +78,7 @@ void access_log_close(struct access_log *log)
 {
     if (!log)
         return;
-    if (log->owned)
-        close(log->fd);
+    log_queue_close(log->queue); /* what it holds is still written */
     free(log);
 }
 
@@ -207,7 +235,6 @@ void access_log_write(struct access_log *log, const struct access_entry *e)
         write_json(&l, e);
     else
         write_text(&l, e, log->format == LOG_FORMAT_COMBINED);
-    if (write(log->fd, l.buf, l.n) < 0) {
-        /* a full disk must not stop the proxy */
-    }
+    if (log_queue_put(log->queue, l.buf, l.n) != 0)
+        stats_add_any_thread(STAT_ACCESS_LOG_LINES_DROPPED, 1);
 }

@@ -183,6 +183,7 @@ static void give_up(long long stuck)
               "its clients for good",
               script ? script : "a script", phase ? phase : "a hook", (double)stuck / 1e9,
               STUCK_EXIT);
+    log_flush(); /* the line above goes out first (bounded) */
     _exit(STUCK_EXIT);
 }
 

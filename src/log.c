@@ -3,18 +3,38 @@
  *
  * The whole line is formatted first and written with one write(2), so lines
  * from several workers sharing stderr never interleave mid-line.
+ *
+ * Until the event loop runs, a line is written at once (an error at start
+ * must be seen before the process exits, whatever happens next). From
+ * log_async_start on, it goes through a bounded queue that a thread writes
+ * out (log_queue.h): a stderr that stops moving (a log shipper behind, a
+ * pager nobody scrolls) then costs lines, counted and reported, but never
+ * stops the loop.
  */
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "log_queue.h"
+#include "stats.h"
+
+/* Lines of diagnostics waiting for a slow stderr, per process: a few
+ * thousand lines, a few seconds of --trace under load. */
+#define LOG_QUEUE_BYTES ((size_t)1 << 20)
+/* How long the lines still queued at exit may take to go out. */
+#define LOG_FLUSH_LIMIT 2.0
+
 /* Read-only after startup, so sharing it between loops is safe. */
 static enum log_level min_level = LOG_INFO;
 static char tag[16];
+/* Set once the loop runs (log_async_start); read by any thread. */
+static struct log_queue *queue;
+static int async;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error", "trace"};
 
@@ -33,32 +53,143 @@ int log_wants(enum log_level level)
     return level >= min_level;
 }
 
-void log_msg(enum log_level level, const char *fmt, ...)
+/* Formats one line, newline included, into <line> (<size> bytes, at
+ * least 64). Returns its length. */
+static size_t format_line(char *line, size_t size, enum log_level level, const char *fmt,
+                          va_list ap)
 {
-    char line[2048];
     struct timeval tv;
     struct tm tm;
-    va_list ap;
     int n, m;
 
-    if (level < min_level)
-        return;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
-    n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s%s",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec, (int)(tv.tv_usec / 1000), level_names[level], tag,
-                 tag[0] ? " " : "");
-    va_start(ap, fmt);
-    m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-    va_end(ap);
+    n = snprintf(line, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s%s", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (int)(tv.tv_usec / 1000), level_names[level], tag, tag[0] ? " " : "");
+    m = vsnprintf(line + n, size - (size_t)n - 1, fmt, ap);
     if (m < 0)
         m = 0;
     n += m;
-    if ((size_t)n > sizeof line - 2)
-        n = sizeof line - 2; /* truncated: keep the newline */
+    if ((size_t)n > size - 2)
+        n = (int)size - 2; /* truncated: keep the newline */
     line[n++] = '\n';
-    if (write(STDERR_FILENO, line, (size_t)n) < 0) {
+    return (size_t)n;
+}
+
+static size_t format(char *line, size_t size, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static size_t format(char *line, size_t size, enum log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = format_line(line, size, level, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+/* Lines the access log lost, not told on stderr yet: stderr may be stuck
+ * as well when the access log's writer finds out (both are often one
+ * pipe), and the loss must not go untold. */
+static uint64_t access_lost;
+
+/* Puts one formatted line out. 0, or -1 when the queue refused it. */
+static int emit(const char *line, size_t len)
+{
+    if (__atomic_load_n(&async, __ATOMIC_ACQUIRE))
+        return log_queue_put(queue, line, len);
+    if (write(STDERR_FILENO, line, len) < 0) {
         /* nowhere left to report it */
     }
+    return 0;
+}
+
+static size_t format_access_lost(char *line, size_t size, uint64_t n)
+{
+    return format(line, size, LOG_WARN,
+                  "access log: %llu line(s) dropped: its output did not keep up",
+                  (unsigned long long)n);
+}
+
+/* Tells the access log's losses, if stderr takes the line now; else they
+ * wait for the next line it takes. */
+static void tell_access_lost(void)
+{
+    char line[256];
+    uint64_t n = __atomic_exchange_n(&access_lost, 0, __ATOMIC_RELAXED);
+    if (n == 0)
+        return;
+    if (emit(line, format_access_lost(line, sizeof line, n)) != 0)
+        __atomic_add_fetch(&access_lost, n, __ATOMIC_RELAXED);
+}
+
+void log_access_lost(uint64_t n)
+{
+    __atomic_add_fetch(&access_lost, n, __ATOMIC_RELAXED);
+    tell_access_lost();
+}
+
+/* The writer's report, in the place of the lines it stands for, with the
+ * access log's losses that were waiting for stderr to take lines again. */
+static size_t report_dropped(void *arg, uint64_t dropped, char *line, size_t size)
+{
+    (void)arg;
+    size_t n = format(line, size, LOG_WARN,
+                      "log: %llu line(s) dropped here: standard error did not keep up",
+                      (unsigned long long)dropped);
+    uint64_t lost = __atomic_exchange_n(&access_lost, 0, __ATOMIC_RELAXED);
+    if (lost > 0)
+        n += format_access_lost(line + n, size - n, lost);
+    return n;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    size_t n;
+
+    if (level < min_level)
+        return;
+    va_start(ap, fmt);
+    n = format_line(line, sizeof line, level, fmt, ap);
+    va_end(ap);
+    if (emit(line, n) != 0) {
+        stats_add_any_thread(STAT_LOG_LINES_DROPPED, 1);
+        return;
+    }
+    if (__atomic_load_n(&access_lost, __ATOMIC_RELAXED) > 0)
+        tell_access_lost();
+}
+
+/* A forked child has no writer thread yet, and starts as a process does:
+ * writing at once until its own loop runs. */
+static void on_fork_child(void)
+{
+    __atomic_store_n(&async, 0, __ATOMIC_RELAXED);
+}
+
+static void register_fork_handler(void)
+{
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+void log_async_start(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+    if (!queue) {
+        queue = log_queue_new(STDERR_FILENO, 0, LOG_QUEUE_BYTES, report_dropped, NULL);
+        if (!queue)
+            return; /* out of memory: lines are written at once, as before */
+    }
+    pthread_once(&once, register_fork_handler);
+    __atomic_store_n(&async, 1, __ATOMIC_RELEASE);
+}
+
+int log_flush(void)
+{
+    /* A stderr still stuck after that: what is left is lost with the
+     * process, which must not wait on it for ever. */
+    return log_queue_flush_all(LOG_FLUSH_LIMIT);
 }

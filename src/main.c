@@ -106,7 +106,11 @@ int main(int argc, char **argv)
         status = workers_run(&cfg);
     else
         status = workers_run_single(&cfg);
-    stats_free();
+    /* The lines still queued go out first (bounded). A writer still stuck
+     * may yet count a dropped line: the counters then stay mapped until
+     * the process is gone. */
+    if (log_flush() == 0)
+        stats_free();
     if (cfg.pid_file)
         daemon_remove_pid_file(cfg.pid_file);
     tls_release(&cfg);

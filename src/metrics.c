@@ -84,6 +84,13 @@ static void render_prometheus(struct buffer *b)
            "Body bytes kept by flow captures still in flight (at most --flows-memory).",
            STAT_FLOW_CAPTURE_BYTES);
 
+    family(b, "luaproxy_log_lines_dropped_total", "counter",
+           "Log lines dropped because their output did not keep up, by log.");
+    buffer_printf(b, "luaproxy_log_lines_dropped_total{log=\"diagnostics\"} %lld\n",
+                  (long long)stats_total(STAT_LOG_LINES_DROPPED));
+    buffer_printf(b, "luaproxy_log_lines_dropped_total{log=\"access\"} %lld\n",
+                  (long long)stats_total(STAT_ACCESS_LOG_LINES_DROPPED));
+
     family(b, "luaproxy_hook_calls_total", "counter", "Script hook calls, by hook.");
     for (int p = 0; p < STATS_HOOK_PHASES; p++)
         buffer_printf(b, "luaproxy_hook_calls_total{hook=\"%s\"} %lld\n", phase_names[p],

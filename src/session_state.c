@@ -116,6 +116,7 @@ void session_set_state_at(struct session *s, enum session_state to, const char *
                   (unsigned long long)s->id, session_state_name(from), session_state_name(to),
                   why);
 #ifdef LUAPROXY_DEBUG
+        log_flush(); /* the line above goes out first (bounded) */
         abort();
 #endif
         to = SESSION_CLOSED;

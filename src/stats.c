@@ -119,6 +119,12 @@ void stats_capture_give(size_t n)
     __atomic_sub_fetch(total, (int64_t)n, __ATOMIC_RELAXED);
 }
 
+void stats_add_any_thread(enum stats_counter c, int64_t n)
+{
+    if (mine)
+        __atomic_add_fetch(&mine->counters[c], n, __ATOMIC_RELAXED);
+}
+
 /* Methods are case-sensitive (RFC 9110 9.1). Every exchange is counted:
  * the length picks the candidates, the bytes decide. */
 static enum stats_method method_class(const char *m, size_t len)

@@ -163,6 +163,7 @@ static int run_proxy(const struct config *cfg, int index, const int *listen_fds,
     }
     if (serve)
         admin_start(serve->admin, loop);
+    log_async_start(); /* the loop runs: no log may hold it up from here */
     proxy_run(&proxy);
     proxy_free(&proxy); /* ends the flows in flight */
     flows_free(proxy.flows);
@@ -261,8 +262,14 @@ static void spawn(struct supervisor *sv, int i)
             close(channel[0]);
         snprintf(tag, sizeof tag, "w%d", i + 1);
         log_set_tag(tag);
-        _exit(run_proxy(cfg, i, mine, sv->shared_sessions, NULL, &admin_addr, admin_addr_len,
-                        channel[1]));
+        /* A worker replaced while the others serve must not stall on a
+         * stderr nobody reads either; its lines are still flushed below. */
+        if (sv->loop)
+            log_async_start();
+        int status = run_proxy(cfg, i, mine, sv->shared_sessions, NULL, &admin_addr,
+                               admin_addr_len, channel[1]);
+        log_flush();
+        _exit(status);
     }
     if (channel[0] >= 0) {
         close(channel[1]);
@@ -563,8 +570,10 @@ int workers_run(const struct config *cfg)
             on_child_exit(sv.loop, &sv.child, 0);
         }
     }
-    if (sv.running > 0)
+    if (sv.running > 0) {
+        log_async_start();
         ev_run(sv.loop, 0);
+    }
 
     supervisor_release(&sv, count, cfg);
     ev_loop_destroy(sv.loop);

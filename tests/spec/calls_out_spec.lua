@@ -304,7 +304,7 @@ describe("calls out from hooks", function()
     ]]), "--hook-wait-timeout", "0.3" })
     local resp = h.get(proxy.port, origin.url("/wait"), nil, { timeout = 10 })
     assert.are.equal(500, resp.status)
-    assert.is_truthy(proxy.log():find("waited longer than --hook-wait-timeout", 1, true))
+    assert.is_truthy(proxy.log_has("waited longer than --hook-wait-timeout"), proxy.log())
   end)
 
   it("does not count waiting against --hook-timeout", function()

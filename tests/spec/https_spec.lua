@@ -379,7 +379,7 @@ describe("intercepted tunnels", function()
     assert(h.wait_for(function()
       return proxy.log():find("TLS connected with 127.0.0.1: TLSv1.3, resumed", 1, true)
     end), proxy.log())
-    assert.truthy(proxy.log():find("TLS accepted with 127.0.0.1: TLSv1.3, resumed", 1, true))
+    assert.truthy(proxy.log_has("TLS accepted with 127.0.0.1: TLSv1.3, resumed"), proxy.log())
   end)
 
   it("SSLKEYLOGFILE works like --tls-keylog", function()

@@ -105,6 +105,110 @@ describe("service operation", function()
     assert.truthy(stderr:find("no such user", 1, true), stderr)
   end)
 
+  describe("a log output nobody reads", function()
+    -- Standard output (--access-log -) and standard error both go into a
+    -- FIFO that the test stops reading once the proxy has started: a log
+    -- shipper that fell behind, `luaproxy ... 2>&1 | less`. Returns the
+    -- process, the FIFO (open for reading), the proxy's port and the
+    -- admin listener's.
+    local function start_into_fifo(workers)
+      local fifo = h.tmpfile("", "fifo")
+      os.remove(fifo)
+      assert(os.execute("mkfifo " .. h.shell_quote(fifo)))
+      local p = h.start_command(string.format(
+        "{ exec %s --listen 127.0.0.1:0 --workers %s --trace --access-log - " ..
+        "--admin 127.0.0.1:0 --flows 0 >%s 2>&1; }",
+        h.shell_quote(h.bin()), workers, h.shell_quote(fifo)))
+      procs.add(p)
+      local f = assert(io.open(fifo, "rb")) -- the proxy's open waits for this one
+      local port, admin
+      while not (port and admin) do
+        local line = f:read("l")
+        assert(line, "the proxy ended before it listened")
+        port = port or tonumber(line:match("listening on 127%.0%.0%.1:(%d+)"))
+        admin = admin or tonumber(line:match("admin interface: http://127%.0%.0%.1:(%d+)/"))
+      end
+      return p, f, port, admin
+    end
+
+    local function dropped(admin)
+      local s = assert(h.connect(admin))
+      h.send(s, h.request("GET", "/metrics", { "Host: localhost", "Connection: close" }))
+      local resp = h.read_response(s)
+      s:close()
+      local body = resp and resp.body or ""
+      return tonumber(body:match('luaproxy_log_lines_dropped_total{log="diagnostics"} (%d+)')),
+             tonumber(body:match('luaproxy_log_lines_dropped_total{log="access"} (%d+)'))
+    end
+
+    -- Exchanges on one connection until both logs have dropped lines
+    -- (a long target makes long access log lines). Every one must be
+    -- answered: a proxy writing its logs on its event loop stops in
+    -- write(2) once the pipe is full, and answers nobody.
+    local function flood(port, admin)
+      local url = origin.url("/hello?" .. string.rep("a", 2000))
+      local s = assert(h.connect(port))
+      for i = 1, 20000 do
+        h.send(s, h.request("GET", url, { "Host: " .. origin.authority }))
+        local resp, err = h.read_response(s)
+        assert(resp and resp.status == 200,
+          "exchange " .. i .. " was not answered while the logs were not read: " .. tostring(err))
+        if i % 50 == 0 then
+          local diag, access = dropped(admin)
+          if diag > 0 and access > 0 then
+            s:close()
+            return i
+          end
+        end
+      end
+      error("no log line was ever dropped")
+    end
+
+    for _, workers in ipairs({ "1", "2" }) do
+      it("never holds up a client, and keeps its lines whole (--workers " .. workers .. ")",
+        function()
+        local p, f, port, admin = start_into_fifo(workers)
+        flood(port, admin)
+        -- The output moves again, and the proxy stops: what was queued is
+        -- written, with the losses reported where they happened.
+        p.signal("TERM")
+        local rest = f:read("a")
+        f:close()
+        assert.equal(0, p.wait_exit(30))
+        local last_id, diag_reports, access_reports, access_lines = 0, 0, 0, 0
+        for line in rest:gmatch("([^\n]*)\n") do
+          local clf = line:match('^127%.0%.0%.1 %- %- %[[^%]]+%] "GET http://%S+ HTTP/1%.1" 200 6 %d+$')
+          assert(clf or line:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ %a+ "),
+            "a line that is not whole: " .. line:sub(1, 300))
+          if clf then access_lines = access_lines + 1 end
+          if line:find("log: %d+ line%(s%) dropped here: standard error did not keep up") then
+            diag_reports = diag_reports + 1
+          end
+          if line:find("access log: %d+ line%(s%) dropped: its output did not keep up") then
+            access_reports = access_reports + 1
+          end
+          local id = tonumber(line:match(" #(%d+) %+[%d.]+ms src/exchange%.c:exchange_begin "))
+          if id then
+            assert(id >= last_id, "exchange " .. id .. " logged after " .. last_id)
+            last_id = id
+          end
+        end
+        assert.truthy(diag_reports > 0, "no report of the dropped diagnostics")
+        assert.truthy(access_reports > 0, "no report of the dropped access log lines")
+        assert.truthy(access_lines > 0 and last_id > 0, "nothing queued came out")
+        assert.truthy(#rest:match("[^\n]*$") == 0, "the output ends in the middle of a line")
+      end)
+    end
+
+    it("does not keep the proxy from stopping", function()
+      local p, f, port, admin = start_into_fifo("1")
+      flood(port, admin)
+      p.signal("TERM")
+      assert.equal(0, p.wait_exit(30), "the proxy did not exit with its output stuck")
+      f:close()
+    end)
+  end)
+
   describe("header field limits", function()
     local function fields(n)
       local t = {}

@@ -522,9 +522,9 @@ describe("--trace and a script's call out over https", function()
     local proxy = h.start_proxy({ "-s", h.tmpfile(src, "call_out.lua"), "--upstream-ca", pki.ca,
                                   "--trace" })
     assert.equals("hello\n", h.get(proxy.port, origin.url("/x")).body)
-    local log = proxy.stderr()
     local problem = h.stop_procs({ origin, tls_origin, proxy })
     assert(not problem, problem)
+    local log = proxy.stderr() -- whole: the proxy writes what it queued before it exits
     local line = log:match("trace [^\n]-src/tls%.c:tls_connect TLS to the upstream[^\n]*")
     assert(line, "no TLS line in:\n" .. log)
     assert.matches("^trace %- %+0%.000ms ", line)

@@ -408,6 +408,14 @@ function h.start_proxy(args, opts)
     -- rest starts at field 3 (state), so field N is fields[N - 2]
     return tonumber(fields[12]) + tonumber(fields[13])
   end
+  -- Waits (bounded) until the log (stderr) holds <text> (plain). The proxy
+  -- writes its logs from a thread of their own, a moment after the event:
+  -- a spec that looks for a line waits for it. True, or nil.
+  function p.log_has(text, timeout)
+    return h.wait_for(function()
+      return p.log():find(text, 1, true) ~= nil
+    end, timeout or h.DEFAULT_TIMEOUT)
+  end
   -- Waits (bounded) for an access log line matching a Lua pattern.
   function p.wait_access_log(pat, timeout)
     return h.wait_for(function()

@@ -1,0 +1,157 @@
+/*
+ * test_log_queue.c - unit tests for the queues that keep a slow log from
+ * holding up the event loop.
+ *
+ * A pipe nobody reads stands for the stalled output: putting lines must
+ * never wait on it (the test would hang), the lines that do not fit are
+ * refused and counted, and once the pipe is read again every kept line
+ * comes out whole and in order, with the report of the loss in the place
+ * of the lost ones. A forked child must not inherit its parent's backlog
+ * nor a lock held by its parent's writer.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include "log_queue.h"
+#include "tap.h"
+
+static size_t report(void *arg, uint64_t dropped, char *line, size_t size)
+{
+    (void)arg;
+    return (size_t)snprintf(line, size, "dropped %llu\n", (unsigned long long)dropped);
+}
+
+/* Reads from <fd> into <buf> (at most <size> bytes) until <want> is in
+ * it. Returns the bytes read, or 0 on EOF or error first. */
+static size_t read_until(int fd, char *buf, size_t size, const char *want)
+{
+    size_t n = 0;
+    while (n < size - 1) {
+        ssize_t r = read(fd, buf + n, size - 1 - n);
+        if (r <= 0)
+            return 0;
+        n += (size_t)r;
+        buf[n] = '\0';
+        if (strstr(buf, want))
+            return n;
+    }
+    return 0;
+}
+
+static void test_stalled_output(void)
+{
+    int p[2];
+    char line[64];
+    int kept = 0, dropped = 0, in_order = 1;
+    size_t size = 4 << 20, n;
+    char *all = malloc(size);
+
+    if (pipe(p) != 0 || !all) {
+        ok(0, "pipe");
+        return;
+    }
+    struct log_queue *q = log_queue_new(p[1], 1, 4096, report, NULL);
+    ok(q != NULL, "a queue is made");
+    /* Nobody reads: the pipe fills, then the queue; put never waits. */
+    for (int i = 0; i < 100000 && dropped < 10; i++) {
+        int len = snprintf(line, sizeof line, "line %06d\n", i);
+        if (log_queue_put(q, line, (size_t)len) == 0) {
+            if (dropped)
+                in_order = 0; /* nothing may be taken after a loss, until it is told */
+            kept++;
+        } else {
+            dropped++;
+        }
+    }
+    is_int(dropped, 10, "lines past the queue's room are refused, not waited for");
+    ok(in_order, "after the first loss, lines are refused until it is reported");
+
+    /* The output moves: the kept lines, then the report in their place. */
+    n = read_until(p[0], all, size, "dropped 10\n");
+    ok(n > 0, "the loss is reported once the output moves");
+    int whole = 1, next = 0;
+    for (char *s = all, *nl; (nl = strchr(s, '\n')); s = nl + 1) {
+        int i;
+        if (strncmp(s, "dropped ", 8) == 0)
+            break;
+        if (sscanf(s, "line %06d", &i) != 1 || nl - s != 11 || i != next)
+            whole = 0;
+        next++;
+    }
+    ok(whole, "every kept line came out whole and in order");
+    is_int(next, kept, "every kept line came out before the report");
+
+    /* Lines are taken again; closing still writes them, then closes. */
+    is_int(log_queue_put(q, "after\n", 6), 0, "a line is taken again after the report");
+    log_queue_close(q);
+    is_int(log_queue_flush_all(5), 0, "flushed");
+    n = read_until(p[0], all, size, "after\n");
+    ok(n == 6 && memcmp(all, "after\n", 6) == 0, "the last line follows the report");
+    ok(read(p[0], all, 1) == 0, "the queue closed the descriptor it owned");
+    close(p[0]);
+    free(all);
+}
+
+static void test_fork(void)
+{
+    int stuck[2], fresh[2];
+    char buf[256];
+
+    if (pipe(stuck) != 0 || pipe(fresh) != 0) {
+        ok(0, "pipe");
+        return;
+    }
+    /* A queue whose writer is stuck in write(2) on a full pipe. */
+    fcntl(stuck[1], F_SETPIPE_SZ, 4096);
+    struct log_queue *s = log_queue_new(stuck[1], 0, 65536, NULL, NULL);
+    struct log_queue *f = log_queue_new(fresh[1], 0, 65536, NULL, NULL);
+    memset(buf, 'x', sizeof buf);
+    buf[sizeof buf - 1] = '\n';
+    for (int i = 0; i < 64; i++)
+        log_queue_put(s, buf, sizeof buf);
+
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* The parent's backlog is not this process's to write or wait
+         * for; a queue it never used gets a writer of its own. */
+        int status = log_queue_flush_all(0.2) == 0 ? 0 : 1;
+        if (log_queue_put(f, "child\n", 6) != 0 || log_queue_flush_all(5) != 0)
+            status |= 2;
+        _exit(status);
+    }
+    int status = -1;
+    waitpid(pid, &status, 0);
+    ok(WIFEXITED(status) && (WEXITSTATUS(status) & 1) == 0,
+       "a child does not wait for its parent's backlog");
+    ok(WIFEXITED(status) && (WEXITSTATUS(status) & 2) == 0, "a child's line is written");
+    ok(read_until(fresh[0], buf, sizeof buf, "child\n") > 0, "by the child's own writer");
+    is_int(log_queue_flush_all(0.2), -1, "the parent's stuck output is reported as stuck");
+    /* Unstick it: the parent's lines are all there, once. */
+    size_t total = 0;
+    while (total < 64 * sizeof buf) {
+        ssize_t r = read(stuck[0], buf, sizeof buf);
+        if (r <= 0)
+            break;
+        total += (size_t)r;
+    }
+    is_int(log_queue_flush_all(5), 0, "the parent's writer finished");
+    fcntl(stuck[0], F_SETFL, fcntl(stuck[0], F_GETFL) | O_NONBLOCK);
+    ok(read(stuck[0], buf, sizeof buf) == -1 && errno == EAGAIN, "and wrote nothing more");
+    is_int(total, 64 * sizeof buf, "the parent's lines, each once");
+    log_queue_close(s);
+    log_queue_close(f);
+    close(stuck[0]);
+    close(stuck[1]);
+    close(fresh[0]);
+    close(fresh[1]);
+}
+
+int main(void)
+{
+    (void)guarded_copy; /* queues, not parsers: nothing to guard here */
+    test_stalled_output();
+    test_fork();
+    return tap_done();
+}
