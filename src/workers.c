@@ -1,9 +1,9 @@
 /*
  * workers.c - the supervisor of worker processes, and one worker's life.
  *
- * The parent owns the listening sockets for the whole run, so a worker
- * that crashes can be replaced on the very sockets it served: connections
- * that arrive meanwhile wait in the kernel's backlog. All mutable state of
+ * The parent owns the listening sockets until the stop begins, so a
+ * worker that crashes can be replaced on the very sockets it served:
+ * connections that arrive meanwhile wait in the kernel's backlog. All mutable state of
  * a worker lives in its own struct proxy; the only thing shared is the
  * count of clients, in a page of shared memory, so --max-connections
  * holds for the whole proxy.
@@ -330,6 +330,20 @@ static int unretire(struct supervisor *sv, int i)
     return 0;
 }
 
+/* The stop begins: the supervisor's copies of the listening sockets are
+ * closed, so that once each worker has closed its own, the sockets are
+ * gone and a new client is refused at once, as with one process. Kept
+ * open, they would go on taking connections into a backlog that no one
+ * accepts from any more, each reset only when the last worker exits. */
+static void stop_listening(struct supervisor *sv)
+{
+    for (int i = 0; i < sv->cfg->listen_count * sv->cfg->workers; i++) {
+        if (sv->fds[i] >= 0)
+            close(sv->fds[i]);
+        sv->fds[i] = -1;
+    }
+}
+
 /* What a worker would refuse in a reloaded configuration is refused here
  * first: the supervisor keeps the configuration for the workers it starts
  * later, and one that its workers refused would make each of those fail. */
@@ -399,6 +413,7 @@ static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
             log_error("worker %d keeps dying at start; stopping", i + 1);
             sv->status = 1;
             sv->stopping = 1;
+            stop_listening(sv);
             for (int j = 0; j < sv->cfg->workers; j++)
                 if (sv->workers[j].pid)
                     kill(sv->workers[j].pid, SIGTERM);
@@ -441,6 +456,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
             return;
         sv->stopping = 1;
         log_info("signal %d: stopping %d worker(s)", w->signum, sv->running);
+        stop_listening(sv);
     }
     for (int i = 0; i < sv->cfg->workers; i++)
         if (sv->workers[i].pid)

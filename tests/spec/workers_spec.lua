@@ -89,6 +89,30 @@ describe("workers", function()
     end
   end)
 
+  it("refuses new connections at once while the workers finish on SIGTERM", function()
+    start({ "--workers", "2" })
+    two_workers(proxy.pid)
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("GET", origin.url("/slow?ms=4000"),
+      { "Host: " .. origin.authority })))
+    assert(origin.wait_requests(1), "the request never reached the origin")
+    proxy.signal("TERM")
+    -- One worker still finishes its exchange. Had the supervisor kept its
+    -- copies of the listening sockets, the kernel would go on completing
+    -- connections that nobody accepts, until the last worker exits.
+    local seen = h.wait_for(function()
+      if not proxy.alive() then return "the proxy had exited" end
+      local c, err = h.connect(proxy.port, nil, 0.5)
+      if c then c:close(); return false end
+      return err == "connection refused" and "refused" or err
+    end, 15, 0.05)
+    assert.are.equal("refused", seen, "a new client during the stop was not refused")
+    local resp = h.read_response(s, { timeout = 10 })
+    assert.are.equal("slow\n", resp and resp.body, "the exchange in flight did not finish")
+    s:close()
+    assert.are.equal(0, proxy.wait_exit(15))
+  end)
+
   it("replaces a worker that dies, on the same port", function()
     start({ "--workers", "2" })
     local before = two_workers(proxy.pid)
