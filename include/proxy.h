@@ -113,6 +113,10 @@ int proxy_may_keep_upstream(const struct proxy *p);
 int proxy_connection_count(const struct proxy *p);
 /* Runs the loop until the proxy has stopped. */
 void proxy_run(struct proxy *p);
+/* Begins a graceful stop, as SIGTERM does: no new connections, the
+ * exchanges in flight finish (bounded), then proxy_run returns. <why>
+ * starts the log line ("signal 15"). A second call does nothing. */
+void proxy_stop(struct proxy *p, const char *why);
 void proxy_free(struct proxy *p);
 
 /* Whether connecting to <addr> would reach one of our own listeners. */

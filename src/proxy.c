@@ -369,17 +369,16 @@ static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-/* SIGINT/SIGTERM: stop accepting, close idle connections, let the busy ones
- * finish their exchange (bounded by DRAIN_LIMIT), then leave the loop. */
-static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+/* SIGINT/SIGTERM (or a worker's supervisor gone): stop accepting, close
+ * idle connections, let the busy ones finish their exchange (bounded by
+ * DRAIN_LIMIT), then leave the loop. */
+void proxy_stop(struct proxy *p, const char *why)
 {
-    struct proxy *p = w->data;
-    (void)revents;
+    struct ev_loop *loop = p->loop;
     if (p->stopping)
         return;
     p->stopping = 1;
-    log_info("signal %d: no new connections; finishing %d in flight", w->signum,
-             p->session_count);
+    log_info("%s: no new connections; finishing %d in flight", why, p->session_count);
     close_listeners(p);
     upstream_pool_free(&p->pool);
     for (struct session *s = p->sessions, *next; s; s = next) {
@@ -392,6 +391,15 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     }
     ev_timer_set(&p->drain_timer, DRAIN_LIMIT, 0.);
     ev_timer_start(loop, &p->drain_timer);
+}
+
+static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    char why[32];
+    (void)loop;
+    (void)revents;
+    snprintf(why, sizeof why, "signal %d", w->signum);
+    proxy_stop(w->data, why);
 }
 
 /* A reload may take a client off --allow: its connection's next request

@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <ev.h>
 #include <signal.h>
@@ -56,6 +57,7 @@ struct supervisor {
     struct admin_side *as; /* --admin, served by this process; or NULL */
     int *channels;        /* [worker] flow channels not yet watched, or -1 */
     struct worker *workers;
+    int lifeline[2];      /* a pipe never written: see on_supervisor_gone */
     int running;
     int stopping;
     int status;           /* exit status so far */
@@ -111,16 +113,39 @@ static void close_admin(struct admin_side *as, const struct config *cfg)
     admin_free(as->admin);
 }
 
+/* A worker reads the end of a pipe whose other end only its supervisor
+ * holds, and nobody writes to: it becomes readable (end of file) when the
+ * supervisor is gone, however it went (SIGKILL, a crash, the OOM killer).
+ * Nothing would pass signals on or replace workers any more, and the
+ * workers would keep the port from a luaproxy started again: each stops,
+ * as on SIGTERM. A pipe rather than PR_SET_PDEATHSIG: the kernel clears
+ * that when --user changes the credentials, it follows the thread that
+ * forked rather than the process, and it needs a getppid() check for a
+ * supervisor that died before it was set; an end of file waits in the
+ * pipe until the loop looks, and says nothing else. */
+static void on_supervisor_gone(struct ev_loop *loop, ev_io *w, int revents)
+{
+    char byte;
+    (void)revents;
+    if (read(w->fd, &byte, 1) == -1 && (errno == EAGAIN || errno == EINTR))
+        return;
+    ev_io_stop(loop, w);
+    log_warn("the supervisor is gone: this worker stops");
+    proxy_stop(w->data, "supervisor gone");
+}
+
 /* One worker: a fresh loop and a complete proxy on <listen_fds>. <serve>
  * is the admin side, served on this loop (one process); workers only know
- * its address (<admin_addr>), to refuse it as an upstream, and send their
- * flows down <flows_fd> (or -1). */
+ * its address (<admin_addr>), to refuse it as an upstream, send their
+ * flows down <flows_fd> (or -1), and watch <lifeline> (or -1) for their
+ * supervisor's end. */
 static int run_proxy(const struct config *cfg, int index, const int *listen_fds,
                      int *shared_sessions, struct admin_side *serve,
                      const struct sockaddr_storage *admin_addr, socklen_t admin_addr_len,
-                     int flows_fd)
+                     int flows_fd, int lifeline)
 {
     static struct proxy proxy;
+    static ev_io supervisor_gone;
     char err[1024];
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
 
@@ -163,8 +188,14 @@ static int run_proxy(const struct config *cfg, int index, const int *listen_fds,
     }
     if (serve)
         admin_start(serve->admin, loop);
+    if (lifeline >= 0) {
+        ev_io_init(&supervisor_gone, on_supervisor_gone, lifeline, EV_READ);
+        supervisor_gone.data = &proxy;
+        ev_io_start(loop, &supervisor_gone);
+    }
     log_async_start(); /* the loop runs: no log may hold it up from here */
     proxy_run(&proxy);
+    ev_io_stop(loop, &supervisor_gone);
     proxy_free(&proxy); /* ends the flows in flight */
     flows_free(proxy.flows);
     proxy.flows = NULL;
@@ -182,7 +213,7 @@ int workers_run_single(const struct config *cfg)
         return 1;
     stats_set_row(0, getpid());
     int status = run_proxy(cfg, 0, NULL, NULL, as, as ? &as->addr : NULL,
-                           as ? as->addr_len : 0, -1);
+                           as ? as->addr_len : 0, -1, -1);
     if (status == 0)
         log_info("stopped");
     return status;
@@ -260,6 +291,7 @@ static void spawn(struct supervisor *sv, int i)
                 close(sv->channels[w]);
         if (channel[0] >= 0)
             close(channel[0]);
+        close(sv->lifeline[1]); /* the supervisor's alone */
         snprintf(tag, sizeof tag, "w%d", i + 1);
         log_set_tag(tag);
         /* A worker replaced while the others serve must not stall on a
@@ -267,7 +299,7 @@ static void spawn(struct supervisor *sv, int i)
         if (sv->loop)
             log_async_start();
         int status = run_proxy(cfg, i, mine, sv->shared_sessions, NULL, &admin_addr,
-                               admin_addr_len, channel[1]);
+                               admin_addr_len, channel[1], sv->lifeline[0]);
         log_flush();
         _exit(status);
     }
@@ -484,6 +516,9 @@ static void supervisor_release(struct supervisor *sv, int count, const struct co
         munmap(sv->shared_sessions, sizeof(int) * (size_t)cfg->workers);
     close_admin(sv->as, cfg);
     free(sv->channels);
+    for (int i = 0; i < 2; i++)
+        if (sv->lifeline[i] >= 0)
+            close(sv->lifeline[i]);
 }
 
 int workers_run(const struct config *cfg)
@@ -494,6 +529,7 @@ int workers_run(const struct config *cfg)
 
     memset(&sv, 0, sizeof sv);
     sv.cfg = cfg;
+    sv.lifeline[0] = sv.lifeline[1] = -1;
     /* Refuse a broken script before any worker starts. */
     if (hooks_try_load(cfg, err, sizeof err) != 0) {
         log_error("%s", err);
@@ -554,6 +590,11 @@ int workers_run(const struct config *cfg)
             flows_api_set_proxy(sv.as->flows, (struct sockaddr *)&first, first_len);
     }
 
+    if (pipe2(sv.lifeline, O_CLOEXEC | O_NONBLOCK) != 0) {
+        log_error("pipe: %s", strerror(errno));
+        supervisor_release(&sv, count, cfg);
+        return 1;
+    }
     for (int i = 0; i < n; i++)
         spawn(&sv, i);
     log_info("%d workers started", sv.running);

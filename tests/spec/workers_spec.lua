@@ -113,6 +113,30 @@ describe("workers", function()
     assert.are.equal(0, proxy.wait_exit(15))
   end)
 
+  it("stops its workers when the supervisor is killed, freeing the port", function()
+    start({ "--workers", "2" })
+    local w = two_workers(proxy.pid)
+    local port = proxy.port
+    proxy.is_proxy = false -- killed: its status is not the point here
+    proxy.signal("KILL")
+    assert(proxy.wait_exit(5), "the supervisor did not die")
+    -- Nobody would replace them, pass them signals or let the port go.
+    local gone = h.wait_for(function()
+      for _, pid in ipairs(w) do
+        local st = h.read_file("/proc/" .. pid .. "/status")
+        if st and not st:match("State:%s*Z") then return false end
+      end
+      return true
+    end, 15)
+    if not gone then
+      for _, pid in ipairs(w) do os.execute("kill -9 " .. pid) end
+    end
+    assert(gone, "the workers still run after their supervisor was killed")
+    local again = procs.proxy({ "--listen", "127.0.0.1:" .. port, "--workers", "2" })
+    assert.are.equal(port, again.port)
+    assert.are.equal(200, get_hello(again, origin).status)
+  end)
+
   it("replaces a worker that dies, on the same port", function()
     start({ "--workers", "2" })
     local before = two_workers(proxy.pid)
