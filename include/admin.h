@@ -25,6 +25,10 @@
 #include "buffer.h"
 #include "http_parse.h"
 
+/* Connections served at once; more are closed. A process that serves
+ * the admin keeps descriptors for them (config_fds). */
+#define ADMIN_CONN_MAX 64
+
 struct config;
 struct admin;
 struct admin_conn;

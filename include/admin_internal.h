@@ -17,7 +17,6 @@
 
 #define ADMIN_HEAD_MAX (16 * 1024)
 #define ADMIN_BODY_MAX (64 * 1024)
-#define ADMIN_CONN_MAX 64
 #define ADMIN_ROUTE_MAX 48
 #define ADMIN_IDLE_TIMEOUT 60.0
 /* A connection closed after an error answer is read a little longer: a

@@ -41,7 +41,8 @@ struct config {
     double idle_timeout;
     double connect_timeout;
     size_t max_header_bytes;
-    int max_connections;
+    int max_connections;    /* see config_fds */
+    int max_connections_given; /* not the default: what the limit allows */
     const char *access_log; /* NULL: none, "-": stdout */
     const char *scripts[CONFIG_MAX_SCRIPTS];
     int script_count;
@@ -120,6 +121,41 @@ enum config_result config_parse_values(struct config *cfg, int argc, char **argv
  * configuration. 0, or -1 with <err> and *<culprit> the long name of the
  * option at fault, so a config file can name its line. */
 int config_check(const struct config *cfg, const char **culprit, char *err, size_t err_len);
+/*
+ * The file descriptors of a process that serves clients (a worker, or the
+ * only process), against its limit (RLIMIT_NOFILE, raised at start to the
+ * hard one):
+ *
+ *   limit = reserve + 2 x --max-connections + spare
+ *
+ * reserve: open whatever the clients do: CONFIG_FD_RESERVE (the standard
+ *   streams, the loop's own, the resolver's sockets, the access log, the
+ *   key log, Redis, the flows channel and the supervisor's pipe, the files
+ *   a reload opens before it closes the old ones), one per --listen
+ *   address, and, when this process serves --admin, its listener and
+ *   connections.
+ * 2 per client: its own socket and its upstream's. With workers, each
+ *   process has the whole limit and may get every client: --max-connections
+ *   counts them all, so the budget is one worker's.
+ * spare: what the rest may use: refused clients waiting for their 403 or
+ *   503, idle upstream connections kept in the pool, splice pipes, the
+ *   sockets of the scripts' proxy.http calls. These give way when it is
+ *   short: fewer refused clients are answered (the others are closed), the
+ *   pool keeps fewer, a body is copied instead of spliced.
+ *
+ * By default --max-connections is what the limit allows with a spare of a
+ * quarter of what is left after the reserve, up to CONFIG_FD_SPARE; a
+ * --max-connections the limit cannot hold (a negative spare) is refused.
+ */
+#define CONFIG_FD_RESERVE 32
+#define CONFIG_FD_SPARE 2048
+struct config_fds {
+    long limit;   /* the soft RLIMIT_NOFILE */
+    long reserve;
+    long spare;   /* < 0: the limit cannot hold --max-connections */
+};
+void config_fd_budget(const struct config *cfg, struct config_fds *out);
+
 /* Whether the option <name> (long, without dashes) collects a list and may
  * be given more than once in the config file. */
 int config_option_repeatable(const char *name);

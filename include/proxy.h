@@ -53,6 +53,7 @@ struct proxy {
     struct session *sessions; /* doubly linked list of live sessions */
     int session_count;        /* this loop's sessions */
     int refused_count;        /* of which clients only told why they are refused */
+    int refused_max;          /* of those, at most this many at once (fit_descriptors) */
     /* Every worker's count of sessions, one slot each (shared memory), or
      * NULL. A slot per worker, not one total: a worker that dies takes its
      * connections with it, and the supervisor clears its slot. */

@@ -8,6 +8,7 @@
 #include "config.h"
 #include "intercept.h"
 
+#include "admin.h"
 #include "http_parse.h"
 #include "shared_store.h"
 
@@ -35,7 +36,8 @@ static const char usage_text[] =
     "      --connect-ports LIST   comma-separated ports CONNECT may reach (repeatable;\n"
     "                             the lists add up). Default 443\n"
     "      --max-connections N    clients served at once; more get 503. Default:\n"
-    "                             what the file descriptor limit allows\n"
+    "                             what the file descriptor limit allows (two per\n"
+    "                             client, less a reserve)\n"
     "\n"
     "Limits and timeouts (SECS: decimal seconds, 0.001 or more, such as 0.5):\n"
     "      --header-timeout SECS  time to send a complete request head (408). Default 10\n"
@@ -328,18 +330,39 @@ static int parse_count(const char *text, long min, long max, long *out)
     return 0;
 }
 
-/* One descriptor per idle client, more while it has an upstream: the limit
- * (raised to the hard one by main) minus room for listeners, logs, the
- * resolver and pipes. Clients beyond what the descriptors allow at a busy
- * moment wait in the backlog (see proxy.c), they are not refused. */
-static int default_max_connections(void)
+/* The soft descriptor limit, as main() raised it. */
+static long fd_limit(void)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
-        return 1024;
-    if (rl.rlim_cur < 1024 + 64)
-        return 1024;
-    return rl.rlim_cur - 64 > 1000000 ? 1000000 : (int)(rl.rlim_cur - 64);
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur > (rlim_t)1 << 30)
+        return 1L << 30;
+    return (long)rl.rlim_cur;
+}
+
+static long fd_reserve(const struct config *cfg)
+{
+    long reserve = CONFIG_FD_RESERVE + cfg->listen_count;
+    if (cfg->admin_enabled && cfg->workers == 1)
+        reserve += 1 + ADMIN_CONN_MAX; /* with workers, the supervisor serves it */
+    return reserve;
+}
+
+void config_fd_budget(const struct config *cfg, struct config_fds *out)
+{
+    out->limit = fd_limit();
+    out->reserve = fd_reserve(cfg);
+    out->spare = out->limit - out->reserve - 2L * cfg->max_connections;
+}
+
+/* What the limit allows (see config_fds), at most 1000000; 0 when it is
+ * too low to serve even one client. */
+static int default_max_connections(const struct config *cfg)
+{
+    long room = fd_limit() - fd_reserve(cfg);
+    long spare = room / 4 < CONFIG_FD_SPARE ? room / 4 : CONFIG_FD_SPARE;
+    long n = (room - spare) / 2;
+    return n < 0 ? 0 : n > 1000000 ? 1000000 : (int)n;
 }
 
 static void set_defaults(struct config *cfg)
@@ -349,7 +372,6 @@ static void set_defaults(struct config *cfg)
     cfg->idle_timeout = 60;
     cfg->connect_timeout = 10;
     cfg->max_header_bytes = 32768;
-    cfg->max_connections = default_max_connections();
     cfg->max_header_fields = 100;
     cfg->hook_timeout = 0.100;
     cfg->lua_memory = (size_t)64 << 20;
@@ -466,6 +488,7 @@ enum config_result config_parse_values(struct config *cfg, int argc, char **argv
             if (parse_count(optarg, 1, 1000000, &n) != 0)
                 FAIL("invalid --max-connections '%s': expected 1 to 1000000", optarg);
             cfg->max_connections = (int)n;
+            cfg->max_connections_given = 1;
             break;
         case OPT_ACCESS_LOG:
             if (*optarg == '\0')
@@ -700,6 +723,9 @@ enum config_result config_parse_values(struct config *cfg, int argc, char **argv
         acl_parse_cidr("127.0.0.0/8", &cfg->admin_allow[cfg->admin_allow_count++]);
         acl_parse_cidr("::1", &cfg->admin_allow[cfg->admin_allow_count++]);
     }
+    /* Last: the reserve depends on the listen addresses and --admin. */
+    if (!cfg->max_connections_given)
+        cfg->max_connections = default_max_connections(cfg);
     return CONFIG_OK;
 }
 
@@ -721,6 +747,23 @@ int config_check(const struct config *cfg, const char **culprit, char *err, size
         FAIL("har", "--har needs --admin (the flows are captured for the admin interface)");
     if (cfg->har_file && cfg->flows_max == 0)
         FAIL("har", "--har needs capture: --flows 0 turns it off");
+    /* Accepted beyond what the descriptors hold, clients would take them
+     * all and then get 502s for want of an upstream socket, instead of
+     * the 503 the limit promises. */
+    struct config_fds fds;
+    config_fd_budget(cfg, &fds);
+    long most = (fds.limit - fds.reserve) / 2;
+    if (!cfg->check_only && most < 1)
+        FAIL("max-connections",
+             "the file descriptor limit (%ld) is too low to serve a client: luaproxy needs "
+             "at least %ld (ulimit -n, LimitNOFILE=)",
+             fds.limit, fds.reserve + 2);
+    if (!cfg->check_only && fds.spare < 0)
+        FAIL("max-connections",
+             "--max-connections %d needs %ld file descriptors (two per client and %ld more), "
+             "but the limit is %ld: raise it (ulimit -n, LimitNOFILE=) or give at most %ld",
+             cfg->max_connections, fds.reserve + 2L * cfg->max_connections, fds.reserve,
+             fds.limit, most);
     return 0;
 }
 

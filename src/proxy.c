@@ -51,10 +51,12 @@
 /* How long in-flight exchanges may take to finish after SIGTERM. */
 #define DRAIN_LIMIT 10.0
 /* Refused clients this loop keeps long enough to answer 403 or 503; past
- * that, a refused client's connection is closed at once. */
+ * that, a refused client's connection is closed at once. Fewer when the
+ * descriptors are short (fit_descriptors). */
 #define REFUSED_SESSIONS_MAX 64
-/* Idle upstream connections kept: in all, per host and port, and for how
- * long (never longer than --idle-timeout). */
+/* Idle upstream connections kept: in all (fewer when the descriptors are
+ * short), per host and port, and for how long (never longer than
+ * --idle-timeout). */
 #define POOL_MAX_TOTAL 512
 #define POOL_MAX_PER_HOST 128
 #define POOL_IDLE_LIMIT 15.0
@@ -204,7 +206,7 @@ static void on_listener_readable(struct ev_loop *loop, ev_io *w, int revents)
         /* Rejected clients still get a (small) session, so they can be
          * told why in a proper response instead of a bare reset. Beyond a
          * margin even that is refused. */
-        if (reject && p->refused_count >= REFUSED_SESSIONS_MAX) {
+        if (reject && p->refused_count >= p->refused_max) {
             close(fd);
             continue;
         }
@@ -402,6 +404,20 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     proxy_stop(w->data, why);
 }
 
+/* The descriptors left after the clients' (config_fds: the spare) go to
+ * the refused clients waiting for their answer (up to half: a client is
+ * better told why than left with a reset) and the pool (up to a quarter);
+ * the rest is for splice pipes and the scripts' calls, which fall back or
+ * fail on their own when none is left. */
+static void fit_descriptors(struct proxy *p)
+{
+    struct config_fds fds;
+    config_fd_budget(p->cfg, &fds);
+    long spare = fds.spare > 0 ? fds.spare : 0;
+    p->refused_max = spare / 2 < REFUSED_SESSIONS_MAX ? (int)(spare / 2) : REFUSED_SESSIONS_MAX;
+    p->pool.max_total = spare / 4 < POOL_MAX_TOTAL ? (int)(spare / 4) : POOL_MAX_TOTAL;
+}
+
 /* A reload may take a client off --allow: its connection's next request
  * gets 403 and the connection closes (an exchange or a tunnel in flight
  * finishes). From then on it counts with the refused (count_session). */
@@ -505,6 +521,7 @@ static void reload(struct proxy *p)
     hooks_replace(p, hooks);
     close_oldest_scripts(p);
     recheck_allowed(p);
+    fit_descriptors(p); /* a new --max-connections */
     return;
 
 fail:
@@ -637,6 +654,7 @@ int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
     }
     upstream_pool_init(&p->pool, loop, POOL_MAX_TOTAL, POOL_MAX_PER_HOST,
                        cfg->idle_timeout < POOL_IDLE_LIMIT ? cfg->idle_timeout : POOL_IDLE_LIMIT);
+    fit_descriptors(p);
     p->resolver = dns_resolver_new(loop, cfg->connect_timeout, err, err_len);
     if (!p->resolver)
         goto fail;

@@ -244,6 +244,50 @@ describe("a running proxy", function()
     end)
   end)
 
+  describe("a descriptor limit of 64", function()
+    -- Each client may need two descriptors, its own and its upstream's:
+    -- let in more than the limit holds, and the clients take them all,
+    -- then get 502 for want of an upstream socket, or wait unaccepted.
+    it("caps the default --max-connections so every client let in is served", function()
+      local o = origin()
+      local p = proxy({}, { fd_limit = 64 })
+      local request = h.request("GET", o.url("/hello"), { "Host: " .. o.authority })
+      local held, refused = {}, 0
+      for i = 1, 40 do
+        local c = assert(h.connect(p.port))
+        h.send(c, request)
+        local resp, err = h.read_response(c)
+        assert(resp, "client " .. i .. " got no answer: " .. tostring(err))
+        if resp.status == 200 then
+          assert.equal(0, refused, "client " .. i .. " was served after others were refused")
+          held[#held + 1] = c -- kept alive, with its upstream connection
+        else
+          assert(h.check_error_response(resp, 503, "Service Unavailable"))
+          refused = refused + 1
+          c:close()
+        end
+      end
+      assert.truthy(#held > 0, "nobody was served")
+      assert.truthy(refused > 0, "40 clients were let in under a limit of 64 descriptors")
+      for i, c in ipairs(held) do
+        h.send(c, request)
+        local resp, err = h.read_response(c)
+        assert(resp and resp.status == 200,
+          "client " .. i .. " let in was not served: " .. tostring(resp and resp.status or err))
+        c:close()
+      end
+    end)
+
+    it("refuses at start a --max-connections it cannot hold", function()
+      local p = h.start_proxy({ "--max-connections", "100" }, { fd_limit = 64, wait = false })
+      local code = p.wait_exit(5)
+      p.stop(1)
+      assert.equal(2, code, p.stderr())
+      assert.truthy(p.stderr():find("%-%-max%-connections 100 needs %d+ file descriptors.*" ..
+        "but the limit is 64"), p.stderr())
+    end)
+  end)
+
   describe("--access-log", function()
     -- `127.0.0.1 - - [26/Nov/2026:22:50:00 +0000] "GET URL HTTP/1.1" 200 6 3`
     local function clf_pattern(method, url, status, bytes)

@@ -352,7 +352,8 @@ end
 -- <opts>: {listeners = n (default 1), wait = false to skip waiting,
 --          env = {NAME = value} for the proxy's environment,
 --          access_log = false to add no --access-log (a config file
---          gives it; the command line's would win)}.
+--          gives it; the command line's would win),
+--          fd_limit = n to start it under `ulimit -n n`}.
 -- Returns {port, ports, pid, stop(), log(), access_log(), rss_kb(),
 -- fd_count(), cpu_ticks(), signal(), wait_exit(), exit_code(), alive()}.
 function h.start_proxy(args, opts)
@@ -374,6 +375,7 @@ function h.start_proxy(args, opts)
     full[#full + 1] = "--access-log"; full[#full + 1] = access
   end
   local cmd = {}
+  if opts.fd_limit then cmd[#cmd + 1] = string.format("ulimit -n %d;", opts.fd_limit) end
   for name, value in pairs(opts.env or {}) do cmd[#cmd + 1] = name .. "=" .. q(value) end
   cmd[#cmd + 1] = q(h.bin())
   for _, a in ipairs(full) do cmd[#cmd + 1] = q(a) end
