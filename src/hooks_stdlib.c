@@ -25,7 +25,9 @@
  *
  * debug.sethook is refused: Lua runs a debug hook with hooks off, so no
  * time limit reaches an endless one (the same reason as for __gc, see
- * hooks_lib.c).
+ * hooks_lib.c). load takes text only, and the debug functions that reach
+ * the registry or other functions' upvalues are taken away (see
+ * debug_refused).
  */
 #include "hooks_internal.h"
 
@@ -258,11 +260,17 @@ static int table_sort(lua_State *L)
  * parser reads it (load's arguments are at 1 to 4). */
 #define LOAD_PIECE 5
 
+/* Lua does not check precompiled chunks, and a crafted one can crash the
+ * interpreter (the manual says so): a script may load text only. */
+#define BINARY_REFUSED "attempt to load a binary chunk (scripts may load text chunks only)"
+
 /* lua_Reader for load(reader): calls the reader (argument 1), after a
- * look at the budget. */
+ * look at the budget. *<ud> is set until the first piece has been seen:
+ * a binary chunk is refused there. */
 static const char *read_piece(lua_State *L, void *ud, size_t *size)
 {
-    (void)ud;
+    const char *piece;
+    int *first = ud;
     hooks_watch_check(L, "load");
     luaL_checkstack(L, 2, "too many nested functions");
     lua_pushvalue(L, 1);
@@ -275,18 +283,30 @@ static const char *read_piece(lua_State *L, void *ud, size_t *size)
     if (!lua_isstring(L, -1))
         luaL_error(L, "reader function must return a string");
     lua_replace(L, LOAD_PIECE);
-    return lua_tolstring(L, LOAD_PIECE, size);
+    piece = lua_tolstring(L, LOAD_PIECE, size);
+    if (*first && *size > 0) {
+        *first = 0;
+        if (piece[0] == LUA_SIGNATURE[0])
+            luaL_error(L, BINARY_REFUSED);
+    }
+    return piece;
 }
 
-/* load(chunk [, chunkname [, mode [, env]]]) */
+/* load(chunk [, chunkname [, mode [, env]]]), for text chunks only (see
+ * BINARY_REFUSED); otherwise as Lua's own. */
 static int guarded_load(lua_State *L)
 {
     size_t len;
     const char *text = lua_tolstring(L, 1, &len);
     const char *mode = luaL_optstring(L, 3, "bt");
     int env = lua_isnone(L, 4) ? 0 : 4;
-    int status;
+    int status, first = 1;
 
+    if (text && len > 0 && text[0] == LUA_SIGNATURE[0]) {
+        luaL_pushfail(L);
+        lua_pushliteral(L, BINARY_REFUSED);
+        return 2;
+    }
     if (text) {
         const char *name = luaL_optstring(L, 2, text);
         status = luaL_loadbufferx(L, text, len, name, mode);
@@ -294,7 +314,7 @@ static int guarded_load(lua_State *L)
         const char *name = luaL_optstring(L, 2, "=(load)");
         luaL_checktype(L, 1, LUA_TFUNCTION);
         lua_settop(L, LOAD_PIECE);
-        status = lua_load(L, read_piece, NULL, name, mode);
+        status = lua_load(L, read_piece, &first, name, mode);
     }
     if (status != LUA_OK) {
         luaL_pushfail(L);
@@ -316,6 +336,20 @@ static int refused_sethook(lua_State *L)
     return luaL_error(L, "debug.sethook cannot be used in a script (Lua runs a debug hook where "
                          "no time limit reaches it)");
 }
+
+/* ---- the debug library ------------------------------------------------------ */
+
+/* What a script may not have of the debug library: the registry, where the
+ * proxy keeps its own references (a script that replaced one could make
+ * the C code meet a value it does not expect), and the functions that
+ * reach into other functions' upvalues and locals (the guarded functions
+ * above keep the originals as upvalues: getupvalue would hand them out).
+ * traceback, getinfo, getlocal, getmetatable and the guarded setmetatable
+ * stay, for debugging a script. */
+static const char *const debug_refused[] = {
+    "getregistry", "getupvalue", "setupvalue", "upvalueid", "upvaluejoin", "setlocal",
+    "getuservalue", "setuservalue", "setcstacklimit", NULL,
+};
 
 /* ---- installing --------------------------------------------------------------- */
 
@@ -348,4 +382,10 @@ void hooks_stdlib_install(lua_State *L)
     lua_pushcfunction(L, guarded_load);
     lua_setglobal(L, "load");
     set(L, "debug", "sethook", refused_sethook);
+    lua_getglobal(L, "debug");
+    for (const char *const *name = debug_refused; *name; name++) {
+        lua_pushnil(L);
+        lua_setfield(L, -2, *name);
+    }
+    lua_pop(L, 1);
 }

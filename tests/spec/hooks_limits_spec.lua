@@ -140,6 +140,32 @@ describe("hook limits", function()
     assert.truthy(log:find("debug.sethook cannot be used in a script", 1, true), log)
   end)
 
+  -- Lua does not check precompiled chunks (a crafted one can crash it),
+  -- and the registry and the guarded functions' upvalues are the proxy's:
+  -- a script gets text chunks only, and not those parts of debug.
+  it("loads text chunks only, and keeps the registry and upvalues from scripts", function()
+    local script = h.tmpfile([[
+      function on_request(tx)
+        local dumped = string.dump(function() return 1 end)
+        local f, err = load(dumped)
+        local sent = false
+        local r = load(function() if not sent then sent = true return dumped end end)
+        local g = load("return 2", "two", "t")
+        local gone = {}
+        for _, name in ipairs({ "getregistry", "getupvalue", "setupvalue", "upvaluejoin",
+                                "setlocal" }) do
+          if debug[name] == nil then gone[#gone + 1] = name end
+        end
+        return tx:respond(200, table.concat({ tostring(f), err or "", tostring(r), tostring(g and g()),
+          table.concat(gone, ","), tostring(debug.traceback ~= nil) }, "|"))
+      end
+    ]], "debug_load.lua")
+    proxy = procs.proxy({ "-s", script })
+    local body = get("/x", 10).body
+    assert.are.equal("nil|attempt to load a binary chunk (scripts may load text chunks only)|nil|2|"
+      .. "getregistry,getupvalue,setupvalue,upvaluejoin,setlocal|true", body)
+  end)
+
   -- lua-cjson wrote a table that holds another twice, forty levels deep,
   -- as 2^40 copies, in C memory and with no time limit: the worker grew
   -- by gigabytes. proxy.json's text is in Lua memory and counts steps.
