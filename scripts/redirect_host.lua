@@ -5,7 +5,8 @@
 -- rewrite_urls.lua the request itself is not changed: the URL path and the
 -- Host header stay as the client sent them, so the local server sees the
 -- request exactly as the real one would. HTTPS (CONNECT) tunnels to a
--- listed host are redirected too.
+-- listed host are redirected too, when --connect-ports allows the port
+-- they are sent to (the proxy checks the tunnel's final target).
 --
 -- Run:
 --   python3 -m http.server 8000 &          # any local server

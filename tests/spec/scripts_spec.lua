@@ -631,9 +631,9 @@ describe("example scripts", function()
       assert.is_nil(proxy.log():find("#1 GET", 1, true))
     end)
 
-    -- BUG (proxy): tx.bytes_sent counts the body bytes received from the
-    -- upstream, not those sent to the client, when on_response_chunk changes
-    -- the body (the access log has the right number).
+    -- tx.bytes_sent counts the body bytes sent to the client, after every
+    -- on_response_chunk (the access log's number), not those the upstream
+    -- sent.
     it("reports the bytes sent after another script changed the body", function()
       local page = local_origin()
       local inject = configured("inject_html", '{ snippet = "12345" }')
@@ -651,8 +651,8 @@ describe("example scripts", function()
       assert.truthy(wait_log(proxy, "-> 200, 18 bytes", true), proxy.log())
     end)
 
-    -- BUG (proxy): for CONNECT, tx.req.url is "://host:port" instead of the
-    -- documented "host:port" (hooks_api.lua new_tx builds scheme .. "://").
+    -- For CONNECT, tx.req.url is "host:port", as documented (not
+    -- "://host:port").
     it("logs a CONNECT by its host:port", function()
       local echo = start_origin("echo")
       local proxy = start_proxy({ "--connect-ports", tostring(echo.port),
@@ -749,8 +749,8 @@ describe("example scripts", function()
       assert.are.equal("GET /echo HTTP/1.1", reqs[1].request_line)
     end)
 
-    -- BUG (proxy): tx:respond(204) sends "Content-Length: 0", which a 204
-    -- must not carry (RFC 9110 8.6); the same for 304 (RFC 9110 8.6, 15.4.5).
+    -- tx:respond(204) sends no Content-Length, which a 204 must not carry
+    -- (RFC 9110 8.6); nor does a 304 (RFC 9110 8.6, 15.4.5).
     it("answers a 204 mock without Content-Length", function()
       local proxy = start_proxy({ "-s", configured("mock_responses",
         '{ mocks = { { pattern = "^http://ads%.example/", status = 204 } } }') })
@@ -815,9 +815,8 @@ describe("example scripts", function()
         proxy.log())
     end)
 
-    -- BUG (proxy): when tx:respond answered the request, only the first
-    -- script's on_done runs: hooks.c continue_phase() sees tx._respond after
-    -- each hook of every phase, on_done included, and skips the rest.
+    -- When tx:respond answered the request, every script's on_done still
+    -- runs: the answer ends the phase it was given in, not on_done.
     it("lets a later script's on_done see the exchange it answered", function()
       local both = start_proxy({ "-s", script_path("demo"), "-s", script_path("log_exchanges") })
       get(both.port, "http://luaproxy.demo/")
