@@ -39,6 +39,14 @@ typedef size_t log_queue_report_fn(void *arg, uint64_t dropped, char *line, size
 struct log_queue *log_queue_new(int fd, int owns_fd, size_t capacity, log_queue_report_fn *report,
                                 void *report_arg);
 
+/* Starts the writer now, rather than with the first line, and returns
+ * once it runs. For a process that forks later: a child gets a copy of
+ * the locks its parent's threads held at that moment, and a thread still
+ * starting may hold some that no atfork handler knows of (a sanitizer's
+ * allocator's, for one). A writer in its loop holds none but the
+ * queue's own, which log_queue.c takes care of. */
+void log_queue_start(struct log_queue *q);
+
 /* Queues <line> (<len> bytes, a newline at its end). Never waits for the
  * output. 0, or -1 when the line was dropped (the queue is full, or lines
  * are being dropped until the loss is reported). Safe from any thread.

@@ -183,6 +183,10 @@ void log_async_start(void)
         if (!queue)
             return; /* out of memory: lines are written at once, as before */
     }
+    /* Now, not with the first line: the supervisor logs a worker's death
+     * and forks its replacement at once, and must not fork while its
+     * writer thread is still starting. */
+    log_queue_start(queue);
     pthread_once(&once, register_fork_handler);
     __atomic_store_n(&async, 1, __ATOMIC_RELEASE);
 }

@@ -54,6 +54,7 @@ struct log_queue {
     size_t used;      /* bytes of records queued */
     uint64_t dropped; /* lines refused since the last report */
     int writing;      /* the writer is writing a batch it took out */
+    int running;      /* the writer thread is in its loop */
     int closing;
     enum writer_state writer;
     pthread_cond_t wake; /* the writer waits here for lines */
@@ -122,6 +123,7 @@ static void on_fork_child(void)
         q->head = q->used = 0;
         q->dropped = 0;
         q->writing = 0;
+        q->running = 0;
         q->writer = WRITER_NONE;
     }
     pthread_mutex_unlock(&mu);
@@ -215,6 +217,8 @@ static void *writer_main(void *arg)
     char batch[LOG_QUEUE_LINE_MAX];
 
     pthread_mutex_lock(&mu);
+    q->running = 1;
+    pthread_cond_broadcast(&drained); /* log_queue_start waits for this */
     for (;;) {
         if (q->dropped > 0 && fits(q, REPORT_MAX)) {
             /* The output moved: the loss is told where it happened. Lines
@@ -300,6 +304,16 @@ struct log_queue *log_queue_new(int fd, int owns_fd, size_t capacity, log_queue_
     queues = q;
     pthread_mutex_unlock(&mu);
     return q;
+}
+
+void log_queue_start(struct log_queue *q)
+{
+    pthread_mutex_lock(&mu);
+    if (q->writer == WRITER_NONE)
+        q->writer = start_writer(q) == 0 ? WRITER_RUNNING : WRITER_FAILED;
+    while (q->writer == WRITER_RUNNING && !q->running)
+        pthread_cond_wait(&drained, &mu);
+    pthread_mutex_unlock(&mu);
 }
 
 int log_queue_put(struct log_queue *q, const char *line, size_t len)
