@@ -727,7 +727,7 @@ if want https-ka || want https-new || want https-10m; then
   fi
   if [ -n "$https_ok" ]; then
     free_port
-    "$binary" --listen "127.0.0.1:$free" --max-connections 4096 --intercept '*' \
+    "$binary" --listen "127.0.0.1:$free" --intercept '*' \
       --ca-dir "$tmp/luaproxy-ca" --upstream-ca "$tmp/tls/ca.pem" \
       --connect-ports "$tls_origin_port" >"$tmp/luaproxy-https.log" 2>&1 &
     pid_of[luaproxy-https]=$!
