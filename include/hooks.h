@@ -122,13 +122,18 @@ struct hook_state {
 /* Loads the configured scripts into p->hooks (NULL when there are none).
  * 0, or -1 with <err>. */
 int hooks_load(struct proxy *p, char *err, size_t err_len);
-/* SIGHUP, in two steps so that a reload puts nothing in force unless all
- * of it can be: hooks_prepare loads <cfg>'s scripts into a fresh state on
- * <loop> (*<out> NULL when there are none); 0, or -1 with <err> and
- * nothing made. hooks_replace then puts <fresh> (or no scripts, if NULL)
- * in force in place of the current set, and cannot fail. */
-int hooks_prepare(const struct config *cfg, struct ev_loop *loop, struct hooks **out, char *err,
-                  size_t err_len);
+/* SIGHUP, in steps so that a reload neither holds the loop while scripts
+ * load nor puts anything in force unless all of it can be:
+ * hooks_prepare_apart loads <cfg>'s scripts into a fresh state, touching
+ * no loop, so on a thread of its own (*<out> NULL when there are none);
+ * 0, or -1 with <err> and nothing made. hooks_attach, on the loop's
+ * thread, gives it <loop> and what needs it (a Redis store); 0, or -1
+ * with <err> (the set is then discarded). hooks_replace then puts <fresh>
+ * (or no scripts, if NULL) in force in place of the current set, and
+ * cannot fail. */
+int hooks_prepare_apart(const struct config *cfg, struct hooks **out, char *err, size_t err_len);
+int hooks_attach(struct hooks *h, const struct config *cfg, struct ev_loop *loop, char *err,
+                 size_t err_len);
 void hooks_replace(struct proxy *p, struct hooks *fresh);
 /* Sets a reload replaced that exchanges still use (each holds its Lua
  * state, up to --lua-memory), and the oldest of them, or NULL. */

@@ -70,6 +70,7 @@ struct proxy {
     struct sockaddr_storage admin_addr;
     socklen_t admin_addr_len;
     struct flows *flows;      /* the flow recorder (flows.h), or NULL */
+    struct reload *reload;    /* SIGHUP's work (reload.c), made at the first one */
 };
 
 /* Sets up the loop's services and listens: on the sockets in <listen_fds>
@@ -99,6 +100,11 @@ int proxy_peer_address(int fd, char *out, size_t len);
 /* The IP address of <addr> as text into <ip> (at least INET6_ADDRSTRLEN
  * bytes), and its port into *<port>. */
 void proxy_client_address(const struct sockaddr *addr, char *ip, size_t ip_len, int *port);
+
+/* Shares the descriptors left after the clients' between refused clients
+ * and the pool, for the current --max-connections (at start and after a
+ * reload). */
+void proxy_fit_descriptors(struct proxy *p);
 
 /* Worker <index> of <count>: exchange ids become index+1, index+1+count... */
 void proxy_set_worker(struct proxy *p, int index, int count);

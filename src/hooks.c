@@ -444,14 +444,29 @@ int hooks_load(struct proxy *p, char *err, size_t err_len)
     return 0;
 }
 
-int hooks_prepare(const struct config *cfg, struct ev_loop *loop, struct hooks **out, char *err,
-                  size_t err_len)
+int hooks_prepare_apart(const struct config *cfg, struct hooks **out, char *err, size_t err_len)
 {
     *out = NULL;
     if (cfg->script_count == 0)
         return 0;
-    *out = hooks_new(cfg, loop, err, err_len);
+    /* No loop: nothing here touches one, so this may run on any thread. A
+     * Redis store (it talks on the loop) is opened by hooks_attach. */
+    *out = hooks_new(cfg, NULL, err, err_len);
     return *out ? 0 : -1;
+}
+
+int hooks_attach(struct hooks *h, const struct config *cfg, struct ev_loop *loop, char *err,
+                 size_t err_len)
+{
+    if (!h)
+        return 0;
+    h->loop = loop;
+    if (!h->shared) {
+        h->shared = shared_store_open(shared_region_get(), cfg->shared_url, loop, err, err_len);
+        if (!h->shared)
+            return -1;
+    }
+    return 0;
 }
 
 void hooks_discard(struct hooks *h)

@@ -104,8 +104,10 @@ static _Atomic(lua_State *) watch_inner; /* the innermost one the script resumed
 /* The same while a script's top-level code runs. */
 #define LOAD_CHECK_INTERVAL 10000
 
-/* The top-level code running now, if any (main thread only). */
-static struct {
+/* The top-level code this thread runs now, if any: scripts load on the
+ * loop's thread at start, and on a thread of their own on a reload (see
+ * proxy.c), while the loop's thread runs hooks. */
+static _Thread_local struct {
     int running;
     int timed_out;
     double deadline;
@@ -373,8 +375,8 @@ void hooks_watch_check(lua_State *L, const char *what)
 }
 
 /* Steps counted by hooks_watch_spend, over all calls: a loop of a few
- * steps per call is still seen. */
-static unsigned spent_steps;
+ * steps per call is still seen. (Per thread, as load is.) */
+static _Thread_local unsigned spent_steps;
 
 void hooks_watch_spend(lua_State *L, unsigned steps, const char *what)
 {
@@ -419,7 +421,9 @@ static lua_State *enter_inner(lua_State *L, lua_State *co)
         lua_sethook(co, hooks_on_count, LUA_MASKCOUNT, 1);
     else if (!watch.failed)
         lua_sethook(co, NULL, 0, 0);
-    if (!watch.failed)
+    /* The watchdog's handler stops the hook the loop's thread runs: top-level
+     * code (perhaps on another thread) is not its business. */
+    if (!watch.failed && !load.running)
         atomic_store(&watch_inner, co);
     return outer;
 }
@@ -429,7 +433,7 @@ static lua_State *enter_inner(lua_State *L, lua_State *co)
 static void leave_inner(lua_State *L, lua_State *outer)
 {
     struct hooks *h = hooks_of(L);
-    if (!watch.failed)
+    if (!watch.failed && !load.running)
         atomic_store(&watch_inner, outer);
     if (load.running && load.timed_out) /* stop the caller too */
         lua_sethook(L, on_load_count, LUA_MASKCOUNT, 1);

@@ -33,6 +33,7 @@
 #include "hooks.h"
 #include "intercept.h"
 #include "log.h"
+#include "reload.h"
 #include "metrics.h"
 #include "stats.h"
 #include "session.h"
@@ -52,7 +53,7 @@
 #define DRAIN_LIMIT 10.0
 /* Refused clients this loop keeps long enough to answer 403 or 503; past
  * that, a refused client's connection is closed at once. Fewer when the
- * descriptors are short (fit_descriptors). */
+ * descriptors are short (proxy_fit_descriptors). */
 #define REFUSED_SESSIONS_MAX 64
 /* Idle upstream connections kept: in all (fewer when the descriptors are
  * short), per host and port, and for how long (never longer than
@@ -409,7 +410,7 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
  * better told why than left with a reset) and the pool (up to a quarter);
  * the rest is for splice pipes and the scripts' calls, which fall back or
  * fail on their own when none is left. */
-static void fit_descriptors(struct proxy *p)
+void proxy_fit_descriptors(struct proxy *p)
 {
     struct config_fds fds;
     config_fd_budget(p->cfg, &fds);
@@ -418,127 +419,6 @@ static void fit_descriptors(struct proxy *p)
     p->pool.max_total = spare / 4 < POOL_MAX_TOTAL ? (int)(spare / 4) : POOL_MAX_TOTAL;
 }
 
-/* A reload may take a client off --allow: its connection's next request
- * gets 403 and the connection closes (an exchange or a tunnel in flight
- * finishes). From then on it counts with the refused (count_session). */
-static void recheck_allowed(struct proxy *p)
-{
-    for (struct session *s = p->sessions; s; s = s->next) {
-        struct sockaddr_storage peer;
-        socklen_t len = sizeof peer;
-        if (s->reject_status || s->client.fd < 0 ||
-            getpeername(s->client.fd, (struct sockaddr *)&peer, &len) != 0 ||
-            acl_match(p->cfg->allow, p->cfg->allow_count, (struct sockaddr *)&peer))
-            continue;
-        s->reject_status = 403;
-        p->refused_count++;
-        if (p->shared_sessions)
-            __atomic_sub_fetch(&p->shared_sessions[p->shared_slot], 1, __ATOMIC_RELAXED);
-    }
-}
-
-/* Each set of scripts a reload replaced stays in memory (its Lua state, up
- * to --lua-memory) while exchanges started under it are in flight: a
- * tunnel or a long download may keep one for hours. So that reloads do
- * not pile them up, at most RETIRED_SCRIPTS_MAX stay; the exchanges still
- * using an older one are ended, as at the end of a shutdown's grace. */
-#define RETIRED_SCRIPTS_MAX 3
-
-static void close_oldest_scripts(struct proxy *p)
-{
-    while (hooks_retired_count() > RETIRED_SCRIPTS_MAX) {
-        const struct hooks *oldest = hooks_retired_oldest();
-        int closed = 0;
-        for (struct session *s = p->sessions, *next; s; s = next) {
-            next = s->next;
-            if (s->x.active && s->x.hook.hooks == oldest) {
-                session_abort(s, "closed: its scripts were replaced by later reloads");
-                closed++;
-            }
-        }
-        log_warn("reload: closed %d connection(s) still using the oldest of %d earlier sets "
-                 "of scripts (at most %d stay in memory)",
-                 closed, RETIRED_SCRIPTS_MAX + 1, RETIRED_SCRIPTS_MAX);
-        if (hooks_retired_oldest() == oldest)
-            break; /* an on_done still waits in it: it ends on its own */
-    }
-}
-
-/* SIGHUP: the config file and the command line are read again and the
- * scripts loaded with them; the access log is reopened (so a rotated one
- * starts afresh). Anything wrong keeps everything as it was: first every
- * step that can fail makes its part aside (the configuration, the
- * scripts, the users file, the access log), and only when all of them
- * succeeded are they put in force, by steps that cannot fail. Exchanges
- * in flight keep the scripts they started with (hooks.h) and read the new
- * limits from here on. */
-static void reload(struct proxy *p)
-{
-    char err[1024];
-    struct config *fresh = malloc(sizeof *fresh);
-    struct hooks *hooks = NULL;
-    struct auth_users *users = NULL;
-    struct auth *auth = NULL;
-    struct access_log *log = NULL;
-
-    if (!fresh) {
-        log_error("reload: out of memory; the running configuration stays");
-        return;
-    }
-    if (config_reload(p->cfg, fresh, err, sizeof err) != 0)
-        goto fail;
-    if (hooks_prepare(fresh, p->loop, &hooks, err, sizeof err) != 0) {
-        log_error("reload failed, keeping the scripts in force and the running "
-                  "configuration: %s", err);
-        free(fresh);
-        return;
-    }
-    /* The users file: an auth object stays once made (sessions may wait
-     * on it), and takes the new users in place; without --auth-file after
-     * the reload it is simply not asked. */
-    if (fresh->auth_file && p->auth) {
-        if (!(users = auth_users_read(fresh->auth_file, err, sizeof err)))
-            goto fail;
-    } else if (fresh->auth_file) {
-        if (!(auth = auth_open(fresh->auth_file, p->loop, err, sizeof err)))
-            goto fail;
-    }
-    if (fresh->access_log &&
-        !(log = access_log_open(fresh->access_log, fresh->log_format, err, sizeof err)))
-        goto fail;
-
-    /* Everything is ready: nothing below can fail. */
-    if (users)
-        auth_users_use(p->auth, users);
-    if (auth)
-        p->auth = auth;
-    access_log_close(p->access_log);
-    p->access_log = log;
-    p->cfg = fresh;
-    metrics_set_config(fresh);
-    free(p->cfg_owned);
-    p->cfg_owned = fresh;
-    hooks_replace(p, hooks);
-    close_oldest_scripts(p);
-    recheck_allowed(p);
-    fit_descriptors(p); /* a new --max-connections */
-    return;
-
-fail:
-    log_error("reload: %s; the running configuration stays", err);
-    auth_free(auth);
-    auth_users_free(users);
-    hooks_discard(hooks);
-    free(fresh);
-}
-
-static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)
-{
-    struct proxy *p = w->data;
-    (void)loop;
-    (void)revents;
-    reload(p);
-}
 
 void proxy_set_worker(struct proxy *p, int index, int count)
 {
@@ -654,7 +534,7 @@ int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
     }
     upstream_pool_init(&p->pool, loop, POOL_MAX_TOTAL, POOL_MAX_PER_HOST,
                        cfg->idle_timeout < POOL_IDLE_LIMIT ? cfg->idle_timeout : POOL_IDLE_LIMIT);
-    fit_descriptors(p);
+    proxy_fit_descriptors(p);
     p->resolver = dns_resolver_new(loop, cfg->connect_timeout, err, err_len);
     if (!p->resolver)
         goto fail;
@@ -676,7 +556,7 @@ int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
 
     ev_signal_init(&p->sigint, on_stop_signal, SIGINT);
     ev_signal_init(&p->sigterm, on_stop_signal, SIGTERM);
-    ev_signal_init(&p->sighup, on_hup_signal, SIGHUP);
+    ev_signal_init(&p->sighup, reload_on_signal, SIGHUP);
     p->sigint.data = p->sigterm.data = p->sighup.data = p;
     /* A worker leaves SIGINT to its supervisor: a terminal's Ctrl-C goes
      * to the whole process group, and the supervisor must see the workers
@@ -707,6 +587,7 @@ void proxy_free(struct proxy *p)
     ev_signal_stop(p->loop, &p->sigint);
     ev_signal_stop(p->loop, &p->sigterm);
     ev_signal_stop(p->loop, &p->sighup);
+    reload_free(p); /* waits for a load in progress, and drops it */
     hooks_detached_free(p);
     hooks_free(p);
     auth_free(p->auth); /* after the sessions: none waits on a check now */

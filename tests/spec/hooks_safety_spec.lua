@@ -284,6 +284,29 @@ end
       assert.are.equal("4", get("/hello").headers["x-version"])
     end)
 
+    -- Scripts load on a thread of their own: their top-level code (up to
+    -- the load time limit each) does not stop the loop.
+    it("keeps serving with the scripts in force while new ones load", function()
+      local go = h.tmpfile("", "go")
+      os.remove(go)
+      local path = h.tmpfile(version_script("1"), "reload.lua")
+      start({ path })
+      assert.are.equal("1", get("/hello").headers["x-version"])
+      h.write_file(path, ([[
+proxy.log("version 2 loading")
+while not io.open(%q) do end -- until the test says go (or the load time limit)
+]]):format(go) .. version_script("2"))
+      proxy.signal("HUP")
+      assert.truthy(wait_log("version 2 loading"), proxy.log())
+      local resp = get("/hello")
+      assert.are.equal(200, resp.status)
+      assert.are.equal("1", resp.headers["x-version"])
+      assert.is_nil(proxy.log():find("SIGHUP: 1 script(s) reloaded", 1, true), proxy.log())
+      h.write_file(go, "go")
+      assert.truthy(wait_log("SIGHUP: 1 script(s) reloaded"), proxy.log())
+      assert.are.equal("2", get("/hello").headers["x-version"])
+    end)
+
     it("lets an exchange in flight finish with the old script", function()
       local path = h.tmpfile(version_script("old"), "reload.lua")
       start({ path })
