@@ -55,8 +55,9 @@ int log_wants(enum log_level level)
 
 /* Formats one line, newline included, into <line> (<size> bytes, at
  * least 64). Returns its length. */
-static size_t format_line(char *line, size_t size, enum log_level level, const char *fmt,
-                          va_list ap)
+__attribute__((format(printf, 4, 0))) static size_t format_line(char *line, size_t size,
+                                                                 enum log_level level,
+                                                                 const char *fmt, va_list ap)
 {
     struct timeval tv;
     struct tm tm;
