@@ -144,11 +144,14 @@ int config_check(const struct config *cfg, const char **culprit, char *err, size
  *   pool keeps fewer, a body is copied instead of spliced.
  *
  * By default --max-connections is what the limit allows with a spare of a
- * quarter of what is left after the reserve, up to CONFIG_FD_SPARE; a
- * --max-connections the limit cannot hold (a negative spare) is refused.
+ * quarter of what is left after the reserve, up to CONFIG_FD_SPARE, and
+ * room for an upstream beside each client up to CONFIG_FD_UPSTREAMS (see
+ * default_max_connections); a --max-connections the limit cannot hold
+ * with an upstream each is refused only when given.
  */
 #define CONFIG_FD_RESERVE 32
 #define CONFIG_FD_SPARE 2048
+#define CONFIG_FD_UPSTREAMS 4096
 struct config_fds {
     long limit;   /* the soft RLIMIT_NOFILE */
     long reserve;

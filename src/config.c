@@ -348,20 +348,38 @@ static long fd_reserve(const struct config *cfg)
     return reserve;
 }
 
+/* The descriptors <clients> take: one each, and room for an upstream
+ * beside each, up to CONFIG_FD_UPSTREAMS in all. */
+static long client_fds(long clients)
+{
+    return clients + (clients < CONFIG_FD_UPSTREAMS ? clients : CONFIG_FD_UPSTREAMS);
+}
+
+/* The most clients <room> descriptors hold (client_fds' inverse). */
+static long clients_in(long room)
+{
+    return room <= 2L * CONFIG_FD_UPSTREAMS ? room / 2 : room - CONFIG_FD_UPSTREAMS;
+}
+
 void config_fd_budget(const struct config *cfg, struct config_fds *out)
 {
     out->limit = fd_limit();
     out->reserve = fd_reserve(cfg);
-    out->spare = out->limit - out->reserve - 2L * cfg->max_connections;
+    out->spare = out->limit - out->reserve - client_fds(cfg->max_connections);
 }
 
 /* What the limit allows (see config_fds), at most 1000000; 0 when it is
- * too low to serve even one client. */
+ * too low to serve even one client. Each client gets its own descriptor
+ * and room for one upstream, up to CONFIG_FD_UPSTREAMS upstreams in all:
+ * past that many clients, not every one is in an exchange at the same
+ * moment (most of 10,000 keep-alive clients are idle), as nginx's
+ * worker_connections assumes. If they all are, a connect that finds no
+ * descriptor is answered 503 (upstream.c). */
 static int default_max_connections(const struct config *cfg)
 {
     long room = fd_limit() - fd_reserve(cfg);
     long spare = room / 4 < CONFIG_FD_SPARE ? room / 4 : CONFIG_FD_SPARE;
-    long n = (room - spare) / 2;
+    long n = clients_in(room - spare);
     return n < 0 ? 0 : n > 1000000 ? 1000000 : (int)n;
 }
 
@@ -752,7 +770,7 @@ int config_check(const struct config *cfg, const char **culprit, char *err, size
      * the 503 the limit promises. */
     struct config_fds fds;
     config_fd_budget(cfg, &fds);
-    long most = (fds.limit - fds.reserve) / 2;
+    long most = clients_in(fds.limit - fds.reserve);
     if (!cfg->check_only && most < 1)
         FAIL("max-connections",
              "the file descriptor limit (%ld) is too low to serve a client: luaproxy needs "
@@ -760,9 +778,11 @@ int config_check(const struct config *cfg, const char **culprit, char *err, size
              fds.limit, fds.reserve + 2);
     if (!cfg->check_only && fds.spare < 0)
         FAIL("max-connections",
-             "--max-connections %d needs %ld file descriptors (two per client and %ld more), "
-             "but the limit is %ld: raise it (ulimit -n, LimitNOFILE=) or give at most %ld",
-             cfg->max_connections, fds.reserve + 2L * cfg->max_connections, fds.reserve,
+             "--max-connections %d needs %ld file descriptors (one per client, one per "
+             "upstream up to %d, and %ld more), but the limit is %ld: raise it (ulimit -n, "
+             "LimitNOFILE=) or give at most %ld",
+             cfg->max_connections, fds.reserve + client_fds(cfg->max_connections),
+             CONFIG_FD_UPSTREAMS, fds.reserve,
              fds.limit, most);
     return 0;
 }

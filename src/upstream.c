@@ -91,6 +91,11 @@ static enum exchange_step try_connect(struct session *s)
         TRACE(s, "connect() failed at once: %s", strerror(errno));
         close(fd);
     }
+    if (x->connect_errno == EMFILE || x->connect_errno == ENFILE)
+        /* Ours, not the upstream's: every descriptor is taken (see
+         * default_max_connections in config.c). */
+        return exchange_fail(x, 503, "the proxy has no file descriptor left for the upstream "
+                                     "connection; try again shortly");
     stats_add(STAT_UPSTREAM_CONNECT_ERRORS, 1);
     return exchange_fail(x, 502, connect_error_text(x->connect_errno));
 }
