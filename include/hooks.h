@@ -26,7 +26,7 @@ struct session;
 struct config;
 struct hooks;
 struct lua_State;
-struct decoder;
+struct body_decoding;
 struct headers;
 
 enum hook_phase {
@@ -85,15 +85,10 @@ struct hook_state {
     /* Bodies: what on_request / on_response chose (tx.req.filter_body,
      * tx.req.buffer_body, tx.res.filter_body, tx.res.decode_body). */
     int req_filter_off, req_buffer, res_filter_off, res_decode_off;
-    struct decoder *decoder;    /* undoes the response's Content-Encoding */
-    struct buffer decoded;      /* decoder output on its way to the hooks */
-    struct buffer held;         /* encoded input the decoder has yet to take */
-    int held_eof;               /* ... and it ends the body */
-    int decode_more;            /* the decoder stopped at its budget */
-    int decoding;               /* a piece is not all decoded and handed on:
-                                 * the relay goes on (hooks_decode_resume) */
-    struct buffer *decode_out;  /* where that piece's text goes, framed so */
-    enum http_body_kind decode_kind;
+    /* A response body decoded for the hooks: its decoder and where the
+     * text is (hooks_body.c), or NULL. Made only for such a body, so an
+     * idle connection does not carry it. */
+    struct body_decoding *dec;
     struct buffer collected;    /* tx.req.buffer_body: the body so far */
     enum hooks_body_error body_error;
     int res_due; /* tx.res is made with on_response's first call (hooks_prepare_response) */
@@ -109,7 +104,6 @@ struct hook_state {
     int piece_in_lua;           /* the piece is the string in <piece_ref> */
     int piece_ref;              /* registry slot, made once per exchange */
     int piece_eof;
-    int decoded_eof;            /* the decoded text left ends the body */
     struct buffer *piece_out;
     enum http_body_kind piece_kind;
     uint64_t *piece_sent;
@@ -225,10 +219,9 @@ enum hooks_result hooks_chunk_continue(struct session *s);
  * piece is done, 1 when it stopped again (a hook waits, the client's
  * output is full, or the turn's share is made), -1 when it failed. */
 int hooks_decode_resume(struct session *s);
-static inline int hooks_decoding(const struct hook_state *hs)
-{
-    return hs->decoding;
-}
+int hooks_decoding(const struct hook_state *hs);
+/* Frees a decoded body's state (at the exchange's end). */
+void hooks_decoding_free(struct hook_state *hs);
 
 /* Whether <phase> is a chunk hook (whose wait pauses a body). */
 static inline int hooks_is_chunk_phase(int phase)

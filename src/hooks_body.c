@@ -10,6 +10,7 @@
  */
 #include "hooks_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "decode.h"
@@ -28,6 +29,36 @@
 /* Decoded bytes made per call before others get the loop: a 2 MB body may
  * decode to 200 MB within the caps, some 0.4 s of work. */
 #define DECODE_TURN (1024 * 1024)
+
+/* A response body decoded for the hooks (hook_state.dec). */
+struct body_decoding {
+    struct decoder *decoder;    /* undoes the response's Content-Encoding */
+    struct buffer decoded;      /* decoder output on its way to the hooks */
+    int decoded_eof;            /* the decoded text left ends the body */
+    struct buffer held;         /* encoded input the decoder has yet to take */
+    int held_eof;               /* ... and it ends the body */
+    int decode_more;            /* the decoder stopped at its budget */
+    int decoding;               /* a piece is not all decoded and handed on:
+                                 * the relay goes on (hooks_decode_resume) */
+    struct buffer *decode_out;  /* where that piece's text goes, framed so */
+    enum http_body_kind decode_kind;
+};
+
+int hooks_decoding(const struct hook_state *hs)
+{
+    return hs->dec && hs->dec->decoding;
+}
+
+void hooks_decoding_free(struct hook_state *hs)
+{
+    if (!hs->dec)
+        return;
+    decoder_free(hs->dec->decoder);
+    buffer_free(&hs->dec->decoded);
+    buffer_free(&hs->dec->held);
+    free(hs->dec);
+    hs->dec = NULL;
+}
 
 int hooks_filters_request(const struct session *s)
 {
@@ -51,7 +82,7 @@ int hooks_prepare_response_body(struct session *s, struct headers *fields)
     size_t len;
     ssize_t at;
 
-    if (hs->res_decode_off || hs->decoder)
+    if (hs->res_decode_off || hs->dec)
         return 0;
     /* A range of an encoded body cannot be decoded on its own (it starts
      * mid-stream), and its Content-Range counts encoded bytes: it goes to
@@ -67,9 +98,16 @@ int hooks_prepare_response_body(struct session *s, struct headers *fields)
         coding = DECODE_UNKNOWN; /* several fields: stacked codings, left alone */
     if (coding == DECODE_IDENTITY || coding == DECODE_UNKNOWN)
         return 0;
-    hs->decoder = decoder_new(coding, DECODED_MAX);
-    if (!hs->decoder)
+    hs->dec = calloc(1, sizeof *hs->dec);
+    if (!hs->dec)
         return -1;
+    buffer_init(&hs->dec->decoded);
+    buffer_init(&hs->dec->held);
+    hs->dec->decoder = decoder_new(coding, DECODED_MAX);
+    if (!hs->dec->decoder) {
+        hooks_decoding_free(hs);
+        return -1;
+    }
     headers_remove(fields, "Content-Encoding", 16);
     return 0;
 }
@@ -234,63 +272,63 @@ static int run_chunk_hooks(struct session *s, enum hook_phase phase, const char 
 }
 
 /* Hands decoded text to the hooks in pieces; the last one carries the
- * body's end when hs->decoded_eof. 0, 1 (a hook waits) or -1. */
+ * body's end when hs->dec->decoded_eof. 0, 1 (a hook waits) or -1. */
 static int drain_decoded(struct session *s)
 {
     struct hook_state *hs = &s->x.hook;
     do {
-        size_t n = buffer_length(&hs->decoded);
+        size_t n = buffer_length(&hs->dec->decoded);
         int last, rc;
         if (n > DECODED_PIECE)
             n = DECODED_PIECE;
-        last = n == buffer_length(&hs->decoded);
-        if (n == 0 && !hs->decoded_eof)
+        last = n == buffer_length(&hs->dec->decoded);
+        if (n == 0 && !hs->dec->decoded_eof)
             break;
-        rc = run_chunk_hooks(s, HOOK_ON_RESPONSE_CHUNK, buffer_peek(&hs->decoded), n,
-                             hs->decoded_eof && last, hs->decode_out, hs->decode_kind,
+        rc = run_chunk_hooks(s, HOOK_ON_RESPONSE_CHUNK, buffer_peek(&hs->dec->decoded), n,
+                             hs->dec->decoded_eof && last, hs->dec->decode_out, hs->dec->decode_kind,
                              &s->x.res_filtered_bytes);
-        buffer_consume(&hs->decoded, n);
-        if (hs->decoded_eof && last)
-            hs->decoded_eof = 0; /* the end went through */
+        buffer_consume(&hs->dec->decoded, n);
+        if (hs->dec->decoded_eof && last)
+            hs->dec->decoded_eof = 0; /* the end went through */
         if (rc != 0)
             return rc;
-    } while (buffer_length(&hs->decoded) > 0);
-    buffer_shrink(&hs->decoded);
+    } while (buffer_length(&hs->dec->decoded) > 0);
+    buffer_shrink(&hs->dec->decoded);
     return 0;
 }
 
 /* One bounded step of the decoder over <data> (the relay's bytes, or the
- * held input itself): about DECODED_PIECE of text into hs->decoded. What
+ * held input itself): about DECODED_PIECE of text into hs->dec->decoded. What
  * it did not take is held for the next step. 0, or -1 (x->error says). */
 static int decode_step(struct session *s, const char *data, size_t len, int eof)
 {
     struct hook_state *hs = &s->x.hook;
-    int from_held = len > 0 && data == buffer_peek(&hs->held);
+    int from_held = len > 0 && data == buffer_peek(&hs->dec->held);
     size_t used = 0;
     enum decode_result r =
-        decoder_feed_some(hs->decoder, data, len, eof, &hs->decoded, DECODED_PIECE, &used);
+        decoder_feed_some(hs->dec->decoder, data, len, eof, &hs->dec->decoded, DECODED_PIECE, &used);
 
     if (r == DECODE_CORRUPT || r == DECODE_BOMB || r == DECODE_NOMEM) {
         hs->body_error = r == DECODE_BOMB ? HOOKS_BODY_BOMB : HOOKS_BODY_CORRUPT;
         s->x.error = r == DECODE_BOMB ? "the upstream's compressed body expands too far"
                                       : "the upstream sent a corrupt compressed body";
-        buffer_free(&hs->decoded);
-        buffer_free(&hs->held);
+        buffer_free(&hs->dec->decoded);
+        buffer_free(&hs->dec->held);
         return -1;
     }
-    hs->decode_more = r == DECODE_MORE;
-    hs->held_eof = eof;
+    hs->dec->decode_more = r == DECODE_MORE;
+    hs->dec->held_eof = eof;
     if (from_held) {
         /* Input a step could not use at all is dropped, as the decoder
          * has always done with bytes past a stream it cannot go on with. */
-        buffer_consume(&hs->held, hs->decode_more ? used : len);
-    } else if (hs->decode_more && buffer_append(&hs->held, data + used, len - used) != 0) {
+        buffer_consume(&hs->dec->held, hs->dec->decode_more ? used : len);
+    } else if (hs->dec->decode_more && buffer_append(&hs->dec->held, data + used, len - used) != 0) {
         s->x.error = "out of memory";
         return -1;
     }
-    if (!hs->decode_more) {
-        buffer_free(&hs->held);
-        hs->decoded_eof = eof;
+    if (!hs->dec->decode_more) {
+        buffer_free(&hs->dec->held);
+        hs->dec->decoded_eof = eof;
     }
     return 0;
 }
@@ -308,17 +346,17 @@ static int decode_and_drain(struct session *s)
 
     for (;;) {
         int rc;
-        made += buffer_length(&hs->decoded);
+        made += buffer_length(&hs->dec->decoded);
         rc = drain_decoded(s);
         if (rc != 0)
             return rc;
-        if (!hs->decode_more) {
-            hs->decoding = 0;
+        if (!hs->dec->decode_more) {
+            hs->dec->decoding = 0;
             return 0;
         }
         if (made >= DECODE_TURN || session_output_blocked(s))
             return 1;
-        if (decode_step(s, buffer_peek(&hs->held), buffer_length(&hs->held), hs->held_eof) != 0)
+        if (decode_step(s, buffer_peek(&hs->dec->held), buffer_length(&hs->dec->held), hs->dec->held_eof) != 0)
             return -1;
     }
 }
@@ -341,19 +379,19 @@ int hooks_body_filter(void *arg, const char *data, size_t len, int eof, struct b
     struct session *s = arg;
     struct hook_state *hs = &s->x.hook;
 
-    if (!hs->decoder)
+    if (!hs->dec)
         return run_chunk_hooks(s, HOOK_ON_RESPONSE_CHUNK, data, len, eof, out, out_kind,
                                &s->x.res_filtered_bytes);
-    hs->decode_out = out;
-    hs->decode_kind = out_kind;
-    hs->decoding = 1;
-    if (buffer_length(&hs->held) > 0) {
+    hs->dec->decode_out = out;
+    hs->dec->decode_kind = out_kind;
+    hs->dec->decoding = 1;
+    if (buffer_length(&hs->dec->held) > 0) {
         /* Not expected (the relay finishes the held input before it reads
          * on), but order is kept if it happens. */
-        if (buffer_append(&hs->held, data, len) != 0)
+        if (buffer_append(&hs->dec->held, data, len) != 0)
             return -1;
-        data = buffer_peek(&hs->held);
-        len = buffer_length(&hs->held);
+        data = buffer_peek(&hs->dec->held);
+        len = buffer_length(&hs->dec->held);
     }
     if (decode_step(s, data, len, eof) != 0)
         return -1;

@@ -47,15 +47,10 @@ void hooks_exchange_begin(struct session *s, hooks_wake_fn *on_wake)
     hs->wait_cancel = NULL;
     hs->wait_owner = NULL;
     hs->req_filter_off = hs->req_buffer = hs->res_filter_off = hs->res_decode_off = 0;
-    hs->decoder = NULL;
-    buffer_init(&hs->decoded);
-    buffer_init(&hs->held);
-    hs->held_eof = hs->decode_more = hs->decoding = 0;
-    hs->decode_out = NULL;
+    hs->dec = NULL;
     buffer_init(&hs->collected);
     hs->piece_ref = LUA_NOREF;
     hs->piece_in_lua = 0;
-    hs->decoded_eof = 0;
     hs->body_error = HOOKS_BODY_OK;
     hs->direct = hs->req_direct = (struct body_direct){NULL, NULL, NULL};
     ev_init(&hs->sleep_timer, on_sleep_done);
@@ -68,11 +63,7 @@ void hooks_exchange_end(struct session *s)
 {
     struct hook_state *hs = &s->x.hook;
     struct hooks *h = hs->hooks;
-    decoder_free(hs->decoder);
-    hs->decoder = NULL;
-    buffer_free(&hs->decoded);
-    buffer_free(&hs->held);
-    hs->decoding = 0;
+    hooks_decoding_free(hs);
     buffer_free(&hs->collected);
     if (!h)
         return;
@@ -690,9 +681,7 @@ static int detach_done(struct session *s)
     dh = &d->s.x.hook;
     dh->on_wake = on_detached_done;
     /* The bodies' state stays with the session, which frees it. */
-    dh->decoder = NULL;
-    buffer_init(&dh->decoded);
-    buffer_init(&dh->held);
+    dh->dec = NULL;
     buffer_init(&dh->collected);
     /* No body is left to filter: the piece's slot goes. */
     luaL_unref(hs->hooks->L, LUA_REGISTRYINDEX, hs->piece_ref);
