@@ -181,8 +181,7 @@ struct exchange {
     struct buffer req_batch; /* ... and for on_request_chunk (req_body.batch) */
     /* A TRACE or OPTIONS at Max-Forwards 0: the proxy's answer, made while
      * the head is there and sent once the client has proven who it is. */
-    struct buffer last_hop_answer;
-    bool last_hop;
+    struct buffer *last_hop_answer;
     enum http_body_kind res_out_kind;
     bool response_started; /* bytes of this response are queued for the client */
     bool client_keep;      /* what the client's head asked: keep-alive or not */

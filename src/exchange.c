@@ -171,7 +171,11 @@ void exchange_release(struct session *s)
     headers_free(&x->res_headers);
     buffer_free(&x->res_batch);
     buffer_free(&x->req_batch);
-    buffer_free(&x->last_hop_answer);
+    if (x->last_hop_answer) {
+        buffer_free(x->last_hop_answer);
+        free(x->last_hop_answer);
+        x->last_hop_answer = NULL;
+    }
     x->error = NULL; /* it may point at the cause */
     free(x->cause);
     x->cause = NULL;
@@ -362,7 +366,7 @@ enum exchange_step exchange_auth_done(struct session *s, enum auth_result verdic
         return exchange_fail(x, 407, "this proxy needs a user name and password");
     if (keep_user(x, user) != 0)
         return exchange_fail(x, 500, "out of memory");
-    return x->last_hop ? answer_last_hop(s) : hooks_or_connect(s);
+    return x->last_hop_answer ? answer_last_hop(s) : hooks_or_connect(s);
 }
 
 /* The Host value is built for every request: by hand rather than with
@@ -508,10 +512,13 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
          * check (answer_last_hop), like any answer to this client. */
         if (x->req_framing.kind != HTTP_BODY_NONE)
             exchange_no_keep(x, "the request body is never read");
-        int len = max_forwards_answer(&x->last_hop_answer, head, x->keep_alive, x->minor);
+        x->last_hop_answer = malloc(sizeof *x->last_hop_answer);
+        if (!x->last_hop_answer)
+            return exchange_fail(x, 500, "out of memory");
+        buffer_init(x->last_hop_answer);
+        int len = max_forwards_answer(x->last_hop_answer, head, x->keep_alive, x->minor);
         if (len < 0)
             return exchange_fail(x, 500, "out of memory");
-        x->last_hop = 1;
         x->res_bytes = (uint64_t)len;
     }
     if (trace_enabled)
@@ -548,7 +555,7 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
             return exchange_fail(x, 500, "out of memory");
         break;
     }
-    return x->last_hop ? answer_last_hop(s) : hooks_or_connect(s);
+    return x->last_hop_answer ? answer_last_hop(s) : hooks_or_connect(s);
 }
 
 /* Authenticated (or no --auth-file): a TRACE or OPTIONS that may go no
@@ -560,11 +567,11 @@ static enum exchange_step answer_last_hop(struct session *s)
     size_t before = buffer_length(&s->client.out);
 
     if (before == 0)
-        buffer_swap(&s->client.out, &x->last_hop_answer);
-    else if (buffer_append(&s->client.out, buffer_peek(&x->last_hop_answer),
-                           buffer_length(&x->last_hop_answer)) != 0)
+        buffer_swap(&s->client.out, x->last_hop_answer);
+    else if (buffer_append(&s->client.out, buffer_peek(x->last_hop_answer),
+                           buffer_length(x->last_hop_answer)) != 0)
         return exchange_fail(x, 500, "out of memory");
-    buffer_free(&x->last_hop_answer);
+    buffer_free(x->last_hop_answer); /* the struct goes with the exchange */
     flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
                           buffer_length(&s->client.out), before);
     x->status = 200;
