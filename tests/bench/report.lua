@@ -149,8 +149,10 @@ local function table_out(rows, left)
   for n, row in ipairs(rows) do
     local cells = {}
     for i, cell in ipairs(row) do
-      local fmt = (i == 1 or left) and "%-" .. widths[i] .. "s" or "%" .. widths[i] .. "s"
-      cells[#cells + 1] = fmt:format(cell)
+      -- Padded by hand: string.format takes widths up to 99 only, and a
+      -- notes column can be wider.
+      local pad = string.rep(" ", widths[i] - #cell)
+      cells[#cells + 1] = (i == 1 or left) and cell .. pad or pad .. cell
     end
     say("  %s", (table.concat(cells, "  "):gsub("%s+$", "")))
     if n == 1 then

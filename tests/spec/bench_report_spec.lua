@@ -9,16 +9,16 @@ local h = require("support.harness")
 
 -- One capture-small measurement whose CPU per request is <us>: 100,000
 -- requests in 1 s, at us percent of a core.
-local function line(contender, us)
-  return ("scenario=capture-small contender=%s round=1 conns=50 requests=100000 duration_us=1000000"
+local function line(contender, us, scenario)
+  return ("scenario=%s contender=%s round=1 conns=50 requests=100000 duration_us=1000000"
     .. " bytes=1000000 connect=0 read=0 write=0 status=0 timeout=0 p50_us=500 p99_us=900"
     .. " peak_rss_kib=10000 cpu_pct=%s cpu_user_pct=1 origin_cpu_pct=60 wrk_cpu_pct=50"
-    .. " irq_cpu_pct=50 other_cpu_pct=0 host_cpu_pct=90 procs=1\n"):format(contender, us * 10)
+    .. " irq_cpu_pct=50 other_cpu_pct=0 host_cpu_pct=90 procs=1\n"):format(scenario or "capture-small", contender, us * 10)
 end
 
--- The report on a previous and a current run of the capture scenario, each
--- given as { off = CPU us/req without capture, on = with it }.
-local function report(before, now)
+-- The report on a previous and a current run, each given as the text of
+-- its measurements.
+local function report_on(before, now)
   local files = {}
   local function write(text)
     local path = h.tmpfile(text, "bench.txt")
@@ -28,13 +28,20 @@ local function report(before, now)
   local meta = "cores=2\nseconds=1\nrounds=1\n"
   local args = {
     write(meta),
-    write(line("luaproxy", now.off) .. line("luaproxy+capture", now.on)),
+    write(now),
     write(meta),
-    write(line("luaproxy", before.off) .. line("luaproxy+capture", before.on)),
+    write(before),
   }
   local out = h.sh("lua5.4 tests/bench/report.lua " .. table.concat(args, " ") .. " 2>&1")
   for _, f in ipairs(files) do os.remove(f) end
   return out
+end
+
+-- The report on a previous and a current run of the capture scenario, each
+-- given as { off = CPU us/req without capture, on = with it }.
+local function report(before, now)
+  local function run(r) return line("luaproxy", r.off) .. line("luaproxy+capture", r.on) end
+  return report_on(run(before), run(now))
 end
 
 local function capture_row(out) return out:match("\n%s*(flow capture CPU us/req[^\n]*)") end
@@ -70,4 +77,21 @@ describe("bench report, against the previous run", function()
       assert.same({ result, measured }, { verdict(out) })
     end)
   end
+end)
+
+describe("bench report, its tables", function()
+  it("lays out a cell wider than string.format's widths allow", function()
+    -- Five figures worse at once make the target's "measured" cell longer
+    -- than 99 characters, the widest a "%-Ns" format takes.
+    local function run(us)
+      return line("luaproxy", us, "small-ka") .. line("luaproxy", us, "hooks-small")
+        .. line("luaproxy+noop", us * 2, "hooks-small") .. line("luaproxy+headers", us * 3, "hooks-small")
+        .. line("luaproxy", us, "capture-small") .. line("luaproxy+capture", us * 2, "capture-small")
+    end
+    local out = report_on(run(10), run(20))
+    local result, measured = verdict(out)
+    assert.equals("MISS", result, out)
+    assert.is_true(#measured > 99, measured)
+    assert.matches("small keep%-alive CPU us/req.*header hook CPU us/req.*flow capture CPU us/req", measured)
+  end)
 end)
