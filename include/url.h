@@ -56,4 +56,11 @@ int url_path_valid(const char *s, size_t len);
  * bytes (IPv4 addresses among them), or an IPv6 literal. */
 int url_host_valid(const char *s, size_t len);
 
+/* Percent-decodes <in>[0..len) into <out> as a C string; with
+ * <plus_is_space> a "+" is a space, as in a form-encoded query. A "%" not
+ * followed by two hex digits, a decoded NUL, CR or LF, or a result that
+ * does not fit <out_len> (with its NUL) is refused. Returns the length, or
+ * -1 if refused. */
+int url_percent_decode(const char *in, size_t len, char *out, size_t out_len, int plus_is_space);
+
 #endif

@@ -28,6 +28,7 @@
 #include "config.h"
 #include "log.h"
 #include "proxy.h"
+#include "url.h"
 
 static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_conn_timer(struct ev_loop *loop, ev_timer *w, int revents);
@@ -258,44 +259,6 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- requests ---------------------------------------------------------- */
 
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes <in> into <out>; '+' is a space (form encoding). */
-static int url_decode(const char *in, size_t len, char *out, size_t out_len)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        int ch = (unsigned char)in[i];
-        if (ch == '%') {
-            int hi, lo;
-            if (i + 2 >= len)
-                return -2;
-            hi = hexval(in[i + 1]);
-            lo = hexval(in[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -2;
-            ch = hi * 16 + lo;
-            i += 2;
-        } else if (ch == '+') {
-            ch = ' ';
-        }
-        if (n + 1 >= out_len)
-            return -2;
-        out[n++] = (char)ch;
-    }
-    out[n] = '\0';
-    return (int)n;
-}
-
 int admin_query(const struct admin_request *r, const char *name, char *out, size_t out_len)
 {
     const char *q = r->query, *end = r->query + r->query_len;
@@ -308,7 +271,8 @@ int admin_query(const struct admin_request *r, const char *name, char *out, size
         const char *key_end = eq ? eq : stop;
         if ((size_t)(key_end - q) == name_len && memcmp(q, name, name_len) == 0) {
             const char *v = eq ? eq + 1 : stop;
-            return url_decode(v, (size_t)(stop - v), out, out_len);
+            int n = url_percent_decode(v, (size_t)(stop - v), out, out_len, 1);
+            return n < 0 ? -2 : n; /* -2: malformed, not absent */
         }
         q = stop + 1;
     }

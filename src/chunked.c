@@ -14,6 +14,7 @@
  * past CHUNKED_MAX_TRAILER, so an endless line costs bounded work and memory.
  */
 #include "chunked.h"
+#include "hex.h"
 
 #include <string.h>
 #include <sys/types.h>
@@ -21,17 +22,6 @@
 #define NEED_MORE (-2)
 
 static int is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
-
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* qdtext (RFC 9110 5.6.4) */
 static int is_qdtext(unsigned char c)
@@ -103,7 +93,7 @@ static ssize_t parse_size_line(const char *s, size_t len, uint64_t *size, enum h
     /* At most 16 digits, so the value cannot wrap; the bound is checked on
      * every digit so "fffff..." fails at once. Leading zeros count too:
      * a size line is no place for padding. */
-    while (pos < limit && (d = hex_value((unsigned char)s[pos])) >= 0) {
+    while (pos < limit && (d = hex_digit_value((unsigned char)s[pos])) >= 0) {
         if (pos == 16)
             return fail(err, HTTP_ERR_CHUNK_SIZE);
         v = v * 16 + (uint64_t)d;

@@ -30,6 +30,7 @@
  * (hooks_watch_spend). Nesting deeper than JSON_MAX_DEPTH is an error
  * either way, which also stops a table that contains itself.
  */
+#include "hex.h"
 #include "hooks_internal.h"
 
 #include <math.h>
@@ -308,23 +309,12 @@ static void skip_space(struct in *in)
         in->p++;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The 4 hex digits at <p> (the end is checked by the caller); -1 if not. */
 static long hex4(const char *p)
 {
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int d = hex_digit(p[i]);
+        int d = hex_digit_value((unsigned char)p[i]);
         if (d < 0)
             return -1;
         v = v * 16 + d;

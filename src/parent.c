@@ -14,39 +14,7 @@
 #include <strings.h>
 
 #include "acl.h"
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes <in>[0..len) into <out>. Returns the length, or -1. */
-static int percent_decode(const char *in, size_t len, char *out, size_t out_len)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = in[i];
-        if (c == '%') {
-            int hi, lo;
-            if (i + 2 >= len || (hi = hex_value(in[i + 1])) < 0 ||
-                (lo = hex_value(in[i + 2])) < 0)
-                return -1;
-            c = (char)(hi * 16 + lo);
-            i += 2;
-        }
-        if (c == '\0' || c == '\r' || c == '\n' || n + 1 >= out_len)
-            return -1;
-        out[n++] = c;
-    }
-    out[n] = '\0';
-    return (int)n;
-}
+#include "url.h"
 
 static void base64_encode(const unsigned char *in, size_t len, char *out)
 {
@@ -93,11 +61,11 @@ int parent_parse(const char *url, struct parent_proxy *out, char *err, size_t er
     if (at) {
         const char *colon = memchr(rest, ':', (size_t)(at - rest));
         const char *user_end = colon ? colon : at;
-        if (percent_decode(rest, (size_t)(user_end - rest), user, sizeof user) <= 0 ||
+        if (url_percent_decode(rest, (size_t)(user_end - rest), user, sizeof user, 0) <= 0 ||
             strchr(user, ':'))
             FAIL("the parent proxy URL has a malformed user name");
-        if (percent_decode(colon ? colon + 1 : at, colon ? (size_t)(at - colon - 1) : 0,
-                           password, sizeof password) < 0)
+        if (url_percent_decode(colon ? colon + 1 : at, colon ? (size_t)(at - colon - 1) : 0,
+                               password, sizeof password, 0) < 0)
             FAIL("the parent proxy URL has a malformed password");
         snprintf(creds, sizeof creds, "%s:%s", user, password);
         memcpy(out->auth, "Basic ", 6);

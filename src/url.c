@@ -15,6 +15,7 @@
  * for an empty path.
  */
 #include "url.h"
+#include "hex.h"
 
 #include <arpa/inet.h>
 #include <sys/types.h>
@@ -238,4 +239,29 @@ int url_host_valid(const char *s, size_t len)
         if (!is_reg_name_byte((unsigned char)s[i]))
             return 0;
     return 1;
+}
+
+int url_percent_decode(const char *in, size_t len, char *out, size_t out_len, int plus_is_space)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        int c = (unsigned char)in[i];
+        if (c == '%') {
+            int hi, lo;
+            if (i + 2 >= len || (hi = hex_digit_value((unsigned char)in[i + 1])) < 0 ||
+                (lo = hex_digit_value((unsigned char)in[i + 2])) < 0)
+                return -1;
+            c = hi * 16 + lo;
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            c = ' ';
+        }
+        if (c == '\0' || c == '\r' || c == '\n' || n + 1 >= out_len)
+            return -1;
+        out[n++] = (char)c;
+    }
+    if (out_len == 0)
+        return -1;
+    out[n] = '\0';
+    return (int)n;
 }

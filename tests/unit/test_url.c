@@ -306,6 +306,36 @@ static void test_script_parts(void)
     }
 }
 
+/* Percent-decoding, as the admin interface's query and a parent's
+ * credentials use it: escapes of either case, "+" as a space only when
+ * asked, and nothing that would cut or split the C string it makes. */
+static void test_percent_decode(void)
+{
+    static const struct {
+        const char *in;
+        int plus_is_space;
+        const char *out; /* NULL: refused */
+    } cases[] = {
+        {"a%20b", 0, "a b"},   {"%41%6a%6A", 0, "Ajj"}, {"a+b", 1, "a b"}, {"a+b", 0, "a+b"},
+        {"", 0, ""},           {"100%", 0, NULL},       {"%4", 0, NULL},    {"%zz", 0, NULL},
+        {"a%00b", 0, NULL},    {"a%0d%0ab", 1, NULL},   {"%%41", 0, NULL},
+    };
+    char out[16];
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = strlen(cases[i].in);
+        int n = url_percent_decode(guarded_copy(cases[i].in, len), len, out, sizeof out,
+                                   cases[i].plus_is_space);
+        if (cases[i].out)
+            ok(n == (int)strlen(cases[i].out) && strcmp(out, cases[i].out) == 0,
+               "'%s' decodes to '%s'", cases[i].in, cases[i].out);
+        else
+            ok(n == -1, "'%s' is refused", cases[i].in);
+    }
+    ok(url_percent_decode("abcd", 4, out, 4, 0) == -1, "a result with no room for its NUL is refused");
+    ok(url_percent_decode("abc", 3, out, 4, 0) == 3, "a result that just fits is kept");
+}
+
 int main(void)
 {
     test_absolute_ok();
@@ -313,5 +343,6 @@ int main(void)
     test_authority();
     test_origin_form();
     test_script_parts();
+    test_percent_decode();
     return tap_done();
 }
