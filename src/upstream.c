@@ -162,29 +162,29 @@ enum exchange_step upstream_dns_answer(struct session *s, enum dns_status status
 /* Where this exchange connects: the parent proxy or the upstream. <key>
  * names the connection for reuse; a parent's connections carry a prefix a
  * host name cannot have, so they never mix with direct ones to the same
- * address (one speaks absolute-form, the other origin-form). */
-static void connect_target(const struct exchange *x, char *key, size_t key_len,
-                           const char **host, uint16_t *port)
+ * address (one speaks absolute-form, the other origin-form). 0, or -1 when
+ * <key_len> cannot hold the whole name: cut short, it could name another
+ * connection too, so this one is neither reused nor kept. */
+static int connect_target(const struct exchange *x, char *key, size_t key_len,
+                          const char **host, uint16_t *port)
 {
     if (x->parent) {
         /* A TLS connection through the parent is a tunnel to one origin:
          * its key names that origin too. */
-        char full[600];
-        int n = x->upstream_tls ? snprintf(full, sizeof full, "parent-tls!%s:%u!%s", x->host,
-                                           x->port, x->parent->host)
-                                : snprintf(full, sizeof full, "parent!%s", x->parent->host);
-        size_t len = n < 0 ? 0 : (size_t)n < key_len ? (size_t)n : key_len - 1;
-        memcpy(key, full, len);
-        key[len] = '\0';
+        int n = x->upstream_tls ? snprintf(key, key_len, "parent-tls!%s:%u!%s", x->host, x->port,
+                                           x->parent->host)
+                                : snprintf(key, key_len, "parent!%s", x->parent->host);
         *host = x->parent->host;
         *port = x->parent->port;
-    } else {
-        size_t len = strnlen(x->host, key_len - 1); /* no printf: every exchange comes here */
-        memcpy(key, x->host, len);
-        key[len] = '\0';
-        *host = x->host;
-        *port = x->port;
+        return n >= 0 && (size_t)n < key_len ? 0 : -1;
     }
+    size_t len = strnlen(x->host, key_len); /* no printf: every exchange comes here */
+    *host = x->host;
+    *port = x->port;
+    if (len == key_len)
+        return -1;
+    memcpy(key, x->host, len + 1);
+    return 0;
 }
 
 enum exchange_step upstream_start(struct session *s)
@@ -194,8 +194,8 @@ enum exchange_step upstream_start(struct session *s)
     const char *host;
     uint16_t port;
     int fd;
+    int named = connect_target(x, key, sizeof key, &host, &port) == 0;
 
-    connect_target(x, key, sizeof key, &host, &port);
     x->connect_started = ev_now(s->proxy->loop);
     if (x->script_proxy_auth && (!x->parent || x->parent->auth[0]))
         TRACE(s, "the Proxy-Authorization a script set is not sent: %s",
@@ -204,7 +204,7 @@ enum exchange_step upstream_start(struct session *s)
     if (x->is_connect && https_should_intercept(s))
         return https_begin_tunnel(s);
     if (s->upstream_idle) {
-        if (!x->is_connect && !x->is_upgrade && !x->no_pool && s->upstream_port == port &&
+        if (named && !x->is_connect && !x->is_upgrade && !x->no_pool && s->upstream_port == port &&
             s->upstream_idle_tls == x->upstream_tls && strcasecmp(s->upstream_host, key) == 0) {
             s->upstream_idle = 0;
             s->proxy->kept_upstreams--;
@@ -215,7 +215,7 @@ enum exchange_step upstream_start(struct session *s)
         }
         upstream_release_idle(s);
     }
-    if (!x->is_connect && !x->is_upgrade && !x->no_pool && !x->upstream_tls &&
+    if (named && !x->is_connect && !x->is_upgrade && !x->no_pool && !x->upstream_tls &&
         (fd = upstream_pool_take(&s->proxy->pool, key, port)) >= 0) {
         endpoint_open_watched(&s->upstream, fd);
         x->reused = 1;
@@ -472,16 +472,22 @@ void upstream_detach(struct session *s)
 {
     struct exchange *x = &s->x;
     struct endpoint *u = &s->upstream;
+    const char *host;
+    int named;
 
     /* Still kept from an earlier exchange: this one never reached
      * upstream_start (the proxy or a script answered it), so the kept
      * connection is not its to close. It stays for the next request. */
     if (s->upstream_idle)
         return;
+    /* (Named while it is not kept, these fields mean nothing yet.) */
+    named = connect_target(x, s->upstream_host, sizeof s->upstream_host, &host,
+                           &s->upstream_port) == 0;
     if (u->fd >= 0 && x->upstream_reusable && x->res_state == RESPONSE_DONE &&
         !endpoint_splicing(u) && !(x->res_spliced > 0 && unread_in_socket(u->fd)) &&
         x->req_body_done && s->state != SESSION_TUNNEL && !u->read_eof && !u->failed &&
-        buffer_length(&u->in) == 0 && buffer_length(&u->out) == 0 && !s->proxy->stopping) {
+        buffer_length(&u->in) == 0 && buffer_length(&u->out) == 0 && !s->proxy->stopping &&
+        named) {
         /* Keep it with the session: a kept-alive client's next request
          * most likely goes to the same place. */
         buffer_free(&u->in);
@@ -490,9 +496,6 @@ void upstream_detach(struct session *s)
         s->upstream_idle_tls = endpoint_is_tls(u);
         s->upstream_idle_since = ev_now(s->proxy->loop);
         s->proxy->kept_upstreams++;
-        const char *host;
-        connect_target(x, s->upstream_host, sizeof s->upstream_host, &host,
-                       &s->upstream_port);
         if (!x->keep_alive || !proxy_may_keep_upstream(s->proxy)) {
             TRACE(s, "upstream connection parked in the pool: clean, and %s",
                   !x->keep_alive ? "the client connection ends" : "sessions keep enough already");
@@ -513,6 +516,7 @@ void upstream_detach(struct session *s)
               : s->state == SESSION_TUNNEL   ? "it carried a tunnel"
               : u->read_eof || u->failed     ? "the upstream closed it"
               : s->proxy->stopping           ? "the proxy is stopping"
+              : !named                       ? "its name for reuse would be cut short"
                                              : "bytes left unread or unsent");
     endpoint_close(s->proxy->loop, u);
 }
