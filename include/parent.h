@@ -33,6 +33,18 @@ int parent_pattern_valid(const char *pattern);
  * CIDR. */
 int parent_bypassed(const char *const *patterns, int count, const char *host);
 
+/* The identity of the credentials a connection to a parent was opened
+ * and used with: the first PARENT_CREDENTIALS_ID_LEN bytes of the SHA-256
+ * of its Proxy-Authorization value <auth>, all zeros for none (NULL).
+ * Connections are reused only for the same identity (upstream.c), so one
+ * user's tunnel, which the parent authorised once at its CONNECT, never
+ * carries another user's requests. A digest rather than the value, so an
+ * idle connection holds no secret; 16 bytes put a collision out of reach
+ * (2^64 tries) and every client connection holds one. 0, or -1 if the
+ * digest could not be made. */
+#define PARENT_CREDENTIALS_ID_LEN 16
+int parent_credentials_id(const char *auth, unsigned char id[PARENT_CREDENTIALS_ID_LEN]);
+
 /* The parent's "host:port" for messages ("[::1]:3128" for IPv6). */
 void parent_authority(const struct parent_proxy *p, char *out, size_t len);
 

@@ -263,6 +263,9 @@ struct session {
     struct session_tunnel *tunnel;
     ev_tstamp upstream_idle_since; /* its last response ended */
     uint16_t upstream_port;
+    /* The credentials it was used with (parent_credentials_id): it serves
+     * only a request that would send the same. */
+    unsigned char upstream_creds[PARENT_CREDENTIALS_ID_LEN];
     char upstream_host[256];
     struct exchange x;
 };

@@ -5,7 +5,9 @@
  * (complete, not close-delimited, no "Connection: close", nothing left
  * unread), the connection is parked here under its host and port instead of
  * being closed; the next request to the same place skips DNS and the TCP
- * handshake. Parked connections are watched: one that the upstream closes
+ * handshake. A connection to a parent proxy is parked under the identity of
+ * the credentials it was used with too (parent_credentials_id), and only a
+ * request with the same ones takes it. Parked connections are watched: one that the upstream closes
  * (or that receives stray bytes) is dropped at once, and none stays longer
  * than the idle timeout. The pool is bounded in total and per host.
  */
@@ -14,6 +16,8 @@
 
 #include <ev.h>
 #include <stdint.h>
+
+#include "parent.h"
 
 struct pooled_conn;
 
@@ -32,14 +36,17 @@ void upstream_pool_init(struct upstream_pool *pool, struct ev_loop *loop, int ma
 /* Closes every parked connection. */
 void upstream_pool_free(struct upstream_pool *pool);
 
-/* Takes a parked connection to <host>:<port>, or returns -1. */
-int upstream_pool_take(struct upstream_pool *pool, const char *host, uint16_t port);
+/* Takes a parked connection to <host>:<port> used with the credentials
+ * <creds> (PARENT_CREDENTIALS_ID_LEN bytes; NULL for none), or returns -1. */
+int upstream_pool_take(struct upstream_pool *pool, const char *host, uint16_t port,
+                       const unsigned char *creds);
 
-/* Parks connected socket <fd>, idle since <last_used> (ownership passes to
- * the pool, which closes it when full). It is closed once it has been idle
- * for idle_timeout counted from <last_used>, not from the parking: a
- * connection a session held for a while does not start a fresh clock. */
+/* Parks connected socket <fd>, used with <creds> (as for taking), idle
+ * since <last_used> (ownership passes to the pool, which closes it when
+ * full). It is closed once it has been idle for idle_timeout counted from
+ * <last_used>, not from the parking: a connection a session held for a
+ * while does not start a fresh clock. */
 void upstream_pool_put(struct upstream_pool *pool, int fd, const char *host, uint16_t port,
-                       ev_tstamp last_used);
+                       const unsigned char *creds, ev_tstamp last_used);
 
 #endif

@@ -91,7 +91,8 @@ static void finish_ok(struct http_call *c)
 {
     if (reusable(c) && !c->proxy->stopping) {
         endpoint_watch(c->proxy->loop, &c->ep, 0);
-        upstream_pool_put(&c->proxy->pool, c->ep.fd, c->host, c->port, ev_now(c->proxy->loop));
+        upstream_pool_put(&c->proxy->pool, c->ep.fd, c->host, c->port, NULL,
+                          ev_now(c->proxy->loop));
         c->ep.fd = -1;
     }
     finish(c, NULL);
@@ -207,7 +208,7 @@ static void try_connect(struct http_call *c)
     /* Plain HTTP first tries a connection the proxy keeps to the same
      * place (relayed traffic parks them there too): no connect at all. */
     if (!c->https && !c->tried_pool && idempotent(c->method)) {
-        int fd = upstream_pool_take(&c->proxy->pool, c->host, c->port);
+        int fd = upstream_pool_take(&c->proxy->pool, c->host, c->port, NULL);
         c->tried_pool = 1;
         if (fd >= 0) {
             endpoint_open_watched(&c->ep, fd);

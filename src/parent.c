@@ -1,13 +1,15 @@
 /*
- * parent.c - parsing the parent proxy's URL and matching bypass patterns.
+ * parent.c - parsing the parent proxy's URL, matching bypass patterns, and
+ * naming the credentials a connection to the parent carries.
  *
- * What it does not do: connect (exchange.c connects to the parent instead
+ * What it does not do: connect (upstream.c connects to the parent instead
  * of the origin and writes the request for it).
  */
 #include "parent.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,6 +170,19 @@ int parent_bypassed(const char *const *patterns, int count, const char *host)
         if (strcasecmp(host, p) == 0)
             return 1;
     }
+    return 0;
+}
+
+int parent_credentials_id(const char *auth, unsigned char id[PARENT_CREDENTIALS_ID_LEN])
+{
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+
+    memset(id, 0, PARENT_CREDENTIALS_ID_LEN);
+    if (!auth)
+        return 0;
+    if (!SHA256((const unsigned char *)auth, strlen(auth), digest))
+        return -1;
+    memcpy(id, digest, PARENT_CREDENTIALS_ID_LEN);
     return 0;
 }
 

@@ -159,14 +159,30 @@ enum exchange_step upstream_dns_answer(struct session *s, enum dns_status status
     return addresses_ready(s);
 }
 
+/* The Proxy-Authorization for the parent: the credentials of its URL
+ * (--upstream, or tx.upstream.proxy), which a script cannot override;
+ * else the one a script set on the request, if any; else none. */
+static const char *parent_auth(const struct exchange *x)
+{
+    if (x->parent->auth[0])
+        return x->parent->auth;
+    return x->script_proxy_auth;
+}
+
 /* Where this exchange connects: the parent proxy or the upstream. <key>
  * names the connection for reuse; a parent's connections carry a prefix a
  * host name cannot have, so they never mix with direct ones to the same
- * address (one speaks absolute-form, the other origin-form). 0, or -1 when
- * <key_len> cannot hold the whole name: cut short, it could name another
- * connection too, so this one is neither reused nor kept. */
+ * address (one speaks absolute-form, the other origin-form). <creds> gets
+ * the identity of the credentials it carries to a parent (zeros for
+ * none): a connection or tunnel to the parent is the user's who opened
+ * it, and a parent may well authorise a connection once (a tunnel always),
+ * so it is reused for those credentials only. 0, or -1 when the connection
+ * cannot be named: <key_len> cannot hold the whole name (cut short, it
+ * could name another connection too) or the credentials' digest failed;
+ * then it is neither reused nor kept. */
 static int connect_target(const struct exchange *x, char *key, size_t key_len,
-                          const char **host, uint16_t *port)
+                          unsigned char creds[PARENT_CREDENTIALS_ID_LEN], const char **host,
+                          uint16_t *port)
 {
     if (x->parent) {
         /* A TLS connection through the parent is a tunnel to one origin:
@@ -176,11 +192,14 @@ static int connect_target(const struct exchange *x, char *key, size_t key_len,
                                 : snprintf(key, key_len, "parent!%s", x->parent->host);
         *host = x->parent->host;
         *port = x->parent->port;
+        if (parent_credentials_id(parent_auth(x), creds) != 0)
+            return -1;
         return n >= 0 && (size_t)n < key_len ? 0 : -1;
     }
     size_t len = strnlen(x->host, key_len); /* no printf: every exchange comes here */
     *host = x->host;
     *port = x->port;
+    memset(creds, 0, PARENT_CREDENTIALS_ID_LEN);
     if (len == key_len)
         return -1;
     memcpy(key, x->host, len + 1);
@@ -191,10 +210,11 @@ enum exchange_step upstream_start(struct session *s)
 {
     struct exchange *x = &s->x;
     char key[sizeof s->upstream_host];
+    unsigned char creds[PARENT_CREDENTIALS_ID_LEN];
     const char *host;
     uint16_t port;
     int fd;
-    int named = connect_target(x, key, sizeof key, &host, &port) == 0;
+    int named = connect_target(x, key, sizeof key, creds, &host, &port) == 0;
 
     x->connect_started = ev_now(s->proxy->loop);
     if (x->script_proxy_auth && (!x->parent || x->parent->auth[0]))
@@ -205,7 +225,8 @@ enum exchange_step upstream_start(struct session *s)
         return https_begin_tunnel(s);
     if (s->upstream_idle) {
         if (named && !x->is_connect && !x->is_upgrade && !x->no_pool && s->upstream_port == port &&
-            s->upstream_idle_tls == x->upstream_tls && strcasecmp(s->upstream_host, key) == 0) {
+            s->upstream_idle_tls == x->upstream_tls && strcasecmp(s->upstream_host, key) == 0 &&
+            memcmp(s->upstream_creds, creds, sizeof creds) == 0) {
             s->upstream_idle = 0;
             s->proxy->kept_upstreams--;
             x->reused = 1;
@@ -216,7 +237,7 @@ enum exchange_step upstream_start(struct session *s)
         upstream_release_idle(s);
     }
     if (named && !x->is_connect && !x->is_upgrade && !x->no_pool && !x->upstream_tls &&
-        (fd = upstream_pool_take(&s->proxy->pool, key, port)) >= 0) {
+        (fd = upstream_pool_take(&s->proxy->pool, key, port, creds)) >= 0) {
         endpoint_open_watched(&s->upstream, fd);
         x->reused = 1;
         TRACE(s, "connection to %s:%u: taken from the pool (no DNS, no connect)", host, port);
@@ -235,16 +256,6 @@ enum exchange_step upstream_start(struct session *s)
     if (!x->dns)
         return exchange_fail(x, 502, "out of memory");
     return exchange_move(x, SESSION_RESOLVING, "asking the resolver");
-}
-
-/* The Proxy-Authorization for the parent: the credentials of its URL
- * (--upstream, or tx.upstream.proxy), which a script cannot override;
- * else the one a script set on the request, if any; else none. */
-static const char *parent_auth(const struct exchange *x)
-{
-    if (x->parent->auth[0])
-        return x->parent->auth;
-    return x->script_proxy_auth;
 }
 
 /* Writes the request head for the upstream with the body framing <kind>
@@ -451,7 +462,7 @@ void upstream_release_idle(struct session *s)
     }
     endpoint_watch(s->proxy->loop, &s->upstream, 0);
     upstream_pool_put(&s->proxy->pool, s->upstream.fd, s->upstream_host, s->upstream_port,
-                      s->upstream_idle_since);
+                      s->upstream_creds, s->upstream_idle_since);
     s->upstream.fd = -1;
     endpoint_close(s->proxy->loop, &s->upstream);
 }
@@ -481,8 +492,8 @@ void upstream_detach(struct session *s)
     if (s->upstream_idle)
         return;
     /* (Named while it is not kept, these fields mean nothing yet.) */
-    named = connect_target(x, s->upstream_host, sizeof s->upstream_host, &host,
-                           &s->upstream_port) == 0;
+    named = connect_target(x, s->upstream_host, sizeof s->upstream_host, s->upstream_creds,
+                           &host, &s->upstream_port) == 0;
     if (u->fd >= 0 && x->upstream_reusable && x->res_state == RESPONSE_DONE &&
         !endpoint_splicing(u) && !(x->res_spliced > 0 && unread_in_socket(u->fd)) &&
         x->req_body_done && s->state != SESSION_TUNNEL && !u->read_eof && !u->failed &&
@@ -516,7 +527,7 @@ void upstream_detach(struct session *s)
               : s->state == SESSION_TUNNEL   ? "it carried a tunnel"
               : u->read_eof || u->failed     ? "the upstream closed it"
               : s->proxy->stopping           ? "the proxy is stopping"
-              : !named                       ? "its name for reuse would be cut short"
+              : !named                       ? "it cannot be named for reuse"
                                              : "bytes left unread or unsent");
     endpoint_close(s->proxy->loop, u);
 }

@@ -4,6 +4,8 @@
  * A plain list: the pool is small (bounded by max_total), lookups compare
  * the port first, and the most recently parked connection is found first,
  * which is also the one least likely to have been closed by the upstream.
+ * The per-host bound counts a host's connections whatever their
+ * credentials: it bounds what one server is made to hold open.
  */
 #include "upstream_pool.h"
 
@@ -21,6 +23,7 @@ struct pooled_conn {
     ev_io io;
     ev_tstamp last_used;      /* the end of its last response */
     uint16_t port;
+    unsigned char creds[PARENT_CREDENTIALS_ID_LEN]; /* all zeros: none */
     char host[256];
 };
 
@@ -112,10 +115,15 @@ static int same_place(const struct pooled_conn *c, const char *host, uint16_t po
     return c->port == port && strcasecmp(c->host, host) == 0;
 }
 
-int upstream_pool_take(struct upstream_pool *pool, const char *host, uint16_t port)
+static const unsigned char no_creds[PARENT_CREDENTIALS_ID_LEN];
+
+int upstream_pool_take(struct upstream_pool *pool, const char *host, uint16_t port,
+                       const unsigned char *creds)
 {
+    if (!creds)
+        creds = no_creds;
     for (struct pooled_conn *c = pool->head; c; c = c->next) {
-        if (!same_place(c, host, port))
+        if (!same_place(c, host, port) || memcmp(c->creds, creds, sizeof c->creds) != 0)
             continue;
         int fd = c->fd;
         unlink_conn(pool, c);
@@ -126,7 +134,7 @@ int upstream_pool_take(struct upstream_pool *pool, const char *host, uint16_t po
 }
 
 void upstream_pool_put(struct upstream_pool *pool, int fd, const char *host, uint16_t port,
-                       ev_tstamp last_used)
+                       const unsigned char *creds, ev_tstamp last_used)
 {
     struct pooled_conn *c, *oldest_same = NULL, *last = NULL;
     int same = 0;
@@ -159,6 +167,7 @@ void upstream_pool_put(struct upstream_pool *pool, int fd, const char *host, uin
     c->pool = pool;
     c->fd = fd;
     c->port = port;
+    memcpy(c->creds, creds ? creds : no_creds, sizeof c->creds);
     memcpy(c->host, host, strlen(host) + 1);
     c->last_used = last_used;
     ev_io_init(&c->io, on_parked_readable, fd, EV_READ);

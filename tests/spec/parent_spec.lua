@@ -229,6 +229,79 @@ function before_connect(tx) tx.upstream.proxy = nil end
     assert.equal("hello\n", out)
   end)
 
+  -- Connections to a parent opened with one user's credentials are that
+  -- user's: the parent here is a luaproxy that requires them (--auth-file)
+  -- and logs, for each request and CONNECT, who sent it and on which of
+  -- our connections (its client port). The proxy under test takes its
+  -- credentials per request from a script, or from the parent URL a
+  -- script picks.
+  local function start_checking_parent(connect_port)
+    local users = h.tmpfile("", "users")
+    local alice = h.sh("openssl passwd -6 wonderland"):gsub("%s+$", "")
+    local bob = h.sh("openssl passwd -6 builder"):gsub("%s+$", "")
+    h.write_file(users, "alice:" .. alice .. "\nbob:" .. bob .. "\n")
+    local script = h.tmpfile([[
+function on_request(tx) proxy.log("seen", tx.user, tx.req.method, tx.client.port) end
+]], "seen.lua")
+    return start({ "--auth-file", users, "--script", script,
+                   "--connect-ports", tostring(connect_port or 443) })
+  end
+  -- The parent's sightings so far, {user, method, port}, in order; waits
+  -- (bounded) until there are <n>.
+  local function sightings(parent, n)
+    local found
+    h.wait_for(function()
+      found = {}
+      for user, method, port in parent.log():gmatch("seen (%S+) (%S+) (%d+)") do
+        found[#found + 1] = { user = user, method = method, port = tonumber(port) }
+      end
+      return #found >= n
+    end)
+    return found
+  end
+  -- The script of the proxy under test: "?alice" or "?bob" at the end of
+  -- the path says whose request it is. <how> "header" sets the
+  -- Proxy-Authorization; "url" names the parent with that user in its URL.
+  local function credentials_script(how, parent_port)
+    return h.tmpfile(([[
+local auth = { alice = %q, bob = %q }
+local parents = { alice = "http://alice:wonderland@127.0.0.1:%d", bob = "http://bob:builder@127.0.0.1:%d" }
+local function who(tx) return tx.req.path:match("%%?(%%a+)$") end
+function on_request(tx)
+  if %q == "header" and who(tx) then tx.req.headers["Proxy-Authorization"] = auth[who(tx)] end
+end
+function before_connect(tx)
+  if %q == "url" and who(tx) then tx.upstream.proxy = parents[who(tx)] end
+end
+]]):format(basic("alice:wonderland"), basic("bob:builder"), parent_port, parent_port, how, how),
+      "credentials.lua")
+  end
+
+  for _, how in ipairs({ "header", "url" }) do
+    it("keeps pooled connections to the parent apart by credentials (by " .. how .. ")", function()
+      local parent = start_checking_parent()
+      local proxy = start({ "--script", credentials_script(how, parent.port),
+                            "--upstream", "http://127.0.0.1:" .. parent.port })
+      -- One client connection: alice, bob, alice.
+      local s = assert(h.connect(proxy.port))
+      for _, user in ipairs({ "alice", "bob", "alice" }) do
+        assert(h.send(s, h.request("GET", origin.url("/hello?" .. user), { "Host: " .. origin.authority })))
+        local resp = assert(h.read_response(s))
+        assert.equal(200, resp.status)
+      end
+      s:close()
+      local seen = sightings(parent, 3)
+      assert.same({ "alice", "bob", "alice" }, { seen[1].user, seen[2].user, seen[3].user })
+      -- alice's two requests on one connection, bob's on another. Before,
+      -- all three went down the connection alice's request opened.
+      assert.equal(seen[1].port, seen[3].port)
+      assert.are_not.equal(seen[1].port, seen[2].port)
+      for _, r in ipairs(origin.wait_requests(3)) do
+        assert.is_nil(r.head:lower():find("proxy-authorization", 1, true), r.head)
+      end
+    end)
+  end
+
   it("works through a real tinyproxy, credentials included", function()
     if not os.execute("command -v tinyproxy >/dev/null 2>&1") then
       pending("tinyproxy is not installed")

@@ -5,8 +5,11 @@
  * password are decoded (percent-encoding, a colon inside the password) and
  * that every malformed URL is refused rather than half-understood; the
  * patterns decide what skips the parent, so near misses must not match.
+ * The credentials' identity decides which pooled connection a request may
+ * ride, so any two different values must tell apart, none included.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "parent.h"
 #include "tap.h"
@@ -88,5 +91,20 @@ int main(void)
     ok(!parent_pattern_valid("*."), "invalid: an empty domain");
     ok(!parent_pattern_valid("a b"), "invalid: a space");
     ok(!parent_pattern_valid(""), "invalid: empty");
+
+    unsigned char a[PARENT_CREDENTIALS_ID_LEN], b[PARENT_CREDENTIALS_ID_LEN];
+    static const unsigned char zeros[PARENT_CREDENTIALS_ID_LEN];
+    char copy[] = "Basic YWxpY2U6c2VjcmV0";
+    is_int(parent_credentials_id(NULL, a), 0, "identity of no credentials");
+    ok(memcmp(a, zeros, sizeof a) == 0, "... is all zeros");
+    is_int(parent_credentials_id("", b), 0, "identity of an empty value");
+    ok(memcmp(b, zeros, sizeof b) != 0, "... is not that of none");
+    parent_credentials_id("Basic YWxpY2U6c2VjcmV0", a);
+    parent_credentials_id(copy, b);
+    ok(memcmp(a, b, sizeof a) == 0, "the same value, another copy: the same identity");
+    parent_credentials_id("Basic Ym9iOmJ1aWxkZXI=", b);
+    ok(memcmp(a, b, sizeof a) != 0, "another user: another identity");
+    parent_credentials_id("basic YWxpY2U6c2VjcmV0", b);
+    ok(memcmp(a, b, sizeof a) != 0, "values that differ only in case differ");
     return tap_done();
 }
