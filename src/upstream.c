@@ -386,7 +386,11 @@ enum exchange_step upstream_begin_forwarding(struct session *s)
     s->last_activity = ev_now(s->proxy->loop);
     flows_record_time(x->flow, FLOW_T_DNS, x->connect_started); /* no lookup was needed */
     flows_record_time(x->flow, FLOW_T_CONNECT, s->last_activity);
-    if ((x->is_connect || x->upstream_tls) && x->parent && !x->parent_connected) {
+    /* A kept connection that already speaks TLS is past this: its tunnel
+     * is open and the origin is at the other end of it. (A CONNECT written
+     * there would go to the origin, credentials and all.) */
+    if ((x->is_connect || x->upstream_tls) && x->parent && !x->parent_connected &&
+        !endpoint_is_tls(&s->upstream)) {
         /* Ask the parent for the tunnel; its answer decides ours, or opens
          * the way for TLS with the origin (response_parse_head). */
         char target[300];

@@ -278,6 +278,39 @@ end
   end
 
   for _, how in ipairs({ "header", "url" }) do
+    it("never lets one user's decrypted HTTPS ride another's tunnel (credentials by " .. how .. ")", function()
+      local pki = h.test_pki()
+      local tls_origin = procs.add(h.start_https_origin())
+      local ca_dir = h.new_ca_dir()
+      local parent = start_checking_parent(tls_origin.port)
+      local proxy = start({ "--ca-dir", ca_dir, "--upstream-ca", pki.ca, "--intercept", "*",
+                            "--connect-ports", "443," .. tls_origin.port,
+                            "--script", credentials_script(how, parent.port),
+                            "--upstream", "http://127.0.0.1:" .. parent.port })
+      -- One client connection, one TLS session with the proxy: alice,
+      -- alice again, then bob.
+      local out, code, err = h.curl({ "--cacert", ca_dir .. "/ca.pem", "-x", "http://127.0.0.1:" .. proxy.port,
+                                      tls_origin.url("/hello?alice"), tls_origin.url("/hello?alice"),
+                                      tls_origin.url("/hello?bob") })
+      assert.equal(0, code, err)
+      assert.equal("hello\nhello\nhello\n", out)
+      -- The origin saw the three requests and nothing meant for a parent.
+      -- Before, each request after the first wrote a CONNECT with its
+      -- Proxy-Authorization into the kept tunnel, to the origin itself
+      -- (and got its 404 as a 502); bob's went into alice's tunnel.
+      for _, r in ipairs(tls_origin.wait_requests(3)) do
+        assert.truthy(r.head:match("^GET /hello%?%a+ HTTP/1%.1\r\n"), r.head)
+        assert.is_nil(r.head:lower():find("proxy-authorization", 1, true), r.head)
+      end
+      -- alice's second request rode her tunnel; bob had one of his own.
+      local seen = sightings(parent, 2)
+      assert.equal(2, #seen, parent.log())
+      assert.same({ "alice", "CONNECT" }, { seen[1].user, seen[1].method })
+      assert.same({ "bob", "CONNECT" }, { seen[2].user, seen[2].method })
+      assert.are_not.equal(seen[1].port, seen[2].port)
+    end)
+
+
     it("keeps pooled connections to the parent apart by credentials (by " .. how .. ")", function()
       local parent = start_checking_parent()
       local proxy = start({ "--script", credentials_script(how, parent.port),
