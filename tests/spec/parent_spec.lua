@@ -335,6 +335,43 @@ end
     end)
   end
 
+  -- A tunnel's reuse key names its origin and its parent; an origin name
+  -- of 250 bytes made it longer than the session keeps, and cut short it
+  -- named the tunnel to another port of that origin too.
+  it("never takes a kept tunnel for another origin port, however long the origin's name", function()
+    local one = procs.add(h.start_https_origin())
+    local two = procs.add(h.start_https_origin())
+    local ca_dir = h.new_ca_dir()
+    local long = ("a"):rep(63) .. "." .. ("b"):rep(63) .. "." .. ("c"):rep(63) .. "." .. ("d"):rep(50) .. ".test"
+    assert.equal(247, #long)
+    -- The parent reaches the long name at 127.0.0.1.
+    local parent = start({ "--connect-ports", one.port .. "," .. two.port, "--script", h.tmpfile([[
+function before_connect(tx) if tx.req.method == "CONNECT" then tx.upstream.host = "127.0.0.1" end end
+]], "local.lua") })
+    -- The proxy under test sends ?two to the second origin's port.
+    local proxy = start({ "--ca-dir", ca_dir, "--insecure-upstream", "--intercept", "*",
+                          "--connect-ports", one.port .. "," .. two.port,
+                          "--upstream", "http://127.0.0.1:" .. parent.port, "--script", h.tmpfile(([[
+function before_connect(tx)
+  if tx.req.method == "CONNECT" then return end
+  tx.upstream.host = %q
+  tx.upstream.port = tx.req.path:find("two", 1, true) and %d or %d
+end
+]]):format(long, two.port, one.port), "long.lua") })
+    local out, code, err = h.curl({ "--cacert", ca_dir .. "/ca.pem", "-x", "http://127.0.0.1:" .. proxy.port,
+                                    one.url("/hello?one"), one.url("/hello?two") })
+    assert.equal(0, code, err)
+    assert.equal("hello\nhello\n", out)
+    -- (An origin records a request before it answers it.)
+    local function lines(reqs)
+      local t = {}
+      for _, r in ipairs(reqs) do t[#t + 1] = r.request_line end
+      return t
+    end
+    assert.same({ "GET /hello?one HTTP/1.1" }, lines(one.requests()))
+    assert.same({ "GET /hello?two HTTP/1.1" }, lines(two.requests()))
+  end)
+
   it("works through a real tinyproxy, credentials included", function()
     if not os.execute("command -v tinyproxy >/dev/null 2>&1") then
       pending("tinyproxy is not installed")
