@@ -32,6 +32,8 @@
 --   /continue         100 Continue first if asked, then echoes the body
 --   /ws               101 for Upgrade: websocket, then echoes raw bytes
 --   /file?path=&encoding=&chunked=1  a file's bytes with that Content-Encoding
+--        &range=A-B  a 206;  &vary=V  a Vary field;  &etag=X  ETag, and 304
+--        to an If-None-Match naming it
 --   /raw/NAME         broken responses, see RAW below
 -- A HEAD request gets the head a GET would have, without the body.
 --
@@ -409,18 +411,26 @@ local function serve_one(c)
       range = string.format("Content-Range: bytes %d-%d/%d\r\n", first, last, #data)
       data, status = data:sub(first + 1, last + 1), "206 Partial Content"
     end
+    -- etag=X: sent as "X"; an If-None-Match naming it gets a 304 with the
+    -- fields the 200 has (its Content-Length too, as RFC 9110 8.6 allows).
+    local etag = q.etag and '"' .. q.etag .. '"'
+    local not_modified = etag and req.headers["if-none-match"] == etag
+    if not_modified then status = "304 Not Modified" end
+    local bodiless = not_modified or req.method == "HEAD"
     local out = { "HTTP/1.1 " .. status .. "\r\nContent-Type: " .. (q.type or "text/html") .. "\r\n"
       .. range }
     if q.encoding then out[#out + 1] = "Content-Encoding: " .. q.encoding .. "\r\n" end
+    if q.vary then out[#out + 1] = "Vary: " .. q.vary .. "\r\n" end
+    if etag then out[#out + 1] = "ETag: " .. etag .. "\r\n" end
     if q.chunked then
       out[#out + 1] = "Transfer-Encoding: chunked\r\n\r\n"
-      for i = 1, #data, 4096 do
+      for i = 1, bodiless and 0 or #data, 4096 do
         local piece = data:sub(i, i + 4095)
         out[#out + 1] = string.format("%x\r\n", #piece) .. piece .. "\r\n"
       end
-      out[#out + 1] = "0\r\n\r\n"
+      if not bodiless then out[#out + 1] = "0\r\n\r\n" end
     else
-      out[#out + 1] = "Content-Length: " .. #data .. "\r\n\r\n" .. data
+      out[#out + 1] = "Content-Length: " .. #data .. "\r\n\r\n" .. (bodiless and "" or data)
     end
     if not send_all(c.sock, table.concat(out)) then return false end
   elseif path:match("^/raw/") then
