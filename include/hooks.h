@@ -193,6 +193,10 @@ int hooks_collects_request(const struct session *s);
  * sets up the decoder and removes the field from <fields>, so the chunk
  * hooks see the real text and the client gets it as it is. 0, or -1. */
 int hooks_prepare_response_body(struct session *s, struct headers *fields);
+/* Whether a response with <fields> would have its body decoded for the
+ * chunk hooks, by the rules above: for the answer to a HEAD, or a 304,
+ * whose head should be the one that body would come with. */
+int hooks_response_decodes(const struct session *s, const struct headers *fields);
 
 /* body_filters (arg: the session): response pieces through
  * on_response_chunk (decoded first when set up), request pieces through

@@ -75,28 +75,48 @@ int hooks_collects_request(const struct session *s)
     return hooks_filters_request(s) && s->x.hook.req_buffer;
 }
 
-int hooks_prepare_response_body(struct session *s, struct headers *fields)
+/* The coding the chunk hooks would see undone in a response with
+ * <fields>, decided the same for a body that comes and for one that
+ * does not (hooks_response_decodes): DECODE_IDENTITY when it would reach
+ * them as it came. */
+static enum decode_coding response_coding(const struct session *s, const struct headers *fields)
 {
-    struct hook_state *hs = &s->x.hook;
-    enum decode_coding coding = DECODE_IDENTITY;
+    enum decode_coding coding;
     size_t len;
     ssize_t at;
 
-    if (hs->res_decode_off || hs->dec)
-        return 0;
+    if (s->x.hook.res_decode_off)
+        return DECODE_IDENTITY;
     /* A range of an encoded body cannot be decoded on its own (it starts
      * mid-stream), and its Content-Range counts encoded bytes: it goes to
      * the hooks, and on, as it came. */
     if (s->x.status == 206 || headers_find(fields, "Content-Range", 13, 0) >= 0)
-        return 0;
+        return DECODE_IDENTITY;
     at = headers_find(fields, "Content-Encoding", 16, 0);
     if (at < 0)
-        return 0;
+        return DECODE_IDENTITY;
+    /* several fields: stacked codings, left alone */
+    if (headers_find(fields, "Content-Encoding", 16, (size_t)at + 1) >= 0)
+        return DECODE_IDENTITY;
     const char *value = headers_value(fields, (size_t)at, &len);
     coding = decode_coding_parse(value, len);
-    if (headers_find(fields, "Content-Encoding", 16, (size_t)at + 1) >= 0)
-        coding = DECODE_UNKNOWN; /* several fields: stacked codings, left alone */
-    if (coding == DECODE_IDENTITY || coding == DECODE_UNKNOWN)
+    return coding == DECODE_UNKNOWN ? DECODE_IDENTITY : coding;
+}
+
+int hooks_response_decodes(const struct session *s, const struct headers *fields)
+{
+    return hooks_filters_response(s) && response_coding(s, fields) != DECODE_IDENTITY;
+}
+
+int hooks_prepare_response_body(struct session *s, struct headers *fields)
+{
+    struct hook_state *hs = &s->x.hook;
+    enum decode_coding coding;
+
+    if (hs->dec)
+        return 0;
+    coding = response_coding(s, fields);
+    if (coding == DECODE_IDENTITY)
         return 0;
     hs->dec = calloc(1, sizeof *hs->dec);
     if (!hs->dec)

@@ -296,6 +296,36 @@ static void settle_edited_head(struct exchange *x)
     }
 }
 
+/* Whether the client gets no body where a GET would get one: the answer
+ * to its HEAD, or a 304, which stands for the 200 the client holds. Their
+ * fields are those that body would come with (RFC 9110 9.3.2, 15.4.5). */
+static int stands_for_body(const struct exchange *x)
+{
+    if (x->status == 304)
+        return 1;
+    return is_head(x->method, x->method_len) && x->status != 204 && x->status != 205;
+}
+
+/* The GET's answer has its body decoded for the chunk hooks: it goes out
+ * without Content-Encoding, and without Content-Length (chunked, or until
+ * the close: the decoded length is known only at the end). The answer to
+ * a HEAD, and a 304, lose both too, though nothing is decoded: a client
+ * would otherwise learn a coding and a length its GET does not get, and
+ * a cache that takes a 304's fields into the response it holds (RFC 9111
+ * 4.3.4) would label the decoded text gzip. */
+static void settle_bodiless_head(struct session *s)
+{
+    struct exchange *x = &s->x;
+
+    if (!stands_for_body(x) || !hooks_response_decodes(s, &x->res_headers))
+        return;
+    TRACE(s, "%s: no Content-Encoding, no Content-Length, as its GET's decoded body has none",
+          x->status == 304 ? "a 304" : "the answer to a HEAD");
+    headers_remove(&x->res_headers, "Content-Encoding", 16);
+    headers_remove(&x->res_headers, "Content-Length", 14);
+    x->res_keep_length = 0;
+}
+
 /* body_direct's send: a large piece from a chunk hook goes to the client
  * without passing through its output buffer. */
 static size_t send_to_client(void *arg, const struct iovec *iov, int iovcnt)
@@ -322,8 +352,10 @@ static enum exchange_step send_response_head(struct session *s, const struct htt
      * than close without a word after it. */
     if (!x->req_body_done)
         exchange_no_keep(x, "the response began before the request body was all read");
-    if (!head)
+    if (!head) {
         settle_edited_head(x);
+        settle_bodiless_head(s);
+    }
     if (x->res_filter && hooks_prepare_response_body(s, &x->res_headers) != 0)
         return exchange_fail(x, 502, "out of memory");
     if (x->res_filter) {
