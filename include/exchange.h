@@ -109,6 +109,11 @@ const char *exchange_cause(struct exchange *x, const char *fallback, const char 
  * what --trace gives as the reason. The first reason is kept. */
 void exchange_no_keep(struct exchange *x, const char *why);
 
+/* Replaces the forwarded method and path with copies that the exchange
+ * owns (fwd_line). 0, or -1 when out of memory. */
+int exchange_set_forward_line(struct exchange *x, const char *method, size_t mlen,
+                              const char *path, size_t plen);
+
 void exchange_init(struct exchange *x);
 /* Frees what the exchange holds (not the upstream endpoint). */
 void exchange_release(struct session *s);

@@ -187,6 +187,27 @@ static enum exchange_step run_request_hooks(struct session *s, enum hook_phase p
 
 /* ---- the request head ------------------------------------------------- */
 
+/* Replaces the forwarded method and path. 0, or -1 when out of memory. */
+int exchange_set_forward_line(struct exchange *x, const char *method, size_t mlen,
+                            const char *path, size_t plen)
+{
+    char *line = malloc(mlen + plen + 2);
+    if (!line)
+        return -1;
+    memcpy(line, method, mlen);
+    line[mlen] = '\0';
+    memcpy(line + mlen + 1, path, plen);
+    line[mlen + 1 + plen] = '\0';
+    free(x->fwd_line);
+    x->fwd_line = line;
+    x->fwd_method = line;
+    x->fwd_method_len = mlen;
+    x->fwd_path = line + mlen + 1;
+    x->fwd_path_len = plen;
+    return 0;
+}
+
+
 /* Copies the request line so the views outlive the client's buffer. Inside
  * an intercepted tunnel an origin-form target ("/path") becomes the
  * absolute https:// URL it stands for, so hooks, logs and the rest of the
@@ -527,6 +548,21 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
     x->fwd_method_len = x->method_len;
     x->fwd_path = x->url.path;
     x->fwd_path_len = x->url.path_len;
+    if (!x->is_connect && (x->fwd_path_len == 0 || x->fwd_path[0] != '/')) {
+        /* "http://h" and "http://h?q" name "/" and "/?q" (RFC 9110 4.2.3):
+         * the path goes on in that form, as scripts and logs see it. */
+        char *path = malloc(x->fwd_path_len + 1);
+        int failed = !path;
+        if (path) {
+            path[0] = '/';
+            memcpy(path + 1, x->fwd_path, x->fwd_path_len);
+            failed = exchange_set_forward_line(x, x->method, x->method_len, path,
+                                               x->fwd_path_len + 1) != 0;
+            free(path);
+        }
+        if (failed)
+            return exchange_fail(x, 500, "out of memory");
+    }
     /* Proxy credentials: checked here, while the head's views are valid
      * (auth_check copies what it needs); never forwarded (hop-by-hop). */
     ca_page = !x->is_connect && https_is_ca_page(x->host);

@@ -281,26 +281,6 @@ static size_t client_line_length(const struct exchange *x, size_t mlen, const ch
     return mlen + 1 + target + sizeof " HTTP/1.1\r\n" - 1;
 }
 
-/* Replaces the forwarded method and path. 0, or -1 when out of memory. */
-static int set_forward_line(struct exchange *x, const char *method, size_t mlen,
-                            const char *path, size_t plen)
-{
-    char *line = malloc(mlen + plen + 2);
-    if (!line)
-        return -1;
-    memcpy(line, method, mlen);
-    line[mlen] = '\0';
-    memcpy(line + mlen + 1, path, plen);
-    line[mlen + 1 + plen] = '\0';
-    free(x->fwd_line);
-    x->fwd_line = line;
-    x->fwd_method = line;
-    x->fwd_method_len = mlen;
-    x->fwd_path = line + mlen + 1;
-    x->fwd_path_len = plen;
-    return 0;
-}
-
 /* Whether the table at <t> carries the changed mark. */
 static int changed(lua_State *L, int t)
 {
@@ -482,7 +462,7 @@ static int read_request(lua_State *L)
     int host_at = headers_find(&x->req_headers, "Host", 4, 0);
     if (host_at >= 0 && headers_find(&x->req_headers, "Host", 4, (size_t)host_at + 1) >= 0)
         return luaL_error(L, "a request carries exactly one Host field");
-    if (!x->is_connect && set_forward_line(x, method, mlen, path, plen) != 0)
+    if (!x->is_connect && exchange_set_forward_line(x, method, mlen, path, plen) != 0)
         return luaL_error(L, "out of memory");
     memcpy(x->host, host, hlen + 1);
     x->port = (uint16_t)port;

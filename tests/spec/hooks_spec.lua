@@ -517,6 +517,20 @@ describe("hooks", function()
       assert.are.equal("http://127.0.0.1/echo", r.headers["x-seen-url"])
     end)
 
+    it("shows and sends a URL without a path as the path /", function()
+      start({ "rewrite" })
+      -- "http://h" and "http://h?q" name "/" and "/?q" (RFC 9110 4.2.3).
+      for _, case in ipairs({ { "", "/" }, { "?q=1", "/?q=1" } }) do
+        local url = "http://" .. origin.authority .. case[1]
+        local resp = exchange(h.request("GET", url, { host_hdr() }))
+        assert.are.equal(200, resp.status)
+        local r = origin.requests()[#origin.requests()]
+        assert.are.equal("GET " .. case[2] .. " HTTP/1.1", r.request_line)
+        assert.are.equal(case[2], r.headers["x-seen-path"])
+        assert.are.equal(origin.url(case[2]), r.headers["x-seen-url"])
+      end
+    end)
+
     it("sends a changed method to the origin", function()
       start({ "rewrite" })
       local resp = get("/echo", { "X-Mode: method", "X-Target: DELETE" })
