@@ -197,6 +197,10 @@ int hooks_prepare_response_body(struct session *s, struct headers *fields);
  * chunk hooks, by the rules above: for the answer to a HEAD, or a 304,
  * whose head should be the one that body would come with. */
 int hooks_response_decodes(const struct session *s, const struct headers *fields);
+/* The head of a response whose body goes out decoded (or would, for a
+ * HEAD or a 304): no Content-Encoding, and a strong ETag made weak, since
+ * the decoded bytes are not the ones it was given for (RFC 9110 8.8.1). */
+void hooks_head_decoded(struct headers *fields);
 
 /* body_filters (arg: the session): response pieces through
  * on_response_chunk (decoded first when set up), request pieces through

@@ -108,6 +108,30 @@ int hooks_response_decodes(const struct session *s, const struct headers *fields
     return hooks_filters_response(s) && response_coding(s, fields) != DECODE_IDENTITY;
 }
 
+void hooks_head_decoded(struct headers *fields)
+{
+    ssize_t at;
+    size_t len;
+
+    headers_remove(fields, "Content-Encoding", 16); /* before the find: it moves fields */
+    at = headers_find(fields, "ETag", 4, 0);
+    if (at < 0)
+        return;
+    const char *value = headers_value(fields, (size_t)at, &len);
+    if (len == 0 || value[0] != '"')
+        return; /* weak already, or not an entity-tag: left as it came */
+    char *weak = malloc(len + 2);
+    int set = 0;
+    if (weak) {
+        memcpy(weak, "W/", 2);
+        memcpy(weak + 2, value, len);
+        set = headers_set_value(fields, (size_t)at, weak, len + 2) == 0;
+        free(weak);
+    }
+    if (!set) /* out of memory: better no validator than a wrong one */
+        headers_remove(fields, "ETag", 4);
+}
+
 int hooks_prepare_response_body(struct session *s, struct headers *fields)
 {
     struct hook_state *hs = &s->x.hook;
@@ -128,7 +152,7 @@ int hooks_prepare_response_body(struct session *s, struct headers *fields)
         hooks_decoding_free(hs);
         return -1;
     }
-    headers_remove(fields, "Content-Encoding", 16);
+    hooks_head_decoded(fields);
     return 0;
 }
 

@@ -321,7 +321,7 @@ static void settle_bodiless_head(struct session *s)
         return;
     TRACE(s, "%s: no Content-Encoding, no Content-Length, as its GET's decoded body has none",
           x->status == 304 ? "a 304" : "the answer to a HEAD");
-    headers_remove(&x->res_headers, "Content-Encoding", 16);
+    hooks_head_decoded(&x->res_headers);
     headers_remove(&x->res_headers, "Content-Length", 14);
     x->res_keep_length = 0;
 }

@@ -414,7 +414,9 @@ local function serve_one(c)
     -- etag=X: sent as "X"; an If-None-Match naming it gets a 304 with the
     -- fields the 200 has (its Content-Length too, as RFC 9110 8.6 allows).
     local etag = q.etag and '"' .. q.etag .. '"'
-    local not_modified = etag and req.headers["if-none-match"] == etag
+    -- If-None-Match compares weakly (RFC 9110 13.1.2): W/"X" names it too.
+    local inm = req.headers["if-none-match"]
+    local not_modified = etag and inm and inm:gsub("^W/", "") == etag
     if not_modified then status = "304 Not Modified" end
     local bodiless = not_modified or req.method == "HEAD"
     local out = { "HTTP/1.1 " .. status .. "\r\nContent-Type: " .. (q.type or "text/html") .. "\r\n"
