@@ -41,9 +41,11 @@
  *
  * No hook reaches into a C function: one that loops for as long as its
  * arguments say (table.move over a huge range, say) looks at the budget
- * itself through hooks_watch_check (hooks_pattern.c, hooks_stdlib.c). As a
- * last resort, for C code that never returns (a blocking system call, a
- * C module), the watchdog ends the process once a hook has run past its
+ * itself through hooks_watch_check (hooks_pattern.c, hooks_stdlib.c). A
+ * blocking system call is cut short by the signal (EINTR), and the hook
+ * meets its limit as it returns to Lua. As a last resort, for C code that
+ * never returns (a C module that loops, or that retries its call after a
+ * signal), the watchdog ends the process once a hook has run past its
  * deadline by STUCK_FACTOR budgets, and at least STUCK_MIN_NS, after the
  * signal: a worker stuck for good serves nobody, and its replacement
  * (the supervisor starts one; with one process, whatever runs the proxy)
@@ -271,7 +273,12 @@ static void start_thread(void)
     }
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_watch_signal;
-    sa.sa_flags = SA_RESTART;
+    /* No SA_RESTART: a hook blocked in a system call (a read from a pipe,
+     * an open of a FIFO) gets EINTR from it, returns to Lua, and meets
+     * the hook set above; with the call restarted it would only end with
+     * the process, STUCK_FACTOR budgets later. The signal is sent only
+     * while a hook runs, and the loop's own calls do not block. */
+    sa.sa_flags = 0;
     sigemptyset(&sa.sa_mask);
     if (sigaction(watch_signal(), &sa, NULL) != 0) {
         log_error("hook timeout watchdog: sigaction: %s; using the count hook", strerror(errno));

@@ -187,18 +187,37 @@ describe("hook limits", function()
     assert.truthy(grew < 128 * 1024, ("the worker grew by %d KiB"):format(grew))
   end)
 
-  -- A C function that never returns (here an open of a FIFO no one
-  -- writes to) is beyond any time limit: once it has run 10 budgets (at
-  -- least 5 s) past its deadline the worker ends, and the supervisor
-  -- starts another, rather than the worker holding its clients for good.
-  it("ends a worker whose hook is stuck in a blocking call", function()
+  -- A blocking system call (here an open of a FIFO no one writes to) is
+  -- cut short by the watchdog's signal: the hook meets its limit as the
+  -- call returns, and only that exchange fails.
+  it("ends a hook blocked in a system call at its deadline", function()
     local fifo = h.tmpfile("", "unused"):gsub("unused$", "fifo")
     assert(os.execute("mkfifo " .. h.shell_quote(fifo)))
     local script = h.tmpfile(([[
       function on_request(tx)
         if tx.req.path == "/stuck" then io.open(%q, "r") end
       end
-    ]]):format(fifo), "stuck.lua")
+    ]]):format(fifo), "blocked.lua")
+    proxy = procs.proxy({ "-s", script, "--hook-timeout", "100" })
+    local resp = get("/stuck")
+    assert.are.equal(500, resp.status)
+    assert.truthy(proxy.log_has("on_request took longer than 100 ms and was stopped"), proxy.log())
+    assert.is_true(proxy.alive())
+    for _ = 1, 4 do assert.are.equal("hello\n", get("/hello").body) end
+  end)
+
+  -- A C function that never returns, even when a signal interrupts it
+  -- (luasocket's sleep goes back to sleep), is beyond any time limit: once
+  -- it has run 10 budgets (at least 5 s) past its deadline the worker
+  -- ends, and the supervisor starts another, rather than the worker
+  -- holding its clients for good.
+  it("ends a worker whose hook is stuck in a C call", function()
+    local script = h.tmpfile([[
+      local socket = require("socket")
+      function on_request(tx)
+        if tx.req.path == "/stuck" then socket.sleep(600) end
+      end
+    ]], "stuck.lua")
     proxy = procs.proxy({ "-s", script, "--hook-timeout", "100", "--workers", "2" })
     local stuck = assert(h.connect(proxy.port))
     assert(h.send(stuck, h.request("GET", origin.url("/stuck"), { "Host: " .. origin.authority })))
