@@ -631,17 +631,20 @@ static int write_local(lua_State *L)
         headers_free(&fields); /* Lua raises past this frame */
         return lua_error(L);
     }
-    if (headers_find(&fields, "Content-Type", 12, 0) < 0)
-        headers_add(&fields, "Content-Type", 12, "text/plain; charset=utf-8", 25);
-    headers_add(&fields, "Via", 3, MESSAGE_VIA, strlen(MESSAGE_VIA));
     x->status = status;
     /* 204 and 304 carry no body and no Content-Length (RFC 9110 8.6); a
      * 205 no body either (15.3.6), but says so with Content-Length: 0,
      * since it is framed as any response (RFC 9112 6.3). */
-    if (status == 204 || status == 304 || status == 205) {
+    int no_content = status == 204 || status == 304 || status == 205;
+    if (no_content) {
         head_only = 1;
         blen = 0;
     }
+    /* The default type describes the body; with no content there is none
+     * to describe (a script's own Content-Type still goes out). */
+    if (!no_content && headers_find(&fields, "Content-Type", 12, 0) < 0)
+        headers_add(&fields, "Content-Type", 12, "text/plain; charset=utf-8", 25);
+    headers_add(&fields, "Via", 3, MESSAGE_VIA, strlen(MESSAGE_VIA));
     if (message_write_response(lr->out, status, message_reason(status),
                                strlen(message_reason(status)), &fields,
                                status == 204 || status == 304 ? HTTP_BODY_NONE

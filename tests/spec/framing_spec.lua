@@ -346,6 +346,27 @@ describe("205 Reset Content", function()
         assert.equal("HTTP/1.1 205 Reset Content", r.status_line)
         assert.equal("0", r.headers["content-length"])
         assert.equal("", r.body)
+        assert.is_nil(r.headers["content-type"], "a type for no content")
+      end,
+    }
+  end)
+
+  it("tx:respond with no content sends no default Content-Type, only the script's", function()
+    run_case {
+      script = 'function on_request(tx) if tx.req.headers["X-Case"] then tx:respond(204) end end',
+      request = req("GET", "respond"), method = "GET",
+      check = function(r)
+        assert.equal("HTTP/1.1 204 No Content", r.status_line)
+        assert.is_nil(r.headers["content-type"])
+      end,
+    }
+    run_case {
+      script = 'function on_request(tx) if tx.req.headers["X-Case"] then '
+        .. 'tx:respond(304, "", { ["Content-Type"] = "text/html" }) end end',
+      request = req("GET", "respond"), method = "GET",
+      check = function(r)
+        assert.equal("HTTP/1.1 304 Not Modified", r.status_line)
+        assert.equal("text/html", r.headers["content-type"])
       end,
     }
   end)
