@@ -758,7 +758,9 @@ function api.fingerprint(tx, request_side)
     if t == "table" then
       if depth > 4 then return end
       local keys = {}
-      for k in next, v do keys[#keys + 1] = k end
+      -- d.url is a cache of the fields beside it, made when first read:
+      -- reading it changes nothing.
+      for k in next, v do if not (depth == 0 and k == "url") then keys[#keys + 1] = k end end
       table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
       for _, k in ipairs(keys) do
         parts[#parts + 1] = tostring(k)
@@ -773,7 +775,9 @@ function api.fingerprint(tx, request_side)
     if d then fill(load_data(d).headers) end
     add(d, 0)
     parts[#parts + 1] = "|"
-    add(rawget(tx, "upstream"), 0)
+    -- tx.upstream is made when first read, as tx_index_rest makes it.
+    add(rawget(tx, "upstream") or (d and { host = d.host, port = d.port, tls = d.scheme == "https",
+                                          proxy = rawget(tx, "_parent") }), 0)
     return table.concat(parts, "\0")
   end
   local r = rawget(tx, "_res")

@@ -401,11 +401,20 @@ enum call_outcome hooks_resume(struct session *s, int nargs, int *nres, double *
  * the request, so the answer is not part of the request side. */
 static int trace_fingerprint(struct session *s)
 {
-    lua_State *L = s->x.hook.hooks->L;
+    struct hooks *h = s->x.hook.hooks;
+    lua_State *L = h->L;
     enum hook_phase phase = s->x.hook.phase;
+    struct session *outer = h->data_session;
+    int status;
+
     hooks_push_api_tx(L, &s->x.hook, "fingerprint");
     lua_pushboolean(L, phase == HOOK_ON_REQUEST || phase == HOOK_BEFORE_CONNECT);
-    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+    /* tx.req not made yet is made from this exchange: before a hook that
+     * only reads it, the fingerprint must see the same request as after. */
+    h->data_session = s;
+    status = lua_pcall(L, 2, 1, 0);
+    h->data_session = outer;
+    if (status != LUA_OK) {
         lua_pop(L, 1);
         return LUA_NOREF;
     }

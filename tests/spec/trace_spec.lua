@@ -153,6 +153,23 @@ end
     assert.are.equal("yes", origin.requests()[1].headers["x-traced"])
   end)
 
+  it("does not take the first look at tx.req or tx.upstream for a change", function()
+    origin = h.start_origin()
+    -- The first script to read tx.req makes it, and tx.url and tx.upstream
+    -- are made when first read: none of that changes the request.
+    local reads = h.tmpfile([[
+function on_request(tx)
+  local _ = tx.req.url .. tx.req.headers["Host"] .. tx.upstream.host
+end
+]], "reads.lua")
+    proxy = h.start_proxy({ "--trace", "--script", reads })
+    local _, code, err = h.curl({ "-s", "-x", "http://127.0.0.1:" .. proxy.port, origin.url("/hello") })
+    assert.are.equal(0, code, err)
+    expect_steps(traced("connection closed after 1 exchange"), {
+      "^hook on_request in [^:]*reads%.lua: returned, [%d%.]+ ms running; changed the request: no",
+    })
+  end)
+
   it("shows a script that answers itself", function()
     local mock = h.tmpfile([[
 function on_request(tx)
