@@ -34,6 +34,9 @@ struct http_client_request {
     size_t max_body;              /* a longer response body is an error, found as it
                                    * arrives: the body is held (in C memory) up to
                                    * this, the caller's bound on it */
+    size_t all_calls_max;         /* what the bodies of every call in flight in this
+                                   * process may hold together (0: no bound); a call
+                                   * whose body would pass it fails */
 };
 
 struct http_client_response {

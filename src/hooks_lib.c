@@ -380,6 +380,9 @@ static int native_http(lua_State *L)
         rq.max_body = max_body < 0 ? 0
                       : (lua_Unsigned)max_body > h->mem_limit ? h->mem_limit
                                                               : (size_t)max_body;
+        /* Every body ends up in this one state too: together, the calls
+         * in flight can use no more. */
+        rq.all_calls_max = h->mem_limit;
     }
     if (!hooks_can_wait(L)) {
         lua_pushnil(L);

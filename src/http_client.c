@@ -42,6 +42,8 @@ struct http_call {
     int https;
     char method[32];
     size_t max_body;
+    size_t all_calls_max;      /* see http_client_request */
+    size_t counted;            /* of the body, in proxy->http_bodies_held */
     struct buffer request;     /* the whole request, kept for a retry */
     int pooled;                /* the connection came from the pool */
     int tried_pool;
@@ -60,6 +62,7 @@ struct http_call {
 
 static void call_free(struct http_call *c)
 {
+    c->proxy->http_bodies_held -= c->counted;
     ev_timer_stop(c->proxy->loop, &c->timer);
     ev_timer_stop(c->proxy->loop, &c->kick);
     dns_cancel(c->dns);
@@ -75,6 +78,22 @@ static void finish(struct http_call *c, const char *error)
     c->cb(c->arg, error, error ? NULL : &c->res);
     call_free(c);
 }
+
+/* Counts what the body grew by since the last look against what every
+ * call of the process may hold: many calls at once, each within its
+ * max_body, could otherwise hold any amount together. 0, or -1 past it. */
+static int count_body(struct http_call *c)
+{
+    size_t len = buffer_length(&c->res.body);
+
+    if (len > c->counted) {
+        c->proxy->http_bodies_held += len - c->counted;
+        c->counted = len;
+    }
+    return c->all_calls_max && c->proxy->http_bodies_held > c->all_calls_max ? -1 : 0;
+}
+
+#define ALL_CALLS_FULL "the responses of the proxy.http calls in flight would hold more than --lua-memory"
 
 /* Whether the connection may serve another request: plain HTTP (a TLS
  * session lives in its SSL object, not in the fd), a body that did not
@@ -309,22 +328,25 @@ static int read_response(struct http_call *c)
     }
     for (;;) {
         uint64_t moved = 0;
-        switch (body_pump(&c->reader, &c->ep.in, c->ep.read_eof, &c->res.body, c->max_body + 1,
-                          HTTP_BODY_CLOSE, NULL, NULL, &moved, &err)) {
+        enum body_pump_result r = body_pump(&c->reader, &c->ep.in, c->ep.read_eof, &c->res.body,
+                                            c->max_body + 1, HTTP_BODY_CLOSE, NULL, NULL, &moved,
+                                            &err);
+        switch (r) {
         case BODY_PUMP_DONE:
             finish_ok(c);
             return 1;
         case BODY_PUMP_PROGRESS:
-            if (buffer_length(&c->res.body) > c->max_body) {
-                finish(c, "response body larger than max_body");
-                return 1;
-            }
-            continue;
         case BODY_PUMP_IDLE:
             if (buffer_length(&c->res.body) > c->max_body) {
                 finish(c, "response body larger than max_body");
                 return 1;
             }
+            if (count_body(c) != 0) {
+                finish(c, ALL_CALLS_FULL);
+                return 1;
+            }
+            if (r == BODY_PUMP_PROGRESS)
+                continue;
             return 0;
         case BODY_PUMP_INVALID:
         case BODY_PUMP_FILTER_FAILED:
@@ -407,6 +429,7 @@ struct http_call *http_client_start(struct proxy *p, const struct http_client_re
     c->cb = cb;
     c->arg = arg;
     c->max_body = rq->max_body < SIZE_MAX ? rq->max_body : SIZE_MAX - 1; /* + 1 below */
+    c->all_calls_max = rq->all_calls_max;
     headers_init(&c->res.fields);
     endpoint_init(&c->ep, on_call_io, c);
     ev_init(&c->timer, on_call_timer);

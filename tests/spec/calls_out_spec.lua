@@ -189,6 +189,38 @@ describe("calls out from hooks", function()
     assert.is_truthy(grew < 150 * 1024, ("the worker grew by %d KiB"):format(grew))
   end)
 
+  -- Each body is within its max_body, but every body ends in the same Lua
+  -- state: calls in flight together may hold no more than --lua-memory,
+  -- however many there are (they held that each).
+  it("holds no more than --lua-memory for all its calls in flight together", function()
+    proxy = procs.proxy({ "-s", script([[
+      function on_request(tx)
+        local res, err = proxy.http{ url = "http://ORIGIN/bytes?hang=1&n=6291456",
+                                     timeout = 3, max_body = 2^40 }
+        tx:respond(200, res and ("got " .. #res.body) or err)
+      end
+    ]]), "--lua-memory", "16" })
+    local socks = {}
+    for i = 1, 4 do
+      socks[i] = assert(h.connect(proxy.port))
+      assert(h.send(socks[i], h.request("GET", origin.url("/call/" .. i), { "Host: " .. origin.authority })))
+    end
+    local answers = {}
+    for i, s in ipairs(socks) do
+      local resp = assert(h.read_response(s, { timeout = 10 }))
+      answers[resp.body] = (answers[resp.body] or 0) + 1
+      s:close()
+      socks[i] = nil
+    end
+    local full = "the responses of the proxy.http calls in flight would hold more than --lua-memory"
+    local seen = {}
+    for body, n in pairs(answers) do seen[#seen + 1] = n .. " x " .. body end
+    seen = table.concat(seen, "; ")
+    -- 4 x 6 MB against 16: one at least is refused, the others wait.
+    assert.is_truthy(answers[full], "no call was refused: " .. seen)
+    assert.are.equal(4, answers[full] + (answers.timeout or 0), seen)
+  end)
+
   it("speaks https, verifying the server's certificate", function()
     local tls_origin = procs.add(h.start_https_origin())
     local pki = h.test_pki()

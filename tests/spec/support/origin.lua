@@ -24,7 +24,8 @@
 --   /echo             200, body = raw request head + raw request body
 --   /chunked?n=&size= chunked, n chunks of size 'x', trailer X-Checksum: done
 --   /close?size=      200 without framing, pattern bytes, then close
---   /bytes?n=         200 with Content-Length n, pattern bytes in 64 KiB pieces
+--   /bytes?n=         200 with Content-Length n, pattern bytes in 64 KiB pieces;
+--        &hang=1      Content-Length n + 1, and the last byte never comes
 --   /status/NNN       that status; no body for 1xx/204/304
 --   /headers?N=V&...  200 with exactly those response headers, in order
 --   /slow?ms=         200 "slow\n" after ms milliseconds
@@ -348,7 +349,8 @@ local function serve_one(c)
   elseif path == "/bytes" then
     local n = tonumber(q.n) or 0
     local head_out = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-      .. "Content-Length: " .. n .. "\r\n" .. (req.close and "Connection: close\r\n" or "") .. "\r\n"
+      .. "Content-Length: " .. (q.hang and n + 1 or n) .. "\r\n"
+      .. (req.close and "Connection: close\r\n" or "") .. "\r\n"
     if not send_all(c.sock, head_out) then return false end
     if req.method ~= "HEAD" then
       local left = n
@@ -357,6 +359,10 @@ local function serve_one(c)
         if not send_all(c.sock, piece) then return false end
         left = left - #piece
       end
+    end
+    if q.hang then
+      while fill(c) do c.buf = "" end
+      return false
     end
   elseif path:match("^/status/%d%d%d$") then
     local status = tonumber(path:sub(-3))
