@@ -127,8 +127,33 @@ static void count_session(struct proxy *p, int delta, int refused)
     stats_add(STAT_CONNECTIONS_OPEN, delta);
     if (refused)
         p->refused_count += delta;
-    else if (p->shared_sessions)
+    else if (p->shared_sessions && delta < 0) /* an arrival took its slot in take_slot */
         __atomic_add_fetch(&p->shared_sessions[p->shared_slot], delta, __ATOMIC_RELAXED);
+}
+
+/* One of the --max-connections slots for a client let in: 1, or 0 at the
+ * cap. With workers the count is shared, and the slot is taken before the
+ * total is read: two workers that looked first and took after could both
+ * take the last one (and with N workers, N - 1 too many). Taking first,
+ * two at once may both give theirs back; the cap holds either way. */
+static int take_slot(struct proxy *p)
+{
+    int *mine;
+
+    if (!p->shared_sessions)
+        return proxy_connection_count(p) < p->cfg->max_connections;
+    mine = &p->shared_sessions[p->shared_slot];
+    __atomic_add_fetch(mine, 1, __ATOMIC_SEQ_CST);
+    if (proxy_connection_count(p) <= p->cfg->max_connections)
+        return 1;
+    __atomic_sub_fetch(mine, 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+static void give_slot_back(struct proxy *p)
+{
+    if (p->shared_sessions)
+        __atomic_sub_fetch(&p->shared_sessions[p->shared_slot], 1, __ATOMIC_SEQ_CST);
 }
 
 /* A session reports here, through the pointer given to session_start, that
@@ -202,7 +227,7 @@ static void on_listener_readable(struct ev_loop *loop, ev_io *w, int revents)
         int reject = 0;
         if (!acl_match(p->cfg->allow, p->cfg->allow_count, (struct sockaddr *)&addr))
             reject = 403;
-        else if (proxy_connection_count(p) >= p->cfg->max_connections)
+        else if (!take_slot(p))
             reject = 503;
         /* Rejected clients still get a (small) session, so they can be
          * told why in a proper response instead of a bare reset. Beyond a
@@ -213,8 +238,11 @@ static void on_listener_readable(struct ev_loop *loop, ev_io *w, int revents)
         }
         struct session *s = session_start(p, fd, (struct sockaddr *)&addr, addr_len, reject,
                                           on_session_gone);
-        if (!s)
+        if (!s) {
+            if (!reject)
+                give_slot_back(p);
             continue;
+        }
         TRACE(s, "accepted %s:%d; allow-list: %s", s->client_ip, s->client_port,
               reject == 403   ? "not allowed (--allow): the first request gets 403"
               : reject == 503 ? "allowed, but at --max-connections: the first request gets 503"
