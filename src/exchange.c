@@ -189,7 +189,7 @@ static enum exchange_step run_request_hooks(struct session *s, enum hook_phase p
 
 /* Replaces the forwarded method and path. 0, or -1 when out of memory. */
 int exchange_set_forward_line(struct exchange *x, const char *method, size_t mlen,
-                            const char *path, size_t plen)
+                              const char *path, size_t plen)
 {
     char *line = malloc(mlen + plen + 2);
     if (!line)
@@ -206,7 +206,6 @@ int exchange_set_forward_line(struct exchange *x, const char *method, size_t mle
     x->fwd_path_len = plen;
     return 0;
 }
-
 
 /* Copies the request line so the views outlive the client's buffer. Inside
  * an intercepted tunnel an origin-form target ("/path") becomes the
