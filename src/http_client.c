@@ -93,7 +93,8 @@ static int count_body(struct http_call *c)
     return c->all_calls_max && c->proxy->http_bodies_held > c->all_calls_max ? -1 : 0;
 }
 
-#define ALL_CALLS_FULL "the responses of the proxy.http calls in flight would hold more than --lua-memory"
+#define ALL_CALLS_FULL \
+    "the responses of the proxy.http calls in flight would hold more than --lua-memory"
 
 /* Whether the connection may serve another request: plain HTTP (a TLS
  * session lives in its SSL object, not in the fd), a body that did not
