@@ -23,9 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "access_log.h"
 #include "admin.h"
-#include "auth.h"
 #include "flows.h"
 #include "flows_api.h"
 #include "flows_store.h"
@@ -33,8 +31,9 @@
 #include "hooks.h"
 #include "log.h"
 #include "metrics.h"
-#include "stats.h"
 #include "proxy.h"
+#include "reload_check.h"
+#include "stats.h"
 
 /* A worker that dies this soon after starting, this many times in a row,
  * is not restarted again: something is wrong beyond a passing fault. */
@@ -45,7 +44,8 @@ struct worker {
     pid_t pid;
     ev_tstamp started;
     int quick_deaths;
-    int retired; /* kept dying at start: its sockets closed, tried at the next reload */
+    int retired;   /* kept dying at start: its sockets closed, tried at the next reload */
+    int spawn_due; /* to be started once the reload check is off its thread */
 };
 
 struct supervisor {
@@ -61,6 +61,8 @@ struct supervisor {
     int running;
     int stopping;
     int status;           /* exit status so far */
+    struct reload_check *check; /* SIGHUP's look at the new configuration */
+    int reload_again;     /* a SIGHUP came during a check: one more after it */
     ev_signal sigint, sigterm, sighup;
     ev_child child;
 };
@@ -226,6 +228,14 @@ static void spawn(struct supervisor *sv, int i)
     pid_t pid;
     int channel[2] = {-1, -1};
 
+    /* No fork while a reload check loads scripts on its thread: the child
+     * would get the allocator as that thread left it. It starts after. */
+    if (reload_check_running(sv->check)) {
+        sv->workers[i].spawn_due = 1;
+        return;
+    }
+    sv->workers[i].spawn_due = 0;
+
     /* Each worker sends its finished flows down its own socketpair; a new
      * worker gets a new one (whatever the old one still held was read). */
     if (sv->as && sv->as->flows &&
@@ -376,28 +386,6 @@ static void stop_listening(struct supervisor *sv)
     }
 }
 
-/* What a worker would refuse in a reloaded configuration is refused here
- * first: the supervisor keeps the configuration for the workers it starts
- * later, and one that its workers refused would make each of those fail. */
-static int reload_acceptable(const struct config *fresh, char *err, size_t err_len)
-{
-    if (hooks_try_load(fresh, err, err_len) != 0)
-        return -1;
-    if (fresh->auth_file) {
-        struct auth *a = auth_open(fresh->auth_file, NULL, err, err_len);
-        if (!a)
-            return -1;
-        auth_free(a);
-    }
-    if (fresh->access_log) {
-        struct access_log *log = access_log_open(fresh->access_log, fresh->log_format, err, err_len);
-        if (!log)
-            return -1;
-        access_log_close(log);
-    }
-    return 0;
-}
-
 static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
 {
     struct supervisor *sv = w->data;
@@ -459,45 +447,80 @@ static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
     spawn(sv, i);
 }
 
+/* Workers whose start waited for a reload check (see spawn). */
+static void spawn_waiting(struct supervisor *sv)
+{
+    for (int i = 0; i < sv->cfg->workers && !sv->stopping; i++)
+        if (sv->workers[i].spawn_due)
+            spawn(sv, i);
+}
+
+/* A reload check is done (reload_check.c). Each worker reads the files
+ * again itself; the check first reports a broken file or script once,
+ * keeps the workers on the running configuration, and gives a worker
+ * started later the new one. */
+static void on_reload_checked(void *arg, struct config *fresh)
+{
+    struct supervisor *sv = arg;
+
+    if (fresh && !sv->stopping) {
+        metrics_set_config(fresh);
+        free(sv->cfg_owned);
+        sv->cfg = sv->cfg_owned = fresh;
+        for (int i = 0; i < sv->cfg->workers; i++)
+            if (sv->workers[i].pid)
+                kill(sv->workers[i].pid, SIGHUP);
+        /* After the SIGHUPs: a worker started now has the new configuration. */
+        for (int i = 0; i < sv->cfg->workers; i++)
+            if (sv->workers[i].retired && unretire(sv, i) == 0)
+                log_info("reload: worker %d started again", i + 1);
+    } else {
+        free(fresh);
+    }
+    spawn_waiting(sv);
+    if (sv->reload_again && !sv->stopping) {
+        sv->reload_again = 0;
+        reload_check_start(sv->check, sv->cfg);
+    }
+}
+
+/* SIGHUP: the new configuration is checked (on a thread), then every
+ * worker reloads it. */
+static void on_reload_signal(struct supervisor *sv)
+{
+    if (sv->stopping)
+        return;
+    if (!sv->check && !(sv->check = reload_check_new(sv->loop, on_reload_checked, sv))) {
+        log_error("reload: out of memory; the running configuration stays");
+        return;
+    }
+    if (reload_check_running(sv->check)) {
+        sv->reload_again = 1; /* with the files as they are once this one ends */
+        return;
+    }
+    reload_check_start(sv->check, sv->cfg);
+}
+
 /* SIGTERM/SIGINT: every worker drains and stops; SIGHUP: every worker
  * reloads the configuration and its scripts. */
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct supervisor *sv = w->data;
-    int reloaded = 0;
     (void)revents;
 
-    if (w->signum == SIGHUP && !sv->stopping) {
-        /* Each worker reads the file again itself; reading it here first
-         * reports a broken file once, keeps the workers on the running
-         * configuration, and lets a worker started later get the new one. */
-        char err[1024];
-        struct config *fresh = malloc(sizeof *fresh);
-        if (!fresh || config_reload(sv->cfg, fresh, err, sizeof err) != 0 ||
-            reload_acceptable(fresh, err, sizeof err) != 0) {
-            log_error("reload: %s; the running configuration stays", fresh ? err : "out of memory");
-            free(fresh);
-            return;
-        }
-        metrics_set_config(fresh);
-        free(sv->cfg_owned);
-        sv->cfg = sv->cfg_owned = fresh;
-        reloaded = 1;
-    } else if (w->signum != SIGHUP) {
-        if (sv->stopping)
-            return;
-        sv->stopping = 1;
-        log_info("signal %d: stopping %d worker(s)", w->signum, sv->running);
-        stop_listening(sv);
+    if (w->signum == SIGHUP) {
+        on_reload_signal(sv);
+        return;
     }
+    if (sv->stopping)
+        return;
+    sv->stopping = 1;
+    log_info("signal %d: stopping %d worker(s)", w->signum, sv->running);
+    stop_listening(sv);
     for (int i = 0; i < sv->cfg->workers; i++)
         if (sv->workers[i].pid)
-            kill(sv->workers[i].pid, w->signum == SIGHUP ? SIGHUP : SIGTERM);
-    /* After the SIGHUPs: a worker started now has the new configuration. */
-    for (int i = 0; reloaded && i < sv->cfg->workers; i++)
-        if (sv->workers[i].retired && unretire(sv, i) == 0)
-            log_info("reload: worker %d started again", i + 1);
-    if (sv->stopping && sv->running == 0)
+            kill(sv->workers[i].pid, SIGTERM);
+    if (sv->running == 0)
         ev_break(loop, EVBREAK_ALL);
 }
 
@@ -632,6 +655,7 @@ int workers_run(const struct config *cfg)
         ev_run(sv.loop, 0);
     }
 
+    reload_check_free(sv.check);
     supervisor_release(&sv, count, cfg);
     ev_loop_destroy(sv.loop);
     log_info("stopped");

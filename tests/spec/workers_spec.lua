@@ -293,6 +293,51 @@ describe("workers", function()
     end
   end)
 
+  -- The supervisor loads the new scripts to check them before it passes
+  -- SIGHUP on; their top-level code may take up to the load time limit
+  -- (here the hook timeout, 5 s). Meanwhile its loop serves the admin
+  -- interface and replaces workers; a new one starts after the check.
+  it("serves the admin interface and replaces a worker while it checks a reload", function()
+    local dir = h.tmpfile("", "unused"):gsub("/[^/]*$", "")
+    local flag, loads = dir .. "/go", dir .. "/loads"
+    h.write_file(flag, "")
+    -- Each load notes itself, then waits for the flag (bounded by the limit).
+    local script = h.tmpfile(([[
+      local f = assert(io.open(%q, "a")); f:write("x"); f:close()
+      repeat f = io.open(%q) until f
+      f:close()
+      function on_request(tx) end
+    ]]):format(loads, flag), "slow_load.lua")
+    local admin = require("support.admin")
+    start({ "--workers", "2", "--admin", "127.0.0.1:0", "--hook-timeout", "5000", "-s", script })
+    local adm = assert(admin.admin_of(proxy))
+    local before = two_workers(proxy.pid)
+    local function load_count() return #(h.read_file(loads) or "") end
+    assert.truthy(h.wait_for(function() return load_count() == 3 end, 10), "loads at start")
+    os.remove(flag)
+    proxy.signal("HUP")
+    -- The supervisor's check is loading (the workers load only after it).
+    assert.truthy(h.wait_for(function() return load_count() == 4 end, 5), "the check never began")
+    -- (The check would end at the limit, 5 s, and answer then.)
+    local resp = admin.call(adm, "/api/store", { timeout = 3 })
+    assert.are.equal(200, resp and resp.status, "the admin interface did not answer during the check")
+    os.execute("kill -9 " .. before[1])
+    assert.truthy(proxy.log_has("died of signal 9; starting a new one"), proxy.log())
+    -- Not forked while the check's thread runs: it starts after.
+    assert.are.equal(1, #workers_of(proxy.pid), "a worker was forked during the check")
+    assert.are.equal(4, load_count(), "the check ended before the flag was set")
+    -- The check goes on; once it ends, the workers reload and the dead
+    -- one is replaced (with the new scripts).
+    h.write_file(flag, "")
+    assert.truthy(h.wait_for(function()
+      local _, n = proxy.log():gsub("SIGHUP: 1 script%(s%) reloaded", "")
+      return n == 1
+    end, 10), proxy.log())
+    local after = two_workers(proxy.pid, before[1])
+    assert.truthy(after)
+    assert.are.equal(200, get_hello(proxy, origin).status)
+  end)
+
   it("refuses to start when a script does not load", function()
     local script = h.tmpfile("function on_request(tx)\n", "broken.lua")
     local p = start({ "--workers", "2", "-s", script }, { wait = false })
