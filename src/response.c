@@ -130,7 +130,18 @@ static enum exchange_step parent_tunnel_answer(struct session *s, const struct h
     }
     buffer_consume(&s->upstream.in, head_len);
     if (!x->is_connect) {
-        /* https through the parent: now TLS with the origin, inside. */
+        /* https through the parent: now TLS with the origin, inside. We
+         * speak first there (the ClientHello), so nothing can have come
+         * from the origin yet: bytes after the 200 are the parent's, or
+         * whoever sits on the plain path to it, and left in the buffer
+         * they would be read as the start of the origin's answer, ahead
+         * of everything TLS vouches for. */
+        if (buffer_length(&s->upstream.in) > 0)
+            return exchange_fail(x, 502,
+                                 exchange_cause(x, "the parent proxy sent bytes after its 200",
+                                                "the parent proxy sent %zu bytes after its 200 "
+                                                "to the CONNECT, before TLS with the origin",
+                                                buffer_length(&s->upstream.in)));
         x->parent_connected = 1;
         return upstream_begin_forwarding(s);
     }

@@ -229,6 +229,25 @@ function before_connect(tx) tx.upstream.proxy = nil end
     assert.equal("hello\n", out)
   end)
 
+  it("refuses bytes a parent sends after its 200 to the CONNECT, before TLS with the origin", function()
+    local pki = h.test_pki()
+    local tls_origin = procs.add(h.start_https_origin())
+    local ca_dir = h.new_ca_dir()
+    -- Its 200 comes with a forged response in the same write; the tunnel
+    -- behind it is real. Those bytes are not the origin's: the proxy has
+    -- not even sent its ClientHello.
+    local parent = start_parent("inject")
+    local proxy = start({ "--ca-dir", ca_dir, "--upstream-ca", pki.ca, "--intercept", "*",
+                          "--connect-ports", "443," .. tls_origin.port, "--upstream", parent.url() })
+    local out, code, err = h.curl({ "-i", "--cacert", ca_dir .. "/ca.pem", "-x", "http://127.0.0.1:" .. proxy.port,
+                                    tls_origin.url("/hello") })
+    assert.equal(0, code, err)
+    assert.is_nil(out:find("injected", 1, true), out)
+    assert.truthy(out:find("\r\nHTTP/1.1 502 ", 1, true), out)
+    assert.truthy(out:find("the parent proxy 127.0.0.1:" .. parent.port .. " sent 47 bytes after its 200", 1, true), out)
+    assert.equal(0, #tls_origin.requests())
+  end)
+
   -- Connections to a parent opened with one user's credentials are that
   -- user's: the parent here is a luaproxy that requires them (--auth-file)
   -- and logs, for each request and CONNECT, who sent it and on which of

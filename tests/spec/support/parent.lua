@@ -1,15 +1,20 @@
 -- A tiny stand-in for a parent proxy, for the --upstream specs.
 --
---   lua5.4 tests/spec/support/parent.lua RECORD_FILE [hang]
+--   lua5.4 tests/spec/support/parent.lua RECORD_FILE [hang|inject|tunnel]
 --
 -- Binds 127.0.0.1:0, prints the port on stdout and serves one connection
 -- at a time until killed. Each request head is appended to RECORD_FILE
 -- (format "R <len>\n<head>") before it is answered:
 --   CONNECT      "HTTP/1.1 200 OK", then echoes bytes until the client closes
 --   anything else  200 with the request line as the body, then closes
--- With "hang" it reads the head and never answers.
+-- With "hang" it reads the head and never answers. With "tunnel" a
+-- CONNECT opens a real tunnel to 127.0.0.1 at its port, whatever the name
+-- (there is no DNS in the tests). With "inject" it is a hostile parent:
+-- its 200 to a CONNECT comes with a forged HTTP response in the same
+-- write, then the tunnel is real as with "tunnel".
 --
--- What it does not do: forward anything. The specs check what reached it.
+-- What it does not do otherwise: forward anything. The specs check what
+-- reached it.
 
 local socket = require("socket")
 
@@ -26,6 +31,28 @@ local function record(head)
   local f = assert(io.open(record_file, "ab"))
   f:write("R ", #head, "\n", head)
   f:close()
+end
+
+-- Moves bytes between <a> and <b> until either closes (or 30 s of quiet).
+local function relay(a, b)
+  local peer = { [a] = b, [b] = a }
+  while true do
+    local ready = socket.select({ a, b }, nil, 30)
+    if #ready == 0 then return end
+    for _, s in ipairs(ready) do
+      s:settimeout(0)
+      local data, err, partial = s:receive(65536)
+      data = data or partial
+      if data and #data > 0 then
+        peer[s]:settimeout(10)
+        peer[s]:send(data)
+      end
+      if err == "closed" then
+        peer[s]:close()
+        return
+      end
+    end
+  end
 end
 
 local function read_head(c)
@@ -50,6 +77,12 @@ while socket.gettime() - started < 300 do
       local line = head:match("^([^\r\n]*)")
       if mode == "hang" then
         c:receive("*a")
+      elseif (mode == "inject" or mode == "tunnel") and line:match("^CONNECT ") then
+        local port = line:match("^CONNECT %S+:(%d+) ")
+        local up = socket.connect("127.0.0.1", tonumber(port))
+        local forged = mode == "inject" and "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\ninjected\n" or ""
+        c:send("HTTP/1.1 200 OK\r\n\r\n" .. forged)
+        if up then relay(c, up) end
       elseif line:match("^CONNECT ") then
         c:send("HTTP/1.1 200 OK\r\n\r\n")
         while true do
