@@ -19,7 +19,8 @@ struct intercept;
 
 /* Whether <pattern> is a host name, *.domain or *. */
 int intercept_pattern_valid(const char *pattern);
-/* Whether <host> matches <pattern> (case-insensitive). */
+/* Whether <host> matches <pattern>: case-insensitive, a trailing dot on
+ * either side ignored, IP literals compared as addresses. */
 int intercept_pattern_match(const char *pattern, const char *host);
 /* What the patterns say about <host>: 1 intercept, 0 pass through. */
 int intercept_by_patterns(const struct config *cfg, const char *host);

@@ -10,6 +10,8 @@
  */
 #include "intercept.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -48,20 +50,53 @@ int intercept_pattern_valid(const char *pattern)
     return 1;
 }
 
+/* The length of <s> without one trailing dot: "example.com." is the fully
+ * qualified spelling of "example.com", and a client may send either. */
+static size_t name_len(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 1 && s[n - 1] == '.' ? n - 1 : n;
+}
+
+/* The address <s> spells, an IPv4-mapped IPv6 one as its IPv4 address, in
+ * <out>: its length (4 or 16), or 0 when <s> is not an IP literal. Every
+ * spelling of an address ("::1", "0:0::1", "::ffff:10.0.0.1") is one
+ * address to the upstream, so it is one to the patterns too. */
+static int ip_of(const char *s, unsigned char out[16])
+{
+    struct in6_addr a6;
+
+    if (inet_pton(AF_INET, s, out) == 1)
+        return 4;
+    if (inet_pton(AF_INET6, s, &a6) != 1)
+        return 0;
+    if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+        memcpy(out, a6.s6_addr + 12, 4);
+        return 4;
+    }
+    memcpy(out, a6.s6_addr, 16);
+    return 16;
+}
+
 int intercept_pattern_match(const char *pattern, const char *host)
 {
+    unsigned char pa[16], ha[16];
     size_t hlen, slen;
+    int alen;
 
     if (strcmp(pattern, "*") == 0)
         return 1;
+    if ((alen = ip_of(pattern, pa)) > 0)
+        return ip_of(host, ha) == alen && memcmp(pa, ha, (size_t)alen) == 0;
+    hlen = name_len(host);
     if (pattern[0] == '*' && pattern[1] == '.') {
         /* "*.example.com": any name ending in ".example.com", at any depth. */
         const char *suffix = pattern + 1;
-        hlen = strlen(host);
-        slen = strlen(suffix);
-        return hlen > slen && strcasecmp(host + hlen - slen, suffix) == 0;
+        slen = name_len(suffix);
+        return hlen > slen && strncasecmp(host + hlen - slen, suffix, slen) == 0;
     }
-    return strcasecmp(pattern, host) == 0;
+    slen = name_len(pattern);
+    return hlen == slen && strncasecmp(pattern, host, slen) == 0;
 }
 
 int intercept_by_patterns(const struct config *cfg, const char *host)

@@ -430,6 +430,32 @@ describe("intercepted tunnels", function()
     assert.are.equal("hello\n", out)
   end)
 
+  it("patterns match a host however it is spelt: case, a trailing dot, any form of an IP address", function()
+    -- Each CONNECT is only sent: the trace says what the patterns decided.
+    local function decided(host, port, text)
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, "CONNECT " .. host .. ":" .. port .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
+      local ok = proxy.log_has(text)
+      s:close()
+      return ok
+    end
+    local port = h.closed_port()
+    start_proxy({ "--trace", "--connect-ports", tostring(port),
+                  "--intercept", "*.example.invalid", "--intercept", "::1" })
+    assert.truthy(decided("WWW.Example.INVALID.", port, "CONNECT WWW.Example.INVALID.:" .. port .. " intercepted"),
+      proxy.log())
+    assert.truthy(decided("[0:0:0:0:0:0:0:1]", port, "CONNECT 0:0:0:0:0:0:0:1:" .. port .. " intercepted"),
+      proxy.log())
+    proxy.stop()
+    -- --no-intercept promises these are never decrypted.
+    start_proxy({ "--trace", "--connect-ports", tostring(port), "--intercept", "*",
+                  "--no-intercept", "bank.example.invalid", "--no-intercept", "127.0.0.1" })
+    assert.truthy(decided("bank.example.invalid.", port, "CONNECT bank.example.invalid.: not intercepted"),
+      proxy.log())
+    assert.truthy(decided("[::ffff:127.0.0.1]", port, "CONNECT ::ffff:127.0.0.1: not intercepted"),
+      proxy.log())
+  end)
+
   it("with --auth-file, the CONNECT's credentials cover the requests inside, and tx.user names them", function()
     local users = h.tmpfile("", "users")
     assert(select(2, h.sh("htpasswd -B -C 5 -b -c " .. q(users) .. " alice wonderland 2>&1")) == 0)
