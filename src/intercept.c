@@ -41,10 +41,18 @@ int intercept_pattern_valid(const char *pattern)
         p += 2;
     if (*p == '\0' || strlen(p) > 253)
         return 0;
+    if (strchr(p, ':')) {
+        /* Only an IPv6 address has a colon: "example.com:443" would never
+         * match (patterns name hosts, whatever the port), and a pattern
+         * that silently matches nothing is a --no-intercept that does
+         * not protect. */
+        struct in6_addr a6;
+        return p == pattern && inet_pton(AF_INET6, p, &a6) == 1;
+    }
     for (; *p; p++) {
         char c = *p;
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '.' || c == '_' || c == ':'))
+              c == '-' || c == '.' || c == '_'))
             return 0;
     }
     return 1;

@@ -97,6 +97,18 @@ describe("starting with a CA", function()
     assert.truthy(err:find("ca init", 1, true), err)
   end)
 
+  it("refuses (status 2) an --intercept or --no-intercept pattern with a port: it would match nothing", function()
+    local dir = h.new_ca_dir()
+    for _, opt in ipairs({ "--intercept", "--no-intercept" }) do
+      local code, _, err = h.run_proxy({ "--ca-dir", dir, opt, "bank.example:443" })
+      assert.are.equal(2, code, err)
+      assert.truthy(err:find("invalid " .. opt .. " 'bank.example:443'", 1, true), err)
+    end
+    -- An IPv6 address is a host: its colons are no port.
+    local p = h.start_proxy({ "--ca-dir", dir, "--no-intercept", "::1" })
+    assert.are.equal(0, p.stop())
+  end)
+
   it("refuses to start (status 2) with an --upstream-ca it cannot read, in any number of workers",
     function()
     local bad = h.tmpfile("not a certificate\n", "upstream-ca.pem")
