@@ -348,8 +348,10 @@ int tls_connect(struct endpoint *e, struct tls *t, const char *host, unsigned po
     struct upstream_session *kept;
     unsigned char ip[16];
     int is_ip = inet_pton_any(host, ip);
+    size_t len = strlen(host);
+    char name[256];
 
-    if (e->fd < 0 || e->tls)
+    if (e->fd < 0 || e->tls || len >= sizeof name)
         return -1;
     c = new_conn(e, t, t->client, host, owner);
     if (!c)
@@ -359,8 +361,13 @@ int tls_connect(struct endpoint *e, struct tls *t, const char *host, unsigned po
     if (kept && SSL_SESSION_is_resumable(kept->session))
         SSL_set_session(c->ssl, kept->session);
     /* No SNI for an IP literal (RFC 6066 3); SSL_set1_host checks an IP
-     * literal against the certificate's IP addresses. */
-    if ((!is_ip && !SSL_set_tlsext_host_name(c->ssl, host)) || !SSL_set1_host(c->ssl, host) ||
+     * literal against the certificate's IP addresses. A name's trailing
+     * dot ("example.com.", fully qualified) is left out of both: SNI has
+     * none (RFC 6066 3), and no certificate names carry one. */
+    if (len > 1 && host[len - 1] == '.')
+        len--;
+    snprintf(name, sizeof name, "%.*s", (int)len, host);
+    if ((!is_ip && !SSL_set_tlsext_host_name(c->ssl, name)) || !SSL_set1_host(c->ssl, name) ||
         SSL_set_alpn_protos(c->ssl, alpn_http11, sizeof alpn_http11 - 1) != 0)
         return discard_conn(c);
     SSL_set_connect_state(c->ssl);

@@ -412,6 +412,18 @@ describe("intercepted tunnels", function()
     assert.truthy(out:find("hello\n", 1, true))
   end)
 
+  it("a fully qualified name (a trailing dot) reaches its origin: SNI and the check leave the dot out", function()
+    -- No DNS here: a parent that takes every name for this machine
+    -- resolves it; TLS with the origin is still the proxy's own.
+    local parent = h.start_parent("tunnel")
+    extra[#extra + 1] = parent
+    start_proxy({ "--intercept", "*", "--upstream", parent.url() })
+    local out, code, err = curl({ "https://localhost.:" .. origin.port .. "/hello" })
+    assert.are.equal(0, code, err)
+    assert.are.equal("hello\n", out)
+    assert(proxy.wait_access_log('"GET https://localhost%.:' .. origin.port .. '/hello HTTP/1%.1" 200'))
+  end)
+
   it("IPv6 literals: a certificate with the IP address, and the upstream checked against it", function()
     local v6 = h.start_https_origin({ host = "::1" })
     extra[#extra + 1] = v6
