@@ -61,6 +61,7 @@ struct tls_conn {
     struct tls *t;
     size_t raw_left;   /* bytes of "out" still to go in the clear (the 200) */
     int server;        /* we accepted (client side) rather than connected */
+    int hello_seen;    /* server: the client's ClientHello was read */
     char name[256];    /* the certificate's name when the client sends no SNI */
     char session_key[300]; /* upstream: where its session is kept */
     const struct session *owner; /* for --trace */
@@ -104,6 +105,16 @@ static void set_error(struct endpoint *e, const char *what)
     ERR_clear_error();
 }
 
+/* The client gave up on our handshake: a failure after its ClientHello
+ * (an alert such as unknown_ca once it saw our certificate, or a close).
+ * One that ends before any ClientHello (a close right after the 200, or
+ * bytes that are not TLS) never saw a certificate, so it refused none. */
+static void note_aborted(struct endpoint *e)
+{
+    if (e->handshaking && e->tls->server && e->tls->hello_seen)
+        e->tls_aborted = 1;
+}
+
 /* Turns SSL_get_error's <code> into the transport's -1/errno (or 0 for a
  * clean EOF), and records what a retry must wait for in *<needs>. */
 static ssize_t blocked_or_failed(struct endpoint *e, int code, int *needs, int reading)
@@ -120,16 +131,14 @@ static ssize_t blocked_or_failed(struct endpoint *e, int code, int *needs, int r
         errno = EAGAIN;
         return -1;
     case SSL_ERROR_ZERO_RETURN:
-        if (e->handshaking && c->server)
-            e->tls_aborted = 1;
+        note_aborted(e);
         ERR_clear_error();
         if (reading)
             return 0;
         errno = EPIPE;
         return -1;
     case SSL_ERROR_SYSCALL:
-        if (e->handshaking && c->server)
-            e->tls_aborted = 1;
+        note_aborted(e);
         if (errno == 0 || errno == EAGAIN)
             errno = ECONNRESET;
         e->read_eof = 1; /* nothing more can be read from a broken TLS stream */
@@ -137,8 +146,7 @@ static ssize_t blocked_or_failed(struct endpoint *e, int code, int *needs, int r
                                : "the TLS connection with the upstream failed");
         return -1;
     default:
-        if (e->handshaking && c->server)
-            e->tls_aborted = 1;
+        note_aborted(e);
         set_error(e, c->server ? (e->handshaking ? "the client ended the TLS handshake"
                                                  : "the TLS connection with the client failed")
                                : (e->handshaking ? "the TLS handshake with the upstream failed"
@@ -473,6 +481,17 @@ static int on_client_cert(SSL *ssl, void *arg)
     return 1;
 }
 
+/* A ClientHello was read (before any version, cipher or certificate is
+ * chosen): from here a failed handshake is the client's answer to ours. */
+static int on_client_hello(SSL *ssl, int *alert, void *arg)
+{
+    struct tls_conn *c = SSL_get_app_data(ssl);
+    (void)alert;
+    (void)arg;
+    c->hello_seen = 1;
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
 /* ALPN: HTTP/1.1 or nothing, so HTTP/2 clients fall back to 1.1. */
 static int on_client_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                           const unsigned char *in, unsigned int inlen, void *arg)
@@ -529,6 +548,7 @@ static int make_server_ctx(struct tls *t, const struct config *cfg)
      * once here, and each connection only picks its certificate. */
     if (!SSL_CTX_use_PrivateKey(t->server, ca_leaf_key(t->ca)))
         return -1;
+    SSL_CTX_set_client_hello_cb(t->server, on_client_hello, NULL);
     SSL_CTX_set_cert_cb(t->server, on_client_cert, t);
     SSL_CTX_set_alpn_select_cb(t->server, on_client_alpn, NULL);
     SSL_CTX_set_session_id_context(t->server, sid_ctx, sizeof sid_ctx - 1);

@@ -353,6 +353,27 @@ describe("intercepted tunnels", function()
     assert.are.equal(1, count)
   end)
 
+  it("a client that leaves before its ClientHello refused no certificate: its tunnels stay decrypted", function()
+    start_proxy({ "--intercept", "*", "--trace" })
+    -- One closes right after the 200; one speaks plain HTTP inside.
+    for _, first in ipairs({ "", "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n" }) do
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, "CONNECT " .. origin.authority .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
+      local resp = h.read_response(s, { method = "CONNECT" })
+      assert.are.equal("HTTP/1.1 200 Connection Established", resp.status_line)
+      if first ~= "" then assert(h.send(s, first)) end
+      s:close()
+    end
+    assert(h.wait_for(function()
+      return select(2, proxy.log():gsub("the session is freed", "")) >= 2
+    end), proxy.log())
+    -- Still intercepted: curl trusting only the proxy's CA gets through.
+    local out, code, err = curl({ origin.url("/hello") })
+    assert.are.equal(0, code, err)
+    assert.are.equal("hello\n", out)
+    assert.falsy(proxy.log():find("pass through for", 1, true), proxy.log())
+  end)
+
   it("--tls-passthrough-ttl 0 keeps intercepting a refusing client", function()
     start_proxy({ "--intercept", "*", "--tls-passthrough-ttl", "0" })
     local args = { "--cacert", pki.ca, "-x", "http://127.0.0.1:" .. proxy.port, origin.url("/hello") }
