@@ -100,6 +100,50 @@ static void file_in(const char *dir, const char *name, char *out, size_t len)
     snprintf(out, len, "%s/%s", dir, name);
 }
 
+/* The CA's directory must not be writable by every user: anyone who can
+ * write there can put a CA of their own in place of ours (clients then
+ * trust a key they hold), or plant the name we write the key to. 0 or -1. */
+static int check_dir(const char *dir, char *err, size_t err_len)
+{
+    struct stat st;
+
+    if (stat(dir, &st) == -1) {
+        snprintf(err, err_len, "cannot use %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, err_len, "cannot use %s for the CA: not a directory", dir);
+        return -1;
+    }
+    if (st.st_mode & S_IWOTH) {
+        snprintf(err, err_len, "%s is writable by every user (mode %03o), so anyone could "
+                               "replace the CA there: chmod o-w it, or use another --ca-dir",
+                 dir, (unsigned)(st.st_mode & 07777));
+        return -1;
+    }
+    return 0;
+}
+
+/* The key must be readable by its owner alone (ca init makes it 0600),
+ * as ssh insists for its keys: with it, anyone can impersonate any site
+ * to the clients that trust the CA. 0 or -1. */
+static int check_key_file(const char *path, char *err, size_t err_len)
+{
+    struct stat st;
+
+    if (stat(path, &st) == -1) {
+        snprintf(err, err_len, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (st.st_mode & 077) {
+        snprintf(err, err_len, "%s is open to other users (mode %03o); the CA key must be "
+                               "private: chmod 600 it",
+                 path, (unsigned)(st.st_mode & 07777));
+        return -1;
+    }
+    return 0;
+}
+
 int ca_exists(const char *dir)
 {
     char path[4200];
@@ -149,12 +193,18 @@ static int write_file(const char *path, const void *data, size_t len, mode_t mod
     const char *p = data;
 
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    /* A new file of ours, never one found there: a temporary name someone
+     * else made (their file, or a link to one) would get the key. */
+    if (unlink(tmp) == -1 && errno != ENOENT) {
+        snprintf(err, err_len, "cannot replace %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd == -1) {
         snprintf(err, err_len, "cannot write %s: %s", tmp, strerror(errno));
         return -1;
     }
-    fchmod(fd, mode); /* the umask may have taken bits away from an existing file */
+    fchmod(fd, mode); /* the umask may have taken bits away */
     while (len > 0) {
         ssize_t n = write(fd, p, len);
         if (n == -1 && errno == EINTR)
@@ -236,6 +286,8 @@ int ca_create(const char *dir, int force, char *err, size_t err_len)
         snprintf(err, err_len, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
+    if (check_dir(dir, err, err_len) != 0)
+        return -1;
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';
     snprintf(cn, sizeof cn, "luaproxy CA (%.40s)", host);
@@ -362,11 +414,14 @@ struct ca *ca_load(const char *dir, char *err, size_t err_len)
         return NULL;
     }
     snprintf(ca->dir, sizeof ca->dir, "%s", dir);
+    if (check_dir(dir, err, err_len) != 0)
+        goto fail;
     file_in(dir, "ca.pem", path, sizeof path);
     if (read_pem_file(path, &ca->cert, NULL, err, err_len) != 0)
         goto fail;
     file_in(dir, "ca.key", path, sizeof path);
-    if (read_pem_file(path, NULL, &ca->key, err, err_len) != 0)
+    if (check_key_file(path, err, err_len) != 0 ||
+        read_pem_file(path, NULL, &ca->key, err, err_len) != 0)
         goto fail;
     if (!X509_check_private_key(ca->cert, ca->key)) {
         ERR_clear_error();

@@ -97,6 +97,37 @@ describe("starting with a CA", function()
     assert.truthy(err:find("ca init", 1, true), err)
   end)
 
+  it("refuses (status 2) a CA key other users can read and a CA directory every user can write to", function()
+    local dir = h.new_ca_dir()
+    assert(os.execute("chmod 644 " .. q(dir .. "/ca.key")))
+    local code, _, err = h.run_proxy({ "--intercept", "*", "--ca-dir", dir })
+    assert.are.equal(2, code, err)
+    assert.truthy(err:find("chmod 600", 1, true), err)
+    assert(os.execute("chmod 600 " .. q(dir .. "/ca.key") .. " && chmod 777 " .. q(dir)))
+    code, _, err = h.run_proxy({ "--intercept", "*", "--ca-dir", dir })
+    assert.are.equal(2, code, err)
+    assert.truthy(err:find("writable by every user", 1, true), err)
+    -- ca init writes no key into such a directory either.
+    local shared = h.tmpfile("", "shared") .. ".d"
+    assert(os.execute("mkdir -m 777 " .. q(shared)))
+    local out, status = h.sh(q(h.bin()) .. " ca init --ca-dir " .. q(shared) .. " 2>&1")
+    assert.are_not.equal(0, status, out)
+    assert.truthy(out:find("writable by every user", 1, true), out)
+    assert.falsy(h.read_file(shared .. "/ca.key"))
+  end)
+
+  it("ca init writes the key to a file of its own, not through a name that was there", function()
+    local dir = h.tmpfile("", "w") .. ".ca"
+    assert(os.execute("mkdir -m 700 " .. q(dir)))
+    local victim = h.tmpfile("not a key\n", "victim")
+    assert(os.execute("ln -s " .. q(victim) .. " " .. q(dir .. "/ca.key.tmp")))
+    local out, code = h.sh(q(h.bin()) .. " ca init --ca-dir " .. q(dir) .. " 2>&1")
+    assert.are.equal(0, code, out)
+    assert.are.equal("not a key\n", h.read_file(victim))
+    local link = h.sh("stat -c %F " .. q(dir .. "/ca.key"))
+    assert.truthy(link:find("regular file", 1, true), link)
+  end)
+
   it("refuses (status 2) an --intercept or --no-intercept pattern with a port: it would match nothing", function()
     local dir = h.new_ca_dir()
     for _, opt in ipairs({ "--intercept", "--no-intercept" }) do
