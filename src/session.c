@@ -211,14 +211,19 @@ static void session_fail_at(struct session *s, int status, const char *cause, co
 
     /* Through a parent proxy, a gateway failure is the parent's (or the
      * way to it): say which, so the operator knows where to look. The text
-     * is ours: the parent's address comes from the configuration. */
+     * is ours: the parent's address comes from the configuration. Once
+     * the parent's tunnel for https is open, "the upstream" is the origin
+     * at its far end (its certificate, its answer), not the parent: the
+     * cause keeps its subject and only says which way it went. */
     if (x->parent && (status == 502 || status == 504)) {
         static const char *const subjects[] = {"the upstream's ", "the upstream ",
                                                "the parent proxy "};
+        int origin_side = x->upstream_tls &&
+                          (x->parent_connected || endpoint_is_tls(&s->upstream));
         char authority[300];
         size_t i;
         parent_authority(x->parent, authority, sizeof authority);
-        for (i = 0; i < 3; i++)
+        for (i = origin_side ? 2 : 0; i < 3; i++)
             if (strncmp(cause, subjects[i], strlen(subjects[i])) == 0)
                 break;
         if (i < 3)

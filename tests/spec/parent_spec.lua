@@ -248,6 +248,21 @@ function before_connect(tx) tx.upstream.proxy = nil end
     assert.equal(0, #tls_origin.requests())
   end)
 
+  it("through a parent, an origin's refused certificate is named as the origin's, not the parent's", function()
+    local pki = h.test_pki()
+    local wrong = procs.add(h.start_https_origin({ cert = "wrong" }))
+    local ca_dir = h.new_ca_dir()
+    local parent = start_parent("tunnel")
+    local proxy = start({ "--ca-dir", ca_dir, "--upstream-ca", pki.ca, "--intercept", "*",
+                          "--connect-ports", "443," .. wrong.port, "--upstream", parent.url() })
+    local out, code, err = h.curl({ "-i", "--cacert", ca_dir .. "/ca.pem", "-x", "http://127.0.0.1:" .. proxy.port,
+                                    wrong.url("/hello") })
+    assert.equal(0, code, err)
+    assert.truthy(out:find("\r\nHTTP/1.1 502 ", 1, true), out)
+    assert.truthy(out:find("the upstream's certificate was refused: host name mismatch (via the parent proxy 127.0.0.1:"
+      .. parent.port .. ")", 1, true), out)
+  end)
+
   -- Connections to a parent opened with one user's credentials are that
   -- user's: the parent here is a luaproxy that requires them (--auth-file)
   -- and logs, for each request and CONNECT, who sent it and on which of
