@@ -378,6 +378,13 @@ int tls_connect(struct endpoint *e, struct tls *t, const char *host, unsigned po
     if ((!is_ip && !SSL_set_tlsext_host_name(c->ssl, name)) || !SSL_set1_host(c->ssl, name) ||
         SSL_set_alpn_protos(c->ssl, alpn_http11, sizeof alpn_http11 - 1) != 0)
         return discard_conn(c);
+    /* The name is checked as browsers check it, so the client, which
+     * trusts what we vouch for, is never let through where it would have
+     * refused: only the subjectAltName counts (OpenSSL falls back on the
+     * subject's common name when there is none), and a wildcard stands
+     * for a whole label ("*.example.com", never "f*.example.com"). */
+    SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
+                                  X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     SSL_set_connect_state(c->ssl);
     install(e, c);
     TRACE(owner, "TLS to the upstream %s:%u: %s, %s", host, port,

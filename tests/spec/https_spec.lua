@@ -357,6 +357,30 @@ describe("intercepted tunnels", function()
     assert.are.equal(0, #expired.requests())
   end)
 
+  it("checks the upstream's name as browsers do: no common name in place of a subjectAltName, no partial wildcard", function()
+    local cn_only = h.start_https_origin({ cert = "cn_only" })
+    local partial = h.start_https_origin({ cert = "partial" })
+    -- No DNS here: a parent that takes every name for this machine.
+    local parent = h.start_parent("tunnel")
+    extra[#extra + 1] = cn_only
+    extra[#extra + 1] = partial
+    extra[#extra + 1] = parent
+    start_proxy({ "--intercept", "*", "--upstream", parent.url(),
+                  "--connect-ports", cn_only.port .. "," .. partial.port })
+    -- CN=localhost, no subjectAltName at all.
+    local out, code = curl({ "-i", "https://localhost:" .. cn_only.port .. "/hello" })
+    assert.are.equal(0, code)
+    assert.truthy(out:find("\r\nHTTP/1.1 502 ", 1, true), out)
+    assert.truthy(out:find("host name mismatch", 1, true), out)
+    -- DNS:f*.example.invalid for foo.example.invalid.
+    out, code = curl({ "-i", "https://foo.example.invalid:" .. partial.port .. "/hello" })
+    assert.are.equal(0, code)
+    assert.truthy(out:find("\r\nHTTP/1.1 502 ", 1, true), out)
+    assert.truthy(out:find("host name mismatch", 1, true), out)
+    assert.are.equal(0, #cn_only.requests())
+    assert.are.equal(0, #partial.requests())
+  end)
+
   it("--insecure-upstream accepts a bad upstream certificate, with a warning at start", function()
     local expired = h.start_https_origin({ cert = "expired" })
     extra[#extra + 1] = expired

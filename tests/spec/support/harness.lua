@@ -861,8 +861,10 @@ end
 -- in front of origin.lua) and a CA directory for the proxy.
 
 -- Makes (once per spec file) a test CA and server certificates signed by
--- it: good (localhost, 127.0.0.1, ::1), expired, and wrong (a name no test
--- uses). Returns {dir, ca, good = {cert, key}, expired = {...}, wrong = {...}}.
+-- it: good (localhost, 127.0.0.1, ::1), expired, wrong (a name no test
+-- uses), cn_only (CN=localhost and no subjectAltName) and partial (a
+-- partial wildcard, DNS:f*.example.invalid). Returns {dir, ca,
+-- good = {cert, key}, expired = {...}, wrong = {...}, ...}.
 local pki
 function h.test_pki()
   if pki then return pki end
@@ -876,12 +878,15 @@ function h.test_pki()
     .. " -addext keyUsage=critical,keyCertSign")
   h.write_file(dir .. "/good.ext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n")
   h.write_file(dir .. "/wrong.ext", "subjectAltName=DNS:wrong.invalid\n")
-  for _, name in ipairs({ "good", "wrong", "expired" }) do
+  h.write_file(dir .. "/partial.ext", "subjectAltName=DNS:f*.example.invalid\n")
+  for _, name in ipairs({ "good", "wrong", "expired", "cn_only", "partial" }) do
     run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " .. name
       .. ".key -out " .. name .. ".csr -subj /CN=" .. (name == "wrong" and "wrong.invalid" or "localhost"))
   end
   run("openssl x509 -req -in good.csr -CA ca.pem -CAkey ca.key -days 30 -extfile good.ext -out good.pem")
   run("openssl x509 -req -in wrong.csr -CA ca.pem -CAkey ca.key -days 30 -extfile wrong.ext -out wrong.pem")
+  run("openssl x509 -req -in cn_only.csr -CA ca.pem -CAkey ca.key -days 30 -out cn_only.pem")
+  run("openssl x509 -req -in partial.csr -CA ca.pem -CAkey ca.key -days 30 -extfile partial.ext -out partial.pem")
   -- Expired: `openssl ca` is the CLI's way to set explicit dates.
   h.write_file(dir .. "/ca.cnf", table.concat({
     "[ca]", "default_ca = test", "[test]", "database = index.txt", "new_certs_dir = .",
@@ -892,14 +897,15 @@ function h.test_pki()
   run("openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in expired.csr"
     .. " -out expired.pem -startdate 20200101000000Z -enddate 20210101000000Z -extfile good.ext")
   pki = { dir = dir, ca = dir .. "/ca.pem" }
-  for _, name in ipairs({ "good", "wrong", "expired" }) do
+  for _, name in ipairs({ "good", "wrong", "expired", "cn_only", "partial" }) do
     pki[name] = { cert = dir .. "/" .. name .. ".pem", key = dir .. "/" .. name .. ".key" }
   end
   return pki
 end
 
 -- Starts an HTTPS origin: origin.lua behind tls_front.py with certificate
--- <opts.cert> ("good", "expired" or "wrong"; default good), on opts.host.
+-- <opts.cert> (a name from test_pki: "good", "expired", "wrong", ...;
+-- default good), on opts.host.
 -- Returns the origin (requests(), wait_requests()) with port = the HTTPS
 -- port, backend = the plain origin, url(path) = "https://...", stop().
 function h.start_https_origin(opts)
