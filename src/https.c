@@ -28,8 +28,23 @@ int https_should_intercept(struct session *s)
 {
     struct exchange *x = &s->x;
     struct proxy *p = s->proxy;
-    int want = x->intercept_choice ? x->intercept_choice == 1
-                                   : intercept_by_patterns(p->cfg, x->host);
+    int want;
+
+    /* https://luaproxy.ca/ (what a browser that upgrades typed addresses
+     * tries first) is the page too: decrypted whatever the patterns, a
+     * script or the pass-through table say, since passing it through
+     * would hand the client to whoever holds that name on the internet.
+     * When it cannot be decrypted the CONNECT is refused (https_refuse_
+     * ca_tunnel), never forwarded. */
+    if (https_is_ca_page(x->host)) {
+        TRACE(s, "CONNECT %s: the proxy's own page, %s", x->host,
+              !tls_ca(p->tls) ? "but no CA is loaded: refused"
+              : buffer_length(&s->client.in) > 0 ? "but the client sent bytes before our 200: refused"
+                                                 : "intercepted");
+        return tls_ca(p->tls) && buffer_length(&s->client.in) == 0;
+    }
+    want = x->intercept_choice ? x->intercept_choice == 1
+                               : intercept_by_patterns(p->cfg, x->host);
 
     if (!want) {
         TRACE(s, "CONNECT %s: not intercepted (%s)", x->host,
@@ -55,6 +70,18 @@ int https_should_intercept(struct session *s)
         return 0;
     }
     return 1;
+}
+
+enum exchange_step https_refuse_ca_tunnel(struct session *s)
+{
+    struct exchange *x = &s->x;
+
+    if (!tls_ca(s->proxy->tls))
+        return exchange_fail(x, 404, "https://" HTTPS_CA_PAGE_HOST "/ is this proxy's own page, "
+                                     "and no CA is loaded (start it with --intercept or "
+                                     "--ca-dir); http://" HTTPS_CA_PAGE_HOST "/ says so too");
+    return exchange_fail(x, 400, "https://" HTTPS_CA_PAGE_HOST "/ is this proxy's own page: "
+                                 "wait for the 200 before starting TLS");
 }
 
 enum exchange_step https_begin_tunnel(struct session *s)

@@ -223,6 +223,8 @@ enum exchange_step upstream_start(struct session *s)
                         : "it is for a parent proxy, and this request goes direct");
     if (x->is_connect && https_should_intercept(s))
         return https_begin_tunnel(s);
+    if (x->is_connect && https_is_ca_page(x->host))
+        return https_refuse_ca_tunnel(s); /* never to the internet's luaproxy.ca */
     if (s->upstream_idle) {
         if (named && !x->is_connect && !x->is_upgrade && !x->no_pool && s->upstream_port == port &&
             s->upstream_idle_tls == x->upstream_tls && strcasecmp(s->upstream_host, key) == 0 &&
