@@ -130,6 +130,13 @@ int parent_pattern_valid(const char *pattern)
     return 1;
 }
 
+/* The length of <s> without one trailing dot. */
+static size_t name_len(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 1 && s[n - 1] == '.' ? n - 1 : n;
+}
+
 /* <host> as an address, when it is an IP literal. */
 static int host_address(const char *host, struct sockaddr_storage *ss)
 {
@@ -151,7 +158,9 @@ int parent_bypassed(const char *const *patterns, int count, const char *host)
 {
     struct sockaddr_storage addr;
     int is_ip = host_address(host, &addr);
-    size_t host_len = strlen(host);
+    /* "intranet.local." is "intranet.local", fully qualified: a trailing
+     * dot on either side does not count. */
+    size_t host_len = name_len(host);
 
     for (int i = 0; i < count; i++) {
         const char *p = patterns[i];
@@ -162,12 +171,12 @@ int parent_bypassed(const char *const *patterns, int count, const char *host)
             continue;
         }
         if (strncmp(p, "*.", 2) == 0) {
-            size_t dlen = strlen(p + 1); /* ".domain" */
-            if (host_len > dlen && strcasecmp(host + host_len - dlen, p + 1) == 0)
+            size_t dlen = name_len(p + 1); /* ".domain" */
+            if (host_len > dlen && strncasecmp(host + host_len - dlen, p + 1, dlen) == 0)
                 return 1;
             continue;
         }
-        if (strcasecmp(host, p) == 0)
+        if (name_len(p) == host_len && strncasecmp(host, p, host_len) == 0)
             return 1;
     }
     return 0;

@@ -73,6 +73,10 @@ describe("parent proxy", function()
     local resp = h.get(proxy.port, "http://a.direct.invalid/x")
     assert.equal(502, resp.status)
     assert.is_nil(resp.body:find("parent", 1, true))
+    -- the same name fully qualified (a trailing dot) is the same host
+    resp = h.get(proxy.port, "http://a.direct.invalid./x")
+    assert.equal(502, resp.status)
+    assert.is_nil(resp.body:find("parent", 1, true))
     -- not bypassed: the parent answers
     resp = h.get(proxy.port, "http://direct.invalid/x")
     assert.equal(200, resp.status)
