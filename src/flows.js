@@ -353,7 +353,10 @@ function timingView(f) {
   return el("div", { class: "timing" }, bar, legend);
 }
 
-function curlOf(f) {
+// The request as a curl command; <body> is its body as text, or null.
+// Every captured string goes in single quotes, whole: nothing in a URL, a
+// header or a body can end a quote and reach the shell it is pasted into.
+function curlOf(f, body) {
   const q = (s) => "'" + String(s).replace(/'/g, "'\\''") + "'";
   const head = f.request.received;
   if (f.method === "CONNECT") return "# a CONNECT tunnel to " + f.url + " cannot be repeated with curl";
@@ -364,17 +367,18 @@ function curlOf(f) {
     if (/^(host|proxy-connection|content-length|connection)$/i.test(n)) continue;
     parts.push("-H", q(n + ": " + v));
   }
-  if (f.request.body.kept > 0) parts.push("--data-binary", "@body");
+  if (body != null) parts.push("--data-binary", q(body));
   parts.push(q(f.url));
   return parts.join(" ");
 }
 
 async function copyCurl(f) {
-  let cmd = curlOf(f);
-  if (f.request.body.kept > 0) {
-    const text = await (await api("/api/flows/" + f.id + "/request/body")).text();
-    cmd = cmd.replace("@body", "'" + text.replace(/'/g, "'\\''") + "'");
-  }
+  // The body goes into the command as it is made, never by replacing a
+  // placeholder in it afterwards: a header could hold the placeholder, and
+  // "$'" or "$`" in a body mean something to String.replace.
+  const body = f.method !== "CONNECT" && f.request.body.kept > 0
+    ? await (await api("/api/flows/" + f.id + "/request/body")).text() : null;
+  const cmd = curlOf(f, body);
   try {
     await navigator.clipboard.writeText(cmd);
     toast("Copied as curl");

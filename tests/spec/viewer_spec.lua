@@ -79,4 +79,43 @@ describe("flow viewer page", function()
     assert.is_not_nil(png, "no screenshot at " .. shot)
     assert.equals("\137PNG", png:sub(1, 4))
   end)
+
+  -- A captured request is someone else's: "Copy as curl" must give a
+  -- command that sends its bytes and runs nothing of theirs when pasted
+  -- into a shell, whatever its headers and body hold.
+  it("copies a hostile request as curl that runs nothing when pasted", function()
+    local origin = h.start_origin()
+    procs[#procs + 1] = origin
+    local proxy, adm = a.start({ "--workers", "1" })
+    procs[#procs + 1] = proxy
+    local marker = h.tmpfile("", "pasted")
+    os.remove(marker)
+    local body = "$(touch " .. marker .. ")$'$`$&'"
+    h.curl({ "-x", "127.0.0.1:" .. proxy.port, "-H", "X-A: @body", "-H", "X-B: $(touch " .. marker .. ")",
+             "--data-binary", body, origin.url("/echo?q=@body") })
+    local flows = assert(h.wait_for(function()
+      local list = a.get_json(adm, "/api/flows")
+      return #list >= 1 and list
+    end, 5))
+    local out = h.sh(string.format("timeout 60 node --no-warnings %s %s %s %s",
+      h.shell_quote("tests/spec/support/curl_check.js"), h.shell_quote("http://127.0.0.1:" .. adm.port),
+      h.shell_quote(adm.token), a.id(flows[1].id)))
+    local ok, r = pcall(a.json.decode, out:match("[^\n]*$") ~= "" and out:match("[^\n]*$") or out)
+    assert(ok and type(r) == "table", "no result from the curl check: " .. out)
+    assert(r.error == nil, tostring(r.error))
+    -- A stand-in curl prints its arguments, one a line.
+    local script = h.tmpfile("curl() { printf '%s\\n' \"$@\"; }\n" .. r.command .. "\n", "paste.sh")
+    local args = h.sh("sh " .. h.shell_quote(script) .. " 2>&1")
+    assert.is_nil(io.open(marker, "r"), "pasting the command ran the captured request's text")
+    local lines = {}
+    for line in args:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
+    local has = {}
+    for _, line in ipairs(lines) do has[line] = true end
+    assert(has["X-A: @body"], args)
+    assert(has["X-B: $(touch " .. marker .. ")"], args)
+    -- the body, whole, as the one value of --data-binary; the URL last
+    assert.equals(origin.url("/echo?q=@body"), lines[#lines])
+    assert.equals(body, lines[#lines - 1])
+    assert.equals("--data-binary", lines[#lines - 2])
+  end)
 end)
