@@ -1,8 +1,8 @@
 /*
  * admin_access.h - who may ask the admin listener: the token (a cookie or
- * a bearer token, compared in constant time) and the Host check against
- * DNS rebinding. Pure functions over a parsed head; admin.c decides what
- * to answer.
+ * a bearer token, compared in constant time), the Host check against
+ * DNS rebinding and the Origin check against CSRF. Pure functions over a
+ * parsed head; admin.c decides what to answer.
  */
 #ifndef LUAPROXY_ADMIN_ACCESS_H
 #define LUAPROXY_ADMIN_ACCESS_H
@@ -27,5 +27,10 @@ int admin_access_has_token(const char *token, const struct http_head *head);
  * connection reached, "" if unknown), with no port or <port>. */
 int admin_access_host_ok(const struct http_head *head, const char *own_ip, const char *local_ip,
                          uint16_t port);
+
+/* Whether a request that changes something may come from where it says it
+ * comes from: no Origin or this listener's (http:// and the Host), and no
+ * Sec-Fetch-Site or "same-origin" or "none". */
+int admin_access_origin_ok(const struct http_head *head);
 
 #endif

@@ -291,6 +291,13 @@ static void dispatch(struct admin_conn *c, const struct admin_request *r)
         admin_reply_error(c, 403, "Host must be this listener's address or localhost");
         return;
     }
+    /* Only GET and HEAD are free of effects: anything else from a page
+     * of another origin (CSRF) is refused, whatever credentials it has. */
+    if (!http_token_eq(r->method, r->method_len, "GET") &&
+        !http_token_eq(r->method, r->method_len, "HEAD") && !admin_access_origin_ok(r->head)) {
+        admin_reply_error(c, 403, "a request from another origin may not change anything here");
+        return;
+    }
     for (int i = 0; i < a->route_count; i++) {
         const struct admin_route_entry *e = &a->routes[i];
         size_t pl = strlen(e->path);

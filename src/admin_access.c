@@ -84,3 +84,37 @@ int admin_access_host_ok(const struct http_head *head, const char *own_ip, const
            (host_len == strlen(own_ip) && memcmp(v, own_ip, host_len) == 0) ||
            (local_ip[0] && host_len == strlen(local_ip) && memcmp(v, local_ip, host_len) == 0);
 }
+
+/* CSRF: a page on another origin can make a browser send a request that
+ * carries the cookie whenever the two are the same site (any port of
+ * 127.0.0.1 or localhost is), and a form POST needs no preflight. So a
+ * request that changes something must not come from another origin: its
+ * Origin, when a browser sent one, must be this listener's (the Host,
+ * which admin_access_host_ok has checked), and Sec-Fetch-Site, when sent,
+ * must say the same origin or none (typed by the user). Without either
+ * field it comes from a client that is no browser, or one too old to send
+ * them: the token alone decides. */
+int admin_access_origin_ok(const struct http_head *head)
+{
+    int host = http_find_field(head, "Host", 0);
+    size_t from = 0;
+    int i;
+
+    while ((i = http_find_field(head, "Sec-Fetch-Site", from)) >= 0) {
+        const struct http_field *f = &head->fields[i];
+        from = (size_t)i + 1;
+        if (!http_token_eq(f->value, f->value_len, "same-origin") &&
+            !http_token_eq(f->value, f->value_len, "none"))
+            return 0;
+    }
+    from = 0;
+    while ((i = http_find_field(head, "Origin", from)) >= 0) {
+        const struct http_field *f = &head->fields[i];
+        from = (size_t)i + 1;
+        if (host < 0 || f->value_len != 7 + head->fields[host].value_len ||
+            strncasecmp(f->value, "http://", 7) != 0 ||
+            strncasecmp(f->value + 7, head->fields[host].value, head->fields[host].value_len) != 0)
+            return 0;
+    }
+    return 1;
+}

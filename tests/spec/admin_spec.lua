@@ -161,6 +161,44 @@ describe("admin listener", function()
     s:close()
   end)
 
+  -- The cookie is SameSite=Strict, but every port of 127.0.0.1 (or of
+  -- localhost) is the same site: a page served on another one makes the
+  -- browser send it with a form POST, which needs no preflight (CSRF).
+  it("refuses a request that changes something from another origin", function()
+    local origin = h.start_origin()
+    procs.add(origin)
+    local proxy, adm = start({ "--workers", "1" })
+    h.get(proxy.port, origin.url("/hello"))
+    local f = assert(h.wait_for(function() return a.get_json(adm, "/api/flows")[1] end, 5))
+    local replay = "/api/flows/" .. a.id(f.id) .. "/replay"
+    local own = "Origin: http://127.0.0.1:" .. adm.port
+    local cookie = { "Cookie: luaproxy_admin=" .. adm.token }
+    for _, case in ipairs({
+      { "POST", replay, { "Origin: http://127.0.0.1:" .. origin.port } },
+      { "POST", replay, { "Origin: null" } },
+      { "POST", replay, { "Origin: http://localhost:" .. adm.port } }, -- Host says 127.0.0.1
+      { "POST", replay, { own, "Origin: http://127.0.0.1:1" } },
+      { "POST", replay, { "Sec-Fetch-Site: same-site" } },
+      { "DELETE", "/api/flows", { "Sec-Fetch-Site: cross-site" } },
+      { "DELETE", "/api/flows", { "Origin: http://evil.invalid" } },
+    }) do
+      for _, x in ipairs(cookie) do case[3][#case[3] + 1] = x end
+      local resp = a.call(adm, case[2], { method = case[1], headers = case[3], no_token = true, body = "" })
+      assert.equals(403, resp.status, case[1] .. " " .. table.concat(case[3], ", "))
+    end
+    assert.equals(1, #a.get_json(adm, "/api/flows")) -- nothing replayed, nothing cleared
+    -- From the viewer's own page, or from no browser at all: done.
+    local resp = a.call(adm, replay, { method = "POST", body = "",
+      headers = { own, "Sec-Fetch-Site: same-origin", cookie[1] }, no_token = true })
+    assert.equals(200, resp.status, resp.body)
+    assert.equals(200, a.call(adm, replay, { method = "POST", body = "" }).status)
+    -- a GET reads nothing another origin's page could see, and changes nothing
+    assert.equals(200, a.call(adm, "/api/store", { headers = { "Origin: http://evil.invalid",
+      "Sec-Fetch-Site: cross-site" } }).status)
+    resp = a.call(adm, "/api/flows", { method = "DELETE", headers = { own, "Sec-Fetch-Site: same-origin" } })
+    assert.equals(200, resp.status, resp.body)
+  end)
+
   it("closes a request that trickles in for longer than --header-timeout", function()
     local _, adm = start({ "--header-timeout", "1" })
     local s = assert(h.connect(adm.port))
