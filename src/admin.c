@@ -481,8 +481,15 @@ void admin_conn_flush(struct admin_conn *c)
             ev_timer_again(c->admin->loop, &c->timer);
         }
     }
-    if (!c->closed)
-        conn_update(c);
+    if (c->closed)
+        return;
+    conn_update(c);
+    /* An answer given later (a replay's), outside this connection's
+     * callback: a request pipelined behind it was read meanwhile, and no
+     * byte will come to start it, so the loop is asked to as if one had. */
+    if (!c->in_callback && !c->held && !c->stream && !c->events && !c->close_after &&
+        !c->lingering && buffer_length(&c->in) > 0)
+        ev_feed_event(c->admin->loop, &c->io, EV_READ);
 }
 
 static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)

@@ -161,6 +161,28 @@ describe("admin listener", function()
     s:close()
   end)
 
+  -- A replay is answered once its flow is in, after its handler returned:
+  -- a request pipelined behind it must be answered then too.
+  it("answers a request pipelined behind a replay", function()
+    local origin = h.start_origin()
+    procs.add(origin)
+    local proxy, adm = start({ "--workers", "1" })
+    h.get(proxy.port, origin.url("/hello"))
+    local f = assert(h.wait_for(function() return a.get_json(adm, "/api/flows")[1] end, 5))
+    local s = assert(h.connect(adm.port))
+    local auth = { "Host: localhost", "Authorization: Bearer " .. adm.token }
+    h.send(s, h.request("POST", "/api/flows/" .. a.id(f.id) .. "/replay",
+      { auth[1], auth[2], "Content-Length: 0" }) .. h.request("GET", "/api/version", auth))
+    local replay = assert(h.read_response(s))
+    assert.equals(200, replay.status, replay.body)
+    assert.is_number(a.json.decode(replay.body).id)
+    local version, err = h.read_response(s)
+    assert(version, "no answer to the pipelined request: " .. tostring(err))
+    assert.equals(200, version.status)
+    assert.equals("luaproxy", a.json.decode(version.body).name)
+    s:close()
+  end)
+
   -- The cookie is SameSite=Strict, but every port of 127.0.0.1 (or of
   -- localhost) is the same site: a page served on another one makes the
   -- browser send it with a form POST, which needs no preflight (CSRF).
