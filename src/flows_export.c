@@ -18,10 +18,13 @@
 #include "flows_export.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "flow_filter.h"
@@ -261,6 +264,37 @@ void flows_export_har(struct admin_conn *c, const struct admin_request *r, void 
                   "Content-Disposition: attachment; filename=\"flows.har\"");
 }
 
+/* The file for --har, emptied. It holds every kept head and body, cookies,
+ * credentials and decrypted https included: made for its owner alone
+ * (0600, whatever the umask), like the TLS key log. A file that is there
+ * already keeps its mode, unless another user owns it: one who made it
+ * beforehand (in /tmp, say) would read what is written into it, so it is
+ * refused (EPERM) and left untouched. */
+static FILE *open_har(const char *path)
+{
+    struct stat st;
+    FILE *fp;
+    int saved, fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+    if (fd < 0)
+        return NULL;
+    if (fstat(fd, &st) != 0)
+        goto fail;
+    if (S_ISREG(st.st_mode) && st.st_uid != geteuid()) {
+        errno = EPERM;
+        goto fail;
+    }
+    if ((S_ISREG(st.st_mode) && ftruncate(fd, 0) != 0) || !(fp = fdopen(fd, "w")))
+        goto fail;
+    return fp;
+
+fail:
+    saved = errno;
+    close(fd);
+    errno = saved;
+    return NULL;
+}
+
 long flows_export_har_file(struct flows_store *st, const char *path)
 {
     struct export ex;
@@ -276,7 +310,7 @@ long flows_export_har_file(struct flows_store *st, const char *path)
     ex.store = st;
     ex.limit = -1;
     flows_store_cursor_first(st, &ex.cur);
-    fp = fopen(path, "w");
+    fp = open_har(path);
     if (!fp)
         return -1;
     buffer_init(&b);

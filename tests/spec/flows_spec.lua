@@ -587,6 +587,18 @@ describe("flows", function()
     assert.equals(3, #json.decode(written).log.entries)
   end)
 
+  -- The HAR holds every captured head and body, credentials included: it
+  -- is its owner's alone, whatever the umask, like the TLS key log.
+  it("writes --har readable by its owner only", function()
+    local har = h.tmpfile("", "x"):gsub("x$", "owner.har")
+    local proxy, adm = start({ "--har", har }, { umask = "022" })
+    h.get(proxy.port, origin.url("/hello"), { "Authorization: Basic c2VjcmV0OnNlY3JldA==" })
+    wait_flows(adm, 1)
+    assert.equals(0, proxy.stop())
+    assert.matches("c2VjcmV0OnNlY3JldA==", h.read_file(har), 1, true)
+    assert.equals("600", (h.sh("stat -c %a " .. h.shell_quote(har)):gsub("%s+$", "")))
+  end)
+
   -- Fills the store through <proxy> with <n> flows of /bytes?n=<size>
   -- (pattern text, so each HAR entry holds about <size> bytes), tagged
   -- i=<first>...; waits until the last one is stored.
