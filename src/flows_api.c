@@ -454,6 +454,13 @@ static void start_replay(struct admin_conn *c, struct flows_api *api, const stru
         admin_reply_error(c, 409, "this flow's URL cannot be replayed");
         return;
     }
+    /* A tunnel's bytes went both ways after its head: sending the head
+     * again would open a tunnel that nothing uses, whose flow ends only
+     * once the proxy's idle timeout closes it, after the replay's own. */
+    if (fi->h.flags & FLOW_F_TUNNEL) {
+        admin_reply_error(c, 409, "a tunnel (CONNECT or an upgrade) cannot be replayed");
+        return;
+    }
     if (fi->h.flags & (FLOW_F_REQ_TRUNCATED | FLOW_F_REQ_IN_TRUNCATED)) {
         admin_reply_error(c, 409, "the request body was longer than --flow-body-max: "
                                   "it cannot be replayed");

@@ -894,6 +894,10 @@ describe("flows", function()
     assert.is_true(f.tunnel)
     assert.equals(15, f.req_bytes)
     assert.equals(15, f.res_bytes)
+    -- Its head again would open a tunnel nothing uses: refused at once.
+    local replay = a.call(adm, "/api/flows/" .. a.id(f.id) .. "/replay", { method = "POST" })
+    assert(replay, "no answer to the replay")
+    assert.equals(409, replay.status, replay.body)
   end)
 
   -- Opens a WebSocket through <proxy> to the echoing origin.
