@@ -18,6 +18,7 @@
 #include "admin.h"
 #include "buffer.h"
 #include "config.h"
+#include "json_out.h"
 #include "stats.h"
 
 static const struct config *current_cfg;
@@ -138,20 +139,6 @@ static void on_metrics(struct admin_conn *c, const struct admin_request *r, void
     buffer_free(&b);
 }
 
-/* A JSON string of ours or of the operator's (a script path): escaped. */
-static void json_string(struct buffer *b, const char *s)
-{
-    buffer_append_str(b, "\"");
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch < 0x20 || ch == '"' || ch == '\\' || ch >= 0x7f)
-            buffer_printf(b, "\\u%04x", ch);
-        else
-            buffer_append(b, s, 1);
-    }
-    buffer_append_str(b, "\"");
-}
-
 static void render_status(struct buffer *b)
 {
     const struct config *cfg = current_cfg;
@@ -175,7 +162,7 @@ static void render_status(struct buffer *b)
     for (int i = 0; cfg && i < cfg->script_count; i++) {
         if (i)
             buffer_append_str(b, ",");
-        json_string(b, cfg->scripts[i]);
+        json_cstring(b, cfg->scripts[i]); /* a path: UTF-8 kept as such */
     }
     buffer_printf(b, "],\"requests\":%lld,\"requests_by_class\":{", requests);
     for (int m = 0; m < STATS_METHOD_COUNT; m++) {

@@ -120,4 +120,12 @@ end
     assert.equal(1, st.upstream_connect_errors)
     assert.equal(11, st.hooks.on_request.calls)
   end)
+
+  -- A script's path is the operator's bytes, UTF-8 as a rule: /status
+  -- gives it back as it is, not byte by byte as if it were Latin-1.
+  it("names scripts with non-ASCII paths as they are in /status", function()
+    local script = h.tmpfile("function on_request(tx) end\n", "z\u{e9}ro-\u{1F600}.lua")
+    local _, adm = procs.add(a.start({ "--script", script }))
+    assert.equal(script, a.get_json(adm, "/status").scripts[1])
+  end)
 end)
