@@ -367,7 +367,9 @@ function curlOf(f, body) {
     if (/^(host|proxy-connection|content-length|connection)$/i.test(n)) continue;
     parts.push("-H", q(n + ": " + v));
   }
-  if (body != null) parts.push("--data-binary", q(body));
+  // --data-raw: to --data and --data-binary, a value that starts with "@"
+  // names a file, which the command would then send to the captured URL.
+  if (body != null) parts.push("--data-raw", q(body));
   parts.push(q(f.url));
   return parts.join(" ");
 }

@@ -113,9 +113,38 @@ describe("flow viewer page", function()
     for _, line in ipairs(lines) do has[line] = true end
     assert(has["X-A: @body"], args)
     assert(has["X-B: $(touch " .. marker .. ")"], args)
-    -- the body, whole, as the one value of --data-binary; the URL last
+    -- the body, whole, as the one value of --data-raw; the URL last
     assert.equals(origin.url("/echo?q=@body"), lines[#lines])
     assert.equals(body, lines[#lines - 1])
-    assert.equals("--data-binary", lines[#lines - 2])
+    assert.equals("--data-raw", lines[#lines - 2])
+  end)
+
+  -- To curl's --data and --data-binary, a value that starts with "@" names
+  -- a file to send: a captured body "@/home/you/.ssh/id_rsa" would have
+  -- the copied command upload that file to the captured URL.
+  it("copies a body that starts with @ as curl that sends it, not a file", function()
+    local origin = h.start_origin()
+    procs[#procs + 1] = origin
+    local proxy, adm = a.start({ "--workers", "1" })
+    procs[#procs + 1] = proxy
+    local secret = h.tmpfile("the secret key\n", "id_rsa")
+    h.curl({ "-x", "127.0.0.1:" .. proxy.port, "--data-raw", "@" .. secret, origin.url("/echo") })
+    local flows = assert(h.wait_for(function()
+      local list = a.get_json(adm, "/api/flows")
+      return #list >= 1 and list
+    end, 5))
+    local out = h.sh(string.format("timeout 60 node --no-warnings %s %s %s %s",
+      h.shell_quote("tests/spec/support/curl_check.js"), h.shell_quote("http://127.0.0.1:" .. adm.port),
+      h.shell_quote(adm.token), a.id(flows[1].id)))
+    local ok, r = pcall(a.json.decode, out:match("[^\n]*$") ~= "" and out:match("[^\n]*$") or out)
+    assert(ok and type(r) == "table", "no result from the curl check: " .. out)
+    assert(r.error == nil, tostring(r.error))
+    -- The real curl this time, straight to the origin, which echoes what
+    -- it got.
+    local script = h.tmpfile("unset http_proxy HTTP_PROXY all_proxy ALL_PROXY\n" .. r.command
+      .. " -s --max-time 10\n", "paste.sh")
+    local echoed = h.sh("sh " .. h.shell_quote(script))
+    assert.is_nil(echoed:find("the secret key", 1, true), "the command sent the file: " .. echoed)
+    assert.equals("@" .. secret, echoed:match("\r\n\r\n(.*)$"))
   end)
 end)
