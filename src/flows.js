@@ -361,7 +361,9 @@ function curlOf(f, body) {
   const head = f.request.received;
   if (f.method === "CONNECT") return "# a CONNECT tunnel to " + f.url + " cannot be repeated with curl";
   // The proxy's address is not known here: curl takes it from $http_proxy.
-  const parts = ["curl"];
+  // -g: to curl, [1-3] and {a,b} in a URL are globs, which would make one
+  // captured request many.
+  const parts = ["curl", "-g"];
   if (f.method !== "GET") parts.push("-X", q(f.method));
   for (const [n, v] of head ? head.headers : []) {
     if (/^(host|proxy-connection|content-length|connection)$/i.test(n)) continue;

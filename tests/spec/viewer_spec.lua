@@ -80,6 +80,18 @@ describe("flow viewer page", function()
     assert.equals("\137PNG", png:sub(1, 4))
   end)
 
+  -- The command the viewer's "Copy as curl" copies for flow <id>: the
+  -- served app.js, run in Node by support/curl_check.js.
+  local function copied_as_curl(adm, id)
+    local out = h.sh(string.format("timeout 60 node --no-warnings %s %s %s %s",
+      h.shell_quote("tests/spec/support/curl_check.js"), h.shell_quote("http://127.0.0.1:" .. adm.port),
+      h.shell_quote(adm.token), a.id(id)))
+    local ok, r = pcall(a.json.decode, out:match("[^\n]*$") ~= "" and out:match("[^\n]*$") or out)
+    assert(ok and type(r) == "table", "no result from the curl check: " .. out)
+    assert(r.error == nil, tostring(r.error))
+    return r.command
+  end
+
   -- A captured request is someone else's: "Copy as curl" must give a
   -- command that sends its bytes and runs nothing of theirs when pasted
   -- into a shell, whatever its headers and body hold.
@@ -97,12 +109,7 @@ describe("flow viewer page", function()
       local list = a.get_json(adm, "/api/flows")
       return #list >= 1 and list
     end, 5))
-    local out = h.sh(string.format("timeout 60 node --no-warnings %s %s %s %s",
-      h.shell_quote("tests/spec/support/curl_check.js"), h.shell_quote("http://127.0.0.1:" .. adm.port),
-      h.shell_quote(adm.token), a.id(flows[1].id)))
-    local ok, r = pcall(a.json.decode, out:match("[^\n]*$") ~= "" and out:match("[^\n]*$") or out)
-    assert(ok and type(r) == "table", "no result from the curl check: " .. out)
-    assert(r.error == nil, tostring(r.error))
+    local r = { command = copied_as_curl(adm, flows[1].id) }
     -- A stand-in curl prints its arguments, one a line.
     local script = h.tmpfile("curl() { printf '%s\\n' \"$@\"; }\n" .. r.command .. "\n", "paste.sh")
     local args = h.sh("sh " .. h.shell_quote(script) .. " 2>&1")
@@ -133,12 +140,7 @@ describe("flow viewer page", function()
       local list = a.get_json(adm, "/api/flows")
       return #list >= 1 and list
     end, 5))
-    local out = h.sh(string.format("timeout 60 node --no-warnings %s %s %s %s",
-      h.shell_quote("tests/spec/support/curl_check.js"), h.shell_quote("http://127.0.0.1:" .. adm.port),
-      h.shell_quote(adm.token), a.id(flows[1].id)))
-    local ok, r = pcall(a.json.decode, out:match("[^\n]*$") ~= "" and out:match("[^\n]*$") or out)
-    assert(ok and type(r) == "table", "no result from the curl check: " .. out)
-    assert(r.error == nil, tostring(r.error))
+    local r = { command = copied_as_curl(adm, flows[1].id) }
     -- The real curl this time, straight to the origin, which echoes what
     -- it got.
     local script = h.tmpfile("unset http_proxy HTTP_PROXY all_proxy ALL_PROXY\n" .. r.command
@@ -146,5 +148,28 @@ describe("flow viewer page", function()
     local echoed = h.sh("sh " .. h.shell_quote(script))
     assert.is_nil(echoed:find("the secret key", 1, true), "the command sent the file: " .. echoed)
     assert.equals("@" .. secret, echoed:match("\r\n\r\n(.*)$"))
+  end)
+
+  -- To curl, [1-3] and {a,b} in a URL are globs: a captured URL holding
+  -- "[1-100000]" would have the copied command send that many requests.
+  it("copies a URL with brackets and braces as curl that asks for it once", function()
+    local origin = h.start_origin()
+    procs[#procs + 1] = origin
+    local proxy, adm = a.start({ "--workers", "1" })
+    procs[#procs + 1] = proxy
+    local url = origin.url("/echo?q=[1-3]&r={a,b}")
+    local raw = h.get(proxy.port, url)
+    assert.equals(200, raw.status)
+    local flows = assert(h.wait_for(function()
+      local list = a.get_json(adm, "/api/flows")
+      return #list >= 1 and list
+    end, 5))
+    local command = copied_as_curl(adm, flows[1].id)
+    local script = h.tmpfile("unset http_proxy HTTP_PROXY all_proxy ALL_PROXY\n" .. command
+      .. " -s --max-time 10\n", "paste.sh")
+    h.sh("sh " .. h.shell_quote(script))
+    local got = origin.wait_requests(2)
+    assert.equals(2, #got) -- the proxy's, and the pasted command's: one
+    assert.equals("/echo?q=[1-3]&r={a,b}", got[2].target)
   end)
 end)
