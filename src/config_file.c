@@ -128,7 +128,10 @@ static int read_file_args(const char *path, char **args, int *lines, int max, ch
         goto fail;
     }
     text[len] = '\0';
-    for (line = text; line; line = next) {
+    /* A UTF-8 byte order mark, as Windows editors write at the start of a
+     * file, is not part of the first line's option name. */
+    line = len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0 ? text + 3 : text;
+    for (; line; line = next) {
         char *end, *name, *value, arg[4200];
         const struct option *o;
         size_t name_len;

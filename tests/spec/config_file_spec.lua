@@ -156,6 +156,16 @@ describe("config file", function()
     end
   end)
 
+  -- Windows editors start a UTF-8 file with a byte order mark (and end
+  -- lines with CRLF): the first option is still the option it reads as.
+  it("takes a file that starts with a byte order mark", function()
+    local good = h.tmpfile(stamp_script("ok"), "good.lua")
+    local conf = h.tmpfile("\xef\xbb\xbfscript " .. good .. "\r\nhook-timeout 200\r\n", "bom.conf")
+    local code, stdout, stderr = h.run_proxy({ "--check", "-c", conf })
+    assert.equal(0, code, stderr)
+    assert.truthy(stdout:find(good, 1, true), stdout)
+  end)
+
   it("--check -c checks the file and the scripts it names", function()
     local good = h.tmpfile(stamp_script("ok"), "good.lua")
     local broken = h.tmpfile("function on_request(tx) if then end\n", "broken.lua")
