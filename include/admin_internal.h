@@ -79,6 +79,7 @@ struct admin {
     socklen_t addr_len;
     char host[64];     /* the bound IP, as text */
     char token[129];
+    int token_given;   /* the operator's (--admin-token): not logged */
     double head_timeout; /* --header-timeout: to send a request, from its first byte */
     struct admin_route_entry routes[ADMIN_ROUTE_MAX];
     int route_count;

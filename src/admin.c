@@ -67,6 +67,7 @@ struct admin *admin_open(const struct config *cfg, char *err, size_t err_len)
     a->next_id = 1;
     if (cfg->admin_token) {
         snprintf(a->token, sizeof a->token, "%s", cfg->admin_token);
+        a->token_given = 1;
     } else if (make_token(a->token, sizeof a->token) != 0) {
         snprintf(err, err_len, "cannot make the admin token: %s", strerror(errno));
         free(a);
@@ -114,10 +115,17 @@ void admin_start(struct admin *a, struct ev_loop *loop)
     ev_timer_init(&a->ping, admin_on_ping, ADMIN_EVENTS_PING, ADMIN_EVENTS_PING);
     a->ping.data = a;
     ev_timer_start(loop, &a->ping);
-    if (a->addr.ss_family == AF_INET6)
-        log_info("admin interface: http://[%s]:%u/?token=%s", a->host, admin_port(a), a->token);
+    /* A token the proxy made is logged, or nobody would know it; one the
+     * operator gave is theirs already, and logs are read by more people
+     * than the token should be. */
+    const char *open = a->addr.ss_family == AF_INET6 ? "[" : "";
+    const char *close = a->addr.ss_family == AF_INET6 ? "]" : "";
+    if (a->token_given)
+        log_info("admin interface: http://%s%s%s:%u/ (the token is the one --admin-token gives)",
+                 open, a->host, close, admin_port(a));
     else
-        log_info("admin interface: http://%s:%u/?token=%s", a->host, admin_port(a), a->token);
+        log_info("admin interface: http://%s%s%s:%u/?token=%s", open, a->host, close,
+                 admin_port(a), a->token);
 }
 
 int admin_route(struct admin *a, const char *method, const char *path, admin_handler *handler,
@@ -344,7 +352,9 @@ static void dispatch(struct admin_conn *c, const struct admin_request *r)
             static const char page[] =
                 "<!doctype html><meta charset=utf-8><title>luaproxy</title>"
                 "<p>This page needs the admin token: open the address that luaproxy "
-                "logged at start (<code>admin interface: http://...?token=...</code>).\n";
+                "logged at start (<code>admin interface: http://...?token=...</code>), "
+                "or add <code>?token=</code> and the one given with "
+                "<code>--admin-token</code>.\n";
             admin_reply(c, 401, "text/html; charset=utf-8", page, sizeof page - 1);
         } else {
             admin_reply_error(c, 401, "the admin token is missing or wrong");

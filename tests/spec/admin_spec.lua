@@ -27,8 +27,9 @@ describe("admin listener", function()
   end)
 
   it("refuses requests without the token, or with a wrong one", function()
-    local _, adm = start({ "--admin-token", "s3cret-token" })
-    assert.equals("s3cret-token", adm.token)
+    local proxy, adm = start({ "--admin-token", "s3cret-token" })
+    -- A token the operator gave is theirs: the log does not repeat it.
+    assert.is_nil(proxy.stderr():find("s3cret-token", 1, true), proxy.stderr())
     local resp = a.call(adm, "/api/version", { no_token = true })
     assert.equals(401, resp.status)
     assert.matches("token", resp.body)

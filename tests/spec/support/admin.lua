@@ -13,13 +13,22 @@ local a = {}
 a.json = cjson
 
 -- Waits for "admin interface: http://HOST:PORT/?token=TOKEN" in <proxy>'s
--- stderr; returns {host=, port=, token=} or nil.
-function a.admin_of(proxy)
+-- stderr; returns {host=, port=, token=} or nil. With <given>, the token
+-- passed by --admin-token, which the line does not show.
+function a.admin_of(proxy, given)
   return h.wait_for(function()
-    local host, port, token = proxy.stderr():match(
-      "admin interface: http://%[?([%w%.:]-)%]?:(%d+)/%?token=(%S+)")
-    return port and { host = host, port = tonumber(port), token = token }
+    local host, port, rest = proxy.stderr():match(
+      "admin interface: http://%[?([%w%.:]-)%]?:(%d+)/(%S*)")
+    local token = given or (rest and rest:match("^%?token=(%S+)"))
+    return port and token and { host = host, port = tonumber(port), token = token }
   end, 5)
+end
+
+-- The value of --admin-token in <args>, if any.
+function a.given_token(args)
+  for i, x in ipairs(args or {}) do
+    if x == "--admin-token" then return args[i + 1] end
+  end
 end
 
 -- Starts a proxy with --admin 127.0.0.1:0 (plus <args>); returns proxy, admin.
@@ -27,7 +36,7 @@ function a.start(args, opts)
   local full = { "--admin", "127.0.0.1:0" }
   for _, x in ipairs(args or {}) do full[#full + 1] = x end
   local proxy = h.start_proxy(full, opts)
-  local adm = a.admin_of(proxy)
+  local adm = a.admin_of(proxy, a.given_token(args))
   assert(adm, "no admin interface line in the log:\n" .. proxy.stderr())
   return proxy, adm
 end
