@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -515,6 +516,43 @@ static int on_client_alpn(SSL *ssl, const unsigned char **out, unsigned char *ou
 
 /* NSS key log: one line per secret, appended with a single write(2) so the
  * lines of several workers never interleave. */
+/* The TLS key log: what it holds decrypts every session it names, so it
+ * is its owner's alone. A new one is made 0600; one that is there and
+ * readable by others is made 0600 (and logged); one another user owns
+ * (made beforehand in /tmp, say, to read what comes) is refused. A pipe or
+ * other non-file (a FIFO to Wireshark) is taken as it is. The descriptor,
+ * or -1 with <err>. */
+static int open_keylog(const char *path, char *err, size_t err_len)
+{
+    struct stat st;
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, err_len, "cannot open the TLS key log %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode))
+        return fd;
+    if (st.st_uid != geteuid()) {
+        snprintf(err, err_len, "the TLS key log %s belongs to another user, who could read the "
+                 "secrets written to it: remove it, or name another file", path);
+        close(fd);
+        return -1;
+    }
+    if ((st.st_mode & 077) != 0) {
+        if (fchmod(fd, 0600) != 0) {
+            snprintf(err, err_len, "the TLS key log %s is readable by others and cannot be "
+                     "made 0600: %s", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        log_warn("the TLS key log %s was readable by others; it is 0600 now", path);
+    }
+    return fd;
+}
+
 static void on_keylog(const SSL *ssl, const char *line)
 {
     struct tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
@@ -635,14 +673,8 @@ struct tls *tls_new(const struct config *cfg, char *err, size_t err_len)
         return NULL;
     }
     t->keylog_fd = -1;
-    if (cfg->tls_keylog) {
-        t->keylog_fd = open(cfg->tls_keylog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        if (t->keylog_fd == -1) {
-            snprintf(err, err_len, "cannot open the TLS key log %s: %s", cfg->tls_keylog,
-                     strerror(errno));
-            goto fail;
-        }
-    }
+    if (cfg->tls_keylog && (t->keylog_fd = open_keylog(cfg->tls_keylog, err, err_len)) < 0)
+        goto fail;
     if (cfg->use_ca) {
         t->ca = ca_load(cfg->ca_dir, err, err_len);
         if (!t->ca)

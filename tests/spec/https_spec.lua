@@ -440,7 +440,11 @@ describe("intercepted tunnels", function()
 
   it("writes both legs' secrets to --tls-keylog in the NSS key log format", function()
     local keylog = h.tmpfile("", "keys.log")
+    -- Made readable by all beforehand: the proxy makes it its owner's alone.
+    assert(os.execute("chmod 644 " .. h.shell_quote(keylog)))
     start_proxy({ "--intercept", "*", "--tls-keylog", keylog })
+    assert.are.equal("600\n", (h.sh("stat -c %a " .. h.shell_quote(keylog))))
+    assert.truthy(proxy.log_has("was readable by others; it is 0600 now"), proxy.log())
     local _, code = curl({ origin.url("/hello") })
     assert.are.equal(0, code)
     local randoms = {}
@@ -468,6 +472,19 @@ describe("intercepted tunnels", function()
       return proxy.log():find("TLS connected with 127.0.0.1: TLSv1.3, resumed", 1, true)
     end), proxy.log())
     assert.truthy(proxy.log_has("TLS accepted with 127.0.0.1: TLSv1.3, resumed"), proxy.log())
+  end)
+
+  it("refuses a --tls-keylog file another user owns", function()
+    -- One who made it beforehand (in /tmp, say) would read every secret.
+    if h.sh("id -u") ~= "0\n" then return pending("needs root, to give the file away") end
+    local keylog = h.tmpfile("", "theirs.log")
+    assert(os.execute("chmod 600 " .. h.shell_quote(keylog) .. " && chown nobody "
+      .. h.shell_quote(keylog)))
+    local code, _, err = h.run_proxy({ "--ca-dir", ca_dir, "--intercept", "*",
+      "--tls-keylog", keylog })
+    assert.are_not.equal(0, code)
+    assert.truthy(err:find("belongs to another user", 1, true), err)
+    assert.are.equal("", h.read_file(keylog))
   end)
 
   it("SSLKEYLOGFILE works like --tls-keylog", function()
