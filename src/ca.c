@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -573,11 +574,11 @@ static void lru_push_front(struct ca *ca, struct cached_cert *c)
         ca->lru_tail = c;
 }
 
-static void evict_oldest(struct ca *ca)
+/* Drops <c> from the cache (an SSL object using its certificate holds a
+ * reference of its own). */
+static void evict(struct ca *ca, struct cached_cert *c)
 {
-    struct cached_cert *c = ca->lru_tail, **pp;
-    if (!c)
-        return;
+    struct cached_cert **pp;
     for (pp = &ca->buckets[hash_name(c->name)]; *pp; pp = &(*pp)->hash_next)
         if (*pp == c) {
             *pp = c->hash_next;
@@ -587,6 +588,20 @@ static void evict_oldest(struct ca *ca)
     X509_free(c->cert);
     free(c);
     ca->cached--;
+}
+
+static void evict_oldest(struct ca *ca)
+{
+    if (ca->lru_tail)
+        evict(ca, ca->lru_tail);
+}
+
+/* Whether a cached certificate ends within a day: a proxy that runs for
+ * longer than its validity would otherwise go on showing it after. */
+static int expiring(const X509 *cert)
+{
+    time_t soon = time(NULL) + 86400;
+    return X509_cmp_time(X509_get0_notAfter(cert), &soon) <= 0;
 }
 
 X509 *ca_certificate(struct ca *ca, const char *name)
@@ -599,6 +614,11 @@ X509 *ca_certificate(struct ca *ca, const char *name)
     b = hash_name(name);
     for (c = ca->buckets[b]; c; c = c->hash_next)
         if (strcasecmp(c->name, name) == 0) {
+            /* (Unless the CA ends too: a new one would end as soon.) */
+            if (expiring(c->cert) && !expiring(ca->cert)) {
+                evict(ca, c); /* made again below */
+                break;
+            }
             lru_unlink(ca, c);
             lru_push_front(ca, c);
             return c->cert;
