@@ -140,7 +140,11 @@ void https_session_closing(struct session *s)
 
 int https_is_ca_page(const char *host)
 {
-    return strcasecmp(host, HTTPS_CA_PAGE_HOST) == 0;
+    size_t n = sizeof HTTPS_CA_PAGE_HOST - 1;
+    /* "luaproxy.ca." is the same name, fully qualified: it must not go out
+     * to whoever holds the real domain. */
+    return strncasecmp(host, HTTPS_CA_PAGE_HOST, n) == 0 &&
+           (host[n] == '\0' || (host[n] == '.' && host[n + 1] == '\0'));
 }
 
 static const char page_head[] =

@@ -626,6 +626,9 @@ describe("http://luaproxy.ca/", function()
     assert.are.equal(h.read_file(ca_dir .. "/ca.der"), (get("http://luaproxy.ca/ca.der")))
     local out = get("http://luaproxy.ca/ca.key")
     assert.falsy(out:find("PRIVATE", 1, true))
+    -- The same name fully qualified (a trailing dot) is the same page, not
+    -- a request to whoever holds the real domain.
+    assert.are.equal(h.read_file(ca_dir .. "/ca.pem"), (get("http://LuaProxy.CA./ca.pem")))
     local problem = h.stop_procs({ p })
     assert(not problem, problem)
   end)
