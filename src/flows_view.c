@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "body_decode.h"
 #include "json_out.h"
 #include "message.h"
 
@@ -591,6 +592,62 @@ static void har_text(struct buffer *b, const char *data, size_t len)
     }
 }
 
+/* HAR's response text is the body as a browser shows it, decoded (Chrome
+ * and Firefox export it so, and HAR readers show what they are given); a
+ * decoded body past this is given as it came. */
+#define HAR_DECODED_MAX ((size_t)8 << 20)
+#define HAR_DECODED_MAX_TEXT "8 MiB"
+
+/* The response's "content" after its mimeType: size, text and, for an
+ * encoded body, "compression" (the bytes the coding saved), or the body as
+ * it came with a "comment" saying why it was not decoded. */
+static void har_content(struct buffer *b, const struct flow_info *fi)
+{
+    unsigned long long sent = fi->h.res_bytes > fi->res_body_len ? fi->h.res_bytes
+                                                                 : fi->res_body_len;
+    const char *coding;
+    size_t coding_len;
+    char err[128] = "";
+    struct buffer decoded;
+    struct body_decoder *bd = NULL;
+    enum body_decode_result r = BODY_DECODE_FAILED;
+
+    flows_head_field(fi->part[FLOW_PART_RES_OUT], fi->len[FLOW_PART_RES_OUT], 1,
+                     "Content-Encoding", &coding, &coding_len);
+    if (fi->res_body_len == 0 || coding_len == 0) {
+        buffer_printf(b, ",\"size\":%llu", sent);
+        if (fi->res_body_len > 0)
+            har_text(b, fi->res_body, fi->res_body_len);
+        return;
+    }
+    buffer_init(&decoded);
+    bd = body_decoder_new(coding, coding_len, fi->res_body_len, err, sizeof err);
+    if (bd) {
+        do
+            r = body_decoder_run(bd, fi->res_body, fi->res_body_len, &decoded, 256 << 10, err,
+                                 sizeof err);
+        while (r == BODY_DECODE_MORE && buffer_length(&decoded) <= HAR_DECODED_MAX);
+        body_decoder_free(bd);
+    }
+    if (r == BODY_DECODE_DONE && buffer_length(&decoded) <= HAR_DECODED_MAX) {
+        buffer_printf(b, ",\"size\":%zu", buffer_length(&decoded));
+        har_text(b, buffer_peek(&decoded), buffer_length(&decoded));
+        buffer_printf(b, ",\"compression\":%lld",
+                      (long long)buffer_length(&decoded) - (long long)fi->res_body_len);
+    } else {
+        char comment[300];
+        int n = snprintf(comment, sizeof comment,
+                         "the body as sent, with its Content-Encoding (not decoded: %s)",
+                         r == BODY_DECODE_FAILED ? err : "over " HAR_DECODED_MAX_TEXT " decoded");
+        buffer_printf(b, ",\"size\":%llu", sent);
+        har_text(b, fi->res_body, fi->res_body_len);
+        json_key(b, "comment", 0);
+        json_string(b, comment, n < 0 ? 0 : (size_t)n < sizeof comment ? (size_t)n
+                                                                        : sizeof comment - 1);
+    }
+    buffer_free(&decoded);
+}
+
 void flows_har_entry(struct buffer *b, const struct flow_info *fi)
 {
     static struct http_head res; /* large: not on the stack */
@@ -649,12 +706,9 @@ void flows_har_entry(struct buffer *b, const struct flow_info *fi)
     har_headers(b, &res, res_ok);
     flows_head_field(fi->part[FLOW_PART_RES_OUT], fi->len[FLOW_PART_RES_OUT], 1, "Content-Type",
                      &ctype, &ctype_len);
-    buffer_printf(b, ",\"content\":{\"size\":%llu,\"mimeType\":",
-                  (unsigned long long)(fi->h.res_bytes > fi->res_body_len ? fi->h.res_bytes
-                                                                           : fi->res_body_len));
+    buffer_append_str(b, ",\"content\":{\"mimeType\":");
     json_string(b, ctype, ctype_len);
-    if (fi->res_body_len > 0)
-        har_text(b, fi->res_body, fi->res_body_len);
+    har_content(b, fi);
     buffer_append_str(b, "},\"redirectURL\":");
     {
         const char *loc;

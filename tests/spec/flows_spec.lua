@@ -587,6 +587,33 @@ describe("flows", function()
     assert.equals(3, #json.decode(written).log.entries)
   end)
 
+  -- HAR readers show a response's text as they are given it: like the
+  -- browsers' exports, an encoded body is decoded, with the bytes the
+  -- coding saved as "compression"; one that cannot be is given as it came.
+  it("exports a compressed response decoded in HAR, and one it cannot decode as sent", function()
+    local page = "tests/spec/fixtures/bodies/page.html"
+    local gz = h.tmpfile("", "page.gz")
+    assert(h.sh("gzip -9 -c " .. page .. " > " .. gz))
+    local proxy, adm = start({})
+    for _, coding in ipairs({ "gzip", "compress" }) do
+      local resp = h.get(proxy.port, origin.url("/file?path=" .. gz .. "&encoding=" .. coding))
+      assert.equals(200, resp.status)
+    end
+    wait_flows(adm, 2)
+    local text = a.call(adm, "/flows.har").body
+    local valid, out = validate_har(text)
+    assert.is_true(valid, out)
+    local entries = json.decode(text).log.entries
+    local decoded, raw = entries[1].response.content, entries[2].response.content
+    local html = h.read_file(page)
+    assert.equals(html, decoded.text)
+    assert.equals(#html, decoded.size)
+    assert.equals(#html - #h.read_file(gz), decoded.compression)
+    assert.equals("base64", raw.encoding)
+    assert.matches("not decoded", raw.comment)
+    assert.is_nil(raw.compression)
+  end)
+
   -- The HAR holds every captured head and body, credentials included: it
   -- is its owner's alone, whatever the umask, like the TLS key log.
   it("writes --har readable by its owner only", function()
