@@ -8,6 +8,7 @@
 #ifndef LUAPROXY_LOG_H
 #define LUAPROXY_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_TRACE /* --trace: always shown */ };
@@ -19,7 +20,23 @@ void log_set_level(enum log_level level);
  * so lines from several workers sharing stderr can be told apart. */
 void log_set_tag(const char *tag);
 
+/* One line. Control bytes, DEL, bytes of no UTF-8 character and the
+ * characters that would drive a terminal or reorder the text (C1
+ * controls, U+2028/U+2029, bidirectional overrides) are written as \xNN,
+ * so what a client sent (a TLS server name, a value a script logs) can
+ * neither start a line that looks like the proxy's own nor send a
+ * terminal escape. At most about 2 KiB: the rest is cut. */
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same, but a newline starts a continuation line, indented by a tab,
+ * which no reader can take for a line of its own: for a script's
+ * traceback, whose message is escaped first (log_escape). */
+void log_msg_lines(enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Escapes the <len> bytes of <in> as log_msg does (newlines as with
+ * log_msg_lines when <lines>) into <out>, at most <size> bytes (no NUL
+ * added), never cutting an escape or a character in two. Returns the
+ * bytes written. */
+size_t log_escape(char *out, size_t size, const char *in, size_t len, int lines);
 /* Whether lines of <level> are shown: a caller on the hot path asks before
  * gathering the arguments of a line that would be dropped. */
 int log_wants(enum log_level level);

@@ -177,6 +177,14 @@ static int push_traceback(lua_State *L)
  * use either way. */
 static const char *traceback(struct hooks *h, lua_State *co, const char *msg)
 {
+    /* The message is the script's (perhaps holding what a client sent):
+     * one line, escaped; the lines after it are the traceback's own. */
+    char escaped[1024];
+    if (msg) {
+        size_t n = log_escape(escaped, sizeof escaped - 1, msg, strlen(msg), 0);
+        escaped[n] = '\0';
+        msg = escaped;
+    }
     lua_pushcfunction(h->L, push_traceback);
     lua_pushlightuserdata(h->L, co);
     lua_pushlightuserdata(h->L, (void *)(uintptr_t)msg);
@@ -200,9 +208,10 @@ void hooks_log_failure(struct session *s, lua_State *co, int status)
                               ? lua_tostring(co, -1)
                               : NULL;
         trace = traceback(h, co, why);
-        log_error("c%llu #%llu %s: %s took longer than %.0f ms and was stopped%s%s",
-                  (unsigned long long)s->id, (unsigned long long)s->x.id, script, phase,
-                  h->budget * 1000, trace ? ": " : "", trace ? trace : "");
+        log_msg_lines(LOG_ERROR,
+                      "c%llu #%llu %s: %s took longer than %.0f ms and was stopped%s%s",
+                      (unsigned long long)s->id, (unsigned long long)s->x.id, script, phase,
+                      h->budget * 1000, trace ? ": " : "", trace ? trace : "");
         lua_pop(h->L, 1);
         return;
     }
@@ -214,8 +223,8 @@ void hooks_log_failure(struct session *s, lua_State *co, int status)
     const char *msg = lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1) : NULL;
     msg = msg ? msg : "(error object is not a string)";
     trace = traceback(h, co, msg);
-    log_error("c%llu #%llu %s: %s failed: %s", (unsigned long long)s->id, (unsigned long long)s->x.id, script, phase,
-              trace ? trace : msg);
+    log_msg_lines(LOG_ERROR, "c%llu #%llu %s: %s failed: %s", (unsigned long long)s->id,
+                  (unsigned long long)s->x.id, script, phase, trace ? trace : msg);
     lua_pop(h->L, 1);
 }
 

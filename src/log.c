@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,12 +54,112 @@ int log_wants(enum log_level level)
     return level >= min_level;
 }
 
+/* Room for a message before it is escaped; the line holding it is as long. */
+#define MESSAGE_MAX 2048
+
+/* The length of the well-formed UTF-8 character at <s> (<len> bytes left),
+ * with its code point in *<cp>; 0 for a byte that starts none (a stray
+ * continuation byte, an overlong form, a surrogate, past U+10FFFF, or a
+ * character cut short). */
+static size_t utf8_char(const unsigned char *s, size_t len, uint32_t *cp)
+{
+    unsigned char c = s[0];
+    uint32_t v, min;
+    size_t n;
+
+    if (c < 0xc2 || c > 0xf4)
+        return 0;
+    if (c < 0xe0) {
+        n = 2, v = c & 0x1fu, min = 0x80;
+    } else if (c < 0xf0) {
+        n = 3, v = c & 0x0fu, min = 0x800;
+    } else {
+        n = 4, v = c & 0x07u, min = 0x10000;
+    }
+    if (len < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        v = v << 6 | (s[i] & 0x3fu);
+    }
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return n;
+}
+
+/* Whether a character past ASCII may be written as it is: not a C1
+ * control (a terminal may act on one, as on ESC), nor one that breaks a
+ * line for some readers (U+2028, U+2029) or turns the text's direction
+ * around so that what is shown is not what was written. */
+static int printable_beyond_ascii(uint32_t cp)
+{
+    return cp >= 0xa0 && cp != 0x061c && cp != 0x200e && cp != 0x200f &&
+           !(cp >= 0x2028 && cp <= 0x202e) && !(cp >= 0x2066 && cp <= 0x2069);
+}
+
+size_t log_escape(char *out, size_t size, const char *in, size_t len, int lines)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)in;
+    size_t o = 0;
+
+    for (size_t i = 0; i < len;) {
+        unsigned char c = s[i];
+        uint32_t cp;
+        size_t n = 1;
+
+        if (c == '\n' && lines) {
+            /* a continuation line: indented, so never taken for a line of
+             * its own (which starts with its time) */
+            size_t need = i + 1 < len && s[i + 1] == '\t' ? 1 : 2;
+            if (need > size - o)
+                break;
+            out[o++] = '\n';
+            if (need == 2)
+                out[o++] = '\t';
+            i++;
+            continue;
+        }
+        if ((c >= 0x20 && c < 0x7f) || c == '\t' ||
+            (c >= 0x80 && (n = utf8_char(s + i, len - i, &cp)) > 0 &&
+             printable_beyond_ascii(cp))) {
+            if (n > size - o)
+                break;
+            memcpy(out + o, s + i, n);
+            o += n;
+            i += n;
+            continue;
+        }
+        /* A control byte, DEL, a byte of no character, or a character
+         * not shown: each of its bytes as \xNN. */
+        if (n == 0)
+            n = 1;
+        if (4 * n > size - o)
+            break;
+        for (size_t k = 0; k < n; k++) {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[s[i + k] >> 4];
+            out[o++] = hex[s[i + k] & 15];
+        }
+        i += n;
+    }
+    return o;
+}
+
 /* Formats one line, newline included, into <line> (<size> bytes, at
- * least 64). Returns its length. */
-__attribute__((format(printf, 4, 0))) static size_t format_line(char *line, size_t size,
-                                                                 enum log_level level,
+ * least 64). Returns its length. What the message holds is escaped
+ * (log_escape): a client's bytes that reach it (a TLS server name, a
+ * script logging what it was sent) cannot start a line of their own, nor
+ * drive the terminal that shows it. With <lines>, a newline starts an
+ * indented continuation line instead (a script's traceback). */
+__attribute__((format(printf, 5, 0))) static size_t format_line(char *line, size_t size,
+                                                                 enum log_level level, int lines,
                                                                  const char *fmt, va_list ap)
 {
+    char msg[MESSAGE_MAX];
     struct timeval tv;
     struct tm tm;
     int n, m;
@@ -68,12 +169,16 @@ __attribute__((format(printf, 4, 0))) static size_t format_line(char *line, size
     n = snprintf(line, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s%s", tm.tm_year + 1900,
                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                  (int)(tv.tv_usec / 1000), level_names[level], tag, tag[0] ? " " : "");
-    m = vsnprintf(line + n, size - (size_t)n - 1, fmt, ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n > size - 2)
+        n = (int)size - 2;
+    m = vsnprintf(msg, sizeof msg, fmt, ap);
     if (m < 0)
         m = 0;
-    n += m;
-    if ((size_t)n > size - 2)
-        n = (int)size - 2; /* truncated: keep the newline */
+    if ((size_t)m >= sizeof msg)
+        m = (int)sizeof msg - 1; /* truncated */
+    n += (int)log_escape(line + n, size - (size_t)n - 1, msg, (size_t)m, lines);
     line[n++] = '\n';
     return (size_t)n;
 }
@@ -84,7 +189,7 @@ static size_t format(char *line, size_t size, enum log_level level, const char *
 {
     va_list ap;
     va_start(ap, fmt);
-    size_t n = format_line(line, size, level, fmt, ap);
+    size_t n = format_line(line, size, level, 0, fmt, ap);
     va_end(ap);
     return n;
 }
@@ -144,23 +249,38 @@ static size_t report_dropped(void *arg, uint64_t dropped, char *line, size_t siz
     return n;
 }
 
-void log_msg(enum log_level level, const char *fmt, ...)
+static void log_line(enum log_level level, int lines, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void log_line(enum log_level level, int lines, const char *fmt, va_list ap)
 {
-    char line[2048];
-    va_list ap;
+    char line[MESSAGE_MAX];
     size_t n;
 
     if (level < min_level)
         return;
-    va_start(ap, fmt);
-    n = format_line(line, sizeof line, level, fmt, ap);
-    va_end(ap);
+    n = format_line(line, sizeof line, level, lines, fmt, ap);
     if (emit(line, n) != 0) {
         stats_add_any_thread(STAT_LOG_LINES_DROPPED, 1);
         return;
     }
     if (__atomic_load_n(&access_lost, __ATOMIC_RELAXED) > 0)
         tell_access_lost();
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_line(level, 0, fmt, ap);
+    va_end(ap);
+}
+
+void log_msg_lines(enum log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_line(level, 1, fmt, ap);
+    va_end(ap);
 }
 
 /* A forked child has no writer thread yet, and starts as a process does:
