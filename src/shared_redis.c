@@ -10,6 +10,14 @@
  * as plain decimal (so INCRBY works on it natively, exact to 64 bits), any
  * other value with a type prefix: "s:" string, "f:" float, "b:" boolean.
  * An increment is one EVAL, so it stays atomic across proxies.
+ *
+ * A Redis that stops answering without closing the connection (stopped,
+ * swapped out, or behind a network that drops packets) is a Redis that is
+ * down: when calls have waited ANSWER_TIMEOUT without any answer coming,
+ * the connection is dropped, its calls fail with "unavailable" and it is
+ * made again in the background. Until then, what waits for it is bounded
+ * (PENDING_MAX calls, PENDING_BYTES_MAX bytes of commands); past that a
+ * call fails at once, as when Redis is down.
  */
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -30,6 +38,12 @@
 
 #define KEY_PREFIX "luaproxy:"
 #define RECONNECT_DELAY 1.0 /* seconds between attempts */
+/* Seconds calls may wait without Redis answering anything (nor, while
+ * connecting, the connection being made) before it is taken for down. */
+#define ANSWER_TIMEOUT 5.0
+/* Calls waiting for answers, and the bytes of their commands. */
+#define PENDING_MAX 4096
+#define PENDING_BYTES_MAX ((size_t)16 << 20)
 
 /* INCR with types: integers stay exact (INCRBY), anything with a float
  * becomes a float ("f:"). The key's expiry is set only when it has none,
@@ -61,6 +75,7 @@ struct shared_call {
     void *arg;
     enum shared_op op;
     int cancelled;
+    size_t bytes; /* of its command, counted in the backend's pending_bytes */
     struct shared_call *prev, *next; /* the backend's pending calls */
 };
 
@@ -72,12 +87,63 @@ struct redis_backend {
     int connected;
     int closing;
     ev_timer retry;
+    ev_timer watchdog;    /* runs while something waits for Redis */
+    ev_tstamp last_heard; /* the last answer, or when the waiting began */
     struct shared_call *pending;
+    int pending_count;
+    size_t pending_bytes;
     int logged_down; /* log the outage once, not every retry */
     int logged_select; /* the same for a database that cannot be selected */
 };
 
 static void start_connect(struct redis_backend *rb);
+static void schedule_retry(struct redis_backend *rb);
+
+/* Whether something waits for Redis: a connection being made (with its
+ * SELECT), or calls. */
+static int waiting(const struct redis_backend *rb)
+{
+    return rb->ac && (!rb->connected || rb->pending);
+}
+
+static void watch(struct redis_backend *rb)
+{
+    if (!ev_is_active(&rb->watchdog)) {
+        ev_timer_set(&rb->watchdog, ANSWER_TIMEOUT, 0.);
+        ev_timer_start(rb->loop, &rb->watchdog);
+    }
+}
+
+/* Nothing heard for ANSWER_TIMEOUT while something waited: the connection
+ * is dropped (its calls fail, "unavailable") and made again later. */
+static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct redis_backend *rb = w->data;
+    redisAsyncContext *ac = rb->ac;
+    (void)revents;
+
+    if (!waiting(rb))
+        return; /* the next call starts it again */
+    ev_tstamp left = rb->last_heard + ANSWER_TIMEOUT - ev_now(loop);
+    if (left > 0) {
+        ev_timer_set(w, left, 0.);
+        ev_timer_start(loop, w);
+        return;
+    }
+    if (!rb->logged_down)
+        log_warn("redis %s:%d: %s for %.0f s; dropping the connection, retrying in the "
+                 "background",
+                 rb->host, rb->port, rb->connected ? "no answer" : "not connected",
+                 ANSWER_TIMEOUT);
+    rb->logged_down = 1; /* said once: nor the disconnection, nor the retries again */
+    /* Gone before hiredis runs the callbacks, so that a hook they wake
+     * finds it down; hiredis calls on_redis_disconnected only for a
+     * connection that was made. */
+    rb->ac = NULL;
+    rb->connected = 0;
+    redisAsyncFree(ac);
+    schedule_retry(rb);
+}
 
 static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -112,6 +178,7 @@ static void on_redis_connected(const redisAsyncContext *ac, int status)
      * one sent before it would go to database 0. */
     if (rb->db == 0)
         rb->connected = 1;
+    rb->last_heard = ev_now(rb->loop);
     rb->logged_down = 0;
     log_info("redis %s:%d connected", rb->host, rb->port);
 }
@@ -125,6 +192,7 @@ static void on_selected(redisAsyncContext *ac, void *r, void *privdata)
     (void)privdata;
     if (!reply)
         return; /* the connection went first */
+    rb->last_heard = ev_now(rb->loop);
     if (reply->type == REDIS_REPLY_ERROR) {
         if (!rb->logged_select)
             log_error("redis %s:%d: SELECT %d failed: %.*s; proxy.shared calls fail until it "
@@ -178,6 +246,8 @@ static void start_connect(struct redis_backend *rb)
     redisAsyncSetConnectCallback(ac, on_redis_connected);
     redisAsyncSetDisconnectCallback(ac, on_redis_disconnected);
     rb->ac = ac;
+    rb->last_heard = ev_now(rb->loop);
+    watch(rb);
     if (rb->db != 0) {
         /* Queued now, sent first once connected. */
         char db[16];
@@ -198,6 +268,8 @@ struct redis_backend *redis_backend_new(const char *host, int port, int db, stru
     rb->loop = loop;
     ev_init(&rb->retry, on_retry_timer);
     rb->retry.data = rb;
+    ev_init(&rb->watchdog, on_watchdog);
+    rb->watchdog.data = rb;
     start_connect(rb);
     return rb;
 }
@@ -210,6 +282,7 @@ void redis_backend_free(struct redis_backend *rb)
     for (struct shared_call *c = rb->pending; c; c = c->next)
         c->cancelled = 1;
     ev_timer_stop(rb->loop, &rb->retry);
+    ev_timer_stop(rb->loop, &rb->watchdog);
     if (rb->ac)
         redisAsyncFree(rb->ac); /* runs each pending callback with no reply */
     /* Calls hiredis never took are not on the list: every listed call got
@@ -219,6 +292,8 @@ void redis_backend_free(struct redis_backend *rb)
 
 static void unlink_call(struct shared_call *c)
 {
+    c->rb->pending_count--;
+    c->rb->pending_bytes -= c->bytes;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -289,6 +364,8 @@ static void on_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     enum shared_status status = SHARED_DONE;
     (void)ac;
 
+    if (reply)
+        c->rb->last_heard = ev_now(c->rb->loop);
     unlink_call(c);
     if (c->cancelled) {
         free(c);
@@ -391,10 +468,21 @@ enum shared_status redis_call(struct redis_backend *rb, const struct shared_requ
         break;
     }
 #undef ARG
+    size_t bytes = 0;
+    for (int i = 0; i < argc; i++)
+        bytes += argl[i] + 16; /* with RESP's framing, about */
+    if (rb->pending_count >= PENDING_MAX || bytes > PENDING_BYTES_MAX - rb->pending_bytes) {
+        /* Redis does not keep up (or is stuck, and not yet taken for
+         * down): what waits for it must not grow without end. */
+        buffer_free(&value);
+        snprintf(reply->err, sizeof reply->err, "%s", SHARED_ERR_UNAVAILABLE);
+        return SHARED_FAILED;
+    }
     c = calloc(1, sizeof *c);
     if (!c)
         goto nomem;
     c->rb = rb;
+    c->bytes = bytes;
     c->cb = cb;
     c->arg = arg;
     c->op = rq->op;
@@ -405,6 +493,11 @@ enum shared_status redis_call(struct redis_backend *rb, const struct shared_requ
         return SHARED_FAILED;
     }
     buffer_free(&value); /* hiredis formatted its own copy */
+    if (!rb->pending)
+        rb->last_heard = ev_now(rb->loop); /* the waiting begins */
+    watch(rb);
+    rb->pending_count++;
+    rb->pending_bytes += bytes;
     c->next = rb->pending;
     if (rb->pending)
         rb->pending->prev = c;

@@ -247,6 +247,30 @@ describe("proxy.shared", function()
       assert.is_truthy(resp.body:match("^%d+ nil$"), resp.body)
     end)
 
+    it("takes a Redis that stops answering for down: the calls fail, and it reconnects", function()
+      local script = h.tmpfile(COUNTER, "counter.lua")
+      -- the hook could wait far longer than Redis is given
+      local p = start({ "-s", script, "--shared", redis.url, "--hook-wait-timeout", "600" })
+      assert.is_truthy(h.wait_for(function() return p.log():find("redis .* connected") end))
+      assert.are.equal("1 nil", get(p, "/count"))
+      -- stopped, not gone: the connection stays open, nothing answers
+      redis.signal("STOP")
+      finally(function() redis.signal("CONT") end)
+      local c = assert(h.connect(p.port))
+      assert(h.send(c, h.request("GET", origin.url("/count"), { "Host: " .. origin.authority })))
+      -- before, the hook waited for as long as --hook-wait-timeout
+      local resp, err = h.read_response(c, { timeout = 60 })
+      c:close()
+      assert.is_truthy(resp, err)
+      assert.are.equal("nil unavailable", resp.body)
+      assert.is_truthy(p.log_has("no answer for 5 s; dropping the connection"), p.log())
+      -- a request that needs no Redis is served meanwhile
+      assert.are.equal("hello\n", (h.get(p.port, origin.url("/hello"))).body)
+      redis.signal("CONT")
+      assert.is_truthy(h.wait_for(function() return get(p, "/count"):match("^%d+ nil$") end, 20),
+        p.log())
+    end)
+
     it("answers nil, 'unavailable' at once while Redis is down, and reconnects", function()
       local script = h.tmpfile(COUNTER, "counter.lua")
       local p = start({ "-s", script, "--shared", redis.url })
