@@ -18,7 +18,8 @@ struct cidr {
 };
 
 /* Parses "10.0.0.0/8", "::1", "fd00::/8" (a bare address is a /32 or /128).
- * Returns 0, or -1 if malformed. */
+ * An IPv4-mapped prefix of /96 or longer ("::ffff:10.0.0.0/104") is the
+ * IPv4 prefix it spells ("10.0.0.0/8"). Returns 0, or -1 if malformed. */
 int acl_parse_cidr(const char *text, struct cidr *out);
 
 /* Whether <addr> falls inside any of the <count> prefixes. */

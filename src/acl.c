@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The first 12 bytes of an IPv4-mapped IPv6 address (::ffff:a.b.c.d). */
+static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
 int acl_parse_cidr(const char *text, struct cidr *out)
 {
     char host[64];
@@ -45,6 +48,15 @@ int acl_parse_cidr(const char *text, struct cidr *out)
             return -1;
         out->prefix = (int)v;
     }
+    if (out->family == AF_INET6 && out->prefix >= 96 && memcmp(out->addr, v4_mapped, 12) == 0) {
+        /* "::ffff:10.0.0.0/104": an address in it is matched as the IPv4
+         * one (acl_match), so the prefix is the IPv4 prefix it spells;
+         * kept as IPv6 it would match no address at all. */
+        memmove(out->addr, out->addr + 12, 4);
+        memset(out->addr + 4, 0, 12);
+        out->family = AF_INET;
+        out->prefix -= 96;
+    }
     return 0;
 }
 
@@ -62,7 +74,6 @@ static int prefix_equal(const unsigned char *a, const unsigned char *b, int bits
 
 int acl_match(const struct cidr *list, int count, const struct sockaddr *addr)
 {
-    static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     unsigned char bytes[16];
     int family;
 

@@ -138,6 +138,13 @@ describe("a running proxy", function()
       assert_hello(get_hello(p.port, o))
     end)
 
+    it("takes an IPv4-mapped range for the IPv4 range it spells", function()
+      -- before, ::ffff:127.0.0.0/104 stayed an IPv6 range and let nobody in
+      local o = origin()
+      local p = proxy({ "--allow", "::ffff:127.0.0.0/104" })
+      assert_hello(get_hello(p.port, o))
+    end)
+
     it("keeps --max-connections for allowed clients, however many refused ones wait", function()
       local o = origin()
       local p = proxy({ "--allow", "127.0.0.2/32", "--max-connections", "2" })

@@ -154,6 +154,15 @@ static void test_match(void)
     is_int(matches("0.0.0.0/0", "::ffff:8.8.8.8"), 1, "0.0.0.0/0 matches a mapped address");
     is_int(matches("::/0", "::ffff:8.8.8.8"), 0,
            "::/0 does not match a mapped address (it is IPv4)");
+    /* A mapped prefix in the list is the IPv4 prefix it spells: before, it
+     * stayed IPv6 and matched nobody, mapped or not. */
+    is_int(matches("::ffff:10.0.0.0/104", "10.1.2.3"), 1, "::ffff:10.0.0.0/104 matches 10.1.2.3");
+    is_int(matches("::ffff:10.0.0.0/104", "::ffff:10.1.2.3"), 1, "  ... and its mapped form");
+    is_int(matches("::ffff:10.0.0.0/104", "11.1.2.3"), 0, "  ... not 11.1.2.3");
+    is_int(matches("::ffff:127.0.0.1", "127.0.0.1"), 1, "a bare mapped address is its /32");
+    is_int(matches("::ffff:0.0.0.0/96", "8.8.8.8"), 1, "::ffff:0.0.0.0/96 is 0.0.0.0/0");
+    is_int(matches("::ffff:0.0.0.0/95", "8.8.8.8"), 0, "a shorter prefix stays IPv6");
+    is_int(matches("::ffff:0.0.0.0/95", "::fffe:1.2.3.4"), 1, "  ... and matches IPv6");
     /* Almost mapped: not ::ffff: but ::fffe: or the IPv4-compatible form */
     is_int(matches("10.0.0.0/8", "::fffe:10.1.2.3"), 0, "::fffe:10.1.2.3 is not mapped");
     is_int(matches("10.0.0.0/8", "::10.1.2.3"), 0, "::10.1.2.3 is not mapped");
