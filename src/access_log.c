@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "json_out.h"
 #include "log.h"
 #include "log_queue.h"
 #include "stats.h"
@@ -117,14 +118,26 @@ static void puts_(struct line *l, const char *s)
 }
 
 /* Appends <s> with quotes, backslashes and non-printable bytes escaped:
- * \xNN for the text formats, \u00NN for JSON. A client cannot forge lines. */
+ * \xNN for the text formats, \u00NN for JSON. A client cannot forge lines.
+ * JSON text is UTF-8: a value that is well-formed UTF-8 keeps its
+ * characters past ASCII as they are (json_out.h does the same), so "é"
+ * stays "é" rather than becoming the two characters of its bytes. */
 static void put_escaped(struct line *l, const char *s, size_t len, int json)
 {
+    int utf8 = json && json_utf8_valid(s, len);
+
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         char esc[8];
         if (l->n + 6 > LINE_SOFT_CAP)
-            break; /* never half an escape */
+            break; /* never half an escape, nor half a character */
+        if (c >= 0x80 && utf8) {
+            /* the whole character: its lead byte says how long it is */
+            size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+            put(l, s + i, n);
+            i += n - 1;
+            continue;
+        }
         if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
             int n = json ? snprintf(esc, sizeof esc, "\\u%04x", c)
                          : snprintf(esc, sizeof esc, "\\x%02x", c);

@@ -67,6 +67,20 @@ describe("service operation", function()
       assert.equal("string", type(failed.error))
       assert.truthy(failed.error:find("refused", 1, true), failed.error)
     end)
+
+    it("json: keeps UTF-8 as it is, and writes a byte of no character as \\u00XX", function()
+      local proxy = start({ "--log-format", "json" })
+      local resp = h.get(proxy.port, origin.url("/hello"),
+        { "Referer: http://ref.invalid/\255", "User-Agent: spec/caf\195\169 \226\130\172" })
+      assert.equal(200, resp.status)
+      local line = proxy.wait_access_log("^{")
+      assert.truthy(line, proxy.access_log())
+      -- before, every byte past ASCII was \u00XX: "é" came back as "Ã©"
+      assert.truthy(line:find('"user_agent":"spec/caf\195\169 \226\130\172"', 1, true), line)
+      assert.truthy(line:find('"referer":"http://ref.invalid/\\u00ff"', 1, true), line)
+      local entry = cjson.decode(line)
+      assert.equal("spec/caf\195\169 \226\130\172", entry.user_agent)
+    end)
   end)
 
   it("--pid-file holds the pid while running and goes away after", function()
