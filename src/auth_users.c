@@ -86,6 +86,11 @@ static int load_users(const char *path, struct auth_user **out, int *out_count, 
         }
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             line[--len] = '\0';
+        /* A UTF-8 byte order mark, as Windows editors write at the start
+         * of a file, is not part of the first user's name (who could then
+         * never sign in, and nothing would say why). */
+        if (lineno == 1 && len >= 3 && memcmp(line, "\xef\xbb\xbf", 3) == 0)
+            name += 3;
         while (*name == ' ' || *name == '\t')
             name++;
         if (*name == '\0' || *name == '#')

@@ -215,6 +215,16 @@ function on_request(tx) tx.req.headers["X-Seen-User"] = tx.user or "none" end
     end
   end)
 
+  it("reads a file that starts with a UTF-8 byte order mark, with CRLF line ends", function()
+    -- before, the mark became part of the first user's name: alice could
+    -- never sign in, and nothing said why
+    local lines = {}
+    for l in h.read_file(users_file()):gmatch("[^\n]+") do lines[#lines + 1] = l end
+    local proxy = start({ "--auth-file", h.tmpfile("\239\187\191" .. table.concat(lines, "\r\n") .. "\r\n", "bom-users") })
+    assert.equal(200, h.get(proxy.port, origin.url("/hello"), { basic("alice", "wonderland") }).status)
+    assert.equal(200, h.get(proxy.port, origin.url("/hello"), { basic("dave", "diver") }).status)
+  end)
+
   it("holds one address's checks beyond four behind its own, refuses beyond that, and drops a gone client's", function()
     -- alice's bcrypt hash is slow (cost 12), bob's SHA-512 one quick.
     local proxy, adm = start({ "--auth-file", users_file(12) }, true)
