@@ -547,6 +547,16 @@ proxy = {
   end,
 }
 
+-- print writes to the log as proxy.log does (its arguments separated by
+-- tabs, as Lua's own print separates them), not to standard output: that
+-- may be the access log (--access-log -), which programs read and which a
+-- script's line would corrupt, and a write to it can block the loop.
+print = function(...)
+  local parts = {}
+  for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+  native.log(concat(parts, "\t"))
+end
+
 ---------------------------------------------------------------------------
 -- What the hooks C files call.
 

@@ -1,6 +1,6 @@
 -- The diagnostics on standard error stay one line per event whatever a
--- client sends: a value a script logs, a script's error message, a TLS
--- server name. Control bytes, bytes of no UTF-8 character and characters
+-- client sends: a value a script logs (or prints), a script's error
+-- message, a TLS server name. Control bytes, bytes of no UTF-8 character and characters
 -- that drive a terminal are written as \xNN, so nobody can forge a line
 -- that looks like the proxy's own or send an escape sequence to whoever
 -- reads the log; a script's traceback continues on indented lines.
@@ -23,6 +23,10 @@ end
 function on_request(tx)
   local q = unescape(tx.req.path:match("%?q=(.*)$") or "")
   if tx.req.path:find("^/fail") then error("bad q: " .. q) end
+  if tx.req.path:find("^/print") then
+    print("q", q)
+    return tx:respond(200, "ok\n")
+  end
   proxy.log("q=" .. q)
   return tx:respond(200, "ok\n")
 end
@@ -62,6 +66,20 @@ describe("log lines", function()
     assert.truthy(proxy.log_has("bad q: " .. ESCAPED), proxy.log())
     assert.truthy(proxy.log_has("\n\tstack traceback:\n\t"), proxy.log())
     assert_lines_are_the_proxys(proxy.log())
+  end)
+
+  it("take what a script prints, which never reaches standard output (the access log)", function()
+    local proxy = procs.proxy({ "-s", h.tmpfile(SCRIPT, "log_q.lua"), "--access-log", "-" })
+    local resp = assert(h.get(proxy.port, origin.url("/print?q=" .. HOSTILE)))
+    assert.are.equal(200, resp.status)
+    assert.truthy(proxy.log_has("] q\t" .. ESCAPED), proxy.log())
+    assert_lines_are_the_proxys(proxy.log())
+    -- before, print wrote the client's line into the access log
+    assert.truthy(h.wait_for(function() return proxy.stdout():find("/print?q=", 1, true) end),
+      proxy.stdout())
+    for line in proxy.stdout():gmatch("[^\n]+") do
+      assert.truthy(line:find("^127%.0%.0%.1 %- %- %["), "not an access log line: " .. line)
+    end
   end)
 
   it("escape a TLS server name a client sent into an intercepted tunnel", function()
