@@ -316,7 +316,11 @@ static int read_response(struct http_call *c)
             return 1;
         }
         c->res.status = head.status;
-        c->keep = framing.kind != HTTP_BODY_CLOSE && !http_has_token(&head, "Connection", "close");
+        /* HTTP/1.0 has no persistent connections unless asked for (and
+         * the proxy does not ask): its server may close once it has
+         * answered, or ignore a second request. */
+        c->keep = head.version_minor >= 1 && framing.kind != HTTP_BODY_CLOSE &&
+                  !http_has_token(&head, "Connection", "close");
         for (size_t i = 0; i < head.field_count; i++)
             if (headers_add(&c->res.fields, head.fields[i].name, head.fields[i].name_len,
                             head.fields[i].value, head.fields[i].value_len) != 0) {

@@ -131,6 +131,40 @@ describe("calls out from hooks", function()
     assert.is_nil(origin.requests()[1].headers["connection"])
   end)
 
+  -- An HTTP/1.0 answer without keep-alive ends its connection: the
+  -- server may well not read a second request on it (this one does not),
+  -- so the connection is not parked for the next call or request.
+  it("does not keep the connection of an HTTP/1.0 answer for the next call", function()
+    local server = assert(socket.bind("127.0.0.1", 0))
+    server:settimeout(5)
+    local _, port = server:getsockname()
+    proxy = procs.proxy({ "-s", script(([[
+      function on_request(tx)
+        if tx.req.path ~= "/twice" then return end
+        local a = proxy.http{ url = "http://127.0.0.1:PORT/one", timeout = 20 }
+        local b, err = proxy.http{ url = "http://127.0.0.1:PORT/two", timeout = 20 }
+        tx:respond(200, a.body .. (b and b.body or tostring(err)))
+      end
+    ]]):gsub("PORT", tostring(port))) })
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("GET", origin.url("/twice"), { "Host: " .. origin.authority })))
+    local conns = {}
+    for i = 1, 2 do
+      local c, err = server:accept()
+      assert(c, "call " .. i .. " never came on a connection of its own: " .. tostring(err))
+      conns[#conns + 1] = c
+      c:settimeout(5)
+      repeat local line = assert(c:receive("*l")) until line == ""
+      -- answered, and left open: an HTTP/1.0 server that is slow to close
+      assert(c:send("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n" .. i .. "."))
+    end
+    local res = assert(h.read_response(s))
+    s:close()
+    for _, c in ipairs(conns) do c:close() end
+    server:close()
+    assert.are.equal("1.2.", res.body)
+  end)
+
   it("returns nil and a reason: timeout, refused, body too large, bad url", function()
     proxy = procs.proxy({ "-s", script(([[
       local function try(opts)
