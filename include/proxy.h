@@ -129,5 +129,10 @@ void proxy_free(struct proxy *p);
 
 /* Whether connecting to <addr> would reach one of our own listeners. */
 int proxy_is_own_address(const struct proxy *p, const struct sockaddr *addr);
+/* Whether the connection <fd>, made to <peer>, reached one of our own
+ * wildcard listeners (0.0.0.0, ::) through an address of this machine
+ * that proxy_is_own_address cannot know, such as a LAN address: a
+ * connection to this machine has the same address at both ends. */
+int proxy_is_own_connection(const struct proxy *p, int fd, const struct sockaddr *peer);
 
 #endif

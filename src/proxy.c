@@ -535,6 +535,53 @@ int proxy_is_own_address(const struct proxy *p, const struct sockaddr *addr)
            reaches(unmapped((const struct sockaddr *)&p->admin_addr, &l4), addr);
 }
 
+/* Whether <l> is a wildcard listener (0.0.0.0 or ::) on <addr>'s family
+ * and port. */
+static int wildcard_on(const struct sockaddr *l, const struct sockaddr *addr)
+{
+    if (l->sa_family != addr->sa_family)
+        return 0;
+    if (l->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)addr;
+        const struct sockaddr_in *b = (const struct sockaddr_in *)(const void *)l;
+        return a->sin_port == b->sin_port && b->sin_addr.s_addr == htonl(INADDR_ANY);
+    }
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)addr;
+    const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)(const void *)l;
+    return a->sin6_port == b->sin6_port && IN6_IS_ADDR_UNSPECIFIED(&b->sin6_addr);
+}
+
+/* Whether <a> and <b> are the same IP address (ports aside). */
+static int same_ip(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family)
+        return 0;
+    if (a->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)(const void *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)(const void *)b)->sin_addr.s_addr;
+    return memcmp(&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)(const void *)b)->sin6_addr, 16) == 0;
+}
+
+int proxy_is_own_connection(const struct proxy *p, int fd, const struct sockaddr *peer)
+{
+    struct sockaddr_storage local = {0};
+    socklen_t len = sizeof local;
+    struct sockaddr_in v4, l4, m4 = {0};
+    int wildcard = 0;
+
+    peer = unmapped(peer, &v4);
+    for (int i = 0; i < p->listener_count && !wildcard; i++)
+        wildcard = wildcard_on(unmapped((const struct sockaddr *)&p->listeners[i].addr, &l4),
+                               peer);
+    if (!wildcard && p->admin_addr_len > 0)
+        wildcard = wildcard_on(unmapped((const struct sockaddr *)&p->admin_addr, &l4), peer);
+    /* Only then is the one system call worth making. */
+    if (!wildcard || getsockname(fd, (struct sockaddr *)&local, &len) != 0)
+        return 0;
+    return same_ip(unmapped((const struct sockaddr *)&local, &m4), peer);
+}
+
 int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
                const int *listen_fds, int *shared_sessions, int slots, int slot, char *err,
                size_t err_len)

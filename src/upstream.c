@@ -61,6 +61,22 @@ static const char *address_text(const union addr_any *a, char *out, size_t len)
     return out;
 }
 
+/* The connection to the address just tried is up: forward on it, unless
+ * it reached this proxy itself (see proxy_is_own_connection). */
+static enum exchange_step connected(struct session *s)
+{
+    struct exchange *x = &s->x;
+
+    /* (Called again for each step of a TLS handshake: checked once.) */
+    if (!endpoint_is_tls(&s->upstream) && x->addrs && x->addr_next > 0 &&
+        proxy_is_own_connection(s->proxy, s->upstream.fd, &x->addrs->addr[x->addr_next - 1].sa)) {
+        TRACE(s, "connected to this proxy's own listener through an address of this machine");
+        endpoint_close(s->proxy->loop, &s->upstream);
+        return exchange_fail(x, 508, "the request would loop back to this proxy");
+    }
+    return upstream_begin_forwarding(s);
+}
+
 /* Tries the resolved addresses in order until a connect() starts. */
 static enum exchange_step try_connect(struct session *s)
 {
@@ -81,7 +97,7 @@ static enum exchange_step try_connect(struct session *s)
               address_text(&x->addrs->addr[i], text, sizeof text), i + 1, x->addrs->count);
         if (connect(fd, addr, x->addrs->len[i]) == 0) {
             endpoint_open(&s->upstream, fd);
-            return upstream_begin_forwarding(s);
+            return connected(s);
         }
         if (errno == EINPROGRESS) {
             endpoint_open(&s->upstream, fd);
@@ -118,7 +134,7 @@ enum exchange_step upstream_connect_done(struct session *s)
         endpoint_close(s->proxy->loop, &s->upstream);
         return try_connect(s);
     }
-    return upstream_begin_forwarding(s);
+    return connected(s);
 }
 
 /* The addresses are known: refuse loops, then connect. */

@@ -282,3 +282,43 @@ describe("upstream errors", function()
     assert_healthy()
   end)
 end)
+
+-- A wildcard listener (0.0.0.0) is reached through every address of the
+-- machine, not only loopback: a request to the machine's own LAN address
+-- and the proxy's port came straight back to the proxy, whose answer to
+-- itself (a 400 for the origin-form request it was sent) reached the
+-- client in place of the 508; a CONNECT allowed to that port opened a
+-- tunnel to the proxy itself.
+describe("loop detection through a wildcard listener", function()
+  local procs = require("support.each_test").processes()
+
+  -- An IPv4 address of this machine that is not loopback, or nil.
+  local function own_lan_address()
+    local out = h.sh("ip -o -4 addr show scope global 2>/dev/null") or ""
+    return out:match("inet (%d+%.%d+%.%d+%.%d+)/")
+  end
+
+  it("answers 508 for the machine's own non-loopback address and the proxy's port", function()
+    local ip = own_lan_address()
+    if not ip then
+      pending("this machine has no non-loopback IPv4 address")
+      return
+    end
+    local origin = procs.origin()
+    local proxy = procs.proxy({ "--listen", "0.0.0.0:0", "--allow", "127.0.0.0/8",
+                                "--allow", ip .. "/32" })
+    local url = "http://" .. ip .. ":" .. proxy.port .. "/looped"
+    local resp = assert(h.get(proxy.port, url))
+    assert(h.check_error_response(resp, 508, "Loop Detected"))
+    -- refused before the request went anywhere, not by the Via chain
+    -- after it had come round eight times
+    assert.truthy(resp.body:find("would loop back to this proxy", 1, true), resp.body)
+    local line = proxy.wait_access_log('"GET ' .. url:gsub("%p", "%%%0") .. ' HTTP/1%.1" 508 ')
+    assert(line, proxy.access_log())
+    local _, served = proxy.access_log():gsub("/looped", "")
+    assert.are.equal(1, served, proxy.access_log())
+    -- and the proxy carries on
+    local ok = assert(h.get(proxy.port, origin.url("/hello")))
+    assert.are.equal("hello\n", ok.body)
+  end)
+end)
