@@ -802,6 +802,20 @@ enum exchange_step exchange_pump(struct session *s)
     enum exchange_step step;
     int progress = 0;
 
+    if (x->req_collect && !x->req_body_done && s->upstream.fd >= 0 &&
+        (s->upstream.read_eof || s->upstream.failed || buffer_length(&s->upstream.in) > 0)) {
+        /* Collecting: nothing has gone up yet (the head follows the whole
+         * body), so what the upstream did is no answer to this request.
+         * It gave the connection up (an idle timeout, maybe with a 408):
+         * closed now, and a fresh one is made once the body is whole
+         * (upstream_send_collected_request). */
+        TRACE(s, "the upstream %s before the request went up (the body is being collected): "
+                 "that connection is closed, a fresh one follows",
+              buffer_length(&s->upstream.in) > 0 ? "spoke" : "closed the connection");
+        endpoint_close(s->proxy->loop, &s->upstream);
+        endpoint_open(&s->upstream, -1);
+        progress = 1;
+    }
     /* The request body waits while the parent opens the tunnel. */
     if (!x->req_body_done && !x->parent_tunnel && !x->hook.pending) {
         body_filter *filter = NULL;
@@ -858,8 +872,10 @@ enum exchange_step exchange_pump(struct session *s)
         buffer_consume(&s->upstream.out, buffer_length(&s->upstream.out));
     }
 
-    /* One hook at a time per exchange: a waiting chunk hook holds the head. */
-    if (x->res_state == RESPONSE_WAIT_HEAD && !x->hook.pending) {
+    /* One hook at a time per exchange: a waiting chunk hook holds the head;
+     * and no head is read before the request went up. */
+    if (x->res_state == RESPONSE_WAIT_HEAD && !x->hook.pending &&
+        !(x->req_collect && !x->req_body_done)) {
         step = response_parse_head(s);
         if (exchange_step_is_outcome(step))
             return step;

@@ -380,18 +380,49 @@ static enum exchange_step plan_request_body(struct session *s)
     return STEP_PROGRESS;
 }
 
-/* tx.req.buffer_body: the whole body went through on_request_chunk; the
- * head goes up now, with the length of what the hooks made of it. */
-enum exchange_step upstream_send_collected_request(struct session *s)
+static int unread_in_socket(int fd);
+
+/* Queues the head of a collected request, with the length of what the
+ * hooks made of its body, then that body. */
+static enum exchange_step send_collected(struct session *s)
 {
+    struct exchange *x = &s->x;
     struct buffer *body = hooks_collected(s);
 
     if (write_request_head(s, HTTP_BODY_LENGTH, buffer_length(body), 1) != 0 ||
         buffer_append(&s->upstream.out, buffer_peek(body), buffer_length(body)) != 0)
-        return exchange_fail(&s->x, 502, "out of memory");
-    flows_record_body(s->x.flow, 0, 0, buffer_peek(body), buffer_length(body));
+        return exchange_fail(x, 502, "out of memory");
+    flows_record_body(x->flow, 0, 0, buffer_peek(body), buffer_length(body));
     buffer_free(body);
     return STEP_PROGRESS;
+}
+
+/* tx.req.buffer_body: the whole body went through on_request_chunk; the
+ * head goes up now, with the length of what the hooks made of it.
+ *
+ * Nothing has gone up on the connection yet, and collecting may have
+ * taken longer than the upstream keeps a silent connection open (a kept
+ * one often only seconds): one it gave up on meanwhile (closed, or
+ * said something, such as a 408, to a request it never got) is replaced
+ * by a fresh one, whatever the method, since the request was never sent. */
+enum exchange_step upstream_send_collected_request(struct session *s)
+{
+    struct exchange *x = &s->x;
+
+    if (s->upstream.fd < 0 || s->upstream.read_eof || s->upstream.failed ||
+        buffer_length(&s->upstream.in) > 0 ||
+        (!endpoint_is_tls(&s->upstream) && unread_in_socket(s->upstream.fd))) {
+        TRACE(s, "the upstream connection was given up while the body was collected: the "
+                 "request goes on a fresh one");
+        endpoint_close(s->proxy->loop, &s->upstream);
+        endpoint_open(&s->upstream, -1);
+        x->reused = 0;
+        x->no_pool = 1;
+        x->parent_connected = 0;
+        x->parent_tunnel = 0;
+        return upstream_start(s); /* upstream_begin_forwarding sends it */
+    }
+    return send_collected(s);
 }
 
 /* The upstream accepted the connection. */
@@ -460,6 +491,14 @@ enum exchange_step upstream_begin_forwarding(struct session *s)
     if (!x->req_collect &&
         write_request_head(s, x->req_out_kind, x->req_framing.length, x->req_had_length) != 0)
         return exchange_fail(x, 502, "out of memory");
+    if (x->req_collect && x->req_body_done) {
+        /* A body collected whole while the first connection was given up
+         * (upstream_send_collected_request): it goes on this fresh one
+         * now, whatever the server says first (only once). */
+        step = send_collected(s);
+        if (exchange_step_is_outcome(step))
+            return step;
+    }
     if (x->req_body_done)
         flows_record_time(x->flow, FLOW_T_SENT, s->last_activity);
     TRACE(s, "request head queued upstream: %zu bytes, %.*s %.*s HTTP/1.1 (%s), body %s",

@@ -7,6 +7,7 @@
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
 local each_test = require("support.each_test")
+local socket = require("socket")
 
 local PAGE = "tests/spec/fixtures/bodies/page.html"
 
@@ -274,6 +275,42 @@ describe("bodies through scripts", function()
         assert.are.equal("HELLO WORLD!", got)
       end)
     end
+
+    -- The head goes up only once the body is whole, so the connection
+    -- stays silent meanwhile; an upstream that gives it up (its idle or
+    -- keep-alive timeout, often seconds) never got the request, which then
+    -- goes whole on a fresh connection, whatever its method.
+    it("sends a collected body on a fresh connection when the upstream gave up the first", function()
+      local server = assert(socket.bind("127.0.0.1", 0))
+      server:settimeout(5)
+      local _, port = server:getsockname()
+      local target = "127.0.0.1:" .. port
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, "POST http://" .. target .. "/ HTTP/1.1\r\nHost: " .. target
+        .. "\r\nX-Whole: 1\r\nContent-Length: 11\r\n\r\nhello"))
+      local first = assert(server:accept())
+      first:send("HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+      first:close()
+      assert(h.send(s, " world"))
+      local up, err = server:accept()
+      server:close()
+      assert(up, "no second connection: " .. tostring(err))
+      up:settimeout(5)
+      local head = {}
+      repeat
+        local line = assert(up:receive("*l"))
+        head[#head + 1] = line
+      until line == ""
+      local length = tonumber(table.concat(head, "\n"):match("\n[Cc]ontent%-[Ll]ength: (%d+)"))
+      assert.are.equal(12, length, table.concat(head, "\n"))
+      assert.are.equal("HELLO WORLD!", assert(up:receive(length)))
+      assert(up:send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+      local resp = assert(h.read_response(s))
+      up:close()
+      s:close()
+      assert.are.equal(200, resp.status, resp.raw_head)
+      assert.are.equal("ok", resp.body)
+    end)
 
     it("leaves a body alone with filter_body = false", function()
       local _, got, head = send("hello world", { "Content-Length: 11", "X-Skip: 1" })
