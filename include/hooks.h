@@ -57,6 +57,7 @@ enum hooks_body_error {
     HOOKS_BODY_CORRUPT,   /* the compressed body does not decode */
     HOOKS_BODY_BOMB,      /* it decodes to too much (size or ratio) */
     HOOKS_BODY_TOO_LARGE, /* tx.req.buffer_body past --max-body-buffer */
+    HOOKS_BODY_BUSY,      /* the bodies collected at once past --lua-memory */
 };
 
 /* Per-exchange hook state, embedded in struct exchange. */
@@ -90,6 +91,7 @@ struct hook_state {
      * idle connection does not carry it. */
     struct body_decoding *dec;
     struct buffer collected;    /* tx.req.buffer_body: the body so far */
+    size_t collected_held;      /* of it, counted in proxy->collected_held */
     enum hooks_body_error body_error;
     int res_due; /* tx.res is made with on_response's first call (hooks_prepare_response) */
     int res_lazy; /* tx.res is made on a script's first look at it in on_response,
@@ -214,6 +216,10 @@ int hooks_request_filter(void *arg, const char *data, size_t len, int eof, struc
 int hooks_request_collect(void *arg, const char *data, size_t len, int eof,
                           struct buffer *out, enum http_body_kind out_kind);
 struct buffer *hooks_collected(struct session *s);
+/* The collected body is whole (or the exchange ends): it no longer counts
+ * against the bodies all of the worker's exchanges may collect at once
+ * (HOOKS_BODY_BUSY past --lua-memory). */
+void hooks_collected_release(struct session *s);
 
 /* A chunk hook that waited woke up: finishes its piece. CONTINUE, PENDING
  * (it waits again) or FAILED. Decoded text after the piece is left for

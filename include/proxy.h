@@ -46,6 +46,7 @@ struct proxy {
     struct upstream_pool pool; /* idle upstream connections for reuse */
     int kept_upstreams;        /* idle upstream connections held by sessions */
     size_t http_bodies_held;   /* response bodies of proxy.http calls in flight */
+    size_t collected_held;     /* request bodies being collected (buffer_body) */
     struct access_log *access_log;
     struct hooks *hooks;      /* NULL when no script is loaded */
     struct auth *auth;        /* --auth-file's users and checking threads, or NULL */

@@ -852,6 +852,9 @@ enum exchange_step exchange_pump(struct session *s)
             if (x->hook.body_error == HOOKS_BODY_TOO_LARGE)
                 return exchange_fail(x, 413,
                                      "the request body is larger than the script may collect");
+            if (x->hook.body_error == HOOKS_BODY_BUSY)
+                return exchange_fail(x, 503, "the proxy is collecting too many request bodies "
+                                             "at once; try again shortly");
             return exchange_fail(x, 500, "a script failed while handling the request body");
         case BODY_PUMP_INVALID:
             /* What was forwarded so far is a prefix of a chunked body; the

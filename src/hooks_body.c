@@ -465,18 +465,35 @@ int hooks_request_collect(void *arg, const char *data, size_t len, int eof,
         s->x.error = "the request body is larger than --max-body-buffer";
         return -1;
     }
+    /* Each body is bounded, but not how many clients send one at once:
+     * all those a worker collects together are bounded too, by the
+     * memory its scripts may use (each becomes a Lua string there). */
+    if (s->proxy->collected_held + len > hs->hooks->mem_limit) {
+        hs->body_error = HOOKS_BODY_BUSY;
+        s->x.error = "the request bodies being collected would hold more than --lua-memory";
+        return -1;
+    }
     if (buffer_append(&hs->collected, data, len) != 0)
         return -1;
+    hs->collected_held += len;
+    s->proxy->collected_held += len;
     flows_record_body(s->x.flow, 0, 1, data, len);
     if (!eof)
         return 0;
     /* The whole body, once: what the hooks return replaces it. */
+    hooks_collected_release(s);
     buffer_init(&whole);
     buffer_swap(&whole, &hs->collected);
     rc = run_chunk_hooks(s, HOOK_ON_REQUEST_CHUNK, buffer_peek(&whole), buffer_length(&whole),
                          1, &hs->collected, HTTP_BODY_LENGTH, &hs->sent_scratch);
     buffer_free(&whole);
     return rc;
+}
+
+void hooks_collected_release(struct session *s)
+{
+    s->proxy->collected_held -= s->x.hook.collected_held;
+    s->x.hook.collected_held = 0;
 }
 
 struct buffer *hooks_collected(struct session *s)

@@ -49,6 +49,7 @@ void hooks_exchange_begin(struct session *s, hooks_wake_fn *on_wake)
     hs->req_filter_off = hs->req_buffer = hs->res_filter_off = hs->res_decode_off = 0;
     hs->dec = NULL;
     buffer_init(&hs->collected);
+    hs->collected_held = 0;
     hs->piece_ref = LUA_NOREF;
     hs->piece_in_lua = 0;
     hs->body_error = HOOKS_BODY_OK;
@@ -64,6 +65,7 @@ void hooks_exchange_end(struct session *s)
     struct hook_state *hs = &s->x.hook;
     struct hooks *h = hs->hooks;
     hooks_decoding_free(hs);
+    hooks_collected_release(s);
     buffer_free(&hs->collected);
     if (!h)
         return;
@@ -701,6 +703,7 @@ static int detach_done(struct session *s)
     /* The bodies' state stays with the session, which frees it. */
     dh->dec = NULL;
     buffer_init(&dh->collected);
+    dh->collected_held = 0;
     /* No body is left to filter: the piece's slot goes. */
     luaL_unref(hs->hooks->L, LUA_REGISTRYINDEX, hs->piece_ref);
     hs->piece_ref = dh->piece_ref = LUA_NOREF;

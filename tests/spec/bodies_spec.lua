@@ -312,6 +312,60 @@ describe("bodies through scripts", function()
       assert.are.equal("ok", resp.body)
     end)
 
+    -- Whether the proxy has read every byte sent on <sock>: nothing left
+    -- unacknowledged on the client's side nor unread on the proxy's.
+    local function all_read(sock)
+      local _, cport = sock:getsockname()
+      local hex = function(n) return string.format("%04X", n) end
+      local sent, unread
+      for line in (h.read_file("/proc/net/tcp") or ""):gmatch("[^\n]+") do
+        local lp, rp, tx, rx = line:match("^%s*%d+: %x+:(%x+) %x+:(%x+) %x+ (%x+):(%x+)")
+        if lp == hex(cport) and rp == hex(proxy.port) then sent = tonumber(tx, 16) end
+        if lp == hex(proxy.port) and rp == hex(cport) then unread = tonumber(rx, 16) end
+      end
+      return sent == 0 and unread == 0
+    end
+
+    -- Each collected body is bounded by --max-body-buffer; so are all the
+    -- bodies collected at once, by --lua-memory, or enough clients each
+    -- sending a large one slowly would make the proxy hold them all.
+    it("answers 503 to a body that would take those collected at once past --lua-memory", function()
+      local COLLECT = [[
+        function on_request(tx) tx.req.buffer_body = true end
+        function on_request_chunk(tx, chunk, eof) end
+      ]]
+      proxy = procs.proxy({ "-s", h.tmpfile(COLLECT, "collect.lua"), "--max-body-buffer", "1",
+                            "--lua-memory", "4" })
+      local size, part = 1024 * 1024, 896 * 1024
+      local function start_upload()
+        local s = assert(h.connect(proxy.port))
+        assert(h.send(s, h.request("POST", origin.url("/echo"),
+          { "Host: " .. origin.authority, "X-Whole: 1", "Content-Length: " .. size })
+          .. ("a"):rep(part)))
+        assert.is_truthy(h.wait_for(function() return all_read(s) end), "the proxy read it all")
+        return s
+      end
+      local uploads = {}
+      for i = 1, 4 do uploads[i] = start_upload() end
+      -- a fifth would take them past 4 MiB
+      local c = assert(h.connect(proxy.port))
+      assert(h.send(c, h.request("POST", origin.url("/echo"),
+        { "Host: " .. origin.authority, "X-Whole: 1", "Content-Length: " .. size })
+        .. ("c"):rep(part)))
+      local refused = assert(h.read_response(c))
+      c:close()
+      assert(h.check_error_response(refused, 503, "Service Unavailable"))
+      -- the others still go through whole
+      for _, s in ipairs(uploads) do
+        assert(h.send(s, ("z"):rep(size - part)))
+        local resp = assert(h.read_response(s))
+        s:close()
+        assert.are.equal(200, resp.status)
+        assert.are.equal(("a"):rep(part) .. ("z"):rep(size - part),
+          resp.body:match("\r\n\r\n(.*)$"))
+      end
+    end)
+
     it("leaves a body alone with filter_body = false", function()
       local _, got, head = send("hello world", { "Content-Length: 11", "X-Skip: 1" })
       assert.is_truthy(head:find("Content-Length: 11\r\n", 1, true))
