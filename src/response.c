@@ -194,6 +194,14 @@ enum exchange_step response_parse_head(struct session *s)
     if (x->parent && head.status == 407)
         return exchange_fail(x, 502, "the parent proxy refused our credentials with 407");
     if (head.status < 200) {
+        /* A server reads a request's content before switching (RFC 9110
+         * 7.8). Switched with part of it still to come, the rest would go
+         * through the tunnel as it came, after the part the proxy framed
+         * anew (chunked, or through a chunk hook): a stream that is
+         * neither the body nor what the client sent. */
+        if (head.status == 101 && x->is_upgrade && !x->req_body_done)
+            return exchange_fail(x, 502, "the upstream switched protocols before the request "
+                                         "body was sent");
         if (head.status == 101 && x->is_upgrade)
             return switch_protocols(s, &head, (size_t)n);
         if (head.status == 101)

@@ -5,6 +5,7 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local socket = require("socket")
 
 describe("tunnels", function()
   local echo, origin, proxy
@@ -131,5 +132,32 @@ describe("tunnels", function()
     local data, how = h.recv_until_close(s, 5)
     assert.are.equal("", data)
     assert.are.equal("closed", how)
+  end)
+
+  -- A server reads an upgrade request's body before it switches (RFC
+  -- 9110 7.8). Switched with part of it still to come, the proxy sent the
+  -- rest raw into the tunnel, after the part it had framed anew: here a
+  -- chunk hook made "5\r\nhello\r\n" of the first half and the second
+  -- went as "world", a stream that was neither.
+  it("answers 502 to a 101 that comes before the request body was sent", function()
+    local hooked = track(h.start_proxy({ "-s", h.tmpfile(
+      "function on_request_chunk(tx, chunk, eof) return chunk end", "chunk.lua") }))
+    local server = assert(socket.bind("127.0.0.1", 0))
+    server:settimeout(5)
+    local _, port = server:getsockname()
+    local target = "127.0.0.1:" .. port
+    local s = connect(hooked.port)
+    assert(h.send(s, "POST http://" .. target .. "/ HTTP/1.1\r\nHost: " .. target
+      .. "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 10\r\n\r\nhello"))
+    local up = assert(server:accept())
+    server:close()
+    up:settimeout(5)
+    repeat local line = assert(up:receive("*l")) until line == ""
+    assert(up:send("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"))
+    local resp = assert(h.read_response(s))
+    up:close()
+    assert(h.check_error_response(resp, 502, "Bad Gateway"))
+    assert.truthy(resp.body:find("before the request body was sent", 1, true), resp.body)
+    assert.are.equal("close", resp.headers["connection"], resp.raw_head)
   end)
 end)
