@@ -145,6 +145,7 @@ struct exchange {
     int addr_next;
     int connect_errno;
     ev_tstamp connect_started;
+    ev_tstamp attempt_started; /* the connect() to addrs->addr[addr_next - 1] */
     /* The parent proxy this exchange goes through (a copy: a reload may
      * change the configuration meanwhile), or NULL to go direct. */
     struct parent_proxy *parent;

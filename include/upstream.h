@@ -29,6 +29,13 @@ enum exchange_step upstream_send_collected_request(struct session *s);
 /* The upstream socket became writable while connecting. */
 enum exchange_step upstream_connect_done(struct session *s);
 
+/* SESSION_CONNECTING: when to give up on the address being tried, for
+ * the next one (upstream_connect_next), or <overall> (--connect-timeout)
+ * when it is the last or the connection is up (a TLS handshake). */
+ev_tstamp upstream_attempt_deadline(const struct session *s, ev_tstamp overall);
+/* The address being tried had its share of --connect-timeout: the next. */
+enum exchange_step upstream_connect_next(struct session *s);
+
 /* The resolver answered (SESSION_RESOLVING): connect, or fail with 502. */
 enum exchange_step upstream_dns_answer(struct session *s, enum dns_status status,
                                        const struct addr_list *addrs);

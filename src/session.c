@@ -498,8 +498,9 @@ static ev_tstamp deadline(const struct session *s)
          * as long as the script asked. */
         return s->last_activity + 1e9;
     case SESSION_RESOLVING:
-    case SESSION_CONNECTING:
         return s->x.connect_started + cfg->connect_timeout;
+    case SESSION_CONNECTING:
+        return upstream_attempt_deadline(s, s->x.connect_started + cfg->connect_timeout);
     case SESSION_DRAINING:
         return s->drain_started + DRAIN_TIME;
     case SESSION_EXCHANGE:
@@ -578,6 +579,13 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         session_fail(s, 504, "the upstream's name could not be resolved in time");
         break;
     case SESSION_CONNECTING:
+        if (ev_now(loop) < s->x.connect_started + s->proxy->cfg->connect_timeout - 0.0005) {
+            /* Only the address being tried had its time: on to the next
+             * (in the same state, so the timer is armed again here). */
+            s->rearm_timer = 1;
+            session_step(s, upstream_connect_next(s));
+            break;
+        }
         stats_add(STAT_UPSTREAM_TIMEOUTS, 1);
         session_fail(s, 504, "connecting to the upstream timed out");
         break;

@@ -101,6 +101,7 @@ static enum exchange_step try_connect(struct session *s)
         }
         if (errno == EINPROGRESS) {
             endpoint_open(&s->upstream, fd);
+            x->attempt_started = ev_now(s->proxy->loop);
             return exchange_move(x, SESSION_CONNECTING, "connect() in progress");
         }
         x->connect_errno = errno;
@@ -135,6 +136,35 @@ enum exchange_step upstream_connect_done(struct session *s)
         return try_connect(s);
     }
     return connected(s);
+}
+
+/*
+ * Each address gets an equal share of what is left of --connect-timeout:
+ * one that never answers (a firewall that drops SYNs, an IPv6 address
+ * without a route) would otherwise use all of it, and the addresses after
+ * it, which may well answer, would never be tried.
+ */
+ev_tstamp upstream_attempt_deadline(const struct session *s, ev_tstamp overall)
+{
+    const struct exchange *x = &s->x;
+    int left;
+
+    if (!x->addrs || x->addr_next <= 0 || x->addr_next >= x->addrs->count ||
+        s->upstream.fd < 0 || endpoint_is_tls(&s->upstream))
+        return overall;
+    left = x->addrs->count - x->addr_next + 1; /* this one and those after it */
+    return x->attempt_started + (overall - x->attempt_started) / left;
+}
+
+enum exchange_step upstream_connect_next(struct session *s)
+{
+    char text[80];
+
+    TRACE(s, "no answer from %s within its share of the connect timeout: the next address",
+          address_text(&s->x.addrs->addr[s->x.addr_next - 1], text, sizeof text));
+    s->x.connect_errno = ETIMEDOUT;
+    endpoint_close(s->proxy->loop, &s->upstream);
+    return try_connect(s);
 }
 
 /* The addresses are known: refuse loops, then connect. */

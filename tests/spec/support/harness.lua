@@ -354,7 +354,10 @@ end
 --          access_log = false to add no --access-log (a config file
 --          gives it; the command line's would win),
 --          fd_limit = n to start it under `ulimit -n n`,
---          umask = "022" to start it under that umask}.
+--          umask = "022" to start it under that umask,
+--          prefix = shell words to run it through, which get the
+--          binary and its arguments after them (`unshare -m sh -c '...
+--          exec "$0" "$@"'`)}.
 -- Returns {port, ports, pid, stop(), log(), access_log(), rss_kb(),
 -- fd_count(), cpu_ticks(), signal(), wait_exit(), exit_code(), alive()}.
 function h.start_proxy(args, opts)
@@ -379,6 +382,7 @@ function h.start_proxy(args, opts)
   if opts.fd_limit then cmd[#cmd + 1] = string.format("ulimit -n %d;", opts.fd_limit) end
   if opts.umask then cmd[#cmd + 1] = string.format("umask %s;", opts.umask) end
   for name, value in pairs(opts.env or {}) do cmd[#cmd + 1] = name .. "=" .. q(value) end
+  if opts.prefix then cmd[#cmd + 1] = opts.prefix end
   cmd[#cmd + 1] = q(h.bin())
   for _, a in ipairs(full) do cmd[#cmd + 1] = q(a) end
   local p = start_process(table.concat(cmd, " "), dir)
