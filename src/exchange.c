@@ -504,10 +504,15 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
         return exchange_fail(x, 500, "out of memory");
     if (x->is_connect && x->req_framing.kind != HTTP_BODY_NONE)
         return exchange_fail(x, 400, "a CONNECT request cannot have a body");
-    /* HTTP/1.0 has no Upgrade (RFC 9110 7.8: ignored in a 1.0 request). */
+    /* HTTP/1.0 has no Upgrade (RFC 9110 7.8: ignored in a 1.0 request).
+     * Nor is one to h2c passed on, which RFC 9113 3.1 deprecates: the
+     * tunnel it would open carries HTTP/2 requests that never meet the
+     * proxy's checks, the scripts or the viewer ("h2c smuggling"). Such a
+     * request goes out as an ordinary one, without its Upgrade. */
     x->is_upgrade = !x->is_connect && head->version_minor >= 1 &&
                     http_has_token_id(head, HTTP_FIELD_CONNECTION, "upgrade") &&
-                    http_find_id(head, HTTP_FIELD_UPGRADE, 0) >= 0;
+                    http_find_id(head, HTTP_FIELD_UPGRADE, 0) >= 0 &&
+                    !http_has_token_id(head, HTTP_FIELD_UPGRADE, "h2c");
 
     /* Host is regenerated from the target (RFC 9112 3.2.2): the port only
      * when it is not the default, IPv6 literals in brackets. */

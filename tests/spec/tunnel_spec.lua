@@ -160,4 +160,33 @@ describe("tunnels", function()
     assert.truthy(resp.body:find("before the request body was sent", 1, true), resp.body)
     assert.are.equal("close", resp.headers["connection"], resp.raw_head)
   end)
+
+  -- An upgrade to h2c (deprecated, RFC 9113 3.1) would open a tunnel of
+  -- HTTP/2 requests that the scripts and the viewer never see: the request
+  -- goes on as an ordinary one, and a 101 to it is refused.
+  it("does not pass an Upgrade to h2c on, and refuses a 101 to it", function()
+    local server = assert(socket.bind("127.0.0.1", 0))
+    server:settimeout(5)
+    local _, port = server:getsockname()
+    local target = "127.0.0.1:" .. port
+    local s = connect(proxy.port)
+    assert(h.send(s, "GET http://" .. target .. "/ HTTP/1.1\r\nHost: " .. target
+      .. "\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"))
+    local up = assert(server:accept())
+    server:close()
+    up:settimeout(5)
+    local head = {}
+    repeat
+      local line = assert(up:receive("*l"))
+      head[#head + 1] = line:lower()
+    until line == ""
+    local text = table.concat(head, "\n")
+    assert(h.send(up, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"))
+    local resp = assert(h.read_response(s))
+    up:close()
+    assert.falsy(text:find("\nupgrade:", 1, true), text)
+    assert.falsy(text:find("connection: upgrade", 1, true), text)
+    assert(h.check_error_response(resp, 502, "Bad Gateway"))
+    assert.truthy(resp.body:find("switched protocols without being asked", 1, true), resp.body)
+  end)
 end)
