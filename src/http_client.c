@@ -55,6 +55,7 @@ struct http_call {
     struct endpoint ep;
     ev_timer timer;            /* the call's deadline */
     ev_timer kick;             /* zero delay: the first step, from the loop */
+    ev_timer attempt;          /* the address being tried had its share */
     int have_head;
     struct body_reader reader;
     struct http_client_response res;
@@ -65,6 +66,7 @@ static void call_free(struct http_call *c)
     c->proxy->http_bodies_held -= c->counted;
     ev_timer_stop(c->proxy->loop, &c->timer);
     ev_timer_stop(c->proxy->loop, &c->kick);
+    ev_timer_stop(c->proxy->loop, &c->attempt);
     dns_cancel(c->dns);
     endpoint_close(c->proxy->loop, &c->ep);
     buffer_free(&c->request);
@@ -222,7 +224,21 @@ static void on_resolved(void *arg, enum dns_status status, const struct addr_lis
     try_connect(c);
 }
 
-/* Connects to the next address; from the loop only. */
+/* The address being tried had its share of the call's time (see
+ * try_connect): on to the next. */
+static void on_call_attempt(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct http_call *c = w->data;
+    (void)loop;
+    (void)revents;
+    if (c->state == CALL_CONNECTING)
+        try_connect(c);
+}
+
+/* Connects to the next address; from the loop only. An address that never
+ * answers (a firewall dropping the SYN, IPv6 without a route) is given
+ * up, when others follow it, once it has had an equal share of the time
+ * the call has left, as the relay does (upstream_attempt_deadline). */
 static void try_connect(struct http_call *c)
 {
     /* Plain HTTP first tries a connection the proxy keeps to the same
@@ -254,6 +270,12 @@ static void try_connect(struct http_call *c)
         endpoint_open(&c->ep, fd);
         c->state = CALL_CONNECTING;
         endpoint_watch(c->proxy->loop, &c->ep, EV_WRITE);
+        ev_timer_stop(c->proxy->loop, &c->attempt);
+        if (c->next_addr < c->addrs.count) {
+            ev_tstamp left = ev_timer_remaining(c->proxy->loop, &c->timer);
+            ev_timer_set(&c->attempt, left / (c->addrs.count - c->next_addr + 1), 0.);
+            ev_timer_start(c->proxy->loop, &c->attempt);
+        }
         return;
     }
     finish(c, "connection refused");
@@ -377,6 +399,7 @@ static void on_call_io(struct ev_loop *loop, ev_io *w, int revents)
             try_connect(c);
             return;
         }
+        ev_timer_stop(loop, &c->attempt);
         if (c->https) {
             if (!c->proxy->tls || tls_connect(&c->ep, c->proxy->tls, c->host, c->port, NULL) != 0)
                 return finish(c, "cannot start TLS");
@@ -441,6 +464,8 @@ struct http_call *http_client_start(struct proxy *p, const struct http_client_re
     c->timer.data = c;
     ev_init(&c->kick, on_call_kick);
     c->kick.data = c;
+    ev_init(&c->attempt, on_call_attempt);
+    c->attempt.data = c;
     if (strlen(rq->method) >= sizeof c->method ||
         http_token_span(rq->method, strlen(rq->method)) != strlen(rq->method) || !rq->method[0]) {
         snprintf(err, err_len, "invalid method");
