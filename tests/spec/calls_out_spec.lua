@@ -9,6 +9,7 @@ package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
 local each_test = require("support.each_test")
 local socket = require("socket")
+local dead_address = require("support.dead_address")
 
 describe("calls out from hooks", function()
   local procs = each_test.processes()
@@ -168,63 +169,24 @@ describe("calls out from hooks", function()
   -- As for relayed requests: an address that never answers is given up
   -- once it has had its share of the call's time, for the next one.
   it("tries the next address of a name when one never answers", function()
-    if not h.sh("unshare -m true 2>/dev/null && echo yes"):find("yes", 1, true) then
-      pending("unshare -m is not allowed here")
-      return
-    end
-    local server = assert(socket.bind("127.0.0.1", 0))
-    server:settimeout(5)
-    local _, port = server:getsockname()
-    -- [::1] on the same port drops SYNs: its accept queue is full
-    local hole = socket.tcp6()
-    assert(hole:setoption("ipv6-v6only", true))
-    if not hole:bind("::1", port) then
-      server:close()
-      pending("no IPv6 loopback here")
-      return
-    end
-    assert(hole:listen(0))
-    local fillers, hangs = {}, false
-    for _ = 1, 16 do
-      local c = socket.tcp6()
-      c:settimeout(0.3)
-      fillers[#fillers + 1] = c
-      local ok, err = c:connect("::1", port)
-      if not ok then hangs = (err == "timeout"); break end
-    end
-    local function cleanup()
-      for _, c in ipairs(fillers) do c:close() end
-      hole:close()
-      server:close()
-    end
-    if not hangs then
-      cleanup()
-      pending("cannot make a loopback connect hang here (accept queue never fills)")
-      return
-    end
-    local hosts = h.tmpfile("127.0.0.1 localhost\n::1 twice.test\n127.0.0.1 twice.test\n", "hosts")
+    local d, why = dead_address.open()
+    if not d then return pending(why) end
     proxy = procs.proxy({ "-s", script(([[
       function on_request(tx)
         local res, err = proxy.http{ url = "http://twice.test:PORT/", timeout = 2 }
         tx:respond(200, res and res.body or ("failed: " .. tostring(err)))
       end
-    ]]):gsub("PORT", tostring(port))) }, {
-      prefix = "unshare -m sh -c 'mount --bind " .. hosts .. " /etc/hosts && exec \"$0\" \"$@\"'" })
+    ]]):gsub("PORT", tostring(d.port))) }, { prefix = d.prefix })
     local s = assert(h.connect(proxy.port))
     assert(h.send(s, h.request("GET", origin.url("/call"), { "Host: " .. origin.authority })))
-    local up, err = server:accept()
-    local ok, why = pcall(function()
-      assert(up, "the next address was never tried: " .. tostring(err))
-      up:settimeout(5)
-      repeat local line = assert(up:receive("*l")) until line == ""
-      assert(up:send("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nyes"))
+    local ok, err = pcall(function()
+      assert(dead_address.answer(d))
       local resp = assert(h.read_response(s, { timeout = 8 }))
       assert.are.equal("yes", resp.body)
     end)
-    if up then up:close() end
     s:close()
-    cleanup()
-    assert(ok, why)
+    d.close()
+    assert(ok, err)
   end)
 
   it("returns nil and a reason: timeout, refused, body too large, bad url", function()

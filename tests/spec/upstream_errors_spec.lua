@@ -5,6 +5,7 @@
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
 local socket = require("socket")
+local dead_address = require("support.dead_address")
 
 describe("upstream errors", function()
   local origin, proxy
@@ -331,64 +332,22 @@ describe("a name with several addresses", function()
   local procs = require("support.each_test").processes()
 
   it("tries the next address when one never answers, within --connect-timeout", function()
-    -- The name comes from an /etc/hosts of the proxy's own (a private
-    -- mount namespace): there is no DNS server here to give one.
-    if not h.sh("unshare -m true 2>/dev/null && echo yes"):find("yes", 1, true) then
-      pending("unshare -m is not allowed here")
-      return
-    end
-    local server = assert(socket.bind("127.0.0.1", 0))
-    server:settimeout(5)
-    local _, port = server:getsockname()
-    -- [::1] on the same port: an accept queue full and never drained, so
-    -- the kernel drops further SYNs
-    local hole = socket.tcp6()
-    assert(hole:setoption("ipv6-v6only", true))
-    if not hole:bind("::1", port) then
-      server:close()
-      pending("no IPv6 loopback here")
-      return
-    end
-    assert(hole:listen(0))
-    local fillers, hangs = {}, false
-    for _ = 1, 16 do
-      local c = socket.tcp6()
-      c:settimeout(0.3)
-      fillers[#fillers + 1] = c
-      local ok, err = c:connect("::1", port)
-      if not ok then hangs = (err == "timeout"); break end
-    end
-    local function cleanup()
-      for _, c in ipairs(fillers) do c:close() end
-      hole:close()
-      server:close()
-    end
-    if not hangs then
-      cleanup()
-      pending("cannot make a loopback connect hang here (accept queue never fills)")
-      return
-    end
-    local hosts = h.tmpfile("127.0.0.1 localhost\n::1 twice.test\n127.0.0.1 twice.test\n", "hosts")
-    local proxy = procs.proxy({ "--connect-timeout", "2", "--trace" }, {
-      prefix = "unshare -m sh -c 'mount --bind " .. hosts .. " /etc/hosts && exec \"$0\" \"$@\"'" })
+    local d, why = dead_address.open()
+    if not d then return pending(why) end
+    local proxy = procs.proxy({ "--connect-timeout", "2", "--trace" }, { prefix = d.prefix })
     local s = assert(h.connect(proxy.port))
-    local target = "twice.test:" .. port
+    local target = "twice.test:" .. d.port
     assert(h.send(s, h.request("GET", "http://" .. target .. "/", { "Host: " .. target })))
-    local up, err = server:accept()
-    local ok, why = pcall(function()
+    local ok, err = pcall(function()
+      assert(dead_address.answer(d))
       -- the blackholed address came first
-      assert.truthy(proxy.log_has("connect() to [::1]:" .. port), proxy.log())
-      assert(up, "the next address was never tried: " .. tostring(err))
-      up:settimeout(5)
-      repeat local line = assert(up:receive("*l")) until line == ""
-      assert(up:send("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nyes"))
+      assert.truthy(proxy.log_has("connect() to [::1]:" .. d.port), proxy.log())
       local resp = assert(h.read_response(s, { timeout = 8 }))
       assert.are.equal(200, resp.status, resp.raw_head)
       assert.are.equal("yes", resp.body)
     end)
-    if up then up:close() end
     s:close()
-    cleanup()
-    assert(ok, why)
+    d.close()
+    assert(ok, err)
   end)
 end)
