@@ -81,8 +81,13 @@ static int load_users(const char *path, struct auth_user **out, int *out_count, 
         char *colon, *name = line;
         lineno++;
         if (len == sizeof line - 1 && line[len - 1] != '\n') {
-            snprintf(err, err_len, "%s:%d: line too long", path, lineno);
-            goto fail;
+            /* A full buffer without its newline: too long, unless the file
+             * ends right there (a last line without one). */
+            int next = getc(f);
+            if (next != EOF) {
+                snprintf(err, err_len, "%s:%d: line too long", path, lineno);
+                goto fail;
+            }
         }
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             line[--len] = '\0';

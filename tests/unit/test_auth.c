@@ -107,6 +107,32 @@ static void test_duplicates(void)
     auth_free(a);
 }
 
+/* The longest line there is room for is taken at the end of the file
+ * without its newline too; one byte more is too long, either way. */
+static void test_long_last_line(void)
+{
+    char text[1200], err[512];
+    int n = snprintf(text, sizeof text, "alice:%s\n", cheap_hash("secret"));
+    const char *path;
+    struct auth_users *u;
+
+    memset(text + n, 'x', 1023);
+    text[n] = '#';
+    text[n + 1023] = '\0';
+    path = write_users("long-last", text);
+    u = auth_users_read(path, err, sizeof err);
+    if (!ok(u != NULL, "a last line of 1023 bytes without a newline is read"))
+        printf("#   %s\n", err);
+    auth_users_free(u);
+
+    text[n + 1023] = 'x';
+    text[n + 1024] = '\0';
+    path = write_users("too-long-last", text);
+    u = auth_users_read(path, err, sizeof err);
+    ok(u == NULL && strstr(err, "line too long"), "one of 1024 bytes is too long");
+    auth_users_free(u);
+}
+
 static void test_large_file(void)
 {
     enum { USERS = 99999 }; /* one below the cap, so that a repeat still fits */
@@ -157,6 +183,7 @@ int main(void)
     }
     (void)guarded_copy; /* files, not buffers: nothing to guard here */
     test_duplicates();
+    test_long_last_line();
     test_large_file();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
