@@ -325,6 +325,21 @@ static int stands_for_body(const struct exchange *x)
     return is_head(x->method, x->method_len) && x->status != 204 && x->status != 205;
 }
 
+/* Whether the request's If-None-Match names <etag> (a strong tag) weak:
+ * the client holds the tag as hooks_head_decoded left it. */
+static int asked_for_weak(const struct exchange *x, const char *etag, size_t len)
+{
+    for (ssize_t i = headers_find(&x->req_headers, "If-None-Match", 13, 0); i >= 0;
+         i = headers_find(&x->req_headers, "If-None-Match", 13, (size_t)i + 1)) {
+        size_t vlen;
+        const char *v = headers_value(&x->req_headers, (size_t)i, &vlen);
+        for (size_t at = 0; at + 2 + len <= vlen; at++)
+            if (memcmp(v + at, "W/", 2) == 0 && memcmp(v + at + 2, etag, len) == 0)
+                return 1;
+    }
+    return 0;
+}
+
 /* The GET's answer has its body decoded for the chunk hooks: it goes out
  * without Content-Encoding, and without Content-Length (chunked, or until
  * the close: the decoded length is known only at the end). The answer to
@@ -336,13 +351,25 @@ static void settle_bodiless_head(struct session *s)
 {
     struct exchange *x = &s->x;
 
-    if (!stands_for_body(x) || !hooks_response_decodes(s, &x->res_headers))
+    if (stands_for_body(x) && hooks_response_decodes(s, &x->res_headers)) {
+        TRACE(s, "%s: no Content-Encoding, no Content-Length, as its GET's decoded body has none",
+              x->status == 304 ? "a 304" : "the answer to a HEAD");
+        hooks_head_decoded(&x->res_headers);
+        headers_remove(&x->res_headers, "Content-Length", 14);
+        x->res_keep_length = 0;
         return;
-    TRACE(s, "%s: no Content-Encoding, no Content-Length, as its GET's decoded body has none",
-          x->status == 304 ? "a 304" : "the answer to a HEAD");
-    hooks_head_decoded(&x->res_headers);
-    headers_remove(&x->res_headers, "Content-Length", 14);
-    x->res_keep_length = 0;
+    }
+    /* A 304 need not repeat Content-Encoding (origins often leave it
+     * out), so it may not show that the client's copy came decoded. If
+     * the client revalidates with the weak tag the decoded copy got, the
+     * strong one in the 304 would replace it in its cache: keep it weak. */
+    if (x->status == 304 && hooks_filters_response(s) && !x->hook.res_decode_off) {
+        ssize_t at = headers_find(&x->res_headers, "ETag", 4, 0);
+        size_t len;
+        const char *etag = at >= 0 ? headers_value(&x->res_headers, (size_t)at, &len) : NULL;
+        if (etag && len > 0 && etag[0] == '"' && asked_for_weak(x, etag, len))
+            hooks_head_decoded(&x->res_headers);
+    }
 }
 
 /* body_direct's send: a large piece from a chunk hook goes to the client

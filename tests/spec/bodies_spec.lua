@@ -143,6 +143,24 @@ describe("bodies through scripts", function()
     end
   end)
 
+  -- A 304 need not repeat Content-Encoding, so it may not show that the
+  -- client's copy came decoded; revalidated with the weak tag that copy
+  -- got, its ETag must stay weak, or the client's cache takes it strong.
+  it("keeps weak the ETag of a 304 without Content-Encoding to the tag a decoded GET gave", function()
+    proxy = procs.proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
+    local url = origin.url("/file?path=" .. file("page.gz") .. "&encoding=gzip&etag=v3&bare304=1")
+    local get = assert(h.get(proxy.port, url))
+    assert.are.equal('W/"v3"', get.headers["etag"])
+    local revalidated = assert(h.get(proxy.port, url, { 'If-None-Match: W/"v3"' }))
+    assert.are.equal(304, revalidated.status)
+    assert.is_nil(revalidated.headers["content-encoding"])
+    assert.are.equal('W/"v3"', revalidated.headers["etag"])
+    -- A client that asks with the strong tag gets it as the origin gave it.
+    local strong = assert(h.get(proxy.port, url, { 'If-None-Match: "v3"' }))
+    assert.are.equal(304, strong.status)
+    assert.are.equal('"v3"', strong.headers["etag"])
+  end)
+
   it("keeps the coding and length of a HEAD whose GET is not decoded", function()
     proxy = procs.proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
     local length = tostring(#h.read_file(file("page.gz")))

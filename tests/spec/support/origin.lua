@@ -34,7 +34,7 @@
 --   /ws               101 for Upgrade: websocket, then echoes raw bytes
 --   /file?path=&encoding=&chunked=1  a file's bytes with that Content-Encoding
 --        &range=A-B  a 206;  &vary=V  a Vary field;  &etag=X  ETag, and 304
---        to an If-None-Match naming it
+--        to an If-None-Match naming it (&bare304=1: without Content-Encoding)
 --   /raw/NAME         broken responses, see RAW below
 -- A HEAD request gets the head a GET would have, without the body.
 --
@@ -427,7 +427,10 @@ local function serve_one(c)
     local bodiless = not_modified or req.method == "HEAD"
     local out = { "HTTP/1.1 " .. status .. "\r\nContent-Type: " .. (q.type or "text/html") .. "\r\n"
       .. range }
-    if q.encoding then out[#out + 1] = "Content-Encoding: " .. q.encoding .. "\r\n" end
+    -- bare304=1: a 304 without Content-Encoding (a 304 need not repeat it)
+    if q.encoding and not (not_modified and q.bare304) then
+      out[#out + 1] = "Content-Encoding: " .. q.encoding .. "\r\n"
+    end
     if q.vary then out[#out + 1] = "Vary: " .. q.vary .. "\r\n" end
     if etag then out[#out + 1] = "ETag: " .. etag .. "\r\n" end
     if q.chunked then
