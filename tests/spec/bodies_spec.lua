@@ -299,10 +299,7 @@ describe("bodies through scripts", function()
     -- keep-alive timeout, often seconds) never got the request, which then
     -- goes whole on a fresh connection, whatever its method.
     it("sends a collected body on a fresh connection when the upstream gave up the first", function()
-      local server = assert(socket.bind("127.0.0.1", 0))
-      server:settimeout(5)
-      local _, port = server:getsockname()
-      local target = "127.0.0.1:" .. port
+      local server, port, target = h.raw_listener()
       local s = assert(h.connect(proxy.port))
       assert(h.send(s, "POST http://" .. target .. "/ HTTP/1.1\r\nHost: " .. target
         .. "\r\nX-Whole: 1\r\nContent-Length: 11\r\n\r\nhello"))

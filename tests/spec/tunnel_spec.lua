@@ -142,17 +142,13 @@ describe("tunnels", function()
   it("answers 502 to a 101 that comes before the request body was sent", function()
     local hooked = track(h.start_proxy({ "-s", h.tmpfile(
       "function on_request_chunk(tx, chunk, eof) return chunk end", "chunk.lua") }))
-    local server = assert(socket.bind("127.0.0.1", 0))
-    server:settimeout(5)
-    local _, port = server:getsockname()
-    local target = "127.0.0.1:" .. port
+    local server, port, target = h.raw_listener()
     local s = connect(hooked.port)
     assert(h.send(s, "POST http://" .. target .. "/ HTTP/1.1\r\nHost: " .. target
       .. "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 10\r\n\r\nhello"))
     local up = assert(server:accept())
     server:close()
-    up:settimeout(5)
-    repeat local line = assert(up:receive("*l")) until line == ""
+    h.skip_head(up)
     assert(up:send("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"))
     local resp = assert(h.read_response(s))
     up:close()
@@ -165,10 +161,7 @@ describe("tunnels", function()
   -- HTTP/2 requests that the scripts and the viewer never see: the request
   -- goes on as an ordinary one, and a 101 to it is refused.
   it("does not pass an Upgrade to h2c on, and refuses a 101 to it", function()
-    local server = assert(socket.bind("127.0.0.1", 0))
-    server:settimeout(5)
-    local _, port = server:getsockname()
-    local target = "127.0.0.1:" .. port
+    local server, port, target = h.raw_listener()
     local s = connect(proxy.port)
     assert(h.send(s, "GET http://" .. target .. "/ HTTP/1.1\r\nHost: " .. target
       .. "\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"))

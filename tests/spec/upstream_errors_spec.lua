@@ -68,16 +68,12 @@ describe("upstream errors", function()
   -- body is never read): the answer says so rather than the connection
   -- just closing (RFC 9110 10.1.1).
   it("says Connection: close on an answer that comes before the request body", function()
-    local server = assert(socket.bind("127.0.0.1", 0))
-    server:settimeout(5)
-    local _, port = server:getsockname()
-    local target = "127.0.0.1:" .. port
+    local server, port, target = h.raw_listener()
     local s = assert(h.connect(proxy.port))
     assert(h.send(s, "POST http://" .. target .. "/ HTTP/1.1\r\nHost: " .. target
       .. "\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"))
     local up = assert(server:accept())
-    up:settimeout(5)
-    repeat local line = assert(up:receive("*l")) until line == ""
+    h.skip_head(up)
     assert(up:send("HTTP/1.1 417 Expectation Failed\r\nContent-Length: 3\r\n\r\nno!"))
     local resp = assert(h.read_response(s))
     up:close()
@@ -215,8 +211,7 @@ describe("upstream errors", function()
     assert(h.send(s, h.request("GET", "http://" .. target .. "/", { "Host: " .. target })))
     local up = assert(server:accept())
     cleanups[#cleanups + 1] = function() up:close() end
-    up:settimeout(5)
-    repeat local line = assert(up:receive("*l")) until line == ""
+    h.skip_head(up)
     assert(up:send("HTTP/1.1 200 OK\r\nX-Slow: "))
     -- One byte of the head every 0.25 s, for up to 10 s: the client's
     -- answer comes back meanwhile, or never (the head never ends).

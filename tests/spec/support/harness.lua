@@ -488,6 +488,23 @@ local pending = setmetatable({}, { __mode = "k" })
 local eof = setmetatable({}, { __mode = "k" })
 
 -- Opens a TCP connection to host:port (default 127.0.0.1) with a timeout.
+-- A plain TCP listener on 127.0.0.1 and an ephemeral port, for a spec that
+-- plays the upstream itself, byte by byte. Returns the socket (accept
+-- waits 5 s at most), its port and "127.0.0.1:PORT".
+function h.raw_listener()
+  local server = assert(socket.bind("127.0.0.1", 0))
+  server:settimeout(5)
+  local _, port = server:getsockname()
+  port = tonumber(port)
+  return server, port, "127.0.0.1:" .. port
+end
+
+-- Reads a request head from an accepted socket, up to its blank line.
+function h.skip_head(sock)
+  sock:settimeout(5)
+  repeat local line = assert(sock:receive("*l")) until line == ""
+end
+
 function h.connect(port, host, timeout)
   host = host or "127.0.0.1"
   local s = host:find(":", 1, true) and socket.tcp6() or socket.tcp()
