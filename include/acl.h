@@ -2,8 +2,9 @@
  * acl.h - who may use the proxy and where CONNECT may go.
  *
  * Client addresses are matched against a list of CIDR prefixes (IPv4 and
- * IPv6; an IPv4-mapped IPv6 address "::ffff:a.b.c.d" matches as IPv4), and
- * CONNECT ports against a set of allowed ports.
+ * IPv6; an IPv4-mapped IPv6 address "::ffff:a.b.c.d" matches as IPv4),
+ * CONNECT ports against a set of allowed ports, and destinations against
+ * the addresses only this machine can reach (its own loopback, link-local).
  */
 #ifndef LUAPROXY_ACL_H
 #define LUAPROXY_ACL_H
@@ -24,6 +25,17 @@ int acl_parse_cidr(const char *text, struct cidr *out);
 
 /* Whether <addr> falls inside any of the <count> prefixes. */
 int acl_match(const struct cidr *list, int count, const struct sockaddr *addr);
+
+/* Whether <addr> is one only this machine can be reached on: loopback
+ * (127.0.0.0/8, ::1), unspecified (0.0.0.0/8, ::, which connect to the
+ * machine itself) or link-local (169.254.0.0/16, fe80::/10: the next hop
+ * only, and where clouds serve instance metadata and credentials). An
+ * IPv4-mapped address counts as the IPv4 one. */
+int acl_is_machine_local(const struct sockaddr *addr);
+
+/* Whether <addr> is a loopback address (127.0.0.0/8, ::1, or IPv4-mapped
+ * 127.0.0.0/8): a client there runs on this machine. */
+int acl_is_loopback(const struct sockaddr *addr);
 
 /* A set of TCP ports, one bit each. */
 struct port_set {

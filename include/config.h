@@ -37,6 +37,9 @@ struct config {
     struct cidr allow[CONFIG_MAX_ALLOW];
     int allow_count;
     struct port_set connect_ports;
+    /* --allow-local-destinations: clients on other machines may reach this
+     * machine's loopback and link-local addresses (acl_is_machine_local) */
+    int allow_local_destinations;
     double header_timeout;  /* seconds */
     double idle_timeout;
     double connect_timeout;

@@ -255,6 +255,9 @@ struct session {
      * (allocated apart: every idle client pays for what the session holds
      * inline, and few connections are tunnels). */
     bool intercepted;
+    /* The client connected from this machine's loopback: it may reach
+     * what only this machine can (see upstream_may_reach). */
+    bool client_local;
     enum session_state state;
     enum session_state armed_state; /* the state the timer was set for */
     int reject_status;       /* 403 (client not allowed) or 503 (full) */

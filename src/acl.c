@@ -99,6 +99,21 @@ int acl_match(const struct cidr *list, int count, const struct sockaddr *addr)
     return 0;
 }
 
+int acl_is_machine_local(const struct sockaddr *addr)
+{
+    static const struct cidr local[] = {
+        {AF_INET, {127}, 8},        {AF_INET, {0}, 8},         {AF_INET, {169, 254}, 16},
+        {AF_INET6, {[15] = 1}, 128}, {AF_INET6, {0}, 128},     {AF_INET6, {0xfe, 0x80}, 10},
+    };
+    return acl_match(local, (int)(sizeof local / sizeof local[0]), addr);
+}
+
+int acl_is_loopback(const struct sockaddr *addr)
+{
+    static const struct cidr loopback[] = {{AF_INET, {127}, 8}, {AF_INET6, {[15] = 1}, 128}};
+    return acl_match(loopback, 2, addr);
+}
+
 int acl_parse_ports(const char *text, struct port_set *out)
 {
     const char *p = text;

@@ -35,6 +35,9 @@ static const char usage_text[] =
     "                             Default 127.0.0.0/8 and ::1; others get 403\n"
     "      --connect-ports LIST   comma-separated ports CONNECT may reach (repeatable;\n"
     "                             the lists add up). Default 443\n"
+    "      --allow-local-destinations  let clients on other machines reach this\n"
+    "                             machine's loopback and link-local addresses (403\n"
+    "                             by default; loopback clients always may)\n"
     "      --max-connections N    clients served at once; more get 503. Default:\n"
     "                             what the file descriptor limit allows (two per\n"
     "                             client, less a reserve)\n"
@@ -168,6 +171,7 @@ enum long_only {
     OPT_CA_DIR,
     OPT_UPSTREAM_CA,
     OPT_INSECURE_UPSTREAM,
+    OPT_ALLOW_LOCAL_DESTINATIONS,
     OPT_PASSTHROUGH_TTL,
     OPT_TLS_KEYLOG,
     OPT_UPSTREAM,
@@ -178,6 +182,7 @@ static const struct option long_options[] = {
     {"listen", required_argument, NULL, 'l'},
     {"allow", required_argument, NULL, OPT_ALLOW},
     {"connect-ports", required_argument, NULL, OPT_CONNECT_PORTS},
+    {"allow-local-destinations", no_argument, NULL, OPT_ALLOW_LOCAL_DESTINATIONS},
     {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
@@ -629,6 +634,9 @@ enum config_result config_parse_values(struct config *cfg, int argc, char **argv
             break;
         case OPT_INSECURE_UPSTREAM:
             cfg->insecure_upstream = 1;
+            break;
+        case OPT_ALLOW_LOCAL_DESTINATIONS:
+            cfg->allow_local_destinations = 1;
             break;
         case OPT_PASSTHROUGH_TTL:
             if (strcmp(optarg, "0") == 0)

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "access_log.h"
+#include "acl.h"
 #include "exchange.h"
 #include "https.h"
 #include "log.h"
@@ -95,6 +96,7 @@ struct session *session_start(struct proxy *p, int fd, const struct sockaddr *ad
     exchange_init(&s->x);
 
     proxy_client_address(addr, s->client_ip, sizeof s->client_ip, &s->client_port);
+    s->client_local = acl_is_loopback(addr);
 
     s->state = SESSION_HEAD; /* the start, not a change: "accept -> head" */
     s->last_activity = s->head_started = ev_now(p->loop);

@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "flows.h"
 #include "https.h"
 #include "log.h"
@@ -167,13 +168,58 @@ enum exchange_step upstream_connect_next(struct session *s)
     return try_connect(s);
 }
 
-/* The addresses are known: refuse loops, then connect. */
+/*
+ * Whether this exchange may reach <addr>. This machine's loopback and
+ * link-local addresses are its own business: services bound to 127.0.0.1
+ * because nothing else should reach them (databases, admin consoles), and
+ * the cloud's instance metadata at 169.254.169.254, which hands out
+ * credentials. A client on this machine reaches them anyway; one on
+ * another machine would reach them only through the proxy, so it may not,
+ * whoever chose the address (the client, a script, a name that resolves
+ * there), unless --allow-local-destinations. A parent proxy is the
+ * operator's choice and is not checked.
+ */
+static int may_reach(const struct session *s, const struct sockaddr *addr)
+{
+    return s->client_local || s->x.parent || s->proxy->cfg->allow_local_destinations ||
+           !acl_is_machine_local(addr);
+}
+
+static enum exchange_step refuse_machine_local(struct session *s)
+{
+    TRACE(s, "refused: the destination is this machine's own loopback or link-local address, "
+             "and the client is on another machine (--allow-local-destinations)");
+    return exchange_fail(&s->x, 403, "the destination is an address only this machine may "
+                                     "reach (loopback or link-local); the proxy serves it to "
+                                     "local clients only (--allow-local-destinations)");
+}
+
+/* A pooled connection that <s> may use: one to a machine-local address
+ * could have been parked by a local client or a script's proxy.http. */
+static int pooled_reachable(const struct session *s, int fd)
+{
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof peer;
+
+    if (s->client_local || s->proxy->cfg->allow_local_destinations)
+        return 1;
+    return getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
+           may_reach(s, (const struct sockaddr *)&peer);
+}
+
+/* The addresses are known: refuse loops and what the client may not
+ * reach, then connect. */
 static enum exchange_step addresses_ready(struct session *s)
 {
     struct exchange *x = &s->x;
-    for (int i = 0; i < x->addrs->count; i++)
+    for (int i = 0; i < x->addrs->count; i++) {
         if (proxy_is_own_address(s->proxy, &x->addrs->addr[i].sa))
             return exchange_fail(x, 508, "the request would loop back to this proxy");
+        /* Any one such address refuses the name: trying only the others
+         * would still let a name that points both ways pick its moment. */
+        if (!may_reach(s, &x->addrs->addr[i].sa))
+            return refuse_machine_local(s);
+    }
     x->addr_next = 0;
     return try_connect(s);
 }
@@ -286,6 +332,10 @@ enum exchange_step upstream_start(struct session *s)
     }
     if (named && !x->is_connect && !x->is_upgrade && !x->no_pool && !x->upstream_tls &&
         (fd = upstream_pool_take(&s->proxy->pool, key, port, creds)) >= 0) {
+        if (!pooled_reachable(s, fd)) {
+            close(fd);
+            return refuse_machine_local(s);
+        }
         endpoint_open_watched(&s->upstream, fd);
         x->reused = 1;
         TRACE(s, "connection to %s:%u: taken from the pool (no DNS, no connect)", host, port);
@@ -552,6 +602,7 @@ void upstream_release_idle(struct session *s)
         return;
     }
     endpoint_watch(s->proxy->loop, &s->upstream, 0);
+    TRACE(s, "the upstream connection the session kept: parked in the pool for other clients");
     upstream_pool_put(&s->proxy->pool, s->upstream.fd, s->upstream_host, s->upstream_port,
                       s->upstream_creds, s->upstream_idle_since);
     s->upstream.fd = -1;

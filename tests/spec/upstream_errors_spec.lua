@@ -285,14 +285,14 @@ end)
 -- itself (a 400 for the origin-form request it was sent) reached the
 -- client in place of the 508; a CONNECT allowed to that port opened a
 -- tunnel to the proxy itself.
+-- An IPv4 address of this machine that is not loopback, or nil.
+local function own_lan_address()
+  local out = h.sh("ip -o -4 addr show scope global 2>/dev/null") or ""
+  return out:match("inet (%d+%.%d+%.%d+%.%d+)/")
+end
+
 describe("loop detection through a wildcard listener", function()
   local procs = require("support.each_test").processes()
-
-  -- An IPv4 address of this machine that is not loopback, or nil.
-  local function own_lan_address()
-    local out = h.sh("ip -o -4 addr show scope global 2>/dev/null") or ""
-    return out:match("inet (%d+%.%d+%.%d+%.%d+)/")
-  end
 
   it("answers 508 for the machine's own non-loopback address and the proxy's port", function()
     local ip = own_lan_address()
@@ -316,6 +316,78 @@ describe("loop detection through a wildcard listener", function()
     -- and the proxy carries on
     local ok = assert(h.get(proxy.port, origin.url("/hello")))
     assert.are.equal("hello\n", ok.body)
+  end)
+end)
+
+-- A client on another machine reached, through the proxy, what only the
+-- proxy's machine may reach: services bound to its loopback (a database,
+-- an admin console) and the link-local cloud metadata address, which
+-- hands out credentials. A client connecting through the machine's LAN
+-- address stands for one on another machine here: it is not loopback.
+describe("destinations only this machine may reach", function()
+  local procs = require("support.each_test").processes()
+  local ip, origin
+
+  before_each(function()
+    ip = own_lan_address()
+    origin = procs.origin()
+  end)
+
+  local function lan_proxy(extra)
+    local args = { "--listen", "0.0.0.0:0", "--allow", "127.0.0.0/8", "--allow", ip .. "/32",
+                   "--connect-ports", tostring(origin.port) }
+    for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+    return procs.proxy(args)
+  end
+
+  -- One request from the LAN address, on its own connection.
+  local function from_lan(proxy, method, target)
+    local s = assert(h.connect(proxy.port, ip))
+    local authority = target:match("^%a+://([^/]+)") or target
+    assert(h.send(s, h.request(method, target, { "Host: " .. authority })))
+    local resp = assert(h.read_response(s, { method = method }))
+    s:close()
+    return resp
+  end
+
+  local function assert_refused(resp)
+    assert(h.check_error_response(resp, 403, "Forbidden"))
+    assert.truthy(resp.body:find("only this machine may reach", 1, true), resp.body)
+  end
+
+  it("refuses a client on another machine every spelling of loopback, and tunnels there",
+     function()
+    if not ip then return pending("this machine has no non-loopback IPv4 address") end
+    local proxy = lan_proxy()
+    local port = origin.port
+    for _, host in ipairs({ "127.0.0.1", "localhost", "127.0.0.2", "[::ffff:127.0.0.1]",
+                            "0.0.0.0", "[::1]" }) do
+      assert_refused(from_lan(proxy, "GET", "http://" .. host .. ":" .. port .. "/hello"))
+    end
+    assert_refused(from_lan(proxy, "CONNECT", "127.0.0.1:" .. port))
+    -- a loopback client of the same proxy is served, and is the first
+    -- the origin hears of
+    local ok = assert(h.get(proxy.port, origin.url("/hello")))
+    assert.are.equal("hello\n", ok.body)
+    assert.are.equal(1, #origin.requests())
+  end)
+
+  it("serves them with --allow-local-destinations", function()
+    if not ip then return pending("this machine has no non-loopback IPv4 address") end
+    local proxy = lan_proxy({ "--allow-local-destinations" })
+    local resp = from_lan(proxy, "GET", origin.url("/hello"))
+    assert.are.equal("hello\n", resp.body)
+  end)
+
+  it("does not hand a client on another machine a pooled connection to loopback", function()
+    if not ip then return pending("this machine has no non-loopback IPv4 address") end
+    local proxy = lan_proxy({ "--trace" })
+    local url = "http://localhost:" .. origin.port .. "/hello"
+    -- a local client's connection to localhost, parked once it leaves
+    local ok = assert(h.get(proxy.port, url))
+    assert.are.equal("hello\n", ok.body)
+    assert(proxy.log_has("parked in the pool"), proxy.log())
+    assert_refused(from_lan(proxy, "GET", url))
   end)
 end)
 

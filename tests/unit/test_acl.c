@@ -1,5 +1,6 @@
 /*
- * test_acl.c - unit tests for client CIDR lists and CONNECT port sets.
+ * test_acl.c - unit tests for client CIDR lists, CONNECT port sets and
+ * the destinations only this machine can reach.
  *
  * An access list that is too loose makes an open proxy, one that is too
  * strict locks out its users; so the edges get the attention here: /0, the
@@ -243,6 +244,44 @@ static void test_ports(void)
     ok(all_good, "each of 1..65535 parses alone and sets exactly its bit");
 }
 
+/* The addresses a client on another machine must not reach through the
+ * proxy: every spelling of them, and the neighbours just outside. */
+static void test_machine_local(void)
+{
+    static const char *const local[] = {
+        "127.0.0.1", "127.255.255.254", "127.1.2.3", "0.0.0.0", "0.1.2.3", "169.254.169.254",
+        "169.254.0.1", "::1", "::", "fe80::1", "febf:ffff::1", "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254", "::ffff:0.0.0.0",
+    };
+    static const char *const elsewhere[] = {
+        "128.0.0.1", "126.255.255.255", "1.0.0.0", "169.253.255.255", "169.255.0.1",
+        "10.0.0.1", "192.168.1.1", "192.0.2.2", "::2", "fec0::1", "fe7f::1", "fd00::1",
+        "2001:db8::1", "::ffff:10.0.0.1", "::127.0.0.1", "64:ff9b::7f00:1",
+    };
+    for (size_t i = 0; i < sizeof local / sizeof local[0]; i++) {
+        struct sockaddr_storage ss = addr_of(local[i]);
+        ok(acl_is_machine_local((struct sockaddr *)&ss), "%s is this machine's own", local[i]);
+    }
+    for (size_t i = 0; i < sizeof elsewhere / sizeof elsewhere[0]; i++) {
+        struct sockaddr_storage ss = addr_of(elsewhere[i]);
+        ok(!acl_is_machine_local((struct sockaddr *)&ss), "%s is elsewhere", elsewhere[i]);
+        ok(!acl_is_loopback((struct sockaddr *)&ss), "  ... and a client there is not loopback");
+    }
+    /* A client is local only on loopback: link-local and the unspecified
+     * address are other machines' (or no one's) as a client's source. */
+    static const char *const loopback[] = {"127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1"};
+    static const char *const not_loopback[] = {"0.0.0.0", "169.254.169.254", "fe80::1", "::"};
+    for (size_t i = 0; i < sizeof loopback / sizeof loopback[0]; i++) {
+        struct sockaddr_storage ss = addr_of(loopback[i]);
+        ok(acl_is_loopback((struct sockaddr *)&ss), "a client at %s is loopback", loopback[i]);
+    }
+    for (size_t i = 0; i < sizeof not_loopback / sizeof not_loopback[0]; i++) {
+        struct sockaddr_storage ss = addr_of(not_loopback[i]);
+        ok(!acl_is_loopback((struct sockaddr *)&ss), "a client at %s is not loopback",
+           not_loopback[i]);
+    }
+}
+
 int main(void)
 {
     /* Inputs to the parsers are NUL-terminated C strings by contract
@@ -251,5 +290,6 @@ int main(void)
     test_parse();
     test_match();
     test_ports();
+    test_machine_local();
     return tap_done();
 }
