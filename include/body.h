@@ -31,7 +31,8 @@ struct body_reader {
     /* Where small chunks of a chunked body gather before the filter sees
      * them (see body_pump), or NULL: the owner's buffer, set after
      * body_reader_init. Empty whenever body_pump returns, unless the body
-     * was found invalid. */
+     * was found invalid, or its end waits for the filter (end_pending,
+     * eof_pending): then it holds the body's trailers, if any. */
     struct buffer *batch;
 };
 

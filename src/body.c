@@ -124,6 +124,35 @@ static int emit_batch(struct body_reader *r, struct buffer *dst, enum http_body_
     return rc;
 }
 
+/* Keeps the trailers of a body whose end waits for the filter (which
+ * paused), in the batch buffer: they point into the input, which is
+ * consumed before the filter resumes. The batch is empty then, and
+ * trailer sections are capped (CHUNKED_MAX_TRAILER). Without a batch
+ * (no filter that can pause) there is nothing to keep them for. 0, or -1
+ * out of memory. */
+static int hold_trailers(struct body_reader *r, const char *trailers, size_t len)
+{
+    if (!r->batch || len == 0)
+        return 0;
+    return buffer_append(r->batch, trailers, len);
+}
+
+/* Ends a body whose end waited for the filter, with the trailers held. */
+static enum body_pump_result end_held(struct body_reader *r, struct buffer *dst,
+                                      enum http_body_kind out_kind)
+{
+    const char *trailers = r->batch ? buffer_peek(r->batch) : "";
+    size_t len = r->batch ? buffer_length(r->batch) : 0;
+    int rc = body_write_end(dst, out_kind, trailers, len);
+
+    if (r->batch)
+        buffer_consume(r->batch, len);
+    if (rc != 0)
+        return BODY_PUMP_FILTER_FAILED;
+    r->kind = HTTP_BODY_NONE;
+    return BODY_PUMP_DONE;
+}
+
 enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int src_eof,
                                 struct buffer *dst, size_t dst_limit,
                                 enum http_body_kind out_kind, body_filter *filter,
@@ -142,19 +171,14 @@ enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int s
             r->end_pending = 1;
             return BODY_PUMP_PAUSED;
         }
-        if (rc < 0 || body_write_end(dst, out_kind, "", 0) != 0)
+        if (rc < 0)
             return BODY_PUMP_FILTER_FAILED;
-        r->kind = HTTP_BODY_NONE;
-        return BODY_PUMP_DONE;
+        return end_held(r, dst, out_kind);
     }
     if (r->end_pending) {
-        /* The filter has finished the last piece it took: end the body
-         * (trailers, if any, were not kept across the pause). */
-        if (body_write_end(dst, out_kind, "", 0) != 0)
-            return BODY_PUMP_FILTER_FAILED;
+        /* The filter has finished the last piece it took: end the body. */
         r->end_pending = 0;
-        r->kind = HTTP_BODY_NONE;
-        return BODY_PUMP_DONE;
+        return end_held(r, dst, out_kind);
     }
     while (buffer_length(dst) < dst_limit) {
         const char *in = buffer_peek(src), *data = NULL;
@@ -251,6 +275,8 @@ enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int s
             }
             rc = emit_batch(r, dst, out_kind, filter, filter_arg, moved);
             if (rc != 0) {
+                if (rc > 0 && finished && hold_trailers(r, trailers, trailers_len) != 0)
+                    rc = -1;
                 buffer_consume(src, consumed);
                 if (rc < 0)
                     return BODY_PUMP_FILTER_FAILED;
@@ -279,7 +305,10 @@ enum body_pump_result body_pump(struct body_reader *r, struct buffer *src, int s
              * place to go and are dropped (RFC 9110 6.5.1 allows it). */
             int rc = emit(dst, out_kind, filter, filter_arg, "", 0, 1);
             if (rc > 0) {
+                int held = hold_trailers(r, trailers, trailers_len);
                 buffer_consume(src, consumed);
+                if (held != 0)
+                    return BODY_PUMP_FILTER_FAILED;
                 r->end_pending = 1;
                 return BODY_PUMP_PAUSED;
             }

@@ -282,6 +282,27 @@ describe("bodies through scripts", function()
       assert.are.equal("HELLO WORLD!", h.decode_chunked(body))
     end)
 
+    -- The trailers of a chunked body were dropped when the hook's last
+    -- call waited (proxy.sleep), on the last piece or on the eof call:
+    -- they pointed into input consumed before the hook resumed.
+    for _, at in ipairs({ "piece", "eof" }) do
+      it("keeps a chunked body's trailers when the hook waits at the " .. at, function()
+        local waiting = string.format([[
+          function on_request_chunk(tx, chunk, eof)
+            if %s then proxy.sleep(0.01) end
+            return chunk:upper() .. (eof and "!" or "")
+          end
+        ]], at == "eof" and "eof" or "#chunk > 0")
+        proxy = procs.proxy({ "-s", h.tmpfile(waiting, "waiting.lua") })
+        local _, body = send("5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: abc\r\nX-Other: 2\r\n\r\n",
+                             { "Transfer-Encoding: chunked" })
+        local decoded, trailers = h.decode_chunked(body)
+        assert.are.equal("HELLO WORLD!", decoded)
+        assert.are.equal("abc", trailers["x-sum"], body)
+        assert.are.equal("2", trailers["x-other"], body)
+      end)
+    end
+
     for _, framing in ipairs({ "length", "chunked" }) do
       it("collects a " .. framing .. " body whole with buffer_body and sends a length", function()
         local body, hdr = "hello world", "Content-Length: 11"

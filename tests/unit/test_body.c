@@ -531,6 +531,7 @@ struct keeper {
     struct buffer got;
     int pieces, eofs, wait_at;
     size_t largest;
+    int wait_eof; /* the eof call waits too */
 };
 
 static int keep_filter(void *arg, const char *data, size_t len, int eof, struct buffer *out,
@@ -541,7 +542,7 @@ static int keep_filter(void *arg, const char *data, size_t len, int eof, struct 
     (void)out_kind;
     if (eof) {
         k->eofs++;
-        return 0;
+        return k->wait_eof;
     }
     k->pieces++;
     if (len > k->largest)
@@ -570,7 +571,7 @@ static void test_batch(void)
     struct buffer src, dst, batch, plain;
     uint64_t moved = 0;
     enum http_error err;
-    struct keeper k = {{0}, 0, 0, 0, 0};
+    struct keeper k = {{0}, 0, 0, 0, 0, 0};
 
     buffer_init(&src);
     buffer_init(&dst);
@@ -598,7 +599,7 @@ static void test_batch(void)
 
     /* What is buffered goes before the pump returns for more. */
     buffer_free(&k.got);
-    k = (struct keeper){{0}, 0, 0, 0, 0};
+    k = (struct keeper){{0}, 0, 0, 0, 0, 0};
     buffer_consume(&plain, buffer_length(&plain));
     reader(&r, HTTP_BODY_CHUNKED, 0);
     r.batch = &batch;
@@ -613,7 +614,7 @@ static void test_batch(void)
     /* A large chunk alone is passed on from the input; behind small ones
      * it joins them. */
     buffer_free(&k.got);
-    k = (struct keeper){{0}, 0, 0, 0, 0};
+    k = (struct keeper){{0}, 0, 0, 0, 0, 0};
     buffer_consume(&src, buffer_length(&src));
     buffer_consume(&plain, buffer_length(&plain));
     reader(&r, HTTP_BODY_CHUNKED, 0);
@@ -634,7 +635,7 @@ static void test_batch(void)
     /* The filter waits on the batch that ends the body: the eof call and
      * the end come on the next pump. */
     buffer_free(&k.got);
-    k = (struct keeper){{0}, 0, 0, 1, 0};
+    k = (struct keeper){{0}, 0, 0, 1, 0, 0};
     buffer_consume(&dst, buffer_length(&dst));
     reader(&r, HTTP_BODY_CHUNKED, 0);
     r.batch = &batch;
@@ -651,9 +652,55 @@ static void test_batch(void)
     is_int(k.eofs, 1, "  ... with the eof call");
     is_str(buffer_peek(&dst), buffer_length(&dst), "0\r\n\r\n", "  ... and the last chunk");
 
+    /* The trailers of a body whose end waits for the filter are kept
+     * across the wait: on the batch that ends the body, then on the eof
+     * call too. */
+    static const char trailers[] = "0\r\nX-Sum: abc\r\nX-Other: 1\r\n\r\n";
+    for (int wait_eof = 0; wait_eof <= 1; wait_eof++) {
+        buffer_free(&k.got);
+        k = (struct keeper){{0}, 0, 0, 1, 0, wait_eof};
+        buffer_consume(&dst, buffer_length(&dst));
+        reader(&r, HTTP_BODY_CHUNKED, 0);
+        r.batch = &batch;
+        put_chunks(&src, &plain, 2, 5);
+        buffer_append_str(&src, trailers);
+        is_int(body_pump(&r, &src, 0, &dst, DST_LIMIT, HTTP_BODY_CHUNKED, keep_filter, &k,
+                         &moved, &err),
+               BODY_PUMP_PAUSED, "trailers: the filter waits on the last piece");
+        is_int(buffer_length(&src), 0, "  ... the input, trailers too, is consumed");
+        if (wait_eof)
+            is_int(body_pump(&r, &src, 0, &dst, DST_LIMIT, HTTP_BODY_CHUNKED, keep_filter, &k,
+                             &moved, &err),
+                   BODY_PUMP_PAUSED, "  ... then on the eof call");
+        buffer_consume(&dst, buffer_length(&dst));
+        is_int(body_pump(&r, &src, 0, &dst, DST_LIMIT, HTTP_BODY_CHUNKED, keep_filter, &k,
+                         &moved, &err),
+               BODY_PUMP_DONE, "  ... and the next pump ends the body");
+        is_str(buffer_peek(&dst), buffer_length(&dst), trailers,
+               wait_eof ? "  ... with the trailers, kept across both waits"
+                        : "  ... with the trailers, kept across the wait");
+        is_int(buffer_length(&batch), 0, "  ... and the batch empty again");
+    }
+    /* The filter waits on the eof call of a body without a batch left. */
+    buffer_free(&k.got);
+    k = (struct keeper){{0}, 0, 0, 0, 0, 1};
+    buffer_consume(&dst, buffer_length(&dst));
+    reader(&r, HTTP_BODY_CHUNKED, 0);
+    r.batch = &batch;
+    put_chunks(&src, &plain, 1, BODY_BATCH_MIN);
+    buffer_append_str(&src, trailers);
+    is_int(body_pump(&r, &src, 0, &dst, 4 * BODY_BATCH_MIN, HTTP_BODY_CHUNKED, keep_filter, &k,
+                     &moved, &err),
+           BODY_PUMP_PAUSED, "trailers: the filter waits on the eof call after a large chunk");
+    buffer_consume(&dst, buffer_length(&dst));
+    is_int(body_pump(&r, &src, 0, &dst, DST_LIMIT, HTTP_BODY_CHUNKED, keep_filter, &k, &moved,
+                     &err),
+           BODY_PUMP_DONE, "  ... the next pump ends the body");
+    is_str(buffer_peek(&dst), buffer_length(&dst), trailers, "  ... with the trailers");
+
     /* Without a batch buffer, every chunk is a call. */
     buffer_free(&k.got);
-    k = (struct keeper){{0}, 0, 0, 0, 0};
+    k = (struct keeper){{0}, 0, 0, 0, 0, 0};
     reader(&r, HTTP_BODY_CHUNKED, 0);
     put_chunks(&src, &plain, 5, 10);
     buffer_append_str(&src, "0\r\n\r\n");
