@@ -60,6 +60,13 @@ void auth_free(struct auth *a);
 enum auth_result auth_check(struct auth *a, int fields, const char *value, size_t value_len,
                             const char *client_ip, char *user, size_t user_len,
                             auth_done_fn *done, void *arg, struct auth_job **job);
+/* The key a client's checks and failures count under: its IPv4 address,
+ * or for IPv6 the /64 around it ("2001:db8:1:2::/64"), since one client
+ * may send from any address of its /64. An IPv4-mapped address counts as
+ * the IPv4 one it is. */
+#define AUTH_CLIENT_KEY_MAX 64
+void auth_client_key(const char *client_ip, char *key, size_t key_len);
+
 /* The owner of a pending check goes away: <done> will not be called. */
 void auth_cancel(struct auth *a, struct auth_job *job);
 

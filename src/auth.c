@@ -16,12 +16,15 @@
  * pool as its own checks come back (or are answered from the cache by
  * then, as a browser's parallel first requests are). A client failing
  * guesses thus never has more than a few checks ahead of anybody else.
+ * An IPv6 client counts by its /64 (auth_client_key): whoever has one
+ * address of a /64 usually has them all.
  *
  *   loop: auth_check --(held)--(queue)--> thread: crypt_rn --(done list)-->
  *   loop: on_async: remember, let the client's next held job in, done()
  */
 #include "auth.h"
 
+#include <arpa/inet.h>
 #include <crypt.h>
 #include <errno.h>
 #include <openssl/hmac.h>
@@ -64,7 +67,7 @@ enum job_state {
 /* Client addresses with checks in the pool or held (loop thread only). */
 struct auth_client {
     struct auth_client *next; /* in its bucket */
-    char ip[64];
+    char ip[AUTH_CLIENT_KEY_MAX]; /* its auth_client_key */
     int active; /* jobs in JOB_POOL */
     int held;
     struct auth_job *held_head, *held_tail;
@@ -208,6 +211,25 @@ static const char *decoy_hash(const struct auth *a, const char *name)
          &len);
     unsigned pick = (unsigned)mac[0] | (unsigned)mac[1] << 8 | (unsigned)mac[2] << 16;
     return auth_users_at(a->users, (int)(pick % (unsigned)auth_users_count(a->users)))->hash;
+}
+
+void auth_client_key(const char *client_ip, char *key, size_t key_len)
+{
+    struct in6_addr a6;
+    char text[INET6_ADDRSTRLEN];
+
+    if (inet_pton(AF_INET6, client_ip, &a6) == 1) {
+        if (IN6_IS_ADDR_V4MAPPED(&a6) && inet_ntop(AF_INET, a6.s6_addr + 12, text, sizeof text)) {
+            snprintf(key, key_len, "%s", text);
+            return;
+        }
+        memset(a6.s6_addr + 8, 0, 8);
+        if (inet_ntop(AF_INET6, &a6, text, sizeof text)) {
+            snprintf(key, key_len, "%s/64", text);
+            return;
+        }
+    }
+    snprintf(key, key_len, "%s", client_ip);
 }
 
 static unsigned suspect_slot(const struct auth *a, const char *client_ip)
@@ -570,6 +592,7 @@ enum auth_result auth_check(struct auth *a, int fields, const char *value, size_
                             auth_done_fn *done, void *arg, struct auth_job **job_out)
 {
     char creds[AUTH_USER_MAX + AUTH_PASSWORD_MAX + 1];
+    char key[AUTH_CLIENT_KEY_MAX];
     unsigned char digest[32];
     unsigned digest_len = sizeof digest;
     const struct auth_user *u;
@@ -621,9 +644,12 @@ enum auth_result auth_check(struct auth *a, int fields, const char *value, size_
         return AUTH_OK;
     }
 
-    slot = suspect_slot(a, client_ip);
+    /* One IPv6 client owns a whole /64 and can send from any address in
+     * it: its checks and failures count together. */
+    auth_client_key(client_ip, key, sizeof key);
+    slot = suspect_slot(a, key);
     job = calloc(1, sizeof *job);
-    client = job ? client_get(a, client_ip, slot) : NULL;
+    client = job ? client_get(a, key, slot) : NULL;
     if (!client) {
         free(job);
         goto denied;
@@ -644,7 +670,7 @@ enum auth_result auth_check(struct auth *a, int fields, const char *value, size_
 
     if (client->active >= AUTH_CLIENT_ACTIVE) {
         if (client->held >= AUTH_CLIENT_HELD) {
-            log_warn("%s has %d credential checks waiting; refusing more", client_ip,
+            log_warn("%s has %d credential checks waiting; refusing more", key,
                      client->active + client->held);
             free_job(job);
             return AUTH_BUSY;

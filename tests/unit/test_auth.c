@@ -175,6 +175,70 @@ static void test_large_file(void)
     ev_loop_destroy(loop);
 }
 
+/* The key checks count under: an IPv6 client by its /64. */
+static void test_client_key(void)
+{
+    static const char *const cases[][2] = {
+        {"192.0.2.7", "192.0.2.7"},
+        {"::ffff:192.0.2.7", "192.0.2.7"},
+        {"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
+        {"2001:db8:1:2::ffff", "2001:db8:1:2::/64"},
+        {"::1", "::/64"},
+        {"fe80::1", "fe80::/64"},
+        {"not an address", "not an address"},
+    };
+    char key[AUTH_CLIENT_KEY_MAX];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        auth_client_key(cases[i][0], key, sizeof key);
+        is_str(key, strlen(key), cases[i][1], cases[i][0]);
+    }
+}
+
+static void count_done(void *arg, enum auth_result verdict, const char *user)
+{
+    (void)verdict;
+    (void)user;
+    (*(int *)arg)++;
+}
+
+/* One client has at most 4 checks in the pool and 16 held: an IPv6
+ * client that changes its address within its /64 is still one client. */
+static void test_ipv6_client_fairness(void)
+{
+    char err[512], name[AUTH_USER_MAX], ip[64];
+    char text[256];
+    snprintf(text, sizeof text, "alice:%s\n", cheap_hash("secret"));
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct auth *a = auth_open(write_users("fair", text), loop, err, sizeof err);
+    struct auth_job *job;
+    int done = 0, pending = 0, busy = 0;
+    enum auth_result r;
+
+    if (!ok(a != NULL, "users for the fairness test"))
+        return;
+    for (int i = 1; i <= 21; i++) {
+        /* distinct wrong passwords: none is answered from memory */
+        char password[32];
+        snprintf(password, sizeof password, "guess%d", i);
+        snprintf(ip, sizeof ip, "2001:db8:0:1::%x", i);
+        const char *value = basic("alice", password);
+        r = auth_check(a, 1, value, strlen(value), ip, name, sizeof name, count_done, &done, &job);
+        pending += r == AUTH_PENDING;
+        busy += r == AUTH_BUSY;
+    }
+    is_int(pending, 20, "20 checks from one /64 wait, each from its own address");
+    is_int(busy, 1, "  ... and the 21st is refused: they are one client");
+    const char *value = basic("alice", "guess-other");
+    r = auth_check(a, 1, value, strlen(value), "2001:db8:0:2::1", name, sizeof name, count_done,
+                   &done, &job);
+    ok(r == AUTH_PENDING, "  ... while a client of another /64 is let in");
+    pending += r == AUTH_PENDING;
+    while (done < pending)
+        ev_run(loop, EVRUN_ONCE);
+    auth_free(a);
+    ev_loop_destroy(loop);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) {
@@ -185,6 +249,8 @@ int main(void)
     test_duplicates();
     test_long_last_line();
     test_large_file();
+    test_client_key();
+    test_ipv6_client_fairness();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
