@@ -14,8 +14,11 @@
 struct config;
 struct intercept;
 
-/* Entries in the pass-through table; the one closest to expiry makes room. */
+/* Entries in the pass-through table; the one closest to expiry makes room.
+ * One client holds at most INTERCEPT_PER_CLIENT_MAX of them: past that,
+ * its own entry closest to expiry makes room. */
 #define INTERCEPT_TABLE_MAX 1024
+#define INTERCEPT_PER_CLIENT_MAX 64
 
 /* Whether <pattern> is a host name, *.domain or *. */
 int intercept_pattern_valid(const char *pattern);

@@ -161,13 +161,28 @@ int intercept_note_refusal(struct intercept *ic, const char *client_ip, const ch
         return 0;
     if (find(ic, client_ip, host, now))
         return 0;
-    if (ic->count < INTERCEPT_TABLE_MAX) {
-        r = &ic->entries[ic->count++];
-    } else {
-        r = &ic->entries[0];
-        for (int i = 1; i < ic->count; i++)
-            if (ic->entries[i].until < r->until)
+    /* A client at its share makes room among its own entries, so that
+     * refusing handshakes for host after host cannot push out the
+     * entries of other clients (whose pinned apps would then fail once
+     * more before passing through again). */
+    r = NULL;
+    int own = 0;
+    for (int i = 0; i < ic->count; i++)
+        if (strcmp(ic->entries[i].client_ip, client_ip) == 0) {
+            own++;
+            if (!r || ic->entries[i].until < r->until)
                 r = &ic->entries[i];
+        }
+    if (own < INTERCEPT_PER_CLIENT_MAX) {
+        r = NULL;
+        if (ic->count < INTERCEPT_TABLE_MAX) {
+            r = &ic->entries[ic->count++];
+        } else {
+            r = &ic->entries[0];
+            for (int i = 1; i < ic->count; i++)
+                if (ic->entries[i].until < r->until)
+                    r = &ic->entries[i];
+        }
     }
     strcpy(r->client_ip, client_ip);
     strcpy(r->host, host);

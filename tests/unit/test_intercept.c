@@ -69,6 +69,25 @@ int main(void)
        "the oldest made room");
     intercept_free(ic);
 
+    /* One client refusing host after host keeps to its share and does
+     * not push out another client's entry. */
+    ic = intercept_new(600);
+    intercept_note_refusal(ic, "192.0.2.1", "pinned.example", 3000);
+    for (int i = 0; i < INTERCEPT_TABLE_MAX + 10; i++) {
+        snprintf(host, sizeof host, "h%d.example", i);
+        intercept_note_refusal(ic, "198.51.100.7", host, 3001 + i * 0.01);
+    }
+    ok(intercept_passing_through(ic, "192.0.2.1", "pinned.example", 3100),
+       "another client's entry survives one client's flood");
+    snprintf(host, sizeof host, "h%d.example", INTERCEPT_TABLE_MAX + 9);
+    ok(intercept_passing_through(ic, "198.51.100.7", host, 3100), "  ... whose newest entry is kept");
+    snprintf(host, sizeof host, "h%d.example", INTERCEPT_TABLE_MAX + 10 - INTERCEPT_PER_CLIENT_MAX);
+    ok(intercept_passing_through(ic, "198.51.100.7", host, 3100),
+       "  ... and so are its %d newest", INTERCEPT_PER_CLIENT_MAX);
+    snprintf(host, sizeof host, "h%d.example", INTERCEPT_TABLE_MAX + 9 - INTERCEPT_PER_CLIENT_MAX);
+    ok(!intercept_passing_through(ic, "198.51.100.7", host, 3100), "  ... but not one more");
+    intercept_free(ic);
+
     ic = intercept_new(0);
     is_int(intercept_note_refusal(ic, "127.0.0.1", "a.example", 1000), 0, "ttl 0: off");
     ok(!intercept_passing_through(ic, "127.0.0.1", "a.example", 1000), "ttl 0: never");
