@@ -11,6 +11,7 @@
  *                 script makes itself
  *   hooks_body.c  the on_response_chunk body filter
  *   hooks_lib.c   the proxy.* natives (log, now, phase, ...)
+ *   hooks_output.c  io's standard files, which write to the log
  *   hooks_json.c  proxy.json
  *   hooks_pattern.c  Lua's pattern functions with a step budget
  *   hooks_stdlib.c   the other standard functions that need one
@@ -220,6 +221,19 @@ void hooks_lib_push(lua_State *L);
  * block it (os.exit; os.execute and io.popen inside a hook) with ones that
  * raise an error instead. */
 void hooks_lib_guard(lua_State *L);
+
+/* One line a script logs (proxy.log, print, its standard output), with
+ * its name, in the diagnostics log and the flow of the exchange it
+ * serves, if any. */
+void hooks_log_line(struct hooks *h, const char *msg, size_t len);
+
+/* ---- hooks_output.c ---- */
+
+/* Makes io.stdout, io.stderr and io.write's default output one stream
+ * whose lines go to the log (hooks_log_line). */
+void hooks_output_install(lua_State *L);
+/* Closes that stream, writing what is left of a line: before lua_close. */
+void hooks_output_close(lua_State *L);
 
 /* ---- hooks_headers.c ---- */
 

@@ -242,6 +242,7 @@ static int setup_state(lua_State *L)
     const struct config *cfg = lua_touserdata(L, 2);
 
     luaL_openlibs(L);
+    hooks_output_install(L);
     hooks_pattern_install(L);
     hooks_stdlib_install(L);
     hooks_watch_install(L);
@@ -341,6 +342,7 @@ void hooks_unref(struct hooks *h)
     if (h && --h->refs == 0) {
         if (h->retired)
             retired_unlink(h);
+        hooks_output_close(h->L);
         lua_close(h->L);
         small_drain(h);
         shared_store_close(h->shared); /* no exchange is left to wait on it */

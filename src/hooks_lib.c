@@ -16,19 +16,21 @@
 #include "session.h"
 #include "shared_store.h"
 
-static int native_log(lua_State *L)
+void hooks_log_line(struct hooks *h, const char *msg, size_t len)
 {
-    struct hooks *h = hooks_of(L);
-    const char *msg = luaL_checkstring(L, 1);
     const char *name = h->current_script >= 0 && h->current_script < h->script_count
                            ? h->script_name[h->current_script]
                            : "script";
-    log_info("[%s] %s", name, msg);
-    if (h->current_session) {
-        size_t len;
-        lua_tolstring(L, 1, &len);
+    log_info("[%s] %.*s", name, (int)len, msg);
+    if (h->current_session)
         flows_record_log(h->current_session->x.flow, name, msg, len);
-    }
+}
+
+static int native_log(lua_State *L)
+{
+    size_t len;
+    const char *msg = luaL_checklstring(L, 1, &len);
+    hooks_log_line(hooks_of(L), msg, len);
     return 0;
 }
 

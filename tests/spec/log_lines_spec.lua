@@ -27,6 +27,14 @@ function on_request(tx)
     print("q", q)
     return tx:respond(200, "ok\n")
   end
+  if tx.req.path:find("^/io") then
+    io.write("w ", q, "\n")
+    io.stdout:write("o ", q, "\n")
+    io.stderr:write("e ", q, "\n")
+    io.output():write("d ", q, "\nsecond line\n")
+    local closed, why = io.stdout:close()
+    return tx:respond(200, tostring(closed) .. " " .. tostring(why) .. "\n")
+  end
   proxy.log("q=" .. q)
   return tx:respond(200, "ok\n")
 end
@@ -80,6 +88,32 @@ describe("log lines", function()
     for line in proxy.stdout():gmatch("[^\n]+") do
       assert.truthy(line:find("^127%.0%.0%.1 %- %- %["), "not an access log line: " .. line)
     end
+  end)
+
+  it("take what a script writes to io's standard files, which never reach the proxy's own",
+     function()
+    local proxy = procs.proxy({ "-s", h.tmpfile(SCRIPT, "log_q.lua"), "--access-log", "-" })
+    local resp = assert(h.get(proxy.port, origin.url("/io?q=" .. HOSTILE)))
+    assert.are.equal(200, resp.status)
+    assert.are.equal("nil cannot close standard file\n", resp.body)
+    -- a stream: the client's newline ends a line, the rest is another
+    -- line of the script's, escaped
+    local rest = ESCAPED:sub(#"x\\x0a" + 1)
+    for _, what in ipairs({ "w", "o", "e", "d" }) do
+      assert.truthy(proxy.log_has("log_q.lua] " .. what .. " x\n"), proxy.log())
+    end
+    assert.truthy(proxy.log_has("log_q.lua] second line\n"), proxy.log())
+    local _, pieces = proxy.log():gsub("log_q%.lua%] " .. rest:gsub("%p", "%%%0"), "")
+    assert.are.equal(4, pieces, proxy.log())
+    assert_lines_are_the_proxys(proxy.log())
+    assert.truthy(h.wait_for(function() return proxy.stdout():find("/io?q=", 1, true) end),
+      proxy.stdout())
+    for line in proxy.stdout():gmatch("[^\n]+") do
+      assert.truthy(line:find("^127%.0%.0%.1 %- %- %["), "not an access log line: " .. line)
+    end
+    -- and the stream still writes after the refused close
+    assert(h.get(proxy.port, origin.url("/io?q=again")))
+    assert.truthy(proxy.log_has("log_q.lua] d again"), proxy.log())
   end)
 
   it("escape a TLS server name a client sent into an intercepted tunnel", function()
