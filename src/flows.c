@@ -528,6 +528,15 @@ static void ws_keep(struct flow *fl, struct ws_parser *p, struct buffer *into,
     }
 }
 
+/* The bytes are not a WebSocket stream after all: parsing stops for good
+ * (the relay goes on), and since later messages are now not listed, the
+ * flow says so as for a spent budget. */
+static void ws_give_up(struct flow *fl, struct ws_parser *p)
+{
+    p->failed = 1;
+    fl->h.flags |= FLOW_F_WS_DROPPED;
+}
+
 static void ws_feed(struct flow *fl, int to_upstream, const unsigned char *data, size_t len,
                     double t)
 {
@@ -557,6 +566,11 @@ static void ws_feed(struct flow *fl, int to_upstream, const unsigned char *data,
                 plen = (uint64_t)p->hdr[2] << 8 | p->hdr[3];
                 at = 4;
             } else if (l7 == 127) {
+                /* RFC 6455 5.2: the top bit of a 64-bit length is 0. */
+                if (p->hdr[2] & 0x80) {
+                    ws_give_up(fl, p);
+                    return;
+                }
                 plen = 0;
                 for (int i = 0; i < 8; i++)
                     plen = plen << 8 | p->hdr[2 + i];
@@ -579,7 +593,7 @@ static void ws_feed(struct flow *fl, int to_upstream, const unsigned char *data,
                 p->msg_len = 0;
                 p->in_message = 1;
             } else if (!p->in_message) {
-                p->failed = 1; /* a continuation of nothing: not a stream we know */
+                ws_give_up(fl, p); /* a continuation of nothing */
                 return;
             }
             p->hdr_need = 0;

@@ -1003,4 +1003,42 @@ describe("flows", function()
     assert.equals(2, #msgs)
     assert.equals("hello ws", msgs[1].data)
   end)
+
+  -- Sends <bytes> on an upgraded connection to an upstream played here,
+  -- which reads them all and hangs up: the flow of what the parser made of
+  -- them, in full.
+  local function ws_capture_raw(bytes)
+    local proxy, adm = start({})
+    local server, _, target = h.raw_listener()
+    local s = assert(h.connect(proxy.port))
+    h.send(s, h.request("GET", "http://" .. target .. "/ws", { "Host: " .. target,
+      "Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" }))
+    local up = assert(server:accept())
+    h.skip_head(up)
+    h.send(up, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+      .. "Upgrade: websocket\r\n\r\n")
+    assert.equals(101, h.read_response(s, { head_only = true }).status)
+    h.send(s, bytes)
+    assert.equals(bytes, h.recv_exact(up, #bytes)) -- relayed whole all the same
+    up:close()
+    s:close()
+    server:close()
+    local f = wait_flows(adm, 1)[1]
+    return a.get_json(adm, "/api/flows/" .. a.id(f.id))
+  end
+
+  it("says messages went unlisted when the stream stops being WebSocket", function()
+    -- A continuation with no message before it, then a good text frame:
+    -- parsing stops at the first, so the second is not listed.
+    local d = ws_capture_raw("\128\3abc" .. "\129\2hi")
+    assert.equals(0, #d.messages)
+    assert.is_true(d.messages_dropped)
+  end)
+
+  it("takes a 64-bit frame length with its top bit set for no WebSocket", function()
+    local d = ws_capture_raw("\130\127" .. ("\255"):rep(8) .. "xyz")
+    assert.equals(0, #d.messages)
+    assert.is_true(d.messages_dropped)
+  end)
 end)
