@@ -187,6 +187,8 @@ int config_reload(const struct config *running, struct config *fresh, char *err,
 /* A stable copy of <s>, kept until config_strings_free: strings from the
  * file outlive a reload, since scripts loaded earlier still name them. */
 char *config_intern(const char *s);
+/* How many strings config_intern keeps (a failed load keeps none). */
+size_t config_strings_count(void);
 void config_strings_free(void);
 
 /* Parses "127.0.0.1:8080", "[::1]:8080" or "localhost:8080". 0 or -1. */

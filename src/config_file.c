@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,34 +40,104 @@ static int file_forbidden(const char *name)
 
 /* ---- interned strings -------------------------------------------------- */
 
+/* Every file line becomes an interned "--name=value": a configuration
+ * keeps pointers into them, and one in force before a reload may still be
+ * named after it (scripts loaded earlier, the options a reload keeps), so
+ * they are never freed while the proxy runs, and equal lines share one
+ * copy. A reload reads up to CONFIG_FILE_LINES lines, each looked up among
+ * all the strings kept so far: a hash table keeps that one step, where a
+ * list walked line by line held the loop for seconds once a generated file
+ * had been reloaded a few dozen times. A load that fails drops the strings
+ * it added (interned_drop_since): nothing refers to them, and a file
+ * rewritten with bad contents again and again would otherwise pile them
+ * up. */
 struct interned {
-    struct interned *next;
+    struct interned *next;  /* all of them, newest first */
+    struct interned *chain; /* the same bucket */
+    uint32_t hash;
     char text[];
 };
 static struct interned *interned;
+static struct interned **buckets;
+static size_t bucket_count, interned_count;
+
+static uint32_t intern_hash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* Doubles the table once it holds as many strings as buckets; on no
+ * memory it stays as it is (longer chains, still right). */
+static void intern_grow(void)
+{
+    size_t count = bucket_count ? bucket_count * 2 : 256;
+    struct interned **fresh = calloc(count, sizeof *fresh);
+    if (!fresh)
+        return;
+    for (struct interned *i = interned; i; i = i->next) {
+        i->chain = fresh[i->hash & (count - 1)];
+        fresh[i->hash & (count - 1)] = i;
+    }
+    free(buckets);
+    buckets = fresh;
+    bucket_count = count;
+}
 
 char *config_intern(const char *s)
 {
     size_t len = strlen(s);
-    for (struct interned *i = interned; i; i = i->next)
-        if (strcmp(i->text, s) == 0)
+    uint32_t hash = intern_hash(s);
+
+    if (interned_count >= bucket_count)
+        intern_grow();
+    if (!buckets)
+        return NULL;
+    struct interned **bucket = &buckets[hash & (bucket_count - 1)];
+    for (struct interned *i = *bucket; i; i = i->chain)
+        if (i->hash == hash && strcmp(i->text, s) == 0)
             return i->text;
     struct interned *i = malloc(sizeof *i + len + 1);
     if (!i)
         return NULL;
     memcpy(i->text, s, len + 1);
+    i->hash = hash;
+    i->chain = *bucket;
+    *bucket = i;
     i->next = interned;
     interned = i;
+    interned_count++;
     return i->text;
+}
+
+/* Frees the strings interned after <mark> (the newest when the load
+ * began). */
+static void interned_drop_since(const struct interned *mark)
+{
+    while (interned && interned != mark) {
+        struct interned *gone = interned, **link = &buckets[gone->hash & (bucket_count - 1)];
+        while (*link != gone)
+            link = &(*link)->chain;
+        *link = gone->chain;
+        interned = gone->next;
+        interned_count--;
+        free(gone);
+    }
+}
+
+size_t config_strings_count(void)
+{
+    return interned_count;
 }
 
 void config_strings_free(void)
 {
-    while (interned) {
-        struct interned *next = interned->next;
-        free(interned);
-        interned = next;
-    }
+    interned_drop_since(NULL);
+    free(buckets);
+    buckets = NULL;
+    bucket_count = 0;
 }
 
 /* ---- reading the file -------------------------------------------------- */
@@ -302,6 +373,7 @@ enum config_result config_load(struct config *cfg, int argc, char **argv, char *
     char **merged = NULL;
     enum config_result r = CONFIG_ERROR;
     const char *culprit;
+    const struct interned *mark = interned;
     int count, m = 0;
 
     while (table[n_options].name)
@@ -373,6 +445,8 @@ enum config_result config_load(struct config *cfg, int argc, char **argv, char *
     cfg->argv = argv;
 
 done:
+    if (r != CONFIG_OK)
+        interned_drop_since(mark);
     free(merged);
     free(lines);
     free(file_args);
