@@ -27,6 +27,15 @@ int main(int argc, char **argv)
 
     if (argc > 1 && strcmp(argv[1], "ca") == 0)
         return ca_command(argc - 1, argv + 1);
+    /* SIGHUP asks for a reload, and may come before the loop watches for
+     * it: a unit's ExecReload or a log rotation right after a start finds
+     * the pid file long before the scripts have loaded. Its default action
+     * would end the proxy; blocked, it waits, and the loop that starts
+     * watching it unblocks it (workers_run, run_proxy) and reloads. */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    sigprocmask(SIG_BLOCK, &hup, NULL);
     /* Before the options: the default --max-connections follows the
      * descriptor limit. */
     daemon_raise_fd_limit();

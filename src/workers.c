@@ -632,6 +632,12 @@ int workers_run(const struct config *cfg)
     ev_signal_start(sv.loop, &sv.sigterm);
     ev_signal_start(sv.loop, &sv.sighup);
     ev_child_start(sv.loop, &sv.child);
+    /* Watched now: a SIGHUP held back since main() comes through as a
+     * reload (the workers unblock theirs in run_proxy). */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    sigprocmask(SIG_UNBLOCK, &hup, NULL);
     if (sv.as) {
         admin_start(sv.as->admin, sv.loop);
         for (int i = 0; i < n; i++)

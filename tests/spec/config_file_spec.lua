@@ -300,5 +300,32 @@ describe("config file", function()
       -- still on the old port, with the reloaded script
       assert.equal("v2", get_stamp(proxy, origin))
     end)
+
+    it("takes a SIGHUP that comes while it starts as a reload (" .. workers .. " worker(s))", function()
+      -- The script's top-level code says it runs, then waits for the
+      -- spec's word (within the 1 s a script's top level may take):
+      -- the SIGHUP lands while the proxy is still starting.
+      local dir = h.tmpfile("", "placeholder"):match("^(.*)/")
+      local ready, go = dir .. "/ready", dir .. "/go"
+      local script = h.tmpfile(([[
+local f = io.open(%q, "w")
+f:close()
+while not io.open(%q) do end
+function on_response(tx) tx.res.headers["X-Stamp"] = "up" end
+]]):format(ready, go), "starting.lua")
+      local conf = h.tmpfile("script " .. script .. "\n", "luaproxy.conf")
+      local proxy = procs.proxy({ "-c", conf, "--workers", workers }, { wait = false })
+      assert.truthy(h.wait_for(function() return h.read_file(ready) ~= nil end), proxy.log())
+      proxy.signal("HUP")
+      h.write_file(go, "")
+      assert.truthy(h.wait_for(function()
+        return proxy.log():find("listening on", 1, true) or not proxy.alive()
+      end), proxy.log())
+      -- It started, and the signal made a reload once it could.
+      assert.truthy(proxy.log_has("SIGHUP: 1 script(s) reloaded"), proxy.log())
+      assert.is_true(proxy.alive(), proxy.log())
+      proxy.port = tonumber(proxy.log():match("listening on %S-:(%d+)%s"))
+      assert.equal("up", get_stamp(proxy, origin))
+    end)
   end
 end)
