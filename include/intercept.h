@@ -29,6 +29,9 @@ int intercept_pattern_match(const char *pattern, const char *host);
 int intercept_by_patterns(const struct config *cfg, const char *host);
 
 struct intercept *intercept_new(double ttl);
+/* A reload's --tls-passthrough-ttl, for refusals noted from now on (0
+ * turns passing through off at once). */
+void intercept_set_ttl(struct intercept *ic, double ttl);
 void intercept_free(struct intercept *ic);
 /* Whether <client_ip>'s tunnels to <host> pass through at <now>. */
 int intercept_passing_through(struct intercept *ic, const char *client_ip, const char *host,

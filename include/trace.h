@@ -12,7 +12,7 @@
  * "c12 #57" numbering is used by every other log line.
  *
  * Off by default and cheap when off: TRACE() is one predictable branch on
- * a flag set once at startup; its arguments are not evaluated. Any module
+ * a flag set at startup (and by a reload); its arguments are not evaluated. Any module
  * may add steps (the TLS code does):
  *
  *   TRACE(s, "TLS handshake with %s done: %s", host, version);
@@ -22,7 +22,7 @@
 
 struct session;
 
-/* Set once at startup (--trace), read-only afterwards. */
+/* --trace: set at startup and by each reload, on the loop's thread. */
 extern int trace_enabled;
 
 #define TRACE(s, ...)                                                                \

@@ -126,6 +126,12 @@ struct intercept *intercept_new(double ttl)
     return ic;
 }
 
+void intercept_set_ttl(struct intercept *ic, double ttl)
+{
+    if (ic)
+        ic->ttl = ttl;
+}
+
 void intercept_free(struct intercept *ic) { free(ic); }
 
 /* The live entry for the pair, or NULL; drops expired entries on the way. */

@@ -33,10 +33,12 @@
 #include "auth.h"
 #include "config.h"
 #include "hooks.h"
+#include "intercept.h"
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
 #include "session.h"
+#include "trace.h"
 
 /* Each set of scripts a reload replaced stays in memory (its Lua state, up
  * to --lua-memory) while exchanges started under it are in flight: a
@@ -194,6 +196,10 @@ static void finish(struct reload *r)
     p->access_log = log;
     p->cfg = fresh;
     metrics_set_config(fresh);
+    /* Options only read where they are used, from now on. */
+    log_set_level(fresh->verbose ? LOG_DEBUG : LOG_INFO);
+    trace_enabled = fresh->trace;
+    intercept_set_ttl(p->intercept, fresh->passthrough_ttl);
     free(p->cfg_owned);
     p->cfg_owned = fresh;
     r->fresh = NULL;

@@ -34,6 +34,7 @@
 #include "proxy.h"
 #include "reload_check.h"
 #include "stats.h"
+#include "trace.h"
 
 /* A worker that dies this soon after starting, this many times in a row,
  * is not restarted again: something is wrong beyond a passing fault. */
@@ -465,6 +466,8 @@ static void on_reload_checked(void *arg, struct config *fresh)
 
     if (fresh && !sv->stopping) {
         metrics_set_config(fresh);
+        log_set_level(fresh->verbose ? LOG_DEBUG : LOG_INFO);
+        trace_enabled = fresh->trace;
         free(sv->cfg_owned);
         sv->cfg = sv->cfg_owned = fresh;
         for (int i = 0; i < sv->cfg->workers; i++)
