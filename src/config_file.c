@@ -19,11 +19,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -150,6 +153,33 @@ static const struct option *find_option(const char *name, size_t len)
     return NULL;
 }
 
+/* Opens the config file for reading, or NULL with <err>. At a reload it
+ * must be a regular file: a FIFO (or a device) put in its place would
+ * hold the reload until something writes to it, for good if nothing
+ * does. At start, where nothing waits yet, -c <(generate) is taken. */
+static FILE *open_file(const char *path, int reloading, char *err, size_t err_len)
+{
+    struct stat st;
+    FILE *f;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | (reloading ? O_NONBLOCK : 0));
+
+    if (fd == -1) {
+        snprintf(err, err_len, "cannot read config file '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    if (reloading && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+        snprintf(err, err_len, "config file '%s' is not a regular file", path);
+        close(fd);
+        return NULL;
+    }
+    f = fdopen(fd, "r");
+    if (!f) {
+        snprintf(err, err_len, "cannot read config file '%s': %s", path, strerror(errno));
+        close(fd);
+    }
+    return f;
+}
+
 /* The file's lines as arguments: <args>[i] is "--name=value" (interned)
  * from line <lines>[i]. Returns the count, or -1 with <err>.
  *
@@ -158,19 +188,17 @@ static const struct option *find_option(const char *name, size_t len)
  * keeping the last would hide it (a file has no "later wins" reader the
  * way a command line built by a wrapper has). Options that collect a list
  * (config_option_repeatable) add up, line by line. */
-static int read_file_args(const char *path, char **args, int *lines, int max, char *err,
-                          size_t err_len)
+static int read_file_args(const char *path, int reloading, char **args, int *lines, int max,
+                          char *err, size_t err_len)
 {
     const struct option *table = config_option_table();
-    FILE *f = fopen(path, "r");
+    FILE *f = open_file(path, reloading, err, err_len);
     char *text, *line, *next;
     size_t len, n_options = 0;
     int count = 0, lineno = 0, *first_line;
 
-    if (!f) {
-        snprintf(err, err_len, "cannot read config file '%s': %s", path, strerror(errno));
+    if (!f)
         return -1;
-    }
     while (table[n_options].name)
         n_options++;
     text = malloc(CONFIG_FILE_MAX + 1);
@@ -361,8 +389,9 @@ static int culprit_line(const char *culprit, char **file_args, const int *lines,
     return line;
 }
 
-enum config_result config_load(struct config *cfg, int argc, char **argv, char *err,
-                               size_t err_len)
+/* config_load, and config_reload's reading (<reloading>). */
+static enum config_result load(struct config *cfg, int argc, char **argv, int reloading,
+                               char *err, size_t err_len)
 {
     const struct option *table = config_option_table();
     int n_options = 0;
@@ -402,7 +431,7 @@ enum config_result config_load(struct config *cfg, int argc, char **argv, char *
         snprintf(err, err_len, "out of memory");
         goto done;
     }
-    count = read_file_args(file, file_args, lines, CONFIG_FILE_LINES, err, err_len);
+    count = read_file_args(file, reloading, file_args, lines, CONFIG_FILE_LINES, err, err_len);
     if (count < 0)
         goto done;
     for (int i = 0; i < count; i++)
@@ -534,10 +563,16 @@ static void keep_fixed(const struct config *running, struct config *fresh)
      * reload. */
 }
 
+enum config_result config_load(struct config *cfg, int argc, char **argv, char *err,
+                               size_t err_len)
+{
+    return load(cfg, argc, argv, 0, err, err_len);
+}
+
 int config_reload(const struct config *running, struct config *fresh, char *err,
                   size_t err_len)
 {
-    if (config_load(fresh, running->argc, running->argv, err, err_len) != CONFIG_OK) {
+    if (load(fresh, running->argc, running->argv, 1, err, err_len) != CONFIG_OK) {
         if (!err[0])
             snprintf(err, err_len, "the configuration cannot be read again");
         return -1;

@@ -331,6 +331,29 @@ describe("config file", function()
       assert.equal("v2", get_stamp(proxy, origin))
     end)
 
+    -- A FIFO put in the config file's place held the reload until
+    -- something wrote to it: the loop of a single process, and with
+    -- workers every later reload.
+    it("refuses a config file that is no longer a regular file on SIGHUP (" .. workers
+       .. " worker(s))", function()
+      local v1 = h.tmpfile(stamp_script("v1"), "v1.lua")
+      local conf = h.tmpfile("script " .. v1 .. "\n", "luaproxy.conf")
+      local proxy = procs.proxy({ "-c", conf, "--workers", workers }, { listeners = 1 })
+      assert.equal("v1", get_stamp(proxy, origin))
+      os.remove(conf)
+      assert(h.sh("mkfifo " .. h.shell_quote(conf)))
+      proxy.signal("HUP")
+      assert.truthy(proxy.log_has("is not a regular file"), proxy.log())
+      assert.equal("v1", get_stamp(proxy, origin))
+      -- and the next reload of a good file goes through
+      os.remove(conf)
+      local v2 = h.tmpfile(stamp_script("v2"), "v2.lua")
+      h.write_file(conf, "script " .. v2 .. "\n")
+      proxy.signal("HUP")
+      assert.truthy(h.wait_for(function() return get_stamp(proxy, origin) == "v2" end),
+        proxy.log())
+    end)
+
     it("takes a SIGHUP that comes while it starts as a reload (" .. workers .. " worker(s))", function()
       -- The script's top-level code says it runs, then waits for the
       -- spec's word (within the 1 s a script's top level may take):
