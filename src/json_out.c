@@ -5,53 +5,75 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
-int json_utf8_valid(const char *s, size_t len)
+/* A byte at a time, so that a slice may end anywhere: inside a sequence,
+ * the state says what the next bytes must be. ASCII, the common case, is
+ * passed over a word's worth at a time. */
+void json_utf8_feed(struct json_utf8 *u, const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
-    while (i < len) {
-        unsigned c = p[i];
-        size_t n;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
+
+    while (i < len && !u->bad) {
+        unsigned c;
+        if (u->need == 0) {
+            uint64_t w;
+            while (len - i >= 8 && (memcpy(&w, p + i, 8), (w & 0x8080808080808080ull) == 0))
+                i += 8;
+            if (i == len)
+                break;
+        }
+        c = p[i++];
+        if (u->need == 0) {
+            if (c < 0x80)
+                continue;
+            if ((c & 0xe0) == 0xc0) {
+                u->need = u->count = 1;
+                u->cp = c & 0x1f;
+            } else if ((c & 0xf0) == 0xe0) {
+                u->need = u->count = 2;
+                u->cp = c & 0x0f;
+            } else if ((c & 0xf8) == 0xf0) {
+                u->need = u->count = 3;
+                u->cp = c & 0x07;
+            } else {
+                u->bad = 1;
+            }
             continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
         }
-        if (i + n >= len)
-            return 0;
-        for (size_t k = 1; k <= n; k++) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = cp << 6 | (p[i + k] & 0x3f);
+        if ((c & 0xc0) != 0x80) {
+            u->bad = 1;
+            break;
         }
+        u->cp = u->cp << 6 | (c & 0x3f);
+        if (--u->need > 0)
+            continue;
         /* overlong forms, surrogates and values past U+10FFFF */
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-            return 0;
-        i += n + 1;
+        if ((u->count == 1 && u->cp < 0x80) || (u->count == 2 && u->cp < 0x800) ||
+            (u->count == 3 && u->cp < 0x10000) || (u->cp >= 0xd800 && u->cp <= 0xdfff) ||
+            u->cp > 0x10ffff)
+            u->bad = 1;
     }
-    return 1;
 }
 
-void json_string(struct buffer *b, const char *s, size_t len)
+int json_utf8_end(const struct json_utf8 *u)
+{
+    return !u->bad && u->need == 0; /* a sequence cut short is not UTF-8 */
+}
+
+int json_utf8_valid(const char *s, size_t len)
+{
+    struct json_utf8 u = JSON_UTF8_INIT;
+    json_utf8_feed(&u, s, len);
+    return json_utf8_end(&u);
+}
+
+void json_string_part(struct buffer *b, const char *s, size_t len, int utf8)
 {
     static const char hex[] = "0123456789abcdef";
-    int utf8 = json_utf8_valid(s, len);
     size_t run = 0;
 
-    buffer_append(b, "\"", 1);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f && (c < 0x80 || utf8))
@@ -73,6 +95,12 @@ void json_string(struct buffer *b, const char *s, size_t len)
         }
     }
     buffer_append(b, s + run, len - run);
+}
+
+void json_string(struct buffer *b, const char *s, size_t len)
+{
+    buffer_append(b, "\"", 1);
+    json_string_part(b, s, len, json_utf8_valid(s, len));
     buffer_append(b, "\"", 1);
 }
 
@@ -94,38 +122,74 @@ void json_number(struct buffer *b, double v)
         buffer_printf(b, "%.3f", v);
 }
 
-/* Encoded straight into the buffer's free space, one block at a time: a
- * body of megabytes is one HAR entry, which an export on the event loop
- * cannot split, so how fast this runs is how long everyone else waits. */
-void json_base64(struct buffer *b, const char *s, size_t len)
+static const char b64_tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Encodes the whole groups of three in <len> bytes straight into the
+ * buffer's free space, one block at a time (a body of megabytes is
+ * encoded on the event loop, so how fast this runs is how long everyone
+ * else waits). Returns the bytes used. */
+static size_t base64_groups(struct buffer *b, const unsigned char *p, size_t len)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     enum { BLOCK = 3 * 16384 }; /* bytes in; 4 out for each 3 */
-    const unsigned char *p = (const unsigned char *)s;
     size_t whole = len - len % 3, i = 0;
 
-    buffer_append(b, "\"", 1);
     while (i < whole) {
         size_t n = whole - i < BLOCK ? whole - i : BLOCK;
         char *out = buffer_reserve(b, n / 3 * 4);
         if (!out)
-            return; /* out of memory: as with any other append */
+            return whole; /* out of memory: as with any other append */
         for (size_t k = 0; k < n; k += 3, out += 4) {
             uint32_t v = (uint32_t)p[i + k] << 16 | (uint32_t)p[i + k + 1] << 8 | p[i + k + 2];
-            out[0] = tab[v >> 18 & 63];
-            out[1] = tab[v >> 12 & 63];
-            out[2] = tab[v >> 6 & 63];
-            out[3] = tab[v & 63];
+            out[0] = b64_tab[v >> 18 & 63];
+            out[1] = b64_tab[v >> 12 & 63];
+            out[2] = b64_tab[v >> 6 & 63];
+            out[3] = b64_tab[v & 63];
         }
         buffer_commit(b, n / 3 * 4);
         i += n;
     }
-    if (i < len) {
+    return whole;
+}
+
+void json_base64_part(struct buffer *b, struct json_base64 *st, const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t used;
+
+    /* A group begun by the slice before is finished first. */
+    while (st->held > 0 && st->held < 3 && len > 0) {
+        st->group[st->held++] = *p++;
+        len--;
+    }
+    if (st->held == 3) {
+        base64_groups(b, st->group, 3);
+        st->held = 0;
+    }
+    if (st->held > 0)
+        return; /* still short of a group: len is 0 */
+    used = base64_groups(b, p, len);
+    while (used < len)
+        st->group[st->held++] = p[used++];
+}
+
+void json_base64_end(struct buffer *b, struct json_base64 *st)
+{
+    if (st->held > 0) {
         /* one or two bytes left: padded with '=' */
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0);
-        char out[4] = {tab[v >> 18 & 63], tab[v >> 12 & 63],
-                       i + 1 < len ? tab[v >> 6 & 63] : '=', '='};
+        uint32_t v = (uint32_t)st->group[0] << 16 |
+                     (st->held > 1 ? (uint32_t)st->group[1] << 8 : 0);
+        char out[4] = {b64_tab[v >> 18 & 63], b64_tab[v >> 12 & 63],
+                       st->held > 1 ? b64_tab[v >> 6 & 63] : '=', '='};
         buffer_append(b, out, 4);
     }
+    st->held = 0;
+}
+
+void json_base64(struct buffer *b, const char *s, size_t len)
+{
+    struct json_base64 st = JSON_BASE64_INIT;
+    buffer_append(b, "\"", 1);
+    json_base64_part(b, &st, s, len);
+    json_base64_end(b, &st);
     buffer_append(b, "\"", 1);
 }

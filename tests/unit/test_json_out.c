@@ -4,7 +4,9 @@
  * Base64 against RFC 4648's vectors, and long inputs ending on each side
  * of the encoder's blocks against a plain one-group-at-a-time encoder,
  * each input right before an unreadable page so an over-read faults;
- * strings escaped as JSON requires.
+ * strings escaped as JSON requires. UTF-8 checked against a plain
+ * checker, and strings and base64 written in slices cut anywhere give the
+ * bytes one call gives.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,6 +30,117 @@ static void reference_base64(struct buffer *b, const unsigned char *p, size_t le
         buffer_append(b, out, 4);
     }
     buffer_append(b, "\"", 1);
+}
+
+/* The textbook UTF-8 check, over the whole string at once. */
+static int reference_utf8(const unsigned char *p, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        size_t n;
+        uint32_t cp;
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        if ((p[i] & 0xe0) == 0xc0)
+            n = 1, cp = p[i] & 0x1f;
+        else if ((p[i] & 0xf0) == 0xe0)
+            n = 2, cp = p[i] & 0x0f;
+        else if ((p[i] & 0xf8) == 0xf0)
+            n = 3, cp = p[i] & 0x07;
+        else
+            return 0;
+        if (len - i <= n)
+            return 0;
+        for (size_t k = 1; k <= n; k++) {
+            if ((p[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = cp << 6 | (p[i + k] & 0x3f);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+static uint32_t rnd = 2463534242u;
+static uint32_t next_rnd(void)
+{
+    rnd ^= rnd << 13;
+    rnd ^= rnd >> 17;
+    rnd ^= rnd << 5;
+    return rnd;
+}
+
+/* A string of pieces that are mostly text, and now and then a byte or a
+ * sequence that is not UTF-8, or one cut short. */
+static size_t make_piecemeal(unsigned char *s, size_t max)
+{
+    static const char *const pieces[] = {
+        "ab", "\"", "\\", "\n", "\x01", "\x7f", "\xc3\xa9", "\xe2\x82\xac",
+        "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf", /* U+10FFFF */
+        "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe0\x80\x80", "\xff",
+        "\x80", "\xc3", "\xe2\x82", "\xf0\x9f\x98", "\xf8\x88\x80\x80\x80",
+    };
+    size_t n = 0, count = sizeof pieces / sizeof pieces[0];
+    while (n + 5 < max) {
+        /* mostly valid: the invalid pieces (from "\xc0\x80") come rarely */
+        size_t k = next_rnd() % 40 == 0 ? 10 + next_rnd() % (count - 10) : next_rnd() % 10;
+        size_t l = strlen(pieces[k]);
+        memcpy(s + n, pieces[k], l);
+        n += l;
+        if (next_rnd() % 30 == 0)
+            break;
+    }
+    return n;
+}
+
+/* Writes <s> as json_string and as slices of random sizes, and checks
+ * the UTF-8 verdicts and the bytes agree. */
+static int slices_agree(const unsigned char *s, size_t len)
+{
+    struct buffer whole, parts;
+    struct json_utf8 u = JSON_UTF8_INIT;
+    struct json_base64 st = JSON_BASE64_INIT;
+    int valid = reference_utf8(s, len), same;
+
+    for (size_t i = 0, n; i < len; i += n) {
+        n = 1 + next_rnd() % 9;
+        if (n > len - i)
+            n = len - i;
+        json_utf8_feed(&u, (const char *)s + i, n);
+    }
+    if (json_utf8_end(&u) != valid || json_utf8_valid((const char *)s, len) != valid)
+        return 0;
+    buffer_init(&whole);
+    buffer_init(&parts);
+    json_string(&whole, (const char *)s, len);
+    json_base64(&whole, (const char *)s, len);
+    buffer_append(&parts, "\"", 1);
+    for (size_t i = 0, n; i < len; i += n) {
+        n = 1 + next_rnd() % 9;
+        if (n > len - i)
+            n = len - i;
+        json_string_part(&parts, (const char *)s + i, n, valid);
+    }
+    buffer_append(&parts, "\"\"", 2);
+    for (size_t i = 0, n; i < len; i += n) {
+        n = next_rnd() % 8; /* empty slices too */
+        if (n > len - i)
+            n = len - i;
+        json_base64_part(&parts, &st, (const char *)s + i, n);
+        if (len == 0)
+            break;
+    }
+    json_base64_end(&parts, &st);
+    buffer_append(&parts, "\"", 1);
+    same = buffer_length(&whole) == buffer_length(&parts) &&
+           memcmp(buffer_peek(&whole), buffer_peek(&parts), buffer_length(&parts)) == 0;
+    buffer_free(&whole);
+    buffer_free(&parts);
+    return same;
 }
 
 static int encodes_to(const char *in, const char *want)
@@ -84,6 +197,25 @@ int main(void)
         is_str(buffer_peek(&b), buffer_length(&b), "\"a\\\"b\\\\c\\n\\u0001\\u00ff\"",
                "escapes, and bytes of invalid UTF-8 one by one");
         buffer_free(&b);
+    }
+
+    /* In slices */
+    {
+        unsigned char s[200];
+        int agree = 1, valid = 0, invalid = 0;
+        for (int k = 0; k < 20000 && agree; k++) {
+            size_t len = make_piecemeal(s, sizeof s);
+            agree = slices_agree(s, len);
+            if (reference_utf8(s, len))
+                valid++;
+            else
+                invalid++;
+            if (!agree)
+                printf("# they differ on case %d (%zu bytes)\n", k, len);
+        }
+        ok(agree, "UTF-8 checks, strings and base64 in slices agree with whole calls");
+        ok(valid > 1000 && invalid > 1000, "both valid (%d) and invalid (%d) strings tried",
+           valid, invalid);
     }
     return tap_done();
 }
