@@ -21,7 +21,9 @@ struct stored_flow {
     uint64_t id;
     uint64_t seq; /* the store's own count: 1, 2, 3... in the order added */
     size_t len;
-    char rec[]; /* the record */
+    unsigned pins; /* see flows_store_pin */
+    int dropped;   /* out of the store, kept for its pins */
+    char rec[];    /* the record */
 };
 
 /* Told of every flow added (for the event stream and replays). */
@@ -78,6 +80,15 @@ const struct stored_flow *flows_store_find(const struct flows_store *st, uint64_
  * taken earlier may still be followed (the cursors' reasoning, for one
  * flow: an answer that reads a flow's body a part at a time). */
 int flows_store_holds(const struct flows_store *st, uint64_t seq);
+/* Keeps the record of <sf> readable until as many flows_store_unpin, even
+ * when the store drops the flow meanwhile: for a reader that goes through
+ * one flow a step at a time (an HAR entry of large bodies) while the loop
+ * runs on and new flows push old ones out. A dropped flow leaves the
+ * store's count and bytes at once, and its memory with its last unpin, so
+ * each pin may hold one record beyond --flows-memory. Neither call needs
+ * the store: a pin may outlive it. */
+void flows_store_pin(const struct stored_flow *sf);
+void flows_store_unpin(const struct stored_flow *sf);
 size_t flows_store_count(const struct flows_store *st);
 size_t flows_store_bytes(const struct flows_store *st);
 uint64_t flows_store_dropped(const struct flows_store *st);

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -73,7 +74,10 @@ static void drop_oldest(struct flows_store *st)
         st->newest = NULL;
     st->count--;
     st->bytes -= sizeof *sf + sf->len;
-    free(sf);
+    if (sf->pins > 0)
+        sf->dropped = 1; /* the last unpin frees it */
+    else
+        free(sf);
 }
 
 void flows_store_clear(struct flows_store *st)
@@ -109,6 +113,8 @@ int flows_store_add(struct flows_store *st, const char *rec, size_t len)
     sf->id = h.id;
     sf->seq = st->next_seq++;
     sf->len = len;
+    sf->pins = 0;
+    sf->dropped = 0;
     memcpy(sf->rec, rec, len);
     sf->next = NULL;
     sf->prev = st->newest;
@@ -205,6 +211,25 @@ const struct stored_flow *flows_store_find(const struct flows_store *st, uint64_
 int flows_store_holds(const struct flows_store *st, uint64_t seq)
 {
     return st->oldest && seq >= st->oldest->seq && seq < st->next_seq;
+}
+
+/* Readers get flows as const; their pins are the store's business, and
+ * the store owns the flow. */
+static struct stored_flow *owned(const struct stored_flow *sf)
+{
+    return (struct stored_flow *)(uintptr_t)sf;
+}
+
+void flows_store_pin(const struct stored_flow *sf)
+{
+    owned(sf)->pins++;
+}
+
+void flows_store_unpin(const struct stored_flow *sf)
+{
+    struct stored_flow *own = owned(sf);
+    if (--own->pins == 0 && own->dropped)
+        free(own);
 }
 
 size_t flows_store_count(const struct flows_store *st)
