@@ -28,6 +28,7 @@
 
 #include "config.h"
 #include "flow_filter.h"
+#include "flows_har.h"
 #include "flows_store.h"
 #include "flows_view.h"
 

@@ -15,6 +15,7 @@
 #include <zstd.h>
 
 #include "flow_record.h"
+#include "flows_har.h"
 #include "flows_view.h"
 #include "tap.h"
 
