@@ -8,7 +8,9 @@
  * asks for a part at a time, each bounded in bytes (ADMIN_STREAM_PART)
  * and in time (EXPORT_SLICE), and only when the client has taken the part
  * before. The loop serves the relay between two parts, and an export
- * holds about one part in memory, whatever the store's size.
+ * holds about one part in memory, whatever the store's size. A HAR entry
+ * is itself written a step at a time (flows_har.c), so a part may end
+ * inside one: its flow is pinned (flows_store_pin) until it is written.
  *
  * What an export shows: the flows stored when it began, less those
  * dropped before it reached them; flows that end meanwhile are not in it
@@ -33,7 +35,8 @@
 #include "flows_view.h"
 
 /* The work one part may take. A relayed request waits for at most this
- * (plus one flow's entry) behind each export in progress. */
+ * (plus one step of an entry, flows_har.h) behind each export in
+ * progress. */
 #define EXPORT_SLICE 0.002
 
 /* Matching a part gives up after this long. A part stops at EXPORT_SLICE
@@ -68,9 +71,10 @@ struct export {
     long limit;                 /* -1: none */
     long counted;               /* matches passed walking back */
     long items;                 /* written so far */
+    struct flow_info info;      /* the flow being matched, or written */
+    struct har_entry *entry;    /* HAR: the entry being written, or NULL */
+    const struct stored_flow *pinned; /* its flow */
 };
-
-static struct flow_info info; /* large; the loop is single-threaded */
 
 static double monotonic_now(void)
 {
@@ -79,29 +83,46 @@ static double monotonic_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Loads <sf> into "info"; whether it matches the export's filter. */
+/* Loads <sf> into ex->info; whether it matches the export's filter. */
 static int export_match(struct export *ex, const struct stored_flow *sf)
 {
     struct flow_view v;
-    flow_info_load(&info, sf->rec);
+    flow_info_load(&ex->info, sf->rec);
     if (!ex->filter)
         return 1;
-    flow_info_view(&info, &v);
+    flow_info_view(&ex->info, &v);
     return flow_filter_match(ex->filter, &v);
 }
 
-static void export_item(struct export *ex, struct buffer *out)
+/* Starts the item of <sf> (loaded in ex->info): a summary is written
+ * whole, a HAR entry by the steps that follow. -1 when out of memory. */
+static int export_item(struct export *ex, const struct stored_flow *sf, struct buffer *out)
 {
     if (ex->items++ > 0)
         buffer_append(out, ",\n", 2);
-    if (ex->kind == EXPORT_HAR)
-        flows_har_entry(out, &info);
-    else
-        flows_json_summary(out, &info);
+    if (ex->kind != EXPORT_HAR) {
+        flows_json_summary(out, &ex->info);
+        return 0;
+    }
+    ex->entry = har_entry_new(&ex->info);
+    if (!ex->entry)
+        return -1;
+    flows_store_pin(sf);
+    ex->pinned = sf;
+    return 0;
+}
+
+static void export_entry_end(struct export *ex)
+{
+    har_entry_free(ex->entry);
+    ex->entry = NULL;
+    if (ex->pinned)
+        flows_store_unpin(ex->pinned);
+    ex->pinned = NULL;
 }
 
 /* The producer (admin_stream_ops): about <want> bytes of the document,
- * whole items only, in EXPORT_SLICE at most. */
+ * in EXPORT_SLICE at most (and one more step of an entry, or a summary). */
 static enum admin_stream_result export_produce(void *arg, struct buffer *out, size_t want)
 {
     struct export *ex = arg;
@@ -130,16 +151,25 @@ static enum admin_stream_result export_produce(void *arg, struct buffer *out, si
             return ADMIN_STREAM_MORE;
     }
     for (;;) {
-        sf = flows_store_cursor_next(ex->store, &ex->cur);
-        if (!sf) {
-            buffer_append_str(out, ex->kind == EXPORT_HAR ? HAR_CLOSE : "]\n");
-            return ADMIN_STREAM_DONE;
+        if (ex->entry) {
+            enum har_step step = har_entry_step(ex->entry, out);
+            if (step == HAR_STEP_FAILED)
+                return ADMIN_STREAM_FAILED;
+            if (step == HAR_STEP_DONE)
+                export_entry_end(ex);
+        } else {
+            sf = flows_store_cursor_next(ex->store, &ex->cur);
+            if (!sf) {
+                buffer_append_str(out, ex->kind == EXPORT_HAR ? HAR_CLOSE : "]\n");
+                return ADMIN_STREAM_DONE;
+            }
+            /* A head the proxy refused is no HTTP request for HAR. */
+            if (export_match(ex, sf) && (ex->kind != EXPORT_HAR || ex->info.req_ok) &&
+                export_item(ex, sf, out) != 0)
+                return ADMIN_STREAM_FAILED;
+            if (ex->filter && flow_filter_gave_up(ex->filter))
+                return ADMIN_STREAM_FAILED;
         }
-        /* A head the proxy refused is no HTTP request for HAR. */
-        if (export_match(ex, sf) && (ex->kind != EXPORT_HAR || info.req_ok))
-            export_item(ex, out);
-        if (ex->filter && flow_filter_gave_up(ex->filter))
-            return ADMIN_STREAM_FAILED;
         if (buffer_length(out) - start >= want || monotonic_now() >= until)
             return ADMIN_STREAM_MORE;
     }
@@ -149,7 +179,8 @@ static void export_free(void *arg)
 {
     struct export *ex = arg;
     /* The store may be gone already (the admin is freed last): only the
-     * export's own things are released here. */
+     * export's own things are released here (a pin needs no store). */
+    export_entry_end(ex);
     flow_filter_free(ex->filter);
     free(ex);
 }
@@ -188,9 +219,14 @@ static void export_answer(struct admin_conn *c, struct export *ex, const char *c
     buffer_init(&first);
     r = export_produce(ex, &first, ADMIN_STREAM_PART);
     if (r == ADMIN_STREAM_FAILED) {
+        /* The filter gave up, or memory ran out for an entry. */
+        int gave_up = ex->filter && flow_filter_gave_up(ex->filter);
         buffer_free(&first);
         export_free(ex);
-        admin_reply_error(c, 400, FILTER_GAVE_UP);
+        if (gave_up)
+            admin_reply_error(c, 400, FILTER_GAVE_UP);
+        else
+            admin_reply_error(c, 500, "out of memory");
         return;
     }
     if (header)
@@ -298,35 +334,42 @@ fail:
 
 long flows_export_har_file(struct flows_store *st, const char *path)
 {
-    struct export ex;
+    struct export *ex;
     struct buffer b;
     enum admin_stream_result r;
     FILE *fp;
+    long items;
     int failed = 0, saved;
 
     /* The loop has stopped; parts only keep the memory bounded. */
-    memset(&ex, 0, sizeof ex);
-    ex.kind = EXPORT_HAR;
-    ex.phase = EXPORT_OPEN;
-    ex.store = st;
-    ex.limit = -1;
-    flows_store_cursor_first(st, &ex.cur);
     fp = open_har(path);
     if (!fp)
         return -1;
+    ex = export_new(EXPORT_HAR, st, NULL, -1);
+    if (!ex) {
+        fclose(fp);
+        errno = ENOMEM;
+        return -1;
+    }
     buffer_init(&b);
     do {
-        r = export_produce(&ex, &b, ADMIN_STREAM_PART);
+        r = export_produce(ex, &b, ADMIN_STREAM_PART);
+        if (r == ADMIN_STREAM_FAILED) {
+            failed = 1;
+            errno = ENOMEM; /* the only way a HAR export without a filter fails */
+        }
         if (fwrite(buffer_peek(&b), 1, buffer_length(&b), fp) != buffer_length(&b))
             failed = 1;
         buffer_consume(&b, buffer_length(&b));
     } while (r == ADMIN_STREAM_MORE && !failed);
     saved = errno;
     buffer_free(&b);
+    items = ex->items;
+    export_free(ex);
     if (fclose(fp) != 0 && !failed) {
         failed = 1;
         saved = errno;
     }
     errno = saved;
-    return failed ? -1 : ex.items;
+    return failed ? -1 : items;
 }

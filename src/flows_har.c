@@ -1,13 +1,206 @@
 /*
- * flows_har.c - one flow as a HAR 1.2 entry (see flows_har.h).
+ * flows_har.c - one flow as a HAR 1.2 entry, a bounded step at a time
+ * (see flows_har.h).
+ *
+ * The entry is written in the order HAR readers expect, and each body in
+ * it passes through a "body text": measured first (UTF-8 or not; decoded,
+ * to what size and whether at all), then written a slice per step:
+ *
+ *   REQUEST -> [REQ_MEASURE -> REQ_TEXT] -> RESPONSE
+ *     -> [RES_DECODE] -> [RES_MEASURE] -> [RES_TEXT] -> TRAILER
+ *     -> [WS_NEXT -> [WS_MEASURE] -> WS_TEXT -> WS_NEXT ...] -> END
+ *
+ * A phase in brackets is skipped when there is nothing for it: no request
+ * body; an empty response (no text at all), or one without a
+ * Content-Encoding (RES_DECODE); one that decodes (RES_MEASURE: the
+ * decoded text was measured while decoding); a binary WebSocket message
+ * (WS_MEASURE: it is always base64).
  */
 #include "flows_har.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "body_decode.h"
 #include "json_out.h"
+
+/* HAR's response text is the body as a browser shows it, decoded (Chrome
+ * and Firefox export it so, and HAR readers show what they are given); a
+ * decoded body past this is given as it came. */
+#define HAR_DECODED_MAX ((size_t)8 << 20)
+#define HAR_DECODED_MAX_TEXT "8 MiB"
+
+/* Record parts WS_NEXT passes over in one step, looking for a message. */
+#define WS_PARTS_PER_STEP 1024
+
+/* ---- a body as text ----------------------------------------------------- */
+
+/* One body: its bytes as kept, or decoded from a Content-Encoding. */
+struct body_text {
+    const char *data; /* as kept */
+    size_t len;
+    const char *coding; /* NULL: the bytes as they are */
+    size_t coding_len;
+    size_t at;              /* as they are: bytes gone through in this pass */
+    struct body_decoder *bd; /* decoding: this pass's decoder */
+    struct buffer made;      /* decoded, not yet looked at */
+    size_t size;             /* decoded: bytes made in all */
+    enum body_decode_result result; /* decoded: how measuring ended */
+    char err[128];
+    struct json_utf8 utf8;
+    int is_utf8;             /* measured: a JSON string, else base64 */
+    struct json_base64 b64;
+};
+
+static void text_init(struct body_text *t, const char *data, size_t len, const char *coding,
+                      size_t coding_len)
+{
+    memset(t, 0, sizeof *t);
+    t->data = data;
+    t->len = len;
+    t->coding = coding;
+    t->coding_len = coding_len;
+    buffer_init(&t->made);
+    t->utf8 = (struct json_utf8)JSON_UTF8_INIT;
+    t->b64 = (struct json_base64)JSON_BASE64_INIT;
+}
+
+static void text_free(struct body_text *t)
+{
+    body_decoder_free(t->bd);
+    t->bd = NULL;
+    buffer_free(&t->made);
+}
+
+/* Whether the measured body is given decoded: it decoded whole, within
+ * the cap. */
+static int text_decoded(const struct body_text *t)
+{
+    return t->coding && t->result == BODY_DECODE_DONE && t->size <= HAR_DECODED_MAX;
+}
+
+/* The body as kept, from the start: after a body that did not decode. */
+static void text_as_kept(struct body_text *t)
+{
+    body_decoder_free(t->bd);
+    t->bd = NULL;
+    buffer_free(&t->made);
+    t->coding = NULL;
+    t->at = 0;
+    t->utf8 = (struct json_utf8)JSON_UTF8_INIT;
+}
+
+/*
+ * One step of the first pass. As kept: whether the bytes are UTF-8.
+ * Decoded: whether the body decodes, to how many bytes, and whether they
+ * are UTF-8, the decoded bytes dropped as they are looked at. It asks the
+ * decoder for HAR_DECODE_PART at a time and stops once past the cap, as
+ * the export always has, so a body that goes wrong only far past the cap
+ * is "over 8 MiB" rather than corrupt, as before. 1 when measured.
+ */
+static int text_measure(struct body_text *t)
+{
+    if (!t->coding) {
+        size_t n = t->len - t->at < HAR_SLICE ? t->len - t->at : HAR_SLICE;
+        json_utf8_feed(&t->utf8, t->data + t->at, n);
+        t->at += n;
+        if (t->at < t->len)
+            return 0;
+        t->is_utf8 = json_utf8_end(&t->utf8);
+        t->at = 0;
+        return 1;
+    }
+    if (!t->bd) {
+        t->bd = body_decoder_new(t->coding, t->coding_len, t->len, t->err, sizeof t->err);
+        if (!t->bd) {
+            t->result = BODY_DECODE_FAILED;
+            return 1;
+        }
+    }
+    t->result = body_decoder_run(t->bd, t->data, t->len, &t->made, HAR_DECODE_PART, t->err,
+                                 sizeof t->err);
+    t->size += buffer_length(&t->made);
+    json_utf8_feed(&t->utf8, buffer_peek(&t->made), buffer_length(&t->made));
+    buffer_consume(&t->made, buffer_length(&t->made));
+    if (t->result == BODY_DECODE_MORE && t->size <= HAR_DECODED_MAX)
+        return 0;
+    body_decoder_free(t->bd); /* the second pass has its own */
+    t->bd = NULL;
+    buffer_free(&t->made);
+    t->is_utf8 = json_utf8_end(&t->utf8);
+    return 1;
+}
+
+static void text_put(struct body_text *t, struct buffer *out, const char *s, size_t n)
+{
+    if (t->is_utf8)
+        json_string_part(out, s, n, 1);
+    else
+        json_base64_part(out, &t->b64, s, n);
+}
+
+/* One step of the second pass: a slice of the text, inside its quotes.
+ * 1 when written, 0 for more, -1 when out of memory (a body that decoded
+ * in the first pass decodes in the second). */
+static int text_write(struct body_text *t, struct buffer *out)
+{
+    if (!t->coding) {
+        size_t n = t->len - t->at < HAR_SLICE ? t->len - t->at : HAR_SLICE;
+        text_put(t, out, t->data + t->at, n);
+        t->at += n;
+        if (t->at < t->len)
+            return 0;
+    } else {
+        enum body_decode_result r;
+        if (!t->bd) {
+            t->bd = body_decoder_new(t->coding, t->coding_len, t->len, t->err, sizeof t->err);
+            if (!t->bd)
+                return -1;
+        }
+        r = body_decoder_run(t->bd, t->data, t->len, &t->made, HAR_SLICE, t->err,
+                             sizeof t->err);
+        text_put(t, out, buffer_peek(&t->made), buffer_length(&t->made));
+        buffer_consume(&t->made, buffer_length(&t->made));
+        if (r == BODY_DECODE_FAILED)
+            return -1;
+        if (r == BODY_DECODE_MORE)
+            return 0;
+    }
+    if (!t->is_utf8)
+        json_base64_end(out, &t->b64);
+    text_free(t);
+    return 1;
+}
+
+/* ---- the entry ---------------------------------------------------------- */
+
+enum har_phase {
+    HAR_REQUEST,     /* the entry's start, the request up to its body's text */
+    HAR_REQ_MEASURE, /* the request body */
+    HAR_REQ_TEXT,
+    HAR_RESPONSE,    /* the request's end, the response up to its content */
+    HAR_RES_DECODE,  /* an encoded response body: measured decoded */
+    HAR_RES_MEASURE, /* the response body as kept */
+    HAR_RES_TEXT,
+    HAR_TRAILER,     /* the content's end, the rest of the response, timings */
+    HAR_WS_NEXT,     /* the next WebSocket data message, up to its data */
+    HAR_WS_MEASURE,
+    HAR_WS_TEXT,
+    HAR_END,
+    HAR_DONE,
+};
+
+struct har_entry {
+    const struct flow_info *fi;
+    enum har_phase phase;
+    struct body_text text; /* the body being measured or written */
+    ssize_t res_head_len;  /* <= 0: the response head did not parse */
+    char comment[300];     /* why a response was not decoded */
+    size_t comment_len;
+    size_t ws_pos;         /* where WS_NEXT goes on in the record */
+    int ws_first;
+};
 
 static void har_headers(struct buffer *b, const struct http_head *head, int ok)
 {
@@ -51,83 +244,28 @@ static void har_query(struct buffer *b, const char *url, size_t len)
     buffer_append_str(b, "]");
 }
 
-static void har_text(struct buffer *b, const char *data, size_t len)
+/* ,"text":" once the body is measured: a string or base64, both quoted. */
+static void open_text(struct buffer *b)
 {
-    if (json_utf8_valid(data, len)) {
-        json_key(b, "text", 0);
-        json_string(b, data, len);
-    } else {
-        json_key(b, "text", 0);
-        json_base64(b, data, len);
+    json_key(b, "text", 0);
+    buffer_append(b, "\"", 1);
+}
+
+/* The closing quote, and the encoding when it was base64. */
+static void close_text(struct buffer *b, const struct body_text *t)
+{
+    buffer_append(b, "\"", 1);
+    if (!t->is_utf8)
         buffer_append_str(b, ",\"encoding\":\"base64\"");
-    }
 }
 
-/* HAR's response text is the body as a browser shows it, decoded (Chrome
- * and Firefox export it so, and HAR readers show what they are given); a
- * decoded body past this is given as it came. */
-#define HAR_DECODED_MAX ((size_t)8 << 20)
-#define HAR_DECODED_MAX_TEXT "8 MiB"
-
-/* The response's "content" after its mimeType: size, text and, for an
- * encoded body, "compression" (the bytes the coding saved), or the body as
- * it came with a "comment" saying why it was not decoded. */
-static void har_content(struct buffer *b, const struct flow_info *fi)
+static void write_request(struct har_entry *e, struct buffer *b)
 {
-    unsigned long long sent = fi->h.res_bytes > fi->res_body_len ? fi->h.res_bytes
-                                                                 : fi->res_body_len;
-    const char *coding;
-    size_t coding_len;
-    char err[128] = "";
-    struct buffer decoded;
-    struct body_decoder *bd = NULL;
-    enum body_decode_result r = BODY_DECODE_FAILED;
-
-    flows_head_field(fi->part[FLOW_PART_RES_OUT], fi->len[FLOW_PART_RES_OUT], 1,
-                     "Content-Encoding", &coding, &coding_len);
-    if (fi->res_body_len == 0 || coding_len == 0) {
-        buffer_printf(b, ",\"size\":%llu", sent);
-        if (fi->res_body_len > 0)
-            har_text(b, fi->res_body, fi->res_body_len);
-        return;
-    }
-    buffer_init(&decoded);
-    bd = body_decoder_new(coding, coding_len, fi->res_body_len, err, sizeof err);
-    if (bd) {
-        do
-            r = body_decoder_run(bd, fi->res_body, fi->res_body_len, &decoded, 256 << 10, err,
-                                 sizeof err);
-        while (r == BODY_DECODE_MORE && buffer_length(&decoded) <= HAR_DECODED_MAX);
-        body_decoder_free(bd);
-    }
-    if (r == BODY_DECODE_DONE && buffer_length(&decoded) <= HAR_DECODED_MAX) {
-        buffer_printf(b, ",\"size\":%zu", buffer_length(&decoded));
-        har_text(b, buffer_peek(&decoded), buffer_length(&decoded));
-        buffer_printf(b, ",\"compression\":%lld",
-                      (long long)buffer_length(&decoded) - (long long)fi->res_body_len);
-    } else {
-        char comment[300];
-        int n = snprintf(comment, sizeof comment,
-                         "the body as sent, with its Content-Encoding (not decoded: %s)",
-                         r == BODY_DECODE_FAILED ? err : "over " HAR_DECODED_MAX_TEXT " decoded");
-        buffer_printf(b, ",\"size\":%llu", sent);
-        har_text(b, fi->res_body, fi->res_body_len);
-        json_key(b, "comment", 0);
-        json_string(b, comment, n < 0 ? 0 : (size_t)n < sizeof comment ? (size_t)n
-                                                                        : sizeof comment - 1);
-    }
-    buffer_free(&decoded);
-}
-
-void flows_har_entry(struct buffer *b, const struct flow_info *fi)
-{
-    static struct http_head res; /* large: not on the stack */
-    struct flow_timings t;
+    const struct flow_info *fi = e->fi;
     const char *ctype, *url = fi->url;
     size_t ctype_len, url_len = fi->url_len;
-    int res_ok;
+    struct flow_timings t;
     double total;
-    ssize_t n;
 
     flow_timings_get(fi, &t);
     total = (t.dns > 0 ? t.dns : 0) + (t.connect > 0 ? t.connect : 0) +
@@ -136,7 +274,6 @@ void flows_har_entry(struct buffer *b, const struct flow_info *fi)
     flows_json_time(b, fi->h.started);
     buffer_append_str(b, ",\"time\":");
     json_number(b, total);
-    /* request */
     buffer_append_str(b, ",\"request\":{\"method\":");
     json_string(b, fi->method, fi->method_len);
     buffer_append_str(b, ",\"url\":");
@@ -157,19 +294,33 @@ void flows_har_entry(struct buffer *b, const struct flow_info *fi)
     har_headers(b, &fi->req, fi->req_ok);
     buffer_append_str(b, ",\"queryString\":");
     har_query(b, url, url_len);
-    if (fi->has[FLOW_PART_REQ_BODY]) {
-        flows_head_field(fi->part[FLOW_PART_REQ_IN], fi->len[FLOW_PART_REQ_IN], 0,
-                         "Content-Type", &ctype, &ctype_len);
-        buffer_append_str(b, ",\"postData\":{\"mimeType\":");
-        json_string(b, ctype, ctype_len);
-        har_text(b, fi->part[FLOW_PART_REQ_BODY], fi->len[FLOW_PART_REQ_BODY]);
-        buffer_append_str(b, "}");
+    if (!fi->has[FLOW_PART_REQ_BODY]) {
+        e->phase = HAR_RESPONSE;
+        return;
     }
+    flows_head_field(fi->part[FLOW_PART_REQ_IN], fi->len[FLOW_PART_REQ_IN], 0, "Content-Type",
+                     &ctype, &ctype_len);
+    buffer_append_str(b, ",\"postData\":{\"mimeType\":");
+    json_string(b, ctype, ctype_len);
+    text_init(&e->text, fi->part[FLOW_PART_REQ_BODY], fi->len[FLOW_PART_REQ_BODY], NULL, 0);
+    e->phase = HAR_REQ_MEASURE;
+}
+
+/* The request's end, the response's start, and its content up to the
+ * body's text (or the phase that will tell what goes first). */
+static void write_response(struct har_entry *e, struct buffer *b)
+{
+    static struct http_head res; /* large: not on the stack; used within this step */
+    const struct flow_info *fi = e->fi;
+    const char *ctype, *coding;
+    size_t ctype_len, coding_len;
+    int res_ok;
+
     buffer_printf(b, ",\"headersSize\":%zu,\"bodySize\":%llu}", fi->req_head_len,
                   (unsigned long long)fi->h.req_bytes);
-    /* response, as the client got it */
-    n = flows_parse_head(fi->part[FLOW_PART_RES_OUT], fi->len[FLOW_PART_RES_OUT], 1, &res);
-    res_ok = n > 0;
+    e->res_head_len = flows_parse_head(fi->part[FLOW_PART_RES_OUT], fi->len[FLOW_PART_RES_OUT],
+                                       1, &res);
+    res_ok = e->res_head_len > 0;
     buffer_printf(b, ",\"response\":{\"status\":%d,\"statusText\":", fi->h.status);
     json_string(b, res_ok ? res.reason : "", res_ok ? res.reason_len : 0);
     buffer_printf(b, ",\"httpVersion\":\"HTTP/1.%d\",\"cookies\":[],\"headers\":",
@@ -179,50 +330,228 @@ void flows_har_entry(struct buffer *b, const struct flow_info *fi)
                      &ctype, &ctype_len);
     buffer_append_str(b, ",\"content\":{\"mimeType\":");
     json_string(b, ctype, ctype_len);
-    har_content(b, fi);
-    buffer_append_str(b, "},\"redirectURL\":");
-    {
-        const char *loc;
-        size_t loc_len;
-        flows_head_field(fi->part[FLOW_PART_RES_OUT], fi->len[FLOW_PART_RES_OUT], 1, "Location",
-                         &loc, &loc_len);
-        json_string(b, loc, loc_len);
+    flows_head_field(fi->part[FLOW_PART_RES_OUT], fi->len[FLOW_PART_RES_OUT], 1,
+                     "Content-Encoding", &coding, &coding_len);
+    if (fi->res_body_len > 0 && coding_len > 0) {
+        /* The size goes first: decoded, or as sent if it does not decode. */
+        text_init(&e->text, fi->res_body, fi->res_body_len, coding, coding_len);
+        e->phase = HAR_RES_DECODE;
+        return;
     }
+    buffer_printf(b, ",\"size\":%llu",
+                  (unsigned long long)(fi->h.res_bytes > fi->res_body_len ? fi->h.res_bytes
+                                                                          : fi->res_body_len));
+    if (fi->res_body_len == 0) {
+        e->phase = HAR_TRAILER;
+        return;
+    }
+    text_init(&e->text, fi->res_body, fi->res_body_len, NULL, 0);
+    e->phase = HAR_RES_MEASURE;
+}
+
+/* An encoded response body, measured: decoded, with its decoded size; or
+ * as it came, with a comment that says why. */
+static void after_decoding(struct har_entry *e, struct buffer *b)
+{
+    const struct flow_info *fi = e->fi;
+    struct body_text *t = &e->text;
+    int n;
+
+    if (text_decoded(t)) {
+        buffer_printf(b, ",\"size\":%zu", t->size);
+        open_text(b);
+        e->phase = HAR_RES_TEXT;
+        return;
+    }
+    n = snprintf(e->comment, sizeof e->comment,
+                 "the body as sent, with its Content-Encoding (not decoded: %s)",
+                 t->result == BODY_DECODE_FAILED ? t->err
+                                                 : "over " HAR_DECODED_MAX_TEXT " decoded");
+    e->comment_len = n < 0 ? 0 : (size_t)n < sizeof e->comment ? (size_t)n
+                                                                : sizeof e->comment - 1;
+    buffer_printf(b, ",\"size\":%llu",
+                  (unsigned long long)(fi->h.res_bytes > fi->res_body_len ? fi->h.res_bytes
+                                                                          : fi->res_body_len));
+    text_as_kept(t);
+    e->phase = HAR_RES_MEASURE;
+}
+
+/* After the response's text: what the decoding saved, or why there was
+ * none. */
+static void after_content(struct har_entry *e, struct buffer *b)
+{
+    if (text_decoded(&e->text)) {
+        buffer_printf(b, ",\"compression\":%lld",
+                      (long long)e->text.size - (long long)e->fi->res_body_len);
+    } else if (e->comment_len > 0) {
+        json_key(b, "comment", 0);
+        json_string(b, e->comment, e->comment_len);
+    }
+}
+
+static void write_trailer(struct har_entry *e, struct buffer *b)
+{
+    const struct flow_info *fi = e->fi;
+    struct flow_timings t;
+    const char *loc;
+    size_t loc_len;
+
+    buffer_append_str(b, "},\"redirectURL\":");
+    flows_head_field(fi->part[FLOW_PART_RES_OUT], fi->len[FLOW_PART_RES_OUT], 1, "Location",
+                     &loc, &loc_len);
+    json_string(b, loc, loc_len);
     buffer_printf(b, ",\"headersSize\":%lld,\"bodySize\":%llu}",
-                  res_ok ? (long long)n : -1LL, (unsigned long long)fi->h.res_bytes);
+                  e->res_head_len > 0 ? (long long)e->res_head_len : -1LL,
+                  (unsigned long long)fi->h.res_bytes);
     buffer_append_str(b, ",\"cache\":{},\"timings\":");
+    flow_timings_get(fi, &t);
     flow_timings_json(b, &t, 1);
     buffer_printf(b, ",\"_id\":%llu", (unsigned long long)fi->h.id);
     if (fi->has[FLOW_PART_ERROR]) {
         buffer_append_str(b, ",\"comment\":");
         json_string(b, fi->part[FLOW_PART_ERROR], fi->len[FLOW_PART_ERROR]);
     }
-    if (fi->h.flags & FLOW_F_WEBSOCKET) {
-        /* Chrome's form: type send/receive, time in seconds, opcode, data. */
-        size_t pos = 0, len;
-        enum flow_part part;
-        const char *data;
-        int first = 1;
-        buffer_append_str(b, ",\"_resourceType\":\"websocket\",\"_webSocketMessages\":[");
-        while (flow_record_next(fi->rec, &pos, &part, &data, &len)) {
-            struct flow_ws_header wh;
-            if (part != FLOW_PART_WS || len < sizeof wh)
-                continue;
-            memcpy(&wh, data, sizeof wh);
-            if (wh.opcode != 1 && wh.opcode != 2)
-                continue; /* Chrome lists data messages only */
-            buffer_printf(b, "%s{\"type\":\"%s\",\"time\":", first ? "" : ",",
-                          wh.to_upstream ? "send" : "receive");
-            json_number(b, wh.t);
-            buffer_printf(b, ",\"opcode\":%u,\"data\":", wh.opcode);
-            if (wh.opcode == 1 && json_utf8_valid(data + sizeof wh, len - sizeof wh))
-                json_string(b, data + sizeof wh, len - sizeof wh);
-            else
-                json_base64(b, data + sizeof wh, len - sizeof wh);
-            buffer_append(b, "}", 1);
-            first = 0;
-        }
-        buffer_append_str(b, "]");
+    if (!(fi->h.flags & FLOW_F_WEBSOCKET)) {
+        e->phase = HAR_END;
+        return;
     }
-    buffer_append_str(b, "}");
+    /* Chrome's form: type send/receive, time in seconds, opcode, data. */
+    buffer_append_str(b, ",\"_resourceType\":\"websocket\",\"_webSocketMessages\":[");
+    e->ws_pos = 0;
+    e->ws_first = 1;
+    e->phase = HAR_WS_NEXT;
+}
+
+/* Finds the next data message (Chrome lists no others) and writes it up
+ * to its data; or, past the last, ends the list. */
+static void write_ws_next(struct har_entry *e, struct buffer *b)
+{
+    enum flow_part part;
+    const char *data;
+    size_t len;
+
+    for (int k = 0; k < WS_PARTS_PER_STEP; k++) {
+        struct flow_ws_header wh;
+        if (!flow_record_next(e->fi->rec, &e->ws_pos, &part, &data, &len)) {
+            buffer_append_str(b, "]");
+            e->phase = HAR_END;
+            return;
+        }
+        if (part != FLOW_PART_WS || len < sizeof wh)
+            continue;
+        memcpy(&wh, data, sizeof wh);
+        if (wh.opcode != 1 && wh.opcode != 2)
+            continue;
+        buffer_printf(b, "%s{\"type\":\"%s\",\"time\":", e->ws_first ? "" : ",",
+                      wh.to_upstream ? "send" : "receive");
+        json_number(b, wh.t);
+        buffer_printf(b, ",\"opcode\":%u,\"data\":", wh.opcode);
+        e->ws_first = 0;
+        text_init(&e->text, data + sizeof wh, len - sizeof wh, NULL, 0);
+        if (wh.opcode == 1) {
+            e->phase = HAR_WS_MEASURE;
+            return;
+        }
+        /* binary: base64 whatever it holds */
+        buffer_append(b, "\"", 1);
+        e->phase = HAR_WS_TEXT;
+        return;
+    }
+    /* many parts that are no data message: on with them next step */
+}
+
+struct har_entry *har_entry_new(const struct flow_info *fi)
+{
+    struct har_entry *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->fi = fi;
+    e->phase = HAR_REQUEST;
+    text_init(&e->text, "", 0, NULL, 0);
+    return e;
+}
+
+void har_entry_free(struct har_entry *e)
+{
+    if (!e)
+        return;
+    text_free(&e->text);
+    free(e);
+}
+
+enum har_step har_entry_step(struct har_entry *e, struct buffer *out)
+{
+    int r;
+
+    switch (e->phase) {
+    case HAR_REQUEST:
+        write_request(e, out);
+        break;
+    case HAR_REQ_MEASURE:
+        if (text_measure(&e->text)) {
+            open_text(out);
+            e->phase = HAR_REQ_TEXT;
+        }
+        break;
+    case HAR_REQ_TEXT:
+        if ((r = text_write(&e->text, out)) < 0)
+            return HAR_STEP_FAILED;
+        if (r > 0) {
+            close_text(out, &e->text);
+            buffer_append_str(out, "}"); /* postData */
+            e->phase = HAR_RESPONSE;
+        }
+        break;
+    case HAR_RESPONSE:
+        write_response(e, out);
+        break;
+    case HAR_RES_DECODE:
+        if (text_measure(&e->text))
+            after_decoding(e, out);
+        break;
+    case HAR_RES_MEASURE:
+        if (text_measure(&e->text)) {
+            open_text(out);
+            e->phase = HAR_RES_TEXT;
+        }
+        break;
+    case HAR_RES_TEXT:
+        if ((r = text_write(&e->text, out)) < 0)
+            return HAR_STEP_FAILED;
+        if (r > 0) {
+            close_text(out, &e->text);
+            after_content(e, out);
+            e->phase = HAR_TRAILER;
+        }
+        break;
+    case HAR_TRAILER:
+        write_trailer(e, out);
+        break;
+    case HAR_WS_NEXT:
+        write_ws_next(e, out);
+        break;
+    case HAR_WS_MEASURE:
+        if (text_measure(&e->text)) {
+            /* Text that is not UTF-8 goes as base64, with no encoding
+             * key: Chrome's messages carry none. */
+            buffer_append(out, "\"", 1);
+            e->phase = HAR_WS_TEXT;
+        }
+        break;
+    case HAR_WS_TEXT:
+        if ((r = text_write(&e->text, out)) < 0)
+            return HAR_STEP_FAILED;
+        if (r > 0) {
+            buffer_append_str(out, "\"}");
+            e->phase = HAR_WS_NEXT;
+        }
+        break;
+    case HAR_END:
+        buffer_append_str(out, "}");
+        e->phase = HAR_DONE;
+        /* fall through */
+    case HAR_DONE:
+        return HAR_STEP_DONE;
+    }
+    return HAR_STEP_MORE;
 }

@@ -735,6 +735,65 @@ describe("flows", function()
     assert.is_true(text == body, "the decoded body is the text")
   end)
 
+  -- The sizes of the chunks of a chunked body, in order; nil when its
+  -- framing is broken or it has no end.
+  local function chunk_sizes(raw)
+    local sizes, pos = {}, 1
+    while true do
+      local eol = raw:find("\r\n", pos, true)
+      local size = eol and tonumber(raw:sub(pos, eol - 1):match("^%x+"), 16)
+      if not size then return nil end
+      if size == 0 then return sizes end
+      sizes[#sizes + 1] = size
+      pos = eol + 2 + size + 2
+    end
+  end
+
+  -- One flow's HAR entry may be megabytes (its bodies, a compressed
+  -- response exported decoded): it is written a step at a time as well,
+  -- not whole in one turn of the loop. Each part the export makes goes out
+  -- as one chunk, so the chunks show how much one turn made.
+  it("writes one large HAR entry a part at a time as the client reads, relaying meanwhile", function()
+    local proxy, adm = start({ "--flow-body-max", "4194304" })
+    -- about 8.0 MB of text (under the 8 MiB cap), sent gzipped, decoded in HAR
+    local text = gzip_flow(proxy, adm, 1, 140000)
+    assert.is_true(#text > 7 * 1024 * 1024 and #text < 8 * 1024 * 1024)
+    -- and 3 MiB kept as they came
+    local size = 3 * 1024 * 1024
+    assert.equals(size, #h.get(proxy.port, origin.url("/bytes?n=" .. size .. "&i=2")).body)
+    assert.is_not_nil(wait_flows(adm, 2))
+    local at_once = a.call(adm, "/flows.har", { timeout = 60 }).body
+    local s, head, got = start_reading(adm, "/flows.har", 65536)
+    assert.equals("chunked", head.headers["transfer-encoding"])
+    -- The client reads nothing now, in the middle of the first entry:
+    -- another client is served meanwhile...
+    local resp = h.get(proxy.port, origin.url("/hello?during=entry"))
+    assert.equals(200, resp.status)
+    assert.equals("hello\n", resp.body)
+    -- ...and when the client reads on, the entries come in parts of about
+    -- 256 KiB (a part ends after the step that reaches it: at most 6 bytes
+    -- for each of 48 KiB escaped), never an entry whole.
+    local rest, how = h.recv_until_close(s, 60)
+    s:close()
+    assert.equals("closed", how)
+    local sizes = assert(chunk_sizes(got .. rest), "a chunked body, with its end")
+    local biggest = 0
+    for _, n in ipairs(sizes) do biggest = math.max(biggest, n) end
+    assert.is_true(biggest <= 256 * 1024 + 6 * 48 * 1024 + 1024,
+      "a part of " .. biggest .. " bytes")
+    assert.is_true(#sizes > 30, #sizes .. " parts")
+    local body = assert(h.decode_chunked(got .. rest))
+    -- the same document a client that reads at once gets, and the right one
+    assert.is_true(body == at_once, "the same HAR read slowly or at once")
+    local doc = json.decode(body)
+    assert.equals(2, #doc.log.entries)
+    local decoded = doc.log.entries[1].response.content
+    assert.equals(#text, decoded.size)
+    assert.is_true(text == decoded.text, "the decoded text")
+    assert.is_nil(decoded.encoding)
+    assert.equals(size, #doc.log.entries[2].response.content.text)
+  end)
+
   -- Each decoded answer in progress may hold a decoder's window: only so
   -- many are made at once, and one whose flow is dropped ends unfinished.
   it("streams at most 8 decoded bodies at once, and ends one whose flow was dropped", function()

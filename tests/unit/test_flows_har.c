@@ -3,10 +3,11 @@
  *
  * Flows with bodies small and large, text and binary, compressed (decoded,
  * over the decoded cap, corrupt, of an unknown coding, stacked) and a
- * WebSocket flow are written as HAR entries, and each entry is compared
- * with the one the export wrote before entries were written a step at a
- * time: by its length and its SHA-256, kept below. The bodies are made
- * from a fixed seed, so they are the same on every run.
+ * WebSocket flow are written as HAR entries a step at a time, and each
+ * entry is compared with the one the export wrote when it wrote an entry
+ * whole: by its length and its SHA-256, kept in test_flows_har.expect.
+ * The bodies are made from a fixed seed, so they are the same on every
+ * run. No step writes more than about a slice.
  */
 #include <openssl/evp.h>
 #include <stdint.h>
@@ -189,11 +190,33 @@ static const char *gzip_exchange(uint64_t id, const char *coding, const char *te
 /* ---- writing and comparing -------------------------------------------- */
 
 static struct flow_info info;
+static size_t most_per_step; /* the most one step wrote, over every case */
+static int steps_checked, more_steps_than_slices = 1;
 
+/* Writes the entry of <record> step by step, as the export does, and
+ * checks that no step wrote more than its bound. */
 static void write_entry(struct buffer *out, const char *record)
 {
+    struct har_entry *e;
+    enum har_step r;
+    size_t steps = 0, body = 0;
+
     flow_info_load(&info, record);
-    flows_har_entry(out, &info);
+    e = har_entry_new(&info);
+    do {
+        size_t before = buffer_length(out);
+        r = har_entry_step(e, out);
+        if (buffer_length(out) - before > most_per_step)
+            most_per_step = buffer_length(out) - before;
+        steps++;
+    } while (r == HAR_STEP_MORE);
+    har_entry_free(e);
+    ok(r == HAR_STEP_DONE, "the entry is done");
+    /* A body is gone through in slices: at least as many steps. */
+    body = info.len[FLOW_PART_REQ_BODY] + info.res_body_len;
+    if (steps < body / HAR_SLICE)
+        more_steps_than_slices = 0;
+    steps_checked++;
 }
 
 struct expect {
@@ -341,6 +364,12 @@ int main(void)
     check("connect error", rec_end(0, 9));
 
     is_int(case_number, sizeof expected / sizeof expected[0], "every case checked");
+    /* A step writes a head part, or one slice of a body: at most 6 bytes
+     * for each byte looked at ("\u00XX"), and a head's fields. */
+    ok(most_per_step <= 6 * HAR_SLICE + 64 * 1024, "no step wrote more than a slice's worth (%zu)",
+       most_per_step);
+    ok(more_steps_than_slices && steps_checked == case_number,
+       "bodies were written in a step per slice at least");
     buffer_free(&b);
     buffer_free(&rec);
     return tap_done();
