@@ -39,6 +39,14 @@
  * progress. */
 #define EXPORT_SLICE 0.002
 
+/* HAR exports streamed at once, at most. Each may hold a decoder's window
+ * (up to 16 MiB for br) and the flow it is writing, even once the store
+ * has dropped it: more wait, with a 503. A static, not the store's, as an
+ * export may be freed after the store (the admin goes last); the loop is
+ * single-threaded. */
+#define HAR_STREAMS_MAX 8
+static int har_streams;
+
 /* Matching a part gives up after this long. A part stops at EXPORT_SLICE
  * between flows, so only one flow that is very costly to match (every
  * search near PCRE2's step limit) comes near it: the filter is at fault. */
@@ -71,6 +79,7 @@ struct export {
     long limit;                 /* -1: none */
     long counted;               /* matches passed walking back */
     long items;                 /* written so far */
+    int streamed;               /* counted in har_streams */
     struct flow_info info;      /* the flow being matched, or written */
     struct har_entry *entry;    /* HAR: the entry being written, or NULL */
     const struct stored_flow *pinned; /* its flow */
@@ -182,6 +191,8 @@ static void export_free(void *arg)
      * export's own things are released here (a pin needs no store). */
     export_entry_end(ex);
     flow_filter_free(ex->filter);
+    if (ex->streamed)
+        har_streams--;
     free(ex);
 }
 
@@ -228,6 +239,17 @@ static void export_answer(struct admin_conn *c, struct export *ex, const char *c
         else
             admin_reply_error(c, 500, "out of memory");
         return;
+    }
+    if (r == ADMIN_STREAM_MORE && ex->kind == EXPORT_HAR) {
+        if (har_streams >= HAR_STREAMS_MAX) {
+            buffer_free(&first);
+            export_free(ex);
+            admin_reply_header(c, "Retry-After: 1");
+            admin_reply_error(c, 503, "too many HAR exports are being sent; try again shortly");
+            return;
+        }
+        ex->streamed = 1;
+        har_streams++;
     }
     if (header)
         admin_reply_header(c, header);

@@ -794,6 +794,45 @@ describe("flows", function()
     assert.equals(size, #doc.log.entries[2].response.content.text)
   end)
 
+  -- A HAR export in progress may hold a decoder's window too, and the
+  -- flow it is writing: only so many stream at once. The flow stays
+  -- readable for the entry even when the store drops it.
+  it("streams at most 8 HAR exports at once, and finishes an entry whose flow was dropped", function()
+    local proxy, adm = start({ "--flow-body-max", "4194304" })
+    local text = gzip_flow(proxy, adm, 1, 140000)
+    local small_text, small_path = gzip_flow(proxy, adm, 2, 1000)
+    local readers = {}
+    for i = 1, 8 do
+      local s, head, got = start_reading(adm, "/flows.har", 65536)
+      readers[i] = { s = s, head = head, got = got }
+    end
+    local busy = a.call(adm, "/flows.har")
+    assert.equals(503, busy.status)
+    assert.equals("1", busy.headers["retry-after"])
+    assert.matches("too many HAR exports", busy.body)
+    -- An export that fits in one part is no stream, and is served.
+    local small = a.call(adm, "/flows.har?filter=" .. a.escape("~u 'n=2&'"))
+    assert.equals(200, small.status)
+    assert.is_not_nil(small.headers["content-length"])
+    assert.equals(small_text, json.decode(small.body).log.entries[1].response.content.text)
+    -- Cleared while the exports are inside the first entry: that entry is
+    -- finished all the same; the flow after it is gone.
+    assert.equals(200, a.call(adm, "/api/flows", { method = "DELETE" }).status)
+    local body = finish_reading(readers[1].s, readers[1].head, readers[1].got)
+    local doc = json.decode(body)
+    assert.equals(1, #doc.log.entries)
+    assert.is_true(text == doc.log.entries[1].response.content.text, "the decoded text, whole")
+    for i = 2, 8 do readers[i].s:close() end
+    -- Their places free again as they close.
+    gzip_flow(proxy, adm, 3, 140000)
+    local again = h.wait_for(function()
+      local resp = a.call(adm, "/flows.har", { timeout = 60 })
+      return resp and resp.status == 200 and resp
+    end, 10)
+    assert.is_truthy(again, "a HAR export was streamed again")
+    assert.is_true(text == json.decode(again.body).log.entries[1].response.content.text)
+  end)
+
   -- Each decoded answer in progress may hold a decoder's window: only so
   -- many are made at once, and one whose flow is dropped ends unfinished.
   it("streams at most 8 decoded bodies at once, and ends one whose flow was dropped", function()
