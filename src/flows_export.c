@@ -20,7 +20,6 @@
 #include "flows_export.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +32,7 @@
 #include "flows_har.h"
 #include "flows_store.h"
 #include "flows_view.h"
+#include "private_file.h"
 
 /* The work one part may take. A relayed request waits for at most this
  * (plus one step of an entry, flows_har.h) behind each export in
@@ -323,35 +323,25 @@ void flows_export_har(struct admin_conn *c, const struct admin_request *r, void 
                   "Content-Disposition: attachment; filename=\"flows.har\"");
 }
 
-/* The file for --har, emptied. It holds every kept head and body, cookies,
- * credentials and decrypted https included: made for its owner alone
- * (0600, whatever the umask), like the TLS key log. A file that is there
- * already keeps its mode, unless another user owns it: one who made it
- * beforehand (in /tmp, say) would read what is written into it, so it is
- * refused (EPERM) and left untouched. */
+/* The file for --har, emptied: made for its owner alone, like the TLS key
+ * log (private_file.h). One another user owns is refused with EPERM. */
 static FILE *open_har(const char *path)
 {
     struct stat st;
     FILE *fp;
-    int saved, fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    int saved, fd = private_file_open(path, 0, &st);
 
+    if (fd == PRIVATE_FILE_FOREIGN)
+        errno = EPERM;
     if (fd < 0)
         return NULL;
-    if (fstat(fd, &st) != 0)
-        goto fail;
-    if (S_ISREG(st.st_mode) && st.st_uid != geteuid()) {
-        errno = EPERM;
-        goto fail;
+    if ((S_ISREG(st.st_mode) && ftruncate(fd, 0) != 0) || !(fp = fdopen(fd, "w"))) {
+        saved = errno;
+        close(fd);
+        errno = saved;
+        return NULL;
     }
-    if ((S_ISREG(st.st_mode) && ftruncate(fd, 0) != 0) || !(fp = fdopen(fd, "w")))
-        goto fail;
     return fp;
-
-fail:
-    saved = errno;
-    close(fd);
-    errno = saved;
-    return NULL;
 }
 
 long flows_export_har_file(struct flows_store *st, const char *path)

@@ -36,6 +36,7 @@
 #include "ca.h"
 #include "config.h"
 #include "log.h"
+#include "private_file.h"
 #include "trace.h"
 
 /* Upstream sessions kept for resumption, by host and port: a new client
@@ -517,30 +518,26 @@ static int on_client_alpn(SSL *ssl, const unsigned char **out, unsigned char *ou
 /* NSS key log: one line per secret, appended with a single write(2) so the
  * lines of several workers never interleave. */
 /* The TLS key log: what it holds decrypts every session it names, so it
- * is its owner's alone. A new one is made 0600; one that is there and
- * readable by others is made 0600 (and logged); one another user owns
- * (made beforehand in /tmp, say, to read what comes) is refused. A pipe or
- * other non-file (a FIFO to Wireshark) is taken as it is. The descriptor,
- * or -1 with <err>. */
+ * is its owner's alone (private_file.h: a new one is made 0600, one
+ * another user owns is refused, a pipe such as a FIFO to Wireshark is
+ * taken as it is). Unlike other such files, one of ours that others can
+ * read is made 0600 (and logged). The descriptor, or -1 with <err>. */
 static int open_keylog(const char *path, char *err, size_t err_len)
 {
     struct stat st;
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    int fd = private_file_open(path, O_APPEND, &st);
 
-    if (fd < 0 || fstat(fd, &st) != 0) {
+    if (fd == PRIVATE_FILE_FOREIGN) {
+        snprintf(err, err_len, "the TLS key log %s belongs to another user, who could read the "
+                 "secrets written to it: remove it, or name another file", path);
+        return -1;
+    }
+    if (fd < 0) {
         snprintf(err, err_len, "cannot open the TLS key log %s: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
         return -1;
     }
     if (!S_ISREG(st.st_mode))
         return fd;
-    if (st.st_uid != geteuid()) {
-        snprintf(err, err_len, "the TLS key log %s belongs to another user, who could read the "
-                 "secrets written to it: remove it, or name another file", path);
-        close(fd);
-        return -1;
-    }
     if ((st.st_mode & 077) != 0) {
         if (fchmod(fd, 0600) != 0) {
             snprintf(err, err_len, "the TLS key log %s is readable by others and cannot be "
