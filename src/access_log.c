@@ -23,6 +23,7 @@
 #include "json_out.h"
 #include "log.h"
 #include "log_queue.h"
+#include "private_file.h"
 #include "stats.h"
 
 #define LINE_MAX_BYTES LOG_QUEUE_LINE_MAX
@@ -56,9 +57,16 @@ struct access_log *access_log_open(const char *path, enum log_format format, cha
     }
     log->format = format;
     if (strcmp(path, "-") != 0) {
-        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (fd == -1) {
+        /* Who asked for what, and the proxy users' names: made for its
+         * owner alone, like the HAR and the TLS key log. */
+        struct stat st;
+        fd = private_file_open(path, O_APPEND, &st);
+        if (fd == PRIVATE_FILE_FOREIGN)
+            snprintf(err, err_len, "the access log '%s' belongs to another user, who could read "
+                     "what is written to it: remove it, or name another file", path);
+        else if (fd < 0)
             snprintf(err, err_len, "cannot open access log '%s': %s", path, strerror(errno));
+        if (fd < 0) {
             free(log);
             return NULL;
         }

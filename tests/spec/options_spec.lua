@@ -343,6 +343,39 @@ describe("a running proxy", function()
       end
     end)
 
+    -- It names every client, what each asked for and the proxy users: it
+    -- is its owner's alone, like --har and --tls-keylog.
+    it("makes the file readable by its owner only, and keeps the mode of one already there", function()
+      local o = origin()
+      local file = h.tmpfile("", "x"):gsub("x$", "access.log")
+      local p = proxy({ "--access-log", file }, { umask = "022" })
+      assert_hello(get_hello(p.port, o))
+      assert(h.wait_for(function() return (h.read_file(file) or ""):find("\n") end, 5))
+      assert.equal(0, p.stop())
+      assert.equal("600", (h.sh("stat -c %a " .. h.shell_quote(file)):gsub("%s+$", "")))
+      -- one of ours that is there already is appended to, its mode kept
+      local mine = h.tmpfile("before\n", "mine.log")
+      assert(os.execute("chmod 640 " .. h.shell_quote(mine)))
+      p = proxy({ "--access-log", mine })
+      assert_hello(get_hello(p.port, o))
+      assert(h.wait_for(function() return (h.read_file(mine) or ""):find("\n.+\n") end, 5))
+      assert.equal(0, p.stop())
+      assert.equal("before\n", h.read_file(mine):sub(1, 7))
+      assert.equal("640", (h.sh("stat -c %a " .. h.shell_quote(mine)):gsub("%s+$", "")))
+    end)
+
+    it("refuses a file another user owns, and leaves it untouched", function()
+      -- One who made it beforehand (in /tmp, say) would read every line.
+      if h.sh("id -u") ~= "0\n" then return pending("needs root, to give the file away") end
+      local file = h.tmpfile("theirs\n", "theirs.log")
+      assert(os.execute("chmod 666 " .. h.shell_quote(file) .. " && chown nobody "
+        .. h.shell_quote(file)))
+      local code, _, err = h.run_proxy({ "--listen", "127.0.0.1:0", "--access-log", file })
+      assert.are_not.equal(0, code)
+      assert.truthy(err:find("belongs to another user", 1, true), err)
+      assert.equal("theirs\n", h.read_file(file))
+    end)
+
     it("writes to stdout with --access-log -", function()
       local o = origin()
       local p = proxy({ "--access-log", "-" })
