@@ -587,6 +587,36 @@ describe("flows", function()
     assert.equals(3, #json.decode(written).log.entries)
   end)
 
+  -- A HAR file is made to be shared: a client's password for this proxy
+  -- went along with every request in it.
+  it("leaves a request's Proxy-Authorization out of the HAR export, and keeps it for the viewer",
+     function()
+    local proxy, adm = start()
+    local creds = "Basic YWxpY2U6d29uZGVybGFuZA==" -- alice:wonderland
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority,
+      "Proxy-Authorization: " .. creds, "X-Kept: yes" })))
+    assert.equals(200, assert(h.read_response(s)).status)
+    s:close()
+    local f = wait_flows(adm, 1)[1]
+    local body = a.call(adm, "/flows.har").body
+    assert.falsy(body:lower():find("proxy-authorization", 1, true), body)
+    assert.falsy(body:find("YWxpY2U6d29uZGVybGFuZA", 1, true), body)
+    local e = json.decode(body).log.entries[1]
+    local names = {}
+    for _, f in ipairs(e.request.headers) do names[#names + 1] = f.name end
+    assert.same({ "Host", "X-Kept" }, names)
+    local valid, out = validate_har(body)
+    assert.is_true(valid, out)
+    -- the viewer, behind the admin token, shows the request as it came
+    local d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
+    local seen
+    for _, kv in ipairs(d.request.received.headers) do
+      if kv[1] == "Proxy-Authorization" then seen = kv[2] end
+    end
+    assert.equals(creds, seen)
+  end)
+
   -- HAR readers show a response's text as they are given it: like the
   -- browsers' exports, an encoded body is decoded, with the bytes the
   -- coding saved as "compression"; one that cannot be is given as it came.
