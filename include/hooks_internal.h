@@ -67,6 +67,8 @@ struct hooks {
     struct hooks *retired_prev, *retired_next;
     size_t mem_used;
     size_t mem_limit;
+    size_t mem_after_collect; /* mem_used after the last full collection
+                               * of ours (hooks_collect_near_cap) */
     double budget;       /* seconds per hook call */
     enum hook_error_mode mode;
     struct ev_loop *loop;

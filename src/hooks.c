@@ -428,6 +428,7 @@ static struct hooks *hooks_new(const struct config *cfg, struct ev_loop *loop, c
     }
     /* Short-lived tx tables: generational GC suits. */
     lua_gc(h->L, LUA_GCGEN, 0, MAJOR_MULTIPLIER);
+    h->mem_after_collect = h->mem_used;
     if (h->has[HOOK_ON_RESPONSE_CHUNK] || h->has[HOOK_ON_REQUEST_CHUNK])
         keep_pieces_on_heap();
     return h;

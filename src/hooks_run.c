@@ -95,6 +95,32 @@ int hooks_wants(const struct session *s, enum hook_phase phase)
 
 /* Creates the coroutine for script hs->script's hook and pushes its
  * arguments onto it. Runs in hooks_protected mode; arg 2 is a chunk_args or NULL. */
+/*
+ * A full collection before a hook call, when the garbage since the last
+ * one may fill more than half the room left under --lua-memory.
+ *
+ * Lua runs a full collection before it gives up on an allocation, but
+ * lauxlib's string buffers (string.upper, gsub, rep, table.concat, ...)
+ * grow through the allocator directly and fail at once. The generational
+ * collector reaches a large string that lived through one minor
+ * collection (as a collected body does) only in a major one, which comes
+ * after the heap has grown by half or more: megabytes of bodies of the
+ * exchanges before then sat under the cap, and a hook that needed room
+ * for twice its body failed every other time though it fitted alone. A
+ * script that keeps much alive pays only when as much again has piled up.
+ */
+static void collect_near_cap(struct hooks *h)
+{
+    size_t base = h->mem_after_collect;
+
+    if (h->mem_used <= base || base >= h->mem_limit ||
+        h->mem_used - base <= (h->mem_limit - base) / 2)
+        return;
+    lua_gc(h->L, LUA_GCCOLLECT);
+    lua_gc(h->L, LUA_GCSTEP, 0); /* Lua 5.4.4: see collect_after_bomb */
+    h->mem_after_collect = h->mem_used;
+}
+
 int hooks_start_call(lua_State *L)
 {
     struct session *s = lua_touserdata(L, 1);
@@ -103,6 +129,7 @@ int hooks_start_call(lua_State *L)
     struct hooks *h = hs->hooks;
     lua_State *co;
 
+    collect_near_cap(h);
     if (hs->tx_ref == LUA_NOREF) {
         hooks_tx_make(L); /* the exchange's first hook (see hooks_run) */
         /* tx.req too when the last on_request used it: a first look costs
@@ -290,6 +317,7 @@ static void collect_after_bomb(struct hooks *h)
     lua_gc(h->L, LUA_GCCOLLECT);
     lua_gc(h->L, LUA_GCSTEP, 0);
     h->alloc_refused = 0;
+    h->mem_after_collect = h->mem_used;
 }
 
 /* Empties the coroutine of <s>'s failed hook call: its stack may hold a
