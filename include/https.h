@@ -21,8 +21,8 @@ struct session;
 #define HTTPS_CA_PAGE_HOST "luaproxy.ca"
 
 /* Whether the current CONNECT is to be decrypted. A CONNECT to the
- * proxy's own page (HTTPS_CA_PAGE_HOST) always is, or else is refused:
- * https_refuse_ca_tunnel() answers it. */
+ * proxy's own page (HTTPS_CA_PAGE_HOST) always is, or else (no CA) is
+ * refused: https_refuse_ca_tunnel() answers it 404. */
 int https_should_intercept(struct session *s);
 enum exchange_step https_refuse_ca_tunnel(struct session *s);
 /* Answers the CONNECT with 200, starts TLS with the client and ends the

@@ -43,8 +43,10 @@ const struct ca *tls_ca(const struct tls *t);
 
 /* Intercepted tunnel: starts TLS as the server on <e>. The bytes already in
  * e->out (the 200 to the CONNECT) go out in the clear first. The handshake
- * runs inside the first reads; the certificate names the client's SNI, or
- * <name> when it sends none. 0 or -1. */
+ * runs inside the first reads, and reads what is in e->in first (a
+ * ClientHello the client sent without waiting for the 200), which it
+ * takes; the certificate names the client's SNI, or <name> when it sends
+ * none. 0 or -1. */
 int tls_accept(struct endpoint *e, struct tls *t, const char *name);
 
 /* Upstream: starts TLS as the client on the connected <e>, with SNI and

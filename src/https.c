@@ -38,10 +38,8 @@ int https_should_intercept(struct session *s)
      * ca_tunnel), never forwarded. */
     if (https_is_ca_page(x->host)) {
         TRACE(s, "CONNECT %s: the proxy's own page, %s", x->host,
-              !tls_ca(p->tls) ? "but no CA is loaded: refused"
-              : buffer_length(&s->client.in) > 0 ? "but the client sent bytes before our 200: refused"
-                                                 : "intercepted");
-        return tls_ca(p->tls) && buffer_length(&s->client.in) == 0;
+              !tls_ca(p->tls) ? "but no CA is loaded: refused" : "intercepted");
+        return tls_ca(p->tls) != NULL;
     }
     want = x->intercept_choice ? x->intercept_choice == 1
                                : intercept_by_patterns(p->cfg, x->host);
@@ -57,12 +55,8 @@ int https_should_intercept(struct session *s)
                  (unsigned long long)s->id, (unsigned long long)x->id, x->host);
         return 0;
     }
-    /* Bytes sent before our 200 would be a ClientHello we did not read as
-     * TLS; such an eager client gets a plain tunnel. */
-    if (buffer_length(&s->client.in) > 0) {
-        TRACE(s, "not intercepted: the client sent bytes before our 200");
-        return 0;
-    }
+    /* Bytes sent before our 200 (a ClientHello that did not wait) are
+     * the handshake's first: tls_accept reads them. */
     if (intercept_passing_through(p->intercept, s->client_ip, x->host, ev_now(p->loop))) {
         TRACE(s, "not intercepted: this client refused our certificate for %s lately", x->host);
         log_debug("c%llu #%llu %s refused our certificate for %s lately: passing through",
@@ -74,14 +68,9 @@ int https_should_intercept(struct session *s)
 
 enum exchange_step https_refuse_ca_tunnel(struct session *s)
 {
-    struct exchange *x = &s->x;
-
-    if (!tls_ca(s->proxy->tls))
-        return exchange_fail(x, 404, "https://" HTTPS_CA_PAGE_HOST "/ is this proxy's own page, "
+    return exchange_fail(&s->x, 404, "https://" HTTPS_CA_PAGE_HOST "/ is this proxy's own page, "
                                      "and no CA is loaded (start it with --intercept or "
                                      "--ca-dir); http://" HTTPS_CA_PAGE_HOST "/ says so too");
-    return exchange_fail(x, 400, "https://" HTTPS_CA_PAGE_HOST "/ is this proxy's own page: "
-                                 "wait for the 200 before starting TLS");
 }
 
 enum exchange_step https_begin_tunnel(struct session *s)

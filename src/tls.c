@@ -37,6 +37,7 @@
 #include "config.h"
 #include "log.h"
 #include "private_file.h"
+#include "tls_prefix.h"
 #include "trace.h"
 
 /* Upstream sessions kept for resumption, by host and port: a new client
@@ -234,10 +235,13 @@ static void tls_shutdown(struct endpoint *e)
     shutdown(e->fd, SHUT_WR);
 }
 
+/* Decrypted bytes waiting, and raw ones a read BIO holds apart from the
+ * socket (tls_prefix.c): neither makes the socket readable. */
 static size_t tls_pending(const struct endpoint *e)
 {
     int n = SSL_pending(e->tls->ssl);
-    return n > 0 ? (size_t)n : 0;
+    int raw = BIO_pending(SSL_get_rbio(e->tls->ssl));
+    return (n > 0 ? (size_t)n : 0) + (raw > 0 ? (size_t)raw : 0);
 }
 
 static void tls_close(struct endpoint *e)
@@ -315,6 +319,15 @@ int tls_accept(struct endpoint *e, struct tls *t, const char *name)
     c = new_conn(e, t, t->server, name, OWNER(e));
     if (!c)
         return -1;
+    if (buffer_length(&e->in) > 0) {
+        BIO *rbio = tls_prefix_bio(e->fd, buffer_peek(&e->in), buffer_length(&e->in));
+        if (!rbio)
+            return discard_conn(c);
+        SSL_set0_rbio(c->ssl, rbio); /* the socket's own BIO stays the write one */
+        TRACE(OWNER(e), "TLS with the client: %zu bytes it sent before our 200 are read first",
+              buffer_length(&e->in));
+        buffer_consume(&e->in, buffer_length(&e->in));
+    }
     c->server = 1;
     c->raw_left = buffer_length(&e->out);
     SSL_set_accept_state(c->ssl);

@@ -198,6 +198,21 @@ describe("intercepted tunnels", function()
     assert(proxy.wait_access_log('"CONNECT ' .. origin.authority:gsub("%p", "%%%0") .. ' HTTP/1.1" 200'))
   end)
 
+  -- A client that sent its ClientHello in the same write as its CONNECT,
+  -- without waiting for the 200, got a plain tunnel: any client could
+  -- choose not to be intercepted, and so pass every script by.
+  it("decrypts a tunnel whose client sends its ClientHello before the 200", function()
+    start_proxy({ "--intercept", "*", "--trace" })
+    local out, code, err = h.sh(table.concat({ "python3",
+      h.shell_quote("tests/spec/support/eager_tls.py"), tostring(proxy.port), "127.0.0.1",
+      tostring(origin.port), h.shell_quote(ca_dir .. "/ca.pem"), "/hello", "2>&1" }, " "))
+    assert.are.equal(0, code, tostring(out) .. tostring(err) .. proxy.log())
+    assert.truthy(out:find("issuer: luaproxy", 1, true), out)
+    assert.truthy(out:find("\r\n\r\nhello\n$"), out)
+    assert.truthy(proxy.log_has("bytes it sent before our 200 are read first"), proxy.log())
+    assert(proxy.wait_access_log('"GET https://' .. origin.authority:gsub("%p", "%%%0") .. '/hello HTTP/1.1" 200'))
+  end)
+
   it("POST with a body, a chunked upload and a chunked response", function()
     start_proxy({ "--intercept", "127.0.0.1" })
     local out, code = curl({ "--data-binary", "a=1&b=2", origin.url("/echo") })
