@@ -95,6 +95,9 @@ int proxy_listen_socket(const struct listen_addr *la, uint16_t port,
 void proxy_log_listening(const struct sockaddr *addr);
 /* The port of an IPv4 or IPv6 address, in host order. */
 uint16_t proxy_address_port(const struct sockaddr_storage *addr);
+/* How long a parked upstream connection may stay idle under <cfg>:
+ * --idle-timeout, but never past 15 s (upstream_pool.h). */
+double proxy_pool_idle_timeout(const struct config *cfg);
 
 /* The address at the other end of socket <fd> as "ip:port" ("[ip]:port"
  * for IPv6). 0, or -1. */

@@ -33,6 +33,9 @@ struct upstream_pool {
 
 void upstream_pool_init(struct upstream_pool *pool, struct ev_loop *loop, int max_total,
                         int max_per_host, double idle_timeout);
+/* A new idle timeout (a reload's --idle-timeout): parked connections go by
+ * it from now on, those already past it at once. */
+void upstream_pool_set_idle_timeout(struct upstream_pool *pool, double idle_timeout);
 /* Closes every parked connection. */
 void upstream_pool_free(struct upstream_pool *pool);
 

@@ -260,6 +260,11 @@ static void on_listener_readable(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+double proxy_pool_idle_timeout(const struct config *cfg)
+{
+    return cfg->idle_timeout < POOL_IDLE_LIMIT ? cfg->idle_timeout : POOL_IDLE_LIMIT;
+}
+
 uint16_t proxy_address_port(const struct sockaddr_storage *addr)
 {
     return ntohs(addr->ss_family == AF_INET ? ((const struct sockaddr_in *)addr)->sin_port
@@ -608,7 +613,7 @@ int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
             goto fail;
     }
     upstream_pool_init(&p->pool, loop, POOL_MAX_TOTAL, POOL_MAX_PER_HOST,
-                       cfg->idle_timeout < POOL_IDLE_LIMIT ? cfg->idle_timeout : POOL_IDLE_LIMIT);
+                       proxy_pool_idle_timeout(cfg));
     proxy_fit_descriptors(p);
     p->resolver = dns_resolver_new(loop, cfg->connect_timeout, err, err_len);
     if (!p->resolver)

@@ -37,6 +37,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
+#include "upstream_pool.h"
 #include "session.h"
 #include "trace.h"
 
@@ -200,6 +201,7 @@ static void finish(struct reload *r)
     log_set_level(fresh->verbose ? LOG_DEBUG : LOG_INFO);
     trace_enabled = fresh->trace;
     intercept_set_ttl(p->intercept, fresh->passthrough_ttl);
+    upstream_pool_set_idle_timeout(&p->pool, proxy_pool_idle_timeout(fresh));
     free(p->cfg_owned);
     p->cfg_owned = fresh;
     r->fresh = NULL;

@@ -91,6 +91,20 @@ static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
         schedule_sweep(pool, oldest);
 }
 
+void upstream_pool_set_idle_timeout(struct upstream_pool *pool, double idle_timeout)
+{
+    ev_tstamp oldest = 0;
+
+    pool->idle_timeout = idle_timeout;
+    for (const struct pooled_conn *c = pool->head; c; c = c->next)
+        if (oldest == 0 || c->last_used < oldest)
+            oldest = c->last_used;
+    if (!pool->head)
+        return;
+    ev_timer_stop(pool->loop, &pool->sweep); /* it may be set for later */
+    schedule_sweep(pool, oldest);
+}
+
 void upstream_pool_init(struct upstream_pool *pool, struct ev_loop *loop, int max_total,
                         int max_per_host, double idle_timeout)
 {

@@ -27,6 +27,34 @@ describe("config file", function()
   local origin
   before_each(function() origin = procs.origin() end)
 
+  -- The pool of idle upstream connections kept the --idle-timeout it
+  -- started with (up to 15 s), whatever a reload said.
+  it("closes parked upstream connections by a reloaded idle-timeout", function()
+    local conf = h.tmpfile("idle-timeout 60\n", "luaproxy.conf")
+    local proxy = procs.proxy({ "-c", conf, "--trace" })
+    local server, _, target = h.raw_listener()
+    -- one exchange, then the client leaves: its connection is parked
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, "GET http://" .. target .. "/ HTTP/1.1\r\nHost: " .. target .. "\r\n\r\n"))
+    local up = assert(server:accept())
+    server:close()
+    h.skip_head(up)
+    assert(up:send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+    assert.are.equal(200, assert(h.read_response(s)).status)
+    s:close()
+    assert.truthy(proxy.log_has("parked in the pool"), proxy.log())
+    h.write_file(conf, "idle-timeout 0.5\n")
+    proxy.signal("HUP")
+    assert.truthy(proxy.log_has("SIGHUP"), proxy.log())
+    -- closed after half a second, not the 15 s it was parked for
+    local t0 = h.now()
+    up:settimeout(10)
+    local _, err = up:receive(1)
+    up:close()
+    assert.are.equal("closed", err)
+    assert.is_true(h.now() - t0 < 8, "closed after " .. (h.now() - t0) .. " s")
+  end)
+
   it("takes every option as a line, with comments and repeated options", function()
     local script = h.tmpfile(stamp_script("from-file"), "a.lua")
     local conf = h.tmpfile(table.concat({
