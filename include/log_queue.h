@@ -52,6 +52,10 @@ void log_queue_start(struct log_queue *q);
  * are being dropped until the loss is reported). Safe from any thread.
  * If no writer thread can be started, the line is written here instead. */
 int log_queue_put(struct log_queue *q, const char *line, size_t len);
+/* The same for a line that must not be lost to a flood of others (a
+ * warning, an error): an ordinary line leaves a quarter of the queue to
+ * these, and these are taken even while ordinary ones are being dropped. */
+int log_queue_put_urgent(struct log_queue *q, const char *line, size_t len);
 
 /* Gives <q> up: the lines in it are still written, then the writer closes
  * the descriptor (if owned) and frees the queue. Returns at once. */

@@ -199,11 +199,12 @@ static size_t format(char *line, size_t size, enum log_level level, const char *
  * pipe), and the loss must not go untold. */
 static uint64_t access_lost;
 
-/* Puts one formatted line out. 0, or -1 when the queue refused it. */
-static int emit(const char *line, size_t len)
+/* Puts one formatted line out, <urgent> for a warning or an error (see
+ * log_queue_put_urgent). 0, or -1 when the queue refused it. */
+static int emit(const char *line, size_t len, int urgent)
 {
     if (__atomic_load_n(&async, __ATOMIC_ACQUIRE))
-        return log_queue_put(queue, line, len);
+        return urgent ? log_queue_put_urgent(queue, line, len) : log_queue_put(queue, line, len);
     if (write(STDERR_FILENO, line, len) < 0) {
         /* nowhere left to report it */
     }
@@ -225,7 +226,7 @@ static void tell_access_lost(void)
     uint64_t n = __atomic_exchange_n(&access_lost, 0, __ATOMIC_RELAXED);
     if (n == 0)
         return;
-    if (emit(line, format_access_lost(line, sizeof line, n)) != 0)
+    if (emit(line, format_access_lost(line, sizeof line, n), 1) != 0)
         __atomic_add_fetch(&access_lost, n, __ATOMIC_RELAXED);
 }
 
@@ -259,7 +260,7 @@ static void log_line(enum log_level level, int lines, const char *fmt, va_list a
     if (level < min_level)
         return;
     n = format_line(line, sizeof line, level, lines, fmt, ap);
-    if (emit(line, n) != 0) {
+    if (emit(line, n, level == LOG_WARN || level == LOG_ERROR) != 0) {
         stats_add_any_thread(STAT_LOG_LINES_DROPPED, 1);
         return;
     }

@@ -33,6 +33,10 @@
 
 /* A report of a loss is at most this long. */
 #define REPORT_MAX 512
+/* The room ordinary lines leave for urgent ones (log_queue_put_urgent);
+ * a loss is reported once ordinary lines fit again, so reports do not
+ * eat it either. */
+#define URGENT_ROOM(q) ((q)->capacity / 4)
 /* One write(2) carries whole lines up to this many bytes: no more than a
  * pipe writes at once, so that lines of several processes sharing a pipe
  * never split each other. */
@@ -220,7 +224,7 @@ static void *writer_main(void *arg)
     q->running = 1;
     pthread_cond_broadcast(&drained); /* log_queue_start waits for this */
     for (;;) {
-        if (q->dropped > 0 && fits(q, REPORT_MAX)) {
+        if (q->dropped > 0 && fits(q, REPORT_MAX + URGENT_ROOM(q))) {
             /* The output moved: the loss is told where it happened. Lines
              * are refused until then (put), so the room only grows while
              * the report is made without the lock. */
@@ -316,7 +320,25 @@ void log_queue_start(struct log_queue *q)
     pthread_mutex_unlock(&mu);
 }
 
-int log_queue_put(struct log_queue *q, const char *line, size_t len)
+/*
+ * Whether a line of <len> bytes is refused. An ordinary line leaves
+ * URGENT_ROOM for urgent ones, and none is taken between a loss and its
+ * report. An urgent line (a warning, an error) is taken while
+ * ordinary ones are being dropped, so that a flood of everyday lines (a
+ * client sending bad request after bad request) cannot push out the line
+ * that says something is wrong; it leaves room for the report, which the
+ * writer makes without the lock, counting on that room.
+ */
+static int refused(const struct log_queue *q, size_t len, int urgent)
+{
+    if (len > LOG_QUEUE_LINE_MAX)
+        return 1;
+    if (urgent)
+        return !fits(q, len + REPORT_MAX);
+    return q->dropped > 0 || !fits(q, len + URGENT_ROOM(q));
+}
+
+static int put(struct log_queue *q, const char *line, size_t len, int urgent)
 {
     int rc = 0;
 
@@ -328,7 +350,7 @@ int log_queue_put(struct log_queue *q, const char *line, size_t len)
         write_all(q->fd, line, len); /* as it was done before there were queues */
         return 0;
     }
-    if (q->dropped > 0 || len > LOG_QUEUE_LINE_MAX || !fits(q, len)) {
+    if (refused(q, len, urgent)) {
         /* The first loss wakes a writer that waits for lines, so that it
          * reports it even if no other line comes. */
         if (q->dropped++ == 0)
@@ -341,6 +363,16 @@ int log_queue_put(struct log_queue *q, const char *line, size_t len)
     }
     pthread_mutex_unlock(&mu);
     return rc;
+}
+
+int log_queue_put(struct log_queue *q, const char *line, size_t len)
+{
+    return put(q, line, len, 0);
+}
+
+int log_queue_put_urgent(struct log_queue *q, const char *line, size_t len)
+{
+    return put(q, line, len, 1);
 }
 
 void log_queue_close(struct log_queue *q)

@@ -45,6 +45,26 @@ static size_t read_until(int fd, char *buf, size_t size, const char *want)
     return 0;
 }
 
+/* Fills pipe <fd> to the last byte with 'f's, so that the queue's writer
+ * blocks on its first write: nothing it does can then race the test's
+ * puts. Returns the bytes written. */
+static size_t fill_pipe(int fd)
+{
+    char buf[4096];
+    size_t n = 0;
+    ssize_t r;
+    int flags = fcntl(fd, F_GETFL);
+
+    memset(buf, 'f', sizeof buf);
+    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    while ((r = write(fd, buf, sizeof buf)) > 0)
+        n += (size_t)r;
+    while ((r = write(fd, buf, 1)) > 0) /* the last bytes of room too */
+        n += (size_t)r;
+    fcntl(fd, F_SETFL, flags);
+    return n;
+}
+
 static void test_stalled_output(void)
 {
     int p[2];
@@ -57,6 +77,7 @@ static void test_stalled_output(void)
         ok(0, "pipe");
         return;
     }
+    size_t filler = fill_pipe(p[1]);
     struct log_queue *q = log_queue_new(p[1], 1, 4096, report, NULL);
     ok(q != NULL, "a queue is made");
     /* Nobody reads: the pipe fills, then the queue; put never waits. */
@@ -75,9 +96,9 @@ static void test_stalled_output(void)
 
     /* The output moves: the kept lines, then the report in their place. */
     n = read_until(p[0], all, size, "dropped 10\n");
-    ok(n > 0, "the loss is reported once the output moves");
+    ok(n > filler, "the loss is reported once the output moves");
     int whole = 1, next = 0;
-    for (char *s = all, *nl; (nl = strchr(s, '\n')); s = nl + 1) {
+    for (char *s = all + filler, *nl; n > filler && (nl = strchr(s, '\n')); s = nl + 1) {
         int i;
         if (strncmp(s, "dropped ", 8) == 0)
             break;
@@ -95,6 +116,39 @@ static void test_stalled_output(void)
     n = read_until(p[0], all, size, "after\n");
     ok(n == 6 && memcmp(all, "after\n", 6) == 0, "the last line follows the report");
     ok(read(p[0], all, 1) == 0, "the queue closed the descriptor it owned");
+    close(p[0]);
+    free(all);
+}
+
+/* A flood of ordinary lines cannot push out a warning: it is taken while
+ * they are refused, and comes out in its place, before the report. */
+static void test_urgent_lines(void)
+{
+    int p[2];
+    char line[64];
+    size_t size = 4 << 20, n;
+    char *all = malloc(size);
+    int dropped = 0;
+
+    if (pipe(p) != 0 || !all) {
+        ok(0, "pipe");
+        return;
+    }
+    fill_pipe(p[1]);
+    struct log_queue *q = log_queue_new(p[1], 1, 4096, report, NULL);
+    for (int i = 0; i < 100000 && dropped < 10; i++) {
+        int len = snprintf(line, sizeof line, "line %06d\n", i);
+        dropped += log_queue_put(q, line, (size_t)len) != 0;
+    }
+    is_int(dropped, 10, "urgent: ordinary lines are being dropped");
+    is_int(log_queue_put_urgent(q, "WARNING\n", 8), 0, "  ... and a warning is taken");
+    is_int(log_queue_put(q, "ordinary\n", 9), -1, "  ... but not one more ordinary line");
+    n = read_until(p[0], all, size, "dropped 11\n");
+    ok(n > 0, "  ... the loss is reported");
+    char *w = strstr(all, "WARNING\n"), *d = strstr(all, "dropped 11\n");
+    ok(w && d && w < d, "  ... after the warning, which came out in the loss's place");
+    log_queue_close(q);
+    is_int(log_queue_flush_all(5), 0, "  ... flushed");
     close(p[0]);
     free(all);
 }
@@ -165,6 +219,7 @@ int main(void)
 {
     (void)guarded_copy; /* queues, not parsers: nothing to guard here */
     test_stalled_output();
+    test_urgent_lines();
     test_fork();
     return tap_done();
 }
