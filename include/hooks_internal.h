@@ -108,6 +108,11 @@ struct hooks {
      * per call is the largest fixed cost of a hook. */
     int idle_threads[16];
     int idle_count;
+    /* Registry slots of finished exchanges' txs, emptied (false), for the
+     * next tx: luaL_ref and luaL_unref cost some 600 instructions an
+     * exchange, a store into a kept slot a fraction of that. */
+    int idle_tx_refs[16];
+    int idle_tx_count;
     /* Where a header list read back from Lua is put in order before it
      * replaces the relay's (hooks_tx.c): grown once, kept for the next. */
     struct header *scratch;

@@ -74,7 +74,15 @@ void hooks_exchange_end(struct session *s)
         hs->wait_cancel(hs->wait_arg);
     hs->waiting = 0;
     hs->wait_cancel = NULL;
-    luaL_unref(h->L, LUA_REGISTRYINDEX, hs->tx_ref);
+    if (hs->tx_ref != LUA_NOREF &&
+        h->idle_tx_count < (int)(sizeof h->idle_tx_refs / sizeof h->idle_tx_refs[0])) {
+        /* Kept for the next tx (see struct hooks); the tx itself is let go. */
+        lua_pushboolean(h->L, 0);
+        lua_rawseti(h->L, LUA_REGISTRYINDEX, hs->tx_ref);
+        h->idle_tx_refs[h->idle_tx_count++] = hs->tx_ref;
+    } else {
+        luaL_unref(h->L, LUA_REGISTRYINDEX, hs->tx_ref);
+    }
     luaL_unref(h->L, LUA_REGISTRYINDEX, hs->co_ref);
     luaL_unref(h->L, LUA_REGISTRYINDEX, hs->snap_ref);
     luaL_unref(h->L, LUA_REGISTRYINDEX, hs->trace_fp_ref);

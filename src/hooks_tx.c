@@ -65,7 +65,12 @@ int hooks_tx_make(lua_State *L)
         lua_pushstring(L, x->parent->url);
         lua_setfield(L, -2, "_parent");
     }
-    x->hook.tx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (h->idle_tx_count > 0) { /* a slot that exists: the store cannot fail */
+        x->hook.tx_ref = h->idle_tx_refs[--h->idle_tx_count];
+        lua_rawseti(L, LUA_REGISTRYINDEX, x->hook.tx_ref);
+    } else {
+        x->hook.tx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     return 0;
 }
 
