@@ -73,7 +73,7 @@ struct hooks {
     enum hook_error_mode mode;
     struct ev_loop *loop;
     int api_ref;         /* the table hooks_api.lua returned */
-    int tx_mt_ref, txid_ref; /* api.Tx and api.TXID, to make a tx in C */
+    int tx_mt_ref;       /* api.Tx, to make a tx in C */
     int headers_mt_ref, request_mt_ref, data_key_ref; /* ... and a tx.req */
     int response_mt_ref;                              /* ... and a tx.res */
     int line_mt_ref;     /* the metatable of tx.req's or tx.res's data not yet loaded */
@@ -191,7 +191,7 @@ void hooks_drop_coroutine(struct hook_state *hs);
 /* ---- hooks_tx.c (lua_CFunctions for hooks_protected) ---- */
 
 int hooks_tx_make(lua_State *L);     /* creates the exchange's tx */
-int hooks_tx_request_of(lua_State *L); /* native.request_of(id): tx.req's data */
+int hooks_tx_request_of(lua_State *L); /* native.request_of(tx): tx.req's data */
 int hooks_tx_make_request(lua_State *L); /* native.make_request(tx): tx.req */
 int hooks_tx_snapshot(lua_State *L); /* --hook-errors open: before a hook */
 int hooks_tx_restore(lua_State *L);  /* ... and after it failed */
@@ -206,6 +206,10 @@ void hooks_tx_make_response(lua_State *L, struct session *s);
 /* Sets native.data_index (tx.req's and tx.res's __index) in the table at
  * the top of L. */
 void hooks_tx_register(lua_State *L);
+/* Whether the value at <tx> is the tx of <s>'s exchange (by identity: a
+ * tx a script kept past its exchange is not, whatever it holds). <s> may
+ * be NULL. */
+int hooks_tx_is_of(lua_State *L, int tx, const struct session *s);
 /* Pushes t[<key>] of the table at <t>, without metamethods; its type. */
 int hooks_raw_get_field(lua_State *L, int t, const char *key);
 /* The same for one of the keys of enum hooks_key (<t> absolute). */

@@ -253,9 +253,9 @@ static int setup_state(lua_State *L)
     lua_call(L, 1, 1);                             /* +1 api */
     /* What C keeps of the api table, to make a tx and its parts itself. */
     const struct { const char *name; int *ref; } kept[] = {
-        {"Tx", &h->tx_mt_ref},           {"TXID", &h->txid_ref},
-        {"Headers", &h->headers_mt_ref}, {"Request", &h->request_mt_ref},
-        {"DATA", &h->data_key_ref},      {"Response", &h->response_mt_ref},
+        {"Tx", &h->tx_mt_ref},           {"Headers", &h->headers_mt_ref},
+        {"Request", &h->request_mt_ref}, {"DATA", &h->data_key_ref},
+        {"Response", &h->response_mt_ref},
     };
     for (size_t k = 0; k < sizeof kept / sizeof kept[0]; k++) {
         lua_getfield(L, -1, kept[k].name);

@@ -342,10 +342,9 @@ end
 -- The transaction.
 
 -- tx.req is made when a script first reads it (most hooks never do, or
--- only after a cheap check): the exchange's request is fetched then, by the
--- tx's id, from the exchange being served. TXID is a key scripts cannot
--- name, so a script that sets tx.id does not lose its request.
-local TXID = {}
+-- only after a cheap check): the exchange's request is fetched then from
+-- the exchange being served, if the tx is that exchange's (C knows it by
+-- identity, so a script that sets tx.id does not lose its request).
 
 -- native.make_request(tx) (hooks_tx.c) sets, in C,
 --   d = { method =, scheme =, host =, port =, path =, version =,
@@ -400,7 +399,7 @@ function tx_methods.respond(self, status, body, headers)
   -- A 2xx to a CONNECT says the tunnel is open (RFC 9110 9.3.6): the
   -- client would send its tunnel's bytes, and the proxy read them as
   -- requests. Only the proxy opens a tunnel.
-  if s < 300 and native.is_connect(rawget(self, TXID)) then
+  if s < 300 and native.is_connect(self) then
     error("respond: a CONNECT cannot be answered with " .. s
       .. " (a 2xx opens the tunnel): answer it with an error status", 2)
   end
@@ -418,7 +417,7 @@ function tx_methods.respond(self, status, body, headers)
   end
   -- A tx kept from an earlier exchange: an error here, in the hook that
   -- called it, rather than an answer the exchange being served never made.
-  if not native.responded(rawget(self, TXID)) then
+  if not native.responded(self) then
     error("tx:respond on a tx whose exchange is over (a tx kept for later cannot answer)", 2)
   end
   rawset(self, "_respond", { status = s, body = body or "", headers = h })
@@ -567,9 +566,9 @@ local api = { SLEEP = SLEEP }
 api.Headers, api.Request, api.Response, api.DATA = Headers, Request, Response, DATA
 
 -- A tx is made in C (hooks_tx.c) as
---   setmetatable({ id = id, [TXID] = id, _client_ip =, _client_port = }, Tx)
--- with these two:
-api.Tx, api.TXID = Tx, TXID
+--   setmetatable({ id = id, _client_ip =, _client_port = }, Tx)
+-- with this:
+api.Tx = Tx
 
 -- Before before_connect: the upstream starts as the (possibly rewritten) target.
 function api.begin_connect(tx, parent)
@@ -727,7 +726,7 @@ function api.changes(tx, b)
   if d and b.method == nil and (d[CHANGED] or list_changed(d.headers)) then
     -- tx.req was first read during this call: the exchange still holds
     -- the request as it was before it.
-    local method, scheme, host, port, path, _, fields = native.request_of(rawget(tx, TXID))
+    local method, scheme, host, port, path, _, fields = native.request_of(tx)
     if method ~= nil then
       b.method, b.url = method, url_of({ scheme = scheme, host = host, port = port, path = path })
       b.headers = fields

@@ -47,14 +47,13 @@ static int native_phase(lua_State *L)
     return 1;
 }
 
-/* native.responded(id): tx:respond on the tx of exchange <id>. Marks the
- * running hook as having answered, if <id> is the exchange it serves;
- * returns whether it was. */
+/* native.responded(tx): tx:respond on <tx>. Marks the running hook as
+ * having answered, if <tx> is that of the exchange it serves; returns
+ * whether it was. */
 static int native_responded(lua_State *L)
 {
     struct hooks *h = hooks_of(L);
-    lua_Integer id = luaL_optinteger(L, 1, -1);
-    int ours = h->current_session && (lua_Integer)h->current_session->x.id == id;
+    int ours = hooks_tx_is_of(L, 1, h->current_session);
     if (ours)
         h->responded = 1;
     lua_pushboolean(L, ours);

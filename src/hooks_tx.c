@@ -42,11 +42,8 @@ int hooks_tx_make(lua_State *L)
      * looks at it: see hooks_tx_request_of. The table is what hooks_api
      * describes at api.Tx, made here without a call into Lua. */
     /* Room for what the first hooks add (_req, req, _res, res). */
-    lua_createtable(L, 0, 8);                             /* +1 tx */
+    lua_createtable(L, 0, 7);                             /* +1 tx */
     hooks_push_key(L, h, HOOKS_KEY_ID);
-    lua_pushinteger(L, (lua_Integer)x->id);
-    lua_rawset(L, -3);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->txid_ref);
     lua_pushinteger(L, (lua_Integer)x->id);
     lua_rawset(L, -3);
     hooks_push_key(L, h, HOOKS_KEY_CLIENT_IP);
@@ -74,20 +71,33 @@ int hooks_tx_make(lua_State *L)
     return 0;
 }
 
-/* native.request_of(id): the request of exchange <id> as tx.req starts
- * from (method, scheme, host, port, path, version, field list), or nothing
- * when <id> is not the exchange being served now (a tx a script kept past
- * its exchange). Nothing changes the request between the first hook and
- * a script's first look at it, except that script's own changes, which
- * need the look first. */
+int hooks_tx_is_of(lua_State *L, int tx, const struct session *s)
+{
+    int is_tx;
+
+    if (!s || s->x.hook.tx_ref == LUA_NOREF)
+        return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->x.hook.tx_ref);  /* +1 tx of s */
+    is_tx = lua_rawequal(L, tx, -1);
+    lua_pop(L, 1);
+    return is_tx;
+}
+
+/* native.request_of(tx): the request of the exchange of <tx> as tx.req
+ * starts from (method, scheme, host, port, path, version, field list), or
+ * nothing when that is not the exchange being served now (a tx a script
+ * kept past its exchange). Nothing changes the request between the first
+ * hook and a script's first look at it, except that script's own changes,
+ * which need the look first. */
 int hooks_tx_request_of(lua_State *L)
 {
     struct hooks *h = hooks_of(L);
     struct session *s = h->data_session;
-    struct exchange *x = s ? &s->x : NULL;
+    struct exchange *x;
 
-    if (!x || (lua_Integer)x->id != luaL_checkinteger(L, 1))
+    if (!hooks_tx_is_of(L, 1, s))
         return 0;
+    x = &s->x;
     x->hook.req_read = 1; /* hooks_read_request has something to read */
     lua_pushlstring(L, x->fwd_method, x->fwd_method_len);
     lua_pushstring(L, x->is_connect ? "" : x->upstream_tls ? "https" : "http");
@@ -237,20 +247,6 @@ static int load_data(lua_State *L)
     return 1;
 }
 
-/* Whether the tx at <tx> (an absolute index) is that of exchange <x> (by
- * the id under a key scripts cannot name): a tx a script kept past its
- * exchange is not. */
-static int tx_is_of(lua_State *L, int tx, const struct exchange *x)
-{
-    int is_id;
-
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hooks_of(L)->txid_ref);
-    lua_rawget(L, tx);                                    /* +1 id */
-    is_id = x && lua_isinteger(L, -1) && lua_tointeger(L, -1) == (lua_Integer)x->id;
-    lua_pop(L, 1);
-    return is_id;
-}
-
 /* tx.req made from the exchange being served now, the way hooks_api's
  * req_data describes it, for the tx at <tx> (an absolute index): a
  * script's first look at tx.req is on the path of most hooks. Pushes the
@@ -260,11 +256,12 @@ static int make_request(lua_State *L, int tx)
 {
     struct hooks *h = hooks_of(L);
     struct session *s = h->data_session;
-    struct exchange *x = s ? &s->x : NULL;
+    struct exchange *x;
     int d;
 
-    if (!tx_is_of(L, tx, x))
+    if (!hooks_tx_is_of(L, tx, s))
         return 0;
+    x = &s->x;
     x->hook.req_read = 1; /* hooks_read_request has something to read */
     const char *scheme = x->is_connect ? "" : x->upstream_tls ? "https" : "http";
     const char *version = x->minor >= 1 ? "1.1" : "1.0";
@@ -346,7 +343,7 @@ static int make_response_late(lua_State *L, int tx)
 {
     struct session *s = hooks_of(L)->data_session;
 
-    if (!s || !s->x.hook.res_lazy || !tx_is_of(L, tx, &s->x))
+    if (!s || !s->x.hook.res_lazy || !hooks_tx_is_of(L, tx, s))
         return 0;
     hooks_tx_make_response(L, s);
     s->x.hook.res_lazy = 0;
@@ -390,14 +387,13 @@ static int tx_index(lua_State *L)
     return 1;
 }
 
-/* native.is_connect(id): whether exchange <id>, the one being served now,
- * is a CONNECT (tx:respond's question, asked without making tx.req). */
+/* native.is_connect(tx): whether the exchange of <tx>, the one being
+ * served now, is a CONNECT (tx:respond's question, asked without making
+ * tx.req). */
 static int tx_is_connect(lua_State *L)
 {
     struct session *s = hooks_of(L)->data_session;
-    int is_id;
-    lua_Integer id = lua_tointegerx(L, 1, &is_id);
-    lua_pushboolean(L, s && is_id && (lua_Integer)s->x.id == id && s->x.is_connect);
+    lua_pushboolean(L, hooks_tx_is_of(L, 1, s) && s->x.is_connect);
     return 1;
 }
 
