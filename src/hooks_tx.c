@@ -132,14 +132,20 @@ static void raw_set_key(lua_State *L, int t, enum hooks_key key)
 /*
  * The request line (method, scheme, host, port, path, version) of tx.req's
  * data, and the status line (status, reason) of tx.res's, are kept in the
- * block that holds the header view's copy (a userdata, under line_key:
- * one allocation for both) and made fields of the data table the first
- * time anything reads or writes a field the table does not hold (through
- * line_mt, which goes with the line). Most hooks read only the
- * header list, and the relay then compares nothing when reading back: a
- * block still there is the relay's own line.
+ * block that holds the header view's copy (a userdata, at LINE_SLOT: one
+ * allocation for both) and made fields of the data table the first time
+ * anything reads or writes a field the table does not hold (through
+ * line_mt, which goes with the line). Most hooks read only the header
+ * list, and the relay then compares nothing when reading back: a block
+ * still there is the relay's own line.
+ *
+ * LINE_SLOT is the data table's array slot 1, made with the table: a
+ * store there costs a fraction of one under a new key in the hash part.
+ * The data table's fields all have string names (what tx.req and tx.res
+ * hand out: data_index answers nil for any other key), and the slot is
+ * emptied when the line is made fields, before anything walks the table.
  */
-static const char line_key = 'l';
+#define LINE_SLOT 1
 
 struct data_line {
     int is_request;
@@ -174,7 +180,7 @@ static void push_head(lua_State *L, const struct headers *fields, uint64_t stamp
         memcpy(p, str[i], len[i]);
         p += len[i];
     }
-    lua_rawsetp(L, -3, &line_key);                        /* +1 list */
+    lua_rawseti(L, -3, LINE_SLOT);                        /* +1 list */
     hooks_push_key(L, h, HOOKS_KEY_HEADERS);
     lua_insert(L, -2);
     lua_rawset(L, -3);
@@ -190,7 +196,7 @@ static void load_line(lua_State *L, int d)
     const char *p;
 
     d = lua_absindex(L, d);
-    if (lua_rawgetp(L, d, &line_key) != LUA_TUSERDATA) {
+    if (lua_rawgeti(L, d, LINE_SLOT) != LUA_TUSERDATA) {
         lua_pop(L, 1);
         return;
     }
@@ -207,14 +213,14 @@ static void load_line(lua_State *L, int d)
     lua_rawset(L, d);
     lua_pop(L, 1);
     lua_pushnil(L);
-    lua_rawsetp(L, d, &line_key);
+    lua_rawseti(L, d, LINE_SLOT);
     lua_pushnil(L);
     lua_setmetatable(L, d);
 }
 
 int hooks_tx_line_unread(lua_State *L, int d)
 {
-    int unread = lua_rawgetp(L, d, &line_key) == LUA_TUSERDATA;
+    int unread = lua_rawgeti(L, d, LINE_SLOT) == LUA_TUSERDATA;
     lua_pop(L, 1);
     return unread;
 }
@@ -268,9 +274,9 @@ static int make_request(lua_State *L, int tx)
     const char *str[5] = {x->fwd_method, scheme, x->host, x->is_connect ? "" : x->fwd_path, version};
     size_t len[5] = {x->fwd_method_len, strlen(scheme), strlen(x->host),
                      x->is_connect ? 0 : x->fwd_path_len, 3};
-    /* Room for the headers, the line and what hooks_api may add first
-     * (url, the changed mark); the line's fields make it grow. */
-    lua_createtable(L, 0, 4);                             /* +1 d */
+    /* Room for the line (LINE_SLOT), the headers and what hooks_api may
+     * add first (url, the changed mark); the line's fields make it grow. */
+    lua_createtable(L, 1, 4);                             /* +1 d */
     d = lua_gettop(L);
     push_head(L, &x->req_headers, x->id, 1, str, len, 5, x->port);
     lua_pushvalue(L, d);
@@ -313,6 +319,10 @@ static int data_index(lua_State *L)
     lua_pushvalue(L, lua_upvalueindex(1));
     if (lua_rawget(L, 1) != LUA_TTABLE)                   /* +1 d */
         return luaL_error(L, "not the request or response of a tx");
+    if (lua_type(L, 2) != LUA_TSTRING) { /* no such field: the array holds the line */
+        lua_pushnil(L);
+        return 1;
+    }
     lua_pushvalue(L, 2);
     if (lua_rawget(L, 3) == LUA_TNIL && hooks_tx_line_unread(L, 3)) { /* +2 d v */
         lua_pop(L, 1);
@@ -322,8 +332,8 @@ static int data_index(lua_State *L)
     }
     if (!lua_isnil(L, -1) || lua_isnone(L, lua_upvalueindex(2)))
         return 1;
-    key = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len) : NULL;
-    if (!key || len != 3 || memcmp(key, "url", 3) != 0)
+    key = lua_tolstring(L, 2, &len);
+    if (len != 3 || memcmp(key, "url", 3) != 0)
         return 1;
     lua_pushvalue(L, lua_upvalueindex(2));
     lua_pushvalue(L, 3);
@@ -516,9 +526,10 @@ void hooks_tx_make_response(lua_State *L, struct session *s)
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, x->hook.tx_ref);    /* +1 tx */
     tx = lua_gettop(L);
-    /* Room for what scripts and hooks_api add (reason_set, filter_body,
-     * decode_body, the changed mark). */
-    lua_createtable(L, 0, 4);                             /* +2 tx d */
+    /* Room for the line (LINE_SLOT), the headers and what scripts and
+     * hooks_api add (reason_set, filter_body, decode_body, the changed
+     * mark). */
+    lua_createtable(L, 1, 4);                             /* +2 tx d */
     d = tx + 1;
     push_head(L, &x->res_headers, x->id, 0, &reason, &len, 1, x->status);
     hooks_push_key(L, h, HOOKS_KEY_RES_DATA);
