@@ -121,14 +121,6 @@ int hooks_raw_get_key(lua_State *L, int t, enum hooks_key key)
     return lua_rawget(L, t);
 }
 
-/* Sets t[<key>] = the value at the top (popped), without metamethods. */
-static void raw_set_key(lua_State *L, int t, enum hooks_key key)
-{
-    hooks_push_key(L, hooks_of(L), key);
-    lua_insert(L, -2);
-    lua_rawset(L, t);
-}
-
 /*
  * The request line (method, scheme, host, port, path, version) of tx.req's
  * data, and the status line (status, reason) of tx.res's, are kept in the
@@ -171,7 +163,8 @@ static void push_head(lua_State *L, const struct headers *fields, uint64_t stamp
 
     for (size_t i = 0; i < n; i++)
         total += len[i];
-    line = hooks_headers_push_view(L, fields, stamp, sizeof *line + total); /* +2 list block */
+    hooks_push_key(L, h, HOOKS_KEY_HEADERS);
+    line = hooks_headers_push_view(L, fields, stamp, sizeof *line + total); /* +3 "headers" list block */
     line->is_request = is_request;
     line->number = number;
     p = line->text;
@@ -180,12 +173,33 @@ static void push_head(lua_State *L, const struct headers *fields, uint64_t stamp
         memcpy(p, str[i], len[i]);
         p += len[i];
     }
-    lua_rawseti(L, -3, LINE_SLOT);                        /* +1 list */
-    hooks_push_key(L, h, HOOKS_KEY_HEADERS);
-    lua_insert(L, -2);
+    lua_rawseti(L, -4, LINE_SLOT);                        /* +2 "headers" list */
     lua_rawset(L, -3);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->line_mt_ref);
     lua_setmetatable(L, -2);
+}
+
+/* Sets tx[<data_key>] = d and tx[<key>] = setmetatable({ [DATA] = d }, mt)
+ * on the tx at <tx> (absolute), d being the data table at the top (left
+ * there), mt the metatable under the registry reference <mt_ref>: tx.req
+ * or tx.res as hooks_api describes it. */
+static void set_side(lua_State *L, int tx, enum hooks_key data_key, enum hooks_key key,
+                     int mt_ref)
+{
+    struct hooks *h = hooks_of(L);
+    int d = lua_gettop(L);
+
+    hooks_push_key(L, h, data_key);
+    lua_pushvalue(L, d);
+    lua_rawset(L, tx);
+    hooks_push_key(L, h, key);
+    lua_createtable(L, 0, 1);                             /* +3 d key side */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->data_key_ref);
+    lua_pushvalue(L, d);
+    lua_rawset(L, -3);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, mt_ref);
+    lua_setmetatable(L, -2);
+    lua_rawset(L, tx);                                    /* +1 d */
 }
 
 /* Makes the line of the data table at <d> its fields, if not done yet:
@@ -253,21 +267,14 @@ static int load_data(lua_State *L)
     return 1;
 }
 
-/* tx.req made from the exchange being served now, the way hooks_api's
- * req_data describes it, for the tx at <tx> (an absolute index): a
+/* tx.req made from the exchange of <s>, the way hooks_api's req_data
+ * describes it, for that exchange's tx at <tx> (an absolute index): a
  * script's first look at tx.req is on the path of most hooks. Pushes the
- * request's data table and returns 1, or pushes nothing and returns 0 when
- * that tx is not the exchange being served now. */
-static int make_request(lua_State *L, int tx)
+ * request's data table. */
+static void make_request_of(lua_State *L, int tx, struct session *s)
 {
-    struct hooks *h = hooks_of(L);
-    struct session *s = h->data_session;
-    struct exchange *x;
-    int d;
+    struct exchange *x = &s->x;
 
-    if (!hooks_tx_is_of(L, tx, s))
-        return 0;
-    x = &s->x;
     x->hook.req_read = 1; /* hooks_read_request has something to read */
     const char *scheme = x->is_connect ? "" : x->upstream_tls ? "https" : "http";
     const char *version = x->minor >= 1 ? "1.1" : "1.0";
@@ -277,24 +284,28 @@ static int make_request(lua_State *L, int tx)
     /* Room for the line (LINE_SLOT), the headers and what hooks_api may
      * add first (url, the changed mark); the line's fields make it grow. */
     lua_createtable(L, 1, 4);                             /* +1 d */
-    d = lua_gettop(L);
     push_head(L, &x->req_headers, x->id, 1, str, len, 5, x->port);
-    lua_pushvalue(L, d);
-    raw_set_key(L, tx, HOOKS_KEY_REQ_DATA);
-    lua_createtable(L, 0, 1);                             /* +2 d req */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->data_key_ref);
-    lua_pushvalue(L, d);
-    lua_rawset(L, -3);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->request_mt_ref);
-    lua_setmetatable(L, -2);
-    raw_set_key(L, tx, HOOKS_KEY_REQ);                    /* +1 d */
+    set_side(L, tx, HOOKS_KEY_REQ_DATA, HOOKS_KEY_REQ, hooks_of(L)->request_mt_ref);
+}
+
+/* The same for the tx at <tx> (an absolute index), when it is that of the
+ * exchange being served now: pushes the data table and returns 1, or
+ * pushes nothing and returns 0. */
+static int make_request(lua_State *L, int tx)
+{
+    struct session *s = hooks_of(L)->data_session;
+
+    if (!hooks_tx_is_of(L, tx, s))
+        return 0;
+    make_request_of(L, tx, s);
     return 1;
 }
 
 void hooks_tx_make_request_now(lua_State *L, struct session *s)
 {
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->x.hook.tx_ref); /* +1 tx */
-    lua_pop(L, 1 + make_request(L, lua_gettop(L)));
+    make_request_of(L, lua_gettop(L), s);                /* +2 tx d */
+    lua_pop(L, 2);
 }
 
 /* native.make_request(tx): the same, for hooks_api. */
@@ -522,7 +533,7 @@ void hooks_tx_make_response(lua_State *L, struct session *s)
     struct hooks *h = x->hook.hooks;
     const char *reason = x->res_reason;
     size_t len = strlen(reason);
-    int tx, d;
+    int tx;
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, x->hook.tx_ref);    /* +1 tx */
     tx = lua_gettop(L);
@@ -530,19 +541,8 @@ void hooks_tx_make_response(lua_State *L, struct session *s)
      * hooks_api add (reason_set, filter_body, decode_body, the changed
      * mark). */
     lua_createtable(L, 1, 4);                             /* +2 tx d */
-    d = tx + 1;
     push_head(L, &x->res_headers, x->id, 0, &reason, &len, 1, x->status);
-    hooks_push_key(L, h, HOOKS_KEY_RES_DATA);
-    lua_pushvalue(L, d);
-    lua_rawset(L, tx);
-    hooks_push_key(L, h, HOOKS_KEY_RES);
-    lua_createtable(L, 0, 1);                             /* +4 tx d "res" res */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->data_key_ref);
-    lua_pushvalue(L, d);
-    lua_rawset(L, -3);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->response_mt_ref);
-    lua_setmetatable(L, -2);
-    lua_rawset(L, tx);
+    set_side(L, tx, HOOKS_KEY_RES_DATA, HOOKS_KEY_RES, h->response_mt_ref);
     lua_settop(L, tx - 1);
 }
 
