@@ -284,8 +284,11 @@ void *hooks_headers_extra(void *block);
  * exchange <stamp> (and <out> not changed since), applies the edits made
  * to it to <out> (checked as headers_add checks them) and returns 1.
  * Returns 0 for a plain list (a view of anything else is filled first),
- * or -1 with a message pushed and <out> as it was. */
-int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t stamp);
+ * or -1 with a message pushed and <out> as it was. With <quiet>, nothing
+ * that allocates is done, so nothing can raise an error: a view of
+ * anything else is -1 too, and -1 comes with no message (<out> as it
+ * was, to be read back again in protected mode for one). */
+int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t stamp, int quiet);
 
 /* ---- hooks_pattern.c ---- */
 

@@ -413,7 +413,7 @@ static int record(lua_State *L, enum view_op op, int name, int value)
     return 0;
 }
 
-int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t stamp)
+int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t stamp, int quiet)
 {
     size_t saved = out->count;
     struct header *undo;
@@ -424,8 +424,10 @@ int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t s
     if ((b = view_base(L, index)) == NULL)
         return 0;
     if (b->stamp != stamp) {
-        /* Not a view of <out>: read back as a plain list. */
         lua_pop(L, 1);
+        if (quiet)
+            return -1;
+        /* Not a view of <out>: read back as a plain list. */
         lua_pushcfunction(L, method_fill);
         lua_pushvalue(L, index);
         lua_call(L, 1, 0);
@@ -439,7 +441,8 @@ int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t s
      * as it was: the items only (text is only ever appended). */
     undo = hooks_scratch(hooks_of(L), saved);
     if (!undo) {
-        lua_pushliteral(L, "out of memory");
+        if (!quiet)
+            lua_pushliteral(L, "out of memory");
         return -1;
     }
     if (saved > 0)
@@ -473,6 +476,8 @@ int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t s
             if (saved > 0)
                 memcpy(out->items, undo, saved * sizeof *out->items);
             out->count = saved;
+            if (quiet)
+                return -1;
             if (name)
                 lua_pushfstring(L, "invalid header %s", name);
             else

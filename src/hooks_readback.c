@@ -3,7 +3,9 @@
  * after each phase (the request, the upstream, the response), and the
  * response a script makes itself with tx:respond. Everything read back is
  * checked here again, whatever hooks_api checked: a script can reach the
- * data around its setters.
+ * data around its setters. The usual cases (nothing changed, or only
+ * header edits made through the methods) are read back without a
+ * protected call (read_request_quick).
  */
 #include "hooks_internal.h"
 
@@ -67,7 +69,10 @@ struct header *hooks_scratch(struct hooks *h, size_t want)
  *
  * A view still unread (hooks_headers.c) of exchange <stamp> (0: none) was
  * copied from <out>, which no one changed since: its edits are applied to
- * <out> itself, and nothing else is read.
+ * <out> itself, and nothing else is read. With <quiet> (a read-back
+ * outside protected mode, see read_request_quick) only such a view is
+ * read back: anything else, and any error, is -1 with no message and
+ * <out> unchanged.
  *
  * Most of a list read back is what the relay handed over: a field equal
  * byte for byte to one of <out> (looked for in order) keeps that field's
@@ -78,13 +83,13 @@ struct header *hooks_scratch(struct hooks *h, size_t want)
  * Returns 0, or -1 with an error message pushed (<out> unchanged then,
  * apart from unused text). */
 static int read_field_list(lua_State *L, int index, struct headers *out, const char *keep,
-                           uint64_t stamp)
+                           uint64_t stamp, int quiet)
 {
     struct hooks *h = hooks_of(L);
     lua_Integer n;
     size_t count = 0, cursor = 0, old = out->count, want;
 
-    switch (hooks_headers_apply(L, index, out, stamp)) {
+    switch (hooks_headers_apply(L, index, out, stamp, quiet)) {
     case -1:
         return -1;
     case 1:
@@ -97,6 +102,8 @@ static int read_field_list(lua_State *L, int index, struct headers *out, const c
         out->count = count;
         return 0;
     default:
+        if (quiet)
+            return -1;
         break;
     }
     n = (lua_Integer)lua_rawlen(L, index);
@@ -161,8 +168,8 @@ invalid:
  * script set is taken out of the fields into x->script_proxy_auth, which
  * upstream.c sends only to a parent whose URL has no credentials of its
  * own, so a script can authenticate per request. One at most: which of
- * two would a parent check? 0, or -1 with a message pushed. */
-static int take_proxy_auth(lua_State *L, struct exchange *x)
+ * two would a parent check? 0, or -1 with the message in *<why>. */
+static int take_proxy_auth(struct exchange *x, const char **why)
 {
     int at = headers_find(&x->req_headers, "Proxy-Authorization", 19, 0);
     size_t len;
@@ -174,12 +181,12 @@ static int take_proxy_auth(lua_State *L, struct exchange *x)
     if (at < 0)
         return 0;
     if (headers_find(&x->req_headers, "Proxy-Authorization", 19, (size_t)at + 1) >= 0) {
-        lua_pushliteral(L, "a request carries at most one Proxy-Authorization field");
+        *why = "a request carries at most one Proxy-Authorization field";
         return -1;
     }
     value = headers_value(&x->req_headers, (size_t)at, &len);
     if (!(copy = malloc(len + 1))) {
-        lua_pushliteral(L, "out of memory");
+        *why = "out of memory";
         return -1;
     }
     memcpy(copy, value, len);
@@ -189,14 +196,27 @@ static int take_proxy_auth(lua_State *L, struct exchange *x)
     return 0;
 }
 
+/*
+ * How the read-back of the fields can fail: FIELDS_FAILED as
+ * read_field_list does (a message pushed; with <quiet>, none and nothing
+ * changed), or FIELDS_REFUSED by a check made once they are in the
+ * relay's list, with the message in <err> (so a read-back outside
+ * protected mode has it without making a Lua string).
+ */
+enum { FIELDS_OK = 0, FIELDS_FAILED = -1, FIELDS_REFUSED = -2 };
+
 /* The request's fields read back (read_field_list). Upgrade stays the
  * client's to ask for: a script may take it away, which makes the request
  * an ordinary one (no "Connection: Upgrade" goes out, a 101 is refused),
  * but not add it. */
-static int read_request_fields(lua_State *L, int index, struct exchange *x)
+static int read_request_fields(lua_State *L, int index, struct exchange *x, int quiet, char *err,
+                               size_t err_len)
 {
-    if (read_field_list(L, index, &x->req_headers, x->is_upgrade ? "Upgrade" : NULL, x->id) != 0)
-        return -1;
+    const char *why;
+
+    if (read_field_list(L, index, &x->req_headers, x->is_upgrade ? "Upgrade" : NULL, x->id,
+                        quiet) != 0)
+        return FIELDS_FAILED;
     if (x->is_upgrade && headers_find(&x->req_headers, "Upgrade", 7, 0) < 0)
         x->is_upgrade = 0;
     /* A Host a client sends must be host[:port] (http_request_framing); a
@@ -206,34 +226,47 @@ static int read_request_fields(lua_State *L, int index, struct exchange *x)
         size_t len;
         const char *value = headers_value(&x->req_headers, (size_t)at, &len);
         if (url_host_field_valid(value, len) != 0) {
-            lua_pushliteral(L, "invalid Host '");
-            lua_pushlstring(L, value, len < 200 ? len : 200); /* the text is not NUL-ended */
-            lua_pushliteral(L, "': host[:port] expected");
-            lua_concat(L, 3);
-            return -1;
+            /* the text is not NUL-ended */
+            snprintf(err, err_len, "invalid Host '%.*s': host[:port] expected",
+                     (int)(len < 200 ? len : 200), value);
+            return FIELDS_REFUSED;
         }
     }
-    return take_proxy_auth(L, x);
+    if (take_proxy_auth(x, &why) != 0) {
+        snprintf(err, err_len, "%s", why);
+        return FIELDS_REFUSED;
+    }
+    return FIELDS_OK;
 }
 
 /* The response's fields read back (read_field_list). Content-Length is
  * the proxy's, like the other framing fields: to a HEAD and in a 304 it is
  * the upstream's own (response.c checked it), put back whatever a script
  * did to it. */
-static int read_response_fields(lua_State *L, int index, struct exchange *x)
+static int read_response_fields(lua_State *L, int index, struct exchange *x, int quiet,
+                                char *err, size_t err_len)
 {
     char length[24];
 
-    if (read_field_list(L, index, &x->res_headers, NULL, x->id) != 0)
-        return -1;
+    if (read_field_list(L, index, &x->res_headers, NULL, x->id, quiet) != 0)
+        return FIELDS_FAILED;
     if (!x->res_keep_length)
-        return 0;
+        return FIELDS_OK;
     int n = snprintf(length, sizeof length, "%" PRIu64, x->res_kept_length);
     if (headers_add(&x->res_headers, "Content-Length", 14, length, (size_t)n) != 0) {
-        lua_pushliteral(L, "out of memory");
-        return -1;
+        snprintf(err, err_len, "out of memory");
+        return FIELDS_REFUSED;
     }
-    return 0;
+    return FIELDS_OK;
+}
+
+/* For a read-back in protected mode: raises the error of a read-back of
+ * fields that failed (<rc>, FIELDS_REFUSED with its message in <err>). */
+static int fields_error(lua_State *L, int rc, const char *err)
+{
+    if (rc == FIELDS_REFUSED)
+        lua_pushstring(L, err);
+    return lua_error(L);
 }
 
 /*
@@ -347,13 +380,14 @@ static int response_as_relayed(lua_State *L, int d, const struct exchange *x)
 }
 
 /* What the hooks changed of tx.req (<request>) or tx.res, the common
- * cases decided in C without a call into hooks_api: pushes the header list
- * and returns 1 when only the list changed (the data around it is the
- * relay's), returns 0 when nothing changed (no mark: hooks_api would say
- * the same), and -1 when hooks_api must tell (the method, the target, the
- * status, a flag or tx:intercept were set; a request whose Host count is
- * not one). */
-static int changed_side(lua_State *L, struct session *s, int request)
+ * cases decided in C without a call into hooks_api: with tx, its data and
+ * the header list pushed, returns 1 when only the list changed (the data
+ * around it is the relay's), 0 when nothing changed (no mark: hooks_api
+ * would say the same), and -1 when hooks_api must tell (the method, the
+ * target, the status, a flag or tx:intercept were set; a request whose
+ * Host count is not one). With <quick> (outside protected mode), a line a
+ * script has read is -1 too: comparing it makes Lua strings. */
+static int changed_side(lua_State *L, struct session *s, int request, int quick)
 {
     int tx, d;
 
@@ -372,7 +406,7 @@ static int changed_side(lua_State *L, struct session *s, int request)
     /* A line never read is the relay's; one read may have been changed
      * around the setters. */
     if (!hooks_tx_line_unread(L, d) &&
-        !(request ? request_as_relayed(L, d, &s->x) : response_as_relayed(L, d, &s->x)))
+        (quick || !(request ? request_as_relayed(L, d, &s->x) : response_as_relayed(L, d, &s->x))))
         return -1;
     /* hooks_api's request_out adds a missing Host and refuses two. */
     if (request && hooks_headers_count(L, d + 1, "Host", 4) != 1)
@@ -380,13 +414,13 @@ static int changed_side(lua_State *L, struct session *s, int request)
     return 1;
 }
 
-/* After changed_side found nothing changed (tx d list on the stack at 2,
- * 3 and 4): whether a script used that side all the same, by reading its
+/* After changed_side found nothing changed (the data at <d>, its list
+ * above it): whether a script used that side all the same, by reading its
  * line or its list (one that only took tx.req.headers did nothing with
  * it). What hooks_start_call and hooks_prepare_response learn from. */
-static int side_was_read(lua_State *L)
+static int side_was_read(lua_State *L, int d)
 {
-    return !(hooks_tx_line_unread(L, 3) && hooks_headers_unread(L, 4));
+    return !(hooks_tx_line_unread(L, d) && hooks_headers_unread(L, d + 1));
 }
 
 /* The response's status, reason and body flags are the relay's. */
@@ -402,11 +436,13 @@ static int read_request(lua_State *L)
     struct session *s = lua_touserdata(L, 1);
     struct exchange *x = &s->x;
     size_t mlen, plen, hlen;
+    char err[256];
+    int rc;
 
     x->hook.hooks->req_wanted = 1; /* see hooks_start_call */
-    switch (changed_side(L, s, 1)) {
+    switch (changed_side(L, s, 1, 0)) {
     case 0:
-        x->hook.hooks->req_wanted = side_was_read(L);
+        x->hook.hooks->req_wanted = side_was_read(L, 3);
         x->hook.req_filter_off = 0;
         x->hook.req_buffer = 0;
         return 0;
@@ -414,8 +450,8 @@ static int read_request(lua_State *L)
         /* Only fields: method, target and flags are what the relay has. */
         x->hook.req_filter_off = 0;
         x->hook.req_buffer = 0;
-        if (read_request_fields(L, lua_gettop(L), x) != 0)
-            return lua_error(L);
+        if ((rc = read_request_fields(L, lua_gettop(L), x, 0, err, sizeof err)) != FIELDS_OK)
+            return fields_error(L, rc, err);
         return 0;
     default:
         lua_settop(L, 1);
@@ -457,8 +493,8 @@ static int read_request(lua_State *L)
         return luaL_error(L, "the request line would be %d bytes, more than --max-header-bytes "
                              "(%d) lets a client send", (int)line,
                           (int)s->proxy->cfg->max_header_bytes);
-    if (read_request_fields(L, lua_gettop(L) - 2, x) != 0)
-        return lua_error(L);
+    if ((rc = read_request_fields(L, lua_gettop(L) - 2, x, 0, err, sizeof err)) != FIELDS_OK)
+        return fields_error(L, rc, err);
     int host_at = headers_find(&x->req_headers, "Host", 4, 0);
     if (host_at >= 0 && headers_find(&x->req_headers, "Host", 4, (size_t)host_at + 1) >= 0)
         return luaL_error(L, "a request carries exactly one Host field");
@@ -517,18 +553,20 @@ static int read_response(lua_State *L)
     struct session *s = lua_touserdata(L, 1);
     struct exchange *x = &s->x;
     size_t rlen;
+    char err[256];
+    int rc;
 
     x->hook.hooks->res_wanted = 1; /* see hooks_prepare_response */
-    switch (changed_side(L, s, 0)) {
+    switch (changed_side(L, s, 0, 0)) {
     case 0:
-        x->hook.hooks->res_wanted = side_was_read(L);
+        x->hook.hooks->res_wanted = side_was_read(L, 3);
         response_flags_as_relayed(x);
         return 0;
     case 1:
         /* Only fields: status, reason and flags are what the relay has. */
         response_flags_as_relayed(x);
-        if (read_response_fields(L, lua_gettop(L), x) != 0)
-            return lua_error(L);
+        if ((rc = read_response_fields(L, lua_gettop(L), x, 0, err, sizeof err)) != FIELDS_OK)
+            return fields_error(L, rc, err);
         return 0;
     default:
         lua_settop(L, 1);
@@ -557,9 +595,105 @@ static int read_response(lua_State *L)
     x->status = (int)status;
     memcpy(x->res_reason, reason, rlen);
     x->res_reason[rlen] = '\0';
-    if (read_response_fields(L, lua_gettop(L), x) != 0)
-        return lua_error(L);
+    if ((rc = read_response_fields(L, lua_gettop(L), x, 0, err, sizeof err)) != FIELDS_OK)
+        return fields_error(L, rc, err);
     return 0;
+}
+
+/*
+ * The usual read-back, without a protected call (some 400 instructions
+ * each way): the side unchanged, or only its header list changed through
+ * the methods, whose edits apply in C (changed_side's cases 0 and 1).
+ * Nothing on this path makes a Lua value or runs Lua code (raw reads, and
+ * read_field_list quiet), so nothing can raise an error outside
+ * protection. Each returns 1 when read back; 0 when read_request or
+ * read_response must run instead (nothing changed yet); -1 when a check
+ * made once the fields are in the relay's list refused them, with the
+ * message in <err>. What they set is what read_request and read_response
+ * set in the same cases.
+ */
+static int read_request_quick(struct session *s, char *err, size_t err_len)
+{
+    struct exchange *x = &s->x;
+    lua_State *L = x->hook.hooks->L;
+    int top = lua_gettop(L), done = 0, rc;
+
+    if (!lua_checkstack(L, LUA_MINSTACK)) /* what a C function gets; fails without raising */
+        return 0;
+    x->hook.hooks->req_wanted = 1;
+    switch (changed_side(L, s, 1, 1)) {
+    case 0:
+        x->hook.hooks->req_wanted = side_was_read(L, top + 2);
+        x->hook.req_filter_off = 0;
+        x->hook.req_buffer = 0;
+        done = 1;
+        break;
+    case 1:
+        x->hook.req_filter_off = 0;
+        x->hook.req_buffer = 0;
+        rc = read_request_fields(L, lua_gettop(L), x, 1, err, err_len);
+        done = rc == FIELDS_OK ? 1 : rc == FIELDS_REFUSED ? -1 : 0;
+        break;
+    default:
+        break;
+    }
+    lua_settop(L, top);
+    return done;
+}
+
+static int read_response_quick(struct session *s, char *err, size_t err_len)
+{
+    struct exchange *x = &s->x;
+    lua_State *L = x->hook.hooks->L;
+    int top = lua_gettop(L), done = 0, rc;
+
+    if (!lua_checkstack(L, LUA_MINSTACK))
+        return 0;
+    x->hook.hooks->res_wanted = 1;
+    switch (changed_side(L, s, 0, 1)) {
+    case 0:
+        x->hook.hooks->res_wanted = side_was_read(L, top + 2);
+        response_flags_as_relayed(x);
+        done = 1;
+        break;
+    case 1:
+        response_flags_as_relayed(x);
+        rc = read_response_fields(L, lua_gettop(L), x, 1, err, err_len);
+        done = rc == FIELDS_OK ? 1 : rc == FIELDS_REFUSED ? -1 : 0;
+        break;
+    default:
+        break;
+    }
+    lua_settop(L, top);
+    return done;
+}
+
+/* The message of a quick read-back's refusal, raised in protected mode so
+ * it is logged as any other read-back's error (the loop runs one
+ * read-back at a time). */
+static const char *quick_error;
+
+static int raise_quick_error(lua_State *L)
+{
+    lua_pushstring(L, quick_error);
+    return lua_error(L);
+}
+
+/* A read-back: the quick one, else the one in protected mode. */
+static int read_back(struct session *s, int (*quick)(struct session *, char *, size_t),
+                     lua_CFunction full, const char *what)
+{
+    char err[256];
+
+    switch (quick(s, err, sizeof err)) {
+    case 1:
+        return 0;
+    case -1:
+        quick_error = err;
+        return hooks_protected(s, raise_quick_error, what);
+    default:
+        return hooks_protected(s, full, what);
+    }
 }
 
 int hooks_read_request(struct session *s)
@@ -571,7 +705,7 @@ int hooks_read_request(struct session *s)
         s->x.hook.hooks->req_wanted = 0;
         return 0;
     }
-    return hooks_protected(s, read_request, "request");
+    return read_back(s, read_request_quick, read_request, "request");
 }
 
 int hooks_prepare_upstream(struct session *s)
@@ -597,7 +731,7 @@ int hooks_read_response(struct session *s)
         response_flags_as_relayed(&s->x);
         return 0;
     }
-    return hs->tx_ref == LUA_NOREF ? 0 : hooks_protected(s, read_response, "response");
+    return hs->tx_ref == LUA_NOREF ? 0 : read_back(s, read_response_quick, read_response, "response");
 }
 
 struct local_response {
@@ -627,7 +761,7 @@ static int write_local(lua_State *L)
         return luaL_error(L, "a 2xx answer to CONNECT would open the tunnel");
     int status = (int)code;
     headers_init(&fields);
-    if (read_field_list(L, lua_gettop(L), &fields, NULL, 0) != 0) {
+    if (read_field_list(L, lua_gettop(L), &fields, NULL, 0, 0) != 0) {
         headers_free(&fields); /* Lua raises past this frame */
         return lua_error(L);
     }
