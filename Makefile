@@ -113,7 +113,9 @@ run: deps
 	$(BIN) --listen 127.0.0.1:8080 --access-log - $(if $(wildcard scripts/demo.lua),--script scripts/demo.lua)
 
 # One prove run over the C unit tests and the busted specs, so the suite ends
-# with prove's summary line.
+# with prove's summary line. --failures and --comments print a failing
+# test's "not ok" line and the message busted writes under it (a passing
+# run prints nothing more), so a failure in CI says what failed.
 # Under SANITIZE, every report goes to a file in $(SAN_LOGS); any file there
 # fails the run, even when the exchanges themselves looked right.
 SAN_LOGS := $(abspath $(BUILD))/sanitizer-logs
@@ -123,7 +125,8 @@ SAN_ENV  := $(if $(SANITIZE),ASAN_OPTIONS=detect_leaks=1:log_path=$(SAN_LOGS)/as
 test: deps
 	$(MAKE) --no-print-directory all unit-bins
 	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
-	LUAPROXY_BIN=$(abspath $(BIN)) $(SAN_ENV) prove --exec tests/run-one $(UNIT_BINS) $(SPECS)
+	LUAPROXY_BIN=$(abspath $(BIN)) $(SAN_ENV) prove --failures --comments --exec tests/run-one \
+	  $(UNIT_BINS) $(SPECS)
 	@if [ -n "$$(ls -A $(SAN_LOGS))" ]; then cat $(SAN_LOGS)/*; \
 	  echo "sanitizer reports found (above)"; exit 1; fi
 
