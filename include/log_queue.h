@@ -53,9 +53,12 @@ void log_queue_start(struct log_queue *q);
  * If no writer thread can be started, the line is written here instead. */
 int log_queue_put(struct log_queue *q, const char *line, size_t len);
 /* The same for a line that must not be lost to a flood of others (a
- * warning, an error): an ordinary line leaves a quarter of the queue to
- * these, and these are taken even while ordinary ones are being dropped. */
+ * warning, an error): taken even while ordinary ones are being dropped,
+ * into the room log_queue_keep_urgent_room keeps. */
 int log_queue_put_urgent(struct log_queue *q, const char *line, size_t len);
+/* From now on ordinary lines leave a quarter of <q> to urgent ones (the
+ * diagnostics; the access log has none and keeps all its room). */
+void log_queue_keep_urgent_room(struct log_queue *q);
 
 /* Gives <q> up: the lines in it are still written, then the writer closes
  * the descriptor (if owned) and frees the queue. Returns at once. */

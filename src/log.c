@@ -304,6 +304,7 @@ void log_async_start(void)
         queue = log_queue_new(STDERR_FILENO, 0, LOG_QUEUE_BYTES, report_dropped, NULL);
         if (!queue)
             return; /* out of memory: lines are written at once, as before */
+        log_queue_keep_urgent_room(queue); /* warnings and errors (emit) */
     }
     /* Now, not with the first line: the supervisor logs a worker's death
      * and forks its replacement at once, and must not fork while its

@@ -33,10 +33,11 @@
 
 /* A report of a loss is at most this long. */
 #define REPORT_MAX 512
-/* The room ordinary lines leave for urgent ones (log_queue_put_urgent);
- * a loss is reported once ordinary lines fit again, so reports do not
- * eat it either. */
-#define URGENT_ROOM(q) ((q)->capacity / 4)
+/* The room ordinary lines leave for urgent ones (log_queue_put_urgent),
+ * in a queue that takes them (log_queue_keep_urgent_room); a loss is
+ * reported once ordinary lines fit again, so reports do not eat it
+ * either. */
+#define URGENT_ROOM(q) ((q)->urgent_room)
 /* One write(2) carries whole lines up to this many bytes: no more than a
  * pipe writes at once, so that lines of several processes sharing a pipe
  * never split each other. */
@@ -57,6 +58,7 @@ struct log_queue {
     size_t head;      /* offset of the oldest record */
     size_t used;      /* bytes of records queued */
     uint64_t dropped; /* lines refused since the last report */
+    size_t urgent_room; /* left to urgent lines: 0, or a quarter */
     int writing;      /* the writer is writing a batch it took out */
     int running;      /* the writer thread is in its loop */
     int closing;
@@ -368,6 +370,13 @@ static int put(struct log_queue *q, const char *line, size_t len, int urgent)
 int log_queue_put(struct log_queue *q, const char *line, size_t len)
 {
     return put(q, line, len, 0);
+}
+
+void log_queue_keep_urgent_room(struct log_queue *q)
+{
+    pthread_mutex_lock(&mu);
+    q->urgent_room = q->capacity / 4;
+    pthread_mutex_unlock(&mu);
 }
 
 int log_queue_put_urgent(struct log_queue *q, const char *line, size_t len)

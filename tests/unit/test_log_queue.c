@@ -136,6 +136,7 @@ static void test_urgent_lines(void)
     }
     fill_pipe(p[1]);
     struct log_queue *q = log_queue_new(p[1], 1, 4096, report, NULL);
+    log_queue_keep_urgent_room(q);
     for (int i = 0; i < 100000 && dropped < 10; i++) {
         int len = snprintf(line, sizeof line, "line %06d\n", i);
         dropped += log_queue_put(q, line, (size_t)len) != 0;
