@@ -79,6 +79,9 @@ struct flow_header {
     uint64_t req_body_seen, res_body_seen; /* body bytes the tap saw */
 };
 
+/* WebSocket opcodes (RFC 6455 5.2) a flow_ws_header may carry. */
+enum ws_opcode { WS_TEXT = 1, WS_BINARY = 2, WS_CLOSE = 8, WS_PING = 9, WS_PONG = 10 };
+
 struct flow_ws_header {
     double t;
     uint64_t length;  /* the whole payload */

@@ -23,6 +23,10 @@ void json_key(struct buffer *b, const char *key, int first);
 /* A number; NaN and infinities (which JSON lacks) as null. */
 void json_number(struct buffer *b, double v);
 int json_utf8_valid(const char *s, size_t len);
+/* The length of <s> without a multi-byte sequence its end cut short (a
+ * capture kept only so many bytes of a text): the text up to its last
+ * whole character. */
+size_t json_utf8_uncut_length(const char *s, size_t len);
 void json_base64(struct buffer *b, const char *s, size_t len);
 
 /* ---- one long string in slices -----------------------------------------

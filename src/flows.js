@@ -453,9 +453,14 @@ async function renderTab(f) {
   } else if (state.tab === "messages") {
     for (const m of f.messages) {
       const arrow = m.type === "send" ? "↑" : "↓";
-      box.append(el("div", { class: "msg" },
+      // Control frames and binary data say what they are; text is shown as is.
+      const tags = [];
+      if (m.kind !== "text") tags.push(m.kind + (m.close_code !== undefined ? " " + m.close_code : ""));
+      if (m.encoding === "base64") tags.push("base64");
+      const label = tags.length ? "[" + tags.join(", ") + "] " : "";
+      box.append(el("div", { class: "msg" + (m.kind === "text" || m.kind === "binary" ? "" : " control") },
         el("span", { class: "dir " + m.type, text: arrow }),
-        el("span", { text: (m.encoding === "base64" ? "[binary, base64] " : "") + m.data + (m.truncated ? " …" : "") })));
+        el("span", { text: label + m.data + (m.truncated ? " …" : "") })));
     }
     if (f.messages_dropped) box.append(el("p", { class: "hint", text: "Later messages were not kept." }));
   }

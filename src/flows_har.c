@@ -458,15 +458,19 @@ static void write_ws_next(struct har_entry *e, struct buffer *b)
         if (part != FLOW_PART_WS || len < sizeof wh)
             continue;
         memcpy(&wh, data, sizeof wh);
-        if (wh.opcode != 1 && wh.opcode != 2)
+        if (wh.opcode != WS_TEXT && wh.opcode != WS_BINARY)
             continue;
         buffer_printf(b, "%s{\"type\":\"%s\",\"time\":", e->ws_first ? "" : ",",
                       wh.to_upstream ? "send" : "receive");
         json_number(b, wh.t);
         buffer_printf(b, ",\"opcode\":%u,\"data\":", wh.opcode);
         e->ws_first = 0;
-        text_init(&e->text, data + sizeof wh, len - sizeof wh, NULL, 0);
-        if (wh.opcode == 1) {
+        size_t kept = len - sizeof wh;
+        /* Text cut at the capture's budget: up to its last whole character. */
+        if (wh.opcode == WS_TEXT && wh.truncated)
+            kept = json_utf8_uncut_length(data + sizeof wh, kept);
+        text_init(&e->text, data + sizeof wh, kept, NULL, 0);
+        if (wh.opcode == WS_TEXT) {
             e->phase = HAR_WS_MEASURE;
             return;
         }

@@ -366,6 +366,19 @@ void flows_json_summary(struct buffer *b, const struct flow_info *fi)
 }
 
 /* {"line": "...", "headers": [[name, value], ...]} for one head, or null. */
+/* What a WebSocket message is, in the viewer's words. */
+static const char *ws_kind(unsigned opcode)
+{
+    switch (opcode) {
+    case WS_TEXT: return "text";
+    case WS_BINARY: return "binary";
+    case WS_CLOSE: return "close";
+    case WS_PING: return "ping";
+    case WS_PONG: return "pong";
+    default: return "reserved"; /* the parser keeps what the peers sent */
+    }
+}
+
 static void json_head(struct buffer *b, const struct flow_info *fi, enum flow_part part,
                       int response)
 {
@@ -518,9 +531,21 @@ void flows_json_detail(struct buffer *b, const struct flow_info *fi)
         buffer_printf(b, "%s{\"type\":\"%s\",\"time\":", first ? "" : ",",
                       wh.to_upstream ? "send" : "receive");
         json_number(b, wh.t);
-        buffer_printf(b, ",\"opcode\":%u,\"length\":%llu,\"truncated\":%s,\"data\":", wh.opcode,
-                      (unsigned long long)wh.length, wh.truncated ? "true" : "false");
-        if (wh.opcode == 2 || !json_utf8_valid(payload, plen)) {
+        buffer_printf(b, ",\"opcode\":%u,\"kind\":\"%s\",\"length\":%llu,\"truncated\":%s",
+                      wh.opcode, ws_kind(wh.opcode), (unsigned long long)wh.length,
+                      wh.truncated ? "true" : "false");
+        if (wh.opcode == WS_CLOSE && plen >= 2) { /* RFC 6455 5.5.1: a code, then a reason */
+            const unsigned char *code = (const unsigned char *)payload;
+            buffer_printf(b, ",\"close_code\":%u", (unsigned)(code[0] << 8 | code[1]));
+            payload += 2;
+            plen -= 2;
+        }
+        /* Text cut at the capture's budget may end inside a character:
+         * what comes before it is still text. */
+        if (wh.opcode != WS_BINARY && wh.truncated)
+            plen = json_utf8_uncut_length(payload, plen);
+        buffer_append_str(b, ",\"data\":");
+        if (wh.opcode == WS_BINARY || !json_utf8_valid(payload, plen)) {
             json_base64(b, payload, plen);
             buffer_append_str(b, ",\"encoding\":\"base64\"");
         } else {

@@ -69,6 +69,22 @@ int json_utf8_valid(const char *s, size_t len)
     return json_utf8_end(&u);
 }
 
+size_t json_utf8_uncut_length(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t back = 0;
+
+    /* At most three continuation bytes end a sequence that is still open;
+     * the byte before them says how long it was to be. */
+    while (back < 3 && back < len && (p[len - 1 - back] & 0xc0) == 0x80)
+        back++;
+    if (back == len)
+        return len;
+    unsigned lead = p[len - 1 - back];
+    size_t want = (lead & 0xe0) == 0xc0 ? 1 : (lead & 0xf0) == 0xe0 ? 2 : (lead & 0xf8) == 0xf0 ? 3 : 0;
+    return want > back ? len - 1 - back : len;
+}
+
 void json_string_part(struct buffer *b, const char *s, size_t len, int utf8)
 {
     static const char hex[] = "0123456789abcdef";

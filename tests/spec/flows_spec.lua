@@ -1164,6 +1164,40 @@ describe("flows", function()
     assert.is_true(d.messages_dropped)
   end)
 
+  it("names control frames and splits a close frame's code from its reason", function()
+    -- Unmasked frames (the parser does not insist on a client's mask):
+    -- a ping, a pong, a close 1001 "going away", a binary message.
+    local d = ws_capture_raw("\137\4ping" .. "\138\4pong" .. "\136\12\3\233going away"
+      .. "\130\3\0\1\2")
+    local kinds = {}
+    for i, m in ipairs(d.messages) do kinds[i] = m.kind end
+    assert.same({ "ping", "pong", "close", "binary" }, kinds)
+    assert.equals("ping", d.messages[1].data)
+    assert.equals(9, d.messages[1].opcode)
+    assert.equals(1001, d.messages[3].close_code)
+    assert.equals("going away", d.messages[3].data)
+    assert.is_nil(d.messages[3].encoding)
+    assert.is_nil(d.messages[1].close_code)
+    assert.equals("base64", d.messages[4].encoding)
+  end)
+
+  it("keeps a text message cut inside a character as text, up to that character", function()
+    local proxy, adm = start({ "--flow-body-max", "4" })
+    local s = open_ws(proxy)
+    local frame = ws_frame("abc\u{e9}def") -- é is two bytes: the budget ends inside it
+    h.send(s, frame)
+    assert.equals(frame, h.recv_exact(s, #frame))
+    s:close()
+    local f = wait_flows(adm, 1)[1]
+    local d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
+    assert.equals("abc", d.messages[1].data)
+    assert.is_nil(d.messages[1].encoding)
+    assert.is_true(d.messages[1].truncated)
+    assert.equals("text", d.messages[1].kind)
+    local msgs = json.decode(a.call(adm, "/flows.har").body).log.entries[1]._webSocketMessages
+    assert.equals("abc", msgs[1].data)
+  end)
+
   it("takes a 64-bit frame length with its top bit set for no WebSocket", function()
     local d = ws_capture_raw("\130\127" .. ("\255"):rep(8) .. "xyz")
     assert.equals(0, #d.messages)

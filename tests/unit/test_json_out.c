@@ -199,6 +199,28 @@ int main(void)
         buffer_free(&b);
     }
 
+    /* A text cut inside its last character: up to the character before. */
+    {
+        static const struct {
+            const char *s;
+            size_t uncut;
+        } cut[] = {
+            {"abc", 3},                 /* ASCII */
+            {"ab\xc3\xa9", 4},          /* é whole */
+            {"ab\xc3", 2},              /* é cut after its lead byte */
+            {"ab\xe2\x82", 2},          /* € cut after two of three */
+            {"ab\xe2\x82\xac", 5},      /* € whole */
+            {"a\xf0\x9f\x98", 1},       /* an emoji cut after three of four */
+            {"a\xf0\x9f\x98\x80", 5},   /* ... and whole */
+            {"\x80\x80", 2},            /* continuation bytes alone: not ours to trim */
+            {"a\x80\x80\x80\x80", 5},   /* more of them than any sequence has */
+            {"", 0},
+        };
+        for (size_t i = 0; i < sizeof cut / sizeof cut[0]; i++)
+            ok(json_utf8_uncut_length(cut[i].s, strlen(cut[i].s)) == cut[i].uncut,
+               "uncut length of case %zu is %zu", i, cut[i].uncut);
+    }
+
     /* In slices */
     {
         unsigned char s[200];
