@@ -23,6 +23,8 @@ enum decode_coding {
     DECODE_BR,
     DECODE_ZSTD,
     DECODE_UNKNOWN, /* anything else, or several codings stacked */
+    DECODE_RAW_DEFLATE, /* deflate data with no wrapper (WebSocket's permessage-deflate);
+                         * never a Content-Encoding */
 };
 
 /* A zstd frame whose window (the history the decoder must keep, so its

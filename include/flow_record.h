@@ -88,7 +88,8 @@ struct flow_ws_header {
     uint8_t to_upstream;
     uint8_t opcode;
     uint8_t truncated;
-    uint8_t pad[5];
+    uint8_t compressed; /* RSV1: permessage-deflate data (ws_inflate.h) */
+    uint8_t pad[4];
 };
 
 /* Checks that <rec> of <len> bytes is a well-formed record (the channel's

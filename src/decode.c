@@ -67,6 +67,7 @@ const char *decode_coding_name(enum decode_coding coding)
     case DECODE_DEFLATE: return "deflate";
     case DECODE_BR: return "br";
     case DECODE_ZSTD: return "zstd";
+    case DECODE_RAW_DEFLATE: return "raw deflate";
     case DECODE_UNKNOWN: break;
     }
     return "unknown";
@@ -102,6 +103,12 @@ struct decoder *decoder_new(enum decode_coding coding, uint64_t max_output)
         if (inflateInit2(&d->z, MAX_WBITS) != Z_OK)
             goto fail;
         break;
+    case DECODE_RAW_DEFLATE:
+        /* A negative window size: no wrapper, so nothing to retry. */
+        d->raw_tried = 1;
+        if (inflateInit2(&d->z, -MAX_WBITS) != Z_OK)
+            goto fail;
+        break;
     case DECODE_BR:
         d->br = BrotliDecoderCreateInstance(NULL, NULL, NULL);
         if (!d->br)
@@ -129,7 +136,8 @@ void decoder_free(struct decoder *d)
 {
     if (!d)
         return;
-    if (d->coding == DECODE_GZIP || d->coding == DECODE_DEFLATE)
+    if (d->coding == DECODE_GZIP || d->coding == DECODE_DEFLATE ||
+        d->coding == DECODE_RAW_DEFLATE)
         inflateEnd(&d->z);
     if (d->br)
         BrotliDecoderDestroyInstance(d->br);
@@ -154,7 +162,8 @@ static enum decode_result step(struct decoder *d, const unsigned char **in, size
 {
     switch (d->coding) {
     case DECODE_GZIP:
-    case DECODE_DEFLATE: {
+    case DECODE_DEFLATE:
+    case DECODE_RAW_DEFLATE: {
         int rc;
         uLong at = d->z.total_in; /* where *in starts in the stream */
         for (size_t k = 0; at + k < sizeof d->first && k < *in_len; k++)

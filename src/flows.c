@@ -61,6 +61,7 @@ struct ws_parser {
     uint64_t offset;     /* in the frame's payload, for unmasking */
     int control;         /* the frame is a control frame */
     uint8_t opcode;      /* of the message being gathered */
+    uint8_t compressed;  /* ... and its first frame's RSV1 */
     uint64_t msg_len;
     struct buffer msg;   /* the kept part of the message */
     struct buffer ctl;   /* a control frame's payload */
@@ -494,8 +495,8 @@ int flows_wants_body(struct flow *fl, int response)
 
 /* ---- WebSocket messages ------------------------------------------------ */
 
-static void ws_emit(struct flow *fl, int to_upstream, uint8_t opcode, uint64_t length,
-                    const struct buffer *payload, double t)
+static void ws_emit(struct flow *fl, int to_upstream, uint8_t opcode, int compressed,
+                    uint64_t length, const struct buffer *payload, double t)
 {
     struct flow_ws_header wh;
     memset(&wh, 0, sizeof wh);
@@ -503,6 +504,7 @@ static void ws_emit(struct flow *fl, int to_upstream, uint8_t opcode, uint64_t l
     wh.length = length;
     wh.to_upstream = (uint8_t)to_upstream;
     wh.opcode = opcode;
+    wh.compressed = (uint8_t)compressed;
     wh.truncated = length > buffer_length(payload);
     add_item(fl, FLOW_PART_WS, &wh, sizeof wh, buffer_peek(payload), buffer_length(payload));
 }
@@ -587,9 +589,12 @@ static void ws_feed(struct flow *fl, int to_upstream, const unsigned char *data,
                 buffer_consume(&p->ctl, buffer_length(&p->ctl));
             } else if (opcode != 0) {
                 if (p->in_message) /* an unfinished message: keep what came */
-                    ws_emit(fl, to_upstream, p->opcode, p->msg_len, &p->msg, t);
+                    ws_emit(fl, to_upstream, p->opcode, p->compressed, p->msg_len, &p->msg, t);
                 buffer_consume(&p->msg, buffer_length(&p->msg));
                 p->opcode = opcode;
+                /* Only a message's first frame says it is compressed
+                 * (RFC 7692 6); control frames never are. */
+                p->compressed = (p->hdr[0] & 0x40) != 0;
                 p->msg_len = 0;
                 p->in_message = 1;
             } else if (!p->in_message) {
@@ -617,9 +622,9 @@ static void ws_feed(struct flow *fl, int to_upstream, const unsigned char *data,
         }
         /* A frame ended. */
         if (p->control) {
-            ws_emit(fl, to_upstream, p->ctl_opcode, buffer_length(&p->ctl), &p->ctl, t);
+            ws_emit(fl, to_upstream, p->ctl_opcode, 0, buffer_length(&p->ctl), &p->ctl, t);
         } else if (p->hdr[0] & 0x80) {
-            ws_emit(fl, to_upstream, p->opcode, p->msg_len, &p->msg, t);
+            ws_emit(fl, to_upstream, p->opcode, p->compressed, p->msg_len, &p->msg, t);
             buffer_consume(&p->msg, buffer_length(&p->msg));
             p->in_message = 0;
         }
@@ -734,7 +739,8 @@ void flows_record_end(struct flow *fl, int status, uint64_t req_bytes, uint64_t 
         fl->h.flags |= FLOW_F_RES_IN_TRUNCATED;
     for (int i = 0; i < 2; i++)
         if (fl->ws && fl->wsp[i].in_message && buffer_length(&fl->wsp[i].msg))
-            ws_emit(fl, i == 0, fl->wsp[i].opcode, fl->wsp[i].msg_len, &fl->wsp[i].msg, ended);
+            ws_emit(fl, i == 0, fl->wsp[i].opcode, fl->wsp[i].compressed, fl->wsp[i].msg_len,
+                    &fl->wsp[i].msg, ended);
 
     buffer_init(&rec);
     buffer_append(&rec, &fl->h, sizeof fl->h);

@@ -456,6 +456,7 @@ async function renderTab(f) {
       // Control frames and binary data say what they are; text is shown as is.
       const tags = [];
       if (m.kind !== "text") tags.push(m.kind + (m.close_code !== undefined ? " " + m.close_code : ""));
+      if (m.compressed) tags.push(m.decode_error ? "compressed, not decoded: " + m.decode_error : "decompressed");
       if (m.encoding === "base64") tags.push("base64");
       const label = tags.length ? "[" + tags.join(", ") + "] " : "";
       box.append(el("div", { class: "msg" + (m.kind === "text" || m.kind === "binary" ? "" : " control") },

@@ -8,13 +8,15 @@
  *
  *   REQUEST -> [REQ_MEASURE -> REQ_TEXT] -> RESPONSE
  *     -> [RES_DECODE] -> [RES_MEASURE] -> [RES_TEXT] -> TRAILER
- *     -> [WS_NEXT -> [WS_MEASURE] -> WS_TEXT -> WS_NEXT ...] -> END
+ *     -> [WS_NEXT -> [WS_DECODE] -> [WS_MEASURE] -> WS_TEXT -> WS_NEXT ...]
+ *     -> END
  *
  * A phase in brackets is skipped when there is nothing for it: no request
  * body; an empty response (no text at all), or one without a
  * Content-Encoding (RES_DECODE); one that decodes (RES_MEASURE: the
- * decoded text was measured while decoding); a binary WebSocket message
- * (WS_MEASURE: it is always base64).
+ * decoded text was measured while decoding); a WebSocket message sent
+ * uncompressed (WS_DECODE: permessage-deflate, see ws_inflate.h); a binary
+ * one, or one that did not decode (WS_MEASURE: it is always base64).
  */
 #include "flows_har.h"
 
@@ -25,6 +27,7 @@
 
 #include "body_decode.h"
 #include "json_out.h"
+#include "ws_inflate.h"
 
 /* HAR's response text is the body as a browser shows it, decoded (Chrome
  * and Firefox export it so, and HAR readers show what they are given); a
@@ -186,6 +189,7 @@ enum har_phase {
     HAR_RES_TEXT,
     HAR_TRAILER,     /* the content's end, the rest of the response, timings */
     HAR_WS_NEXT,     /* the next WebSocket data message, up to its data */
+    HAR_WS_DECODE,   /* a compressed one: its text made */
     HAR_WS_MEASURE,
     HAR_WS_TEXT,
     HAR_END,
@@ -201,6 +205,10 @@ struct har_entry {
     size_t comment_len;
     size_t ws_pos;         /* where WS_NEXT goes on in the record */
     int ws_first;
+    struct flow_ws_header ws;      /* the message WS_DECODE decodes */
+    struct ws_inflate_msg ws_msg;
+    struct ws_inflate ws_inflate[2]; /* to the upstream, to the client */
+    struct buffer ws_text;           /* its text */
 };
 
 /*
@@ -440,6 +448,24 @@ static void write_trailer(struct har_entry *e, struct buffer *b)
     e->phase = HAR_WS_NEXT;
 }
 
+/* Starts writing a message's data, <data> of <len> bytes: measured first
+ * when it may be text, else as base64 (<binary>). */
+static void ws_text_start(struct har_entry *e, struct buffer *b, const struct flow_ws_header *wh,
+                          const char *data, size_t len, int binary)
+{
+    /* Text cut at the capture's budget: up to its last whole character. */
+    if (wh->opcode == WS_TEXT && wh->truncated && !binary)
+        len = json_utf8_uncut_length(data, len);
+    text_init(&e->text, data, len, NULL, 0);
+    if (wh->opcode == WS_TEXT && !binary) {
+        e->phase = HAR_WS_MEASURE;
+        return;
+    }
+    /* binary: base64 whatever it holds */
+    buffer_append(b, "\"", 1);
+    e->phase = HAR_WS_TEXT;
+}
+
 /* Finds the next data message (Chrome lists no others) and writes it up
  * to its data; or, past the last, ends the list. */
 static void write_ws_next(struct har_entry *e, struct buffer *b)
@@ -465,21 +491,37 @@ static void write_ws_next(struct har_entry *e, struct buffer *b)
         json_number(b, wh.t);
         buffer_printf(b, ",\"opcode\":%u,\"data\":", wh.opcode);
         e->ws_first = 0;
-        size_t kept = len - sizeof wh;
-        /* Text cut at the capture's budget: up to its last whole character. */
-        if (wh.opcode == WS_TEXT && wh.truncated)
-            kept = json_utf8_uncut_length(data + sizeof wh, kept);
-        text_init(&e->text, data + sizeof wh, kept, NULL, 0);
-        if (wh.opcode == WS_TEXT) {
-            e->phase = HAR_WS_MEASURE;
+        if (wh.compressed) {
+            /* The text the peer's application sent, as Chrome exports it. */
+            e->ws = wh;
+            buffer_consume(&e->ws_text, buffer_length(&e->ws_text));
+            ws_inflate_msg_init(&e->ws_msg, data + sizeof wh, len - sizeof wh, !wh.truncated);
+            e->phase = HAR_WS_DECODE;
             return;
         }
-        /* binary: base64 whatever it holds */
-        buffer_append(b, "\"", 1);
-        e->phase = HAR_WS_TEXT;
+        ws_text_start(e, b, &wh, data + sizeof wh, len - sizeof wh, 0);
         return;
     }
     /* many parts that are no data message: on with them next step */
+}
+
+/* A slice of a compressed message decoded; once it is all, its text is
+ * written as an uncompressed one's. One that does not decode goes as the
+ * bytes it came as, in base64. */
+static void write_ws_decode(struct har_entry *e, struct buffer *b)
+{
+    struct ws_inflate *w = &e->ws_inflate[e->ws.to_upstream ? 0 : 1];
+
+    switch (ws_inflate_run(w, &e->ws_msg, &e->ws_text, HAR_SLICE)) {
+    case WS_INFLATE_MORE:
+        return;
+    case WS_INFLATE_DONE:
+        ws_text_start(e, b, &e->ws, buffer_peek(&e->ws_text), buffer_length(&e->ws_text), 0);
+        return;
+    case WS_INFLATE_FAILED:
+        ws_text_start(e, b, &e->ws, e->ws_msg.data, e->ws_msg.len, 1);
+        return;
+    }
 }
 
 struct har_entry *har_entry_new(const struct flow_info *fi)
@@ -490,6 +532,7 @@ struct har_entry *har_entry_new(const struct flow_info *fi)
     e->fi = fi;
     e->phase = HAR_REQUEST;
     text_init(&e->text, "", 0, NULL, 0);
+    buffer_init(&e->ws_text);
     return e;
 }
 
@@ -498,6 +541,9 @@ void har_entry_free(struct har_entry *e)
     if (!e)
         return;
     text_free(&e->text);
+    ws_inflate_free(&e->ws_inflate[0]);
+    ws_inflate_free(&e->ws_inflate[1]);
+    buffer_free(&e->ws_text);
     free(e);
 }
 
@@ -551,6 +597,9 @@ enum har_step har_entry_step(struct har_entry *e, struct buffer *out)
         break;
     case HAR_WS_NEXT:
         write_ws_next(e, out);
+        break;
+    case HAR_WS_DECODE:
+        write_ws_decode(e, out);
         break;
     case HAR_WS_MEASURE:
         if (text_measure(&e->text)) {

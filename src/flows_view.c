@@ -13,6 +13,7 @@
 
 #include "json_out.h"
 #include "message.h"
+#include "ws_inflate.h"
 
 ssize_t flows_parse_head(const char *data, size_t len, int response, struct http_head *head)
 {
@@ -460,12 +461,87 @@ static void json_script_pairs(struct buffer *b, const char *rec, enum flow_part 
     }
 }
 
+/* One WebSocket message of the record (its header <wh>, its payload as
+ * kept), with the permessage-deflate state of its direction. */
+static void json_ws_message(struct buffer *b, const struct flow_ws_header *wh,
+                            const char *payload, size_t plen, struct ws_inflate *inflate,
+                            struct buffer *text)
+{
+    const char *why = NULL;
+
+    buffer_printf(b, "{\"type\":\"%s\",\"time\":", wh->to_upstream ? "send" : "receive");
+    json_number(b, wh->t);
+    buffer_printf(b, ",\"opcode\":%u,\"kind\":\"%s\",\"length\":%llu,\"truncated\":%s",
+                  wh->opcode, ws_kind(wh->opcode), (unsigned long long)wh->length,
+                  wh->truncated ? "true" : "false");
+    if (wh->compressed) {
+        /* The text as the peer's application sent it, not the deflate
+         * data on the wire: decoded in order with the messages before. */
+        struct ws_inflate_msg m;
+        buffer_consume(text, buffer_length(text));
+        ws_inflate_msg_init(&m, payload, plen, !wh->truncated);
+        if (ws_inflate_run(inflate, &m, text, SIZE_MAX) == WS_INFLATE_DONE) {
+            payload = buffer_peek(text);
+            plen = buffer_length(text);
+        } else {
+            why = inflate->why;
+        }
+        buffer_append_str(b, ",\"compressed\":true");
+        if (why) {
+            buffer_append_str(b, ",\"decode_error\":");
+            json_cstring(b, why);
+        }
+    }
+    if (wh->opcode == WS_CLOSE && plen >= 2) { /* RFC 6455 5.5.1: a code, then a reason */
+        const unsigned char *code = (const unsigned char *)payload;
+        buffer_printf(b, ",\"close_code\":%u", (unsigned)(code[0] << 8 | code[1]));
+        payload += 2;
+        plen -= 2;
+    }
+    /* Text cut at the capture's budget may end inside a character: what
+     * comes before it is still text. */
+    if (wh->opcode != WS_BINARY && wh->truncated)
+        plen = json_utf8_uncut_length(payload, plen);
+    buffer_append_str(b, ",\"data\":");
+    if (wh->opcode == WS_BINARY || why || !json_utf8_valid(payload, plen)) {
+        json_base64(b, payload, plen);
+        buffer_append_str(b, ",\"encoding\":\"base64\"");
+    } else {
+        json_string(b, payload, plen);
+    }
+    buffer_append(b, "}", 1);
+}
+
+/* The WebSocket messages of a flow, in the order they went. */
+static void json_ws_messages(struct buffer *b, const struct flow_info *fi)
+{
+    struct ws_inflate inflate[2] = {{0}, {0}}; /* to the upstream, to the client */
+    struct buffer text;
+    enum flow_part part;
+    const char *data;
+    size_t len, pos = 0;
+    int first = 1;
+
+    buffer_init(&text);
+    while (flow_record_next(fi->rec, &pos, &part, &data, &len)) {
+        struct flow_ws_header wh;
+        if (part != FLOW_PART_WS || len < sizeof wh)
+            continue;
+        memcpy(&wh, data, sizeof wh);
+        if (!first)
+            buffer_append(b, ",", 1);
+        json_ws_message(b, &wh, data + sizeof wh, len - sizeof wh,
+                        &inflate[wh.to_upstream ? 0 : 1], &text);
+        first = 0;
+    }
+    ws_inflate_free(&inflate[0]);
+    ws_inflate_free(&inflate[1]);
+    buffer_free(&text);
+}
+
 void flows_json_detail(struct buffer *b, const struct flow_info *fi)
 {
     struct flow_timings t;
-    size_t pos = 0, len;
-    enum flow_part part;
-    const char *data;
     int first;
 
     buffer_append(b, "{", 1);
@@ -519,41 +595,7 @@ void flows_json_detail(struct buffer *b, const struct flow_info *fi)
     buffer_append_str(b, "],\"logs\":[");
     json_script_pairs(b, fi->rec, FLOW_PART_LOG, "line");
     buffer_append_str(b, "],\"messages\":[");
-    first = 1;
-    pos = 0;
-    while (flow_record_next(fi->rec, &pos, &part, &data, &len)) {
-        struct flow_ws_header wh;
-        if (part != FLOW_PART_WS || len < sizeof wh)
-            continue;
-        memcpy(&wh, data, sizeof wh);
-        const char *payload = data + sizeof wh;
-        size_t plen = len - sizeof wh;
-        buffer_printf(b, "%s{\"type\":\"%s\",\"time\":", first ? "" : ",",
-                      wh.to_upstream ? "send" : "receive");
-        json_number(b, wh.t);
-        buffer_printf(b, ",\"opcode\":%u,\"kind\":\"%s\",\"length\":%llu,\"truncated\":%s",
-                      wh.opcode, ws_kind(wh.opcode), (unsigned long long)wh.length,
-                      wh.truncated ? "true" : "false");
-        if (wh.opcode == WS_CLOSE && plen >= 2) { /* RFC 6455 5.5.1: a code, then a reason */
-            const unsigned char *code = (const unsigned char *)payload;
-            buffer_printf(b, ",\"close_code\":%u", (unsigned)(code[0] << 8 | code[1]));
-            payload += 2;
-            plen -= 2;
-        }
-        /* Text cut at the capture's budget may end inside a character:
-         * what comes before it is still text. */
-        if (wh.opcode != WS_BINARY && wh.truncated)
-            plen = json_utf8_uncut_length(payload, plen);
-        buffer_append_str(b, ",\"data\":");
-        if (wh.opcode == WS_BINARY || !json_utf8_valid(payload, plen)) {
-            json_base64(b, payload, plen);
-            buffer_append_str(b, ",\"encoding\":\"base64\"");
-        } else {
-            json_string(b, payload, plen);
-        }
-        buffer_append(b, "}", 1);
-        first = 0;
-    }
+    json_ws_messages(b, fi);
     buffer_printf(b, "],\"messages_dropped\":%s}",
                   fi->h.flags & FLOW_F_WS_DROPPED ? "true" : "false");
 }

@@ -1181,6 +1181,59 @@ describe("flows", function()
     assert.equals("base64", d.messages[4].encoding)
   end)
 
+  -- RFC 7692's examples (7.2.3): "Hello" compressed, then again with the
+  -- first one's context taken over, then in a block that ends the deflate
+  -- stream (BFINAL), then "Hello" once more in a new stream; RSV1 set.
+  local function hex(s) return (s:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)) end
+  local function compressed(payload) return "\193" .. string.char(#payload) .. payload end
+
+  it("shows permessage-deflate messages as their text, decoded in order", function()
+    local d = ws_capture_raw(compressed(hex("f248cdc9c90700")) .. compressed(hex("f200110000"))
+      .. compressed(hex("f348cdc9c90700")) .. compressed(hex("f248cdc9c90700")))
+    assert.equals(4, #d.messages)
+    for i = 1, 4 do
+      local m = d.messages[i]
+      assert.equals("Hello", m.data, "message " .. i)
+      assert.is_true(m.compressed)
+      assert.is_nil(m.decode_error)
+      assert.is_nil(m.encoding)
+    end
+    assert.equals(5, d.messages[2].length) -- what went on the wire
+  end)
+
+  it("gives a compressed message that does not decode as its bytes, and says why", function()
+    local d = ws_capture_raw(compressed("\255\255\255") .. compressed(hex("f248cdc9c90700")))
+    assert.equals(2, #d.messages)
+    assert.equals("corrupt compressed message", d.messages[1].decode_error)
+    assert.equals("base64", d.messages[1].encoding)
+    assert.equals("////", d.messages[1].data)
+    -- The next one goes on from a state nobody has: not decoded either.
+    assert.equals("base64", d.messages[2].encoding)
+    assert.is_string(d.messages[2].decode_error)
+  end)
+
+  it("exports permessage-deflate messages decoded in HAR", function()
+    local proxy, adm = start({})
+    local s = open_ws(proxy)
+    -- Masked, as a client's frames are: RSV1 and the mask bit set.
+    local payload = hex("f248cdc9c90700")
+    local mask = { 9, 8, 7, 6 }
+    local masked = {}
+    for i = 1, #payload do masked[i] = string.char(payload:byte(i) ~ mask[(i - 1) % 4 + 1]) end
+    local frame = "\193" .. string.char(0x80 | #payload, 9, 8, 7, 6) .. table.concat(masked)
+    h.send(s, frame)
+    assert.equals(frame, h.recv_exact(s, #frame))
+    s:close()
+    wait_flows(adm, 1)
+    local har = a.call(adm, "/flows.har").body
+    local valid, out = validate_har(har)
+    assert.is_true(valid, out)
+    local msgs = json.decode(har).log.entries[1]._webSocketMessages
+    assert.equals(2, #msgs)
+    assert.equals("Hello", msgs[1].data)
+    assert.equals("Hello", msgs[2].data) -- the echo, unmasked, same bytes
+  end)
+
   it("keeps a text message cut inside a character as text, up to that character", function()
     local proxy, adm = start({ "--flow-body-max", "4" })
     local s = open_ws(proxy)
