@@ -58,6 +58,7 @@ struct admin_conn {
     int head_only;     /* the current request is a HEAD: no body in its answer */
     int lingering;     /* answer sent, write side shut: reading to the end */
     int http10;        /* the current request is HTTP/1.0: it knows no chunks */
+    int trusted;       /* a request on it carried the token */
     size_t discarded;  /* bytes read and dropped while lingering */
     /* A streamed answer being made (admin_stream_start), or NULL. While it
      * is, no further request is read: they wait in "in", pipelined. */

@@ -212,6 +212,32 @@ void admin_forget(struct admin *a)
     admin_free(a);
 }
 
+/*
+ * At ADMIN_CONN_MAX connections, a new one takes the place of the oldest
+ * that no request with the token came on, and that is not being
+ * answered: anybody who may connect (a local user of the machine, say)
+ * could otherwise hold every connection, sending nothing or a byte now
+ * and then, and keep the admin out. A connection of the admin's (the
+ * viewer's event stream) is never closed for another. 1 when a place was
+ * made.
+ */
+static int make_room(struct admin *a)
+{
+    struct admin_conn *oldest = NULL;
+
+    /* New connections go at the head of the list: the last one that may
+     * go is the oldest. */
+    for (struct admin_conn *c = a->conns; c; c = c->next)
+        if (!c->trusted && !c->held && !c->stream && !c->events && !c->in_callback)
+            oldest = c;
+    if (!oldest)
+        return 0;
+    log_debug("admin: %d connections; closing the oldest one without the token for a new one",
+              ADMIN_CONN_MAX);
+    conn_free(oldest);
+    return 1;
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct admin *a = w->data;
@@ -228,7 +254,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         if (!acl_match(a->allow, a->allow_count, (struct sockaddr *)&peer) ||
-            a->conn_count >= ADMIN_CONN_MAX) {
+            (a->conn_count >= ADMIN_CONN_MAX && !make_room(a))) {
             close(fd); /* not a client of ours, or too many: no answer at all */
             continue;
         }
@@ -347,6 +373,8 @@ static void dispatch(struct admin_conn *c, const struct admin_request *r)
             return;
         }
     }
+    if (authorized)
+        c->trusted = 1;
     if (!authorized && !(route->flags & ADMIN_PUBLIC)) {
         if (r->path_len == 1) {
             static const char page[] =

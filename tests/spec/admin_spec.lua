@@ -143,6 +143,30 @@ describe("admin listener", function()
     s:close()
   end)
 
+  it("lets the admin in when others hold every connection, and keeps the admin's own", function()
+    local _, adm = start({})
+    local function version(s)
+      h.send(s, h.request("GET", "/api/version", { "Host: localhost",
+        "Authorization: Bearer " .. adm.token }))
+      local resp = h.read_response(s)
+      return resp and resp.status
+    end
+    local mine = assert(h.connect(adm.port))
+    assert.equals(200, version(mine)) -- a keep-alive connection with the token
+    -- Connections that send nothing: 63 fill the listener's 64, and each
+    -- one past that takes the place of the oldest of them.
+    local held = {}
+    for i = 1, 70 do held[i] = assert(h.connect(adm.port)) end
+    local fresh = assert(h.connect(adm.port))
+    assert.equals(200, version(fresh))
+    assert.equals(200, version(mine)) -- never closed for another
+    assert.is_true(h.is_closed(held[1], 5), "the oldest connection without the token is open")
+    assert.is_false(h.is_closed(held[70], 0.1), "the newest was closed")
+    for _, s in ipairs(held) do s:close() end
+    mine:close()
+    fresh:close()
+  end)
+
   it("answers a HEAD with the head only, and the next request after it", function()
     local _, adm = start({})
     local s = assert(h.connect(adm.port))
