@@ -18,6 +18,13 @@
  * made again in the background. Until then, what waits for it is bounded
  * (PENDING_MAX calls, PENDING_BYTES_MAX bytes of commands); past that a
  * call fails at once, as when Redis is down.
+ *
+ * What comes back is bounded too. A value is read with GETRANGE, never
+ * more than SHARED_MAX_VALUE and its type prefix, so a large one that
+ * something else wrote under a key of ours is refused, not read whole;
+ * and as hiredis holds a reply until it is complete, a connection whose
+ * unread answer grows past REPLY_MAX (which none of our commands gets
+ * from a Redis) is dropped like one that stopped answering.
  */
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -44,6 +51,10 @@
 /* Calls waiting for answers, and the bytes of their commands. */
 #define PENDING_MAX 4096
 #define PENDING_BYTES_MAX ((size_t)16 << 20)
+/* The most an answer being read may hold. */
+#define REPLY_MAX ((size_t)1 << 20)
+/* A value's type prefix ("s:"), before its SHARED_MAX_VALUE bytes. */
+#define VALUE_PREFIX_MAX 2
 
 /* INCR with types: integers stay exact (INCRBY), anything with a float
  * becomes a float ("f:"). The key's expiry is set only when it has none,
@@ -114,6 +125,44 @@ static void watch(struct redis_backend *rb)
     }
 }
 
+/* The connection is given up: its calls fail ("unavailable") and it is made
+ * again later. Not from inside a hiredis callback. */
+static void drop_connection(struct redis_backend *rb, redisAsyncContext *ac)
+{
+    rb->logged_down = 1; /* said once: nor the disconnection, nor the retries again */
+    /* Gone before hiredis runs the callbacks, so that a hook they wake
+     * finds it down; hiredis calls on_redis_disconnected only for a
+     * connection that was made. */
+    rb->ac = NULL;
+    rb->connected = 0;
+    redisAsyncFree(ac);
+    schedule_retry(rb);
+}
+
+/* The connection is readable: hiredis reads (at most 16 KiB) and hands
+ * over the answers that are complete; what is left is an answer still
+ * coming, which may not grow past REPLY_MAX. In place of the libev
+ * adapter's own read callback (which only calls redisAsyncHandleRead). */
+static void on_redis_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    redisLibevEvents *e = w->data;
+    redisAsyncContext *ac = e->context;
+    struct redis_backend *rb = ac->data;
+    (void)loop;
+    (void)revents;
+
+    redisAsyncHandleRead(ac);
+    if (rb->ac != ac)
+        return; /* it went (closed, or failed): hiredis freed it */
+    const redisReader *r = ac->c.reader;
+    if (r && r->len - r->pos > REPLY_MAX) {
+        log_warn("redis %s:%d: an answer of over %zu KiB; dropping the connection, retrying in "
+                 "the background",
+                 rb->host, rb->port, REPLY_MAX >> 10);
+        drop_connection(rb, ac);
+    }
+}
+
 /* Nothing heard for ANSWER_TIMEOUT while something waited: the connection
  * is dropped (its calls fail, "unavailable") and made again later. */
 static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
@@ -135,14 +184,7 @@ static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
                  "background",
                  rb->host, rb->port, rb->connected ? "no answer" : "not connected",
                  ANSWER_TIMEOUT);
-    rb->logged_down = 1; /* said once: nor the disconnection, nor the retries again */
-    /* Gone before hiredis runs the callbacks, so that a hook they wake
-     * finds it down; hiredis calls on_redis_disconnected only for a
-     * connection that was made. */
-    rb->ac = NULL;
-    rb->connected = 0;
-    redisAsyncFree(ac);
-    schedule_retry(rb);
+    drop_connection(rb, ac);
 }
 
 static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -243,6 +285,7 @@ static void start_connect(struct redis_backend *rb)
         redisAsyncFree(ac);
         return schedule_retry(rb);
     }
+    ev_set_cb(&((redisLibevEvents *)ac->ev.data)->rev, on_redis_readable);
     redisAsyncSetConnectCallback(ac, on_redis_connected);
     redisAsyncSetDisconnectCallback(ac, on_redis_disconnected);
     rb->ac = ac;
@@ -380,6 +423,16 @@ static void on_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     } else if (reply->type == REDIS_REPLY_ERROR) {
         error_reason(reply->str, reply->len, out.err, sizeof out.err);
         status = SHARED_FAILED;
+    } else if (reply->type == REDIS_REPLY_STRING && c->op == SHARED_GET &&
+               reply->len > VALUE_PREFIX_MAX + SHARED_MAX_VALUE) {
+        /* GETRANGE gave the first bytes of something larger, which only
+         * something else can have written. */
+        snprintf(out.err, sizeof out.err, "values are at most %d bytes (a larger one is there)",
+                 SHARED_MAX_VALUE);
+        status = SHARED_FAILED;
+    } else if (reply->type == REDIS_REPLY_STRING && c->op == SHARED_GET && reply->len == 0) {
+        /* GETRANGE answers a missing key with "", which no value of ours
+         * is: nil */
     } else if (reply->type == REDIS_REPLY_STRING && (c->op == SHARED_GET || c->op == SHARED_INCR)) {
         decode_value(reply->str, reply->len, &out);
     } else if (reply->type == REDIS_REPLY_INTEGER && c->op == SHARED_INCR) {
@@ -424,8 +477,13 @@ enum shared_status redis_call(struct redis_backend *rb, const struct shared_requ
     buffer_init(&value);
     switch (rq->op) {
     case SHARED_GET:
-        ARG("GET", 3);
+        /* One byte past the largest value of ours: enough to tell a
+         * larger one, without reading it. */
+        snprintf(num, sizeof num, "%d", VALUE_PREFIX_MAX + SHARED_MAX_VALUE);
+        ARG("GETRANGE", 8);
         ARG(key, sizeof KEY_PREFIX - 1 + rq->key_len);
+        ARG("0", 1);
+        ARG(num, strlen(num));
         break;
     case SHARED_DELETE:
         ARG("DEL", 3);

@@ -271,6 +271,25 @@ describe("proxy.shared", function()
         p.log())
     end)
 
+    it("refuses a value over the limit that something else wrote, without reading it", function()
+      local p = start({ "-s", h.tmpfile([[
+        function on_request(tx)
+          local v, err = proxy.shared.get(tx.req.path:sub(2))
+          return tx:respond(200, tostring(v and #v) .. " " .. tostring(err))
+        end
+      ]], "big.lua"), "--shared", redis.url })
+      assert.is_truthy(h.wait_for(function() return p.log():find("redis .* connected") end))
+      -- A value of exactly the limit (as proxy.shared stores it: "s:" first)
+      -- is read whole; one byte more is refused.
+      assert.are.equal("+OK\r\n", redis_command(redis.port, "SET", "luaproxy:fits",
+        "s:" .. string.rep("v", 65536)))
+      assert.are.equal("+OK\r\n", redis_command(redis.port, "SET", "luaproxy:big",
+        "s:" .. string.rep("v", 65537)))
+      assert.are.equal("65536 nil", get(p, "/fits"))
+      assert.are.equal("nil values are at most 65536 bytes (a larger one is there)", get(p, "/big"))
+      assert.are.equal("nil nil", get(p, "/missing"))
+    end)
+
     it("answers nil, 'unavailable' at once while Redis is down, and reconnects", function()
       local script = h.tmpfile(COUNTER, "counter.lua")
       local p = start({ "-s", script, "--shared", redis.url })
@@ -286,5 +305,33 @@ describe("proxy.shared", function()
       procs[#procs + 1] = again
       assert.is_truthy(h.wait_for(function() return get(p, "/count") == "1 nil" end, 10))
     end)
+  end)
+
+  it("drops a Redis whose answer grows past 1 MiB, and keeps serving", function()
+    -- Not a Redis: it answers the first command with the head of a 64 MiB
+    -- string and sends its bytes for as long as the proxy takes them.
+    local server, port = h.raw_listener()
+    local p = start({ "-s", h.tmpfile(COUNTER, "counter.lua"), "--shared",
+      "redis://127.0.0.1:" .. port })
+    local c = assert(server:accept())
+    local client = assert(h.connect(p.port))
+    assert(h.send(client, h.request("GET", origin.url("/count"), { "Host: " .. origin.authority })))
+    assert(h.recv_some(c, 5)) -- the EVAL
+    c:settimeout(10)
+    assert(c:send("$67108864\r\n"))
+    local chunk, sent = string.rep("x", 65536), 0
+    while sent < 64 * 1048576 do
+      if not c:send(chunk) then break end
+      sent = sent + #chunk
+    end
+    c:close()
+    server:close()
+    -- (What the kernel's socket buffers held counts as taken.)
+    assert.is_true(sent < 32 * 1048576, "the proxy took " .. sent .. " bytes of one answer")
+    local resp = assert(h.read_response(client, { timeout = 10 }))
+    client:close()
+    assert.are.equal("nil unavailable", resp.body)
+    assert.is_truthy(p.log_has("an answer of over 1024 KiB; dropping the connection"), p.log())
+    assert.are.equal("hello\n", (h.get(p.port, origin.url("/hello"))).body)
   end)
 end)
