@@ -226,6 +226,17 @@ static int read_file_args(const char *path, int reloading, char **args, int *lin
         snprintf(err, err_len, "%s: larger than %d bytes", path, CONFIG_FILE_MAX);
         goto fail;
     }
+    /* A file that is being written reads empty just after it was cut to
+     * nothing: at a reload that would put every option back to its
+     * default (no scripts, no credentials asked), which an empty file
+     * made on purpose can say with a comment line. */
+    if (reloading && len == 0) {
+        snprintf(err, err_len,
+                 "config file '%s' is empty (still being written?); to run on the defaults, "
+                 "leave a comment line in it",
+                 path);
+        goto fail;
+    }
     text[len] = '\0';
     /* A UTF-8 byte order mark, as Windows editors write at the start of a
      * file, is not part of the first line's option name. */

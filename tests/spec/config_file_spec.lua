@@ -255,10 +255,10 @@ describe("config file", function()
     end), proxy.log())
     -- and off again: the next request leaves no such line (the reload
     -- after it is logged after anything it logged)
-    reload("", 2)
+    reload("# quiet again\n", 2)
     before = #proxy.log()
     assert.equal(200, h.get(proxy.port, origin.url("/hello?quiet")).status)
-    reload("", 3)
+    reload("# quiet again\n", 3)
     local after = proxy.log():sub(before + 1)
     assert.is_nil(after:find(" debug ", 1, true), after)
     assert.is_nil(after:find(" trace ", 1, true), after)
@@ -379,6 +379,25 @@ describe("config file", function()
       h.write_file(conf, "script " .. v2 .. "\n")
       proxy.signal("HUP")
       assert.truthy(h.wait_for(function() return get_stamp(proxy, origin) == "v2" end),
+        proxy.log())
+    end)
+
+    -- A file is empty just after a writer cut it, before it writes: a
+    -- reload then would drop every option, scripts and credentials too.
+    it("refuses an empty config file on SIGHUP, and takes one with a comment (" .. workers
+       .. " worker(s))", function()
+      local v1 = h.tmpfile(stamp_script("v1"), "v1.lua")
+      local conf = h.tmpfile("script " .. v1 .. "\n", "luaproxy.conf")
+      local proxy = procs.proxy({ "-c", conf, "--workers", workers }, { listeners = 1 })
+      assert.equal("v1", get_stamp(proxy, origin))
+      h.write_file(conf, "")
+      proxy.signal("HUP")
+      assert.truthy(proxy.log_has("is empty (still being written?)"), proxy.log())
+      assert.equal("v1", get_stamp(proxy, origin))
+      -- on purpose: no options at all, so no script
+      h.write_file(conf, "# nothing but the defaults\n")
+      proxy.signal("HUP")
+      assert.truthy(h.wait_for(function() return get_stamp(proxy, origin) == nil end),
         proxy.log())
     end)
 
