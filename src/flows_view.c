@@ -366,7 +366,6 @@ void flows_json_summary(struct buffer *b, const struct flow_info *fi)
     buffer_append(b, "}", 1);
 }
 
-/* {"line": "...", "headers": [[name, value], ...]} for one head, or null. */
 /* What a WebSocket message is, in the viewer's words. */
 static const char *ws_kind(unsigned opcode)
 {
@@ -380,6 +379,7 @@ static const char *ws_kind(unsigned opcode)
     }
 }
 
+/* {"line": "...", "headers": [[name, value], ...]} for one head, or null. */
 static void json_head(struct buffer *b, const struct flow_info *fi, enum flow_part part,
                       int response)
 {
@@ -500,7 +500,7 @@ static void json_ws_message(struct buffer *b, const struct flow_ws_header *wh,
     }
     /* Text cut at the capture's budget may end inside a character: what
      * comes before it is still text. */
-    if (wh->opcode != WS_BINARY && wh->truncated)
+    if (wh->opcode != WS_BINARY && wh->truncated && !why)
         plen = json_utf8_uncut_length(payload, plen);
     buffer_append_str(b, ",\"data\":");
     if (wh->opcode == WS_BINARY || why || !json_utf8_valid(payload, plen)) {
