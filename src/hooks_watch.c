@@ -68,8 +68,12 @@
 /* The watchdog's longest sleep while hooks run: a resume that starts
  * while it sleeps is seen at most this late. */
 #define WATCH_TICK_NS 5000000LL
-/* Ticks without any resume before the watchdog sleeps until woken. */
-#define WATCH_IDLE_TICKS 200
+/* Ticks without any resume before the watchdog sleeps until woken: it
+ * ticks on only while hooks run often (where waking it at each resume, a
+ * system call, would cost more than its ticks), and an idle proxy, such
+ * as a debugging one on a laptop, wakes it at most 20 times after each
+ * request with a hook, not hundreds. */
+#define WATCH_IDLE_TICKS 20
 /* A resume still running this long past its deadline, after the signal,
  * is stuck in C code: STUCK_FACTOR times the hook budget, at least
  * STUCK_MIN_NS (a full collection of a large heap is one C call too). */
@@ -292,6 +296,8 @@ static void start_thread(void)
     pthread_sigmask(SIG_SETMASK, &all, &old);
     rc = pthread_create(&thread, NULL, watch_main, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0) /* what ps -L and top -H show for it */
+        pthread_setname_np(thread, "hook watchdog");
     if (rc != 0) {
         log_error("hook timeout watchdog: pthread_create: %s; using the count hook", strerror(rc));
         watch.failed = 1;

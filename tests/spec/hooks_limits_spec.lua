@@ -36,6 +36,35 @@ describe("hook limits", function()
     end
   end
 
+  -- The budget's watchdog thread ticks while hooks run often, and sleeps
+  -- until the next hook once they stop: an idle proxy (a debugging one on
+  -- a laptop, say) does not wake it hundreds of times after each request.
+  it("lets the hook timeout's watchdog sleep soon after hooks stop running", function()
+    proxy = procs.proxy({ "-s", h.tmpfile("function on_request(tx) end", "noop.lua"),
+      "--workers", "1" })
+    assert.are.equal("hello\n", get("/hello").body)
+    local task = "/proc/" .. proxy.pid .. "/task/"
+    local status
+    for tid in h.sh("ls " .. task):gmatch("%d+") do
+      if (h.read_file(task .. tid .. "/comm") or ""):match("^hook watchdog") then
+        status = task .. tid .. "/status"
+      end
+    end
+    assert(status, "no thread named 'hook watchdog'")
+    local function wakes()
+      return tonumber((h.read_file(status) or ""):match("voluntary_ctxt_switches:%s*(%d+)"))
+    end
+    -- Idle from here on: what the thread does over a second, after a
+    -- moment to settle, is what an idle proxy costs.
+    h.sleep(0.6)
+    local before = wakes()
+    h.sleep(1)
+    local after = wakes()
+    assert.is_true(after - before <= 2, (after - before) .. " wake-ups in a second of idling")
+    -- and it wakes for the next hook, which the budget still covers
+    assert.are.equal("hello\n", get("/hello").body)
+  end)
+
   it("stops a backtracking pattern at the hook budget and keeps serving", function()
     -- 2^30 backtracking steps: a minute of CPU without a step budget.
     local script = h.tmpfile([[
