@@ -5,7 +5,7 @@
  * checked here again, whatever hooks_api checked: a script can reach the
  * data around its setters. The usual cases (nothing changed, or only
  * header edits made through the methods) are read back without a
- * protected call (read_request_quick).
+ * protected call (read_quick).
  */
 #include "hooks_internal.h"
 
@@ -70,7 +70,7 @@ struct header *hooks_scratch(struct hooks *h, size_t want)
  * A view still unread (hooks_headers.c) of exchange <stamp> (0: none) was
  * copied from <out>, which no one changed since: its edits are applied to
  * <out> itself, and nothing else is read. With <quiet> (a read-back
- * outside protected mode, see read_request_quick) only such a view is
+ * outside protected mode, see read_quick) only such a view is
  * read back: anything else, and any error, is -1 with no message and
  * <out> unchanged.
  *
@@ -601,68 +601,45 @@ static int read_response(lua_State *L)
 }
 
 /*
- * The usual read-back, without a protected call (some 400 instructions
- * each way): the side unchanged, or only its header list changed through
- * the methods, whose edits apply in C (changed_side's cases 0 and 1).
- * Nothing on this path makes a Lua value or runs Lua code (raw reads, and
- * read_field_list quiet), so nothing can raise an error outside
- * protection. Each returns 1 when read back; 0 when read_request or
- * read_response must run instead (nothing changed yet); -1 when a check
- * made once the fields are in the relay's list refused them, with the
- * message in <err>. What they set is what read_request and read_response
- * set in the same cases.
+ * The usual read-back of the request (<request>) or the response, without
+ * a protected call (some 400 instructions each way): the side unchanged,
+ * or only its header list changed through the methods, whose edits apply
+ * in C (changed_side's cases 0 and 1). Nothing on this path makes a Lua
+ * value or runs Lua code (raw reads, and read_field_list quiet), so
+ * nothing can raise an error outside protection. Returns 1 when read
+ * back; 0 when read_request or read_response must run instead (nothing
+ * changed yet); -1 when a check made once the fields are in the relay's
+ * list refused them, with the message in <err>. What it sets is what
+ * read_request and read_response set in the same cases.
  */
-static int read_request_quick(struct session *s, char *err, size_t err_len)
+static int read_quick(struct session *s, int request, char *err, size_t err_len)
 {
     struct exchange *x = &s->x;
-    lua_State *L = x->hook.hooks->L;
-    int top = lua_gettop(L), done = 0, rc;
+    struct hooks *h = x->hook.hooks;
+    lua_State *L = h->L;
+    int top = lua_gettop(L), done = 0, changed, rc;
+    int *wanted = request ? &h->req_wanted : &h->res_wanted;
 
     if (!lua_checkstack(L, LUA_MINSTACK)) /* what a C function gets; fails without raising */
         return 0;
-    x->hook.hooks->req_wanted = 1;
-    switch (changed_side(L, s, 1, 1)) {
-    case 0:
-        x->hook.hooks->req_wanted = side_was_read(L, top + 2);
-        x->hook.req_filter_off = 0;
-        x->hook.req_buffer = 0;
-        done = 1;
-        break;
-    case 1:
-        x->hook.req_filter_off = 0;
-        x->hook.req_buffer = 0;
-        rc = read_request_fields(L, lua_gettop(L), x, 1, err, err_len);
-        done = rc == FIELDS_OK ? 1 : rc == FIELDS_REFUSED ? -1 : 0;
-        break;
-    default:
-        break;
+    *wanted = 1;
+    changed = changed_side(L, s, request, 1);
+    if (changed == 0 || changed == 1) {
+        /* What the relay does with the side's body, as it came. */
+        if (request) {
+            x->hook.req_filter_off = 0;
+            x->hook.req_buffer = 0;
+        } else {
+            response_flags_as_relayed(x);
+        }
     }
-    lua_settop(L, top);
-    return done;
-}
-
-static int read_response_quick(struct session *s, char *err, size_t err_len)
-{
-    struct exchange *x = &s->x;
-    lua_State *L = x->hook.hooks->L;
-    int top = lua_gettop(L), done = 0, rc;
-
-    if (!lua_checkstack(L, LUA_MINSTACK))
-        return 0;
-    x->hook.hooks->res_wanted = 1;
-    switch (changed_side(L, s, 0, 1)) {
-    case 0:
-        x->hook.hooks->res_wanted = side_was_read(L, top + 2);
-        response_flags_as_relayed(x);
+    if (changed == 0) {
+        *wanted = side_was_read(L, top + 2);
         done = 1;
-        break;
-    case 1:
-        response_flags_as_relayed(x);
-        rc = read_response_fields(L, lua_gettop(L), x, 1, err, err_len);
+    } else if (changed == 1) {
+        rc = request ? read_request_fields(L, lua_gettop(L), x, 1, err, err_len)
+                     : read_response_fields(L, lua_gettop(L), x, 1, err, err_len);
         done = rc == FIELDS_OK ? 1 : rc == FIELDS_REFUSED ? -1 : 0;
-        break;
-    default:
-        break;
     }
     lua_settop(L, top);
     return done;
@@ -679,13 +656,13 @@ static int raise_quick_error(lua_State *L)
     return lua_error(L);
 }
 
-/* A read-back: the quick one, else the one in protected mode. */
-static int read_back(struct session *s, int (*quick)(struct session *, char *, size_t),
-                     lua_CFunction full, const char *what)
+/* A read-back of the request or the response: the quick one, else the
+ * one in protected mode. */
+static int read_back(struct session *s, int request, lua_CFunction full, const char *what)
 {
     char err[256];
 
-    switch (quick(s, err, sizeof err)) {
+    switch (read_quick(s, request, err, sizeof err)) {
     case 1:
         return 0;
     case -1:
@@ -705,7 +682,7 @@ int hooks_read_request(struct session *s)
         s->x.hook.hooks->req_wanted = 0;
         return 0;
     }
-    return read_back(s, read_request_quick, read_request, "request");
+    return read_back(s, 1, read_request, "request");
 }
 
 int hooks_prepare_upstream(struct session *s)
@@ -731,7 +708,7 @@ int hooks_read_response(struct session *s)
         response_flags_as_relayed(&s->x);
         return 0;
     }
-    return hs->tx_ref == LUA_NOREF ? 0 : read_back(s, read_response_quick, read_response, "response");
+    return hs->tx_ref == LUA_NOREF ? 0 : read_back(s, 0, read_response, "response");
 }
 
 struct local_response {
