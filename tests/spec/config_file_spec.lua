@@ -359,15 +359,22 @@ describe("config file", function()
       assert.equal("v2", get_stamp(proxy, origin))
     end)
 
+    -- A proxy whose config file names a script that stamps "v1": returns
+    -- it and the file.
+    local function start_on_v1(n)
+      local v1 = h.tmpfile(stamp_script("v1"), "v1.lua")
+      local conf = h.tmpfile("script " .. v1 .. "\n", "luaproxy.conf")
+      local proxy = procs.proxy({ "-c", conf, "--workers", n }, { listeners = 1 })
+      assert.equal("v1", get_stamp(proxy, origin))
+      return proxy, conf
+    end
+
     -- A FIFO put in the config file's place held the reload until
     -- something wrote to it: the loop of a single process, and with
     -- workers every later reload.
     it("refuses a config file that is no longer a regular file on SIGHUP (" .. workers
        .. " worker(s))", function()
-      local v1 = h.tmpfile(stamp_script("v1"), "v1.lua")
-      local conf = h.tmpfile("script " .. v1 .. "\n", "luaproxy.conf")
-      local proxy = procs.proxy({ "-c", conf, "--workers", workers }, { listeners = 1 })
-      assert.equal("v1", get_stamp(proxy, origin))
+      local proxy, conf = start_on_v1(workers)
       os.remove(conf)
       assert(h.sh("mkfifo " .. h.shell_quote(conf)))
       proxy.signal("HUP")
@@ -386,10 +393,7 @@ describe("config file", function()
     -- reload then would drop every option, scripts and credentials too.
     it("refuses an empty config file on SIGHUP, and takes one with a comment (" .. workers
        .. " worker(s))", function()
-      local v1 = h.tmpfile(stamp_script("v1"), "v1.lua")
-      local conf = h.tmpfile("script " .. v1 .. "\n", "luaproxy.conf")
-      local proxy = procs.proxy({ "-c", conf, "--workers", workers }, { listeners = 1 })
-      assert.equal("v1", get_stamp(proxy, origin))
+      local proxy, conf = start_on_v1(workers)
       h.write_file(conf, "")
       proxy.signal("HUP")
       assert.truthy(proxy.log_has("is empty (still being written?)"), proxy.log())

@@ -1066,14 +1066,15 @@ describe("flows", function()
     return s
   end
 
-  -- A masked text frame (the echo origin sends it back as is).
-  local function ws_frame(payload)
+  -- A masked text frame (the echo origin sends it back as is); <first>,
+  -- its first byte, makes it another kind (default 0x81: FIN, text).
+  local function ws_frame(payload, first)
     local mask = { 1, 2, 3, 4 }
     local masked = {}
     for i = 1, #payload do
       masked[i] = string.char(payload:byte(i) ~ mask[(i - 1) % 4 + 1])
     end
-    return string.char(0x81, 0x80 | #payload, 1, 2, 3, 4) .. table.concat(masked)
+    return string.char(first or 0x81, 0x80 | #payload, 1, 2, 3, 4) .. table.concat(masked)
   end
 
   it("keeps WebSocket messages within the body budget", function()
@@ -1108,6 +1109,15 @@ describe("flows", function()
     assert.is_true(d.messages_dropped)
   end)
 
+  -- The HAR export, checked against the schema: its first entry's
+  -- WebSocket messages.
+  local function har_ws_messages(adm)
+    local har = a.call(adm, "/flows.har").body
+    local valid, out = validate_har(har)
+    assert.is_true(valid, out)
+    return json.decode(har).log.entries[1]._webSocketMessages
+  end
+
   it("captures WebSocket messages one by one", function()
     local proxy, adm = start({})
     local s = open_ws(proxy)
@@ -1124,10 +1134,7 @@ describe("flows", function()
     assert.equals("hello ws", d.messages[1].data)
     assert.equals("receive", d.messages[2].type)
     assert.equals(1, d.messages[2].opcode)
-    local har = a.call(adm, "/flows.har").body
-    local valid, out = validate_har(har)
-    assert.is_true(valid, out)
-    local msgs = json.decode(har).log.entries[1]._webSocketMessages
+    local msgs = har_ws_messages(adm)
     assert.equals(2, #msgs)
     assert.equals("hello ws", msgs[1].data)
   end)
@@ -1215,20 +1222,13 @@ describe("flows", function()
   it("exports permessage-deflate messages decoded in HAR", function()
     local proxy, adm = start({})
     local s = open_ws(proxy)
-    -- Masked, as a client's frames are: RSV1 and the mask bit set.
-    local payload = hex("f248cdc9c90700")
-    local mask = { 9, 8, 7, 6 }
-    local masked = {}
-    for i = 1, #payload do masked[i] = string.char(payload:byte(i) ~ mask[(i - 1) % 4 + 1]) end
-    local frame = "\193" .. string.char(0x80 | #payload, 9, 8, 7, 6) .. table.concat(masked)
+    -- Masked, as a client's frames are; RSV1 set (0xC1).
+    local frame = ws_frame(hex("f248cdc9c90700"), 0xC1)
     h.send(s, frame)
     assert.equals(frame, h.recv_exact(s, #frame))
     s:close()
     wait_flows(adm, 1)
-    local har = a.call(adm, "/flows.har").body
-    local valid, out = validate_har(har)
-    assert.is_true(valid, out)
-    local msgs = json.decode(har).log.entries[1]._webSocketMessages
+    local msgs = har_ws_messages(adm)
     assert.equals(2, #msgs)
     assert.equals("Hello", msgs[1].data)
     assert.equals("Hello", msgs[2].data) -- the echo, unmasked, same bytes
@@ -1247,7 +1247,7 @@ describe("flows", function()
     assert.is_nil(d.messages[1].encoding)
     assert.is_true(d.messages[1].truncated)
     assert.equals("text", d.messages[1].kind)
-    local msgs = json.decode(a.call(adm, "/flows.har").body).log.entries[1]._webSocketMessages
+    local msgs = har_ws_messages(adm)
     assert.equals("abc", msgs[1].data)
   end)
 
