@@ -37,6 +37,10 @@ void log_msg_lines(enum log_level level, const char *fmt, ...)
  * added), never cutting an escape or a character in two. Returns the
  * bytes written. */
 size_t log_escape(char *out, size_t size, const char *in, size_t len, int lines);
+/* Whether a character past ASCII (code point <cp>) may be written into a
+ * log as it is; the others are escaped, here and in the access log's
+ * JSON (access_log.c). */
+int log_char_shown(uint32_t cp);
 /* Whether lines of <level> are shown: a caller on the hot path asks before
  * gathering the arguments of a line that would be dropped. */
 int log_wants(enum log_level level);

@@ -13,6 +13,7 @@
 #include "access_log.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,7 +130,12 @@ static void puts_(struct line *l, const char *s)
  * \xNN for the text formats, \u00NN for JSON. A client cannot forge lines.
  * JSON text is UTF-8: a value that is well-formed UTF-8 keeps its
  * characters past ASCII as they are (json_out.h does the same), so "é"
- * stays "é" rather than becoming the two characters of its bytes. */
+ * stays "é" rather than becoming the two characters of its bytes, except
+ * those the diagnostics escape too (log_char_shown): a C1 control, U+2028
+ * or a bidirectional override is valid JSON as it is, but NEL and U+2028
+ * end a line for many readers of the file (Python's splitlines, say),
+ * CSI drives the terminal it is shown on, and an override shows the line
+ * other than it is. As \uXXXX they decode to the same string. */
 static void put_escaped(struct line *l, const char *s, size_t len, int json)
 {
     int utf8 = json && json_utf8_valid(s, len);
@@ -142,7 +148,16 @@ static void put_escaped(struct line *l, const char *s, size_t len, int json)
         if (c >= 0x80 && utf8) {
             /* the whole character: its lead byte says how long it is */
             size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-            put(l, s + i, n);
+            uint32_t cp = c & (n == 2 ? 0x1fu : n == 3 ? 0x0fu : 0x07u);
+            for (size_t k = 1; k < n; k++)
+                cp = cp << 6 | ((unsigned char)s[i + k] & 0x3fu);
+            if (log_char_shown(cp)) {
+                put(l, s + i, n);
+            } else {
+                /* every character not shown is in the BMP: one escape */
+                int m = snprintf(esc, sizeof esc, "\\u%04x", (unsigned)cp);
+                put(l, esc, (size_t)m);
+            }
             i += n - 1;
             continue;
         }

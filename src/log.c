@@ -89,11 +89,10 @@ static size_t utf8_char(const unsigned char *s, size_t len, uint32_t *cp)
     return n;
 }
 
-/* Whether a character past ASCII may be written as it is: not a C1
- * control (a terminal may act on one, as on ESC), nor one that breaks a
- * line for some readers (U+2028, U+2029) or turns the text's direction
- * around so that what is shown is not what was written. */
-static int printable_beyond_ascii(uint32_t cp)
+/* Not a C1 control (a terminal may act on one, as on ESC), nor one that
+ * breaks a line for some readers (U+2028, U+2029) or turns the text's
+ * direction around so that what is shown is not what was written. */
+int log_char_shown(uint32_t cp)
 {
     return cp >= 0xa0 && cp != 0x061c && cp != 0x200e && cp != 0x200f &&
            !(cp >= 0x2028 && cp <= 0x202e) && !(cp >= 0x2066 && cp <= 0x2069);
@@ -124,7 +123,7 @@ size_t log_escape(char *out, size_t size, const char *in, size_t len, int lines)
         }
         if ((c >= 0x20 && c < 0x7f) || c == '\t' ||
             (c >= 0x80 && (n = utf8_char(s + i, len - i, &cp)) > 0 &&
-             printable_beyond_ascii(cp))) {
+             log_char_shown(cp))) {
             if (n > size - o)
                 break;
             memcpy(out + o, s + i, n);

@@ -81,6 +81,21 @@ describe("service operation", function()
       local entry = cjson.decode(line)
       assert.equal("spec/caf\195\169 \226\130\172", entry.user_agent)
     end)
+
+    it("json: escapes the characters that break a line or drive a terminal, even in UTF-8", function()
+      -- U+0085 (NEL) and U+2028 end a line for many readers (Python's
+      -- splitlines, say), U+009B is a terminal's CSI, U+202E turns the
+      -- text around: all well-formed UTF-8, none written as it is.
+      local proxy = start({ "--log-format", "json" })
+      local ua = "a\194\133{\"forged\":1}\226\128\168b\194\155" .. "31mc\226\128\174d caf\195\169"
+      local resp = h.get(proxy.port, origin.url("/hello"), { "User-Agent: " .. ua })
+      assert.equal(200, resp.status)
+      local line = proxy.wait_access_log("^{")
+      assert.truthy(line, proxy.access_log())
+      assert.truthy(line:find('"user_agent":"a\\u0085{\\u0022forged\\u0022:1}\\u2028b\\u009b31mc' ..
+        '\\u202ed caf\195\169"', 1, true), line)
+      assert.equal(ua, cjson.decode(line).user_agent)
+    end)
   end)
 
   it("--pid-file holds the pid while running and goes away after", function()
