@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "admin.h"
 #include "body_decode.h"
 #include "config.h"
@@ -431,8 +432,90 @@ static void on_flow_started(void *arg, const char *rec)
     buffer_free(&b);
 }
 
+/*
+ * Where a replay of <fi> must be sent from, to reach the proxy at an
+ * address of <family>. A replay gets the limits of whoever sends it, and
+ * the proxy serves a client on loopback what it refuses one on another
+ * machine (a destination only this machine may reach). Sent from
+ * loopback, the replay of such a client's request would go where the
+ * client was refused. So it is sent from this machine's address on that
+ * client's network (the one the kernel would answer the client from,
+ * learnt by connecting a UDP socket, which sends nothing): the proxy
+ * then sees a client that is not on loopback, checks it against --allow
+ * and gives it the same limits, by its configuration of the moment.
+ * 0 with no <src> to bind (a client on loopback), 1 with <src>, -1 when
+ * no such address can be had (the replay is refused rather than sent
+ * with more rights than its client had).
+ */
+static int replay_source(const struct flow_info *fi, int family, struct sockaddr_storage *src,
+                         socklen_t *src_len)
+{
+    struct sockaddr_storage client;
+    socklen_t client_len;
+    char text[INET6_ADDRSTRLEN + 8];
+    const char *colon;
+    size_t len = fi->len[FLOW_PART_CLIENT];
+    int fd, ok;
+
+    /* "ip:port", an IPv6 address without brackets: the port is last */
+    if (len == 0 || len >= sizeof text)
+        return -1;
+    memcpy(text, fi->part[FLOW_PART_CLIENT], len);
+    text[len] = '\0';
+    colon = strrchr(text, ':');
+    if (!colon)
+        return -1;
+    text[colon - text] = '\0';
+    memset(&client, 0, sizeof client);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&client;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&client;
+    if (inet_pton(AF_INET, text, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+    } else if (inet_pton(AF_INET6, text, &v6->sin6_addr) == 1) {
+        if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
+            struct in_addr in;
+            memcpy(&in, &v6->sin6_addr.s6_addr[12], sizeof in);
+            memset(&client, 0, sizeof client);
+            v4->sin_family = AF_INET;
+            v4->sin_addr = in;
+        } else {
+            v6->sin6_family = AF_INET6;
+        }
+    } else {
+        return -1;
+    }
+    if (acl_is_loopback((struct sockaddr *)&client))
+        return 0;
+    if (client.ss_family != family)
+        return -1; /* this machine's address on its network would not reach the proxy */
+    client_len = family == AF_INET ? sizeof *v4 : sizeof *v6;
+    /* any port: a UDP connect only picks the route */
+    if (family == AF_INET)
+        v4->sin_port = htons(9);
+    else
+        v6->sin6_port = htons(9);
+    fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    *src_len = sizeof *src;
+    ok = connect(fd, (struct sockaddr *)&client, client_len) == 0 &&
+         getsockname(fd, (struct sockaddr *)src, src_len) == 0 && src->ss_family == family &&
+         !acl_is_loopback((struct sockaddr *)src);
+    close(fd);
+    if (!ok)
+        return -1;
+    if (family == AF_INET)
+        ((struct sockaddr_in *)src)->sin_port = 0;
+    else
+        ((struct sockaddr_in6 *)src)->sin6_port = 0;
+    return 1;
+}
+
 static void start_replay(struct admin_conn *c, struct flows_api *api, const struct flow_info *fi)
 {
+    struct sockaddr_storage source;
+    socklen_t source_len = 0;
+    int from;
     struct sockaddr_storage local, target = api->proxy_addr;
     socklen_t local_len = sizeof local;
     const char *body;
@@ -477,8 +560,15 @@ static void start_replay(struct admin_conn *c, struct flows_api *api, const stru
     if (target.ss_family == AF_INET6 &&
         IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&target)->sin6_addr))
         ((struct sockaddr_in6 *)&target)->sin6_addr = in6addr_loopback;
+    from = replay_source(fi, target.ss_family, &source, &source_len);
+    if (from < 0) {
+        admin_reply_error(c, 409, "this flow's client was on another machine, and the replay "
+                                  "cannot be sent from this machine's address on its network: "
+                                  "from loopback, it would not have that client's limits");
+        return;
+    }
     fd = socket(target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 ||
+    if (fd < 0 || (from == 1 && bind(fd, (struct sockaddr *)&source, source_len) != 0) ||
         (connect(fd, (struct sockaddr *)&target, api->proxy_addr_len) != 0 &&
          errno != EINPROGRESS) ||
         getsockname(fd, (struct sockaddr *)&local, &local_len) != 0) {

@@ -546,6 +546,41 @@ describe("flows", function()
     end
   end)
 
+  -- The replay is sent from the admin's side of the machine. Sent from
+  -- loopback, a request that a client on another machine was refused (a
+  -- destination only this machine may reach) went through on replay: one
+  -- click on a failed flow, and that client's request reached a service
+  -- bound to loopback. A client on the machine's LAN address stands for
+  -- one on another machine, as in upstream_errors_spec.
+  it("replays a request of a client on another machine with that client's limits", function()
+    local ip = (h.sh("ip -o -4 addr show scope global 2>/dev/null") or "")
+      :match("inet (%d+%.%d+%.%d+%.%d+)/")
+    if not ip then return pending("this machine has no non-loopback IPv4 address") end
+    local proxy, adm = start({ "--listen", "0.0.0.0:0", "--allow", "127.0.0.0/8",
+                               "--allow", ip .. "/32" })
+    local s = assert(h.connect(proxy.port, ip))
+    assert(h.send(s, h.request("GET", origin.url("/local-only"),
+      { "Host: " .. origin.authority, "Connection: close" })))
+    local resp = assert(h.read_response(s))
+    s:close()
+    assert.equals(403, resp.status)
+    local f = wait_flows(adm, 1)[1]
+    local replay = a.call(adm, "/api/flows/" .. a.id(f.id) .. "/replay", { method = "POST" })
+    assert.equals(200, replay.status, replay.body)
+    local d = a.get_json(adm, "/api/flows/" .. a.id(json.decode(replay.body).id))
+    assert.equals(403, d.status)
+    assert.truthy(tostring(d.error):find("only this machine may reach", 1, true), d.error)
+    assert.equals(ip, d.client:match("^(.*):%d+$"))
+    assert.equals(0, #origin.requests())
+    -- a loopback client's flow is replayed from loopback, as before
+    assert.equals(200, h.get(proxy.port, origin.url("/hello")).status)
+    local mine = wait_flows(adm, 1, "~u /hello")[1]
+    replay = a.call(adm, "/api/flows/" .. a.id(mine.id) .. "/replay", { method = "POST" })
+    d = a.get_json(adm, "/api/flows/" .. a.id(json.decode(replay.body).id))
+    assert.equals(200, d.status)
+    assert.equals("127.0.0.1", d.client:match("^(.*):%d+$"))
+  end)
+
   it("clears the store with DELETE /api/flows", function()
     local proxy, adm = start({})
     h.get(proxy.port, origin.url("/hello"))
