@@ -319,6 +319,7 @@ static void dispatch(struct admin_conn *c, const struct admin_request *r)
     const struct admin_route_entry *route = NULL;
     int path_known = 0, authorized;
     char qtoken[160];
+    char allow[80] = "Allow: "; /* the methods of the path, for a 405 */
 
     if (!admin_access_host_ok(r->head, a->host, c->local_ip, admin_port(a))) {
         c->close_after = 1;
@@ -341,6 +342,11 @@ static void dispatch(struct admin_conn *c, const struct admin_request *r)
         if (!match)
             continue;
         path_known = 1;
+        if (!strstr(allow + 7, e->method)) {
+            size_t used = strlen(allow);
+            snprintf(allow + used, sizeof allow - used, "%s%s%s", used > 7 ? ", " : "",
+                     e->method, strcmp(e->method, "GET") == 0 ? ", HEAD" : "");
+        }
         if (http_token_eq(r->method, r->method_len, e->method) ||
             (http_token_eq(r->method, r->method_len, "HEAD") && strcmp(e->method, "GET") == 0)) {
             route = e;
@@ -348,9 +354,11 @@ static void dispatch(struct admin_conn *c, const struct admin_request *r)
         }
     }
     if (!route) {
-        if (path_known)
+        if (path_known) {
+            /* RFC 9110 15.5.6: a 405 says which methods the page takes */
+            admin_reply_header(c, allow);
             admin_reply_error(c, 405, "method not allowed here");
-        else
+        } else
             admin_reply_error(c, 404, "no such page");
         return;
     }
