@@ -426,8 +426,13 @@ static int handle_request(struct admin_conn *c)
     if (n == -2)
         return 0;
     if (n == -1 || http_request_framing(&head, &framing, &err) != 0) {
+        /* The status the relay gives the same head: 431 for too many
+         * fields, 505 for another version, 501 for another coding. */
         c->close_after = 1;
-        admin_reply_error(c, 400, "malformed request");
+        if (err == HTTP_ERR_NONE)
+            admin_reply_error(c, 400, "malformed request");
+        else
+            admin_reply_error(c, http_error_status(err), http_error_text(err));
         return 1;
     }
     if (framing.kind == HTTP_BODY_CHUNKED || framing.length > ADMIN_BODY_MAX) {

@@ -119,6 +119,16 @@ describe("admin listener", function()
     resp = h.read_response(s)
     s:close()
     assert.equals(400, resp.status)
+    -- every refused head had 400: the status says which limit it met
+    local fields = {}
+    for i = 1, 150 do fields[#fields + 1] = "X-F" .. i .. ": a" end
+    resp = a.call(adm, "/api/version", { headers = fields })
+    assert.equals(431, resp.status)
+    s = assert(h.connect(adm.port))
+    h.send(s, "GET /api/version HTTP/2.0\r\nHost: localhost\r\n\r\n")
+    resp = h.read_response(s)
+    s:close()
+    assert.equals(505, resp.status)
   end)
 
   it("refuses a head over 16 KiB that arrives whole in two parts", function()
