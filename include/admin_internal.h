@@ -57,6 +57,7 @@ struct admin_conn {
     int answered;      /* the current request has its answer */
     int head_only;     /* the current request is a HEAD: no body in its answer */
     int lingering;     /* answer sent, write side shut: reading to the end */
+    int read_eof;      /* the client shut its sending half: no more requests */
     int http10;        /* the current request is HTTP/1.0: it knows no chunks */
     int trusted;       /* a request on it carried the token */
     size_t discarded;  /* bytes read and dropped while lingering */

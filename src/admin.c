@@ -483,7 +483,7 @@ static void conn_update(struct admin_conn *c)
 {
     struct ev_loop *loop = c->admin->loop;
     int want = 0;
-    if (!c->held && !c->stream && !c->close_after &&
+    if (!c->held && !c->stream && !c->close_after && !c->read_eof &&
         buffer_length(&c->in) < ADMIN_HEAD_MAX + ADMIN_BODY_MAX)
         want |= EV_READ;
     if (c->lingering)
@@ -539,7 +539,7 @@ void admin_conn_flush(struct admin_conn *c)
      * callback: a request pipelined behind it was read meanwhile, and no
      * byte will come to start it, so the loop is asked to as if one had. */
     if (!c->in_callback && !c->held && !c->stream && !c->events && !c->close_after &&
-        !c->lingering && buffer_length(&c->in) > 0)
+        !c->lingering && (buffer_length(&c->in) > 0 || c->read_eof))
         ev_feed_event(c->admin->loop, &c->io, EV_READ);
 }
 
@@ -560,6 +560,13 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
                 buffer_consume(&c->in, buffer_length(&c->in));
             if (c->lingering && (c->discarded += (size_t)n) > ADMIN_LINGER_MAX)
                 c->closed = 1; /* it keeps sending: give up on a clean close */
+        } else if (n == 0 && !c->events && !c->lingering) {
+            /* The end of its input, but not of its interest: a client may
+             * shut its sending half once its requests are out and read
+             * the answers (RFC 9112 9.6). They go out first; the close
+             * comes after them (below). An event stream's reader, though,
+             * has left. */
+            c->read_eof = 1;
         } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
             c->closed = 1;
         }
@@ -573,6 +580,13 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
         ;
     if (!c->closed && buffer_length(&c->in) >= ADMIN_HEAD_MAX + ADMIN_BODY_MAX)
         c->closed = 1;
+    if (c->read_eof && !c->closed && !c->held && !c->stream && !c->close_after) {
+        /* Every whole request it sent is answered (or being sent): no
+         * other can come, and what is left in "in" never ends. The close
+         * follows the answer, as for "Connection: close". */
+        c->close_after = 1;
+        admin_conn_flush(c);
+    }
     c->in_callback = 0;
     if (c->closed) {
         conn_free(c);

@@ -581,6 +581,31 @@ describe("flows", function()
     assert.equals("127.0.0.1", d.client:match("^(.*):%d+$"))
   end)
 
+  -- A client may shut its sending half once its request is out and still
+  -- read the answer (RFC 9112 9.6). The admin took the end of its input
+  -- for the client leaving and closed the connection with the answer
+  -- half sent: a body longer than the socket takes at once came back cut
+  -- short of its Content-Length.
+  it("answers in full a client that shuts its sending half after its request", function()
+    local proxy, adm = start({ "--flow-body-max", "8388608" })
+    local body = h.pattern(6 * 1024 * 1024)
+    local file = h.tmpfile(body, "half_close.bin")
+    h.curl({ "-x", "127.0.0.1:" .. proxy.port, "-H", "Expect:", "--data-binary", "@" .. file,
+             "-o", "/dev/null", origin.url("/echo") })
+    local f = wait_flows(adm, 1)[1]
+    assert.equals(#body, f.req_bytes)
+    local s = assert(h.connect(adm.port))
+    h.send(s, h.request("GET", "/api/flows/" .. a.id(f.id) .. "/request/body",
+      { "Host: localhost", "Authorization: Bearer " .. adm.token }))
+    s:shutdown("send")
+    local resp = assert(h.read_response(s))
+    s:close()
+    assert.equals(200, resp.status)
+    assert.is_nil(resp.incomplete, resp.error)
+    assert.equals(#body, #resp.body)
+    assert.is_true(resp.body == body)
+  end)
+
   it("clears the store with DELETE /api/flows", function()
     local proxy, adm = start({})
     h.get(proxy.port, origin.url("/hello"))
