@@ -692,6 +692,7 @@ static void on_flow(struct admin_conn *c, const struct admin_request *r, void *a
     } else if (IS("/response/body")) {
         send_body(c, r, api->store, sf, &info, 1);
     } else if (IS("/replay")) {
+        admin_reply_header(c, "Allow: POST"); /* RFC 9110 15.5.6 */
         admin_reply_error(c, 405, "replay is a POST");
     } else {
         admin_reply_error(c, 404, "no such page");

@@ -541,7 +541,9 @@ describe("flows", function()
       local echoed = a.call(adm, "/api/flows/" .. a.id(new_id) .. "/response/body").body
       assert.matches("X%-Hooked: again", echoed)
       assert.matches("payload=" .. workers, echoed)
-      assert.equals(405, a.call(adm, "/api/flows/" .. a.id(f.id) .. "/replay").status)
+      local wrong = a.call(adm, "/api/flows/" .. a.id(f.id) .. "/replay")
+      assert.equals(405, wrong.status)
+      assert.equals("POST", wrong.headers["allow"])
       assert.equals(404, a.call(adm, "/api/flows/424242/replay", { method = "POST" }).status)
     end
   end)
