@@ -64,7 +64,7 @@ struct tls_conn {
     struct tls *t;
     size_t raw_left;   /* bytes of "out" still to go in the clear (the 200) */
     int server;        /* we accepted (client side) rather than connected */
-    int hello_seen;    /* server: the client's ClientHello was read */
+    int cert_sent;     /* server: our certificate was chosen, so it goes out */
     char name[256];    /* the certificate's name when the client sends no SNI */
     char session_key[300]; /* upstream: where its session is kept */
     const struct session *owner; /* for --trace */
@@ -108,14 +108,26 @@ static void set_error(struct endpoint *e, const char *what)
     ERR_clear_error();
 }
 
-/* The client gave up on our handshake: a failure after its ClientHello
- * (an alert such as unknown_ca once it saw our certificate, or a close).
- * One that ends before any ClientHello (a close right after the 200, or
- * bytes that are not TLS) never saw a certificate, so it refused none. */
-static void note_aborted(struct endpoint *e)
+/* The client gave up on our handshake once it had our certificate: an
+ * alert it sent (such as unknown_ca), or a close (<by_peer>: the failure
+ * is its doing). One that ends before any certificate was sent (a close
+ * right after the 200, bytes that are not TLS, a ClientHello the proxy
+ * turned down itself, such as one offering only TLS 1.0) refused none:
+ * noting it would let any client opt out of interception with one bad
+ * ClientHello. */
+static void note_aborted(struct endpoint *e, int by_peer)
 {
-    if (e->handshaking && e->tls->server && e->tls->hello_seen)
+    if (e->handshaking && e->tls->server && e->tls->cert_sent && by_peer)
         e->tls_aborted = 1;
+}
+
+/* Whether OpenSSL's last error is an alert the peer sent: OpenSSL reports
+ * a received alert as its code plus SSL_AD_REASON_OFFSET; failures it
+ * found itself have reasons below that. */
+static int peer_alerted(void)
+{
+    unsigned long err = ERR_peek_last_error();
+    return err && ERR_GET_LIB(err) == ERR_LIB_SSL && ERR_GET_REASON(err) >= SSL_AD_REASON_OFFSET;
 }
 
 /* Turns SSL_get_error's <code> into the transport's -1/errno (or 0 for a
@@ -134,14 +146,14 @@ static ssize_t blocked_or_failed(struct endpoint *e, int code, int *needs, int r
         errno = EAGAIN;
         return -1;
     case SSL_ERROR_ZERO_RETURN:
-        note_aborted(e);
+        note_aborted(e, 1);
         ERR_clear_error();
         if (reading)
             return 0;
         errno = EPIPE;
         return -1;
     case SSL_ERROR_SYSCALL:
-        note_aborted(e);
+        note_aborted(e, 1);
         if (errno == 0 || errno == EAGAIN)
             errno = ECONNRESET;
         e->read_eof = 1; /* nothing more can be read from a broken TLS stream */
@@ -149,7 +161,7 @@ static ssize_t blocked_or_failed(struct endpoint *e, int code, int *needs, int r
                                : "the TLS connection with the upstream failed");
         return -1;
     default:
-        note_aborted(e);
+        note_aborted(e, peer_alerted());
         set_error(e, c->server ? (e->handshaking ? "the client ended the TLS handshake"
                                                  : "the TLS connection with the client failed")
                                : (e->handshaking ? "the TLS handshake with the upstream failed"
@@ -498,20 +510,11 @@ static int on_client_cert(SSL *ssl, void *arg)
         return 0;
     if (sni && *sni)
         snprintf(c->name, sizeof c->name, "%s", sni);
+    /* Not called for a resumed session: no certificate goes out then. */
+    c->cert_sent = 1;
     TRACE(c->owner, "TLS ClientHello: SNI %s; certificate for %s, signed by the luaproxy CA",
           sni && *sni ? sni : "absent", c->name);
     return 1;
-}
-
-/* A ClientHello was read (before any version, cipher or certificate is
- * chosen): from here a failed handshake is the client's answer to ours. */
-static int on_client_hello(SSL *ssl, int *alert, void *arg)
-{
-    struct tls_conn *c = SSL_get_app_data(ssl);
-    (void)alert;
-    (void)arg;
-    c->hello_seen = 1;
-    return SSL_CLIENT_HELLO_SUCCESS;
 }
 
 /* ALPN: HTTP/1.1 or nothing, so HTTP/2 clients fall back to 1.1. */
@@ -603,7 +606,6 @@ static int make_server_ctx(struct tls *t, const struct config *cfg)
      * once here, and each connection only picks its certificate. */
     if (!SSL_CTX_use_PrivateKey(t->server, ca_leaf_key(t->ca)))
         return -1;
-    SSL_CTX_set_client_hello_cb(t->server, on_client_hello, NULL);
     SSL_CTX_set_cert_cb(t->server, on_client_cert, t);
     SSL_CTX_set_alpn_select_cb(t->server, on_client_alpn, NULL);
     SSL_CTX_set_session_id_context(t->server, sid_ctx, sizeof sid_ctx - 1);

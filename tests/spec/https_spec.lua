@@ -444,6 +444,29 @@ describe("intercepted tunnels", function()
     assert.falsy(proxy.log():find("pass through for", 1, true), proxy.log())
   end)
 
+  -- A ClientHello the proxy itself turns down (here one offering only TLS
+  -- 1.0) ends the handshake before any certificate is sent: the client
+  -- refused nothing, and must not be able to opt out of interception so.
+  it("a ClientHello the proxy refuses (TLS 1.0 only) is not taken for a refused certificate", function()
+    start_proxy({ "--intercept", "*" })
+    local body = "\3\1" .. string.rep("\42", 32) .. "\0" .. "\0\2\0\47" .. "\1\0"
+    local hello = "\1\0\0" .. string.char(#body) .. body
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, "CONNECT " .. origin.authority .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
+    local resp = h.read_response(s, { method = "CONNECT" })
+    assert.are.equal("HTTP/1.1 200 Connection Established", resp.status_line)
+    assert(h.send(s, "\22\3\1\0" .. string.char(#hello) .. hello))
+    local alert, how = h.recv_until_close(s, 5)
+    assert.are.equal("closed", how)
+    assert.are.equal("\21", alert:sub(1, 1)) -- an alert (protocol_version), then the close
+    s:close()
+    -- Still intercepted: curl trusting only the proxy's CA gets through.
+    local out, code, err = curl({ origin.url("/hello") })
+    assert.are.equal(0, code, err)
+    assert.are.equal("hello\n", out)
+    assert.falsy(proxy.log():find("pass through for", 1, true), proxy.log())
+  end)
+
   it("--tls-passthrough-ttl 0 keeps intercepting a refusing client", function()
     start_proxy({ "--intercept", "*", "--tls-passthrough-ttl", "0" })
     local args = { "--cacert", pki.ca, "-x", "http://127.0.0.1:" .. proxy.port, origin.url("/hello") }
