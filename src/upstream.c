@@ -123,6 +123,12 @@ enum exchange_step upstream_connect_done(struct session *s)
     int err = 0;
     socklen_t len = sizeof err;
 
+    /* A TLS handshake runs on a connection whose connect is done: an error
+     * on its socket now (a reset) is the handshake's to report, and
+     * reading it here would take it from the TLS layer, which must first
+     * read what the upstream sent before it (an alert saying why). */
+    if (endpoint_is_tls(&s->upstream))
+        return connected(s);
     if (getsockopt(s->upstream.fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
         err = errno;
     if (err == EINPROGRESS || err == EALREADY)

@@ -628,6 +628,36 @@ describe("intercepted tunnels", function()
     assert.falsy(out:lower():find("proxy-authorization", 1, true))
   end)
 
+  -- Each step of the upstream handshake came back through the check of the
+  -- TCP connect, which took the socket's pending error for a failed
+  -- connect: a reset during the handshake read "could not connect to the
+  -- upstream" (with the next address tried), and an alert the upstream
+  -- sent just before it was never read.
+  it("an upstream that resets in the TLS handshake failed the handshake, not the connect", function()
+    local function server(alert)
+      local p = h.start_command("exec python3 -c " .. q(table.concat({
+        "import socket, struct", "s = socket.create_server(('127.0.0.1', 0))",
+        "print(s.getsockname()[1], flush=True)",
+        "while True:",
+        "  c = s.accept()[0]; c.recv(4096)",
+        alert and "  c.sendall(b'\\x15\\x03\\x03\\x00\\x02\\x02\\x28')" or "",
+        "  c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))",
+        "  c.close()" }, "\n")))
+      extra[#extra + 1] = p
+      p.port = assert(h.wait_for(function() return tonumber(p.stdout():match("^(%d+)\n")) end))
+      return p
+    end
+    local reset, alert = server(false), server(true)
+    start_proxy({ "--intercept", "*", "--connect-ports", reset.port .. "," .. alert.port })
+    local out, code, err = curl({ "-i", "https://127.0.0.1:" .. reset.port .. "/" })
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("\r\n502 Bad Gateway: the TLS [^\r\n]* with the upstream failed"), out)
+    out, code, err = curl({ "-i", "https://127.0.0.1:" .. alert.port .. "/" })
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("502 Bad Gateway: the TLS handshake with the upstream failed: sslv3 alert "
+      .. "handshake failure", 1, true), out)
+  end)
+
   it("a client that stalls in the handshake costs one connection until the connect timeout", function()
     start_proxy({ "--intercept", "*", "--connect-timeout", "0.5" })
     local s = assert(h.connect(proxy.port))
