@@ -65,6 +65,8 @@ struct tls_conn {
     size_t raw_left;   /* bytes of "out" still to go in the clear (the 200) */
     int server;        /* we accepted (client side) rather than connected */
     int cert_sent;     /* server: our certificate was chosen, so it goes out */
+    int cert_asked;    /* upstream: it asked for a client certificate */
+    int got_data;      /* a read returned application data */
     char name[256];    /* the certificate's name when the client sends no SNI */
     char session_key[300]; /* upstream: where its session is kept */
     const struct session *owner; /* for --trace */
@@ -86,12 +88,52 @@ static int inet_pton_any(const char *host, unsigned char *out)
  * proxy.http connects endpoints that belong to no session. */
 #define OWNER(e) ((const struct session *)(e)->io.data)
 
+/* Whether OpenSSL's last error is an alert the peer sent: OpenSSL reports
+ * a received alert as its code plus SSL_AD_REASON_OFFSET; failures it
+ * found itself have reasons below that. */
+static int peer_alerted(void)
+{
+    unsigned long err = ERR_peek_last_error();
+    return err && ERR_GET_LIB(err) == ERR_LIB_SSL && ERR_GET_REASON(err) >= SSL_AD_REASON_OFFSET;
+}
+
+/* What the upstream's failure <err> most likely means, in words for the
+ * person at the client (the 502 names it), or NULL. OpenSSL's own reasons
+ * ("wrong version number", "sslv3 alert handshake failure") say what
+ * broke, not why. */
+static const char *upstream_failure_meaning(const struct tls_conn *c, unsigned long err)
+{
+    int reason = err && ERR_GET_LIB(err) == ERR_LIB_SSL ? ERR_GET_REASON(err) : 0;
+
+    /* An alert after a CertificateRequest we answered with none: TLS 1.2
+     * servers say handshake_failure, TLS 1.3 ones certificate_required.
+     * In TLS 1.3 our side of the handshake is over before the server has
+     * judged it, so the request may be written just as it resets the
+     * connection: the write fails, with the alert unread, and a close
+     * before any answer is the same refusal. */
+    if (c->cert_asked && (peer_alerted() || (!err && !c->got_data)))
+        return "it asks for a client certificate, and the proxy has none to give";
+    switch (reason) {
+    case SSL_R_WRONG_VERSION_NUMBER: /* a record that does not start like TLS */
+        return "it did not answer in TLS (plain HTTP on this port?)";
+    case SSL_R_UNSUPPORTED_PROTOCOL: /* its ServerHello chose TLS 1.1 or older */
+    case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION: /* it refused our 1.2 and 1.3 */
+        return "it offers no TLS version the proxy accepts (1.2 or 1.3), perhaps only older "
+               "ones";
+    case SSL_R_TLSV1_ALERT_NO_APPLICATION_PROTOCOL: /* ALPN: we offer http/1.1 alone */
+        return "it does not speak HTTP/1.1, the only protocol the proxy offers (HTTP/2 only?)";
+    default:
+        return NULL;
+    }
+}
+
 /* Describes OpenSSL's last error for e->error. */
 static void set_error(struct endpoint *e, const char *what)
 {
     struct tls_conn *c = e->tls;
     unsigned long err = ERR_peek_last_error();
     const char *reason = err ? ERR_reason_error_string(err) : NULL;
+    const char *meaning = c->server ? NULL : upstream_failure_meaning(c, err);
     long verify = c->server ? X509_V_OK : SSL_get_verify_result(c->ssl);
 
     if (!c->server && verify != X509_V_OK && err &&
@@ -100,6 +142,9 @@ static void set_error(struct endpoint *e, const char *what)
                  verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH
                      ? "host name mismatch"
                      : X509_verify_cert_error_string(verify));
+    else if (meaning)
+        snprintf(c->error, sizeof c->error, "%s: %s (%s)", what, meaning,
+                 reason ? reason : "connection closed");
     else
         snprintf(c->error, sizeof c->error, "%s: %s", what, reason ? reason : "connection closed");
     e->error = c->error;
@@ -119,15 +164,6 @@ static void note_aborted(struct endpoint *e, int by_peer)
 {
     if (e->handshaking && e->tls->server && e->tls->cert_sent && by_peer)
         e->tls_aborted = 1;
-}
-
-/* Whether OpenSSL's last error is an alert the peer sent: OpenSSL reports
- * a received alert as its code plus SSL_AD_REASON_OFFSET; failures it
- * found itself have reasons below that. */
-static int peer_alerted(void)
-{
-    unsigned long err = ERR_peek_last_error();
-    return err && ERR_GET_LIB(err) == ERR_LIB_SSL && ERR_GET_REASON(err) >= SSL_AD_REASON_OFFSET;
 }
 
 /* Turns SSL_get_error's <code> into the transport's -1/errno (or 0 for a
@@ -214,6 +250,8 @@ static ssize_t tls_read(struct endpoint *e, void *buf, size_t len)
     }
     ERR_clear_error();
     r = SSL_read_ex(c->ssl, buf, len, &n);
+    if (r == 1)
+        c->got_data = 1;
     return io_result(e, r, n, &e->read_needs, 1);
 }
 
@@ -621,6 +659,20 @@ static int make_server_ctx(struct tls *t, const struct config *cfg)
     return 0;
 }
 
+/* The upstream asks for a client certificate (a CertificateRequest). The
+ * proxy has none: noted, so that the failure this may bring is named
+ * for what it is, and 0 lets the handshake go on without one (some
+ * servers only ask). */
+static int on_upstream_cert_request(SSL *ssl, X509 **cert, EVP_PKEY **key)
+{
+    struct tls_conn *c = SSL_get_app_data(ssl);
+    (void)cert;
+    (void)key;
+    if (c)
+        c->cert_asked = 1;
+    return 0;
+}
+
 static int make_client_ctx(struct tls *t, const struct config *cfg, char *err, size_t err_len)
 {
     t->client = SSL_CTX_new(TLS_client_method());
@@ -629,6 +681,7 @@ static int make_client_ctx(struct tls *t, const struct config *cfg, char *err, s
     SSL_CTX_set_session_cache_mode(t->client, SSL_SESS_CACHE_CLIENT |
                                                   SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(t->client, on_upstream_session);
+    SSL_CTX_set_client_cert_cb(t->client, on_upstream_cert_request);
     if (cfg->insecure_upstream) {
         SSL_CTX_set_verify(t->client, SSL_VERIFY_NONE, NULL);
         return 0;

@@ -372,6 +372,47 @@ describe("intercepted tunnels", function()
     assert.are.equal(0, #expired.requests())
   end)
 
+  -- OpenSSL's own words ("wrong version number", "sslv3 alert handshake
+  -- failure") do not tell the person at the client what is wrong.
+  it("says in words why TLS with the upstream failed: no TLS there, only old versions, a client certificate asked for, HTTP/2 only", function()
+    local old = h.start_https_origin({ max_tls = "1.1" })
+    local certs12 = h.start_https_origin({ client_ca = pki.ca, max_tls = "1.2" })
+    local certs13 = h.start_https_origin({ client_ca = pki.ca })
+    extra[#extra + 1] = old
+    extra[#extra + 1] = certs12
+    extra[#extra + 1] = certs13
+    -- A plain HTTP server answers the ClientHello's first bytes at once,
+    -- as nginx does (0x16 cannot start a method).
+    local plain = h.start_command("exec python3 -c " .. q(table.concat({
+      "import socket", "s = socket.create_server(('127.0.0.1', 0))",
+      "print(s.getsockname()[1], flush=True)",
+      "while True:",
+      "  c = s.accept()[0]; c.recv(4096)",
+      "  c.sendall(b'HTTP/1.1 400 Bad Request\\r\\nContent-Length: 0\\r\\nConnection: close\\r\\n\\r\\n')",
+      "  c.close()" }, "\n")))
+    extra[#extra + 1] = plain
+    plain.port = assert(h.wait_for(function() return tonumber(plain.stdout():match("^(%d+)\n")) end))
+    -- One that speaks HTTP/2 alone, and says so with a fatal ALPN alert.
+    local h2 = h.start_command("exec openssl s_server -accept 127.0.0.1:0 -www -alpn h2 -cert "
+      .. q(pki.good.cert) .. " -key " .. q(pki.good.key))
+    extra[#extra + 1] = h2
+    h2.port = assert(h.wait_for(function() return tonumber(h2.stdout():match("ACCEPT [%d.]+:(%d+)")) end))
+    start_proxy({ "--intercept", "*", "--connect-ports",
+                  table.concat({ old.port, certs12.port, certs13.port, plain.port, h2.port }, ",") })
+    local function answer(url, words)
+      local out, code, err = curl({ "-i", url })
+      assert.are.equal(0, code, err)
+      assert.truthy(out:find("\r\nHTTP/1.1 502 ", 1, true), out)
+      assert.truthy(out:find(words, 1, true), out)
+    end
+    answer("https://127.0.0.1:" .. plain.port .. "/hello",
+      "it did not answer in TLS (plain HTTP on this port?)")
+    answer(old.url("/hello"), "it offers no TLS version the proxy accepts (1.2 or 1.3)")
+    answer(certs12.url("/hello"), "it asks for a client certificate, and the proxy has none to give")
+    answer(certs13.url("/hello"), "it asks for a client certificate, and the proxy has none to give")
+    answer("https://127.0.0.1:" .. h2.port .. "/", "it does not speak HTTP/1.1, the only protocol the proxy offers")
+  end)
+
   it("checks the upstream's name as browsers do: no common name in place of a subjectAltName, no partial wildcard", function()
     local cn_only = h.start_https_origin({ cert = "cn_only" })
     local partial = h.start_https_origin({ cert = "partial" })

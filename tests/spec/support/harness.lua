@@ -928,7 +928,9 @@ end
 
 -- Starts an HTTPS origin: origin.lua behind tls_front.py with certificate
 -- <opts.cert> (a name from test_pki: "good", "expired", "wrong", ...;
--- default good), on opts.host.
+-- default good), on opts.host; opts.max_tls = "1.1" makes it an old server
+-- ("1.2": no TLS 1.3), opts.client_ca (a CA file) one that requires a
+-- client certificate.
 -- Returns the origin (requests(), wait_requests()) with port = the HTTPS
 -- port, backend = the plain origin, url(path) = "https://...", stop().
 function h.start_https_origin(opts)
@@ -939,7 +941,9 @@ function h.start_https_origin(opts)
   local dir = new_dir("tls_front")
   local front = start_process(table.concat({ "exec python3", q(SUPPORT_DIR .. "/tls_front.py"),
     "--cert", q(cert.cert), "--key", q(cert.key), "--backend", tostring(backend.port),
-    "--host", q(opts.host or "127.0.0.1") }, " "), dir)
+    "--host", q(opts.host or "127.0.0.1"),
+    opts.max_tls and "--max-tls " .. q(opts.max_tls) or "",
+    opts.client_ca and "--client-ca " .. q(opts.client_ca) or "" }, " "), dir)
   local port = h.wait_for(function()
     local s = h.read_file(dir .. "/stdout")
     return s and tonumber(s:match("^(%d+)\n"))

@@ -2,12 +2,16 @@
 # TLS front for the test origin: the HTTPS origin of the specs.
 #
 #   python3 tls_front.py --cert CERT --key KEY --backend PORT [--host ADDR]
+#                        [--max-tls 1.1|1.2] [--client-ca CAFILE]
 #
 # Binds ADDR:0 (default 127.0.0.1), prints the port on stdout, and for each
 # connection completes a TLS handshake (ALPN http/1.1) and relays the
 # decrypted bytes to 127.0.0.1:PORT (origin.lua) and back, half-closes
 # included. So every route of origin.lua is also served over HTTPS, and the
 # origin's record file shows what the proxy sent after decrypting.
+# --max-tls 1.1 makes it an old server (TLS 1.0 and 1.1 only), 1.2 one
+# without TLS 1.3; --client-ca
+# makes it ask for a client certificate signed by CAFILE, and require one.
 # Standard library only.
 import argparse
 import os
@@ -74,9 +78,21 @@ def main():
     ap.add_argument("--key", required=True)
     ap.add_argument("--backend", type=int, required=True)
     ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--max-tls", choices=["1.1", "1.2"])
+    ap.add_argument("--client-ca")
     a = ap.parse_args()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(a.cert, a.key)
+    if a.max_tls == "1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    elif a.max_tls:
+        # OpenSSL refuses these versions at its default security level.
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    if a.client_ca:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(a.client_ca)
     ctx.set_alpn_protocols(["http/1.1"])
     fam = socket.AF_INET6 if ":" in a.host else socket.AF_INET
     srv = socket.socket(fam, socket.SOCK_STREAM)
