@@ -114,8 +114,19 @@ void https_session_closing(struct session *s)
 {
     struct proxy *p = s->proxy;
 
-    if (!s->intercepted || !s->client.tls_aborted)
+    if (!s->intercepted)
         return;
+    if (!s->client.tls_aborted) {
+        /* Failed on the proxy's side of the handshake (a ClientHello with
+         * only TLS 1.0, no cipher in common, bytes that are not TLS): the
+         * client only sees an alert, so the operator needs the why. A
+         * client that leaves without a word (client.error unset) is not
+         * news. */
+        if (s->client.handshaking && s->client.error)
+            log_info("c%llu %s (client %s, host %s)", (unsigned long long)s->id,
+                     s->client.error, s->client_ip, s->tunnel->host);
+        return;
+    }
     TRACE(s, "the client ended the TLS handshake for %s: noted in the pass-through table",
           s->tunnel->host);
     if (intercept_note_refusal(p->intercept, s->client_ip, s->tunnel->host, ev_now(p->loop)))

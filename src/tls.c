@@ -196,15 +196,20 @@ static ssize_t blocked_or_failed(struct endpoint *e, int code, int *needs, int r
         set_error(e, c->server ? "the TLS connection with the client failed"
                                : "the TLS connection with the upstream failed");
         return -1;
-    default:
+    default: {
+        /* A handshake the client ended (its alert) or one the proxy
+         * turned down (an old version, no cipher in common). */
+        const char *client_side = !e->handshaking ? "the TLS connection with the client failed"
+                                  : peer_alerted() ? "the client ended the TLS handshake"
+                                                   : "the TLS handshake with the client failed";
         note_aborted(e, peer_alerted());
-        set_error(e, c->server ? (e->handshaking ? "the client ended the TLS handshake"
-                                                 : "the TLS connection with the client failed")
+        set_error(e, c->server ? client_side
                                : (e->handshaking ? "the TLS handshake with the upstream failed"
                                                  : "the TLS connection with the upstream failed"));
         e->read_eof = 1;
         errno = EPROTO;
         return -1;
+    }
     }
 }
 

@@ -501,6 +501,9 @@ describe("intercepted tunnels", function()
     assert.are.equal("closed", how)
     assert.are.equal("\21", alert:sub(1, 1)) -- an alert (protocol_version), then the close
     s:close()
+    -- The client saw only an alert: the log says why.
+    assert.truthy(proxy.log_has("the TLS handshake with the client failed: unsupported protocol "
+      .. "(client 127.0.0.1, host 127.0.0.1)"), proxy.log())
     -- Still intercepted: curl trusting only the proxy's CA gets through.
     local out, code, err = curl({ origin.url("/hello") })
     assert.are.equal(0, code, err)
