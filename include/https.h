@@ -29,8 +29,9 @@ enum exchange_step https_refuse_ca_tunnel(struct session *s);
  * CONNECT exchange (STEP_END); the session reads requests from the TLS
  * stream next. */
 enum exchange_step https_begin_tunnel(struct session *s);
-/* Writes "https://host[:port]" of the session's tunnel into <out>;
- * returns its length (0 if it does not fit). */
+/* Writes "https://host[:port]" of the session's tunnel into <out> (or
+ * "http://", when its client speaks plain text in it); returns its length
+ * (0 if it does not fit). */
 size_t https_tunnel_origin(const struct session *s, char *out, size_t len);
 
 /* Whether <host> is the proxy's own page, and answering it. */

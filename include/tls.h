@@ -46,7 +46,11 @@ const struct ca *tls_ca(const struct tls *t);
  * runs inside the first reads, and reads what is in e->in first (a
  * ClientHello the client sent without waiting for the 200), which it
  * takes; the certificate names the client's SNI, or <name> when it sends
- * none. 0 or -1. */
+ * none. A client whose first byte does not start a TLS record (plain
+ * HTTP, such as a browser's ws:// through a proxy) gets no TLS: <e> keeps,
+ * or at its first read gets back, its plain transport, which
+ * endpoint_is_tls tells. 0 (TLS started), 1 (plain: e->in is the
+ * client's), or -1. */
 int tls_accept(struct endpoint *e, struct tls *t, const char *name);
 
 /* Upstream: starts TLS as the client on the connected <e>, with SNI and

@@ -289,8 +289,10 @@ static const char *check_target(struct session *s, int *status)
             return "use CONNECT for https: set this proxy as the HTTPS proxy too";
         if (!x->upstream_tls && !http_token_eq(x->url.scheme, x->url.scheme_len, "http"))
             return "only http:// URLs can be forwarded";
-        if (!x->upstream_tls && s->intercepted)
-            return "only https:// URLs can be sent inside an HTTPS tunnel";
+        if (s->intercepted && x->upstream_tls != endpoint_is_tls(&s->client))
+            return x->upstream_tls ? "only http:// URLs can be sent inside this tunnel: its "
+                                     "client speaks plain text in it"
+                                   : "only https:// URLs can be sent inside an HTTPS tunnel";
     }
     if (x->url.host_len == 0 || x->url.host_len >= sizeof x->host)
         return "malformed request target";

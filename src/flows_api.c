@@ -40,10 +40,11 @@
 #define REPLAY_MAX 16
 
 /* A replay in flight. Plain requests go straight to the proxy port; a
- * request from inside an intercepted https tunnel takes the way its client
- * took: CONNECT, then TLS through the tunnel, then the request.
+ * request from inside an intercepted tunnel takes the way its client took:
+ * CONNECT, then TLS through the tunnel (unless its client spoke plain text
+ * in it), then the request.
  *
- *   REPLAY_SENDING --(https)--> REPLAY_TUNNEL -> REPLAY_HANDSHAKE -> REPLAY_SENDING
+ *   REPLAY_TUNNEL -> REPLAY_HANDSHAKE (https) -> REPLAY_SENDING
  *   REPLAY_SENDING -> REPLAY_DRAINING (the answer is in the new flow)
  */
 enum replay_state { REPLAY_TUNNEL, REPLAY_HANDSHAKE, REPLAY_SENDING, REPLAY_DRAINING };
@@ -57,7 +58,8 @@ struct replay {
     ev_timer timer;
     struct buffer request; /* the request, held while the tunnel opens */
     int https;         /* the flow came from inside an intercepted tunnel */
-    char host[256];    /* https: the TLS server name */
+    int tls;           /* ... in which its client spoke TLS (https://) */
+    char host[256];    /* tls: the TLS server name */
     char client[80];   /* our end as the proxy sees it: "ip:port" */
 };
 
@@ -342,9 +344,15 @@ static void on_replay_io(struct ev_loop *loop, ev_io *w, int revents)
             endpoint_watch(loop, &rp->ep, buffer_length(&rp->ep.out) ? EV_READ | EV_WRITE : EV_READ);
             return;
         }
-        if (tls_connect_loopback(&rp->ep, rp->host) != 0)
+        if (!rp->tls) {
+            /* A plain tunnel: the request goes in as it is. */
+            buffer_swap(&rp->ep.out, &rp->request);
+            rp->state = REPLAY_SENDING;
+        } else if (tls_connect_loopback(&rp->ep, rp->host) != 0) {
             return replay_answer(rp, 502, "cannot start TLS for the replay");
-        rp->state = REPLAY_HANDSHAKE;
+        } else {
+            rp->state = REPLAY_HANDSHAKE;
+        }
     }
     if (rp->state == REPLAY_HANDSHAKE) {
         r = tls_handshake(&rp->ep);
@@ -396,8 +404,8 @@ static void on_flow_added(void *arg, const struct stored_flow *sf)
 
     flow_record_find(sf->rec, FLOW_PART_CLIENT, &client, &client_len);
     for (struct replay *rp = api->replays; rp; rp = rp->next) {
-        /* An https replay's CONNECT is a flow of the same client too: the
-         * answer is the request inside it, the one with an https URL. */
+        /* A tunnelled replay's CONNECT is a flow of the same client too:
+         * the answer is the request inside it, the one with a URL part. */
         if (rp->https && flow_record_find(sf->rec, FLOW_PART_URL, &(const char *){NULL},
                                           &(size_t){0}) != 0)
             continue;
@@ -621,9 +629,11 @@ static void start_replay(struct admin_conn *c, struct flows_api *api, const stru
     }
     buffer_append(&rp->request, body, body_len);
     if (fi->has[FLOW_PART_URL]) {
-        /* The way its client came: CONNECT first, the request inside TLS. */
+        /* The way its client came: CONNECT first, the request inside TLS
+         * (or in the clear, where its client spoke plain text). */
         const char *open = u.host_is_ipv6 ? "[" : "", *close_ = u.host_is_ipv6 ? "]" : "";
         rp->https = 1;
+        rp->tls = http_token_eq(u.scheme, u.scheme_len, "https");
         memcpy(rp->host, u.host, u.host_len);
         rp->host[u.host_len] = '\0';
         buffer_printf(&rp->ep.out, "CONNECT %s%s%s:%u HTTP/1.1\r\nHost: %s%s%s:%u\r\n\r\n", open,

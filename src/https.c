@@ -8,6 +8,11 @@
  * keep-alive, pipelining, hooks) whose target is https://<tunnel host>/...
  * and whose upstream connection speaks TLS (upstream.c's
  * upstream_begin_forwarding()).
+ *
+ * A client may also speak plain HTTP in its tunnel: a browser sends a
+ * ws:// WebSocket through a proxy that way, as a CONNECT to port 80. Its
+ * first byte tells (tls_accept): the endpoint then stays plain, and the
+ * requests are the same ordinary exchanges, for http://<tunnel host>/...
  */
 #include "https.h"
 
@@ -81,7 +86,7 @@ enum exchange_step https_begin_tunnel(struct session *s)
     if (!s->tunnel)
         return exchange_fail(x, 500, "out of memory");
     if (buffer_append_str(&s->client.out, "HTTP/1.1 200 Connection Established\r\n\r\n") != 0 ||
-        tls_accept(&s->client, s->proxy->tls, x->host) != 0) {
+        tls_accept(&s->client, s->proxy->tls, x->host) < 0) {
         buffer_consume(&s->client.out, buffer_length(&s->client.out));
         return exchange_fail(x, 502, "could not start TLS with the client");
     }
@@ -96,16 +101,18 @@ enum exchange_step https_begin_tunnel(struct session *s)
     log_debug("c%llu #%llu intercepting %s:%u for %s", (unsigned long long)s->id,
               (unsigned long long)x->id, x->host, x->port, s->client_ip);
     TRACE(s, "CONNECT %s:%u intercepted (%s): 200 without contacting it; requests inside "
-             "the TLS are read like plain ones, as https://",
-          x->host, x->port, x->intercept_choice ? "tx:intercept(true)" : "--intercept");
+             "the tunnel are read like plain ones, as %s://",
+          x->host, x->port, x->intercept_choice ? "tx:intercept(true)" : "--intercept",
+          endpoint_is_tls(&s->client) ? "https" : "http");
     return STEP_END;
 }
 
 size_t https_tunnel_origin(const struct session *s, char *out, size_t len)
 {
-    int ipv6 = strchr(s->tunnel->host, ':') != NULL;
-    int n = snprintf(out, len, ipv6 ? "https://[%s]" : "https://%s", s->tunnel->host);
-    if (n > 0 && (size_t)n < len && s->tunnel->port != 443)
+    int ipv6 = strchr(s->tunnel->host, ':') != NULL, tls = endpoint_is_tls(&s->client);
+    int n = snprintf(out, len, ipv6 ? "%s://[%s]" : "%s://%s", tls ? "https" : "http",
+                     s->tunnel->host);
+    if (n > 0 && (size_t)n < len && s->tunnel->port != (tls ? 443 : 80))
         n += snprintf(out + n, len - (size_t)n, ":%u", s->tunnel->port);
     return n > 0 && (size_t)n < len ? (size_t)n : 0;
 }

@@ -67,6 +67,7 @@ struct tls_conn {
     int cert_sent;     /* server: our certificate was chosen, so it goes out */
     int cert_asked;    /* upstream: it asked for a client certificate */
     int got_data;      /* a read returned application data */
+    int first_seen;    /* server: the client's first byte was looked at */
     char name[256];    /* the certificate's name when the client sends no SNI */
     char session_key[300]; /* upstream: where its session is kept */
     const struct session *owner; /* for --trace */
@@ -241,6 +242,36 @@ static ssize_t io_result(struct endpoint *e, int r, size_t n, int *needs, int re
     return blocked_or_failed(e, SSL_get_error(e->tls->ssl, r), needs, reading);
 }
 
+/* A TLS record starts with its content type, and a client's first one is
+ * a handshake (22): any other first byte is not TLS. */
+#define TLS_RECORD_HANDSHAKE 0x16
+
+/* Gives <e> back its plain transport: the client of an intercepted tunnel
+ * speaks plain text in it (see tls_accept). */
+static void uninstall(struct endpoint *e)
+{
+    SSL_free(e->tls->ssl);
+    free(e->tls);
+    e->tls = NULL;
+    e->ops = &endpoint_plain_ops;
+    e->handshaking = 0;
+    e->read_needs = e->write_needs = 0;
+}
+
+/* Server side, before the handshake reads anything: whether the client's
+ * first byte, left on the socket, starts a TLS record: 1 yes, 0 no, -1
+ * when none has come yet (the handshake then waits for it as usual, and
+ * the next read looks again). */
+static int first_byte_is_tls(struct endpoint *e)
+{
+    unsigned char b;
+    ssize_t n;
+    do
+        n = recv(e->fd, &b, 1, MSG_PEEK);
+    while (n == -1 && errno == EINTR);
+    return n == 1 ? b == TLS_RECORD_HANDSHAKE : -1;
+}
+
 static ssize_t tls_read(struct endpoint *e, void *buf, size_t len)
 {
     struct tls_conn *c = e->tls;
@@ -252,6 +283,17 @@ static ssize_t tls_read(struct endpoint *e, void *buf, size_t len)
         e->read_needs = EV_WRITE;
         errno = EAGAIN;
         return -1;
+    }
+    if (c->server && !c->first_seen) {
+        int tls = first_byte_is_tls(e);
+        c->first_seen = tls >= 0;
+        if (tls == 0) {
+            TRACE(c->owner, "the client speaks plain text inside the tunnel to %s, not TLS: "
+                            "its requests are read as http://",
+                  c->name);
+            uninstall(e);
+            return e->ops->read(e, buf, len);
+        }
     }
     ERR_clear_error();
     r = SSL_read_ex(c->ssl, buf, len, &n);
@@ -371,6 +413,10 @@ int tls_accept(struct endpoint *e, struct tls *t, const char *name)
 
     if (!t->server || e->fd < 0 || e->tls)
         return -1;
+    /* A client that sent plain text with its CONNECT (a request that did
+     * not wait for the 200) is not starting TLS: its tunnel stays plain. */
+    if (buffer_length(&e->in) > 0 && (unsigned char)buffer_peek(&e->in)[0] != TLS_RECORD_HANDSHAKE)
+        return 1;
     c = new_conn(e, t, t->server, name, OWNER(e));
     if (!c)
         return -1;
@@ -379,6 +425,7 @@ int tls_accept(struct endpoint *e, struct tls *t, const char *name)
         if (!rbio)
             return discard_conn(c);
         SSL_set0_rbio(c->ssl, rbio); /* the socket's own BIO stays the write one */
+        c->first_seen = 1;           /* a handshake record, checked above */
         TRACE(OWNER(e), "TLS with the client: %zu bytes it sent before our 200 are read first",
               buffer_length(&e->in));
         buffer_consume(&e->in, buffer_length(&e->in));

@@ -61,57 +61,65 @@ describe("Chromium through an intercepting proxy", function()
     assert(not problem, problem)
   end)
 
-  it("carries a page's WebSocket, and the viewer lists its messages decompressed", function()
-    local pki = h.test_pki()
-    local ws = h.start_command(table.concat({ "exec python3", q("tests/spec/support/ws_origin.py"),
-      "--cert", q(pki.good.cert), "--key", q(pki.good.key) }, " "))
-    local port = h.wait_for(function()
-      local out = h.read_file(ws.dir .. "/stdout")
-      return out and tonumber(out:match("^(%d+)\n"))
-    end, 10)
-    assert(port, "ws_origin did not start: " .. (h.read_file(ws.dir .. "/stderr") or ""))
-    local ca_dir = h.new_ca_dir()
-    local proxy, adm = a.start({ "--intercept", "localhost", "--ca-dir", ca_dir,
-      "--upstream-ca", pki.ca, "--connect-ports", tostring(port) })
-    local home = home_trusting(ca_dir)
-    -- The page closes its WebSocket once both echoes came back (the
-    -- origin's "close 1000 done"), and its load event waits for that.
-    local dom = h.sh(chromium(home, proxy.port,
-      "--dump-dom " .. q("https://localhost:" .. port .. "/page") .. " 2>/dev/null"))
-    local origin_said = h.read_file(ws.dir .. "/stdout") or ""
-    assert.truthy(origin_said:find("close 1000 done", 1, true), "no close from the page; the origin said:\n"
-      .. origin_said .. "\nthe proxy:\n" .. proxy.stderr())
-    -- The browser read the compressed echoes.
-    assert.truthy(dom:find("[echo: hello through luaproxy][echo: hello through luaproxy]", 1, true), dom)
-    assert.truthy(origin_said:find("deflate\n", 1, true), "the browser offered no permessage-deflate")
+  -- A page's WebSocket, wss:// from an https page, or ws:// from a plain
+  -- one (which a browser sends through a proxy as a CONNECT, speaking plain
+  -- HTTP inside): either way the browser reads the echoes through the
+  -- proxy, and the viewer lists the messages as text.
+  for _, scheme in ipairs({ "https", "http" }) do
+    it("carries a page's WebSocket (" .. scheme .. " page), and the viewer lists its messages decompressed", function()
+      local pki = h.test_pki()
+      local tls_args = scheme == "https" and { "--cert", q(pki.good.cert), "--key", q(pki.good.key) } or {}
+      local ws = h.start_command(table.concat({ "exec python3", q("tests/spec/support/ws_origin.py"),
+        table.concat(tls_args, " ") }, " "))
+      local port = h.wait_for(function()
+        local out = h.read_file(ws.dir .. "/stdout")
+        return out and tonumber(out:match("^(%d+)\n"))
+      end, 10)
+      assert(port, "ws_origin did not start: " .. (h.read_file(ws.dir .. "/stderr") or ""))
+      local ca_dir = h.new_ca_dir()
+      local proxy, adm = a.start({ "--intercept", "localhost", "--ca-dir", ca_dir,
+        "--upstream-ca", pki.ca, "--connect-ports", tostring(port) })
+      local home = home_trusting(ca_dir)
+      -- The page closes its WebSocket once both echoes came back (the
+      -- origin's "close 1000 done"), and its load event waits for that.
+      local dom = h.sh(chromium(home, proxy.port,
+        "--dump-dom " .. q(scheme .. "://localhost:" .. port .. "/page") .. " 2>/dev/null"))
+      local origin_said = h.read_file(ws.dir .. "/stdout") or ""
+      assert.truthy(origin_said:find("close 1000 done", 1, true), "no close from the page; the origin said:\n"
+        .. origin_said .. "\nthe proxy:\n" .. proxy.stderr())
+      -- The browser read the compressed echoes.
+      assert.truthy(dom:find("[echo: hello through luaproxy][echo: hello through luaproxy]", 1, true), dom)
+      assert.truthy(origin_said:find("deflate\n", 1, true), "the browser offered no permessage-deflate")
 
-    local flow = h.wait_for(function()
-      for _, f in ipairs(a.get_json(adm, "/api/flows")) do
-        if f.websocket and not f.running then return f end
+      local flow = h.wait_for(function()
+        for _, f in ipairs(a.get_json(adm, "/api/flows")) do
+          if f.websocket and not f.running then return f end
+        end
+      end, 10)
+      assert(flow, "no ended WebSocket flow")
+      local d = a.get_json(adm, "/api/flows/" .. a.id(flow.id))
+      assert.equals(scheme .. "://localhost:" .. port .. "/echo", d.url)
+      -- Each direction in its order (how the two interleave is timing).
+      local seen = { send = {}, receive = {} }
+      for _, m in ipairs(d.messages) do
+        local list = seen[m.type]
+        list[#list + 1] = m.kind .. " " .. (m.close_code and string.format("%d ", m.close_code) or "")
+          .. m.data .. (m.compressed and " (compressed)" or "")
       end
-    end, 10)
-    assert(flow, "no ended WebSocket flow")
-    local d = a.get_json(adm, "/api/flows/" .. a.id(flow.id))
-    -- Each direction in its order (how the two interleave is timing).
-    local seen = { send = {}, receive = {} }
-    for _, m in ipairs(d.messages) do
-      local list = seen[m.type]
-      list[#list + 1] = m.kind .. " " .. (m.close_code and string.format("%d ", m.close_code) or "")
-        .. m.data .. (m.compressed and " (compressed)" or "")
-    end
-    assert.same({
-      "text hello through luaproxy (compressed)",
-      "text hello through luaproxy (compressed)",
-      "close 1000 done",
-    }, seen.send)
-    assert.same({
-      "text echo: hello through luaproxy (compressed)",
-      "text echo: hello through luaproxy (compressed)",
-      "close 1000 done",
-    }, seen.receive)
+      assert.same({
+        "text hello through luaproxy (compressed)",
+        "text hello through luaproxy (compressed)",
+        "close 1000 done",
+      }, seen.send)
+      assert.same({
+        "text echo: hello through luaproxy (compressed)",
+        "text echo: hello through luaproxy (compressed)",
+        "close 1000 done",
+      }, seen.receive)
 
-    local problem = h.stop_procs({ proxy })
-    ws.stop(1)
-    assert(not problem, problem)
-  end)
+      local problem = h.stop_procs({ proxy })
+      ws.stop(1)
+      assert(not problem, problem)
+    end)
+  end
 end)

@@ -1225,6 +1225,43 @@ describe("flows", function()
     return a.get_json(adm, "/api/flows/" .. a.id(f.id))
   end
 
+  -- A browser's ws:// through a proxy: a CONNECT, then plain HTTP in the
+  -- tunnel. Intercepted, its requests are flows like any, WebSocket
+  -- messages and replay included.
+  it("captures a ws:// WebSocket sent through an intercepted CONNECT, and replays its requests", function()
+    local proxy, adm = start({ "--intercept", "*", "--ca-dir", h.new_ca_dir(),
+      "--connect-ports", tostring(origin.port) })
+    local function tunnel()
+      local s = assert(h.connect(proxy.port))
+      h.send(s, "CONNECT " .. origin.authority .. " HTTP/1.1\r\nHost: " .. origin.authority .. "\r\n\r\n")
+      assert.equals(200, h.read_response(s, { head_only = true }).status)
+      return s
+    end
+    local s = tunnel()
+    h.send(s, h.request("GET", "/hello", { "Host: " .. origin.authority }))
+    assert.equals("hello\n", h.read_response(s).body)
+    h.send(s, h.request("GET", "/ws", { "Host: " .. origin.authority,
+      "Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" }))
+    assert.equals(101, h.read_response(s, { head_only = true }).status)
+    local frame = ws_frame("through the tunnel")
+    h.send(s, frame)
+    assert.equals(frame, h.recv_exact(s, #frame))
+    s:close()
+    local ws = wait_flows(adm, 1, "~u /ws")[1]
+    local d = a.get_json(adm, "/api/flows/" .. a.id(ws.id))
+    assert.equals("http://" .. origin.authority .. "/ws", d.url)
+    assert.equals("through the tunnel", d.messages[1].data)
+    -- The replay takes the way the client took: a CONNECT, then the
+    -- request in the clear.
+    local hello = wait_flows(adm, 1, "~u /hello")[1]
+    local resp = a.call(adm, "/api/flows/" .. a.id(hello.id) .. "/replay", { method = "POST" })
+    assert.equals(200, resp.status, resp.body)
+    local again = a.get_json(adm, "/api/flows/" .. a.id(json.decode(resp.body).id))
+    assert.equals("http://" .. origin.authority .. "/hello", again.url)
+    assert.equals(200, again.status)
+  end)
+
   it("says messages went unlisted when the stream stops being WebSocket", function()
     -- A continuation with no message before it, then a good text frame:
     -- parsing stops at the first, so the second is not listed.

@@ -355,6 +355,51 @@ describe("intercepted tunnels", function()
     assert.are.equal(0, #origin.requests())
   end)
 
+  -- A browser sends a ws:// WebSocket through a proxy as a CONNECT to port
+  -- 80 and speaks plain HTTP in the tunnel: an interception pattern that
+  -- matches the host must not answer it with TLS.
+  it("a client that speaks plain HTTP in an intercepted tunnel is served as http://", function()
+    local plain = h.start_origin()
+    extra[#extra + 1] = plain
+    local s = script([[
+      function on_request(tx) tx.req.headers["X-Seen-Scheme"] = tx.req.scheme end
+    ]])
+    start_proxy({ "--intercept", "*", "-s", s, "--connect-ports", tostring(plain.port) })
+    local function through_tunnel(eager)
+      local c = assert(h.connect(proxy.port))
+      local connect = "CONNECT " .. plain.authority .. " HTTP/1.1\r\nHost: " .. plain.authority .. "\r\n\r\n"
+      local get = "GET /hello HTTP/1.1\r\nHost: " .. plain.authority .. "\r\n\r\n"
+      if eager then
+        h.send(c, connect .. get) -- the request does not wait for the 200
+      else
+        h.send(c, connect)
+      end
+      local established = h.read_response(c, { head_only = true })
+      assert.are.equal(200, established.status)
+      if not eager then h.send(c, get) end
+      local resp = h.read_response(c)
+      -- An https:// URL has no place in this tunnel.
+      h.send(c, "GET https://" .. plain.authority .. "/hello HTTP/1.1\r\nHost: " .. plain.authority .. "\r\n\r\n")
+      local refused = h.read_response(c)
+      c:close()
+      return resp, refused
+    end
+    for _, eager in ipairs({ false, true }) do
+      local resp, refused = through_tunnel(eager)
+      assert.are.equal(200, resp.status)
+      assert.are.equal("hello\n", resp.body)
+      assert.are.equal(400, refused.status)
+      assert.matches("only http:// URLs", refused.body, 1, true)
+    end
+    local reqs = plain.wait_requests(2)
+    assert.are.equal("GET /hello HTTP/1.1", reqs[1].request_line)
+    assert.are.equal("http", reqs[1].headers["x-seen-scheme"])
+    assert.are.equal("http", reqs[2].headers["x-seen-scheme"])
+    assert(proxy.wait_access_log('"GET http://' .. plain.authority:gsub("%p", "%%%0") .. '/hello HTTP/1.1" 200'))
+    -- and nobody's tunnels were put on the pass-through list
+    assert.is_nil(proxy.stderr():find("pass through", 1, true), proxy.stderr())
+  end)
+
   it("answers 502 inside the client's TLS naming an expired or wrongly named upstream certificate", function()
     local expired = h.start_https_origin({ cert = "expired" })
     local wrong = h.start_https_origin({ cert = "wrong" })

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-# An HTTPS origin with a WebSocket echo that speaks permessage-deflate
-# (RFC 7692), for a real browser's WebSocket through the proxy.
+# An HTTPS (or, without --cert, plain HTTP) origin with a WebSocket echo
+# that speaks permessage-deflate (RFC 7692), for a real browser's WebSocket
+# through the proxy.
 #
-#   python3 ws_origin.py --cert CERT --key KEY
+#   python3 ws_origin.py [--cert CERT --key KEY]
 #
 # Binds 127.0.0.1:0 and prints the port on stdout. Serves:
-#   GET /page  a page whose script opens wss://<its host>/echo, sends
+#   GET /page  a page whose script opens wss:// (ws://) <its host>/echo, sends
 #              "hello through luaproxy" twice, writes each echo into the
 #              page, and once both came back closes with 1000 "done"; an
 #              image on it (GET /wait) is answered only once a close came
@@ -39,7 +40,7 @@ PAGE = b"""<!doctype html>
 <p id="log"></p>
 <img src="/wait" alt="">
 <script>
-const ws = new WebSocket("wss://" + location.host + "/echo");
+const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/echo");
 const log = document.getElementById("log");
 let got = 0;
 ws.onopen = () => {
@@ -157,7 +158,7 @@ def websocket(conn, fields):
 def serve(conn, ctx):
     try:
         conn.settimeout(30)
-        tls = ctx.wrap_socket(conn, server_side=True)
+        tls = ctx.wrap_socket(conn, server_side=True) if ctx else conn
         while True:
             method, path, fields = read_head(tls)
             if path == "/echo" and "websocket" in fields.get("upgrade", "").lower():
@@ -177,12 +178,14 @@ def serve(conn, ctx):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cert", required=True)
-    ap.add_argument("--key", required=True)
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
     args = ap.parse_args()
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(args.cert, args.key)
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx = None
+    if args.cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.cert, args.key)
+        ctx.set_alpn_protocols(["http/1.1"])
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(16)
