@@ -99,6 +99,7 @@ struct exchange {
     uint64_t id;
     ev_tstamp started;
     bool active;           /* a request head was accepted */
+    bool looped_back;      /* refused as a loop into this proxy: its query is not shown */
     int minor;             /* the client's HTTP/1.<minor> */
     bool keep_alive;       /* the client connection survives this exchange */
     bool is_connect;

@@ -41,6 +41,13 @@ void session_log_exchange(struct session *s)
         .user = x->user,
         .error = x->error,
     };
+    if (x->looped_back && x->target) {
+        /* See upstream.c's refuse_loop: a query sent to this proxy's own
+         * addresses may hold the admin token. */
+        const char *query = memchr(x->target, '?', x->target_len);
+        if (query)
+            e.target_len = (size_t)(query - x->target);
+    }
     if (access_log_wants_details(log) && x->active) {
         e.referer = request_field(x, "Referer", &e.referer_len);
         e.user_agent = request_field(x, "User-Agent", &e.user_agent_len);
@@ -66,13 +73,13 @@ void session_log_exchange(struct session *s)
             log_debug("c%llu #%llu %s %.*s %.*s -> %d, %llu bytes, %.1f ms",
                       (unsigned long long)s->id, (unsigned long long)x->id, s->client_ip,
                       (int)e.method_len, x->method ? x->method : "",
-                      (int)(x->target_len > 200 ? 200 : x->target_len), x->target ? x->target : "",
+                      (int)(e.target_len > 200 ? 200 : e.target_len), x->target ? x->target : "",
                       x->status, (unsigned long long)e.bytes, e.duration_ms);
     } else {
         log_info("c%llu #%llu %s %.*s %.*s -> %d (%s)", (unsigned long long)s->id,
                  (unsigned long long)x->id, s->client_ip,
                  (int)e.method_len, x->method ? x->method : "",
-                 (int)(x->target_len > 200 ? 200 : x->target_len), x->target ? x->target : "",
+                 (int)(e.target_len > 200 ? 200 : e.target_len), x->target ? x->target : "",
                  x->status, x->error);
     }
 }

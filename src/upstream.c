@@ -62,6 +62,46 @@ static const char *address_text(const union addr_any *a, char *out, size_t len)
     return out;
 }
 
+/*
+ * A request that would loop back into this proxy: to one of its listeners,
+ * or to its admin interface, which a client reaches this way only by
+ * mistake (curl with http_proxy set, say), the admin token in its query or
+ * its headers. So what is kept of it is its method, its URL without the
+ * query and its Host: the flow's head is replaced with that (the flow
+ * viewer and HAR exports show no more), and the logs show the URL without
+ * the query (session_log_exchange).
+ */
+static enum exchange_step refuse_loop(struct session *s)
+{
+    struct exchange *x = &s->x;
+    const char *query = memchr(x->target, '?', x->target_len);
+    size_t shown = query ? (size_t)(query - x->target) : x->target_len;
+    const char *path = x->target;
+    size_t path_len = shown;
+    struct buffer head;
+
+    x->looped_back = 1;
+    if (x->flow) {
+        if (s->intercepted) {
+            /* The head inside a tunnel holds the path only (the URL part
+             * has the rest). */
+            const char *slash = memchr(x->target + 8, '/', shown > 8 ? shown - 8 : 0);
+            path = slash ? slash : "/";
+            path_len = slash ? (size_t)(x->target + shown - slash) : 1;
+            flows_record_part(x->flow, FLOW_PART_URL, x->target, shown);
+        }
+        buffer_init(&head);
+        if (buffer_printf(&head, "%.*s %.*s HTTP/1.%d\r\nHost: %s%s%s:%u\r\n\r\n",
+                          (int)x->method_len, x->method, (int)path_len, path, x->minor,
+                          strchr(x->host, ':') ? "[" : "", x->host,
+                          strchr(x->host, ':') ? "]" : "", x->port) == 0)
+            flows_record_part(x->flow, FLOW_PART_REQ_IN, buffer_peek(&head),
+                              buffer_length(&head));
+        buffer_free(&head);
+    }
+    return exchange_fail(x, 508, "the request would loop back to this proxy");
+}
+
 /* The connection to the address just tried is up: forward on it, unless
  * it reached this proxy itself (see proxy_is_own_connection). */
 static enum exchange_step connected(struct session *s)
@@ -73,7 +113,7 @@ static enum exchange_step connected(struct session *s)
         proxy_is_own_connection(s->proxy, s->upstream.fd, &x->addrs->addr[x->addr_next - 1].sa)) {
         TRACE(s, "connected to this proxy's own listener through an address of this machine");
         endpoint_close(s->proxy->loop, &s->upstream);
-        return exchange_fail(x, 508, "the request would loop back to this proxy");
+        return refuse_loop(s);
     }
     return upstream_begin_forwarding(s);
 }
@@ -220,7 +260,7 @@ static enum exchange_step addresses_ready(struct session *s)
     struct exchange *x = &s->x;
     for (int i = 0; i < x->addrs->count; i++) {
         if (proxy_is_own_address(s->proxy, &x->addrs->addr[i].sa))
-            return exchange_fail(x, 508, "the request would loop back to this proxy");
+            return refuse_loop(s);
         /* Any one such address refuses the name: trying only the others
          * would still let a name that points both ways pick its moment. */
         if (!may_reach(s, &x->addrs->addr[i].sa))

@@ -313,4 +313,38 @@ describe("admin listener", function()
       assert.equals(508, resp.status)
     end
   end)
+
+  -- A client sends the admin's own URL through the proxy only by mistake
+  -- (curl with http_proxy set), with the token in its query or headers:
+  -- the refusal must not write it into the logs, the flows or HAR.
+  it("keeps the admin token of a request refused as a loop out of logs, flows and HAR", function()
+    local log = h.tmpfile("", "access.log")
+    local proxy, adm = start({ "--access-log", log, "--log-format", "json" })
+    local secret = "s3cret" .. adm.token:sub(1, 8)
+    local s = assert(h.connect(proxy.port))
+    h.send(s, h.request("GET", "http://127.0.0.1:" .. adm.port .. "/api/flows?token=" .. secret,
+      { "Host: 127.0.0.1:" .. adm.port, "Authorization: Bearer " .. secret,
+        "Cookie: luaproxy_admin=" .. secret }))
+    assert.equals(508, h.read_response(s).status)
+    s:close()
+    local flow = h.wait_for(function()
+      local list = a.get_json(adm, "/api/flows")
+      return list[1] and not list[1].running and list[1]
+    end, 10)
+    assert(flow, "no flow of the refused request")
+    assert.equals("http://127.0.0.1:" .. adm.port .. "/api/flows", flow.url)
+    local seen = {
+      log = h.wait_for(function()
+        local text = h.read_file(log) or ""
+        return text:find("/api/flows", 1, true) and text
+      end, 10) or "",
+      stderr = proxy.stderr(),
+      flow = a.call(adm, "/api/flows/" .. a.id(flow.id)).body,
+      har = a.call(adm, "/flows.har").body,
+    }
+    assert.truthy(seen.stderr:find("/api/flows -> 508", 1, true), seen.stderr)
+    for where, text in pairs(seen) do
+      assert.is_nil(text:find(secret, 1, true), "the token is in the " .. where .. ":\n" .. text)
+    end
+  end)
 end)
