@@ -31,6 +31,14 @@ enum log_format { LOG_FORMAT_COMMON, LOG_FORMAT_COMBINED, LOG_FORMAT_JSON };
 
 #define CONFIG_MAX_BYPASS 64
 
+/* A file as it was when it was read (its identity, size and times), so
+ * that a reload can tell whether it must read it again. */
+struct file_stamp {
+    int found;
+    unsigned long long dev, ino;
+    long long size, mtime_sec, mtime_nsec, ctime_sec, ctime_nsec;
+};
+
 struct config {
     struct listen_addr listen[CONFIG_MAX_LISTEN];
     int listen_count;
@@ -102,10 +110,11 @@ struct config {
     unsigned char ticket_keys[80];
     int have_ticket_keys;
     /* The certificates upstreams are verified against (the system's, and
-     * --upstream-ca's): an OpenSSL X509_STORE, read once, so the workers
-     * share it instead of each reading the system's bundle. NULL with
-     * --insecure-upstream. */
+     * --upstream-ca's): an OpenSSL X509_STORE (tls_trust.h), read at start
+     * so the workers share it, and on a reload only if a file of it
+     * changed. NULL with --insecure-upstream. */
     void *upstream_trust;
+    struct file_stamp upstream_trust_files[2]; /* the bundle and --upstream-ca, as read */
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };

@@ -9,7 +9,7 @@
  *
  *   client --TLS (minted cert)--> [ endpoint | parser, hooks | endpoint ] --TLS--> upstream
  *
- * Only tls.c and ca.c include OpenSSL.
+ * Only tls*.c and ca.c include OpenSSL (and auth.c, for its HMAC).
  */
 #ifndef LUAPROXY_TLS_H
 #define LUAPROXY_TLS_H
@@ -26,17 +26,20 @@ struct session;
 /* Once at start, before any worker: resolves the CA directory, makes a CA
  * when interception is asked for and none exists (and logs where), checks
  * the CA can be read and its key matches, reads the certificates upstreams
- * are verified against (cfg->upstream_trust, shared by the workers), and
- * warns once about --insecure-upstream. 0, or -1 with <err> (a startup
+ * are verified against (tls_trust.h), and warns once about
+ * --insecure-upstream. 0, or -1 with <err> (a startup
  * error). */
 int tls_prepare(struct config *cfg, char *err, size_t err_len);
-/* Frees what tls_prepare read (at exit). */
-void tls_release(struct config *cfg);
 
 /* Per loop: the contexts, the CA (when configured) and the key log. NULL
  * with <err> on failure. */
 struct tls *tls_new(const struct config *cfg, char *err, size_t err_len);
 void tls_free(struct tls *t);
+/* A reload read the upstream certificates again (tls_trust.h): upstreams
+ * are verified against <cfg>'s from now on, and the sessions kept for
+ * resumption are forgotten (resuming one skips the check the new
+ * certificates would make). Connections already made keep going. */
+void tls_use_trust(struct tls *t, const struct config *cfg);
 
 /* The CA, or NULL when none is loaded (then nothing can be intercepted). */
 const struct ca *tls_ca(const struct tls *t);

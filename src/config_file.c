@@ -539,7 +539,6 @@ static void keep_fixed(const struct config *running, struct config *fresh)
     fresh->shared_memory = running->shared_memory;
     keep_string("shared", running->shared_url, &fresh->shared_url);
     keep_string("ca-dir", running->ca_dir_option, &fresh->ca_dir_option);
-    keep_string("upstream-ca", running->upstream_ca, &fresh->upstream_ca);
     if (fresh->insecure_upstream != running->insecure_upstream)
         log_warn("reload: --insecure-upstream cannot change while running; kept");
     fresh->insecure_upstream = running->insecure_upstream;
@@ -549,7 +548,9 @@ static void keep_fixed(const struct config *running, struct config *fresh)
     memcpy(fresh->ca_dir, running->ca_dir, sizeof fresh->ca_dir);
     memcpy(fresh->ticket_keys, running->ticket_keys, sizeof fresh->ticket_keys);
     fresh->have_ticket_keys = running->have_ticket_keys;
-    fresh->upstream_trust = running->upstream_trust;
+    /* Read on the reload's thread, and only if its files changed
+     * (tls_trust_reload): --upstream-ca may name another file. */
+    fresh->upstream_trust = NULL;
 
     int listen_changed = running->listen_count != fresh->listen_count;
     for (int i = 0; !listen_changed && i < running->listen_count; i++)

@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "stats.h"
 #include "tls.h"
+#include "tls_trust.h"
 #include "shared_store.h"
 #include "workers.h"
 
@@ -83,14 +84,14 @@ int main(int argc, char **argv)
      * read the same one and a broken CA stops the proxy here. */
     if (tls_prepare(&cfg, err, sizeof err) != 0) {
         fprintf(stderr, "luaproxy: %s\n", err);
-        tls_release(&cfg);
+        tls_trust_release(&cfg);
         config_strings_free();
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
     if (cfg.pid_file && daemon_write_pid_file(cfg.pid_file, err, sizeof err) != 0) {
         log_error("%s", err);
-        tls_release(&cfg);
+        tls_trust_release(&cfg);
         config_strings_free();
         return 1;
     }
@@ -98,7 +99,7 @@ int main(int argc, char **argv)
      * all inherit the one mapping. */
     if (!cfg.shared_url && shared_region_setup(cfg.shared_memory, err, sizeof err) != 0) {
         log_error("%s", err);
-        tls_release(&cfg);
+        tls_trust_release(&cfg);
         config_strings_free();
         return 1;
     }
@@ -106,7 +107,7 @@ int main(int argc, char **argv)
     /* Shared before any fork, so every worker counts into it. */
     if (stats_init(cfg.workers > 1 ? cfg.workers + 1 : 1) != 0) {
         log_error("cannot map the shared counters");
-        tls_release(&cfg);
+        tls_trust_release(&cfg);
         config_strings_free();
         return 1;
     }
@@ -122,7 +123,7 @@ int main(int argc, char **argv)
         stats_free();
     if (cfg.pid_file)
         daemon_remove_pid_file(cfg.pid_file);
-    tls_release(&cfg);
+    tls_trust_release(&cfg);
     config_strings_free();
     return status;
 }

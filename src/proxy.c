@@ -39,6 +39,7 @@
 #include "session.h"
 #include "trace.h"
 #include "tls.h"
+#include "tls_trust.h"
 
 /* How many connections one readiness event may accept. One, as nginx does
  * by default: the listener is watched level-triggered, so while more
@@ -682,6 +683,8 @@ void proxy_free(struct proxy *p)
     access_log_close(p->access_log);
     p->access_log = NULL;
     p->cfg = NULL;
+    if (p->cfg_owned)
+        tls_trust_release(p->cfg_owned);
     free(p->cfg_owned);
     p->cfg_owned = NULL;
 }

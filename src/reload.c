@@ -39,6 +39,8 @@
 #include "proxy.h"
 #include "upstream_pool.h"
 #include "session.h"
+#include "tls.h"
+#include "tls_trust.h"
 #include "trace.h"
 
 /* Each set of scripts a reload replaced stays in memory (its Lua state, up
@@ -104,7 +106,8 @@ static void close_oldest_scripts(struct proxy *p)
 }
 
 /* The thread: the slow parts, which touch no loop and nothing the loop's
- * thread uses (the Lua state is new; the users list is new). */
+ * thread uses (the Lua state is new; the users list is new; the upstream
+ * certificates are new, or the running ones with one more reference). */
 static void *load_apart(void *arg)
 {
     struct reload *r = arg;
@@ -112,6 +115,9 @@ static void *load_apart(void *arg)
     r->failed = hooks_prepare_apart(r->fresh, &r->hooks, r->err, sizeof r->err) != 0;
     if (!r->failed && r->want_users)
         r->users = auth_users_read(r->fresh->auth_file, r->err, sizeof r->err);
+    /* p->cfg changes only in finish(), once this thread is joined. */
+    if (!r->failed && (!r->want_users || r->users))
+        r->failed = tls_trust_reload(r->p->cfg, r->fresh, r->err, sizeof r->err) != 0;
     ev_async_send(r->p->loop, &r->done);
     return NULL;
 }
@@ -123,6 +129,8 @@ static void discard(struct reload *r)
     r->hooks = NULL;
     auth_users_free(r->users);
     r->users = NULL;
+    if (r->fresh)
+        tls_trust_release(r->fresh);
     free(r->fresh);
     r->fresh = NULL;
 }
@@ -195,6 +203,10 @@ static void finish(struct reload *r)
         p->auth = auth;
     access_log_close(p->access_log);
     p->access_log = log;
+    if (fresh->upstream_trust != p->cfg->upstream_trust) {
+        tls_use_trust(p->tls, fresh);
+        log_info("reload: the certificates upstreams are checked against were read again");
+    }
     p->cfg = fresh;
     metrics_set_config(fresh);
     /* Options only read where they are used, from now on. */
@@ -202,6 +214,10 @@ static void finish(struct reload *r)
     trace_enabled = fresh->trace;
     intercept_set_ttl(p->intercept, fresh->passthrough_ttl);
     upstream_pool_set_idle_timeout(&p->pool, proxy_pool_idle_timeout(fresh));
+    /* The configuration replaced: fresh holds its own reference to the
+     * certificates. (The one from the start is main's, which releases it.) */
+    if (p->cfg_owned)
+        tls_trust_release(p->cfg_owned);
     free(p->cfg_owned);
     p->cfg_owned = fresh;
     r->fresh = NULL;

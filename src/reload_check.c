@@ -21,6 +21,7 @@
 #include "config.h"
 #include "hooks.h"
 #include "log.h"
+#include "tls_trust.h"
 
 struct reload_check {
     struct ev_loop *loop;
@@ -31,13 +32,15 @@ struct reload_check {
     int running;        /* a check is on its thread */
     /* Made on the loop before the thread starts, read by it: */
     struct config *fresh;
+    const struct config *running_cfg; /* the supervisor's, unchanged until done is told */
     /* Written by the thread, read by the loop once it is done: */
     int failed;
     char err[1024];
 };
 
 /* The thread: load the scripts aside and drop them, read the users file
- * and drop it. */
+ * and drop it, and read the upstream certificates if their files changed
+ * (kept: a worker started later gets them with the configuration). */
 static void *check_apart(void *arg)
 {
     struct reload_check *rc = arg;
@@ -50,6 +53,8 @@ static void *check_apart(void *arg)
         rc->failed = users == NULL;
         auth_users_free(users);
     }
+    if (!rc->failed)
+        rc->failed = tls_trust_reload(rc->running_cfg, rc->fresh, rc->err, sizeof rc->err) != 0;
     ev_async_send(rc->loop, &rc->finished);
     return NULL;
 }
@@ -74,6 +79,7 @@ static void on_finished(struct ev_loop *loop, ev_async *w, int revents)
     }
     if (rc->failed) {
         log_error("reload: %s; the running configuration stays", rc->err);
+        tls_trust_release(fresh);
         free(fresh);
         fresh = NULL;
     }
@@ -115,6 +121,7 @@ int reload_check_start(struct reload_check *rc, const struct config *running)
         return -1;
     }
     rc->failed = 0;
+    rc->running_cfg = running;
     /* The thread takes no signal: they are the loop's. */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &before);
@@ -142,6 +149,8 @@ void reload_check_free(struct reload_check *rc)
         return;
     if (rc->running)
         pthread_join(rc->thread, NULL); /* bounded by the load time limit */
+    if (rc->fresh)
+        tls_trust_release(rc->fresh);
     free(rc->fresh);
     ev_ref(rc->loop);
     ev_async_stop(rc->loop, &rc->finished);

@@ -38,6 +38,7 @@
 #include "log.h"
 #include "private_file.h"
 #include "tls_prefix.h"
+#include "tls_trust.h"
 #include "trace.h"
 
 /* Upstream sessions kept for resumption, by host and port: a new client
@@ -747,39 +748,6 @@ static int make_client_ctx(struct tls *t, const struct config *cfg, char *err, s
     return 0;
 }
 
-/* The system's certificates and --upstream-ca's, read once before the
- * workers start: reading the system's bundle takes tens of milliseconds and
- * over a megabyte, which every worker paid on its own before. */
-static int load_upstream_trust(struct config *cfg, char *err, size_t err_len)
-{
-    X509_STORE *store;
-
-    if (cfg->insecure_upstream || cfg->upstream_trust)
-        return 0;
-    store = X509_STORE_new();
-    if (!store || !X509_STORE_set_default_paths(store)) {
-        X509_STORE_free(store);
-        snprintf(err, err_len, "cannot read the system's certificates");
-        ERR_clear_error();
-        return -1;
-    }
-    if (cfg->upstream_ca && !X509_STORE_load_file(store, cfg->upstream_ca)) {
-        X509_STORE_free(store);
-        snprintf(err, err_len, "cannot read --upstream-ca %s: not a PEM certificate file",
-                 cfg->upstream_ca);
-        ERR_clear_error();
-        return -1;
-    }
-    cfg->upstream_trust = store;
-    return 0;
-}
-
-void tls_release(struct config *cfg)
-{
-    X509_STORE_free(cfg->upstream_trust);
-    cfg->upstream_trust = NULL;
-}
-
 struct tls *tls_new(const struct config *cfg, char *err, size_t err_len)
 {
     struct tls *t = calloc(1, sizeof *t);
@@ -829,6 +797,17 @@ void tls_free(struct tls *t)
     free(t);
 }
 
+void tls_use_trust(struct tls *t, const struct config *cfg)
+{
+    if (!t || !cfg->upstream_trust)
+        return; /* --insecure-upstream checks nothing, and cannot change */
+    SSL_CTX_set1_cert_store(t->client, cfg->upstream_trust); /* takes a reference */
+    for (int i = 0; i < TLS_SESSIONS_MAX; i++) {
+        SSL_SESSION_free(t->sessions[i].session);
+        t->sessions[i].session = NULL;
+    }
+}
+
 const struct ca *tls_ca(const struct tls *t) { return t ? t->ca : NULL; }
 
 int tls_prepare(struct config *cfg, char *err, size_t err_len)
@@ -843,7 +822,7 @@ int tls_prepare(struct config *cfg, char *err, size_t err_len)
                  "path to an upstream can read and change intercepted traffic");
     if (RAND_bytes(cfg->ticket_keys, sizeof cfg->ticket_keys) == 1)
         cfg->have_ticket_keys = 1;
-    if (load_upstream_trust(cfg, err, err_len) != 0)
+    if (tls_trust_load(cfg, err, err_len) != 0)
         return -1;
     if (cfg->intercept_count == 0 && !cfg->ca_dir_option)
         return 0; /* nothing to sign with, nothing asked */

@@ -34,6 +34,7 @@
 #include "proxy.h"
 #include "reload_check.h"
 #include "stats.h"
+#include "tls_trust.h"
 #include "trace.h"
 
 /* A worker that dies this soon after starting, this many times in a row,
@@ -468,6 +469,8 @@ static void on_reload_checked(void *arg, struct config *fresh)
         metrics_set_config(fresh);
         log_set_level(fresh->verbose ? LOG_DEBUG : LOG_INFO);
         trace_enabled = fresh->trace;
+        if (sv->cfg_owned) /* fresh holds its own reference (main releases the first) */
+            tls_trust_release(sv->cfg_owned);
         free(sv->cfg_owned);
         sv->cfg = sv->cfg_owned = fresh;
         for (int i = 0; i < sv->cfg->workers; i++)
@@ -478,6 +481,8 @@ static void on_reload_checked(void *arg, struct config *fresh)
             if (sv->workers[i].retired && unretire(sv, i) == 0)
                 log_info("reload: worker %d started again", i + 1);
     } else {
+        if (fresh)
+            tls_trust_release(fresh);
         free(fresh);
     }
     spawn_waiting(sv);
@@ -537,6 +542,8 @@ static void supervisor_release(struct supervisor *sv, int count, const struct co
                 close(sv->fds[i]);
     free(sv->fds);
     free(sv->workers);
+    if (sv->cfg_owned)
+        tls_trust_release(sv->cfg_owned);
     free(sv->cfg_owned);
     if (sv->shared_sessions && sv->shared_sessions != MAP_FAILED)
         munmap(sv->shared_sessions, sizeof(int) * (size_t)cfg->workers);

@@ -482,6 +482,84 @@ describe("intercepted tunnels", function()
     assert.are.equal(0, #partial.requests())
   end)
 
+  -- A second CA, and a certificate for this machine that only it signs.
+  local function other_ca()
+    local dir = h.tmpfile("", "placeholder"):match("^(.*)/")
+    local function run(cmd)
+      local out, code = h.sh("cd " .. q(dir) .. " && " .. cmd .. " 2>&1")
+      assert(code == 0, cmd .. ":\n" .. out)
+    end
+    run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca2.key"
+      .. " -out ca2.pem -days 30 -subj '/CN=luaproxy second test CA'"
+      .. " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign")
+    h.write_file(dir .. "/host2.ext", "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout host2.key"
+      .. " -out host2.csr -subj /CN=localhost")
+    run("openssl x509 -req -in host2.csr -CA ca2.pem -CAkey ca2.key -days 30 -extfile host2.ext"
+      .. " -out host2.pem")
+    return { ca = dir .. "/ca2.pem", host = { cert = dir .. "/host2.pem", key = dir .. "/host2.key" } }
+  end
+
+  -- An internal CA rotated in --upstream-ca's file takes a reload, not a
+  -- restart. The sessions kept for resumption go with the old
+  -- certificates: resuming one would skip the check the new ones make.
+  for _, workers in ipairs({ "1", "2" }) do
+    it("reads --upstream-ca again on SIGHUP once its file changed (" .. workers .. " worker(s))", function()
+      local ca2 = other_ca()
+      local other = h.start_https_origin({ cert = ca2.host })
+      extra[#extra + 1] = other
+      local trusted = h.tmpfile(h.read_file(pki.ca), "trusted.pem")
+      local conf = h.tmpfile("upstream-ca " .. trusted .. "\n", "luaproxy.conf")
+      proxy = h.start_proxy({ "-c", conf, "--ca-dir", ca_dir, "--intercept", "*", "--workers", workers,
+        "--connect-ports", origin.port .. "," .. other.port })
+      local function status(o)
+        local out, code, err = curl({ "-i", o.url("/hello") })
+        assert.are.equal(0, code, err)
+        return tonumber(out:match("\r\nHTTP/1%.1 (%d+) ")), out
+      end
+      local function count(text)
+        local _, n = proxy.log():gsub(text:gsub("%p", "%%%0"), "")
+        return n
+      end
+      for _ = 1, 4 do -- a session for origin is kept (in each worker asked)
+        assert.are.equal(200, (status(origin)))
+        local code, out = status(other)
+        assert.are.equal(502, code, out)
+        assert.truthy(out:find("unable to get local issuer certificate", 1, true), out)
+      end
+
+      h.write_file(trusted, h.read_file(ca2.ca)) -- rewritten in place
+      proxy.signal("HUP")
+      assert.truthy(h.wait_for(function()
+        return count("SIGHUP: no scripts to reload") == tonumber(workers)
+      end), proxy.log())
+      for _ = 1, 4 do
+        assert.are.equal(200, (status(other)))
+        local code, out = status(origin)
+        assert.are.equal(502, code, out)
+      end
+
+      assert.are.equal(tonumber(workers),
+        count("the certificates upstreams are checked against were read again"))
+
+      -- A reload that changes nothing of them reads nothing again.
+      proxy.signal("HUP")
+      assert.truthy(h.wait_for(function()
+        return count("SIGHUP: no scripts to reload") == 2 * tonumber(workers)
+      end), proxy.log())
+      assert.are.equal(tonumber(workers),
+        count("the certificates upstreams are checked against were read again"))
+
+      -- A file that is not PEM fails the reload; the certificates in force stay.
+      h.write_file(trusted, "not a certificate\n")
+      proxy.signal("HUP")
+      assert.truthy(h.wait_for(function()
+        return count("cannot read --upstream-ca " .. trusted .. ": not a PEM certificate file") >= 1
+      end), proxy.log())
+      for _ = 1, 4 do assert.are.equal(200, (status(other))) end
+    end)
+  end
+
   it("--insecure-upstream accepts a bad upstream certificate, with a warning at start", function()
     local expired = h.start_https_origin({ cert = "expired" })
     extra[#extra + 1] = expired

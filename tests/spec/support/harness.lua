@@ -928,7 +928,7 @@ end
 
 -- Starts an HTTPS origin: origin.lua behind tls_front.py with certificate
 -- <opts.cert> (a name from test_pki: "good", "expired", "wrong", ...;
--- default good), on opts.host; opts.max_tls = "1.1" makes it an old server
+-- default good; or {cert = FILE, key = FILE}), on opts.host; opts.max_tls = "1.1" makes it an old server
 -- ("1.2": no TLS 1.3), opts.client_ca (a CA file) one that requires a
 -- client certificate.
 -- Returns the origin (requests(), wait_requests()) with port = the HTTPS
@@ -937,7 +937,7 @@ function h.start_https_origin(opts)
   opts = opts or {}
   local p = h.test_pki()
   local backend = h.start_origin({ host = "127.0.0.1", echo = opts.echo })
-  local cert = p[opts.cert or "good"]
+  local cert = type(opts.cert) == "table" and opts.cert or p[opts.cert or "good"]
   local dir = new_dir("tls_front")
   local front = start_process(table.concat({ "exec python3", q(SUPPORT_DIR .. "/tls_front.py"),
     "--cert", q(cert.cert), "--key", q(cert.key), "--backend", tostring(backend.port),
