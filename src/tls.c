@@ -67,6 +67,7 @@ struct tls_conn {
     int server;        /* we accepted (client side) rather than connected */
     int cert_sent;     /* server: our certificate was chosen, so it goes out */
     int cert_asked;    /* upstream: it asked for a client certificate */
+    int renegotiation_refused; /* upstream: it asked to renegotiate, we said no */
     int got_data;      /* a read returned application data */
     int first_seen;    /* server: the client's first byte was looked at */
     char name[256];    /* the certificate's name when the client sends no SNI */
@@ -115,6 +116,10 @@ static const char *upstream_failure_meaning(const struct tls_conn *c, unsigned l
      * before any answer is the same refusal. */
     if (c->cert_asked && (peer_alerted() || (!err && !c->got_data)))
         return "it asks for a client certificate, and the proxy has none to give";
+    /* Most servers answer our no_renegotiation with handshake_failure. */
+    if (c->renegotiation_refused)
+        return "it asked to renegotiate TLS part-way (a TLS 1.2 server does that to ask for "
+               "a client certificate on some paths), which the proxy refuses";
     switch (reason) {
     case SSL_R_WRONG_VERSION_NUMBER: /* a record that does not start like TLS */
         return "it did not answer in TLS (plain HTTP on this port?)";
@@ -726,6 +731,21 @@ static int on_upstream_cert_request(SSL *ssl, X509 **cert, EVP_PKEY **key)
     return 0;
 }
 
+/* OpenSSL's progress on an upstream connection. The one event looked at:
+ * the no_renegotiation alert SSL_OP_NO_RENEGOTIATION sends when a TLS 1.2
+ * server asks to renegotiate, so the failure that follows is named for
+ * what it is (upstream_failure_meaning). */
+static void on_upstream_info(const SSL *ssl, int where, int ret)
+{
+    struct tls_conn *c;
+
+    if (!(where & SSL_CB_ALERT) || !(where & SSL_CB_WRITE) || (ret & 0xff) != SSL_AD_NO_RENEGOTIATION)
+        return;
+    c = SSL_get_app_data(ssl);
+    if (c)
+        c->renegotiation_refused = 1;
+}
+
 static int make_client_ctx(struct tls *t, const struct config *cfg, char *err, size_t err_len)
 {
     t->client = SSL_CTX_new(TLS_client_method());
@@ -735,6 +755,7 @@ static int make_client_ctx(struct tls *t, const struct config *cfg, char *err, s
                                                   SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(t->client, on_upstream_session);
     SSL_CTX_set_client_cert_cb(t->client, on_upstream_cert_request);
+    SSL_CTX_set_info_callback(t->client, on_upstream_info);
     if (cfg->insecure_upstream) {
         SSL_CTX_set_verify(t->client, SSL_VERIFY_NONE, NULL);
         return 0;

@@ -458,6 +458,37 @@ describe("intercepted tunnels", function()
     answer("https://127.0.0.1:" .. h2.port .. "/", "it does not speak HTTP/1.1, the only protocol the proxy offers")
   end)
 
+  -- A TLS 1.2 server may ask to renegotiate part-way (to ask for a client
+  -- certificate on some paths). The proxy refuses, and the server's
+  -- handshake_failure that follows said only "handshake failure".
+  it("says so when a TLS 1.2 upstream asks to renegotiate part-way, which the proxy refuses", function()
+    local fifo = h.tmpfile("", "placeholder"):match("^(.*)/") .. "/s_server.in"
+    assert(os.execute("mkfifo " .. q(fifo)))
+    -- s_server reads its commands from the FIFO: "R" asks the client to renegotiate.
+    -- (Through sh -c: start_command gives its command /dev/null as input.)
+    local server = h.start_command("exec sh -c " .. q("exec openssl s_server -tls1_2 -accept 127.0.0.1:0"
+      .. " -naccept 1 -cert " .. q(pki.good.cert) .. " -key " .. q(pki.good.key) .. " < " .. q(fifo)))
+    extra[#extra + 1] = server
+    local commands = assert(io.open(fifo, "w")) -- once the shell has opened its end
+    local port = assert(h.wait_for(function()
+      return tonumber(server.stdout():match("ACCEPT [%d.]+:(%d+)"))
+    end), server.stderr())
+    start_proxy({ "-s", script(("function on_request(tx) tx.req.url = 'https://127.0.0.1:%d/' end")
+      :format(port)) })
+    local c = assert(h.connect(proxy.port))
+    h.send(c, "GET http://example.invalid/ HTTP/1.1\r\nHost: example.invalid\r\n\r\n")
+    assert.truthy(h.wait_for(function()
+      return server.stdout():find("GET / HTTP/1.1", 1, true)
+    end), server.stdout() .. proxy.log())
+    commands:write("R\n")
+    commands:flush()
+    local resp = h.read_response(c)
+    c:close()
+    commands:close()
+    assert.are.equal(502, resp.status, resp.body)
+    assert.truthy(resp.body:find("it asked to renegotiate TLS part-way", 1, true), resp.body)
+  end)
+
   it("checks the upstream's name as browsers do: no common name in place of a subjectAltName, no partial wildcard", function()
     local cn_only = h.start_https_origin({ cert = "cn_only" })
     local partial = h.start_https_origin({ cert = "partial" })
