@@ -402,6 +402,47 @@ enum exchange_step upstream_start(struct session *s)
     return exchange_move(x, SESSION_RESOLVING, "asking the resolver");
 }
 
+/*
+ * Keeps the head just written for a parent (<head>, <len>) as the flow's
+ * forwarded request, with the value of the Proxy-Authorization the proxy
+ * added (<auth>) replaced by its scheme and "(hidden)". Those are the
+ * parent's credentials: its URL's, from the configuration, or a user's a
+ * script made; the flow viewer shows what a client sent, but a password
+ * the proxy holds for the parent is nobody's to read there, nor in a flow
+ * copied from the API into a bug report. The client's own field was
+ * dropped and a script's taken out of the fields (hooks_readback.c), so
+ * the one line that carries <auth> is the proxy's.
+ */
+static void record_parent_head(struct flow *flow, const char *head, size_t len, const char *auth)
+{
+    static const char name[] = "\r\nProxy-Authorization: ";
+    size_t name_len = sizeof name - 1, auth_len = strlen(auth);
+    const char *at = NULL, *scheme_end = memchr(auth, ' ', auth_len);
+    size_t scheme_len = scheme_end ? (size_t)(scheme_end - auth) : auth_len;
+    struct buffer kept;
+
+    for (const char *p = head; (p = memmem(p, len - (size_t)(p - head), name, name_len));
+         p += name_len) {
+        size_t left = len - (size_t)(p - head) - name_len;
+        if (left >= auth_len + 2 && memcmp(p + name_len, auth, auth_len) == 0 &&
+            memcmp(p + name_len + auth_len, "\r\n", 2) == 0) {
+            at = p + name_len;
+            break;
+        }
+    }
+    if (!at) {
+        flows_record_part(flow, FLOW_PART_REQ_OUT, head, len);
+        return;
+    }
+    buffer_init(&kept);
+    if (buffer_append(&kept, head, (size_t)(at - head)) == 0 &&
+        buffer_append(&kept, auth, scheme_len) == 0 &&
+        buffer_append_str(&kept, " (hidden)") == 0 &&
+        buffer_append(&kept, at + auth_len, len - (size_t)(at + auth_len - head)) == 0)
+        flows_record_part(flow, FLOW_PART_REQ_OUT, buffer_peek(&kept), buffer_length(&kept));
+    buffer_free(&kept);
+}
+
 /* Writes the request head for the upstream with the body framing <kind>
  * (<length>, and whether the client sent a Content-Length). Through a
  * parent: absolute-form, unless TLS runs end to end in a tunnel the parent
@@ -445,7 +486,10 @@ static int write_request_head(struct session *s, enum http_body_kind kind, uint6
                                    x->fwd_path, x->fwd_path_len, &x->req_headers, kind, length,
                                    had_length, x->is_upgrade);
     }
-    if (rc == 0)
+    if (rc == 0 && x->flow && x->parent && !x->upstream_tls && parent_auth(x))
+        record_parent_head(x->flow, buffer_peek(&s->upstream.out) + before,
+                           buffer_length(&s->upstream.out) - before, parent_auth(x));
+    else if (rc == 0)
         flows_record_appended(x->flow, FLOW_PART_REQ_OUT, buffer_peek(&s->upstream.out),
                               buffer_length(&s->upstream.out), before);
     return rc;

@@ -7,6 +7,7 @@ package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
 local each_test = require("support.each_test")
 local mime = require("mime")
+local admin = require("support.admin")
 
 local function basic(userinfo) return "Basic " .. mime.b64(userinfo) end
 
@@ -188,6 +189,38 @@ function before_connect(tx) tx.upstream.proxy = nil end
     assert.equal(200, resp.status)
     assert.is_nil(resp.body:lower():find("proxy-authorization", 1, true), resp.body)
     assert.equal(0, #parent.requests())
+  end)
+
+  -- What the flow viewer keeps of a request forwarded to the parent: the
+  -- head as sent, but not the parent's password, the configuration's or
+  -- one a script made for a user.
+  it("keeps the parent's credentials out of the flows", function()
+    local parent = start_parent()
+    local flows = {}
+    for _, how in ipairs({ "url", "script" }) do
+      local args = { "--upstream", how == "url" and parent.url("user:s3cret") or parent.url() }
+      if how == "script" then
+        args[#args + 1] = "--script"
+        args[#args + 1] = h.tmpfile(AUTH_SCRIPT, "auth.lua")
+      end
+      local proxy, adm = procs.add(admin.start(args))
+      assert.equal(200, h.get(proxy.port, origin.url("/x"), { "X-Case: one" }).status)
+      local list = h.wait_for(function()
+        local l = admin.get_json(adm, "/api/flows")
+        return #l >= 1 and l
+      end, 10)
+      flows[how] = admin.call(adm, "/api/flows/" .. admin.id(list[1].id)).body
+      local seen = {}
+      for _, kv in ipairs(admin.json.decode(flows[how]).request.forwarded.headers) do
+        if kv[1] == "Proxy-Authorization" then seen[#seen + 1] = kv[2] end
+      end
+      assert.same({ "Basic (hidden)" }, seen)
+    end
+    -- sent all the same
+    assert.same({ basic("user:s3cret") }, proxy_auths(parent.wait_requests(1)[1]))
+    assert.same({ "Basic c2NyaXB0OnB3" }, proxy_auths(parent.wait_requests(2)[2]))
+    assert.falsy(flows.url:find(mime.b64("user:s3cret"), 1, true), flows.url)
+    assert.falsy(flows.script:find("c2NyaXB0OnB3", 1, true), flows.script)
   end)
 
   it("answers 502 and 504 naming the parent when it fails", function()
