@@ -33,6 +33,15 @@ int acl_match(const struct cidr *list, int count, const struct sockaddr *addr);
  * IPv4-mapped address counts as the IPv4 one. */
 int acl_is_machine_local(const struct sockaddr *addr);
 
+/* Whether the host name <host> (as in a URL, without brackets) names such
+ * an address without being resolved here: an IP address in any spelling a
+ * resolver reads as one (inet_aton's "127.1", "2130706433", "0x7f.1"; an
+ * IPv6 zone "%eth0" ignored), or "localhost" or a name under it, which
+ * resolve to loopback (RFC 6761), with or without a trailing dot. For a
+ * target a parent proxy will resolve: it does not say what a name that is
+ * not one of these resolves to there. */
+int acl_host_is_machine_local(const char *host);
+
 /* Whether <addr> is a loopback address (127.0.0.0/8, ::1, or IPv4-mapped
  * 127.0.0.0/8): a client there runs on this machine. */
 int acl_is_loopback(const struct sockaddr *addr);

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* The first 12 bytes of an IPv4-mapped IPv6 address (::ffff:a.b.c.d). */
 static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -106,6 +107,43 @@ int acl_is_machine_local(const struct sockaddr *addr)
         {AF_INET6, {[15] = 1}, 128}, {AF_INET6, {0}, 128},     {AF_INET6, {0xfe, 0x80}, 10},
     };
     return acl_match(local, (int)(sizeof local / sizeof local[0]), addr);
+}
+
+int acl_host_is_machine_local(const char *host)
+{
+    static const char name[] = "localhost";
+    /* One object seen as either type: acl_match reads sa_family through
+     * struct sockaddr, which for a plain sockaddr_in the optimiser may
+     * read before the store (strict aliasing). */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } a;
+    char text[64];
+    size_t len = strcspn(host, "%");
+
+    memset(&a, 0, sizeof a);
+    if (len < sizeof text) {
+        memcpy(text, host, len);
+        text[len] = '\0';
+        /* inet_aton, not inet_pton: a parent reads "127.1" as 127.0.0.1. */
+        if (len == strlen(host) && inet_aton(text, &a.in4.sin_addr)) {
+            a.in4.sin_family = AF_INET;
+            return acl_is_machine_local(&a.sa);
+        }
+        if (inet_pton(AF_INET6, text, &a.in6.sin6_addr) == 1) {
+            a.in6.sin6_family = AF_INET6;
+            return acl_is_machine_local(&a.sa);
+        }
+    }
+    len = strlen(host);
+    if (len > 1 && host[len - 1] == '.')
+        len--;
+    /* "localhost", or a name ending in ".localhost" */
+    return len >= sizeof name - 1 &&
+           strncasecmp(host + len - (sizeof name - 1), name, sizeof name - 1) == 0 &&
+           (len == sizeof name - 1 || host[len - sizeof name] == '.');
 }
 
 int acl_is_loopback(const struct sockaddr *addr)

@@ -223,7 +223,8 @@ enum exchange_step upstream_connect_next(struct session *s)
  * another machine would reach them only through the proxy, so it may not,
  * whoever chose the address (the client, a script, a name that resolves
  * there), unless --allow-local-destinations. A parent proxy is the
- * operator's choice and is not checked.
+ * operator's choice and is not checked; the target behind it is, as far
+ * as its spelling tells (target_via_parent_reachable).
  */
 static int may_reach(const struct session *s, const struct sockaddr *addr)
 {
@@ -238,6 +239,18 @@ static enum exchange_step refuse_machine_local(struct session *s)
     return exchange_fail(&s->x, 403, "the destination is an address only this machine may "
                                      "reach (loopback or link-local); the proxy serves it to "
                                      "local clients only (--allow-local-destinations)");
+}
+
+/* Through a parent the proxy resolves nothing and sees no address: the
+ * parent does, and connects from its own machine, which is often this one
+ * (a Squid or a cntlm on loopback), or a machine whose loopback and
+ * metadata address are no more this client's business. A target spelt as
+ * such an address, or as localhost, is held to may_reach's rule; a name
+ * that merely resolves there is the parent's to refuse. */
+static int target_via_parent_reachable(const struct session *s)
+{
+    return s->client_local || s->proxy->cfg->allow_local_destinations ||
+           !acl_host_is_machine_local(s->x.host);
 }
 
 /* A pooled connection that <s> may use: one to a machine-local address
@@ -363,6 +376,8 @@ enum exchange_step upstream_start(struct session *s)
         return https_begin_tunnel(s);
     if (x->is_connect && https_is_ca_page(x->host))
         return https_refuse_ca_tunnel(s); /* never to the internet's luaproxy.ca */
+    if (x->parent && !target_via_parent_reachable(s))
+        return refuse_machine_local(s);
     if (s->upstream_idle) {
         if (named && !x->is_connect && !x->is_upgrade && !x->no_pool && s->upstream_port == port &&
             s->upstream_idle_tls == x->upstream_tls && strcasecmp(s->upstream_host, key) == 0 &&

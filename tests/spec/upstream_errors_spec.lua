@@ -379,6 +379,30 @@ describe("destinations only this machine may reach", function()
     assert.are.equal("hello\n", resp.body)
   end)
 
+  -- Through a parent the proxy resolves nothing: the parent connects, as
+  -- often as not from this machine (a Squid or cntlm on loopback). What
+  -- the target's spelling says is held to the same rule.
+  it("refuses them through a parent proxy too, as the target is spelt", function()
+    if not ip then return pending("this machine has no non-loopback IPv4 address") end
+    local parent = procs.add(h.start_parent())
+    local proxy = lan_proxy({ "--upstream", parent.url() })
+    local port = origin.port
+    for _, host in ipairs({ "127.0.0.1", "localhost", "LocalHost.", "app.localhost", "127.1",
+                            "2130706433", "0", "[::1]", "[::ffff:127.0.0.1]",
+                            "169.254.169.254" }) do
+      assert_refused(from_lan(proxy, "GET", "http://" .. host .. ":" .. port .. "/hello"))
+    end
+    assert_refused(from_lan(proxy, "CONNECT", "127.0.0.1:" .. port))
+    assert.are.equal(0, #parent.requests())
+    -- other names are the parent's to resolve; a loopback client may
+    -- reach loopback through it, and so may anyone with the option
+    assert.are.equal(200, from_lan(proxy, "GET", "http://a.example.invalid/x").status)
+    assert.are.equal(200, assert(h.get(proxy.port, origin.url("/hello"))).status)
+    local open = lan_proxy({ "--upstream", parent.url(), "--allow-local-destinations" })
+    assert.are.equal(200, from_lan(open, "GET", origin.url("/hello")).status)
+    assert.are.equal(3, #parent.wait_requests(3))
+  end)
+
   it("does not hand a client on another machine a pooled connection to loopback", function()
     if not ip then return pending("this machine has no non-loopback IPv4 address") end
     local proxy = lan_proxy({ "--trace" })

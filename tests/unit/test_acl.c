@@ -282,6 +282,25 @@ static void test_machine_local(void)
     }
 }
 
+/* A target a parent proxy will resolve, judged by its spelling: every
+ * form a resolver reads as a local address, and the localhost names. */
+static void test_host_machine_local(void)
+{
+    static const char *const local[] = {
+        "127.0.0.1", "127.1", "2130706433", "0x7f.1", "017700000001", "0", "0.0.0.0",
+        "169.254.169.254", "::1", "::", "::ffff:127.0.0.1", "fe80::1%eth0", "localhost",
+        "LOCALHOST", "localhost.", "app.localhost", "a.b.localhost.",
+    };
+    static const char *const elsewhere[] = {
+        "10.0.0.1", "192.0.2.2", "1.2.3.4", "fd00::1", "::ffff:10.0.0.1", "example.com",
+        "xlocalhost", "localhost.example.com", "localhost..", ".", "127.0.0.1.example",
+    };
+    for (size_t i = 0; i < sizeof local / sizeof local[0]; i++)
+        ok(acl_host_is_machine_local(local[i]), "host %s is this machine's own", local[i]);
+    for (size_t i = 0; i < sizeof elsewhere / sizeof elsewhere[0]; i++)
+        ok(!acl_host_is_machine_local(elsewhere[i]), "host %s may be elsewhere", elsewhere[i]);
+}
+
 int main(void)
 {
     /* Inputs to the parsers are NUL-terminated C strings by contract
@@ -291,5 +310,6 @@ int main(void)
     test_match();
     test_ports();
     test_machine_local();
+    test_host_machine_local();
     return tap_done();
 }
