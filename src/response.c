@@ -191,7 +191,9 @@ enum exchange_step response_parse_head(struct session *s)
         return exchange_fail(x, 502, "the upstream's response head is too large");
     if (x->parent_tunnel)
         return parent_tunnel_answer(s, &head, (size_t)n);
-    if (x->parent && head.status == 407)
+    /* Over TLS with the origin, through the parent's tunnel, the answer is
+     * the origin's: the parent cannot speak there. */
+    if (x->parent && head.status == 407 && !endpoint_is_tls(&s->upstream))
         return exchange_fail(x, 502, "the parent proxy refused our credentials with 407");
     if (head.status < 200) {
         /* A server reads a request's content before switching (RFC 9110

@@ -285,6 +285,24 @@ function before_connect(tx) tx.upstream.proxy = nil end
     assert.equal(0, #tls_origin.requests())
   end)
 
+  -- Inside the TLS the proxy opened with the origin, a 407 is the origin's
+  -- own answer (odd, but its to give): the parent is not in that
+  -- conversation and cannot have refused anything there.
+  it("through a parent, passes an origin's 407 inside TLS on as the origin's", function()
+    local pki = h.test_pki()
+    local tls_origin = procs.add(h.start_https_origin())
+    local ca_dir = h.new_ca_dir()
+    local parent = start_parent("tunnel")
+    local proxy = start({ "--ca-dir", ca_dir, "--upstream-ca", pki.ca, "--intercept", "*",
+                          "--connect-ports", "443," .. tls_origin.port, "--upstream", parent.url() })
+    local out, code, err = h.curl({ "-i", "--cacert", ca_dir .. "/ca.pem", "-x", "http://127.0.0.1:" .. proxy.port,
+                                    tls_origin.url("/status/407") })
+    assert.equal(0, code, err)
+    assert.truthy(out:find("\r\nHTTP/1.1 407 ", 1, true), out)
+    assert.truthy(out:find("status 407\n", 1, true), out)
+    assert.equal(1, #tls_origin.requests())
+  end)
+
   it("through a parent, an origin's refused certificate is named as the origin's, not the parent's", function()
     local pki = h.test_pki()
     local wrong = procs.add(h.start_https_origin({ cert = "wrong" }))
