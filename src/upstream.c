@@ -312,9 +312,16 @@ enum exchange_step upstream_dns_answer(struct session *s, enum dns_status status
 
 /* The Proxy-Authorization for the parent: the credentials of its URL
  * (--upstream, or tx.upstream.proxy), which a script cannot override;
- * else the one a script set on the request, if any; else none. */
+ * else the one a script set on the request, if any; else none. None on
+ * a TRACE the parent reads in plain: its final recipient answers with the
+ * request it received as the body (the parent itself at Max-Forwards: 0,
+ * from any client), and a client must not put credentials in one (RFC
+ * 9110 9.3.8). Inside TLS with the origin the parent sees only the
+ * CONNECT, which carries them as usual. */
 static const char *parent_auth(const struct exchange *x)
 {
+    if (!x->upstream_tls && x->fwd_method_len == 5 && memcmp(x->fwd_method, "TRACE", 5) == 0)
+        return NULL;
     if (x->parent->auth[0])
         return x->parent->auth;
     return x->script_proxy_auth;

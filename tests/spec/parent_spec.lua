@@ -223,6 +223,34 @@ function before_connect(tx) tx.upstream.proxy = nil end
     assert.falsy(flows.script:find("c2NyaXB0OnB3", 1, true), flows.script)
   end)
 
+  -- The final recipient of a TRACE sends back the request it received:
+  -- the parent, when Max-Forwards runs out there. Credentials on it would
+  -- go back to whichever client asked.
+  it("sends a TRACE to the parent without credentials, which it would reflect", function()
+    local parent = start_parent("reflect")
+    for _, how in ipairs({ "url", "script" }) do
+      local args = { "--upstream", how == "url" and parent.url("user:s3cret") or parent.url() }
+      if how == "script" then
+        args[#args + 1] = "--script"
+        args[#args + 1] = h.tmpfile(AUTH_SCRIPT, "auth.lua")
+      end
+      local proxy = start(args)
+      local s = assert(h.connect(proxy.port))
+      h.send(s, h.request("TRACE", origin.url("/t"), { "Host: " .. origin.authority,
+                                                       "Max-Forwards: 1", "X-Case: one" }))
+      local resp = assert(h.read_response(s))
+      s:close()
+      assert.equal(200, resp.status)
+      assert.truthy(resp.body:find("Max-Forwards: 0\r\n", 1, true), resp.body)
+      assert.falsy(resp.body:lower():find("proxy-authorization", 1, true), resp.body)
+      -- other methods carry them as before
+      resp = h.get(proxy.port, origin.url("/x"), { "X-Case: one" })
+      assert.equal(200, resp.status)
+      assert.truthy(resp.body:find("\r\nProxy-Authorization: Basic ", 1, true), resp.body)
+    end
+    assert.equal(4, #parent.wait_requests(4))
+  end)
+
   it("answers 502 and 504 naming the parent when it fails", function()
     local closed = h.closed_port()
     local proxy = start({ "--upstream", "http://127.0.0.1:" .. closed })

@@ -1,6 +1,6 @@
 -- A tiny stand-in for a parent proxy, for the --upstream specs.
 --
---   lua5.4 tests/spec/support/parent.lua RECORD_FILE [hang|inject|tunnel]
+--   lua5.4 tests/spec/support/parent.lua RECORD_FILE [hang|inject|tunnel|reflect]
 --
 -- Binds 127.0.0.1:0, prints the port on stdout and serves one connection
 -- at a time until killed. Each request head is appended to RECORD_FILE
@@ -11,7 +11,9 @@
 -- CONNECT opens a real tunnel to 127.0.0.1 at its port, whatever the name
 -- (there is no DNS in the tests). With "inject" it is a hostile parent:
 -- its 200 to a CONNECT comes with a forged HTTP response in the same
--- write, then the tunnel is real as with "tunnel".
+-- write, then the tunnel is real as with "tunnel". With "reflect" it
+-- answers a request with its head as the body, as the final recipient
+-- of a TRACE does.
 --
 -- What it does not do otherwise: forward anything. The specs check what
 -- reached it.
@@ -91,6 +93,10 @@ while socket.gettime() - started < 300 do
           if data and #data > 0 then c:send(data) end
           if err == "closed" then break end
         end
+      elseif mode == "reflect" then
+        -- as a parent answers a TRACE at Max-Forwards: 0 (RFC 9110 9.3.8)
+        c:send("HTTP/1.1 200 OK\r\nContent-Type: message/http\r\nContent-Length: " .. #head
+          .. "\r\nConnection: close\r\n\r\n" .. head)
       else
         local body = line .. "\n"
         c:send("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\nConnection: close\r\n\r\n" .. body)
