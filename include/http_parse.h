@@ -51,6 +51,7 @@ enum http_field_id {
     HTTP_FIELD_HOST,
     HTTP_FIELD_VIA,
     HTTP_FIELD_EXPECT,
+    HTTP_FIELD_PROXY_AUTHENTICATION_INFO,
 };
 
 /* The id of the field name at <name> (<len> bytes, any case). */
@@ -195,7 +196,8 @@ size_t http_field_value_span(const char *s, size_t len);
 
 /* Whether field <i> is hop-by-hop (RFC 9110 7.6.1): Connection,
  * Proxy-Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade,
- * Proxy-Authorization, Proxy-Authenticate, or any name listed in a
+ * Proxy-Authorization, Proxy-Authenticate, Proxy-Authentication-Info (the
+ * last two are for the next client alone, RFC 9110 11.7), or any name listed in a
  * Connection field of the same head, except Content-Length and Host, which
  * a client must not be able to strip that way.
  *
@@ -209,7 +211,8 @@ static inline int http_is_hop_by_hop(const struct http_head *head, size_t i)
     const uint32_t always = HTTP_BIT(CONNECTION) | HTTP_BIT(PROXY_CONNECTION) |
                             HTTP_BIT(KEEP_ALIVE) | HTTP_BIT(TE) | HTTP_BIT(TRAILER) |
                             HTTP_BIT(TRANSFER_ENCODING) | HTTP_BIT(UPGRADE) |
-                            HTTP_BIT(PROXY_AUTHORIZATION) | HTTP_BIT(PROXY_AUTHENTICATE);
+                            HTTP_BIT(PROXY_AUTHORIZATION) | HTTP_BIT(PROXY_AUTHENTICATE) |
+                            HTTP_BIT(PROXY_AUTHENTICATION_INFO);
     /* "Connection: Content-Length" must not make the proxy drop the field
      * that frames the body, nor "Connection: Host" the one that routes it:
      * a receiver would then read the body as the next request. */

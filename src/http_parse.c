@@ -380,6 +380,9 @@ enum http_field_id http_field_id(const char *name, size_t len)
         return IS("proxy-authenticate") ? HTTP_FIELD_PROXY_AUTHENTICATE : HTTP_FIELD_OTHER;
     case 19:
         return IS("proxy-authorization") ? HTTP_FIELD_PROXY_AUTHORIZATION : HTTP_FIELD_OTHER;
+    case 25:
+        return IS("proxy-authentication-info") ? HTTP_FIELD_PROXY_AUTHENTICATION_INFO
+                                               : HTTP_FIELD_OTHER;
     default:
         return HTTP_FIELD_OTHER;
     }

@@ -193,11 +193,13 @@ describe("forwarding", function()
   it("removes hop-by-hop response headers and keeps end-to-end ones in order", function()
     local resp = exchange(h.request("GET", origin.url(
       "/headers?X-First=1&Connection=X-Foo&X-Foo=1&Keep-Alive=timeout%3D5"
-      .. "&Proxy-Connection=keep-alive&X-Middle=2&Trailer=X-T&Upgrade=foo&TE=trailers&X-Last=3"),
+      .. "&Proxy-Connection=keep-alive&X-Middle=2&Trailer=X-T&Upgrade=foo&TE=trailers"
+      .. "&Proxy-Authenticate=Basic&Proxy-Authentication-Info=nextnonce%3D1&X-Last=3"),
       { host_hdr() }))
     assert.are.equal(200, resp.status)
     assert.are.equal("headers\n", resp.body)
-    for _, name in ipairs({ "X-Foo", "Keep-Alive", "Proxy-Connection", "Trailer", "Upgrade", "TE" }) do
+    for _, name in ipairs({ "X-Foo", "Keep-Alive", "Proxy-Connection", "Trailer", "Upgrade", "TE",
+                            "Proxy-Authenticate", "Proxy-Authentication-Info" }) do
       assert.are.equal(0, h.header_count(resp.headers, name), name .. " reached the client")
     end
     assert.is_falsy((resp.headers["connection"] or ""):lower():find("x-foo", 1, true))

@@ -835,6 +835,7 @@ static void test_tokens(void)
                     "Keep-Alive: 5\r\nTE: trailers\r\nTrailer: X\r\n"
                     "Proxy-Connection: close\r\nProxy-Authorization: Basic x\r\n"
                     "Proxy-Authenticate: Basic\r\nContent-Length: 0\r\n"
+                    "Proxy-Authentication-Info: nextnonce=\"x\"\r\n"
                     "Transfer_Encoding: x\r\nUPGRADE-Insecure-Requests: 1\r\n\r\n";
     is_int(parse_whole(http_parse_request, s, strlen(s), &err), strlen(s), "lookup head parses");
 
@@ -872,6 +873,7 @@ static void test_tokens(void)
         {"Host", 0}, {"Connection", 1}, {"Upgrade", 1}, {"connection", 1}, {"Expect", 0},
         {"X-Foo", 1}, {"X-Foo-Bar", 0}, {"Keep-Alive", 1}, {"TE", 1}, {"Trailer", 1},
         {"Proxy-Connection", 1}, {"Proxy-Authorization", 1}, {"Proxy-Authenticate", 1},
+        {"Proxy-Authentication-Info", 1},
         {"Content-Length", 0}, {"Transfer_Encoding", 0}, {"UPGRADE-Insecure-Requests", 0},
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -936,6 +938,8 @@ static void test_field_ids(void)
         {"Transfer-Encoding", HTTP_FIELD_TRANSFER_ENCODING},
         {"Proxy-Authenticate", HTTP_FIELD_PROXY_AUTHENTICATE},
         {"Proxy-Authorization", HTTP_FIELD_PROXY_AUTHORIZATION},
+        {"proxy-authentication-INFO", HTTP_FIELD_PROXY_AUTHENTICATION_INFO},
+        {"Proxy-Authentication-Inf0", HTTP_FIELD_OTHER},
         {"Set-Cookie", HTTP_FIELD_OTHER}, {"Hosts", HTTP_FIELD_OTHER},
         {"Content_Length", HTTP_FIELD_OTHER}, {"Keep_Alive", HTTP_FIELD_OTHER},
         {"T", HTTP_FIELD_OTHER}, {"Upgrade2", HTTP_FIELD_OTHER}, {"Vi\xe1", HTTP_FIELD_OTHER},

@@ -203,6 +203,7 @@ static void test_import_response(void)
                    "X-Hop: 1\r\n"
                    "Keep-Alive: timeout=5\r\n"
                    "Proxy-Authenticate: Basic\r\n"
+                   "Proxy-Authentication-Info: nextnonce=\"abc\"\r\n"
                    "Trailer: X-Sum\r\n"
                    "Host: not-a-request-field\r\n"
                    "Via: 1.1 origin-cache\r\n"
