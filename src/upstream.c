@@ -465,6 +465,39 @@ static void record_parent_head(struct flow *flow, const char *head, size_t len, 
     buffer_free(&kept);
 }
 
+/* The CONNECT that asks the parent for a tunnel to the exchange's host,
+ * with <auth> as its Proxy-Authorization when given. It carries the
+ * request's Via (the client's, with ours appended), as a forwarded request
+ * does: without it, proxies set as each other's parent passed a CONNECT
+ * back and forth with no hop to count (exchange.c, looks_like_loop) until
+ * both ran out of descriptors. 0, or -1 when out of memory. */
+static int write_parent_connect(struct session *s, const char *auth)
+{
+    struct exchange *x = &s->x;
+    struct buffer *out = &s->upstream.out;
+    char target[300];
+    int vias = 0;
+
+    snprintf(target, sizeof target, strchr(x->host, ':') ? "[%s]:%u" : "%s:%u", x->host,
+             x->port);
+    if (buffer_printf(out, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n", target, target) != 0)
+        return -1;
+    for (int at = headers_find(&x->req_headers, "Via", 3, 0); at >= 0;
+         at = headers_find(&x->req_headers, "Via", 3, (size_t)at + 1)) {
+        size_t len;
+        const char *v = headers_value(&x->req_headers, (size_t)at, &len);
+        if (buffer_append_str(out, "Via: ") || buffer_append(out, v, len) ||
+            buffer_append(out, "\r\n", 2))
+            return -1;
+        vias++;
+    }
+    if (!vias && buffer_append_str(out, "Via: " MESSAGE_VIA "\r\n"))
+        return -1;
+    if (auth && buffer_printf(out, "Proxy-Authorization: %s\r\n", auth))
+        return -1;
+    return buffer_append(out, "\r\n", 2);
+}
+
 /* Writes the request head for the upstream with the body framing <kind>
  * (<length>, and whether the client sent a Content-Length). Through a
  * parent: absolute-form, unless TLS runs end to end in a tunnel the parent
@@ -634,13 +667,7 @@ enum exchange_step upstream_begin_forwarding(struct session *s)
         !endpoint_is_tls(&s->upstream)) {
         /* Ask the parent for the tunnel; its answer decides ours, or opens
          * the way for TLS with the origin (response_parse_head). */
-        char target[300];
-        const char *auth = parent_auth(x);
-        snprintf(target, sizeof target, strchr(x->host, ':') ? "[%s]:%u" : "%s:%u", x->host,
-                 x->port);
-        if (buffer_printf(&s->upstream.out, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s%s\r\n",
-                          target, target, auth ? "Proxy-Authorization: " : "", auth ? auth : "",
-                          auth ? "\r\n" : "") != 0)
+        if (write_parent_connect(s, parent_auth(x)) != 0)
             return exchange_fail(x, 502, "out of memory");
         x->parent_tunnel = 1;
         if (x->is_connect)

@@ -46,6 +46,23 @@ describe("parent proxy", function()
     assert.equal(0, #origin.requests())
   end)
 
+  it("ends a CONNECT going round between two proxies that are each other's parent", function()
+    local pa, pb = h.closed_port(), h.closed_port()
+    local a = start({ "--listen", "127.0.0.1:" .. pa, "--upstream", "http://127.0.0.1:" .. pb })
+    local b = start({ "--listen", "127.0.0.1:" .. pb, "--upstream", "http://127.0.0.1:" .. pa })
+    -- The CONNECT to the parent carried no Via, so nothing counted the
+    -- hops: it went round until both ran out of descriptors.
+    local s = assert(h.connect(a.port))
+    h.send(s, "CONNECT secure.example.invalid:443 HTTP/1.1\r\nHost: secure.example.invalid:443\r\n\r\n")
+    local resp = assert(h.read_response(s, { method = "CONNECT", timeout = 10 }))
+    s:close()
+    -- the innermost hop's 508, passed back as each parent's refusal
+    assert.equal(502, resp.status)
+    assert.truthy(h.wait_for(function()
+      return (a.log() .. b.log()):find("passed through luaproxy too many times", 1, true)
+    end), a.log() .. b.log())
+  end)
+
   it("opens tunnels with CONNECT to the parent", function()
     local parent = start_parent()
     local proxy = start({ "--upstream", parent.url("u:p"), "--connect-ports", "443" })
