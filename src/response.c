@@ -114,12 +114,21 @@ static void keep_reason(struct exchange *x, const struct http_head *head)
 }
 
 /* The parent's answer to our CONNECT: 2xx opens the tunnel (and we say
- * 200 to the client); anything else fails it, naming the parent. */
+ * 200 to the client); anything else fails it, naming the parent. An
+ * interim answer (1xx other than 101) comes before the real one, as to
+ * any request (RFC 9110 15.2): it is skipped, and the answer awaited. */
 static enum exchange_step parent_tunnel_answer(struct session *s, const struct http_head *head,
                                                size_t head_len)
 {
     struct exchange *x = &s->x;
 
+    if (head->status >= 100 && head->status <= 199 && head->status != 101) {
+        if (++x->interim_count > EXCHANGE_MAX_INTERIM)
+            return exchange_fail(x, 502, "the parent proxy sent too many interim (1xx) "
+                                         "answers to the CONNECT");
+        buffer_consume(&s->upstream.in, head_len);
+        return STEP_PROGRESS;
+    }
     x->parent_tunnel = 0;
     if (head->status < 200 || head->status > 299) {
         return exchange_fail(

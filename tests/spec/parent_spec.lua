@@ -78,6 +78,18 @@ describe("parent proxy", function()
     assert.truthy(head:find("\r\nProxy-Authorization: " .. basic("u:p") .. "\r\n", 1, true), head)
   end)
 
+  it("skips an interim answer to the CONNECT and opens the tunnel on the 200 after it", function()
+    local parent = start_parent("interim")
+    local proxy = start({ "--upstream", parent.url() })
+    local s = assert(h.connect(proxy.port))
+    h.send(s, "CONNECT secure.example.invalid:443 HTTP/1.1\r\nHost: secure.example.invalid:443\r\n\r\n")
+    local resp = h.read_response(s, { method = "CONNECT" })
+    assert.equal(200, resp.status)
+    h.send(s, "hello parent")
+    assert.equal("hello parent", h.recv_exact(s, 12))
+    s:close()
+  end)
+
   it("goes direct for bypassed hosts: a name, *.domain and a CIDR", function()
     local parent = start_parent()
     local proxy = start({ "--upstream", parent.url(), "--upstream-bypass", "localhost",

@@ -1,6 +1,6 @@
 -- A tiny stand-in for a parent proxy, for the --upstream specs.
 --
---   lua5.4 tests/spec/support/parent.lua RECORD_FILE [hang|inject|tunnel|reflect]
+--   lua5.4 tests/spec/support/parent.lua RECORD_FILE [hang|inject|tunnel|reflect|interim]
 --
 -- Binds 127.0.0.1:0, prints the port on stdout and serves one connection
 -- at a time until killed. Each request head is appended to RECORD_FILE
@@ -13,7 +13,8 @@
 -- its 200 to a CONNECT comes with a forged HTTP response in the same
 -- write, then the tunnel is real as with "tunnel". With "reflect" it
 -- answers a request with its head as the body, as the final recipient
--- of a TRACE does.
+-- of a TRACE does. With "interim" its 200 to a CONNECT comes after a
+-- "100 Continue".
 --
 -- What it does not do otherwise: forward anything. The specs check what
 -- reached it.
@@ -86,7 +87,9 @@ while socket.gettime() - started < 300 do
         c:send("HTTP/1.1 200 OK\r\n\r\n" .. forged)
         if up then relay(c, up) end
       elseif line:match("^CONNECT ") then
-        c:send("HTTP/1.1 200 OK\r\n\r\n")
+        -- "interim": a 100 first, which a client must skip (RFC 9110 15.2)
+        c:send((mode == "interim" and "HTTP/1.1 100 Continue\r\n\r\n" or "")
+          .. "HTTP/1.1 200 OK\r\n\r\n")
         while true do
           local data, err, partial = c:receive(1)
           data = data or partial
