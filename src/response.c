@@ -154,8 +154,14 @@ static enum exchange_step parent_tunnel_answer(struct session *s, const struct h
         x->parent_connected = 1;
         return upstream_begin_forwarding(s);
     }
+    /* Recorded as a direct tunnel is (upstream.c): the viewer shows it as
+     * one, with the answer the client had, and replay refuses it. */
+    size_t before = buffer_length(&s->client.out);
     if (buffer_append_str(&s->client.out, "HTTP/1.1 200 Connection Established\r\n\r\n"))
         return exchange_fail(x, 502, "out of memory");
+    flows_record_flag(x->flow, FLOW_F_TUNNEL);
+    flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
+                          buffer_length(&s->client.out), before);
     x->status = 200;
     x->response_started = 1;
     return exchange_move(x, SESSION_TUNNEL, "the parent opened the tunnel");

@@ -252,6 +252,28 @@ function before_connect(tx) tx.upstream.proxy = nil end
     assert.falsy(flows.script:find("c2NyaXB0OnB3", 1, true), flows.script)
   end)
 
+  it("records a tunnel through the parent as a tunnel, which replay refuses", function()
+    local parent = start_parent()
+    local proxy, adm = procs.add(admin.start({ "--upstream", parent.url() }))
+    local s = assert(h.connect(proxy.port))
+    h.send(s, "CONNECT secure.example.invalid:443 HTTP/1.1\r\nHost: secure.example.invalid:443\r\n\r\n")
+    assert.equal(200, h.read_response(s, { method = "CONNECT" }).status)
+    h.send(s, "hello parent")
+    assert.equal("hello parent", h.recv_exact(s, 12))
+    s:close()
+    local list = h.wait_for(function()
+      local l = admin.get_json(adm, "/api/flows")
+      return #l >= 1 and not l[1].running and l
+    end, 10)
+    assert.is_true(list[1].tunnel)
+    local f = admin.get_json(adm, "/api/flows/" .. admin.id(list[1].id))
+    assert.equal("HTTP/1.1 200 Connection Established", f.response.sent.line)
+    local resp = admin.call(adm, "/api/flows/" .. admin.id(list[1].id) .. "/replay",
+                            { method = "POST" })
+    assert.equal(409, resp.status, resp.body)
+    assert.equal(1, #parent.requests())
+  end)
+
   -- The final recipient of a TRACE sends back the request it received:
   -- the parent, when Max-Forwards runs out there. Credentials on it would
   -- go back to whichever client asked.
