@@ -30,6 +30,15 @@ enum auth_result {
     AUTH_BUSY,    /* too many checks waiting (from this client): 503 */
 };
 
+/* What an open tunnel keeps of the check its CONNECT passed, so that the
+ * requests decrypted inside it, which carry no credentials, stop passing
+ * once a reload removed the user or changed its password. */
+struct auth_stamp {
+    unsigned generation;         /* of the users file */
+    unsigned char hash_id[32];   /* SHA-256 of the user's hash then */
+    int valid;                   /* 0: the user was not in the file */
+};
+
 /* Called on the loop with the verdict of a pending check: AUTH_OK (with
  * <user>), AUTH_DENIED or AUTH_BUSY. */
 typedef void auth_done_fn(void *arg, enum auth_result verdict, const char *user);
@@ -66,6 +75,15 @@ enum auth_result auth_check(struct auth *a, int fields, const char *value, size_
  * the IPv4 one it is. */
 #define AUTH_CLIENT_KEY_MAX 64
 void auth_client_key(const char *client_ip, char *key, size_t key_len);
+
+/* Stamps <user> as the users file has it now (out->valid 0 when it is
+ * not there). */
+void auth_stamp_user(const struct auth *a, const char *user, struct auth_stamp *out);
+
+/* Whether the check <stamp> records for <user> still holds: the file was
+ * not read again since, or it still has <user> with the same hash (the
+ * stamp is then brought up to date, so later requests cost a compare). */
+int auth_stamp_holds(const struct auth *a, const char *user, struct auth_stamp *stamp);
 
 /* The owner of a pending check goes away: <done> will not be called. */
 void auth_cancel(struct auth *a, struct auth_job *job);

@@ -63,6 +63,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "auth.h"
 #include "body.h"
 #include "dns.h"
 #include "endpoint.h"
@@ -221,6 +222,8 @@ struct session_tunnel {
     uint16_t port;
     char host[256];
     char user[128]; /* who the CONNECT authenticated as (--auth-file) */
+    bool auth_on;            /* --auth-file was in force for the CONNECT */
+    struct auth_stamp auth;  /* and what its check found in the file */
 };
 
 struct session {

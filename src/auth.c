@@ -28,6 +28,7 @@
 #include <crypt.h>
 #include <errno.h>
 #include <openssl/hmac.h>
+#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -551,6 +552,30 @@ void auth_cancel(struct auth *a, struct auth_job *job)
     pthread_mutex_lock(&a->mu);
     job->cancelled = 1;
     pthread_mutex_unlock(&a->mu);
+}
+
+void auth_stamp_user(const struct auth *a, const char *user, struct auth_stamp *out)
+{
+    const struct auth_user *u = auth_users_find(a->users, user);
+
+    memset(out, 0, sizeof *out);
+    out->generation = a->generation;
+    out->valid = u && SHA256((const unsigned char *)u->hash, strlen(u->hash), out->hash_id);
+}
+
+int auth_stamp_holds(const struct auth *a, const char *user, struct auth_stamp *stamp)
+{
+    struct auth_stamp now;
+
+    if (!stamp->valid)
+        return 0;
+    if (stamp->generation == a->generation)
+        return 1;
+    auth_stamp_user(a, user, &now);
+    if (!now.valid || CRYPTO_memcmp(now.hash_id, stamp->hash_id, sizeof now.hash_id) != 0)
+        return 0;
+    *stamp = now;
+    return 1;
 }
 
 /* Decodes base64 (RFC 4648, padding required) into <out>. Returns the

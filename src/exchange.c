@@ -361,7 +361,16 @@ static enum auth_result check_credentials(struct session *s, const struct http_h
         return AUTH_OK;
     if (s->intercepted) {
         /* Inside an intercepted tunnel: the CONNECT carried the
-         * credentials, and requests inside never do. */
+         * credentials, and requests inside never do. Their check holds
+         * until a reload removes the user or changes its password (or
+         * brings --auth-file in after the CONNECT): then the tunnel's
+         * requests are refused, and the connection closes, since only a
+         * new CONNECT can carry new credentials. */
+        if (!s->tunnel->auth_on || !auth_stamp_holds(a, s->tunnel->user, &s->tunnel->auth)) {
+            exchange_no_keep(x, "the tunnel's credentials no longer hold (--auth-file was read "
+                                "again)");
+            return AUTH_DENIED;
+        }
         *oom = keep_user(x, s->tunnel->user) != 0;
         return AUTH_OK;
     }

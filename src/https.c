@@ -94,6 +94,9 @@ enum exchange_step https_begin_tunnel(struct session *s)
     s->tunnel->port = x->port;
     snprintf(s->tunnel->host, sizeof s->tunnel->host, "%s", x->host);
     snprintf(s->tunnel->user, sizeof s->tunnel->user, "%s", x->user ? x->user : "");
+    s->tunnel->auth_on = s->proxy->auth && s->proxy->cfg->auth_file;
+    if (s->tunnel->auth_on)
+        auth_stamp_user(s->proxy->auth, s->tunnel->user, &s->tunnel->auth);
     x->status = 200;
     x->response_started = 1;
     x->req_body_done = 1;

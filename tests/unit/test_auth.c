@@ -175,6 +175,41 @@ static void test_large_file(void)
     ev_loop_destroy(loop);
 }
 
+/* A tunnel's stamp holds across reloads that keep its user as it was,
+ * and stops holding once the user is gone or has another hash. */
+static void test_stamp(void)
+{
+    char err[512], text[512], ha[128], hb[128], hn[128];
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct auth_stamp st;
+    struct auth_users *u;
+
+    /* (cheap_hash answers in one static buffer) */
+    snprintf(ha, sizeof ha, "%s", cheap_hash("a"));
+    snprintf(hb, sizeof hb, "%s", cheap_hash("b"));
+    snprintf(hn, sizeof hn, "%s", cheap_hash("new"));
+    snprintf(text, sizeof text, "alice:%s\nbob:%s\n", ha, hb);
+    struct auth *a = auth_open(write_users("stamp", text), loop, err, sizeof err);
+    if (!ok(a != NULL, "stamp: the file is read"))
+        return;
+    auth_stamp_user(a, "nobody", &st);
+    ok(!auth_stamp_holds(a, "nobody", &st), "stamp: an unknown user's never holds");
+    auth_stamp_user(a, "alice", &st);
+    ok(auth_stamp_holds(a, "alice", &st), "stamp: holds while the file is not read again");
+    u = auth_users_read(write_users("stamp", text), err, sizeof err);
+    auth_users_use(a, u);
+    ok(auth_stamp_holds(a, "alice", &st), "stamp: holds after a reload that kept the user");
+    snprintf(text, sizeof text, "alice:%s\nbob:%s\n", hn, hb);
+    auth_users_use(a, auth_users_read(write_users("stamp", text), err, sizeof err));
+    ok(!auth_stamp_holds(a, "alice", &st), "stamp: a changed password ends it");
+    auth_stamp_user(a, "bob", &st);
+    snprintf(text, sizeof text, "alice:%s\n", hn);
+    auth_users_use(a, auth_users_read(write_users("stamp", text), err, sizeof err));
+    ok(!auth_stamp_holds(a, "bob", &st), "stamp: a removed user's ends");
+    auth_free(a);
+    ev_loop_destroy(loop);
+}
+
 /* The key checks count under: an IPv6 client by its /64. */
 static void test_client_key(void)
 {
@@ -251,6 +286,7 @@ int main(void)
     test_large_file();
     test_client_key();
     test_ipv6_client_fairness();
+    test_stamp();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
