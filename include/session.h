@@ -153,6 +153,7 @@ struct exchange {
     struct parent_proxy *parent;
     bool parent_tunnel;    /* CONNECT sent to the parent; awaiting its answer */
     bool parent_connected; /* the parent opened a tunnel for TLS to the origin */
+    bool parent_auth_sent; /* what went to the parent carried credentials */
     /* A Proxy-Authorization a script set (taken out of req_headers when
      * the request is read back), or NULL: it goes to a parent whose URL
      * has no credentials, never to an origin (upstream.c). */

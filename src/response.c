@@ -135,7 +135,10 @@ static enum exchange_step parent_tunnel_answer(struct session *s, const struct h
             x, 502,
             exchange_cause(x, "the parent proxy refused the CONNECT",
                            "the parent proxy answered the CONNECT with %d%s", head->status,
-                           head->status == 407 ? ": it refused our credentials" : ""));
+                           head->status != 407      ? ""
+                           : x->parent_auth_sent ? ": it refused our credentials"
+                                                 : ": it wants credentials, and none are "
+                                                   "given for it"));
     }
     buffer_consume(&s->upstream.in, head_len);
     if (!x->is_connect) {
@@ -209,7 +212,12 @@ enum exchange_step response_parse_head(struct session *s)
     /* Over TLS with the origin, through the parent's tunnel, the answer is
      * the origin's: the parent cannot speak there. */
     if (x->parent && head.status == 407 && !endpoint_is_tls(&s->upstream))
-        return exchange_fail(x, 502, "the parent proxy refused our credentials with 407");
+        return exchange_fail(
+            x, 502,
+            x->parent_auth_sent ? "the parent proxy refused our credentials with 407"
+            : x->fwd_method_len == 5 && memcmp(x->fwd_method, "TRACE", 5) == 0
+                ? "the parent proxy wants credentials (407), which a TRACE does not carry"
+                : "the parent proxy wants credentials (407), and none are given for it");
     if (head.status < 200) {
         /* A server reads a request's content before switching (RFC 9110
          * 7.8). Switched with part of it still to come, the rest would go

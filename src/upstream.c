@@ -532,6 +532,7 @@ static int write_request_head(struct session *s, enum http_body_kind kind, uint6
             if (headers_set(&x->req_headers, "Host", 4, authority, alen) != 0)
                 return -1;
         }
+        x->parent_auth_sent = parent_auth(x) != NULL;
         rc = message_write_proxy_request(&s->upstream.out, origin, parent_auth(x),
                                          x->fwd_method, x->fwd_method_len, x->fwd_path,
                                          x->fwd_path_len, &x->req_headers, kind, length,
@@ -669,6 +670,7 @@ enum exchange_step upstream_begin_forwarding(struct session *s)
          * the way for TLS with the origin (response_parse_head). */
         if (write_parent_connect(s, parent_auth(x)) != 0)
             return exchange_fail(x, 502, "out of memory");
+        x->parent_auth_sent = parent_auth(x) != NULL;
         x->parent_tunnel = 1;
         if (x->is_connect)
             x->req_body_done = 1;

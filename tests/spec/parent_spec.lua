@@ -302,6 +302,39 @@ function before_connect(tx) tx.upstream.proxy = nil end
     assert.equal(4, #parent.wait_requests(4))
   end)
 
+  -- A parent's 407 is a 502 for the client, which has no credentials for
+  -- it: one that says whether ours were refused or none were sent.
+  it("says whether the parent refused our credentials or was given none", function()
+    local parent = start_parent("deny")
+    local with = start({ "--upstream", parent.url("user:pw") })
+    local without = start({ "--upstream", parent.url() })
+    local function connect(proxy)
+      local s = assert(h.connect(proxy.port))
+      h.send(s, "CONNECT secure.example.invalid:443 HTTP/1.1\r\nHost: secure.example.invalid:443\r\n\r\n")
+      local resp = h.read_response(s, { method = "CONNECT" })
+      s:close()
+      return resp
+    end
+    local function trace(proxy)
+      local s = assert(h.connect(proxy.port))
+      h.send(s, h.request("TRACE", origin.url("/t"), { "Host: " .. origin.authority }))
+      local resp = h.read_response(s)
+      s:close()
+      return resp
+    end
+    for _, case in ipairs({
+      { h.get(with.port, origin.url("/x")), "refused our credentials with 407" },
+      { h.get(without.port, origin.url("/x")), "wants credentials (407), and none are given for it" },
+      { trace(with), "wants credentials (407), which a TRACE does not carry" },
+      { connect(with), "answered the CONNECT with 407: it refused our credentials" },
+      { connect(without), "answered the CONNECT with 407: it wants credentials, and none are given" },
+    }) do
+      local resp, words = case[1], case[2]
+      assert.equal(502, resp.status)
+      assert.truthy(resp.body:find(words, 1, true), resp.body)
+    end
+  end)
+
   it("answers 502 and 504 naming the parent when it fails", function()
     local closed = h.closed_port()
     local proxy = start({ "--upstream", "http://127.0.0.1:" .. closed })
@@ -568,12 +601,13 @@ end
     for _, r in ipairs(reqs) do assert.is_nil(r.head:lower():find("proxy-authorization", 1, true)) end
 
     -- the credentials are what let us through: without them tinyproxy
-    -- answers 407, which we turn into a 502 naming it
+    -- answers 407, which we turn into a 502 naming it (and saying that
+    -- none were sent, rather than that ours were refused)
     local bare = start({ "--upstream", "http://127.0.0.1:" .. port })
     local resp = h.get(bare.port, origin.url("/hello"))
     assert.equal(502, resp.status)
-    assert.truthy(resp.body:find("the parent proxy 127.0.0.1:" .. port .. " refused our credentials", 1, true),
-      resp.body)
+    assert.truthy(resp.body:find("the parent proxy 127.0.0.1:" .. port .. " wants credentials (407), "
+      .. "and none are given for it", 1, true), resp.body)
     assert.equal(2, #origin.requests())
   end)
 end)

@@ -1,13 +1,14 @@
 -- A tiny stand-in for a parent proxy, for the --upstream specs.
 --
---   lua5.4 tests/spec/support/parent.lua RECORD_FILE [hang|inject|tunnel|reflect|interim]
+--   lua5.4 tests/spec/support/parent.lua RECORD_FILE [hang|deny|inject|tunnel|reflect|interim]
 --
 -- Binds 127.0.0.1:0, prints the port on stdout and serves one connection
 -- at a time until killed. Each request head is appended to RECORD_FILE
 -- (format "R <len>\n<head>") before it is answered:
 --   CONNECT      "HTTP/1.1 200 OK", then echoes bytes until the client closes
 --   anything else  200 with the request line as the body, then closes
--- With "hang" it reads the head and never answers. With "tunnel" a
+-- With "hang" it reads the head and never answers; with "deny" it
+-- answers everything with 407. With "tunnel" a
 -- CONNECT opens a real tunnel to 127.0.0.1 at its port, whatever the name
 -- (there is no DNS in the tests). With "inject" it is a hostile parent:
 -- its 200 to a CONNECT comes with a forged HTTP response in the same
@@ -80,6 +81,9 @@ while socket.gettime() - started < 300 do
       local line = head:match("^([^\r\n]*)")
       if mode == "hang" then
         c:receive("*a")
+      elseif mode == "deny" then
+        c:send("HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic "
+          .. "realm=\"parent\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
       elseif (mode == "inject" or mode == "tunnel") and line:match("^CONNECT ") then
         local port = line:match("^CONNECT %S+:(%d+) ")
         local up = socket.connect("127.0.0.1", tonumber(port))
