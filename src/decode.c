@@ -252,11 +252,17 @@ enum decode_result decoder_feed_some(struct decoder *d, const char *in, size_t l
         unsigned char *dst;
 
         if (d->ended) {
-            /* zstd allows another frame; the others end for good. */
+            /* zstd allows another frame and gzip another member (RFC 1952
+             * 2.2: a gzip file is a series of members, as `cat a.gz b.gz`
+             * makes); deflate and br end for good. */
             if (len == 0)
                 break;
-            if (d->coding != DECODE_ZSTD)
+            if (d->coding == DECODE_GZIP) {
+                if (inflateReset(&d->z) != Z_OK)
+                    return DECODE_CORRUPT;
+            } else if (d->coding != DECODE_ZSTD) {
                 return DECODE_CORRUPT;
+            }
             d->ended = 0;
         }
         if (len == 0 && !d->last_full)

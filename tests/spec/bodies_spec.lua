@@ -49,6 +49,9 @@ describe("bodies through scripts", function()
     assert(h.sh("head -c 41943040 /dev/zero | zstd -q -1 -c >> " .. file("late.zst")))
     local gz = h.read_file(file("page.gz"))
     h.write_file(file("corrupt.gz"), gz:sub(1, 200) .. ("\255"):rep(200) .. gz:sub(401))
+    -- The page in two gzip members, as `cat a.gz b.gz` makes (RFC 1952 2.2)
+    assert(h.sh("head -c 3000 " .. PAGE .. " | gzip -c > " .. file("two.gz")))
+    assert(h.sh("tail -c +3001 " .. PAGE .. " | gzip -c >> " .. file("two.gz")))
   end)
 
   local procs = each_test.processes()
@@ -180,6 +183,16 @@ describe("bodies through scripts", function()
       nil, { method = "HEAD" }))
     assert.are.equal("gzip", resp.headers["content-encoding"])
     assert.are.equal(tostring(#h.read_file(file("page.gz"))), resp.headers["content-length"])
+  end)
+
+  it("decodes a gzip body of several members whole", function()
+    proxy = procs.proxy({ "-s", h.tmpfile(HTML_HOOK, "html.lua") })
+    for _, framing in ipairs({ "", "&chunked=1" }) do
+      local resp = fetch("path=" .. file("two.gz") .. "&encoding=gzip" .. framing)
+      assert.are.equal(200, resp.status)
+      assert.is_falsy(resp.incomplete)
+      assert.are.equal(page .. "<!-- 300 paragraphs -->", resp.body)
+    end
   end)
 
   it("ends the exchange on a corrupt compressed body", function()

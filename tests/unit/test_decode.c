@@ -294,6 +294,37 @@ int main(void)
         free(b);
         free(both);
     }
+    {
+        /* gzip: two members back to back form one body (RFC 1952 2.2),
+         * whole and a byte at a time; bytes after the last are corrupt */
+        size_t a_len, b_len;
+        unsigned char *a = encode(DECODE_GZIP, plain, 1000, &a_len);
+        unsigned char *b = encode(DECODE_GZIP, plain + 1000, 1000, &b_len);
+        unsigned char *both = malloc(a_len + b_len + 3);
+        struct buffer out;
+        memcpy(both, a, a_len);
+        memcpy(both + a_len, b, b_len);
+        for (size_t piece = 1; piece <= a_len + b_len; piece += a_len + b_len - 1) {
+            buffer_init(&out);
+            enum decode_result r = run(DECODE_GZIP, both, a_len + b_len, piece, 1 << 30, &out);
+            ok(r == DECODE_END && buffer_length(&out) == 2000 &&
+                   memcmp(buffer_peek(&out), plain, 2000) == 0,
+               "gzip: two members, in pieces of %zu", piece);
+            buffer_free(&out);
+        }
+        memcpy(both + a_len + b_len, "xyz", 3);
+        buffer_init(&out);
+        is_int(run(DECODE_GZIP, both, a_len + b_len + 3, 1 << 30, 1 << 30, &out), DECODE_CORRUPT,
+               "gzip: bytes after the last member are corrupt");
+        buffer_free(&out);
+        buffer_init(&out);
+        is_int(run(DECODE_GZIP, both, a_len + b_len / 2, 1 << 30, 1 << 30, &out), DECODE_CORRUPT,
+               "gzip: a second member cut short is corrupt");
+        buffer_free(&out);
+        free(a);
+        free(b);
+        free(both);
+    }
     free(plain);
     return tap_done();
 }
