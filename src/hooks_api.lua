@@ -648,13 +648,19 @@ function api.snapshot(tx)
   snap.req.headers = copy_headers(r.headers)
   if s then
     snap.res = { status = s.status, reason = s.reason, reason_set = s.reason_set,
-                 headers = copy_headers(s.headers) }
+                 headers = copy_headers(s.headers), filter_body = s.filter_body,
+                 decode_body = s.decode_body }
   end
   return snap
 end
 
 function api.restore(tx, snap)
   local r, s = req_data(tx), rawget(tx, "_res")
+  -- What the hook added goes too (its filter_body or buffer_body): the
+  -- snapshot holds every field the request had.
+  for k in next, r do
+    if snap.req[k] == nil then r[k] = nil end
+  end
   for k, v in pairs(snap.req) do r[k] = v end
   r.url = nil -- made again from what was restored
   r[CHANGED] = true
@@ -663,6 +669,7 @@ function api.restore(tx, snap)
   if s and snap.res then
     s.status, s.reason, s.headers = snap.res.status, snap.res.reason, snap.res.headers
     s.reason_set = snap.res.reason_set
+    s.filter_body, s.decode_body = snap.res.filter_body, snap.res.decode_body
     s[CHANGED] = true
   end
 end

@@ -139,6 +139,48 @@ describe("hook safety", function()
       assert.are.equal("GET /echo?changed=1 HTTP/1.1", r.request_line)
       assert.are.equal("by fail_request.lua", r.headers["x-changed"])
     end)
+
+    it("with --hook-errors open, undoes the body flags a failing hook set", function()
+      -- Each flag, set by a hook that then fails, would keep the body away
+      -- from the chunk hook (or send it still compressed, or collected).
+      local script = h.tmpfile([[
+function on_request(tx)
+  local flag = tx.req.headers["X-Req-Flag"]
+  if flag == "filter" then tx.req.filter_body = false end
+  if flag == "buffer" then tx.req.buffer_body = true end
+  if flag then error("request flag on purpose") end
+end
+function on_request_chunk(tx, chunk) return chunk:upper() end
+function on_response(tx)
+  local flag = tx.req.headers["X-Res-Flag"]
+  if flag == "filter" then tx.res.filter_body = false end
+  if flag == "decode" then tx.res.decode_body = false end
+  if flag then error("response flag on purpose") end
+end
+function on_response_chunk(tx, chunk) return chunk:upper() end
+]], "flags.lua")
+      start({ script }, { "--hook-errors", "open" })
+      for n, flag in ipairs({ "filter", "buffer" }) do
+        local resp = exchange(h.request("POST", origin.url("/echo"),
+          { host_hdr(), "X-Req-Flag: " .. flag, "Content-Length: 5" }, "hello"))
+        assert.are.equal(200, resp.status)
+        local r = origin.requests()[n]
+        assert.truthy(r, "the request did not reach the origin")
+        assert.are.equal("chunked", r.headers["transfer-encoding"], flag)
+        assert.are.equal("HELLO", h.decode_chunked(r.body), flag)
+      end
+      local resp = get("/hello", { "X-Res-Flag: filter" })
+      assert.are.equal(200, resp.status)
+      assert.are.equal("HELLO\n", resp.body)
+      assert.are.equal("chunked", resp.framing)
+      local gz = h.tmpfile("", "hello.gz")
+      assert(h.sh("printf hello | gzip -c > " .. h.shell_quote(gz)))
+      resp = get("/file?path=" .. gz .. "&encoding=gzip", { "X-Res-Flag: decode" })
+      assert.are.equal(200, resp.status)
+      assert.is_nil(resp.headers["content-encoding"])
+      assert.are.equal("HELLO", resp.body)
+      assert.truthy(wait_log_count("flag on purpose", 4), proxy.log())
+    end)
   end)
 
   ----------------------------------------------------------------------------
