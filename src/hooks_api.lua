@@ -643,7 +643,7 @@ function api.snapshot(tx)
   local r, s = req_data(tx), rawget(tx, "_res")
   load_data(r)
   if s then load_data(s) end
-  local snap = { req = {}, upstream = rawget(tx, "upstream") }
+  local snap = { req = {}, upstream = rawget(tx, "upstream"), intercept = rawget(tx, "_intercept") }
   for k, v in pairs(r) do snap.req[k] = v end
   snap.req.headers = copy_headers(r.headers)
   if s then
@@ -665,6 +665,7 @@ function api.restore(tx, snap)
   r.url = nil -- made again from what was restored
   r[CHANGED] = true
   rawset(tx, "upstream", snap.upstream)
+  rawset(tx, "_intercept", snap.intercept)
   rawset(tx, "_respond", nil)
   if s and snap.res then
     s.status, s.reason, s.headers = snap.res.status, snap.res.reason, snap.res.headers

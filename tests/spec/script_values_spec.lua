@@ -21,6 +21,10 @@ local on_req = {
   ["respond-299"] = function(tx) tx:respond(299, "mock tunnel") end,
   ["respond-101"] = function(tx) tx:respond(101) end,
   ["respond-403"] = function(tx) tx:respond(403, "not this one\n") end,
+  ["intercept-fail"] = function(tx)
+    tx:intercept(true)
+    error("intercept then fail on purpose")
+  end,
   ["respond-raw-200"] = function(tx)   -- around tx:respond, to its table
     tx:respond(403, "not this one\n")
     rawget(tx, "_respond").status = 200
@@ -297,6 +301,18 @@ describe("values set by scripts", function()
       local resp = connect(proxy, "respond-raw-200")
       assert.equal(500, resp.status)
       assert.truthy(wait_log(proxy, "would open the tunnel"), proxy.log())
+    end)
+
+    it("with --hook-errors open, a failing hook's tx:intercept is undone with it", function()
+      local proxy = start({ "--hook-errors", "open", "--ca-dir", h.new_ca_dir() })
+      local resp, s = connect(proxy, "intercept-fail", true)
+      assert.equal("HTTP/1.1 200 Connection Established", resp.status_line)
+      -- Passed through as without the hook: the echo server answers, not
+      -- a TLS handshake of the proxy's.
+      assert(h.send(s, "through"))
+      assert.equal("through", h.recv_exact(s, 7))
+      s:close()
+      assert.truthy(wait_log(proxy, "intercept then fail on purpose"), proxy.log())
     end)
 
     it("with --hook-errors open, the answer is undone and the proxy opens the tunnel", function()
