@@ -542,6 +542,12 @@ proxy = {
     if type(seconds) ~= "number" or seconds < 0 or seconds ~= seconds then
       error("proxy.sleep needs a number of seconds >= 0", 2)
     end
+    -- Inside a coroutine of the script, its resume would take the yield
+    -- (and the marker) for its own, and nothing would wait.
+    if not native.can_wait() then
+      error("proxy.sleep cannot wait here (not inside a hook, or inside a coroutine of the "
+        .. "script)", 2)
+    end
     return coroutine.yield(SLEEP, seconds)
   end,
 }

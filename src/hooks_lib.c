@@ -47,6 +47,15 @@ static int native_phase(lua_State *L)
     return 1;
 }
 
+/* native.can_wait(): whether the running code may wait here (proxy.sleep
+ * asks before it yields): in a hook's own coroutine, not in one of the
+ * script's, whose resume would take the yield for its own. */
+static int native_can_wait(lua_State *L)
+{
+    lua_pushboolean(L, hooks_can_wait(L));
+    return 1;
+}
+
 /* native.responded(tx): tx:respond on <tx>. Marks the running hook as
  * having answered, if <tx> is that of the exchange it serves; returns
  * whether it was. */
@@ -427,6 +436,7 @@ void hooks_lib_push(lua_State *L)
         {"log", native_log},
         {"now", native_now},
         {"phase", native_phase},
+        {"can_wait", native_can_wait},
         {"responded", native_responded},
         {"request_of", hooks_tx_request_of},
         {"make_request", hooks_tx_make_request},

@@ -338,6 +338,28 @@ describe("hook limits", function()
       get("/").body)
   end)
 
+  -- The hook's coroutine is the one that waits: inside one of the
+  -- script's own, a sleep would be taken by the script's resume and
+  -- return at once, with the proxy's marker as the resume's values.
+  it("refuses proxy.sleep inside a coroutine of the script", function()
+    local script = h.tmpfile([[
+      function on_request(tx)
+        if tx.req.path == "/plain" then
+          proxy.sleep(0.001)
+          return tx:respond(200, "slept")
+        end
+        local co = coroutine.wrap(function() proxy.sleep(0.001); return "woke" end)
+        tx:respond(200, tostring(co()))
+      end
+    ]], "sleep_in_coroutine.lua")
+    proxy = procs.proxy({ "-s", script })
+    local resp = get("/")
+    assert.are.equal(500, resp.status)
+    assert.truthy(proxy.log_has("proxy.sleep cannot wait here"), proxy.log())
+    assert.truthy(proxy.log_has("sleep_in_coroutine.lua:7:"), proxy.log())
+    assert.are.equal("slept", get("/plain").body)
+  end)
+
   it("turns os.exit in a hook into a failed exchange", function()
     local script = h.tmpfile([[
       function on_request(tx)
