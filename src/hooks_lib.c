@@ -100,6 +100,22 @@ static void guard(lua_State *L, const char *lib, const char *name)
     lua_pop(L, 1);
 }
 
+/* os.setlocale, for reading only: the locale is the whole process's, and
+ * one a script set (LC_NUMERIC "de_DE", say) would change how the proxy
+ * writes every number from then on, for every exchange: "1,5" in header
+ * values, in proxy.json's output and in the JSON access log. A query
+ * (no locale, or nil) goes to the original, upvalue 1. */
+static int guarded_setlocale(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1))
+        return luaL_error(L, "os.setlocale cannot change the locale in a script (it is the "
+                             "whole proxy's); os.setlocale() reads it");
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 /* collectgarbage("collect") (the default), then one basic step: Lua 5.4.4
  * leaves the generational collector without a next target after a full
  * collection, and garbage then piles up for megabytes (see hooks_run.c).
@@ -153,6 +169,9 @@ void hooks_lib_guard(lua_State *L)
     lua_getglobal(L, "os");
     lua_pushcfunction(L, guarded_exit);
     lua_setfield(L, -2, "exit");
+    lua_getfield(L, -1, "setlocale");
+    lua_pushcclosure(L, guarded_setlocale, 1);
+    lua_setfield(L, -2, "setlocale");
     lua_pop(L, 1);
     guard(L, "os", "execute");
     guard(L, "io", "popen");

@@ -381,6 +381,23 @@ describe("hook limits", function()
     assert.is_truthy(err:find("os.exit cannot be used", 1, true))
   end)
 
+  -- The locale is the process's: one set by a script would change how
+  -- the proxy writes numbers for every exchange after it ("1,5").
+  it("lets a script read the locale but not change it", function()
+    local script = h.tmpfile([[
+      function on_request(tx)
+        if tx.req.path == "/set" then os.setlocale("C.UTF-8") end
+        tx:respond(200, tostring(os.setlocale()) .. " " .. tostring(os.setlocale(nil, "numeric"))
+          .. " " .. tostring(1.5))
+      end
+    ]], "locale.lua")
+    proxy = procs.proxy({ "-s", script })
+    local resp = get("/set")
+    assert.are.equal("HTTP/1.1 500 Internal Server Error", resp.status_line)
+    assert.is_truthy(proxy.log_has("os.setlocale cannot change the locale"), proxy.log())
+    assert.are.equal("C C 1.5", get("/read").body)
+  end)
+
   it("refuses os.execute inside a hook", function()
     local script = h.tmpfile([[
       function on_request(tx) os.execute("sleep 5") end
