@@ -645,11 +645,23 @@ function api.finish(tx, status, err, bytes_sent, bytes_received, duration)
 end
 
 -- For --hook-errors open: what a failing hook changed is undone.
+
+-- tx.upstream as it is: a hook changes its fields in place, so the
+-- snapshot holds a copy (one with a metatable of a script's is kept as it
+-- is: its fields may not be its own).
+local function upstream_copy(u)
+  if type(u) ~= "table" or getmetatable(u) ~= nil then return u end
+  local c = {}
+  for k, v in next, u do c[k] = v end
+  return c
+end
+
 function api.snapshot(tx)
   local r, s = req_data(tx), rawget(tx, "_res")
   load_data(r)
   if s then load_data(s) end
-  local snap = { req = {}, upstream = rawget(tx, "upstream"), intercept = rawget(tx, "_intercept") }
+  local snap = { req = {}, upstream = upstream_copy(rawget(tx, "upstream")),
+                 intercept = rawget(tx, "_intercept") }
   for k, v in pairs(r) do snap.req[k] = v end
   snap.req.headers = copy_headers(r.headers)
   if s then

@@ -181,6 +181,27 @@ function on_response_chunk(tx, chunk) return chunk:upper() end
       assert.are.equal("HELLO", resp.body)
       assert.truthy(wait_log_count("flag on purpose", 4), proxy.log())
     end)
+
+    it("with --hook-errors open, undoes a failing hook's change to tx.upstream", function()
+      -- The first script moves the request to the origin; the second moves
+      -- it again, in place, to a port nobody listens on, and fails.
+      local first = h.tmpfile([[
+function before_connect(tx) tx.upstream.port = tonumber(tx.req.headers["X-Good-Port"]) end
+]], "move.lua")
+      local second = h.tmpfile([[
+function before_connect(tx)
+  tx.upstream.port = tonumber(tx.req.headers["X-Bad-Port"])
+  error("upstream change on purpose")
+end
+]], "move_and_fail.lua")
+      start({ first, second }, { "--hook-errors", "open" })
+      local target = "http://127.0.0.1:" .. h.closed_port() .. "/hello"
+      local resp = exchange(h.request("GET", target, { "Host: 127.0.0.1",
+        "X-Good-Port: " .. origin.port, "X-Bad-Port: " .. h.closed_port() }))
+      assert.are.equal(200, resp.status)
+      assert.are.equal("hello\n", resp.body)
+      assert.truthy(wait_log_count("upstream change on purpose", 1), proxy.log())
+    end)
   end)
 
   ----------------------------------------------------------------------------
