@@ -592,6 +592,14 @@ static enum exchange_step plan_request_body(struct session *s)
     x->req_filter = x->req_framing.kind != HTTP_BODY_NONE && hooks_filters_request(s);
     x->req_collect = x->req_filter && hooks_collects_request(s);
     if (x->req_collect) {
+        /* A length past what the script may collect is refused now: not
+         * asked for with a 100 Continue, nor read up to the cap first. */
+        if (x->req_framing.kind == HTTP_BODY_LENGTH &&
+            x->req_framing.length > s->proxy->cfg->max_body_buffer) {
+            exchange_no_keep(x, "the request body is larger than the script may collect: it "
+                                "is never read");
+            return exchange_fail(x, 413, "the request body is larger than the script may collect");
+        }
         if (expects_continue(x)) {
             headers_remove(&x->req_headers, "Expect", 6);
             if (x->minor >= 1 &&

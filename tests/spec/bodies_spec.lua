@@ -447,6 +447,19 @@ describe("bodies through scripts", function()
       assert.are.equal(413, resp.status)
     end)
 
+    -- Its length already says so: the client is not asked for it with a
+    -- 100 Continue, and none of it is read first.
+    it("answers 413 at once to a Content-Length past --max-body-buffer", function()
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, h.request("POST", origin.url("/echo"), { "Host: " .. origin.authority,
+        "X-Whole: 1", "Expect: 100-continue", "Content-Length: " .. (2 * 1024 * 1024) })))
+      local resp = assert(h.read_response(s))
+      assert.are.equal(413, resp.status, resp.raw_head)
+      assert.is_true(h.is_closed(s, 3))
+      s:close()
+      assert.are.equal(0, #origin.requests())
+    end)
+
     it("keeps Expect: 100-continue working, streamed and collected", function()
       local data = h.tmpfile(("abc"):rep(1000), "body.txt")
       for _, extra in ipairs({ {}, { "-H", "X-Whole: 1" } }) do
