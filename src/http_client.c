@@ -325,6 +325,13 @@ static int read_response(struct http_call *c)
             finish(c, "invalid response");
             return 1;
         }
+        /* A call never asks to upgrade (Connection is the proxy's): a 101
+         * means what follows is another protocol, not a response to read,
+         * as the relay takes it too. */
+        if (head.status == 101) {
+            finish(c, "the server switched protocols without being asked");
+            return 1;
+        }
         if (head.status >= 100 && head.status < 200) {
             buffer_consume(&c->ep.in, (size_t)n);
             continue;

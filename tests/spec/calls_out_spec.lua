@@ -166,6 +166,35 @@ describe("calls out from hooks", function()
     assert.are.equal("1.2.", res.body)
   end)
 
+  -- A call never asks to upgrade: after a 101 the connection speaks
+  -- another protocol, and what follows is not a response to the call
+  -- (nor a connection to keep for the next one).
+  it("returns nil and a reason for a 101, and does not read on past it", function()
+    local server = assert(socket.bind("127.0.0.1", 0))
+    server:settimeout(5)
+    local _, port = server:getsockname()
+    proxy = procs.proxy({ "-s", script(([[
+      function on_request(tx)
+        if tx.req.path ~= "/upgrade" then return end
+        local res, err = proxy.http{ url = "http://127.0.0.1:PORT/", timeout = 20,
+                                     headers = { Upgrade = "websocket" } }
+        tx:respond(200, res and ("got " .. res.status .. " " .. res.body) or err)
+      end
+    ]]):gsub("PORT", tostring(port))) })
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("GET", origin.url("/upgrade"), { "Host: " .. origin.authority })))
+    local c = assert(server:accept())
+    c:settimeout(5)
+    repeat local line = assert(c:receive("*l")) until line == ""
+    assert(c:send("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+      .. "Connection: Upgrade\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged"))
+    local res = assert(h.read_response(s))
+    s:close()
+    c:close()
+    server:close()
+    assert.are.equal("the server switched protocols without being asked", res.body)
+  end)
+
   -- As for relayed requests: an address that never answers is given up
   -- once it has had its share of the call's time, for the next one.
   it("tries the next address of a name when one never answers", function()
