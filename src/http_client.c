@@ -29,6 +29,10 @@
 #include "upstream_pool.h"
 
 #define HEAD_MAX (64 * 1024)
+/* Interim responses skipped before the final one, as the relay allows:
+ * a server that sends them without end is not read for the call's whole
+ * time. */
+#define INTERIM_MAX 100
 
 enum call_state { CALL_RESOLVING, CALL_CONNECTING, CALL_HANDSHAKING, CALL_EXCHANGING };
 
@@ -57,6 +61,7 @@ struct http_call {
     ev_timer kick;             /* zero delay: the first step, from the loop */
     ev_timer attempt;          /* the address being tried had its share */
     int have_head;
+    int interim_count;         /* 1xx responses skipped so far */
     struct body_reader reader;
     struct http_client_response res;
 };
@@ -333,6 +338,10 @@ static int read_response(struct http_call *c)
             return 1;
         }
         if (head.status >= 100 && head.status < 200) {
+            if (++c->interim_count > INTERIM_MAX) {
+                finish(c, "too many interim (1xx) responses");
+                return 1;
+            }
             buffer_consume(&c->ep.in, (size_t)n);
             continue;
         }

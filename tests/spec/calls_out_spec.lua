@@ -195,6 +195,36 @@ describe("calls out from hooks", function()
     assert.are.equal("the server switched protocols without being asked", res.body)
   end)
 
+  -- As the relay: at most 100 interim responses before the final one.
+  it("takes 100 interim responses before the answer, and gives up past that", function()
+    local server = assert(socket.bind("127.0.0.1", 0))
+    server:settimeout(5)
+    local _, port = server:getsockname()
+    proxy = procs.proxy({ "-s", script(([[
+      function on_request(tx)
+        local n = tx.req.path:match("^/interim/(%d+)$")
+        if not n then return end
+        local res, err = proxy.http{ url = "http://127.0.0.1:PORT/" .. n, timeout = 20 }
+        tx:respond(200, res and ("got " .. res.status .. " " .. res.body) or err)
+      end
+    ]]):gsub("PORT", tostring(port))) })
+    for _, case in ipairs({ { 100, "got 200 ok" }, { 101, "too many interim (1xx) responses" } }) do
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, h.request("GET", origin.url("/interim/" .. case[1]),
+        { "Host: " .. origin.authority })))
+      local c = assert(server:accept())
+      c:settimeout(5)
+      repeat local line = assert(c:receive("*l")) until line == ""
+      c:send(("HTTP/1.1 100 Continue\r\n\r\n"):rep(case[1])
+        .. "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+      local res = assert(h.read_response(s))
+      s:close()
+      c:close()
+      assert.are.equal(case[2], res.body)
+    end
+    server:close()
+  end)
+
   -- As for relayed requests: an address that never answers is given up
   -- once it has had its share of the call's time, for the next one.
   it("tries the next address of a name when one never answers", function()
