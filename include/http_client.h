@@ -5,8 +5,11 @@
  * certificate verification), and bounds everything: the whole call by a
  * timeout, the response head by a size, the body by max_body.
  *
- * It goes to the network directly, never through the proxy's own hooks.
- * Plain HTTP shares the proxy's upstream pool: a call takes a kept-alive
+ * It never goes through the proxy's own hooks. It goes through a parent
+ * proxy as the relay does: --upstream's unless the host bypasses it, or
+ * one the caller names (plain HTTP in absolute form, https in a CONNECT
+ * tunnel with TLS to the origin inside), or directly. Plain HTTP shares
+ * the proxy's upstream pool: a call takes a kept-alive
  * connection to the same host and port when there is one (for methods that
  * may be sent again, should it turn out closed before any answer) and
  * parks its connection there when the response leaves it clean. https
@@ -20,6 +23,7 @@
 
 #include "buffer.h"
 #include "headers.h"
+#include "parent.h"
 
 struct proxy;
 struct http_call;
@@ -37,6 +41,9 @@ struct http_client_request {
     size_t all_calls_max;         /* what the bodies of every call in flight in this
                                    * process may hold together (0: no bound); a call
                                    * whose body would pass it fails */
+    const struct parent_proxy *parent; /* go through this parent proxy; or, when NULL: */
+    int direct;                   /* 1: never through a parent; 0: through --upstream's
+                                   * unless the URL's host bypasses it */
 };
 
 struct http_client_response {

@@ -45,6 +45,12 @@ int parent_bypassed(const char *const *patterns, int count, const char *host);
 #define PARENT_CREDENTIALS_ID_LEN 16
 int parent_credentials_id(const char *auth, unsigned char id[PARENT_CREDENTIALS_ID_LEN]);
 
+/* The name connections to <p> are pooled under (upstream_pool.h): one a
+ * host name cannot have, so they never mix with direct connections to the
+ * same address (one speaks absolute form, the other origin form). 0, or
+ * -1 when <len> cannot hold it. */
+int parent_pool_name(const struct parent_proxy *p, char *out, size_t len);
+
 /* The parent's "host:port" for messages ("[::1]:3128" for IPv6). */
 void parent_authority(const struct parent_proxy *p, char *out, size_t len);
 

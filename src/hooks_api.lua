@@ -489,8 +489,8 @@ local shared = {
 -- proxy.json: encode, decode, null and array_mt, all in C (hooks_json.c).
 local json = native.json
 
--- proxy.http{ url =, method =, headers =, body =, timeout =, max_body = }:
--- the hook waits (other clients are served meanwhile) and gets
+-- proxy.http{ url =, method =, headers =, body =, timeout =, max_body =,
+-- proxy = }: the hook waits (other clients are served meanwhile) and gets
 -- res = { status =, headers = { lower-case name = value }, body = } or nil
 -- and a reason.
 local function http(opts)
@@ -512,6 +512,13 @@ local function http(opts)
       if l == "host" or l == "content-length" or l == "transfer-encoding" or l == "connection" then
         error("proxy.http: the " .. name .. " field is the proxy's to set", 2)
       end
+      -- Which parent it would go to is the proxy's choice (--upstream,
+      -- --upstream-bypass, opts.proxy), and a tunnel would carry it to the
+      -- origin: the credentials go in the parent's URL instead.
+      if l == "proxy-authorization" then
+        error("proxy.http: credentials for a parent proxy go in its URL: "
+          .. "proxy = \"http://user:password@host:port\"", 2)
+      end
       list[#list + 1] = name
       list[#list + 1] = check_value(value, 2)
     end
@@ -528,7 +535,14 @@ local function http(opts)
   if tointeger(max_body) == nil or max_body < 0 then
     error("proxy.http: max_body is a number of bytes", 2)
   end
-  return native.http(url, method, list, opts.body, timeout, tointeger(max_body))
+  -- nil: through --upstream's parent unless the host bypasses it; false:
+  -- directly; a URL: through that parent.
+  local via = opts.proxy
+  if via ~= nil and via ~= false and type(via) ~= "string" then
+    error("proxy.http: proxy is a parent proxy's URL (http://[user:password@]host:port), "
+      .. "or false to go directly", 2)
+  end
+  return native.http(url, method, list, opts.body, timeout, tointeger(max_body), via)
 end
 
 proxy = {

@@ -383,18 +383,29 @@ static void cancel_http_wait(void *arg)
     free(hw);
 }
 
-/* native.http(url, method, headers, body, timeout, max_body): hooks_api.lua
- * checks the shapes; headers is a list {n1, v1, n2, v2, ...}. */
+/* native.http(url, method, headers, body, timeout, max_body, proxy):
+ * hooks_api.lua checks the shapes; headers is a list {n1, v1, n2, v2,
+ * ...}; proxy is nil (--upstream's choice), false (directly) or a parent
+ * proxy's URL. */
 static int native_http(lua_State *L)
 {
     struct hooks *h = hooks_of(L);
     struct http_client_request rq;
     struct headers fields;
     struct http_wait *hw;
+    struct parent_proxy parent;
     char err[128];
     lua_Integer n;
 
     memset(&rq, 0, sizeof rq);
+    if (lua_type(L, 7) == LUA_TSTRING) {
+        char why[160];
+        if (parent_parse(lua_tostring(L, 7), &parent, why, sizeof why) != 0)
+            return luaL_error(L, "proxy.http: proxy: %s", why);
+        rq.parent = &parent;
+    } else {
+        rq.direct = lua_type(L, 7) == LUA_TBOOLEAN && !lua_toboolean(L, 7);
+    }
     rq.url = luaL_checkstring(L, 1);
     rq.method = luaL_checkstring(L, 2);
     luaL_checktype(L, 3, LUA_TTABLE);

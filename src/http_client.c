@@ -2,7 +2,13 @@
  * http_client.c - proxy.http's requests: resolve, connect, (TLS), send,
  * read the response, all on the loop.
  *
- *   RESOLVING -> CONNECTING -> HANDSHAKING (https) -> EXCHANGING -> done
+ *   RESOLVING -> CONNECTING -> [TUNNELING] -> HANDSHAKING (https) -> EXCHANGING -> done
+ *
+ * Through a parent proxy the call resolves and connects to the parent:
+ * plain HTTP goes to it in absolute form, on the parent connections the
+ * relay pools too (by the same name and credentials); https first asks it
+ * for a tunnel (TUNNELING: our CONNECT and its answer), then runs TLS with
+ * the origin inside, so the parent sees nothing of the request.
  *
  * One struct http_call owns its endpoint, its DNS query, its timer and the
  * response being read. finish() reports once and frees; cancel() frees
@@ -13,6 +19,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +30,7 @@
 #include "body.h"
 #include "dns.h"
 #include "endpoint.h"
+#include "config.h"
 #include "http_parse.h"
 #include "proxy.h"
 #include "tls.h"
@@ -34,7 +42,13 @@
  * time. */
 #define INTERIM_MAX 100
 
-enum call_state { CALL_RESOLVING, CALL_CONNECTING, CALL_HANDSHAKING, CALL_EXCHANGING };
+enum call_state {
+    CALL_RESOLVING,
+    CALL_CONNECTING,
+    CALL_TUNNELING, /* https through a parent: our CONNECT, then its answer */
+    CALL_HANDSHAKING,
+    CALL_EXCHANGING
+};
 
 struct http_call {
     struct proxy *proxy;
@@ -49,6 +63,14 @@ struct http_call {
     size_t all_calls_max;      /* see http_client_request */
     size_t counted;            /* of the body, in proxy->http_bodies_held */
     struct buffer request;     /* the whole request, kept for a retry */
+    int via_parent;            /* through <parent>, not to host:port directly */
+    struct parent_proxy parent;
+    struct buffer tunnel;      /* via_parent, https: the CONNECT asking for the tunnel */
+    char pool_key[300];        /* where the connection is pooled (plain HTTP), */
+    uint16_t pool_port;        /* and with which credentials: the relay's names */
+    unsigned char pool_creds[PARENT_CREDENTIALS_ID_LEN];
+    int unpooled;              /* no such name could be made: never pooled */
+    char reason[450];          /* a failure's words made here, for finish() */
     int pooled;                /* the connection came from the pool */
     int tried_pool;
     int keep;                  /* the response leaves the connection usable */
@@ -75,6 +97,7 @@ static void call_free(struct http_call *c)
     dns_cancel(c->dns);
     endpoint_close(c->proxy->loop, &c->ep);
     buffer_free(&c->request);
+    buffer_free(&c->tunnel);
     headers_free(&c->res.fields);
     buffer_free(&c->res.body);
     free(c);
@@ -84,6 +107,21 @@ static void finish(struct http_call *c, const char *error)
 {
     c->cb(c->arg, error, error ? NULL : &c->res);
     call_free(c);
+}
+
+/* finish() with a failure of the parent proxy, named in the words. */
+__attribute__((format(printf, 2, 3))) static void finish_at_parent(struct http_call *c,
+                                                                   const char *fmt, ...)
+{
+    char what[120], where[300];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    parent_authority(&c->parent, where, sizeof where);
+    snprintf(c->reason, sizeof c->reason, "the parent proxy %s %s", where, what);
+    finish(c, c->reason);
 }
 
 /* Counts what the body grew by since the last look against what every
@@ -108,7 +146,7 @@ static int count_body(struct http_call *c)
  * end with the connection, no "Connection: close", nothing unread. */
 static int reusable(const struct http_call *c)
 {
-    return !c->https && c->keep && !c->ep.read_eof && c->ep.fd >= 0 &&
+    return !c->https && !c->unpooled && c->keep && !c->ep.read_eof && c->ep.fd >= 0 &&
            buffer_length(&c->ep.in) == 0 && buffer_length(&c->ep.out) == 0;
 }
 
@@ -118,7 +156,7 @@ static void finish_ok(struct http_call *c)
 {
     if (reusable(c) && !c->proxy->stopping) {
         endpoint_watch(c->proxy->loop, &c->ep, 0);
-        upstream_pool_put(&c->proxy->pool, c->ep.fd, c->host, c->port, NULL,
+        upstream_pool_put(&c->proxy->pool, c->ep.fd, c->pool_key, c->pool_port, c->pool_creds,
                           ev_now(c->proxy->loop));
         c->ep.fd = -1;
     }
@@ -248,8 +286,8 @@ static void try_connect(struct http_call *c)
 {
     /* Plain HTTP first tries a connection the proxy keeps to the same
      * place (relayed traffic parks them there too): no connect at all. */
-    if (!c->https && !c->tried_pool && idempotent(c->method)) {
-        int fd = upstream_pool_take(&c->proxy->pool, c->host, c->port, NULL);
+    if (!c->https && !c->unpooled && !c->tried_pool && idempotent(c->method)) {
+        int fd = upstream_pool_take(&c->proxy->pool, c->pool_key, c->pool_port, c->pool_creds);
         c->tried_pool = 1;
         if (fd >= 0) {
             endpoint_open_watched(&c->ep, fd);
@@ -403,6 +441,92 @@ static int read_response(struct http_call *c)
     }
 }
 
+/* https through a parent: its answer to our CONNECT. 1 once the tunnel
+ * is open, 0 to wait for more, -1 when the call is over (finished). */
+static int read_tunnel_answer(struct http_call *c)
+{
+    for (;;) {
+        struct http_head head;
+        enum http_error err = HTTP_ERR_NONE;
+        ssize_t n;
+
+        memset(&head, 0, sizeof head);
+        n = http_parse_response(buffer_peek(&c->ep.in), buffer_length(&c->ep.in), &head, &err);
+        if (n == -2) {
+            if (buffer_length(&c->ep.in) >= HEAD_MAX) {
+                finish_at_parent(c, "answered the CONNECT with too large a head");
+                return -1;
+            }
+            if (c->ep.read_eof) {
+                finish_at_parent(c, "closed the connection without answering the CONNECT");
+                return -1;
+            }
+            return 0;
+        }
+        if (n < 0) {
+            finish_at_parent(c, "answered the CONNECT with an invalid response");
+            return -1;
+        }
+        buffer_consume(&c->ep.in, (size_t)n);
+        if (head.status >= 100 && head.status < 200 && head.status != 101) {
+            if (++c->interim_count > INTERIM_MAX) {
+                finish_at_parent(c, "answered the CONNECT with more than %d interim responses",
+                                 INTERIM_MAX);
+                return -1;
+            }
+            continue;
+        }
+        if (head.status < 200 || head.status > 299) {
+            finish_at_parent(c, "answered the CONNECT with %d", head.status);
+            return -1;
+        }
+        /* TLS with the origin speaks first from our side: bytes already
+         * here cannot be the origin's, and TLS would seem to vouch for
+         * them. */
+        if (buffer_length(&c->ep.in) > 0 || buffer_length(&c->ep.out) > 0) {
+            finish_at_parent(c, "sent bytes of its own after its answer to the CONNECT");
+            return -1;
+        }
+        c->interim_count = 0;
+        return 1;
+    }
+}
+
+/* TUNNELING: sends the CONNECT, reads the answer, and starts TLS with the
+ * origin once the tunnel is open. 0 when the call goes on (in the
+ * handshake, or waiting for the parent), -1 when it is over. */
+static int open_tunnel(struct http_call *c)
+{
+    enum endpoint_io r;
+    int open;
+
+    if (endpoint_flush(&c->ep) == ENDPOINT_ERROR) {
+        finish_at_parent(c, "closed the connection while we sent the CONNECT");
+        return -1;
+    }
+    do {
+        r = endpoint_read(&c->ep, HEAD_MAX);
+        open = read_tunnel_answer(c);
+        if (open < 0)
+            return -1;
+        if (open == 0 && r == ENDPOINT_ERROR) {
+            finish_at_parent(c, "closed the connection without answering the CONNECT");
+            return -1;
+        }
+    } while (open == 0 && r == ENDPOINT_PROGRESS);
+    if (!open) {
+        endpoint_watch(c->proxy->loop, &c->ep,
+                       buffer_length(&c->ep.out) ? EV_READ | EV_WRITE : EV_READ);
+        return 0;
+    }
+    if (!c->proxy->tls || tls_connect(&c->ep, c->proxy->tls, c->host, c->port, NULL) != 0) {
+        finish(c, "cannot start TLS");
+        return -1;
+    }
+    c->state = CALL_HANDSHAKING;
+    return 0;
+}
+
 static void on_call_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct http_call *c = w->data;
@@ -416,7 +540,10 @@ static void on_call_io(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         ev_timer_stop(loop, &c->attempt);
-        if (c->https) {
+        if (c->https && c->via_parent) {
+            c->state = CALL_TUNNELING;
+            buffer_swap(&c->ep.out, &c->tunnel);
+        } else if (c->https) {
             if (!c->proxy->tls || tls_connect(&c->ep, c->proxy->tls, c->host, c->port, NULL) != 0)
                 return finish(c, "cannot start TLS");
             c->state = CALL_HANDSHAKING;
@@ -425,6 +552,8 @@ static void on_call_io(struct ev_loop *loop, ev_io *w, int revents)
             buffer_swap(&c->ep.out, &c->request);
         }
     }
+    if (c->state == CALL_TUNNELING && (open_tunnel(c) != 0 || c->state == CALL_TUNNELING))
+        return;
     if (c->state == CALL_HANDSHAKING) {
         enum endpoint_io r = tls_handshake(&c->ep);
         if (r == ENDPOINT_AGAIN) {
@@ -458,12 +587,43 @@ static void on_call_io(struct ev_loop *loop, ev_io *w, int revents)
     endpoint_watch(loop, &c->ep, buffer_length(&c->ep.out) ? EV_READ | EV_WRITE : EV_READ);
 }
 
+/* Direct, or through which parent (see http_client_request), and the
+ * name the connection is pooled under: a parent's is the relay's
+ * (parent_pool_name), with the identity of the credentials it carries,
+ * so the two share connections to the parent as they share direct ones. */
+static void choose_route(struct http_call *c, const struct http_client_request *rq)
+{
+    const struct config *cfg = c->proxy->cfg;
+
+    if (rq->parent) {
+        c->parent = *rq->parent;
+        c->via_parent = 1;
+    } else if (!rq->direct && cfg->has_upstream &&
+               !parent_bypassed(cfg->upstream_bypass, cfg->upstream_bypass_count, c->host)) {
+        c->parent = cfg->upstream;
+        c->via_parent = 1;
+    }
+    if (!c->via_parent) {
+        snprintf(c->pool_key, sizeof c->pool_key, "%s", c->host);
+        c->pool_port = c->port;
+        return; /* no credentials: pool_creds stays zeros */
+    }
+    c->pool_port = c->parent.port;
+    if (parent_pool_name(&c->parent, c->pool_key, sizeof c->pool_key) != 0 ||
+        parent_credentials_id(c->parent.auth[0] && strcmp(c->method, "TRACE") != 0
+                                  ? c->parent.auth : NULL,
+                              c->pool_creds) != 0)
+        c->unpooled = 1;
+}
+
 struct http_call *http_client_start(struct proxy *p, const struct http_client_request *rq,
                                     http_client_done *cb, void *arg, char *err, size_t err_len)
 {
     struct http_call *c = calloc(1, sizeof *c);
-    const char *path;
-    int numeric;
+    const char *path, *connect_host;
+    char authority[300]; /* host[:port], as Host and an absolute URL name it */
+    uint16_t connect_port;
+    int numeric, plain_via_parent, v6;
 
     if (!c) {
         snprintf(err, err_len, "out of memory");
@@ -496,14 +656,23 @@ struct http_call *http_client_start(struct proxy *p, const struct http_client_re
         snprintf(err, err_len, "https not supported");
         goto fail;
     }
-    /* The request: ours in full, Host and framing included. */
-    if (buffer_printf(&c->request, "%s %s%.*s HTTP/1.1\r\nHost: %s%s%s", c->method,
-                      *path == '?' ? "/" : "", (int)strcspn(path, "#"), path,
-                      strchr(c->host, ':') ? "[" : "", c->host, strchr(c->host, ':') ? "]" : "") ||
-        ((c->https ? c->port != 443 : c->port != 80) &&
-         buffer_printf(&c->request, ":%u", c->port)) ||
+    choose_route(c, rq);
+    /* The request: ours in full, Host and framing included. Through a
+     * parent, plain HTTP names its server in absolute form (and carries
+     * the parent's credentials, but not on a TRACE, which the parent may
+     * answer with the request it received: RFC 9110 9.3.8). */
+    plain_via_parent = c->via_parent && !c->https;
+    v6 = strchr(c->host, ':') != NULL;
+    snprintf(authority, sizeof authority, "%s%s%s", v6 ? "[" : "", c->host, v6 ? "]" : "");
+    if ((c->https ? c->port != 443 : c->port != 80))
+        snprintf(authority + strlen(authority), sizeof authority - strlen(authority), ":%u", c->port);
+    if (buffer_printf(&c->request, "%s %s%s%s%.*s HTTP/1.1\r\nHost: %s\r\n", c->method,
+                      plain_via_parent ? "http://" : "", plain_via_parent ? authority : "",
+                      *path == '?' ? "/" : "", (int)strcspn(path, "#"), path, authority) ||
+        (plain_via_parent && c->parent.auth[0] && strcmp(c->method, "TRACE") != 0 &&
+         buffer_printf(&c->request, "Proxy-Authorization: %s\r\n", c->parent.auth)) ||
         /* https: one connection per call (no pool for TLS sessions) */
-        buffer_append_str(&c->request, c->https ? "\r\nConnection: close\r\n" : "\r\n") ||
+        (c->https && buffer_append_str(&c->request, "Connection: close\r\n")) ||
         (rq->fields && headers_write(rq->fields, &c->request)) ||
         (rq->body && buffer_printf(&c->request, "Content-Length: %zu\r\n", rq->body_len)) ||
         buffer_append_str(&c->request, "\r\n") ||
@@ -511,16 +680,26 @@ struct http_call *http_client_start(struct proxy *p, const struct http_client_re
         snprintf(err, err_len, "out of memory");
         goto fail;
     }
+    if (c->https && c->via_parent &&
+        buffer_printf(&c->tunnel, "CONNECT %s%s%s:%u HTTP/1.1\r\nHost: %s%s%s:%u\r\n%s%s%s\r\n",
+                      v6 ? "[" : "", c->host, v6 ? "]" : "", c->port, v6 ? "[" : "", c->host,
+                      v6 ? "]" : "", c->port, c->parent.auth[0] ? "Proxy-Authorization: " : "",
+                      c->parent.auth, c->parent.auth[0] ? "\r\n" : "")) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
+    connect_host = c->via_parent ? c->parent.host : c->host;
+    connect_port = c->via_parent ? c->parent.port : c->port;
     ev_timer_set(&c->timer, rq->timeout, 0.);
     ev_timer_start(p->loop, &c->timer);
-    numeric = dns_parse_numeric(c->host, c->port, &c->addrs);
+    numeric = dns_parse_numeric(connect_host, connect_port, &c->addrs);
     c->state = CALL_RESOLVING;
     if (numeric) {
         c->next_addr = 0;
         ev_timer_set(&c->kick, 0., 0.);
         ev_timer_start(p->loop, &c->kick);
     } else {
-        c->dns = dns_resolve(p->resolver, c->host, c->port, on_resolved, c);
+        c->dns = dns_resolve(p->resolver, connect_host, connect_port, on_resolved, c);
         if (!c->dns) {
             snprintf(err, err_len, "out of memory");
             goto fail;

@@ -195,6 +195,12 @@ int parent_credentials_id(const char *auth, unsigned char id[PARENT_CREDENTIALS_
     return 0;
 }
 
+int parent_pool_name(const struct parent_proxy *p, char *out, size_t len)
+{
+    int n = snprintf(out, len, "parent!%s", p->host);
+    return n >= 0 && (size_t)n < len ? 0 : -1;
+}
+
 void parent_authority(const struct parent_proxy *p, char *out, size_t len)
 {
     snprintf(out, len, strchr(p->host, ':') ? "[%s]:%u" : "%s:%u", p->host, p->port);

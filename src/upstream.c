@@ -347,7 +347,7 @@ static int connect_target(const struct exchange *x, char *key, size_t key_len,
          * its key names that origin too. */
         int n = x->upstream_tls ? snprintf(key, key_len, "parent-tls!%s:%u!%s", x->host, x->port,
                                            x->parent->host)
-                                : snprintf(key, key_len, "parent!%s", x->parent->host);
+                                : (parent_pool_name(x->parent, key, key_len) == 0 ? 0 : -1);
         *host = x->parent->host;
         *port = x->parent->port;
         if (parent_credentials_id(parent_auth(x), creds) != 0)

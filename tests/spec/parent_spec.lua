@@ -335,6 +335,78 @@ function before_connect(tx) tx.upstream.proxy = nil end
     end
   end)
 
+  -- A proxy given a parent is often one that cannot reach the network
+  -- any other way: a script's calls out take the parent too.
+  it("sends proxy.http through the parent: absolute form, a CONNECT for https, or directly when told", function()
+    local parent = start_parent("tunnel")
+    local other = start_parent()
+    local tls_origin = procs.add(h.start_https_origin())
+    local src = ([[
+      local urls = { plain = "PLAIN", tls = "TLS", direct = "PLAIN", named = "PLAIN", header = "PLAIN" }
+      function on_request(tx)
+        local which = tx.req.headers["X-Which"]
+        local opts = { url = urls[which], timeout = 10 }
+        if which == "direct" then opts.proxy = false end
+        if which == "named" then opts.proxy = "NAMED" end
+        if which == "header" then opts.headers = { ["Proxy-Authorization"] = "Basic eDp5" } end
+        local ok, res, err = pcall(proxy.http, opts)
+        if not ok then return tx:respond(200, "raised: " .. res) end
+        tx:respond(200, res and (res.status .. " " .. res.body) or ("error: " .. err))
+      end
+    ]]):gsub("PLAIN", origin.url("/hello")):gsub("TLS", tls_origin.url("/hello"))
+      :gsub("NAMED", other.url("v:w"))
+    local proxy = start({ "--upstream", parent.url("u:p"), "-s", h.tmpfile(src, "calls.lua"),
+                          "--upstream-ca", h.test_pki().ca })
+    local function call(which)
+      return h.get(proxy.port, "http://hooks.invalid/", { "X-Which: " .. which }).body
+    end
+
+    -- plain HTTP: in absolute form to the parent, with its credentials
+    assert.equal("200 GET " .. origin.url("/hello") .. " HTTP/1.1\n", call("plain"))
+    local head = parent.wait_requests(1)[1]
+    assert.truthy(head:find("^GET " .. origin.url("/hello"):gsub("%p", "%%%0") .. " HTTP/1.1\r\n"), head)
+    assert.truthy(head:find("\r\nProxy-Authorization: " .. basic("u:p") .. "\r\n", 1, true), head)
+    assert.truthy(head:find("\r\nHost: " .. origin.authority .. "\r\n", 1, true), head)
+    -- https: a CONNECT with the credentials, then TLS with the origin inside
+    assert.equal("200 hello\n", call("tls"))
+    head = parent.wait_requests(2)[2]
+    assert.truthy(head:find("^CONNECT 127.0.0.1:" .. tls_origin.port .. " HTTP/1.1\r\n"), head)
+    assert.truthy(head:find("\r\nProxy-Authorization: " .. basic("u:p") .. "\r\n", 1, true), head)
+    assert.equal(1, #tls_origin.wait_requests(1))
+    -- proxy = false: directly
+    assert.equal("200 hello\n", call("direct"))
+    assert.equal(1, #origin.wait_requests(1))
+    -- proxy = URL: through that parent, with its credentials only
+    assert.equal("200 GET " .. origin.url("/hello") .. " HTTP/1.1\n", call("named"))
+    head = other.wait_requests(1)[1]
+    assert.truthy(head:find("\r\nProxy-Authorization: " .. basic("v:w") .. "\r\n", 1, true), head)
+    assert.equal(2, #parent.requests())
+    -- credentials for a parent go in its URL, never in a header
+    assert.truthy(call("header"):find("^raised: .*credentials for a parent proxy go in its URL"))
+    assert.equal(1, #origin.requests())
+  end)
+
+  it("proxy.http: a bypassed host goes directly, and a parent that refuses the CONNECT is named", function()
+    local deny = start_parent("deny")
+    local tls_origin = procs.add(h.start_https_origin())
+    local src = ([[
+      function on_request(tx)
+        local res, err = proxy.http{ url = tx.req.headers["X-Url"], timeout = 10 }
+        tx:respond(200, res and (res.status .. " " .. res.body) or ("error: " .. err))
+      end
+    ]])
+    local proxy = start({ "--upstream", deny.url(), "--upstream-bypass", "localhost",
+                          "-s", h.tmpfile(src, "calls.lua"), "--upstream-ca", h.test_pki().ca })
+    local function call(url)
+      return h.get(proxy.port, "http://hooks.invalid/", { "X-Url: " .. url }).body
+    end
+    assert.equal("200 hello\n", call("http://localhost:" .. origin.port .. "/hello"))
+    assert.equal(1, #origin.wait_requests(1))
+    assert.equal("error: the parent proxy 127.0.0.1:" .. deny.port .. " answered the CONNECT with 407",
+      call(tls_origin.url("/hello")))
+    assert.equal(0, #tls_origin.requests())
+  end)
+
   it("answers 502 and 504 naming the parent when it fails", function()
     local closed = h.closed_port()
     local proxy = start({ "--upstream", "http://127.0.0.1:" .. closed })
