@@ -56,10 +56,13 @@ int parent_parse(const char *url, struct parent_proxy *out, char *err, size_t er
     if (strncasecmp(url, "http://", 7) != 0)
         FAIL("the parent proxy URL must start with http://");
     rest = url + 7;
-    end = rest + strcspn(rest, "/?#");
+    /* The user and password end at the last '@': no path follows, so a
+     * password may hold '@', '/', '?' or '#' as typed (curl reads it so),
+     * besides percent-encoded. */
+    at = strrchr(rest, '@');
+    end = (at ? at + 1 : rest) + strcspn(at ? at + 1 : rest, "/?#");
     if (*end && strcmp(end, "/") != 0)
         FAIL("the parent proxy URL takes no path");
-    at = memchr(rest, '@', (size_t)(end - rest));
     if (at) {
         const char *colon = memchr(rest, ':', (size_t)(at - rest));
         const char *user_end = colon ? colon : at;

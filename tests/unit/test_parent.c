@@ -51,6 +51,9 @@ int main(void)
     url_ok("http://u%40corp:p%3Ass@h:1", "h", 1, "Basic dUBjb3JwOnA6c3M=");
     url_ok("http://u:p:q@h:1", "h", 1, "Basic dTpwOnE=");
     url_ok("http://bob@h:65535", "h", 65535, "Basic Ym9iOg==");
+    /* "u:p@ss/#?" and "u@corp:x@y": the userinfo ends at the last '@' */
+    url_ok("http://u:p@ss/#?@h:1", "h", 1, "Basic dTpwQHNzLyM/");
+    url_ok("http://u%40corp:x@y@h:1/", "h", 1, "Basic dUBjb3JwOnhAeQ==");
 
     url_bad("https://h:1");
     url_bad("h:3128");
@@ -68,6 +71,8 @@ int main(void)
     url_bad("http://u%4:p@h:1");
     url_bad("http://u%00:p@h:1");
     url_bad("http://u:p%0d%0aX@h:1");
+    url_bad("http://u:p@h:1/@");
+    url_bad("http://u:p@h:1/x");
 
     const char *patterns[] = {"localhost", "*.corp.example", "10.0.0.0/8", "fd00::/8",
                               "192.168.1.7"};
