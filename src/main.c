@@ -54,6 +54,14 @@ int main(int argc, char **argv)
     if (cfg.verbose)
         log_set_level(LOG_DEBUG);
     trace_enabled = cfg.trace;
+    /* A process's arguments are anybody's to read (ps, /proc). */
+    for (int i = 1; cfg.has_upstream && cfg.upstream.auth[0] && i < argc; i++)
+        if (strstr(argv[i], cfg.upstream.url)) {
+            log_warn("--upstream: the parent proxy's password is on the command line, where any "
+                     "local user can read it (ps); an upstream line in the config file (-c) "
+                     "keeps it private");
+            break;
+        }
     if (cfg.user && daemon_check_user(cfg.user, err, sizeof err) != 0) {
         fprintf(stderr, "luaproxy: %s\n", err);
         config_strings_free();
