@@ -31,7 +31,8 @@ int message_import_request(const struct http_head *head, const char *authority,
 int message_import_response(const struct http_head *head, int keep_length, int upgrade,
                             struct headers *out);
 
-/* Writes "METHOD PATH HTTP/1.1", the fields, the framing for <kind> and,
+/* Writes "METHOD PATH HTTP/1.1" (a PATH without its leading "/" gets
+ * one, except "*"), the fields, the framing for <kind> and,
  * when <upgrade>, "Connection: Upgrade" (otherwise HTTP/1.1's default
  * keeps the connection open for reuse). <had_length>
  * keeps an explicit "Content-Length: 0" when the client sent one. */
@@ -41,7 +42,8 @@ int message_write_request(struct buffer *out, const char *method, size_t method_
                           int upgrade);
 
 /* The same for a parent proxy: the target in absolute-form, <origin>
- * ("http://host:port") in front of the path, and <proxy_auth> (a
+ * ("http://host:port") in front of the path (an empty one stays empty),
+ * and <proxy_auth> (a
  * Proxy-Authorization value, or NULL) for the parent. */
 int message_write_proxy_request(struct buffer *out, const char *origin, const char *proxy_auth,
                                 const char *method, size_t method_len, const char *path,

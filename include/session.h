@@ -101,6 +101,8 @@ struct exchange {
     ev_tstamp started;
     bool active;           /* a request head was accepted */
     bool looped_back;      /* refused as a loop into this proxy: its query is not shown */
+    bool server_wide;      /* OPTIONS http://host (no path, no query): the server's own
+                            * options, "OPTIONS *" to it (RFC 9112 3.2.4) */
     int minor;             /* the client's HTTP/1.<minor> */
     bool keep_alive;       /* the client connection survives this exchange */
     bool is_connect;

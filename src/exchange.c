@@ -563,6 +563,8 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
     x->fwd_method_len = x->method_len;
     x->fwd_path = x->url.path;
     x->fwd_path_len = x->url.path_len;
+    x->server_wide = !x->is_connect && x->url.path_len == 0 && x->method_len == 7 &&
+                     memcmp(x->method, "OPTIONS", 7) == 0;
     if (!x->is_connect && (x->fwd_path_len == 0 || x->fwd_path[0] != '/')) {
         /* "http://h" and "http://h?q" name "/" and "/?q" (RFC 9110 4.2.3):
          * the path goes on in that form, as scripts and logs see it. */

@@ -137,8 +137,11 @@ static int write_request(struct buffer *out, const char *origin, const char *pro
         return -1;
     if (origin && buffer_append_str(out, origin))
         return -1;
-    /* "http://host?q" has no path: origin-form needs the leading slash. */
-    if ((path_len == 0 || path[0] != '/') && buffer_append(out, "/", 1))
+    /* "http://host?q" has no path: origin-form needs the leading slash.
+     * Two targets go as they are: "*" (asterisk-form, to a server) and
+     * "" after an origin (a server-wide OPTIONS passed to a parent). */
+    int as_is = origin ? path_len == 0 : path_len == 1 && path[0] == '*';
+    if (!as_is && (path_len == 0 || path[0] != '/') && buffer_append(out, "/", 1))
         return -1;
     if (buffer_append(out, path, path_len) || buffer_append_str(out, " HTTP/1.1\r\n") ||
         headers_write(fields, out))

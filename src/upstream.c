@@ -508,6 +508,14 @@ static int write_request_head(struct session *s, enum http_body_kind kind, uint6
     struct exchange *x = &s->x;
     char origin[300];
     size_t before = buffer_length(&s->upstream.out);
+    /* OPTIONS for a whole server (the client wrote no path, and no script
+     * named another): the last proxy asks the server with "*", one before
+     * it passes the URL on without a path (RFC 9112 3.2.4). Scripts and
+     * logs see "/", as for any URL without a path. */
+    int server_wide = x->server_wide && x->fwd_path_len == 1 && x->fwd_method_len == 7 &&
+                      memcmp(x->fwd_method, "OPTIONS", 7) == 0;
+    const char *path = server_wide ? (x->parent && !x->upstream_tls ? "" : "*") : x->fwd_path;
+    size_t path_len = server_wide ? strlen(path) : x->fwd_path_len;
     int rc;
 
     if (x->parent && !x->upstream_tls) {
@@ -534,13 +542,12 @@ static int write_request_head(struct session *s, enum http_body_kind kind, uint6
         }
         x->parent_auth_sent = parent_auth(x) != NULL;
         rc = message_write_proxy_request(&s->upstream.out, origin, parent_auth(x),
-                                         x->fwd_method, x->fwd_method_len, x->fwd_path,
-                                         x->fwd_path_len, &x->req_headers, kind, length,
-                                         had_length, x->is_upgrade);
+                                         x->fwd_method, x->fwd_method_len, path, path_len,
+                                         &x->req_headers, kind, length, had_length, x->is_upgrade);
     } else {
-        rc = message_write_request(&s->upstream.out, x->fwd_method, x->fwd_method_len,
-                                   x->fwd_path, x->fwd_path_len, &x->req_headers, kind, length,
-                                   had_length, x->is_upgrade);
+        rc = message_write_request(&s->upstream.out, x->fwd_method, x->fwd_method_len, path,
+                                   path_len, &x->req_headers, kind, length, had_length,
+                                   x->is_upgrade);
     }
     if (rc == 0 && x->flow && x->parent && !x->upstream_tls && parent_auth(x))
         record_parent_head(x->flow, buffer_peek(&s->upstream.out) + before,

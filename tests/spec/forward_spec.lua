@@ -119,6 +119,17 @@ describe("forwarding", function()
     assert.are.equal("GET /?x=1 HTTP/1.1", reqs[2].request_line)
   end)
 
+  it("asks for a whole server's options with OPTIONS * when the URL has no path (RFC 9112 3.2.4)", function()
+    exchange(h.request("OPTIONS", "http://" .. origin.authority, { host_hdr() }))
+    exchange(h.request("OPTIONS", "http://" .. origin.authority .. "/", { host_hdr() }))
+    exchange(h.request("OPTIONS", "http://" .. origin.authority .. "?x=1", { host_hdr() }))
+    local reqs = origin.wait_requests(3)
+    assert.are.equal("OPTIONS * HTTP/1.1", reqs[1].request_line)
+    assert.are.equal(origin.authority, reqs[1].headers["host"])
+    assert.are.equal("OPTIONS / HTTP/1.1", reqs[2].request_line)
+    assert.are.equal("OPTIONS /?x=1 HTTP/1.1", reqs[3].request_line)
+  end)
+
   for _, method in ipairs({ "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS" }) do
     it("passes the " .. method .. " method through", function()
       local with_body = method == "POST" or method == "PUT" or method == "PATCH"

@@ -47,6 +47,17 @@ describe("parent proxy", function()
     assert.is_nil(bare.log():find(warning, 1, true))
   end)
 
+  it("passes a whole server's OPTIONS to the parent without a path, for the last proxy to ask with *", function()
+    local parent = start_parent()
+    local proxy = start({ "--upstream", parent.url() })
+    local s = assert(h.connect(proxy.port))
+    h.send(s, "OPTIONS http://" .. origin.authority .. " HTTP/1.1\r\nHost: " .. origin.authority
+      .. "\r\nConnection: close\r\n\r\n")
+    local resp = h.read_response(s)
+    s:close()
+    assert.equal("OPTIONS http://" .. origin.authority .. " HTTP/1.1\n", resp.body)
+  end)
+
   it("answers 508 when two proxies are each other's parent", function()
     local pa, pb = h.closed_port(), h.closed_port()
     local a = start({ "--listen", "127.0.0.1:" .. pa, "--upstream", "http://127.0.0.1:" .. pb })
