@@ -97,12 +97,9 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    if (cfg.pid_file && daemon_write_pid_file(cfg.pid_file, err, sizeof err) != 0) {
-        log_error("%s", err);
-        tls_trust_release(&cfg);
-        config_strings_free();
-        return 1;
-    }
+    /* The pid file is written by workers.c once the listening sockets are
+     * bound: a second instance that cannot listen leaves the running one's
+     * file alone. */
     /* proxy.shared's memory is mapped before the workers fork, so they
      * all inherit the one mapping. */
     if (!cfg.shared_url && shared_region_setup(cfg.shared_memory, err, sizeof err) != 0) {

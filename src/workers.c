@@ -138,6 +138,22 @@ static void on_supervisor_gone(struct ev_loop *loop, ev_io *w, int revents)
     proxy_stop(w->data, "supervisor gone");
 }
 
+/* Writes --pid-file, if given, once the listening sockets are bound: an
+ * instance started while another runs on the same address fails to listen
+ * before it touches the file, and so leaves the running one's pid in it
+ * (main.c removes the file at exit only if it holds our own pid). 0, or -1
+ * (logged). */
+static int write_pid_file(const struct config *cfg)
+{
+    char err[1024];
+
+    if (cfg->pid_file && daemon_write_pid_file(cfg->pid_file, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
 /* One worker: a fresh loop and a complete proxy on <listen_fds>. <serve>
  * is the admin side, served on this loop (one process); workers only know
  * its address (<admin_addr>), to refuse it as an upstream, send their
@@ -160,6 +176,13 @@ static int run_proxy(const struct config *cfg, int index, const int *listen_fds,
     if (proxy_init(&proxy, loop, cfg, listen_fds, shared_sessions, cfg->workers, index, err,
                    sizeof err) != 0) {
         log_error("%s", err);
+        ev_loop_destroy(loop);
+        return 1;
+    }
+    /* One process: it bound its own sockets just now (see write_pid_file),
+     * and is still root if --user is to drop it, for a pid file in /run. */
+    if (!listen_fds && write_pid_file(cfg) != 0) {
+        proxy_free(&proxy);
         ev_loop_destroy(loop);
         return 1;
     }
@@ -604,6 +627,10 @@ int workers_run(const struct config *cfg)
      * as an upstream; served by this process, which sees every worker. */
     sv.as = open_admin(cfg, &failed);
     if (failed) {
+        supervisor_release(&sv, count, cfg);
+        return 1;
+    }
+    if (write_pid_file(cfg) != 0) {
         supervisor_release(&sv, count, cfg);
         return 1;
     }

@@ -107,6 +107,23 @@ describe("service operation", function()
     assert.is_nil(h.read_file(pidfile))
   end)
 
+  for _, workers in ipairs({ "1", "2" }) do
+    it("leaves the running proxy's --pid-file alone when a second one cannot listen (--workers "
+        .. workers .. ")", function()
+      local pidfile = h.tmpfile("", "luaproxy.pid")
+      os.remove(pidfile)
+      local proxy = start({ "--pid-file", pidfile, "--workers", workers })
+      -- Expected to fail: started outside the list of those that must exit 0.
+      local second = h.start_proxy({ "--pid-file", pidfile, "--workers", workers,
+                                     "--listen", "127.0.0.1:" .. proxy.port }, { wait = false })
+      assert.equal(1, second.wait_exit(10))
+      assert.truthy(second.log():find("cannot listen", 1, true), second.log())
+      assert.equal(tostring(proxy.pid), (h.read_file(pidfile) or ""):match("%d+"))
+      assert.equal(0, proxy.stop())
+      assert.is_nil(h.read_file(pidfile))
+    end)
+  end
+
   it("--user drops privileges after binding, in the workers too", function()
     if (h.sh("id -u"):match("%d+")) ~= "0" then
       pending("needs root")
