@@ -39,6 +39,18 @@ typedef size_t log_queue_report_fn(void *arg, uint64_t dropped, char *line, size
 struct log_queue *log_queue_new(int fd, int owns_fd, size_t capacity, log_queue_report_fn *report,
                                 void *report_arg);
 
+/* Called by the writer thread, with no lock held, when the output fails
+ * (a full disk, a file system gone read-only, a closed pipe): with <err>,
+ * the errno of a write that failed, and <lost>, the lines that went with
+ * it (<first>: no write had failed since the last one that worked), and
+ * with <err> 0 once a write works again, <lost> then being all the lines
+ * lost since the first failure. */
+typedef void log_queue_error_fn(void *arg, int err, uint64_t lost, int first);
+/* Has <q> call <fn> (with the queue's report argument) for failed writes.
+ * Without one they cost their lines unsaid: the diagnostics, whose
+ * output it is that fails, have nowhere to say it. */
+void log_queue_on_error(struct log_queue *q, log_queue_error_fn *fn);
+
 /* Starts the writer now, rather than with the first line, and returns
  * once it runs. For a process that forks later: a child gets a copy of
  * the locks its parent's threads held at that moment, and a thread still

@@ -46,6 +46,25 @@ static size_t report_dropped(void *arg, uint64_t dropped, char *line, size_t siz
     return 0;
 }
 
+/* A write that failed (a full disk, say) lost its lines: counted as
+ * dropped, and said on stderr when it starts and when it ends, not for
+ * every line. Writer thread. */
+static void on_write_error(void *arg, int err, uint64_t lost, int first)
+{
+    char why[128];
+
+    (void)arg;
+    if (err == 0) {
+        log_warn("access log: written again, after %llu line(s) were dropped",
+                 (unsigned long long)lost);
+        return;
+    }
+    stats_add_any_thread(STAT_ACCESS_LOG_LINES_DROPPED, (int64_t)lost);
+    if (first)
+        log_warn("access log: cannot write: %s; its lines are dropped until it can",
+                 strerror_r(err, why, sizeof why));
+}
+
 struct access_log *access_log_open(const char *path, enum log_format format, char *err,
                                    size_t err_len)
 {
@@ -81,6 +100,7 @@ struct access_log *access_log_open(const char *path, enum log_format format, cha
         free(log);
         return NULL;
     }
+    log_queue_on_error(log->queue, on_write_error);
     return log;
 }
 

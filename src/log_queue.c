@@ -65,7 +65,10 @@ struct log_queue {
     enum writer_state writer;
     pthread_cond_t wake; /* the writer waits here for lines */
     log_queue_report_fn *report;
+    log_queue_error_fn *on_error;
     void *report_arg;
+    uint64_t lost;    /* the writer's: lines lost to failed writes since the last that worked */
+    int failing;      /* the writer's: its last write failed */
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -128,6 +131,8 @@ static void on_fork_child(void)
         q->ring = NULL;
         q->head = q->used = 0;
         q->dropped = 0;
+        q->lost = 0;
+        q->failing = 0;
         q->writing = 0;
         q->running = 0;
         q->writer = WRITER_NONE;
@@ -143,24 +148,54 @@ static void init_once(void)
 
 /* Writes all of <buf>, however long the output takes: this runs on the
  * writer thread. What cannot be written (a closed pipe, a full disk) is
- * lost: a log must never stop the proxy. */
-static void write_all(int fd, const char *buf, size_t len)
+ * lost: a log must never stop the proxy. Returns the bytes written: fewer
+ * than <len> on a failure, with errno set. */
+static size_t write_all(int fd, const char *buf, size_t len)
 {
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t n = write(fd, buf + done, len - done);
         if (n > 0) {
-            buf += n;
-            len -= (size_t)n;
+            done += (size_t)n;
         } else if (n == -1 && errno == EINTR) {
             continue;
         } else if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             /* Someone sharing the file description made it non-blocking. */
             struct pollfd p = {.fd = fd, .events = POLLOUT};
             if (poll(&p, 1, -1) == -1 && errno != EINTR)
-                return;
+                break;
         } else {
-            return;
+            if (n == 0)
+                errno = EIO; /* a write that takes nothing and says nothing */
+            break;
         }
+    }
+    return done;
+}
+
+/* Writes a batch of <n> bytes and tells the queue's error callback about
+ * what a failed write lost (the lines not written whole) and about the
+ * output working again. Writer thread, no lock held. */
+static void write_batch(struct log_queue *q, const char *batch, size_t n)
+{
+    size_t done = write_all(q->fd, batch, n);
+
+    if (done < n) {
+        int err = errno, first = !q->failing;
+        uint64_t lost = 0;
+        for (size_t i = done; i < n; i++)
+            lost += batch[i] == '\n';
+        q->failing = 1;
+        q->lost += lost;
+        if (q->on_error)
+            q->on_error(q->report_arg, err, lost, first);
+    } else if (q->failing) {
+        uint64_t lost = q->lost;
+        q->failing = 0;
+        q->lost = 0;
+        if (q->on_error)
+            q->on_error(q->report_arg, 0, lost, 0);
     }
 }
 
@@ -252,7 +287,7 @@ static void *writer_main(void *arg)
         size_t n = take_batch(q, batch);
         q->writing = 1;
         pthread_mutex_unlock(&mu);
-        write_all(q->fd, batch, n);
+        write_batch(q, batch, n);
         pthread_mutex_lock(&mu);
         q->writing = 0;
     }
@@ -310,6 +345,13 @@ struct log_queue *log_queue_new(int fd, int owns_fd, size_t capacity, log_queue_
     queues = q;
     pthread_mutex_unlock(&mu);
     return q;
+}
+
+void log_queue_on_error(struct log_queue *q, log_queue_error_fn *fn)
+{
+    pthread_mutex_lock(&mu);
+    q->on_error = fn;
+    pthread_mutex_unlock(&mu);
 }
 
 void log_queue_start(struct log_queue *q)

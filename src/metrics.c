@@ -86,7 +86,7 @@ static void render_prometheus(struct buffer *b)
            STAT_FLOW_CAPTURE_BYTES);
 
     family(b, "luaproxy_log_lines_dropped_total", "counter",
-           "Log lines dropped because their output did not keep up, by log.");
+           "Log lines dropped because their output did not keep up or failed, by log.");
     buffer_printf(b, "luaproxy_log_lines_dropped_total{log=\"diagnostics\"} %lld\n",
                   (long long)stats_total(STAT_LOG_LINES_DROPPED));
     buffer_printf(b, "luaproxy_log_lines_dropped_total{log=\"access\"} %lld\n",

@@ -255,6 +255,30 @@ describe("service operation", function()
     end)
   end)
 
+  -- /dev/full takes no write: ENOSPC, as a file on a full disk does.
+  it("counts and tells the access log lines a full disk loses, and still answers", function()
+    local proxy = start({ "--access-log", "/dev/full", "--admin", "127.0.0.1:0" })
+    local admin = tonumber(proxy.log():match("admin interface: http://127%.0%.0%.1:(%d+)/"))
+    assert.truthy(admin, proxy.log())
+    for _ = 1, 3 do
+      assert.equal(200, h.get(proxy.port, origin.url("/hello")).status)
+    end
+    assert.truthy(proxy.log_has("access log: cannot write: No space left on device; "
+      .. "its lines are dropped until it can"), proxy.log())
+    local access = h.wait_for(function()
+      local s = assert(h.connect(admin))
+      h.send(s, h.request("GET", "/metrics", { "Host: localhost", "Connection: close" }))
+      local resp = h.read_response(s)
+      s:close()
+      local n = tonumber(((resp and resp.body) or ""):match(
+        'luaproxy_log_lines_dropped_total{log="access"} (%d+)'))
+      return n and n >= 3 and n
+    end)
+    assert.equal(3, access)
+    local _, told = proxy.log():gsub("access log: cannot write", "")
+    assert.equal(1, told, "the failure is said once, not for every line")
+  end)
+
   describe("header field limits", function()
     local function fields(n)
       local t = {}

@@ -216,11 +216,65 @@ static void test_fork(void)
     close(fresh[1]);
 }
 
+/* What the error callback was told, in order (the writer thread's; read
+ * after log_queue_flush_all, which waits for it). */
+static struct {
+    int calls, firsts, last_err;
+    uint64_t lost, recovered;
+} told;
+
+static void on_error(void *arg, int err, uint64_t lost, int first)
+{
+    (void)arg;
+    told.calls++;
+    told.firsts += first;
+    if (err) {
+        told.last_err = err;
+        told.lost += lost;
+    } else {
+        told.recovered = lost;
+    }
+}
+
+/* A full disk (/dev/full: ENOSPC) loses lines; they are told to the error
+ * callback, the first failure as such, and once writes work again (the
+ * descriptor now a pipe) so is the total. */
+static void test_failing_output(void)
+{
+    int p[2], fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+    char buf[256];
+
+    if (fd == -1 || pipe(p) != 0) {
+        ok(0, "/dev/full and a pipe");
+        return;
+    }
+    struct log_queue *q = log_queue_new(fd, 0, 4096, report, NULL);
+    log_queue_on_error(q, on_error);
+    log_queue_put(q, "one\n", 4);
+    is_int(log_queue_flush_all(5), 0, "a failed write does not hold the writer");
+    log_queue_put(q, "two\n", 4);
+    is_int(log_queue_flush_all(5), 0, "nor does a second");
+    is_int(told.last_err, ENOSPC, "the failure's errno is told");
+    is_int((int)told.lost, 2, "with the lines it lost");
+    is_int(told.firsts, 1, "the first failure is told as such, once");
+    dup2(p[1], fd); /* the disk has room again */
+    log_queue_put(q, "three\n", 6);
+    is_int(log_queue_flush_all(5), 0, "the writer writes again");
+    ok(read_until(p[0], buf, sizeof buf, "three\n") > 0, "the line is written");
+    is_int((int)told.recovered, 2, "and the end of the failure told with all it lost");
+    log_queue_close(q);
+    is_int(log_queue_flush_all(5), 0, "the queue closes");
+    close(fd);
+    close(p[0]);
+    close(p[1]);
+}
+
 int main(void)
 {
     (void)guarded_copy; /* queues, not parsers: nothing to guard here */
     test_stalled_output();
     test_urgent_lines();
     test_fork();
+    test_failing_output();
     return tap_done();
 }
