@@ -401,8 +401,14 @@ static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     log_warn("shutdown: %d connection(s) still busy after %.0f s; closing them",
              p->session_count, DRAIN_LIMIT);
+    /* Aborted, not just freed: each exchange cut short still ends as any
+     * other does, logged (access log, flows) and with its on_done. */
+    for (struct session *s = p->sessions, *next; s; s = next) {
+        next = s->next;
+        session_abort(s, "closed: the proxy stopped before it ended");
+    }
     while (p->sessions)
-        session_free(p->sessions);
+        session_free(p->sessions); /* none should be left; freed all the same */
     ev_break(loop, EVBREAK_ALL);
 }
 

@@ -56,6 +56,24 @@ describe("proxy lifecycle", function()
     assert.are.equal(0, proxy.wait_exit(12))
   end)
 
+  it("logs an exchange the shutdown cuts off at its time limit, and runs its on_done", function()
+    proxy.stop()
+    local script = h.tmpfile('function on_done(tx) proxy.log("on_done: " .. tostring(tx.error)) end\n',
+      "done.lua")
+    proxy = h.start_proxy({ "-s", script })
+    local s = connect()
+    assert(h.send(s, h.request("GET", origin.url("/slow?ms=30000"),
+      { "Host: " .. origin.authority })))
+    assert(origin.wait_requests(1), "request never reached the origin")
+    proxy.signal("TERM")
+    -- The response never comes in time: the shutdown closes the connection.
+    assert.are.equal(0, proxy.wait_exit(20))
+    assert.truthy(proxy.log():find("on_done: closed: the proxy stopped before it ended", 1, true),
+      proxy.log())
+    assert.truthy(proxy.wait_access_log('"GET http://[^"]*/slow%?ms=30000 HTTP/1%.1" 000 '),
+      proxy.access_log())
+  end)
+
   it("refuses to start on an address another process listens on", function()
     -- Its sockets share their port with SO_REUSEPORT (one per worker); a
     -- second proxy on the same address must fail, not take a share.
