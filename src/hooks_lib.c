@@ -396,17 +396,32 @@ static int native_http(lua_State *L)
     struct parent_proxy parent;
     char err[128];
     lua_Integer n;
+    size_t url_len;
 
     memset(&rq, 0, sizeof rq);
     if (lua_type(L, 7) == LUA_TSTRING) {
+        size_t proxy_len;
+        const char *proxy_url = lua_tolstring(L, 7, &proxy_len);
         char why[160];
-        if (parent_parse(lua_tostring(L, 7), &parent, why, sizeof why) != 0)
+        /* parent_parse reads a C string: a NUL would leave a parent the
+         * script did not name. */
+        if (strlen(proxy_url) != proxy_len)
+            return luaL_error(L, "proxy.http: proxy: the URL holds a NUL byte");
+        if (parent_parse(proxy_url, &parent, why, sizeof why) != 0)
             return luaL_error(L, "proxy.http: proxy: %s", why);
         rq.parent = &parent;
     } else {
         rq.direct = lua_type(L, 7) == LUA_TBOOLEAN && !lua_toboolean(L, 7);
     }
-    rq.url = luaL_checkstring(L, 1);
+    rq.url = luaL_checklstring(L, 1, &url_len);
+    /* The client reads the URL as a C string: a NUL would cut it short,
+     * and the call would go somewhere else than the script said (the
+     * host before it, or the path before it). */
+    if (strlen(rq.url) != url_len) {
+        lua_pushnil(L);
+        lua_pushstring(L, "invalid url (http://host[:port]/path or https://...)");
+        return 2;
+    }
     rq.method = luaL_checkstring(L, 2);
     luaL_checktype(L, 3, LUA_TTABLE);
     if (!lua_isnil(L, 4))

@@ -264,6 +264,8 @@ describe("calls out from hooks", function()
           -- what would write a request of its own into the request line
           try{ url = "http://ORIGIN/hello HTTP/1.1\r\nHost: x\r\n\r\nGET /smuggled" },
           try{ url = "http://ORIGIN/a b" },
+          -- a NUL would cut the URL short: to the host before it
+          try{ url = "http://ORIGIN\0.elsewhere.invalid/hello" },
           try{ url = "http://ORIGIN/hello", method = "HEAD" },
         }, "|"))
       end
@@ -271,7 +273,7 @@ describe("calls out from hooks", function()
     local resp = h.get(proxy.port, origin.url("/try"))
     local bad_url = "invalid url (http://host[:port]/path or https://...)"
     assert.are.equal("timeout|connection refused|response body larger than max_body|"
-      .. bad_url .. "|" .. bad_url .. "|" .. bad_url .. "|status 200", resp.body)
+      .. bad_url .. "|" .. bad_url .. "|" .. bad_url .. "|" .. bad_url .. "|status 200", resp.body)
     for _, r in ipairs(origin.requests()) do
       assert.is_nil(r.request_line:find("smuggled", 1, true), r.request_line)
     end
