@@ -21,7 +21,15 @@ void hooks_log_line(struct hooks *h, const char *msg, size_t len)
     const char *name = h->current_script >= 0 && h->current_script < h->script_count
                            ? h->script_name[h->current_script]
                            : "script";
-    log_info("[%s] %.*s", name, (int)len, msg);
+    /* The log escapes what it is given, but reads a C string: a NUL
+     * would hide the rest of the line, so it is escaped here first. */
+    if (memchr(msg, '\0', len)) {
+        char escaped[2048];
+        size_t n = log_escape(escaped, sizeof escaped, msg, len, 0);
+        log_info("[%s] %.*s", name, (int)n, escaped);
+    } else {
+        log_info("[%s] %.*s", name, (int)len, msg);
+    }
     if (h->current_session)
         flows_record_log(h->current_session->x.flow, name, msg, len);
 }

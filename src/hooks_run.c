@@ -212,13 +212,14 @@ static int push_traceback(lua_State *L)
  * in protected mode, since a hook that failed may have left the heap full
  * (its memory error caught, then stopped by the time limit). Pop it after
  * use either way. */
-static const char *traceback(struct hooks *h, lua_State *co, const char *msg)
+static const char *traceback(struct hooks *h, lua_State *co, const char *msg, size_t len)
 {
     /* The message is the script's (perhaps holding what a client sent):
-     * one line, escaped; the lines after it are the traceback's own. */
+     * one line, escaped (all <len> bytes: a NUL must not hide the rest);
+     * the lines after it are the traceback's own. */
     char escaped[1024];
     if (msg) {
-        size_t n = log_escape(escaped, sizeof escaped - 1, msg, strlen(msg), 0);
+        size_t n = log_escape(escaped, sizeof escaped - 1, msg, len, 0);
         escaped[n] = '\0';
         msg = escaped;
     }
@@ -237,14 +238,15 @@ void hooks_log_failure(struct session *s, lua_State *co, int status)
     const char *script = h->script_name[hs->script];
     const char *phase = hooks_phase_names[hs->phase];
     const char *trace;
+    size_t len = 0;
 
     if (h->timed_out) {
         /* Where it was stopped; and in what, when a library function
          * stopped it with an error (hooks_watch_check). */
         const char *why = status != LUA_OK && status != LUA_YIELD && lua_type(co, -1) == LUA_TSTRING
-                              ? lua_tostring(co, -1)
+                              ? lua_tolstring(co, -1, &len)
                               : NULL;
-        trace = traceback(h, co, why);
+        trace = traceback(h, co, why, len);
         log_msg_lines(LOG_ERROR,
                       "c%llu #%llu %s: %s took longer than %.0f ms and was stopped%s%s",
                       (unsigned long long)s->id, (unsigned long long)s->x.id, script, phase,
@@ -257,9 +259,12 @@ void hooks_log_failure(struct session *s, lua_State *co, int status)
                   (unsigned long long)s->id, (unsigned long long)s->x.id, script, phase, h->mem_limit >> 20);
         return;
     }
-    const char *msg = lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1) : NULL;
-    msg = msg ? msg : "(error object is not a string)";
-    trace = traceback(h, co, msg);
+    const char *msg = lua_type(co, -1) == LUA_TSTRING ? lua_tolstring(co, -1, &len) : NULL;
+    if (!msg) {
+        msg = "(error object is not a string)";
+        len = strlen(msg);
+    }
+    trace = traceback(h, co, msg, len);
     log_msg_lines(LOG_ERROR, "c%llu #%llu %s: %s failed: %s", (unsigned long long)s->id,
                   (unsigned long long)s->x.id, script, phase, trace ? trace : msg);
     lua_pop(h->L, 1);

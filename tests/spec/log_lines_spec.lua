@@ -11,10 +11,12 @@ local each_test = require("support.each_test")
 
 -- What a client puts in a query string, percent-encoded: a newline and a
 -- line of its own making, ESC [2J (clear the screen), a C1 CSI in UTF-8,
--- a right-to-left override, a byte of no character, and an "é" that is
--- a character like any other.
+-- a right-to-left override, a byte of no character, an "é" that is a
+-- character like any other, and a NUL, which must not hide what follows.
 local HOSTILE = "x%0a2026-01-01T00:00:00.000Z%20error%20FORGED%1b%5b2J%c2%9b%e2%80%ae%ff%20%c3%a9"
+  .. "%00after"
 local ESCAPED = "x\\x0a2026-01-01T00:00:00.000Z error FORGED\\x1b[2J\\xc2\\x9b\\xe2\\x80\\xae\\xff \195\169"
+  .. "\\x00after"
 
 local SCRIPT = [[
 local function unescape(s)
