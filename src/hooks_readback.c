@@ -520,7 +520,12 @@ static int read_upstream(lua_State *L)
     x->port = (uint16_t)luaL_checkinteger(L, -3);
     if (!x->is_connect && lua_isboolean(L, -2)) /* nil: a table without it keeps the scheme's */
         x->upstream_tls = lua_toboolean(L, -2);
-    /* tx.upstream.proxy: nil goes direct, a URL goes through that parent. */
+    /* tx.upstream.proxy: nil goes direct, a URL goes through that parent
+     * (read as a C string: a NUL would make it a shorter URL, another
+     * parent than the script named). */
+    size_t plen;
+    if (!lua_isnil(L, -1) && strlen(luaL_checklstring(L, -1, &plen)) != plen)
+        return luaL_error(L, "tx.upstream.proxy: a URL cannot hold a NUL byte");
     if (lua_isnil(L, -1)) {
         free(x->parent);
         x->parent = NULL;

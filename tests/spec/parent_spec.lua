@@ -159,9 +159,11 @@ function before_connect(tx)
     tx.upstream.proxy = "http://scripted:pw@127.0.0.1:%d"
   elseif tx.req.path == "/bad" then
     tx.upstream.proxy = "ftp://nowhere"
+  elseif tx.req.path == "/nul" then -- no shorter URL (the part before the NUL)
+    tx.upstream.proxy = "http://127.0.0.1:%d\0.elsewhere.invalid:3128"
   end
 end
-]]):format(parent.port), "choose.lua")
+]]):format(parent.port, parent.port), "choose.lua")
     -- no --upstream: the script alone sends /via to the parent
     local proxy = start({ "--script", script })
     assert.equal("nil", h.get(proxy.port, origin.url("/show")).body)
@@ -169,6 +171,8 @@ end
     assert.equal("GET " .. origin.url("/via") .. " HTTP/1.1\n", resp.body)
     assert.truthy(parent.wait_requests(1)[1]:find(basic("scripted:pw"), 1, true))
     assert.equal(500, h.get(proxy.port, origin.url("/bad")).status)
+    assert.equal(500, h.get(proxy.port, origin.url("/nul")).status)
+    assert.equal(1, #parent.requests())
 
     -- with --upstream: the script sees it, and may go direct
     local via = start({ "--script", script, "--upstream", parent.url() })
