@@ -89,6 +89,15 @@ static int read_field_list(lua_State *L, int index, struct headers *out, const c
     lua_Integer n;
     size_t count = 0, cursor = 0, old = out->count, want;
 
+    /* The list may be what a script put in place of one, around the
+     * header API (a tx:respond answer's table, a request's data): only a
+     * table is read. */
+    if (!lua_istable(L, index)) {
+        if (!quiet)
+            lua_pushfstring(L, "a header list must be a table, not a %s",
+                            luaL_typename(L, index));
+        return -1;
+    }
     switch (hooks_headers_apply(L, index, out, stamp, quiet)) {
     case -1:
         return -1;

@@ -29,6 +29,10 @@ local on_req = {
     tx:respond(403, "not this one\n")
     rawget(tx, "_respond").status = 200
   end,
+  ["respond-raw-fields"] = function(tx) -- around tx:respond: no list at all
+    tx:respond(200, "not this one\n")
+    rawget(tx, "_respond").headers = "X-Evil: 1"
+  end,
   -- Host, target and method
   ["host-space"] = function(tx) tx.req.headers["Host"] = "a b" end,
   ["host-comma"] = function(tx) tx.req.headers["Host"] = "a,b" end,
@@ -260,6 +264,12 @@ describe("values set by scripts", function()
         assert.truthy(wait_log(proxy, c[2]), proxy.log())
       end)
     end
+  end)
+
+  describe("the answer of tx:respond", function()
+    -- Its fields were read as a list whatever they were: a string there
+    -- crashed the worker.
+    refused("respond-raw-fields", "a header list must be a table, not a string")
   end)
 
   describe("tx:respond to a CONNECT", function()
