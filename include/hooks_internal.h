@@ -280,6 +280,9 @@ void *hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64
                               size_t extra);
 /* The caller's bytes of a block hooks_headers_push_view made. */
 void *hooks_headers_extra(void *block);
+/* Whether the value at <idx> is such a block (and not a userdata a
+ * script put in its place). */
+int hooks_headers_is_block(lua_State *L, int idx);
 /* If the list at <index> is a view never filled, made from <out> for
  * exchange <stamp> (and <out> not changed since), applies the edits made
  * to it to <out> (checked as headers_add checks them) and returns 1.

@@ -60,6 +60,24 @@ static const char *base_text(const struct view_base *b)
     return (const char *)(b->items + b->count);
 }
 
+/* The user value of every block hooks_headers_push_view makes. Only the
+ * proxy makes blocks, and a script can neither read nor set a user value
+ * (the debug functions that would are taken away), so a userdata a
+ * script puts where a block goes (an io file at slot 1 of a list, with
+ * rawset) is never taken for one and read as if it were. */
+static const char block_marker = 'b';
+
+int hooks_headers_is_block(lua_State *L, int idx)
+{
+    int ok;
+    if (lua_type(L, idx) != LUA_TUSERDATA)
+        return 0;
+    ok = lua_getiuservalue(L, idx, 1) == LUA_TLIGHTUSERDATA &&
+         lua_touserdata(L, -1) == (void *)(uintptr_t)&block_marker;
+    lua_pop(L, 1);
+    return ok;
+}
+
 void *hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64_t stamp,
                               size_t extra)
 {
@@ -71,7 +89,9 @@ void *hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64
 
     /* Room for the copy and two edits. */
     lua_createtable(L, 7, 0);                             /* +1 list */
-    b = lua_newuserdatauv(L, extra_off + extra, 0);       /* +2 list block */
+    b = lua_newuserdatauv(L, extra_off + extra, 1);       /* +2 list block */
+    lua_pushlightuserdata(L, (void *)(uintptr_t)&block_marker);
+    lua_setiuservalue(L, -2, 1);
     b->stamp = stamp;
     b->count = fields->count;
     b->text_len = text_len;
@@ -294,7 +314,7 @@ static void list_set(lua_State *L, int name, int value)
  * pushed) when the list at <idx> is a plain list (a name at 1, or none). */
 static struct view_base *view_base(lua_State *L, int idx)
 {
-    if (lua_rawgeti(L, idx, 1) == LUA_TUSERDATA)
+    if (lua_rawgeti(L, idx, 1) == LUA_TUSERDATA && hooks_headers_is_block(L, -1))
         return lua_touserdata(L, -1);
     lua_pop(L, 1);
     return NULL;

@@ -210,7 +210,7 @@ static void load_line(lua_State *L, int d)
     const char *p;
 
     d = lua_absindex(L, d);
-    if (lua_rawgeti(L, d, LINE_SLOT) != LUA_TUSERDATA) {
+    if (lua_rawgeti(L, d, LINE_SLOT) != LUA_TUSERDATA || !hooks_headers_is_block(L, -1)) {
         lua_pop(L, 1);
         return;
     }
@@ -234,7 +234,7 @@ static void load_line(lua_State *L, int d)
 
 int hooks_tx_line_unread(lua_State *L, int d)
 {
-    int unread = lua_rawgeti(L, d, LINE_SLOT) == LUA_TUSERDATA;
+    int unread = lua_rawgeti(L, d, LINE_SLOT) == LUA_TUSERDATA && hooks_headers_is_block(L, -1);
     lua_pop(L, 1);
     return unread;
 }

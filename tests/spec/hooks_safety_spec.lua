@@ -202,6 +202,39 @@ end
       assert.are.equal("hello\n", resp.body)
       assert.truthy(wait_log_count("upstream change on purpose", 1), proxy.log())
     end)
+
+    -- The proxy keeps a header list's copy of the head, and a request's
+    -- line, in a userdata at slot 1 of the list (or of the request's data).
+    -- A script reaches those slots with rawset; another userdata put there
+    -- (an io file) was read as the proxy's own: out of bounds, and the
+    -- worker crashed.
+    it("takes no userdata of a script's for the proxy's own copy of a head", function()
+      local script = h.tmpfile([[
+function on_request(tx)
+  local case = tx.req.headers["X-Case"]
+  if case == "list" then
+    local hl = tx.req.headers
+    rawset(hl, 1, io.stdout)
+    hl["X-Added"] = "1"
+  elseif case == "count" then
+    local t = setmetatable({}, getmetatable(tx.req.headers))
+    rawset(t, 1, io.stdout)
+    tx.ctx.n = #t
+  elseif case == "line" then
+    local _, d = next(tx.req)
+    rawset(d, 1, io.stdout)
+    tx.ctx.m = tx.req.method
+  end
+end
+]], "userdata_slot.lua")
+      start({ script })
+      for _, case in ipairs({ "list", "count", "line" }) do
+        local resp = get("/hello", { "X-Case: " .. case })
+        assert.truthy(resp.status == 200 or resp.status == 500, case .. ": " .. resp.status)
+        assert.is_true(proxy.alive(), case .. ": " .. proxy.log())
+      end
+      assert.are.equal("hello\n", get("/hello").body)
+    end)
   end)
 
   ----------------------------------------------------------------------------
