@@ -186,7 +186,12 @@ enum exchange_step response_parse_head(struct session *s)
             return STEP_WAIT;
         if (upstream_may_retry(s))
             return upstream_retry_fresh(s);
-        return exchange_fail(x, 502, s->upstream.error ? s->upstream.error
+        /* A copy: the endpoint's error text goes with its TLS state when
+         * the upstream is detached, before the exchange is recorded. */
+        return exchange_fail(x, 502, s->upstream.error
+                                         ? exchange_cause(x, "the TLS connection with the "
+                                                             "upstream failed",
+                                                          "%s", s->upstream.error)
                                      : s->upstream.failed
                                          ? "the upstream reset the connection before responding"
                                          : "the upstream closed the connection before responding");

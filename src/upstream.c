@@ -714,9 +714,14 @@ enum exchange_step upstream_begin_forwarding(struct session *s)
         enum endpoint_io r = tls_handshake(&s->upstream);
         if (r == ENDPOINT_AGAIN)
             return exchange_move(x, SESSION_CONNECTING, "TLS handshake with the upstream");
+        /* The endpoint's error text goes with its TLS state, which is
+         * freed when the upstream is detached, before the exchange is
+         * logged and recorded: the cause is a copy. */
         if (r == ENDPOINT_ERROR)
             return exchange_fail(x, 502, s->upstream.error
-                                             ? s->upstream.error
+                                             ? exchange_cause(x, "the TLS handshake with the "
+                                                                 "upstream failed",
+                                                              "%s", s->upstream.error)
                                              : "the TLS handshake with the upstream failed");
     }
     if (x->upstream_tls)

@@ -133,6 +133,27 @@ describe("flows", function()
     assert.equals(resp.body, body)
   end)
 
+  -- The cause of a failed TLS handshake is the TLS state's own text,
+  -- freed with the upstream connection before the flow was recorded: the
+  -- record read it after it was freed (under the sanitizer, the worker
+  -- aborted).
+  it("records why the TLS handshake with the upstream failed", function()
+    local proxy, adm = start({ "-s", script("function before_connect(tx) tx.upstream.tls = true end") })
+    local server, _, target = h.raw_listener()
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("GET", "http://" .. target .. "/", { "Host: " .. target })))
+    local up = assert(server:accept())
+    up:close() -- in the middle of the handshake
+    server:close()
+    local resp = assert(h.read_response(s))
+    s:close()
+    assert.equals(502, resp.status)
+    local f = wait_flows(adm, 1, "~e")[1]
+    assert.equals(502, f.status)
+    assert.matches("TLS", f.error, 1, true)
+    assert.is_true(proxy.alive())
+  end)
+
   it("records a head the proxy refused, with the bytes that came", function()
     local proxy, adm = start({})
     local resp = h.send_raw(proxy.port, "GET http://127.0.0.1/ HTTP/1.1\r\nBad Header\r\n\r\n")
