@@ -77,6 +77,7 @@ struct hooks {
     int headers_mt_ref, request_mt_ref, data_key_ref; /* ... and a tx.req */
     int response_mt_ref;                              /* ... and a tx.res */
     int line_mt_ref;     /* the metatable of tx.req's or tx.res's data not yet loaded */
+    int hook_threads_ref; /* the hooks' own coroutines, as keys (weak): no script resumes them */
     int key_ref[HOOKS_KEY_COUNT];           /* the strings of enum hooks_key */
     int phase_key_ref[HOOK_PHASE_COUNT];    /* hooks_phase_names, as strings */
     int script_count;

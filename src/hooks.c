@@ -262,6 +262,12 @@ static int setup_state(lua_State *L)
         *kept[k].ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     h->api_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* 0 */
+    lua_newtable(L);                               /* +1 set */
+    lua_createtable(L, 0, 1);                      /* +2 set mt */
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);                       /* +1 set */
+    h->hook_threads_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* 0 */
     for (int k = 0; k < HOOKS_KEY_COUNT; k++) {
         lua_pushstring(L, hooks_key_names[k]);
         h->key_ref[k] = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -157,6 +157,13 @@ int hooks_start_call(lua_State *L)
         co = lua_tothread(L, -1);
     } else {
         co = lua_newthread(L);                            /* +1 co */
+        /* Noted as the proxy's: a script that keeps it (coroutine.running)
+         * may not resume or close it from another hook (hooks_watch.c). */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->hook_threads_ref);
+        lua_pushvalue(L, -2);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);                                    /* +1 co */
     }
 
     /* A chunk goes first, below the function, where it stays alive for

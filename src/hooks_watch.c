@@ -492,11 +492,34 @@ static int watched_resume(lua_State *L, lua_State *co, int narg)
     return -1;
 }
 
+/* Whether <co> (at <idx>) is a hook's own coroutine, which only the proxy
+ * resumes: resumed by a script from another hook, that hook would run on
+ * in the wrong exchange's call and be found finished when its wait ended
+ * (its exchange failed); closed, the same. */
+static int hook_thread(lua_State *L, int idx)
+{
+    struct hooks *h = hooks_of(L);
+    int found;
+    if (!h || h->hook_threads_ref == LUA_NOREF || h->hook_threads_ref == 0)
+        return 0;
+    idx = lua_absindex(L, idx);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->hook_threads_ref);
+    lua_pushvalue(L, idx);
+    found = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 2);
+    return found;
+}
+
 static int co_resume(lua_State *L)
 {
     lua_State *co = lua_tothread(L, 1);
     int r;
     luaL_argexpected(L, co, 1, "coroutine");
+    if (co != L && hook_thread(L, 1)) {
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "cannot resume a hook's own coroutine (the proxy resumes it)");
+        return 2;
+    }
     r = watched_resume(L, co, lua_gettop(L) - 1);
     if (r < 0) {
         lua_pushboolean(L, 0);
@@ -553,6 +576,8 @@ static int co_close(lua_State *L)
      * message can say where the call is): */
     if (co == L)
         return luaL_error(L, "cannot close a running coroutine");
+    if (hook_thread(L, 1))
+        return luaL_error(L, "cannot close a hook's own coroutine (the proxy ends it)");
     if (lua_status(co) == LUA_OK && lua_getstack(co, 0, &ar))
         return luaL_error(L, "cannot close a normal coroutine"); /* it resumed another */
     lua_settop(L, 1);

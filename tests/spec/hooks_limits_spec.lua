@@ -360,6 +360,37 @@ describe("hook limits", function()
     assert.are.equal("slept", get("/plain").body)
   end)
 
+  -- A hook's coroutine is the proxy's: resumed from another exchange's
+  -- hook, the waiting one ran on there, and its own exchange failed when
+  -- its wait ended ("cannot resume dead coroutine").
+  it("keeps a hook's own coroutine from being resumed or closed by another hook", function()
+    local script = h.tmpfile([[
+      local kept
+      function on_request(tx)
+        if tx.req.path == "/waits" then
+          kept = coroutine.running()
+          proxy.log("waiting now")
+          local got = proxy.sleep(0.5)
+          return tx:respond(200, "woke with " .. tostring(got))
+        end
+        local ok, err = coroutine.resume(kept, "forged")
+        local closed, why = pcall(coroutine.close, kept)
+        tx:respond(200, tostring(ok) .. " " .. err .. " | " .. tostring(closed) .. " "
+          .. tostring(why):gsub("^.-:%d+: ", ""))
+      end
+    ]], "resume_other.lua")
+    proxy = procs.proxy({ "-s", script })
+    local waiting = assert(h.connect(proxy.port))
+    assert(h.send(waiting, h.request("GET", origin.url("/waits"), { "Host: " .. origin.authority })))
+    assert.truthy(proxy.log_has("waiting now"), proxy.log())
+    assert.are.equal("false cannot resume a hook's own coroutine (the proxy resumes it) | "
+      .. "false cannot close a hook's own coroutine (the proxy ends it)", get("/other").body)
+    local resp = assert(h.read_response(waiting, { timeout = 5 }))
+    waiting:close()
+    assert.are.equal(200, resp.status)
+    assert.are.equal("woke with nil", resp.body)
+  end)
+
   it("turns os.exit in a hook into a failed exchange", function()
     local script = h.tmpfile([[
       function on_request(tx)
