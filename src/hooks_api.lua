@@ -13,7 +13,7 @@
 local native = ...
 
 local type, tostring, error, pairs, ipairs, select, next = type, tostring, error, pairs, ipairs, select, next
-local setmetatable, rawget, rawset, rawlen = setmetatable, rawget, rawset, rawlen
+local setmetatable, getmetatable, rawget, rawset, rawlen = setmetatable, getmetatable, rawget, rawset, rawlen
 local tointeger, lower, concat, byte = math.tointeger, string.lower, table.concat, string.byte
 local HUGE, MAXINTEGER = math.huge, math.maxinteger
 
