@@ -10,7 +10,8 @@
  *
  * Only ca.c, tls*.c (and auth.c's HMAC) include OpenSSL; the rest of the
  * proxy sees struct ca as an opaque handle and the certificate as plain
- * bytes (for the luaproxy.ca page). The OpenSSL types below are forward declarations.
+ * bytes (for the luaproxy.ca page). The OpenSSL types below are forward
+ * declarations.
  */
 #ifndef LUAPROXY_CA_H
 #define LUAPROXY_CA_H
