@@ -84,6 +84,16 @@ static int guarded_exit(lua_State *L)
     return luaL_error(L, "os.exit cannot be used in a script (it would stop the proxy)");
 }
 
+/* The guarded function's original (upvalue 1), called with the arguments
+ * as given: returns what it returns. */
+static int call_original(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 /* os.execute and io.popen wait for another program: fine while a script
  * loads, but in a hook every client of the worker would wait too. The
  * original function is upvalue 1, its name upvalue 2. */
@@ -92,10 +102,7 @@ static int guarded_blocking(lua_State *L)
     if (hooks_of(L) && hooks_of(L)->running_phase >= 0)
         return luaL_error(L, "%s cannot be used in a hook (it would block every client)",
                           lua_tostring(L, lua_upvalueindex(2)));
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
+    return call_original(L);
 }
 
 static void guard(lua_State *L, const char *lib, const char *name)
@@ -118,10 +125,7 @@ static int guarded_setlocale(lua_State *L)
     if (!lua_isnoneornil(L, 1))
         return luaL_error(L, "os.setlocale cannot change the locale in a script (it is the "
                              "whole proxy's); os.setlocale() reads it");
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
+    return call_original(L);
 }
 
 /* collectgarbage("collect") (the default), then one basic step: Lua 5.4.4
@@ -132,12 +136,10 @@ static int guarded_collectgarbage(lua_State *L)
 {
     int full = lua_isnoneornil(L, 1) ||
                (lua_type(L, 1) == LUA_TSTRING && strcmp(lua_tostring(L, 1), "collect") == 0);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    int results = call_original(L);
     if (full)
         lua_gc(L, LUA_GCSTEP, 0);
-    return lua_gettop(L);
+    return results;
 }
 
 /* setmetatable and debug.setmetatable, refusing a metatable with __gc:
@@ -155,10 +157,7 @@ static int guarded_setmetatable(lua_State *L)
             return luaL_error(L, "a metatable with __gc cannot be used in a script (a finalizer "
                                  "runs where no time limit reaches it)");
     }
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
+    return call_original(L);
 }
 
 void hooks_lib_guard(lua_State *L)
