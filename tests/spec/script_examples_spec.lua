@@ -142,6 +142,12 @@ describe("example scripts that call out", function()
       ['{"order": 100000000000001, "ts": 1732990000.123456}'] =
         { '"order":100000000000001', '"ts":1732990000.123456' },
       ['{"tags": [], "n": {"m": []}, "f": 2.0}'] = { '"tags":[]', '"n":{"m":[]}', '"f":2.0' },
+      -- long digit runs that are no integer past 64 bits: in a string, a
+      -- key, a fraction, or an integer that fits
+      ['{"card": "1234567890123456789012", "password": "x"}'] = { '"card":"1234567890123456789012"' },
+      ['{"12345678901234567890": 1, "password": "x"}'] = { '"12345678901234567890":1' },
+      ['{"ts": 0.12345678901234567890, "password": "x"}'] = { '"ts":0.12345678901234' },
+      ['{"max": 9223372036854775807, "password": "x"}'] = { '"max":9223372036854775807' },
     }) do
       local sent = rewritten(text)
       assert.truthy(sent:find('"client":"luaproxy"', 1, true), sent)
@@ -149,7 +155,9 @@ describe("example scripts that call out", function()
       for _, field in ipairs(kept) do assert.truthy(sent:find(field, 1, true), sent) end
     end
     for _, text in ipairs({ "[1,2,3]", '"text"', '{"a": 1e999, "password": "x"}',
-                            '{"big": 12345678901234567890, "password": "x"}', '{"broken": ' }) do
+                            '{"big": 12345678901234567890, "password": "x"}',
+                            '{"s": "a\\"b", "big": -9223372036854775809, "password": "x"}',
+                            '{"broken": ' }) do
       assert.are.equal(text, rewritten(text))
     end
     -- not JSON: untouched, on the fast path
