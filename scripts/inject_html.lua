@@ -9,8 +9,9 @@
 -- one pass unchanged. A gzip, deflate, br or zstd page is decoded by the
 -- proxy before on_response_chunk sees it (and goes to the client
 -- uncompressed), so a gzip site needs nothing special. Everything that is
--- not HTML is left alone with tx.res.filter_body = false: it takes the
--- zero-copy path and costs no Lua at all.
+-- not a whole HTML page (a 206 range of one included) is left alone with
+-- tx.res.filter_body = false: it takes the zero-copy path and costs no
+-- Lua at all.
 --
 -- Run:
 --   build/luaproxy -s scripts/inject_html.lua
@@ -35,7 +36,10 @@ function on_response(tx)
   local h = tx.res.headers
   local ctype = (h["Content-Type"] or ""):lower()
   local encoding = (h["Content-Encoding"] or "identity"):lower()
-  if ctype:find("^%s*text/html") and DECODED[encoding] then
+  -- A range (206) is a slice of the page: an insert would shift the bytes
+  -- after it out of the place its Content-Range gives them.
+  local whole = tx.res.status ~= 206 and not h["Content-Range"]
+  if ctype:find("^%s*text/html") and DECODED[encoding] and whole then
     tx.ctx.inject = { held = "" } -- bytes held back from the last piece
   else
     tx.res.filter_body = false -- images, downloads, ...: no Lua per piece
