@@ -13,12 +13,13 @@
 -- Configuration ---------------------------------------------------------
 local config = {
   bytes_per_second = 50 * 1024, -- about "slow 3G"
-  hosts = nil,                  -- nil: every host; or { ["example.com"] = true }
+  hosts = nil,                  -- nil: every host; or { ["example.com"] = true } (lower case)
 }
 -- -----------------------------------------------------------------------
 
 function on_response(tx)
-  if config.hosts and not config.hosts[tx.req.host] then
+  -- Host names are case-insensitive: "Example.COM" is example.com.
+  if config.hosts and not config.hosts[tx.req.host:lower()] then
     tx.res.filter_body = false
     return
   end

@@ -169,6 +169,22 @@ describe("example scripts that call out", function()
     assert.is_truthy(resp.body:find("\r\n\r\nplain$"))
   end)
 
+  -- A throttled body goes through the chunk hook, so it is sent chunked;
+  -- one left alone keeps its Content-Length (the zero-copy path).
+  it("throttle.lua matches its hosts in any case", function()
+    proxy = procs.proxy({ "-s", configured("throttle",
+      "{ bytes_per_second = 1024 * 1024, hosts = { ['localhost'] = true } }") })
+    for _, name in ipairs({ "localhost", "LocalHost" }) do
+      local authority = name .. ":" .. origin.port
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, h.request("GET", "http://" .. authority .. "/hello", { "Host: " .. authority })))
+      local resp = assert(h.read_response(s))
+      s:close()
+      assert.are.equal("hello\n", resp.body)
+      assert.are.equal("chunked", resp.headers["transfer-encoding"], name)
+    end
+  end)
+
   it("throttle.lua slows one download, not the others", function()
     local rate = 256 * 1024
     proxy = procs.proxy({ "-s", configured("throttle", string.format(
