@@ -24,8 +24,9 @@ function on_request(tx)
   -- The first incr of a window creates the key with its TTL.
   local count, err = proxy.shared.incr(key, 1, config.window * 2)
   if not count then
+    -- Logged either way: letting requests through unlimited must not go unseen.
+    proxy.log("rate limit store: " .. tostring(err))
     if config.fail_open then return end
-    proxy.log("rate limit store: " .. err)
     return tx:respond(503, "try again later\n")
   end
   if count > config.limit then

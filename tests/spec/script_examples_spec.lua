@@ -102,6 +102,19 @@ describe("example scripts that call out", function()
     assert.are.equal(3, codes[429])
   end)
 
+  -- An unavailable store lets requests through (fail_open) or refuses
+  -- them, and in both cases says why in the log.
+  for _, fail_open in ipairs({ true, false }) do
+    it("rate_limit.lua logs a store failure (fail_open = " .. tostring(fail_open) .. ")", function()
+      local breaker = h.tmpfile("proxy.shared.incr = function() return nil, 'store is down' end\n",
+        "breaker.lua")
+      proxy = procs.proxy({ "-s", breaker, "-s", configured("rate_limit", string.format(
+        "{ limit = 5, window = 3600, fail_open = %s }", tostring(fail_open))) })
+      assert.are.equal(fail_open and 200 or 503, get("/hello").status)
+      assert.truthy(proxy.log_has("store is down"), proxy.log())
+    end)
+  end
+
   it("rewrite_json.lua rewrites a JSON body and sends its new length", function()
     proxy = procs.proxy({ "-s", configured("rewrite_json",
       "{ set = { client = 'luaproxy' }, remove = { 'password' } }") })
