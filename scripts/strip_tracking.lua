@@ -3,8 +3,9 @@
 -- Removes request headers that tell a server where you came from or who
 -- you are (Referer, X-Forwarded-For, X-Real-IP, From), and tracking
 -- parameters such as utm_source=... from the query string. Other query
--- parameters are kept, in their order. Plain http:// requests only: the
--- inside of an HTTPS tunnel cannot be seen by a proxy.
+-- parameters are kept, in their order. Plain http:// requests, and the
+-- requests inside the HTTPS tunnels the proxy intercepts (--intercept or
+-- tx:intercept); other tunnels are encrypted end to end and pass as they are.
 --
 -- Run:
 --   build/luaproxy -s scripts/strip_tracking.lua
@@ -21,7 +22,10 @@ local config = {
 }
 -- -----------------------------------------------------------------------
 
+-- <name> as a server reads it: "utm%5Fsource" is utm_source to it, so it
+-- must be to us too, or the encoded spelling slips through.
 local function is_tracking(name)
+  name = name:gsub("%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end)
   for _, pattern in ipairs(config.params) do
     if name:find(pattern) then return true end
   end

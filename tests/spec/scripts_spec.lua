@@ -407,6 +407,14 @@ describe("example scripts", function()
       assert.are.equal("GET /echo?page=2&flag HTTP/1.1", origin.wait_requests(1)[1].request_line)
     end)
 
+    -- A server decodes %XX in a name before it reads it: utm%5Fsource is
+    -- utm_source to it. %26 is a "&" inside a value, not a separator.
+    it("removes tracking parameters whose names are percent-encoded", function()
+      get(proxy.port, origin.url("/echo?utm%5Fsource=a&%75tm_medium=b&q=x%26utm_c%3D1&k=2"))
+      assert.are.equal("GET /echo?q=x%26utm_c%3D1&k=2 HTTP/1.1",
+        origin.wait_requests(1)[1].request_line)
+    end)
+
     it("drops the ? when only tracking parameters were there", function()
       get(proxy.port, origin.url("/echo?utm_source=a&utm_campaign=b"))
       assert.are.equal("GET /echo HTTP/1.1", origin.wait_requests(1)[1].request_line)
