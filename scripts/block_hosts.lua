@@ -31,7 +31,9 @@ for _, name in ipairs(config.hosts) do blocked[name:lower()] = true end
 -- True if <host> or one of its parent domains is in the set: we try
 -- "a.b.ads.example", then "b.ads.example", then "ads.example", ...
 local function is_blocked(host)
-  host = host:lower():gsub("%.$", "") -- "ads.example." is the same host
+  -- "ads.example." (and "ads.example..", which still goes to the
+  -- resolver) name the same host: drop every trailing dot.
+  host = host:lower():gsub("%.+$", "")
   while host do
     if blocked[host] then return true end
     host = host:match("^[^.]*%.(.+)$")

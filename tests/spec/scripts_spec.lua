@@ -232,7 +232,8 @@ describe("example scripts", function()
 
     it("blocks subdomains, in any case and with a trailing dot", function()
       for _, url in ipairs({ "http://x.ads.example/", "http://a.b.ADS.Example/p?q=1",
-                             "http://ads.example./" }) do
+                             "http://ads.example./", "http://ads.example../",
+                             "http://x.ads.example...:8080/" }) do
         local resp = get(proxy.port, url)
         assert.are.equal(403, resp.status, url)
         assert.are.equal("blocked here\n", resp.body, url)
