@@ -23,7 +23,7 @@
 -- Configuration ---------------------------------------------------------
 local config = {
   -- %s becomes the key (URL-encoded); the service answers 200 for a good
-  -- key, anything else for a bad one.
+  -- key, 4xx for a bad one; a 5xx (or anything else) means it failed.
   auth_url = "http://127.0.0.1:9000/check?key=%s",
   header = "X-Api-Key",
   cache_seconds = 30,
@@ -49,6 +49,12 @@ local function accepted(key)
   local res, err = proxy.http{ url = config.auth_url:format(url_encode(key)),
                                timeout = config.timeout }
   if not res then return nil, err end
+  -- Only a 200 or a 4xx speaks about the key. A service in trouble (500,
+  -- 503 from its own proxy, ...) must not lock every key out for
+  -- cache_seconds as if they were bad.
+  if res.status ~= 200 and (res.status < 400 or res.status > 499) then
+    return nil, "status " .. res.status
+  end
   ok = res.status == 200
   proxy.shared.set(cache_key, ok, config.cache_seconds) -- if it fails, we ask again next time
   return ok

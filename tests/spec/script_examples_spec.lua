@@ -81,6 +81,23 @@ describe("example scripts that call out", function()
     end)
   end
 
+  -- A 5xx from the service says nothing about the key: it is an outage,
+  -- answered 503 and asked again next time, not a refusal kept 60 s.
+  it("api_key_auth.lua answers 503, uncached, when the auth service fails with a 5xx", function()
+    proxy = procs.proxy({ "-s", configured("api_key_auth", string.format(
+      "{ auth_url = %q, header = 'X-Api-Key', cache_seconds = 60, timeout = 5, "
+        .. "max_length = 128, characters = '^[%%w%%-._~+/=]+$' }",
+      origin.url("/status/%s"))) })
+    local before = #origin.requests()
+    for _ = 1, 2 do
+      local resp = get("/hello", { "X-Api-Key: 500" })
+      assert.are.equal(503, resp.status)
+      assert.are.equal("the authentication service is unavailable\n", resp.body)
+    end
+    assert.are.equal(before + 2, #origin.requests()) -- asked both times
+    assert.truthy(proxy.log_has("auth service: status 500"), proxy.log())
+  end)
+
   it("api_key_auth.lua answers 503 when the auth service is down", function()
     proxy = procs.proxy({ "-s", configured("api_key_auth", string.format(
       "{ auth_url = %q, header = 'X-Api-Key', cache_seconds = 60, timeout = 5, "
