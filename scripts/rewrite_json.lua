@@ -41,8 +41,10 @@ local function has_huge_integer(body)
 end
 
 function on_request(tx)
-  local ctype = (tx.req.headers["Content-Type"] or ""):lower()
-  if ctype:find("^%s*application/json") then
+  -- The media type without its parameters: application/json, or any
+  -- type/subtype+json (application/vnd.api+json, application/problem+json).
+  local ctype = (tx.req.headers["Content-Type"] or ""):lower():match("^%s*([^;%s]*)")
+  if ctype == "application/json" or ctype:find("^[%w!#$&^_.+-]+/[%w!#$&^_.+-]*%+json$") then
     tx.req.buffer_body = true
   else
     tx.req.filter_body = false

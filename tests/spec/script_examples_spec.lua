@@ -159,10 +159,10 @@ describe("example scripts that call out", function()
     -- Fields it was not asked to touch keep their values (lua-cjson cut
     -- numbers to 14 digits and wrote [] as {}); what it cannot write back
     -- as it came goes on untouched.
-    local function rewritten(text)
+    local function rewritten(text, ctype)
       local s = assert(h.connect(proxy.port))
       assert(h.send(s, h.request("POST", origin.url("/echo"), { "Host: " .. origin.authority,
-        "Content-Type: application/json", "Content-Length: " .. #text }, text)))
+        "Content-Type: " .. (ctype or "application/json"), "Content-Length: " .. #text }, text)))
       local resp = assert(h.read_response(s))
       s:close()
       return resp.body:match("\r\n\r\n(.*)$")
@@ -189,6 +189,11 @@ describe("example scripts that call out", function()
                             '{"s": "a\\"b", "big": -9223372036854775809, "password": "x"}',
                             '{"broken": ' }) do
       assert.are.equal(text, rewritten(text))
+    end
+    -- JSON under a structured-syntax name (RFC 6839) is JSON too
+    for _, ctype in ipairs({ "application/vnd.api+json", "Application/Problem+JSON; charset=utf-8" }) do
+      local sent = rewritten('{"user":"ann","password":"x"}', ctype)
+      assert.falsy(sent:find("password", 1, true), ctype .. ": " .. sent)
     end
     -- not JSON: untouched, on the fast path
     local s = assert(h.connect(proxy.port))
