@@ -41,10 +41,17 @@ local function is_blocked(host)
   return false
 end
 
-function on_request(tx)
-  -- tx.req.host is the target host for plain requests and for CONNECT.
-  if is_blocked(tx.req.host) then
-    proxy.log("blocked", tx.req.method, tx.req.host)
-    tx:respond(config.status, config.message)
+-- before_connect, not on_request: it runs after every script's
+-- on_request, so a URL another script rewrote (rewrite_urls.lua) is judged
+-- where it now points, and still before any DNS lookup. tx.req.host is the
+-- target of plain requests and of CONNECT; tx.upstream.host is where the
+-- proxy will connect, which a before_connect listed earlier
+-- (redirect_host.lua) may have moved: list this script after such ones.
+function before_connect(tx)
+  for _, host in ipairs({ tx.req.host, tx.upstream.host }) do
+    if is_blocked(host) then
+      proxy.log("blocked", tx.req.method, host)
+      return tx:respond(config.status, config.message)
+    end
   end
 end

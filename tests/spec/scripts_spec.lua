@@ -277,6 +277,28 @@ describe("example scripts", function()
     end)
   end)
 
+  -- Other scripts may point a request somewhere else: what counts is
+  -- where it finally goes. A rewrite in on_request is seen whatever the
+  -- order; a move in before_connect when that script comes first.
+  describe("block_hosts.lua with scripts that move requests", function()
+    it("refuses a request rewritten, or redirected, to a listed host", function()
+      local origin = start_origin()
+      local proxy = start_proxy({
+        "-s", configured("redirect_host", string.format([[{
+          routes = { ["localhost"] = { host = "ads.example", port = %d } } }]], origin.port)),
+        "-s", configured("block_hosts", [[{
+          hosts = { "ads.example" }, status = 403, message = "blocked here\n" }]]),
+        "-s", configured("rewrite_urls", [[{
+          rules = { { "^http://old%.example/(.*)$", "http://x.ads.example/%1" } } }]]) })
+      for _, url in ipairs({ "http://old.example/p", "http://localhost:" .. origin.port .. "/hello" }) do
+        local resp = get(proxy.port, url)
+        assert.are.equal(403, resp.status, url)
+        assert.are.equal("blocked here\n", resp.body, url)
+      end
+      assert.are.equal(0, #origin.requests())
+    end)
+  end)
+
   describe("block_hosts.lua as shipped", function()
     it("blocks tracker.example and its subdomains with its own message", function()
       local proxy = start_proxy({ "-s", script_path("block_hosts") })
