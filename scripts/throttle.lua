@@ -28,7 +28,14 @@ function on_response(tx)
 end
 
 function on_response_chunk(tx, chunk, eof)
-  if tx.ctx.throttle and #chunk > 0 then
-    proxy.sleep(#chunk / config.bytes_per_second)
+  if not tx.ctx.throttle then return end
+  -- A piece can be a few hundred KiB, so at a low rate its pause may be
+  -- longer than one wait is allowed (--hook-wait-timeout, 30 s by
+  -- default): take it in short sleeps.
+  local pause = #chunk / config.bytes_per_second
+  while pause > 0 do
+    local step = math.min(pause, 0.1)
+    proxy.sleep(step)
+    pause = pause - step
   end
 end

@@ -220,6 +220,21 @@ describe("example scripts that call out", function()
     end
   end)
 
+  -- A piece of the body may be a few hundred KiB: at a low rate its pause
+  -- would be longer than one wait may last (--hook-wait-timeout), which
+  -- failed the download. The pause is taken in short sleeps.
+  it("throttle.lua sends a large piece whose pause is longer than one wait may be", function()
+    proxy = procs.proxy({ "--hook-wait-timeout", "0.4", "-s", configured("throttle",
+      "{ bytes_per_second = 256 * 1024, hosts = nil }") })
+    local n = 512 * 1024
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("GET", origin.url("/bytes?n=" .. n), { "Host: " .. origin.authority })))
+    local resp = assert(h.read_response(s, { timeout = 20 }))
+    s:close()
+    assert.are.equal(n, #resp.body)
+    assert.is_falsy(proxy.log_has("hook-wait-timeout", 0), proxy.log())
+  end)
+
   it("throttle.lua slows one download, not the others", function()
     local rate = 256 * 1024
     proxy = procs.proxy({ "-s", configured("throttle", string.format(
