@@ -17,7 +17,9 @@
 local config = {
   rules = {
     { "^http://old%.example/(.*)$", "http://new.example/%1" },
-    { "^http://([%w.-]+)/v1/(.*)$", "http://%1/v2/%2" },
+    -- any server, with or without a port, http or https (intercepted):
+    -- %1 is "scheme://host[:port]"
+    { "^(https?://[^/]+)/v1/(.*)$", "%1/v2/%2" },
   },
 }
 -- -----------------------------------------------------------------------

@@ -359,6 +359,17 @@ describe("example scripts", function()
     end)
   end)
 
+  -- The shipped /v1/ -> /v2/ rule is meant for any server: one named with
+  -- a port, or reached inside an intercepted tunnel (https://), too.
+  describe("rewrite_urls.lua as shipped", function()
+    it("moves /v1/ to /v2/ on a server with a port", function()
+      local origin = start_origin()
+      local proxy = start_proxy({ "-s", script_path("rewrite_urls") })
+      get(proxy.port, origin.url("/v1/echo?a=1"))
+      assert.are.equal("GET /v2/echo?a=1 HTTP/1.1", origin.wait_requests(1)[1].request_line)
+    end)
+  end)
+
   ----------------------------------------------------------------------------
   describe("redirect_host.lua", function()
     local origin, echo, proxy
