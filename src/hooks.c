@@ -279,6 +279,7 @@ static int setup_state(lua_State *L)
 
     for (int i = 0; i < cfg->script_count; i++) {
         h->current_script = i;
+        h->script_name[i] = cfg->scripts[i]; /* proxy.log at the top level names it */
         /* Each script gets its own globals, falling back to the shared ones,
          * so two scripts can both define on_request. */
         lua_newtable(L);                           /* +1 env */
@@ -307,7 +308,6 @@ static int setup_state(lua_State *L)
             lua_pop(L, 1);
         }
         h->env_ref[i] = luaL_ref(L, LUA_REGISTRYINDEX); /* 0 */
-        h->script_name[i] = cfg->scripts[i];
         h->script_count = i + 1;
     }
     h->current_script = -1;

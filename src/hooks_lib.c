@@ -18,7 +18,10 @@
 
 void hooks_log_line(struct hooks *h, const char *msg, size_t len)
 {
-    const char *name = h->current_script >= 0 && h->current_script < h->script_count
+    /* script_name is set before a script's top level runs, script_count
+     * only once it has loaded: a line logged while loading names it too. */
+    const char *name = h->current_script >= 0 && h->current_script < CONFIG_MAX_SCRIPTS &&
+                               h->script_name[h->current_script]
                            ? h->script_name[h->current_script]
                            : "script";
     /* The log escapes what it is given, but reads a C string: a NUL

@@ -210,6 +210,18 @@ describe("example scripts", function()
     end)
   end)
 
+  -- The reference's proxy.log example logs at load; its line must say
+  -- which script it came from, as a hook's line does.
+  describe("the reference's proxy.log at a script's top level", function()
+    it("names the script, not just [script]", function()
+      local first = h.tmpfile('proxy.log("loaded first")\n', "first.lua")
+      local second = h.tmpfile('proxy.log("loaded at", os.date())\n', "second.lua")
+      local proxy = start_proxy({ "-s", first, "-s", second })
+      assert.truthy(proxy.log_has("[" .. first .. "] loaded first"), proxy.log())
+      assert.truthy(proxy.log_has("[" .. second .. "] loaded at"), proxy.log())
+    end)
+  end)
+
   ----------------------------------------------------------------------------
   describe("block_hosts.lua", function()
     local origin, proxy
