@@ -22,7 +22,12 @@ local config = {
 
 function on_request(tx)
   local delay = config.hosts[tx.req.host:lower()] or config.default
-  if delay > 0 then
-    proxy.sleep(delay) -- allowed in on_request, before_connect and on_response
+  -- In short sleeps: one sleep may not last longer than
+  -- --hook-wait-timeout (30 s), and a delay to test a client's own
+  -- timeout may well be longer.
+  while delay > 0 do
+    local step = math.min(delay, 0.1)
+    proxy.sleep(step) -- allowed in every hook
+    delay = delay - step
   end
 end

@@ -751,6 +751,16 @@ describe("example scripts", function()
       assert.is_true(took < 0.4, "took " .. took)
     end)
 
+    -- A delay meant to test a client's own timeout may be longer than one
+    -- wait of a hook may last (--hook-wait-timeout): still a delay, not a 500.
+    it("delays longer than one wait may last", function()
+      local proxy = start_proxy({ "--hook-wait-timeout", "0.2", "-s", configured("add_latency",
+        '{ default = 0.5, hosts = {} }') })
+      local resp = get(proxy.port, origin.url("/hello"))
+      assert.are.equal(200, resp.status)
+      assert.are.equal("hello\n", resp.body)
+    end)
+
     it("delays per host, holding up only that request", function()
       local proxy = start_proxy({ "-s", configured("add_latency",
         '{ default = 0, hosts = { ["127.0.0.1"] = 1.0 } }') })
