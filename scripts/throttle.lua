@@ -24,6 +24,10 @@ function on_response(tx)
     return
   end
   tx.res.decode_body = false
+  -- filter_body is the exchange's, not this script's: an earlier script
+  -- (inject_html.lua on a download) may have turned it off. List this
+  -- script after such ones.
+  tx.res.filter_body = true
   tx.ctx.throttle = true
 end
 

@@ -235,6 +235,16 @@ describe("example scripts that call out", function()
     assert.is_falsy(proxy.log_has("hook-wait-timeout", 0), proxy.log())
   end)
 
+  -- filter_body is the exchange's, not one script's: inject_html.lua turns
+  -- it off for what is not HTML, which kept every download from throttle.
+  it("throttle.lua still throttles after inject_html.lua left a body alone", function()
+    proxy = procs.proxy({ "-s", "scripts/inject_html.lua", "-s", configured("throttle",
+      "{ bytes_per_second = 1024 * 1024, hosts = nil }") })
+    local resp = get("/hello")
+    assert.are.equal("hello\n", resp.body)
+    assert.are.equal("chunked", resp.headers["transfer-encoding"])
+  end)
+
   it("throttle.lua slows one download, not the others", function()
     local rate = 256 * 1024
     proxy = procs.proxy({ "-s", configured("throttle", string.format(
