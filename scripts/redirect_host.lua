@@ -26,7 +26,8 @@ local config = {
 -- up and connects to tx.upstream; changing tx.upstream changes only where
 -- it connects.
 function before_connect(tx)
-  local to = config.routes[tx.req.host:lower()]
+  -- "WWW.Example.com." names the same site as "www.example.com".
+  local to = config.routes[tx.req.host:lower():gsub("%.+$", "")]
   if to then
     tx.upstream.host = to.host
     tx.upstream.port = to.port

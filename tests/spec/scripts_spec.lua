@@ -406,9 +406,12 @@ describe("example scripts", function()
       assert.are.equal("www.example.com", r.headers["host"])
     end)
 
-    it("matches the host case-insensitively", function()
-      local resp = get(proxy.port, "http://WWW.Example.Com/hello")
-      assert.are.equal("hello\n", resp.body)
+    it("matches the host case-insensitively, and with a trailing dot", function()
+      -- "www.example.com." is the same site: it must not reach the real one
+      for _, url in ipairs({ "http://WWW.Example.Com/hello", "http://www.example.com./hello" }) do
+        local resp = get(proxy.port, url)
+        assert.are.equal("hello\n", resp.body, url)
+      end
     end)
 
     it("redirects a CONNECT tunnel", function()
