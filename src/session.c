@@ -697,6 +697,17 @@ static void session_advance(struct session *s)
             break;
         case SESSION_RESOLVING: /* for the resolver (on_dns_answer) */
         case SESSION_CONNECTING: /* for the connect (on_upstream_io) */
+            if (client_gone(s)) {
+                /* Nothing has gone up yet: the lookup or the connect is
+                 * dropped now (its descriptors with it), as for a waiting
+                 * hook, rather than finished to send the request for
+                 * nobody, or held until --connect-timeout. */
+                s->x.error = "the client went away while the upstream connection was made";
+                exchange_no_keep(&s->x, "the client went away");
+                session_close(s, "the client went away while the upstream connection was made");
+                session_end_exchange(s);
+                progress = 1;
+            }
             break;
         case SESSION_EXCHANGE:
             progress = session_step(s, exchange_pump(s));

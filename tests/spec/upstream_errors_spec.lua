@@ -442,3 +442,73 @@ describe("a name with several addresses", function()
     assert(ok, err)
   end)
 end)
+
+-- A client that left while the proxy was still connecting for it was held
+-- on to until the connect ended: its descriptors (and the upstream
+-- socket) for up to --connect-timeout, and a connect that succeeded late
+-- sent its request upstream for nobody. Nothing has gone up before the
+-- connection is made, so the exchange ends as soon as the client leaves,
+-- as it does while a request hook waits.
+describe("a client that leaves while the upstream connection is made", function()
+  local procs = require("support.each_test").processes()
+
+  -- A listening socket whose accept queue is full: the kernel drops the
+  -- SYNs of further connects, which hang. Returns its port and a closer,
+  -- or nil and why the machine cannot do it.
+  local function hanging_port()
+    local hole = assert(socket.bind("127.0.0.1", 0, 0))
+    local _, port = hole:getsockname()
+    local fillers, hangs = {}, false
+    for _ = 1, 16 do
+      local c = socket.tcp()
+      c:settimeout(0.3)
+      fillers[#fillers + 1] = c
+      local ok, err = c:connect("127.0.0.1", port)
+      if not ok then hangs = (err == "timeout"); break end
+    end
+    local function close()
+      for _, c in ipairs(fillers) do c:close() end
+      hole:close()
+    end
+    if not hangs then
+      close()
+      return nil, "cannot make a loopback connect hang here (accept queue never fills)"
+    end
+    return port, close
+  end
+
+  it("ends the exchange and closes the connect at once", function()
+    local port, close = hanging_port()
+    if not port then return pending(close) end
+    local origin = procs.origin()
+    local proxy = procs.proxy({ "--connect-timeout", "60", "--log-format", "json", "--trace" })
+    local base = proxy.fd_count()
+    local clients = {}
+    for i = 1, 5 do
+      local s = assert(h.connect(proxy.port))
+      local target = "127.0.0.1:" .. port
+      assert(h.send(s, h.request("GET", "http://" .. target .. "/" .. i, { "Host: " .. target })))
+      clients[i] = s
+    end
+    local ok, err = pcall(function()
+      -- every client's connect has started (a socket of its own each)
+      assert(h.wait_for(function() return proxy.fd_count() == base + 10 end, 5, 0.05),
+             "connects never started: " .. tostring(proxy.fd_count()) .. " fds\n" .. proxy.log())
+      for _, s in ipairs(clients) do s:close() end
+      for i = 1, 5 do
+        local line = proxy.wait_access_log('"target":"http://127.0.0.1:' .. port .. '/' .. i .. '"', 5)
+        assert(line, "no access log line for the client that left:\n" .. proxy.access_log())
+        assert.truthy(line:find('"status":0,', 1, true), line)
+        assert.truthy(line:find("the client went away while the upstream connection was made",
+                                1, true), line)
+      end
+      assert(h.wait_for(function() return proxy.fd_count() == base end, 5, 0.05),
+             "fd count " .. tostring(proxy.fd_count()) .. " never returned to " .. base)
+      -- and the next client is served
+      local resp = assert(h.get(proxy.port, origin.url("/hello")))
+      assert.are.equal("hello\n", resp.body)
+    end)
+    close()
+    assert(ok, err)
+  end)
+end)
