@@ -265,6 +265,10 @@ struct session {
     /* The client connected from this machine's loopback: it may reach
      * what only this machine can (see upstream_may_reach). */
     bool client_local;
+    /* The kept upstream connection was let through only by
+     * --allow-local-destinations (a client on another machine): a reload
+     * may have taken the option away since, so its reuse is checked. */
+    bool upstream_idle_lifted;
     enum session_state state;
     enum session_state armed_state; /* the state the timer was set for */
     int reject_status;       /* 403 (client not allowed) or 503 (full) */

@@ -388,7 +388,8 @@ enum exchange_step upstream_start(struct session *s)
     if (s->upstream_idle) {
         if (named && !x->is_connect && !x->is_upgrade && !x->no_pool && s->upstream_port == port &&
             s->upstream_idle_tls == x->upstream_tls && strcasecmp(s->upstream_host, key) == 0 &&
-            memcmp(s->upstream_creds, creds, sizeof creds) == 0) {
+            memcmp(s->upstream_creds, creds, sizeof creds) == 0 &&
+            (!s->upstream_idle_lifted || pooled_reachable(s, s->upstream.fd))) {
             s->upstream_idle = 0;
             s->proxy->kept_upstreams--;
             x->reused = 1;
@@ -808,6 +809,7 @@ void upstream_detach(struct session *s)
         buffer_free(&u->out);
         s->upstream_idle = 1;
         s->upstream_idle_tls = endpoint_is_tls(u);
+        s->upstream_idle_lifted = !s->client_local && s->proxy->cfg->allow_local_destinations;
         s->upstream_idle_since = ev_now(s->proxy->loop);
         s->proxy->kept_upstreams++;
         if (!x->keep_alive || !proxy_may_keep_upstream(s->proxy)) {

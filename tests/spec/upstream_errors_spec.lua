@@ -413,6 +413,35 @@ describe("destinations only this machine may reach", function()
     assert(proxy.log_has("parked in the pool"), proxy.log())
     assert_refused(from_lan(proxy, "GET", url))
   end)
+
+  -- The connection a session keeps between requests was reused without a
+  -- look at the rule: one to loopback, kept while --allow-local-destinations
+  -- was in force, still served a client on another machine after a reload
+  -- had taken the option away.
+  it("does not reuse a session's kept connection to loopback the reloaded rule forbids",
+     function()
+    if not ip then return pending("this machine has no non-loopback IPv4 address") end
+    local conf = h.tmpfile("allow-local-destinations\n", "luaproxy.conf")
+    local proxy = lan_proxy({ "-c", conf, "--trace" })
+    local url = origin.url("/hello")
+    local s = assert(h.connect(proxy.port, ip))
+    local authority = url:match("^%a+://([^/]+)")
+    local function get()
+      assert(h.send(s, h.request("GET", url, { "Host: " .. authority })))
+      return assert(h.read_response(s))
+    end
+    assert.are.equal("hello\n", get().body)
+    assert(proxy.log_has("kept by the session"), proxy.log())
+    h.write_file(conf, "# the option is gone\n")
+    proxy.signal("HUP")
+    -- the reload is in force once a new client on the LAN is refused
+    assert(h.wait_for(function()
+      return from_lan(proxy, "GET", url).status == 403
+    end, 5, 0.05), proxy.log())
+    assert_refused(get())
+    s:close()
+    assert.are.equal(1, #origin.requests())
+  end)
 end)
 
 -- A name with several addresses is tried address by address. One that
