@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <ares.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,20 +222,12 @@ static void copy_addresses(struct dns_query *q, const struct ares_addrinfo *res)
     }
 }
 
-static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinfo *res)
+/* The lookup of <q> ended with c-ares' <status>, its addresses copied:
+ * the callback runs now, or from the loop if dns_resolve() has not yet
+ * returned. */
+static void query_finish(struct dns_query *q, int status)
 {
-    struct dns_query *q = arg;
-    (void)timeouts;
-
     q->finished = 1;
-    if (status == ARES_SUCCESS)
-        copy_addresses(q, res);
-    if (res)
-        ares_freeaddrinfo(res);
-    if (status == ARES_EDESTRUCTION) {
-        free(q); /* the resolver is going away: nobody is waiting */
-        return;
-    }
     if (q->addrs.count == 0)
         q->status = status == ARES_ETIMEOUT ? DNS_TIMEOUT : DNS_NOT_FOUND;
     if (q->starting) {
@@ -248,12 +241,74 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
     query_deliver(q);
 }
 
+static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinfo *res)
+{
+    struct dns_query *q = arg;
+    (void)timeouts;
+
+    if (status == ARES_SUCCESS)
+        copy_addresses(q, res);
+    if (res)
+        ares_freeaddrinfo(res);
+    if (status == ARES_EDESTRUCTION) {
+        free(q); /* the resolver is going away: nobody is waiting */
+        return;
+    }
+    query_finish(q, status);
+}
+
+/* Adds the addresses of <family> /etc/hosts gives <name> to <q>. */
+static void hosts_file_addresses(struct dns_query *q, const char *name, int family)
+{
+    struct hostent *he = NULL;
+
+    if (ares_gethostbyname_file(q->resolver->channel, name, family, &he) != ARES_SUCCESS || !he)
+        return;
+    for (char **a = he->h_addr_list; *a && q->addrs.count < ADDR_LIST_MAX; a++) {
+        union addr_any *out = &q->addrs.addr[q->addrs.count];
+        memset(out, 0, sizeof *out);
+        if (family == AF_INET && he->h_length == 4) {
+            out->in4.sin_family = AF_INET;
+            out->in4.sin_port = htons(q->port);
+            memcpy(&out->in4.sin_addr, *a, 4);
+            q->addrs.len[q->addrs.count++] = sizeof out->in4;
+        } else if (family == AF_INET6 && he->h_length == 16) {
+            out->in6.sin6_family = AF_INET6;
+            out->in6.sin6_port = htons(q->port);
+            memcpy(&out->in6.sin6_addr, *a, 16);
+            q->addrs.len[q->addrs.count++] = sizeof out->in6;
+        }
+    }
+    ares_free_hostent(he);
+}
+
+/* A trailing dot makes a name absolute ("localhost.", "example.com."),
+ * and the DNS takes it so; but c-ares looks the name up in /etc/hosts as
+ * it is spelt, dot and all, where no entry has one: a name that lives
+ * only there failed with the dot. It is looked up there without it; what
+ * is not found goes on to the DNS spelt as the client spelt it (still
+ * absolute, so no search domain is tried first). 1 if found. */
+static int hosts_file_absolute(struct dns_query *q, const char *host, size_t len)
+{
+    char name[256];
+
+    if (len < 2 || len >= sizeof name || host[len - 1] != '.' || host[len - 2] == '.')
+        return 0;
+    memcpy(name, host, len - 1);
+    name[len - 1] = '\0';
+    hosts_file_addresses(q, name, AF_INET6);
+    hosts_file_addresses(q, name, AF_INET);
+    return q->addrs.count > 0;
+}
+
 struct dns_query *dns_resolve(struct dns_resolver *r, const char *host, uint16_t port,
                               dns_callback *cb, void *arg)
 {
     struct ares_addrinfo_hints hints;
     struct dns_query *q = calloc(1, sizeof *q);
     size_t len = strlen(host);
+    /* without the dot of an absolute name ("x.invalid.") */
+    size_t bare = len > 1 && host[len - 1] == '.' ? len - 1 : len;
 
     if (!q)
         return NULL;
@@ -263,9 +318,14 @@ struct dns_query *dns_resolve(struct dns_resolver *r, const char *host, uint16_t
     q->port = port;
     q->starting = 1;
     /* RFC 6761: ".invalid" never resolves; answer without asking anyone. */
-    if ((len >= 8 && strcasecmp(host + len - 8, ".invalid") == 0) ||
-        strcasecmp(host, "invalid") == 0) {
+    if ((bare >= 8 && strncasecmp(host + bare - 8, ".invalid", 8) == 0) ||
+        (bare == 7 && strncasecmp(host, "invalid", 7) == 0)) {
         on_addrinfo(q, ARES_ENOTFOUND, 0, NULL);
+        q->starting = 0;
+        return q;
+    }
+    if (hosts_file_absolute(q, host, len)) {
+        query_finish(q, ARES_SUCCESS);
         q->starting = 0;
         return q;
     }

@@ -541,3 +541,22 @@ describe("a client that leaves while the upstream connection is made", function(
     assert(ok, err)
   end)
 end)
+
+-- An absolute name, with its trailing dot ("localhost."), is the same
+-- name: the resolver looked it up in /etc/hosts with the dot, where no
+-- entry has one, and a name that lives only there got a 502.
+describe("an absolute name (a trailing dot)", function()
+  local procs = require("support.each_test").processes()
+
+  it("resolves through /etc/hosts as the name without it", function()
+    local origin = procs.origin()
+    local proxy = procs.proxy({ "--trace" })
+    for _, host in ipairs({ "localhost.", "LocalHost." }) do
+      local target = host .. ":" .. origin.port
+      local resp = assert(h.get(proxy.port, "http://" .. target .. "/hello"))
+      assert.are.equal(200, resp.status, resp.body)
+      assert.are.equal("hello\n", resp.body)
+    end
+    assert.are.equal(2, #origin.requests())
+  end)
+end)
