@@ -438,9 +438,11 @@ describe("destinations only this machine may reach", function()
     assert(h.wait_for(function()
       return from_lan(proxy, "GET", url).status == 403
     end, 5, 0.05), proxy.log())
+    -- (the probes made before the reload was in force reached the origin)
+    local before = #origin.requests()
     assert_refused(get())
     s:close()
-    assert.are.equal(1, #origin.requests())
+    assert.are.equal(before, #origin.requests())
   end)
 end)
 
