@@ -682,12 +682,86 @@ void exchange_record_before_hooks(struct session *s, int response)
     buffer_free(&b);
 }
 
+/* The most of a request body the proxy reads and drops after answering
+ * it unread, to keep the connection: on a LAN that is a few milliseconds,
+ * and past it a new connection costs the client less than the wait. */
+#define DISCARD_MAX (1024 * 1024)
+
+/* Whether the rest of the request body can be read and dropped after a
+ * script answered a request hook with it unread (a mocked POST), so the
+ * connection carries the client's next request instead of closing, as
+ * RFC 9112 9.6 lets a server do. Only when the client wants to keep the
+ * connection, nothing of the request went up (a request hook answered,
+ * in SESSION_HOOK), the framing says where the body ends, and no Expect
+ * is waiting for a 100 Continue: such a client may send the body or not
+ * after a final answer, so where its next request starts is unknown. */
+static int can_discard_request_body(const struct session *s)
+{
+    const struct exchange *x = &s->x;
+
+    if (!x->keep_alive || x->req_body_done || s->state != SESSION_HOOK || x->is_connect ||
+        x->is_upgrade || headers_find(&x->req_headers, "Expect", 6, 0) >= 0)
+        return 0;
+    if (x->req_body.kind == HTTP_BODY_LENGTH)
+        return x->req_body.remaining <= DISCARD_MAX;
+    return x->req_body.kind == HTTP_BODY_CHUNKED;
+}
+
+/* body_pump's filter while the body is dropped: takes each piece, sends
+ * nothing. */
+static int drop_piece(void *arg, const char *data, size_t len, int eof, struct buffer *out,
+                      enum http_body_kind out_kind)
+{
+    (void)arg, (void)data, (void)len, (void)eof, (void)out, (void)out_kind;
+    return 0;
+}
+
+/* Reads and drops what has come of the body of a request already answered
+ * (x->req_discard). STEP_END once it is all in (the connection is kept),
+ * or when it cannot be (it breaks off, its chunked framing is invalid, or
+ * it runs past DISCARD_MAX): the answer is out, so the connection only
+ * closes (lingering, in DRAINING). */
+static enum exchange_step discard_request_body(struct session *s)
+{
+    struct exchange *x = &s->x;
+    enum http_error err = HTTP_ERR_NONE;
+    uint64_t before = x->req_bytes;
+
+    switch (body_pump(&x->req_body, &s->client.in, s->client.read_eof, &s->upstream.out,
+                      ENDPOINT_OUT_LIMIT, HTTP_BODY_LENGTH, drop_piece, NULL, &x->req_bytes,
+                      &err)) {
+    case BODY_PUMP_IDLE:
+        return STEP_WAIT;
+    case BODY_PUMP_PROGRESS:
+        if (x->req_bytes > DISCARD_MAX) {
+            exchange_no_keep(x, "the request body being dropped is too long");
+            return STEP_END;
+        }
+        return x->req_bytes > before ? STEP_PROGRESS : STEP_WAIT;
+    case BODY_PUMP_DONE:
+        x->req_body_done = 1;
+        TRACE(s, "the request body (%llu bytes) was read and dropped: the connection is kept",
+              (unsigned long long)x->req_bytes);
+        return STEP_END;
+    case BODY_PUMP_INVALID:
+        exchange_no_keep(x, "the request body's chunked framing was invalid");
+        return STEP_END;
+    case BODY_PUMP_TRUNCATED:
+    case BODY_PUMP_FILTER_FAILED:
+    case BODY_PUMP_PAUSED:
+        break;
+    }
+    exchange_no_keep(x, "the client closed inside the request body");
+    return STEP_END;
+}
+
 /* Answers with the response a hook made (tx:respond). */
 enum exchange_step exchange_respond_locally(struct session *s)
 {
     struct exchange *x = &s->x;
     size_t before = buffer_length(&s->client.out);
-    if (!x->req_body_done) /* the request body will never be read */
+    int discard = can_discard_request_body(s);
+    if (!x->req_body_done && !discard) /* the request body will never be read */
         exchange_no_keep(x, "a script answered before the request body was read");
     if (hooks_write_local_response(s, &s->client.out) != 0)
         return exchange_fail(x, 500, "a script's response could not be sent");
@@ -698,6 +772,14 @@ enum exchange_step exchange_respond_locally(struct session *s)
              "nothing goes upstream",
           x->status, buffer_length(&s->client.out) - before);
     x->response_started = 1;
+    if (discard) {
+        /* The exchange lasts until the body is in (exchange_pump): its
+         * log line and on_done come after, its answer goes out meanwhile. */
+        x->req_discard = 1;
+        x->res_state = RESPONSE_DONE;
+        return exchange_move(x, SESSION_EXCHANGE, "a script answered: the rest of the request "
+                                                  "body is read and dropped");
+    }
     return STEP_END;
 }
 
@@ -803,6 +885,10 @@ enum exchange_step exchange_response_stalled(struct session *s)
 {
     struct exchange *x = &s->x;
 
+    if (x->req_discard) { /* answered; the client stopped sending the body */
+        exchange_no_keep(x, "the request body being dropped stopped coming");
+        return STEP_END;
+    }
     if (x->res_state == RESPONSE_BODY && x->res_discard) {
         x->upstream_reusable = 0; /* it stopped inside a body: unusable */
         x->error = "the upstream stalled in a body the client does not get";
@@ -820,6 +906,8 @@ enum exchange_step exchange_pump(struct session *s)
     enum exchange_step step;
     int progress = 0;
 
+    if (x->req_discard)
+        return discard_request_body(s);
     if (x->req_collect && !x->req_body_done && s->upstream.fd >= 0 &&
         (s->upstream.read_eof || s->upstream.failed || buffer_length(&s->upstream.in) > 0)) {
         /* Collecting: nothing has gone up yet (the head follows the whole

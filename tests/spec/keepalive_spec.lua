@@ -123,3 +123,71 @@ describe("client keep-alive", function()
     assert.is_true(resp.body == h.pattern(3000), "body differs")
   end)
 end)
+
+-- A script that answers a request hook before the request body is read (a
+-- mocked POST): the body is read and dropped, and the connection carries
+-- the next request, as when the body goes upstream.
+describe("client keep-alive after a script answered before the body", function()
+  local origin, proxy, sock
+  local MOCK = [[
+function on_request(tx)
+  if tx.req.method == "POST" then tx:respond(201, "mocked\n") end
+end
+]]
+
+  before_each(function()
+    origin = h.start_origin()
+    proxy = h.start_proxy({ "-s", h.tmpfile(MOCK, "mock_post.lua") })
+    sock = assert(h.connect(proxy.port))
+  end)
+
+  after_each(function()
+    if sock then sock:close() end
+    local problem = h.stop_procs({ origin, proxy }, 2)
+    sock, proxy, origin = nil, nil, nil
+    assert(not problem, problem)
+  end)
+
+  local function req(method, path, extra, body)
+    local headers = { "Host: " .. origin.authority }
+    for _, x in ipairs(extra or {}) do headers[#headers + 1] = x end
+    return h.request(method, origin.url(path), headers, body)
+  end
+
+  it("serves a request pipelined behind the dropped body", function()
+    -- The body looks like a request of its own: it must be dropped, not
+    -- read as one. Then a chunked POST, and a GET, all in one write.
+    local inner = req("GET", "/bytes?n=3")
+    assert(h.send(sock, req("POST", "/api", { "Content-Length: " .. #inner }, inner)
+      .. req("POST", "/api", { "Transfer-Encoding: chunked" },
+        string.format("%x\r\n%s\r\n0\r\n\r\n", #inner, inner))
+      .. req("GET", "/hello")))
+    for i = 1, 2 do
+      local resp = assert(h.read_response(sock))
+      assert.are.equal(201, resp.status, "answer " .. i)
+      assert.are.equal("mocked\n", resp.body, "answer " .. i)
+    end
+    local resp = assert(h.read_response(sock))
+    assert.are.equal(200, resp.status)
+    assert.are.equal("hello\n", resp.body)
+    assert.are.equal(1, #origin.requests(), "only the GET reaches the origin")
+    assert.is_false(h.is_closed(sock, 0.3))
+  end)
+
+  it("waits for a body that comes later, then serves the next request", function()
+    assert(h.send(sock, req("POST", "/api", { "Content-Length: 10" }, "12345")))
+    local resp = assert(h.read_response(sock))
+    assert.are.equal(201, resp.status)
+    assert(h.send(sock, "67890" .. req("GET", "/hello")))
+    resp = assert(h.read_response(sock))
+    assert.are.equal("hello\n", resp.body)
+  end)
+
+  it("closes after the answer when the chunked body is invalid", function()
+    assert(h.send(sock, req("POST", "/api", { "Transfer-Encoding: chunked" }, "zz\r\n")))
+    local resp = assert(h.read_response(sock))
+    assert.are.equal(201, resp.status)
+    assert.is_true(h.is_closed(sock, 5))
+    assert.are.equal(0, #origin.requests())
+  end)
+end)

@@ -1256,8 +1256,20 @@ local EDITS = {
       assert.equal("5", r.headers["content-length"]); assert.equal("mock\n", r.body)
       assert.is_nil(r.headers.connection)
     end },
-  { "tx:respond before a request body was read: closes", method = "POST",
-    req = { "POST", "respond", { "Content-Length: 50" }, "only part of it" }, closes = true,
+  -- The body is read and dropped: the next request on the connection is
+  -- served (run_case sends it), and nothing of the body goes anywhere.
+  { "tx:respond before a request body was read: the body dropped, the connection kept",
+    method = "POST", req = { "POST", "respond", { "Content-Length: 15" }, "only part of it" },
+    check = function(r) status_is(200, "mock\n")(r); assert.is_nil(r.headers.connection) end },
+  { "tx:respond before a chunked request body was read: dropped, kept", method = "POST",
+    req = { "POST", "respond", { "Transfer-Encoding: chunked" }, "5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n" },
+    check = status_is(200, "mock\n") },
+  -- Too long to wait for, or a client that may never send it: closes.
+  { "tx:respond before a request body over 1 MiB was read: closes", method = "POST",
+    req = { "POST", "respond", { "Content-Length: 1048577" }, "only part of it" }, closes = true,
+    check = function(r) status_is(200, "mock\n")(r); assert.equal("close", r.headers.connection) end },
+  { "tx:respond before a body that waits for 100 Continue: closes", method = "POST",
+    req = { "POST", "respond", { "Content-Length: 15", "Expect: 100-continue" } }, closes = true,
     check = status_is(200, "mock\n") },
   { "tx:respond turned into a 100 around the setter: refused (500)", req = { "GET", "raw-respond" },
     method = "GET", check = function(r)
