@@ -364,6 +364,17 @@ static int connect_target(const struct exchange *x, char *key, size_t key_len,
     return 0;
 }
 
+/* Whether the request's body is to be collected whole for a script
+ * (tx.req.buffer_body) and its length already says it is past what the
+ * script may collect. */
+static int too_long_to_collect(const struct session *s)
+{
+    const struct exchange *x = &s->x;
+    return x->req_framing.kind == HTTP_BODY_LENGTH &&
+           x->req_framing.length > s->proxy->cfg->max_body_buffer &&
+           hooks_filters_request(s) && hooks_collects_request(s);
+}
+
 enum exchange_step upstream_start(struct session *s)
 {
     struct exchange *x = &s->x;
@@ -372,8 +383,16 @@ enum exchange_step upstream_start(struct session *s)
     const char *host;
     uint16_t port;
     int fd;
-    int named = connect_target(x, key, sizeof key, creds, &host, &port) == 0;
+    int named;
 
+    /* Refused before anything is looked up or connected: not asked for
+     * with a 100 Continue, nor read up to the cap first. */
+    if (!x->is_connect && too_long_to_collect(s)) {
+        exchange_no_keep(x, "the request body is larger than the script may collect: it is "
+                            "never read");
+        return exchange_fail(x, 413, "the request body is larger than the script may collect");
+    }
+    named = connect_target(x, key, sizeof key, creds, &host, &port) == 0;
     x->connect_started = ev_now(s->proxy->loop);
     if (x->script_proxy_auth && (!x->parent || x->parent->auth[0]))
         TRACE(s, "the Proxy-Authorization a script set is not sent: %s",
@@ -600,14 +619,6 @@ static enum exchange_step plan_request_body(struct session *s)
     x->req_filter = x->req_framing.kind != HTTP_BODY_NONE && hooks_filters_request(s);
     x->req_collect = x->req_filter && hooks_collects_request(s);
     if (x->req_collect) {
-        /* A length past what the script may collect is refused now: not
-         * asked for with a 100 Continue, nor read up to the cap first. */
-        if (x->req_framing.kind == HTTP_BODY_LENGTH &&
-            x->req_framing.length > s->proxy->cfg->max_body_buffer) {
-            exchange_no_keep(x, "the request body is larger than the script may collect: it "
-                                "is never read");
-            return exchange_fail(x, 413, "the request body is larger than the script may collect");
-        }
         if (expects_continue(x)) {
             headers_remove(&x->req_headers, "Expect", 6);
             if (x->minor >= 1 &&

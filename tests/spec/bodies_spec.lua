@@ -460,6 +460,18 @@ describe("bodies through scripts", function()
       assert.are.equal(0, #origin.requests())
     end)
 
+    -- Decided before the upstream is contacted: a server that cannot be
+    -- reached does not turn the 413 into a 502.
+    it("answers 413 to such a length before connecting anywhere", function()
+      local s = assert(h.connect(proxy.port))
+      local authority = "127.0.0.1:" .. h.closed_port()
+      assert(h.send(s, h.request("POST", "http://" .. authority .. "/echo", { "Host: " .. authority,
+        "X-Whole: 1", "Content-Length: " .. (2 * 1024 * 1024) })))
+      local resp = assert(h.read_response(s))
+      s:close()
+      assert.are.equal(413, resp.status, resp.raw_head)
+    end)
+
     it("keeps Expect: 100-continue working, streamed and collected", function()
       local data = h.tmpfile(("abc"):rep(1000), "body.txt")
       for _, extra in ipairs({ {}, { "-H", "X-Whole: 1" } }) do
