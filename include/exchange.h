@@ -138,6 +138,13 @@ enum exchange_step exchange_auth_done(struct session *s, enum auth_result verdic
 void exchange_record_before_hooks(struct session *s, int response);
 enum exchange_step exchange_respond_locally(struct session *s);
 
+/* After an answer of the proxy's own (a script's, an error) with the
+ * request body unread: 1 if the rest of the body will be read and dropped
+ * so the connection is kept (the caller then moves the session to
+ * SESSION_EXCHANGE, where exchange_pump does it), 0 if the connection must
+ * close after the answer. */
+int exchange_discard_body(struct session *s);
+
 /* A hook phase that slept has finished with <r> (SESSION_HOOK, or
  * RESPONSE_HOOK): acts on it as if the hooks had returned at once. */
 enum exchange_step exchange_hooks_woke(struct session *s, enum hooks_result r);

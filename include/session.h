@@ -12,14 +12,14 @@
  * head       -> hook        a valid head, and --auth-file credentials or request hooks to run
  *            -> resolving   a valid head for a host name: ask the resolver
  *            -> connecting  a valid head for an IP address: connect() under way
- *            -> exchange    a kept or pooled upstream connection: no DNS, no connect
+ *            -> exchange    a kept or pooled upstream connection; or answered, a body to drop
  *            -> tunnel      CONNECT, and connect() succeeded at once
  *            -> head        a refused head was answered; the connection is kept
  *            -> draining    the client closed, or a refusal ends the connection
  *            -> closed      idle keep-alive timeout, or the client reset
  * hook       -> resolving   hooks done: ask the resolver
  *            -> connecting  hooks done: connect() under way
- *            -> exchange    hooks done: a kept or pooled upstream connection
+ *            -> exchange    hooks done: a kept or pooled connection; or answered, a body to drop
  *            -> tunnel      hooks done: CONNECT, connected at once
  *            -> head        a script answered (tx:respond) or failed; connection kept
  *            -> draining    a script answered or failed; connection not kept

@@ -687,24 +687,38 @@ void exchange_record_before_hooks(struct session *s, int response)
  * and past it a new connection costs the client less than the wait. */
 #define DISCARD_MAX (1024 * 1024)
 
-/* Whether the rest of the request body can be read and dropped after a
- * script answered a request hook with it unread (a mocked POST), so the
- * connection carries the client's next request instead of closing, as
- * RFC 9112 9.6 lets a server do. Only when the client wants to keep the
- * connection, nothing of the request went up (a request hook answered,
- * in SESSION_HOOK), the framing says where the body ends, and no Expect
- * is waiting for a 100 Continue: such a client may send the body or not
- * after a final answer, so where its next request starts is unknown. */
+/* Whether the rest of the request body can be read and dropped after the
+ * proxy answered with it unread (a script's tx:respond, a 407), so the
+ * connection carries the client's next request instead of closing, as RFC
+ * 9112 9.6 lets a server do. Only when the client wants to keep the
+ * connection, nothing of the request went up or is on its way (the answer
+ * came while the head was read, or in a request hook), the framing says
+ * where the body ends (and body_reader_init has run: before it the head is
+ * still in the input, and the kind is NONE), and no Expect waits for a 100
+ * Continue: such a client may send the body or not after a final answer,
+ * so where its next request starts is unknown. */
 static int can_discard_request_body(const struct session *s)
 {
     const struct exchange *x = &s->x;
 
-    if (!x->keep_alive || x->req_body_done || s->state != SESSION_HOOK || x->is_connect ||
+    if (!x->keep_alive || x->req_body_done ||
+        (s->state != SESSION_HEAD && s->state != SESSION_HOOK) || x->is_connect ||
         x->is_upgrade || headers_find(&x->req_headers, "Expect", 6, 0) >= 0)
         return 0;
     if (x->req_body.kind == HTTP_BODY_LENGTH)
         return x->req_body.remaining <= DISCARD_MAX;
     return x->req_body.kind == HTTP_BODY_CHUNKED;
+}
+
+int exchange_discard_body(struct session *s)
+{
+    if (!can_discard_request_body(s))
+        return 0;
+    /* The exchange lasts until the body is in (exchange_pump): its log
+     * line and on_done come after; its answer goes out meanwhile. */
+    s->x.req_discard = 1;
+    s->x.res_state = RESPONSE_DONE;
+    return 1;
 }
 
 /* body_pump's filter while the body is dropped: takes each piece, sends
@@ -760,7 +774,7 @@ enum exchange_step exchange_respond_locally(struct session *s)
 {
     struct exchange *x = &s->x;
     size_t before = buffer_length(&s->client.out);
-    int discard = can_discard_request_body(s);
+    int discard = exchange_discard_body(s);
     if (!x->req_body_done && !discard) /* the request body will never be read */
         exchange_no_keep(x, "a script answered before the request body was read");
     if (hooks_write_local_response(s, &s->client.out) != 0)
@@ -772,14 +786,9 @@ enum exchange_step exchange_respond_locally(struct session *s)
              "nothing goes upstream",
           x->status, buffer_length(&s->client.out) - before);
     x->response_started = 1;
-    if (discard) {
-        /* The exchange lasts until the body is in (exchange_pump): its
-         * log line and on_done come after, its answer goes out meanwhile. */
-        x->req_discard = 1;
-        x->res_state = RESPONSE_DONE;
+    if (discard)
         return exchange_move(x, SESSION_EXCHANGE, "a script answered: the rest of the request "
                                                   "body is read and dropped");
-    }
     return STEP_END;
 }
 

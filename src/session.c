@@ -202,7 +202,10 @@ static void session_end_exchange(struct session *s)
 
 /* Answers the current request with a local error and ends the exchange
  * (session_end_exchange); after part of a response was sent, closes the
- * connection instead. Same contract: s->x is fresh afterwards. <file>:
+ * connection instead; or, when the rest of the request body can be read
+ * and dropped to keep the connection (exchange_discard_body), moves to
+ * SESSION_EXCHANGE, where that happens. Otherwise s->x is fresh
+ * afterwards, as after session_end_exchange. <file>:
  * <func> decided it (for --trace: a failure an exchange step reported
  * names where, not this function). */
 static void session_fail_at(struct session *s, int status, const char *cause, const char *file,
@@ -210,6 +213,7 @@ static void session_fail_at(struct session *s, int status, const char *cause, co
 {
     struct exchange *x = &s->x;
     char named[400];
+    int discard = 0;
 
     /* Through a parent proxy, a gateway failure is the parent's (or the
      * way to it): say which, so the operator knows where to look. The text
@@ -269,7 +273,7 @@ static void session_fail_at(struct session *s, int status, const char *cause, co
     if (!x->active)
         exchange_no_keep(x, "the request head was refused: where the next one starts is not "
                             "known");
-    else if (!x->req_body_done)
+    else if (!x->req_body_done && !(discard = exchange_discard_body(s)))
         exchange_no_keep(x, "an error before the request body was read");
     else if (x->is_connect)
         exchange_no_keep(x, "a refused CONNECT ends its connection");
@@ -285,6 +289,11 @@ static void session_fail_at(struct session *s, int status, const char *cause, co
     flows_record_appended(x->flow, FLOW_PART_RES_OUT, buffer_peek(&s->client.out),
                           buffer_length(&s->client.out), before);
     x->response_started = 1;
+    if (discard && s->state != SESSION_CLOSED) {
+        session_set_state(s, SESSION_EXCHANGE, "answered: the rest of the request body is read "
+                                               "and dropped");
+        return;
+    }
     session_end_exchange(s);
 }
 

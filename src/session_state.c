@@ -32,7 +32,7 @@ const struct session_transition session_transitions[] = {
     {SESSION_HEAD, SESSION_HOOK, "a valid head, and --auth-file credentials or request hooks to run"},
     {SESSION_HEAD, SESSION_RESOLVING, "a valid head for a host name: ask the resolver"},
     {SESSION_HEAD, SESSION_CONNECTING, "a valid head for an IP address: connect() under way"},
-    {SESSION_HEAD, SESSION_EXCHANGE, "a kept or pooled upstream connection: no DNS, no connect"},
+    {SESSION_HEAD, SESSION_EXCHANGE, "a kept or pooled upstream connection; or answered, a body to drop"},
     {SESSION_HEAD, SESSION_TUNNEL, "CONNECT, and connect() succeeded at once"},
     {SESSION_HEAD, SESSION_HEAD, "a refused head was answered; the connection is kept"},
     {SESSION_HEAD, SESSION_DRAINING, "the client closed, or a refusal ends the connection"},
@@ -40,7 +40,7 @@ const struct session_transition session_transitions[] = {
 
     {SESSION_HOOK, SESSION_RESOLVING, "hooks done: ask the resolver"},
     {SESSION_HOOK, SESSION_CONNECTING, "hooks done: connect() under way"},
-    {SESSION_HOOK, SESSION_EXCHANGE, "hooks done: a kept or pooled upstream connection"},
+    {SESSION_HOOK, SESSION_EXCHANGE, "hooks done: a kept or pooled connection; or answered, a body to drop"},
     {SESSION_HOOK, SESSION_TUNNEL, "hooks done: CONNECT, connected at once"},
     {SESSION_HOOK, SESSION_HEAD, "a script answered (tx:respond) or failed; connection kept"},
     {SESSION_HOOK, SESSION_DRAINING, "a script answered or failed; connection not kept"},

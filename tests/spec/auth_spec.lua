@@ -76,6 +76,29 @@ function on_request(tx) tx.req.headers["X-Seen-User"] = tx.user or "none" end
     assert.truthy(proxy.wait_access_log('^127%.0%.0%.1 %- bob %['), proxy.access_log())
   end)
 
+  -- A browser posting a form through the proxy first sends it without
+  -- credentials: the body of the refused POST is read and dropped, and
+  -- the retry with credentials comes on the same connection.
+  it("keeps the connection after a 407 to a POST, its body dropped", function()
+    local proxy = start({ "--auth-file", users_file() })
+    local sock = assert(h.connect(proxy.port))
+    local function post(extra)
+      local headers = { "Host: " .. origin.authority, "Content-Length: 9" }
+      if extra then headers[#headers + 1] = extra end
+      return h.request("POST", origin.url("/echo"), headers, "name=form")
+    end
+    assert(h.send(sock, post()))
+    local resp = assert(h.read_response(sock))
+    assert.equal(407, resp.status)
+    assert.is_nil(resp.headers.connection)
+    assert(h.send(sock, post(basic("alice", "wonderland"))))
+    resp = assert(h.read_response(sock))
+    sock:close()
+    assert.equal(200, resp.status)
+    assert.truthy(resp.body:find("\r\n\r\nname=form$"), resp.body)
+    assert.equal(1, #origin.requests())
+  end)
+
   -- The proxy answers a TRACE or OPTIONS that may go no further itself,
   -- but only to a client that has proven who it is, as any other answer.
   it("answers a TRACE or OPTIONS at Max-Forwards: 0 only with right credentials", function()

@@ -131,6 +131,7 @@ describe("client keep-alive after a script answered before the body", function()
   local origin, proxy, sock
   local MOCK = [[
 function on_request(tx)
+  if tx.req.path == "/fail" then error("the script fails") end
   if tx.req.method == "POST" then tx:respond(201, "mocked\n") end
 end
 ]]
@@ -179,6 +180,14 @@ end
     local resp = assert(h.read_response(sock))
     assert.are.equal(201, resp.status)
     assert(h.send(sock, "67890" .. req("GET", "/hello")))
+    resp = assert(h.read_response(sock))
+    assert.are.equal("hello\n", resp.body)
+  end)
+
+  it("keeps the connection after a failing script's 500, the body dropped", function()
+    assert(h.send(sock, req("POST", "/fail", { "Content-Length: 5" }, "hello") .. req("GET", "/hello")))
+    local resp = assert(h.read_response(sock))
+    assert.are.equal(500, resp.status)
     resp = assert(h.read_response(sock))
     assert.are.equal("hello\n", resp.body)
   end)
