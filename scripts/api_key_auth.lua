@@ -2,10 +2,16 @@
 -- authentication service accepts.
 --
 -- Shows proxy.http: the hook asks another service and waits for the
--- answer; the proxy serves every other client meanwhile. Answers are
--- remembered for a while in proxy.shared, which every worker (and, with
--- --shared redis://..., every proxy) sees, so the service is asked once
--- per key and period, not once per request. The key is not passed on.
+-- answer; the proxy serves every other client meanwhile. Accepted keys
+-- are remembered for a while in proxy.shared, which every worker (and,
+-- with --shared redis://..., every proxy) sees, so the service is asked
+-- once per key and period, not once per request. Refused keys are
+-- remembered too, but only by each worker, in a table of bounded size:
+-- anyone can make up keys, and each one stored in proxy.shared would push
+-- out entries that earned their place there (accepted keys, the counters
+-- of rate_limit.lua). Each made-up key still costs one call to the
+-- service: list rate_limit.lua before this script to bound how many keys
+-- a client can try. The key is not passed on.
 --
 -- A check that guards access must fail closed: whatever goes wrong, the
 -- request is refused, never let through. A key that is too long or holds
@@ -33,6 +39,7 @@ local config = {
   -- key, must fit proxy.shared's 256 bytes.)
   max_length = 128,
   characters = "^[%w%-._~+/=]+$",
+  max_refused = 1000, -- refused keys each worker remembers (see above)
 }
 -- -----------------------------------------------------------------------
 
@@ -40,12 +47,25 @@ local function url_encode(s)
   return (s:gsub("[^%w%-._~]", function(c) return string.format("%%%02X", c:byte()) end))
 end
 
+-- Refused keys: key -> when the refusal expires (proxy.now()). When full
+-- it is emptied, so a flood of made-up keys costs at most this table and
+-- makes the keys refused before it be asked about again, nothing more.
+local refused, refused_count = {}, 0
+
+local function remember_refusal(key)
+  if refused_count >= config.max_refused then refused, refused_count = {}, 0 end
+  if not refused[key] then refused_count = refused_count + 1 end
+  refused[key] = proxy.now() + config.cache_seconds
+end
+
 -- Whether the service accepts <key>: true or false, or nil and a reason
 -- when it cannot tell.
 local function accepted(key)
+  local expires = refused[key]
+  if expires and expires > proxy.now() then return false end
   local cache_key = "api_key:" .. key
-  local ok = proxy.shared.get(cache_key) -- nil: not cached, or the cache failed
-  if type(ok) == "boolean" then return ok end
+  -- Only true is stored there; nil: not cached, or the cache failed.
+  if proxy.shared.get(cache_key) == true then return true end
   local res, err = proxy.http{ url = config.auth_url:format(url_encode(key)),
                                timeout = config.timeout }
   if not res then return nil, err end
@@ -55,9 +75,12 @@ local function accepted(key)
   if res.status ~= 200 and (res.status < 400 or res.status > 499) then
     return nil, "status " .. res.status
   end
-  ok = res.status == 200
-  proxy.shared.set(cache_key, ok, config.cache_seconds) -- if it fails, we ask again next time
-  return ok
+  if res.status ~= 200 then
+    remember_refusal(key)
+    return false
+  end
+  proxy.shared.set(cache_key, true, config.cache_seconds) -- if it fails, we ask again next time
+  return true
 end
 
 function on_request(tx)

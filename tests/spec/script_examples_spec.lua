@@ -20,6 +20,15 @@ local function configured(name, config_src)
   return h.tmpfile(out, name .. ".lua")
 end
 
+-- api_key_auth.lua asking <auth_url> (the test origin plays the auth
+-- service: /status/200 accepts, /status/403 refuses).
+local function auth_script(auth_url, max_refused)
+  return configured("api_key_auth", string.format(
+    "{ auth_url = %q, header = 'X-Api-Key', cache_seconds = 60, timeout = 5, "
+      .. "max_length = 128, characters = '^[%%w%%-._~+/=]+$', max_refused = %d }",
+    auth_url, max_refused or 1000))
+end
+
 describe("example scripts that call out", function()
   local procs = each_test.processes()
   local origin, proxy
@@ -37,10 +46,7 @@ describe("example scripts that call out", function()
 
   it("api_key_auth.lua asks the auth service once per key and keeps the key", function()
     -- the test origin plays the auth service: /status/200 accepts, /status/403 refuses
-    proxy = procs.proxy({ "-s", configured("api_key_auth", string.format(
-      "{ auth_url = %q, header = 'X-Api-Key', cache_seconds = 60, timeout = 5, "
-        .. "max_length = 128, characters = '^[%%w%%-._~+/=]+$' }",
-      origin.url("/status/%s"))) })
+    proxy = procs.proxy({ "-s", auth_script(origin.url("/status/%s")) })
     assert.are.equal(401, get("/hello").status)
     local ok = get("/echo", { "X-Api-Key: 200" })
     assert.are.equal(200, ok.status)
@@ -58,10 +64,7 @@ describe("example scripts that call out", function()
   -- fails is a refusal, also when --hook-errors open skips failed hooks.
   for _, mode in ipairs({ "closed", "open" }) do
     it("api_key_auth.lua refuses a long or odd key, and a failed check (--hook-errors " .. mode .. ")", function()
-      local script = configured("api_key_auth", string.format(
-        "{ auth_url = %q, header = 'X-Api-Key', cache_seconds = 60, timeout = 5, "
-          .. "max_length = 128, characters = '^[%%w%%-._~+/=]+$' }",
-        origin.url("/status/%s")))
+      local script = auth_script(origin.url("/status/%s"))
       proxy = procs.proxy({ "-s", script, "--hook-errors", mode })
       for _, key in ipairs({ string.rep("w", 129), string.rep("2", 300), "2 00", "200\128" }) do
         local resp = get("/echo", { "X-Api-Key: " .. key })
@@ -84,10 +87,7 @@ describe("example scripts that call out", function()
   -- A 5xx from the service says nothing about the key: it is an outage,
   -- answered 503 and asked again next time, not a refusal kept 60 s.
   it("api_key_auth.lua answers 503, uncached, when the auth service fails with a 5xx", function()
-    proxy = procs.proxy({ "-s", configured("api_key_auth", string.format(
-      "{ auth_url = %q, header = 'X-Api-Key', cache_seconds = 60, timeout = 5, "
-        .. "max_length = 128, characters = '^[%%w%%-._~+/=]+$' }",
-      origin.url("/status/%s"))) })
+    proxy = procs.proxy({ "-s", auth_script(origin.url("/status/%s")) })
     local before = #origin.requests()
     for _ = 1, 2 do
       local resp = get("/hello", { "X-Api-Key: 500" })
@@ -98,11 +98,36 @@ describe("example scripts that call out", function()
     assert.truthy(proxy.log_has("auth service: status 500"), proxy.log())
   end)
 
+  -- Anyone can make up keys: a refusal kept in proxy.shared, one per key
+  -- tried, pushed out what other entries (accepted keys, rate_limit.lua's
+  -- counters) kept there. Refusals are remembered by the worker, in a
+  -- table that never holds more than max_refused keys.
+  it("api_key_auth.lua remembers refused keys outside proxy.shared, in a bounded table", function()
+    local spy = h.tmpfile("local set = proxy.shared.set\n"
+      .. "proxy.shared.set = function(key, ...) proxy.log('shared.set ' .. key) return set(key, ...) end\n",
+      "spy.lua")
+    proxy = procs.proxy({ "-s", spy, "-s", auth_script(origin.url("/status/%s"), 2) })
+    local function asked() return #origin.requests() end
+    local n = asked()
+    assert.are.equal(403, get("/hello", { "X-Api-Key: 403" }).status)
+    assert.are.equal(403, get("/hello", { "X-Api-Key: 403" }).status)
+    assert.are.equal(n + 1, asked()) -- remembered
+    assert.are.equal(200, get("/hello", { "X-Api-Key: 200" }).status)
+    assert.truthy(proxy.log_has("shared.set api_key:200"), proxy.log())
+    for _, key in ipairs({ "404", "410" }) do
+      assert.are.equal(403, get("/hello", { "X-Api-Key: " .. key }).status)
+    end
+    assert.is_nil(proxy.log():find("shared.set api_key:4", 1, true), proxy.log())
+    -- a third refused key found the table full and emptied it
+    n = asked()
+    assert.are.equal(403, get("/hello", { "X-Api-Key: 403" }).status)
+    assert.are.equal(n + 1, asked())
+    assert.are.equal(403, get("/hello", { "X-Api-Key: 410" }).status)
+    assert.are.equal(n + 1, asked())
+  end)
+
   it("api_key_auth.lua answers 503 when the auth service is down", function()
-    proxy = procs.proxy({ "-s", configured("api_key_auth", string.format(
-      "{ auth_url = %q, header = 'X-Api-Key', cache_seconds = 60, timeout = 5, "
-        .. "max_length = 128, characters = '^[%%w%%-._~+/=]+$' }",
-      "http://127.0.0.1:" .. h.closed_port() .. "/%s")) })
+    proxy = procs.proxy({ "-s", auth_script("http://127.0.0.1:" .. h.closed_port() .. "/%s") })
     assert.are.equal(503, get("/hello", { "X-Api-Key: k" }).status)
   end)
 
