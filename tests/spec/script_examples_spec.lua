@@ -144,6 +144,38 @@ describe("example scripts that call out", function()
     assert.are.equal(3, codes[429])
   end)
 
+  -- A host usually gets a whole IPv6 /64 and may take a new address in it
+  -- for each request: counted address by address, each got a fresh
+  -- budget. The addresses live in a network namespace of the proxy's own
+  -- (on its lo), and curl sends from them inside it.
+  it("rate_limit.lua counts an IPv6 /64 as one client", function()
+    if not h.sh("unshare -n true 2>/dev/null && nsenter --version >/dev/null 2>&1"
+        .. " && command -v ip >/dev/null && command -v curl >/dev/null && echo yes"):find("yes", 1, true) then
+      return pending("needs unshare -n, nsenter, ip and curl")
+    end
+    local net = "2001:db8:5:1::"
+    local setup = { "ip link set lo up" }
+    for _, a in ipairs({ net .. "1", net .. "a", net .. "b", "2001:db8:5:1:ffff:ffff:ffff:c",
+                         "2001:db8:5:2::a" }) do
+      setup[#setup + 1] = "ip addr add " .. a .. "/64 dev lo nodad"
+    end
+    local answer = h.tmpfile("function on_request(tx) tx:respond(200, 'ok') end\n", "answer.lua")
+    proxy = procs.proxy({ "-l", "[" .. net .. "1]:0", "--allow", "2001:db8::/32",
+      "-s", configured("rate_limit", "{ limit = 2, window = 3600, fail_open = false }"),
+      "-s", answer },
+      { prefix = "unshare -n sh -c '" .. table.concat(setup, " && ") .. " && exec \"$0\" \"$@\"'" })
+    local function status_from(source)
+      local out = h.sh(string.format("nsenter --net=/proc/%d/ns/net curl -s -o /dev/null "
+        .. "-w '%%{http_code}' --interface %s -x 'http://[%s1]:%d' http://rate.test/",
+        proxy.pid, source, net, proxy.port))
+      return tonumber(out)
+    end
+    assert.are.equal(200, status_from(net .. "a"))
+    assert.are.equal(200, status_from(net .. "b"))
+    assert.are.equal(429, status_from("2001:db8:5:1:ffff:ffff:ffff:c")) -- same /64
+    assert.are.equal(200, status_from("2001:db8:5:2::a"))         -- another one
+  end)
+
   -- An unavailable store lets requests through (fail_open) or refuses
   -- them, and in both cases says why in the log.
   for _, fail_open in ipairs({ true, false }) do
