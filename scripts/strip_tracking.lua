@@ -2,8 +2,9 @@
 --
 -- Removes request headers that tell a server where you came from or who
 -- you are (Referer, X-Forwarded-For, X-Real-IP, From), and tracking
--- parameters such as utm_source=... from the query string. Other query
--- parameters are kept, in their order. Plain http:// requests, and the
+-- parameters such as utm_source=... from the query string, separated by
+-- "&" or ";" (see strip_params). Other query parameters are kept, in
+-- their order. Plain http:// requests, and the
 -- requests inside the HTTPS tunnels the proxy intercepts (--intercept or
 -- tx:intercept); other tunnels are encrypted end to end and pass as they are.
 --
@@ -34,19 +35,35 @@ end
 
 -- Returns <path> without tracking parameters, and how many were removed.
 -- "/p?utm_source=x&a=1" -> "/p?a=1"; "/p?utm_source=x" -> "/p".
+--
+-- The URL syntax (RFC 3986) leaves the query to the server. "&"
+-- separates parameters for every server (the WHATWG URL standard and HTML
+-- forms know no other separator); some split on ";" too (Perl's CGI.pm,
+-- older versions of Python's and Ruby Rack's parsers), so a parameter
+-- after a ";" is one to them: "a=1;utm_source=x" must lose its
+-- utm_source, or those servers get it. So each piece between "&" or ";"
+-- is judged, and only tracking pieces are taken out; everything else,
+-- separators and ";" inside values included, stays as it was. (To a
+-- server that splits on "&" only, ";utm_source=x" inside a value is part
+-- of that value, which then loses it: tracking data all the same.)
 local function strip_params(path)
   local base, query = path:match("^([^?]*)%?(.*)$")
   if not base then return path, 0 end
-  local kept, removed = {}, 0
-  for pair in query:gmatch("[^&]+") do
-    if is_tracking(pair:match("^[^=]*")) then
+  local kept, removed, sep = {}, 0, nil
+  for s, piece in ("&" .. query):gmatch("([&;])([^&;]*)") do
+    -- The separator before a kept piece: "&" if one stood anywhere since
+    -- the last kept piece, so that no piece is glued into a value.
+    sep = (sep == "&" or s == "&") and "&" or s
+    if piece ~= "" and is_tracking(piece:match("^[^=]*")) then
       removed = removed + 1
     else
-      kept[#kept + 1] = pair
+      kept[#kept + 1] = (#kept > 0 and sep or "") .. piece
+      sep = nil
     end
   end
-  if #kept == 0 then return base, removed end
-  return base .. "?" .. table.concat(kept, "&"), removed
+  local rest = table.concat(kept)
+  if rest == "" then return base, removed end
+  return base .. "?" .. rest, removed
 end
 
 function on_request(tx)
