@@ -11,7 +11,8 @@
 -- uncompressed), so a gzip site needs nothing special. Everything that is
 -- not a whole HTML page (a 206 range of one included) is left alone with
 -- tx.res.filter_body = false: it takes the zero-copy path and costs no
--- Lua at all.
+-- Lua at all (unless a script listed before this one asked for the body,
+-- as throttle.lua does: see on_response).
 --
 -- Run:
 --   build/luaproxy -s scripts/inject_html.lua
@@ -41,8 +42,15 @@ function on_response(tx)
   local whole = tx.res.status ~= 206 and not h["Content-Range"]
   if ctype:find("^%s*text/html") and DECODED[encoding] and whole then
     tx.ctx.inject = { held = "" } -- bytes held back from the last piece
-  else
-    tx.res.filter_body = false -- images, downloads, ...: no Lua per piece
+    -- filter_body and decode_body are the exchange's, and the last script
+    -- to set one wins: say so even where it is the default, in case a
+    -- script before this one (throttle.lua) turned either off.
+    tx.res.filter_body = true
+    tx.res.decode_body = true
+  elseif tx.res.filter_body == nil then
+    -- images, downloads, ...: no Lua per piece, unless a script before
+    -- this one asked for the body (nil: none did)
+    tx.res.filter_body = false
   end
 end
 

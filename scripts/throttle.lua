@@ -6,6 +6,13 @@
 -- rate counts the bytes that really cross the network, and bodies of
 -- hosts not throttled keep the zero-copy path (tx.res.filter_body = false).
 --
+-- Both fields are the exchange's, not this script's: the last script to
+-- set one wins. So this one sets them to false only where no script
+-- before it set them (they are nil until one does), and another script
+-- that needs the body, or needs it decoded (inject_html.lua), sets them to
+-- true: then the two work together in either order, and a decoded body is
+-- throttled by its decoded bytes.
+--
 -- Run:
 --   build/luaproxy -s scripts/throttle.lua
 --   curl -s -o /dev/null -w '%{speed_download} B/s\n' -x 127.0.0.1:8080 http://example.com/big
@@ -20,13 +27,11 @@ local config = {
 function on_response(tx)
   -- Host names are case-insensitive: "Example.COM" is example.com.
   if config.hosts and not config.hosts[tx.req.host:lower()] then
-    tx.res.filter_body = false
+    if tx.res.filter_body == nil then tx.res.filter_body = false end
     return
   end
-  tx.res.decode_body = false
-  -- filter_body is the exchange's, not this script's: an earlier script
-  -- (inject_html.lua on a download) may have turned it off. List this
-  -- script after such ones.
+  if tx.res.decode_body == nil then tx.res.decode_body = false end
+  -- An earlier script (inject_html.lua on a download) may have turned it off.
   tx.res.filter_body = true
   tx.ctx.throttle = true
 end

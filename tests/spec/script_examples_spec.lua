@@ -302,6 +302,45 @@ describe("example scripts that call out", function()
     assert.are.equal("chunked", resp.headers["transfer-encoding"])
   end)
 
+  -- tx.res.filter_body and decode_body are the exchange's, the last
+  -- script's word counting. throttle.lua turned decoding off, so with
+  -- either order a gzip page went out compressed and unedited; listed
+  -- first, it took a page from a host it does not throttle off the chunk
+  -- hooks, and inject_html.lua then took downloads off them, unthrottled.
+  for _, throttle_first in ipairs({ true, false }) do
+    local order = throttle_first and "throttle.lua first" or "inject_html.lua first"
+    it("throttle.lua and inject_html.lua work together (" .. order .. ")", function()
+      local throttle = configured("throttle",
+        "{ bytes_per_second = 1024 * 1024, hosts = { ['127.0.0.1'] = true } }")
+      local inject = configured("inject_html", '{ snippet = "<!--LP-->" }')
+      local scripts = throttle_first and { throttle, inject } or { inject, throttle }
+      proxy = procs.proxy({ "-s", scripts[1], "-s", scripts[2] })
+      local page = "<html><body>page</body></html>"
+      local plain = h.tmpfile(page, "page.html")
+      local gz = h.tmpfile(h.sh("printf '%s' '" .. page .. "' | gzip -c"), "page.html.gz")
+      local function fetch(host, path)
+        local authority = host .. ":" .. origin.port
+        local s = assert(h.connect(proxy.port))
+        assert(h.send(s, h.request("GET", "http://" .. authority .. path,
+          { "Host: " .. authority, "Accept-Encoding: gzip" })))
+        local resp = assert(h.read_response(s))
+        s:close()
+        return resp
+      end
+      local injected = "<html><body>page<!--LP--></body></html>"
+      -- gzip HTML from a throttled host: decoded and edited
+      local resp = fetch("127.0.0.1", "/file?encoding=gzip&path=" .. gz)
+      assert.is_nil(resp.headers["content-encoding"])
+      assert.are.equal(injected, resp.body)
+      -- HTML from a host throttle.lua leaves alone: edited
+      assert.are.equal(injected, fetch("localhost", "/file?path=" .. plain).body)
+      -- a download from a throttled host: throttled (through the chunk hook)
+      resp = fetch("127.0.0.1", "/bytes?n=1000")
+      assert.are.equal(1000, #resp.body)
+      assert.are.equal("chunked", resp.headers["transfer-encoding"])
+    end)
+  end
+
   it("throttle.lua slows one download, not the others", function()
     local rate = 256 * 1024
     proxy = procs.proxy({ "-s", configured("throttle", string.format(
