@@ -270,6 +270,27 @@ describe("example scripts", function()
     end)
   end)
 
+  -- An address on the list was reached by writing it another way: an
+  -- IPv4 address as IPv6 ([::ffff:127.0.0.1]), an IPv6 address with its
+  -- zero groups or leading zeros written out.
+  describe("block_hosts.lua with addresses", function()
+    it("blocks a listed address however it is written", function()
+      local origin = start_origin()
+      local proxy = start_proxy({ "-s", configured("block_hosts", [[{
+        hosts = { "127.0.0.1", "::1" }, status = 403, message = "blocked here\n" }]]) })
+      for _, host in ipairs({ "127.0.0.1", "[::ffff:127.0.0.1]", "[::FFFF:7f00:1]",
+                              "[0:0:0:0:0:ffff:127.0.0.1]", "[::1]", "[0:0::0001]",
+                              "[0000:0:0:0:0:0:0:1]" }) do
+        local resp = get(proxy.port, "http://" .. host .. ":" .. origin.port .. "/hello")
+        assert.are.equal(403, resp.status, host)
+        assert.are.equal("blocked here\n", resp.body, host)
+      end
+      assert.are.equal(0, #origin.requests())
+      -- a name is not an address: localhost is not on the list
+      assert.are.equal("hello\n", get(proxy.port, "http://localhost:" .. origin.port .. "/hello").body)
+    end)
+  end)
+
   describe("block_hosts.lua with CONNECT", function()
     it("refuses a blocked tunnel and opens an allowed one", function()
       local echo = start_origin("echo")
