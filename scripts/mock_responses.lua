@@ -5,6 +5,9 @@
 -- a Lua pattern (pattern = ...); the first mock that matches answers, and
 -- the real server is never contacted. In a pattern mock, %1, %2, ... in
 -- the body stand for the pattern's captures. Other requests pass through.
+-- The URL is matched with its host in lower case and without trailing
+-- dots, however the client wrote it (http://API.Example./health too), so
+-- write the host that way in the mocks.
 --
 -- Run:
 --   build/luaproxy -s scripts/mock_responses.lua
@@ -24,6 +27,17 @@ local config = {
 }
 -- -----------------------------------------------------------------------
 
+-- The request's URL with its host written one way: in lower case and
+-- without trailing dots, as the server takes it ("http://API.Example./x"
+-- names http://api.example/x). tx.req.url keeps the client's spelling.
+local function url_of(req)
+  local host = req.host:lower():gsub("%.+$", "")
+  if host:find(":", 1, true) then host = "[" .. host .. "]" end -- IPv6
+  local default_port = req.scheme == "https" and 443 or 80
+  local port = req.port ~= default_port and ":" .. req.port or ""
+  return req.scheme .. "://" .. host .. port .. req.path
+end
+
 -- Returns the mock for <url> and the pattern's captures, or nil.
 local function find_mock(url)
   for _, mock in ipairs(config.mocks) do
@@ -37,7 +51,7 @@ end
 
 function on_request(tx)
   if tx.req.method == "CONNECT" then return end
-  local mock, captures = find_mock(tx.req.url)
+  local mock, captures = find_mock(url_of(tx.req))
   if not mock then return end
   local body = (mock.body or ""):gsub("%%(%d)", function(i)
     return captures[tonumber(i)] or ""

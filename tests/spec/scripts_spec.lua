@@ -865,6 +865,22 @@ describe("example scripts", function()
       assert.are.equal("GET /echo HTTP/1.1", reqs[1].request_line)
     end)
 
+    -- The mock's URL names a host, which a client may write in any case
+    -- or with a trailing dot: the real server was asked instead.
+    it("answers a URL whose host is written another way", function()
+      local origin = start_origin()
+      local proxy = start_proxy({ "-s", configured("mock_responses", string.format([[{
+        mocks = { { url = "http://localhost:%d/hello", status = 200, body = "mocked\n" },
+                  { pattern = "^http://api%%.example/(%%a+)$", status = 200, body = "%%1\n" } },
+      }]], origin.port)) })
+      for _, host in ipairs({ "LocalHost", "localhost.", "LOCALHOST.." }) do
+        local resp = get(proxy.port, "http://" .. host .. ":" .. origin.port .. "/hello")
+        assert.are.equal("mocked\n", resp.body, host)
+      end
+      assert.are.equal("users\n", get(proxy.port, "http://API.example./users").body)
+      assert.are.equal(0, #origin.requests())
+    end)
+
     -- tx:respond(204) sends no Content-Length, which a 204 must not carry
     -- (RFC 9110 8.6); nor does a 304 (RFC 9110 8.6, 15.4.5).
     it("answers a 204 mock without Content-Length", function()
