@@ -1,11 +1,13 @@
 -- rewrite_urls.lua - rewrite request URLs with Lua pattern rules.
 --
 -- Each rule is { pattern, replacement } as for string.gsub: the pattern is
--- matched against the whole URL ("http://host[:port]/path?query") and %1,
--- %2, ... in the replacement stand for its captures. The first rule that
--- matches wins. The request then goes to the new URL: the proxy connects to
--- the new host and the Host header follows it. The client is not told
--- (this is not a redirect).
+-- matched against the whole URL ("http://host[:port]/path?query"), and
+-- %1, %2, ... in the replacement stand for its captures. The URL's host
+-- is in lower case and without trailing dots, however the client wrote
+-- it (write patterns for it that way). The first rule that matches wins.
+-- The request then goes to the new URL: the proxy connects to the new
+-- host and the Host header follows it. The client is not told (this is
+-- not a redirect).
 --
 -- Run:
 --   build/luaproxy -s scripts/rewrite_urls.lua
@@ -24,10 +26,21 @@ local config = {
 }
 -- -----------------------------------------------------------------------
 
+-- The request's URL with its host written one way: in lower case and
+-- without trailing dots, as the server takes it ("http://API.Example./x"
+-- names http://api.example/x). tx.req.url keeps the client's spelling.
+local function url_of(req)
+  local host = req.host:lower():gsub("%.+$", "")
+  if host:find(":", 1, true) then host = "[" .. host .. "]" end -- IPv6
+  local default_port = req.scheme == "https" and 443 or 80
+  local port = req.port ~= default_port and ":" .. req.port or ""
+  return req.scheme .. "://" .. host .. port .. req.path
+end
+
 function on_request(tx)
   -- A CONNECT tunnel has no URL to rewrite (its target is "host:port").
   if tx.req.method == "CONNECT" then return end
-  local url = tx.req.url
+  local url = url_of(tx.req)
   for _, rule in ipairs(config.rules) do
     local new, matched = url:gsub(rule[1], rule[2], 1)
     if matched > 0 then

@@ -392,6 +392,24 @@ describe("example scripts", function()
     end)
   end)
 
+  -- A host name is the same in any case and with a trailing dot; the
+  -- rule was matched against the URL as the client wrote it, so
+  -- http://OLD.example/ went to old.example itself.
+  describe("rewrite_urls.lua with a host written another way", function()
+    it("rewrites it all the same", function()
+      local origin = start_origin()
+      local proxy = start_proxy({ "-s", configured("rewrite_urls", string.format([[{
+        rules = { { "^http://old%%.example/(.*)$", "http://127.0.0.1:%d/%%1" } } }]], origin.port)) })
+      for _, url in ipairs({ "http://OLD.Example/echo?a", "http://old.example./echo?a",
+                             "http://old.example:80/echo?a" }) do
+        local resp = get(proxy.port, url)
+        assert.are.equal(200, resp.status, url)
+      end
+      local reqs = origin.wait_requests(3)
+      for i = 1, 3 do assert.are.equal("GET /echo?a HTTP/1.1", reqs[i].request_line) end
+    end)
+  end)
+
   -- The shipped /v1/ -> /v2/ rule is meant for any server: one named with
   -- a port, or reached inside an intercepted tunnel (https://), too.
   describe("rewrite_urls.lua as shipped", function()
