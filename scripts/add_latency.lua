@@ -21,7 +21,9 @@ local config = {
 -- -----------------------------------------------------------------------
 
 function on_request(tx)
-  local delay = config.hosts[tx.req.host:lower()] or config.default
+  -- "Example.COM." names example.com: lower case, no trailing dots.
+  local host = tx.req.host:lower():gsub("%.+$", "")
+  local delay = config.hosts[host] or config.default
   -- In short sleeps: one sleep may not last longer than
   -- --hook-wait-timeout (30 s), and a delay to test a client's own
   -- timeout may well be longer.
