@@ -25,8 +25,9 @@ local config = {
 -- -----------------------------------------------------------------------
 
 function on_response(tx)
-  -- Host names are case-insensitive: "Example.COM" is example.com.
-  if config.hosts and not config.hosts[tx.req.host:lower()] then
+  -- "Example.COM." names example.com: lower case, no trailing dots.
+  local host = tx.req.host:lower():gsub("%.+$", "")
+  if config.hosts and not config.hosts[host] then
     if tx.res.filter_body == nil then tx.res.filter_body = false end
     return
   end

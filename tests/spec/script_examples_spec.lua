@@ -293,10 +293,10 @@ describe("example scripts that call out", function()
 
   -- A throttled body goes through the chunk hook, so it is sent chunked;
   -- one left alone keeps its Content-Length (the zero-copy path).
-  it("throttle.lua matches its hosts in any case", function()
+  it("throttle.lua matches its hosts in any case, and with a trailing dot", function()
     proxy = procs.proxy({ "-s", configured("throttle",
       "{ bytes_per_second = 1024 * 1024, hosts = { ['localhost'] = true } }") })
-    for _, name in ipairs({ "localhost", "LocalHost" }) do
+    for _, name in ipairs({ "localhost", "LocalHost", "localhost." }) do
       local authority = name .. ":" .. origin.port
       local s = assert(h.connect(proxy.port))
       assert(h.send(s, h.request("GET", "http://" .. authority .. "/hello", { "Host: " .. authority })))
