@@ -4,7 +4,9 @@
 -- number given for its host. The wait holds up only that request; the
 -- proxy keeps serving everything else meanwhile (proxy.sleep does not
 -- block the proxy). The host is the one in the URL; for HTTPS it is the
--- CONNECT target, so the wait happens once, before the tunnel opens.
+-- CONNECT target, so the wait happens once, before the tunnel opens, and
+-- once more for each request inside the tunnel if the proxy intercepts it
+-- (--intercept), since those run every hook.
 --
 -- Run:
 --   build/luaproxy -s scripts/add_latency.lua
