@@ -29,7 +29,8 @@
 -- Configuration ---------------------------------------------------------
 local config = {
   -- %s becomes the key (URL-encoded); the service answers 200 for a good
-  -- key, 4xx for a bad one; a 5xx (or anything else) means it failed.
+  -- key, 4xx for a bad one; a 5xx, 408, 429 (or anything else) means it
+  -- failed.
   auth_url = "http://127.0.0.1:9000/check?key=%s",
   header = "X-Api-Key",
   cache_seconds = 30,
@@ -71,8 +72,11 @@ local function accepted(key)
   if not res then return nil, err end
   -- Only a 200 or a 4xx speaks about the key. A service in trouble (500,
   -- 503 from its own proxy, ...) must not lock every key out for
-  -- cache_seconds as if they were bad.
-  if res.status ~= 200 and (res.status < 400 or res.status > 499) then
+  -- cache_seconds as if they were bad; nor must one that is busy (429
+  -- Too Many Requests) or timed out reading the call (408): those two
+  -- speak about the caller, the proxy, not the key.
+  if res.status ~= 200 and (res.status < 400 or res.status > 499
+                            or res.status == 408 or res.status == 429) then
     return nil, "status " .. res.status
   end
   if res.status ~= 200 then

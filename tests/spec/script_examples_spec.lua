@@ -86,17 +86,22 @@ describe("example scripts that call out", function()
 
   -- A 5xx from the service says nothing about the key: it is an outage,
   -- answered 503 and asked again next time, not a refusal kept 60 s.
-  it("api_key_auth.lua answers 503, uncached, when the auth service fails with a 5xx", function()
-    proxy = procs.proxy({ "-s", auth_script(origin.url("/status/%s")) })
-    local before = #origin.requests()
-    for _ = 1, 2 do
-      local resp = get("/hello", { "X-Api-Key: 500" })
-      assert.are.equal(503, resp.status)
-      assert.are.equal("the authentication service is unavailable\n", resp.body)
-    end
-    assert.are.equal(before + 2, #origin.requests()) -- asked both times
-    assert.truthy(proxy.log_has("auth service: status 500"), proxy.log())
-  end)
+  -- So do a 429 (the service is busy) and a 408 (it gave up reading the
+  -- call): they speak about the caller, not the key, and a good key was
+  -- refused for cache_seconds.
+  for _, status in ipairs({ 500, 429, 408 }) do
+    it("api_key_auth.lua answers 503, uncached, when the auth service answers " .. status, function()
+      proxy = procs.proxy({ "-s", auth_script(origin.url("/status/%s")) })
+      local before = #origin.requests()
+      for _ = 1, 2 do
+        local resp = get("/hello", { "X-Api-Key: " .. status })
+        assert.are.equal(503, resp.status)
+        assert.are.equal("the authentication service is unavailable\n", resp.body)
+      end
+      assert.are.equal(before + 2, #origin.requests()) -- asked both times
+      assert.truthy(proxy.log_has("auth service: status " .. status), proxy.log())
+    end)
+  end
 
   -- Anyone can make up keys: a refusal kept in proxy.shared, one per key
   -- tried, pushed out what other entries (accepted keys, rate_limit.lua's
