@@ -11,11 +11,15 @@
 #include "buffer.h"
 #include "http_parse.h"
 
+/* The largest count read or sent; a longer numeral stands for it. 2^31-1:
+ * far beyond any real chain of proxies, and within every parser's int. */
+#define MAX_FORWARDS_CAP ((uint64_t)2147483647)
+
 enum max_forwards {
     MAX_FORWARDS_NONE, /* not TRACE or OPTIONS, or no Max-Forwards: forward as it is */
     MAX_FORWARDS_ON,   /* forward, with the count lowered to *left */
     MAX_FORWARDS_HERE, /* 0: the proxy answers (max_forwards_answer) */
-    MAX_FORWARDS_BAD,  /* not one count of digits: refuse with 400 */
+    MAX_FORWARDS_BAD,  /* repeated, empty or not digits: refuse with 400 */
 };
 
 enum max_forwards max_forwards_check(const struct http_head *head, uint64_t *left);

@@ -19,6 +19,30 @@ static int is_method(const struct http_head *head, const char *name)
     return head->method_len == len && memcmp(head->method, name, len) == 0;
 }
 
+/*
+ * The field's value, 1*DIGIT (RFC 9110 7.6.2), into <out>. A count past
+ * MAX_FORWARDS_CAP is read as the cap: no request takes that many hops, so
+ * the two mean the same ("very large"), and RFC 9110 asks a recipient to
+ * expect long numerals rather than fail on them (8.6, of Content-Length).
+ * The cap also keeps what goes on small enough for any next hop to read. 0, or -1 when the value
+ * is empty or not all digits.
+ */
+static int parse_count(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (len == 0)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        if (v <= MAX_FORWARDS_CAP) /* past it, more digits change nothing */
+            v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    *out = v > MAX_FORWARDS_CAP ? MAX_FORWARDS_CAP : v;
+    return 0;
+}
+
 enum max_forwards max_forwards_check(const struct http_head *head, uint64_t *left)
 {
     uint64_t value;
@@ -28,9 +52,9 @@ enum max_forwards max_forwards_check(const struct http_head *head, uint64_t *lef
     int at = http_find_field(head, "Max-Forwards", 0);
     if (at < 0)
         return MAX_FORWARDS_NONE;
-    /* 1*DIGIT, once: the same rule as Content-Length's number */
+    /* one field, one number: two counts would leave the hop to guess */
     if (http_find_field(head, "Max-Forwards", (size_t)at + 1) >= 0 ||
-        http_parse_content_length(head->fields[at].value, head->fields[at].value_len, &value) != 0)
+        parse_count(head->fields[at].value, head->fields[at].value_len, &value) != 0)
         return MAX_FORWARDS_BAD;
     if (value == 0)
         return MAX_FORWARDS_HERE;

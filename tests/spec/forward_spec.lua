@@ -93,6 +93,20 @@ describe("forwarding", function()
       { host_hdr(), "Max-Forwards: x" })).status)
   end)
 
+  -- A count too long for any integer is a very large count, not a
+  -- malformed request (RFC 9110 7.6.2; 8.6 asks recipients to expect long
+  -- numerals): it goes on as the largest count the proxy sends, less one.
+  it("treats a very long Max-Forwards as very large, not as an error", function()
+    assert.are.equal(200, exchange(h.request("OPTIONS", origin.url("/echo"),
+      { host_hdr(), "Max-Forwards: " .. string.rep("9", 23) })).status)
+    assert.are.equal("2147483646", origin.requests()[1].headers["max-forwards"])
+    local trace = exchange(h.request("TRACE", origin.url("/t"),
+      { host_hdr(), "Max-Forwards: " .. string.rep("0", 23) }))
+    assert.are.equal(200, trace.status)
+    assert.are.equal("message/http", trace.headers["content-type"])
+    assert.are.equal(1, #origin.requests())
+  end)
+
   it("forwards in origin-form and regenerates Host from the target", function()
     local resp = exchange(h.request("GET", origin.url("/echo?a=1&b=two"),
       { "Host: wrong.example:1", "Accept: */*" }))
