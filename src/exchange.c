@@ -276,8 +276,12 @@ static const char *check_target(struct session *s, int *status)
             return "CONNECT to this port is not allowed";
         }
     } else {
-        if (url_is_origin_form(x->target, x->target_len) ||
-            (x->target_len == 1 && x->target[0] == '*'))
+        /* asterisk-form is OPTIONS's alone (RFC 9112 3.2.4); the proxy
+         * answers the one sent to it before this (asks_about_proxy). */
+        if (x->target_len == 1 && x->target[0] == '*')
+            return s->intercepted ? "OPTIONS * inside an intercepted tunnel is not supported"
+                                  : "only OPTIONS can have * as its target";
+        if (url_is_origin_form(x->target, x->target_len))
             return "this is a proxy: send an absolute URL (GET http://host/path), "
                    "or CONNECT host:443 for https";
         if (url_parse_absolute(x->target, x->target_len, &x->url) != 0)
@@ -312,6 +316,40 @@ static const char *check_target(struct session *s, int *status)
 
 static enum exchange_step hooks_or_connect(struct session *s);
 static enum exchange_step answer_last_hop(struct session *s);
+static enum exchange_step admit(struct session *s, const struct http_head *head,
+                                size_t head_len);
+
+/* "OPTIONS *" on a connection to the proxy asks about the proxy itself
+ * (RFC 9110 9.3.7; RFC 9112 3.2.4 sends "*" to the server the connection
+ * reaches). A client asks a server behind the proxy with that server's
+ * URL and no path instead, which goes on as "*" (x->server_wide). Inside
+ * an intercepted tunnel the client believes it talks to the server, so
+ * there it is not about the proxy, and check_target refuses it. */
+static int asks_about_proxy(const struct session *s)
+{
+    const struct exchange *x = &s->x;
+    return !s->intercepted && x->target_len == 1 && x->target[0] == '*' &&
+           x->method_len == 7 && memcmp(x->method, "OPTIONS", 7) == 0;
+}
+
+/* The answer to a request the proxy is the last hop of (Max-Forwards: 0,
+ * or OPTIONS *), made while the head is there and sent after the
+ * credentials check (answer_last_hop), like any answer to this client.
+ * 0, or -1 when out of memory. */
+static int prepare_last_hop(struct exchange *x, const struct http_head *head)
+{
+    if (x->req_framing.kind != HTTP_BODY_NONE)
+        exchange_no_keep(x, "the request body is never read");
+    x->last_hop_answer = malloc(sizeof *x->last_hop_answer);
+    if (!x->last_hop_answer)
+        return -1;
+    buffer_init(x->last_hop_answer);
+    int len = max_forwards_answer(x->last_hop_answer, head, x->keep_alive, x->minor);
+    if (len < 0)
+        return -1;
+    x->res_bytes = (uint64_t)len;
+    return 0;
+}
 
 /* --upstream: this exchange goes through the parent unless its host is one
  * that bypasses it. before_connect may still change that. 0, or -1. */
@@ -467,10 +505,7 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
                                   size_t head_len)
 {
     struct exchange *x = &s->x;
-    enum auth_result auth_result;
-    int user_oom = 0;
     enum http_error err;
-    int ca_page;
     const char *cause;
     char authority[300];
     int status, n;
@@ -498,6 +533,13 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
         return exchange_fail(x, http_error_status(err), http_error_text(err));
     x->req_had_length = http_find_id(head, HTTP_FIELD_CONTENT_LENGTH, 0) >= 0;
     x->is_connect = x->method_len == 7 && memcmp(x->method, "CONNECT", 7) == 0;
+    if (asks_about_proxy(s)) {
+        TRACE(s, "OPTIONS *: asks about the proxy itself, which answers (after the "
+                 "credentials check), without hooks");
+        if (prepare_last_hop(x, head) != 0)
+            return exchange_fail(x, 500, "out of memory");
+        return admit(s, head, head_len);
+    }
     cause = check_target(s, &status);
     if (!cause && (head->ids_seen & (1u << HTTP_FIELD_VIA)) && looks_like_loop(head)) {
         status = 508;
@@ -543,20 +585,8 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
         return exchange_fail(x, 400, "Max-Forwards must be one number");
     if (mf == MAX_FORWARDS_ON && max_forwards_set(&x->req_headers, hops_left) != 0)
         return exchange_fail(x, 500, "out of memory");
-    if (mf == MAX_FORWARDS_HERE) {
-        /* Made now, while the head is there; sent after the credentials
-         * check (answer_last_hop), like any answer to this client. */
-        if (x->req_framing.kind != HTTP_BODY_NONE)
-            exchange_no_keep(x, "the request body is never read");
-        x->last_hop_answer = malloc(sizeof *x->last_hop_answer);
-        if (!x->last_hop_answer)
-            return exchange_fail(x, 500, "out of memory");
-        buffer_init(x->last_hop_answer);
-        int len = max_forwards_answer(x->last_hop_answer, head, x->keep_alive, x->minor);
-        if (len < 0)
-            return exchange_fail(x, 500, "out of memory");
-        x->res_bytes = (uint64_t)len;
-    }
+    if (mf == MAX_FORWARDS_HERE && prepare_last_hop(x, head) != 0)
+        return exchange_fail(x, 500, "out of memory");
     if (trace_enabled)
         trace_fields(s, head, __func__);
     x->fwd_method = x->method;
@@ -580,9 +610,21 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
         if (failed)
             return exchange_fail(x, 500, "out of memory");
     }
-    /* Proxy credentials: checked here, while the head's views are valid
-     * (auth_check copies what it needs); never forwarded (hop-by-hop). */
-    ca_page = !x->is_connect && https_is_ca_page(x->host);
+    return admit(s, head, head_len);
+}
+
+/* The end of exchange_begin, once the request is understood: the proxy
+ * credentials, checked while the head's views are valid (auth_check copies
+ * what it needs; they are never forwarded, being hop-by-hop), then the
+ * head's bytes go and the answer, the hooks or the connect follow. */
+static enum exchange_step admit(struct session *s, const struct http_head *head,
+                                size_t head_len)
+{
+    struct exchange *x = &s->x;
+    enum auth_result auth_result;
+    int user_oom = 0;
+    int ca_page = !x->is_connect && https_is_ca_page(x->host);
+
     auth_result = ca_page ? AUTH_OK : check_credentials(s, head, &user_oom);
 
     /* Everything needed is copied: the head's bytes can go. */

@@ -122,6 +122,25 @@ function on_request(tx) tx.req.headers["X-Seen-User"] = tx.user or "none" end
       proxy.access_log())
   end)
 
+  -- OPTIONS * asks about the proxy itself: the same rule.
+  it("answers OPTIONS * only with right credentials", function()
+    local proxy = start({ "--auth-file", users_file() })
+    local function ask(extra)
+      local headers = { "Host: 127.0.0.1:" .. proxy.port, extra }
+      local s = assert(h.connect(proxy.port))
+      assert(h.send(s, h.request("OPTIONS", "*", headers)))
+      local resp = assert(h.read_response(s))
+      s:close()
+      return resp
+    end
+    assert.equal(407, ask().status)
+    assert.equal(407, ask(basic("alice", "wrong")).status)
+    local resp = ask(basic("alice", "wonderland"))
+    assert.equal(200, resp.status)
+    assert.truthy(resp.headers["allow"]:find("OPTIONS", 1, true), resp.headers["allow"])
+    assert.equal(0, #origin.requests())
+  end)
+
   it("answers 407 to CONNECT without right credentials, and tunnels with them", function()
     local proxy = start({ "--auth-file", users_file(), "--connect-ports", tostring(echo.port) })
     local target = "127.0.0.1:" .. echo.port

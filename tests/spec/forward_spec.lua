@@ -144,6 +144,46 @@ describe("forwarding", function()
     assert.are.equal("OPTIONS /?x=1 HTTP/1.1", reqs[3].request_line)
   end)
 
+  -- "OPTIONS *" on a connection to the proxy asks about the proxy itself
+  -- (RFC 9110 9.3.7, RFC 9112 3.2.4): it answers with what it relays and
+  -- keeps the connection. A server elsewhere is asked with its URL, as above.
+  it("answers OPTIONS * itself and keeps the connection", function()
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, h.request("OPTIONS", "*", { "Host: 127.0.0.1:" .. proxy.port })))
+    local resp = assert(h.read_response(s))
+    assert.are.equal("HTTP/1.1 200 OK", resp.status_line)
+    assert.are.equal("0", resp.headers["content-length"])
+    assert.are.equal("", resp.body)
+    assert.truthy(resp.headers["allow"]:find("GET", 1, true), resp.headers["allow"])
+    assert.truthy(resp.headers["allow"]:find("CONNECT", 1, true), resp.headers["allow"])
+    assert.are.equal("1.1 luaproxy", resp.headers["via"])
+    assert.is_nil(resp.headers["connection"])
+    -- the same connection goes on, and a Max-Forwards changes nothing here
+    assert(h.send(s, h.request("OPTIONS", "*", { "Host: 127.0.0.1:" .. proxy.port,
+      "Max-Forwards: 3" })))
+    assert.are.equal(200, assert(h.read_response(s)).status)
+    assert(h.send(s, h.request("GET", origin.url("/hello"), { host_hdr() })))
+    resp = assert(h.read_response(s))
+    s:close()
+    assert.are.equal(200, resp.status)
+    assert.are.equal("hello\n", resp.body)
+    assert.are.equal(1, #origin.requests())
+    assert.truthy(proxy.wait_access_log('"OPTIONS %* HTTP/1%.1" 200 0'), proxy.access_log())
+    -- an HTTP/1.0 client gets its answer and the close it asked for
+    resp = exchange(h.request("OPTIONS", "*", {}, nil, "HTTP/1.0"))
+    assert.are.equal(200, resp.status)
+    assert.are.equal("close", (resp.headers["connection"] or ""):lower())
+  end)
+
+  -- Only OPTIONS has an asterisk-form (RFC 9112 3.2.4).
+  it("refuses * as the target of any other method", function()
+    for _, method in ipairs({ "GET", "TRACE", "POST" }) do
+      local resp = exchange(h.request(method, "*", { "Host: 127.0.0.1:" .. proxy.port }))
+      assert.are.equal(400, resp.status)
+    end
+    assert.are.equal(0, #origin.requests())
+  end)
+
   for _, method in ipairs({ "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS" }) do
     it("passes the " .. method .. " method through", function()
       local with_body = method == "POST" or method == "PUT" or method == "PATCH"
