@@ -178,7 +178,8 @@ static void on_call_timer(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Parses "http://host[:port]/path": host, port, scheme and the path (a
- * pointer into <url>). 0 or -1. */
+ * pointer into <url>). 0, -1 when it is no such URL, or -2 when it holds
+ * a byte that is not visible ASCII (before any fragment). */
 static int parse_url(struct http_call *c, const char *url, const char **path)
 {
     const char *p, *host, *end;
@@ -187,10 +188,12 @@ static int parse_url(struct http_call *c, const char *url, const char **path)
     /* It goes into the request line and Host as it is: a space, CR, LF or
      * other control byte would let the URL write a request of its own
      * (one whose answer the pooled connection would then give to the
-     * next caller). */
+     * next caller), and a byte past 0x7e is one no request target may
+     * hold (RFC 9112 3.2, RFC 3986 2.1), which each server would read its
+     * own way. The same rule as tx.req.path: the script percent-encodes. */
     for (p = url; *p && *p != '#'; p++)
-        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
-            return -1;
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            return -2;
 
     if (strncasecmp(url, "http://", 7) == 0) {
         p = url + 7;
@@ -623,7 +626,7 @@ struct http_call *http_client_start(struct proxy *p, const struct http_client_re
     const char *path, *connect_host;
     char authority[300]; /* host[:port], as Host and an absolute URL name it */
     uint16_t connect_port;
-    int numeric, plain_via_parent, v6;
+    int numeric, plain_via_parent, v6, bad_url;
 
     if (!c) {
         snprintf(err, err_len, "out of memory");
@@ -648,8 +651,12 @@ struct http_call *http_client_start(struct proxy *p, const struct http_client_re
         goto fail;
     }
     snprintf(c->method, sizeof c->method, "%s", rq->method);
-    if (parse_url(c, rq->url, &path) != 0) {
-        snprintf(err, err_len, "invalid url (http://host[:port]/path or https://...)");
+    bad_url = parse_url(c, rq->url, &path);
+    if (bad_url != 0) {
+        snprintf(err, err_len, "%s",
+                 bad_url == -2 ? "invalid url: only visible ASCII goes in a request "
+                                 "(percent-encode spaces, control and non-ASCII bytes)"
+                               : "invalid url (http://host[:port]/path or https://...)");
         goto fail;
     }
     if (c->https && !p->tls) {

@@ -272,11 +272,44 @@ describe("calls out from hooks", function()
     ]]):gsub("CLOSED", tostring(h.closed_port()))) })
     local resp = h.get(proxy.port, origin.url("/try"))
     local bad_url = "invalid url (http://host[:port]/path or https://...)"
+    local bad_byte = "invalid url: only visible ASCII goes in a request (percent-encode spaces, "
+      .. "control and non-ASCII bytes)"
     assert.are.equal("timeout|connection refused|response body larger than max_body|"
-      .. bad_url .. "|" .. bad_url .. "|" .. bad_url .. "|" .. bad_url .. "|status 200", resp.body)
+      .. bad_url .. "|" .. bad_byte .. "|" .. bad_byte .. "|" .. bad_url .. "|status 200", resp.body)
     for _, r in ipairs(origin.requests()) do
       assert.is_nil(r.request_line:find("smuggled", 1, true), r.request_line)
     end
+  end)
+
+  -- A call's URL goes into its request line as it is: as for tx.req.path,
+  -- only visible ASCII may, and the rest must come percent-encoded (RFC
+  -- 3986 2.1). A raw UTF-8 byte would reach the server as one that no
+  -- request target may hold (RFC 9112 3.2), read differently by each.
+  it("refuses a URL with a non-ASCII byte, and sends a percent-encoded one", function()
+    proxy = procs.proxy({ "-s", script([[
+      local function try(url)
+        local res, err = proxy.http{ url = url, timeout = 20 }
+        return res and ("status " .. res.status) or err
+      end
+      function on_request(tx)
+        if tx.req.path ~= "/try" then return end
+        tx:respond(200, table.concat({
+          try("http://ORIGIN/caf\xc3\xa9"),
+          try("http://ORIGIN/echo?q=\xff"),
+          try("http://ORIGIN/del\x7f"),
+          try("http://ORIGIN/caf%C3%A9"),
+          -- a fragment is not sent, whatever it holds
+          try("http://ORIGIN/frag#caf\xc3\xa9"),
+        }, "|"))
+      end
+    ]]) })
+    local resp = h.get(proxy.port, origin.url("/try"))
+    local bad = "invalid url: only visible ASCII goes in a request (percent-encode spaces, "
+      .. "control and non-ASCII bytes)"
+    assert.are.equal(bad .. "|" .. bad .. "|" .. bad .. "|status 404|status 404", resp.body)
+    local lines = {}
+    for _, r in ipairs(origin.requests()) do lines[#lines + 1] = r.request_line end
+    assert.are.same({ "GET /caf%C3%A9 HTTP/1.1", "GET /frag HTTP/1.1" }, lines)
   end)
 
   -- The body ends as a Lua string, so it can never be longer than
