@@ -225,12 +225,16 @@ static double load_budget(const struct config *cfg)
 }
 
 /* Raises the error on top of L, naming <script> when the message does not
- * already (a time limit's message has no position). */
+ * already (a time limit's message has no position). Joined by
+ * lua_concat, not a format, which would end the message at a NUL. */
 static int load_error(lua_State *L, const char *script)
 {
     const char *msg = lua_tostring(L, -1);
-    if (msg && strncmp(msg, script, strlen(script)) != 0)
-        lua_pushfstring(L, "%s: %s", script, msg);
+    if (msg && strncmp(msg, script, strlen(script)) != 0) {
+        lua_pushfstring(L, "%s: ", script);
+        lua_insert(L, -2);
+        lua_concat(L, 2);
+    }
     return lua_error(L);
 }
 
@@ -427,8 +431,15 @@ static struct hooks *hooks_new(const struct config *cfg, struct ev_loop *loop, c
     lua_pushlightuserdata(h->L, h);
     lua_pushlightuserdata(h->L, (void *)(uintptr_t)cfg);
     if (lua_pcall(h->L, 2, 0, 0) != LUA_OK) {
-        const char *msg = lua_tostring(h->L, -1);
-        snprintf(err, err_len, "%s", msg ? msg : "error loading scripts");
+        size_t len;
+        const char *msg = lua_tolstring(h->L, -1, &len);
+        /* <err> is a C string, read by the log and by --check: a NUL in
+         * the message (a script's error("...\0...")) would hide the rest,
+         * so it is escaped as the log escapes what a script logs. */
+        if (msg && memchr(msg, '\0', len) && err_len > 0)
+            err[log_escape(err, err_len - 1, msg, len, 0)] = '\0';
+        else
+            snprintf(err, err_len, "%s", msg ? msg : "error loading scripts");
         hooks_unref(h);
         return NULL;
     }

@@ -546,6 +546,24 @@ while not io.open(%q) do end -- until the test says go (or the load time limit)
       assert.truthy(err:find(file .. ":2: top-level code timed out in table.move", 1, true), err)
     end)
 
+    -- A NUL in the message must not hide what follows it (as in what a
+    -- script logs): it is written as \x00, at startup and by --check,
+    -- with the script's position (level 1) or without (level 0).
+    it("writes a NUL in a load error as \\x00 and keeps the rest", function()
+      for _, level in ipairs({ 1, 0 }) do
+        local file = h.tmpfile('error("before\\0after", ' .. level .. ')\n', "load_nul.lua")
+        local err = start_refused(file)
+        assert.truthy(err:find(file .. ":" .. (level == 1 and "1: " or " ") .. "before\\x00after", 1,
+          true), err)
+        local code, out
+        code, out, err = check(file)
+        assert.are.equal(1, code)
+        assert.are.equal("", out)
+        assert.truthy(err:find(file .. ":" .. (level == 1 and "1: " or " ") .. "before\\x00after", 1,
+          true), err)
+      end
+    end)
+
     it("exits non-zero when a script has a syntax error at startup", function()
       local file = FIXTURES .. "check_syntax.lua"
       local err = start_refused(file)
