@@ -338,6 +338,15 @@ static void settle_edited_head(struct exchange *x)
 {
     if (x->res_out_kind != HTTP_BODY_NONE || x->status == 204)
         headers_remove(&x->res_headers, "Content-Length", 14);
+    /* The upstream sent no body (a 304 or 204 a script turned into a
+     * status with content) and the proxy sends an empty one: no coding
+     * was applied to it, and none has an empty form (a gzip stream has a
+     * header and a trailer), so a Content-Encoding the 304 repeated from
+     * the 200 it stood for would make the client's decoder fail on it
+     * (RFC 9110 8.4: the field names codings applied to the content). */
+    if (x->res_framing.kind == HTTP_BODY_NONE && x->res_out_kind == HTTP_BODY_LENGTH &&
+        x->res_out_length == 0)
+        headers_remove(&x->res_headers, "Content-Encoding", 16);
     if (x->status != x->upstream_status && !x->res_reason_set) {
         const char *reason = message_reason(x->status);
         size_t len = strlen(reason);

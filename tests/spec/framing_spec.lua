@@ -282,6 +282,28 @@ describe("framing after on_response changes the status", function()
     }
   end)
 
+  -- The empty body the proxy makes for it holds no coding: none has an
+  -- empty form (a gzip stream has a header and a trailer), so a
+  -- Content-Encoding the 304 repeated would have the client's decoder
+  -- fail on it (RFC 9110 8.4).
+  it("gzip 304 -> 200, with and without on_response_chunk: no Content-Encoding on the empty body", function()
+    for _, script in ipairs({ RESPONSE_SCRIPT, CHUNK_SCRIPT }) do
+      run_case {
+        script = script, request = req("GET", "status-200", { "Accept-Encoding: gzip" }),
+        method = "GET", sent = "GET", reuse = true,
+        head = "HTTP/1.1 304 Not Modified\r\nContent-Encoding: gzip\r\nETag: \"x\"\r\n"
+          .. "Vary: Accept-Encoding\r\n\r\n",
+        check = function(r)
+          assert.equal("HTTP/1.1 200 OK", r.status_line)
+          assert.equal("0", r.headers["content-length"])
+          assert.equal("", r.body)
+          assert.is_nil(r.headers["content-encoding"])
+          assert.equal("Accept-Encoding", r.headers["vary"])
+        end,
+      }
+    end
+  end)
+
   it("204 -> 200 with on_response_chunk loaded: Content-Length: 0, no filtered body", function()
     run_case {
       script = CHUNK_SCRIPT, request = req("GET", "status-200"), method = "GET", sent = "GET",
