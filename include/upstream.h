@@ -33,10 +33,14 @@ enum exchange_step upstream_connect_done(struct session *s);
  * the next one (upstream_connect_next), or <overall> (--connect-timeout)
  * when it is the last or the connection is up (a TLS handshake). */
 ev_tstamp upstream_attempt_deadline(const struct session *s, ev_tstamp overall);
+/* The cause of a 504 for a lookup that ran out of --connect-timeout,
+ * whether the resolver or the session's timer found it out first. */
+#define UPSTREAM_LOOKUP_TIMED_OUT "the upstream's name lookup timed out"
 /* The address being tried had its share of --connect-timeout: the next. */
 enum exchange_step upstream_connect_next(struct session *s);
 
-/* The resolver answered (SESSION_RESOLVING): connect, or fail with 502. */
+/* The resolver answered (SESSION_RESOLVING): connect, or fail with 502
+ * (no such name) or 504 (the lookup ran out of time). */
 enum exchange_step upstream_dns_answer(struct session *s, enum dns_status status,
                                        const struct addr_list *addrs);
 

@@ -587,7 +587,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         break;
     case SESSION_RESOLVING:
         stats_add(STAT_UPSTREAM_TIMEOUTS, 1);
-        session_fail(s, 504, "the upstream's name could not be resolved in time");
+        session_fail(s, 504, UPSTREAM_LOOKUP_TIMED_OUT);
         break;
     case SESSION_CONNECTING:
         if (ev_now(loop) < s->x.connect_started + s->proxy->cfg->connect_timeout - 0.0005) {

@@ -300,10 +300,18 @@ enum exchange_step upstream_dns_answer(struct session *s, enum dns_status status
               text[0] ? ", first " : "", text, status == DNS_OK ? addrs->count : 0,
               status == DNS_OK && addrs->count == 1 ? "" : "es");
     }
+    /* c-ares's tries together last the connect timeout (dns.c), so its
+     * own timeout ends the lookup at about the moment the session's timer
+     * would answer 504 for it (session.c): which of the two runs first
+     * must not decide the status. A lookup out of time is a 504 either
+     * way, as --connect-timeout covers DNS and connect, and says the same
+     * (UPSTREAM_LOOKUP_TIMED_OUT); a name that does not resolve is a 502. */
+    if (status == DNS_TIMEOUT) {
+        stats_add(STAT_UPSTREAM_TIMEOUTS, 1);
+        return exchange_fail(&s->x, 504, UPSTREAM_LOOKUP_TIMED_OUT);
+    }
     if (status != DNS_OK)
-        return exchange_fail(&s->x, 502, status == DNS_TIMEOUT
-                                             ? "the upstream's name lookup timed out"
-                                             : "the upstream's name could not be resolved");
+        return exchange_fail(&s->x, 502, "the upstream's name could not be resolved");
     if (!s->x.addrs && !(s->x.addrs = malloc(sizeof *s->x.addrs)))
         return exchange_fail(&s->x, 500, "out of memory");
     *s->x.addrs = *addrs;

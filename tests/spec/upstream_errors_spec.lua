@@ -562,3 +562,59 @@ describe("an absolute name (a trailing dot)", function()
     assert.are.equal(2, #origin.requests())
   end)
 end)
+
+-- The lookup's own timeout (c-ares's tries, which together last
+-- --connect-timeout) ends at about the moment the proxy's timer does: the
+-- answer was 502 or 504 by whichever ran first. A lookup out of time is a
+-- 504, as the README's --connect-timeout says. There is no DNS server
+-- here, so the proxy runs in a network and mount namespace of its own,
+-- where 127.0.0.1:53 is first closed (a refused lookup: 502) and then
+-- taken by a socket that reads the questions and never answers.
+describe("a DNS server that never answers", function()
+  it("gets a 504 naming the lookup, once --connect-timeout is spent", function()
+    if not h.sh("unshare -m -n true 2>/dev/null && command -v ip && echo yes"):find("yes", 1, true) then
+      return pending("unshare -m -n or ip is not available here")
+    end
+    local dir = h.tmpfile("", "dns-marker"):match("^(.*)/")
+    local resolv = h.tmpfile("nameserver 127.0.0.1\n", "resolv.conf")
+    local hole = h.tmpfile([[
+      local socket = require("socket")
+      local u = assert(socket.udp())
+      assert(u:setsockname("127.0.0.1", 53))
+      io.stdout:write("ready\n"); io.stdout:flush()
+      u:settimeout(20)
+      while u:receivefrom() do end
+    ]], "hole.lua")
+    local script = h.tmpfile(([[
+      set -u
+      ip link set lo up && mount --bind RESOLV /etc/resolv.conf || exit 1
+      BIN --listen 127.0.0.1:8080 --connect-timeout 1 2>DIR/proxy.err &
+      proxy=$!
+      for _ in 1 2 3 4 5 6 7 8 9 10; do
+        curl -s -o /dev/null http://127.0.0.1:8080/ && break; sleep 0.2
+      done
+      ask() { curl -s -m 10 -o DIR/body.$1 -w "%{http_code} %{time_total}\n" \
+                -x http://127.0.0.1:8080 http://never.example/; }
+      ask refused
+      lua5.4 HOLE > DIR/hole.out &
+      hole=$!
+      for _ in 1 2 3 4 5 6 7 8 9 10; do
+        grep -q ready DIR/hole.out 2>/dev/null && break; sleep 0.2
+      done
+      ask silent
+      kill $proxy $hole
+      wait
+    ]]):gsub("RESOLV", resolv):gsub("BIN", h.shell_quote(h.bin())):gsub("HOLE", hole)
+       :gsub("DIR", dir), "dns_namespace.sh")
+    local out = h.sh("timeout 60 unshare -m -n sh " .. h.shell_quote(script) .. " 2>&1")
+    local refused, silent, took = out:match("^(%d+) [%d.]+\n(%d+) ([%d.]+)\n")
+    assert.are.equal("502", refused, out)
+    assert.are.equal("504", silent, out)
+    -- the whole --connect-timeout, and not much more
+    assert.is_true(tonumber(took) >= 0.9 and tonumber(took) < 3, out)
+    assert.truthy(h.read_file(dir .. "/body.silent"):find("lookup timed out", 1, true),
+      h.read_file(dir .. "/body.silent"))
+    assert.truthy(h.read_file(dir .. "/proxy.err"):find("-> 504 (the upstream's name lookup "
+      .. "timed out)", 1, true), h.read_file(dir .. "/proxy.err"))
+  end)
+end)
