@@ -210,29 +210,38 @@ int exchange_set_forward_line(struct exchange *x, const char *method, size_t mle
 /* Copies the request line so the views outlive the client's buffer. Inside
  * an intercepted tunnel an origin-form target ("/path") becomes the
  * absolute https:// URL it stands for, so hooks, logs and the rest of the
- * exchange see the same kind of target as for plain http. */
+ * exchange see the same kind of target as for plain http. There an
+ * "OPTIONS *" asks about the tunnel's server: it becomes the server's URL
+ * without a path, which goes on as "*" (x->server_wide), as it would from
+ * a client of the proxy. */
 static int copy_request_line(struct session *s, const struct http_head *head)
 {
     struct exchange *x = &s->x;
     char prefix[300]; /* only its first <plen> bytes are read */
-    size_t plen = 0;
+    size_t plen = 0, tlen = head->target_len;
 
-    if (s->intercepted && url_is_origin_form(head->target, head->target_len))
-        plen = https_tunnel_origin(s, prefix, sizeof prefix);
+    if (s->intercepted) {
+        int server_wide = tlen == 1 && head->target[0] == '*' && head->method_len == 7 &&
+                          memcmp(head->method, "OPTIONS", 7) == 0;
+        if (server_wide || url_is_origin_form(head->target, tlen))
+            plen = https_tunnel_origin(s, prefix, sizeof prefix);
+        if (server_wide && plen > 0)
+            tlen = 0;
+    }
     /* From the buffers' cache of blocks: one is taken and given back on
      * every exchange, dozens at once under load. */
-    x->line = buffer_block_take(head->method_len + plen + head->target_len + 2);
+    x->line = buffer_block_take(head->method_len + plen + tlen + 2);
     if (!x->line)
         return -1;
     memcpy(x->line, head->method, head->method_len);
     x->line[head->method_len] = '\0';
     memcpy(x->line + head->method_len + 1, prefix, plen);
-    memcpy(x->line + head->method_len + 1 + plen, head->target, head->target_len);
-    x->line[head->method_len + 1 + plen + head->target_len] = '\0';
+    memcpy(x->line + head->method_len + 1 + plen, head->target, tlen);
+    x->line[head->method_len + 1 + plen + tlen] = '\0';
     x->method = x->line;
     x->method_len = head->method_len;
     x->target = x->line + head->method_len + 1;
-    x->target_len = plen + head->target_len;
+    x->target_len = plen + tlen;
     return 0;
 }
 
@@ -277,10 +286,10 @@ static const char *check_target(struct session *s, int *status)
         }
     } else {
         /* asterisk-form is OPTIONS's alone (RFC 9112 3.2.4); the proxy
-         * answers the one sent to it before this (asks_about_proxy). */
+         * answers the one sent to it before this (asks_about_proxy), and
+         * one inside a tunnel is the server's URL by now. */
         if (x->target_len == 1 && x->target[0] == '*')
-            return s->intercepted ? "OPTIONS * inside an intercepted tunnel is not supported"
-                                  : "only OPTIONS can have * as its target";
+            return "only OPTIONS can have * as its target";
         if (url_is_origin_form(x->target, x->target_len))
             return "this is a proxy: send an absolute URL (GET http://host/path), "
                    "or CONNECT host:443 for https";
@@ -324,7 +333,7 @@ static enum exchange_step admit(struct session *s, const struct http_head *head,
  * reaches). A client asks a server behind the proxy with that server's
  * URL and no path instead, which goes on as "*" (x->server_wide). Inside
  * an intercepted tunnel the client believes it talks to the server, so
- * there it is not about the proxy, and check_target refuses it. */
+ * there it is about the server (copy_request_line). */
 static int asks_about_proxy(const struct session *s)
 {
     const struct exchange *x = &s->x;

@@ -293,6 +293,24 @@ describe("intercepted tunnels", function()
     assert.are.equal(1, #origin.wait_requests(1))
   end)
 
+  -- Inside the tunnel the client talks to the server, so its OPTIONS *
+  -- asks about the server (RFC 9110 9.3.7) and goes there as it came.
+  it("OPTIONS * inside the tunnel reaches the tunnel's server as OPTIONS *", function()
+    start_proxy({ "--intercept", "*" })
+    local host = "Host: " .. origin.authority .. "\r\n"
+    local input = "OPTIONS * HTTP/1.1\r\n" .. host .. "\r\n"
+      .. "GET /hello HTTP/1.1\r\n" .. host .. "Connection: close\r\n\r\n"
+    local out, _, err = h.s_client({ proxy_port = proxy.port, cafile = ca_dir .. "/ca.pem" },
+      origin.authority, input)
+    local res = split_responses(out)
+    assert.are.equal(2, #res, err)
+    assert.are.equal("hello\n", res[2].body)
+    local reqs = origin.wait_requests(2)
+    assert.are.equal("OPTIONS * HTTP/1.1", reqs[1].request_line)
+    assert.are.equal(origin.authority, reqs[1].headers["host"])
+    assert.are.equal("GET /hello HTTP/1.1", reqs[2].request_line)
+  end)
+
   it("WebSocket (wss) upgrade inside TLS, then bytes both ways", function()
     start_proxy({ "--intercept", "*" })
     local input = "GET /ws HTTP/1.1\r\nHost: " .. origin.authority .. "\r\n"
