@@ -415,6 +415,20 @@ static void after_decoding(struct har_entry *e, struct buffer *b)
     e->phase = HAR_RES_MEASURE;
 }
 
+/* ,"comment":"..." for a body whose text is only its first <kept> bytes
+ * of <size>: HAR's "size" is the whole body's, and a reader that saves
+ * the text would otherwise take a cut file for the download. */
+static void truncated_comment(struct buffer *b, size_t kept, unsigned long long size)
+{
+    char text[160];
+    int n = snprintf(text, sizeof text,
+                     "truncated: the text is the first %zu bytes of %llu, as much as the "
+                     "capture kept",
+                     kept, size > kept ? size : (unsigned long long)kept);
+    json_key(b, "comment", 0);
+    json_string(b, text, n < 0 ? 0 : (size_t)n < sizeof text ? (size_t)n : sizeof text - 1);
+}
+
 /* After the response's text: what the decoding saved, or why there was
  * none. */
 static void after_content(struct har_entry *e, struct buffer *b)
@@ -425,6 +439,8 @@ static void after_content(struct har_entry *e, struct buffer *b)
     } else if (e->comment_len > 0) {
         json_key(b, "comment", 0);
         json_string(b, e->comment, e->comment_len);
+    } else if (e->fi->h.flags & FLOW_F_RES_TRUNCATED) {
+        truncated_comment(b, e->fi->res_body_len, e->fi->h.res_bytes);
     }
 }
 
@@ -579,6 +595,8 @@ enum har_step har_entry_step(struct har_entry *e, struct buffer *out)
             return HAR_STEP_FAILED;
         if (r > 0) {
             close_text(out, &e->text);
+            if (e->fi->h.flags & FLOW_F_REQ_TRUNCATED)
+                truncated_comment(out, e->fi->len[FLOW_PART_REQ_BODY], e->fi->h.req_bytes);
             buffer_append_str(out, "}"); /* postData */
             e->phase = HAR_RESPONSE;
         }

@@ -205,6 +205,27 @@ describe("flows", function()
     assert.equals(1000, d.request.body.kept)
     assert.equals(#upload, d.request.body.size)
     assert.equals(#upload, d.req_bytes)
+    -- HAR: "size" is the whole body's and the text only what was kept,
+    -- so a comment says the text is cut (a 20 MB download kept at its
+    -- first MiB must not read as a 1 MiB file)
+    local har = a.call(adm, "/flows.har").body
+    assert.is_true((validate_har(har)))
+    local seen = 0
+    for _, e in ipairs(json.decode(har).log.entries) do
+      if e.request.url == origin.url("/bytes?n=300000") then
+        assert.equals(300000, e.response.content.size)
+        assert.equals(h.pattern(1000), e.response.content.text)
+        assert.equals("truncated: the text is the first 1000 bytes of 300000, as much as the "
+          .. "capture kept", e.response.content.comment)
+        seen = seen + 1
+      elseif e.request.method == "POST" then
+        assert.equals(("u"):rep(1000), e.request.postData.text)
+        assert.matches("^truncated: the text is the first 1000 bytes of " .. #upload,
+          e.request.postData.comment)
+        seen = seen + 1
+      end
+    end
+    assert.equals(2, seen)
   end)
 
   it("keeps the store within --flows and --flows-memory, dropping the oldest", function()
