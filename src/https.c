@@ -144,6 +144,16 @@ void https_session_closing(struct session *s)
                  "certificates; its tunnels to that host pass through for %.0f s",
                  s->client.error ? s->client.error : "the client closed inside the TLS handshake",
                  s->client_ip, s->tunnel->host, p->cfg->passthrough_ttl);
+    else if (p->cfg->passthrough_ttl <= 0)
+        /* Nothing is noted, so nothing above says it: yet the client
+         * failed (npm: "unable to verify the first certificate") while
+         * the access log shows only the CONNECT's 200. Each refusal is
+         * news here, since the next tunnel is decrypted again. */
+        log_info("%s (client %s, host %s): it may not trust the luaproxy CA or pins "
+                 "certificates; --tls-passthrough-ttl is 0, so its next tunnels are "
+                 "decrypted too",
+                 s->client.error ? s->client.error : "the client closed inside the TLS handshake",
+                 s->client_ip, s->tunnel->host);
 }
 
 /* ---- http://luaproxy.ca/ ---------------------------------------------- */

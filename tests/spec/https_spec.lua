@@ -690,6 +690,16 @@ describe("intercepted tunnels", function()
     assert.are.equal(60, code)
     _, code = h.curl(args)
     assert.are.equal(60, code)
+    -- No pass-through is noted, but the operator still learns why the
+    -- client failed (npm says "unable to verify the first certificate";
+    -- the access log only has the CONNECT's 200), once per refusal.
+    assert(h.wait_for(function()
+      return select(2, proxy.log():gsub("it may not trust the luaproxy CA", "")) == 2
+    end), proxy.log())
+    assert.truthy(proxy.log_has("the client ended the TLS handshake: tlsv1 alert unknown ca "
+      .. "(client 127.0.0.1, host 127.0.0.1): it may not trust the luaproxy CA or pins certificates; "
+      .. "--tls-passthrough-ttl is 0, so its next tunnels are decrypted too"), proxy.log())
+    assert.falsy(proxy.log():find("pass through for", 1, true), proxy.log())
   end)
 
   it("writes both legs' secrets to --tls-keylog in the NSS key log format", function()
