@@ -66,6 +66,8 @@ enum flow_mark {
 #define FLOW_F_STARTED 0x200u         /* only the start of a flow still running
                                        * (client and request head), for the
                                        * event stream; never stored */
+#define FLOW_F_REUSED 0x400u          /* sent on a kept upstream connection:
+                                       * no DNS, connect or TLS of its own */
 
 struct flow_header {
     uint32_t magic;

@@ -307,8 +307,8 @@ static void write_request(struct har_entry *e, struct buffer *b)
     double total;
 
     har_timings(fi, &t);
-    total = (t.dns > 0 ? t.dns : 0) + (t.connect > 0 ? t.connect : 0) + t.send + t.wait +
-            t.receive;
+    total = (t.blocked > 0 ? t.blocked : 0) + (t.dns > 0 ? t.dns : 0) +
+            (t.connect > 0 ? t.connect : 0) + t.send + t.wait + t.receive;
     buffer_append_str(b, "{\"startedDateTime\":");
     flows_json_time(b, fi->h.started);
     buffer_append_str(b, ",\"time\":");

@@ -282,6 +282,14 @@ void flow_timings_get(const struct flow_info *fi, struct flow_timings *t)
         t->receive = 0;
     if (m[FLOW_T_CONNECT] == 0) /* answered before connecting: all of it is ours */
         t->receive = ms_between(s, e) < 0 ? 0 : ms_between(s, e);
+    /* A kept connection: there was no lookup, connect or handshake, which
+     * HAR writes as -1 ("does not apply"), not as a phase of 0 ms. The
+     * time until the connection was taken (hooks, a script's sleep) is
+     * "blocked" then, so that the phases still add up to the whole. */
+    if (fi->h.flags & FLOW_F_REUSED) {
+        t->blocked = ms_between(s, m[FLOW_T_CONNECT]);
+        t->dns = t->connect = t->tls = -1;
+    }
 }
 
 /* A phase under the name one output gives it. The flow JSON and HAR name

@@ -696,6 +696,10 @@ enum exchange_step upstream_begin_forwarding(struct session *s)
     s->last_activity = ev_now(s->proxy->loop);
     flows_record_time(x->flow, FLOW_T_DNS, x->connect_started); /* no lookup was needed */
     flows_record_time(x->flow, FLOW_T_CONNECT, s->last_activity);
+    /* The marks above still say when sending could begin; the flag tells
+     * the viewer and the HAR that no lookup or connect happened. */
+    if (x->reused)
+        flows_record_flag(x->flow, FLOW_F_REUSED);
     /* A kept connection that already speaks TLS is past this: its tunnel
      * is open and the origin is at the other end of it. (A CONNECT written
      * there would go to the origin, credentials and all.) */

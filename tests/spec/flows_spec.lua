@@ -122,6 +122,36 @@ describe("flows", function()
     assert.equals(404, a.call(adm, "/api/flows/" .. a.id(f.id) .. "/nothing").status)
   end)
 
+  it("shows a request sent on a kept upstream connection with no DNS or connect of its own", function()
+    local proxy, adm = start({})
+    -- one client connection, two requests: the second reuses the upstream
+    local _, code = h.curl({ "-s", "-x", "127.0.0.1:" .. proxy.port, "-o", "/dev/null",
+                             origin.url("/hello?n=1"), "-o", "/dev/null", origin.url("/hello?n=2") })
+    assert.equals(0, code)
+    local list = wait_flows(adm, 2)
+    local first = a.get_json(adm, "/api/flows/" .. a.id(list[1].id))
+    local second = a.get_json(adm, "/api/flows/" .. a.id(list[2].id))
+    assert.is_true(first.timings.dns >= 0 and first.timings.connect >= 0)
+    -- -1: the phase did not happen (the viewer shows a dash), not 0 ms
+    assert.equals(-1, second.timings.dns)
+    assert.equals(-1, second.timings.connect)
+    assert.equals(-1, second.timings.tls)
+    local har = a.call(adm, "/flows.har").body
+    assert.is_true((validate_har(har)))
+    local entries = json.decode(har).log.entries
+    assert.equals(2, #entries)
+    local t = entries[2].timings
+    assert.equals(-1, t.dns)
+    assert.equals(-1, t.connect)
+    assert.is_true(t.blocked >= 0)
+    local sum = 0
+    for _, k in ipairs({ "blocked", "dns", "connect", "send", "wait", "receive" }) do
+      if t[k] >= 0 then sum = sum + t[k] end
+    end
+    assert.near(sum, entries[2].time, 0.01)
+    assert.is_true(entries[1].timings.connect >= 0)
+  end)
+
   it("records errors, and local answers as sent", function()
     local proxy, adm = start({})
     local resp = h.get(proxy.port, "http://127.0.0.1:" .. h.closed_port() .. "/")
