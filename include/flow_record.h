@@ -50,6 +50,7 @@ enum flow_mark {
     FLOW_T_TLS,     /* TLS handshake done */
     FLOW_T_SENT,    /* the whole request was handed to the upstream */
     FLOW_T_HEAD,    /* the response head arrived */
+    FLOW_T_UPSTREAM, /* the hooks were done: the upstream was looked for */
     FLOW_T_COUNT,
 };
 

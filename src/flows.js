@@ -333,8 +333,8 @@ async function bodyView(flow, side, info, head, received) {
 
 function timingView(f) {
   const t = f.timings;
-  const parts = [["dns", "DNS"], ["connect", "Connect"], ["tls", "TLS"], ["send", "Send"],
-                 ["wait", "Wait"], ["receive", "Receive"]];
+  const parts = [["blocked", "Blocked"], ["dns", "DNS"], ["connect", "Connect"], ["tls", "TLS"],
+                 ["send", "Send"], ["wait", "Wait"], ["receive", "Receive"]];
   const total = parts.reduce((s, [k]) => s + Math.max(0, t[k] || 0), 0) || 1;
   const bar = el("div", { class: "bar", title: "Total " + ms(f.duration_ms) });
   const legend = el("div", { class: "legend" });

@@ -267,8 +267,11 @@ void flow_timings_get(const struct flow_info *fi, struct flow_timings *t)
     const double *m = fi->h.marks;
     double s = fi->h.started, e = fi->h.ended;
     double conn_end = m[FLOW_T_TLS] > 0 ? m[FLOW_T_TLS] : m[FLOW_T_CONNECT];
-    t->dns = ms_between(s, m[FLOW_T_DNS]);
-    t->blocked = -1;
+    /* Until the upstream is looked for, the request is the hooks' (a
+     * script's proxy.sleep, a call out): "blocked", not the lookup's. */
+    t->blocked = m[FLOW_T_UPSTREAM] > 0 && m[FLOW_T_DNS] > 0 ? ms_between(s, m[FLOW_T_UPSTREAM])
+                                                              : -1;
+    t->dns = ms_between(t->blocked >= 0 ? m[FLOW_T_UPSTREAM] : s, m[FLOW_T_DNS]);
     t->connect = ms_between(m[FLOW_T_DNS], m[FLOW_T_CONNECT]);
     t->tls = ms_between(m[FLOW_T_CONNECT], m[FLOW_T_TLS]);
     t->send = ms_between(conn_end, m[FLOW_T_SENT]);
@@ -280,8 +283,12 @@ void flow_timings_get(const struct flow_info *fi, struct flow_timings *t)
         t->wait = 0;
     if (t->receive < 0)
         t->receive = 0;
-    if (m[FLOW_T_CONNECT] == 0) /* answered before connecting: all of it is ours */
-        t->receive = ms_between(s, e) < 0 ? 0 : ms_between(s, e);
+    if (m[FLOW_T_CONNECT] == 0) {
+        /* Answered before connecting (by a script, or an error): the rest
+         * of it is ours, from the last phase that did happen. */
+        double from = m[FLOW_T_DNS] > 0 ? m[FLOW_T_DNS] : s;
+        t->receive = ms_between(from, e) < 0 ? 0 : ms_between(from, e);
+    }
     /* A kept connection: there was no lookup, connect or handshake, which
      * HAR writes as -1 ("does not apply"), not as a phase of 0 ms. The
      * time until the connection was taken (hooks, a script's sleep) is
@@ -293,8 +300,8 @@ void flow_timings_get(const struct flow_info *fi, struct flow_timings *t)
 }
 
 /* A phase under the name one output gives it. The flow JSON and HAR name
- * and order the phases differently (HAR calls TLS "ssl", puts it last and
- * wants "blocked"), so each has its own list; the values are the same. */
+ * and order the phases differently (HAR calls TLS "ssl" and puts it last),
+ * so each has its own list; the values are the same. */
 struct timing_name {
     const char *name;
     size_t field; /* offsetof(struct flow_timings, ...) */
@@ -303,7 +310,7 @@ struct timing_name {
 #define PHASE(name, field) {name, offsetof(struct flow_timings, field)}
 
 static const struct timing_name flow_timing_names[] = {
-    PHASE("dns", dns), PHASE("connect", connect), PHASE("tls", tls),
+    PHASE("blocked", blocked), PHASE("dns", dns), PHASE("connect", connect), PHASE("tls", tls),
     PHASE("send", send), PHASE("wait", wait), PHASE("receive", receive), {NULL, 0},
 };
 

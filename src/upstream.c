@@ -402,6 +402,7 @@ enum exchange_step upstream_start(struct session *s)
     }
     named = connect_target(x, key, sizeof key, creds, &host, &port) == 0;
     x->connect_started = ev_now(s->proxy->loop);
+    flows_record_time(x->flow, FLOW_T_UPSTREAM, x->connect_started);
     if (x->script_proxy_auth && (!x->parent || x->parent->auth[0]))
         TRACE(s, "the Proxy-Authorization a script set is not sent: %s",
               x->parent ? "the parent proxy's URL has credentials of its own"

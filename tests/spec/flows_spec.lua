@@ -106,7 +106,7 @@ describe("flows", function()
     assert.is_true(has(d.response.sent.headers, "Via"))
     assert.equals(#body, d.request.body.size)
     assert.is_false(d.request.body.truncated)
-    for _, k in ipairs({ "dns", "connect", "tls", "send", "wait", "receive" }) do
+    for _, k in ipairs({ "blocked", "dns", "connect", "tls", "send", "wait", "receive" }) do
       assert.equals("number", type(d.timings[k]), k)
     end
     assert.equals(-1, d.timings.tls)
@@ -150,6 +150,27 @@ describe("flows", function()
     end
     assert.near(sum, entries[2].time, 0.01)
     assert.is_true(entries[1].timings.connect >= 0)
+  end)
+
+  it("counts the time a hook holds a request as blocked, not as the DNS lookup", function()
+    local s = script([[
+      function on_request(tx) proxy.sleep(0.3) end
+    ]])
+    local proxy, adm = start({ "--script", s })
+    assert.equals(200, h.get(proxy.port, origin.url("/hello")).status)
+    local f = wait_flows(adm, 1)[1]
+    local d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
+    assert.is_true(d.timings.blocked >= 290, "blocked " .. d.timings.blocked)
+    assert.is_true(d.timings.dns >= 0 and d.timings.dns < 200, "dns " .. d.timings.dns)
+    local e = json.decode(a.call(adm, "/flows.har").body).log.entries[1]
+    assert.near(d.timings.blocked, e.timings.blocked, 0.002)
+    assert.near(d.timings.dns, e.timings.dns, 0.002)
+    local sum = 0
+    for _, k in ipairs({ "blocked", "dns", "connect", "send", "wait", "receive" }) do
+      if e.timings[k] >= 0 then sum = sum + e.timings[k] end
+    end
+    assert.near(sum, e.time, 0.01)
+    assert.near(d.duration_ms, e.time, 0.01)
   end)
 
   it("records errors, and local answers as sent", function()
