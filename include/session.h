@@ -169,11 +169,15 @@ struct exchange {
     char res_reason[EXCHANGE_REASON_MAX + 1];
     bool res_reason_set;   /* a script chose the reason phrase */
     bool res_keep_length;  /* HEAD/304: Content-Length describes no body */
-    /* (A request flag, here where it fills the space before the next
+    /* (Request flags, here where they fill the space before the next
      * uint64_t.) A script answered before the request body was read: the
      * rest of it is read and dropped, so the connection can carry the
      * next request (exchange_respond_locally). */
     bool req_discard;
+    /* The client's head had an Expect, whatever a script made of the
+     * fields since: such a client may send its body or not after an
+     * answer, so the body is never dropped to keep the connection. */
+    bool req_expect;
     uint64_t res_kept_length; /* the upstream's value, when kept */
     /* The client gets no body (its HEAD, a 204 or 304) but the upstream
      * sends one: it is read by its own framing and dropped, so the upstream

@@ -541,6 +541,7 @@ enum exchange_step exchange_begin(struct session *s, const struct http_head *hea
     if (http_request_framing(head, &x->req_framing, &err) != 0)
         return exchange_fail(x, http_error_status(err), http_error_text(err));
     x->req_had_length = http_find_id(head, HTTP_FIELD_CONTENT_LENGTH, 0) >= 0;
+    x->req_expect = http_find_id(head, HTTP_FIELD_EXPECT, 0) >= 0;
     x->is_connect = x->method_len == 7 && memcmp(x->method, "CONNECT", 7) == 0;
     if (asks_about_proxy(s)) {
         TRACE(s, "OPTIONS *: asks about the proxy itself, which answers (after the "
@@ -745,16 +746,17 @@ void exchange_record_before_hooks(struct session *s, int response)
  * connection, nothing of the request went up or is on its way (the answer
  * came while the head was read, or in a request hook), the framing says
  * where the body ends (and body_reader_init has run: before it the head is
- * still in the input, and the kind is NONE), and no Expect waits for a 100
- * Continue: such a client may send the body or not after a final answer,
- * so where its next request starts is unknown. */
+ * still in the input, and the kind is NONE), and the client's head had no
+ * Expect (a script may have taken it off the fields since): such a client
+ * may send the body or not after a final answer, so where its next request
+ * starts is unknown. */
 static int can_discard_request_body(const struct session *s)
 {
     const struct exchange *x = &s->x;
 
     if (!x->keep_alive || x->req_body_done ||
         (s->state != SESSION_HEAD && s->state != SESSION_HOOK) || x->is_connect ||
-        x->is_upgrade || headers_find(&x->req_headers, "Expect", 6, 0) >= 0)
+        x->is_upgrade || x->req_expect)
         return 0;
     if (x->req_body.kind == HTTP_BODY_LENGTH)
         return x->req_body.remaining <= DISCARD_MAX;

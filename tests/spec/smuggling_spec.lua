@@ -1064,6 +1064,7 @@ local on_req = {
   end,
   ["req-te"] = function(tx) tx.req.headers["TE"] = "trailers"; tx.req.headers["Trailer"] = "X-T" end,
   ["req-expect"] = function(tx) tx.req.headers["Expect"] = "100-continue" end,
+  ["unexpect-respond"] = function(tx) tx.req.headers["Expect"] = nil end,
   ["host-set"] = function(tx) tx.req.headers["Host"] = "other.example" end,
   ["host-add"] = function(tx) tx.req.headers:add("Host", "other.example") end,
   ["host-remove"] = function(tx) tx.req.headers:remove("Host") end,
@@ -1099,6 +1100,7 @@ end
 
 function before_connect(tx)
   if case(tx) == "respond-upstream" then tx:respond(403, "no\n") end
+  if case(tx) == "unexpect-respond" then tx:respond(200, "mock\n") end
   if case(tx) == "upstream-same" then
     tx.upstream = { host = tx.upstream.host, port = tx.upstream.port }
   end
@@ -1271,6 +1273,11 @@ local EDITS = {
   { "tx:respond before a body that waits for 100 Continue: closes", method = "POST",
     req = { "POST", "respond", { "Content-Length: 15", "Expect: 100-continue" } }, closes = true,
     check = status_is(200, "mock\n") },
+  -- The client's Expect counts, not what a script left of it: the client
+  -- still chooses whether to send the body.
+  { "tx:respond after a script removed the client's Expect: closes", method = "POST",
+    req = { "POST", "unexpect-respond", { "Content-Length: 15", "Expect: 100-continue" } },
+    closes = true, check = status_is(200, "mock\n") },
   { "tx:respond turned into a 100 around the setter: refused (500)", req = { "GET", "raw-respond" },
     method = "GET", check = function(r)
       assert.equal(500, r.status); assert.is_nil(r.headers["x-injected"])
