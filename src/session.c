@@ -147,6 +147,12 @@ void session_stop(struct session *s)
         /* Idle between requests: nothing is lost by closing now. */
         session_close(s, "stopping: idle between requests");
         end_event(s); /* SIGTERM is an event too: it frees the session now */
+    } else if (s->state == SESSION_EXCHANGE && s->x.req_discard) {
+        /* Answered, and only reading a body to drop it for a next request
+         * that will not come: the exchange is over, the connection drains
+         * (its answer still goes out) instead of holding the shutdown. */
+        session_end_exchange(s);
+        end_event(s);
     }
 }
 

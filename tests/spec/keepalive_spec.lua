@@ -192,6 +192,19 @@ end
     assert.are.equal("hello\n", resp.body)
   end)
 
+  it("stops dropping a body on SIGTERM: the connection closes, the proxy exits", function()
+    assert(h.send(sock, req("POST", "/api", { "Content-Length: 10" }, "12345")))
+    local resp = assert(h.read_response(sock))
+    assert.are.equal(201, resp.status)
+    local t0 = h.now()
+    proxy.signal("TERM")
+    -- Not held until the shutdown's limit (10 s) for a body nobody needs.
+    assert.is_true(h.is_closed(sock, 5), "still open 5 s after SIGTERM")
+    assert.are.equal(0, proxy.wait_exit(5), "still running, or a failed exit")
+    assert.is_true(h.now() - t0 < 5)
+    assert.are.equal(1, select(2, proxy.access_log():gsub(" 201 ", "")))
+  end)
+
   it("closes after the answer when the chunked body is invalid", function()
     assert(h.send(sock, req("POST", "/api", { "Transfer-Encoding: chunked" }, "zz\r\n")))
     local resp = assert(h.read_response(sock))
