@@ -156,6 +156,10 @@ struct exchange {
     bool parent_tunnel;    /* CONNECT sent to the parent; awaiting its answer */
     bool parent_connected; /* the parent opened a tunnel for TLS to the origin */
     bool parent_auth_sent; /* what went to the parent carried credentials */
+    /* (Here where it fills the space before the next pointer.) Bytes of
+     * the request body read and dropped after an early answer, framing
+     * included (exchange.c, discard_request_body): what bounds the wait. */
+    uint32_t req_dropped;
     /* A Proxy-Authorization a script set (taken out of req_headers when
      * the request is read back), or NULL: it goes to a parent whose URL
      * has no credentials, never to an origin (upstream.c). */

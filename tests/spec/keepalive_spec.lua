@@ -205,6 +205,18 @@ end
     assert.are.equal(1, select(2, proxy.access_log():gsub(" 201 ", "")))
   end)
 
+  it("closes after dropping 1 MiB of chunked framing, however little data it carried", function()
+    -- 300 one-byte chunks, each with a 4,000-byte extension: 300 bytes of
+    -- data, 1.2 MB to read. The bound is on what is read.
+    local ext = ";" .. string.rep("e", 4000)
+    local body = string.rep("1" .. ext .. "\r\nx\r\n", 300) .. "0\r\n\r\n"
+    h.send(sock, req("POST", "/api", { "Transfer-Encoding: chunked" }, body) .. req("GET", "/hello"))
+    local resp = assert(h.read_response(sock))
+    assert.are.equal(201, resp.status)
+    assert.is_true(h.is_closed(sock, 5), "the connection was kept")
+    assert.are.equal(0, #origin.requests())
+  end)
+
   it("closes after the answer when the chunked body is invalid", function()
     assert(h.send(sock, req("POST", "/api", { "Transfer-Encoding: chunked" }, "zz\r\n")))
     local resp = assert(h.read_response(sock))
