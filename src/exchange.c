@@ -776,12 +776,15 @@ int exchange_discard_body(struct session *s)
     return 1;
 }
 
-/* body_pump's filter while the body is dropped: takes each piece, sends
- * nothing. */
+/* body_pump's filter while the body is dropped: sends nothing, and keeps
+ * each piece for the flow viewer (<arg>, the exchange's flow, or NULL),
+ * as the tap keeps a body that goes up: the flow shows what the client
+ * sent, and its replay sends that body again. */
 static int drop_piece(void *arg, const char *data, size_t len, int eof, struct buffer *out,
                       enum http_body_kind out_kind)
 {
-    (void)arg, (void)data, (void)len, (void)eof, (void)out, (void)out_kind;
+    (void)eof, (void)out, (void)out_kind;
+    flows_record_body(arg, 0, 0, data, len);
     return 0;
 }
 
@@ -799,7 +802,7 @@ static enum exchange_step discard_request_body(struct session *s)
     enum body_pump_result r;
 
     r = body_pump(&x->req_body, &s->client.in, s->client.read_eof, &s->upstream.out,
-                  ENDPOINT_OUT_LIMIT, HTTP_BODY_LENGTH, drop_piece, NULL, &x->req_bytes, &err);
+                  ENDPOINT_OUT_LIMIT, HTTP_BODY_LENGTH, drop_piece, x->flow, &x->req_bytes, &err);
     /* No overflow: each pass reads at most what the input buffer holds,
      * and the dropping stops once past DISCARD_MAX. */
     x->req_dropped += (uint32_t)(buffered - buffer_length(&s->client.in));

@@ -641,6 +641,29 @@ describe("flows", function()
     end
   end)
 
+  -- A body dropped after a script answered before reading it (a mocked
+  -- upload) is kept like any other: the flow shows it, and its replay
+  -- sends it, rather than a head whose body never comes.
+  it("keeps a request body dropped after tx:respond, and replays it", function()
+    local s = script([[
+      function on_request(tx) if tx.req.method == "POST" then tx:respond(201, "mocked\n") end end
+    ]])
+    local proxy, adm = start({ "--script", s, "--idle-timeout", "10" })
+    local sock = assert(h.connect(proxy.port))
+    assert(h.send(sock, h.request("POST", origin.url("/mock"),
+      { "Host: " .. origin.authority, "Content-Length: 12" }, "payload=mock")))
+    assert.equals(201, assert(h.read_response(sock)).status)
+    sock:close()
+    local f = wait_flows(adm, 1)[1]
+    assert.equals(12, f.req_bytes)
+    assert.equals(12, a.get_json(adm, "/api/flows/" .. a.id(f.id)).request.body.size)
+    assert.equals("payload=mock", a.call(adm, "/api/flows/" .. a.id(f.id) .. "/request/body").body)
+    local t0 = h.now()
+    local resp = a.call(adm, "/api/flows/" .. a.id(f.id) .. "/replay", { method = "POST" })
+    assert.equals(200, resp and resp.status, resp and resp.body)
+    assert.is_true(h.now() - t0 < 5, "the replay waited for a body it did not send")
+  end)
+
   -- The replay is sent from the admin's side of the machine. Sent from
   -- loopback, a request that a client on another machine was refused (a
   -- destination only this machine may reach) went through on replay: one
