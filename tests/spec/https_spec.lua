@@ -275,6 +275,32 @@ describe("intercepted tunnels", function()
     assert.are.equal(3, #origin.wait_requests(3))
   end)
 
+  -- A mocked upload inside the tunnel: its body, which looks like a
+  -- request, is dropped by its framing (length, then chunked with the
+  -- full URL), and only the request behind it reaches the origin.
+  it("tx:respond before a request body inside TLS: the body dropped, the next request served", function()
+    local s = script([[
+      function on_request(tx) if tx.req.method == "POST" then tx:respond(201, "mocked\n") end end
+    ]])
+    start_proxy({ "--intercept", "*", "-s", s })
+    local host = "Host: " .. origin.authority .. "\r\n"
+    local inner = "GET /bytes?n=5 HTTP/1.1\r\n" .. host .. "\r\n"
+    local input = "POST /upload HTTP/1.1\r\n" .. host .. "Content-Length: " .. #inner .. "\r\n\r\n"
+      .. inner
+      .. "POST https://" .. origin.authority .. "/upload HTTP/1.1\r\n" .. host
+      .. "Transfer-Encoding: chunked\r\n\r\n" .. string.format("%x\r\n%s\r\n0\r\n\r\n", #inner, inner)
+      .. "GET /hello HTTP/1.1\r\n" .. host .. "Connection: close\r\n\r\n"
+    local out, _, err = h.s_client({ proxy_port = proxy.port, cafile = ca_dir .. "/ca.pem" },
+      origin.authority, input)
+    local res = split_responses(out)
+    assert.are.equal(3, #res, err)
+    assert.are.equal("mocked\n", res[1].body)
+    assert.are.equal("mocked\n", res[2].body)
+    assert.are.equal("hello\n", res[3].body)
+    local seen = origin.wait_requests(1)
+    assert.are.equal(1, #seen)
+  end)
+
   it("a full URL inside the tunnel: the tunnel's server is served, another gets 421", function()
     start_proxy({ "--intercept", "*" })
     local other = "127.0.0.1:" .. h.closed_port()
