@@ -37,6 +37,7 @@
 #include <sys/random.h>
 
 #include "auth_users.h"
+#include "base64.h"
 #include "log.h"
 #include "stats.h"
 
@@ -578,40 +579,6 @@ int auth_stamp_holds(const struct auth *a, const char *user, struct auth_stamp *
     return 1;
 }
 
-/* Decodes base64 (RFC 4648, padding required) into <out>. Returns the
- * length, or -1 if malformed or too long. */
-static int base64_decode(const char *in, size_t len, char *out, size_t out_len)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t n = 0;
-    unsigned acc = 0;
-    int bits = 0, pad = 0;
-
-    if (len == 0 || len % 4 != 0)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        const char *p;
-        if (in[i] == '=') {
-            if (i < len - 2)
-                return -1;
-            pad++;
-            continue;
-        }
-        if (pad || !(p = memchr(alphabet, in[i], 64)))
-            return -1;
-        acc = (acc << 6) | (unsigned)(p - alphabet);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n == out_len)
-                return -1;
-            out[n++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    return (int)n;
-}
-
 enum auth_result auth_check(struct auth *a, int fields, const char *value, size_t value_len,
                             const char *client_ip, char *user, size_t user_len,
                             auth_done_fn *done, void *arg, struct auth_job **job_out)
@@ -644,7 +611,8 @@ enum auth_result auth_check(struct auth *a, int fields, const char *value, size_
         value++;
         value_len--;
     }
-    n = base64_decode(value, value_len, creds, sizeof creds - 1);
+    n = (int)base64_decode(value, value_len, (unsigned char *)creds, sizeof creds - 1,
+                           BASE64_STANDARD);
     if (n < 0)
         goto denied;
     creds[n] = '\0';

@@ -16,26 +16,8 @@
 #include <strings.h>
 
 #include "acl.h"
+#include "base64.h"
 #include "url.h"
-
-static void base64_encode(const unsigned char *in, size_t len, char *out)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t n = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        unsigned v = (unsigned)in[i] << 16;
-        if (i + 1 < len)
-            v |= (unsigned)in[i + 1] << 8;
-        if (i + 2 < len)
-            v |= in[i + 2];
-        out[n++] = alphabet[(v >> 18) & 63];
-        out[n++] = alphabet[(v >> 12) & 63];
-        out[n++] = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
-        out[n++] = i + 2 < len ? alphabet[v & 63] : '=';
-    }
-    out[n] = '\0';
-}
 
 #define FAIL(...)                                                                        \
     do {                                                                                 \
@@ -74,7 +56,11 @@ int parent_parse(const char *url, struct parent_proxy *out, char *err, size_t er
             FAIL("the parent proxy URL has a malformed password");
         snprintf(creds, sizeof creds, "%s:%s", user, password);
         memcpy(out->auth, "Basic ", 6);
-        base64_encode((const unsigned char *)creds, strlen(creds), out->auth + 6);
+        /* "Basic " and the base64 of creds fit: out->auth is sized for
+         * the longest user and password. */
+        base64_encode((const unsigned char *)creds, strlen(creds), out->auth + 6,
+                      BASE64_STANDARD);
+        out->auth[6 + base64_encoded_len(strlen(creds), BASE64_STANDARD)] = '\0';
         host = at + 1;
     } else {
         host = rest;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "auth.h"
+#include "base64.h"
 #include "tap.h"
 
 static char dir[] = "/tmp/luaproxy-auth-XXXXXX";
@@ -39,25 +40,12 @@ static const char *write_users(const char *name, const char *text)
 
 static const char *basic(const char *user, const char *password)
 {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     static char out[512];
     char in[256];
-    int n = snprintf(in, sizeof in, "%s:%s", user, password), o;
+    int n = snprintf(in, sizeof in, "%s:%s", user, password);
     memcpy(out, "Basic ", 6);
-    o = 6;
-    for (int i = 0; i < n; i += 3) {
-        unsigned v = (unsigned char)in[i] << 16;
-        if (i + 1 < n)
-            v |= (unsigned char)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= (unsigned char)in[i + 2];
-        out[o++] = alphabet[v >> 18 & 63];
-        out[o++] = alphabet[v >> 12 & 63];
-        out[o++] = i + 1 < n ? alphabet[v >> 6 & 63] : '=';
-        out[o++] = i + 2 < n ? alphabet[v & 63] : '=';
-    }
-    out[o] = '\0';
+    base64_encode((const unsigned char *)in, (size_t)n, out + 6, BASE64_STANDARD);
+    out[6 + base64_encoded_len((size_t)n, BASE64_STANDARD)] = '\0';
     return out;
 }
 
@@ -74,14 +62,14 @@ static void on_done(void *arg, enum auth_result verdict, const char *user)
     v->ok = verdict == AUTH_OK;
 }
 
-/* The verdict on <user>:<password> from <client>: 1 good, 0 refused. */
-static int check(struct auth *a, struct ev_loop *loop, const char *user, const char *password,
-                 const char *client)
+/* The verdict on the Proxy-Authorization <value> from <client>: 1 good,
+ * 0 refused. */
+static int check_value(struct auth *a, struct ev_loop *loop, const char *value,
+                       const char *client)
 {
     char name[AUTH_USER_MAX];
     struct verdict v = {0, 0};
     struct auth_job *job;
-    const char *value = basic(user, password);
     enum auth_result r =
         auth_check(a, 1, value, strlen(value), client, name, sizeof name, on_done, &v, &job);
     if (r != AUTH_PENDING)
@@ -89,6 +77,35 @@ static int check(struct auth *a, struct ev_loop *loop, const char *user, const c
     while (v.calls == 0)
         ev_run(loop, EVRUN_ONCE);
     return v.ok;
+}
+
+/* The verdict on <user>:<password> from <client>: 1 good, 0 refused. */
+static int check(struct auth *a, struct ev_loop *loop, const char *user, const char *password,
+                 const char *client)
+{
+    return check_value(a, loop, basic(user, password), client);
+}
+
+/* "ab:c" is YWI6Yw== and nothing else: the same bytes spelled with
+ * leftover bits set (YWI6Yx==) are refused, so no two texts of one
+ * credential exist. */
+static void test_one_spelling(void)
+{
+    char err[512];
+    char text[256];
+    snprintf(text, sizeof text, "ab:%s\n", cheap_hash("c"));
+    const char *path = write_users("spelling", text);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct auth *a = auth_open(path, loop, err, sizeof err);
+    ok(a != NULL, "a one-user file is accepted");
+    if (a) {
+        ok(check_value(a, loop, "Basic YWI6Yw==", "192.0.2.1"), "YWI6Yw== is ab:c");
+        ok(!check_value(a, loop, "Basic YWI6Yx==", "192.0.2.1"),
+           "YWI6Yx== (leftover bits set) is refused");
+        ok(!check_value(a, loop, "Basic YWI6Yw", "192.0.2.1"), "missing padding is refused");
+    }
+    auth_free(a);
+    ev_loop_destroy(loop);
 }
 
 static void test_duplicates(void)
@@ -282,6 +299,7 @@ int main(void)
     }
     (void)guarded_copy; /* files, not buffers: nothing to guard here */
     test_duplicates();
+    test_one_spelling();
     test_long_last_line();
     test_large_file();
     test_client_key();
