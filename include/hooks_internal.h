@@ -13,6 +13,9 @@
  *   hooks_lib.c   the proxy.* natives (log, now, phase, ...)
  *   hooks_output.c  io's standard files, which write to the log
  *   hooks_json.c  proxy.json
+ *   hooks_base64.c   proxy.base64
+ *   hooks_digest.c   proxy.sha256, proxy.hmac_sha256
+ *   hooks_address.c  proxy.canonical_host, proxy.ip_prefix
  *   hooks_pattern.c  Lua's pattern functions with a step budget
  *   hooks_stdlib.c   the other standard functions that need one
  *   hooks_watch.c the --hook-timeout watchdog
@@ -313,6 +316,15 @@ void hooks_json_push(lua_State *L);
  * finish at once or count their steps against the budget; load's reader
  * and debug.sethook too (see the file). */
 void hooks_stdlib_install(lua_State *L);
+
+/* ---- hooks_base64.c, hooks_digest.c, hooks_address.c ---- */
+
+/* Pushes the proxy.base64 table: encode, decode. */
+void hooks_base64_push(lua_State *L);
+/* Set sha256 and hmac_sha256 in the table at the top of L. */
+void hooks_digest_register(lua_State *L);
+/* Set canonical_host and ip_prefix in the table at the top of L. */
+void hooks_address_register(lua_State *L);
 
 /* ---- hooks_watch.c ---- */
 

@@ -505,6 +505,10 @@ void hooks_lib_push(lua_State *L)
     lua_setfield(L, -2, "version");
     hooks_json_push(L);
     lua_setfield(L, -2, "json");
+    hooks_base64_push(L);
+    lua_setfield(L, -2, "base64");
+    hooks_digest_register(L);
+    hooks_address_register(L);
     hooks_headers_register(L);
     hooks_tx_register(L);
 }

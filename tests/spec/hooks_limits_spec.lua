@@ -216,6 +216,32 @@ describe("hook limits", function()
     assert.truthy(grew < 128 * 1024, ("the worker grew by %d KiB"):format(grew))
   end)
 
+  -- A hash or a base64 call on a long string is one C call: it looks at
+  -- the budget between pieces, so one call cannot run past it.
+  it("stops a hash or a base64 call that runs past the hook's budget", function()
+    local script = h.tmpfile([[
+      local big = string.rep("0123456789abcdef", 512 * 1024) -- 8 MiB
+      local big64 = proxy.base64.encode(big)
+      local calls = {
+        ["/sha256"] = function() return proxy.sha256(big) end,
+        ["/hmac"] = function() return proxy.hmac_sha256("k", big) end,
+        ["/encode"] = function() return proxy.base64.encode(big) end,
+        ["/decode"] = function() return proxy.base64.decode(big64) end,
+      }
+      function on_request(tx)
+        local call = calls[tx.req.path]
+        if call then call() end
+      end
+    ]], "long_calls.lua")
+    proxy = procs.proxy({ "-s", script, "--hook-timeout", "1" })
+    each_answered({ "/sha256", "/hello", "/hmac", "/hello", "/encode", "/hello", "/decode",
+                    "/hello" })
+    for _, what in ipairs({ "proxy.sha256", "proxy.hmac_sha256", "proxy.base64.encode",
+                            "proxy.base64.decode" }) do
+      assert.truthy(proxy.log_has("hook timed out in " .. what), proxy.log())
+    end
+  end)
+
   -- A blocking system call (here an open of a FIFO no one writes to) is
   -- cut short by the watchdog's signal: the hook meets its limit as the
   -- call returns, and only that exchange fails.

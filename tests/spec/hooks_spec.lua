@@ -1003,4 +1003,106 @@ describe("hooks", function()
       }, lines)
     end)
   end)
+  ----------------------------------------------------------------------------
+  -- The answer of a script whose on_request answers the values of
+  -- <exprs> (Lua expressions), one line each, every value of each joined
+  -- by spaces (tostring); an error gives its message, without the
+  -- script's name and line.
+  local function script_lines(exprs)
+    local code = { "function on_request(tx)", "  local out = {}" }
+    for _, e in ipairs(exprs) do
+      code[#code + 1] = "  do local v = table.pack(pcall(function() return " .. e .. " end))"
+      code[#code + 1] = "    local parts = {}"
+      code[#code + 1] = "    for i = 2, v.n do parts[#parts + 1] = (tostring(v[i]):gsub('^%S-lines%.lua:%d+: ', '')) end"
+      code[#code + 1] = "    out[#out + 1] = table.concat(parts, ' ') end"
+    end
+    code[#code + 1] = "  tx:respond(200, table.concat(out, '\\n'))"
+    code[#code + 1] = "end"
+    proxy = procs.proxy({ "-s", h.tmpfile(table.concat(code, "\n"), "lines.lua") })
+    local lines = {}
+    for line in (get("/").body .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line end
+    return lines
+  end
+
+  describe("proxy.base64", function()
+    it("encodes and decodes both alphabets, and refuses what is not base64", function()
+      assert.are.same({
+        "Zm9vYmFy", "Zm8=", "Zm8", "+/+/", "-_-_", "",
+        "foobar", "fo", "fo", "\251\255\191",
+        "nil not base64 (RFC 4648, padded)",
+        "nil not base64 (RFC 4648, padded)",
+        "nil not base64 (RFC 4648, padded)",
+        "nil not base64 of the URL alphabet (no padding)",
+        "nil not base64 of the URL alphabet (no padding)",
+        "true",
+        "proxy.base64.encode needs a string, not number",
+        'proxy.base64.decode: the alphabet is "standard" or "url", not URL',
+      }, script_lines({
+        'proxy.base64.encode("foobar")', 'proxy.base64.encode("fo")',
+        'proxy.base64.encode("fo", "url")', 'proxy.base64.encode("\\251\\255\\191")',
+        'proxy.base64.encode("\\251\\255\\191", "url")', 'proxy.base64.encode("")',
+        'proxy.base64.decode("Zm9vYmFy")', 'proxy.base64.decode("Zm8=")',
+        'proxy.base64.decode("Zm8", "url")', 'proxy.base64.decode("+/+/")',
+        'proxy.base64.decode("Zm8")', 'proxy.base64.decode("Zh==")',
+        'proxy.base64.decode("Zg==Zg==")',
+        'proxy.base64.decode("Zm8=", "url")', 'proxy.base64.decode("+/+/", "url")',
+        'proxy.base64.decode(proxy.base64.encode(string.rep("\\0\\1\\255", 300000))) == '
+          .. 'string.rep("\\0\\1\\255", 300000)',
+        'proxy.base64.encode(3)', 'proxy.base64.decode("", "URL")',
+      }))
+    end)
+  end)
+
+  describe("proxy.sha256 and proxy.hmac_sha256", function()
+    it("give the standard digests, as hex, base64 or raw bytes", function()
+      assert.are.same({
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0",
+        "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=",
+        "32 true",
+        -- RFC 4231, test case 2
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+        "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad",
+        'proxy.sha256: the form is "hex", "base64" or "raw", not HEX',
+        "proxy.hmac_sha256 needs the data as a string, not no value",
+      }, script_lines({
+        'proxy.sha256("abc")', 'proxy.sha256("")', 'proxy.sha256(string.rep("a", 1000000))',
+        'proxy.sha256("abc", "base64")',
+        '#proxy.sha256("abc", "raw"), proxy.base64.encode(proxy.sha256("abc", "raw")) == '
+          .. 'proxy.sha256("abc", "base64")',
+        'proxy.hmac_sha256("Jefe", "what do ya want for nothing?")', 'proxy.hmac_sha256("", "")',
+        'proxy.sha256("abc", "HEX")', 'proxy.hmac_sha256("key")',
+      }))
+    end)
+  end)
+
+  describe("proxy.canonical_host and proxy.ip_prefix", function()
+    it("give one spelling of each host and the network of an address", function()
+      assert.are.same({
+        "127.0.0.1 ipv4", "10.0.0.255 ipv4", "127.1 name", "0x7f.0.0.1 name",
+        "2130706433 name", "256.0.0.1 name", "1.2.3.4 name",
+        "2001:db8::1 ipv6", "2001:db8::1 ipv6", "1.2.3.4 ipv4", "::1 ipv6",
+        "example.com name", "nil an empty host", "nil not an IPv6 address in brackets",
+        "192.168.7.0/24", "10.1.2.3/32", "0.0.0.0/0", "2001:db8:1:2::/64", "2001:db8::/48",
+        "1.2.3.0/24", "nil not an IP address",
+        "proxy.ip_prefix: an IPv4 prefix is 0 to 32 bits, not 33",
+        "proxy.ip_prefix: a prefix is 0 to 128 bits, not 129",
+      }, script_lines({
+        'proxy.canonical_host("127.000.0.01")', 'proxy.canonical_host("010.0.0.255")',
+        'proxy.canonical_host("127.1")', 'proxy.canonical_host("0x7f.0.0.1")',
+        'proxy.canonical_host("2130706433")', 'proxy.canonical_host("256.0.0.1")',
+        'proxy.canonical_host("1.2.3.4.")',
+        'proxy.canonical_host("2001:DB8:0:0:0:0:0:1")', 'proxy.canonical_host("[2001:db8::0:1]")',
+        'proxy.canonical_host("[::ffff:1.2.3.4]")', 'proxy.canonical_host("0::1")',
+        'proxy.canonical_host("Example.COM..")', 'proxy.canonical_host("..")',
+        'proxy.canonical_host("[example.com]")',
+        'proxy.ip_prefix("192.168.7.9", 24)', 'proxy.ip_prefix("10.1.2.3", 32, 64)',
+        'proxy.ip_prefix("10.1.2.3", 0)', 'proxy.ip_prefix("2001:db8:1:2:3:4:5:6", 32, 64)',
+        'proxy.ip_prefix("[2001:db8::1]", 48)', 'proxy.ip_prefix("::ffff:1.2.3.4", 24, 64)',
+        'proxy.ip_prefix("example.com", 24)',
+        'proxy.ip_prefix("1.2.3.4", 33)', 'proxy.ip_prefix("::1", 129)',
+      }))
+    end)
+  end)
 end)
