@@ -22,10 +22,17 @@ local config = {
 }
 -- -----------------------------------------------------------------------
 
+-- The configured hosts in one spelling (proxy.canonical_host), so that
+-- "Example.COM." in the table names example.com, and "[::1]" ::1.
+local delays = {}
+for host, delay in pairs(config.hosts) do
+  delays[proxy.canonical_host(host) or host] = delay
+end
+
 function on_request(tx)
-  -- "Example.COM." names example.com: lower case, no trailing dots.
-  local host = tx.req.host:lower():gsub("%.+$", "")
-  local delay = config.hosts[host] or config.default
+  -- A request's host in the same spelling: "Example.COM." is example.com.
+  local host = proxy.canonical_host(tx.req.host) or tx.req.host
+  local delay = delays[host] or config.default
   -- In short sleeps: one sleep may not last longer than
   -- --hook-wait-timeout (30 s), and a delay to test a client's own
   -- timeout may well be longer.

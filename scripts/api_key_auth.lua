@@ -11,7 +11,9 @@
 -- out entries that earned their place there (accepted keys, the counters
 -- of rate_limit.lua). Each made-up key still costs one call to the
 -- service: list rate_limit.lua before this script to bound how many keys
--- a client can try. The key is not passed on.
+-- a client can try. The key is not passed on, and not kept either: the
+-- caches hold its SHA-256 (proxy.sha256), so a dump of the shared store
+-- or of Redis shows no key that would work.
 --
 -- A check that guards access must fail closed: whatever goes wrong, the
 -- request is refused, never let through. A key that is too long or holds
@@ -36,8 +38,7 @@ local config = {
   cache_seconds = 30,
   timeout = 2, -- seconds to wait for the service
   -- What a key may look like: longer ones, or other characters, are
-  -- refused with 401 without asking. (The cache key, "api_key:" and the
-  -- key, must fit proxy.shared's 256 bytes.)
+  -- refused with 401 without asking.
   max_length = 128,
   characters = "^[%w%-._~+/=]+$",
   max_refused = 1000, -- refused keys each worker remembers (see above)
@@ -48,23 +49,24 @@ local function url_encode(s)
   return (s:gsub("[^%w%-._~]", function(c) return string.format("%%%02X", c:byte()) end))
 end
 
--- Refused keys: key -> when the refusal expires (proxy.now()). When full
+-- Refused keys, by hash: hash -> when the refusal expires (proxy.now()). When full
 -- it is emptied, so a flood of made-up keys costs at most this table and
 -- makes the keys refused before it be asked about again, nothing more.
 local refused, refused_count = {}, 0
 
-local function remember_refusal(key)
+local function remember_refusal(hash)
   if refused_count >= config.max_refused then refused, refused_count = {}, 0 end
-  if not refused[key] then refused_count = refused_count + 1 end
-  refused[key] = proxy.now() + config.cache_seconds
+  if not refused[hash] then refused_count = refused_count + 1 end
+  refused[hash] = proxy.now() + config.cache_seconds
 end
 
 -- Whether the service accepts <key>: true or false, or nil and a reason
 -- when it cannot tell.
 local function accepted(key)
-  local expires = refused[key]
+  local hash = proxy.sha256(key)
+  local expires = refused[hash]
   if expires and expires > proxy.now() then return false end
-  local cache_key = "api_key:" .. key
+  local cache_key = "api_key:" .. hash
   -- Only true is stored there; nil: not cached, or the cache failed.
   if proxy.shared.get(cache_key) == true then return true end
   local res, err = proxy.http{ url = config.auth_url:format(url_encode(key)),
@@ -80,7 +82,7 @@ local function accepted(key)
     return nil, "status " .. res.status
   end
   if res.status ~= 200 then
-    remember_refusal(key)
+    remember_refusal(hash)
     return false
   end
   proxy.shared.set(cache_key, true, config.cache_seconds) -- if it fails, we ask again next time

@@ -5,9 +5,10 @@
 -- "badads.example". Blocked requests get 403 with a short text and never
 -- reach the network (not even DNS). HTTPS is covered too: a CONNECT to a
 -- blocked host is refused the same way. The list may hold IP addresses
--- too; an IPv6 address is blocked however it is written, and an IPv4 one
--- also when written as IPv6 ([::ffff:10.0.0.1]). A name is not resolved:
--- listing a name does not block its addresses.
+-- too; an address is blocked however it is written: an IPv6 one in any of
+-- its spellings, an IPv4 one also when written as IPv6 ([::ffff:10.0.0.1])
+-- or with leading zeros (127.000.0.01). A name is not resolved: listing a
+-- name does not block its addresses.
 --
 -- Run:
 --   build/luaproxy -s scripts/block_hosts.lua
@@ -27,56 +28,28 @@ local config = {
 }
 -- -----------------------------------------------------------------------
 
--- The 8 groups of the IPv6 address <ip> as numbers, in any of its
--- spellings ("2001:DB8::1", "2001:db8:0:0:0:0:0:1", "::ffff:10.0.0.1"),
--- or nil if <ip> is not one.
-local function ipv6_groups(ip)
-  local a, b, c, d = ip:match(":(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if a then -- a dotted IPv4 tail stands for the last two groups
-    a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
-    if math.max(a, b, c, d) > 255 then return nil end
-    ip = ip:gsub("[%d.]+$", string.format("%x:%x", a * 256 + b, c * 256 + d))
-  end
-  local function parse(part, into) -- a group that is not 1 to 4 hex digits is false
-    for g in part:gmatch("[^:]+") do
-      into[#into + 1] = g:find("^%x%x?%x?%x?$") ~= nil and tonumber(g, 16)
-    end
-    return into
-  end
-  local head, tail = ip:match("^(.-)::(.*)$")
-  local groups = parse(head or ip, {})
-  if head then -- "::" stands for as many zero groups as are missing
-    local rest = parse(tail, {})
-    for _ = 1, 8 - #groups - #rest do groups[#groups + 1] = 0 end
-    for _, g in ipairs(rest) do groups[#groups + 1] = g end
-  end
-  if #groups ~= 8 then return nil end
-  for i = 1, 8 do if not groups[i] then return nil end end
-  return groups
-end
-
--- <host> spelt one way only: lower case, without trailing dots
--- ("ads.example." and "ads.example..", which still goes to the resolver,
--- name the same host), an IPv6 address with all its groups, and an IPv4
--- address written as IPv6 as IPv4.
-local function canonical(host)
-  host = host:lower():gsub("%.+$", "")
-  local g = ipv6_groups(host)
-  if not g then return host end
-  if g[1] == 0 and g[2] == 0 and g[3] == 0 and g[4] == 0 and g[5] == 0 and g[6] == 0xffff then
-    return string.format("%d.%d.%d.%d", g[7] >> 8, g[7] & 255, g[8] >> 8, g[8] & 255)
-  end
-  return string.format("%x:%x:%x:%x:%x:%x:%x:%x", table.unpack(g))
-end
+-- <host> spelt one way only (proxy.canonical_host): lower case, without
+-- trailing dots ("ads.example." and "ads.example..", which still goes to
+-- the resolver, name the same host), an IPv6 address as RFC 5952 writes
+-- it, an IPv4 address written as IPv6 as IPv4, and 127.000.0.01 as
+-- 127.0.0.1, as the proxy connects to it. The kind is "ipv4", "ipv6" or
+-- "name"; nil for a host that is none (empty).
+local canonical = proxy.canonical_host
 
 -- A set is quicker to look up than a list.
 local blocked = {}
-for _, name in ipairs(config.hosts) do blocked[canonical(name)] = true end
+for _, name in ipairs(config.hosts) do
+  blocked[assert(canonical(name), "block_hosts.lua: an empty host in config.hosts")] = true
+end
 
 -- True if <host> or one of its parent domains is in the set: we try
 -- "a.b.ads.example", then "b.ads.example", then "ads.example", ...
+-- An address has no parent domains: it is blocked only when listed.
 local function is_blocked(host)
-  host = canonical(host)
+  local kind
+  host, kind = canonical(host)
+  if not host then return false end
+  if kind ~= "name" then return blocked[host] == true end
   while host do
     if blocked[host] then return true end
     host = host:match("^[^.]*%.(.+)$")

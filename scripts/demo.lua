@@ -45,7 +45,10 @@ end
 
 function on_request(tx)
   requests = requests + 1
-  if tx.req.method == "CONNECT" or tx.req.host:lower() ~= config.demo_host then return end
+  -- proxy.canonical_host: LuaProxy.Demo. is luaproxy.demo too.
+  if tx.req.method == "CONNECT" or proxy.canonical_host(tx.req.host) ~= config.demo_host then
+    return
+  end
   if tx.req.path == "/" then
     tx:respond(200, demo_page(), {
       ["Content-Type"] = "text/html; charset=utf-8",

@@ -6,8 +6,9 @@
 -- the real server is never contacted. In a pattern mock, %1, %2, ... in
 -- the body stand for the pattern's captures. Other requests pass through.
 -- The URL is matched with its host in lower case and without trailing
--- dots, however the client wrote it (http://API.Example./health too), so
--- write the host that way in the mocks.
+-- dots, however the client wrote it (http://API.Example./health too), and
+-- an address in one spelling (http://[::1]/, http://127.0.0.1/), so write
+-- the host that way in the mocks.
 --
 -- Run:
 --   build/luaproxy -s scripts/mock_responses.lua
@@ -27,12 +28,16 @@ local config = {
 }
 -- -----------------------------------------------------------------------
 
--- The request's URL with its host written one way: in lower case and
--- without trailing dots, as the server takes it ("http://API.Example./x"
--- names http://api.example/x). tx.req.url keeps the client's spelling.
+-- The request's URL with its host written one way (proxy.canonical_host):
+-- a name in lower case and without trailing dots, as the server takes it
+-- ("http://API.Example./x" names http://api.example/x), an address as the
+-- proxy connects to it ("http://[0:0::1]/" is http://[::1]/,
+-- "http://127.000.0.01/" is http://127.0.0.1/). tx.req.url keeps the
+-- client's spelling.
 local function url_of(req)
-  local host = req.host:lower():gsub("%.+$", "")
-  if host:find(":", 1, true) then host = "[" .. host .. "]" end -- IPv6
+  local host, kind = proxy.canonical_host(req.host)
+  host = host or req.host
+  if kind == "ipv6" then host = "[" .. host .. "]" end
   local default_port = req.scheme == "https" and 443 or 80
   local port = req.port ~= default_port and ":" .. req.port or ""
   return req.scheme .. "://" .. host .. port .. req.path

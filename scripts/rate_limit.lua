@@ -23,42 +23,11 @@ local config = {
 }
 -- -----------------------------------------------------------------------
 
--- The 8 groups of the IPv6 address <ip> as numbers, in any of its
--- spellings ("2001:DB8::1", "2001:db8:0:0:0:0:0:1", "::ffff:10.0.0.1"),
--- or nil if <ip> is not one.
-local function ipv6_groups(ip)
-  local a, b, c, d = ip:match(":(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if a then -- a dotted IPv4 tail stands for the last two groups
-    a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
-    if math.max(a, b, c, d) > 255 then return nil end
-    ip = ip:gsub("[%d.]+$", string.format("%x:%x", a * 256 + b, c * 256 + d))
-  end
-  local function parse(part, into) -- a group that is not 1 to 4 hex digits is false
-    for g in part:gmatch("[^:]+") do
-      into[#into + 1] = g:find("^%x%x?%x?%x?$") ~= nil and tonumber(g, 16)
-    end
-    return into
-  end
-  local head, tail = ip:match("^(.-)::(.*)$")
-  local groups = parse(head or ip, {})
-  if head then -- "::" stands for as many zero groups as are missing
-    local rest = parse(tail, {})
-    for _ = 1, 8 - #groups - #rest do groups[#groups + 1] = 0 end
-    for _, g in ipairs(rest) do groups[#groups + 1] = g end
-  end
-  if #groups ~= 8 then return nil end
-  for i = 1, 8 do if not groups[i] then return nil end end
-  return groups
-end
-
--- Who <ip> is, for counting: an IPv4 address, or an IPv6 /64.
+-- Who <ip> is, for counting: an IPv4 address as a /32, or an IPv6 /64
+-- ("10.0.0.7/32", "2001:db8:1:2::/64"). proxy.ip_prefix reads any
+-- spelling of an address, and an IPv4 one written as IPv6 as IPv4.
 local function client_of(ip)
-  local g = ipv6_groups(ip)
-  if not g then return ip end -- IPv4
-  if g[1] == 0 and g[2] == 0 and g[3] == 0 and g[4] == 0 and g[5] == 0 and g[6] == 0xffff then
-    return string.format("%d.%d.%d.%d", g[7] >> 8, g[7] & 255, g[8] >> 8, g[8] & 255)
-  end
-  return string.format("%x:%x:%x:%x::/64", g[1], g[2], g[3], g[4])
+  return proxy.ip_prefix(ip, 32, 64) or ip
 end
 
 function on_request(tx)

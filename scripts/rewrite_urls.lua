@@ -4,7 +4,8 @@
 -- matched against the whole URL ("http://host[:port]/path?query"), and
 -- %1, %2, ... in the replacement stand for its captures. The URL's host
 -- is in lower case and without trailing dots, however the client wrote
--- it (write patterns for it that way). The first rule that matches wins.
+-- it, and an address is in one spelling ([::1], 127.0.0.1): write
+-- patterns for it that way. The first rule that matches wins.
 -- The request then goes to the new URL: the proxy connects to the new
 -- host and the Host header follows it. The client is not told (this is
 -- not a redirect).
@@ -26,12 +27,16 @@ local config = {
 }
 -- -----------------------------------------------------------------------
 
--- The request's URL with its host written one way: in lower case and
--- without trailing dots, as the server takes it ("http://API.Example./x"
--- names http://api.example/x). tx.req.url keeps the client's spelling.
+-- The request's URL with its host written one way (proxy.canonical_host):
+-- a name in lower case and without trailing dots, as the server takes it
+-- ("http://API.Example./x" names http://api.example/x), an address as the
+-- proxy connects to it ("http://[0:0::1]/" is http://[::1]/,
+-- "http://127.000.0.01/" is http://127.0.0.1/). tx.req.url keeps the
+-- client's spelling.
 local function url_of(req)
-  local host = req.host:lower():gsub("%.+$", "")
-  if host:find(":", 1, true) then host = "[" .. host .. "]" end -- IPv6
+  local host, kind = proxy.canonical_host(req.host)
+  host = host or req.host
+  if kind == "ipv6" then host = "[" .. host .. "]" end
   local default_port = req.scheme == "https" and 443 or 80
   local port = req.port ~= default_port and ":" .. req.port or ""
   return req.scheme .. "://" .. host .. port .. req.path

@@ -20,14 +20,22 @@
 -- Configuration ---------------------------------------------------------
 local config = {
   bytes_per_second = 50 * 1024, -- about "slow 3G"
-  hosts = nil,                  -- nil: every host; or { ["example.com"] = true } (lower case)
+  hosts = nil,                  -- nil: every host; or { ["example.com"] = true }
 }
 -- -----------------------------------------------------------------------
 
+-- The configured hosts in one spelling (proxy.canonical_host), so that
+-- "Example.COM." in the table names example.com, and "[::1]" ::1.
+local hosts
+if config.hosts then
+  hosts = {}
+  for host, on in pairs(config.hosts) do hosts[proxy.canonical_host(host) or host] = on end
+end
+
 function on_response(tx)
-  -- "Example.COM." names example.com: lower case, no trailing dots.
-  local host = tx.req.host:lower():gsub("%.+$", "")
-  if config.hosts and not config.hosts[host] then
+  -- A request's host in the same spelling: "Example.COM." is example.com.
+  local host = proxy.canonical_host(tx.req.host) or tx.req.host
+  if hosts and not hosts[host] then
     if tx.res.filter_body == nil then tx.res.filter_body = false end
     return
   end

@@ -280,7 +280,7 @@ describe("example scripts", function()
         hosts = { "127.0.0.1", "::1" }, status = 403, message = "blocked here\n" }]]) })
       for _, host in ipairs({ "127.0.0.1", "[::ffff:127.0.0.1]", "[::FFFF:7f00:1]",
                               "[0:0:0:0:0:ffff:127.0.0.1]", "[::1]", "[0:0::0001]",
-                              "[0000:0:0:0:0:0:0:1]" }) do
+                              "[0000:0:0:0:0:0:0:1]", "127.000.0.01", "127.0.0.001" }) do
         local resp = get(proxy.port, "http://" .. host .. ":" .. origin.port .. "/hello")
         assert.are.equal(403, resp.status, host)
         assert.are.equal("blocked here\n", resp.body, host)
@@ -892,13 +892,17 @@ describe("example scripts", function()
       local origin = start_origin()
       local proxy = start_proxy({ "-s", configured("mock_responses", string.format([[{
         mocks = { { url = "http://localhost:%d/hello", status = 200, body = "mocked\n" },
+                  { url = "http://127.0.0.1:%d/hello", status = 200, body = "mocked\n" },
                   { pattern = "^http://api%%.example/(%%a+)$", status = 200, body = "%%1\n" } },
-      }]], origin.port)) })
+      }]], origin.port, origin.port)) })
       for _, host in ipairs({ "LocalHost", "localhost.", "LOCALHOST.." }) do
         local resp = get(proxy.port, "http://" .. host .. ":" .. origin.port .. "/hello")
         assert.are.equal("mocked\n", resp.body, host)
       end
       assert.are.equal("users\n", get(proxy.port, "http://API.example./users").body)
+      -- an address in another spelling: 127.000.0.01 is 127.0.0.1
+      assert.are.equal("mocked\n",
+        get(proxy.port, "http://127.000.0.01:" .. origin.port .. "/hello").body)
       assert.are.equal(0, #origin.requests())
     end)
 
@@ -944,6 +948,8 @@ describe("example scripts", function()
       assert.are.equal("local page", resp.headers["x-luaproxy-demo"])
       assert.truthy(resp.body:find("<h1>luaproxy 0.1.0: the demo script is running</h1>", 1, true))
       assert.are.equal(1, count_on(resp.body))
+      -- the host in any case, with a trailing dot
+      assert.are.equal("local page", get(proxy.port, "http://LuaProxy.Demo./").headers["x-luaproxy-demo"])
       resp = get(proxy.port, "http://luaproxy.demo/other")
       assert.are.equal(404, resp.status)
       assert.are.equal("Only http://luaproxy.demo/ exists.\n", resp.body)
