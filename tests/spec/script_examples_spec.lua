@@ -1,5 +1,6 @@
 -- The example scripts that wait, share state and rewrite bodies:
--- api_key_auth.lua (proxy.http + proxy.shared), rate_limit.lua
+-- api_key_auth.lua (proxy.http + proxy.shared), jwt_auth.lua (proxy.base64,
+-- proxy.hmac_sha256), rate_limit.lua
 -- (proxy.shared.incr across workers), rewrite_json.lua (on_request_chunk
 -- with buffer_body, proxy.json) and throttle.lua (proxy.sleep in
 -- on_response_chunk). inject_html.lua on a gzip site is in scripts_spec.
@@ -136,6 +137,118 @@ describe("example scripts that call out", function()
   it("api_key_auth.lua answers 503 when the auth service is down", function()
     proxy = procs.proxy({ "-s", auth_script("http://127.0.0.1:" .. h.closed_port() .. "/%s") })
     assert.are.equal(503, get("/hello", { "X-Api-Key: k" }).status)
+  end)
+
+  -- jwt_auth.lua: tokens are signed here by python3's hmac, not by the
+  -- proxy's code, so a fault in proxy.hmac_sha256 or proxy.base64 cannot
+  -- hide itself. The tokens for a list of { header, claims, secret }, in
+  -- one python3 run (each run costs about a second here).
+  local function jwts(list)
+    local py = "import base64, hmac, hashlib, sys\n"
+      .. "e = lambda b: base64.urlsafe_b64encode(b).rstrip(b'=').decode()\n"
+      .. "a = sys.argv[1:]\n"
+      .. "for i in range(0, len(a), 3):\n"
+      .. "    s = e(a[i].encode()) + '.' + e(a[i + 1].encode())\n"
+      .. "    print(s + '.' + e(hmac.new(a[i + 2].encode(), s.encode(), hashlib.sha256).digest()))\n"
+    local args = {}
+    for _, t in ipairs(list) do
+      for i = 1, 3 do args[#args + 1] = h.shell_quote(t[i]) end
+    end
+    local out, code = h.sh("python3 -c " .. h.shell_quote(py) .. " " .. table.concat(args, " "))
+    assert(code == 0, out)
+    local tokens = {}
+    for line in out:gmatch("[^\n]+") do tokens[#tokens + 1] = line end
+    assert(#tokens == #list, out)
+    return tokens
+  end
+  local HS256 = '{"alg":"HS256","typ":"JWT"}'
+  local function jwt_script(extra)
+    return configured("jwt_auth", "{ secret = 'k3y', leeway = 30, user_header = 'X-User', "
+      .. "max_length = 8192" .. (extra or "") .. " }")
+  end
+
+  it("jwt_auth.lua lets a valid token through as its user, and not the token", function()
+    proxy = procs.proxy({ "-s", jwt_script() })
+    local exp = math.floor(h.now()) + 600
+    local token = jwts({ { HS256, '{"sub":"alice","exp":' .. exp .. '}', "k3y" } })[1]
+    local resp = get("/echo", { "Authorization: Bearer " .. token, "X-User: mallory" })
+    assert.are.equal(200, resp.status)
+    local seen = resp.body:lower()
+    assert.truthy(seen:find("x-user: alice", 1, true), resp.body)
+    assert.is_nil(seen:find("mallory", 1, true), resp.body)
+    assert.is_nil(seen:find("authorization", 1, true), resp.body)
+  end)
+
+  it("jwt_auth.lua refuses missing, forged, expired and unsigned tokens with 401", function()
+    proxy = procs.proxy({ "-s", jwt_script(", issuer = 'login', audience = 'api'") })
+    local now = math.floor(h.now())
+    local function claims(more) return '{"iss":"login","aud":["web","api"],' .. more .. "}" end
+    local valid = claims('"exp":' .. now + 600)
+    local signed = jwts({
+      { HS256, valid, "k3y" },
+      { HS256, valid, "other" },
+      { '{"alg":"none"}', valid, "k3y" },
+      { '{"alg":"HS512"}', valid, "k3y" },
+      { '{"alg":"HS256","crit":["x"]}', valid, "k3y" },
+      { HS256, claims('"exp":' .. now - 100), "k3y" },
+      { HS256, claims('"sub":"a"'), "k3y" },
+      { HS256, claims('"exp":"' .. now + 600 .. '"'), "k3y" },
+      { HS256, claims('"exp":' .. now + 600 .. ',"nbf":' .. now + 300), "k3y" },
+      { HS256, '{"iss":"other","aud":"api","exp":' .. now + 600 .. '}', "k3y" },
+      { HS256, '{"iss":"login","aud":"web","exp":' .. now + 600 .. '}', "k3y" },
+    })
+    assert.are.equal(200, get("/hello", { "Authorization: bearer " .. signed[1] }).status)
+    local cases = {
+      { nil, nil },
+      { signed[2], "the signature does not match" },
+      { signed[3], "only HS256 tokens are accepted" },
+      { signed[4], "only HS256 tokens are accepted" },
+      { signed[5], "the token names extensions (crit)" },
+      { signed[6], "the token has expired" },
+      { signed[7], "the token has no exp" },
+      { signed[8], "the token has no exp" },
+      { signed[9], "the token is not valid yet" },
+      { signed[10], "the token's issuer is not accepted" },
+      { signed[11], "the token is not for this audience" },
+      { "a.b", "the token is not three base64url parts" },
+      { "e30.e30.", "the token is not three base64url parts" },
+    }
+    local before = #origin.requests()
+    for _, case in ipairs(cases) do
+      local token, why = case[1], case[2]
+      local resp = get("/hello", token and { "Authorization: Bearer " .. token } or {})
+      assert.are.equal(401, resp.status, tostring(why))
+      assert.are.equal((why or "a bearer token is required") .. "\n", resp.body)
+      local challenge = resp.headers["www-authenticate"]
+      assert.truthy(challenge:find('^Bearer realm="luaproxy"'), challenge)
+      if why then assert.truthy(challenge:find('error="invalid_token"', 1, true), challenge) end
+    end
+    assert.are.equal(before, #origin.requests())
+  end)
+
+  -- A check that guards access fails closed, even when --hook-errors open
+  -- skips the on_request that failed.
+  it("jwt_auth.lua refuses when its check fails, even under --hook-errors open", function()
+    local breaker = h.tmpfile("proxy.hmac_sha256 = function() error('no hashing today') end\n",
+      "breaker.lua")
+    proxy = procs.proxy({ "-s", breaker, "-s", jwt_script(), "--hook-errors", "open" })
+    local token = jwts({ { HS256, '{"sub":"a","exp":' .. math.floor(h.now()) + 600 .. '}', "k3y" } })[1]
+    local resp = get("/echo", { "Authorization: Bearer " .. token })
+    assert.are.equal(401, resp.status)
+    assert.are.equal("the token could not be checked\n", resp.body)
+    assert.truthy(proxy.log_has("no hashing today"), proxy.log())
+  end)
+
+  it("jwt_auth.lua as shipped logs a token to try it with (JWT_MAKE)", function()
+    proxy = procs.proxy({ "-s", "scripts/jwt_auth.lua" },
+      { env = { JWT_SECRET = "s3cret", JWT_MAKE = "alice" } })
+    local token = assert(h.wait_for(function()
+      return proxy.log():match("a token for alice: (%S+)")
+    end), proxy.log())
+    local resp = get("/echo", { "Authorization: Bearer " .. token })
+    assert.are.equal(200, resp.status)
+    assert.truthy(resp.body:lower():find("x-user: alice", 1, true), resp.body)
+    assert.are.equal(401, get("/hello").status)
   end)
 
   it("rate_limit.lua counts across two workers", function()

@@ -15,7 +15,7 @@ local h = require("support.harness")
 local socket = require("socket")
 
 local SCRIPT_NAMES = {
-  "add_latency", "api_key_auth", "block_hosts", "demo", "inject_html", "log_exchanges",
+  "add_latency", "api_key_auth", "block_hosts", "demo", "inject_html", "jwt_auth", "log_exchanges",
   "mock_responses", "rate_limit", "redirect_host", "rewrite_json", "rewrite_urls",
   "security_headers", "strip_tracking", "throttle",
 }
