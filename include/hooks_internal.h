@@ -317,6 +317,11 @@ void hooks_json_push(lua_State *L);
  * and debug.sethook too (see the file). */
 void hooks_stdlib_install(lua_State *L);
 
+/* The string argument <arg> of a native, or an error "<needs>, not
+ * <type>" ("proxy.sha256 needs the data as a string, not nil"): a number
+ * is not taken for its text, as a script that passes one made a mistake. */
+const char *hooks_string_arg(lua_State *L, int arg, const char *needs, size_t *len);
+
 /* ---- hooks_base64.c, hooks_digest.c, hooks_address.c ---- */
 
 /* Pushes the proxy.base64 table: encode, decode. */

@@ -82,11 +82,15 @@ local function verify(token)
   if claims.nbf ~= nil and (math.type(claims.nbf) == nil or now + config.leeway < claims.nbf) then
     return nil, "the token is not valid yet"
   end
-  if config.issuer and claims.iss ~= config.issuer then return nil, "the token's issuer is not accepted" end
+  if config.issuer and claims.iss ~= config.issuer then
+    return nil, "the token's issuer is not accepted"
+  end
   if config.audience and not has_audience(claims.aud, config.audience) then
     return nil, "the token is not for this audience"
   end
-  if claims.sub ~= nil and type(claims.sub) ~= "string" then return nil, "the token's sub is not a string" end
+  if claims.sub ~= nil and type(claims.sub) ~= "string" then
+    return nil, "the token's sub is not a string"
+  end
   return claims
 end
 
@@ -126,7 +130,8 @@ end
 local make_for = os.getenv("JWT_MAKE")
 if make_for then
   local head = b64.encode(json.encode({ alg = "HS256", typ = "JWT" }), "url")
-  local body = b64.encode(json.encode({ sub = make_for, exp = math.floor(proxy.now()) + 3600 }), "url")
+  local claims = { sub = make_for, exp = math.floor(proxy.now()) + 3600 }
+  local body = b64.encode(json.encode(claims), "url")
   local sig = b64.encode(proxy.hmac_sha256(config.secret, head .. "." .. body, "raw"), "url")
   proxy.log("jwt_auth.lua: a token for " .. make_for .. ": " .. head .. "." .. body .. "." .. sig)
 end

@@ -86,17 +86,10 @@ static int push_address(lua_State *L, int family, const void *addr)
     return 1;
 }
 
-static const char *string_arg(lua_State *L, int arg, const char *fn, size_t *len)
-{
-    if (lua_type(L, arg) != LUA_TSTRING)
-        luaL_error(L, "%s needs a string, not %s", fn, luaL_typename(L, arg));
-    return lua_tolstring(L, arg, len);
-}
-
 static int canonical_host(lua_State *L)
 {
     size_t len;
-    const char *host = string_arg(L, 1, "proxy.canonical_host", &len);
+    const char *host = hooks_string_arg(L, 1, "proxy.canonical_host needs a string", &len);
     unsigned char v4[4];
     struct in6_addr v6;
     luaL_Buffer name;
@@ -149,7 +142,7 @@ static void keep_bits(unsigned char *bytes, size_t size, unsigned bits)
 static int ip_prefix(lua_State *L)
 {
     size_t len;
-    const char *addr = string_arg(L, 1, "proxy.ip_prefix", &len);
+    const char *addr = hooks_string_arg(L, 1, "proxy.ip_prefix needs a string", &len);
     lua_Integer bits = luaL_checkinteger(L, 2);
     lua_Integer bits6 = luaL_optinteger(L, 3, bits);
     unsigned char v4[4];

@@ -37,17 +37,10 @@ static enum base64_alphabet alphabet_arg(lua_State *L, int arg, const char *fn)
         lua_type(L, arg) == LUA_TSTRING ? name : luaL_typename(L, arg));
 }
 
-static const char *string_arg(lua_State *L, int arg, const char *fn, size_t *len)
-{
-    if (lua_type(L, arg) != LUA_TSTRING)
-        luaL_error(L, "proxy.base64.%s needs a string, not %s", fn, luaL_typename(L, arg));
-    return lua_tolstring(L, arg, len);
-}
-
 static int base64_encode_lua(lua_State *L)
 {
     size_t len;
-    const char *data = string_arg(L, 1, "encode", &len);
+    const char *data = hooks_string_arg(L, 1, "proxy.base64.encode needs a string", &len);
     enum base64_alphabet alphabet = alphabet_arg(L, 2, "encode");
     luaL_Buffer out;
 
@@ -67,7 +60,7 @@ static int base64_encode_lua(lua_State *L)
 static int base64_decode_lua(lua_State *L)
 {
     size_t len;
-    const char *text = string_arg(L, 1, "decode", &len);
+    const char *text = hooks_string_arg(L, 1, "proxy.base64.decode needs a string", &len);
     enum base64_alphabet alphabet = alphabet_arg(L, 2, "decode");
     luaL_Buffer out;
 

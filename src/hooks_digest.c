@@ -53,14 +53,6 @@ static struct digest_contexts *contexts_of(lua_State *L)
     return c;
 }
 
-static const char *string_arg(lua_State *L, int arg, const char *fn, const char *what,
-                              size_t *len)
-{
-    if (lua_type(L, arg) != LUA_TSTRING)
-        luaL_error(L, "%s needs %s as a string, not %s", fn, what, luaL_typename(L, arg));
-    return lua_tolstring(L, arg, len);
-}
-
 /* Pushes <digest> in the form named at <arg>. */
 static int push_digest(lua_State *L, int arg, const char *fn, const unsigned char *digest)
 {
@@ -93,7 +85,7 @@ static int sha256_lua(lua_State *L)
     struct digest_contexts *c = contexts_of(L);
     unsigned char digest[DIGEST_LEN];
     size_t len;
-    const char *data = string_arg(L, 1, "proxy.sha256", "the data", &len);
+    const char *data = hooks_string_arg(L, 1, "proxy.sha256 needs the data as a string", &len);
 
     if (!EVP_DigestInit_ex2(c->md, c->sha256, NULL))
         return luaL_error(L, "proxy.sha256: OpenSSL could not start");
@@ -111,8 +103,9 @@ static int hmac_sha256_lua(lua_State *L)
     struct digest_contexts *c = contexts_of(L);
     unsigned char digest[DIGEST_LEN];
     size_t key_len, len, out_len = 0;
-    const char *key = string_arg(L, 1, "proxy.hmac_sha256", "the key", &key_len);
-    const char *data = string_arg(L, 2, "proxy.hmac_sha256", "the data", &len);
+    const char *key =
+        hooks_string_arg(L, 1, "proxy.hmac_sha256 needs the key as a string", &key_len);
+    const char *data = hooks_string_arg(L, 2, "proxy.hmac_sha256 needs the data as a string", &len);
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
         OSSL_PARAM_construct_end(),

@@ -483,6 +483,13 @@ static int native_http(lua_State *L)
     return hooks_wait(L, cancel_http_wait, hw, &hw->s);
 }
 
+const char *hooks_string_arg(lua_State *L, int arg, const char *needs, size_t *len)
+{
+    if (lua_type(L, arg) != LUA_TSTRING)
+        luaL_error(L, "%s, not %s", needs, luaL_typename(L, arg));
+    return lua_tolstring(L, arg, len);
+}
+
 /* ---- the table -------------------------------------------------------------- */
 
 void hooks_lib_push(lua_State *L)
