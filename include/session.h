@@ -16,7 +16,7 @@
  *            -> tunnel      CONNECT, and connect() succeeded at once
  *            -> head        a refused head was answered; the connection is kept
  *            -> draining    the client closed, or a refusal ends the connection
- *            -> closed      idle keep-alive timeout, or the client reset
+ *            -> closed      idle timeout, its slot given to a new client, or a reset
  * hook       -> resolving   hooks done: ask the resolver
  *            -> connecting  hooks done: connect() under way
  *            -> exchange    hooks done: a kept or pooled connection; or answered, a body to drop
@@ -74,6 +74,7 @@
 #include "http_parse.h"
 #include "parent.h"
 #include "proxy.h"
+#include "session_idle.h"
 #include "session_state.h"
 #include "url.h"
 
@@ -246,6 +247,9 @@ struct session {
     uint64_t id;                  /* "c<id>" in the logs, unique across workers */
     struct proxy *proxy;
     struct session *prev, *next;  /* the proxy's list; the proxy links them */
+    /* The worker's list of clients idle between requests, longest idle
+     * first (session_idle.h); both NULL when not in it. */
+    struct session_idle_link idle;
     session_gone_fn *on_gone;
     const struct exchange_events *events; /* entry points for DNS and hooks */
     struct endpoint client;
@@ -257,7 +261,6 @@ struct session {
      * carries on. Also when a step yields (STEP_YIELD): work is left that
      * should not keep other clients waiting. */
     ev_idle resume;
-    bool yielding;           /* a step yielded: end this slice now */
     ev_tstamp accepted;      /* loop time at accept, for --trace */
     ev_tstamp last_activity;
     ev_tstamp head_started;  /* first byte of the current head, 0 if none */
@@ -282,15 +285,21 @@ struct session {
      * --allow-local-destinations (a client on another machine): a reload
      * may have taken the option away since, so its reuse is checked. */
     bool upstream_idle_lifted;
+    /* (Here, with the other flags, where it fills a byte that would be
+     * padding: every idle client holds this struct.) A step yielded: end
+     * this slice now. */
+    bool yielding;
     enum session_state state;
     enum session_state armed_state; /* the state the timer was set for */
     int reject_status;       /* 403 (client not allowed) or 503 (full) */
     int exchanges;           /* completed exchanges on this connection */
     int client_port;
     char client_ip[INET6_ADDRSTRLEN]; /* the longest IPv6 text, with its NUL */
+    /* The kept upstream connection's port: here, where it fills the space
+     * after client_ip, and its host below. */
+    uint16_t upstream_port;
     struct session_tunnel *tunnel;
     ev_tstamp upstream_idle_since; /* its last response ended */
-    uint16_t upstream_port;
     /* The credentials it was used with (parent_credentials_id): it serves
      * only a request that would send the same. */
     unsigned char upstream_creds[PARENT_CREDENTIALS_ID_LEN];
@@ -307,6 +316,12 @@ struct session *session_start(struct proxy *p, int fd, const struct sockaddr *ad
 /* Asks an idle session to close now, and a busy one to close after the
  * exchange in flight (SIGTERM). */
 void session_stop(struct session *s);
+
+/* Closes <s>, a client idle between requests (session_idle.h), now: a new
+ * client at --max-connections takes its slot. Counted as reclaimed; an
+ * intercepted client gets a close_notify first. From outside the
+ * session's own events only; <s> is freed on return. */
+void session_reclaim(struct session *s);
 
 /* Ends the exchange in flight now, as a client reset would (on_done runs,
  * the access log says <why>), and frees the session. From outside the

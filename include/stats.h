@@ -31,6 +31,7 @@ extern const double stats_hook_bounds[STATS_HOOK_BUCKETS];
 enum stats_counter {
     STAT_CONNECTIONS_ACCEPTED,
     STAT_CONNECTIONS_OPEN,       /* gauge */
+    STAT_CONNECTIONS_RECLAIMED,  /* idle clients closed to make room for a new one */
     STAT_TUNNELS_OPEN,           /* gauge */
     STAT_BYTES_IN,               /* from clients: request bodies, tunnel bytes up */
     STAT_BYTES_OUT,              /* to clients: response bodies, tunnel bytes down */

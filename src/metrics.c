@@ -63,6 +63,9 @@ static void render_prometheus(struct buffer *b)
            STAT_CONNECTIONS_ACCEPTED);
     single(b, "luaproxy_connections_open", "gauge", "Client connections open now.",
            STAT_CONNECTIONS_OPEN);
+    single(b, "luaproxy_connections_reclaimed_total", "counter",
+           "Idle keep-alive clients closed at --max-connections to make room for a new client.",
+           STAT_CONNECTIONS_RECLAIMED);
     single(b, "luaproxy_tunnels_open", "gauge", "CONNECT and upgrade tunnels open now.",
            STAT_TUNNELS_OPEN);
     single(b, "luaproxy_upstream_connect_errors_total", "counter",
@@ -175,13 +178,15 @@ static void render_status(struct buffer *b)
     }
     buffer_printf(b,
                   "},\"received_bytes\":%lld,\"sent_bytes\":%lld,\"connections_accepted\":%lld,"
-                  "\"connections_open\":%lld,\"tunnels_open\":%lld,"
+                  "\"connections_open\":%lld,\"connections_reclaimed\":%lld,"
+                  "\"tunnels_open\":%lld,"
                   "\"upstream_connect_errors\":%lld,\"upstream_timeouts\":%lld,"
                   "\"dns_lookups\":%lld,\"dns_lookup_seconds\":%.6f,\"auth_failures\":%lld,"
                   "\"auth_checks\":%lld,\"auth_pending\":%lld,",
                   (long long)stats_total(STAT_BYTES_IN), (long long)stats_total(STAT_BYTES_OUT),
                   (long long)stats_total(STAT_CONNECTIONS_ACCEPTED),
                   (long long)stats_total(STAT_CONNECTIONS_OPEN),
+                  (long long)stats_total(STAT_CONNECTIONS_RECLAIMED),
                   (long long)stats_total(STAT_TUNNELS_OPEN),
                   (long long)stats_total(STAT_UPSTREAM_CONNECT_ERRORS),
                   (long long)stats_total(STAT_UPSTREAM_TIMEOUTS),

@@ -151,6 +151,30 @@ static int take_slot(struct proxy *p)
     return 0;
 }
 
+/*
+ * At the cap: closes this worker's client that has been idle longest
+ * between requests, so a new client can have its slot instead of a 503
+ * (a keep-alive connection waiting for a request that may never come is
+ * worth less than a client with a request in hand). Returns 1 when one
+ * was closed, 0 when none of this worker's clients is idle. One new client
+ * closes at most one idle client.
+ *
+ * Only this worker's clients: with workers the count is shared, but a
+ * worker cannot close another's connections. So a worker whose clients
+ * are all busy answers 503 even while another worker holds idle ones;
+ * and between the close and take_slot another worker may take the slot
+ * that was freed, which is a 503 too, as before.
+ */
+static int reclaim_idle_client(struct proxy *p)
+{
+    struct session *idle = session_idle_oldest(&p->idle);
+
+    if (!idle)
+        return 0;
+    session_reclaim(idle); /* frees it: on_session_gone gives its slot back */
+    return 1;
+}
+
 static void give_slot_back(struct proxy *p)
 {
     if (p->shared_sessions)
@@ -228,7 +252,7 @@ static void on_listener_readable(struct ev_loop *loop, ev_io *w, int revents)
         int reject = 0;
         if (!acl_match(p->cfg->allow, p->cfg->allow_count, (struct sockaddr *)&addr))
             reject = 403;
-        else if (!take_slot(p))
+        else if (!take_slot(p) && !(reclaim_idle_client(p) && take_slot(p)))
             reject = 503;
         /* Rejected clients still get a (small) session, so they can be
          * told why in a proper response instead of a bare reset. Beyond a

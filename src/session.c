@@ -127,6 +127,7 @@ void session_free(struct session *s)
     struct proxy *p = s->proxy;
 
     https_session_closing(s);
+    session_idle_leave(s);
     upstream_release_idle(s);
     exchange_release(s);
     ev_timer_stop(p->loop, &s->timer);
@@ -154,6 +155,26 @@ void session_stop(struct session *s)
         session_end_exchange(s);
         end_event(s);
     }
+}
+
+void session_reclaim(struct session *s)
+{
+    double idle = ev_now(s->proxy->loop) - s->last_activity;
+
+    stats_add(STAT_CONNECTIONS_RECLAIMED, 1);
+    log_debug("c%llu %s: idle %.1f s after %d exchange(s), closed to make room for a new "
+              "client (--max-connections)",
+              (unsigned long long)s->id, s->client_ip, idle, s->exchanges);
+    TRACE(s, "idle %.1f s between requests, the longest of this worker's clients: closed so a "
+             "new client can have its slot (--max-connections)",
+          idle);
+    /* The same close as an idle timeout's, except that an intercepted
+     * client is told with a close_notify: it waited for nothing wrong, and
+     * a clean TLS end lets it tell "closed" from "cut off". A plain socket's
+     * close sends its FIN itself. */
+    endpoint_end_for_close(&s->client);
+    session_close(s, "its slot was given to a new client (--max-connections)");
+    end_event(s); /* frees it */
 }
 
 void session_abort(struct session *s, const char *why)
@@ -752,6 +773,9 @@ static void session_advance(struct session *s)
         s->yielding = false;
         ev_idle_start(s->proxy->loop, &s->resume);
     }
+    /* Every event ends here: the session's place among the idle clients
+     * is kept right with what it is now. */
+    session_idle_note(s);
     session_watch(s);
     if (s->rearm_timer || s->state != s->armed_state)
         arm_timer(s);
@@ -772,9 +796,10 @@ static void session_advance(struct session *s)
  *                                                               (hooks_run.c)
  *   on_auth_done     the credentials' check finished            (auth.c)
  *   session_stop     SIGTERM: close if idle                     (proxy.c)
+ *   session_reclaim  a new client takes this idle one's slot    (proxy.c)
  *
- * on_timer and session_stop are above, next to the deadlines and the
- * shutdown they belong to.
+ * on_timer, session_stop and session_reclaim are above, next to the
+ * deadlines and the closings they belong to.
  */
 
 /* The end of every event: run the state machine, then free the session if

@@ -36,7 +36,7 @@ const struct session_transition session_transitions[] = {
     {SESSION_HEAD, SESSION_TUNNEL, "CONNECT, and connect() succeeded at once"},
     {SESSION_HEAD, SESSION_HEAD, "a refused head was answered; the connection is kept"},
     {SESSION_HEAD, SESSION_DRAINING, "the client closed, or a refusal ends the connection"},
-    {SESSION_HEAD, SESSION_CLOSED, "idle keep-alive timeout, or the client reset"},
+    {SESSION_HEAD, SESSION_CLOSED, "idle timeout, its slot given to a new client, or a reset"},
 
     {SESSION_HOOK, SESSION_RESOLVING, "hooks done: ask the resolver"},
     {SESSION_HOOK, SESSION_CONNECTING, "hooks done: connect() under way"},

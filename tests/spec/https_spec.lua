@@ -213,6 +213,39 @@ describe("intercepted tunnels", function()
     assert(proxy.wait_access_log('"GET https://' .. origin.authority:gsub("%p", "%%%0") .. '/hello HTTP/1.1" 200'))
   end)
 
+  -- At --max-connections a new client closes the longest-idle one; an
+  -- intercepted client is ended as TLS should be, with a close_notify,
+  -- so it can tell a clean close from a connection cut short.
+  it("ends an idle intercepted client with a close_notify when a new client takes its slot", function()
+    start_proxy({ "--intercept", "*", "--max-connections", "2" })
+    local idle = h.start_command(table.concat({ "exec python3",
+      q("tests/spec/support/idle_tls.py"), tostring(proxy.port), "127.0.0.1",
+      tostring(origin.port), q(ca_dir .. "/ca.pem"), "/hello", "10" }, " "))
+    extra[#extra + 1] = idle
+    assert(h.wait_for(function() return idle.stdout():find("response: 200", 1, true) end),
+      idle.stdout() .. idle.stderr() .. proxy.log())
+    -- A plain client, idle since after the intercepted one.
+    local backend = origin.backend
+    local request = h.request("GET", backend.url("/hello"), { "Host: " .. backend.authority })
+    local newer = assert(h.connect(proxy.port))
+    h.send(newer, request)
+    assert.are.equal(200, assert(h.read_response(newer)).status)
+
+    -- The proxy is full: a third client is served all the same.
+    local third = assert(h.connect(proxy.port))
+    h.send(third, request)
+    assert.are.equal(200, assert(h.read_response(third)).status)
+    assert(h.wait_for(function() return idle.stdout():find("end: ", 1, true) end, 15),
+      idle.stdout() .. idle.stderr())
+    assert.truthy(idle.stdout():find("end: close_notify", 1, true), idle.stdout())
+    assert.are.equal(0, idle.wait_exit(5), idle.stderr())
+    -- The newer idle client was left alone.
+    h.send(newer, request)
+    assert.are.equal(200, assert(h.read_response(newer)).status)
+    newer:close()
+    third:close()
+  end)
+
   it("POST with a body, a chunked upload and a chunked response", function()
     start_proxy({ "--intercept", "127.0.0.1" })
     local out, code = curl({ "--data-binary", "a=1&b=2", origin.url("/echo") })

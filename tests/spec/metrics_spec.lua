@@ -121,6 +121,31 @@ end
     assert.equal(11, st.hooks.on_request.calls)
   end)
 
+  -- An idle keep-alive client closed so a new one can have its slot.
+  it("counts idle clients closed at --max-connections to make room", function()
+    local proxy, adm = procs.add(a.start({ "--max-connections", "2" }))
+    local request = h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority })
+    local m = parse_metrics(a.call(adm, "/metrics", { no_token = true }).body)
+    assert.equal(0, m["luaproxy_connections_reclaimed_total"])
+    assert.equal(0, a.get_json(adm, "/status").connections_reclaimed)
+
+    local clients = {}
+    for i = 1, 3 do
+      clients[i] = assert(h.connect(proxy.port))
+      h.send(clients[i], request)
+      assert.equal(200, assert(h.read_response(clients[i])).status)
+    end
+    assert.is_true(h.is_closed(clients[1], 5), "the longest-idle client was not closed")
+    m = parse_metrics(a.call(adm, "/metrics", { no_token = true }).body)
+    assert.equal(1, m["luaproxy_connections_reclaimed_total"])
+    assert.equal(1, a.get_json(adm, "/status").connections_reclaimed)
+    local resp = a.call(adm, "/metrics", { no_token = true })
+    assert.truthy(resp.body:find("# TYPE luaproxy_connections_reclaimed_total counter\n", 1, true))
+    local code, out = promtool_check(resp.body)
+    assert.equal(0, code, out)
+    for i = 1, 3 do clients[i]:close() end
+  end)
+
   -- A script's path is the operator's bytes, UTF-8 as a rule: /status
   -- gives it back as it is, not byte by byte as if it were Latin-1.
   it("names scripts with non-ASCII paths as they are in /status", function()

@@ -206,19 +206,76 @@ describe("a running proxy", function()
   end)
 
   describe("--max-connections 2", function()
-    it("answers a third client 503 and closes it, then serves once a slot frees", function()
+    -- A client whose request is on its way to the origin, which never
+    -- answers /hang: busy, and known to be once the origin has it.
+    local function hang(p, o, served)
+      local c = assert(h.connect(p.port))
+      h.send(c, h.request("GET", o.url("/hang"), { "Host: " .. o.authority }))
+      assert(o.wait_requests(served + 1), "the /hang request never reached the origin")
+      return c
+    end
+
+    it("gives a third client the slot of the longest-idle one, and leaves the others alone", function()
       local o = origin()
       local p = proxy({ "--max-connections", "2" })
       local request = h.request("GET", o.url("/hello"), { "Host: " .. o.authority })
 
-      -- Two kept-alive clients; a full exchange on each proves the proxy
-      -- has accepted and counted them.
+      -- Two kept-alive clients, each idle after a full exchange; older
+      -- went first.
+      local older, newer = assert(h.connect(p.port)), assert(h.connect(p.port))
+      for _, c in ipairs({ older, newer }) do
+        h.send(c, request)
+        assert_hello(h.read_response(c))
+      end
+
+      -- Before, the third got 503 while both slots were held by clients
+      -- doing nothing.
+      local third = assert(h.connect(p.port))
+      h.send(third, request)
+      assert_hello(h.read_response(third))
+      assert.is_true(h.is_closed(older, 5), "the longest-idle client was not closed")
+      older:close()
+
+      -- The newer idle client was not touched: it is served, and is now
+      -- the one idle most recently.
+      h.send(newer, request)
+      assert_hello(h.read_response(newer))
+
+      -- Idle longest is what counts, not connected first: the third
+      -- connected after the newer one, but has been idle since before
+      -- the newer one's second answer.
+      local fourth = assert(h.connect(p.port))
+      h.send(fourth, request)
+      assert_hello(h.read_response(fourth))
+      assert.is_true(h.is_closed(third, 5), "the third client, idle longest, was not closed")
+      third:close()
+      h.send(newer, request)
+      assert_hello(h.read_response(newer))
+      newer:close()
+      fourth:close()
+    end)
+
+    it("answers a third client 503 and closes it while both others are busy, then serves once a slot frees", function()
+      local o = origin()
+      local echo = origin("echo")
+      local p = proxy({ "--max-connections", "2", "--connect-ports", tostring(echo.port) })
+      local request = h.request("GET", o.url("/hello"), { "Host: " .. o.authority })
+
+      -- Two busy clients, neither idle between requests: one waits for
+      -- a response that never comes, the other has a tunnel open (its
+      -- 200 says the session is a tunnel now). Each finished an exchange
+      -- first, so they would be idle but for what they are doing.
       local held = {}
       for i = 1, 2 do
         held[i] = assert(h.connect(p.port))
         h.send(held[i], request)
         assert_hello(h.read_response(held[i]))
       end
+      h.send(held[1], h.request("GET", o.url("/hang"), { "Host: " .. o.authority }))
+      assert(o.wait_requests(3), "the /hang request never reached the origin")
+      local target = "127.0.0.1:" .. echo.port
+      h.send(held[2], "CONNECT " .. target .. " HTTP/1.1\r\nHost: " .. target .. "\r\n\r\n")
+      assert.equal(200, assert(h.read_response(held[2], { method = "CONNECT" })).status)
 
       -- The contract does not say whether the 503 comes on accept or as the
       -- answer to a request; a real client sends its request first, so do that.
@@ -231,13 +288,15 @@ describe("a running proxy", function()
       third:close()
 
       -- The held clients are not disturbed.
-      h.send(held[2], request)
-      assert_hello(h.read_response(held[2]))
+      h.send(held[2], "ping")
+      assert.equal("ping", h.recv_exact(held[2], 4))
 
-      -- Free a slot. The proxy learns of the close asynchronously, so a
-      -- client may still be turned away for a moment: retry (bounded) until
-      -- one is served, and only a 503 counts as "not yet".
-      held[1]:close()
+      -- Free a slot: the tunnel ends with its client (the other, whose
+      -- request went up, would still wait for its answer). The proxy
+      -- learns of the close asynchronously, so a client may still be
+      -- turned away for a moment: retry (bounded) until one is served,
+      -- and only a 503 counts as "not yet".
+      held[2]:close()
       local last
       local served = h.wait_for(function()
         local r, e = get_hello(p.port, o)
@@ -247,7 +306,29 @@ describe("a running proxy", function()
       end, 3, 0.05)
       assert.is_true(served, "no slot freed; last answer: " .. tostring(last))
       assert.equal(200, last)
-      held[2]:close()
+      held[1]:close()
+      o.stop() -- ends the /hang exchange, which would hold the proxy's stop
+    end)
+
+    it("does not close a client that connected and has sent nothing yet", function()
+      local o = origin()
+      local p = proxy({ "--max-connections", "2" })
+      -- One client busy on /hang, one connected and silent: it has not
+      -- finished an exchange, so it is not idle between requests (it is
+      -- accepted before the third: the backlog is first come, first served).
+      local busy = hang(p, o, 0)
+      local silent = assert(h.connect(p.port))
+      local third = assert(h.connect(p.port))
+      h.send(third, h.request("GET", o.url("/hello"), { "Host: " .. o.authority }))
+      local resp = assert(h.read_response(third))
+      assert(h.check_error_response(resp, 503, "Service Unavailable"))
+      third:close()
+      -- The silent one is still served.
+      h.send(silent, h.request("GET", o.url("/hello"), { "Host: " .. o.authority }))
+      assert_hello(h.read_response(silent))
+      silent:close()
+      busy:close()
+      o.stop() -- ends the /hang exchange, which would hold the proxy's stop
     end)
   end)
 
@@ -259,6 +340,7 @@ describe("a running proxy", function()
       local o = origin()
       local p = proxy({}, { fd_limit = 64 })
       local request = h.request("GET", o.url("/hello"), { "Host: " .. o.authority })
+      local hang = h.request("GET", o.url("/hang"), { "Host: " .. o.authority })
       local held, refused = {}, 0
       for i = 1, 40 do
         local c = assert(h.connect(p.port))
@@ -267,7 +349,13 @@ describe("a running proxy", function()
         assert(resp, "client " .. i .. " got no answer: " .. tostring(err))
         if resp.status == 200 then
           assert.equal(0, refused, "client " .. i .. " was served after others were refused")
-          held[#held + 1] = c -- kept alive, with its upstream connection
+          held[#held + 1] = c
+          -- Served again, and kept busy (an idle client would give its
+          -- place to the next): its second request reaching the origin
+          -- proves it still has its upstream connection, or found one.
+          h.send(c, hang)
+          assert(o.wait_requests(2 * #held),
+            "client " .. i .. " let in was not served a second time")
         else
           assert(h.check_error_response(resp, 503, "Service Unavailable"))
           refused = refused + 1
@@ -276,13 +364,8 @@ describe("a running proxy", function()
       end
       assert.truthy(#held > 0, "nobody was served")
       assert.truthy(refused > 0, "40 clients were let in under a limit of 64 descriptors")
-      for i, c in ipairs(held) do
-        h.send(c, request)
-        local resp, err = h.read_response(c)
-        assert(resp and resp.status == 200,
-          "client " .. i .. " let in was not served: " .. tostring(resp and resp.status or err))
-        c:close()
-      end
+      for _, c in ipairs(held) do c:close() end
+      o.stop() -- ends the /hang exchanges, which would hold the proxy's stop
     end)
 
     it("refuses at start a --max-connections it cannot hold", function()

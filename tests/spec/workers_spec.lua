@@ -215,10 +215,18 @@ describe("workers", function()
   end)
 
   it("holds --max-connections across all workers", function()
-    start({ "--workers", "2", "--max-connections", "2" })
+    local echo = procs.origin("echo")
+    start({ "--workers", "2", "--max-connections", "2", "--connect-ports", tostring(echo.port) })
     two_workers(proxy.pid)
-    -- Two clients that each finished a request stay connected (keep-alive).
+    -- Two clients that each finished a request and then opened a tunnel:
+    -- busy, so no worker can make room by closing one of them (an idle
+    -- one would give its place to a new client of its own worker).
     local held = { hold_client(), hold_client() }
+    local target = "127.0.0.1:" .. echo.port
+    for i = 1, 2 do
+      h.send(held[i], "CONNECT " .. target .. " HTTP/1.1\r\nHost: " .. target .. "\r\n\r\n")
+      assert.are.equal(200, h.read_response(held[i], { method = "CONNECT" }).status)
+    end
     -- Whichever worker the third lands on, the proxy is full.
     for _ = 1, 4 do
       local resp = get_hello(proxy, origin)
