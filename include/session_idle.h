@@ -41,10 +41,12 @@ void session_idle_note(struct session *s);
 /* Takes <s> out of the list if it is there (a session being freed). */
 void session_idle_leave(struct session *s);
 
-/* The session idle longest, or NULL when none is. */
-static inline struct session *session_idle_oldest(const struct session_idle_list *l)
-{
-    return l->head;
-}
+/* The session idle longest whose socket holds no bytes yet unread, or
+ * NULL when none does. A client whose next request is already in its
+ * socket (this loop turn has not read it yet) is not idle any more: closing
+ * it would lose that request, and the unread bytes would make the kernel
+ * reset the connection. Looks at most at the first few of the list, so a
+ * new client never costs a walk over every session. */
+struct session *session_idle_closable(const struct session_idle_list *l);
 
 #endif

@@ -167,7 +167,7 @@ static int take_slot(struct proxy *p)
  */
 static int reclaim_idle_client(struct proxy *p)
 {
-    struct session *idle = session_idle_oldest(&p->idle);
+    struct session *idle = session_idle_closable(&p->idle);
 
     if (!idle)
         return 0;

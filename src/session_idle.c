@@ -8,7 +8,12 @@
  */
 #include "session_idle.h"
 
+#include <sys/socket.h>
+
 #include "session.h"
+
+/* How many of the longest idle clients session_idle_closable looks at. */
+#define IDLE_CLOSABLE_LOOKS 8
 
 /*
  * Whether <s> is a keep-alive client waiting for its next request, with
@@ -70,4 +75,22 @@ void session_idle_note(struct session *s)
     else
         l->head = s;
     l->tail = s;
+}
+
+/* Whether bytes wait unread on <fd>: a peek, which leaves them there. An
+ * end of stream (0) or an error counts as none: closing loses nothing. */
+static int has_unread_bytes(int fd)
+{
+    char byte;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n > 0;
+}
+
+struct session *session_idle_closable(const struct session_idle_list *l)
+{
+    struct session *s = l->head;
+    for (int looks = 0; s && looks < IDLE_CLOSABLE_LOOKS; looks++, s = s->idle.next)
+        if (!has_unread_bytes(s->client.fd))
+            return s;
+    return NULL;
 }
