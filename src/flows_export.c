@@ -8,14 +8,17 @@
  * asks for a part at a time, each bounded in bytes (ADMIN_STREAM_PART)
  * and in time (EXPORT_SLICE), and only when the client has taken the part
  * before. The loop serves the relay between two parts, and an export
- * holds about one part in memory, whatever the store's size. A HAR entry
- * is itself written a step at a time (flows_har.c), so a part may end
- * inside one: its flow is pinned (flows_store_pin) until it is written.
+ * holds about one part in memory, whatever the store's size. The first
+ * part is bounded by work counted in steps instead (EXPORT_FIRST_STEPS),
+ * so whether an export is answered whole does not depend on how busy the
+ * machine is. A HAR entry is itself written a step at a time
+ * (flows_har.c), so a part may end inside one: its flow is pinned
+ * (flows_store_pin) until it is written.
  *
  * What an export shows: the flows stored when it began, less those
  * dropped before it reached them; flows that end meanwhile are not in it
- * (see flows_store_cursor). An answer that fits in one part is sent with
- * its Content-Length as before; a longer one is chunked.
+ * (see flows_store_cursor). An answer made whole in the first part is
+ * sent with its Content-Length as before; a longer one is chunked.
  */
 #include "flows_export.h"
 
@@ -39,6 +42,17 @@
  * export in progress. */
 #define EXPORT_SLICE 0.002
 
+/* The work the first part may take, in steps: a flow looked at, or one
+ * step of an entry (flows_har.h: a head part, or a slice of a body). The
+ * first part decides between an answer with its length and a stream, and
+ * a stream is what HAR_STREAMS_MAX limits: counted in time, a small export
+ * answered whole on an idle machine went out as a stream on a busy one
+ * (or under a sanitizer), and could get a 503. Counted in steps it is
+ * answered the same everywhere: a few small flows are whole. At worst
+ * (each step decoding HAR_DECODE_PART) 32 steps are a few milliseconds of
+ * work, once per export. */
+#define EXPORT_FIRST_STEPS 32
+
 /* HAR exports streamed at once, at most. Each may hold a decoder's window
  * (up to 16 MiB for br) and the flow it is writing, even once the store
  * has dropped it: more wait, with a 503. A static, not the store's, as an
@@ -48,8 +62,9 @@
 static int har_streams;
 
 /* Matching a part gives up after this long. A part stops at EXPORT_SLICE
- * between flows, so only one flow that is very costly to match (every
- * search near PCRE2's step limit) comes near it: the filter is at fault. */
+ * (the first at EXPORT_FIRST_STEPS) between flows, so only one flow that
+ * is very costly to match (every search near PCRE2's step limit) comes
+ * near it: the filter is at fault. */
 #define FILTER_SECONDS 1.0
 #define FILTER_GAVE_UP                                                                     \
     "the filter is too costly: a regular expression backtracks too much, or matching "   \
@@ -134,13 +149,27 @@ static void export_entry_end(struct export *ex)
     ex->pinned = NULL;
 }
 
-/* The producer (admin_stream_ops): about <want> bytes of the document,
- * in EXPORT_SLICE at most (and one more step of an entry, or a summary). */
-static enum admin_stream_result export_produce(void *arg, struct buffer *out, size_t want)
+/* How much work one part may do: the CPU time it may end by (0: none),
+ * and the steps it has left (-1: no count). */
+struct export_budget {
+    double until;
+    long steps;
+};
+
+/* Counts one step against <b>; whether the part must end there. */
+static int budget_spent(struct export_budget *b)
 {
-    struct export *ex = arg;
+    if (b->steps > 0 && --b->steps == 0)
+        return 1;
+    return b->until > 0 && work_now() >= b->until;
+}
+
+/* Appends about <want> bytes of the document to <out>, within <b> (and
+ * one more step of an entry, or a summary). */
+static enum admin_stream_result export_make(struct export *ex, struct buffer *out, size_t want,
+                                            struct export_budget *b)
+{
     const size_t start = buffer_length(out);
-    const double until = work_now() + EXPORT_SLICE;
     const struct stored_flow *sf;
 
     if (ex->filter)
@@ -160,7 +189,7 @@ static enum admin_stream_result export_produce(void *arg, struct buffer *out, si
         ex->counted += export_match(ex, sf);
         if (ex->filter && flow_filter_gave_up(ex->filter))
             return ADMIN_STREAM_FAILED;
-        if (work_now() >= until)
+        if (budget_spent(b))
             return ADMIN_STREAM_MORE;
     }
     for (;;) {
@@ -183,9 +212,16 @@ static enum admin_stream_result export_produce(void *arg, struct buffer *out, si
             if (ex->filter && flow_filter_gave_up(ex->filter))
                 return ADMIN_STREAM_FAILED;
         }
-        if (buffer_length(out) - start >= want || work_now() >= until)
+        if (budget_spent(b) || buffer_length(out) - start >= want)
             return ADMIN_STREAM_MORE;
     }
+}
+
+/* The producer (admin_stream_ops): a part in EXPORT_SLICE at most. */
+static enum admin_stream_result export_produce(void *arg, struct buffer *out, size_t want)
+{
+    struct export_budget b = {work_now() + EXPORT_SLICE, -1};
+    return export_make(arg, out, want, &b);
 }
 
 static void export_free(void *arg)
@@ -222,17 +258,19 @@ static int get_filter(struct admin_conn *c, const struct admin_request *r,
 }
 
 /* Makes the first part here, in the request's handler: a filter that
- * gives up on it still gets its 400, and an export that fits in one part
- * is answered whole, with its length. A longer one goes on as a stream.
- * Takes <ex>. <header> is an extra header line for a 200, or NULL. */
+ * gives up on it still gets its 400, and an export made whole within one
+ * part's bytes and EXPORT_FIRST_STEPS is answered so, with its length. A
+ * longer one goes on as a stream. Takes <ex>. <header> is an extra header
+ * line for a 200, or NULL. */
 static void export_answer(struct admin_conn *c, struct export *ex, const char *content_type,
                           const char *header)
 {
+    struct export_budget b = {0, EXPORT_FIRST_STEPS};
     struct buffer first;
     enum admin_stream_result r;
 
     buffer_init(&first);
-    r = export_produce(ex, &first, ADMIN_STREAM_PART);
+    r = export_make(ex, &first, ADMIN_STREAM_PART, &b);
     if (r == ADMIN_STREAM_FAILED) {
         /* The filter gave up, or memory ran out for an entry. */
         int gave_up = ex->filter && flow_filter_gave_up(ex->filter);

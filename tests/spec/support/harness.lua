@@ -582,13 +582,17 @@ function h.recv_exact(sock, n, timeout)
 end
 
 -- Reads until the peer closes or <timeout>. Returns data and "closed" or
--- "timeout".
+-- "timeout". The pieces are joined once at the end: adding each to one
+-- growing string copies it again every time, and tens of MiB (a HAR
+-- export) then cost minutes of copying on a busy machine.
 function h.recv_until_close(sock, timeout)
   local deadline = socket.gettime() + (timeout or h.DEFAULT_TIMEOUT)
+  local pieces = { h.take_pending(sock) }
   while true do
     local ok, err = fill(sock, deadline)
+    pieces[#pieces + 1] = h.take_pending(sock)
     if not ok then
-      return h.take_pending(sock), (err == "timeout" or err == nil) and "timeout" or "closed"
+      return table.concat(pieces), (err == "timeout" or err == nil) and "timeout" or "closed"
     end
   end
 end
