@@ -56,6 +56,11 @@ struct auth_users;
 struct auth_users *auth_users_read(const char *path, char *err, size_t err_len);
 void auth_users_use(struct auth *a, struct auth_users *u);
 void auth_users_free(struct auth_users *u);
+/* Whether <user>, proven against the users in force in <old> (NULL: no
+ * users were in force), still holds with <fresh>: it is there with the
+ * same hash. A reload asks it of every open tunnel before it puts <fresh>
+ * in force (reload.c). */
+int auth_user_kept(const struct auth *old, const struct auth_users *fresh, const char *user);
 /* Stops the threads (joining them) and frees. Safe with NULL. */
 void auth_free(struct auth *a);
 

@@ -555,6 +555,17 @@ void auth_cancel(struct auth *a, struct auth_job *job)
     pthread_mutex_unlock(&a->mu);
 }
 
+int auth_user_kept(const struct auth *old, const struct auth_users *fresh, const char *user)
+{
+    const struct auth_user *was, *now;
+
+    if (!old || !fresh || !user || !user[0])
+        return 0;
+    was = auth_users_find(old->users, user);
+    now = auth_users_find(fresh, user);
+    return was && now && strcmp(was->hash, now->hash) == 0;
+}
+
 void auth_stamp_user(const struct auth *a, const char *user, struct auth_stamp *out)
 {
     const struct auth_user *u = auth_users_find(a->users, user);

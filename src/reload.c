@@ -85,6 +85,35 @@ static void recheck_allowed(struct proxy *p)
     }
 }
 
+/* A tunnel (CONNECT, or an upgrade such as a WebSocket) moves bytes for
+ * as long as both sides like, with the credentials its request carried
+ * checked once. A reload that removes its user or changes the password
+ * must not leave it open on credentials that no longer hold: such
+ * tunnels are closed, as are CONNECTs let through and still on their way
+ * to one (resolving or connecting). Those of users the file keeps as they
+ * were stay. Called when the fresh configuration has --auth-file, before
+ * <fresh> (NULL when the auth object is new: no users were in force) is
+ * put in force: a tunnel opened without --auth-file proved no one, and is
+ * closed too. Requests inside an intercepted tunnel are checked on their
+ * own (exchange.c). */
+static void close_unproven_tunnels(struct proxy *p, const struct auth_users *fresh)
+{
+    int closed = 0;
+
+    for (struct session *s = p->sessions, *next; s; s = next) {
+        next = s->next;
+        int tunnel = s->state == SESSION_TUNNEL ||
+                     (s->x.active && s->x.is_connect &&
+                      (s->state == SESSION_RESOLVING || s->state == SESSION_CONNECTING));
+        if (!tunnel || auth_user_kept(p->auth, fresh, s->x.user))
+            continue;
+        session_abort(s, "closed: its credentials no longer hold (--auth-file was read again)");
+        closed++;
+    }
+    if (closed > 0)
+        log_info("reload: closed %d tunnel(s) whose credentials no longer hold", closed);
+}
+
 static void close_oldest_scripts(struct proxy *p)
 {
     while (hooks_retired_count() > RETIRED_SCRIPTS_MAX) {
@@ -196,6 +225,8 @@ static void finish(struct reload *r)
         goto fail;
 
     /* Everything is ready: nothing below can fail. */
+    if (fresh->auth_file)
+        close_unproven_tunnels(p, r->users);
     if (r->users)
         auth_users_use(p->auth, r->users);
     r->users = NULL;

@@ -237,6 +237,73 @@ get()
     assert.equal(1, #tls_origin.requests())
   end)
 
+  -- A tunnel's bytes carry no credentials: the CONNECT's (or the
+  -- upgrade's) check is all it had. A reload that removes the user or
+  -- changes the password ends the tunnel, as it ends that user's requests.
+  it("cuts a plain tunnel once a reload removed its user or changed the password", function()
+    local users = users_file()
+    local proxy = start({ "--auth-file", users, "--connect-ports", tostring(echo.port) })
+    local target = "127.0.0.1:" .. echo.port
+    local function tunnel(user, password)
+      local s = assert(h.connect(proxy.port))
+      h.send(s, "CONNECT " .. target .. " HTTP/1.1\r\nHost: " .. target .. "\r\n"
+        .. basic(user, password) .. "\r\n\r\n")
+      assert.equal(200, h.read_response(s, { method = "CONNECT" }).status)
+      h.send(s, "from " .. user)
+      assert.equal("from " .. user, h.recv_exact(s, #("from " .. user)))
+      return s
+    end
+    local alice, bob, dave = tunnel("alice", "wonderland"), tunnel("bob", "builder"),
+      tunnel("dave", "diver")
+    -- an upgraded connection of bob's: a tunnel too, once the 101 is in
+    local ws = assert(h.connect(proxy.port))
+    h.send(ws, h.request("GET", origin.url("/ws"), { "Host: " .. origin.authority,
+      "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      "Sec-WebSocket-Version: 13", basic("bob", "builder") }))
+    assert.equal(101, h.read_response(ws).status)
+    h.send(ws, "\129\5hello")
+    assert.equal("\129\5hello", h.recv_exact(ws, 7))
+
+    -- alice gets a new password, bob leaves; dave stays as he was
+    assert(select(2, h.sh(("htpasswd -B -C 5 -b %s alice looking-glass 2>&1"):format(
+      h.shell_quote(users)))) == 0)
+    h.write_file(users, (h.read_file(users):gsub("\nbob:[^\n]*", "")))
+    proxy.signal("HUP")
+    for _, s in ipairs({ alice, bob, ws }) do
+      local data, how = h.recv_until_close(s, 10)
+      assert.equal("", data)
+      assert.equal("closed", how)
+      s:close()
+    end
+    assert.truthy(proxy.log_has("reload: closed 3 tunnel(s) whose credentials no longer hold"),
+      proxy.log())
+    -- The reload is done: dave's tunnel still carries bytes both ways.
+    h.send(dave, "still there")
+    assert.equal("still there", h.recv_exact(dave, 11))
+    dave:close()
+    -- alice's new password opens a tunnel again
+    tunnel("alice", "looking-glass"):close()
+  end)
+
+  it("cuts every tunnel once a reload brings --auth-file in: none proved a user", function()
+    local conf = h.tmpfile("connect-ports " .. echo.port .. "\n", "auth.conf")
+    local proxy = start({ "-c", conf })
+    local target = "127.0.0.1:" .. echo.port
+    local s = assert(h.connect(proxy.port))
+    h.send(s, "CONNECT " .. target .. " HTTP/1.1\r\nHost: " .. target .. "\r\n\r\n")
+    assert.equal(200, h.read_response(s, { method = "CONNECT" }).status)
+    h.send(s, "open")
+    assert.equal("open", h.recv_exact(s, 4))
+    h.write_file(conf, "connect-ports " .. echo.port .. "\nauth-file " .. users_file() .. "\n")
+    proxy.signal("HUP")
+    local data, how = h.recv_until_close(s, 10)
+    s:close()
+    assert.equal("", data)
+    assert.equal("closed", how)
+    assert.truthy(proxy.log_has("reload: closed 1 tunnel(s) whose credentials no longer hold"),
+      proxy.log())
+  end)
+
   it("checks a password again when the file changes while it is being checked", function()
     -- carol's first hash is slow enough (bcrypt cost 13) that the reload
     -- lands while her check runs; the new one is quick.

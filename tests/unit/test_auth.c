@@ -192,6 +192,36 @@ static void test_large_file(void)
     ev_loop_destroy(loop);
 }
 
+/* A reload keeps a tunnel whose user it keeps with the same hash, and no
+ * other: not a changed password, a removed user, or one never proven. */
+static void test_user_kept(void)
+{
+    char err[512], text[512], ha[128], hb[128], hn[128];
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct auth_users *fresh;
+
+    snprintf(ha, sizeof ha, "%s", cheap_hash("a"));
+    snprintf(hb, sizeof hb, "%s", cheap_hash("b"));
+    snprintf(hn, sizeof hn, "%s", cheap_hash("new"));
+    snprintf(text, sizeof text, "alice:%s\nbob:%s\ncarol:%s\n", ha, hb, hb);
+    struct auth *a = auth_open(write_users("kept", text), loop, err, sizeof err);
+    if (!ok(a != NULL, "kept: the file is read"))
+        return;
+    snprintf(text, sizeof text, "alice:%s\ncarol:%s\ndave:%s\n", hn, hb, ha);
+    fresh = auth_users_read(write_users("kept", text), err, sizeof err);
+    ok(fresh != NULL, "kept: the fresh file is read");
+    ok(auth_user_kept(a, fresh, "carol"), "kept: the same user and hash");
+    ok(!auth_user_kept(a, fresh, "alice"), "kept: not with a changed password");
+    ok(!auth_user_kept(a, fresh, "bob"), "kept: not once removed");
+    ok(!auth_user_kept(a, fresh, "dave"), "kept: not a user new to the file");
+    ok(!auth_user_kept(a, fresh, NULL) && !auth_user_kept(a, fresh, ""),
+       "kept: not a tunnel that proved no one");
+    ok(!auth_user_kept(NULL, fresh, "carol"), "kept: not when no users were in force");
+    auth_users_free(fresh);
+    auth_free(a);
+    ev_loop_destroy(loop);
+}
+
 /* A tunnel's stamp holds across reloads that keep its user as it was,
  * and stops holding once the user is gone or has another hash. */
 static void test_stamp(void)
@@ -305,6 +335,7 @@ int main(void)
     test_client_key();
     test_ipv6_client_fairness();
     test_stamp();
+    test_user_kept();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
