@@ -934,7 +934,9 @@ end
 -- <opts.cert> (a name from test_pki: "good", "expired", "wrong", ...;
 -- default good; or {cert = FILE, key = FILE}), on opts.host; opts.max_tls = "1.1" makes it an old server
 -- ("1.2": no TLS 1.3), opts.client_ca (a CA file) one that requires a
--- client certificate.
+-- client certificate, opts.close_notify one that ends its TLS stream with
+-- close_notify (without it: a bare TCP close, which leaves a body the close
+-- delimits unproven).
 -- Returns the origin (requests(), wait_requests()) with port = the HTTPS
 -- port, backend = the plain origin, url(path) = "https://...", stop().
 function h.start_https_origin(opts)
@@ -947,7 +949,8 @@ function h.start_https_origin(opts)
     "--cert", q(cert.cert), "--key", q(cert.key), "--backend", tostring(backend.port),
     "--host", q(opts.host or "127.0.0.1"),
     opts.max_tls and "--max-tls " .. q(opts.max_tls) or "",
-    opts.client_ca and "--client-ca " .. q(opts.client_ca) or "" }, " "), dir)
+    opts.client_ca and "--client-ca " .. q(opts.client_ca) or "",
+    opts.close_notify and "--close-notify" or "" }, " "), dir)
   local port = h.wait_for(function()
     local s = h.read_file(dir .. "/stdout")
     return s and tonumber(s:match("^(%d+)\n"))
