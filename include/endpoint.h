@@ -70,6 +70,10 @@ struct endpoint {
     unsigned failed : 1;     /* a read or write failed hard (reset, EPIPE) */
     unsigned handshaking : 1;   /* a TLS handshake has started and not finished */
     unsigned tls_aborted : 1;   /* the peer ended the connection inside the handshake */
+    /* An upstream's TLS stream ended without its close_notify: what came
+     * before the EOF may not be all it sent (an attacker can cut a TCP
+     * stream; only close_notify is authenticated). */
+    unsigned tls_eof_unclean : 1;
     unsigned watched : 1; /* the socket comes from another watcher (the pool) */
     ev_io io;
     int events;        /* what io is currently started for (0: stopped) */

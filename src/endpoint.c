@@ -96,7 +96,7 @@ static void reset_state(struct endpoint *e, int fd)
     e->pipe_rd = e->pipe_wr = -1;
     e->piped = 0;
     e->read_eof = e->write_shut = e->failed = 0;
-    e->handshaking = e->tls_aborted = 0;
+    e->handshaking = e->tls_aborted = e->tls_eof_unclean = 0;
     e->watched = 0;
 }
 

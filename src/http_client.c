@@ -75,6 +75,7 @@ struct http_call {
     int tried_pool;
     int keep;                  /* the response leaves the connection usable */
     int got_bytes;             /* a pooled connection answered something */
+    int close_delimited;       /* the body ends where the connection does */
     struct dns_query *dns;
     struct addr_list addrs;
     int next_addr;
@@ -408,11 +409,24 @@ static int read_response(struct http_call *c)
             }
         buffer_consume(&c->ep.in, (size_t)n);
         body_reader_init(&c->reader, &framing);
+        c->close_delimited = framing.kind == HTTP_BODY_CLOSE;
         c->have_head = 1;
     }
     for (;;) {
         uint64_t moved = 0;
-        enum body_pump_result r = body_pump(&c->reader, &c->ep.in, c->ep.read_eof, &c->res.body,
+        /* Such a body is whole only if the server ended its TLS stream
+         * with close_notify: a bare EOF may be a cut (RFC 9112 9.8), and
+         * a script must not take a part for the whole. */
+        int ended = c->ep.read_eof;
+        if (ended && c->close_delimited && c->ep.tls_eof_unclean) {
+            if (buffer_length(&c->ep.in) == 0) {
+                finish(c, "the server's TLS connection ended without close_notify: the body "
+                          "may be cut short");
+                return 1;
+            }
+            ended = 0;
+        }
+        enum body_pump_result r = body_pump(&c->reader, &c->ep.in, ended, &c->res.body,
                                             c->max_body + 1, HTTP_BODY_CLOSE, NULL, NULL, &moved,
                                             &err);
         switch (r) {

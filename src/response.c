@@ -663,12 +663,27 @@ enum exchange_step response_relay_body(struct session *s)
                                                 : UINT64_MAX) == 0)
         return STEP_PROGRESS;
 
+    /* A body that only the connection's end delimits is whole when that
+     * end is the upstream's doing. Over TLS only its close_notify says
+     * so: a bare EOF may be an attacker cutting the stream (RFC 9112
+     * 9.8). The bytes that came still go on; the end does not. Once they
+     * are out, the exchange fails, and the client sees the body cut
+     * short (no last chunk, or a close it cannot tell from the end of an
+     * HTTP/1.0 body) rather than an end that nobody vouched for. */
+    int upstream_ended = s->upstream.read_eof;
+    if (upstream_ended && x->res_framing.kind == HTTP_BODY_CLOSE &&
+        s->upstream.tls_eof_unclean) {
+        if (buffer_length(&s->upstream.in) == 0)
+            return exchange_fail(x, 502, "the upstream's TLS connection ended without "
+                                         "close_notify: the body may be cut short");
+        upstream_ended = 0;
+    }
     body_filter *filter = !x->res_filter ? NULL
                           : trace_enabled ? trace_response_chunk
                                           : hooks_body_filter;
     void *filter_arg = s;
     flows_tap(x->flow, 1, &filter, &filter_arg);
-    switch (body_pump(&x->res_body, &s->upstream.in, s->upstream.read_eof, &s->client.out,
+    switch (body_pump(&x->res_body, &s->upstream.in, upstream_ended, &s->client.out,
                       ENDPOINT_OUT_LIMIT, x->res_out_kind, filter, filter_arg, &x->res_bytes,
                       &err)) {
     case BODY_PUMP_IDLE:

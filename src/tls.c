@@ -68,6 +68,7 @@ struct tls_conn {
     int cert_sent;     /* server: our certificate was chosen, so it goes out */
     int cert_asked;    /* upstream: it asked for a client certificate */
     int renegotiation_refused; /* upstream: it asked to renegotiate, we said no */
+    int close_notify_read; /* upstream: its close_notify came (on_upstream_info) */
     int got_data;      /* a read returned application data */
     int first_seen;    /* server: the client's first byte was looked at */
     char name[256];    /* the certificate's name when the client sends no SNI */
@@ -191,6 +192,11 @@ static ssize_t blocked_or_failed(struct endpoint *e, int code, int *needs, int r
     case SSL_ERROR_ZERO_RETURN:
         note_aborted(e, 1);
         ERR_clear_error();
+        /* SSL_OP_IGNORE_UNEXPECTED_EOF makes a bare EOF look like a
+         * close_notify here; only the alert itself says the upstream
+         * ended its stream on purpose (RFC 8446 6.1). */
+        if (reading && !c->server && !e->handshaking && !c->close_notify_read)
+            e->tls_eof_unclean = 1;
         if (reading)
             return 0;
         errno = EPIPE;
@@ -408,7 +414,7 @@ static void install(struct endpoint *e, struct tls_conn *c)
     e->tls = c;
     e->ops = &tls_ops;
     e->handshaking = 1;
-    e->tls_aborted = 0;
+    e->tls_aborted = e->tls_eof_unclean = 0;
     e->error = NULL;
     e->read_needs = e->write_needs = 0;
 }
@@ -516,6 +522,8 @@ int tls_connect(struct endpoint *e, struct tls *t, const char *host, unsigned po
     return 0;
 }
 
+static void on_upstream_info(const SSL *ssl, int where, int ret);
+
 int tls_connect_loopback(struct endpoint *e, const char *host)
 {
     /* One context per process, made on first use and kept until exit: a
@@ -543,6 +551,9 @@ int tls_connect_loopback(struct endpoint *e, const char *host)
          * that the proxy signs with its own key, and the process serving
          * the admin interface need not have the CA loaded. */
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        /* An upstream connection like the others: tls_eof_unclean
+         * needs to see the close_notify come. */
+        SSL_CTX_set_info_callback(ctx, on_upstream_info);
     }
     c = new_conn(e, NULL, ctx, host, NULL); /* not a session: nothing to trace */
     if (!c)
@@ -678,7 +689,14 @@ static void on_keylog(const SSL *ssl, const char *line)
 
 /* Settings both sides share: TLS 1.2 at least, no renegotiation (a
  * client-driven way to make the proxy spend CPU, and never needed for
- * HTTP/1.1), buffers that may move between retries. */
+ * HTTP/1.1), buffers that may move between retries.
+ *
+ * An EOF without close_notify reads as a clean end (many peers close
+ * without one) rather than as a fatal error: a fatal error would send
+ * the peer an alert and spoil the session kept for resuming with an
+ * upstream. Where it matters, a body that only the connection's end
+ * delimits, the upstream side tells the two apart by the alert
+ * (on_upstream_info, tls_eof_unclean in endpoint.h). */
 static int common_setup(SSL_CTX *ctx, struct tls *t)
 {
     SSL_CTX_set_app_data(ctx, t);
@@ -731,19 +749,26 @@ static int on_upstream_cert_request(SSL *ssl, X509 **cert, EVP_PKEY **key)
     return 0;
 }
 
-/* OpenSSL's progress on an upstream connection. The one event looked at:
- * the no_renegotiation alert SSL_OP_NO_RENEGOTIATION sends when a TLS 1.2
+/* OpenSSL's progress on an upstream connection. Two alerts are looked
+ * at: the no_renegotiation SSL_OP_NO_RENEGOTIATION sends when a TLS 1.2
  * server asks to renegotiate, so the failure that follows is named for
- * what it is (upstream_failure_meaning). */
+ * what it is (upstream_failure_meaning); and the upstream's close_notify,
+ * which SSL_read reports just as it reports an EOF without one (see
+ * common_setup), so that a body that ends with the connection is taken
+ * as whole only after it (RFC 9112 9.8). */
 static void on_upstream_info(const SSL *ssl, int where, int ret)
 {
     struct tls_conn *c;
 
-    if (!(where & SSL_CB_ALERT) || !(where & SSL_CB_WRITE) || (ret & 0xff) != SSL_AD_NO_RENEGOTIATION)
+    if (!(where & SSL_CB_ALERT))
         return;
     c = SSL_get_app_data(ssl);
-    if (c)
+    if (!c)
+        return;
+    if ((where & SSL_CB_WRITE) && (ret & 0xff) == SSL_AD_NO_RENEGOTIATION)
         c->renegotiation_refused = 1;
+    if ((where & SSL_CB_READ) && (ret & 0xff) == SSL_AD_CLOSE_NOTIFY)
+        c->close_notify_read = 1;
 }
 
 static int make_client_ctx(struct tls *t, const struct config *cfg, char *err, size_t err_len)

@@ -391,6 +391,24 @@ describe("calls out from hooks", function()
     assert.is_truthy(h.get(proxy.port, origin.url("/tls")).body:find("^error: "))
   end)
 
+  -- RFC 9112 9.8: a body the server's close ends is whole over TLS only
+  -- after its close_notify; without one, a script gets no part of it.
+  it("over https, takes a body the close ends only after the server's close_notify", function()
+    local bare = procs.add(h.start_https_origin())
+    local notify = procs.add(h.start_https_origin({ close_notify = true }))
+    local src = ([[
+      function on_request(tx)
+        local url = tx.req.path == "/bare" and "BARE" or "NOTIFY"
+        local res, err = proxy.http{ url = url, timeout = 10 }
+        tx:respond(200, res and (res.status .. " " .. res.body) or ("error: " .. err))
+      end
+    ]]):gsub("BARE", bare.url("/close?size=300")):gsub("NOTIFY", notify.url("/close?size=300"))
+    proxy = procs.proxy({ "-s", h.tmpfile(src, "tls.lua"), "--upstream-ca", h.test_pki().ca })
+    assert.are.equal("error: the server's TLS connection ended without close_notify: the body "
+      .. "may be cut short", h.get(proxy.port, origin.url("/bare")).body)
+    assert.are.equal("200 " .. h.pattern(300), h.get(proxy.port, origin.url("/notify")).body)
+  end)
+
   it("sends the method, headers and body it is given", function()
     proxy = procs.proxy({ "-s", script([[
       function on_request(tx)

@@ -198,6 +198,24 @@ describe("intercepted tunnels", function()
     assert(proxy.wait_access_log('"CONNECT ' .. origin.authority:gsub("%p", "%%%0") .. ' HTTP/1.1" 200'))
   end)
 
+  -- RFC 9112 9.8: over TLS a close without close_notify may be someone
+  -- cutting the stream, so a body that only the close ends is not passed
+  -- on as whole without it. The front sends none unless told to.
+  it("takes a body the upstream's close ends as whole only after its close_notify", function()
+    local notify = h.start_https_origin({ close_notify = true })
+    extra[#extra + 1] = notify
+    start_proxy({ "--intercept", "*", "--connect-ports", origin.port .. "," .. notify.port })
+    -- The bytes that came go on, but no last chunk: curl sees a cut.
+    local out, code, err = curl({ origin.url("/close?size=5000") })
+    assert.are.equal(18, code, err)
+    assert.are.equal(h.pattern(5000), out)
+    assert.truthy(proxy.log_has("the upstream's TLS connection ended without close_notify: the "
+      .. "body may be cut short"), proxy.log())
+    out, code, err = curl({ notify.url("/close?size=5000") })
+    assert.are.equal(0, code, err)
+    assert.are.equal(h.pattern(5000), out)
+  end)
+
   -- A client that sent its ClientHello in the same write as its CONNECT,
   -- without waiting for the 200, got a plain tunnel: any client could
   -- choose not to be intercepted, and so pass every script by.
