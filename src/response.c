@@ -104,6 +104,17 @@ static enum exchange_step forward_interim(struct session *s, const struct http_h
 
 static enum exchange_step send_response_head(struct session *s, const struct http_head *head);
 
+/* Whether the client gets an empty body the upstream did not send: a GET
+ * a script sent as HEAD, so the answer frames none. Its head goes out
+ * through the edited path (settle_edited_head), which drops the
+ * Content-Encoding of a body the client does not get: an empty body has
+ * no gzip form, and the client's decoder would fail on it. */
+static int makes_empty_body(const struct exchange *x, const struct http_framing *framing)
+{
+    return framing->kind == HTTP_BODY_NONE && !is_head(x->method, x->method_len) &&
+           x->status != 204 && x->status != 304;
+}
+
 /* Keeps the reason phrase (bounded) for the head we send. */
 static void keep_reason(struct exchange *x, const struct http_head *head)
 {
@@ -258,7 +269,8 @@ enum exchange_step response_parse_head(struct session *s)
     x->res_keep_length = (is_head(x->method, x->method_len) || head.status == 304) &&
                          bodiless_length(&head, &x->res_kept_length) == 0;
     body_reader_init(&x->res_body, &framing);
-    if (!hooks_wants(s, HOOK_ON_RESPONSE) && !hooks_wants(s, HOOK_ON_RESPONSE_CHUNK)) {
+    if (!hooks_wants(s, HOOK_ON_RESPONSE) && !hooks_wants(s, HOOK_ON_RESPONSE_CHUNK) &&
+        !makes_empty_body(x, &framing)) {
         /* Nothing will edit it: write it out from the views, one copy.
          * The views die with the consume, so that comes after. */
         enum exchange_step step = send_response_head(s, &head);
@@ -268,6 +280,8 @@ enum exchange_step response_parse_head(struct session *s)
     if (message_import_response(&head, x->res_keep_length, 0, &x->res_headers) != 0)
         return exchange_fail(x, 502, "the upstream's response head could not be rewritten");
     buffer_consume(&s->upstream.in, (size_t)n);
+    if (!hooks_wants(s, HOOK_ON_RESPONSE) && !hooks_wants(s, HOOK_ON_RESPONSE_CHUNK))
+        return send_response_head(s, NULL); /* makes_empty_body: settled there */
     exchange_record_before_hooks(s, 1);
     if (!hooks_wants(s, HOOK_ON_RESPONSE)) {
         /* Only the chunk hooks: the head may lose its Content-Encoding,
