@@ -277,12 +277,18 @@ static void open_text(struct buffer *b)
     buffer_append(b, "\"", 1);
 }
 
-/* The closing quote, and the encoding when it was base64. */
-static void close_text(struct buffer *b, const struct body_text *t)
+/* The closing quote, and the encoding when it was base64: <key> is
+ * "encoding" in a response's content, where HAR 1.2 defines it, and
+ * "_encoding" in a request's postData, where it does not (a reader that
+ * knows no such field would take the base64 for the body; HAR's own
+ * custom fields start with an underscore). */
+static void close_text(struct buffer *b, const struct body_text *t, const char *key)
 {
     buffer_append(b, "\"", 1);
-    if (!t->is_utf8)
-        buffer_append_str(b, ",\"encoding\":\"base64\"");
+    if (!t->is_utf8) {
+        json_key(b, key, 0);
+        buffer_append_str(b, "\"base64\"");
+    }
 }
 
 /* The flow's phases as HAR 1.2 counts them. The flow JSON keeps the TLS
@@ -594,7 +600,7 @@ enum har_step har_entry_step(struct har_entry *e, struct buffer *out)
         if ((r = text_write(&e->text, out)) < 0)
             return HAR_STEP_FAILED;
         if (r > 0) {
-            close_text(out, &e->text);
+            close_text(out, &e->text, "_encoding");
             if (e->fi->h.flags & FLOW_F_REQ_TRUNCATED)
                 truncated_comment(out, e->fi->len[FLOW_PART_REQ_BODY], e->fi->h.req_bytes);
             buffer_append_str(out, "}"); /* postData */
@@ -618,7 +624,7 @@ enum har_step har_entry_step(struct har_entry *e, struct buffer *out)
         if ((r = text_write(&e->text, out)) < 0)
             return HAR_STEP_FAILED;
         if (r > 0) {
-            close_text(out, &e->text);
+            close_text(out, &e->text, "encoding");
             after_content(e, out);
             e->phase = HAR_TRAILER;
         }
