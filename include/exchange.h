@@ -138,12 +138,21 @@ enum exchange_step exchange_auth_done(struct session *s, enum auth_result verdic
 void exchange_record_before_hooks(struct session *s, int response);
 enum exchange_step exchange_respond_locally(struct session *s);
 
-/* After an answer of the proxy's own (a script's, an error) with the
- * request body unread: 1 if the rest of the body will be read and dropped
- * so the connection is kept (the caller then moves the session to
- * SESSION_EXCHANGE, where exchange_pump does it), 0 if the connection must
- * close after the answer. */
+/* After an answer of the proxy's own (a script's, an error such as a
+ * failed lookup or connect) with the request body unread: 1 if the rest
+ * of the body will be read and dropped so the connection is kept (a
+ * lookup or connect under way is given up first, upstream_abandon; the
+ * caller then moves the session to SESSION_EXCHANGE, where exchange_pump
+ * does it), 0 if the connection must close after the answer. */
 int exchange_discard_body(struct session *s);
+
+/* Whether the rest of the request body could be read and dropped after an
+ * answer, to keep the connection: the client keeps it, the framing says
+ * where the body ends, no more than 1 MiB of a length is left, and the
+ * client sent no Expect. For response.c: an upstream's answer that begins
+ * before the body is all read says keep-alive only then; the body goes on
+ * up until the answer is complete, and its rest is dropped after. */
+int exchange_request_body_droppable(const struct session *s);
 
 /* A hook phase that slept has finished with <r> (SESSION_HOOK, or
  * RESPONSE_HOOK): acts on it as if the hooks had returned at once. */

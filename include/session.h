@@ -25,13 +25,13 @@
  *            -> draining    a script answered or failed; connection not kept
  *            -> closed      the client reset, or left while a hook waited
  * resolving  -> connecting  the name resolved: connect() under way
- *            -> exchange    resolved and connected at once
+ *            -> exchange    resolved and connected at once; or failed (502/504), a body to drop
  *            -> tunnel      resolved and connected at once (CONNECT)
  *            -> head        lookup failed or timed out (502/504); connection kept
  *            -> draining    lookup failed; connection not kept
  *            -> closed      the client reset
  * connecting -> connecting  that address failed: try the next one
- *            -> exchange    connected: the request head is written
+ *            -> exchange    connected: the request head is written; or failed, a body to drop
  *            -> tunnel      connected: 200 to the CONNECT
  *            -> head        every address failed or timed out (502/504); kept
  *            -> draining    connect failed; connection not kept

@@ -50,6 +50,15 @@ enum exchange_step upstream_dns_answer(struct session *s, enum dns_status status
 int upstream_may_retry(const struct session *s);
 enum exchange_step upstream_retry_fresh(struct session *s);
 
+/* Gives up this exchange's upstream side when the exchange goes on
+ * without it, only to read and drop the rest of the request body after
+ * an answer: a lookup in flight is cancelled (its callback never runs)
+ * and the connection being made, or the one the answer came on, is closed
+ * (it is left inside a request, unfit for reuse), so nothing of it fires
+ * later for this exchange. A connection the session keeps from an earlier
+ * exchange, which this one never took, stays kept. */
+void upstream_abandon(struct session *s);
+
 /* Hands an idle upstream connection kept by the session to the pool (or
  * closes it when the proxy is stopping, or it speaks TLS). */
 void upstream_release_idle(struct session *s);

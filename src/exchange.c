@@ -741,34 +741,52 @@ void exchange_record_before_hooks(struct session *s, int response)
  * long extension, carries little data for what it takes to read. */
 #define DISCARD_MAX (1024 * 1024)
 
-/* Whether the rest of the request body can be read and dropped after the
- * proxy answered with it unread (a script's tx:respond, a 407), so the
- * connection carries the client's next request instead of closing, as RFC
- * 9112 9.6 lets a server do. Only when the client wants to keep the
- * connection, nothing of the request went up or is on its way (the answer
- * came while the head was read, or in a request hook), the framing says
- * where the body ends (and body_reader_init has run: before it the head is
- * still in the input, and the kind is NONE), and the client's head had no
- * Expect (a script may have taken it off the fields since): such a client
- * may send the body or not after a final answer, so where its next request
- * starts is unknown. */
-static int can_discard_request_body(const struct session *s)
+/* Whether the rest of the request body, from where its reading stands,
+ * can be read and dropped after an answer, so the connection carries the
+ * client's next request instead of closing, as RFC 9112 9.6 lets a server
+ * do. Only when the client wants to keep the connection, the framing says
+ * where the body ends (and body_reader_init has run: before it the head
+ * is still in the input, and the kind is NONE), what is left of a length
+ * is within DISCARD_MAX, and the client's head had no Expect (a script
+ * may have taken it off the fields since): such a client may send the
+ * body or not after a final answer, so where its next request starts is
+ * unknown. */
+int exchange_request_body_droppable(const struct session *s)
 {
     const struct exchange *x = &s->x;
 
-    if (!x->keep_alive || x->req_body_done ||
-        (s->state != SESSION_HEAD && s->state != SESSION_HOOK) || x->is_connect ||
-        x->is_upgrade || x->req_expect)
+    if (!x->keep_alive || x->req_body_done || x->is_connect || x->is_upgrade || x->req_expect)
         return 0;
     if (x->req_body.kind == HTTP_BODY_LENGTH)
         return x->req_body.remaining <= DISCARD_MAX;
     return x->req_body.kind == HTTP_BODY_CHUNKED;
 }
 
+/* The same, for an answer of the proxy's own (a script's tx:respond, a
+ * 407, a 502 or 504 when the lookup or the connect failed): only while
+ * nothing of the request went up or is on its way, that is while the
+ * head is read, the request hooks run, or the upstream connection is
+ * being made (the head is queued only once it is up). */
+static int can_discard_request_body(const struct session *s)
+{
+    switch (s->state) {
+    case SESSION_HEAD:
+    case SESSION_HOOK:
+    case SESSION_RESOLVING:
+    case SESSION_CONNECTING:
+        return exchange_request_body_droppable(s);
+    default:
+        return 0;
+    }
+}
+
 int exchange_discard_body(struct session *s)
 {
     if (!can_discard_request_body(s))
         return 0;
+    /* A lookup or a connect under way would answer later, into an
+     * exchange that has moved on: given up first. */
+    upstream_abandon(s);
     /* The exchange lasts until the body is in (exchange_pump): its log
      * line and on_done come after; its answer goes out meanwhile. */
     s->x.req_discard = 1;
@@ -789,7 +807,7 @@ static int drop_piece(void *arg, const char *data, size_t len, int eof, struct b
 }
 
 /* Reads and drops what has come of the body of a request already answered
- * (x->req_discard). STEP_END once it is all in (the connection is kept),
+ * (x->req_discard: by the proxy, or early by the upstream). STEP_END once it is all in (the connection is kept),
  * or when it cannot be (it breaks off, its chunked framing is invalid, or
  * what was read of it runs past DISCARD_MAX): the answer is out, so the
  * connection only closes (lingering, in DRAINING). */
@@ -830,6 +848,32 @@ static enum exchange_step discard_request_body(struct session *s)
     }
     exchange_no_keep(x, "the client closed inside the request body");
     return STEP_END;
+}
+
+/* The upstream's answer is complete and the request body is not all in
+ * (an early answer: a 413, or a server that answers before it reads).
+ * The upstream connection is left inside a request: closed. The rest of
+ * the body is read and dropped when it can be (the answer's head said
+ * keep-alive then: response.c, exchange_request_body_droppable), so the
+ * client connection is kept; else the connection ends with the answer.
+ * A chunk hook still at work on a piece of the body finishes it first
+ * (<progress>: whether this pass moved anything). */
+static enum exchange_step answered_early(struct session *s, int progress)
+{
+    struct exchange *x = &s->x;
+
+    if (!exchange_request_body_droppable(s)) { /* the rest is never read */
+        exchange_no_keep(x, "the response ended before the request body was read");
+        return STEP_END;
+    }
+    if (x->hook.pending)
+        return progress ? STEP_PROGRESS : STEP_WAIT;
+    TRACE(s, "the answer is complete before the request body (%llu bytes sent up so far): "
+             "the rest of it is read and dropped",
+          (unsigned long long)x->req_bytes);
+    upstream_abandon(s);
+    x->req_discard = 1;
+    return STEP_PROGRESS;
 }
 
 /* Answers with the response a hook made (tx:respond). */
@@ -1071,10 +1115,9 @@ enum exchange_step exchange_pump(struct session *s)
             return step;
         progress |= step == STEP_PROGRESS;
     }
-    if (x->res_state == RESPONSE_DONE) {
-        if (!x->req_body_done) /* the rest of the request body is never read */
-            exchange_no_keep(x, "the response ended before the request body was read");
+    if (x->res_state == RESPONSE_DONE && !x->req_body_done)
+        return answered_early(s, progress);
+    if (x->res_state == RESPONSE_DONE)
         return STEP_END;
-    }
     return progress ? STEP_PROGRESS : STEP_WAIT;
 }

@@ -446,10 +446,13 @@ static enum exchange_step send_response_head(struct session *s, const struct htt
 
     plan_response_body(s);
     /* An answer before the request body was all read (a 417 to an
-     * Expect, an early error) ends the connection unless the body happens
-     * to finish first: say so now, in this head (RFC 9110 10.1.1), rather
-     * than close without a word after it. */
-    if (!x->req_body_done)
+     * Expect, an early 413): the body goes on up while it is relayed, and
+     * what is left of it once the answer is complete is read and dropped
+     * (exchange.c, answered_early) when it can be. When it cannot, the
+     * connection ends unless the body happens to finish first: say so
+     * now, in this head (RFC 9110 10.1.1), rather than close without a
+     * word after it. */
+    if (!x->req_body_done && !exchange_request_body_droppable(s))
         exchange_no_keep(x, "the response began before the request body was all read");
     if (!head) {
         settle_edited_head(x);

@@ -47,14 +47,14 @@ const struct session_transition session_transitions[] = {
     {SESSION_HOOK, SESSION_CLOSED, "the client reset, or left while a hook waited"},
 
     {SESSION_RESOLVING, SESSION_CONNECTING, "the name resolved: connect() under way"},
-    {SESSION_RESOLVING, SESSION_EXCHANGE, "resolved and connected at once"},
+    {SESSION_RESOLVING, SESSION_EXCHANGE, "resolved and connected at once; or failed (502/504), a body to drop"},
     {SESSION_RESOLVING, SESSION_TUNNEL, "resolved and connected at once (CONNECT)"},
     {SESSION_RESOLVING, SESSION_HEAD, "lookup failed or timed out (502/504); connection kept"},
     {SESSION_RESOLVING, SESSION_DRAINING, "lookup failed; connection not kept"},
     {SESSION_RESOLVING, SESSION_CLOSED, "the client reset"},
 
     {SESSION_CONNECTING, SESSION_CONNECTING, "that address failed: try the next one"},
-    {SESSION_CONNECTING, SESSION_EXCHANGE, "connected: the request head is written"},
+    {SESSION_CONNECTING, SESSION_EXCHANGE, "connected: the request head is written; or failed, a body to drop"},
     {SESSION_CONNECTING, SESSION_TUNNEL, "connected: 200 to the CONNECT"},
     {SESSION_CONNECTING, SESSION_HEAD, "every address failed or timed out (502/504); kept"},
     {SESSION_CONNECTING, SESSION_DRAINING, "connect failed; connection not kept"},

@@ -775,6 +775,26 @@ enum exchange_step upstream_begin_forwarding(struct session *s)
     return exchange_move(x, SESSION_EXCHANGE, "connected: request head queued");
 }
 
+void upstream_abandon(struct session *s)
+{
+    struct exchange *x = &s->x;
+
+    if (x->dns) {
+        TRACE(s, "the DNS question in flight is cancelled: its answer is no longer wanted");
+        dns_cancel(x->dns);
+        x->dns = NULL;
+    }
+    if (s->upstream_idle || s->upstream.fd < 0)
+        return;
+    TRACE(s, "upstream connection closed: %s",
+          s->state == SESSION_CONNECTING ? "the connect (or TLS handshake) in progress is "
+                                           "abandoned"
+                                         : "the request body stops halfway: it cannot be reused");
+    x->upstream_reusable = 0;
+    endpoint_close(s->proxy->loop, &s->upstream);
+    endpoint_open(&s->upstream, -1);
+}
+
 void upstream_release_idle(struct session *s)
 {
     if (!s->upstream_idle)

@@ -225,3 +225,160 @@ end
     assert.are.equal(0, #origin.requests())
   end)
 end)
+
+-- The proxy answers 502 or 504 because the upstream could not be reached
+-- (the name does not resolve, the connect is refused or times out) before
+-- any of the request body went up: the rest of the body is read and
+-- dropped, as after a script's answer, and the connection carries the
+-- next request. So does an upstream that answers while the body is still
+-- coming (an early 413): its answer is relayed, the body goes on up until
+-- the answer is complete, then that upstream connection is closed and
+-- the rest of the body dropped. Each test sends the head and half the
+-- body, reads the answer (so it came first), then sends the rest of the
+-- body with the next request behind it.
+describe("client keep-alive after an answer that came before the request body", function()
+  local socket = require("socket")
+  local origin, proxy, sock, cleanups
+
+  before_each(function()
+    origin = h.start_origin()
+    proxy = h.start_proxy({ "--connect-timeout", "1" })
+    sock = assert(h.connect(proxy.port))
+    cleanups = {}
+  end)
+
+  after_each(function()
+    if sock then sock:close() end
+    for _, f in ipairs(cleanups) do f() end
+    local problem = h.stop_procs({ origin, proxy }, 2)
+    sock, proxy, origin = nil, nil, nil
+    assert(not problem, problem)
+  end)
+
+  local function post_head(authority, framing)
+    return "POST http://" .. authority .. "/upload HTTP/1.1\r\nHost: " .. authority .. "\r\n"
+      .. framing .. "\r\n\r\n"
+  end
+
+  local function next_request()
+    return h.request("GET", origin.url("/hello"), { "Host: " .. origin.authority })
+  end
+
+  -- Sends the head and the first half of a 10-byte body, expects
+  -- <status> (kept: no Connection: close), then the second half and a
+  -- GET, which must be served on the same connection.
+  local function answered_then_served(authority, status, chunked, timeout)
+    local framing = chunked and "Transfer-Encoding: chunked" or "Content-Length: 10"
+    local first = chunked and "5\r\n12345\r\n" or "12345"
+    local rest = chunked and "5\r\n67890\r\n0\r\n\r\n" or "67890"
+    assert(h.send(sock, post_head(authority, framing) .. first))
+    local resp = assert(h.read_response(sock, { timeout = timeout }))
+    assert.are.equal(status, resp.status, resp.raw_head)
+    assert.are_not.equal("close", resp.headers["connection"], resp.raw_head)
+    assert(h.send(sock, rest .. next_request()))
+    resp = assert(h.read_response(sock))
+    assert.are.equal(200, resp.status, resp.raw_head)
+    assert.are.equal("hello\n", resp.body)
+    assert.is_false(h.is_closed(sock, 0.3))
+    assert.are.equal(1, #origin.requests(), "only the GET reaches the origin")
+  end
+
+  it("keeps the connection after a 502 for a refused connect", function()
+    answered_then_served("127.0.0.1:" .. h.closed_port(), 502)
+  end)
+
+  it("keeps the connection after a 502 for a refused connect, chunked body", function()
+    answered_then_served("127.0.0.1:" .. h.closed_port(), 502, true)
+  end)
+
+  it("keeps the connection after a 502 for a name that does not resolve", function()
+    answered_then_served("nothing-here.invalid", 502, false, 15)
+  end)
+
+  it("keeps the connection after a 504 for a connect that timed out", function()
+    -- A listener whose accept queue is full and never drained: the kernel
+    -- drops further SYNs, so a connect to it hangs until --connect-timeout.
+    local listener = socket.tcp()
+    assert(listener:bind("127.0.0.1", 0))
+    assert(listener:listen(1))
+    local _, lport = listener:getsockname()
+    local fillers = {}
+    cleanups[#cleanups + 1] = function()
+      for _, f in ipairs(fillers) do f:close() end
+      listener:close()
+    end
+    local hangs = false
+    for _ = 1, 16 do
+      local c = socket.tcp()
+      c:settimeout(0.3)
+      fillers[#fillers + 1] = c
+      local ok, err = c:connect("127.0.0.1", lport)
+      if not ok then hangs = (err == "timeout"); break end
+    end
+    if not hangs then
+      return pending("cannot make a loopback connect hang here (accept queue never fills)")
+    end
+    answered_then_served("127.0.0.1:" .. lport, 504, false, 8)
+  end)
+
+  it("still closes after a 502 when over 1 MiB of the body is left", function()
+    local authority = "127.0.0.1:" .. h.closed_port()
+    assert(h.send(sock, post_head(authority, "Content-Length: 2000000") .. "12345"))
+    local resp = assert(h.read_response(sock))
+    assert.are.equal(502, resp.status)
+    assert.are.equal("close", resp.headers["connection"], resp.raw_head)
+  end)
+
+  -- An upstream that answers without reading the body, and keeps its
+  -- connection open: the proxy closes it once the answer is complete.
+  local function early_answer(answer, chunked)
+    local server, _, target = h.raw_listener()
+    cleanups[#cleanups + 1] = function() server:close() end
+    local framing = chunked and "Transfer-Encoding: chunked" or "Content-Length: 10"
+    local first = chunked and "5\r\n12345\r\n" or "12345"
+    local rest = chunked and "5\r\n67890\r\n0\r\n\r\n" or "67890"
+    assert(h.send(sock, post_head(target, framing) .. first))
+    local up = assert(server:accept())
+    cleanups[#cleanups + 1] = function() up:close() end
+    h.skip_head(up)
+    assert(up:send(answer))
+    local resp = assert(h.read_response(sock))
+    assert.are_not.equal("close", resp.headers["connection"], resp.raw_head)
+    -- The upstream connection is closed, what it got of the body first.
+    local got, how = h.recv_until_close(up, 5)
+    assert.are.equal("closed", how)
+    assert.are.equal(first, got)
+    assert(h.send(sock, rest .. next_request()))
+    local again = assert(h.read_response(sock))
+    assert.are.equal(200, again.status, again.raw_head)
+    assert.are.equal("hello\n", again.body)
+    assert.is_false(h.is_closed(sock, 0.3))
+    return resp
+  end
+
+  it("keeps the connection after an early 413 from the upstream", function()
+    local resp = early_answer("HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\n\r\nbig!")
+    assert.are.equal(413, resp.status)
+    assert.are.equal("big!", resp.body)
+  end)
+
+  it("keeps the connection after an early chunked 200, chunked body", function()
+    local resp = early_answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      .. "3\r\nok\n\r\n0\r\n\r\n", true)
+    assert.are.equal(200, resp.status)
+    assert.are.equal("ok\n", resp.body)
+  end)
+
+  it("still closes after an early answer when over 1 MiB of the body is left", function()
+    local server, _, target = h.raw_listener()
+    cleanups[#cleanups + 1] = function() server:close() end
+    assert(h.send(sock, post_head(target, "Content-Length: 2000000") .. "12345"))
+    local up = assert(server:accept())
+    cleanups[#cleanups + 1] = function() up:close() end
+    h.skip_head(up)
+    assert(up:send("HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\n\r\nbig!"))
+    local resp = assert(h.read_response(sock))
+    assert.are.equal(413, resp.status)
+    assert.are.equal("close", resp.headers["connection"], resp.raw_head)
+  end)
+end)
