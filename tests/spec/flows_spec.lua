@@ -682,6 +682,40 @@ describe("flows", function()
     assert.is_true(h.now() - t0 < 5, "the replay waited for a body it did not send")
   end)
 
+  -- An upstream that answers while the body is still coming: the rest of
+  -- the body, dropped after the answer, is kept with what went up, and
+  -- so is the body of a request answered 502 before any of it went up.
+  it("keeps the whole request body of an early-answered exchange, and of a 502", function()
+    local proxy, adm = start({ "--idle-timeout", "10" })
+    local server, _, target = h.raw_listener()
+    local sock = assert(h.connect(proxy.port))
+    assert(h.send(sock, h.request("POST", "http://" .. target .. "/early",
+      { "Host: " .. target, "Content-Length: 13" }, "payl")))
+    local up = assert(server:accept())
+    h.skip_head(up)
+    assert(up:send("HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\n\r\nbig!"))
+    assert.equals(413, assert(h.read_response(sock)).status)
+    local closed = "127.0.0.1:" .. h.closed_port()
+    assert(h.send(sock, "oad=early" .. h.request("POST", "http://" .. closed .. "/refused",
+      { "Host: " .. closed, "Content-Length: 12" }, "payl")))
+    assert.equals(502, assert(h.read_response(sock)).status)
+    assert(h.send(sock, "oad=502!"))
+    assert.is_false(h.is_closed(sock, 0.3))
+    sock:close()
+    up:close()
+    server:close()
+    local early = wait_flows(adm, 1, "~u /early")[1]
+    assert.equals(13, early.req_bytes)
+    assert.equals(413, early.status)
+    assert.equals("payload=early",
+      a.call(adm, "/api/flows/" .. a.id(early.id) .. "/request/body").body)
+    local refused = wait_flows(adm, 1, "~u /refused")[1]
+    assert.equals(12, refused.req_bytes)
+    assert.equals(502, refused.status)
+    assert.equals("payload=502!",
+      a.call(adm, "/api/flows/" .. a.id(refused.id) .. "/request/body").body)
+  end)
+
   -- The replay is sent from the admin's side of the machine. Sent from
   -- loopback, a request that a client on another machine was refused (a
   -- destination only this machine may reach) went through on replay: one

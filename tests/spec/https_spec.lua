@@ -352,6 +352,27 @@ describe("intercepted tunnels", function()
     assert.are.equal(1, #seen)
   end)
 
+  -- A tunnel to a port nothing listens on: each request inside gets a 502
+  -- (connect refused) before its body went up. The body, which looks
+  -- like a request, is dropped by its framing, and the request behind
+  -- it gets its own answer on the same connection.
+  it("a 502 before a request body inside TLS: the body dropped, the next request answered", function()
+    local closed = "127.0.0.1:" .. h.closed_port()
+    start_proxy({ "--intercept", "*", "--connect-ports", closed:match("%d+$") })
+    local host = "Host: " .. closed .. "\r\n"
+    local inner = "GET /bytes?n=5 HTTP/1.1\r\n" .. host .. "\r\n"
+    local input = "POST /upload HTTP/1.1\r\n" .. host .. "Content-Length: " .. #inner .. "\r\n\r\n"
+      .. inner .. "GET /hello HTTP/1.1\r\n" .. host .. "Connection: close\r\n\r\n"
+    local out, _, err = h.s_client({ proxy_port = proxy.port, cafile = ca_dir .. "/ca.pem" },
+      closed, input)
+    local res = split_responses(out)
+    assert.are.equal(2, #res, err .. out)
+    assert.are.equal(502, res[1].status, res[1].head)
+    assert.falsy(res[1].head:lower():find("connection: close", 1, true), res[1].head)
+    assert.are.equal(502, res[2].status, res[2].head)
+    assert(proxy.wait_access_log('"GET https://' .. closed:gsub("%p", "%%%0") .. '/hello HTTP/1.1" 502'))
+  end)
+
   it("a full URL inside the tunnel: the tunnel's server is served, another gets 421", function()
     start_proxy({ "--intercept", "*" })
     local other = "127.0.0.1:" .. h.closed_port()
