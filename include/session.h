@@ -175,9 +175,11 @@ struct exchange {
     bool res_reason_set;   /* a script chose the reason phrase */
     bool res_keep_length;  /* HEAD/304: Content-Length describes no body */
     /* (Request flags, here where they fill the space before the next
-     * uint64_t.) A script answered before the request body was read: the
-     * rest of it is read and dropped, so the connection can carry the
-     * next request (exchange_respond_locally). */
+     * uint64_t.) The request was answered before its body was all read
+     * (a script, a 502 or 504 before the upstream was reached, an
+     * upstream's early answer): the rest of the body is read and dropped,
+     * so the connection can carry the next request (exchange_discard_body,
+     * exchange.c). */
     bool req_discard;
     /* The client's head had an Expect, whatever a script made of the
      * fields since: such a client may send its body or not after an

@@ -807,10 +807,11 @@ static int drop_piece(void *arg, const char *data, size_t len, int eof, struct b
 }
 
 /* Reads and drops what has come of the body of a request already answered
- * (x->req_discard: by the proxy, or early by the upstream). STEP_END once it is all in (the connection is kept),
- * or when it cannot be (it breaks off, its chunked framing is invalid, or
- * what was read of it runs past DISCARD_MAX): the answer is out, so the
- * connection only closes (lingering, in DRAINING). */
+ * (x->req_discard: by the proxy, or early by the upstream). STEP_END once
+ * it is all in (the connection is kept), or when it cannot be (it breaks
+ * off, its chunked framing is invalid, or what was read of it runs past
+ * DISCARD_MAX): the answer is out, so the connection only closes
+ * (lingering, in DRAINING). */
 static enum exchange_step discard_request_body(struct session *s)
 {
     struct exchange *x = &s->x;
