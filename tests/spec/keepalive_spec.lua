@@ -296,26 +296,8 @@ describe("client keep-alive after an answer that came before the request body", 
   end)
 
   it("keeps the connection after a 504 for a connect that timed out", function()
-    -- A listener whose accept queue is full and never drained: the kernel
-    -- drops further SYNs, so a connect to it hangs until --connect-timeout.
-    local listener = socket.tcp()
-    assert(listener:bind("127.0.0.1", 0))
-    assert(listener:listen(1))
-    local _, lport = listener:getsockname()
-    local fillers = {}
-    cleanups[#cleanups + 1] = function()
-      for _, f in ipairs(fillers) do f:close() end
-      listener:close()
-    end
-    local hangs = false
-    for _ = 1, 16 do
-      local c = socket.tcp()
-      c:settimeout(0.3)
-      fillers[#fillers + 1] = c
-      local ok, err = c:connect("127.0.0.1", lport)
-      if not ok then hangs = (err == "timeout"); break end
-    end
-    if not hangs then
+    local lport = h.hanging_port(cleanups)
+    if not lport then
       return pending("cannot make a loopback connect hang here (accept queue never fills)")
     end
     answered_then_served("127.0.0.1:" .. lport, 504, false, 8)

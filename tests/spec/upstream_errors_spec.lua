@@ -245,27 +245,9 @@ describe("upstream errors", function()
   end)
 
   it("answers 504 when the upstream connect times out", function()
-    -- A listener whose accept queue is full and never drained: the kernel
-    -- drops further SYNs, so a connect to it hangs until the proxy's
-    -- --connect-timeout. Verified below before relying on it.
-    local listener = socket.tcp()
-    assert(listener:bind("127.0.0.1", 0))
-    assert(listener:listen(1))
-    local _, lport = listener:getsockname()
-    local fillers = {}
-    cleanups[#cleanups + 1] = function()
-      for _, f in ipairs(fillers) do f:close() end
-      listener:close()
-    end
-    local hangs = false
-    for _ = 1, 16 do
-      local c = socket.tcp()
-      c:settimeout(0.3)
-      fillers[#fillers + 1] = c
-      local ok, err = c:connect("127.0.0.1", lport)
-      if not ok then hangs = (err == "timeout"); break end
-    end
-    if not hangs then
+    -- A connect to it hangs until the proxy's --connect-timeout.
+    local lport = h.hanging_port(cleanups)
+    if not lport then
       pending("cannot make a loopback connect hang here (accept queue never fills)")
       return
     end
@@ -483,34 +465,13 @@ end)
 describe("a client that leaves while the upstream connection is made", function()
   local procs = require("support.each_test").processes()
 
-  -- A listening socket whose accept queue is full: the kernel drops the
-  -- SYNs of further connects, which hang. Returns its port and a closer,
-  -- or nil and why the machine cannot do it.
-  local function hanging_port()
-    local hole = assert(socket.bind("127.0.0.1", 0, 0))
-    local _, port = hole:getsockname()
-    local fillers, hangs = {}, false
-    for _ = 1, 16 do
-      local c = socket.tcp()
-      c:settimeout(0.3)
-      fillers[#fillers + 1] = c
-      local ok, err = c:connect("127.0.0.1", port)
-      if not ok then hangs = (err == "timeout"); break end
-    end
-    local function close()
-      for _, c in ipairs(fillers) do c:close() end
-      hole:close()
-    end
-    if not hangs then
-      close()
-      return nil, "cannot make a loopback connect hang here (accept queue never fills)"
-    end
-    return port, close
-  end
-
   it("ends the exchange and closes the connect at once", function()
-    local port, close = hanging_port()
-    if not port then return pending(close) end
+    local closers = {}
+    local port = h.hanging_port(closers)
+    if not port then
+      return pending("cannot make a loopback connect hang here (accept queue never fills)")
+    end
+    local function close() for _, c in ipairs(closers) do c() end end
     local origin = procs.origin()
     local proxy = procs.proxy({ "--connect-timeout", "60", "--log-format", "json", "--trace" })
     local base = proxy.fd_count()

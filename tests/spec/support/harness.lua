@@ -883,6 +883,31 @@ function h.closed_port()
   return tonumber(port)
 end
 
+-- A port on 127.0.0.1 a connect to which hangs: a listener whose accept
+-- queue is full and never drained, so the kernel drops further SYNs and a
+-- connect waits for its own timeout. Adds the sockets' close to
+-- <cleanups> (a list of functions). Returns the port, or nil where the
+-- queue never fills (a kernel that answers such SYNs anyway).
+function h.hanging_port(cleanups)
+  local listener = socket.tcp()
+  assert(listener:bind("127.0.0.1", 0))
+  assert(listener:listen(1))
+  local _, port = listener:getsockname()
+  local fillers = {}
+  cleanups[#cleanups + 1] = function()
+    for _, f in ipairs(fillers) do f:close() end
+    listener:close()
+  end
+  for _ = 1, 16 do
+    local c = socket.tcp()
+    c:settimeout(0.3)
+    fillers[#fillers + 1] = c
+    local ok, err = c:connect("127.0.0.1", port)
+    if not ok then return err == "timeout" and tonumber(port) or nil end
+  end
+  return nil
+end
+
 ------------------------------------------------------------------------------
 -- HTTPS: a test PKI made with the openssl CLI, an HTTPS origin (tls_front.py
 -- in front of origin.lua) and a CA directory for the proxy.
