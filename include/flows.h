@@ -70,6 +70,12 @@ void flows_record_hook(struct flow *fl, const char *script, const char *hook,
 /* A line a script logged while handling this exchange. */
 void flows_record_log(struct flow *fl, const char *script, const char *line, size_t len);
 void flows_record_flag(struct flow *fl, unsigned flag);
+/* The request goes again, on a fresh upstream connection (a kept one was
+ * closed before any answer): the flow forgets the first attempt's
+ * lookup, connect, handshake and send times and its "reused" flag, so it
+ * shows the attempt that answered. Until <t>, the retry's start, the
+ * request counts as waiting for a connection ("blocked" in HAR). */
+void flows_record_retry(struct flow *fl, double t);
 /* Tunnel bytes (CONNECT or an upgraded connection), <to_upstream> or not:
  * WebSocket frames are parsed and kept per message, bounded. */
 void flows_record_tunnel(struct flow *fl, int to_upstream, const char *data, size_t len,

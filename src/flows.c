@@ -297,6 +297,16 @@ void flows_record_flag(struct flow *fl, unsigned flag)
         fl->h.flags |= flag;
 }
 
+void flows_record_retry(struct flow *fl, double t)
+{
+    if (!fl)
+        return;
+    fl->h.flags &= ~FLOW_F_REUSED;
+    fl->h.marks[FLOW_T_UPSTREAM] = t;
+    fl->h.marks[FLOW_T_DNS] = fl->h.marks[FLOW_T_CONNECT] = 0;
+    fl->h.marks[FLOW_T_TLS] = fl->h.marks[FLOW_T_SENT] = 0;
+}
+
 static void add_item3(struct flow *fl, enum flow_part part, const void *a, size_t alen,
                       const void *b, size_t blen, const void *c, size_t clen)
 {

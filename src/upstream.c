@@ -682,6 +682,7 @@ enum exchange_step upstream_send_collected_request(struct session *s)
         x->no_pool = 1;
         x->parent_connected = 0;
         x->parent_tunnel = 0;
+        flows_record_retry(x->flow, ev_now(s->proxy->loop));
         return upstream_start(s); /* upstream_begin_forwarding sends it */
     }
     return send_collected(s);
@@ -908,5 +909,6 @@ enum exchange_step upstream_retry_fresh(struct session *s)
     endpoint_close(s->proxy->loop, &s->upstream);
     x->reused = 0;
     x->no_pool = 1;
+    flows_record_retry(x->flow, ev_now(s->proxy->loop));
     return upstream_start(s);
 }

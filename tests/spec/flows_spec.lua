@@ -170,6 +170,39 @@ describe("flows", function()
     assert.is_true(entries[1].timings.connect >= 0)
   end)
 
+  -- A kept connection the upstream closed before answering: the request
+  -- goes again on a fresh one, and its flow shows that attempt (its own
+  -- lookup and connect), not the kept connection's missing phases.
+  it("shows a request retried on a fresh connection with the retry's connect", function()
+    local proxy, adm = start({})
+    local server, _, target = h.raw_listener()
+    local s = assert(h.connect(proxy.port))
+    local function ask(path)
+      assert(h.send(s, "GET http://" .. target .. path .. " HTTP/1.1\r\nHost: " .. target .. "\r\n\r\n"))
+    end
+    ask("/one")
+    local kept = assert(server:accept())
+    h.skip_head(kept)
+    assert(kept:send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+    assert.equals(200, assert(h.read_response(s)).status)
+    ask("/two")
+    h.skip_head(kept) -- it came on the kept connection, which closes unanswered
+    kept:close()
+    local fresh = assert(server:accept())
+    h.skip_head(fresh)
+    assert(fresh:send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+    assert.equals(200, assert(h.read_response(s)).status)
+    s:close()
+    fresh:close()
+    server:close()
+    local list = wait_flows(adm, 2)
+    local second = a.get_json(adm, "/api/flows/" .. a.id(list[2].id))
+    assert.matches("/two$", second.url)
+    assert.is_true(second.timings.dns >= 0, second.timings.dns)
+    assert.is_true(second.timings.connect >= 0, second.timings.connect)
+    assert.is_true(second.timings.blocked >= 0, second.timings.blocked)
+  end)
+
   it("counts the time a hook holds a request as blocked, not as the DNS lookup", function()
     local s = script([[
       function on_request(tx) proxy.sleep(0.3) end
