@@ -236,6 +236,8 @@ struct exchange {
  * (installed by session_start's caller, the proxy). */
 typedef void session_gone_fn(struct proxy *p, struct session *s);
 
+struct access_held;
+
 /* What an intercepted tunnel's requests inherit from its CONNECT. */
 struct session_tunnel {
     uint16_t port;
@@ -243,6 +245,9 @@ struct session_tunnel {
     char user[128]; /* who the CONNECT authenticated as (--auth-file) */
     bool auth_on;            /* --auth-file was in force for the CONNECT */
     struct auth_stamp auth;  /* and what its check found in the file */
+    /* The CONNECT's access-log line, held until the client's TLS
+     * handshake ends (session_log.c), or NULL. */
+    struct access_held *held_log;
 };
 
 struct session {
@@ -347,5 +352,9 @@ void session_set_state_at(struct session *s, enum session_state to, const char *
  * of the exchange that just ended; and --trace's summary of how its body
  * moved and of the keep-alive decision (<keep>), as steps of <file>:<func>. */
 void session_log_exchange(struct session *s);
+/* The client's TLS handshake in an intercepted tunnel ended: writes the
+ * CONNECT's access-log line held for it, with <error> (NULL: it
+ * succeeded). Nothing when no line is held. */
+void session_log_handshake_over(struct session *s, const char *error);
 void session_trace_end(struct session *s, int keep, const char *file, const char *func);
 #endif

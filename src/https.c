@@ -146,8 +146,8 @@ void https_session_closing(struct session *s)
                  s->client_ip, s->tunnel->host, p->cfg->passthrough_ttl);
     else if (p->cfg->passthrough_ttl <= 0)
         /* Nothing is noted, so nothing above says it: yet the client
-         * failed (npm: "unable to verify the first certificate") while
-         * the access log shows only the CONNECT's 200. Each refusal is
+         * failed (npm: "unable to verify the first certificate"), which
+         * only the JSON access log's error shows besides. Each refusal is
          * news here, since the next tunnel is decrypted again. */
         log_info("%s (client %s, host %s): it may not trust the luaproxy CA or pins "
                  "certificates; --tls-passthrough-ttl is 0, so its next tunnels are "

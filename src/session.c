@@ -126,6 +126,10 @@ void session_free(struct session *s)
 {
     struct proxy *p = s->proxy;
 
+    /* A handshake still running, or one that failed: the held line says
+     * why the tunnel ended there. */
+    session_log_handshake_over(s, s->client.error ? s->client.error
+                                                  : "the client closed inside the TLS handshake");
     https_session_closing(s);
     session_idle_leave(s);
     upstream_release_idle(s);
@@ -773,6 +777,8 @@ static void session_advance(struct session *s)
         s->yielding = false;
         ev_idle_start(s->proxy->loop, &s->resume);
     }
+    if (s->tunnel && s->tunnel->held_log && !s->client.handshaking && !s->client.failed)
+        session_log_handshake_over(s, NULL); /* the client took our certificate */
     /* Every event ends here: the session's place among the idle clients
      * is kept right with what it is now. */
     session_idle_note(s);

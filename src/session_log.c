@@ -7,6 +7,7 @@
 #include "session.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "access_log.h"
@@ -20,6 +21,72 @@ static const char *request_field(const struct exchange *x, const char *name, siz
     int i = headers_find(&x->req_headers, name, strlen(name), 0);
     *len = 0;
     return i < 0 ? NULL : headers_value(&x->req_headers, (size_t)i, len);
+}
+
+/* An intercepted CONNECT's line, held while the client's TLS handshake
+ * runs: the 200 went out at once, but whether the client took the
+ * proxy's certificate is known only after it, and a line "CONNECT ... 200"
+ * for a client that then refused it (it does not trust the CA, or pins
+ * certificates) would tell the operator that all went well. The entry's
+ * strings are copied into <text>: the exchange they came from is gone. */
+struct access_held {
+    struct access_entry e;
+    double started;
+    char text[];
+};
+
+/* Copies <len> bytes of <src> to *<at> (NUL-terminated): its new place. */
+static const char *held_copy(char **at, const char *src, size_t len)
+{
+    char *dst = *at;
+    if (!src)
+        return NULL;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+    *at += len + 1;
+    return dst;
+}
+
+static size_t held_len(const char *s) { return s ? strlen(s) + 1 : 0; }
+
+/* Holds <e> in the session's tunnel; 0, or -1 (out of memory: written
+ * now instead). */
+static int hold_line(struct session *s, const struct access_entry *e, double started)
+{
+    size_t size = held_len(e->client_ip) + e->method_len + 1 + e->target_len + 1 +
+                  held_len(e->user) + e->referer_len + 1 + e->user_agent_len + 1 +
+                  held_len(e->upstream) + held_len(e->upstream_addr);
+    struct access_held *held = malloc(sizeof *held + size);
+    char *at;
+
+    if (!held)
+        return -1;
+    held->e = *e;
+    held->started = started;
+    at = held->text;
+    held->e.client_ip = held_copy(&at, e->client_ip, held_len(e->client_ip) - 1);
+    held->e.method = held_copy(&at, e->method, e->method_len);
+    held->e.target = held_copy(&at, e->target, e->target_len);
+    held->e.user = held_copy(&at, e->user, held_len(e->user) - 1);
+    held->e.referer = held_copy(&at, e->referer, e->referer_len);
+    held->e.user_agent = held_copy(&at, e->user_agent, e->user_agent_len);
+    held->e.upstream = held_copy(&at, e->upstream, held_len(e->upstream) - 1);
+    held->e.upstream_addr = held_copy(&at, e->upstream_addr, held_len(e->upstream_addr) - 1);
+    s->tunnel->held_log = held;
+    return 0;
+}
+
+void session_log_handshake_over(struct session *s, const char *error)
+{
+    struct access_held *held = s->tunnel ? s->tunnel->held_log : NULL;
+
+    if (!held)
+        return;
+    s->tunnel->held_log = NULL;
+    held->e.error = error;
+    held->e.duration_ms = (ev_now(s->proxy->loop) - held->started) * 1000.0;
+    access_log_write(s->proxy->access_log, &held->e);
+    free(held);
 }
 
 /* Writes the access log line for the exchange that just ended. */
@@ -58,7 +125,11 @@ void session_log_exchange(struct session *s)
         if (s->upstream.fd >= 0 && proxy_peer_address(s->upstream.fd, peer, sizeof peer) == 0)
             e.upstream_addr = peer;
     }
-    access_log_write(log, &e);
+    /* An intercepted CONNECT whose client is still in its TLS handshake:
+     * the line waits for the handshake's end (session_log_handshake_over). */
+    if (!(log && x->is_connect && s->intercepted && s->client.handshaking && s->tunnel &&
+          !s->tunnel->held_log && hold_line(s, &e, x->started) == 0))
+        access_log_write(log, &e);
     if (x->active || x->status) {
         stats_request(x->method, e.method_len, x->status);
         stats_add(STAT_BYTES_IN, (int64_t)x->req_bytes);

@@ -9,6 +9,7 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local json = require("cjson")
 
 local q = h.shell_quote
 
@@ -789,8 +790,8 @@ describe("intercepted tunnels", function()
     _, code = h.curl(args)
     assert.are.equal(60, code)
     -- No pass-through is noted, but the operator still learns why the
-    -- client failed (npm says "unable to verify the first certificate";
-    -- the access log only has the CONNECT's 200), once per refusal.
+    -- client failed (npm says "unable to verify the first certificate"),
+    -- once per refusal.
     assert(h.wait_for(function()
       return select(2, proxy.log():gsub("it may not trust the luaproxy CA", "")) == 2
     end), proxy.log())
@@ -798,6 +799,31 @@ describe("intercepted tunnels", function()
       .. "(client 127.0.0.1, host 127.0.0.1): it may not trust the luaproxy CA or pins certificates; "
       .. "--tls-passthrough-ttl is 0, so its next tunnels are decrypted too"), proxy.log())
     assert.falsy(proxy.log():find("pass through for", 1, true), proxy.log())
+  end)
+
+  -- The CONNECT's 200 goes out before the handshake; its access-log line
+  -- waits for the handshake's end, so a client that then refused the
+  -- proxy's certificate is not logged as a tunnel that went well.
+  it("logs an intercepted CONNECT once the handshake ended, with its error", function()
+    start_proxy({ "--intercept", "*", "--log-format", "json", "--tls-passthrough-ttl", "0" })
+    local _, code = h.curl({ "--cacert", pki.ca, "-x", "http://127.0.0.1:" .. proxy.port,
+                             origin.url("/hello") })
+    assert.are.equal(60, code) -- curl does not trust the proxy's CA
+    local out, ok_code, err = curl({ origin.url("/hello") })
+    assert.are.equal(0, ok_code, err)
+    assert.are.equal("hello\n", out)
+    local lines = assert(h.wait_for(function()
+      local found = {}
+      for line in proxy.access_log():gmatch("[^\n]+") do found[#found + 1] = json.decode(line) end
+      return #found >= 3 and found
+    end), proxy.access_log())
+    local refused, trusted, inner = lines[1], lines[2], lines[3]
+    assert.are.equal("CONNECT", refused.method)
+    assert.are.equal(200, refused.status)
+    assert.truthy(tostring(refused.error):find("unknown ca", 1, true), proxy.access_log())
+    assert.are.equal("CONNECT", trusted.method)
+    assert.is_true(trusted.error == nil or trusted.error == json.null)
+    assert.are.equal("GET", inner.method)
   end)
 
   it("writes both legs' secrets to --tls-keylog in the NSS key log format", function()
