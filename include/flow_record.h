@@ -51,6 +51,9 @@ enum flow_mark {
     FLOW_T_SENT,    /* the whole request was handed to the upstream */
     FLOW_T_HEAD,    /* the response head arrived */
     FLOW_T_UPSTREAM, /* the hooks were done: the upstream was looked for */
+    FLOW_T_ANSWERED, /* the answer was complete while the request body still
+                      * came, and the rest of it is dropped: the exchange
+                      * lasts until it is, but its phases end here */
     FLOW_T_COUNT,
 };
 

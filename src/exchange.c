@@ -791,6 +791,7 @@ int exchange_discard_body(struct session *s)
      * line and on_done come after; its answer goes out meanwhile. */
     s->x.req_discard = 1;
     s->x.res_state = RESPONSE_DONE;
+    flows_record_time(s->x.flow, FLOW_T_ANSWERED, ev_now(s->proxy->loop));
     return 1;
 }
 
@@ -874,6 +875,7 @@ static enum exchange_step answered_early(struct session *s, int progress)
           (unsigned long long)x->req_bytes);
     upstream_abandon(s);
     x->req_discard = 1;
+    flows_record_time(x->flow, FLOW_T_ANSWERED, ev_now(s->proxy->loop));
     return STEP_PROGRESS;
 }
 

@@ -266,6 +266,11 @@ void flow_timings_get(const struct flow_info *fi, struct flow_timings *t)
 {
     const double *m = fi->h.marks;
     double s = fi->h.started, e = fi->h.ended;
+    /* Answered before the request body was all in: the rest of the body
+     * was read and dropped, which is no phase of this exchange's (HAR
+     * "receive" is the answer's), though its record ends after it. */
+    if (m[FLOW_T_ANSWERED] > 0 && m[FLOW_T_ANSWERED] < e)
+        e = m[FLOW_T_ANSWERED];
     double conn_end = m[FLOW_T_TLS] > 0 ? m[FLOW_T_TLS] : m[FLOW_T_CONNECT];
     /* Until the upstream is looked for, the request is the hooks' (a
      * script's proxy.sleep, a call out): "blocked", not the lookup's. */

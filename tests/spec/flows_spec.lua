@@ -715,6 +715,28 @@ describe("flows", function()
     assert.is_true(h.now() - t0 < 5, "the replay waited for a body it did not send")
   end)
 
+  -- The rest of a body dropped after the answer is read after the answer
+  -- is complete: the exchange lasts until then, but its phases end with
+  -- the answer. "receive" counted the wait for the rest of the body.
+  it("ends a dropped-body exchange's phases with its answer", function()
+    local s = script([[
+      function on_request(tx) if tx.req.method == "POST" then tx:respond(201, "mocked\n") end end
+    ]])
+    local proxy, adm = start({ "--script", s, "--idle-timeout", "10" })
+    local sock = assert(h.connect(proxy.port))
+    assert(h.send(sock, h.request("POST", origin.url("/mock"),
+      { "Host: " .. origin.authority, "Content-Length: 12" }, "payl")))
+    assert.equals(201, assert(h.read_response(sock)).status)
+    -- The rest comes a second after the answer (a slow upload).
+    h.sleep(1)
+    assert(h.send(sock, "oad=mock"))
+    local f = wait_flows(adm, 1)[1]
+    sock:close()
+    local d = a.get_json(adm, "/api/flows/" .. a.id(f.id))
+    assert.is_true(f.duration_ms >= 900, f.duration_ms) -- it lasted until the body was in
+    assert.is_true(d.timings.receive < 500, d.timings.receive) -- its answer did not
+  end)
+
   -- An upstream that answers while the body is still coming: the rest of
   -- the body, dropped after the answer, is kept with what went up, and
   -- so is the body of a request answered 502 before any of it went up.
