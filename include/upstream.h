@@ -60,8 +60,13 @@ enum exchange_step upstream_retry_fresh(struct session *s);
 void upstream_abandon(struct session *s);
 
 /* Hands an idle upstream connection kept by the session to the pool (or
- * closes it when the proxy is stopping, or it speaks TLS). */
+ * closes it when the proxy is stopping, it speaks TLS, or it spoke out of
+ * turn). */
 void upstream_release_idle(struct session *s);
+
+/* Whether the upstream connection <s> keeps became readable in this turn
+ * of the loop, its event not handled yet: it cannot be reused. */
+int upstream_idle_spoke(const struct session *s);
 
 /* Keeps the upstream connection with the session (or parks it in the pool)
  * when the exchange left it clean, or closes it. One the session still

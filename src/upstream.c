@@ -413,6 +413,13 @@ enum exchange_step upstream_start(struct session *s)
         return https_refuse_ca_tunnel(s); /* never to the internet's luaproxy.ca */
     if (x->parent && !target_via_parent_reachable(s))
         return refuse_machine_local(s);
+    if (s->upstream_idle && upstream_idle_spoke(s)) {
+        TRACE(s, "the connection this session kept spoke out of turn (closed, or sent bytes "
+                 "nobody asked for): closed, not reused");
+        endpoint_close(s->proxy->loop, &s->upstream);
+        s->upstream_idle = 0;
+        s->proxy->kept_upstreams--;
+    }
     if (s->upstream_idle) {
         if (named && !x->is_connect && !x->is_upgrade && !x->no_pool && s->upstream_port == port &&
             s->upstream_idle_tls == x->upstream_tls && strcasecmp(s->upstream_host, key) == 0 &&
@@ -796,6 +803,17 @@ void upstream_abandon(struct session *s)
     endpoint_open(&s->upstream, -1);
 }
 
+/* Whether the connection <s> keeps became readable in this turn of the
+ * loop, its event not yet handled: the upstream closed it or sent bytes
+ * nobody asked for, and a request sent on it now would take those bytes
+ * for its answer. The event waits in libev's queue when another socket's
+ * event (this client's next request) came first in the same turn. Costs
+ * no system call. */
+int upstream_idle_spoke(const struct session *s)
+{
+    return ev_is_pending(&s->upstream.io);
+}
+
 void upstream_release_idle(struct session *s)
 {
     if (!s->upstream_idle)
@@ -803,8 +821,10 @@ void upstream_release_idle(struct session *s)
     s->upstream_idle = 0;
     s->proxy->kept_upstreams--;
     /* A TLS connection's state lives in its SSL object, not in the fd:
-     * it cannot be handed to the pool of sockets. */
-    if (s->proxy->stopping || s->upstream_idle_tls) {
+     * it cannot be handed to the pool of sockets. One whose socket became
+     * readable in this turn of the loop (upstream_idle_spoke) would be
+     * watched afresh by the pool, which would not know it spoke. */
+    if (s->proxy->stopping || s->upstream_idle_tls || upstream_idle_spoke(s)) {
         endpoint_close(s->proxy->loop, &s->upstream);
         return;
     }

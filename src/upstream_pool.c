@@ -136,9 +136,18 @@ int upstream_pool_take(struct upstream_pool *pool, const char *host, uint16_t po
 {
     if (!creds)
         creds = no_creds;
-    for (struct pooled_conn *c = pool->head; c; c = c->next) {
+    for (struct pooled_conn *c = pool->head, *next; c; c = next) {
+        next = c->next;
         if (!same_place(c, host, port) || memcmp(c->creds, creds, sizeof c->creds) != 0)
             continue;
+        /* Readable in this turn of the loop, its event still queued
+         * behind the one that brought this request: it spoke out of turn
+         * (on_parked_readable), and its bytes would be read as the answer
+         * to the request sent on it. */
+        if (ev_is_pending(&c->io)) {
+            drop(pool, c);
+            continue;
+        }
         int fd = c->fd;
         unlink_conn(pool, c);
         free(c);

@@ -5,6 +5,7 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local raw_origin = require("support.raw_origin")
 
 describe("idle upstream connections", function()
   local origin, proxy
@@ -97,6 +98,121 @@ describe("idle upstream connections", function()
       assert.are.equal(200, inside.status)
       assert.are.equal("hello\n", inside.body)
       s:close()
+    end)
+  end)
+
+  -- An idle upstream connection that speaks out of turn (a server that
+  -- sends a second response nobody asked for, or closes) is unusable: its
+  -- bytes would be read as the answer to the next request sent on it. The
+  -- proxy notices by the socket's readable event. Here that event and the
+  -- next request arrive in the same turn of the proxy's loop, the request
+  -- handled first: the proxy is stopped (SIGSTOP) while the origin sends
+  -- its stray response and the client its next request, and both wait in
+  -- the proxy's sockets when it goes on. libev runs the events of one
+  -- turn last-first, so the request's comes before the connection's.
+  describe("that spoke out of turn", function()
+    local raw
+    local STRAY = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nstray\n"
+    local GOOD = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\ngood\n"
+
+    after_each(function()
+      if raw then raw.close() end
+      raw = nil
+    end)
+
+    -- Bytes wait unread in the receive queue of the TCP socket from local
+    -- port <lport> to remote port <rport> (/proc/net/tcp, which lists the
+    -- proxy's sockets as any other).
+    local function queued(lport, rport)
+      for line in io.lines("/proc/net/tcp") do
+        local l, r, rx = line:match("^%s*%d+:%s+%x+:(%x+)%s+%x+:(%x+)%s+%x+%s+%x+:(%x+)")
+        if l and tonumber(l, 16) == lport and tonumber(r, 16) == rport and
+          tonumber(rx, 16) > 0 then
+          return true
+        end
+      end
+      return false
+    end
+
+    local function stopped(p)
+      local stat = h.read_file("/proc/" .. p.pid .. "/stat") or ""
+      return stat:match("%) (%a)") == "T"
+    end
+
+    -- The first exchange over <s>, the upstream connection it used left idle
+    -- (kept by the session, or parked in the pool once <s> closes).
+    local function first_exchange(s)
+      assert(h.send(s, h.request("GET", "http://" .. raw.authority .. "/first",
+        { "Host: " .. raw.authority })))
+      local conn, req = raw.next_request(5)
+      assert(conn, "the first request did not reach the origin")
+      assert.are.equal("/first", req.target)
+      assert(conn.send(GOOD))
+      local resp = assert(h.read_response(s))
+      assert.are.equal("good\n", resp.body)
+      return conn
+    end
+
+    -- While the proxy is stopped: <conn> sends its stray response, then
+    -- <send_next> the next request; the proxy goes on once both wait in
+    -- its sockets. Returns the answer <s> gets, the origin given GOOD for
+    -- whatever request reaches it.
+    local function next_exchange(s, conn, send_next)
+      proxy.signal("STOP")
+      assert(h.wait_for(function() return stopped(proxy) end, 5), "the proxy did not stop")
+      assert(conn.send(STRAY))
+      local _, proxy_side = conn.sock:getpeername()
+      assert(h.wait_for(function() return queued(tonumber(proxy_side), raw.port) end, 5),
+        "the stray response did not reach the proxy's socket")
+      send_next()
+      local _, client_port = s:getsockname()
+      assert(h.wait_for(function() return queued(proxy.port, tonumber(client_port)) end, 5),
+        "the next request did not reach the proxy's socket")
+      proxy.signal("CONT")
+      local next_conn, req = raw.next_request(5)
+      if next_conn then
+        assert.are.equal("/next", req.target)
+        assert(next_conn.send(GOOD))
+      end
+      return assert(h.read_response(s)), next_conn
+    end
+
+    it("is not reused by the session that kept it", function()
+      raw = raw_origin.new()
+      proxy = h.start_proxy()
+      local s = assert(h.connect(proxy.port))
+      local conn = first_exchange(s)
+      local resp, next_conn = next_exchange(s, conn, function()
+        assert(h.send(s, h.request("GET", "http://" .. raw.authority .. "/next",
+          { "Host: " .. raw.authority })))
+      end)
+      assert.are.equal("good\n", resp.body, "the stray response reached the client")
+      assert.are_not.equal(conn, next_conn, "the request went out on the connection that spoke")
+      s:close()
+    end)
+
+    it("is not taken from the pool by another client", function()
+      raw = raw_origin.new()
+      proxy = h.start_proxy()
+      local s = assert(h.connect(proxy.port))
+      local conn = first_exchange(s)
+      -- Once the proxy has seen the client go, the connection is in the
+      -- pool; once it has accepted the next one, that one's request is
+      -- the only event it waits for from it.
+      local open = proxy.fd_count()
+      s:close()
+      assert(h.wait_for(function() return proxy.fd_count() == open - 1 end, 5),
+        "the proxy did not notice the client leave")
+      local other = assert(h.connect(proxy.port))
+      assert(h.wait_for(function() return proxy.fd_count() == open end, 5),
+        "the proxy did not accept the next client")
+      local resp, next_conn = next_exchange(other, conn, function()
+        assert(h.send(other, h.request("GET", "http://" .. raw.authority .. "/next",
+          { "Host: " .. raw.authority })))
+      end)
+      assert.are.equal("good\n", resp.body, "the stray response reached another client")
+      assert.are_not.equal(conn, next_conn, "the request went out on the connection that spoke")
+      other:close()
     end)
   end)
 end)
