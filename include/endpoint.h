@@ -149,6 +149,11 @@ enum endpoint_io endpoint_flush_final(struct endpoint *e, int close_follows);
 /* Ends the stream for a close that follows at once: a plain socket's
  * close() sends the FIN itself; TLS still sends its close_notify. */
 void endpoint_end_for_close(struct endpoint *e);
+/* Makes the close that follows at once a reset (SO_LINGER with no time)
+ * instead of a FIN, and without TLS's close_notify: the way to tell a
+ * peer that what it got is not all there is, when nothing in the message
+ * can say so. */
+void endpoint_abort(struct endpoint *e);
 
 /* Starts reading this socket through a pipe, at most <limit> bytes (a
  * body's length; UINT64_MAX for until EOF). "in" must be empty. 0 or -1. */

@@ -296,6 +296,11 @@ struct session {
      * padding: every idle client holds this struct.) A step yielded: end
      * this slice now. */
     bool yielding;
+    /* The answer being relayed ends where the connection does (an HTTP/1.0
+     * client's close-delimited body), and it was cut short: the session
+     * ends with a reset after the bytes that came, not with a FIN, which
+     * the client would take for the body's end (endpoint_abort). */
+    bool client_abort;
     enum session_state state;
     enum session_state armed_state; /* the state the timer was set for */
     int reject_status;       /* 403 (client not allowed) or 503 (full) */

@@ -278,6 +278,17 @@ void endpoint_end_for_close(struct endpoint *e)
         endpoint_shutdown_write(e);
 }
 
+void endpoint_abort(struct endpoint *e)
+{
+    struct linger now = {.l_onoff = 1, .l_linger = 0};
+
+    if (e->fd >= 0)
+        (void)setsockopt(e->fd, SOL_SOCKET, SO_LINGER, &now, sizeof now);
+    /* Failed: no close_notify, and a TLS session not offered for
+     * resumption (tls_close). */
+    e->failed = 1;
+}
+
 void endpoint_watch(struct ev_loop *loop, struct endpoint *e, int events)
 {
     int ev;

@@ -283,6 +283,10 @@ static void session_fail_at(struct session *s, int status, const char *cause, co
          * a truncated message instead of a complete-looking wrong one. */
         exchange_no_keep(x, "an error after the response began: the client must see it cut "
                             "short");
+        /* A body the client reads to the connection's end would look whole
+         * after a FIN: a reset is the only sign left (drain). */
+        if (x->res_out_kind == HTTP_BODY_CLOSE && !x->tunneled)
+            s->client_abort = 1;
         session_end_exchange(s);
         return;
     }
@@ -449,6 +453,12 @@ static int drain(struct session *s)
 {
     if (buffer_length(&s->client.out) > 0)
         return 0;
+    if (s->client_abort) {
+        endpoint_abort(&s->client);
+        session_close(s, "the close-delimited answer was cut short: the connection is reset, "
+                         "so the client cannot take it for whole");
+        return 1;
+    }
     if (buffer_length(&s->client.in) > 0)
         s->client_done = 0; /* it did send more: linger after all */
     if (s->client_done) {
@@ -478,7 +488,8 @@ static int flush_both(struct session *s)
         /* Draining, these are the last bytes: their FIN goes with them. */
         r = s->state == SESSION_DRAINING
                 ? endpoint_flush_final(&s->client,
-                                       s->client_done && buffer_length(&s->client.in) == 0)
+                                       s->client_abort ||
+                                           (s->client_done && buffer_length(&s->client.in) == 0))
                 : endpoint_flush(&s->client);
         if (r == ENDPOINT_ERROR) {
             if (s->x.active)

@@ -951,3 +951,42 @@ end
   forwarded("a script sets Host: exactly one Host upstream, the script's", "set-host", "other.example")
   forwarded("a script removes Host: the proxy sends the target's", "remove-host", "{O}")
 end)
+
+-- An HTTP/1.0 client gets a body that ends where the connection does (it
+-- has no chunked coding). When the upstream's body is cut short, a FIN
+-- after the bytes that came would read as the body's end: the proxy resets
+-- the connection instead, the one sign such a client can see. An HTTP/1.1
+-- client is told by the missing last chunk, and gets a FIN as before.
+-- (curl, since luasocket reports a reset as "closed".)
+describe("a body cut short on its way to the client", function()
+  local origin, proxy
+
+  after_each(function()
+    local problem = h.stop_procs({ origin, proxy })
+    origin, proxy = nil, nil
+    assert(not problem, problem)
+  end)
+
+  local function cut_for(version)
+    local out, code, err = h.curl({ version == "1.0" and "--http1.0" or "--http1.1",
+      "-x", "http://127.0.0.1:" .. proxy.port, origin.url("/chunked?n=2&size=10&cut=1") })
+    assert.are.equal(("x"):rep(20), out, err)
+    return code, err
+  end
+
+  it("resets an HTTP/1.0 client's connection after the bytes that came", function()
+    origin = h.start_origin()
+    proxy = h.start_proxy()
+    local code, err = cut_for("1.0")
+    assert.are.equal(56, code, err) -- "Recv failure: Connection reset by peer"
+    assert(proxy.log_has("the upstream closed the connection in the middle of the body"),
+      proxy.log())
+  end)
+
+  it("ends an HTTP/1.1 client's connection without the last chunk", function()
+    origin = h.start_origin()
+    proxy = h.start_proxy()
+    local code, err = cut_for("1.1")
+    assert.are.equal(18, code, err) -- "transfer closed with outstanding read data remaining"
+  end)
+end)

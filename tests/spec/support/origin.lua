@@ -339,6 +339,7 @@ local function serve_one(c)
       for _ = 1, n do
         if not send_all(c.sock, chunk) then return false end
       end
+      if q.cut then return false end -- closed without the last chunk: a body cut short
       if not send_all(c.sock, "0\r\nX-Checksum: done\r\n\r\n") then return false end
     end
   elseif path == "/close" then
