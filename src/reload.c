@@ -85,15 +85,42 @@ static void recheck_allowed(struct proxy *p)
     }
 }
 
+/* Whether <s> carries a request on its way to a tunnel, its credentials
+ * checked: a CONNECT let through and still in its request hooks,
+ * resolving, connecting, or waiting for a parent proxy's answer to the
+ * CONNECT the proxy sent it; an upgrade let through whose 101 has not
+ * come yet (any other answer makes it a plain exchange, which ends on its
+ * own). What comes next (the connect, the parent's 200, the upstream's
+ * 101) would open the tunnel on the credentials checked before. A check
+ * still running (auth_job) is judged by the new file: it is not one. */
+static int tunnel_coming(const struct session *s)
+{
+    const struct exchange *x = &s->x;
+
+    if (!x->active || !(x->is_connect || x->is_upgrade))
+        return 0;
+    switch (s->state) {
+    case SESSION_HOOK:
+        return !x->auth_job;
+    case SESSION_RESOLVING:
+    case SESSION_CONNECTING:
+        return 1;
+    case SESSION_EXCHANGE:
+        return x->is_connect ? x->parent_tunnel : x->res_state == RESPONSE_WAIT_HEAD;
+    default:
+        return 0;
+    }
+}
+
 /* A tunnel (CONNECT, or an upgrade such as a WebSocket) moves bytes for
  * as long as both sides like, with the credentials its request carried
  * checked once. A reload that removes its user or changes the password
  * must not leave it open on credentials that no longer hold: such
- * tunnels are closed, as are CONNECTs let through and still on their way
- * to one (resolving or connecting). Those of users the file keeps as they
- * were stay. Called when the fresh configuration has --auth-file, before
- * <fresh> (NULL when the auth object is new: no users were in force) is
- * put in force: a tunnel opened without --auth-file proved no one, and is
+ * tunnels are closed, as are the requests on their way to one
+ * (tunnel_coming). Those of users the file keeps as they were stay.
+ * Called when the fresh configuration has --auth-file, before <fresh>
+ * (NULL when the auth object is new: no users were in force) is put in
+ * force: a tunnel opened without --auth-file proved no one, and is
  * closed too. Requests inside an intercepted tunnel are checked on their
  * own (exchange.c). */
 static void close_unproven_tunnels(struct proxy *p, const struct auth_users *fresh)
@@ -102,9 +129,7 @@ static void close_unproven_tunnels(struct proxy *p, const struct auth_users *fre
 
     for (struct session *s = p->sessions, *next; s; s = next) {
         next = s->next;
-        int tunnel = s->state == SESSION_TUNNEL ||
-                     (s->x.active && s->x.is_connect &&
-                      (s->state == SESSION_RESOLVING || s->state == SESSION_CONNECTING));
+        int tunnel = s->state == SESSION_TUNNEL || tunnel_coming(s);
         if (!tunnel || auth_user_kept(p->auth, fresh, s->x.user))
             continue;
         session_abort(s, "closed: its credentials no longer hold (--auth-file was read again)");

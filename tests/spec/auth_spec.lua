@@ -8,6 +8,7 @@ package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
 local each_test = require("support.each_test")
 local a = require("support.admin")
+local raw_origin = require("support.raw_origin")
 
 local mime = require("mime")
 
@@ -302,6 +303,82 @@ get()
     assert.equal("closed", how)
     assert.truthy(proxy.log_has("reload: closed 1 tunnel(s) whose credentials no longer hold"),
       proxy.log())
+  end)
+
+  -- A request on its way to a tunnel had its credentials checked as well:
+  -- the answer still to come (the upstream's 101, a parent proxy's 200 to
+  -- the proxy's own CONNECT, a script's call out that the request's hook
+  -- waits for) would open the tunnel on them. The upstream (or parent, or
+  -- the script's server) here holds its answer until the reload is done,
+  -- then gives it: the client's connection is gone by then, and so is the
+  -- proxy's to the upstream.
+  local function cut_before_answer(args, request, answer)
+    local users = users_file()
+    local up = raw_origin.new()
+    finally(function() up.close() end)
+    local fullargs = { "--auth-file", users, "--log-format", "json" }
+    for _, arg in ipairs(args(up)) do fullargs[#fullargs + 1] = arg end
+    local proxy = start(fullargs)
+    local s = assert(h.connect(proxy.port))
+    h.send(s, request(up))
+    local conn, req = up.next_request()
+    assert.truthy(conn, "the request did not reach the upstream")
+
+    h.write_file(users, (h.read_file(users):gsub("\nbob:[^\n]*", "")))
+    proxy.signal("HUP")
+    assert.truthy(proxy.log_has("SIGHUP: "), proxy.log()) -- the reload is done
+    conn.send(answer) -- late: the proxy may have closed the connection already
+    local data, how = h.recv_until_close(s, 10)
+    s:close()
+    assert.equal("", data)
+    assert.equal("closed", how)
+    assert.truthy(h.wait_for(function()
+      up.next_request(0.05)
+      return conn.closed
+    end), "the proxy kept its connection to the upstream")
+    assert.truthy(proxy.log_has("reload: closed 1 tunnel(s) whose credentials no longer hold"),
+      proxy.log())
+    local line = proxy.wait_access_log('"user":"bob"')
+    assert.truthy(line and line:find('"error":"closed: its credentials no longer hold', 1, true),
+      proxy.access_log())
+    return req
+  end
+
+  it("cuts an upgrade still waiting for its 101 once a reload removed its user", function()
+    local req = cut_before_answer(function() return {} end, function(up)
+      return h.request("GET", "http://" .. up.authority .. "/ws", { "Host: " .. up.authority,
+        "Upgrade: websocket", "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13",
+        basic("bob", "builder") })
+    end, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    assert.equal("websocket", req.f["upgrade"])
+  end)
+
+  it("cuts a CONNECT still waiting for the parent's answer once a reload removed its user", function()
+    local target = "127.0.0.1:443"
+    local req = cut_before_answer(function(up)
+      return { "--upstream", "http://" .. up.authority }
+    end, function()
+      return "CONNECT " .. target .. " HTTP/1.1\r\nHost: " .. target .. "\r\n"
+        .. basic("bob", "builder") .. "\r\n\r\n"
+    end, "HTTP/1.1 200 Connection Established\r\n\r\n")
+    assert.equal("CONNECT " .. target .. " HTTP/1.1", req.request_line)
+  end)
+
+  it("cuts a CONNECT whose request hook still waits once a reload removed its user", function()
+    local target = "127.0.0.1:" .. echo.port
+    local req = cut_before_answer(function(up)
+      local script = h.tmpfile(([[
+function on_request(tx)
+  if tx.req.method == "CONNECT" then proxy.http{ url = "http://%s/hold", timeout = 20 } end
+end
+]]):format(up.authority), "hold.lua")
+      return { "--script", script, "--connect-ports", tostring(echo.port) }
+    end, function()
+      return "CONNECT " .. target .. " HTTP/1.1\r\nHost: " .. target .. "\r\n"
+        .. basic("bob", "builder") .. "\r\n\r\n"
+    end, "HTTP/1.1 204 No Content\r\n\r\n")
+    assert.equal("GET /hold HTTP/1.1", req.request_line)
   end)
 
   it("checks a password again when the file changes while it is being checked", function()
