@@ -31,6 +31,8 @@
 #include "access_log.h"
 #include "acl.h"
 #include "auth.h"
+#include "buffer.h"
+#include "endpoint.h"
 #include "config.h"
 #include "hooks.h"
 #include "intercept.h"
@@ -112,6 +114,14 @@ static int tunnel_coming(const struct session *s)
     }
 }
 
+/* Whether <s> is an intercepted tunnel idle between its requests: its
+ * TLS handshake over, no request in flight, none begun. */
+static int intercepted_idle(const struct session *s)
+{
+    return s->intercepted && s->tunnel && s->state == SESSION_HEAD && !s->x.active &&
+           !s->client.handshaking && buffer_length(&s->client.in) == 0;
+}
+
 /* A tunnel (CONNECT, or an upgrade such as a WebSocket) moves bytes for
  * as long as both sides like, with the credentials its request carried
  * checked once. A reload that removes its user or changes the password
@@ -121,14 +131,31 @@ static int tunnel_coming(const struct session *s)
  * Called when the fresh configuration has --auth-file, before <fresh>
  * (NULL when the auth object is new: no users were in force) is put in
  * force: a tunnel opened without --auth-file proved no one, and is
- * closed too. Requests inside an intercepted tunnel are checked on their
- * own (exchange.c). */
+ * closed too.
+ *
+ * Requests inside an intercepted tunnel are checked on their own
+ * (exchange.c): the next one would get 407. Yet a browser takes a 407
+ * from inside a tunnel as an error of the site's, not as the proxy
+ * asking for credentials, so an intercepted tunnel idle between its
+ * requests is closed as well, with a close_notify: to the client, a kept
+ * connection the server ended, which it replaces by a new CONNECT, whose
+ * 407 it answers. One with a request in flight (checked when it began)
+ * or still in its TLS handshake is left to that check. */
 static void close_unproven_tunnels(struct proxy *p, const struct auth_users *fresh)
 {
-    int closed = 0;
+    int closed = 0, idle = 0;
 
     for (struct session *s = p->sessions, *next; s; s = next) {
         next = s->next;
+        if (intercepted_idle(s)) {
+            if (s->tunnel->auth_on && auth_user_kept(p->auth, fresh, s->tunnel->user))
+                continue;
+            endpoint_end_for_close(&s->client);
+            session_abort(s, "closed: its credentials no longer hold (--auth-file was read "
+                             "again)");
+            idle++;
+            continue;
+        }
         int tunnel = s->state == SESSION_TUNNEL || tunnel_coming(s);
         if (!tunnel || auth_user_kept(p->auth, fresh, s->x.user))
             continue;
@@ -137,6 +164,9 @@ static void close_unproven_tunnels(struct proxy *p, const struct auth_users *fre
     }
     if (closed > 0)
         log_info("reload: closed %d tunnel(s) whose credentials no longer hold", closed);
+    if (idle > 0)
+        log_info("reload: closed %d idle intercepted tunnel(s) whose credentials no longer "
+                 "hold", idle);
 }
 
 static void close_oldest_scripts(struct proxy *p)

@@ -192,7 +192,11 @@ function on_request(tx) tx.req.headers["X-Seen-User"] = tx.user or "none" end
 
   -- Requests decrypted inside a tunnel carry no credentials: they pass on
   -- the CONNECT's check. A reload that removes the user must end that, as
-  -- it does for everyone else, not leave the tunnel serving it.
+  -- it does for everyone else, not leave the tunnel serving it. A tunnel
+  -- idle between its requests is closed at the reload (with a
+  -- close_notify: a browser then makes a new CONNECT, whose 407 it
+  -- answers); one still in its TLS handshake then has its request
+  -- refused with 407.
   it("stops serving a decrypted tunnel's requests once a reload removed its user", function()
     local users = users_file()
     local pki = h.test_pki()
@@ -200,41 +204,53 @@ function on_request(tx) tx.req.headers["X-Seen-User"] = tx.user or "none" end
     local ca_dir = h.new_ca_dir()
     local proxy = start({ "--auth-file", users, "--ca-dir", ca_dir, "--upstream-ca", pki.ca,
                           "--intercept", "*", "--connect-ports", tostring(tls_origin.port) })
-    -- One tunnel, one request, then a second once told (a file appears).
+    -- Two tunnels: one that has had a request and is idle, one whose TLS
+    -- handshake starts only once told (a file appears).
     local go = h.tmpfile("", "go")
     os.remove(go)
     local script = ([[
 import os, socket, ssl, time
-c = socket.create_connection(("127.0.0.1", %d))
-c.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n\r\n")
-head = b""
-while b"\r\n\r\n" not in head:
-    head += c.recv(1)
-t = ssl.create_default_context(cafile="%s").wrap_socket(c, server_hostname="127.0.0.1")
-def get():
+def tunnel():
+    c = socket.create_connection(("127.0.0.1", %d))
+    c.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += c.recv(1)
+    return c
+def get(t):
     t.sendall(b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n")
     print(t.recv(65536).split(b"\r\n")[0].decode(), flush=True)
-get()
+ctx = ssl.create_default_context(cafile="%s")
+idle = ctx.wrap_socket(tunnel(), server_hostname="127.0.0.1")
+get(idle)
+later = tunnel()
+print("ready", flush=True)
 deadline = time.time() + 20
 while not os.path.exists("%s") and time.time() < deadline:
     time.sleep(0.02)
-get()
-]]):format(proxy.port, tls_origin.port, basic("bob", "builder"), ca_dir .. "/ca.pem",
-           tls_origin.port, go)
+idle.settimeout(10)
+try:
+    print("closed" if idle.recv(65536) == b"" else "bytes", flush=True)
+except Exception as e:
+    print(type(e).__name__, flush=True)
+get(ctx.wrap_socket(later, server_hostname="127.0.0.1"))
+]]):format(proxy.port, tls_origin.port, basic("bob", "builder"), tls_origin.port,
+           ca_dir .. "/ca.pem", go)
     local client = procs.add(h.start_command("exec python3 "
       .. h.shell_quote(h.tmpfile(script, "tunnel.py"))))
-    assert.truthy(h.wait_for(function() return client.stdout():find("\n", 1, true) end),
+    assert.truthy(h.wait_for(function() return client.stdout():find("ready\n", 1, true) end),
       client.stderr())
-    assert.equal("HTTP/1.1 200 OK\n", client.stdout())
+    assert.equal("HTTP/1.1 200 OK\nready\n", client.stdout())
     -- bob leaves the file; the proxy reads it again
     h.write_file(users, (h.read_file(users):gsub("\nbob:[^\n]*", "")))
     proxy.signal("HUP")
-    assert.truthy(h.wait_for(function()
-      return h.get(proxy.port, origin.url("/hello"), { basic("bob", "builder") }).status == 407
-    end))
+    assert.truthy(proxy.log_has("SIGHUP: "), proxy.log()) -- the reload is done
     h.write_file(go, "")
     assert.truthy(client.wait_exit(10), client.stderr())
-    assert.equal("HTTP/1.1 200 OK\nHTTP/1.1 407 Proxy Authentication Required\n", client.stdout())
+    assert.equal("HTTP/1.1 200 OK\nready\nclosed\nHTTP/1.1 407 Proxy Authentication Required\n",
+      client.stdout())
+    assert.truthy(proxy.log_has("reload: closed 1 idle intercepted tunnel(s) whose credentials "
+      .. "no longer hold"), proxy.log())
     assert.equal(1, #tls_origin.requests())
   end)
 
