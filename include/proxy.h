@@ -54,8 +54,9 @@ struct proxy {
     struct tls *tls;          /* TLS contexts and the CA (tls.h) */
     struct intercept *intercept; /* clients passing through after a refusal */
     struct session *sessions; /* doubly linked list of live sessions */
-    /* Of those, the clients idle between requests, longest idle first: at
-     * --max-connections a new client closes the head (session_idle.h). */
+    /* Of those, the clients idle waiting for a request, longest idle
+     * first: at --max-connections a new client closes one or more
+     * (session_idle.h). */
     struct session_idle_list idle;
     int session_count;        /* this loop's sessions */
     int refused_count;        /* of which clients only told why they are refused */

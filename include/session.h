@@ -268,7 +268,7 @@ struct session {
      * carries on. Also when a step yields (STEP_YIELD): work is left that
      * should not keep other clients waiting. */
     ev_idle resume;
-    ev_tstamp accepted;      /* loop time at accept, for --trace */
+    ev_tstamp accepted;      /* loop time at accept, for --trace and session_idle.c */
     ev_tstamp last_activity;
     ev_tstamp head_started;  /* first byte of the current head, 0 if none */
     ev_tstamp drain_started;
@@ -329,8 +329,8 @@ struct session *session_start(struct proxy *p, int fd, const struct sockaddr *ad
  * exchange in flight (SIGTERM). */
 void session_stop(struct session *s);
 
-/* Closes <s>, a client idle between requests (session_idle.h), now: a new
- * client at --max-connections takes its slot. Counted as reclaimed; an
+/* Closes <s>, a client idle waiting for a request (session_idle.h), now:
+ * a new client at --max-connections takes its slot. Counted as reclaimed; an
  * intercepted client gets a close_notify first. From outside the
  * session's own events only; <s> is freed on return. */
 void session_reclaim(struct session *s);

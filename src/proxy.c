@@ -152,12 +152,12 @@ static int take_slot(struct proxy *p)
 }
 
 /*
- * At the cap: closes this worker's client that has been idle longest
- * between requests, so a new client can have its slot instead of a 503
- * (a keep-alive connection waiting for a request that may never come is
- * worth less than a client with a request in hand). Returns 1 when one
- * was closed, 0 when none of this worker's clients is idle. One new client
- * closes at most one idle client.
+ * At the cap: closes one of this worker's clients idle waiting for a
+ * request (session_idle.h says which goes first), so a new client can have
+ * its slot instead of a 503 (a connection waiting for a request that may
+ * never come is worth less than a client with a request in hand). Returns
+ * 1 when one was closed, 0 when none of this worker's clients is idle. One
+ * new client closes at most one idle client.
  *
  * Only this worker's clients: with workers the count is shared, but a
  * worker cannot close another's connections. So a worker whose clients
@@ -167,9 +167,9 @@ static int take_slot(struct proxy *p)
  */
 static int reclaim_idle_client(struct proxy *p)
 {
-    struct session *idle = session_idle_closable(&p->idle);
+    struct session *idle;
 
-    if (!idle)
+    if (session_idle_closable(&p->idle, ev_now(p->loop), &idle, 1) == 0)
         return 0;
     session_reclaim(idle); /* frees it: on_session_gone gives its slot back */
     return 1;

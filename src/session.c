@@ -166,12 +166,21 @@ void session_reclaim(struct session *s)
     double idle = ev_now(s->proxy->loop) - s->last_activity;
 
     stats_add(STAT_CONNECTIONS_RECLAIMED, 1);
-    log_debug("c%llu %s: idle %.1f s after %d exchange(s), closed to make room for a new "
-              "client (--max-connections)",
-              (unsigned long long)s->id, s->client_ip, idle, s->exchanges);
-    TRACE(s, "idle %.1f s between requests, the longest of this worker's clients: closed so a "
-             "new client can have its slot (--max-connections)",
-          idle);
+    if (s->exchanges == 0) {
+        log_debug("c%llu %s: connected %.1f s ago and sent nothing, closed to make room for a "
+                  "new client (--max-connections)",
+                  (unsigned long long)s->id, s->client_ip, idle);
+        TRACE(s, "silent %.1f s since it connected: closed so a new client can have its slot "
+                 "(--max-connections)",
+              idle);
+    } else {
+        log_debug("c%llu %s: idle %.1f s after %d exchange(s), closed to make room for a new "
+                  "client (--max-connections)",
+                  (unsigned long long)s->id, s->client_ip, idle, s->exchanges);
+        TRACE(s, "idle %.1f s between requests: closed so a new client can have its slot "
+                 "(--max-connections)",
+              idle);
+    }
     /* The same close as an idle timeout's, except that an intercepted
      * client is told with a close_notify: it waited for nothing wrong, and
      * a clean TLS end lets it tell "closed" from "cut off". A plain socket's
@@ -214,6 +223,9 @@ static void session_end_exchange(struct session *s)
     upstream_detach(s);
     exchange_release(s);
     exchange_init(x);
+    /* Out of the idle lists before the count changes, which picks the list
+     * (session_idle.c); idle again, it joins the kept ones at the tail. */
+    session_idle_leave(s);
     s->exchanges++;
     if (s->state == SESSION_CLOSED)
         return;

@@ -310,26 +310,89 @@ describe("a running proxy", function()
       o.stop() -- ends the /hang exchange, which would hold the proxy's stop
     end)
 
-    it("does not close a client that connected and has sent nothing yet", function()
+    -- A client connected, and known to be accepted: --trace logs the
+    -- accept with the client's own port. Only then is it known to be
+    -- accepted before a later client, in an earlier turn of the loop.
+    local function accepted(p)
+      local c = assert(h.connect(p.port))
+      local _, port = c:getsockname()
+      assert(p.log_has("accepted 127.0.0.1:" .. port .. ";"), "never accepted: " .. p.log())
+      return c
+    end
+
+    it("gives a new client the slots of clients that connected and sent nothing, longest silent first", function()
       local o = origin()
-      local p = proxy({ "--max-connections", "2" })
-      -- One client busy on /hang, one connected and silent: it has not
-      -- finished an exchange, so it is not idle between requests (it is
-      -- accepted before the third: the backlog is first come, first served).
-      local busy = hang(p, o, 0)
-      local silent = assert(h.connect(p.port))
-      local third = assert(h.connect(p.port))
-      h.send(third, h.request("GET", o.url("/hello"), { "Host: " .. o.authority }))
-      local resp = assert(h.read_response(third))
-      assert(h.check_error_response(resp, 503, "Service Unavailable"))
+      local p = proxy({ "--max-connections", "2", "--trace" })
+      local request = h.request("GET", o.url("/hello"), { "Host: " .. o.authority })
+      -- Two clients that connect and send nothing: before, they held both
+      -- slots until --header-timeout and every other client got 503.
+      local older = accepted(p)
+      local newer = accepted(p)
+      local third = accepted(p)
+      h.send(third, request)
+      assert_hello(h.read_response(third))
+      assert.is_true(h.is_closed(older, 5), "the longest-silent client was not closed")
+      older:close()
+      -- The next new client takes the other silent one's slot; the third,
+      -- idle after its exchange, stays.
+      local fourth = accepted(p)
+      h.send(fourth, request)
+      assert_hello(h.read_response(fourth))
+      assert.is_true(h.is_closed(newer, 5), "the other silent client was not closed")
+      newer:close()
+      h.send(third, request)
+      assert_hello(h.read_response(third))
       third:close()
-      -- The silent one is still served.
-      h.send(silent, h.request("GET", o.url("/hello"), { "Host: " .. o.authority }))
-      assert_hello(h.read_response(silent))
-      silent:close()
-      busy:close()
-      o.stop() -- ends the /hang exchange, which would hold the proxy's stop
+      fourth:close()
     end)
+
+    it("closes a silent client before one idle longer after an exchange", function()
+      local o = origin()
+      local p = proxy({ "--max-connections", "2", "--trace" })
+      local request = h.request("GET", o.url("/hello"), { "Host: " .. o.authority })
+      local kept = assert(h.connect(p.port))
+      h.send(kept, request)
+      assert_hello(h.read_response(kept))
+      local silent = accepted(p)
+      local third = accepted(p)
+      h.send(third, request)
+      assert_hello(h.read_response(third))
+      assert.is_true(h.is_closed(silent, 5), "the silent client was not closed")
+      silent:close()
+      -- The kept client, idle since before the silent one connected, is
+      -- still served on its connection.
+      h.send(kept, request)
+      assert_hello(h.read_response(kept))
+      kept:close()
+      third:close()
+    end)
+
+    it("does not close a client that has sent part of its request head", function()
+      local o = origin()
+      local p = proxy({ "--max-connections", "2", "--trace" })
+      local request = h.request("GET", o.url("/hello"), { "Host: " .. o.authority })
+      -- Half a head, sent at once: the proxy has read it (or a peek finds
+      -- it in the socket) by the time the later clients connect.
+      -- Connected first, this client would be the one to go if it
+      -- counted as silent.
+      local half = assert(h.connect(p.port))
+      local _, port = half:getsockname()
+      h.send(half, request:sub(1, 20))
+      assert(p.log_has("accepted 127.0.0.1:" .. port .. ";"), "never accepted: " .. p.log())
+      -- A silent client: the one that makes room for the third.
+      local silent = accepted(p)
+      local third = accepted(p)
+      h.send(third, request)
+      assert_hello(h.read_response(third))
+      assert.is_true(h.is_closed(silent, 5), "the silent client was not closed")
+      silent:close()
+      -- The half-sent request is served once the rest comes.
+      h.send(half, request:sub(21))
+      assert_hello(h.read_response(half))
+      half:close()
+      third:close()
+    end)
+
   end)
 
   describe("a descriptor limit of 64", function()
