@@ -50,6 +50,9 @@
 #define ACCEPT_BATCH 1
 /* How long to wait before accepting again when out of file descriptors. */
 #define ACCEPT_RETRY_DELAY 0.5
+/* Idle clients one new client may close to make room for itself at
+ * --max-connections (take_slot_making_room). */
+#define RECLAIM_MAX 8
 /* How long in-flight exchanges may take to finish after SIGTERM. */
 #define DRAIN_LIMIT 10.0
 /* Refused clients this loop keeps long enough to answer 403 or 503; past
@@ -152,27 +155,42 @@ static int take_slot(struct proxy *p)
 }
 
 /*
- * At the cap: closes one of this worker's clients idle waiting for a
- * request (session_idle.h says which goes first), so a new client can have
- * its slot instead of a 503 (a connection waiting for a request that may
- * never come is worth less than a client with a request in hand). Returns
- * 1 when one was closed, 0 when none of this worker's clients is idle. One
- * new client closes at most one idle client.
+ * At the cap: closes this worker's clients idle waiting for a request, as
+ * many as it takes for the new client to have a slot (session_idle.h says
+ * which go first), so it is served instead of answered 503: a connection
+ * waiting for a request that may never come is worth less than a client
+ * with a request in hand. Returns 1 with a slot taken, 0 without: too few
+ * of this worker's clients are idle.
+ *
+ * At the cap that is one. After a reload lowered --max-connections below
+ * the count it is more, and one new client closes up to RECLAIM_MAX: each
+ * close is a session freed and a peek or so (session_idle_closable), so a
+ * lowered limit is worked down over the next few new clients rather than
+ * by one of them closing hundreds in a single turn of the loop while the
+ * others wait. Those it closes are closed even when they are too few to
+ * let the new client in: they were over the new limit, which is what the
+ * reload asked for, and the next new client needs fewer.
  *
  * Only this worker's clients: with workers the count is shared, but a
  * worker cannot close another's connections. So a worker whose clients
  * are all busy answers 503 even while another worker holds idle ones;
- * and between the close and take_slot another worker may take the slot
- * that was freed, which is a 503 too, as before.
+ * and between the closes and take_slot another worker may take the slots
+ * that were freed, which is a 503 too, as before.
  */
-static int reclaim_idle_client(struct proxy *p)
+static int take_slot_making_room(struct proxy *p)
 {
-    struct session *idle;
+    struct session *idle[RECLAIM_MAX];
+    int want, n;
 
-    if (session_idle_closable(&p->idle, ev_now(p->loop), &idle, 1) == 0)
-        return 0;
-    session_reclaim(idle); /* frees it: on_session_gone gives its slot back */
-    return 1;
+    if (take_slot(p))
+        return 1;
+    /* With the new client, the count must not pass the limit. */
+    want = proxy_connection_count(p) + 1 - p->cfg->max_connections;
+    want = want < 1 ? 1 : want > RECLAIM_MAX ? RECLAIM_MAX : want;
+    n = session_idle_closable(&p->idle, ev_now(p->loop), idle, want);
+    for (int i = 0; i < n; i++)
+        session_reclaim(idle[i]); /* frees it: on_session_gone gives its slot back */
+    return n > 0 && take_slot(p);
 }
 
 static void give_slot_back(struct proxy *p)
@@ -252,7 +270,7 @@ static void on_listener_readable(struct ev_loop *loop, ev_io *w, int revents)
         int reject = 0;
         if (!acl_match(p->cfg->allow, p->cfg->allow_count, (struct sockaddr *)&addr))
             reject = 403;
-        else if (!take_slot(p) && !(reclaim_idle_client(p) && take_slot(p)))
+        else if (!take_slot_making_room(p))
             reject = 503;
         /* Rejected clients still get a (small) session, so they can be
          * told why in a proper response instead of a bare reset. Beyond a

@@ -395,6 +395,38 @@ describe("a running proxy", function()
 
   end)
 
+  -- A reload that lowers the limit below the clients connected: each new
+  -- client closes as many idle ones as it takes to be let in.
+  it("lets a new client in after a reload lowered --max-connections below the count", function()
+    local o = origin()
+    local conf = h.tmpfile("max-connections 4\n", "luaproxy.conf")
+    local p = proxy({ "-c", conf })
+    local request = h.request("GET", o.url("/hello"), { "Host: " .. o.authority })
+    local idle = {}
+    for i = 1, 4 do
+      idle[i] = assert(h.connect(p.port))
+      h.send(idle[i], request)
+      assert_hello(h.read_response(idle[i]))
+    end
+    h.write_file(conf, "max-connections 2\n")
+    p.signal("HUP")
+    assert(p.log_has("SIGHUP: no scripts to reload"), p.log())
+    -- Four connected, two allowed: the new client closes the three idle
+    -- longest. Before, it closed one, and the proxy was still full.
+    local new = assert(h.connect(p.port))
+    h.send(new, request)
+    assert_hello(h.read_response(new))
+    for i = 1, 3 do
+      assert.is_true(h.is_closed(idle[i], 5), "idle client " .. i .. " was not closed")
+      idle[i]:close()
+    end
+    -- The one idle least long stays, and is served.
+    h.send(idle[4], request)
+    assert_hello(h.read_response(idle[4]))
+    idle[4]:close()
+    new:close()
+  end)
+
   describe("a descriptor limit of 64", function()
     -- Each client may need two descriptors, its own and its upstream's:
     -- let in more than the limit holds, and the clients take them all,
