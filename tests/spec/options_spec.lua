@@ -255,6 +255,35 @@ describe("a running proxy", function()
       fourth:close()
     end)
 
+    -- An idle client whose next request is already in its socket, though
+    -- not read yet, is busy: closing it would lose that request (and the
+    -- unread bytes would turn the close into a reset). The proxy is paused
+    -- while the idle client sends its request and then a new client
+    -- connects: when it goes on, the new client's accept, the later event,
+    -- runs first, and finds the request waiting (a peek).
+    it("passes over an idle client whose next request waits unread in its socket", function()
+      local o = origin()
+      local p = proxy({ "--max-connections", "1" })
+      local request = h.request("GET", o.url("/hello"), { "Host: " .. o.authority })
+      local idle = assert(h.connect(p.port))
+      h.send(idle, request)
+      assert_hello(h.read_response(idle))
+
+      p.pause()
+      h.send(idle, request)
+      local _, idle_port = idle:getsockname()
+      assert(h.wait_unread(p.port, tonumber(idle_port)), "the request did not reach the proxy")
+      local new = assert(h.connect(p.port))
+      h.send(new, request)
+      p.go_on()
+
+      assert_hello(h.read_response(idle))
+      local resp = h.read_response(new)
+      assert(h.check_error_response(resp, 503, "Service Unavailable"))
+      new:close()
+      idle:close()
+    end)
+
     it("answers a third client 503 and closes it while both others are busy, then serves once a slot frees", function()
       local o = origin()
       local echo = origin("echo")

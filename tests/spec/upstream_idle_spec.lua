@@ -108,8 +108,8 @@ describe("idle upstream connections", function()
   -- next request arrive in the same turn of the proxy's loop, the request
   -- handled first: the proxy is stopped (SIGSTOP) while the origin sends
   -- its stray response and the client its next request, and both wait in
-  -- the proxy's sockets when it goes on. libev runs the events of one
-  -- turn last-first, so the request's comes before the connection's.
+  -- the proxy's sockets when it goes on (p.pause): the request's event,
+  -- the later, is handled first.
   describe("that spoke out of turn", function()
     local raw
     local STRAY = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nstray\n"
@@ -119,25 +119,6 @@ describe("idle upstream connections", function()
       if raw then raw.close() end
       raw = nil
     end)
-
-    -- Bytes wait unread in the receive queue of the TCP socket from local
-    -- port <lport> to remote port <rport> (/proc/net/tcp, which lists the
-    -- proxy's sockets as any other).
-    local function queued(lport, rport)
-      for line in io.lines("/proc/net/tcp") do
-        local l, r, rx = line:match("^%s*%d+:%s+%x+:(%x+)%s+%x+:(%x+)%s+%x+%s+%x+:(%x+)")
-        if l and tonumber(l, 16) == lport and tonumber(r, 16) == rport and
-          tonumber(rx, 16) > 0 then
-          return true
-        end
-      end
-      return false
-    end
-
-    local function stopped(p)
-      local stat = h.read_file("/proc/" .. p.pid .. "/stat") or ""
-      return stat:match("%) (%a)") == "T"
-    end
 
     -- The first exchange over <s>, the upstream connection it used left idle
     -- (kept by the session, or parked in the pool once <s> closes).
@@ -158,17 +139,16 @@ describe("idle upstream connections", function()
     -- its sockets. Returns the answer <s> gets, the origin given GOOD for
     -- whatever request reaches it.
     local function next_exchange(s, conn, send_next)
-      proxy.signal("STOP")
-      assert(h.wait_for(function() return stopped(proxy) end, 5), "the proxy did not stop")
+      proxy.pause()
       assert(conn.send(STRAY))
       local _, proxy_side = conn.sock:getpeername()
-      assert(h.wait_for(function() return queued(tonumber(proxy_side), raw.port) end, 5),
+      assert(h.wait_unread(tonumber(proxy_side), raw.port),
         "the stray response did not reach the proxy's socket")
       send_next()
       local _, client_port = s:getsockname()
-      assert(h.wait_for(function() return queued(proxy.port, tonumber(client_port)) end, 5),
+      assert(h.wait_unread(proxy.port, tonumber(client_port)),
         "the next request did not reach the proxy's socket")
-      proxy.signal("CONT")
+      proxy.go_on()
       local next_conn, req = raw.next_request(5)
       if next_conn then
         assert.are.equal("/next", req.target)

@@ -406,6 +406,18 @@ function h.start_proxy(args, opts)
     local out = h.sh("ls /proc/" .. p.pid .. "/fd 2>/dev/null | wc -l")
     return tonumber(out:match("%d+"))
   end
+  -- Stops the proxy (SIGSTOP) and waits until it is stopped; p.go_on()
+  -- continues it. What reaches its sockets meanwhile is handled in the
+  -- same turn of its loop once it goes on, the events of one turn last
+  -- first (libev): how a spec arranges the order of two events.
+  function p.pause()
+    p.signal("STOP")
+    assert(h.wait_for(function()
+      local s = h.read_file("/proc/" .. p.pid .. "/stat") or ""
+      return s:match("%) (%a)") == "T"
+    end), "the proxy did not stop")
+  end
+  function p.go_on() p.signal("CONT") end
   -- utime + stime in clock ticks (fields 14 and 15 of /proc/PID/stat).
   function p.cpu_ticks()
     local s = h.read_file("/proc/" .. p.pid .. "/stat")
@@ -595,6 +607,20 @@ function h.recv_until_close(sock, timeout)
       return table.concat(pieces), (err == "timeout" or err == nil) and "timeout" or "closed"
     end
   end
+end
+
+-- Waits (bounded) until bytes wait unread in the receive queue of the TCP
+-- socket from 127.0.0.1:<lport> to 127.0.0.1:<rport>, as /proc/net/tcp
+-- lists it (a paused proxy's sockets too). True, or nil.
+function h.wait_unread(lport, rport)
+  return h.wait_for(function()
+    for line in io.lines("/proc/net/tcp") do
+      local l, r, rx = line:match("^%s*%d+:%s+%x+:(%x+)%s+%x+:(%x+)%s+%x+%s+%x+:(%x+)")
+      if l and tonumber(l, 16) == lport and tonumber(r, 16) == rport and tonumber(rx, 16) > 0 then
+        return true
+      end
+    end
+  end)
 end
 
 -- Reads whatever arrives within <timeout> (at least one read). Returns data
