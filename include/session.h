@@ -44,7 +44,7 @@
  *            -> exchange    a reused connection was closed: retry, connected at once
  *            -> closed      the client went away, or a response cut short
  * tunnel     -> closed      both sides done, a reset, a write failed, or idle too long
- * draining   -> closed      last bytes out and the client closed, or 2 s passed
+ * draining   -> closed      last bytes out and the client closed or 2 s passed; or it stopped reading
  * closed: freed at the end of the event
  * (state diagram end: printed from session_transitions[] in
  * src/session_state.c; tests/unit/test_session_state.c keeps it equal)

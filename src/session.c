@@ -42,8 +42,9 @@
 #include "upstream.h"
 #include "upstream_pool.h"
 
-/* A rejected or failed client gets this long to read our answer and close
- * before we close on it ("lingering close", RFC 9112 9.6). */
+/* A client whose connection ends gets this long, once the last bytes of
+ * our answer are out, to close before we close on it ("lingering close",
+ * RFC 9112 9.6). */
 #define DRAIN_TIME 2.0
 /* State machine passes in one go (see session_advance). */
 #define ADVANCE_SLICE 64
@@ -136,6 +137,12 @@ void session_free(struct session *s)
     exchange_release(s);
     ev_timer_stop(p->loop, &s->timer);
     ev_idle_stop(p->loop, &s->resume);
+    /* An answer cut short (client_abort), or closed before all of it went
+     * out (the client stopped reading, the proxy stops): a FIN would end
+     * it as if whole, as an HTTP/1.0 body is read to the connection's
+     * end. A reset says it is not. */
+    if (s->client_abort || buffer_length(&s->client.out) > 0 || s->upstream.piped > 0)
+        endpoint_abort(&s->client);
     endpoint_close(p->loop, &s->upstream);
     endpoint_close(p->loop, &s->client);
     TRACE(s, "connection closed after %d exchange(s); the session is freed", s->exchanges);
@@ -466,7 +473,7 @@ static int drain(struct session *s)
     if (buffer_length(&s->client.out) > 0)
         return 0;
     if (s->client_abort) {
-        endpoint_abort(&s->client);
+        /* session_free makes the close a reset (client_abort). */
         session_close(s, "the close-delimited answer was cut short: the connection is reset, "
                          "so the client cannot take it for whole");
         return 1;
@@ -497,11 +504,12 @@ static int flush_both(struct session *s)
     enum endpoint_io r;
 
     if (buffer_length(&s->client.out) > 0) {
-        /* Draining, these are the last bytes: their FIN goes with them. */
-        r = s->state == SESSION_DRAINING
+        /* Draining, these are the last bytes: their FIN goes with them.
+         * Not for an answer cut short, which ends with a reset: a last
+         * part held back for a FIN (MSG_MORE) would die with it. */
+        r = s->state == SESSION_DRAINING && !s->client_abort
                 ? endpoint_flush_final(&s->client,
-                                       s->client_abort ||
-                                           (s->client_done && buffer_length(&s->client.in) == 0))
+                                       s->client_done && buffer_length(&s->client.in) == 0)
                 : endpoint_flush(&s->client);
         if (r == ENDPOINT_ERROR) {
             if (s->x.active)
@@ -516,6 +524,12 @@ static int flush_both(struct session *s)
         if (r == ENDPOINT_PROGRESS) {
             s->last_activity = ev_now(s->proxy->loop);
             progress = 1;
+            /* The linger's time counts from when the last bytes are out
+             * (see deadline). */
+            if (s->state == SESSION_DRAINING && buffer_length(&s->client.out) == 0) {
+                s->drain_started = s->last_activity;
+                s->rearm_timer = 1;
+            }
         }
         /* Between requests an idle connection keeps no buffers. */
         if (buffer_length(&s->client.out) == 0 && s->state == SESSION_HEAD)
@@ -567,6 +581,12 @@ static ev_tstamp deadline(const struct session *s)
     case SESSION_CONNECTING:
         return upstream_attempt_deadline(s, s->x.connect_started + cfg->connect_timeout);
     case SESSION_DRAINING:
+        /* The last bytes of our answer still going out: as long as the
+         * client keeps reading them, as during the exchange. A slow
+         * reader of a large body must not lose its end to the linger's
+         * 2 s, which count once they are out (flush_both). */
+        if (buffer_length(&s->client.out) > 0 || s->upstream.piped > 0)
+            return s->last_activity + cfg->idle_timeout;
         return s->drain_started + DRAIN_TIME;
     case SESSION_EXCHANGE:
         /* A response head that has begun must be whole within the timeout

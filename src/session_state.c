@@ -70,7 +70,7 @@ const struct session_transition session_transitions[] = {
 
     {SESSION_TUNNEL, SESSION_CLOSED, "both sides done, a reset, a write failed, or idle too long"},
 
-    {SESSION_DRAINING, SESSION_CLOSED, "last bytes out and the client closed, or 2 s passed"},
+    {SESSION_DRAINING, SESSION_CLOSED, "last bytes out and the client closed or 2 s passed; or it stopped reading"},
 };
 const size_t session_transition_count =
     sizeof session_transitions / sizeof session_transitions[0];

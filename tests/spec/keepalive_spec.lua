@@ -5,6 +5,7 @@
 
 package.path = "tests/spec/?.lua;" .. package.path
 local h = require("support.harness")
+local socket = require("socket")
 
 describe("client keep-alive", function()
   local origin, proxy, sock
@@ -362,5 +363,37 @@ describe("client keep-alive after an answer that came before the request body", 
     local resp = assert(h.read_response(sock))
     assert.are.equal(413, resp.status)
     assert.are.equal("close", resp.headers["connection"], resp.raw_head)
+  end)
+end)
+
+-- A connection that ends after its answer (HTTP/1.0, Connection: close)
+-- lingers for the client to close (RFC 9112 9.6): 2 s, counted once the
+-- answer is all out. Before, they counted from the end of the exchange,
+-- with the answer perhaps still queued, and a client that paused before
+-- reading a large one lost its end.
+describe("a connection ending after a large answer", function()
+  local proxy
+
+  after_each(function()
+    local problem = h.stop_procs({ proxy }, 2)
+    proxy = nil
+    assert(not problem, problem)
+  end)
+
+  it("gives a client that pauses before reading all of the answer", function()
+    local size = 8 * 1024 * 1024
+    proxy = h.start_proxy({ "-s", h.tmpfile(string.format(
+      'function on_request(tx) tx:respond(200, string.rep("x", %d)) end', size), "big.lua") })
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, "GET http://127.0.0.1:9/big HTTP/1.0\r\nHost: 127.0.0.1:9\r\n\r\n"))
+    -- The answer is queued whole: its exchange is over.
+    assert(proxy.wait_access_log('"GET http://127%.0%.0%.1:9/big HTTP/1%.0" 200'),
+      proxy.access_log())
+    socket.sleep(2.5) -- the client's pause, longer than the linger
+    local resp = h.read_response(s, { timeout = 20 })
+    assert(resp, "no answer")
+    assert.are.equal(size, #resp.body, "the answer was cut")
+    assert.is_true(h.is_closed(s, 5), "the connection stayed open after the answer")
+    s:close()
   end)
 end)
