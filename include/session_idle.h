@@ -44,6 +44,11 @@ struct session_idle_list {
     struct session_idle_queue kept;   /* kept alive after an exchange */
 };
 
+/* Whether <s> waits for a request with nothing to lose if it is closed
+ * now: silent since it connected, or kept alive after an exchange whose
+ * answer is all out; nothing of a request in, no TLS handshake running. */
+int session_idle_waiting(const struct session *s);
+
 /* Puts <s> in its worker's list, or takes it out, to match what it is now:
  * idle or not. Called after each event has moved the session as far as it
  * goes (session_advance); a session that stays idle keeps its place. */

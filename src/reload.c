@@ -31,7 +31,6 @@
 #include "access_log.h"
 #include "acl.h"
 #include "auth.h"
-#include "buffer.h"
 #include "config.h"
 #include "endpoint.h"
 #include "hooks.h"
@@ -41,6 +40,7 @@
 #include "proxy.h"
 #include "upstream_pool.h"
 #include "session.h"
+#include "session_idle.h"
 #include "tls.h"
 #include "tls_trust.h"
 #include "trace.h"
@@ -115,11 +115,11 @@ static int tunnel_coming(const struct session *s)
 }
 
 /* Whether <s> is an intercepted tunnel idle between its requests: its
- * TLS handshake over, no request in flight, none begun. */
+ * TLS handshake over, no request in flight or begun, and the last answer
+ * all out (session_idle_waiting, the reclaim's own test). */
 static int intercepted_idle(const struct session *s)
 {
-    return s->intercepted && s->tunnel && s->state == SESSION_HEAD && !s->x.active &&
-           !s->client.handshaking && buffer_length(&s->client.in) == 0;
+    return s->intercepted && s->tunnel && session_idle_waiting(s);
 }
 
 /* A tunnel (CONNECT, or an upgrade such as a WebSocket) moves bytes for

@@ -29,7 +29,7 @@
  * with decrypted bytes still waiting in its transport, nor a refused
  * client (it is counted apart from --max-connections).
  */
-static int idle_for_request(const struct session *s)
+int session_idle_waiting(const struct session *s)
 {
     const struct endpoint *c = &s->client;
 
@@ -74,7 +74,7 @@ void session_idle_note(struct session *s)
 {
     struct session_idle_queue *q = queue_of(s);
 
-    if (!idle_for_request(s)) {
+    if (!session_idle_waiting(s)) {
         session_idle_leave(s);
         return;
     }
