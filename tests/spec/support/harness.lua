@@ -408,8 +408,9 @@ function h.start_proxy(args, opts)
   end
   -- Stops the proxy (SIGSTOP) and waits until it is stopped; p.go_on()
   -- continues it. What reaches its sockets meanwhile is handled in the
-  -- same turn of its loop once it goes on, the events of one turn last
-  -- first (libev): how a spec arranges the order of two events.
+  -- same turn of its loop once it goes on: epoll reports the sockets in
+  -- the order they became ready, and libev runs one turn's events last
+  -- first. How a spec arranges the order of two events.
   function p.pause()
     p.signal("STOP")
     assert(h.wait_for(function()
