@@ -157,6 +157,22 @@ describe("idle upstream connections", function()
       return assert(h.read_response(s)), next_conn
     end
 
+    -- After: the client's next request is answered on the connection that
+    -- replaced the one that spoke, with nothing left over on either side.
+    local function carries_on(s, conn)
+      assert(h.send(s, h.request("GET", "http://" .. raw.authority .. "/again",
+        { "Host: " .. raw.authority })))
+      local again_conn, req = raw.next_request(5)
+      assert(again_conn, "the next request did not reach the origin")
+      assert.are.equal("/again", req.target)
+      assert.are.equal(conn, again_conn, "the clean connection was not reused")
+      assert(again_conn.send(GOOD))
+      local resp = assert(h.read_response(s))
+      assert.are.equal("good\n", resp.body)
+      assert.are.equal("", again_conn.extra(), "bytes left over upstream")
+      assert.are.equal("", (h.recv_some(s, 0.2)), "bytes left over for the client")
+    end
+
     it("is not reused by the session that kept it", function()
       raw = raw_origin.new()
       proxy = h.start_proxy()
@@ -168,6 +184,7 @@ describe("idle upstream connections", function()
       end)
       assert.are.equal("good\n", resp.body, "the stray response reached the client")
       assert.are_not.equal(conn, next_conn, "the request went out on the connection that spoke")
+      carries_on(s, next_conn)
       s:close()
     end)
 
@@ -192,6 +209,7 @@ describe("idle upstream connections", function()
       end)
       assert.are.equal("good\n", resp.body, "the stray response reached another client")
       assert.are_not.equal(conn, next_conn, "the request went out on the connection that spoke")
+      carries_on(other, next_conn)
       other:close()
     end)
   end)
