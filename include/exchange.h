@@ -170,5 +170,9 @@ enum exchange_step exchange_response_stalled(struct session *s);
 /* SESSION_TUNNEL: moves bytes both ways and relays half-closes
  * (src/tunnel.c). */
 enum exchange_step tunnel_pump(struct session *s);
+/* A tunnel closed before tunnel_pump ended it (idle while the bytes that
+ * came before one side's abnormal end wait to go out): makes both closes
+ * resets, as tunnel_pump would have. */
+void tunnel_abort_if_cut(struct session *s);
 
 #endif

@@ -511,7 +511,13 @@ static int flush_both(struct session *s)
                 ? endpoint_flush_final(&s->client,
                                        s->client_done && buffer_length(&s->client.in) == 0)
                 : endpoint_flush(&s->client);
-        if (r == ENDPOINT_ERROR) {
+        if (r == ENDPOINT_ERROR && s->state == SESSION_TUNNEL) {
+            /* Left to tunnel_pump, as a reset read: the upstream is
+             * reset too, after what the client sent before. What could
+             * not be written never will be. */
+            buffer_consume(&s->client.out, buffer_length(&s->client.out));
+            progress = 1;
+        } else if (r == ENDPOINT_ERROR) {
             if (s->x.active)
                 s->x.error = s->x.error ? s->x.error : "the client went away";
             exchange_no_keep(&s->x, "the client went away");
@@ -687,6 +693,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         break;
     case SESSION_TUNNEL:
         s->x.error = "the tunnel was idle too long";
+        tunnel_abort_if_cut(s);
         session_close(s, "the tunnel was idle too long");
         session_end_exchange(s);
         break;
@@ -906,7 +913,10 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
                 buffer_consume(&s->client.in, buffer_length(&s->client.in));
                 s->client_done = 0; /* it sends more after all */
             }
-        } else if (r == ENDPOINT_ERROR && s->state != SESSION_DRAINING) {
+        } else if (r == ENDPOINT_ERROR && s->state != SESSION_DRAINING &&
+                   s->state != SESSION_TUNNEL) {
+            /* (A tunnel's reset is tunnel_pump's: what the client sent
+             * before it goes up, then the upstream is reset too.) */
             /* A reset: nothing more can reach this client. */
             s->x.error = s->x.error ? s->x.error : "the client reset the connection";
             exchange_no_keep(&s->x, "the client reset the connection");

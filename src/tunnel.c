@@ -3,8 +3,14 @@
  * proxy no longer reads HTTP; it moves bytes both ways, through the buffers
  * or, once they are empty, through splice(2) pipes, and passes a half-close
  * on so each side sees the other's EOF while data still flows back. When
- * both ways are done (or one side reset) it reports STEP_CLOSE and
- * session.c ends the exchange and the connection.
+ * both ways are done it reports STEP_CLOSE and session.c ends the exchange
+ * and the connection.
+ *
+ * A side that ends abnormally (a reset, a failed write, an upstream's TLS
+ * stream that ends without close_notify) is not passed on as a half-close:
+ * a FIN or a close_notify would tell the other peer the stream ended
+ * whole. The bytes that came before still go on; then both connections
+ * are closed with a reset (endpoint_abort), so the other peer sees the cut.
  */
 #include "exchange.h"
 
@@ -34,16 +40,35 @@ static size_t move_bytes(struct buffer *from, struct buffer *to, struct tunnel_m
     return len;
 }
 
+/* Why <e>'s side of the tunnel ended abnormally, or NULL while it has not
+ * (it is open, or it ended cleanly: a FIN, or a close_notify over TLS).
+ * Over TLS only the close_notify vouches for the end: a bare TCP EOF may
+ * be someone cutting the stream (tls_eof_unclean, set for an upstream). */
+static const char *ended_abnormally(const struct session *s, const struct endpoint *e)
+{
+    int client = e == &s->client;
+
+    if (e->failed)
+        return client ? "the tunnel was reset by the client" /* or a write to it failed */
+                      : "the tunnel was reset by the upstream";
+    if (e->read_eof && e->tls_eof_unclean) /* only an upstream's is noted */
+        return "the tunnel was cut by the upstream: its TLS stream ended without close_notify";
+    return NULL;
+}
+
 /* One direction of a tunnel, <from> to <to>: through the buffers, or
  * through <from>'s splice pipe once both buffers are empty. Passes a
- * half-close on once everything before it has been written. */
-static int tunnel_direction(struct endpoint *from, struct endpoint *to, uint64_t *count,
-                            struct tunnel_moves *moves, struct flow *flow, int to_upstream,
-                            double now)
+ * half-close on once everything before it has been written, unless
+ * <from> ended abnormally (<cut>): tunnel_pump resets <to> instead. */
+static int tunnel_direction(struct endpoint *from, struct endpoint *to, int cut,
+                            uint64_t *count, struct tunnel_moves *moves, struct flow *flow,
+                            int to_upstream, double now)
 {
     int progress = 0;
     size_t n = 0;
 
+    if (to->failed)
+        return 0; /* nothing more reaches it: the tunnel is ending */
     if (!endpoint_splicing(from)) {
         n = move_bytes(&from->in, &to->out, moves);
         *count += n;
@@ -64,16 +89,25 @@ static int tunnel_direction(struct endpoint *from, struct endpoint *to, uint64_t
         progress = n > 0;
     }
     if (from->read_eof && buffer_length(&from->in) == 0 && buffer_length(&to->out) == 0 &&
-        from->piped == 0 && !to->write_shut) {
+        from->piped == 0 && !to->write_shut && !cut) {
         endpoint_shutdown_write(to);
         progress = 1;
     }
     return progress;
 }
 
+/* Whether what came from <from> before it ended is all written to <to>
+ * (or can never be: <to> failed). */
+static int all_passed_on(const struct endpoint *from, const struct endpoint *to)
+{
+    return to->failed ||
+           (buffer_length(&from->in) == 0 && from->piped == 0 && buffer_length(&to->out) == 0);
+}
+
 enum exchange_step tunnel_pump(struct session *s)
 {
     struct endpoint *c = &s->client, *u = &s->upstream;
+    const char *c_cut = ended_abnormally(s, c), *u_cut = ended_abnormally(s, u);
     int progress;
 
     double now = ev_now(s->proxy->loop);
@@ -83,16 +117,43 @@ enum exchange_step tunnel_pump(struct session *s)
         if (c->read_eof || c->failed)
             s->x.tunnel_closer = c->failed ? "the client (reset)" : "the client";
         else if (u->read_eof || u->failed)
-            s->x.tunnel_closer = u->failed ? "the upstream (reset)" : "the upstream";
+            s->x.tunnel_closer = u->failed           ? "the upstream (reset)"
+                                 : u->tls_eof_unclean ? "the upstream (TLS without close_notify)"
+                                                      : "the upstream";
     }
-    progress = tunnel_direction(c, u, &s->x.req_bytes, &s->x.tunnel_up, s->x.flow, 1, now);
-    progress |= tunnel_direction(u, c, &s->x.res_bytes, &s->x.tunnel_down, s->x.flow, 0, now);
-    if (c->failed || u->failed || (c->write_shut && u->write_shut)) {
-        if (c->failed || u->failed)
-            s->x.error = "the tunnel was reset";
+    progress = tunnel_direction(c, u, c_cut != NULL, &s->x.req_bytes, &s->x.tunnel_up,
+                                s->x.flow, 1, now);
+    progress |= tunnel_direction(u, c, u_cut != NULL, &s->x.res_bytes, &s->x.tunnel_down,
+                                 s->x.flow, 0, now);
+    if (c_cut || u_cut) {
+        /* The first side seen to end abnormally is the one the log names
+         * (the other may fail only because of it). */
+        if (!s->x.error)
+            s->x.error = u_cut ? u_cut : c_cut;
+        /* The bytes that came before the cut go on first. */
+        if ((!u_cut || all_passed_on(u, c)) && (!c_cut || all_passed_on(c, u))) {
+            /* Then both close with a reset: the peer of the side that
+             * ended so, to tell it the stream was cut; that side's own
+             * peer, as what the other had still to send it is lost too
+             * (a failed socket is past caring). */
+            endpoint_abort(c);
+            endpoint_abort(u);
+            exchange_no_keep(&s->x, "a tunnel ends its connection");
+            return exchange_close_connection(&s->x, s->x.error);
+        }
+        return progress ? STEP_PROGRESS : STEP_WAIT;
+    }
+    if (c->write_shut && u->write_shut) {
         exchange_no_keep(&s->x, "a tunnel ends its connection");
-        return exchange_close_connection(&s->x, s->x.error ? s->x.error
-                                                           : "the tunnel is done both ways");
+        return exchange_close_connection(&s->x, "the tunnel is done both ways");
     }
     return progress ? STEP_PROGRESS : STEP_WAIT;
+}
+
+void tunnel_abort_if_cut(struct session *s)
+{
+    if (ended_abnormally(s, &s->client) || ended_abnormally(s, &s->upstream)) {
+        endpoint_abort(&s->client);
+        endpoint_abort(&s->upstream);
+    }
 }

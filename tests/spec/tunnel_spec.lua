@@ -73,6 +73,73 @@ describe("tunnels", function()
     assert.is_truthy(line:find("^127%.0%.0%.1 %- %- %["))
   end)
 
+  -- The state of the TCP connection from 127.0.0.1:<lport> to <rport> as
+  -- /proc/net/tcp lists it: "08" (CLOSE_WAIT) once the peer sent a FIN,
+  -- or nil once it is gone, as a reset leaves it. (luasocket says
+  -- "closed" for both.)
+  local function tcp_state(lport, rport)
+    for line in io.lines("/proc/net/tcp") do
+      local l, r, st = line:match("^%s*%d+:%s+%x+:(%x+)%s+%x+:(%x+)%s+(%x+)")
+      if l and tonumber(l, 16) == lport and tonumber(r, 16) == rport then return st end
+    end
+  end
+  local function ports(s)
+    local _, l = s:getsockname()
+    local _, r = s:getpeername()
+    return tonumber(l), tonumber(r)
+  end
+
+  -- A tunnel to a raw listener through a proxy allowed to reach it:
+  -- the client's socket and the far end's.
+  local function raw_tunnel()
+    local server, port, target = h.raw_listener()
+    local p = track(h.start_proxy({ "--connect-ports", tostring(port) }))
+    local s = connect(p.port)
+    assert(h.send(s, h.request("CONNECT", target, { "Host: " .. target })))
+    local resp = h.read_response(s, { method = "CONNECT" })
+    assert.are.equal(200, resp and resp.status)
+    local up = assert(server:accept())
+    server:close()
+    socks[#socks + 1] = up
+    return s, up, p
+  end
+
+  local function reset(sock)
+    sock:setoption("linger", { on = true, timeout = 0 })
+    sock:close()
+  end
+
+  -- A FIN ends a tunnel's direction as whole; a reset must not become
+  -- one on the other side, or a stream cut short looks complete (a body
+  -- read to the connection's end, say).
+  it("passes a far end's FIN on as a FIN, and its reset as a reset after the bytes that came", function()
+    local s, up = raw_tunnel()
+    local l, r = ports(s)
+    assert(h.send(up, "whole"))
+    up:close()
+    assert.are.same({ "whole", "closed" }, { h.recv_until_close(s, 5) })
+    assert.are.equal("08", tcp_state(l, r), "a FIN should leave the client in CLOSE_WAIT")
+
+    local p
+    s, up, p = raw_tunnel()
+    l, r = ports(s)
+    assert(h.send(up, "partial"))
+    reset(up)
+    assert.are.same({ "partial", "closed" }, { h.recv_until_close(s, 5) })
+    assert.is_nil(tcp_state(l, r), "the client should have been reset, not sent a FIN")
+    assert(p.log_has("the tunnel was reset by the upstream"), p.log())
+  end)
+
+  it("resets the far end when the client resets, after the bytes that came", function()
+    local s, up, p = raw_tunnel()
+    local l, r = ports(up)
+    assert(h.send(s, "partial"))
+    reset(s)
+    assert.are.same({ "partial", "closed" }, { h.recv_until_close(up, 5) })
+    assert.is_nil(tcp_state(l, r), "the far end should have been reset, not sent a FIN")
+    assert(p.log_has("the tunnel was reset by the client"), p.log())
+  end)
+
   it("refuses CONNECT to a port not in --connect-ports with 403", function()
     local s = connect(proxy.port)
     local target = "127.0.0.1:" .. origin.port
