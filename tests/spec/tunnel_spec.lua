@@ -140,6 +140,66 @@ describe("tunnels", function()
     assert(p.log_has("the tunnel was reset by the client"), p.log())
   end)
 
+  -- Over TLS only a close_notify says a stream ended whole: an upstream's
+  -- bare TCP EOF (tls_front.py sends one unless told otherwise) may be
+  -- someone cutting it, and must reach the client as a reset, not as our
+  -- close_notify. A WebSocket over an intercepted tunnel: the client
+  -- sends its close_notify, which goes up to the origin; the origin's
+  -- end comes back as the front sends it.
+  it("resets the client when an upgrade's TLS upstream ends without close_notify", function()
+    local client = h.tmpfile([[
+import socket, ssl, sys
+proxy_port, host, port, cafile = sys.argv[1:5]
+sock = socket.create_connection(("127.0.0.1", int(proxy_port)), timeout=10)
+sock.sendall(("CONNECT %s:%s HTTP/1.1\r\nHost: %s:%s\r\n\r\n" % (host, port, host, port)).encode())
+head = b""
+while not head.endswith(b"\r\n\r\n"):
+    head += sock.recv(1)
+assert head.startswith(b"HTTP/1.1 200"), head
+tls = ssl.create_default_context(cafile=cafile).wrap_socket(
+    sock, server_hostname=host, suppress_ragged_eofs=False)
+tls.sendall(("GET /ws HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             % (host, port)).encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    head += tls.recv(1)
+assert head.startswith(b"HTTP/1.1 101"), head
+tls.sendall(b"hello")
+echo = b""
+while len(echo) < 5:
+    echo += tls.recv(5 - len(echo))
+assert echo == b"hello", echo
+try:
+    tls.unwrap()  # our close_notify, then the proxy's
+    how = "close_notify"
+except ssl.SSLEOFError:
+    how = "bare eof"
+except ConnectionResetError:
+    how = "reset"
+print("end: " + how)
+]], "ws_client.py")
+    local pki = h.test_pki()
+    local ca_dir = h.new_ca_dir()
+    local bare = h.start_https_origin()
+    local notify = h.start_https_origin({ close_notify = true })
+    local function stop() bare.stop(); notify.stop() end
+    local ok, err = pcall(function()
+      local p = track(h.start_proxy({ "--ca-dir", ca_dir, "--upstream-ca", pki.ca, "--intercept", "*",
+        "--connect-ports", bare.port .. "," .. notify.port }))
+      local function run(origin)
+        return h.sh(table.concat({ "timeout 20 python3", h.shell_quote(client), tostring(p.port),
+          "127.0.0.1", tostring(origin.port), h.shell_quote(ca_dir .. "/ca.pem"), "2>&1" }, " "))
+      end
+      assert.are.equal("end: close_notify\n", run(notify))
+      assert.are.equal("end: reset\n", run(bare))
+      assert(p.log_has("the tunnel was cut by the upstream: its TLS stream ended without "
+        .. "close_notify"), p.log())
+    end)
+    stop()
+    assert(ok, err)
+  end)
+
   it("refuses CONNECT to a port not in --connect-ports with 403", function()
     local s = connect(proxy.port)
     local target = "127.0.0.1:" .. origin.port
