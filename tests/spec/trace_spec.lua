@@ -246,7 +246,7 @@ end
     end
   end)
 
-  it("shows a client that resets its tunnel: closed at once, and named as the first to close",
+  it("shows a client that resets its tunnel: closed, the upstream reset, the client named first to close",
     function()
     local s = open_tunnel()
     -- A kept-alive request through the tunnel: the origin does not close.
@@ -258,7 +258,7 @@ end
     local lines = traced("connection closed after 1 exchange")
     expect_steps(lines, {
       "^state connecting %-> tunnel",
-      "^state tunnel %-> closed: the client reset the connection",
+      "^state tunnel %-> closed: the tunnel was reset by the client",
       "^tunnel over: .*first to close: the client %(reset%)",
     })
     for _, l in ipairs(lines) do
