@@ -206,6 +206,12 @@ describe("a running proxy", function()
   end)
 
   describe("--max-connections 2", function()
+    -- <c> sends <request> and gets the origin's hello.
+    local function served(c, request)
+      h.send(c, request)
+      assert_hello(h.read_response(c))
+    end
+
     -- A client whose request is on its way to the origin, which never
     -- answers /hang: busy, and known to be once the origin has it.
     local function hang(p, o, served)
@@ -224,33 +230,28 @@ describe("a running proxy", function()
       -- went first.
       local older, newer = assert(h.connect(p.port)), assert(h.connect(p.port))
       for _, c in ipairs({ older, newer }) do
-        h.send(c, request)
-        assert_hello(h.read_response(c))
+        served(c, request)
       end
 
       -- Before, the third got 503 while both slots were held by clients
       -- doing nothing.
       local third = assert(h.connect(p.port))
-      h.send(third, request)
-      assert_hello(h.read_response(third))
+      served(third, request)
       assert.is_true(h.is_closed(older, 5), "the longest-idle client was not closed")
       older:close()
 
       -- The newer idle client was not touched: it is served, and is now
       -- the one idle most recently.
-      h.send(newer, request)
-      assert_hello(h.read_response(newer))
+      served(newer, request)
 
       -- Idle longest is what counts, not connected first: the third
       -- connected after the newer one, but has been idle since before
       -- the newer one's second answer.
       local fourth = assert(h.connect(p.port))
-      h.send(fourth, request)
-      assert_hello(h.read_response(fourth))
+      served(fourth, request)
       assert.is_true(h.is_closed(third, 5), "the third client, idle longest, was not closed")
       third:close()
-      h.send(newer, request)
-      assert_hello(h.read_response(newer))
+      served(newer, request)
       newer:close()
       fourth:close()
     end)
@@ -266,8 +267,7 @@ describe("a running proxy", function()
       local p = proxy({ "--max-connections", "1" })
       local request = h.request("GET", o.url("/hello"), { "Host: " .. o.authority })
       local idle = assert(h.connect(p.port))
-      h.send(idle, request)
-      assert_hello(h.read_response(idle))
+      served(idle, request)
 
       p.pause()
       h.send(idle, request)
@@ -358,19 +358,16 @@ describe("a running proxy", function()
       local older = accepted(p)
       local newer = accepted(p)
       local third = accepted(p)
-      h.send(third, request)
-      assert_hello(h.read_response(third))
+      served(third, request)
       assert.is_true(h.is_closed(older, 5), "the longest-silent client was not closed")
       older:close()
       -- The next new client takes the other silent one's slot; the third,
       -- idle after its exchange, stays.
       local fourth = accepted(p)
-      h.send(fourth, request)
-      assert_hello(h.read_response(fourth))
+      served(fourth, request)
       assert.is_true(h.is_closed(newer, 5), "the other silent client was not closed")
       newer:close()
-      h.send(third, request)
-      assert_hello(h.read_response(third))
+      served(third, request)
       third:close()
       fourth:close()
     end)
@@ -380,18 +377,15 @@ describe("a running proxy", function()
       local p = proxy({ "--max-connections", "2", "--trace" })
       local request = h.request("GET", o.url("/hello"), { "Host: " .. o.authority })
       local kept = assert(h.connect(p.port))
-      h.send(kept, request)
-      assert_hello(h.read_response(kept))
+      served(kept, request)
       local silent = accepted(p)
       local third = accepted(p)
-      h.send(third, request)
-      assert_hello(h.read_response(third))
+      served(third, request)
       assert.is_true(h.is_closed(silent, 5), "the silent client was not closed")
       silent:close()
       -- The kept client, idle since before the silent one connected, is
       -- still served on its connection.
-      h.send(kept, request)
-      assert_hello(h.read_response(kept))
+      served(kept, request)
       kept:close()
       third:close()
     end)
@@ -411,8 +405,7 @@ describe("a running proxy", function()
       -- A silent client: the one that makes room for the third.
       local silent = accepted(p)
       local third = accepted(p)
-      h.send(third, request)
-      assert_hello(h.read_response(third))
+      served(third, request)
       assert.is_true(h.is_closed(silent, 5), "the silent client was not closed")
       silent:close()
       -- The half-sent request is served once the rest comes.
