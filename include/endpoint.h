@@ -154,6 +154,9 @@ void endpoint_end_for_close(struct endpoint *e);
  * peer that what it got is not all there is, when nothing in the message
  * can say so. */
 void endpoint_abort(struct endpoint *e);
+/* How many bytes written to <e> the kernel still holds, not yet sent
+ * (SIOCOUTQNSD): what a reset would throw away. 0 when it cannot tell. */
+size_t endpoint_unsent(const struct endpoint *e);
 
 /* Starts reading this socket through a pipe, at most <limit> bytes (a
  * body's length; UINT64_MAX for until EOF). "in" must be empty. 0 or -1. */

@@ -301,6 +301,10 @@ struct session {
      * ends with a reset after the bytes that came, not with a FIN, which
      * the client would take for the body's end (endpoint_abort). */
     bool client_abort;
+    /* The answer going out ends where the connection does (close-
+     * delimited): closed before all of it is out, the connection is reset
+     * too, or the client would take the part it got for the whole. */
+    bool client_eof_delimits;
     enum session_state state;
     enum session_state armed_state; /* the state the timer was set for */
     int reject_status;       /* 403 (client not allowed) or 503 (full) */

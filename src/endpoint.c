@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -287,6 +289,15 @@ void endpoint_abort(struct endpoint *e)
     /* Failed: no close_notify, and a TLS session not offered for
      * resumption (tls_close). */
     e->failed = 1;
+}
+
+size_t endpoint_unsent(const struct endpoint *e)
+{
+    int n = 0;
+
+    if (e->fd < 0 || ioctl(e->fd, SIOCOUTQNSD, &n) != 0 || n < 0)
+        return 0;
+    return (size_t)n;
 }
 
 void endpoint_watch(struct ev_loop *loop, struct endpoint *e, int events)

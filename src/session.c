@@ -137,11 +137,14 @@ void session_free(struct session *s)
     exchange_release(s);
     ev_timer_stop(p->loop, &s->timer);
     ev_idle_stop(p->loop, &s->resume);
-    /* An answer cut short (client_abort), or closed before all of it went
-     * out (the client stopped reading, the proxy stops): a FIN would end
-     * it as if whole, as an HTTP/1.0 body is read to the connection's
-     * end. A reset says it is not. */
-    if (s->client_abort || buffer_length(&s->client.out) > 0 || s->upstream.piped > 0)
+    /* An answer cut short (client_abort), or a close-delimited one closed
+     * before all of it went out (the client stopped reading, the proxy
+     * stops): a FIN would end it as if whole, as an HTTP/1.0 body is read
+     * to the connection's end. A reset says it is not. Any other answer
+     * carries its own length: a plain close delivers what the kernel
+     * holds of it, which a reset would throw away. */
+    if (s->client_abort || (s->client_eof_delimits && (buffer_length(&s->client.out) > 0 ||
+                                                       s->upstream.piped > 0)))
         endpoint_abort(&s->client);
     endpoint_close(p->loop, &s->upstream);
     endpoint_close(p->loop, &s->client);
@@ -155,10 +158,17 @@ void session_stop(struct session *s)
 {
     exchange_no_keep(&s->x, "the proxy is stopping");
     upstream_release_idle(s);
-    if (s->state == SESSION_HEAD && buffer_length(&s->client.in) == 0 && !s->x.active) {
+    if (session_idle_waiting(s)) {
         /* Idle between requests: nothing is lost by closing now. */
         session_close(s, "stopping: idle between requests");
         end_event(s); /* SIGTERM is an event too: it frees the session now */
+    } else if (s->state == SESSION_HEAD && buffer_length(&s->client.in) == 0 && !s->x.active) {
+        /* Between requests, but its last answer still going out: it
+         * drains (within the stop's limit), then closes. */
+        session_set_state(s, SESSION_DRAINING, "stopping: its last answer still goes out");
+        s->drain_started = ev_now(s->proxy->loop);
+        s->client_done = 1;
+        end_event(s);
     } else if (s->state == SESSION_EXCHANGE && s->x.req_discard) {
         /* Answered, and only reading a body to drop it for a next request
          * that will not come: the exchange is over, the connection drains
@@ -225,6 +235,7 @@ static void session_end_exchange(struct session *s)
 
     if (trace_enabled)
         session_trace_end(s, keep, __FILE__, __func__);
+    s->client_eof_delimits = x->response_started && x->res_out_kind == HTTP_BODY_CLOSE;
     hooks_done(s);
     session_log_exchange(s);
     upstream_detach(s);
@@ -530,11 +541,13 @@ static int flush_both(struct session *s)
         if (r == ENDPOINT_PROGRESS) {
             s->last_activity = ev_now(s->proxy->loop);
             progress = 1;
-            /* The linger's time counts from when the last bytes are out
-             * (see deadline). */
-            if (s->state == SESSION_DRAINING && buffer_length(&s->client.out) == 0) {
+            /* Draining, its time counts from the last write (see
+             * deadline): what the client sends then is dropped and
+             * buys it no time. */
+            if (s->state == SESSION_DRAINING) {
                 s->drain_started = s->last_activity;
-                s->rearm_timer = 1;
+                if (buffer_length(&s->client.out) == 0)
+                    s->rearm_timer = 1; /* the linger's 2 s, sooner */
             }
         }
         /* Between requests an idle connection keeps no buffers. */
@@ -588,11 +601,13 @@ static ev_tstamp deadline(const struct session *s)
         return upstream_attempt_deadline(s, s->x.connect_started + cfg->connect_timeout);
     case SESSION_DRAINING:
         /* The last bytes of our answer still going out: as long as the
-         * client keeps reading them, as during the exchange. A slow
-         * reader of a large body must not lose its end to the linger's
-         * 2 s, which count once they are out (flush_both). */
+         * client keeps reading them (--idle-timeout between writes). A
+         * slow reader of a large body must not lose its end to the
+         * linger's 2 s, which count once they are out. drain_started is
+         * the last write (flush_both), not the last read: a client that
+         * sends a byte now and then and reads nothing is not kept. */
         if (buffer_length(&s->client.out) > 0 || s->upstream.piped > 0)
-            return s->last_activity + cfg->idle_timeout;
+            return s->drain_started + cfg->idle_timeout;
         return s->drain_started + DRAIN_TIME;
     case SESSION_EXCHANGE:
         /* A response head that has begun must be whole within the timeout

@@ -10,7 +10,9 @@
  * stream that ends without close_notify) is not passed on as a half-close:
  * a FIN or a close_notify would tell the other peer the stream ended
  * whole. The bytes that came before still go on; then both connections
- * are closed with a reset (endpoint_abort), so the other peer sees the cut.
+ * are closed with a reset (endpoint_abort), so the other peer sees the cut,
+ * unless bytes for it still wait unsent in the kernel, which a reset would
+ * throw away: then a plain close sends them first (tunnel_pump).
  */
 #include "exchange.h"
 
@@ -132,12 +134,20 @@ enum exchange_step tunnel_pump(struct session *s)
             s->x.error = u_cut ? u_cut : c_cut;
         /* The bytes that came before the cut go on first. */
         if ((!u_cut || all_passed_on(u, c)) && (!c_cut || all_passed_on(c, u))) {
-            /* Then both close with a reset: the peer of the side that
-             * ended so, to tell it the stream was cut; that side's own
-             * peer, as what the other had still to send it is lost too
-             * (a failed socket is past caring). */
-            endpoint_abort(c);
-            endpoint_abort(u);
+            /* Then the connections close. The peer of the side that ended
+             * so is reset, to tell it the stream was cut, and so is that
+             * side (what the other had still to send it is lost too; a
+             * failed socket is past caring). Unless bytes for the peer
+             * still wait in the kernel, unsent: a reset would throw them
+             * away, where a close sends them, then a FIN (or, over TLS, a
+             * bare end without close_notify, which says the same as a
+             * reset to a client that checks). The cut is told when that
+             * costs nothing, never at the price of what came before it. */
+            struct endpoint *peer = u_cut ? c : u;
+            if ((u_cut && c_cut) || endpoint_unsent(peer) == 0) {
+                endpoint_abort(c);
+                endpoint_abort(u);
+            }
             exchange_no_keep(&s->x, "a tunnel ends its connection");
             return exchange_close_connection(&s->x, s->x.error);
         }

@@ -399,4 +399,46 @@ describe("a connection ending after a large answer", function()
     assert.is_true(h.is_closed(s, 5), "the connection stayed open after the answer")
     s:close()
   end)
+
+  -- SIGTERM closes a kept-alive client between requests at once, but one
+  -- whose last answer is still queued is not between requests yet: it
+  -- drains, within the stop's time limit, and then closes.
+  it("lets a kept-alive client's queued answer go out when the proxy stops", function()
+    local size = 8 * 1024 * 1024
+    proxy = h.start_proxy({ "--hook-timeout", "2000", "-s", h.tmpfile(string.format(
+      'local body = string.rep("x", %d)\nfunction on_request(tx) tx:respond(200, body) end',
+      size), "big.lua") })
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, "GET http://127.0.0.1:9/big HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n"))
+    assert(proxy.wait_access_log('"GET http://127%.0%.0%.1:9/big HTTP/1%.1" 200'),
+      proxy.access_log())
+    proxy.signal("TERM")
+    assert(proxy.log_has("no new connections; finishing"), proxy.log())
+    local resp = h.read_response(s, { timeout = 20 })
+    assert(resp, "no answer")
+    assert.are.equal(size, #resp.body, "the answer was cut")
+    assert.is_true(h.is_closed(s, 5), "the connection stayed open after the answer")
+    s:close()
+  end)
+
+  -- While the answer goes out, only the client's reading keeps the
+  -- connection: one that never reads, sending a byte now and then (which
+  -- the proxy drops), is closed after --idle-timeout all the same.
+  it("closes a client that reads nothing, however it keeps sending", function()
+    proxy = h.start_proxy({ "--idle-timeout", "1", "--hook-timeout", "2000", "-s",
+      h.tmpfile('local body = string.rep("x", 8388608)\n'
+        .. 'function on_request(tx) tx:respond(200, body) end', "big.lua") })
+    local s = assert(h.connect(proxy.port))
+    assert(h.send(s, "GET http://127.0.0.1:9/big HTTP/1.0\r\nHost: 127.0.0.1:9\r\n\r\n"))
+    assert(proxy.wait_access_log('"GET http://127%.0%.0%.1:9/big HTTP/1%.0" 200'),
+      proxy.access_log())
+    -- Once the proxy has closed, a send meets the reset its socket answers.
+    local closed = false
+    for _ = 1, 40 do
+      socket.sleep(0.2) -- the client's pace
+      if not s:send("z") then closed = true break end
+    end
+    assert.is_true(closed, "a client that read nothing was kept for 8 s")
+    s:close()
+  end)
 end)
