@@ -930,9 +930,9 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
             }
         } else if (r == ENDPOINT_ERROR && s->state != SESSION_DRAINING &&
                    s->state != SESSION_TUNNEL) {
-            /* (A tunnel's reset is tunnel_pump's: what the client sent
-             * before it goes up, then the upstream is reset too.) */
-            /* A reset: nothing more can reach this client. */
+            /* A reset: nothing more can reach this client. (In a tunnel
+             * it is tunnel_pump's to act on: what the client sent before
+             * it goes up, then the upstream is reset too.) */
             s->x.error = s->x.error ? s->x.error : "the client reset the connection";
             exchange_no_keep(&s->x, "the client reset the connection");
             if (s->state == SESSION_TUNNEL && !s->x.tunnel_closer)
