@@ -380,58 +380,57 @@ describe("a connection ending after a large answer", function()
     assert(not problem, problem)
   end)
 
-  it("gives a client that pauses before reading all of the answer", function()
-    local size = 8 * 1024 * 1024
-    -- (The body is made once, at load; the hook's time limit is for
-    -- sanitizer builds, where copying 8 MiB is slow.)
-    proxy = h.start_proxy({ "--hook-timeout", "2000", "-s", h.tmpfile(string.format(
+  local SIZE = 8 * 1024 * 1024
+
+  -- A proxy whose script answers every request with SIZE bytes (<args>
+  -- first), and a client whose request for them in HTTP/<version> has
+  -- been answered: the answer is queued whole, its exchange over. (The
+  -- body is made once, at load; the hook's time limit is for sanitizer
+  -- builds, where copying 8 MiB is slow.)
+  local function answered(version, args)
+    args = args or {}
+    for _, a in ipairs({ "--hook-timeout", "2000", "-s", h.tmpfile(string.format(
       'local body = string.rep("x", %d)\nfunction on_request(tx) tx:respond(200, body) end',
-      size), "big.lua") })
+      SIZE), "big.lua") }) do args[#args + 1] = a end
+    proxy = h.start_proxy(args)
     local s = assert(h.connect(proxy.port))
-    assert(h.send(s, "GET http://127.0.0.1:9/big HTTP/1.0\r\nHost: 127.0.0.1:9\r\n\r\n"))
-    -- The answer is queued whole: its exchange is over.
-    assert(proxy.wait_access_log('"GET http://127%.0%.0%.1:9/big HTTP/1%.0" 200'),
-      proxy.access_log())
-    socket.sleep(2.5) -- the client's pause, longer than the linger
+    assert(h.send(s, "GET http://127.0.0.1:9/big HTTP/" .. version
+      .. "\r\nHost: 127.0.0.1:9\r\n\r\n"))
+    assert(proxy.wait_access_log('"GET http://127%.0%.0%.1:9/big HTTP/'
+      .. version:gsub("%.", "%%.") .. '" 200'), proxy.access_log())
+    return s
+  end
+
+  -- The whole answer, then the close.
+  local function read_all_then_close(s)
     local resp = h.read_response(s, { timeout = 20 })
     assert(resp, "no answer")
-    assert.are.equal(size, #resp.body, "the answer was cut")
+    assert.are.equal(SIZE, #resp.body, "the answer was cut")
     assert.is_true(h.is_closed(s, 5), "the connection stayed open after the answer")
     s:close()
+  end
+
+  it("gives a client that pauses before reading all of the answer", function()
+    local s = answered("1.0")
+    socket.sleep(2.5) -- the client's pause, longer than the linger
+    read_all_then_close(s)
   end)
 
   -- SIGTERM closes a kept-alive client between requests at once, but one
   -- whose last answer is still queued is not between requests yet: it
   -- drains, within the stop's time limit, and then closes.
   it("lets a kept-alive client's queued answer go out when the proxy stops", function()
-    local size = 8 * 1024 * 1024
-    proxy = h.start_proxy({ "--hook-timeout", "2000", "-s", h.tmpfile(string.format(
-      'local body = string.rep("x", %d)\nfunction on_request(tx) tx:respond(200, body) end',
-      size), "big.lua") })
-    local s = assert(h.connect(proxy.port))
-    assert(h.send(s, "GET http://127.0.0.1:9/big HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n"))
-    assert(proxy.wait_access_log('"GET http://127%.0%.0%.1:9/big HTTP/1%.1" 200'),
-      proxy.access_log())
+    local s = answered("1.1")
     proxy.signal("TERM")
     assert(proxy.log_has("no new connections; finishing"), proxy.log())
-    local resp = h.read_response(s, { timeout = 20 })
-    assert(resp, "no answer")
-    assert.are.equal(size, #resp.body, "the answer was cut")
-    assert.is_true(h.is_closed(s, 5), "the connection stayed open after the answer")
-    s:close()
+    read_all_then_close(s)
   end)
 
   -- While the answer goes out, only the client's reading keeps the
   -- connection: one that never reads, sending a byte now and then (which
   -- the proxy drops), is closed after --idle-timeout all the same.
   it("closes a client that reads nothing, however it keeps sending", function()
-    proxy = h.start_proxy({ "--idle-timeout", "1", "--hook-timeout", "2000", "-s",
-      h.tmpfile('local body = string.rep("x", 8388608)\n'
-        .. 'function on_request(tx) tx:respond(200, body) end', "big.lua") })
-    local s = assert(h.connect(proxy.port))
-    assert(h.send(s, "GET http://127.0.0.1:9/big HTTP/1.0\r\nHost: 127.0.0.1:9\r\n\r\n"))
-    assert(proxy.wait_access_log('"GET http://127%.0%.0%.1:9/big HTTP/1%.0" 200'),
-      proxy.access_log())
+    local s = answered("1.0", { "--idle-timeout", "1" })
     -- Once the proxy has closed, a send meets the reset its socket answers.
     local closed = false
     for _ = 1, 40 do
