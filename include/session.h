@@ -41,7 +41,7 @@
  *            -> tunnel      101 Switching Protocols to an upgrade
  *            -> resolving   a reused connection was closed: retry, fresh (name)
  *            -> connecting  a reused connection was closed: retry, fresh
- *            -> exchange    a reused connection was closed: retry, connected at once
+ *            -> exchange    retry, connected at once; or the upstream failed (502/504), a body to drop
  *            -> closed      the client went away, or a response cut short
  * tunnel     -> closed      both sides done, a reset, a write failed, or idle too long
  * draining   -> closed      last bytes out and the client closed or 2 s passed; or it stopped reading

@@ -762,11 +762,26 @@ int exchange_request_body_droppable(const struct session *s)
     return x->req_body.kind == HTTP_BODY_CHUNKED;
 }
 
+/* Whether nothing of the upstream's answer has come: no head (not even
+ * part of one), no interim response. */
+static int nothing_answered(const struct session *s)
+{
+    return s->x.res_state == RESPONSE_WAIT_HEAD && s->x.interim_count == 0 &&
+           buffer_length(&s->upstream.in) == 0;
+}
+
 /* The same, for an answer of the proxy's own (a script's tx:respond, a
- * 407, a 502 or 504 when the lookup or the connect failed): only while
- * nothing of the request went up or is on its way, that is while the
- * head is read, the request hooks run, or the upstream connection is
- * being made (the head is queued only once it is up). */
+ * 407, a 502 or 504 when the lookup or the connect failed): while nothing
+ * of the request went up or is on its way, that is while the head is
+ * read, the request hooks run, or the upstream connection is being made
+ * (the head is queued only once it is up). And in SESSION_EXCHANGE, for
+ * a 502 or 504 when the upstream failed (it closed or reset, a write to
+ * it failed, it did not answer in time) before any of its answer came:
+ * the body stopped going up where the upstream stopped taking it, and
+ * its reading goes on from there (req_body keeps the framing's state,
+ * and what waits in client.in is read once, by the dropping). Not while
+ * a chunk hook holds a piece of the body, nor while the body is being
+ * collected for a script (none of it went up then). */
 static int can_discard_request_body(const struct session *s)
 {
     switch (s->state) {
@@ -775,6 +790,9 @@ static int can_discard_request_body(const struct session *s)
     case SESSION_RESOLVING:
     case SESSION_CONNECTING:
         return exchange_request_body_droppable(s);
+    case SESSION_EXCHANGE:
+        return !s->x.response_started && !s->x.req_discard && !s->x.hook.pending &&
+               !s->x.req_collect && nothing_answered(s) && exchange_request_body_droppable(s);
     default:
         return 0;
     }
@@ -1041,8 +1059,9 @@ enum exchange_step exchange_pump(struct session *s)
         endpoint_open(&s->upstream, -1);
         progress = 1;
     }
-    /* The request body waits while the parent opens the tunnel. */
-    if (!x->req_body_done && !x->parent_tunnel && !x->hook.pending) {
+    /* The request body waits while the parent opens the tunnel, and is
+     * not read for an upstream that stopped taking it (below). */
+    if (!x->req_body_done && !x->parent_tunnel && !x->hook.pending && !s->upstream.failed) {
         body_filter *filter = NULL;
         void *filter_arg = s;
         if (x->req_collect) {
@@ -1094,10 +1113,16 @@ enum exchange_step exchange_pump(struct session *s)
     }
     if (s->upstream.failed && !x->req_body_done) {
         /* The upstream stopped reading (it may have answered early, e.g.
-         * 413): stop sending, but still relay whatever it answered. */
-        x->req_body_done = 1;
-        exchange_no_keep(x, "the upstream stopped reading the request body");
+         * 413): stop sending, but still relay whatever it answered; the
+         * connection ends with that answer. Until any of it comes, the
+         * body is left where its reading stopped: if the upstream ends
+         * without a word, the proxy's 502 drops the rest of it and keeps
+         * the connection when it can (exchange_discard_body). */
         buffer_consume(&s->upstream.out, buffer_length(&s->upstream.out));
+        if (!nothing_answered(s)) {
+            x->req_body_done = 1;
+            exchange_no_keep(x, "the upstream stopped reading the request body");
+        }
     }
 
     /* One hook at a time per exchange: a waiting chunk hook holds the head;

@@ -624,11 +624,13 @@ static ev_tstamp deadline(const struct session *s)
 /* Whether an exchange that timed out waiting for its response was waiting
  * on its client: the request body is not all in, and nothing the client
  * sent waits to go up (a hook, the parent's tunnel, the upstream's
- * reading). The upstream may well be waiting for that body itself. */
+ * reading), and the upstream did not stop taking it (a write failed: the
+ * body is no longer read, so the upstream is the one that failed). The
+ * upstream may well be waiting for that body itself. */
 static int client_stalled_in_body(const struct session *s)
 {
     const struct exchange *x = &s->x;
-    return !x->req_body_done && !x->hook.pending && !x->parent_tunnel &&
+    return !x->req_body_done && !x->hook.pending && !x->parent_tunnel && !s->upstream.failed &&
            buffer_length(&s->upstream.out) == 0;
 }
 

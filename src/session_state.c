@@ -65,7 +65,7 @@ const struct session_transition session_transitions[] = {
     {SESSION_EXCHANGE, SESSION_TUNNEL, "101 Switching Protocols to an upgrade"},
     {SESSION_EXCHANGE, SESSION_RESOLVING, "a reused connection was closed: retry, fresh (name)"},
     {SESSION_EXCHANGE, SESSION_CONNECTING, "a reused connection was closed: retry, fresh"},
-    {SESSION_EXCHANGE, SESSION_EXCHANGE, "a reused connection was closed: retry, connected at once"},
+    {SESSION_EXCHANGE, SESSION_EXCHANGE, "retry, connected at once; or the upstream failed (502/504), a body to drop"},
     {SESSION_EXCHANGE, SESSION_CLOSED, "the client went away, or a response cut short"},
 
     {SESSION_TUNNEL, SESSION_CLOSED, "both sides done, a reset, a write failed, or idle too long"},

@@ -312,6 +312,83 @@ describe("client keep-alive after an answer that came before the request body", 
     assert.are.equal("close", resp.headers["connection"], resp.raw_head)
   end)
 
+  -- An upstream that fails while the body is still coming: it reads the
+  -- head and the body up to <seen>, then resets the connection (SO_LINGER
+  -- 0), or with <fin> only closes it. Nothing of an answer came, so the
+  -- proxy answers 502; the rest of the body is read and dropped from where
+  -- its forwarding stopped.
+  local function upstream_resets(server, seen, fin)
+    local up = assert(server:accept())
+    h.skip_head(up)
+    local got = ""
+    while not got:find(seen, 1, true) do
+      got = got .. assert(up:receive(1))
+    end
+    if not fin then assert(up:setoption("linger", { on = true, timeout = 0 })) end
+    up:close()
+  end
+
+  -- Sends the head and <first>, has the upstream reset after <seen>,
+  -- expects a 502 that keeps the connection, then sends <rest> with a GET
+  -- behind it, and a second GET after that: each is answered exactly (a
+  -- byte of the body left over, or one too many taken, would put another
+  -- answer first, or none).
+  local function reset_then_served(framing, first, seen, rest, fin)
+    local server, _, target = h.raw_listener()
+    cleanups[#cleanups + 1] = function() server:close() end
+    assert(h.send(sock, post_head(target, framing) .. first))
+    upstream_resets(server, seen, fin)
+    local resp = assert(h.read_response(sock))
+    assert.are.equal(502, resp.status, resp.raw_head)
+    assert.matches((fin and "closed" or "reset") .. " the connection before responding", resp.body,
+      1, true)
+    assert.are_not.equal("close", resp.headers["connection"], resp.raw_head)
+    assert(h.send(sock, rest .. next_request()))
+    for i = 1, 2 do
+      if i == 2 then assert(h.send(sock, next_request())) end
+      resp = assert(h.read_response(sock))
+      assert.are.equal(200, resp.status, resp.raw_head)
+      assert.are.equal("hello\n", resp.body)
+    end
+    assert.are.equal(2, #origin.requests(), "only the GETs reach the origin")
+  end
+
+  it("keeps the connection after a 502 for an upstream reset inside the body", function()
+    reset_then_served("Content-Length: 10", "12345", "12345", "67890")
+  end)
+
+  it("keeps the connection after a 502 for an upstream that closes inside the body", function()
+    reset_then_served("Content-Length: 10", "12345", "12345", "67890", true)
+  end)
+
+  it("keeps the connection after a 502 for an upstream reset inside a chunked body", function()
+    -- Cut inside a chunk: the dropping goes on in the middle of it.
+    reset_then_served("Transfer-Encoding: chunked", "a\r\n12345", "12345",
+      "67890\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n")
+  end)
+
+  it("drops up to 1 MiB after an upstream reset inside the body, and closes past it", function()
+    local server, _, target = h.raw_listener()
+    cleanups[#cleanups + 1] = function() server:close() end
+    local mib = 1024 * 1024
+    -- Exactly 1 MiB left: dropped, the connection is kept.
+    assert(h.send(sock, post_head(target, "Content-Length: " .. (5 + mib)) .. "12345"))
+    upstream_resets(server, "12345")
+    local resp = assert(h.read_response(sock))
+    assert.are.equal(502, resp.status, resp.raw_head)
+    assert.are_not.equal("close", resp.headers["connection"], resp.raw_head)
+    assert(h.send(sock, string.rep("x", mib) .. next_request()))
+    resp = assert(h.read_response(sock))
+    assert.are.equal(200, resp.status, resp.raw_head)
+    -- One byte more: the connection ends with the 502.
+    assert(h.send(sock, post_head(target, "Content-Length: " .. (6 + mib)) .. "12345"))
+    upstream_resets(server, "12345")
+    resp = assert(h.read_response(sock))
+    assert.are.equal(502, resp.status, resp.raw_head)
+    assert.are.equal("close", resp.headers["connection"], resp.raw_head)
+    assert.is_true(h.is_closed(sock, 5), "the connection was kept")
+  end)
+
   -- An upstream that answers without reading the body, and keeps its
   -- connection open: the proxy closes it once the answer is complete.
   local function early_answer(answer, chunked)
