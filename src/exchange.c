@@ -118,8 +118,9 @@ void exchange_no_keep(struct exchange *x, const char *why)
     x->keep_alive = 0;
 }
 
-/* The longest failure cause an exchange formats. */
-#define EXCHANGE_CAUSE_MAX 160
+/* The longest failure cause an exchange formats: one named for the
+ * parent proxy (session.c, session_fail_at) included. */
+#define EXCHANGE_CAUSE_MAX 400
 
 const char *exchange_cause(struct exchange *x, const char *fallback, const char *fmt, ...)
 {

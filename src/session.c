@@ -355,6 +355,11 @@ static void session_fail_at(struct session *s, int status, const char *cause, co
                           buffer_length(&s->client.out), before);
     x->response_started = 1;
     if (discard && s->state != SESSION_CLOSED) {
+        /* The exchange outlives this call, and its log line reads
+         * x->error: a cause named for the parent cannot stay in this
+         * frame. */
+        if (x->error == named)
+            x->error = exchange_cause(x, "the parent proxy failed", "%s", named);
         session_set_state(s, SESSION_EXCHANGE, "answered: the rest of the request body is read "
                                                "and dropped");
         return;

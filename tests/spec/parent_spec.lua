@@ -435,6 +435,26 @@ function before_connect(tx) tx.upstream.proxy = nil end
     assert.equal(0, #tls_origin.requests())
   end)
 
+  -- A POST whose body is read and dropped after the 502, to keep the
+  -- connection: its log line, written when the body is in, still names
+  -- the parent (the cause outlives the call that made it).
+  it("logs the parent's failure for a request whose body is dropped after the 502", function()
+    local closed = h.closed_port()
+    local proxy = start({ "--upstream", "http://127.0.0.1:" .. closed })
+    local s = assert(h.connect(proxy.port))
+    local target = origin.url("/upload")
+    assert(h.send(s, "POST " .. target .. " HTTP/1.1\r\nHost: " .. origin.authority
+      .. "\r\nContent-Length: 10\r\n\r\n12345"))
+    local resp = assert(h.read_response(s))
+    assert.equal(502, resp.status)
+    assert.are_not.equal("close", resp.headers["connection"], resp.raw_head)
+    assert(h.send(s, "67890"))
+    local cause = "POST " .. target .. " -> 502 (the parent proxy 127.0.0.1:" .. closed
+      .. " refused the connection"
+    assert.truthy(proxy.log_has(cause), proxy.log())
+    s:close()
+  end)
+
   it("answers 502 and 504 naming the parent when it fails", function()
     local closed = h.closed_port()
     local proxy = start({ "--upstream", "http://127.0.0.1:" .. closed })
