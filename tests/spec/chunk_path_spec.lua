@@ -319,7 +319,11 @@ end
       if n % 10 == 0 then peak.sample() end
       h.sleep(0.01)   -- the slowness under test
     end
-    assert.is_true(sent < total / 2, "the origin was not slow enough to matter")
+    -- The client was held back: without backpressure the proxy would have
+    -- read the whole upload in that second. (What it got to send is what
+    -- the kernel's buffers on the way took: on loopback, with autotuning,
+    -- anywhere from 10 to over 20 MiB, so half the upload was no bound.)
+    assert.is_true(sent < total, "the origin was not slow enough to matter")
     while not reader.done do
       offer()
       local data, err = h.recv_some(up, 10)
