@@ -48,9 +48,6 @@ extern const char *const hooks_phase_names[HOOK_PHASE_COUNT];
  * hooks_key_names): interned once and kept in the registry, since making
  * a Lua string from C text costs a hash and a lookup each time. */
 enum hooks_key {
-    HOOKS_KEY_ID,
-    HOOKS_KEY_CLIENT_IP,
-    HOOKS_KEY_CLIENT_PORT,
     HOOKS_KEY_HEADERS,
     HOOKS_KEY_REQ_DATA,  /* "_req": tx.req's data */
     HOOKS_KEY_REQ,
@@ -58,6 +55,16 @@ enum hooks_key {
     HOOKS_KEY_RES,
     HOOKS_KEY_INTERCEPT, /* "_intercept" */
     HOOKS_KEY_COUNT
+};
+
+/* What a tx holds in its array part (hooks_tx_make): tx.id, and what
+ * tx.client is made from. Read through tx's __index (hooks_tx.c) and
+ * hooks_api's tx_index_rest, which learns the slots from native. */
+enum tx_slot {
+    TX_SLOT_ID = 1,
+    TX_SLOT_CLIENT_IP,
+    TX_SLOT_CLIENT_PORT,
+    TX_SLOT_COUNT = TX_SLOT_CLIENT_PORT
 };
 
 /* A loaded set of scripts: one Lua state. */

@@ -38,9 +38,6 @@ const char *const hooks_phase_names[HOOK_PHASE_COUNT] = {
 };
 
 static const char *const hooks_key_names[HOOKS_KEY_COUNT] = {
-    [HOOKS_KEY_ID] = "id",
-    [HOOKS_KEY_CLIENT_IP] = "_client_ip",
-    [HOOKS_KEY_CLIENT_PORT] = "_client_port",
     [HOOKS_KEY_HEADERS] = "headers",
     [HOOKS_KEY_REQ_DATA] = "_req",
     [HOOKS_KEY_REQ] = "req",

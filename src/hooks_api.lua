@@ -358,6 +358,9 @@ local function req_data(tx)
   return native.make_request(tx)
 end
 
+-- Where a tx holds what tx.client is made from (hooks_tx.c, TX_SLOT_*).
+local CLIENT_IP_SLOT, CLIENT_PORT_SLOT = native.tx_client_ip_slot, native.tx_client_port_slot
+
 local tx_methods = {}
 -- tx's __index is a C function (hooks_tx.c): a method of tx_methods, or
 -- tx.req (made by native.make_request, on the path of most hooks), or
@@ -369,7 +372,7 @@ local function tx_index_rest(t, key)
       rawset(t, "ctx", ctx)
       return ctx
     elseif key == "client" then
-      local client = { ip = rawget(t, "_client_ip"), port = rawget(t, "_client_port") }
+      local client = { ip = rawget(t, CLIENT_IP_SLOT), port = rawget(t, CLIENT_PORT_SLOT) }
       rawset(t, "client", client)
       return client
     elseif key == "req" then
@@ -591,7 +594,8 @@ local api = { SLEEP = SLEEP }
 api.Headers, api.Request, api.Response, api.DATA = Headers, Request, Response, DATA
 
 -- A tx is made in C (hooks_tx.c) as
---   setmetatable({ id = id, _client_ip =, _client_port = }, Tx)
+--   setmetatable({ id, client_ip, client_port }, Tx)
+-- (tx.id is read from slot 1 by its __index)
 -- with this:
 api.Tx = Tx
 

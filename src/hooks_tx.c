@@ -40,18 +40,18 @@ int hooks_tx_make(lua_State *L)
 
     /* The request itself (tx.req) is copied in only when a script first
      * looks at it: see hooks_tx_request_of. The table is what hooks_api
-     * describes at api.Tx, made here without a call into Lua. */
-    /* Room for what the first hooks add (_req, req, _res, res). */
-    lua_createtable(L, 0, 7);                             /* +1 tx */
-    hooks_push_key(L, h, HOOKS_KEY_ID);
+     * describes at api.Tx, made here without a call into Lua. tx.id and
+     * tx.client come from the array part (TX_SLOT_*), three stores that
+     * cost a fraction of as many keys in the hash part; the hash part is
+     * sized for tx.req and tx.res (_req, req, _res, res) when the last
+     * exchange's scripts used either, else left for a script to grow. */
+    lua_createtable(L, TX_SLOT_COUNT, h->req_wanted || h->res_wanted ? 4 : 0); /* +1 tx */
     lua_pushinteger(L, (lua_Integer)x->id);
-    lua_rawset(L, -3);
-    hooks_push_key(L, h, HOOKS_KEY_CLIENT_IP);
+    lua_rawseti(L, -2, TX_SLOT_ID);
     lua_pushstring(L, s->client_ip);
-    lua_rawset(L, -3);
-    hooks_push_key(L, h, HOOKS_KEY_CLIENT_PORT);
+    lua_rawseti(L, -2, TX_SLOT_CLIENT_IP);
     lua_pushinteger(L, s->client_port);
-    lua_rawset(L, -3);
+    lua_rawseti(L, -2, TX_SLOT_CLIENT_PORT);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->tx_mt_ref);
     lua_setmetatable(L, -2);
     if (x->user) { /* --auth-file: who sent it */
@@ -374,11 +374,11 @@ static int make_response_late(lua_State *L, int tx)
 }
 
 /* tx's __index: the method <key> of upvalue 1 (hooks_api's tx_methods);
- * tx.req, made on a script's first look at it, and tx.res likewise in an
- * on_response that did not get it made before (make_response_late); else
- * what upvalue 2 (hooks_api's tx_index_rest) returns for the other fields
- * made on first use. tx.req is read by most hooks, and this way costs no
- * Lua call. */
+ * tx.id, from its slot; tx.req, made on a script's first look at it, and
+ * tx.res likewise in an on_response that did not get it made before
+ * (make_response_late); else what upvalue 2 (hooks_api's tx_index_rest)
+ * returns for the other fields made on first use. tx.req is read by most
+ * hooks, and this way costs no Lua call. */
 static int tx_index(lua_State *L)
 {
     size_t len;
@@ -390,6 +390,10 @@ static int tx_index(lua_State *L)
         return 1;
     lua_pop(L, 1);
     key = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len) : NULL;
+    if (key && len == 2 && memcmp(key, "id", 2) == 0 && lua_type(L, 1) == LUA_TTABLE) {
+        lua_rawgeti(L, 1, TX_SLOT_ID);
+        return 1;
+    }
     if (key && len == 3 && memcmp(key, "req", 3) == 0 && lua_type(L, 1) == LUA_TTABLE) {
         if (hooks_raw_get_key(L, 1, HOOKS_KEY_REQ_DATA) == LUA_TNIL) /* +1 d */
             lua_pop(L, make_request(L, 1));
@@ -457,6 +461,10 @@ void hooks_tx_register(lua_State *L)
     };
     struct hooks *h = hooks_of(L);
     luaL_setfuncs(L, natives, 0);
+    lua_pushinteger(L, TX_SLOT_CLIENT_IP);
+    lua_setfield(L, -2, "tx_client_ip_slot");
+    lua_pushinteger(L, TX_SLOT_CLIENT_PORT);
+    lua_setfield(L, -2, "tx_client_port_slot");
     lua_pushinteger(L, EXCHANGE_REASON_MAX); /* the longest tx.res.reason */
     lua_setfield(L, -2, "reason_max");
     lua_createtable(L, 0, 2);
