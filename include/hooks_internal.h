@@ -161,13 +161,12 @@ int hooks_protected(struct session *s, lua_CFunction fn, const char *what);
 
 /* ---- hooks_run.c ---- */
 
-/* The chunk being filtered, for hooks_start_call (only during
- * on_response_chunk). */
+/* The chunk being filtered, for hooks_start (only during the chunk
+ * phases). */
 struct chunk_args {
     const char *data;   /* the relay's bytes, unless hs->piece_in_lua */
     size_t len;
     int eof;
-    const char *pushed; /* the Lua string made of it, to spot it returned */
 };
 
 enum call_outcome { CALL_DONE, CALL_SLEEP, CALL_WAIT, CALL_FAILED };
@@ -188,9 +187,13 @@ int hooks_can_wait(lua_State *L);
  * the hook gets nil and the error). From the loop only. */
 void hooks_wake(struct session *s, lua_CFunction push, void *push_arg);
 
-/* Creates the coroutine for script hs->script's hook and pushes its
- * arguments onto it. Runs in protected mode; arg 2 is a chunk_args or NULL. */
-int hooks_start_call(lua_State *L);
+/* Readies the call of script hs->script's hook for hs->phase on a
+ * coroutine (hs->co): its first resume, with HOOKS_START_NARGS values,
+ * makes what the call needs (the tx, tx.req or tx.res when due, the
+ * chunk's string) and calls the hook. <chunk> is NULL outside the chunk
+ * phases. Returns 0, or -1 (logged) when no coroutine could be made. */
+#define HOOKS_START_NARGS 2
+int hooks_start(struct session *s, struct chunk_args *chunk);
 /* Resumes the current hook call. <nargs> values are on its stack (0 when
  * waking from proxy.sleep). On CALL_DONE the results stay on the coroutine
  * (*nres of them) until hooks_drop_coroutine. */

@@ -183,8 +183,8 @@ static int chunk_steps(struct session *s, int resuming)
     int rc = 0;
 
     for (; hs->script < h->script_count; hs->script++, resuming = 0) {
-        struct chunk_args chunk = {hs->piece_data, hs->piece_len, hs->piece_eof, NULL};
-        int nres = 0, nargs = 3;
+        struct chunk_args chunk = {hs->piece_data, hs->piece_len, hs->piece_eof};
+        int nres = 0, nargs;
         double sleep_for = 0;
         enum call_outcome outcome;
 
@@ -194,18 +194,11 @@ static int chunk_steps(struct session *s, int resuming)
             nargs = hs->wake_nargs;
             hs->wake_nargs = 0;
         } else {
-            lua_State *L = h->L;
-            lua_pushcfunction(L, hooks_start_call);
-            lua_pushlightuserdata(L, s);
-            lua_pushlightuserdata(L, &chunk);
-            if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-                log_error("c%llu #%llu %s: %s", (unsigned long long)s->id, (unsigned long long)s->x.id,
-                          hooks_phase_names[phase],
-                          lua_tostring(L, -1));
-                lua_pop(L, 1);
+            if (hooks_start(s, &chunk) != 0) {
                 rc = -1;
                 break;
             }
+            nargs = HOOKS_START_NARGS;
         }
         outcome = nargs < 0 ? CALL_FAILED : hooks_resume(s, nargs, &nres, &sleep_for);
         if (outcome == CALL_SLEEP || outcome == CALL_WAIT) {

@@ -426,7 +426,7 @@ static int changed_side(lua_State *L, struct session *s, int request, int quick)
 /* After changed_side found nothing changed (the data at <d>, its list
  * above it): whether a script used that side all the same, by reading its
  * line or its list (one that only took tx.req.headers did nothing with
- * it). What hooks_start_call and hooks_prepare_response learn from. */
+ * it). What call_hook (hooks_run.c) and hooks_prepare_response learn from. */
 static int side_was_read(lua_State *L, int d)
 {
     return !(hooks_tx_line_unread(L, d) && hooks_headers_unread(L, d + 1));
@@ -448,7 +448,7 @@ static int read_request(lua_State *L)
     char err[256];
     int rc;
 
-    x->hook.hooks->req_wanted = 1; /* see hooks_start_call */
+    x->hook.hooks->req_wanted = 1; /* see call_hook (hooks_run.c) */
     switch (changed_side(L, s, 1, 0)) {
     case 0:
         x->hook.hooks->req_wanted = side_was_read(L, 3);

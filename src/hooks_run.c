@@ -129,42 +129,44 @@ static void collect_near_cap(struct hooks *h)
     h->mem_after_collect = h->mem_used;
 }
 
-int hooks_start_call(lua_State *L)
+/* The continuation of call_hook: what the hook returned, and for a
+ * chunk hook the piece kept below it. */
+static int call_hook_done(lua_State *co, int status, lua_KContext ctx)
 {
-    struct session *s = lua_touserdata(L, 1);
-    struct chunk_args *chunk = lua_touserdata(L, 2);
+    (void)status;
+    (void)ctx;
+    return lua_gettop(co);
+}
+
+/*
+ * The main function of a hook call's coroutine (hooks_start): makes what
+ * the call needs, then calls script hs->script's hook for hs->phase.
+ * Arguments: the session and the chunk_args (or NULL), as light userdata.
+ *
+ * It runs inside the call's first resume, so an error here (no memory
+ * under --lua-memory) fails the hook call as any error of the hook would,
+ * and the call costs no protected call of its own beside the resume.
+ */
+static int call_hook(lua_State *co)
+{
+    struct session *s = lua_touserdata(co, 1);
+    struct chunk_args *chunk = lua_touserdata(co, 2);
     struct hook_state *hs = &s->x.hook;
     struct hooks *h = hs->hooks;
-    lua_State *co;
 
-    collect_near_cap(h);
+    lua_settop(co, 1); /* the session, at 1 for hooks_tx_make */
     if (hs->tx_ref == LUA_NOREF) {
-        hooks_tx_make(L); /* the exchange's first hook (see hooks_run) */
+        hooks_tx_make(co); /* the exchange's first hook (see hooks_run) */
         /* tx.req too when the last on_request used it: a first look costs
          * a call of tx's __index more. */
         if (hs->phase == HOOK_ON_REQUEST && h->req_wanted)
-            hooks_tx_make_request_now(L, s);
+            hooks_tx_make_request_now(co, s);
     }
     if (hs->res_due) { /* on_response's first call (see hooks_prepare_response) */
-        hooks_tx_make_response(L, s);
+        hooks_tx_make_response(co, s);
         hs->res_due = 0;
     }
-    if (h->idle_count > 0) {
-        /* A finished coroutine starts afresh with a new function, under
-         * the registry reference it had: taken off the idle list at the
-         * end, once nothing here can raise an error. */
-        lua_rawgeti(L, LUA_REGISTRYINDEX, h->idle_threads[h->idle_count - 1]); /* +1 co */
-        co = lua_tothread(L, -1);
-    } else {
-        co = lua_newthread(L);                            /* +1 co */
-        /* Noted as the proxy's: a script that keeps it (coroutine.running)
-         * may not resume or close it from another hook (hooks_watch.c). */
-        lua_rawgeti(L, LUA_REGISTRYINDEX, h->hook_threads_ref);
-        lua_pushvalue(L, -2);
-        lua_pushboolean(L, 1);
-        lua_rawset(L, -3);
-        lua_pop(L, 1);                                    /* +1 co */
-    }
+    lua_settop(co, 0);
 
     /* A chunk goes first, below the function, where it stays alive for
      * the whole call: a hook that returns this very string is recognised
@@ -174,44 +176,87 @@ int hooks_start_call(lua_State *L)
          * this string, kept in a registry slot made once per exchange (a
          * later store into an existing slot cannot fail). */
         if (hs->piece_ref == LUA_NOREF) {
-            lua_pushboolean(L, 0);
-            hs->piece_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+            lua_pushboolean(co, 0);
+            hs->piece_ref = luaL_ref(co, LUA_REGISTRYINDEX);
         }
-        chunk->pushed = lua_pushlstring(L, chunk->data, chunk->len); /* +2 co str */
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, LUA_REGISTRYINDEX, hs->piece_ref);
+        lua_pushlstring(co, chunk->data, chunk->len);     /* 1 str */
+        lua_pushvalue(co, -1);
+        lua_rawseti(co, LUA_REGISTRYINDEX, hs->piece_ref);
         hs->piece_in_lua = 1;
     } else if (chunk) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, hs->piece_ref); /* +2 co str */
-        chunk->pushed = lua_tostring(L, -1);
+        lua_rawgeti(co, LUA_REGISTRYINDEX, hs->piece_ref); /* 1 str */
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->env_ref[hs->script]);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->phase_key_ref[hs->phase]);
-    lua_gettable(L, -2);
-    lua_remove(L, -2);                                    /* +3 co str fn */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hs->tx_ref);        /* +4 co str fn tx */
+    lua_rawgeti(co, LUA_REGISTRYINDEX, h->env_ref[hs->script]);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, h->phase_key_ref[hs->phase]);
+    lua_gettable(co, -2);
+    lua_remove(co, -2);                                   /* (str) fn */
+    lua_rawgeti(co, LUA_REGISTRYINDEX, hs->tx_ref);       /* (str) fn tx */
     if (chunk) {
-        lua_pushvalue(L, -3);
-        lua_pushboolean(L, chunk->eof);                   /* +6 co str fn tx str eof */
+        lua_pushvalue(co, 1);
+        lua_pushboolean(co, chunk->eof);                  /* str fn tx str eof */
     }
-    lua_xmove(L, co, chunk ? 5 : 2);                      /* +1 co */
-    if (h->idle_count > 0) {
-        hs->co_ref = h->idle_threads[--h->idle_count];
-        lua_pop(L, 1);                                    /* 0 */
-    } else {
-        hs->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);      /* 0 */
-    }
+    lua_callk(co, chunk ? 3 : 1, LUA_MULTRET, 0, call_hook_done);
+    return call_hook_done(co, LUA_OK, 0);
+}
+
+/* Makes a coroutine for hook calls, noted as the proxy's, under a
+ * registry reference: hs->co and hs->co_ref. Runs in protected mode. */
+static int new_coroutine(lua_State *L)
+{
+    struct hook_state *hs = &((struct session *)lua_touserdata(L, 1))->x.hook;
+    lua_State *co = lua_newthread(L);                     /* +1 co */
+
+    /* Noted as the proxy's: a script that keeps it (coroutine.running)
+     * may not resume or close it from another hook (hooks_watch.c). */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hs->hooks->hook_threads_ref);
+    lua_pushvalue(L, -2);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);                                        /* +1 co */
+    hs->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);          /* 0 */
     hs->co = co;
+    return 0;
+}
+
+int hooks_start(struct session *s, struct chunk_args *chunk)
+{
+    struct hook_state *hs = &s->x.hook;
+    struct hooks *h = hs->hooks;
+
+    collect_near_cap(h);
+    if (h->idle_count > 0) {
+        /* A finished coroutine starts afresh with a new function, under
+         * the registry reference it had. */
+        hs->co_ref = h->idle_threads[--h->idle_count];
+        lua_rawgeti(h->L, LUA_REGISTRYINDEX, hs->co_ref);
+        hs->co = lua_tothread(h->L, -1);
+        lua_pop(h->L, 1);
+    } else if (hooks_protected(s, new_coroutine, "start") != 0) {
+        return -1;
+    }
+    /* Its stack is empty and has room: pushing these allocates nothing. */
+    lua_pushcfunction(hs->co, call_hook);
+    lua_pushlightuserdata(hs->co, s);
+    lua_pushlightuserdata(hs->co, chunk);
     hs->co_failed = 0;
     hs->used = 0;
     return 0;
 }
 
 /* Pushes the traceback of the coroutine and message given as light
- * userdata (the message may be NULL). */
+ * userdata (the message may be NULL), without its last line: the
+ * coroutine's main function, call_hook, which is the proxy's, not the
+ * script's. */
 static int push_traceback(lua_State *L)
 {
+    static const char ours[] = "\n\t[C]: in ?";
+    size_t len, n = sizeof ours - 1;
+    const char *trace;
+
     luaL_traceback(L, lua_touserdata(L, 1), lua_touserdata(L, 2), 0);
+    trace = lua_tolstring(L, -1, &len);
+    if (len >= n && memcmp(trace + len - n, ours, n) == 0)
+        lua_pushlstring(L, trace, len - n);
     return 1;
 }
 
@@ -533,9 +578,9 @@ static enum hooks_result continue_phase(struct session *s, int resuming)
                 (void)hooks_protected(s, hooks_tx_change_base, "flow capture");
             if (h->mode == HOOK_ERRORS_OPEN && hooks_protected(s, hooks_tx_snapshot, "snapshot") != 0)
                 return HOOKS_FAILED;
-            if (hooks_protected(s, hooks_start_call, "start") != 0)
+            if (hooks_start(s, NULL) != 0)
                 return HOOKS_FAILED;
-            outcome = hooks_resume(s, 1, &nres, &sleep_for);
+            outcome = hooks_resume(s, HOOKS_START_NARGS, &nres, &sleep_for);
         } else if (hs->wake_nargs < 0) {
             outcome = CALL_FAILED; /* the watchdog ended its wait */
             hs->wake_nargs = 0;
@@ -660,8 +705,8 @@ enum hooks_result hooks_run(struct session *s, enum hook_phase phase)
         return HOOKS_CONTINUE;
     hs->phase = phase;
     hs->script = 0;
-    /* The tx is made with the phase's first coroutine (hooks_start_call),
-     * in the same protected call, unless something looks at it before
+    /* The tx is made by the phase's first hook call (call_hook), inside
+     * its first resume, unless something looks at it before
      * the hook runs: --trace, the flow capture, the --hook-errors open
      * snapshot. */
     if (hs->tx_ref == LUA_NOREF &&

@@ -566,9 +566,9 @@ int hooks_prepare_response(struct session *s)
 
     /* What looks at the tx before the first on_response call needs tx.res
      * now: --trace's fingerprint, the flow capture's change base, the
-     * --hook-errors open snapshot. Otherwise tx.res is made in the same
-     * protected call as the first on_response coroutine
-     * (hooks_start_call), which saves a call, when a hook may use it:
+     * --hook-errors open snapshot. Otherwise tx.res is made by the first
+     * on_response call itself, in its first resume (call_hook, in
+     * hooks_run.c), which saves a call, when a hook may use it:
      *   - a body or on_done hook may look at it after on_response, when
      *     the relay's head is no longer the one on_response saw (read
      *     back, the coding taken off);
