@@ -101,8 +101,6 @@ int hooks_wants(const struct session *s, enum hook_phase phase)
     return h && h->has[phase] != 0;
 }
 
-/* Creates the coroutine for script hs->script's hook and pushes its
- * arguments onto it. Runs in hooks_protected mode; arg 2 is a chunk_args or NULL. */
 /*
  * A full collection before a hook call, when the garbage since the last
  * one may fill more than half the room left under --lua-memory.
@@ -117,15 +115,15 @@ int hooks_wants(const struct session *s, enum hook_phase phase)
  * for twice its body failed every other time though it fitted alone. A
  * script that keeps much alive pays only when as much again has piled up.
  */
-static void collect_near_cap(struct hooks *h)
+static void collect_near_cap(struct hooks *h, lua_State *L)
 {
     size_t base = h->mem_after_collect;
 
     if (h->mem_used <= base || base >= h->mem_limit ||
         h->mem_used - base <= (h->mem_limit - base) / 2)
         return;
-    lua_gc(h->L, LUA_GCCOLLECT);
-    lua_gc(h->L, LUA_GCSTEP, 0); /* Lua 5.4.4: see collect_after_bomb */
+    lua_gc(L, LUA_GCCOLLECT);
+    lua_gc(L, LUA_GCSTEP, 0); /* Lua 5.4.4: see collect_after_bomb */
     h->mem_after_collect = h->mem_used;
 }
 
@@ -155,6 +153,9 @@ static int call_hook(lua_State *co)
     struct hooks *h = hs->hooks;
 
     lua_settop(co, 1); /* the session, at 1 for hooks_tx_make */
+    /* Inside the resume, as all of the call's work: under its time
+     * budget and the watchdog. */
+    collect_near_cap(h, co);
     if (hs->tx_ref == LUA_NOREF) {
         hooks_tx_make(co); /* the exchange's first hook (see hooks_run) */
         /* tx.req too when the last on_request used it: a first look costs
@@ -223,7 +224,6 @@ int hooks_start(struct session *s, struct chunk_args *chunk)
     struct hook_state *hs = &s->x.hook;
     struct hooks *h = hs->hooks;
 
-    collect_near_cap(h);
     if (h->idle_count > 0) {
         /* A finished coroutine starts afresh with a new function, under
          * the registry reference it had. */
@@ -234,7 +234,14 @@ int hooks_start(struct session *s, struct chunk_args *chunk)
     } else if (hooks_protected(s, new_coroutine, "start") != 0) {
         return -1;
     }
-    /* Its stack is empty and has room: pushing these allocates nothing. */
+    /* Its stack is empty; room for three is there unless a collection
+     * shrank it to nothing (lua_checkstack raises no error). */
+    if (!lua_checkstack(hs->co, 3)) {
+        hooks_drop_coroutine(hs);
+        log_error("c%llu #%llu script start: not enough memory", (unsigned long long)s->id,
+                  (unsigned long long)s->x.id);
+        return -1;
+    }
     lua_pushcfunction(hs->co, call_hook);
     lua_pushlightuserdata(hs->co, s);
     lua_pushlightuserdata(hs->co, chunk);
