@@ -147,11 +147,19 @@ static int call_hook_done(lua_State *co, int status, lua_KContext ctx)
  */
 static int call_hook(lua_State *co)
 {
+    struct hooks *h = hooks_of(co);
     struct session *s = lua_touserdata(co, 1);
     struct chunk_args *chunk = lua_touserdata(co, 2);
-    struct hook_state *hs = &s->x.hook;
-    struct hooks *h = hs->hooks;
+    struct hook_state *hs;
+    lua_Debug caller;
 
+    /* A script can reach this function as a value (debug.getinfo(2,
+     * "f").func in a hook) and call it with anything: only the first
+     * resume of the call hooks_start readied runs it, as the main
+     * function of the exchange's own coroutine. */
+    if (!h || co != h->current_co || s == NULL || s != h->current || lua_getstack(co, 1, &caller))
+        return luaL_error(co, "the proxy's hook caller cannot be called by a script");
+    hs = &s->x.hook;
     lua_settop(co, 1); /* the session, at 1 for hooks_tx_make */
     /* Inside the resume, as all of the call's work: under its time
      * budget and the watchdog. */

@@ -103,6 +103,17 @@ describe("hook safety", function()
       assert.are.equal(200, get("/hello").status)
     end)
 
+    it("refuses a script's call of the function that calls its hook", function()
+      start({ "hook_caller" })
+      for _, path in ipairs({ "/call", "/wrap" }) do
+        local resp = get(path)
+        assert.are.equal(200, resp.status)
+        assert.truthy(resp.body:find("^false .*hook caller cannot be called by a script\n$"), resp.body)
+      end
+      assert.are.equal(200, get("/hello").status)
+      assert.falsy(proxy.log():find("died of signal", 1, true), proxy.log())
+    end)
+
     it("closes the connection when on_response_chunk fails after the head was sent", function()
       start({ "fail_chunk" })
       local s = assert(h.connect(proxy.port))
