@@ -153,9 +153,10 @@ static int call_hook(lua_State *co)
     struct hook_state *hs;
     lua_Debug caller;
 
-    /* A script can reach this function as a value (debug.getinfo(2,
-     * "f").func in a hook) and call it with anything: only the first
-     * resume of the call hooks_start readied runs it, as the main
+    /* It sits one level above every hook. debug.getinfo hands no C
+     * function to a script (hooks_stdlib.c); should a script get hold of
+     * this one all the same, it could call it with anything: only the
+     * first resume of the call hooks_start readied runs it, as the main
      * function of the exchange's own coroutine. */
     if (!h || co != h->current_co || s == NULL || s != h->current || lua_getstack(co, 1, &caller))
         return luaL_error(co, "the proxy's hook caller cannot be called by a script");

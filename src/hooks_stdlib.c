@@ -351,6 +351,80 @@ static const char *const debug_refused[] = {
     "getuservalue", "setuservalue", "setcstacklimit", NULL,
 };
 
+/*
+ * debug.getinfo and debug.getlocal, without the proxy's C functions and
+ * what their frames hold. The proxy runs a script's code below C
+ * functions of its own (a hook below call_hook, the coroutine's main
+ * function; a metamethod below a protected call that reads a tx), which
+ * take their arguments on trust (a light userdata as the session), and
+ * getinfo's func would hand them to the script to call with anything:
+ * getinfo leaves func out for a C function. getlocal reads no C frame (its
+ * "locals" are the values the C function pushed). Both run the original,
+ * an upvalue, with a stack level one deeper: this wrapper is a level.
+ */
+
+/* The original function (upvalue 1) called with this call's arguments,
+ * the stack level among them shifted past this wrapper, all its results.
+ * Sets *<c_frame> when that level is a C function's frame. */
+static void call_original(lua_State *L, int *c_frame)
+{
+    int n = lua_gettop(L), level_at = 1;
+    lua_State *of = L;
+    lua_Debug ar;
+
+    if (lua_type(L, 1) == LUA_TTHREAD) {
+        of = lua_tothread(L, 1);
+        level_at = 2;
+    }
+    *c_frame = 0;
+    if (lua_isinteger(L, level_at)) {
+        lua_Integer level = lua_tointeger(L, level_at);
+        /* Here, level 0 is this wrapper, as the original's 0 is itself to
+         * its caller: the level names the same frame. */
+        if (level >= 0 && level < INT_MAX && lua_getstack(of, (int)level, &ar) &&
+            lua_getinfo(of, "S", &ar) && strcmp(ar.what, "C") == 0)
+            *c_frame = 1;
+        if (of == L && level >= 0 && level < INT_MAX) {
+            lua_pushinteger(L, level + 1);
+            lua_replace(L, level_at);
+        }
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+}
+
+static int guarded_getinfo(lua_State *L)
+{
+    int c_frame;
+
+    call_original(L, &c_frame);
+    lua_settop(L, 1);
+    if (lua_type(L, 1) == LUA_TTABLE) {
+        if (lua_getfield(L, 1, "func") == LUA_TFUNCTION && lua_iscfunction(L, -1)) {
+            lua_pushnil(L);
+            lua_setfield(L, 1, "func");
+        }
+        lua_pop(L, 1);
+    }
+    return 1;
+}
+
+/* (debug.getlocal(f, n), with a function for a level, gives the names of
+ * a Lua function's parameters only, no values.) */
+static int guarded_getlocal(lua_State *L)
+{
+    int c_frame;
+
+    call_original(L, &c_frame);
+    if (c_frame) {
+        lua_settop(L, 0);
+        lua_pushnil(L);
+        return 1;
+    }
+    return lua_gettop(L);
+}
+
 /* ---- installing --------------------------------------------------------------- */
 
 /* <lib>.<name> = a closure of <fn> over the function it replaces. */
@@ -382,6 +456,8 @@ void hooks_stdlib_install(lua_State *L)
     lua_pushcfunction(L, guarded_load);
     lua_setglobal(L, "load");
     set(L, "debug", "sethook", refused_sethook);
+    wrap(L, "debug", "getinfo", guarded_getinfo);
+    wrap(L, "debug", "getlocal", guarded_getlocal);
     lua_getglobal(L, "debug");
     for (const char *const *name = debug_refused; *name; name++) {
         lua_pushnil(L);
