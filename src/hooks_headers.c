@@ -13,10 +13,9 @@
  *
  * The lists the relay hands over (tx.req.headers, tx.res.headers) start
  * as views: the table holds no field yet; its array holds one block (a
- * userdata, at 1) with a copy of the relay's fields, then the edits made
- * since (add, set and remove, in order: op, name, value, one after the
- * other, so an edit costs no table of its own, and a view needs no hash
- * part: it is changed when it holds an edit). Most hooks only set,
+ * userdata, at 1) with a copy of the relay's fields and the edits made
+ * since (add, set and remove, in order: see "The edit log" below; a view
+ * needs no hash part: it is changed when it holds an edit). Most hooks only set,
  * remove or add a field, so the head is never turned into Lua strings:
  * the edits are applied in C to the relay's own list when the list is
  * read back (hooks_headers_apply). The first read (get, values, pairs,
@@ -50,11 +49,73 @@ struct view_base {
     size_t count;
     size_t text_len;
     size_t extra_off; /* the caller's bytes (hooks_headers_push_view) */
+    size_t log_off;   /* the edit log, VIEW_LOG_ROOM bytes */
+    uint32_t log_used, log_count;
+    int spilled;      /* an edit went to the list's array: so do the next */
     int host_edited;  /* an edit names Host: counting Host must read the edits */
     struct header items[]; /* then the text, at items + count */
 };
 
 enum view_op { VIEW_ADD = 1, VIEW_SET, VIEW_REMOVE };
+
+/*
+ * The edit log. A view's first edits are kept as bytes in its block,
+ * after the copy's text: each an edit_head, then the name and the value
+ * (none for a remove). The first one that does not fit, and every one
+ * after it, goes to the list's array instead, as three Lua values (op,
+ * name, value: false for a remove) after the block, so the log comes
+ * first and the order holds. A logged edit costs one copy; one in the
+ * array, three stores into the table when made and three reads when
+ * applied (about 400 instructions more each). A log has room for the
+ * few small edits most hooks make.
+ */
+#define VIEW_LOG_ROOM 256
+
+struct edit_head {
+    uint32_t op, name_len, value_len;
+};
+
+struct view_edit {
+    int op;
+    const char *name, *value;
+    size_t name_len, value_len;
+};
+
+/* Reads the log's edit at byte <at> into *<e>; returns where the next
+ * one starts. */
+static uint32_t log_read(const struct view_base *b, uint32_t at, struct view_edit *e)
+{
+    const char *log = (const char *)b + b->log_off;
+    struct edit_head h;
+
+    memcpy(&h, log + at, sizeof h);
+    e->op = (int)h.op;
+    e->name = log + at + sizeof h;
+    e->name_len = h.name_len;
+    e->value = e->name + h.name_len;
+    e->value_len = h.value_len;
+    return at + (uint32_t)sizeof h + h.name_len + h.value_len;
+}
+
+/* Logs edit <op> of <name> to <value> (NULL for a remove) in block <b>;
+ * 0, or -1 when it does not fit (nothing logged). */
+static int log_write(struct view_base *b, int op, const char *name, size_t name_len,
+                     const char *value, size_t value_len)
+{
+    char *at = (char *)b + b->log_off + b->log_used;
+    struct edit_head h = {(uint32_t)op, (uint32_t)name_len, (uint32_t)value_len};
+    size_t room = VIEW_LOG_ROOM - b->log_used;
+
+    if (name_len > room || value_len > room || sizeof h + name_len + value_len > room)
+        return -1;
+    memcpy(at, &h, sizeof h);
+    memcpy(at + sizeof h, name, name_len);
+    if (value_len > 0)
+        memcpy(at + sizeof h + name_len, value, value_len);
+    b->log_used += (uint32_t)(sizeof h + name_len + value_len);
+    b->log_count++;
+    return 0;
+}
 
 static const char *base_text(const struct view_base *b)
 {
@@ -87,18 +148,22 @@ void *hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64
 {
     struct hooks *h = hooks_of(L);
     size_t text_len = buffer_length(&fields->text);
-    size_t size = sizeof(struct view_base) + fields->count * sizeof(struct header) + text_len;
+    size_t log_off = sizeof(struct view_base) + fields->count * sizeof(struct header) + text_len;
+    size_t size = log_off + VIEW_LOG_ROOM;
     size_t extra_off = (size + 15) & ~(size_t)15; /* Lua aligns the block itself */
     struct view_base *b;
 
-    /* Room for the copy and two edits. */
-    lua_createtable(L, 7, 0);                             /* +1 list */
+    /* Room for the block; edits go to its log. */
+    lua_createtable(L, 1, 0);                             /* +1 list */
     b = lua_newuserdatauv(L, extra_off + extra, 0);       /* +2 list block */
     b->self = b;
     b->stamp = stamp;
     b->count = fields->count;
     b->text_len = text_len;
     b->extra_off = extra_off;
+    b->log_off = log_off;
+    b->log_used = b->log_count = 0;
+    b->spilled = 0;
     b->host_edited = 0;
     if (fields->count > 0)
         memcpy(b->items, fields->items, fields->count * sizeof b->items[0]);
@@ -337,9 +402,10 @@ int hooks_headers_changed(lua_State *L, int index)
 {
     int changed;
     index = lua_absindex(L, index);
-    if (view_base(L, index)) {
+    struct view_base *b;
+    if ((b = view_base(L, index)) != NULL) {
         lua_pop(L, 1);
-        return lua_rawlen(L, index) > 1;
+        return b->log_count > 0 || lua_rawlen(L, index) > 1;
     }
     changed = lua_rawgetp(L, index, &hooks_changed_key) != LUA_TNIL && lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -394,8 +460,19 @@ static void fill(lua_State *L)
         lua_pushlstring(L, base_text(b) + f->value_off, f->value_len);
         lua_rawseti(L, 1, (lua_Integer)(2 * i + 2));
     }
-    if (n > 1)
+    if (n > 1 || b->log_count > 0)
         mark_changed(L); /* a plain list now: the mark says it */
+    for (uint32_t i = 0, at = 0; i < b->log_count; i++) {
+        struct view_edit e;
+        at = log_read(b, at, &e);
+        lua_pushlstring(L, e.name, e.name_len);           /* +3 base edits name */
+        lua_pushlstring(L, e.value, e.value_len);         /* +4 base edits name value */
+        if (e.op == VIEW_ADD)
+            list_add(L, edits + 1, edits + 2);
+        else
+            list_set(L, edits + 1, e.op == VIEW_SET ? edits + 2 : 0);
+        lua_settop(L, edits);
+    }
     for (lua_Integer i = 2; i <= n; i += 3) {
         int op = push_edit(L, edits, i);                  /* +5 ... op name value */
         if (op == 0)
@@ -425,6 +502,13 @@ static int record(lua_State *L, enum view_op op, int name, int value)
     nstr = lua_tolstring(L, name, &nlen);
     if (name_eq(nstr, nlen, "Host", 4))
         b->host_edited = 1;
+    if (!b->spilled) {
+        size_t vlen = 0;
+        const char *vstr = value ? lua_tolstring(L, value, &vlen) : NULL;
+        if (log_write(b, op, nstr, nlen, vstr, vlen) == 0)
+            return 0;
+        b->spilled = 1;
+    }
     n = (lua_Integer)lua_rawlen(L, 1);
     lua_pushinteger(L, op);
     lua_rawseti(L, 1, n + 1);
@@ -436,6 +520,47 @@ static int record(lua_State *L, enum view_op op, int name, int value)
         lua_pushboolean(L, 0); /* no hole: rawlen counts every edit */
     lua_rawseti(L, 1, n + 3);
     return 0;
+}
+
+/* Applies edit <e> to <out>, checked where it enters it (headers.c), as
+ * it was when recorded: 0, or -1 when refused. One that is no edit (op
+ * 0) is refused, and so is an edit of Host when record() saw none
+ * (<host_edited>): it was put there with rawset, around the count the
+ * read-back relies on (its op is made 0). */
+static int apply_edit(struct headers *out, struct view_edit *e, int host_edited)
+{
+    if (e->op != 0 && !host_edited && name_eq(e->name, e->name_len, "Host", 4))
+        e->op = 0;
+    if (e->op == 0)
+        return -1;
+    if (e->op == VIEW_ADD)
+        return headers_add(out, e->name, e->name_len, e->value, e->value_len);
+    if (e->op == VIEW_SET)
+        return headers_set(out, e->name, e->name_len, e->value, e->value_len);
+    if (!headers_valid_name(e->name, e->name_len))
+        return -1;
+    headers_remove(out, e->name, e->name_len);
+    return 0;
+}
+
+/* hooks_headers_apply's way out after edit <e> was refused: <out> as it
+ * was (its first <saved> items kept in <undo>), and the message pushed
+ * unless <quiet>. Returns -1. */
+static int apply_failed(lua_State *L, struct headers *out, const struct header *undo,
+                        size_t saved, const struct view_edit *e, int quiet)
+{
+    if (saved > 0)
+        memcpy(out->items, undo, saved * sizeof *out->items);
+    out->count = saved;
+    if (quiet)
+        return -1;
+    if (e->op != 0) { /* a logged name has no NUL after it */
+        lua_pushliteral(L, "invalid header ");
+        lua_pushlstring(L, e->name, e->name_len);
+        lua_concat(L, 2);
+    } else
+        lua_pushliteral(L, "invalid header list (changed with rawset)");
+    return -1;
 }
 
 int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t stamp, int quiet)
@@ -460,7 +585,7 @@ int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t s
     }
     lua_pop(L, 1);
     n = (lua_Integer)lua_rawlen(L, index);
-    if (n <= 1)
+    if (n <= 1 && b->log_count == 0)
         return 1; /* no edit: the relay's fields stand */
     /* Undone on an error, as the read-back of a plain list leaves <out>
      * as it was: the items only (text is only ever appended). */
@@ -472,43 +597,22 @@ int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t s
     }
     if (saved > 0)
         memcpy(undo, out->items, saved * sizeof *out->items);
+    /* The log first, then the edits in the array: their order. */
+    for (uint32_t i = 0, at = 0; i < b->log_count; i++) {
+        struct view_edit e;
+        at = log_read(b, at, &e);
+        if (apply_edit(out, &e, b->host_edited) != 0)
+            return apply_failed(L, out, undo, saved, &e, quiet);
+    }
     for (lua_Integer i = 2; i <= n; i += 3) {
-        size_t nlen = 0, vlen = 0;
-        const char *name = NULL, *value = NULL;
-        int op = push_edit(L, index, i), rc = -1;
-        if (op != 0) {
-            name = lua_tolstring(L, -2, &nlen);
-            /* An edit of Host that record() did not see was put there
-             * with rawset, around the count the read-back relies on. */
-            if (!b->host_edited && name_eq(name, nlen, "Host", 4)) {
-                op = 0;
-                name = NULL;
-            }
+        struct view_edit e = {push_edit(L, index, i), NULL, NULL, 0, 0};
+        if (e.op != 0) {
+            e.name = lua_tolstring(L, -2, &e.name_len);
+            if (e.op != VIEW_REMOVE)
+                e.value = lua_tolstring(L, -1, &e.value_len);
         }
-        if (op != 0) {
-            if (op != VIEW_REMOVE)
-                value = lua_tolstring(L, -1, &vlen);
-            /* Checked when recorded, and again here by headers.c: what
-             * reaches the relay's list is checked where it enters it. */
-            if (op == VIEW_ADD)
-                rc = headers_add(out, name, nlen, value, vlen);
-            else if (op == VIEW_SET)
-                rc = headers_set(out, name, nlen, value, vlen);
-            else
-                rc = headers_valid_name(name, nlen) ? (headers_remove(out, name, nlen), 0) : -1;
-        }
-        if (rc != 0) {
-            if (saved > 0)
-                memcpy(out->items, undo, saved * sizeof *out->items);
-            out->count = saved;
-            if (quiet)
-                return -1;
-            if (name)
-                lua_pushfstring(L, "invalid header %s", name);
-            else
-                lua_pushliteral(L, "invalid header list (changed with rawset)");
-            return -1;
-        }
+        if (apply_edit(out, &e, b->host_edited) != 0)
+            return apply_failed(L, out, undo, saved, &e, quiet);
         lua_pop(L, 3);
     }
     return 1;
@@ -602,8 +706,15 @@ lua_Integer hooks_headers_count(lua_State *L, int index, const char *key, size_t
             count += name_eq(base_text(b) + b->items[i].name_off, b->items[i].name_len, key, klen);
         /* The read-back's check for one Host, on every exchange: the
          * edits need no walk when none of them names Host. */
-        if (!b->host_edited && name_eq(key, klen, "Host", 4))
+        int walk = b->host_edited || !name_eq(key, klen, "Host", 4);
+        if (!walk)
             n = 0;
+        for (uint32_t i = 0, at = 0; walk && i < b->log_count; i++) {
+            struct view_edit e;
+            at = log_read(b, at, &e);
+            if (name_eq(e.name, e.name_len, key, klen))
+                count = e.op == VIEW_ADD ? count + 1 : e.op == VIEW_SET ? 1 : 0;
+        }
         for (lua_Integer i = 2; i <= n; i += 3) {
             size_t flen;
             int op = push_edit(L, index, i);

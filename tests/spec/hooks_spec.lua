@@ -406,6 +406,29 @@ describe("hooks", function()
       assert.falsy(res:find("Server=", 1, true), res)
     end)
 
+    it("keeps the order of many edits to a list, read or not", function()
+      start({ "many_edits" })
+      local many = {}
+      for i = 1, 20 do many[i] = string.rep(string.char(96 + i), 20) end
+      for n, path in ipairs({ "/echo", "/echo?read" }) do
+        assert.are.equal(200, get(path, { "X-First: a", "X-Gone: 1", "X-Stay: s" }).status)
+        local r = origin.requests()[n]
+        assert.are.equal(table.concat(many, ", "), r.headers["x-many"])
+        assert.are.equal("set late", r.headers["x-first"])
+        assert.is_nil(r.headers["x-gone"])
+        -- In place for the set, in order for the adds, the last add last.
+        local first, stay = r.head:find("X-First: set late", 1, true), r.head:find("X-Stay: s", 1, true)
+        local last_many = select(2, r.head:find(".*X%-Many: " .. many[20]))
+        local last = r.head:find("X-Last: end", 1, true)
+        assert.truthy(first and stay and last_many and last, r.head)
+        assert.truthy(first < stay and stay < last_many and last_many < last, r.head)
+        if n == 2 then
+          -- Host, X-First, X-Stay, Via, 20 X-Many, X-Last
+          assert.are.equal("25 end 20", r.headers["x-read"])
+        end
+      end
+    end)
+
     it("refuses a field put into a list with rawset, whether the list was read or not", function()
       start({ "kept_lists" })
       -- Never read: the list's array holds the script's edits, which this
