@@ -68,6 +68,13 @@ enum view_op { VIEW_ADD = 1, VIEW_SET, VIEW_REMOVE };
  * array, three stores into the table when made and three reads when
  * applied (about 400 instructions more each). A log has room for the
  * few small edits most hooks make.
+ *
+ * The log is the list's, not the block's: a script can take the block
+ * (rawget(h, 1)) and put it in a list of its own, or copy the view raw,
+ * and that list's edits are its own, in its own array, as they were
+ * before there was a log. The block's user value is the list it was made
+ * for, the only one that writes or reads its log; a fill empties the log,
+ * whose edits the list then holds.
  */
 #define VIEW_LOG_ROOM 256
 
@@ -155,7 +162,7 @@ void *hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64
 
     /* Room for the block; edits go to its log. */
     lua_createtable(L, 1, 0);                             /* +1 list */
-    b = lua_newuserdatauv(L, extra_off + extra, 0);       /* +2 list block */
+    b = lua_newuserdatauv(L, extra_off + extra, 1);       /* +2 list block */
     b->self = b;
     b->stamp = stamp;
     b->count = fields->count;
@@ -169,6 +176,8 @@ void *hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64
         memcpy(b->items, fields->items, fields->count * sizeof b->items[0]);
     if (text_len > 0)
         memcpy((char *)(b->items + b->count), buffer_peek(&fields->text), text_len);
+    lua_pushvalue(L, -2);
+    lua_setiuservalue(L, -2, 1); /* the log's list */
     lua_pushvalue(L, -1);
     lua_rawseti(L, -3, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->headers_mt_ref);
@@ -390,6 +399,15 @@ static struct view_base *view_base(lua_State *L, int idx)
     return NULL;
 }
 
+/* Whether the block at the top (view_base's) keeps its log for the list
+ * at <list> (an absolute index): the list it was made for. */
+static int owns_log(lua_State *L, int list)
+{
+    int owns = lua_getiuservalue(L, -1, 1) == LUA_TTABLE && lua_rawequal(L, -1, list);
+    lua_pop(L, 1);
+    return owns;
+}
+
 int hooks_headers_unread(lua_State *L, int index)
 {
     if (!view_base(L, index))
@@ -404,8 +422,9 @@ int hooks_headers_changed(lua_State *L, int index)
     index = lua_absindex(L, index);
     struct view_base *b;
     if ((b = view_base(L, index)) != NULL) {
+        int logged = b->log_count > 0 && owns_log(L, index);
         lua_pop(L, 1);
-        return b->log_count > 0 || lua_rawlen(L, index) > 1;
+        return logged || lua_rawlen(L, index) > 1;
     }
     changed = lua_rawgetp(L, index, &hooks_changed_key) != LUA_TNIL && lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -437,10 +456,12 @@ static void fill(lua_State *L)
 {
     struct view_base *b = view_base(L, 1);
     lua_Integer n;
+    uint32_t logged;
     int base, edits;
 
     if (!b)
         return;
+    logged = owns_log(L, 1) ? b->log_count : 0;
     base = lua_gettop(L);
     n = (lua_Integer)lua_rawlen(L, 1);
     /* The edits move aside: the fields take their slots. */
@@ -460,9 +481,9 @@ static void fill(lua_State *L)
         lua_pushlstring(L, base_text(b) + f->value_off, f->value_len);
         lua_rawseti(L, 1, (lua_Integer)(2 * i + 2));
     }
-    if (n > 1 || b->log_count > 0)
+    if (n > 1 || logged > 0)
         mark_changed(L); /* a plain list now: the mark says it */
-    for (uint32_t i = 0, at = 0; i < b->log_count; i++) {
+    for (uint32_t i = 0, at = 0; i < logged; i++) {
         struct view_edit e;
         at = log_read(b, at, &e);
         lua_pushlstring(L, e.name, e.name_len);           /* +3 base edits name */
@@ -472,6 +493,10 @@ static void fill(lua_State *L)
         else
             list_set(L, edits + 1, e.op == VIEW_SET ? edits + 2 : 0);
         lua_settop(L, edits);
+    }
+    if (logged > 0) { /* the list holds them now */
+        b->log_used = b->log_count = 0;
+        b->spilled = 0;
     }
     for (lua_Integer i = 2; i <= n; i += 3) {
         int op = push_edit(L, edits, i);                  /* +5 ... op name value */
@@ -495,14 +520,16 @@ static int record(lua_State *L, enum view_op op, int name, int value)
     lua_Integer n;
     size_t nlen;
     const char *nstr;
+    int owns;
 
     if ((b = view_base(L, 1)) == NULL)
         return -1;
+    owns = owns_log(L, 1);
     lua_pop(L, 1);
     nstr = lua_tolstring(L, name, &nlen);
     if (name_eq(nstr, nlen, "Host", 4))
         b->host_edited = 1;
-    if (!b->spilled) {
+    if (owns && !b->spilled) {
         size_t vlen = 0;
         const char *vstr = value ? lua_tolstring(L, value, &vlen) : NULL;
         if (log_write(b, op, nstr, nlen, vstr, vlen) == 0)
@@ -569,10 +596,12 @@ int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t s
     struct header *undo;
     struct view_base *b;
     lua_Integer n;
+    uint32_t logged;
 
     index = lua_absindex(L, index);
     if ((b = view_base(L, index)) == NULL)
         return 0;
+    logged = owns_log(L, index) ? b->log_count : 0;
     if (b->stamp != stamp) {
         lua_pop(L, 1);
         if (quiet)
@@ -585,7 +614,7 @@ int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t s
     }
     lua_pop(L, 1);
     n = (lua_Integer)lua_rawlen(L, index);
-    if (n <= 1 && b->log_count == 0)
+    if (n <= 1 && logged == 0)
         return 1; /* no edit: the relay's fields stand */
     /* Undone on an error, as the read-back of a plain list leaves <out>
      * as it was: the items only (text is only ever appended). */
@@ -598,7 +627,7 @@ int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t s
     if (saved > 0)
         memcpy(undo, out->items, saved * sizeof *out->items);
     /* The log first, then the edits in the array: their order. */
-    for (uint32_t i = 0, at = 0; i < b->log_count; i++) {
+    for (uint32_t i = 0, at = 0; i < logged; i++) {
         struct view_edit e;
         at = log_read(b, at, &e);
         if (apply_edit(out, &e, b->host_edited) != 0)
@@ -707,9 +736,10 @@ lua_Integer hooks_headers_count(lua_State *L, int index, const char *key, size_t
         /* The read-back's check for one Host, on every exchange: the
          * edits need no walk when none of them names Host. */
         int walk = b->host_edited || !name_eq(key, klen, "Host", 4);
+        uint32_t logged = walk && owns_log(L, index) ? b->log_count : 0;
         if (!walk)
             n = 0;
-        for (uint32_t i = 0, at = 0; walk && i < b->log_count; i++) {
+        for (uint32_t i = 0, at = 0; i < logged; i++) {
             struct view_edit e;
             at = log_read(b, at, &e);
             if (name_eq(e.name, e.name_len, key, klen))

@@ -429,6 +429,19 @@ describe("hooks", function()
       end
     end)
 
+    it("keeps the edits of a list holding a view's block apart from the view's", function()
+      start({ "shared_block" })
+      assert.are.equal(200, get("/echo").status)
+      local sent = origin.requests()[1].headers
+      assert.is_nil(sent["x-own"])
+      assert.are.equal("1", sent["x-after"])
+      assert.are.equal("nil", sent["x-copy-sees"])
+      assert.are.equal("1", sent["x-own-sees"])
+      -- A read list emptied and given its block back holds no edit.
+      assert.are.equal(200, get("/echo?refill").status)
+      assert.is_nil(origin.requests()[2].headers["x-read-edit"])
+    end)
+
     it("refuses a field put into a list with rawset, whether the list was read or not", function()
       start({ "kept_lists" })
       -- Never read: the list's array holds the script's edits, which this
