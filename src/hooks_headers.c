@@ -49,6 +49,7 @@ struct view_base {
     size_t count;
     size_t text_len;
     size_t extra_off; /* the caller's bytes (hooks_headers_push_view) */
+    const void *owner; /* the list the log is for (lua_topointer) */
     size_t log_off;   /* the edit log, VIEW_LOG_ROOM bytes */
     uint32_t log_used, log_count;
     int spilled;      /* an edit went to the list's array: so do the next */
@@ -72,9 +73,14 @@ enum view_op { VIEW_ADD = 1, VIEW_SET, VIEW_REMOVE };
  * The log is the list's, not the block's: a script can take the block
  * (rawget(h, 1)) and put it in a list of its own, or copy the view raw,
  * and that list's edits are its own, in its own array, as they were
- * before there was a log. The block's user value is the list it was made
- * for, the only one that writes or reads its log; a fill empties the log,
- * whose edits the list then holds.
+ * before there was a log. The block knows the list it was made for by
+ * its address (lua_topointer): only that list writes or reads its log; a
+ * fill empties the log, whose edits the list then holds. (A user value
+ * holding the list would make the collector traverse every block: some
+ * 1,200 instructions an exchange. An address is reused only once its
+ * table is collected; a block a script kept and put into a new table at
+ * that address would bring its logged edits there, checked edits as any,
+ * in a list the script made itself from the parts.)
  */
 #define VIEW_LOG_ROOM 256
 
@@ -162,7 +168,7 @@ void *hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64
 
     /* Room for the block; edits go to its log. */
     lua_createtable(L, 1, 0);                             /* +1 list */
-    b = lua_newuserdatauv(L, extra_off + extra, 1);       /* +2 list block */
+    b = lua_newuserdatauv(L, extra_off + extra, 0);       /* +2 list block */
     b->self = b;
     b->stamp = stamp;
     b->count = fields->count;
@@ -176,8 +182,7 @@ void *hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64
         memcpy(b->items, fields->items, fields->count * sizeof b->items[0]);
     if (text_len > 0)
         memcpy((char *)(b->items + b->count), buffer_peek(&fields->text), text_len);
-    lua_pushvalue(L, -2);
-    lua_setiuservalue(L, -2, 1); /* the log's list */
+    b->owner = lua_topointer(L, -2); /* the log's list */
     lua_pushvalue(L, -1);
     lua_rawseti(L, -3, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->headers_mt_ref);
@@ -399,13 +404,11 @@ static struct view_base *view_base(lua_State *L, int idx)
     return NULL;
 }
 
-/* Whether the block at the top (view_base's) keeps its log for the list
- * at <list> (an absolute index): the list it was made for. */
-static int owns_log(lua_State *L, int list)
+/* Whether block <b> keeps its log for the list at <list>: the list it
+ * was made for. */
+static int owns_log(lua_State *L, const struct view_base *b, int list)
 {
-    int owns = lua_getiuservalue(L, -1, 1) == LUA_TTABLE && lua_rawequal(L, -1, list);
-    lua_pop(L, 1);
-    return owns;
+    return lua_topointer(L, list) == b->owner;
 }
 
 int hooks_headers_unread(lua_State *L, int index)
@@ -422,7 +425,7 @@ int hooks_headers_changed(lua_State *L, int index)
     index = lua_absindex(L, index);
     struct view_base *b;
     if ((b = view_base(L, index)) != NULL) {
-        int logged = b->log_count > 0 && owns_log(L, index);
+        int logged = b->log_count > 0 && owns_log(L, b, index);
         lua_pop(L, 1);
         return logged || lua_rawlen(L, index) > 1;
     }
@@ -461,7 +464,7 @@ static void fill(lua_State *L)
 
     if (!b)
         return;
-    logged = owns_log(L, 1) ? b->log_count : 0;
+    logged = owns_log(L, b, 1) ? b->log_count : 0;
     base = lua_gettop(L);
     n = (lua_Integer)lua_rawlen(L, 1);
     /* The edits move aside: the fields take their slots. */
@@ -524,7 +527,7 @@ static int record(lua_State *L, enum view_op op, int name, int value)
 
     if ((b = view_base(L, 1)) == NULL)
         return -1;
-    owns = owns_log(L, 1);
+    owns = owns_log(L, b, 1);
     lua_pop(L, 1);
     nstr = lua_tolstring(L, name, &nlen);
     if (name_eq(nstr, nlen, "Host", 4))
@@ -601,7 +604,7 @@ int hooks_headers_apply(lua_State *L, int index, struct headers *out, uint64_t s
     index = lua_absindex(L, index);
     if ((b = view_base(L, index)) == NULL)
         return 0;
-    logged = owns_log(L, index) ? b->log_count : 0;
+    logged = owns_log(L, b, index) ? b->log_count : 0;
     if (b->stamp != stamp) {
         lua_pop(L, 1);
         if (quiet)
@@ -736,7 +739,7 @@ lua_Integer hooks_headers_count(lua_State *L, int index, const char *key, size_t
         /* The read-back's check for one Host, on every exchange: the
          * edits need no walk when none of them names Host. */
         int walk = b->host_edited || !name_eq(key, klen, "Host", 4);
-        uint32_t logged = walk && owns_log(L, index) ? b->log_count : 0;
+        uint32_t logged = walk && owns_log(L, b, index) ? b->log_count : 0;
         if (!walk)
             n = 0;
         for (uint32_t i = 0, at = 0; i < logged; i++) {
