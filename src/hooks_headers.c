@@ -15,12 +15,12 @@
  * as views: the table holds no field yet; its array holds one block (a
  * userdata, at 1) with a copy of the relay's fields and the edits made
  * since (add, set and remove, in order: see "The edit log" below; a view
- * needs no hash part: it is changed when it holds an edit). Most hooks only set,
- * remove or add a field, so the head is never turned into Lua strings:
- * the edits are applied in C to the relay's own list when the list is
- * read back (hooks_headers_apply). The first read (get, values, pairs,
- * #h) fills the table from the copy and replays the edits, and from then
- * on it is a plain list. The copy belongs to Lua, so a list kept past its
+ * needs no hash part: it is changed when it holds an edit). Most hooks
+ * only set, remove or add a field, so the head is never turned into Lua
+ * strings: the edits are applied in C to the relay's own list when the
+ * list is read back (hooks_headers_apply). The first read (get, values,
+ * pairs, #h) fills the table from the copy and replays the edits, and
+ * from then on it is a plain list. The copy belongs to Lua, so a list kept past its
  * exchange can still be filled.
  */
 #include "hooks_internal.h"
@@ -67,8 +67,8 @@ enum view_op { VIEW_ADD = 1, VIEW_SET, VIEW_REMOVE };
  * name, value: false for a remove) after the block, so the log comes
  * first and the order holds. A logged edit costs one copy; one in the
  * array, three stores into the table when made and three reads when
- * applied (about 400 instructions more each). A log has room for the
- * few small edits most hooks make.
+ * applied (about 500 instructions more, all told). A log has room for
+ * the few small edits most hooks make.
  *
  * The log is the list's, not the block's: a script can take the block
  * (rawget(h, 1)) and put it in a list of its own, or copy the view raw,

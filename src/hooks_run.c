@@ -243,8 +243,9 @@ int hooks_start(struct session *s, struct chunk_args *chunk)
     } else if (hooks_protected(s, new_coroutine, "start") != 0) {
         return -1;
     }
-    /* Its stack is empty; room for three is there unless a collection
-     * shrank it to nothing (lua_checkstack raises no error). */
+    /* Its stack is empty, and Lua never shrinks one below its minimum
+     * of 40 slots; checked all the same (lua_checkstack raises no
+     * error). */
     if (!lua_checkstack(hs->co, 3)) {
         hooks_drop_coroutine(hs);
         log_error("c%llu #%llu script start: not enough memory", (unsigned long long)s->id,
