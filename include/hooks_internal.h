@@ -49,9 +49,7 @@ extern const char *const hooks_phase_names[HOOK_PHASE_COUNT];
  * a Lua string from C text costs a hash and a lookup each time. */
 enum hooks_key {
     HOOKS_KEY_HEADERS,
-    HOOKS_KEY_REQ_DATA,  /* "_req": tx.req's data */
     HOOKS_KEY_REQ,
-    HOOKS_KEY_RES_DATA,  /* "_res" */
     HOOKS_KEY_RES,
     HOOKS_KEY_INTERCEPT, /* "_intercept" */
     HOOKS_KEY_COUNT
@@ -84,9 +82,8 @@ struct hooks {
     struct ev_loop *loop;
     int api_ref;         /* the table hooks_api.lua returned */
     int tx_mt_ref;       /* api.Tx, to make a tx in C */
-    int headers_mt_ref, request_mt_ref, data_key_ref; /* ... and a tx.req */
-    int response_mt_ref;                              /* ... and a tx.res */
-    int line_mt_ref;     /* the metatable of tx.req's or tx.res's data not yet loaded */
+    int headers_mt_ref;  /* ... a header list */
+    int request_mt_ref, response_mt_ref; /* ... and the sides, tx.req and tx.res */
     int hook_threads_ref; /* the hooks' own coroutines, as keys (weak): no script resumes them */
     int key_ref[HOOKS_KEY_COUNT];           /* the strings of enum hooks_key */
     int phase_key_ref[HOOK_PHASE_COUNT];    /* hooks_phase_names, as strings */
@@ -228,9 +225,15 @@ int hooks_tx_is_of(lua_State *L, int tx, const struct session *s);
 int hooks_raw_get_field(lua_State *L, int t, const char *key);
 /* The same for one of the keys of enum hooks_key (<t> absolute). */
 int hooks_raw_get_key(lua_State *L, int t, enum hooks_key key);
-/* Whether tx.req's or tx.res's data table at <d> still holds its line (the
- * request or status line) as the relay made it: never read, never set. */
-int hooks_tx_line_unread(lua_State *L, int d);
+/* Whether a script used the line of the side (tx.req or tx.res, see
+ * hooks_tx.c) at <side>: read a field of it, or had its data table made;
+ * 1 too for what is not a side. */
+int hooks_tx_side_read(lua_State *L, int side);
+/* Pushes the data table of the side at <side> (absolute) and its header
+ * list (the data table's, once there is one): returns 1. Without a data
+ * table, pushes nil and the side's list: returns 0. Returns -1 (two
+ * values pushed) when the side's data slot holds anything else. */
+int hooks_tx_side_parts(lua_State *L, int side);
 
 /* ---- hooks_readback.c ---- */
 

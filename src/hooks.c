@@ -39,9 +39,7 @@ const char *const hooks_phase_names[HOOK_PHASE_COUNT] = {
 
 static const char *const hooks_key_names[HOOKS_KEY_COUNT] = {
     [HOOKS_KEY_HEADERS] = "headers",
-    [HOOKS_KEY_REQ_DATA] = "_req",
     [HOOKS_KEY_REQ] = "req",
-    [HOOKS_KEY_RES_DATA] = "_res",
     [HOOKS_KEY_RES] = "res",
     [HOOKS_KEY_INTERCEPT] = "_intercept",
 };
@@ -255,8 +253,7 @@ static int setup_state(lua_State *L)
     /* What C keeps of the api table, to make a tx and its parts itself. */
     const struct { const char *name; int *ref; } kept[] = {
         {"Tx", &h->tx_mt_ref},           {"Headers", &h->headers_mt_ref},
-        {"Request", &h->request_mt_ref}, {"DATA", &h->data_key_ref},
-        {"Response", &h->response_mt_ref},
+        {"Request", &h->request_mt_ref}, {"Response", &h->response_mt_ref},
     };
     for (size_t k = 0; k < sizeof kept / sizeof kept[0]; k++) {
         lua_getfield(L, -1, kept[k].name);

@@ -19,10 +19,13 @@ local HUGE, MAXINTEGER = math.huge, math.maxinteger
 
 local SLEEP = "luaproxy.sleep" -- what proxy.sleep yields; hooks_run.c looks for it
 
--- tx.req's and tx.res's data hold their request or status line as one
--- block until a field of it is read (hooks_tx.c); load_data(d) makes the
--- fields for a walk over d with next or pairs, and returns d.
-local load_data = native.load_data
+-- tx.req and tx.res are sides (hooks_tx.c): tables that hold the header
+-- list and the request or status line, and hand every field out through
+-- their __index. data_of(side) is the data table hooks_api works on
+-- ({ method =, ..., headers = }, or { status =, reason =, headers = }),
+-- made from the side the first time it is needed; nil for anything that
+-- is not a side.
+local data_of = native.data_of
 
 ---------------------------------------------------------------------------
 -- Validation: a script can never make the proxy send a split message.
@@ -273,28 +276,33 @@ local request_setters = {
   buffer_body = function(d, v) d.buffer_body = check_flag("tx.req.buffer_body", v) end,
 }
 
--- The request's data lives under a key only this file holds; one shared
--- metatable serves every request (no closure per request).
-local DATA = {}
+-- The side's data table, for a metamethod of the side <t>.
+local function side_data(t, what)
+  local d = data_of(t)
+  if d == nil then error("not " .. what .. " of a tx", 3) end
+  return d
+end
 
 -- The __newindex of tx.req and tx.res: <setters> checks and stores each
--- field a script may set; <what> names the object in the error.
+-- field a script may set; <what> names the object in the error. A side
+-- holds no field under a name, so every set comes here.
 local function newindex_of(setters, what)
   return function(t, key, value)
     local setter = setters[key]
     if not setter then error(what .. "." .. tostring(key) .. " cannot be set", 2) end
-    local d = rawget(t, DATA)
+    local d = side_data(t, what)
     d[CHANGED] = true
     setter(d, value)
   end
 end
 
--- __index is a C function (hooks_tx.c): rawget(t, DATA)[key], with d.url
--- made from url_of(d) when first read.
+-- __index is a C function (hooks_tx.c): the data table's field, or,
+-- before there is one, the list or the line's field; d.url made from
+-- url_of(d) when first read.
 local Request = {
   __newindex = newindex_of(request_setters, "tx.req"),
   __pairs = function(t)
-    local d = load_data(rawget(t, DATA))
+    local d = side_data(t, "tx.req")
     if d.url == nil then d.url = url_of(d) end
     return pairs_unmarked(d)
   end,
@@ -328,14 +336,16 @@ local response_setters = {
 
 local Response = {
   __newindex = newindex_of(response_setters, "tx.res"),
-  __pairs = function(t) return pairs_unmarked(load_data(rawget(t, DATA))) end,
+  __pairs = function(t) return pairs_unmarked(side_data(t, "tx.res")) end,
 }
 
--- Reading a field of tx.req or tx.res runs no Lua code (rawget(t, DATA)[key]).
-Request.__index, Response.__index = native.data_index(DATA, url_of)
+-- Reading a field of tx.req or tx.res runs no Lua code.
+Request.__index, Response.__index = native.data_index(url_of)
 
+-- A side made here, with its data table (hooks_tx.c's layout: the list,
+-- then the data table; no line block).
 local function new_response(d)
-  return setmetatable({ [DATA] = d }, Response)
+  return setmetatable({ d.headers, d }, Response)
 end
 
 ---------------------------------------------------------------------------
@@ -346,16 +356,18 @@ end
 -- the exchange being served, if the tx is that exchange's (C knows it by
 -- identity, so a script that sets tx.id does not lose its request).
 
--- native.make_request(tx) (hooks_tx.c) sets, in C,
---   d = { method =, scheme =, host =, port =, path =, version =,
---         headers = headers_from_list(fields) }
---   tx._req = d, tx.req = setmetatable({ [DATA] = d }, Request)
--- and returns d; or nothing for a tx kept past its exchange, never read
--- in it.
+-- native.make_request(tx) (hooks_tx.c) sets tx.req, a side over the
+-- exchange's request, and returns it; or nothing for a tx kept past its
+-- exchange, never read in it. req_data(tx) is tx.req's data table, made
+-- if need be; res_data(tx) tx.res's, if tx.res was made.
 local function req_data(tx)
-  local d = rawget(tx, "_req")
-  if d ~= nil then return d end
-  return native.make_request(tx)
+  local side = rawget(tx, "req")
+  if side == nil then side = native.make_request(tx) end
+  return data_of(side)
+end
+
+local function res_data(tx)
+  return data_of(rawget(tx, "res"))
 end
 
 -- Where a tx holds what tx.client is made from (hooks_tx.c, TX_SLOT_*).
@@ -591,7 +603,7 @@ local api = { SLEEP = SLEEP }
 
 -- What C needs to make a tx.req (native.make_request) and, before
 -- on_response, a tx.res (as api.set_response does).
-api.Headers, api.Request, api.Response, api.DATA = Headers, Request, Response, DATA
+api.Headers, api.Request, api.Response = Headers, Request, Response
 
 -- A tx is made in C (hooks_tx.c) as
 --   setmetatable({ id, client_ip, client_port }, Tx)
@@ -610,7 +622,7 @@ end
 -- one comes back from the target.
 -- nil when no script changed the request: the relay keeps what it has.
 function api.request_out(tx)
-  local d = rawget(tx, "_req")
+  local d = data_of(rawget(tx, "req"))
   if d == nil or not d[CHANGED] and not list_changed(d.headers) and rawget(tx, "_intercept") == nil then
     return nil
   end
@@ -641,14 +653,13 @@ end
 -- on_response, hooks_tx.c makes the same tables in C.
 function api.set_response(tx, status, reason, fields)
   local d = { status = status, reason = reason, headers = headers_from_list(fields) }
-  rawset(tx, "_res", d)
   rawset(tx, "res", new_response(d))
 end
 
 -- nil when no script changed the response (see request_out).
 function api.response_out(tx)
-  local d = rawget(tx, "_res")
-  if not d[CHANGED] and not list_changed(d.headers) then return nil end
+  local d = res_data(tx)
+  if d == nil or not d[CHANGED] and not list_changed(d.headers) then return nil end
   return d.status, d.reason, d.headers, d.reason_set, d.filter_body == false, d.decode_body == false
 end
 
@@ -664,7 +675,7 @@ function api.finish(tx, status, err, bytes_sent, bytes_received, duration)
   rawset(tx, "bytes_sent", bytes_sent)
   rawset(tx, "bytes_received", bytes_received)
   rawset(tx, "duration", duration)
-  if rawget(tx, "_res") == nil then api.set_response(tx, status, "", {}) end
+  if rawget(tx, "res") == nil then api.set_response(tx, status, "", {}) end
 end
 
 -- For --hook-errors open: what a failing hook changed is undone.
@@ -680,9 +691,7 @@ local function upstream_copy(u)
 end
 
 function api.snapshot(tx)
-  local r, s = req_data(tx), rawget(tx, "_res")
-  load_data(r)
-  if s then load_data(s) end
+  local r, s = req_data(tx), res_data(tx)
   local snap = { req = {}, upstream = upstream_copy(rawget(tx, "upstream")),
                  intercept = rawget(tx, "_intercept") }
   for k, v in pairs(r) do snap.req[k] = v end
@@ -696,7 +705,7 @@ function api.snapshot(tx)
 end
 
 function api.restore(tx, snap)
-  local r, s = req_data(tx), rawget(tx, "_res")
+  local r, s = req_data(tx), res_data(tx)
   -- What the hook added goes too (its filter_body or buffer_body): the
   -- snapshot holds every field the request had.
   for k in next, r do
@@ -759,7 +768,7 @@ local function upstream_text(u)
 end
 
 function api.change_base(tx)
-  local d, r = rawget(tx, "_req"), rawget(tx, "_res")
+  local d, r = data_of(rawget(tx, "req")), res_data(tx)
   local b = { respond = rawget(tx, "_respond") }
   if d then b.method, b.url, b.headers = d.method, url_of(d), copy_headers(d.headers) end
   if r then b.status, b.res_headers = r.status, copy_headers(r.headers) end
@@ -771,7 +780,7 @@ end
 -- nil, or the changes one per line ("request header X-Foo added", ...).
 function api.changes(tx, b)
   local out = {}
-  local d, r = rawget(tx, "_req"), rawget(tx, "_res")
+  local d, r = data_of(rawget(tx, "req")), res_data(tx)
   if d and b.method == nil and (d[CHANGED] or list_changed(d.headers)) then
     -- tx.req was first read during this call: the exchange still holds
     -- the request as it was before it.
@@ -830,7 +839,7 @@ function api.fingerprint(tx, request_side)
   end
   if request_side then
     local d = req_data(tx)
-    if d then fill(load_data(d).headers) end
+    if d then fill(d.headers) end
     add(d, 0)
     parts[#parts + 1] = "|"
     -- tx.upstream is made when first read, as tx_index_rest makes it.
@@ -838,8 +847,8 @@ function api.fingerprint(tx, request_side)
                                           proxy = rawget(tx, "_parent") }), 0)
     return table.concat(parts, "\0")
   end
-  local r = rawget(tx, "_res")
-  if r then fill(load_data(r).headers) end
+  local r = res_data(tx)
+  if r then fill(r.headers) end
   add(r, 0)
   parts[#parts + 1] = "|"
   add(rawget(tx, "_respond"), 0)

@@ -389,32 +389,36 @@ static int response_as_relayed(lua_State *L, int d, const struct exchange *x)
 }
 
 /* What the hooks changed of tx.req (<request>) or tx.res, the common
- * cases decided in C without a call into hooks_api: with tx, its data and
- * the header list pushed, returns 1 when only the list changed (the data
- * around it is the relay's), 0 when nothing changed (no mark: hooks_api
- * would say the same), and -1 when hooks_api must tell (the method, the
- * target, the status, a flag or tx:intercept were set; a request whose
- * Host count is not one). With <quick> (outside protected mode), a line a
- * script has read is -1 too: comparing it makes Lua strings. */
+ * cases decided in C without a call into hooks_api: with tx, the side (see
+ * hooks_tx.c), its data table or nil and the header list pushed, returns 1
+ * when only the list changed (the line and flags are the relay's), 0 when
+ * nothing changed (no mark: hooks_api would say the same), and -1 when
+ * hooks_api must tell (the method, the target, the status, a flag or
+ * tx:intercept were set; a request whose Host count is not one). With
+ * <quick> (outside protected mode), a side with a data table is -1 too:
+ * comparing its line makes Lua strings. */
 static int changed_side(lua_State *L, struct session *s, int request, int quick)
 {
-    int tx, d;
+    int tx, side, d, parts;
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->x.hook.tx_ref);  /* +1 tx */
     tx = lua_gettop(L);
-    if (hooks_raw_get_key(L, tx, request ? HOOKS_KEY_REQ_DATA : HOOKS_KEY_RES_DATA) != LUA_TTABLE) /* +2 tx d */
+    if (request && hooks_raw_get_key(L, tx, HOOKS_KEY_INTERCEPT) != LUA_TNIL)
         return -1;
-    d = tx + 1;
-    if (changed(L, d) || (request && hooks_raw_get_key(L, tx, HOOKS_KEY_INTERCEPT) != LUA_TNIL))
+    lua_settop(L, tx);
+    if (hooks_raw_get_key(L, tx, request ? HOOKS_KEY_REQ : HOOKS_KEY_RES) != LUA_TTABLE) /* +2 tx side */
         return -1;
-    lua_settop(L, d);
-    if (hooks_raw_get_key(L, d, HOOKS_KEY_HEADERS) != LUA_TTABLE)     /* +3 tx d list */
+    side = tx + 1;
+    d = side + 1;
+    parts = hooks_tx_side_parts(L, side);                 /* +4 tx side d list */
+    if (parts < 0 || (parts == 1 && changed(L, d)) || lua_type(L, d + 1) != LUA_TTABLE)
         return -1;
     if (!hooks_headers_changed(L, d + 1))
         return 0;
-    /* A line never read is the relay's; one read may have been changed
-     * around the setters. */
-    if (!hooks_tx_line_unread(L, d) &&
+    /* A side without a data table has the relay's line: only the setters
+     * change it, and they make the table. One with a data table may have
+     * been changed around them. */
+    if (parts == 1 &&
         (quick || !(request ? request_as_relayed(L, d, &s->x) : response_as_relayed(L, d, &s->x))))
         return -1;
     /* hooks_api's request_out adds a missing Host and refuses two. */
@@ -423,13 +427,14 @@ static int changed_side(lua_State *L, struct session *s, int request, int quick)
     return 1;
 }
 
-/* After changed_side found nothing changed (the data at <d>, its list
- * above it): whether a script used that side all the same, by reading its
- * line or its list (one that only took tx.req.headers did nothing with
- * it). What call_hook (hooks_run.c) and hooks_prepare_response learn from. */
-static int side_was_read(lua_State *L, int d)
+/* After changed_side found nothing changed (the side at <side>, its data
+ * table or nil and its list above it): whether a script used that side
+ * all the same, by reading its line or its list (one that only took
+ * tx.req.headers did nothing with it). What call_hook (hooks_run.c) and
+ * hooks_prepare_response learn from. */
+static int side_was_read(lua_State *L, int side)
 {
-    return !(hooks_tx_line_unread(L, d) && hooks_headers_unread(L, d + 1));
+    return hooks_tx_side_read(L, side) || !hooks_headers_unread(L, side + 2);
 }
 
 /* The response's status, reason and body flags are the relay's. */

@@ -43,9 +43,9 @@ int hooks_tx_make(lua_State *L)
      * describes at api.Tx, made here without a call into Lua. tx.id and
      * tx.client come from the array part (TX_SLOT_*), three stores that
      * cost a fraction of as many keys in the hash part; the hash part is
-     * sized for tx.req and tx.res (_req, req, _res, res) when the last
-     * exchange's scripts used either, else left for a script to grow. */
-    lua_createtable(L, TX_SLOT_COUNT, h->req_wanted || h->res_wanted ? 4 : 0); /* +1 tx */
+     * sized for tx.req and tx.res when the last exchange's scripts used
+     * either, else left for a script to grow. */
+    lua_createtable(L, TX_SLOT_COUNT, h->req_wanted || h->res_wanted ? 2 : 0); /* +1 tx */
     lua_pushinteger(L, (lua_Integer)x->id);
     lua_rawseti(L, -2, TX_SLOT_ID);
     lua_pushstring(L, s->client_ip);
@@ -122,25 +122,31 @@ int hooks_raw_get_key(lua_State *L, int t, enum hooks_key key)
 }
 
 /*
- * The request line (method, scheme, host, port, path, version) of tx.req's
- * data, and the status line (status, reason) of tx.res's, are kept in the
- * block that holds the header view's copy (a userdata, at LINE_SLOT: one
- * allocation for both) and made fields of the data table the first time
- * anything reads or writes a field the table does not hold (through
- * line_mt, which goes with the line). Most hooks read only the header
- * list, and the relay then compares nothing when reading back: a block
- * still there is the relay's own line.
+ * tx.req and tx.res: a side each. A side is a table with the metatable
+ * Request or Response (hooks_api) that holds, in its array:
  *
- * LINE_SLOT is the data table's array slot 1, made with the table: a
- * store there costs a fraction of one under a new key in the hash part.
- * The data table's fields all have string names (what tx.req and tx.res
- * hand out: data_index answers nil for any other key), and the slot is
- * emptied when the line is made fields, before anything walks the table.
+ *   SIDE_LIST  the header list: a view (hooks_headers.c) until read
+ *   SIDE_DATA  the data table hooks_api works on (the line as fields,
+ *              headers, the flags a script set), made only when something
+ *              needs it: a setter, pairs, tx.req.url, hooks_api's own
+ *              walks (data_of)
+ *   SIDE_LINE  the view's block, whose extra bytes hold the request line
+ *              (method, scheme, host, port, path, version) or the status
+ *              line (status, reason): struct data_line
+ *
+ * Most hooks read a field of the line or the header list, and edit the
+ * list: they make the side and the view, and nothing else (a data table,
+ * its keys, and keys of tx for it cost about 2,000 instructions a side).
+ * A read of the line without a data table answers from the block, and the
+ * read-back knows a side without one has the relay's line. The side holds
+ * nothing under a string key, so every field a script sets goes through
+ * __newindex, and its setters.
  */
-#define LINE_SLOT 1
+enum { SIDE_LIST = 1, SIDE_DATA = 2, SIDE_LINE = 3 };
 
 struct data_line {
     int is_request;
+    int read;           /* a script read a field of it (see hooks_tx_side_read) */
     lua_Integer number; /* the port, or the status */
     uint32_t len[5];    /* of the strings, one after the other in text */
     char text[];
@@ -149,11 +155,118 @@ struct data_line {
 static const char *const request_line_keys[5] = {"method", "scheme", "host", "path", "version"};
 static const char *const status_line_keys[1] = {"reason"};
 
-/* Pushes the header list of <fields> (a view, see hooks_headers.c) and
- * sets it as the field "headers" of the data table at the top, with the
- * line of the <n> strings <str> (of <len> bytes) and <number> kept in the
- * same block as the view's copy; gives the table line_mt. */
-static void push_head(lua_State *L, const struct headers *fields, uint64_t stamp, int is_request,
+/* The line of the side at <side>, or NULL when it holds none (one
+ * hooks_api made, with its data table; or a table a script put there). A
+ * block is known by hooks_headers_is_block: an io file put in its slot is
+ * not read as one. */
+static struct data_line *side_line(lua_State *L, int side)
+{
+    struct data_line *line = NULL;
+    if (lua_rawgeti(L, side, SIDE_LINE) == LUA_TUSERDATA && hooks_headers_is_block(L, -1))
+        line = hooks_headers_extra(lua_touserdata(L, -1));
+    lua_pop(L, 1);
+    return line;
+}
+
+/* Pushes the field <key> (<len> bytes) of <line> and returns 1, or
+ * returns 0 (nothing pushed) when the line has no such field. */
+static int push_line_field(lua_State *L, const struct data_line *line, const char *key, size_t len)
+{
+    const char *const *keys = line->is_request ? request_line_keys : status_line_keys;
+    size_t n = line->is_request ? 5u : 1u;
+    const char *p = line->text;
+
+    for (size_t i = 0; i < n; i++) {
+        if (strlen(keys[i]) == len && memcmp(keys[i], key, len) == 0) {
+            lua_pushlstring(L, p, line->len[i]);
+            return 1;
+        }
+        p += line->len[i];
+    }
+    if ((line->is_request && len == 4 && memcmp(key, "port", 4) == 0) ||
+        (!line->is_request && len == 6 && memcmp(key, "status", 6) == 0)) {
+        lua_pushinteger(L, line->number);
+        return 1;
+    }
+    return 0;
+}
+
+/* Pushes the data table of the side at <side> (absolute), made from its
+ * line and list if it has none yet: { <the line's fields>, headers = }.
+ * Pushes nil when <side> is not a side (no data table and no line). */
+static void push_data(lua_State *L, int side)
+{
+    struct data_line *line;
+    const char *p;
+
+    if (lua_rawgeti(L, side, SIDE_DATA) == LUA_TTABLE)   /* +1 d */
+        return;
+    lua_pop(L, 1);
+    if (!(line = side_line(L, side))) {
+        lua_pushnil(L);
+        return;
+    }
+    /* Room for the line, the headers and what hooks_api adds first (url,
+     * the changed mark). */
+    lua_createtable(L, 0, line->is_request ? 9 : 5);     /* +1 d */
+    p = line->text;
+    for (size_t i = 0; i < (line->is_request ? 5u : 1u); i++) {
+        lua_pushstring(L, line->is_request ? request_line_keys[i] : status_line_keys[i]);
+        lua_pushlstring(L, p, line->len[i]);
+        lua_rawset(L, -3);
+        p += line->len[i];
+    }
+    lua_pushstring(L, line->is_request ? "port" : "status");
+    lua_pushinteger(L, line->number);
+    lua_rawset(L, -3);
+    hooks_push_key(L, hooks_of(L), HOOKS_KEY_HEADERS);
+    lua_rawgeti(L, side, SIDE_LIST);
+    lua_rawset(L, -3);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, side, SIDE_DATA);
+}
+
+/* native.data_of(side): the data table of a side, made if need be; nil
+ * for anything that is not a side. */
+static int data_of(lua_State *L)
+{
+    if (!lua_istable(L, 1)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_settop(L, 1);
+    push_data(L, 1);
+    return 1;
+}
+
+int hooks_tx_side_read(lua_State *L, int side)
+{
+    const struct data_line *line;
+    int made = lua_rawgeti(L, side, SIDE_DATA) != LUA_TNIL;
+    lua_pop(L, 1);
+    return made || !(line = side_line(L, side)) || line->read;
+}
+
+int hooks_tx_side_parts(lua_State *L, int side)
+{
+    if (lua_rawgeti(L, side, SIDE_DATA) == LUA_TTABLE) { /* +1 d */
+        hooks_raw_get_key(L, lua_absindex(L, -1), HOOKS_KEY_HEADERS); /* +2 d list */
+        return 1;
+    }
+    if (!lua_isnil(L, -1)) {
+        lua_pushnil(L);
+        return -1;
+    }
+    lua_rawgeti(L, side, SIDE_LIST);                     /* +2 nil list */
+    return 0;
+}
+
+/* Makes tx[<key>] (<tx> absolute) a new side over a view of <fields>,
+ * with the line of the <n> strings <str> (of <len> bytes) and <number>
+ * kept in the view's block; its metatable is the one under the registry
+ * reference <mt_ref>. Pushes the side. */
+static void make_side(lua_State *L, int tx, enum hooks_key key, int mt_ref,
+                      const struct headers *fields, uint64_t stamp, int is_request,
                       const char *const *str, const size_t *len, size_t n, lua_Integer number)
 {
     struct hooks *h = hooks_of(L);
@@ -163,9 +276,10 @@ static void push_head(lua_State *L, const struct headers *fields, uint64_t stamp
 
     for (size_t i = 0; i < n; i++)
         total += len[i];
-    hooks_push_key(L, h, HOOKS_KEY_HEADERS);
-    line = hooks_headers_push_view(L, fields, stamp, sizeof *line + total); /* +3 "headers" list block */
+    lua_createtable(L, SIDE_LINE, 0);                     /* +1 side */
+    line = hooks_headers_push_view(L, fields, stamp, sizeof *line + total); /* +3 side list block */
     line->is_request = is_request;
+    line->read = 0;
     line->number = number;
     p = line->text;
     for (size_t i = 0; i < n; i++) {
@@ -173,104 +287,18 @@ static void push_head(lua_State *L, const struct headers *fields, uint64_t stamp
         memcpy(p, str[i], len[i]);
         p += len[i];
     }
-    lua_rawseti(L, -4, LINE_SLOT);                        /* +2 "headers" list */
-    lua_rawset(L, -3);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->line_mt_ref);
-    lua_setmetatable(L, -2);
-}
-
-/* Sets tx[<data_key>] = d and tx[<key>] = setmetatable({ [DATA] = d }, mt)
- * on the tx at <tx> (absolute), d being the data table at the top (left
- * there), mt the metatable under the registry reference <mt_ref>: tx.req
- * or tx.res as hooks_api describes it. */
-static void set_side(lua_State *L, int tx, enum hooks_key data_key, enum hooks_key key,
-                     int mt_ref)
-{
-    struct hooks *h = hooks_of(L);
-    int d = lua_gettop(L);
-
-    hooks_push_key(L, h, data_key);
-    lua_pushvalue(L, d);
-    lua_rawset(L, tx);
-    hooks_push_key(L, h, key);
-    lua_createtable(L, 0, 1);                             /* +3 d key side */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->data_key_ref);
-    lua_pushvalue(L, d);
-    lua_rawset(L, -3);
+    lua_rawseti(L, -3, SIDE_LINE);
+    lua_rawseti(L, -2, SIDE_LIST);                        /* +1 side */
     lua_rawgeti(L, LUA_REGISTRYINDEX, mt_ref);
     lua_setmetatable(L, -2);
-    lua_rawset(L, tx);                                    /* +1 d */
+    hooks_push_key(L, h, key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, tx);
 }
 
-/* Makes the line of the data table at <d> its fields, if not done yet:
- * from then on it is a plain table. */
-static void load_line(lua_State *L, int d)
-{
-    struct data_line *line;
-    const char *p;
-
-    d = lua_absindex(L, d);
-    if (lua_rawgeti(L, d, LINE_SLOT) != LUA_TUSERDATA || !hooks_headers_is_block(L, -1)) {
-        lua_pop(L, 1);
-        return;
-    }
-    line = hooks_headers_extra(lua_touserdata(L, -1));    /* +1 block */
-    p = line->text;
-    for (size_t i = 0; i < (line->is_request ? 5u : 1u); i++) {
-        lua_pushstring(L, line->is_request ? request_line_keys[i] : status_line_keys[i]);
-        lua_pushlstring(L, p, line->len[i]);
-        lua_rawset(L, d);
-        p += line->len[i];
-    }
-    lua_pushstring(L, line->is_request ? "port" : "status");
-    lua_pushinteger(L, line->number);
-    lua_rawset(L, d);
-    lua_pop(L, 1);
-    lua_pushnil(L);
-    lua_rawseti(L, d, LINE_SLOT);
-    lua_pushnil(L);
-    lua_setmetatable(L, d);
-}
-
-int hooks_tx_line_unread(lua_State *L, int d)
-{
-    int unread = lua_rawgeti(L, d, LINE_SLOT) == LUA_TUSERDATA && hooks_headers_is_block(L, -1);
-    lua_pop(L, 1);
-    return unread;
-}
-
-/* line_mt's __index and __newindex: the line made fields, then a raw
- * get or set (hooks_api reads and writes the data table directly). */
-static int line_index(lua_State *L)
-{
-    lua_settop(L, 2);
-    load_line(L, 1);
-    lua_rawget(L, 1);
-    return 1;
-}
-
-static int line_newindex(lua_State *L)
-{
-    lua_settop(L, 3);
-    load_line(L, 1);
-    lua_rawset(L, 1);
-    return 0;
-}
-
-/* native.load_data(d): d with its line made fields (for hooks_api's
- * walks over it: pairs, copies). Returns d. */
-static int load_data(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    load_line(L, 1);
-    return 1;
-}
-
-/* tx.req made from the exchange of <s>, the way hooks_api's req_data
- * describes it, for that exchange's tx at <tx> (an absolute index): a
- * script's first look at tx.req is on the path of most hooks. Pushes the
- * request's data table. */
+/* tx.req made from the exchange of <s>, for that exchange's tx at <tx>
+ * (an absolute index): a script's first look at tx.req is on the path of
+ * most hooks. Pushes the side. */
 static void make_request_of(lua_State *L, int tx, struct session *s)
 {
     struct exchange *x = &s->x;
@@ -281,16 +309,13 @@ static void make_request_of(lua_State *L, int tx, struct session *s)
     const char *str[5] = {x->fwd_method, scheme, x->host, x->is_connect ? "" : x->fwd_path, version};
     size_t len[5] = {x->fwd_method_len, strlen(scheme), strlen(x->host),
                      x->is_connect ? 0 : x->fwd_path_len, 3};
-    /* Room for the line (LINE_SLOT), the headers and what hooks_api may
-     * add first (url, the changed mark); the line's fields make it grow. */
-    lua_createtable(L, 1, 4);                             /* +1 d */
-    push_head(L, &x->req_headers, x->id, 1, str, len, 5, x->port);
-    set_side(L, tx, HOOKS_KEY_REQ_DATA, HOOKS_KEY_REQ, hooks_of(L)->request_mt_ref);
+    make_side(L, tx, HOOKS_KEY_REQ, hooks_of(L)->request_mt_ref, &x->req_headers, x->id, 1, str,
+              len, 5, x->port);
 }
 
 /* The same for the tx at <tx> (an absolute index), when it is that of the
- * exchange being served now: pushes the data table and returns 1, or
- * pushes nothing and returns 0. */
+ * exchange being served now: pushes the side and returns 1, or pushes
+ * nothing and returns 0. */
 static int make_request(lua_State *L, int tx)
 {
     struct session *s = hooks_of(L)->data_session;
@@ -304,7 +329,7 @@ static int make_request(lua_State *L, int tx)
 void hooks_tx_make_request_now(lua_State *L, struct session *s)
 {
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->x.hook.tx_ref); /* +1 tx */
-    make_request_of(L, lua_gettop(L), s);                /* +2 tx d */
+    make_request_of(L, lua_gettop(L), s);                /* +2 tx side */
     lua_pop(L, 2);
 }
 
@@ -317,36 +342,46 @@ int hooks_tx_make_request(lua_State *L)
 }
 
 /* tx.req's and tx.res's __index (a script reads tx.req.headers and
- * tx.res.headers on the path of most hooks): the field of the data table
- * kept under the key in upvalue 1. For tx.req, upvalue 2 (hooks_api's
+ * tx.res.headers on the path of most hooks, and often a field of the
+ * line): the data table's field once there is one, else the list, or the
+ * line's field from the block. For tx.req, upvalue 1 (hooks_api's
  * url_of) makes d.url the first time it is read. */
 static int data_index(lua_State *L)
 {
+    struct data_line *line;
     size_t len;
     const char *key;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 2);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    if (lua_rawget(L, 1) != LUA_TTABLE)                   /* +1 d */
-        return luaL_error(L, "not the request or response of a tx");
-    if (lua_type(L, 2) != LUA_TSTRING) { /* no such field: the array holds the line */
+    if (lua_type(L, 2) != LUA_TSTRING) { /* every field has a name */
         lua_pushnil(L);
         return 1;
     }
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, 3) == LUA_TNIL && hooks_tx_line_unread(L, 3)) { /* +2 d v */
-        lua_pop(L, 1);
-        load_line(L, 3);
-        lua_pushvalue(L, 2);
-        lua_rawget(L, 3);
-    }
-    if (!lua_isnil(L, -1) || lua_isnone(L, lua_upvalueindex(2)))
-        return 1;
     key = lua_tolstring(L, 2, &len);
-    if (len != 3 || memcmp(key, "url", 3) != 0)
+    if (lua_rawgeti(L, 1, SIDE_DATA) != LUA_TTABLE) {     /* +1 d or nil */
+        lua_pop(L, 1);
+        if (len == 7 && memcmp(key, "headers", 7) == 0) {
+            lua_rawgeti(L, 1, SIDE_LIST);
+            return 1;
+        }
+        if (!(line = side_line(L, 1)))
+            return luaL_error(L, "not the request or response of a tx");
+        if (push_line_field(L, line, key, len)) {
+            line->read = 1;
+            return 1;
+        }
+        if (lua_isnone(L, lua_upvalueindex(1)) || len != 3 || memcmp(key, "url", 3) != 0) {
+            lua_pushnil(L);
+            return 1;
+        }
+        push_data(L, 1);                                  /* +1 d: url needs its fields */
+    }
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, 3) != LUA_TNIL || lua_isnone(L, lua_upvalueindex(1)) || len != 3 ||
+        memcmp(key, "url", 3) != 0)                       /* +2 d v */
         return 1;
-    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_pushvalue(L, lua_upvalueindex(1));
     lua_pushvalue(L, 3);
     lua_call(L, 1, 1);                                    /* +3 d nil url */
     lua_pushvalue(L, 2);
@@ -395,10 +430,9 @@ static int tx_index(lua_State *L)
         return 1;
     }
     if (key && len == 3 && memcmp(key, "req", 3) == 0 && lua_type(L, 1) == LUA_TTABLE) {
-        if (hooks_raw_get_key(L, 1, HOOKS_KEY_REQ_DATA) == LUA_TNIL) /* +1 d */
-            lua_pop(L, make_request(L, 1));
-        lua_pop(L, 1);
-        hooks_raw_get_key(L, 1, HOOKS_KEY_REQ);
+        /* Not in tx: made now, if tx is the exchange's */
+        if (!make_request(L, 1))                          /* +1 side */
+            lua_pushnil(L);
         return 1;
     }
     if (key && len == 3 && memcmp(key, "res", 3) == 0 && lua_type(L, 1) == LUA_TTABLE &&
@@ -432,16 +466,13 @@ static int tx_index_function(lua_State *L)
     return 1;
 }
 
-/* native.data_index(DATA, url_of): the __index of tx.req, then tx.res. */
+/* native.data_index(url_of): the __index of tx.req, then tx.res. */
 static int data_index_functions(lua_State *L)
 {
-    luaL_checktype(L, 2, LUA_TFUNCTION);
-    lua_settop(L, 2);
-    lua_pushvalue(L, 1);
-    lua_pushvalue(L, 2);
-    lua_pushcclosure(L, data_index, 2);
-    lua_pushvalue(L, 1);
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
     lua_pushcclosure(L, data_index, 1);
+    lua_pushcclosure(L, data_index, 0);
     return 2;
 }
 
@@ -449,17 +480,11 @@ void hooks_tx_register(lua_State *L)
 {
     static const luaL_Reg natives[] = {
         {"data_index", data_index_functions},
-        {"load_data", load_data},
+        {"data_of", data_of},
         {"tx_index", tx_index_function},
         {"is_connect", tx_is_connect},
         {NULL, NULL},
     };
-    static const luaL_Reg line_mt[] = {
-        {"__index", line_index},
-        {"__newindex", line_newindex},
-        {NULL, NULL},
-    };
-    struct hooks *h = hooks_of(L);
     luaL_setfuncs(L, natives, 0);
     lua_pushinteger(L, TX_SLOT_CLIENT_IP);
     lua_setfield(L, -2, "tx_client_ip_slot");
@@ -467,9 +492,6 @@ void hooks_tx_register(lua_State *L)
     lua_setfield(L, -2, "tx_client_port_slot");
     lua_pushinteger(L, EXCHANGE_REASON_MAX); /* the longest tx.res.reason */
     lua_setfield(L, -2, "reason_max");
-    lua_createtable(L, 0, 2);
-    luaL_setfuncs(L, line_mt, 0);
-    h->line_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 /* Calls api.<name>(tx) and keeps its result in the registry at *<ref>,
@@ -531,26 +553,20 @@ int hooks_tx_record_changes(lua_State *L)
     return 0;
 }
 
-/* tx.res for on_response, made in C the way api.set_response makes it:
- *   d = { status =, reason =, headers = (the field list) }
- *   tx._res = d, tx.res = setmetatable({ [DATA] = d }, Response)
- * The stack is left as it was. */
+/* tx.res for on_response: a side over the response's head (see "tx.req
+ * and tx.res" above; api.set_response makes one with its data table). The
+ * stack is left as it was. */
 void hooks_tx_make_response(lua_State *L, struct session *s)
 {
     struct exchange *x = &s->x;
-    struct hooks *h = x->hook.hooks;
     const char *reason = x->res_reason;
     size_t len = strlen(reason);
     int tx;
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, x->hook.tx_ref);    /* +1 tx */
     tx = lua_gettop(L);
-    /* Room for the line (LINE_SLOT), the headers and what scripts and
-     * hooks_api add (reason_set, filter_body, decode_body, the changed
-     * mark). */
-    lua_createtable(L, 1, 4);                             /* +2 tx d */
-    push_head(L, &x->res_headers, x->id, 0, &reason, &len, 1, x->status);
-    set_side(L, tx, HOOKS_KEY_RES_DATA, HOOKS_KEY_RES, h->response_mt_ref);
+    make_side(L, tx, HOOKS_KEY_RES, x->hook.hooks->response_mt_ref, &x->res_headers, x->id, 0,
+              &reason, &len, 1, x->status);
     lua_settop(L, tx - 1);
 }
 

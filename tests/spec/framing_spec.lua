@@ -885,7 +885,7 @@ function on_request(tx)
   elseif c == "to-connect" then tx.req.method = "CONNECT"
   elseif c == "to-connect-lower" then tx.req.method = "connect"
   elseif c == "raw-connect" then
-    local _, d = next(tx.req)   -- around the setter, to the data itself
+    pairs(tx.req); local d = rawget(tx.req, 2)   -- around the setter, to the data itself
     d.method = "CONNECT"
   elseif c == "from-connect" then tx.req.method = "GET"
   elseif c == "lower-head" then tx.req.method = "head"

@@ -215,7 +215,7 @@ end
     end)
 
     -- The proxy keeps a header list's copy of the head, and a request's
-    -- line, in a userdata at slot 1 of the list (or of the request's data).
+    -- line, in a userdata at slot 1 of the list (and at slot 3 of tx.req).
     -- A script reaches those slots with rawset; another userdata put there
     -- (an io file) was read as the proxy's own: out of bounds, and the
     -- worker crashed.
@@ -232,8 +232,7 @@ function on_request(tx)
     rawset(t, 1, io.stdout)
     tx.ctx.n = #t
   elseif case == "line" then
-    local _, d = next(tx.req)
-    rawset(d, 1, io.stdout)
+    rawset(tx.req, 3, io.stdout)
     tx.ctx.m = tx.req.method
   end
 end

@@ -52,7 +52,7 @@ local on_req = {
   ["path-non-ascii"] = function(tx) tx.req.path = "/caf\233" end,
   ["url-fragment"] = function(tx) tx.req.url = "http://" .. tx.req.headers["Host"] .. "/a#frag" end,
   ["path-raw"] = function(tx)     -- around the setter, to the data itself
-    local _, d = next(tx.req)
+    pairs(tx.req); local d = rawget(tx.req, 2)
     d.path = "/caf\233"
     tx.req.headers["X-Touched"] = "1"
   end,
@@ -64,7 +64,7 @@ local on_req = {
   ["connect-url"] = function(tx) tx.req.url = "http://127.0.0.1/x" end,
   ["connect-path"] = function(tx) tx.req.path = "/x" end,
   ["connect-raw-path"] = function(tx)
-    local _, d = next(tx.req)
+    pairs(tx.req); local d = rawget(tx.req, 2)
     d.path = "/x"
     tx.req.headers["X-Touched"] = "1"
   end,
@@ -85,7 +85,7 @@ local on_res = {
   ["reason-127"] = function(tx) tx.res.reason = string.rep("R", 127) end,
   ["reason-long"] = function(tx) tx.res.reason = string.rep("R", 200000) end,
   ["reason-raw"] = function(tx)   -- around the setter, to the data itself
-    local _, d = next(tx.res)
+    pairs(tx.res); local d = rawget(tx.res, 2)
     d.reason = string.rep("R", 128)
     tx.res.headers["X-Touched"] = "1"
   end,

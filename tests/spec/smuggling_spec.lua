@@ -1072,15 +1072,15 @@ local on_req = {
   ["respond"] = function(tx) tx:respond(200, "mock\n") end,
   ["respond-204"] = function(tx) tx:respond(204, "never sent") end,
   ["respond-304"] = function(tx) tx:respond(304, "never sent") end,
-  -- Around the setters, to the data itself (next() on the request finds
-  -- it), with a legitimate change so the request is read back.
+  -- Around the setters, to the data itself (pairs() makes it, at slot 2
+  -- of the request), with a legitimate change so the request is read back.
   ["raw-method"] = function(tx)
-    local _, d = next(tx.req)
+    pairs(tx.req); local d = rawget(tx.req, 2)
     d.method = "GET /smuggled HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET"
     tx.req.headers["X-Touched"] = "1"
   end,
   ["raw-path"] = function(tx)
-    local _, d = next(tx.req)
+    pairs(tx.req); local d = rawget(tx.req, 2)
     d.path = "/a HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /b"
     tx.req.headers["X-Touched"] = "1"
   end,
@@ -1124,12 +1124,12 @@ local on_res = {
   ["respond-response-304"] = function(tx) tx:respond(304) end,
   ["sleep-status"] = function(tx) proxy.sleep(0.05); tx.res.status = 204 end,
   ["raw-status"] = function(tx)
-    local _, d = next(tx.res)
+    pairs(tx.res); local d = rawget(tx.res, 2)
     d.status = 100
     tx.res.headers["X-Touched"] = "1"
   end,
   ["raw-reason"] = function(tx)
-    local _, d = next(tx.res)
+    pairs(tx.res); local d = rawget(tx.res, 2)
     d.reason = "OK\r\nX-Injected: 1"
     tx.res.headers["X-Touched"] = "1"
   end,
