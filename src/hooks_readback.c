@@ -403,7 +403,9 @@ static int changed_side(lua_State *L, struct session *s, int request, int quick)
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->x.hook.tx_ref);  /* +1 tx */
     tx = lua_gettop(L);
-    if (request && hooks_raw_get_key(L, tx, HOOKS_KEY_INTERCEPT) != LUA_TNIL)
+    /* tx:intercept is for a CONNECT only; what a script put under its key
+     * in another request is not read (read_request). */
+    if (request && s->x.is_connect && hooks_raw_get_key(L, tx, HOOKS_KEY_INTERCEPT) != LUA_TNIL)
         return -1;
     lua_settop(L, tx);
     if (hooks_raw_get_key(L, tx, request ? HOOKS_KEY_REQ : HOOKS_KEY_RES) != LUA_TTABLE) /* +2 tx side */
