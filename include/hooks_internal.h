@@ -55,14 +55,18 @@ enum hooks_key {
     HOOKS_KEY_COUNT
 };
 
-/* What a tx holds in its array part (hooks_tx_make): tx.id, and what
- * tx.client is made from. Read through tx's __index (hooks_tx.c) and
- * hooks_api's tx_index_rest, which learns the slots from native. */
+/* What a tx holds in its array part (hooks_tx_make): tx.id, what
+ * tx.client is made from, and tx.req and tx.res once made (see hooks_tx.c,
+ * "tx.req and tx.res"): the sides the proxy reads back, whatever a script
+ * assigns to tx.req or tx.res. Read through tx's __index (hooks_tx.c) and
+ * by hooks_api, which learns the slots from native. */
 enum tx_slot {
     TX_SLOT_ID = 1,
     TX_SLOT_CLIENT_IP,
     TX_SLOT_CLIENT_PORT,
-    TX_SLOT_COUNT = TX_SLOT_CLIENT_PORT
+    TX_SLOT_REQ,
+    TX_SLOT_RES,
+    TX_SLOT_COUNT = TX_SLOT_RES
 };
 
 /* A loaded set of scripts: one Lua state. */
@@ -214,8 +218,8 @@ int hooks_tx_finish(lua_State *L);   /* the outcome, for on_done */
  * mode. */
 void hooks_tx_make_request_now(lua_State *L, struct session *s);
 void hooks_tx_make_response(lua_State *L, struct session *s);
-/* Sets native.data_index (tx.req's and tx.res's __index) in the table at
- * the top of L. */
+/* Sets native.data_index (tx.req's and tx.res's __index), native.data_of
+ * and the other natives of the tx in the table at the top of L. */
 void hooks_tx_register(lua_State *L);
 /* Whether the value at <tx> is the tx of <s>'s exchange (by identity: a
  * tx a script kept past its exchange is not, whatever it holds). <s> may

@@ -23,9 +23,11 @@ local SLEEP = "luaproxy.sleep" -- what proxy.sleep yields; hooks_run.c looks for
 -- list and the request or status line, and hand every field out through
 -- their __index. data_of(side) is the data table hooks_api works on
 -- ({ method =, ..., headers = }, or { status =, reason =, headers = }),
--- made from the side the first time it is needed; nil for anything that
--- is not a side.
+-- made from the side the first time it is needed; nil for nil.
 local data_of = native.data_of
+-- Where a tx keeps its sides for the proxy (tx.req and tx.res are what a
+-- script reads, and may assign to).
+local REQ_SLOT, RES_SLOT = native.tx_req_slot, native.tx_res_slot
 
 ---------------------------------------------------------------------------
 -- Validation: a script can never make the proxy send a split message.
@@ -278,9 +280,8 @@ local request_setters = {
 
 -- The side's data table, for a metamethod of the side <t>.
 local function side_data(t, what)
-  local d = data_of(t)
-  if d == nil then error("not " .. what .. " of a tx", 3) end
-  return d
+  if type(t) ~= "table" then error("not " .. what .. " of a tx", 3) end
+  return data_of(t)
 end
 
 -- The __newindex of tx.req and tx.res: <setters> checks and stores each
@@ -356,18 +357,19 @@ end
 -- the exchange being served, if the tx is that exchange's (C knows it by
 -- identity, so a script that sets tx.id does not lose its request).
 
--- native.make_request(tx) (hooks_tx.c) sets tx.req, a side over the
+-- native.make_request(tx) (hooks_tx.c) makes tx.req, a side over the
 -- exchange's request, and returns it; or nothing for a tx kept past its
 -- exchange, never read in it. req_data(tx) is tx.req's data table, made
--- if need be; res_data(tx) tx.res's, if tx.res was made.
+-- if need be; res_data(tx) tx.res's, if tx.res was made. Both as the proxy
+-- keeps them, whatever a script assigned to tx.req or tx.res.
 local function req_data(tx)
-  local side = rawget(tx, "req")
+  local side = rawget(tx, REQ_SLOT)
   if side == nil then side = native.make_request(tx) end
   return data_of(side)
 end
 
 local function res_data(tx)
-  return data_of(rawget(tx, "res"))
+  return data_of(rawget(tx, RES_SLOT))
 end
 
 -- Where a tx holds what tx.client is made from (hooks_tx.c, TX_SLOT_*).
@@ -387,9 +389,6 @@ local function tx_index_rest(t, key)
       local client = { ip = rawget(t, CLIENT_IP_SLOT), port = rawget(t, CLIENT_PORT_SLOT) }
       rawset(t, "client", client)
       return client
-    elseif key == "req" then
-      req_data(t)
-      return rawget(t, "req")
     elseif key == "upstream" then
       local d = req_data(t)
       local upstream = { host = d.host, port = d.port, tls = d.scheme == "https",
@@ -607,7 +606,8 @@ api.Headers, api.Request, api.Response = Headers, Request, Response
 
 -- A tx is made in C (hooks_tx.c) as
 --   setmetatable({ id, client_ip, client_port }, Tx)
--- (tx.id is read from slot 1 by its __index)
+-- (tx.id is read from slot 1 by its __index; tx.req and tx.res go to
+-- slots 4 and 5, and under their names, when made)
 -- with this:
 api.Tx = Tx
 
@@ -622,7 +622,7 @@ end
 -- one comes back from the target.
 -- nil when no script changed the request: the relay keeps what it has.
 function api.request_out(tx)
-  local d = data_of(rawget(tx, "req"))
+  local d = data_of(rawget(tx, REQ_SLOT))
   if d == nil or not d[CHANGED] and not list_changed(d.headers) and rawget(tx, "_intercept") == nil then
     return nil
   end
@@ -653,7 +653,9 @@ end
 -- on_response, hooks_tx.c makes the same tables in C.
 function api.set_response(tx, status, reason, fields)
   local d = { status = status, reason = reason, headers = headers_from_list(fields) }
-  rawset(tx, "res", new_response(d))
+  local side = new_response(d)
+  rawset(tx, RES_SLOT, side)
+  rawset(tx, "res", side)
 end
 
 -- nil when no script changed the response (see request_out).
@@ -675,7 +677,7 @@ function api.finish(tx, status, err, bytes_sent, bytes_received, duration)
   rawset(tx, "bytes_sent", bytes_sent)
   rawset(tx, "bytes_received", bytes_received)
   rawset(tx, "duration", duration)
-  if rawget(tx, "res") == nil then api.set_response(tx, status, "", {}) end
+  if rawget(tx, RES_SLOT) == nil then api.set_response(tx, status, "", {}) end
 end
 
 -- For --hook-errors open: what a failing hook changed is undone.
@@ -768,7 +770,7 @@ local function upstream_text(u)
 end
 
 function api.change_base(tx)
-  local d, r = data_of(rawget(tx, "req")), res_data(tx)
+  local d, r = data_of(rawget(tx, REQ_SLOT)), res_data(tx)
   local b = { respond = rawget(tx, "_respond") }
   if d then b.method, b.url, b.headers = d.method, url_of(d), copy_headers(d.headers) end
   if r then b.status, b.res_headers = r.status, copy_headers(r.headers) end
@@ -780,7 +782,7 @@ end
 -- nil, or the changes one per line ("request header X-Foo added", ...).
 function api.changes(tx, b)
   local out = {}
-  local d, r = data_of(rawget(tx, "req")), res_data(tx)
+  local d, r = data_of(rawget(tx, REQ_SLOT)), res_data(tx)
   if d and b.method == nil and (d[CHANGED] or list_changed(d.headers)) then
     -- tx.req was first read during this call: the exchange still holds
     -- the request as it was before it.

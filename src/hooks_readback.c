@@ -366,7 +366,8 @@ static int field_is_nil(lua_State *L, int d, const char *key)
 
 /* Whether the request data at <d> is still what the relay has: the
  * setters mark a change, but a script can reach the data around them
- * (next(tx.req)), so the fields read back are compared, not trusted. */
+ * (pairs(tx.req) makes it, then tx.req[2]), so the fields read back are
+ * compared, not trusted. */
 static int request_as_relayed(lua_State *L, int d, const struct exchange *x)
 {
     const char *scheme = x->is_connect ? "" : x->upstream_tls ? "https" : "http";
@@ -408,7 +409,7 @@ static int changed_side(lua_State *L, struct session *s, int request, int quick)
     if (request && s->x.is_connect && hooks_raw_get_key(L, tx, HOOKS_KEY_INTERCEPT) != LUA_TNIL)
         return -1;
     lua_settop(L, tx);
-    if (hooks_raw_get_key(L, tx, request ? HOOKS_KEY_REQ : HOOKS_KEY_RES) != LUA_TTABLE) /* +2 tx side */
+    if (lua_rawgeti(L, tx, request ? TX_SLOT_REQ : TX_SLOT_RES) != LUA_TTABLE) /* +2 tx side */
         return -1;
     side = tx + 1;
     d = side + 1;

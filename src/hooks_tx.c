@@ -193,7 +193,9 @@ static int push_line_field(lua_State *L, const struct data_line *line, const cha
 
 /* Pushes the data table of the side at <side> (absolute), made from its
  * line and list if it has none yet: { <the line's fields>, headers = }.
- * Pushes nil when <side> is not a side (no data table and no line). */
+ * An error when <side> has neither: not a side, or one whose parts a
+ * script changed by index (tx.req[3] = x), which __newindex does not see
+ * (the slots exist). */
 static void push_data(lua_State *L, int side)
 {
     struct data_line *line;
@@ -202,10 +204,9 @@ static void push_data(lua_State *L, int side)
     if (lua_rawgeti(L, side, SIDE_DATA) == LUA_TTABLE)   /* +1 d */
         return;
     lua_pop(L, 1);
-    if (!(line = side_line(L, side))) {
-        lua_pushnil(L);
-        return;
-    }
+    if (!(line = side_line(L, side)) || lua_rawgeti(L, side, SIDE_LIST) != LUA_TTABLE)
+        luaL_error(L, "not the request or response of a tx (its parts were changed by index)");
+    lua_pop(L, 1);
     /* Room for the line, the headers and what hooks_api adds first (url,
      * the changed mark). */
     lua_createtable(L, 0, line->is_request ? 9 : 5);     /* +1 d */
@@ -227,13 +228,14 @@ static void push_data(lua_State *L, int side)
 }
 
 /* native.data_of(side): the data table of a side, made if need be; nil
- * for anything that is not a side. */
+ * for nil (no side made), an error for anything else not a side. */
 static int data_of(lua_State *L)
 {
-    if (!lua_istable(L, 1)) {
+    if (lua_isnoneornil(L, 1)) {
         lua_pushnil(L);
         return 1;
     }
+    luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     push_data(L, 1);
     return 1;
@@ -261,11 +263,13 @@ int hooks_tx_side_parts(lua_State *L, int side)
     return 0;
 }
 
-/* Makes tx[<key>] (<tx> absolute) a new side over a view of <fields>,
- * with the line of the <n> strings <str> (of <len> bytes) and <number>
- * kept in the view's block; its metatable is the one under the registry
- * reference <mt_ref>. Pushes the side. */
-static void make_side(lua_State *L, int tx, enum hooks_key key, int mt_ref,
+/* Makes tx[<key>] and tx[<slot>] (<tx> absolute) a new side over a view
+ * of <fields>, with the line of the <n> strings <str> (of <len> bytes)
+ * and <number> kept in the view's block; its metatable is the one under
+ * the registry reference <mt_ref>. Pushes the side. The slot is what the
+ * proxy reads; the key, what a script reads without a call of tx's
+ * __index, and may assign. */
+static void make_side(lua_State *L, int tx, enum hooks_key key, enum tx_slot slot, int mt_ref,
                       const struct headers *fields, uint64_t stamp, int is_request,
                       const char *const *str, const size_t *len, size_t n, lua_Integer number)
 {
@@ -294,6 +298,8 @@ static void make_side(lua_State *L, int tx, enum hooks_key key, int mt_ref,
     hooks_push_key(L, h, key);
     lua_pushvalue(L, -2);
     lua_rawset(L, tx);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, tx, slot);
 }
 
 /* tx.req made from the exchange of <s>, for that exchange's tx at <tx>
@@ -309,8 +315,8 @@ static void make_request_of(lua_State *L, int tx, struct session *s)
     const char *str[5] = {x->fwd_method, scheme, x->host, x->is_connect ? "" : x->fwd_path, version};
     size_t len[5] = {x->fwd_method_len, strlen(scheme), strlen(x->host),
                      x->is_connect ? 0 : x->fwd_path_len, 3};
-    make_side(L, tx, HOOKS_KEY_REQ, hooks_of(L)->request_mt_ref, &x->req_headers, x->id, 1, str,
-              len, 5, x->port);
+    make_side(L, tx, HOOKS_KEY_REQ, TX_SLOT_REQ, hooks_of(L)->request_mt_ref, &x->req_headers,
+              x->id, 1, str, len, 5, x->port);
 }
 
 /* The same for the tx at <tx> (an absolute index), when it is that of the
@@ -411,9 +417,10 @@ static int make_response_late(lua_State *L, int tx)
 /* tx's __index: the method <key> of upvalue 1 (hooks_api's tx_methods);
  * tx.id, from its slot; tx.req, made on a script's first look at it, and
  * tx.res likewise in an on_response that did not get it made before
- * (make_response_late); else what upvalue 2 (hooks_api's tx_index_rest)
- * returns for the other fields made on first use. tx.req is read by most
- * hooks, and this way costs no Lua call. */
+ * (make_response_late), or either from its slot when a script assigned
+ * nil to it; else what upvalue 2 (hooks_api's tx_index_rest) returns for
+ * the other fields made on first use. tx.req is read by most hooks, and
+ * this way costs no Lua call. */
 static int tx_index(lua_State *L)
 {
     size_t len;
@@ -429,16 +436,20 @@ static int tx_index(lua_State *L)
         lua_rawgeti(L, 1, TX_SLOT_ID);
         return 1;
     }
-    if (key && len == 3 && memcmp(key, "req", 3) == 0 && lua_type(L, 1) == LUA_TTABLE) {
-        /* Not in tx: made now, if tx is the exchange's */
-        if (!make_request(L, 1))                          /* +1 side */
-            lua_pushnil(L);
-        return 1;
-    }
-    if (key && len == 3 && memcmp(key, "res", 3) == 0 && lua_type(L, 1) == LUA_TTABLE &&
-        make_response_late(L, 1)) {
-        hooks_raw_get_key(L, 1, HOOKS_KEY_RES);
-        return 1;
+    /* tx.req or tx.res not under its key: the side made before (a script
+     * assigned nil to the key), or made now when it can be. */
+    if (key && len == 3 && (memcmp(key, "req", 3) == 0 || memcmp(key, "res", 3) == 0) &&
+        lua_type(L, 1) == LUA_TTABLE) {
+        int request = key[2] == 'q';
+        if (lua_rawgeti(L, 1, request ? TX_SLOT_REQ : TX_SLOT_RES) != LUA_TNIL) /* +1 side */
+            return 1;
+        lua_pop(L, 1);
+        if (request && make_request(L, 1))                /* +1 side */
+            return 1;
+        if (!request && make_response_late(L, 1)) {
+            lua_rawgeti(L, 1, TX_SLOT_RES);
+            return 1;
+        }
     }
     lua_pushvalue(L, lua_upvalueindex(2));
     lua_insert(L, 1);
@@ -490,6 +501,10 @@ void hooks_tx_register(lua_State *L)
     lua_setfield(L, -2, "tx_client_ip_slot");
     lua_pushinteger(L, TX_SLOT_CLIENT_PORT);
     lua_setfield(L, -2, "tx_client_port_slot");
+    lua_pushinteger(L, TX_SLOT_REQ);
+    lua_setfield(L, -2, "tx_req_slot");
+    lua_pushinteger(L, TX_SLOT_RES);
+    lua_setfield(L, -2, "tx_res_slot");
     lua_pushinteger(L, EXCHANGE_REASON_MAX); /* the longest tx.res.reason */
     lua_setfield(L, -2, "reason_max");
 }
@@ -565,8 +580,8 @@ void hooks_tx_make_response(lua_State *L, struct session *s)
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, x->hook.tx_ref);    /* +1 tx */
     tx = lua_gettop(L);
-    make_side(L, tx, HOOKS_KEY_RES, x->hook.hooks->response_mt_ref, &x->res_headers, x->id, 0,
-              &reason, &len, 1, x->status);
+    make_side(L, tx, HOOKS_KEY_RES, TX_SLOT_RES, x->hook.hooks->response_mt_ref, &x->res_headers,
+              x->id, 0, &reason, &len, 1, x->status);
     lua_settop(L, tx - 1);
 }
 

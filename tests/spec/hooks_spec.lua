@@ -588,6 +588,51 @@ describe("hooks", function()
       assert.are.equal("GET /echo HTTP/1.1", r.request_line)
       assert.are.equal(origin.authority, r.headers["host"])
     end)
+
+    -- The proxy keeps the tx.req and tx.res it made apart from the names
+    -- a script reads them by: assigning to tx.req changes what the script
+    -- sees, not what is sent. Their parts sit at indexes 1 to 3, where a
+    -- store is not a setter's, and is refused when read back.
+    local ASSIGN_SIDES = [==[
+local on_req = {
+  ["nil"] = function(tx)
+    tx.req.headers["X-A"] = "1"
+    tx.req = nil
+    tx.ctx.again = tx.req ~= nil and tx.req.headers["X-A"]
+  end,
+  ["table"] = function(tx) tx.req.headers["X-A"] = "1"; tx.req = { headers = {} } end,
+  ["fail"] = function(tx) tx.req.headers["X-A"] = "1"; tx.req = {}; error("on purpose") end,
+  ["index"] = function(tx) tx.req[1] = "x" end,
+}
+function on_request(tx) on_req[tx.req.headers["X-Case"]](tx) end
+function before_connect(tx) tx.ctx.port = tx.upstream.port end
+function on_response(tx)
+  tx.res = nil
+  tx.res.headers["X-Again"] = tx.ctx.again or "no"
+end
+]==]
+
+    it("reads back the tx.req and tx.res it made, whatever a script assigns to them", function()
+      proxy = procs.proxy({ "-s", h.tmpfile(ASSIGN_SIDES, "assign_sides.lua") })
+      for _, case in ipairs({ "nil", "table" }) do
+        local resp = get("/echo", { "X-Case: " .. case })
+        assert.are.equal(200, resp.status, case .. ": " .. proxy.log())
+        assert.truthy(resp.body:find("\r\nX-A: 1\r\n", 1, true), case .. ": " .. resp.body)
+        assert.are.equal(case == "nil" and "1" or "no", resp.headers["x-again"], case)
+      end
+      local resp = get("/echo", { "X-Case: index" })
+      assert.are.equal(500, resp.status)
+      assert.truthy(wait_log("its parts were changed by index"), proxy.log())
+    end)
+
+    it("undoes a failed hook that replaced tx.req under --hook-errors open", function()
+      proxy = procs.proxy({ "-s", h.tmpfile(ASSIGN_SIDES, "assign_sides.lua"),
+                            "--hook-errors", "open" })
+      local resp = get("/echo", { "X-Case: fail" })
+      assert.are.equal(200, resp.status, proxy.log())
+      assert.is_nil(resp.body:find("X-A:", 1, true), resp.body)
+      assert.are.equal("no", resp.headers["x-again"])
+    end)
   end)
 
   ----------------------------------------------------------------------------
