@@ -55,18 +55,14 @@ enum hooks_key {
     HOOKS_KEY_COUNT
 };
 
-/* What a tx holds in its array part (hooks_tx_make): tx.id, what
- * tx.client is made from, and tx.req and tx.res once made (see hooks_tx.c,
- * "tx.req and tx.res"): the sides the proxy reads back, whatever a script
- * assigns to tx.req or tx.res. Read through tx's __index (hooks_tx.c) and
- * by hooks_api, which learns the slots from native. */
+/* What a tx holds in its array part (hooks_tx_make): tx.id, and what
+ * tx.client is made from. Read through tx's __index (hooks_tx.c) and
+ * hooks_api's tx_index_rest, which learns the slots from native. */
 enum tx_slot {
     TX_SLOT_ID = 1,
     TX_SLOT_CLIENT_IP,
     TX_SLOT_CLIENT_PORT,
-    TX_SLOT_REQ,
-    TX_SLOT_RES,
-    TX_SLOT_COUNT = TX_SLOT_RES
+    TX_SLOT_COUNT = TX_SLOT_CLIENT_PORT
 };
 
 /* A loaded set of scripts: one Lua state. */
@@ -229,6 +225,10 @@ int hooks_tx_is_of(lua_State *L, int tx, const struct session *s);
 int hooks_raw_get_field(lua_State *L, int t, const char *key);
 /* The same for one of the keys of enum hooks_key (<t> absolute). */
 int hooks_raw_get_key(lua_State *L, int t, enum hooks_key key);
+/* Pushes the side (tx.req if <request>, else tx.res: see hooks_tx.c) the
+ * proxy keeps in the tx at <tx>, whatever a script assigned to the names;
+ * returns its type (LUA_TNIL before it is made). */
+int hooks_tx_get_side(lua_State *L, int tx, int request);
 /* Whether a script used the line of the side (tx.req or tx.res, see
  * hooks_tx.c) at <side>: read a field of it, or had its data table made;
  * 1 too for what is not a side. */
@@ -236,7 +236,8 @@ int hooks_tx_side_read(lua_State *L, int side);
 /* Pushes the data table of the side at <side> (absolute) and its header
  * list (the data table's, once there is one): returns 1. Without a data
  * table, pushes nil and the side's list: returns 0. Returns -1 (two
- * values pushed) when the side's data slot holds anything else. */
+ * values pushed) when the side's parts are not what the proxy made (a
+ * script stored into them by index): the full read-back then refuses. */
 int hooks_tx_side_parts(lua_State *L, int side);
 
 /* ---- hooks_readback.c ---- */
@@ -301,6 +302,9 @@ void *hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64
                               size_t extra);
 /* The caller's bytes of a block hooks_headers_push_view made. */
 void *hooks_headers_extra(void *block);
+/* Whether the value at <block> is the block hooks_headers_push_view made
+ * for the list at <list> (the list it pushed, filled or not). */
+int hooks_headers_block_of(lua_State *L, int block, int list);
 /* Whether the value at <idx> is such a block (and not a userdata a
  * script put in its place). */
 int hooks_headers_is_block(lua_State *L, int idx);

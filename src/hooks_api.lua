@@ -25,9 +25,10 @@ local SLEEP = "luaproxy.sleep" -- what proxy.sleep yields; hooks_run.c looks for
 -- ({ method =, ..., headers = }, or { status =, reason =, headers = }),
 -- made from the side the first time it is needed; nil for nil.
 local data_of = native.data_of
--- Where a tx keeps its sides for the proxy (tx.req and tx.res are what a
--- script reads, and may assign to).
-local REQ_SLOT, RES_SLOT = native.tx_req_slot, native.tx_res_slot
+-- The keys (light userdata, which no script can name) under which a tx
+-- keeps its sides for the proxy: tx.req and tx.res are what a script
+-- reads, and may assign to.
+local REQ_KEY, RES_KEY = native.tx_req_key, native.tx_res_key
 
 ---------------------------------------------------------------------------
 -- Validation: a script can never make the proxy send a split message.
@@ -363,13 +364,13 @@ end
 -- if need be; res_data(tx) tx.res's, if tx.res was made. Both as the proxy
 -- keeps them, whatever a script assigned to tx.req or tx.res.
 local function req_data(tx)
-  local side = rawget(tx, REQ_SLOT)
+  local side = rawget(tx, REQ_KEY)
   if side == nil then side = native.make_request(tx) end
   return data_of(side)
 end
 
 local function res_data(tx)
-  return data_of(rawget(tx, RES_SLOT))
+  return data_of(rawget(tx, RES_KEY))
 end
 
 -- Where a tx holds what tx.client is made from (hooks_tx.c, TX_SLOT_*).
@@ -606,8 +607,8 @@ api.Headers, api.Request, api.Response = Headers, Request, Response
 
 -- A tx is made in C (hooks_tx.c) as
 --   setmetatable({ id, client_ip, client_port }, Tx)
--- (tx.id is read from slot 1 by its __index; tx.req and tx.res go to
--- slots 4 and 5, and under their names, when made)
+-- (tx.id is read from slot 1 by its __index; tx.req and tx.res go under
+-- REQ_KEY and RES_KEY, and under their names, when made)
 -- with this:
 api.Tx = Tx
 
@@ -622,7 +623,7 @@ end
 -- one comes back from the target.
 -- nil when no script changed the request: the relay keeps what it has.
 function api.request_out(tx)
-  local d = data_of(rawget(tx, REQ_SLOT))
+  local d = data_of(rawget(tx, REQ_KEY))
   if d == nil or not d[CHANGED] and not list_changed(d.headers) and rawget(tx, "_intercept") == nil then
     return nil
   end
@@ -649,12 +650,13 @@ function api.upstream_out(tx)
   return check_host(u.host, 2), check_port(u.port, 2), u.tls, parent
 end
 
--- For on_done after an exchange that had no response hooks; before
--- on_response, hooks_tx.c makes the same tables in C.
+-- For on_done after an exchange that had no response hooks: a side with
+-- its data table made at once (hooks_tx.c makes the response's side for
+-- on_response in C, over a view of the head, with no data table yet).
 function api.set_response(tx, status, reason, fields)
   local d = { status = status, reason = reason, headers = headers_from_list(fields) }
   local side = new_response(d)
-  rawset(tx, RES_SLOT, side)
+  rawset(tx, RES_KEY, side)
   rawset(tx, "res", side)
 end
 
@@ -677,7 +679,7 @@ function api.finish(tx, status, err, bytes_sent, bytes_received, duration)
   rawset(tx, "bytes_sent", bytes_sent)
   rawset(tx, "bytes_received", bytes_received)
   rawset(tx, "duration", duration)
-  if rawget(tx, RES_SLOT) == nil then api.set_response(tx, status, "", {}) end
+  if rawget(tx, RES_KEY) == nil then api.set_response(tx, status, "", {}) end
 end
 
 -- For --hook-errors open: what a failing hook changed is undone.
@@ -770,7 +772,7 @@ local function upstream_text(u)
 end
 
 function api.change_base(tx)
-  local d, r = data_of(rawget(tx, REQ_SLOT)), res_data(tx)
+  local d, r = data_of(rawget(tx, REQ_KEY)), res_data(tx)
   local b = { respond = rawget(tx, "_respond") }
   if d then b.method, b.url, b.headers = d.method, url_of(d), copy_headers(d.headers) end
   if r then b.status, b.res_headers = r.status, copy_headers(r.headers) end
@@ -782,7 +784,7 @@ end
 -- nil, or the changes one per line ("request header X-Foo added", ...).
 function api.changes(tx, b)
   local out = {}
-  local d, r = data_of(rawget(tx, REQ_SLOT)), res_data(tx)
+  local d, r = data_of(rawget(tx, REQ_KEY)), res_data(tx)
   if d and b.method == nil and (d[CHANGED] or list_changed(d.headers)) then
     -- tx.req was first read during this call: the exchange still holds
     -- the request as it was before it.

@@ -190,6 +190,13 @@ void *hooks_headers_push_view(lua_State *L, const struct headers *fields, uint64
     return (char *)b + extra_off;
 }
 
+int hooks_headers_block_of(lua_State *L, int block, int list)
+{
+    const struct view_base *b;
+    return lua_type(L, block) == LUA_TUSERDATA && (b = block_of(lua_touserdata(L, block))) &&
+           b->owner == lua_topointer(L, list);
+}
+
 void *hooks_headers_extra(void *block)
 {
     struct view_base *b = block;

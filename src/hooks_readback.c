@@ -409,7 +409,7 @@ static int changed_side(lua_State *L, struct session *s, int request, int quick)
     if (request && s->x.is_connect && hooks_raw_get_key(L, tx, HOOKS_KEY_INTERCEPT) != LUA_TNIL)
         return -1;
     lua_settop(L, tx);
-    if (lua_rawgeti(L, tx, request ? TX_SLOT_REQ : TX_SLOT_RES) != LUA_TTABLE) /* +2 tx side */
+    if (hooks_tx_get_side(L, tx, request) != LUA_TTABLE)  /* +2 tx side */
         return -1;
     side = tx + 1;
     d = side + 1;

@@ -39,13 +39,14 @@ int hooks_tx_make(lua_State *L)
     struct hooks *h = x->hook.hooks;
 
     /* The request itself (tx.req) is copied in only when a script first
-     * looks at it: see hooks_tx_request_of. The table is what hooks_api
-     * describes at api.Tx, made here without a call into Lua. tx.id and
-     * tx.client come from the array part (TX_SLOT_*), three stores that
-     * cost a fraction of as many keys in the hash part; the hash part is
-     * sized for tx.req and tx.res when the last exchange's scripts used
-     * either, else left for a script to grow. */
-    lua_createtable(L, TX_SLOT_COUNT, h->req_wanted || h->res_wanted ? 2 : 0); /* +1 tx */
+     * looks at it, or before the hook (call_hook) when the last one did:
+     * see make_request_of. The table is what hooks_api describes at
+     * api.Tx, made here without a call into Lua. tx.id and tx.client come
+     * from the array part (TX_SLOT_*), three stores that cost a fraction
+     * of as many keys in the hash part; the hash part is sized for tx.req
+     * and tx.res (each under its name and the proxy's key) when the last
+     * exchange's scripts used either, else left for a script to grow. */
+    lua_createtable(L, TX_SLOT_COUNT, h->req_wanted || h->res_wanted ? 4 : 0); /* +1 tx */
     lua_pushinteger(L, (lua_Integer)x->id);
     lua_rawseti(L, -2, TX_SLOT_ID);
     lua_pushstring(L, s->client_ip);
@@ -144,6 +145,18 @@ int hooks_raw_get_key(lua_State *L, int t, enum hooks_key key)
  */
 enum { SIDE_LIST = 1, SIDE_DATA = 2, SIDE_LINE = 3 };
 
+/* The keys (light userdata) under which a tx keeps its sides for the
+ * proxy: the read-back and hooks_api read them there, so what a script
+ * assigns to tx.req or tx.res changes only what the script reads. A key
+ * in the hash part, not an array slot: `tx[#tx + 1] = v` or
+ * table.insert(tx, v) would reach one. */
+static const char req_side_key = 'q', res_side_key = 's';
+
+int hooks_tx_get_side(lua_State *L, int tx, int request)
+{
+    return lua_rawgetp(L, tx, request ? &req_side_key : &res_side_key);
+}
+
 struct data_line {
     int is_request;
     int read;           /* a script read a field of it (see hooks_tx_side_read) */
@@ -166,6 +179,19 @@ static struct data_line *side_line(lua_State *L, int side)
         line = hooks_headers_extra(lua_touserdata(L, -1));
     lua_pop(L, 1);
     return line;
+}
+
+/* Whether the list and the block of the side at <side> (absolute) are
+ * the pair make_side put there: a list a script stored at SIDE_LIST would
+ * be read back in place of the view holding the hook's edits. */
+static int parts_as_made(lua_State *L, int side)
+{
+    int made;
+    lua_rawgeti(L, side, SIDE_LINE);
+    lua_rawgeti(L, side, SIDE_LIST);
+    made = hooks_headers_block_of(L, -2, -1);
+    lua_pop(L, 2);
+    return made;
 }
 
 /* Pushes the field <key> (<len> bytes) of <line> and returns 1, or
@@ -201,12 +227,15 @@ static void push_data(lua_State *L, int side)
     struct data_line *line;
     const char *p;
 
-    if (lua_rawgeti(L, side, SIDE_DATA) == LUA_TTABLE)   /* +1 d */
+    if (lua_rawgeti(L, side, SIDE_DATA) == LUA_TTABLE) { /* +1 d */
+        if (hooks_raw_get_key(L, lua_absindex(L, -1), HOOKS_KEY_HEADERS) != LUA_TTABLE)
+            luaL_error(L, "not the request or response of a tx (its parts were changed by index)");
+        lua_pop(L, 1);
         return;
+    }
     lua_pop(L, 1);
-    if (!(line = side_line(L, side)) || lua_rawgeti(L, side, SIDE_LIST) != LUA_TTABLE)
+    if (!(line = side_line(L, side)) || !parts_as_made(L, side))
         luaL_error(L, "not the request or response of a tx (its parts were changed by index)");
-    lua_pop(L, 1);
     /* Room for the line, the headers and what hooks_api adds first (url,
      * the changed mark). */
     lua_createtable(L, 0, line->is_request ? 9 : 5);     /* +1 d */
@@ -255,7 +284,7 @@ int hooks_tx_side_parts(lua_State *L, int side)
         hooks_raw_get_key(L, lua_absindex(L, -1), HOOKS_KEY_HEADERS); /* +2 d list */
         return 1;
     }
-    if (!lua_isnil(L, -1)) {
+    if (!lua_isnil(L, -1) || !parts_as_made(L, side)) {
         lua_pushnil(L);
         return -1;
     }
@@ -263,13 +292,13 @@ int hooks_tx_side_parts(lua_State *L, int side)
     return 0;
 }
 
-/* Makes tx[<key>] and tx[<slot>] (<tx> absolute) a new side over a view
- * of <fields>, with the line of the <n> strings <str> (of <len> bytes)
- * and <number> kept in the view's block; its metatable is the one under
- * the registry reference <mt_ref>. Pushes the side. The slot is what the
- * proxy reads; the key, what a script reads without a call of tx's
- * __index, and may assign. */
-static void make_side(lua_State *L, int tx, enum hooks_key key, enum tx_slot slot, int mt_ref,
+/* Makes tx[<key>] and tx's side under the proxy's key for <key> (<tx>
+ * absolute) a new side over a view of <fields>, with the line of the <n>
+ * strings <str> (of <len> bytes) and <number> kept in the view's block;
+ * its metatable is the one under the registry reference <mt_ref>. Pushes
+ * the side. The proxy's key is what the proxy reads; <key>, what a script
+ * reads without a call of tx's __index, and may assign. */
+static void make_side(lua_State *L, int tx, enum hooks_key key, int mt_ref,
                       const struct headers *fields, uint64_t stamp, int is_request,
                       const char *const *str, const size_t *len, size_t n, lua_Integer number)
 {
@@ -299,7 +328,7 @@ static void make_side(lua_State *L, int tx, enum hooks_key key, enum tx_slot slo
     lua_pushvalue(L, -2);
     lua_rawset(L, tx);
     lua_pushvalue(L, -1);
-    lua_rawseti(L, tx, slot);
+    lua_rawsetp(L, tx, key == HOOKS_KEY_REQ ? &req_side_key : &res_side_key);
 }
 
 /* tx.req made from the exchange of <s>, for that exchange's tx at <tx>
@@ -315,8 +344,8 @@ static void make_request_of(lua_State *L, int tx, struct session *s)
     const char *str[5] = {x->fwd_method, scheme, x->host, x->is_connect ? "" : x->fwd_path, version};
     size_t len[5] = {x->fwd_method_len, strlen(scheme), strlen(x->host),
                      x->is_connect ? 0 : x->fwd_path_len, 3};
-    make_side(L, tx, HOOKS_KEY_REQ, TX_SLOT_REQ, hooks_of(L)->request_mt_ref, &x->req_headers,
-              x->id, 1, str, len, 5, x->port);
+    make_side(L, tx, HOOKS_KEY_REQ, hooks_of(L)->request_mt_ref, &x->req_headers, x->id, 1, str,
+              len, 5, x->port);
 }
 
 /* The same for the tx at <tx> (an absolute index), when it is that of the
@@ -441,13 +470,13 @@ static int tx_index(lua_State *L)
     if (key && len == 3 && (memcmp(key, "req", 3) == 0 || memcmp(key, "res", 3) == 0) &&
         lua_type(L, 1) == LUA_TTABLE) {
         int request = key[2] == 'q';
-        if (lua_rawgeti(L, 1, request ? TX_SLOT_REQ : TX_SLOT_RES) != LUA_TNIL) /* +1 side */
+        if (hooks_tx_get_side(L, 1, request) != LUA_TNIL) /* +1 side */
             return 1;
         lua_pop(L, 1);
         if (request && make_request(L, 1))                /* +1 side */
             return 1;
         if (!request && make_response_late(L, 1)) {
-            lua_rawgeti(L, 1, TX_SLOT_RES);
+            hooks_tx_get_side(L, 1, 0);
             return 1;
         }
     }
@@ -501,10 +530,10 @@ void hooks_tx_register(lua_State *L)
     lua_setfield(L, -2, "tx_client_ip_slot");
     lua_pushinteger(L, TX_SLOT_CLIENT_PORT);
     lua_setfield(L, -2, "tx_client_port_slot");
-    lua_pushinteger(L, TX_SLOT_REQ);
-    lua_setfield(L, -2, "tx_req_slot");
-    lua_pushinteger(L, TX_SLOT_RES);
-    lua_setfield(L, -2, "tx_res_slot");
+    lua_pushlightuserdata(L, (void *)(uintptr_t)&req_side_key);
+    lua_setfield(L, -2, "tx_req_key");
+    lua_pushlightuserdata(L, (void *)(uintptr_t)&res_side_key);
+    lua_setfield(L, -2, "tx_res_key");
     lua_pushinteger(L, EXCHANGE_REASON_MAX); /* the longest tx.res.reason */
     lua_setfield(L, -2, "reason_max");
 }
@@ -580,8 +609,8 @@ void hooks_tx_make_response(lua_State *L, struct session *s)
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, x->hook.tx_ref);    /* +1 tx */
     tx = lua_gettop(L);
-    make_side(L, tx, HOOKS_KEY_RES, TX_SLOT_RES, x->hook.hooks->response_mt_ref, &x->res_headers,
-              x->id, 0, &reason, &len, 1, x->status);
+    make_side(L, tx, HOOKS_KEY_RES, x->hook.hooks->response_mt_ref, &x->res_headers, x->id, 0,
+              &reason, &len, 1, x->status);
     lua_settop(L, tx - 1);
 }
 

@@ -590,9 +590,10 @@ describe("hooks", function()
     end)
 
     -- The proxy keeps the tx.req and tx.res it made apart from the names
-    -- a script reads them by: assigning to tx.req changes what the script
-    -- sees, not what is sent. Their parts sit at indexes 1 to 3, where a
-    -- store is not a setter's, and is refused when read back.
+    -- a script reads them by (and from tx's array, which a script may use
+    -- as its own): assigning to tx.req changes what the script sees, not
+    -- what is sent. Their parts sit at indexes 1 to 3, where a store is not
+    -- a setter's, and is refused when read back.
     local ASSIGN_SIDES = [==[
 local on_req = {
   ["nil"] = function(tx)
@@ -601,8 +602,16 @@ local on_req = {
     tx.ctx.again = tx.req ~= nil and tx.req.headers["X-A"]
   end,
   ["table"] = function(tx) tx.req.headers["X-A"] = "1"; tx.req = { headers = {} } end,
+  ["append"] = function(tx)
+    tx.req.headers["X-A"] = "1"
+    tx[#tx + 1] = {}
+    table.insert(tx, "note")
+    table.insert(tx, "more")
+  end,
   ["fail"] = function(tx) tx.req.headers["X-A"] = "1"; tx.req = {}; error("on purpose") end,
   ["index"] = function(tx) tx.req[1] = "x" end,
+  ["list"] = function(tx) tx.req.headers["X-A"] = "1"; tx.req[1] = {} end,
+  ["data"] = function(tx) tx.req.headers["X-A"] = "1"; rawset(tx.req, 2, {}) end,
 }
 function on_request(tx) on_req[tx.req.headers["X-Case"]](tx) end
 function before_connect(tx) tx.ctx.port = tx.upstream.port end
@@ -614,15 +623,20 @@ end
 
     it("reads back the tx.req and tx.res it made, whatever a script assigns to them", function()
       proxy = procs.proxy({ "-s", h.tmpfile(ASSIGN_SIDES, "assign_sides.lua") })
-      for _, case in ipairs({ "nil", "table" }) do
+      for _, case in ipairs({ "append", "nil", "table" }) do
         local resp = get("/echo", { "X-Case: " .. case })
         assert.are.equal(200, resp.status, case .. ": " .. proxy.log())
         assert.truthy(resp.body:find("\r\nX-A: 1\r\n", 1, true), case .. ": " .. resp.body)
         assert.are.equal(case == "nil" and "1" or "no", resp.headers["x-again"], case)
       end
-      local resp = get("/echo", { "X-Case: index" })
-      assert.are.equal(500, resp.status)
-      assert.truthy(wait_log("its parts were changed by index"), proxy.log())
+      for i, case in ipairs({ "index", "list", "data" }) do
+        local resp = get("/echo", { "X-Case: " .. case })
+        assert.are.equal(500, resp.status, case)
+        assert.truthy(h.wait_for(function()
+          local _, n = proxy.log():gsub("its parts were changed by index", "")
+          return n >= i
+        end), case .. ": " .. proxy.log())
+      end
     end)
 
     it("undoes a failed hook that replaced tx.req under --hook-errors open", function()
