@@ -233,12 +233,14 @@ int hooks_tx_get_side(lua_State *L, int tx, int request);
  * hooks_tx.c) at <side>: read a field of it, or had its data table made;
  * 1 too for what is not a side. */
 int hooks_tx_side_read(lua_State *L, int side);
-/* Pushes the data table of the side at <side> (absolute) and its header
- * list (the data table's, once there is one): returns 1. Without a data
- * table, pushes nil and the side's list: returns 0. Returns -1 (two
- * values pushed) when the side's parts are not what the proxy made (a
- * script stored into them by index): the full read-back then refuses. */
-int hooks_tx_side_parts(lua_State *L, int side);
+/* Pushes the data table of the side at <side> (absolute), tx.req's if
+ * <request> else tx.res's, and its header list (the data table's, once
+ * there is one): returns 1. Without a data table, pushes nil and the
+ * side's list: returns 0. Returns -1 (two values pushed) when the side's
+ * parts are not what the proxy made for that side (a script stored into
+ * them by index, or put one side in the other's place): the full
+ * read-back then refuses. */
+int hooks_tx_side_parts(lua_State *L, int side, int request);
 
 /* ---- hooks_readback.c ---- */
 

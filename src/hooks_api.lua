@@ -25,9 +25,9 @@ local SLEEP = "luaproxy.sleep" -- what proxy.sleep yields; hooks_run.c looks for
 -- ({ method =, ..., headers = }, or { status =, reason =, headers = }),
 -- made from the side the first time it is needed; nil for nil.
 local data_of = native.data_of
--- The keys (light userdata, which no script can name) under which a tx
--- keeps its sides for the proxy: tx.req and tx.res are what a script
--- reads, and may assign to.
+-- The keys (light userdata) under which a tx keeps its sides for the
+-- proxy: tx.req and tx.res are what a script reads, and may assign to.
+-- pairs(tx) skips them (Tx.__pairs); only next() comes across them.
 local REQ_KEY, RES_KEY = native.tx_req_key, native.tx_res_key
 
 ---------------------------------------------------------------------------
@@ -366,11 +366,11 @@ end
 local function req_data(tx)
   local side = rawget(tx, REQ_KEY)
   if side == nil then side = native.make_request(tx) end
-  return data_of(side)
+  return data_of(side, true)
 end
 
 local function res_data(tx)
-  return data_of(rawget(tx, RES_KEY))
+  return data_of(rawget(tx, RES_KEY), false)
 end
 
 -- Where a tx holds what tx.client is made from (hooks_tx.c, TX_SLOT_*).
@@ -399,7 +399,15 @@ local function tx_index_rest(t, key)
     end
     return nil
 end
-local Tx = { __index = native.tx_index(tx_methods, tx_index_rest) }
+-- pairs(tx) walks what a script may use: not the proxy's keys of its
+-- sides (light userdata, which a script could not even print).
+local function next_named(t, k)
+  local v
+  repeat k, v = next(t, k) until k ~= REQ_KEY and k ~= RES_KEY
+  return k, v
+end
+local Tx = { __index = native.tx_index(tx_methods, tx_index_rest),
+             __pairs = function(t) return next_named, t, nil end }
 
 -- Phases in which tx:respond is allowed; native.phase() names the phase
 -- running now.
@@ -623,7 +631,7 @@ end
 -- one comes back from the target.
 -- nil when no script changed the request: the relay keeps what it has.
 function api.request_out(tx)
-  local d = data_of(rawget(tx, REQ_KEY))
+  local d = data_of(rawget(tx, REQ_KEY), true)
   if d == nil or not d[CHANGED] and not list_changed(d.headers) and rawget(tx, "_intercept") == nil then
     return nil
   end
@@ -772,7 +780,7 @@ local function upstream_text(u)
 end
 
 function api.change_base(tx)
-  local d, r = data_of(rawget(tx, REQ_KEY)), res_data(tx)
+  local d, r = data_of(rawget(tx, REQ_KEY), true), res_data(tx)
   local b = { respond = rawget(tx, "_respond") }
   if d then b.method, b.url, b.headers = d.method, url_of(d), copy_headers(d.headers) end
   if r then b.status, b.res_headers = r.status, copy_headers(r.headers) end
@@ -784,7 +792,7 @@ end
 -- nil, or the changes one per line ("request header X-Foo added", ...).
 function api.changes(tx, b)
   local out = {}
-  local d, r = data_of(rawget(tx, REQ_KEY)), res_data(tx)
+  local d, r = data_of(rawget(tx, REQ_KEY), true), res_data(tx)
   if d and b.method == nil and (d[CHANGED] or list_changed(d.headers)) then
     -- tx.req was first read during this call: the exchange still holds
     -- the request as it was before it.

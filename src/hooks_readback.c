@@ -413,7 +413,7 @@ static int changed_side(lua_State *L, struct session *s, int request, int quick)
         return -1;
     side = tx + 1;
     d = side + 1;
-    parts = hooks_tx_side_parts(L, side);                 /* +4 tx side d list */
+    parts = hooks_tx_side_parts(L, side, request);        /* +4 tx side d list */
     if (parts < 0 || (parts == 1 && changed(L, d)) || lua_type(L, d + 1) != LUA_TTABLE)
         return -1;
     if (!hooks_headers_changed(L, d + 1))

@@ -182,14 +182,19 @@ static struct data_line *side_line(lua_State *L, int side)
 }
 
 /* Whether the list and the block of the side at <side> (absolute) are
- * the pair make_side put there: a list a script stored at SIDE_LIST would
- * be read back in place of the view holding the hook's edits. */
-static int parts_as_made(lua_State *L, int side)
+ * the pair make_side put there, for a request if <request> is 1, for a
+ * response if 0, either if -1: a list a script stored at SIDE_LIST would
+ * be read back in place of the view holding the hook's edits, and tx.req
+ * in tx.res's place would bring the request's edits to the response
+ * (both views are of the same exchange). */
+static int parts_as_made(lua_State *L, int side, int request)
 {
     int made;
     lua_rawgeti(L, side, SIDE_LINE);
     lua_rawgeti(L, side, SIDE_LIST);
-    made = hooks_headers_block_of(L, -2, -1);
+    made = hooks_headers_block_of(L, -2, -1) &&
+           (request < 0 ||
+            ((struct data_line *)hooks_headers_extra(lua_touserdata(L, -2)))->is_request == request);
     lua_pop(L, 2);
     return made;
 }
@@ -217,24 +222,43 @@ static int push_line_field(lua_State *L, const struct data_line *line, const cha
     return 0;
 }
 
+/* Whether the side at <side> has the metatable of tx.req (<request> 1) or
+ * of tx.res (0); always for -1. A side with a data table may have no
+ * block to tell (api.set_response makes none). */
+static int side_kind_is(lua_State *L, int side, int request)
+{
+    struct hooks *h = hooks_of(L);
+    int is;
+    if (request < 0)
+        return 1;
+    if (!lua_getmetatable(L, side))
+        return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, request ? h->request_mt_ref : h->response_mt_ref);
+    is = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return is;
+}
+
 /* Pushes the data table of the side at <side> (absolute), made from its
  * line and list if it has none yet: { <the line's fields>, headers = }.
  * An error when <side> has neither: not a side, or one whose parts a
  * script changed by index (tx.req[3] = x), which __newindex does not see
- * (the slots exist). */
-static void push_data(lua_State *L, int side)
+ * (the slots exist); or, for <request> 1 or 0 (-1: either), one made for
+ * the other side. */
+static void push_data(lua_State *L, int side, int request)
 {
     struct data_line *line;
     const char *p;
 
     if (lua_rawgeti(L, side, SIDE_DATA) == LUA_TTABLE) { /* +1 d */
-        if (hooks_raw_get_key(L, lua_absindex(L, -1), HOOKS_KEY_HEADERS) != LUA_TTABLE)
+        if (hooks_raw_get_key(L, lua_absindex(L, -1), HOOKS_KEY_HEADERS) != LUA_TTABLE ||
+            !side_kind_is(L, side, request))
             luaL_error(L, "not the request or response of a tx (its parts were changed by index)");
         lua_pop(L, 1);
         return;
     }
     lua_pop(L, 1);
-    if (!(line = side_line(L, side)) || !parts_as_made(L, side))
+    if (!(line = side_line(L, side)) || !parts_as_made(L, side, request))
         luaL_error(L, "not the request or response of a tx (its parts were changed by index)");
     /* Room for the line, the headers and what hooks_api adds first (url,
      * the changed mark). */
@@ -256,17 +280,20 @@ static void push_data(lua_State *L, int side)
     lua_rawseti(L, side, SIDE_DATA);
 }
 
-/* native.data_of(side): the data table of a side, made if need be; nil
- * for nil (no side made), an error for anything else not a side. */
+/* native.data_of(side [, request]): the data table of a side, made if
+ * need be (of tx.req's side if <request> is true, tx.res's if false,
+ * either if nil); nil for nil (no side made), an error for anything else
+ * not such a side. */
 static int data_of(lua_State *L)
 {
+    int request = lua_isnoneornil(L, 2) ? -1 : lua_toboolean(L, 2);
     if (lua_isnoneornil(L, 1)) {
         lua_pushnil(L);
         return 1;
     }
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    push_data(L, 1);
+    push_data(L, 1, request);
     return 1;
 }
 
@@ -278,13 +305,13 @@ int hooks_tx_side_read(lua_State *L, int side)
     return made || !(line = side_line(L, side)) || line->read;
 }
 
-int hooks_tx_side_parts(lua_State *L, int side)
+int hooks_tx_side_parts(lua_State *L, int side, int request)
 {
     if (lua_rawgeti(L, side, SIDE_DATA) == LUA_TTABLE) { /* +1 d */
         hooks_raw_get_key(L, lua_absindex(L, -1), HOOKS_KEY_HEADERS); /* +2 d list */
         return 1;
     }
-    if (!lua_isnil(L, -1) || !parts_as_made(L, side)) {
+    if (!lua_isnil(L, -1) || !parts_as_made(L, side, request)) {
         lua_pushnil(L);
         return -1;
     }
@@ -410,7 +437,7 @@ static int data_index(lua_State *L)
             lua_pushnil(L);
             return 1;
         }
-        push_data(L, 1);                                  /* +1 d: url needs its fields */
+        push_data(L, 1, -1);                              /* +1 d: url needs its fields */
     }
     lua_pushvalue(L, 2);
     if (lua_rawget(L, 3) != LUA_TNIL || lua_isnone(L, lua_upvalueindex(1)) || len != 3 ||

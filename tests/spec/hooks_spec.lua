@@ -612,12 +612,25 @@ local on_req = {
   ["index"] = function(tx) tx.req[1] = "x" end,
   ["list"] = function(tx) tx.req.headers["X-A"] = "1"; tx.req[1] = {} end,
   ["data"] = function(tx) tx.req.headers["X-A"] = "1"; rawset(tx.req, 2, {}) end,
+  ["swap"] = function(tx) tx.req.headers["X-A"] = "1"; tx.ctx.swap = true end,
+  ["walk"] = function(tx)
+    local _, kinds = tx.req.method, {}
+    for k in pairs(tx) do kinds[#kinds + 1] = type(k) == "string" and k or type(k) end
+    tx.ctx.walk = table.concat(kinds, " ")
+  end,
 }
 function on_request(tx) on_req[tx.req.headers["X-Case"]](tx) end
 function before_connect(tx) tx.ctx.port = tx.upstream.port end
 function on_response(tx)
+  if tx.ctx.swap then -- the proxy's own key, found with next: tx.req in tx.res's place
+    local req, res = tx.req, tx.res -- made before the walk, which adds no key
+    for k, v in next, tx do
+      if type(k) == "userdata" and v == res then rawset(tx, k, req) end
+    end
+  end
   tx.res = nil
   tx.res.headers["X-Again"] = tx.ctx.again or "no"
+  tx.res.headers["X-Walk"] = tx.ctx.walk
 end
 ]==]
 
@@ -629,9 +642,12 @@ end
         assert.truthy(resp.body:find("\r\nX-A: 1\r\n", 1, true), case .. ": " .. resp.body)
         assert.are.equal(case == "nil" and "1" or "no", resp.headers["x-again"], case)
       end
-      for i, case in ipairs({ "index", "list", "data" }) do
+      local walk = get("/echo", { "X-Case: walk" }).headers["x-walk"]
+      assert.truthy(walk and walk:find("req", 1, true), walk)
+      assert.is_nil(walk:find("userdata", 1, true), walk)
+      for i, case in ipairs({ "index", "list", "data", "swap" }) do
         local resp = get("/echo", { "X-Case: " .. case })
-        assert.are.equal(500, resp.status, case)
+        assert.are.equal(500, resp.status, case .. ": " .. proxy.log())
         assert.truthy(h.wait_for(function()
           local _, n = proxy.log():gsub("its parts were changed by index", "")
           return n >= i
