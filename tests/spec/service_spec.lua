@@ -98,11 +98,19 @@ describe("service operation", function()
     end)
   end)
 
+  -- Whether (bounded wait) <pidfile> holds <pid>. The proxy writes the
+  -- file just after it logs "listening on", which start() waits for.
+  local function pid_file_holds(pidfile, pid)
+    return h.wait_for(function()
+      return (h.read_file(pidfile) or ""):match("%d+") == tostring(pid)
+    end) or false
+  end
+
   it("--pid-file holds the pid while running and goes away after", function()
     local pidfile = h.tmpfile("", "luaproxy.pid")
     os.remove(pidfile)
     local proxy = start({ "--pid-file", pidfile })
-    assert.equal(tostring(proxy.pid), (h.read_file(pidfile) or ""):match("%d+"))
+    assert.is_true(pid_file_holds(pidfile, proxy.pid), h.read_file(pidfile))
     assert.equal(0, proxy.stop())
     assert.is_nil(h.read_file(pidfile))
   end)
@@ -118,7 +126,7 @@ describe("service operation", function()
                                      "--listen", "127.0.0.1:" .. proxy.port }, { wait = false })
       assert.equal(1, second.wait_exit(10))
       assert.truthy(second.log():find("cannot listen", 1, true), second.log())
-      assert.equal(tostring(proxy.pid), (h.read_file(pidfile) or ""):match("%d+"))
+      assert.is_true(pid_file_holds(pidfile, proxy.pid), h.read_file(pidfile))
       assert.equal(0, proxy.stop())
       assert.is_nil(h.read_file(pidfile))
     end)
