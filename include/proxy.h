@@ -97,7 +97,11 @@ int proxy_init(struct proxy *p, struct ev_loop *loop, const struct config *cfg,
 int proxy_listen_socket(const struct listen_addr *la, uint16_t port,
                         struct sockaddr_storage *bound, socklen_t *bound_len, char *err,
                         size_t err_len);
+/* Logs "listening on <addr>": for <addr>, and for every listener of <p>.
+ * Logged once --pid-file is written (see workers.c), so that a service
+ * manager that takes the line for readiness finds the file. */
 void proxy_log_listening(const struct sockaddr *addr);
+void proxy_log_listeners(const struct proxy *p);
 /* The port of an IPv4 or IPv6 address, in host order. */
 uint16_t proxy_address_port(const struct sockaddr_storage *addr);
 /* How long a parked upstream connection may stay idle under <cfg>:

@@ -404,7 +404,15 @@ void proxy_log_listening(const struct sockaddr *addr)
     log_info("listening on %s", text);
 }
 
-/* Watches listening socket <fd> (made here when <fd> is -1). */
+void proxy_log_listeners(const struct proxy *p)
+{
+    for (int i = 0; i < p->listener_count; i++)
+        proxy_log_listening((const struct sockaddr *)&p->listeners[i].addr);
+}
+
+/* Watches listening socket <fd> (made here when <fd> is -1). The caller
+ * says where it listens (proxy_log_listeners), once --pid-file is
+ * written: a service manager may take that line for readiness. */
 static int open_listener(struct proxy *p, const struct listen_addr *la, int fd, char *err,
                          size_t err_len)
 {
@@ -414,7 +422,6 @@ static int open_listener(struct proxy *p, const struct listen_addr *la, int fd, 
         fd = proxy_listen_socket(la, 0, &l->addr, &l->addr_len, err, err_len);
         if (fd < 0)
             return -1;
-        proxy_log_listening((struct sockaddr *)&l->addr);
     } else {
         l->addr_len = sizeof l->addr;
         getsockname(fd, (struct sockaddr *)&l->addr, &l->addr_len);

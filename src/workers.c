@@ -186,6 +186,8 @@ static int run_proxy(const struct config *cfg, int index, const int *listen_fds,
         ev_loop_destroy(loop);
         return 1;
     }
+    if (!listen_fds) /* workers leave it to their supervisor */
+        proxy_log_listeners(&proxy);
     /* Sockets are bound, scripts, keys and logs open: root is no longer
      * needed, and a worker that talks to the network should not keep it. */
     if (cfg->user && daemon_drop_privileges(cfg->user, err, sizeof err) != 0) {
@@ -615,11 +617,8 @@ int workers_run(const struct config *cfg)
                 return 1;
             }
             sv.fds[a * n + w] = fd;
-            if (w == 0) {
-                /* Port 0 picks one; the other workers must share it. */
+            if (w == 0) /* port 0 picks one; the other workers must share it */
                 port = proxy_address_port(&bound);
-                proxy_log_listening((struct sockaddr *)&bound);
-            }
         }
     }
 
@@ -633,6 +632,12 @@ int workers_run(const struct config *cfg)
     if (write_pid_file(cfg) != 0) {
         supervisor_release(&sv, count, cfg);
         return 1;
+    }
+    for (int a = 0; a < cfg->listen_count; a++) { /* see proxy_log_listeners */
+        struct sockaddr_storage bound;
+        socklen_t len = sizeof bound;
+        if (getsockname(sv.fds[a * n], (struct sockaddr *)&bound, &len) == 0)
+            proxy_log_listening((struct sockaddr *)&bound);
     }
     sv.channels = malloc(sizeof *sv.channels * (size_t)n);
     if (!sv.channels) {
